@@ -1,0 +1,31 @@
+"""The `streamer` command line: one group, one subcommand module per job."""
+
+from __future__ import annotations
+
+import click
+
+from streamer import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="streamer")
+def main() -> None:
+    """healthstream: streaming customer-health scores, MRR and at-risk alerts.
+
+    Events in (subscriptions, usage, tickets, surveys), per-account state, a health
+    score and alerts out. Run `streamer COMMAND --help` for each command.
+    """
+
+
+def _register() -> None:
+    """Attach the subcommands; each lives next to the code it drives."""
+    from streamer.contract.cli import schemas
+    from streamer.local.cli import local
+    from streamer.offline.cli import offline
+    from streamer.sim.cli import simulate
+
+    for command in (schemas, local, offline, simulate):
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,8 @@
+"""CLI stub."""
+
+import click
+
+
+@click.command("offline")
+def offline() -> None:
+    """Not built yet."""

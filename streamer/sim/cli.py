@@ -1,0 +1,8 @@
+"""CLI stub."""
+
+import click
+
+
+@click.command("simulate")
+def simulate() -> None:
+    """Not built yet."""
