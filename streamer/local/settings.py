@@ -1,0 +1,112 @@
+"""Ports and folders of the local stack: CLI options, then HEALTHSTREAM_* env vars, defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamer.local.errors import StackError
+
+HOST = "127.0.0.1"
+
+ENV_KAFKA_PORT = "HEALTHSTREAM_KAFKA_PORT"
+ENV_CONTROLLER_PORT = "HEALTHSTREAM_KAFKA_CONTROLLER_PORT"
+ENV_REDIS_PORT = "HEALTHSTREAM_REDIS_PORT"
+ENV_STACK_DIR = "HEALTHSTREAM_STACK_DIR"
+ENV_CACHE_DIR = "HEALTHSTREAM_CACHE_DIR"
+
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_CONTROLLER_PORT = 9093
+DEFAULT_REDIS_PORT = 6379
+DEFAULT_TIMEOUT = 120.0
+
+
+def repo_root() -> Path | None:
+    """The checkout this package runs from (editable install), or None when installed elsewhere."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / ".git").exists():
+        return root
+    return None
+
+
+def _base_dir() -> Path:
+    return repo_root() or Path.cwd()
+
+
+def _port(value: int | None, environ: Mapping[str, str], name: str, default: int) -> int:
+    if value is None:
+        raw = environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise StackError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise StackError(f"port {value} ({name}) is outside 1-65535")
+    return value
+
+
+def _dir(value: Path | str | None, environ: Mapping[str, str], name: str, default: Path) -> Path:
+    if value is None:
+        value = environ.get(name, "").strip() or default
+    return Path(value).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the stack keeps its state and which loopback ports it listens on."""
+
+    stack_dir: Path
+    cache_dir: Path
+    kafka_port: int = DEFAULT_KAFKA_PORT
+    controller_port: int = DEFAULT_CONTROLLER_PORT
+    redis_port: int = DEFAULT_REDIS_PORT
+    kafka_heap: str = "512m"
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        stack_dir: Path | str | None = None,
+        cache_dir: Path | str | None = None,
+        kafka_port: int | None = None,
+        controller_port: int | None = None,
+        redis_port: int | None = None,
+        timeout: float | None = None,
+    ) -> StackSettings:
+        """Explicit arguments win over the HEALTHSTREAM_* variables, which win over defaults."""
+        env = os.environ if environ is None else environ
+        base = _base_dir()
+        settings = cls(
+            stack_dir=_dir(stack_dir, env, ENV_STACK_DIR, base / ".local" / "stack"),
+            cache_dir=_dir(cache_dir, env, ENV_CACHE_DIR, base / ".cache"),
+            kafka_port=_port(kafka_port, env, ENV_KAFKA_PORT, DEFAULT_KAFKA_PORT),
+            controller_port=_port(controller_port, env, ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT),
+            redis_port=_port(redis_port, env, ENV_REDIS_PORT, DEFAULT_REDIS_PORT),
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+        )
+        ports = (settings.kafka_port, settings.controller_port, settings.redis_port)
+        if len(set(ports)) != len(ports):
+            raise StackError(f"the Kafka, Kafka controller and Redis ports must differ: {ports}")
+        return settings
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{HOST}:{self.redis_port}/0"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.stack_dir / "kafka"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.stack_dir / "redis"

@@ -1,0 +1,25 @@
+"""Integration fixtures: `stack` brings the local Kafka broker and Redis up once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from streamer.local.settings import StackSettings
+from streamer.local.stack import StackInfo, ensure_up, stop
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackInfo]:
+    """The running local stack (bootstrap, redis_url, ...), started through the same API as
+    `streamer local up` and configured by the same HEALTHSTREAM_* variables.
+
+    Services that were already running before the session are left running; the ones this
+    session started are stopped at its end.
+    """
+    settings = StackSettings.from_env()
+    info = ensure_up(settings)
+    yield info
+    if info.started:
+        stop(settings, services=info.started)
