@@ -1,0 +1,66 @@
+"""Turn raw message bytes into a validated event, or a `Rejected` with a reason a producer can act on."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from streamer.contract.events import EVENT_ADAPTER, EVENT_FAMILY, FAMILY_EVENT_TYPES, Event
+
+
+class Rejected(Exception):
+    """An input message that breaks the contract; `reason` says what and how to fix it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | None = None) -> Event:
+    """Validate one message value; check its topic family and key when given."""
+    try:
+        event = EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise Rejected(describe_validation_error(exc)) from None
+    if family is not None and EVENT_FAMILY[event.event_type] != family:
+        allowed = ", ".join(sorted(FAMILY_EVENT_TYPES[family]))
+        raise Rejected(
+            f"event_type {event.event_type!r} does not belong on the {family} topic "
+            f"(expected one of: {allowed})"
+        )
+    if key is not None and key != event.account_id.encode():
+        raise Rejected(
+            f"message key {key.decode(errors='replace')!r} disagrees with account_id "
+            f"{event.account_id!r}: key messages by account_id"
+        )
+    return event
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: where, what was wrong, and the offending value."""
+    return "; ".join(_describe(error) for error in exc.errors(include_url=False))
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "json_invalid":
+        return f"not valid JSON: {error['msg'].removeprefix('Invalid JSON: ')}"
+    if kind in ("dict_type", "model_attributes_type", "model_type") and not error["loc"]:
+        return f"the message must be a JSON object (got {type(error['input']).__name__})"
+    if kind == "union_tag_not_found":
+        return "missing field 'event_type'"
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag")
+        known = ", ".join(sorted(EVENT_FAMILY))
+        return f"unknown event_type {tag!r} (known types: {known})"
+    # The first location element is the union tag (the event type); the rest is the field path.
+    loc = [str(part) for part in error["loc"]]
+    event_type, path = (loc[0], loc[1:]) if loc and loc[0] in EVENT_FAMILY else (None, loc)
+    where = f"field {'.'.join(path)!r}" if path else "event"
+    if event_type:
+        where += f" of {event_type}"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{where} is required"
+    value = error.get("input")
+    return f"{where}: {message} (got {value!r})" if path else f"{where}: {message}"

@@ -1,0 +1,223 @@
+"""Input event contract (v1): one pydantic model per `event_type`, grouped by topic family.
+
+Unknown extra fields are ignored (forward compatibility); everything else that breaks a rule
+is refused with a message a producer can act on (see `streamer.contract.errors`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Amount = Annotated[
+    Decimal,
+    Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="Recurring charge per billing interval, major units, after discounts, before tax",
+        examples=["1900.00"],
+    ),
+]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+
+
+class Interval(StrEnum):
+    week = "week"
+    month = "month"
+    year = "year"
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+class SurveyKind(StrEnum):
+    nps = "nps"
+    csat = "csat"
+    ces = "ces"
+
+
+SURVEY_SCORE_RANGE: dict[SurveyKind, tuple[int, int]] = {
+    SurveyKind.nps: (0, 10),
+    SurveyKind.csat: (1, 5),
+    SurveyKind.ces: (1, 7),
+}
+
+
+class Envelope(BaseModel):
+    """Fields every input event carries."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: Id = Field(description="Unique per event; a repeat for the same account is a duplicate")
+    account_id: Id = Field(description="Must equal the message key when a key is present")
+    occurred_at: AwareDatetime = Field(description="Event time, RFC 3339 with offset")
+
+
+# -- cs.subscriptions ---------------------------------------------------------------------------
+
+
+class SubscriptionState(Envelope):
+    """The full state of a subscription (not a delta)."""
+
+    subscription_id: Id
+    plan: Annotated[str, Field(min_length=1, max_length=128)]
+    amount: Amount
+    currency: Currency
+    interval: Interval
+    interval_count: PositiveInt = 1
+    seats: NonNegativeInt | None = None
+    term_end: AwareDatetime | None = None
+
+
+class SubscriptionStarted(SubscriptionState):
+    """A subscription begins at `occurred_at`."""
+
+    event_type: Literal["subscription.started"]
+
+
+class SubscriptionChanged(SubscriptionState):
+    """Plan, price, interval or seats change at `occurred_at`."""
+
+    event_type: Literal["subscription.changed"]
+
+
+class SubscriptionRenewed(Envelope):
+    """The contract was renewed until `term_end`."""
+
+    event_type: Literal["subscription.renewed"]
+    subscription_id: Id
+    term_end: AwareDatetime
+
+
+class SubscriptionCanceled(Envelope):
+    """The subscription ends at `effective_at` (default `occurred_at`); a future one is scheduled."""
+
+    event_type: Literal["subscription.canceled"]
+    subscription_id: Id
+    effective_at: AwareDatetime | None = None
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class PaymentFailed(Envelope):
+    """A charge failed (an involuntary-churn signal)."""
+
+    event_type: Literal["subscription.payment_failed"]
+    subscription_id: Id
+    attempt: PositiveInt
+
+
+# -- cs.usage -----------------------------------------------------------------------------------
+
+
+class UsageRecorded(Envelope):
+    """`user_id` used `feature` `count` times at `occurred_at`."""
+
+    event_type: Literal["usage.recorded"]
+    user_id: Id
+    feature: Annotated[str, Field(min_length=1, max_length=128)]
+    count: PositiveInt = 1
+
+
+# -- cs.tickets ---------------------------------------------------------------------------------
+
+
+class TicketOpened(Envelope):
+    """A support ticket is opened."""
+
+    event_type: Literal["ticket.opened"]
+    ticket_id: Id
+    priority: Priority
+    channel: Annotated[str, Field(max_length=64)] | None = None
+
+
+class TicketResolved(Envelope):
+    """The ticket is resolved; `contacts == 1` is a first-contact resolution."""
+
+    event_type: Literal["ticket.resolved"]
+    ticket_id: Id
+    contacts: PositiveInt
+
+
+class TicketReopened(Envelope):
+    """A resolved ticket opens again."""
+
+    event_type: Literal["ticket.reopened"]
+    ticket_id: Id
+
+
+# -- cs.surveys ---------------------------------------------------------------------------------
+
+
+class SurveyAnswered(Envelope):
+    """One NPS (0-10), CSAT (1-5) or CES (1-7, 7 = least effort) answer."""
+
+    event_type: Literal["survey.answered"]
+    survey: SurveyKind
+    score: Annotated[int, Field(strict=True)]
+    respondent_id: Id
+    comment: Annotated[str, Field(max_length=4000)] | None = None
+    context: Annotated[str, Field(max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _score_in_range(self) -> SurveyAnswered:
+        low, high = SURVEY_SCORE_RANGE[self.survey]
+        if not low <= self.score <= high:
+            raise ValueError(
+                f"score {self.score} is out of range for a {self.survey.value} survey "
+                f"(expected {low}..{high})"
+            )
+        return self
+
+
+SubscriptionEvent = Annotated[
+    SubscriptionStarted | SubscriptionChanged | SubscriptionRenewed | SubscriptionCanceled | PaymentFailed,
+    Field(discriminator="event_type"),
+]
+UsageEvent = UsageRecorded
+TicketEvent = Annotated[TicketOpened | TicketResolved | TicketReopened, Field(discriminator="event_type")]
+SurveyEvent = SurveyAnswered
+
+Event = Annotated[
+    SubscriptionStarted
+    | SubscriptionChanged
+    | SubscriptionRenewed
+    | SubscriptionCanceled
+    | PaymentFailed
+    | UsageRecorded
+    | TicketOpened
+    | TicketResolved
+    | TicketReopened
+    | SurveyAnswered,
+    Field(discriminator="event_type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+# Which event types each input topic family carries (topic names are configurable; families not).
+FAMILY_EVENT_TYPES: dict[str, frozenset[str]] = {
+    "subscriptions": frozenset(
+        {
+            "subscription.started",
+            "subscription.changed",
+            "subscription.renewed",
+            "subscription.canceled",
+            "subscription.payment_failed",
+        }
+    ),
+    "usage": frozenset({"usage.recorded"}),
+    "tickets": frozenset({"ticket.opened", "ticket.resolved", "ticket.reopened"}),
+    "surveys": frozenset({"survey.answered"}),
+}
+EVENT_FAMILY: dict[str, str] = {
+    event_type: family for family, types in FAMILY_EVENT_TYPES.items() for event_type in types
+}

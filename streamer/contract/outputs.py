@@ -1,0 +1,121 @@
+"""Output records: health snapshots (`cs.health`), alerts (`cs.alerts`), dead letters.
+
+The scorer builds these as plain dicts on the hot path; the models here define and document
+their shape, export it as JSON Schema, and let tests check that what the core emits conforms.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Money = Annotated[str, Field(pattern=r"^-?\d+\.\d{2}$", description="Decimal string, 2 places")]
+
+
+class Band(StrEnum):
+    green = "green"
+    yellow = "yellow"
+    red = "red"
+
+
+class Severity(StrEnum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+
+
+class LifecycleStage(StrEnum):
+    onboarding = "onboarding"
+    adopted = "adopted"
+    renewal = "renewal"
+    churned = "churned"
+
+
+class Reason(BaseModel):
+    """One plain-words reason behind a score or an alert."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signal: str = Field(description="Machine name of the signal, e.g. usage_trend")
+    value: float | str | None = Field(description="The signal's current value")
+    baseline: float | str | None = Field(description="What it is compared with, when any")
+    message: str = Field(description="What a person reads, e.g. 'usage down 64% vs 4-week baseline'")
+
+
+class Component(BaseModel):
+    """One sub-score of the health score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: float | None = Field(ge=0, le=100, description="0-100, null when the data is missing")
+    weight: float = Field(ge=0, le=1, description="Effective weight after renormalisation")
+    missing: bool = Field(description="True when no data fed this component (it is neutral)")
+
+
+class Comment(BaseModel):
+    """A recent survey comment, so a person sees the words behind a score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime
+    survey: str
+    score: int
+    comment: str
+
+
+class HealthSnapshot(BaseModel):
+    """An account's latest health, as published on the compacted `cs.health` topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str
+    as_of: AwareDatetime = Field(description="Event time of the evaluation")
+    score: float = Field(ge=0, le=100)
+    band: Band
+    components: dict[str, Component]
+    missing: list[str] = Field(description="Components without data (weights renormalised)")
+    reasons: list[Reason]
+    lifecycle_stage: LifecycleStage
+    plan: str | None
+    currency: str
+    mrr: Money
+    arr: Money
+    metrics: dict[str, float | int | str | dict[str, int] | None] = Field(
+        description="The key metrics behind the score (see the README for each definition)"
+    )
+    comments: list[Comment]
+
+
+class Alert(BaseModel):
+    """An at-risk alert (or a recovery) on `cs.alerts`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: str = Field(description="Deterministic for account, rule and triggering state")
+    account_id: str
+    rule: str
+    severity: Severity
+    raised_at: AwareDatetime = Field(description="Event time")
+    score: float
+    band: Band
+    previous_score: float | None
+    previous_band: Band | None
+    mrr: Money
+    reasons: list[Reason]
+
+
+class DeadLetter(BaseModel):
+    """A rejected input message, with everything needed to find and fix it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    original: str = Field(description="The raw value, as text when it decodes as UTF-8")
+    encoding: Literal["text", "base64"] = "text"
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: str | None = None
+    error: str = Field(description="Human-readable reason")
+    received_at: AwareDatetime

@@ -1,0 +1,142 @@
+"""One account's whole state and how an accepted event changes it.
+
+`Account` is plain data (picklable, so a table can persist it); `fold` applies one event to
+the right area and returns what the alert rules need to know about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamer.contract.events import (
+    Event,
+    PaymentFailed,
+    SubscriptionCanceled,
+    SubscriptionChanged,
+    SubscriptionRenewed,
+    SubscriptionStarted,
+    SurveyAnswered,
+    TicketOpened,
+    TicketReopened,
+    TicketResolved,
+    UsageRecorded,
+)
+from streamer.core.alerts import AlertMemory, Trigger
+from streamer.core.clock import DAY, to_ms
+from streamer.core.config import ScoreConfig
+from streamer.core.money import monthly_micros
+from streamer.core.revenue import Revenue
+from streamer.core.score import Inputs
+from streamer.core.sentiment import Sentiment
+from streamer.core.support import Support
+from streamer.core.usage import Usage
+
+
+class UnknownCurrency(ValueError):
+    """A subscription amount in a currency without a configured rate."""
+
+
+@dataclass(slots=True)
+class Account:
+    account_id: str
+    first_seen: int
+    revenue: Revenue = field(default_factory=Revenue)
+    usage: Usage = field(default_factory=Usage)
+    support: Support = field(default_factory=Support)
+    sentiment: Sentiment = field(default_factory=Sentiment)
+    alerts: AlertMemory = field(default_factory=AlertMemory)
+    seen: dict[str, int] = field(default_factory=dict)  # event_id -> occurred_at (recent only)
+    now: int = 0  # event time of the latest evaluation
+    score: float | None = None
+    band: str | None = None
+
+    def inputs(self) -> Inputs:
+        return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen)
+
+    def forget_ids_before(self, cutoff: int) -> None:
+        """Drop dedupe ids of events older than `cutoff` (they would be rejected as too late)."""
+        for event_id in [eid for eid, at in self.seen.items() if at < cutoff]:
+            del self.seen[event_id]
+
+    def expire(self, today: int) -> None:
+        self.usage.expire(today)
+        self.support.expire(today)
+
+
+def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigger:
+    """Apply one accepted event to the account; return what event-driven alert rules need."""
+    limits = config.limits
+    trigger = Trigger(event.event_id, event.event_type, at)
+    match event:
+        case UsageRecorded():
+            key = event.feature in config.features.key_features
+            account.usage.record(
+                at,
+                event.user_id,
+                event.feature,
+                event.count,
+                key_feature=key,
+                max_users=limits.max_users,
+                max_features=limits.max_features,
+            )
+        case SubscriptionStarted() | SubscriptionChanged():
+            rate = config.currency.rate(event.currency)
+            if rate is None:
+                known = ", ".join(sorted({config.currency.reporting, *config.currency.rates}))
+                raise UnknownCurrency(
+                    f"no exchange rate configured for currency {event.currency!r} "
+                    f"(configured: {known}); add it under [currency.rates]"
+                )
+            mrr = monthly_micros(event.amount, event.interval.value, event.interval_count, rate)
+            trigger.mrr_before = account.revenue.mrr_at(at)
+            account.revenue.set_state(
+                event.subscription_id,
+                at,
+                event.event_id,
+                mrr,
+                event.plan,
+                event.seats,
+                to_ms(event.term_end) if event.term_end else None,
+                started=isinstance(event, SubscriptionStarted),
+                max_points=limits.max_subscription_points,
+            )
+            trigger.mrr_after = account.revenue.mrr_at(at)
+        case SubscriptionRenewed():
+            account.revenue.renew(event.subscription_id, at, event.event_id, to_ms(event.term_end))
+        case SubscriptionCanceled():
+            effective = to_ms(event.effective_at) if event.effective_at else at
+            trigger.mrr_before = account.revenue.mrr_at(at)
+            account.revenue.cancel(
+                event.subscription_id, event.event_id, effective, limits.max_subscription_points
+            )
+            if effective > at:
+                trigger.scheduled_for = effective
+                trigger.mrr_after = trigger.mrr_before
+            else:
+                trigger.mrr_after = account.revenue.mrr_at(at)
+        case PaymentFailed():
+            account.revenue.payment_failed(at, keep_after=at - 60 * DAY)
+            trigger.attempt = event.attempt
+        case TicketOpened():
+            account.support.opened(
+                event.ticket_id, at, event.event_id, event.priority.value, limits.max_tickets
+            )
+        case TicketResolved():
+            account.support.resolved(event.ticket_id, at, event.event_id, event.contacts, limits.max_tickets)
+        case TicketReopened():
+            account.support.reopened(event.ticket_id, at, event.event_id, limits.max_tickets)
+        case SurveyAnswered():
+            account.sentiment.answered(
+                event.survey.value,
+                at,
+                event.event_id,
+                event.respondent_id,
+                event.score,
+                event.comment,
+                max_respondents=limits.max_respondents,
+                max_answers=limits.max_survey_answers,
+                max_comments=limits.max_comments,
+            )
+            trigger.survey, trigger.survey_score = event.survey.value, event.score
+    account.first_seen = min(account.first_seen, at)
+    return trigger

@@ -1,0 +1,322 @@
+"""Alert rules: which conditions raise an alert, how severe, and when a repeat is held back.
+
+Each rule yields a `Candidate` with a level (higher is worse) and a key naming the triggering
+state: an event id, a band transition at an instant, or the start of an episode during which a
+condition held. The alert id hashes account, rule and key, so a replay raises the same ids.
+A rule does not repeat inside its cooldown, nor for the same key, unless the level rises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hashlib import blake2b
+
+from streamer.core.clock import DAY, iso
+from streamer.core.config import Rule, Rules
+from streamer.core.reasons import Reason, explain
+from streamer.core.score import Evaluation
+
+BAND_RANK = {"green": 0, "yellow": 1, "red": 2}
+SEVERITY_BY_LEVEL = ("info", "warning", "critical")
+
+
+@dataclass(slots=True)
+class Candidate:
+    rule: str
+    severity: str
+    level: int
+    key: str
+    reason: Reason
+
+
+@dataclass(slots=True)
+class AlertMemory:
+    """What the rules remember per account (kept in the account's state)."""
+
+    raised: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # rule -> (at, level, key)
+    episodes: dict[str, tuple[int, int]] = field(default_factory=dict)  # rule -> (start, max level)
+    daily_max: dict[int, float] = field(default_factory=dict)  # day -> highest score that day
+    scored_on: tuple[str, ...] = ()  # components with data when daily_max was kept
+
+
+@dataclass(slots=True)
+class Trigger:
+    """The event being applied, as far as event-driven rules care."""
+
+    event_id: str
+    event_type: str
+    at: int
+    mrr_before: int = 0
+    mrr_after: int = 0
+    scheduled_for: int | None = None  # a cancellation effective in the future
+    attempt: int = 0
+    survey: str | None = None
+    survey_score: int = 0
+
+
+def alert_id(account_id: str, rule: str, key: str) -> str:
+    """Deterministic id: the same account, rule and triggering state give the same id."""
+    return blake2b(f"{account_id}\x1f{rule}\x1f{key}".encode(), digest_size=10).hexdigest()
+
+
+def _r(signal: str, value: float | str | None, baseline: float | str | None, message: str) -> Reason:
+    return {"signal": signal, "value": value, "baseline": baseline, "message": message}
+
+
+def _transitions(previous: Evaluation | None, current: Evaluation) -> list[Candidate]:
+    if previous is None or previous.band == current.band:
+        return []
+    was, now = BAND_RANK[previous.band], BAND_RANK[current.band]
+    key = f"{previous.band}>{current.band}@{current.now}"
+    message = (
+        f"health band {previous.band} -> {current.band} (score {previous.score:.0f} -> {current.score:.0f})"
+    )
+    reason = _r("band", current.band, previous.band, message)
+    if now > was:
+        return [Candidate("band_worsened", SEVERITY_BY_LEVEL[now], now, key, reason)]
+    if now == 0:
+        return [Candidate("band_recovered", "info", 0, key, reason)]
+    return []
+
+
+def _conditions(current: Evaluation, memory: AlertMemory, rules: Rules) -> dict[str, Candidate]:
+    """State rules; their key is the episode start and is filled in by `_episodes`."""
+    facts, found = current.facts, {}
+    window = range(current.now // DAY - rules.score_drop_window_days, current.now // DAY + 1)
+    peak = max((memory.daily_max[d] for d in window if d in memory.daily_max), default=None)
+    if peak is not None and peak - current.score >= rules.score_drop_points:
+        drop = peak - current.score
+        level = 2 if drop >= 2 * rules.score_drop_points else 1
+        days = rules.score_drop_window_days
+        message = f"score fell {drop:.0f} points in {days} days ({peak:.0f} -> {current.score:.0f})"
+        found["score_drop"] = Candidate(
+            "score_drop",
+            SEVERITY_BY_LEVEL[level],
+            level,
+            "",
+            _r("score", current.score, peak, message),
+        )
+    trend, baseline = facts.get("usage_trend"), facts.get("weekly_baseline") or 0
+    if (
+        trend is not None
+        and trend <= rules.usage_drop_trend
+        and baseline >= rules.usage_drop_min_weekly_baseline
+    ):
+        level = 2 if trend <= (rules.usage_drop_trend - 1) / 2 else 1
+        message = f"usage down {abs(trend) * 100:.0f}% vs the 4-week baseline"
+        found["usage_drop"] = Candidate(
+            "usage_drop",
+            SEVERITY_BY_LEVEL[level],
+            level,
+            "",
+            _r("usage_trend", round(trend, 3), round(float(baseline), 3), message),
+        )
+    silent = current.signals.get("recency_days")
+    if current.mrr > 0 and silent is not None and silent[0] >= rules.silence_days:
+        level = 2 if silent[0] >= 2 * rules.silence_days else 1
+        message = f"no product usage for {silent[0]:.0f} days while paying"
+        found["silence"] = Candidate(
+            "silence",
+            SEVERITY_BY_LEVEL[level],
+            level,
+            "",
+            _r("recency_days", round(silent[0], 3), rules.silence_days, message),
+        )
+    days_to_renewal = facts.get("days_to_renewal")
+    if (
+        days_to_renewal is not None
+        and days_to_renewal <= rules.renewal_at_risk_days
+        and current.band != "green"
+    ):
+        level = BAND_RANK[current.band]
+        message = f"renewal in {days_to_renewal:.0f} days while {current.band}"
+        found["renewal_at_risk"] = Candidate(
+            "renewal_at_risk",
+            SEVERITY_BY_LEVEL[level],
+            level,
+            "",
+            _r(
+                "days_to_renewal",
+                round(float(days_to_renewal), 3),
+                rules.renewal_at_risk_days,
+                message,
+            ),
+        )
+    overdue = int(facts.get("urgent_overdue") or 0)
+    high_open = int(facts.get("open_high") or 0) + int(facts.get("open_urgent") or 0)
+    if overdue or high_open >= rules.support_high_open_count:
+        level = 2 if overdue else 1
+        if overdue:
+            hours = rules.support_urgent_open_hours
+            message = (
+                f"{overdue} urgent ticket{'s' if overdue > 1 else ''} open for over {hours / 24:.0f} days"
+            )
+        else:
+            message = f"{high_open} high/urgent tickets open"
+        found["support_backlog"] = Candidate(
+            "support_backlog",
+            SEVERITY_BY_LEVEL[level],
+            level,
+            "",
+            _r("open_high_priority", high_open, rules.support_high_open_count, message),
+        )
+    return found
+
+
+def _episodes(found: dict[str, Candidate], memory: AlertMemory, now: int) -> list[Candidate]:
+    """Key each holding condition by the start of its episode; end those that stopped holding."""
+    for rule in [rule for rule in memory.episodes if rule not in found]:
+        del memory.episodes[rule]
+    result = []
+    for rule, candidate in sorted(found.items()):
+        start, raised_level = memory.episodes.setdefault(rule, (now, -1))
+        if candidate.level > raised_level:  # each episode alerts once per level it reaches
+            candidate.key = f"{start}:{candidate.level}"
+            result.append(candidate)
+    return result
+
+
+def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
+    if trigger is None:
+        return []
+    key, kind = trigger.event_id, trigger.event_type
+    if kind == "subscription.canceled" and trigger.scheduled_for is not None and trigger.mrr_before > 0:
+        message = f"cancellation scheduled for {iso(trigger.scheduled_for)[:10]}"
+        return [
+            Candidate(
+                "scheduled_cancellation",
+                "critical",
+                2,
+                key,
+                _r("scheduled_cancellation", iso(trigger.scheduled_for), None, message),
+            )
+        ]
+    if kind == "subscription.payment_failed":
+        level = 2 if trigger.attempt >= 3 else 1
+        message = f"payment failed (attempt {trigger.attempt})"
+        return [
+            Candidate(
+                "payment_failed",
+                SEVERITY_BY_LEVEL[level],
+                trigger.attempt,
+                key,
+                _r("payment_failed", trigger.attempt, None, message),
+            )
+        ]
+    if 0 < trigger.mrr_after < trigger.mrr_before:
+        drop = 1 - trigger.mrr_after / trigger.mrr_before
+        message = f"MRR contraction of {drop * 100:.0f}%"
+        return [
+            Candidate(
+                "mrr_contraction",
+                "warning",
+                1,
+                key,
+                _r("mrr_change", round(-drop, 4), None, message),
+            )
+        ]
+    if trigger.survey == "nps" and trigger.survey_score <= rules.nps_detractor_max:
+        return [
+            Candidate(
+                "nps_detractor",
+                "warning",
+                1,
+                key,
+                _r(
+                    "nps_answer",
+                    trigger.survey_score,
+                    None,
+                    f"NPS detractor: {trigger.survey_score}",
+                ),
+            )
+        ]
+    if trigger.survey == "csat" and trigger.survey_score <= rules.csat_low_max:
+        return [
+            Candidate(
+                "csat_low",
+                "warning",
+                1,
+                key,
+                _r(
+                    "csat_answer",
+                    trigger.survey_score,
+                    None,
+                    f"CSAT answer {trigger.survey_score} of 5",
+                ),
+            )
+        ]
+    return []
+
+
+def check(
+    account_id: str,
+    previous: Evaluation | None,
+    current: Evaluation,
+    trigger: Trigger | None,
+    memory: AlertMemory,
+    rules: Rules,
+    mrr_text: str,
+) -> list[dict[str, object]]:
+    """Alerts raised by this evaluation; updates `memory` (cooldowns, episodes, score history)."""
+    now = current.now
+    present = tuple(name for name, value in current.components.items() if value is not None)
+    if present != memory.scored_on:  # scores over other components are not comparable: restart
+        memory.scored_on = present
+        memory.daily_max.clear()
+    if current.stage == "churned":
+        memory.episodes.clear()
+        candidates = []
+    else:
+        candidates = _transitions(previous, current)
+        candidates += _episodes(_conditions(current, memory, rules), memory, now)
+    candidates += _events(trigger, rules)
+    _remember_score(memory, current, rules)
+
+    alerts: list[dict[str, object]] = []
+    explanation: list[Reason] | None = None
+    for candidate in candidates:
+        rule: Rule = getattr(rules, candidate.rule)
+        if not rule.enabled or _cooling_down(memory, candidate, rule, now):
+            continue
+        memory.raised[candidate.rule] = (now, candidate.level, candidate.key)
+        episode = memory.episodes.get(candidate.rule)
+        if episode is not None:
+            memory.episodes[candidate.rule] = (episode[0], candidate.level)
+        if explanation is None:
+            explanation = explain(current)
+        event_driven = trigger is not None and candidate.key == trigger.event_id
+        alerts.append(
+            {
+                "alert_id": alert_id(account_id, candidate.rule, candidate.key),
+                "account_id": account_id,
+                "rule": candidate.rule,
+                "severity": candidate.severity,
+                "raised_at": iso(trigger.at if event_driven and trigger else now),
+                "score": current.score,
+                "band": current.band,
+                "previous_score": previous.score if previous else None,
+                "previous_band": previous.band if previous else None,
+                "mrr": mrr_text,
+                "reasons": [candidate.reason, *explanation],
+            }
+        )
+    return alerts
+
+
+def _cooling_down(memory: AlertMemory, candidate: Candidate, rule: Rule, now: int) -> bool:
+    """No repeat of a rule inside its cooldown unless the state got worse."""
+    last = memory.raised.get(candidate.rule)
+    if last is None:
+        return False
+    at, level, _ = last
+    return candidate.level <= level and now - at < rule.cooldown_days * DAY
+
+
+def _remember_score(memory: AlertMemory, current: Evaluation, rules: Rules) -> None:
+    """Keep each day's highest score for the score-drop rule."""
+    day = current.now // DAY
+    if current.score > memory.daily_max.get(day, -1.0):
+        memory.daily_max[day] = current.score
+    oldest = day - rules.score_drop_window_days
+    for old in [d for d in memory.daily_max if d < oldest]:
+        del memory.daily_max[old]

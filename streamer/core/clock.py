@@ -1,0 +1,59 @@
+"""Event-time arithmetic on integer epoch milliseconds (the core never reads a wall clock)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+MS = 1
+SECOND = 1000
+HOUR = 3_600_000
+DAY = 86_400_000
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return int(moment.timestamp() * 1000)
+
+
+def day_of(ts: int) -> int:
+    """UTC day number (days since 1970-01-01) containing the instant `ts`."""
+    return ts // DAY
+
+
+def iso(ts: int) -> str:
+    """RFC 3339 UTC text of an epoch-millisecond instant."""
+    moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
+    text = moment.isoformat(timespec="milliseconds" if ts % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def month_of(ts: int) -> int:
+    """Absolute month number (year * 12 + month - 1) containing the instant `ts`."""
+    moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
+    return moment.year * 12 + moment.month - 1
+
+
+def month_start(month: int) -> int:
+    """Epoch ms of 00:00 UTC on the first day of absolute month `month`."""
+    year, index = divmod(month, 12)
+    return to_ms(datetime(year, index + 1, 1, tzinfo=UTC))
+
+
+def month_label(month: int) -> str:
+    """'YYYY-MM' for an absolute month number."""
+    year, index = divmod(month, 12)
+    return f"{year:04d}-{index + 1:02d}"
+
+
+def parse_month(text: str) -> int:
+    """Absolute month number of 'YYYY-MM' or of a first-of-month date 'YYYY-MM-01'."""
+    parts = text.split("-")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "01"):
+        raise ValueError(f"expected a month 'YYYY-MM' or a first-of-month date 'YYYY-MM-01', got {text!r}")
+    try:
+        year, month = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise ValueError(f"expected digits in {text!r}") from None
+    if not 1 <= month <= 12:
+        raise ValueError(f"month {month} in {text!r} is not 1..12")
+    return year * 12 + month - 1

@@ -1,0 +1,270 @@
+"""The scoring configuration: weights, curves, thresholds, segments, alert rules, currency.
+
+Every field has a documented default, so an empty file is a valid configuration. A bad value is
+refused when loaded (see `streamer.config.load_score_config`) with the path of the offending key.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from itertools import pairwise
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+COMPONENTS = ("adoption", "support", "sentiment", "financial")
+STAGES = ("onboarding", "adopted", "renewal", "churned")
+
+Weight = Annotated[float, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Curve(Strict):
+    """A piecewise-linear map from a signal's value to 0-100, flat beyond its end points."""
+
+    points: tuple[tuple[float, float], ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: object) -> object:
+        """Accept the plain `[[x, score], ...]` form used in the config file."""
+        return {"points": data} if isinstance(data, list | tuple) else data
+
+    @field_validator("points")
+    @classmethod
+    def _well_formed(cls, points: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        if len(points) < 2:
+            raise ValueError("a curve needs at least two [x, score] points")
+        xs = [x for x, _ in points]
+        if any(b <= a for a, b in pairwise(xs)):
+            raise ValueError(f"curve x values must strictly increase, got {xs}")
+        bad = [y for _, y in points if not 0 <= y <= 100]
+        if bad:
+            raise ValueError(f"curve scores must be within 0..100, got {bad}")
+        return points
+
+    def __call__(self, x: float) -> float:
+        points = self.points
+        if x <= points[0][0]:
+            return points[0][1]
+        for (x0, y0), (x1, y1) in pairwise(points):
+            if x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        return points[-1][1]
+
+
+def curve(*points: tuple[float, float]) -> Curve:
+    return Curve(points=points)
+
+
+class Curves(Strict):
+    """Signal value -> 0-100. x units: ratios as fractions, counts, days or hours as named."""
+
+    stickiness: Curve = curve((0, 0), (0.05, 30), (0.15, 70), (0.3, 100))
+    seat_utilisation: Curve = curve((0, 0), (0.25, 40), (0.6, 80), (0.9, 100))
+    feature_breadth: Curve = curve((0, 0), (0.2, 40), (0.5, 80), (0.75, 100))
+    usage_trend: Curve = curve((-1, 0), (-0.5, 25), (-0.2, 60), (0, 80), (0.2, 100))
+    recency_days: Curve = curve((0, 100), (3, 90), (7, 60), (14, 20), (30, 0))
+    open_high_priority: Curve = curve((0, 100), (1, 70), (2, 45), (4, 10))
+    oldest_open_hours: Curve = curve((0, 100), (24, 85), (72, 50), (168, 20), (336, 0))
+    resolution_hours: Curve = curve((0, 100), (8, 95), (24, 80), (72, 50), (168, 20))
+    first_contact_rate: Curve = curve((0, 30), (0.5, 70), (0.8, 100))
+    ticket_volume_ratio: Curve = curve((0, 100), (1, 85), (2, 50), (4, 10))
+    nps: Curve = curve((-100, 0), (-50, 15), (0, 50), (30, 75), (70, 100))
+    csat_pct: Curve = curve((0, 0), (50, 30), (80, 80), (100, 100))
+    ces: Curve = curve((1, 0), (4, 50), (6, 90), (7, 100))
+    mrr_trend: Curve = curve((-1, 0), (-0.3, 30), (0, 75), (0.2, 100))
+    payment_failures: Curve = curve((0, 100), (1, 55), (2, 25), (3, 0))
+    days_to_renewal: Curve = curve((0, 40), (30, 60), (90, 100))
+
+
+class SignalWeights(Strict):
+    """How much each signal counts inside its component (renormalised over present signals)."""
+
+    stickiness: Weight = 1.0
+    seat_utilisation: Weight = 1.0
+    feature_breadth: Weight = 1.0
+    usage_trend: Weight = 1.5
+    recency_days: Weight = 2.0
+    open_high_priority: Weight = 1.5
+    oldest_open_hours: Weight = 1.0
+    resolution_hours: Weight = 1.0
+    first_contact_rate: Weight = 0.5
+    ticket_volume_ratio: Weight = 1.0
+    nps: Weight = 1.5
+    csat_pct: Weight = 1.0
+    ces: Weight = 0.5
+    mrr_trend: Weight = 1.0
+    payment_failures: Weight = 1.5
+    scheduled_cancellation: Weight = 4.0
+    days_to_renewal: Weight = 0.5
+
+
+class ComponentWeights(Strict):
+    """Weights of the four components; renormalised over the components that have data."""
+
+    adoption: Weight = 0.35
+    support: Weight = 0.20
+    sentiment: Weight = 0.20
+    financial: Weight = 0.25
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> Self:
+        if sum(self.as_dict().values()) <= 0:
+            raise ValueError("at least one component weight must be above 0")
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+
+class Bands(Strict):
+    """Score thresholds: green >= green, yellow >= yellow, red below."""
+
+    green: Annotated[float, Field(ge=0, le=100)] = 70
+    yellow: Annotated[float, Field(ge=0, le=100)] = 40
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.yellow > self.green:
+            raise ValueError(f"bands.yellow ({self.yellow}) must not exceed bands.green ({self.green})")
+        return self
+
+    def band(self, score: float) -> str:
+        return "green" if score >= self.green else "yellow" if score >= self.yellow else "red"
+
+
+class Segment(Strict):
+    """Overrides for a lifecycle stage or a plan; unset fields keep the base values."""
+
+    weights: ComponentWeights | None = None
+    bands: Bands | None = None
+
+
+class Features(Strict):
+    """The product's feature catalogue; breadth is a fraction of it when it is given."""
+
+    catalogue: tuple[str, ...] = ()
+    key_features: tuple[str, ...] = ()
+    default_breadth: Annotated[int, Field(ge=1)] = 8  # breadth denominator without a catalogue
+
+
+class Lifecycle(Strict):
+    onboarding_days: Annotated[int, Field(ge=0)] = 90
+    renewal_window_days: Annotated[int, Field(ge=0)] = 90
+
+
+class Rule(Strict):
+    enabled: bool = True
+    cooldown_days: Annotated[float, Field(ge=0)] = 7
+
+
+class Rules(Strict):
+    """Alert rules; thresholds next to the rule they belong to."""
+
+    band_worsened: Rule = Rule(cooldown_days=3)
+    band_recovered: Rule = Rule(cooldown_days=7)
+    score_drop: Rule = Rule(cooldown_days=7)
+    score_drop_points: Annotated[float, Field(gt=0)] = 15
+    score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7
+    usage_drop: Rule = Rule(cooldown_days=14)
+    usage_drop_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.5
+    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0)] = 5
+    silence: Rule = Rule(cooldown_days=14)
+    silence_days: Annotated[float, Field(gt=0)] = 14
+    scheduled_cancellation: Rule = Rule(cooldown_days=0)
+    payment_failed: Rule = Rule(cooldown_days=3)
+    mrr_contraction: Rule = Rule(cooldown_days=0)
+    renewal_at_risk: Rule = Rule(cooldown_days=30)
+    renewal_at_risk_days: Annotated[float, Field(ge=0)] = 60
+    support_backlog: Rule = Rule(cooldown_days=3)
+    support_urgent_open_hours: Annotated[float, Field(gt=0)] = 72
+    support_high_open_count: Annotated[int, Field(ge=1)] = 3
+    nps_detractor: Rule = Rule(cooldown_days=0)
+    nps_detractor_max: Annotated[int, Field(ge=0, le=10)] = 6
+    csat_low: Rule = Rule(cooldown_days=0)
+    csat_low_max: Annotated[int, Field(ge=1, le=5)] = 2
+
+
+class Currency(Strict):
+    reporting: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    rates: dict[str, Decimal] = Field(
+        default_factory=lambda: {"EUR": Decimal("1.08"), "GBP": Decimal("1.27")},
+        description="Units of the reporting currency per one unit of each other currency",
+    )
+
+    @field_validator("rates")
+    @classmethod
+    def _positive(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in rates.items():
+            if len(code) != 3 or not code.isupper():
+                raise ValueError(f"currency code {code!r} must be three upper-case letters")
+            if not rate > 0:
+                raise ValueError(f"rate for {code} must be above 0, got {rate}")
+        return rates
+
+    def rate(self, code: str) -> Decimal | None:
+        return Decimal(1) if code == self.reporting else self.rates.get(code)
+
+
+class Time(Strict):
+    allowed_lateness_days: Annotated[float, Field(ge=0)] = 7
+    rescore_interval_hours: Annotated[float, Field(gt=0)] = 24
+    portfolio_history_months: Annotated[int, Field(ge=2, le=240)] = 36
+
+
+class Portfolio(Strict):
+    gross_margin: Annotated[float, Field(gt=0, le=1)] = 1.0
+    cs_cost_per_month: Annotated[Decimal, Field(ge=0)] | None = None
+
+
+class Limits(Strict):
+    """Caps that bound memory per account whatever its history length."""
+
+    max_users: Annotated[int, Field(ge=1)] = 2000
+    max_features: Annotated[int, Field(ge=1)] = 256
+    max_tickets: Annotated[int, Field(ge=1)] = 1000
+    max_respondents: Annotated[int, Field(ge=1)] = 1000
+    max_survey_answers: Annotated[int, Field(ge=1)] = 100
+    max_comments: Annotated[int, Field(ge=0)] = 5
+    max_subscription_points: Annotated[int, Field(ge=4)] = 400
+
+
+class ScoreConfig(Strict):
+    """The whole scoring configuration (one TOML file)."""
+
+    weights: ComponentWeights = ComponentWeights()
+    signal_weights: SignalWeights = SignalWeights()
+    curves: Curves = Curves()
+    bands: Bands = Bands()
+    empty_score: Annotated[float, Field(ge=0, le=100)] = 50
+    segments: dict[Literal["onboarding", "adopted", "renewal", "churned"], Segment] = Field(
+        default_factory=dict
+    )
+    plans: dict[str, Segment] = Field(default_factory=dict)
+    features: Features = Features()
+    lifecycle: Lifecycle = Lifecycle()
+    alerts: Rules = Rules()
+    currency: Currency = Currency()
+    time: Time = Time()
+    portfolio: Portfolio = Portfolio()
+    limits: Limits = Limits()
+
+    def weights_for(self, stage: str, plan: str | None) -> dict[str, float]:
+        """Component weights after the stage and then the plan overrides."""
+        weights = self.weights
+        for segment in (self.segments.get(stage), self.plans.get(plan or "")):  # type: ignore[call-overload]
+            if segment is not None and segment.weights is not None:
+                weights = segment.weights
+        return weights.as_dict()
+
+    def bands_for(self, stage: str, plan: str | None) -> Bands:
+        """Band thresholds after the stage and then the plan overrides."""
+        bands = self.bands
+        for segment in (self.segments.get(stage), self.plans.get(plan or "")):  # type: ignore[call-overload]
+            if segment is not None and segment.bands is not None:
+                bands = segment.bands
+        return bands

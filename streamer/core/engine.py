@@ -1,0 +1,207 @@
+"""Scoring one partition: dedupe, allowed lateness, stream time and idle re-scoring.
+
+The same `PartitionEngine` runs inside the stream agents (accounts in a changelogged table)
+and in the offline runner (accounts in a dict), which is why both give the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamer.contract.events import Event
+from streamer.core.account import Account, UnknownCurrency, fold
+from streamer.core.alerts import Trigger, check
+from streamer.core.clock import DAY, HOUR, iso, to_ms
+from streamer.core.config import ScoreConfig
+from streamer.core.money import format_money
+from streamer.core.portfolio import PeriodAggregates
+from streamer.core.revenue import Revenue
+from streamer.core.score import Evaluation, evaluate
+from streamer.core.snapshot import build_snapshot
+from streamer.core.totals import Totals
+
+REVENUE_EVENTS = frozenset({"subscription.started", "subscription.changed", "subscription.canceled"})
+
+ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+
+
+@dataclass(slots=True)
+class Clock:
+    """A partition's stream time (the latest event time seen) and its next re-scoring instant."""
+
+    stream_time: int = -1
+    next_tick: int = -1
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: str
+    reason: str | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PartitionEngine:
+    """Applies a partition's events in arrival order and keeps its partial portfolio sums."""
+
+    def __init__(
+        self,
+        config: ScoreConfig,
+        accounts: MutableMapping[str, Account],
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.accounts = accounts
+        self.clock = clock or Clock()
+        self.members: set[str] = set(accounts)
+        self.periods = PeriodAggregates(config.time.portfolio_history_months)
+        self.totals = Totals()
+        self.evaluations: dict[str, Evaluation] = {}
+        self.dirty: set[str] = set()  # accounts whose published snapshot changed
+        self._published: dict[str, tuple[object, ...]] = {}
+        self._lateness = int(config.time.allowed_lateness_days * DAY)
+        self._interval = int(config.time.rescore_interval_hours * HOUR)
+        self._currency = config.currency.reporting
+        self.rebuild()
+
+    # -- recovery ---------------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Recompute the derived partition state (portfolio sums, totals) from the accounts."""
+        if self.clock.stream_time < 0:
+            return
+        self.periods.advance(self.clock.stream_time, self._revenue_of)
+        for account_id in sorted(self.members):
+            account = self.accounts[account_id]
+            self.periods.update(account_id, account.revenue)
+            if account.now:
+                self._remember(account_id, evaluate(account.inputs(), account.now, self.config))
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def process(self, event: Event) -> Outcome:
+        """Apply one decoded event; duplicates change nothing, too-late events are rejected."""
+        at = to_ms(event.occurred_at)
+        account_id = event.account_id
+        account = self.accounts.get(account_id)
+        if account is not None and event.event_id in account.seen:
+            return Outcome(DUPLICATE)
+        clock = self.clock
+        if clock.stream_time >= 0 and at < clock.stream_time - self._lateness:
+            return Outcome(REJECTED, self._too_late(at))
+        # Stream time moves first: idle accounts (this one too) are re-scored at the ticks passed.
+        alerts = self._advance(at) if at > clock.stream_time else []
+        account = self.accounts.get(account_id) or Account(account_id, first_seen=at)
+        try:
+            trigger = fold(account, event, at, self.config)
+        except UnknownCurrency as exc:
+            return Outcome(REJECTED, str(exc), alerts)
+        account.seen[event.event_id] = at
+        self.accounts[account_id] = account
+        self.members.add(account_id)
+        if event.event_type in REVENUE_EVENTS:
+            self.periods.update(account_id, account.revenue)
+        alerts += self._score(account, max(account.now, at), trigger)
+        return Outcome(ACCEPTED, alerts=alerts)
+
+    def _too_late(self, at: int) -> str:
+        days = self.config.time.allowed_lateness_days
+        return (
+            f"occurred_at {iso(at)} is more than {days:g} days behind the partition's stream time "
+            f"{iso(self.clock.stream_time)}: too late to fold in (allowed lateness is "
+            f"time.allowed_lateness_days); backfill history with `streamer offline` instead"
+        )
+
+    # -- stream time ------------------------------------------------------------------------------
+
+    def _advance(self, at: int) -> list[dict[str, Any]]:
+        """Move stream time to `at`, re-scoring idle accounts at each tick it passes."""
+        clock = self.clock
+        if clock.next_tick < 0:
+            clock.next_tick = (at // self._interval + 1) * self._interval
+        alerts: list[dict[str, Any]] = []
+        while clock.next_tick <= at:
+            tick = clock.next_tick
+            self.periods.advance(tick, self._revenue_of)
+            alerts += self.tick(tick)
+            clock.next_tick = tick + self._interval
+        clock.stream_time = at
+        self.periods.advance(at, self._revenue_of)
+        return alerts
+
+    def tick(self, tick: int) -> list[dict[str, Any]]:
+        """Re-score every idle account of the partition at `tick` (event time)."""
+        alerts: list[dict[str, Any]] = []
+        cutoff = tick - self._lateness - DAY
+        for account_id in sorted(self.members):
+            account = self.accounts[account_id]
+            if account.now >= tick:
+                continue
+            account.forget_ids_before(cutoff)
+            account.expire(tick // DAY)
+            if account.band is not None and self._dormant(account, tick):
+                self.accounts[account_id] = account
+                continue
+            alerts += self._score(account, tick, None)
+        return alerts
+
+    def _dormant(self, account: Account, tick: int) -> bool:
+        """Scored since it churned and nothing is scheduled: re-scoring would change nothing."""
+        revenue = account.revenue
+        last_change = revenue.timeline[-1][0] if revenue.timeline else None
+        return (
+            last_change is not None
+            and account.now >= last_change
+            and revenue.mrr_at(account.now) == 0
+            and (account.usage.last_use is None or tick - account.usage.last_use > 60 * DAY)
+        )
+
+    # -- scoring ----------------------------------------------------------------------------------
+
+    def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
+        account_id = account.account_id
+        evaluation = evaluate(account.inputs(), now, self.config)
+        previous = self.evaluations.get(account_id)
+        if previous is None and account.score is not None and account.band is not None:
+            previous = evaluate(account.inputs(), account.now, self.config)
+        alerts = check(
+            account_id,
+            previous,
+            evaluation,
+            trigger,
+            account.alerts,
+            self.config.alerts,
+            format_money(evaluation.mrr),
+        )
+        account.now, account.score, account.band = now, evaluation.score, evaluation.band
+        self.accounts[account_id] = account
+        self._remember(account_id, evaluation)
+        return alerts
+
+    def _remember(self, account_id: str, evaluation: Evaluation) -> None:
+        self.evaluations[account_id] = evaluation
+        self.totals.update(account_id, evaluation)
+        fingerprint = (evaluation.score, evaluation.band, evaluation.stage, evaluation.mrr, evaluation.plan)
+        if self._published.get(account_id) != fingerprint:
+            self._published[account_id] = fingerprint
+            self.dirty.add(account_id)
+
+    def _revenue_of(self, account_id: str) -> Revenue:
+        return self.accounts[account_id].revenue
+
+    # -- outputs ----------------------------------------------------------------------------------
+
+    def snapshot(self, account_id: str) -> dict[str, Any]:
+        """The account's current `cs.health` record."""
+        account = self.accounts[account_id]
+        evaluation = self.evaluations.get(account_id)
+        if evaluation is None:
+            evaluation = evaluate(account.inputs(), account.now, self.config)
+        return build_snapshot(account, evaluation, self._currency)
+
+    def take_dirty(self) -> list[str]:
+        """Accounts whose snapshot changed since the last call, in a stable order."""
+        dirty = sorted(self.dirty)
+        self.dirty.clear()
+        return dirty

@@ -1,0 +1,217 @@
+"""Portfolio aggregates kept incrementally: period sums for every pair of kept month starts.
+
+Each account contributes, for each pair of month starts (d1, d2), a few numbers that depend only
+on its MRR at d1 and at d2 (`pair_terms`). When an account's MRR timeline changes, its old
+contribution is subtracted and the new one added, so late and out-of-order events are exact.
+Month starts after the newest one carry its values forward, which makes opening a new month
+cost O(months) plus the accounts with changes already known for it (scheduled cancellations).
+Partial sums of different partitions add up (`PeriodSums.add`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from streamer.core.clock import DAY, month_of, month_start
+from streamer.core.revenue import MOVEMENTS, Revenue
+
+# Fields of a pair (d1, d2) aggregate, in order:
+PAIR_FIELDS = (
+    "start_accounts",  # |S|: MRR > 0 at d1
+    "end_accounts",  # |E|: MRR > 0 at d2
+    "new_accounts",  # |E \ S|
+    "churned_accounts",  # |S \ E|
+    "start_mrr",  # sum over S of MRR at d1
+    "end_mrr",  # sum over E of MRR at d2
+    "retained_mrr",  # sum over S of MRR at d2 (NRR numerator)
+    "gross_retained_mrr",  # sum over S of min(MRR d1, MRR d2) (GRR numerator)
+    "churned_mrr",  # sum over S of max(0, MRR d1 - MRR d2) (MRR churn numerator)
+)
+Terms = tuple[int, int, int, int, int, int, int, int, int]
+
+
+def pair_terms(v1: int, v2: int) -> Terms | None:
+    """One account's contribution to the (d1, d2) sums given its MRR at d1 and d2."""
+    if v1 > 0:
+        if v2 > 0:
+            return (1, 1, 0, 0, v1, v2, v2, min(v1, v2), max(0, v1 - v2))
+        return (1, 0, 0, 1, v1, 0, 0, 0, v1)
+    if v2 > 0:
+        return (0, 1, 1, 0, 0, v2, 0, 0, 0)
+    return None
+
+
+def _add(target: list[int], terms: Iterable[int], sign: int) -> None:
+    for index, value in enumerate(terms):
+        target[index] += sign * value
+
+
+@dataclass(slots=True)
+class Contribution:
+    """An account's share: MRR at month starts from `base` on (last value carries forward)."""
+
+    base: int
+    values: list[int]
+    movements: dict[int, tuple[int, ...]]  # month -> micros by movement kind
+
+    def value(self, month: int) -> int:
+        if month < self.base or not self.values:
+            return 0
+        return self.values[min(month - self.base, len(self.values) - 1)]
+
+
+EMPTY = Contribution(0, [], {})
+
+
+@dataclass(slots=True)
+class PeriodSums:
+    """Summed period aggregates over some accounts (one partition, or all of them)."""
+
+    hi: int = -1  # newest kept month start (absolute month number); -1 before any data
+    lo: int = -1
+    first_month: int | None = None  # earliest month with any event
+    points: dict[int, list[int]] = field(default_factory=dict)  # month -> [accounts, mrr]
+    pairs: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    movements: dict[int, list[int]] = field(default_factory=dict)
+
+    def point(self, month: int) -> list[int]:
+        """[paying accounts, MRR] at the start of `month` (carried forward past `hi`)."""
+        return self.points.get(min(month, self.hi), [0, 0])
+
+    def pair(self, m1: int, m2: int) -> list[int]:
+        """The PAIR_FIELDS sums for month starts m1 < m2 (carried forward past `hi`)."""
+        if m1 >= self.hi:
+            accounts, mrr = self.point(m1)
+            return [accounts, accounts, 0, 0, mrr, mrr, mrr, mrr, 0]
+        return self.pairs.get((m1, min(m2, self.hi)), [0] * len(PAIR_FIELDS))
+
+
+def merge(parts: Iterable[PeriodSums]) -> PeriodSums:
+    """Add partitions' partial sums, aligning their newest month start by carrying forward."""
+    live = [part for part in parts if part.hi >= 0]
+    if not live:
+        return PeriodSums()
+    hi, lo = max(p.hi for p in live), max(p.lo for p in live)
+    firsts = [p.first_month for p in live if p.first_month is not None]
+    total = PeriodSums(hi, lo, min(firsts) if firsts else None)
+    for part in live:
+        for m in range(lo, hi + 1):
+            _add(total.points.setdefault(m, [0, 0]), part.point(m), 1)
+            for m2 in range(m + 1, hi + 1):
+                terms = part.pair(m, m2)
+                if any(terms):
+                    _add(total.pairs.setdefault((m, m2), [0] * len(PAIR_FIELDS)), terms, 1)
+        for m, values in part.movements.items():
+            if m >= lo:
+                _add(total.movements.setdefault(m, [0] * len(MOVEMENTS)), values, 1)
+    return total
+
+
+@dataclass(slots=True)
+class PeriodAggregates:
+    """One partition's incrementally maintained period sums and each account's contribution."""
+
+    history_months: int
+    sums: PeriodSums = field(default_factory=PeriodSums)
+    contributions: dict[str, Contribution] = field(default_factory=dict)
+    scheduled: dict[str, int] = field(default_factory=dict)  # account -> last known MRR change
+
+    def advance(self, ts: int, revenue_of: Callable[[str], Revenue]) -> None:
+        """Stream time reached `ts`: make sure the next month start is kept."""
+        month = month_of(ts)
+        sums = self.sums
+        if sums.first_month is None or month < sums.first_month:
+            sums.first_month = month
+        if sums.hi < 0:
+            sums.hi, sums.lo = month + 1, month + 1 - self.history_months
+            return
+        while sums.hi < month + 1:
+            self._open_next_month(revenue_of)
+
+    def _open_next_month(self, revenue_of: Callable[[str], Revenue]) -> None:
+        sums = self.sums
+        old, new = sums.hi, sums.hi + 1
+        for m in range(sums.lo, old):
+            terms = sums.pairs.get((m, old))
+            if terms is not None:
+                sums.pairs[(m, new)] = terms.copy()
+        accounts, mrr = sums.point(old)
+        if accounts or mrr:
+            sums.pairs[(old, new)] = [accounts, accounts, 0, 0, mrr, mrr, mrr, mrr, 0]
+            sums.points[new] = [accounts, mrr]
+        sums.hi = new
+        # Accounts with changes after the old month start: recompute them against the new one.
+        for account_id in sorted(self.scheduled):
+            self.update(account_id, revenue_of(account_id))
+        # Drop what falls out of the kept history.
+        while sums.hi - sums.lo > self.history_months:
+            gone = sums.lo
+            sums.points.pop(gone, None)
+            sums.movements.pop(gone, None)
+            for key in [key for key in sums.pairs if key[0] == gone]:
+                del sums.pairs[key]
+            sums.lo += 1
+
+    def update(self, account_id: str, revenue: Revenue) -> None:
+        """Replace the account's contribution with one computed from its current timeline."""
+        sums = self.sums
+        if sums.hi < 0:
+            return
+        old = self.contributions.get(account_id, EMPTY)
+        new = contribution(revenue, sums.lo, sums.hi)
+        self.contributions[account_id] = new
+        last_change = revenue.timeline[-1][0] if revenue.timeline else None
+        if last_change is not None and last_change > month_start(sums.hi):
+            self.scheduled[account_id] = last_change
+        else:
+            self.scheduled.pop(account_id, None)
+
+        changed = [m for m in range(sums.lo, sums.hi + 1) if old.value(m) != new.value(m)]
+        if changed:
+            for m in changed:
+                o, n = old.value(m), new.value(m)
+                point = sums.points.setdefault(m, [0, 0])
+                _add(point, ((o > 0) * -1 + (n > 0), n - o), 1)
+            touched = {
+                (a, b) if a < b else (b, a)
+                for m in changed
+                for a in (m,)
+                for b in range(sums.lo, sums.hi + 1)
+                if b != a
+            }
+            for m1, m2 in touched:
+                before = pair_terms(old.value(m1), old.value(m2))
+                after = pair_terms(new.value(m1), new.value(m2))
+                if before == after:
+                    continue
+                target = sums.pairs.setdefault((m1, m2), [0] * len(PAIR_FIELDS))
+                if before is not None:
+                    _add(target, before, -1)
+                if after is not None:
+                    _add(target, after, 1)
+        for m in old.movements.keys() | new.movements.keys():
+            before_moves, after_moves = old.movements.get(m), new.movements.get(m)
+            if before_moves == after_moves or m < sums.lo:
+                continue
+            target = sums.movements.setdefault(m, [0] * len(MOVEMENTS))
+            if before_moves is not None:
+                _add(target, before_moves, -1)
+            if after_moves is not None:
+                _add(target, after_moves, 1)
+
+
+def contribution(revenue: Revenue, lo: int, hi: int) -> Contribution:
+    """An account's MRR at each kept month start and its movements per month (up to `hi`)."""
+    values = [revenue.mrr_at(month_start(m)) for m in range(lo, hi + 1)]
+    while len(values) > 1 and values[-1] == values[-2]:
+        values.pop()  # trailing repeats are implied by carrying forward
+    limit = month_start(hi)
+    movements: dict[int, list[int]] = {}
+    for day, kind, amount in revenue.movements():
+        if day * DAY >= limit:
+            break
+        month = month_of(day * DAY)
+        if month >= lo:
+            movements.setdefault(month, [0] * len(MOVEMENTS))[kind] += amount
+    return Contribution(lo, values, {m: tuple(v) for m, v in movements.items()})

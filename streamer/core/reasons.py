@@ -1,0 +1,113 @@
+"""Plain-words reasons: the weakest signals of an evaluation, as a person would say them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from streamer.core.clock import iso
+from streamer.core.score import SIGNAL_COMPONENT, Evaluation
+
+Reason = dict[str, float | str | None]
+Facts = dict[str, float | int | None]
+
+REASON_BELOW = 70.0  # signals scoring under this are worth a sentence
+MAX_REASONS = 4
+
+
+def _pct(value: float) -> str:
+    return f"{abs(value) * 100:.0f}%"
+
+
+def _days(value: float) -> str:
+    return f"{value:.0f} day" + ("" if round(value) == 1 else "s")
+
+
+def _recency(value: float, facts: Facts) -> str:
+    if facts.get("days_since_last_use") is None:
+        return f"no product usage since the subscription started {_days(value)} ago"
+    return f"no product usage for {_days(value)}"
+
+
+def _trend(value: float, facts: Facts) -> str:
+    direction = "down" if value < 0 else "up"
+    return f"usage {direction} {_pct(value)} vs the 4-week baseline"
+
+
+def _open_high(value: float, facts: Facts) -> str:
+    urgent, high = int(facts.get("open_urgent") or 0), int(facts.get("open_high") or 0)
+    parts = [f"{n} {label}" for n, label in ((urgent, "urgent"), (high, "high-priority")) if n]
+    noun = "ticket" if urgent + high == 1 else "tickets"
+    return f"{' and '.join(parts)} {noun} open"
+
+
+def _oldest(value: float, facts: Facts) -> str:
+    return f"oldest open ticket waiting {value / 24:.1f} days"
+
+
+def _renewal(value: float, facts: Facts) -> str:
+    renewal_at = facts.get("renewal_at")
+    when = f" (on {iso(int(renewal_at))[:10]})" if renewal_at is not None else ""
+    return f"renewal in {_days(value)}{when}"
+
+
+def _cancellation(value: float, facts: Facts) -> str:
+    cancel_at = facts.get("scheduled_cancellation_at")
+    if cancel_at is None:
+        return "no active subscription (churned)"
+    return f"cancellation scheduled for {iso(int(cancel_at))[:10]}"
+
+
+MESSAGES: dict[str, Callable[[float, Facts], str]] = {
+    "recency_days": _recency,
+    "usage_trend": _trend,
+    "stickiness": lambda v, f: f"stickiness {_pct(v)} (average DAU / MAU)",
+    "seat_utilisation": lambda v, f: f"only {f.get('mau')} of {f.get('seats')} seats active in 30 days",
+    "feature_breadth": lambda v, f: (
+        f"uses {f.get('feature_breadth')} feature{'' if f.get('feature_breadth') == 1 else 's'} in 30 days"
+    ),
+    "open_high_priority": _open_high,
+    "oldest_open_hours": _oldest,
+    "resolution_hours": lambda v, f: f"average resolution time {v:.0f} h over 90 days",
+    "first_contact_rate": lambda v, f: f"first-contact resolution {_pct(v)} over 90 days",
+    "ticket_volume_ratio": lambda v, f: (
+        f"{f.get('tickets_opened_30d')} tickets in 30 days vs "
+        f"{float(f.get('tickets_baseline_30d') or 0):.1f} usually"
+    ),
+    "nps": lambda v, f: f"NPS {v:.0f} from {f.get('nps_respondents')} respondents",
+    "csat_pct": lambda v, f: f"CSAT {v:.0f}% satisfied",
+    "ces": lambda v, f: f"customer effort score {v:.1f} of 7",
+    "mrr_trend": lambda v, f: f"MRR {'down' if v < 0 else 'up'} {_pct(v)} in 90 days",
+    "payment_failures": lambda v, f: f"{v:.0f} failed payment{'s' if v != 1 else ''} in 30 days",
+    "scheduled_cancellation": _cancellation,
+    "days_to_renewal": _renewal,
+}
+
+BASELINES: dict[str, str] = {
+    "usage_trend": "weekly_baseline",
+    "ticket_volume_ratio": "tickets_baseline_30d",
+    "seat_utilisation": "seats",
+}
+
+
+def reason(signal: str, value: float, evaluation: Evaluation) -> Reason:
+    facts = evaluation.facts
+    baseline_key = BASELINES.get(signal)
+    baseline = facts.get(baseline_key) if baseline_key else None
+    return {
+        "signal": signal,
+        "value": round(value, 3),
+        "baseline": None if baseline is None else round(float(baseline), 3),
+        "message": MESSAGES[signal](value, facts),
+    }
+
+
+def explain(evaluation: Evaluation, limit: int = MAX_REASONS) -> list[Reason]:
+    """The signals that cost the most score, worst first, in plain words."""
+    weights = evaluation.weights
+    costs = [
+        ((100.0 - sub) * weights[SIGNAL_COMPONENT[signal]], signal, value)
+        for signal, (value, sub) in evaluation.signals.items()
+        if sub < REASON_BELOW
+    ]
+    costs.sort(key=lambda item: (-item[0], item[1]))
+    return [reason(signal, value, evaluation) for _, signal, value in costs[:limit]]

@@ -1,0 +1,198 @@
+"""An account's subscriptions, its MRR timeline and its daily-netted MRR movements.
+
+Each subscription is a step function of event time (a started/changed event sets its MRR from
+`occurred_at` on, a cancellation sets 0 from `effective_at`), so events may arrive in any order.
+The account's MRR is the sum of those steps; a movement is the net change of one UTC day.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass, field
+
+from streamer.core.clock import DAY
+
+# Movement kinds, in the order the portfolio keeps their sums.
+MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
+NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
+
+Point = tuple[int, str, int]  # (effective_at ms, event_id as tie-break, MRR micros from then on)
+
+
+@dataclass(slots=True)
+class Subscription:
+    """One subscription: its MRR steps and its latest descriptive state (last writer by time)."""
+
+    points: list[Point] = field(default_factory=list)
+    plan: str | None = None
+    seats: int | None = None
+    state_at: tuple[int, str] = (-1, "")
+    term_end: int | None = None
+    term_end_at: tuple[int, str] = (-1, "")
+    started_at: int | None = None
+    cancel_at: int | None = None
+
+    def mrr_at(self, ts: int) -> int:
+        """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
+        index = bisect_right(self.points, (ts, "\U0010ffff", 0))
+        return self.points[index - 1][2] if index else 0
+
+
+def classify(before: int, after: int, had_mrr_before: bool) -> int | None:
+    """Movement kind of one day's net change, or None when MRR did not change."""
+    if after == before:
+        return None
+    if before == 0:
+        return REACTIVATION if had_mrr_before else NEW
+    if after == 0:
+        return CHURN
+    return EXPANSION if after > before else CONTRACTION
+
+
+@dataclass(slots=True)
+class Revenue:
+    """All of an account's subscriptions and the derived account-level MRR timeline."""
+
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    timeline: list[tuple[int, int]] = field(default_factory=list)  # (ts, account MRR from ts on)
+    first_start: int | None = None
+    payment_failures: list[int] = field(default_factory=list)  # recent failure times, sorted
+
+    # -- updates ---------------------------------------------------------------------------------
+
+    def subscription(self, subscription_id: str) -> Subscription:
+        sub = self.subscriptions.get(subscription_id)
+        if sub is None:
+            sub = self.subscriptions[subscription_id] = Subscription()
+        return sub
+
+    def set_state(
+        self,
+        subscription_id: str,
+        at: int,
+        event_id: str,
+        mrr: int,
+        plan: str,
+        seats: int | None,
+        term_end: int | None,
+        *,
+        started: bool,
+        max_points: int,
+    ) -> None:
+        """A started/changed event: the subscription's full state from `at` on."""
+        sub = self.subscription(subscription_id)
+        _add_point(sub.points, (at, event_id, mrr), max_points)
+        if (at, event_id) > sub.state_at:
+            sub.state_at, sub.plan, sub.seats = (at, event_id), plan, seats
+        if term_end is not None:
+            self._set_term_end(sub, at, event_id, term_end)
+        if started:
+            sub.started_at = at if sub.started_at is None else min(sub.started_at, at)
+            self.first_start = at if self.first_start is None else min(self.first_start, at)
+        self._rebuild_timeline()
+
+    def renew(self, subscription_id: str, at: int, event_id: str, term_end: int) -> None:
+        self._set_term_end(self.subscription(subscription_id), at, event_id, term_end)
+
+    def cancel(self, subscription_id: str, event_id: str, effective_at: int, max_points: int) -> None:
+        sub = self.subscription(subscription_id)
+        _add_point(sub.points, (effective_at, event_id, 0), max_points)
+        sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
+        self._rebuild_timeline()
+
+    def payment_failed(self, at: int, keep_after: int) -> None:
+        insort(self.payment_failures, at)
+        del self.payment_failures[: bisect_left(self.payment_failures, keep_after)]
+
+    @staticmethod
+    def _set_term_end(sub: Subscription, at: int, event_id: str, term_end: int) -> None:
+        if (at, event_id) > sub.term_end_at:
+            sub.term_end_at, sub.term_end = (at, event_id), term_end
+
+    def _rebuild_timeline(self) -> None:
+        """Merge the subscriptions' steps into account MRR change points (a few dozen at most)."""
+        times = sorted({point[0] for sub in self.subscriptions.values() for point in sub.points})
+        timeline: list[tuple[int, int]] = []
+        last = 0
+        for ts in times:
+            mrr = sum(sub.mrr_at(ts) for sub in self.subscriptions.values())
+            if mrr != last:
+                timeline.append((ts, mrr))
+                last = mrr
+        self.timeline = timeline
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def mrr_at(self, ts: int) -> int:
+        """Account MRR at instant `ts`, counting changes effective exactly at `ts`."""
+        index = bisect_right(self.timeline, (ts, 1 << 62))
+        return self.timeline[index - 1][1] if index else 0
+
+    def mrr_before(self, ts: int) -> int:
+        """Account MRR just before instant `ts` (changes effective at `ts` not yet counted)."""
+        index = bisect_left(self.timeline, (ts, -1))
+        return self.timeline[index - 1][1] if index else 0
+
+    def ever_paid_by(self, ts: int) -> bool:
+        """Whether the account had MRR > 0 at any instant up to `ts`."""
+        return any(mrr > 0 for at, mrr in self.timeline if at <= ts)
+
+    def movements(self) -> list[tuple[int, int, int]]:
+        """Daily-netted movements as (UTC day, kind, |amount| micros), in day order."""
+        result: list[tuple[int, int, int]] = []
+        had_mrr = False
+        days = sorted({ts // DAY for ts, _ in self.timeline})
+        for day in days:
+            before = self.mrr_before(day * DAY)
+            after = self.mrr_before((day + 1) * DAY)
+            kind = classify(before, after, had_mrr)
+            if kind is not None:
+                result.append((day, kind, abs(after - before)))
+            had_mrr = had_mrr or before > 0 or after > 0
+        return result
+
+    def active_at(self, ts: int) -> list[Subscription]:
+        return [sub for sub in self.subscriptions.values() if sub.mrr_at(ts) > 0]
+
+    def scheduled_cancellation(self, now: int) -> int | None:
+        """Earliest future instant at which MRR falls to 0 with no later recovery already known."""
+        if self.mrr_at(now) == 0:
+            return None
+        index = bisect_right(self.timeline, (now, 1 << 62))
+        future = self.timeline[index:]
+        for position, (ts, mrr) in enumerate(future):
+            if mrr == 0 and all(later == 0 for _, later in future[position:]):
+                return ts
+        return None
+
+    def next_renewal(self, now: int) -> int | None:
+        """Nearest future `term_end` of an active subscription that is not canceled before it."""
+        ends = [
+            sub.term_end
+            for sub in self.active_at(now)
+            if sub.term_end is not None
+            and sub.term_end > now
+            and (sub.cancel_at is None or sub.cancel_at < now or sub.cancel_at > sub.term_end)
+        ]
+        return min(ends) if ends else None
+
+    def primary_plan(self, now: int) -> str | None:
+        """Plan of the largest active subscription (the latest one's when none is active)."""
+        active = self.active_at(now)
+        if active:
+            return max(active, key=lambda sub: (sub.mrr_at(now), sub.state_at)).plan
+        if not self.subscriptions:
+            return None
+        return max(self.subscriptions.values(), key=lambda sub: sub.state_at).plan
+
+    def seats(self, now: int) -> int | None:
+        known = [sub.seats for sub in self.active_at(now) if sub.seats is not None]
+        return sum(known) if known else None
+
+
+def _add_point(points: list[Point], point: Point, max_points: int) -> None:
+    if point in points:
+        return
+    insort(points, point)
+    if len(points) > max_points:
+        del points[0]

@@ -1,0 +1,251 @@
+"""The health score: signals -> documented curves -> components -> weighted 0-100 score and band.
+
+Missing data is neutral: a signal without data is left out and the weights of the rest are
+renormalised; a component without any signal is left out the same way and listed as missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamer.core.clock import DAY, HOUR
+from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.revenue import Revenue
+from streamer.core.sentiment import WINDOW_DAYS, Sentiment, nps_of
+from streamer.core.support import Support
+from streamer.core.usage import Usage
+
+NEVER_USED_GRACE = 3 * DAY  # a paying account that never used the product counts as silent after this
+
+# Which component each signal belongs to (signals are named like their curve).
+SIGNAL_COMPONENT: dict[str, str] = {
+    "stickiness": "adoption",
+    "seat_utilisation": "adoption",
+    "feature_breadth": "adoption",
+    "usage_trend": "adoption",
+    "recency_days": "adoption",
+    "open_high_priority": "support",
+    "oldest_open_hours": "support",
+    "resolution_hours": "support",
+    "first_contact_rate": "support",
+    "ticket_volume_ratio": "support",
+    "nps": "sentiment",
+    "csat_pct": "sentiment",
+    "ces": "sentiment",
+    "mrr_trend": "financial",
+    "payment_failures": "financial",
+    "scheduled_cancellation": "financial",
+    "days_to_renewal": "financial",
+}
+
+
+@dataclass(slots=True)
+class Inputs:
+    """What the score reads from an account (its four areas plus lifecycle facts)."""
+
+    revenue: Revenue
+    usage: Usage
+    support: Support
+    sentiment: Sentiment
+    first_seen: int
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """One scoring of one account at event time `now`."""
+
+    now: int
+    score: float
+    band: str
+    stage: str
+    plan: str | None
+    mrr: int
+    components: dict[str, float | None]
+    weights: dict[str, float]  # effective component weights (0 for missing components)
+    signals: dict[str, tuple[float, float]]  # signal -> (raw value, 0-100 sub-score)
+    facts: dict[str, float | int | None]  # raw figures the reasons and alerts quote
+
+
+def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> str:
+    """churned > renewal > onboarding > adopted (see the README for each)."""
+    revenue = inputs.revenue
+    if mrr == 0 and revenue.ever_paid_by(now):
+        return "churned"
+    renewal = revenue.next_renewal(now)
+    if renewal is not None and renewal - now <= config.lifecycle.renewal_window_days * DAY:
+        return "renewal"
+    started = revenue.first_start if revenue.first_start is not None else inputs.first_seen
+    if now - started < config.lifecycle.onboarding_days * DAY:
+        return "onboarding"
+    return "adopted"
+
+
+def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
+    """Score an account at event time `now` (pure: same inputs, same result)."""
+    end = (now - 1) // DAY  # windows cover whole days up to the one holding the instant before now
+    mrr = inputs.revenue.mrr_at(now)
+    facts: dict[str, float | int | None] = {}
+    raw: dict[str, float] = {}
+    _adoption(inputs, now, end, mrr, config, raw, facts)
+    _support(inputs.support, now, end, config, raw, facts)
+    _sentiment(inputs.sentiment, end, raw, facts)
+    stage = lifecycle_stage(inputs, now, mrr, config)
+    _financial(inputs.revenue, now, end, mrr, stage, config, raw, facts)
+
+    curves, signal_weights = config.curves, config.signal_weights
+    signals: dict[str, tuple[float, float]] = {}
+    sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in COMPONENTS}
+    for name, value in raw.items():
+        sub = getattr(curves, name)(value) if name != "scheduled_cancellation" else value
+        signals[name] = (value, sub)
+        weight = getattr(signal_weights, name)
+        acc = sums[SIGNAL_COMPONENT[name]]
+        acc[0] += weight * sub
+        acc[1] += weight
+    components = {name: (acc[0] / acc[1] if acc[1] > 0 else None) for name, acc in sums.items()}
+
+    plan = inputs.revenue.primary_plan(now)
+    base = config.weights_for(stage, plan)
+    present = {name: base[name] for name, value in components.items() if value is not None}
+    total = sum(present.values())
+    if total > 0:
+        score = sum(w * (components[name] or 0.0) for name, w in present.items()) / total
+        weights = {name: present.get(name, 0.0) / total for name in COMPONENTS}
+    else:
+        score = config.empty_score
+        weights = dict.fromkeys(COMPONENTS, 0.0)
+    score = round(score, 1)
+    band = config.bands_for(stage, plan).band(score)
+    return Evaluation(now, score, band, stage, plan, mrr, components, weights, signals, facts)
+
+
+def _adoption(
+    inputs: Inputs,
+    now: int,
+    end: int,
+    mrr: int,
+    config: ScoreConfig,
+    raw: dict[str, float],
+    facts: dict[str, float | int | None],
+) -> None:
+    usage = inputs.usage
+    if usage.last_use is None:
+        # Paying but never used: only recency speaks, counted from the first subscription start.
+        first_start = inputs.revenue.first_start
+        if mrr > 0 and first_start is not None and now - first_start >= NEVER_USED_GRACE:
+            raw["recency_days"] = (now - first_start) / DAY
+            facts["days_since_last_use"] = None
+        return
+    mau = usage.active_users(end, 30)
+    facts["dau"] = usage.active_users(end, 1)
+    facts["wau"] = usage.active_users(end, 7)
+    facts["mau"] = mau
+    stickiness = usage.average_daily_users(end, 30) / mau if mau else 0.0
+    facts["stickiness"] = raw["stickiness"] = stickiness
+    seats = inputs.revenue.seats(now)
+    facts["seats"] = seats
+    if seats:
+        facts["seat_utilisation"] = raw["seat_utilisation"] = mau / seats
+    features = config.features
+    breadth = usage.breadth(end)
+    facts["feature_breadth"] = breadth
+    denominator = len(features.catalogue) or features.default_breadth
+    raw["feature_breadth"] = min(1.0, breadth / denominator)
+    last7, prev28 = usage.activity(end, 7), usage.activity(end - 7, 28)
+    facts["activity_7d"], facts["weekly_baseline"] = last7, prev28 / 4
+    if prev28 > 0:
+        facts["usage_trend"] = raw["usage_trend"] = last7 / (prev28 / 4) - 1
+    recency = max(0, now - usage.last_use) / DAY
+    facts["days_since_last_use"] = raw["recency_days"] = recency
+    start = inputs.revenue.first_start
+    first_value = usage.first_key_use if features.key_features else usage.first_use
+    if start is not None and first_value is not None:
+        facts["time_to_value_days"] = max(0, first_value - start) / DAY
+
+
+def _support(
+    support: Support,
+    now: int,
+    end: int,
+    config: ScoreConfig,
+    raw: dict[str, float],
+    facts: dict[str, float | int | None],
+) -> None:
+    if not support.ever:
+        return
+    by_priority = support.open_by_priority(now)
+    facts["open_tickets"] = sum(by_priority.values())
+    facts["open_urgent"], facts["open_high"] = by_priority["urgent"], by_priority["high"]
+    facts["open_low"], facts["open_normal"] = by_priority["low"], by_priority["normal"]
+    raw["open_high_priority"] = by_priority["high"] + by_priority["urgent"]
+    overdue = support.urgent_open_over(now, config.alerts.support_urgent_open_hours)
+    facts["urgent_overdue"] = len(overdue)
+    oldest = support.oldest_open_hours(now)
+    facts["oldest_open_ticket_hours"] = oldest
+    raw["oldest_open_hours"] = oldest or 0.0
+    window90 = support.window(end, 90)
+    facts["tickets_resolved_90d"], facts["resolution_ms_90d"] = window90.resolved, window90.resolution_ms
+    facts["first_contact_90d"] = window90.first_contact
+    if window90.resolved:
+        art = window90.resolution_ms / window90.resolved / HOUR
+        facts["art_hours_90d"] = raw["resolution_hours"] = art
+        facts["fcr_90d"] = raw["first_contact_rate"] = window90.first_contact / window90.resolved
+    facts["reopens_90d"] = window90.reopened
+    opened30 = support.window(end, 30).opened
+    baseline = support.window(end - 30, 90).opened / 3
+    facts["tickets_opened_30d"], facts["tickets_baseline_30d"] = opened30, baseline
+    if baseline > 0:
+        raw["ticket_volume_ratio"] = opened30 / baseline
+
+
+def _sentiment(
+    sentiment: Sentiment, end: int, raw: dict[str, float], facts: dict[str, float | int | None]
+) -> None:
+    horizon = (end + 1) * DAY  # answers up to the end of day `end` ...
+    since = horizon - WINDOW_DAYS * DAY  # ... and within the window before it
+    nps_scores = [s for at, _, s in sentiment.nps.values() if since <= at < horizon]
+    nps = nps_of(nps_scores)
+    if nps is not None:
+        facts["nps"] = raw["nps"] = nps
+        facts["nps_respondents"] = len(nps_scores)
+        facts["nps_promoters"] = sum(1 for s in nps_scores if s >= 9)
+        facts["nps_detractors"] = sum(1 for s in nps_scores if s <= 6)
+    csat = [s for at, _, s in sentiment.csat if since <= at < horizon]
+    if csat:
+        satisfied = sum(1 for s in csat if s >= 4)
+        facts["csat"] = raw["csat_pct"] = 100.0 * satisfied / len(csat)
+        facts["csat_satisfied"], facts["csat_answers"] = satisfied, len(csat)
+    ces = [s for at, _, s in sentiment.ces if since <= at < horizon]
+    if ces:
+        facts["ces"] = raw["ces"] = sum(ces) / len(ces)
+        facts["ces_sum"], facts["ces_answers"] = sum(ces), len(ces)
+
+
+def _financial(
+    revenue: Revenue,
+    now: int,
+    end: int,
+    mrr: int,
+    stage: str,
+    config: ScoreConfig,
+    raw: dict[str, float],
+    facts: dict[str, float | int | None],
+) -> None:
+    if not revenue.subscriptions:
+        return
+    before = revenue.mrr_at(now - 90 * DAY)
+    if before > 0:
+        facts["mrr_trend_90d"] = raw["mrr_trend"] = mrr / before - 1
+    since = (end - 29) * DAY
+    failures = sum(1 for at in revenue.payment_failures if since <= at <= now)
+    facts["payment_failures_30d"] = raw["payment_failures"] = failures
+    cancel_at = revenue.scheduled_cancellation(now)
+    facts["scheduled_cancellation_at"] = cancel_at
+    raw["scheduled_cancellation"] = 0.0 if cancel_at is not None or stage == "churned" else 100.0
+    renewal = revenue.next_renewal(now)
+    facts["renewal_at"] = renewal
+    if renewal is not None:
+        days = (renewal - now) / DAY
+        facts["days_to_renewal"] = days
+        if days <= config.lifecycle.renewal_window_days:
+            raw["days_to_renewal"] = days

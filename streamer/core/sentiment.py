@@ -1,0 +1,75 @@
+"""Survey answers per account: NPS over each respondent's latest answer, CSAT, CES, comments."""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+
+from streamer.core.clock import DAY
+
+WINDOW_DAYS = 180  # answers older than this no longer count
+
+
+def nps_of(scores: list[int]) -> float | None:
+    """NPS = % promoters (9-10) - % detractors (0-6); None without answers."""
+    if not scores:
+        return None
+    promoters = sum(1 for s in scores if s >= 9)
+    detractors = sum(1 for s in scores if s <= 6)
+    return 100.0 * (promoters - detractors) / len(scores)
+
+
+@dataclass(slots=True)
+class Sentiment:
+    nps: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # respondent -> (at, id, score)
+    csat: list[tuple[int, str, int]] = field(default_factory=list)  # (at, event id, score), sorted
+    ces: list[tuple[int, str, int]] = field(default_factory=list)
+    comments: list[tuple[int, str, str, int, str]] = field(default_factory=list)  # at,id,kind,score,text
+
+    def answered(
+        self,
+        kind: str,
+        at: int,
+        event_id: str,
+        respondent: str,
+        score: int,
+        comment: str | None,
+        *,
+        max_respondents: int,
+        max_answers: int,
+        max_comments: int,
+    ) -> None:
+        if kind == "nps":
+            latest = self.nps.get(respondent)
+            if latest is None and len(self.nps) >= max_respondents:
+                del self.nps[min(self.nps, key=self.nps.__getitem__)]
+            if latest is None or (at, event_id) > latest[:2]:
+                self.nps[respondent] = (at, event_id, score)
+        else:
+            answers = self.csat if kind == "csat" else self.ces
+            insort(answers, (at, event_id, score))
+            if len(answers) > max_answers:
+                del answers[0]
+        if comment and max_comments:
+            insort(self.comments, (at, event_id, kind, score, comment))
+            if len(self.comments) > max_comments:
+                del self.comments[0]
+
+    def nps_scores(self, now: int) -> list[int]:
+        since = now - WINDOW_DAYS * DAY
+        return [score for at, _, score in self.nps.values() if since < at <= now]
+
+    def _recent(self, answers: list[tuple[int, str, int]], now: int) -> list[int]:
+        since = now - WINDOW_DAYS * DAY
+        return [score for at, _, score in answers if since < at <= now]
+
+    def csat_pct(self, now: int) -> tuple[float | None, int, int]:
+        """(CSAT %, satisfied answers, answers): % of answers that are 4 or 5."""
+        scores = self._recent(self.csat, now)
+        satisfied = sum(1 for s in scores if s >= 4)
+        return (100.0 * satisfied / len(scores) if scores else None), satisfied, len(scores)
+
+    def ces_mean(self, now: int) -> tuple[float | None, int, int]:
+        """(CES mean, sum of scores, answers); 7 = least effort."""
+        scores = self._recent(self.ces, now)
+        return (sum(scores) / len(scores) if scores else None), sum(scores), len(scores)

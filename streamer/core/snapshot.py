@@ -1,0 +1,83 @@
+"""Build the published health snapshot of an account from its latest evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamer.core.account import Account
+from streamer.core.clock import iso
+from streamer.core.money import format_money
+from streamer.core.reasons import explain
+from streamer.core.score import Evaluation
+
+# Facts published under `metrics`, with the name they are published as.
+PUBLISHED_FACTS = (
+    "dau",
+    "wau",
+    "mau",
+    "stickiness",
+    "seats",
+    "seat_utilisation",
+    "feature_breadth",
+    "usage_trend",
+    "days_since_last_use",
+    "time_to_value_days",
+    "open_tickets",
+    "oldest_open_ticket_hours",
+    "art_hours_90d",
+    "fcr_90d",
+    "tickets_opened_30d",
+    "tickets_baseline_30d",
+    "reopens_90d",
+    "nps",
+    "nps_respondents",
+    "csat",
+    "ces",
+    "payment_failures_30d",
+    "mrr_trend_90d",
+    "days_to_renewal",
+)
+TIME_FACTS = ("scheduled_cancellation_at", "renewal_at")
+
+
+def _rounded(value: float | int | None) -> float | int | None:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def build_snapshot(account: Account, evaluation: Evaluation, currency: str) -> dict[str, Any]:
+    """The `cs.health` record: score, band, components, reasons, stage, MRR, key metrics."""
+    facts = evaluation.facts
+    metrics: dict[str, Any] = {name: _rounded(facts.get(name)) for name in PUBLISHED_FACTS}
+    metrics["open_tickets_by_priority"] = {
+        priority: int(facts.get(f"open_{priority}") or 0) for priority in ("low", "normal", "high", "urgent")
+    }
+    for name in TIME_FACTS:
+        value = facts.get(name)
+        metrics[name] = iso(int(value)) if value is not None else None
+    missing = [name for name, value in evaluation.components.items() if value is None]
+    return {
+        "account_id": account.account_id,
+        "as_of": iso(evaluation.now),
+        "score": evaluation.score,
+        "band": evaluation.band,
+        "components": {
+            name: {
+                "score": None if value is None else round(value, 1),
+                "weight": round(evaluation.weights[name], 4),
+                "missing": value is None,
+            }
+            for name, value in evaluation.components.items()
+        },
+        "missing": missing,
+        "reasons": explain(evaluation),
+        "lifecycle_stage": evaluation.stage,
+        "plan": evaluation.plan,
+        "currency": currency,
+        "mrr": format_money(evaluation.mrr),
+        "arr": format_money(evaluation.mrr * 12),
+        "metrics": metrics,
+        "comments": [
+            {"at": iso(at), "survey": kind, "score": score, "comment": text}
+            for at, _, kind, score, text in reversed(account.sentiment.comments)
+        ],
+    }

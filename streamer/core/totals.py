@@ -1,0 +1,104 @@
+"""Portfolio totals right now (MRR, accounts by band and stage, NPS, CSAT, CES, ART, FCR).
+
+Each account contributes one small vector from its latest evaluation; a new evaluation replaces
+the old vector, so the totals stay exact and partitions' totals add up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamer.core.clock import HOUR
+from streamer.core.money import format_money
+from streamer.core.score import Evaluation
+
+BANDS = ("green", "yellow", "red")
+STAGES = ("onboarding", "adopted", "renewal", "churned")
+FIELDS = (
+    "accounts",
+    "paying_accounts",
+    "mrr",
+    *(f"band_{b}" for b in BANDS),
+    *(f"stage_{s}" for s in STAGES),
+    "nps_promoters",
+    "nps_detractors",
+    "nps_respondents",
+    "csat_satisfied",
+    "csat_answers",
+    "ces_sum",
+    "ces_answers",
+    "tickets_resolved_90d",
+    "resolution_ms_90d",
+    "first_contact_90d",
+    "open_tickets",
+)
+_INDEX = {name: index for index, name in enumerate(FIELDS)}
+
+
+def terms(evaluation: Evaluation) -> tuple[int, ...]:
+    """One account's contribution vector (all integers, so sums are exact)."""
+    facts = evaluation.facts
+    vector = [0] * len(FIELDS)
+    vector[_INDEX["accounts"]] = 1
+    vector[_INDEX["paying_accounts"]] = int(evaluation.mrr > 0)
+    vector[_INDEX["mrr"]] = evaluation.mrr
+    vector[_INDEX[f"band_{evaluation.band}"]] = 1
+    vector[_INDEX[f"stage_{evaluation.stage}"]] = 1
+    for name in FIELDS[_INDEX["nps_promoters"] :]:
+        vector[_INDEX[name]] = int(facts.get(name) or 0)
+    return tuple(vector)
+
+
+@dataclass(slots=True)
+class Totals:
+    sums: list[int] = field(default_factory=lambda: [0] * len(FIELDS))
+    contributions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def update(self, account_id: str, evaluation: Evaluation) -> None:
+        new = terms(evaluation)
+        old = self.contributions.get(account_id)
+        if old == new:
+            return
+        self.contributions[account_id] = new
+        sums = self.sums
+        if old is not None:
+            for index, value in enumerate(old):
+                sums[index] -= value
+        for index, value in enumerate(new):
+            sums[index] += value
+
+
+def add_up(parts: Iterable[list[int]]) -> list[int]:
+    total = [0] * len(FIELDS)
+    for part in parts:
+        for index, value in enumerate(part):
+            total[index] += value
+    return total
+
+
+def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:
+    return round(scale * numerator / denominator, 4) if denominator else None
+
+
+def report(sums: list[int], currency: str) -> dict[str, Any]:
+    """The `current` object of the portfolio: totals now, in reporting terms."""
+    s = dict(zip(FIELDS, sums, strict=True))
+    return {
+        "currency": currency,
+        "accounts": s["accounts"],
+        "paying_accounts": s["paying_accounts"],
+        "mrr": format_money(s["mrr"]),
+        "arr": format_money(12 * s["mrr"]),
+        "arpa": format_money(s["mrr"] // s["paying_accounts"]) if s["paying_accounts"] else None,
+        "accounts_by_band": {band: s[f"band_{band}"] for band in BANDS},
+        "accounts_by_stage": {stage: s[f"stage_{stage}"] for stage in STAGES},
+        "nps": _ratio(s["nps_promoters"] - s["nps_detractors"], s["nps_respondents"], 100),
+        "nps_respondents": s["nps_respondents"],
+        "csat": _ratio(s["csat_satisfied"], s["csat_answers"], 100),
+        "ces": _ratio(s["ces_sum"], s["ces_answers"]),
+        "art_hours_90d": _ratio(s["resolution_ms_90d"], s["tickets_resolved_90d"] * HOUR),
+        "fcr_90d": _ratio(s["first_contact_90d"], s["tickets_resolved_90d"]),
+        "open_tickets": s["open_tickets"],
+    }

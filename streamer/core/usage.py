@@ -1,0 +1,130 @@
+"""Rolling product-usage windows per account in fixed-size day buckets.
+
+Each user keeps the day they were last active plus a 64-day activity bit mask, so distinct-user
+counts (DAU per day, and WAU/MAU through a histogram of last-active days) update in O(1) per
+event, in any arrival order within the bucket horizon. Memory is bounded by `HORIZON_DAYS` and
+the user and feature caps, whatever the account's history length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamer.core.clock import DAY
+
+HORIZON_DAYS = 64  # bucket horizon: covers MAU (30), trend (7 + 28) and the lateness allowance
+_MASK = (1 << HORIZON_DAYS) - 1
+
+
+@dataclass(slots=True)
+class UserActivity:
+    last_day: int
+    mask: int  # bit i set: active on day (last_day - i)
+
+
+@dataclass(slots=True)
+class Usage:
+    users: dict[str, UserActivity] = field(default_factory=dict)
+    daily_users: dict[int, int] = field(default_factory=dict)  # day -> distinct active users
+    last_day_users: dict[int, int] = field(default_factory=dict)  # day -> users last active then
+    daily_activity: dict[int, int] = field(default_factory=dict)  # day -> sum of counts
+    features: dict[str, int] = field(default_factory=dict)  # feature -> last day used
+    first_use: int | None = None
+    first_key_use: int | None = None
+    last_use: int | None = None
+    horizon_day: int = 0  # buckets before this day have been dropped
+
+    def record(
+        self,
+        at: int,
+        user_id: str,
+        feature: str,
+        count: int,
+        *,
+        key_feature: bool,
+        max_users: int,
+        max_features: int,
+    ) -> None:
+        """Fold one usage event in (any order within the horizon)."""
+        day = at // DAY
+        if day < self.horizon_day:
+            return
+        self.daily_activity[day] = self.daily_activity.get(day, 0) + count
+        self.first_use = at if self.first_use is None or at < self.first_use else self.first_use
+        if self.last_use is None or at > self.last_use:
+            self.last_use = at
+        if key_feature and (self.first_key_use is None or at < self.first_key_use):
+            self.first_key_use = at
+        self._touch_user(user_id, day, max_users)
+        last = self.features.get(feature)
+        if last is None:
+            if len(self.features) >= max_features:
+                del self.features[min(self.features, key=self.features.__getitem__)]
+            self.features[feature] = day
+        elif day > last:
+            self.features[feature] = day
+
+    def _touch_user(self, user_id: str, day: int, max_users: int) -> None:
+        user = self.users.get(user_id)
+        if user is None:
+            if len(self.users) >= max_users:
+                self._evict_least_recent_user()
+            self.users[user_id] = UserActivity(day, 1)
+            self._bump(self.daily_users, day, 1)
+            self._bump(self.last_day_users, day, 1)
+            return
+        if day > user.last_day:
+            self._bump(self.last_day_users, user.last_day, -1)
+            self._bump(self.last_day_users, day, 1)
+            user.mask = ((user.mask << (day - user.last_day)) | 1) & _MASK
+            user.last_day = day
+            self._bump(self.daily_users, day, 1)
+            return
+        offset = user.last_day - day
+        if offset < HORIZON_DAYS and not user.mask >> offset & 1:
+            user.mask |= 1 << offset
+            self._bump(self.daily_users, day, 1)
+
+    def _evict_least_recent_user(self) -> None:
+        user_id = min(self.users, key=lambda uid: self.users[uid].last_day)
+        self._bump(self.last_day_users, self.users.pop(user_id).last_day, -1)
+
+    @staticmethod
+    def _bump(counts: dict[int, int], day: int, delta: int) -> None:
+        value = counts.get(day, 0) + delta
+        if value:
+            counts[day] = value
+        else:
+            counts.pop(day, None)
+
+    def expire(self, today: int) -> None:
+        """Drop buckets older than the horizon (call when the day advances)."""
+        horizon = today - HORIZON_DAYS + 1
+        if horizon <= self.horizon_day:
+            return
+        self.horizon_day = horizon
+        for counts in (self.daily_users, self.daily_activity):
+            for day in [d for d in counts if d < horizon]:
+                del counts[day]
+        # Users silent for the whole horizon stay in the last-active histogram (they are
+        # outside every window); drop them only when the account has too many (see record).
+
+    # -- windows (ending with day `end`, inclusive) ------------------------------------------------
+
+    def active_users(self, end: int, days: int) -> int:
+        """Distinct users active in the `days` days ending with day `end` (DAU/WAU/MAU)."""
+        get = self.last_day_users.get
+        # Users last active after `end` (out-of-order evaluation) are counted in no window.
+        return sum(get(day, 0) for day in range(end - days + 1, end + 1))
+
+    def average_daily_users(self, end: int, days: int) -> float:
+        get = self.daily_users.get
+        return sum(get(day, 0) for day in range(end - days + 1, end + 1)) / days
+
+    def activity(self, end: int, days: int) -> int:
+        get = self.daily_activity.get
+        return sum(get(day, 0) for day in range(end - days + 1, end + 1))
+
+    def breadth(self, end: int, days: int = 30) -> int:
+        start = end - days + 1
+        return sum(1 for day in self.features.values() if day >= start)

@@ -1,0 +1,69 @@
+"""Runtime settings (where Kafka and Redis are, topic names, partitions), from env or a file.
+
+Environment variables are prefixed `HEALTHSTREAM_` (e.g. `HEALTHSTREAM_KAFKA_BOOTSTRAP`); the
+scoring configuration itself is a separate TOML file (`HEALTHSTREAM_SCORE_CONFIG`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamer.core.config import ScoreConfig
+
+FAMILIES = ("subscriptions", "usage", "tickets", "surveys")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says what to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEALTHSTREAM_", extra="forbid", frozen=True)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topic_prefix: str = "cs."
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    app_id: str = "healthstream"
+    data_dir: Path = Path(".local/worker")
+    store: str = "rocksdb://"
+    score_config: Path | None = None
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. `usage` -> `cs.usage`."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def input_topics(self) -> dict[str, str]:
+        return {family: self.topic(family) for family in FAMILIES}
+
+    @cached_property
+    def score(self) -> ScoreConfig:
+        return load_score_config(self.score_config)
+
+
+def load_score_config(path: Path | None) -> ScoreConfig:
+    """Read and validate the scoring TOML file (defaults when `path` is None)."""
+    if path is None:
+        return ScoreConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"score config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"score config file {path} is not valid TOML: {exc}") from None
+    try:
+        return ScoreConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  - {'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
+            f" (got {error.get('input')!r})"
+            for error in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"score config file {path} is invalid:\n{problems}") from None
