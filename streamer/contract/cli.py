@@ -1,8 +1,48 @@
-"""CLI stub."""
+"""`streamer schemas export|check`: keep `schemas/` equal to the pydantic models."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
+from streamer.contract.schemas import SCHEMA_DIR, differences, export
 
-@click.command("schemas")
+
+@click.group("schemas")
 def schemas() -> None:
-    """Not built yet."""
+    """JSON Schema of the event contract and the output records."""
+
+
+@schemas.command("export")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SCHEMA_DIR,
+    show_default=True,
+    help="Where to write the schema files.",
+)
+def export_command(directory: Path) -> None:
+    """Write one schema file per event family and output record."""
+    for path in export(directory):
+        click.echo(f"wrote {path}")
+
+
+@schemas.command("check")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SCHEMA_DIR,
+    show_default=True,
+    help="Where the committed schema files are.",
+)
+def check_command(directory: Path) -> None:
+    """Fail when the schema files and the models disagree (run `streamer schemas export`)."""
+    problems = differences(directory)
+    if problems:
+        raise click.ClickException(
+            "\n".join(problems) + "\nrun `streamer schemas export` and commit the result"
+        )
+    click.echo(f"schemas in {directory} match the models")
