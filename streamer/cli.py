@@ -23,8 +23,9 @@ def _register() -> None:
     from streamer.local.cli import local
     from streamer.offline.cli import offline
     from streamer.sim.cli import simulate
+    from streamer.stream.cli import alerts, replay, worker
 
-    for command in (schemas, local, offline, simulate):
+    for command in (schemas, local, offline, simulate, worker, replay, alerts):
         main.add_command(command)
 
 

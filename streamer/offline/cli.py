@@ -9,7 +9,7 @@ from typing import IO, Any
 import click
 import orjson
 
-from streamer.offline.runner import OfflineRun, event_time_key, open_events
+from streamer.offline.runner import OfflineRun, merge_order_key, open_events
 from streamer.settings import ConfigError, Settings, load_score_config
 
 
@@ -74,7 +74,7 @@ def offline(
         raw = source.fileobj if hasattr(source, "fileobj") else source  # compressed position
         if sort:
             click.echo(f"sorting {events} by occurred_at ...", err=True)
-            lines = sorted(source, key=event_time_key)
+            lines = [line for _, line in sorted(enumerate(source), key=merge_order_key)]
             iterator = iter(lines)
         else:
             iterator = iter(source)

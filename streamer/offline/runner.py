@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
@@ -27,11 +26,8 @@ from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
 from streamer.core.periods import month_metrics, months_in_data
 from streamer.core.portfolio import merge
 from streamer.core.totals import add_up, report
-
-
-def partition_of(account_id: str, partitions: int) -> int:
-    """Kafka's default partition for a message keyed by `account_id`."""
-    return (int(murmur2(account_id.encode())) & 0x7FFFFFFF) % partitions
+from streamer.partitioning import partition_of
+from streamer.settings import FAMILIES
 
 
 def open_events(path: Path) -> IO[bytes]:
@@ -41,13 +37,19 @@ def open_events(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def event_time_key(line: bytes) -> int:
-    """Sort key for `--sort`: the event time in ms; unreadable lines first (they dead-letter)."""
+def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
+    """`--sort` order: (event time, topic family, line), the order the stream's merge releases.
+
+    Unreadable lines come first; they are dead-lettered anyway.
+    """
+    number, line = numbered
     try:
-        moment = datetime.fromisoformat(orjson.loads(line)["occurred_at"])
-        return int(moment.timestamp() * 1000)
+        value = orjson.loads(line)
+        moment = datetime.fromisoformat(value["occurred_at"])
+        family = FAMILIES.index(EVENT_FAMILY[value["event_type"]])
+        return int(moment.timestamp() * 1000), family, number
     except Exception:
-        return -(1 << 62)
+        return -(1 << 62), 0, number
 
 
 @dataclass

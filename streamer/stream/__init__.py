@@ -1,0 +1,1 @@
+"""The faust-streaming adapter: agents, tables and topics around the scoring core."""

@@ -1,0 +1,71 @@
+"""Accounts of one partition, read from and written back to the faust table in batches.
+
+Reads deserialise once and stay cached; writes are remembered and flushed once per batch,
+so a batch costs one table write (one changelog record) per account it touched.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from streamer.core.account import Account
+
+STATE_VERSION = 1
+
+
+def dumps(account: Account) -> bytes:
+    return pickle.dumps((STATE_VERSION, account), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(raw: bytes) -> Account:
+    version, account = pickle.loads(raw)  # our own changelog: written only by dumps() above
+    if version != STATE_VERSION:
+        raise ValueError(f"account state version {version} is not {STATE_VERSION}; rebuild state")
+    assert isinstance(account, Account)
+    return account
+
+
+class TableAccounts(MutableMapping[str, Account]):
+    """A write-back view of the accounts table restricted to the keys of one partition."""
+
+    def __init__(self, table: Any, owns: Callable[[str], bool]) -> None:
+        self._table = table
+        self._owns = owns
+        self._cache: dict[str, Account] = {}
+        self._dirty: set[str] = set()
+
+    def __getitem__(self, account_id: str) -> Account:
+        account = self._cache.get(account_id)
+        if account is None:
+            raw = self._table.get(account_id)
+            if raw is None:
+                raise KeyError(account_id)
+            account = self._cache[account_id] = loads(raw)
+        return account
+
+    def __setitem__(self, account_id: str, account: Account) -> None:
+        self._cache[account_id] = account
+        self._dirty.add(account_id)
+
+    def __delitem__(self, account_id: str) -> None:
+        raise NotImplementedError("accounts are never deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set(self._cache)
+        yield from self._cache
+        for key in list(self._table.keys()):
+            if key not in seen and self._owns(key):
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def flush(self) -> int:
+        """Write the accounts changed since the last flush; return how many."""
+        for account_id in sorted(self._dirty):
+            self._table[account_id] = dumps(self._cache[account_id])
+        count = len(self._dirty)
+        self._dirty.clear()
+        return count

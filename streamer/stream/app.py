@@ -1,0 +1,160 @@
+"""The faust app: one agent over the four co-partitioned input topics, two tables, three outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from streamer.core.config import ScoreConfig
+from streamer.settings import Settings
+from streamer.stream.scorer import Scorer
+from streamer.stream.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 2000  # messages per batch (one table write per account per batch)
+BATCH_WITHIN_S = 0.25  # or whatever arrived within this long
+
+
+class ConsumerOffsets:
+    """High watermarks and positions from the worker's consumer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        try:
+            return int(self.app.consumer.highwater(TP(topic, partition)))
+        except Exception:  # unknown until the first fetch of that partition
+            return None
+
+    async def position(self, topic: str, partition: int) -> int | None:
+        try:
+            position = await self.app.consumer.position(TP(topic, partition))
+        except Exception:
+            return None
+        return None if position is None else int(position)
+
+
+class KafkaSink:
+    """Results to the output topics; `flush` waits until the broker has them all."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+
+        def topic(name: str) -> Any:
+            return app.topic(
+                settings.topic(name),
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+
+        self.alerts, self.health, self.dead = topic("alerts"), topic("health"), topic("deadletter")
+        self.inputs = {
+            name: app.topic(name, key_serializer="raw", value_serializer="raw")
+            for name in settings.input_topics.values()
+        }
+
+    def alert(self, alert: dict[str, Any]) -> None:
+        self.alerts.send_soon(key=str(alert["account_id"]).encode(), value=orjson.dumps(alert))
+
+    def snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.health.send_soon(key=str(snapshot["account_id"]).encode(), value=orjson.dumps(snapshot))
+
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        key = record["key"].encode() if record.get("key") else None
+        self.dead.send_soon(key=key, value=orjson.dumps(record))
+
+    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
+        self.inputs[topic].send_soon(key=key, value=value)
+
+    async def flush(self) -> None:
+        await self.app.producer.flush()
+
+
+def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = None) -> faust.App:
+    """Build the worker app; `store` overrides the table store (`memory://` in unit tests)."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=store or settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        stream_wait_empty=True,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        stream_buffer_maxsize=BATCH_MAX * 2,
+    )
+    # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
+    schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+    accounts = app.Table("accounts", schema=schema, partitions=settings.partitions)
+    clocks = app.Table("clocks", schema=schema, partitions=settings.partitions)
+    sink = KafkaSink(app, settings)
+    scorer = Scorer(settings, config, accounts, clocks, sink, ConsumerOffsets(app))
+    app.scorer = scorer  # type: ignore[attr-defined]
+    source = app.topic(
+        *settings.input_topics.values(),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(source, concurrency=1)  # concurrency 1: faust may commit past unprocessed messages
+    async def score(stream: Any) -> None:
+        # noack: the scorer acknowledges each message once it is applied (see Scorer._release).
+        async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+            await scorer.process(batch)
+
+    async def on_rebalance(sender: Any, *args: Any, **kwargs: Any) -> None:
+        scorer.forget_partitions()
+
+    app.on_partitions_assigned.connect(on_rebalance)  # type: ignore[arg-type]
+    app.on_partitions_revoked.connect(on_rebalance)  # type: ignore[arg-type]
+
+    @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
+    async def release_idle() -> None:
+        await scorer.release_idle()
+
+    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+    async def report_progress() -> None:
+        c = scorer.counters
+        log.info(
+            "progress",
+            extra={
+                "processed": c.processed,
+                "accepted": c.accepted,
+                "duplicates": c.duplicates,
+                "rejected": c.rejected,
+                "rerouted": c.rerouted,
+                "alerts": c.alerts,
+                "snapshots": c.snapshots,
+                "batches": c.batches,
+                "latency_s": round(c.last_latency_s, 3),
+            },
+        )
+
+    del score, release_idle, report_progress
+    return app
+
+
+def run_worker(settings: Settings, config: ScoreConfig, loglevel: str = "info") -> None:
+    """Run one worker process until stopped (SIGINT/SIGTERM)."""
+    asyncio.run(ensure_topics(settings))
+    app = create_app(settings, config)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,24 @@
+"""Act as one event of a partition while touching tables outside faust's own iteration.
+
+faust routes a table read or write (and its changelog record) to the partition of the "current
+event". We process a whole batch, grouped by partition, so we set the current event to one of
+that partition's events for the duration of its table work.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from faust.streams import _current_event
+
+
+@contextmanager
+def acting_as(event: Any) -> Iterator[None]:
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

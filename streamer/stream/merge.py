@@ -1,0 +1,63 @@
+"""Merge one partition's input topics into a single event-time order (a watermark merge).
+
+A partition's four input topics are consumed independently, so without care the order in which
+their messages reach the scorer depends on fetch timing. Like Kafka Streams' partition groups,
+we hold each message until every topic that may still deliver something older has delivered
+something at least as new (the watermark), then release in (event time, topic, offset) order.
+A topic that is caught up with its high watermark is idle and does not hold the others back.
+With the same messages in Kafka this gives one order whatever the fetch timing, which is the
+order `streamer offline --sort` uses.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+
+NEVER = -(1 << 62)
+
+
+@dataclass(order=True, slots=True)
+class _Pending(Generic[Item]):
+    at: int
+    topic_index: int
+    offset: int
+    item: Item = field(compare=False)
+
+
+class PartitionMerge(Generic[Item]):
+    """Buffers one partition's messages and releases them in watermark order."""
+
+    def __init__(self, topics: Sequence[str]) -> None:
+        self.topics = list(topics)
+        self._index = {topic: index for index, topic in enumerate(self.topics)}
+        self._heap: list[_Pending[Item]] = []
+        self.latest: dict[str, int] = {}  # topic -> newest event time delivered
+        self.next_offset: dict[str, int] = {}  # topic -> offset after the last one delivered
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, topic: str, offset: int, at: int, item: Item) -> None:
+        heapq.heappush(self._heap, _Pending(at, self._index[topic], offset, item))
+        if at > self.latest.get(topic, NEVER):
+            self.latest[topic] = at
+        if offset + 1 > self.next_offset.get(topic, -1):
+            self.next_offset[topic] = offset + 1
+
+    def watermark(self, idle: Callable[[str], bool]) -> int:
+        """Event time up to which nothing older can still arrive (from the live topics)."""
+        live = [self.latest.get(topic, NEVER) for topic in self.topics if not idle(topic)]
+        return min(live) if live else 1 << 62
+
+    def release(self, idle: Callable[[str], bool]) -> list[Item]:
+        """Items at or below the watermark, oldest first."""
+        limit = self.watermark(idle)
+        heap, ready = self._heap, []
+        while heap and heap[0].at <= limit:
+            ready.append(heapq.heappop(heap).item)
+        return ready

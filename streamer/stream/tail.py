@@ -1,0 +1,58 @@
+"""Follow `cs.alerts` and print each alert as a line a person can read."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from streamer.settings import Settings
+
+SEVERITY_MARK = {"critical": "CRIT", "warning": "WARN", "info": "info"}
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    reasons = "; ".join(str(r["message"]) for r in alert.get("reasons", [])[:3])
+    return (
+        f"{alert['raised_at']}  {SEVERITY_MARK.get(alert['severity'], alert['severity']):4}  "
+        f"{alert['account_id']:<16} {alert['rule']:<22} score {alert['score']:>5} {alert['band']:<6} "
+        f"MRR {alert['mrr']:>10}  {reasons}"
+    )
+
+
+async def tail(
+    settings: Settings,
+    emit: Callable[[dict[str, Any]], None],
+    *,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    timeout_s: float | None = None,
+) -> int:
+    """Call `emit` for each alert until `limit` alerts or `timeout_s` seconds; return the count."""
+    consumer = AIOKafkaConsumer(
+        settings.topic("alerts"),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    seen = 0
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    try:
+        while limit is None or seen < limit:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    emit(orjson.loads(record.value))
+                    seen += 1
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return seen

@@ -1,0 +1,40 @@
+"""Create the input and output topics (idempotent), with the configured partition count."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streamer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("alerts", "health", "deadletter")
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Four co-partitioned inputs, alerts, compacted health snapshots, dead letters."""
+    specs = []
+    for name in (*settings.input_topics.values(), *(settings.topic(o) for o in OUTPUTS)):
+        configs = {"cleanup.policy": "compact"} if name == settings.topic("health") else {}
+        specs.append(NewTopic(name, settings.partitions, 1, topic_configs=configs))
+    return specs
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create whichever topics are missing; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        if missing:
+            with suppress(TopicAlreadyExistsError):  # another process created them meanwhile
+                await admin.create_topics(missing)
+            log.info("created topics", extra={"topics": [spec.name for spec in missing]})
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()
