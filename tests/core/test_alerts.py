@@ -1,0 +1,330 @@
+"""Alert rules, severities, cooldowns and deterministic ids, driven through the engine."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from streamer.contract.outputs import Alert
+from streamer.core.alerts import alert_id
+from streamer.core.config import ComponentWeights, Curve, Curves, ScoreConfig
+
+from .events import at, canceled, changed, csat, nps, opened, payment_failed, resolved, stamp, started, usage
+from .harness import Feed
+
+
+def rules(feed: Feed, account: str | None = None) -> list[tuple[str, str]]:
+    return [(a["rule"], a["severity"]) for a in feed.raised(account=account)]
+
+
+# -- band transitions ----------------------------------------------------------------------------
+
+
+def band_walk() -> Feed:
+    """One respondent's NPS sets the score alone: 10 -> 100, 8 -> 50, 0 -> 0."""
+    feed = Feed()
+    feed(nps("acme", at(0, 9), 10))  # green, first evaluation: nothing to compare with
+    feed(nps("acme", at(1, 9), 8))  # yellow
+    feed(nps("acme", at(2, 9), 0))  # red
+    feed(nps("acme", at(3, 9), 10))  # green again
+    return feed
+
+
+def test_band_worsening_warns_then_goes_critical_and_recovery_is_info() -> None:
+    feed = band_walk()
+    bands = [
+        (a["severity"], a["previous_band"], a["band"], a["raised_at"]) for a in feed.raised("band_worsened")
+    ]
+    assert bands == [
+        ("warning", "green", "yellow", stamp(at(1, 9))),
+        ("critical", "yellow", "red", stamp(at(2, 9))),  # inside the cooldown, but worse
+    ]
+    [recovered] = feed.raised("band_recovered")
+    assert (recovered["severity"], recovered["previous_band"], recovered["band"]) == ("info", "red", "green")
+    assert (recovered["previous_score"], recovered["score"]) == (0, 100)
+
+
+def test_alerts_carry_readable_reasons_and_validate() -> None:
+    feed = band_walk()
+    for alert in feed.alerts:
+        Alert.model_validate(alert)
+        assert alert["reasons"][0]["message"]
+    first = feed.raised("band_worsened")[0]
+    assert first["reasons"][0]["message"] == "health band green -> yellow (score 100 -> 50)"
+
+
+def test_band_worsening_does_not_repeat_inside_cooldown_unless_worse() -> None:
+    feed = Feed()
+    feed(nps("acme", at(0, 9), 10))
+    feed(nps("acme", at(1, 9), 8))  # green -> yellow: warning
+    feed(nps("acme", at(1, 21), 10))  # -> green: info
+    feed(nps("acme", at(2, 9), 8))  # -> yellow again, 1 day later: held back (cooldown 3 days)
+    feed(nps("acme", at(5, 9), 10))  # -> green, 3.5 days after the last recovery: held back (7 days)
+    feed(nps("acme", at(5, 21), 8))  # -> yellow 4.5 days after the last warning: raised
+    worsened = [a["raised_at"] for a in feed.raised("band_worsened")]
+    recovered = [a["raised_at"] for a in feed.raised("band_recovered")]
+    assert worsened == [stamp(at(1, 9)), stamp(at(5, 21))]
+    assert recovered == [stamp(at(1, 21))]
+
+
+# -- score drop ----------------------------------------------------------------------------------
+
+
+LINEAR_NPS = ScoreConfig(curves=Curves(nps=Curve(points=((-100, 0), (100, 100)))))
+
+
+def respondents(feed: Feed, when, scores: dict[int, int]) -> None:
+    feed(*(nps("acme", when, score, f"r{n}") for n, score in scores.items()))
+
+
+def test_score_drop_of_15_points_within_7_days() -> None:
+    # score = (NPS + 100) / 2 with 10 respondents: each promoter turning passive costs 5 points
+    feed = Feed(LINEAR_NPS)
+    respondents(feed, at(0, 9), dict.fromkeys(range(10), 10))  # 100
+    respondents(feed, at(2, 9), {0: 8, 1: 8})  # 90: down 10, nothing
+    assert feed.raised("score_drop") == []
+    respondents(feed, at(3, 9), {2: 8})  # 85: down 15 from the 100 three days ago
+    [drop] = feed.raised("score_drop")
+    assert drop["severity"] == "warning"
+    assert drop["reasons"][0]["message"] == "score fell 15 points in 7 days (100 -> 85)"
+    respondents(feed, at(3, 12), {3: 8})  # 80: same episode, same level: no repeat
+    assert len(feed.raised("score_drop")) == 1
+    respondents(feed, at(4, 9), {4: 8, 5: 8})  # 70: down 30: critical
+    assert [a["severity"] for a in feed.raised("score_drop")] == ["warning", "critical"]
+
+
+def test_slow_decline_is_not_a_score_drop() -> None:
+    feed = Feed(LINEAR_NPS)
+    respondents(feed, at(0, 9), dict.fromkeys(range(10), 10))
+    for step in range(1, 6):  # 10 points every 8 days
+        respondents(feed, at(8 * step, 9), {2 * step - 2: 8, 2 * step - 1: 8})
+    assert feed.evaluate("acme", at(41)).score == 50
+    assert feed.raised("score_drop") == []
+
+
+# -- usage drop and silence --------------------------------------------------------------------
+
+
+def test_usage_drop_when_trend_is_down_50_percent() -> None:
+    feed = Feed()
+    for d in range(28):
+        feed(usage("acme", at(d, 10), "u1", "reports", 2))  # weekly average 14
+    for d in range(28, 33):
+        feed(usage("acme", at(d, 10), "u1", "reports", 1))
+    feed(usage("acme", at(35, 12), "u1", "reports", 1))
+    [drop] = feed.raised("usage_drop")
+    # first seen at the day-35 tick: days 28..34 hold 5 against a weekly average of 14
+    assert drop["raised_at"] == stamp(at(35))
+    assert drop["severity"] == "warning"
+    assert drop["reasons"][0]["value"] == pytest.approx(5 / 14 - 1, abs=1e-3)
+    assert drop["reasons"][0]["baseline"] == 14
+
+
+def test_no_usage_drop_on_a_tiny_baseline() -> None:
+    feed = Feed()
+    feed(*(usage("acme", at(d, 10)) for d in (0, 7, 14, 21)))  # weekly average 1
+    feed(usage("acme", at(40)))
+    assert feed.raised("usage_drop") == []
+
+
+def test_silence_is_raised_by_stream_time_without_an_event_of_the_account() -> None:
+    feed = Feed()
+    feed(
+        started("acme", at(0), "100"),
+        usage("acme", at(0, 10), "u1"),
+        usage("globex", at(0, 10), "u1"),  # not paying
+    )
+    for d in range(1, 31):  # another account keeps the stream moving
+        feed(usage("initech", at(d, 12), "u1"))
+    silence = [(a["raised_at"], a["severity"]) for a in feed.raised("silence", "acme")]
+    # recency at the day-15 tick: 14.58 days (>= 14); critical at 28 days (day-29 tick)
+    assert silence == [(stamp(at(15)), "warning"), (stamp(at(29)), "critical")]
+    first = feed.raised("silence", "acme")[0]
+    assert first["reasons"][0]["message"] == "no product usage for 15 days while paying"
+    assert feed.raised("silence", "globex") == []
+
+
+def test_paying_account_that_never_used_the_product_goes_silent() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "100"))
+    for d in range(1, 17):
+        feed(usage("initech", at(d, 12), "u1"))
+    [silence] = feed.raised("silence", "acme")
+    assert silence["raised_at"] == stamp(at(14))
+
+
+# -- subscription events -----------------------------------------------------------------------
+
+
+def test_scheduled_cancellation_alert() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "100"), canceled("acme", at(10, 15), effective_at="2024-02-15T00:00:00Z"))
+    [alert] = feed.raised("scheduled_cancellation")
+    assert alert["severity"] == "critical"
+    assert alert["raised_at"] == stamp(at(10, 15))
+    assert alert["mrr"] == "100.00"
+    assert alert["reasons"][0]["message"] == "cancellation scheduled for 2024-02-15"
+
+
+def test_immediate_cancellation_is_not_a_scheduled_one() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "100"), canceled("acme", at(10)))
+    feed(started("globex", at(0), "100"), canceled("globex", at(11), effective_at=at(5)))  # backdated
+    assert feed.raised("scheduled_cancellation") == []
+
+
+def test_payment_failure_severity_by_attempt_and_cooldown() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "100"))
+    feed(payment_failed("acme", at(5), 1))  # warning
+    feed(payment_failed("acme", at(6), 1))  # same level inside 3 days: held back
+    feed(payment_failed("acme", at(7), 2))  # higher attempt: raised
+    feed(payment_failed("acme", at(7, 12), 3))  # third attempt: critical
+    feed(payment_failed("acme", at(20), 1))  # after the cooldown: raised again
+    failures = [(a["raised_at"], a["severity"]) for a in feed.raised("payment_failed")]
+    assert failures == [
+        (stamp(at(5)), "warning"),
+        (stamp(at(7)), "warning"),
+        (stamp(at(7, 12)), "critical"),
+        (stamp(at(20)), "warning"),
+    ]
+
+
+def test_mrr_contraction_alert() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "100"), started("acme", at(0), "100", sub="s2"))
+    feed(changed("acme", at(5), "150"))  # expansion: nothing
+    assert feed.raised("mrr_contraction") == []
+    feed(changed("acme", at(6), "50"))  # 250 -> 150
+    feed(canceled("acme", at(7), sub="s2"))  # 150 -> 50
+    contractions = feed.raised("mrr_contraction")
+    assert [a["reasons"][0]["value"] for a in contractions] == [-0.4, pytest.approx(-2 / 3, abs=1e-4)]
+    assert {a["severity"] for a in contractions} == {"warning"}
+    feed(canceled("acme", at(8)))  # 50 -> 0 is churn, not contraction
+    assert len(feed.raised("mrr_contraction")) == 2
+
+
+# -- renewal ---------------------------------------------------------------------------------------
+
+
+NO_ADOPTION = ScoreConfig(weights=ComponentWeights(adoption=0, support=0.2, sentiment=0.2, financial=0.25))
+
+
+def renewal_in_100_days(config: ScoreConfig, nps_score: int) -> Feed:
+    feed = Feed(config)
+    feed(started("acme", at(0), "100", term_end=at(100)), nps("acme", at(1), nps_score))
+    for d in range(2, 46):
+        feed(usage("initech", at(d, 12), "u1"))
+    return feed
+
+
+def test_renewal_within_60_days_while_not_green() -> None:
+    # financial ~98 (w 0.25), sentiment 0 (w 0.2) -> ~55: yellow
+    feed = renewal_in_100_days(NO_ADOPTION, 0)
+    [alert] = feed.raised("renewal_at_risk", "acme")
+    assert alert["raised_at"] == stamp(at(40))  # 60 days before term_end
+    assert (alert["band"], alert["severity"]) == ("yellow", "warning")
+
+
+def test_renewal_at_risk_is_critical_when_red() -> None:
+    feed = renewal_in_100_days(ScoreConfig(), 0)  # never used for 40 days: adoption 0 too
+    [alert] = feed.raised("renewal_at_risk", "acme")
+    assert (alert["band"], alert["severity"]) == ("red", "critical")
+
+
+def test_no_renewal_alert_while_green() -> None:
+    feed = renewal_in_100_days(NO_ADOPTION, 10)
+    assert feed.evaluate("acme", at(45)).band == "green"
+    assert feed.raised("renewal_at_risk") == []
+
+
+# -- support ---------------------------------------------------------------------------------------
+
+
+def test_urgent_ticket_open_over_72_hours_is_a_critical_backlog() -> None:
+    feed = Feed()
+    feed(opened("acme", at(0, 9), "t1", "urgent"), opened("globex", at(0, 9), "t1", "urgent"))
+    feed(resolved("globex", at(2), "t1", 2))
+    for d in range(1, 6):
+        feed(usage("initech", at(d, 12), "u1"))
+    [backlog] = feed.raised("support_backlog")
+    assert backlog["account_id"] == "acme"
+    assert backlog["raised_at"] == stamp(at(4))  # first tick more than 72 h after 09:00 on day 0
+    assert backlog["severity"] == "critical"
+    assert backlog["reasons"][0]["message"] == "1 urgent ticket open for over 3 days"
+
+
+def test_three_high_priority_tickets_open_is_a_backlog_warning() -> None:
+    feed = Feed()
+    feed(opened("acme", at(0, 9), "t1", "high"), opened("acme", at(0, 10), "t2", "urgent"))
+    assert feed.raised("support_backlog") == []
+    feed(opened("acme", at(0, 11), "t3", "high"))
+    [backlog] = feed.raised("support_backlog")
+    assert (backlog["severity"], backlog["raised_at"]) == ("warning", stamp(at(0, 11)))
+    assert backlog["reasons"][0]["message"] == "3 high/urgent tickets open"
+
+
+# -- survey answers ------------------------------------------------------------------------------
+
+
+def test_nps_detractor_answer_alert() -> None:
+    feed = Feed()
+    feed(nps("acme", at(1), 7, "r1"), nps("acme", at(2), 6, "r2"), nps("acme", at(2, 1), 0, "r3"))
+    detractors = feed.raised("nps_detractor")
+    assert [a["reasons"][0]["message"] for a in detractors] == ["NPS detractor: 6", "NPS detractor: 0"]
+    assert {a["severity"] for a in detractors} == {"warning"}
+    assert len({a["alert_id"] for a in detractors}) == 2  # no cooldown: one alert per answer
+
+
+def test_csat_of_2_or_less_alert() -> None:
+    feed = Feed()
+    feed(csat("acme", at(1), 3), csat("acme", at(2), 2), csat("acme", at(3), 1))
+    assert [a["reasons"][0]["value"] for a in feed.raised("csat_low")] == [2, 1]
+
+
+# -- determinism -----------------------------------------------------------------------------------
+
+
+def story() -> list:
+    events = [
+        started("acme", at(0), "100", term_end=at(80)),
+        usage("acme", at(0, 10), "u1"),
+        opened("acme", at(1), "t1", "urgent"),
+        nps("acme", at(2), 3),
+        csat("acme", at(3), 1),
+        payment_failed("acme", at(4), 1),
+        changed("acme", at(5), "60"),
+        canceled("acme", at(6), effective_at=at(70)),
+        started("globex", at(0), "500"),
+    ]
+    events += [usage("initech", at(d, 12), "u1") for d in range(1, 60)]
+    return events
+
+
+def test_same_input_gives_the_same_alerts_and_ids() -> None:
+    events = story()
+    first, second = Feed(), Feed()
+    first(*events)
+    second(*events)
+    assert first.alerts == second.alerts
+    assert len(first.alerts) >= 8
+    assert len({a["alert_id"] for a in first.alerts}) == len(first.alerts)
+    assert all(re.fullmatch(r"[0-9a-f]{20}", a["alert_id"]) for a in first.alerts)
+
+
+def test_alert_id_depends_on_account_rule_and_key() -> None:
+    assert alert_id("acme", "silence", "k") == alert_id("acme", "silence", "k")
+    ids = {
+        alert_id("acme", "silence", "k"),
+        alert_id("globex", "silence", "k"),
+        alert_id("acme", "usage_drop", "k"),
+    }
+    assert len(ids | {alert_id("acme", "silence", "k2")}) == 4
+
+
+def test_disabled_rule_raises_nothing() -> None:
+    config = ScoreConfig.model_validate({"alerts": {"nps_detractor": {"enabled": False}}})
+    feed = Feed(config)
+    feed(nps("acme", at(1), 0))
+    assert feed.raised("nps_detractor") == []

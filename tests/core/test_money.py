@@ -1,0 +1,48 @@
+"""MRR of one subscription: amount / months in (interval_count x interval), exact micro-units."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from streamer.core.money import format_money, monthly_micros
+
+
+@pytest.mark.parametrize(
+    ("amount", "interval", "count", "rate", "micros"),
+    [
+        ("100", "month", 1, "1", 100_000_000),
+        ("1200", "year", 1, "1", 100_000_000),  # a year is 12 months
+        ("1900.00", "year", 1, "1", 158_333_333),  # 158.333333|33 -> rounded to the micro
+        ("120", "week", 1, "1", 520_000_000),  # a week is 12/52 month: 120 * 52 / 12 = 520
+        ("100", "week", 1, "1", 433_333_333),  # 100 * 52 / 12 = 433.333333|3
+        ("50", "week", 2, "1", 108_333_333),  # 50 / (2 * 12/52) = 108.333333|3
+        ("300", "month", 3, "1", 100_000_000),  # quarterly
+        ("100", "month", 3, "1", 33_333_333),  # 33.333333|3
+        ("300", "year", 2, "1", 12_500_000),  # 300 / 24
+        ("0.01", "month", 1, "1", 10_000),
+        ("0", "month", 1, "1", 0),
+        ("100", "month", 1, "1.08", 108_000_000),  # EUR at the default rate
+        ("1200", "year", 1, "1.27", 127_000_000),  # GBP at the default rate
+        ("19.99", "week", 1, "1.08", 93_553_200),  # 19.99 * 1.08 * 52 / 12 = 93.5532
+    ],
+)
+def test_monthly_micros_from_amount_interval_and_count(
+    amount: str, interval: str, count: int, rate: str, micros: int
+) -> None:
+    assert monthly_micros(Decimal(amount), interval, count, Decimal(rate)) == micros
+
+
+def test_weekly_mrr_is_exact_for_a_whole_year_of_weeks() -> None:
+    # 52 weeks of 1.00 are 52.00 a year, i.e. 4.333333 a month (not a float approximation)
+    assert monthly_micros(Decimal("1"), "week", 1, Decimal(1)) == 4_333_333
+    assert monthly_micros(Decimal("12"), "week", 52, Decimal(1)) == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("micros", "text"),
+    [(158_333_333, "158.33"), (100_000_000, "100.00"), (0, "0.00"), (5_000, "0.00"), (15_000, "0.02")],
+)
+def test_format_money_two_places_half_even(micros: int, text: str) -> None:
+    assert format_money(micros) == text

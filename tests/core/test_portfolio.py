@@ -1,0 +1,160 @@
+"""Portfolio sums: one account's pair terms, partitions adding up, late changes replacing terms."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer.core.clock import month_start, parse_month
+from streamer.core.portfolio import PAIR_FIELDS, PeriodSums, contribution, merge, pair_terms
+from streamer.core.revenue import Revenue
+
+from .events import at, canceled, changed, started, usage
+from .harness import months, run_offline
+
+
+def terms(v1: int, v2: int) -> dict[str, int] | None:
+    result = pair_terms(v1, v2)
+    return None if result is None else dict(zip(PAIR_FIELDS, result, strict=True))
+
+
+def test_pair_terms_of_a_retained_expanding_account() -> None:
+    assert terms(100, 150) == {
+        "start_accounts": 1,
+        "end_accounts": 1,
+        "new_accounts": 0,
+        "churned_accounts": 0,
+        "start_mrr": 100,
+        "end_mrr": 150,
+        "retained_mrr": 150,
+        "gross_retained_mrr": 100,
+        "churned_mrr": 0,
+    }
+
+
+def test_pair_terms_of_a_contracting_account() -> None:
+    result = terms(100, 60)
+    assert result is not None
+    assert (result["retained_mrr"], result["gross_retained_mrr"], result["churned_mrr"]) == (60, 60, 40)
+
+
+def test_pair_terms_of_a_churned_account() -> None:
+    result = terms(100, 0)
+    assert result is not None
+    assert (result["start_accounts"], result["end_accounts"], result["churned_accounts"]) == (1, 0, 1)
+    assert (result["retained_mrr"], result["churned_mrr"]) == (0, 100)
+
+
+def test_pair_terms_of_a_new_account() -> None:
+    result = terms(0, 50)
+    assert result is not None
+    assert (result["start_accounts"], result["end_accounts"], result["new_accounts"]) == (0, 1, 1)
+    assert result["start_mrr"] == 0 and result["end_mrr"] == 50
+
+
+def test_pair_terms_of_a_never_paying_account() -> None:
+    assert pair_terms(0, 0) is None
+
+
+def test_contribution_holds_month_start_mrr_and_monthly_movements() -> None:
+    revenue = Revenue()
+    revenue.set_state(
+        "s1",
+        month_start(parse_month("2024-01")) + 5,
+        "e1",
+        100,
+        "p",
+        None,
+        None,
+        started=True,
+        max_points=400,
+    )
+    revenue.set_state(
+        "s1",
+        month_start(parse_month("2024-02")) + 5,
+        "e2",
+        150,
+        "p",
+        None,
+        None,
+        started=False,
+        max_points=400,
+    )
+    jan = parse_month("2024-01")
+    share = contribution(revenue, jan - 1, jan + 3)
+    assert [share.value(m) for m in range(jan - 1, jan + 4)] == [0, 0, 100, 150, 150]
+    assert share.movements == {jan: (100, 0, 0, 0, 0), jan + 1: (0, 50, 0, 0, 0)}
+
+
+def test_merge_adds_partitions() -> None:
+    events = [
+        started("acme", "2024-01-05T09:00:00Z", "100"),
+        started("globex", "2024-01-10T09:00:00Z", "200"),
+        started("initech", "2024-01-15T09:00:00Z", "300"),
+        changed("acme", "2024-02-10T09:00:00Z", "150"),
+        canceled("initech", "2024-02-20T09:00:00Z"),
+        usage("globex", "2024-03-02T09:00:00Z"),
+    ]
+    one = months(run_offline(events, partitions=1))
+    for partitions in (2, 3, 8):
+        assert months(run_offline(events, partitions=partitions)) == one
+    assert one["2024-02"]["nrr"] == 0.5833  # (150 + 200 + 0) / 600
+
+
+def test_merge_of_nothing_is_empty() -> None:
+    assert merge([]) == PeriodSums()
+    assert merge([PeriodSums()]) == PeriodSums()
+
+
+def test_late_change_replaces_the_accounts_terms() -> None:
+    events = [
+        started("acme", "2024-01-25T09:00:00Z", "100"),
+        usage("acme", "2024-02-03T09:00:00Z"),
+        changed("acme", "2024-01-30T09:00:00Z", "300"),  # 4 days late, back in January
+        usage("acme", "2024-03-02T09:00:00Z"),
+    ]
+    by_month = months(run_offline(events))
+    assert by_month["2024-01"]["end_mrr"] == "300.00"
+    assert by_month["2024-01"]["movements"]["new"] == "100.00"
+    assert by_month["2024-01"]["movements"]["expansion"] == "200.00"
+    assert by_month["2024-02"]["start_mrr"] == "300.00"
+
+
+def test_scheduled_cancellation_lands_in_its_month() -> None:
+    events = [
+        started("acme", "2024-01-05T09:00:00Z", "100"),
+        started("globex", "2024-01-05T09:00:00Z", "100"),
+        canceled("acme", "2024-01-20T09:00:00Z", effective_at="2024-03-15T12:00:00Z"),
+        usage("globex", "2024-04-02T09:00:00Z"),
+    ]
+    by_month = months(run_offline(events))
+    assert by_month["2024-02"]["churned_accounts"] == 0
+    assert by_month["2024-03"]["churned_accounts"] == 1
+    assert by_month["2024-03"]["movements"]["churn"] == "100.00"
+    assert by_month["2024-04"]["start_accounts"] == 1
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_current_totals(partitions: int) -> None:
+    events = [
+        started("acme", "2024-01-05T09:00:00Z", "100"),
+        started("globex", "2024-01-05T09:00:00Z", "50", currency="EUR"),
+        started("initech", "2024-01-05T09:00:00Z", "10"),
+        canceled("initech", "2024-01-06T09:00:00Z"),
+    ]
+    current = run_offline(events, partitions=partitions).portfolio()["current"]
+    assert (current["accounts"], current["paying_accounts"]) == (3, 2)
+    assert (current["mrr"], current["arr"], current["arpa"]) == ("154.00", "1848.00", "77.00")
+    assert sum(current["accounts_by_band"].values()) == 3
+    assert current["accounts_by_stage"]["churned"] == 1
+
+
+def test_history_window_is_bounded() -> None:
+    from streamer.core.config import ScoreConfig, Time
+
+    config = ScoreConfig(time=Time(portfolio_history_months=6))
+    events = [started("acme", at(0), "100")] + [usage("acme", at(d)) for d in range(0, 400, 5)]
+    run = run_offline(events, config)
+    sums = run.engines[0].periods.sums
+    assert sums.hi - sums.lo <= 6
+    assert len(sums.points) <= 7
+    assert len(run.portfolio()["months"]) <= 6

@@ -1,0 +1,228 @@
+"""Health score: neutral missing data, renormalised weights, bands, overrides, configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamer.core.config import Bands, ComponentWeights, ScoreConfig, Segment
+from streamer.core.revenue import Revenue
+from streamer.core.score import Inputs, evaluate
+from streamer.core.sentiment import Sentiment
+from streamer.core.support import Support
+from streamer.core.usage import Usage
+from streamer.settings import ConfigError, load_score_config
+
+from .events import at, canceled, ms, nps, opened, resolved, started, usage
+from .harness import Feed
+
+
+def empty_inputs() -> Inputs:
+    return Inputs(Revenue(), Usage(), Support(), Sentiment(), first_seen=0)
+
+
+def test_no_data_at_all_scores_the_configured_neutral_value() -> None:
+    evaluation = evaluate(empty_inputs(), ms(at(1)), ScoreConfig())
+    assert evaluation.score == 50
+    assert evaluation.band == "yellow"
+    assert evaluation.components == dict.fromkeys(("adoption", "support", "sentiment", "financial"))
+    assert set(evaluation.weights.values()) == {0.0}
+
+
+def test_single_component_carries_the_whole_weight() -> None:
+    feed = Feed()
+    feed(nps("acme", at(1), 10))
+    evaluation = feed.evaluate("acme", at(2))
+    assert evaluation.components["sentiment"] == 100
+    assert evaluation.weights == {"adoption": 0.0, "support": 0.0, "sentiment": 1.0, "financial": 0.0}
+    assert (evaluation.score, evaluation.band) == (100, "green")
+
+
+def test_missing_components_are_neutral_and_weights_renormalise() -> None:
+    feed = Feed()
+    feed(
+        opened("acme", at(1), "t1", "normal"),
+        resolved("acme", at(1, 8), "t1", 1),
+        nps("acme", at(1, 9), 0),
+    )
+    evaluation = feed.evaluate("acme", at(2))
+    # support signals: open high/urgent 0 -> 100 (w 1.5), oldest open none -> 100 (w 1),
+    # resolution 8 h -> 95 (w 1), first contact 100% -> 100 (w 0.5): 395 / 4 = 98.75
+    assert evaluation.components["support"] == pytest.approx(98.75)
+    assert evaluation.components["sentiment"] == 0  # NPS -100
+    assert evaluation.components["adoption"] is None
+    assert evaluation.components["financial"] is None
+    # support and sentiment both weigh 0.20: renormalised to 0.5 each
+    assert evaluation.weights == {"adoption": 0.0, "support": 0.5, "sentiment": 0.5, "financial": 0.0}
+    assert evaluation.score == 49.4  # (0.2 x 98.75 + 0.2 x 0) / 0.4 = 49.375
+    assert evaluation.band == "yellow"
+    snap = feed.snapshot("acme")
+    assert snap["missing"] == ["adoption", "financial"]
+    assert snap["components"]["adoption"] == {"score": None, "weight": 0.0, "missing": True}
+    assert snap["components"]["support"] == {"score": 98.8, "weight": 0.5, "missing": False}
+
+
+def test_account_without_survey_is_not_a_detractor() -> None:
+    quiet, unhappy = Feed(), Feed()
+    for feed in (quiet, unhappy):
+        feed(opened("acme", at(1), "t1", "normal"), resolved("acme", at(1, 8), "t1", 1))
+    unhappy(nps("acme", at(1, 9), 0))
+    assert quiet.evaluate("acme", at(2)).score == 98.8  # support only: 98.75
+    assert quiet.evaluate("acme", at(2)).components["sentiment"] is None
+    assert unhappy.evaluate("acme", at(2)).score == 49.4
+
+
+@pytest.mark.parametrize(
+    ("score", "band"),
+    [(100, "green"), (70, "green"), (69.9, "yellow"), (40, "yellow"), (39.9, "red"), (0, "red")],
+)
+def test_bands_at_thresholds_70_and_40(score: float, band: str) -> None:
+    assert Bands().band(score) == band
+    evaluation = evaluate(empty_inputs(), ms(at(1)), ScoreConfig(empty_score=score))
+    assert (evaluation.score, evaluation.band) == (score, band)
+
+
+def test_configured_band_thresholds() -> None:
+    bands = Bands(green=80, yellow=50)
+    assert [bands.band(x) for x in (80, 79.9, 50, 49.9)] == ["green", "yellow", "yellow", "red"]
+
+
+def paying_unhappy(plan: str, config: ScoreConfig) -> Feed:
+    """Financial component 100 (paying, no failures, nothing scheduled), sentiment 0 (NPS -100)."""
+    feed = Feed(config)
+    feed(started("acme", at(0), "100", plan=plan), nps("acme", at(0, 1), 0))
+    return feed
+
+
+SENTIMENT_ONLY = ComponentWeights(adoption=0, support=0, sentiment=1, financial=0)
+FINANCIAL_ONLY = ComponentWeights(adoption=0, support=0, sentiment=0, financial=1)
+
+
+def test_default_weights_for_a_paying_unhappy_account() -> None:
+    evaluation = paying_unhappy("starter", ScoreConfig()).evaluate("acme", at(1))
+    assert evaluation.stage == "onboarding"
+    assert evaluation.components["financial"] == 100
+    assert evaluation.score == 55.6  # (0.25 x 100 + 0.20 x 0) / 0.45
+    assert evaluation.band == "yellow"
+
+
+def test_plan_weight_override_applies_to_that_plan_only() -> None:
+    config = ScoreConfig(plans={"enterprise": Segment(weights=SENTIMENT_ONLY)})
+    assert paying_unhappy("enterprise", config).evaluate("acme", at(1)).score == 0
+    assert paying_unhappy("enterprise", config).evaluate("acme", at(1)).band == "red"
+    assert paying_unhappy("starter", config).evaluate("acme", at(1)).score == 55.6
+
+
+def test_stage_weight_override() -> None:
+    config = ScoreConfig(segments={"onboarding": Segment(weights=FINANCIAL_ONLY)})
+    evaluation = paying_unhappy("starter", config).evaluate("acme", at(1))
+    assert (evaluation.score, evaluation.band) == (100, "green")
+    assert evaluation.weights["sentiment"] == 0
+
+
+def test_plan_override_takes_precedence_over_stage_override() -> None:
+    config = ScoreConfig(
+        segments={"onboarding": Segment(weights=FINANCIAL_ONLY)},
+        plans={"enterprise": Segment(weights=SENTIMENT_ONLY)},
+    )
+    assert paying_unhappy("enterprise", config).evaluate("acme", at(1)).score == 0
+
+
+def test_stage_band_override() -> None:
+    config = ScoreConfig(segments={"onboarding": Segment(bands=Bands(green=50, yellow=20))})
+    evaluation = paying_unhappy("starter", config).evaluate("acme", at(1))
+    assert (evaluation.score, evaluation.band) == (55.6, "green")
+
+
+def test_lifecycle_stages() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "100", term_end="2024-12-31T00:00:00Z"), usage("acme", at(1)))
+    assert feed.evaluate("acme", at(89)).stage == "onboarding"
+    assert feed.evaluate("acme", at(91)).stage == "adopted"
+    assert feed.evaluate("acme", "2024-10-05T00:00:00Z").stage == "renewal"  # within 90 days of term_end
+    feed(usage("acme", at(100)), canceled("acme", at(101)))
+    assert feed.evaluate("acme", at(102)).stage == "churned"
+
+
+def test_reasons_explain_the_weakest_signals_in_plain_words() -> None:
+    feed = Feed()
+    feed(nps("acme", at(1, 9), 2, "r1"), nps("acme", at(1, 10), 3, "r2"))
+    reasons = feed.snapshot("acme")["reasons"]
+    assert reasons[0]["signal"] == "nps"
+    assert reasons[0]["message"] == "NPS -100 from 2 respondents"
+
+
+def test_score_is_pure() -> None:
+    feed = paying_unhappy("starter", ScoreConfig())
+    assert feed.evaluate("acme", at(1)) == feed.evaluate("acme", at(1))
+
+
+# -- the configuration file ----------------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "score.toml"
+    path.write_text(text)
+    return path
+
+
+def test_empty_config_file_gives_the_defaults(tmp_path: Path) -> None:
+    assert load_score_config(write(tmp_path, "")) == ScoreConfig()
+    assert load_score_config(None) == ScoreConfig()
+
+
+def test_config_file_overrides(tmp_path: Path) -> None:
+    config = load_score_config(
+        write(
+            tmp_path,
+            "[bands]\ngreen = 80\nyellow = 50\n"
+            "[plans.enterprise.weights]\nadoption = 0\nsupport = 0\nsentiment = 1\nfinancial = 0\n"
+            "[currency.rates]\nCHF = '1.12'\n",
+        )
+    )
+    assert config.bands == Bands(green=80, yellow=50)
+    assert config.weights_for("adopted", "enterprise")["sentiment"] == 1
+    assert str(config.currency.rate("CHF")) == "1.12"
+    assert config.currency.rate("EUR") is None  # the rates table is replaced, not merged
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[bands]\ngreen = 30\nyellow = 50\n", ["bands", "must not exceed bands.green"]),
+        ("[weights]\nadoption = -1\n", ["weights.adoption", "greater than or equal to 0"]),
+        (
+            "[weights]\nadoption = 0\nsupport = 0\nsentiment = 0\nfinancial = 0\n",
+            ["weights", "at least one component weight must be above 0"],
+        ),
+        ("[curves]\nnps = [[0, 10], [0, 20]]\n", ["curves.nps", "strictly increase"]),
+        ("[curves]\nnps = [[0, 10], [10, 120]]\n", ["curves.nps", "within 0..100"]),
+        ("[curves]\nnps = [[0, 10]]\n", ["curves.nps", "at least two"]),
+        ("colour = 'blue'\n", ["colour", "Extra inputs are not permitted"]),
+        ("[currency.rates]\nEUR = 0\n", ["currency.rates", "rate for EUR must be above 0"]),
+        ("[currency]\nreporting = 'dollars'\n", ["currency.reporting", "pattern"]),
+        ("[segments.trial]\n", ["segments.trial"]),
+        ("[time]\nallowed_lateness_days = -1\n", ["time.allowed_lateness_days"]),
+        ("[limits]\nmax_users = 0\n", ["limits.max_users"]),
+        ("empty_score = 101\n", ["empty_score", "less than or equal to 100"]),
+    ],
+)
+def test_bad_config_is_refused_with_the_offending_key(tmp_path: Path, text: str, expected: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_score_config(path)
+    message = str(info.value)
+    assert f"score config file {path} is invalid" in message
+    for part in expected:
+        assert part in message
+
+
+def test_config_that_is_not_toml_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_score_config(write(tmp_path, "weights = [\n"))
+
+
+def test_missing_config_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_score_config(tmp_path / "nope.toml")
