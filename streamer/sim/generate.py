@@ -52,8 +52,8 @@ def account_days(model: AccountModel, config: SimulationConfig) -> Iterator[list
 
     Every event of the batch for day d falls inside that UTC day, so concatenating the
     accounts' batches of the same days and sorting them (stably, by time) merges the streams,
-    ties kept in account order: a k-way merge done a week at a time, which is two to three
-    times faster than a heap of per-event iterators (less switching between accounts).
+    ties kept in account order: a k-way merge done a week at a time, which measured about
+    1.4 times faster than `heapq.merge` over per-event iterators.
     """
     rng = Random(f"{config.seed}/{model.index}/observed")
     aid = model.account_id
