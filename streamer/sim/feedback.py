@@ -18,18 +18,18 @@ def _bounded(value: float, survey: str) -> int:
 
 def nps_score(rng: Random, health: float) -> int:
     """Likelihood to recommend, 0-10: promoters come from healthy accounts."""
-    return _bounded(rng.gauss(1.5 + 8.5 * health, 1.5), "nps")
+    return _bounded(rng.gauss(3.0 + 7.8 * health, 1.5), "nps")
 
 
 def csat_score(rng: Random, health: float, contacts: int, reopened: bool) -> int:
     """Satisfaction with a support interaction, 1-5."""
-    mean = 1.0 + 4.0 * health - 0.3 * (contacts - 1) - (0.5 if reopened else 0.0)
+    mean = 2.3 + 3.5 * health - 0.25 * (contacts - 1) - (0.5 if reopened else 0.0)
     return _bounded(rng.gauss(mean, 0.7), "csat")
 
 
 def ces_score(rng: Random, health: float, contacts: int) -> int:
     """Customer effort, 1-7 with 7 = least effort."""
-    return _bounded(rng.gauss(1.5 + 5.0 * health - 0.4 * (contacts - 1), 0.9), "ces")
+    return _bounded(rng.gauss(2.0 + 4.8 * health - 0.4 * (contacts - 1), 0.9), "ces")
 
 
 def answer_fields(
