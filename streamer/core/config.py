@@ -6,7 +6,9 @@ refused when loaded (see `streamer.config.load_score_config`) with the path of t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from functools import cached_property
 from itertools import pairwise
 from typing import Annotated, Literal, Self
 
@@ -16,6 +18,10 @@ COMPONENTS = ("adoption", "support", "sentiment", "financial")
 STAGES = ("onboarding", "adopted", "renewal", "churned")
 
 Weight = Annotated[float, Field(ge=0)]
+
+
+def _identity(value: float) -> float:
+    return value
 
 
 class Strict(BaseModel):
@@ -252,6 +258,27 @@ class ScoreConfig(Strict):
     time: Time = Time()
     portfolio: Portfolio = Portfolio()
     limits: Limits = Limits()
+
+    @cached_property
+    def signal_table(self) -> dict[str, tuple[Callable[[float], float], float]]:
+        """Signal -> (curve to 0-100, weight inside its component), looked up per evaluation."""
+        table: dict[str, tuple[Callable[[float], float], float]] = {}
+        for name in SignalWeights.model_fields:
+            curve_fn = getattr(self.curves, name, None) or _identity
+            table[name] = (curve_fn, getattr(self.signal_weights, name))
+        return table
+
+    @cached_property
+    def _segment_memo(self) -> dict[tuple[str, str | None], tuple[dict[str, float], Bands]]:
+        return {}
+
+    def segment(self, stage: str, plan: str | None) -> tuple[dict[str, float], Bands]:
+        """(component weights, band thresholds) for a lifecycle stage and plan."""
+        key = (stage, plan)
+        found = self._segment_memo.get(key)
+        if found is None:
+            found = self._segment_memo[key] = (self.weights_for(stage, plan), self.bands_for(stage, plan))
+        return found
 
     def weights_for(self, stage: str, plan: str | None) -> dict[str, float]:
         """Component weights after the stage and then the plan overrides."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from streamer.core.clock import DAY, HOUR
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.revenue import Revenue
-from streamer.core.sentiment import WINDOW_DAYS, Sentiment, nps_of
+from streamer.core.sentiment import Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
 
@@ -92,20 +92,20 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
     stage = lifecycle_stage(inputs, now, mrr, config)
     _financial(inputs.revenue, now, end, mrr, stage, config, raw, facts)
 
-    curves, signal_weights = config.curves, config.signal_weights
+    table = config.signal_table
     signals: dict[str, tuple[float, float]] = {}
     sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in COMPONENTS}
     for name, value in raw.items():
-        sub = getattr(curves, name)(value) if name != "scheduled_cancellation" else value
+        curve_fn, weight = table[name]
+        sub = curve_fn(value)
         signals[name] = (value, sub)
-        weight = getattr(signal_weights, name)
         acc = sums[SIGNAL_COMPONENT[name]]
         acc[0] += weight * sub
         acc[1] += weight
     components = {name: (acc[0] / acc[1] if acc[1] > 0 else None) for name, acc in sums.items()}
 
     plan = inputs.revenue.primary_plan(now)
-    base = config.weights_for(stage, plan)
+    base, bands = config.segment(stage, plan)
     present = {name: base[name] for name, value in components.items() if value is not None}
     total = sum(present.values())
     if total > 0:
@@ -115,7 +115,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
         score = config.empty_score
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
-    band = config.bands_for(stage, plan).band(score)
+    band = bands.band(score)
     return Evaluation(now, score, band, stage, plan, mrr, components, weights, signals, facts)
 
 
@@ -136,11 +136,10 @@ def _adoption(
             raw["recency_days"] = (now - first_start) / DAY
             facts["days_since_last_use"] = None
         return
-    mau = usage.active_users(end, 30)
-    facts["dau"] = usage.active_users(end, 1)
-    facts["wau"] = usage.active_users(end, 7)
-    facts["mau"] = mau
-    stickiness = usage.average_daily_users(end, 30) / mau if mau else 0.0
+    windows = usage.windows(end)
+    mau = windows.mau
+    facts["dau"], facts["wau"], facts["mau"] = windows.dau, windows.wau, mau
+    stickiness = windows.average_daily_users_30 / mau if mau else 0.0
     facts["stickiness"] = raw["stickiness"] = stickiness
     seats = inputs.revenue.seats(now)
     facts["seats"] = seats
@@ -151,7 +150,7 @@ def _adoption(
     facts["feature_breadth"] = breadth
     denominator = len(features.catalogue) or features.default_breadth
     raw["feature_breadth"] = min(1.0, breadth / denominator)
-    last7, prev28 = usage.activity(end, 7), usage.activity(end - 7, 28)
+    last7, prev28 = windows.activity_7, windows.activity_prev_28
     facts["activity_7d"], facts["weekly_baseline"] = last7, prev28 / 4
     if prev28 > 0:
         facts["usage_trend"] = raw["usage_trend"] = last7 / (prev28 / 4) - 1
@@ -201,24 +200,11 @@ def _support(
 def _sentiment(
     sentiment: Sentiment, end: int, raw: dict[str, float], facts: dict[str, float | int | None]
 ) -> None:
-    horizon = (end + 1) * DAY  # answers up to the end of day `end` ...
-    since = horizon - WINDOW_DAYS * DAY  # ... and within the window before it
-    nps_scores = [s for at, _, s in sentiment.nps.values() if since <= at < horizon]
-    nps = nps_of(nps_scores)
-    if nps is not None:
-        facts["nps"] = raw["nps"] = nps
-        facts["nps_respondents"] = len(nps_scores)
-        facts["nps_promoters"] = sum(1 for s in nps_scores if s >= 9)
-        facts["nps_detractors"] = sum(1 for s in nps_scores if s <= 6)
-    csat = [s for at, _, s in sentiment.csat if since <= at < horizon]
-    if csat:
-        satisfied = sum(1 for s in csat if s >= 4)
-        facts["csat"] = raw["csat_pct"] = 100.0 * satisfied / len(csat)
-        facts["csat_satisfied"], facts["csat_answers"] = satisfied, len(csat)
-    ces = [s for at, _, s in sentiment.ces if since <= at < horizon]
-    if ces:
-        facts["ces"] = raw["ces"] = sum(ces) / len(ces)
-        facts["ces_sum"], facts["ces_answers"] = sum(ces), len(ces)
+    figures = sentiment.figures(end)
+    facts.update(figures)
+    for signal, figure in (("nps", "nps"), ("csat_pct", "csat"), ("ces", "ces")):
+        if figure in figures:
+            raw[signal] = figures[figure]
 
 
 def _financial(

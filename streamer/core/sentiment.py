@@ -25,6 +25,9 @@ class Sentiment:
     csat: list[tuple[int, str, int]] = field(default_factory=list)  # (at, event id, score), sorted
     ces: list[tuple[int, str, int]] = field(default_factory=list)
     comments: list[tuple[int, str, str, int, str]] = field(default_factory=list)  # at,id,kind,score,text
+    version: int = 0  # bumped on every answer; keys the figures memo
+    _memo_key: tuple[int, int] = (-1, -1)
+    _memo: dict[str, float] = field(default_factory=dict)
 
     def answered(
         self,
@@ -39,6 +42,7 @@ class Sentiment:
         max_answers: int,
         max_comments: int,
     ) -> None:
+        self.version += 1
         if kind == "nps":
             latest = self.nps.get(respondent)
             if latest is None and len(self.nps) >= max_respondents:
@@ -54,6 +58,34 @@ class Sentiment:
             insort(self.comments, (at, event_id, kind, score, comment))
             if len(self.comments) > max_comments:
                 del self.comments[0]
+
+    def figures(self, end: int) -> dict[str, float]:
+        """NPS, CSAT and CES figures over the answers up to the end of day `end` (memoised)."""
+        if self._memo_key != (self.version, end):
+            self._memo_key, self._memo = (self.version, end), self._figures(end)
+        return self._memo
+
+    def _figures(self, end: int) -> dict[str, float]:
+        horizon = (end + 1) * DAY  # answers up to the end of day `end` ...
+        since = horizon - WINDOW_DAYS * DAY  # ... and within the window before it
+        figures: dict[str, float] = {}
+        nps_scores = [s for at, _, s in self.nps.values() if since <= at < horizon]
+        nps = nps_of(nps_scores)
+        if nps is not None:
+            figures["nps"] = nps
+            figures["nps_respondents"] = len(nps_scores)
+            figures["nps_promoters"] = sum(1 for s in nps_scores if s >= 9)
+            figures["nps_detractors"] = sum(1 for s in nps_scores if s <= 6)
+        csat = [s for at, _, s in self.csat if since <= at < horizon]
+        if csat:
+            satisfied = sum(1 for s in csat if s >= 4)
+            figures["csat"] = 100.0 * satisfied / len(csat)
+            figures["csat_satisfied"], figures["csat_answers"] = satisfied, len(csat)
+        ces = [s for at, _, s in self.ces if since <= at < horizon]
+        if ces:
+            figures["ces"] = sum(ces) / len(ces)
+            figures["ces_sum"], figures["ces_answers"] = sum(ces), len(ces)
+        return figures
 
     def nps_scores(self, now: int) -> list[int]:
         since = now - WINDOW_DAYS * DAY

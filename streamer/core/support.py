@@ -37,9 +37,13 @@ class DayStats:
 @dataclass(slots=True)
 class Support:
     tickets: dict[str, Ticket] = field(default_factory=dict)
+    open_ids: set[str] = field(default_factory=set)  # tickets whose latest status is open
     days: dict[int, DayStats] = field(default_factory=dict)
     ever: bool = False
     horizon_day: int = 0
+    version: int = 0  # bumped on every change; keys the window memo
+    _memo_version: int = -1
+    _memo: dict[tuple[int, int], DayStats] = field(default_factory=dict)
 
     def _day(self, at: int) -> DayStats | None:
         day = at // DAY
@@ -62,11 +66,18 @@ class Support:
         """Forget the resolved ticket with the oldest status change (or the oldest ticket)."""
         resolved = [tid for tid, t in self.tickets.items() if t.status == RESOLVED]
         pool = resolved or list(self.tickets)
-        del self.tickets[min(pool, key=lambda tid: self.tickets[tid].status_at)]
+        gone = min(pool, key=lambda tid: self.tickets[tid].status_at)
+        del self.tickets[gone]
+        self.open_ids.discard(gone)
 
-    def _set_status(self, ticket: Ticket, status: str, at: int, event_id: str) -> None:
+    def _set_status(self, ticket_id: str, ticket: Ticket, status: str, at: int, event_id: str) -> None:
+        self.version += 1
         if (at, event_id) > ticket.status_at:
             ticket.status, ticket.status_at = status, (at, event_id)
+            if status == OPEN and ticket.opened_at is not None:
+                self.open_ids.add(ticket_id)
+            else:
+                self.open_ids.discard(ticket_id)
 
     def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
         self.ever = True
@@ -81,7 +92,7 @@ class Support:
         stats = self._day(at)
         if stats is not None:
             stats.opened += 1
-        self._set_status(ticket, OPEN, at, event_id)
+        self._set_status(ticket_id, ticket, OPEN, at, event_id)
 
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:
         self.ever = True
@@ -90,7 +101,7 @@ class Support:
             ticket.resolutions[at] = contacts
             if ticket.opened_at is not None:
                 self._count_resolution(ticket.opened_at, at, contacts)
-        self._set_status(ticket, RESOLVED, at, event_id)
+        self._set_status(ticket_id, ticket, RESOLVED, at, event_id)
 
     def reopened(self, ticket_id: str, at: int, event_id: str, max_tickets: int) -> None:
         self.ever = True
@@ -98,7 +109,7 @@ class Support:
         stats = self._day(at)
         if stats is not None:
             stats.reopened += 1
-        self._set_status(ticket, OPEN, at, event_id)
+        self._set_status(ticket_id, ticket, OPEN, at, event_id)
 
     def _count_resolution(self, opened_at: int, resolved_at: int, contacts: int) -> None:
         stats = self._day(resolved_at)
@@ -113,14 +124,15 @@ class Support:
         if horizon <= self.horizon_day:
             return
         self.horizon_day = horizon
+        self.version += 1
         for day in [d for d in self.days if d < horizon]:
             del self.days[day]
 
     # -- queries ----------------------------------------------------------------------------------
 
     def open_tickets(self, now: int) -> list[Ticket]:
-        """Tickets whose latest status (up to `now`) is open."""
-        return [t for t in self.tickets.values() if t.status == OPEN and t.opened_at is not None]
+        """Tickets whose latest status is open."""
+        return [self.tickets[tid] for tid in self.open_ids]
 
     def open_by_priority(self, now: int) -> dict[str, int]:
         counts = dict.fromkeys(PRIORITIES, 0)
@@ -136,15 +148,22 @@ class Support:
         limit = hours * HOUR
         return sorted(
             tid
-            for tid, t in self.tickets.items()
-            if t.status == OPEN
-            and t.priority == "urgent"
+            for tid in self.open_ids
+            if (t := self.tickets[tid]).priority == "urgent"
             and t.opened_at is not None
             and now - t.opened_at > limit
         )
 
     def window(self, end: int, days: int) -> DayStats:
-        """Sums over the `days` days ending with day `end`."""
+        """Sums over the `days` days ending with day `end` (memoised until the next change)."""
+        if self._memo_version != self.version or len(self._memo) > 16:
+            self._memo_version, self._memo = self.version, {}
+        memo = self._memo.get((end, days))
+        if memo is None:
+            memo = self._memo[(end, days)] = self._window(end, days)
+        return memo
+
+    def _window(self, end: int, days: int) -> DayStats:
         total = DayStats()
         for day in range(end - days + 1, end + 1):
             stats = self.days.get(day)

@@ -22,6 +22,18 @@ class UserActivity:
     mask: int  # bit i set: active on day (last_day - i)
 
 
+@dataclass(slots=True, frozen=True)
+class Windows:
+    """Usage figures over the windows ending with one day."""
+
+    dau: int
+    wau: int
+    mau: int
+    average_daily_users_30: float
+    activity_7: int
+    activity_prev_28: int  # the 28 days before the last 7
+
+
 @dataclass(slots=True)
 class Usage:
     users: dict[str, UserActivity] = field(default_factory=dict)
@@ -33,6 +45,10 @@ class Usage:
     first_key_use: int | None = None
     last_use: int | None = None
     horizon_day: int = 0  # buckets before this day have been dropped
+    # Window sums over the days before `_memo_end`: [wau, mau, daily users 30d, activity 7d,
+    # activity in the 28 days before those 7], kept exact as buckets before it change.
+    _memo_end: int = -1
+    _memo: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
 
     def record(
         self,
@@ -50,6 +66,12 @@ class Usage:
         if day < self.horizon_day:
             return
         self.daily_activity[day] = self.daily_activity.get(day, 0) + count
+        end = self._memo_end
+        if day < end:
+            if day >= end - 6:
+                self._memo[3] += count
+            elif day >= end - 34:
+                self._memo[4] += count
         self.first_use = at if self.first_use is None or at < self.first_use else self.first_use
         if self.last_use is None or at > self.last_use:
             self.last_use = at
@@ -89,8 +111,15 @@ class Usage:
         user_id = min(self.users, key=lambda uid: self.users[uid].last_day)
         self._bump(self.last_day_users, self.users.pop(user_id).last_day, -1)
 
-    @staticmethod
-    def _bump(counts: dict[int, int], day: int, delta: int) -> None:
+    def _bump(self, counts: dict[int, int], day: int, delta: int) -> None:
+        end = self._memo_end
+        if end - 29 <= day < end:
+            if counts is self.daily_users:
+                self._memo[2] += delta
+            else:  # last_day_users
+                self._memo[1] += delta
+                if day >= end - 6:
+                    self._memo[0] += delta
         value = counts.get(day, 0) + delta
         if value:
             counts[day] = value
@@ -111,20 +140,51 @@ class Usage:
 
     # -- windows (ending with day `end`, inclusive) ------------------------------------------------
 
+    def windows(self, end: int) -> Windows:
+        """DAU/WAU/MAU, average DAU over 30 days and activity for the trend, ending with day `end`.
+
+        Sums over the days before `end` are computed once per `end` and kept exact as events
+        change those days; the day `end` itself (where in-order events land) is read live.
+        """
+        if self._memo_end != end:
+            self._memo_end = end
+            self._memo = [
+                _sum(self.last_day_users, end - 6, end),
+                _sum(self.last_day_users, end - 29, end),
+                _sum(self.daily_users, end - 29, end),
+                _sum(self.daily_activity, end - 6, end),
+                _sum(self.daily_activity, end - 34, end - 6),
+            ]
+        past_wau, past_mau, past_daily, past_activity, prev28 = self._memo
+        today_users = self.last_day_users.get(end, 0)
+        return Windows(
+            dau=today_users,
+            wau=past_wau + today_users,
+            mau=past_mau + today_users,
+            average_daily_users_30=(past_daily + self.daily_users.get(end, 0)) / 30,
+            activity_7=past_activity + self.daily_activity.get(end, 0),
+            activity_prev_28=prev28,
+        )
+
     def active_users(self, end: int, days: int) -> int:
         """Distinct users active in the `days` days ending with day `end` (DAU/WAU/MAU)."""
-        get = self.last_day_users.get
         # Users last active after `end` (out-of-order evaluation) are counted in no window.
-        return sum(get(day, 0) for day in range(end - days + 1, end + 1))
+        return _sum(self.last_day_users, end - days + 1, end + 1)
 
     def average_daily_users(self, end: int, days: int) -> float:
-        get = self.daily_users.get
-        return sum(get(day, 0) for day in range(end - days + 1, end + 1)) / days
+        return _sum(self.daily_users, end - days + 1, end + 1) / days
 
     def activity(self, end: int, days: int) -> int:
-        get = self.daily_activity.get
-        return sum(get(day, 0) for day in range(end - days + 1, end + 1))
+        return _sum(self.daily_activity, end - days + 1, end + 1)
 
     def breadth(self, end: int, days: int = 30) -> int:
         start = end - days + 1
         return sum(1 for day in self.features.values() if day >= start)
+
+
+def _sum(counts: dict[int, int], start: int, stop: int) -> int:
+    """Sum of the buckets for days start <= day < stop."""
+    if len(counts) < stop - start:
+        return sum(value for day, value in counts.items() if start <= day < stop)
+    get = counts.get
+    return sum(get(day, 0) for day in range(start, stop))
