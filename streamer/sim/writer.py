@@ -16,7 +16,7 @@ from streamer.sim.config import SimulationConfig
 from streamer.sim.dirty import DirtyMixer
 from streamer.sim.generate import generate_events
 from streamer.sim.portfolio import build_portfolio
-from streamer.sim.sink import Sink
+from streamer.sim.sink import DEFAULT_GZIP_LEVEL, Sink
 from streamer.sim.truth import generate_truth
 
 Progress = Callable[[int, float, str], None]
@@ -72,7 +72,7 @@ def write_simulation(
     out: Path,
     truth: Path | None = None,
     progress: Progress | None = None,
-    gzip_level: int = 6,
+    gzip_level: int = DEFAULT_GZIP_LEVEL,
 ) -> WriteReport:
     """Simulate `config`, write its events to `out` and its ground truth to `truth`."""
     started = time.monotonic()
