@@ -158,3 +158,23 @@ def test_history_window_is_bounded() -> None:
     assert sums.hi - sums.lo <= 6
     assert len(sums.points) <= 7
     assert len(run.portfolio()["months"]) <= 6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: portfolio.merge carries each partition's newest month start forward to the "
+    "newest one of all partitions, so a partition whose stream time lags (no later events) "
+    "contributes stale MRR: its already-known scheduled cancellation is missing from the months",
+)
+def test_lagging_partition_still_counts_its_scheduled_cancellation() -> None:
+    events = [
+        started("acme", "2024-01-05T09:00:00Z", "100"),  # partition 0 of 2
+        canceled("acme", "2024-01-20T09:00:00Z", effective_at="2024-02-15T00:00:00Z"),
+        started("globex", "2024-01-05T09:00:00Z", "100"),  # partition 1 of 2
+        usage("globex", "2024-03-02T09:00:00Z"),
+    ]
+    one = months(run_offline(events, partitions=1))
+    assert one["2024-02"]["churned_accounts"] == 1  # a single partition gets it right
+    two = months(run_offline(events, partitions=2))
+    assert two["2024-02"]["churned_accounts"] == 1
+    assert two == one

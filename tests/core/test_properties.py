@@ -1,0 +1,393 @@
+"""The incremental scorer against a batch recomputation, for random subscription histories.
+
+`reference.Book` recomputes MRR, movements and period metrics from the accepted events alone;
+the offline runner (the same engine as the stream workers) must agree for any arrival order
+within the allowed lateness, with duplicates, and with events too late to be accepted.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from itertools import combinations
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from streamer.contract.events import Event
+from streamer.core.config import ScoreConfig
+from streamer.core.periods import period_metrics
+from streamer.core.portfolio import merge
+from streamer.core.score import evaluate
+from streamer.offline.runner import OfflineRun, partition_of
+
+from .events import T0, decode, ms, raw, stamp
+from .reference import EPOCH, Book, accepted, epoch_ms, money, month_begin, month_name, month_number
+
+CONFIG = ScoreConfig()
+RATES = {"USD": Decimal(1), **CONFIG.currency.rates}
+LATENESS = int(CONFIG.time.allowed_lateness_days * 86_400_000)
+DAY, HOUR = 86_400_000, 3_600_000
+START = epoch_ms(T0) + 10 * DAY  # 2024-01-11
+SPAN_DAYS = 100  # into April
+ACCOUNTS = ("acme", "globex", "initech", "umbrella")
+NOT_COMPARED = {"month", "clv", "crc"}  # clv: see test_periods (rounding defect); crc: no cost set
+
+SETTINGS = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def is_month_start(instant: int) -> bool:
+    return instant == month_begin(month_number(instant))
+
+
+@st.composite
+def instants(draw: st.DrawFn) -> int:
+    """Any millisecond, a whole hour or a midnight (month starts included) in the span."""
+    day = START + draw(st.integers(0, SPAN_DAYS)) * DAY
+    kind = draw(st.sampled_from(("midnight", "hour", "any")))
+    if kind == "midnight":
+        return day
+    if kind == "hour":
+        return day + draw(st.integers(0, 23)) * HOUR
+    return day + draw(st.integers(0, DAY - 1))
+
+
+@st.composite
+def revenue_drafts(draw: st.DrawFn, scheduled_at_month_start: bool) -> dict[str, Any]:
+    kind = draw(st.sampled_from(("started", "started", "changed", "canceled", "canceled", "scheduled")))
+    when = draw(instants())
+    draft: dict[str, Any] = {
+        "account_id": draw(st.sampled_from(ACCOUNTS)),
+        "subscription_id": draw(st.sampled_from(("s1", "s2"))),
+        "at": when,
+    }
+    if kind in ("started", "changed"):
+        draft["event_type"] = f"subscription.{kind}"
+        draft["plan"] = draw(st.sampled_from(("basic", "pro")))
+        draft["amount"] = draw(st.sampled_from(("0", "10", "25.50", "99.99", "100", "250", "1200")))
+        draft["currency"] = draw(st.sampled_from(("USD", "USD", "EUR", "GBP")))
+        draft["interval"] = draw(st.sampled_from(("month", "month", "year", "week")))
+        draft["interval_count"] = draw(st.sampled_from((1, 1, 2, 3)))
+        return draft
+    draft["event_type"] = "subscription.canceled"
+    if kind == "canceled":
+        if draw(st.booleans()):
+            draft["effective_at"] = when - draw(st.integers(0, 3 * DAY))  # backdated (or at occurred_at)
+        return draft
+    effective = draw(
+        st.one_of(
+            st.integers(when + 1, when + 45 * DAY),
+            st.integers(1, 45).map(lambda days: (when // DAY + days) * DAY),  # a later midnight
+            st.sampled_from([month_begin(m) for m in range(month_number(when) + 1, month_number(when) + 3)]),
+        )
+    )
+    if is_month_start(effective) and not scheduled_at_month_start:
+        effective += HOUR  # see test_periods: movements of such cancellations are lost (xfail)
+    draft["effective_at"] = effective
+    return draft
+
+
+@st.composite
+def usage_drafts(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "event_type": "usage.recorded",
+        "account_id": draw(st.sampled_from(ACCOUNTS)),
+        "at": draw(instants()),
+        "user_id": draw(st.sampled_from(("u1", "u2", "u3", "u4"))),
+        "feature": draw(st.sampled_from(("reports", "export", "api"))),
+        "count": draw(st.integers(1, 3)),
+    }
+
+
+def build(drafts: list[dict[str, Any]]) -> list[Event]:
+    """Decoded events in event-time order; ids rise with occurred_at so every tie-break agrees."""
+    ordered = sorted(enumerate(drafts), key=lambda pair: (pair[1]["at"], pair[0]))
+    events = []
+    for rank, (_, draft) in enumerate(ordered):
+        fields = {k: v for k, v in draft.items() if k not in ("event_type", "account_id", "at")}
+        if "effective_at" in fields:
+            fields["effective_at"] = stamp(EPOCH + timedelta(milliseconds=fields["effective_at"]))
+        when = stamp(EPOCH + timedelta(milliseconds=draft["at"]))
+        events.append(decode(raw(draft["event_type"], draft["account_id"], when, f"e{rank:04d}", **fields)))
+    return events
+
+
+def histories(scheduled_at_month_start: bool = False, with_usage: bool = False) -> st.SearchStrategy:
+    drafts = revenue_drafts(scheduled_at_month_start)
+    if with_usage:
+        drafts = st.one_of(drafts, usage_drafts())
+    return st.lists(drafts, min_size=1, max_size=30).map(build)
+
+
+@st.composite
+def arrival(draw: st.DrawFn, events: list[Event], max_delay_days: float, duplicates: bool) -> list[Event]:
+    """A delivery order: each event is delayed by up to `max_delay_days` behind event time (so
+    with less than the lateness nothing is too late); the earliest event always arrives first
+    (see test_periods: months before the first processed event are not reported, xfail)."""
+    limit = int(max_delay_days * DAY) - 1
+    delays = draw(st.lists(st.integers(0, limit), min_size=len(events), max_size=len(events)))
+    keys = [epoch_ms(e.occurred_at) + d for e, d in zip(events, delays, strict=True)]
+    keys[0] = -1  # `events` is in event-time order
+    order = [events[i] for i in sorted(range(len(events)), key=lambda i: (keys[i], i))]
+    if duplicates:
+        repeat = draw(st.sets(st.integers(0, len(order) - 1), max_size=5))
+        order = [copy for i, e in enumerate(order) for copy in ((e, e) if i in repeat else (e,))]
+    return order
+
+
+def run(arrivals: list[Event], partitions: int = 1) -> OfflineRun:
+    offline = OfflineRun(CONFIG, partitions)
+    offline.feed(
+        iter(e.model_dump_json(exclude_none=True).encode() for e in arrivals),
+        on_snapshot=lambda _: None,
+        on_alert=lambda _: None,
+        on_dead_letter=lambda _: None,
+    )
+    return offline
+
+
+def check_against_reference(offline: OfflineRun, arrivals: list[Event], partitions: int = 1) -> Book:
+    kept = accepted(arrivals, LATENESS, lambda account: partition_of(account, partitions))
+    book = Book(kept, RATES)
+    assert offline.summary.accepted == len(kept)
+
+    # every account's MRR at the instant of its last evaluation
+    snapshots = list(offline.accounts())
+    assert [s["account_id"] for s in snapshots] == book.accounts
+    total = 0
+    for snap in snapshots:
+        as_of = ms(snap["as_of"])
+        assert as_of >= max(book.times[snap["account_id"]])
+        expected = book.mrr_at(snap["account_id"], as_of)
+        assert snap["mrr"] == money(expected), snap["account_id"]
+        total += expected
+    portfolio = offline.portfolio()
+    assert portfolio["current"]["mrr"] == money(total)
+
+    # every calendar month
+    months = book.months()
+    assert [m["month"] for m in portfolio["months"]] == [month_name(m) for m in months]
+    for reported, month in zip(portfolio["months"], months, strict=True):
+        got = {k: v for k, v in reported.items() if k not in NOT_COMPARED}
+        assert got == book.period(month, month + 1), month_name(month)
+
+    # any pair of first-of-month dates in the kept history
+    sums = merge(engine.periods.sums for engine in offline.engines)
+    for m1, m2 in combinations([*months, months[-1] + 1], 2):
+        got = {k: v for k, v in period_metrics(sums, m1, m2).items() if k not in NOT_COMPARED}
+        assert got == book.period(m1, m2), (month_name(m1), month_name(m2))
+    return book
+
+
+def closed(events: list[Event]) -> list[Event]:
+    """The events plus one usage event per account at a common last instant, so that every
+    partition's stream time ends in the same month (see test_portfolio: a lagging partition's
+    months are stale, xfail)."""
+    end = stamp(EPOCH + timedelta(milliseconds=START + (SPAN_DAYS + 1) * DAY))
+    return events + [
+        decode(raw("usage.recorded", account, end, f"close-{account}", user_id="u1", feature="reports"))
+        for account in ACCOUNTS
+    ]
+
+
+def snapshots_and_portfolio(offline: OfflineRun) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    return list(offline.accounts()), offline.portfolio()
+
+
+def state_at(offline: OfflineRun, instant: int) -> dict[str, Any]:
+    """Every account's evaluation at one common instant (the accounts' state, not when they
+    were last scored), their movements, and the portfolio months."""
+    accounts = {aid: account for store in offline.stores for aid, account in store.items()}
+    return {
+        "evaluations": {aid: evaluate(a.inputs(), instant, CONFIG) for aid, a in sorted(accounts.items())},
+        "movements": {aid: a.revenue.movements() for aid, a in sorted(accounts.items())},
+        "months": offline.portfolio()["months"],
+    }
+
+
+@SETTINGS
+@given(events=histories())
+def test_in_event_time_order_incremental_equals_batch(events: list[Event]) -> None:
+    offline = run(events)
+    assert offline.summary.rejected == 0
+    check_against_reference(offline, events)
+
+
+@SETTINGS
+@given(events=histories().map(closed), partitions=st.sampled_from((2, 3, 4)))
+def test_partitions_add_up_to_the_batch_result(events: list[Event], partitions: int) -> None:
+    offline = run(events, partitions)
+    assert offline.summary.rejected == 0
+    check_against_reference(offline, events, partitions)
+
+
+@SETTINGS
+@given(data=st.data(), events=histories())
+def test_shuffled_within_lateness_with_duplicates_equals_batch(
+    data: st.DataObject, events: list[Event]
+) -> None:
+    arrivals = data.draw(arrival(events, max_delay_days=7, duplicates=True))
+    offline = run(arrivals)
+    assert offline.summary.rejected == 0
+    assert offline.summary.duplicates == len(arrivals) - len(events)
+    check_against_reference(offline, arrivals)
+
+
+@SETTINGS
+@given(data=st.data(), events=histories())
+def test_events_beyond_lateness_are_dropped_and_the_rest_equals_batch(
+    data: st.DataObject, events: list[Event]
+) -> None:
+    arrivals = data.draw(arrival(events, max_delay_days=25, duplicates=True))
+    offline = run(arrivals)
+    kept = accepted(arrivals, LATENESS)
+    assert offline.summary.rejected == len(arrivals) - len(kept) - offline.summary.duplicates
+    check_against_reference(offline, arrivals)
+
+
+@SETTINGS
+@given(data=st.data(), events=histories(with_usage=True))
+def test_final_state_does_not_depend_on_arrival_order(data: st.DataObject, events: list[Event]) -> None:
+    first = run(data.draw(arrival(events, max_delay_days=7, duplicates=False)))
+    second = run(data.draw(arrival(events, max_delay_days=7, duplicates=True)))
+    assert first.summary.accepted == second.summary.accepted == len(events)
+    end = max(epoch_ms(e.occurred_at) for e in events)
+    for instant in (end, end + 3 * DAY):
+        assert state_at(first, instant) == state_at(second, instant)
+
+
+# -- the same properties where known defects show (strict xfail: remove the mark once fixed) ------
+
+JAN_1 = epoch_ms(T0)
+FEB_1, MAR_1 = month_begin(month_number(JAN_1) + 1), month_begin(month_number(JAN_1) + 2)
+
+
+def _start(account: str, at: int, amount: str = "100", sub: str = "s1") -> dict[str, Any]:
+    return {
+        "event_type": "subscription.started",
+        "account_id": account,
+        "subscription_id": sub,
+        "at": at,
+        "plan": "pro",
+        "amount": amount,
+        "currency": "USD",
+        "interval": "month",
+        "interval_count": 1,
+    }
+
+
+def _cancel(account: str, at: int, effective: int | None = None) -> dict[str, Any]:
+    draft = {"event_type": "subscription.canceled", "account_id": account, "subscription_id": "s1", "at": at}
+    return draft if effective is None else {**draft, "effective_at": effective}
+
+
+def _use(account: str, at: int) -> dict[str, Any]:
+    return {"event_type": "usage.recorded", "account_id": account, "user_id": "u1", "feature": "f", "at": at}
+
+
+MONTH_START_CANCELLATION = build(
+    [_start("acme", JAN_1 + 10 * DAY), _cancel("acme", FEB_1 + 9 * DAY, MAR_1), _use("acme", MAR_1 + 4 * DAY)]
+)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: movements of cancellations scheduled for a 1st, 00:00 are lost")
+@SETTINGS
+@example(events=MONTH_START_CANCELLATION)
+@given(events=histories(scheduled_at_month_start=True))
+def test_cancellations_scheduled_for_a_month_start_equal_batch(events: list[Event]) -> None:
+    check_against_reference(run(events), events)
+
+
+LATE_FIRST_MONTH = build([_start("acme", FEB_1 - 2 * DAY), _use("acme", FEB_1 + DAY)])
+
+
+def later_one_first(events: list[Event]) -> list[Event]:
+    """Deliver the second event first when that stays within the lateness."""
+    if len(events) > 1 and epoch_ms(events[1].occurred_at) - epoch_ms(events[0].occurred_at) <= LATENESS:
+        return [events[1], events[0], *events[2:]]
+    return events
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: months before the first processed event are not reported")
+@SETTINGS
+@example(events=LATE_FIRST_MONTH)
+@given(events=histories())
+def test_first_event_arriving_late_still_opens_its_month(events: list[Event]) -> None:
+    arrivals = later_one_first(events)
+    check_against_reference(run(arrivals), arrivals)
+
+
+# acme and globex fall in different partitions of 2; acme's partition stops in January
+LAGGING_PARTITION = build(
+    [
+        _start("acme", JAN_1 + 4 * DAY),
+        _cancel("acme", JAN_1 + 19 * DAY, FEB_1 + 14 * DAY),
+        _use("globex", MAR_1 + DAY),
+    ]
+)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a lagging partition's months are carried forward stale")
+@SETTINGS
+@example(events=LAGGING_PARTITION, partitions=2)
+@given(events=histories(), partitions=st.sampled_from((2, 3, 4)))
+def test_partitions_with_different_stream_times_add_up_to_the_batch_result(
+    events: list[Event], partitions: int
+) -> None:
+    check_against_reference(run(events, partitions), events, partitions)
+
+
+LATE_NEW_ACCOUNT = build(
+    [
+        _use("acme", JAN_1 + 10 * DAY),
+        _use("globex", JAN_1 + 20 * DAY + 12 * HOUR),
+        _use("acme", JAN_1 + 21 * DAY + 6 * HOUR),
+    ]
+)
+
+
+def newest_first_per_week(events: list[Event]) -> list[Event]:
+    """The earliest event first, then the rest newest first within each 6-day stretch."""
+    head, rest = events[:1], events[1:]
+    return head + sorted(rest, key=lambda e: (epoch_ms(e.occurred_at) // (6 * DAY), -epoch_ms(e.occurred_at)))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: an account created by a late event is scored at its own occurred_at, not at the "
+    "partition's latest tick, so its final snapshot (as_of, time-based metrics) and the current "
+    "portfolio totals depend on arrival order",
+)
+@SETTINGS
+@example(events=LATE_NEW_ACCOUNT)
+@given(events=histories(with_usage=True))
+def test_final_snapshots_do_not_depend_on_arrival_order(events: list[Event]) -> None:
+    first, second = run(events), run(newest_first_per_week(events))
+    assert second.summary.rejected == 0
+    assert snapshots_and_portfolio(first) == snapshots_and_portfolio(second)
+
+
+ONE_IN_THREE_CHURNS = build(
+    [
+        *(_start(account, START) for account in ("acme", "globex", "initech")),
+        _cancel("initech", START + 30 * DAY),
+        _start("acme", START + 60 * DAY, "10", sub="s2"),
+    ]
+)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: CLV divides by a churn rate already rounded to 4 places")
+@SETTINGS
+@example(events=ONE_IN_THREE_CHURNS)
+@given(events=histories())
+def test_clv_equals_the_exact_batch_value(events: list[Event]) -> None:
+    offline = run(events)
+    book = Book(events, RATES)
+    for reported, month in zip(offline.portfolio()["months"], book.months(), strict=True):
+        assert reported["clv"] == book.clv(month), month_name(month)
