@@ -1,0 +1,315 @@
+"""The input contract: every rule of the event contract is enforced with a message a producer can act on."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from streamer.contract.decode import Rejected, decode_event
+from streamer.contract.events import (
+    EVENT_FAMILY,
+    FAMILY_EVENT_TYPES,
+    SubscriptionCanceled,
+    SubscriptionStarted,
+    SurveyAnswered,
+    UsageRecorded,
+)
+
+ENVELOPE = {"event_id": "evt-1", "account_id": "acme", "occurred_at": "2024-01-05T10:00:00Z"}
+
+# One valid example of every event type, with all of its required fields.
+VALID: dict[str, dict[str, Any]] = {
+    "subscription.started": {
+        "subscription_id": "sub-1",
+        "plan": "pro",
+        "amount": "1900.00",
+        "currency": "USD",
+        "interval": "year",
+    },
+    "subscription.changed": {
+        "subscription_id": "sub-1",
+        "plan": "pro",
+        "amount": "100",
+        "currency": "EUR",
+        "interval": "month",
+    },
+    "subscription.renewed": {"subscription_id": "sub-1", "term_end": "2025-01-05T00:00:00Z"},
+    "subscription.canceled": {"subscription_id": "sub-1"},
+    "subscription.payment_failed": {"subscription_id": "sub-1", "attempt": 1},
+    "usage.recorded": {"user_id": "u1", "feature": "reports"},
+    "ticket.opened": {"ticket_id": "t1", "priority": "high"},
+    "ticket.resolved": {"ticket_id": "t1", "contacts": 1},
+    "ticket.reopened": {"ticket_id": "t1"},
+    "survey.answered": {"survey": "nps", "score": 9, "respondent_id": "r1"},
+}
+
+
+def message(kind: str, /, **changes: Any) -> dict[str, Any]:
+    """A valid message of event type `kind` with some fields changed (None removes a field)."""
+    record = {**ENVELOPE, "event_type": kind, **VALID[kind]}
+    for name, value in changes.items():
+        if value is None:
+            record.pop(name, None)
+        else:
+            record[name] = value
+    return record
+
+
+def rejected(raw: bytes | dict[str, Any], **kwargs: Any) -> str:
+    data = raw if isinstance(raw, bytes) else orjson.dumps(raw)
+    with pytest.raises(Rejected) as info:
+        decode_event(data, **kwargs)
+    assert str(info.value) == info.value.reason
+    return info.value.reason
+
+
+# -- well-formed messages --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", sorted(VALID))
+def test_every_event_type_decodes(event_type: str) -> None:
+    event = decode_event(orjson.dumps(message(event_type)))
+    assert event.event_type == event_type
+    assert event.account_id == "acme"
+
+
+def test_every_event_type_has_a_family_and_an_example() -> None:
+    assert set(VALID) == set(EVENT_FAMILY)
+    assert set(FAMILY_EVENT_TYPES) == {"subscriptions", "usage", "tickets", "surveys"}
+
+
+def test_text_input_decodes_like_bytes() -> None:
+    assert decode_event(orjson.dumps(message("ticket.opened")).decode()) == decode_event(
+        orjson.dumps(message("ticket.opened"))
+    )
+
+
+def test_defaults() -> None:
+    started = decode_event(orjson.dumps(message("subscription.started")))
+    assert isinstance(started, SubscriptionStarted)
+    assert (started.interval_count, started.seats, started.term_end) == (1, None, None)
+    usage = decode_event(orjson.dumps(message("usage.recorded")))
+    assert isinstance(usage, UsageRecorded) and usage.count == 1
+    canceled = decode_event(orjson.dumps(message("subscription.canceled")))
+    assert isinstance(canceled, SubscriptionCanceled) and canceled.effective_at is None
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    event = decode_event(orjson.dumps(message("usage.recorded", schema_version=2, extra={"a": [1]})))
+    assert event.event_type == "usage.recorded"
+    assert not hasattr(event, "schema_version")
+
+
+@pytest.mark.parametrize(
+    ("amount", "exact"),
+    [("1900.00", "1900.00"), (1900, "1900"), (19.99, "19.99"), ("0.1", "0.1"), (0, "0"), ("0", "0")],
+)
+def test_amount_as_decimal_string_or_number(amount: Any, exact: str) -> None:
+    event = decode_event(orjson.dumps(message("subscription.started", amount=amount)))
+    assert isinstance(event, SubscriptionStarted)
+    assert event.amount == Decimal(exact)
+
+
+def test_timestamps_with_any_offset_are_the_same_instant() -> None:
+    utc = decode_event(orjson.dumps(message("ticket.opened")))
+    shifted = decode_event(orjson.dumps(message("ticket.opened", occurred_at="2024-01-05T12:00:00+02:00")))
+    assert utc.occurred_at == shifted.occurred_at
+
+
+@pytest.mark.parametrize(("survey", "low", "high"), [("nps", 0, 10), ("csat", 1, 5), ("ces", 1, 7)])
+def test_survey_score_range_ends_are_accepted(survey: str, low: int, high: int) -> None:
+    for score in (low, high):
+        event = decode_event(orjson.dumps(message("survey.answered", survey=survey, score=score)))
+        assert isinstance(event, SurveyAnswered) and event.score == score
+
+
+def test_longest_allowed_ids_and_comment_are_accepted() -> None:
+    decode_event(orjson.dumps(message("survey.answered", event_id="e" * 128, comment="x" * 4000)))
+
+
+def test_keyless_message_and_matching_key_are_accepted() -> None:
+    raw = orjson.dumps(message("usage.recorded"))
+    assert decode_event(raw).account_id == decode_event(raw, key=b"acme").account_id == "acme"
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_FAMILY))
+def test_event_on_its_own_topic_family_is_accepted(event_type: str) -> None:
+    decode_event(orjson.dumps(message(event_type)), family=EVENT_FAMILY[event_type])
+
+
+# -- rejections, each with a clear reason -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"{bad", b"", b"\xff\xfe", b'{"event_id": "e1",'])
+def test_bad_json(raw: bytes) -> None:
+    assert rejected(raw).startswith("not valid JSON: ")
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"), [(b"[1, 2]", "list"), (b'"text"', "str"), (b"42", "int"), (b"null", "NoneType")]
+)
+def test_not_an_object(raw: bytes, kind: str) -> None:
+    assert rejected(raw) == f"the message must be a JSON object (got {kind})"
+
+
+def test_missing_event_type() -> None:
+    assert rejected(message("usage.recorded", event_type=None)) == "missing field 'event_type'"
+
+
+def test_unknown_event_type() -> None:
+    reason = rejected(message("usage.recorded", event_type="usage.deleted"))
+    assert reason.startswith("unknown event_type 'usage.deleted' (known types: ")
+    assert "usage.recorded" in reason and "survey.answered" in reason
+
+
+REQUIRED = [
+    (event_type, field) for event_type, fields in sorted(VALID.items()) for field in [*ENVELOPE, *fields]
+]
+
+
+@pytest.mark.parametrize(("event_type", "field"), REQUIRED)
+def test_missing_required_field(event_type: str, field: str) -> None:
+    assert rejected(message(event_type, **{field: None})) == f"field {field!r} of {event_type} is required"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field", "value", "expected"),
+    [
+        ("subscription.started", "interval_count", "2", "Input should be a valid integer"),
+        ("subscription.started", "interval_count", 2.0, "Input should be a valid integer"),
+        ("subscription.started", "interval_count", True, "Input should be a valid integer"),
+        ("subscription.started", "interval_count", 0, "greater than or equal to 1"),
+        ("subscription.started", "seats", -1, "greater than or equal to 0"),
+        ("subscription.started", "interval", "day", "Input should be 'week', 'month' or 'year'"),
+        ("subscription.started", "currency", "usd", "should match pattern"),
+        ("subscription.started", "amount", "abc", "Input should be a valid decimal"),
+        ("subscription.started", "amount", "NaN", "Input should be a finite number"),
+        ("subscription.started", "amount", "Infinity", "Input should be a finite number"),
+        ("subscription.started", "amount", True, "Decimal input should be"),
+        ("subscription.started", "plan", "", "at least 1 character"),
+        ("subscription.payment_failed", "attempt", 0, "greater than or equal to 1"),
+        ("usage.recorded", "count", 0, "greater than or equal to 1"),
+        ("usage.recorded", "count", "3", "Input should be a valid integer"),
+        ("usage.recorded", "user_id", 5, "Input should be a valid string"),
+        ("ticket.opened", "priority", "critical", "Input should be 'low', 'normal', 'high' or 'urgent'"),
+        ("ticket.resolved", "contacts", 0, "greater than or equal to 1"),
+        ("survey.answered", "survey", "ces2", "Input should be 'nps', 'csat' or 'ces'"),
+        ("survey.answered", "score", 5.0, "Input should be a valid integer"),
+        ("survey.answered", "score", "5", "Input should be a valid integer"),
+        ("ticket.opened", "occurred_at", "yesterday", "Input should be a valid datetime"),
+        ("subscription.renewed", "term_end", "soon", "Input should be a valid datetime"),
+        ("ticket.opened", "event_id", "", "at least 1 character"),
+        ("ticket.opened", "account_id", 7, "Input should be a valid string"),
+    ],
+)
+def test_mistyped_field(event_type: str, field: str, value: Any, expected: str) -> None:
+    reason = rejected(message(event_type, **{field: value}))
+    assert reason.startswith(f"field {field!r} of {event_type}: ")
+    assert expected in reason
+    assert reason.endswith(f"(got {value!r})")
+
+
+def test_negative_amount() -> None:
+    assert rejected(message("subscription.changed", amount="-1.00")) == (
+        "field 'amount' of subscription.changed: Input should be greater than or equal to 0 (got '-1.00')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("survey", "score", "expected"),
+    [
+        ("nps", -1, "0..10"),
+        ("nps", 11, "0..10"),
+        ("csat", 0, "1..5"),
+        ("csat", 6, "1..5"),
+        ("ces", 0, "1..7"),
+        ("ces", 8, "1..7"),
+    ],
+)
+def test_out_of_range_survey_score(survey: str, score: int, expected: str) -> None:
+    assert rejected(message("survey.answered", survey=survey, score=score)) == (
+        f"event of survey.answered: score {score} is out of range for a {survey} survey (expected {expected})"
+    )
+
+
+def test_key_disagreeing_with_account_id() -> None:
+    assert rejected(message("usage.recorded"), key=b"globex") == (
+        "message key 'globex' disagrees with account_id 'acme': key messages by account_id"
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_type", "family"),
+    [(t, f) for t in sorted(EVENT_FAMILY) for f in sorted(FAMILY_EVENT_TYPES) if f != EVENT_FAMILY[t]],
+)
+def test_event_on_the_wrong_topic_family(event_type: str, family: str) -> None:
+    reason = rejected(message(event_type), family=family)
+    allowed = ", ".join(sorted(FAMILY_EVENT_TYPES[family]))
+    assert reason == (
+        f"event_type {event_type!r} does not belong on the {family} topic (expected one of: {allowed})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        ("ticket.opened", "occurred_at"),
+        ("subscription.renewed", "term_end"),
+        ("subscription.canceled", "effective_at"),
+        ("subscription.started", "term_end"),
+    ],
+)
+@pytest.mark.parametrize("naive", ["2024-01-05T10:00:00", "2024-01-05"])
+def test_timestamp_without_offset(event_type: str, field: str, naive: str) -> None:
+    reason = rejected(message(event_type, **{field: naive}))
+    assert reason == f"field {field!r} of {event_type}: Input should have timezone info (got {naive!r})"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field", "limit"),
+    [
+        ("usage.recorded", "event_id", 128),
+        ("usage.recorded", "account_id", 128),
+        ("usage.recorded", "user_id", 128),
+        ("usage.recorded", "feature", 128),
+        ("subscription.started", "subscription_id", 128),
+        ("subscription.started", "plan", 128),
+        ("ticket.opened", "ticket_id", 128),
+        ("ticket.opened", "channel", 64),
+        ("subscription.canceled", "reason", 1000),
+        ("survey.answered", "respondent_id", 128),
+        ("survey.answered", "context", 64),
+        ("survey.answered", "comment", 4000),
+    ],
+)
+def test_over_long_text(event_type: str, field: str, limit: int) -> None:
+    reason = rejected(message(event_type, **{field: "x" * (limit + 1)}))
+    assert reason.startswith(
+        f"field {field!r} of {event_type}: String should have at most {limit} characters"
+    )
+
+
+def test_several_problems_are_all_reported() -> None:
+    reason = rejected(message("usage.recorded", user_id=None, count=0))
+    assert reason.split("; ") == [
+        "field 'user_id' of usage.recorded is required",
+        "field 'count' of usage.recorded: Input should be greater than or equal to 1 (got 0)",
+    ]
+
+
+# -- known defects -----------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: contract/events.py uses pydantic AwareDatetime in lax mode, which accepts a "
+    "Unix epoch number (or numeric string) as a UTC time; the contract requires an RFC 3339 "
+    "timestamp with offset",
+)
+@pytest.mark.parametrize("value", [1704448800, 1704448800.5, "1704448800"])
+def test_epoch_number_is_not_an_rfc3339_timestamp(value: Any) -> None:
+    reason = rejected(message("ticket.opened", occurred_at=value))
+    assert "occurred_at" in reason
