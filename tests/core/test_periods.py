@@ -242,3 +242,24 @@ def test_clv_defined_for_a_tiny_positive_churn() -> None:
     metrics = period_metrics(sums, march, march + 1)
     assert metrics["arpa"] == "100.00"
     assert metrics["clv"] == "3000000.00"
+
+
+def test_subscription_starting_at_a_month_start_counts_from_that_instant() -> None:
+    by_month = months(
+        run_offline(
+            [
+                usage("acme", "2024-01-20T00:00:00Z"),  # a trial user in January
+                started("acme", "2024-02-01T00:00:00Z", "100"),
+                canceled("acme", "2024-03-01T00:00:00Z"),  # effective at Mar 1 00:00: not counted then
+                usage("acme", "2024-03-02T00:00:00Z"),
+            ]
+        )
+    )
+    # MRR at Feb 1 00:00 is 100: acme ends January paying (new in that period) ...
+    assert (by_month["2024-01"]["end_accounts"], by_month["2024-01"]["new_accounts"]) == (1, 1)
+    # ... while the movement itself happens on Feb 1, in February
+    assert by_month["2024-01"]["movements"]["new"] == "0.00"
+    assert by_month["2024-02"]["movements"]["new"] == "100.00"
+    # MRR at Mar 1 00:00 is 0: February starts with acme and ends without it
+    assert (by_month["2024-02"]["start_accounts"], by_month["2024-02"]["churned_accounts"]) == (1, 1)
+    assert by_month["2024-03"]["movements"]["churn"] == "100.00"
