@@ -47,8 +47,10 @@ class Account:
     alerts: AlertMemory = field(default_factory=AlertMemory)
     seen: dict[str, int] = field(default_factory=dict)  # event_id -> occurred_at (recent only)
     now: int = 0  # event time of the latest evaluation
-    score: float | None = None
+    last_event_at: int = 0  # latest occurred_at among the account's own events
+    score: float | None = None  # of the latest evaluation
     band: str | None = None
+    terms: tuple[int, ...] = ()  # the account's share of the portfolio totals (see totals.py)
 
     def inputs(self) -> Inputs:
         return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen)
@@ -139,4 +141,5 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
             )
             trigger.survey, trigger.survey_score = event.survey.value, event.score
     account.first_seen = min(account.first_seen, at)
+    account.last_event_at = max(account.last_event_at, at)
     return trigger

@@ -17,6 +17,8 @@ from streamer.core.reasons import Reason, explain
 from streamer.core.score import Evaluation
 
 BAND_RANK = {"green": 0, "yellow": 1, "red": 2}
+
+Previous = tuple[float, str] | None  # (score, band) of the account's previous evaluation
 SEVERITY_BY_LEVEL = ("info", "warning", "critical")
 
 
@@ -63,15 +65,16 @@ def _r(signal: str, value: float | str | None, baseline: float | str | None, mes
     return {"signal": signal, "value": value, "baseline": baseline, "message": message}
 
 
-def _transitions(previous: Evaluation | None, current: Evaluation) -> list[Candidate]:
-    if previous is None or previous.band == current.band:
+def _transitions(previous: Previous, current: Evaluation) -> list[Candidate]:
+    if previous is None or previous[1] == current.band:
         return []
-    was, now = BAND_RANK[previous.band], BAND_RANK[current.band]
-    key = f"{previous.band}>{current.band}@{current.now}"
+    previous_score, previous_band = previous
+    was, now = BAND_RANK[previous_band], BAND_RANK[current.band]
+    key = f"{previous_band}>{current.band}@{current.now}"
     message = (
-        f"health band {previous.band} -> {current.band} (score {previous.score:.0f} -> {current.score:.0f})"
+        f"health band {previous_band} -> {current.band} (score {previous_score:.0f} -> {current.score:.0f})"
     )
-    reason = _r("band", current.band, previous.band, message)
+    reason = _r("band", current.band, previous_band, message)
     if now > was:
         return [Candidate("band_worsened", SEVERITY_BY_LEVEL[now], now, key, reason)]
     if now == 0:
@@ -82,8 +85,8 @@ def _transitions(previous: Evaluation | None, current: Evaluation) -> list[Candi
 def _conditions(current: Evaluation, memory: AlertMemory, rules: Rules) -> dict[str, Candidate]:
     """State rules; their key is the episode start and is filled in by `_episodes`."""
     facts, found = current.facts, {}
-    window = range(current.now // DAY - rules.score_drop_window_days, current.now // DAY + 1)
-    peak = max((memory.daily_max[d] for d in window if d in memory.daily_max), default=None)
+    # daily_max holds the days of the window only (see _forget_old_scores)
+    peak = max(memory.daily_max.values(), default=None)
     if peak is not None and peak - current.score >= rules.score_drop_points:
         drop = peak - current.score
         level = 2 if drop >= 2 * rules.score_drop_points else 1
@@ -250,7 +253,7 @@ def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
 
 def check(
     account_id: str,
-    previous: Evaluation | None,
+    previous: Previous,
     current: Evaluation,
     trigger: Trigger | None,
     memory: AlertMemory,
@@ -263,6 +266,7 @@ def check(
     if present != memory.scored_on:  # scores over other components are not comparable: restart
         memory.scored_on = present
         memory.daily_max.clear()
+    _forget_old_scores(memory, now // DAY, rules)
     if current.stage == "churned":
         memory.episodes.clear()
         candidates = []
@@ -270,7 +274,7 @@ def check(
         candidates = _transitions(previous, current)
         candidates += _episodes(_conditions(current, memory, rules), memory, now)
     candidates += _events(trigger, rules)
-    _remember_score(memory, current, rules)
+    _remember_score(memory, current)
 
     alerts: list[dict[str, object]] = []
     explanation: list[Reason] | None = None
@@ -294,8 +298,8 @@ def check(
                 "raised_at": iso(trigger.at if event_driven and trigger else now),
                 "score": current.score,
                 "band": current.band,
-                "previous_score": previous.score if previous else None,
-                "previous_band": previous.band if previous else None,
+                "previous_score": previous[0] if previous else None,
+                "previous_band": previous[1] if previous else None,
                 "mrr": mrr_text,
                 "reasons": [candidate.reason, *explanation],
             }
@@ -312,11 +316,15 @@ def _cooling_down(memory: AlertMemory, candidate: Candidate, rule: Rule, now: in
     return candidate.level <= level and now - at < rule.cooldown_days * DAY
 
 
-def _remember_score(memory: AlertMemory, current: Evaluation, rules: Rules) -> None:
+def _remember_score(memory: AlertMemory, current: Evaluation) -> None:
     """Keep each day's highest score for the score-drop rule."""
     day = current.now // DAY
     if current.score > memory.daily_max.get(day, -1.0):
         memory.daily_max[day] = current.score
+
+
+def _forget_old_scores(memory: AlertMemory, day: int, rules: Rules) -> None:
+    """Keep only the days of the score-drop window ending with `day`."""
     oldest = day - rules.score_drop_window_days
     for old in [d for d in memory.daily_max if d < oldest]:
         del memory.daily_max[old]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 MS = 1
 SECOND = 1000
+MINUTE = 60_000
 HOUR = 3_600_000
 DAY = 86_400_000
 

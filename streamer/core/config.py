@@ -6,6 +6,7 @@ refused when loaded (see `streamer.config.load_score_config`) with the path of t
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from decimal import Decimal
 from functools import cached_property
@@ -53,13 +54,25 @@ class Curve(Strict):
         return points
 
     def __call__(self, x: float) -> float:
-        points = self.points
-        if x <= points[0][0]:
-            return points[0][1]
-        for (x0, y0), (x1, y1) in pairwise(points):
-            if x <= x1:
-                return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-        return points[-1][1]
+        return self.evaluate(x)
+
+    @cached_property
+    def evaluate(self) -> Callable[[float], float]:
+        """The curve as a plain function (it runs for every signal of every evaluation)."""
+        xs = tuple(x for x, _ in self.points)
+        ys = tuple(y for _, y in self.points)
+        slopes = tuple((y1 - y0) / (x1 - x0) for (x0, y0), (x1, y1) in pairwise(self.points))
+        first_x, first_y, last_x, last_y = xs[0], ys[0], xs[-1], ys[-1]
+
+        def at(x: float) -> float:
+            if x <= first_x:
+                return first_y
+            if x >= last_x:
+                return last_y
+            index = bisect_left(xs, x) - 1
+            return ys[index] + slopes[index] * (x - xs[index])
+
+        return at
 
 
 def curve(*points: tuple[float, float]) -> Curve:
@@ -219,6 +232,7 @@ class Currency(Strict):
 class Time(Strict):
     allowed_lateness_days: Annotated[float, Field(ge=0)] = 7
     rescore_interval_hours: Annotated[float, Field(gt=0)] = 24
+    usage_rescore_minutes: Annotated[float, Field(ge=0)] = 60  # usage alone re-scores at most this often
     portfolio_history_months: Annotated[int, Field(ge=2, le=240)] = 36
 
 
@@ -264,7 +278,8 @@ class ScoreConfig(Strict):
         """Signal -> (curve to 0-100, weight inside its component), looked up per evaluation."""
         table: dict[str, tuple[Callable[[float], float], float]] = {}
         for name in SignalWeights.model_fields:
-            curve_fn = getattr(self.curves, name, None) or _identity
+            curve = getattr(self.curves, name, None)
+            curve_fn = curve.evaluate if curve is not None else _identity
             table[name] = (curve_fn, getattr(self.signal_weights, name))
         return table
 

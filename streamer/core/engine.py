@@ -13,18 +13,21 @@ from typing import Any
 from streamer.contract.events import Event
 from streamer.core.account import Account, UnknownCurrency, fold
 from streamer.core.alerts import Trigger, check
-from streamer.core.clock import DAY, HOUR, iso, to_ms
+from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.money import format_money
 from streamer.core.portfolio import PeriodAggregates
 from streamer.core.revenue import Revenue
 from streamer.core.score import Evaluation, evaluate
 from streamer.core.snapshot import build_snapshot
-from streamer.core.totals import Totals
+from streamer.core.totals import Totals, terms
 
 REVENUE_EVENTS = frozenset({"subscription.started", "subscription.changed", "subscription.canceled"})
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+
+ACTIVE_SPAN = 30 * DAY  # idle accounts are re-scored daily this long after their last event ...
+QUIET_RESCORE = 7 * DAY  # ... and at least this often after that
 
 
 @dataclass(slots=True)
@@ -62,6 +65,8 @@ class PartitionEngine:
         self._published: dict[str, tuple[object, ...]] = {}
         self._lateness = int(config.time.allowed_lateness_days * DAY)
         self._interval = int(config.time.rescore_interval_hours * HOUR)
+        self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
+        self._renewal_window = config.lifecycle.renewal_window_days * DAY
         self._currency = config.currency.reporting
         self.rebuild()
 
@@ -75,8 +80,8 @@ class PartitionEngine:
         for account_id in sorted(self.members):
             account = self.accounts[account_id]
             self.periods.update(account_id, account.revenue)
-            if account.now:
-                self._remember(account_id, evaluate(account.inputs(), account.now, self.config))
+            if account.terms:
+                self.totals.update(account_id, account.terms)
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -102,8 +107,14 @@ class PartitionEngine:
         self.members.add(account_id)
         if event.event_type in REVENUE_EVENTS:
             self.periods.update(account_id, account.revenue)
+        if event.event_type == "usage.recorded" and self._recently_scored(account, at):
+            return Outcome(ACCEPTED, alerts=alerts)  # folded in; scored at the next event or tick
         alerts += self._score(account, max(account.now, at), trigger)
         return Outcome(ACCEPTED, alerts=alerts)
+
+    def _recently_scored(self, account: Account, at: int) -> bool:
+        """Usage alone only improves adoption; re-score for it at most every few minutes."""
+        return account.score is not None and at - account.now < self._usage_interval
 
     def _too_late(self, at: int) -> str:
         days = self.config.time.allowed_lateness_days
@@ -140,11 +151,28 @@ class PartitionEngine:
                 continue
             account.forget_ids_before(cutoff)
             account.expire(tick // DAY)
-            if account.band is not None and self._dormant(account, tick):
+            if account.band is not None and not self._due(account, tick):
                 self.accounts[account_id] = account
                 continue
             alerts += self._score(account, tick, None)
         return alerts
+
+    def _due(self, account: Account, tick: int) -> bool:
+        """Whether an idle account needs re-scoring at this tick.
+
+        Daily for 30 days after the account's last event, or while a ticket is open, a renewal
+        is within the renewal window or an MRR change falls due; weekly otherwise; never once it
+        has churned with nothing scheduled and no recent usage.
+        """
+        if self._dormant(account, tick):
+            return False
+        if tick - account.now >= QUIET_RESCORE or tick - account.last_event_at < ACTIVE_SPAN:
+            return True
+        revenue = account.revenue
+        if account.support.open_ids or any(account.now < at <= tick for at, _ in revenue.timeline):
+            return True
+        renewal = revenue.next_renewal(tick)
+        return renewal is not None and renewal - tick <= self._renewal_window
 
     def _dormant(self, account: Account, tick: int) -> bool:
         """Scored since it churned and nothing is scheduled: re-scoring would change nothing."""
@@ -162,9 +190,7 @@ class PartitionEngine:
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         account_id = account.account_id
         evaluation = evaluate(account.inputs(), now, self.config)
-        previous = self.evaluations.get(account_id)
-        if previous is None and account.score is not None and account.band is not None:
-            previous = evaluate(account.inputs(), account.now, self.config)
+        previous = (account.score, account.band) if account.score is not None and account.band else None
         alerts = check(
             account_id,
             previous,
@@ -175,13 +201,14 @@ class PartitionEngine:
             format_money(evaluation.mrr),
         )
         account.now, account.score, account.band = now, evaluation.score, evaluation.band
+        account.terms = terms(evaluation)
         self.accounts[account_id] = account
-        self._remember(account_id, evaluation)
+        self._remember(account_id, evaluation, account.terms)
         return alerts
 
-    def _remember(self, account_id: str, evaluation: Evaluation) -> None:
+    def _remember(self, account_id: str, evaluation: Evaluation, shares: tuple[int, ...]) -> None:
         self.evaluations[account_id] = evaluation
-        self.totals.update(account_id, evaluation)
+        self.totals.update(account_id, shares)
         fingerprint = (evaluation.score, evaluation.band, evaluation.stage, evaluation.mrr, evaluation.plan)
         if self._published.get(account_id) != fingerprint:
             self._published[account_id] = fingerprint

@@ -94,15 +94,19 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
 
     table = config.signal_table
     signals: dict[str, tuple[float, float]] = {}
-    sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in COMPONENTS}
+    weighted = dict.fromkeys(COMPONENTS, 0.0)
+    weights_in = dict.fromkeys(COMPONENTS, 0.0)
     for name, value in raw.items():
         curve_fn, weight = table[name]
         sub = curve_fn(value)
         signals[name] = (value, sub)
-        acc = sums[SIGNAL_COMPONENT[name]]
-        acc[0] += weight * sub
-        acc[1] += weight
-    components = {name: (acc[0] / acc[1] if acc[1] > 0 else None) for name, acc in sums.items()}
+        component = SIGNAL_COMPONENT[name]
+        weighted[component] += weight * sub
+        weights_in[component] += weight
+    components = {
+        name: (weighted[name] / total_weight if total_weight > 0 else None)
+        for name, total_weight in weights_in.items()
+    }
 
     plan = inputs.revenue.primary_plan(now)
     base, bands = config.segment(stage, plan)

@@ -165,9 +165,9 @@ class Support:
 
     def _window(self, end: int, days: int) -> DayStats:
         total = DayStats()
-        for day in range(end - days + 1, end + 1):
-            stats = self.days.get(day)
-            if stats is not None:
+        start = end - days + 1
+        for day, stats in self.days.items():  # sparse: only days with ticket activity
+            if start <= day <= end:
                 total.opened += stats.opened
                 total.resolved += stats.resolved
                 total.resolution_ms += stats.resolution_ms

@@ -56,8 +56,8 @@ class Totals:
     sums: list[int] = field(default_factory=lambda: [0] * len(FIELDS))
     contributions: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
-    def update(self, account_id: str, evaluation: Evaluation) -> None:
-        new = terms(evaluation)
+    def update(self, account_id: str, new: tuple[int, ...]) -> None:
+        """Replace the account's contribution vector (see `terms`)."""
         old = self.contributions.get(account_id)
         if old == new:
             return

@@ -52,6 +52,9 @@ def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
         return -(1 << 62), 0, number
 
 
+BATCH = 2000  # lines per batch: snapshots of changed accounts are emitted once per batch
+
+
 @dataclass
 class Summary:
     lines: int = 0
@@ -70,13 +73,17 @@ class Summary:
 class OfflineRun:
     """One pass over a file; outputs go to the writer callbacks (files, or lists in tests)."""
 
-    def __init__(self, config: ScoreConfig, partitions: int, topic_prefix: str = "cs.") -> None:
+    def __init__(
+        self, config: ScoreConfig, partitions: int, topic_prefix: str = "cs.", batch: int = BATCH
+    ) -> None:
         self.config = config
+        self.batch = batch
         self.partitions = partitions
         self.topic_prefix = topic_prefix
         self.stores: list[dict[str, Account]] = [{} for _ in range(partitions)]
         self.engines = [PartitionEngine(config, store) for store in self.stores]
         self.summary = Summary()
+        self._partitions: dict[str, int] = {}
 
     def feed(
         self,
@@ -99,7 +106,9 @@ class OfflineRun:
                 summary.rejected += 1
                 on_dead_letter(self._dead_letter(line, source, None, number, rejected.reason))
                 continue
-            partition = partition_of(event.account_id, self.partitions)
+            partition = self._partitions.get(event.account_id)
+            if partition is None:
+                partition = self._partitions[event.account_id] = partition_of(event.account_id, self.partitions)
             engine = self.engines[partition]
             outcome = engine.process(event)
             for alert in outcome.alerts:
@@ -113,11 +122,18 @@ class OfflineRun:
                 summary.rejected += 1
                 topic = self.topic_prefix + EVENT_FAMILY[event.event_type]
                 on_dead_letter(self._dead_letter(line, topic, partition, number, outcome.reason or ""))
-            for account_id in engine.take_dirty():
-                summary.snapshots += 1
-                on_snapshot(engine.snapshot(account_id))
+            if number % self.batch == 0:
+                self._publish(on_snapshot)
+        self._publish(on_snapshot)
         summary.seconds += time.perf_counter() - started
         return summary
+
+    def _publish(self, on_snapshot: Callable[[dict[str, Any]], None]) -> None:
+        """Each account whose snapshot changed, once, as a worker does after a batch."""
+        for engine in self.engines:
+            for account_id in engine.take_dirty():
+                self.summary.snapshots += 1
+                on_snapshot(engine.snapshot(account_id))
 
     @staticmethod
     def _dead_letter(
