@@ -60,7 +60,11 @@ def _describe(error: ErrorDetails) -> str:
     if event_type:
         where += f" of {event_type}"
     message = error["msg"].removeprefix("Value error, ")
+    if kind.startswith(("datetime", "timezone")):
+        message += "; expected RFC 3339 with an offset, e.g. 2024-03-05T14:03:00Z"
     if kind == "missing":
         return f"{where} is required"
-    value = error.get("input")
-    return f"{where}: {message} (got {value!r})" if path else f"{where}: {message}"
+    shown = repr(error.get("input"))
+    if len(shown) > 80:
+        shown = f"{shown[:60]}... ({len(shown)} characters)"
+    return f"{where}: {message} (got {shown})" if path else f"{where}: {message}"

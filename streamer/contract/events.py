@@ -6,11 +6,21 @@ is refused with a message a producer can act on (see `streamer.contract.errors`)
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
@@ -25,6 +35,18 @@ Amount = Annotated[
     ),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339_text(value: object) -> object:
+    """Refuse epoch numbers and other formats pydantic would otherwise coerce."""
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.match(value)):
+        return value
+    raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2024-03-05T14:03:00Z")
+
+
+# RFC 3339 text with an offset (epoch numbers, dates without a time, ... are refused).
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 class Interval(StrEnum):
@@ -60,7 +82,7 @@ class Envelope(BaseModel):
 
     event_id: Id = Field(description="Unique per event; a repeat for the same account is a duplicate")
     account_id: Id = Field(description="Must equal the message key when a key is present")
-    occurred_at: AwareDatetime = Field(description="Event time, RFC 3339 with offset")
+    occurred_at: Timestamp = Field(description="Event time, RFC 3339 with offset")
 
 
 # -- cs.subscriptions ---------------------------------------------------------------------------
@@ -76,7 +98,7 @@ class SubscriptionState(Envelope):
     interval: Interval
     interval_count: PositiveInt = 1
     seats: NonNegativeInt | None = None
-    term_end: AwareDatetime | None = None
+    term_end: Timestamp | None = None
 
 
 class SubscriptionStarted(SubscriptionState):
@@ -96,7 +118,7 @@ class SubscriptionRenewed(Envelope):
 
     event_type: Literal["subscription.renewed"]
     subscription_id: Id
-    term_end: AwareDatetime
+    term_end: Timestamp
 
 
 class SubscriptionCanceled(Envelope):
@@ -104,7 +126,7 @@ class SubscriptionCanceled(Envelope):
 
     event_type: Literal["subscription.canceled"]
     subscription_id: Id
-    effective_at: AwareDatetime | None = None
+    effective_at: Timestamp | None = None
     reason: Annotated[str, Field(max_length=1000)] | None = None
 
 

@@ -65,6 +65,19 @@ class Account:
         self.support.expire(today)
 
 
+def check_currency(event: Event, config: ScoreConfig) -> None:
+    """Refuse a subscription amount in a currency without a configured rate."""
+    if (
+        isinstance(event, SubscriptionStarted | SubscriptionChanged)
+        and config.currency.rate(event.currency) is None
+    ):
+        known = ", ".join(sorted({config.currency.reporting, *config.currency.rates}))
+        raise UnknownCurrency(
+            f"no exchange rate configured for currency {event.currency!r} "
+            f"(configured: {known}); add it under [currency.rates]"
+        )
+
+
 def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigger:
     """Apply one accepted event to the account; return what event-driven alert rules need."""
     limits = config.limits
@@ -84,11 +97,7 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
         case SubscriptionStarted() | SubscriptionChanged():
             rate = config.currency.rate(event.currency)
             if rate is None:
-                known = ", ".join(sorted({config.currency.reporting, *config.currency.rates}))
-                raise UnknownCurrency(
-                    f"no exchange rate configured for currency {event.currency!r} "
-                    f"(configured: {known}); add it under [currency.rates]"
-                )
+                raise UnknownCurrency(f"no exchange rate for {event.currency!r}: call check_currency first")
             mrr = monthly_micros(event.amount, event.interval.value, event.interval_count, rate)
             trigger.mrr_before = account.revenue.mrr_at(at)
             account.revenue.set_state(
@@ -109,7 +118,7 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
             effective = to_ms(event.effective_at) if event.effective_at else at
             trigger.mrr_before = account.revenue.mrr_at(at)
             account.revenue.cancel(
-                event.subscription_id, event.event_id, effective, limits.max_subscription_points
+                event.subscription_id, at, event.event_id, effective, limits.max_subscription_points
             )
             if effective > at:
                 trigger.scheduled_for = effective

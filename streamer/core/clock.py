@@ -21,6 +21,15 @@ def day_of(ts: int) -> int:
     return ts // DAY
 
 
+def bucket_of(ts: int) -> int:
+    """Day bucket of an instant for rolling windows: buckets are (midnight, midnight].
+
+    An instant exactly at midnight closes the day before, so a window evaluated at an
+    instant counts everything up to and including it (ticks run at midnight).
+    """
+    return (ts - 1) // DAY
+
+
 def iso(ts: int) -> str:
     """RFC 3339 UTC text of an epoch-millisecond instant."""
     moment = datetime.fromtimestamp(ts / 1000, tz=UTC)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.contract.events import Event
-from streamer.core.account import Account, UnknownCurrency, fold
+from streamer.core.account import Account, UnknownCurrency, check_currency, fold
 from streamer.core.alerts import Trigger, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
@@ -95,26 +95,51 @@ class PartitionEngine:
         clock = self.clock
         if clock.stream_time >= 0 and at < clock.stream_time - self._lateness:
             return Outcome(REJECTED, self._too_late(at))
+        try:
+            check_currency(event, self.config)
+        except UnknownCurrency as exc:
+            return Outcome(REJECTED, str(exc))
         # Stream time moves first: idle accounts (this one too) are re-scored at the ticks passed.
         alerts = self._advance(at) if at > clock.stream_time else []
         account = self.accounts.get(account_id) or Account(account_id, first_seen=at)
-        try:
-            trigger = fold(account, event, at, self.config)
-        except UnknownCurrency as exc:
-            return Outcome(REJECTED, str(exc), alerts)
+        trigger = fold(account, event, at, self.config)
         account.seen[event.event_id] = at
         self.accounts[account_id] = account
         self.members.add(account_id)
+        self.periods.note(at)
         if event.event_type in REVENUE_EVENTS:
             self.periods.update(account_id, account.revenue)
-        if event.event_type == "usage.recorded" and self._recently_scored(account, at):
-            return Outcome(ACCEPTED, alerts=alerts)  # folded in; scored at the next event or tick
-        alerts += self._score(account, max(account.now, at), trigger)
+        # Usage alone is folded in and scored at the next event or tick when scored just now.
+        if not (event.event_type == "usage.recorded" and self._recently_scored(account, at)):
+            alerts += self._score(account, max(account.now, at), trigger)
+        alerts += self._catch_up(account)
         return Outcome(ACCEPTED, alerts=alerts)
 
+    def _catch_up(self, account: Account) -> list[dict[str, Any]]:
+        """A late event scored an account before ticks already passed: re-score it at those.
+
+        This is what in-order processing would have done after the event, so an account's final
+        state does not depend on whether its events came late.
+        """
+        alerts: list[dict[str, Any]] = []
+        tick = self._first_tick_after(account.now)
+        while tick < self.clock.next_tick:
+            if self._due(account, tick):
+                alerts += self._score(account, tick, None)
+            tick += self._interval
+        return alerts
+
+    def _first_tick_after(self, at: int) -> int:
+        """Ticks are at interval boundaries (a day: 00:00 UTC)."""
+        return (at // self._interval + 1) * self._interval
+
     def _recently_scored(self, account: Account, at: int) -> bool:
-        """Usage alone only improves adoption; re-score for it at most every few minutes."""
-        return account.score is not None and at - account.now < self._usage_interval
+        """Usage alone only improves adoption; re-score for it at most every few minutes.
+
+        A late usage event (older than the latest scoring) is always scored, so the account's
+        final snapshot does not depend on the order its events arrived in.
+        """
+        return account.score is not None and 0 <= at - account.now < self._usage_interval
 
     def _too_late(self, at: int) -> str:
         days = self.config.time.allowed_lateness_days
@@ -130,7 +155,7 @@ class PartitionEngine:
         """Move stream time to `at`, re-scoring idle accounts at each tick it passes."""
         clock = self.clock
         if clock.next_tick < 0:
-            clock.next_tick = (at // self._interval + 1) * self._interval
+            clock.next_tick = self._first_tick_after(at)
         alerts: list[dict[str, Any]] = []
         while clock.next_tick <= at:
             tick = clock.next_tick
@@ -213,6 +238,15 @@ class PartitionEngine:
         if self._published.get(account_id) != fingerprint:
             self._published[account_id] = fingerprint
             self.dirty.add(account_id)
+
+    def open_months_until(self, ts: int) -> None:
+        """Keep month starts up to `ts` even if this partition's stream time is behind.
+
+        Partitions' sums add up only over the same months; a quiet partition is brought level
+        with the others before they are merged (its known scheduled changes included).
+        """
+        if self.clock.stream_time >= 0:
+            self.periods.advance(ts, self._revenue_of)
 
     def _revenue_of(self, account_id: str) -> Revenue:
         return self.accounts[account_id].revenue

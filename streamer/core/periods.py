@@ -36,7 +36,7 @@ def trailing_logo_churn(sums: PeriodSums, month: int) -> float | None:
         terms = dict(zip(PAIR_FIELDS, sums.pair(m, m + 1), strict=True))
         churned += terms["churned_accounts"]
         started += terms["start_accounts"]
-    return _rate(churned, started)
+    return churned / started if started else None
 
 
 def period_metrics(
@@ -56,7 +56,7 @@ def period_metrics(
     if m2 - m1 == 1:
         churn = trailing_logo_churn(sums, m1)  # CLV uses the trailing 3 months for a month
     else:
-        churn = _rate(p["churned_accounts"], start_accounts)
+        churn = p["churned_accounts"] / start_accounts if start_accounts else None
     clv = arpa * gross_margin / churn if arpa is not None and churn else None
     gained = moves["new"] + moves["expansion"] + moves["reactivation"]
     lost = moves["contraction"] + moves["churn"]

@@ -117,12 +117,18 @@ class PeriodAggregates:
     contributions: dict[str, Contribution] = field(default_factory=dict)
     scheduled: dict[str, int] = field(default_factory=dict)  # account -> last known MRR change
 
-    def advance(self, ts: int, revenue_of: Callable[[str], Revenue]) -> None:
-        """Stream time reached `ts`: make sure the next month start is kept."""
+    def note(self, ts: int) -> None:
+        """An event at `ts` was accepted: its month has data (late events may add earlier ones)."""
         month = month_of(ts)
         sums = self.sums
         if sums.first_month is None or month < sums.first_month:
             sums.first_month = month
+
+    def advance(self, ts: int, revenue_of: Callable[[str], Revenue]) -> None:
+        """Stream time reached `ts`: make sure the next month start is kept."""
+        month = month_of(ts)
+        sums = self.sums
+        self.note(ts)
         if sums.hi < 0:
             sums.hi, sums.lo = month + 1, month + 1 - self.history_months
             return
@@ -162,7 +168,7 @@ class PeriodAggregates:
         new = contribution(revenue, sums.lo, sums.hi)
         self.contributions[account_id] = new
         last_change = revenue.timeline[-1][0] if revenue.timeline else None
-        if last_change is not None and last_change > month_start(sums.hi):
+        if last_change is not None and last_change >= month_start(sums.hi):
             self.scheduled[account_id] = last_change
         else:
             self.scheduled.pop(account_id, None)

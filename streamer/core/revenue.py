@@ -16,7 +16,9 @@ from streamer.core.clock import DAY
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
 NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
 
-Point = tuple[int, str, int]  # (effective_at ms, event_id as tie-break, MRR micros from then on)
+# (effective_at ms, occurred_at ms, event_id, MRR micros from then on): at the same effective
+# instant the later-occurring event wins, then the larger event_id (a stable tie-break).
+Point = tuple[int, int, str, int]
 
 
 @dataclass(slots=True)
@@ -34,8 +36,8 @@ class Subscription:
 
     def mrr_at(self, ts: int) -> int:
         """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
-        index = bisect_right(self.points, (ts, "\U0010ffff", 0))
-        return self.points[index - 1][2] if index else 0
+        index = bisect_right(self.points, ts, key=_effective_at)
+        return self.points[index - 1][3] if index else 0
 
 
 def classify(before: int, after: int, had_mrr_before: bool) -> int | None:
@@ -81,7 +83,7 @@ class Revenue:
     ) -> None:
         """A started/changed event: the subscription's full state from `at` on."""
         sub = self.subscription(subscription_id)
-        _add_point(sub.points, (at, event_id, mrr), max_points)
+        _add_point(sub.points, (at, at, event_id, mrr), max_points)
         if (at, event_id) > sub.state_at:
             sub.state_at, sub.plan, sub.seats = (at, event_id), plan, seats
         if term_end is not None:
@@ -94,9 +96,11 @@ class Revenue:
     def renew(self, subscription_id: str, at: int, event_id: str, term_end: int) -> None:
         self._set_term_end(self.subscription(subscription_id), at, event_id, term_end)
 
-    def cancel(self, subscription_id: str, event_id: str, effective_at: int, max_points: int) -> None:
+    def cancel(
+        self, subscription_id: str, at: int, event_id: str, effective_at: int, max_points: int
+    ) -> None:
         sub = self.subscription(subscription_id)
-        _add_point(sub.points, (effective_at, event_id, 0), max_points)
+        _add_point(sub.points, (effective_at, at, event_id, 0), max_points)
         sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
         self._rebuild_timeline()
 
@@ -125,12 +129,12 @@ class Revenue:
 
     def mrr_at(self, ts: int) -> int:
         """Account MRR at instant `ts`, counting changes effective exactly at `ts`."""
-        index = bisect_right(self.timeline, (ts, 1 << 62))
+        index = bisect_right(self.timeline, ts, key=_effective_at)
         return self.timeline[index - 1][1] if index else 0
 
     def mrr_before(self, ts: int) -> int:
         """Account MRR just before instant `ts` (changes effective at `ts` not yet counted)."""
-        index = bisect_left(self.timeline, (ts, -1))
+        index = bisect_left(self.timeline, ts, key=_effective_at)
         return self.timeline[index - 1][1] if index else 0
 
     def ever_paid_by(self, ts: int) -> bool:
@@ -158,8 +162,7 @@ class Revenue:
         """Earliest future instant at which MRR falls to 0 with no later recovery already known."""
         if self.mrr_at(now) == 0:
             return None
-        index = bisect_right(self.timeline, (now, 1 << 62))
-        future = self.timeline[index:]
+        future = self.timeline[bisect_right(self.timeline, now, key=_effective_at) :]
         for position, (ts, mrr) in enumerate(future):
             if mrr == 0 and all(later == 0 for _, later in future[position:]):
                 return ts
@@ -196,3 +199,7 @@ def _add_point(points: list[Point], point: Point, max_points: int) -> None:
     insort(points, point)
     if len(points) > max_points:
         del points[0]
+
+
+def _effective_at(point: tuple[int, int] | Point) -> int:
+    return point[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamer.core.clock import DAY, HOUR
+from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.revenue import Revenue
 from streamer.core.sentiment import Sentiment
@@ -82,7 +82,7 @@ def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> 
 
 def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
     """Score an account at event time `now` (pure: same inputs, same result)."""
-    end = (now - 1) // DAY  # windows cover whole days up to the one holding the instant before now
+    end = bucket_of(now)  # windows are whole day buckets up to and including `now`
     mrr = inputs.revenue.mrr_at(now)
     facts: dict[str, float | int | None] = {}
     raw: dict[str, float] = {}

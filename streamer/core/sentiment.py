@@ -66,22 +66,22 @@ class Sentiment:
         return self._memo
 
     def _figures(self, end: int) -> dict[str, float]:
-        horizon = (end + 1) * DAY  # answers up to the end of day `end` ...
+        horizon = (end + 1) * DAY  # answers up to the end of bucket `end` (midnight included) ...
         since = horizon - WINDOW_DAYS * DAY  # ... and within the window before it
         figures: dict[str, float] = {}
-        nps_scores = [s for at, _, s in self.nps.values() if since <= at < horizon]
+        nps_scores = [s for at, _, s in self.nps.values() if since < at <= horizon]
         nps = nps_of(nps_scores)
         if nps is not None:
             figures["nps"] = nps
             figures["nps_respondents"] = len(nps_scores)
             figures["nps_promoters"] = sum(1 for s in nps_scores if s >= 9)
             figures["nps_detractors"] = sum(1 for s in nps_scores if s <= 6)
-        csat = [s for at, _, s in self.csat if since <= at < horizon]
+        csat = [s for at, _, s in self.csat if since < at <= horizon]
         if csat:
             satisfied = sum(1 for s in csat if s >= 4)
             figures["csat"] = 100.0 * satisfied / len(csat)
             figures["csat_satisfied"], figures["csat_answers"] = satisfied, len(csat)
-        ces = [s for at, _, s in self.ces if since <= at < horizon]
+        ces = [s for at, _, s in self.ces if since < at <= horizon]
         if ces:
             figures["ces"] = sum(ces) / len(ces)
             figures["ces_sum"], figures["ces_answers"] = sum(ces), len(ces)

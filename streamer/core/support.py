@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamer.core.clock import DAY, HOUR
+from streamer.core.clock import HOUR, bucket_of
 
 HORIZON_DAYS = 120  # ART/FCR/reopens over 90 days; volume over 30 days vs the 90 before
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -46,7 +46,7 @@ class Support:
     _memo: dict[tuple[int, int], DayStats] = field(default_factory=dict)
 
     def _day(self, at: int) -> DayStats | None:
-        day = at // DAY
+        day = bucket_of(at)
         if day < self.horizon_day:
             return None
         stats = self.days.get(day)

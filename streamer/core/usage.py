@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamer.core.clock import DAY
+from streamer.core.clock import bucket_of
 
 HORIZON_DAYS = 64  # bucket horizon: covers MAU (30), trend (7 + 28) and the lateness allowance
 _MASK = (1 << HORIZON_DAYS) - 1
@@ -62,7 +62,7 @@ class Usage:
         max_features: int,
     ) -> None:
         """Fold one usage event in (any order within the horizon)."""
-        day = at // DAY
+        day = bucket_of(at)
         if day < self.horizon_day:
             return
         self.daily_activity[day] = self.daily_activity.get(day, 0) + count
@@ -81,7 +81,9 @@ class Usage:
         last = self.features.get(feature)
         if last is None:
             if len(self.features) >= max_features:
-                del self.features[min(self.features, key=self.features.__getitem__)]
+                features = self.features
+                for gone in sorted(features, key=lambda f: (features[f], f))[: max(1, len(features) // 8)]:
+                    del features[gone]
             self.features[feature] = day
         elif day > last:
             self.features[feature] = day
@@ -90,7 +92,7 @@ class Usage:
         user = self.users.get(user_id)
         if user is None:
             if len(self.users) >= max_users:
-                self._evict_least_recent_user()
+                self._evict_least_recent_users()
             self.users[user_id] = UserActivity(day, 1)
             self._bump(self.daily_users, day, 1)
             self._bump(self.last_day_users, day, 1)
@@ -107,9 +109,12 @@ class Usage:
             user.mask |= 1 << offset
             self._bump(self.daily_users, day, 1)
 
-    def _evict_least_recent_user(self) -> None:
-        user_id = min(self.users, key=lambda uid: self.users[uid].last_day)
-        self._bump(self.last_day_users, self.users.pop(user_id).last_day, -1)
+    def _evict_least_recent_users(self) -> None:
+        """Forget the least recently active eighth of the users at once (amortised O(log n))."""
+        users = self.users
+        gone = sorted(users, key=lambda uid: (users[uid].last_day, uid))[: max(1, len(users) // 8)]
+        for user_id in gone:
+            self._bump(self.last_day_users, users.pop(user_id).last_day, -1)
 
     def _bump(self, counts: dict[int, int], day: int, delta: int) -> None:
         end = self._memo_end

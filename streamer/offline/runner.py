@@ -108,7 +108,9 @@ class OfflineRun:
                 continue
             partition = self._partitions.get(event.account_id)
             if partition is None:
-                partition = self._partitions[event.account_id] = partition_of(event.account_id, self.partitions)
+                partition = self._partitions[event.account_id] = partition_of(
+                    event.account_id, self.partitions
+                )
             engine = self.engines[partition]
             outcome = engine.process(event)
             for alert in outcome.alerts:
@@ -144,7 +146,7 @@ class OfflineRun:
         except UnicodeDecodeError:
             import base64
 
-            original, encoding = base64.b64encode(line).decode(), "base64"
+            original, encoding = base64.b64encode(line.rstrip(b"\r\n")).decode(), "base64"
         return {
             "original": original,
             "encoding": encoding,
@@ -167,6 +169,9 @@ class OfflineRun:
     def portfolio(self) -> dict[str, Any]:
         """`{"currency", "current", "months"}` as documented in the README."""
         config = self.config
+        latest = max(engine.clock.stream_time for engine in self.engines)
+        for engine in self.engines:
+            engine.open_months_until(latest)
         sums = merge(engine.periods.sums for engine in self.engines)
         options: dict[str, Any] = {
             "gross_margin": config.portfolio.gross_margin,

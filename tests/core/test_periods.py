@@ -140,32 +140,19 @@ def test_clv_pools_churn_over_the_trailing_three_months() -> None:
     march = months(run_offline(EVEN))["2024-03"]
     assert march["logo_churn_rate"] == 0
     # Jan: 0 of 0, Feb: 1 of 4, Mar: 0 of 3 -> 1 / 7 (not the mean of the monthly rates)
-    assert trailing_logo_churn(sums, parse_month("2024-03")) == round(1 / 7, 4)
+    assert trailing_logo_churn(sums, parse_month("2024-03")) == 1 / 7
     assert march["clv"] is not None
 
 
 # -- known defects -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: periods.period_metrics divides ARPA by the churn rate after _rate() rounded it "
-    "to 4 places: CLV for February is 320.03 instead of 320.00 (ARPA 106.666667 / (1/3)); a "
-    "trailing churn below 0.00005 even rounds to 0 and CLV becomes null",
-)
 def test_clv_uses_the_exact_churn_rate(portfolio: dict) -> None:
     assert portfolio["2024-02"]["clv"] == "320.00"  # 106.666667 x 3
     assert portfolio["2024-03"]["clv"] == "640.00"  # churn (0 + 1 + 0) / (0 + 3 + 3) = 1/6
     assert months(run_offline(EVEN))["2024-03"]["clv"] == "700.00"  # 100 / (1/7), got 699.79
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: portfolio.PeriodAggregates.update keeps an account for recomputation only when "
-    "its last MRR change is strictly after month_start(hi), but contribution() drops movements on "
-    "or after it: a cancellation scheduled to take effect exactly at 00:00 on the 1st of a later "
-    "month never reaches that month's movements (churn 0.00 instead of 100.00)",
-)
 def test_cancellation_scheduled_for_the_first_of_next_month_is_that_months_churn() -> None:
     by_month = months(
         run_offline(
@@ -180,12 +167,6 @@ def test_cancellation_scheduled_for_the_first_of_next_month_is_that_months_churn
     assert by_month["2024-03"]["movements"]["churn"] == "100.00"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: portfolio.PeriodAggregates.advance is the only place that sets first_month and "
-    "the engine calls it only when stream time moves forward, so an out-of-order event from an "
-    "earlier month (within lateness) is left out of the reported months",
-)
 def test_month_of_an_out_of_order_first_event_is_reported() -> None:
     by_month = months(
         run_offline(
@@ -218,11 +199,6 @@ def test_renewal_rate_is_reported() -> None:
     assert by_month["2024-02"]["renewal_rate"] == 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: periods.trailing_logo_churn rounds to 4 places before CLV divides by it, so a "
-    "positive trailing churn under 0.00005 becomes 0 and CLV is reported as null",
-)
 def test_clv_defined_for_a_tiny_positive_churn() -> None:
     march = parse_month("2024-03")
     sums = PeriodSums(hi=march + 1, lo=march + 1 - 36, first_month=march)

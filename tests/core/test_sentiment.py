@@ -129,12 +129,6 @@ def test_portfolio_nps_is_over_all_respondents() -> None:
     assert current["nps"] == pytest.approx(100 * (2 - 1) / 3, abs=1e-4)  # not the mean of 100 and -100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: score._sentiment counts answers with occurred_at < (end + 1) * DAY where "
-    "end = (now - 1) // DAY, so an answer stamped exactly 00:00:00.000 UTC is left out of the "
-    "evaluation at its own event time (the snapshot shows no NPS until the next day's tick)",
-)
 def test_answer_stamped_at_midnight_counts_in_its_own_snapshot() -> None:
     feed = Feed()
     feed(nps("acme", "2024-01-02T00:00:00Z", 2, "r1"))
