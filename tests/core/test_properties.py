@@ -12,7 +12,6 @@ from decimal import Decimal
 from itertools import combinations
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 

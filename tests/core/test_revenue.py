@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from streamer.core.clock import DAY
 from streamer.core.config import Currency, ScoreConfig
 from streamer.core.engine import ACCEPTED, REJECTED
