@@ -57,8 +57,13 @@ class Account:
 
     def forget_ids_before(self, cutoff: int) -> None:
         """Drop dedupe ids of events older than `cutoff` (they would be rejected as too late)."""
-        for event_id in [eid for eid, at in self.seen.items() if at < cutoff]:
-            del self.seen[event_id]
+        # Ids arrive roughly in time order: drop from the oldest until a recent one.
+        seen = self.seen
+        while seen:
+            event_id = next(iter(seen))
+            if seen[event_id] >= cutoff:
+                break
+            del seen[event_id]
 
     def expire(self, today: int) -> None:
         self.usage.expire(today)

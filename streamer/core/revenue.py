@@ -59,6 +59,8 @@ class Revenue:
     timeline: list[tuple[int, int]] = field(default_factory=list)  # (ts, account MRR from ts on)
     first_start: int | None = None
     payment_failures: list[int] = field(default_factory=list)  # recent failure times, sorted
+    version: int = 0  # bumped on every change
+    _active_memo: tuple[tuple[int, int], list[Subscription]] = ((-1, -1), [])
 
     # -- updates ---------------------------------------------------------------------------------
 
@@ -82,6 +84,7 @@ class Revenue:
         max_points: int,
     ) -> None:
         """A started/changed event: the subscription's full state from `at` on."""
+        self.version += 1
         sub = self.subscription(subscription_id)
         _add_point(sub.points, (at, at, event_id, mrr), max_points)
         if (at, event_id) > sub.state_at:
@@ -94,17 +97,20 @@ class Revenue:
         self._rebuild_timeline()
 
     def renew(self, subscription_id: str, at: int, event_id: str, term_end: int) -> None:
+        self.version += 1
         self._set_term_end(self.subscription(subscription_id), at, event_id, term_end)
 
     def cancel(
         self, subscription_id: str, at: int, event_id: str, effective_at: int, max_points: int
     ) -> None:
+        self.version += 1
         sub = self.subscription(subscription_id)
         _add_point(sub.points, (effective_at, at, event_id, 0), max_points)
         sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
         self._rebuild_timeline()
 
     def payment_failed(self, at: int, keep_after: int) -> None:
+        self.version += 1
         insort(self.payment_failures, at)
         del self.payment_failures[: bisect_left(self.payment_failures, keep_after)]
 
@@ -156,6 +162,14 @@ class Revenue:
         return result
 
     def active_at(self, ts: int) -> list[Subscription]:
+        """Subscriptions with MRR > 0 at `ts` (remembered for the last `ts` asked about)."""
+        if self._active_memo[0] == (ts, self.version):
+            return self._active_memo[1]
+        active = self._active_at(ts)
+        self._active_memo = ((ts, self.version), active)
+        return active
+
+    def _active_at(self, ts: int) -> list[Subscription]:
         return [sub for sub in self.subscriptions.values() if sub.mrr_at(ts) > 0]
 
     def scheduled_cancellation(self, now: int) -> int | None:
