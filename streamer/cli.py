@@ -20,13 +20,18 @@ def main() -> None:
 def _register() -> None:
     """Attach the subcommands; each lives next to the code it drives."""
     from streamer.contract.cli import schemas
+    from streamer.demo import demo
     from streamer.local.cli import local
     from streamer.offline.cli import offline
     from streamer.sim.cli import simulate
     from streamer.stream.cli import alerts, replay, worker
 
-    for command in (schemas, local, offline, simulate, worker, replay, alerts):
+    for command in (demo, schemas, local, offline, simulate, worker, replay, alerts):
         main.add_command(command)
 
 
 _register()
+
+
+if __name__ == "__main__":
+    main()

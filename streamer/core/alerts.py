@@ -301,7 +301,8 @@ def check(
                 "previous_score": previous[0] if previous else None,
                 "previous_band": previous[1] if previous else None,
                 "mrr": mrr_text,
-                "reasons": [candidate.reason, *explanation],
+                "reasons": [candidate.reason]
+                + [r for r in explanation if r["signal"] != candidate.reason["signal"]],
             }
         )
     return alerts
