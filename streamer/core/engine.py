@@ -22,7 +22,10 @@ from streamer.core.score import Evaluation, evaluate
 from streamer.core.snapshot import build_snapshot
 from streamer.core.totals import Totals, terms
 
-REVENUE_EVENTS = frozenset({"subscription.started", "subscription.changed", "subscription.canceled"})
+# Events that change what an account contributes to the period sums (MRR or term ends).
+REVENUE_EVENTS = frozenset(
+    {"subscription.started", "subscription.changed", "subscription.canceled", "subscription.renewed"}
+)
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
 

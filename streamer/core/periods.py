@@ -60,6 +60,10 @@ def period_metrics(
     clv = arpa * gross_margin / churn if arpa is not None and churn else None
     gained = moves["new"] + moves["expansion"] + moves["reactivation"]
     lost = moves["contraction"] + moves["churn"]
+    due = renewed = 0
+    for month in range(m1, m2):
+        terms_ending, terms_renewed = sums.renewals.get(month, (0, 0))
+        due, renewed = due + terms_ending, renewed + terms_renewed
     crc = None
     if cs_cost_per_month is not None and retained:
         cost = cs_cost_per_month * (m2 - m1)
@@ -82,6 +86,7 @@ def period_metrics(
         "net_new_mrr": format_money(gained - lost),
         "expansion_rate": _rate(moves["expansion"] + moves["reactivation"], start_mrr),
         "quick_ratio": _rate(gained, lost),
+        "renewal_rate": _rate(renewed, due),
         "crc": crc,
     }
 

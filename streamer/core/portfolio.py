@@ -54,6 +54,7 @@ class Contribution:
     base: int
     values: list[int]
     movements: dict[int, tuple[int, ...]]  # month -> micros by movement kind
+    renewals: dict[int, tuple[int, ...]] = field(default_factory=dict)  # month -> (due, renewed)
 
     def value(self, month: int) -> int:
         if month < self.base or not self.values:
@@ -74,6 +75,7 @@ class PeriodSums:
     points: dict[int, list[int]] = field(default_factory=dict)  # month -> [accounts, mrr]
     pairs: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     movements: dict[int, list[int]] = field(default_factory=dict)
+    renewals: dict[int, list[int]] = field(default_factory=dict)  # month -> [terms ending, renewed]
 
     def point(self, month: int) -> list[int]:
         """[paying accounts, MRR] at the start of `month` (carried forward past `hi`)."""
@@ -105,6 +107,9 @@ def merge(parts: Iterable[PeriodSums]) -> PeriodSums:
         for m, values in part.movements.items():
             if m >= lo:
                 _add(total.movements.setdefault(m, [0] * len(MOVEMENTS)), values, 1)
+        for m, values in part.renewals.items():
+            if m >= lo:
+                _add(total.renewals.setdefault(m, [0, 0]), values, 1)
     return total
 
 
@@ -155,6 +160,7 @@ class PeriodAggregates:
             gone = sums.lo
             sums.points.pop(gone, None)
             sums.movements.pop(gone, None)
+            sums.renewals.pop(gone, None)
             for key in [key for key in sums.pairs if key[0] == gone]:
                 del sums.pairs[key]
             sums.lo += 1
@@ -167,7 +173,11 @@ class PeriodAggregates:
         old = self.contributions.get(account_id, EMPTY)
         new = contribution(revenue, sums.lo, sums.hi)
         self.contributions[account_id] = new
-        last_change = revenue.timeline[-1][0] if revenue.timeline else None
+        # Accounts with changes or term ends already known for after the newest kept month start
+        # are recomputed when that month opens.
+        known = [revenue.timeline[-1][0]] if revenue.timeline else []
+        known += [sub.term_ends[-1] for sub in revenue.subscriptions.values() if sub.term_ends]
+        last_change = max(known, default=None)
         if last_change is not None and last_change >= month_start(sums.hi):
             self.scheduled[account_id] = last_change
         else:
@@ -196,15 +206,27 @@ class PeriodAggregates:
                     _add(target, before, -1)
                 if after is not None:
                     _add(target, after, 1)
-        for m in old.movements.keys() | new.movements.keys():
-            before_moves, after_moves = old.movements.get(m), new.movements.get(m)
-            if before_moves == after_moves or m < sums.lo:
-                continue
-            target = sums.movements.setdefault(m, [0] * len(MOVEMENTS))
-            if before_moves is not None:
-                _add(target, before_moves, -1)
-            if after_moves is not None:
-                _add(target, after_moves, 1)
+        _replace_monthly(sums.movements, old.movements, new.movements, len(MOVEMENTS), sums.lo)
+        _replace_monthly(sums.renewals, old.renewals, new.renewals, 2, sums.lo)
+
+
+def _replace_monthly(
+    target: dict[int, list[int]],
+    old: dict[int, tuple[int, ...]],
+    new: dict[int, tuple[int, ...]],
+    width: int,
+    lo: int,
+) -> None:
+    """Swap an account's old per-month vectors for its new ones in the sums."""
+    for m in old.keys() | new.keys():
+        before, after = old.get(m), new.get(m)
+        if before == after or m < lo:
+            continue
+        sums = target.setdefault(m, [0] * width)
+        if before is not None:
+            _add(sums, before, -1)
+        if after is not None:
+            _add(sums, after, 1)
 
 
 def contribution(revenue: Revenue, lo: int, hi: int) -> Contribution:
@@ -220,4 +242,16 @@ def contribution(revenue: Revenue, lo: int, hi: int) -> Contribution:
         month = month_of(day * DAY)
         if month >= lo:
             movements.setdefault(month, [0] * len(MOVEMENTS))[kind] += amount
-    return Contribution(lo, values, {m: tuple(v) for m, v in movements.items()})
+    renewals: dict[int, list[int]] = {}
+    for term_end, renewed in revenue.term_ends():
+        month = month_of(term_end)
+        if lo <= month < hi:
+            counts = renewals.setdefault(month, [0, 0])
+            counts[0] += 1
+            counts[1] += renewed
+    return Contribution(
+        lo,
+        values,
+        {m: tuple(v) for m, v in movements.items()},
+        {m: (due, renewed) for m, (due, renewed) in renewals.items()},
+    )

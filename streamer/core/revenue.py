@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from streamer.core.clock import DAY
 
+MAX_TERM_ENDS = 40  # term ends remembered per subscription
+
 # Movement kinds, in the order the portfolio keeps their sums.
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
 NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
@@ -33,6 +35,7 @@ class Subscription:
     term_end_at: tuple[int, str] = (-1, "")
     started_at: int | None = None
     cancel_at: int | None = None
+    term_ends: list[int] = field(default_factory=list)  # every term end seen, sorted (renewal rate)
 
     def mrr_at(self, ts: int) -> int:
         """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
@@ -118,6 +121,9 @@ class Revenue:
     def _set_term_end(sub: Subscription, at: int, event_id: str, term_end: int) -> None:
         if (at, event_id) > sub.term_end_at:
             sub.term_end_at, sub.term_end = (at, event_id), term_end
+        if term_end not in sub.term_ends:
+            insort(sub.term_ends, term_end)
+            del sub.term_ends[:-MAX_TERM_ENDS]
 
     def _rebuild_timeline(self) -> None:
         """Merge the subscriptions' steps into account MRR change points (a few dozen at most)."""
@@ -160,6 +166,16 @@ class Revenue:
                 result.append((day, kind, abs(after - before)))
             had_mrr = had_mrr or before > 0 or after > 0
         return result
+
+    def term_ends(self) -> list[tuple[int, bool]]:
+        """(term end, renewed) for every known term end: renewed when a later term end is known
+        (a `subscription.renewed`, or a change with a later term) or the subscription still had
+        MRR after it."""
+        return [
+            (end, index + 1 < len(sub.term_ends) or sub.mrr_at(end) > 0)
+            for sub in self.subscriptions.values()
+            for index, end in enumerate(sub.term_ends)
+        ]
 
     def active_at(self, ts: int) -> list[Subscription]:
         """Subscriptions with MRR > 0 at `ts` (remembered for the last `ts` asked about)."""

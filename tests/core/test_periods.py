@@ -180,11 +180,6 @@ def test_month_of_an_out_of_order_first_event_is_reported() -> None:
     assert by_month["2024-01"]["movements"]["new"] == "100.00"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (missing): the renewal rate of metrics.md (subscriptions whose term_end fell in "
-    "the period and were renewed / those whose term_end fell in it) is not computed at all",
-)
 def test_renewal_rate_is_reported() -> None:
     by_month = months(
         run_offline(
