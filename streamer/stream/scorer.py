@@ -26,6 +26,7 @@ from streamer.core.clock import to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, Clock, PartitionEngine
 from streamer.partitioning import partition_of
+from streamer.projection.port import NoProjection, Projection
 from streamer.settings import Settings
 from streamer.stream.accounts import TableAccounts
 from streamer.stream.context import acting_as
@@ -111,6 +112,7 @@ class Scorer:
         clocks_table: Any,
         sink: Sink,
         offsets: Offsets,
+        projection: Projection | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -118,6 +120,7 @@ class Scorer:
         self.clocks_table = clocks_table
         self.sink = sink
         self.offsets = offsets
+        self.projection: Projection = projection or NoProjection()
         self.families = {topic: family for family, topic in settings.input_topics.items()}
         self.engines: dict[int, PartitionEngine] = {}
         self.stores: dict[int, TableAccounts] = {}
@@ -199,7 +202,9 @@ class Scorer:
                     self._apply(engine, event.message, decoded)
                     done.append(event)
                 for account_id in engine.take_dirty():
-                    sink.snapshot(engine.snapshot(account_id))
+                    snapshot = engine.snapshot(account_id)
+                    sink.snapshot(snapshot)
+                    self.projection.snapshot(snapshot)
                     counters.snapshots += 1
             applied[partition] = ready[-1][0]
         if not done:
@@ -212,6 +217,12 @@ class Scorer:
         for event in done:
             event.ack()
         counters.batches += 1
+        for partition in applied:
+            engine = self.engines[partition]
+            self.projection.partition(
+                partition, engine.periods.sums, engine.totals.sums, engine.clock.stream_time
+            )
+        await self.projection.flush()
 
     async def _idle_topics(self, partition: int, merge: PartitionMerge[Any]) -> set[str]:
         """Topics of the partition with nothing more to deliver right now."""
@@ -263,3 +274,4 @@ class Scorer:
             counters.alerts += 1
             counters.by_rule[str(alert["rule"])] += 1
             self.sink.alert(alert)
+            self.projection.alert(alert)
