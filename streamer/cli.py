@@ -19,14 +19,16 @@ def main() -> None:
 
 def _register() -> None:
     """Attach the subcommands; each lives next to the code it drives."""
+    from streamer.backtest.cli import backtest
     from streamer.contract.cli import schemas
     from streamer.demo import demo
     from streamer.local.cli import local
     from streamer.offline.cli import offline
     from streamer.sim.cli import simulate
     from streamer.stream.cli import alerts, replay, worker
+    from streamer.view.cli import view
 
-    for command in (demo, schemas, local, offline, simulate, worker, replay, alerts):
+    for command in (demo, schemas, local, offline, simulate, worker, replay, alerts, view, backtest):
         main.add_command(command)
 
 
