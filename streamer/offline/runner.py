@@ -12,12 +12,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
 import orjson
 
+from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
 from streamer.core.account import Account
@@ -104,7 +105,11 @@ class OfflineRun:
                 event = decode_event(line)
             except Rejected as rejected:
                 summary.rejected += 1
-                on_dead_letter(self._dead_letter(line, source, None, number, rejected.reason))
+                on_dead_letter(
+                    dead_letter_record(
+                        line, topic=source, partition=None, offset=number, key=None, error=rejected.reason
+                    )
+                )
                 continue
             partition = self._partitions.get(event.account_id)
             if partition is None:
@@ -123,7 +128,16 @@ class OfflineRun:
             else:
                 summary.rejected += 1
                 topic = self.topic_prefix + EVENT_FAMILY[event.event_type]
-                on_dead_letter(self._dead_letter(line, topic, partition, number, outcome.reason or ""))
+                on_dead_letter(
+                    dead_letter_record(
+                        line,
+                        topic=topic,
+                        partition=partition,
+                        offset=number,
+                        key=None,
+                        error=outcome.reason or "",
+                    )
+                )
             if number % self.batch == 0:
                 self._publish(on_snapshot)
         self._publish(on_snapshot)
@@ -136,27 +150,6 @@ class OfflineRun:
             for account_id in engine.take_dirty():
                 self.summary.snapshots += 1
                 on_snapshot(engine.snapshot(account_id))
-
-    @staticmethod
-    def _dead_letter(
-        line: bytes, topic: str, partition: int | None, offset: int, error: str
-    ) -> dict[str, Any]:
-        try:
-            original, encoding = line.rstrip(b"\r\n").decode(), "text"
-        except UnicodeDecodeError:
-            import base64
-
-            original, encoding = base64.b64encode(line.rstrip(b"\r\n")).decode(), "base64"
-        return {
-            "original": original,
-            "encoding": encoding,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key": None,
-            "error": error,
-            "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        }
 
     # -- results ----------------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import Event
 from streamer.core.clock import to_ms
@@ -82,23 +82,14 @@ class Counters:
 
 def dead_letter(message: Message, error: str) -> dict[str, Any]:
     """The `cs.deadletter` record for a rejected message (original bytes kept)."""
-    import base64
-
-    try:
-        original, encoding = message.value.decode(), "text"
-    except UnicodeDecodeError:
-        original, encoding = base64.b64encode(message.value).decode(), "base64"
-    key = message.key.decode(errors="replace") if message.key is not None else None
-    return {
-        "original": original,
-        "encoding": encoding,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-        "key": key,
-        "error": error,
-        "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
+    return dead_letter_record(
+        message.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        error=error,
+    )
 
 
 class Scorer:
