@@ -1,0 +1,179 @@
+"""Replay a file in event-time order and score every paying account at each month start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from streamer.core.clock import DAY, month_of, month_start
+from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.score import evaluate
+from streamer.offline.runner import OfflineRun, merge_order_key, open_events
+
+PROGRESS_EVERY = 5000  # lines between progress callbacks
+UNREADABLE = -(1 << 62)  # merge_order_key's time for a line it cannot read (dead-lettered first)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One account's score at one month start, from the events before that instant only."""
+
+    account_id: str
+    at: int  # the month start, epoch ms
+    score: float
+    band: str
+    stage: str
+    plan: str | None
+    components: tuple[float | None, ...]  # in COMPONENTS order; None when the component had no data
+    mrr: int  # micro-units of the reporting currency
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    account_id: str
+    rule: str
+    severity: str
+    raised_at: int
+
+
+@dataclass
+class Replay:
+    """Everything the metrics need from one pass over the history."""
+
+    samples: list[Sample]
+    alerts: list[AlertRecord]
+    timelines: dict[str, list[tuple[int, int]]]  # account -> final MRR timeline
+    month_starts: list[int]
+    data_start: int  # first event time
+    activity_start: int  # first usage, ticket or survey event (scores mean little before)
+    data_end: int  # last event time
+    lines: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    rules: dict[str, int] = field(default_factory=dict)
+
+
+def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_horizon_ms: int) -> list[int]:
+    """Month starts `warmup_ms` or more after the day activity began whose shortest label window fits."""
+    first = activity_start // DAY * DAY + warmup_ms  # whole days from the day activity began
+    month = month_of(first)
+    if month_start(month) < first:
+        month += 1
+    starts: list[int] = []
+    while month_start(month) + min_horizon_ms <= data_end:
+        starts.append(month_start(month))
+        month += 1
+    return starts
+
+
+def sort_lines(path: Path) -> list[tuple[int, int, bytes]]:
+    """(event time, topic family, line) in the order `streamer offline --sort` applies them."""
+    with open_events(path) as handle:
+        keyed = [(*merge_order_key(numbered)[:2], numbered[1]) for numbered in enumerate(handle)]
+    keyed.sort(key=lambda item: item[:2])
+    return keyed
+
+
+def _span(keyed: list[tuple[int, int, bytes]]) -> tuple[int, int, int]:
+    """(first event, first activity event, last event) times among the readable lines."""
+    times = [ts for ts, _, _ in keyed if ts != UNREADABLE]
+    if not times:
+        raise ValueError("no readable events in the file")
+    activity = [ts for ts, family, _ in keyed if ts != UNREADABLE and family != 0]
+    return times[0], (activity[0] if activity else times[0]), times[-1]
+
+
+def replay(
+    path: Path,
+    config: ScoreConfig,
+    *,
+    partitions: int = 4,
+    warmup_days: float = 60,
+    min_horizon_days: int = 30,
+    on_sorted: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Replay:
+    """Feed the file through the offline runner in event-time order, pausing at each month start.
+
+    At a pause every account with MRR at that instant is scored with the pure core (only events
+    before the month start have been fed: no look-ahead). Alerts are collected as raised.
+    """
+    keyed = sort_lines(path)
+    if on_sorted is not None:
+        on_sorted(len(keyed))
+    data_start, activity_start, data_end = _span(keyed)
+    starts = plan_month_starts(activity_start, data_end, int(warmup_days * DAY), min_horizon_days * DAY)
+    run = OfflineRun(config, partitions)
+    samples: list[Sample] = []
+    alerts: list[AlertRecord] = []
+
+    def sample_at(at: int) -> None:
+        for engine in run.engines:
+            for account_id in sorted(engine.accounts):
+                account = engine.accounts[account_id]
+                if account.revenue.mrr_at(at) <= 0:
+                    continue
+                found = evaluate(account.inputs(), at, config)
+                components = tuple(found.components[name] for name in COMPONENTS)
+                samples.append(
+                    Sample(
+                        account_id,
+                        at,
+                        found.score,
+                        found.band,
+                        found.stage,
+                        found.plan,
+                        components,
+                        found.mrr,
+                    )
+                )
+
+    def lines() -> Iterator[bytes]:
+        pending = iter(starts)
+        upcoming = next(pending, None)
+        for count, (ts, _, line) in enumerate(keyed, start=1):
+            while upcoming is not None and ts >= upcoming:
+                sample_at(upcoming)
+                upcoming = next(pending, None)
+            yield line
+            if on_progress is not None and count % PROGRESS_EVERY == 0:
+                on_progress(PROGRESS_EVERY)
+        while upcoming is not None:
+            sample_at(upcoming)
+            upcoming = next(pending, None)
+        if on_progress is not None:
+            on_progress(len(keyed) % PROGRESS_EVERY)
+
+    def on_alert(alert: dict[str, Any]) -> None:
+        raised = int(datetime.fromisoformat(alert["raised_at"]).astimezone(UTC).timestamp() * 1000)
+        alerts.append(AlertRecord(alert["account_id"], alert["rule"], alert["severity"], raised))
+
+    def ignore(_: dict[str, Any]) -> None:
+        return None
+
+    summary = run.feed(
+        lines(), on_snapshot=ignore, on_alert=on_alert, on_dead_letter=ignore, source=str(path)
+    )
+    timelines = {
+        account_id: list(account.revenue.timeline)
+        for engine in run.engines
+        for account_id, account in engine.accounts.items()
+    }
+    return Replay(
+        samples=samples,
+        alerts=alerts,
+        timelines=timelines,
+        month_starts=starts,
+        data_start=data_start,
+        activity_start=activity_start,
+        data_end=data_end,
+        lines=summary.lines,
+        accepted=summary.accepted,
+        rejected=summary.rejected,
+        seconds=summary.seconds,
+        rules=dict(summary.alerts),
+    )
