@@ -1,0 +1,242 @@
+"""The backtest's figures as plain-text tables (stdout) and as JSON."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from streamer.backtest.analysis import ALERT_HORIZON, HORIZONS, TUNE_HORIZON, Backtest, HeldOut, TuneResult
+from streamer.backtest.metrics import BANDS, BandRate
+from streamer.core.config import COMPONENTS
+
+AUC_TARGET = 0.75
+RATIO_TARGET = 3.0
+
+
+def day(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _num(value: float | None, places: int = 3) -> str:
+    return "-" if value is None else f"{value:.{places}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "inf (no green churn)" if math.isinf(value) else f"{value:.1f}x"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned first column, right-aligned others, two spaces apart."""
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def render(result: Backtest, source: str) -> str:
+    replay = result.replay
+    h30, h60 = result.horizons[30], result.horizons[60]
+    parts = [
+        f"backtest of {source}: {replay.lines:,} lines ({replay.accepted:,} accepted, "
+        f"{replay.rejected:,} rejected) replayed in {replay.seconds:.1f} s",
+        f"events {day(replay.data_start)} .. {day(replay.data_end)}, "
+        f"activity from {day(replay.activity_start)}; "
+        f"{len(replay.month_starts)} month starts sampled ({day(replay.month_starts[0])} .. "
+        f"{day(replay.month_starts[-1])}), {len(replay.timelines):,} accounts; "
+        "a sample is an account paying at a month start, scored from the events before it",
+        "",
+        "ROC AUC of the score for churn (MRR reaching 0) within 30 and 60 days of each month start",
+    ]
+    by_month_60 = {m.at: m for m in h60.months}
+    rows = [
+        [
+            day(m.at),
+            f"{m.samples:,}",
+            f"{m.churned:,}",
+            _num(m.auc),
+            f"{by_month_60[m.at].churned:,}" if m.at in by_month_60 else "-",
+            _num(by_month_60[m.at].auc) if m.at in by_month_60 else "-",
+        ]
+        for m in h30.months
+    ]
+    rows.append(
+        [
+            "pooled",
+            f"{len(h30.labelled.samples):,}",
+            f"{int(h30.labelled.churned.sum()):,}",
+            _num(h30.pooled_auc),
+            f"{int(h60.labelled.churned.sum()):,}",
+            _num(h60.pooled_auc),
+        ]
+    )
+    parts.append(table(["month start", "paying", "churn 30d", "AUC 30d", "churn 60d", "AUC 60d"], rows))
+    parts += ["", "Churn rate by band (pooled over month starts)"]
+    parts.append(
+        table(
+            ["band", "samples 30d", "churned", "rate", "samples 60d", "churned", "rate"],
+            [[band, *_band_cells(h30.bands[band]), *_band_cells(h60.bands[band])] for band in BANDS],
+        )
+    )
+    parts.append(f"red/green churn ratio: 30 days {_ratio(h30.red_green)}, 60 days {_ratio(h60.red_green)}")
+    start, end = result.alert_window
+    base = float(h60.labelled.churned.mean()) if len(h60.labelled.samples) else None
+    parts += [
+        "",
+        f"Alerts (band_recovered left out): precision = share of alerts raised {day(start)} .. "
+        f"{day(end - ALERT_HORIZON * 86_400_000)} whose account churned within {ALERT_HORIZON} days after;",
+        f"recall = share of the churns {day(start)} .. {day(end)} with such an alert "
+        f"in the {ALERT_HORIZON} days before (base rate: {_pct(base)} of paying accounts churn "
+        "within 60 days of a month start)",
+    ]
+    parts.append(
+        table(
+            ["rule", "alerts", "churned after", "precision", "churns", "caught", "recall"],
+            [
+                [
+                    s.rule,
+                    f"{s.alerts:,}",
+                    f"{s.true_positives:,}",
+                    _pct(s.precision),
+                    f"{s.churns:,}",
+                    f"{s.caught:,}",
+                    _pct(s.recall),
+                ]
+                for s in result.alerts
+            ],
+        )
+    )
+    if result.tuning is not None:
+        parts += ["", *render_tuning(result.tuning)]
+    parts += ["", targets(result)]
+    return "\n".join(parts)
+
+
+def _band_cells(rate: BandRate) -> list[str]:
+    return [f"{rate.samples:,}", f"{rate.churned:,}", _pct(rate.rate)]
+
+
+def targets(result: Backtest) -> str:
+    h60 = result.horizons[60]
+    auc_ok = h60.pooled_auc is not None and h60.pooled_auc >= AUC_TARGET
+    ratio_ok = h60.red_green is not None and h60.red_green >= RATIO_TARGET
+    return (
+        f"targets: AUC 60d {_num(h60.pooled_auc)} >= {AUC_TARGET} {'met' if auc_ok else 'NOT MET'}; "
+        f"red/green churn 60d {_ratio(h60.red_green)} >= {RATIO_TARGET:g}x {'met' if ratio_ok else 'NOT MET'}"
+    )
+
+
+def render_tuning(tuning: TuneResult) -> list[str]:
+    months = tuning.train_months
+    lines = [
+        f"Tuning: logistic regression of {TUNE_HORIZON}-day churn on the four component sub-scores "
+        "(missing ones imputed with the training mean, weights kept >= 0)",
+        f"trained on {len(months)} month starts {day(months[0])} .. {day(months[-1])} "
+        f"({tuning.train_samples:,} samples, {tuning.train_churned:,} churned); held out "
+        f"{day(tuning.test_months[0])} .. {day(tuning.test_months[-1])} "
+        "(training month starts whose label window reaches the held-out range are left out)",
+    ]
+    rows = [
+        [
+            name,
+            f"{tuning.default_weights[name]:.3f}",
+            f"{tuning.tuned_weights[name]:.3f}",
+            f"{math.exp(0.1 * float(tuning.model.health_weights[i])):.2f}",
+            f"{tuning.means[i]:.1f}",
+        ]
+        for i, name in enumerate(COMPONENTS)
+    ]
+    lines.append(table(["component", "default", "tuned", "churn odds x per -10 pts", "mean (imputed)"], rows))
+    lines += ["", "held out                 default    tuned"]
+    for label, pick in [(f"AUC {d}d", _auc_of(d)) for d in HORIZONS] + [("red/green 60d", _ratio_of)]:
+        lines.append(f"{label:<22}{pick(tuning.default):>10}{pick(tuning.tuned):>9}")
+    return lines
+
+
+def _auc_of(days: int) -> Any:
+    return lambda held: _num(held.auc.get(days))
+
+
+def _ratio_of(held: HeldOut) -> str:
+    return _ratio(held.red_green)
+
+
+def to_json(result: Backtest) -> dict[str, Any]:
+    """All the figures, for machines (`--json`)."""
+    replay = result.replay
+    data: dict[str, Any] = {
+        "lines": replay.lines,
+        "accepted": replay.accepted,
+        "rejected": replay.rejected,
+        "accounts": len(replay.timelines),
+        "month_starts": [day(at) for at in replay.month_starts],
+        "horizons": {
+            str(days): {
+                "samples": len(h.labelled.samples),
+                "churned": int(h.labelled.churned.sum()),
+                "auc": h.pooled_auc,
+                "by_month": [
+                    {"month_start": day(m.at), "samples": m.samples, "churned": m.churned, "auc": m.auc}
+                    for m in h.months
+                ],
+                "bands": {
+                    b: {"samples": r.samples, "churned": r.churned, "rate": r.rate}
+                    for b, r in h.bands.items()
+                },
+                "red_green_ratio": _finite(h.red_green),
+            }
+            for days, h in result.horizons.items()
+        },
+        "alerts": [
+            {
+                "rule": s.rule,
+                "alerts": s.alerts,
+                "true_positives": s.true_positives,
+                "precision": s.precision,
+                "churns": s.churns,
+                "caught": s.caught,
+                "recall": s.recall,
+            }
+            for s in result.alerts
+        ],
+        "tuning": None,
+    }
+    tuning = result.tuning
+    if tuning is not None:
+        data["tuning"] = {
+            "train_month_starts": [day(at) for at in tuning.train_months],
+            "held_out_month_starts": [day(at) for at in tuning.test_months],
+            "default_weights": tuning.default_weights,
+            "tuned_weights": tuning.tuned_weights,
+            "intercept": tuning.model.intercept,
+            "health_coefficients": dict(
+                zip(COMPONENTS, np.round(tuning.model.health_weights, 4).tolist(), strict=True)
+            ),
+            "held_out": {
+                name: {
+                    "auc": {str(d): a for d, a in held.auc.items()},
+                    "red_green_ratio": _finite(held.red_green),
+                }
+                for name, held in (("default", tuning.default), ("tuned", tuning.tuned))
+            },
+        }
+    return data
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isinf(value) else value
