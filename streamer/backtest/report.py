@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from streamer.backtest.analysis import ALERT_HORIZON, HORIZONS, TUNE_HORIZON, Backtest, HeldOut, TuneResult
-from streamer.backtest.metrics import BANDS, BandRate
+from streamer.backtest.analysis import ALERT_HORIZON, HORIZONS, TUNE_HORIZON, Backtest, TuneResult
+from streamer.backtest.metrics import BANDS, BandRate, band_ratio
 from streamer.core.config import COMPONENTS
 
 AUC_TARGET = 0.75
@@ -93,7 +93,11 @@ def render(result: Backtest, source: str) -> str:
             [[band, *_band_cells(h30.bands[band]), *_band_cells(h60.bands[band])] for band in BANDS],
         )
     )
-    parts.append(f"red/green churn ratio: 30 days {_ratio(h30.red_green)}, 60 days {_ratio(h60.red_green)}")
+    parts.append(
+        f"red/green churn ratio: 30 days {_ratio(h30.red_green)}, 60 days {_ratio(h60.red_green)} "
+        f"(red: {h60.bands['red'].samples:,} samples at 60 days); yellow/green: 30 days "
+        f"{_ratio(band_ratio(h30.bands, 'yellow'))}, 60 days {_ratio(band_ratio(h60.bands, 'yellow'))}"
+    )
     start, end = result.alert_window
     base = float(h60.labelled.churned.mean()) if len(h60.labelled.samples) else None
     parts += [
@@ -149,7 +153,8 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"trained on {len(months)} month starts {day(months[0])} .. {day(months[-1])} "
         f"({tuning.train_samples:,} samples, {tuning.train_churned:,} churned); held out "
         f"{day(tuning.test_months[0])} .. {day(tuning.test_months[-1])} "
-        "(training month starts whose label window reaches the held-out range are left out)",
+        "(training month starts whose label window reaches the held-out range are left out); "
+        "default = the configuration tested (--config, else the built-in defaults)",
     ]
     rows = [
         [
@@ -162,18 +167,12 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         for i, name in enumerate(COMPONENTS)
     ]
     lines.append(table(["component", "default", "tuned", "churn odds x per -10 pts", "mean (imputed)"], rows))
-    lines += ["", "held out                 default    tuned"]
-    for label, pick in [(f"AUC {d}d", _auc_of(d)) for d in HORIZONS] + [("red/green 60d", _ratio_of)]:
-        lines.append(f"{label:<22}{pick(tuning.default):>10}{pick(tuning.tuned):>9}")
+    held = [[f"AUC {d}d", _num(tuning.default.auc.get(d)), _num(tuning.tuned.auc.get(d))] for d in HORIZONS]
+    held.append(
+        [f"red/green {TUNE_HORIZON}d", _ratio(tuning.default.red_green), _ratio(tuning.tuned.red_green)]
+    )
+    lines += ["", table(["held out", "default", "tuned"], held)]
     return lines
-
-
-def _auc_of(days: int) -> Any:
-    return lambda held: _num(held.auc.get(days))
-
-
-def _ratio_of(held: HeldOut) -> str:
-    return _ratio(held.red_green)
 
 
 def to_json(result: Backtest) -> dict[str, Any]:

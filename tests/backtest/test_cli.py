@@ -1,0 +1,198 @@
+"""`streamer backtest` end to end on a small simulated portfolio, and the replay's no-look-ahead rule."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from streamer.backtest.labels import churn_instants
+from streamer.backtest.sampling import Replay, replay, sort_lines
+from streamer.backtest.tuning import scores_under
+from streamer.cli import main
+from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.score import evaluate
+from streamer.offline.runner import OfflineRun
+from streamer.settings import load_score_config
+
+PNG = b"\x89PNG\r\n\x1a\n"
+WARMUP = ["--warmup-days", "30"]
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 accounts over 8 months, churn scaled up so a small file has churners to find."""
+    path = tmp_path_factory.mktemp("backtest") / "events.jsonl.gz"
+    result = invoke(
+        "simulate", "--accounts", "60", "--months", "8", "--seed", "4", "--usage-density", "0.3",
+        "--churn-scale", "3", "--out", str(path), "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture(scope="module")
+def history(events: Path) -> Replay:
+    return replay(events, ScoreConfig(), warmup_days=30)
+
+
+def test_backtest_reports_auc_churn_by_band_and_alerts(events: Path, tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    result = invoke("backtest", events, *WARMUP, "--quiet", "--json", figures)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for heading in (
+        "ROC AUC of the score",
+        "pooled",
+        "Churn rate by band",
+        "red/green churn ratio",
+        "all at-risk",
+    ):
+        assert heading in out
+    assert "targets: AUC 60d" in out
+    assert "Tuning" not in out
+    data: dict[str, Any] = orjson.loads(figures.read_bytes())
+    assert data["lines"] > 10_000 and data["rejected"] == 0
+    for days in ("30", "60"):
+        horizon = data["horizons"][days]
+        assert 0.5 < horizon["auc"] <= 1.0  # the simulator's churn is preceded by visible decline
+        assert sum(band["samples"] for band in horizon["bands"].values()) == horizon["samples"]
+        assert sum(month["samples"] for month in horizon["by_month"]) == horizon["samples"]
+        assert sum(month["churned"] for month in horizon["by_month"]) == horizon["churned"] > 0
+    assert len(data["horizons"]["30"]["by_month"]) == len(data["month_starts"])
+    bands = data["horizons"]["60"]["bands"]
+    assert bands["green"]["rate"] < bands["yellow"]["rate"]
+    overall = data["alerts"][0]
+    assert overall["rule"] == "all at-risk" and overall["alerts"] > 0 and 0 < overall["recall"] <= 1
+    assert "band_recovered" not in {row["rule"] for row in data["alerts"]}
+    assert data["tuning"] is None
+
+
+def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: Path, tmp_path: Path) -> None:
+    tuned, plots, figures = tmp_path / "tuned.toml", tmp_path / "plots", tmp_path / "figures.json"
+    result = invoke(
+        "backtest",
+        events,
+        *WARMUP,
+        "--quiet",
+        "--tune",
+        "--write-config",
+        tuned,
+        "--plots",
+        plots,
+        "--json",
+        figures,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Tuning: logistic regression" in result.output and "held out" in result.output
+    assert f"wrote {tuned}" in result.output
+    config = load_score_config(tuned)
+    weights = config.weights.as_dict()
+    assert all(weight >= 0 for weight in weights.values())
+    assert sum(weights.values()) == pytest.approx(1.0)
+    tuning = orjson.loads(figures.read_bytes())["tuning"]
+    assert tuning["tuned_weights"] == weights
+    assert tuning["held_out_month_starts"][0] > tuning["train_month_starts"][-1]
+    assert set(tuning["held_out"]) == {"default", "tuned"}
+    names = {"roc.png", "auc_by_month.png", "bands.png", "scores.png", "alerts.png", "weights.png"}
+    assert {path.name for path in plots.iterdir()} == names
+    assert all((plots / name).read_bytes().startswith(PNG) for name in names)
+    offline = invoke("offline", events, "--out", tmp_path / "scored", "--sort", "--config", tuned, "--quiet")
+    assert offline.exit_code == 0, offline.output
+
+
+def test_write_config_implies_tune_and_keeps_the_given_configs_other_settings(
+    events: Path, tmp_path: Path
+) -> None:
+    base = tmp_path / "base.toml"
+    base.write_text("[bands]\ngreen = 75\nyellow = 45\n\n[weights]\nadoption = 1\nsupport = 0\n")
+    tuned = tmp_path / "tuned.toml"
+    result = invoke("backtest", events, *WARMUP, "--quiet", "--config", base, "--write-config", tuned)
+    assert result.exit_code == 0, result.output
+    config = load_score_config(tuned)
+    assert (config.bands.green, config.bands.yellow) == (75, 45)
+    assert config.weights.as_dict() != {"adoption": 1.0, "support": 0.0, "sentiment": 0.2, "financial": 0.25}
+
+
+def test_samples_are_scored_from_the_events_before_the_month_start_only(
+    events: Path, history: Replay
+) -> None:
+    at = history.month_starts[1]
+    before = [line for ts, _, line in sort_lines(events) if ts < at]
+    run = OfflineRun(ScoreConfig(), 4)
+    run.feed(iter(before), on_snapshot=lambda _: None, on_alert=lambda _: None, on_dead_letter=lambda _: None)
+    expected = {
+        account_id: evaluate(account.inputs(), at, run.config)
+        for engine in run.engines
+        for account_id, account in engine.accounts.items()
+        if account.revenue.mrr_at(at) > 0
+    }
+    sampled = {s.account_id: s for s in history.samples if s.at == at}
+    assert set(sampled) == set(expected) and sampled
+    for account_id, sample in sampled.items():
+        found = expected[account_id]
+        assert (sample.score, sample.band, sample.stage) == (found.score, found.band, found.stage)
+        assert sample.components == tuple(found.components[name] for name in COMPONENTS)
+
+
+def test_rescoring_with_the_configured_weights_gives_the_sampled_scores(history: Replay) -> None:
+    assert scores_under(history.samples, ScoreConfig()).tolist() == [s.score for s in history.samples]
+
+
+def test_churn_from_the_subscription_events_matches_the_simulators_ground_truth(
+    events: Path, history: Replay
+) -> None:
+    truth = orjson.loads(events.with_name("events.truth.json").read_bytes())
+    expected = {
+        (account["account_id"], int(datetime.fromisoformat(churn["at"]).timestamp() * 1000))
+        for account in truth["accounts"]
+        for churn in account["churns"]
+    }
+    found = {
+        (account_id, at)
+        for account_id, timeline in history.timelines.items()
+        for at in churn_instants(timeline)
+        if at <= history.data_end
+    }
+    assert found == expected and found
+
+
+def test_a_file_too_short_for_a_month_start_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.jsonl"
+    started = {
+        "event_id": "e1",
+        "event_type": "subscription.started",
+        "account_id": "a",
+        "subscription_id": "s",
+        "occurred_at": "2024-01-05T00:00:00Z",
+        "plan": "pro",
+        "amount": "100",
+        "currency": "USD",
+        "interval": "month",
+    }
+    path.write_bytes(orjson.dumps(started) + b"\n")
+    result = CliRunner().invoke(main, ["backtest", str(path), "--quiet"])
+    assert result.exit_code != 0
+    assert "no month start has enough history" in result.output
+
+
+def test_tune_needs_enough_month_starts(events: Path) -> None:
+    result = CliRunner().invoke(main, ["backtest", str(events), "--quiet", "--tune", "--warmup-days", "150"])
+    assert result.exit_code != 0
+    assert "--tune needs at least 3 month starts" in result.output
+
+
+def test_a_bad_config_is_refused_with_its_path(events: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[bands]\ngreen = 30\nyellow = 40\n")
+    result = CliRunner().invoke(main, ["backtest", str(events), "--quiet", "--config", str(bad)])
+    assert result.exit_code != 0
+    assert "bands.yellow (40.0) must not exceed bands.green (30.0)" in result.output
