@@ -1,0 +1,80 @@
+"""How projected values are encoded in Redis: period sums as JSON, list rows, instants, money."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from streamer.core.portfolio import PeriodSums
+
+SUMMARY_REASONS = 4
+
+
+def encode_sums(sums: PeriodSums) -> bytes:
+    """`PeriodSums` as JSON; month keys as strings, pair keys as "m1:m2"."""
+    return orjson.dumps(
+        {
+            "hi": sums.hi,
+            "lo": sums.lo,
+            "first_month": sums.first_month,
+            "points": {str(m): v for m, v in sums.points.items()},
+            "pairs": {f"{m1}:{m2}": v for (m1, m2), v in sums.pairs.items()},
+            "movements": {str(m): v for m, v in sums.movements.items()},
+            "renewals": {str(m): v for m, v in sums.renewals.items()},
+        }
+    )
+
+
+def decode_sums(raw: bytes | str) -> PeriodSums:
+    """The inverse of `encode_sums`."""
+    data = orjson.loads(raw)
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for key, value in data["pairs"].items():
+        m1, _, m2 = key.partition(":")
+        pairs[(int(m1), int(m2))] = list(value)
+    return PeriodSums(
+        hi=int(data["hi"]),
+        lo=int(data["lo"]),
+        first_month=None if data["first_month"] is None else int(data["first_month"]),
+        points={int(m): list(v) for m, v in data["points"].items()},
+        pairs=pairs,
+        movements={int(m): list(v) for m, v in data["movements"].items()},
+        renewals={int(m): list(v) for m, v in data["renewals"].items()},
+    )
+
+
+def epoch_ms(text: str) -> int:
+    """Epoch milliseconds of an RFC 3339 instant such as `as_of` or `raised_at`."""
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def money(text: str | None) -> float:
+    """A decimal money string as a float (for sorted-set scores; exact values stay in the JSON)."""
+    return float(Decimal(text)) if text else 0.0
+
+
+def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The compact row of an account in lists: what a list shows, filters and sorts on."""
+    metrics = snapshot.get("metrics") or {}
+    return {
+        "account_id": snapshot["account_id"],
+        "as_of": snapshot["as_of"],
+        "score": snapshot["score"],
+        "band": snapshot["band"],
+        "lifecycle_stage": snapshot["lifecycle_stage"],
+        "plan": snapshot.get("plan"),
+        "currency": snapshot["currency"],
+        "mrr": snapshot["mrr"],
+        "renewal_at": metrics.get("renewal_at"),
+        "days_to_renewal": metrics.get("days_to_renewal"),
+        "scheduled_cancellation_at": metrics.get("scheduled_cancellation_at"),
+        "reasons": [reason["message"] for reason in snapshot.get("reasons", [])[:SUMMARY_REASONS]],
+    }
+
+
+def at_risk(snapshot: dict[str, Any]) -> bool:
+    """An account whose MRR counts as at risk: paying and not green."""
+    return snapshot["band"] != "green" and money(snapshot["mrr"]) > 0

@@ -1,0 +1,162 @@
+"""Read-only access to the Redis projection, for the HTTP view (no writes, no Kafka)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from streamer.core.portfolio import PeriodSums
+from streamer.projection.codec import decode_sums
+from streamer.projection.keys import BANDS, Keys
+
+CHUNK = 1000  # ids per HMGET
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionData:
+    """One partition's projected portfolio state."""
+
+    partition: int
+    stream_time: int
+    sums: PeriodSums
+    totals: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A score range of a sorted set; None is unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def bounds(self) -> tuple[str, str]:
+        return (
+            "-inf" if self.low is None else repr(float(self.low)),
+            "+inf" if self.high is None else repr(float(self.high)),
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ProjectionReader:
+    """Queries over the keys the workers' `RedisProjection` writes under `prefix`."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+
+    async def ping(self) -> float:
+        """Round trip to Redis in milliseconds (raises when unreachable)."""
+        started = time.perf_counter()
+        await self.redis.ping()
+        return (time.perf_counter() - started) * 1000
+
+    async def meta(self) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.meta)
+        return {_text(key): _text(value) for key, value in raw.items()}
+
+    async def account(self, account_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(self.keys.account(account_id), "snapshot")
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def count(self) -> int:
+        """Accounts in the projection."""
+        return int(await self.redis.zcard(self.keys.index("score")))
+
+    async def band_counts(self) -> dict[str, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for band in BANDS:
+            pipe.zcard(self.keys.index("score", band))
+        counts = await pipe.execute()
+        return {band: int(count) for band, count in zip(BANDS, counts, strict=True)}
+
+    async def page(
+        self, key: str, where: Range, offset: int, count: int, *, descending: bool
+    ) -> tuple[list[str], int]:
+        """Ids of one page of a sorted set within a score range, and how many are in the range."""
+        low, high = where.bounds
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcount(key, low, high)
+        if descending:
+            pipe.zrevrangebyscore(key, high, low, start=offset, num=count)
+        else:
+            pipe.zrangebyscore(key, low, high, start=offset, num=count)
+        total, ids = await pipe.execute()
+        return [_text(member) for member in ids], int(total)
+
+    async def ids(self, key: str, where: Range, *, descending: bool) -> list[str]:
+        """All ids of a sorted set within a score range, in order."""
+        low, high = where.bounds
+        if descending:
+            members = await self.redis.zrevrangebyscore(key, high, low)
+        else:
+            members = await self.redis.zrangebyscore(key, low, high)
+        return [_text(member) for member in members]
+
+    async def summaries(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The list rows of these accounts, in the same order (missing ones left out)."""
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), CHUNK):
+            chunk = list(ids[start : start + CHUNK])
+            if chunk:
+                values = await self.redis.hmget(self.keys.summaries, chunk)
+                rows.extend(orjson.loads(value) for value in values if value is not None)
+        return rows
+
+    async def alerts(self, limit: int, account_id: str | None = None) -> list[dict[str, Any]]:
+        """The newest alerts first, overall or of one account."""
+        key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
+        ids = [_text(member) for member in await self.redis.zrevrange(key, 0, limit - 1)]
+        if not ids:
+            return []
+        values = await self.redis.hmget(self.keys.alert_data, ids)
+        return [orjson.loads(value) for value in values if value is not None]
+
+    async def partitions(self) -> list[PartitionData]:
+        """Every partition's period sums, totals and stream time, by partition number."""
+        numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))
+        if not numbers:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for number in numbers:
+            pipe.hmget(self.keys.partition(number), ["stream_time", "sums", "totals"])
+        parts: list[PartitionData] = []
+        for number, (stream_time, sums, totals) in zip(numbers, await pipe.execute(), strict=True):
+            if stream_time is None or sums is None or totals is None:
+                continue
+            parts.append(
+                PartitionData(number, int(stream_time), decode_sums(sums), list(orjson.loads(totals)))
+            )
+        return parts
+
+    async def stream_time(self) -> int | None:
+        """The latest stream time of any partition (the portfolio's "now"), None before any data."""
+        numbers = list(await self.redis.smembers(self.keys.partitions))
+        if not numbers:
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        for number in numbers:
+            pipe.hget(self.keys.partition(int(_text(number))), "stream_time")
+        times = [int(value) for value in await pipe.execute() if value is not None]
+        return max(times, default=None)
+
+    async def workers(self, max_age_s: float) -> dict[str, dict[str, float]]:
+        """Stats of the workers that reported within `max_age_s` (their keys expire after that)."""
+        since = time.time() - max_age_s
+        ids = [_text(member) for member in await self.redis.zrangebyscore(self.keys.workers, since, "+inf")]
+        if not ids:
+            return {}
+        values = await self.redis.mget([self.keys.worker(worker_id) for worker_id in ids])
+        return {
+            worker_id: dict(orjson.loads(value))
+            for worker_id, value in zip(ids, values, strict=True)
+            if value is not None
+        }

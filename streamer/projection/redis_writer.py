@@ -1,0 +1,270 @@
+"""The Redis projection a worker writes: staged per batch, coalesced, written in the background.
+
+`flush()` never waits on Redis: when a write is due (at most every `min_interval_s`) it hands
+what was staged to a background task and returns. A write that fails puts its data back under
+what was staged meanwhile (newer values win) and the next attempt waits a backoff that doubles
+up to `max_backoff_s`, so a worker keeps processing while Redis is down and the projection
+catches up when it returns. Every write is an idempotent Lua script that refuses to go back in
+time (an older `as_of` or stream time never overwrites a newer one), so replays and recovered
+workers write the same values.
+
+When Redis answers without the projection's `meta` key, its data was lost (a restart without
+persistence, a flush) or never written: `lost` is then set, and the worker re-stages the full
+state of its partitions (see `streamer.projection.resync`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.typing import EncodableT, FieldT
+
+from streamer.core.portfolio import PeriodSums
+from streamer.projection import scripts
+from streamer.projection.codec import at_risk, encode_sums, epoch_ms, money, summary
+from streamer.projection.keys import BANDS, Keys
+from streamer.projection.staging import PartitionState, Staged
+
+log = logging.getLogger(__name__)
+
+COMMANDS_PER_PIPELINE = 500
+WORKER_TTL_S = 30
+KEEP_ALERTS = 500  # newest alerts kept overall ...
+KEEP_ACCOUNT_ALERTS = 20  # ... and per account
+
+
+def connect(url: str) -> Redis:
+    """A client that fails fast (the writer has its own backoff; the view answers 503)."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=1.0,
+        socket_timeout=5.0,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+class RedisProjection:
+    """The `Projection` port over Redis (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        meta: Mapping[str, str],
+        *,
+        min_interval_s: float = 0.5,
+        first_backoff_s: float = 0.5,
+        max_backoff_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self.meta: dict[FieldT, EncodableT] = {key: value for key, value in meta.items()}
+        self.min_interval_s = min_interval_s
+        self.first_backoff_s = first_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.clock = clock
+        self.staged = Staged()
+        self.lost = False
+        self.writes = 0  # successful writes
+        self.written = 0  # staged values written
+        self.failures = 0  # failed writes, in total
+        self.failing = 0  # failed writes in a row
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._next_write = 0.0
+        self._down_since: float | None = None
+        self._scripts = {
+            name: redis.register_script(source)
+            for name, source in (
+                ("snapshot", scripts.SNAPSHOT),
+                ("partition", scripts.PARTITION),
+                ("alert", scripts.ALERT),
+            )
+        }
+
+    # -- staging (the Projection port) -----------------------------------------------------------
+
+    def snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.staged.snapshot(epoch_ms(snapshot["as_of"]), snapshot)
+
+    def alert(self, alert: dict[str, Any]) -> None:
+        self.staged.alerts[str(alert["alert_id"])] = alert
+
+    def partition(self, partition: int, sums: PeriodSums, totals: list[int], stream_time: int) -> None:
+        self.staged.partition(partition, PartitionState(stream_time, encode_sums(sums), orjson.dumps(totals)))
+
+    def worker(self, worker_id: str, stats: dict[str, float]) -> None:
+        self.staged.workers[worker_id] = dict(stats)
+
+    async def flush(self) -> None:
+        """Start writing what was staged when a write is due; never waits on Redis, never raises."""
+        if self._task is not None and not self._task.done():
+            return
+        if not self.staged or self.clock() < self._next_write:
+            return
+        batch, self.staged = self.staged, Staged()
+        self._task = asyncio.create_task(self._write(batch))
+
+    # -- draining (shutdown, tests) --------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Values staged and not yet written (including a write in flight)."""
+        return len(self.staged) + (0 if self._task is None or self._task.done() else 1)
+
+    async def drain(self, timeout_s: float = 10.0) -> bool:
+        """Write everything staged now, ignoring the interval and backoff; True when all was written."""
+        deadline = self.clock() + timeout_s
+        while self.clock() < deadline:
+            if self._task is not None and not self._task.done():
+                await asyncio.wait({self._task}, timeout=max(0.0, deadline - self.clock()))
+                continue
+            if not self.staged:
+                return True
+            self._next_write = 0.0
+            await self.flush()
+            if self._task is not None:
+                await asyncio.wait({self._task}, timeout=max(0.0, deadline - self.clock()))
+            if self.failing:
+                await asyncio.sleep(min(0.2, max(0.0, deadline - self.clock())))
+        return not self.staged and (self._task is None or self._task.done())
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is left (for at most `timeout_s`) and close the connection."""
+        await self.drain(timeout_s)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        await self.redis.aclose()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    async def _write(self, batch: Staged) -> None:
+        started = self.clock()
+        try:
+            await self._send(batch)
+        except Exception as error:  # the worker never stops for the projection
+            batch.absorb(self.staged)
+            self.staged = batch
+            self.failures += 1
+            self.failing += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            backoff = min(self.max_backoff_s, self.first_backoff_s * 2 ** (self.failing - 1))
+            self._next_write = self.clock() + backoff
+            if self._down_since is None:
+                self._down_since = started
+                log.warning(
+                    "projection store unreachable; staging until it returns",
+                    extra={"error": self.last_error, "staged": len(batch)},
+                )
+            return
+        if self._down_since is not None:
+            log.info(
+                "projection store back; caught up",
+                extra={"down_s": round(self.clock() - self._down_since, 1), "written": len(batch)},
+            )
+            self._down_since = None
+        self.writes += 1
+        self.written += len(batch)
+        self.failing = 0
+        self._next_write = self.clock() + self.min_interval_s
+
+    async def _send(self, batch: Staged) -> None:
+        keys = self.keys
+        commands = self._commands(batch)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(keys.meta)
+        pipe.hset(keys.meta, mapping=self.meta)
+        results = await pipe.execute()
+        if not results[0]:
+            self.lost = True
+        for start in range(0, len(commands), COMMANDS_PER_PIPELINE):
+            pipe = self.redis.pipeline(transaction=False)
+            for command in commands[start : start + COMMANDS_PER_PIPELINE]:
+                command(pipe)
+            await pipe.execute()
+
+    def _commands(self, batch: Staged) -> list[Callable[[Any], None]]:
+        """One callable per write, each adding its commands to a pipeline."""
+        commands: list[Callable[[Any], None]] = []
+        for as_of, snapshot in batch.snapshots.values():
+            commands.append(self._snapshot_command(as_of, snapshot))
+        for alert in batch.alerts.values():
+            commands.append(self._alert_command(alert))
+        for partition, state in batch.partitions.items():
+            commands.append(self._partition_command(partition, state))
+        now = time.time()
+        for worker_id, stats in batch.workers.items():
+            commands.append(self._worker_command(worker_id, stats, now))
+        return commands
+
+    def _eval(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
+        script = self._scripts[name]
+        pipe.scripts.add(script)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _snapshot_command(self, as_of: int, snapshot: dict[str, Any]) -> Callable[[Any], None]:
+        keys = self.keys
+        account_id = str(snapshot["account_id"])
+        renewal = (snapshot.get("metrics") or {}).get("renewal_at")
+        key_list = [
+            keys.account(account_id),
+            keys.summaries,
+            keys.index("score"),
+            keys.index("mrr"),
+            keys.index("renewal"),
+            keys.risk,
+            *keys.band_indexes(),
+        ]
+        args = [
+            account_id,
+            as_of,
+            orjson.dumps(snapshot),
+            orjson.dumps(summary(snapshot)),
+            BANDS.index(snapshot["band"]) + 1,
+            repr(float(snapshot["score"])),
+            repr(money(snapshot["mrr"])),
+            epoch_ms(renewal) if renewal else "",
+            "1" if at_risk(snapshot) else "0",
+        ]
+        return lambda pipe: self._eval(pipe, "snapshot", key_list, args)
+
+    def _alert_command(self, alert: dict[str, Any]) -> Callable[[Any], None]:
+        keys = self.keys
+        account_id = str(alert["account_id"])
+        key_list = [keys.alert_data, keys.alert_owner, keys.alerts, keys.account_alerts(account_id)]
+        args = [
+            str(alert["alert_id"]),
+            epoch_ms(alert["raised_at"]),
+            orjson.dumps(alert),
+            account_id,
+            KEEP_ALERTS,
+            KEEP_ACCOUNT_ALERTS,
+            keys.account_alerts_prefix,
+        ]
+        return lambda pipe: self._eval(pipe, "alert", key_list, args)
+
+    def _partition_command(self, partition: int, state: PartitionState) -> Callable[[Any], None]:
+        keys = self.keys
+        key_list = [keys.partition(partition), keys.partitions]
+        args = [partition, state.stream_time, state.sums, state.totals]
+        return lambda pipe: self._eval(pipe, "partition", key_list, args)
+
+    def _worker_command(self, worker_id: str, stats: dict[str, float], now: float) -> Callable[[Any], None]:
+        keys = self.keys
+
+        def command(pipe: Any) -> None:
+            pipe.set(keys.worker(worker_id), orjson.dumps(stats), ex=WORKER_TTL_S)
+            pipe.zadd(keys.workers, {worker_id: now})
+            pipe.zremrangebyscore(keys.workers, "-inf", now - 10 * WORKER_TTL_S)
+
+        return command

@@ -1,0 +1,87 @@
+"""The projection's Lua scripts: each write is atomic and idempotent, and never goes back in time."""
+
+from __future__ import annotations
+
+# KEYS: account hash, summaries hash, by:score, by:mrr, by:renewal, by:risk,
+#       then band:<band>:score|mrr|renewal for each band in keys.BANDS order.
+# ARGV: account id, as_of ms, snapshot JSON, summary JSON, band number (1-based, BANDS order),
+#       score, mrr, renewal ms ('' when none), at risk ('1' or '0').
+# Returns 1 when written, 0 when the stored snapshot is newer.
+SNAPSHOT = """
+local id = ARGV[1]
+local stored = redis.call('HGET', KEYS[1], 'as_of')
+if stored and tonumber(stored) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'as_of', ARGV[2], 'snapshot', ARGV[3])
+redis.call('HSET', KEYS[2], id, ARGV[4])
+local score, mrr, renewal = ARGV[6], ARGV[7], ARGV[8]
+local function put(key, value)
+  if value == '' then
+    redis.call('ZREM', key, id)
+  else
+    redis.call('ZADD', key, value, id)
+  end
+end
+put(KEYS[3], score)
+put(KEYS[4], mrr)
+put(KEYS[5], renewal)
+if ARGV[9] == '1' then put(KEYS[6], mrr) else put(KEYS[6], '') end
+local band = tonumber(ARGV[5])
+for b = 1, (#KEYS - 6) / 3 do
+  local base = 6 + (b - 1) * 3
+  if b == band then
+    put(KEYS[base + 1], score)
+    put(KEYS[base + 2], mrr)
+    put(KEYS[base + 3], renewal)
+  else
+    redis.call('ZREM', KEYS[base + 1], id)
+    redis.call('ZREM', KEYS[base + 2], id)
+    redis.call('ZREM', KEYS[base + 3], id)
+  end
+end
+return 1
+"""
+
+# KEYS: partition hash, partitions set.
+# ARGV: partition number, stream time, sums JSON, totals JSON.
+# Returns 1 when written, 0 when the stored stream time is newer.
+PARTITION = """
+local stored = redis.call('HGET', KEYS[1], 'stream_time')
+if stored and tonumber(stored) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'stream_time', ARGV[2], 'sums', ARGV[3], 'totals', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: alert data hash, alert owner hash, recent alerts zset, the account's alerts zset.
+# ARGV: alert id, raised_at ms, alert JSON, account id, alerts kept overall, alerts kept per
+#       account, prefix of the per-account alert sets.
+# An alert's JSON is dropped once it is in neither the overall nor its account's recent set.
+ALERT = """
+local data, owners, recent, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, at = ARGV[1], ARGV[2]
+redis.call('HSET', data, id, ARGV[3])
+redis.call('HSET', owners, id, ARGV[4])
+redis.call('ZADD', recent, at, id)
+redis.call('ZADD', mine, at, id)
+local function forget(gone, other)
+  if not redis.call('ZSCORE', other, gone) then
+    redis.call('HDEL', data, gone)
+    redis.call('HDEL', owners, gone)
+  end
+end
+local keep_all, keep_mine = tonumber(ARGV[5]), tonumber(ARGV[6])
+for _, gone in ipairs(redis.call('ZRANGE', mine, 0, -keep_mine - 1)) do
+  redis.call('ZREM', mine, gone)
+  forget(gone, recent)
+end
+for _, gone in ipairs(redis.call('ZRANGE', recent, 0, -keep_all - 1)) do
+  redis.call('ZREM', recent, gone)
+  local owner = redis.call('HGET', owners, gone)
+  if owner then forget(gone, ARGV[7] .. owner) else redis.call('HDEL', data, gone) end
+end
+return 1
+"""

@@ -1,0 +1,50 @@
+"""A worker's counters and gauges as the flat `stats` mapping the projection stores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+
+class CountersLike(Protocol):
+    processed: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    rerouted: int
+    alerts: int
+    snapshots: int
+    batches: int
+    last_latency_s: float
+
+    @property
+    def by_rule(self) -> Mapping[str, int]: ...
+
+
+COUNTERS = ("processed", "accepted", "duplicates", "rejected", "rerouted", "alerts", "snapshots", "batches")
+RULE_PREFIX = "alerts_rule."
+LAG_PREFIX = "lag_partition."
+
+
+def worker_stats(
+    counters: CountersLike,
+    lag: Mapping[int, int],
+    *,
+    started_at: float,
+    now: float,
+    projection_pending: int = 0,
+    projection_failures: int = 0,
+) -> dict[str, float]:
+    """Counters since the worker started, consumer lag per partition (all input topics) and total."""
+    stats: dict[str, float] = {name: float(getattr(counters, name)) for name in COUNTERS}
+    stats["latency_s"] = round(counters.last_latency_s, 4)
+    stats["lag"] = float(sum(lag.values()))
+    stats["uptime_s"] = round(now - started_at, 1)
+    stats["reported_at"] = now
+    stats["projection_pending"] = float(projection_pending)
+    stats["projection_failures"] = float(projection_failures)
+    for rule, count in counters.by_rule.items():
+        stats[RULE_PREFIX + rule] = float(count)
+    for partition, behind in lag.items():
+        stats[f"{LAG_PREFIX}{partition}"] = float(behind)
+    return stats

@@ -1,0 +1,235 @@
+"""The Redis projection against a real redis-server: idempotent, never back in time, indexes kept
+consistent, coalesced, and catching up after an outage without ever stopping the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from streamer.projection.codec import decode_sums
+from streamer.projection.keys import Keys
+from streamer.projection.redis_writer import KEEP_ACCOUNT_ALERTS, KEEP_ALERTS, RedisProjection, connect
+
+from .redis_process import RedisProcess
+from .scored import scored
+
+META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
+
+
+@pytest.fixture
+async def projection(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisProjection]:
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    yield writer
+    await writer.close(timeout_s=1.0)
+
+
+@pytest.fixture
+async def client(redis_server: RedisProcess) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    yield redis
+    await redis.aclose()
+
+
+def snapshot(account: str = "acct-1", as_of: str = "2024-03-01T00:00:00Z", **changes: Any) -> dict[str, Any]:
+    base = copy.deepcopy(next(iter(scored().last.values())))
+    base.update(account_id=account, as_of=as_of, **changes)
+    return base
+
+
+async def stored(client: Redis, keys: Keys, account: str) -> dict[str, Any] | None:
+    raw = await client.hget(keys.account(account), "snapshot")
+    return None if raw is None else dict(orjson.loads(raw))
+
+
+async def test_snapshot_is_written_with_its_indexes(projection: RedisProjection, client: Redis) -> None:
+    keys = projection.keys
+    record = snapshot(band="red", score=12.5, mrr="250.00")
+    record["metrics"]["renewal_at"] = "2024-04-15T00:00:00Z"
+    projection.snapshot(record)
+    assert await projection.drain()
+    assert await stored(client, keys, "acct-1") == record
+    assert await client.zscore(keys.index("score"), "acct-1") == 12.5
+    assert await client.zscore(keys.index("score", "red"), "acct-1") == 12.5
+    assert await client.zscore(keys.index("mrr", "red"), "acct-1") == 250.0
+    assert await client.zscore(keys.index("renewal"), "acct-1") == 1713139200000
+    assert await client.zscore(keys.risk, "acct-1") == 250.0
+    row = orjson.loads(await client.hget(keys.summaries, "acct-1"))
+    assert row["band"] == "red" and row["mrr"] == "250.00"
+    assert await client.hget(keys.meta, "currency") == "USD"
+
+
+async def test_band_change_moves_the_account_between_band_indexes(
+    projection: RedisProjection, client: Redis
+) -> None:
+    keys = projection.keys
+    projection.snapshot(snapshot(as_of="2024-03-01T00:00:00Z", band="red", score=20.0, mrr="100.00"))
+    await projection.drain()
+    projection.snapshot(snapshot(as_of="2024-03-02T00:00:00Z", band="green", score=80.0, mrr="100.00"))
+    await projection.drain()
+    assert await client.zscore(keys.index("score", "red"), "acct-1") is None
+    assert await client.zscore(keys.index("mrr", "red"), "acct-1") is None
+    assert await client.zscore(keys.index("score", "green"), "acct-1") == 80.0
+    assert await client.zscore(keys.risk, "acct-1") is None  # green is not at risk
+
+
+async def test_an_older_snapshot_never_overwrites_a_newer_one(
+    projection: RedisProjection, client: Redis
+) -> None:
+    newer = snapshot(as_of="2024-03-02T00:00:00Z", score=70.0, band="green")
+    projection.snapshot(newer)
+    await projection.drain()
+    projection.snapshot(snapshot(as_of="2024-03-01T00:00:00Z", score=10.0, band="red"))  # a replay
+    await projection.drain()
+    assert await stored(client, projection.keys, "acct-1") == newer
+    assert await client.zscore(projection.keys.index("score"), "acct-1") == 70.0
+    assert await client.zscore(projection.keys.index("score", "red"), "acct-1") is None
+    same_instant = snapshot(as_of="2024-03-02T00:00:00Z", score=71.0, band="green")
+    projection.snapshot(same_instant)  # same event time, a later batch: replaces
+    await projection.drain()
+    assert await stored(client, projection.keys, "acct-1") == same_instant
+
+
+async def content(client: Redis, key: str) -> Any:
+    kind = await client.type(key)
+    if kind == "hash":
+        return await client.hgetall(key)
+    if kind == "zset":
+        return await client.zrange(key, 0, -1, withscores=True)
+    if kind == "set":
+        return await client.smembers(key)
+    return await client.get(key)
+
+
+async def test_writing_twice_changes_nothing(projection: RedisProjection, client: Redis) -> None:
+    data = scored()
+    for record in data.snapshots:
+        projection.snapshot(record)
+    for alert in data.alerts:
+        projection.alert(alert)
+    await projection.drain()
+    keys = [key async for key in client.scan_iter(f"{projection.keys.prefix}:*")]
+    before = {key: await content(client, key) for key in keys}
+    for record in data.snapshots:
+        projection.snapshot(record)
+    for alert in data.alerts:
+        projection.alert(alert)
+    await projection.drain()
+    after = {key: await content(client, key) for key in before}
+    assert after == before
+
+
+async def test_partition_sums_never_go_back_in_stream_time(
+    projection: RedisProjection, client: Redis
+) -> None:
+    engine = scored().run.engines[0]
+    sums, totals = engine.periods.sums, engine.totals.sums
+    projection.partition(0, sums, totals, 2000)
+    await projection.drain()
+    projection.partition(0, type(sums)(), [0] * len(totals), 1000)
+    await projection.drain()
+    stored_sums = await client.hget(projection.keys.partition(0), "sums")
+    assert decode_sums(stored_sums) == sums
+    assert orjson.loads(await client.hget(projection.keys.partition(0), "totals")) == totals
+    assert await client.smembers(projection.keys.partitions) == {"0"}
+
+
+async def test_alerts_are_kept_newest_first_and_trimmed(projection: RedisProjection, client: Redis) -> None:
+    keys = projection.keys
+    template = scored().alerts[0]
+    for index in range(KEEP_ACCOUNT_ALERTS + 5):
+        alert = {**template, "alert_id": f"a{index:03d}", "account_id": "acct-1"}
+        alert["raised_at"] = f"2024-03-01T00:{index:02d}:00Z"
+        projection.alert(alert)
+    for index in range(KEEP_ALERTS + 3):
+        alert = {**template, "alert_id": f"b{index:04d}", "account_id": f"other-{index}"}
+        alert["raised_at"] = f"2024-04-{1 + index // 1440:02d}T{index // 60 % 24:02d}:{index % 60:02d}:00Z"
+        projection.alert(alert)
+    await projection.drain()
+    recent = await client.zrevrange(keys.alerts, 0, -1)
+    assert len(recent) == KEEP_ALERTS and recent[0] == f"b{KEEP_ALERTS + 2:04d}"
+    mine = await client.zrevrange(keys.account_alerts("acct-1"), 0, -1)
+    assert mine == [f"a{index:03d}" for index in reversed(range(5, KEEP_ACCOUNT_ALERTS + 5))]
+    # An alert's data goes once it is in neither set: a004 (trimmed from both), not b0000 (still
+    # among its account's newest) nor a010.
+    assert await client.hexists(keys.alert_data, "a004") is False
+    assert await client.hexists(keys.alert_data, "a010") is True
+    assert await client.hexists(keys.alert_data, "b0000") is True
+    assert await client.hlen(keys.alert_data) == KEEP_ALERTS + 3 + KEEP_ACCOUNT_ALERTS
+
+
+async def test_worker_stats_expire(projection: RedisProjection, client: Redis) -> None:
+    projection.worker("w-1", {"processed": 5.0, "lag": 2.0})
+    await projection.drain()
+    assert orjson.loads(await client.get(projection.keys.worker("w-1"))) == {"processed": 5.0, "lag": 2.0}
+    assert 0 < await client.ttl(projection.keys.worker("w-1")) <= 30
+    assert await client.zscore(projection.keys.workers, "w-1") == pytest.approx(time.time(), abs=5)
+
+
+async def test_flush_coalesces_and_never_waits_for_redis(redis_server: RedisProcess, prefix: str) -> None:
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=60.0)
+    try:
+        writer.snapshot(snapshot(as_of="2024-03-01T00:00:00Z"))
+        await writer.flush()  # starts the first write in the background
+        for day in range(2, 9):
+            writer.snapshot(snapshot(as_of=f"2024-03-0{day}T00:00:00Z"))
+            await writer.flush()  # not due: staged and coalesced
+        assert len(writer.staged.snapshots) == 1
+        assert writer.staged.snapshots["acct-1"][1]["as_of"] == "2024-03-08T00:00:00Z"
+        assert await writer.drain()
+        assert writer.writes == 2 and writer.written == 2
+    finally:
+        await writer.close()
+
+
+async def test_lost_data_is_noticed(projection: RedisProjection, client: Redis) -> None:
+    projection.snapshot(snapshot())
+    await projection.drain()
+    assert projection.lost  # the first write finds no meta key: nothing was there
+    projection.lost = False
+    projection.snapshot(snapshot(as_of="2024-03-05T00:00:00Z"))
+    await projection.drain()
+    assert not projection.lost
+    await client.delete(projection.keys.meta)  # as after a restart without persistence
+    projection.snapshot(snapshot(as_of="2024-03-06T00:00:00Z"))
+    await projection.drain()
+    assert projection.lost
+
+
+async def test_redis_down_keeps_staging_and_catches_up(tmp_path: Any, prefix: str) -> None:
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    writer = RedisProjection(
+        connect(server.url), prefix, META, min_interval_s=0.0, first_backoff_s=0.05, max_backoff_s=0.2
+    )
+    client = Redis.from_url(server.url, decode_responses=True)
+    try:
+        writer.snapshot(snapshot("acct-1", "2024-03-01T00:00:00Z"))
+        assert await writer.drain()
+        server.stop()
+        started = time.monotonic()
+        for day in range(2, 6):
+            writer.snapshot(snapshot("acct-1", f"2024-03-0{day}T00:00:00Z"))
+            writer.snapshot(snapshot("acct-2", f"2024-03-0{day}T00:00:00Z"))
+            await writer.flush()  # never raises, never blocks
+            await asyncio.sleep(0.1)
+        assert time.monotonic() - started < 2.0
+        assert writer.failures >= 1 and writer.last_error
+        assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
+        assert writer.staged.snapshots["acct-1"][1]["as_of"] == "2024-03-05T00:00:00Z"
+        server.start()  # empty: no persistence
+        assert await writer.drain(timeout_s=5.0)
+        assert writer.failing == 0 and writer.lost
+        for account in ("acct-1", "acct-2"):
+            record = await stored(client, writer.keys, account)
+            assert record is not None and record["as_of"] == "2024-03-05T00:00:00Z"
+    finally:
+        await client.aclose()
+        await writer.close(timeout_s=0.5)
+        server.stop()

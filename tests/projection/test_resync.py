@@ -1,0 +1,86 @@
+"""Re-staging a worker's partitions: once per new engine, and all again after Redis lost its data."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from streamer.core.engine import PartitionEngine
+from streamer.projection.redis_writer import RedisProjection, connect
+from streamer.projection.resync import Resync
+
+from .redis_process import RedisProcess
+from .scored import scored
+
+META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
+
+
+@pytest.fixture
+async def projection(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisProjection]:
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    yield writer
+    await writer.close(timeout_s=1.0)
+
+
+async def projected_ids(redis_server: RedisProcess, projection: RedisProjection) -> set[str]:
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        return set(await client.zrange(projection.keys.index("score"), 0, -1))
+    finally:
+        await client.aclose()
+
+
+async def test_new_engines_are_restaged_once_and_after_a_loss(
+    redis_server: RedisProcess, projection: RedisProjection
+) -> None:
+    engines: dict[int, PartitionEngine] = dict(enumerate(scored().run.engines))
+    resync = Resync(projection, lambda: engines, asyncio.Lock())
+    await resync.run()
+    assert await projection.drain()
+    members = {account for engine in engines.values() for account in engine.members}
+    assert await projected_ids(redis_server, projection) == members
+    assert resync.restaged == len(members)
+
+    projection.lost = False
+    await resync.run()  # nothing new: nothing re-staged
+    assert resync.restaged == len(members)
+
+    projection.lost = True  # as when a write found Redis empty
+    await resync.run()
+    assert resync.restaged == 2 * len(members)
+
+
+async def test_restaged_snapshots_are_the_accounts_current_ones(
+    redis_server: RedisProcess, projection: RedisProjection
+) -> None:
+    engine = scored().run.engines[1]
+    await Resync(projection, lambda: {1: engine}, asyncio.Lock()).run()
+    assert await projection.drain()
+    client = Redis.from_url(redis_server.url)
+    try:
+        for account_id in sorted(engine.members)[:5]:
+            raw = await client.hget(projection.keys.account(account_id), "snapshot")
+            assert orjson.loads(raw) == engine.snapshot(account_id)
+        assert (
+            await client.hget(projection.keys.partition(1), "stream_time")
+            == str(engine.clock.stream_time).encode()
+        )
+    finally:
+        await client.aclose()
+
+
+async def test_an_engine_replaced_by_a_rebalance_is_skipped(projection: RedisProjection) -> None:
+    engines: dict[int, PartitionEngine] = {0: scored().run.engines[0]}
+    lock = asyncio.Lock()
+    resync = Resync(projection, lambda: engines, lock)
+    async with lock:
+        task = asyncio.create_task(resync.run())
+        await asyncio.sleep(0)
+        engines.clear()  # revoked while the resync waited for the lock
+    await task
+    assert resync.restaged == 0
+    assert not resync.synced
