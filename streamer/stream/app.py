@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from typing import Any
 
 import faust
@@ -11,6 +14,10 @@ import orjson
 from faust.types import TP
 
 from streamer.core.config import ScoreConfig
+from streamer.projection.factory import redis_projection
+from streamer.projection.redis_writer import RedisProjection
+from streamer.projection.resync import Resync
+from streamer.projection.stats import worker_stats
 from streamer.settings import Settings
 from streamer.stream.scorer import Scorer
 from streamer.stream.topics import ensure_topics
@@ -19,6 +26,8 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 2000  # messages per batch (one table write per account per batch)
 BATCH_WITHIN_S = 0.25  # or whatever arrived within this long
+PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
+STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
 
 
 class ConsumerOffsets:
@@ -104,7 +113,8 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     accounts = app.Table("accounts", schema=schema, partitions=settings.partitions)
     clocks = app.Table("clocks", schema=schema, partitions=settings.partitions)
     sink = KafkaSink(app, settings)
-    scorer = Scorer(settings, config, accounts, clocks, sink, ConsumerOffsets(app))
+    projection = redis_projection(settings, config)
+    scorer = Scorer(settings, config, accounts, clocks, sink, ConsumerOffsets(app), projection=projection)
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
         *settings.input_topics.values(),
@@ -149,7 +159,59 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         )
 
     del score, release_idle, report_progress
+    if projection is not None:
+        _project(app, settings, scorer, projection)
     return app
+
+
+def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
+    """Messages of the input topics not yet committed, per partition assigned to this worker."""
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    lag: dict[int, int] = {}
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # unknown until the first fetch of that partition
+            continue
+        if highwater is None:
+            continue
+        done = committed.get(tp) or 0
+        lag[tp.partition] = lag.get(tp.partition, 0) + max(0, int(highwater) - int(done))
+    return lag
+
+
+def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: RedisProjection) -> None:
+    """Timers that keep the Redis projection complete, and its final write at shutdown."""
+    resync = Resync(projection, lambda: scorer.engines, scorer.lock)
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    started_at = time.time()
+    inputs = set(settings.input_topics.values())
+
+    @app.timer(interval=PROJECT_EVERY_S)  # type: ignore[untyped-decorator]
+    async def project() -> None:
+        await resync.run()
+
+    @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]
+    async def stage_stats() -> None:
+        stats = worker_stats(
+            scorer.counters,
+            consumer_lag(app, inputs),
+            started_at=started_at,
+            now=time.time(),
+            projection_pending=projection.pending,
+            projection_failures=projection.failures,
+        )
+        projection.worker(worker_id, stats)
+        await projection.flush()
+
+    async def close_projection(sender: Any, **kwargs: Any) -> None:
+        await projection.close(timeout_s=3.0)
+
+    app.on_before_shutdown.connect(close_projection)  # type: ignore[arg-type]
+    del project, stage_stats
 
 
 def run_worker(settings: Settings, config: ScoreConfig, loglevel: str = "info") -> None:
