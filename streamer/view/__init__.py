@@ -1,1 +1,1 @@
-"""view"""
+"""`streamer view`: a stateless HTTP service (JSON API, dashboard, metrics) over the Redis projection."""

@@ -1,0 +1,94 @@
+"""The view's aiohttp application: routes, middlewares (errors, metrics, auth, headers), lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from streamer.projection.redis_reader import ProjectionReader
+from streamer.projection.redis_writer import connect
+from streamer.settings import Settings
+from streamer.view import handlers
+from streamer.view.dashboard import load_page
+from streamer.view.errors import Problem
+from streamer.view.health import Health
+from streamer.view.metrics import Metrics
+from streamer.view.security import bearer_auth, protective_headers
+from streamer.view.service import ViewService
+from streamer.view.settings import ViewSettings
+
+log = logging.getLogger(__name__)
+
+ROUTES = (
+    ("/", handlers.dashboard),
+    ("/healthz", handlers.healthz),
+    ("/metrics", handlers.metrics),
+    ("/openapi.json", handlers.openapi),
+    ("/api/accounts", handlers.accounts),
+    ("/api/accounts/{account_id}", handlers.account),
+    ("/api/portfolio", handlers.portfolio),
+    ("/api/months", handlers.months),
+    ("/api/period", handlers.period),
+    ("/api/alerts", handlers.alerts),
+)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def errors_and_metrics(metrics: Metrics) -> Middleware:
+    """Problems and aiohttp's own 404/405 as JSON `{"error": ...}`; every answer timed and counted."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except Problem as problem:
+            response = handlers.json({"error": problem.message}, problem.status)
+            if problem.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="healthstream"'
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            response = handlers.json(
+                {"error": f"{error.reason}: {request.method} {request.path}"}, error.status
+            )
+            response.headers.update({k: v for k, v in error.headers.items() if k == "Allow"})
+        except Exception:
+            log.exception("unexpected error", extra={"path": request.path})
+            response = handlers.json({"error": "internal error (logged by the view)"}, 500)
+        metrics.observe(_route(request), response.status, time.perf_counter() - started)
+        return response
+
+    return middleware
+
+
+def create_app(settings: Settings, view: ViewSettings) -> web.Application:
+    """The view over the projection of `settings.app_id` in `settings.redis_url`."""
+    redis = connect(settings.redis_url)
+    reader = ProjectionReader(redis, settings.app_id)
+    metrics = Metrics(reader, view.worker_max_age_s)
+    app = web.Application(
+        middlewares=[protective_headers, errors_and_metrics(metrics), bearer_auth(view.secret)]
+    )
+    app[handlers.SERVICE] = ViewService(reader)
+    bootstrap = settings.kafka_bootstrap if view.kafka_check else None
+    app[handlers.HEALTH] = Health(reader, bootstrap, view.worker_max_age_s)
+    app[handlers.METRICS] = metrics
+    app[handlers.PAGE] = load_page()
+    for path, handler in ROUTES:
+        app.router.add_get(path, handler)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await redis.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

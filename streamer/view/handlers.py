@@ -1,0 +1,85 @@
+"""HTTP handlers: parse the request, ask the service, answer JSON. No query logic here."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from streamer.view import params
+from streamer.view.dashboard import Page
+from streamer.view.errors import BadRequest
+from streamer.view.health import Health
+from streamer.view.metrics import CONTENT_TYPE, Metrics
+from streamer.view.service import ViewService
+
+SERVICE = web.AppKey("service", ViewService)
+HEALTH = web.AppKey("health", Health)
+METRICS = web.AppKey("metrics", Metrics)
+PAGE = web.AppKey("page", Page)
+MAX_ACCOUNT_ID = 256
+
+
+def json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def account(request: web.Request) -> web.Response:
+    params.no_params(request.query)
+    account_id = request.match_info["account_id"]
+    if not 1 <= len(account_id) <= MAX_ACCOUNT_ID:
+        raise BadRequest(f"an account id has 1 to {MAX_ACCOUNT_ID} characters")
+    return json(await request.app[SERVICE].account(account_id))
+
+
+async def accounts(request: web.Request) -> web.Response:
+    return json(await request.app[SERVICE].accounts(params.account_query(request.query)))
+
+
+async def portfolio(request: web.Request) -> web.Response:
+    params.no_params(request.query)
+    return json(await request.app[SERVICE].portfolio())
+
+
+async def months(request: web.Request) -> web.Response:
+    params.no_params(request.query)
+    return json(await request.app[SERVICE].months())
+
+
+async def period(request: web.Request) -> web.Response:
+    m1, m2 = params.period_query(request.query)
+    return json(await request.app[SERVICE].period(m1, m2))
+
+
+async def alerts(request: web.Request) -> web.Response:
+    limit, account_id, severities, rules = params.alert_query(request.query)
+    return json(await request.app[SERVICE].alerts(limit, account_id, severities, rules))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    status, body = await request.app[HEALTH].check()
+    return json(body, status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    params.no_params(request.query)
+    body = await request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    params.no_params(request.query)
+    body = (resources.files("streamer.view") / "openapi.json").read_bytes()
+    return web.Response(body=body, content_type="application/json")
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    page = request.app[PAGE]
+    return web.Response(
+        body=page.html,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": page.csp},
+    )

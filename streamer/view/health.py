@@ -1,0 +1,74 @@
+"""`/healthz`: can the view read Redis, does the broker answer, and how far behind are the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from streamer.core.clock import iso
+from streamer.local.kafka import probe
+from streamer.projection.redis_reader import ProjectionReader
+
+KAFKA_PROBE_TTL_S = 5.0
+
+
+class Health:
+    """Answers 200 while Redis is reachable (status `ok`, or `degraded` when the broker does not
+    answer or no worker reported recently) and 503 when it is not."""
+
+    def __init__(
+        self,
+        reader: ProjectionReader,
+        bootstrap: str | None,
+        worker_max_age_s: float,
+        *,
+        kafka_probe: Callable[[str, float], bool] = probe,
+    ) -> None:
+        self.reader = reader
+        self.bootstrap = bootstrap
+        self.worker_max_age_s = worker_max_age_s
+        self.kafka_probe = kafka_probe
+        self._kafka: tuple[float, bool] | None = None
+
+    async def kafka(self) -> bool | None:
+        """Whether the broker answers a metadata request (cached a few seconds); None: not checked."""
+        if self.bootstrap is None:
+            return None
+        now = time.monotonic()
+        if self._kafka is None or now - self._kafka[0] > KAFKA_PROBE_TTL_S:
+            answered = await asyncio.to_thread(self.kafka_probe, self.bootstrap, 2.0)
+            self._kafka = (now, answered)
+        return self._kafka[1]
+
+    async def check(self) -> tuple[int, dict[str, Any]]:
+        redis: dict[str, Any] = {"reachable": False}
+        workers: dict[str, dict[str, float]] = {}
+        try:
+            redis["latency_ms"] = round(await self.reader.ping(), 2)
+            redis["reachable"] = True
+            workers = await self.reader.workers(self.worker_max_age_s)
+            stream_time = await self.reader.stream_time()
+        except (RedisError, OSError) as error:
+            redis["error"] = str(error)
+            stream_time = None
+        kafka = await self.kafka()
+        lag = sum(stats.get("lag", 0.0) for stats in workers.values()) if workers else None
+        if not redis["reachable"]:
+            status = "down"
+        elif kafka is False or not workers:
+            status = "degraded"
+        else:
+            status = "ok"
+        body: dict[str, Any] = {
+            "status": status,
+            "redis": redis,
+            "kafka": {"checked": kafka is not None, "reachable": kafka},
+            "workers": len(workers),
+            "consumer_lag": None if lag is None else int(lag),
+            "as_of": None if stream_time is None else iso(stream_time),
+        }
+        return (503 if status == "down" else 200), body

@@ -1,0 +1,136 @@
+"""`/metrics` in the Prometheus text format: the workers' counters and gauges (from their stats in
+Redis, one `worker` label each) and the view's own request counts and latencies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+
+from streamer.projection.keys import BANDS
+from streamer.projection.redis_reader import ProjectionReader
+from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# (stats name, metric name without _total, help) of the workers' counters
+WORKER_COUNTERS = (
+    ("processed", "healthstream_events_processed", "Input messages taken in by the worker"),
+    ("accepted", "healthstream_events_accepted", "Events applied to account state"),
+    ("duplicates", "healthstream_events_duplicate", "Events ignored as duplicates (same event_id)"),
+    ("rejected", "healthstream_events_rejected", "Messages dead-lettered (invalid or too late)"),
+    ("rerouted", "healthstream_events_rerouted", "Messages re-published to their account's partition"),
+    ("alerts", "healthstream_alerts_raised", "Alerts raised (all rules)"),
+    ("snapshots", "healthstream_snapshots_published", "Health snapshots published"),
+    ("batches", "healthstream_batches", "Batches processed"),
+    (
+        "projection_failures",
+        "healthstream_projection_write_failures",
+        "Failed writes to the Redis projection",
+    ),
+)
+
+
+class Live(Collector):
+    """Families computed per scrape from Redis (set just before `generate_latest`)."""
+
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self.families)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
+    """Prometheus families of the workers' stats."""
+    families: list[Metric] = []
+    for name, metric, help_text in WORKER_COUNTERS:
+        family = CounterMetricFamily(metric, f"{help_text}, since the worker started", labels=["worker"])
+        for worker_id, stats in sorted(workers.items()):
+            family.add_metric([worker_id], stats.get(name, 0.0))
+        families.append(family)
+    by_rule = CounterMetricFamily(
+        "healthstream_alerts_raised_by_rule",
+        "Alerts raised per rule, since the worker started",
+        labels=["worker", "rule"],
+    )
+    lag = GaugeMetricFamily(
+        "healthstream_consumer_lag",
+        "Input messages not yet committed (all input topics)",
+        labels=["worker", "partition"],
+    )
+    latency = GaugeMetricFamily(
+        "healthstream_processing_latency_seconds",
+        "Wall time from a batch's last message being produced to its processing",
+        labels=["worker"],
+    )
+    pending = GaugeMetricFamily(
+        "healthstream_projection_pending",
+        "Values staged for the Redis projection, not yet written",
+        labels=["worker"],
+    )
+    for worker_id, stats in sorted(workers.items()):
+        for key, value in sorted(stats.items()):
+            if key.startswith(RULE_PREFIX):
+                by_rule.add_metric([worker_id, key[len(RULE_PREFIX) :]], value)
+            elif key.startswith(LAG_PREFIX):
+                lag.add_metric([worker_id, key[len(LAG_PREFIX) :]], value)
+        latency.add_metric([worker_id], stats.get("latency_s", 0.0))
+        pending.add_metric([worker_id], stats.get("projection_pending", 0.0))
+    count = GaugeMetricFamily("healthstream_workers", "Workers that reported recently")
+    count.add_metric([], len(workers))
+    return [*families, by_rule, lag, latency, pending, count]
+
+
+class Metrics:
+    """The view's registry: its own request metrics plus the live families."""
+
+    def __init__(self, reader: ProjectionReader, worker_max_age_s: float) -> None:
+        self.reader = reader
+        self.worker_max_age_s = worker_max_age_s
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "healthstream_view_requests",
+            "HTTP requests answered by the view",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "healthstream_view_request_seconds",
+            "Time the view took to answer",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.live = Live()
+        self.registry.register(self.live)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.seconds.labels(route).observe(seconds)
+
+    async def render(self) -> bytes:
+        families: list[Metric] = []
+        up = GaugeMetricFamily("healthstream_redis_up", "Whether the view could read the projection store")
+        try:
+            workers = await self.reader.workers(self.worker_max_age_s)
+            accounts = await self.reader.band_counts()
+        except (RedisError, OSError):
+            up.add_metric([], 0)
+            families.append(up)
+        else:
+            up.add_metric([], 1)
+            by_band = GaugeMetricFamily(
+                "healthstream_accounts", "Accounts in the projection by band", labels=["band"]
+            )
+            for band in BANDS:
+                by_band.add_metric([band], accounts[band])
+            families += [up, by_band, *worker_families(workers)]
+        self.live.families = families
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,167 @@
+"""Query-string parsing with clear 400 messages: unknown names, bad numbers, bad choices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+
+from streamer.core.clock import parse_month
+from streamer.core.totals import BANDS, STAGES
+from streamer.view.errors import BadRequest
+from streamer.view.queries import SORTS, AccountQuery
+
+MAX_LIMIT = 500
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+class Params:
+    """One request's query parameters (a multi-mapping, as aiohttp's `request.query`)."""
+
+    def __init__(self, query: Mapping[str, str], allowed: Iterable[str]) -> None:
+        self.query = query
+        allowed = tuple(allowed)
+        unknown = sorted(set(query) - set(allowed))
+        if unknown:
+            expected = ", ".join(allowed) if allowed else "none"
+            raise BadRequest(f"unknown query parameter {unknown[0]!r}; expected: {expected}")
+
+    def text(self, name: str) -> str | None:
+        values = self._all(name)
+        if len(values) > 1:
+            raise BadRequest(f"{name!r} given {len(values)} times; give it once")
+        if not values:
+            return None
+        value = values[0].strip()
+        if not value:
+            raise BadRequest(f"{name!r} is empty; leave it out or give a value")
+        return value
+
+    def _all(self, name: str) -> list[str]:
+        getall = getattr(self.query, "getall", None)
+        if getall is not None:
+            return list(getall(name, []))
+        value = self.query.get(name)
+        return [] if value is None else [value]
+
+    def integer(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"{name!r} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise BadRequest(f"{name!r} must be between {low} and {high}, got {value}")
+        return value
+
+    def decimal(self, name: str) -> Decimal | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise BadRequest(
+                f"{name!r} must be a decimal number such as 1000 or 99.50, got {raw!r}"
+            ) from None
+        if not value.is_finite() or value < 0:
+            raise BadRequest(f"{name!r} must be a finite number >= 0, got {raw!r}")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return False
+        if raw.lower() in TRUE:
+            return True
+        if raw.lower() in FALSE:
+            return False
+        raise BadRequest(f"{name!r} must be true or false, got {raw!r}")
+
+    def choices(self, name: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        """Comma-separated values (the parameter may also repeat); checked against `allowed`."""
+        values: list[str] = []
+        for raw in self._all(name):
+            values += [part.strip() for part in raw.split(",") if part.strip()]
+        if self._all(name) and not values:
+            raise BadRequest(f"{name!r} is empty; leave it out or give a value")
+        for value in values:
+            if allowed is not None and value not in allowed:
+                raise BadRequest(f"{name!r} must be one of {', '.join(allowed)}; got {value!r}")
+            if len(value) > 200:
+                raise BadRequest(f"{name!r} values must be at most 200 characters")
+        return tuple(dict.fromkeys(values))
+
+    def month(self, name: str) -> int | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        try:
+            return parse_month(raw)
+        except ValueError as error:
+            raise BadRequest(f"{name!r}: {error}") from None
+
+
+ACCOUNT_LIST = (
+    "band",
+    "stage",
+    "plan",
+    "renewal_within_days",
+    "min_mrr",
+    "at_risk",
+    "sort",
+    "limit",
+    "offset",
+)
+SORT_CHOICES = tuple(f"{sign}{field}" for field in SORTS for sign in ("", "-"))
+
+
+def account_query(query: Mapping[str, str]) -> AccountQuery:
+    """`GET /api/accounts` parameters."""
+    params = Params(query, ACCOUNT_LIST)
+    sort = params.text("sort") or "score"
+    if sort not in SORT_CHOICES:
+        raise BadRequest(f"'sort' must be one of {', '.join(SORT_CHOICES)}; got {sort!r}")
+    return AccountQuery(
+        bands=params.choices("band", BANDS),
+        stages=params.choices("stage", STAGES),
+        plans=params.choices("plan"),
+        renewal_within_days=params.integer("renewal_within_days", None, 0, 3650),
+        min_mrr=params.decimal("min_mrr"),
+        at_risk=params.boolean("at_risk"),
+        sort=sort.lstrip("-"),
+        descending=sort.startswith("-"),
+        limit=params.integer("limit", 50, 1, MAX_LIMIT) or 50,
+        offset=params.integer("offset", 0, 0, 1_000_000) or 0,
+    )
+
+
+def period_query(query: Mapping[str, str]) -> tuple[int, int]:
+    """`GET /api/period`: `month=YYYY-MM`, or `from` and `to` first-of-month dates."""
+    params = Params(query, ("month", "from", "to"))
+    month, start, end = params.month("month"), params.month("from"), params.month("to")
+    if month is not None:
+        if start is not None or end is not None:
+            raise BadRequest("give either 'month' or 'from' and 'to', not both")
+        return month, month + 1
+    if start is None or end is None:
+        raise BadRequest("give 'month' (YYYY-MM) or both 'from' and 'to' (first-of-month dates YYYY-MM-01)")
+    if start >= end:
+        raise BadRequest(f"'from' ({query['from']}) must be before 'to' ({query['to']})")
+    return start, end
+
+
+ALERT_LIST = ("limit", "account_id", "severity", "rule")
+SEVERITIES = ("info", "warning", "critical")
+
+
+def alert_query(query: Mapping[str, str]) -> tuple[int, str | None, tuple[str, ...], tuple[str, ...]]:
+    """`GET /api/alerts`: limit, one account, severities, rules."""
+    params = Params(query, ALERT_LIST)
+    limit = params.integer("limit", 50, 1, MAX_LIMIT) or 50
+    return limit, params.text("account_id"), params.choices("severity", SEVERITIES), params.choices("rule")
+
+
+def no_params(query: Mapping[str, str]) -> None:
+    Params(query, ())

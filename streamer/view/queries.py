@@ -1,0 +1,116 @@
+"""The account list query, pure: which sorted set answers it, and how rows are filtered.
+
+A query is answered from one sorted set (by score, MRR or renewal date; per band when it asks for
+one band; the MRR-at-risk set when it asks for accounts at risk sorted by MRR), restricted to a
+score range where the sort field is also filtered on (minimum MRR, renewal window). When that
+covers every filter, the page comes straight from Redis (`ZRANGEBYSCORE ... LIMIT` and `ZCOUNT`);
+otherwise the rows of the range are fetched and filtered here (`residual`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from streamer.core.clock import DAY
+from streamer.projection.codec import epoch_ms
+from streamer.projection.keys import Keys
+from streamer.projection.redis_reader import Range
+
+SORTS = ("score", "mrr", "renewal")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountQuery:
+    """Filters, sort and page of `GET /api/accounts`."""
+
+    bands: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    plans: tuple[str, ...] = ()
+    renewal_within_days: int | None = None
+    min_mrr: Decimal | None = None
+    at_risk: bool = False
+    sort: str = "score"
+    descending: bool = False
+    limit: int = 50
+    offset: int = 0
+
+    @property
+    def sort_label(self) -> str:
+        return f"-{self.sort}" if self.descending else self.sort
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where the answer comes from: a sorted set, a score range, and whether rows need filtering."""
+
+    key: str
+    where: Range
+    residual: bool
+
+
+def renewal_window(query: AccountQuery, now_ms: int) -> Range:
+    """Renewal dates from the portfolio's stream time to `renewal_within_days` after it."""
+    assert query.renewal_within_days is not None
+    return Range(float(now_ms), float(now_ms + query.renewal_within_days * DAY))
+
+
+def plan(query: AccountQuery, keys: Keys, now_ms: int | None) -> Plan:
+    """The cheapest sorted set and score range for the query (see the module docstring)."""
+    covered = {"sort"}
+    if query.at_risk and query.sort == "mrr":
+        key = keys.risk
+        covered.add("at_risk")
+        if len(query.bands) == 1 and query.bands[0] == "green":
+            covered.discard("at_risk")  # nothing green is at risk: filter to nothing below
+    elif len(query.bands) == 1:
+        key = keys.index(query.sort, query.bands[0])
+        covered.add("bands")
+    else:
+        key = keys.index(query.sort)
+    where = Range()
+    if query.sort == "mrr" and query.min_mrr is not None:
+        where = Range(low=float(query.min_mrr))
+        covered.add("min_mrr")
+    elif query.sort == "renewal" and query.renewal_within_days is not None and now_ms is not None:
+        where = renewal_window(query, now_ms)
+        covered.add("renewal_within_days")
+    filters = {
+        "bands": bool(query.bands),
+        "stages": bool(query.stages),
+        "plans": bool(query.plans),
+        "renewal_within_days": query.renewal_within_days is not None,
+        "min_mrr": query.min_mrr is not None,
+        "at_risk": query.at_risk,
+    }
+    residual = any(active and name not in covered for name, active in filters.items())
+    return Plan(key, where, residual)
+
+
+def matches(row: dict[str, Any], query: AccountQuery, now_ms: int | None) -> bool:
+    """Whether a list row passes every filter of the query."""
+    if query.bands and row["band"] not in query.bands:
+        return False
+    if query.stages and row["lifecycle_stage"] not in query.stages:
+        return False
+    if query.plans and row.get("plan") not in query.plans:
+        return False
+    mrr = Decimal(row["mrr"])
+    if query.min_mrr is not None and mrr < query.min_mrr:
+        return False
+    if query.at_risk and (row["band"] == "green" or mrr <= 0):
+        return False
+    if query.renewal_within_days is not None:
+        renewal = row.get("renewal_at")
+        if renewal is None or now_ms is None:
+            return False
+        window = renewal_window(query, now_ms)
+        assert window.low is not None and window.high is not None
+        if not window.low <= epoch_ms(renewal) <= window.high:
+            return False
+    return True
+
+
+def page(rows: list[dict[str, Any]], query: AccountQuery) -> list[dict[str, Any]]:
+    return rows[query.offset : query.offset + query.limit]

@@ -1,0 +1,52 @@
+"""Optional bearer token on every route but /healthz, and protective headers on every answer."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from streamer.view.errors import Unauthorized
+
+OPEN_PATHS = frozenset({"/healthz"})
+PAGE_PATHS = frozenset({"/"})  # a browser cannot send a header here: ?access_token= is accepted
+
+
+def _supplied(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    if request.path in PAGE_PATHS:
+        return request.query.get("access_token")
+    return None
+
+
+def bearer_auth(secret: str | None) -> Middleware:
+    """Refuse requests without `Authorization: Bearer <secret>` (no check when secret is None)."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if secret is not None and request.path not in OPEN_PATHS:
+            supplied = _supplied(request)
+            if supplied is None:
+                raise Unauthorized("this view needs a bearer token: send 'Authorization: Bearer <token>'")
+            if not hmac.compare_digest(supplied.encode(), secret.encode()):
+                raise Unauthorized("the bearer token is not valid")
+        return await handler(request)
+
+    return check
+
+
+@web.middleware
+async def protective_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No sniffing, no framing, no referrer (the page URL may carry a token), no caching."""
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cache-Control", "no-store")
+    headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    return response

@@ -1,0 +1,27 @@
+"""Settings of the HTTP view: where it listens and its optional bearer token (HEALTHSTREAM_VIEW_*)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ViewSettings(BaseSettings):
+    """`HEALTHSTREAM_VIEW_HOST` (127.0.0.1), `_PORT` (8000), `_TOKEN` (none: no authentication),
+    `_KAFKA_CHECK` (whether /healthz also asks the broker, default yes)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEALTHSTREAM_VIEW_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    token: SecretStr | None = None
+    kafka_check: bool = True
+    worker_max_age_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @property
+    def secret(self) -> str | None:
+        """The bearer token, None when empty or unset."""
+        value = self.token.get_secret_value() if self.token is not None else ""
+        return value or None

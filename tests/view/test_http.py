@@ -1,0 +1,426 @@
+"""The HTTP view against a real Redis holding a projection written by `RedisProjection` from a
+simulated portfolio scored by the core: every endpoint, its errors, auth, headers, outages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from projection.redis_process import RedisProcess
+from projection.scored import Scored, scored
+
+from streamer.contract.outputs import Alert, HealthSnapshot
+from streamer.core.clock import DAY
+from streamer.projection.codec import epoch_ms, summary
+from streamer.projection.redis_writer import RedisProjection, connect
+from streamer.settings import Settings
+from streamer.view import handlers
+from streamer.view.app import ROUTES, create_app
+from streamer.view.health import Health
+from streamer.view.settings import ViewSettings
+
+META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
+STATS = {"processed": 10.0, "rejected": 1.0, "alerts": 3.0, "lag": 4.0, "lag_partition.0": 4.0}
+STATS |= {"latency_s": 0.25, "alerts_rule.silence": 3.0}
+
+Make = Callable[..., "AsyncIterator[TestClient[Any, Any]]"]
+
+
+async def project(url: str, prefix: str, data: Scored) -> None:
+    writer = RedisProjection(connect(url), prefix, META, min_interval_s=0.0)
+    for snapshot in data.snapshots:
+        writer.snapshot(snapshot)
+    for alert in data.alerts:
+        writer.alert(alert)
+    for index, engine in enumerate(data.run.engines):
+        writer.partition(index, engine.periods.sums, engine.totals.sums, engine.clock.stream_time)
+    writer.worker("w-test", STATS)
+    assert await writer.drain()
+    await writer.close()
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[str, Any]:
+    return scored().run.portfolio()  # also levels the partitions' months, as the view's merge does
+
+
+@pytest.fixture
+async def projected(redis_server: RedisProcess, prefix: str, expected: dict[str, Any]) -> str:
+    await project(redis_server.url, prefix, scored())
+    return prefix
+
+
+async def start(
+    url: str, prefix: str, token: str | None = None, kafka: bool | None = None
+) -> TestClient[Any, Any]:
+    settings = Settings(redis_url=url, app_id=prefix, kafka_bootstrap="127.0.0.1:1")
+    app = create_app(settings, ViewSettings(token=token, kafka_check=False))
+    if kafka is not None:
+        health = app[handlers.HEALTH]
+        app[handlers.HEALTH] = Health(health.reader, "broker:9092", 30.0, kafka_probe=lambda *_: kafka)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def view(redis_server: RedisProcess, projected: str) -> AsyncIterator[TestClient[Any, Any]]:
+    client = await start(redis_server.url, projected)
+    yield client
+    await client.close()
+
+
+async def get(client: TestClient[Any, Any], path: str, status: int = 200, **kwargs: Any) -> Any:
+    response = await client.get(path, **kwargs)
+    body = await response.read()
+    assert response.status == status, body[:500]
+    return json.loads(body) if response.content_type == "application/json" else body.decode()
+
+
+# -- one account ---------------------------------------------------------------------------------
+
+
+async def test_an_account_is_its_last_snapshot_with_its_newest_alerts(view: TestClient[Any, Any]) -> None:
+    data = scored()
+    account_id, snapshot = max(
+        data.last.items(), key=lambda item: sum(a["account_id"] == item[0] for a in data.alerts)
+    )
+    answer = await get(view, f"/api/accounts/{account_id}")
+    alerts = answer.pop("recent_alerts")
+    assert answer == snapshot
+    HealthSnapshot.model_validate(answer)
+    own = sorted(
+        (a for a in data.alerts if a["account_id"] == account_id),
+        key=lambda a: (epoch_ms(a["raised_at"]), a["alert_id"]),
+        reverse=True,
+    )
+    assert alerts == own[:10] and alerts
+
+
+async def test_an_unknown_account_is_a_404(view: TestClient[Any, Any]) -> None:
+    body = await get(view, "/api/accounts/nobody", 404)
+    assert body == {"error": "no account 'nobody' in the projection"}
+
+
+# -- the account list ----------------------------------------------------------------------------
+
+
+def reference(query: dict[str, str], data: Scored) -> tuple[int, list[str]]:
+    """What /api/accounts must answer, computed the slow obvious way."""
+    rows = [summary(snapshot) for snapshot in data.last.values()]
+    now = max(engine.clock.stream_time for engine in data.run.engines)
+    if "band" in query:
+        rows = [r for r in rows if r["band"] in query["band"].split(",")]
+    if "stage" in query:
+        rows = [r for r in rows if r["lifecycle_stage"] in query["stage"].split(",")]
+    if "plan" in query:
+        rows = [r for r in rows if r["plan"] in query["plan"].split(",")]
+    if "min_mrr" in query:
+        rows = [r for r in rows if Decimal(r["mrr"]) >= Decimal(query["min_mrr"])]
+    if query.get("at_risk") == "true":
+        rows = [r for r in rows if r["band"] != "green" and Decimal(r["mrr"]) > 0]
+    if "renewal_within_days" in query:
+        end = now + int(query["renewal_within_days"]) * DAY
+        rows = [r for r in rows if r["renewal_at"] and now <= epoch_ms(r["renewal_at"]) <= end]
+    sort = query.get("sort", "score")
+    field = sort.lstrip("-")
+    if field == "renewal":
+        rows = [r for r in rows if r["renewal_at"]]
+
+    def value(r: dict[str, Any]) -> float:
+        if field == "score":
+            return float(r["score"])
+        return float(Decimal(r["mrr"])) if field == "mrr" else float(epoch_ms(r["renewal_at"]))
+
+    rows.sort(key=lambda r: (value(r), r["account_id"]), reverse=sort.startswith("-"))
+    offset, limit = int(query.get("offset", 0)), int(query.get("limit", 50))
+    return len(rows), [r["account_id"] for r in rows[offset : offset + limit]]
+
+
+LIST_QUERIES = [
+    {},
+    {"limit": "5"},
+    {"sort": "-score", "limit": "7", "offset": "3"},
+    {"band": "yellow"},
+    {"band": "red,yellow", "sort": "-mrr"},
+    {"at_risk": "true", "sort": "-mrr"},
+    {"at_risk": "true", "sort": "score"},
+    {"sort": "mrr", "min_mrr": "100"},
+    {"sort": "-mrr", "min_mrr": "1000", "limit": "3"},
+    {"min_mrr": "500", "stage": "adopted,renewal"},
+    {"sort": "renewal"},
+    {"sort": "renewal", "renewal_within_days": "365"},
+    {"band": "green", "sort": "renewal", "renewal_within_days": "200"},
+    {"renewal_within_days": "400", "sort": "-score"},
+    {"plan": "team,enterprise", "sort": "-mrr"},
+    {"band": "green", "at_risk": "true", "sort": "mrr"},
+    {"offset": "1000"},
+]
+
+
+@pytest.mark.parametrize(
+    "query", LIST_QUERIES, ids=lambda q: "&".join(f"{k}={v}" for k, v in q.items()) or "default"
+)
+async def test_account_list_matches_the_obvious_answer(
+    view: TestClient[Any, Any], query: dict[str, str]
+) -> None:
+    answer = await get(view, "/api/accounts", params=query)
+    total, ids = reference(query, scored())
+    assert (answer["total"], [row["account_id"] for row in answer["items"]]) == (total, ids)
+    assert answer["sort"] == query.get("sort", "score") and answer["as_of"] == "2024-03-31T22:31:00Z"
+    for row in answer["items"]:
+        assert row == summary(scored().last[row["account_id"]])
+
+
+async def test_list_rows_are_the_summaries_and_cover_all_accounts(view: TestClient[Any, Any]) -> None:
+    answer = await get(view, "/api/accounts", params={"limit": "500"})
+    assert answer["total"] == len(scored().last) == len(answer["items"])
+
+
+# -- portfolio -----------------------------------------------------------------------------------
+
+
+async def test_portfolio_months_and_periods_equal_portfolio_json(
+    view: TestClient[Any, Any], expected: dict[str, Any]
+) -> None:
+    now = await get(view, "/api/portfolio")
+    assert now == {"currency": "USD", "as_of": "2024-03-31T22:31:00Z", "current": expected["current"]}
+    months = await get(view, "/api/months")
+    assert months["months"] == expected["months"]
+    last = expected["months"][-1]
+    period = await get(view, "/api/period", params={"month": last["month"]})
+    assert {k: period[k] for k in last} == last
+    quarter = await get(view, "/api/period", params={"from": "2024-01-01", "to": "2024-04-01"})
+    assert quarter["months"] == 3 and quarter["from"] == "2024-01-01" and quarter["to"] == "2024-04-01"
+    assert set(quarter) >= set(last) - {"month"}
+
+
+async def test_a_period_outside_the_kept_history_is_a_400(view: TestClient[Any, Any]) -> None:
+    body = await get(view, "/api/period", 400, params={"month": "1999-01"})
+    assert body["error"].startswith("period 1999-01-01..1999-02-01 is outside the kept history")
+
+
+# -- alerts --------------------------------------------------------------------------------------
+
+
+async def test_recent_alerts_newest_first(view: TestClient[Any, Any]) -> None:
+    alerts = scored().alerts
+    newest = sorted(alerts, key=lambda a: (epoch_ms(a["raised_at"]), a["alert_id"]), reverse=True)
+    answer = await get(view, "/api/alerts", params={"limit": "25"})
+    assert answer["items"] == newest[:25]
+    for alert in answer["items"]:
+        Alert.model_validate(alert)
+    critical = await get(view, "/api/alerts", params={"severity": "critical", "limit": "500"})
+    assert critical["items"] == [a for a in newest if a["severity"] == "critical"]
+
+
+# -- errors: 4xx with a message, never a 500 ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/api/accounts?band=purple", 400, "'band' must be one of green, yellow, red; got 'purple'"),
+        ("/api/accounts?limit=-1", 400, "'limit' must be between 1 and 500, got -1"),
+        ("/api/accounts?sort=name", 400, "'sort' must be one of score, -score"),
+        ("/api/accounts?lmit=5", 400, "unknown query parameter 'lmit'"),
+        ("/api/period?month=2024-3-15", 400, "'month': expected a month 'YYYY-MM' or a first-of-month date"),
+        ("/api/portfolio?x=1", 400, "unknown query parameter 'x'; expected: none"),
+        ("/api/nothing", 404, "Not Found: GET /api/nothing"),
+    ],
+)
+async def test_bad_requests_get_a_clear_message(
+    view: TestClient[Any, Any], path: str, status: int, message: str
+) -> None:
+    body = await get(view, path, status)
+    assert body["error"].startswith(message), body
+
+
+async def test_the_view_is_read_only(view: TestClient[Any, Any]) -> None:
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        response = await view.request(method, "/api/accounts")
+        assert response.status == 405
+        assert (await response.json())["error"].startswith("Method Not Allowed")
+
+
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+NAMES = st.sampled_from(["band", "stage", "plan", "renewal_within_days", "min_mrr", "at_risk", "sort"])
+NAMES |= st.sampled_from(["limit", "offset", "month", "from", "to", "severity", "rule", "account_id"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(["/api/accounts", "/api/period", "/api/alerts", "/api/portfolio", "/api/months"]),
+    query=st.lists(st.tuples(NAMES | TEXT, TEXT | st.integers(-5, 5000).map(str)), max_size=4),
+)
+async def test_no_query_string_makes_a_500(
+    view: TestClient[Any, Any], path: str, query: list[tuple[str, str]]
+) -> None:
+    response = await view.get(path, params=query)
+    assert response.status in (200, 400), await response.text()
+    body = await response.json()
+    assert response.status == 200 or body["error"]
+
+
+# -- security ------------------------------------------------------------------------------------
+
+
+async def test_a_token_guards_every_route_but_healthz(redis_server: RedisProcess, projected: str) -> None:
+    client = await start(redis_server.url, projected, token="s3cret")
+    try:
+        for path, _ in ROUTES:
+            concrete = path.replace("{account_id}", "acct-0001").replace("/period", "/period?month=2024-03")
+            response = await client.get(concrete)
+            if path == "/healthz":
+                assert response.status == 200
+                continue
+            assert response.status == 401, path
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            wrong = await client.get(concrete, headers={"Authorization": "Bearer nope"})
+            assert wrong.status == 401 and (await wrong.json())["error"] == "the bearer token is not valid"
+            right = await client.get(concrete, headers={"Authorization": "Bearer s3cret"})
+            assert right.status == 200, (path, await right.text())
+        page = await client.get("/", params={"access_token": "s3cret"})
+        assert page.status == 200
+        api = await client.get("/api/portfolio", params={"access_token": "s3cret"})
+        assert api.status == 401  # the query form is for the page only
+    finally:
+        await client.close()
+
+
+async def test_protective_headers(view: TestClient[Any, Any]) -> None:
+    page = await view.get("/")
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "'unsafe-inline'" not in csp
+    assert "connect-src 'self'" in csp
+    api = await view.get("/api/portfolio")
+    for response in (page, api):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def static_text(name: str) -> str:
+    return (resources.files("streamer.view") / "static" / name).read_text()
+
+
+def test_the_page_puts_no_string_into_html_and_loads_nothing_external() -> None:
+    js = static_text("dashboard.js")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in js, sink
+    for name in ("index.html", "dashboard.css", "dashboard.js"):
+        text = static_text(name)
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text, (
+            name
+        )
+
+
+async def test_the_page_is_self_contained(view: TestClient[Any, Any]) -> None:
+    html = await get(view, "/")
+    assert "<!--SCRIPT-->" not in html and "<!--STYLE-->" not in html
+    assert " src=" not in html and "<link" not in html
+
+
+# -- health and metrics --------------------------------------------------------------------------
+
+
+async def test_healthz_reports_redis_workers_and_lag(redis_server: RedisProcess, projected: str) -> None:
+    client = await start(redis_server.url, projected, kafka=True)
+    try:
+        body = await get(client, "/healthz")
+        assert body["status"] == "ok" and body["redis"]["reachable"] and body["kafka"]["reachable"]
+        assert body["workers"] == 1 and body["consumer_lag"] == 4
+        assert body["as_of"] == "2024-03-31T22:31:00Z"
+    finally:
+        await client.close()
+    client = await start(redis_server.url, projected, kafka=False)
+    try:
+        assert (await get(client, "/healthz"))["status"] == "degraded"
+    finally:
+        await client.close()
+
+
+async def test_metrics_in_prometheus_format(view: TestClient[Any, Any]) -> None:
+    await get(view, "/api/portfolio")
+    text = await get(view, "/metrics")
+    lines = set(text.splitlines())
+    assert 'healthstream_events_processed_total{worker="w-test"} 10.0' in lines
+    assert 'healthstream_events_rejected_total{worker="w-test"} 1.0' in lines
+    assert 'healthstream_alerts_raised_total{worker="w-test"} 3.0' in lines
+    assert 'healthstream_alerts_raised_by_rule_total{rule="silence",worker="w-test"} 3.0' in lines
+    assert 'healthstream_consumer_lag{partition="0",worker="w-test"} 4.0' in lines
+    assert 'healthstream_processing_latency_seconds{worker="w-test"} 0.25' in lines
+    assert "healthstream_redis_up 1.0" in lines and "healthstream_workers 1.0" in lines
+    counts = scored().run.portfolio()["current"]["accounts_by_band"]
+    assert f'healthstream_accounts{{band="red"}} {float(counts["red"])}' in lines
+    assert any(
+        line.startswith('healthstream_view_requests_total{route="/api/portfolio",status="200"}')
+        for line in lines
+    )
+
+
+async def test_redis_down_is_a_503_and_metrics_still_answer(tmp_path: Path, prefix: str) -> None:
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    await project(server.url, prefix, scored())
+    client = await start(server.url, prefix)
+    try:
+        assert (await get(client, "/api/portfolio"))["current"]["accounts"] == 30
+        server.stop()
+        body = await get(client, "/api/portfolio", 503)
+        assert body["error"].startswith("the projection store (Redis) is unreachable")
+        health = await get(client, "/healthz", 503)
+        assert health["status"] == "down" and not health["redis"]["reachable"]
+        assert "healthstream_redis_up 0.0" in (await get(client, "/metrics")).splitlines()
+        server.start()  # empty again: the workers re-stage (see tests/projection/test_resync.py)
+        await project(server.url, prefix, scored())
+        assert (await get(client, "/api/portfolio"))["current"]["accounts"] == 30  # a view keeps no state
+    finally:
+        await client.close()
+        server.stop()
+
+
+# -- the OpenAPI document ------------------------------------------------------------------------
+
+
+def openapi() -> dict[str, Any]:
+    return dict(json.loads((resources.files("streamer.view") / "openapi.json").read_text()))
+
+
+async def test_every_route_is_documented_and_served(view: TestClient[Any, Any]) -> None:
+    document = await get(view, "/openapi.json")
+    assert document == openapi() and document["openapi"].startswith("3.1")
+    routes = {
+        (route.method.lower(), route.resource.canonical)
+        for route in view.server.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    documented = {(method, path) for path, item in document["paths"].items() for method in item}
+    assert routes == documented
+
+
+def test_documented_output_records_are_the_contract_models() -> None:
+    schemas = openapi()["components"]["schemas"]
+    for model in (HealthSnapshot, Alert):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            assert schemas[name] == definition, name
+        assert schemas[model.__name__] == schema, model.__name__
+
+
+def test_documented_parameters_are_the_ones_accepted() -> None:
+    from streamer.view.params import ACCOUNT_LIST, ALERT_LIST
+
+    paths = openapi()["paths"]
+    names = lambda path: {p["name"] for p in paths[path]["get"].get("parameters", []) if p["in"] == "query"}  # noqa: E731
+    assert names("/api/accounts") == set(ACCOUNT_LIST)
+    assert names("/api/alerts") == set(ALERT_LIST)
+    assert names("/api/period") == {"month", "from", "to"}

@@ -1,0 +1,119 @@
+"""Query parameters: every mistake is a 400 with a message that says what to fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from multidict import MultiDict
+
+from streamer.core.clock import parse_month
+from streamer.view.errors import BadRequest
+from streamer.view.params import account_query, alert_query, no_params, period_query
+
+
+def q(**values: str) -> MultiDict[str]:
+    return MultiDict(values)
+
+
+def test_account_list_defaults() -> None:
+    query = account_query(q())
+    assert (query.sort, query.descending, query.limit, query.offset) == ("score", False, 50, 0)
+    assert query.bands == () and query.min_mrr is None and not query.at_risk
+
+
+def test_account_list_parses_every_filter() -> None:
+    query = account_query(
+        q(
+            band="red, yellow",
+            stage="renewal",
+            plan="enterprise,team",
+            renewal_within_days="60",
+            min_mrr="999.50",
+            at_risk="true",
+            sort="-mrr",
+            limit="10",
+            offset="20",
+        )
+    )
+    assert query.bands == ("red", "yellow") and query.stages == ("renewal",)
+    assert query.plans == ("enterprise", "team")
+    assert query.renewal_within_days == 60 and query.min_mrr == Decimal("999.50") and query.at_risk
+    assert (query.sort, query.descending, query.limit, query.offset) == ("mrr", True, 10, 20)
+
+
+def test_repeated_list_parameters_add_up() -> None:
+    assert account_query(MultiDict([("band", "red"), ("band", "yellow")])).bands == ("red", "yellow")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"band": "purple"}, "'band' must be one of green, yellow, red; got 'purple'"),
+        ({"stage": "trial"}, "'stage' must be one of onboarding, adopted, renewal, churned; got 'trial'"),
+        ({"limit": "0"}, "'limit' must be between 1 and 500, got 0"),
+        ({"limit": "lots"}, "'limit' must be an integer, got 'lots'"),
+        ({"offset": "-1"}, "'offset' must be between 0 and 1000000, got -1"),
+        ({"min_mrr": "abc"}, "'min_mrr' must be a decimal number such as 1000 or 99.50, got 'abc'"),
+        ({"min_mrr": "-5"}, "'min_mrr' must be a finite number >= 0, got '-5'"),
+        ({"min_mrr": "NaN"}, "'min_mrr' must be a finite number >= 0, got 'NaN'"),
+        ({"renewal_within_days": "1e3"}, "'renewal_within_days' must be an integer, got '1e3'"),
+        ({"at_risk": "maybe"}, "'at_risk' must be true or false, got 'maybe'"),
+        ({"sort": "name"}, "'sort' must be one of score, -score, mrr, -mrr, renewal, -renewal; got 'name'"),
+        ({"colour": "red"}, "unknown query parameter 'colour'; expected: band, stage, plan"),
+        ({"band": ""}, "'band' is empty"),
+        ({"limit": ""}, "'limit' is empty"),
+    ],
+)
+def test_bad_account_list_parameters(values: dict[str, str], message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        account_query(q(**values))
+    assert caught.value.message.startswith(message)
+
+
+def test_a_parameter_given_twice_is_refused() -> None:
+    with pytest.raises(BadRequest, match="'limit' given 2 times"):
+        account_query(MultiDict([("limit", "1"), ("limit", "2")]))
+
+
+def test_period_by_month_or_by_dates() -> None:
+    march = parse_month("2024-03")
+    assert period_query(q(month="2024-03")) == (march, march + 1)
+    assert period_query(q(**{"from": "2024-01-01", "to": "2024-04-01"})) == (march - 2, march + 1)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "give 'month' (YYYY-MM) or both 'from' and 'to'"),
+        ({"from": "2024-01-01"}, "give 'month' (YYYY-MM) or both 'from' and 'to'"),
+        ({"month": "2024-13"}, "'month': month 13 in '2024-13' is not 1..12"),
+        ({"month": "March"}, "'month': expected a month 'YYYY-MM'"),
+        (
+            {"from": "2024-01-15", "to": "2024-03-01"},
+            "'from': expected a month 'YYYY-MM' or a first-of-month",
+        ),
+        ({"from": "2024-03-01", "to": "2024-01-01"}, "'from' (2024-03-01) must be before 'to' (2024-01-01)"),
+        ({"month": "2024-03", "from": "2024-01-01"}, "give either 'month' or 'from' and 'to', not both"),
+    ],
+)
+def test_bad_periods(values: dict[str, str], message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        period_query(q(**values))
+    assert caught.value.message.startswith(message)
+
+
+def test_alert_parameters() -> None:
+    assert alert_query(q(limit="5", severity="critical,warning", account_id="a-1")) == (
+        5,
+        "a-1",
+        ("critical", "warning"),
+        (),
+    )
+    with pytest.raises(BadRequest, match="'severity' must be one of info, warning, critical"):
+        alert_query(q(severity="fatal"))
+
+
+def test_routes_without_parameters_refuse_any() -> None:
+    with pytest.raises(BadRequest, match="unknown query parameter 'x'; expected: none"):
+        no_params(q(x="1"))

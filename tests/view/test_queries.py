@@ -1,0 +1,83 @@
+"""Which sorted set answers an account list query, and the row filter (pure)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from streamer.core.clock import DAY
+from streamer.projection.keys import Keys
+from streamer.projection.redis_reader import Range
+from streamer.view.queries import AccountQuery, matches, page, plan
+
+KEYS = Keys("p")
+NOW = 1_700_000_000_000
+
+
+def test_lowest_scores_come_straight_from_the_score_index() -> None:
+    how = plan(AccountQuery(limit=50), KEYS, NOW)
+    assert (how.key, how.where, how.residual) == ("p:by:score", Range(), False)
+
+
+def test_one_band_uses_that_bands_index() -> None:
+    how = plan(AccountQuery(bands=("red",), sort="renewal", renewal_within_days=60), KEYS, NOW)
+    assert how.key == "p:band:red:renewal"
+    assert how.where == Range(float(NOW), float(NOW + 60 * DAY))
+    assert not how.residual
+
+
+def test_mrr_at_risk_uses_the_risk_index_with_the_minimum_as_range() -> None:
+    how = plan(AccountQuery(at_risk=True, sort="mrr", descending=True, min_mrr=Decimal(500)), KEYS, NOW)
+    assert (how.key, how.where, how.residual) == ("p:by:risk", Range(low=500.0), False)
+
+
+def test_filters_the_index_does_not_cover_are_residual() -> None:
+    assert plan(AccountQuery(bands=("red", "yellow")), KEYS, NOW).residual
+    assert plan(AccountQuery(stages=("renewal",)), KEYS, NOW).residual
+    assert plan(AccountQuery(at_risk=True, sort="score"), KEYS, NOW).residual
+    assert plan(AccountQuery(min_mrr=Decimal(1), sort="score"), KEYS, NOW).residual
+    assert plan(AccountQuery(at_risk=True, sort="mrr", bands=("green",)), KEYS, NOW).residual
+
+
+def test_renewal_window_without_any_stream_time_is_residual() -> None:
+    how = plan(AccountQuery(sort="renewal", renewal_within_days=30), KEYS, None)
+    assert how.residual and how.where == Range()
+
+
+def row(**changes: Any) -> dict[str, Any]:
+    base = {
+        "account_id": "a",
+        "band": "red",
+        "lifecycle_stage": "renewal",
+        "plan": "team",
+        "mrr": "120.00",
+        "renewal_at": "2023-11-20T00:00:00Z",  # 5.9 days after NOW
+    }
+    return {**base, **changes}
+
+
+def test_matches_every_filter() -> None:
+    query = AccountQuery(
+        bands=("red",),
+        stages=("renewal",),
+        plans=("team",),
+        min_mrr=Decimal("120.00"),
+        at_risk=True,
+        renewal_within_days=7,
+    )
+    assert matches(row(), query, NOW)
+    assert not matches(row(band="yellow"), query, NOW)
+    assert not matches(row(lifecycle_stage="adopted"), query, NOW)
+    assert not matches(row(plan=None), query, NOW)
+    assert not matches(row(mrr="119.99"), query, NOW)
+    assert not matches(row(renewal_at=None), query, NOW)
+    assert not matches(row(renewal_at="2023-12-20T00:00:00Z"), query, NOW)
+    assert not matches(row(renewal_at="2023-11-01T00:00:00Z"), query, NOW)  # already past
+    assert not matches(row(), query, None)
+    assert not matches(row(band="green"), AccountQuery(at_risk=True), NOW)
+    assert not matches(row(mrr="0.00"), AccountQuery(at_risk=True), NOW)
+
+
+def test_page_slices_rows() -> None:
+    rows = [{"account_id": str(i)} for i in range(10)]
+    assert page(rows, AccountQuery(offset=8, limit=5)) == rows[8:]
