@@ -21,7 +21,7 @@ from streamer.backtest.tuning import (
     split_months,
 )
 from streamer.core.clock import DAY
-from streamer.core.config import ScoreConfig
+from streamer.core.config import COMPONENTS, ScoreConfig
 
 HORIZONS = (30, 60)  # days: "churns within 30 / 60 days of the month start"
 TUNE_HORIZON = 60
@@ -70,12 +70,33 @@ class MonthAuc:
 
 
 @dataclass(frozen=True)
+class ComponentSignal:
+    """How well one component alone ranks churners, over the samples where it has data."""
+
+    name: str
+    coverage: float  # share of samples with data for it
+    auc: float | None
+
+
+@dataclass(frozen=True)
 class HorizonResult:
     labelled: Labelled
     pooled_auc: float | None
     months: list[MonthAuc]
     bands: dict[str, BandRate]
     red_green: float | None
+    components: list[ComponentSignal]
+
+
+def component_signals(labelled: Labelled) -> list[ComponentSignal]:
+    signals: list[ComponentSignal] = []
+    for index, name in enumerate(COMPONENTS):
+        values = [s.components[index] for s in labelled.samples]
+        present = np.array([value is not None for value in values], dtype=bool)
+        scores = np.array([value for value in values if value is not None], dtype=np.float64)
+        coverage = float(present.mean()) if len(values) else 0.0
+        signals.append(ComponentSignal(name, coverage, roc_auc(-scores, labelled.churned[present])))
+    return signals
 
 
 def horizon_result(labelled: Labelled) -> HorizonResult:
@@ -91,7 +112,14 @@ def horizon_result(labelled: Labelled) -> HorizonResult:
         for at in sorted(set(ats.tolist()))
     ]
     bands = churn_by_band([s.band for s in labelled.samples], labelled.churned.tolist())
-    return HorizonResult(labelled, roc_auc(-scores, labelled.churned), months, bands, band_ratio(bands))
+    return HorizonResult(
+        labelled,
+        roc_auc(-scores, labelled.churned),
+        months,
+        bands,
+        band_ratio(bands),
+        component_signals(labelled),
+    )
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,16 @@ def render(result: Backtest, source: str) -> str:
         ]
     )
     parts.append(table(["month start", "paying", "churn 30d", "AUC 30d", "churn 60d", "AUC 60d"], rows))
+    parts += ["", "Each component alone (pooled; over the samples where it has data)"]
+    parts.append(
+        table(
+            ["component", "with data", "AUC 30d", "AUC 60d"],
+            [
+                [c30.name, _pct(c60.coverage), _num(c30.auc), _num(c60.auc)]
+                for c30, c60 in zip(h30.components, h60.components, strict=True)
+            ],
+        )
+    )
     parts += ["", "Churn rate by band (pooled over month starts)"]
     parts.append(
         table(
@@ -198,6 +208,7 @@ def to_json(result: Backtest) -> dict[str, Any]:
                     for b, r in h.bands.items()
                 },
                 "red_green_ratio": _finite(h.red_green),
+                "components": {c.name: {"coverage": c.coverage, "auc": c.auc} for c in h.components},
             }
             for days, h in result.horizons.items()
         },

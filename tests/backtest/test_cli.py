@@ -52,6 +52,7 @@ def test_backtest_reports_auc_churn_by_band_and_alerts(events: Path, tmp_path: P
     for heading in (
         "ROC AUC of the score",
         "pooled",
+        "Each component alone",
         "Churn rate by band",
         "red/green churn ratio",
         "all at-risk",
@@ -68,6 +69,9 @@ def test_backtest_reports_auc_churn_by_band_and_alerts(events: Path, tmp_path: P
         assert sum(month["samples"] for month in horizon["by_month"]) == horizon["samples"]
         assert sum(month["churned"] for month in horizon["by_month"]) == horizon["churned"] > 0
     assert len(data["horizons"]["30"]["by_month"]) == len(data["month_starts"])
+    components = data["horizons"]["60"]["components"]
+    assert set(components) == set(COMPONENTS)
+    assert components["financial"]["coverage"] == 1.0  # every paying account has subscriptions
     bands = data["horizons"]["60"]["bands"]
     assert bands["green"]["rate"] < bands["yellow"]["rate"]
     overall = data["alerts"][0]
