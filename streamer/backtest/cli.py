@@ -25,7 +25,17 @@ def _base_data(path: Path | None) -> dict[str, Any]:
     return tomllib.loads(path.read_text()) if path is not None else {}
 
 
-@click.command("backtest")
+EXAMPLES = """\b
+Examples:
+  streamer backtest events.jsonl.gz --plots out/plots
+  streamer backtest events.jsonl.gz --config score.toml --json out/figures.json
+  streamer backtest events.jsonl.gz --tune --write-config tuned.toml
+  streamer offline events.jsonl.gz --out out/scored --sort --config tuned.toml
+
+See docs/backtest.md for the definitions and the figures measured on simulated data."""
+
+
+@click.command("backtest", epilog=EXAMPLES)
 @click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--config",
