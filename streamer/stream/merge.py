@@ -51,13 +51,23 @@ class PartitionMerge(Generic[Item]):
 
     def watermark(self, idle: Callable[[str], bool]) -> int:
         """Event time up to which nothing older can still arrive (from the live topics)."""
-        live = [self.latest.get(topic, NEVER) for topic in self.topics if not idle(topic)]
-        return min(live) if live else 1 << 62
+        return self._frontier(idle)[0]
+
+    def _frontier(self, idle: Callable[[str], bool]) -> tuple[int, int]:
+        """(watermark, lowest index of a live topic whose newest event is at the watermark).
+
+        That topic may still deliver more events at the watermark time, which sort before the
+        items of higher-indexed topics at that time: those must wait.
+        """
+        live = [
+            (self.latest.get(topic, NEVER), self._index[topic]) for topic in self.topics if not idle(topic)
+        ]
+        return min(live) if live else (1 << 62, len(self.topics))
 
     def release(self, idle: Callable[[str], bool]) -> list[Item]:
-        """Items at or below the watermark, oldest first."""
-        limit = self.watermark(idle)
+        """Items that nothing still to come can precede, in (event time, topic, offset) order."""
+        limit, topic_index = self._frontier(idle)
         heap, ready = self._heap, []
-        while heap and heap[0].at <= limit:
+        while heap and (heap[0].at < limit or (heap[0].at == limit and heap[0].topic_index <= topic_index)):
             ready.append(heapq.heappop(heap).item)
         return ready
