@@ -1,12 +1,12 @@
 """The Redis projection a worker writes: staged per batch, coalesced, written in the background.
 
-`flush()` never waits on Redis: when a write is due (at most every `min_interval_s`) it hands
-what was staged to a background task and returns. A write that fails puts its data back under
-what was staged meanwhile (newer values win) and the next attempt waits a backoff that doubles
-up to `max_backoff_s`, so a worker keeps processing while Redis is down and the projection
-catches up when it returns. Every write is an idempotent Lua script that refuses to go back in
-time (an older `as_of` or stream time never overwrites a newer one), so replays and recovered
-workers write the same values.
+`flush()` never waits on Redis: when a write is due it starts a background task that writes what
+was staged, and keeps writing what gets staged meanwhile, at most every `min_interval_s`. A write
+that fails puts its data back under what was staged meanwhile (newer values win) and the next
+attempt waits a backoff that doubles up to `max_backoff_s`, so a worker keeps processing while
+Redis is down and the projection catches up when it returns. Every write is an idempotent Lua
+script that refuses to go back in time (an older `as_of` or stream time never overwrites a newer
+one), so replays and recovered workers write the same values.
 
 When Redis answers without the projection's `meta` key, its data was lost (a restart without
 persistence, a flush) or never written: `lost` is then set, and the worker re-stages the full
@@ -16,6 +16,7 @@ state of its partitions (see `streamer.projection.resync`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -81,6 +82,7 @@ class RedisProjection:
         self.failing = 0  # failed writes in a row
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # cuts the pause between writes short (drain)
         self._next_write = 0.0
         self._down_since: float | None = None
         self._scripts = {
@@ -112,8 +114,7 @@ class RedisProjection:
             return
         if not self.staged or self.clock() < self._next_write:
             return
-        batch, self.staged = self.staged, Staged()
-        self._task = asyncio.create_task(self._write(batch))
+        self._task = asyncio.create_task(self._writing())
 
     # -- draining (shutdown, tests) --------------------------------------------------------------
 
@@ -127,6 +128,8 @@ class RedisProjection:
         deadline = self.clock() + timeout_s
         while self.clock() < deadline:
             if self._task is not None and not self._task.done():
+                self._next_write = 0.0
+                self._wake.set()
                 await asyncio.wait({self._task}, timeout=max(0.0, deadline - self.clock()))
                 continue
             if not self.staged:
@@ -148,7 +151,20 @@ class RedisProjection:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    async def _write(self, batch: Staged) -> None:
+    async def _writing(self) -> None:
+        """Write what is staged, and again every `min_interval_s` while more is staged meanwhile;
+        after a failure, stop (the next `flush` after the backoff tries again)."""
+        while self.staged:
+            batch, self.staged = self.staged, Staged()
+            if not await self._write(batch):
+                return
+            delay = self._next_write - self.clock()
+            if delay > 0 and self.staged:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _write(self, batch: Staged) -> bool:
         started = self.clock()
         try:
             await self._send(batch)
@@ -166,7 +182,7 @@ class RedisProjection:
                     "projection store unreachable; staging until it returns",
                     extra={"error": self.last_error, "staged": len(batch)},
                 )
-            return
+            return False
         if self._down_since is not None:
             log.info(
                 "projection store back; caught up",
@@ -177,6 +193,7 @@ class RedisProjection:
         self.written += len(batch)
         self.failing = 0
         self._next_write = self.clock() + self.min_interval_s
+        return True
 
     async def _send(self, batch: Staged) -> None:
         keys = self.keys

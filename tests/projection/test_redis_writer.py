@@ -177,6 +177,8 @@ async def test_flush_coalesces_and_never_waits_for_redis(redis_server: RedisProc
     try:
         writer.snapshot(snapshot(as_of="2024-03-01T00:00:00Z"))
         await writer.flush()  # starts the first write in the background
+        await asyncio.sleep(0.2)
+        assert writer.writes == 1
         for day in range(2, 9):
             writer.snapshot(snapshot(as_of=f"2024-03-0{day}T00:00:00Z"))
             await writer.flush()  # not due: staged and coalesced
