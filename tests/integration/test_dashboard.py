@@ -1,0 +1,273 @@
+"""The dashboard in real headless Chromium against the running stack: the numbers it shows are the
+API's, strings from the data are shown as text (never HTML), a token works from the page URL,
+and it renders to a screenshot. The DOM is read after the page's fetches with `--dump-dom`."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_view import Deployment, Live, shared_live
+
+from streamer.local.stack import StackInfo
+from streamer.local.tools import ensure_command
+from streamer.projection.redis_writer import RedisProjection, connect
+
+pytestmark = pytest.mark.integration
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@pytest.fixture(scope="session")
+def live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Live:
+    return shared_live(stack, tmp_path_factory, pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    return shutil.which("chromium") or ensure_command("chromium", "chromium")
+
+
+def browse(chromium: str, url: str, *extra: str) -> str:
+    """The page's DOM once its fetches are done (virtual time lets the timers and fetches run).
+
+    Each run gets a fresh profile in a short path (Chromium's singleton socket must fit a Unix
+    socket path, which pytest's tmp_path may not).
+    """
+    with tempfile.TemporaryDirectory(prefix="hs-chromium-") as profile:
+        return _browse(chromium, url, Path(profile), *extra)
+
+
+def _browse(chromium: str, url: str, profile: Path, *extra: str) -> str:
+    argv = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=8000",
+        *(extra or ("--dump-dom",)),
+        url,
+    ]
+    done = subprocess.run(argv, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    html = done.stdout.decode()
+    assert extra or "<body" in html, (
+        f"no page from {url}: {html[:300]!r}\n{done.stderr.decode(errors='replace')[-2000:]}"
+    )
+    return html
+
+
+# -- reading the DOM -------------------------------------------------------------------------------
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Element] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts).strip()
+
+    def find(self, tag: str | None = None, **attrs: str) -> list[Element]:
+        found = []
+        for child in self.children:
+            wanted = tag is None or child.tag == tag
+            if wanted and all(child.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items()):
+                found.append(child)
+            found += child.find(tag, **attrs)
+        return found
+
+    def by_id(self, element_id: str) -> Element:
+        found = self.find(id=element_id)
+        assert len(found) == 1, f"#{element_id}: {len(found)} elements"
+        return found[0]
+
+
+class DomParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, {name: value or "" for name, value in attrs})
+        self.stack[-1].children.append(element)
+        if tag not in VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self.stack) - 1, 0, -1):
+            if self.stack[depth].tag == tag:
+                for closed in reversed(self.stack[depth:]):
+                    self.stack.pop()
+                    self.stack[-1].parts.append("".join(closed.parts))
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].parts.append(data)
+
+
+def parse(html: str) -> Element:
+    parser = DomParser()
+    parser.feed(html)
+    parser.close()
+    return parser.root
+
+
+def number(text: str) -> Decimal:
+    return Decimal(re.sub(r"[^0-9.\-]", "", text))
+
+
+def fixed(value: float | None, digits: int) -> str:
+    return "\u2013" if value is None else f"{value:.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    return "\u2013" if value is None else f"{100 * value:.1f}%"
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+def test_the_dashboard_shows_the_apis_numbers(live: Live, chromium: str, tmp_path: Path) -> None:
+    view = live.deployment
+    dom = parse(browse(chromium, view.url + "/"))
+    body = dom.find("body")[0]
+    assert body.attrs.get("data-loaded") == "true", dom.by_id("error").text
+
+    portfolio = view.get("/api/portfolio")
+    now = portfolio["current"]
+    assert dom.by_id("as-of").attrs["data-value"] == portfolio["as_of"]
+    assert dom.by_id("currency").text == portfolio["currency"]
+    for element_id, value in [("kpi-mrr", now["mrr"]), ("kpi-arr", now["arr"]), ("kpi-arpa", now["arpa"])]:
+        assert number(dom.by_id(element_id).text) == Decimal(value), element_id
+    assert dom.by_id("kpi-paying").text == f"{now['paying_accounts']} / {now['accounts']}"
+    assert dom.by_id("kpi-nps").text == fixed(now["nps"], 1)
+    assert dom.by_id("kpi-csat").text == fixed(now["csat"], 1)
+    assert dom.by_id("kpi-ces").text == fixed(now["ces"], 2)
+    assert dom.by_id("kpi-art").text == fixed(now["art_hours_90d"], 1)
+    assert dom.by_id("kpi-fcr").text == percent(now["fcr_90d"])
+    assert dom.by_id("kpi-open").text == str(now["open_tickets"])
+    for band, count in now["accounts_by_band"].items():
+        assert dom.by_id(f"band-{band}").text == str(count)
+
+    at_risk = view.get("/api/accounts?at_risk=true&sort=score&limit=12")
+    rows = dom.by_id("at-risk").find("tr")[1:]  # after the header row
+    assert [row.attrs["data-account"] for row in rows] == [item["account_id"] for item in at_risk["items"]]
+    assert at_risk["items"], "the simulated portfolio should have accounts at risk"
+    for row, item in zip(rows, at_risk["items"], strict=True):
+        cells = row.find("td")
+        assert cells[0].text == item["account_id"]
+        assert cells[1].text == fixed(item["score"], 1)
+        assert number(cells[3].text) == Decimal(item["mrr"])
+        assert cells[6].text == "; ".join(item["reasons"][:2])
+    assert dom.by_id("risk-total").attrs["data-value"] == str(at_risk["total"])
+
+    months = view.get("/api/months")["months"][-12:]
+    dots = dom.by_id("mrr-chart").find("circle")
+    assert [(d.attrs["data-month"], d.attrs["data-value"]) for d in dots] == [
+        (m["month"], m["end_mrr"]) for m in months
+    ]
+    nrr = [
+        (d.attrs["data-month"], float(d.attrs["data-value"]))
+        for d in dom.by_id("retention-chart").find("circle", data_metric="nrr")
+    ]
+    assert nrr == [(m["month"], m["nrr"]) for m in months if m["nrr"] is not None]
+    bars = dom.by_id("mrr-chart").find("rect", data_kind="new")
+    assert [b.attrs["data-value"] for b in bars] == [m["movements"]["new"] for m in months]
+    table = dom.by_id("months").find("tr")[1:]
+    for row, month in zip(table, list(reversed(months))[:4], strict=True):
+        cells = row.find("td")
+        assert cells[0].text == month["month"]
+        assert number(cells[1].text) == Decimal(month["end_mrr"])
+        assert cells[3].text == percent(month["nrr"]) and cells[4].text == percent(month["grr"])
+
+    alerts = view.get("/api/alerts?limit=8")["items"]
+    shown = dom.by_id("alerts").find("tr")[1:]
+    assert [row.attrs["data-alert"] for row in shown] == [alert["alert_id"] for alert in alerts]
+    assert dom.by_id("status").text in ("ok", "degraded")
+
+
+async def _project_nasty(url: str, prefix: str, template: dict[str, Any], alert: dict[str, Any]) -> None:
+    writer = RedisProjection(
+        connect(url), prefix, {"currency": "USD", "gross_margin": "1", "cs_cost_per_month": ""}
+    )
+    nasty = copy.deepcopy(template)
+    nasty.update(account_id=NASTY_ID, band="red", score=1.0, mrr="99.00", plan="<b>bold</b>")
+    nasty["reasons"] = [{**nasty["reasons"][0], "message": NASTY_REASON}] if nasty["reasons"] else []
+    writer.snapshot(nasty)
+    writer.alert({**alert, "account_id": NASTY_ID, "alert_id": "nasty-1", "reasons": nasty["reasons"]})
+    assert await writer.drain()
+    await writer.close()
+
+
+NASTY_ID = "<img src=x onerror=\"document.title='pwned'\">"
+NASTY_REASON = "<script>document.title='pwned'</script> & more"
+
+
+def test_strings_from_the_data_are_shown_as_text_never_as_html(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    source = live.deployment
+    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
+    template.pop("recent_alerts")
+    alert = source.get("/api/alerts?limit=1")["items"][0]
+    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
+    asyncio.run(_project_nasty(source.redis_url, probe.app_id, template, alert))
+    try:
+        probe.start_view()
+        html = browse(chromium, probe.url + "/")
+        dom = parse(html)
+        assert dom.find("title")[0].text == "healthstream · portfolio health"
+        assert not dom.find("img") and not [b for b in dom.find("b") if b.text == "bold"]
+        assert len(dom.find("script")) == 1  # the dashboard's own
+        row = dom.by_id("at-risk").find("tr", data_account=NASTY_ID)
+        assert row and row[0].find("td")[0].text == NASTY_ID
+        assert NASTY_REASON in row[0].find("td")[6].text
+        assert dom.by_id("alerts").find("tr", data_alert="nasty-1")
+    finally:
+        probe.close()
+
+
+def test_the_page_works_with_a_token_in_its_url(live: Live, chromium: str, tmp_path: Path) -> None:
+    first = live.deployment
+    second = Deployment(first.bootstrap, first.redis_url, tmp_path, tag=first.tag)  # same projection
+    view = second.start_view(HEALTHSTREAM_VIEW_TOKEN="dash-t0ken")
+    try:
+        denied = parse(browse(chromium, second.url + "/"))
+        assert not denied.find("body") or denied.find("body")[0].attrs.get("data-loaded") != "true"
+        dom = parse(browse(chromium, second.url + "/?access_token=dash-t0ken"))
+        assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
+        assert number(dom.by_id("kpi-mrr").text) == Decimal(first.get("/api/portfolio")["current"]["mrr"])
+    finally:
+        view.stop()
+
+
+def test_the_dashboard_renders(live: Live, chromium: str, tmp_path: Path) -> None:
+    shot = tmp_path / "dashboard.png"
+    browse(
+        chromium,
+        live.deployment.url + "/",
+        f"--screenshot={shot}",
+        "--window-size=1400,1000",
+        "--hide-scrollbars",
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
