@@ -186,18 +186,21 @@ class PartitionEngine:
         return alerts
 
     def _due(self, account: Account, tick: int) -> bool:
-        """Whether an idle account needs re-scoring at this tick.
+        """Whether an account needs re-scoring at this tick.
 
-        Daily for 30 days after the account's last event, or while a ticket is open, a renewal
-        is within the renewal window or an MRR change falls due; weekly otherwise; never once it
-        has churned with nothing scheduled and no recent usage.
+        Always when an MRR change fell due since it was scored. Otherwise not when it was scored
+        within half an interval (it is not idle); daily for 30 days after its last event, or
+        while a ticket is open or a renewal is within the renewal window; weekly otherwise; never
+        once it has churned with nothing scheduled and no recent usage.
         """
-        if self._dormant(account, tick):
+        revenue = account.revenue
+        if any(account.now < at <= tick for at, _ in revenue.timeline):
+            return True
+        if tick - account.now < self._interval // 2 or self._dormant(account, tick):
             return False
         if tick - account.now >= QUIET_RESCORE or tick - account.last_event_at < ACTIVE_SPAN:
             return True
-        revenue = account.revenue
-        if account.support.open_ids or any(account.now < at <= tick for at, _ in revenue.timeline):
+        if account.support.open_ids:
             return True
         renewal = revenue.next_renewal(tick)
         return renewal is not None and renewal - tick <= self._renewal_window
