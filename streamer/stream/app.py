@@ -14,6 +14,7 @@ import orjson
 from faust.types import TP
 
 from streamer.core.config import ScoreConfig
+from streamer.logs import configure_logging
 from streamer.projection.factory import redis_projection
 from streamer.projection.redis_writer import RedisProjection
 from streamer.projection.resync import Resync
@@ -101,7 +102,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
-        stream_wait_empty=True,
+        stream_wait_empty=False,  # held (unacknowledged) messages are simply read again
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         producer_linger_ms=5,
@@ -218,5 +219,14 @@ def run_worker(settings: Settings, config: ScoreConfig, loglevel: str = "info") 
     """Run one worker process until stopped (SIGINT/SIGTERM)."""
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
+
+
+class JsonLogWorker(faust.Worker):
+    """A faust worker that logs one JSON object per line (faust installs its own handler)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        configure_logging(logging.getLevelName(level or logging.INFO).lower())
+        for noisy in ("aiokafka", "faust.transport", "faust.tables", "mode"):
+            logging.getLogger(noisy).setLevel(max(level or logging.INFO, logging.WARNING))
