@@ -132,7 +132,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
             await scorer.process(batch)
 
     async def on_rebalance(sender: Any, *args: Any, **kwargs: Any) -> None:
-        scorer.forget_partitions()
+        await scorer.rebalanced()
 
     app.on_partitions_assigned.connect(on_rebalance)  # type: ignore[arg-type]
     app.on_partitions_revoked.connect(on_rebalance)  # type: ignore[arg-type]

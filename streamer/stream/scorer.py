@@ -120,8 +120,17 @@ class Scorer:
         self.lock = asyncio.Lock()
         self.counters = Counters()
 
+    async def rebalanced(self) -> None:
+        """On a rebalance: let the batch in flight finish, then forget the partitions' engines.
+
+        They are rebuilt from the tables on next use; messages held in the merges were never
+        acknowledged, and the consumer seeks back to the committed offsets, so they come again.
+        """
+        async with self.lock:
+            self.forget_partitions()
+
     def forget_partitions(self) -> None:
-        """After a rebalance: rebuild from the tables; unacknowledged messages come again."""
+        """Drop the partition engines, stores and merges (rebuilt from the tables on next use)."""
         self.engines.clear()
         self.stores.clear()
         self.merges.clear()
