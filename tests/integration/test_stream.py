@@ -1,0 +1,1064 @@
+"""The stream worker against a real broker: same answers as `streamer offline --sort`, dead
+letters, duplicates, kill -9, rebalances, kcat and the replay / tail commands.
+
+Every test deploys its own copy of the system (topic prefix `t<hex>.`, app id `hs-<hex>`, state
+under its tmp dir) so tests never see each other's data. Workers are real `streamer worker`
+subprocesses; we wait by polling the output topics and the consumer group's committed offsets
+against a deadline, never by sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import gzip
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
+
+from streamer.contract.events import EVENT_FAMILY
+from streamer.contract.outputs import Alert, DeadLetter, HealthSnapshot
+from streamer.local.kcat import ensure_kcat
+from streamer.local.stack import StackInfo
+from streamer.partitioning import partition_of
+from streamer.settings import FAMILIES, Settings
+from streamer.stream.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+STREAMER = str(BIN / "streamer")
+PARTITIONS = 4
+SETTLE_DEADLINE_S = 90.0
+QUIET_S = 2.0  # outputs unchanged this long (and every input offset committed): finished
+
+T = TypeVar("T")
+
+
+def clean_env() -> dict[str, str]:
+    """The test process's environment without any HEALTHSTREAM_* setting of the developer's."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("HEALTHSTREAM_")}
+
+
+# -- histories and their offline answers -------------------------------------------------------
+
+
+@dataclass
+class History:
+    """A simulated events file and what `streamer offline --sort` makes of it."""
+
+    events: Path
+    lines: list[bytes]
+    accounts: dict[str, dict[str, Any]]  # accounts.jsonl by account_id
+    alerts: dict[str, dict[str, Any]]  # alerts.jsonl by alert_id
+    portfolio: dict[str, Any]
+
+
+def simulate(events: Path, seed: int, accounts: int = 30, months: int = 3, density: float = 0.3) -> Path:
+    options = f"--accounts {accounts} --months {months} --seed {seed} --usage-density {density}"
+    command = [STREAMER, "simulate", *options.split(), "--out", str(events)]
+    subprocess.run(command, check=True, capture_output=True, env=clean_env(), timeout=120)
+    return events
+
+
+def closing_events(lines: list[bytes]) -> list[bytes]:
+    """One last event per account, a minute after the history ends: a second subscription.
+
+    cs.health carries a snapshot only when (score, band, stage, MRR, plan) changed, so without
+    these its last record may be an older evaluation than offline's accounts.jsonl, depending on
+    where batches end (see test_cs_health_ends_with_each_accounts_current_snapshot). A change of
+    MRR at the very end makes every account's final evaluation a published one, so the tests
+    that compare whole histories check the state and not batch boundaries.
+    """
+    values = [orjson.loads(line) for line in lines]
+    end = max(datetime.fromisoformat(value["occurred_at"]) for value in values) + timedelta(minutes=1)
+    return [
+        orjson.dumps(
+            started(account, end.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{account}-closing", amount="1.00")
+            | {"subscription_id": f"{account}-closing", "plan": "closing"}
+        )
+        for account in sorted({value["account_id"] for value in values})
+    ]
+
+
+def run_offline(events: Path, out: Path) -> History:
+    """`streamer offline EVENTS --sort` with the stream's partition count."""
+    offline = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS), "--out", str(out)]
+    subprocess.run([*offline, "--quiet"], check=True, capture_output=True, env=clean_env(), timeout=120)
+    alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
+    by_id = {alert["alert_id"]: alert for alert in alerts}
+    assert len(by_id) == len(alerts), "offline emitted one alert id twice"
+    return History(
+        events=events,
+        lines=events.read_bytes().splitlines(),
+        accounts={
+            record["account_id"]: record
+            for record in map(orjson.loads, (out / "accounts.jsonl").read_bytes().splitlines())
+        },
+        alerts=by_id,
+        portfolio=orjson.loads((out / "portfolio.json").read_bytes()),
+    )
+
+
+def simulate_and_score(folder: Path, seed: int) -> History:
+    """A simulated history (plus closing events) and what offline makes of it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    simulated = gzip.decompress(simulate(folder / "simulated.jsonl.gz", seed).read_bytes()).splitlines()
+    events = folder / "events.jsonl"
+    events.write_bytes(b"\n".join([*simulated, *closing_events(simulated)]) + b"\n")
+    history = run_offline(events, folder / "offline")
+    assert not (folder / "offline" / "deadletter.jsonl").read_bytes(), "the history should be clean"
+    return history
+
+
+@pytest.fixture(scope="session")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], History]:
+    """`history(seed)`: a 30-account, 3-month history (5,000-10,000 events), made once per seed."""
+    made: dict[int, History] = {}
+
+    def get(seed: int) -> History:
+        if seed not in made:
+            made[seed] = simulate_and_score(tmp_path_factory.mktemp(f"history-{seed}"), seed)
+        return made[seed]
+
+    return get
+
+
+# -- one deployment: topics, workers, a view of its topics --------------------------------------
+
+
+class Worker:
+    """A `streamer worker` subprocess; its output goes to a log file."""
+
+    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+        self.name, self.log = name, log
+        with log.open("ab") as handle:
+            self.proc = subprocess.Popen(
+                [STREAMER, "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """kill -9."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.alive:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+class Bus:
+    """Synchronous access to the deployment's topics through aiokafka on a private event loop."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.loop = asyncio.new_event_loop()
+        self.records: dict[str, list[ConsumerRecord]] = collections.defaultdict(list)
+        self._consumers: dict[str, tuple[AIOKafkaConsumer, list[TopicPartition]]] = {}
+        self._probe: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    async def _partitions(self, consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+        for _ in range(50):
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                return [TopicPartition(topic, p) for p in sorted(partitions)]
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"topic {topic} does not exist")
+
+    async def _poll(self, topic: str) -> list[ConsumerRecord]:
+        if topic not in self._consumers:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+            )
+            await consumer.start()
+            partitions = await self._partitions(consumer, topic)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            self._consumers[topic] = (consumer, partitions)
+            self.records[topic] = []  # read again from the beginning
+        consumer, partitions = self._consumers[topic]
+        end = await consumer.end_offsets(partitions)
+        new: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 30
+        while True:
+            behind = [tp for tp in partitions if await consumer.position(tp) < end[tp]]
+            if not behind:
+                break
+            assert time.monotonic() < deadline, f"cannot read {topic} up to {end}"
+            batch = await consumer.getmany(*behind, timeout_ms=500)
+            for records in batch.values():
+                new.extend(records)
+        self.records[topic].extend(new)
+        return new
+
+    def poll(self, topic: str) -> list[ConsumerRecord]:
+        """Read what is new on `topic` (everything from the beginning the first time)."""
+        return self.run(self._poll(topic))
+
+    def values(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(record.value) for record in self.records[topic]]
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await self._admin.start()
+        return self._admin
+
+    async def _lag(self, group: str, topics: list[str]) -> dict[TopicPartition, int]:
+        if self._probe is None:
+            self._probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            await self._probe.start()
+        partitions = [tp for topic in topics for tp in await self._partitions(self._probe, topic)]
+        end = await self._probe.end_offsets(partitions)
+        committed = await (await self._admin_client()).list_consumer_group_offsets(group)
+        lag = {}
+        for tp in partitions:
+            meta = committed.get(tp)
+            lag[tp] = end[tp] - max(meta.offset if meta is not None else 0, 0)
+        return lag
+
+    def committed(self, group: str, topics: list[str]) -> int:
+        """How many messages of `topics` the consumer group has committed, in all."""
+        return self.run(self._committed_in(group, topics))
+
+    async def _committed_in(self, group: str, topics: list[str]) -> int:
+        committed = await (await self._admin_client()).list_consumer_group_offsets(group)
+        return sum(max(meta.offset, 0) for tp, meta in committed.items() if tp.topic in topics)
+
+    async def _group(self, group: str) -> tuple[str, int]:
+        (response,) = await (await self._admin_client()).describe_consumer_groups([group])
+        (_error, _name, state, _protocol_type, _protocol, members) = response.groups[0]
+        return state, len(members)
+
+    def group(self, group: str) -> tuple[str, int]:
+        """The consumer group's state ('Stable', 'PreparingRebalance', ...) and member count."""
+        return self.run(self._group(group))
+
+    def lag(self, group: str, topics: list[str]) -> dict[TopicPartition, int]:
+        """Messages of `topics` the consumer group has not committed yet, per partition."""
+        return self.run(self._lag(group, topics))
+
+    async def _produce(self, topic: str, value: bytes, key: bytes | None) -> tuple[int, int]:
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            await self._producer.start()
+        meta = await self._producer.send_and_wait(topic, value, key=key)
+        return meta.partition, meta.offset
+
+    def produce(self, topic: str, value: bytes, key: bytes | None) -> tuple[int, int]:
+        """Send one raw message (default partitioner); return its (partition, offset)."""
+        return self.run(self._produce(topic, value, key))
+
+    async def _delete_topics(self, prefixes: tuple[str, ...]) -> None:
+        admin = await self._admin_client()
+        names = [name for name in await admin.list_topics() if name.startswith(prefixes)]
+        if names:
+            await admin.delete_topics(names)
+
+    def delete_topics(self, *prefixes: str) -> None:
+        self.run(self._delete_topics(prefixes))
+
+    async def _disconnect(self) -> None:
+        clients: list[Any] = [consumer for consumer, _ in self._consumers.values()]
+        clients += [client for client in (self._probe, self._producer) if client is not None]
+        for client in clients:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await client.stop()
+        if self._admin is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._admin.close()
+        self._consumers.clear()
+        self._probe = self._producer = self._admin = None
+
+    def disconnect(self) -> None:
+        """Close the clients (they cannot idle: their loop only runs during calls); keep what was read."""
+        self.run(self._disconnect())
+
+    def close(self) -> None:
+        try:
+            self.run(self._disconnect())
+        finally:
+            self.loop.close()
+
+
+@dataclass
+class Deployment:
+    """One isolated copy of the system: its own topics, consumer group and worker state."""
+
+    bootstrap: str
+    redis_url: str  # the worker keeps a Redis projection under its app id
+    root: Path
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    store: str = "rocksdb://"
+    worker_env: dict[str, str] = field(default_factory=dict)  # extra variables for workers
+    workers: list[Worker] = field(default_factory=list)
+    background: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.bus = Bus(self.bootstrap)
+
+    @property
+    def prefix(self) -> str:
+        return f"t{self.tag}."
+
+    @property
+    def app_id(self) -> str:
+        return f"hs-{self.tag}"
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.topic(family) for family in FAMILIES]
+
+    def settings(self) -> Settings:
+        return Settings(
+            kafka_bootstrap=self.bootstrap,
+            topic_prefix=self.prefix,
+            app_id=self.app_id,
+            partitions=PARTITIONS,
+            data_dir=self.root / "data",
+            store=self.store,
+        )
+
+    def env(self, data_dir: Path | None = None) -> dict[str, str]:
+        return {
+            **clean_env(),
+            "HEALTHSTREAM_KAFKA_BOOTSTRAP": self.bootstrap,
+            "HEALTHSTREAM_REDIS_URL": self.redis_url,
+            "HEALTHSTREAM_TOPIC_PREFIX": self.prefix,
+            "HEALTHSTREAM_APP_ID": self.app_id,
+            "HEALTHSTREAM_DATA_DIR": str(data_dir or self.root / "data"),
+            "HEALTHSTREAM_PARTITIONS": str(PARTITIONS),
+            "HEALTHSTREAM_STORE": self.store,
+        }
+
+    def create_topics(self) -> None:
+        """What the worker and `streamer replay` do first (for tests that produce themselves)."""
+        asyncio.run(ensure_topics(self.settings()))
+
+    def start_worker(self, name: str = "w1", data_dir: Path | None = None) -> Worker:
+        worker = Worker(name, {**self.env(data_dir), **self.worker_env}, self.root / f"{name}.log")
+        self.workers.append(worker)
+        return worker
+
+    def replay(self, events: Path, *options: str) -> str:
+        """`streamer replay EVENTS --quiet [options]`; return what it printed."""
+        done = subprocess.run(
+            [STREAMER, "replay", str(events), "--quiet", *options],
+            env=self.env(),
+            capture_output=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode()
+
+    def replay_in_background(self, events: Path, rate: float) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [STREAMER, "replay", str(events), "--quiet", "--rate", str(rate)],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.background.append(proc)
+        return proc
+
+    # -- waiting ----------------------------------------------------------------------------------
+
+    def poll_outputs(self) -> int:
+        return sum(len(self.bus.poll(self.topic(name))) for name in ("health", "alerts", "deadletter"))
+
+    def settle(self, *workers: Worker, deadline_s: float = SETTLE_DEADLINE_S) -> None:
+        """Wait until the group has committed every input message and the outputs are quiet.
+
+        Fails at once when one of `workers` exits, and after `deadline_s` with the lag.
+        """
+        workers = workers or tuple(self.workers)
+        started = last_change = time.monotonic()
+        while True:
+            for worker in workers:
+                assert worker.alive, (
+                    f"worker {worker.name} exited with {worker.proc.returncode}:\n{worker.tail()}"
+                )
+            if self.poll_outputs():
+                last_change = time.monotonic()
+            lag = self.bus.lag(self.app_id, self.inputs)
+            now = time.monotonic()
+            if not any(lag.values()) and now - last_change >= QUIET_S:
+                return
+            if now - started > deadline_s:
+                behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in lag.items() if n}
+                logs = "\n".join(f"--- {w.name}:\n{w.tail(15)}" for w in workers)
+                raise AssertionError(f"not finished after {deadline_s:.0f} s; uncommitted {behind}\n{logs}")
+            time.sleep(0.5)
+
+    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Poll the outputs until `check()` holds; fail when a worker exits or after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll_outputs()
+            if check():
+                return
+            for worker in self.workers:
+                if worker.proc.returncode is None:  # not yet stopped or killed by the test
+                    assert worker.alive, (
+                        f"worker {worker.name} exited with {worker.proc.returncode}:\n{worker.tail()}"
+                    )
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.3)
+
+    def wait_group(self, members: int, timeout: float = 60.0) -> None:
+        """Until the workers' consumer group is stable with `members` members (partitions assigned)."""
+        stable = ("Stable", members)
+        self.wait_for(f"a stable group of {members}", lambda: self.bus.group(self.app_id) == stable, timeout)
+
+    # -- reading results --------------------------------------------------------------------------
+
+    def committed(self) -> int:
+        """Input messages the worker group has committed (processed and acknowledged)."""
+        return self.bus.committed(self.app_id, self.inputs)
+
+    def final_snapshots(self) -> dict[str, dict[str, Any]]:
+        """The last `cs.health` record per key (keys live on one partition, so offset order)."""
+        last: dict[str, dict[str, Any]] = {}
+        records = sorted(self.bus.records[self.topic("health")], key=lambda r: (r.partition, r.offset))
+        for record in records:
+            last[record.key.decode()] = orjson.loads(record.value)
+        return last
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return self.bus.values(self.topic("alerts"))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return self.bus.values(self.topic("deadletter"))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for proc in self.background:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        try:
+            self.bus.delete_topics(self.prefix, f"{self.app_id}-")
+        finally:
+            self.bus.close()
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+        try:
+            keys = list(client.scan_iter(f"{self.app_id}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def deploy(stack: StackInfo, tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
+    """`deploy(store=..., worker_env=...)`: a fresh isolated deployment, torn down afterwards."""
+    made: list[Deployment] = []
+
+    def make(**options: Any) -> Deployment:
+        root = tmp_path / f"deployment-{len(made)}"
+        deployment = Deployment(stack.bootstrap, stack.redis_url, root, **options)
+        deployment.root.mkdir(parents=True)
+        deployment.create_topics()
+        made.append(deployment)
+        return deployment
+
+    yield make
+    for deployment in made:
+        deployment.close()
+
+
+# -- comparing with offline ---------------------------------------------------------------------
+
+
+def short(value: Any, width: int = 160) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def snapshot_differences(got: dict[str, Any], want: dict[str, Any]) -> str:
+    fields = sorted(set(got) | set(want))
+    return "; ".join(
+        f"{name}: stream {short(got.get(name), 80)} offline {short(want.get(name), 80)}"
+        for name in fields
+        if got.get(name) != want.get(name)
+    )
+
+
+def assert_same_as_offline(deployment: Deployment, history: History) -> None:
+    """Final snapshot per account, the set of alert ids (each with the same record) and MRR."""
+    snapshots = deployment.final_snapshots()
+    missing = sorted(set(history.accounts) - set(snapshots))
+    extra = sorted(set(snapshots) - set(history.accounts))
+    assert not missing and not extra, f"accounts missing from cs.health {missing}, extra {extra}"
+    differing = [aid for aid in sorted(history.accounts) if snapshots[aid] != history.accounts[aid]]
+    assert not differing, f"{len(differing)} of {len(snapshots)} final snapshots differ:\n" + "\n".join(
+        f"{aid}: {snapshot_differences(snapshots[aid], history.accounts[aid])}" for aid in differing[:5]
+    )
+
+    alerts = deployment.alerts()
+    ids = {alert["alert_id"] for alert in alerts}
+    missing = sorted(set(history.alerts) - ids)
+    extra = sorted(ids - set(history.alerts))
+    assert not missing and not extra, (
+        f"alert ids: {len(missing)} of {len(history.alerts)} missing, {len(extra)} extra; e.g. missing "
+        f"{[short(history.alerts[i]) for i in missing[:3]]}, extra "
+        f"{[short(a) for a in alerts if a['alert_id'] in extra[:3]]}"
+    )
+    changed = [alert for alert in alerts if alert != history.alerts[alert["alert_id"]]]
+    assert not changed, f"same id, different alert: {short(changed[0], 400)} vs offline " + short(
+        history.alerts[changed[0]["alert_id"]], 400
+    )
+
+    # The worker publishes no portfolio yet: at least the MRR adds up to offline's.
+    mrr = sum(Decimal(snapshot["mrr"]) for snapshot in snapshots.values())
+    assert mrr == sum(Decimal(account["mrr"]) for account in history.accounts.values())
+    # (The portfolio adds unrounded amounts: it may differ from the rounded accounts by cents.)
+    assert abs(mrr - Decimal(history.portfolio["current"]["mrr"])) <= Decimal("0.005") * len(snapshots)
+
+
+def alert_counts(deployment: Deployment) -> collections.Counter[str]:
+    return collections.Counter(alert["alert_id"] for alert in deployment.alerts())
+
+
+# -- 1. a backfill gives offline's answers ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def backfill(
+    stack: StackInfo, history: Callable[[int], History], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Deployment, History, str]]:
+    """A history published before the worker starts, processed to the end (shared read-only)."""
+    events = history(11)
+    deployment = Deployment(stack.bootstrap, stack.redis_url, tmp_path_factory.mktemp("backfill"))
+    try:
+        printed = deployment.replay(events.events)
+        worker = deployment.start_worker()
+        deployment.settle(worker)
+        yield deployment, events, printed
+    finally:
+        deployment.close()
+
+
+def test_backfill_gives_the_same_answers_as_offline_sort(
+    backfill: tuple[Deployment, History, str],
+) -> None:
+    deployment, history, printed = backfill
+    assert f"published {len(history.lines):,} events" in printed
+    assert_same_as_offline(deployment, history)
+    assert not deployment.dead_letters()
+    # An uninterrupted worker sends each alert once.
+    assert max(alert_counts(deployment).values()) == 1
+
+
+def test_outputs_follow_the_output_contract_and_are_keyed_by_account(
+    backfill: tuple[Deployment, History, str],
+) -> None:
+    deployment, _, _ = backfill
+    for name, model in (("health", HealthSnapshot), ("alerts", Alert)):
+        records = deployment.bus.records[deployment.topic(name)]
+        assert records
+        for record in records:
+            value = model.model_validate_json(record.value)
+            assert record.key == value.account_id.encode()
+            assert record.partition == partition_of(value.account_id, PARTITIONS), (
+                f"{name} record for {value.account_id} on partition {record.partition}"
+            )
+
+
+# -- 2. dead letters ----------------------------------------------------------------------------
+
+
+def event(event_type: str, account: str, when: str, event_id: str, **fields: Any) -> dict[str, Any]:
+    envelope = {"event_id": event_id, "event_type": event_type, "account_id": account, "occurred_at": when}
+    return envelope | fields
+
+
+def started(account: str, when: str, event_id: str, amount: str = "100.00") -> dict[str, Any]:
+    return event(
+        "subscription.started",
+        account,
+        when,
+        event_id,
+        subscription_id=f"{account}-s1",
+        plan="pro",
+        amount=amount,
+        currency="USD",
+        interval="month",
+        seats=5,
+    )
+
+
+def used(account: str, when: str, event_id: str) -> dict[str, Any]:
+    return event("usage.recorded", account, when, event_id, user_id="u1", feature="reports")
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
+    deploy: Callable[..., Deployment],
+) -> None:
+    deployment = deploy()
+    subs, usage = deployment.topic("subscriptions"), deployment.topic("usage")
+    bus = deployment.bus
+
+    def send(topic: str, value: bytes | dict[str, Any], key: str | None) -> tuple[int, int]:
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        return bus.produce(topic, raw, key.encode() if key is not None else None)
+
+    # (topic, value, key, what the error says)
+    bad: list[tuple[str, bytes | dict[str, Any], str, str]] = [
+        (usage, b'{"event_id": "x1", "account_id": "dl-json", oops', "dl-json", "not valid JSON"),
+        (usage, b"\xff\xfe\x00 not utf-8", "dl-bytes", "not valid JSON"),
+        (
+            usage,
+            event("usage.teleported", "dl-type", "2024-03-01T10:00:00Z", "x2"),
+            "dl-type",
+            "unknown event_type 'usage.teleported'",
+        ),
+        (
+            subs,
+            started("dl-neg", "2024-03-01T10:00:00Z", "x3", amount="-10.00"),
+            "dl-neg",
+            "field 'amount' of subscription.started",
+        ),
+        (
+            subs,
+            started("dl-owner", "2024-03-01T10:00:00Z", "x4"),
+            "dl-someone-else",
+            "message key 'dl-someone-else' disagrees with account_id 'dl-owner'",
+        ),
+        (
+            subs,
+            used("dl-topic", "2024-03-01T10:00:00Z", "x5"),
+            "dl-topic",
+            "event_type 'usage.recorded' does not belong on the subscriptions topic",
+        ),
+    ]
+    sent = [(topic, value, key, error, send(topic, value, key)) for topic, value, key, error in bad]
+    send(subs, started("dl-good", "2024-03-01T09:00:00Z", "g1"), "dl-good")
+    keyless_at = send(subs, started("dl-keyless", "2024-03-01T09:30:00Z", "k1"), None)
+
+    worker = deployment.start_worker()
+    deployment.wait_for(
+        "dl-good and dl-keyless in cs.health and six dead letters",
+        lambda: (
+            {"dl-good", "dl-keyless"} <= set(deployment.final_snapshots())
+            and len(deployment.dead_letters()) >= len(bad)
+        ),
+    )
+    # Now that the partition's stream time is 2024-03-01, an event 60 days older is too late.
+    late = used("dl-good", "2024-01-01T09:00:00Z", "late1")
+    sent.append((usage, late, "dl-good", "too late to fold in", send(usage, late, "dl-good")))
+    send(subs, started("dl-after", "2024-03-02T09:00:00Z", "a1"), "dl-after")
+    deployment.wait_for(
+        "dl-after in cs.health and the late event's dead letter",
+        lambda: "dl-after" in deployment.final_snapshots() and len(deployment.dead_letters()) >= len(sent),
+    )
+    deployment.settle(worker)
+    assert worker.alive
+
+    letters = deployment.dead_letters()
+    assert len(letters) == len(sent), [short(letter) for letter in letters]
+    for letter in letters:
+        DeadLetter.model_validate(letter)
+    by_place = {(letter["topic"], letter["partition"], letter["offset"]): letter for letter in letters}
+    for topic, value, key, error, (partition, offset) in sent:
+        found = by_place.get((topic, partition, offset))
+        assert found is not None, f"no dead letter for {topic}[{partition}]@{offset} ({error})"
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        if found["encoding"] == "base64":
+            assert base64.b64decode(found["original"]) == raw
+            assert raw == b"\xff\xfe\x00 not utf-8"
+        else:
+            assert found["original"] == raw.decode()
+        assert found["key"] == key
+        assert error in found["error"], found["error"]
+        assert len(found["error"]) < 400
+
+    # The keyless message went to its account's partition, keyed, and was scored from there.
+    snapshots = deployment.final_snapshots()
+    assert snapshots["dl-keyless"]["mrr"] == "100.00"
+    assert snapshots["dl-good"]["mrr"] == "100.00" and snapshots["dl-after"]["mrr"] == "100.00"
+    assert not {"dl-neg", "dl-owner", "dl-someone-else", "dl-type", "dl-topic"} & set(snapshots)
+    bus.poll(subs)
+    copies = [
+        record for record in bus.records[subs] if orjson.loads(record.value)["account_id"] == "dl-keyless"
+    ]
+    home = partition_of("dl-keyless", PARTITIONS)
+    assert [(r.key, r.partition) for r in copies if r.key is not None] == [(b"dl-keyless", home)]
+    assert [(r.partition, r.offset) for r in copies if r.key is None] == [keyless_at]
+
+
+STALE_SNAPSHOT_BUG = (
+    "BUG: streamer/core/engine.py PartitionEngine._remember marks an account dirty (so the worker "
+    "sends a cs.health record) only when (score, band, stage, mrr, plan) changed; a re-score that "
+    "moves only as_of, metrics, reasons or components (here the daily idle tick) sends nothing, so "
+    "the compacted cs.health keeps an older snapshot than offline's accounts.jsonl, and which one "
+    "depends on where batches end and on restarts (the in-memory _published is lost)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=STALE_SNAPSHOT_BUG)
+def test_cs_health_ends_with_each_accounts_current_snapshot(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """x starts on 1 March; y, on x's partition, on 2 March: the daily tick at 00:00 re-scores x
+    (same score, band, MRR; new as_of and metrics). Offline's final x is that evaluation."""
+    deployment = deploy()
+    subs = deployment.topic("subscriptions")
+    home = partition_of("stale-x", PARTITIONS)
+    neighbour = next(a for a in (f"stale-y{n}" for n in range(100)) if partition_of(a, PARTITIONS) == home)
+    first = orjson.dumps(started("stale-x", "2024-03-01T09:00:00Z", "x1"))
+    second = orjson.dumps(started(neighbour, "2024-03-02T09:00:00Z", "y1"))
+    worker = deployment.start_worker()
+    deployment.bus.produce(subs, first, b"stale-x")
+    deployment.wait_for("stale-x in cs.health", lambda: "stale-x" in deployment.final_snapshots())
+    deployment.bus.produce(subs, second, neighbour.encode())  # published in time order, later
+    deployment.wait_for(f"{neighbour} in cs.health", lambda: neighbour in deployment.final_snapshots())
+    deployment.settle(worker)
+
+    events = tmp_path / "two.jsonl"
+    events.write_bytes(first + b"\n" + second + b"\n")
+    offline = run_offline(events, tmp_path / "offline")
+    assert offline.accounts["stale-x"]["as_of"] == "2024-03-02T00:00:00Z"
+    snapshots = deployment.final_snapshots()
+    assert snapshots["stale-x"] == offline.accounts["stale-x"], snapshot_differences(
+        snapshots["stale-x"], offline.accounts["stale-x"]
+    )
+
+
+# -- 3. duplicates ------------------------------------------------------------------------------
+
+
+def test_publishing_the_same_file_again_changes_nothing(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    events = history(12)
+    deployment = deploy()
+    deployment.replay(events.events)
+    deployment.replay(events.events)  # twice before the worker starts ...
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+    assert_same_as_offline(deployment, events)
+    first = alert_counts(deployment)
+
+    deployment.replay(events.events)  # ... and once more while it runs
+    deployment.settle(worker)
+    assert_same_as_offline(deployment, events)
+    assert alert_counts(deployment) == first, "alerts were sent again for repeated events"
+    # Repeats are either recognised duplicates or too late (older than the allowed lateness):
+    # nothing else lands on the dead-letter topic.
+    for letter in deployment.dead_letters():
+        assert "too late" in letter["error"], letter
+
+
+# -- 4. kill -9 and restart ---------------------------------------------------------------------
+
+TABLE_SERIALIZER_BUG = (
+    "BUG: streamer/stream/app.py create_app builds the accounts/clocks tables with "
+    "app.Table(name, schema=..., partitions=...) but no key_type/value_type, and faust derives a "
+    "table's store serialisers from those alone (value -> 'json'): the pickled bytes are written "
+    "raw but read back through the json codec. Any worker that rebuilds a partition engine from a "
+    "non-empty table dies in Scorer._engine -> clocks_table.get with ValueDecodeError ('utf-8' "
+    "codec can't decode byte 0x80) - after a restart, and after a rebalance (the old owner when "
+    "it rebuilds, the new owner logs 'Error in recovery' for every changelog record and never "
+    "finishes recovering; with memory:// too)"
+)
+
+
+def replay_live_until(deployment: Deployment, events: History, seconds: float, fraction: float) -> int:
+    """Publish `events` spread over `seconds` while workers run; return once the group has
+    committed `fraction` of them (more are in flight then), with the number committed."""
+    deployment.replay_in_background(events.events, rate=len(events.lines) / seconds)
+    wanted = int(len(events.lines) * fraction)
+    committed = 0
+
+    def enough() -> bool:
+        nonlocal committed
+        committed = deployment.committed()
+        return committed >= wanted
+
+    deployment.wait_for(f"{wanted} events processed", enough)
+    assert committed < len(events.lines) * 0.8, f"too late to act in the middle: {committed} committed"
+    return committed
+
+
+@pytest.mark.xfail(strict=True, reason=TABLE_SERIALIZER_BUG)
+def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    events = history(13)
+    # A killed member keeps its partitions until its session times out (60 s by default), which
+    # would delay the restart that long; faust reads these two from the environment.
+    deployment = deploy(worker_env={"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"})
+    first = deployment.start_worker("w1")
+    deployment.wait_group(1)
+    replay_live_until(deployment, events, seconds=10, fraction=0.4)
+    first.kill()
+    before = len(alert_counts(deployment))
+
+    second = deployment.start_worker("w2")  # same app id, same data dir
+    assert deployment.background[0].wait(timeout=60) == 0
+    deployment.settle(second)
+    assert_same_as_offline(deployment, events)
+    # At least once: an alert may be re-sent after the restart, always with the same id.
+    assert 0 < before < len(events.alerts)
+
+
+# -- 5. a second worker joins mid-stream ---------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=TABLE_SERIALIZER_BUG)
+def test_a_second_worker_joining_mid_stream_changes_no_answer(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    events = history(14)
+    deployment = deploy()
+    first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
+    deployment.wait_group(1)
+    replay_live_until(deployment, events, seconds=12, fraction=0.25)
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    # The rebalance completes while events still flow: the newcomer scores its partitions.
+    deployment.wait_for(
+        "the second worker to score the partitions it was given",
+        lambda: "partition engine ready" in second.text(),
+        timeout=20,
+    )
+    assert deployment.background[0].wait(timeout=60) == 0
+    deployment.settle(first, second)
+    assert_same_as_offline(deployment, events)
+
+
+def test_sigterm_stops_a_worker_mid_backlog_promptly(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    # A backlog of about 25,000 events takes the worker some 7 s: it is stopped while catching up,
+    # when its merge holds messages of the topics it has read further than the busy usage topic
+    # (unacknowledged: faust must not wait for them, they are simply read again).
+    events = simulate(tmp_path / "backlog.jsonl.gz", seed=21, accounts=60, density=1.0)
+    deployment = deploy()
+    deployment.replay(events)
+    worker = deployment.start_worker()
+    deployment.wait_for(
+        "the worker to be under way",
+        lambda: deployment.committed() > 0,
+    )
+    worker.proc.terminate()
+    try:
+        worker.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise AssertionError(f"still running 10 s after SIGTERM:\n{worker.tail(3)}") from None
+
+
+# -- 6. kcat: the contract outside our code -----------------------------------------------------
+
+
+def kcat_produce(kcat: str, bootstrap: str, topic: str, lines: list[bytes], *options: str) -> None:
+    subprocess.run(
+        [kcat, "-b", bootstrap, "-P", "-t", topic, "-K", "|", *options],
+        input=b"\n".join(lines) + b"\n",
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def kcat_consume(kcat: str, bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_events_published_with_kcat_give_offline_answers_read_back_with_kcat(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    kcat = ensure_kcat()
+    events = history(15)
+    deployment = deploy()
+    by_topic: dict[str, list[bytes]] = collections.defaultdict(list)
+    for line in events.lines:
+        value = orjson.loads(line)
+        family = EVENT_FAMILY[value["event_type"]]
+        by_topic[deployment.topic(family)].append(value["account_id"].encode() + b"|" + line)
+    for topic, lines in by_topic.items():
+        # librdkafka's murmur2 partitioner is the Java client's default: keyed like our replay
+        kcat_produce(kcat, deployment.bootstrap, topic, lines, "-X", "topic.partitioner=murmur2_random")
+
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+    assert_same_as_offline(deployment, events)
+
+    alerts = kcat_consume(kcat, deployment.bootstrap, deployment.topic("alerts"))
+    assert {orjson.loads(m["payload"])["alert_id"] for m in alerts} == set(events.alerts)
+    for message in alerts:
+        alert = orjson.loads(message["payload"])
+        assert message["key"] == alert["account_id"]
+        assert message["partition"] == partition_of(alert["account_id"], PARTITIONS)
+        assert alert == events.alerts[alert["alert_id"]]
+    assert not deployment.dead_letters()
+
+
+def test_kcat_default_partitioner_messages_are_rerouted_to_their_account(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """librdkafka's default partitioner (CRC32) disagrees with Kafka's murmur2: the worker moves
+    such messages to their account's partition instead of scoring them in the wrong place."""
+    kcat = ensure_kcat()
+    deployment = deploy()
+    accounts = [f"kc-{n}" for n in range(40)]
+    misplaced = [a for a in accounts if zlib.crc32(a.encode()) % PARTITIONS != partition_of(a, PARTITIONS)]
+    chosen = misplaced[:3]
+    assert len(chosen) == 3
+    lines = [
+        account.encode() + b"|" + orjson.dumps(started(account, "2024-03-01T09:00:00Z", f"{account}-1"))
+        for account in chosen
+    ]
+    kcat_produce(kcat, deployment.bootstrap, deployment.topic("subscriptions"), lines)
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+
+    assert set(deployment.final_snapshots()) == set(chosen)
+    assert not deployment.dead_letters()
+    records = deployment.bus.poll(deployment.topic("subscriptions"))
+    for account in chosen:
+        places = sorted(r.partition for r in records if r.key == account.encode())
+        kcat_partition = zlib.crc32(account.encode()) % PARTITIONS
+        assert places == sorted([kcat_partition, partition_of(account, PARTITIONS)])
+
+
+# -- 7. the replay and tail commands ------------------------------------------------------------
+
+
+def test_alerts_tail_prints_every_alert(backfill: tuple[Deployment, History, str]) -> None:
+    deployment, history, _ = backfill
+    started_at = time.monotonic()
+    done = subprocess.run(
+        [STREAMER, "alerts", "tail", "--from-beginning", "--timeout", "5", "--json"],
+        env=deployment.env(),
+        capture_output=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started_at
+    assert done.returncode == 0, done.stderr.decode()
+    printed = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(printed, key=lambda a: a["alert_id"]) == sorted(
+        history.alerts.values(), key=lambda a: a["alert_id"]
+    )
+    assert 4.5 <= elapsed < 20
+
+    done = subprocess.run(
+        [STREAMER, "alerts", "tail", "--from-beginning", "--timeout", "3"],
+        env=deployment.env(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == len(history.alerts)
+    known = {(a["raised_at"], a["account_id"], a["rule"]) for a in history.alerts.values()}
+    for line in lines:
+        raised_at, severity, account, rule, *_ = line.split()
+        assert (raised_at, account, rule) in known, line
+        assert severity in {"CRIT", "WARN", "info"}, line
+        assert " score " in line and " MRR " in line, line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG: streamer/stream/tail.py tail() checks `limit` only between getmany() batches and "
+        "emits every record of a batch, so `streamer alerts tail --from-beginning -n 3` prints "
+        "all the alerts already in the topic (330 here) instead of 3"
+    ),
+)
+def test_alerts_tail_stops_after_n(backfill: tuple[Deployment, History, str]) -> None:
+    deployment, _, _ = backfill
+    done = subprocess.run(
+        [STREAMER, "alerts", "tail", "--from-beginning", "-n", "3", "--timeout", "30", "--json"],
+        env=deployment.env(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert len(done.stdout.splitlines()) == 3
+
+
+def test_replay_rate_limits_and_prints_a_summary(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    events = history(11)
+    lines = events.lines[:400]
+    sample = tmp_path / "sample.jsonl"
+    sample.write_bytes(b"\n".join([*lines, b'{"no": "event_type"}', b"not json"]) + b"\n")
+    deployment = deploy()
+
+    started_at = time.monotonic()
+    printed = deployment.replay(sample, "--rate", "200")
+    elapsed = time.monotonic() - started_at
+
+    families = collections.Counter(
+        deployment.topic(EVENT_FAMILY[orjson.loads(line)["event_type"]]) for line in lines
+    )
+    match = re.fullmatch(
+        r"published 400 events in (\d+\.\d) s \(([\d,]+)/s\): (.*); "
+        r"2 lines skipped \(no known event_type\)\n",
+        printed,
+    )
+    assert match, printed
+    seconds, rate = float(match[1]), int(match[2].replace(",", ""))
+    assert 1.5 <= seconds <= elapsed, printed
+    assert rate <= 230, printed
+    assert match[3] == ", ".join(f"{topic} {n}" for topic, n in sorted(families.items()))
+    lag = deployment.bus.lag(deployment.app_id, deployment.inputs)  # nothing consumed: lag = sizes
+    per_topic = collections.Counter({tp.topic: 0 for tp in lag})
+    for tp, n in lag.items():
+        per_topic[tp.topic] += n
+    assert {topic: n for topic, n in per_topic.items() if n} == dict(families)
