@@ -64,8 +64,7 @@ class PartitionEngine:
         self.periods = PeriodAggregates(config.time.portfolio_history_months)
         self.totals = Totals()
         self.evaluations: dict[str, Evaluation] = {}
-        self.dirty: set[str] = set()  # accounts whose published snapshot changed
-        self._published: dict[str, tuple[object, ...]] = {}
+        self.dirty: set[str] = set()  # accounts scored since their snapshot was last taken
         self._lateness = int(config.time.allowed_lateness_days * DAY)
         self._interval = int(config.time.rescore_interval_hours * HOUR)
         self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
@@ -186,17 +185,18 @@ class PartitionEngine:
         return alerts
 
     def _due(self, account: Account, tick: int) -> bool:
-        """Whether an account needs re-scoring at this tick.
+        """Whether an idle account needs re-scoring at this tick.
 
-        Always when an MRR change fell due since it was scored. Otherwise not when it was scored
-        within half an interval (it is not idle); daily for 30 days after its last event, or
-        while a ticket is open or a renewal is within the renewal window; weekly otherwise; never
-        once it has churned with nothing scheduled and no recent usage.
+        Always when an MRR change fell due since it was scored. Otherwise daily for 30 days after
+        its last event, or while a ticket is open or a renewal is within the renewal window;
+        weekly otherwise; never once it has churned with nothing scheduled and no recent usage.
+        (An account scored shortly before the tick is re-scored too: skipping it would make its
+        final snapshot depend on whether a late event arrived before or after the tick.)
         """
         revenue = account.revenue
         if any(account.now < at <= tick for at, _ in revenue.timeline):
             return True
-        if tick - account.now < self._interval // 2 or self._dormant(account, tick):
+        if self._dormant(account, tick):
             return False
         if tick - account.now >= QUIET_RESCORE or tick - account.last_event_at < ACTIVE_SPAN:
             return True
@@ -240,10 +240,9 @@ class PartitionEngine:
     def _remember(self, account_id: str, evaluation: Evaluation, shares: tuple[int, ...]) -> None:
         self.evaluations[account_id] = evaluation
         self.totals.update(account_id, shares)
-        fingerprint = (evaluation.score, evaluation.band, evaluation.stage, evaluation.mrr, evaluation.plan)
-        if self._published.get(account_id) != fingerprint:
-            self._published[account_id] = fingerprint
-            self.dirty.add(account_id)
+        # Every scoring changes the snapshot (as_of at least); publishing the latest once per
+        # batch keeps outputs bounded and makes the last one published the account's final one.
+        self.dirty.add(account_id)
 
     def open_months_until(self, ts: int) -> None:
         """Keep month starts up to `ts` even if this partition's stream time is behind.

@@ -111,8 +111,11 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     )
     # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
-    accounts = app.Table("accounts", schema=schema, partitions=settings.partitions)
-    clocks = app.Table("clocks", schema=schema, partitions=settings.partitions)
+    # key_type/value_type again: faust picks the store's (de)serialisers from these alone, and
+    # without them reads the raw values back as JSON when it recovers a table.
+    tables = {"schema": schema, "key_type": str, "value_type": bytes, "partitions": settings.partitions}
+    accounts = app.Table("accounts", **tables)
+    clocks = app.Table("clocks", **tables)
     sink = KafkaSink(app, settings)
     projection = redis_projection(settings, config)
     scorer = Scorer(settings, config, accounts, clocks, sink, ConsumerOffsets(app), projection=projection)

@@ -50,6 +50,8 @@ async def tail(
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
+                    if limit is not None and seen >= limit:
+                        break
                     emit(orjson.loads(record.value))
                     seen += 1
             await asyncio.sleep(0)

@@ -732,16 +732,6 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
     assert [(r.partition, r.offset) for r in copies if r.key is None] == [keyless_at]
 
 
-STALE_SNAPSHOT_BUG = (
-    "BUG: streamer/core/engine.py PartitionEngine._remember marks an account dirty (so the worker "
-    "sends a cs.health record) only when (score, band, stage, mrr, plan) changed; a re-score that "
-    "moves only as_of, metrics, reasons or components (here the daily idle tick) sends nothing, so "
-    "the compacted cs.health keeps an older snapshot than offline's accounts.jsonl, and which one "
-    "depends on where batches end and on restarts (the in-memory _published is lost)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALE_SNAPSHOT_BUG)
 def test_cs_health_ends_with_each_accounts_current_snapshot(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:
@@ -797,17 +787,6 @@ def test_publishing_the_same_file_again_changes_nothing(
 
 # -- 4. kill -9 and restart ---------------------------------------------------------------------
 
-TABLE_SERIALIZER_BUG = (
-    "BUG: streamer/stream/app.py create_app builds the accounts/clocks tables with "
-    "app.Table(name, schema=..., partitions=...) but no key_type/value_type, and faust derives a "
-    "table's store serialisers from those alone (value -> 'json'): the pickled bytes are written "
-    "raw but read back through the json codec. Any worker that rebuilds a partition engine from a "
-    "non-empty table dies in Scorer._engine -> clocks_table.get with ValueDecodeError ('utf-8' "
-    "codec can't decode byte 0x80) - after a restart, and after a rebalance (the old owner when "
-    "it rebuilds, the new owner logs 'Error in recovery' for every changelog record and never "
-    "finishes recovering; with memory:// too)"
-)
-
 
 def replay_live_until(deployment: Deployment, events: History, seconds: float, fraction: float) -> int:
     """Publish `events` spread over `seconds` while workers run; return once the group has
@@ -826,7 +805,6 @@ def replay_live_until(deployment: Deployment, events: History, seconds: float, f
     return committed
 
 
-@pytest.mark.xfail(strict=True, reason=TABLE_SERIALIZER_BUG)
 def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
     deploy: Callable[..., Deployment], history: Callable[[int], History]
 ) -> None:
@@ -851,7 +829,6 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
 # -- 5. a second worker joins mid-stream ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=TABLE_SERIALIZER_BUG)
 def test_a_second_worker_joining_mid_stream_changes_no_answer(
     deploy: Callable[..., Deployment], history: Callable[[int], History]
 ) -> None:
@@ -1011,14 +988,6 @@ def test_alerts_tail_prints_every_alert(backfill: tuple[Deployment, History, str
         assert " score " in line and " MRR " in line, line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: streamer/stream/tail.py tail() checks `limit` only between getmany() batches and "
-        "emits every record of a batch, so `streamer alerts tail --from-beginning -n 3` prints "
-        "all the alerts already in the topic (330 here) instead of 3"
-    ),
-)
 def test_alerts_tail_stops_after_n(backfill: tuple[Deployment, History, str]) -> None:
     deployment, _, _ = backfill
     done = subprocess.run(
