@@ -43,6 +43,16 @@ class ConsumerOffsets:
         except Exception:  # unknown until the first fetch of that partition
             return None
 
+    async def end_offset(self, topic: str, partition: int) -> int | None:
+        """The partition's end offset as the broker reports it now."""
+        tp = TP(topic, partition)
+        try:
+            ends = await self.app.consumer.highwaters(tp)
+        except Exception:
+            return None
+        end = ends.get(tp)
+        return None if end is None else int(end)
+
     async def position(self, topic: str, partition: int) -> int | None:
         try:
             position = await self.app.consumer.position(TP(topic, partition))

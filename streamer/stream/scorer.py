@@ -49,6 +49,7 @@ class Offsets(Protocol):
 
     def highwater(self, topic: str, partition: int) -> int | None: ...
     async def position(self, topic: str, partition: int) -> int | None: ...
+    async def end_offset(self, topic: str, partition: int) -> int | None: ...
 
 
 UNSEEN_TOPIC_GRACE_S = 1.0  # after an assignment, give each topic this long to deliver
@@ -229,15 +230,18 @@ class Scorer:
         idle = set()
         for topic in merge.topics:
             highwater = self.offsets.highwater(topic, partition)
-            if highwater is None:
-                continue
             seen = merge.next_offset.get(topic)
             if seen is not None:
-                if seen >= highwater:
+                if highwater is not None and seen >= highwater:
                     idle.add(topic)
             elif time.monotonic() - self.assigned_at > UNSEEN_TOPIC_GRACE_S:
+                # Nothing delivered since the assignment: idle when the consumer is at the end.
+                # The fetcher may not know the end yet (no fetch of that partition since the
+                # assignment), so ask the broker then.
+                if highwater is None:
+                    highwater = await self.offsets.end_offset(topic, partition)
                 position = await self.offsets.position(topic, partition)
-                if position is not None and position >= highwater:
+                if highwater is not None and position is not None and position >= highwater:
                     idle.add(topic)
         return idle
 
