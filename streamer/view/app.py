@@ -29,7 +29,7 @@ ROUTES = (
     ("/metrics", handlers.metrics),
     ("/openapi.json", handlers.openapi),
     ("/api/accounts", handlers.accounts),
-    ("/api/accounts/{account_id}", handlers.account),
+    ("/api/accounts/{account_id:.+}", handlers.account),
     ("/api/portfolio", handlers.portfolio),
     ("/api/months", handlers.months),
     ("/api/period", handlers.period),

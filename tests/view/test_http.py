@@ -9,6 +9,7 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -108,6 +109,22 @@ async def test_an_account_is_its_last_snapshot_with_its_newest_alerts(view: Test
 async def test_an_unknown_account_is_a_404(view: TestClient[Any, Any]) -> None:
     body = await get(view, "/api/accounts/nobody", 404)
     assert body == {"error": "no account 'nobody' in the projection"}
+
+
+async def test_any_account_id_can_be_addressed(redis_server: RedisProcess, prefix: str) -> None:
+    odd = "ac/ct 1?#<é>&%"
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    writer.snapshot({**next(iter(scored().last.values())), "account_id": odd})
+    assert await writer.drain()
+    await writer.close()
+    client = await start(redis_server.url, prefix)
+    try:
+        answer = await get(client, "/api/accounts/" + quote(odd, safe=""))
+        assert answer["account_id"] == odd
+        listed = await get(client, "/api/accounts")
+        assert [row["account_id"] for row in listed["items"]] == [odd]
+    finally:
+        await client.close()
 
 
 # -- the account list ----------------------------------------------------------------------------
@@ -277,7 +294,9 @@ async def test_a_token_guards_every_route_but_healthz(redis_server: RedisProcess
     client = await start(redis_server.url, projected, token="s3cret")
     try:
         for path, _ in ROUTES:
-            concrete = path.replace("{account_id}", "acct-0001").replace("/period", "/period?month=2024-03")
+            concrete = path.replace("{account_id:.+}", "acct-0001").replace(
+                "/period", "/period?month=2024-03"
+            )
             response = await client.get(concrete)
             if path == "/healthz":
                 assert response.status == 200
