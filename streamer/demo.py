@@ -1,14 +1,15 @@
 """`streamer demo`: the whole product on the local stack with a simulated portfolio, in one command.
 
-Starts Kafka and Redis (`streamer local up`), a worker, and streams a simulated portfolio at a
-watchable pace while printing alerts as they arrive. Ctrl-C stops the worker and the stream;
-the local stack keeps running (`streamer local down` stops it).
+Starts Kafka and Redis (`streamer local up`), a worker and the HTTP view, and streams a
+simulated portfolio at a watchable pace while printing alerts as they arrive. Ctrl-C stops the
+worker, the view and the stream; the local stack keeps running (`streamer local down` stops it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -73,19 +74,25 @@ def _interrupt(signum: int, frame: object) -> None:
     type=click.FloatRange(min=1),
     help="Events published per second.",
 )
-def demo(accounts: int, months: int, seed: int, rate: float) -> None:
-    """Run the local stack, a worker and a simulated event stream; print alerts as they happen."""
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port of the dashboard."
+)
+def demo(accounts: int, months: int, seed: int, rate: float, port: int) -> None:
+    """Run the local stack, a worker, the dashboard and a simulated event stream; print alerts."""
     from streamer.local.settings import StackSettings
     from streamer.local.stack import ensure_up
 
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # fresh topics: harmless leader retries
     stack = ensure_up(StackSettings.from_env())
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    logs = Path(".local/demo") / stamp
     env = {
         **os.environ,
         **stack.env(),
         "HEALTHSTREAM_TOPIC_PREFIX": f"demo{stamp}.",
         "HEALTHSTREAM_APP_ID": f"healthstream-demo-{stamp}",
-        "HEALTHSTREAM_DATA_DIR": str(Path(".local/demo") / stamp),
+        "HEALTHSTREAM_DATA_DIR": str(logs),
+        "HEALTHSTREAM_VIEW_PORT": str(port),
     }
     settings = Settings(
         kafka_bootstrap=env["HEALTHSTREAM_KAFKA_BOOTSTRAP"],
@@ -94,39 +101,50 @@ def demo(accounts: int, months: int, seed: int, rate: float) -> None:
     )
     click.echo(f"simulating {accounts} accounts over {months} months (seed {seed}) ...", err=True)
     lines = _lines(accounts, months, seed)
-    log_path = Path(env["HEALTHSTREAM_DATA_DIR"]) / "worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
     click.echo(
         f"\nhealthstream demo\n"
+        f"  dashboard  http://127.0.0.1:{port}/  (API under /api, described at /openapi.json)\n"
         f"  Kafka {settings.kafka_bootstrap}, Redis {stack.redis_url}\n"
         f"  topics {settings.topic_prefix}{{subscriptions,usage,tickets,surveys}} -> "
         f"{settings.topic_prefix}{{alerts,health,deadletter}}\n"
-        f"  worker log {log_path}\n"
+        f"  logs {logs}/worker.log, {logs}/view.log\n"
         f"  elsewhere: HEALTHSTREAM_TOPIC_PREFIX={settings.topic_prefix} "
         f"streamer alerts tail --from-beginning\n"
         f"  publishing {len(lines):,} events at {rate:,.0f}/s; alerts follow. Ctrl-C stops.\n",
         err=True,
     )
-    with log_path.open("ab") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streamer.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+    processes = [_start(command, env, logs / f"{command}.log") for command in ("worker", "view")]
     signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly when terminated, like Ctrl-C
     try:
         asyncio.run(_run(settings, lines, rate))
     except KeyboardInterrupt:
         click.echo("\n-- stopping", err=True)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while worker.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if worker.poll() is None:
-            worker.kill()
+        _stop(processes)
         click.echo(
-            "-- worker stopped; the local stack keeps running (`streamer local down` stops it)", err=True
+            "-- worker and view stopped; the local stack keeps running (`streamer local down` stops it)",
+            err=True,
         )
+
+
+def _start(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamer.cli", command],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
