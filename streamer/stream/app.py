@@ -43,6 +43,10 @@ class ConsumerOffsets:
         except Exception:  # unknown until the first fetch of that partition
             return None
 
+    def assigned(self) -> set[tuple[str, int]]:
+        """The topic partitions this worker owns right now."""
+        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+
     async def end_offset(self, topic: str, partition: int) -> int | None:
         """The partition's end offset as the broker reports it now."""
         tp = TP(topic, partition)

@@ -50,9 +50,11 @@ class Offsets(Protocol):
     def highwater(self, topic: str, partition: int) -> int | None: ...
     async def position(self, topic: str, partition: int) -> int | None: ...
     async def end_offset(self, topic: str, partition: int) -> int | None: ...
+    def assigned(self) -> set[tuple[str, int]]: ...
 
 
 UNSEEN_TOPIC_GRACE_S = 1.0  # after an assignment, give each topic this long to deliver
+QUIET_TOPIC_IDLE_S = 5.0  # a topic that delivered nothing for this long stops holding others back
 
 
 class Sink(Protocol):
@@ -118,6 +120,7 @@ class Scorer:
         self.stores: dict[int, TableAccounts] = {}
         self.merges: dict[int, PartitionMerge[tuple[Any, Event]]] = {}
         self.assigned_at = time.monotonic()
+        self._delivered: dict[tuple[int, str], float] = {}  # (partition, topic) -> last delivery
         self.lock = asyncio.Lock()
         self.counters = Counters()
 
@@ -135,6 +138,7 @@ class Scorer:
         self.engines.clear()
         self.stores.clear()
         self.merges.clear()
+        self._delivered.clear()
         self.assigned_at = time.monotonic()
 
     def _engine(self, partition: int) -> PartitionEngine:
@@ -168,8 +172,11 @@ class Scorer:
         """Take one batch of faust events (each with `.message`); apply what the merge releases."""
         async with self.lock:
             done: list[Any] = []
+            owned = self.offsets.assigned()
             for event in events:
                 message = event.message
+                if (message.topic, message.partition) not in owned:
+                    continue  # fetched before a rebalance took the partition away: its owner reads it
                 self.counters.processed += 1
                 decoded = self._admit(message)
                 if decoded is None:
@@ -177,6 +184,7 @@ class Scorer:
                 else:
                     at = to_ms(decoded.occurred_at)
                     self._merge(message.partition).add(message.topic, message.offset, at, (event, decoded))
+                    self._delivered[(message.partition, message.topic)] = time.monotonic()
             await self._release(done)
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
@@ -190,6 +198,9 @@ class Scorer:
     async def _release(self, done: list[Any]) -> None:
         counters, sink = self.counters, self.sink
         applied: dict[int, Any] = {}
+        owned = {partition for topic, partition in self.offsets.assigned() if topic in self.families}
+        for partition in [p for p in self.merges if p not in owned]:
+            del self.merges[partition]  # revoked meanwhile: never write state or outputs for it
         for partition, merge in sorted(self.merges.items()):
             if not len(merge):
                 continue
@@ -228,13 +239,19 @@ class Scorer:
     async def _idle_topics(self, partition: int, merge: PartitionMerge[Any]) -> set[str]:
         """Topics of the partition with nothing more to deliver right now."""
         idle = set()
+        now = time.monotonic()
         for topic in merge.topics:
+            # Liveness first: a topic silent for a while (wall time) no longer holds the others
+            # back, whatever the offsets say (like a watermark idleness timeout).
+            if now - self._delivered.get((partition, topic), self.assigned_at) > QUIET_TOPIC_IDLE_S:
+                idle.add(topic)
+                continue
             highwater = self.offsets.highwater(topic, partition)
             seen = merge.next_offset.get(topic)
             if seen is not None:
                 if highwater is not None and seen >= highwater:
                     idle.add(topic)
-            elif time.monotonic() - self.assigned_at > UNSEEN_TOPIC_GRACE_S:
+            elif now - self.assigned_at > UNSEEN_TOPIC_GRACE_S:
                 # Nothing delivered since the assignment: idle when the consumer is at the end.
                 # The fetcher may not know the end yet (no fetch of that partition since the
                 # assignment), so ask the broker then.
