@@ -36,6 +36,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from streamer.local.stack import StackInfo
 from streamer.local.tools import ensure_command
@@ -164,7 +165,10 @@ async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     try:
         partitions = [tp for topic in topics for tp in await _partitions(consumer, topic)]
         end = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group)
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+        except GroupCoordinatorNotAvailableError:  # a fresh broker is still creating __consumer_offsets
+            return sum(end.values()) or 1
         return sum(end[tp] - max(committed[tp].offset if tp in committed else 0, 0) for tp in partitions)
     finally:
         await consumer.stop()
