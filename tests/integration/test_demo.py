@@ -1,0 +1,85 @@
+"""`streamer demo` end to end: stack, worker, view and a simulated stream; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamer.local.stack import StackInfo
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return dict(orjson.loads(response.read()))
+
+
+def test_demo_streams_a_portfolio_serves_the_dashboard_and_stops_on_ctrl_c(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**os.environ, **stack.env()}
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "demo",
+            "--accounts",
+            "8",
+            "--months",
+            "2",
+            "--rate",
+            "4000",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        portfolio: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            try:
+                portfolio = get_json(f"http://127.0.0.1:{port}/api/portfolio")
+                current = portfolio.get("current")
+                if isinstance(current, dict) and current.get("accounts") == 8:
+                    break
+            except OSError:
+                pass
+            assert demo.poll() is None, demo.stderr.read().decode() if demo.stderr else ""
+            time.sleep(1)
+        else:
+            pytest.fail(f"the dashboard never showed the 8 simulated accounts: {portfolio}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+            assert b"healthstream" in page.read()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 0, err.decode()
+    text = err.decode()
+    assert f"dashboard  http://127.0.0.1:{port}/" in text
+    assert "worker and view stopped" in text
+    assert " score " in out.decode()  # alerts were printed as they arrived
+    with pytest.raises(OSError):  # the view is gone
+        get_json(f"http://127.0.0.1:{port}/healthz")
