@@ -53,7 +53,7 @@ def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
         return -(1 << 62), 0, number
 
 
-BATCH = 2000  # lines per batch: snapshots of changed accounts are emitted once per batch
+BATCH = 5000  # lines per batch: snapshots of changed accounts are emitted once per batch
 
 
 @dataclass
