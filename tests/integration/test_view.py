@@ -36,7 +36,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
 from streamer.local.stack import StackInfo
 from streamer.local.tools import ensure_command
@@ -377,6 +377,8 @@ class Deployment:
             proc.stop()
         try:
             asyncio.run(_delete_topics(self.bootstrap, (self.prefix, f"{self.app_id}-")))
+        except KafkaConnectionError:
+            pass  # the session's stack is already stopped (cleanups run after its teardown)
         finally:
             client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
             try:
