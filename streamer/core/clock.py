@@ -16,11 +16,6 @@ def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def day_of(ts: int) -> int:
-    """UTC day number (days since 1970-01-01) containing the instant `ts`."""
-    return ts // DAY
-
-
 def bucket_of(ts: int) -> int:
     """Day bucket of an instant for rolling windows: buckets are (midnight, midnight].
 

@@ -86,22 +86,3 @@ class Sentiment:
             figures["ces"] = sum(ces) / len(ces)
             figures["ces_sum"], figures["ces_answers"] = sum(ces), len(ces)
         return figures
-
-    def nps_scores(self, now: int) -> list[int]:
-        since = now - WINDOW_DAYS * DAY
-        return [score for at, _, score in self.nps.values() if since < at <= now]
-
-    def _recent(self, answers: list[tuple[int, str, int]], now: int) -> list[int]:
-        since = now - WINDOW_DAYS * DAY
-        return [score for at, _, score in answers if since < at <= now]
-
-    def csat_pct(self, now: int) -> tuple[float | None, int, int]:
-        """(CSAT %, satisfied answers, answers): % of answers that are 4 or 5."""
-        scores = self._recent(self.csat, now)
-        satisfied = sum(1 for s in scores if s >= 4)
-        return (100.0 * satisfied / len(scores) if scores else None), satisfied, len(scores)
-
-    def ces_mean(self, now: int) -> tuple[float | None, int, int]:
-        """(CES mean, sum of scores, answers); 7 = least effort."""
-        scores = self._recent(self.ces, now)
-        return (sum(scores) / len(scores) if scores else None), sum(scores), len(scores)

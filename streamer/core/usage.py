@@ -176,9 +176,6 @@ class Usage:
         # Users last active after `end` (out-of-order evaluation) are counted in no window.
         return _sum(self.last_day_users, end - days + 1, end + 1)
 
-    def average_daily_users(self, end: int, days: int) -> float:
-        return _sum(self.daily_users, end - days + 1, end + 1) / days
-
     def activity(self, end: int, days: int) -> int:
         return _sum(self.daily_activity, end - days + 1, end + 1)
 
