@@ -20,6 +20,7 @@ from streamer.projection.redis_writer import RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import worker_stats
 from streamer.settings import Settings
+from streamer.stream.consumer import ScoringApp
 from streamer.stream.scorer import Scorer
 from streamer.stream.topics import ensure_topics
 
@@ -105,7 +106,7 @@ class KafkaSink:
 
 def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = None) -> faust.App:
     """Build the worker app; `store` overrides the table store (`memory://` in unit tests)."""
-    app = faust.App(
+    app = ScoringApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=store or settings.store,

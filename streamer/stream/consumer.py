@@ -1,0 +1,82 @@
+"""faust's aiokafka transport with the rebalance race that lost input messages closed.
+
+faust fetches in a background loop: it awaits a fetch from the consumer thread, then delivers
+the records. A fetch can be drained in the consumer thread just before faust seeks the
+partitions (to their committed offsets, after every rebalance) and reach the loop just after.
+Its records then pass for current ones and reach the agent ahead of the re-read messages;
+faust's read-offset bookkeeping then drops the re-read messages (their offsets are below the
+stale ones) or records the skipped range as an offset gap, which it treats as acknowledged and
+commits past. Either way the partition's owner never sees some messages, and the group's
+committed offset may pass them.
+
+`RebalanceSafeConsumer` drops the input records of a fetch that overlapped a seek and seeks
+their partitions back to where faust had sought them, so they are read again.
+Changelog records, which faust's table recovery reads by its own offsets, pass untouched. Every
+offset gap faust records is logged, so a skipped range is never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+
+class RebalanceSafeConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, minus deliveries of records fetched before a seek."""
+
+    seeks = 0  # seeks of input partitions (faust's after each rebalance, and ours)
+    dropped_fetches = 0  # fetches whose input records were dropped and read again
+    gaps = 0  # offset ranges faust skipped and counted as acknowledged
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
+        await super().perform_seek()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self.seeks += 1
+        await super().seek(partition, offset)
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        seeks = self.seeks
+        records, active_partitions = await super()._wait_next_records(timeout)
+        if not records or seeks == self.seeks:
+            return records, active_partitions
+        stale = [tp for tp in records if not self._is_changelog_tp(tp)]
+        if not stale:
+            return records, active_partitions
+        self.dropped_fetches += 1
+        log.info(
+            "read again a fetch that overlapped a seek",
+            extra={"records": sum(len(records[tp]) for tp in stale), "partitions": len(stale)},
+        )
+        await self._seek_back(stale)
+        return {tp: batch for tp, batch in records.items() if tp not in stale}, active_partitions
+
+    async def _seek_back(self, tps: list[TP]) -> None:
+        """Seek input partitions still assigned to their committed offsets (at or before
+        anything not yet acknowledged), or to their start without one."""
+        assigned = self.assignment()
+        offsets = {tp: self._committed_offset.get(tp) for tp in tps if tp in assigned}
+        missing = [tp for tp, offset in offsets.items() if offset is None]
+        if missing:
+            offsets.update(await self.earliest_offsets(*missing))
+        for tp, offset in offsets.items():
+            if offset is not None:
+                await self.seek(tp, offset)
+
+
+class RebalanceSafeTransport(faust_aiokafka.Transport):
+    Consumer = RebalanceSafeConsumer
+
+
+class ScoringApp(faust.App):
+    """The worker's faust app: the standard one over `RebalanceSafeTransport`."""
+
+    def _new_transport(self) -> Any:
+        return RebalanceSafeTransport(self.conf.broker_consumer, self)
