@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -21,7 +22,7 @@ from streamer.projection.resync import Resync
 from streamer.projection.stats import worker_stats
 from streamer.settings import Settings
 from streamer.stream.consumer import ScoringApp
-from streamer.stream.scorer import Scorer
+from streamer.stream.scorer import STALL_S, Scorer
 from streamer.stream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,20 @@ STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics
 
 
 class ConsumerOffsets:
-    """High watermarks and positions from the worker's consumer."""
+    """The worker consumer's view of its input partitions (see `scorer.Offsets`)."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
+
+    def generation(self) -> int | None:
+        generation = self.app.consumer_generation_id
+        return None if generation is None else int(generation)
+
+    def settled(self) -> bool:
+        return not self.app.rebalancing
+
+    def assigned(self) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
 
     def highwater(self, topic: str, partition: int) -> int | None:
         try:
@@ -44,26 +55,32 @@ class ConsumerOffsets:
         except Exception:  # unknown until the first fetch of that partition
             return None
 
-    def assigned(self) -> set[tuple[str, int]]:
-        """The topic partitions this worker owns right now."""
-        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
-
-    async def end_offset(self, topic: str, partition: int) -> int | None:
-        """The partition's end offset as the broker reports it now."""
-        tp = TP(topic, partition)
+    async def end_offsets(self, tps: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         try:
-            ends = await self.app.consumer.highwaters(tp)
-        except Exception:
-            return None
-        end = ends.get(tp)
-        return None if end is None else int(end)
+            ends = await self.app.consumer.highwaters(*(TP(topic, p) for topic, p in tps))
+        except Exception as exc:  # the broker will answer next time; until then nothing is idle
+            log.warning("could not read end offsets", extra={"error": repr(exc)})
+            return {}
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items() if end is not None}
 
-    async def position(self, topic: str, partition: int) -> int | None:
-        try:
-            position = await self.app.consumer.position(TP(topic, partition))
-        except Exception:
-            return None
-        return None if position is None else int(position)
+    async def restart_offsets(self, tps: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        # faust records the committed offsets it seeks to after each assignment; a partition
+        # without one is read from its start (auto_offset_reset=earliest).
+        committed = getattr(self.app.consumer, "_committed_offset", {})
+        found = {(topic, p): committed.get(TP(topic, p)) for topic, p in tps}
+        offsets = {tp: int(offset) for tp, offset in found.items() if offset is not None}
+        missing = [TP(topic, p) for (topic, p), offset in found.items() if offset is None]
+        if missing:
+            try:
+                starts = await self.app.consumer.earliest_offsets(*missing)
+            except Exception as exc:
+                log.warning("could not read start offsets", extra={"error": repr(exc)})
+                return offsets
+            offsets.update({(tp.topic, tp.partition): int(o) for tp, o in starts.items() if o is not None})
+        return offsets
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(topic, partition), offset)
 
 
 class KafkaSink:
@@ -159,6 +176,10 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     async def release_idle() -> None:
         await scorer.release_idle()
 
+    @app.timer(interval=STALL_S / 2)  # type: ignore[untyped-decorator]
+    async def reread_stalled() -> None:
+        await scorer.reread_stalled()
+
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
@@ -170,6 +191,8 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
                 "duplicates": c.duplicates,
                 "rejected": c.rejected,
                 "rerouted": c.rerouted,
+                "stale": c.stale,
+                "rereads": c.rereads,
                 "alerts": c.alerts,
                 "snapshots": c.snapshots,
                 "batches": c.batches,
@@ -177,7 +200,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
             },
         )
 
-    del score, release_idle, report_progress
+    del score, release_idle, reread_stalled, report_progress
     if projection is not None:
         _project(app, settings, scorer, projection)
     return app

@@ -4,9 +4,9 @@ A partition's four input topics are consumed independently, so without care the 
 their messages reach the scorer depends on fetch timing. Like Kafka Streams' partition groups,
 we hold each message until every topic that may still deliver something older has delivered
 something at least as new (the watermark), then release in (event time, topic, offset) order.
-A topic that is caught up with its high watermark is idle and does not hold the others back.
-With the same messages in Kafka this gives one order whatever the fetch timing, which is the
-order `streamer offline --sort` uses.
+A topic that has delivered everything up to its end offset is idle and does not hold the others
+back. With the same messages in Kafka this gives one order whatever the fetch timing, which is
+the order `streamer offline --sort` uses.
 """
 
 from __future__ import annotations
@@ -42,12 +42,20 @@ class PartitionMerge(Generic[Item]):
     def __len__(self) -> int:
         return len(self._heap)
 
+    def delivered(self, topic: str, offset: int) -> bool:
+        """Whether `offset` of `topic` was delivered before (a re-read delivers offsets again;
+        the first copy is held here or applied already)."""
+        return offset < self.next_offset.get(topic, -1)
+
     def add(self, topic: str, offset: int, at: int, item: Item) -> None:
         heapq.heappush(self._heap, _Pending(at, self._index[topic], offset, item))
         if at > self.latest.get(topic, NEVER):
             self.latest[topic] = at
-        if offset + 1 > self.next_offset.get(topic, -1):
-            self.next_offset[topic] = offset + 1
+        self.next_offset[topic] = offset + 1
+
+    def skip(self, topic: str, offset: int) -> None:
+        """Note a message delivered but not held (dead-lettered or re-routed)."""
+        self.next_offset[topic] = offset + 1
 
     def watermark(self, idle: Callable[[str], bool]) -> int:
         """Event time up to which nothing older can still arrive (from the live topics)."""

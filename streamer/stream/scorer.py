@@ -42,19 +42,45 @@ class Message(Protocol):
     key: bytes | None
     value: bytes
     timestamp: float
+    generation_id: int | None
+
+
+TopicPartition = tuple[str, int]
 
 
 class Offsets(Protocol):
-    """What the consumer knows about a topic partition's offsets."""
+    """The consumer's view of the input topic partitions."""
 
-    def highwater(self, topic: str, partition: int) -> int | None: ...
-    async def position(self, topic: str, partition: int) -> int | None: ...
-    async def end_offset(self, topic: str, partition: int) -> int | None: ...
-    def assigned(self) -> set[tuple[str, int]]: ...
+    def generation(self) -> int | None:
+        """The consumer group generation of the current assignment."""
+        ...
+
+    def settled(self) -> bool:
+        """False while a rebalance (and the table recovery after it) is under way."""
+        ...
+
+    def assigned(self) -> set[TopicPartition]:
+        """The topic partitions this worker owns right now."""
+        ...
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """The end offset the last fetch reported (None before one)."""
+        ...
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The end offsets as the broker reports them now."""
+        ...
+
+    async def restart_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where consumption of each partition (re)started at the assignment."""
+        ...
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Read the partition again from `offset`."""
+        ...
 
 
-UNSEEN_TOPIC_GRACE_S = 1.0  # after an assignment, give each topic this long to deliver
-QUIET_TOPIC_IDLE_S = 5.0  # a topic that delivered nothing for this long stops holding others back
+STALL_S = 10.0  # a partition with a backlog that delivered nothing for this long is read again
 
 
 class Sink(Protocol):
@@ -76,6 +102,8 @@ class Counters:
     duplicates: int = 0
     rejected: int = 0
     rerouted: int = 0
+    stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
+    rereads: int = 0  # stalled partitions sought back to their next offset
     alerts: int = 0
     snapshots: int = 0
     batches: int = 0
@@ -120,7 +148,7 @@ class Scorer:
         self.stores: dict[int, TableAccounts] = {}
         self.merges: dict[int, PartitionMerge[tuple[Any, Event]]] = {}
         self.assigned_at = time.monotonic()
-        self._delivered: dict[tuple[int, str], float] = {}  # (partition, topic) -> last delivery
+        self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
         self.lock = asyncio.Lock()
         self.counters = Counters()
 
@@ -172,19 +200,28 @@ class Scorer:
         """Take one batch of faust events (each with `.message`); apply what the merge releases."""
         async with self.lock:
             done: list[Any] = []
-            owned = self.offsets.assigned()
+            owned, generation = self.offsets.assigned(), self.offsets.generation()
+            now = time.monotonic()
             for event in events:
                 message = event.message
-                if (message.topic, message.partition) not in owned:
-                    continue  # fetched before a rebalance took the partition away: its owner reads it
+                tp = (message.topic, message.partition)
+                if tp not in owned or message.generation_id != generation:
+                    # Fetched before a rebalance: the partition's owner reads it again from the
+                    # committed offset (this worker too, if it kept the partition).
+                    self.counters.stale += 1
+                    continue
+                merge = self._merge(message.partition)
+                if merge.delivered(message.topic, message.offset):
+                    self.counters.stale += 1  # delivered again after a re-read: held or applied
+                    continue
                 self.counters.processed += 1
+                self._delivered[tp] = now
                 decoded = self._admit(message)
                 if decoded is None:
+                    merge.skip(message.topic, message.offset)
                     done.append(event)
                 else:
-                    at = to_ms(decoded.occurred_at)
-                    self._merge(message.partition).add(message.topic, message.offset, at, (event, decoded))
-                    self._delivered[(message.partition, message.topic)] = time.monotonic()
+                    merge.add(message.topic, message.offset, to_ms(decoded.occurred_at), (event, decoded))
             await self._release(done)
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
@@ -195,17 +232,60 @@ class Scorer:
             if any(len(merge) for merge in self.merges.values()):
                 await self._release([])
 
+    async def reread_stalled(self) -> None:
+        """Liveness: read a partition again when it has a backlog but delivered nothing for
+        `STALL_S`. A topic with a backlog holds its partition's merge back (its older events
+        must come first), so a fetch that never resumes would stall the whole partition."""
+        async with self.lock:
+            now = time.monotonic()
+            if not self.offsets.settled():
+                self.assigned_at = now  # nothing is fetched during a rebalance: not a stall
+                return
+            silent = [
+                tp
+                for tp in sorted(self.offsets.assigned())
+                if tp[0] in self.families and now - self._delivered.get(tp, self.assigned_at) > STALL_S
+            ]
+            if not silent:
+                return
+            next_offsets = await self._next_offsets(silent)
+            ends = await self.offsets.end_offsets([tp for tp in silent if tp in next_offsets])
+            for tp, end in ends.items():
+                if end > next_offsets[tp]:
+                    log.warning(
+                        "re-reading a stalled partition",
+                        extra={"topic": tp[0], "partition": tp[1], "offset": next_offsets[tp], "end": end},
+                    )
+                    await self.offsets.seek(tp[0], tp[1], next_offsets[tp])
+                    self.counters.rereads += 1
+                self._delivered[tp] = now  # checked: look again in STALL_S
+
+    async def _next_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offset each input partition delivers next: after the last one delivered since
+        the assignment, or else the one consumption restarted from."""
+        known, unknown = {}, []
+        for topic, partition in tps:
+            merge = self.merges.get(partition)
+            offset = merge.next_offset.get(topic) if merge is not None else None
+            if offset is None:
+                unknown.append((topic, partition))
+            else:
+                known[(topic, partition)] = offset
+        if unknown:
+            known.update(await self.offsets.restart_offsets(unknown))
+        return known
+
     async def _release(self, done: list[Any]) -> None:
         counters, sink = self.counters, self.sink
         applied: dict[int, Any] = {}
         owned = {partition for topic, partition in self.offsets.assigned() if topic in self.families}
         for partition in [p for p in self.merges if p not in owned]:
             del self.merges[partition]  # revoked meanwhile: never write state or outputs for it
+        idle = await self._idle_topics([p for p, merge in self.merges.items() if len(merge)])
         for partition, merge in sorted(self.merges.items()):
             if not len(merge):
                 continue
-            idle = await self._idle_topics(partition, merge)
-            ready = merge.release(idle.__contains__)
+            ready = merge.release(idle[partition].__contains__)
             if not ready:
                 continue
             with acting_as(ready[-1][0]):
@@ -236,30 +316,29 @@ class Scorer:
             )
         await self.projection.flush()
 
-    async def _idle_topics(self, partition: int, merge: PartitionMerge[Any]) -> set[str]:
-        """Topics of the partition with nothing more to deliver right now."""
-        idle = set()
-        now = time.monotonic()
-        for topic in merge.topics:
-            # Liveness first: a topic silent for a while (wall time) no longer holds the others
-            # back, whatever the offsets say (like a watermark idleness timeout).
-            if now - self._delivered.get((partition, topic), self.assigned_at) > QUIET_TOPIC_IDLE_S:
-                idle.add(topic)
-                continue
-            highwater = self.offsets.highwater(topic, partition)
-            seen = merge.next_offset.get(topic)
-            if seen is not None:
-                if highwater is not None and seen >= highwater:
-                    idle.add(topic)
-            elif now - self.assigned_at > UNSEEN_TOPIC_GRACE_S:
-                # Nothing delivered since the assignment: idle when the consumer is at the end.
-                # The fetcher may not know the end yet (no fetch of that partition since the
-                # assignment), so ask the broker then.
-                if highwater is None:
-                    highwater = await self.offsets.end_offset(topic, partition)
-                position = await self.offsets.position(topic, partition)
-                if highwater is not None and position is not None and position >= highwater:
-                    idle.add(topic)
+    async def _idle_topics(self, partitions: Sequence[int]) -> dict[int, set[str]]:
+        """Per partition, the topics with nothing more to deliver right now.
+
+        A topic is idle when the offset it delivers next has reached its end offset as the
+        broker reports it *now*: the fetcher's high watermark can be older than messages of
+        other topics already delivered, and a topic idle by a stale end would let newer events
+        pass older ones still on their way. The fetcher's figure only spares the broker the
+        question for topics that visibly have more to deliver.
+        """
+        idle: dict[int, set[str]] = defaultdict(set)
+        if not partitions:
+            return idle
+        inputs = [(topic, p) for p in partitions for topic in self.merges[p].topics]
+        next_offsets = await self._next_offsets(inputs)
+        maybe = []
+        for tp, offset in next_offsets.items():
+            highwater = self.offsets.highwater(*tp)
+            if highwater is None or offset >= highwater:
+                maybe.append(tp)
+        if maybe:
+            for tp, end in (await self.offsets.end_offsets(maybe)).items():
+                if next_offsets[tp] >= end:
+                    idle[tp[1]].add(tp[0])
         return idle
 
     def _admit(self, message: Message) -> Event | None:

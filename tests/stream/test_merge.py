@@ -117,6 +117,15 @@ def test_latest_and_next_offset_track_the_newest_delivered() -> None:
     assert merge.watermark(idle_except(USAGE)) == 70
 
 
+def test_offsets_delivered_again_after_a_re_read_are_recognised() -> None:
+    merge = merge_with((USAGE, 10, 50), (USAGE, 11, 60))
+    assert not merge.delivered(TICKETS, 0)  # nothing delivered from tickets yet
+    assert [merge.delivered(USAGE, offset) for offset in (9, 10, 11, 12)] == [True, True, True, False]
+    merge.skip(USAGE, 12)  # dead-lettered: delivered, never held
+    assert merge.delivered(USAGE, 12) and merge.next_offset[USAGE] == 13
+    assert len(merge) == 2
+
+
 def test_a_late_message_within_a_topic_is_released_at_once() -> None:
     """Older than what was already released: nothing can wait for it, it goes out next."""
     live = idle_except(USAGE)

@@ -1,0 +1,480 @@
+"""`Scorer`: stale and repeated deliveries, watermark holds and idleness, dead letters, stalled
+partitions and rebalances, over plain dicts, list sinks and a fake consumer (no broker)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+
+from streamer.core.config import ScoreConfig
+from streamer.partitioning import partition_of
+from streamer.settings import Settings
+from streamer.stream import scorer as scorer_module
+from streamer.stream.scorer import Scorer
+
+SETTINGS = Settings(partitions=4)
+TOPICS = SETTINGS.input_topics
+SUBS, USAGE, TICKETS, SURVEYS = (
+    TOPICS[family] for family in ("subscriptions", "usage", "tickets", "surveys")
+)
+ACCOUNT = "acme"
+PARTITION = partition_of(ACCOUNT, SETTINGS.partitions)
+OTHER = "globex"
+OTHER_PARTITION = partition_of(OTHER, SETTINGS.partitions)
+assert OTHER_PARTITION != PARTITION
+T1, T2 = "2024-01-01T10:00:00Z", "2024-01-01T12:00:00Z"
+GENERATION = 7
+
+TP = tuple[str, int]
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float
+    generation_id: int | None
+
+
+class FakeEvent:
+    """A faust-like event: its message and how often it was acknowledged (weak-referenceable)."""
+
+    def __init__(self, message: Message, acks: list[tuple[str, int]]) -> None:
+        self.message = message
+        self.acked = 0
+        self._acks = acks
+
+    def ack(self) -> None:
+        self.acked += 1
+        self._acks.append((self.message.topic, self.message.offset))
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.alerts: list[dict[str, Any]] = []
+        self.snapshots: list[dict[str, Any]] = []
+        self.dead_letters: list[dict[str, Any]] = []
+        self.reroutes: list[tuple[str, bytes, bytes]] = []
+        self.flushes = 0
+
+    def alert(self, alert: dict[str, Any]) -> None:
+        self.alerts.append(alert)
+
+    def snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.snapshots.append(snapshot)
+
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        self.dead_letters.append(record)
+
+    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
+        self.reroutes.append((topic, key, value))
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+
+class FakeOffsets:
+    """The consumer's view, set by the test: owned partitions (this account's partition of every
+    input topic), fetcher highwaters (unset: None), broker end offsets (inputs start empty at 0)
+    and restart offsets (unset: 0). Seeks and end-offset questions are recorded."""
+
+    def __init__(self) -> None:
+        self.generation_id: int | None = GENERATION
+        self.rebalancing = False
+        self.owned: set[TP] = {(topic, PARTITION) for topic in TOPICS.values()}
+        self.highwaters: dict[TP, int] = {}
+        self.ends: dict[TP, int] = {tp: 0 for tp in self.owned}
+        self.restarts: dict[TP, int] = {}
+        self.seeks: list[tuple[str, int, int]] = []
+        self.end_offsets_calls = 0
+        self.asked_ends: list[TP] = []
+
+    def generation(self) -> int | None:
+        return self.generation_id
+
+    def settled(self) -> bool:
+        return not self.rebalancing
+
+    def assigned(self) -> set[TP]:
+        return set(self.owned)
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return self.highwaters.get((topic, partition))
+
+    async def end_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        self.end_offsets_calls += 1
+        self.asked_ends += tps
+        return {tp: self.ends[tp] for tp in tps if tp in self.ends}
+
+    async def restart_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        return {tp: self.restarts.get(tp, 0) for tp in tps}
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.seeks.append((topic, partition, offset))
+
+
+class World:
+    """A scorer with its tables, sink and consumer view, and a maker of input events."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, bytes] = {}
+        self.clocks: dict[str, bytes] = {}
+        self.sink = FakeSink()
+        self.offsets = FakeOffsets()
+        self.acks: list[tuple[str, int]] = []  # (topic, offset) in acknowledgement order
+        self.scorer = Scorer(SETTINGS, ScoreConfig(), self.accounts, self.clocks, self.sink, self.offsets)
+        self._ids = 0
+
+    def event(
+        self,
+        topic: str,
+        offset: int,
+        value: bytes,
+        *,
+        account: str = ACCOUNT,
+        generation: int | None = GENERATION,
+    ) -> FakeEvent:
+        message = Message(
+            topic=topic,
+            partition=partition_of(account, SETTINGS.partitions),
+            offset=offset,
+            key=account.encode(),
+            value=value,
+            timestamp=time.time(),
+            generation_id=generation,
+        )
+        return FakeEvent(message, self.acks)
+
+    def usage(
+        self, offset: int, when: str = T2, *, account: str = ACCOUNT, generation: int | None = GENERATION
+    ) -> FakeEvent:
+        return self.event(
+            USAGE, offset, self.value(usage_record(account, when)), account=account, generation=generation
+        )
+
+    def started(self, offset: int, when: str = T1, *, generation: int | None = GENERATION) -> FakeEvent:
+        return self.event(SUBS, offset, self.value(started_record(ACCOUNT, when)), generation=generation)
+
+    def value(self, record: dict[str, Any]) -> bytes:
+        self._ids += 1
+        return orjson.dumps({"event_id": f"e{self._ids}", **record})
+
+    def applied(self) -> bool:
+        """Whether anything reached the engine's outputs and the tables."""
+        return bool(self.sink.snapshots or self.accounts or self.clocks)
+
+
+def usage_record(account: str, when: str) -> dict[str, Any]:
+    return {
+        "event_type": "usage.recorded",
+        "account_id": account,
+        "occurred_at": when,
+        "user_id": "u1",
+        "feature": "reports",
+    }
+
+
+def started_record(account: str, when: str) -> dict[str, Any]:
+    return {
+        "event_type": "subscription.started",
+        "account_id": account,
+        "occurred_at": when,
+        "subscription_id": "s1",
+        "plan": "pro",
+        "amount": "100.00",
+        "currency": "USD",
+        "interval": "month",
+    }
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_a_usage_message_with_every_other_topic_at_its_end_is_applied_and_acked(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == 1
+    assert world.scorer.counters.accepted == 1 and world.scorer.counters.processed == 1
+    assert [s["account_id"] for s in world.sink.snapshots] == [ACCOUNT]
+    assert ACCOUNT in world.accounts and f"clock-{PARTITION}" in world.clocks
+    assert world.sink.flushes == 1
+
+
+# -- 1. stale deliveries -------------------------------------------------------------------------
+
+
+async def test_a_message_of_a_partition_not_owned_is_neither_applied_nor_acked(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    foreign = world.usage(0, account=OTHER)  # OTHER's partition is not assigned to this worker
+    own = world.usage(0)
+    await world.scorer.process([foreign, own])
+    assert foreign.acked == 0 and own.acked == 1
+    counters = world.scorer.counters
+    assert counters.stale == 1 and counters.processed == 1 and counters.accepted == 1
+    assert OTHER not in world.accounts
+    assert [s["account_id"] for s in world.sink.snapshots] == [ACCOUNT]
+    assert OTHER_PARTITION not in world.scorer.merges
+
+
+async def test_a_message_fetched_in_an_older_generation_is_neither_applied_nor_acked(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    old = world.usage(0, generation=GENERATION - 1)
+    await world.scorer.process([old])
+    assert old.acked == 0
+    assert world.scorer.counters.stale == 1 and world.scorer.counters.processed == 0
+    assert not world.applied() and world.sink.flushes == 0
+
+    current = world.usage(0)  # the same offset read again in this generation counts
+    await world.scorer.process([current])
+    assert current.acked == 1 and old.acked == 0
+    assert world.scorer.counters.accepted == 1 and world.scorer.counters.stale == 1
+
+
+# -- 2. the same offset delivered twice ----------------------------------------------------------
+
+
+async def test_an_applied_message_delivered_again_is_not_applied_or_acked_again(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    first = world.usage(0)
+    await world.scorer.process([first])
+    snapshots = len(world.sink.snapshots)
+    again = world.event(USAGE, 0, first.message.value)  # a re-read delivers offset 0 once more
+    await world.scorer.process([again])
+    assert first.acked == 1 and again.acked == 0
+    counters = world.scorer.counters
+    assert counters.stale == 1 and counters.processed == 1
+    assert counters.accepted == 1 and counters.duplicates == 0
+    assert len(world.sink.snapshots) == snapshots
+
+
+async def test_a_held_message_delivered_again_is_released_once(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 6  # subscriptions@5 is still to come: usage waits
+    held = world.usage(0)
+    await world.scorer.process([held])
+    assert held.acked == 0
+    again = world.event(USAGE, 0, held.message.value)
+    await world.scorer.process([again, world.started(5)])
+    assert held.acked == 1 and again.acked == 0
+    assert world.acks == [(SUBS, 5), (USAGE, 0)]
+    counters = world.scorer.counters
+    assert counters.stale == 1 and counters.accepted == 2 and counters.duplicates == 0
+
+
+# -- 3. watermark holds and idle topics ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("end", "released"), [(5, True), (6, False)])
+async def test_a_topic_with_nothing_delivered_holds_the_others_until_the_broker_says_it_is_at_its_end(
+    world: World, end: int, released: bool
+) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5  # consumption (re)started at offset 5
+    world.offsets.ends[(SUBS, PARTITION)] = end
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == (1 if released else 0)
+    assert world.applied() is released
+    assert len(world.scorer.merges[PARTITION]) == (0 if released else 1)
+
+
+async def test_held_messages_are_released_in_event_time_order_across_topics(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 6
+    usage = world.usage(0, T2)
+    await world.scorer.process([usage])
+    assert usage.acked == 0 and not world.applied()
+    await world.scorer.release_idle()  # nothing changed: still held
+    assert usage.acked == 0 and not world.applied()
+
+    subscription = world.started(5, T1)  # older than the usage, delivered after it
+    await world.scorer.process([subscription])
+    assert world.acks == [(SUBS, 5), (USAGE, 0)]
+    assert world.scorer.counters.accepted == 2
+
+
+async def test_release_idle_lets_go_once_the_holding_topic_reaches_its_end(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 6
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == 0
+    world.offsets.restarts[(SUBS, PARTITION)] = 6  # e.g. reassigned after subscriptions@5 was committed
+    await world.scorer.release_idle()
+    assert event.acked == 1 and world.applied()
+
+
+async def test_a_stale_fetcher_highwater_does_not_make_a_topic_idle(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.highwaters[(SUBS, PARTITION)] = 5  # the last fetch said subscriptions was caught up
+    world.offsets.ends[(SUBS, PARTITION)] = 6  # but the broker has subscriptions@5 by now
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == 0 and not world.applied()
+    assert (SUBS, PARTITION) in world.offsets.asked_ends
+
+
+async def test_a_topic_the_fetcher_sees_behind_is_not_asked_about_and_holds(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.highwaters[(SUBS, PARTITION)] = 6  # visibly more to deliver
+    world.offsets.ends[(SUBS, PARTITION)] = 5  # (would say idle if asked)
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == 0 and not world.applied()
+    assert world.offsets.end_offsets_calls == 1
+    assert (SUBS, PARTITION) not in world.offsets.asked_ends
+    assert (USAGE, PARTITION) in world.offsets.asked_ends
+
+
+async def test_nothing_is_idle_when_the_broker_does_not_answer(world: World) -> None:
+    world.offsets.ends.clear()  # end_offsets answers {} (e.g. the broker is unreachable)
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == 0 and not world.applied()
+
+
+# -- 4. dead letters -----------------------------------------------------------------------------
+
+
+async def test_an_invalid_message_is_dead_lettered_acked_and_moves_its_topic_on(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 6
+    usage = world.usage(0)
+    await world.scorer.process([usage])
+    assert usage.acked == 0  # held for subscriptions@5
+
+    bad = world.event(SUBS, 5, b"{not json")
+    await world.scorer.process([bad])
+    assert bad.acked == 1
+    [record] = world.sink.dead_letters
+    assert (record["topic"], record["partition"], record["offset"]) == (SUBS, PARTITION, 5)
+    assert record["original"] == "{not json" and "JSON" in record["error"]
+    assert world.scorer.merges[PARTITION].next_offset[SUBS] == 6
+    # subscriptions' last message was bad, it is at its end: the usage goes through
+    assert usage.acked == 1 and world.applied()
+    assert world.acks == [(SUBS, 5), (USAGE, 0)]
+    counters = world.scorer.counters
+    assert counters.rejected == 1 and counters.accepted == 1 and counters.processed == 2
+
+
+async def test_a_bad_message_alone_is_acked_without_touching_the_tables(world: World) -> None:
+    bad = world.event(USAGE, 0, b"[]")
+    await world.scorer.process([bad])
+    assert bad.acked == 1 and len(world.sink.dead_letters) == 1
+    assert not world.applied()
+
+
+# -- 5. stalled partitions -----------------------------------------------------------------------
+
+
+async def test_a_silent_partition_with_a_backlog_is_read_again_from_its_next_offset(world: World) -> None:
+    offsets = world.offsets
+    changelog = ("healthstream-accounts-changelog", PARTITION)
+    offsets.owned.add(changelog)
+    offsets.ends[changelog] = 9  # not an input topic: never sought, whatever its offsets
+    offsets.restarts[(SUBS, PARTITION)] = 5
+    offsets.ends[(SUBS, PARTITION)] = 7  # backlog, nothing delivered since the assignment
+    offsets.restarts[(TICKETS, PARTITION)] = 3
+    offsets.ends[(TICKETS, PARTITION)] = 3  # at its end: nothing to read again
+    offsets.ends[(USAGE, PARTITION)] = 10
+    await world.scorer.process([world.usage(3)])  # usage delivered just now: not silent
+
+    world.scorer.assigned_at -= scorer_module.STALL_S + 1
+    await world.scorer.reread_stalled()
+    assert offsets.seeks == [(SUBS, PARTITION, 5)]
+    assert world.scorer.counters.rereads == 1
+
+    await world.scorer.reread_stalled()  # just checked: not again before STALL_S more
+    assert offsets.seeks == [(SUBS, PARTITION, 5)]
+    assert world.scorer.counters.rereads == 1
+
+
+async def test_a_stalled_topic_is_sought_to_the_offset_after_the_last_one_delivered(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scorer_module, "STALL_S", -1.0)  # everything counts as silent
+    offsets = world.offsets
+    offsets.ends[(USAGE, PARTITION)] = 10
+    offsets.restarts[(USAGE, PARTITION)] = 0  # not where it resumes: offset 3 was delivered
+    await world.scorer.process([world.usage(3)])
+    await world.scorer.reread_stalled()
+    assert offsets.seeks == [(USAGE, PARTITION, 4)]
+    assert world.scorer.counters.rereads == 1
+
+
+async def test_partitions_that_delivered_recently_are_not_sought(world: World) -> None:
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 7
+    await world.scorer.reread_stalled()  # just assigned: not silent for STALL_S yet
+    assert world.offsets.seeks == [] and world.scorer.counters.rereads == 0
+    assert world.offsets.end_offsets_calls == 0
+
+
+async def test_nothing_is_read_again_during_a_rebalance_nor_just_after_it(world: World) -> None:
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 7
+    world.scorer.assigned_at -= scorer_module.STALL_S + 1
+    world.offsets.rebalancing = True  # a table recovery can take longer than STALL_S
+    await world.scorer.reread_stalled()
+    world.offsets.rebalancing = False
+    await world.scorer.reread_stalled()  # silence is counted from the end of the rebalance
+    assert world.offsets.seeks == [] and world.offsets.end_offsets_calls == 0
+
+
+# -- 6. rebalances -------------------------------------------------------------------------------
+
+
+async def test_messages_held_at_a_rebalance_are_never_acked_afterwards(world: World) -> None:
+    offsets = world.offsets
+    offsets.ends[(USAGE, PARTITION)] = 1
+    offsets.restarts[(SUBS, PARTITION)] = 5
+    offsets.ends[(SUBS, PARTITION)] = 6
+    held = world.usage(0)
+    await world.scorer.process([held])
+    assert held.acked == 0 and world.scorer.merges
+
+    await world.scorer.rebalanced()
+    assert world.scorer.merges == {} and world.scorer.engines == {} and world.scorer.stores == {}
+    offsets.generation_id = GENERATION + 1
+    await world.scorer.release_idle()
+    assert held.acked == 0
+
+    # The consumer reads from the committed offsets again: the usage comes a second time.
+    again = world.usage(0, generation=GENERATION + 1)
+    subscription = world.started(5, generation=GENERATION + 1)
+    await world.scorer.process([again, subscription])
+    assert held.acked == 0
+    assert again.acked == 1 and subscription.acked == 1
+    assert world.scorer.counters.accepted == 2 and world.scorer.counters.stale == 0
+
+
+async def test_engines_are_rebuilt_from_the_tables_after_a_rebalance(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    first = world.usage(0, T1)
+    await world.scorer.process([first])
+    before = world.scorer.engines[PARTITION]
+    await world.scorer.rebalanced()
+    retried = world.event(USAGE, 1, first.message.value)  # a producer retry: same event id
+    await world.scorer.process([retried])
+    engine = world.scorer.engines[PARTITION]
+    assert engine is not before
+    assert ACCOUNT in engine.members
+    assert engine.clock.stream_time == before.clock.stream_time  # the clock came from its table
+    assert retried.acked == 1 and world.scorer.counters.duplicates == 1  # `seen` came from the table
