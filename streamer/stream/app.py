@@ -7,12 +7,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
-from faust.types import TP
 
 from streamer.core.config import ScoreConfig
 from streamer.logs import configure_logging
@@ -22,6 +20,7 @@ from streamer.projection.resync import Resync
 from streamer.projection.stats import worker_stats
 from streamer.settings import Settings
 from streamer.stream.consumer import ScoringApp
+from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.scorer import STALL_S, Scorer
 from streamer.stream.topics import ensure_topics
 
@@ -31,56 +30,6 @@ BATCH_MAX = 2000  # messages per batch (one table write per account per batch)
 BATCH_WITHIN_S = 0.25  # or whatever arrived within this long
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
-
-
-class ConsumerOffsets:
-    """The worker consumer's view of its input partitions (see `scorer.Offsets`)."""
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-
-    def generation(self) -> int | None:
-        generation = self.app.consumer_generation_id
-        return None if generation is None else int(generation)
-
-    def settled(self) -> bool:
-        return not self.app.rebalancing
-
-    def assigned(self) -> set[tuple[str, int]]:
-        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
-
-    def highwater(self, topic: str, partition: int) -> int | None:
-        try:
-            return int(self.app.consumer.highwater(TP(topic, partition)))
-        except Exception:  # unknown until the first fetch of that partition
-            return None
-
-    async def end_offsets(self, tps: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        try:
-            ends = await self.app.consumer.highwaters(*(TP(topic, p) for topic, p in tps))
-        except Exception as exc:  # the broker will answer next time; until then nothing is idle
-            log.warning("could not read end offsets", extra={"error": repr(exc)})
-            return {}
-        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items() if end is not None}
-
-    async def restart_offsets(self, tps: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        # faust records the committed offsets it seeks to after each assignment; a partition
-        # without one is read from its start (auto_offset_reset=earliest).
-        committed = getattr(self.app.consumer, "_committed_offset", {})
-        found = {(topic, p): committed.get(TP(topic, p)) for topic, p in tps}
-        offsets = {tp: int(offset) for tp, offset in found.items() if offset is not None}
-        missing = [TP(topic, p) for (topic, p), offset in found.items() if offset is None]
-        if missing:
-            try:
-                starts = await self.app.consumer.earliest_offsets(*missing)
-            except Exception as exc:
-                log.warning("could not read start offsets", extra={"error": repr(exc)})
-                return offsets
-            offsets.update({(tp.topic, tp.partition): int(o) for tp, o in starts.items() if o is not None})
-        return offsets
-
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(TP(topic, partition), offset)
 
 
 class KafkaSink:
@@ -150,7 +99,8 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     clocks = app.Table("clocks", **tables)
     sink = KafkaSink(app, settings)
     projection = redis_projection(settings, config)
-    scorer = Scorer(settings, config, accounts, clocks, sink, ConsumerOffsets(app), projection=projection)
+    offsets = ConsumerOffsets(app, settings.kafka_bootstrap)
+    scorer = Scorer(settings, config, accounts, clocks, sink, offsets, projection=projection)
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
         *settings.input_topics.values(),
@@ -171,6 +121,11 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
 
     app.on_partitions_assigned.connect(on_rebalance)  # type: ignore[arg-type]
     app.on_partitions_revoked.connect(on_rebalance)  # type: ignore[arg-type]
+
+    async def close_offsets(sender: Any, **kwargs: Any) -> None:
+        await offsets.close()
+
+    app.on_before_shutdown.connect(close_offsets)  # type: ignore[arg-type]
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def release_idle() -> None:

@@ -1,0 +1,89 @@
+"""The worker consumer's view of its input partitions (the scorer's `Offsets`).
+
+Assignment, generation and fetch positions come from faust's consumer. End and start offsets
+come from the broker through a small client of our own: the scorer asks for end offsets about
+once per batch, and a round trip through faust's consumer thread takes seconds under load (its
+method queue is served between fetches), where a direct ListOffsets request takes a millisecond.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTP
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+class ConsumerOffsets:
+    """Offsets of the worker's input partitions, for `scorer.Scorer`."""
+
+    def __init__(self, app: faust.App, bootstrap: str) -> None:
+        self.app = app
+        self.bootstrap = bootstrap
+        self._client: AIOKafkaConsumer | None = None  # started on first use, in the worker's loop
+
+    def generation(self) -> int | None:
+        generation = self.app.consumer_generation_id
+        return None if generation is None else int(generation)
+
+    def settled(self) -> bool:
+        return not self.app.rebalancing
+
+    def assigned(self) -> set[TopicPartition]:
+        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        try:
+            return int(self.app.consumer.highwater(TP(topic, partition)))
+        except Exception:  # unknown until the first fetch of that partition
+            return None
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._list(tps, "end")
+
+    async def restart_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        # faust records the committed offsets it seeks to after each assignment (and advances
+        # them as it commits); a partition without one is read from its start (earliest).
+        committed: Any = getattr(self.app.consumer, "_committed_offset", {})
+        found = {tp: committed.get(TP(*tp)) for tp in tps}
+        offsets = {tp: int(offset) for tp, offset in found.items() if offset is not None}
+        missing = [tp for tp, offset in found.items() if offset is None]
+        if missing:
+            offsets.update(await self._list(missing, "start"))
+        return offsets
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(topic, partition), offset)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.stop()
+
+    async def _list(self, tps: Sequence[TopicPartition], which: str) -> dict[TopicPartition, int]:
+        """The partitions' start or end offsets as the broker reports them now; {} when it
+        cannot be asked (nothing counts as idle then, which only delays)."""
+        try:
+            client = await self._started()
+            wanted = [KafkaTP(topic, partition) for topic, partition in tps]
+            found = await (client.end_offsets(wanted) if which == "end" else client.beginning_offsets(wanted))
+        except Exception as exc:
+            log.warning("could not read offsets from the broker", extra={"which": which, "error": repr(exc)})
+            await self.close()  # start afresh next time
+            return {}
+        return {(tp.topic, tp.partition): int(offset) for tp, offset in found.items() if offset is not None}
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._client is None:
+            client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            await client.start()
+            self._client = client
+        return self._client
