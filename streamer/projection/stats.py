@@ -12,6 +12,8 @@ class CountersLike(Protocol):
     duplicates: int
     rejected: int
     rerouted: int
+    stale: int
+    rereads: int
     alerts: int
     snapshots: int
     batches: int
@@ -21,7 +23,18 @@ class CountersLike(Protocol):
     def by_rule(self) -> Mapping[str, int]: ...
 
 
-COUNTERS = ("processed", "accepted", "duplicates", "rejected", "rerouted", "alerts", "snapshots", "batches")
+COUNTERS = (
+    "processed",
+    "accepted",
+    "duplicates",
+    "rejected",
+    "rerouted",
+    "stale",
+    "rereads",
+    "alerts",
+    "snapshots",
+    "batches",
+)
 RULE_PREFIX = "alerts_rule."
 LAG_PREFIX = "lag_partition."
 

@@ -23,6 +23,8 @@ WORKER_COUNTERS = (
     ("duplicates", "healthstream_events_duplicate", "Events ignored as duplicates (same event_id)"),
     ("rejected", "healthstream_events_rejected", "Messages dead-lettered (invalid or too late)"),
     ("rerouted", "healthstream_events_rerouted", "Messages re-published to their account's partition"),
+    ("stale", "healthstream_events_stale", "Deliveries skipped: fetched before a rebalance or repeated"),
+    ("rereads", "healthstream_partition_rereads", "Stalled input partitions read again"),
     ("alerts", "healthstream_alerts_raised", "Alerts raised (all rules)"),
     ("snapshots", "healthstream_snapshots_published", "Health snapshots published"),
     ("batches", "healthstream_batches", "Batches processed"),
