@@ -26,7 +26,7 @@ from streamer.stream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 2000  # messages per batch (one table write per account per batch)
+BATCH_MAX = 4000  # messages per batch (one table write per account per batch)
 BATCH_WITHIN_S = 0.25  # or whatever arrived within this long
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
