@@ -30,8 +30,8 @@ VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "met
 
 
 @pytest.fixture(scope="session")
-def live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Live:
-    return shared_live(stack, tmp_path_factory, pytestconfig)
+def live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Live:
+    return shared_live(stack, tmp_path_factory, request)
 
 
 @pytest.fixture(scope="session")

@@ -421,14 +421,16 @@ class Live:
 _LIVE: dict[str, Live] = {}
 
 
-def shared_live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, config: pytest.Config) -> Live:
+def shared_live(
+    stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Live:
     """One deployment (worker + view, history replayed and settled) for this module and the dashboard's."""
     if "live" not in _LIVE:
         root = tmp_path_factory.mktemp("view-live")
         history = make_history(root / "history")
         deployment = Deployment(stack.bootstrap, stack.redis_url, root / "deployment")
         deployment.root.mkdir(parents=True)
-        config.add_cleanup(deployment.close)
+        request.addfinalizer(deployment.close)  # with the fixture: before the stack stops
         deployment.create_topics()
         deployment.start_worker()
         deployment.start_view()
@@ -448,8 +450,8 @@ def shared_live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, conf
 
 
 @pytest.fixture(scope="session")
-def live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Live:
-    return shared_live(stack, tmp_path_factory, pytestconfig)
+def live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Live:
+    return shared_live(stack, tmp_path_factory, request)
 
 
 # -- tests -----------------------------------------------------------------------------------------
