@@ -16,8 +16,9 @@ from streamer.backtest.configfile import tuned_config_text
 from streamer.backtest.report import day, render
 from streamer.backtest.report import to_json as report_json
 from streamer.backtest.sampling import replay
+from streamer.cli_config import score_config_or_fail
 from streamer.core.config import ScoreConfig
-from streamer.settings import ConfigError, Settings, load_score_config
+from streamer.settings import Settings
 
 
 def _base_data(path: Path | None) -> dict[str, Any]:
@@ -116,10 +117,7 @@ def backtest(
     """
     settings = Settings()
     source = config_path or settings.score_config
-    try:
-        config = load_score_config(source)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = score_config_or_fail(source)
     tune_weights = tune_weights or write_config is not None
 
     bar: Any = None

@@ -9,8 +9,9 @@ from typing import IO, Any
 import click
 import orjson
 
+from streamer.cli_config import score_config_or_fail
 from streamer.offline.runner import OfflineRun, merge_order_key, open_events
-from streamer.settings import ConfigError, Settings, load_score_config
+from streamer.settings import Settings
 
 
 def _writer(handle: IO[bytes]) -> Any:
@@ -58,10 +59,7 @@ def offline(
     summary. Use it to backfill history or to try a score configuration before deploying it.
     """
     settings = Settings()
-    try:
-        config = load_score_config(config_path or settings.score_config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = score_config_or_fail(config_path or settings.score_config)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = OfflineRun(config, partitions or settings.partitions, settings.topic_prefix)
     size = events.stat().st_size

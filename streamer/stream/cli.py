@@ -11,9 +11,10 @@ from typing import Any
 import click
 import orjson
 
+from streamer.cli_config import score_config_or_fail
 from streamer.logs import configure_logging
 from streamer.offline.runner import open_events
-from streamer.settings import ConfigError, Settings, load_score_config
+from streamer.settings import Settings
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -67,10 +68,7 @@ def worker(
         store=store,
         score_config=config_path,
     )
-    try:
-        config = load_score_config(settings.score_config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = score_config_or_fail(settings.score_config)
     configure_logging(loglevel)
     run_worker(settings, config, loglevel)
 
