@@ -176,7 +176,7 @@ def _support(
 ) -> None:
     if not support.ever:
         return
-    by_priority = support.open_by_priority(now)
+    by_priority = support.open_by_priority()
     facts["open_tickets"] = sum(by_priority.values())
     facts["open_urgent"], facts["open_high"] = by_priority["urgent"], by_priority["high"]
     facts["open_low"], facts["open_normal"] = by_priority["low"], by_priority["normal"]

@@ -130,18 +130,18 @@ class Support:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def open_tickets(self, now: int) -> list[Ticket]:
-        """Tickets whose latest status is open."""
+    def open_tickets(self) -> list[Ticket]:
+        """Tickets whose latest status is open (the latest folded in, whatever its time)."""
         return [self.tickets[tid] for tid in self.open_ids]
 
-    def open_by_priority(self, now: int) -> dict[str, int]:
+    def open_by_priority(self) -> dict[str, int]:
         counts = dict.fromkeys(PRIORITIES, 0)
-        for ticket in self.open_tickets(now):
+        for ticket in self.open_tickets():
             counts[ticket.priority] += 1
         return counts
 
     def oldest_open_hours(self, now: int) -> float | None:
-        opened = [t.opened_at for t in self.open_tickets(now) if t.opened_at is not None]
+        opened = [t.opened_at for t in self.open_tickets() if t.opened_at is not None]
         return max(0, now - min(opened)) / HOUR if opened else None
 
     def urgent_open_over(self, now: int, hours: float) -> list[str]:
