@@ -50,25 +50,32 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         stale = [tp for tp in records if not self._is_changelog_tp(tp)]
         if not stale:
             return records, active_partitions
+        try:
+            offsets = await self._seek_offsets(stale)
+        except Exception as exc:  # records may only be dropped when they will be read again
+            log.warning("could not seek back a fetch that overlapped a seek", extra={"error": repr(exc)})
+            return records, active_partitions
         self.dropped_fetches += 1
         log.info(
             "read again a fetch that overlapped a seek",
             extra={"records": sum(len(records[tp]) for tp in stale), "partitions": len(stale)},
         )
-        await self._seek_back(stale)
+        for tp, offset in offsets.items():
+            await self.seek(tp, offset)
         return {tp: batch for tp, batch in records.items() if tp not in stale}, active_partitions
 
-    async def _seek_back(self, tps: list[TP]) -> None:
-        """Seek input partitions still assigned to their committed offsets (at or before
-        anything not yet acknowledged), or to their start without one."""
+    async def _seek_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        """Where to read the input partitions again: their committed offsets (at or before
+        anything not yet acknowledged), or their start without one. Partitions no longer
+        assigned are left to their new owner."""
         assigned = self.assignment()
-        offsets = {tp: self._committed_offset.get(tp) for tp in tps if tp in assigned}
-        missing = [tp for tp, offset in offsets.items() if offset is None]
+        found = {tp: self._committed_offset.get(tp) for tp in tps if tp in assigned}
+        offsets = {tp: offset for tp, offset in found.items() if offset is not None}
+        missing = [tp for tp, offset in found.items() if offset is None]
         if missing:
-            offsets.update(await self.earliest_offsets(*missing))
-        for tp, offset in offsets.items():
-            if offset is not None:
-                await self.seek(tp, offset)
+            starts = await self.earliest_offsets(*missing)
+            offsets.update({tp: starts[tp] for tp in missing})  # KeyError: no start, no drop
+        return offsets
 
 
 class RebalanceSafeTransport(faust_aiokafka.Transport):

@@ -1,0 +1,105 @@
+"""`RebalanceSafeConsumer`: a fetch that overlapped a seek never delivers input records (no broker).
+
+faust's own consumer machinery is replaced by fakes on its base class: the fetch, the seeks, the
+assignment and the committed offsets; what is under test is only what our subclass adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from streamer.stream.consumer import RebalanceSafeConsumer
+
+USAGE, SUBS = TP("in.usage", 0), TP("in.subscriptions", 0)
+CHANGELOG = TP("app-accounts-changelog", 0)
+
+
+class Harness:
+    """A consumer whose base-class fetch returns `records`, running `during` while it waits."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.records: dict[TP, list[str]] = {}
+        self.during: Callable[[RebalanceSafeConsumer], Awaitable[None]] | None = None
+        self.sought: list[tuple[TP, int]] = []
+        self.earliest: dict[TP, int] = {}
+        consumer = self.consumer = RebalanceSafeConsumer.__new__(RebalanceSafeConsumer)
+        consumer._committed_offset = {USAGE: 40, SUBS: None, CHANGELOG: 7}
+        harness = self
+
+        async def fetch(self: Any, timeout: float) -> tuple[dict[TP, list[str]], set[TP]]:
+            if harness.during is not None:
+                await harness.during(consumer)
+            return dict(harness.records), {USAGE, SUBS, CHANGELOG}
+
+        async def seek(self: Any, partition: TP, offset: int) -> None:
+            harness.sought.append((partition, offset))
+
+        async def perform_seek(self: Any) -> None:
+            return None
+
+        async def earliest_offsets(self: Any, *partitions: TP) -> dict[TP, int]:
+            return {tp: harness.earliest[tp] for tp in partitions if tp in harness.earliest}
+
+        base = faust_aiokafka.Consumer
+        monkeypatch.setattr(base, "_wait_next_records", fetch)
+        monkeypatch.setattr(base, "seek", seek)
+        monkeypatch.setattr(base, "perform_seek", perform_seek)
+        monkeypatch.setattr(base, "earliest_offsets", earliest_offsets)
+        monkeypatch.setattr(base, "assignment", lambda self: {USAGE, SUBS, CHANGELOG})
+        monkeypatch.setattr(base, "_is_changelog_tp", lambda self, tp: tp.topic.endswith("-changelog"))
+
+    async def fetch(self) -> dict[TP, list[str]]:
+        records, _active = await self.consumer._wait_next_records(1.0)
+        assert isinstance(records, dict)
+        return records
+
+
+async def rebalance(consumer: RebalanceSafeConsumer) -> None:
+    await consumer.perform_seek()  # what faust does after every rebalance
+
+
+@pytest.fixture
+def harness(monkeypatch: pytest.MonkeyPatch) -> Harness:
+    return Harness(monkeypatch)
+
+
+async def test_a_fetch_without_a_seek_meanwhile_is_delivered_whole(harness: Harness) -> None:
+    harness.records = {USAGE: ["u40", "u41"], CHANGELOG: ["c7"]}
+    assert await harness.fetch() == {USAGE: ["u40", "u41"], CHANGELOG: ["c7"]}
+    assert harness.sought == [] and harness.consumer.dropped_fetches == 0
+
+
+async def test_input_records_of_a_fetch_that_overlapped_a_seek_are_read_again(harness: Harness) -> None:
+    harness.records = {USAGE: ["u55", "u56"], SUBS: ["s3"], CHANGELOG: ["c7"]}
+    harness.earliest = {SUBS: 0}  # no committed offset: read from the start
+    harness.during = rebalance
+    # Changelog records pass: table recovery reads them by its own offsets.
+    assert await harness.fetch() == {CHANGELOG: ["c7"]}
+    assert sorted(harness.sought) == sorted([(USAGE, 40), (SUBS, 0)])
+    assert harness.consumer.dropped_fetches == 1
+
+    harness.during = None  # the fetch after that is current again
+    harness.records = {USAGE: ["u40"]}
+    assert await harness.fetch() == {USAGE: ["u40"]}
+
+
+async def test_records_are_kept_when_they_could_not_be_sought_back(harness: Harness) -> None:
+    harness.records = {SUBS: ["s3"]}
+    harness.during = rebalance  # SUBS has no committed offset and the broker gave no start
+    assert await harness.fetch() == {SUBS: ["s3"]}  # dropping them would lose them
+    assert harness.sought == [] and harness.consumer.dropped_fetches == 0
+
+
+async def test_our_own_seeks_count_too(harness: Harness) -> None:
+    async def reread(consumer: RebalanceSafeConsumer) -> None:
+        await consumer.seek(USAGE, 40)  # the scorer re-reading a stalled partition
+
+    harness.records = {USAGE: ["u57"]}
+    harness.during = reread
+    assert await harness.fetch() == {}
+    assert harness.sought == [(USAGE, 40), (USAGE, 40)]
