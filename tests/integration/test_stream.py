@@ -520,13 +520,18 @@ def short(value: Any, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def snapshot_differences(got: dict[str, Any], want: dict[str, Any]) -> str:
-    fields = sorted(set(got) | set(want))
-    return "; ".join(
-        f"{name}: stream {short(got.get(name), 80)} offline {short(want.get(name), 80)}"
-        for name in fields
-        if got.get(name) != want.get(name)
-    )
+def snapshot_differences(got: dict[str, Any], want: dict[str, Any], path: str = "") -> str:
+    """The fields that differ, down to the innermost differing keys of nested objects."""
+    parts = []
+    for name in sorted(set(got) | set(want)):
+        mine, theirs = got.get(name), want.get(name)
+        if mine == theirs:
+            continue
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            parts.append(snapshot_differences(mine, theirs, f"{path}{name}."))
+        else:
+            parts.append(f"{path}{name}: stream {short(mine, 80)} offline {short(theirs, 80)}")
+    return "; ".join(parts)
 
 
 def assert_same_as_offline(deployment: Deployment, history: History) -> None:
