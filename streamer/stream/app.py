@@ -116,11 +116,14 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             await scorer.process(batch)
 
-    async def on_rebalance(sender: Any, *args: Any, **kwargs: Any) -> None:
-        await scorer.rebalanced()
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await scorer.revoked()
 
-    app.on_partitions_assigned.connect(on_rebalance)  # type: ignore[arg-type]
-    app.on_partitions_revoked.connect(on_rebalance)  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await scorer.assigned()
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
 
     async def close_offsets(sender: Any, **kwargs: Any) -> None:
         await offsets.close()

@@ -150,15 +150,27 @@ class Scorer:
         self.assigned_at = time.monotonic()
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
         self.lock = asyncio.Lock()
+        self.paused = False  # between a revocation and the next assignment
         self.counters = Counters()
 
-    async def rebalanced(self) -> None:
-        """On a rebalance: let the batch in flight finish, then forget the partitions' engines.
+    async def revoked(self) -> None:
+        """A rebalance begins: let the batch in flight finish, forget the partitions' engines and
+        apply nothing until the new assignment.
 
-        They are rebuilt from the tables on next use; messages held in the merges were never
+        Engines are rebuilt from the tables on next use; messages held in the merges were never
         acknowledged, and the consumer seeks back to the committed offsets, so they come again.
+        Until the assignment, messages still buffered from before the rebalance look current
+        (same generation) but must not be applied: their table writes could be lost to the
+        table recovery while their acknowledgements are committed.
         """
         async with self.lock:
+            self.paused = True
+            self.forget_partitions()
+
+    async def assigned(self) -> None:
+        """The new assignment: start afresh (messages of older generations are skipped)."""
+        async with self.lock:
+            self.paused = False
             self.forget_partitions()
 
     def forget_partitions(self) -> None:
@@ -205,7 +217,7 @@ class Scorer:
             for event in events:
                 message = event.message
                 tp = (message.topic, message.partition)
-                if tp not in owned or message.generation_id != generation:
+                if self.paused or tp not in owned or message.generation_id != generation:
                     # Fetched before a rebalance: the partition's owner reads it again from the
                     # committed offset (this worker too, if it kept the partition).
                     self.counters.stale += 1
@@ -229,7 +241,7 @@ class Scorer:
     async def release_idle(self) -> None:
         """Periodically: release what became ready because topics went idle meanwhile."""
         async with self.lock:
-            if any(len(merge) for merge in self.merges.values()):
+            if not self.paused and any(len(merge) for merge in self.merges.values()):
                 await self._release([])
 
     async def reread_stalled(self) -> None:

@@ -450,9 +450,10 @@ async def test_messages_held_at_a_rebalance_are_never_acked_afterwards(world: Wo
     await world.scorer.process([held])
     assert held.acked == 0 and world.scorer.merges
 
-    await world.scorer.rebalanced()
+    await world.scorer.revoked()
     assert world.scorer.merges == {} and world.scorer.engines == {} and world.scorer.stores == {}
     offsets.generation_id = GENERATION + 1
+    await world.scorer.assigned()
     await world.scorer.release_idle()
     assert held.acked == 0
 
@@ -465,12 +466,29 @@ async def test_messages_held_at_a_rebalance_are_never_acked_afterwards(world: Wo
     assert world.scorer.counters.accepted == 2 and world.scorer.counters.stale == 0
 
 
+async def test_nothing_is_applied_between_a_revocation_and_the_next_assignment(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    await world.scorer.revoked()
+    # Buffered from before the rebalance, still of the current generation: the consumer reads it
+    # again after the assignment, so applying it now could only lose its table write.
+    early = world.usage(0)
+    await world.scorer.process([early])
+    assert early.acked == 0 and not world.applied()
+    assert world.scorer.counters.stale == 1 and world.scorer.counters.processed == 0
+
+    await world.scorer.assigned()
+    again = world.usage(0)
+    await world.scorer.process([again])
+    assert again.acked == 1 and world.scorer.counters.accepted == 1
+
+
 async def test_engines_are_rebuilt_from_the_tables_after_a_rebalance(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 2
     first = world.usage(0, T1)
     await world.scorer.process([first])
     before = world.scorer.engines[PARTITION]
-    await world.scorer.rebalanced()
+    await world.scorer.revoked()
+    await world.scorer.assigned()
     retried = world.event(USAGE, 1, first.message.value)  # a producer retry: same event id
     await world.scorer.process([retried])
     engine = world.scorer.engines[PARTITION]
