@@ -10,9 +10,9 @@ commits past. Either way the partition's owner never sees some messages, and the
 committed offset may pass them.
 
 `RebalanceSafeConsumer` drops the input records of a fetch that overlapped a seek and seeks
-their partitions back to where faust had sought them, so they are read again.
-Changelog records, which faust's table recovery reads by its own offsets, pass untouched. Every
-offset gap faust records is logged, so a skipped range is never silent.
+their partitions back to their committed offsets, so they are read again. Changelog records,
+which faust's table recovery reads by its own offsets, pass untouched. Every offset gap faust
+records is logged, so a skipped range is never silent.
 """
 
 from __future__ import annotations
