@@ -46,9 +46,14 @@ async def publish(
 ) -> ReplaySummary:
     """Send every line to its family's topic keyed by account_id; `rate` caps events per second."""
     summary = ReplaySummary()
+    # No linger: a batch lingers from its first message, so with one a later event could ride
+    # an older batch of another partition and reach Kafka before an earlier one. Without it,
+    # what accumulates while a request is in flight goes out together in the next one, so
+    # messages are appended in the order of the file across topics (the order the worker's
+    # merge relies on to give offline's answers while events are being published).
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
-        linger_ms=20,
+        linger_ms=0,
         max_batch_size=512 * 1024,
         acks="all",
         enable_idempotence=True,
