@@ -417,6 +417,7 @@ class Deployment:
         """
         workers = workers or tuple(self.workers)
         started = last_change = time.monotonic()
+        caught_up_at: float | None = None
         while True:
             for worker in workers:
                 assert worker.alive, (
@@ -426,7 +427,11 @@ class Deployment:
                 last_change = time.monotonic()
             lag = self.bus.lag(self.app_id, self.inputs)
             now = time.monotonic()
-            if not any(lag.values()) and now - last_change >= QUIET_S:
+            if any(lag.values()):
+                caught_up_at = None
+            elif caught_up_at is None:
+                caught_up_at = now  # outputs of the last batch may have landed after the poll
+            if caught_up_at is not None and now - max(last_change, caught_up_at) >= QUIET_S:
                 return
             if now - started > deadline_s:
                 behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in lag.items() if n}
