@@ -211,7 +211,7 @@ class PartitionEngine:
         last_change = revenue.timeline[-1][0] if revenue.timeline else None
         return (
             last_change is not None
-            and account.now >= last_change
+            and account.now > last_change  # scored once after the change (at its tick, or late)
             and revenue.mrr_at(account.now) == 0
             and (account.usage.last_use is None or tick - account.usage.last_use > 60 * DAY)
         )

@@ -352,6 +352,26 @@ LATE_NEW_ACCOUNT = build(
 )
 
 
+# Found by hypothesis: a cancellation arriving after a later midnight's tick had re-scored the
+# account was scored at that midnight, while in order the churned account was never re-scored.
+LATE_CANCEL_AFTER_TICK = build(
+    [
+        {"event_type": "usage.recorded", "account_id": "acme", "at": 1_704_931_200_000, "user_id": "u1"}
+        | {"feature": "reports", "count": 1},
+        {"account_id": "acme", "subscription_id": "s1", "at": 1_704_931_200_000}
+        | {"event_type": "subscription.started", "plan": "basic", "amount": "0", "currency": "USD"}
+        | {"interval": "month", "interval_count": 1},
+        {"account_id": "globex", "subscription_id": "s2", "at": 1_705_190_400_000}
+        | {"event_type": "subscription.started", "plan": "basic", "amount": "10", "currency": "USD"}
+        | {"interval": "month", "interval_count": 1},
+        {"account_id": "globex", "subscription_id": "s2", "at": 1_711_238_400_000}
+        | {"event_type": "subscription.canceled"},
+        {"event_type": "usage.recorded", "account_id": "acme", "at": 1_711_324_800_000, "user_id": "u1"}
+        | {"feature": "reports", "count": 1},
+    ]
+)
+
+
 def newest_first_per_week(events: list[Event]) -> list[Event]:
     """The earliest event first, then the rest newest first within each 6-day stretch."""
     head, rest = events[:1], events[1:]
@@ -360,6 +380,7 @@ def newest_first_per_week(events: list[Event]) -> list[Event]:
 
 @SETTINGS
 @example(events=LATE_NEW_ACCOUNT)
+@example(events=LATE_CANCEL_AFTER_TICK)
 @given(events=histories(with_usage=True))
 def test_final_snapshots_do_not_depend_on_arrival_order(events: list[Event]) -> None:
     # With every event scored. By default a usage event alone re-scores an account at most
