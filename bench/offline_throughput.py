@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from machine import git_revision, load
 
 from streamer.contract.decode import Rejected, decode_event
 from streamer.offline.runner import OfflineRun, open_events
@@ -67,27 +68,6 @@ def streamer_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "from streamer.cli import main; main()"]
-
-
-def load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}{' (uncommitted changes)' if dirty else ''}"
 
 
 async def ensure_events(args: argparse.Namespace) -> Path:
