@@ -22,7 +22,7 @@ from streamer.settings import Settings
 from streamer.stream.consumer import ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.scorer import STALL_S, Scorer
-from streamer.stream.topics import ensure_topics
+from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     # key_type/value_type again: faust picks the store's (de)serialisers from these alone, and
     # without them reads the raw values back as JSON when it recovers a table.
     tables = {"schema": schema, "key_type": str, "value_type": bytes, "partitions": settings.partitions}
-    accounts = app.Table("accounts", **tables)
-    clocks = app.Table("clocks", **tables)
+    accounts_name, clocks_name = TABLES  # their changelogs are created up front by ensure_topics
+    accounts = app.Table(accounts_name, **tables)
+    clocks = app.Table(clocks_name, **tables)
     sink = KafkaSink(app, settings)
     projection = redis_projection(settings, config)
     offsets = ConsumerOffsets(app, settings.kafka_bootstrap)

@@ -1,4 +1,4 @@
-"""Create the input and output topics (idempotent), with the configured partition count."""
+"""Create the input, output and table changelog topics (idempotent), with the configured partition count."""
 
 from __future__ import annotations
 
@@ -13,13 +13,32 @@ from streamer.settings import Settings
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("alerts", "health", "deadletter")
+TABLES = ("accounts", "clocks")  # the worker's tables; each has a changelog topic
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """faust's name for a table's changelog: `{app id}-{table}-changelog`."""
+    return f"{settings.app_id}-{table}-changelog"
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """Four co-partitioned inputs, alerts, compacted health snapshots, dead letters."""
+    """Four co-partitioned inputs, alerts, compacted health snapshots, dead letters, and the
+    compacted table changelogs.
+
+    The changelogs are created here, before the worker starts, rather than left to faust: faust
+    creates them in the background, and a table written before its changelog reached the
+    worker's metadata crashes the agent (`PartitionsMismatch: ... changelog has 0 partitions`),
+    seen on a busy machine.
+    """
+    compacted = {settings.topic("health"), *(changelog_topic(settings, table) for table in TABLES)}
+    names = [
+        *settings.input_topics.values(),
+        *(settings.topic(o) for o in OUTPUTS),
+        *(changelog_topic(settings, table) for table in TABLES),
+    ]
     specs = []
-    for name in (*settings.input_topics.values(), *(settings.topic(o) for o in OUTPUTS)):
-        configs = {"cleanup.policy": "compact"} if name == settings.topic("health") else {}
+    for name in names:
+        configs = {"cleanup.policy": "compact"} if name in compacted else {}
         specs.append(NewTopic(name, settings.partitions, 1, topic_configs=configs))
     return specs
 

@@ -1,0 +1,30 @@
+"""The topics the worker creates before it starts: inputs, outputs and the tables' changelogs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamer.core.config import ScoreConfig
+from streamer.settings import Settings
+from streamer.stream.app import create_app
+from streamer.stream.topics import TABLES, changelog_topic, topic_specs
+
+
+def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_path: Path) -> None:
+    settings = Settings(app_id="hs-test", topic_prefix="t.", partitions=6, data_dir=tmp_path)
+    specs = {spec.name: spec for spec in topic_specs(settings)}
+    for table in TABLES:
+        spec = specs[changelog_topic(settings, table)]
+        assert spec.num_partitions == 6
+        assert spec.topic_configs == {"cleanup.policy": "compact"}
+    assert specs["t.health"].topic_configs == {"cleanup.policy": "compact"}
+    assert specs["t.usage"].topic_configs == {}
+
+
+def test_changelog_names_are_the_ones_faust_writes_to(tmp_path: Path) -> None:
+    """If faust named a table's changelog otherwise, the worker would still race its creation."""
+    settings = Settings(app_id="hs-test", partitions=2, data_dir=tmp_path)
+    app = create_app(settings, ScoreConfig(), store="memory://")
+    assert sorted(app.tables) == sorted(TABLES)
+    for table in TABLES:
+        assert app.tables[table].changelog_topic.get_topic_name() == changelog_topic(settings, table)
