@@ -5,6 +5,9 @@ and app id per run, 4 partitions, keyed and partitioned by account_id), then:
 
   a. raw ceiling    a plain aiokafka loop over the same messages: consume the four input topics,
                     produce every value to an output topic, commit per batch, until all are read
+  p. peers          the same history through a Quix Streams app and a faust `take_events` app
+                    doing a small per-account job (bench/peers/), each from its start until its
+                    consumer group committed every input end; CPU seconds from /proc
   b. healthstream   ONE `streamer worker` subprocess from its start until its consumer group has
                     committed the end offsets of all input partitions (polled with the admin
                     client); events/s per worker process, and the ratio to (a)
@@ -278,10 +281,12 @@ async def start_worker(run: Run, log_path: Path) -> asyncio.subprocess.Process:
         )
 
 
-async def stop_worker(process: asyncio.subprocess.Process, grace: float = 30.0) -> str:
+async def stop_worker(
+    process: asyncio.subprocess.Process, grace: float = 30.0, name: str = "the worker"
+) -> str:
     """SIGTERM, then SIGKILL after `grace` seconds; says how it went."""
     if process.returncode is not None:
-        return f"the worker had exited with code {process.returncode}"
+        return f"{name} had exited with code {process.returncode}"
     started = time.perf_counter()
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signal.SIGTERM)
@@ -291,8 +296,8 @@ async def stop_worker(process: asyncio.subprocess.Process, grace: float = 30.0) 
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
-        return f"the worker did not stop within {grace:.0f} s of SIGTERM: killed"
-    return f"the worker stopped {time.perf_counter() - started:.1f} s after SIGTERM"
+        return f"{name} did not stop within {grace:.0f} s of SIGTERM: killed"
+    return f"{name} stopped {time.perf_counter() - started:.1f} s after SIGTERM"
 
 
 def log_tail(path: Path, lines: int = 25) -> str:
@@ -300,6 +305,100 @@ def log_tail(path: Path, lines: int = 25) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+# -- peers: the same small per-account work in Quix Streams and in faust's batch idiom --------------
+
+PEERS_DIR = BENCH_DIR / "peers"
+QUIX_VERSION = "3.28.1"
+
+
+def quix_python() -> Path:
+    """The Python of a separate virtualenv with Quix Streams (made once under bench/out/)."""
+    venv = BENCH_DIR / "out" / f"quix-{QUIX_VERSION}-venv"
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        print(f"  installing quixstreams {QUIX_VERSION} into {venv} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"], check=True
+        )
+        (venv / ".installed").touch()
+    return python
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str  # --peers name
+    label: str  # table row
+    script: str
+
+    def command(self, run: Run, out_topic: str, state_dir: Path) -> list[str]:
+        python = str(quix_python()) if self.name == "quix" else sys.executable
+        state_flag = "--state-dir" if self.name == "quix" else "--data-dir"
+        return [
+            python,
+            str(PEERS_DIR / self.script),
+            "--bootstrap",
+            run.bootstrap,
+            "--group",
+            self.group(run),
+            "--out",
+            out_topic,
+            state_flag,
+            str(state_dir),
+            *run.inputs,
+        ]
+
+    def group(self, run: Run) -> str:
+        return f"{run.app_id}-{self.name}"
+
+
+PEERS = {
+    peer.name: peer
+    for peer in (
+        Peer("quix", f"Quix Streams {QUIX_VERSION}, per-account state, one output per event", "quix_peer.py"),
+        Peer(
+            "faust-batch",
+            "faust take_events, one table write + send per account per batch",
+            "faust_batch_peer.py",
+        ),
+    )
+}
+
+
+async def measure_peer(
+    peer: Peer,
+    run: Run,
+    admin: AIOKafkaAdminClient,
+    ends: dict[TopicPartition, int],
+    args: argparse.Namespace,
+) -> tuple[float, float, str]:
+    """A peer from its start until its group committed every input end: (seconds, cpu s, how it stopped)."""
+    out_topic = run.topic(f"bench-{peer.name}")
+    await admin.create_topics([NewTopic(out_topic, run.partitions, 1)])
+    await wait_for_leaders(admin, [out_topic])
+    log_path = run.run_dir / f"{peer.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    progress = Progress(time.perf_counter())
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *peer.command(run, out_topic, run.run_dir / f"{peer.name}-state"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        await wait_committed(
+            admin, peer.group(run), ends, process, progress, timeout=args.timeout, stall=args.stall
+        )
+    except (WorkerDied, TimeoutError) as error:
+        raise WorkerDied(f"peer {peer.name}: {error}\n{log_tail(log_path)}") from None
+    finally:
+        stopped = await stop_worker(process, name="it")
+    assert progress.done_at is not None
+    cpu = progress.cpu[-1][1] if progress.cpu else math.nan
+    return progress.done_at - progress.started, cpu, stopped
 
 
 @dataclass
@@ -620,6 +719,15 @@ async def main(args: argparse.Namespace) -> int:
         raw_rate = count / raw_seconds
         print(f"  a. raw ceiling: {raw_seconds:.1f} s", flush=True)
 
+        peer_rows = []
+        for name in args.peers:
+            peer = PEERS[name]
+            peer_seconds, peer_cpu, stopped = await measure_peer(peer, run, admin, ends, args)
+            print(f"  peer {name}: {peer_seconds:.1f} s ({stopped})", flush=True)
+            peer_rows.append(
+                (f"p. {peer.label}", total, peer_seconds, peer_cpu, "start to caught up (cpu: the peer)")
+            )
+
         progress = Progress(time.perf_counter())
         worker = await start_worker(run, log_path)
         await wait_committed(
@@ -657,6 +765,7 @@ async def main(args: argparse.Namespace) -> int:
                 cpu_done - cpu_first,
                 ", ".join(f"{name.rsplit('.', 1)[-1]} {n:,}" for name, n in outputs.items()),
             ),
+            *peer_rows,
         ]
         print_table(
             ("measurement", "events", "seconds", "events/s", "vs (a)", "cpu s", "events/cpu s", ""),
@@ -665,8 +774,8 @@ async def main(args: argparse.Namespace) -> int:
                     label,
                     f"{n:,}",
                     f"{sec:.2f}",
-                    f"{n / sec:,.0f}",
-                    f"{n / sec / raw_rate:.3f}",
+                    f"{n / sec:,.0f}" if sec > 0 else "-",
+                    f"{n / sec / raw_rate:.3f}" if sec > 0 else "-",
                     f"{cpu:.2f}",
                     f"{n / cpu:,.0f}" if cpu > 0 else "-",
                     note,
@@ -780,8 +889,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=60,
         help="give up when its offsets stop moving this long (default: %(default)s)",
     )
+    add(
+        "--peers",
+        default="quix,faust-batch",
+        help="comma-separated peers measured on the same history before the worker: "
+        f"{', '.join(PEERS)}; '' for none (default: %(default)s; quix installs quixstreams "
+        "into its own virtualenv under bench/out/ the first time)",
+    )
     add("--keep", action="store_true", help="keep the run's topics and worker data dir")
     args = parser.parse_args(argv)
+    args.peers = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in args.peers if name not in PEERS]
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
     if args.rate <= 0 or args.probe_every < 1 or args.partitions < 1:
         parser.error("--rate, --probe-every and --partitions must be positive")
     return args

@@ -1,0 +1,73 @@
+"""faust peer: the framework's batch idiom with a small per-account state, for comparison.
+
+`take_events` batches of the four input topics; per batch and account one table write (event
+count and latest event time, RocksDB with a changelog) and one output record. Runs until killed;
+the benchmark watches its consumer group's commits. The same work as the Quix Streams peer, with
+the faust version healthstream runs on.
+
+    python faust_batch_peer.py --bootstrap 127.0.0.1:9092 --group G --out OUT --data-dir DIR IN...
+"""
+
+from __future__ import annotations
+
+import argparse
+import weakref
+from typing import Any
+
+import faust
+import orjson
+from faust.streams import _current_event
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--out", required=True, help="output topic")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("inputs", nargs="+", help="input topics")
+    args = parser.parse_args()
+    app = faust.App(
+        args.group,
+        broker=f"kafka://{args.bootstrap}",
+        store="rocksdb://",
+        datadir=args.data_dir,
+        topic_partitions=args.partitions,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        broker_commit_interval=1.0,
+    )
+    schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+    table = app.Table("accounts", schema=schema, key_type=str, value_type=bytes, partitions=args.partitions)
+    source = app.topic(
+        *args.inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    out = app.topic(args.out, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(source)
+    async def count(stream: Any) -> None:
+        async for events in stream.take_events(4000, within=0.25):
+            latest: dict[str, tuple[Any, int, str]] = {}  # account -> (an event of it, count, latest)
+            for event in events:
+                value = orjson.loads(event.value)
+                account = str(value["account_id"])
+                _, n, at = latest.get(account, (event, 0, ""))
+                latest[account] = (event, n + 1, max(at, str(value["occurred_at"])))
+            for account, (event, n, at) in latest.items():
+                token = _current_event.set(weakref.ref(event))  # route the write to its partition
+                try:
+                    old = table.get(account)
+                    total = n + (orjson.loads(old)["events"] if old else 0)
+                    record = orjson.dumps({"account_id": account, "events": total, "latest": at})
+                    table[account] = record
+                finally:
+                    _current_event.reset(token)
+                await out.send(key=account.encode(), value=record)
+
+    del count
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
