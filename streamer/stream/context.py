@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from faust.streams import _current_event
+from streamer.stream.faust_private import current_event
 
 
 @contextmanager
 def acting_as(event: Any) -> Iterator[None]:
-    token = _current_event.set(weakref.ref(event))
+    token = current_event.set(weakref.ref(event))
     try:
         yield
     finally:
-        _current_event.reset(token)
+        current_event.reset(token)
