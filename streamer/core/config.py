@@ -274,6 +274,11 @@ class Input(Strict):
     max_skew_hours: Annotated[float, Field(ge=0, le=24 * 366)] = 24  # occurred_at after publication
     max_term_years: Annotated[float, Field(gt=0, le=100)] = 100  # term_end/effective_at after occurred_at
 
+    @cached_property
+    def earliest_ms(self) -> int:
+        """`earliest` as epoch milliseconds (checked for every event)."""
+        return int(self.earliest.timestamp() * 1000)
+
     @field_validator("earliest")
     @classmethod
     def _aware(cls, earliest: datetime) -> datetime:

@@ -13,6 +13,7 @@ the start of the run offline), never a clock read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -95,7 +96,7 @@ def unexpected(stage: str, exc: BaseException) -> str:
 def out_of_bounds(event: Event, bounds: Input, published_ms: int) -> str | None:
     """Why `event` is outside the configured input bounds, or None when it is within them."""
     at = to_ms(event.occurred_at)
-    earliest = to_ms(bounds.earliest)
+    earliest = bounds.earliest_ms
     if at < earliest:
         return (
             f"occurred_at {iso(at)} is before {iso(earliest)}, the earliest event time accepted "
@@ -108,30 +109,60 @@ def out_of_bounds(event: Event, bounds: Input, published_ms: int) -> str | None:
             f"was published ({iso(published_ms)}): event time must not be in the future "
             "(input.max_skew_hours)"
         )
-    match event:
-        case SubscriptionStarted() | SubscriptionChanged():
-            return (
-                _amount(event, bounds)
-                or _at_most("seats", event.seats, bounds.max_seats, "input.max_seats")
-                or _at_most(
-                    "interval_count",
-                    event.interval_count,
-                    bounds.max_interval_count,
-                    "input.max_interval_count",
-                )
-                or _term("term_end", event.term_end, at, bounds)
-            )
-        case SubscriptionRenewed():
-            return _term("term_end", event.term_end, at, bounds)
-        case SubscriptionCanceled():
-            return _term("effective_at", event.effective_at, at, bounds)
-        case PaymentFailed():
-            return _at_most("attempt", event.attempt, bounds.max_attempt, "input.max_attempt")
-        case UsageRecorded():
-            return _at_most("count", event.count, bounds.max_count, "input.max_count")
-        case TicketResolved():
-            return _at_most("contacts", event.contacts, bounds.max_contacts, "input.max_contacts")
-    return None
+    check = _FIELD_CHECKS.get(type(event))
+    return check(event, bounds, at) if check is not None else None
+
+
+def _subscription_state(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, SubscriptionStarted | SubscriptionChanged)
+    return (
+        _amount(event, bounds)
+        or _at_most("seats", event.seats, bounds.max_seats, "input.max_seats")
+        or _at_most(
+            "interval_count", event.interval_count, bounds.max_interval_count, "input.max_interval_count"
+        )
+        or _term("term_end", event.term_end, at, bounds)
+    )
+
+
+def _renewed(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, SubscriptionRenewed)
+    return _term("term_end", event.term_end, at, bounds)
+
+
+def _canceled(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, SubscriptionCanceled)
+    return _term("effective_at", event.effective_at, at, bounds)
+
+
+def _payment_failed(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, PaymentFailed)
+    return _at_most("attempt", event.attempt, bounds.max_attempt, "input.max_attempt")
+
+
+def _usage(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, UsageRecorded)
+    count = event.count
+    return (
+        None if count <= bounds.max_count else _at_most("count", count, bounds.max_count, "input.max_count")
+    )
+
+
+def _resolved(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, TicketResolved)
+    return _at_most("contacts", event.contacts, bounds.max_contacts, "input.max_contacts")
+
+
+# The field checks of each event type (one lookup per event: this runs for every message).
+_FIELD_CHECKS: dict[type, Callable[[Event, Input, int], str | None]] = {
+    SubscriptionStarted: _subscription_state,
+    SubscriptionChanged: _subscription_state,
+    SubscriptionRenewed: _renewed,
+    SubscriptionCanceled: _canceled,
+    PaymentFailed: _payment_failed,
+    UsageRecorded: _usage,
+    TicketResolved: _resolved,
+}
 
 
 def _amount(event: SubscriptionStarted | SubscriptionChanged, bounds: Input) -> str | None:
@@ -159,7 +190,7 @@ def _term(name: str, moment: datetime | None, at: int, bounds: Input) -> str | N
     if moment is None:
         return None
     ms = to_ms(moment)
-    earliest = to_ms(bounds.earliest)
+    earliest = bounds.earliest_ms
     if ms < earliest:
         return f"field {name!r} {iso(ms)} is before {iso(earliest)} (input.earliest)"
     latest = at + int(bounds.max_term_years * 365.25 * DAY)

@@ -67,7 +67,7 @@ def publication_ms(now: datetime | None) -> int:
 def time_window(config: ScoreConfig, published_ms: int) -> tuple[int, int]:
     """The event times `[input]` admits for messages published at `published_ms` (inclusive)."""
     bounds = config.input
-    return to_ms(bounds.earliest), published_ms + int(bounds.max_skew_hours * HOUR)
+    return bounds.earliest_ms, published_ms + int(bounds.max_skew_hours * HOUR)
 
 
 def bounded_order_key(window: tuple[int, int]) -> Callable[[tuple[int, bytes]], tuple[int, int, int]]:
