@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from streamer.backtest.report import to_json as report_json
 from streamer.backtest.sampling import replay
 from streamer.cli_config import score_config_or_fail
 from streamer.core.config import ScoreConfig
+from streamer.offline.cli import now_option
+from streamer.offline.runner import publication_ms
 from streamer.settings import Settings
 
 
@@ -88,6 +91,7 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     default=None,
     help="Partitions to simulate (default: HEALTHSTREAM_PARTITIONS, 4); scores do not depend on it.",
 )
+@now_option
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def backtest(
     events: Path,
@@ -99,6 +103,7 @@ def backtest(
     json_path: Path | None,
     warmup_days: int,
     partitions: int | None,
+    now: datetime | None,
     quiet: bool,
 ) -> None:
     """Replay EVENTS (JSON lines, optionally .gz) and report how well the health score predicted churn.
@@ -139,6 +144,7 @@ def backtest(
             warmup_days=warmup_days,
             on_sorted=None if quiet else on_sorted,
             on_progress=None if quiet else (lambda n: bar.update(n)),
+            published_ms=publication_ms(now),
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

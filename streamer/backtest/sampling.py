@@ -11,10 +11,16 @@ from typing import Any
 from streamer.core.clock import DAY, month_of, month_start
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.score import evaluate
-from streamer.offline.runner import OfflineRun, merge_order_key, open_events
+from streamer.offline.runner import (
+    UNREADABLE,
+    OfflineRun,
+    bounded_order_key,
+    merge_order_key,
+    open_events,
+    time_window,
+)
 
 PROGRESS_EVERY = 5000  # lines between progress callbacks
-UNREADABLE = -(1 << 62)  # merge_order_key's time for a line it cannot read (dead-lettered first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +76,14 @@ def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_ho
     return starts
 
 
-def sort_lines(path: Path) -> list[tuple[int, int, bytes]]:
-    """(event time, topic family, line) in the order `streamer offline --sort` applies them."""
+def sort_lines(path: Path, window: tuple[int, int] | None = None) -> list[tuple[int, int, bytes]]:
+    """(event time, topic family, line) in the order `streamer offline --sort` applies them.
+
+    Lines with an event time outside `window` (the `[input]` bounds) count as unreadable.
+    """
+    order = bounded_order_key(window) if window is not None else merge_order_key
     with open_events(path) as handle:
-        keyed = [(*merge_order_key(numbered)[:2], numbered[1]) for numbered in enumerate(handle)]
+        keyed = [(*order(numbered)[:2], numbered[1]) for numbered in enumerate(handle)]
     keyed.sort(key=lambda item: item[:2])
     return keyed
 
@@ -96,18 +106,19 @@ def replay(
     min_horizon_days: int = 30,
     on_sorted: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    published_ms: int | None = None,
 ) -> Replay:
     """Feed the file through the offline runner in event-time order, pausing at each month start.
 
     At a pause every account with MRR at that instant is scored with the pure core (only events
     before the month start have been fed: no look-ahead). Alerts are collected as raised.
     """
-    keyed = sort_lines(path)
+    run = OfflineRun(config, partitions, published_ms=published_ms)
+    keyed = sort_lines(path, time_window(config, run.published_ms))
     if on_sorted is not None:
         on_sorted(len(keyed))
     data_start, activity_start, data_end = _span(keyed)
     starts = plan_month_starts(activity_start, data_end, int(warmup_days * DAY), min_horizon_days * DAY)
-    run = OfflineRun(config, partitions)
     samples: list[Sample] = []
     alerts: list[AlertRecord] = []
 

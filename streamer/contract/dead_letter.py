@@ -1,14 +1,31 @@
-"""Build the dead-letter record of a rejected input message (see `outputs.DeadLetter`)."""
+"""Build the dead-letter record of a rejected input message (see `outputs.DeadLetter`).
+
+A dead letter always fits in one Kafka message, whatever it reports: the copied value is a
+prefix of at most `ORIGINAL_MAX` bytes (with the whole value's length and SHA-256), and the key
+and the reason are capped too, so the record stays far below the producer's 1 MB request size.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+ORIGINAL_MAX = 64 * 1024  # bytes of the value copied into the record
+KEY_MAX = 1024  # bytes of the key copied
+REASON_MAX = 2000  # characters of the reason
+
+
+def safe_text(text: str, limit: int = REASON_MAX) -> str:
+    """`text` cut to `limit` characters (saying so) and made encodable as UTF-8."""
+    if len(text) > limit:
+        text = f"{text[: limit - 40]}... ({len(text):,} characters in all)"
+    return text.encode("utf-8", "backslashreplace").decode()
+
 
 def dead_letter_record(
-    value: bytes,
+    value: bytes | None,
     *,
     topic: str,
     partition: int | None,
@@ -16,19 +33,33 @@ def dead_letter_record(
     key: bytes | None,
     error: str,
 ) -> dict[str, Any]:
-    """The original value (as text when it decodes as UTF-8, else base64) with where and why."""
-    value = value.rstrip(b"\r\n")
-    try:
-        original, encoding = value.decode(), "text"
-    except UnicodeDecodeError:
-        original, encoding = base64.b64encode(value).decode(), "base64"
+    """The original value (as text when it decodes as UTF-8, else base64) with where and why.
+
+    A null value (a tombstone) is recorded with encoding "null" and an empty original.
+    """
+    if value is None:
+        original, encoding, length, digest, truncated = "", "null", 0, hashlib.sha256(b"").hexdigest(), False
+    else:
+        value = value.rstrip(b"\r\n")
+        length, digest = len(value), hashlib.sha256(value).hexdigest()
+        truncated = length > ORIGINAL_MAX
+        prefix = value[:ORIGINAL_MAX]
+        try:
+            value.decode()
+            # Valid UTF-8 as a whole: the cut can only split the last character; drop its bytes.
+            original, encoding = prefix.decode(errors="ignore"), "text"
+        except UnicodeDecodeError:
+            original, encoding = base64.b64encode(prefix).decode(), "base64"
     return {
         "original": original,
         "encoding": encoding,
+        "original_bytes": length,
+        "original_sha256": digest,
+        "truncated": truncated,
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key": key.decode(errors="replace") if key is not None else None,
-        "error": error,
+        "key": key[:KEY_MAX].decode(errors="replace") if key is not None else None,
+        "error": safe_text(error),
         "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }

@@ -19,19 +19,63 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-PositiveInt = Annotated[int, Field(strict=True, ge=1)]
-NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)
+PositiveInt = Annotated[int, Field(strict=True, ge=1, le=INT_MAX)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=INT_MAX)]
+AMOUNT_TEXT = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
+AMOUNT_MAX = Decimal("999999999999.999999")
+
+
+def _amount_value(value: object) -> object:
+    """A plain decimal: up to 12 digits and 6 decimal places, no sign, exponent, NaN or infinity."""
+    if isinstance(value, str):
+        if not AMOUNT_TEXT.match(value):
+            text = value.strip().lower().lstrip("+-")
+            if value.strip().startswith("-") and text.replace(".", "", 1).isdigit():
+                raise ValueError("Input should be greater than or equal to 0")
+            if text in ("nan", "snan", "inf", "infinity"):
+                raise ValueError("Input should be a finite number")
+            if "e" in text:
+                raise ValueError('exponent notation is not accepted: write a plain decimal, e.g. "1900.00"')
+            raise ValueError(
+                "expected a plain decimal string of at most 12 digits and 6 decimal places, "
+                'without sign or exponent, e.g. "1900.00"'
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError('expected a decimal string like "1900.00" or a JSON number')
+    return value
+
+
 Amount = Annotated[
     Decimal,
+    BeforeValidator(_amount_value),
     Field(
         ge=0,
+        le=AMOUNT_MAX,
+        decimal_places=6,
         allow_inf_nan=False,
-        description="Recurring charge per billing interval, major units, after discounts, before tax",
+        description="Recurring charge per billing interval, major units, after discounts, before tax; "
+        "at most 12 digits before and 6 after the decimal point (the configuration's "
+        "input.max_amount is the deployment's own limit)",
         examples=["1900.00"],
+    ),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": float(AMOUNT_MAX)},
+                {"type": "string", "pattern": AMOUNT_TEXT.pattern},
+            ],
+            "description": "Recurring charge per billing interval, major units, after discounts, "
+            "before tax: a plain decimal of at most 12 digits and 6 decimal places, no sign or "
+            "exponent (the deployment's input.max_amount may be lower; default 1,000,000,000)",
+            "examples": ["1900.00"],
+        }
     ),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -82,7 +126,10 @@ class Envelope(BaseModel):
 
     event_id: Id = Field(description="Unique per event; a repeat for the same account is a duplicate")
     account_id: Id = Field(description="Must equal the message key when a key is present")
-    occurred_at: Timestamp = Field(description="Event time, RFC 3339 with offset")
+    occurred_at: Timestamp = Field(
+        description="Event time, RFC 3339 with offset; accepted from input.earliest (default "
+        "2000-01-01T00:00:00Z) to input.max_skew_hours (default 24) after the message was published"
+    )
 
 
 # -- cs.subscriptions ---------------------------------------------------------------------------

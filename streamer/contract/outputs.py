@@ -107,15 +107,31 @@ class Alert(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """A rejected input message, with everything needed to find and fix it."""
+    """A rejected input message, with everything needed to find and fix it.
+
+    The record always fits in one Kafka message: `original` holds at most the first 64 KiB of the
+    value (`truncated` says when it was cut), and `original_bytes` and `original_sha256` describe
+    the whole value.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    original: str = Field(description="The raw value, as text when it decodes as UTF-8")
-    encoding: Literal["text", "base64"] = "text"
+    original: str = Field(
+        max_length=90_000,
+        description="The raw value (at most its first 65,536 bytes), as text when the whole value "
+        "decodes as UTF-8, else base64; empty for a null value",
+    )
+    encoding: Literal["text", "base64", "null"] = Field(
+        "text", description="How `original` holds the value; null: the message had no value"
+    )
+    original_bytes: int = Field(ge=0, description="Length of the whole value in bytes")
+    original_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the whole value (hex), to match it at its source"
+    )
+    truncated: bool = Field(description="True when `original` is only a prefix of the value")
     topic: str
     partition: int | None
     offset: int | None
-    key: str | None = None
-    error: str = Field(description="Human-readable reason")
+    key: str | None = Field(None, max_length=1024, description="The message key (at most 1,024 bytes)")
+    error: str = Field(max_length=2000, description="Human-readable reason (at most 2,000 characters)")
     received_at: AwareDatetime

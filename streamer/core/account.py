@@ -83,6 +83,27 @@ def check_currency(event: Event, config: ScoreConfig) -> None:
         )
 
 
+def prepare(event: Event, config: ScoreConfig) -> None:
+    """Do the conversions `fold` will do (money, times) without changing anything.
+
+    Called before any state changes, so an event whose values cannot be converted fails while
+    the partition is still untouched (admitted events are bounded; this guards the rest).
+    """
+    match event:
+        case SubscriptionStarted() | SubscriptionChanged():
+            rate = config.currency.rate(event.currency)
+            if rate is not None:
+                monthly_micros(event.amount, event.interval.value, event.interval_count, rate)
+            if event.term_end is not None:
+                to_ms(event.term_end)
+        case SubscriptionRenewed():
+            to_ms(event.term_end)
+        case SubscriptionCanceled() if event.effective_at is not None:
+            to_ms(event.effective_at)
+        case _:
+            pass
+
+
 def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigger:
     """Apply one accepted event to the account; return what event-driven alert rules need."""
     limits = config.limits

@@ -26,8 +26,14 @@ def bucket_of(ts: int) -> int:
 
 
 def iso(ts: int) -> str:
-    """RFC 3339 UTC text of an epoch-millisecond instant."""
-    moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
+    """RFC 3339 UTC text of an epoch-millisecond instant; never raises (for reasons and logs).
+
+    An instant outside years 1..9999 has no RFC 3339 text: it is shown as epoch milliseconds.
+    """
+    try:
+        moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{ts} ms since 1970-01-01T00:00:00Z (outside years 1..9999)"
     text = moment.isoformat(timespec="milliseconds" if ts % 1000 else "seconds")
     return text.replace("+00:00", "Z")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
 from itertools import pairwise
@@ -253,6 +254,41 @@ class Limits(Strict):
     max_subscription_points: Annotated[int, Field(ge=4)] = 400
 
 
+class Input(Strict):
+    """Bounds on input values: an event outside them is dead-lettered with the key to change.
+
+    The contract (and its JSON Schema) has fixed outer limits; these are the sane ones a
+    deployment may tighten or widen within them.
+    """
+
+    max_amount: Annotated[Decimal, Field(gt=0, le=Decimal("999999999999.999999"))] = Decimal(1_000_000_000)
+    max_amount_places: Annotated[int, Field(ge=0, le=6)] = 6  # decimal places of an amount
+    max_seats: Annotated[int, Field(ge=1, le=2**31 - 1)] = 10_000_000
+    max_count: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1_000_000  # usage count of one event
+    max_interval_count: Annotated[int, Field(ge=1, le=2**31 - 1)] = 120
+    max_attempt: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1_000  # payment attempts
+    max_contacts: Annotated[int, Field(ge=1, le=2**31 - 1)] = 100_000  # ticket contacts
+    earliest: Annotated[datetime, Field(description="No event time (nor term end) before this")] = datetime(
+        2000, 1, 1, tzinfo=UTC
+    )
+    max_skew_hours: Annotated[float, Field(ge=0, le=24 * 366)] = 24  # occurred_at after publication
+    max_term_years: Annotated[float, Field(gt=0, le=100)] = 100  # term_end/effective_at after occurred_at
+
+    @cached_property
+    def earliest_ms(self) -> int:
+        """`earliest` as epoch milliseconds (checked for every event)."""
+        return int(self.earliest.timestamp() * 1000)
+
+    @field_validator("earliest")
+    @classmethod
+    def _aware(cls, earliest: datetime) -> datetime:
+        if earliest.tzinfo is None:
+            raise ValueError("input.earliest needs an offset, e.g. 2000-01-01T00:00:00Z")
+        if not datetime(1970, 1, 1, tzinfo=UTC) <= earliest <= datetime(9000, 1, 1, tzinfo=UTC):
+            raise ValueError(f"input.earliest must be within 1970..9000, got {earliest.isoformat()}")
+        return earliest
+
+
 class ScoreConfig(Strict):
     """The whole scoring configuration (one TOML file)."""
 
@@ -272,6 +308,7 @@ class ScoreConfig(Strict):
     time: Time = Time()
     portfolio: Portfolio = Portfolio()
     limits: Limits = Limits()
+    input: Input = Input()
 
     @cached_property
     def signal_table(self) -> dict[str, tuple[Callable[[float], float], float]]:

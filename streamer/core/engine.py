@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.contract.events import Event
-from streamer.core.account import Account, UnknownCurrency, check_currency, fold
+from streamer.core.account import Account, UnknownCurrency, check_currency, fold, prepare
 from streamer.core.alerts import Trigger, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
@@ -101,6 +101,7 @@ class PartitionEngine:
             check_currency(event, self.config)
         except UnknownCurrency as exc:
             return Outcome(REJECTED, str(exc))
+        prepare(event, self.config)  # a conversion that fails does so before anything changes
         # Stream time moves first: idle accounts (this one too) are re-scored at the ticks passed.
         alerts = self._advance(at) if at > clock.stream_time else []
         account = self.accounts.get(account_id) or Account(account_id, first_seen=at)

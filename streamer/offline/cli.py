@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -10,7 +11,7 @@ import click
 import orjson
 
 from streamer.cli_config import score_config_or_fail
-from streamer.offline.runner import OfflineRun, merge_order_key, open_events
+from streamer.offline.runner import OfflineRun, bounded_order_key, open_events, publication_ms, time_window
 from streamer.settings import Settings
 
 
@@ -20,6 +21,16 @@ def _writer(handle: IO[bytes]) -> Any:
         handle.write(b"\n")
 
     return write
+
+
+now_option = click.option(
+    "--now",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+    default=None,
+    help="When the file's events count as published, for the bound on event time (an event more "
+    "than input.max_skew_hours after it is dead-lettered). Default: the start of the run, which "
+    "admits all past data. E.g. 2024-06-01 (UTC) or 2024-06-01T00:00:00+00:00.",
+)
 
 
 @click.command("offline")
@@ -48,9 +59,16 @@ def _writer(handle: IO[bytes]) -> Any:
     default=None,
     help="Partitions to simulate, as the input topics have (default: HEALTHSTREAM_PARTITIONS, 4).",
 )
+@now_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def offline(
-    events: Path, out_dir: Path, config_path: Path | None, sort: bool, partitions: int | None, quiet: bool
+    events: Path,
+    out_dir: Path,
+    config_path: Path | None,
+    sort: bool,
+    partitions: int | None,
+    now: datetime | None,
+    quiet: bool,
 ) -> None:
     """Score EVENTS (JSON lines, optionally .gz) through the same core as the stream agents.
 
@@ -61,7 +79,10 @@ def offline(
     settings = Settings()
     config = score_config_or_fail(config_path or settings.score_config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = OfflineRun(config, partitions or settings.partitions, settings.topic_prefix)
+    published_ms = publication_ms(now)
+    run = OfflineRun(
+        config, partitions or settings.partitions, settings.topic_prefix, published_ms=published_ms
+    )
     size = events.stat().st_size
     with (
         open_events(events) as source,
@@ -72,7 +93,8 @@ def offline(
         raw = source.fileobj if hasattr(source, "fileobj") else source  # compressed position
         if sort:
             click.echo(f"sorting {events} by occurred_at ...", err=True)
-            lines = [line for _, line in sorted(enumerate(source), key=merge_order_key)]
+            order = bounded_order_key(time_window(config, published_ms))
+            lines = [line for _, line in sorted(enumerate(source), key=order)]
             iterator = iter(lines)
         else:
             iterator = iter(source)

@@ -12,18 +12,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
 import orjson
 
 from streamer.contract.dead_letter import dead_letter_record
-from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
 from streamer.core.account import Account
+from streamer.core.clock import HOUR, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
+from streamer.core.intake import Refused, admit, apply
 from streamer.core.periods import month_metrics, months_in_data
 from streamer.core.portfolio import merge
 from streamer.core.totals import add_up, report
@@ -50,7 +51,35 @@ def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
         family = FAMILIES.index(EVENT_FAMILY[value["event_type"]])
         return int(moment.timestamp() * 1000), family, number
     except Exception:
-        return -(1 << 62), 0, number
+        return UNREADABLE, 0, number
+
+
+UNREADABLE = -(1 << 62)  # merge_order_key's time for a line it cannot read (dead-lettered first)
+
+
+def publication_ms(now: datetime | None) -> int:
+    """`--now` as epoch ms (a time without an offset is UTC); the wall clock when not given."""
+    if now is None:
+        return int(time.time() * 1000)
+    return to_ms(now if now.tzinfo is not None else now.replace(tzinfo=UTC))
+
+
+def time_window(config: ScoreConfig, published_ms: int) -> tuple[int, int]:
+    """The event times `[input]` admits for messages published at `published_ms` (inclusive)."""
+    bounds = config.input
+    return bounds.earliest_ms, published_ms + int(bounds.max_skew_hours * HOUR)
+
+
+def bounded_order_key(window: tuple[int, int]) -> Callable[[tuple[int, bytes]], tuple[int, int, int]]:
+    """`merge_order_key`, with an event time outside `window` counted as unreadable (it is
+    dead-lettered anyway, and must not stretch the span a backtest samples)."""
+    low, high = window
+
+    def key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
+        found = merge_order_key(numbered)
+        return found if low <= found[0] <= high else (UNREADABLE, 0, found[2])
+
+    return key
 
 
 BATCH = 5000  # lines per batch: snapshots of changed accounts are emitted once per batch
@@ -75,9 +104,18 @@ class OfflineRun:
     """One pass over a file; outputs go to the writer callbacks (files, or lists in tests)."""
 
     def __init__(
-        self, config: ScoreConfig, partitions: int, topic_prefix: str = "cs.", batch: int = BATCH
+        self,
+        config: ScoreConfig,
+        partitions: int,
+        topic_prefix: str = "cs.",
+        batch: int = BATCH,
+        published_ms: int | None = None,
     ) -> None:
+        """`published_ms`: when the file's events count as published, for the input bound on
+        event time (`input.max_skew_hours`); default the start of the run (all past data passes).
+        """
         self.config = config
+        self.published_ms = published_ms if published_ms is not None else int(time.time() * 1000)
         self.batch = batch
         self.partitions = partitions
         self.topic_prefix = topic_prefix
@@ -101,23 +139,23 @@ class OfflineRun:
             summary.lines += 1
             if not line.strip():
                 continue
-            try:
-                event = decode_event(line)
-            except Rejected as rejected:
+            admitted = admit(line, key=None, family=None, published_ms=self.published_ms, config=self.config)
+            if isinstance(admitted, Refused):
                 summary.rejected += 1
                 on_dead_letter(
                     dead_letter_record(
-                        line, topic=source, partition=None, offset=number, key=None, error=rejected.reason
+                        line, topic=source, partition=None, offset=number, key=None, error=admitted.reason
                     )
                 )
                 continue
+            event = admitted
             partition = self._partitions.get(event.account_id)
             if partition is None:
                 partition = self._partitions[event.account_id] = partition_of(
                     event.account_id, self.partitions
                 )
             engine = self.engines[partition]
-            outcome = engine.process(event)
+            outcome = apply(engine, event)
             for alert in outcome.alerts:
                 summary.alerts[alert["rule"]] += 1
                 on_alert(alert)

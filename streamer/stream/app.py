@@ -6,8 +6,10 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from typing import Any, NoReturn, cast
 
 import faust
 import orjson
@@ -32,6 +34,47 @@ PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-s
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
 
 
+RETRY_S = 1.0  # pause before sending failed outputs again
+
+
+async def deliver_all(
+    records: Sequence[tuple[bytes | None, bytes]],
+    publish: Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]],
+    what: str,
+) -> None:
+    """Send every record and wait for the broker's acknowledgements; send the failed ones again
+    (after `RETRY_S`) until all are acknowledged. Never skips one: the batch they belong to is
+    acknowledged only after this returns."""
+    pending = list(records)
+    attempt = 0
+    while pending:
+        attempt += 1
+        sent: list[tuple[tuple[bytes | None, bytes], Awaitable[Any] | BaseException]] = []
+        for record in pending:
+            try:
+                sent.append((record, await publish(*record)))
+            except Exception as exc:
+                sent.append((record, exc))
+        failed: list[tuple[bytes | None, bytes]] = []
+        errors: list[str] = []
+        for record, outcome in sent:
+            if not isinstance(outcome, BaseException):
+                try:
+                    await outcome
+                    continue
+                except Exception as exc:
+                    outcome = exc
+            failed.append(record)
+            errors.append(f"{type(outcome).__name__}: {outcome}")
+        if failed:
+            log.warning(
+                f"{what} not acknowledged by the broker; sending again",
+                extra={"failed": len(failed), "attempt": attempt, "error": errors[0][:500]},
+            )
+            await asyncio.sleep(RETRY_S)
+        pending = failed
+
+
 class KafkaSink:
     """Results to the output topics; `flush` waits until the broker has them all."""
 
@@ -48,6 +91,7 @@ class KafkaSink:
             )
 
         self.alerts, self.health, self.dead = topic("alerts"), topic("health"), topic("deadletter")
+        self._dead_letters: list[tuple[bytes | None, bytes]] = []
         self.inputs = {
             name: app.topic(name, key_serializer="raw", value_serializer="raw")
             for name in settings.input_topics.values()
@@ -60,14 +104,76 @@ class KafkaSink:
         self.health.send_soon(key=str(snapshot["account_id"]).encode(), value=orjson.dumps(snapshot))
 
     def dead_letter(self, record: dict[str, Any]) -> None:
+        """Queued for `flush`, which sends it and retries until the broker has it."""
         key = record["key"].encode() if record.get("key") else None
-        self.dead.send_soon(key=key, value=orjson.dumps(record))
+        self._dead_letters.append((key, orjson.dumps(record)))
 
     def reroute(self, topic: str, key: bytes, value: bytes) -> None:
         self.inputs[topic].send_soon(key=key, value=value)
 
     async def flush(self) -> None:
+        """Wait until the broker has every output; dead letters are retried until it has them."""
         await self.app.producer.flush()
+        await deliver_all(self._dead_letters, self._publish_dead_letter, "dead letter")
+        self._dead_letters.clear()
+
+    async def _publish_dead_letter(self, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        # Straight to the producer (not faust's send buffer), so a failure is seen here.
+        return cast(
+            Awaitable[Any],
+            await self.dead.publish_message(self.dead.as_future_message(key=key, value=value), wait=False),
+        )
+
+
+EXIT_FAILED = 70  # the process exit code when processing failed outside one message's handling
+
+
+def fatal(what: str, exc: BaseException) -> NoReturn:
+    """Log why, flush the logs and end the process with `EXIT_FAILED`.
+
+    For an error outside the handling of one message (a bad message is dead-lettered instead):
+    a process that stays up with its agent stopped would consume nothing, unnoticed. Nothing is
+    committed past what was applied and acknowledged, so a restart reads the rest again.
+    """
+    log.critical(
+        f"{what} failed; the worker exits with {EXIT_FAILED} (restart it: it resumes from the "
+        "committed offsets)",
+        exc_info=exc,
+        extra={"error": f"{type(exc).__name__}: {exc}"},
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_FAILED)
+
+
+async def consume(
+    batches: AsyncIterable[Sequence[Any]],
+    process: Callable[[Sequence[Any]], Awaitable[None]],
+    on_failure: Callable[[str, BaseException], None] = fatal,
+) -> None:
+    """Feed each batch to `process`; any error ends the process (`on_failure`), a cancellation
+    (the app stopping) is passed on."""
+    try:
+        async for batch in batches:
+            await process(batch)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        on_failure("the scoring agent", exc)
+
+
+async def guarded(
+    what: str, work: Callable[[], Awaitable[None]], on_failure: Callable[[str, BaseException], None] = fatal
+) -> None:
+    """Run one timer's work; an error ends the process like an agent's (`fatal`)."""
+    try:
+        await work()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        on_failure(what, exc)
 
 
 def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = None) -> faust.App:
@@ -114,8 +220,8 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     @app.agent(source, concurrency=1)  # concurrency 1: faust may commit past unprocessed messages
     async def score(stream: Any) -> None:
         # noack: the scorer acknowledges each message once it is applied (see Scorer._release).
-        async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-            await scorer.process(batch)
+        # A failure here ends the process: faust would leave it up with the agent stopped.
+        await consume(stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S), scorer.process)
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         await scorer.revoked()
@@ -133,11 +239,11 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
     async def release_idle() -> None:
-        await scorer.release_idle()
+        await guarded("releasing held messages", scorer.release_idle)
 
     @app.timer(interval=STALL_S / 2)  # type: ignore[untyped-decorator]
     async def reread_stalled() -> None:
-        await scorer.reread_stalled()
+        await guarded("re-reading stalled partitions", scorer.reread_stalled)
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:

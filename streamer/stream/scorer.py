@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streamer.contract.dead_letter import dead_letter_record
-from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import Event
 from streamer.core.clock import to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, Clock, PartitionEngine
+from streamer.core.intake import Refused, admit, apply
 from streamer.partitioning import partition_of
 from streamer.projection.port import NoProjection, Projection
 from streamer.settings import Settings
@@ -40,7 +40,7 @@ class Message(Protocol):
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
     timestamp: float
     generation_id: int | None
 
@@ -354,27 +354,35 @@ class Scorer:
         return idle
 
     def _admit(self, message: Message) -> Event | None:
-        """Decode a message; dead-letter or re-route it here, or return it for the merge."""
+        """Decode and bound a message (`intake.admit`); dead-letter or re-route it here, or
+        return it for the merge. Never raises for what a message holds."""
         counters = self.counters
-        try:
-            event = decode_event(message.value, key=message.key, family=self.families.get(message.topic))
-        except Rejected as rejected:
+        published = message.timestamp if message.timestamp and message.timestamp > 0 else time.time()
+        admitted = admit(
+            message.value,
+            key=message.key,
+            family=self.families.get(message.topic),
+            published_ms=int(published * 1000),
+            config=self.config,
+        )
+        if isinstance(admitted, Refused):
             counters.rejected += 1
-            self.sink.dead_letter(dead_letter(message, rejected.reason))
+            self.sink.dead_letter(dead_letter(message, admitted.reason))
             return None
+        event, value = admitted, message.value or b""  # admitted: the value was an event
         if (
             message.key is None
             or partition_of(event.account_id, self.settings.partitions) != message.partition
         ):
             # Keyless, or keyed with another partitioner: send it where its account lives.
             counters.rerouted += 1
-            self.sink.reroute(message.topic, event.account_id.encode(), message.value)
+            self.sink.reroute(message.topic, event.account_id.encode(), value)
             return None
         return event
 
     def _apply(self, engine: PartitionEngine, message: Message, event: Event) -> None:
         counters = self.counters
-        outcome = engine.process(event)
+        outcome = apply(engine, event)  # an error rejects this event only (see intake.apply)
         if outcome.status == ACCEPTED:
             counters.accepted += 1
         elif outcome.status == DUPLICATE:

@@ -1,0 +1,134 @@
+"""The poison corpus interleaved in a live stream, through the real broker: the worker keeps
+running, every bad message is in the dead-letter topic with its reason, only bad ones are there,
+and the final snapshots and alert ids equal offline's over the valid events alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from test_stream import PARTITIONS, Deployment, History, assert_same_as_offline, deploy, history, short
+
+from streamer.contract.events import EVENT_FAMILY
+from streamer.contract.outputs import DeadLetter
+from streamer.partitioning import partition_of
+from tests.poison import POISONS, Poison, occurred_at, reused_id
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["deploy", "history"]  # fixtures used here
+
+# (topic, value, key, partition or None for the producer's choice, the poison or None)
+Outgoing = tuple[str, bytes | None, bytes | None, int | None, Poison | None]
+
+
+def plan(deployment: Deployment, events: History) -> list[Outgoing]:
+    """The valid history in file order, each poison twice in between (dated like its neighbour),
+    a reused event id every 400 lines, and some closing events sent keyless or to another
+    partition (re-routed by the worker, not dead-lettered)."""
+    lines = events.lines
+    closing = {orjson.loads(line)["account_id"]: line for line in lines if b"-closing" in line}
+    every = max(1, (len(lines) - len(closing)) // (2 * len(POISONS) + 1))
+    out: list[Outgoing] = []
+    placed = 0
+    rerouted = 0
+    for number, line in enumerate(lines, start=1):
+        record = orjson.loads(line)
+        topic = deployment.topic(EVENT_FAMILY[record["event_type"]])
+        account = record["account_id"]
+        if line in closing.values() and rerouted < 6:
+            # Keyless, or keyed by the account on a partition another partitioner chose.
+            home = partition_of(account, PARTITIONS)
+            if rerouted % 2:
+                out.append((topic, line, account.encode(), (home + 1) % PARTITIONS, None))
+            else:
+                out.append((topic, line, None, (home + 2) % PARTITIONS, None))
+            rerouted += 1
+            continue
+        out.append((topic, line, account.encode(), None, None))
+        if number % 400 == 200 and b"-closing" not in line:
+            when = datetime.fromisoformat(record["occurred_at"]) + timedelta(minutes=1)
+            duplicate = reused_id(record, when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            out.append((deployment.topic("usage"), duplicate, account.encode(), None, None))
+        if number % every == 0 and placed < 2 * len(POISONS) and b"-closing" not in line:
+            poison = POISONS[placed % len(POISONS)]
+            value = poison.value(occurred_at(line))
+            out.append((deployment.topic(poison.family), value, poison.message_key(), None, poison))
+            placed += 1
+    assert placed == 2 * len(POISONS) and rerouted == 6
+    return out
+
+
+async def publish(bootstrap: str, outgoing: list[Outgoing]) -> list[tuple[int, int]]:
+    """Send in order (no linger, as `streamer replay`); return each message's (partition, offset)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=0,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=2 * 1024 * 1024,
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value=value, key=key, partition=partition)
+            for topic, value, key, partition, _ in outgoing
+        ]
+        await producer.flush()
+        metadata = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [(meta.partition, meta.offset) for meta in metadata]
+
+
+def group_state(deployment: Deployment) -> tuple[str, int] | None:
+    """The consumer group's state and size; None while the broker has no coordinator yet."""
+    try:
+        return deployment.bus.group(deployment.app_id)
+    except Exception:
+        return None
+
+
+def test_a_poisoned_live_stream_dead_letters_the_bad_and_gives_offlines_answers_for_the_rest(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    events = history(5)
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.wait_for(
+        "the worker's group to be stable", lambda: group_state(deployment) == ("Stable", 1), 120
+    )
+    outgoing = plan(deployment, events)
+    places = deployment.bus.run(publish(deployment.bootstrap, outgoing))
+    deployment.settle(worker)
+    assert worker.alive, worker.tail()
+
+    letters = deployment.dead_letters()
+    bad = [
+        (topic, place, poison)
+        for (topic, _, _, _, poison), place in zip(outgoing, places, strict=True)
+        if poison is not None
+    ]
+    by_place: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for letter in letters:
+        DeadLetter.model_validate(letter)
+        by_place[(letter["topic"], letter["partition"], letter["offset"])] = letter
+    assert len(by_place) == len(letters), "one dead letter per message"
+    expected = {(topic, partition, offset): poison for topic, (partition, offset), poison in bad}
+    unexpected = sorted(set(by_place) - set(expected))
+    assert not unexpected, [short(by_place[place]) for place in unexpected[:5]]
+    missing = sorted(set(expected) - set(by_place))
+    assert not missing, [expected[place].name for place in missing]
+    for place, poison in expected.items():
+        letter = by_place[place]
+        assert poison.reason in letter["error"], (poison.name, letter["error"])
+        assert len(orjson.dumps(letter)) < 200_000
+
+    assert_same_as_offline(deployment, events)
+    # The worker logged no failure and is still consuming (it exits on one).
+    assert "the worker exits" not in worker.text()

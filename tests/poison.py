@@ -1,0 +1,271 @@
+"""A fixed corpus of bad input messages, and how to mix it into a valid stream.
+
+Each entry is built for an event time `when` (the time of the valid event it is placed after),
+so an entry that is bad for another reason is never also too late or ahead of stream time.
+`reason` is a fragment of the dead-letter reason it must get.
+
+Entries with `in_file=False` only exist as Kafka messages (a null value, a key, a topic).
+Messages that are *not* dead-lettered live in `rerouted` (keyless and wrongly partitioned:
+re-published keyed by their account) and `reused_id` (an event id reused with another
+payload: the duplicate rule applies, it changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+ValueMaker = Callable[[str], bytes | None]
+
+
+@dataclass(frozen=True)
+class Poison:
+    name: str
+    make: ValueMaker  # value for an event time (RFC 3339 text)
+    reason: str  # fragment of the dead-letter reason
+    family: str = "usage"  # the topic family it is published to
+    key: bytes | str | None = "account"  # "account": keyed by its account id; bytes: that key
+    in_file: bool = True  # can be a line of a JSON-lines file
+
+    @property
+    def account(self) -> str:
+        return f"poison-{self.name}"
+
+    def value(self, when: str) -> bytes | None:
+        return self.make(when)
+
+    def message_key(self) -> bytes | None:
+        if self.key == "account":
+            return self.account.encode()
+        return self.key if isinstance(self.key, bytes) else None
+
+
+def usage(account: str, when: str, event_id: str, **changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": "usage.recorded",
+        "account_id": account,
+        "occurred_at": when,
+        "user_id": "u1",
+        "feature": "reports",
+    }
+    return _change(record, changes)
+
+
+def started(account: str, when: str, event_id: str, **changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": "subscription.started",
+        "account_id": account,
+        "occurred_at": when,
+        "subscription_id": f"{account}-s1",
+        "plan": "pro",
+        "amount": "100.00",
+        "currency": "USD",
+        "interval": "month",
+        "seats": 5,
+    }
+    return _change(record, changes)
+
+
+def _change(record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    for name, value in changes.items():
+        if value is _REMOVE:
+            record.pop(name, None)
+        else:
+            record[name] = value
+    return record
+
+
+_REMOVE = object()
+
+
+def _usage(name: str, **changes: Any) -> ValueMaker:
+    return lambda when: orjson.dumps(usage(f"poison-{name}", when, f"{name}-1", **changes))
+
+
+def _started(name: str, **changes: Any) -> ValueMaker:
+    return lambda when: orjson.dumps(started(f"poison-{name}", when, f"{name}-1", **changes))
+
+
+def _raw(value: bytes | None) -> ValueMaker:
+    return lambda when: value
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+def _huge_value(when: str) -> bytes:
+    """~900 KB of valid JSON: an event whose comment is far too long."""
+    record = usage("poison-huge-value", when, "huge-value-1") | {"feature": "x" * 900_000}
+    return orjson.dumps(record)
+
+
+def _non_utf8_huge(when: str) -> bytes:
+    """~900 KB that is not UTF-8 (and has no line break, so it is one line of a file too)."""
+    return b"\xff\xfe" + bytes(range(0x80, 0x100)) * 3600
+
+
+def _surrogate(when: str) -> bytes:
+    text = orjson.dumps(usage("poison-surrogate", when, "surrogate-1")).decode()
+    return text.replace('"u1"', '"\\ud800"').encode()
+
+
+POISONS: list[Poison] = [
+    Poison("null-value", _raw(None), "has no value (null)", in_file=False),
+    Poison("empty-value", _raw(b""), "value is empty", in_file=False),
+    Poison("blank-value", _raw(b"   \t "), "value is empty", in_file=False),
+    Poison("invalid-json", _raw(b'{"event_id": "x1", "account_id": "p", oops'), "not valid JSON"),
+    Poison("non-utf8", _raw(b"\xff\xfe\x00 not utf-8"), "not valid JSON"),
+    Poison("non-utf8-900kb", _non_utf8_huge, "not valid JSON"),
+    Poison("huge-value", _huge_value, "String should have at most 128 characters"),
+    Poison("deep-nesting", _raw(_nested(10_000)), "recursion limit exceeded"),
+    Poison("deep-array", _raw(b"[" * 10_000 + b"]" * 10_000), "recursion limit exceeded"),
+    Poison("huge-id", _usage("huge-id", user_id="u" * 100_000), "field 'user_id' of usage.recorded"),
+    Poison("wrong-type", _usage("wrong-type", count="3"), "field 'count' of usage.recorded"),
+    Poison(
+        "top-level-array", _raw(b'[{"event_type": "usage.recorded"}]'), "must be a JSON object (got list)"
+    ),
+    Poison("top-level-number", _raw(b"42"), "must be a JSON object (got int)"),
+    Poison("top-level-string", _raw(b'"usage.recorded"'), "must be a JSON object (got str)"),
+    Poison(
+        "missing-field",
+        _usage("missing-field", user_id=_REMOVE),
+        "field 'user_id' of usage.recorded is required",
+    ),
+    Poison("missing-type", _usage("missing-type", event_type=_REMOVE), "missing field 'event_type'"),
+    Poison("unknown-type", _usage("unknown-type", event_type="usage.teleported"), "unknown event_type"),
+    Poison(
+        "amount-1e30", _started("amount-1e30", amount="1e30"), "exponent notation", family="subscriptions"
+    ),
+    Poison(
+        "amount-1e30-number",
+        _started("amount-1e30-number", amount=1e30),
+        "less than or equal to",
+        family="subscriptions",
+    ),
+    Poison("amount-nan", _started("amount-nan", amount="NaN"), "finite number", family="subscriptions"),
+    Poison(
+        "amount-negative",
+        _started("amount-negative", amount="-5"),
+        "greater than or equal to 0",
+        family="subscriptions",
+    ),
+    Poison(
+        "amount-40-decimals",
+        _started("amount-40-decimals", amount="1." + "3" * 40),
+        "6 decimal places",
+        family="subscriptions",
+    ),
+    Poison(
+        "amount-over-limit",
+        _started("amount-over-limit", amount="2000000000"),
+        "input.max_amount",
+        family="subscriptions",
+    ),
+    Poison("seats-1e18", _started("seats-1e18", seats=10**18), "field 'seats'", family="subscriptions"),
+    Poison(
+        "seats-over-limit",
+        _started("seats-over-limit", seats=20_000_000),
+        "input.max_seats",
+        family="subscriptions",
+    ),
+    Poison("count-over-limit", _usage("count-over-limit", count=5_000_000), "input.max_count"),
+    Poison(
+        "year-1-plus-14", _usage("year-1-plus-14", occurred_at="0001-01-01T00:00:00+14:00"), "input.earliest"
+    ),
+    Poison("year-1969", _usage("year-1969", occurred_at="1969-12-31T23:59:59Z"), "input.earliest"),
+    Poison("year-9999", _usage("year-9999", occurred_at="9999-12-31T23:59:59-14:00"), "input.max_skew_hours"),
+    Poison("year-2100", _usage("year-2100", occurred_at="2100-01-01T00:00:00Z"), "input.max_skew_hours"),
+    Poison(
+        "term-end-9999",
+        _started("term-end-9999", term_end="9999-01-01T00:00:00Z"),
+        "input.max_term_years",
+        family="subscriptions",
+    ),
+    Poison("epoch-number-time", _usage("epoch-number-time", occurred_at=1700000000), "RFC 3339"),
+    Poison(
+        "unknown-currency",
+        _started("unknown-currency", currency="JPY"),
+        "no exchange rate configured for currency 'JPY'",
+        family="subscriptions",
+    ),
+    Poison("surrogate-escape", _surrogate, "hex escape"),
+    Poison("nul-bytes", _raw(b'{"event_id": "n\x00ul"}\x00'), "not valid JSON"),
+    Poison(
+        "wrong-topic",
+        _usage("wrong-topic"),
+        "does not belong on the subscriptions topic",
+        family="subscriptions",
+        in_file=False,
+    ),
+    Poison(
+        "key-disagrees",
+        _usage("key-disagrees"),
+        "disagrees with account_id",
+        key=b"someone-else",
+        in_file=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Passing:
+    """A message that is not dead-lettered: re-routed (keyless, wrong partition) or a duplicate."""
+
+    name: str
+    value: bytes
+    key: bytes | None
+    partition: int | None  # None: the producer's choice (keyless)
+
+
+def rerouted(when: str, home: Callable[[str], int], partitions: int) -> list[tuple[Passing, bytes]]:
+    """A keyless message and one keyed by its account on another partition (another
+    partitioner), each a valid event of its own account; with the line offline must see."""
+    made = []
+    for name in ("keyless", "wrong-partition"):
+        account = f"poison-{name}"
+        line = orjson.dumps(started(account, when, f"{name}-1"))
+        if name == "keyless":
+            made.append((Passing(name, line, None, None), line))
+        else:
+            wrong = (home(account) + 1) % partitions
+            made.append((Passing(name, line, account.encode(), wrong), line))
+    return made
+
+
+def reused_id(original: dict[str, Any], when: str) -> bytes:
+    """The id of a valid event reused for another payload a minute later: a duplicate."""
+    return orjson.dumps(
+        usage(original["account_id"], when, original["event_id"], user_id="impostor", feature="stolen")
+    )
+
+
+def file_poisons() -> list[Poison]:
+    return [poison for poison in POISONS if poison.in_file]
+
+
+def occurred_at(line: bytes) -> str:
+    return str(orjson.loads(line)["occurred_at"])
+
+
+def interleave(
+    valid: list[bytes], poisons: list[Poison], every: int
+) -> tuple[list[bytes], list[tuple[Poison, bytes]]]:
+    """File lines: after every `every`-th valid line, the next poison (cycling through
+    `poisons`) dated like that line; return the lines and the poisons placed, with their value."""
+    lines: list[bytes] = []
+    placed: list[tuple[Poison, bytes]] = []
+    for number, line in enumerate(valid, start=1):
+        lines.append(line)
+        if number % every == 0:
+            poison = poisons[len(placed) % len(poisons)]
+            value = poison.value(occurred_at(line))
+            assert value is not None and b"\n" not in value
+            lines.append(value)
+            placed.append((poison, value))
+    return lines, placed

@@ -1,0 +1,153 @@
+"""The worker side of bad input: the scorer dead-letters the whole poison corpus and goes on,
+dead letters are sent until the broker has them, and a failure outside one message's handling
+ends the process with a logged reason (no broker: fakes from test_scorer)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from streamer.contract.outputs import DeadLetter
+from streamer.partitioning import partition_of
+from streamer.stream import app as app_module
+from streamer.stream.app import EXIT_FAILED, consume, deliver_all, guarded
+from tests.poison import POISONS, started
+from tests.stream.test_scorer import GENERATION, SETTINGS, TOPICS, FakeEvent, Message, World
+
+WHEN = "2024-03-01T10:00:00Z"
+
+
+async def test_the_scorer_dead_letters_every_poison_acks_it_and_applies_the_valid_event() -> None:
+    world = World()
+    world.offsets.owned = {(topic, p) for topic in TOPICS.values() for p in range(SETTINGS.partitions)}
+    offsets: dict[tuple[str, int], int] = {}
+    events: list[FakeEvent] = []
+
+    def add(family: str, account: str, value: bytes | None, key: bytes | None) -> FakeEvent:
+        topic, partition = TOPICS[family], partition_of(account, SETTINGS.partitions)
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        message = Message(topic, partition, offset, key, value, time.time(), GENERATION)  # type: ignore[arg-type]
+        event = FakeEvent(message, world.acks)
+        events.append(event)
+        return event
+
+    for poison in POISONS:
+        add(poison.family, poison.account, poison.value(WHEN), poison.message_key())
+    good = add("subscriptions", "good", orjson.dumps(started("good", WHEN, "g1")), b"good")
+    world.offsets.ends = {tp: offsets.get(tp, 0) for tp in world.offsets.owned}
+
+    await world.scorer.process(events)
+
+    assert all(event.acked == 1 for event in events), "every message is acknowledged once"
+    letters = world.sink.dead_letters
+    assert len(letters) == len(POISONS)
+    by_place = {(letter["topic"], letter["offset"], letter["partition"]): letter for letter in letters}
+    for poison, event in zip(POISONS, events, strict=False):
+        message = event.message
+        letter = by_place[(message.topic, message.offset, message.partition)]
+        DeadLetter.model_validate(letter)
+        assert poison.reason in letter["error"], (poison.name, letter["error"])
+        assert len(orjson.dumps(letter)) < 200_000
+    assert good.acked == 1 and world.scorer.counters.accepted == 1
+    assert [snapshot["account_id"] for snapshot in world.sink.snapshots] == ["good"]
+    assert not world.sink.reroutes
+
+
+# -- dead letters are never skipped ---------------------------------------------------------------
+
+
+async def test_deliver_all_sends_failed_records_again_until_each_is_acknowledged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    attempts: dict[bytes, int] = {}
+    acknowledged: list[bytes] = []
+
+    async def publish(key: bytes | None, value: bytes) -> asyncio.Future[None]:
+        attempts[value] = attempts.get(value, 0) + 1
+        if value == b"refused-at-send" and attempts[value] < 3:
+            raise RuntimeError("MessageSizeTooLargeError (simulated)")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if value == b"failed-ack" and attempts[value] < 2:
+            future.set_exception(RuntimeError("NotLeaderForPartition (simulated)"))
+        else:
+            future.set_result(None)
+            acknowledged.append(value)
+        return future
+
+    records = [(None, b"fine"), (b"k", b"refused-at-send"), (None, b"failed-ack")]
+    await deliver_all(records, publish, "dead letter")
+    assert sorted(acknowledged) == sorted(value for _, value in records)
+    assert attempts == {b"fine": 1, b"refused-at-send": 3, b"failed-ack": 2}
+
+
+# -- a failure outside one message's handling ends the process ------------------------------------
+
+
+async def _batches(*batches: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
+    for batch in batches:
+        yield batch
+
+
+async def test_an_error_in_the_agent_calls_on_failure_instead_of_stopping_quietly() -> None:
+    seen: list[Sequence[Any]] = []
+    failures: list[tuple[str, BaseException]] = []
+
+    async def process(batch: Sequence[Any]) -> None:
+        if batch == ["boom"]:
+            raise ValueError("kaput")
+        seen.append(batch)
+
+    await consume(
+        _batches(["a"], ["boom"], ["never"]), process, lambda what, exc: failures.append((what, exc))
+    )
+    assert seen == [["a"]]
+    assert [(what, str(exc)) for what, exc in failures] == [("the scoring agent", "kaput")]
+
+
+async def test_a_cancelled_agent_is_not_a_failure() -> None:
+    failures: list[str] = []
+
+    async def process(batch: Sequence[Any]) -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await consume(_batches(["a"]), process, lambda what, exc: failures.append(what))
+    assert not failures
+
+
+async def test_an_error_in_a_timer_calls_on_failure() -> None:
+    failures: list[str] = []
+
+    async def work() -> None:
+        raise OSError("redis went away")
+
+    await guarded("releasing held messages", work, lambda what, exc: failures.append(f"{what}: {exc}"))
+    assert failures == ["releasing held messages: redis went away"]
+
+
+def test_fatal_logs_the_reason_and_exits_with_a_non_zero_code() -> None:
+    script = (
+        "from streamer.logs import configure_logging\n"
+        "from streamer.stream.app import fatal\n"
+        "configure_logging('info')\n"
+        "fatal('the scoring agent', RuntimeError('disk on fire'))\n"
+        "print('still running')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == EXIT_FAILED
+    assert b"still running" not in done.stdout
+    lines = [orjson.loads(line) for line in done.stderr.splitlines() if line.startswith(b"{")]
+    assert any(
+        "the scoring agent failed; the worker exits" in str(line.get("message", line.get("msg")))
+        and "disk on fire" in orjson.dumps(line).decode()
+        for line in lines
+    ), done.stderr.decode()
