@@ -19,6 +19,7 @@ from streamer.projection.redis_writer import RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import worker_stats
 from streamer.settings import Settings
+from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.scorer import STALL_S, Scorer
@@ -214,8 +215,12 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
     del project, stage_stats
 
 
-def run_worker(settings: Settings, config: ScoreConfig, loglevel: str = "info") -> None:
-    """Run one worker process until stopped (SIGINT/SIGTERM)."""
+def run_worker(
+    settings: Settings, config: ScoreConfig, loglevel: str = "info", connect_timeout_s: float = 60.0
+) -> None:
+    """Run one worker process until stopped (SIGINT/SIGTERM); BrokerUnavailable when no broker
+    answers within `connect_timeout_s` at start-up."""
+    asyncio.run(wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "starting the worker"))
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
     worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
