@@ -55,9 +55,7 @@ def test_replay_to_an_unreachable_broker(events: Path) -> None:
 
 def test_worker_with_an_unreachable_broker(tmp_path: Path) -> None:
     bootstrap = f"127.0.0.1:{closed_port()}"
-    result = run(
-        ["worker", "--connect-timeout", "1", "--bootstrap", bootstrap, "--data-dir", str(tmp_path)]
-    )
+    result = run(["worker", "--connect-timeout", "1", "--bootstrap", bootstrap, "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert one_line(result) == (
         f"streamer worker: no Kafka broker answered at {bootstrap} within 1 s (starting the worker); "
