@@ -64,3 +64,9 @@ async def wait_for_broker(bootstrap: str, timeout_s: float, doing: str = "connec
         if time.monotonic() - started + RETRY_PAUSE_S >= timeout_s:
             raise unreachable(bootstrap, timeout_s, doing)
         await asyncio.sleep(RETRY_PAUSE_S)
+
+
+def probe(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when a broker at `bootstrap` answers (for /healthz; call it from a thread, not a loop)."""
+    with _client_logs_silenced():
+        return asyncio.run(_answers(bootstrap, timeout))
