@@ -101,7 +101,7 @@ async def _read_all(bootstrap: str, topics: list[str]) -> list[str]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         ids: list[str] = []
-        while any(await consumer.position(tp) < end for tp, end in ends.items()):
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 ids += [orjson.loads(record.value)["event_id"] for record in records]
         return ids
