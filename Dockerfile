@@ -1,4 +1,5 @@
-# The healthstream app (`streamer worker`, `streamer view`) for docker-compose.yml.
+# The healthstream app image (`streamer worker`, `streamer view`) for docker-compose.yml: one image,
+# the runtime dependencies only (no [backtest] or [dev] extra), pinned by requirements.lock.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,10 +9,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 # only what `pip install .` needs: no .venv, .cache (Kafka jars) or .local (stack data)
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY streamer ./streamer
-RUN pip install . \
- && useradd --create-home --uid 10001 healthstream
+RUN pip install -c requirements.lock . \
+ && useradd --create-home --uid 10001 healthstream \
+ && install -d -o healthstream -g healthstream /home/healthstream/state
 
 USER healthstream
+WORKDIR /home/healthstream
+# the worker's RocksDB state (a named volume in docker-compose.yml)
+ENV HEALTHSTREAM_DATA_DIR=/home/healthstream/state
 CMD ["streamer", "--help"]

@@ -4,18 +4,27 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint typecheck unit demo stack-up stack-down bench schemas clean
+.PHONY: help venv lock test lint typecheck unit demo stack-up stack-down bench schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-$(STAMP): pyproject.toml
+# Versions pinned by requirements.lock (as constraints: a dependency added to pyproject.toml
+# and not yet pinned is still installed, unpinned, until `make lock`).
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,backtest]'
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv with the package and its dev extras
+venv: $(STAMP)  ## create .venv with the package, its [backtest] and [dev] extras, pinned
+
+lock:  ## re-pin requirements.lock: resolve pyproject.toml afresh in a scratch venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q '.[dev,backtest]'
+	{ sed -n '/^#/p' requirements.lock; .lock-venv/bin/pip freeze --exclude healthstream; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check streamer tests bench
@@ -40,8 +49,8 @@ stack-up: $(STAMP)  ## start the local Kafka broker and Redis
 stack-down: $(STAMP)  ## stop them
 	$(BIN)/streamer local down
 
-demo: $(STAMP)  ## the whole product on a local stack with a simulated portfolio
-	$(BIN)/streamer demo
+demo: $(STAMP)  ## the whole product on a local stack with a simulated portfolio (make demo ARGS="--port 8100")
+	$(BIN)/streamer demo $(ARGS)
 
 bench: $(STAMP)  ## benchmarks (on demand)
 	$(BIN)/python bench/offline_throughput.py

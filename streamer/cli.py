@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
+from pydantic import ValidationError
 
 from streamer import __version__
 
+USAGE_ERROR = 2
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class Commands(click.Group):
+    """The group: a bad HEALTHSTREAM_* setting ends any command with one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from streamer.settings import settings_problem
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as error:
+            problem = settings_problem(error)
+            if problem is None:
+                raise
+            click.echo(f"streamer: {problem}", err=True)
+            sys.exit(USAGE_ERROR)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="streamer")
 def main() -> None:
     """healthstream: streaming customer-health scores, MRR and at-risk alerts.

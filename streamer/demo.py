@@ -3,6 +3,10 @@
 Starts Kafka and Redis (`streamer local up`), a worker and the HTTP view, and streams a
 simulated portfolio at a watchable pace while printing alerts as they arrive. Ctrl-C stops the
 worker, the view and the stream; the local stack keeps running (`streamer local down` stops it).
+
+Every run uses the same names (topic prefix `demo.`, app id `healthstream-demo`, state and logs
+in `.local/demo/`) and first deletes what the previous run left there: its topics, its Redis
+keys and its worker state. So the last run stays inspectable and nothing piles up.
 """
 
 from __future__ import annotations
@@ -11,20 +15,74 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import orjson
 
 from streamer.settings import Settings
+from streamer.stream.broker import BrokerUnavailable
 from streamer.stream.replay import publish
 from streamer.stream.tail import format_alert, tail
 from streamer.stream.topics import ensure_topics
+
+PREFIX = "demo."
+APP_ID = "healthstream-demo"
+HOME = Path(".local/demo")
+LEGACY_TOPIC = re.compile(r"demo\d{14}\.")  # earlier demos made a new set per run: demo20240131120000.
+
+
+async def _delete_topics(bootstrap: str, prefixes: tuple[str, ...], timeout_s: float = 60.0) -> list[str]:
+    """Delete the topics whose names start with one of `prefixes`; return once they are gone."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        doomed = [
+            name
+            for name in await admin.list_topics()
+            if name.startswith(prefixes) or LEGACY_TOPIC.match(name)
+        ]
+        if doomed:
+            await admin.delete_topics(doomed)
+        deadline = time.monotonic() + timeout_s
+        while set(doomed) & set(await admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"topics {doomed} were not deleted within {timeout_s:.0f} s")
+            await asyncio.sleep(0.5)
+        return doomed
+    finally:
+        await admin.close()
+
+
+def _clean_previous_run(settings: Settings, redis_url: str, state: Path) -> str:
+    """Remove the previous demo's topics, Redis keys and worker state; say what went."""
+    import shutil
+
+    import redis
+
+    topics = asyncio.run(_delete_topics(settings.kafka_bootstrap, (PREFIX, f"{APP_ID}-")))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(f"{APP_ID}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+    had_state = state.exists()
+    shutil.rmtree(state, ignore_errors=True)
+    removed = [f"{len(topics)} topics"] if topics else []
+    removed += [f"{len(keys)} Redis keys"] if keys else []
+    removed += [f"its worker state ({state})"] if had_state else []
+    if not removed:
+        return "nothing left by a previous demo run"
+    return "removed what the previous demo run left: " + ", ".join(removed)
 
 
 def _lines(accounts: int, months: int, seed: int) -> list[bytes]:
@@ -75,51 +133,69 @@ def _interrupt(signum: int, frame: object) -> None:
     help="Events published per second.",
 )
 @click.option(
-    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port of the dashboard."
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port of the dashboard (default HEALTHSTREAM_VIEW_PORT, 8000).",
 )
-def demo(accounts: int, months: int, seed: int, rate: float, port: int) -> None:
-    """Run the local stack, a worker, the dashboard and a simulated event stream; print alerts."""
+def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -> None:
+    """Run the local stack, a worker, the dashboard and a simulated event stream; print alerts.
+
+    The stack's ports follow HEALTHSTREAM_KAFKA_PORT, HEALTHSTREAM_REDIS_PORT and the dashboard's
+    HEALTHSTREAM_VIEW_PORT (or --port). Each run first deletes what the previous one left (topics
+    `demo.*`, Redis keys of `healthstream-demo`, `.local/demo/worker`).
+    """
     from streamer.local.settings import StackSettings
     from streamer.local.stack import ensure_up
+    from streamer.view.settings import ViewSettings
 
+    port = ViewSettings().port if port is None else port
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # fresh topics: harmless leader retries
     stack = ensure_up(StackSettings.from_env())
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    logs = Path(".local/demo") / stamp
+    state = HOME / "worker"
     env = {
         **os.environ,
         **stack.env(),
-        "HEALTHSTREAM_TOPIC_PREFIX": f"demo{stamp}.",
-        "HEALTHSTREAM_APP_ID": f"healthstream-demo-{stamp}",
-        "HEALTHSTREAM_DATA_DIR": str(logs),
+        "HEALTHSTREAM_TOPIC_PREFIX": PREFIX,
+        "HEALTHSTREAM_APP_ID": APP_ID,
+        "HEALTHSTREAM_DATA_DIR": str(state),
         "HEALTHSTREAM_VIEW_PORT": str(port),
     }
-    settings = Settings(
-        kafka_bootstrap=env["HEALTHSTREAM_KAFKA_BOOTSTRAP"],
-        topic_prefix=env["HEALTHSTREAM_TOPIC_PREFIX"],
-        app_id=env["HEALTHSTREAM_APP_ID"],
-    )
+    settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=PREFIX, app_id=APP_ID)
+    click.echo(_clean_previous_run(settings, stack.redis_url, state), err=True)
     click.echo(f"simulating {accounts} accounts over {months} months (seed {seed}) ...", err=True)
     lines = _lines(accounts, months, seed)
-    logs.mkdir(parents=True, exist_ok=True)
+    HOME.mkdir(parents=True, exist_ok=True)
+    exports = " ".join(
+        f"{name}={env[name]}"
+        for name in (
+            "HEALTHSTREAM_KAFKA_BOOTSTRAP",
+            "HEALTHSTREAM_REDIS_URL",
+            "HEALTHSTREAM_TOPIC_PREFIX",
+            "HEALTHSTREAM_APP_ID",
+        )
+    )
     click.echo(
         f"\nhealthstream demo\n"
         f"  dashboard  http://127.0.0.1:{port}/  (API under /api, described at /openapi.json)\n"
         f"  Kafka {settings.kafka_bootstrap}, Redis {stack.redis_url}\n"
-        f"  topics {settings.topic_prefix}{{subscriptions,usage,tickets,surveys}} -> "
-        f"{settings.topic_prefix}{{alerts,health,deadletter}}\n"
-        f"  logs {logs}/worker.log, {logs}/view.log\n"
-        f"  elsewhere: HEALTHSTREAM_TOPIC_PREFIX={settings.topic_prefix} "
-        f"streamer alerts tail --from-beginning\n"
+        f"  topics {PREFIX}{{subscriptions,usage,tickets,surveys}} -> {PREFIX}{{alerts,health,deadletter}}\n"
+        f"  logs {HOME}/worker.log, {HOME}/view.log; worker state {state}\n"
+        f"  in another terminal:\n"
+        f"    export {exports}\n"
+        f"    streamer alerts tail --from-beginning\n"
         f"  publishing {len(lines):,} events at {rate:,.0f}/s; alerts follow. Ctrl-C stops.\n",
         err=True,
     )
-    processes = [_start(command, env, logs / f"{command}.log") for command in ("worker", "view")]
+    processes = [
+        _start(command, env, HOME / f"{command}.log", truncate=True) for command in ("worker", "view")
+    ]
     signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly when terminated, like Ctrl-C
     try:
         asyncio.run(_run(settings, lines, rate))
     except KeyboardInterrupt:
         click.echo("\n-- stopping", err=True)
+    except BrokerUnavailable as error:
+        click.echo(f"streamer demo: {error}", err=True)
     finally:
         _stop(processes)
         click.echo(
@@ -128,8 +204,10 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int) -> None:
         )
 
 
-def _start(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
+def _start(
+    command: str, env: dict[str, str], log_path: Path, *, truncate: bool = False
+) -> subprocess.Popen[bytes]:
+    with log_path.open("wb" if truncate else "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streamer.cli", command],
             env=env,

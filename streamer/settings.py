@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     app_id: str = "healthstream"
     data_dir: Path = Path(".local/worker")
-    store: str = "rocksdb://"
+    store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     score_config: Path | None = None
 
     def topic(self, name: str) -> str:
@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     @cached_property
     def score(self) -> ScoreConfig:
         return load_score_config(self.score_config)
+
+
+ENV_PREFIXES = {"Settings": "HEALTHSTREAM_", "ViewSettings": "HEALTHSTREAM_VIEW_"}
+
+
+def settings_problem(error: ValidationError) -> str | None:
+    """One line naming each bad HEALTHSTREAM_* variable, its value and what is wrong; None when
+    the error is not about the runtime settings."""
+    prefix = ENV_PREFIXES.get(error.title)
+    if prefix is None:
+        return None
+    problems = []
+    for item in error.errors(include_url=False):
+        name = prefix + "_".join(str(part) for part in item["loc"]).upper()
+        problems.append(f"{name}={item.get('input')!r} is not valid ({item['msg']})")
+    return "; ".join(problems) + ": fix the variable or unset it for the default"
 
 
 def load_score_config(path: Path | None) -> ScoreConfig:

@@ -12,13 +12,9 @@ from typing import Any
 import click
 import orjson
 
-from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, tune
-from streamer.backtest.configfile import tuned_config_text
-from streamer.backtest.report import day, render
-from streamer.backtest.report import to_json as report_json
-from streamer.backtest.sampling import replay
 from streamer.cli_config import score_config_or_fail
 from streamer.core.config import ScoreConfig
+from streamer.extras import needs_extra
 from streamer.offline.cli import now_option
 from streamer.offline.runner import publication_ms
 from streamer.settings import Settings
@@ -120,6 +116,15 @@ def backtest(
     weights, compared with the configured ones on the later month starts, and written with
     --write-config as a file `streamer offline --config` and the workers accept.
     """
+    with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
+        from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, tune
+        from streamer.backtest.configfile import tuned_config_text
+        from streamer.backtest.report import day, render
+        from streamer.backtest.report import to_json as report_json
+        from streamer.backtest.sampling import replay
+
+        if plots_dir is not None:
+            from streamer.backtest.plots import write_all
     settings = Settings()
     source = config_path or settings.score_config
     config = score_config_or_fail(source)
@@ -167,8 +172,6 @@ def backtest(
         raise click.ClickException(str(exc)) from None
     click.echo(render(result, str(events)))
     if plots_dir is not None:
-        from streamer.backtest.plots import write_all
-
         written = write_all(result, plots_dir, (config.bands.yellow, config.bands.green))
         click.echo(f"plots: {', '.join(str(path) for path in written)}")
     if json_path is not None:

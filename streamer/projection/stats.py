@@ -39,6 +39,19 @@ RULE_PREFIX = "alerts_rule."
 LAG_PREFIX = "lag_partition."
 
 
+class RecentLatency:
+    """The processing latency to report: the last batch's, or 0 when no batch was processed since
+    the previous reading (an idle worker has nothing waiting; its last value would stay forever)."""
+
+    def __init__(self) -> None:
+        self._batches: int | None = None
+
+    def read(self, counters: CountersLike) -> float:
+        fresh = counters.batches != self._batches
+        self._batches = counters.batches
+        return counters.last_latency_s if fresh and counters.batches else 0.0
+
+
 def worker_stats(
     counters: CountersLike,
     lag: Mapping[int, int],
@@ -47,10 +60,12 @@ def worker_stats(
     now: float,
     projection_pending: int = 0,
     projection_failures: int = 0,
+    latency_s: float | None = None,
 ) -> dict[str, float]:
-    """Counters since the worker started, consumer lag per partition (all input topics) and total."""
+    """Counters since the worker started, consumer lag per partition (all input topics) and total;
+    `latency_s` (see RecentLatency) defaults to the last batch's."""
     stats: dict[str, float] = {name: float(getattr(counters, name)) for name in COUNTERS}
-    stats["latency_s"] = round(counters.last_latency_s, 4)
+    stats["latency_s"] = round(counters.last_latency_s if latency_s is None else latency_s, 4)
     stats["lag"] = float(sum(lag.values()))
     stats["uptime_s"] = round(now - started_at, 1)
     stats["reported_at"] = now

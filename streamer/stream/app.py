@@ -19,8 +19,9 @@ from streamer.logs import configure_logging
 from streamer.projection.factory import redis_projection
 from streamer.projection.redis_writer import RedisProjection
 from streamer.projection.resync import Resync
-from streamer.projection.stats import worker_stats
+from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
+from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.scorer import STALL_S, Scorer
@@ -245,6 +246,8 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     async def reread_stalled() -> None:
         await guarded("re-reading stalled partitions", scorer.reread_stalled)
 
+    logged_latency = RecentLatency()
+
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
@@ -261,7 +264,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
                 "alerts": c.alerts,
                 "snapshots": c.snapshots,
                 "batches": c.batches,
-                "latency_s": round(c.last_latency_s, 3),
+                "latency_s": round(logged_latency.read(c), 3),
             },
         )
 
@@ -296,6 +299,7 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     started_at = time.time()
     inputs = set(settings.input_topics.values())
+    latency = RecentLatency()
 
     @app.timer(interval=PROJECT_EVERY_S)  # type: ignore[untyped-decorator]
     async def project() -> None:
@@ -310,6 +314,7 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
             now=time.time(),
             projection_pending=projection.pending,
             projection_failures=projection.failures,
+            latency_s=latency.read(scorer.counters),
         )
         projection.worker(worker_id, stats)
         await projection.flush()
@@ -321,8 +326,12 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
     del project, stage_stats
 
 
-def run_worker(settings: Settings, config: ScoreConfig, loglevel: str = "info") -> None:
-    """Run one worker process until stopped (SIGINT/SIGTERM)."""
+def run_worker(
+    settings: Settings, config: ScoreConfig, loglevel: str = "info", connect_timeout_s: float = 60.0
+) -> None:
+    """Run one worker process until stopped (SIGINT/SIGTERM); BrokerUnavailable when no broker
+    answers within `connect_timeout_s` at start-up."""
+    asyncio.run(wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "starting the worker"))
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
     worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
@@ -333,6 +342,9 @@ class JsonLogWorker(faust.Worker):
     """A faust worker that logs one JSON object per line (faust installs its own handler)."""
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        # faust's terminal spinner wrote cursor escape codes (and " OK ^") into the log at
+        # start-up; without it faust logs "Ready" like any other line.
+        self.spinner = None
         configure_logging(logging.getLevelName(level or logging.INFO).lower())
         for noisy in ("aiokafka", "faust.transport", "faust.tables", "mode"):
             logging.getLogger(noisy).setLevel(max(level or logging.INFO, logging.WARNING))

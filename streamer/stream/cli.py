@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import orjson
@@ -15,6 +16,18 @@ from streamer.cli_config import score_config_or_fail
 from streamer.logs import configure_logging
 from streamer.offline.runner import open_events
 from streamer.settings import Settings
+
+
+def fail(command: str, error: Exception) -> NoReturn:
+    """End the command with one line on stderr and exit code 1 (not a usage error)."""
+    click.echo(f"streamer {command}: {error}", err=True)
+    sys.exit(1)
+
+
+def quiet_kafka_client_logs() -> None:
+    """aiokafka logs every retry (NotLeaderForPartitionError on fresh topics, reconnects) as a
+    warning; the commands report what matters themselves."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -46,6 +59,14 @@ def _settings(**overrides: Any) -> Settings:
 @click.option(
     "--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
+@click.option(
+    "--connect-timeout",
+    "connect_timeout_s",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for the broker at start-up before giving up (exit 1).",
+)
 def worker(
     bootstrap: str | None,
     partitions: int | None,
@@ -53,6 +74,7 @@ def worker(
     data_dir: Path | None,
     store: str | None,
     loglevel: str,
+    connect_timeout_s: float,
 ) -> None:
     """Run a stream worker: score events from the input topics, publish snapshots and alerts.
 
@@ -60,6 +82,7 @@ def worker(
     through the changelog topics). Stop with Ctrl-C or SIGTERM.
     """
     from streamer.stream.app import run_worker
+    from streamer.stream.broker import BrokerUnavailable
 
     settings = _settings(
         kafka_bootstrap=bootstrap,
@@ -70,7 +93,10 @@ def worker(
     )
     config = score_config_or_fail(settings.score_config)
     configure_logging(loglevel)
-    run_worker(settings, config, loglevel)
+    try:
+        run_worker(settings, config, loglevel, connect_timeout_s)
+    except BrokerUnavailable as error:
+        fail("worker", error)
 
 
 @click.command("replay")
@@ -79,27 +105,37 @@ def worker(
 @click.option(
     "--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many events per second."
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def replay(events: Path, bootstrap: str | None, rate: float | None, quiet: bool) -> None:
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up (exit 1) when the broker accepts nothing for this many seconds.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar (a stalled broker is still reported).")
+def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: float, quiet: bool) -> None:
     """Publish EVENTS (JSON lines, optionally .gz) to the input topics, keyed by account_id.
 
     Each line goes to the topic of its event type's family (subscriptions, usage, tickets,
-    surveys). Lines without a known event_type are skipped and counted.
+    surveys). Lines without a known event_type are skipped and counted. When the broker goes
+    away (a restart), replay waits for it, shows the stall and sends every unacknowledged
+    event again: nothing is lost, an event may reach Kafka twice (the worker ignores a
+    repeated event_id). It gives up after --timeout seconds without the broker.
     """
-    from streamer.stream.replay import publish
-    from streamer.stream.topics import ensure_topics
+    from streamer.stream.replay import BrokerUnavailable, publish
 
     settings = _settings(kafka_bootstrap=bootstrap)
-    asyncio.run(ensure_topics(settings))
+    quiet_kafka_client_logs()
     size = events.stat().st_size
+    label = f"publishing {events.name}"
     with (
         open_events(events) as handle,
-        click.progressbar(
-            length=size, label=f"publishing {events.name}", file=sys.stderr, hidden=quiet, show_pos=False
-        ) as bar,
+        click.progressbar(length=size, label=label, file=sys.stderr, hidden=quiet, show_pos=False) as bar,
     ):
         raw = handle.fileobj if hasattr(handle, "fileobj") else handle
         position = 0
+        stalled = False
 
         def progress(_count: int) -> None:
             nonlocal position
@@ -107,13 +143,39 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, quiet: bool)
             bar.update(now - position)
             position = now
 
-        summary = asyncio.run(publish(handle, settings, rate=rate, on_progress=progress))
+        def stall(seconds: float | None) -> None:
+            nonlocal stalled
+            if seconds is None:
+                bar.label = label
+                message = "the broker answers again; sent the unacknowledged events again"
+            else:
+                bar.label = f"{label} (broker not answering for {seconds:.0f} s, retrying)"
+                message = f"the broker at {settings.kafka_bootstrap} stopped acknowledging; retrying"
+            if quiet and (seconds is None) == stalled:  # one line when it stalls, one when it is back
+                click.echo(f"streamer replay: {message}", err=True)
+            stalled = seconds is not None
+            bar.render_progress()
+
+        try:
+            running = publish(
+                handle, settings, rate=rate, timeout_s=timeout_s, on_progress=progress, on_stall=stall
+            )
+            summary = asyncio.run(running)
+        except BrokerUnavailable as error:
+            bar.render_finish()
+            fail("replay", error)
         bar.update(size - position)
     per_topic = ", ".join(f"{topic} {count:,}" for topic, count in sorted(summary.sent.items()))
+    again = (
+        f"; {summary.resent:,} sent again after {summary.stalls} broker stall(s) (repeats are ignored "
+        "by the worker)"
+        if summary.stalls
+        else ""
+    )
     click.echo(
         f"published {summary.total:,} events in {summary.seconds:.1f} s "
         f"({summary.total / max(summary.seconds, 1e-9):,.0f}/s): {per_topic}; "
-        f"{summary.skipped:,} lines skipped (no known event_type)"
+        f"{summary.skipped:,} lines skipped (no known event_type){again}"
     )
 
 
@@ -128,10 +190,24 @@ def alerts() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print each alert as its JSON record.")
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Stop after this many alerts.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@click.option(
+    "--connect-timeout",
+    "connect_timeout_s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for the broker before giving up (exit 1).",
+)
 def tail_command(
-    bootstrap: str | None, from_beginning: bool, as_json: bool, limit: int | None, timeout: float | None
+    bootstrap: str | None,
+    from_beginning: bool,
+    as_json: bool,
+    limit: int | None,
+    timeout: float | None,
+    connect_timeout_s: float,
 ) -> None:
     """Print alerts as they arrive (Ctrl-C to stop)."""
+    from streamer.stream.broker import BrokerUnavailable
     from streamer.stream.tail import format_alert, tail
 
     settings = _settings(kafka_bootstrap=bootstrap)
@@ -139,5 +215,17 @@ def tail_command(
     def emit(alert: dict[str, Any]) -> None:
         click.echo(orjson.dumps(alert).decode() if as_json else format_alert(alert))
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail(settings, emit, from_beginning=from_beginning, limit=limit, timeout_s=timeout))
+    quiet_kafka_client_logs()
+    following = tail(
+        settings,
+        emit,
+        from_beginning=from_beginning,
+        limit=limit,
+        timeout_s=timeout,
+        connect_timeout_s=connect_timeout_s,
+    )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(following)
+    except BrokerUnavailable as error:
+        fail("alerts tail", error)

@@ -1,24 +1,48 @@
-"""Publish a file of contract events to the input topics, keyed by account, optionally rate-limited."""
+"""Publish a file of contract events to the input topics, keyed by account, optionally rate-limited.
+
+Survives a broker restart: every message is kept until the broker acknowledged it; when the
+oldest unacknowledged one fails or makes no progress for `STALL_S`, the producer is replaced
+and every unacknowledged message is sent again, in file order, once the broker answers. Some
+of them may already have been written before the outage, so a restart can publish an event
+twice (the worker ignores a repeated `event_id`); none is lost. When the broker stays away
+longer than `timeout_s`, `BrokerUnavailable` says so and how far the file got.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 
 from streamer.contract.events import EVENT_FAMILY
 from streamer.settings import Settings
+from streamer.stream.broker import BrokerUnavailable
+from streamer.stream.topics import ensure_topics
+
+__all__ = ["BrokerUnavailable", "ReplaySummary", "publish", "route"]
+
+log = logging.getLogger(__name__)
+
+STALL_S = 10.0  # the oldest unacknowledged message may take this long before we call it a stall
+WINDOW = 20_000  # at most this many messages in flight (kept for a resend)
+RETRY_PAUSE_S = 1.0
 
 
 @dataclass
 class ReplaySummary:
     sent: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    resent: int = 0  # messages sent again after a stall (possibly duplicates)
+    stalls: int = 0
     seconds: float = 0.0
 
     @property
@@ -37,28 +61,220 @@ def route(line: bytes, settings: Settings) -> tuple[str, bytes] | None:
     return settings.topic(family), key
 
 
+@dataclass
+class _Pending:
+    topic: str
+    key: bytes
+    value: bytes
+    future: asyncio.Future[object] | None = None  # None: not handed to a producer (yet)
+
+
+def _unreachable(settings: Settings, seconds: float, detail: str) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"no Kafka broker accepted events at {settings.kafka_bootstrap} for {seconds:.0f} s ({detail}); "
+        "start it (`streamer local up`, `docker compose up -d kafka`) or point "
+        "HEALTHSTREAM_KAFKA_BOOTSTRAP / --bootstrap at it, then run replay again "
+        "(events already published are ignored by the worker as repeats)"
+    )
+
+
+async def _with_deadline(
+    settings: Settings, timeout_s: float, what: str, attempt: Callable[[], Awaitable[object]]
+) -> None:
+    """Run `attempt` until it succeeds or `timeout_s` passed."""
+    started = time.monotonic()
+    while True:
+        remaining = timeout_s - (time.monotonic() - started)
+        try:
+            await asyncio.wait_for(attempt(), max(remaining, 0.1))
+            return
+        except (KafkaError, OSError, TimeoutError) as error:
+            log.debug("broker not ready", extra={"error": repr(error)})
+        if time.monotonic() - started + RETRY_PAUSE_S > timeout_s:
+            raise _unreachable(settings, timeout_s, what)
+        await asyncio.sleep(RETRY_PAUSE_S)
+
+
+class _Sender:
+    """One producer at a time, the unacknowledged messages in file order, and the stall clock."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        timeout_s: float,
+        on_stall: Callable[[float | None], None],
+    ) -> None:
+        self.settings = settings
+        self.timeout_s = timeout_s
+        self.on_stall = on_stall
+        self.stall_s = min(STALL_S, max(timeout_s / 3, 1.0))
+        self.pending: deque[_Pending] = deque()
+        self.producer: AIOKafkaProducer | None = None
+        self.acked = 0
+        self.resent = 0
+        self.stalls = 0
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        # No linger: a batch lingers from its first message, so with one a later event could
+        # ride an older batch of another partition and reach Kafka before an earlier one.
+        # Without it, what accumulates while a request is in flight goes out together in the
+        # next one, so messages are appended in the order of the file across topics (the order
+        # the worker's merge relies on to give offline's answers while events are published).
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            linger_ms=0,
+            max_batch_size=512 * 1024,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=int(self.stall_s * 1000),
+        )
+
+    async def _start_producer(self) -> None:
+        producer = self._new_producer()
+        try:
+            await producer.start()
+            await self._wait_for_leaders(producer)
+        except BaseException:
+            await self._stop(producer)
+            raise
+        self.producer = producer
+
+    async def _wait_for_leaders(self, producer: AIOKafkaProducer) -> None:
+        """Until every partition of the input topics has a leader (fresh topics need a moment)."""
+        for topic in self.settings.input_topics.values():
+            while True:
+                partitions = await producer.partitions_for(topic)
+                cluster = producer.client.cluster
+                leaders = [cluster.leader_for_partition(TopicPartition(topic, p)) for p in partitions]
+                if partitions and all(leader is not None and leader >= 0 for leader in leaders):
+                    break
+                await asyncio.sleep(0.2)
+                await producer.client.force_metadata_update()
+
+    async def _stop(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 5.0)
+
+    async def start(self) -> None:
+        await _with_deadline(
+            self.settings, self.timeout_s, "could not create the topics", lambda: ensure_topics(self.settings)
+        )
+        await _with_deadline(self.settings, self.timeout_s, "could not connect", self._start_producer)
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self._stop(self.producer)
+            self.producer = None
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        item = _Pending(topic, key, value)
+        self.pending.append(item)
+        if not await self._hand_over(item):
+            await self._recover()
+        await self._confirm(keep=WINDOW)
+
+    async def drain(self) -> None:
+        """Until the broker acknowledged every message."""
+        await self._confirm(keep=0)
+
+    async def _hand_over(self, item: _Pending) -> bool:
+        """Give one message to the producer; False when that failed or blocked too long."""
+        assert self.producer is not None
+        try:
+            item.future = await asyncio.wait_for(
+                self.producer.send(item.topic, value=item.value, key=item.key), self.stall_s
+            )
+        except (KafkaError, TimeoutError):
+            item.future = None
+            return False
+        return True
+
+    def _reap(self) -> bool:
+        """Drop acknowledged messages from the front; False when the oldest one failed."""
+        while self.pending:
+            future = self.pending[0].future
+            if future is None:
+                return False
+            if not future.done():
+                return True
+            if future.cancelled() or future.exception() is not None:
+                return False
+            self.pending.popleft()
+            self.acked += 1
+        return True
+
+    async def _confirm(self, keep: int) -> None:
+        """Until at most `keep` messages are unacknowledged, recovering from stalls on the way."""
+        while True:
+            if not self._reap():
+                await self._recover()
+                continue
+            if len(self.pending) <= keep:
+                return
+            future = self.pending[0].future
+            assert future is not None
+            done, _ = await asyncio.wait({future}, timeout=self.stall_s)
+            if not done:
+                await self._recover()
+
+    async def _recover(self) -> None:
+        """Replace the producer and send every unacknowledged message again, in order."""
+        self.stalls += 1
+        started = time.monotonic()  # the timeout counts from the moment the stall was noticed
+        log.debug("broker stalled; resending", extra={"pending": len(self.pending)})
+        while True:
+            elapsed = time.monotonic() - started
+            self.on_stall(elapsed)
+            if elapsed > self.timeout_s:
+                raise _unreachable(self.settings, elapsed, f"{self.acked:,} events acknowledged")
+            self._forget_outcomes()
+            if self.producer is not None:
+                await self._stop(self.producer)
+                self.producer = None
+            try:
+                await asyncio.wait_for(self._start_producer(), max(self.timeout_s - elapsed, 0.1))
+            except (KafkaError, OSError, TimeoutError):
+                await asyncio.sleep(RETRY_PAUSE_S)
+                continue
+            if await self._hand_over_all():
+                break
+        self.on_stall(None)
+
+    def _forget_outcomes(self) -> None:
+        """The unacknowledged messages all go again: their old futures no longer matter."""
+        for item in self.pending:
+            if item.future is not None:
+                if not item.future.done():
+                    item.future.cancel()
+                elif not item.future.cancelled():
+                    item.future.exception()  # retrieved, so asyncio does not warn about it
+                item.future = None
+
+    async def _hand_over_all(self) -> bool:
+        for item in self.pending:
+            if not await self._hand_over(item):
+                return False
+            self.resent += 1
+        return True
+
+
 async def publish(
     lines: Iterable[bytes],
     settings: Settings,
     *,
     rate: float | None = None,
+    timeout_s: float = 120.0,
     on_progress: Callable[[int], None] = lambda _n: None,
+    on_stall: Callable[[float | None], None] = lambda _s: None,
 ) -> ReplaySummary:
-    """Send every line to its family's topic keyed by account_id; `rate` caps events per second."""
+    """Send every line to its family's topic keyed by account_id; `rate` caps events per second.
+
+    Creates the topics first. `on_stall(seconds)` reports a broker that stopped acknowledging,
+    `on_stall(None)` its return. Raises BrokerUnavailable after `timeout_s` without progress.
+    """
     summary = ReplaySummary()
-    # No linger: a batch lingers from its first message, so with one a later event could ride
-    # an older batch of another partition and reach Kafka before an earlier one. Without it,
-    # what accumulates while a request is in flight goes out together in the next one, so
-    # messages are appended in the order of the file across topics (the order the worker's
-    # merge relies on to give offline's answers while events are being published).
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        linger_ms=0,
-        max_batch_size=512 * 1024,
-        acks="all",
-        enable_idempotence=True,
-    )
-    await producer.start()
+    sender = _Sender(settings, timeout_s, on_stall)
+    await sender.start()
     started = time.perf_counter()
     try:
         for count, line in enumerate(lines, start=1):
@@ -70,7 +286,7 @@ async def publish(
                 summary.skipped += 1
                 continue
             topic, key = target
-            await producer.send(topic, value=line, key=key)
+            await sender.send(topic, key, line)
             summary.sent[topic] += 1
             if rate:
                 ahead = summary.total / rate - (time.perf_counter() - started)
@@ -78,8 +294,9 @@ async def publish(
                     await asyncio.sleep(ahead)
             if count % 5000 == 0:
                 on_progress(count)
-        await producer.flush()
+        await sender.drain()
     finally:
-        await producer.stop()
+        await sender.close()
+    summary.resent, summary.stalls = sender.resent, sender.stalls
     summary.seconds = time.perf_counter() - started
     return summary

@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streamer.settings import Settings
+from streamer.stream.broker import wait_for_broker
 
 SEVERITY_MARK = {"critical": "CRIT", "warning": "WARN", "info": "info"}
 
@@ -31,8 +32,12 @@ async def tail(
     from_beginning: bool = False,
     limit: int | None = None,
     timeout_s: float | None = None,
+    connect_timeout_s: float = 30.0,
 ) -> int:
-    """Call `emit` for each alert until `limit` alerts or `timeout_s` seconds; return the count."""
+    """Call `emit` for each alert until `limit` alerts or `timeout_s` seconds; return the count.
+
+    BrokerUnavailable when no broker answers within `connect_timeout_s`."""
+    await wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "following the alerts")
     consumer = AIOKafkaConsumer(
         settings.topic("alerts"),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -40,7 +45,11 @@ async def tail(
         enable_auto_commit=False,
         group_id=None,
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # else "Unclosed AIOKafkaConsumer" at exit
+        raise
     seen = 0
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:

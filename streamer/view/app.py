@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from streamer.projection.redis_reader import ProjectionReader
-from streamer.projection.redis_writer import connect
 from streamer.settings import Settings
 from streamer.view import handlers
 from streamer.view.dashboard import load_page
@@ -70,13 +73,46 @@ def errors_and_metrics(metrics: Metrics) -> Middleware:
     return middleware
 
 
+def admission(limit: int) -> Middleware:
+    """At most `limit` requests at work at once (one per Redis connection of the pool); the rest
+    of a burst waits here, in order of arrival, instead of timing out on the pool."""
+    slots = asyncio.Semaphore(limit)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async with slots:
+            return await handler(request)
+
+    return middleware
+
+
+def connect_pooled(url: str, view: ViewSettings) -> Redis:
+    """A client whose requests share at most `redis_pool_size` connections: a burst waits up to
+    `redis_pool_timeout_s` for a free one (then the read fails: a 503) instead of failing at once."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=view.redis_pool_size,
+        timeout=view.redis_pool_timeout_s,
+        socket_connect_timeout=5.0,  # a burst opens many connections at once
+        socket_timeout=5.0,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    return Redis.from_pool(pool)
+
+
 def create_app(settings: Settings, view: ViewSettings) -> web.Application:
     """The view over the projection of `settings.app_id` in `settings.redis_url`."""
-    redis = connect(settings.redis_url)
+    redis = connect_pooled(settings.redis_url, view)
     reader = ProjectionReader(redis, settings.app_id)
     metrics = Metrics(reader, view.worker_max_age_s)
     app = web.Application(
-        middlewares=[protective_headers, errors_and_metrics(metrics), bearer_auth(view.secret)]
+        middlewares=[
+            protective_headers,
+            errors_and_metrics(metrics),
+            bearer_auth(view.secret),
+            admission(view.redis_pool_size),
+        ]
     )
     app[handlers.SERVICE] = ViewService(reader)
     bootstrap = settings.kafka_bootstrap if view.kafka_check else None

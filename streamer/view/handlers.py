@@ -70,9 +70,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
+    """The description, its `servers` naming the address this request reached (host and port)."""
     params.no_params(request.query)
-    body = (resources.files("streamer.view") / "openapi.json").read_bytes()
-    return web.Response(body=body, content_type="application/json")
+    document = orjson.loads((resources.files("streamer.view") / "openapi.json").read_bytes())
+    document["servers"] = [{"url": str(request.url.origin())}]
+    return json(document)
 
 
 async def dashboard(request: web.Request) -> web.Response:

@@ -10,8 +10,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from streamer.core.clock import iso
-from streamer.local.kafka import probe
 from streamer.projection.redis_reader import ProjectionReader
+from streamer.stream.broker import probe
 
 KAFKA_PROBE_TTL_S = 5.0
 
@@ -33,16 +33,18 @@ class Health:
         self.worker_max_age_s = worker_max_age_s
         self.kafka_probe = kafka_probe
         self._kafka: tuple[float, bool] | None = None
+        self._probing = asyncio.Lock()  # one probe at a time: a burst of /healthz shares its answer
 
     async def kafka(self) -> bool | None:
         """Whether the broker answers a metadata request (cached a few seconds); None: not checked."""
         if self.bootstrap is None:
             return None
-        now = time.monotonic()
-        if self._kafka is None or now - self._kafka[0] > KAFKA_PROBE_TTL_S:
-            answered = await asyncio.to_thread(self.kafka_probe, self.bootstrap, 2.0)
-            self._kafka = (now, answered)
-        return self._kafka[1]
+        async with self._probing:
+            now = time.monotonic()
+            if self._kafka is None or now - self._kafka[0] > KAFKA_PROBE_TTL_S:
+                answered = await asyncio.to_thread(self.kafka_probe, self.bootstrap, 2.0)
+                self._kafka = (now, answered)
+            return self._kafka[1]
 
     async def check(self) -> tuple[int, dict[str, Any]]:
         redis: dict[str, Any] = {"reachable": False}

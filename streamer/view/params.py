@@ -11,6 +11,9 @@ from streamer.view.errors import BadRequest
 from streamer.view.queries import SORTS, AccountQuery
 
 MAX_LIMIT = 500
+MAX_TEXT = 256  # an account id, a plan or a rule name
+MAX_MRR = Decimal(10) ** 12  # a monthly revenue filter above a trillion matches nothing real
+FIRST_YEAR, LAST_YEAR = 1970, 2999  # months the view answers for (a period ends a month later)
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -34,6 +37,8 @@ class Params:
         value = values[0].strip()
         if not value:
             raise BadRequest(f"{name!r} is empty; leave it out or give a value")
+        if len(value) > MAX_TEXT:
+            raise BadRequest(f"{name!r} must be at most {MAX_TEXT} characters, got {len(value)}")
         return value
 
     def _all(self, name: str) -> list[str]:
@@ -67,6 +72,8 @@ class Params:
             ) from None
         if not value.is_finite() or value < 0:
             raise BadRequest(f"{name!r} must be a finite number >= 0, got {raw!r}")
+        if value > MAX_MRR:
+            raise BadRequest(f"{name!r} must be at most {MAX_MRR:,}, got {raw!r}")
         return value
 
     def boolean(self, name: str) -> bool:
@@ -89,8 +96,8 @@ class Params:
         for value in values:
             if allowed is not None and value not in allowed:
                 raise BadRequest(f"{name!r} must be one of {', '.join(allowed)}; got {value!r}")
-            if len(value) > 200:
-                raise BadRequest(f"{name!r} values must be at most 200 characters")
+            if len(value) > MAX_TEXT:
+                raise BadRequest(f"{name!r} values must be at most {MAX_TEXT} characters")
         return tuple(dict.fromkeys(values))
 
     def month(self, name: str) -> int | None:
@@ -98,9 +105,12 @@ class Params:
         if raw is None:
             return None
         try:
-            return parse_month(raw)
+            month = parse_month(raw)
         except ValueError as error:
             raise BadRequest(f"{name!r}: {error}") from None
+        if not FIRST_YEAR * 12 <= month < (LAST_YEAR + 1) * 12:
+            raise BadRequest(f"{name!r} must be a month from {FIRST_YEAR}-01 to {LAST_YEAR}-12, got {raw!r}")
+        return month
 
 
 ACCOUNT_LIST = (

@@ -16,11 +16,22 @@ PAGE_PATHS = frozenset({"/"})  # a browser cannot send a header here: ?access_to
 def _supplied(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
+    credentials = credentials.strip(" \t")  # HTTP's whitespace only: U+2028 & co. are part of it
+    if scheme.lower() == "bearer" and credentials:
+        return credentials
     if request.path in PAGE_PATHS:
         return request.query.get("access_token")
     return None
+
+
+def _raw(text: str) -> bytes:
+    """The bytes as sent: aiohttp keeps undecodable header bytes as surrogates; any token compares."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def token_matches(supplied: str, secret: str) -> bool:
+    """Constant-time comparison of the bytes, for any supplied text (non-ASCII, undecodable)."""
+    return hmac.compare_digest(_raw(supplied), _raw(secret))
 
 
 def bearer_auth(secret: str | None) -> Middleware:
@@ -32,7 +43,7 @@ def bearer_auth(secret: str | None) -> Middleware:
             supplied = _supplied(request)
             if supplied is None:
                 raise Unauthorized("this view needs a bearer token: send 'Authorization: Bearer <token>'")
-            if not hmac.compare_digest(supplied.encode(), secret.encode()):
+            if not token_matches(supplied, secret):
                 raise Unauthorized("the bearer token is not valid")
         return await handler(request)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -83,3 +85,56 @@ def test_demo_streams_a_portfolio_serves_the_dashboard_and_stops_on_ctrl_c(
     assert " score " in out.decode()  # alerts were printed as they arrived
     with pytest.raises(OSError):  # the view is gone
         get_json(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_demo_honours_the_view_port_variable_prints_the_exports_and_reuses_its_names(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """No --port: HEALTHSTREAM_VIEW_PORT moves the dashboard; a run first removes what the run
+    before left (the test above ran one), so the broker keeps one set of demo topics."""
+    port = free_port()
+    env = {**os.environ, **stack.env(), "HEALTHSTREAM_VIEW_PORT": str(port)}
+    argv = [sys.executable, "-m", "streamer.cli", "demo", "--accounts", "4", "--months", "1"]
+    demo = subprocess.Popen(
+        argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                get_json(f"http://127.0.0.1:{port}/healthz")
+                break
+            except urllib.error.HTTPError:
+                break  # it answers (503 until the worker wrote the projection)
+            except OSError:
+                pass
+            assert demo.poll() is None, demo.stderr.read().decode() if demo.stderr else ""
+            time.sleep(1)
+        else:
+            pytest.fail(f"no dashboard on port {port} (HEALTHSTREAM_VIEW_PORT)")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=60)
+    assert demo.returncode == 0, err.decode()
+    text = err.decode()
+    assert f"dashboard  http://127.0.0.1:{port}/" in text
+    assert "removed what the previous demo run left: " in text and " topics" in text
+    assert (
+        f"export HEALTHSTREAM_KAFKA_BOOTSTRAP={stack.bootstrap} HEALTHSTREAM_REDIS_URL={stack.redis_url} "
+        "HEALTHSTREAM_TOPIC_PREFIX=demo. HEALTHSTREAM_APP_ID=healthstream-demo"
+    ) in text
+    topics = asyncio.run(_topics(stack.bootstrap))
+    assert not [name for name in topics if name.startswith("demo") and not name.startswith("demo.")]
+    families = ("subscriptions", "usage", "tickets", "surveys", "alerts", "health", "deadletter")
+    assert {name for name in topics if name.startswith("demo.")} <= {f"demo.{name}" for name in families}
+
+
+async def _topics(bootstrap: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()

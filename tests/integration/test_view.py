@@ -566,6 +566,60 @@ def test_a_token_protects_a_second_view_and_views_share_nothing(live: Live) -> N
         view.stop()
 
 
+BURST = 500
+
+
+async def _burst(url: str, paths: list[str]) -> list[tuple[int, str]]:
+    """Every path requested at once over its own loopback connection: (status, body) each."""
+    import aiohttp
+
+    async def one(session: aiohttp.ClientSession, path: str) -> tuple[int, str]:
+        async with session.get(url + path) as response:
+            return response.status, await response.text()
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=120)  # bounds a hang only
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        return await asyncio.gather(*(one(session, path) for path in paths))
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        {},  # the defaults: 50 connections, a request waits up to 20 s for one
+        # 4 connections: nearly every request waits, for as long as the burst takes to drain
+        {"HEALTHSTREAM_VIEW_REDIS_POOL_SIZE": "4", "HEALTHSTREAM_VIEW_REDIS_POOL_TIMEOUT_S": "120"},
+    ],
+)
+def test_a_burst_of_500_concurrent_requests_gets_no_5xx(live: Live, pool: dict[str, str]) -> None:
+    """Requests beyond the Redis pool wait for a connection instead of failing (was: 401 of 500
+    answered 503 "Too many connections")."""
+    first = live.deployment
+    second = Deployment(first.bootstrap, first.redis_url, first.root, tag=first.tag)  # same app id
+    view = second.start_view(**pool)
+    try:
+        account = next(iter(first.last_snapshots()))
+        routes = [
+            "/api/accounts?limit=500",
+            "/api/accounts?band=red,yellow&sort=-mrr",
+            f"/api/accounts/{account}",
+            "/api/portfolio",
+            "/api/months",
+            "/api/alerts?limit=100",
+            "/healthz",
+            "/metrics",
+        ]
+        started = time.monotonic()
+        answers = asyncio.run(_burst(second.url, [routes[i % len(routes)] for i in range(BURST)]))
+        print(f"{BURST} concurrent requests answered in {time.monotonic() - started:.1f} s ({pool})")
+        failed = [(status, body[:200]) for status, body in answers if status >= 500]
+        assert not failed, f"{len(failed)} of {BURST} answered 5xx, e.g. {failed[:3]}"
+        assert all(status == 200 for status, _ in answers), {status for status, _ in answers}
+        assert view.alive
+    finally:
+        view.stop()
+
+
 def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up(
     stack: StackInfo, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, worker_stats
+from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, RecentLatency, worker_stats
 
 
 @dataclass
@@ -33,3 +33,14 @@ def test_counters_lag_and_rules_are_flattened() -> None:
     assert stats["latency_s"] == 0.1235 and stats["uptime_s"] == 60.0
     assert stats["projection_pending"] == 9
     assert all(isinstance(value, float) for value in stats.values())
+
+
+def test_an_idle_worker_reports_no_latency_instead_of_its_last_one() -> None:
+    latency, counters = RecentLatency(), Counters(batches=2, last_latency_s=0.5)
+    assert latency.read(counters) == 0.5  # batches were processed since start
+    assert latency.read(counters) == 0.0  # none since the last reading: idle
+    counters.batches, counters.last_latency_s = 3, 0.2
+    assert latency.read(counters) == 0.2
+    assert RecentLatency().read(Counters(batches=0, last_latency_s=0.0)) == 0.0
+    stats = worker_stats(counters, {}, started_at=0.0, now=1.0, latency_s=latency.read(counters))
+    assert stats["latency_s"] == 0.0

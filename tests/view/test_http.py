@@ -3,6 +3,7 @@ simulated portfolio scored by the core: every endpoint, its errors, auth, header
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -250,6 +251,11 @@ async def test_recent_alerts_newest_first(view: TestClient[Any, Any]) -> None:
         ("/api/accounts?sort=name", 400, "'sort' must be one of score, -score"),
         ("/api/accounts?lmit=5", 400, "unknown query parameter 'lmit'"),
         ("/api/period?month=2024-3-15", 400, "'month': expected a month 'YYYY-MM' or a first-of-month date"),
+        ("/api/period?month=99999-01", 400, "'month' must be a month from 1970-01 to 2999-12"),
+        ("/api/period?month=0000-01", 400, "'month' must be a month from 1970-01 to 2999-12"),
+        ("/api/period?from=2024-01-01&to=99999-01-01", 400, "'to' must be a month from 1970-01"),
+        ("/api/alerts?account_id=" + "a" * 300, 400, "'account_id' must be at most 256 characters"),
+        ("/api/accounts?min_mrr=1e999999", 400, "'min_mrr' must be at most 1,000,000,000,000"),
         ("/api/portfolio?x=1", 400, "unknown query parameter 'x'; expected: none"),
         ("/api/nothing", 404, "Not Found: GET /api/nothing"),
     ],
@@ -311,6 +317,58 @@ async def test_a_token_guards_every_route_but_healthz(redis_server: RedisProcess
         assert page.status == 200
         api = await client.get("/api/portfolio", params={"access_token": "s3cret"})
         assert api.status == 401  # the query form is for the page only
+    finally:
+        await client.close()
+
+
+async def raw_get(client: TestClient[Any, Any], path: str, authorization: bytes) -> tuple[int, bytes]:
+    """A request with the Authorization header's bytes exactly as given (a client library would
+    refuse or re-encode non-ASCII): the status and the body."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+            b"Authorization: " + authorization + b"\r\n\r\n"
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer sécret".encode(),  # UTF-8, not ASCII
+        b"Bearer s\xe9cret",  # Latin-1: not even UTF-8
+        b"Bearer \xff\xfe\x00x",
+        "Bearer s3cret\u2028".encode(),
+        b"Bearer " + b"x" * 4000,
+        b"Basic czNjcmV0",
+    ],
+)
+async def test_a_malformed_token_is_a_401_not_a_500(
+    redis_server: RedisProcess, projected: str, authorization: bytes
+) -> None:
+    client = await start(redis_server.url, projected, token="s3cret")
+    try:
+        status, body = await raw_get(client, "/api/portfolio", authorization)
+        assert status in (400, 401), body  # 400: aiohttp's parser refused the header itself
+        if status == 401:
+            assert json.loads(body)["error"].startswith(("the bearer token is not valid", "this view needs"))
+        good, _ = await raw_get(client, "/api/portfolio", b"Bearer s3cret")
+        assert good == 200
+    finally:
+        await client.close()
+
+
+async def test_a_non_ascii_secret_matches_its_own_bytes(redis_server: RedisProcess, projected: str) -> None:
+    client = await start(redis_server.url, projected, token="sécret")
+    try:
+        assert (await raw_get(client, "/api/portfolio", "Bearer sécret".encode()))[0] == 200
+        assert (await raw_get(client, "/api/portfolio", b"Bearer s\xe9cret"))[0] == 401
     finally:
         await client.close()
 
@@ -416,7 +474,10 @@ def openapi() -> dict[str, Any]:
 
 async def test_every_route_is_documented_and_served(view: TestClient[Any, Any]) -> None:
     document = await get(view, "/openapi.json")
-    assert document == openapi() and document["openapi"].startswith("3.1")
+    served_at = f"http://{view.server.host}:{view.server.port}"
+    assert document["servers"] == [{"url": served_at}]  # whatever the port, not always 8000
+    assert document == openapi() | {"servers": [{"url": served_at}]}
+    assert document["openapi"].startswith("3.1")
     routes = {
         (route.method.lower(), route.resource.canonical)
         for route in view.server.app.router.routes()

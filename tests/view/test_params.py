@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -10,6 +11,7 @@ from multidict import MultiDict
 from streamer.core.clock import parse_month
 from streamer.view.errors import BadRequest
 from streamer.view.params import account_query, alert_query, no_params, period_query
+from streamer.view.security import token_matches
 
 
 def q(**values: str) -> MultiDict[str]:
@@ -95,12 +97,51 @@ def test_period_by_month_or_by_dates() -> None:
         ),
         ({"from": "2024-03-01", "to": "2024-01-01"}, "'from' (2024-03-01) must be before 'to' (2024-01-01)"),
         ({"month": "2024-03", "from": "2024-01-01"}, "give either 'month' or 'from' and 'to', not both"),
+        ({"month": "99999-01"}, "'month' must be a month from 1970-01 to 2999-12, got '99999-01'"),
+        ({"month": "0000-01"}, "'month' must be a month from 1970-01 to 2999-12, got '0000-01'"),
+        ({"month": "1969-12"}, "'month' must be a month from 1970-01 to 2999-12"),
+        ({"month": "3000-01"}, "'month' must be a month from 1970-01 to 2999-12"),
+        ({"month": "-5-01"}, "'month': expected digits in '-5-01'"),
+        ({"from": "0000-01-01", "to": "2024-01-01"}, "'from' must be a month from 1970-01"),
+        ({"from": "2024-01-01", "to": "99999999999999999999-01-01"}, "'to' must be a month from 1970-01"),
     ],
 )
 def test_bad_periods(values: dict[str, str], message: str) -> None:
     with pytest.raises(BadRequest) as caught:
         period_query(q(**values))
     assert caught.value.message.startswith(message)
+
+
+def test_the_edges_of_the_month_range_are_answered() -> None:
+    assert period_query(q(month="1970-01")) == (1970 * 12, 1970 * 12 + 1)
+    assert period_query(q(month="2999-12")) == (3000 * 12 - 1, 3000 * 12)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (lambda: account_query(q(plan="p" * 257)), "'plan' values must be at most 256 characters"),
+        (lambda: account_query(q(min_mrr="1e13")), "'min_mrr' must be at most 1,000,000,000,000"),
+        (lambda: account_query(q(min_mrr="1e999999")), "'min_mrr' must be at most"),
+        (lambda: account_query(q(limit="9" * 5000)), "'limit' must be at most 256 characters"),
+        (lambda: account_query(q(limit="9" * 200)), "'limit' must be between 1 and 500"),
+        (lambda: account_query(q(offset="1000001")), "'offset' must be between 0 and 1000000"),
+        (lambda: account_query(q(renewal_within_days="3651")), "'renewal_within_days' must be between"),
+        (lambda: alert_query(q(account_id="a" * 257)), "'account_id' must be at most 256 characters"),
+        (lambda: alert_query(q(rule="r" * 257)), "'rule' values must be at most 256 characters"),
+        (lambda: alert_query(q(limit="501")), "'limit' must be between 1 and 500"),
+    ],
+)
+def test_every_parameter_is_bounded(query: Callable[[], object], message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        query()
+    assert caught.value.message.startswith(message)
+
+
+def test_tokens_compare_as_bytes_whatever_they_hold() -> None:
+    assert token_matches("s3cret", "s3cret") and token_matches("sécret", "sécret")
+    assert not token_matches("s\udce9cret", "sécret")  # an undecodable byte, as aiohttp keeps it
+    assert not token_matches("\udcff" * 3, "s3cret") and not token_matches("", "s3cret")
 
 
 def test_alert_parameters() -> None:

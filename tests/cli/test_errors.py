@@ -1,0 +1,108 @@
+"""Mistakes a user makes in the first hour end with one line that says what to do, not a traceback:
+an unreachable broker (exit 1) and a bad HEALTHSTREAM_* setting (a usage error: exit 2)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from streamer.cli import main
+
+STREAMER = str(Path(sys.executable).parent / "streamer")
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once by us, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run(args: list[str], **env: str) -> Result:
+    clean = {key: None for key in os.environ if key.startswith("HEALTHSTREAM_")}
+    return CliRunner().invoke(main, args, env={**clean, **env})
+
+
+def one_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.output, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught error
+    assert lines, result.output
+    return lines[-1]
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event_id": "e1", "event_type": "usage.recorded", "account_id": "a1"}\n')
+    return path
+
+
+def test_replay_to_an_unreachable_broker(events: Path) -> None:
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    result = run(["replay", str(events), "--quiet", "--timeout", "1", "--bootstrap", bootstrap])
+    assert result.exit_code == 1
+    line = one_line(result)
+    assert line.startswith(f"streamer replay: no Kafka broker accepted events at {bootstrap} for 1 s")
+    assert "streamer local up" in line and "HEALTHSTREAM_KAFKA_BOOTSTRAP" in line
+
+
+def test_worker_with_an_unreachable_broker(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    result = run(["worker", "--connect-timeout", "1", "--bootstrap", bootstrap, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert one_line(result) == (
+        f"streamer worker: no Kafka broker answered at {bootstrap} within 1 s (starting the worker); "
+        "start it (`streamer local up`, or `docker compose up -d kafka`) or point "
+        "HEALTHSTREAM_KAFKA_BOOTSTRAP (or --bootstrap) at a running one"
+    )
+
+
+def test_alerts_tail_with_an_unreachable_broker_leaves_nothing_unclosed() -> None:
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HEALTHSTREAM_")}
+    done = subprocess.run(
+        [STREAMER, "alerts", "tail", "--connect-timeout", "1", "--bootstrap", bootstrap],
+        env={**env, "PYTHONWARNINGS": "always"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"streamer alerts tail: no Kafka broker answered at {bootstrap} within 1 s (following the "
+        "alerts); start it (`streamer local up`, or `docker compose up -d kafka`) or point "
+        "HEALTHSTREAM_KAFKA_BOOTSTRAP (or --bootstrap) at a running one"
+    ], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "value", "says"),
+    [
+        (["worker"], "HEALTHSTREAM_PARTITIONS", "abc", "Input should be a valid integer"),
+        (["worker"], "HEALTHSTREAM_PARTITIONS", "0", "Input should be greater than or equal to 1"),
+        (["worker"], "HEALTHSTREAM_STORE", "redis://", "Input should be 'rocksdb://' or 'memory://'"),
+        (["view"], "HEALTHSTREAM_VIEW_PORT", "abc", "Input should be a valid integer"),
+        (["view"], "HEALTHSTREAM_VIEW_PORT", "70000", "Input should be less than or equal to 65535"),
+        (["view"], "HEALTHSTREAM_VIEW_REDIS_POOL_SIZE", "0", "Input should be greater than or equal to 1"),
+        (["replay", "EVENTS"], "HEALTHSTREAM_PARTITIONS", "abc", "Input should be a valid integer"),
+        (["alerts", "tail"], "HEALTHSTREAM_PARTITIONS", "x", "Input should be a valid integer"),
+    ],
+)
+def test_a_bad_setting_is_a_usage_error_naming_the_variable(
+    events: Path, args: list[str], variable: str, value: str, says: str
+) -> None:
+    args = [str(events) if arg == "EVENTS" else arg for arg in args]
+    result = run(args, **{variable: value})
+    assert result.exit_code == 2, result.output
+    assert one_line(result) == (
+        f"streamer: {variable}={value!r} is not valid ({says}"
+        + one_line(result).split(says, 1)[1]  # pydantic's wording after the part we check
+    )
+    assert one_line(result).endswith(": fix the variable or unset it for the default")
