@@ -145,7 +145,11 @@ class SubscriptionState(Envelope):
     interval: Interval
     interval_count: PositiveInt = 1
     seats: NonNegativeInt | None = None
-    term_end: Timestamp | None = None
+    term_end: Timestamp | None = Field(
+        None,
+        description="RFC 3339 with offset; from input.earliest (default 2000-01-01T00:00:00Z) to "
+        "input.max_term_years (default 100) after occurred_at",
+    )
 
 
 class SubscriptionStarted(SubscriptionState):
@@ -165,7 +169,10 @@ class SubscriptionRenewed(Envelope):
 
     event_type: Literal["subscription.renewed"]
     subscription_id: Id
-    term_end: Timestamp
+    term_end: Timestamp = Field(
+        description="RFC 3339 with offset; from input.earliest (default 2000-01-01T00:00:00Z) to "
+        "input.max_term_years (default 100) after occurred_at"
+    )
 
 
 class SubscriptionCanceled(Envelope):
@@ -173,7 +180,11 @@ class SubscriptionCanceled(Envelope):
 
     event_type: Literal["subscription.canceled"]
     subscription_id: Id
-    effective_at: Timestamp | None = None
+    effective_at: Timestamp | None = Field(
+        None,
+        description="RFC 3339 with offset; from input.earliest (default 2000-01-01T00:00:00Z) to "
+        "input.max_term_years (default 100) after occurred_at",
+    )
     reason: Annotated[str, Field(max_length=1000)] | None = None
 
 
