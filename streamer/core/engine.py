@@ -207,12 +207,18 @@ class PartitionEngine:
         return renewal is not None and renewal - tick <= self._renewal_window
 
     def _dormant(self, account: Account, tick: int) -> bool:
-        """Scored since it churned and nothing is scheduled: re-scoring would change nothing."""
+        """Churned long enough ago, scored since, nothing scheduled: re-scoring changes nothing.
+
+        "Long enough" is the allowed lateness and a day: until then a late event may still land
+        before the churn, and the account is re-scored at every due tick in any arrival order,
+        so its last scoring (and snapshot) does not depend on when the churn arrived.
+        """
         revenue = account.revenue
         last_change = revenue.timeline[-1][0] if revenue.timeline else None
         return (
             last_change is not None
             and account.now > last_change  # scored once after the change (at its tick, or late)
+            and tick - last_change > self._lateness + DAY
             and revenue.mrr_at(account.now) == 0
             and (account.usage.last_use is None or tick - account.usage.last_use > 60 * DAY)
         )
