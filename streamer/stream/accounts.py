@@ -1,30 +1,26 @@
 """Accounts of one partition, read from and written back to the faust table in batches.
 
-Reads deserialise once and stay cached; writes are remembered and flushed once per batch,
-so a batch costs one table write (one changelog record) per account it touched.
+Reads decode once and stay cached; writes are remembered and flushed once per batch, so a
+batch costs one table write (one changelog record) per account it touched. Values are
+`streamer/state/codec.py` records (no pickle); a record that cannot be decoded raises
+`StateDecodeError`, which stops the worker (see `streamer/stream/app.py`).
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from streamer.core.account import Account
-
-STATE_VERSION = 1
-
-
-def dumps(account: Account) -> bytes:
-    return pickle.dumps((STATE_VERSION, account), protocol=pickle.HIGHEST_PROTOCOL)
+from streamer.state.codec import StateDecodeError, decode_account, encode_account
 
 
-def loads(raw: bytes) -> Account:
-    version, account = pickle.loads(raw)  # our own changelog: written only by dumps() above
-    if version != STATE_VERSION:
-        raise ValueError(f"account state version {version} is not {STATE_VERSION}; rebuild state")
-    assert isinstance(account, Account)
-    return account
+def loads(account_id: str, raw: bytes) -> Account:
+    """Decode a stored account, naming the key when the record is unreadable."""
+    try:
+        return decode_account(raw)
+    except StateDecodeError as exc:
+        raise StateDecodeError(f"accounts table key {account_id!r}: {exc}") from exc
 
 
 class TableAccounts(MutableMapping[str, Account]):
@@ -42,7 +38,7 @@ class TableAccounts(MutableMapping[str, Account]):
             raw = self._table.get(account_id)
             if raw is None:
                 raise KeyError(account_id)
-            account = self._cache[account_id] = loads(raw)
+            account = self._cache[account_id] = loads(account_id, raw)
         return account
 
     def __setitem__(self, account_id: str, account: Account) -> None:
@@ -65,7 +61,7 @@ class TableAccounts(MutableMapping[str, Account]):
     def flush(self) -> int:
         """Write the accounts changed since the last flush; return how many."""
         for account_id in sorted(self._dirty):
-            self._table[account_id] = dumps(self._cache[account_id])
+            self._table[account_id] = encode_account(self._cache[account_id])
         count = len(self._dirty)
         self._dirty.clear()
         return count
