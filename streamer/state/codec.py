@@ -260,8 +260,9 @@ def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
 # -- accounts -------------------------------------------------------------------------------------
 
 
-def encode_account(account: Account) -> bytes:
-    """The account as a version-1 state record."""
+def encode_account(account: Account, offsets: AppliedOffsets | None = None) -> bytes:
+    """The account as a version-1 state record, with the input offsets its state contains
+    (see `AppliedOffsets`; a worker skips a re-read message of the account listed there)."""
     ids = _Ids(account.account_id)
     return _frame(
         [
@@ -278,13 +279,24 @@ def encode_account(account: Account) -> bytes:
             None if account.score is None else float(account.score),
             account.band,
             list(account.terms),
+            _encode_offsets(offsets or AppliedOffsets()),
         ]
     )
 
 
 def decode_account(raw: bytes) -> Account:
     """An account from its state record; `StateDecodeError` says what is wrong with it."""
-    return _unframe(raw, "account", {1: _decode_account_v1})
+    return decode_account_record(raw)[0]
+
+
+def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
+    """An account and the input offsets its state contains."""
+    return _unframe(raw, "account", {1: _decode_account_record_v1})
+
+
+def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
+    fields = _list(body, "account", 14)
+    return _decode_account_v1(fields[:13]), _decode_offsets(fields[13])
 
 
 def _decode_account_v1(body: Any) -> Account:
@@ -650,13 +662,29 @@ def encode_partition(record: PartitionRecord) -> bytes:
         [
             record.clock.stream_time,
             record.clock.next_tick,
-            [
-                item
-                for topic in sorted(offsets.next)
-                for item in (topic, offsets.next[topic], _deltas(offsets.above.get(topic, [])))
-            ],
+            _encode_offsets(offsets),
         ]
     )
+
+
+def _encode_offsets(offsets: AppliedOffsets) -> list[Any]:
+    return [
+        item
+        for topic in sorted(offsets.next)
+        for item in (topic, offsets.next[topic], _deltas(offsets.above.get(topic, [])))
+    ]
+
+
+def _decode_offsets(value: Any) -> AppliedOffsets:
+    items = _list(value, "offsets", step=3)
+    offsets = AppliedOffsets()
+    for i in range(0, len(items), 3):
+        topic = _str(items[i], "offsets topic")
+        offsets.next[topic] = _int(items[i + 1], "offsets next")
+        above = _undeltas(items[i + 2], "offsets above")
+        if above:
+            offsets.above[topic] = above
+    return offsets
 
 
 def decode_partition(raw: bytes) -> PartitionRecord:
@@ -666,13 +694,5 @@ def decode_partition(raw: bytes) -> PartitionRecord:
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:
     stream_time, next_tick, raw_offsets = _list(body, "partition", 3)
-    items = _list(raw_offsets, "partition.offsets", step=3)
-    offsets = AppliedOffsets()
-    for i in range(0, len(items), 3):
-        topic = _str(items[i], "offsets topic")
-        offsets.next[topic] = _int(items[i + 1], "offsets next")
-        above = _undeltas(items[i + 2], "offsets above")
-        if above:
-            offsets.above[topic] = above
     clock = Clock(_int(stream_time, "clock.stream_time"), _int(next_tick, "clock.next_tick"))
-    return PartitionRecord(clock, offsets)
+    return PartitionRecord(clock, _decode_offsets(raw_offsets))

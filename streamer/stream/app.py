@@ -19,6 +19,7 @@ from streamer.projection.redis_writer import RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import worker_stats
 from streamer.settings import Settings
+from streamer.state.codec import StateDecodeError
 from streamer.stream.consumer import ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.scorer import STALL_S, Scorer
@@ -114,7 +115,14 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     async def score(stream: Any) -> None:
         # noack: the scorer acknowledges each message once it is applied (see Scorer._release).
         async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-            await scorer.process(batch)
+            try:
+                await scorer.process(batch)
+            except StateDecodeError as exc:
+                # State loss must not be silent: a stored record this worker cannot read stops
+                # it (faust would restart a crashed agent and fail on the record again).
+                log.critical("cannot read stored state; stopping", extra={"error": str(exc)})
+                await app.crash(exc)
+                raise
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         await scorer.revoked()
@@ -141,6 +149,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
+        c.consumer_gaps = consumer_gaps(app)
         log.info(
             "progress",
             extra={
@@ -150,7 +159,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
                 "rejected": c.rejected,
                 "rerouted": c.rerouted,
                 "stale": c.stale,
+                "reread": c.reread,
                 "rereads": c.rereads,
+                "offset_gaps": c.offset_gaps + c.consumer_gaps,
                 "alerts": c.alerts,
                 "snapshots": c.snapshots,
                 "batches": c.batches,
@@ -162,6 +173,11 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     if projection is not None:
         _project(app, settings, scorer, projection)
     return app
+
+
+def consumer_gaps(app: faust.App) -> int:
+    """Offset ranges faust's consumer recorded as gaps (see `RebalanceSafeConsumer._add_gap`)."""
+    return int(getattr(app.consumer, "gaps", 0))
 
 
 def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
@@ -196,6 +212,7 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
 
     @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]
     async def stage_stats() -> None:
+        scorer.counters.consumer_gaps = consumer_gaps(app)
         stats = worker_stats(
             scorer.counters,
             consumer_lag(app, inputs),

@@ -15,7 +15,7 @@ import orjson
 
 from streamer.core.engine import PartitionEngine
 from streamer.state.codec import COVERED, VERSION, encode_account, encode_partition
-from streamer.state.partition import PartitionRecord
+from streamer.state.partition import AppliedOffsets, PartitionRecord
 
 from .histories import CONFIG, fixed_history
 
@@ -62,6 +62,14 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     return [] if expected == actual else [f"{path}: expected {expected!r:.80}, got {actual!r:.80}"]
 
 
+def account_offsets() -> AppliedOffsets:
+    """The input offsets stored with each golden account."""
+    offsets = AppliedOffsets()
+    offsets.advance("cs.tickets", 3, [])
+    offsets.advance("cs.usage", 40, [44])
+    return offsets
+
+
 def golden_engine() -> PartitionEngine:
     engine = PartitionEngine(CONFIG, {})
     for event in fixed_history()[:SPLIT]:
@@ -74,13 +82,14 @@ def write() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     engine = golden_engine()
     for account_id, account in sorted(engine.accounts.items()):
-        (folder / f"account-{account_id}.bin").write_bytes(encode_account(account))
+        (folder / f"account-{account_id}.bin").write_bytes(encode_account(account, account_offsets()))
     record = PartitionRecord(engine.clock)
     record.offsets.advance("cs.subscriptions", 12, [])  # topics in the order they are written
     record.offsets.advance("cs.usage", 41, [43, 47])
     (folder / "partition.bin").write_bytes(encode_partition(record))
     expected = {
         "accounts": {account_id: dump(account) for account_id, account in sorted(engine.accounts.items())},
+        "account_offsets": dump(account_offsets()),
         "partition": dump(record),
     }
     (folder / "expected.json").write_bytes(orjson.dumps(expected, option=orjson.OPT_INDENT_2) + b"\n")

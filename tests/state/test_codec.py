@@ -22,6 +22,7 @@ from streamer.state.codec import (
     COVERED,
     StateDecodeError,
     decode_account,
+    decode_account_record,
     decode_partition,
     encode_account,
     encode_partition,
@@ -165,8 +166,11 @@ def test_golden_records_of_every_version_decode_to_the_state_they_were_written_f
     expected = orjson.loads((folder / "expected.json").read_bytes())
     problems = []
     for account_id, want in expected["accounts"].items():
-        account = decode_account((folder / f"account-{account_id}.bin").read_bytes())
+        account, offsets = decode_account_record((folder / f"account-{account_id}.bin").read_bytes())
         problems += [f"{account_id}{where}" for where in differences(want, account)]
+        problems += [
+            f"{account_id} offsets{where}" for where in differences(expected["account_offsets"], offsets)
+        ]
     problems += differences(expected["partition"], decode_partition((folder / "partition.bin").read_bytes()))
     assert not problems, "\n".join(problems[:20])
 
@@ -188,12 +192,13 @@ def test_a_golden_state_continues_like_the_state_it_was_written_from(version: st
 
 def test_the_current_version_writes_its_golden_records_byte_for_byte() -> None:
     """A writer change that alters the bytes needs a new format version (and new golden files)."""
-    from .golden_state import golden_engine
+    from .golden_state import account_offsets, golden_engine
 
     folder = GOLDEN / golden_versions()[-1]
     engine = golden_engine()
     for account_id, account in engine.accounts.items():
-        assert encode_account(account) == (folder / f"account-{account_id}.bin").read_bytes(), account_id
+        written = encode_account(account, account_offsets())
+        assert written == (folder / f"account-{account_id}.bin").read_bytes(), account_id
 
 
 # -- records it cannot read -----------------------------------------------------------------------
