@@ -870,7 +870,7 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     deployment.wait_for(
         "the second worker to score the partitions it was given",
         lambda: "partition engine ready" in second.text(),
-        timeout=20,
+        timeout=60,  # bounds a hang only: on a loaded machine start-up alone took 10 s
     )
     assert deployment.background[0].wait(timeout=60) == 0
     deployment.settle(first, second)
