@@ -6,9 +6,9 @@ until Kafka has them; then write account state to the changelogged table and wai
 has that too; only then write the partition record (clock and applied input offsets), and
 acknowledge the messages. Offsets are committed only up to acknowledged messages, so a worker
 killed at any point re-reads what it had not finished. A re-read message whose offset the
-recovered partition record lists is skipped (its effects are in the recovered accounts,
-however old its event time); others are either in the recovered state (dedupe by event id) or
-processed again, their outputs re-sent with the same ids (idempotent).
+recovered partition record, or its account's record, lists is skipped (its effects are in the
+recovered accounts, however old its event time); others are either in the recovered state
+(dedupe by event id) or processed again, their outputs re-sent with the same ids (idempotent).
 """
 
 from __future__ import annotations
@@ -250,14 +250,19 @@ class Scorer:
                     continue
                 self._check_contiguous(merge, message)
                 self._delivered[tp] = now
-                if self._already_applied(message):
+                if self._record(message.partition).offsets.contains(message.topic, message.offset):
                     # Applied before a restart or rebalance: the stored accounts contain it.
                     self.counters.reread += 1
                     merge.skip(message.topic, message.offset)
                     done.append(event)
                     continue
-                self.counters.processed += 1
                 decoded = self._admit(message)
+                if decoded is not None and self._in_account_record(message, decoded):
+                    self.counters.reread += 1  # the same, known from its account's record
+                    merge.skip(message.topic, message.offset)
+                    done.append(event)
+                    continue
+                self.counters.processed += 1
                 if decoded is None:
                     merge.skip(message.topic, message.offset)
                     done.append(event)
@@ -267,23 +272,16 @@ class Scorer:
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
 
-    def _already_applied(self, message: Message) -> bool:
-        """Whether the stored state contains this message: its partition record says so (written
-        once the batch's account records were in Kafka), or else its account's record does
-        (written with the account's state, so exactly as durable)."""
-        partition = message.partition
-        if self._record(partition).offsets.contains(message.topic, message.offset):
-            return True
-        if not message.key:
-            return False
-        try:
-            account_id = message.key.decode()
-        except UnicodeDecodeError:
-            return False
-        if partition_of(account_id, self.settings.partitions) != partition:
-            return False  # keyed by another partitioner: re-routed, never applied here
-        self._engine(partition)
-        return self.stores[partition].contains(account_id, message.topic, message.offset)
+    def _in_account_record(self, message: Message, event: Event) -> bool:
+        """Whether the stored record of the event's account lists this message as applied.
+
+        Used when the partition record does not: that one is written only once the batch's
+        account records are in Kafka, while an account record carries its offsets in the same
+        write as its state, so a kill between the two loses neither. Matched by the account
+        in the event (the one it was applied to), not by the message key.
+        """
+        self._engine(message.partition)
+        return self.stores[message.partition].contains(event.account_id, message.topic, message.offset)
 
     def _check_contiguous(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> None:
         """Count and log a delivery that skipped offsets since the previous one of its topic
