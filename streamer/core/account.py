@@ -1,12 +1,13 @@
 """One account's whole state and how an accepted event changes it.
 
-`Account` is plain data (picklable, so a table can persist it); `fold` applies one event to
-the right area and returns what the alert rules need to know about it.
+`Account` is plain data (`streamer/state/codec.py` encodes it for the tables); `fold` applies
+one event to the right area and returns what the alert rules need to know about it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from hashlib import blake2b
 
 from streamer.contract.events import (
     Event,
@@ -32,6 +33,16 @@ from streamer.core.support import Support
 from streamer.core.usage import Usage
 
 
+def event_key(event_id: str) -> int:
+    """The 64-bit dedupe key of an event id (the first 8 bytes of its BLAKE2b digest).
+
+    Ids are remembered per account only for the allowed lateness (some hundreds at most), so a
+    collision, which would drop the second event as a duplicate, has odds below 1 in 10^13 per
+    account; 8 bytes per id instead of the id itself keep the state small.
+    """
+    return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
 class UnknownCurrency(ValueError):
     """A subscription amount in a currency without a configured rate."""
 
@@ -45,7 +56,7 @@ class Account:
     support: Support = field(default_factory=Support)
     sentiment: Sentiment = field(default_factory=Sentiment)
     alerts: AlertMemory = field(default_factory=AlertMemory)
-    seen: dict[str, int] = field(default_factory=dict)  # event_id -> occurred_at (recent only)
+    seen: dict[int, int] = field(default_factory=dict)  # event_key(id) -> occurred_at (recent only)
     now: int = 0  # event time of the latest evaluation
     last_event_at: int = 0  # latest occurred_at among the account's own events
     score: float | None = None  # of the latest evaluation
@@ -55,15 +66,23 @@ class Account:
     def inputs(self) -> Inputs:
         return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen)
 
+    def has_seen(self, event_id: str) -> bool:
+        """Whether an event with this id was applied (and is still remembered)."""
+        return event_key(event_id) in self.seen
+
+    def remember(self, event_id: str, at: int) -> None:
+        """Remember an applied event's id for dedupe until it is older than the lateness."""
+        self.seen[event_key(event_id)] = at
+
     def forget_ids_before(self, cutoff: int) -> None:
         """Drop dedupe ids of events older than `cutoff` (they would be rejected as too late)."""
         # Ids arrive roughly in time order: drop from the oldest until a recent one.
         seen = self.seen
         while seen:
-            event_id = next(iter(seen))
-            if seen[event_id] >= cutoff:
+            key = next(iter(seen))
+            if seen[key] >= cutoff:
                 break
-            del seen[event_id]
+            del seen[key]
 
     def expire(self, today: int) -> None:
         self.usage.expire(today)

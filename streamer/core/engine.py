@@ -92,7 +92,7 @@ class PartitionEngine:
         at = to_ms(event.occurred_at)
         account_id = event.account_id
         account = self.accounts.get(account_id)
-        if account is not None and event.event_id in account.seen:
+        if account is not None and account.has_seen(event.event_id):
             return Outcome(DUPLICATE)
         clock = self.clock
         if clock.stream_time >= 0 and at < clock.stream_time - self._lateness:
@@ -106,7 +106,7 @@ class PartitionEngine:
         alerts = self._advance(at) if at > clock.stream_time else []
         account = self.accounts.get(account_id) or Account(account_id, first_seen=at)
         trigger = fold(account, event, at, self.config)
-        account.seen[event.event_id] = at
+        account.remember(event.event_id, at)
         self.accounts[account_id] = account
         self.members.add(account_id)
         self.periods.note(at)

@@ -13,7 +13,10 @@ class CountersLike(Protocol):
     rejected: int
     rerouted: int
     stale: int
+    reread: int
     rereads: int
+    offset_gaps: int
+    consumer_gaps: int
     alerts: int
     snapshots: int
     batches: int
@@ -30,6 +33,7 @@ COUNTERS = (
     "rejected",
     "rerouted",
     "stale",
+    "reread",
     "rereads",
     "alerts",
     "snapshots",
@@ -65,6 +69,7 @@ def worker_stats(
     """Counters since the worker started, consumer lag per partition (all input topics) and total;
     `latency_s` (see RecentLatency) defaults to the last batch's."""
     stats: dict[str, float] = {name: float(getattr(counters, name)) for name in COUNTERS}
+    stats["offset_gaps"] = float(counters.offset_gaps + counters.consumer_gaps)
     stats["latency_s"] = round(counters.last_latency_s if latency_s is None else latency_s, 4)
     stats["lag"] = float(sum(lag.values()))
     stats["uptime_s"] = round(now - started_at, 1)

@@ -1,30 +1,31 @@
 """Accounts of one partition, read from and written back to the faust table in batches.
 
-Reads deserialise once and stay cached; writes are remembered and flushed once per batch,
-so a batch costs one table write (one changelog record) per account it touched.
+Reads decode once and stay cached; writes are remembered and flushed once per batch, so a
+batch costs one table write (one changelog record) per account it touched. Values are
+`streamer/state/codec.py` records (no pickle); a record that cannot be decoded raises
+`StateDecodeError`, which stops the worker (see `streamer/stream/app.py`).
+
+Each record also lists the input offsets the account's state contains (`AppliedOffsets`):
+written in the same record as the state, it is exactly as durable, so a message re-read after
+a restart is recognised as applied even when the partition record of its batch was lost.
 """
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from streamer.core.account import Account
-
-STATE_VERSION = 1
-
-
-def dumps(account: Account) -> bytes:
-    return pickle.dumps((STATE_VERSION, account), protocol=pickle.HIGHEST_PROTOCOL)
+from streamer.state.codec import StateDecodeError, decode_account_record, encode_account
+from streamer.state.partition import AppliedOffsets
 
 
-def loads(raw: bytes) -> Account:
-    version, account = pickle.loads(raw)  # our own changelog: written only by dumps() above
-    if version != STATE_VERSION:
-        raise ValueError(f"account state version {version} is not {STATE_VERSION}; rebuild state")
-    assert isinstance(account, Account)
-    return account
+def loads(account_id: str, raw: bytes) -> tuple[Account, AppliedOffsets]:
+    """Decode a stored account, naming the key when the record is unreadable."""
+    try:
+        return decode_account_record(raw)
+    except StateDecodeError as exc:
+        raise StateDecodeError(f"accounts table key {account_id!r}: {exc}") from exc
 
 
 class TableAccounts(MutableMapping[str, Account]):
@@ -34,6 +35,7 @@ class TableAccounts(MutableMapping[str, Account]):
         self._table = table
         self._owns = owns
         self._cache: dict[str, Account] = {}
+        self._offsets: dict[str, AppliedOffsets] = {}
         self._dirty: set[str] = set()
 
     def __getitem__(self, account_id: str) -> Account:
@@ -42,8 +44,17 @@ class TableAccounts(MutableMapping[str, Account]):
             raw = self._table.get(account_id)
             if raw is None:
                 raise KeyError(account_id)
-            account = self._cache[account_id] = loads(raw)
+            account, self._offsets[account_id] = loads(account_id, raw)
+            self._cache[account_id] = account
         return account
+
+    def contains(self, account_id: str, topic: str, offset: int) -> bool:
+        """Whether the stored state of the account already contains that input message."""
+        if account_id not in self._cache and self._table.get(account_id) is None:
+            return False
+        self[account_id]  # loads the record
+        offsets = self._offsets.get(account_id)
+        return offsets is not None and offsets.contains(topic, offset)
 
     def __setitem__(self, account_id: str, account: Account) -> None:
         self._cache[account_id] = account
@@ -62,10 +73,22 @@ class TableAccounts(MutableMapping[str, Account]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def flush(self) -> int:
-        """Write the accounts changed since the last flush; return how many."""
+    def flush(
+        self,
+        marks: Mapping[str, int] | None = None,
+        handled: Mapping[str, Mapping[str, Iterable[int]]] | None = None,
+    ) -> int:
+        """Write the accounts changed since the last flush; return how many.
+
+        `marks`: per input topic, the offset below which every message of the partition was
+        handled; `handled`: per account, the offsets at or above it applied to it since.
+        """
         for account_id in sorted(self._dirty):
-            self._table[account_id] = dumps(self._cache[account_id])
+            offsets = self._offsets.setdefault(account_id, AppliedOffsets())
+            applied = (handled or {}).get(account_id, {})
+            for topic, mark in (marks or {}).items():
+                offsets.advance(topic, mark, applied.get(topic, ()))
+            self._table[account_id] = encode_account(self._cache[account_id], offsets)
         count = len(self._dirty)
         self._dirty.clear()
         return count

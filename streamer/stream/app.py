@@ -251,6 +251,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
+        c.consumer_gaps = consumer_gaps(app)
         log.info(
             "progress",
             extra={
@@ -260,7 +261,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
                 "rejected": c.rejected,
                 "rerouted": c.rerouted,
                 "stale": c.stale,
+                "reread": c.reread,
                 "rereads": c.rereads,
+                "offset_gaps": c.offset_gaps + c.consumer_gaps,
                 "alerts": c.alerts,
                 "snapshots": c.snapshots,
                 "batches": c.batches,
@@ -272,6 +275,11 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     if projection is not None:
         _project(app, settings, scorer, projection)
     return app
+
+
+def consumer_gaps(app: faust.App) -> int:
+    """Offset ranges faust's consumer recorded as gaps (see `RebalanceSafeConsumer._add_gap`)."""
+    return int(getattr(app.consumer, "gaps", 0))
 
 
 def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
@@ -307,6 +315,7 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
 
     @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]
     async def stage_stats() -> None:
+        scorer.counters.consumer_gaps = consumer_gaps(app)
         stats = worker_stats(
             scorer.counters,
             consumer_lag(app, inputs),

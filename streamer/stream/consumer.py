@@ -34,6 +34,22 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     dropped_fetches = 0  # fetches whose input records were dropped and read again
     gaps = 0  # offset ranges faust skipped and counted as acknowledged
 
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """faust saw offsets `offset_from..offset_to` skipped and will commit past them as if
+        acknowledged: count it (`healthstream_offset_gaps_total`) and say so in the log."""
+        self.gaps += 1
+        log.warning(
+            "skipped an offset range",
+            extra={
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "from": offset_from,
+                "to": offset_to - 1,
+                "seen_by": "consumer",
+            },
+        )
+        await super()._add_gap(tp, offset_from, offset_to)
+
     async def perform_seek(self) -> None:
         self.seeks += 1
         await super().perform_seek()

@@ -53,6 +53,15 @@ class PartitionMerge(Generic[Item]):
             self.latest[topic] = at
         self.next_offset[topic] = offset + 1
 
+    def lowest_held(self) -> dict[str, int]:
+        """Per topic, the lowest offset still held (not yet released)."""
+        lowest: dict[str, int] = {}
+        for pending in self._heap:
+            topic = self.topics[pending.topic_index]
+            if pending.offset < lowest.get(topic, 1 << 62):
+                lowest[topic] = pending.offset
+        return lowest
+
     def skip(self, topic: str, offset: int) -> None:
         """Note a message delivered but not held (dead-lettered or re-routed)."""
         self.next_offset[topic] = offset + 1

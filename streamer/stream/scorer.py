@@ -2,17 +2,19 @@
 
 Per batch: decode every message; hold valid ones in their partition's watermark merge and apply
 those it releases, in event-time order; send alerts, dead letters and changed snapshots; wait
-until Kafka has them; only then write account state and the partition clock to the changelogged
-tables, and acknowledge the messages. Offsets are committed only up to acknowledged messages,
-so a worker killed at any point re-reads what it had not finished: those event ids are either
-in the recovered state (dedupe) or their outputs are re-sent with the same ids (idempotent).
+until Kafka has them; then write account state to the changelogged table and wait until Kafka
+has that too; only then write the partition record (clock and applied input offsets), and
+acknowledge the messages. Offsets are committed only up to acknowledged messages, so a worker
+killed at any point re-reads what it had not finished. A re-read message whose offset the
+recovered partition record, or its account's record, lists is skipped (its effects are in the
+recovered accounts, however old its event time); others are either in the recovered state
+(dedupe by event id) or processed again, their outputs re-sent with the same ids (idempotent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
@@ -23,11 +25,13 @@ from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.events import Event
 from streamer.core.clock import to_ms
 from streamer.core.config import ScoreConfig
-from streamer.core.engine import ACCEPTED, DUPLICATE, Clock, PartitionEngine
+from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
 from streamer.core.intake import Refused, admit, apply
 from streamer.partitioning import partition_of
 from streamer.projection.port import NoProjection, Projection
 from streamer.settings import Settings
+from streamer.state.codec import StateDecodeError, decode_partition, encode_partition
+from streamer.state.partition import PartitionRecord
 from streamer.stream.accounts import TableAccounts
 from streamer.stream.context import acting_as
 from streamer.stream.merge import PartitionMerge
@@ -103,6 +107,9 @@ class Counters:
     rejected: int = 0
     rerouted: int = 0
     stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
+    reread: int = 0  # delivered again after a restart or rebalance, already in the stored state
+    offset_gaps: int = 0  # deliveries that skipped offsets of a partition (lost messages)
+    consumer_gaps: int = 0  # offset ranges faust's consumer recorded as gaps (set by the app)
     rereads: int = 0  # stalled partitions sought back to their next offset
     alerts: int = 0
     snapshots: int = 0
@@ -147,6 +154,7 @@ class Scorer:
         self.engines: dict[int, PartitionEngine] = {}
         self.stores: dict[int, TableAccounts] = {}
         self.merges: dict[int, PartitionMerge[tuple[Any, Event]]] = {}
+        self.records: dict[int, PartitionRecord] = {}
         self.assigned_at = time.monotonic()
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
         self.lock = asyncio.Lock()
@@ -174,20 +182,34 @@ class Scorer:
             self.forget_partitions()
 
     def forget_partitions(self) -> None:
-        """Drop the partition engines, stores and merges (rebuilt from the tables on next use)."""
+        """Drop the partition engines, stores, merges and records (rebuilt from the tables on
+        next use)."""
         self.engines.clear()
         self.stores.clear()
         self.merges.clear()
+        self.records.clear()
         self._delivered.clear()
         self.assigned_at = time.monotonic()
+
+    def _record(self, partition: int) -> PartitionRecord:
+        """The partition's stored clock and applied offsets (read once per assignment)."""
+        record = self.records.get(partition)
+        if record is None:
+            key = f"clock-{partition}"
+            raw = self.clocks_table.get(key)
+            try:
+                record = decode_partition(raw) if raw is not None else PartitionRecord()
+            except StateDecodeError as exc:
+                raise StateDecodeError(f"clocks table key {key!r}: {exc}") from exc
+            self.records[partition] = record
+        return record
 
     def _engine(self, partition: int) -> PartitionEngine:
         engine = self.engines.get(partition)
         if engine is None:
             count = self.settings.partitions
             store = TableAccounts(self.accounts_table, lambda key: partition_of(key, count) == partition)
-            raw_clock = self.clocks_table.get(f"clock-{partition}")
-            clock = pickle.loads(raw_clock) if raw_clock is not None else Clock()
+            clock = self._record(partition).clock
             started = time.perf_counter()
             engine = PartitionEngine(self.config, store, clock)
             log.info(
@@ -226,9 +248,21 @@ class Scorer:
                 if merge.delivered(message.topic, message.offset):
                     self.counters.stale += 1  # delivered again after a re-read: held or applied
                     continue
-                self.counters.processed += 1
+                self._check_contiguous(merge, message)
                 self._delivered[tp] = now
+                if self._record(message.partition).offsets.contains(message.topic, message.offset):
+                    # Applied before a restart or rebalance: the stored accounts contain it.
+                    self.counters.reread += 1
+                    merge.skip(message.topic, message.offset)
+                    done.append(event)
+                    continue
                 decoded = self._admit(message)
+                if decoded is not None and self._in_account_record(message, decoded):
+                    self.counters.reread += 1  # the same, known from its account's record
+                    merge.skip(message.topic, message.offset)
+                    done.append(event)
+                    continue
+                self.counters.processed += 1
                 if decoded is None:
                     merge.skip(message.topic, message.offset)
                     done.append(event)
@@ -237,6 +271,34 @@ class Scorer:
             await self._release(done)
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
+
+    def _in_account_record(self, message: Message, event: Event) -> bool:
+        """Whether the stored record of the event's account lists this message as applied.
+
+        Used when the partition record does not: that one is written only once the batch's
+        account records are in Kafka, while an account record carries its offsets in the same
+        write as its state, so a kill between the two loses neither. Matched by the account
+        in the event (the one it was applied to), not by the message key.
+        """
+        self._engine(message.partition)
+        return self.stores[message.partition].contains(event.account_id, message.topic, message.offset)
+
+    def _check_contiguous(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> None:
+        """Count and log a delivery that skipped offsets since the previous one of its topic
+        partition: with our producers every offset is a message, so a skipped one is lost."""
+        expected = merge.next_offset.get(message.topic)
+        if expected is not None and message.offset > expected:
+            self.counters.offset_gaps += 1
+            log.warning(
+                "skipped an offset range",
+                extra={
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "from": expected,
+                    "to": message.offset - 1,
+                    "seen_by": "scorer",
+                },
+            )
 
     async def release_idle(self) -> None:
         """Periodically: release what became ready because topics went idle meanwhile."""
@@ -290,6 +352,8 @@ class Scorer:
     async def _release(self, done: list[Any]) -> None:
         counters, sink = self.counters, self.sink
         applied: dict[int, Any] = {}
+        # partition -> account -> topic -> offsets applied to the account in this batch
+        by_account: dict[int, dict[str, dict[str, list[int]]]] = {}
         owned = {partition for topic, partition in self.offsets.assigned() if topic in self.families}
         for partition in [p for p in self.merges if p not in owned]:
             del self.merges[partition]  # revoked meanwhile: never write state or outputs for it
@@ -302,9 +366,11 @@ class Scorer:
                 continue
             with acting_as(ready[-1][0]):
                 engine = self._engine(partition)
+                mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
                 for event, decoded in ready:
                     self._apply(engine, event.message, decoded)
                     done.append(event)
+                    mine[decoded.account_id][event.message.topic].append(event.message.offset)
                 for account_id in engine.take_dirty():
                     snapshot = engine.snapshot(account_id)
                     sink.snapshot(snapshot)
@@ -314,10 +380,23 @@ class Scorer:
         if not done:
             return
         await sink.flush()  # outputs are in Kafka before the state says they were produced
+        marks = {partition: self._marks(partition) for partition in applied}
         for partition, event in applied.items():
             with acting_as(event):
-                self.stores[partition].flush()
-                self.clocks_table[f"clock-{partition}"] = pickle.dumps(self.engines[partition].clock)
+                self.stores[partition].flush(marks[partition], by_account[partition])
+        if applied:
+            # The accounts' changelog records are in Kafka before the partition record says
+            # which offsets they contain: a recovered record never claims a lost account write.
+            await sink.flush()
+        for partition, event in applied.items():
+            record = self._record(partition)
+            handled: dict[str, list[int]] = defaultdict(list)
+            for message in (e.message for e in done if e.message.partition == partition):
+                handled[message.topic].append(message.offset)
+            for topic, mark in marks[partition].items():
+                record.offsets.advance(topic, mark, handled.get(topic, ()))
+            with acting_as(event):
+                self.clocks_table[f"clock-{partition}"] = encode_partition(record)
         for event in done:
             event.ack()
         counters.batches += 1
@@ -327,6 +406,19 @@ class Scorer:
                 partition, engine.periods.sums, engine.totals.sums, engine.clock.stream_time
             )
         await self.projection.flush()
+
+    def _marks(self, partition: int) -> dict[str, int]:
+        """Per input topic, the offset below which every message delivered since the
+        assignment was handled: the lowest one still held in the merge, or else the next one
+        to be delivered (topics that delivered nothing yet are left out)."""
+        merge = self.merges[partition]
+        lowest = merge.lowest_held()
+        marks = {}
+        for topic in merge.topics:
+            mark = lowest.get(topic, merge.next_offset.get(topic))
+            if mark is not None:
+                marks[topic] = mark
+        return marks
 
     async def _idle_topics(self, partitions: Sequence[int]) -> dict[int, set[str]]:
         """Per partition, the topics with nothing more to deliver right now.

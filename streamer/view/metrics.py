@@ -24,7 +24,17 @@ WORKER_COUNTERS = (
     ("rejected", "healthstream_events_rejected", "Messages dead-lettered (invalid or too late)"),
     ("rerouted", "healthstream_events_rerouted", "Messages re-published to their account's partition"),
     ("stale", "healthstream_events_stale", "Deliveries skipped: fetched before a rebalance or repeated"),
+    (
+        "reread",
+        "healthstream_events_reread",
+        "Deliveries skipped: re-read after a restart or rebalance, already in the stored state",
+    ),
     ("rereads", "healthstream_partition_rereads", "Stalled input partitions read again"),
+    (
+        "offset_gaps",
+        "healthstream_offset_gaps",
+        "Input offset ranges skipped by a delivery (lost messages; should stay 0)",
+    ),
     ("alerts", "healthstream_alerts_raised", "Alerts raised (all rules)"),
     ("snapshots", "healthstream_snapshots_published", "Health snapshots published"),
     ("batches", "healthstream_batches", "Batches processed"),

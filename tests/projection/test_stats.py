@@ -16,7 +16,10 @@ class Counters:
     rejected: int = 2
     rerouted: int = 0
     stale: int = 5
+    reread: int = 6
     rereads: int = 1
+    offset_gaps: int = 1
+    consumer_gaps: int = 2
     alerts: int = 3
     snapshots: int = 4
     batches: int = 2
@@ -27,7 +30,8 @@ class Counters:
 def test_counters_lag_and_rules_are_flattened() -> None:
     stats = worker_stats(Counters(), {0: 5, 3: 1}, started_at=100.0, now=160.0, projection_pending=9)
     assert stats["processed"] == 10 and stats["rejected"] == 2 and stats["alerts"] == 3
-    assert stats["stale"] == 5 and stats["rereads"] == 1
+    assert stats["stale"] == 5 and stats["rereads"] == 1 and stats["reread"] == 6
+    assert stats["offset_gaps"] == 3  # seen by the scorer and recorded by faust's consumer
     assert stats["lag"] == 6 and stats[f"{LAG_PREFIX}0"] == 5 and stats[f"{LAG_PREFIX}3"] == 1
     assert stats[f"{RULE_PREFIX}silence"] == 2
     assert stats["latency_s"] == 0.1235 and stats["uptime_s"] == 60.0

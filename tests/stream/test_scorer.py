@@ -14,6 +14,7 @@ import pytest
 from streamer.core.config import ScoreConfig
 from streamer.partitioning import partition_of
 from streamer.settings import Settings
+from streamer.state.codec import StateDecodeError, decode_partition
 from streamer.stream import scorer as scorer_module
 from streamer.stream.scorer import Scorer
 
@@ -47,18 +48,33 @@ class Message:
 class FakeEvent:
     """A faust-like event: its message and how often it was acknowledged (weak-referenceable)."""
 
-    def __init__(self, message: Message, acks: list[tuple[str, int]]) -> None:
+    def __init__(self, message: Message, acks: list[tuple[str, int]], journal: list[str]) -> None:
         self.message = message
         self.acked = 0
         self._acks = acks
+        self._journal = journal
 
     def ack(self) -> None:
         self.acked += 1
         self._acks.append((self.message.topic, self.message.offset))
+        self._journal.append(f"ack {self.message.topic}@{self.message.offset}")
+
+
+class JournaledTable(dict[str, bytes]):
+    """A table (a dict) that notes each write in the world's journal."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self._journal = journal
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._journal.append(f"write {key}")
+        super().__setitem__(key, value)
 
 
 class FakeSink:
-    def __init__(self) -> None:
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.journal = journal if journal is not None else []
         self.alerts: list[dict[str, Any]] = []
         self.snapshots: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
@@ -79,6 +95,7 @@ class FakeSink:
 
     async def flush(self) -> None:
         self.flushes += 1
+        self.journal.append("flush")
 
 
 class FakeOffsets:
@@ -124,10 +141,15 @@ class FakeOffsets:
 class World:
     """A scorer with its tables, sink and consumer view, and a maker of input events."""
 
-    def __init__(self) -> None:
-        self.accounts: dict[str, bytes] = {}
-        self.clocks: dict[str, bytes] = {}
-        self.sink = FakeSink()
+    def __init__(self, restarted_from: World | None = None) -> None:
+        """A fresh world, or a restarted worker over the tables of `restarted_from`."""
+        self.journal: list[str] = []  # flushes, table writes and acks in order
+        if restarted_from is None:
+            self.accounts: dict[str, bytes] = JournaledTable(self.journal)
+            self.clocks: dict[str, bytes] = JournaledTable(self.journal)
+        else:
+            self.accounts, self.clocks = restarted_from.accounts, restarted_from.clocks
+        self.sink = FakeSink(self.journal)
         self.offsets = FakeOffsets()
         self.acks: list[tuple[str, int]] = []  # (topic, offset) in acknowledgement order
         self.scorer = Scorer(SETTINGS, ScoreConfig(), self.accounts, self.clocks, self.sink, self.offsets)
@@ -151,7 +173,7 @@ class World:
             timestamp=time.time(),
             generation_id=generation,
         )
-        return FakeEvent(message, self.acks)
+        return FakeEvent(message, self.acks, self.journal)
 
     def usage(
         self, offset: int, when: str = T2, *, account: str = ACCOUNT, generation: int | None = GENERATION
@@ -208,7 +230,15 @@ async def test_a_usage_message_with_every_other_topic_at_its_end_is_applied_and_
     assert world.scorer.counters.accepted == 1 and world.scorer.counters.processed == 1
     assert [s["account_id"] for s in world.sink.snapshots] == [ACCOUNT]
     assert ACCOUNT in world.accounts and f"clock-{PARTITION}" in world.clocks
-    assert world.sink.flushes == 1
+    # Outputs in Kafka, then the accounts (in Kafka too), then the partition record, then the ack:
+    # a recovered partition record never lists an offset whose account write was lost.
+    assert world.journal == [
+        "flush",
+        f"write {ACCOUNT}",
+        "flush",
+        f"write clock-{PARTITION}",
+        f"ack {USAGE}@0",
+    ]
 
 
 # -- 1. stale deliveries -------------------------------------------------------------------------
@@ -496,3 +526,104 @@ async def test_engines_are_rebuilt_from_the_tables_after_a_rebalance(world: Worl
     assert ACCOUNT in engine.members
     assert engine.clock.stream_time == before.clock.stream_time  # the clock came from its table
     assert retried.acked == 1 and world.scorer.counters.duplicates == 1  # `seen` came from the table
+
+
+# -- 7. re-reads after a restart or rebalance ----------------------------------------------------
+
+
+async def test_a_message_re_read_after_a_restart_is_skipped_however_old_its_event_time(
+    world: World,
+) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    early = world.usage(0, "2024-01-01T10:00:00Z")
+    months_later = world.usage(1, "2024-03-01T10:00:00Z")  # early's id is forgotten by then
+    await world.scorer.process([early, months_later])
+    assert world.scorer.counters.accepted == 2 and not world.sink.dead_letters
+
+    # Killed before committing: a new worker recovers the tables and reads both again.
+    restarted = World(restarted_from=world)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 2
+    again = [
+        restarted.event(USAGE, 0, early.message.value),
+        restarted.event(USAGE, 1, months_later.message.value),
+    ]
+    await restarted.scorer.process(again)
+    assert [event.acked for event in again] == [1, 1]
+    assert not restarted.sink.dead_letters, "an applied message re-read was dead-lettered as too late"
+    counters = restarted.scorer.counters
+    assert counters.reread == 2 and counters.processed == 0 and counters.accepted == 0
+    assert not restarted.sink.snapshots
+
+    fresh = restarted.usage(2, "2024-03-01T11:00:00Z")  # the next offset is processed as usual
+    restarted.offsets.ends[(USAGE, PARTITION)] = 3
+    await restarted.scorer.process([fresh])
+    assert fresh.acked == 1 and restarted.scorer.counters.accepted == 1
+
+
+async def test_an_offset_applied_while_an_older_one_was_held_is_recorded_above_the_mark(
+    world: World,
+) -> None:
+    offsets = world.offsets
+    offsets.ends[(USAGE, PARTITION)] = 5  # more to come on both: neither topic is idle
+    offsets.ends[(SUBS, PARTITION)] = 5
+    newer = world.usage(0, "2024-01-01T12:00:00Z")
+    older = world.usage(1, "2024-01-01T10:00:00Z")
+    subscription = world.started(0, "2024-01-01T11:00:00Z")
+    await world.scorer.process([newer, older, subscription])
+    assert (newer.acked, older.acked, subscription.acked) == (0, 1, 1)  # 12:00 waits for SUBS
+
+    record = decode_partition(world.clocks[f"clock-{PARTITION}"])
+    assert record.offsets.next[USAGE] == 0 and record.offsets.above[USAGE] == [1]
+    assert record.offsets.next[SUBS] == 1 and SUBS not in record.offsets.above
+
+    restarted = World(restarted_from=world)
+    restarted.offsets.ends.update(offsets.ends)
+    again = [
+        restarted.event(USAGE, 0, newer.message.value),
+        restarted.event(USAGE, 1, older.message.value),
+        restarted.event(SUBS, 0, subscription.message.value),
+    ]
+    await restarted.scorer.process(again)
+    counters = restarted.scorer.counters
+    assert counters.reread == 2 and counters.processed == 1  # only the held one is new
+    assert [event.acked for event in again] == [0, 1, 1]
+
+
+async def test_a_delivery_that_skips_offsets_is_counted_and_logged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(0)])
+    assert world.scorer.counters.offset_gaps == 0
+    await world.scorer.process([world.usage(2)])  # offset 1 never came
+    assert world.scorer.counters.offset_gaps == 1
+    [line] = [r for r in caplog.records if r.getMessage() == "skipped an offset range"]
+    assert (line.topic, line.partition, line.to) == (USAGE, PARTITION, 1)  # type: ignore[attr-defined]
+
+
+async def test_an_unreadable_partition_record_stops_processing_with_the_key(world: World) -> None:
+    world.clocks[f"clock-{PARTITION}"] = b"\x80\x05garbage"  # a pickle of an older version
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    with pytest.raises(StateDecodeError, match=rf"clock-{PARTITION}.*pickle.*rebuild the state"):
+        await world.scorer.process([world.usage(0)])
+
+
+async def test_a_re_read_is_recognised_by_its_account_record_when_the_partition_record_was_lost(
+    world: World,
+) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    early = world.usage(0, "2024-01-01T10:00:00Z")
+    months_later = world.usage(1, "2024-03-01T10:00:00Z")
+    await world.scorer.process([early, months_later])
+    # Killed after the account records reached Kafka, before the partition record did.
+    del world.clocks[f"clock-{PARTITION}"]
+
+    restarted = World(restarted_from=world)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 2
+    again = [
+        restarted.event(USAGE, 0, early.message.value),
+        restarted.event(USAGE, 1, months_later.message.value),
+    ]
+    await restarted.scorer.process(again)
+    assert [event.acked for event in again] == [1, 1]
+    assert not restarted.sink.dead_letters and restarted.scorer.counters.reread == 2

@@ -31,7 +31,7 @@ from streamer.view.settings import ViewSettings
 
 META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
 STATS = {"processed": 10.0, "rejected": 1.0, "alerts": 3.0, "lag": 4.0, "lag_partition.0": 4.0}
-STATS |= {"latency_s": 0.25, "alerts_rule.silence": 3.0}
+STATS |= {"latency_s": 0.25, "alerts_rule.silence": 3.0, "reread": 6.0, "offset_gaps": 2.0}
 
 Make = Callable[..., "AsyncIterator[TestClient[Any, Any]]"]
 
@@ -432,6 +432,8 @@ async def test_metrics_in_prometheus_format(view: TestClient[Any, Any]) -> None:
     assert 'healthstream_events_processed_total{worker="w-test"} 10.0' in lines
     assert 'healthstream_events_rejected_total{worker="w-test"} 1.0' in lines
     assert 'healthstream_alerts_raised_total{worker="w-test"} 3.0' in lines
+    assert 'healthstream_events_reread_total{worker="w-test"} 6.0' in lines
+    assert 'healthstream_offset_gaps_total{worker="w-test"} 2.0' in lines
     assert 'healthstream_alerts_raised_by_rule_total{rule="silence",worker="w-test"} 3.0' in lines
     assert 'healthstream_consumer_lag{partition="0",worker="w-test"} 4.0' in lines
     assert 'healthstream_processing_latency_seconds{worker="w-test"} 0.25' in lines

@@ -1,0 +1,168 @@
+"""Where the bytes of worker state go: bytes per account by part, pickle vs the state codec.
+
+Feeds a simulated portfolio through one partition engine per partition (as a worker does) in
+batches of the worker's size, and records every account the batch writes back (the table's
+write pattern: one changelog record per touched account per batch). Prints:
+
+  1. bytes per account of the final state, by part, pickled and encoded;
+  2. the changelog: records written per 1,000 events and bytes per record (pickle vs codec);
+  3. resident Python memory of the decoded accounts (what a worker keeps cached), per account.
+
+    .venv/bin/python bench/state_size.py                        # 500 accounts x 2 months
+    .venv/bin/python bench/state_size.py --accounts 200 --months 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import pickle
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from machine import git_revision, load
+
+from streamer.contract.decode import Rejected, decode_event
+from streamer.core.account import Account
+from streamer.core.config import ScoreConfig
+from streamer.core.engine import PartitionEngine
+from streamer.partitioning import partition_of
+from streamer.state import codec
+from streamer.state.partition import AppliedOffsets
+
+BENCH_DIR = Path(__file__).resolve().parent
+BATCH = 4000  # the worker's batch size (streamer/stream/app.py BATCH_MAX)
+PARTITIONS = 4
+
+
+class WriteLog(dict[str, Account]):
+    """The accounts of a partition; remembers which were written back since the last `take`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: set[str] = set()
+
+    def __setitem__(self, key: str, value: Account) -> None:
+        self.written.add(key)
+        super().__setitem__(key, value)
+
+    def take(self) -> set[str]:
+        written, self.written = self.written, set()
+        return written
+
+
+def portfolio(accounts: int, months: int, seed: int) -> Path:
+    out = BENCH_DIR / "out" / f"state-{accounts}x{months}-s{seed}.jsonl.gz"
+    if not out.exists():
+        out.parent.mkdir(exist_ok=True)
+        command = ["streamer", "simulate", "--accounts", str(accounts), "--months", str(months)]
+        command += ["--seed", str(seed), "--out", str(out)]
+        subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:]], check=True)
+    return out
+
+
+def events(path: Path) -> Iterator[Any]:
+    with gzip.open(path) as lines:
+        for line in lines:
+            try:
+                yield decode_event(line)
+            except Rejected:
+                continue
+
+
+def parts(account: Account) -> dict[str, tuple[Any, Callable[[], Any]]]:
+    """Each part: (the object pickle sees, the codec's array for it)."""
+    ids = codec._Ids(account.account_id)
+    usage = codec._encode_usage(account.usage, ids)
+    return {
+        "dedupe ids (seen)": (account.seen, lambda: codec._encode_seen(account.seen)),
+        "usage: per-user activity": (account.usage.users, lambda: usage[1:4]),
+        "usage: day buckets": (
+            (account.usage.daily_users, account.usage.last_day_users, account.usage.daily_activity),
+            lambda: usage[4:7],
+        ),
+        "usage: features, memo": (account.usage.features, lambda: [usage[0], *usage[7:]]),
+        "tickets (support)": (account.support, lambda: codec._encode_support(account.support, ids)),
+        "surveys (sentiment)": (account.sentiment, lambda: codec._encode_sentiment(account.sentiment, ids)),
+        "subscriptions (revenue)": (account.revenue, lambda: codec._encode_revenue(account.revenue, ids)),
+        "alert memory": (account.alerts, lambda: codec._encode_alerts(account.alerts)),
+    }
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--accounts", type=int, default=500)
+    parser.add_argument("--months", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    path = portfolio(args.accounts, args.months, args.seed)
+    config = ScoreConfig()
+    stores = [WriteLog() for _ in range(PARTITIONS)]
+    engines = [PartitionEngine(config, store) for store in stores]
+    records = pickled = encoded = count = 0
+    offsets = AppliedOffsets()
+    for topic in ("cs.subscriptions", "cs.usage", "cs.tickets", "cs.surveys"):
+        offsets.advance(topic, 1_000_000, [])  # a realistic offsets list in every record
+
+    def write_back() -> None:
+        nonlocal records, pickled, encoded
+        for store in stores:
+            for account_id in store.take():
+                account = store[account_id]
+                records += 1
+                pickled += len(pickle.dumps((1, account), protocol=pickle.HIGHEST_PROTOCOL))
+                encoded += len(codec.encode_account(account, offsets))
+
+    for event in events(path):
+        engines[partition_of(event.account_id, PARTITIONS)].process(event)
+        count += 1
+        if count % BATCH == 0:
+            write_back()
+    write_back()
+
+    accounts = [account for store in stores for account in store.values()]
+    n = len(accounts)
+    print(f"state_size: {path.name}: {count:,} events, {n} accounts")
+    print(f"revision {git_revision()}, load {load()}")
+    print()
+    print(f"{'bytes per account (final state)':32} {'pickle':>9} {'codec':>9}")
+    totals: dict[str, list[int]] = {}
+    for account in accounts:
+        for name, (obj, array) in parts(account).items():
+            sizes = totals.setdefault(name, [0, 0])
+            sizes[0] += len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+            sizes[1] += len(msgpack.packb(array(), use_bin_type=True))
+    for name, (p, c) in totals.items():
+        print(f"{name:32} {p / n:9.0f} {c / n:9.0f}")
+    whole_p = sum(len(pickle.dumps((1, a), protocol=pickle.HIGHEST_PROTOCOL)) for a in accounts)
+    whole_c = sum(len(codec.encode_account(a, offsets)) for a in accounts)
+    print(f"{'whole record':32} {whole_p / n:9.0f} {whole_c / n:9.0f}")
+    print()
+    print(f"changelog (batches of {BATCH:,} events, {PARTITIONS} partitions):")
+    print(f"  records written        {records:,} ({1000 * records / count:.0f} per 1,000 events)")
+    print(f"  bytes per record       pickle {pickled / records:,.0f}   codec {encoded / records:,.0f}")
+    print(f"  bytes per event        pickle {pickled / count:,.0f}   codec {encoded / count:,.0f}")
+
+    raw = [codec.encode_account(a, offsets) for a in accounts]
+    del accounts, engines
+    for store in stores:
+        store.clear()
+    gc.collect()
+    tracemalloc.start()
+    decoded = [codec.decode_account(r) for r in raw]
+    resident, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print()
+    print(f"resident Python objects of {len(decoded)} decoded accounts: {resident / n:,.0f} B per account")
+
+
+if __name__ == "__main__":
+    main()

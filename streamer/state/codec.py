@@ -1,0 +1,698 @@
+"""The explicit, versioned encoding of worker state: accounts and partition records.
+
+Nothing here runs code from data (no pickle): each core structure has one encode/decode pair
+that writes its fields by name, in a fixed order, as MessagePack arrays of integers, strings and
+floats. A record is one format-version byte followed by the MessagePack body.
+
+Compact by construction: arrays instead of maps, day numbers relative to the structure's
+horizon, event times of sorted lists as differences, dedupe ids as 64-bit keys packed 8 bytes
+each, and ids that start with the account id (`acct-0042-u0007`) stored as their suffix (a
+MessagePack `bin` value; a `str` value is a whole id).
+
+Memo fields (caches keyed by a version counter) are not stored: they start empty after a
+decode and are recomputed from the stored fields on first use. `COVERED` lists, per class,
+the fields the codec writes and the ones it rebuilds; a test fails on any field it does not name.
+Event times in sorted lists are differences in whole seconds where exact (see `_time_deltas`).
+
+Versioning: `VERSION` is the first byte. A reader keeps one decoder per version it can read
+(`_DECODERS`); a change that adds a field appends it to the structure's array and bumps the
+version, with the old decoder filling the default. See README "State encoding".
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import msgpack
+
+from streamer.core.account import Account
+from streamer.core.alerts import AlertMemory
+from streamer.core.engine import Clock
+from streamer.core.revenue import Point, Revenue, Subscription
+from streamer.core.sentiment import Sentiment
+from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
+from streamer.core.usage import Usage, UserActivity
+from streamer.state.partition import AppliedOffsets, PartitionRecord
+
+VERSION = 1
+_PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
+_STATUSES = (OPEN, RESOLVED)
+
+# Per class: (fields encoded, fields rebuilt empty on decode because they only cache).
+COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    Account: (
+        (
+            "account_id",
+            "first_seen",
+            "revenue",
+            "usage",
+            "support",
+            "sentiment",
+            "alerts",
+            "seen",
+            "now",
+            "last_event_at",
+            "score",
+            "band",
+            "terms",
+        ),
+        (),
+    ),
+    Revenue: (("subscriptions", "timeline", "first_start", "payment_failures", "version"), ("_active_memo",)),
+    Subscription: (
+        (
+            "points",
+            "plan",
+            "seats",
+            "state_at",
+            "term_end",
+            "term_end_at",
+            "started_at",
+            "cancel_at",
+            "term_ends",
+        ),
+        (),
+    ),
+    Usage: (
+        (
+            "users",
+            "daily_users",
+            "last_day_users",
+            "daily_activity",
+            "features",
+            "first_use",
+            "first_key_use",
+            "last_use",
+            "horizon_day",
+            "_memo_end",
+            "_memo",
+        ),
+        (),
+    ),
+    UserActivity: (("last_day", "mask"), ()),
+    Support: (("tickets", "open_ids", "days", "ever", "horizon_day", "version"), ("_memo_version", "_memo")),
+    Ticket: (("priority", "opened_at", "status", "status_at", "resolutions"), ()),
+    DayStats: (("opened", "resolved", "resolution_ms", "first_contact", "reopened"), ()),
+    Sentiment: (("nps", "csat", "ces", "comments", "version"), ("_memo_key", "_memo")),
+    AlertMemory: (("raised", "episodes", "daily_max", "scored_on"), ()),
+    Clock: (("stream_time", "next_tick"), ()),
+    AppliedOffsets: (("next", "above"), ()),
+    PartitionRecord: (("clock", "offsets"), ()),
+}
+
+
+class StateDecodeError(ValueError):
+    """A stored state record that this version cannot read (corrupt, or another format)."""
+
+
+T = TypeVar("T")
+
+# -- framing --------------------------------------------------------------------------------------
+
+
+def _frame(body: Any) -> bytes:
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return bytes((VERSION,)) + packed
+
+
+def _unframe(raw: bytes, what: str, decoders: dict[int, Callable[[Any], T]]) -> T:
+    if not raw:
+        raise StateDecodeError(f"empty {what} record; the changelog record is corrupt: {_REBUILD}")
+    version = raw[0]
+    if version == _PICKLE_PROTOCOL_2_PLUS:
+        raise StateDecodeError(
+            f"{what} record is a pickle written by a version before the state codec; "
+            f"it is not read (unpickling runs code from data): {_REBUILD}"
+        )
+    decode = decoders.get(version)
+    if decode is None:
+        raise StateDecodeError(
+            f"{what} record has format version {version}; this worker reads "
+            f"{', '.join(map(str, sorted(decoders)))}: run a worker that knows version {version}, "
+            f"or {_REBUILD}"
+        )
+    try:
+        body = msgpack.unpackb(raw[1:], raw=False, use_list=True, strict_map_key=True)
+        return decode(body)
+    except StateDecodeError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, struct.error, msgpack.UnpackException) as exc:
+        raise StateDecodeError(
+            f"{what} record (format version {version}, {len(raw)} bytes) is corrupt: "
+            f"{type(exc).__name__}: {exc}; {_REBUILD}"
+        ) from exc
+
+
+_REBUILD = (
+    "rebuild the state from the input (stop the workers, delete the accounts and clocks changelog "
+    "topics, the workers' data dirs and the group's committed offsets, then start them again), "
+    "or restore the changelog from a backup"
+)
+
+# -- checked primitives ---------------------------------------------------------------------------
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is not int:
+        raise StateDecodeError(f"{what}: expected an integer, got {type(value).__name__} {value!r:.40}")
+    return value
+
+
+def _opt_int(value: Any, what: str) -> int | None:
+    return None if value is None else _int(value, what)
+
+
+def _str(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise StateDecodeError(f"{what}: expected a string, got {type(value).__name__} {value!r:.40}")
+    return value
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    return None if value is None else _str(value, what)
+
+
+def _float(value: Any, what: str) -> float:
+    if type(value) is not float:
+        raise StateDecodeError(f"{what}: expected a float, got {type(value).__name__} {value!r:.40}")
+    return value
+
+
+def _list(value: Any, what: str, length: int | None = None, step: int = 1) -> list[Any]:
+    if type(value) is not list:
+        raise StateDecodeError(f"{what}: expected an array, got {type(value).__name__}")
+    if length is not None and len(value) != length:
+        raise StateDecodeError(f"{what}: expected {length} items, got {len(value)}")
+    if len(value) % step:
+        raise StateDecodeError(f"{what}: expected groups of {step} items, got {len(value)}")
+    return value
+
+
+def _ints(value: Any, what: str) -> list[int]:
+    return [_int(item, what) for item in _list(value, what)]
+
+
+def _deltas(values: Sequence[int]) -> list[int]:
+    """Differences to the previous value (the first to 0): small numbers for sorted times."""
+    previous, out = 0, []
+    for value in values:
+        out.append(value - previous)
+        previous = value
+    return out
+
+
+def _undeltas(value: Any, what: str) -> list[int]:
+    total, out = 0, []
+    for delta in _ints(value, what):
+        total += delta
+        out.append(total)
+    return out
+
+
+def _time_deltas(times: Sequence[int]) -> list[int]:
+    """Differences of epoch-ms times, tagged in the lowest bit: whole seconds (most event times)
+    as 2 x seconds, others as 2 x ms + 1, so an hour apart takes 3 bytes instead of 5."""
+    return [(d // 1000) << 1 if d % 1000 == 0 else (d << 1) | 1 for d in _deltas(times)]
+
+
+def _untime_deltas(value: Any, what: str) -> list[int]:
+    total, out = 0, []
+    for tagged in _ints(value, what):
+        total += (tagged >> 1) if tagged & 1 else (tagged >> 1) * 1000
+        out.append(total)
+    return out
+
+
+class _Ids:
+    """Ids that start with the account id are stored as their suffix in a `bin` value."""
+
+    def __init__(self, account_id: str) -> None:
+        self.prefix = account_id
+
+    def encode(self, text: str) -> str | bytes:
+        if self.prefix and text.startswith(self.prefix):
+            return text[len(self.prefix) :].encode()
+        return text
+
+    def decode(self, value: Any, what: str) -> str:
+        if type(value) is bytes:
+            return self.prefix + value.decode()
+        return _str(value, what)
+
+    def opt_encode(self, text: str | None) -> str | bytes | None:
+        return None if text is None else self.encode(text)
+
+    def opt_decode(self, value: Any, what: str) -> str | None:
+        return None if value is None else self.decode(value, what)
+
+
+def _flat_days(counts: dict[int, int], base: int) -> list[int]:
+    return [item for day, count in counts.items() for item in (day - base, count)]
+
+
+def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
+    items = _list(value, what, step=2)
+    return {_int(items[i], what) + base: _int(items[i + 1], what) for i in range(0, len(items), 2)}
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def encode_account(account: Account, offsets: AppliedOffsets | None = None) -> bytes:
+    """The account as a version-1 state record, with the input offsets its state contains
+    (see `AppliedOffsets`; a worker skips a re-read message of the account listed there)."""
+    ids = _Ids(account.account_id)
+    return _frame(
+        [
+            account.account_id,
+            account.first_seen,
+            _encode_revenue(account.revenue, ids),
+            _encode_usage(account.usage, ids),
+            _encode_support(account.support, ids),
+            _encode_sentiment(account.sentiment, ids),
+            _encode_alerts(account.alerts),
+            _encode_seen(account.seen),
+            account.now,
+            account.last_event_at,
+            None if account.score is None else float(account.score),
+            account.band,
+            list(account.terms),
+            _encode_offsets(offsets or AppliedOffsets()),
+        ]
+    )
+
+
+def decode_account(raw: bytes) -> Account:
+    """An account from its state record; `StateDecodeError` says what is wrong with it."""
+    return decode_account_record(raw)[0]
+
+
+def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
+    """An account and the input offsets its state contains."""
+    return _unframe(raw, "account", {1: _decode_account_record_v1})
+
+
+def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
+    fields = _list(body, "account", 14)
+    return _decode_account_v1(fields[:13]), _decode_offsets(fields[13])
+
+
+def _decode_account_v1(body: Any) -> Account:
+    fields = _list(body, "account", 13)
+    account_id = _str(fields[0], "account.account_id")
+    ids = _Ids(account_id)
+    score = fields[10]
+    return Account(
+        account_id=account_id,
+        first_seen=_int(fields[1], "account.first_seen"),
+        revenue=_decode_revenue(fields[2], ids),
+        usage=_decode_usage(fields[3], ids),
+        support=_decode_support(fields[4], ids),
+        sentiment=_decode_sentiment(fields[5], ids),
+        alerts=_decode_alerts(fields[6]),
+        seen=_decode_seen(fields[7]),
+        now=_int(fields[8], "account.now"),
+        last_event_at=_int(fields[9], "account.last_event_at"),
+        score=None if score is None else _float(score, "account.score"),
+        band=_opt_str(fields[11], "account.band"),
+        terms=tuple(_ints(fields[12], "account.terms")),
+    )
+
+
+def _encode_seen(seen: dict[int, int]) -> list[Any]:
+    """Keys packed 8 bytes each (little-endian), times as differences, both in insertion order."""
+    return [struct.pack(f"<{len(seen)}Q", *seen), _time_deltas(list(seen.values()))]
+
+
+def _decode_seen(value: Any) -> dict[int, int]:
+    packed, times = _list(value, "account.seen", 2)
+    if type(packed) is not bytes or len(packed) % 8:
+        raise StateDecodeError("account.seen: expected 8-byte keys")
+    keys = struct.unpack(f"<{len(packed) // 8}Q", packed)
+    ats = _untime_deltas(times, "account.seen times")
+    if len(ats) != len(keys):
+        raise StateDecodeError(f"account.seen: {len(keys)} keys but {len(ats)} times")
+    return dict(zip(keys, ats, strict=True))
+
+
+# -- revenue --------------------------------------------------------------------------------------
+
+
+def _encode_revenue(revenue: Revenue, ids: _Ids) -> list[Any]:
+    return [
+        [
+            item
+            for sid, sub in revenue.subscriptions.items()
+            for item in (ids.encode(sid), _encode_sub(sub, ids))
+        ],
+        [item for point in revenue.timeline for item in point],
+        revenue.first_start,
+        _time_deltas(revenue.payment_failures),
+        revenue.version,
+    ]
+
+
+def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
+    subs, timeline, first_start, failures, version = _list(value, "revenue", 5)
+    subs = _list(subs, "revenue.subscriptions", step=2)
+    timeline = _ints(timeline, "revenue.timeline")
+    if len(timeline) % 2:
+        raise StateDecodeError("revenue.timeline: expected (time, mrr) pairs")
+    return Revenue(
+        subscriptions={
+            ids.decode(subs[i], "subscription id"): _decode_sub(subs[i + 1], ids)
+            for i in range(0, len(subs), 2)
+        },
+        timeline=[(timeline[i], timeline[i + 1]) for i in range(0, len(timeline), 2)],
+        first_start=_opt_int(first_start, "revenue.first_start"),
+        payment_failures=_untime_deltas(failures, "revenue.payment_failures"),
+        version=_int(version, "revenue.version"),
+    )
+
+
+def _encode_sub(sub: Subscription, ids: _Ids) -> list[Any]:
+    # points: (effective_at, occurred_at - effective_at, event id, mrr)
+    points = [item for eff, occ, eid, mrr in sub.points for item in (eff, occ - eff, ids.encode(eid), mrr)]
+    return [
+        points,
+        sub.plan,
+        sub.seats,
+        sub.state_at[0],
+        ids.encode(sub.state_at[1]),
+        sub.term_end,
+        sub.term_end_at[0],
+        ids.encode(sub.term_end_at[1]),
+        sub.started_at,
+        sub.cancel_at,
+        sub.term_ends,
+    ]
+
+
+def _decode_sub(value: Any, ids: _Ids) -> Subscription:
+    fields = _list(value, "subscription", 11)
+    raw_points = _list(fields[0], "subscription.points", step=4)
+    points: list[Point] = []
+    for i in range(0, len(raw_points), 4):
+        eff = _int(raw_points[i], "point.effective_at")
+        points.append(
+            (
+                eff,
+                eff + _int(raw_points[i + 1], "point.occurred_at"),
+                ids.decode(raw_points[i + 2], "point.event_id"),
+                _int(raw_points[i + 3], "point.mrr"),
+            )
+        )
+    return Subscription(
+        points=points,
+        plan=_opt_str(fields[1], "subscription.plan"),
+        seats=_opt_int(fields[2], "subscription.seats"),
+        state_at=(_int(fields[3], "subscription.state_at"), ids.decode(fields[4], "subscription.state_at")),
+        term_end=_opt_int(fields[5], "subscription.term_end"),
+        term_end_at=(
+            _int(fields[6], "subscription.term_end_at"),
+            ids.decode(fields[7], "subscription.term_end_at"),
+        ),
+        started_at=_opt_int(fields[8], "subscription.started_at"),
+        cancel_at=_opt_int(fields[9], "subscription.cancel_at"),
+        term_ends=_ints(fields[10], "subscription.term_ends"),
+    )
+
+
+# -- usage ----------------------------------------------------------------------------------------
+
+
+def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
+    base = usage.horizon_day
+    users = usage.users
+    return [
+        base,
+        [ids.encode(user_id) for user_id in users],
+        [user.last_day - base for user in users.values()],
+        [user.mask for user in users.values()],
+        _flat_days(usage.daily_users, base),
+        _flat_days(usage.last_day_users, base),
+        _flat_days(usage.daily_activity, base),
+        [item for name, day in usage.features.items() for item in (name, day - base)],
+        usage.first_use,
+        usage.first_key_use,
+        usage.last_use,
+        usage._memo_end,
+        usage._memo,
+    ]
+
+
+def _decode_usage(value: Any, ids: _Ids) -> Usage:
+    fields = _list(value, "usage", 13)
+    base = _int(fields[0], "usage.horizon_day")
+    user_ids = [ids.decode(item, "usage user id") for item in _list(fields[1], "usage.users")]
+    last_days = _ints(fields[2], "usage.users last day")
+    masks = _ints(fields[3], "usage.users mask")
+    if not len(user_ids) == len(last_days) == len(masks):
+        raise StateDecodeError(f"usage.users: {len(user_ids)} ids, {len(last_days)} days, {len(masks)} masks")
+    features = _list(fields[7], "usage.features", step=2)
+    memo = _ints(fields[12], "usage memo")
+    if len(memo) != 5:
+        raise StateDecodeError(f"usage memo: expected 5 sums, got {len(memo)}")
+    usage = Usage(
+        users={
+            user_id: UserActivity(day + base, mask)
+            for user_id, day, mask in zip(user_ids, last_days, masks, strict=True)
+        },
+        daily_users=_unflat_days(fields[4], base, "usage.daily_users"),
+        last_day_users=_unflat_days(fields[5], base, "usage.last_day_users"),
+        daily_activity=_unflat_days(fields[6], base, "usage.daily_activity"),
+        features={
+            _str(features[i], "usage feature"): _int(features[i + 1], "usage feature day") + base
+            for i in range(0, len(features), 2)
+        },
+        first_use=_opt_int(fields[8], "usage.first_use"),
+        first_key_use=_opt_int(fields[9], "usage.first_key_use"),
+        last_use=_opt_int(fields[10], "usage.last_use"),
+        horizon_day=base,
+    )
+    usage._memo_end = _int(fields[11], "usage memo end")
+    usage._memo = memo
+    return usage
+
+
+# -- support --------------------------------------------------------------------------------------
+
+
+def _encode_support(support: Support, ids: _Ids) -> list[Any]:
+    base = support.horizon_day
+    tickets: list[Any] = []
+    for ticket_id, ticket in support.tickets.items():
+        tickets += [
+            ids.encode(ticket_id),
+            PRIORITIES.index(ticket.priority),
+            ticket.opened_at,
+            _STATUSES.index(ticket.status) | (2 if ticket_id in support.open_ids else 0),
+            ticket.status_at[0],
+            ids.encode(ticket.status_at[1]),
+            [item for pair in ticket.resolutions.items() for item in pair],
+        ]
+    if not support.open_ids <= support.tickets.keys():
+        missing = sorted(support.open_ids - support.tickets.keys())
+        raise ValueError(f"support.open_ids names tickets it does not keep: {missing[:3]}")
+    days = [
+        item
+        for day, s in support.days.items()
+        for item in (day - base, s.opened, s.resolved, s.resolution_ms, s.first_contact, s.reopened)
+    ]
+    return [base, tickets, days, support.ever, support.version]
+
+
+def _decode_support(value: Any, ids: _Ids) -> Support:
+    base, raw_tickets, raw_days, ever, version = _list(value, "support", 5)
+    base = _int(base, "support.horizon_day")
+    raw_tickets = _list(raw_tickets, "support.tickets", step=7)
+    tickets: dict[str, Ticket] = {}
+    open_ids: set[str] = set()
+    for i in range(0, len(raw_tickets), 7):
+        ticket_id = ids.decode(raw_tickets[i], "ticket id")
+        priority = _int(raw_tickets[i + 1], "ticket priority")
+        flags = _int(raw_tickets[i + 3], "ticket status")
+        if not 0 <= priority < len(PRIORITIES) or not 0 <= flags < 4:
+            raise StateDecodeError(
+                f"ticket {ticket_id!r}: priority {priority} or status {flags} out of range"
+            )
+        resolutions = _ints(raw_tickets[i + 6], "ticket resolutions")
+        if len(resolutions) % 2:
+            raise StateDecodeError(f"ticket {ticket_id!r}: resolutions are not (time, contacts) pairs")
+        tickets[ticket_id] = Ticket(
+            priority=PRIORITIES[priority],
+            opened_at=_opt_int(raw_tickets[i + 2], "ticket opened_at"),
+            status=_STATUSES[flags & 1],
+            status_at=(
+                _int(raw_tickets[i + 4], "ticket status_at"),
+                ids.decode(raw_tickets[i + 5], "ticket"),
+            ),
+            resolutions={resolutions[j]: resolutions[j + 1] for j in range(0, len(resolutions), 2)},
+        )
+        if flags & 2:
+            open_ids.add(ticket_id)
+    days = _ints(raw_days, "support.days")
+    if len(days) % 6:
+        raise StateDecodeError("support.days: expected groups of 6 numbers")
+    if type(ever) is not bool:
+        raise StateDecodeError(f"support.ever: expected a boolean, got {ever!r:.40}")
+    return Support(
+        tickets=tickets,
+        open_ids=open_ids,
+        days={days[i] + base: DayStats(*days[i + 1 : i + 6]) for i in range(0, len(days), 6)},
+        ever=ever,
+        horizon_day=base,
+        version=_int(version, "support.version"),
+    )
+
+
+# -- sentiment ------------------------------------------------------------------------------------
+
+
+def _encode_sentiment(sentiment: Sentiment, ids: _Ids) -> list[Any]:
+    def answers(rows: list[tuple[int, str, int]]) -> list[Any]:
+        times = _time_deltas([at for at, _, _ in rows])
+        return [
+            item
+            for dt, (_, eid, score) in zip(times, rows, strict=True)
+            for item in (dt, ids.encode(eid), score)
+        ]
+
+    nps = [
+        item
+        for respondent, (at, eid, score) in sentiment.nps.items()
+        for item in (ids.encode(respondent), at, ids.encode(eid), score)
+    ]
+    comments = [
+        item
+        for at, eid, kind, score, text in sentiment.comments
+        for item in (at, ids.encode(eid), kind, score, text)
+    ]
+    return [nps, answers(sentiment.csat), answers(sentiment.ces), comments, sentiment.version]
+
+
+def _decode_sentiment(value: Any, ids: _Ids) -> Sentiment:
+    raw_nps, raw_csat, raw_ces, raw_comments, version = _list(value, "sentiment", 5)
+
+    def answers(raw: Any, what: str) -> list[tuple[int, str, int]]:
+        items = _list(raw, what, step=3)
+        times = _untime_deltas(items[0::3], what)
+        return [
+            (at, ids.decode(items[3 * n + 1], what), _int(items[3 * n + 2], what))
+            for n, at in enumerate(times)
+        ]
+
+    nps = _list(raw_nps, "sentiment.nps", step=4)
+    comments = _list(raw_comments, "sentiment.comments", step=5)
+    return Sentiment(
+        nps={
+            ids.decode(nps[i], "nps respondent"): (
+                _int(nps[i + 1], "nps at"),
+                ids.decode(nps[i + 2], "nps event id"),
+                _int(nps[i + 3], "nps score"),
+            )
+            for i in range(0, len(nps), 4)
+        },
+        csat=answers(raw_csat, "sentiment.csat"),
+        ces=answers(raw_ces, "sentiment.ces"),
+        comments=[
+            (
+                _int(comments[i], "comment at"),
+                ids.decode(comments[i + 1], "comment event id"),
+                _str(comments[i + 2], "comment kind"),
+                _int(comments[i + 3], "comment score"),
+                _str(comments[i + 4], "comment text"),
+            )
+            for i in range(0, len(comments), 5)
+        ],
+        version=_int(version, "sentiment.version"),
+    )
+
+
+# -- alert memory ---------------------------------------------------------------------------------
+
+
+def _encode_alerts(memory: AlertMemory) -> list[Any]:
+    return [
+        [item for rule, (at, level, key) in memory.raised.items() for item in (rule, at, level, key)],
+        [item for rule, (start, level) in memory.episodes.items() for item in (rule, start, level)],
+        [item for day, score in memory.daily_max.items() for item in (day, float(score))],
+        list(memory.scored_on),
+    ]
+
+
+def _decode_alerts(value: Any) -> AlertMemory:
+    raw_raised, raw_episodes, raw_daily, scored_on = _list(value, "alerts", 4)
+    raised = _list(raw_raised, "alerts.raised", step=4)
+    episodes = _list(raw_episodes, "alerts.episodes", step=3)
+    daily = _list(raw_daily, "alerts.daily_max", step=2)
+    return AlertMemory(
+        raised={
+            _str(raised[i], "alert rule"): (
+                _int(raised[i + 1], "alert at"),
+                _int(raised[i + 2], "alert level"),
+                _str(raised[i + 3], "alert key"),
+            )
+            for i in range(0, len(raised), 4)
+        },
+        episodes={
+            _str(episodes[i], "episode rule"): (
+                _int(episodes[i + 1], "episode start"),
+                _int(episodes[i + 2], "episode level"),
+            )
+            for i in range(0, len(episodes), 3)
+        },
+        daily_max={
+            _int(daily[i], "daily_max day"): _float(daily[i + 1], "daily_max score")
+            for i in range(0, len(daily), 2)
+        },
+        scored_on=tuple(_str(name, "scored_on") for name in _list(scored_on, "alerts.scored_on")),
+    )
+
+
+# -- partition records ----------------------------------------------------------------------------
+
+
+def encode_partition(record: PartitionRecord) -> bytes:
+    """A partition's clock and applied input offsets as a version-1 state record."""
+    offsets = record.offsets
+    return _frame(
+        [
+            record.clock.stream_time,
+            record.clock.next_tick,
+            _encode_offsets(offsets),
+        ]
+    )
+
+
+def _encode_offsets(offsets: AppliedOffsets) -> list[Any]:
+    return [
+        item
+        for topic in sorted(offsets.next)
+        for item in (topic, offsets.next[topic], _deltas(offsets.above.get(topic, [])))
+    ]
+
+
+def _decode_offsets(value: Any) -> AppliedOffsets:
+    items = _list(value, "offsets", step=3)
+    offsets = AppliedOffsets()
+    for i in range(0, len(items), 3):
+        topic = _str(items[i], "offsets topic")
+        offsets.next[topic] = _int(items[i + 1], "offsets next")
+        above = _undeltas(items[i + 2], "offsets above")
+        if above:
+            offsets.above[topic] = above
+    return offsets
+
+
+def decode_partition(raw: bytes) -> PartitionRecord:
+    """A partition record; `StateDecodeError` says what is wrong with it."""
+    return _unframe(raw, "partition", {1: _decode_partition_v1})
+
+
+def _decode_partition_v1(body: Any) -> PartitionRecord:
+    stream_time, next_tick, raw_offsets = _list(body, "partition", 3)
+    clock = Clock(_int(stream_time, "clock.stream_time"), _int(next_tick, "clock.next_tick"))
+    return PartitionRecord(clock, _decode_offsets(raw_offsets))

@@ -1,0 +1,66 @@
+"""What a worker stores per partition besides its accounts: the clock and the applied offsets.
+
+Both are written in the same batch as the accounts they describe (after them, see
+`streamer/stream/scorer.py`), so a worker that recovers the record knows which input messages
+the recovered accounts already contain: a message re-read after a restart or a rebalance whose
+offset is recorded here is skipped, however old its event time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from streamer.core.engine import Clock
+
+MAX_ABOVE = 4096  # handled offsets above the contiguous mark kept per topic (see `AppliedOffsets`)
+
+
+@dataclass(slots=True)
+class AppliedOffsets:
+    """Per input topic of one partition, which offsets the stored state already contains.
+
+    `next[topic]`: every message below this offset was handled (applied, dead-lettered or
+    re-routed, its outputs acknowledged by Kafka). `above[topic]`: offsets at or past it handled
+    as well, sorted: the watermark merge applies messages in event-time order, so a message can
+    be applied while an older-offset one of the same topic is still held. Forgetting some of
+    those (past `MAX_ABOVE`) is safe: such a message is applied again and its event id dedupes it.
+    """
+
+    next: dict[str, int] = field(default_factory=dict)
+    above: dict[str, list[int]] = field(default_factory=dict)
+
+    def contains(self, topic: str, offset: int) -> bool:
+        """Whether the message at `offset` of `topic` is already in the stored state."""
+        if offset < self.next.get(topic, 0):
+            return True
+        above = self.above.get(topic)
+        if not above:
+            return False
+        index = bisect_left(above, offset)
+        return index < len(above) and above[index] == offset
+
+    def advance(self, topic: str, mark: int, handled: Iterable[int]) -> None:
+        """Everything below `mark` is handled now, plus the offsets in `handled`."""
+        mark = max(mark, self.next.get(topic, 0))
+        above = sorted({*self.above.get(topic, ()), *handled})
+        above = above[bisect_left(above, mark) :]
+        absorbed = 0
+        while absorbed < len(above) and above[absorbed] == mark:  # contiguous with the mark
+            mark += 1
+            absorbed += 1
+        above = above[absorbed:]
+        self.next[topic] = mark
+        if above:
+            self.above[topic] = above[:MAX_ABOVE]
+        else:
+            self.above.pop(topic, None)
+
+
+@dataclass(slots=True)
+class PartitionRecord:
+    """The `clocks` table value of one partition."""
+
+    clock: Clock = field(default_factory=Clock)
+    offsets: AppliedOffsets = field(default_factory=AppliedOffsets)

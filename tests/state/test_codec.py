@@ -1,0 +1,238 @@
+"""The state codec: every field covered, round trips that behave identically, golden files of
+every format version still read, and clear errors for records it cannot read."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import pickle
+import typing
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamer.contract.events import Event
+from streamer.core.account import Account
+from streamer.core.engine import PartitionEngine
+from streamer.state.codec import (
+    COVERED,
+    StateDecodeError,
+    decode_account,
+    decode_account_record,
+    decode_partition,
+    encode_account,
+    encode_partition,
+)
+from streamer.state.partition import AppliedOffsets, PartitionRecord
+
+from .golden_state import GOLDEN, SPLIT, differences
+from .histories import CONFIG, fixed_history, histories
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# -- coverage -------------------------------------------------------------------------------------
+
+
+def reachable_dataclasses(root: type) -> set[type]:
+    """Every dataclass type a field of `root` can hold, recursively."""
+    found: set[type] = set()
+    todo = [root]
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found.add(cls)
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            stack = [hints[field.name]]
+            while stack:
+                hint = stack.pop()
+                stack += typing.get_args(hint)
+                if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                    todo.append(hint)
+    return found
+
+
+@pytest.mark.parametrize("root", [Account, PartitionRecord])
+def test_every_field_of_every_stored_structure_is_encoded_or_declared_rebuilt(root: type) -> None:
+    problems = []
+    for cls in sorted(reachable_dataclasses(root), key=lambda c: c.__name__):
+        if cls not in COVERED:
+            problems.append(f"{cls.__name__}: not in codec.COVERED (give it an encode/decode pair)")
+            continue
+        encoded, rebuilt = COVERED[cls]
+        names = {field.name for field in dataclasses.fields(cls)}
+        missing = sorted(names - set(encoded) - set(rebuilt))
+        unknown = sorted((set(encoded) | set(rebuilt)) - names)
+        if missing:
+            problems.append(f"{cls.__name__}: fields the codec does not write: {missing}")
+        if unknown:
+            problems.append(f"{cls.__name__}: COVERED names fields it does not have: {unknown}")
+    assert not problems, "\n".join(problems)
+
+
+# -- round trips ----------------------------------------------------------------------------------
+
+
+def feed(engine: PartitionEngine, events: list[Event]) -> list[Any]:
+    """Everything observable of feeding `events`: outcomes, alerts, snapshots of scored accounts."""
+    seen: list[Any] = []
+    for event in events:
+        outcome = engine.process(event)
+        snapshots = [engine.snapshot(account_id) for account_id in engine.take_dirty()]
+        seen.append((outcome.status, outcome.reason, outcome.alerts, snapshots))
+    return seen
+
+
+def restored(engine: PartitionEngine) -> PartitionEngine:
+    """A new engine over the encoded and decoded accounts and clock, as a worker recovers it."""
+    accounts = {aid: decode_account(encode_account(account)) for aid, account in engine.accounts.items()}
+    record = decode_partition(encode_partition(PartitionRecord(engine.clock)))
+    return PartitionEngine(CONFIG, accounts, record.clock)
+
+
+def copied(engine: PartitionEngine) -> PartitionEngine:
+    """The same, from an in-memory copy (the reference: recovery without any encoding)."""
+    return PartitionEngine(CONFIG, copy.deepcopy(engine.accounts), copy.deepcopy(engine.clock))
+
+
+@SETTINGS
+@given(history=histories(), split=st.floats(0, 1))
+def test_a_decoded_state_behaves_like_the_original_on_further_events(
+    history: list[Event], split: float
+) -> None:
+    cut = int(len(history) * split)
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, history[:cut])
+    engine.take_dirty()
+    decoded, reference = restored(engine), copied(engine)
+    for account_id, account in engine.accounts.items():
+        assert encode_account(decoded.accounts[account_id]) == encode_account(account)
+    assert feed(decoded, history[cut:]) == feed(reference, history[cut:])
+    assert decoded.periods.sums == reference.periods.sums and decoded.totals.sums == reference.totals.sums
+    for account_id in engine.accounts:
+        assert encode_account(decoded.accounts[account_id]) == encode_account(reference.accounts[account_id])
+
+
+@SETTINGS
+@given(
+    next_offsets=st.dictionaries(st.sampled_from(("cs.usage", "cs.tickets")), st.integers(0, 2**40)),
+    above=st.lists(st.integers(0, 2**40), max_size=20),
+    stream_time=st.integers(-1, 2**45),
+)
+def test_partition_records_round_trip(
+    next_offsets: dict[str, int], above: list[int], stream_time: int
+) -> None:
+    offsets = AppliedOffsets()
+    for topic, mark in next_offsets.items():
+        offsets.advance(topic, mark, above)
+    record = PartitionRecord(dataclasses.replace(PartitionRecord().clock, stream_time=stream_time), offsets)
+    assert decode_partition(encode_partition(record)) == record
+
+
+def test_applied_offsets_absorb_contiguous_offsets_into_the_mark() -> None:
+    offsets = AppliedOffsets()
+    offsets.advance("t", 3, [5, 7, 1])
+    assert offsets.next == {"t": 3} and offsets.above == {"t": [5, 7]}
+    assert [o for o in range(9) if offsets.contains("t", o)] == [0, 1, 2, 5, 7]
+    offsets.advance("t", 5, [])  # 3 and 4 handled: 5 joins the mark, 6 is not handled
+    assert offsets.next == {"t": 6} and offsets.above == {"t": [7]}
+    offsets.advance("t", 2, [])  # a lower mark never moves it back
+    assert offsets.next == {"t": 6}
+
+
+def test_the_codec_is_far_smaller_than_pickle() -> None:
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history())
+    for account in engine.accounts.values():
+        assert len(encode_account(account)) * 2 < len(pickle.dumps(account, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# -- golden files ---------------------------------------------------------------------------------
+
+
+def golden_versions() -> list[str]:
+    return sorted(path.name for path in GOLDEN.iterdir() if path.is_dir())
+
+
+@pytest.mark.parametrize("version", golden_versions())
+def test_golden_records_of_every_version_decode_to_the_state_they_were_written_from(version: str) -> None:
+    folder = GOLDEN / version
+    expected = orjson.loads((folder / "expected.json").read_bytes())
+    problems = []
+    for account_id, want in expected["accounts"].items():
+        account, offsets = decode_account_record((folder / f"account-{account_id}.bin").read_bytes())
+        problems += [f"{account_id}{where}" for where in differences(want, account)]
+        problems += [
+            f"{account_id} offsets{where}" for where in differences(expected["account_offsets"], offsets)
+        ]
+    problems += differences(expected["partition"], decode_partition((folder / "partition.bin").read_bytes()))
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("version", golden_versions())
+def test_a_golden_state_continues_like_the_state_it_was_written_from(version: str) -> None:
+    folder = GOLDEN / version
+    accounts = {
+        path.name.removeprefix("account-").removesuffix(".bin"): decode_account(path.read_bytes())
+        for path in sorted(folder.glob("account-*.bin"))
+    }
+    clock = decode_partition((folder / "partition.bin").read_bytes()).clock
+    from_golden = PartitionEngine(CONFIG, accounts, clock)
+    live = PartitionEngine(CONFIG, {})
+    feed(live, fixed_history()[:SPLIT])
+    live.take_dirty()
+    assert feed(from_golden, fixed_history()[SPLIT:]) == feed(copied(live), fixed_history()[SPLIT:])
+
+
+def test_the_current_version_writes_its_golden_records_byte_for_byte() -> None:
+    """A writer change that alters the bytes needs a new format version (and new golden files)."""
+    from .golden_state import account_offsets, golden_engine
+
+    folder = GOLDEN / golden_versions()[-1]
+    engine = golden_engine()
+    for account_id, account in engine.accounts.items():
+        written = encode_account(account, account_offsets())
+        assert written == (folder / f"account-{account_id}.bin").read_bytes(), account_id
+
+
+# -- records it cannot read -----------------------------------------------------------------------
+
+
+def sample() -> bytes:
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history()[:40])
+    return encode_account(engine.accounts["acct-1"])
+
+
+def test_an_unknown_format_version_is_refused_with_the_versions_it_can_read() -> None:
+    with pytest.raises(StateDecodeError, match="format version 9; this worker reads 1"):
+        decode_account(b"\x09" + sample()[1:])
+
+
+def test_a_pickled_record_of_an_older_worker_is_refused_without_unpickling() -> None:
+    raw = pickle.dumps((1, object()))  # unpickling this would call object(): it must not happen
+    with pytest.raises(StateDecodeError, match=r"pickle.*rebuild the state"):
+        decode_account(raw)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2, 10, -1])
+def test_a_truncated_record_is_refused_as_corrupt(cut: int) -> None:
+    raw = sample()
+    with pytest.raises(StateDecodeError, match="account"):
+        decode_account(raw[:cut])
+
+
+@SETTINGS
+@given(junk=st.binary(max_size=64), position=st.integers(0, 10_000))
+def test_damaged_records_decode_or_raise_state_decode_error_only(junk: bytes, position: int) -> None:
+    raw = sample()
+    cut = position % len(raw)
+    for damaged in (b"\x01" + junk, raw[:cut] + junk + raw[cut + len(junk) :]):
+        with contextlib.suppress(StateDecodeError):
+            decode_account(damaged)
