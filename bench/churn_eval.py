@@ -119,7 +119,7 @@ def row(portfolio: Portfolio) -> list[str]:
     tuned_ok = None
     if tuned is not None and default_held is not None:
         tuned_ok = tuned >= default_held and (logistic is None or tuned >= logistic)
-    ratio_ok = None if red is None else (ratio is not None and ratio >= RATIO)
+    ratio_ok = ratio is not None and ratio >= RATIO  # no red sample at all: the score never warns
     ratio_text = "-" if ratio is None else ("inf" if math.isinf(ratio) else f"{ratio:.1f}x")
     return [
         portfolio.name,
