@@ -23,12 +23,13 @@ def _register() -> None:
     from streamer.contract.cli import schemas
     from streamer.demo import demo
     from streamer.local.cli import local
+    from streamer.notify.cli import notify
     from streamer.offline.cli import offline
     from streamer.sim.cli import simulate
     from streamer.stream.cli import alerts, replay, worker
     from streamer.view.cli import view
 
-    for command in (demo, schemas, local, offline, simulate, worker, replay, alerts, view, backtest):
+    for command in (demo, schemas, local, offline, simulate, worker, replay, alerts, notify, view, backtest):
         main.add_command(command)
 
 
