@@ -59,8 +59,8 @@ class KafkaSentLog:
 
     async def start(self) -> int:
         """Create the topic when missing, read it to its end; return the pairs loaded."""
-        await self._ensure_topic()
-        await self._load()
+        partitions = await self._ensure_topic()
+        await self._load(partitions)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
         )
@@ -90,33 +90,33 @@ class KafkaSentLog:
             await future  # acknowledged by the broker: the pair survives a crash from here on
         self.pairs.update((destination, alert_id) for alert_id in alert_ids)
 
-    async def _ensure_topic(self) -> None:
+    async def _ensure_topic(self) -> int:
+        """Create the topic when missing; return its partition count."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=15000)
         await admin.start()
         try:
-            if self.topic in set(await admin.list_topics()):
-                return
-            retention_ms = int(self.retention_days * 86_400_000)
-            configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
-            with contextlib.suppress(TopicAlreadyExistsError):  # another notifier created it meanwhile
-                await admin.create_topics([NewTopic(self.topic, 1, 1, topic_configs=configs)])
+            if self.topic not in set(await admin.list_topics()):
+                await self._create(admin)
+            for _ in range(100):  # a topic created a moment ago may not be described yet
+                [described] = await admin.describe_topics([self.topic])
+                if described.get("partitions"):
+                    return len(described["partitions"])
+                await asyncio.sleep(0.1)
+            raise RuntimeError(f"topic {self.topic} has no partitions; is the broker healthy?")
         finally:
             await admin.close()
 
-    async def _load(self) -> None:
+    async def _create(self, admin: AIOKafkaAdminClient) -> None:
+        retention_ms = int(self.retention_days * 86_400_000)
+        configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
+        with contextlib.suppress(TopicAlreadyExistsError):  # another notifier created it meanwhile
+            await admin.create_topics([NewTopic(self.topic, 1, 1, topic_configs=configs)])
+
+    async def _load(self, partitions: int) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:
-            partitions = None
-            for _ in range(100):  # a topic created a moment ago may not have metadata yet
-                partitions = consumer.partitions_for_topic(self.topic)
-                if partitions:
-                    break
-                await consumer.topics()  # refreshes the metadata
-                await asyncio.sleep(0.1)
-            if not partitions:
-                raise RuntimeError(f"topic {self.topic} has no partitions; is the broker healthy?")
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
