@@ -97,7 +97,8 @@ class Receiver:
 
     def acknowledged(self, path: str) -> Counter[str]:
         """How many times each alert was answered 200 on `path`."""
-        return Counter(key for p, status, keys in list(self.log) if p == path and status == 200 for key in keys)
+        answered = [keys for p, status, keys in list(self.log) if p == path and status == 200]
+        return Counter(key for keys in answered for key in keys)
 
     def failed_requests(self) -> int:
         return sum(1 for _, status, _ in list(self.log) if status != 200)
