@@ -190,10 +190,12 @@ class Rules(Strict):
     score_drop: Rule = Rule(cooldown_days=7)
     score_drop_points: Annotated[float, Field(gt=0)] = 15
     score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7
-    usage_drop: Rule = Rule(cooldown_days=14)
-    usage_drop_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.5
-    usage_drop_critical_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.75
-    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0)] = 5
+    # Off by default: on simulated portfolios no trend/baseline threshold made its precision
+    # clearly better than the base churn rate (docs/backtest.md); these are the best found.
+    usage_drop: Rule = Rule(enabled=False, cooldown_days=14)
+    usage_drop_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.75
+    usage_drop_critical_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.9
+    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0)] = 1
     silence: Rule = Rule(cooldown_days=14)
     silence_days: Annotated[float, Field(gt=0)] = 14
     scheduled_cancellation: Rule = Rule(cooldown_days=0)

@@ -144,8 +144,31 @@ def test_slow_decline_is_not_a_score_drop() -> None:
 # -- usage drop and silence --------------------------------------------------------------------
 
 
-def test_usage_drop_when_trend_is_down_50_percent() -> None:
+# usage_drop is off by default (see docs/backtest.md); these tests switch it on with the
+# thresholds it had before, to check the rule itself.
+USAGE_DROP_ON = ScoreConfig.model_validate(
+    {
+        "alerts": {
+            "usage_drop": {"enabled": True, "cooldown_days": 14},
+            "usage_drop_trend": -0.5,
+            "usage_drop_critical_trend": -0.75,
+            "usage_drop_min_weekly_baseline": 5,
+        }
+    }
+)
+
+
+def test_usage_drop_is_off_by_default() -> None:
+    assert ScoreConfig().alerts.usage_drop.enabled is False
     feed = Feed()
+    for d in range(28):
+        feed(usage("acme", at(d, 10), "u1", "reports", 2))
+    feed(usage("acme", at(40, 12), "u1", "reports", 1))
+    assert feed.raised("usage_drop") == []
+
+
+def test_usage_drop_when_trend_is_down_50_percent() -> None:
+    feed = Feed(USAGE_DROP_ON)
     for d in range(28):
         feed(usage("acme", at(d, 10), "u1", "reports", 2))  # weekly average 14
     for d in range(28, 33):
@@ -160,7 +183,7 @@ def test_usage_drop_when_trend_is_down_50_percent() -> None:
 
 
 def test_no_usage_drop_on_a_tiny_baseline() -> None:
-    feed = Feed()
+    feed = Feed(USAGE_DROP_ON)
     feed(*(usage("acme", at(d, 10)) for d in (0, 7, 14, 21)))  # weekly average 1
     feed(usage("acme", at(40)))
     assert feed.raised("usage_drop") == []
@@ -211,7 +234,7 @@ def test_billing_history_from_before_usage_was_tracked_is_not_silence() -> None:
 
 
 def test_usage_drop_waits_until_usage_spans_the_whole_trend_window() -> None:
-    feed = Feed()
+    feed = Feed(USAGE_DROP_ON)
     for d in range(7):
         feed(usage("acme", at(d, 10), "u1", "reports", 10))  # a busy first week
     for d in range(7, 31):
