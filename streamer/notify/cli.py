@@ -21,12 +21,14 @@ Example config (TOML):
   rate_per_minute = 20
   burst = 5
 
+\b
   [[destinations]]
   name = "crm"
   url = "http://127.0.0.1:9000/hooks/alerts"
   digest_seconds = 60              # one message per minute with the alerts collected
   owners = ["alice@example.com"]   # only alerts whose owner is one of these
 
+\b
   [retry]                          # exponential backoff, until delivered by default
   initial_seconds = 1
   max_seconds = 300
