@@ -46,6 +46,7 @@ def _register() -> None:
     from streamer.demo import demo
     from streamer.importer.cli import import_tables
     from streamer.local.cli import local
+    from streamer.notify.cli import notify
     from streamer.offline.cli import offline
     from streamer.sim.cli import simulate
     from streamer.stream.cli import alerts, replay, worker
@@ -60,6 +61,7 @@ def _register() -> None:
         worker,
         replay,
         alerts,
+        notify,
         view,
         backtest,
         import_tables,

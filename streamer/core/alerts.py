@@ -4,6 +4,12 @@ Each rule yields a `Candidate` with a level (higher is worse) and a key naming t
 state: an event id, a band transition at an instant, or the start of an episode during which a
 condition held. The alert id hashes account, rule and key, so a replay raises the same ids.
 A rule does not repeat inside its cooldown, nor for the same key, unless the level rises.
+
+No rule speaks about time that was not observed: silence is counted from the account's first
+event and from the first usage event its partition saw (billing history imported from before
+usage was tracked is not silence), usage drops wait until the account's usage spans the whole
+trend window, and a band change alerts only once the score itself moved (a 0.1-point wobble
+across a threshold, or a threshold that changed with the lifecycle stage, is not news).
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
-from streamer.core.clock import DAY, iso
+from streamer.core.clock import DAY, bucket_of, iso
 from streamer.core.config import Rule, Rules
 from streamer.core.reasons import Reason, explain
 from streamer.core.score import Evaluation
 
 BAND_RANK = {"green": 0, "yellow": 1, "red": 2}
+USAGE_TREND_DAYS = 35  # the usage trend compares the last 7 day buckets with the 28 before
 
 Previous = tuple[float, str] | None  # (score, band) of the account's previous evaluation
 SEVERITY_BY_LEVEL = ("info", "warning", "critical")
@@ -29,6 +36,8 @@ class Candidate:
     level: int
     key: str
     reason: Reason
+    previous: Previous = None  # what the alert reports as the previous score and band, when not
+    # the previous evaluation (a band change reports the band and score it moved away from)
 
 
 @dataclass(slots=True)
@@ -39,6 +48,16 @@ class AlertMemory:
     episodes: dict[str, tuple[int, int]] = field(default_factory=dict)  # rule -> (start, max level)
     daily_max: dict[int, float] = field(default_factory=dict)  # day -> highest score that day
     scored_on: tuple[str, ...] = ()  # components with data when daily_max was kept
+    band: tuple[str, float] | None = None  # (band, score) of the last band change acknowledged
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Since when the account, and usage in its partition, have been observed (event time)."""
+
+    first_seen: int  # the account's first event
+    first_use: int | None = None  # the account's first usage event
+    usage_since: int | None = None  # the partition's first usage event: usage is tracked from then
 
 
 @dataclass(slots=True)
@@ -65,26 +84,41 @@ def _r(signal: str, value: float | str | None, baseline: float | str | None, mes
     return {"signal": signal, "value": value, "baseline": baseline, "message": message}
 
 
-def _transitions(previous: Previous, current: Evaluation) -> list[Candidate]:
-    if previous is None or previous[1] == current.band:
+def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list[Candidate]:
+    """A band change, once the score moved `band_min_change_points` away from its last score in
+    the band the rules last acknowledged.
+
+    The band is a threshold on a score with one decimal: a score of 40.0 becoming 39.9 changes
+    the band without anything having happened, and a stage whose thresholds differ changes it
+    with no move at all. The rules remember the acknowledged band and the account's last score
+    in it, and speak only when the score has really moved away from there.
+    """
+    if memory.band is None or memory.band[0] == current.band:  # first evaluation, or no change
+        memory.band = (current.band, current.score)
         return []
-    previous_score, previous_band = previous
+    previous_band, previous_score = memory.band
+    if abs(current.score - previous_score) < rules.band_min_change_points:
+        return []  # a wobble across the threshold, or thresholds that moved: not acknowledged
+    memory.band = (current.band, current.score)
     was, now = BAND_RANK[previous_band], BAND_RANK[current.band]
     key = f"{previous_band}>{current.band}@{current.now}"
     message = (
         f"health band {previous_band} -> {current.band} (score {previous_score:.0f} -> {current.score:.0f})"
     )
     reason = _r("band", current.band, previous_band, message)
+    before = (previous_score, previous_band)
     if now > was:
-        return [Candidate("band_worsened", SEVERITY_BY_LEVEL[now], now, key, reason)]
+        return [Candidate("band_worsened", SEVERITY_BY_LEVEL[now], now, key, reason, before)]
     if now == 0:
-        return [Candidate("band_recovered", "info", 0, key, reason)]
+        return [Candidate("band_recovered", "info", 0, key, reason, before)]
     return []
 
 
-def _conditions(current: Evaluation, memory: AlertMemory, rules: Rules) -> dict[str, Candidate]:
+def _conditions(
+    current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
+) -> dict[str, Candidate]:
     """State rules; their key is the episode start and is filled in by `_episodes`."""
-    facts, found = current.facts, {}
+    facts, found, now = current.facts, {}, current.now
     # daily_max holds the days of the window only (see _forget_old_scores)
     peak = max(memory.daily_max.values(), default=None)
     if peak is not None and peak - current.score >= rules.score_drop_points:
@@ -104,8 +138,10 @@ def _conditions(current: Evaluation, memory: AlertMemory, rules: Rules) -> dict[
         trend is not None
         and trend <= rules.usage_drop_trend
         and baseline >= rules.usage_drop_min_weekly_baseline
+        and observed.first_use is not None
+        and bucket_of(now) - bucket_of(observed.first_use) >= USAGE_TREND_DAYS - 1  # whole window used
     ):
-        level = 2 if trend <= (rules.usage_drop_trend - 1) / 2 else 1
+        level = 2 if trend <= rules.usage_drop_critical_trend else 1
         message = f"usage down {abs(trend) * 100:.0f}% vs the 4-week baseline"
         found["usage_drop"] = Candidate(
             "usage_drop",
@@ -114,16 +150,16 @@ def _conditions(current: Evaluation, memory: AlertMemory, rules: Rules) -> dict[
             "",
             _r("usage_trend", round(trend, 3), round(float(baseline), 3), message),
         )
-    silent = current.signals.get("recency_days")
-    if current.mrr > 0 and silent is not None and silent[0] >= rules.silence_days:
-        level = 2 if silent[0] >= 2 * rules.silence_days else 1
-        message = f"no product usage for {silent[0]:.0f} days while paying"
+    silent = _observed_silence(current, observed)
+    if current.mrr > 0 and silent is not None and silent >= rules.silence_days:
+        level = 2 if silent >= 2 * rules.silence_days else 1
+        message = f"no product usage for {silent:.0f} days while paying"
         found["silence"] = Candidate(
             "silence",
             SEVERITY_BY_LEVEL[level],
             level,
             "",
-            _r("recency_days", round(silent[0], 3), rules.silence_days, message),
+            _r("recency_days", round(silent, 3), rules.silence_days, message),
         )
     days_to_renewal = facts.get("days_to_renewal")
     if (
@@ -164,6 +200,17 @@ def _conditions(current: Evaluation, memory: AlertMemory, rules: Rules) -> dict[
             _r("open_high_priority", high_open, rules.support_high_open_count, message),
         )
     return found
+
+
+def _observed_silence(current: Evaluation, observed: Observed) -> float | None:
+    """Days without usage that were observed: since the last use (or, never used, the first
+    subscription start), but not before the account's first event nor before its partition saw
+    any usage (until then the product's usage is simply not tracked)."""
+    recency = current.signals.get("recency_days")
+    if recency is None or observed.usage_since is None:
+        return None
+    since = max(current.now - recency[0] * DAY, observed.first_seen, observed.usage_since)
+    return max(0.0, (current.now - since) / DAY)
 
 
 def _episodes(found: dict[str, Candidate], memory: AlertMemory, now: int) -> list[Candidate]:
@@ -259,6 +306,7 @@ def check(
     memory: AlertMemory,
     rules: Rules,
     mrr_text: str,
+    observed: Observed,
 ) -> list[dict[str, object]]:
     """Alerts raised by this evaluation; updates `memory` (cooldowns, episodes, score history)."""
     now = current.now
@@ -271,8 +319,8 @@ def check(
         memory.episodes.clear()
         candidates = []
     else:
-        candidates = _transitions(previous, current)
-        candidates += _episodes(_conditions(current, memory, rules), memory, now)
+        candidates = _transitions(current, memory, rules)
+        candidates += _episodes(_conditions(current, memory, rules, observed), memory, now)
     candidates += _events(trigger, rules)
     _remember_score(memory, current)
 
@@ -289,6 +337,7 @@ def check(
         if explanation is None:
             explanation = explain(current)
         event_driven = trigger is not None and candidate.key == trigger.event_id
+        before = candidate.previous or previous
         alerts.append(
             {
                 "alert_id": alert_id(account_id, candidate.rule, candidate.key),
@@ -298,8 +347,8 @@ def check(
                 "raised_at": iso(trigger.at if event_driven and trigger else now),
                 "score": current.score,
                 "band": current.band,
-                "previous_score": previous[0] if previous else None,
-                "previous_band": previous[1] if previous else None,
+                "previous_score": before[0] if before else None,
+                "previous_band": before[1] if before else None,
                 "mrr": mrr_text,
                 "reasons": [candidate.reason]
                 + [r for r in explanation if r["signal"] != candidate.reason["signal"]],

@@ -187,12 +187,16 @@ class Rules(Strict):
 
     band_worsened: Rule = Rule(cooldown_days=3)
     band_recovered: Rule = Rule(cooldown_days=7)
+    band_min_change_points: Annotated[float, Field(ge=0, le=100)] = 2  # score move a band alert needs
     score_drop: Rule = Rule(cooldown_days=7)
     score_drop_points: Annotated[float, Field(gt=0)] = 15
     score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7
-    usage_drop: Rule = Rule(cooldown_days=14)
-    usage_drop_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.5
-    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0)] = 5
+    # Off by default: on simulated portfolios no trend/baseline threshold made its precision
+    # clearly better than the base churn rate (docs/backtest.md); these are the best found.
+    usage_drop: Rule = Rule(enabled=False, cooldown_days=14)
+    usage_drop_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.75
+    usage_drop_critical_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.9
+    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0)] = 1
     silence: Rule = Rule(cooldown_days=14)
     silence_days: Annotated[float, Field(gt=0)] = 14
     scheduled_cancellation: Rule = Rule(cooldown_days=0)
@@ -207,6 +211,15 @@ class Rules(Strict):
     nps_detractor_max: Annotated[int, Field(ge=0, le=10)] = 6
     csat_low: Rule = Rule(cooldown_days=0)
     csat_low_max: Annotated[int, Field(ge=1, le=5)] = 2
+
+    @model_validator(mode="after")
+    def _critical_below_warning(self) -> Self:
+        if self.usage_drop_critical_trend > self.usage_drop_trend:
+            raise ValueError(
+                f"alerts.usage_drop_critical_trend ({self.usage_drop_critical_trend}) must not be above "
+                f"alerts.usage_drop_trend ({self.usage_drop_trend}): critical is the deeper drop"
+            )
+        return self
 
 
 class Currency(Strict):

@@ -12,7 +12,7 @@ from typing import Any
 
 from streamer.contract.events import Event
 from streamer.core.account import Account, UnknownCurrency, check_currency, fold, prepare
-from streamer.core.alerts import Trigger, check
+from streamer.core.alerts import Observed, Trigger, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.money import format_money
@@ -70,14 +70,18 @@ class PartitionEngine:
         self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
         self._renewal_window = config.lifecycle.renewal_window_days * DAY
         self._currency = config.currency.reporting
+        self.usage_since: int | None = None  # the first usage event the partition saw
         self.rebuild()
 
     # -- recovery ---------------------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """Recompute the derived partition state (portfolio sums, totals) from the accounts."""
+        """Recompute the derived partition state (portfolio sums, totals, since when usage is
+        observed) from the accounts."""
         if self.clock.stream_time < 0:
             return
+        for account_id in self.members:
+            self._note_usage(self.accounts[account_id])
         self.periods.advance(self.clock.stream_time, self._revenue_of)
         for account_id in sorted(self.members):
             account = self.accounts[account_id]
@@ -108,6 +112,8 @@ class PartitionEngine:
         trigger = fold(account, event, at, self.config)
         account.remember(event.event_id, at)
         self.accounts[account_id] = account
+        if event.event_type == "usage.recorded":
+            self._note_usage(account)
         self.members.add(account_id)
         self.periods.note(at)
         if event.event_type in REVENUE_EVENTS:
@@ -117,6 +123,12 @@ class PartitionEngine:
             alerts += self._score(account, max(account.now, at), trigger)
         alerts += self._catch_up(account)
         return Outcome(ACCEPTED, alerts=alerts)
+
+    def _note_usage(self, account: Account) -> None:
+        """Usage is observed from the partition's first usage event: the earliest first use."""
+        first_use = account.usage.first_use
+        if first_use is not None and (self.usage_since is None or first_use < self.usage_since):
+            self.usage_since = first_use
 
     def _catch_up(self, account: Account) -> list[dict[str, Any]]:
         """A late event scored an account before ticks already passed: re-score it at those.
@@ -237,6 +249,7 @@ class PartitionEngine:
             account.alerts,
             self.config.alerts,
             format_money(evaluation.mrr),
+            Observed(account.first_seen, account.usage.first_use, self.usage_since),
         )
         account.now, account.score, account.band = now, evaluation.score, evaluation.band
         account.terms = terms(evaluation)

@@ -54,6 +54,44 @@ def test_alerts_carry_readable_reasons_and_validate() -> None:
     assert first["reasons"][0]["message"] == "health band green -> yellow (score 100 -> 50)"
 
 
+NARROW_NPS = ScoreConfig(
+    curves=Curves(nps=Curve(points=((-100, 30), (0, 50), (100, 51)))),
+    bands={"green": 50.5, "yellow": 40},
+)
+
+
+def test_no_band_alert_when_the_score_barely_moved_across_a_threshold() -> None:
+    feed = Feed(NARROW_NPS)
+    feed(nps("acme", at(0, 9), 10))  # 51: green
+    feed(nps("acme", at(1, 9), 8))  # 50: yellow, one point lower
+    assert feed.snapshot("acme")["band"] == "yellow"
+    assert feed.raised("band_worsened") == []
+    feed(nps("acme", at(2, 9), 0))  # 30: red, 21 points below where green was acknowledged
+    [worse] = feed.raised("band_worsened")
+    assert (worse["previous_band"], worse["previous_score"], worse["band"], worse["score"]) == (
+        "green",
+        51,
+        "red",
+        30,
+    )
+    assert worse["reasons"][0]["message"] == "health band green -> red (score 51 -> 30)"
+
+
+def test_no_band_alert_when_only_the_stage_thresholds_changed() -> None:
+    onboarding_green_at_60 = ScoreConfig(
+        curves=Curves(nps=Curve(points=((-100, 0), (100, 100)))),
+        segments={"onboarding": {"bands": {"green": 60, "yellow": 40}}},
+    )
+    feed = Feed(onboarding_green_at_60)
+    feed(nps("acme", at(0, 9), 10, "r1"), nps("acme", at(0, 9), 10, "r2"), nps("acme", at(0, 9), 8, "r3"))
+    feed(nps("acme", at(0, 9), 8, "r4"), nps("acme", at(0, 9), 0, "r5"))  # NPS 20: score 60
+    assert feed.snapshot("acme")["band"] == "green"  # onboarding: green from 60
+    feed(nps("acme", at(95, 9), 8, "r3"))  # same answers, now adopted: green from 70
+    snapshot = feed.snapshot("acme")
+    assert (snapshot["score"], snapshot["lifecycle_stage"], snapshot["band"]) == (60, "adopted", "yellow")
+    assert feed.raised("band_worsened") == []
+
+
 def test_band_worsening_does_not_repeat_inside_cooldown_unless_worse() -> None:
     feed = Feed()
     feed(nps("acme", at(0, 9), 10))
@@ -106,8 +144,31 @@ def test_slow_decline_is_not_a_score_drop() -> None:
 # -- usage drop and silence --------------------------------------------------------------------
 
 
-def test_usage_drop_when_trend_is_down_50_percent() -> None:
+# usage_drop is off by default (see docs/backtest.md); these tests switch it on with the
+# thresholds it had before, to check the rule itself.
+USAGE_DROP_ON = ScoreConfig.model_validate(
+    {
+        "alerts": {
+            "usage_drop": {"enabled": True, "cooldown_days": 14},
+            "usage_drop_trend": -0.5,
+            "usage_drop_critical_trend": -0.75,
+            "usage_drop_min_weekly_baseline": 5,
+        }
+    }
+)
+
+
+def test_usage_drop_is_off_by_default() -> None:
+    assert ScoreConfig().alerts.usage_drop.enabled is False
     feed = Feed()
+    for d in range(28):
+        feed(usage("acme", at(d, 10), "u1", "reports", 2))
+    feed(usage("acme", at(40, 12), "u1", "reports", 1))
+    assert feed.raised("usage_drop") == []
+
+
+def test_usage_drop_when_trend_is_down_50_percent() -> None:
+    feed = Feed(USAGE_DROP_ON)
     for d in range(28):
         feed(usage("acme", at(d, 10), "u1", "reports", 2))  # weekly average 14
     for d in range(28, 33):
@@ -122,7 +183,7 @@ def test_usage_drop_when_trend_is_down_50_percent() -> None:
 
 
 def test_no_usage_drop_on_a_tiny_baseline() -> None:
-    feed = Feed()
+    feed = Feed(USAGE_DROP_ON)
     feed(*(usage("acme", at(d, 10)) for d in (0, 7, 14, 21)))  # weekly average 1
     feed(usage("acme", at(40)))
     assert feed.raised("usage_drop") == []
@@ -151,7 +212,37 @@ def test_paying_account_that_never_used_the_product_goes_silent() -> None:
     for d in range(1, 17):
         feed(usage("initech", at(d, 12), "u1"))
     [silence] = feed.raised("silence", "acme")
-    assert silence["raised_at"] == stamp(at(14))
+    # counted from the partition's first usage event (day 1, 12:00), not from the start on day
+    # 0 when no usage was tracked yet: 14 days at day 15, 12:00, raised at the next tick
+    assert silence["raised_at"] == stamp(at(16))
+    assert silence["reasons"][0]["message"] == "no product usage for 14 days while paying"
+
+
+def test_billing_history_from_before_usage_was_tracked_is_not_silence() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "100"))
+    for d in range(10, 400, 10):  # billing history only: stream time moves, no usage anywhere
+        feed(started(f"other-{d}", at(d), "50"))
+    assert feed.raised("silence") == []
+    for d in range(400, 430):
+        feed(usage("initech", at(d, 12), "u1"))  # usage tracking starts on day 400
+    silences = feed.raised("silence", "acme")
+    assert silences, "silence once 14 days of tracked usage passed without acme's"
+    assert min(alert["raised_at"] for alert in silences) >= stamp(at(414, 12))
+    first = min(silences, key=lambda alert: alert["raised_at"])
+    assert first["reasons"][0]["value"] < 22  # days of tracked usage, not the 414 since the start
+
+
+def test_usage_drop_waits_until_usage_spans_the_whole_trend_window() -> None:
+    feed = Feed(USAGE_DROP_ON)
+    for d in range(7):
+        feed(usage("acme", at(d, 10), "u1", "reports", 10))  # a busy first week
+    for d in range(7, 31):
+        feed(usage("acme", at(d, 10), "u1", "reports", 1))  # then steady, light use
+    # days 7..13 hold 7 against a "weekly baseline" of 70/4 from the busy week: a drop of 60%,
+    # but the 28 days before the last 7 were not all observed (usage began on day 0)
+    assert feed.facts("acme", at(14))["usage_trend"] <= -0.5
+    assert feed.raised("usage_drop") == []
 
 
 # -- subscription events -----------------------------------------------------------------------

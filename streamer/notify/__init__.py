@@ -1,0 +1,1 @@
+"""Alert delivery to webhooks: routing, Slack/JSON bodies, retries, rate limits, digests, dedupe."""

@@ -1,0 +1,100 @@
+"""`streamer notify`: deliver alerts to webhooks (generic JSON or Slack)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from streamer.logs import configure_logging
+from streamer.notify.config import NotifyConfigError, load_notify_config
+from streamer.settings import Settings
+
+EXAMPLE = """\b
+Example config (TOML):
+  [[destinations]]
+  name = "cs-critical"
+  url = "https://hooks.slack.com/services/T000/B000/XXXX"
+  format = "slack"                 # or "json" (default)
+  min_severity = "critical"        # info (default), warning, critical
+  rules = ["scheduled_cancellation", "payment_failed"]   # empty: every rule
+  rate_per_minute = 20
+  burst = 5
+
+\b
+  [[destinations]]
+  name = "crm"
+  url = "http://127.0.0.1:9000/hooks/alerts"
+  digest_seconds = 60              # one message per minute with the alerts collected
+  owners = ["alice@example.com"]   # only alerts whose owner is one of these
+
+\b
+  [retry]                          # exponential backoff, until delivered by default
+  initial_seconds = 1
+  max_seconds = 300
+"""
+
+
+@click.command("notify", epilog=EXAMPLE)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Notifier configuration (TOML): [[destinations]] with url, format and filters.",
+)
+@click.option("--bootstrap", help="Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP).")
+@click.option(
+    "--group",
+    help="Consumer group (default HEALTHSTREAM_APP_ID + '-notify'); offsets are committed under it.",
+)
+@click.option(
+    "--start-from",
+    type=click.Choice(["latest", "earliest"]),
+    default="latest",
+    show_default=True,
+    help="Where a group with no committed offsets starts: only new alerts, or all on the topic.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus /metrics and /healthz on this port (127.0.0.1 unless --metrics-host).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option(
+    "--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
+)
+def notify(
+    config_path: Path,
+    bootstrap: str | None,
+    group: str | None,
+    start_from: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    loglevel: str,
+) -> None:
+    """Deliver alerts from the alerts topic to HTTP webhooks.
+
+    Each alert goes to every destination whose filters (rules, min_severity, owners,
+    segments) it passes, as a generic JSON body or a Slack incoming-webhook message, one per
+    alert or as a digest. Failed requests (5xx, 429, connection errors) are retried with
+    exponential backoff; a per-destination token bucket limits the rate. Delivery is at least
+    once: offsets are committed only past alerts every destination acknowledged or rejected
+    (4xx), and what each destination received is kept on the compacted topic
+    `<prefix>notify.sent`, so a restart does not send an alert twice. Stop with Ctrl-C or SIGTERM.
+    """
+    from streamer.notify.service import NotifyOptions, run_notifier
+
+    try:
+        config = load_notify_config(config_path)
+    except NotifyConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    settings = Settings(kafka_bootstrap=bootstrap) if bootstrap else Settings()
+    options = NotifyOptions(
+        group_id=group or f"{settings.app_id}-notify",
+        start_from=start_from,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+    )
+    configure_logging(loglevel)
+    run_notifier(settings, config, options)

@@ -1,0 +1,130 @@
+"""The notifier's configuration: webhook destinations, their filters, retries and rate limits.
+
+One TOML file with a `[[destinations]]` table per webhook; every other field has a default. A
+bad file is refused with one line naming the file, the key and what was wrong with it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from streamer.contract.outputs import Severity
+
+SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
+
+
+class NotifyConfigError(Exception):
+    """A notifier configuration that cannot be used; the message says what to fix."""
+
+
+class Format(StrEnum):
+    """The body a destination receives."""
+
+    json = "json"  # {"source": "healthstream", "alerts": [alert, ...]}
+    slack = "slack"  # Slack incoming webhook: {"text": ..., "blocks": [...]}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Retry(Strict):
+    """Exponential backoff: initial, initial * multiplier, ... capped at max; retried until it
+    succeeds (a receiver that is down for a while loses nothing) unless max_attempts is set."""
+
+    initial_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    multiplier: Annotated[float, Field(ge=1, le=10)] = 2.0
+    max_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1  # ± this fraction of each delay
+    max_attempts: Annotated[int, Field(ge=1)] | None = None  # None: retry until it succeeds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_seconds < self.initial_seconds:
+            raise ValueError(
+                f"max_seconds ({self.max_seconds}) must be at least initial_seconds ({self.initial_seconds})"
+            )
+        return self
+
+
+class Destination(Strict):
+    """One webhook and which alerts it receives (an empty filter lets everything through)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+    url: AnyHttpUrl
+    format: Format = Format.json
+    rules: tuple[str, ...] = ()  # alert rules, e.g. ["scheduled_cancellation", "payment_failed"]
+    min_severity: Severity = Severity.info
+    owners: tuple[str, ...] = ()  # matched against the alert's `owner` when it has one
+    segments: tuple[str, ...] = ()  # matched against the alert's `segment` when it has one
+    rate_per_minute: Annotated[float, Field(gt=0)] = 60.0  # messages (a digest is one)
+    burst: Annotated[int, Field(ge=1)] = 10
+    digest_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None  # None: one message per alert
+    max_digest_alerts: Annotated[int, Field(ge=1, le=1000)] = 100
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    headers: dict[str, str] = Field(default_factory=dict)  # e.g. an Authorization header
+    retry: Retry | None = None  # overrides [retry] for this destination
+
+
+class NotifyConfig(Strict):
+    """The whole notifier configuration (one TOML file)."""
+
+    destinations: Annotated[tuple[Destination, ...], Field(min_length=1)]
+    retry: Retry = Retry()
+    max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000  # alerts read but not yet done
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [destination.name for destination in self.destinations]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"destination names must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+    def retry_for(self, destination: Destination) -> Retry:
+        return destination.retry or self.retry
+
+
+def load_notify_config(path: Path) -> NotifyConfig:
+    """Read and validate the notifier's TOML file; NotifyConfigError says what is wrong, in one line."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NotifyConfigError(f"notify config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise NotifyConfigError(f"notify config file {path} is not valid TOML: {exc}") from None
+    try:
+        return NotifyConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        deeper = {error["loc"][:1] for error in errors if len(error["loc"]) > 1}
+        problems = "; ".join(
+            f"{_where(error['loc'], data)}: {error['msg']} (got {error.get('input')!r})"
+            for error in errors
+            if not (len(error["loc"]) == 1 and error["loc"] in deeper)  # its items' errors say more
+        )
+        raise NotifyConfigError(f"notify config file {path} is invalid: {problems}") from None
+
+
+def _where(loc: tuple[int | str, ...], data: object) -> str:
+    """`destinations[1].url` (named by the destination's name when it has one)."""
+    parts: list[str] = []
+    node = data
+    for step in loc:
+        if isinstance(step, int):
+            name = node[step].get("name") if isinstance(node, list) and isinstance(node[step], dict) else None
+            index = f"[{name!r}]" if name else f"[{step}]"
+            if parts:
+                parts[-1] += index
+            else:
+                parts.append(index)
+            node = node[step] if isinstance(node, list) else None
+        else:
+            parts.append(step)
+            node = node.get(step) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"

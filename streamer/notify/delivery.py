@@ -1,0 +1,232 @@
+"""Delivery to one destination: queue, optional digest, rate limit, retries, dedupe by alert id.
+
+Each alert is handed over with an `ack` callback, called exactly once when the destination has
+acknowledged it (2xx), definitively rejected it (4xx other than 429, or retries exhausted when
+`max_attempts` is set), or already had it (dedupe): the notifier commits offsets only past
+alerts whose every destination has called back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from streamer.notify.backoff import delay
+from streamer.notify.config import Destination, Retry
+from streamer.notify.formatting import body, idempotency_key
+from streamer.notify.metrics import NotifyMetrics
+from streamer.notify.ratelimit import TokenBucket
+from streamer.notify.sentlog import SentLog
+
+log = logging.getLogger(__name__)
+
+Alert = Mapping[str, Any]
+Ack = Callable[[], None]
+
+
+class Outcome(StrEnum):
+    sent = "sent"
+    retry = "retry"  # try again later
+    rejected = "rejected"  # the destination will never take it
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    outcome: Outcome
+    detail: str
+    retry_after: float | None = None  # seconds, from a 429's Retry-After
+
+
+class Sender(Protocol):
+    """Posts one JSON body; tests pass a fake, `HttpSender` posts with aiohttp."""
+
+    async def post(
+        self, destination: Destination, payload: dict[str, Any], key: str
+    ) -> Response: ...  # pragma: no cover
+
+
+def classify(status: int, retry_after: str | None = None) -> Response:
+    """2xx sent; 429 and 5xx retried (with the Retry-After seconds when given); other codes rejected."""
+    if 200 <= status < 300:
+        return Response(Outcome.sent, f"HTTP {status}")
+    if status == 429 or status >= 500 or status == 408:
+        wait = None
+        if retry_after is not None and retry_after.strip().isdigit():
+            wait = float(retry_after.strip())
+        return Response(Outcome.retry, f"HTTP {status}", wait)
+    return Response(Outcome.rejected, f"HTTP {status}")
+
+
+class HttpSender:
+    """aiohttp client: one session, JSON bodies, an `Idempotency-Key` header per message."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, destination: Destination, payload: dict[str, Any], key: str) -> Response:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key, **destination.headers}
+        try:
+            async with self._session.post(
+                str(destination.url),
+                data=orjson.dumps(payload),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=destination.timeout_seconds),
+                allow_redirects=False,
+            ) as reply:
+                await reply.read()
+                return classify(reply.status, reply.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Response(Outcome.retry, f"{type(exc).__name__}: {exc}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@dataclass(slots=True)
+class _Queued:
+    alert: Alert
+    acks: list[Ack] = field(default_factory=list)
+
+
+class DestinationWorker:
+    """Delivers the alerts routed to one destination, in the order they were submitted."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        retry: Retry,
+        sender: Sender,
+        sent: SentLog,
+        metrics: NotifyMetrics,
+        *,
+        bucket: TokenBucket | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.destination, self.retry, self.sender, self.sent = destination, retry, sender, sent
+        self.metrics = metrics
+        self.bucket = bucket or TokenBucket(destination.rate_per_minute / 60, destination.burst, sleep=sleep)
+        self._sleep, self._draw = sleep, draw
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._in_flight: dict[str, _Queued] = {}  # alert id -> queued or being sent
+        self.name = destination.name
+
+    @property
+    def pending(self) -> int:
+        return len(self._in_flight)
+
+    def submit(self, alert: Alert, ack: Ack) -> None:
+        """Queue `alert` (or call `ack` at once when the destination already has it)."""
+        alert_id = str(alert["alert_id"])
+        if (self.name, alert_id) in self.sent:
+            self.metrics.deduped.labels(self.name).inc()
+            ack()
+            return
+        queued = self._in_flight.get(alert_id)
+        if queued is not None:  # the same alert again while the first is on its way
+            self.metrics.deduped.labels(self.name).inc()
+            queued.acks.append(ack)
+            return
+        queued = self._in_flight[alert_id] = _Queued(alert, [ack])
+        self.metrics.pending.labels(self.name).set(len(self._in_flight))
+        self._queue.put_nowait(queued)
+
+    async def run(self) -> None:
+        """Deliver forever (cancel the task to stop)."""
+        while True:
+            batch = await self._next_batch()
+            await self.deliver(batch)
+
+    async def _next_batch(self) -> list[_Queued]:
+        first = await self._queue.get()
+        batch = [first]
+        window = self.destination.digest_seconds
+        if window is None:
+            return batch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        while len(batch) < self.destination.max_digest_alerts:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def deliver(self, batch: list[_Queued]) -> Outcome:
+        """Send `batch` as one message until it is acknowledged or rejected; then record and ack."""
+        alerts = [queued.alert for queued in batch]
+        payload, key = body(self.destination.format, alerts), idempotency_key(alerts)
+        attempt = 0
+        while True:
+            attempt += 1
+            waited = await self.bucket.take()
+            if waited:
+                self.metrics.rate_limited.labels(self.name).inc(waited)
+            response = await self.sender.post(self.destination, payload, key)
+            if response.outcome is Outcome.sent:
+                self.metrics.messages.labels(self.name).inc()
+                self.metrics.sent.labels(self.name).inc(len(batch))
+                break
+            if response.outcome is Outcome.rejected:
+                log.warning(
+                    "destination rejected alerts",
+                    extra={"destination": self.name, "detail": response.detail, "alerts": len(batch)},
+                )
+                self.metrics.failed.labels(self.name).inc(len(batch))
+                break
+            if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
+                log.error(
+                    "giving up on alerts after max_attempts",
+                    extra={"destination": self.name, "detail": response.detail, "attempts": attempt},
+                )
+                self.metrics.failed.labels(self.name).inc(len(batch))
+                response = Response(Outcome.rejected, f"gave up after {attempt} attempts: {response.detail}")
+                break
+            self.metrics.retried.labels(self.name).inc()
+            pause = delay(self.retry, attempt, self._draw())
+            if response.retry_after is not None:
+                pause = max(pause, min(response.retry_after, self.retry.max_seconds))
+            log.info(
+                "delivery failed, retrying",
+                extra={"destination": self.name, "detail": response.detail, "in_s": round(pause, 2)},
+            )
+            await self._sleep(pause)
+        alert_ids = [str(alert["alert_id"]) for alert in alerts]
+        await self._record(alert_ids, response.outcome)
+        for queued, alert_id in zip(batch, alert_ids, strict=True):
+            self._in_flight.pop(alert_id, None)
+            for ack in queued.acks:
+                ack()
+        self.metrics.pending.labels(self.name).set(len(self._in_flight))
+        return response.outcome
+
+    async def _record(self, alert_ids: list[str], outcome: Outcome) -> None:
+        """Remember the delivery durably before acking; a broker hiccup is waited out."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.sent.record(self.name, alert_ids, outcome.value)
+                return
+            except Exception as exc:  # the broker is unreachable: offsets must not move past these
+                pause = delay(self.retry, attempt, self._draw())
+                log.warning(
+                    "could not record deliveries, retrying",
+                    extra={"destination": self.name, "error": repr(exc), "in_s": round(pause, 2)},
+                )
+                await self._sleep(pause)

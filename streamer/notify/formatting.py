@@ -1,0 +1,85 @@
+"""Webhook bodies: the generic JSON body and Slack's incoming-webhook format (pure).
+
+One alert or a digest of several gives one body. The Slack body has a plain `text` (what
+notifications and screen readers show) and `blocks`; Slack accepts at most 50 blocks, so a long
+digest lists the first alerts and says how many more there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from hashlib import blake2b
+from typing import Any
+
+from streamer.notify.config import Format
+
+SLACK_MAX_BLOCKS = 50
+SLACK_ALERT_BLOCKS = 40  # alerts listed in one Slack message; the rest are counted
+SEVERITY_ICON = {
+    "critical": ":red_circle:",
+    "warning": ":large_orange_circle:",
+    "info": ":large_green_circle:",
+}
+
+Alert = Mapping[str, Any]
+
+
+def idempotency_key(alerts: Sequence[Alert]) -> str:
+    """The alert id, or for a digest a hash of its alert ids: a receiver may dedupe on it."""
+    if len(alerts) == 1:
+        return str(alerts[0]["alert_id"])
+    joined = "\x1f".join(str(alert["alert_id"]) for alert in alerts)
+    return "digest-" + blake2b(joined.encode(), digest_size=10).hexdigest()
+
+
+def body(format: Format, alerts: Sequence[Alert]) -> dict[str, Any]:
+    """The JSON body a destination of `format` receives for `alerts` (one, or a digest)."""
+    if format is Format.slack:
+        return slack_body(alerts)
+    return {"source": "healthstream", "alerts": [dict(alert) for alert in alerts]}
+
+
+def slack_escape(text: str) -> str:
+    """Slack's mrkdwn control characters, escaped as its docs require."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def headline(alert: Alert) -> str:
+    """One line a person reads first: severity, account, rule, the rule's own reason."""
+    reasons = alert.get("reasons") or []
+    why = f": {reasons[0]['message']}" if reasons and reasons[0].get("message") else ""
+    return f"{str(alert['severity']).upper()} {alert['account_id']} {alert['rule']}{why}"
+
+
+def _alert_section(alert: Alert) -> dict[str, Any]:
+    icon = SEVERITY_ICON.get(str(alert.get("severity")), "")
+    reasons = [str(r.get("message", "")) for r in (alert.get("reasons") or [])[:3]]
+    lines = [
+        f"{icon} *{slack_escape(str(alert['account_id']))}* · `{slack_escape(str(alert['rule']))}` · "
+        f"{slack_escape(str(alert['severity']))}",
+        f"score {alert.get('score')} ({alert.get('band')}), MRR {alert.get('mrr')}, "
+        f"raised {alert.get('raised_at')}",
+    ]
+    lines += [f"• {slack_escape(reason)}" for reason in reasons if reason]
+    return {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
+
+
+def slack_body(alerts: Sequence[Alert]) -> dict[str, Any]:
+    """`{"text": ..., "blocks": [...]}` for Slack incoming webhooks."""
+    if len(alerts) == 1:
+        text = headline(alerts[0])
+        return {"text": text, "blocks": [_alert_section(alerts[0])]}
+    counts: dict[str, int] = {}
+    for alert in alerts:
+        counts[str(alert["severity"])] = counts.get(str(alert["severity"]), 0) + 1
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("critical", "warning", "info") if s in counts)
+    text = f"{len(alerts)} healthstream alerts ({summary})"
+    shown = alerts[:SLACK_ALERT_BLOCKS]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": text}}]
+    for alert in shown:
+        blocks.append(_alert_section(alert))
+    if len(alerts) > len(shown):
+        more = f"and {len(alerts) - len(shown)} more alerts not listed here"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    assert len(blocks) <= SLACK_MAX_BLOCKS
+    return {"text": text, "blocks": blocks}

@@ -1,0 +1,302 @@
+"""`streamer notify` against the real broker and a local HTTP receiver on 127.0.0.1.
+
+Alerts published to the alerts topic reach the receiver (generic JSON and Slack digests); while
+the receiver answers 503 or refuses connections nothing is lost and, once it is back, nothing is
+sent twice; a notifier killed with SIGKILL and restarted sends nothing twice, and one reading
+the whole topic again under a new consumer group sends nothing at all (the dedupe log).
+We wait on conditions against generous deadlines, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streamer.local.stack import StackInfo
+
+pytestmark = pytest.mark.integration
+
+STREAMER = str(Path(sys.executable).parent / "streamer")
+DEADLINE_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Receiver:
+    """An aiohttp webhook receiver in a thread: `ok`, `unavailable` (503) or stopped (refuses)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.mode = port, "ok"
+        self.log: list[tuple[str, int, list[str]]] = []  # (path, status answered, alert keys)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        if request.path == "/json":
+            keys = [alert["alert_id"] for alert in payload["alerts"]]
+        else:  # Slack: the account ids in bold in each section
+            keys = [
+                match
+                for block in payload["blocks"]
+                if block["type"] == "section"
+                for match in re.findall(r"\*(acct-\d+)\*", block["text"]["text"])
+            ]
+        status = 200 if self.mode == "ok" else 503
+        self.log.append((request.path, status, keys))
+        return web.Response(status=status, text="ok" if status == 200 else "unavailable")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/json", self._handle)
+        app.router.add_post("/slack", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def _stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    def start(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def acknowledged(self, path: str) -> Counter[str]:
+        """How many times each alert was answered 200 on `path`."""
+        answered = [keys for p, status, keys in list(self.log) if p == path and status == 200]
+        return Counter(key for keys in answered for key in keys)
+
+    def failed_requests(self) -> int:
+        return sum(1 for _, status, _ in list(self.log) if status != 200)
+
+
+class Notifier:
+    """A `streamer notify` subprocess with its log in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as handle:
+            self.proc = subprocess.Popen(
+                [STREAMER, "notify", *args], env=env, stdout=handle, stderr=subprocess.STDOUT
+            )
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def alert(n: int) -> dict[str, Any]:
+    return {
+        "alert_id": f"id-{n:04d}",
+        "account_id": f"acct-{n}",
+        "rule": "silence" if n % 2 else "payment_failed",
+        "severity": "critical" if n % 3 == 0 else "warning",
+        "raised_at": "2024-03-01T00:00:00Z",
+        "score": 35.0,
+        "band": "red",
+        "previous_score": 45.0,
+        "previous_band": "yellow",
+        "mrr": "99.00",
+        "reasons": [{"signal": "recency_days", "value": 20, "baseline": 14, "message": "no usage"}],
+    }
+
+
+def wait_for(what: str, check: Callable[[], bool], notifier: Notifier | None = None) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not check():
+        if notifier is not None and notifier.proc.poll() is not None:
+            pytest.fail(f"notify exited ({notifier.proc.returncode}) waiting for {what}:\n{notifier.tail()}")
+        if time.monotonic() > deadline:
+            tail = notifier.tail() if notifier else ""
+            pytest.fail(f"no {what} within {DEADLINE_S:.0f} s\n{tail}")
+        time.sleep(0.1)
+
+
+def metric(port: int, name: str, destination: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return -1
+    pattern = rf'^{name}\{{destination="{destination}"\}} (\S+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(free_port())
+    server.start()
+    yield server
+    server.close()
+
+
+def test_notify_delivers_through_outages_and_restarts_without_repeats(
+    stack: StackInfo, receiver: Receiver, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    topic = f"{prefix}alerts"
+
+    async def create_topic() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 4, 1)])
+        finally:
+            await admin.close()
+
+    async def publish(numbers: range) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for n in numbers:
+                await producer.send_and_wait(topic, orjson.dumps(alert(n)), key=f"acct-{n}".encode())
+        finally:
+            await producer.stop()
+
+    async def committed_all() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(f"{app_id}-notify")
+        finally:
+            await admin.close()
+        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic) == published
+
+    asyncio.run(create_topic())
+    config = tmp_path / "notify.toml"
+    config.write_text(
+        f"""
+[retry]
+initial_seconds = 0.2
+max_seconds = 1
+[[destinations]]
+name = "crm"
+url = "http://127.0.0.1:{receiver.port}/json"
+rate_per_minute = 6000
+burst = 50
+[[destinations]]
+name = "slack"
+url = "http://127.0.0.1:{receiver.port}/slack"
+format = "slack"
+digest_seconds = 0.5
+rate_per_minute = 6000
+"""
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSTREAM_")},
+        "HEALTHSTREAM_KAFKA_BOOTSTRAP": stack.bootstrap,
+        "HEALTHSTREAM_TOPIC_PREFIX": prefix,
+        "HEALTHSTREAM_APP_ID": app_id,
+    }
+    port = free_port()
+    args = ["--config", str(config), "--start-from", "earliest", "--metrics-port", str(port)]
+    ids = lambda numbers: {alert(n)["alert_id"] for n in numbers}  # noqa: E731
+    accounts = lambda numbers: {f"acct-{n}" for n in numbers}  # noqa: E731
+
+    def everything(numbers: range) -> Callable[[], bool]:
+        return lambda: (
+            set(receiver.acknowledged("/json")) == ids(numbers)
+            and set(receiver.acknowledged("/slack")) == accounts(numbers)
+        )
+
+    def no_repeats() -> None:
+        for path in ("/json", "/slack"):
+            repeated = {key: count for key, count in receiver.acknowledged(path).items() if count > 1}
+            assert not repeated, f"acknowledged more than once on {path}: {repeated}"
+
+    notifier = Notifier(args, env, tmp_path / "notify-1.log")
+    try:
+        # 1. published alerts reach both destinations
+        published = 20
+        asyncio.run(publish(range(20)))
+        wait_for("the first 20 alerts at the receiver", everything(range(20)), notifier)
+        no_repeats()
+
+        # 2. the receiver answers 503, then refuses connections, then comes back
+        receiver.mode = "unavailable"
+        published = 40
+        asyncio.run(publish(range(20, 40)))
+        wait_for("503s answered", lambda: receiver.failed_requests() >= 4, notifier)
+        receiver.stop()
+        retried = metric(port, "healthstream_notify_retried_total", "crm")
+        wait_for(
+            "retries against a refused connection",
+            lambda: metric(port, "healthstream_notify_retried_total", "crm") >= retried + 3,
+            notifier,
+        )
+        receiver.mode = "ok"
+        receiver.start()
+        wait_for("all 40 alerts after the outage", everything(range(40)), notifier)
+        no_repeats()
+        assert metric(port, "healthstream_notify_sent_total", "crm") == 40
+
+        # 3. SIGKILL once everything is acknowledged and committed; restart; nothing twice
+        wait_for("offsets committed for all 40", lambda: asyncio.run(committed_all()), notifier)
+        notifier.kill()
+        published = 50
+        asyncio.run(publish(range(40, 50)))
+        notifier = Notifier(args, env, tmp_path / "notify-2.log")
+        wait_for("all 50 alerts after the restart", everything(range(50)), notifier)
+        no_repeats()
+        notifier.kill()
+
+        # 4. a new group reads the topic from its start: the dedupe log holds every one back
+        before = list(receiver.log)
+        fresh = [*args, "--group", f"{app_id}-again"]
+        notifier = Notifier(fresh, env, tmp_path / "notify-3.log")
+        for name in ("crm", "slack"):
+            wait_for(
+                f"50 deduped for {name}",
+                lambda name=name: metric(port, "healthstream_notify_deduped_total", name) == 50,
+                notifier,
+            )
+        assert receiver.log == before, "a destination received an alert it already had"
+    finally:
+        notifier.stop()

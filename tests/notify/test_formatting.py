@@ -1,0 +1,43 @@
+"""Webhook bodies: generic JSON and Slack incoming-webhook messages."""
+
+from __future__ import annotations
+
+from streamer.notify.config import Format
+from streamer.notify.formatting import SLACK_MAX_BLOCKS, body, idempotency_key, slack_body
+
+from .fakes import alert
+
+
+def test_generic_body_carries_the_alerts_unchanged() -> None:
+    one = alert("a1")
+    assert body(Format.json, [one]) == {"source": "healthstream", "alerts": [one]}
+
+
+def test_slack_single_alert_has_text_and_a_section() -> None:
+    message = slack_body([alert("a1", "silence", "critical")])
+    assert message["text"] == "CRITICAL acct-1 silence: no usage for 15 days"
+    [section] = message["blocks"]
+    assert section["type"] == "section" and section["text"]["type"] == "mrkdwn"
+    assert "*acct-1*" in section["text"]["text"] and "• no usage for 15 days" in section["text"]["text"]
+
+
+def test_slack_escapes_control_characters() -> None:
+    hostile = alert("a1")
+    hostile["account_id"] = "<!channel> & co"
+    text = slack_body([hostile])["blocks"][0]["text"]["text"]
+    assert "&lt;!channel&gt; &amp; co" in text and "<!channel>" not in text
+
+
+def test_slack_digest_counts_by_severity_and_stays_within_block_limit() -> None:
+    alerts = [alert(f"a{n}", severity="critical" if n % 10 == 0 else "warning") for n in range(120)]
+    message = slack_body(alerts)
+    assert message["text"] == "120 healthstream alerts (12 critical, 108 warning)"
+    assert len(message["blocks"]) <= SLACK_MAX_BLOCKS
+    assert message["blocks"][-1]["elements"][0]["text"] == "and 80 more alerts not listed here"
+
+
+def test_idempotency_key_is_the_alert_id_or_a_stable_digest_hash() -> None:
+    assert idempotency_key([alert("a1")]) == "a1"
+    digest = idempotency_key([alert("a1"), alert("a2")])
+    assert digest.startswith("digest-") and digest == idempotency_key([alert("a1"), alert("a2")])
+    assert digest != idempotency_key([alert("a2"), alert("a1")])

@@ -1,0 +1,23 @@
+"""What the notifier does with a record before routing it."""
+
+from __future__ import annotations
+
+import orjson
+
+from streamer.notify.service import decode_alert
+
+from .fakes import alert
+
+
+def test_an_alert_record_decodes_with_extra_fields_kept() -> None:
+    record = alert("a1", owner="alice")
+    assert decode_alert(orjson.dumps(record)) == record
+
+
+def test_undeliverable_records_say_why() -> None:
+    assert decode_alert(b"{not json").startswith("not JSON")  # type: ignore[union-attr]
+    assert decode_alert(b"[1, 2]") == "not a JSON object: list"
+    assert decode_alert(None).startswith("not JSON")  # type: ignore[union-attr]
+    assert decode_alert(orjson.dumps({"alert_id": "a1", "rule": 3})) == (
+        "missing or not text: account_id, rule, severity"
+    )
