@@ -96,7 +96,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Ticket: (("priority", "opened_at", "status", "status_at", "resolutions"), ()),
     DayStats: (("opened", "resolved", "resolution_ms", "first_contact", "reopened"), ()),
     Sentiment: (("nps", "csat", "ces", "comments", "version"), ("_memo_key", "_memo")),
-    AlertMemory: (("raised", "episodes", "daily_max", "scored_on"), ()),
+    AlertMemory: (("raised", "episodes", "daily_max", "scored_on", "band"), ()),
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
@@ -620,11 +620,15 @@ def _encode_alerts(memory: AlertMemory) -> list[Any]:
         [item for rule, (start, level) in memory.episodes.items() for item in (rule, start, level)],
         [item for day, score in memory.daily_max.items() for item in (day, float(score))],
         list(memory.scored_on),
+        [] if memory.band is None else [memory.band[0], float(memory.band[1])],
     ]
 
 
 def _decode_alerts(value: Any) -> AlertMemory:
-    raw_raised, raw_episodes, raw_daily, scored_on = _list(value, "alerts", 4)
+    raw_raised, raw_episodes, raw_daily, scored_on, raw_band = _list(value, "alerts", 5)
+    band = _list(raw_band, "alerts.band")
+    if len(band) not in (0, 2):
+        raise StateDecodeError(f"alerts.band: expected [] or [band, score], got {len(band)} items")
     raised = _list(raw_raised, "alerts.raised", step=4)
     episodes = _list(raw_episodes, "alerts.episodes", step=3)
     daily = _list(raw_daily, "alerts.daily_max", step=2)
@@ -649,6 +653,7 @@ def _decode_alerts(value: Any) -> AlertMemory:
             for i in range(0, len(daily), 2)
         },
         scored_on=tuple(_str(name, "scored_on") for name in _list(scored_on, "alerts.scored_on")),
+        band=(_str(band[0], "alerts.band name"), _float(band[1], "alerts.band score")) if band else None,
     )
 
 
