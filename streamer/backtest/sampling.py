@@ -117,7 +117,7 @@ def replay(
                 account = engine.accounts[account_id]
                 if account.revenue.mrr_at(at) <= 0:
                     continue
-                found = evaluate(account.inputs(), at, config)
+                found = evaluate(account.inputs(), at, config, engine.peers.at(at))
                 components = tuple(found.components[name] for name in COMPONENTS)
                 samples.append(
                     Sample(
