@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from streamer.backtest.analysis import ALERT_HORIZON, HORIZONS, TUNE_HORIZON, Backtest, TuneResult
+from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
 from streamer.backtest.metrics import BANDS, BandRate, band_ratio
 from streamer.core.config import COMPONENTS
 
@@ -86,6 +87,7 @@ def render(result: Backtest, source: str) -> str:
         ]
     )
     parts.append(table(["month start", "paying", "churn 30d", "AUC 30d", "churn 60d", "AUC 60d"], rows))
+    parts.append(render_baseline(result))
     parts += ["", "Each component alone (pooled; over the samples where it has data)"]
     parts.append(
         table(
@@ -139,6 +141,16 @@ def render(result: Backtest, source: str) -> str:
         parts += ["", *render_tuning(result.tuning)]
     parts += ["", targets(result)]
     return "\n".join(parts)
+
+
+def render_baseline(result: Backtest) -> str:
+    """The score's pooled AUC beside the one-line usage baseline's, on the same samples."""
+    h30, h60 = result.horizons[30], result.horizons[60]
+    base = result.baseline
+    return (
+        f"baseline, {BASELINE_NAME}: AUC 30d {_num(base.get(30))}, AUC 60d {_num(base.get(60))} "
+        f"(the score: {_num(h30.pooled_auc)}, {_num(h60.pooled_auc)})"
+    )
 
 
 def _band_cells(rate: BandRate) -> list[str]:
@@ -225,6 +237,10 @@ def to_json(result: Backtest) -> dict[str, Any]:
             for s in result.alerts
         ],
         "tuning": None,
+        "baseline": {
+            "name": f"usage_{BASELINE_DAYS}d",
+            "auc": {str(days): auc for days, auc in result.baseline.items()},
+        },
     }
     tuning = result.tuning
     if tuning is not None:
