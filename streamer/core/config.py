@@ -116,8 +116,8 @@ class SignalWeights(Strict):
     stickiness: Weight = 1.0
     seat_utilisation: Weight = 1.0
     feature_breadth: Weight = 1.0
-    usage_trend: Weight = 1.5
-    recency_days: Weight = 2.0
+    usage_trend: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
+    recency_days: Weight = 1.0
     open_high_priority: Weight = 1.5
     oldest_open_hours: Weight = 1.0
     resolution_hours: Weight = 1.0
@@ -126,7 +126,7 @@ class SignalWeights(Strict):
     nps: Weight = 1.5
     csat_pct: Weight = 1.0
     ces: Weight = 0.5
-    mrr_trend: Weight = 1.0
+    mrr_trend: Weight = 0.0  # flat MRR scored 75: penalised mature accounts (see the README)
     payment_failures: Weight = 1.5
     scheduled_cancellation: Weight = 4.0
     days_to_renewal: Weight = 0.5
@@ -134,8 +134,8 @@ class SignalWeights(Strict):
     active_days_28d: Weight = 2.0
     user_days_28d: Weight = 1.0
     events_per_seat_28d: Weight = 1.0
-    events_per_user_day_28d: Weight = 0.5
-    events_trend_28d: Weight = 1.0
+    events_per_user_day_28d: Weight = 1.0
+    events_trend_28d: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
 
 
 class ComponentWeights(Strict):

@@ -32,27 +32,22 @@ PEER_SIGNALS = (
 )
 
 
-def peer_values(usage: Usage, seats: int | None, end: int, started: int | None) -> dict[str, float]:
+def peer_values(usage: Usage, seats: int | None, end: int) -> dict[str, float]:
     """The peer signals of one account over the 28 days ending with day `end`.
 
     The same definition serves the reference (a past window) and the account's own evaluation
-    (the window ending today), so an account is compared like with like. An account that
-    started (`started`, epoch ms) less than 28 days before has its counts scaled to 28 days,
-    so a new customer is not ranked low for the days before it existed.
+    (the window ending today), so an account is compared like with like. Counts are not scaled
+    for an account younger than 28 days: little use in the first weeks is itself a risk (on the
+    portfolios measured, scaling young accounts up made the ranking worse).
     """
     volume = usage.volume(end, WINDOW_DAYS)
-    scale = 1.0
-    if started is not None:
-        days = end + 1 - started // DAY  # whole day buckets since the start, its own included
-        if 0 < days < WINDOW_DAYS:
-            scale = WINDOW_DAYS / days
     values: dict[str, float] = {
-        "events_28d": volume.events * scale,
-        "active_days_28d": volume.active_days * scale,
-        "user_days_28d": volume.user_days * scale,
+        "events_28d": volume.events,
+        "active_days_28d": volume.active_days,
+        "user_days_28d": volume.user_days,
     }
     if seats:
-        values["events_per_seat_28d"] = volume.events * scale / seats
+        values["events_per_seat_28d"] = volume.events / seats
     if volume.user_days:
         values["events_per_user_day_28d"] = volume.events / volume.user_days
     return values
@@ -118,7 +113,7 @@ def build_reference(
             plan = revenue.primary_plan(instant)
             if plan is not None:
                 groups.append(plan)
-        values = peer_values(usage, revenue.seats(instant), end, revenue.first_start)
+        values = peer_values(usage, revenue.seats(instant), end)
         for group in groups:
             sizes[group] = sizes.get(group, 0) + 1
             for signal, value in values.items():

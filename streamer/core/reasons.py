@@ -86,7 +86,6 @@ MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "payment_failures": lambda v, f: f"{v:.0f} failed payment{'s' if v != 1 else ''} in 30 days",
     "scheduled_cancellation": _cancellation,
     "days_to_renewal": _renewal,
-    # Counts quote the facts: the signal of an account younger than 28 days is scaled to 28.
     "events_28d": lambda v, f: _count(f.get("events_28d"), "product event", "in 28 days"),
     "active_days_28d": lambda v, f: f"active on {_days(float(f.get('active_days_28d') or 0))} of the last 28",
     "user_days_28d": lambda v, f: _count(f.get("user_days_28d"), "active user-day", "in 28 days"),
@@ -137,7 +136,7 @@ def explain(evaluation: Evaluation, limit: int = MAX_REASONS) -> list[Reason]:
     costs = [
         ((100.0 - sub) * weights[SIGNAL_COMPONENT[signal]], signal, value)
         for signal, (value, sub) in evaluation.signals.items()
-        if sub < REASON_BELOW
+        if sub < REASON_BELOW and signal not in evaluation.inert
     ]
     costs.sort(key=lambda item: (-item[0], item[1]))
     return [reason(signal, value, evaluation) for _, signal, value in costs[:limit]]

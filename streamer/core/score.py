@@ -72,6 +72,7 @@ class Evaluation:
     signals: dict[str, tuple[float, float]]  # signal -> (raw value, 0-100 sub-score)
     facts: dict[str, float | int | None]  # raw figures the reasons and alerts quote
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
+    inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
 
 
 def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> str:
@@ -135,7 +136,10 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
     band = bands.band(score)
-    return Evaluation(now, score, band, stage, plan, mrr, components, weights, signals, facts, peer_group)
+    inert = frozenset(name for name in signals if table[name][1] == 0)
+    return Evaluation(
+        now, score, band, stage, plan, mrr, components, weights, signals, facts, peer_group, inert
+    )
 
 
 def _volume(
@@ -154,7 +158,7 @@ def _volume(
     mode; returns the peer group used (None when no signal was compared).
 
     Accounts that never used the product get them (all 0) once paying past the grace period,
-    as recency does. Counts of an account younger than 28 days are scaled to 28 days.
+    as recency does.
     """
     usage = inputs.usage
     revenue = inputs.revenue
@@ -166,7 +170,7 @@ def _volume(
     facts["events_28d"] = volume.events
     facts["active_days_28d"] = volume.active_days
     facts["user_days_28d"] = volume.user_days
-    values = peer_values(usage, revenue.seats(now), end, revenue.first_start)
+    values = peer_values(usage, revenue.seats(now), end)
     facts["active_users_28d"] = usage.active_users(end, 28) if usage.last_use is not None else 0
     before = usage.volume(end - 28, 28).events
     facts["events_prev_28d"] = before

@@ -58,9 +58,9 @@ def test_a_past_window_is_exact_although_its_users_were_active_since() -> None:
     assert usage_.volume(10, 28).user_days == 1  # user a moved on; day 10 still counts them
 
 
-def test_peer_values_per_seat_per_user_day_and_scaled_for_a_young_account() -> None:
+def test_peer_values_per_seat_and_per_user_day() -> None:
     usage_ = used((30, 6, "a"), (31, 6, "b"))
-    values = peer_values(usage_, 4, 31, started=None)
+    values = peer_values(usage_, 4, 31)
     assert values == {
         "events_28d": 12,
         "active_days_28d": 2,
@@ -68,9 +68,8 @@ def test_peer_values_per_seat_per_user_day_and_scaled_for_a_young_account() -> N
         "events_per_seat_28d": 3.0,
         "events_per_user_day_28d": 6.0,
     }
-    young = peer_values(usage_, None, 31, started=25 * DAY)  # 7 day buckets: 25..31
-    assert young["events_28d"] == 12 * 4
-    assert "events_per_seat_28d" not in young
+    assert "events_per_seat_28d" not in peer_values(usage_, None, 31)
+    assert peer_values(Usage(), None, 31) == {"events_28d": 0, "active_days_28d": 0, "user_days_28d": 0}
 
 
 @pytest.mark.parametrize(
@@ -115,11 +114,10 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
     reference = build_reference(accounts, ms(at(15)), LATENESS, group_by_plan=True)
     assert reference.window_end == ms(at(6)) // DAY  # the bucket ending at day 7 00:00
     assert reference.sizes == {ALL: 3, "pro": 1, "starter": 2}
-    # 7 day buckets since the start (days 0..6): counts scaled x 4
-    assert reference.groups[("starter", "events_28d")] == (8, 16)
-    assert reference.groups[(ALL, "events_28d")] == (8, 16, 36)
-    assert reference.lookup("starter", "events_28d", min_peers=2) == ("starter", (8, 16))
-    assert reference.lookup("pro", "events_28d", min_peers=2) == (ALL, (8, 16, 36))  # too few pro peers
+    assert reference.groups[("starter", "events_28d")] == (2, 4)
+    assert reference.groups[(ALL, "events_28d")] == (2, 4, 9)
+    assert reference.lookup("starter", "events_28d", min_peers=2) == ("starter", (2, 4))
+    assert reference.lookup("pro", "events_28d", min_peers=2) == (ALL, (2, 4, 9))  # too few pro peers
     assert reference.lookup("pro", "events_28d", min_peers=4) is None  # too few at all
     # A day later, usage of day 7 (a late event still admissible at tick 15) is not read.
     feed(usage("a", at(7, 10), "u", "x", 100))
