@@ -22,13 +22,26 @@ def _register() -> None:
     from streamer.backtest.cli import backtest
     from streamer.contract.cli import schemas
     from streamer.demo import demo
+    from streamer.importer.cli import import_tables
     from streamer.local.cli import local
     from streamer.offline.cli import offline
     from streamer.sim.cli import simulate
     from streamer.stream.cli import alerts, replay, worker
     from streamer.view.cli import view
 
-    for command in (demo, schemas, local, offline, simulate, worker, replay, alerts, view, backtest):
+    for command in (
+        demo,
+        schemas,
+        local,
+        offline,
+        simulate,
+        worker,
+        replay,
+        alerts,
+        view,
+        backtest,
+        import_tables,
+    ):
         main.add_command(command)
 
 

@@ -1,0 +1,1 @@
+"""`streamer import`: history from warehouse-style tables (subscriptions, product events, accounts)."""

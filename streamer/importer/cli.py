@@ -1,0 +1,198 @@
+"""`streamer import`: warehouse-style tables -> contract events for offline, replay and backtest."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from streamer.importer.mapping import (
+    Mapping,
+    MappingError,
+    Preset,
+    load_mapping,
+    preset_mapping,
+    with_overrides,
+)
+from streamer.importer.run import Importer, ImportSummary
+from streamer.importer.tables import BadRow, Progress, TableError
+from streamer.importer.usage import UsageGrain
+
+EXAMPLES = """\b
+Examples:
+  streamer import exports/crm --preset fightchurn --out crm.jsonl.gz
+  streamer import exports/crm --preset fightchurn --usage-grain day --out crm-day.jsonl.gz
+  streamer import exports/shop --mapping shop.toml --skip-bad-rows --out shop.jsonl.gz
+  streamer import exports/shop --mapping shop.toml --column subscriptions.mrr=amount --out shop.jsonl.gz
+  streamer backtest crm.jsonl.gz
+
+A mapping file names the tables (relative to DIR) and their columns; see the built-in
+preset with --show-preset fightchurn, and README.md (`streamer import`)."""
+
+
+def _progress_printer() -> Progress:
+    shown = [0.0]
+
+    def show(name: str, rows: int, share: float) -> None:
+        now = time.monotonic()
+        if share < 1.0 and now - shown[0] < 1.0:
+            return
+        shown[0] = now
+        end = "\n" if share >= 1.0 else ""
+        click.echo(f"\rreading {name}: {rows:,} rows ({100 * share:.0f}%)", err=True, nl=False)
+        if end:
+            click.echo("", err=True)
+
+    return show
+
+
+def _mapping(preset: Preset | None, mapping_path: Path | None, columns: tuple[str, ...]) -> Mapping:
+    if (preset is None) == (mapping_path is None):
+        raise click.UsageError("give exactly one of --preset NAME or --mapping FILE")
+    try:
+        mapping = preset_mapping(preset) if preset is not None else load_mapping(mapping_path)  # type: ignore[arg-type]
+        overrides: dict[str, str] = {}
+        for item in columns:
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise click.BadParameter(f"{item!r}: expected TABLE.KEY=VALUE", param_hint="--column")
+            overrides[key] = value
+        return with_overrides(mapping, overrides) if overrides else mapping
+    except MappingError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def render_summary(summary: ImportSummary) -> str:
+    """The lines printed after an import."""
+    read = ", ".join(f"{name} {count:,}" for name, count in summary.rows.items())
+    written = ", ".join(f"{kind} {count:,}" for kind, count in sorted(summary.by_type.items()))
+    in_table = (
+        f" ({summary.accounts_in_table:,} in the account table)"
+        if summary.accounts_in_table is not None
+        else ""
+    )
+    lines = [
+        f"rows read: {read}",
+        f"wrote {summary.events:,} events to {summary.out} in {summary.seconds:.1f} s: {written}",
+        f"accounts: {summary.accounts:,}{in_table}; subscriptions: {summary.subscriptions:,}; "
+        f"add-on products: {', '.join(summary.addon_products) or 'none'}",
+        f"event time: {summary.first_at or '-'} .. {summary.last_at or '-'}; "
+        f"end of the data: {summary.data_end} ({summary.data_end_rule}; "
+        "subscriptions running then are not canceled)",
+    ]
+    if summary.usage_rows:
+        usage = summary.by_type.get("usage.recorded", 0)
+        lines.append(f"usage: {summary.usage_rows:,} rows -> {usage:,} usage.recorded events")
+    after = sum(summary.after_end.values())
+    if after:
+        detail = ", ".join(f"{name} {count:,}" for name, count in summary.after_end.items() if count)
+        lines.append(f"left out after the end of the data: {after:,} rows ({detail})")
+    bad = summary.bad_rows
+    lines.append(f"skipped bad rows: {bad.count:,}")
+    lines += [f"  {example}" for example in bad.examples]
+    if bad.count > len(bad.examples):
+        lines.append(f"  ... and {bad.count - len(bad.examples):,} more")
+    return "\n".join(lines)
+
+
+@click.command("import", epilog=EXAMPLES)
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Events file to write (JSON lines; gzip when it ends in .gz).",
+)
+@click.option("--preset", type=click.Choice([p.value for p in Preset]), help="A built-in mapping.")
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A TOML mapping file: the tables (relative to FOLDER) and their columns.",
+)
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="TABLE.KEY=VALUE",
+    help="Override one key of the mapping, e.g. subscriptions.mrr=amount or events.file=ev.csv (repeatable).",
+)
+@click.option(
+    "--data-end",
+    help="The export date YYYY-MM-DD: subscriptions ending at or after it are still running, rows after "
+    "it are left out. Also 'latest-seen' (the latest subscription start or product event) or "
+    "'latest-start' (the latest subscription start). Default: the mapping's (latest-seen).",
+)
+@click.option(
+    "--usage-grain",
+    type=click.Choice([g.value for g in UsageGrain]),
+    default=UsageGrain.hour.value,
+    show_default=True,
+    help="One usage.recorded per account, user, feature and hour (or day) with a count; 'none': one per row.",
+)
+@click.option("--skip-bad-rows", is_flag=True, help="Skip rows that cannot be imported and count them.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal)."
+)
+@click.option(
+    "--show-preset",
+    type=click.Choice([p.value for p in Preset]),
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _param, value: _show_preset(ctx, value),
+    help="Print a built-in mapping (a starting point for your own) and exit.",
+)
+def import_tables(
+    folder: Path,
+    out: Path,
+    preset: str | None,
+    mapping_path: Path | None,
+    columns: tuple[str, ...],
+    data_end: str | None,
+    usage_grain: str,
+    skip_bad_rows: bool,
+    progress: bool | None,
+) -> None:
+    """Convert warehouse-style tables in FOLDER into contract events (sorted by event time).
+
+    Subscriptions: rows active on [start, end) with MRR, seats and billing period, grouped per
+    account into a plan line and add-on lines -> subscription.started / changed / renewed /
+    canceled (a gap or a last end before the end of the data is a cancellation at that end).
+    Product events -> usage.recorded (aggregated per --usage-grain). The output is accepted by
+    `streamer offline --sort`, `streamer replay` and `streamer backtest`; event ids are hashes of
+    the source rows, so importing again gives the same file.
+    """
+    mapping = _mapping(Preset(preset) if preset else None, mapping_path, columns)
+    if data_end is not None:
+        try:
+            mapping = with_overrides(mapping, {"data_end": data_end})
+        except MappingError as exc:
+            raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-end") from None
+    show = sys.stderr.isatty() if progress is None else progress
+    importer = Importer(
+        folder,
+        mapping,
+        grain=UsageGrain(usage_grain),
+        skip_bad_rows=skip_bad_rows,
+        progress=_progress_printer() if show else None,
+    )
+    try:
+        summary = importer.run(out)
+    except TableError as exc:
+        raise click.UsageError(str(exc)) from None
+    except BadRow as exc:
+        raise click.ClickException(f"{exc} (--skip-bad-rows skips such rows and counts them)") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render_summary(summary))
+
+
+def _show_preset(ctx: click.Context, value: str | None) -> None:
+    if value is None or ctx.resilient_parsing:
+        return
+    from importlib import resources
+
+    click.echo(resources.files("streamer.importer").joinpath(f"{value}.toml").read_text(), nl=False)
+    ctx.exit(0)

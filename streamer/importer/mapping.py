@@ -1,0 +1,145 @@
+"""Which file and which columns hold each field: a small TOML mapping, or a built-in preset."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Column = Annotated[str, Field(min_length=1)]
+
+
+class Preset(StrEnum):
+    fightchurn = "fightchurn"
+
+
+class DataEndRule(StrEnum):
+    """How the end of the data (the export date) is found when no date is given."""
+
+    latest_seen = "latest-seen"  # the latest subscription start or product event time
+    latest_start = "latest-start"  # the latest subscription start date
+
+
+class SubscriptionColumns(BaseModel):
+    """Subscription rows: one row is active on [start, end) with its MRR."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: Column
+    account: Column = "account_id"
+    product: Column = "product"
+    start: Column = "start_date"
+    end: Column = "end_date"
+    mrr: Column = "mrr"
+    quantity: Column | None = None  # seats of a plan line
+    bill_period_months: Column | None = None  # months per billing interval (1 when unmapped)
+    addon_products: list[str] = Field(default_factory=list)  # products that are add-on lines
+    addons_file: Column | None = None  # a catalogue of add-ons, used when the file exists
+    addons_column: Column = "plan"
+
+
+class EventColumns(BaseModel):
+    """Product events: who did what, when; the event name directly or an id and a lookup table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: Column
+    account: Column = "account_id"
+    time: Column = "event_time"
+    event: Column = "event_type"
+    user: Column | None = None  # without it, the account itself is the user
+    lookup_file: Column | None = None
+    lookup_key: Column = "event_type_id"
+    lookup_name: Column = "event_type_name"
+
+
+class AccountColumns(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: Column
+    id: Column = "id"
+
+
+class Mapping(BaseModel):
+    """The whole mapping; file names are relative to the folder imported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    data_end: DataEndRule | date = DataEndRule.latest_seen
+    subscriptions: SubscriptionColumns
+    events: EventColumns | None = None
+    accounts: AccountColumns | None = None
+
+    @field_validator("data_end", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in {rule.value for rule in DataEndRule}:
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"expected a date YYYY-MM-DD, 'latest-seen' or 'latest-start'; got {value!r}"
+                ) from None
+        return value
+
+    def data_end_instant(self) -> datetime | None:
+        """The end of the data as midnight UTC when it is a fixed date, else None (found from the data)."""
+        if isinstance(self.data_end, date):
+            return datetime(self.data_end.year, self.data_end.month, self.data_end.day, tzinfo=UTC)
+        return None
+
+
+class MappingError(ValueError):
+    """A mapping that cannot be used; the message names the file and the key."""
+
+
+def _validated(data: dict[str, Any], source: str) -> Mapping:
+    try:
+        return Mapping.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise MappingError(f"{source}: {problems}") from None
+
+
+def load_mapping(path: Path) -> Mapping:
+    """A mapping TOML file, validated."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MappingError(f"{path}: {exc}") from None
+    return _validated(data, str(path))
+
+
+def preset_data(preset: Preset) -> dict[str, Any]:
+    """A built-in mapping's raw data (it is also documentation: see `streamer import --help`)."""
+    text = resources.files("streamer.importer").joinpath(f"{preset.value}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def preset_mapping(preset: Preset) -> Mapping:
+    return _validated(preset_data(preset), f"preset {preset.value}")
+
+
+def with_overrides(mapping: Mapping, overrides: dict[str, str]) -> Mapping:
+    """Replace single keys, written `table.key` (e.g. `subscriptions.mrr`) or `key` at the top."""
+    data = mapping.model_dump(mode="json", exclude_none=True)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if len(parts) == 1:
+            data[parts[0]] = value
+        elif len(parts) == 2:
+            data.setdefault(parts[0], {})[parts[1]] = value
+        else:
+            raise MappingError(
+                f"--column {dotted}={value}: expected TABLE.KEY=VALUE, e.g. subscriptions.mrr=amount"
+            )
+    return _validated(data, "the mapping with --column overrides")

@@ -1,0 +1,297 @@
+"""One import: read the tables named by a mapping, convert, sort by event time and write JSONL."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from streamer.importer.mapping import DataEndRule, Mapping
+from streamer.importer.subscriptions import (
+    Imported,
+    SubscriptionCounts,
+    SubscriptionRow,
+    epoch_ms,
+    subscription_events,
+)
+from streamer.importer.tables import (
+    BadRow,
+    Progress,
+    Row,
+    parse_amount,
+    parse_count,
+    parse_day,
+    parse_time,
+    read_rows,
+)
+from streamer.importer.usage import UsageAggregator, UsageGrain
+from streamer.sim.sink import Sink
+
+MAX_ID = 128  # the contract's limit on ids, plan and feature names
+SHOWN_BAD_ROWS = 5
+
+
+@dataclass
+class BadRows:
+    """Bad rows: raised at once, or (when skipping) counted with the first few messages kept."""
+
+    skip: bool
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def handle(self, error: BadRow) -> None:
+        if not self.skip:
+            raise error
+        self.count += 1
+        if len(self.examples) < SHOWN_BAD_ROWS:
+            self.examples.append(str(error))
+
+
+@dataclass
+class ImportSummary:
+    """What was read and written."""
+
+    out: Path
+    rows: Counter[str] = field(default_factory=Counter)  # rows read per file
+    by_type: Counter[str] = field(default_factory=Counter)  # events written per event type
+    accounts: int = 0  # accounts with at least one event written
+    accounts_in_table: int | None = None
+    first_at: str = ""
+    last_at: str = ""
+    data_end: str = ""
+    data_end_rule: str = ""
+    after_end: Counter[str] = field(default_factory=Counter)  # rows left out: after the end of the data
+    bad_rows: BadRows = field(default_factory=lambda: BadRows(skip=False))
+    addon_products: list[str] = field(default_factory=list)
+    subscriptions: int = 0
+    usage_rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events(self) -> int:
+        return sum(self.by_type.values())
+
+
+def _check_id(row: Row, column: str, value: str) -> str:
+    if not value:
+        raise row.bad(f"{column} is empty")
+    if len(value) > MAX_ID:
+        raise row.bad(f"{column} {value[:40]!r}... is longer than {MAX_ID} characters")
+    return value
+
+
+class Importer:
+    """Reads the tables of `folder` as `mapping` says; `run()` writes the events file."""
+
+    def __init__(
+        self,
+        folder: Path,
+        mapping: Mapping,
+        *,
+        grain: UsageGrain = UsageGrain.hour,
+        skip_bad_rows: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.folder, self.mapping, self.grain, self.progress = folder, mapping, grain, progress
+        self.bad = BadRows(skip=skip_bad_rows)
+        self.accounts: set[str] | None = None
+
+    # -- tables ----------------------------------------------------------------------------------
+
+    def _rows(self, name: str, columns: list[str], summary: ImportSummary) -> Iterator[Row]:
+        for row in read_rows(self.folder / name, columns, self.progress):
+            summary.rows[name] += 1
+            yield row
+
+    def _account(self, row: Row, column: str, value: str) -> str:
+        account = _check_id(row, column, value)
+        if self.accounts is not None and account not in self.accounts:
+            assert self.mapping.accounts is not None
+            raise row.bad(f"{column} {account!r} is not in {self.mapping.accounts.file}")
+        return account
+
+    def read_accounts(self, summary: ImportSummary) -> None:
+        table = self.mapping.accounts
+        if table is None:
+            return
+        accounts: set[str] = set()
+        for row in self._rows(table.file, [table.id], summary):
+            try:
+                accounts.add(_check_id(row, table.id, row.values[0]))
+            except BadRow as error:
+                self.bad.handle(error)
+        self.accounts = accounts
+        summary.accounts_in_table = len(accounts)
+
+    def addon_products(self) -> set[str]:
+        table = self.mapping.subscriptions
+        products = set(table.addon_products)
+        if table.addons_file is not None and (self.folder / table.addons_file).is_file():
+            products |= {
+                row.values[0] for row in read_rows(self.folder / table.addons_file, [table.addons_column])
+            }
+        return products
+
+    def read_subscriptions(self, summary: ImportSummary) -> list[SubscriptionRow]:
+        table = self.mapping.subscriptions
+        addons = self.addon_products()
+        summary.addon_products = sorted(addons)
+        columns = [table.account, table.product, table.start, table.end, table.mrr]
+        optional = [table.quantity, table.bill_period_months]
+        columns += [column for column in optional if column is not None]
+        found: list[SubscriptionRow] = []
+        for row in self._rows(table.file, columns, summary):
+            try:
+                found.append(self._subscription(row, addons))
+            except BadRow as error:
+                self.bad.handle(error)
+        return found
+
+    def _subscription(self, row: Row, addons: set[str]) -> SubscriptionRow:
+        table = self.mapping.subscriptions
+        values = iter(row.values)
+        account = self._account(row, table.account, next(values))
+        product = _check_id(row, table.product, next(values))
+        start = parse_day(row, table.start, next(values))
+        end_text = next(values)
+        end = parse_day(row, table.end, end_text) if end_text else None
+        if end is not None and end <= start:
+            raise row.bad(
+                f"{table.end} {end_text!r} is not after {table.start} (rows are active on [start, end))"
+            )
+        mrr = parse_amount(row, table.mrr, next(values))
+        addon = product in addons
+        seats: int | None = None
+        if table.quantity is not None:
+            text = next(values)
+            # an add-on's quantity is not seats (ChurnSim writes 5000 "units" there)
+            seats = parse_count(row, table.quantity, text, 0) if text and not addon else None
+        months = 1
+        if table.bill_period_months is not None:
+            text = next(values)
+            months = parse_count(row, table.bill_period_months, text, 1) if text else 1
+        return SubscriptionRow(
+            account, product, start, end, mrr, seats, months, addon, f"{row.file}:{row.line}"
+        )
+
+    def read_lookup(self, summary: ImportSummary) -> dict[str, str] | None:
+        table = self.mapping.events
+        if table is None or table.lookup_file is None:
+            return None
+        names: dict[str, str] = {}
+        for row in self._rows(table.lookup_file, [table.lookup_key, table.lookup_name], summary):
+            key, name = row.values
+            try:
+                names[key] = _check_id(row, table.lookup_name, name)
+            except BadRow as error:
+                self.bad.handle(error)
+        return names
+
+    def read_usage(
+        self, summary: ImportSummary, data_end: datetime | None
+    ) -> tuple[UsageAggregator, int | None]:
+        """The aggregated usage and the latest event time read (epoch ms)."""
+        table = self.mapping.events
+        aggregator = UsageAggregator(self.grain, table.file if table is not None else "")
+        if table is None:
+            return aggregator, None
+        lookup = self.read_lookup(summary)
+        columns = [table.account, table.time, table.event] + ([table.user] if table.user is not None else [])
+        end_ms = epoch_ms(data_end) if data_end is not None else None
+        latest: int | None = None
+        after_end = 0
+        for row in self._rows(table.file, columns, summary):
+            try:
+                account = self._account(row, table.account, row.values[0])
+                at = epoch_ms(parse_time(row, table.time, row.values[1]))
+                code = row.values[2]
+                if lookup is not None:
+                    feature = lookup.get(code)
+                    if feature is None:
+                        raise row.bad(f"{table.event} {code!r} is not in {table.lookup_file}")
+                else:
+                    feature = _check_id(row, table.event, code)
+                user = _check_id(row, table.user, row.values[3]) if table.user is not None else account
+            except BadRow as error:
+                self.bad.handle(error)
+                continue
+            if end_ms is not None and at > end_ms:
+                after_end += 1
+                continue
+            latest = at if latest is None or at > latest else latest
+            aggregator.add(account, user, feature, at, row.line)
+        summary.after_end[table.file] += after_end
+        return aggregator, latest
+
+    # -- the whole import ------------------------------------------------------------------------
+
+    def run(self, out: Path) -> ImportSummary:
+        started = time.monotonic()
+        summary = ImportSummary(out=out, bad_rows=self.bad)
+        self.read_accounts(summary)
+        rows = self.read_subscriptions(summary)
+        if not rows:
+            raise ValueError(f"{self.mapping.subscriptions.file}: no subscription rows to import")
+        latest_start = max(row.start for row in rows)
+        rule = self.mapping.data_end
+        data_end = self.mapping.data_end_instant()
+        if rule is DataEndRule.latest_start:
+            data_end = latest_start
+        usage, latest_usage = self.read_usage(summary, data_end)
+        if data_end is None:  # latest-seen
+            data_end = latest_start
+            if latest_usage is not None and latest_usage > epoch_ms(latest_start):
+                data_end = datetime.fromtimestamp(latest_usage / 1000, tz=UTC)
+        summary.data_end = data_end.isoformat().replace("+00:00", "Z")
+        summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else "--data-end"
+        counts = SubscriptionCounts()
+        changes = sorted(
+            subscription_events(rows, data_end, self.mapping.currency, counts),
+            key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]),
+        )
+        summary.after_end[self.mapping.subscriptions.file] += counts.after_end
+        summary.subscriptions = counts.subscriptions
+        summary.usage_rows = usage.rows
+        write_events(out, merged(changes, usage), summary)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+
+def merged(changes: list[Imported], usage: UsageAggregator) -> Iterator[Imported]:
+    """Subscription and usage events in event-time order; at the same instant subscriptions first
+    (the order in which `streamer offline --sort` and the stream's merge apply topics)."""
+    return heapq.merge(changes, usage.sorted_events(), key=lambda item: (item.at, _family(item)))
+
+
+def _family(item: Imported) -> int:
+    return 1 if item.event["event_type"] == "usage.recorded" else 0
+
+
+def write_events(out: Path, events: Iterator[Imported], summary: ImportSummary, chunk: int = 8192) -> None:
+    """JSON lines (gzip when the name ends in .gz, byte-identical on every run)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    accounts: set[str] = set()
+    buffer: list[bytes] = []
+    dumps = orjson.dumps
+    last: Imported | None = None
+    with Sink(out) as sink:
+        for item in events:
+            if last is None:
+                summary.first_at = item.event["occurred_at"]
+            last = item
+            summary.by_type[item.event["event_type"]] += 1
+            accounts.add(item.event["account_id"])
+            buffer.append(dumps(item.event))
+            if len(buffer) >= chunk:
+                sink.write(b"\n".join(buffer) + b"\n")
+                buffer.clear()
+        if buffer:
+            sink.write(b"\n".join(buffer) + b"\n")
+    summary.last_at = last.event["occurred_at"] if last is not None else ""
+    summary.accounts = len(accounts)

@@ -1,0 +1,305 @@
+"""`streamer import`: tables -> contract events, exact MRR and churn through the core, errors."""
+
+from __future__ import annotations
+
+import gzip
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from streamer.backtest.labels import churn_instants
+from streamer.cli import main
+from streamer.contract.decode import decode_event
+from streamer.core.config import ScoreConfig
+from streamer.offline.runner import OfflineRun
+
+from .portfolio import EVENTS, SUBSCRIPTIONS, write_export
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def import_export(tmp_path: Path, *options: str, name: str = "events.jsonl.gz") -> tuple[Path, Result]:
+    mapping = write_export(tmp_path / "export")
+    out = tmp_path / name
+    result = invoke(
+        "import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out), *options
+    )
+    return out, result
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def brief(event: dict[str, Any]) -> tuple[str, ...]:
+    """(type, time, subscription id, what else matters) of a subscription event."""
+    kind = event["event_type"].removeprefix("subscription.")
+    when = event["occurred_at"][:10]
+    extra = {
+        "started": lambda: (
+            f"{event['plan']} {event['amount']}/{event['interval_count']}m seats={event.get('seats')}"
+        ),
+        "changed": lambda: (
+            f"{event['plan']} {event['amount']}/{event['interval_count']}m seats={event.get('seats')}"
+        ),
+        "renewed": lambda: f"to {event['term_end'][:10]}",
+        "canceled": lambda: f"at {event['effective_at'][:10]}",
+    }[kind]()
+    return kind, when, event["subscription_id"], extra
+
+
+def test_subscription_rows_become_started_changed_renewed_and_canceled_events(tmp_path: Path) -> None:
+    out, result = import_export(tmp_path)
+    assert result.exit_code == 0, result.output
+    events = read_events(out)
+    by_account: dict[str, list[tuple[str, ...]]] = {}
+    for event in events:
+        if event["event_type"].startswith("subscription."):
+            by_account.setdefault(event["account_id"], []).append(brief(event))
+    assert by_account["plan-change"] == [
+        ("started", "2024-01-01", "plan-change:plan:1", "basic 100/1m seats=5"),
+        ("changed", "2024-02-01", "plan-change:plan:1", "pro 250.50/1m seats=10"),
+        ("renewed", "2024-03-01", "plan-change:plan:1", "to 2024-04-01"),
+        ("canceled", "2024-04-01", "plan-change:plan:1", "at 2024-04-01"),
+    ]
+    assert sorted(by_account["addons"]) == [
+        ("canceled", "2024-04-10", "addons:archive:1", "at 2024-04-10"),
+        ("started", "2024-01-10", "addons:archive:1", "archive 10/1m seats=None"),
+        ("started", "2024-01-10", "addons:extra:1", "extra 299.94/6m seats=None"),  # 49.99 x 6 months
+        ("started", "2024-01-10", "addons:plan:1", "team 1999.98/6m seats=20"),  # 333.33 x 6
+    ]
+    assert [kind for kind, *_ in by_account["renewals"]] == ["started", *["renewed"] * 4]
+    assert by_account["gap"] == [
+        ("started", "2024-01-01", "gap:plan:1", "basic 20/1m seats=2"),
+        ("canceled", "2024-02-01", "gap:plan:1", "at 2024-02-01"),
+        ("started", "2024-02-10", "gap:plan:2", "basic 20/1m seats=2"),
+        ("canceled", "2024-03-10", "gap:plan:2", "at 2024-03-10"),
+    ]
+    assert by_account["canceled"] == [
+        ("started", "2024-01-01", "canceled:plan:1", "pro 1199.88/12m seats=3"),
+        ("canceled", "2024-03-01", "canceled:plan:1", "at 2024-03-01"),
+    ]
+    # ends at (or after) the end of the data: no cancellation
+    assert by_account["end-of-data"] == [
+        ("started", "2024-05-01", "end-of-data:plan:1", "basic 15/1m seats=1")
+    ]
+    assert by_account["never-used"] == [
+        ("started", "2024-01-01", "never-used:plan:1", "basic 30/1m seats=None")
+    ]
+    # a cancellation is known when it takes effect, not before (no look-ahead for a backtest)
+    assert all(
+        e["occurred_at"] == e["effective_at"] for e in events if e["event_type"] == "subscription.canceled"
+    )
+
+
+def test_every_event_follows_the_contract_and_the_file_is_sorted_by_event_time(tmp_path: Path) -> None:
+    out, _ = import_export(tmp_path)
+    lines = gzip.decompress(out.read_bytes()).splitlines()
+    for number, line in enumerate(lines):
+        decoded = decode_event(line)
+        assert not isinstance(decoded, str) and hasattr(decoded, "event_type"), (number, decoded)
+    times = [orjson.loads(line)["occurred_at"] for line in lines]
+    assert times == sorted(times)
+    assert len({orjson.loads(line)["event_id"] for line in lines}) == len(lines)
+
+
+def test_usage_is_aggregated_per_hour_with_counts_and_the_time_of_the_latest_row(tmp_path: Path) -> None:
+    out, result = import_export(tmp_path)
+    usage = [
+        (e["account_id"], e["occurred_at"], e["feature"], e["user_id"], e["count"])
+        for e in read_events(out)
+        if e["event_type"] == "usage.recorded"
+    ]
+    assert sorted(usage) == sorted(
+        [
+            ("plan-change", "2024-01-02T10:00:00Z", "login", "7", 3),  # 09:00:30, 09:10, 10:00:00
+            ("plan-change", "2024-01-02T09:59:59Z", "report", "7", 1),
+            ("plan-change", "2024-01-02T10:00:01Z", "login", "7", 1),
+            ("addons", "2024-01-11T00:00:00Z", "export", "1", 1),  # midnight: the day before's last bucket
+            ("addons", "2024-01-11T00:30:00Z", "export", "1", 1),
+            ("renewals", "2024-05-31T23:00:00Z", "report", "0", 1),  # 06-01 00:00:01 is after the data end
+            ("gap", "2024-02-20T12:00:00Z", "login", "3", 1),
+            ("canceled", "2024-02-01T08:00:00Z", "login", "1", 1),
+            ("end-of-data", "2024-05-20T08:00:00Z", "login", "1", 1),
+        ]
+    )
+    assert "usage: 11 rows -> 9 usage.recorded events" in result.output
+    assert "left out after the end of the data: 1 rows (events.csv 1)" in result.output
+
+
+@pytest.mark.parametrize(("grain", "expected"), [("day", 8), ("none", len(EVENTS) - 1)])
+def test_usage_grain_day_and_none(tmp_path: Path, grain: str, expected: int) -> None:
+    out, result = import_export(tmp_path, "--usage-grain", grain)
+    usage = [e for e in read_events(out) if e["event_type"] == "usage.recorded"]
+    assert len(usage) == expected, result.output
+    assert sum(e["count"] for e in usage) == len(EVENTS) - 1
+
+
+def test_importing_again_gives_the_same_bytes(tmp_path: Path) -> None:
+    first, _ = import_export(tmp_path, name="a.jsonl.gz")
+    second, _ = import_export(tmp_path, name="b.jsonl.gz")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def replay_timelines(path: Path) -> dict[str, list[tuple[int, int]]]:
+    run = OfflineRun(ScoreConfig(), 4)
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    summary = run.feed(
+        iter(lines),
+        on_snapshot=lambda _: None,
+        on_alert=lambda _: None,
+        on_dead_letter=lambda _: None,
+        source=str(path),
+    )
+    assert summary.rejected == 0
+    return {aid: list(a.revenue.timeline) for engine in run.engines for aid, a in engine.accounts.items()}
+
+
+def day_ms(text: str) -> int:
+    from datetime import UTC, datetime
+
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def test_the_core_gets_each_rows_mrr_exactly_and_churn_where_the_rows_stop(tmp_path: Path) -> None:
+    out, _ = import_export(tmp_path)
+    timelines = replay_timelines(out)
+    micros = 1_000_000
+    assert timelines["addons"] == [
+        (day_ms("2024-01-10"), int(Decimal("393.32") * micros)),  # 333.33 + 49.99 + 10: exact
+        (day_ms("2024-04-10"), int(Decimal("383.32") * micros)),  # the add-on dropped
+    ]
+    assert timelines["plan-change"] == [
+        (day_ms("2024-01-01"), 100 * micros),
+        (day_ms("2024-02-01"), int(Decimal("250.50") * micros)),
+        (day_ms("2024-04-01"), 0),
+    ]
+    assert timelines["canceled"] == [
+        (day_ms("2024-01-01"), int(Decimal("99.99") * micros)),
+        (day_ms("2024-03-01"), 0),
+    ]
+    churns = {aid: churn_instants(timeline) for aid, timeline in timelines.items()}
+    assert churns == {
+        "plan-change": [day_ms("2024-04-01")],
+        "addons": [],
+        "renewals": [],
+        "gap": [day_ms("2024-02-01"), day_ms("2024-03-10")],
+        "canceled": [day_ms("2024-03-01")],
+        "end-of-data": [],
+        "never-used": [],
+    }
+
+
+def test_streamer_offline_on_the_output_gives_each_accounts_mrr(tmp_path: Path) -> None:
+    out, _ = import_export(tmp_path)
+    result = invoke("offline", str(out), "--out", str(tmp_path / "scored"), "--sort", "--quiet")
+    assert result.exit_code == 0, result.output
+    accounts = {
+        a["account_id"]: a
+        for a in map(orjson.loads, (tmp_path / "scored" / "accounts.jsonl").read_bytes().splitlines())
+    }
+    assert {aid: a["mrr"] for aid, a in accounts.items()} == {
+        "plan-change": "0.00",
+        "addons": "383.32",
+        "renewals": "10.00",
+        "gap": "0.00",
+        "canceled": "0.00",
+        "end-of-data": "15.00",
+        "never-used": "30.00",
+    }
+    churned = {aid for aid, a in accounts.items() if a["lifecycle_stage"] == "churned"}
+    assert churned == {"plan-change", "gap", "canceled"}
+    assert not (tmp_path / "scored" / "deadletter.jsonl").read_bytes()
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def test_a_bad_row_stops_the_import_with_file_line_and_value(tmp_path: Path) -> None:
+    rows = [
+        *SUBSCRIPTIONS[:3],
+        ("gap", "basic", "2024-01-01", "2022-13-01", "20", "2", "1"),
+        *SUBSCRIPTIONS[3:],
+    ]
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    result = CliRunner().invoke(
+        main,
+        ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")],
+    )
+    assert result.exit_code == 1
+    assert "subs.csv.gz:5: end_date '2022-13-01' is not a date" in result.output
+    assert "--skip-bad-rows" in result.output
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_skip_bad_rows_counts_them_and_imports_the_rest(tmp_path: Path) -> None:
+    rows = [
+        *SUBSCRIPTIONS,
+        ("gap", "basic", "2024-01-01", "2022-13-01", "20", "2", "1"),
+        ("nobody", "basic", "2024-01-01", "2024-02-01", "20", "2", "1"),
+        ("gap", "basic", "2024-01-01", "2024-02-01", "-3", "2", "1"),
+    ]
+    events = [*EVENTS, ("gap", "yesterday", "0", "1"), ("gap", "2024-02-02 10:00:00", "9", "1")]
+    mapping = write_export(tmp_path / "export", subscriptions=rows, events=events)
+    out = tmp_path / "o.jsonl"
+    result = invoke(
+        "import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out), "--skip-bad-rows"
+    )
+    assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 5" in result.output
+    for message in (
+        "end_date '2022-13-01' is not a date",
+        "account_id 'nobody' is not in accounts.csv",
+        "mrr '-3' must be a number >= 0",
+        "event_time 'yesterday' is not a timestamp",
+        "event_type_id '9' is not in event_types.csv",
+    ):
+        assert message in result.output
+    clean, _ = import_export(tmp_path)
+    assert read_events(out) == read_events(clean)
+
+
+def test_usage_errors_exit_with_code_2(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    folder, out = str(tmp_path / "export"), str(tmp_path / "o.jsonl")
+    runner = CliRunner()
+    neither = runner.invoke(main, ["import", folder, "--out", out])
+    assert neither.exit_code == 2 and "exactly one of --preset NAME or --mapping FILE" in neither.output
+    column = runner.invoke(
+        main,
+        ["import", folder, "--mapping", str(mapping), "--out", out, "--column", "subscriptions.mrr=amount"],
+    )
+    assert column.exit_code == 2
+    assert "subs.csv.gz: no column 'amount'" in column.output
+    typo = runner.invoke(
+        main, ["import", folder, "--mapping", str(mapping), "--out", out, "--column", "subscriptions.mmr=x"]
+    )
+    assert typo.exit_code == 2 and "subscriptions.mmr: Extra inputs are not permitted" in typo.output
+    date = runner.invoke(
+        main, ["import", folder, "--mapping", str(mapping), "--out", out, "--data-end", "soon"]
+    )
+    assert date.exit_code == 2 and "'soon'" in date.output
+
+
+def test_data_end_latest_start_and_latest_seen(tmp_path: Path) -> None:
+    # latest-start: 2024-05-15 (the last renewal); 'renewals' ends 06-15: running, while
+    # 'end-of-data' (05-01 .. 06-01) started before it and ended after: running as well
+    out, result = import_export(tmp_path, "--data-end", "latest-start")
+    assert "end of the data: 2024-05-15T00:00:00Z (latest-start" in result.output
+    # latest-seen: the latest product event (2024-06-01 00:00:01): 'end-of-data' ends before it
+    out, result = import_export(tmp_path, "--data-end", "latest-seen", name="seen.jsonl")
+    assert "end of the data: 2024-06-01T00:00:01Z (latest-seen" in result.output
+    canceled = [e["account_id"] for e in read_events(out) if e["event_type"] == "subscription.canceled"]
+    assert "end-of-data" in canceled and "never-used" in canceled
+
+
+def test_the_fightchurn_preset_reads_its_layout(tmp_path: Path) -> None:
+    result = invoke("import", "--show-preset", "fightchurn")
+    assert 'file = "subscription.csv.gz"' in result.output and 'data_end = "latest-start"' in result.output
