@@ -32,6 +32,7 @@ from streamer.core.score import SIGNAL_COMPONENT
 
 HORIZONS = (30, 60)  # days: "churns within 30 / 60 days of the month start"
 TUNE_HORIZON = 60
+MIN_SIGNAL_WEIGHT = 0.001  # a tuned signal weight, against weights of about 0.1 to 10
 ALERT_HORIZON = 60
 
 
@@ -224,7 +225,9 @@ def fitted_settings(
     sub-scores with the model's proportions), and the model itself as `[model]`."""
     signal_weights = {name: weight for name, (_, weight) in config.signal_table.items()}
     for name, coefficient in model.coefficients.items():
-        signal_weights[name] = round(max(0.0, -coefficient), 4)
+        # a floor keeps a signal the fit dropped visible (its component still shows its
+        # sub-score, with weight ~0) instead of turning its component into "missing"
+        signal_weights[name] = max(MIN_SIGNAL_WEIGHT, round(-coefficient, 4))
     totals = dict.fromkeys(COMPONENTS, 0.0)
     for name, coefficient in model.coefficients.items():
         totals[SIGNAL_COMPONENT[name]] += max(0.0, -coefficient)
