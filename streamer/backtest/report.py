@@ -305,6 +305,11 @@ def to_json(result: Backtest) -> dict[str, Any]:
                     "red_green_ratio": _finite(held.red_green),
                 }
                 for name, held in (("default", tuning.default), ("tuned", tuning.tuned))
+            }
+            | {
+                # the models' probabilities on the same held-out samples (no bands)
+                name: {"auc": {str(d): a for d, a in found.auc.items()}, "brier": found.brier}
+                for name, found in (("churn_risk", tuning.risk), ("logistic", tuning.plain_risk))
             },
         }
     return data
