@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -334,6 +334,21 @@ class Backtest:
     alerts: list[RuleStats]
     alert_window: tuple[int, int]
     tuning: TuneResult | None
+    baseline: dict[int, float | None] = field(default_factory=dict)  # horizon -> pooled baseline AUC
+
+
+def baseline_by_horizon(replay: Replay, horizons: Mapping[int, HorizonResult]) -> dict[int, float | None]:
+    """The usage baseline's pooled AUC on exactly the samples and labels of each horizon."""
+    usage = replay.baseline_usage
+    return {
+        days: roc_auc(
+            np.array(
+                [-usage.get((s.account_id, s.at), 0) for s in result.labelled.samples], dtype=np.float64
+            ),
+            result.labelled.churned,
+        )
+        for days, result in horizons.items()
+    }
 
 
 def analyse(replay: Replay) -> Backtest:
@@ -347,4 +362,4 @@ def analyse(replay: Replay) -> Backtest:
     alerts = alert_stats(
         replay.alerts, replay.timelines, start=start, end=end, horizon_ms=ALERT_HORIZON * DAY
     )
-    return Backtest(replay, horizons, alerts, (start, end), None)
+    return Backtest(replay, horizons, alerts, (start, end), None, baseline_by_horizon(replay, horizons))

@@ -15,6 +15,7 @@ from streamer.backtest.analysis import (
     Probabilities,
     TuneResult,
 )
+from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
 from streamer.backtest.metrics import BANDS, BandRate, band_ratio
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
@@ -92,6 +93,7 @@ def render(result: Backtest, source: str) -> str:
         ]
     )
     parts.append(table(["month start", "paying", "churn 30d", "AUC 30d", "churn 60d", "AUC 60d"], rows))
+    parts.append(render_baseline(result))
     parts += ["", "Each component alone (pooled; over the samples where it has data)"]
     parts.append(
         table(
@@ -145,6 +147,16 @@ def render(result: Backtest, source: str) -> str:
         parts += ["", *render_tuning(result.tuning)]
     parts += ["", targets(result)]
     return "\n".join(parts)
+
+
+def render_baseline(result: Backtest) -> str:
+    """The score's pooled AUC beside the one-line usage baseline's, on the same samples."""
+    h30, h60 = result.horizons[30], result.horizons[60]
+    base = result.baseline
+    return (
+        f"baseline, {BASELINE_NAME}: AUC 30d {_num(base.get(30))}, AUC 60d {_num(base.get(60))} "
+        f"(the score: {_num(h30.pooled_auc)}, {_num(h60.pooled_auc)})"
+    )
 
 
 def _band_cells(rate: BandRate) -> list[str]:
@@ -277,6 +289,10 @@ def to_json(result: Backtest) -> dict[str, Any]:
             for s in result.alerts
         ],
         "tuning": None,
+        "baseline": {
+            "name": f"usage_{BASELINE_DAYS}d",
+            "auc": {str(days): auc for days, auc in result.baseline.items()},
+        },
     }
     tuning = result.tuning
     if tuning is not None:

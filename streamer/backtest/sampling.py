@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from streamer.backtest.baseline import SampleKey, UsageWindow
 from streamer.core.clock import DAY, month_of, month_start
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.score import evaluate
 from streamer.offline.runner import OfflineRun, merge_order_key, open_events
+from streamer.settings import FAMILIES
 
 PROGRESS_EVERY = 5000  # lines between progress callbacks
 UNREADABLE = -(1 << 62)  # merge_order_key's time for a line it cannot read (dead-lettered first)
@@ -56,6 +58,7 @@ class Replay:
     rejected: int = 0
     seconds: float = 0.0
     rules: dict[str, int] = field(default_factory=dict)
+    baseline_usage: dict[SampleKey, int] = field(default_factory=dict)  # see backtest.baseline
 
 
 def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_horizon_ms: int) -> list[int]:
@@ -111,6 +114,9 @@ def replay(
     run = OfflineRun(config, partitions)
     samples: list[Sample] = []
     alerts: list[AlertRecord] = []
+    usage = UsageWindow()
+    baseline_usage: dict[SampleKey, int] = {}
+    usage_family = FAMILIES.index("usage")
 
     def sample_at(at: int) -> None:
         for engine in run.engines:
@@ -118,6 +124,7 @@ def replay(
                 account = engine.accounts[account_id]
                 if account.revenue.mrr_at(at) <= 0:
                     continue
+                baseline_usage[account_id, at] = usage.before(account_id, at)
                 found = evaluate(account.inputs(), at, config)
                 components = tuple(found.components[name] for name in COMPONENTS)
                 samples.append(
@@ -137,10 +144,12 @@ def replay(
     def lines() -> Iterator[bytes]:
         pending = iter(starts)
         upcoming = next(pending, None)
-        for count, (ts, _, line) in enumerate(keyed, start=1):
+        for count, (ts, family, line) in enumerate(keyed, start=1):
             while upcoming is not None and ts >= upcoming:
                 sample_at(upcoming)
                 upcoming = next(pending, None)
+            if family == usage_family:
+                usage.add_line(ts, line)
             yield line
             if on_progress is not None and count % PROGRESS_EVERY == 0:
                 on_progress(PROGRESS_EVERY)
@@ -178,4 +187,5 @@ def replay(
         rejected=summary.rejected,
         seconds=summary.seconds,
         rules=dict(summary.alerts),
+        baseline_usage=baseline_usage,
     )

@@ -84,8 +84,8 @@ def read_rows(path: Path, columns: Sequence[str], progress: Progress | None = No
                         continue
                     raise BadRow(name, line, f"{len(fields)} fields, expected {len(header)}")
                 yield Row(name, line, tuple(fields[i] for i in indexes))
-                if progress is not None and line % PROGRESS_ROWS == 0:
-                    progress(name, line - 1, raw.tell() / size)
+                if progress is not None and (line - 1) % PROGRESS_ROWS == 0:
+                    progress(name, line - 1, min(0.99, raw.tell() / size))  # 1.0: the end
         except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile) as exc:
             raise TableError(f"{name}:{line + 1}: cannot read further: {exc}") from None
         if progress is not None:

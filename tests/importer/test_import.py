@@ -303,3 +303,20 @@ def test_data_end_latest_start_and_latest_seen(tmp_path: Path) -> None:
 def test_the_fightchurn_preset_reads_its_layout(tmp_path: Path) -> None:
     result = invoke("import", "--show-preset", "fightchurn")
     assert 'file = "subscription.csv.gz"' in result.output and 'data_end = "latest-start"' in result.output
+
+
+def test_progress_goes_to_stderr_only_when_asked(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    command = [
+        "import",
+        str(tmp_path / "export"),
+        "--mapping",
+        str(mapping),
+        "--out",
+        str(tmp_path / "o.jsonl"),
+    ]
+    quiet = CliRunner().invoke(main, command)
+    assert "reading events.csv" not in quiet.output
+    shown = CliRunner().invoke(main, [*command, "--progress"])
+    assert "reading events.csv: 12 rows (100%)" in shown.stderr
+    assert "reading" not in shown.stdout

@@ -1,0 +1,203 @@
+"""Churn-prediction evaluation: one table of how well the health score predicts churn, per portfolio.
+
+Portfolios: folders in the fightchurn layout (`--fightchurn DIR ...`, imported with
+`streamer import --preset fightchurn`) and `streamer simulate` outputs for a few seeds. For each:
+one `streamer backtest --tune --json` run (the default score's pooled figures, the usage baseline
+and, on the held-out later third of the month starts, default vs tuned weights), then one row:
+
+  portfolio, samples and churners (60 days), baseline AUC60, default AUC60, tuned AUC60 (held
+  out), plain logistic regression AUC60 (held out, when the backtest reports it), red/green
+  60-day churn ratio
+
+with the targets checked per cell: default >= baseline (and >= 0.70 where the baseline is
+>= 0.70); tuned >= default (held out, same samples) and >= logistic; red >= 3x green.
+
+    .venv/bin/python bench/churn_eval.py --fightchurn DATA/crm6-s7 DATA/socialnet7-s7
+    .venv/bin/python bench/churn_eval.py --seeds 3 --no-reuse --config tuned.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from machine import git_revision, load
+
+from streamer.backtest.report import table
+
+BENCH_DIR = Path(__file__).resolve().parent
+STREAMER = str(Path(sys.executable).parent / "streamer")
+HORIZON = "60"
+FLOOR = 0.70  # the default score must reach it where the baseline does
+RATIO = 3.0
+
+
+@dataclass
+class Portfolio:
+    name: str
+    events: Path
+    make: list[str]  # the command that writes `events`
+    steps: dict[str, float] = field(default_factory=dict)  # step -> wall seconds
+    figures: dict[str, Any] = field(default_factory=dict)  # the backtest's --json
+    error: str = ""
+
+
+def run_step(portfolio: Portfolio, step: str, command: list[str]) -> bool:
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, env=_env())
+    portfolio.steps[step] = time.monotonic() - started
+    print(f"  {portfolio.name}: {step} {portfolio.steps[step]:.1f} s", file=sys.stderr, flush=True)
+    if done.returncode != 0:
+        portfolio.error = f"{step} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-300:]}"
+        print(f"  {portfolio.error}", file=sys.stderr)
+        return False
+    return True
+
+
+def _env() -> dict[str, str]:
+    """The caller's environment without a score configuration of its own (--config sets one)."""
+    return {key: value for key, value in os.environ.items() if key != "HEALTHSTREAM_SCORE_CONFIG"}
+
+
+def evaluate(portfolio: Portfolio, out: Path, reuse: bool, config: Path | None) -> None:
+    if not (reuse and portfolio.events.exists()):
+        if not run_step(portfolio, portfolio.make[1], portfolio.make):
+            return
+    else:
+        portfolio.steps["(reused events)"] = 0.0
+    figures = out / f"{portfolio.name}.backtest.json"
+    command = [STREAMER, "backtest", str(portfolio.events), "--tune", "--quiet", "--json", str(figures)]
+    if config is not None:
+        command += ["--config", str(config)]
+    if run_step(portfolio, "backtest --tune", command):
+        portfolio.figures = orjson.loads(figures.read_bytes())
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def _auc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else (" PASS" if ok else " FAIL")
+
+
+def _held_out(figures: dict[str, Any], name: str) -> float | None:
+    tuning = figures.get("tuning") or {}
+    held = (tuning.get("held_out") or {}).get(name) or {}
+    value = (held.get("auc") or {}).get(HORIZON)
+    return float(value) if value is not None else None
+
+
+def row(portfolio: Portfolio) -> list[str]:
+    figures = portfolio.figures
+    if not figures:
+        return [portfolio.name, *["-"] * 7, portfolio.error[:60]]
+    horizon = figures["horizons"][HORIZON]
+    baseline = (figures.get("baseline") or {}).get("auc", {}).get(HORIZON)
+    default = horizon["auc"]
+    default_held, tuned, logistic = (_held_out(figures, name) for name in ("default", "tuned", "logistic"))
+    bands = horizon["bands"]
+    green, red = bands["green"]["rate"], bands["red"]["rate"]
+    ratio: float | None = None
+    if green is not None and red is not None:
+        ratio = red / green if green > 0 else (math.inf if red > 0 else None)
+
+    default_ok = None
+    if default is not None and baseline is not None:
+        default_ok = default >= baseline and (baseline < FLOOR or default >= FLOOR)
+    tuned_ok = None
+    if tuned is not None and default_held is not None:
+        tuned_ok = tuned >= default_held and (logistic is None or tuned >= logistic)
+    ratio_ok = None if red is None else (ratio is not None and ratio >= RATIO)
+    ratio_text = "-" if ratio is None else ("inf" if math.isinf(ratio) else f"{ratio:.1f}x")
+    return [
+        portfolio.name,
+        f"{horizon['samples']:,}",
+        f"{horizon['churned']:,}",
+        _auc(baseline),
+        _auc(default) + _verdict(default_ok),
+        f"{_auc(tuned)} (vs {_auc(default_held)})" + _verdict(tuned_ok),
+        _auc(logistic),
+        ratio_text + _verdict(ratio_ok) + ("" if red is not None else " (no red)"),
+        portfolio.error[:60],
+    ]
+
+
+HEADER = [
+    "portfolio",
+    "samples 60d",
+    "churners",
+    "baseline AUC60",
+    "default AUC60",
+    "tuned AUC60 held out (vs default)",
+    "logistic AUC60",
+    "red/green 60d",
+    "note",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--fightchurn", nargs="*", type=Path, default=[], help="folders in the fightchurn layout"
+    )
+    parser.add_argument("--seeds", nargs="*", type=int, default=[3, 5, 11], help="streamer simulate seeds")
+    parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--usage-grain", choices=["hour", "day", "none"], default="day")
+    parser.add_argument("--config", type=Path, help="score configuration for every backtest")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out" / "churn_eval")
+    parser.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-import / re-simulate")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    portfolios: list[Portfolio] = []
+    for folder in args.fightchurn:
+        name = folder.resolve().name
+        events = args.out / f"{name}.{args.usage_grain}.jsonl.gz"
+        make = [STREAMER, "import", str(folder), "--preset", "fightchurn", "--usage-grain", args.usage_grain]
+        portfolios.append(Portfolio(name, events, [*make, "--out", str(events)]))
+    for seed in args.seeds:
+        name = f"simulate-{args.accounts}x{args.months}-s{seed}"
+        events = args.out / f"{name}.jsonl.gz"
+        sizes = ["--accounts", str(args.accounts), "--months", str(args.months), "--seed", str(seed)]
+        portfolios.append(
+            Portfolio(name, events, [STREAMER, "simulate", *sizes, "--out", str(events), "--quiet"])
+        )
+
+    started = time.monotonic()
+    print(f"revision {git_revision()}, load {load()}", file=sys.stderr)
+    for portfolio in portfolios:
+        evaluate(portfolio, args.out, args.reuse, args.config)
+    print(
+        f"churn prediction at 60 days, revision {git_revision()}, score config {args.config or 'default'}, "
+        f"usage grain {args.usage_grain}; load {load()}; {time.monotonic() - started:.0f} s in all"
+    )
+    print(table(HEADER, [row(p) for p in portfolios]))
+    print(
+        "targets: default >= baseline (and >= 0.70 where baseline >= 0.70); tuned >= default on the "
+        "held-out month starts and >= logistic; red >= 3x green (60-day churn rates)"
+    )
+    print("wall time per step:")
+    for portfolio in portfolios:
+        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in portfolio.steps.items())
+        print(f"  {portfolio.name}: {steps}")
+    summary = {p.name: {"steps": p.steps, "error": p.error, "row": dict(zip(HEADER, row(p), strict=True))}
+               for p in portfolios}  # fmt: skip
+    (args.out / "churn_eval.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+
+
+if __name__ == "__main__":
+    main()
