@@ -125,7 +125,7 @@ def replay(
                 if account.revenue.mrr_at(at) <= 0:
                     continue
                 baseline_usage[account_id, at] = usage.before(account_id, at)
-                found = evaluate(account.inputs(), at, config)
+                found = evaluate(account.inputs(), at, config, engine.peers.at(at))
                 components = tuple(found.components[name] for name in COMPONENTS)
                 samples.append(
                     Sample(

@@ -42,6 +42,9 @@ class Reason(BaseModel):
     value: float | str | None = Field(description="The signal's current value")
     baseline: float | str | None = Field(description="What it is compared with, when any")
     message: str = Field(description="What a person reads, e.g. 'usage down 64% vs 4-week baseline'")
+    percentile: float | None = Field(
+        default=None, ge=0, le=100, description="Where the value stands among the account's peers (0-100)"
+    )
 
 
 class Component(BaseModel):
@@ -63,6 +66,16 @@ class Comment(BaseModel):
     survey: str
     score: int
     comment: str
+
+
+class PeerStanding(BaseModel):
+    """Where an account's usage stands among its peers (paying accounts of its plan or all)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(description="The plan compared within, or '*': all paying accounts of the partition")
+    size: int = Field(ge=0, description="Paying accounts in that group at the reference")
+    percentiles: dict[str, float] = Field(description="Signal -> percentile 0-100 among the peers")
 
 
 class HealthSnapshot(BaseModel):
@@ -92,6 +105,9 @@ class HealthSnapshot(BaseModel):
         description="The key metrics behind the score (see the README for each definition)"
     )
     comments: list[Comment]
+    peers: PeerStanding | None = Field(
+        default=None, description="The account's standing among its peers; null before the first reference"
+    )
 
 
 class Alert(BaseModel):

@@ -15,6 +15,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streamer.core.peers import PEER_SIGNALS
+
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
 STAGES = ("onboarding", "adopted", "renewal", "churned")
 
@@ -98,6 +100,14 @@ class Curves(Strict):
     mrr_trend: Curve = curve((-1, 0), (-0.3, 30), (0, 75), (0.2, 100))
     payment_failures: Curve = curve((0, 100), (1, 55), (2, 25), (3, 0))
     days_to_renewal: Curve = curve((0, 40), (30, 60), (90, 100))
+    # Volume signals: by default scored as a percentile among peers ([peers]); these curves
+    # serve `mode = "curve"`.
+    events_28d: Curve = curve((0, 0), (10, 20), (100, 50), (1000, 80), (5000, 100))
+    active_days_28d: Curve = curve((0, 0), (4, 30), (12, 70), (20, 100))
+    user_days_28d: Curve = curve((0, 0), (10, 30), (50, 70), (200, 100))
+    events_per_seat_28d: Curve = curve((0, 0), (5, 30), (30, 70), (100, 100))
+    events_per_user_day_28d: Curve = curve((0, 0), (2, 40), (10, 80), (30, 100))
+    events_trend_28d: Curve = curve((-1, 0), (-0.5, 25), (-0.2, 60), (0, 80), (0.2, 100))
 
 
 class SignalWeights(Strict):
@@ -120,6 +130,12 @@ class SignalWeights(Strict):
     payment_failures: Weight = 1.5
     scheduled_cancellation: Weight = 4.0
     days_to_renewal: Weight = 0.5
+    events_28d: Weight = 2.0
+    active_days_28d: Weight = 2.0
+    user_days_28d: Weight = 1.0
+    events_per_seat_28d: Weight = 1.0
+    events_per_user_day_28d: Weight = 0.5
+    events_trend_28d: Weight = 1.0
 
 
 class ComponentWeights(Strict):
@@ -169,6 +185,46 @@ class Features(Strict):
     catalogue: tuple[str, ...] = ()
     key_features: tuple[str, ...] = ()
     default_breadth: Annotated[int, Field(ge=1)] = 8  # breadth denominator without a catalogue
+
+
+class PeerSignal(Strict):
+    """How one signal becomes 0-100: its percentile among peers, or its curve in [curves]."""
+
+    mode: Literal["peer", "curve"] = "peer"
+    higher_is_healthier: bool = True
+
+
+def _peer_defaults() -> dict[str, PeerSignal]:
+    return {name: PeerSignal() for name in PEER_SIGNALS}
+
+
+class Peers(Strict):
+    """Peer-relative scoring: who an account is compared with, and which signals are compared.
+
+    The peers of an account are the paying accounts of its partition on the same plan (when
+    `group_by = "plan"` and the plan has at least `min_peers`), else all paying accounts of the
+    partition, as of the latest daily reference (see `streamer.core.peers`).
+    """
+
+    group_by: Literal["plan", "all"] = "plan"
+    min_peers: Annotated[int, Field(ge=1)] = 20
+    signals: dict[str, PeerSignal] = Field(default_factory=_peer_defaults)
+
+    @field_validator("signals")
+    @classmethod
+    def _known(cls, signals: dict[str, PeerSignal]) -> dict[str, PeerSignal]:
+        unknown = sorted(set(signals) - set(PEER_SIGNALS))
+        if unknown:
+            raise ValueError(
+                f"no peer value is computed for {', '.join(unknown)}; "
+                f"peer signals are {', '.join(PEER_SIGNALS)}"
+            )
+        return {**_peer_defaults(), **signals}
+
+    @cached_property
+    def compared(self) -> dict[str, bool]:
+        """Signal -> higher is healthier, for the signals in peer mode."""
+        return {name: s.higher_is_healthier for name, s in self.signals.items() if s.mode == "peer"}
 
 
 class Lifecycle(Strict):
@@ -295,6 +351,7 @@ class ScoreConfig(Strict):
     )
     plans: dict[str, Segment] = Field(default_factory=dict)
     features: Features = Features()
+    peers: Peers = Peers()
     lifecycle: Lifecycle = Lifecycle()
     alerts: Rules = Rules()
     currency: Currency = Currency()

@@ -16,6 +16,7 @@ from streamer.core.alerts import Trigger, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.money import format_money
+from streamer.core.peers import PeerHistory, PeerReference, build_reference
 from streamer.core.portfolio import PeriodAggregates
 from streamer.core.revenue import Revenue
 from streamer.core.score import Evaluation, evaluate
@@ -70,14 +71,26 @@ class PartitionEngine:
         self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
         self._renewal_window = config.lifecycle.renewal_window_days * DAY
         self._currency = config.currency.reporting
+        # References of the midnights a late event can still reach (its own day included).
+        self.peers = PeerHistory(keep=self._lateness // DAY + 2)
         self.rebuild()
 
     # -- recovery ---------------------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """Recompute the derived partition state (portfolio sums, totals) from the accounts."""
+        """Recompute the derived partition state (portfolio sums, totals, peer references) from
+        the accounts (the references read only windows no admissible event can change, so they
+        come out as they were when first built)."""
         if self.clock.stream_time < 0:
             return
+        midnights: list[int] = []  # the latest ticks at midnight, as `tick` refreshed them
+        tick = self.clock.next_tick - self._interval
+        while len(midnights) < self.peers.keep and tick > 0:
+            if tick % DAY == 0:
+                midnights.append(tick)
+            tick -= self._interval
+        for midnight in reversed(midnights):
+            self.peers.add(self._reference(midnight))
         self.periods.advance(self.clock.stream_time, self._revenue_of)
         for account_id in sorted(self.members):
             account = self.accounts[account_id]
@@ -172,6 +185,8 @@ class PartitionEngine:
         """Re-score every idle account of the partition at `tick` (event time)."""
         alerts: list[dict[str, Any]] = []
         cutoff = tick - self._lateness - DAY
+        if tick % DAY == 0:
+            self.peers.add(self._reference(tick))
         for account_id in sorted(self.members):
             account = self.accounts[account_id]
             if account.now >= tick:
@@ -183,6 +198,11 @@ class PartitionEngine:
                 continue
             alerts += self._score(account, tick, None)
         return alerts
+
+    def _reference(self, midnight: int) -> PeerReference:
+        accounts = self.accounts
+        pairs = ((accounts[aid].usage, accounts[aid].revenue) for aid in sorted(self.members))
+        return build_reference(pairs, midnight, self._lateness, self.config.peers.group_by == "plan")
 
     def _due(self, account: Account, tick: int) -> bool:
         """Whether an idle account needs re-scoring at this tick.
@@ -220,7 +240,7 @@ class PartitionEngine:
 
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         account_id = account.account_id
-        evaluation = evaluate(account.inputs(), now, self.config)
+        evaluation = evaluate(account.inputs(), now, self.config, self.peers.at(now))
         previous = (account.score, account.band) if account.score is not None and account.band else None
         alerts = check(
             account_id,
@@ -263,7 +283,7 @@ class PartitionEngine:
         account = self.accounts[account_id]
         evaluation = self.evaluations.get(account_id)
         if evaluation is None:
-            evaluation = evaluate(account.inputs(), account.now, self.config)
+            evaluation = evaluate(account.inputs(), account.now, self.config, self.peers.at(account.now))
         return build_snapshot(account, evaluation, self._currency, self.config.model)
 
     def take_dirty(self) -> list[str]:

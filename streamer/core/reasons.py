@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from streamer.core.clock import iso
@@ -20,6 +21,11 @@ def _pct(value: float) -> str:
 
 def _days(value: float) -> str:
     return f"{value:.0f} day" + ("" if round(value) == 1 else "s")
+
+
+def _count(value: float | int | None, noun: str, window: str) -> str:
+    count = int(value or 0)
+    return f"{count} {noun}{'' if count == 1 else 's'} {window}"
 
 
 def _recency(value: float, facts: Facts) -> str:
@@ -80,24 +86,48 @@ MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "payment_failures": lambda v, f: f"{v:.0f} failed payment{'s' if v != 1 else ''} in 30 days",
     "scheduled_cancellation": _cancellation,
     "days_to_renewal": _renewal,
+    # Counts quote the facts: the signal of an account younger than 28 days is scaled to 28.
+    "events_28d": lambda v, f: _count(f.get("events_28d"), "product event", "in 28 days"),
+    "active_days_28d": lambda v, f: f"active on {_days(float(f.get('active_days_28d') or 0))} of the last 28",
+    "user_days_28d": lambda v, f: _count(f.get("user_days_28d"), "active user-day", "in 28 days"),
+    "events_per_seat_28d": lambda v, f: f"{v:.1f} product events per seat in 28 days",
+    "events_per_user_day_28d": lambda v, f: f"{v:.1f} product events per active user-day in 28 days",
+    "events_trend_28d": lambda v, f: (
+        f"product events {'down' if v < 0 else 'up'} {_pct(v)} vs the 28 days before "
+        f"({f.get('events_28d')} vs {f.get('events_prev_28d')})"
+    ),
 }
 
 BASELINES: dict[str, str] = {
     "usage_trend": "weekly_baseline",
     "ticket_volume_ratio": "tickets_baseline_30d",
     "seat_utilisation": "seats",
+    "events_trend_28d": "events_prev_28d",
 }
+
+
+def peer_position(percentile: float, group: str | None) -> str:
+    """Where an account stands among its peers, in words: "bottom 10% of starter accounts"."""
+    peers = "all paying accounts" if group in (None, "*") else f"paying {group} accounts"
+    if percentile <= 50:
+        return f"bottom {max(1, math.ceil(percentile))}% of {peers}"
+    return f"top {max(1, math.ceil(100 - percentile))}% of {peers}"
 
 
 def reason(signal: str, value: float, evaluation: Evaluation) -> Reason:
     facts = evaluation.facts
     baseline_key = BASELINES.get(signal)
     baseline = facts.get(baseline_key) if baseline_key else None
+    message = MESSAGES[signal](value, facts)
+    percentile = facts.get(f"{signal}_percentile")
+    if percentile is not None:
+        message += f", {peer_position(float(percentile), evaluation.peer_group)}"
     return {
         "signal": signal,
         "value": round(value, 3),
         "baseline": None if baseline is None else round(float(baseline), 3),
-        "message": MESSAGES[signal](value, facts),
+        "message": message,
+        "percentile": None if percentile is None else float(percentile),
     }
 
 

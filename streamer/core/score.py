@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.peers import PeerReference, peer_values, percentile
 from streamer.core.revenue import Revenue
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import Support
@@ -36,6 +37,12 @@ SIGNAL_COMPONENT: dict[str, str] = {
     "payment_failures": "financial",
     "scheduled_cancellation": "financial",
     "days_to_renewal": "financial",
+    "events_28d": "adoption",
+    "active_days_28d": "adoption",
+    "user_days_28d": "adoption",
+    "events_per_seat_28d": "adoption",
+    "events_per_user_day_28d": "adoption",
+    "events_trend_28d": "adoption",
 }
 
 
@@ -64,6 +71,7 @@ class Evaluation:
     weights: dict[str, float]  # effective component weights (0 for missing components)
     signals: dict[str, tuple[float, float]]  # signal -> (raw value, 0-100 sub-score)
     facts: dict[str, float | int | None]  # raw figures the reasons and alerts quote
+    peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
 
 
 def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> str:
@@ -80,13 +88,21 @@ def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> 
     return "adopted"
 
 
-def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
-    """Score an account at event time `now` (pure: same inputs, same result)."""
+def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference | None = None) -> Evaluation:
+    """Score an account at event time `now` (pure: same inputs, same result).
+
+    `peers` is the partition's latest reference (see `streamer.core.peers`); without one, the
+    signals in peer mode go through their fixed curves instead, as when the partition has fewer
+    than `peers.min_peers` paying accounts.
+    """
     end = bucket_of(now)  # windows are whole day buckets up to and including `now`
     mrr = inputs.revenue.mrr_at(now)
     facts: dict[str, float | int | None] = {}
     raw: dict[str, float] = {}
     _adoption(inputs, now, end, mrr, config, raw, facts)
+    plan = inputs.revenue.primary_plan(now)
+    scored: dict[str, float] = {}
+    peer_group = _volume(inputs, now, end, mrr, plan, config, peers, raw, scored, facts)
     _support(inputs.support, now, end, config, raw, facts)
     _sentiment(inputs.sentiment, end, raw, facts)
     stage = lifecycle_stage(inputs, now, mrr, config)
@@ -98,7 +114,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
     weights_in = dict.fromkeys(COMPONENTS, 0.0)
     for name, value in raw.items():
         curve_fn, weight = table[name]
-        sub = curve_fn(value)
+        sub = scored[name] if name in scored else curve_fn(value)
         signals[name] = (value, sub)
         component = SIGNAL_COMPONENT[name]
         weighted[component] += weight * sub
@@ -108,7 +124,6 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
         for name, total_weight in weights_in.items()
     }
 
-    plan = inputs.revenue.primary_plan(now)
     base, bands = config.segment(stage, plan)
     present = {name: base[name] for name, value in components.items() if value is not None}
     total = sum(present.values())
@@ -120,7 +135,64 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig) -> Evaluation:
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
     band = bands.band(score)
-    return Evaluation(now, score, band, stage, plan, mrr, components, weights, signals, facts)
+    return Evaluation(now, score, band, stage, plan, mrr, components, weights, signals, facts, peer_group)
+
+
+def _volume(
+    inputs: Inputs,
+    now: int,
+    end: int,
+    mrr: int,
+    plan: str | None,
+    config: ScoreConfig,
+    peers: PeerReference | None,
+    raw: dict[str, float],
+    scored: dict[str, float],
+    facts: dict[str, float | int | None],
+) -> str | None:
+    """Volume of use over 28 days, each figure placed among the account's peers when in peer
+    mode; returns the peer group used (None when no signal was compared).
+
+    Accounts that never used the product get them (all 0) once paying past the grace period,
+    as recency does. Counts of an account younger than 28 days are scaled to 28 days.
+    """
+    usage = inputs.usage
+    revenue = inputs.revenue
+    if usage.last_use is None:  # like recency: silent only once paying past the grace period
+        first_start = revenue.first_start
+        if mrr <= 0 or first_start is None or now - first_start < NEVER_USED_GRACE:
+            return None
+    volume = usage.volume(end, 28)
+    facts["events_28d"] = volume.events
+    facts["active_days_28d"] = volume.active_days
+    facts["user_days_28d"] = volume.user_days
+    values = peer_values(usage, revenue.seats(now), end, revenue.first_start)
+    facts["active_users_28d"] = usage.active_users(end, 28) if usage.last_use is not None else 0
+    before = usage.volume(end - 28, 28).events
+    facts["events_prev_28d"] = before
+    if before > 0:
+        facts["events_trend_28d"] = raw["events_trend_28d"] = values["events_28d"] / before - 1
+    compared = config.peers.compared
+    min_peers = config.peers.min_peers
+    group = plan if config.peers.group_by == "plan" else None
+    used: str | None = None
+    for name, value in values.items():
+        higher_is_healthier = compared.get(name)
+        if higher_is_healthier is None:  # curve mode
+            raw[name] = value
+            continue
+        found = peers.lookup(group, name, min_peers) if peers is not None else None
+        if found is None:  # too few peers (yet): the signal's fixed curve
+            raw[name] = value
+            continue
+        used, reference = found
+        position = percentile(value, reference)
+        facts[f"{name}_percentile"] = round(position, 1)
+        raw[name] = value
+        scored[name] = position if higher_is_healthier else 100.0 - position
+    if used is not None:
+        facts["peer_group_size"] = peers.sizes.get(used, 0) if peers is not None else 0
+    return used
 
 
 def _adoption(

@@ -8,6 +8,7 @@ from streamer.core.account import Account
 from streamer.core.clock import iso
 from streamer.core.config import RiskModel
 from streamer.core.money import format_money
+from streamer.core.peers import PEER_SIGNALS
 from streamer.core.reasons import explain
 from streamer.core.risk import churn_risk
 from streamer.core.score import Evaluation
@@ -38,6 +39,12 @@ PUBLISHED_FACTS = (
     "payment_failures_30d",
     "mrr_trend_90d",
     "days_to_renewal",
+    "events_28d",
+    "events_prev_28d",
+    "events_trend_28d",
+    "active_days_28d",
+    "active_users_28d",
+    "user_days_28d",
 )
 TIME_FACTS = ("scheduled_cancellation_at", "renewal_at")
 
@@ -86,4 +93,19 @@ def build_snapshot(
             {"at": iso(at), "survey": kind, "score": score, "comment": text}
             for at, _, kind, score, text in reversed(account.sentiment.comments)
         ],
+        "peers": _peers(evaluation),
+    }
+
+
+def _peers(evaluation: Evaluation) -> dict[str, Any] | None:
+    if evaluation.peer_group is None:
+        return None
+    facts = evaluation.facts
+    percentiles = {
+        name: float(value) for name in PEER_SIGNALS if (value := facts.get(f"{name}_percentile")) is not None
+    }
+    return {
+        "group": evaluation.peer_group,
+        "size": int(facts.get("peer_group_size") or 0),
+        "percentiles": percentiles,
     }

@@ -34,6 +34,15 @@ class Windows:
     activity_prev_28: int  # the 28 days before the last 7
 
 
+@dataclass(slots=True, frozen=True)
+class Volume:
+    """How much the product was used over one window of whole days."""
+
+    events: int  # sum of usage `count`
+    active_days: int  # days with at least one event
+    user_days: int  # sum over the days of the distinct users active that day
+
+
 @dataclass(slots=True)
 class Usage:
     users: dict[str, UserActivity] = field(default_factory=dict)
@@ -178,6 +187,22 @@ class Usage:
 
     def activity(self, end: int, days: int) -> int:
         return _sum(self.daily_activity, end - days + 1, end + 1)
+
+    def volume(self, end: int, days: int) -> Volume:
+        """Events, active days and active user-days in the `days` days ending with day `end`.
+
+        Exact for any past window inside the horizon, whatever happened after it: each figure is
+        a sum of per-day buckets (unlike distinct users, which the last-active histogram counts
+        only for windows ending with the latest day).
+        """
+        start = end - days + 1
+        events = active_days = 0
+        for day, count in self.daily_activity.items():
+            if start <= day <= end:
+                events += count
+                active_days += 1
+        user_days = sum(users for day, users in self.daily_users.items() if start <= day <= end)
+        return Volume(events, active_days, user_days)
 
     def breadth(self, end: int, days: int = 30) -> int:
         start = end - days + 1

@@ -72,6 +72,9 @@ def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
         "renewal_at": metrics.get("renewal_at"),
         "days_to_renewal": metrics.get("days_to_renewal"),
         "scheduled_cancellation_at": metrics.get("scheduled_cancellation_at"),
+        "events_28d": metrics.get("events_28d"),
+        "active_days_28d": metrics.get("active_days_28d"),
+        "events_28d_percentile": ((snapshot.get("peers") or {}).get("percentiles") or {}).get("events_28d"),
         "reasons": [reason["message"] for reason in snapshot.get("reasons", [])[:SUMMARY_REASONS]],
     }
 

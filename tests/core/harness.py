@@ -37,8 +37,10 @@ class Feed:
         return self.store[account_id]
 
     def evaluate(self, account_id: str, when: When) -> Evaluation:
-        """Score the account at an event time of the test's choosing (pure, changes nothing)."""
-        return evaluate(self.store[account_id].inputs(), ms(when), self.config)
+        """Score the account at an event time of the test's choosing (pure, changes nothing),
+        against the engine's peer reference for that instant."""
+        instant = ms(when)
+        return evaluate(self.store[account_id].inputs(), instant, self.config, self.engine.peers.at(instant))
 
     def facts(self, account_id: str, when: When) -> dict[str, Any]:
         return self.evaluate(account_id, when).facts

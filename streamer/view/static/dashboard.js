@@ -126,6 +126,12 @@
         ? day(account.renewal_at) + (account.days_to_renewal !== null ? " (" + Math.round(account.days_to_renewal) + " d)" : "")
         : "–";
       const reasons = node("span", { class: "reasons" }, [account.reasons.slice(0, 2).join("; ")]);
+      const use = account.events_28d === null || account.events_28d === undefined
+        ? "–"
+        : account.events_28d + " events, " + account.active_days_28d + " d" +
+          (account.events_28d_percentile !== null && account.events_28d_percentile !== undefined
+            ? " (p" + Math.round(account.events_28d_percentile) + ")"
+            : "");
       return node("tr", { "data-account": account.account_id }, [
         node("td", { class: "account" }, [account.account_id]),
         node("td", { class: "num score", "data-value": account.score }, [fixed(account.score, 1)]),
@@ -134,6 +140,7 @@
         node("td", { class: "num mrr", "data-value": account.mrr }, [money(account.mrr)]),
         node("td", {}, [account.lifecycle_stage]),
         node("td", {}, [renewal]),
+        node("td", { class: "use" }, [use]),
         node("td", {}, [reasons]),
       ]);
     });

@@ -1,0 +1,147 @@
+"""Peer references: where an account's usage stands among the paying accounts like it.
+
+A partition refreshes its reference at each midnight tick (event time) from usage windows that
+END `allowed_lateness + 1 day` before the tick, over the accounts paying at that instant. No
+event still admissible after the tick can touch those windows, so the reference does not depend
+on the order events arrived in, and the worker re-derives it from its accounts on recovery
+exactly as it was. A reference keeps at most `QUANTILES` values per (peer group, signal):
+memory and the cost of a percentile lookup do not grow with the portfolio.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from streamer.core.clock import DAY, bucket_of
+from streamer.core.revenue import Revenue
+from streamer.core.usage import Usage
+
+QUANTILES = 101  # values kept per (group, signal): the 0th..100th percentiles
+ALL = "*"  # the group of every paying account of the partition
+WINDOW_DAYS = 28
+
+# Signals whose value is a position among peers (their peer value comes from `peer_values`).
+PEER_SIGNALS = (
+    "events_28d",
+    "active_days_28d",
+    "user_days_28d",
+    "events_per_seat_28d",
+    "events_per_user_day_28d",
+)
+
+
+def peer_values(usage: Usage, seats: int | None, end: int, started: int | None) -> dict[str, float]:
+    """The peer signals of one account over the 28 days ending with day `end`.
+
+    The same definition serves the reference (a past window) and the account's own evaluation
+    (the window ending today), so an account is compared like with like. An account that
+    started (`started`, epoch ms) less than 28 days before has its counts scaled to 28 days,
+    so a new customer is not ranked low for the days before it existed.
+    """
+    volume = usage.volume(end, WINDOW_DAYS)
+    scale = 1.0
+    if started is not None:
+        days = end + 1 - started // DAY  # whole day buckets since the start, its own included
+        if 0 < days < WINDOW_DAYS:
+            scale = WINDOW_DAYS / days
+    values: dict[str, float] = {
+        "events_28d": volume.events * scale,
+        "active_days_28d": volume.active_days * scale,
+        "user_days_28d": volume.user_days * scale,
+    }
+    if seats:
+        values["events_per_seat_28d"] = volume.events * scale / seats
+    if volume.user_days:
+        values["events_per_user_day_28d"] = volume.events / volume.user_days
+    return values
+
+
+def summarise(values: list[float]) -> tuple[float, ...]:
+    """The sorted values, or their `QUANTILES` evenly spaced order statistics when more."""
+    values.sort()
+    count = len(values)
+    if count <= QUANTILES:
+        return tuple(values)
+    return tuple(values[round(i * (count - 1) / (QUANTILES - 1))] for i in range(QUANTILES))
+
+
+def percentile(value: float, reference: tuple[float, ...]) -> float:
+    """Mid-rank percentile 0-100 of `value` within a sorted reference (ties count half).
+
+    Below every peer gives 0, above every peer 100, equal to all of them 50.
+    """
+    below = bisect_left(reference, value)
+    equal = bisect_right(reference, value, lo=below) - below
+    return 100.0 * (below + 0.5 * equal) / len(reference)
+
+
+@dataclass(slots=True, frozen=True)
+class PeerReference:
+    """One refresh: per (group, signal) the summarised values of the paying accounts."""
+
+    tick: int  # the midnight it was refreshed at
+    window_end: int  # the last day bucket of the windows it was built from
+    groups: dict[tuple[str, str], tuple[float, ...]]
+    sizes: dict[str, int]  # group -> paying accounts in it
+
+    def lookup(self, group: str | None, signal: str, min_peers: int) -> tuple[str, tuple[float, ...]] | None:
+        """(group used, reference) for a signal: the account's group if it has `min_peers`,
+        else every paying account of the partition if they are that many; None otherwise."""
+        for candidate in (group, ALL):
+            if candidate is not None and self.sizes.get(candidate, 0) >= min_peers:
+                found = self.groups.get((candidate, signal))
+                if found:
+                    return candidate, found
+        return None
+
+
+def reference_end(tick: int, lateness: int) -> int:
+    """Last day bucket of the windows a reference at `tick` may read (no admissible event lands there)."""
+    return bucket_of(tick - lateness - DAY)
+
+
+def build_reference(
+    accounts: Iterable[tuple[Usage, Revenue]], tick: int, lateness: int, group_by_plan: bool
+) -> PeerReference:
+    """The reference at `tick` over the accounts paying at the end of its window."""
+    end = reference_end(tick, lateness)
+    instant = (end + 1) * DAY  # the end of that day bucket
+    collected: dict[tuple[str, str], list[float]] = {}
+    sizes: dict[str, int] = {}
+    for usage, revenue in accounts:
+        if revenue.mrr_at(instant) <= 0:
+            continue
+        groups = [ALL]
+        if group_by_plan:
+            plan = revenue.primary_plan(instant)
+            if plan is not None:
+                groups.append(plan)
+        values = peer_values(usage, revenue.seats(instant), end, revenue.first_start)
+        for group in groups:
+            sizes[group] = sizes.get(group, 0) + 1
+            for signal, value in values.items():
+                collected.setdefault((group, signal), []).append(value)
+    groups_summary = {key: summarise(values) for key, values in sorted(collected.items())}
+    return PeerReference(tick, end, groups_summary, dict(sorted(sizes.items())))
+
+
+@dataclass(slots=True)
+class PeerHistory:
+    """The references of the recent ticks, enough to re-score any tick a late event reaches."""
+
+    keep: int
+    references: list[PeerReference] = field(default_factory=list)  # oldest first
+
+    def add(self, reference: PeerReference) -> None:
+        self.references = [r for r in self.references if r.tick < reference.tick]
+        self.references.append(reference)
+        del self.references[: -self.keep]
+
+    def at(self, now: int) -> PeerReference | None:
+        """The latest reference refreshed at or before `now`."""
+        for reference in reversed(self.references):
+            if reference.tick <= now:
+                return reference
+        return None

@@ -1,0 +1,207 @@
+"""Volume signals over 28 days and peer-relative sub-scores (hand-computed expectations)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer.core.clock import DAY
+from streamer.core.config import Peers, PeerSignal, ScoreConfig
+from streamer.core.engine import PartitionEngine
+from streamer.core.peers import (
+    ALL,
+    PeerHistory,
+    PeerReference,
+    build_reference,
+    peer_values,
+    percentile,
+    reference_end,
+    summarise,
+)
+from streamer.core.reasons import explain
+from streamer.core.usage import Usage
+
+from .events import at, ms, started, usage
+from .harness import Feed
+
+LATENESS = 7 * DAY
+
+
+def used(*days_counts_users: tuple[int, int, str]) -> Usage:
+    found = Usage()
+    for day, count, user in days_counts_users:
+        found.record(
+            day * DAY + 10 * 3_600_000,
+            user,
+            "reports",
+            count,
+            key_feature=False,
+            max_users=10,
+            max_features=10,
+        )
+    return found
+
+
+def test_volume_sums_events_active_days_and_user_days_of_the_window() -> None:
+    usage_ = used((10, 3, "a"), (10, 2, "b"), (20, 5, "a"), (37, 1, "c"), (38, 4, "a"), (38, 1, "b"))
+    # window of 28 days ending with day 38: days 11..38 -> day 10 is out
+    volume = usage_.volume(38, 28)
+    assert (volume.events, volume.active_days, volume.user_days) == (5 + 1 + 4 + 1, 3, 1 + 1 + 2)
+    # the 28 days before: days -17..10 -> only day 10 (two users, 5 events)
+    before = usage_.volume(10, 28)
+    assert (before.events, before.active_days, before.user_days) == (5, 1, 2)
+
+
+def test_a_past_window_is_exact_although_its_users_were_active_since() -> None:
+    usage_ = used((10, 1, "a"), (11, 1, "b"))
+    assert usage_.volume(10, 28).user_days == 1
+    usage_.record(30 * DAY, "a", "reports", 1, key_feature=False, max_users=10, max_features=10)
+    assert usage_.volume(10, 28).user_days == 1  # user a moved on; day 10 still counts them
+
+
+def test_peer_values_per_seat_per_user_day_and_scaled_for_a_young_account() -> None:
+    usage_ = used((30, 6, "a"), (31, 6, "b"))
+    values = peer_values(usage_, 4, 31, started=None)
+    assert values == {
+        "events_28d": 12,
+        "active_days_28d": 2,
+        "user_days_28d": 2,
+        "events_per_seat_28d": 3.0,
+        "events_per_user_day_28d": 6.0,
+    }
+    young = peer_values(usage_, None, 31, started=25 * DAY)  # 7 day buckets: 25..31
+    assert young["events_28d"] == 12 * 4
+    assert "events_per_seat_28d" not in young
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 0.0), (1, 12.5), (2, 37.5), (2.5, 50.0), (4, 87.5), (9, 100.0)],
+)
+def test_percentile_is_the_mid_rank_among_peers(value: float, expected: float) -> None:
+    assert percentile(value, (1, 2, 3, 4)) == expected
+
+
+def test_percentile_counts_ties_half() -> None:
+    assert percentile(5, (5, 5, 5, 5)) == 50.0
+    assert percentile(5, (1, 5, 5, 9)) == 50.0
+
+
+def test_summarise_keeps_101_evenly_spaced_order_statistics() -> None:
+    assert summarise([3.0, 1.0, 2.0]) == (1.0, 2.0, 3.0)
+    summary = summarise([float(v) for v in reversed(range(201))])
+    assert len(summary) == 101
+    assert summary[:3] == (0.0, 2.0, 4.0)
+    assert summary[-1] == 200.0
+
+
+def test_reference_reads_windows_that_end_lateness_plus_one_day_before_the_tick() -> None:
+    tick = 100 * DAY
+    assert reference_end(tick, LATENESS) == 91  # bucket (day 91, day 92]: events up to the instant day 92
+    # An event at day 92 00:00 exactly closes bucket 91, but is already too late after the tick.
+
+
+def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
+    feed = Feed()
+    feed(
+        started("a", at(0), plan="starter"),
+        started("b", at(0), plan="starter"),
+        started("c", at(0), plan="pro"),
+        usage("a", at(5, 10), "u", "x", 4),
+        usage("b", at(6, 10), "u", "x", 2),
+        usage("c", at(6, 10), "u", "x", 9),
+        usage("trial", at(6, 10), "u", "x", 50),  # never paid: not a peer
+    )
+    accounts = [(feed.store[a].usage, feed.store[a].revenue) for a in sorted(feed.store)]
+    reference = build_reference(accounts, ms(at(15)), LATENESS, group_by_plan=True)
+    assert reference.window_end == ms(at(6)) // DAY  # the bucket ending at day 7 00:00
+    assert reference.sizes == {ALL: 3, "pro": 1, "starter": 2}
+    # 7 day buckets since the start (days 0..6): counts scaled x 4
+    assert reference.groups[("starter", "events_28d")] == (8, 16)
+    assert reference.groups[(ALL, "events_28d")] == (8, 16, 36)
+    assert reference.lookup("starter", "events_28d", min_peers=2) == ("starter", (8, 16))
+    assert reference.lookup("pro", "events_28d", min_peers=2) == (ALL, (8, 16, 36))  # too few pro peers
+    assert reference.lookup("pro", "events_28d", min_peers=4) is None  # too few at all
+    # A day later, usage of day 7 (a late event still admissible at tick 15) is not read.
+    feed(usage("a", at(7, 10), "u", "x", 100))
+    accounts = [(feed.store[a].usage, feed.store[a].revenue) for a in sorted(feed.store)]
+    assert build_reference(accounts, ms(at(15)), LATENESS, True) == reference
+
+
+def paying_portfolio(config: ScoreConfig) -> Feed:
+    """Four starter accounts on day 0 with 1, 2, 3 and 4 events a day on days 1..40."""
+    feed = Feed(config)
+    feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 5)))
+    for day in range(1, 41):
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    return feed
+
+
+def test_the_engine_scores_events_as_a_percentile_among_peers() -> None:
+    config = ScoreConfig(peers=Peers(min_peers=4))
+    feed = paying_portfolio(config)
+    # At day 40 12:00 the reference is the one refreshed at day 40 00:00: its windows end with
+    # the day-31 bucket (days 4..31): events 28, 56, 84, 112.
+    reference = feed.engine.peers.at(ms(at(40, 12)))
+    assert reference is not None and reference.tick == ms(at(40))
+    assert reference.groups[("starter", "events_28d")] == (28, 56, 84, 112)
+    evaluation = feed.evaluate("a2", at(40, 12))
+    # a2 has 2 x 28 = 56 events in days 13..40: one peer below, one equal -> (1 + 0.5) / 4
+    assert evaluation.facts["events_28d"] == 56
+    assert evaluation.signals["events_28d"] == (56, 37.5)
+    assert evaluation.facts["events_28d_percentile"] == 37.5
+    assert evaluation.peer_group == "starter"
+    low = feed.evaluate("a1", at(40, 12))
+    assert low.signals["events_28d"] == (28, 12.5)  # none below, one equal
+
+
+def test_a_riskier_when_higher_signal_is_scored_from_the_other_end() -> None:
+    peers = Peers(min_peers=4, signals={"events_28d": PeerSignal(higher_is_healthier=False)})
+    feed = paying_portfolio(ScoreConfig(peers=peers))
+    assert feed.evaluate("a1", at(40, 12)).signals["events_28d"] == (28, 87.5)
+
+
+def test_curve_mode_and_too_few_peers_use_the_fixed_curve() -> None:
+    curve_mode = Peers(min_peers=4, signals={"events_28d": PeerSignal(mode="curve")})
+    feed = paying_portfolio(ScoreConfig(peers=curve_mode))
+    # events_28d curve: (10, 20) -> (100, 50): 28 -> 20 + 18 / 90 x 30 = 26
+    assert feed.evaluate("a1", at(40, 12)).signals["events_28d"] == (28, 26.0)
+    few = paying_portfolio(ScoreConfig(peers=Peers(min_peers=5)))
+    evaluation = few.evaluate("a1", at(40, 12))
+    assert evaluation.signals["events_28d"] == (28, 26.0)
+    assert evaluation.peer_group is None
+
+
+def test_a_reason_says_where_the_account_stands_among_its_peers() -> None:
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    reasons = {r["signal"]: r for r in explain(feed.evaluate("a1", at(40, 12)))}
+    assert (
+        reasons["events_28d"]["message"]
+        == "28 product events in 28 days, bottom 13% of paying starter accounts"
+    )
+    assert reasons["events_28d"]["percentile"] == 12.5
+
+
+def test_the_snapshot_carries_the_peer_standing() -> None:
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    snapshot = feed.snapshot("a4")
+    assert snapshot["peers"]["group"] == "starter"
+    assert snapshot["peers"]["size"] == 4
+    assert snapshot["metrics"]["events_28d"] == 4 * 28
+    assert snapshot["metrics"]["active_days_28d"] == 28
+
+
+def test_recovery_re_derives_the_same_references() -> None:
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    engine = feed.engine
+    recovered = PartitionEngine(engine.config, feed.store, engine.clock)
+    assert recovered.peers.references == engine.peers.references
+    assert len(recovered.peers.references) == recovered.peers.keep
+
+
+def test_history_answers_the_latest_reference_at_or_before_an_instant() -> None:
+    history = PeerHistory(keep=2)
+    for day in (1, 2, 3):
+        history.add(PeerReference(day * DAY, day - 9, {}, {}))
+    assert [r.tick for r in history.references] == [2 * DAY, 3 * DAY]
+    assert history.at(2 * DAY + 5) is not None and history.at(2 * DAY + 5).tick == 2 * DAY  # type: ignore[union-attr]
+    assert history.at(DAY) is None
