@@ -243,7 +243,7 @@ def test_strings_from_the_data_are_shown_as_text_never_as_html(
         assert len(dom.find("script")) == 1  # the dashboard's own
         row = dom.by_id("at-risk").find("tr", data_account=NASTY_ID)
         assert row and row[0].find("td")[0].text == NASTY_ID
-        assert NASTY_REASON in row[0].find("td")[6].text
+        assert NASTY_REASON in row[0].find("td")[8].text  # after the risk and use columns
         assert dom.by_id("alerts").find("tr", data_alert="nasty-1")
     finally:
         probe.close()
