@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from streamer.backtest.labels import churns_within
+from streamer.backtest.learn import (
+    CalibrationBin,
+    FeatureSpace,
+    Selection,
+    SignalModel,
+    brier,
+    calibration_table,
+    choose_l2,
+    fit_signal_model,
+    log_loss,
+)
 from streamer.backtest.metrics import BandRate, RuleStats, alert_stats, band_ratio, churn_by_band, roc_auc
 from streamer.backtest.sampling import Replay, Sample
-from streamer.backtest.tuning import (
-    Logistic,
-    component_means,
-    design,
-    fit_logistic,
-    normalised,
-    scores_under,
-    split_months,
-)
+from streamer.backtest.tuning import normalised, signal_scores_under, split_months
 from streamer.core.clock import DAY
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.risk import churn_probability
+from streamer.core.score import SIGNAL_COMPONENT
 
 HORIZONS = (30, 60)  # days: "churns within 30 / 60 days of the month start"
 TUNE_HORIZON = 60
+MIN_SIGNAL_WEIGHT = 0.001  # a tuned signal weight, against weights of about 0.1 to 10
 ALERT_HORIZON = 60
 
 
@@ -132,17 +140,43 @@ class HeldOut:
 
 
 @dataclass(frozen=True)
+class Fitted:
+    """What a tuning writes into the configuration."""
+
+    weights: dict[str, float]  # component weights, summing to 1
+    signal_weights: dict[str, float]  # every signal's weight inside its component
+    model: dict[str, Any]  # the [model] table
+
+
+@dataclass(frozen=True)
+class Probabilities:
+    """A model's predicted churn probabilities on the held-out month starts."""
+
+    auc: dict[int, float | None]  # horizon days -> AUC
+    brier: float
+    log_loss: float
+    calibration: list[CalibrationBin]  # deciles at TUNE_HORIZON
+    predicted: dict[int, NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
 class TuneResult:
     train_months: list[int]
     test_months: list[int]
     train_samples: int
     train_churned: int
-    model: Logistic
-    means: NDArray[np.float64]  # training means used for missing sub-scores
+    health: SignalModel  # coefficients <= 0: the written [model] and the signal weights
+    plain: SignalModel  # unconstrained, the yardstick
+    health_selection: Selection
+    plain_selection: Selection
     default_weights: dict[str, float]
     tuned_weights: dict[str, float]
+    default_signal_weights: dict[str, float]
+    fitted: Fitted
     default: HeldOut
     tuned: HeldOut
+    risk: Probabilities  # the written [model] through the core's risk function
+    plain_risk: Probabilities
     test_labelled: dict[int, Labelled]
     test_scores: dict[str, dict[int, NDArray[np.float64]]]  # "default"/"tuned" -> horizon -> scores
 
@@ -154,7 +188,7 @@ class NotEnoughHistory(ValueError):
 def _held_out(
     test: Mapping[int, Labelled], config: ScoreConfig
 ) -> tuple[HeldOut, dict[int, NDArray[np.float64]]]:
-    scores = {days: scores_under(labelled.samples, config) for days, labelled in test.items()}
+    scores = {days: signal_scores_under(labelled.samples, config) for days, labelled in test.items()}
     auc = {days: roc_auc(-scores[days], labelled.churned) for days, labelled in test.items()}
     main = test[TUNE_HORIZON]
     bands_of = [
@@ -165,15 +199,67 @@ def _held_out(
     return HeldOut(auc, rates, band_ratio(rates)), scores
 
 
+def _probabilities(
+    test: Mapping[int, Labelled], predict: Callable[[list[Sample]], NDArray[np.float64]]
+) -> Probabilities:
+    predicted = {days: predict(labelled.samples) for days, labelled in test.items()}
+    main, p = test[TUNE_HORIZON], predicted[TUNE_HORIZON]
+    return Probabilities(
+        auc={days: roc_auc(predicted[days], labelled.churned) for days, labelled in test.items()},
+        brier=brier(p, main.churned),
+        log_loss=log_loss(p, main.churned),
+        calibration=calibration_table(p, main.churned),
+        predicted=predicted,
+    )
+
+
+def _date(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def fitted_settings(
+    model: SignalModel, config: ScoreConfig, train_months: Sequence[int], samples: int
+) -> Fitted:
+    """The health model as configuration: signal weights = -coefficients, component weights =
+    their sums per component (so that, with every signal present, the score is linear in the
+    sub-scores with the model's proportions), and the model itself as `[model]`."""
+    signal_weights = {name: weight for name, (_, weight) in config.signal_table.items()}
+    for name, coefficient in model.coefficients.items():
+        # a floor keeps a signal the fit dropped visible (its component still shows its
+        # sub-score, with weight ~0) instead of turning its component into "missing"
+        signal_weights[name] = max(MIN_SIGNAL_WEIGHT, round(-coefficient, 4))
+    totals = dict.fromkeys(COMPONENTS, 0.0)
+    for name, coefficient in model.coefficients.items():
+        totals[SIGNAL_COMPONENT[name]] += max(0.0, -coefficient)
+    total = sum(totals.values())
+    weights = normalised(np.array([totals[c] for c in COMPONENTS])) if total > 0 else config.weights.as_dict()
+    first, last = _date(train_months[0]), _date(train_months[-1])
+    table: dict[str, Any] = {
+        "version": f"tune {first}..{last} n={samples} l2={model.l2:g}",
+        "horizon_days": TUNE_HORIZON,
+        "intercept": round(model.intercept, 6),
+        "trained_from": first,
+        "trained_to": last,
+        "coefficients": {name: round(value, 6) for name, value in model.coefficients.items()},
+        "means": {name: round(model.space.means[name], 4) for name in model.coefficients},
+    }
+    if model.missing:
+        table["missing"] = {name: round(value, 6) for name, value in model.missing.items()}
+    return Fitted(weights, signal_weights, table)
+
+
 def tune(
     by_horizon: Mapping[int, Labelled],
     config: ScoreConfig,
-    tuned_config: Callable[[dict[str, float]], ScoreConfig],
+    tuned_config: Callable[[Fitted], ScoreConfig],
     holdout: float,
 ) -> TuneResult:
-    """Fit on the earlier month starts, compare default and tuned weights on the later ones.
+    """Fit signal-level models on the earlier month starts, compare on the later ones.
 
-    `tuned_config(weights)` builds the configuration the tuned weights would be written as.
+    A training sample at month start m is used only if m + TUNE_HORIZON days <= the first
+    held-out month start (its label never reads the held-out period); the penalty is chosen by
+    time-ordered folds inside the training months under the same rule. `tuned_config(fitted)`
+    builds the configuration the fit would be written as.
     """
     main = by_horizon[TUNE_HORIZON]
     months = sorted({s.at for s in main.samples})
@@ -183,16 +269,23 @@ def tune(
             f"found {len(months)}: use a longer history or fewer --warmup-days"
         )
     train_months, test_months = split_months(months, holdout, TUNE_HORIZON * DAY)
-    train = main.where(np.array([s.at in set(train_months) for s in main.samples], dtype=bool))
+    kept = set(train_months)
+    train = main.where(np.array([s.at in kept for s in main.samples], dtype=bool))
     if not train_months or train.churned.sum() < 2 or (~train.churned).sum() < 2:
         raise NotEnoughHistory(
             f"--tune needs churners and non-churners in the training months, found "
             f"{int(train.churned.sum())} churned of {len(train.samples)} samples"
         )
-    means = component_means(train.samples)
-    model = fit_logistic(design(train.samples, means), train.churned)
-    weights = normalised(model.health_weights)
-    adopted = tuned_config(weights)
+    rows = [s.signals for s in train.samples]
+    ats = [s.at for s in train.samples]
+    space = FeatureSpace.learn(rows)
+    selections = {
+        health: choose_l2(rows, train.churned, ats, TUNE_HORIZON, health) for health in (True, False)
+    }
+    health_model = fit_signal_model(space, rows, train.churned, selections[True].l2, health=True)
+    plain_model = fit_signal_model(space, rows, train.churned, selections[False].l2, health=False)
+    fitted = fitted_settings(health_model, config, train_months, len(train.samples))
+    adopted = tuned_config(fitted)
     first_test = test_months[0]
     test = {
         days: labelled.where(np.array([s.at >= first_test for s in labelled.samples], dtype=bool))
@@ -200,17 +293,35 @@ def tune(
     }
     default, default_scores = _held_out(test, config)
     tuned, tuned_scores = _held_out(test, adopted)
+    written = adopted.model
+    assert written is not None
+
+    def risk_of(samples: list[Sample]) -> NDArray[np.float64]:
+        return np.array(
+            [churn_probability({n: (0.0, v) for n, v in s.signals.items()}, written) for s in samples],
+            dtype=np.float64,
+        )
+
+    def plain_of(samples: list[Sample]) -> NDArray[np.float64]:
+        return plain_model.probability([s.signals for s in samples])
+
     return TuneResult(
         train_months=train_months,
         test_months=sorted({s.at for labelled in test.values() for s in labelled.samples}),
         train_samples=len(train.samples),
         train_churned=int(train.churned.sum()),
-        model=model,
-        means=means,
+        health=health_model,
+        plain=plain_model,
+        health_selection=selections[True],
+        plain_selection=selections[False],
         default_weights=config.weights.as_dict(),
-        tuned_weights=weights,
+        tuned_weights=fitted.weights,
+        default_signal_weights={name: weight for name, (_, weight) in config.signal_table.items()},
+        fitted=fitted,
         default=default,
         tuned=tuned,
+        risk=_probabilities(test, risk_of),
+        plain_risk=_probabilities(test, plain_of),
         test_labelled=test,
         test_scores={"default": default_scores, "tuned": tuned_scores},
     )

@@ -7,7 +7,7 @@ import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -19,10 +19,19 @@ from streamer.offline.cli import now_option
 from streamer.offline.runner import publication_ms
 from streamer.settings import Settings
 
+if TYPE_CHECKING:  # the analysis needs numpy (the [backtest] extra): imported when it runs
+    from streamer.backtest.analysis import Fitted
+
 
 def _base_data(path: Path | None) -> dict[str, Any]:
     """The configuration file's own data (already validated), or empty for the defaults."""
     return tomllib.loads(path.read_text()) if path is not None else {}
+
+
+def _config_text(base: dict[str, Any], fitted: Fitted, header: list[str]) -> str:
+    from streamer.backtest.configfile import tuned_config_text
+
+    return tuned_config_text(base, fitted.weights, header, fitted.signal_weights, fitted.model)
 
 
 EXAMPLES = """\b
@@ -53,7 +62,8 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
 @click.option(
     "--write-config",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="With --tune: write the configuration with the fitted [weights] here (implies --tune).",
+    help="With --tune: write the configuration with the fitted [weights], [signal_weights] and [model] "
+    "here (implies --tune).",
 )
 @click.option(
     "--holdout",
@@ -111,14 +121,15 @@ def backtest(
     60 days (per month start and pooled), churn rate by band, and each alert rule's precision
     (alerts followed by churn within 60 days) and recall (churns alerted in the 60 days before).
 
-    With --tune, a logistic regression of 60-day churn on the four component sub-scores is fitted
-    on the earlier month starts; its (non-negative, normalised) coefficients are the tuned
-    weights, compared with the configured ones on the later month starts, and written with
-    --write-config as a file `streamer offline --config` and the workers accept.
+    With --tune, an L2 logistic regression of 60-day churn on every signal's sub-score is fitted on
+    the earlier month starts (penalty chosen by time-ordered cross-validation inside them); its
+    health coefficients (kept <= 0) become the signal and component weights and the [model]
+    behind churn_risk_60d. On the later month starts it is compared with the configured score
+    and with a plain (unconstrained) logistic regression, and written with --write-config as a
+    file `streamer offline --config` and the workers accept.
     """
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
         from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, tune
-        from streamer.backtest.configfile import tuned_config_text
         from streamer.backtest.report import day, render
         from streamer.backtest.report import to_json as report_json
         from streamer.backtest.sampling import replay
@@ -161,8 +172,8 @@ def backtest(
         if tune_weights:
             base = _base_data(source)
 
-            def adopt(weights: dict[str, float]) -> ScoreConfig:
-                return ScoreConfig.model_validate(tomllib.loads(tuned_config_text(base, weights, [])))
+            def adopt(fitted: Fitted) -> ScoreConfig:
+                return ScoreConfig.model_validate(tomllib.loads(_config_text(base, fitted, [])))
 
             result = dataclasses.replace(
                 result,
@@ -180,15 +191,17 @@ def backtest(
     if write_config is not None and result.tuning is not None:
         tuning = result.tuning
         header = [
-            f"Component weights fitted by `streamer backtest --tune` on {events.name}",
-            f"(logistic regression of {TUNE_HORIZON}-day churn, trained on month starts "
-            f"{day(tuning.train_months[0])} .. {day(tuning.train_months[-1])}).",
-            f"Held-out AUC {TUNE_HORIZON}d: configured {tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
-            f"tuned {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}. "
+            f"Signal and component weights and [model] fitted by `streamer backtest --tune` on {events.name}",
+            f"(L2 logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores, trained on "
+            f"month starts {day(tuning.train_months[0])} .. {day(tuning.train_months[-1])}).",
+            f"Held-out AUC {TUNE_HORIZON}d: configured score "
+            f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
+            f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "
+            f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f}. "
             + (f"Other settings from {source}." if source is not None else "Everything else is the default."),
         ]
         write_config.parent.mkdir(parents=True, exist_ok=True)
-        write_config.write_text(tuned_config_text(_base_data(source), tuning.tuned_weights, header))
+        write_config.write_text(_config_text(_base_data(source), tuning.fitted, header))
         click.echo(
             f"wrote {write_config}: try it with "
             f"`streamer offline {events} --out DIR --sort --config {write_config}`"

@@ -51,12 +51,24 @@ def _table(data: Mapping[str, Any], path: str, sections: list[str]) -> None:
             _table(table, f"{path}.{_key(name)}" if path else _key(name), sections)
 
 
-def tuned_config_text(base: Mapping[str, Any], weights: Mapping[str, float], header: Sequence[str]) -> str:
-    """The base configuration (as read from its TOML file, or empty) with `[weights]` replaced."""
+def tuned_config_text(
+    base: Mapping[str, Any],
+    weights: Mapping[str, float],
+    header: Sequence[str],
+    signal_weights: Mapping[str, float] | None = None,
+    model: Mapping[str, Any] | None = None,
+) -> str:
+    """The base configuration (as read from its TOML file, or empty) with `[weights]` replaced,
+    and `[signal_weights]` and `[model]` too when given."""
+    fitted: dict[str, Any] = {"weights": dict(weights)}
+    if signal_weights is not None:
+        fitted["signal_weights"] = dict(signal_weights)
+    if model is not None:
+        fitted["model"] = dict(model)
     scalars = {k: v for k, v in base.items() if not isinstance(v, Mapping)}
-    tables = {k: v for k, v in base.items() if isinstance(v, Mapping) and k != "weights"}
+    tables = {k: v for k, v in base.items() if isinstance(v, Mapping) and k not in fitted}
     comments = "".join(f"# {line}\n" for line in header)
-    return comments + "\n" + dump_toml({**scalars, "weights": dict(weights), **tables})
+    return comments + "\n" + dump_toml({**scalars, **fitted, **tables})
 
 
 def write_tuned_config(

@@ -215,6 +215,30 @@ def weights(tuning: TuneResult, out: Path) -> Path:
     return _save(figure, out / "weights.png")
 
 
+def calibration(tuning: TuneResult, out: Path) -> Path:
+    """Predicted vs observed 60-day churn per decile of churn_risk_60d on the held-out range."""
+    figure = Figure(figsize=(4.8, 4.4))
+    ax = figure.subplots()
+    bins = tuning.risk.calibration
+    predicted = [b.predicted for b in bins]
+    observed = [b.observed for b in bins]
+    top = max([*predicted, *observed, 0.05]) * 1.1
+    ax.plot([0, top], [0, top], color="#999999", linewidth=1, label="perfect calibration")
+    ax.plot(predicted, observed, "o-", color="#4a7bd0", label="churn_risk_60d deciles")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("predicted churn within 60 days")
+    ax.set_ylabel("observed churn within 60 days")
+    ax.set_title(
+        f"Held out ({day(tuning.test_months[0])} on): Brier {tuning.risk.brier:.4f}, "
+        f"AUC {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(figure, out / "calibration.png")
+
+
 def write_all(result: Backtest, out: Path, thresholds: tuple[float, float] = (40, 70)) -> list[Path]:
     """Every plot that applies, into `out` (band thresholds: yellow, green); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
@@ -227,4 +251,5 @@ def write_all(result: Backtest, out: Path, thresholds: tuple[float, float] = (40
     written.append(alerts(result, out))
     if result.tuning is not None:
         written.append(weights(result.tuning, out))
+        written.append(calibration(result.tuning, out))
     return written

@@ -7,12 +7,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
-from streamer.backtest.analysis import ALERT_HORIZON, HORIZONS, TUNE_HORIZON, Backtest, TuneResult
+from streamer.backtest.analysis import (
+    ALERT_HORIZON,
+    HORIZONS,
+    TUNE_HORIZON,
+    Backtest,
+    Probabilities,
+    TuneResult,
+)
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
 from streamer.backtest.metrics import BANDS, BandRate, band_ratio
 from streamer.core.config import COMPONENTS
+from streamer.core.score import SIGNAL_COMPONENT
 
 AUC_TARGET = 0.75
 RATIO_TARGET = 3.0
@@ -169,31 +175,77 @@ def targets(result: Backtest) -> str:
 
 def render_tuning(tuning: TuneResult) -> list[str]:
     months = tuning.train_months
+    health, plain = tuning.health, tuning.plain
     lines = [
-        f"Tuning: logistic regression of {TUNE_HORIZON}-day churn on the four component sub-scores "
-        "(missing ones imputed with the training mean, weights kept >= 0)",
+        f"Tuning: logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores "
+        "(a missing one takes its training mean, plus a missing-data column where it is sometimes missing)",
         f"trained on {len(months)} month starts {day(months[0])} .. {day(months[-1])} "
         f"({tuning.train_samples:,} samples, {tuning.train_churned:,} churned); held out "
         f"{day(tuning.test_months[0])} .. {day(tuning.test_months[-1])} "
-        "(training month starts whose label window reaches the held-out range are left out); "
+        f"(a training month start m is used only if m + {TUNE_HORIZON} days <= the first held-out one); "
         "default = the configuration tested (--config, else the built-in defaults)",
+        f"L2 penalty by time-ordered cross-validation inside the training months "
+        f"({len(tuning.health_selection.folds)} folds, validation log-loss): health fit "
+        f"{health.l2:g}, plain fit {plain.l2:g}",
+        "",
     ]
-    rows = [
-        [
-            name,
-            f"{tuning.default_weights[name]:.3f}",
-            f"{tuning.tuned_weights[name]:.3f}",
-            f"{math.exp(0.1 * float(tuning.model.health_weights[i])):.2f}",
-            f"{tuning.means[i]:.1f}",
-        ]
-        for i, name in enumerate(COMPONENTS)
+    rows = []
+    for name in health.space.signals:
+        coefficient = health.coefficients[name]
+        rows.append(
+            [
+                name,
+                SIGNAL_COMPONENT.get(name, "?"),
+                f"{tuning.default_signal_weights.get(name, 0.0):g}",
+                f"{tuning.fitted.signal_weights.get(name, 0.0):.3f}",
+                f"{math.exp(-0.1 * coefficient):.2f}",
+                f"{health.space.means[name]:.1f}",
+                _num(health.missing.get(name)),
+                f"{plain.coefficients[name]:+.3f}",
+            ]
+        )
+    lines.append(
+        table(
+            ["signal", "component", "default w", "tuned w", "churn odds x per -10 pts", "mean",
+             "missing", "plain coef"],
+            rows,
+        )
+    )  # fmt: skip
+    comp_rows = [
+        [name, f"{tuning.default_weights[name]:.3f}", f"{tuning.tuned_weights[name]:.3f}"]
+        for name in COMPONENTS
     ]
-    lines.append(table(["component", "default", "tuned", "churn odds x per -10 pts", "mean (imputed)"], rows))
-    held = [[f"AUC {d}d", _num(tuning.default.auc.get(d)), _num(tuning.tuned.auc.get(d))] for d in HORIZONS]
+    lines += ["", table(["component", "default", "tuned"], comp_rows)]
+    held = [
+        [f"AUC {d}d", _num(tuning.default.auc.get(d)), _num(tuning.tuned.auc.get(d)),
+         _num(tuning.risk.auc.get(d)), _num(tuning.plain_risk.auc.get(d))]
+        for d in HORIZONS
+    ]  # fmt: skip
     held.append(
-        [f"red/green {TUNE_HORIZON}d", _ratio(tuning.default.red_green), _ratio(tuning.tuned.red_green)]
+        [
+            f"red/green {TUNE_HORIZON}d",
+            _ratio(tuning.default.red_green),
+            _ratio(tuning.tuned.red_green),
+            "",
+            "",
+        ]
     )
-    lines += ["", table(["held out", "default", "tuned"], held)]
+    held.append(["Brier 60d", "", "", f"{tuning.risk.brier:.4f}", f"{tuning.plain_risk.brier:.4f}"])
+    held.append(["log-loss 60d", "", "", f"{tuning.risk.log_loss:.4f}", f"{tuning.plain_risk.log_loss:.4f}"])
+    lines += [
+        "",
+        table(["held out", "default score", "tuned score", "churn_risk_60d", "plain LR"], held),
+        "",
+        f"Calibration of churn_risk_60d on the held-out month starts ({TUNE_HORIZON}-day churn, "
+        "deciles of predicted risk)",
+        table(
+            ["decile", "samples", "predicted", "observed"],
+            [
+                [str(i + 1), f"{b.samples:,}", _pct(b.predicted), _pct(b.observed)]
+                for i, b in enumerate(tuning.risk.calibration)
+            ],
+        ),
+    ]
     return lines
 
 
@@ -249,19 +301,46 @@ def to_json(result: Backtest) -> dict[str, Any]:
             "held_out_month_starts": [day(at) for at in tuning.test_months],
             "default_weights": tuning.default_weights,
             "tuned_weights": tuning.tuned_weights,
-            "intercept": tuning.model.intercept,
-            "health_coefficients": dict(
-                zip(COMPONENTS, np.round(tuning.model.health_weights, 4).tolist(), strict=True)
-            ),
+            "signal_weights": tuning.fitted.signal_weights,
+            "model": tuning.fitted.model,
+            "l2": {"health": tuning.health.l2, "plain": tuning.plain.l2},
+            "cv_log_loss": {
+                "health": {str(k): v for k, v in tuning.health_selection.losses.items()},
+                "plain": {str(k): v for k, v in tuning.plain_selection.losses.items()},
+            },
+            "plain_coefficients": {
+                "intercept": tuning.plain.intercept,
+                **tuning.plain.coefficients,
+                **{f"{k} missing": v for k, v in tuning.plain.missing.items()},
+            },
+            "risk": _probabilities_json(tuning.risk),
+            "plain_risk": _probabilities_json(tuning.plain_risk),
             "held_out": {
                 name: {
                     "auc": {str(d): a for d, a in held.auc.items()},
                     "red_green_ratio": _finite(held.red_green),
                 }
                 for name, held in (("default", tuning.default), ("tuned", tuning.tuned))
+            }
+            | {
+                # the models' probabilities on the same held-out samples (no bands)
+                name: {"auc": {str(d): a for d, a in found.auc.items()}, "brier": found.brier}
+                for name, found in (("churn_risk", tuning.risk), ("logistic", tuning.plain_risk))
             },
         }
     return data
+
+
+def _probabilities_json(found: Probabilities) -> dict[str, Any]:
+    return {
+        "auc": {str(d): a for d, a in found.auc.items()},
+        "brier": found.brier,
+        "log_loss": found.log_loss,
+        "calibration": [
+            {"samples": b.samples, "predicted": b.predicted, "observed": b.observed}
+            for b in found.calibration
+        ],
+    }
 
 
 def _finite(value: float | None) -> float | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ class Sample:
     plan: str | None
     components: tuple[float | None, ...]  # in COMPONENTS order; None when the component had no data
     mrr: int  # micro-units of the reporting currency
+    signals: Mapping[str, float] = field(default_factory=dict)  # signal -> 0-100 sub-score (with data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,7 @@ def replay(
                         found.plan,
                         components,
                         found.mrr,
+                        {name: sub for name, (_, sub) in found.signals.items()},
                     )
                 )
 

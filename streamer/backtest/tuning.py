@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from streamer.backtest.sampling import Sample
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.score import SIGNAL_COMPONENT
 
 Matrix = NDArray[np.float64]
 
@@ -32,6 +33,33 @@ def scores_under(samples: Sequence[Sample], config: ScoreConfig) -> Matrix:
     return np.array(
         [rescore(s.components, config.weights_for(s.stage, s.plan), config.empty_score) for s in samples],
         dtype=np.float64,
+    )
+
+
+def score_from_signals(
+    signals: Mapping[str, float], stage: str, plan: str | None, config: ScoreConfig
+) -> float:
+    """The core's score from signal sub-scores under `config`'s signal and component weights.
+
+    The same arithmetic as `streamer.core.score.evaluate` (signal weights inside a component,
+    component weights renormalised over the components with data, stage and plan overrides).
+    """
+    table = config.signal_table
+    weighted = dict.fromkeys(COMPONENTS, 0.0)
+    weights_in = dict.fromkeys(COMPONENTS, 0.0)
+    for name, sub in signals.items():
+        weight = table[name][1]
+        component = SIGNAL_COMPONENT[name]
+        weighted[component] += weight * sub
+        weights_in[component] += weight
+    components = [weighted[name] / weights_in[name] if weights_in[name] > 0 else None for name in COMPONENTS]
+    return rescore(components, config.weights_for(stage, plan), config.empty_score)
+
+
+def signal_scores_under(samples: Sequence[Sample], config: ScoreConfig) -> Matrix:
+    """What each sample would have scored under `config` (signal weights included)."""
+    return np.array(
+        [score_from_signals(s.signals, s.stage, s.plan, config) for s in samples], dtype=np.float64
     )
 
 

@@ -87,6 +87,12 @@ class HealthSnapshot(BaseModel):
     as_of: AwareDatetime = Field(description="Event time of the evaluation")
     score: float = Field(ge=0, le=100)
     band: Band
+    churn_risk_60d: float | None = Field(
+        ge=0,
+        le=1,
+        description="Calibrated probability of churn (MRR reaching 0) within 60 days, from the "
+        "configuration's fitted [model]; null when the configuration has none",
+    )
     components: dict[str, Component]
     missing: list[str] = Field(description="Components without data (weights renormalised)")
     reasons: list[Reason]

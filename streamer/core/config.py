@@ -358,6 +358,35 @@ class Input(Strict):
         return earliest
 
 
+class RiskModel(Strict):
+    """A fitted churn model (`streamer backtest --tune` writes it): P(churn within `horizon_days`).
+
+    log-odds = intercept + sum over signals of coefficient x sub-score / 100, where a signal
+    without data takes its training mean (`means`) and adds its `missing` coefficient.
+    """
+
+    version: Annotated[str, Field(min_length=1)]
+    horizon_days: Literal[60] = 60  # published as churn_risk_60d
+    intercept: float
+    coefficients: dict[str, float] = Field(description="Per signal: log-odds per sub-score / 100")
+    means: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
+        description="Per signal: the training mean sub-score, used when the signal has no data"
+    )
+    missing: dict[str, float] = Field(default_factory=dict, description="Per signal: log-odds when absent")
+    trained_from: str | None = None  # first and last training month start (YYYY-MM-DD)
+    trained_to: str | None = None
+
+    @model_validator(mode="after")
+    def _means_for_every_signal(self) -> Self:
+        lacking = sorted(set(self.coefficients) - set(self.means))
+        if lacking:
+            raise ValueError(
+                f"model.means lacks {', '.join(lacking)}: every signal in model.coefficients needs "
+                "the mean sub-score that stands in when it has no data"
+            )
+        return self
+
+
 class ScoreConfig(Strict):
     """The whole scoring configuration (one TOML file)."""
 
@@ -379,6 +408,7 @@ class ScoreConfig(Strict):
     portfolio: Portfolio = Portfolio()
     limits: Limits = Limits()
     input: Input = Input()
+    model: RiskModel | None = None  # a fitted churn model: snapshots then carry churn_risk_60d
 
     @cached_property
     def signal_table(self) -> dict[str, tuple[Callable[[float], float], float]]:

@@ -303,7 +303,7 @@ class PartitionEngine:
         evaluation = self.evaluations.get(account_id)
         if evaluation is None:
             evaluation = evaluate(account.inputs(), account.now, self.config, self.peers.at(account.now))
-        return build_snapshot(account, evaluation, self._currency)
+        return build_snapshot(account, evaluation, self._currency, self.config.model)
 
     def take_dirty(self) -> list[str]:
         """Accounts whose snapshot changed since the last call, in a stable order."""

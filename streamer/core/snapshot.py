@@ -6,9 +6,11 @@ from typing import Any
 
 from streamer.core.account import Account
 from streamer.core.clock import iso
+from streamer.core.config import RiskModel
 from streamer.core.money import format_money
 from streamer.core.peers import PEER_SIGNALS
 from streamer.core.reasons import explain
+from streamer.core.risk import churn_risk
 from streamer.core.score import Evaluation
 
 # Facts published under `metrics`, with the name they are published as.
@@ -51,8 +53,11 @@ def _rounded(value: float | int | None) -> float | int | None:
     return round(value, 4) if isinstance(value, float) else value
 
 
-def build_snapshot(account: Account, evaluation: Evaluation, currency: str) -> dict[str, Any]:
-    """The `cs.health` record: score, band, components, reasons, stage, MRR, key metrics."""
+def build_snapshot(
+    account: Account, evaluation: Evaluation, currency: str, model: RiskModel | None = None
+) -> dict[str, Any]:
+    """The `cs.health` record: score, band, components, reasons, stage, MRR, key metrics, and the
+    calibrated churn risk when the configuration carries a fitted model (else null)."""
     facts = evaluation.facts
     metrics: dict[str, Any] = {name: _rounded(facts.get(name)) for name in PUBLISHED_FACTS}
     metrics["open_tickets_by_priority"] = {
@@ -67,6 +72,7 @@ def build_snapshot(account: Account, evaluation: Evaluation, currency: str) -> d
         "as_of": iso(evaluation.now),
         "score": evaluation.score,
         "band": evaluation.band,
+        "churn_risk_60d": churn_risk(evaluation.signals, model),
         "components": {
             name: {
                 "score": None if value is None else round(value, 1),

@@ -64,6 +64,7 @@ def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
         "as_of": snapshot["as_of"],
         "score": snapshot["score"],
         "band": snapshot["band"],
+        "churn_risk_60d": snapshot.get("churn_risk_60d"),
         "lifecycle_stage": snapshot["lifecycle_stage"],
         "plan": snapshot.get("plan"),
         "currency": snapshot["currency"],

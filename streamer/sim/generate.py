@@ -103,6 +103,7 @@ def _observe(
 ) -> None:
     """Usage, tickets and surveys of a day on which the account is a customer."""
     health = model.health[day]
+    engagement = model.engagement[day]
     seats = model.seats[day]
     since_start = model.days_since_start(day)
     ramp = 0.35 + 0.65 * min(1.0, since_start / RAMP_DAYS)
@@ -110,10 +111,10 @@ def _observe(
     canceling = model.status[day] == CANCELING
     window = model.windows.get(day)
     if window is None:
-        usage.day(today, day_ts, day_prefix(day_ts), health, seats, weekend, ramp, canceling)
+        usage.day(today, day_ts, day_prefix(day_ts), health, seats, weekend, ramp, canceling, engagement)
     else:
         part: list[Timed] = []
-        usage.day(part, day_ts, day_prefix(day_ts), health, seats, weekend, ramp, canceling)
+        usage.day(part, day_ts, day_prefix(day_ts), health, seats, weekend, ramp, canceling, engagement)
         today.extend(item for item in part if window[0] <= item[0] < window[1])
     users = usage.user_ids[: usage.users(seats)]
     onboarding = since_start < 60

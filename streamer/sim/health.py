@@ -61,3 +61,54 @@ class Health:
         self.smooth += (self.value - self.smooth) * SMOOTHING
         self.slow += (self.value - self.slow) * SLOW_SMOOTHING
         return self.value
+
+
+ENGAGEMENT_SHOCK_PER_DAY = 1 / 220
+"""Chance of an engagement shock on a day (a champion leaves, a workflow moves to another tool)."""
+ENGAGEMENT_REVERSION = 0.02
+"""Daily pull of engagement towards its baseline: a loss of engagement unfolds over two to three months."""
+ENGAGEMENT_SLOW = 1 / 90
+"""Weight of today in the three-month moving engagement a decline is measured from."""
+
+
+@dataclass(slots=True)
+class Engagement:
+    """How much of its work an account does in the product: a slow latent, only partly tied to health.
+
+    It sets the volume of use per active user, the share of valuable features in it and which
+    users keep using the product at all; it drives churn beside health. Its declines are slow,
+    so week-over-week ratios barely move while the volume falls month after month.
+    """
+
+    value: float
+    baseline: float
+    fit: float
+    slow: float
+
+    @classmethod
+    def new(cls, health_fit: float, rng: Random) -> Engagement:
+        fit = clamp(0.4 * health_fit + 0.6 * rng.betavariate(2.5, 2.0))
+        value = clamp(fit + rng.gauss(0.0, 0.08))
+        return cls(value=value, baseline=fit, fit=fit, slow=value)
+
+    def restart(self, rng: Random) -> None:
+        """A comeback customer starts out moderately engaged."""
+        self.baseline = rng.uniform(0.45, 0.75)
+        self.value = self.slow = self.baseline
+
+    @property
+    def decline(self) -> float:
+        """How far engagement has fallen below its three-month average (0 when rising)."""
+        return max(0.0, self.slow - self.value)
+
+    def step(self, rng: Random) -> float:
+        if rng.random() < ENGAGEMENT_SHOCK_PER_DAY:
+            if rng.random() < 0.65:
+                self.baseline -= rng.uniform(0.2, 0.5)
+            else:
+                self.baseline += rng.uniform(0.1, 0.3)
+        self.baseline = clamp(self.baseline + (self.fit - self.baseline) / 240.0)
+        noise = rng.gauss(0.0, 0.006)
+        self.value = clamp(self.value + ENGAGEMENT_REVERSION * (self.baseline - self.value) + noise)
+        self.slow += (self.value - self.slow) * ENGAGEMENT_SLOW
+        return self.value

@@ -216,14 +216,30 @@ class Lifecycle:
             self._emit(ts, "subscription.canceled", fields)
         self.pending = Churn(at=effective, notice_at=ts, kind=kind, reason=reason)
 
-    def consider_churn(self, ts: int, smooth: float, decline: float, onboarding: bool, scale: float) -> None:
-        """Voluntary cancellation, with a hazard that rises as health is low and falling."""
+    def consider_churn(
+        self,
+        ts: int,
+        smooth: float,
+        decline: float,
+        onboarding: bool,
+        scale: float,
+        engagement: float = 0.6,
+        engagement_decline: float = 0.0,
+    ) -> None:
+        """Voluntary cancellation, with a hazard that rises as health or engagement is low or falling.
+
+        Engagement (the volume and value of use) weighs about as much as health: an account
+        can answer surveys happily and log in every day while doing less and less of its work
+        in the product, and leave.
+        """
         base = self.base
         if base is None or not self.settled:
             return
         risk = max(0.0, (0.5 - smooth) / 0.5)
         falling = max(0.0, decline - 0.05)
-        monthly = 0.002 + 0.4 * risk * risk + 0.8 * falling
+        unengaged = max(0.0, (0.45 - engagement) / 0.45)
+        disengaging = max(0.0, engagement_decline - 0.05)
+        monthly = 0.002 + 0.2 * risk * risk + 0.4 * falling + 0.35 * unengaged * unengaged + 0.8 * disengaging
         monthly *= scale * (1.5 if onboarding else 1.0)
         if base.term_end is not None:
             monthly *= 2.5 if base.term_end - ts <= 90 * DAY else 0.1

@@ -9,7 +9,7 @@ from random import Random
 
 from streamer.sim.catalog import CURRENCIES, PLANS, TIMEZONE_HOURS
 from streamer.sim.config import SimulationConfig
-from streamer.sim.health import Health
+from streamer.sim.health import Engagement, Health
 from streamer.sim.lifecycle import Churn, Lifecycle, SubEvent
 from streamer.sim.times import DAY, HOUR
 
@@ -32,6 +32,8 @@ class AccountModel:
     initial_plan: str
     initial_interval: str
     health: array[float]
+    engagement: array[float]
+    """Hidden engagement per day (volume and value of use; NaN when not a customer)."""
     seats: array[int]
     status: bytearray
     windows: dict[int, tuple[int, int]]
@@ -102,12 +104,15 @@ def build_account(config: SimulationConfig, index: int) -> AccountModel:
     since = _business_time(rng, start + join_day * DAY, tz_hours)
     life = Lifecycle(aid, currency, factor, discount, rng)
     health = Health.new(fit, rng)
+    engaged_rng = Random(f"{config.seed}/{index}/engagement")  # its own stream: health's stays as it was
+    engagement = Engagement.new(fit, engaged_rng)
     start_days = [join_day]
     if existing:
         life.start_base(since, plan, seats, interval, count)
         life.backfill(start)
 
     health_by_day = array("f", [math.nan] * days)
+    engagement_by_day = array("f", [math.nan] * days)
     seats_by_day = array("i", [0] * days)
     status = bytearray(days)
     windows: dict[int, tuple[int, int]] = {}
@@ -123,23 +128,34 @@ def build_account(config: SimulationConfig, index: int) -> AccountModel:
                 began = _business_time(rng, day_ts, tz_hours)
                 life.start_base(began, *_comeback_contract(rng, life))
                 health.restart(rng)
+                engagement.restart(engaged_rng)
                 start_days.append(day)
             else:
                 continue
         onboarding = day - start_days[-1] < ONBOARDING_DAYS
         value = health.step(rng, volatile=onboarding)
+        engaged = engagement.step(engaged_rng)
         churns_before = len(life.churns)
         life.process_due(day_end, value)
         decided_at = _business_time(rng, day_ts, tz_hours)
         if life.events and life.events[-1][0] >= decided_at:
             decided_at = life.events[-1][0] + 60
-        life.consider_churn(decided_at, health.smooth, health.decline, onboarding, config.churn_scale)
+        life.consider_churn(
+            decided_at,
+            health.smooth,
+            health.decline,
+            onboarding,
+            config.churn_scale,
+            engaged,
+            engagement.decline,
+        )
         life.consider_change(decided_at, health.smooth)
         life.process_due(day_end, value)
         ended = life.churns[-1].at if len(life.churns) > churns_before else -1
         if began >= 0 or ended >= 0:
             windows[day] = (max(began, day_ts), ended if ended >= 0 else day_end)
         health_by_day[day] = value
+        engagement_by_day[day] = engaged
         base = life.base
         seats_by_day[day] = (base.seats or 1) if base is not None else life.last_seats
         status[day] = CANCELING if life.pending is not None else ACTIVE
@@ -155,6 +171,7 @@ def build_account(config: SimulationConfig, index: int) -> AccountModel:
         initial_plan=plan,
         initial_interval=interval,
         health=health_by_day,
+        engagement=engagement_by_day,
         seats=seats_by_day,
         status=status,
         windows=windows,

@@ -72,6 +72,7 @@ def _account(model: AccountModel, config: SimulationConfig) -> dict[str, Any]:
             "weekly_from": rfc3339(config.start_ts),
             "weekly": _weekly(model),
         },
+        "engagement": {"mean": _mean(model.engagement), "weekly": _weekly_of(model.engagement)},
         "churns": [
             {
                 "at": rfc3339(churn.at),
@@ -88,6 +89,16 @@ def _account(model: AccountModel, config: SimulationConfig) -> dict[str, Any]:
         else {"notice_at": rfc3339(pending.notice_at), "effective_at": rfc3339(pending.at)},
         "status_at_end": status,
     }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    lived = [v for v in values if not math.isnan(v)]
+    return round(sum(lived) / len(lived), 4) if lived else None
+
+
+def _weekly_of(values: Sequence[float]) -> list[float | None]:
+    """Mean of each 7-day week from the start; None when never a customer in it."""
+    return [_mean(values[first : first + 7]) for first in range(0, len(values), 7)]
 
 
 def _weekly(model: AccountModel) -> list[float | None]:

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from streamer.backtest.labels import churn_instants
 from streamer.backtest.sampling import Replay, replay, sort_lines
-from streamer.backtest.tuning import scores_under
+from streamer.backtest.tuning import scores_under, signal_scores_under
 from streamer.cli import main
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.score import evaluate
@@ -105,12 +105,27 @@ def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: 
     tuning = orjson.loads(figures.read_bytes())["tuning"]
     assert tuning["tuned_weights"] == weights
     assert tuning["held_out_month_starts"][0] > tuning["train_month_starts"][-1]
-    assert set(tuning["held_out"]) == {"default", "tuned"}
-    names = {"roc.png", "auc_by_month.png", "bands.png", "scores.png", "alerts.png", "weights.png"}
+    assert config.model is not None and config.model.coefficients == tuning["model"]["coefficients"]
+    assert set(tuning["signal_weights"]) <= set(config.signal_table)
+    assert "Calibration of churn_risk_60d" in result.output and "plain LR" in result.output
+    assert set(tuning["held_out"]) == {"default", "tuned", "churn_risk", "logistic"}
+    names = {
+        "roc.png",
+        "auc_by_month.png",
+        "bands.png",
+        "scores.png",
+        "alerts.png",
+        "weights.png",
+        "calibration.png",
+    }
     assert {path.name for path in plots.iterdir()} == names
     assert all((plots / name).read_bytes().startswith(PNG) for name in names)
     offline = invoke("offline", events, "--out", tmp_path / "scored", "--sort", "--config", tuned, "--quiet")
     assert offline.exit_code == 0, offline.output
+    scored = [
+        orjson.loads(line) for line in (tmp_path / "scored" / "accounts.jsonl").read_bytes().splitlines()
+    ]
+    assert scored and all(0 <= account["churn_risk_60d"] <= 1 for account in scored)
 
 
 def test_write_config_implies_tune_and_keeps_the_given_configs_other_settings(
@@ -200,3 +215,36 @@ def test_a_bad_config_is_refused_with_its_path(events: Path, tmp_path: Path) -> 
     result = CliRunner().invoke(main, ["backtest", str(events), "--quiet", "--config", str(bad)])
     assert result.exit_code != 0
     assert "bands.yellow (40.0) must not exceed bands.green (30.0)" in result.output
+
+
+def test_a_written_config_gives_the_tuned_scores_and_probabilities_when_replayed(
+    events: Path, history: Replay, tmp_path: Path
+) -> None:
+    """Round trip: tune, write the config, load it, replay with it: the core's scores and
+    churn_risk_60d at every sample equal what the tuning computed for them."""
+    import tomllib
+
+    from streamer.backtest.analysis import Fitted, analyse, tune
+    from streamer.backtest.configfile import tuned_config_text
+    from streamer.core.risk import churn_risk
+
+    def adopt(fitted: Fitted) -> ScoreConfig:
+        text = tuned_config_text({}, fitted.weights, [], fitted.signal_weights, fitted.model)
+        return ScoreConfig.model_validate(tomllib.loads(text))
+
+    result = analyse(history)
+    tuning = tune({d: h.labelled for d, h in result.horizons.items()}, ScoreConfig(), adopt, 1 / 3)
+    path = tmp_path / "tuned.toml"
+    path.write_text(
+        tuned_config_text(
+            {}, tuning.fitted.weights, ["round trip"], tuning.fitted.signal_weights, tuning.fitted.model
+        )
+    )
+    config = load_score_config(path)
+    again = replay(events, config, warmup_days=30)
+    assert [(s.account_id, s.at) for s in again.samples] == [(s.account_id, s.at) for s in history.samples]
+    assert [s.score for s in again.samples] == signal_scores_under(history.samples, config).tolist()
+    held = tuning.test_labelled[60].samples
+    assert signal_scores_under(held, config).tolist() == tuning.test_scores["tuned"][60].tolist()
+    risk = [churn_risk({n: (0.0, v) for n, v in s.signals.items()}, config.model) for s in held]
+    assert risk == [round(float(p), 4) for p in tuning.risk.predicted[60]]

@@ -176,10 +176,11 @@ def test_the_dashboard_shows_the_apis_numbers(live: Live, chromium: str, tmp_pat
         cells = row.find("td")
         assert cells[0].text == item["account_id"]
         assert cells[1].text == fixed(item["score"], 1)
-        assert number(cells[3].text) == Decimal(item["mrr"])
+        assert cells[3].text == percent(item["churn_risk_60d"])  # a dash without a fitted model
+        assert number(cells[4].text) == Decimal(item["mrr"])
         if item["events_28d"] is not None:
-            assert cells[6].text.startswith(f"{item['events_28d']} events, {item['active_days_28d']} d")
-        assert cells[7].text == "; ".join(item["reasons"][:2])
+            assert cells[7].text.startswith(f"{item['events_28d']} events, {item['active_days_28d']} d")
+        assert cells[8].text == "; ".join(item["reasons"][:2])
     assert dom.by_id("risk-total").attrs["data-value"] == str(at_risk["total"])
 
     months = view.get("/api/months")["months"][-12:]
@@ -242,7 +243,7 @@ def test_strings_from_the_data_are_shown_as_text_never_as_html(
         assert len(dom.find("script")) == 1  # the dashboard's own
         row = dom.by_id("at-risk").find("tr", data_account=NASTY_ID)
         assert row and row[0].find("td")[0].text == NASTY_ID
-        assert NASTY_REASON in row[0].find("td")[6].text
+        assert NASTY_REASON in row[0].find("td")[8].text  # after the risk and use columns
         assert dom.by_id("alerts").find("tr", data_alert="nasty-1")
     finally:
         probe.close()

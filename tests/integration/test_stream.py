@@ -1077,3 +1077,49 @@ def test_replay_rate_limits_and_prints_a_summary(
     for tp, n in lag.items():
         per_topic[tp.topic] += n
     assert {topic: n for topic, n in per_topic.items() if n} == dict(families)
+
+
+# -- a fitted churn model in the configuration ---------------------------------------------------
+
+HAND_MODEL = """
+[model]
+version = "hand-written"
+intercept = -1.0
+coefficients = { payment_failures = -2.0, nps = -1.5 }
+means = { payment_failures = 90.0, nps = 60.0 }
+missing = { nps = 0.5 }
+"""
+
+
+def test_a_worker_given_a_config_with_a_model_publishes_the_calibrated_churn_risk(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    from math import exp
+
+    from streamer.core.config import ScoreConfig
+
+    config_path = tmp_path / "model.toml"
+    config_path.write_text(HAND_MODEL)
+    events = history(11)
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
+    deployment.replay(events.events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    snapshots = deployment.final_snapshots()
+    assert set(snapshots) == set(events.accounts)
+    curves = ScoreConfig().curves
+    with_nps = 0
+    for account_id, snapshot in snapshots.items():
+        HealthSnapshot.model_validate(snapshot)
+        metrics = snapshot["metrics"]
+        z = -1.0 - 2.0 * curves.payment_failures(metrics["payment_failures_30d"]) / 100
+        if metrics["nps"] is not None:  # NPS answered within 180 days: the signal has data
+            z -= 1.5 * curves.nps(metrics["nps"]) / 100
+            with_nps += 1
+        else:
+            z += -1.5 * 0.6 + 0.5  # the training mean and the missing-data term
+        expected = round(1 / (1 + exp(-z)), 4)
+        assert snapshot["churn_risk_60d"] == expected, (account_id, snapshot["churn_risk_60d"], expected)
+    assert 0 < with_nps < len(snapshots)  # both paths were checked
+    # the same history without a model: null (the offline answers of the shared fixture)
+    assert {account["churn_risk_60d"] for account in events.accounts.values()} == {None}

@@ -287,6 +287,62 @@ def test_churners_look_unhealthy_in_the_60_days_before_churn(
     assert statistics.median(usage_ratio) < 0.85
 
 
+def test_churn_follows_engagement_too_volume_falls_and_some_healthy_looking_accounts_leave(
+    year: tuple[list[Event], dict[str, Any]],
+) -> None:
+    """Churn is not only low health: disengaging accounts use the product less and less (fewer
+    uses per active user-day, fewer valuable features) and leave while their health looks fine."""
+    events, truth = year
+    day_of = lambda e: (epoch(e["occurred_at"]) - YEAR.start_ts) // 86_400  # noqa: E731
+    counts: dict[str, Counter[int]] = defaultdict(Counter)
+    user_days: dict[str, set[tuple[int, str]]] = defaultdict(set)
+    valuable: dict[str, Counter[int]] = defaultdict(Counter)
+    for event in events:
+        if event["event_type"] == "usage.recorded":
+            aid, day = event["account_id"], day_of(event)
+            counts[aid][day] += event["count"]
+            user_days[aid].add((day, event["user_id"]))
+            valuable[aid][day] += event["feature"] in {
+                "api",
+                "automation",
+                "integrations",
+                "reports",
+                "alerts",
+            }
+    stayers = [a["engagement"]["mean"] for a in truth["accounts"] if not a["churns"]]
+    before, per_user_ratio, healthy_churners = [], [], 0
+    for account in truth["accounts"]:
+        if not account["churns"] or account["churns"][0]["kind"] != "voluntary":
+            continue
+        churn_day = (epoch(account["churns"][0]["at"]) - YEAR.start_ts) // 86_400
+        if churn_day < 120:
+            continue
+        weeks = [
+            w
+            for w in account["engagement"]["weekly"][(churn_day - 60) // 7 : churn_day // 7]
+            if w is not None
+        ]
+        before.append(statistics.mean(weeks))
+        health = [
+            w for w in account["health"]["weekly"][(churn_day - 60) // 7 : churn_day // 7] if w is not None
+        ]
+        healthy_churners += statistics.mean(health) >= 0.55
+        aid = account["account_id"]
+
+        def per_user(first: int, last: int, aid: str = aid) -> float | None:
+            active = sum(1 for day, _ in user_days[aid] if first <= day < last)
+            return sum(counts[aid][d] for d in range(first, last)) / active if active else None
+
+        early, late = per_user(churn_day - 120, churn_day - 60), per_user(churn_day - 60, churn_day)
+        if early and late:
+            per_user_ratio.append(late / early)
+    assert len(before) >= 5
+    assert statistics.mean(before) < statistics.mean(stayers) - 0.1  # churners were disengaged
+    assert statistics.median(per_user_ratio) < 0.95  # volume per active user-day fell before churn
+    assert healthy_churners >= 1  # some churners' hidden health looked fine
+    assert sum(valuable[a].total() for a in valuable) > 0
+
+
 def test_dirty_rate_mixes_in_each_kind_of_bad_record(tmp_path: Path) -> None:
     config = SimulationConfig(accounts=10, months=2, seed=5, dirty_rate=0.05)
     report = write_simulation(config, tmp_path / "dirty.jsonl")

@@ -193,7 +193,7 @@ async def test_account_list_matches_the_obvious_answer(
     answer = await get(view, "/api/accounts", params=query)
     total, ids = reference(query, scored())
     assert (answer["total"], [row["account_id"] for row in answer["items"]]) == (total, ids)
-    assert answer["sort"] == query.get("sort", "score") and answer["as_of"] == "2024-03-31T22:31:00Z"
+    assert answer["sort"] == query.get("sort", "score") and answer["as_of"] == "2024-03-31T23:23:00Z"
     for row in answer["items"]:
         assert row == summary(scored().last[row["account_id"]])
 
@@ -210,7 +210,7 @@ async def test_portfolio_months_and_periods_equal_portfolio_json(
     view: TestClient[Any, Any], expected: dict[str, Any]
 ) -> None:
     now = await get(view, "/api/portfolio")
-    assert now == {"currency": "USD", "as_of": "2024-03-31T22:31:00Z", "current": expected["current"]}
+    assert now == {"currency": "USD", "as_of": "2024-03-31T23:23:00Z", "current": expected["current"]}
     months = await get(view, "/api/months")
     assert months["months"] == expected["months"]
     last = expected["months"][-1]
@@ -415,7 +415,7 @@ async def test_healthz_reports_redis_workers_and_lag(redis_server: RedisProcess,
         body = await get(client, "/healthz")
         assert body["status"] == "ok" and body["redis"]["reachable"] and body["kafka"]["reachable"]
         assert body["workers"] == 1 and body["consumer_lag"] == 4
-        assert body["as_of"] == "2024-03-31T22:31:00Z"
+        assert body["as_of"] == "2024-03-31T23:23:00Z"
     finally:
         await client.close()
     client = await start(redis_server.url, projected, kafka=False)

@@ -33,7 +33,7 @@ def test_now_is_portfolio_json_current(parts: tuple[list[PartitionData], dict[st
     data, expected = parts
     answer = portfolio.now(data, META)
     assert answer["current"] == expected["current"]
-    assert answer["currency"] == "USD" and answer["as_of"] == "2024-03-31T22:31:00Z"
+    assert answer["currency"] == "USD" and answer["as_of"] == "2024-03-31T23:23:00Z"
 
 
 def test_months_are_portfolio_json_months(parts: tuple[list[PartitionData], dict[str, object]]) -> None:

@@ -136,6 +136,7 @@
         node("td", { class: "account" }, [account.account_id]),
         node("td", { class: "num score", "data-value": account.score }, [fixed(account.score, 1)]),
         node("td", {}, [bandBadge(account.band)]),
+        node("td", { class: "num risk", "data-value": account.churn_risk_60d, title: "calibrated churn probability within 60 days (– without a fitted model)" }, [percent(account.churn_risk_60d)]),
         node("td", { class: "num mrr", "data-value": account.mrr }, [money(account.mrr)]),
         node("td", {}, [account.lifecycle_stage]),
         node("td", {}, [renewal]),

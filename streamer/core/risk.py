@@ -1,0 +1,39 @@
+"""Calibrated churn risk: the configured churn model applied to one evaluation's signals (pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from streamer.core.config import RiskModel
+
+LOGIT_LIMIT = 40.0  # keeps exp() finite; a probability that close to 0 or 1 rounds the same
+
+
+def churn_log_odds(signals: Mapping[str, tuple[float, float]], model: RiskModel) -> float:
+    """The model's log-odds of churn from `signals` (name -> (raw value, 0-100 sub-score)).
+
+    A signal the model knows but the evaluation lacks takes the training mean sub-score and its
+    missing-data coefficient; signals the model does not know are ignored.
+    """
+    z = model.intercept
+    for name, coefficient in model.coefficients.items():
+        found = signals.get(name)
+        if found is None:
+            z += coefficient * model.means[name] / 100.0 + model.missing.get(name, 0.0)
+        else:
+            z += coefficient * found[1] / 100.0
+    return z
+
+
+def churn_probability(signals: Mapping[str, tuple[float, float]], model: RiskModel) -> float:
+    """P(churn within the model's horizon), unrounded."""
+    z = min(LOGIT_LIMIT, max(-LOGIT_LIMIT, churn_log_odds(signals, model)))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def churn_risk(signals: Mapping[str, tuple[float, float]], model: RiskModel | None) -> float | None:
+    """The published `churn_risk_60d`: the probability rounded to 4 places, None without a model."""
+    if model is None:
+        return None
+    return round(churn_probability(signals, model), 4)

@@ -1,0 +1,172 @@
+"""Signal-level learning: the L2 logistic regression, time-ordered folds, calibration, the time split."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+
+from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, tune
+from streamer.backtest.configfile import tuned_config_text
+from streamer.backtest.learn import (
+    FeatureSpace,
+    brier,
+    calibration_table,
+    choose_l2,
+    fit_l2_logistic,
+    time_folds,
+)
+from streamer.backtest.sampling import Sample
+from streamer.backtest.tuning import score_from_signals
+from streamer.core.clock import DAY
+from streamer.core.config import ScoreConfig
+from streamer.core.risk import churn_probability
+
+
+def test_recovers_known_coefficients_on_synthetic_data() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0, 1, (20_000, 3))
+    logit = -0.5 - 3.0 * x[:, 0] + 1.5 * x[:, 1]  # column 2 carries nothing
+    y = rng.uniform(size=len(x)) < 1 / (1 + np.exp(-logit))
+    intercept, beta = fit_l2_logistic(x, y, l2=0.01)
+    assert intercept == pytest.approx(-0.5, abs=0.15)
+    assert beta[0] == pytest.approx(-3.0, abs=0.2)
+    assert beta[1] == pytest.approx(1.5, abs=0.2)
+    assert abs(beta[2]) < 0.2
+
+
+def test_a_bounded_column_that_raises_churn_is_held_at_zero_and_the_rest_refitted() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.uniform(0, 1, (20_000, 3))
+    logit = -0.5 - 3.0 * x[:, 0] + 1.5 * x[:, 1]
+    y = rng.uniform(size=len(x)) < 1 / (1 + np.exp(-logit))
+    _, free = fit_l2_logistic(x, y, l2=0.01)
+    _, bounded = fit_l2_logistic(x, y, l2=0.01, non_positive=[0, 1, 2])
+    assert bounded[1] == 0.0 and free[1] > 1.0
+    assert (bounded <= 0).all()
+    assert bounded[0] == pytest.approx(-3.0, abs=0.3)
+
+
+def test_a_stronger_penalty_shrinks_the_coefficients() -> None:
+    rng = np.random.default_rng(13)
+    x = rng.uniform(0, 1, (500, 2))
+    y = rng.uniform(size=500) < 1 / (1 + np.exp(-(1 - 4 * x[:, 0])))
+    weak = fit_l2_logistic(x, y, l2=0.01)[1]
+    strong = fit_l2_logistic(x, y, l2=300.0)[1]
+    assert abs(strong[0]) < abs(weak[0]) / 2
+
+
+def test_calibration_table_and_brier_score() -> None:
+    p = np.array([0.1, 0.1, 0.2, 0.2, 0.8, 0.8, 0.9, 0.9])
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
+    bins = calibration_table(p, y, bins=4)
+    assert [(b.samples, round(b.predicted, 3), b.observed) for b in bins] == [
+        (2, 0.1, 0.0),
+        (2, 0.2, 0.5),
+        (2, 0.8, 1.0),
+        (2, 0.9, 1.0),
+    ]
+    assert brier(p, y) == pytest.approx((0.01 * 2 + 0.04 + 0.64 + 0.04 * 2 + 0.01 * 2) / 8)
+
+
+def test_missing_signals_take_the_training_mean_and_a_missing_column() -> None:
+    rows = [{"a": 80.0, "b": 20.0}, {"a": 40.0}, {"a": 60.0, "b": 40.0}]
+    space = FeatureSpace.learn(rows)
+    assert space.signals == ("a", "b") and space.indicators == ("b",)
+    assert space.means == {"a": 60.0, "b": 30.0}
+    assert space.matrix([{"a": 100.0}]).tolist() == [[1.0, 0.3, 1.0]]
+
+
+def test_folds_never_fit_on_a_label_that_reaches_their_validation_month() -> None:
+    months = [m * 31 * DAY for m in range(8)]
+    folds = time_folds(months, 60)
+    assert [f.validate for f in folds] == months[-3:]
+    for fold in folds:
+        assert fold.fit_months and all(m + 60 * DAY <= fold.validate for m in fold.fit_months)
+    assert folds[-1].fit_months == months[:6]  # month 6 is 31 days before month 7
+
+
+def synthetic(
+    months: int = 9, per_month: int = 300, seed: int = 5, poison_from: int | None = None
+) -> Labelled:
+    """Samples whose churn follows `recency_days` (health) and, from `poison_from` on, the opposite."""
+    rng = np.random.default_rng(seed)
+    samples: list[Sample] = []
+    labels: list[bool] = []
+    for m in range(months):
+        at = m * 31 * DAY
+        for i in range(per_month):
+            recency, nps = float(rng.uniform(0, 100)), float(rng.uniform(0, 100))
+            signals = {"recency_days": recency, "payment_failures": 100.0}
+            if i % 4:
+                signals["nps"] = nps
+            logit = 1.0 - 5.0 * recency / 100
+            if poison_from is not None and m >= poison_from:
+                logit = -4.0 + 5.0 * recency / 100  # the later months churn the other way round
+            labels.append(bool(rng.uniform() < 1 / (1 + np.exp(-logit))))
+            samples.append(Sample(f"a{i}", at, 50.0, "green", "adopted", None, (None,) * 4, 1, signals))
+    return Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
+
+
+def adopt_with(base: dict[str, object]) -> object:
+    def adopt(fitted: Fitted) -> ScoreConfig:
+        text = tuned_config_text(base, fitted.weights, [], fitted.signal_weights, fitted.model)
+        return ScoreConfig.model_validate(tomllib.loads(text))
+
+    return adopt
+
+
+def test_tune_trains_only_on_labels_that_end_before_the_held_out_range() -> None:
+    """Months 5-8 churn the opposite way; month 5 is training by position but its label window
+    reaches month 6, the first held-out month start. Were it used, it would drag the fitted
+    recency coefficient towards 0: the guard keeps it out."""
+    labelled = synthetic(poison_from=5)
+    result = tune({60: labelled}, ScoreConfig(), adopt_with({}), 1 / 3)  # type: ignore[arg-type]
+    months = sorted({s.at for s in labelled.samples})
+    assert result.train_months == months[:5]
+    assert result.test_months == months[6:]
+    assert result.train_samples == 5 * 300
+    assert all(m + TUNE_HORIZON * DAY <= result.test_months[0] for m in result.train_months)
+    for fold in result.health_selection.folds:
+        assert all(m + TUNE_HORIZON * DAY <= fold.validate for m in fold.fit_months)
+    assert result.health.coefficients["recency_days"] < -3.0
+
+
+def test_the_written_config_gives_the_tuned_scores_and_the_model_probabilities() -> None:
+    labelled = synthetic(seed=6)
+    result = tune({60: labelled}, ScoreConfig(), adopt_with({}), 1 / 3)  # type: ignore[arg-type]
+    config = ScoreConfig.model_validate(
+        tomllib.loads(
+            tuned_config_text(
+                {}, result.tuned_weights, ["x"], result.fitted.signal_weights, result.fitted.model
+            )
+        )
+    )
+    assert config.model is not None
+    test = result.test_labelled[60]
+    written = [
+        churn_probability({n: (0.0, v) for n, v in s.signals.items()}, config.model) for s in test.samples
+    ]
+    fitted = result.health.probability([s.signals for s in test.samples])
+    assert np.allclose(written, fitted, atol=1e-4)  # the [model] table is the fit, rounded
+    rescored = [score_from_signals(s.signals, s.stage, s.plan, config) for s in test.samples]
+    assert rescored == result.test_scores["tuned"][60].tolist()
+    # recency carries the churn; payment_failures never varies: its weight is (near) 0
+    assert config.signal_weights.recency_days > 1.0
+    assert result.risk.auc[60] is not None and result.risk.auc[60] > 0.75
+    assert result.tuned.auc[60] == pytest.approx(result.risk.auc[60], abs=0.02)
+
+
+def test_cross_validation_picks_a_weak_penalty_for_a_strong_signal_and_ties_go_to_the_strongest() -> None:
+    rng = np.random.default_rng(7)
+    rows = [{"a": float(rng.uniform(0, 100)), "b": float(rng.uniform(0, 100))} for _ in range(1200)]
+    logit = np.array([2.0 - 8.0 * row["a"] / 100 for row in rows])
+    churned = rng.uniform(size=1200) < 1 / (1 + np.exp(-logit))
+    months = [(i // 200) * 31 * DAY for i in range(1200)]
+    selection = choose_l2(rows, churned, months, 60, health=False)
+    assert selection.l2 <= 1.0
+    assert len(selection.folds) == 3 and all(loss is not None for loss in selection.losses.values())
+    # constant features: every penalty predicts the same, the strongest wins the tie
+    flat = choose_l2([{"a": 50.0}] * 1200, churned, months, 60, health=False)
+    assert flat.l2 == max(flat.losses)
