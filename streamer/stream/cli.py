@@ -93,6 +93,14 @@ def worker(
     )
     config = score_config_or_fail(settings.score_config)
     configure_logging(loglevel)
+    from streamer.stream.faust_private import problems
+
+    if found := problems():  # an upgraded faust: the guarantees that lean on its internals
+        raise click.ClickException(
+            "the installed faust lacks what the worker relies on: "
+            + "; ".join(found)
+            + " (install the faust-streaming version pinned in requirements.lock)"
+        )
     try:
         run_worker(settings, config, loglevel, connect_timeout_s)
     except BrokerUnavailable as error:

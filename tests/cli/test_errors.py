@@ -106,3 +106,18 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(
         + one_line(result).split(says, 1)[1]  # pydantic's wording after the part we check
     )
     assert one_line(result).endswith(": fix the variable or unset it for the default")
+
+
+def test_worker_refuses_to_start_on_a_faust_without_the_private_names_it_relies_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamer.stream import faust_private
+
+    monkeypatch.setattr(
+        faust_private, "problems", lambda: ["Consumer._add_gap is missing (used by stream/consumer.py)"]
+    )
+    result = run(["worker", "--bootstrap", f"127.0.0.1:{closed_port()}", "--connect-timeout", "1"])
+    assert result.exit_code == 1
+    line = one_line(result)
+    assert "the installed faust lacks what the worker relies on" in line
+    assert "_add_gap is missing" in line and "requirements.lock" in line
