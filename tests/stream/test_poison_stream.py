@@ -35,7 +35,7 @@ async def test_the_scorer_dead_letters_every_poison_acks_it_and_applies_the_vali
         offset = offsets.get((topic, partition), 0)
         offsets[(topic, partition)] = offset + 1
         message = Message(topic, partition, offset, key, value, time.time(), GENERATION)  # type: ignore[arg-type]
-        event = FakeEvent(message, world.acks)
+        event = FakeEvent(message, world.acks, world.journal)
         events.append(event)
         return event
 
