@@ -151,3 +151,19 @@ def test_fatal_logs_the_reason_and_exits_with_a_non_zero_code() -> None:
         and "disk on fire" in orjson.dumps(line).decode()
         for line in lines
     ), done.stderr.decode()
+
+
+def test_a_stuck_shutdown_ends_the_process_after_the_grace_period() -> None:
+    """The SIGTERM watchdog: a shutdown that waits for ever still ends, with a logged reason."""
+    script = (
+        "import logging, time\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from streamer.stream.app import exit_after\n"
+        "exit_after(0.3)\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert time.monotonic() - started < 30  # far below the 60 s sleep: the watchdog ended it
+    assert "did not finish within 0.3 s; exiting now" in done.stderr
