@@ -105,7 +105,7 @@ async def test_our_own_seeks_count_too(harness: Harness) -> None:
     assert harness.sought == [(USAGE, 40), (USAGE, 40)]
 
 
-async def test_an_offset_gap_faust_records_is_counted_and_logged(
+async def test_an_input_offset_range_faust_passed_over_is_never_counted_as_acknowledged(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorded: list[tuple[TP, int, int]] = []
@@ -115,7 +115,23 @@ async def test_an_offset_gap_faust_records_is_counted_and_logged(
 
     monkeypatch.setattr(faust_aiokafka.Consumer, "_add_gap", add_gap)
     await harness.consumer._add_gap(USAGE, 41, 44)  # faust: offsets 41..43 were never delivered
-    assert harness.consumer.gaps == 1
-    assert recorded == [(USAGE, 41, 44)]  # faust's own bookkeeping still runs
-    [line] = [r for r in caplog.records if r.getMessage() == "skipped an offset range"]
+    assert recorded == []  # faust would commit past them as if acknowledged: it never hears of it
+    assert (harness.consumer.jumps, harness.consumer.gaps) == (1, 0)
+    [line] = [r for r in caplog.records if "passed over input offsets" in r.getMessage()]
     assert (line.topic, line.partition, line.to) == (USAGE.topic, 0, 43)  # type: ignore[attr-defined]
+
+
+async def test_a_changelog_gap_keeps_fausts_bookkeeping_and_is_counted_and_logged(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorded: list[tuple[TP, int, int]] = []
+
+    async def add_gap(self: Any, tp: TP, offset_from: int, offset_to: int) -> None:
+        recorded.append((tp, offset_from, offset_to))
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_add_gap", add_gap)
+    await harness.consumer._add_gap(CHANGELOG, 7, 9)
+    assert recorded == [(CHANGELOG, 7, 9)]
+    assert (harness.consumer.jumps, harness.consumer.gaps) == (0, 1)
+    [line] = [r for r in caplog.records if r.getMessage() == "skipped an offset range"]
+    assert (line.topic, line.to) == (CHANGELOG.topic, 8)  # type: ignore[attr-defined]
