@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,16 +64,22 @@ def settings_problem(error: ValidationError) -> str | None:
     return "; ".join(problems) + ": fix the variable or unset it for the default"
 
 
+def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """The data of the TOML file `what` at `path`; `error` in one line when the file is missing
+    or is not valid TOML."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{what} file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} file {path} is not valid TOML: {exc}") from None
+
+
 def load_score_config(path: Path | None) -> ScoreConfig:
     """Read and validate the scoring TOML file (defaults when `path` is None)."""
     if path is None:
         return ScoreConfig()
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"score config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"score config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "score config", ConfigError)
     try:
         return ScoreConfig.model_validate(data)
     except ValidationError as exc:

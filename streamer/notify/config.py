@@ -6,7 +6,6 @@ bad file is refused with one line naming the file, the key and what was wrong wi
 
 from __future__ import annotations
 
-import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -14,6 +13,7 @@ from typing import Annotated, Self
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from streamer.contract.outputs import Severity
+from streamer.settings import read_toml
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
 
@@ -92,12 +92,7 @@ class NotifyConfig(Strict):
 
 def load_notify_config(path: Path) -> NotifyConfig:
     """Read and validate the notifier's TOML file; NotifyConfigError says what is wrong, in one line."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise NotifyConfigError(f"notify config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise NotifyConfigError(f"notify config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "notify config", NotifyConfigError)
     try:
         return NotifyConfig.model_validate(data)
     except ValidationError as exc:
