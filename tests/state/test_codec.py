@@ -247,4 +247,6 @@ def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
     assert cleared.override is not None
     cleared.override = dataclasses.replace(cleared.override, cleared=True, band=None, reason=None)
     for account in [*accounts, cleared]:
-        assert decode_account(encode_account(account)) == account
+        decoded = decode_account(encode_account(account))
+        assert (decoded.profile, decoded.override) == (account.profile, account.override)
+        assert encode_account(decoded) == encode_account(account)
