@@ -8,17 +8,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streamer.view import params
+from streamer.view import actions, params
 from streamer.view.dashboard import Page
 from streamer.view.errors import BadRequest
 from streamer.view.health import Health
 from streamer.view.metrics import CONTENT_TYPE, Metrics
+from streamer.view.publisher import Writer
 from streamer.view.service import ViewService
 
 SERVICE = web.AppKey("service", ViewService)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
 PAGE = web.AppKey("page", Page)
+WRITER = web.AppKey("writer", Writer)
 MAX_ACCOUNT_ID = 256
 
 
@@ -32,6 +34,36 @@ async def account(request: web.Request) -> web.Response:
     if not 1 <= len(account_id) <= MAX_ACCOUNT_ID:
         raise BadRequest(f"an account id has 1 to {MAX_ACCOUNT_ID} characters")
     return json(await request.app[SERVICE].account(account_id))
+
+
+def _account_id(request: web.Request) -> str:
+    account_id = request.match_info["account_id"]
+    if not 1 <= len(account_id) <= MAX_ACCOUNT_ID:
+        raise BadRequest(f"an account id has 1 to {MAX_ACCOUNT_ID} characters")
+    return account_id
+
+
+async def _write(request: web.Request, event_type: str, body: dict[str, Any]) -> web.Response:
+    return json(await request.app[WRITER].write(event_type, _account_id(request), body), 202)
+
+
+async def set_profile(request: web.Request) -> web.Response:
+    """POST: publish `account.updated` (the whole profile) for the account."""
+    params.no_params(request.query)
+    return await _write(request, actions.PROFILE, actions.body_object(await request.read()))
+
+
+async def set_override(request: web.Request) -> web.Response:
+    """POST: publish `health.override` (or, with `"clear": true`, its removal)."""
+    params.no_params(request.query)
+    body = actions.body_object(await request.read())
+    return await _write(request, actions.override_kind(body), body)
+
+
+async def clear_override(request: web.Request) -> web.Response:
+    """DELETE: publish `health.override_cleared` (body: `author`, optional `reason`)."""
+    params.no_params(request.query)
+    return await _write(request, actions.CLEARED, actions.body_object(await request.read()))
 
 
 async def accounts(request: web.Request) -> web.Response:
