@@ -21,18 +21,17 @@ from streamer.core.clock import DAY, bucket_of, iso
 from streamer.core.config import Rule, Rules
 from streamer.core.reasons import Reason, explain
 from streamer.core.score import Evaluation
+from streamer.core.vocabulary import BAND_RANK, SEVERITY_BY_LEVEL, Band, LifecycleStage, Severity
 
-BAND_RANK = {"green": 0, "yellow": 1, "red": 2}
 USAGE_TREND_DAYS = 35  # the usage trend compares the last 7 day buckets with the 28 before
 
 Previous = tuple[float, str] | None  # (score, band) of the account's previous evaluation
-SEVERITY_BY_LEVEL = ("info", "warning", "critical")
 
 
 @dataclass(slots=True)
 class Candidate:
     rule: str
-    severity: str
+    severity: Severity
     level: int
     key: str
     reason: Reason
@@ -100,7 +99,7 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     if abs(current.score - previous_score) < rules.band_min_change_points:
         return []  # a wobble across the threshold, or thresholds that moved: not acknowledged
     memory.band = (current.band, current.score)
-    was, now = BAND_RANK[previous_band], BAND_RANK[current.band]
+    was, now = BAND_RANK[Band(previous_band)], BAND_RANK[current.band]
     key = f"{previous_band}>{current.band}@{current.now}"
     message = (
         f"health band {previous_band} -> {current.band} (score {previous_score:.0f} -> {current.score:.0f})"
@@ -110,7 +109,7 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     if now > was:
         return [Candidate("band_worsened", SEVERITY_BY_LEVEL[now], now, key, reason, before)]
     if now == 0:
-        return [Candidate("band_recovered", "info", 0, key, reason, before)]
+        return [Candidate("band_recovered", Severity.info, 0, key, reason, before)]
     return []
 
 
@@ -165,7 +164,7 @@ def _conditions(
     if (
         days_to_renewal is not None
         and days_to_renewal <= rules.renewal_at_risk_days
-        and current.band != "green"
+        and current.band != Band.green
     ):
         level = BAND_RANK[current.band]
         message = f"renewal in {days_to_renewal:.0f} days while {current.band}"
@@ -235,7 +234,7 @@ def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
         return [
             Candidate(
                 "scheduled_cancellation",
-                "critical",
+                Severity.critical,
                 2,
                 key,
                 _r("scheduled_cancellation", iso(trigger.scheduled_for), None, message),
@@ -259,7 +258,7 @@ def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
         return [
             Candidate(
                 "mrr_contraction",
-                "warning",
+                Severity.warning,
                 1,
                 key,
                 _r("mrr_change", round(-drop, 4), None, message),
@@ -269,7 +268,7 @@ def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
         return [
             Candidate(
                 "nps_detractor",
-                "warning",
+                Severity.warning,
                 1,
                 key,
                 _r(
@@ -284,7 +283,7 @@ def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
         return [
             Candidate(
                 "csat_low",
-                "warning",
+                Severity.warning,
                 1,
                 key,
                 _r(
@@ -315,7 +314,7 @@ def check(
         memory.scored_on = present
         memory.daily_max.clear()
     _forget_old_scores(memory, now // DAY, rules)
-    if current.stage == "churned":
+    if current.stage == LifecycleStage.churned:
         memory.episodes.clear()
         candidates = []
     else:

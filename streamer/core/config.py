@@ -17,9 +17,9 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamer.core.peers import PEER_SIGNALS
+from streamer.core.vocabulary import Band, LifecycleStage
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
-STAGES = ("onboarding", "adopted", "renewal", "churned")
 
 Weight = Annotated[float, Field(ge=0)]
 
@@ -169,8 +169,8 @@ class Bands(Strict):
             raise ValueError(f"bands.yellow ({self.yellow}) must not exceed bands.green ({self.green})")
         return self
 
-    def band(self, score: float) -> str:
-        return "green" if score >= self.green else "yellow" if score >= self.yellow else "red"
+    def band(self, score: float) -> Band:
+        return Band.green if score >= self.green else Band.yellow if score >= self.yellow else Band.red
 
 
 class Segment(Strict):
@@ -395,9 +395,7 @@ class ScoreConfig(Strict):
     curves: Curves = Curves()
     bands: Bands = Bands()
     empty_score: Annotated[float, Field(ge=0, le=100)] = 50
-    segments: dict[Literal["onboarding", "adopted", "renewal", "churned"], Segment] = Field(
-        default_factory=dict
-    )
+    segments: dict[LifecycleStage, Segment] = Field(default_factory=dict)
     plans: dict[str, Segment] = Field(default_factory=dict)
     features: Features = Features()
     peers: Peers = Peers()

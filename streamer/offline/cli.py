@@ -11,6 +11,7 @@ import click
 import orjson
 
 from streamer.cli_config import score_config_or_fail
+from streamer.core.vocabulary import BANDS
 from streamer.offline.runner import OfflineRun, bounded_order_key, open_events, publication_ms, time_window
 from streamer.settings import Settings
 
@@ -133,10 +134,11 @@ def offline(
     portfolio = run.portfolio()
     (out_dir / "portfolio.json").write_bytes(orjson.dumps(portfolio, option=orjson.OPT_INDENT_2))
     bands = portfolio["current"]["accounts_by_band"]
+    by_band = ", ".join(f"{band} {bands[band]}" for band in BANDS)
     click.echo(
         f"{summary.lines:,} lines in {summary.seconds:.1f} s ({summary.rate:,.0f}/s): "
         f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected\n"
-        f"{accounts:,} accounts (green {bands['green']}, yellow {bands['yellow']}, red {bands['red']}), "
+        f"{accounts:,} accounts ({by_band}), "
         f"MRR {portfolio['current']['mrr']} {portfolio['currency']}, "
         f"{sum(summary.alerts.values()):,} alerts, {summary.snapshots:,} snapshots\n"
         f"wrote {out_dir}/{{accounts,health,alerts,deadletter}}.jsonl and portfolio.json"
