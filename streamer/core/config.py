@@ -1,7 +1,7 @@
 """The scoring configuration: weights, curves, thresholds, segments, alert rules, currency.
 
 Every field has a documented default, so an empty file is a valid configuration. A bad value is
-refused when loaded (see `streamer.config.load_score_config`) with the path of the offending key.
+refused when loaded (see `streamer.settings.load_score_config`) with the path of the offending key.
 """
 
 from __future__ import annotations
