@@ -268,6 +268,13 @@ class Rules(Strict):
     csat_low: Rule = Rule(cooldown_days=0)
     csat_low_max: Annotated[int, Field(ge=1, le=5)] = 2
 
+    def rule(self, name: str) -> Rule:
+        """The settings (enabled, cooldown) of the alert rule `name`."""
+        found = getattr(self, name, None) if name in type(self).model_fields else None
+        if not isinstance(found, Rule):
+            raise KeyError(f"{name!r} is not an alert rule of [alerts]")
+        return found
+
     @model_validator(mode="after")
     def _critical_below_warning(self) -> Self:
         if self.usage_drop_critical_trend > self.usage_drop_trend:
