@@ -1,7 +1,7 @@
 """Input event contract (v1): one pydantic model per `event_type`, grouped by topic family.
 
 Unknown extra fields are ignored (forward compatibility); everything else that breaks a rule
-is refused with a message a producer can act on (see `streamer.contract.errors`).
+is refused with a message a producer can act on (see `streamer.contract.decode`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from streamer.contract.outputs import Band
+from streamer.core.vocabulary import Band
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)

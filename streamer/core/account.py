@@ -220,7 +220,7 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
                     event.event_id,
                     event.author,
                     event.reason,
-                    event.band.value if event.band is not None else None,
+                    event.band,
                     event.score,
                     to_ms(event.expires_at),
                 )

@@ -14,6 +14,7 @@ from typing import Any
 from streamer.core.clock import iso
 from streamer.core.config import ScoreConfig
 from streamer.core.score import Evaluation
+from streamer.core.vocabulary import Band
 
 
 @dataclass(slots=True)
@@ -37,7 +38,7 @@ class Override:
     event_id: str
     author: str
     reason: str | None
-    band: str | None = None
+    band: Band | None = None
     score: float | None = None
     expires_at: int = 0
     cleared: bool = False
@@ -53,7 +54,7 @@ class Applied:
 
     override: Override
     computed_score: float
-    computed_band: str
+    computed_band: Band
 
 
 def newer(at: int, event_id: str, current: Profile | Override | None) -> bool:
@@ -78,9 +79,9 @@ def apply_override(evaluation: Evaluation, override: Override | None, config: Sc
     else:
         band = override.band or evaluation.band
         score = evaluation.score
-        if band == "green":
+        if band == Band.green:
             score = max(score, bands.green)
-        elif band == "yellow":
+        elif band == Band.yellow:
             score = min(max(score, bands.yellow), _below(bands.green))
         else:
             score = min(score, _below(bands.yellow))

@@ -35,6 +35,7 @@ from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
 from streamer.core.usage import Usage, UserActivity
+from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
 VERSION = 2  # 2: account profile and override (version 1 records read with neither)
@@ -390,6 +391,16 @@ def _decode_profile(value: Any, ids: _Ids) -> Profile | None:
     )
 
 
+def _opt_band(value: Any, what: str) -> Band | None:
+    name = _opt_str(value, what)
+    if name is None:
+        return None
+    try:
+        return Band(name)
+    except ValueError:
+        raise StateDecodeError(f"{what}: {name!r:.40} is not a band") from None
+
+
 def _encode_override(override: Override | None, ids: _Ids) -> list[Any] | None:
     if override is None:
         return None
@@ -416,7 +427,7 @@ def _decode_override(value: Any, ids: _Ids) -> Override | None:
         event_id=ids.decode(event_id, "override.event_id"),
         author=_str(author, "override.author"),
         reason=_opt_str(reason, "override.reason"),
-        band=_opt_str(band, "override.band"),
+        band=_opt_band(band, "override.band"),
         score=None if score is None else _float(score, "override.score"),
         expires_at=_int(expires_at, "override.expires_at"),
         cleared=cleared,
