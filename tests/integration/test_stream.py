@@ -34,6 +34,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.structs import ConsumerRecord
 
 from streamer.contract.events import EVENT_FAMILY
@@ -263,8 +264,12 @@ class Bus:
         return lag
 
     def committed(self, group: str, topics: list[str]) -> int:
-        """How many messages of `topics` the consumer group has committed, in all."""
-        return self.run(self._committed_in(group, topics))
+        """How many messages of `topics` the consumer group has committed, in all (0 while the
+        broker has no coordinator for the group yet: a fresh broker creates it on first use)."""
+        try:
+            return self.run(self._committed_in(group, topics))
+        except GroupCoordinatorNotAvailableError:
+            return 0
 
     async def _committed_in(self, group: str, topics: list[str]) -> int:
         committed = await (await self._admin_client()).list_consumer_group_offsets(group)
