@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -18,13 +19,14 @@ import orjson
 from streamer.core.config import ScoreConfig
 from streamer.logs import configure_logging
 from streamer.projection.factory import redis_projection
-from streamer.projection.redis_writer import RedisProjection
+from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
+from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import STALL_S, Scorer
 from streamer.stream.topics import TABLES, ensure_topics
 
@@ -140,10 +142,16 @@ def exit_after(grace_s: float) -> threading.Timer:
     whatever was in flight.
     """
 
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+
     def expire() -> None:
         log.warning(
             f"the orderly shutdown did not finish within {grace_s:g} s; exiting now (safe: "
-            "unacknowledged messages are read again at the next start)"
+            "unacknowledged messages are read again at the next start)",
+            extra={"waiting": pending_tasks(loop)} if loop is not None else {},
         )
         for handler in logging.getLogger().handlers:
             handler.flush()
@@ -153,6 +161,48 @@ def exit_after(grace_s: float) -> threading.Timer:
     timer.daemon = True  # never keeps a process alive that finished its shutdown
     timer.start()
     return timer
+
+
+def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Where each unfinished task of `loop` waits: its chain of awaits, outermost first, down to
+    the future it is suspended on. For the log of a shutdown that hangs (read from the watchdog's
+    thread, so a task set that changes meanwhile is simply read again)."""
+    for _ in range(5):
+        try:
+            tasks = list(asyncio.all_tasks(loop))
+            break
+        except RuntimeError:  # the set changed while it was read
+            continue
+    else:
+        return []
+    return sorted(f"{task.get_name()}: {awaits(task.get_coro())}" for task in tasks)
+
+
+def awaits(coro: Any, depth: int = 40) -> str:
+    """`f (file:line) -> g (file:line) -> <Future pending>`: what a suspended coroutine awaits,
+    through `await obj` of objects whose `__await__` wraps another coroutine."""
+    parts: list[str] = []
+    while coro is not None and len(parts) < depth:
+        frame = (
+            getattr(coro, "cr_frame", None)
+            or getattr(coro, "gi_frame", None)
+            or getattr(coro, "ag_frame", None)
+        )
+        if frame is None:
+            inner = [r for r in gc.get_referents(coro) if hasattr(r, "cr_frame") or hasattr(r, "ag_frame")]
+            if inner and type(coro).__name__ in ("coroutine_wrapper", "async_generator_asend"):
+                coro = inner[0]
+                continue
+            parts.append(repr(coro)[:200])
+            break
+        where = "/".join(frame.f_code.co_filename.rsplit("/", 2)[-2:])
+        parts.append(f"{frame.f_code.co_name} ({where}:{frame.f_lineno})")
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+    return " -> ".join(parts)
 
 
 def fatal(what: str, exc: BaseException) -> NoReturn:
@@ -330,7 +380,12 @@ def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
 
 def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: RedisProjection) -> None:
     """Timers that keep the Redis projection complete, and its final write at shutdown."""
-    resync = Resync(projection, lambda: scorer.engines, scorer.lock)
+    alerts_topic = settings.topic("alerts")
+
+    async def alerts_of(partition: int) -> list[dict[str, Any]]:
+        return await recent_alerts(settings.kafka_bootstrap, alerts_topic, partition, KEEP_ALERTS)
+
+    resync = Resync(projection, lambda: scorer.engines, scorer.lock, alerts_of)
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     started_at = time.time()
     inputs = set(settings.input_topics.values())
@@ -338,6 +393,9 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
 
     @app.timer(interval=PROJECT_EVERY_S)  # type: ignore[untyped-decorator]
     async def project() -> None:
+        # Every owned partition is re-staged, not only those that receive messages: a worker
+        # killed with writes staged and unwritten leaves Redis behind Kafka until then.
+        await guarded("opening the assigned partitions", scorer.open_assigned)
         await resync.run()
 
     @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]

@@ -191,6 +191,15 @@ class Scorer:
         self._delivered.clear()
         self.assigned_at = time.monotonic()
 
+    async def open_assigned(self) -> None:
+        """Build the engine of every owned partition that has none yet (engines are otherwise
+        built when a partition delivers), so the projection re-stages quiet partitions too."""
+        async with self.lock:
+            if self.paused or not self.offsets.settled():
+                return
+            for partition in sorted({p for topic, p in self.offsets.assigned() if topic in self.families}):
+                self._engine(partition)
+
     def _record(self, partition: int) -> PartitionRecord:
         """The partition's stored clock and applied offsets (read once per assignment)."""
         record = self.records.get(partition)

@@ -627,3 +627,27 @@ async def test_a_re_read_is_recognised_by_its_account_record_when_the_partition_
     await restarted.scorer.process(again)
     assert [event.acked for event in again] == [1, 1]
     assert not restarted.sink.dead_letters and restarted.scorer.counters.reread == 2
+
+
+# -- 8. the projection of quiet partitions ---------------------------------------------------------
+
+
+async def test_every_owned_partition_gets_its_engine_without_a_delivery(world: World) -> None:
+    """A restarted worker re-stages the Redis projection of each partition it has an engine for:
+    a partition that receives nothing new must get one too (it may hold snapshots a killed
+    worker staged and never wrote)."""
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    await world.scorer.process([world.usage(0, T1)])
+    restarted = World(restarted_from=world)
+    assert not restarted.scorer.engines
+    restarted.offsets.rebalancing = True
+    await restarted.scorer.open_assigned()
+    assert not restarted.scorer.engines  # not during a rebalance (the tables recover then)
+    restarted.offsets.rebalancing = False
+    await restarted.scorer.open_assigned()
+    assert set(restarted.scorer.engines) == {PARTITION}
+    assert ACCOUNT in restarted.scorer.engines[PARTITION].members
+    assert not restarted.acks and not restarted.sink.snapshots  # nothing applied or published
+    await restarted.scorer.revoked()
+    await restarted.scorer.open_assigned()
+    assert not restarted.scorer.engines  # nor between a revocation and the next assignment
