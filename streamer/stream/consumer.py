@@ -18,6 +18,7 @@ records is logged, so a skipped range is never silent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -103,7 +104,20 @@ class RebalanceSafeTransport(faust_aiokafka.Transport):
 
 
 class ScoringApp(faust.App):
-    """The worker's faust app: the standard one over `RebalanceSafeTransport`."""
+    """The worker's faust app: the standard one over `RebalanceSafeTransport`, and `before_stop`
+    hooks that run first when it stops, while the tables and the producer are still open (faust
+    closes them before it stops the agents)."""
+
+    before_stop: list[Callable[[], Awaitable[None]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_stop = []
 
     def _new_transport(self) -> Any:
         return RebalanceSafeTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        for hook in self.before_stop:
+            await hook()
+        await super().on_stop()

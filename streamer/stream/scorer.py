@@ -157,8 +157,10 @@ class Scorer:
         self.records: dict[int, PartitionRecord] = {}
         self.assigned_at = time.monotonic()
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
+        self._checked_at: float | None = None  # the last stall check
         self.lock = asyncio.Lock()
         self.paused = False  # between a revocation and the next assignment
+        self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
         self.counters = Counters()
 
     async def revoked(self) -> None:
@@ -178,8 +180,22 @@ class Scorer:
     async def assigned(self) -> None:
         """The new assignment: start afresh (messages of older generations are skipped)."""
         async with self.lock:
-            self.paused = False
+            self.paused = self.stopping
             self.forget_partitions()
+
+    async def stop(self) -> None:
+        """The worker is stopping (SIGTERM): leave the batch in flight at its next wait and apply
+        nothing more, before faust closes the tables and the producer that a batch writes to.
+
+        A batch left this way is not acknowledged (as after a SIGKILL at that point), so the next
+        start reads it again. Before this, faust's shutdown closed the RocksDB stores while a
+        batch was in flight: the batch re-opened them for its table writes, then waited for
+        ever on the stopped producer, until the shutdown watchdog ended the process.
+        """
+        self.stopping = True
+        async with self.lock:  # the batch in flight has left
+            self.paused = True
+        log.info("stopped applying messages; those not acknowledged are read again at the next start")
 
     def forget_partitions(self) -> None:
         """Drop the partition engines, stores, merges and records (rebuilt from the tables on
@@ -244,7 +260,7 @@ class Scorer:
         async with self.lock:
             done: list[Any] = []
             owned, generation = self.offsets.assigned(), self.offsets.generation()
-            now = time.monotonic()
+            delivered: set[TopicPartition] = set()
             for event in events:
                 message = event.message
                 tp = (message.topic, message.partition)
@@ -258,7 +274,7 @@ class Scorer:
                     self.counters.stale += 1  # delivered again after a re-read: held or applied
                     continue
                 self._check_contiguous(merge, message)
-                self._delivered[tp] = now
+                delivered.add(tp)
                 if self._record(message.partition).offsets.contains(message.topic, message.offset):
                     # Applied before a restart or rebalance: the stored accounts contain it.
                     self.counters.reread += 1
@@ -278,6 +294,11 @@ class Scorer:
                 else:
                     merge.add(message.topic, message.offset, to_ms(decoded.occurred_at), (event, decoded))
             await self._release(done)
+            # Delivered as of the end of the batch: while a batch runs (seconds on a busy
+            # machine) nothing else can be delivered, and that is no stall.
+            now = time.monotonic()
+            for tp in delivered:
+                self._delivered[tp] = now
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
 
@@ -321,8 +342,16 @@ class Scorer:
         must come first), so a fetch that never resumes would stall the whole partition."""
         async with self.lock:
             now = time.monotonic()
+            last, self._checked_at = self._checked_at, now
             if not self.offsets.settled():
                 self.assigned_at = now  # nothing is fetched during a rebalance: not a stall
+                return
+            if last is not None and now - last > STALL_S:
+                # This check ran late (it runs every STALL_S / 2): the loop was held up, so
+                # nothing could be delivered meanwhile either. Seeking back now made faust's
+                # reader see records fetched before the seek as an offset jump.
+                self.assigned_at = now
+                self._delivered = dict.fromkeys(self._delivered, now)
                 return
             silent = [
                 tp
@@ -389,6 +418,8 @@ class Scorer:
         if not done:
             return
         await sink.flush()  # outputs are in Kafka before the state says they were produced
+        if self.stopping:
+            return  # the tables are about to close: unacknowledged, read again at the next start
         marks = {partition: self._marks(partition) for partition in applied}
         for partition, event in applied.items():
             with acting_as(event):
@@ -397,6 +428,8 @@ class Scorer:
             # The accounts' changelog records are in Kafka before the partition record says
             # which offsets they contain: a recovered record never claims a lost account write.
             await sink.flush()
+            if self.stopping:
+                return  # as a kill here: the account records list the offsets they contain
         for partition, event in applied.items():
             record = self._record(partition)
             handled: dict[str, list[int]] = defaultdict(list)

@@ -916,10 +916,16 @@ def test_sigterm_stops_a_worker_mid_backlog_promptly(
     )
     worker.proc.terminate()
     try:
-        worker.proc.wait(timeout=10)
+        code = worker.proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         worker.kill()
         raise AssertionError(f"still running 10 s after SIGTERM:\n{worker.tail(3)}") from None
+    # The clean path: the scorer left its batch before faust closed the tables, and the shutdown
+    # watchdog (a backstop that exits after 8 s and logs where every task waits) never fired.
+    log = worker.text()
+    assert code == 0, worker.tail()
+    assert "stopped applying messages" in log, worker.tail()
+    assert "the orderly shutdown did not finish" not in log, worker.tail()
 
 
 # -- 6. kcat: the contract outside our code -----------------------------------------------------

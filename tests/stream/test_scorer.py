@@ -3,6 +3,7 @@ partitions and rebalances, over plain dicts, list sinks and a fake consumer (no 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -651,3 +652,82 @@ async def test_every_owned_partition_gets_its_engine_without_a_delivery(world: W
     await restarted.scorer.revoked()
     await restarted.scorer.open_assigned()
     assert not restarted.scorer.engines  # nor between a revocation and the next assignment
+
+
+# -- 9. an orderly stop ------------------------------------------------------------------------------
+
+
+class GatedSink(FakeSink):
+    """A sink whose flush waits until the test opens the gate (a broker taking its time)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__(journal)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def flush(self) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        await super().flush()
+
+
+async def test_stop_leaves_the_batch_in_flight_unacknowledged_and_applies_nothing_after(world: World) -> None:
+    """SIGTERM mid-batch: the batch writes no table and acknowledges nothing once it is told to
+    stop (faust closes the tables next), and stop() returns only when the batch has left."""
+    world.sink = world.scorer.sink = GatedSink(world.journal)
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    event = world.usage(0)
+    batch = asyncio.create_task(world.scorer.process([event]))
+    await world.sink.waiting.wait()  # the batch waits for the broker to take its outputs
+    stopping = asyncio.create_task(world.scorer.stop())
+    await asyncio.sleep(0.01)
+    assert not stopping.done()  # waits for the batch in flight
+    world.sink.gate.set()
+    await asyncio.wait_for(asyncio.gather(batch, stopping), 5)
+    assert event.acked == 0 and not world.accounts and not world.clocks
+    assert world.journal == ["flush"]
+
+    later = world.usage(1)
+    await world.scorer.process([later])
+    await world.scorer.release_idle()
+    await world.scorer.assigned()  # a rebalance callback during the shutdown changes nothing
+    await world.scorer.process([world.usage(1)])
+    assert later.acked == 0 and not world.accounts and world.journal == ["flush"]
+
+
+# -- 10. no false stalls -----------------------------------------------------------------------------
+
+
+async def test_a_stall_check_that_ran_late_seeks_nothing(world: World) -> None:
+    """The check runs every STALL_S / 2; when it ran more than STALL_S after the previous one, the
+    loop was held up (a long batch, a collection) and nothing could be delivered meanwhile:
+    seeking back then made faust's reader see already fetched records as an offset jump."""
+    offsets = world.offsets
+    offsets.restarts[(SUBS, PARTITION)] = 5
+    offsets.ends[(SUBS, PARTITION)] = 7
+    await world.scorer.reread_stalled()  # a first check: nothing silent yet
+    world.scorer.assigned_at -= scorer_module.STALL_S + 1
+    assert world.scorer._checked_at is not None
+    world.scorer._checked_at -= scorer_module.STALL_S + 1  # the next check ran late
+    await world.scorer.reread_stalled()
+    assert offsets.seeks == []
+    world.scorer.assigned_at -= scorer_module.STALL_S + 1  # silent for STALL_S more, checked in time
+    world.scorer._checked_at -= 1
+    await world.scorer.reread_stalled()
+    assert offsets.seeks == [(SUBS, PARTITION, 5)]
+
+
+class SlowSink(FakeSink):
+    async def flush(self) -> None:
+        await asyncio.sleep(0.3)
+        await super().flush()
+
+
+async def test_the_time_a_batch_takes_is_not_silence(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scorer_module, "STALL_S", 0.2)
+    world.scorer.sink = SlowSink(world.journal)
+    world.offsets.ends[(USAGE, PARTITION)] = 5
+    await world.scorer.process([world.usage(0)])  # takes longer than STALL_S (a busy machine)
+    world.scorer.assigned_at = time.monotonic()  # the other topics: just assigned
+    await world.scorer.reread_stalled()
+    assert world.offsets.seeks == []
