@@ -88,6 +88,11 @@ class SoakPlan:
     kills: int = 10
     redis_outage_s: float = 30.0
     hang_s: float = 240.0  # progress must resume within this after a fault: bounds a hang only
+    # The replay compresses months into minutes, so the reorder a broker restart causes (events
+    # resent after newer ones of other topics were written) spans weeks of event time; the
+    # allowed lateness (workers and offline alike) covers it, so the soak measures loss and
+    # double counting, not the lateness rule (tested on its own).
+    lateness_days: float = 60.0
     settle_deadline_s: float = 1200.0  # the whole catch-up after the replay (bounds a hang only)
 
 
@@ -239,8 +244,9 @@ class Offline:
     alerts: dict[str, dict[str, Any]]
 
 
-def run_offline(events: Path, out: Path) -> Offline:
+def run_offline(events: Path, out: Path, config: Path) -> Offline:
     command = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS), "--out", str(out)]
+    command += ["--config", str(config)]
     subprocess.run([*command, "--quiet"], check=True, capture_output=True, env=clean_env(), timeout=600)
     assert not (out / "deadletter.jsonl").read_bytes(), "the valid history should be clean"
     accounts = [orjson.loads(line) for line in (out / "accounts.jsonl").read_bytes().splitlines()]
@@ -260,6 +266,13 @@ class Incarnation:
     log: Path
     signalled: str | None = None  # "SIGKILL" / "SIGTERM" when we ended it
     stopped_in_s: float | None = None  # SIGTERM to exit
+    log_from: int = 0  # where its lines start in the log (restarts append to the same file)
+
+    def ready(self) -> bool:
+        """faust's worker is up (its signal handlers installed, its partitions assigned)."""
+        with self.log.open("rb") as handle:
+            handle.seek(self.log_from)
+            return b"JsonLogWorker]: Ready" in handle.read()
 
     @property
     def alive(self) -> bool:
@@ -275,9 +288,10 @@ class Workers:
     def start(self, name: str) -> Incarnation:
         log = self.root / f"{name}.log"
         env = {**self.env, "HEALTHSTREAM_DATA_DIR": str(self.root / f"{name}-data")}
+        start = log.stat().st_size if log.exists() else 0
         with log.open("ab") as handle:
             proc = subprocess.Popen([STREAMER, "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT)
-        worker = self.current[name] = Incarnation(name, proc, log)
+        worker = self.current[name] = Incarnation(name, proc, log, log_from=start)
         self.all.append(worker)
         return worker
 
@@ -476,6 +490,7 @@ class Fault:
     resumed_s: float | None = None  # until the group committed more (None: not yet)
     note: str = ""
     members: int | None = None  # the group must be stable with this many members again
+    started: Incarnation | None = None  # and this new worker process up
 
 
 @dataclass
@@ -517,6 +532,7 @@ class Soak:
         self.result = Result()
         tag = uuid.uuid4().hex[:10]
         self.prefix, self.app_id = f"s{tag}.", f"soak-{tag}"
+        self.config = root / "score.toml"
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -546,6 +562,7 @@ class Soak:
             "HEALTHSTREAM_APP_ID": self.app_id,
             "HEALTHSTREAM_PARTITIONS": str(PARTITIONS),
             "HEALTHSTREAM_STORE": "rocksdb://",
+            "HEALTHSTREAM_SCORE_CONFIG": str(self.config),
         }
 
     def run(self) -> Result:
@@ -558,7 +575,8 @@ class Soak:
             )
             asyncio.run(ensure_topics(settings))
             data = make_input(self.root / "input", self.plan, settings)
-            offline = run_offline(data.valid, self.root / "offline")
+            self.config.write_text(f"[time]\nallowed_lateness_days = {self.plan.lateness_days}\n")
+            offline = run_offline(data.valid, self.root / "offline", self.config)
             self.result.figures |= {
                 "events replayed": f"{data.lines:,} lines ({len(offline.accounts)} accounts)",
                 "poison kinds": f"{data.kinds} ({len(data.side)} messages published beside replay)",
@@ -626,7 +644,7 @@ class Soak:
                 waiting = [f for f in result.faults if f.resumed_s is None and (f.what in moved or caught_up)]
                 size = self._group_size(kafka) if any(f.members for f in waiting) else None
                 for fault in waiting:
-                    if fault.members is None or size == fault.members:
+                    if fault.members in (None, size) and (fault.started is None or fault.started.ready()):
                         fault.resumed_s = elapsed() - fault.at_s
             for fault in result.faults:
                 if fault.resumed_s is None and elapsed() - fault.at_s > plan.hang_s:
@@ -659,7 +677,7 @@ class Soak:
                     ensure_up(stack, echo=quiet)
                 elif what == "join":
                     fault.what = "w2 joins"
-                    workers.start("w2")
+                    fault.started = workers.start("w2")
                     kill_targets = ["w1", "w2"]
                 elif what == "leave":
                     fault.what = "w2 leaves (SIGTERM)"
@@ -679,7 +697,7 @@ class Soak:
                     target = kill_targets[number % len(kill_targets)]
                     fault.what = f"SIGKILL {target} ({what})"
                     workers.kill(target)
-                    workers.start(target)
+                    fault.started = workers.start(target)
                 fault.members = len(workers.current)  # back in the group (a restart, a join)
                 result.faults.append(fault)
                 last = fault
@@ -957,12 +975,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=full.kills)
     parser.add_argument("--redis-outage", type=float, default=full.redis_outage_s)
     parser.add_argument("--hang", type=float, default=full.hang_s, help="seconds without progress that fail")
+    parser.add_argument("--lateness-days", type=float, default=full.lateness_days)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (logs, inputs)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the stack and workers
     plan = SoakPlan(
         accounts=args.accounts,
         months=args.months,
@@ -971,6 +991,7 @@ def main(argv: list[str] | None = None) -> int:
         kills=args.kills,
         redis_outage_s=args.redis_outage,
         hang_s=args.hang,
+        lateness_days=args.lateness_days,
     )
     print(f"soak: {plan}; load {os.getloadavg()[0]:.2f}")
     started = time.monotonic()
