@@ -399,7 +399,7 @@ class Deployment:
             [STREAMER, "replay", str(events), "--quiet", *options],
             env=self.env(),
             capture_output=True,
-            timeout=120,
+            timeout=600,  # bounds a hang only: 25,000 events took over 120 s at a load of 30
         )
         assert done.returncode == 0, done.stderr.decode()
         return done.stdout.decode()
