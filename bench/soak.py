@@ -622,6 +622,14 @@ class Soak:
                 stdout=subprocess.PIPE,
                 stderr=err,
             )
+        # The timeline starts when replay publishes (its start-up takes a while on a busy machine):
+        # the broker restart must hit a replay that is sending.
+        self._wait(
+            "replay to publish",
+            lambda: (kafka.progress(self.app_id, inputs) or (0, 0))[1] > 0 or replay.poll() is not None,
+            plan.hang_s,
+            workers,
+        )
         began = time.monotonic()
         pending = timeline(plan)
         outgoing = sorted(data.side, key=lambda o: o.at_fraction)
