@@ -18,10 +18,12 @@ records is logged, so a skipped range is never silent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -54,6 +56,9 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         self.gaps += 1
         log.warning("skipped an offset range", extra={**where, "seen_by": "consumer"})
         await super()._add_gap(tp, offset_from, offset_to)
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return SafeCommitThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
         self.seeks += 1
@@ -94,9 +99,49 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         offsets = {tp: offset for tp, offset in found.items() if offset is not None}
         missing = [tp for tp, offset in found.items() if offset is None]
         if missing:
+            # faust learns the group's committed offsets only at its own seek: a member that just
+            # joined knows none yet. Reading such a partition from its start re-read everything
+            # the group had committed, and faust's seek then jumped forward (an offset gap).
+            try:
+                committed = await self._group_committed(missing)
+            except Exception as exc:
+                log.warning("could not read the group's committed offsets", extra={"error": repr(exc)})
+                committed = {}
+            offsets.update(committed)
+            missing = [tp for tp in missing if tp not in committed]
+        if missing:
             starts = await self.earliest_offsets(*missing)
             offsets.update({tp: starts[tp] for tp in missing})  # KeyError: no start, no drop
         return offsets
+
+    async def _group_committed(self, tps: list[TP]) -> dict[TP, int]:
+        """The consumer group's committed offsets of `tps` as the broker has them (none for a
+        partition the group never committed)."""
+        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            wanted = [KafkaTP(tp.topic, tp.partition) for tp in tps]
+            found = await admin.list_consumer_group_offsets(self.app.conf.id, partitions=wanted)
+        finally:
+            await admin.close()
+        return {TP(tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+
+class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, minus a crash found by the soak: it commits only the offsets of
+    partitions still assigned, and when a rebalance revoked all of them meanwhile it handed
+    aiokafka an empty commit, which raises ValueError({}); faust then crashed the thread and the
+    worker exited with 1. Nothing to commit is not an error: the new owners commit."""
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        assigned = self.assignment()
+        if not any(tp in assigned for tp in offsets):
+            log.info(
+                "nothing to commit: the partitions were revoked meanwhile", extra={"partitions": len(offsets)}
+            )
+            return False
+        return bool(await super()._commit(offsets))
 
 
 class RebalanceSafeTransport(faust_aiokafka.Transport):

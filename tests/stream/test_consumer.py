@@ -13,7 +13,7 @@ import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streamer.stream.consumer import RebalanceSafeConsumer
+from streamer.stream.consumer import RebalanceSafeConsumer, SafeCommitThread
 
 USAGE, SUBS = TP("in.usage", 0), TP("in.subscriptions", 0)
 CHANGELOG = TP("app-accounts-changelog", 0)
@@ -44,6 +44,12 @@ class Harness:
 
         async def earliest_offsets(self: Any, *partitions: TP) -> dict[TP, int]:
             return {tp: harness.earliest[tp] for tp in partitions if tp in harness.earliest}
+
+        async def group_committed(tps: list[TP]) -> dict[TP, int]:
+            return {tp: harness.group[tp] for tp in tps if tp in harness.group}
+
+        self.group: dict[TP, int] = {}  # what the broker has committed for the group
+        consumer._group_committed = group_committed  # type: ignore[method-assign]
 
         base = faust_aiokafka.Consumer
         monkeypatch.setattr(base, "_wait_next_records", fetch)
@@ -135,3 +141,37 @@ async def test_a_changelog_gap_keeps_fausts_bookkeeping_and_is_counted_and_logge
     assert (harness.consumer.jumps, harness.consumer.gaps) == (0, 1)
     [line] = [r for r in caplog.records if r.getMessage() == "skipped an offset range"]
     assert (line.topic, line.to) == (CHANGELOG.topic, 8)  # type: ignore[attr-defined]
+
+
+async def test_a_partition_faust_has_no_committed_offset_for_yet_is_read_from_the_groups(
+    harness: Harness,
+) -> None:
+    """A member that just joined: faust has not read the group's committed offsets yet, the
+    broker has them. Reading from the start instead re-read what the group had committed, and
+    faust's own seek then jumped forward: an offset gap in the scorer's view."""
+    harness.records = {SUBS: ["s0"]}
+    harness.group = {SUBS: 9}
+    harness.earliest = {SUBS: 0}
+    harness.during = rebalance
+    assert await harness.fetch() == {}
+    assert harness.sought == [(SUBS, 9)]
+
+
+async def test_a_commit_whose_partitions_were_all_revoked_meanwhile_commits_nothing_and_does_not_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust handed aiokafka an empty commit then (ValueError({})), crashed its consumer thread,
+    and the worker exited with 1 (seen in the soak, during a rebalance)."""
+    committed: list[dict[TP, int]] = []
+
+    async def base_commit(self: Any, offsets: dict[TP, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    thread = SafeCommitThread.__new__(SafeCommitThread)
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_commit", base_commit)
+    monkeypatch.setattr(SafeCommitThread, "assignment", lambda self: {USAGE})
+    assert await thread._commit({SUBS: 4}) is False
+    assert committed == []
+    assert await thread._commit({SUBS: 4, USAGE: 41}) is True
+    assert committed == [{SUBS: 4, USAGE: 41}]  # faust keeps only the assigned ones itself
