@@ -87,7 +87,7 @@ async def test_an_engine_replaced_by_a_rebalance_is_skipped(projection: RedisPro
 
 
 async def test_each_restaged_partition_stages_its_recent_alerts_again(
-    redis_server: RedisProcess, projection: RedisProjection
+    redis_server: RedisServer, projection: RedisProjection
 ) -> None:
     """Alerts a killed worker staged and never wrote come back from the alerts topic."""
     engines: dict[int, PartitionEngine] = dict(enumerate(scored().run.engines))
