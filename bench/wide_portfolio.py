@@ -147,7 +147,12 @@ def generate(path: Path, accounts: int, months: int, seed: int) -> int:
                         emit(
                             day + rng.randrange(1, 6),
                             second,
-                            {"event_type": "ticket.resolved", "account_id": account, "ticket_id": ticket},
+                            {
+                                "event_type": "ticket.resolved",
+                                "account_id": account,
+                                "ticket_id": ticket,
+                                "contacts": rng.randrange(1, 4),
+                            },
                         )
                     if rng.random() < 0.01:
                         emit(
@@ -177,7 +182,7 @@ def _skip(rng: random.Random, day: int, rate: float) -> int:
 
 
 def portfolio(accounts: int, months: int, seed: int) -> tuple[Path, int]:
-    out = BENCH_DIR / "out" / f"wide-{accounts}x{months}-s{seed}.jsonl.gz"
+    out = BENCH_DIR / "out" / f"wide-v2-{accounts}x{months}-s{seed}.jsonl.gz"  # v2: resolved tickets valid
     count_file = out.with_suffix(".count")
     if not out.exists() or not count_file.exists():
         out.parent.mkdir(exist_ok=True)
