@@ -206,7 +206,7 @@ def rss() -> int:
     return 0
 
 
-def measure(path: Path, records_path: Path) -> dict[str, Any]:
+def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
     """Offline run with the worker's write-back pattern; the final records go to `records_path`."""
     from streamer.core.account import Account
     from streamer.core.config import ScoreConfig
@@ -233,33 +233,35 @@ def measure(path: Path, records_path: Path) -> dict[str, Any]:
     for topic in ("cs.subscriptions", "cs.usage", "cs.tickets", "cs.surveys"):
         offsets.advance(topic, 1_000_000, [])  # a realistic offsets list in every record
     records = written_bytes = 0
-    encoding = 0.0
+    encoding = encoding_cpu = 0.0
 
     def write_back() -> None:
-        nonlocal records, written_bytes, encoding
-        started = time.perf_counter()
+        nonlocal records, written_bytes, encoding, encoding_cpu
+        started, started_cpu = time.perf_counter(), time.process_time()
         for store in stores:
             for account_id in sorted(store.written):
                 records += 1
                 written_bytes += len(codec.encode_account(store[account_id], offsets))
             store.written.clear()
         encoding += time.perf_counter() - started
+        encoding_cpu += time.process_time() - started_cpu
 
     def noop(_: dict[str, Any]) -> None:
         pass
 
     with gzip.open(path, "rb") as lines:
         batch: list[bytes] = []
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         for line in lines:
             batch.append(line)
-            if len(batch) == BATCH:
+            if len(batch) == batch_size:
                 run.feed(iter(batch), on_snapshot=noop, on_alert=noop, on_dead_letter=noop)
                 write_back()
                 batch = []
         run.feed(iter(batch), on_snapshot=noop, on_alert=noop, on_dead_letter=noop)
         write_back()
         wall = time.perf_counter() - started - encoding
+        cpu = time.process_time() - started_cpu - encoding_cpu
     summary = run.summary
     accounts = sum(len(store) for store in stores)
     state_bytes = 0
@@ -279,6 +281,8 @@ def measure(path: Path, records_path: Path) -> dict[str, Any]:
         "accounts": accounts,
         "offline_s": wall,
         "events_per_s": summary.lines / wall,
+        "offline_cpu_s": cpu,
+        "events_per_cpu_s": summary.lines / cpu,
         "alerts": sum(summary.alerts.values()),
         "changelog_records": records,
         "changelog_bytes": written_bytes,
@@ -335,10 +339,10 @@ def revision(source: Path) -> str:
     return done.stdout.strip()[:72] or str(source)
 
 
-def figures(source: Path, path: Path) -> dict[str, Any]:
+def figures(source: Path, path: Path, batch: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         records = Path(scratch) / "accounts.bin"
-        result = child(source, "measure", str(path), str(records))
+        result = child(source, "measure", str(path), str(records), str(batch))
         result |= child(source, "recover", str(records))
     accounts = result["accounts"]
     result["changelog_per_account"] = result["changelog_bytes"] / accounts
@@ -353,6 +357,8 @@ def figures(source: Path, path: Path) -> dict[str, Any]:
 ROWS = (
     ("offline: seconds", "offline_s", "{:,.1f}"),
     ("offline: events/s", "events_per_s", "{:,.0f}"),
+    ("offline: CPU seconds", "offline_cpu_s", "{:,.1f}"),
+    ("offline: events per CPU second", "events_per_cpu_s", "{:,.0f}"),
     ("resident bytes per account (all cached)", "rss_per_account", "{:,.0f}"),
     ("changelog: records per account", "updates_per_account", "{:,.1f}"),
     ("changelog: bytes per account", "changelog_per_account", "{:,.0f}"),
@@ -370,11 +376,19 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=2)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
-    parser.add_argument("--measure", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help="events per worker batch: a backfill fills the worker's batches (4,000); a live "
+        "stream makes small ones, where every midnight falls in a batch of its own",
+    )
+    parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--recover", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(*args.measure)))
+        events_path, records_path, batch = args.measure
+        print(json.dumps(measure(Path(events_path), Path(records_path), int(batch))))
         return
     if args.recover:
         print(json.dumps(recover(args.recover)))
@@ -384,12 +398,13 @@ def main() -> None:
 
     path, events = portfolio(args.accounts, args.months, args.seed)
     here = BENCH_DIR.parent
-    results = {"this checkout": figures(here, path)}
+    results = {"this checkout": figures(here, path, args.batch)}
     if args.baseline:
-        results = {"baseline": figures(args.baseline, path), **results}
+        results = {"baseline": figures(args.baseline, path, args.batch), **results}
     first = next(iter(results.values()))
     accounts = first["accounts"]
     print(f"wide_portfolio: {path.name}: {events:,} events, {accounts:,} accounts, {PARTITIONS} partitions")
+    print(f"worker batches of {args.batch:,} events")
     baseline = f"; baseline: {revision(args.baseline)}" if args.baseline else ""
     print(f"this checkout: {git_revision()}{baseline}")
     print(f"load {load()}, {os.cpu_count()} cores")
