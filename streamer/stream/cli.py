@@ -57,6 +57,12 @@ def _settings(**overrides: Any) -> Settings:
     "--store", type=click.Choice(["rocksdb://", "memory://"]), help="Table store (default rocksdb://)."
 )
 @click.option(
+    "--standby-replicas",
+    type=click.IntRange(0, 16),
+    help="Also keep standby copies of this many other workers' partition tables, for a fast "
+    "failover (default HEALTHSTREAM_STANDBY_REPLICAS, 0).",
+)
+@click.option(
     "--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.option(
@@ -73,6 +79,7 @@ def worker(
     config_path: Path | None,
     data_dir: Path | None,
     store: str | None,
+    standby_replicas: int | None,
     loglevel: str,
     connect_timeout_s: float,
 ) -> None:
@@ -90,6 +97,7 @@ def worker(
         data_dir=data_dir,
         store=store,
         score_config=config_path,
+        standby_replicas=standby_replicas,
     )
     config = score_config_or_fail(settings.score_config)
     configure_logging(loglevel)
