@@ -23,15 +23,14 @@ from streamer.projection.resync import Resync
 from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
-from streamer.stream.consumer import ScoringApp
+from streamer.stream.consumer import InputLane, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.scorer import STALL_S, Scorer
 from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 4000  # messages per batch (one table write per account per batch)
-BATCH_WITHIN_S = 0.25  # or whatever arrived within this long
+BATCH_MAX = 4000  # messages per batch, about (one table write per account per batch)
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
 
@@ -236,7 +235,16 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     sink = KafkaSink(app, settings)
     projection = redis_projection(settings, config)
     offsets = ConsumerOffsets(app, settings.kafka_bootstrap)
-    scorer = Scorer(settings, config, accounts, clocks, sink, offsets, projection=projection)
+    lane = InputLane(settings.input_topics.values())
+    app.input_lane = lane  # type: ignore[attr-defined]  # the consumer hands input fetches to it
+
+    def acknowledge(messages: Sequence[Any]) -> None:
+        consumer = cast(RebalanceSafeConsumer, app.consumer)
+        consumer.ack_inputs(messages)
+
+    scorer = Scorer(
+        settings, config, accounts, clocks, sink, offsets, projection=projection, acknowledge=acknowledge
+    )
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
         *settings.input_topics.values(),
@@ -246,11 +254,14 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         value_serializer="raw",
     )
 
-    @app.agent(source, concurrency=1)  # concurrency 1: faust may commit past unprocessed messages
+    # The agent subscribes the group to the input topics (faust assigns, seeks and commits them),
+    # but their records reach it through the input lane, not faust's stream: a batch is every
+    # fetch that arrived while the previous batch ran. Concurrency 1: one batch at a time.
+    @app.agent(source, concurrency=1)
     async def score(stream: Any) -> None:
-        # noack: the scorer acknowledges each message once it is applied (see Scorer._release).
+        # The scorer acknowledges each message once its effects are durable (`Checkpoint`).
         # A failure here ends the process: faust would leave it up with the agent stopped.
-        await consume(stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S), scorer.process)
+        await consume(lane.batches(BATCH_MAX), scorer.process)
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         await scorer.revoked()
@@ -280,7 +291,6 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
-        c.consumer_gaps = consumer_gaps(app)
         log.info(
             "progress",
             extra={
@@ -304,11 +314,6 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     if projection is not None:
         _project(app, settings, scorer, projection)
     return app
-
-
-def consumer_gaps(app: faust.App) -> int:
-    """Offset ranges faust's consumer recorded as gaps (see `RebalanceSafeConsumer._add_gap`)."""
-    return int(getattr(app.consumer, "gaps", 0))
 
 
 def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
@@ -344,7 +349,6 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
 
     @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]
     async def stage_stats() -> None:
-        scorer.counters.consumer_gaps = consumer_gaps(app)
         stats = worker_stats(
             scorer.counters,
             consumer_lag(app, inputs),

@@ -81,7 +81,9 @@ def checkpoint(journal: Journal, *, fail_outputs: bool = False) -> tuple[Checkpo
     done = [Msg(USAGE, 0, 10), Msg(USAGE, 0, 11), Msg(SUBS, 0, 3), Msg(USAGE, 1, 7)]
     stores = {0: Store(journal, 0), 1: Store(journal, 1)}
     engine = SimpleNamespace(
-        periods=SimpleNamespace(sums={}), totals=SimpleNamespace(sums=[]), clock=SimpleNamespace(stream_time=0)
+        periods=SimpleNamespace(sums={}),
+        totals=SimpleNamespace(sums=[]),
+        clock=SimpleNamespace(stream_time=0),
     )
 
     def acknowledge(messages: Sequence[Any]) -> None:
