@@ -31,6 +31,7 @@ from streamer.stream.topics import TABLES, ensure_topics
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 4000  # messages per batch, about (one table write per account per batch)
+FETCH_MAX = 1000  # records per fetch: a fetch is never split, so this bounds a batch's overshoot
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
 
@@ -223,6 +224,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         stream_buffer_maxsize=BATCH_MAX * 2,
+        # Without a cap one fetch returned everything the broker had (16,000 records and more on
+        # a backlog): one batch, no commit for minutes on a loaded machine.
+        broker_max_poll_records=FETCH_MAX,
     )
     # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")

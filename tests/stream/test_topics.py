@@ -45,3 +45,10 @@ def test_failover_settings_reach_faust(tmp_path: Path) -> None:
         Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://"
     ).conf
     assert (defaults.table_standby_replicas, defaults.broker_session_timeout) == (0, 60)
+
+
+def test_a_fetch_is_capped_so_a_batch_stays_near_its_size(tmp_path: Path) -> None:
+    from streamer.stream.app import BATCH_MAX, FETCH_MAX
+
+    conf = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://").conf
+    assert conf.broker_max_poll_records == FETCH_MAX <= BATCH_MAX
