@@ -18,9 +18,9 @@ and app id per run, 4 partitions, keyed and partitioned by account_id), then:
                     same probes copied by a raw consume->produce relay, measured at the same time.
 
 Targets: one worker >= 10,000 events/s and >= 15,000 events per CPU second, two worker
-processes of one group >= 1.6x one, publish->alert p99 <= 300 ms at 2,000 events/s. Everything the run creates (topics, the
-worker's data dir) is removed at the end unless --keep; the local broker is started when it is
-not running and left running.
+processes of one group >= 1.6x one, publish->alert p99 <= 300 ms at 2,000 events/s.
+Everything the run creates (topics, the worker's data dir) is removed at the end unless
+--keep; the local broker is started when it is not running and left running.
 
     .venv/bin/python bench/stream_throughput.py
     .venv/bin/python bench/stream_throughput.py --accounts 20 --latency-seconds 5   # quick run
