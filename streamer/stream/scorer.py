@@ -186,7 +186,7 @@ class Scorer:
             self.forget_partitions()
 
     async def stop(self) -> None:
-        """The worker is stopping (SIGTERM): leave the batch in flight at its next wait and apply
+        """The worker is stopping (SIGTERM): let the batch in flight finish, then apply
         nothing more, before faust closes the tables and the producer that a batch writes to.
 
         The batch in flight completes first, while its tables and producer are still open.
