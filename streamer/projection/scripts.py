@@ -113,8 +113,8 @@ return 1
 # The point replaces any point of its bucket (an hour within the fine window of the newest point,
 # else a UTC day) unless that bucket holds a later one; the same snapshot again writes the same
 # member at the same score, so a re-delivery changes nothing. When the newest point moves on,
-# the days that left the fine window keep only their last point, and points older than the kept
-# window are dropped. Returns 1 when written, 0 when the bucket holds a later point.
+# the days that left the fine window since the previous newest point keep only their last point
+# (however far it moved), and points older than the kept window are dropped. Returns 1 when written, 0 when the bucket holds a later point.
 HISTORY = """
 local key, at, point = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 local fine, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -132,9 +132,11 @@ for i = 2, #same, 2 do
 end
 redis.call('ZREMRANGEBYSCORE', key, lo, '(' .. hi)
 redis.call('ZADD', key, at, point)
-if newest == at then
+local previous = last[2] and tonumber(last[2])
+if previous and newest == at and at > previous then
   local edge = newest - fine
-  local from = edge - edge % DAY - 2 * DAY
+  local from = previous - fine
+  from = from - from % DAY
   local coarse = redis.call('ZRANGEBYSCORE', key, from, '(' .. edge, 'WITHSCORES')
   local last_of_day = {}
   for i = 2, #coarse, 2 do

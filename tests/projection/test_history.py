@@ -166,3 +166,18 @@ async def test_owner_and_segment_indexes_follow_the_profile(
     assert await client.hgetall(keys.segments) == {b"smb": b"1", b"mid": b"1"}
     row = await client.hget(keys.summaries, "a-1")
     assert row is not None and b'"name":"Acme"' in row and b'"owner":"bo"' in row
+
+
+async def test_a_jump_of_many_days_still_leaves_one_point_per_day_behind(
+    projection: RedisProjection, client: Redis
+) -> None:
+    for hour in range(48):  # two busy days, then the account goes quiet: weekly re-scores
+        projection.snapshot(snapshot(as_of=at(hour), score=float(hour)))
+    assert await projection.drain()
+    projection.snapshot(snapshot(as_of=at(48 + 10 * 24), score=1.0))
+    assert await projection.drain()
+    assert [(iso(p.as_of), p.score) for p in await points(client, projection)] == [
+        (at(23), 23.0),
+        (at(47), 47.0),
+        (at(48 + 10 * 24), 1.0),
+    ]
