@@ -109,12 +109,13 @@ return 1
 """
 
 # KEYS: the account's history sorted set (score = as_of ms, member = the point JSON).
-# ARGV: as_of ms, point JSON, fine window ms, kept window ms.
+# ARGV: as_of ms, the point (see history.py), fine window ms, kept window ms.
 # The point replaces any point of its bucket (an hour within the fine window of the newest point,
 # else a UTC day) unless that bucket holds a later one; the same snapshot again writes the same
 # member at the same score, so a re-delivery changes nothing. When the newest point moves on,
 # the days that left the fine window since the previous newest point keep only their last point
-# (however far it moved), and points older than the kept window are dropped. Returns 1 when written, 0 when the bucket holds a later point.
+# (however far it moved), and points older than the kept window are dropped.
+# Returns 1 when written, 0 when the bucket holds a later point.
 HISTORY = """
 local key, at, point = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 local fine, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
