@@ -7,7 +7,7 @@
   const TABLE_MONTHS = 4;
   const AT_RISK_ROWS = 12;
   const CHURNED_ROWS = 8;
-  const ALERT_ROWS = 10;
+  const ALERT_ROWS = 8;
   const MOVES_UP = ["new", "expansion", "reactivation"];
   const MOVES_DOWN = ["contraction", "churn"];
 
