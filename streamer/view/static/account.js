@@ -198,6 +198,7 @@
         api(base + "/alerts?limit=" + ALERT_ROWS + "&offset=" + alertOffset),
       ]);
       renderHeadline(snapshot);
+      fillProfile(snapshot);
       renderReasons(snapshot);
       renderScoreChart(history);
       renderMrrChart(history);
@@ -224,25 +225,47 @@
     }
   }
 
+  // The profile form starts from the current profile (an update replaces the whole profile).
+  let profileFilled = false;
+  let attributes = {};
+  function fillProfile(snapshot) {
+    if (profileFilled) return;
+    profileFilled = true;
+    const form = document.getElementById("profile-form");
+    const profile = snapshot.profile || {};
+    attributes = profile.attributes || {};
+    for (const name of ["name", "owner", "segment", "tier"]) {
+      form.elements[name].value = profile[name] || "";
+    }
+  }
+
   function wireForms() {
     const token = document.getElementById("token");
     token.addEventListener("change", function () { HS.setToken(token.value.trim()); });
-    document.getElementById("override-form").addEventListener("submit", function (event) {
+    const override = document.getElementById("override-form");
+    override.addEventListener("submit", function (event) {
       event.preventDefault();
-      const data = new FormData(event.target);
-      const body = { band: data.get("band"), reason: data.get("reason"), author: data.get("author") };
-      if (data.get("score")) body.score = Number(data.get("score"));
-      if (data.get("expires_at")) body.expires_at = data.get("expires_at") + "T00:00:00Z";
-      submit(event.target, "/override", body);
+      const data = new FormData(override);
+      const body = { reason: data.get("reason"), author: data.get("author"), expires_at: data.get("expires_at") + "T00:00:00Z" };
+      if (data.get("band")) body.band = data.get("band");
+      else body.score = Number(data.get("score"));
+      submit(override, "/override", body);
     });
-    document.getElementById("profile-form").addEventListener("submit", function (event) {
+    document.getElementById("override-clear").addEventListener("click", function () {
+      const data = new FormData(override);
+      const body = { clear: true, author: data.get("author") || "unknown" };
+      if (data.get("reason")) body.reason = data.get("reason");
+      submit(override, "/override", body);
+    });
+    const profile = document.getElementById("profile-form");
+    profile.addEventListener("submit", function (event) {
       event.preventDefault();
-      const data = new FormData(event.target);
-      const body = {};
+      const data = new FormData(profile);
+      const body = { attributes: attributes };  // kept as they are: the form does not edit them
       for (const name of ["name", "owner", "segment", "tier"]) {
         if (data.get(name)) body[name] = data.get(name);
       }
-      submit(event.target, "/profile", body);
+      submit(profile, "/profile", body);
     });
   }
 
