@@ -102,17 +102,17 @@ const HS = (function () {
     return money(String(Math.round(value)));
   }
 
-  // Round tick values covering [low, high]: steps of 1, 2 or 5 times a power of ten.
+  // Round tick values from at most `low` to at least `high`: steps of 1, 2, 2.5 or 5 times a power of ten.
   function niceTicks(low, high, count) {
     if (!(high > low)) high = low + 1;
     const raw = (high - low) / Math.max(count, 1);
     const power = Math.pow(10, Math.floor(Math.log10(raw)));
-    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || raw;
-    const ticks = [];
-    for (let value = Math.floor(low / step) * step; value <= high + step * 1e-9; value += step) {
-      ticks.push(Number(value.toFixed(10)));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw) || raw;
+    const ticks = [Number((Math.floor(low / step) * step).toFixed(10))];
+    while (ticks[ticks.length - 1] < high - step * 1e-9) {
+      ticks.push(Number((ticks[ticks.length - 1] + step).toFixed(10)));
     }
-    return { ticks: ticks, low: ticks[0], high: Math.max(ticks[ticks.length - 1], high) };
+    return { ticks: ticks, low: ticks[0], high: ticks[ticks.length - 1] };
   }
 
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
