@@ -1,7 +1,7 @@
 """The scoring configuration: weights, curves, thresholds, segments, alert rules, currency.
 
 Every field has a documented default, so an empty file is a valid configuration. A bad value is
-refused when loaded (see `streamer.config.load_score_config`) with the path of the offending key.
+refused when loaded (see `streamer.settings.load_score_config`) with the path of the offending key.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamer.core.peers import PEER_SIGNALS
+from streamer.core.vocabulary import Band, LifecycleStage
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
-STAGES = ("onboarding", "adopted", "renewal", "churned")
 
 Weight = Annotated[float, Field(ge=0)]
 
@@ -169,8 +169,8 @@ class Bands(Strict):
             raise ValueError(f"bands.yellow ({self.yellow}) must not exceed bands.green ({self.green})")
         return self
 
-    def band(self, score: float) -> str:
-        return "green" if score >= self.green else "yellow" if score >= self.yellow else "red"
+    def band(self, score: float) -> Band:
+        return Band.green if score >= self.green else Band.yellow if score >= self.yellow else Band.red
 
 
 class Segment(Strict):
@@ -267,6 +267,13 @@ class Rules(Strict):
     nps_detractor_max: Annotated[int, Field(ge=0, le=10)] = 6
     csat_low: Rule = Rule(cooldown_days=0)
     csat_low_max: Annotated[int, Field(ge=1, le=5)] = 2
+
+    def rule(self, name: str) -> Rule:
+        """The settings (enabled, cooldown) of the alert rule `name`."""
+        found = getattr(self, name, None) if name in type(self).model_fields else None
+        if not isinstance(found, Rule):
+            raise KeyError(f"{name!r} is not an alert rule of [alerts]")
+        return found
 
     @model_validator(mode="after")
     def _critical_below_warning(self) -> Self:
@@ -395,9 +402,7 @@ class ScoreConfig(Strict):
     curves: Curves = Curves()
     bands: Bands = Bands()
     empty_score: Annotated[float, Field(ge=0, le=100)] = 50
-    segments: dict[Literal["onboarding", "adopted", "renewal", "churned"], Segment] = Field(
-        default_factory=dict
-    )
+    segments: dict[LifecycleStage, Segment] = Field(default_factory=dict)
     plans: dict[str, Segment] = Field(default_factory=dict)
     features: Features = Features()
     peers: Peers = Peers()

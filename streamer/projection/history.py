@@ -62,10 +62,10 @@ class Point:
     override_band: str | None
 
 
-BANDS = {"green": "g", "yellow": "y", "red": "r"}
-STAGES = {"onboarding": "o", "adopted": "a", "renewal": "r", "churned": "c"}
-_BAND_NAMES = {letter: name for name, letter in BANDS.items()}
-_STAGE_NAMES = {letter: name for name, letter in STAGES.items()}
+BAND_LETTERS = {"green": "g", "yellow": "y", "red": "r"}
+STAGE_LETTERS = {"onboarding": "o", "adopted": "a", "renewal": "r", "churned": "c"}
+_BAND_NAMES = {letter: name for name, letter in BAND_LETTERS.items()}
+_STAGE_NAMES = {letter: name for name, letter in STAGE_LETTERS.items()}
 
 
 def _seconds(ms: int | None) -> str:
@@ -101,8 +101,8 @@ def point(snapshot: dict[str, Any]) -> bytes:
     values = [
         _seconds(epoch_ms(snapshot["as_of"])),
         _number(snapshot["score"]),
-        BANDS[snapshot["band"]],
-        STAGES[snapshot["lifecycle_stage"]],
+        BAND_LETTERS[snapshot["band"]],
+        STAGE_LETTERS[snapshot["lifecycle_stage"]],
         str(snapshot["mrr"]),
         *(_number((components.get(name) or {}).get("score")) for name in COMPONENTS),
         _number(metrics.get("open_tickets")),
@@ -113,7 +113,7 @@ def point(snapshot: dict[str, Any]) -> bytes:
         _seconds(_ms(metrics.get("renewal_at"))),
         _number(metrics.get("events_28d")),
         _number(metrics.get("days_since_last_use")),
-        BANDS.get(str(forced), ""),
+        BAND_LETTERS.get(str(forced), ""),
     ]
     return ",".join(values).encode()
 

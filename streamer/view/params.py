@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
 from streamer.core.clock import parse_month
-from streamer.core.totals import BANDS, STAGES
+from streamer.core.vocabulary import BANDS, STAGES, Severity
 from streamer.view.errors import BadRequest
 from streamer.view.queries import SORTS, AccountQuery, AlertQuery
 
@@ -194,7 +194,7 @@ def period_query(query: Mapping[str, str]) -> tuple[int, int]:
 
 ALERT_LIST = ("limit", "offset", "account_id", "severity", "rule", "owner", "segment", "format")
 ACCOUNT_ALERT_LIST = ("limit", "offset", "severity", "rule", "format")
-SEVERITIES = ("info", "warning", "critical")
+SEVERITIES = tuple(Severity)
 
 
 def alert_query(query: Mapping[str, str], account_id: str | None = None) -> AlertQuery:

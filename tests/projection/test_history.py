@@ -15,22 +15,22 @@ from streamer.projection import history
 from streamer.projection.history import DAY_MS, FINE_DAYS, HOUR_MS, KEEP_DAYS, MAX_POINTS
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.projection.staging import Staged
+from tests.fixtures import RedisServer
 
-from .redis_process import RedisProcess
 from .test_redis_writer import META, snapshot
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def projection(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisProjection]:
+async def projection(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisProjection]:
     writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
     yield writer
     await writer.close(timeout_s=1.0)
 
 
 @pytest.fixture
-async def client(redis_server: RedisProcess) -> AsyncIterator[Redis]:
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     redis = Redis.from_url(redis_server.url)
     yield redis
     await redis.aclose()

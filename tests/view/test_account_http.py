@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from projection.redis_process import RedisProcess
 from projection.scored import Scored, scored
 
 from streamer.core.clock import DAY, iso
 from streamer.projection.codec import epoch_ms
 from streamer.projection.history import bucket
+from tests.fixtures import RedisServer
 
 from .test_http import get, project, start
 
@@ -64,7 +64,7 @@ def data() -> Scored:
 
 
 @pytest.fixture
-async def view(redis_server: RedisProcess, prefix: str, data: Scored) -> AsyncIterator[TestClient[Any, Any]]:
+async def view(redis_server: RedisServer, prefix: str, data: Scored) -> AsyncIterator[TestClient[Any, Any]]:
     await project(redis_server.url, prefix, data)
     client = await start(redis_server.url, prefix)
     yield client
@@ -235,7 +235,7 @@ async def test_bad_parameters_are_a_clear_4xx(
 
 
 async def test_the_account_page_is_served_self_contained(
-    redis_server: RedisProcess, prefix: str, data: Scored
+    redis_server: RedisServer, prefix: str, data: Scored
 ) -> None:
     await project(redis_server.url, prefix, data)
     client = await start(redis_server.url, prefix, token="s3cret")
