@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from test_dashboard import Element, browse, chromium, fixed, parse  # noqa: F401 (chromium: a fixture)
-from test_view import Live, shared_live
+from test_view import Live, shared_live, wait_until
 
 from streamer.local.stack import StackInfo
 from streamer.projection.codec import epoch_ms
@@ -27,18 +27,24 @@ def test_each_accounts_history_ends_with_its_snapshot(live: Live) -> None:
     view = live.deployment
     several = 0
     for account_id in view.last_snapshots():
-        snapshot = view.get(f"/api/accounts/{quote(account_id)}")
-        points = view.get(f"/api/accounts/{quote(account_id)}/history")["points"]
-        assert 1 <= len(points) <= MAX_POINTS, account_id
-        times = [epoch_ms(p["as_of"]) for p in points]
-        assert times == sorted(set(times)), account_id  # one point per as_of, oldest first
-        assert (points[-1]["as_of"], points[-1]["score"], points[-1]["band"], points[-1]["mrr"]) == (
-            snapshot["as_of"],
-            snapshot["score"],
-            snapshot["band"],
-            snapshot["mrr"],
-        )
-        several += len(points) > 1
+
+        def agree(account_id: str = account_id) -> bool:
+            """The newest point is the projected snapshot (two reads: a write may land between)."""
+            snapshot = view.get(f"/api/accounts/{quote(account_id)}")
+            points = view.get(f"/api/accounts/{quote(account_id)}/history")["points"]
+            assert 1 <= len(points) <= MAX_POINTS, account_id
+            times = [epoch_ms(p["as_of"]) for p in points]
+            assert times == sorted(set(times)), account_id  # one point per as_of, oldest first
+            last = points[-1]
+            return (last["as_of"], last["score"], last["band"], last["mrr"]) == (
+                snapshot["as_of"],
+                snapshot["score"],
+                snapshot["band"],
+                snapshot["mrr"],
+            )
+
+        wait_until(f"{account_id}'s newest history point to be its snapshot", agree, 60)
+        several += len(view.get(f"/api/accounts/{quote(account_id)}/history")["points"]) > 1
     assert several, "the replayed history should give some account more than one point"
 
 
