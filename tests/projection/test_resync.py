@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from streamer.core.engine import PartitionEngine
+from streamer.projection.codec import epoch_ms
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.projection.resync import Resync
 from tests.fixtures import RedisServer
@@ -120,3 +121,23 @@ async def test_each_restaged_partition_stages_its_recent_alerts_again(
     await resync.run()
     assert asked == [2]  # only the partition that failed
     assert resync.restaged_alerts == sum(map(len, alerts.values()))
+
+
+async def test_a_resync_rebuilds_the_lists_history_point_and_owner_sets(
+    redis_server: RedisServer, projection: RedisProjection
+) -> None:
+    engine = scored().run.engines[2]
+    await Resync(projection, lambda: {2: engine}, asyncio.Lock()).run()
+    assert await projection.drain()
+    client = Redis.from_url(redis_server.url)
+    try:
+        for account_id in sorted(engine.members):
+            current = engine.snapshot(account_id)
+            (point,) = await client.zrange(projection.keys.history(account_id), 0, -1, withscores=True)
+            assert point[1] == epoch_ms(current["as_of"])  # the current point; older ones are not kept
+            assert await client.hexists(projection.keys.summaries, account_id)
+            owner = (current.get("profile") or {}).get("owner")
+            if owner:  # once snapshots carry a profile
+                assert await client.sismember(projection.keys.owner(owner), account_id)
+    finally:
+        await client.aclose()
