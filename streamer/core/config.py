@@ -112,11 +112,18 @@ class Curves(Strict):
 
 
 class SignalWeights(Strict):
-    """How much each signal counts inside its component (renormalised over present signals)."""
+    """How much each signal counts inside its component (renormalised over present signals).
 
-    stickiness: Weight = 1.0
-    seat_utilisation: Weight = 1.0
-    feature_breadth: Weight = 1.0
+    Adoption leans on the volume of use, as the composite `usage_28d` (the volume signals ranked
+    among peers, see [peers.composite]); the volume signals themselves are features (0: in the
+    snapshot and open to `backtest --tune`, not counted twice). The ratio signals (stickiness,
+    seat utilisation, feature breadth) ranked churners near chance on portfolios they were not
+    written for and diluted the volume: they keep a small weight.
+    """
+
+    stickiness: Weight = 0.0  # ~chance on the ChurnSim portfolios (docs/backtest.md)
+    seat_utilisation: Weight = 0.5
+    feature_breadth: Weight = 0.5
     usage_trend: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
     recency_days: Weight = 1.0
     open_high_priority: Weight = 1.5
@@ -131,11 +138,11 @@ class SignalWeights(Strict):
     payment_failures: Weight = 1.5
     scheduled_cancellation: Weight = 4.0
     days_to_renewal: Weight = 0.5
-    events_28d: Weight = 2.0
-    active_days_28d: Weight = 2.0
-    user_days_28d: Weight = 1.0
-    events_per_seat_28d: Weight = 1.0
-    events_per_user_day_28d: Weight = 1.0
+    events_28d: Weight = 0.0  # in usage_28d
+    active_days_28d: Weight = 0.0  # in usage_28d
+    user_days_28d: Weight = 0.0  # in usage_28d
+    events_per_seat_28d: Weight = 0.0  # in usage_28d
+    events_per_user_day_28d: Weight = 0.0  # in usage_28d
     events_trend_28d: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
     usage_28d: Weight = 4.0  # the volume signals' composite, ranked among peers ([peers.composite])
 

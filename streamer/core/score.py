@@ -136,7 +136,8 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         score = config.empty_score
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
-    band = bands.band(score, scored.get(COMPOSITE))
+    position = facts.get(f"{COMPOSITE}_percentile")  # usage among peers (none: no peers yet)
+    band = bands.band(score, None if position is None else float(position))
     inert = frozenset(name for name in signals if table[name][1] == 0)
     return Evaluation(
         now, score, band, stage, plan, mrr, components, weights, signals, facts, peer_group, inert
@@ -205,6 +206,14 @@ def _volume(
             facts[f"{COMPOSITE}_percentile"] = round(position, 1)
             raw[COMPOSITE] = round(mean, 3)
             scored[COMPOSITE] = position
+    elif weights:  # too few peers (yet): the weighted mean of the signals' fixed curves
+        table = config.signal_table
+        present = [
+            (weight, table[name][0](values[name])) for name, weight in weights.items() if name in values
+        ]
+        total = sum(weight for weight, _ in present)
+        if total > 0:
+            raw[COMPOSITE] = scored[COMPOSITE] = round(sum(w * sub for w, sub in present) / total, 3)
     if used is not None:
         facts["peer_group_size"] = peers.sizes.get(used, 0) if peers is not None else 0
     return used
