@@ -121,7 +121,7 @@ def row(portfolio: Portfolio) -> list[str]:
         tuned_ok = tuned >= default_held and (logistic is None or tuned >= logistic)
     ratio_ok = ratio is not None and ratio >= RATIO  # no red sample at all: the score never warns
     by_band = " / ".join(
-        f"{bands[b]['rate'] * 100:.1f}% ({bands[b]['samples']:,})" if bands[b]["rate"] is not None else "- (0)"
+        "- (0)" if bands[b]["rate"] is None else f"{bands[b]['rate'] * 100:.1f}% ({bands[b]['samples']:,})"
         for b in ("green", "yellow", "red")
     )
     ratio_text = "-" if ratio is None else ("inf" if math.isinf(ratio) else f"{ratio:.1f}x")

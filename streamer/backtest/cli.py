@@ -13,9 +13,15 @@ import click
 import orjson
 
 from streamer.cli_config import score_config_or_fail
+from streamer.cli_options import (
+    events_argument,
+    now_option,
+    partitions_option,
+    quiet_option,
+    score_config_option,
+)
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
-from streamer.offline.cli import now_option
 from streamer.offline.runner import publication_ms
 from streamer.settings import Settings
 
@@ -45,12 +51,9 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
 
 
 @click.command("backtest", epilog=EXAMPLES)
-@click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Score configuration (TOML) to test. Default: HEALTHSTREAM_SCORE_CONFIG or built-in defaults.",
+@events_argument()
+@score_config_option(
+    "Score configuration (TOML) to test. Default: HEALTHSTREAM_SCORE_CONFIG or built-in defaults."
 )
 @click.option(
     "--tune",
@@ -91,14 +94,11 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     show_default=True,
     help="Days of usage, ticket and survey history before the first month start sampled.",
 )
-@click.option(
-    "--partitions",
-    type=click.IntRange(1, 1024),
-    default=None,
-    help="Partitions to simulate (default: HEALTHSTREAM_PARTITIONS, 4); scores do not depend on it.",
+@partitions_option(
+    "Partitions to simulate (default: HEALTHSTREAM_PARTITIONS, 4); scores do not depend on it."
 )
-@now_option
-@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@now_option()
+@quiet_option("No progress on stderr.")
 def backtest(
     events: Path,
     config_path: Path | None,

@@ -10,8 +10,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from streamer.backtest.labels import churn_instants
 from streamer.backtest.sampling import AlertRecord
+from streamer.core.vocabulary import BANDS, Band
 
-BANDS = ("green", "yellow", "red")
 INFO_RULES = frozenset({"band_recovered"})  # good news: not an at-risk alert
 ALL_RULES = "all at-risk"
 
@@ -72,14 +72,14 @@ class BandRate:
 
 def churn_by_band(bands: Sequence[str], churned: Sequence[bool]) -> dict[str, BandRate]:
     """Samples and churners per band, green, yellow, red."""
-    counts = {band: [0, 0] for band in BANDS}
+    counts = {band.value: [0, 0] for band in BANDS}  # plain str keys: the report is JSON
     for band, label in zip(bands, churned, strict=True):
         counts[band][0] += 1
         counts[band][1] += int(label)
     return {band: BandRate(band, total, hits) for band, (total, hits) in counts.items()}
 
 
-def band_ratio(rates: Mapping[str, BandRate], high: str = "red", low: str = "green") -> float | None:
+def band_ratio(rates: Mapping[str, BandRate], high: str = Band.red, low: str = Band.green) -> float | None:
     """Churn rate of one band over another's (red over green by default); None when undefined."""
     top, bottom = rates[high].rate, rates[low].rate
     if top is None or bottom is None:

@@ -9,11 +9,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # used without pyplot: no display, no global state
 
 from streamer.backtest.analysis import HORIZONS, TUNE_HORIZON, Backtest, TuneResult
-from streamer.backtest.metrics import BANDS, roc_curve
+from streamer.backtest.metrics import roc_curve
 from streamer.backtest.report import AUC_TARGET, day
 from streamer.core.config import COMPONENTS
+from streamer.core.vocabulary import BANDS, Band
 
-BAND_COLOURS = {"green": "#2e9e44", "yellow": "#e0b000", "red": "#d03030"}
+BAND_COLOURS = {Band.green: "#2e9e44", Band.yellow: "#e0b000", Band.red: "#d03030"}
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -143,7 +144,7 @@ def scores(result: Backtest, out: Path, thresholds: tuple[float, float] = (40, 7
         color="#d03030",
         label=f"churned within 60 days ({int(labelled.churned.sum()):,})",
     )
-    for threshold, name in zip(thresholds, ("yellow", "green"), strict=True):
+    for threshold, name in zip(thresholds, (Band.yellow, Band.green), strict=True):
         ax.axvline(threshold, color="grey", linestyle="--", linewidth=1)
         ax.text(
             threshold + 0.5, ax.get_ylim()[1] * 0.95, f"{name} from {threshold:g}", fontsize=7, color="grey"

@@ -16,9 +16,10 @@ from streamer.backtest.analysis import (
     TuneResult,
 )
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
-from streamer.backtest.metrics import BANDS, BandRate, band_ratio
+from streamer.backtest.metrics import BandRate, band_ratio
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
+from streamer.core.vocabulary import BANDS, Band
 
 AUC_TARGET = 0.75
 RATIO_TARGET = 3.0
@@ -113,8 +114,8 @@ def render(result: Backtest, source: str) -> str:
     )
     parts.append(
         f"red/green churn ratio: 30 days {_ratio(h30.red_green)}, 60 days {_ratio(h60.red_green)} "
-        f"(red: {h60.bands['red'].samples:,} samples at 60 days); yellow/green: 30 days "
-        f"{_ratio(band_ratio(h30.bands, 'yellow'))}, 60 days {_ratio(band_ratio(h60.bands, 'yellow'))}"
+        f"(red: {h60.bands[Band.red].samples:,} samples at 60 days); yellow/green: 30 days "
+        f"{_ratio(band_ratio(h30.bands, Band.yellow))}, 60 days {_ratio(band_ratio(h60.bands, Band.yellow))}"
     )
     start, end = result.alert_window
     base = float(h60.labelled.churned.mean()) if len(h60.labelled.samples) else None

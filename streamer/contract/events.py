@@ -1,7 +1,7 @@
 """Input event contract (v1): one pydantic model per `event_type`, grouped by topic family.
 
 Unknown extra fields are ignored (forward compatibility); everything else that breaks a rule
-is refused with a message a producer can act on (see `streamer.contract.errors`).
+is refused with a message a producer can act on (see `streamer.contract.decode`).
 """
 
 from __future__ import annotations

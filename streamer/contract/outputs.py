@@ -6,31 +6,13 @@ their shape, export it as JSON Schema, and let tests check that what the core em
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from streamer.core.vocabulary import Band, LifecycleStage, Severity
+
 Money = Annotated[str, Field(pattern=r"^-?\d+\.\d{2}$", description="Decimal string, 2 places")]
-
-
-class Band(StrEnum):
-    green = "green"
-    yellow = "yellow"
-    red = "red"
-
-
-class Severity(StrEnum):
-    info = "info"
-    warning = "warning"
-    critical = "critical"
-
-
-class LifecycleStage(StrEnum):
-    onboarding = "onboarding"
-    adopted = "adopted"
-    renewal = "renewal"
-    churned = "churned"
 
 
 class Reason(BaseModel):

@@ -14,6 +14,7 @@ across a threshold, or a threshold that changed with the lifecycle stage, is not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
@@ -21,18 +22,17 @@ from streamer.core.clock import DAY, bucket_of, iso
 from streamer.core.config import Rule, Rules
 from streamer.core.reasons import Reason, explain
 from streamer.core.score import Evaluation
+from streamer.core.vocabulary import BAND_RANK, SEVERITY_BY_LEVEL, Band, LifecycleStage, Severity
 
-BAND_RANK = {"green": 0, "yellow": 1, "red": 2}
 USAGE_TREND_DAYS = 35  # the usage trend compares the last 7 day buckets with the 28 before
 
 Previous = tuple[float, str] | None  # (score, band) of the account's previous evaluation
-SEVERITY_BY_LEVEL = ("info", "warning", "critical")
 
 
 @dataclass(slots=True)
 class Candidate:
     rule: str
-    severity: str
+    severity: Severity
     level: int
     key: str
     reason: Reason
@@ -100,7 +100,7 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     if abs(current.score - previous_score) < rules.band_min_change_points:
         return []  # a wobble across the threshold, or thresholds that moved: not acknowledged
     memory.band = (current.band, current.score)
-    was, now = BAND_RANK[previous_band], BAND_RANK[current.band]
+    was, now = BAND_RANK[Band(previous_band)], BAND_RANK[current.band]
     key = f"{previous_band}>{current.band}@{current.now}"
     message = (
         f"health band {previous_band} -> {current.band} (score {previous_score:.0f} -> {current.score:.0f})"
@@ -110,95 +110,131 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     if now > was:
         return [Candidate("band_worsened", SEVERITY_BY_LEVEL[now], now, key, reason, before)]
     if now == 0:
-        return [Candidate("band_recovered", "info", 0, key, reason, before)]
+        return [Candidate("band_recovered", Severity.info, 0, key, reason, before)]
     return []
+
+
+def _score_drop(
+    current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
+) -> Candidate | None:
+    """The score fell `score_drop_points` below its highest of the window (critical at twice that)."""
+    # daily_max holds the days of the window only (see _forget_old_scores)
+    peak = max(memory.daily_max.values(), default=None)
+    if peak is None or peak - current.score < rules.score_drop_points:
+        return None
+    drop = peak - current.score
+    level = 2 if drop >= 2 * rules.score_drop_points else 1
+    days = rules.score_drop_window_days
+    message = f"score fell {drop:.0f} points in {days} days ({peak:.0f} -> {current.score:.0f})"
+    return Candidate(
+        "score_drop", SEVERITY_BY_LEVEL[level], level, "", _r("score", current.score, peak, message)
+    )
+
+
+def _usage_drop(
+    current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
+) -> Candidate | None:
+    """Usage down to `usage_drop_trend` of its 4-week baseline, once usage spans the whole window."""
+    facts = current.facts
+    trend, baseline = facts.get("usage_trend"), facts.get("weekly_baseline") or 0
+    if (
+        trend is None
+        or trend > rules.usage_drop_trend
+        or baseline < rules.usage_drop_min_weekly_baseline
+        or observed.first_use is None
+        or bucket_of(current.now) - bucket_of(observed.first_use) < USAGE_TREND_DAYS - 1  # window not used
+    ):
+        return None
+    level = 2 if trend <= rules.usage_drop_critical_trend else 1
+    message = f"usage down {abs(trend) * 100:.0f}% vs the 4-week baseline"
+    return Candidate(
+        "usage_drop",
+        SEVERITY_BY_LEVEL[level],
+        level,
+        "",
+        _r("usage_trend", round(trend, 3), round(float(baseline), 3), message),
+    )
+
+
+def _silence(current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed) -> Candidate | None:
+    """No observed usage for `silence_days` while paying (critical at twice that)."""
+    silent = _observed_silence(current, observed)
+    if current.mrr <= 0 or silent is None or silent < rules.silence_days:
+        return None
+    level = 2 if silent >= 2 * rules.silence_days else 1
+    message = f"no product usage for {silent:.0f} days while paying"
+    return Candidate(
+        "silence",
+        SEVERITY_BY_LEVEL[level],
+        level,
+        "",
+        _r("recency_days", round(silent, 3), rules.silence_days, message),
+    )
+
+
+def _renewal_at_risk(
+    current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
+) -> Candidate | None:
+    """A renewal within `renewal_at_risk_days` while not green (as severe as the band)."""
+    days_to_renewal = current.facts.get("days_to_renewal")
+    if days_to_renewal is None or days_to_renewal > rules.renewal_at_risk_days or current.band == Band.green:
+        return None
+    level = BAND_RANK[current.band]
+    message = f"renewal in {days_to_renewal:.0f} days while {current.band}"
+    return Candidate(
+        "renewal_at_risk",
+        SEVERITY_BY_LEVEL[level],
+        level,
+        "",
+        _r("days_to_renewal", round(float(days_to_renewal), 3), rules.renewal_at_risk_days, message),
+    )
+
+
+def _support_backlog(
+    current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
+) -> Candidate | None:
+    """Urgent tickets open too long (critical), or `support_high_open_count` high/urgent ones open."""
+    facts = current.facts
+    overdue = int(facts.get("urgent_overdue") or 0)
+    high_open = int(facts.get("open_high") or 0) + int(facts.get("open_urgent") or 0)
+    if not overdue and high_open < rules.support_high_open_count:
+        return None
+    level = 2 if overdue else 1
+    if overdue:
+        hours = rules.support_urgent_open_hours
+        message = f"{overdue} urgent ticket{'s' if overdue > 1 else ''} open for over {hours / 24:.0f} days"
+    else:
+        message = f"{high_open} high/urgent tickets open"
+    return Candidate(
+        "support_backlog",
+        SEVERITY_BY_LEVEL[level],
+        level,
+        "",
+        _r("open_high_priority", high_open, rules.support_high_open_count, message),
+    )
+
+
+StateRule = Callable[[Evaluation, AlertMemory, Rules, Observed], Candidate | None]
+
+# Rules on the account's state, by name; their key is the episode start (see `_episodes`).
+STATE_RULES: dict[str, StateRule] = {
+    "score_drop": _score_drop,
+    "usage_drop": _usage_drop,
+    "silence": _silence,
+    "renewal_at_risk": _renewal_at_risk,
+    "support_backlog": _support_backlog,
+}
 
 
 def _conditions(
     current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
 ) -> dict[str, Candidate]:
-    """State rules; their key is the episode start and is filled in by `_episodes`."""
-    facts, found, now = current.facts, {}, current.now
-    # daily_max holds the days of the window only (see _forget_old_scores)
-    peak = max(memory.daily_max.values(), default=None)
-    if peak is not None and peak - current.score >= rules.score_drop_points:
-        drop = peak - current.score
-        level = 2 if drop >= 2 * rules.score_drop_points else 1
-        days = rules.score_drop_window_days
-        message = f"score fell {drop:.0f} points in {days} days ({peak:.0f} -> {current.score:.0f})"
-        found["score_drop"] = Candidate(
-            "score_drop",
-            SEVERITY_BY_LEVEL[level],
-            level,
-            "",
-            _r("score", current.score, peak, message),
-        )
-    trend, baseline = facts.get("usage_trend"), facts.get("weekly_baseline") or 0
-    if (
-        trend is not None
-        and trend <= rules.usage_drop_trend
-        and baseline >= rules.usage_drop_min_weekly_baseline
-        and observed.first_use is not None
-        and bucket_of(now) - bucket_of(observed.first_use) >= USAGE_TREND_DAYS - 1  # whole window used
-    ):
-        level = 2 if trend <= rules.usage_drop_critical_trend else 1
-        message = f"usage down {abs(trend) * 100:.0f}% vs the 4-week baseline"
-        found["usage_drop"] = Candidate(
-            "usage_drop",
-            SEVERITY_BY_LEVEL[level],
-            level,
-            "",
-            _r("usage_trend", round(trend, 3), round(float(baseline), 3), message),
-        )
-    silent = _observed_silence(current, observed)
-    if current.mrr > 0 and silent is not None and silent >= rules.silence_days:
-        level = 2 if silent >= 2 * rules.silence_days else 1
-        message = f"no product usage for {silent:.0f} days while paying"
-        found["silence"] = Candidate(
-            "silence",
-            SEVERITY_BY_LEVEL[level],
-            level,
-            "",
-            _r("recency_days", round(silent, 3), rules.silence_days, message),
-        )
-    days_to_renewal = facts.get("days_to_renewal")
-    if (
-        days_to_renewal is not None
-        and days_to_renewal <= rules.renewal_at_risk_days
-        and current.band != "green"
-    ):
-        level = BAND_RANK[current.band]
-        message = f"renewal in {days_to_renewal:.0f} days while {current.band}"
-        found["renewal_at_risk"] = Candidate(
-            "renewal_at_risk",
-            SEVERITY_BY_LEVEL[level],
-            level,
-            "",
-            _r(
-                "days_to_renewal",
-                round(float(days_to_renewal), 3),
-                rules.renewal_at_risk_days,
-                message,
-            ),
-        )
-    overdue = int(facts.get("urgent_overdue") or 0)
-    high_open = int(facts.get("open_high") or 0) + int(facts.get("open_urgent") or 0)
-    if overdue or high_open >= rules.support_high_open_count:
-        level = 2 if overdue else 1
-        if overdue:
-            hours = rules.support_urgent_open_hours
-            message = (
-                f"{overdue} urgent ticket{'s' if overdue > 1 else ''} open for over {hours / 24:.0f} days"
-            )
-        else:
-            message = f"{high_open} high/urgent tickets open"
-        found["support_backlog"] = Candidate(
-            "support_backlog",
-            SEVERITY_BY_LEVEL[level],
-            level,
-            "",
-            _r("open_high_priority", high_open, rules.support_high_open_count, message),
-        )
+    """The state rules that hold now, by name; their key is filled in by `_episodes`."""
+    found = {}
+    for name, rule in STATE_RULES.items():
+        candidate = rule(current, memory, rules, observed)
+        if candidate is not None:
+            found[name] = candidate
     return found
 
 
@@ -226,75 +262,102 @@ def _episodes(found: dict[str, Candidate], memory: AlertMemory, now: int) -> lis
     return result
 
 
+def _scheduled_cancellation(trigger: Trigger, rules: Rules) -> Candidate | None:
+    """A paying subscription's cancellation scheduled for a later date (critical)."""
+    if (
+        trigger.event_type != "subscription.canceled"
+        or trigger.scheduled_for is None
+        or trigger.mrr_before <= 0
+    ):
+        return None
+    message = f"cancellation scheduled for {iso(trigger.scheduled_for)[:10]}"
+    return Candidate(
+        "scheduled_cancellation",
+        Severity.critical,
+        2,
+        trigger.event_id,
+        _r("scheduled_cancellation", iso(trigger.scheduled_for), None, message),
+    )
+
+
+def _payment_failed(trigger: Trigger, rules: Rules) -> Candidate | None:
+    """A failed payment (critical from the third attempt)."""
+    if trigger.event_type != "subscription.payment_failed":
+        return None
+    level = 2 if trigger.attempt >= 3 else 1
+    message = f"payment failed (attempt {trigger.attempt})"
+    return Candidate(
+        "payment_failed",
+        SEVERITY_BY_LEVEL[level],
+        trigger.attempt,
+        trigger.event_id,
+        _r("payment_failed", trigger.attempt, None, message),
+    )
+
+
+def _mrr_contraction(trigger: Trigger, rules: Rules) -> Candidate | None:
+    """MRR went down without reaching 0."""
+    if not 0 < trigger.mrr_after < trigger.mrr_before:
+        return None
+    drop = 1 - trigger.mrr_after / trigger.mrr_before
+    message = f"MRR contraction of {drop * 100:.0f}%"
+    return Candidate(
+        "mrr_contraction",
+        Severity.warning,
+        1,
+        trigger.event_id,
+        _r("mrr_change", round(-drop, 4), None, message),
+    )
+
+
+def _nps_detractor(trigger: Trigger, rules: Rules) -> Candidate | None:
+    """An NPS answer of `nps_detractor_max` or less."""
+    if trigger.survey != "nps" or trigger.survey_score > rules.nps_detractor_max:
+        return None
+    return Candidate(
+        "nps_detractor",
+        Severity.warning,
+        1,
+        trigger.event_id,
+        _r("nps_answer", trigger.survey_score, None, f"NPS detractor: {trigger.survey_score}"),
+    )
+
+
+def _csat_low(trigger: Trigger, rules: Rules) -> Candidate | None:
+    """A CSAT answer of `csat_low_max` or less."""
+    if trigger.survey != "csat" or trigger.survey_score > rules.csat_low_max:
+        return None
+    return Candidate(
+        "csat_low",
+        Severity.warning,
+        1,
+        trigger.event_id,
+        _r("csat_answer", trigger.survey_score, None, f"CSAT answer {trigger.survey_score} of 5"),
+    )
+
+
+EventRule = Callable[[Trigger, Rules], Candidate | None]
+
+# Rules on the event being applied, by name, in order: the first that fires speaks for the event.
+EVENT_RULES: dict[str, EventRule] = {
+    "scheduled_cancellation": _scheduled_cancellation,
+    "payment_failed": _payment_failed,
+    "mrr_contraction": _mrr_contraction,
+    "nps_detractor": _nps_detractor,
+    "csat_low": _csat_low,
+}
+
+# The band rules come from `_transitions`; every name here has its settings in `Rules`.
+RULES = ("band_worsened", "band_recovered", *STATE_RULES, *EVENT_RULES)
+
+
 def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
     if trigger is None:
         return []
-    key, kind = trigger.event_id, trigger.event_type
-    if kind == "subscription.canceled" and trigger.scheduled_for is not None and trigger.mrr_before > 0:
-        message = f"cancellation scheduled for {iso(trigger.scheduled_for)[:10]}"
-        return [
-            Candidate(
-                "scheduled_cancellation",
-                "critical",
-                2,
-                key,
-                _r("scheduled_cancellation", iso(trigger.scheduled_for), None, message),
-            )
-        ]
-    if kind == "subscription.payment_failed":
-        level = 2 if trigger.attempt >= 3 else 1
-        message = f"payment failed (attempt {trigger.attempt})"
-        return [
-            Candidate(
-                "payment_failed",
-                SEVERITY_BY_LEVEL[level],
-                trigger.attempt,
-                key,
-                _r("payment_failed", trigger.attempt, None, message),
-            )
-        ]
-    if 0 < trigger.mrr_after < trigger.mrr_before:
-        drop = 1 - trigger.mrr_after / trigger.mrr_before
-        message = f"MRR contraction of {drop * 100:.0f}%"
-        return [
-            Candidate(
-                "mrr_contraction",
-                "warning",
-                1,
-                key,
-                _r("mrr_change", round(-drop, 4), None, message),
-            )
-        ]
-    if trigger.survey == "nps" and trigger.survey_score <= rules.nps_detractor_max:
-        return [
-            Candidate(
-                "nps_detractor",
-                "warning",
-                1,
-                key,
-                _r(
-                    "nps_answer",
-                    trigger.survey_score,
-                    None,
-                    f"NPS detractor: {trigger.survey_score}",
-                ),
-            )
-        ]
-    if trigger.survey == "csat" and trigger.survey_score <= rules.csat_low_max:
-        return [
-            Candidate(
-                "csat_low",
-                "warning",
-                1,
-                key,
-                _r(
-                    "csat_answer",
-                    trigger.survey_score,
-                    None,
-                    f"CSAT answer {trigger.survey_score} of 5",
-                ),
-            )
-        ]
+    for rule in EVENT_RULES.values():
+        candidate = rule(trigger, rules)
+        if candidate is not None:
+            return [candidate]
     return []
 
 
@@ -315,7 +378,7 @@ def check(
         memory.scored_on = present
         memory.daily_max.clear()
     _forget_old_scores(memory, now // DAY, rules)
-    if current.stage == "churned":
+    if current.stage == LifecycleStage.churned:
         memory.episodes.clear()
         candidates = []
     else:
@@ -327,7 +390,7 @@ def check(
     alerts: list[dict[str, object]] = []
     explanation: list[Reason] | None = None
     for candidate in candidates:
-        rule: Rule = getattr(rules, candidate.rule)
+        rule = rules.rule(candidate.rule)
         if not rule.enabled or _cooling_down(memory, candidate, rule, now):
             continue
         memory.raised[candidate.rule] = (now, candidate.level, candidate.key)

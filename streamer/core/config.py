@@ -1,7 +1,7 @@
 """The scoring configuration: weights, curves, thresholds, segments, alert rules, currency.
 
 Every field has a documented default, so an empty file is a valid configuration. A bad value is
-refused when loaded (see `streamer.config.load_score_config`) with the path of the offending key.
+refused when loaded (see `streamer.settings.load_score_config`) with the path of the offending key.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamer.core.peers import PEER_SIGNALS
+from streamer.core.vocabulary import Band, LifecycleStage
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
-STAGES = ("onboarding", "adopted", "renewal", "churned")
 
 Weight = Annotated[float, Field(ge=0)]
 
@@ -191,13 +191,13 @@ class Bands(Strict):
             )
         return self
 
-    def band(self, score: float, usage: float | None = None) -> str:
+    def band(self, score: float, usage: float | None = None) -> Band:
         """The band of a score and, when known, of the usage composite's percentile among peers."""
         if score < self.yellow or (usage is not None and usage < self.red_usage_below):
-            return "red"
+            return Band.red
         if score < self.green or (usage is not None and usage < self.yellow_usage_below):
-            return "yellow"
-        return "green"
+            return Band.yellow
+        return Band.green
 
 
 class Segment(Strict):
@@ -324,6 +324,13 @@ class Rules(Strict):
     nps_detractor_max: Annotated[int, Field(ge=0, le=10)] = 6
     csat_low: Rule = Rule(cooldown_days=0)
     csat_low_max: Annotated[int, Field(ge=1, le=5)] = 2
+
+    def rule(self, name: str) -> Rule:
+        """The settings (enabled, cooldown) of the alert rule `name`."""
+        found = getattr(self, name, None) if name in type(self).model_fields else None
+        if not isinstance(found, Rule):
+            raise KeyError(f"{name!r} is not an alert rule of [alerts]")
+        return found
 
     @model_validator(mode="after")
     def _critical_below_warning(self) -> Self:
@@ -452,9 +459,7 @@ class ScoreConfig(Strict):
     curves: Curves = Curves()
     bands: Bands = Bands()
     empty_score: Annotated[float, Field(ge=0, le=100)] = 50
-    segments: dict[Literal["onboarding", "adopted", "renewal", "churned"], Segment] = Field(
-        default_factory=dict
-    )
+    segments: dict[LifecycleStage, Segment] = Field(default_factory=dict)
     plans: dict[str, Segment] = Field(default_factory=dict)
     features: Features = Features()
     peers: Peers = Peers()

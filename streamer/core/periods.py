@@ -10,7 +10,7 @@ from typing import Any
 
 from streamer.core.clock import month_label
 from streamer.core.money import format_money
-from streamer.core.portfolio import PAIR_FIELDS, PeriodSums
+from streamer.core.portfolio import PeriodSums
 from streamer.core.revenue import MOVEMENTS
 
 TRAILING_CHURN_MONTHS = 3
@@ -33,9 +33,9 @@ def trailing_logo_churn(sums: PeriodSums, month: int) -> float | None:
     """Monthly logo churn over the trailing 3 months: churned logos / start logos, pooled."""
     churned = started = 0
     for m in range(max(sums.lo, month - TRAILING_CHURN_MONTHS + 1), month + 1):
-        terms = dict(zip(PAIR_FIELDS, sums.pair(m, m + 1), strict=True))
-        churned += terms["churned_accounts"]
-        started += terms["start_accounts"]
+        terms = sums.pair(m, m + 1)
+        churned += terms.churned_accounts
+        started += terms.start_accounts
     return churned / started if started else None
 
 
@@ -48,15 +48,15 @@ def period_metrics(
     cs_cost_per_month: Decimal | None = None,
 ) -> dict[str, Any]:
     """Metrics for the period [start of month m1, start of month m2)."""
-    p = dict(zip(PAIR_FIELDS, sums.pair(m1, m2), strict=True))
+    p = sums.pair(m1, m2)
     moves = dict(zip(MOVEMENTS, _movements(sums, m1, m2), strict=True))
-    start_mrr, start_accounts = p["start_mrr"], p["start_accounts"]
-    retained = start_accounts - p["churned_accounts"]
-    arpa = p["end_mrr"] / p["end_accounts"] if p["end_accounts"] else None
+    start_mrr, start_accounts = p.start_mrr, p.start_accounts
+    retained = start_accounts - p.churned_accounts
+    arpa = p.end_mrr / p.end_accounts if p.end_accounts else None
     if m2 - m1 == 1:
         churn = trailing_logo_churn(sums, m1)  # CLV uses the trailing 3 months for a month
     else:
-        churn = p["churned_accounts"] / start_accounts if start_accounts else None
+        churn = p.churned_accounts / start_accounts if start_accounts else None
     clv = arpa * gross_margin / churn if arpa is not None and churn else None
     gained = moves["new"] + moves["expansion"] + moves["reactivation"]
     lost = moves["contraction"] + moves["churn"]
@@ -70,16 +70,16 @@ def period_metrics(
         crc = str((cost / retained).quantize(Decimal("0.01")))
     return {
         "start_mrr": format_money(start_mrr),
-        "end_mrr": format_money(p["end_mrr"]),
-        "nrr": _rate(p["retained_mrr"], start_mrr),
-        "grr": _rate(p["gross_retained_mrr"], start_mrr),
-        "logo_churn_rate": _rate(p["churned_accounts"], start_accounts),
-        "retention_rate": _rate(p["end_accounts"] - p["new_accounts"], start_accounts),
-        "mrr_churn_rate": _rate(p["churned_mrr"], start_mrr),
+        "end_mrr": format_money(p.end_mrr),
+        "nrr": _rate(p.retained_mrr, start_mrr),
+        "grr": _rate(p.gross_retained_mrr, start_mrr),
+        "logo_churn_rate": _rate(p.churned_accounts, start_accounts),
+        "retention_rate": _rate(p.end_accounts - p.new_accounts, start_accounts),
+        "mrr_churn_rate": _rate(p.churned_mrr, start_mrr),
         "start_accounts": start_accounts,
-        "end_accounts": p["end_accounts"],
-        "new_accounts": p["new_accounts"],
-        "churned_accounts": p["churned_accounts"],
+        "end_accounts": p.end_accounts,
+        "new_accounts": p.new_accounts,
+        "churned_accounts": p.churned_accounts,
         "arpa": format_money(round(arpa)) if arpa is not None else None,
         "clv": format_money(round(clv)) if clv is not None else None,
         "movements": {kind: format_money(value) for kind, value in moves.items()},

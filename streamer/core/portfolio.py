@@ -12,33 +12,46 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from streamer.core.clock import DAY, month_of, month_start
 from streamer.core.revenue import MOVEMENTS, Revenue
 
-# Fields of a pair (d1, d2) aggregate, in order:
-PAIR_FIELDS = (
-    "start_accounts",  # |S|: MRR > 0 at d1
-    "end_accounts",  # |E|: MRR > 0 at d2
-    "new_accounts",  # |E \ S|
-    "churned_accounts",  # |S \ E|
-    "start_mrr",  # sum over S of MRR at d1
-    "end_mrr",  # sum over E of MRR at d2
-    "retained_mrr",  # sum over S of MRR at d2 (NRR numerator)
-    "gross_retained_mrr",  # sum over S of min(MRR d1, MRR d2) (GRR numerator)
-    "churned_mrr",  # sum over S of max(0, MRR d1 - MRR d2) (MRR churn numerator)
-)
-Terms = tuple[int, int, int, int, int, int, int, int, int]
+
+class PairTerms(NamedTuple):
+    """The sums of a pair of month starts (d1, d2), over accounts S paying at d1 and E at d2.
+
+    Stored as plain lists in this order (`PeriodSums.pairs`); read by name through `pair`.
+    """
+
+    start_accounts: int  # |S|: MRR > 0 at d1
+    end_accounts: int  # |E|: MRR > 0 at d2
+    new_accounts: int  # |E \ S|
+    churned_accounts: int  # |S \ E|
+    start_mrr: int  # sum over S of MRR at d1
+    end_mrr: int  # sum over E of MRR at d2
+    retained_mrr: int  # sum over S of MRR at d2 (NRR numerator)
+    gross_retained_mrr: int  # sum over S of min(MRR d1, MRR d2) (GRR numerator)
+    churned_mrr: int  # sum over S of max(0, MRR d1 - MRR d2) (MRR churn numerator)
+
+    @classmethod
+    def unchanged(cls, accounts: int, mrr: int) -> PairTerms:
+        """The sums when nothing changed between d1 and d2 (carried forward)."""
+        return cls(accounts, accounts, 0, 0, mrr, mrr, mrr, mrr, 0)
 
 
-def pair_terms(v1: int, v2: int) -> Terms | None:
+PAIR_FIELDS = PairTerms._fields
+NO_TERMS = PairTerms(*[0] * len(PAIR_FIELDS))
+
+
+def pair_terms(v1: int, v2: int) -> PairTerms | None:
     """One account's contribution to the (d1, d2) sums given its MRR at d1 and d2."""
     if v1 > 0:
         if v2 > 0:
-            return (1, 1, 0, 0, v1, v2, v2, min(v1, v2), max(0, v1 - v2))
-        return (1, 0, 0, 1, v1, 0, 0, 0, v1)
+            return PairTerms(1, 1, 0, 0, v1, v2, v2, min(v1, v2), max(0, v1 - v2))
+        return PairTerms(1, 0, 0, 1, v1, 0, 0, 0, v1)
     if v2 > 0:
-        return (0, 1, 1, 0, 0, v2, 0, 0, 0)
+        return PairTerms(0, 1, 1, 0, 0, v2, 0, 0, 0)
     return None
 
 
@@ -81,12 +94,12 @@ class PeriodSums:
         """[paying accounts, MRR] at the start of `month` (carried forward past `hi`)."""
         return self.points.get(min(month, self.hi), [0, 0])
 
-    def pair(self, m1: int, m2: int) -> list[int]:
-        """The PAIR_FIELDS sums for month starts m1 < m2 (carried forward past `hi`)."""
+    def pair(self, m1: int, m2: int) -> PairTerms:
+        """The sums for month starts m1 < m2 (carried forward past `hi`)."""
         if m1 >= self.hi:
-            accounts, mrr = self.point(m1)
-            return [accounts, accounts, 0, 0, mrr, mrr, mrr, mrr, 0]
-        return self.pairs.get((m1, min(m2, self.hi)), [0] * len(PAIR_FIELDS))
+            return PairTerms.unchanged(*self.point(m1))
+        found = self.pairs.get((m1, min(m2, self.hi)))
+        return NO_TERMS if found is None else PairTerms(*found)
 
 
 def merge(parts: Iterable[PeriodSums]) -> PeriodSums:
@@ -149,7 +162,7 @@ class PeriodAggregates:
                 sums.pairs[(m, new)] = terms.copy()
         accounts, mrr = sums.point(old)
         if accounts or mrr:
-            sums.pairs[(old, new)] = [accounts, accounts, 0, 0, mrr, mrr, mrr, mrr, 0]
+            sums.pairs[(old, new)] = list(PairTerms.unchanged(accounts, mrr))
             sums.points[new] = [accounts, mrr]
         sums.hi = new
         # Accounts with changes after the old month start: recompute them against the new one.

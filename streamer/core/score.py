@@ -15,6 +15,7 @@ from streamer.core.revenue import Revenue
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
+from streamer.core.vocabulary import Band, LifecycleStage
 
 NEVER_USED_GRACE = 3 * DAY  # a paying account that never used the product counts as silent after this
 
@@ -64,8 +65,8 @@ class Evaluation:
 
     now: int
     score: float
-    band: str
-    stage: str
+    band: Band
+    stage: LifecycleStage
     plan: str | None
     mrr: int
     components: dict[str, float | None]
@@ -76,18 +77,18 @@ class Evaluation:
     inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
 
 
-def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> str:
+def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> LifecycleStage:
     """churned > renewal > onboarding > adopted (see the README for each)."""
     revenue = inputs.revenue
     if mrr == 0 and revenue.ever_paid_by(now):
-        return "churned"
+        return LifecycleStage.churned
     renewal = revenue.next_renewal(now)
     if renewal is not None and renewal - now <= config.lifecycle.renewal_window_days * DAY:
-        return "renewal"
+        return LifecycleStage.renewal
     started = revenue.first_start if revenue.first_start is not None else inputs.first_seen
     if now - started < config.lifecycle.onboarding_days * DAY:
-        return "onboarding"
-    return "adopted"
+        return LifecycleStage.onboarding
+    return LifecycleStage.adopted
 
 
 def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference | None = None) -> Evaluation:
@@ -312,7 +313,7 @@ def _financial(
     now: int,
     end: int,
     mrr: int,
-    stage: str,
+    stage: LifecycleStage,
     config: ScoreConfig,
     raw: dict[str, float],
     facts: dict[str, float | int | None],
@@ -327,7 +328,7 @@ def _financial(
     facts["payment_failures_30d"] = raw["payment_failures"] = failures
     cancel_at = revenue.scheduled_cancellation(now)
     facts["scheduled_cancellation_at"] = cancel_at
-    raw["scheduled_cancellation"] = 0.0 if cancel_at is not None or stage == "churned" else 100.0
+    raw["scheduled_cancellation"] = 0.0 if cancel_at is not None or stage == LifecycleStage.churned else 100.0
     renewal = revenue.next_renewal(now)
     facts["renewal_at"] = renewal
     if renewal is not None:

@@ -13,9 +13,8 @@ from typing import Any
 from streamer.core.clock import HOUR
 from streamer.core.money import format_money
 from streamer.core.score import Evaluation
+from streamer.core.vocabulary import BANDS, STAGES
 
-BANDS = ("green", "yellow", "red")
-STAGES = ("onboarding", "adopted", "renewal", "churned")
 FIELDS = (
     "accounts",
     "paying_accounts",
@@ -92,8 +91,8 @@ def report(sums: list[int], currency: str) -> dict[str, Any]:
         "mrr": format_money(s["mrr"]),
         "arr": format_money(12 * s["mrr"]),
         "arpa": format_money(s["mrr"] // s["paying_accounts"]) if s["paying_accounts"] else None,
-        "accounts_by_band": {band: s[f"band_{band}"] for band in BANDS},
-        "accounts_by_stage": {stage: s[f"stage_{stage}"] for stage in STAGES},
+        "accounts_by_band": {band.value: s[f"band_{band}"] for band in BANDS},
+        "accounts_by_stage": {stage.value: s[f"stage_{stage}"] for stage in STAGES},
         "nps": _ratio(s["nps_promoters"] - s["nps_detractors"], s["nps_respondents"], 100),
         "nps_respondents": s["nps_respondents"],
         "csat": _ratio(s["csat_satisfied"], s["csat_answers"], 100),

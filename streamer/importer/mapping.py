@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from streamer.settings import read_toml
+
 Column = Annotated[str, Field(min_length=1)]
 
 
@@ -112,11 +114,7 @@ def _validated(data: dict[str, Any], source: str) -> Mapping:
 
 def load_mapping(path: Path) -> Mapping:
     """A mapping TOML file, validated."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise MappingError(f"{path}: {exc}") from None
-    return _validated(data, str(path))
+    return _validated(read_toml(path, "mapping", MappingError), str(path))
 
 
 def preset_data(preset: Preset) -> dict[str, Any]:

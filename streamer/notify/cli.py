@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from streamer.cli_options import bootstrap_option, loglevel_option
 from streamer.logs import configure_logging
 from streamer.notify.config import NotifyConfigError, load_notify_config
 from streamer.settings import Settings
@@ -43,7 +44,7 @@ Example config (TOML):
     type=click.Path(dir_okay=False, path_type=Path),
     help="Notifier configuration (TOML): [[destinations]] with url, format and filters.",
 )
-@click.option("--bootstrap", help="Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP).")
+@bootstrap_option()
 @click.option(
     "--group",
     help="Consumer group (default HEALTHSTREAM_APP_ID + '-notify'); offsets are committed under it.",
@@ -61,9 +62,7 @@ Example config (TOML):
     help="Serve Prometheus /metrics and /healthz on this port (127.0.0.1 unless --metrics-host).",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
-@click.option(
-    "--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
-)
+@loglevel_option()
 def notify(
     config_path: Path,
     bootstrap: str | None,

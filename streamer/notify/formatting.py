@@ -11,14 +11,15 @@ from collections.abc import Mapping, Sequence
 from hashlib import blake2b
 from typing import Any
 
+from streamer.core.vocabulary import SEVERITY_BY_LEVEL, Severity
 from streamer.notify.config import Format
 
 SLACK_MAX_BLOCKS = 50
 SLACK_ALERT_BLOCKS = 40  # alerts listed in one Slack message; the rest are counted
-SEVERITY_ICON = {
-    "critical": ":red_circle:",
-    "warning": ":large_orange_circle:",
-    "info": ":large_green_circle:",
+SEVERITY_ICON: dict[str, str] = {
+    Severity.critical: ":red_circle:",
+    Severity.warning: ":large_orange_circle:",
+    Severity.info: ":large_green_circle:",
 }
 
 Alert = Mapping[str, Any]
@@ -72,7 +73,7 @@ def slack_body(alerts: Sequence[Alert]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for alert in alerts:
         counts[str(alert["severity"])] = counts.get(str(alert["severity"]), 0) + 1
-    summary = ", ".join(f"{counts[s]} {s}" for s in ("critical", "warning", "info") if s in counts)
+    summary = ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITY_BY_LEVEL) if s in counts)
     text = f"{len(alerts)} healthstream alerts ({summary})"
     shown = alerts[:SLACK_ALERT_BLOCKS]
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": text}}]

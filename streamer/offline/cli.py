@@ -11,6 +11,14 @@ import click
 import orjson
 
 from streamer.cli_config import score_config_or_fail
+from streamer.cli_options import (
+    events_argument,
+    now_option,
+    partitions_option,
+    quiet_option,
+    score_config_option,
+)
+from streamer.core.vocabulary import BANDS
 from streamer.offline.runner import OfflineRun, bounded_order_key, open_events, publication_ms, time_window
 from streamer.settings import Settings
 
@@ -23,18 +31,8 @@ def _writer(handle: IO[bytes]) -> Any:
     return write
 
 
-now_option = click.option(
-    "--now",
-    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
-    default=None,
-    help="When the file's events count as published, for the bound on event time (an event more "
-    "than input.max_skew_hours after it is dead-lettered). Default: the start of the run, which "
-    "admits all past data. E.g. 2024-06-01 (UTC) or 2024-06-01T00:00:00+00:00.",
-)
-
-
 @click.command("offline")
-@click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@events_argument()
 @click.option(
     "--out",
     "out_dir",
@@ -42,25 +40,15 @@ now_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for accounts.jsonl, health.jsonl, alerts.jsonl, deadletter.jsonl, portfolio.json.",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Score configuration (TOML). Default: HEALTHSTREAM_SCORE_CONFIG or built-in defaults.",
-)
+@score_config_option("Score configuration (TOML). Default: HEALTHSTREAM_SCORE_CONFIG or built-in defaults.")
 @click.option(
     "--sort",
     is_flag=True,
     help="Order events by occurred_at first (default: file order, as a stream sees it).",
 )
-@click.option(
-    "--partitions",
-    type=click.IntRange(1, 1024),
-    default=None,
-    help="Partitions to simulate, as the input topics have (default: HEALTHSTREAM_PARTITIONS, 4).",
-)
-@now_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@partitions_option("Partitions to simulate, as the input topics have (default: HEALTHSTREAM_PARTITIONS, 4).")
+@now_option()
+@quiet_option("No progress bar.")
 def offline(
     events: Path,
     out_dir: Path,
@@ -133,10 +121,11 @@ def offline(
     portfolio = run.portfolio()
     (out_dir / "portfolio.json").write_bytes(orjson.dumps(portfolio, option=orjson.OPT_INDENT_2))
     bands = portfolio["current"]["accounts_by_band"]
+    by_band = ", ".join(f"{band} {bands[band]}" for band in BANDS)
     click.echo(
         f"{summary.lines:,} lines in {summary.seconds:.1f} s ({summary.rate:,.0f}/s): "
         f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected\n"
-        f"{accounts:,} accounts (green {bands['green']}, yellow {bands['yellow']}, red {bands['red']}), "
+        f"{accounts:,} accounts ({by_band}), "
         f"MRR {portfolio['current']['mrr']} {portfolio['currency']}, "
         f"{sum(summary.alerts.values()):,} alerts, {summary.snapshots:,} snapshots\n"
         f"wrote {out_dir}/{{accounts,health,alerts,deadletter}}.jsonl and portfolio.json"

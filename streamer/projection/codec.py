@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from streamer.core.portfolio import PeriodSums
+from streamer.core.vocabulary import Band
 
 SUMMARY_REASONS = 4
 
@@ -81,4 +82,4 @@ def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
 
 def at_risk(snapshot: dict[str, Any]) -> bool:
     """An account whose MRR counts as at risk: paying and not green."""
-    return snapshot["band"] != "green" and money(snapshot["mrr"]) > 0
+    return snapshot["band"] != Band.green and money(snapshot["mrr"]) > 0

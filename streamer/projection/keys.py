@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BANDS = ("green", "yellow", "red")
+from streamer.core.vocabulary import BANDS
+
 INDEXES = ("score", "mrr", "renewal")
 
 

@@ -11,8 +11,9 @@ import orjson
 from redis.asyncio import Redis
 
 from streamer.core.portfolio import PeriodSums
+from streamer.core.vocabulary import BANDS
 from streamer.projection.codec import decode_sums
-from streamer.projection.keys import BANDS, Keys
+from streamer.projection.keys import Keys
 
 CHUNK = 1000  # ids per HMGET
 
@@ -76,7 +77,7 @@ class ProjectionReader:
         for band in BANDS:
             pipe.zcard(self.keys.index("score", band))
         counts = await pipe.execute()
-        return {band: int(count) for band, count in zip(BANDS, counts, strict=True)}
+        return {band.value: int(count) for band, count in zip(BANDS, counts, strict=True)}
 
     async def page(
         self, key: str, where: Range, offset: int, count: int, *, descending: bool

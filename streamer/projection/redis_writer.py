@@ -29,9 +29,10 @@ from redis.backoff import NoBackoff
 from redis.typing import EncodableT, FieldT
 
 from streamer.core.portfolio import PeriodSums
+from streamer.core.vocabulary import BANDS
 from streamer.projection import scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, money, summary
-from streamer.projection.keys import BANDS, Keys
+from streamer.projection.keys import Keys
 from streamer.projection.staging import PartitionState, Staged
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from streamer.cli_options import quiet_option
 from streamer.sim.config import SimulationConfig
 from streamer.sim.sink import DEFAULT_GZIP_LEVEL
 from streamer.sim.writer import WriteReport, truth_path_for, write_simulation
@@ -115,7 +116,7 @@ The same options always produce byte-identical files.
     show_default=True,
     help="Compression level for .gz output (1 fastest, 9 smallest).",
 )
-@click.option("--quiet", is_flag=True, help="No progress lines on stderr, only the summary.")
+@quiet_option("No progress lines on stderr, only the summary.")
 def simulate(
     accounts: int,
     months: int,

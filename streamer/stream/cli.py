@@ -13,6 +13,15 @@ import click
 import orjson
 
 from streamer.cli_config import score_config_or_fail
+from streamer.cli_options import (
+    bootstrap_option,
+    connect_timeout_option,
+    events_argument,
+    loglevel_option,
+    partitions_option,
+    quiet_option,
+    score_config_option,
+)
 from streamer.logs import configure_logging
 from streamer.offline.runner import open_events
 from streamer.settings import Settings
@@ -36,18 +45,9 @@ def _settings(**overrides: Any) -> Settings:
 
 
 @click.command("worker")
-@click.option(
-    "--bootstrap", help="Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, 127.0.0.1:9092)."
-)
-@click.option(
-    "--partitions", type=click.IntRange(1, 1024), help="Partitions of the input topics (default 4)."
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Score configuration (TOML).",
-)
+@bootstrap_option("Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, 127.0.0.1:9092).")
+@partitions_option("Partitions of the input topics (default 4).")
+@score_config_option()
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -56,17 +56,8 @@ def _settings(**overrides: Any) -> Settings:
 @click.option(
     "--store", type=click.Choice(["rocksdb://", "memory://"]), help="Table store (default rocksdb://)."
 )
-@click.option(
-    "--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
-)
-@click.option(
-    "--connect-timeout",
-    "connect_timeout_s",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds to wait for the broker at start-up before giving up (exit 1).",
-)
+@loglevel_option()
+@connect_timeout_option(60.0, "Seconds to wait for the broker at start-up before giving up (exit 1).")
 def worker(
     bootstrap: str | None,
     partitions: int | None,
@@ -108,8 +99,8 @@ def worker(
 
 
 @click.command("replay")
-@click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--bootstrap", help="Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP).")
+@events_argument()
+@bootstrap_option()
 @click.option(
     "--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many events per second."
 )
@@ -121,7 +112,7 @@ def worker(
     type=click.FloatRange(min=0, min_open=True),
     help="Give up (exit 1) when the broker accepts nothing for this many seconds.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar (a stalled broker is still reported).")
+@quiet_option("No progress bar (a stalled broker is still reported).")
 def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: float, quiet: bool) -> None:
     """Publish EVENTS (JSON lines, optionally .gz) to the input topics, keyed by account_id.
 
@@ -193,19 +184,12 @@ def alerts() -> None:
 
 
 @alerts.command("tail")
-@click.option("--bootstrap", help="Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP).")
+@bootstrap_option()
 @click.option("--from-beginning", is_flag=True, help="Start with the oldest alert instead of new ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print each alert as its JSON record.")
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Stop after this many alerts.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop after this many seconds.")
-@click.option(
-    "--connect-timeout",
-    "connect_timeout_s",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds to wait for the broker before giving up (exit 1).",
-)
+@connect_timeout_option(30.0, "Seconds to wait for the broker before giving up (exit 1).")
 def tail_command(
     bootstrap: str | None,
     from_beginning: bool,

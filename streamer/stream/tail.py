@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streamer.core.vocabulary import Severity
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
 
-SEVERITY_MARK = {"critical": "CRIT", "warning": "WARN", "info": "info"}
+SEVERITY_MARK: dict[str, str] = {Severity.critical: "CRIT", Severity.warning: "WARN", Severity.info: "info"}
 
 
 def format_alert(alert: dict[str, Any]) -> str:

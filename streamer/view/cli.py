@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from streamer.cli_options import loglevel_option
 from streamer.logs import configure_logging
 
 
@@ -11,9 +12,7 @@ from streamer.logs import configure_logging
 @click.option("--host", help="Address to bind (default HEALTHSTREAM_VIEW_HOST, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default HEALTHSTREAM_VIEW_PORT, 8000).")
 @click.option("--redis-url", help="Projection store (default HEALTHSTREAM_REDIS_URL).")
-@click.option(
-    "--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
-)
+@loglevel_option()
 def view(host: str | None, port: int | None, redis_url: str | None, loglevel: str) -> None:
     """Serve live state from the workers' Redis projection: JSON API, dashboard at /, /metrics.
 

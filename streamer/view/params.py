@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
 from streamer.core.clock import parse_month
-from streamer.core.totals import BANDS, STAGES
+from streamer.core.vocabulary import BANDS, STAGES, Severity
 from streamer.view.errors import BadRequest
 from streamer.view.queries import SORTS, AccountQuery
 
@@ -163,7 +163,7 @@ def period_query(query: Mapping[str, str]) -> tuple[int, int]:
 
 
 ALERT_LIST = ("limit", "account_id", "severity", "rule")
-SEVERITIES = ("info", "warning", "critical")
+SEVERITIES = tuple(Severity)
 
 
 def alert_query(query: Mapping[str, str]) -> tuple[int, str | None, tuple[str, ...], tuple[str, ...]]:

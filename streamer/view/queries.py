@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from streamer.core.clock import DAY
+from streamer.core.vocabulary import Band
 from streamer.projection.codec import epoch_ms
 from streamer.projection.keys import Keys
 from streamer.projection.redis_reader import Range
@@ -62,7 +63,7 @@ def plan(query: AccountQuery, keys: Keys, now_ms: int | None) -> Plan:
     if query.at_risk and query.sort == "mrr":
         key = keys.risk
         covered.add("at_risk")
-        if len(query.bands) == 1 and query.bands[0] == "green":
+        if len(query.bands) == 1 and query.bands[0] == Band.green:
             covered.discard("at_risk")  # nothing green is at risk: filter to nothing below
     elif len(query.bands) == 1:
         key = keys.index(query.sort, query.bands[0])
@@ -99,7 +100,7 @@ def matches(row: dict[str, Any], query: AccountQuery, now_ms: int | None) -> boo
     mrr = Decimal(row["mrr"])
     if query.min_mrr is not None and mrr < query.min_mrr:
         return False
-    if query.at_risk and (row["band"] == "green" or mrr <= 0):
+    if query.at_risk and (row["band"] == Band.green or mrr <= 0):
         return False
     if query.renewal_within_days is not None:
         renewal = row.get("renewal_at")

@@ -24,12 +24,14 @@ from streamer.core.clock import DAY
 from streamer.core.config import ScoreConfig
 from streamer.core.risk import churn_probability
 
+from .synthetic import churn_draws, sample
+
 
 def test_recovers_known_coefficients_on_synthetic_data() -> None:
     rng = np.random.default_rng(11)
     x = rng.uniform(0, 1, (20_000, 3))
     logit = -0.5 - 3.0 * x[:, 0] + 1.5 * x[:, 1]  # column 2 carries nothing
-    y = rng.uniform(size=len(x)) < 1 / (1 + np.exp(-logit))
+    y = churn_draws(rng, logit)
     intercept, beta = fit_l2_logistic(x, y, l2=0.01)
     assert intercept == pytest.approx(-0.5, abs=0.15)
     assert beta[0] == pytest.approx(-3.0, abs=0.2)
@@ -41,7 +43,7 @@ def test_a_bounded_column_that_raises_churn_is_held_at_zero_and_the_rest_refitte
     rng = np.random.default_rng(12)
     x = rng.uniform(0, 1, (20_000, 3))
     logit = -0.5 - 3.0 * x[:, 0] + 1.5 * x[:, 1]
-    y = rng.uniform(size=len(x)) < 1 / (1 + np.exp(-logit))
+    y = churn_draws(rng, logit)
     _, free = fit_l2_logistic(x, y, l2=0.01)
     _, bounded = fit_l2_logistic(x, y, l2=0.01, non_positive=[0, 1, 2])
     assert bounded[1] == 0.0 and free[1] > 1.0
@@ -52,7 +54,7 @@ def test_a_bounded_column_that_raises_churn_is_held_at_zero_and_the_rest_refitte
 def test_a_stronger_penalty_shrinks_the_coefficients() -> None:
     rng = np.random.default_rng(13)
     x = rng.uniform(0, 1, (500, 2))
-    y = rng.uniform(size=500) < 1 / (1 + np.exp(-(1 - 4 * x[:, 0])))
+    y = churn_draws(rng, 1 - 4 * x[:, 0])
     weak = fit_l2_logistic(x, y, l2=0.01)[1]
     strong = fit_l2_logistic(x, y, l2=300.0)[1]
     assert abs(strong[0]) < abs(weak[0]) / 2
@@ -106,7 +108,7 @@ def synthetic(
             if poison_from is not None and m >= poison_from:
                 logit = -4.0 + 5.0 * recency / 100  # the later months churn the other way round
             labels.append(bool(rng.uniform() < 1 / (1 + np.exp(-logit))))
-            samples.append(Sample(f"a{i}", at, 50.0, "green", "adopted", None, (None,) * 4, 1, signals))
+            samples.append(sample(account_id=f"a{i}", at=at, score=50.0, mrr=1, signals=signals))
     return Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
 
 
@@ -163,7 +165,7 @@ def test_cross_validation_picks_a_weak_penalty_for_a_strong_signal_and_ties_go_t
     rng = np.random.default_rng(7)
     rows = [{"a": float(rng.uniform(0, 100)), "b": float(rng.uniform(0, 100))} for _ in range(1200)]
     logit = np.array([2.0 - 8.0 * row["a"] / 100 for row in rows])
-    churned = rng.uniform(size=1200) < 1 / (1 + np.exp(-logit))
+    churned = churn_draws(rng, logit)
     months = [(i // 200) * 31 * DAY for i in range(1200)]
     selection = choose_l2(rows, churned, months, 60, health=False)
     assert selection.l2 <= 1.0

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from streamer.backtest.configfile import dump_toml, tuned_config_text, write_tuned_config
-from streamer.backtest.sampling import Sample
 from streamer.backtest.tuning import (
     component_means,
     design,
@@ -21,7 +20,10 @@ from streamer.backtest.tuning import (
 )
 from streamer.core.clock import DAY
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.vocabulary import LifecycleStage
 from streamer.settings import load_score_config
+
+from .synthetic import churn_draws, sample
 
 
 def test_recovers_a_known_weight_on_synthetic_churn() -> None:
@@ -29,7 +31,7 @@ def test_recovers_a_known_weight_on_synthetic_churn() -> None:
     features = rng.uniform(0, 1, (6000, 4))
     # churn odds fall with component 0 (weight 6) and 3 (weight 2); 1 and 2 carry nothing
     logit = 2.0 - 6.0 * features[:, 0] - 2.0 * features[:, 3]
-    churned = rng.uniform(size=6000) < 1 / (1 + np.exp(-logit))
+    churned = churn_draws(rng, logit)
     model = fit_logistic(features, churned, l2=0.01)
     assert model.health_weights[0] == pytest.approx(6.0, rel=0.15)
     assert model.health_weights[3] == pytest.approx(2.0, rel=0.3)
@@ -52,7 +54,7 @@ def test_a_component_that_raises_churn_gets_weight_zero_not_a_negative_one() -> 
     rng = np.random.default_rng(3)
     features = rng.uniform(0, 1, (4000, 4))
     logit = -1.0 - 4.0 * features[:, 0] + 3.0 * features[:, 2]  # more of component 2, more churn
-    churned = rng.uniform(size=4000) < 1 / (1 + np.exp(-logit))
+    churned = churn_draws(rng, logit)
     model = fit_logistic(features, churned)
     assert model.health_weights[2] == 0.0
     assert (model.health_weights >= 0).all()
@@ -64,10 +66,6 @@ def test_normalised_weights_sum_to_one_after_rounding() -> None:
     assert weights == {"adoption": 0.334, "support": 0.333, "sentiment": 0.333, "financial": 0.0}
     assert sum(normalised(np.array([0.2, 0.7, 0.05, 0.3])).values()) == pytest.approx(1.0, abs=1e-9)
     assert normalised(np.zeros(4)) == dict.fromkeys(COMPONENTS, 0.25)
-
-
-def sample(components: tuple[float | None, ...], score: float = 0.0, at: int = 0) -> Sample:
-    return Sample("acct", at, score, "green", "adopted", None, components, 1_000_000)
 
 
 def test_rescore_renormalises_over_present_components_like_the_core() -> None:
@@ -85,8 +83,8 @@ def test_scores_under_a_config_use_its_stage_overrides() -> None:
     config = ScoreConfig.model_validate(
         {"segments": {"renewal": {"weights": {"adoption": 0, "support": 0, "sentiment": 0, "financial": 1}}}}
     )
-    renewing = Sample("a", 0, 0.0, "green", "renewal", None, (10.0, 20.0, 30.0, 90.0), 1)
-    adopted = Sample("b", 0, 0.0, "green", "adopted", None, (10.0, 20.0, 30.0, 90.0), 1)
+    renewing = sample((10.0, 20.0, 30.0, 90.0), account_id="a", stage=LifecycleStage.renewal, mrr=1)
+    adopted = sample((10.0, 20.0, 30.0, 90.0), account_id="b", mrr=1)
     assert scores_under([renewing, adopted], config).tolist() == [90.0, 36.0]
 
 

@@ -42,10 +42,6 @@ SETTINGS = settings(
 )
 
 
-def is_month_start(instant: int) -> bool:
-    return instant == month_begin(month_number(instant))
-
-
 @st.composite
 def instants(draw: st.DrawFn) -> int:
     """Any millisecond, a whole hour or a midnight (month starts included) in the span."""
@@ -59,7 +55,7 @@ def instants(draw: st.DrawFn) -> int:
 
 
 @st.composite
-def revenue_drafts(draw: st.DrawFn, scheduled_at_month_start: bool) -> dict[str, Any]:
+def revenue_drafts(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(("started", "started", "changed", "canceled", "canceled", "scheduled")))
     when = draw(instants())
     draft: dict[str, Any] = {
@@ -87,8 +83,6 @@ def revenue_drafts(draw: st.DrawFn, scheduled_at_month_start: bool) -> dict[str,
             st.sampled_from([month_begin(m) for m in range(month_number(when) + 1, month_number(when) + 3)]),
         )
     )
-    if is_month_start(effective) and not scheduled_at_month_start:
-        effective += HOUR  # see test_periods: movements of such cancellations are lost (xfail)
     draft["effective_at"] = effective
     return draft
 
@@ -118,8 +112,8 @@ def build(drafts: list[dict[str, Any]]) -> list[Event]:
     return events
 
 
-def histories(scheduled_at_month_start: bool = False, with_usage: bool = False) -> st.SearchStrategy:
-    drafts = revenue_drafts(scheduled_at_month_start)
+def histories(with_usage: bool = False) -> st.SearchStrategy:
+    drafts = revenue_drafts()
     if with_usage:
         drafts = st.one_of(drafts, usage_drafts())
     return st.lists(drafts, min_size=1, max_size=30).map(build)
@@ -128,12 +122,10 @@ def histories(scheduled_at_month_start: bool = False, with_usage: bool = False) 
 @st.composite
 def arrival(draw: st.DrawFn, events: list[Event], max_delay_days: float, duplicates: bool) -> list[Event]:
     """A delivery order: each event is delayed by up to `max_delay_days` behind event time (so
-    with less than the lateness nothing is too late); the earliest event always arrives first
-    (see test_periods: months before the first processed event are not reported, xfail)."""
+    with less than the lateness nothing is too late)."""
     limit = int(max_delay_days * DAY) - 1
     delays = draw(st.lists(st.integers(0, limit), min_size=len(events), max_size=len(events)))
     keys = [epoch_ms(e.occurred_at) + d for e, d in zip(events, delays, strict=True)]
-    keys[0] = -1  # `events` is in event-time order
     order = [events[i] for i in sorted(range(len(events)), key=lambda i: (keys[i], i))]
     if duplicates:
         repeat = draw(st.sets(st.integers(0, len(order) - 1), max_size=5))
@@ -188,17 +180,6 @@ def check_against_reference(offline: OfflineRun, arrivals: list[Event], partitio
     return book
 
 
-def closed(events: list[Event]) -> list[Event]:
-    """The events plus one usage event per account at a common last instant, so that every
-    partition's stream time ends in the same month (see test_portfolio: a lagging partition's
-    months are stale, xfail)."""
-    end = stamp(EPOCH + timedelta(milliseconds=START + (SPAN_DAYS + 1) * DAY))
-    return events + [
-        decode(raw("usage.recorded", account, end, f"close-{account}", user_id="u1", feature="reports"))
-        for account in ACCOUNTS
-    ]
-
-
 def snapshots_and_portfolio(offline: OfflineRun) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return list(offline.accounts()), offline.portfolio()
 
@@ -223,7 +204,7 @@ def test_in_event_time_order_incremental_equals_batch(events: list[Event]) -> No
 
 
 @SETTINGS
-@given(events=histories().map(closed), partitions=st.sampled_from((2, 3, 4)))
+@given(events=histories(), partitions=st.sampled_from((2, 3, 4)))
 def test_partitions_add_up_to_the_batch_result(events: list[Event], partitions: int) -> None:
     offline = run(events, partitions)
     assert offline.summary.rejected == 0
@@ -265,7 +246,7 @@ def test_final_state_does_not_depend_on_arrival_order(data: st.DataObject, event
         assert state_at(first, instant) == state_at(second, instant)
 
 
-# -- the same properties where known defects show (strict xfail: remove the mark once fixed) ------
+# -- the same properties, pinned to the histories of defects fixed since (regression examples) ------
 
 JAN_1 = epoch_ms(T0)
 FEB_1, MAR_1 = month_begin(month_number(JAN_1) + 1), month_begin(month_number(JAN_1) + 2)
@@ -301,7 +282,7 @@ MONTH_START_CANCELLATION = build(
 
 @SETTINGS
 @example(events=MONTH_START_CANCELLATION)
-@given(events=histories(scheduled_at_month_start=True))
+@given(events=histories())
 def test_cancellations_scheduled_for_a_month_start_equal_batch(events: list[Event]) -> None:
     check_against_reference(run(events), events)
 

@@ -16,8 +16,6 @@ import asyncio
 import gzip
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,10 +37,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
 from streamer.local.stack import StackInfo
-from streamer.local.tools import ensure_command
 from streamer.projection.codec import epoch_ms
 from streamer.settings import Settings
 from streamer.stream.topics import ensure_topics
+from tests.fixtures import RedisServer, free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +51,6 @@ DEADLINE_S = 90.0
 
 def clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("HEALTHSTREAM_")}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until(
@@ -194,59 +186,7 @@ class Proc:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.alive:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-class PrivateRedis:
-    """A redis-server of our own (no persistence, like the stack's), to stop and start at will."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.binary = shutil.which("redis-server") or ensure_command("redis-server", "redis-server")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        argv = [
-            self.binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        with (self.folder / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen([*argv, "--dir", str(self.folder)], stdout=log, stderr=log)
-
-        def answers() -> bool:
-            client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-            finally:
-                client.close()
-
-        wait_until("the private redis-server", answers, 10, 0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc, 15)
 
 
 @dataclass
@@ -629,7 +569,7 @@ def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up
     first.write_bytes(b"".join(lines[: len(lines) // 2]))
     second.write_bytes(b"".join(lines[len(lines) // 2 :]))
 
-    store = PrivateRedis(tmp_path / "redis")
+    store = RedisServer(tmp_path / "redis")
     store.start()
     deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
     deployment.root.mkdir(parents=True)

@@ -16,22 +16,22 @@ from redis.asyncio import Redis
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import Keys
 from streamer.projection.redis_writer import KEEP_ACCOUNT_ALERTS, KEEP_ALERTS, RedisProjection, connect
+from tests.fixtures import RedisServer
 
-from .redis_process import RedisProcess
 from .scored import scored
 
 META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
 
 
 @pytest.fixture
-async def projection(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisProjection]:
+async def projection(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisProjection]:
     writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
     yield writer
     await writer.close(timeout_s=1.0)
 
 
 @pytest.fixture
-async def client(redis_server: RedisProcess) -> AsyncIterator[Redis]:
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     redis = Redis.from_url(redis_server.url, decode_responses=True)
     yield redis
     await redis.aclose()
@@ -172,7 +172,7 @@ async def test_worker_stats_expire(projection: RedisProjection, client: Redis) -
     assert await client.zscore(projection.keys.workers, "w-1") == pytest.approx(time.time(), abs=5)
 
 
-async def test_flush_coalesces_and_never_waits_for_redis(redis_server: RedisProcess, prefix: str) -> None:
+async def test_flush_coalesces_and_never_waits_for_redis(redis_server: RedisServer, prefix: str) -> None:
     writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=60.0)
     try:
         writer.snapshot(snapshot(as_of="2024-03-01T00:00:00Z"))
@@ -205,7 +205,7 @@ async def test_lost_data_is_noticed(projection: RedisProjection, client: Redis) 
 
 
 async def test_redis_down_keeps_staging_and_catches_up(tmp_path: Any, prefix: str) -> None:
-    server = RedisProcess(tmp_path / "redis")
+    server = RedisServer(tmp_path / "redis")
     server.start()
     writer = RedisProjection(
         connect(server.url), prefix, META, min_interval_s=0.0, first_backoff_s=0.05, max_backoff_s=0.2

@@ -12,21 +12,21 @@ from redis.asyncio import Redis
 from streamer.core.engine import PartitionEngine
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.projection.resync import Resync
+from tests.fixtures import RedisServer
 
-from .redis_process import RedisProcess
 from .scored import scored
 
 META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
 
 
 @pytest.fixture
-async def projection(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisProjection]:
+async def projection(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisProjection]:
     writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
     yield writer
     await writer.close(timeout_s=1.0)
 
 
-async def projected_ids(redis_server: RedisProcess, projection: RedisProjection) -> set[str]:
+async def projected_ids(redis_server: RedisServer, projection: RedisProjection) -> set[str]:
     client = Redis.from_url(redis_server.url, decode_responses=True)
     try:
         return set(await client.zrange(projection.keys.index("score"), 0, -1))
@@ -35,7 +35,7 @@ async def projected_ids(redis_server: RedisProcess, projection: RedisProjection)
 
 
 async def test_new_engines_are_restaged_once_and_after_a_loss(
-    redis_server: RedisProcess, projection: RedisProjection
+    redis_server: RedisServer, projection: RedisProjection
 ) -> None:
     engines: dict[int, PartitionEngine] = dict(enumerate(scored().run.engines))
     resync = Resync(projection, lambda: engines, asyncio.Lock())
@@ -55,7 +55,7 @@ async def test_new_engines_are_restaged_once_and_after_a_loss(
 
 
 async def test_restaged_snapshots_are_the_accounts_current_ones(
-    redis_server: RedisProcess, projection: RedisProjection
+    redis_server: RedisServer, projection: RedisProjection
 ) -> None:
     engine = scored().run.engines[1]
     await Resync(projection, lambda: {1: engine}, asyncio.Lock()).run()

@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from typing import Any
 
 from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, RecentLatency, worker_stats
+from streamer.stream.scorer import Counters
 
 
-@dataclass
-class Counters:
-    processed: int = 10
-    accepted: int = 7
-    duplicates: int = 1
-    rejected: int = 2
-    rerouted: int = 0
-    stale: int = 5
-    reread: int = 6
-    rereads: int = 1
-    offset_gaps: int = 1
-    consumer_gaps: int = 2
-    alerts: int = 3
-    snapshots: int = 4
-    batches: int = 2
-    by_rule: dict[str, int] = field(default_factory=lambda: defaultdict(int, {"silence": 2, "csat_low": 1}))
-    last_latency_s: float = 0.123456
+def counters(**changes: Any) -> Counters:
+    """The scorer's own counters, every one set to a distinct value unless given."""
+    values: dict[str, Any] = {
+        "processed": 10,
+        "accepted": 7,
+        "duplicates": 1,
+        "rejected": 2,
+        "rerouted": 0,
+        "stale": 5,
+        "reread": 6,
+        "rereads": 1,
+        "offset_gaps": 1,
+        "consumer_gaps": 2,
+        "alerts": 3,
+        "snapshots": 4,
+        "batches": 2,
+        "by_rule": defaultdict(int, {"silence": 2, "csat_low": 1}),
+        "last_latency_s": 0.123456,
+    }
+    return Counters(**{**values, **changes})
 
 
 def test_counters_lag_and_rules_are_flattened() -> None:
-    stats = worker_stats(Counters(), {0: 5, 3: 1}, started_at=100.0, now=160.0, projection_pending=9)
+    stats = worker_stats(counters(), {0: 5, 3: 1}, started_at=100.0, now=160.0, projection_pending=9)
     assert stats["processed"] == 10 and stats["rejected"] == 2 and stats["alerts"] == 3
     assert stats["stale"] == 5 and stats["rereads"] == 1 and stats["reread"] == 6
     assert stats["offset_gaps"] == 3  # seen by the scorer and recorded by faust's consumer
@@ -40,11 +44,11 @@ def test_counters_lag_and_rules_are_flattened() -> None:
 
 
 def test_an_idle_worker_reports_no_latency_instead_of_its_last_one() -> None:
-    latency, counters = RecentLatency(), Counters(batches=2, last_latency_s=0.5)
-    assert latency.read(counters) == 0.5  # batches were processed since start
-    assert latency.read(counters) == 0.0  # none since the last reading: idle
-    counters.batches, counters.last_latency_s = 3, 0.2
-    assert latency.read(counters) == 0.2
-    assert RecentLatency().read(Counters(batches=0, last_latency_s=0.0)) == 0.0
-    stats = worker_stats(counters, {}, started_at=0.0, now=1.0, latency_s=latency.read(counters))
+    latency, running = RecentLatency(), counters(batches=2, last_latency_s=0.5)
+    assert latency.read(running) == 0.5  # batches were processed since start
+    assert latency.read(running) == 0.0  # none since the last reading: idle
+    running.batches, running.last_latency_s = 3, 0.2
+    assert latency.read(running) == 0.2
+    assert RecentLatency().read(counters(batches=0, last_latency_s=0.0)) == 0.0
+    stats = worker_stats(running, {}, started_at=0.0, now=1.0, latency_s=latency.read(running))
     assert stats["latency_s"] == 0.0

@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from projection.redis_process import RedisProcess
+
+from tests.fixtures import RedisServer
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path_factory.mktemp("view-redis"))
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("view-redis"))
     server.start()
     yield server
     server.stop()

@@ -16,7 +16,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from projection.redis_process import RedisProcess
 from projection.scored import Scored, scored
 
 from streamer.contract.outputs import Alert, HealthSnapshot
@@ -28,6 +27,7 @@ from streamer.view import handlers
 from streamer.view.app import ROUTES, create_app
 from streamer.view.health import Health
 from streamer.view.settings import ViewSettings
+from tests.fixtures import RedisServer
 
 META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
 STATS = {"processed": 10.0, "rejected": 1.0, "alerts": 3.0, "lag": 4.0, "lag_partition.0": 4.0}
@@ -55,7 +55,7 @@ def expected() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def projected(redis_server: RedisProcess, prefix: str, expected: dict[str, Any]) -> str:
+async def projected(redis_server: RedisServer, prefix: str, expected: dict[str, Any]) -> str:
     await project(redis_server.url, prefix, scored())
     return prefix
 
@@ -74,7 +74,7 @@ async def start(
 
 
 @pytest.fixture
-async def view(redis_server: RedisProcess, projected: str) -> AsyncIterator[TestClient[Any, Any]]:
+async def view(redis_server: RedisServer, projected: str) -> AsyncIterator[TestClient[Any, Any]]:
     client = await start(redis_server.url, projected)
     yield client
     await client.close()
@@ -112,7 +112,7 @@ async def test_an_unknown_account_is_a_404(view: TestClient[Any, Any]) -> None:
     assert body == {"error": "no account 'nobody' in the projection"}
 
 
-async def test_any_account_id_can_be_addressed(redis_server: RedisProcess, prefix: str) -> None:
+async def test_any_account_id_can_be_addressed(redis_server: RedisServer, prefix: str) -> None:
     odd = "ac/ct 1?#<é>&%"
     writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
     writer.snapshot({**next(iter(scored().last.values())), "account_id": odd})
@@ -296,7 +296,7 @@ async def test_no_query_string_makes_a_500(
 # -- security ------------------------------------------------------------------------------------
 
 
-async def test_a_token_guards_every_route_but_healthz(redis_server: RedisProcess, projected: str) -> None:
+async def test_a_token_guards_every_route_but_healthz(redis_server: RedisServer, projected: str) -> None:
     client = await start(redis_server.url, projected, token="s3cret")
     try:
         for path, _ in ROUTES:
@@ -350,7 +350,7 @@ async def raw_get(client: TestClient[Any, Any], path: str, authorization: bytes)
     ],
 )
 async def test_a_malformed_token_is_a_401_not_a_500(
-    redis_server: RedisProcess, projected: str, authorization: bytes
+    redis_server: RedisServer, projected: str, authorization: bytes
 ) -> None:
     client = await start(redis_server.url, projected, token="s3cret")
     try:
@@ -364,7 +364,7 @@ async def test_a_malformed_token_is_a_401_not_a_500(
         await client.close()
 
 
-async def test_a_non_ascii_secret_matches_its_own_bytes(redis_server: RedisProcess, projected: str) -> None:
+async def test_a_non_ascii_secret_matches_its_own_bytes(redis_server: RedisServer, projected: str) -> None:
     client = await start(redis_server.url, projected, token="sécret")
     try:
         assert (await raw_get(client, "/api/portfolio", "Bearer sécret".encode()))[0] == 200
@@ -409,7 +409,7 @@ async def test_the_page_is_self_contained(view: TestClient[Any, Any]) -> None:
 # -- health and metrics --------------------------------------------------------------------------
 
 
-async def test_healthz_reports_redis_workers_and_lag(redis_server: RedisProcess, projected: str) -> None:
+async def test_healthz_reports_redis_workers_and_lag(redis_server: RedisServer, projected: str) -> None:
     client = await start(redis_server.url, projected, kafka=True)
     try:
         body = await get(client, "/healthz")
@@ -447,7 +447,7 @@ async def test_metrics_in_prometheus_format(view: TestClient[Any, Any]) -> None:
 
 
 async def test_redis_down_is_a_503_and_metrics_still_answer(tmp_path: Path, prefix: str) -> None:
-    server = RedisProcess(tmp_path / "redis")
+    server = RedisServer(tmp_path / "redis")
     server.start()
     await project(server.url, prefix, scored())
     client = await start(server.url, prefix)

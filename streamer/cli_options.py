@@ -1,0 +1,75 @@
+"""Command-line options several commands share, declared once: same name, type and bounds.
+
+Each factory takes the help text where the commands word it for their own use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[F], F]
+
+LOGLEVELS = ("debug", "info", "warning")
+
+
+def events_argument() -> Decorator[Any]:
+    """EVENTS: an existing file of contract events (JSON lines, optionally .gz)."""
+    return click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def score_config_option(help: str = "Score configuration (TOML).") -> Decorator[Any]:
+    """`--config FILE` (as `config_path`): an existing score configuration file."""
+    return click.option(
+        "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help
+    )
+
+
+def partitions_option(help: str) -> Decorator[Any]:
+    """`--partitions N`, 1-1024; None leaves it to the settings."""
+    return click.option("--partitions", type=click.IntRange(1, 1024), default=None, help=help)
+
+
+def bootstrap_option(
+    help: str = "Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP).",
+) -> Decorator[Any]:
+    """`--bootstrap HOST:PORT,...`; None leaves it to the settings."""
+    return click.option("--bootstrap", help=help)
+
+
+def connect_timeout_option(default: float, help: str) -> Decorator[Any]:
+    """`--connect-timeout S` (as `connect_timeout_s`): seconds to wait for the broker, above 0."""
+    return click.option(
+        "--connect-timeout",
+        "connect_timeout_s",
+        default=default,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help=help,
+    )
+
+
+def loglevel_option() -> Decorator[Any]:
+    """`--loglevel debug|info|warning`, info by default."""
+    return click.option("--loglevel", default="info", show_default=True, type=click.Choice(LOGLEVELS))
+
+
+def quiet_option(help: str) -> Decorator[Any]:
+    """`--quiet`: no progress output."""
+    return click.option("--quiet", is_flag=True, help=help)
+
+
+def now_option() -> Decorator[Any]:
+    """`--now`: when a file's events count as published, for the bound on event time."""
+    return click.option(
+        "--now",
+        type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+        default=None,
+        help="When the file's events count as published, for the bound on event time (an event more "
+        "than input.max_skew_hours after it is dead-lettered). Default: the start of the run, which "
+        "admits all past data. E.g. 2024-06-01 (UTC) or 2024-06-01T00:00:00+00:00.",
+    )
