@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamer.core.clock import DAY
-from streamer.core.config import Bands, Peers, PeerSignal, ScoreConfig
+from streamer.core.config import Bands, Peers, PeerSignal, ScoreConfig, SignalWeights
 from streamer.core.engine import PartitionEngine
 from streamer.core.peers import (
     ALL,
@@ -171,7 +171,9 @@ def test_curve_mode_and_too_few_peers_use_the_fixed_curve() -> None:
 
 
 def test_a_reason_says_where_the_account_stands_among_its_peers() -> None:
-    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    # events_28d counts only through usage_28d by default (weight 0: no reason of its own)
+    weighted = SignalWeights(events_28d=2.0)
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4), signal_weights=weighted))
     reasons = {r["signal"]: r for r in explain(feed.evaluate("a1", at(40, 12)))}
     assert (
         reasons["events_28d"]["message"]
