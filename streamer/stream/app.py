@@ -23,15 +23,15 @@ from streamer.projection.resync import Resync
 from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
-from streamer.stream.consumer import ScoringApp
+from streamer.stream.consumer import InputLane, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.scorer import STALL_S, Scorer
 from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 4000  # messages per batch (one table write per account per batch)
-BATCH_WITHIN_S = 0.25  # or whatever arrived within this long
+BATCH_MAX = 4000  # messages per batch, about (one table write per account per batch)
+FETCH_MAX = 1000  # records per fetch: a fetch is never split, so this bounds a batch's overshoot
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
 
@@ -212,7 +212,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
@@ -222,6 +224,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         stream_buffer_maxsize=BATCH_MAX * 2,
+        # Without a cap one fetch returned everything the broker had (16,000 records and more on
+        # a backlog): one batch, no commit for minutes on a loaded machine.
+        broker_max_poll_records=FETCH_MAX,
     )
     # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
@@ -234,7 +239,16 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     sink = KafkaSink(app, settings)
     projection = redis_projection(settings, config)
     offsets = ConsumerOffsets(app, settings.kafka_bootstrap)
-    scorer = Scorer(settings, config, accounts, clocks, sink, offsets, projection=projection)
+    lane = InputLane(settings.input_topics.values())
+    app.input_lane = lane  # type: ignore[attr-defined]  # the consumer hands input fetches to it
+
+    def acknowledge(messages: Sequence[Any]) -> None:
+        consumer = cast(RebalanceSafeConsumer, app.consumer)
+        consumer.ack_inputs(messages)
+
+    scorer = Scorer(
+        settings, config, accounts, clocks, sink, offsets, projection=projection, acknowledge=acknowledge
+    )
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
         *settings.input_topics.values(),
@@ -244,11 +258,14 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         value_serializer="raw",
     )
 
-    @app.agent(source, concurrency=1)  # concurrency 1: faust may commit past unprocessed messages
+    # The agent subscribes the group to the input topics (faust assigns, seeks and commits them),
+    # but their records reach it through the input lane, not faust's stream: a batch is every
+    # fetch that arrived while the previous batch ran. Concurrency 1: one batch at a time.
+    @app.agent(source, concurrency=1)
     async def score(stream: Any) -> None:
-        # noack: the scorer acknowledges each message once it is applied (see Scorer._release).
+        # The scorer acknowledges each message once its effects are durable (`Checkpoint`).
         # A failure here ends the process: faust would leave it up with the agent stopped.
-        await consume(stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S), scorer.process)
+        await consume(lane.batches(BATCH_MAX), scorer.process)
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         await scorer.revoked()
@@ -278,7 +295,6 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
-        c.consumer_gaps = consumer_gaps(app)
         log.info(
             "progress",
             extra={
@@ -302,11 +318,6 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     if projection is not None:
         _project(app, settings, scorer, projection)
     return app
-
-
-def consumer_gaps(app: faust.App) -> int:
-    """Offset ranges faust's consumer recorded as gaps (see `RebalanceSafeConsumer._add_gap`)."""
-    return int(getattr(app.consumer, "gaps", 0))
 
 
 def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
@@ -342,7 +353,6 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
 
     @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]
     async def stage_stats() -> None:
-        scorer.counters.consumer_gaps = consumer_gaps(app)
         stats = worker_stats(
             scorer.counters,
             consumer_lag(app, inputs),

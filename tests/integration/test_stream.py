@@ -840,8 +840,10 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
 ) -> None:
     events = history(13)
     # A killed member keeps its partitions until its session times out (60 s by default), which
-    # would delay the restart that long; faust reads these two from the environment.
-    deployment = deploy(worker_env={"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"})
+    # would delay the restart that long.
+    deployment = deploy(
+        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
+    )
     first = deployment.start_worker("w1")
     deployment.wait_group(1)
     replay_live_until(deployment, events, seconds=10, fraction=0.4)
@@ -874,7 +876,10 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     deployment = deploy()
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
     deployment.wait_group(1)
-    replay_live_until(deployment, events, seconds=12, fraction=0.25)
+    # Spread over long enough that events still flow when the second worker has joined: a
+    # worker takes up to a minute to start on a busy machine, and the first one keeps up with
+    # any rate of this test, so a shorter replay would be over before the rebalance.
+    replay_live_until(deployment, events, seconds=90, fraction=0.1)
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     # The rebalance completes while events still flow: the newcomer scores its partitions.
     deployment.wait_for(
@@ -882,12 +887,37 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
         lambda: "partition engine ready" in second.text(),
         timeout=180,  # bounds a hang only: a rebalance on a busy 2-core machine can take a while
     )
-    assert deployment.background[0].wait(timeout=60) == 0
+    assert deployment.background[0].wait(timeout=180) == 0
     deployment.settle(first, second)
     assert_no_offsets_skipped(first, second)  # first: a lost delivery explains any difference
     assert_same_as_offline(deployment, events)
     letters = deployment.dead_letters()  # re-reads after the rebalance are skipped by offset
     assert not letters, f"{len(letters)} valid events dead-lettered, e.g. {short(letters[0], 400)}"
+
+
+def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offlines_answers(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    """Several workers on one machine use every core: the partitions are split between them
+    (the consumer group), each scores its own, and together they give offline's answers."""
+    events = history(15)
+    deployment = deploy()
+    first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    deployment.wait_group(2, timeout=180)  # bounds a hang: joining takes a while on a busy machine
+    deployment.replay(events.events)
+    deployment.settle(first, second)
+
+    def scored(worker: Worker) -> set[int]:
+        lines = [orjson.loads(line) for line in worker.text().splitlines() if line.startswith("{")]
+        return {line["partition"] for line in lines if line.get("msg") == "partition engine ready"}
+
+    mine, theirs = scored(first), scored(second)
+    assert mine and theirs, f"one worker scored nothing: w1 {sorted(mine)}, w2 {sorted(theirs)}"
+    assert mine | theirs == set(range(PARTITIONS))
+    assert_no_offsets_skipped(first, second)
+    assert_same_as_offline(deployment, events)
+    assert not deployment.dead_letters()
 
 
 def test_sigterm_stops_a_worker_mid_backlog_promptly(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -455,6 +456,33 @@ async def test_partitions_that_delivered_recently_are_not_sought(world: World) -
     await world.scorer.reread_stalled()  # just assigned: not silent for STALL_S yet
     assert world.offsets.seeks == [] and world.scorer.counters.rereads == 0
     assert world.offsets.end_offsets_calls == 0
+
+
+async def test_time_spent_on_a_long_batch_is_not_silence(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    fake_time = SimpleNamespace(monotonic=lambda: clock[0], time=time.time, perf_counter=time.perf_counter)
+    monkeypatch.setattr(scorer_module, "time", fake_time)
+    world.scorer.assigned_at = clock[0]
+    offsets = world.offsets
+    offsets.restarts[(SUBS, PARTITION)] = 5
+    offsets.ends[(SUBS, PARTITION)] = 7  # a backlog: its fetches wait while the scorer works
+    offsets.ends[(USAGE, PARTITION)] = 10
+    end_offsets = offsets.end_offsets
+
+    async def slow_end_offsets(tps: Any) -> Any:
+        clock[0] += scorer_module.STALL_S + 5  # a busy machine: the batch takes that long
+        return await end_offsets(tps)
+
+    monkeypatch.setattr(offsets, "end_offsets", slow_end_offsets)
+    await world.scorer.process([world.usage(3)])
+    await world.scorer.reread_stalled()
+    assert offsets.seeks == []  # the other partitions could not deliver while it ran
+
+    clock[0] += scorer_module.STALL_S + 1  # then silent while the scorer waited: stalled
+    await world.scorer.reread_stalled()
+    assert sorted(offsets.seeks) == [(SUBS, PARTITION, 5), (USAGE, PARTITION, 4)]
 
 
 async def test_nothing_is_read_again_during_a_rebalance_nor_just_after_it(world: World) -> None:
