@@ -274,7 +274,10 @@ class PartitionEngine:
     def _reference(self, midnight: int) -> PeerReference:
         accounts = self.accounts
         pairs = ((accounts[aid].usage, accounts[aid].revenue) for aid in sorted(self.members))
-        return build_reference(pairs, midnight, self._lateness, self.config.peers.group_by == "plan")
+        peers = self.config.peers
+        return build_reference(
+            pairs, midnight, self._lateness, peers.group_by == "plan", peers.composite_weights, peers.compared
+        )
 
     def _due(self, account: Account, tick: int) -> bool:
         """Whether an idle account needs re-scoring at this tick.
