@@ -102,7 +102,7 @@ def _held_out(figures: dict[str, Any], name: str) -> float | None:
 def row(portfolio: Portfolio) -> list[str]:
     figures = portfolio.figures
     if not figures:
-        return [portfolio.name, *["-"] * 7, portfolio.error[:60]]
+        return [portfolio.name, *["-"] * 8, portfolio.error[:60]]
     horizon = figures["horizons"][HORIZON]
     baseline = (figures.get("baseline") or {}).get("auc", {}).get(HORIZON)
     default = horizon["auc"]
@@ -120,6 +120,10 @@ def row(portfolio: Portfolio) -> list[str]:
     if tuned is not None and default_held is not None:
         tuned_ok = tuned >= default_held and (logistic is None or tuned >= logistic)
     ratio_ok = ratio is not None and ratio >= RATIO  # no red sample at all: the score never warns
+    by_band = " / ".join(
+        "- (0)" if bands[b]["rate"] is None else f"{bands[b]['rate'] * 100:.1f}% ({bands[b]['samples']:,})"
+        for b in ("green", "yellow", "red")
+    )
     ratio_text = "-" if ratio is None else ("inf" if math.isinf(ratio) else f"{ratio:.1f}x")
     return [
         portfolio.name,
@@ -130,6 +134,7 @@ def row(portfolio: Portfolio) -> list[str]:
         f"{_auc(tuned)} (vs {_auc(default_held)})" + _verdict(tuned_ok),
         _auc(logistic),
         ratio_text + _verdict(ratio_ok) + ("" if red is not None else " (no red)"),
+        by_band,
         portfolio.error[:60],
     ]
 
@@ -143,6 +148,7 @@ HEADER = [
     "tuned AUC60 held out (vs default)",
     "logistic AUC60",
     "red/green 60d",
+    "churn 60d green / yellow / red (samples)",
     "note",
 ]
 

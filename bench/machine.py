@@ -14,15 +14,15 @@ def load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def git_revision() -> str:
-    """The short revision measured, marked when the working tree has uncommitted changes."""
+def git_revision(where: Path = BENCH_DIR) -> str:
+    """The short revision of the checkout at `where`, marked when it has uncommitted changes."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=BENCH_DIR,
+            cwd=where,
             capture_output=True,
             text=True,
             check=True,

@@ -17,9 +17,10 @@ and app id per run, 4 partitions, keyed and partitioned by account_id), then:
                     (account_id, raised_at) (each probe has a unique occurred_at). Baseline: the
                     same probes copied by a raw consume->produce relay, measured at the same time.
 
-The issue's target is >= 5,000 events/s per worker. Everything the run creates (topics, the
-worker's data dir) is removed at the end unless --keep; the local broker is started when it is
-not running and left running.
+Targets: one worker >= 10,000 events/s and >= 15,000 events per CPU second, two worker
+processes of one group >= 1.6x one, publish->alert p99 <= 300 ms at 2,000 events/s.
+Everything the run creates (topics, the worker's data dir) is removed at the end unless
+--keep; the local broker is started when it is not running and left running.
 
     .venv/bin/python bench/stream_throughput.py
     .venv/bin/python bench/stream_throughput.py --accounts 20 --latency-seconds 5   # quick run
@@ -58,7 +59,10 @@ from streamer.sim import SimulationConfig, generate_events
 from streamer.stream.topics import ensure_topics
 
 BENCH_DIR = Path(__file__).resolve().parent
-TARGET_RATE = 5_000  # events/s per worker process
+TARGET_RATE = 10_000  # events/s, one worker process (wall clock)
+TARGET_CPU_RATE = 15_000  # events per CPU second, one worker process
+TARGET_SCALE = 1.6  # two processes on two cores vs one
+TARGET_P99_MS = 300.0  # publish -> alert at 2,000 events/s
 PROBE_RULE = "nps_detractor"
 
 
@@ -150,15 +154,22 @@ class Run:
     def input_partitions(self) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t in self.inputs for p in range(self.partitions)]
 
-    def env(self) -> dict[str, str]:
-        return {
+    def env(
+        self, app_id: str | None = None, data_dir: Path | None = None, src: Path | None = None
+    ) -> dict[str, str]:
+        """A worker's environment; `src`: run the healthstream source in that folder instead
+        (a checkout of another revision, e.g. `git worktree add bench/out/base main`)."""
+        env = {
             **os.environ,
             "HEALTHSTREAM_KAFKA_BOOTSTRAP": self.bootstrap,
             "HEALTHSTREAM_TOPIC_PREFIX": self.prefix,
-            "HEALTHSTREAM_APP_ID": self.app_id,
-            "HEALTHSTREAM_DATA_DIR": str(self.run_dir / "worker"),
+            "HEALTHSTREAM_APP_ID": app_id or self.app_id,
+            "HEALTHSTREAM_DATA_DIR": str(data_dir or self.run_dir / "worker"),
             "HEALTHSTREAM_PARTITIONS": str(self.partitions),
         }
+        if src is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
+        return env
 
 
 async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
@@ -266,7 +277,9 @@ class WorkerDied(RuntimeError):
     pass
 
 
-async def start_worker(run: Run, log_path: Path) -> asyncio.subprocess.Process:
+async def start_worker(
+    run: Run, log_path: Path, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         return await asyncio.create_subprocess_exec(
@@ -276,9 +289,44 @@ async def start_worker(run: Run, log_path: Path) -> asyncio.subprocess.Process:
             "info",
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=run.env(),
+            env=env or run.env(),
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, and we stop it
         )
+
+
+async def start_profiler(pid: int, out: Path) -> asyncio.subprocess.Process | None:
+    """py-spy sampling the worker `pid` into a flame graph `out` until it gets SIGINT."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        print("  (py-spy is not installed in this venv: no flame graph)")
+        return None
+    return await asyncio.create_subprocess_exec(
+        str(py_spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--nonblocking",
+        "--rate",
+        "100",
+        "-o",
+        str(out),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+async def stop_profiler(profiler: asyncio.subprocess.Process | None, out: Path) -> None:
+    if profiler is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        profiler.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(profiler.wait(), 60)
+        print(f"  flame graph of the worker: {out}")
+    except TimeoutError:
+        profiler.kill()
+        await profiler.wait()
 
 
 async def stop_worker(
@@ -335,7 +383,6 @@ class Peer:
 
     def command(self, run: Run, out_topic: str, state_dir: Path) -> list[str]:
         python = str(quix_python()) if self.name == "quix" else sys.executable
-        state_flag = "--state-dir" if self.name == "quix" else "--data-dir"
         return [
             python,
             str(PEERS_DIR / self.script),
@@ -345,7 +392,7 @@ class Peer:
             self.group(run),
             "--out",
             out_topic,
-            state_flag,
+            "--state-dir",
             str(state_dir),
             *run.inputs,
         ]
@@ -363,6 +410,7 @@ PEERS = {
             "faust take_events, one table write + send per account per batch",
             "faust_batch_peer.py",
         ),
+        Peer("faust-event", "faust per event, one table write + send per event", "faust_event_peer.py"),
     )
 }
 
@@ -390,7 +438,7 @@ async def measure_peer(
         )
     try:
         await wait_committed(
-            admin, peer.group(run), ends, process, progress, timeout=args.timeout, stall=args.stall
+            admin, peer.group(run), ends, [process], progress, timeout=args.timeout, stall=args.stall
         )
     except (WorkerDied, TimeoutError) as error:
         raise WorkerDied(f"peer {peer.name}: {error}\n{log_tail(log_path)}") from None
@@ -419,27 +467,29 @@ async def wait_committed(
     admin: AIOKafkaAdminClient,
     group: str,
     ends: dict[TopicPartition, int],
-    process: asyncio.subprocess.Process,
+    processes: Sequence[asyncio.subprocess.Process],
     progress: Progress,
     *,
     timeout: float,
     stall: float,
     poll: float = 0.1,
 ) -> Progress:
-    """Poll the group's committed offsets until every input partition is committed to its end."""
+    """Poll the group's committed offsets until every input partition is committed to its end;
+    CPU seconds are the sum over `processes`."""
     wanted = {tp: end for tp, end in ends.items() if end > 0}
     last_change, last_value = time.perf_counter(), -1
     while True:
-        if process.returncode is not None:
-            raise WorkerDied(f"the worker exited with code {process.returncode}")
+        for process in processes:
+            if process.returncode is not None:
+                raise WorkerDied(f"the worker exited with code {process.returncode}")
         try:
             offsets = await admin.list_consumer_group_offsets(group, partitions=list(wanted))
         except Exception:  # the group does not exist until the worker's first commit
             offsets = {}
         now = time.perf_counter()
-        cpu = cpu_seconds(process.pid)
-        if cpu is not None:
-            progress.cpu.append((now, cpu))
+        cpus = [cpu_seconds(process.pid) for process in processes]
+        if all(cpu is not None for cpu in cpus):
+            progress.cpu.append((now, sum(cpu for cpu in cpus if cpu is not None)))
         committed = {tp: max(0, meta.offset) for tp, meta in offsets.items() if tp in wanted}
         value = sum(min(committed.get(tp, 0), end) for tp, end in wanted.items())
         progress.points.append((now, value))
@@ -600,7 +650,9 @@ async def measure_latency(
         await producer.flush()
         ends = await end_offsets(run.bootstrap, run.input_partitions())
         warmup = Progress(time.perf_counter())
-        await wait_committed(admin, run.app_id, ends, worker, warmup, timeout=args.timeout, stall=args.stall)
+        await wait_committed(
+            admin, run.app_id, ends, [worker], warmup, timeout=args.timeout, stall=args.stall
+        )
 
         alerts = await assigned_at_end(run.bootstrap, [run.topic("alerts")], run.partitions)
         relay_in = await assigned_at_end(run.bootstrap, run.inputs, run.partitions)
@@ -728,11 +780,80 @@ async def main(args: argparse.Namespace) -> int:
                 (f"p. {peer.label}", total, peer_seconds, peer_cpu, "start to caught up (cpu: the peer)")
             )
 
+        rows: list[tuple[str, int, float, float, str]] = []
+        by_label: dict[str, tuple[float, float]] = {}  # label -> (events/s, events per cpu s)
+
+        def add_row(label: str, key: str, n: int, seconds: float, cpu: float, note: str) -> None:
+            rows.append((label, n, seconds, cpu, note))
+            by_label[key] = (n / seconds if seconds > 0 else math.nan, n / cpu if cpu > 0 else math.nan)
+
+        add_row(
+            "a. raw consume->produce (aiokafka)",
+            "raw",
+            count,
+            raw_seconds,
+            raw_cpu,
+            "consume 4 topics, produce, commit (cpu: this process)",
+        )
+        for label, n, sec, cpu, note in peer_rows:
+            add_row(label, label, n, sec, cpu, note)
+
+        async def workers(key: str, processes: int, src: Path | None) -> Progress:
+            """`processes` workers of one group from their start until it committed every end."""
+            app_id = f"{run.app_id}-{key}"
+            started = []
+            progress = Progress(time.perf_counter())
+            try:
+                for number in range(processes):
+                    env = run.env(app_id=app_id, data_dir=run.run_dir / f"{key}-{number}", src=src)
+                    started.append(await start_worker(run, run.run_dir / f"{key}-{number}.log", env))
+                await wait_committed(
+                    admin, app_id, ends, started, progress, timeout=args.timeout, stall=args.stall
+                )
+            finally:
+                for process in started:
+                    await stop_worker(process)
+            return progress
+
+        def seconds_cpu(progress: Progress) -> tuple[float, float]:
+            assert progress.done_at is not None
+            return progress.done_at - progress.started, progress.cpu[-1][1] if progress.cpu else math.nan
+
+        if args.baseline_src:
+            base = await workers("previous", 1, args.baseline_src)
+            seconds, cpu = seconds_cpu(base)
+            print(f"  w. previous worker: {seconds:.1f} s", flush=True)
+            add_row(
+                f"w. previous `streamer worker` ({args.baseline_src.name}), 1 process",
+                "previous",
+                total,
+                seconds,
+                cpu,
+                f"revision {git_revision(args.baseline_src)} (cpu: the worker)",
+            )
+        if args.two:
+            two = await workers("two", 2, None)
+            seconds, cpu = seconds_cpu(two)
+            print(f"  b2. two workers: {seconds:.1f} s", flush=True)
+            add_row(
+                "b2. `streamer worker` x 2 processes, one group",
+                "two",
+                total,
+                seconds,
+                cpu,
+                "start to caught up (cpu: both workers)",
+            )
+
         progress = Progress(time.perf_counter())
         worker = await start_worker(run, log_path)
-        await wait_committed(
-            admin, run.app_id, ends, worker, progress, timeout=args.timeout, stall=args.stall
-        )
+        flame = BENCH_DIR / "out" / f"flame-{run.run_id}.svg"
+        profiler = await start_profiler(worker.pid, flame) if args.profile else None
+        try:
+            await wait_committed(
+                admin, run.app_id, ends, [worker], progress, timeout=args.timeout, stall=args.stall
+            )
+        finally:
+            await stop_profiler(profiler, flame)
         assert progress.done_at is not None
         wall = progress.done_at - progress.started
         print(f"  b. worker: {wall:.1f} s", flush=True)
@@ -743,32 +864,44 @@ async def main(args: argparse.Namespace) -> int:
         )
         cpu_done = progress.cpu[-1][1] if progress.cpu else math.nan
         cpu_first = next((c for at, c in progress.cpu if at >= first_at), math.nan)
-        measured = [
-            (
-                "a. raw consume->produce (aiokafka)",
-                count,
-                raw_seconds,
-                raw_cpu,
-                "consume 4 topics, produce, commit (cpu: this process)",
-            ),
-            (
-                "b. `streamer worker`, start to caught up",
-                total,
-                wall,
-                cpu_done,
-                f"startup to first commit {first_at - progress.started:.1f} s (cpu: the worker)",
-            ),
-            (
-                "   same, first commit to caught up",
-                total - first_value,
-                progress.done_at - first_at,
-                cpu_done - cpu_first,
-                ", ".join(f"{name.rsplit('.', 1)[-1]} {n:,}" for name, n in outputs.items()),
-            ),
-            *peer_rows,
-        ]
+        add_row(
+            "b. `streamer worker`, 1 process, start to caught up",
+            "one",
+            total,
+            wall,
+            cpu_done,
+            f"startup to first commit {first_at - progress.started:.1f} s (cpu: the worker)",
+        )
+        add_row(
+            "   same, first commit to caught up",
+            "one-steady",
+            total - first_value,
+            progress.done_at - first_at,
+            cpu_done - cpu_first,
+            ", ".join(f"{name.rsplit('.', 1)[-1]} {n:,}" for name, n in outputs.items()),
+        )
+        raw_rate = by_label["raw"][0]
+        previous = by_label.get("previous")
+
+        def versus_previous(key: str, index: int) -> str:
+            if previous is None or key not in ("one", "two", "previous"):
+                return "-"
+            return f"{by_label[key][index] / previous[index]:.2f}"
+
+        keys = list(by_label)
         print_table(
-            ("measurement", "events", "seconds", "events/s", "vs (a)", "cpu s", "events/cpu s", ""),
+            (
+                "measurement",
+                "events",
+                "seconds",
+                "events/s",
+                "vs (a)",
+                "cpu s",
+                "events/cpu s",
+                "vs prev",
+                "cpu vs prev",
+                "",
+            ),
             [
                 (
                     label,
@@ -778,17 +911,30 @@ async def main(args: argparse.Namespace) -> int:
                     f"{n / sec / raw_rate:.3f}" if sec > 0 else "-",
                     f"{cpu:.2f}",
                     f"{n / cpu:,.0f}" if cpu > 0 else "-",
+                    versus_previous(key, 0),
+                    versus_previous(key, 1),
                     note,
                 )
-                for label, n, sec, cpu, note in measured
+                for key, (label, n, sec, cpu, note) in zip(keys, rows, strict=True)
             ],
         )
-        rate = total / wall
-        print(
-            f"\ntarget: >= {TARGET_RATE:,} events/s per worker process: "
-            f"{'MET' if rate >= TARGET_RATE else 'NOT MET'} ({rate:,.0f} events/s start to caught up, "
-            f"{steady:,.0f} events/s after the first commit)"
-        )
+        one_rate, one_cpu = by_label["one"]
+
+        def verdict(met: bool) -> str:
+            return "MET" if met else "NOT MET"
+
+        verdicts = [
+            f">= {TARGET_RATE:,} events/s, one process: {verdict(one_rate >= TARGET_RATE)} "
+            f"({one_rate:,.0f} start to caught up, {steady:,.0f} after the first commit)",
+            f">= {TARGET_CPU_RATE:,} events per CPU second: {verdict(one_cpu >= TARGET_CPU_RATE)} "
+            f"({one_cpu:,.0f})",
+        ]
+        if "two" in by_label:
+            scale = by_label["two"][0] / one_rate
+            verdicts.append(
+                f"two processes >= {TARGET_SCALE:g}x one: {verdict(scale >= TARGET_SCALE)} ({scale:.2f}x)"
+            )
+        print("\ntargets:\n  " + "\n  ".join(verdicts))
 
         if args.latency_seconds > 0:
             print(
@@ -833,6 +979,12 @@ async def main(args: argparse.Namespace) -> int:
                         f"{percentile(sorted(v), 0.5):.0f}/{max(v):.0f}" for _, v in sorted(windows.items())
                     )
                 )
+            p99 = worker_latency.p(0.99)
+            print(
+                f"target: publish -> alert p99 <= {TARGET_P99_MS:g} ms at 2,000 events/s: "
+                f"{'MET' if p99 <= TARGET_P99_MS and achieved >= 1900 else 'NOT MET'} "
+                f"(p99 {p99:,.0f} ms at {achieved:,} events/s)"
+            )
             if worker_latency.missing:
                 print(f"{worker_latency.missing} probes raised no {PROBE_RULE} alert within {args.drain:g} s")
     except (WorkerDied, TimeoutError) as error:
@@ -863,7 +1015,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--accounts", type=int, default=100, help="accounts in the history (default: %(default)s)")
     add("--months", type=int, default=12, help="months of history (default: %(default)s)")
     add("--seed", type=int, default=11, help="simulation and probe seed (default: %(default)s)")
-    add("--rate", type=float, default=500, help="events/s in the latency phase (default: %(default)s)")
+    add("--rate", type=float, default=2000, help="events/s in the latency phase (default: %(default)s)")
     add(
         "--latency-seconds",
         type=float,
@@ -891,11 +1043,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add(
         "--peers",
-        default="quix,faust-batch",
+        default="quix,faust-batch,faust-event",
         help="comma-separated peers measured on the same history before the worker: "
         f"{', '.join(PEERS)}; '' for none (default: %(default)s; quix installs quixstreams "
         "into its own virtualenv under bench/out/ the first time)",
     )
+    add(
+        "--baseline-src",
+        type=Path,
+        help="also measure the worker of the healthstream source in this folder (another revision, "
+        "e.g. `git worktree add bench/out/base main`), as row w. and the 'vs prev' columns",
+    )
+    add("--no-two", dest="two", action="store_false", help="skip the two-process row b2.")
+    add("--profile", action="store_true", help="py-spy flame graph of the one-process worker (bench/out/)")
     add("--keep", action="store_true", help="keep the run's topics and worker data dir")
     args = parser.parse_args(argv)
     args.peers = [name.strip() for name in args.peers.split(",") if name.strip()]

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamer.core.config import ScoreConfig
@@ -34,6 +34,25 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".local/worker")
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     score_config: Path | None = None
+    # Failover: a stopped or killed worker's partitions move to the others once the group
+    # coordinator misses its heartbeats for this long (the broker allows 6 s to 30 min).
+    session_timeout_s: Annotated[float, Field(ge=6, le=1800)] = 60.0
+    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 3.0
+    # Workers that also keep a copy of other partitions' tables (from their changelogs), so a
+    # partition that moves to them is ready without replaying its changelog first.
+    standby_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+
+    @field_validator("heartbeat_interval_s")
+    @classmethod
+    def _heartbeat_within_session(cls, heartbeat: float, info: ValidationInfo) -> float:
+        session = info.data.get("session_timeout_s")
+        if session is not None and heartbeat > session / 3:
+            raise ValueError(
+                f"must be at most a third of the session timeout ({session:g} s: "
+                f"HEALTHSTREAM_SESSION_TIMEOUT_S), so that a missed heartbeat or two does not end "
+                f"the membership; use {session / 3:g} or less"
+            )
+        return heartbeat
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. `usage` -> `cs.usage`."""

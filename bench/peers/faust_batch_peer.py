@@ -5,38 +5,31 @@ count and latest event time, RocksDB with a changelog) and one output record. Ru
 the benchmark watches its consumer group's commits. The same work as the Quix Streams peer, with
 the faust version healthstream runs on.
 
-    python faust_batch_peer.py --bootstrap 127.0.0.1:9092 --group G --out OUT --data-dir DIR IN...
+    python faust_batch_peer.py --bootstrap 127.0.0.1:9092 --group G --out OUT --state-dir DIR IN...
 """
 
 from __future__ import annotations
 
-import argparse
 import weakref
 from typing import Any
 
 import faust
 import orjson
+from common import peer_arguments
 from faust.streams import _current_event
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--out", required=True, help="output topic")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("inputs", nargs="+", help="input topics")
-    args = parser.parse_args()
+    args = peer_arguments(__doc__.splitlines()[0])
     app = faust.App(
         args.group,
         broker=f"kafka://{args.bootstrap}",
         store="rocksdb://",
-        datadir=args.data_dir,
+        datadir=args.state_dir,
         topic_partitions=args.partitions,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
-        broker_commit_interval=1.0,
+        broker_commit_interval=args.commit_interval,
     )
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
     table = app.Table("accounts", schema=schema, key_type=str, value_type=bytes, partitions=args.partitions)

@@ -12,9 +12,9 @@ a separate virtualenv where `quixstreams` is installed (made on demand under ben
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
+from common import peer_arguments
 from quixstreams import Application, State
 
 
@@ -28,14 +28,7 @@ def update(value: dict[str, Any], state: State) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--out", required=True, help="output topic")
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--commit-interval", type=float, default=1.0)
-    parser.add_argument("inputs", nargs="+", help="input topics")
-    args = parser.parse_args()
+    args = peer_arguments(__doc__.splitlines()[0])
     app = Application(
         broker_address=args.bootstrap,
         consumer_group=args.group,

@@ -186,7 +186,8 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"(a training month start m is used only if m + {TUNE_HORIZON} days <= the first held-out one); "
         "default = the configuration tested (--config, else the built-in defaults)",
         f"L2 penalty by time-ordered cross-validation inside the training months "
-        f"({len(tuning.health_selection.folds)} folds, validation log-loss): health fit "
+        f"({len(tuning.health_selection.folds)} folds, pooled validation AUC, then log-loss; "
+        "standardised columns): health fit "
         f"{health.l2:g}, plain fit {plain.l2:g}",
         "",
     ]
@@ -308,6 +309,10 @@ def to_json(result: Backtest) -> dict[str, Any]:
             "cv_log_loss": {
                 "health": {str(k): v for k, v in tuning.health_selection.losses.items()},
                 "plain": {str(k): v for k, v in tuning.plain_selection.losses.items()},
+            },
+            "cv_auc": {
+                "health": {str(k): v for k, v in tuning.health_selection.aucs.items()},
+                "plain": {str(k): v for k, v in tuning.plain_selection.aucs.items()},
             },
             "plain_coefficients": {
                 "intercept": tuning.plain.intercept,

@@ -112,11 +112,18 @@ class Curves(Strict):
 
 
 class SignalWeights(Strict):
-    """How much each signal counts inside its component (renormalised over present signals)."""
+    """How much each signal counts inside its component (renormalised over present signals).
 
-    stickiness: Weight = 1.0
-    seat_utilisation: Weight = 1.0
-    feature_breadth: Weight = 1.0
+    Adoption leans on the volume of use, as the composite `usage_28d` (the volume signals ranked
+    among peers, see [peers.composite]); the volume signals themselves are features (0: in the
+    snapshot and open to `backtest --tune`, not counted twice). The ratio signals (stickiness,
+    seat utilisation, feature breadth) ranked churners near chance on portfolios they were not
+    written for and diluted the volume: they keep a small weight.
+    """
+
+    stickiness: Weight = 0.0  # ~chance on the ChurnSim portfolios (docs/backtest.md)
+    seat_utilisation: Weight = 0.5
+    feature_breadth: Weight = 0.5
     usage_trend: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
     recency_days: Weight = 1.0
     open_high_priority: Weight = 1.5
@@ -131,12 +138,13 @@ class SignalWeights(Strict):
     payment_failures: Weight = 1.5
     scheduled_cancellation: Weight = 4.0
     days_to_renewal: Weight = 0.5
-    events_28d: Weight = 2.0
-    active_days_28d: Weight = 2.0
-    user_days_28d: Weight = 1.0
-    events_per_seat_28d: Weight = 1.0
-    events_per_user_day_28d: Weight = 1.0
+    events_28d: Weight = 0.0  # in usage_28d
+    active_days_28d: Weight = 0.0  # in usage_28d
+    user_days_28d: Weight = 0.0  # in usage_28d
+    events_per_seat_28d: Weight = 0.0  # in usage_28d
+    events_per_user_day_28d: Weight = 0.0  # in usage_28d
     events_trend_28d: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
+    usage_28d: Weight = 4.0  # the volume signals' composite, ranked among peers ([peers.composite])
 
 
 class ComponentWeights(Strict):
@@ -158,19 +166,38 @@ class ComponentWeights(Strict):
 
 
 class Bands(Strict):
-    """Score thresholds: green >= green, yellow >= yellow, red below."""
+    """Score thresholds: green >= green, yellow >= yellow, red below; and usage among peers.
+
+    An account whose overall use (`usage_28d`, the volume composite ranked among its peers) is
+    below the `red_usage_below` percentile is red, below `yellow_usage_below` at best yellow,
+    whatever its score: a mean of many sub-scores rarely reaches the red score range on a
+    portfolio where only usage moves, and the bottom tenth of use is where churn concentrates
+    (0 turns either off).
+    """
 
     green: Annotated[float, Field(ge=0, le=100)] = 70
     yellow: Annotated[float, Field(ge=0, le=100)] = 40
+    red_usage_below: Annotated[float, Field(ge=0, le=100)] = 10
+    yellow_usage_below: Annotated[float, Field(ge=0, le=100)] = 25
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.yellow > self.green:
             raise ValueError(f"bands.yellow ({self.yellow}) must not exceed bands.green ({self.green})")
+        if self.red_usage_below > self.yellow_usage_below:
+            raise ValueError(
+                f"bands.red_usage_below ({self.red_usage_below}) must not exceed "
+                f"bands.yellow_usage_below ({self.yellow_usage_below})"
+            )
         return self
 
-    def band(self, score: float) -> Band:
-        return Band.green if score >= self.green else Band.yellow if score >= self.yellow else Band.red
+    def band(self, score: float, usage: float | None = None) -> Band:
+        """The band of a score and, when known, of the usage composite's percentile among peers."""
+        if score < self.yellow or (usage is not None and usage < self.red_usage_below):
+            return Band.red
+        if score < self.green or (usage is not None and usage < self.yellow_usage_below):
+            return Band.yellow
+        return Band.green
 
 
 class Segment(Strict):
@@ -199,6 +226,16 @@ def _peer_defaults() -> dict[str, PeerSignal]:
     return {name: PeerSignal() for name in PEER_SIGNALS}
 
 
+def _composite_defaults() -> dict[str, float]:
+    return {
+        "events_28d": 2.0,
+        "active_days_28d": 2.0,
+        "user_days_28d": 1.0,
+        "events_per_seat_28d": 1.0,
+        "events_per_user_day_28d": 1.0,
+    }
+
+
 class Peers(Strict):
     """Peer-relative scoring: who an account is compared with, and which signals are compared.
 
@@ -210,6 +247,20 @@ class Peers(Strict):
     group_by: Literal["plan", "all"] = "plan"
     min_peers: Annotated[int, Field(ge=1)] = 20
     signals: dict[str, PeerSignal] = Field(default_factory=_peer_defaults)
+    # Weights of the volume signals' percentiles in the composite `usage_28d` (ranked again
+    # among peers); a signal in curve mode does not count. Empty: no composite.
+    composite: dict[str, Weight] = Field(default_factory=_composite_defaults)
+
+    @field_validator("composite")
+    @classmethod
+    def _composite_known(cls, composite: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(composite) - set(PEER_SIGNALS))
+        if unknown:
+            raise ValueError(
+                f"peers.composite names {', '.join(unknown)}, which are not peer signals; "
+                f"choose among {', '.join(PEER_SIGNALS)}"
+            )
+        return composite
 
     @field_validator("signals")
     @classmethod
@@ -226,6 +277,12 @@ class Peers(Strict):
     def compared(self) -> dict[str, bool]:
         """Signal -> higher is healthier, for the signals in peer mode."""
         return {name: s.higher_is_healthier for name, s in self.signals.items() if s.mode == "peer"}
+
+    @cached_property
+    def composite_weights(self) -> dict[str, float]:
+        """The composite's weights of the signals in peer mode (others do not count)."""
+        compared = self.compared
+        return {name: w for name, w in sorted(self.composite.items()) if name in compared and w > 0}
 
 
 class Lifecycle(Strict):

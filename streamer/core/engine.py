@@ -6,6 +6,7 @@ and in the offline runner (accounts in a dict), which is why both give the same 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,11 @@ class PartitionEngine:
         self.usage_since: int | None = None  # the first usage event the partition saw
         # References of the midnights a late event can still reach (its own day included).
         self.peers = PeerHistory(keep=self._lateness // DAY + 2)
+        # The timer queue: each account's next due tick (see `_next_due`), so a tick visits only
+        # the accounts due at it. Entries superseded by a later schedule stay in the heap until
+        # popped and are skipped (`_due_at` has the current one).
+        self._due_at: dict[str, int] = {}
+        self._timers: list[tuple[int, str]] = []
         self.rebuild()
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -101,6 +107,7 @@ class PartitionEngine:
             self.periods.update(account_id, account.revenue)
             if account.terms:
                 self.totals.update(account_id, account.terms)
+            self._schedule(account)
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -109,8 +116,10 @@ class PartitionEngine:
         at = to_ms(event.occurred_at)
         account_id = event.account_id
         account = self.accounts.get(account_id)
-        if account is not None and account.has_seen(event.event_id):
-            return Outcome(DUPLICATE)
+        if account is not None:
+            self._tidy(account, self.clock.next_tick - self._interval)
+            if account.has_seen(event.event_id):
+                return Outcome(DUPLICATE)
         clock = self.clock
         if clock.stream_time >= 0 and at < clock.stream_time - self._lateness:
             return Outcome(REJECTED, self._too_late(at))
@@ -135,6 +144,7 @@ class PartitionEngine:
         if not (event.event_type == "usage.recorded" and self._recently_scored(account, at)):
             alerts += self._score(account, max(account.now, at), trigger)
         alerts += self._catch_up(account)
+        self._schedule(account)
         return Outcome(ACCEPTED, alerts=alerts)
 
     def _note_usage(self, account: Account) -> None:
@@ -195,27 +205,80 @@ class PartitionEngine:
         return alerts
 
     def tick(self, tick: int) -> list[dict[str, Any]]:
-        """Re-score every idle account of the partition at `tick` (event time)."""
+        """Re-score the idle accounts due at `tick` (event time), in account order.
+
+        Only the accounts whose timer is due are visited (the peer reference, at midnight, still
+        reads every account): the answers are those of visiting every account and asking
+        `_due`, because `_next_due` is the first tick at which `_due` holds.
+        """
         alerts: list[dict[str, Any]] = []
-        cutoff = tick - self._lateness - DAY
         if tick % DAY == 0:
             self.peers.add(self._reference(tick))
-        for account_id in sorted(self.members):
+        timers, due_at = self._timers, self._due_at
+        while timers and timers[0][0] <= tick:
+            at, account_id = heapq.heappop(timers)
+            if due_at.get(account_id) != at:
+                continue  # superseded by a later schedule
+            del due_at[account_id]
             account = self.accounts[account_id]
-            if account.now >= tick:
-                continue
-            account.forget_ids_before(cutoff)
-            account.expire(tick // DAY)
-            if account.band is not None and not self._due(account, tick):
-                self.accounts[account_id] = account
-                continue
-            alerts += self._score(account, tick, None)
+            self._tidy(account, tick)
+            if account.now < tick and (account.band is None or self._due(account, tick)):
+                alerts += self._score(account, tick, None)
+            else:
+                self.accounts[account_id] = account  # tidied: written back like a scoring
+            self._schedule(account, after=tick)
         return alerts
+
+    def _tidy(self, account: Account, tick: int) -> None:
+        """Forget the dedupe ids and day buckets a tick at `tick` makes obsolete.
+
+        Done when the account is next touched rather than at every tick for every account: both
+        steps only drop what is older than a cutoff that grows with the tick, so doing them once
+        with the latest cutoff leaves the same state as doing them at each tick in between.
+        """
+        if tick <= 0:
+            return
+        account.forget_ids_before(tick - self._lateness - DAY)
+        account.expire(tick // DAY)
+
+    def _schedule(self, account: Account, after: int = -1) -> None:
+        """Put the account's next due tick (after `after`) in the timer queue, or none."""
+        account_id = account.account_id
+        due = self._next_due(account, after)
+        if due is None:
+            self._due_at.pop(account_id, None)
+        elif self._due_at.get(account_id) != due:
+            self._due_at[account_id] = due
+            heapq.heappush(self._timers, (due, account_id))
+            if len(self._timers) > 2 * len(self._due_at) + 1024:  # drop superseded entries
+                self._timers = [(at, aid) for at, aid in self._timers if self._due_at.get(aid) == at]
+                heapq.heapify(self._timers)
+
+    def _next_due(self, account: Account, after: int = -1) -> int | None:
+        """The first tick not yet run at which `tick` would re-score the account, or None.
+
+        `_due` holds at the latest `QUIET_RESCORE` after the account's last scoring unless the
+        account is dormant then, and a dormant account stays dormant until it changes (when it
+        is scheduled again); so at most `QUIET_RESCORE / interval + 1` ticks are tried.
+        """
+        if self.clock.next_tick < 0:
+            return None
+        tick = max(self.clock.next_tick, self._first_tick_after(max(account.now, after)))
+        if account.band is None:
+            return tick
+        while not self._due(account, tick):
+            if tick - account.now >= QUIET_RESCORE:
+                return None
+            tick += self._interval
+        return tick
 
     def _reference(self, midnight: int) -> PeerReference:
         accounts = self.accounts
         pairs = ((accounts[aid].usage, accounts[aid].revenue) for aid in sorted(self.members))
-        return build_reference(pairs, midnight, self._lateness, self.config.peers.group_by == "plan")
+        peers = self.config.peers
+        return build_reference(
+            pairs, midnight, self._lateness, peers.group_by == "plan", peers.composite_weights, peers.compared
+        )
 
     def _due(self, account: Account, tick: int) -> bool:
         """Whether an idle account needs re-scoring at this tick.

@@ -6,12 +6,18 @@ event still admissible after the tick can touch those windows, so the reference 
 on the order events arrived in, and the worker re-derives it from its accounts on recovery
 exactly as it was. A reference keeps at most `QUANTILES` values per (peer group, signal):
 memory and the cost of a percentile lookup do not grow with the portfolio.
+
+The reference also ranks a composite, `usage_28d`: the weighted mean of an account's
+percentiles of the volume signals (`[peers.composite]`), placed in turn among the same peers'
+composites. Averaging percentiles bunches them near 50 (the spread of a mean shrinks with the
+signals averaged); ranking the mean again spreads it evenly over 0-100, so "bottom 10% of
+peers" means the same in any portfolio (the bands read it, see `streamer.core.config.Bands`).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from streamer.core.clock import DAY, bucket_of
@@ -21,6 +27,7 @@ from streamer.core.usage import Usage
 QUANTILES = 101  # values kept per (group, signal): the 0th..100th percentiles
 ALL = "*"  # the group of every paying account of the partition
 WINDOW_DAYS = 28
+COMPOSITE = "usage_28d"  # the volume signals' mean percentile, ranked again among peers
 
 # Signals whose value is a position among peers (their peer value comes from `peer_values`).
 PEER_SIGNALS = (
@@ -92,19 +99,53 @@ class PeerReference:
         return None
 
 
+def composite(
+    values: Mapping[str, float],
+    groups: Mapping[tuple[str, str], tuple[float, ...]],
+    group: str,
+    weights: Mapping[str, float],
+    higher_is_healthier: Mapping[str, bool],
+) -> float | None:
+    """Weighted mean 0-100 of an account's percentiles among `group` for the signals in
+    `weights` that it has a value and the group a reference for (None when there is none).
+
+    The same function serves the reference (each peer against its group) and the evaluation.
+    """
+    total = weighted = 0.0
+    for signal, weight in weights.items():
+        value = values.get(signal)
+        reference = groups.get((group, signal))
+        if value is None or not reference or weight <= 0:
+            continue
+        position = percentile(value, reference)
+        weighted += weight * (position if higher_is_healthier.get(signal, True) else 100.0 - position)
+        total += weight
+    return weighted / total if total > 0 else None
+
+
 def reference_end(tick: int, lateness: int) -> int:
     """Last day bucket of the windows a reference at `tick` may read (no admissible event lands there)."""
     return bucket_of(tick - lateness - DAY)
 
 
 def build_reference(
-    accounts: Iterable[tuple[Usage, Revenue]], tick: int, lateness: int, group_by_plan: bool
+    accounts: Iterable[tuple[Usage, Revenue]],
+    tick: int,
+    lateness: int,
+    group_by_plan: bool,
+    weights: Mapping[str, float] | None = None,
+    higher_is_healthier: Mapping[str, bool] | None = None,
 ) -> PeerReference:
-    """The reference at `tick` over the accounts paying at the end of its window."""
+    """The reference at `tick` over the accounts paying at the end of its window.
+
+    With `weights` (per volume signal), each group also gets the summary of its members'
+    composites (`COMPOSITE`), computed against the group's own signal references.
+    """
     end = reference_end(tick, lateness)
     instant = (end + 1) * DAY  # the end of that day bucket
     collected: dict[tuple[str, str], list[float]] = {}
     sizes: dict[str, int] = {}
+    members: list[tuple[list[str], dict[str, float]]] = []
     for usage, revenue in accounts:
         if revenue.mrr_at(instant) <= 0:
             continue
@@ -114,11 +155,21 @@ def build_reference(
             if plan is not None:
                 groups.append(plan)
         values = peer_values(usage, revenue.seats(instant), end)
+        members.append((groups, values))
         for group in groups:
             sizes[group] = sizes.get(group, 0) + 1
             for signal, value in values.items():
                 collected.setdefault((group, signal), []).append(value)
     groups_summary = {key: summarise(values) for key, values in sorted(collected.items())}
+    if weights:
+        directions = higher_is_healthier or {}
+        composites: dict[tuple[str, str], list[float]] = {}
+        for groups, values in members:
+            for group in groups:
+                found = composite(values, groups_summary, group, weights, directions)
+                if found is not None:
+                    composites.setdefault((group, COMPOSITE), []).append(found)
+        groups_summary.update((key, summarise(values)) for key, values in sorted(composites.items()))
     return PeerReference(tick, end, groups_summary, dict(sorted(sizes.items())))
 
 

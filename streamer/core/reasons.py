@@ -92,6 +92,10 @@ MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "user_days_28d": lambda v, f: _count(f.get("user_days_28d"), "active user-day", "in 28 days"),
     "events_per_seat_28d": lambda v, f: f"{v:.1f} product events per seat in 28 days",
     "events_per_user_day_28d": lambda v, f: f"{v:.1f} product events per active user-day in 28 days",
+    "usage_28d": lambda v, f: (
+        f"overall use low: {f.get('events_28d')} product events on "
+        f"{_days(float(f.get('active_days_28d') or 0))} in 28 days"
+    ),
     "events_trend_28d": lambda v, f: (
         f"product events {'down' if v < 0 else 'up'} {_pct(v)} vs the 28 days before "
         f"({f.get('events_28d')} vs {f.get('events_prev_28d')})"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
-from streamer.core.peers import PeerReference, peer_values, percentile
+from streamer.core.peers import COMPOSITE, PeerReference, composite, peer_values, percentile
 from streamer.core.revenue import Revenue
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import Support
@@ -48,6 +48,7 @@ SIGNAL_COMPONENT: dict[str, str] = {
     "events_per_seat_28d": "adoption",
     "events_per_user_day_28d": "adoption",
     "events_trend_28d": "adoption",
+    COMPOSITE: "adoption",
 }
 
 
@@ -141,7 +142,8 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         score = config.empty_score
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
-    band = bands.band(score)
+    position = facts.get(f"{COMPOSITE}_percentile")  # usage among peers (none: no peers yet)
+    band = bands.band(score, None if position is None else float(position))
     inert = frozenset(name for name in signals if table[name][1] == 0)
     return Evaluation(
         now, score, band, stage, plan, mrr, components, weights, signals, facts, peer_group, inert
@@ -200,6 +202,24 @@ def _volume(
         facts[f"{name}_percentile"] = round(position, 1)
         raw[name] = value
         scored[name] = position if higher_is_healthier else 100.0 - position
+    weights = config.peers.composite_weights
+    found = peers.lookup(group, COMPOSITE, min_peers) if peers is not None and weights else None
+    if found is not None and peers is not None:
+        used, reference = found
+        mean = composite(values, peers.groups, used, weights, compared)
+        if mean is not None:
+            position = percentile(mean, reference)
+            facts[f"{COMPOSITE}_percentile"] = round(position, 1)
+            raw[COMPOSITE] = round(mean, 3)
+            scored[COMPOSITE] = position
+    elif weights:  # too few peers (yet): the weighted mean of the signals' fixed curves
+        table = config.signal_table
+        present = [
+            (weight, table[name][0](values[name])) for name, weight in weights.items() if name in values
+        ]
+        total = sum(weight for weight, _ in present)
+        if total > 0:
+            raw[COMPOSITE] = scored[COMPOSITE] = round(sum(w * sub for w, sub in present) / total, 3)
     if used is not None:
         facts["peer_group_size"] = peers.sizes.get(used, 0) if peers is not None else 0
     return used

@@ -9,7 +9,7 @@ from streamer.core.clock import iso
 from streamer.core.config import RiskModel
 from streamer.core.identity import override_record, profile_record
 from streamer.core.money import format_money
-from streamer.core.peers import PEER_SIGNALS
+from streamer.core.peers import COMPOSITE, PEER_SIGNALS
 from streamer.core.reasons import explain
 from streamer.core.risk import churn_risk
 from streamer.core.score import Evaluation
@@ -105,7 +105,9 @@ def _peers(evaluation: Evaluation) -> dict[str, Any] | None:
         return None
     facts = evaluation.facts
     percentiles = {
-        name: float(value) for name in PEER_SIGNALS if (value := facts.get(f"{name}_percentile")) is not None
+        name: float(value)
+        for name in (*PEER_SIGNALS, COMPOSITE)
+        if (value := facts.get(f"{name}_percentile")) is not None
     }
     return {
         "group": evaluation.peer_group,

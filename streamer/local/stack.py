@@ -27,6 +27,10 @@ _LABELS = {"kafka": "Kafka", "redis": "Redis"}
 _STATE_FILE = "stack.json"
 
 
+LOCAL_SESSION_TIMEOUT_S = 10.0
+LOCAL_HEARTBEAT_INTERVAL_S = 1.0
+
+
 @dataclass(frozen=True)
 class StackInfo:
     """A running stack: where to connect, its pids, and which services this call started."""
@@ -39,10 +43,15 @@ class StackInfo:
     started: tuple[str, ...] = ()
 
     def env(self) -> dict[str, str]:
-        """The app's connection variables, e.g. for a subprocess running `streamer worker`."""
+        """The app's connection variables, e.g. for a subprocess running `streamer worker`.
+
+        On the local single-broker stack a stopped worker's partitions move to the others after
+        `LOCAL_SESSION_TIMEOUT_S` instead of faust's 60 s (the heartbeat follows)."""
         return {
             "HEALTHSTREAM_KAFKA_BOOTSTRAP": self.bootstrap,
             "HEALTHSTREAM_REDIS_URL": self.redis_url,
+            "HEALTHSTREAM_SESSION_TIMEOUT_S": f"{LOCAL_SESSION_TIMEOUT_S:g}",
+            "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": f"{LOCAL_HEARTBEAT_INTERVAL_S:g}",
         }
 
 

@@ -57,11 +57,30 @@ def money(text: str | None) -> float:
     return float(Decimal(text)) if text else 0.0
 
 
+def profile(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot's `profile` (name, owner, segment, tier), or an empty one when it has none."""
+    value = snapshot.get("profile")
+    return value if isinstance(value, dict) else {}
+
+
+def override(snapshot: dict[str, Any]) -> dict[str, Any] | None:
+    """The snapshot's health `override` when one is in force, else None."""
+    value = snapshot.get("override")
+    return value if isinstance(value, dict) else None
+
+
 def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
     """The compact row of an account in lists: what a list shows, filters and sorts on."""
     metrics = snapshot.get("metrics") or {}
+    about = profile(snapshot)
+    forced = override(snapshot)
     return {
         "account_id": snapshot["account_id"],
+        "name": about.get("name"),
+        "owner": about.get("owner"),
+        "segment": about.get("segment"),
+        "tier": about.get("tier"),
+        "override": None if forced is None else {k: forced.get(k) for k in ("band", "reason", "author")},
         "as_of": snapshot["as_of"],
         "score": snapshot["score"],
         "band": snapshot["band"],

@@ -14,6 +14,9 @@ Layout (prefix `P`, e.g. `healthstream`):
     P:alert                     hash: alert id -> alert JSON
     P:alert:owner               hash: alert id -> account id
     P:account-alerts:<id>       sorted set: one account's alert ids by raised_at, the newest kept
+    P:history:<id>              sorted set: the account's history points by as_of (see history.py)
+    P:owners | P:segments       hash: owner / segment -> number of accounts (from the snapshot's profile)
+    P:owner:<owner>             set: the owner's account ids (P:segment:<segment> likewise)
     P:workers                   sorted set: worker ids by the wall time of their last report
     P:worker:<id>               string: the worker's stats JSON, with a TTL
 """
@@ -81,6 +84,31 @@ class Keys:
 
     def account_alerts(self, account_id: str) -> str:
         return f"{self.account_alerts_prefix}{account_id}"
+
+    def history(self, account_id: str) -> str:
+        return f"{self.prefix}:history:{account_id}"
+
+    @property
+    def owners(self) -> str:
+        return f"{self.prefix}:owners"
+
+    @property
+    def segments(self) -> str:
+        return f"{self.prefix}:segments"
+
+    @property
+    def owner_prefix(self) -> str:
+        return f"{self.prefix}:owner:"
+
+    @property
+    def segment_prefix(self) -> str:
+        return f"{self.prefix}:segment:"
+
+    def owner(self, owner: str) -> str:
+        return f"{self.owner_prefix}{owner}"
+
+    def segment(self, segment: str) -> str:
+        return f"{self.segment_prefix}{segment}"
 
     @property
     def workers(self) -> str:

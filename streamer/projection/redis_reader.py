@@ -112,14 +112,43 @@ class ProjectionReader:
                 rows.extend(orjson.loads(value) for value in values if value is not None)
         return rows
 
-    async def alerts(self, limit: int, account_id: str | None = None) -> list[dict[str, Any]]:
-        """The newest alerts first, overall or of one account."""
+    async def alerts(
+        self, limit: int, account_id: str | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """The newest alerts first, overall or of one account, from the `offset`-th."""
         key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
-        ids = [_text(member) for member in await self.redis.zrevrange(key, 0, limit - 1)]
-        if not ids:
-            return []
-        values = await self.redis.hmget(self.keys.alert_data, ids)
-        return [orjson.loads(value) for value in values if value is not None]
+        ids = [_text(member) for member in await self.redis.zrevrange(key, offset, offset + limit - 1)]
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), CHUNK):
+            values = await self.redis.hmget(self.keys.alert_data, ids[start : start + CHUNK])
+            rows.extend(orjson.loads(value) for value in values if value is not None)
+        return rows
+
+    async def alert_count(self, account_id: str | None = None) -> int:
+        """Alerts kept, overall or of one account."""
+        key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
+        return int(await self.redis.zcard(key))
+
+    async def history(self, account_id: str, since_ms: int | None = None) -> list[tuple[bytes, int]]:
+        """The account's history points (raw, see `streamer.projection.history`) with their `as_of`
+        (epoch ms), oldest first."""
+        low = "-inf" if since_ms is None else str(since_ms)
+        key = self.keys.history(account_id)
+        found: Any = await self.redis.zrangebyscore(key, low, "+inf", withscores=True)
+        return [(p if isinstance(p, bytes) else str(p).encode(), int(at)) for p, at in found]
+
+    async def names(self, which: str) -> dict[str, int]:
+        """Owners or segments (`which`) with their number of accounts."""
+        key = self.keys.owners if which == "owner" else self.keys.segments
+        return {_text(name): int(count) for name, count in (await self.redis.hgetall(key)).items()}
+
+    async def members(self, which: str, names: Sequence[str]) -> set[str]:
+        """Ids of the accounts of these owners or segments (`which`)."""
+        if not names:
+            return set()
+        key = self.keys.owner if which == "owner" else self.keys.segment
+        found = await self.redis.sunion([key(name) for name in names])
+        return {_text(member) for member in found}
 
     async def partitions(self) -> list[PartitionData]:
         """Every partition's period sums, totals and stream time, by partition number."""

@@ -30,8 +30,8 @@ from redis.typing import EncodableT, FieldT
 
 from streamer.core.portfolio import PeriodSums
 from streamer.core.vocabulary import BANDS
-from streamer.projection import scripts
-from streamer.projection.codec import at_risk, encode_sums, epoch_ms, money, summary
+from streamer.projection import history, scripts
+from streamer.projection.codec import at_risk, encode_sums, epoch_ms, money, profile, summary
 from streamer.projection.keys import Keys
 from streamer.projection.staging import PartitionState, Staged
 
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 COMMANDS_PER_PIPELINE = 500
 WORKER_TTL_S = 30
-KEEP_ALERTS = 500  # newest alerts kept overall ...
-KEEP_ACCOUNT_ALERTS = 20  # ... and per account
+KEEP_ALERTS = 5000  # newest alerts kept overall (pages of the alert list) ...
+KEEP_ACCOUNT_ALERTS = 50  # ... and per account (the account page)
 
 
 def connect(url: str) -> Redis:
@@ -92,13 +92,16 @@ class RedisProjection:
                 ("snapshot", scripts.SNAPSHOT),
                 ("partition", scripts.PARTITION),
                 ("alert", scripts.ALERT),
+                ("history", scripts.HISTORY),
             )
         }
 
     # -- staging (the Projection port) -----------------------------------------------------------
 
     def snapshot(self, snapshot: dict[str, Any]) -> None:
-        self.staged.snapshot(epoch_ms(snapshot["as_of"]), snapshot)
+        as_of = epoch_ms(snapshot["as_of"])
+        self.staged.snapshot(as_of, snapshot)
+        self.staged.point(str(snapshot["account_id"]), as_of, history.point(snapshot))
 
     def alert(self, alert: dict[str, Any]) -> None:
         self.staged.alerts[str(alert["alert_id"])] = alert
@@ -216,6 +219,9 @@ class RedisProjection:
         commands: list[Callable[[Any], None]] = []
         for as_of, snapshot in batch.snapshots.values():
             commands.append(self._snapshot_command(as_of, snapshot))
+        for account_id, points in batch.points.items():
+            for as_of, point in sorted(points.values()):
+                commands.append(self._history_command(account_id, as_of, point))
         for alert in batch.alerts.values():
             commands.append(self._alert_command(alert))
         for partition, state in batch.partitions.items():
@@ -242,7 +248,10 @@ class RedisProjection:
             keys.index("renewal"),
             keys.risk,
             *keys.band_indexes(),
+            keys.owners,
+            keys.segments,
         ]
+        about = profile(snapshot)
         args = [
             account_id,
             as_of,
@@ -253,8 +262,18 @@ class RedisProjection:
             repr(money(snapshot["mrr"])),
             epoch_ms(renewal) if renewal else "",
             "1" if at_risk(snapshot) else "0",
+            len(BANDS),
+            str(about.get("owner") or ""),
+            str(about.get("segment") or ""),
+            keys.owner_prefix,
+            keys.segment_prefix,
         ]
         return lambda pipe: self._eval(pipe, "snapshot", key_list, args)
+
+    def _history_command(self, account_id: str, as_of: int, point: bytes) -> Callable[[Any], None]:
+        key_list = [self.keys.history(account_id)]
+        args = [as_of, point, history.FINE_DAYS * history.DAY_MS, history.KEEP_DAYS * history.DAY_MS]
+        return lambda pipe: self._eval(pipe, "history", key_list, args)
 
     def _alert_command(self, alert: dict[str, Any]) -> Callable[[Any], None]:
         keys = self.keys

@@ -3,18 +3,30 @@ whenever the projection store turns out to have lost its data (e.g. Redis restar
 
 Snapshots staged during an outage are written when Redis returns; accounts that did not change
 meanwhile are rewritten by this, so the projection always converges to the workers' state.
+
+Alerts are not part of a partition's state, so they are re-staged from where they are kept: the
+newest ones of the partition on the alerts topic (`recent_alerts`). Without this, alerts staged
+by a worker that was killed before it wrote them (within the half second a write is coalesced,
+or while Redis was down), or written to a Redis that then restarted empty, were missing from
+the projection for good, although Kafka had them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from streamer.core.engine import PartitionEngine
 from streamer.projection.redis_writer import RedisProjection
 
+log = logging.getLogger(__name__)
+
 CHUNK = 500  # accounts re-staged per hold of the scorer's lock
+
+RecentAlerts = Callable[[int], Awaitable[list[dict[str, Any]]]]  # a partition's newest alerts
 
 
 class Resync:
@@ -25,12 +37,15 @@ class Resync:
         projection: RedisProjection,
         engines: Callable[[], Mapping[int, PartitionEngine]],
         lock: asyncio.Lock,
+        recent_alerts: RecentAlerts | None = None,
     ) -> None:
         self.projection = projection
         self.engines = engines
         self.lock = lock
+        self.recent_alerts = recent_alerts
         self.synced: weakref.WeakSet[PartitionEngine] = weakref.WeakSet()
         self.restaged = 0
+        self.restaged_alerts = 0
 
     async def run(self) -> None:
         """Re-stage partitions not yet synced (all of them after a loss), then flush."""
@@ -58,4 +73,22 @@ class Resync:
             if engine.clock.stream_time >= 0:
                 sums, totals = engine.periods.sums, engine.totals.sums
                 self.projection.partition(partition, sums, totals, engine.clock.stream_time)
+        return await self._restage_alerts(partition)
+
+    async def _restage_alerts(self, partition: int) -> bool:
+        """Stage the partition's newest alerts again (idempotent in Redis); False when they could
+        not be read (the partition is re-staged again on the next run)."""
+        if self.recent_alerts is None:
+            return True
+        try:
+            alerts = await self.recent_alerts(partition)
+        except Exception as exc:  # the broker away: try again on the next run
+            log.warning(
+                "could not read the partition's recent alerts; re-staging it again later",
+                extra={"partition": partition, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
+        for alert in alerts:
+            self.projection.alert(alert)
+        self.restaged_alerts += len(alerts)
         return True

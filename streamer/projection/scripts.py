@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 # KEYS: account hash, summaries hash, by:score, by:mrr, by:renewal, by:risk,
-#       then band:<band>:score|mrr|renewal for each band in keys.BANDS order.
+#       then band:<band>:score|mrr|renewal for each band in keys.BANDS order,
+#       then the owners and segments hashes (name -> number of accounts).
 # ARGV: account id, as_of ms, snapshot JSON, summary JSON, band number (1-based, BANDS order),
-#       score, mrr, renewal ms ('' when none), at risk ('1' or '0').
+#       score, mrr, renewal ms ('' when none), at risk ('1' or '0'), number of bands,
+#       owner ('' when none), segment ('' when none), prefix of the per-owner account sets,
+#       prefix of the per-segment account sets.
 # Returns 1 when written, 0 when the stored snapshot is newer.
 SNAPSHOT = """
 local id = ARGV[1]
@@ -28,7 +31,8 @@ put(KEYS[4], mrr)
 put(KEYS[5], renewal)
 if ARGV[9] == '1' then put(KEYS[6], mrr) else put(KEYS[6], '') end
 local band = tonumber(ARGV[5])
-for b = 1, (#KEYS - 6) / 3 do
+local bands = tonumber(ARGV[10])
+for b = 1, bands do
   local base = 6 + (b - 1) * 3
   if b == band then
     put(KEYS[base + 1], score)
@@ -40,6 +44,24 @@ for b = 1, (#KEYS - 6) / 3 do
     redis.call('ZREM', KEYS[base + 3], id)
   end
 end
+local function member(field, value, prefix, counts)
+  local before = redis.call('HGET', KEYS[1], field) or ''
+  if before == value then return end
+  if before ~= '' then
+    redis.call('SREM', prefix .. before, id)
+    if redis.call('HINCRBY', counts, before, -1) <= 0 then redis.call('HDEL', counts, before) end
+  end
+  if value ~= '' then
+    redis.call('SADD', prefix .. value, id)
+    redis.call('HINCRBY', counts, value, 1)
+    redis.call('HSET', KEYS[1], field, value)
+  else
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+local extra = 6 + bands * 3
+member('owner', ARGV[11], ARGV[13], KEYS[extra + 1])
+member('segment', ARGV[12], ARGV[14], KEYS[extra + 2])
 return 1
 """
 
@@ -82,6 +104,50 @@ for _, gone in ipairs(redis.call('ZRANGE', recent, 0, -keep_all - 1)) do
   redis.call('ZREM', recent, gone)
   local owner = redis.call('HGET', owners, gone)
   if owner then forget(gone, ARGV[7] .. owner) else redis.call('HDEL', data, gone) end
+end
+return 1
+"""
+
+# KEYS: the account's history sorted set (score = as_of ms, member = the point JSON).
+# ARGV: as_of ms, the point (see history.py), fine window ms, kept window ms.
+# The point replaces any point of its bucket (an hour within the fine window of the newest point,
+# else a UTC day) unless that bucket holds a later one; the same snapshot again writes the same
+# member at the same score, so a re-delivery changes nothing. When the newest point moves on,
+# the days that left the fine window since the previous newest point keep only their last point
+# (however far it moved), and points older than the kept window are dropped.
+# Returns 1 when written, 0 when the bucket holds a later point.
+HISTORY = """
+local key, at, point = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local fine, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
+local HOUR, DAY = 3600000, 86400000
+local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+local newest = at
+if last[2] and tonumber(last[2]) > at then newest = tonumber(last[2]) end
+local size = HOUR
+if at < newest - fine then size = DAY end
+local lo = at - at % size
+local hi = lo + size
+local same = redis.call('ZRANGEBYSCORE', key, lo, '(' .. hi, 'WITHSCORES')
+for i = 2, #same, 2 do
+  if tonumber(same[i]) > at then return 0 end
+end
+redis.call('ZREMRANGEBYSCORE', key, lo, '(' .. hi)
+redis.call('ZADD', key, at, point)
+local previous = last[2] and tonumber(last[2])
+if previous and newest == at and at > previous then
+  local edge = newest - fine
+  local from = previous - fine
+  from = from - from % DAY
+  local coarse = redis.call('ZRANGEBYSCORE', key, from, '(' .. edge, 'WITHSCORES')
+  local last_of_day = {}
+  for i = 2, #coarse, 2 do
+    local s = tonumber(coarse[i])
+    local d = s - s % DAY
+    local prev = last_of_day[d]
+    if prev then redis.call('ZREM', key, prev) end
+    last_of_day[d] = coarse[i - 1]
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (newest - keep))
 end
 return 1
 """

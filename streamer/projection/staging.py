@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamer.projection.history import HOUR_MS, MAX_POINTS, thin
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionState:
@@ -23,9 +25,23 @@ class Staged:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     workers: dict[str, dict[str, float]] = field(default_factory=dict)
+    # id -> hour bucket start -> (as_of, history point): every hour's latest, not only the newest
+    points: dict[str, dict[int, tuple[int, bytes]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
+        """Values staged; history points are not counted: each rides with its account's snapshot."""
         return len(self.snapshots) + len(self.alerts) + len(self.partitions) + len(self.workers)
+
+    def point(self, account_id: str, as_of: int, point: bytes) -> None:
+        """Keep the history point unless a later one of the same hour is staged; past
+        `MAX_POINTS` an account's staged points are thinned like the stored history."""
+        points = self.points.setdefault(account_id, {})
+        start = as_of - as_of % HOUR_MS
+        staged = points.get(start)
+        if staged is None or as_of >= staged[0]:
+            points[start] = (as_of, point)
+        if len(points) > MAX_POINTS:
+            self.points[account_id] = thin(points)
 
     def snapshot(self, as_of: int, snapshot: dict[str, Any]) -> None:
         """Keep the snapshot unless one with a later `as_of` is already staged."""
@@ -48,3 +64,6 @@ class Staged:
         for partition, state in newer.partitions.items():
             self.partition(partition, state)
         self.workers.update(newer.workers)
+        for account_id, points in newer.points.items():
+            for as_of, point in points.values():
+                self.point(account_id, as_of, point)

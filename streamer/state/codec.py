@@ -22,6 +22,7 @@ version, with the old decoder filling the default. See README "State encoding".
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -180,6 +181,29 @@ def _opt_str(value: Any, what: str) -> str | None:
     return None if value is None else _str(value, what)
 
 
+def _word(value: Any, what: str) -> str:
+    """A string of the state's vocabulary (rule, band, plan, feature, survey kind): one shared
+    object for all decoded accounts instead of a copy in each (`sys.intern`)."""
+    return sys.intern(_str(value, what))
+
+
+def _opt_word(value: Any, what: str) -> str | None:
+    return None if value is None else _word(value, what)
+
+
+_DAYS: dict[int, int] = {}  # day number -> one shared int object (see `_day`)
+
+
+def _day(number: int) -> int:
+    """A day number as one int object shared by all decoded accounts.
+
+    Day numbers (~20,000) are not among CPython's cached small ints, so each bucket key of each
+    account would otherwise be an int object of its own (28 bytes); the days a worker sees are
+    a few thousand at most.
+    """
+    return _DAYS.setdefault(number, number)
+
+
 def _float(value: Any, what: str) -> float:
     if type(value) is not float:
         raise StateDecodeError(f"{what}: expected a float, got {type(value).__name__} {value!r:.40}")
@@ -260,7 +284,7 @@ def _flat_days(counts: dict[int, int], base: int) -> list[int]:
 
 def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
     items = _list(value, what, step=2)
-    return {_int(items[i], what) + base: _int(items[i + 1], what) for i in range(0, len(items), 2)}
+    return {_day(_int(items[i], what) + base): _int(items[i + 1], what) for i in range(0, len(items), 2)}
 
 
 # -- accounts -------------------------------------------------------------------------------------
@@ -333,7 +357,7 @@ def _decode_account_v1(body: Any) -> Account:
         now=_int(fields[8], "account.now"),
         last_event_at=_int(fields[9], "account.last_event_at"),
         score=None if score is None else _float(score, "account.score"),
-        band=_opt_str(fields[11], "account.band"),
+        band=_opt_word(fields[11], "account.band"),
         terms=tuple(_ints(fields[12], "account.terms")),
     )
 
@@ -503,7 +527,7 @@ def _decode_sub(value: Any, ids: _Ids) -> Subscription:
         )
     return Subscription(
         points=points,
-        plan=_opt_str(fields[1], "subscription.plan"),
+        plan=_opt_word(fields[1], "subscription.plan"),
         seats=_opt_int(fields[2], "subscription.seats"),
         state_at=(_int(fields[3], "subscription.state_at"), ids.decode(fields[4], "subscription.state_at")),
         term_end=_opt_int(fields[5], "subscription.term_end"),
@@ -554,14 +578,14 @@ def _decode_usage(value: Any, ids: _Ids) -> Usage:
         raise StateDecodeError(f"usage memo: expected 5 sums, got {len(memo)}")
     usage = Usage(
         users={
-            user_id: UserActivity(day + base, mask)
+            user_id: UserActivity(_day(day + base), mask)
             for user_id, day, mask in zip(user_ids, last_days, masks, strict=True)
         },
         daily_users=_unflat_days(fields[4], base, "usage.daily_users"),
         last_day_users=_unflat_days(fields[5], base, "usage.last_day_users"),
         daily_activity=_unflat_days(fields[6], base, "usage.daily_activity"),
         features={
-            _str(features[i], "usage feature"): _int(features[i + 1], "usage feature day") + base
+            _word(features[i], "usage feature"): _day(_int(features[i + 1], "usage feature day") + base)
             for i in range(0, len(features), 2)
         },
         first_use=_opt_int(fields[8], "usage.first_use"),
@@ -638,7 +662,7 @@ def _decode_support(value: Any, ids: _Ids) -> Support:
     return Support(
         tickets=tickets,
         open_ids=open_ids,
-        days={days[i] + base: DayStats(*days[i + 1 : i + 6]) for i in range(0, len(days), 6)},
+        days={_day(days[i] + base): DayStats(*days[i + 1 : i + 6]) for i in range(0, len(days), 6)},
         ever=ever,
         horizon_day=base,
         version=_int(version, "support.version"),
@@ -698,7 +722,7 @@ def _decode_sentiment(value: Any, ids: _Ids) -> Sentiment:
             (
                 _int(comments[i], "comment at"),
                 ids.decode(comments[i + 1], "comment event id"),
-                _str(comments[i + 2], "comment kind"),
+                _word(comments[i + 2], "comment kind"),
                 _int(comments[i + 3], "comment score"),
                 _str(comments[i + 4], "comment text"),
             )
@@ -731,7 +755,7 @@ def _decode_alerts(value: Any) -> AlertMemory:
     daily = _list(raw_daily, "alerts.daily_max", step=2)
     return AlertMemory(
         raised={
-            _str(raised[i], "alert rule"): (
+            _word(raised[i], "alert rule"): (
                 _int(raised[i + 1], "alert at"),
                 _int(raised[i + 2], "alert level"),
                 _str(raised[i + 3], "alert key"),
@@ -739,18 +763,18 @@ def _decode_alerts(value: Any) -> AlertMemory:
             for i in range(0, len(raised), 4)
         },
         episodes={
-            _str(episodes[i], "episode rule"): (
+            _word(episodes[i], "episode rule"): (
                 _int(episodes[i + 1], "episode start"),
                 _int(episodes[i + 2], "episode level"),
             )
             for i in range(0, len(episodes), 3)
         },
         daily_max={
-            _int(daily[i], "daily_max day"): _float(daily[i + 1], "daily_max score")
+            _day(_int(daily[i], "daily_max day")): _float(daily[i + 1], "daily_max score")
             for i in range(0, len(daily), 2)
         },
-        scored_on=tuple(_str(name, "scored_on") for name in _list(scored_on, "alerts.scored_on")),
-        band=(_str(band[0], "alerts.band name"), _float(band[1], "alerts.band score")) if band else None,
+        scored_on=tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on")),
+        band=(_word(band[0], "alerts.band name"), _float(band[1], "alerts.band score")) if band else None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -18,20 +19,21 @@ import orjson
 from streamer.core.config import ScoreConfig
 from streamer.logs import configure_logging
 from streamer.projection.factory import redis_projection
-from streamer.projection.redis_writer import RedisProjection
+from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
-from streamer.stream.consumer import ScoringApp
+from streamer.stream.consumer import InputLane, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.offsets import ConsumerOffsets
+from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import STALL_S, Scorer
 from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 4000  # messages per batch (one table write per account per batch)
-BATCH_WITHIN_S = 0.25  # or whatever arrived within this long
+BATCH_MAX = 4000  # messages per batch, about (one table write per account per batch)
+FETCH_MAX = 1000  # records per fetch: a fetch is never split, so this bounds a batch's overshoot
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
 
@@ -134,16 +136,23 @@ STOP_GRACE_S = 8.0  # after SIGTERM/SIGINT, the orderly shutdown gets this long 
 def exit_after(grace_s: float) -> threading.Timer:
     """Start a watchdog that ends the process `grace_s` from now unless it has ended by then.
 
-    faust's orderly shutdown can wait for ever on an agent that is inside a batch when it stops
-    (seen in the SIGTERM test, about one run in two). Exiting is safe at any point, as after a
-    SIGKILL: nothing is acknowledged before its effects are in Kafka, so a restart reads again
-    whatever was in flight.
+    A backstop: the orderly shutdown first leaves the batch in flight (`Scorer.stop`), so it
+    should never fire; it once did about one run in two, when faust closed the tables under a
+    batch that then waited for ever on the stopped producer. When it fires it logs where every
+    task waits. Exiting is safe at any point, as after a SIGKILL: nothing is acknowledged before
+    its effects are in Kafka, so a restart reads again whatever was in flight.
     """
+
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
 
     def expire() -> None:
         log.warning(
             f"the orderly shutdown did not finish within {grace_s:g} s; exiting now (safe: "
-            "unacknowledged messages are read again at the next start)"
+            "unacknowledged messages are read again at the next start)",
+            extra={"waiting": pending_tasks(loop)} if loop is not None else {},
         )
         for handler in logging.getLogger().handlers:
             handler.flush()
@@ -153,6 +162,48 @@ def exit_after(grace_s: float) -> threading.Timer:
     timer.daemon = True  # never keeps a process alive that finished its shutdown
     timer.start()
     return timer
+
+
+def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Where each unfinished task of `loop` waits: its chain of awaits, outermost first, down to
+    the future it is suspended on. For the log of a shutdown that hangs (read from the watchdog's
+    thread, so a task set that changes meanwhile is simply read again)."""
+    for _ in range(5):
+        try:
+            tasks = list(asyncio.all_tasks(loop))
+            break
+        except RuntimeError:  # the set changed while it was read
+            continue
+    else:
+        return []
+    return sorted(f"{task.get_name()}: {awaits(task.get_coro())}" for task in tasks)
+
+
+def awaits(coro: Any, depth: int = 40) -> str:
+    """`f (file:line) -> g (file:line) -> <Future pending>`: what a suspended coroutine awaits,
+    through `await obj` of objects whose `__await__` wraps another coroutine."""
+    parts: list[str] = []
+    while coro is not None and len(parts) < depth:
+        frame = (
+            getattr(coro, "cr_frame", None)
+            or getattr(coro, "gi_frame", None)
+            or getattr(coro, "ag_frame", None)
+        )
+        if frame is None:
+            inner = [r for r in gc.get_referents(coro) if hasattr(r, "cr_frame") or hasattr(r, "ag_frame")]
+            if inner and type(coro).__name__ in ("coroutine_wrapper", "async_generator_asend"):
+                coro = inner[0]
+                continue
+            parts.append(repr(coro)[:200])
+            break
+        where = "/".join(frame.f_code.co_filename.rsplit("/", 2)[-2:])
+        parts.append(f"{frame.f_code.co_name} ({where}:{frame.f_lineno})")
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+    return " -> ".join(parts)
 
 
 def fatal(what: str, exc: BaseException) -> NoReturn:
@@ -212,7 +263,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
@@ -222,6 +275,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         stream_buffer_maxsize=BATCH_MAX * 2,
+        # Without a cap one fetch returned everything the broker had (16,000 records and more on
+        # a backlog): one batch, no commit for minutes on a loaded machine.
+        broker_max_poll_records=FETCH_MAX,
     )
     # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
@@ -234,7 +290,16 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     sink = KafkaSink(app, settings)
     projection = redis_projection(settings, config)
     offsets = ConsumerOffsets(app, settings.kafka_bootstrap)
-    scorer = Scorer(settings, config, accounts, clocks, sink, offsets, projection=projection)
+    lane = InputLane(settings.input_topics.values())
+    app.input_lane = lane  # type: ignore[attr-defined]  # the consumer hands input fetches to it
+
+    def acknowledge(messages: Sequence[Any]) -> None:
+        consumer = cast(RebalanceSafeConsumer, app.consumer)
+        consumer.ack_inputs(messages)
+
+    scorer = Scorer(
+        settings, config, accounts, clocks, sink, offsets, projection=projection, acknowledge=acknowledge
+    )
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
         *settings.input_topics.values(),
@@ -244,11 +309,14 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         value_serializer="raw",
     )
 
-    @app.agent(source, concurrency=1)  # concurrency 1: faust may commit past unprocessed messages
+    # The agent subscribes the group to the input topics (faust assigns, seeks and commits them),
+    # but their records reach it through the input lane, not faust's stream: a batch is every
+    # fetch that arrived while the previous batch ran. Concurrency 1: one batch at a time.
+    @app.agent(source, concurrency=1)
     async def score(stream: Any) -> None:
-        # noack: the scorer acknowledges each message once it is applied (see Scorer._release).
+        # The scorer acknowledges each message once its effects are durable (`Checkpoint`).
         # A failure here ends the process: faust would leave it up with the agent stopped.
-        await consume(stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S), scorer.process)
+        await consume(lane.batches(BATCH_MAX), scorer.process)
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         await scorer.revoked()
@@ -259,8 +327,17 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
 
+    async def stop_scoring() -> None:
+        exit_after(STOP_GRACE_S)  # a backstop: the orderly shutdown should never need it
+        await scorer.stop()
+        # faust's stores run a full gc.collect() as each table closes: over a worker's heap of
+        # decoded accounts that took seconds per table on a busy machine. Nothing allocated so
+        # far needs collecting any more (the process ends after the shutdown).
+        gc.freeze()
+
+    app.before_stop.append(stop_scoring)
+
     async def close_offsets(sender: Any, **kwargs: Any) -> None:
-        exit_after(STOP_GRACE_S)
         await offsets.close()
 
     app.on_before_shutdown.connect(close_offsets)  # type: ignore[arg-type]
@@ -278,7 +355,6 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
-        c.consumer_gaps = consumer_gaps(app)
         log.info(
             "progress",
             extra={
@@ -304,11 +380,6 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     return app
 
 
-def consumer_gaps(app: faust.App) -> int:
-    """Offset ranges faust's consumer recorded as gaps (see `RebalanceSafeConsumer._add_gap`)."""
-    return int(getattr(app.consumer, "gaps", 0))
-
-
 def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
     """Messages of the input topics not yet committed, per partition assigned to this worker."""
     consumer = app.consumer
@@ -330,7 +401,12 @@ def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
 
 def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: RedisProjection) -> None:
     """Timers that keep the Redis projection complete, and its final write at shutdown."""
-    resync = Resync(projection, lambda: scorer.engines, scorer.lock)
+    alerts_topic = settings.topic("alerts")
+
+    async def alerts_of(partition: int) -> list[dict[str, Any]]:
+        return await recent_alerts(settings.kafka_bootstrap, alerts_topic, partition, KEEP_ALERTS)
+
+    resync = Resync(projection, lambda: scorer.engines, scorer.lock, alerts_of)
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     started_at = time.time()
     inputs = set(settings.input_topics.values())
@@ -338,11 +414,13 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
 
     @app.timer(interval=PROJECT_EVERY_S)  # type: ignore[untyped-decorator]
     async def project() -> None:
+        # Every owned partition is re-staged, not only those that receive messages: a worker
+        # killed with writes staged and unwritten leaves Redis behind Kafka until then.
+        await guarded("opening the assigned partitions", scorer.open_assigned)
         await resync.run()
 
     @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]
     async def stage_stats() -> None:
-        scorer.counters.consumer_gaps = consumer_gaps(app)
         stats = worker_stats(
             scorer.counters,
             consumer_lag(app, inputs),
@@ -371,7 +449,18 @@ def run_worker(
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
     worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        # faust has stopped everything and closed its loop (the stores are closed, the producer
+        # flushed). Exit now: the interpreter's own teardown of a large heap took seconds more
+        # on a busy machine, and the watchdog cannot end it then.
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 class JsonLogWorker(faust.Worker):

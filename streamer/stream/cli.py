@@ -56,6 +56,12 @@ def _settings(**overrides: Any) -> Settings:
 @click.option(
     "--store", type=click.Choice(["rocksdb://", "memory://"]), help="Table store (default rocksdb://)."
 )
+@click.option(
+    "--standby-replicas",
+    type=click.IntRange(0, 16),
+    help="Also keep standby copies of this many other workers' partition tables, for a fast "
+    "failover (default HEALTHSTREAM_STANDBY_REPLICAS, 0).",
+)
 @loglevel_option()
 @connect_timeout_option(60.0, "Seconds to wait for the broker at start-up before giving up (exit 1).")
 def worker(
@@ -64,6 +70,7 @@ def worker(
     config_path: Path | None,
     data_dir: Path | None,
     store: str | None,
+    standby_replicas: int | None,
     loglevel: str,
     connect_timeout_s: float,
 ) -> None:
@@ -81,6 +88,7 @@ def worker(
         data_dir=data_dir,
         store=store,
         score_config=config_path,
+        standby_replicas=standby_replicas,
     )
     config = score_config_or_fail(settings.score_config)
     configure_logging(loglevel)

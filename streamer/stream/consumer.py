@@ -13,18 +13,101 @@ committed offset may pass them.
 their partitions back to their committed offsets, so they are read again. Changelog records,
 which faust's table recovery reads by its own offsets, pass untouched. Every offset gap faust
 records is logged, so a skipped range is never silent.
+
+**The input lane.** faust turns every fetched record into a message, an event and a trip
+through its conductor, stream and sensors: about half of the worker's CPU went there. The
+consumer hands the input topics' records of each fetch to an `InputLane` instead, as one list
+of light `InputRecord`s (the scorer's `Message` and, for table routing, a faust-like event in
+one object), and the scorer acknowledges them in one call per batch (`ack_inputs`), into the
+same bookkeeping faust's own acknowledgements fill: faust still owns the group membership, the
+seeks after a rebalance, the commits (only up to acknowledged offsets) and the table recovery.
+Fetches while faust's flow is stopped (a rebalance) still go through faust's own path, which
+drops them and seeks back to the committed offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.utils.futures import notify
+
+from streamer.stream.faust_private import ack_lock
 
 log = logging.getLogger(__name__)
+
+
+class InputRecord:
+    """One input message as the scorer sees it; also stands for a faust event (`.message`) when
+    the scorer writes tables on behalf of its partition (`stream/context.py`)."""
+
+    __slots__ = (
+        "__weakref__",
+        "generation_id",
+        "key",
+        "offset",
+        "partition",
+        "timestamp",
+        "topic",
+        "tp",
+        "value",
+    )
+
+    def __init__(
+        self,
+        tp: TP,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: float,
+        generation_id: int | None,
+    ) -> None:
+        self.tp = tp
+        self.topic, self.partition = tp
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp  # seconds, as faust's messages have it
+        self.generation_id = generation_id
+
+    @property
+    def message(self) -> InputRecord:
+        return self
+
+    def __repr__(self) -> str:
+        return f"InputRecord({self.topic}[{self.partition}]@{self.offset})"
+
+
+class InputLane:
+    """Input records from the consumer's fetches to the scorer, a fetch at a time.
+
+    Bounded: while the scorer is busy, at most `max_fetches` fetches wait here and the consumer
+    fetches nothing more (back-pressure instead of a growing buffer).
+    """
+
+    def __init__(self, topics: Iterable[str], max_fetches: int = 8) -> None:
+        self.topics = frozenset(topics)
+        self._queue: asyncio.Queue[list[InputRecord]] = asyncio.Queue(max_fetches)
+
+    async def put(self, records: list[InputRecord]) -> None:
+        await self._queue.put(records)
+
+    async def batches(self, max_records: int) -> AsyncIterator[list[InputRecord]]:
+        """Every fetch waiting, joined up to about `max_records`; waits for the next fetch when
+        none is waiting (no lingering: a batch is whatever arrived while the last one ran)."""
+        queue = self._queue
+        while True:
+            batch = await queue.get()
+            while len(batch) < max_records and not queue.empty():
+                batch.extend(queue.get_nowait())
+            yield batch
 
 
 class RebalanceSafeConsumer(faust_aiokafka.Consumer):
@@ -51,8 +134,14 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             log.warning("faust's reader passed over input offsets; left unacknowledged", extra=where)
             return
         self.gaps += 1
+        scorer = getattr(self.app, "scorer", None)  # its counters feed the logs and /metrics
+        if scorer is not None:
+            scorer.counters.consumer_gaps += 1
         log.warning("skipped an offset range", extra={**where, "seen_by": "consumer"})
         await super()._add_gap(tp, offset_from, offset_to)
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return SafeCommitThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
         self.seeks += 1
@@ -63,6 +152,53 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         await super().seek(partition, offset)
 
     async def _wait_next_records(self, timeout: float) -> Any:
+        records, active_partitions = await self._fresh_records(timeout)
+        lane: InputLane | None = getattr(self.app, "input_lane", None)
+        if not records or lane is None or not self.flow_active:
+            return records, active_partitions
+        generation = self.app.consumer_generation_id
+        rest: dict[Any, Any] = {}
+        batch: list[InputRecord] = []
+        for tp, fetched in records.items():
+            if tp.topic not in lane.topics:
+                rest[tp] = fetched
+                continue
+            if not fetched or (
+                active_partitions is not None
+                and tp not in active_partitions
+                and tp not in self._buffered_partitions
+            ):
+                continue  # as faust's getmany: a paused partition's records are not delivered
+            key = TP(tp.topic, tp.partition)
+            batch.extend(
+                InputRecord(key, r.offset, r.key, r.value, (r.timestamp or 0) / 1000.0, generation)
+                for r in fetched
+            )
+            self._read_offset[key] = fetched[-1].offset
+        if batch:
+            await lane.put(batch)
+        return rest, active_partitions
+
+    def ack_inputs(self, records: Iterable[InputRecord]) -> None:
+        """Acknowledge input records of the lane: what faust's `Consumer.ack` does for one of its
+        messages, for a whole batch. Commits never pass an offset not acknowledged here."""
+        with ack_lock:
+            committed_offsets, acked_index, acked = self._committed_offset, self._acked_index, self._acked
+            count = 0
+            for record in records:
+                tp, offset = record.tp, record.offset
+                committed = committed_offsets[tp]
+                if committed is None or offset >= committed:
+                    index = acked_index[tp]
+                    if offset not in index:
+                        index.add(offset)
+                        acked[tp].append(offset)
+                        count += 1
+            self._n_acked += count
+            notify(self._waiting_for_ack)
+
+    async def _fresh_records(self, timeout: float) -> Any:
+        """faust's next fetch, minus the input records of a fetch that overlapped a seek."""
         seeks = self.seeks
         records, active_partitions = await super()._wait_next_records(timeout)
         if not records or seeks == self.seeks:
@@ -93,9 +229,49 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         offsets = {tp: offset for tp, offset in found.items() if offset is not None}
         missing = [tp for tp, offset in found.items() if offset is None]
         if missing:
+            # faust learns the group's committed offsets only at its own seek: a member that just
+            # joined knows none yet. Reading such a partition from its start re-read everything
+            # the group had committed, and faust's seek then jumped forward (an offset gap).
+            try:
+                committed = await self._group_committed(missing)
+            except Exception as exc:
+                log.warning("could not read the group's committed offsets", extra={"error": repr(exc)})
+                committed = {}
+            offsets.update(committed)
+            missing = [tp for tp in missing if tp not in committed]
+        if missing:
             starts = await self.earliest_offsets(*missing)
             offsets.update({tp: starts[tp] for tp in missing})  # KeyError: no start, no drop
         return offsets
+
+    async def _group_committed(self, tps: list[TP]) -> dict[TP, int]:
+        """The consumer group's committed offsets of `tps` as the broker has them (none for a
+        partition the group never committed)."""
+        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            wanted = [KafkaTP(tp.topic, tp.partition) for tp in tps]
+            found = await admin.list_consumer_group_offsets(self.app.conf.id, partitions=wanted)
+        finally:
+            await admin.close()
+        return {TP(tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+
+class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, minus a crash found by the soak: it commits only the offsets of
+    partitions still assigned, and when a rebalance revoked all of them meanwhile it handed
+    aiokafka an empty commit, which raises ValueError({}); faust then crashed the thread and the
+    worker exited with 1. Nothing to commit is not an error: the new owners commit."""
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        assigned = self.assignment()
+        if not any(tp in assigned for tp in offsets):
+            log.info(
+                "nothing to commit: the partitions were revoked meanwhile", extra={"partitions": len(offsets)}
+            )
+            return False
+        return bool(await super()._commit(offsets))
 
 
 class RebalanceSafeTransport(faust_aiokafka.Transport):
@@ -103,7 +279,20 @@ class RebalanceSafeTransport(faust_aiokafka.Transport):
 
 
 class ScoringApp(faust.App):
-    """The worker's faust app: the standard one over `RebalanceSafeTransport`."""
+    """The worker's faust app: the standard one over `RebalanceSafeTransport`, and `before_stop`
+    hooks that run first when it stops, while the tables and the producer are still open (faust
+    closes them before it stops the agents)."""
+
+    before_stop: list[Callable[[], Awaitable[None]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_stop = []
 
     def _new_transport(self) -> Any:
         return RebalanceSafeTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        for hook in self.before_stop:
+            await hook()
+        await super().on_stop()

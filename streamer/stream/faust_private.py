@@ -15,11 +15,14 @@ from types import ModuleType
 
 import faust
 import faust.streams
+import faust.types.tuples
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 # faust's "current event": table reads and writes go to the partition of the event it holds.
 current_event = faust.streams._current_event
+# The lock faust holds while it records an acknowledgement (the input lane's too).
+ack_lock = faust.types.tuples.ack_lock
 
 
 @dataclass(frozen=True)
@@ -67,18 +70,28 @@ NAMES = (
     ),
     PrivateName(faust.App, "_new_transport", ("self",), "stream/consumer.py: install our consumer"),
     PrivateName(faust.streams, "_current_event", None, "stream/context.py: route table writes"),
+    PrivateName(faust.types.tuples, "ack_lock", None, "stream/consumer.py: acknowledge input records"),
 )
 
 # Set in the consumer's __init__, so not visible on the class: checked in its source instead.
 COMMITTED_OFFSET = "_committed_offset"
+CONSUMER_STATE = {
+    COMMITTED_OFFSET: "stream/offsets.py and stream/consumer.py: where re-reads start",
+    "_acked": "stream/consumer.py: acknowledge input records (what faust commits)",
+    "_acked_index": "stream/consumer.py: acknowledge input records",
+    "_read_offset": "stream/consumer.py: the input lane's read position",
+    "_buffered_partitions": "stream/consumer.py: which partitions the input lane delivers",
+    "_waiting_for_ack": "stream/consumer.py: wake faust's commit after acknowledgements",
+}
 
 
 def problems() -> list[str]:
     """Every private name that is missing or has another shape in the installed faust."""
     found = [problem for name in NAMES if (problem := name.problem()) is not None]
-    if f"self.{COMMITTED_OFFSET}" not in inspect.getsource(faust_consumer.Consumer.__init__):
-        found.append(
-            f"faust's Consumer no longer sets {COMMITTED_OFFSET} (used by stream/offsets.py and "
-            "stream/consumer.py: where re-reads start)"
-        )
+    source = inspect.getsource(faust_consumer.Consumer.__init__)
+    for name, used_by in CONSUMER_STATE.items():
+        if f"self.{name}" not in source:
+            found.append(f"faust's Consumer no longer sets {name} (used by {used_by})")
+    if not hasattr(faust_consumer.Consumer, "_n_acked"):
+        found.append("faust's Consumer no longer counts _n_acked (used by stream/consumer.py)")
     return found

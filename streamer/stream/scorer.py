@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,9 +30,10 @@ from streamer.core.intake import Refused, admit, apply
 from streamer.partitioning import partition_of
 from streamer.projection.port import NoProjection, Projection
 from streamer.settings import Settings
-from streamer.state.codec import StateDecodeError, decode_partition, encode_partition
+from streamer.state.codec import StateDecodeError, decode_partition
 from streamer.state.partition import PartitionRecord
 from streamer.stream.accounts import TableAccounts
+from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
 from streamer.stream.merge import PartitionMerge
 
@@ -109,7 +110,7 @@ class Counters:
     stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
     reread: int = 0  # delivered again after a restart or rebalance, already in the stored state
     offset_gaps: int = 0  # deliveries that skipped offsets of a partition (lost messages)
-    consumer_gaps: int = 0  # offset ranges faust's consumer recorded as gaps (set by the app)
+    consumer_gaps: int = 0  # offset ranges faust's consumer recorded as gaps (counted by it)
     rereads: int = 0  # stalled partitions sought back to their next offset
     alerts: int = 0
     snapshots: int = 0
@@ -142,8 +143,10 @@ class Scorer:
         sink: Sink,
         offsets: Offsets,
         projection: Projection | None = None,
+        acknowledge: Callable[[Sequence[Any]], None] = acknowledge_each,
     ) -> None:
         self.settings = settings
+        self.acknowledge = acknowledge  # the batch's messages, once its effects are durable
         self.config = config
         self.accounts_table = accounts_table
         self.clocks_table = clocks_table
@@ -159,6 +162,7 @@ class Scorer:
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
         self.lock = asyncio.Lock()
         self.paused = False  # between a revocation and the next assignment
+        self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
         self.counters = Counters()
 
     async def revoked(self) -> None:
@@ -178,8 +182,22 @@ class Scorer:
     async def assigned(self) -> None:
         """The new assignment: start afresh (messages of older generations are skipped)."""
         async with self.lock:
-            self.paused = False
+            self.paused = self.stopping
             self.forget_partitions()
+
+    async def stop(self) -> None:
+        """The worker is stopping (SIGTERM): let the batch in flight finish, then apply
+        nothing more, before faust closes the tables and the producer that a batch writes to.
+
+        The batch in flight completes first, while its tables and producer are still open.
+        Before this, faust's shutdown closed the RocksDB stores under a batch in flight, which
+        re-opened them for its table writes and then waited for ever on the stopped producer,
+        until the shutdown watchdog ended the process.
+        """
+        self.stopping = True
+        async with self.lock:  # the batch in flight has left
+            self.paused = True
+        log.info("stopped applying messages; those not acknowledged are read again at the next start")
 
     def forget_partitions(self) -> None:
         """Drop the partition engines, stores, merges and records (rebuilt from the tables on
@@ -190,6 +208,15 @@ class Scorer:
         self.records.clear()
         self._delivered.clear()
         self.assigned_at = time.monotonic()
+
+    async def open_assigned(self) -> None:
+        """Build the engine of every owned partition that has none yet (engines are otherwise
+        built when a partition delivers), so the projection re-stages quiet partitions too."""
+        async with self.lock:
+            if self.paused or not self.offsets.settled():
+                return
+            for partition in sorted({p for topic, p in self.offsets.assigned() if topic in self.families}):
+                self._engine(partition)
 
     def _record(self, partition: int) -> PartitionRecord:
         """The partition's stored clock and applied offsets (read once per assignment)."""
@@ -231,7 +258,8 @@ class Scorer:
         return merge
 
     async def process(self, events: Sequence[Any]) -> None:
-        """Take one batch of faust events (each with `.message`); apply what the merge releases."""
+        """Take one batch of input messages (each with `.message`: an `InputRecord` in the worker, a
+        faust event in tests); apply what the merges release."""
         async with self.lock:
             done: list[Any] = []
             owned, generation = self.offsets.assigned(), self.offsets.generation()
@@ -271,6 +299,7 @@ class Scorer:
             await self._release(done)
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
+            self._busy(now)
 
     def _in_account_record(self, message: Message, event: Event) -> bool:
         """Whether the stored record of the event's account lists this message as applied.
@@ -304,7 +333,18 @@ class Scorer:
         """Periodically: release what became ready because topics went idle meanwhile."""
         async with self.lock:
             if not self.paused and any(len(merge) for merge in self.merges.values()):
+                started = time.monotonic()
                 await self._release([])
+                self._busy(started)
+
+    def _busy(self, since: float) -> None:
+        """The scorer worked from `since` until now: input waited in the consumer meanwhile, so
+        that time does not count towards a partition's silence (`reread_stalled`). Without this
+        a batch longer than `STALL_S` (a busy machine) made every partition look stalled."""
+        busy = time.monotonic() - since
+        self.assigned_at += busy
+        for tp in self._delivered:
+            self._delivered[tp] += busy
 
     async def reread_stalled(self) -> None:
         """Liveness: read a partition again when it has a backlog but delivered nothing for
@@ -350,6 +390,7 @@ class Scorer:
         return known
 
     async def _release(self, done: list[Any]) -> None:
+        """Apply what the merges release, then make the batch durable (`Checkpoint`)."""
         counters, sink = self.counters, self.sink
         applied: dict[int, Any] = {}
         # partition -> account -> topic -> offsets applied to the account in this batch
@@ -368,9 +409,10 @@ class Scorer:
                 engine = self._engine(partition)
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
                 for event, decoded in ready:
-                    self._apply(engine, event.message, decoded)
+                    message = event.message
+                    self._apply(engine, message, decoded)
                     done.append(event)
-                    mine[decoded.account_id][event.message.topic].append(event.message.offset)
+                    mine[decoded.account_id][message.topic].append(message.offset)
                 for account_id in engine.take_dirty():
                     snapshot = engine.snapshot(account_id)
                     sink.snapshot(snapshot)
@@ -379,33 +421,21 @@ class Scorer:
             applied[partition] = ready[-1][0]
         if not done:
             return
-        await sink.flush()  # outputs are in Kafka before the state says they were produced
-        marks = {partition: self._marks(partition) for partition in applied}
-        for partition, event in applied.items():
-            with acting_as(event):
-                self.stores[partition].flush(marks[partition], by_account[partition])
-        if applied:
-            # The accounts' changelog records are in Kafka before the partition record says
-            # which offsets they contain: a recovered record never claims a lost account write.
-            await sink.flush()
-        for partition, event in applied.items():
-            record = self._record(partition)
-            handled: dict[str, list[int]] = defaultdict(list)
-            for message in (e.message for e in done if e.message.partition == partition):
-                handled[message.topic].append(message.offset)
-            for topic, mark in marks[partition].items():
-                record.offsets.advance(topic, mark, handled.get(topic, ()))
-            with acting_as(event):
-                self.clocks_table[f"clock-{partition}"] = encode_partition(record)
-        for event in done:
-            event.ack()
+        checkpoint = Checkpoint(
+            outputs=sink,
+            stores=self.stores,
+            engines=self.engines,
+            clocks_table=self.clocks_table,
+            records={partition: self._record(partition) for partition in applied},
+            acknowledge_messages=self.acknowledge,
+            projection=self.projection,
+            done=done,
+            applied=applied,
+            marks={partition: self._marks(partition) for partition in applied},
+            by_account=by_account,
+        )
+        await checkpoint.commit()
         counters.batches += 1
-        for partition in applied:
-            engine = self.engines[partition]
-            self.projection.partition(
-                partition, engine.periods.sums, engine.totals.sums, engine.clock.stream_time
-            )
-        await self.projection.flush()
 
     def _marks(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset below which every message delivered since the

@@ -32,7 +32,12 @@ ROUTES = (
     ("/healthz", handlers.healthz),
     ("/metrics", handlers.metrics),
     ("/openapi.json", handlers.openapi),
+    ("/accounts/{account_id:.+}", handlers.account_view),
     ("/api/accounts", handlers.accounts),
+    ("/api/filters", handlers.filters),
+    ("/api/accounts/{account_id:.+}/history", handlers.account_history),
+    ("/api/accounts/{account_id:.+}/timeline", handlers.account_timeline),
+    ("/api/accounts/{account_id:.+}/alerts", handlers.account_alerts),
     ("/api/accounts/{account_id:.+}", handlers.account),
     ("/api/portfolio", handlers.portfolio),
     ("/api/months", handlers.months),
@@ -129,6 +134,7 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
     app[handlers.HEALTH] = Health(reader, bootstrap, view.worker_max_age_s)
     app[handlers.METRICS] = metrics
     app[handlers.PAGE] = load_page()
+    app[handlers.ACCOUNT_PAGE] = load_page("account.html", "account.js")
     kafka = KafkaPublisher(settings.kafka_bootstrap)  # connects on the first write only
     app[handlers.WRITER] = Writer(publish or kafka, settings, enabled=view.secret is not None)
     for method, path, handler in WRITES:

@@ -19,12 +19,17 @@ def _hash(source: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
-def load_page() -> Page:
-    """index.html with dashboard.css and dashboard.js in place of their markers."""
+def load_page(html_name: str = "index.html", js_name: str = "dashboard.js") -> Page:
+    """A page (index.html: the dashboard; account.html: the account page) with dashboard.css,
+    common.js (what both pages share) and the page's script in place of their markers."""
     static = resources.files("streamer.view") / "static"
-    html = (static / "index.html").read_text(encoding="utf-8")
+    html = (static / html_name).read_text(encoding="utf-8")
     css = (static / "dashboard.css").read_text(encoding="utf-8")
-    js = (static / "dashboard.js").read_text(encoding="utf-8")
+    js = (
+        (static / "common.js").read_text(encoding="utf-8")
+        + "\n"
+        + (static / js_name).read_text(encoding="utf-8")
+    )
     html = html.replace("<!--STYLE-->", f"<style>{css}</style>").replace(
         "<!--SCRIPT-->", f"<script>{js}</script>"
     )

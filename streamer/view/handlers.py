@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streamer.view import actions, params
+from streamer.view import actions, export, params
 from streamer.view.dashboard import Page
 from streamer.view.errors import BadRequest
 from streamer.view.health import Health
@@ -21,6 +21,7 @@ HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
 PAGE = web.AppKey("page", Page)
 WRITER = web.AppKey("writer", Writer)
+ACCOUNT_PAGE = web.AppKey("account_page", Page)
 MAX_ACCOUNT_ID = 256
 
 
@@ -28,12 +29,13 @@ def json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-async def account(request: web.Request) -> web.Response:
-    params.no_params(request.query)
-    account_id = request.match_info["account_id"]
-    if not 1 <= len(account_id) <= MAX_ACCOUNT_ID:
-        raise BadRequest(f"an account id has 1 to {MAX_ACCOUNT_ID} characters")
-    return json(await request.app[SERVICE].account(account_id))
+def csv(body: bytes, name: str) -> web.Response:
+    return web.Response(
+        body=body,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
 
 
 def _account_id(request: web.Request) -> str:
@@ -41,6 +43,37 @@ def _account_id(request: web.Request) -> str:
     if not 1 <= len(account_id) <= MAX_ACCOUNT_ID:
         raise BadRequest(f"an account id has 1 to {MAX_ACCOUNT_ID} characters")
     return account_id
+
+
+async def account(request: web.Request) -> web.Response:
+    params.no_params(request.query)
+    return json(await request.app[SERVICE].account(_account_id(request)))
+
+
+async def account_history(request: web.Request) -> web.Response:
+    account_id = _account_id(request)
+    days = params.history_query(request.query)
+    answer = await request.app[SERVICE].history(account_id, days)
+    if params.wants_csv(request.query):
+        return csv(export.history(answer["points"]), "history")
+    return json(answer)
+
+
+async def account_timeline(request: web.Request) -> web.Response:
+    account_id = _account_id(request)
+    per_kind = params.timeline_query(request.query)
+    answer = await request.app[SERVICE].timeline(account_id, per_kind)
+    if params.wants_csv(request.query):
+        return csv(export.timeline(answer["items"]), "timeline")
+    return json(answer)
+
+
+async def account_alerts(request: web.Request) -> web.Response:
+    account_id = _account_id(request)
+    answer = await request.app[SERVICE].alerts(params.alert_query(request.query, account_id))
+    if params.wants_csv(request.query):
+        return csv(export.alerts(answer["items"]), "alerts")
+    return json(answer)
 
 
 async def _write(request: web.Request, event_type: str, body: dict[str, Any]) -> web.Response:
@@ -67,7 +100,15 @@ async def clear_override(request: web.Request) -> web.Response:
 
 
 async def accounts(request: web.Request) -> web.Response:
-    return json(await request.app[SERVICE].accounts(params.account_query(request.query)))
+    answer = await request.app[SERVICE].accounts(params.account_query(request.query))
+    if params.wants_csv(request.query):
+        return csv(export.accounts(answer["items"]), "accounts")
+    return json(answer)
+
+
+async def filters(request: web.Request) -> web.Response:
+    params.no_params(request.query)
+    return json(await request.app[SERVICE].filters())
 
 
 async def portfolio(request: web.Request) -> web.Response:
@@ -86,8 +127,10 @@ async def period(request: web.Request) -> web.Response:
 
 
 async def alerts(request: web.Request) -> web.Response:
-    limit, account_id, severities, rules = params.alert_query(request.query)
-    return json(await request.app[SERVICE].alerts(limit, account_id, severities, rules))
+    answer = await request.app[SERVICE].alerts(params.alert_query(request.query))
+    if params.wants_csv(request.query):
+        return csv(export.alerts(answer["items"]), "alerts")
+    return json(answer)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -110,7 +153,16 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    page = request.app[PAGE]
+    return _page(request.app[PAGE])
+
+
+async def account_view(request: web.Request) -> web.Response:
+    """The account page; its script reads the id from the address and asks the API."""
+    _account_id(request)
+    return _page(request.app[ACCOUNT_PAGE])
+
+
+def _page(page: Page) -> web.Response:
     return web.Response(
         body=page.html,
         content_type="text/html",

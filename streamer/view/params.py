@@ -8,9 +8,11 @@ from decimal import Decimal, InvalidOperation
 from streamer.core.clock import parse_month
 from streamer.core.vocabulary import BANDS, STAGES, Severity
 from streamer.view.errors import BadRequest
-from streamer.view.queries import SORTS, AccountQuery
+from streamer.view.queries import SORTS, AccountQuery, AlertQuery
 
 MAX_LIMIT = 500
+MAX_EXPORT = 100_000  # rows of one CSV export
+FORMATS = ("json", "csv")
 MAX_TEXT = 256  # an account id, a plan or a rule name
 MAX_MRR = Decimal(10) ** 12  # a monthly revenue filter above a trillion matches nothing real
 FIRST_YEAR, LAST_YEAR = 1970, 2999  # months the view answers for (a period ends a month later)
@@ -120,16 +122,41 @@ ACCOUNT_LIST = (
     "renewal_within_days",
     "min_mrr",
     "at_risk",
+    "owner",
+    "segment",
+    "q",
     "sort",
     "limit",
     "offset",
+    "format",
 )
 SORT_CHOICES = tuple(f"{sign}{field}" for field in SORTS for sign in ("", "-"))
+
+
+def output_format(params: Params) -> str:
+    """`format`: json (the default) or csv."""
+    value = params.text("format") or "json"
+    if value not in FORMATS:
+        raise BadRequest(f"'format' must be one of {', '.join(FORMATS)}; got {value!r}")
+    return value
+
+
+def wants_csv(query: Mapping[str, str]) -> bool:
+    """Whether the request asks for CSV (`format=csv`); checked by the endpoint's own parser."""
+    return query.get("format") == "csv"
+
+
+def _limit(params: Params, export: bool) -> int:
+    """`limit`: a page (default 50, at most 500), or for a CSV export every row (at most 100,000)."""
+    if export:
+        return params.integer("limit", MAX_EXPORT, 1, MAX_EXPORT) or MAX_EXPORT
+    return params.integer("limit", 50, 1, MAX_LIMIT) or 50
 
 
 def account_query(query: Mapping[str, str]) -> AccountQuery:
     """`GET /api/accounts` parameters."""
     params = Params(query, ACCOUNT_LIST)
+    export = output_format(params) == "csv"
     sort = params.text("sort") or "score"
     if sort not in SORT_CHOICES:
         raise BadRequest(f"'sort' must be one of {', '.join(SORT_CHOICES)}; got {sort!r}")
@@ -140,9 +167,12 @@ def account_query(query: Mapping[str, str]) -> AccountQuery:
         renewal_within_days=params.integer("renewal_within_days", None, 0, 3650),
         min_mrr=params.decimal("min_mrr"),
         at_risk=params.boolean("at_risk"),
+        owners=params.choices("owner"),
+        segments=params.choices("segment"),
+        search=params.text("q"),
         sort=sort.lstrip("-"),
         descending=sort.startswith("-"),
-        limit=params.integer("limit", 50, 1, MAX_LIMIT) or 50,
+        limit=_limit(params, export),
         offset=params.integer("offset", 0, 0, 1_000_000) or 0,
     )
 
@@ -162,15 +192,41 @@ def period_query(query: Mapping[str, str]) -> tuple[int, int]:
     return start, end
 
 
-ALERT_LIST = ("limit", "account_id", "severity", "rule")
+ALERT_LIST = ("limit", "offset", "account_id", "severity", "rule", "owner", "segment", "format")
+ACCOUNT_ALERT_LIST = ("limit", "offset", "severity", "rule", "format")
 SEVERITIES = tuple(Severity)
 
 
-def alert_query(query: Mapping[str, str]) -> tuple[int, str | None, tuple[str, ...], tuple[str, ...]]:
-    """`GET /api/alerts`: limit, one account, severities, rules."""
-    params = Params(query, ALERT_LIST)
-    limit = params.integer("limit", 50, 1, MAX_LIMIT) or 50
-    return limit, params.text("account_id"), params.choices("severity", SEVERITIES), params.choices("rule")
+def alert_query(query: Mapping[str, str], account_id: str | None = None) -> AlertQuery:
+    """`GET /api/alerts` (or one account's, `account_id` from the path): page and filters."""
+    params = Params(query, ALERT_LIST if account_id is None else ACCOUNT_ALERT_LIST)
+    export = output_format(params) == "csv"
+    return AlertQuery(
+        limit=_limit(params, export),
+        offset=params.integer("offset", 0, 0, 1_000_000) or 0,
+        account_id=account_id if account_id is not None else params.text("account_id"),
+        severities=params.choices("severity", SEVERITIES),
+        rules=params.choices("rule"),
+        owners=params.choices("owner") if account_id is None else (),
+        segments=params.choices("segment") if account_id is None else (),
+    )
+
+
+HISTORY_DAYS = 400
+
+
+def history_query(query: Mapping[str, str]) -> int:
+    """`GET /api/accounts/{id}/history`: `days` back from the newest point (1-400, default 400)."""
+    params = Params(query, ("days", "format"))
+    output_format(params)
+    return params.integer("days", HISTORY_DAYS, 1, HISTORY_DAYS) or HISTORY_DAYS
+
+
+def timeline_query(query: Mapping[str, str]) -> int:
+    """`GET /api/accounts/{id}/timeline`: `per_kind` entries of each kind (1-50, default 10)."""
+    params = Params(query, ("per_kind", "format"))
+    output_format(params)
+    return params.integer("per_kind", 10, 1, 50) or 10
 
 
 def no_params(query: Mapping[str, str]) -> None:

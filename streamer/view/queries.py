@@ -32,6 +32,9 @@ class AccountQuery:
     renewal_within_days: int | None = None
     min_mrr: Decimal | None = None
     at_risk: bool = False
+    owners: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+    search: str | None = None  # part of the name or id, any case
     sort: str = "score"
     descending: bool = False
     limit: int = 50
@@ -84,6 +87,9 @@ def plan(query: AccountQuery, keys: Keys, now_ms: int | None) -> Plan:
         "renewal_within_days": query.renewal_within_days is not None,
         "min_mrr": query.min_mrr is not None,
         "at_risk": query.at_risk,
+        "owners": bool(query.owners),
+        "segments": bool(query.segments),
+        "search": query.search is not None,
     }
     residual = any(active and name not in covered for name, active in filters.items())
     return Plan(key, where, residual)
@@ -96,6 +102,12 @@ def matches(row: dict[str, Any], query: AccountQuery, now_ms: int | None) -> boo
     if query.stages and row["lifecycle_stage"] not in query.stages:
         return False
     if query.plans and row.get("plan") not in query.plans:
+        return False
+    if query.owners and row.get("owner") not in query.owners:
+        return False
+    if query.segments and row.get("segment") not in query.segments:
+        return False
+    if query.search is not None and not searched(row, query.search):
         return False
     mrr = Decimal(row["mrr"])
     if query.min_mrr is not None and mrr < query.min_mrr:
@@ -111,6 +123,43 @@ def matches(row: dict[str, Any], query: AccountQuery, now_ms: int | None) -> boo
         if not window.low <= epoch_ms(renewal) <= window.high:
             return False
     return True
+
+
+def searched(row: dict[str, Any], text: str) -> bool:
+    """Whether `text` is part of the row's name or account id, ignoring case."""
+    needle = text.casefold()
+    return needle in str(row["account_id"]).casefold() or needle in str(row.get("name") or "").casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Filters and page of `GET /api/alerts` (newest first)."""
+
+    limit: int = 50
+    offset: int = 0
+    account_id: str | None = None
+    severities: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+
+    @property
+    def filtered(self) -> bool:
+        """Whether rows must be read and filtered (else the page comes from the sorted set)."""
+        return bool(self.severities or self.rules or self.owners or self.segments)
+
+
+def alert_matches(alert: dict[str, Any], query: AlertQuery) -> bool:
+    """Whether an alert passes the query's filters (owner and segment from its `profile`)."""
+    if query.severities and alert.get("severity") not in query.severities:
+        return False
+    if query.rules and alert.get("rule") not in query.rules:
+        return False
+    found = alert.get("profile")
+    about: dict[str, Any] = found if isinstance(found, dict) else {}
+    if query.owners and about.get("owner") not in query.owners:
+        return False
+    return not (query.segments and about.get("segment") not in query.segments)
 
 
 def page(rows: list[dict[str, Any]], query: AccountQuery) -> list[dict[str, Any]]:

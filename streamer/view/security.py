@@ -11,6 +11,11 @@ from streamer.view.errors import Unauthorized
 
 OPEN_PATHS = frozenset({"/healthz"})
 PAGE_PATHS = frozenset({"/"})  # a browser cannot send a header here: ?access_token= is accepted
+PAGE_PREFIXES = ("/accounts/",)  # ... nor to an account page
+
+
+def _page(path: str) -> bool:
+    return path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)
 
 
 def _supplied(request: web.Request) -> str | None:
@@ -19,7 +24,7 @@ def _supplied(request: web.Request) -> str | None:
     credentials = credentials.strip(" \t")  # HTTP's whitespace only: U+2028 & co. are part of it
     if scheme.lower() == "bearer" and credentials:
         return credentials
-    if request.path in PAGE_PATHS:
+    if _page(request.path):
         return request.query.get("access_token")
     return None
 

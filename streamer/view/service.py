@@ -7,11 +7,13 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from streamer.core.clock import iso
+from streamer.core.clock import DAY, iso
+from streamer.projection import history
 from streamer.projection.redis_reader import PartitionData, ProjectionReader
+from streamer.view import account as account_page
 from streamer.view import portfolio
 from streamer.view.errors import BadRequest, NotFound, Unavailable
-from streamer.view.queries import AccountQuery, matches, page, plan
+from streamer.view.queries import AccountQuery, AlertQuery, alert_matches, matches, page, plan
 
 T = TypeVar("T")
 ACCOUNT_ALERTS = 10
@@ -45,12 +47,71 @@ class ViewService:
 
         return await guarded(read)
 
+    async def _points(self, account_id: str, days: int | None = None) -> list[history.Point]:
+        raw = await self.reader.history(account_id)
+        points = [history.decode(value, as_of) for value, as_of in raw]
+        if days is not None and points:
+            since = points[-1].as_of - days * DAY
+            points = [p for p in points if p.as_of >= since]
+        return points
+
+    async def _known(self, account_id: str) -> dict[str, Any]:
+        snapshot = await self.reader.account(account_id)
+        if snapshot is None:
+            raise NotFound(f"no account {account_id!r} in the projection")
+        return snapshot
+
+    async def history(self, account_id: str, days: int) -> dict[str, Any]:
+        """The account's score and MRR history (oldest first) and its MRR movements."""
+
+        async def read() -> dict[str, Any]:
+            await self._known(account_id)
+            points = await self._points(account_id, days)
+            return {
+                "account_id": account_id,
+                "days": days,
+                "points": account_page.history_rows(points),
+                "movements": account_page.movements(points),
+            }
+
+        return await guarded(read)
+
+    async def timeline(self, account_id: str, per_kind: int) -> dict[str, Any]:
+        """What happened to the account, newest first, at most `per_kind` entries of each kind."""
+
+        async def read() -> dict[str, Any]:
+            snapshot = await self._known(account_id)
+            points = await self._points(account_id)
+            alerts = await self.reader.alerts(per_kind, account_id)
+            items = account_page.timeline(
+                points, account_page.movements(points), snapshot.get("comments") or [], alerts, per_kind
+            )
+            return {"account_id": account_id, "per_kind": per_kind, "items": items}
+
+        return await guarded(read)
+
+    async def filters(self) -> dict[str, Any]:
+        """The owners and segments in the projection with their number of accounts."""
+
+        async def read() -> dict[str, Any]:
+            owners = await self.reader.names("owner")
+            segments = await self.reader.names("segment")
+            return {"owners": dict(sorted(owners.items())), "segments": dict(sorted(segments.items()))}
+
+        return await guarded(read)
+
     async def accounts(self, query: AccountQuery) -> dict[str, Any]:
         async def read() -> dict[str, Any]:
             now = await self.reader.stream_time()
             how = plan(query, self.reader.keys, now)
             if how.residual:
                 ids = await self.reader.ids(how.key, how.where, descending=query.descending)
+                if query.owners:
+                    owned = await self.reader.members("owner", query.owners)
+                    ids = [account_id for account_id in ids if account_id in owned]
+                if query.segments:
+                    within = await self.reader.members("segment", query.segments)
+                    ids = [account_id for account_id in ids if account_id in within]
                 rows = [row for row in await self.reader.summaries(ids) if matches(row, query, now)]
                 total, items = len(rows), page(rows, query)
             else:
@@ -99,17 +160,21 @@ class ViewService:
 
         return await guarded(read)
 
-    async def alerts(
-        self, limit: int, account_id: str | None, severities: tuple[str, ...], rules: tuple[str, ...]
-    ) -> dict[str, Any]:
+    async def alerts(self, query: AlertQuery) -> dict[str, Any]:
+        """A page of the kept alerts, newest first, with the number that pass the filters."""
+
         async def read() -> dict[str, Any]:
-            fetch = limit if not severities and not rules else 10_000
-            items = [
-                alert
-                for alert in await self.reader.alerts(fetch, account_id)
-                if (not severities or alert.get("severity") in severities)
-                and (not rules or alert.get("rule") in rules)
-            ]
-            return {"items": items[:limit]}
+            if query.filtered:
+                kept = await self.reader.alert_count(query.account_id)
+                rows = [
+                    alert
+                    for alert in await self.reader.alerts(max(kept, 1), query.account_id)
+                    if alert_matches(alert, query)
+                ]
+                total, items = len(rows), rows[query.offset : query.offset + query.limit]
+            else:
+                total = await self.reader.alert_count(query.account_id)
+                items = await self.reader.alerts(query.limit, query.account_id, query.offset)
+            return {"total": total, "offset": query.offset, "limit": query.limit, "items": items}
 
         return await guarded(read)

@@ -88,6 +88,8 @@ def test_alerts_tail_with_an_unreachable_broker_leaves_nothing_unclosed() -> Non
         (["worker"], "HEALTHSTREAM_PARTITIONS", "abc", "Input should be a valid integer"),
         (["worker"], "HEALTHSTREAM_PARTITIONS", "0", "Input should be greater than or equal to 1"),
         (["worker"], "HEALTHSTREAM_STORE", "redis://", "Input should be 'rocksdb://' or 'memory://'"),
+        (["worker"], "HEALTHSTREAM_STANDBY_REPLICAS", "-1", "Input should be greater than or equal to 0"),
+        (["worker"], "HEALTHSTREAM_SESSION_TIMEOUT_S", "2", "Input should be greater than or equal to 6"),
         (["view"], "HEALTHSTREAM_VIEW_PORT", "abc", "Input should be a valid integer"),
         (["view"], "HEALTHSTREAM_VIEW_PORT", "70000", "Input should be less than or equal to 65535"),
         (["view"], "HEALTHSTREAM_VIEW_REDIS_POOL_SIZE", "0", "Input should be greater than or equal to 1"),
@@ -106,6 +108,15 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(
         + one_line(result).split(says, 1)[1]  # pydantic's wording after the part we check
     )
     assert one_line(result).endswith(": fix the variable or unset it for the default")
+
+
+def test_a_heartbeat_too_long_for_the_session_timeout_says_what_to_use() -> None:
+    result = run(["worker"], HEALTHSTREAM_SESSION_TIMEOUT_S="10", HEALTHSTREAM_HEARTBEAT_INTERVAL_S="5")
+    assert result.exit_code == 2, result.output
+    line = one_line(result)
+    assert line.startswith("streamer: HEALTHSTREAM_HEARTBEAT_INTERVAL_S='5' is not valid (")
+    assert "at most a third of the session timeout (10 s: HEALTHSTREAM_SESSION_TIMEOUT_S)" in line
+    assert "use 3.33333 or less" in line
 
 
 def test_worker_refuses_to_start_on_a_faust_without_the_private_names_it_relies_on(

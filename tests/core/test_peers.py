@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from streamer.core.clock import DAY
-from streamer.core.config import Peers, PeerSignal, ScoreConfig
+from streamer.core.config import Bands, Peers, PeerSignal, ScoreConfig, SignalWeights
 from streamer.core.engine import PartitionEngine
 from streamer.core.peers import (
     ALL,
+    COMPOSITE,
     PeerHistory,
     PeerReference,
     build_reference,
@@ -170,7 +171,9 @@ def test_curve_mode_and_too_few_peers_use_the_fixed_curve() -> None:
 
 
 def test_a_reason_says_where_the_account_stands_among_its_peers() -> None:
-    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    # events_28d counts only through usage_28d by default (weight 0: no reason of its own)
+    weighted = SignalWeights(events_28d=2.0)
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4), signal_weights=weighted))
     reasons = {r["signal"]: r for r in explain(feed.evaluate("a1", at(40, 12)))}
     assert (
         reasons["events_28d"]["message"]
@@ -203,3 +206,37 @@ def test_history_answers_the_latest_reference_at_or_before_an_instant() -> None:
     assert [r.tick for r in history.references] == [2 * DAY, 3 * DAY]
     assert history.at(2 * DAY + 5) is not None and history.at(2 * DAY + 5).tick == 2 * DAY  # type: ignore[union-attr]
     assert history.at(DAY) is None
+
+
+def test_the_usage_composite_is_the_mean_percentile_ranked_again_among_peers() -> None:
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    reference = feed.engine.peers.at(ms(at(40, 12)))
+    assert reference is not None
+    composites = reference.groups[("starter", COMPOSITE)]
+    assert len(composites) == 4 and list(composites) == sorted(set(composites))  # one per account
+    # The mean percentile bunches (a1 and a4 are 12.5 and 87.5 on events but ~30 and ~70 as a
+    # mean with the signals where all four tie); ranked again, the composite spreads to 0..100.
+    low, high = feed.evaluate("a1", at(40, 12)), feed.evaluate("a4", at(40, 12))
+    assert 25 < low.signals[COMPOSITE][0] < 50 < high.signals[COMPOSITE][0] < 75
+    assert (low.signals[COMPOSITE][1], high.signals[COMPOSITE][1]) == (12.5, 87.5)
+    assert low.facts[f"{COMPOSITE}_percentile"] == 12.5
+    assert feed.snapshot("a1")["peers"]["percentiles"][COMPOSITE] == 12.5
+    reasons = {r["signal"]: r["message"] for r in explain(low)}
+    assert reasons[COMPOSITE] == (
+        "overall use low: 28 product events on 28 days in 28 days, bottom 13% of paying starter accounts"
+    )
+    # Without composite weights there is no composite.
+    plain = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, composite={})))
+    assert COMPOSITE not in plain.evaluate("a1", at(40, 12)).signals
+
+
+def test_usage_low_among_peers_makes_the_band_red_or_yellow_whatever_the_score() -> None:
+    wide = ScoreConfig(peers=Peers(min_peers=4), bands=Bands(red_usage_below=15, yellow_usage_below=40))
+    feed = paying_portfolio(wide)
+    assert feed.evaluate("a1", at(40, 12)).band == "red"  # usage 12.5th percentile < 15
+    assert feed.evaluate("a2", at(40, 12)).band == "yellow"  # 37.5 < 40
+    off = paying_portfolio(
+        ScoreConfig(peers=Peers(min_peers=4), bands=Bands(red_usage_below=0, yellow_usage_below=0))
+    )
+    found = off.evaluate("a1", at(40, 12))
+    assert found.band == Bands().band(found.score)

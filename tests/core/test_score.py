@@ -88,6 +88,27 @@ def test_configured_band_thresholds() -> None:
     assert [bands.band(x) for x in (80, 79.9, 50, 49.9)] == ["green", "yellow", "yellow", "red"]
 
 
+@pytest.mark.parametrize(
+    ("score", "usage", "band"),
+    [
+        (90, None, "green"),  # no peer standing: the score alone
+        (90, 50, "green"),
+        (90, 25, "green"),
+        (90, 24.9, "yellow"),  # bottom quarter of use among peers
+        (90, 9.9, "red"),  # bottom tenth
+        (50, 80, "yellow"),  # usage never lifts a band
+        (30, 95, "red"),
+    ],
+)
+def test_usage_among_peers_caps_the_band(score: float, usage: float | None, band: str) -> None:
+    assert Bands().band(score, usage) == band
+
+
+def test_usage_band_thresholds_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="red_usage_below"):
+        Bands(red_usage_below=30, yellow_usage_below=20)
+
+
 def paying_unhappy(plan: str, config: ScoreConfig) -> Feed:
     """Financial component 100 (paying, no failures, nothing scheduled), sentiment 0 (NPS -100)."""
     feed = Feed(config)

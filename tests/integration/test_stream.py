@@ -34,6 +34,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.structs import ConsumerRecord
 
 from streamer.contract.events import EVENT_FAMILY
@@ -258,8 +259,12 @@ class Bus:
         return lag
 
     def committed(self, group: str, topics: list[str]) -> int:
-        """How many messages of `topics` the consumer group has committed, in all."""
-        return self.run(self._committed_in(group, topics))
+        """How many messages of `topics` the consumer group has committed, in all (0 while the
+        broker has no coordinator for the group yet: a fresh broker creates it on first use)."""
+        try:
+            return self.run(self._committed_in(group, topics))
+        except GroupCoordinatorNotAvailableError:
+            return 0
 
     async def _committed_in(self, group: str, topics: list[str]) -> int:
         committed = await (await self._admin_client()).list_consumer_group_offsets(group)
@@ -389,7 +394,7 @@ class Deployment:
             [STREAMER, "replay", str(events), "--quiet", *options],
             env=self.env(),
             capture_output=True,
-            timeout=120,
+            timeout=600,  # bounds a hang only: 25,000 events took over 120 s at a load of 30
         )
         assert done.returncode == 0, done.stderr.decode()
         return done.stdout.decode()
@@ -840,8 +845,10 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
 ) -> None:
     events = history(13)
     # A killed member keeps its partitions until its session times out (60 s by default), which
-    # would delay the restart that long; faust reads these two from the environment.
-    deployment = deploy(worker_env={"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"})
+    # would delay the restart that long.
+    deployment = deploy(
+        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
+    )
     first = deployment.start_worker("w1")
     deployment.wait_group(1)
     replay_live_until(deployment, events, seconds=10, fraction=0.4)
@@ -874,7 +881,10 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     deployment = deploy()
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
     deployment.wait_group(1)
-    replay_live_until(deployment, events, seconds=12, fraction=0.25)
+    # Spread over long enough that events still flow when the second worker has joined: a
+    # worker takes up to a minute to start on a busy machine, and the first one keeps up with
+    # any rate of this test, so a shorter replay would be over before the rebalance.
+    replay_live_until(deployment, events, seconds=90, fraction=0.1)
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     # The rebalance completes while events still flow: the newcomer scores its partitions.
     deployment.wait_for(
@@ -882,12 +892,37 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
         lambda: "partition engine ready" in second.text(),
         timeout=180,  # bounds a hang only: a rebalance on a busy 2-core machine can take a while
     )
-    assert deployment.background[0].wait(timeout=60) == 0
+    assert deployment.background[0].wait(timeout=180) == 0
     deployment.settle(first, second)
     assert_no_offsets_skipped(first, second)  # first: a lost delivery explains any difference
     assert_same_as_offline(deployment, events)
     letters = deployment.dead_letters()  # re-reads after the rebalance are skipped by offset
     assert not letters, f"{len(letters)} valid events dead-lettered, e.g. {short(letters[0], 400)}"
+
+
+def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offlines_answers(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    """Several workers on one machine use every core: the partitions are split between them
+    (the consumer group), each scores its own, and together they give offline's answers."""
+    events = history(15)
+    deployment = deploy()
+    first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    deployment.wait_group(2, timeout=180)  # bounds a hang: joining takes a while on a busy machine
+    deployment.replay(events.events)
+    deployment.settle(first, second)
+
+    def scored(worker: Worker) -> set[int]:
+        lines = [orjson.loads(line) for line in worker.text().splitlines() if line.startswith("{")]
+        return {line["partition"] for line in lines if line.get("msg") == "partition engine ready"}
+
+    mine, theirs = scored(first), scored(second)
+    assert mine and theirs, f"one worker scored nothing: w1 {sorted(mine)}, w2 {sorted(theirs)}"
+    assert mine | theirs == set(range(PARTITIONS))
+    assert_no_offsets_skipped(first, second)
+    assert_same_as_offline(deployment, events)
+    assert not deployment.dead_letters()
 
 
 def test_sigterm_stops_a_worker_mid_backlog_promptly(
@@ -906,10 +941,16 @@ def test_sigterm_stops_a_worker_mid_backlog_promptly(
     )
     worker.proc.terminate()
     try:
-        worker.proc.wait(timeout=10)
+        code = worker.proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         worker.kill()
         raise AssertionError(f"still running 10 s after SIGTERM:\n{worker.tail(3)}") from None
+    # The clean path: the scorer left its batch before faust closed the tables, and the shutdown
+    # watchdog (a backstop that exits after 8 s and logs where every task waits) never fired.
+    log = worker.text()
+    assert code == 0, worker.tail()
+    assert "stopped applying messages" in log, worker.tail()
+    assert "the orderly shutdown did not finish" not in log, worker.tail()
 
 
 # -- 6. kcat: the contract outside our code -----------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from streamer.core.engine import PartitionEngine
+from streamer.projection.codec import epoch_ms
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.projection.resync import Resync
 from tests.fixtures import RedisServer
@@ -84,3 +85,59 @@ async def test_an_engine_replaced_by_a_rebalance_is_skipped(projection: RedisPro
     await task
     assert resync.restaged == 0
     assert not resync.synced
+
+
+async def test_each_restaged_partition_stages_its_recent_alerts_again(
+    redis_server: RedisServer, projection: RedisProjection
+) -> None:
+    """Alerts a killed worker staged and never wrote come back from the alerts topic."""
+    engines: dict[int, PartitionEngine] = dict(enumerate(scored().run.engines))
+    alerts = {p: [a for a in scored().alerts if a["account_id"] in engines[p].members] for p in engines}
+    assert sum(map(len, alerts.values())) > 0
+    asked: list[int] = []
+    failing = {2}
+
+    async def recent(partition: int) -> list[dict[str, object]]:
+        asked.append(partition)
+        if partition in failing:
+            raise ConnectionError("broker away")
+        return alerts[partition]
+
+    resync = Resync(projection, lambda: engines, asyncio.Lock(), recent)
+    await resync.run()
+    assert await projection.drain()
+    assert sorted(asked) == sorted(engines)
+    assert 2 not in {p for p, e in engines.items() if e in resync.synced}  # read again next time
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        projected = set(await client.zrange(projection.keys.alerts, 0, -1))
+    finally:
+        await client.aclose()
+    assert projected == {a["alert_id"] for p in engines if p not in failing for a in alerts[p]}
+
+    failing.clear()
+    asked.clear()
+    projection.lost = False  # the first write found Redis empty (fresh): not a loss here
+    await resync.run()
+    assert asked == [2]  # only the partition that failed
+    assert resync.restaged_alerts == sum(map(len, alerts.values()))
+
+
+async def test_a_resync_rebuilds_the_lists_history_point_and_owner_sets(
+    redis_server: RedisServer, projection: RedisProjection
+) -> None:
+    engine = scored().run.engines[2]
+    await Resync(projection, lambda: {2: engine}, asyncio.Lock()).run()
+    assert await projection.drain()
+    client = Redis.from_url(redis_server.url)
+    try:
+        for account_id in sorted(engine.members):
+            current = engine.snapshot(account_id)
+            (point,) = await client.zrange(projection.keys.history(account_id), 0, -1, withscores=True)
+            assert point[1] == epoch_ms(current["as_of"])  # the current point; older ones are not kept
+            assert await client.hexists(projection.keys.summaries, account_id)
+            owner = (current.get("profile") or {}).get("owner")
+            if owner:  # once snapshots carry a profile
+                assert await client.sismember(projection.keys.owner(owner), account_id)
+    finally:
+        await client.aclose()

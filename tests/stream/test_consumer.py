@@ -6,17 +6,22 @@ assignment and the committed offsets; what is under test is only what our subcla
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from intervaltree import IntervalTree
 
-from streamer.stream.consumer import RebalanceSafeConsumer
+from streamer.stream.consumer import InputLane, InputRecord, RebalanceSafeConsumer, SafeCommitThread
 
 USAGE, SUBS = TP("in.usage", 0), TP("in.subscriptions", 0)
 CHANGELOG = TP("app-accounts-changelog", 0)
+GENERATION = 5
 
 
 class Harness:
@@ -29,12 +34,14 @@ class Harness:
         self.earliest: dict[TP, int] = {}
         consumer = self.consumer = RebalanceSafeConsumer.__new__(RebalanceSafeConsumer)
         consumer._committed_offset = {USAGE: 40, SUBS: None, CHANGELOG: 7}
+        self.app = consumer.app = SimpleNamespace(consumer_generation_id=GENERATION)
+        self.active = {USAGE, SUBS, CHANGELOG}
         harness = self
 
         async def fetch(self: Any, timeout: float) -> tuple[dict[TP, list[str]], set[TP]]:
             if harness.during is not None:
                 await harness.during(consumer)
-            return dict(harness.records), {USAGE, SUBS, CHANGELOG}
+            return dict(harness.records), set(harness.active)
 
         async def seek(self: Any, partition: TP, offset: int) -> None:
             harness.sought.append((partition, offset))
@@ -44,6 +51,12 @@ class Harness:
 
         async def earliest_offsets(self: Any, *partitions: TP) -> dict[TP, int]:
             return {tp: harness.earliest[tp] for tp in partitions if tp in harness.earliest}
+
+        async def group_committed(tps: list[TP]) -> dict[TP, int]:
+            return {tp: harness.group[tp] for tp in tps if tp in harness.group}
+
+        self.group: dict[TP, int] = {}  # what the broker has committed for the group
+        consumer._group_committed = group_committed  # type: ignore[method-assign]
 
         base = faust_aiokafka.Consumer
         monkeypatch.setattr(base, "_wait_next_records", fetch)
@@ -135,3 +148,121 @@ async def test_a_changelog_gap_keeps_fausts_bookkeeping_and_is_counted_and_logge
     assert (harness.consumer.jumps, harness.consumer.gaps) == (0, 1)
     [line] = [r for r in caplog.records if r.getMessage() == "skipped an offset range"]
     assert (line.topic, line.to) == (CHANGELOG.topic, 8)  # type: ignore[attr-defined]
+
+
+async def test_a_partition_faust_has_no_committed_offset_for_yet_is_read_from_the_groups(
+    harness: Harness,
+) -> None:
+    """A member that just joined: faust has not read the group's committed offsets yet, the
+    broker has them. Reading from the start instead re-read what the group had committed, and
+    faust's own seek then jumped forward: an offset gap in the scorer's view."""
+    harness.records = {SUBS: ["s0"]}
+    harness.group = {SUBS: 9}
+    harness.earliest = {SUBS: 0}
+    harness.during = rebalance
+    assert await harness.fetch() == {}
+    assert harness.sought == [(SUBS, 9)]
+
+
+async def test_a_commit_whose_partitions_were_all_revoked_meanwhile_commits_nothing_and_does_not_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust handed aiokafka an empty commit then (ValueError({})), crashed its consumer thread,
+    and the worker exited with 1 (seen in the soak, during a rebalance)."""
+    committed: list[dict[TP, int]] = []
+
+    async def base_commit(self: Any, offsets: dict[TP, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    thread = SafeCommitThread.__new__(SafeCommitThread)
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_commit", base_commit)
+    monkeypatch.setattr(SafeCommitThread, "assignment", lambda self: {USAGE})
+    assert await thread._commit({SUBS: 4}) is False
+    assert committed == []
+    assert await thread._commit({SUBS: 4, USAGE: 41}) is True
+    assert committed == [{SUBS: 4, USAGE: 41}]  # faust keeps only the assigned ones itself
+
+
+# -- the input lane ---------------------------------------------------------------------------------
+
+
+def record(offset: int, value: bytes = b"{}") -> SimpleNamespace:
+    """An aiokafka ConsumerRecord, as far as the lane reads one."""
+    return SimpleNamespace(offset=offset, key=b"acc-1", value=value, timestamp=1_700_000_000_123)
+
+
+def with_lane(harness: Harness) -> InputLane:
+    lane = InputLane([USAGE.topic, SUBS.topic])
+    harness.app.input_lane = lane
+    consumer = harness.consumer
+    consumer.flow_active = True
+    consumer._buffered_partitions = set()
+    consumer._read_offset = defaultdict(lambda: None)
+    consumer._acked, consumer._acked_index, consumer._n_acked = defaultdict(list), defaultdict(set), 0
+    consumer._waiting_for_ack = None
+    consumer._gap = defaultdict(IntervalTree)
+    return lane
+
+
+async def test_the_lane_takes_a_fetchs_input_records_and_faust_keeps_the_changelog_ones(
+    harness: Harness,
+) -> None:
+    lane = with_lane(harness)
+    harness.records = {USAGE: [record(40), record(41)], SUBS: [record(3)], CHANGELOG: ["c7"]}  # type: ignore[list-item]
+    assert await harness.fetch() == {CHANGELOG: ["c7"]}
+    [batch] = [b async for b in _first(lane)]
+    assert [(r.topic, r.partition, r.offset) for r in batch] == [
+        (USAGE.topic, 0, 40),
+        (USAGE.topic, 0, 41),
+        (SUBS.topic, 0, 3),
+    ]
+    first = batch[0]
+    assert first.message is first and (first.key, first.value) == (b"acc-1", b"{}")
+    assert first.timestamp == 1_700_000_000.123 and first.generation_id == GENERATION
+    assert harness.consumer._read_offset[USAGE] == 41  # faust's read position follows the lane
+
+
+async def test_the_lane_skips_paused_partitions_and_leaves_a_stopped_flow_to_faust(
+    harness: Harness,
+) -> None:
+    lane = with_lane(harness)
+    harness.active = {USAGE, CHANGELOG}  # SUBS paused: faust's getmany would not deliver it
+    harness.records = {USAGE: [record(40)], SUBS: [record(3)]}  # type: ignore[list-item]
+    assert await harness.fetch() == {}
+    [batch] = [b async for b in _first(lane)]
+    assert [r.topic for r in batch] == [USAGE.topic]
+
+    harness.consumer.flow_active = False  # a rebalance: faust drops the fetch and seeks back
+    harness.records = {USAGE: [record(41)]}  # type: ignore[list-item]
+    assert await harness.fetch() == harness.records
+    assert lane._queue.empty()
+
+
+async def test_batches_join_the_fetches_waiting_and_never_linger() -> None:
+    lane = InputLane([USAGE.topic])
+    records = [InputRecord(USAGE, offset, None, b"", 0.0, 1) for offset in range(5)]
+    await lane.put(records[:2])
+    await lane.put(records[2:4])
+    batches = lane.batches(max_records=3)
+    assert [r.offset for r in await anext(batches)] == [0, 1, 2, 3]  # whole fetches
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # nothing left: waits for the next fetch
+    await lane.put(records[4:])
+    assert [r.offset for r in await asyncio.wait_for(waiting, 5)] == [4]
+
+
+async def test_acknowledged_input_records_are_what_faust_commits(harness: Harness) -> None:
+    with_lane(harness)
+    consumer = harness.consumer
+    records = [InputRecord(USAGE, offset, None, b"", 0.0, GENERATION) for offset in (39, 40, 41, 41)]
+    consumer.ack_inputs(records)
+    # 39 is below the committed offset 40 (acknowledged before): faust ignores it too.
+    assert consumer._acked[USAGE] == [40, 41] and consumer._n_acked == 2
+    assert consumer._new_offset(USAGE) == 42  # faust commits up to the acknowledged ones
+
+
+async def _first(lane: InputLane) -> Any:
+    batches = lane.batches(max_records=10_000)
+    yield await asyncio.wait_for(anext(batches), 5)

@@ -3,9 +3,11 @@ partitions and rebalances, over plain dicts, list sinks and a fake consumer (no 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -457,6 +459,33 @@ async def test_partitions_that_delivered_recently_are_not_sought(world: World) -
     assert world.offsets.end_offsets_calls == 0
 
 
+async def test_time_spent_on_a_long_batch_is_not_silence(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    fake_time = SimpleNamespace(monotonic=lambda: clock[0], time=time.time, perf_counter=time.perf_counter)
+    monkeypatch.setattr(scorer_module, "time", fake_time)
+    world.scorer.assigned_at = clock[0]
+    offsets = world.offsets
+    offsets.restarts[(SUBS, PARTITION)] = 5
+    offsets.ends[(SUBS, PARTITION)] = 7  # a backlog: its fetches wait while the scorer works
+    offsets.ends[(USAGE, PARTITION)] = 10
+    end_offsets = offsets.end_offsets
+
+    async def slow_end_offsets(tps: Any) -> Any:
+        clock[0] += scorer_module.STALL_S + 5  # a busy machine: the batch takes that long
+        return await end_offsets(tps)
+
+    monkeypatch.setattr(offsets, "end_offsets", slow_end_offsets)
+    await world.scorer.process([world.usage(3)])
+    await world.scorer.reread_stalled()
+    assert offsets.seeks == []  # the other partitions could not deliver while it ran
+
+    clock[0] += scorer_module.STALL_S + 1  # then silent while the scorer waited: stalled
+    await world.scorer.reread_stalled()
+    assert sorted(offsets.seeks) == [(SUBS, PARTITION, 5), (USAGE, PARTITION, 4)]
+
+
 async def test_nothing_is_read_again_during_a_rebalance_nor_just_after_it(world: World) -> None:
     world.offsets.restarts[(SUBS, PARTITION)] = 5
     world.offsets.ends[(SUBS, PARTITION)] = 7
@@ -627,3 +656,67 @@ async def test_a_re_read_is_recognised_by_its_account_record_when_the_partition_
     await restarted.scorer.process(again)
     assert [event.acked for event in again] == [1, 1]
     assert not restarted.sink.dead_letters and restarted.scorer.counters.reread == 2
+
+
+# -- 8. the projection of quiet partitions ---------------------------------------------------------
+
+
+async def test_every_owned_partition_gets_its_engine_without_a_delivery(world: World) -> None:
+    """A restarted worker re-stages the Redis projection of each partition it has an engine for:
+    a partition that receives nothing new must get one too (it may hold snapshots a killed
+    worker staged and never wrote)."""
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    await world.scorer.process([world.usage(0, T1)])
+    restarted = World(restarted_from=world)
+    assert not restarted.scorer.engines
+    restarted.offsets.rebalancing = True
+    await restarted.scorer.open_assigned()
+    assert not restarted.scorer.engines  # not during a rebalance (the tables recover then)
+    restarted.offsets.rebalancing = False
+    await restarted.scorer.open_assigned()
+    assert set(restarted.scorer.engines) == {PARTITION}
+    assert ACCOUNT in restarted.scorer.engines[PARTITION].members
+    assert not restarted.acks and not restarted.sink.snapshots  # nothing applied or published
+    await restarted.scorer.revoked()
+    await restarted.scorer.open_assigned()
+    assert not restarted.scorer.engines  # nor between a revocation and the next assignment
+
+
+# -- 9. an orderly stop ------------------------------------------------------------------------------
+
+
+class GatedSink(FakeSink):
+    """A sink whose flush waits until the test opens the gate (a broker taking its time)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__(journal)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def flush(self) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        await super().flush()
+
+
+async def test_stop_leaves_the_batch_in_flight_unacknowledged_and_applies_nothing_after(world: World) -> None:
+    """SIGTERM mid-batch: the batch writes no table and acknowledges nothing once it is told to
+    stop (faust closes the tables next), and stop() returns only when the batch has left."""
+    world.sink = world.scorer.sink = GatedSink(world.journal)
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    event = world.usage(0)
+    batch = asyncio.create_task(world.scorer.process([event]))
+    await world.sink.waiting.wait()  # the batch waits for the broker to take its outputs
+    stopping = asyncio.create_task(world.scorer.stop())
+    await asyncio.sleep(0.01)
+    assert not stopping.done()  # waits for the batch in flight
+    world.sink.gate.set()
+    await asyncio.wait_for(asyncio.gather(batch, stopping), 5)
+    journal = list(world.journal)  # the batch completed while the tables were open
+
+    later = world.usage(1)
+    await world.scorer.process([later])
+    await world.scorer.release_idle()
+    await world.scorer.assigned()  # a rebalance callback during the shutdown changes nothing
+    await world.scorer.process([world.usage(1)])
+    assert later.acked == 0 and world.journal == journal

@@ -28,3 +28,27 @@ def test_changelog_names_are_the_ones_faust_writes_to(tmp_path: Path) -> None:
     assert sorted(app.tables) == sorted(TABLES)
     for table in TABLES:
         assert app.tables[table].changelog_topic.get_topic_name() == changelog_topic(settings, table)
+
+
+def test_failover_settings_reach_faust(tmp_path: Path) -> None:
+    settings = Settings(
+        app_id="hs-test",
+        data_dir=tmp_path,
+        standby_replicas=1,
+        session_timeout_s=10,
+        heartbeat_interval_s=1,
+    )
+    conf = create_app(settings, ScoreConfig(), store="memory://").conf
+    assert conf.table_standby_replicas == 1
+    assert (conf.broker_session_timeout, conf.broker_heartbeat_interval) == (10, 1)
+    defaults = create_app(
+        Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://"
+    ).conf
+    assert (defaults.table_standby_replicas, defaults.broker_session_timeout) == (0, 60)
+
+
+def test_a_fetch_is_capped_so_a_batch_stays_near_its_size(tmp_path: Path) -> None:
+    from streamer.stream.app import BATCH_MAX, FETCH_MAX
+
+    conf = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://").conf
+    assert conf.broker_max_poll_records == FETCH_MAX <= BATCH_MAX

@@ -10,7 +10,15 @@ from multidict import MultiDict
 
 from streamer.core.clock import parse_month
 from streamer.view.errors import BadRequest
-from streamer.view.params import account_query, alert_query, no_params, period_query
+from streamer.view.params import (
+    account_query,
+    alert_query,
+    history_query,
+    no_params,
+    period_query,
+    timeline_query,
+)
+from streamer.view.queries import AlertQuery
 from streamer.view.security import token_matches
 
 
@@ -145,14 +153,40 @@ def test_tokens_compare_as_bytes_whatever_they_hold() -> None:
 
 
 def test_alert_parameters() -> None:
-    assert alert_query(q(limit="5", severity="critical,warning", account_id="a-1")) == (
-        5,
-        "a-1",
-        ("critical", "warning"),
-        (),
+    assert alert_query(q(limit="5", severity="critical,warning", account_id="a-1")) == AlertQuery(
+        limit=5, account_id="a-1", severities=("critical", "warning")
     )
     with pytest.raises(BadRequest, match="'severity' must be one of info, warning, critical"):
         alert_query(q(severity="fatal"))
+    assert alert_query(q(offset="40", owner="ann,bo", segment="smb", rule="silence")) == AlertQuery(
+        offset=40, owners=("ann", "bo"), segments=("smb",), rules=("silence",)
+    )
+    assert alert_query(q(format="csv")).limit == 100_000  # an export: every kept alert
+    with pytest.raises(BadRequest, match="'format' must be one of json, csv; got 'xml'"):
+        alert_query(q(format="xml"))
+    with pytest.raises(BadRequest, match="unknown query parameter 'owner'"):
+        alert_query(q(owner="ann"), account_id="a-1")  # one account's alerts: no owner filter
+
+
+def test_account_list_filters_owner_segment_and_search() -> None:
+    query = account_query(q(owner="ann@x.io", segment="smb,mid", q="  Acme "))
+    assert (query.owners, query.segments, query.search) == (("ann@x.io",), ("smb", "mid"), "Acme")
+    with pytest.raises(BadRequest, match="'q' must be at most 256 characters"):
+        account_query(q(q="x" * 257))
+    with pytest.raises(BadRequest, match="'q' is empty"):
+        account_query(q(q="  "))
+    assert account_query(q(format="csv")).limit == 100_000
+    with pytest.raises(BadRequest, match="'limit' must be between 1 and 500"):
+        account_query(q(limit="501"))
+
+
+def test_history_and_timeline_parameters() -> None:
+    assert history_query(q()) == 400 and history_query(q(days="30")) == 30
+    with pytest.raises(BadRequest, match="'days' must be between 1 and 400, got 401"):
+        history_query(q(days="401"))
+    assert timeline_query(q()) == 10 and timeline_query(q(per_kind="3")) == 3
+    with pytest.raises(BadRequest, match="unknown query parameter 'days'"):
+        timeline_query(q(days="3"))
 
 
 def test_routes_without_parameters_refuse_any() -> None:

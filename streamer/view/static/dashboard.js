@@ -6,91 +6,38 @@
   const CHART_MONTHS = 12;
   const TABLE_MONTHS = 4;
   const AT_RISK_ROWS = 12;
+  const CHURNED_ROWS = 8;
   const ALERT_ROWS = 8;
-  const SVG_NS = "http://www.w3.org/2000/svg";
   const MOVES_UP = ["new", "expansion", "reactivation"];
   const MOVES_DOWN = ["contraction", "churn"];
 
-  // A bearer token given as ?access_token= is kept for this tab and removed from the address bar.
-  let token = null;
-  const query = new URLSearchParams(window.location.search);
-  if (query.has("access_token")) {
-    token = query.get("access_token");
-    window.sessionStorage.setItem("healthstream-token", token);
-    query.delete("access_token");
-    const rest = query.toString();
+  const { api, csvLink, node, svgNode, money, fixed, percent, day, minute, short, niceTicks, bandBadge, accountLink, show } = HS;
+
+  // The list filters live in the address (?owner=&segment=&q=&severity=&rule=), so a filtered view
+  // can be bookmarked and shared; paging offsets too.
+  const state = new URLSearchParams(window.location.search);
+  const FILTERS = ["owner", "segment", "q"];
+  const ALERT_FILTERS = ["severity", "rule"];
+
+  function remember() {
+    const rest = state.toString();
     window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
-  } else {
-    token = window.sessionStorage.getItem("healthstream-token");
   }
 
-  async function api(path) {
-    const headers = token ? { Authorization: "Bearer " + token } : {};
-    const response = await fetch(path, { headers: headers, cache: "no-store" });
-    let body = {};
-    try {
-      body = await response.json();
-    } catch (ignored) {
-      body = {};
+  function listQuery(names, extra) {
+    const params = new URLSearchParams(extra);
+    for (const name of names) {
+      if (state.get(name)) params.set(name, state.get(name));
     }
-    if (!response.ok && path !== "/healthz") {
-      throw new Error(path + ": " + (body.error || response.status + " " + response.statusText));
-    }
-    return body;
+    return params;
   }
 
-  function node(tag, attrs, children) {
-    const element = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs || {})) {
-      if (value !== null && value !== undefined) element.setAttribute(name, String(value));
-    }
-    for (const child of children || []) {
-      element.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return element;
-  }
-
-  function svgNode(tag, attrs, text) {
-    const element = document.createElementNS(SVG_NS, tag);
-    for (const [name, value] of Object.entries(attrs || {})) element.setAttribute(name, String(value));
-    if (text !== undefined) element.textContent = String(text);
-    return element;
-  }
-
-  // Money arrives as exact decimal strings: group the digits without going through a float.
-  function money(text) {
-    if (text === null || text === undefined) return "–";
-    const negative = text.startsWith("-");
-    const [whole, cents] = (negative ? text.slice(1) : text).split(".");
-    const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-    return (negative ? "-" : "") + grouped + (cents !== undefined ? "." + cents : "");
-  }
-  function fixed(value, digits) {
-    return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
-  }
-  function percent(value) {
-    return value === null || value === undefined ? "–" : (100 * value).toFixed(1) + "%";
-  }
-  function day(text) {
-    return text ? text.slice(0, 10) : "–";
-  }
-  function minute(text) {
-    return text ? text.slice(0, 16).replace("T", " ") : "–";
+  function withParams(path, extra) {
+    return path + (path.endsWith("?") ? "" : "&") + extra;
   }
 
   function monthLabel(text) {
-    const names = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    return names[Number(text.slice(5, 7)) - 1] + " '" + text.slice(2, 4);
-  }
-
-  function show(id, text, raw) {
-    const element = document.getElementById(id);
-    element.textContent = text;
-    element.dataset.value = raw === null || raw === undefined ? "" : String(raw);
-  }
-
-  function bandBadge(band) {
-    return node("span", { class: "band " + band }, [band]);
+    return HS.MONTHS[Number(text.slice(5, 7)) - 1] + " '" + text.slice(2, 4);
   }
 
   function renderPortfolio(portfolio) {
@@ -119,32 +66,107 @@
     bar.replaceChildren(...parts);
   }
 
-  function renderAtRisk(list) {
+  function pager(id, list, key, rows) {
+    const offset = Number(state.get(key) || 0);
+    const box = document.getElementById(id);
+    const previous = node("button", { type: "button", class: "prev" }, ["‹ newer"]);
+    const next = node("button", { type: "button", class: "next" }, ["older ›"]);
+    previous.disabled = offset <= 0;
+    next.disabled = offset + rows >= list.total;
+    previous.addEventListener("click", function () { move(key, Math.max(0, offset - rows)); });
+    next.addEventListener("click", function () { move(key, offset + rows); });
+    const last = Math.min(list.total, offset + list.items.length);
+    const where = node("span", { class: "muted range" }, [list.total ? (offset + 1) + "–" + last + " of " + list.total : "none"]);
+    box.replaceChildren(previous, where, next);
+  }
+
+  function move(key, offset) {
+    if (offset) state.set(key, String(offset)); else state.delete(key);
+    remember();
+    refresh();
+  }
+
+  function accountRow(account, withReasons) {
+    const renewal = account.renewal_at
+      ? day(account.renewal_at) + (account.days_to_renewal !== null ? " (" + Math.round(account.days_to_renewal) + " d)" : "")
+      : "–";
+    const reasons = node("span", { class: "reasons" }, [account.reasons.slice(0, 2).join("; ")]);
+    const use = account.events_28d === null || account.events_28d === undefined
+      ? "–"
+      : account.events_28d + " events, " + account.active_days_28d + " d" +
+        (account.events_28d_percentile !== null && account.events_28d_percentile !== undefined
+          ? " (p" + Math.round(account.events_28d_percentile) + ")"
+          : "");
+    const who = [account.owner, account.segment].filter(Boolean).join(" · ");
+    const band = [bandBadge(account.band)];
+    if (account.override) band.push(node("span", { class: "overridden", title: "override by " + (account.override.author || "?") + ": " + (account.override.reason || "") }, ["override"]));
+    const cells = [
+      node("td", { class: "account" }, [accountLink(account), node("div", { class: "muted small" }, [who])]),
+      node("td", { class: "num score", "data-value": account.score }, [fixed(account.score, 1)]),
+      node("td", {}, band),
+      node("td", { class: "num risk", "data-value": account.churn_risk_60d, title: "calibrated churn probability within 60 days (– without a fitted model)" }, [percent(account.churn_risk_60d)]),
+      node("td", { class: "num mrr", "data-value": account.mrr }, [money(account.mrr)]),
+      node("td", {}, [account.lifecycle_stage]),
+    ];
+    if (withReasons) {
+      cells.push(node("td", {}, [renewal]), node("td", { class: "use" }, [use]), node("td", {}, [reasons]));
+    } else {
+      cells.push(node("td", {}, [minute(account.as_of)]), node("td", {}, [reasons]));
+    }
+    return node("tr", { "data-account": account.account_id }, cells);
+  }
+
+  function renderAtRisk(list, path) {
     show("risk-total", list.total + " accounts", list.total);
-    const rows = list.items.map(function (account) {
-      const renewal = account.renewal_at
-        ? day(account.renewal_at) + (account.days_to_renewal !== null ? " (" + Math.round(account.days_to_renewal) + " d)" : "")
-        : "–";
-      const reasons = node("span", { class: "reasons" }, [account.reasons.slice(0, 2).join("; ")]);
-      const use = account.events_28d === null || account.events_28d === undefined
-        ? "–"
-        : account.events_28d + " events, " + account.active_days_28d + " d" +
-          (account.events_28d_percentile !== null && account.events_28d_percentile !== undefined
-            ? " (p" + Math.round(account.events_28d_percentile) + ")"
-            : "");
-      return node("tr", { "data-account": account.account_id }, [
-        node("td", { class: "account" }, [account.account_id]),
-        node("td", { class: "num score", "data-value": account.score }, [fixed(account.score, 1)]),
-        node("td", {}, [bandBadge(account.band)]),
-        node("td", { class: "num risk", "data-value": account.churn_risk_60d, title: "calibrated churn probability within 60 days (– without a fitted model)" }, [percent(account.churn_risk_60d)]),
-        node("td", { class: "num mrr", "data-value": account.mrr }, [money(account.mrr)]),
-        node("td", {}, [account.lifecycle_stage]),
-        node("td", {}, [renewal]),
-        node("td", { class: "use" }, [use]),
-        node("td", {}, [reasons]),
-      ]);
-    });
-    document.querySelector("#at-risk tbody").replaceChildren(...rows);
+    document.querySelector("#at-risk tbody").replaceChildren(...list.items.map((a) => accountRow(a, true)));
+    document.getElementById("risk-csv").replaceChildren(csvLink(withParams(path, "format=csv"), "CSV"));
+    pager("risk-pager", list, "risk_offset", AT_RISK_ROWS);
+  }
+
+  function renderChurned(list, path) {
+    show("churned-total", list.total + " accounts", list.total);
+    document.querySelector("#churned tbody").replaceChildren(...list.items.map((a) => accountRow(a, false)));
+    document.getElementById("churned-csv").replaceChildren(csvLink(withParams(path, "format=csv"), "CSV"));
+    pager("churned-pager", list, "churned_offset", CHURNED_ROWS);
+  }
+
+  // Owner and segment choices from the projection; the search box; all kept in the address.
+  function renderFilters(filters) {
+    for (const [name, values] of [["owner", filters.owners], ["segment", filters.segments]]) {
+      const select = document.getElementById("filter-" + name);
+      const chosen = state.get(name) || "";
+      const options = [node("option", { value: "" }, ["all " + name + "s"])];
+      for (const [value, count] of Object.entries(values)) {
+        options.push(node("option", { value: value }, [value + " (" + count + ")"]));
+      }
+      if (chosen && !(chosen in values)) options.push(node("option", { value: chosen }, [chosen + " (0)"]));
+      select.replaceChildren(...options);
+      select.value = chosen;
+    }
+  }
+
+  function wireFilters() {
+    for (const name of ["owner", "segment", "severity"]) {
+      const select = document.getElementById("filter-" + name);
+      select.value = state.get(name) || "";
+      select.addEventListener("change", function () { setFilter(name, select.value); });
+    }
+    for (const name of ["q", "rule"]) {
+      const input = document.getElementById("filter-" + name);
+      input.value = state.get(name) || "";
+      let timer = null;
+      input.addEventListener("input", function () {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(function () { setFilter(name, input.value.trim()); }, 300);
+      });
+    }
+  }
+
+  function setFilter(name, value) {
+    if (value) state.set(name, value); else state.delete(name);
+    for (const key of ["risk_offset", "churned_offset", "alerts_offset"]) state.delete(key);
+    remember();
+    refresh();
   }
 
   function chartFrame(svg, months, left, right) {
@@ -156,7 +178,7 @@
     months.forEach(function (month, index) {
       if ((months.length - 1 - index) % every !== 0) return;
       const x = left + step * (index + 0.5);
-      svg.append(svgNode("text", { x: x, y: height - 6, "text-anchor": "middle" }, monthLabel(month.month)));
+      svg.append(svgNode("text", { x: x, y: height - 6, "text-anchor": "middle", class: "tick-x" }, monthLabel(month.month)));
     });
     return { width: width, height: height, top: top, bottom: bottom, step: step, left: left, right: right };
   }
@@ -167,12 +189,15 @@
     const plotTop = frame.top, plotBottom = frame.height - frame.bottom;
     const up = months.map((m) => MOVES_UP.reduce((sum, kind) => sum + Number(m.movements[kind]), 0));
     const down = months.map((m) => MOVES_DOWN.reduce((sum, kind) => sum + Number(m.movements[kind]), 0));
-    const span = Math.max(1, ...up) + Math.max(1, ...down);
-    const zero = plotTop + ((plotBottom - plotTop) * Math.max(1, ...up)) / span;
-    const scale = (plotBottom - plotTop) / span;
-    svg.append(svgNode("line", { class: "zero", x1: frame.left, x2: frame.width - frame.right, y1: zero, y2: zero }));
-    svg.append(svgNode("text", { x: frame.left - 6, y: plotTop + 8, "text-anchor": "end" }, "+" + money(Math.max(...up, 0).toFixed(0))));
-    svg.append(svgNode("text", { x: frame.left - 6, y: plotBottom, "text-anchor": "end" }, "-" + money(Math.max(...down, 0).toFixed(0))));
+    // Left axis: movements, round ticks from the largest outflow to the largest inflow.
+    const left = niceTicks(-Math.max(1, ...down), Math.max(1, ...up), 4);
+    const scale = (plotBottom - plotTop) / (left.high - left.low);
+    const ly = (value) => plotBottom - (value - left.low) * scale;
+    const zero = ly(0);
+    for (const tick of left.ticks) {
+      svg.append(svgNode("line", { class: tick === 0 ? "zero" : "axis", x1: frame.left, x2: frame.width - frame.right, y1: ly(tick), y2: ly(tick) }));
+      svg.append(svgNode("text", { x: frame.left - 6, y: ly(tick) + 4, "text-anchor": "end", class: "tick-y" }, (tick > 0 ? "+" : "") + short(tick)));
+    }
     const barWidth = Math.max(4, frame.step * 0.5);
     months.forEach(function (month, index) {
       const x = frame.left + frame.step * (index + 0.5) - barWidth / 2;
@@ -192,14 +217,15 @@
         below += h;
       }
     });
-    // End MRR as a line on its own scale (right axis, from 0).
-    const top = Math.max(1, ...months.map((m) => Number(m.end_mrr)));
-    const y = (value) => plotBottom - ((plotBottom - plotTop) * Number(value)) / top;
+    // End MRR as a line on its own scale (right axis, from 0, round ticks).
+    const right = niceTicks(0, Math.max(1, ...months.map((m) => Number(m.end_mrr))), 4);
+    const y = (value) => plotBottom - ((plotBottom - plotTop) * Number(value)) / right.high;
     const points = months.map((m, i) => [frame.left + frame.step * (i + 0.5), y(m.end_mrr)]);
     if (points.length) {
       svg.append(svgNode("polyline", { class: "line-mrr", points: points.map((p) => p.join(",")).join(" ") }));
-      svg.append(svgNode("text", { x: frame.width - frame.right + 6, y: plotTop + 8 }, money(top.toFixed(0))));
-      svg.append(svgNode("text", { x: frame.width - frame.right + 6, y: plotBottom }, "0"));
+      for (const tick of right.ticks) {
+        svg.append(svgNode("text", { x: frame.width - frame.right + 6, y: y(tick) + 4, class: "tick-y mrr-tick" }, short(tick)));
+      }
     }
     months.forEach(function (month, index) {
       const dot = svgNode("circle", { class: "dot-mrr", cx: points[index][0], cy: points[index][1], r: 3.5, "data-month": month.month, "data-value": month.end_mrr });
@@ -213,11 +239,12 @@
     const frame = chartFrame(svg, months, 48, 16);
     const plotTop = frame.top, plotBottom = frame.height - frame.bottom;
     const values = months.flatMap((m) => [m.nrr, m.grr]).filter((v) => v !== null);
-    const high = Math.max(1.0, ...values) + 0.02, low = Math.min(1.0, ...values) - 0.02;
+    const axis = niceTicks(Math.min(1.0, ...values) - 0.005, Math.max(1.0, ...values) + 0.005, 4);
+    const low = axis.low, high = axis.high;
     const y = (value) => plotBottom - ((plotBottom - plotTop) * (value - low)) / (high - low);
-    for (const tick of [low, 1, high]) {
-      svg.append(svgNode("line", { class: "axis", x1: frame.left, x2: frame.width - frame.right, y1: y(tick), y2: y(tick) }));
-      svg.append(svgNode("text", { x: frame.left - 6, y: y(tick) + 4, "text-anchor": "end" }, percent(tick)));
+    for (const tick of axis.ticks) {
+      svg.append(svgNode("line", { class: tick === 1 ? "zero" : "axis", x1: frame.left, x2: frame.width - frame.right, y1: y(tick), y2: y(tick) }));
+      svg.append(svgNode("text", { x: frame.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick-y" }, Math.round(tick * 1000) / 10 + "%"));
     }
     for (const metric of ["nrr", "grr"]) {
       const points = [];
@@ -252,12 +279,12 @@
     document.querySelector("#months tbody").replaceChildren(...rows);
   }
 
-  function renderAlerts(alerts) {
+  function renderAlerts(alerts, path) {
     const rows = alerts.items.map(function (alert) {
       const reason = alert.reasons.length ? alert.reasons[0].message : "";
       return node("tr", { "data-alert": alert.alert_id }, [
         node("td", {}, [minute(alert.raised_at)]),
-        node("td", { class: "account" }, [alert.account_id]),
+        node("td", { class: "account" }, [accountLink(alert)]),
         node("td", {}, [alert.rule]),
         node("td", { class: "sev-" + alert.severity }, [alert.severity]),
         node("td", { class: "num score", "data-value": alert.score }, [fixed(alert.score, 1)]),
@@ -266,25 +293,35 @@
       ]);
     });
     document.querySelector("#alerts tbody").replaceChildren(...rows);
+    document.getElementById("alerts-csv").replaceChildren(csvLink(withParams(path, "format=csv"), "CSV"));
+    pager("alerts-pager", alerts, "alerts_offset", ALERT_ROWS);
   }
 
   async function refresh() {
     const error = document.getElementById("error");
     try {
-      const [health, portfolio, risk, months, alerts] = await Promise.all([
+      const risk = "/api/accounts?" + listQuery(FILTERS, { at_risk: "true", sort: "score" });
+      const churned = "/api/accounts?" + listQuery(FILTERS, { stage: "churned", sort: "score" });
+      const alertList = "/api/alerts?" + listQuery(["owner", "segment", ...ALERT_FILTERS], {});
+      const page = (path, key, rows) => withParams(path, "limit=" + rows + "&offset=" + (state.get(key) || 0));
+      const [health, portfolio, riskList, months, alerts, churnedList, filters] = await Promise.all([
         api("/healthz"),
         api("/api/portfolio"),
-        api("/api/accounts?at_risk=true&sort=score&limit=" + AT_RISK_ROWS),
+        api(page(risk, "risk_offset", AT_RISK_ROWS)),
         api("/api/months"),
-        api("/api/alerts?limit=" + ALERT_ROWS),
+        api(page(alertList, "alerts_offset", ALERT_ROWS)),
+        api(page(churned, "churned_offset", CHURNED_ROWS)),
+        api("/api/filters"),
       ]);
       renderPortfolio(portfolio);
-      renderAtRisk(risk);
+      renderFilters(filters);
+      renderAtRisk(riskList, risk);
+      renderChurned(churnedList, churned);
       const recent = months.months.slice(-CHART_MONTHS);
       renderMrrChart(recent);
       renderRetentionChart(recent);
       renderMonthTable(recent.slice(-TABLE_MONTHS));
-      renderAlerts(alerts);
+      renderAlerts(alerts, alertList);
       const status = document.getElementById("status");
       status.textContent = health.status || "unknown";
       status.dataset.status = health.status || "error";
@@ -300,6 +337,7 @@
     }
   }
 
+  wireFilters();
   refresh();
   window.setInterval(refresh, REFRESH_MS);
 })();

@@ -1,0 +1,181 @@
+"""An account's bounded score and MRR history in the projection: one compact point per snapshot,
+hourly for the last three days, daily for 400 days, keyed by `as_of` so a re-delivered snapshot never
+adds a point twice.
+
+A point is one comma-separated line in the order of `FIELDS`: what the account page draws (score, band,
+components, MRR, stage) and the few counters the timeline is inferred from (tickets, payment
+failures, survey respondents, cancellation and renewal dates, usage). Bound per account:
+`FINE_DAYS` * 24 hourly points + `KEEP_DAYS` daily points = 472 points at most, about 71 KB
+in Redis (measured by tests/projection/test_history.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streamer.projection.codec import epoch_ms
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+FINE_DAYS = 3  # the last three days keep one point per hour ...
+KEEP_DAYS = 400  # ... older points one per day, for this many days
+MAX_POINTS = FINE_DAYS * 24 + KEEP_DAYS
+COMPONENTS = ("adoption", "support", "sentiment", "financial")
+FIELDS = (
+    "as_of",  # whole seconds; the sorted set's score keeps the milliseconds
+    "score",
+    "band",
+    "stage",
+    "mrr",  # decimal string
+    *COMPONENTS,  # 0-100 or null when missing
+    "open_tickets",
+    "reopens_90d",
+    "payment_failures_30d",
+    "nps_respondents",
+    "scheduled_cancellation_at",  # instant or null
+    "renewal_at",  # instant or null
+    "events_28d",
+    "days_since_last_use",
+    "override_band",  # the band set by a person, when an override is in force
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One decoded history point (see `FIELDS`)."""
+
+    as_of: int
+    score: float
+    band: str
+    stage: str
+    mrr: str
+    components: dict[str, float | None]
+    open_tickets: int | None
+    reopens_90d: int | None
+    payment_failures_30d: int | None
+    nps_respondents: int | None
+    scheduled_cancellation_at: int | None
+    renewal_at: int | None
+    events_28d: float | None
+    days_since_last_use: float | None
+    override_band: str | None
+
+
+BAND_LETTERS = {"green": "g", "yellow": "y", "red": "r"}
+STAGE_LETTERS = {"onboarding": "o", "adopted": "a", "renewal": "r", "churned": "c"}
+_BAND_NAMES = {letter: name for name, letter in BAND_LETTERS.items()}
+_STAGE_NAMES = {letter: name for name, letter in STAGE_LETTERS.items()}
+
+
+def _seconds(ms: int | None) -> str:
+    """Epoch milliseconds as whole seconds in base 36 (6 characters until 2038)."""
+    if ms is None:
+        return ""
+    value, digits = ms // 1000, ""
+    while True:
+        value, digit = divmod(value, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+        if value == 0:
+            return digits
+
+
+def _number(value: Any, places: int = 1) -> str:
+    if value is None:
+        return ""
+    rounded = round(float(value), places)
+    return str(int(rounded)) if rounded == int(rounded) else repr(rounded)
+
+
+def _ms(text: Any) -> int | None:
+    return epoch_ms(text) if isinstance(text, str) and text else None
+
+
+def point(snapshot: dict[str, Any]) -> bytes:
+    """The history point of a snapshot: its `FIELDS` as one comma-separated line (about 60 bytes;
+    bands and stages as letters, instants as base-36 seconds, empty for null)."""
+    metrics = snapshot.get("metrics") or {}
+    components = snapshot.get("components") or {}
+    override = snapshot.get("override")
+    forced = override.get("band") if isinstance(override, dict) else None
+    values = [
+        _seconds(epoch_ms(snapshot["as_of"])),
+        _number(snapshot["score"]),
+        BAND_LETTERS[snapshot["band"]],
+        STAGE_LETTERS[snapshot["lifecycle_stage"]],
+        str(snapshot["mrr"]),
+        *(_number((components.get(name) or {}).get("score")) for name in COMPONENTS),
+        _number(metrics.get("open_tickets")),
+        _number(metrics.get("reopens_90d")),
+        _number(metrics.get("payment_failures_30d")),
+        _number(metrics.get("nps_respondents")),
+        _seconds(_ms(metrics.get("scheduled_cancellation_at"))),
+        _seconds(_ms(metrics.get("renewal_at"))),
+        _number(metrics.get("events_28d")),
+        _number(metrics.get("days_since_last_use")),
+        BAND_LETTERS.get(str(forced), ""),
+    ]
+    return ",".join(values).encode()
+
+
+def _float(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def _int(text: str) -> int | None:
+    return int(float(text)) if text else None
+
+
+def _instant(text: str) -> int | None:
+    return int(text, 36) * 1000 if text else None
+
+
+def decode(raw: bytes | str, as_of: int | None = None) -> Point:
+    """The inverse of `point` (a point written before a field was appended reads it as null);
+    `as_of`, the sorted set's score, gives the instant to the millisecond."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    values = text.split(",")
+    values += [""] * (len(FIELDS) - len(values))
+    data = dict(zip(FIELDS, values, strict=False))
+    return Point(
+        as_of=as_of if as_of is not None else _instant(data["as_of"]) or 0,
+        score=float(data["score"]),
+        band=_BAND_NAMES[data["band"]],
+        stage=_STAGE_NAMES[data["stage"]],
+        mrr=data["mrr"],
+        components={name: _float(data[name]) for name in COMPONENTS},
+        open_tickets=_int(data["open_tickets"]),
+        reopens_90d=_int(data["reopens_90d"]),
+        payment_failures_30d=_int(data["payment_failures_30d"]),
+        nps_respondents=_int(data["nps_respondents"]),
+        scheduled_cancellation_at=_instant(data["scheduled_cancellation_at"]),
+        renewal_at=_instant(data["renewal_at"]),
+        events_28d=_float(data["events_28d"]),
+        days_since_last_use=_float(data["days_since_last_use"]),
+        override_band=_BAND_NAMES.get(data["override_band"]),
+    )
+
+
+def bucket(at: int, newest: int) -> tuple[int, int]:
+    """The [start, end) of the bucket a point at `at` falls in while the account's newest point is
+    at `newest`: an hour within `FINE_DAYS` of it, else a UTC day (the Lua script does the same)."""
+    size = DAY_MS if at < newest - FINE_DAYS * DAY_MS else HOUR_MS
+    start = at - at % size
+    return start, start + size
+
+
+def thin(points: dict[int, tuple[int, bytes]]) -> dict[int, tuple[int, bytes]]:
+    """Staged points (bucket start -> (as_of, point)) re-bucketed against their newest one, keeping
+    the latest point per bucket and nothing older than `KEEP_DAYS` (bounds what a worker stages
+    while Redis is away)."""
+    if not points:
+        return points
+    newest = max(at for at, _ in points.values())
+    kept: dict[int, tuple[int, bytes]] = {}
+    for at, raw in points.values():
+        if at < newest - KEEP_DAYS * DAY_MS:
+            continue
+        start, _ = bucket(at, newest)
+        if start not in kept or kept[start][0] <= at:
+            kept[start] = (at, raw)
+    return kept

@@ -1,0 +1,275 @@
+// healthstream account page: one account's health now, how it got there, and its alerts.
+(function () {
+  const REFRESH_MS = 10000;
+  const ALERT_ROWS = 10;
+  const BANDS = [["green", 70, 100], ["yellow", 40, 70], ["red", 0, 40]]; // default thresholds
+  const COMPONENTS = ["adoption", "support", "sentiment", "financial"];
+  const METRICS = [
+    ["events_28d", "product events, 28 d"], ["active_days_28d", "active days, 28 d"], ["active_users_28d", "active users, 28 d"],
+    ["days_since_last_use", "days since last use"], ["seat_utilisation", "seat utilisation"], ["feature_breadth", "features used, 30 d"],
+    ["usage_trend", "usage trend"], ["open_tickets", "open tickets"], ["oldest_open_ticket_hours", "oldest open ticket (h)"],
+    ["tickets_opened_30d", "tickets opened, 30 d"], ["nps", "NPS"], ["nps_respondents", "NPS respondents"], ["csat", "CSAT %"],
+    ["ces", "CES"], ["payment_failures_30d", "payment failures, 30 d"], ["mrr_trend_90d", "MRR trend, 90 d"],
+    ["days_to_renewal", "days to renewal"], ["scheduled_cancellation_at", "cancellation scheduled for"],
+  ];
+  const { api, csvLink, node, svgNode, money, fixed, percent, day, minute, short, niceTicks, timeTicks, bandBadge, show } = HS;
+  const DAY = 86400000;
+
+  const accountId = decodeURIComponent(window.location.pathname.replace(/^\/accounts\//, ""));
+  const base = "/api/accounts/" + encodeURIComponent(accountId);
+  let alertOffset = 0;
+
+  function text(id, value) {
+    show(id, value === null || value === undefined || value === "" ? "–" : String(value), value);
+  }
+
+  function renderHeadline(snapshot) {
+    const profile = snapshot.profile || {};
+    document.title = "healthstream · " + (profile.name || accountId);
+    text("name", profile.name || accountId);
+    text("account-id", accountId);
+    text("owner", profile.owner);
+    text("segment", profile.segment);
+    text("tier", profile.tier);
+    text("plan", snapshot.plan);
+    show("score", fixed(snapshot.score, 1), snapshot.score);
+    document.getElementById("band").replaceChildren(bandBadge(snapshot.band));
+    document.getElementById("band").dataset.value = snapshot.band;
+    show("mrr", money(snapshot.mrr) + " " + snapshot.currency, snapshot.mrr);
+    text("stage", snapshot.lifecycle_stage);
+    show("risk", percent(snapshot.churn_risk_60d), snapshot.churn_risk_60d);
+    const metrics = snapshot.metrics || {};
+    text("renewal", metrics.renewal_at ? day(metrics.renewal_at) : null);
+    show("as-of", minute(snapshot.as_of), snapshot.as_of);
+    const override = snapshot.override;
+    const box = document.getElementById("override");
+    box.hidden = !override;
+    if (override) {
+      document.getElementById("override-band").replaceChildren(bandBadge(override.band));
+      text("override-score", override.score !== null && override.score !== undefined ? fixed(override.score, 1) : "");
+      text("override-reason", override.reason);
+      text("override-author", override.author);
+      text("override-set", minute(override.set_at));
+      text("override-until", override.expires_at ? minute(override.expires_at) : "further notice");
+      text("override-computed", fixed(override.computed_score, 1) + " " + (override.computed_band || ""));
+    }
+  }
+
+  function renderReasons(snapshot) {
+    const reasons = (snapshot.reasons || []).map((r) =>
+      node("li", { "data-signal": r.signal }, [r.message + (r.percentile !== null && r.percentile !== undefined ? " (p" + Math.round(r.percentile) + ")" : "")]));
+    if (!reasons.length) reasons.push(node("li", { class: "muted" }, ["nothing stands out"]));
+    document.getElementById("reasons").replaceChildren(...reasons);
+    const rows = Object.entries(snapshot.components || {}).map(([name, c]) =>
+      node("tr", { "data-component": name }, [
+        node("td", {}, [name + (c.missing ? " (no data)" : "")]),
+        node("td", { class: "num" }, [fixed(c.score, 1)]),
+        node("td", { class: "num" }, [percent(c.weight)]),
+      ]));
+    document.querySelector("#components tbody").replaceChildren(...rows);
+    const metrics = snapshot.metrics || {};
+    const metricRows = METRICS.filter(([name]) => metrics[name] !== null && metrics[name] !== undefined).map(([name, label]) => {
+      const value = metrics[name];
+      const shown = typeof value === "number" ? (Number.isInteger(value) ? String(value) : value.toFixed(2)) : day(String(value));
+      return node("tr", { "data-metric": name }, [node("td", {}, [label]), node("td", { class: "num", "data-value": value }, [shown])]);
+    });
+    document.querySelector("#metrics tbody").replaceChildren(...metricRows);
+  }
+
+  // A time axis along the bottom and a value axis on the left, with round ticks.
+  function frame(svg, start, end, low, high, format) {
+    const box = svg.viewBox.baseVal;
+    const f = { left: 48, right: 12, top: 10, bottom: 22, width: box.width, height: box.height };
+    const x = (at) => f.left + ((at - start) / Math.max(end - start, 1)) * (f.width - f.left - f.right);
+    const y = (value) => f.height - f.bottom - ((value - low) / Math.max(high - low, 1e-9)) * (f.height - f.top - f.bottom);
+    svg.replaceChildren();
+    return { f: f, x: x, y: y, axes: function (ticks) {
+      for (const tick of ticks) {
+        svg.append(svgNode("line", { class: "axis", x1: f.left, x2: f.width - f.right, y1: y(tick), y2: y(tick) }));
+        svg.append(svgNode("text", { x: f.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick-y" }, format(tick)));
+      }
+      for (const tick of timeTicks(start, end, 7)) {
+        svg.append(svgNode("line", { class: "axis", x1: x(tick.at), x2: x(tick.at), y1: f.top, y2: f.height - f.bottom }));
+        svg.append(svgNode("text", { x: x(tick.at), y: f.height - 6, "text-anchor": "middle", class: "tick-x" }, tick.label));
+      }
+    } };
+  }
+
+  function times(points) {
+    const at = points.map((p) => Date.parse(p.as_of));
+    const end = at.length ? at[at.length - 1] : Date.now();
+    return { at: at, start: at.length > 1 ? at[0] : end - DAY, end: end };
+  }
+
+  function line(points, at, x, y, value, attrs) {
+    const coords = [];
+    points.forEach(function (p, i) {
+      const v = value(p);
+      if (v !== null && v !== undefined) coords.push(x(at[i]).toFixed(1) + "," + y(v).toFixed(1));
+    });
+    return svgNode("polyline", Object.assign({ points: coords.join(" ") }, attrs));
+  }
+
+  function renderScoreChart(history) {
+    const svg = document.getElementById("score-chart");
+    const points = history.points;
+    const t = times(points);
+    const chart = frame(svg, t.start, t.end, 0, 100, (v) => String(v));
+    for (const [band, low, high] of BANDS) {
+      svg.append(svgNode("rect", { class: "bg-" + band, x: chart.f.left, width: chart.f.width - chart.f.left - chart.f.right, y: chart.y(high), height: chart.y(low) - chart.y(high) }));
+    }
+    chart.axes([0, 20, 40, 60, 80, 100]);
+    for (const name of COMPONENTS) {
+      svg.append(line(points, t.at, chart.x, chart.y, (p) => p.components[name], { class: "line-" + name, "data-component": name }));
+    }
+    svg.append(line(points, t.at, chart.x, chart.y, (p) => p.score, { class: "line-score", "data-points": points.length }));
+    points.forEach(function (p, i) {
+      if (i < points.length - 1 && points[i + 1].band === p.band) return;
+      const dot = svgNode("circle", { class: "dot-score " + p.band, cx: chart.x(t.at[i]), cy: chart.y(p.score), r: 3, "data-value": p.score });
+      dot.append(svgNode("title", {}, minute(p.as_of) + ": " + fixed(p.score, 1) + " " + p.band));
+      svg.append(dot);
+    });
+  }
+
+  function renderMrrChart(history) {
+    const svg = document.getElementById("mrr-history");
+    const points = history.points;
+    const t = times(points);
+    const axis = niceTicks(0, Math.max(1, ...points.map((p) => Number(p.mrr))), 4);
+    const chart = frame(svg, t.start, t.end, 0, axis.high, short);
+    chart.axes(axis.ticks);
+    const coords = [];
+    points.forEach(function (p, i) {
+      if (i > 0) coords.push(chart.x(t.at[i]).toFixed(1) + "," + chart.y(Number(points[i - 1].mrr)).toFixed(1));
+      coords.push(chart.x(t.at[i]).toFixed(1) + "," + chart.y(Number(p.mrr)).toFixed(1));
+    });
+    svg.append(svgNode("polyline", { class: "line-mrr", points: coords.join(" ") }));
+    for (const move of history.movements) {
+      const dot = svgNode("circle", { class: "move " + move.kind, cx: chart.x(Date.parse(move.at)), cy: chart.y(Number(move.to)), r: 4, "data-kind": move.kind });
+      dot.append(svgNode("title", {}, day(move.at) + " " + move.kind + ": " + money(move.change)));
+      svg.append(dot);
+    }
+    const rows = history.movements.slice().reverse().slice(0, 12).map((m) =>
+      node("tr", { "data-kind": m.kind }, [
+        node("td", {}, [minute(m.at)]), node("td", { class: "move-" + m.kind }, [m.kind]),
+        node("td", { class: "num" }, [money(m.from)]), node("td", { class: "num" }, [money(m.to)]),
+        node("td", { class: "num" }, [money(m.change)]),
+      ]));
+    document.querySelector("#movements tbody").replaceChildren(...rows);
+    document.getElementById("history-csv").replaceChildren(csvLink(base + "/history?format=csv", "CSV"));
+  }
+
+  function renderTimeline(timeline) {
+    const items = timeline.items.map((entry) =>
+      node("li", { class: "kind-" + entry.kind, "data-kind": entry.kind }, [
+        node("time", {}, [minute(entry.at)]), " ", node("span", { class: "kind" }, [entry.kind]), " ", node("span", {}, [entry.text]),
+      ]));
+    if (!items.length) items.push(node("li", { class: "muted" }, ["nothing yet"]));
+    document.getElementById("timeline").replaceChildren(...items);
+    document.getElementById("timeline-csv").replaceChildren(csvLink(base + "/timeline?format=csv", "CSV"));
+  }
+
+  function renderAlerts(alerts) {
+    const rows = alerts.items.map((alert) =>
+      node("tr", { "data-alert": alert.alert_id }, [
+        node("td", {}, [minute(alert.raised_at)]), node("td", {}, [alert.rule]),
+        node("td", { class: "sev-" + alert.severity }, [alert.severity]),
+        node("td", { class: "num" }, [fixed(alert.score, 1)]), node("td", {}, [bandBadge(alert.band)]),
+        node("td", {}, [alert.reasons.length ? alert.reasons[0].message : ""]),
+      ]));
+    document.querySelector("#alerts tbody").replaceChildren(...rows);
+    document.getElementById("alerts-csv").replaceChildren(csvLink(base + "/alerts?format=csv", "CSV"));
+    const pager = document.getElementById("alerts-pager");
+    const previous = node("button", { type: "button" }, ["‹ newer"]);
+    const next = node("button", { type: "button" }, ["older ›"]);
+    previous.disabled = alertOffset <= 0;
+    next.disabled = alertOffset + ALERT_ROWS >= alerts.total;
+    previous.addEventListener("click", function () { alertOffset = Math.max(0, alertOffset - ALERT_ROWS); refresh(); });
+    next.addEventListener("click", function () { alertOffset += ALERT_ROWS; refresh(); });
+    const last = Math.min(alerts.total, alertOffset + alerts.items.length);
+    pager.replaceChildren(previous, node("span", { class: "muted range" }, [alerts.total ? (alertOffset + 1) + "–" + last + " of " + alerts.total : "none"]), next);
+  }
+
+  async function refresh() {
+    const error = document.getElementById("error");
+    try {
+      const [snapshot, history, timeline, alerts] = await Promise.all([
+        api(base), api(base + "/history"), api(base + "/timeline"),
+        api(base + "/alerts?limit=" + ALERT_ROWS + "&offset=" + alertOffset),
+      ]);
+      renderHeadline(snapshot);
+      fillProfile(snapshot);
+      renderReasons(snapshot);
+      renderScoreChart(history);
+      renderMrrChart(history);
+      renderTimeline(timeline);
+      renderAlerts(alerts);
+      error.hidden = true;
+      show("refreshed", new Date().toTimeString().slice(0, 8), Date.now());
+      document.body.dataset.loaded = "true";
+    } catch (problem) {
+      error.textContent = String(problem.message || problem);
+      error.hidden = false;
+    }
+  }
+
+  // The two forms post JSON to the view's write endpoints with the token typed here.
+  async function submit(form, path, body) {
+    const status = document.getElementById("form-status");
+    try {
+      await api(base + path, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+      status.textContent = "saved; the change shows once the worker has scored it";
+      refresh();
+    } catch (problem) {
+      status.textContent = String(problem.message || problem);
+    }
+  }
+
+  // The profile form starts from the current profile (an update replaces the whole profile).
+  let profileFilled = false;
+  let attributes = {};
+  function fillProfile(snapshot) {
+    if (profileFilled) return;
+    profileFilled = true;
+    const form = document.getElementById("profile-form");
+    const profile = snapshot.profile || {};
+    attributes = profile.attributes || {};
+    for (const name of ["name", "owner", "segment", "tier"]) {
+      form.elements[name].value = profile[name] || "";
+    }
+  }
+
+  function wireForms() {
+    const token = document.getElementById("token");
+    token.addEventListener("change", function () { HS.setToken(token.value.trim()); });
+    const override = document.getElementById("override-form");
+    override.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const data = new FormData(override);
+      const body = { reason: data.get("reason"), author: data.get("author"), expires_at: data.get("expires_at") + "T00:00:00Z" };
+      if (data.get("band")) body.band = data.get("band");
+      else body.score = Number(data.get("score"));
+      submit(override, "/override", body);
+    });
+    document.getElementById("override-clear").addEventListener("click", function () {
+      const data = new FormData(override);
+      const body = { clear: true, author: data.get("author") || "unknown" };
+      if (data.get("reason")) body.reason = data.get("reason");
+      submit(override, "/override", body);
+    });
+    const profile = document.getElementById("profile-form");
+    profile.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const data = new FormData(profile);
+      const body = { attributes: attributes };  // kept as they are: the form does not edit them
+      for (const name of ["name", "owner", "segment", "tier"]) {
+        if (data.get(name)) body[name] = data.get(name);
+      }
+      submit(profile, "/profile", body);
+    });
+  }
+
+  wireForms();
+  refresh();
+  window.setInterval(refresh, REFRESH_MS);
+})();
