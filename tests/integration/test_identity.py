@@ -17,6 +17,8 @@ import pytest
 
 from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
+from tests.fixtures import free_port
+from tests.integration.test_notify import Notifier, Receiver
 from tests.integration.test_view import PARTITIONS, STREAMER, Deployment, Proc, wait_until
 
 pytestmark = pytest.mark.integration
@@ -81,8 +83,29 @@ def test_a_csm_override_posted_to_the_view_is_applied_shown_and_expires_in_event
     stack: StackInfo, tmp_path: Path
 ) -> None:
     deployment = Deployment(stack.bootstrap, stack.redis_url, tmp_path)
+    receiver = Receiver(free_port())
+    receiver.start()
+    notifier: Notifier | None = None
     try:
         deployment.create_topics()
+        # The CSM's channel: `streamer notify` routes the alerts of ana's accounts to a webhook.
+        routes = tmp_path / "notify.toml"
+        routes.write_text(
+            f"""
+[retry]
+initial_seconds = 0.2
+max_seconds = 1
+[[destinations]]
+name = "ana"
+url = "http://127.0.0.1:{receiver.port}/json"
+owners = ["ana@example.com"]
+"""
+        )
+        notifier = Notifier(
+            ["--config", str(routes), "--start-from", "earliest", "--metrics-port", str(free_port())],
+            deployment.env(),
+            tmp_path / "notify.log",
+        )
         # A worker whose input bounds admit event times up to 3 days ahead: the expiry's midnight
         # tick is reached by an event dated after it, whatever the time of day the test runs.
         config = tmp_path / "score.toml"
@@ -133,11 +156,14 @@ def test_a_csm_override_posted_to_the_view_is_applied_shown_and_expires_in_event
         assert state["profile"] == profile | {"attributes": {}}
         assert state["reasons"][0]["signal"] == "override"
         assert "overridden to red by ana@example.com: 'exec sponsor left'" in state["reasons"][0]["message"]
-        if state["override"]["computed_band"] != "red":  # the override is news: an alert, with who
-            alerts = [
-                a for a in state["recent_alerts"] if a["rule"] == "band_worsened" and a["band"] == "red"
-            ]
-            assert alerts and alerts[0]["profile"]["owner"] == "ana@example.com"
+        # The override is news: an alert naming who owns the account, delivered to ana's webhook.
+        assert state["override"]["computed_band"] != "red", "the premise: the model does not say red"
+        alerts = [a for a in state["recent_alerts"] if a["rule"] == "band_worsened" and a["band"] == "red"]
+        assert alerts and alerts[0]["profile"]["owner"] == "ana@example.com"
+        wait_until(
+            "the override's alert at ana's webhook",
+            lambda: alerts[0]["alert_id"] in receiver.acknowledged("/json"),
+        )
 
         # Expiry in event time: an event of another account on the partition, dated just after
         # the midnight that follows the expiry, moves stream time past it; the worker re-scores
@@ -183,5 +209,10 @@ def test_a_csm_override_posted_to_the_view_is_applied_shown_and_expires_in_event
         )
         for proc in deployment.procs:
             assert proc.alive, proc.tail()
+        assert notifier.proc.poll() is None, notifier.tail()
+        assert max(receiver.acknowledged("/json").values()) == 1  # nothing sent twice
     finally:
+        if notifier is not None:
+            notifier.stop()
+        receiver.close()
         deployment.close()
