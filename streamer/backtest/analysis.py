@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from streamer.backtest.choice import Choice, Kind, choose
 from streamer.backtest.labels import churns_within
 from streamer.backtest.learn import (
     CalibrationBin,
@@ -169,6 +170,7 @@ class TuneResult:
     plain: SignalModel  # unconstrained, the yardstick
     health_selection: Selection
     plain_selection: Selection
+    choice: Choice  # default vs health fits vs plain, out of fold: what was written and why
     default_weights: dict[str, float]
     tuned_weights: dict[str, float]
     default_signal_weights: dict[str, float]
@@ -282,9 +284,21 @@ def tune(
     selections = {
         health: choose_l2(rows, train.churned, ats, TUNE_HORIZON, health) for health in (True, False)
     }
-    health_model = fit_signal_model(space, rows, train.churned, selections[True].l2, health=True)
+
+    def as_config(model: SignalModel, fit_months: Sequence[int], samples: int) -> ScoreConfig:
+        return tuned_config(fitted_settings(model, config, fit_months, samples))
+
+    choice = choose(train.samples, train.churned, TUNE_HORIZON, config, as_config)
+    health_l2 = choice.winner.l2 if choice.winner.kind is Kind.health else selections[True].l2
+    health_model = fit_signal_model(space, rows, train.churned, health_l2 or 0.0, health=True)
     plain_model = fit_signal_model(space, rows, train.churned, selections[False].l2, health=False)
     fitted = fitted_settings(health_model, config, train_months, len(train.samples))
+    if choice.keeps_default:  # the fit ranked no better out of fold: keep the weights, add the [model]
+        fitted = Fitted(
+            config.weights.as_dict(),
+            {name: weight for name, (_, weight) in config.signal_table.items()},
+            fitted.model,
+        )
     adopted = tuned_config(fitted)
     first_test = test_months[0]
     test = {
@@ -314,6 +328,7 @@ def tune(
         plain=plain_model,
         health_selection=selections[True],
         plain_selection=selections[False],
+        choice=choice,
         default_weights=config.weights.as_dict(),
         tuned_weights=fitted.weights,
         default_signal_weights={name: weight for name, (_, weight) in config.signal_table.items()},

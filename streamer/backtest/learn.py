@@ -39,22 +39,46 @@ def sigmoid(z: Matrix) -> Matrix:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))), dtype=np.float64)
 
 
+def _objective(design: Matrix, y: Matrix, penalty: Matrix, beta: Matrix) -> float:
+    """Penalised negative log-likelihood, computed without overflow (log(1 + e^z) by logaddexp)."""
+    z = design @ beta
+    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * beta * beta))
+
+
 def _newton(x: Matrix, y: Matrix, l2: float, iterations: int = 100) -> Matrix:
-    """[intercept, betas] of the L2-penalised logistic regression (intercept not shrunk), by IRLS."""
+    """[intercept, betas] of the L2-penalised logistic regression (intercept not shrunk), by damped
+    Newton steps: each step is halved until the penalised loss goes down enough (Armijo).
+
+    Full Newton steps overshoot when a rare value is nearly all churners (a scheduled
+    cancellation, say): they oscillated, left the gradient far from 0 after every iteration
+    and returned coefficients of the wrong sign and any size. The line search makes every step
+    lower the loss, so the iteration reaches the optimum of this convex problem.
+    """
     design = np.hstack((np.ones((len(x), 1)), x))
     beta = np.zeros(design.shape[1])
     mean = float(np.clip(y.mean(), 1e-6, 1 - 1e-6)) if len(y) else 0.5
     beta[0] = np.log(mean / (1 - mean))
     penalty = np.full(design.shape[1], l2)
     penalty[0] = 0.0
+    loss = _objective(design, y, penalty, beta)
     for _ in range(iterations):
         p = sigmoid(design @ beta)
         gradient = design.T @ (p - y) + penalty * beta
         weights = p * (1 - p)
         hessian = (design * weights[:, None]).T @ design + np.diag(penalty) + 1e-9 * np.eye(len(beta))
         step = np.linalg.solve(hessian, gradient)
-        beta -= step
-        if float(np.max(np.abs(step))) < 1e-9:
+        decrease = float(gradient @ step)  # > 0: the Hessian is positive definite
+        size = 1.0
+        for _ in range(60):
+            trial = beta - size * step
+            trial_loss = _objective(design, y, penalty, trial)
+            if trial_loss <= loss - 1e-4 * size * decrease:
+                break
+            size /= 2
+        else:
+            break  # no step lowers the loss: at the optimum up to rounding
+        beta, loss = trial, trial_loss
+        if float(np.max(np.abs(size * step))) < 1e-9:
             break
     return beta
 

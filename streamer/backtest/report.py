@@ -16,6 +16,7 @@ from streamer.backtest.analysis import (
     TuneResult,
 )
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
+from streamer.backtest.choice import Choice, Kind
 from streamer.backtest.metrics import BandRate, band_ratio
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
@@ -174,6 +175,31 @@ def targets(result: Backtest) -> str:
     )
 
 
+def render_choice(choice: Choice) -> list[str]:
+    """Which candidate won out of fold, in one line, and a second when it is the default."""
+
+    def best(kind: Kind) -> str:
+        found = choice.best(kind)
+        return f"{found.label} {_num(found.auc)}" if found is not None else "n/a"
+
+    lines = [
+        f"model choice by out-of-fold AUC ({len(choice.folds)} folds, ties to the simpler): "
+        f"{best(Kind.default)}, best {best(Kind.health)}, best {best(Kind.plain)} (yardstick, never written) "
+        f"-> {choice.winner.label} won"
+    ]
+    if choice.keeps_default:
+        lines.append(
+            "--tune keeps the default weights: no fit ranked churners better out of fold "
+            "(only the [model] behind churn_risk_60d is fitted)"
+        )
+    elif choice.plain_beats_winner:
+        lines.append(
+            "the plain regression ranked better out of fold; its signs cannot be health weights, "
+            "so the best health fit is written"
+        )
+    return lines
+
+
 def render_tuning(tuning: TuneResult) -> list[str]:
     months = tuning.train_months
     health, plain = tuning.health, tuning.plain
@@ -189,6 +215,7 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"({len(tuning.health_selection.folds)} folds, pooled validation AUC, then log-loss; "
         "standardised columns): health fit "
         f"{health.l2:g}, plain fit {plain.l2:g}",
+        *render_choice(tuning.choice),
         "",
     ]
     rows = []
@@ -309,6 +336,12 @@ def to_json(result: Backtest) -> dict[str, Any]:
             "cv_log_loss": {
                 "health": {str(k): v for k, v in tuning.health_selection.losses.items()},
                 "plain": {str(k): v for k, v in tuning.plain_selection.losses.items()},
+            },
+            "choice": {
+                "winner": tuning.choice.winner.label,
+                "keeps_default": tuning.choice.keeps_default,
+                "folds": len(tuning.choice.folds),
+                "cv_auc": {c.label: c.auc for c in tuning.choice.candidates},
             },
             "cv_auc": {
                 "health": {str(k): v for k, v in tuning.health_selection.aucs.items()},

@@ -408,16 +408,16 @@ class Scorer:
             with acting_as(ready[-1][0]):
                 engine = self._engine(partition)
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
+                day = None
                 for event, decoded in ready:
+                    if day is not None and decoded.occurred_at.date() != day:
+                        self._publish_snapshots(engine)  # one per changed account and event-time day
+                    day = decoded.occurred_at.date()
                     message = event.message
                     self._apply(engine, message, decoded)
                     done.append(event)
                     mine[decoded.account_id][message.topic].append(message.offset)
-                for account_id in engine.take_dirty():
-                    snapshot = engine.snapshot(account_id)
-                    sink.snapshot(snapshot)
-                    self.projection.snapshot(snapshot)
-                    counters.snapshots += 1
+                self._publish_snapshots(engine)
             applied[partition] = ready[-1][0]
         if not done:
             return
@@ -501,6 +501,19 @@ class Scorer:
             self.sink.reroute(message.topic, event.account_id.encode(), value)
             return None
         return event
+
+    def _publish_snapshots(self, engine: PartitionEngine) -> None:
+        """Send and stage the snapshot of every account changed since the last call.
+
+        Called at each event-time day a batch crosses, not only at its end: a backfill's batches
+        span weeks, and the account page's history keeps a point per day (the compacted
+        `cs.health` topic keeps the latest either way).
+        """
+        for account_id in engine.take_dirty():
+            snapshot = engine.snapshot(account_id)
+            self.sink.snapshot(snapshot)
+            self.projection.snapshot(snapshot)
+            self.counters.snapshots += 1
 
     def _apply(self, engine: PartitionEngine, message: Message, event: Event) -> None:
         counters = self.counters

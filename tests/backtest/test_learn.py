@@ -209,3 +209,22 @@ def test_the_penalty_is_chosen_by_pooled_validation_auc_on_few_churners() -> Non
     model = fit_signal_model(space, rows, churned, selection.l2, health=True)
     p = model.probability(rows)
     assert float(p.max() / p.min()) > 3.0  # ranks, not the base rate everywhere
+
+
+def test_the_fit_reaches_the_optimum_when_a_rare_value_is_nearly_all_churners() -> None:
+    """As on simulate seed 5: 3% of samples have a cancellation scheduled (sub-score 0), most of
+    them churn. Full Newton steps overshot: the gradient stayed far from 0 and the coefficient
+    came out positive (more health, more churn) and huge."""
+    rng = np.random.default_rng(0)
+    scheduled = (rng.uniform(size=1000) < 0.03).astype(np.float64)
+    x = np.column_stack([1 - scheduled, rng.uniform(size=(1000, 3))])
+    y = churn_draws(rng, -3.0 + 4.5 * scheduled)
+    for l2 in (0.001, 1.0, 30.0):
+        intercept, beta = fit_l2_logistic(x, y, l2, standardise=True)
+        assert beta[0] < -1.0  # no cancellation scheduled: less churn
+        scaled = x / x.std(axis=0)
+        design = np.hstack((np.ones((len(x), 1)), scaled))
+        coefficients = np.concatenate(([intercept], beta * x.std(axis=0)))
+        p = 1 / (1 + np.exp(-(design @ coefficients)))
+        gradient = design.T @ (p - y) + l2 * np.concatenate(([0.0], coefficients[1:]))
+        assert np.abs(gradient).max() < 1e-6

@@ -71,7 +71,8 @@ def test_the_account_page_shows_history_reasons_timeline_and_alerts(live: Live, 
     dom = parse(browse(chromium, f"{view.url}/accounts/{quote(account_id, safe='')}"))
     body = dom.find("body")[0]
     assert body.attrs.get("data-loaded") == "true", dom.by_id("error").text
-    assert dom.by_id("name").text == account_id  # no profile in the simulated events: the id
+    assert snapshot["profile"]["name"], "the simulator gives every account a profile"
+    assert dom.by_id("name").text == snapshot["profile"]["name"]
     assert dom.by_id("score").text == fixed(snapshot["score"], 1)
     assert dom.by_id("band").attrs["data-value"] == snapshot["band"]
     assert dom.by_id("mrr").attrs["data-value"] == snapshot["mrr"]
@@ -108,8 +109,19 @@ def test_a_filtered_dashboard_shows_only_what_the_filter_selects(live: Live, chr
     rows = dom.by_id("at-risk").find("tr")[1:]
     assert [row.attrs["data-account"] for row in rows] == [wanted]
     link = classed(rows[0].find("a"), "account-link")[0]
-    assert link.attrs["href"] == f"/accounts/{quote(wanted, safe='')}" and link.text == wanted
+    assert link.attrs["href"] == f"/accounts/{quote(wanted, safe='')}" and link.text == at_risk[-1]["name"]
     assert dom.by_id("risk-total").attrs["data-value"] == "1"
+
+    # "My book": the owner filter, through the profiles the simulated stream carries.
+    owner = at_risk[-1]["owner"]
+    assert owner, "the simulator gives every account an owner"
+    mine = [item["account_id"] for item in at_risk if item["owner"] == owner]
+    assert 0 < len(mine) < len(at_risk), "the filter should select some at-risk accounts, not all"
+    book = parse(browse(chromium, f"{view.url}/?owner={quote(owner)}"))
+    assert book.find("body")[0].attrs.get("data-loaded") == "true", book.by_id("error").text
+    listed = [row.attrs["data-account"] for row in book.by_id("at-risk").find("tr")[1:]]
+    assert listed and set(listed) <= set(mine)
+    assert book.by_id("risk-total").attrs["data-value"] == str(len(mine))
     critical = view.get("/api/alerts?severity=critical&limit=8")
     shown = dom.by_id("alerts").find("tr")[1:]
     assert [row.attrs["data-alert"] for row in shown] == [a["alert_id"] for a in critical["items"]]
