@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -89,6 +90,42 @@ def _usage(name: str, **changes: Any) -> ValueMaker:
 
 def _started(name: str, **changes: Any) -> ValueMaker:
     return lambda when: orjson.dumps(started(f"poison-{name}", when, f"{name}-1", **changes))
+
+
+def _later(when: str, days: float) -> str:
+    moment = datetime.fromisoformat(when.replace("Z", "+00:00")) + timedelta(days=days)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _profile(poison: str, **fields: Any) -> ValueMaker:
+    def make(when: str) -> bytes:
+        record = {
+            "event_id": f"{poison}-1",
+            "event_type": "account.updated",
+            "account_id": f"poison-{poison}",
+            "occurred_at": when,
+            "name": "Poison Inc",
+        }
+        return orjson.dumps(_change(record, fields))
+
+    return make
+
+
+def _override(poison: str, expires_in_days: float = 7, **fields: Any) -> ValueMaker:
+    def make(when: str) -> bytes:
+        record = {
+            "event_id": f"{poison}-1",
+            "event_type": "health.override",
+            "account_id": f"poison-{poison}",
+            "occurred_at": when,
+            "band": "red",
+            "reason": "exec sponsor left",
+            "author": "ana@example.com",
+            "expires_at": _later(when, expires_in_days),
+        }
+        return orjson.dumps(_change(record, fields))
+
+    return make
 
 
 def _raw(value: bytes | None) -> ValueMaker:
@@ -195,6 +232,36 @@ POISONS: list[Poison] = [
         family="subscriptions",
     ),
     Poison("surrogate-escape", _surrogate, "hex escape"),
+    Poison(
+        "profile-name-too-long",
+        _profile("profile-name-too-long", name="n" * 300),
+        "field 'name' of account.updated",
+        family="subscriptions",
+    ),
+    Poison(
+        "profile-attributes-over-limit",
+        _profile("profile-attributes-over-limit", attributes={f"k{i}": "v" for i in range(40)}),
+        "input.max_attributes",
+        family="subscriptions",
+    ),
+    Poison(
+        "override-band-and-score",
+        _override("override-band-and-score", score=12.5),
+        "exactly one of 'band' and 'score'",
+        family="subscriptions",
+    ),
+    Poison(
+        "override-expired-when-set",
+        _override("override-expired-when-set", expires_in_days=-1),
+        "must be after occurred_at",
+        family="subscriptions",
+    ),
+    Poison(
+        "override-for-ten-years",
+        _override("override-for-ten-years", expires_in_days=3650),
+        "input.max_override_days",
+        family="subscriptions",
+    ),
     Poison("nul-bytes", _raw(b'{"event_id": "n\x00ul"}\x00'), "not valid JSON"),
     Poison(
         "wrong-topic",

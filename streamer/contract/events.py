@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from streamer.core.vocabulary import Band
+
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)
 PositiveInt = Annotated[int, Field(strict=True, ge=1, le=INT_MAX)]
@@ -259,8 +261,84 @@ class SurveyAnswered(Envelope):
         return self
 
 
+# -- cs.subscriptions: who the account is, and CSM overrides -------------------------------------
+
+Text = Annotated[str, Field(min_length=1, max_length=256)]
+Label = Annotated[str, Field(min_length=1, max_length=128)]
+AttributeKey = Annotated[str, Field(min_length=1, max_length=64)]
+AttributeValue = Annotated[str, Field(max_length=1000)]
+MAX_ATTRIBUTES = 64  # outer limit; the configuration's input.max_attributes is the deployment's
+
+
+class AccountUpdated(Envelope):
+    """Who the account is: the full profile (not a delta; a field left out is cleared).
+
+    The latest by event time wins (ties: the greater `event_id`), whatever order they arrive in.
+    """
+
+    event_type: Literal["account.updated"]
+    name: Text | None = Field(None, description="The customer's name, e.g. 'Acme Corp'")
+    owner: Text | None = Field(None, description="The CSM who owns the account, e.g. 'ana@example.com'")
+    segment: Label | None = Field(None, description="Book of business, e.g. 'enterprise', 'mid-market'")
+    tier: Label | None = Field(None, description="Service tier, e.g. 'gold'")
+    attributes: dict[AttributeKey, AttributeValue] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description="Free-form text attributes (at most 64; input.max_attributes may be lower, default 32)",
+    )
+
+
+class HealthOverridden(Envelope):
+    """A person overrides the account's health (a band or a score) until `expires_at`.
+
+    While it is active (from `occurred_at` until `expires_at`, event time) the published score
+    and band are the override's; the model's own stay visible beside them. A later override
+    replaces it; a later `health.override_cleared` removes it.
+    """
+
+    event_type: Literal["health.override"]
+    band: Band | None = Field(None, description="The band to show; the model's score is moved into its range")
+    score: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = Field(
+        None, description="The score to show (0-100); the band follows from it"
+    )
+    reason: Annotated[str, Field(min_length=1, max_length=1000)] = Field(
+        description="Why, in words the team reads, e.g. 'exec sponsor left'"
+    )
+    author: Text = Field(description="Who set it, e.g. 'ana@example.com'")
+    expires_at: Timestamp = Field(
+        description="When it stops applying (event time); after occurred_at, at most input.max_override_days "
+        "(default 366) after it"
+    )
+
+    @model_validator(mode="after")
+    def _band_or_score(self) -> HealthOverridden:
+        if (self.band is None) == (self.score is None):
+            raise ValueError("give exactly one of 'band' and 'score'")
+        if self.expires_at <= self.occurred_at:
+            raise ValueError(
+                f"expires_at {self.expires_at.isoformat()} must be after occurred_at "
+                f"{self.occurred_at.isoformat()}"
+            )
+        return self
+
+
+class HealthOverrideCleared(Envelope):
+    """Removes the account's override (one set before this event's `occurred_at`)."""
+
+    event_type: Literal["health.override_cleared"]
+    author: Text = Field(description="Who removed it")
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
 SubscriptionEvent = Annotated[
-    SubscriptionStarted | SubscriptionChanged | SubscriptionRenewed | SubscriptionCanceled | PaymentFailed,
+    SubscriptionStarted
+    | SubscriptionChanged
+    | SubscriptionRenewed
+    | SubscriptionCanceled
+    | PaymentFailed
+    | AccountUpdated
+    | HealthOverridden
+    | HealthOverrideCleared,
     Field(discriminator="event_type"),
 ]
 UsageEvent = UsageRecorded
@@ -277,7 +355,10 @@ Event = Annotated[
     | TicketOpened
     | TicketResolved
     | TicketReopened
-    | SurveyAnswered,
+    | SurveyAnswered
+    | AccountUpdated
+    | HealthOverridden
+    | HealthOverrideCleared,
     Field(discriminator="event_type"),
 ]
 
@@ -292,6 +373,10 @@ FAMILY_EVENT_TYPES: dict[str, frozenset[str]] = {
             "subscription.renewed",
             "subscription.canceled",
             "subscription.payment_failed",
+            # Account-level and rare: they ride with billing rather than on a topic of their own.
+            "account.updated",
+            "health.override",
+            "health.override_cleared",
         }
     ),
     "usage": frozenset({"usage.recorded"}),

@@ -60,6 +60,33 @@ class PeerStanding(BaseModel):
     percentiles: dict[str, float] = Field(description="Signal -> percentile 0-100 among the peers")
 
 
+class AccountProfile(BaseModel):
+    """Who the account is (the latest `account.updated`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None
+    owner: str | None = Field(description="The CSM who owns the account")
+    segment: str | None
+    tier: str | None
+    attributes: dict[str, str]
+
+
+class HealthOverride(BaseModel):
+    """A person's override of the account's health, while it is active."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    band: Band | None = Field(description="The band asked for (null when a score was)")
+    score: float | None = Field(ge=0, le=100, description="The score asked for (null when a band was)")
+    reason: str
+    author: str
+    set_at: AwareDatetime = Field(description="Event time of the override")
+    expires_at: AwareDatetime = Field(description="Event time it stops applying")
+    computed_score: float = Field(ge=0, le=100, description="What the model says")
+    computed_band: Band = Field(description="What the model says")
+
+
 class HealthSnapshot(BaseModel):
     """An account's latest health, as published on the compacted `cs.health` topic."""
 
@@ -90,6 +117,13 @@ class HealthSnapshot(BaseModel):
     peers: PeerStanding | None = Field(
         default=None, description="The account's standing among its peers; null before the first reference"
     )
+    profile: AccountProfile | None = Field(
+        default=None, description="Who the account is (name, owner, segment); null before an account.updated"
+    )
+    override: HealthOverride | None = Field(
+        default=None,
+        description="The active override: then score and band are the override's, computed_* the model's",
+    )
 
 
 class Alert(BaseModel):
@@ -108,6 +142,9 @@ class Alert(BaseModel):
     previous_band: Band | None
     mrr: Money
     reasons: list[Reason]
+    profile: AccountProfile | None = Field(
+        default=None, description="Who the account is (name, owner, segment); null before an account.updated"
+    )
 
 
 class DeadLetter(BaseModel):

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 
 from streamer.contract.events import (
+    AccountUpdated,
     Event,
+    HealthOverridden,
+    HealthOverrideCleared,
     PaymentFailed,
     SubscriptionCanceled,
     SubscriptionChanged,
@@ -25,6 +28,7 @@ from streamer.contract.events import (
 from streamer.core.alerts import AlertMemory, Trigger
 from streamer.core.clock import DAY, to_ms
 from streamer.core.config import ScoreConfig
+from streamer.core.identity import Override, Profile, newer
 from streamer.core.money import monthly_micros
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs
@@ -62,6 +66,8 @@ class Account:
     score: float | None = None  # of the latest evaluation
     band: str | None = None
     terms: tuple[int, ...] = ()  # the account's share of the portfolio totals (see totals.py)
+    profile: Profile | None = None  # who the account is (latest account.updated)
+    override: Override | None = None  # latest health.override or its clearing
 
     def inputs(self) -> Inputs:
         return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen)
@@ -117,6 +123,8 @@ def prepare(event: Event, config: ScoreConfig) -> None:
                 to_ms(event.term_end)
         case SubscriptionRenewed():
             to_ms(event.term_end)
+        case HealthOverridden():
+            to_ms(event.expires_at)
         case SubscriptionCanceled() if event.effective_at is not None:
             to_ms(event.effective_at)
         case _:
@@ -194,6 +202,31 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
                 max_comments=limits.max_comments,
             )
             trigger.survey, trigger.survey_score = event.survey.value, event.score
+        case AccountUpdated():
+            if newer(at, event.event_id, account.profile):
+                account.profile = Profile(
+                    at,
+                    event.event_id,
+                    event.name,
+                    event.owner,
+                    event.segment,
+                    event.tier,
+                    dict(sorted(event.attributes.items())),
+                )
+        case HealthOverridden():
+            if newer(at, event.event_id, account.override):
+                account.override = Override(
+                    at,
+                    event.event_id,
+                    event.author,
+                    event.reason,
+                    event.band,
+                    event.score,
+                    to_ms(event.expires_at),
+                )
+        case HealthOverrideCleared():
+            if newer(at, event.event_id, account.override):
+                account.override = Override(at, event.event_id, event.author, event.reason, cleared=True)
     account.first_seen = min(account.first_seen, at)
     account.last_event_at = max(account.last_event_at, at)
     return trigger

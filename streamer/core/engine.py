@@ -16,6 +16,7 @@ from streamer.core.account import Account, UnknownCurrency, check_currency, fold
 from streamer.core.alerts import Observed, Trigger, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
+from streamer.core.identity import apply_override, profile_record
 from streamer.core.money import format_money
 from streamer.core.peers import PeerHistory, PeerReference, build_reference
 from streamer.core.portfolio import PeriodAggregates
@@ -291,6 +292,9 @@ class PartitionEngine:
         revenue = account.revenue
         if any(account.now < at <= tick for at, _ in revenue.timeline):
             return True
+        override = account.override
+        if override is not None and not override.cleared and account.now < override.expires_at <= tick:
+            return True  # an override expired since the last scoring: the model's score is back
         if self._dormant(account, tick):
             return False
         if tick - account.now >= QUIET_RESCORE or tick - account.last_event_at < ACTIVE_SPAN:
@@ -322,6 +326,7 @@ class PartitionEngine:
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         account_id = account.account_id
         evaluation = evaluate(account.inputs(), now, self.config, self.peers.at(now))
+        evaluation = apply_override(evaluation, account.override, self.config)
         previous = (account.score, account.band) if account.score is not None and account.band else None
         alerts = check(
             account_id,
@@ -333,6 +338,10 @@ class PartitionEngine:
             format_money(evaluation.mrr),
             Observed(account.first_seen, account.usage.first_use, self.usage_since),
         )
+        if alerts:
+            profile = profile_record(account.profile)
+            for alert in alerts:
+                alert["profile"] = profile
         account.now, account.score, account.band = now, evaluation.score, evaluation.band
         account.terms = terms(evaluation)
         self.accounts[account_id] = account
@@ -366,6 +375,7 @@ class PartitionEngine:
         evaluation = self.evaluations.get(account_id)
         if evaluation is None:
             evaluation = evaluate(account.inputs(), account.now, self.config, self.peers.at(account.now))
+            evaluation = apply_override(evaluation, account.override, self.config)
         return build_snapshot(account, evaluation, self._currency, self.config.model)
 
     def take_dirty(self) -> list[str]:

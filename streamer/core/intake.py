@@ -20,7 +20,9 @@ from datetime import datetime
 from streamer.contract.dead_letter import safe_text
 from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import (
+    AccountUpdated,
     Event,
+    HealthOverridden,
     PaymentFailed,
     SubscriptionCanceled,
     SubscriptionChanged,
@@ -153,6 +155,35 @@ def _resolved(event: Event, bounds: Input, at: int) -> str | None:
     return _at_most("contacts", event.contacts, bounds.max_contacts, "input.max_contacts")
 
 
+def _account_updated(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, AccountUpdated)
+    attributes = event.attributes
+    if len(attributes) > bounds.max_attributes:
+        return (
+            f"field 'attributes' has {len(attributes)} entries, above input.max_attributes "
+            f"({bounds.max_attributes})"
+        )
+    for key, value in attributes.items():
+        if len(value) > bounds.max_attribute_length:
+            return (
+                f"attribute {key!r} is {len(value)} characters long, above input.max_attribute_length "
+                f"({bounds.max_attribute_length})"
+            )
+    return None
+
+
+def _override(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, HealthOverridden)
+    latest = at + int(bounds.max_override_days * DAY)
+    expires = to_ms(event.expires_at)
+    if expires > latest:
+        return (
+            f"field 'expires_at' {iso(expires)} is more than {bounds.max_override_days:g} days after "
+            "occurred_at (input.max_override_days): set an earlier expiry and renew it when due"
+        )
+    return None
+
+
 # The field checks of each event type (one lookup per event: this runs for every message).
 _FIELD_CHECKS: dict[type, Callable[[Event, Input, int], str | None]] = {
     SubscriptionStarted: _subscription_state,
@@ -162,6 +193,8 @@ _FIELD_CHECKS: dict[type, Callable[[Event, Input, int], str | None]] = {
     PaymentFailed: _payment_failed,
     UsageRecorded: _usage,
     TicketResolved: _resolved,
+    AccountUpdated: _account_updated,
+    HealthOverridden: _override,
 }
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 from streamer.core.clock import iso
+from streamer.core.identity import override_reason
 from streamer.core.score import SIGNAL_COMPONENT, Evaluation
 
 Reason = dict[str, float | str | None]
@@ -143,4 +144,7 @@ def explain(evaluation: Evaluation, limit: int = MAX_REASONS) -> list[Reason]:
         if sub < REASON_BELOW and signal not in evaluation.inert
     ]
     costs.sort(key=lambda item: (-item[0], item[1]))
-    return [reason(signal, value, evaluation) for _, signal, value in costs[:limit]]
+    reasons = [reason(signal, value, evaluation) for _, signal, value in costs[:limit]]
+    if evaluation.override is not None:  # a person's word comes first, beside the model's reasons
+        reasons.insert(0, override_reason(evaluation.override))
+    return reasons

@@ -7,6 +7,7 @@ renormalised; a component without any signal is left out the same way and listed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
@@ -16,6 +17,9 @@ from streamer.core.sentiment import Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
 from streamer.core.vocabulary import Band, LifecycleStage
+
+if TYPE_CHECKING:
+    from streamer.core.identity import Applied
 
 NEVER_USED_GRACE = 3 * DAY  # a paying account that never used the product counts as silent after this
 
@@ -75,6 +79,7 @@ class Evaluation:
     facts: dict[str, float | int | None]  # raw figures the reasons and alerts quote
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
     inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
+    override: Applied | None = None  # a person's override in force (score and band are then its)
 
 
 def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> LifecycleStage:

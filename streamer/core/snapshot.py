@@ -7,6 +7,7 @@ from typing import Any
 from streamer.core.account import Account
 from streamer.core.clock import iso
 from streamer.core.config import RiskModel
+from streamer.core.identity import override_record, profile_record
 from streamer.core.money import format_money
 from streamer.core.peers import COMPOSITE, PEER_SIGNALS
 from streamer.core.reasons import explain
@@ -94,6 +95,8 @@ def build_snapshot(
             for at, _, kind, score, text in reversed(account.sentiment.comments)
         ],
         "peers": _peers(evaluation),
+        "profile": profile_record(account.profile),
+        "override": override_record(evaluation.override),
     }
 
 

@@ -45,18 +45,24 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def account_label(alert: Alert) -> str:
+    """The account as a person knows it: its name and id when it has a profile name."""
+    name = (alert.get("profile") or {}).get("name")
+    return f"{name} ({alert['account_id']})" if name else str(alert["account_id"])
+
+
 def headline(alert: Alert) -> str:
     """One line a person reads first: severity, account, rule, the rule's own reason."""
     reasons = alert.get("reasons") or []
     why = f": {reasons[0]['message']}" if reasons and reasons[0].get("message") else ""
-    return f"{str(alert['severity']).upper()} {alert['account_id']} {alert['rule']}{why}"
+    return f"{str(alert['severity']).upper()} {account_label(alert)} {alert['rule']}{why}"
 
 
 def _alert_section(alert: Alert) -> dict[str, Any]:
     icon = SEVERITY_ICON.get(str(alert.get("severity")), "")
     reasons = [str(r.get("message", "")) for r in (alert.get("reasons") or [])[:3]]
     lines = [
-        f"{icon} *{slack_escape(str(alert['account_id']))}* · `{slack_escape(str(alert['rule']))}` · "
+        f"{icon} *{slack_escape(account_label(alert))}* · `{slack_escape(str(alert['rule']))}` · "
         f"{slack_escape(str(alert['severity']))}",
         f"score {alert.get('score')} ({alert.get('band')}), MRR {alert.get('mrr')}, "
         f"raised {alert.get('raised_at')}",

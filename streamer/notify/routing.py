@@ -21,16 +21,18 @@ def matches(destination: Destination, alert: Mapping[str, Any]) -> bool:
     """Whether `destination` receives `alert`.
 
     An empty filter lets every alert through. A destination with `owners` (or `segments`)
-    receives only alerts whose `owner` (`segment`) is one of them; alerts without the field
-    (the scorer does not set them yet) go to the destinations without that filter.
+    receives only alerts whose profile's `owner` (`segment`) is one of them (a top-level
+    `owner`/`segment` field counts too); alerts of accounts without one go to the destinations
+    without that filter.
     """
     if destination.rules and alert.get("rule") not in destination.rules:
         return False
     rank = severity_rank(alert)
     if rank is None or rank < SEVERITY_RANK[destination.min_severity]:
         return False
+    profile = alert.get("profile") or {}
     for field, allowed in (("owner", destination.owners), ("segment", destination.segments)):
-        value = alert.get(field)
+        value = alert.get(field) or profile.get(field)
         if allowed and (value is None or str(value) not in allowed):
             return False
     return True

@@ -10,6 +10,7 @@ from typing import Any
 
 from streamer.sim.config import SimulationConfig
 from streamer.sim.portfolio import CANCELING, AccountModel, build_portfolio
+from streamer.sim.profile import profile_fields
 from streamer.sim.scheduler import Scheduler
 from streamer.sim.support import SupportModel
 from streamer.sim.surveys import SurveyModel
@@ -79,6 +80,9 @@ def account_days(model: AccountModel, config: SimulationConfig) -> Iterator[list
             }
             event.update(fields)
             today.append((ts, event))
+            if next_sub == 1:  # who the account is, as the CRM says it when it becomes a customer
+                who = profile_fields(config.seed, model.index, model.initial_plan, model.tz_hours)
+                today.append((ts, _profile_event(aid, ts, who)))
         if day >= 0 and model.status[day]:
             _observe(model, day, day_ts, usage, support, surveys, later, today)
         later.pop_before(day_end, today)
@@ -86,9 +90,22 @@ def account_days(model: AccountModel, config: SimulationConfig) -> Iterator[list
         if today and today[-1][0] >= end:
             today = [item for item in today if item[0] < end]
         for _, event in today:
-            number += 1
-            event["event_id"] = f"{aid}-{number:06d}"
+            if not event["event_id"]:
+                number += 1
+                event["event_id"] = f"{aid}-{number:06d}"
         yield today
+
+
+def _profile_event(aid: str, ts: int, fields: dict[str, Any]) -> Event:
+    """`account.updated`, with an id of its own (the numbered ids of the other events stay)."""
+    event: Event = {
+        "event_id": f"{aid}-profile-1",
+        "event_type": "account.updated",
+        "account_id": aid,
+        "occurred_at": rfc3339(ts),
+    }
+    event.update(fields)
+    return event
 
 
 def _observe(

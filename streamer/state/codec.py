@@ -31,13 +31,15 @@ import msgpack
 from streamer.core.account import Account
 from streamer.core.alerts import AlertMemory
 from streamer.core.engine import Clock
+from streamer.core.identity import Override, Profile
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
 from streamer.core.usage import Usage, UserActivity
+from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
-VERSION = 1
+VERSION = 2  # 2: account profile and override (version 1 records read with neither)
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 _STATUSES = (OPEN, RESOLVED)
 
@@ -58,9 +60,13 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "score",
             "band",
             "terms",
+            "profile",
+            "override",
         ),
         (),
     ),
+    Profile: (("at", "event_id", "name", "owner", "segment", "tier", "attributes"), ()),
+    Override: (("at", "event_id", "author", "reason", "band", "score", "expires_at", "cleared"), ()),
     Revenue: (("subscriptions", "timeline", "first_start", "payment_failures", "version"), ("_active_memo",)),
     Subscription: (
         (
@@ -285,7 +291,7 @@ def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
 
 
 def encode_account(account: Account, offsets: AppliedOffsets | None = None) -> bytes:
-    """The account as a version-1 state record, with the input offsets its state contains
+    """The account as a version-2 state record, with the input offsets its state contains
     (see `AppliedOffsets`; a worker skips a re-read message of the account listed there)."""
     ids = _Ids(account.account_id)
     return _frame(
@@ -304,6 +310,8 @@ def encode_account(account: Account, offsets: AppliedOffsets | None = None) -> b
             account.band,
             list(account.terms),
             _encode_offsets(offsets or AppliedOffsets()),
+            _encode_profile(account.profile, ids),
+            _encode_override(account.override, ids),
         ]
     )
 
@@ -315,12 +323,21 @@ def decode_account(raw: bytes) -> Account:
 
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
-    return _unframe(raw, "account", {1: _decode_account_record_v1})
+    return _unframe(raw, "account", {1: _decode_account_record_v1, 2: _decode_account_record_v2})
 
 
 def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
     fields = _list(body, "account", 14)
     return _decode_account_v1(fields[:13]), _decode_offsets(fields[13])
+
+
+def _decode_account_record_v2(body: Any) -> tuple[Account, AppliedOffsets]:
+    fields = _list(body, "account", 16)
+    account = _decode_account_v1(fields[:13])
+    ids = _Ids(account.account_id)
+    account.profile = _decode_profile(fields[14], ids)
+    account.override = _decode_override(fields[15], ids)
+    return account, _decode_offsets(fields[13])
 
 
 def _decode_account_v1(body: Any) -> Account:
@@ -359,6 +376,86 @@ def _decode_seen(value: Any) -> dict[int, int]:
     if len(ats) != len(keys):
         raise StateDecodeError(f"account.seen: {len(keys)} keys but {len(ats)} times")
     return dict(zip(keys, ats, strict=True))
+
+
+# -- profile and override -----------------------------------------------------------------------
+
+
+def _encode_profile(profile: Profile | None, ids: _Ids) -> list[Any] | None:
+    if profile is None:
+        return None
+    attributes = [item for key, value in profile.attributes.items() for item in (key, value)]
+    return [
+        profile.at,
+        ids.encode(profile.event_id),
+        profile.name,
+        profile.owner,
+        profile.segment,
+        profile.tier,
+        attributes,
+    ]
+
+
+def _decode_profile(value: Any, ids: _Ids) -> Profile | None:
+    if value is None:
+        return None
+    at, event_id, name, owner, segment, tier, raw_attributes = _list(value, "profile", 7)
+    attributes = _list(raw_attributes, "profile.attributes", step=2)
+    return Profile(
+        at=_int(at, "profile.at"),
+        event_id=ids.decode(event_id, "profile.event_id"),
+        name=_opt_str(name, "profile.name"),
+        owner=_opt_str(owner, "profile.owner"),
+        segment=_opt_str(segment, "profile.segment"),
+        tier=_opt_str(tier, "profile.tier"),
+        attributes={
+            _str(attributes[i], "profile attribute"): _str(attributes[i + 1], "profile attribute value")
+            for i in range(0, len(attributes), 2)
+        },
+    )
+
+
+def _opt_band(value: Any, what: str) -> Band | None:
+    name = _opt_str(value, what)
+    if name is None:
+        return None
+    try:
+        return Band(name)
+    except ValueError:
+        raise StateDecodeError(f"{what}: {name!r:.40} is not a band") from None
+
+
+def _encode_override(override: Override | None, ids: _Ids) -> list[Any] | None:
+    if override is None:
+        return None
+    return [
+        override.at,
+        ids.encode(override.event_id),
+        override.author,
+        override.reason,
+        override.band,
+        None if override.score is None else float(override.score),
+        override.expires_at,
+        override.cleared,
+    ]
+
+
+def _decode_override(value: Any, ids: _Ids) -> Override | None:
+    if value is None:
+        return None
+    at, event_id, author, reason, band, score, expires_at, cleared = _list(value, "override", 8)
+    if type(cleared) is not bool:
+        raise StateDecodeError(f"override.cleared: expected true or false, got {cleared!r:.40}")
+    return Override(
+        at=_int(at, "override.at"),
+        event_id=ids.decode(event_id, "override.event_id"),
+        author=_str(author, "override.author"),
+        reason=_opt_str(reason, "override.reason"),
+        band=_opt_band(band, "override.band"),
+        score=None if score is None else _float(score, "override.score"),
+        expires_at=_int(expires_at, "override.expires_at"),
+        cleared=cleared,
+    )
 
 
 # -- revenue --------------------------------------------------------------------------------------
@@ -685,7 +782,7 @@ def _decode_alerts(value: Any) -> AlertMemory:
 
 
 def encode_partition(record: PartitionRecord) -> bytes:
-    """A partition's clock and applied input offsets as a version-1 state record."""
+    """A partition's clock and applied input offsets as a state record (the same since version 1)."""
     offsets = record.offsets
     return _frame(
         [
@@ -718,7 +815,7 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
-    return _unframe(raw, "partition", {1: _decode_partition_v1})
+    return _unframe(raw, "partition", {1: _decode_partition_v1, 2: _decode_partition_v1})  # unchanged in 2
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:

@@ -20,6 +20,7 @@ from streamer.view.dashboard import load_page
 from streamer.view.errors import Problem
 from streamer.view.health import Health
 from streamer.view.metrics import Metrics
+from streamer.view.publisher import KafkaPublisher, Publish, Writer
 from streamer.view.security import bearer_auth, protective_headers
 from streamer.view.service import ViewService
 from streamer.view.settings import ViewSettings
@@ -42,6 +43,14 @@ ROUTES = (
     ("/api/months", handlers.months),
     ("/api/period", handlers.period),
     ("/api/alerts", handlers.alerts),
+)
+
+
+# Writes: each publishes one input event (registered before the GET catch-all of account ids).
+WRITES = (
+    ("POST", "/api/accounts/{account_id:.+}/profile", handlers.set_profile),
+    ("POST", "/api/accounts/{account_id:.+}/override", handlers.set_override),
+    ("DELETE", "/api/accounts/{account_id:.+}/override", handlers.clear_override),
 )
 
 
@@ -106,8 +115,9 @@ def connect_pooled(url: str, view: ViewSettings) -> Redis:
     return Redis.from_pool(pool)
 
 
-def create_app(settings: Settings, view: ViewSettings) -> web.Application:
-    """The view over the projection of `settings.app_id` in `settings.redis_url`."""
+def create_app(settings: Settings, view: ViewSettings, publish: Publish | None = None) -> web.Application:
+    """The view over the projection of `settings.app_id` in `settings.redis_url`; writes go to
+    the input topics through `publish` (default: a Kafka producer started on the first write)."""
     redis = connect_pooled(settings.redis_url, view)
     reader = ProjectionReader(redis, settings.app_id)
     metrics = Metrics(reader, view.worker_max_age_s)
@@ -125,12 +135,17 @@ def create_app(settings: Settings, view: ViewSettings) -> web.Application:
     app[handlers.METRICS] = metrics
     app[handlers.PAGE] = load_page()
     app[handlers.ACCOUNT_PAGE] = load_page("account.html", "account.js")
+    kafka = KafkaPublisher(settings.kafka_bootstrap)  # connects on the first write only
+    app[handlers.WRITER] = Writer(publish or kafka, settings, enabled=view.secret is not None)
+    for method, path, handler in WRITES:
+        app.router.add_route(method, path, handler)
     for path, handler in ROUTES:
         app.router.add_get(path, handler)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         yield
         await redis.aclose()
+        await kafka.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -21,6 +21,10 @@ class Unauthorized(Problem):
     status = 401
 
 
+class Forbidden(Problem):
+    status = 403
+
+
 class NotFound(Problem):
     status = 404
 

@@ -8,17 +8,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streamer.view import export, params
+from streamer.view import actions, export, params
 from streamer.view.dashboard import Page
 from streamer.view.errors import BadRequest
 from streamer.view.health import Health
 from streamer.view.metrics import CONTENT_TYPE, Metrics
+from streamer.view.publisher import Writer
 from streamer.view.service import ViewService
 
 SERVICE = web.AppKey("service", ViewService)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
 PAGE = web.AppKey("page", Page)
+WRITER = web.AppKey("writer", Writer)
 ACCOUNT_PAGE = web.AppKey("account_page", Page)
 MAX_ACCOUNT_ID = 256
 
@@ -72,6 +74,29 @@ async def account_alerts(request: web.Request) -> web.Response:
     if params.wants_csv(request.query):
         return csv(export.alerts(answer["items"]), "alerts")
     return json(answer)
+
+
+async def _write(request: web.Request, event_type: str, body: dict[str, Any]) -> web.Response:
+    return json(await request.app[WRITER].write(event_type, _account_id(request), body), 202)
+
+
+async def set_profile(request: web.Request) -> web.Response:
+    """POST: publish `account.updated` (the whole profile) for the account."""
+    params.no_params(request.query)
+    return await _write(request, actions.PROFILE, actions.body_object(await request.read()))
+
+
+async def set_override(request: web.Request) -> web.Response:
+    """POST: publish `health.override` (or, with `"clear": true`, its removal)."""
+    params.no_params(request.query)
+    body = actions.body_object(await request.read())
+    return await _write(request, actions.override_kind(body), body)
+
+
+async def clear_override(request: web.Request) -> web.Response:
+    """DELETE: publish `health.override_cleared` (body: `author`, optional `reason`)."""
+    params.no_params(request.query)
+    return await _write(request, actions.CLEARED, actions.body_object(await request.read()))
 
 
 async def accounts(request: web.Request) -> web.Response:

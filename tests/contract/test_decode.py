@@ -44,6 +44,14 @@ VALID: dict[str, dict[str, Any]] = {
     "ticket.resolved": {"ticket_id": "t1", "contacts": 1},
     "ticket.reopened": {"ticket_id": "t1"},
     "survey.answered": {"survey": "nps", "score": 9, "respondent_id": "r1"},
+    "account.updated": {},  # every field is optional (the whole profile: absent is cleared)
+    "health.override": {
+        "band": "red",
+        "reason": "exec sponsor left",
+        "author": "ana@example.com",
+        "expires_at": "2024-02-05T00:00:00Z",
+    },
+    "health.override_cleared": {"author": "ana@example.com"},
 }
 
 
@@ -165,8 +173,13 @@ def test_unknown_event_type() -> None:
     assert "usage.recorded" in reason and "survey.answered" in reason
 
 
+# `band` is one of two alternatives (band or score): test_override_needs_exactly_one_of_band_and_score.
+ONE_OF = {("health.override", "band")}
 REQUIRED = [
-    (event_type, field) for event_type, fields in sorted(VALID.items()) for field in [*ENVELOPE, *fields]
+    (event_type, field)
+    for event_type, fields in sorted(VALID.items())
+    for field in [*ENVELOPE, *fields]
+    if (event_type, field) not in ONE_OF
 ]
 
 
@@ -316,3 +329,52 @@ def test_several_problems_are_all_reported() -> None:
 def test_epoch_number_is_not_an_rfc3339_timestamp(value: Any) -> None:
     reason = rejected(message("ticket.opened", occurred_at=value))
     assert "occurred_at" in reason
+
+
+# -- who the account is, and overrides ---------------------------------------------------------------
+
+
+def test_account_profile_is_the_whole_profile_with_attributes() -> None:
+    event = decode_event(
+        orjson.dumps(
+            message(
+                "account.updated",
+                name="Acme Corp",
+                owner="ana@example.com",
+                segment="enterprise",
+                tier="gold",
+                attributes={"region": "emea"},
+            )
+        )
+    )
+    assert event.event_type == "account.updated"
+    assert (event.name, event.owner, event.segment, event.tier) == (
+        "Acme Corp",
+        "ana@example.com",
+        "enterprise",
+        "gold",
+    )
+    assert event.attributes == {"region": "emea"}
+
+
+def test_account_profile_refuses_long_names_and_too_many_attributes() -> None:
+    assert "field 'name'" in rejected(message("account.updated", name="x" * 257))
+    many = {f"k{i}": "v" for i in range(65)}
+    assert "field 'attributes'" in rejected(message("account.updated", attributes=many))
+    assert "field 'attributes.k'" in rejected(message("account.updated", attributes={"k": 5}))
+
+
+def test_override_needs_exactly_one_of_band_and_score() -> None:
+    assert "exactly one of 'band' and 'score'" in rejected(message("health.override", score=20))
+    assert "exactly one of 'band' and 'score'" in rejected(message("health.override", band=None))
+    event = decode_event(orjson.dumps(message("health.override", band=None, score=35.5)))
+    assert event.event_type == "health.override" and event.score == 35.5
+
+
+def test_override_refuses_an_expiry_before_it_is_set_and_a_bad_band() -> None:
+    assert "must be after occurred_at" in rejected(
+        message("health.override", expires_at="2024-01-05T10:00:00Z")
+    )
+    assert "field 'band'" in rejected(message("health.override", band="purple"))
+    assert "field 'reason'" in rejected(message("health.override", reason=""))
+    assert "field 'score'" in rejected(message("health.override", band=None, score=101))

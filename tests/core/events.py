@@ -240,3 +240,60 @@ def csat(account: str, when: When, score: int, respondent: str = "r1", comment: 
 
 def ces(account: str, when: When, score: int, respondent: str = "r1", comment: str | None = None) -> Event:
     return survey(account, when, "ces", score, respondent, comment)
+
+
+def profile(
+    account: str,
+    when: When,
+    name: str | None = None,
+    owner: str | None = None,
+    segment: str | None = None,
+    tier: str | None = None,
+    attributes: dict[str, str] | None = None,
+    *,
+    event_id: str | None = None,
+) -> Event:
+    """`account.updated`: the whole profile (a field left out is cleared)."""
+    return event(
+        "account.updated",
+        account,
+        when,
+        event_id,
+        name=name,
+        owner=owner,
+        segment=segment,
+        tier=tier,
+        attributes=attributes,
+    )
+
+
+def override(
+    account: str,
+    when: When,
+    expires_at: When,
+    *,
+    band: str | None = None,
+    score: float | None = None,
+    reason: str = "exec sponsor left",
+    author: str = "ana@example.com",
+    event_id: str | None = None,
+) -> Event:
+    """`health.override`: a band or a score until `expires_at`."""
+    return event(
+        "health.override",
+        account,
+        when,
+        event_id,
+        band=band,
+        score=score,
+        reason=reason,
+        author=author,
+        expires_at=expires_at,
+    )
+
+
+def override_cleared(
+    account: str, when: When, author: str = "ana@example.com", *, event_id: str | None = None
+) -> Event:
+    """`health.override_cleared`: removes an override set before `when`."""
+    return event("health.override_cleared", account, when, event_id, author=author)

@@ -105,17 +105,45 @@ def build(drafts: list[dict[str, Any]]) -> list[Event]:
     events = []
     for rank, (_, draft) in enumerate(ordered):
         fields = {k: v for k, v in draft.items() if k not in ("event_type", "account_id", "at")}
-        if "effective_at" in fields:
-            fields["effective_at"] = stamp(EPOCH + timedelta(milliseconds=fields["effective_at"]))
+        for name in ("effective_at", "expires_at"):
+            if name in fields:
+                fields[name] = stamp(EPOCH + timedelta(milliseconds=fields[name]))
         when = stamp(EPOCH + timedelta(milliseconds=draft["at"]))
         events.append(decode(raw(draft["event_type"], draft["account_id"], when, f"e{rank:04d}", **fields)))
     return events
 
 
-def histories(with_usage: bool = False) -> st.SearchStrategy:
+@st.composite
+def identity_drafts(draw: st.DrawFn) -> dict[str, Any]:
+    """account.updated, health.override (band or score, expiring within 20 days) or its clearing."""
+    kind = draw(st.sampled_from(("profile", "override", "override", "cleared")))
+    draft: dict[str, Any] = {"account_id": draw(st.sampled_from(ACCOUNTS)), "at": draw(instants())}
+    if kind == "profile":
+        draft["event_type"] = "account.updated"
+        draft["name"] = draw(st.sampled_from(("Acme", "Acme Corp", "Globex")))
+        draft["owner"] = draw(st.sampled_from(("ana@example.com", "bo@example.com")))
+        draft["segment"] = draw(st.sampled_from(("smb", "enterprise")))
+        return draft
+    if kind == "cleared":
+        draft["event_type"] = "health.override_cleared"
+        draft["author"] = "bo@example.com"
+        return draft
+    draft["event_type"] = "health.override"
+    draft["reason"], draft["author"] = "exec sponsor left", "ana@example.com"
+    if draw(st.booleans()):
+        draft["band"] = draw(st.sampled_from(("green", "yellow", "red")))
+    else:
+        draft["score"] = draw(st.sampled_from((0.0, 35.5, 69.9, 100.0)))
+    draft["expires_at"] = draft["at"] + draw(st.sampled_from((HOUR, DAY, DAY + 1, 3 * DAY, 20 * DAY)))
+    return draft
+
+
+def histories(with_usage: bool = False, with_identity: bool = False) -> st.SearchStrategy:
     drafts = revenue_drafts()
     if with_usage:
         drafts = st.one_of(drafts, usage_drafts())
+    if with_identity:
+        drafts = st.one_of(drafts, identity_drafts())
     return st.lists(drafts, min_size=1, max_size=30).map(build)
 
 
@@ -191,6 +219,7 @@ def state_at(offline: OfflineRun, instant: int) -> dict[str, Any]:
     return {
         "evaluations": {aid: evaluate(a.inputs(), instant, CONFIG) for aid, a in sorted(accounts.items())},
         "movements": {aid: a.revenue.movements() for aid, a in sorted(accounts.items())},
+        "identity": {aid: (a.profile, a.override) for aid, a in sorted(accounts.items())},
         "months": offline.portfolio()["months"],
     }
 
@@ -236,7 +265,7 @@ def test_events_beyond_lateness_are_dropped_and_the_rest_equals_batch(
 
 
 @SETTINGS
-@given(data=st.data(), events=histories(with_usage=True))
+@given(data=st.data(), events=histories(with_usage=True, with_identity=True))
 def test_final_state_does_not_depend_on_arrival_order(data: st.DataObject, events: list[Event]) -> None:
     first = run(data.draw(arrival(events, max_delay_days=7, duplicates=False)))
     second = run(data.draw(arrival(events, max_delay_days=7, duplicates=True)))
@@ -374,6 +403,33 @@ LATE_CHURN_AFTER_TICKS = build(
 )
 
 
+def _profile(account: str, at: int, owner: str) -> dict[str, Any]:
+    return {"event_type": "account.updated", "account_id": account, "at": at, "owner": owner}
+
+
+def _override(account: str, at: int, band: str, expires: int) -> dict[str, Any]:
+    draft = {"event_type": "health.override", "account_id": account, "at": at, "band": band}
+    return {**draft, "reason": "exec sponsor left", "author": "ana@example.com", "expires_at": expires}
+
+
+IDENTITY_IN_ONE_WEEK = build(
+    [
+        _start("acme", START),
+        _profile("acme", START + DAY, "bo@example.com"),
+        _profile("acme", START + 2 * DAY, "ana@example.com"),
+        _override("acme", START + 2 * DAY, "red", START + 30 * DAY),
+        {
+            "event_type": "health.override_cleared",
+            "account_id": "acme",
+            "at": START + 3 * DAY,
+            "author": "bo",
+        },
+        _override("acme", START + 4 * DAY, "yellow", START + 5 * DAY),  # expires two days later
+        _start("globex", START + 8 * DAY),
+    ]
+)
+
+
 def newest_first_per_week(events: list[Event]) -> list[Event]:
     """The earliest event first, then the rest newest first within each 6-day stretch."""
     head, rest = events[:1], events[1:]
@@ -384,7 +440,8 @@ def newest_first_per_week(events: list[Event]) -> list[Event]:
 @example(events=LATE_NEW_ACCOUNT)
 @example(events=LATE_CANCEL_AFTER_TICK)
 @example(events=LATE_CHURN_AFTER_TICKS)
-@given(events=histories(with_usage=True))
+@example(events=IDENTITY_IN_ONE_WEEK)
+@given(events=histories(with_usage=True, with_identity=True))
 def test_final_snapshots_do_not_depend_on_arrival_order(events: list[Event]) -> None:
     # With every event scored. By default a usage event alone re-scores an account at most
     # hourly, so the last snapshot may predate the last usage events; the state itself is

@@ -41,3 +41,10 @@ def test_idempotency_key_is_the_alert_id_or_a_stable_digest_hash() -> None:
     digest = idempotency_key([alert("a1"), alert("a2")])
     assert digest.startswith("digest-") and digest == idempotency_key([alert("a1"), alert("a2")])
     assert digest != idempotency_key([alert("a2"), alert("a1")])
+
+
+def test_slack_names_the_account_by_its_profile_name() -> None:
+    named = alert("a1", "silence", "critical") | {"profile": {"name": "Acme <Corp>", "owner": "ana"}}
+    message = slack_body([named])
+    assert message["text"] == "CRITICAL Acme <Corp> (acct-1) silence: no usage for 15 days"
+    assert "*Acme &lt;Corp&gt; (acct-1)*" in message["blocks"][0]["text"]["text"]

@@ -35,6 +35,14 @@ def test_owner_and_segment_route_when_the_alert_has_them() -> None:
     assert matches(dest(), alert("a", owner="bob"))
 
 
+def test_owner_and_segment_come_from_the_alert_profile() -> None:
+    alices = dest(owners=["alice"], segments=["enterprise"])
+    profile = {"name": "Acme", "owner": "alice", "segment": "enterprise", "tier": None, "attributes": {}}
+    assert matches(alices, alert("a") | {"profile": profile})
+    assert not matches(alices, alert("a") | {"profile": profile | {"owner": "bob"}})
+    assert not matches(alices, alert("a") | {"profile": None})
+
+
 def test_route_keeps_configuration_order() -> None:
     first = Destination.model_validate({"name": "first", "url": "http://h/1", "min_severity": "warning"})
     second = Destination.model_validate({"name": "second", "url": "http://h/2"})

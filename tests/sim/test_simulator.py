@@ -26,6 +26,7 @@ from streamer.sim import (
     write_simulation,
 )
 from streamer.sim.cli import simulate
+from streamer.sim.profile import CSMS
 
 Event = dict[str, Any]
 
@@ -42,6 +43,7 @@ KNOWN_TYPES = {
     "ticket.opened",
     "ticket.resolved",
     "ticket.reopened",
+    "account.updated",
     "survey.answered",
 }
 
@@ -106,6 +108,14 @@ def contract_problems(event: Event) -> list[str]:
         text("user_id")
         text("feature")
         integer("count", 1)
+    elif kind == "account.updated":
+        text("name", 256)
+        text("owner", 256)
+        text("segment")
+        text("tier")
+        attributes = event.get("attributes")
+        if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+            problems.append(f"attributes={attributes!r}")
     elif kind.startswith("ticket."):
         text("ticket_id")
         if kind == "ticket.opened" and event.get("priority") not in (
@@ -395,3 +405,19 @@ def test_cli_writes_both_files_and_a_summary(tmp_path: Path) -> None:
     assert truth["simulation"]["seed"] == 9
     assert truth["simulation"]["start"] == "2024-01-01T00:00:00Z"
     assert date.fromisoformat(truth["simulation"]["end"][:10]) == date(2024, 2, 1)
+
+
+def test_every_account_says_who_it_is_once_with_its_first_subscription(
+    year: tuple[list[Event], dict[str, Any]],
+) -> None:
+    events, _ = year
+    profiles = [event for event in events if event["event_type"] == "account.updated"]
+    accounts = {event["account_id"] for event in events}
+    assert sorted(event["account_id"] for event in profiles) == sorted(accounts)
+    first = {}
+    for event in events:
+        first.setdefault(event["account_id"], event)
+    for event in profiles:
+        assert event["occurred_at"] == first[event["account_id"]]["occurred_at"]
+    assert {event["owner"] for event in profiles} <= set(CSMS)
+    assert {event["segment"] for event in profiles} == {"smb", "mid-market", "enterprise"}

@@ -13,7 +13,10 @@ from core.events import (
     canceled,
     changed,
     opened,
+    override,
+    override_cleared,
     payment_failed,
+    profile,
     renewed,
     reopened,
     resolved,
@@ -58,6 +61,8 @@ KINDS = (
     "ces",
 )
 
+IDENTITY_KINDS = ("profile", "override", "cleared")  # not in KINDS: fixed_history's first SPLIT stay v1's
+
 
 def make(kind: str, account: str, minute: int, pick: int, event_id: str) -> Event:
     """One event of `kind`; `pick` chooses users, tickets, plans and scores."""
@@ -91,6 +96,28 @@ def make(kind: str, account: str, minute: int, pick: int, event_id: str) -> Even
         return resolved(account, when, ticket, 1 + pick % 3, event_id=event_id)
     if kind == "reopened":
         return reopened(account, when, ticket, event_id=event_id)
+    if kind == "profile":
+        owner = ("ana@example.com", "bo@example.com", None)[pick % 3]
+        attributes = {"region": ("emea", "amer")[pick % 2]} if pick % 4 else {}
+        return profile(
+            account,
+            when,
+            f"Customer {pick}",
+            owner,
+            ("smb", "enterprise")[pick % 2],
+            "gold",
+            attributes,
+            event_id=event_id,
+        )
+    if kind == "override":
+        until = when + timedelta(days=1 + pick % 12)
+        if pick % 2:
+            return override(
+                account, when, until, band=("green", "yellow", "red")[pick % 3], event_id=event_id
+            )
+        return override(account, when, until, score=float(pick % 101), event_id=event_id)
+    if kind == "cleared":
+        return override_cleared(account, when, event_id=event_id)
     score = pick % 11 if kind == "nps" else 1 + pick % (5 if kind == "csat" else 7)
     return survey(account, when, kind, score, f"{account}-r{pick % 5}", comment, event_id=event_id)
 
@@ -106,7 +133,7 @@ def histories(draw: st.DrawFn, max_size: int = 60) -> list[Event]:
         minute += draw(st.integers(0, 3 * 24 * 60))
         late = draw(st.sampled_from((0, 0, 0, 60, 3 * 24 * 60)))
         account = draw(st.sampled_from(ACCOUNTS))
-        kind = draw(st.sampled_from(KINDS))
+        kind = draw(st.sampled_from(KINDS + IDENTITY_KINDS))
         pick = draw(st.integers(0, 1000))
         event_id = f"{account}-e{n:04d}" if n % 4 else f"raw-{n}"
         events.append(make(kind, account, max(0, minute - late), pick, event_id))
@@ -123,4 +150,7 @@ def fixed_history() -> list[Event]:
         kind = KINDS[(n * 5) % len(KINDS)]
         event_id = f"{account}-e{n:04d}" if n % 4 else f"raw-{n}"
         events.append(make(kind, account, n * 9 * 60 + (n % 5) * 37, n * 13 + 5, event_id))
+        if n >= 120 and n % 7 == 0:  # after the golden split (120), so version 1's prefix stays
+            identity = IDENTITY_KINDS[(n // 7) % len(IDENTITY_KINDS)]
+            events.append(make(identity, account, n * 9 * 60 + 50, n * 17 + 3, f"{account}-i{n:04d}"))
     return events

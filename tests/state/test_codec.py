@@ -236,3 +236,17 @@ def test_damaged_records_decode_or_raise_state_decode_error_only(junk: bytes, po
     for damaged in (b"\x01" + junk, raw[:cut] + junk + raw[cut + len(junk) :]):
         with contextlib.suppress(StateDecodeError):
             decode_account(damaged)
+
+
+def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history())
+    accounts = list(engine.accounts.values())
+    assert all(account.profile is not None and account.override is not None for account in accounts)
+    cleared = copy.deepcopy(accounts[0])
+    assert cleared.override is not None
+    cleared.override = dataclasses.replace(cleared.override, cleared=True, band=None, reason=None)
+    for account in [*accounts, cleared]:
+        decoded = decode_account(encode_account(account))
+        assert (decoded.profile, decoded.override) == (account.profile, account.override)
+        assert encode_account(decoded) == encode_account(account)

@@ -1,0 +1,71 @@
+"""What a person may do from the view: say who an account is, override its health, remove the
+override. Each request body becomes one contract event (validated like any producer's, within
+the deployment's input bounds) that the view publishes to the input topic and forgets.
+
+Pure: the event id and the publication instant are arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streamer.contract.decode import Rejected, decode_event
+from streamer.contract.events import EVENT_FAMILY, Event
+from streamer.core.clock import iso
+from streamer.core.config import Input
+from streamer.core.intake import out_of_bounds
+from streamer.view.errors import BadRequest
+
+PROFILE, OVERRIDE, CLEARED = "account.updated", "health.override", "health.override_cleared"
+SET_BY_THE_VIEW = ("event_id", "event_type", "account_id", "occurred_at")
+MAX_BODY = 64 * 1024
+
+
+def body_object(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; a 400 that says why otherwise."""
+    if len(raw) > MAX_BODY:
+        raise BadRequest(f"the body has {len(raw)} bytes; at most {MAX_BODY} are accepted")
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object (got {type(body).__name__})")
+    given = sorted(name for name in SET_BY_THE_VIEW if name in body)
+    if given:
+        raise BadRequest(f"{', '.join(given)} are set by the view; leave them out of the body")
+    return body
+
+
+def override_kind(body: dict[str, Any]) -> str:
+    """`{"clear": true, ...}` removes the override; anything else sets one."""
+    clear = body.pop("clear", False)
+    if not isinstance(clear, bool):
+        raise BadRequest(f"'clear' must be true or false (got {clear!r:.40})")
+    return CLEARED if clear else OVERRIDE
+
+
+def build_event(
+    event_type: str, account_id: str, body: dict[str, Any], event_id: str, now_ms: int, bounds: Input
+) -> tuple[Event, bytes]:
+    """The validated event and the bytes to publish; a 400 with the contract's reason otherwise."""
+    record = {
+        **body,
+        "event_id": event_id,
+        "event_type": event_type,
+        "account_id": account_id,
+        "occurred_at": iso(now_ms),
+    }
+    value = orjson.dumps(record)
+    try:
+        event = decode_event(value, key=account_id.encode(), family=EVENT_FAMILY[event_type])
+    except Rejected as rejected:
+        raise BadRequest(rejected.reason) from None
+    problem = out_of_bounds(event, bounds, now_ms)
+    if problem is not None:
+        raise BadRequest(problem)
+    return event, value

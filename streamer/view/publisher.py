@@ -1,0 +1,97 @@
+"""The view's one write path: publish an input event to Kafka and wait for the broker's ack.
+
+The producer is started on the first write (a read-only view never connects) and keeps no
+state of its own beyond the connection: a view restarted between two writes loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streamer.contract.events import EVENT_FAMILY
+from streamer.core.clock import iso, to_ms
+from streamer.settings import Settings
+from streamer.view.actions import build_event
+from streamer.view.errors import Forbidden, Unavailable
+
+Publish = Callable[[str, bytes, bytes], Awaitable[None]]
+"""(topic, key, value): resolves once the broker acknowledged the message."""
+
+SEND_TIMEOUT_S = 20.0
+
+
+class KafkaPublisher:
+    """Publishes to `bootstrap` with acks from all in-sync replicas, idempotently."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    acks="all",
+                    enable_idempotence=True,
+                    request_timeout_ms=int(SEND_TIMEOUT_S * 1000),
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), SEND_TIMEOUT_S)
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
+        try:
+            producer = await self._started()
+            await asyncio.wait_for(producer.send_and_wait(topic, value, key=key), SEND_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as error:
+            raise Unavailable(
+                f"the broker at {self.bootstrap} did not take the event ({type(error).__name__}: {error}); "
+                "nothing was published: try again"
+            ) from None
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+class Writer:
+    """Turns a person's request into one published input event (see `streamer.view.actions`)."""
+
+    def __init__(self, publish: Publish, settings: Settings, enabled: bool) -> None:
+        self.publish = publish
+        self.topics = settings.input_topics
+        self.bounds = settings.score.input
+        self.enabled = enabled  # writes need the view's bearer token to be set
+
+    async def write(self, event_type: str, account_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        if not self.enabled:
+            raise Forbidden(
+                "writes need a token: start the view with HEALTHSTREAM_VIEW_TOKEN set and send "
+                "'Authorization: Bearer <token>'"
+            )
+        event_id = f"view-{uuid.uuid4().hex}"
+        now_ms = int(time.time() * 1000)  # when it is published; scoring reads the event's own time
+        event, value = build_event(event_type, account_id, body, event_id, now_ms, self.bounds)
+        topic = self.topics[EVENT_FAMILY[event_type]]
+        await self.publish(topic, account_id.encode(), value)
+        return {
+            "event_id": event_id,
+            "event_type": event_type,
+            "account_id": account_id,
+            "occurred_at": iso(to_ms(event.occurred_at)),
+            "topic": topic,
+        }

@@ -1,0 +1,187 @@
+"""Who the account is and CSM overrides, through the real broker, worker, Redis and view: a
+person POSTs a profile and an override to the view, the view publishes them to Kafka, the
+worker applies them, the API shows them; the override expires in event time (at the midnight
+tick after its expiry, with no event of the account), and a DELETE removes the next one."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streamer.local.stack import StackInfo
+from streamer.partitioning import partition_of
+from tests.integration.test_view import PARTITIONS, STREAMER, Deployment, Proc, wait_until
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "csm-s3cret"
+ACCOUNT = "who-acme"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def neighbour(account: str) -> str:
+    """Another account on the same partition (its events move that partition's stream time)."""
+    home = partition_of(account, PARTITIONS)
+    return next(f"who-other-{n}" for n in range(1000) if partition_of(f"who-other-{n}", PARTITIONS) == home)
+
+
+def call(
+    deployment: Deployment, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        deployment.url + path,
+        data=None if body is None else orjson.dumps(body),
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def account(deployment: Deployment) -> dict[str, Any] | None:
+    status, body = call(deployment, "GET", f"/api/accounts/{ACCOUNT}")
+    return body if status == 200 else None
+
+
+def publish(deployment: Deployment, folder: Path, name: str, events: list[dict[str, Any]]) -> None:
+    path = folder / f"{name}.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+    deployment.replay(path)
+
+
+def started(account_id: str, when: datetime, event_id: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": "subscription.started",
+        "account_id": account_id,
+        "occurred_at": stamp(when),
+        "subscription_id": f"{account_id}-s1",
+        "plan": "pro",
+        "amount": "900.00",
+        "currency": "USD",
+        "interval": "month",
+        "seats": 5,
+    }
+
+
+def test_a_csm_override_posted_to_the_view_is_applied_shown_and_expires_in_event_time(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    deployment = Deployment(stack.bootstrap, stack.redis_url, tmp_path)
+    try:
+        deployment.create_topics()
+        # A worker whose input bounds admit event times up to 3 days ahead: the expiry's midnight
+        # tick is reached by an event dated after it, whatever the time of day the test runs.
+        config = tmp_path / "score.toml"
+        config.write_text("[input]\nmax_skew_hours = 72\n")
+        env = {**deployment.env(), "HEALTHSTREAM_SCORE_CONFIG": str(config)}
+        deployment.procs.append(Proc([STREAMER, "worker"], env, tmp_path / "worker.log"))
+        deployment.start_view(HEALTHSTREAM_VIEW_TOKEN=TOKEN)
+
+        now = datetime.now(UTC)
+        history = [
+            started(ACCOUNT, now - timedelta(days=3), "who-1"),
+            started(neighbour(ACCOUNT), now - timedelta(days=3), "who-2"),
+        ]
+        history += [
+            {
+                "event_id": f"who-u{day}",
+                "event_type": "usage.recorded",
+                "account_id": ACCOUNT,
+                "occurred_at": stamp(now - timedelta(days=day, hours=1)),
+                "user_id": f"u{day}",
+                "feature": "reports",
+            }
+            for day in (2, 1, 0)
+        ]
+        publish(deployment, tmp_path, "history", history)
+        wait_until("the account in the view", lambda: account(deployment) is not None)
+
+        profile = {"name": "Acme Corp", "owner": "ana@example.com", "segment": "enterprise", "tier": "gold"}
+        status, answer = call(deployment, "POST", f"/api/accounts/{ACCOUNT}/profile", profile)
+        assert status == 202 and answer["event_type"] == "account.updated", answer
+        expires = datetime.now(UTC) + timedelta(minutes=5)
+        override = {"band": "red", "reason": "exec sponsor left", "author": "ana@example.com"}
+        status, answer = call(
+            deployment, "POST", f"/api/accounts/{ACCOUNT}/override", override | {"expires_at": stamp(expires)}
+        )
+        assert status == 202 and answer["event_id"].startswith("view-"), answer
+
+        def overridden() -> bool:
+            state = account(deployment)
+            return bool(state and state["override"] and state["profile"])
+
+        wait_until("the override and the profile in the view", overridden)
+        state = account(deployment)
+        assert state is not None
+        assert state["band"] == "red" and state["override"]["band"] == "red"
+        assert state["override"]["author"] == "ana@example.com"
+        assert state["override"]["expires_at"] == stamp(expires)
+        assert state["profile"] == profile | {"attributes": {}}
+        assert state["reasons"][0]["signal"] == "override"
+        assert "overridden to red by ana@example.com: 'exec sponsor left'" in state["reasons"][0]["message"]
+        if state["override"]["computed_band"] != "red":  # the override is news: an alert, with who
+            alerts = [
+                a for a in state["recent_alerts"] if a["rule"] == "band_worsened" and a["band"] == "red"
+            ]
+            assert alerts and alerts[0]["profile"]["owner"] == "ana@example.com"
+
+        # Expiry in event time: an event of another account on the partition, dated just after
+        # the midnight that follows the expiry, moves stream time past it; the worker re-scores
+        # the account at that midnight tick although the account itself has no new event.
+        midnight = datetime.combine(expires.date() + timedelta(days=1), datetime.min.time(), UTC)
+        later = started(neighbour(ACCOUNT), midnight + timedelta(minutes=1), "who-3")
+        publish(deployment, tmp_path, "later", [later | {"subscription_id": "who-s2", "amount": "1.00"}])
+
+        def expired() -> bool:
+            state = account(deployment)
+            return bool(state and state["override"] is None and state["as_of"] >= stamp(midnight))
+
+        wait_until("the override to expire at the midnight tick", expired)
+        state = account(deployment)
+        assert state is not None and state["as_of"] == stamp(midnight)
+        assert state["profile"]["owner"] == "ana@example.com"
+        assert all(reason["signal"] != "override" for reason in state["reasons"])
+
+        # Another override, removed by DELETE (a later event wins over the earlier one).
+        status, _ = call(
+            deployment,
+            "POST",
+            f"/api/accounts/{ACCOUNT}/override",
+            {
+                "score": 12.5,
+                "reason": "champion left",
+                "author": "bo@example.com",
+                "expires_at": stamp(now + timedelta(days=30)),
+            },
+        )
+        assert status == 202
+        wait_until(
+            "the score override",
+            lambda: ((account(deployment) or {}).get("override") or {}).get("score") == 12.5,
+        )
+        assert (account(deployment) or {})["score"] == 12.5
+        status, answer = call(
+            deployment, "DELETE", f"/api/accounts/{ACCOUNT}/override", {"author": "bo@example.com"}
+        )
+        assert status == 202 and answer["event_type"] == "health.override_cleared", answer
+        wait_until(
+            "the override to be removed", lambda: (account(deployment) or {"override": 1})["override"] is None
+        )
+        for proc in deployment.procs:
+            assert proc.alive, proc.tail()
+    finally:
+        deployment.close()
