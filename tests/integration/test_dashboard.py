@@ -174,7 +174,11 @@ def test_the_dashboard_shows_the_apis_numbers(live: Live, chromium: str, tmp_pat
     assert at_risk["items"], "the simulated portfolio should have accounts at risk"
     for row, item in zip(rows, at_risk["items"], strict=True):
         cells = row.find("td")
-        assert cells[0].text == item["account_id"]
+        (link,) = cells[0].find("a")  # the account's name (its id without one) leads to its page
+        assert link.attrs["href"] == f"/accounts/{item['account_id']}"
+        assert link.text == (item.get("name") or item["account_id"])
+        who = " · ".join(filter(None, [item.get("owner"), item.get("segment")]))
+        assert [d.text for d in cells[0].find("div")] == [who]  # its owner and segment beneath
         assert cells[1].text == fixed(item["score"], 1)
         assert cells[3].text == percent(item["churn_risk_60d"])  # a dash without a fitted model
         assert number(cells[4].text) == Decimal(item["mrr"])
@@ -214,6 +218,7 @@ async def _project_nasty(url: str, prefix: str, template: dict[str, Any], alert:
     )
     nasty = copy.deepcopy(template)
     nasty.update(account_id=NASTY_ID, band="red", score=1.0, mrr="99.00", plan="<b>bold</b>")
+    nasty["profile"] = {**(nasty.get("profile") or {}), "name": NASTY_NAME, "owner": "<u>x</u>@example.com"}
     nasty["reasons"] = [{**nasty["reasons"][0], "message": NASTY_REASON}] if nasty["reasons"] else []
     writer.snapshot(nasty)
     writer.alert({**alert, "account_id": NASTY_ID, "alert_id": "nasty-1", "reasons": nasty["reasons"]})
@@ -223,6 +228,7 @@ async def _project_nasty(url: str, prefix: str, template: dict[str, Any], alert:
 
 NASTY_ID = "<img src=x onerror=\"document.title='pwned'\">"
 NASTY_REASON = "<script>document.title='pwned'</script> & more"
+NASTY_NAME = "<i>Evil</i> Corp <svg onload=alert(1)>"
 
 
 def test_strings_from_the_data_are_shown_as_text_never_as_html(
@@ -242,7 +248,8 @@ def test_strings_from_the_data_are_shown_as_text_never_as_html(
         assert not dom.find("img") and not [b for b in dom.find("b") if b.text == "bold"]
         assert len(dom.find("script")) == 1  # the dashboard's own
         row = dom.by_id("at-risk").find("tr", data_account=NASTY_ID)
-        assert row and row[0].find("td")[0].text == NASTY_ID
+        assert not dom.find("i") and not dom.find("svg", onload="alert(1)") and not dom.find("u")
+        assert row and row[0].find("td")[0].find("a")[0].text == NASTY_NAME
         assert NASTY_REASON in row[0].find("td")[8].text  # after the risk and use columns
         assert dom.by_id("alerts").find("tr", data_alert="nasty-1")
     finally:
