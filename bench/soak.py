@@ -853,7 +853,10 @@ class Soak:
             not differing and not extra,
             f"{len(offline.accounts) - len(differing)}/{len(offline.accounts)} equal, MRR {mrr}"
             + (f"; differing {differing[:5]}" if differing else "")
-            + (f"; extra {extra[:5]}" if extra else ""),
+            + (f"; extra {extra[:5]}" if extra else "")
+            + "".join(
+                f"; {a}: {field_differences(last.get(a, {}), offline.accounts[a])}" for a in differing[:3]
+            ),
         )
         alerts = [orjson.loads(r.value) for r in kafka.read([settings.topic("alerts")])]
         ids = Counter(a["alert_id"] for a in alerts)
@@ -927,6 +930,26 @@ class Soak:
             f"{len(alerts)} ids (the newest {KEEP_ALERTS} are kept); "
             f"{len(wanted_alerts - alerts)} missing, {len(alerts - wanted_alerts)} unknown",
         )
+
+
+def field_differences(got: dict[str, Any], want: dict[str, Any], limit: int = 6) -> str:
+    """The fields of two snapshots that differ (nested keys joined with dots), as
+    `field got!=want`: what to look at first when an account's snapshot differs from offline's
+    (usage counts: a lost usage event; `time_to_value_days`: a lost first use)."""
+
+    def flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, dict):
+                out.update(flat(item, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = item
+        return out
+
+    a, b = flat(got), flat(want)
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    shown = ", ".join(f"{k} {a.get(k)!r}!={b.get(k)!r}" for k in keys[:limit])
+    return shown + (f", ... ({len(keys)} fields)" if len(keys) > limit else "")
 
 
 def newest_alerts(alerts: dict[str, dict[str, Any]]) -> set[str]:

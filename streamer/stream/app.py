@@ -367,6 +367,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
                 "reread": c.reread,
                 "rereads": c.rereads,
                 "offset_gaps": c.offset_gaps + c.consumer_gaps,
+                "gap_rereads": c.gap_rereads,
                 "alerts": c.alerts,
                 "snapshots": c.snapshots,
                 "batches": c.batches,

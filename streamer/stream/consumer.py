@@ -145,11 +145,43 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         self.seeks += 1
+        self._lane_first().clear()
         await super().perform_seek()
 
     async def seek(self, partition: TP, offset: int) -> None:
         self.seeks += 1
+        self._lane_first().pop(partition, None)
         await super().seek(partition, offset)
+
+    def _lane_first(self) -> dict[TP, int]:
+        """Per input partition, the first offset the lane delivered since its last seek (where
+        reading started, for a partition the group has no committed offset for yet)."""
+        first: dict[TP, int] | None = self.__dict__.get("_lane_first_offsets")
+        if first is None:
+            first = self.__dict__["_lane_first_offsets"] = {}
+        return first
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for `tp`: faust's, unless an offset at the head was never
+        acknowledged.
+
+        faust commits up to the first run of consecutive acknowledged offsets, but lets one
+        unacknowledged offset at the head pass (it compares the lowest acknowledged offset with
+        the committed one as if that were the last offset read, not the next): committed 40,
+        acknowledged 41 and 42, it commits 43. The watermark merge acknowledges out of offset
+        order (a message waits for its event time while later offsets of its topic, older in
+        event time, are applied: events a producer sent again after a broker restart), so the
+        group committed past a message still held; a kill or a rebalance then lost it for good.
+        """
+        if not self._is_changelog_tp(tp):
+            acked = self._acked.get(tp)
+            start = self._committed_offset.get(tp)
+            if start is None:
+                start = self._lane_first().get(tp)
+            if acked and start is not None and min(acked) > start:
+                return None
+        offset: int | None = super()._new_offset(tp)
+        return offset
 
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active_partitions = await self._fresh_records(timeout)
@@ -170,6 +202,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             ):
                 continue  # as faust's getmany: a paused partition's records are not delivered
             key = TP(tp.topic, tp.partition)
+            self._lane_first().setdefault(key, fetched[0].offset)
             batch.extend(
                 InputRecord(key, r.offset, r.key, r.value, (r.timestamp or 0) / 1000.0, generation)
                 for r in fetched

@@ -68,6 +68,12 @@ NAMES = (
         ("self", "tp", "offset_from", "offset_to"),
         "stream/consumer.py: count and log offset gaps",
     ),
+    PrivateName(
+        faust_aiokafka.Consumer,
+        "_new_offset",
+        ("self", "tp"),
+        "stream/consumer.py: never commit past an input offset not acknowledged",
+    ),
     PrivateName(faust.App, "_new_transport", ("self",), "stream/consumer.py: install our consumer"),
     PrivateName(faust.streams, "_current_event", None, "stream/context.py: route table writes"),
     PrivateName(faust.types.tuples, "ack_lock", None, "stream/consumer.py: acknowledge input records"),

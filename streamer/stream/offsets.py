@@ -60,6 +60,9 @@ class ConsumerOffsets:
             offsets.update(await self._list(missing, "start"))
         return offsets
 
+    async def start_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._list(tps, "start")
+
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         await self.app.consumer.seek(TP(topic, partition), offset)
 

@@ -80,6 +80,10 @@ class Offsets(Protocol):
         """Where consumption of each partition (re)started at the assignment."""
         ...
 
+    async def start_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The first offsets the broker still has (older ones were deleted by retention)."""
+        ...
+
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         """Read the partition again from `offset`."""
         ...
@@ -109,7 +113,8 @@ class Counters:
     rerouted: int = 0
     stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
     reread: int = 0  # delivered again after a restart or rebalance, already in the stored state
-    offset_gaps: int = 0  # deliveries that skipped offsets of a partition (lost messages)
+    offset_gaps: int = 0  # input offsets lost for good: gone from Kafka before they were read
+    gap_rereads: int = 0  # deliveries that skipped offsets, refused and read again from the first
     consumer_gaps: int = 0  # offset ranges faust's consumer recorded as gaps (counted by it)
     rereads: int = 0  # stalled partitions sought back to their next offset
     alerts: int = 0
@@ -264,6 +269,7 @@ class Scorer:
             done: list[Any] = []
             owned, generation = self.offsets.assigned(), self.offsets.generation()
             now = time.monotonic()
+            gaps: dict[TopicPartition, tuple[int, int]] = {}  # refused: read again from [0]
             for event in events:
                 message = event.message
                 tp = (message.topic, message.partition)
@@ -276,7 +282,12 @@ class Scorer:
                 if merge.delivered(message.topic, message.offset):
                     self.counters.stale += 1  # delivered again after a re-read: held or applied
                     continue
-                self._check_contiguous(merge, message)
+                if tp in gaps:
+                    continue  # after a skipped range: comes again once the partition is read again
+                missing = await self._missing(merge, message)
+                if missing is not None:
+                    gaps[tp] = (missing, message.offset)
+                    continue
                 self._delivered[tp] = now
                 if self._record(message.partition).offsets.contains(message.topic, message.offset):
                     # Applied before a restart or rebalance: the stored accounts contain it.
@@ -296,6 +307,13 @@ class Scorer:
                     done.append(event)
                 else:
                     merge.add(message.topic, message.offset, to_ms(decoded.occurred_at), (event, decoded))
+            for (topic, partition), (missing, offset) in sorted(gaps.items()):
+                self.counters.gap_rereads += 1
+                log.warning(
+                    "a delivery skipped input offsets; reading them again",
+                    extra={"topic": topic, "partition": partition, "from": missing, "to": offset - 1},
+                )
+                await self.offsets.seek(topic, partition, missing)
             await self._release(done)
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
@@ -312,22 +330,48 @@ class Scorer:
         self._engine(message.partition)
         return self.stores[message.partition].contains(event.account_id, message.topic, message.offset)
 
-    def _check_contiguous(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> None:
-        """Count and log a delivery that skipped offsets since the previous one of its topic
-        partition: with our producers every offset is a message, so a skipped one is lost."""
-        expected = merge.next_offset.get(message.topic)
-        if expected is not None and message.offset > expected:
+    async def _missing(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> int | None:
+        """The first offset of the message's topic partition that it skipped, or None.
+
+        Every offset of an input partition is a message (non-transactional producers), so a
+        delivery must follow the previous one of its topic partition (or, the first since the
+        assignment, the offset consumption restarted from) unless the offsets in between are
+        already in the stored state. A delivery that skips offsets (a fetch from a position
+        that was sought away from, seen under load around rebalances) is refused and the
+        partition read again from the first skipped offset: accepted, it moved the merge past
+        the skipped messages, whose re-deliveries were then dropped as already delivered and
+        whose offsets the next partition and account records claimed as handled, so they were
+        lost for good. Offsets the broker no longer has (deleted by retention) are logged as
+        `skipped an offset range` and counted in `offset_gaps`: those are lost.
+        """
+        topic, partition = message.topic, message.partition
+        expected = merge.next_offset.get(topic)
+        if expected is None:
+            expected = (await self.offsets.restart_offsets([(topic, partition)])).get((topic, partition))
+        if expected is None or message.offset <= expected:
+            return None
+        stored = self._record(partition).offsets
+        missing = next((o for o in range(expected, message.offset) if not stored.contains(topic, o)), None)
+        if missing is None:
+            return None
+        start = (await self.offsets.start_offsets([(topic, partition)])).get((topic, partition))
+        if start is not None and start > missing:
             self.counters.offset_gaps += 1
             log.warning(
                 "skipped an offset range",
                 extra={
-                    "topic": message.topic,
-                    "partition": message.partition,
-                    "from": expected,
-                    "to": message.offset - 1,
+                    "topic": topic,
+                    "partition": partition,
+                    "from": missing,
+                    "to": min(start, message.offset) - 1,
                     "seen_by": "scorer",
+                    "reason": "deleted from the topic before it was read",
                 },
             )
+            if start >= message.offset:
+                return None
+            missing = next((o for o in range(start, message.offset) if not stored.contains(topic, o)), None)
+        return missing
 
     async def release_idle(self) -> None:
         """Periodically: release what became ready because topics went idle meanwhile."""

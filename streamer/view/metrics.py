@@ -33,7 +33,7 @@ WORKER_COUNTERS = (
     (
         "offset_gaps",
         "healthstream_offset_gaps",
-        "Input offset ranges skipped by a delivery (lost messages; should stay 0)",
+        "Input offset ranges lost (gone from Kafka before they were read; should stay 0)",
     ),
     ("alerts", "healthstream_alerts_raised", "Alerts raised (all rules)"),
     ("snapshots", "healthstream_snapshots_published", "Health snapshots published"),

@@ -103,7 +103,7 @@ class FakeSink:
 class FakeOffsets:
     """The consumer's view, set by the test: owned partitions (this account's partition of every
     input topic), fetcher highwaters (unset: None), broker end offsets (inputs start empty at 0)
-    and restart offsets (unset: 0). Seeks and end-offset questions are recorded."""
+    restart offsets (unset: 0) and start offsets (unset: 0). Seeks and end-offset questions are recorded."""
 
     def __init__(self) -> None:
         self.generation_id: int | None = GENERATION
@@ -112,6 +112,7 @@ class FakeOffsets:
         self.highwaters: dict[TP, int] = {}
         self.ends: dict[TP, int] = {tp: 0 for tp in self.owned}
         self.restarts: dict[TP, int] = {}
+        self.starts: dict[TP, int] = {}  # the broker's first offsets (unset: 0)
         self.seeks: list[tuple[str, int, int]] = []
         self.end_offsets_calls = 0
         self.asked_ends: list[TP] = []
@@ -135,6 +136,9 @@ class FakeOffsets:
 
     async def restart_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
         return {tp: self.restarts.get(tp, 0) for tp in tps}
+
+    async def start_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        return {tp: self.starts.get(tp, 0) for tp in tps}
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         self.seeks.append((topic, partition, offset))
@@ -426,6 +430,7 @@ async def test_a_silent_partition_with_a_backlog_is_read_again_from_its_next_off
     offsets.restarts[(TICKETS, PARTITION)] = 3
     offsets.ends[(TICKETS, PARTITION)] = 3  # at its end: nothing to read again
     offsets.ends[(USAGE, PARTITION)] = 10
+    offsets.restarts[(USAGE, PARTITION)] = 3
     await world.scorer.process([world.usage(3)])  # usage delivered just now: not silent
 
     world.scorer.assigned_at -= scorer_module.STALL_S + 1
@@ -444,7 +449,7 @@ async def test_a_stalled_topic_is_sought_to_the_offset_after_the_last_one_delive
     monkeypatch.setattr(scorer_module, "STALL_S", -1.0)  # everything counts as silent
     offsets = world.offsets
     offsets.ends[(USAGE, PARTITION)] = 10
-    offsets.restarts[(USAGE, PARTITION)] = 0  # not where it resumes: offset 3 was delivered
+    offsets.restarts[(USAGE, PARTITION)] = 3  # not where it resumes: offset 3 was delivered
     await world.scorer.process([world.usage(3)])
     await world.scorer.reread_stalled()
     assert offsets.seeks == [(USAGE, PARTITION, 4)]
@@ -477,6 +482,7 @@ async def test_time_spent_on_a_long_batch_is_not_silence(
         return await end_offsets(tps)
 
     monkeypatch.setattr(offsets, "end_offsets", slow_end_offsets)
+    offsets.restarts[(USAGE, PARTITION)] = 3
     await world.scorer.process([world.usage(3)])
     await world.scorer.reread_stalled()
     assert offsets.seeks == []  # the other partitions could not deliver while it ran
@@ -618,16 +624,58 @@ async def test_an_offset_applied_while_an_older_one_was_held_is_recorded_above_t
     assert [event.acked for event in again] == [0, 1, 1]
 
 
-async def test_a_delivery_that_skips_offsets_is_counted_and_logged(
+async def test_a_delivery_that_skips_offsets_is_refused_and_the_skipped_ones_read_again(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Accepted, such a delivery moved the merge past offset 1: its re-delivery was then dropped
+    as already delivered, and the partition record claimed it as handled (lost for good)."""
     world.offsets.ends[(USAGE, PARTITION)] = 3
-    await world.scorer.process([world.usage(0)])
-    assert world.scorer.counters.offset_gaps == 0
-    await world.scorer.process([world.usage(2)])  # offset 1 never came
+    await world.scorer.process([world.usage(0, T1)])
+    skipped, after = world.usage(1, T1), world.usage(2, T2)
+    await world.scorer.process([after])  # offset 1 never came
+    assert after.acked == 0 and world.scorer.counters.accepted == 1  # refused: not applied
+    assert world.offsets.seeks == [(USAGE, PARTITION, 1)]  # read again from the skipped one
+    assert world.scorer.counters.gap_rereads == 1 and world.scorer.counters.offset_gaps == 0
+    [line] = [r for r in caplog.records if "skipped input offsets" in r.getMessage()]
+    assert (line.topic, line.partition, line.to) == (USAGE, PARTITION, 1)  # type: ignore[attr-defined]
+    record = decode_partition(world.clocks[f"clock-{PARTITION}"])
+    assert not record.offsets.contains(USAGE, 1)
+
+    again = world.event(USAGE, 2, after.message.value)
+    await world.scorer.process([skipped, again])  # the partition read again from 1
+    assert (skipped.acked, again.acked) == (1, 1) and world.scorer.counters.accepted == 3
+
+
+async def test_a_first_delivery_past_the_restart_offset_is_refused_unless_the_state_has_the_rest(
+    world: World,
+) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 4
+    world.offsets.restarts[(USAGE, PARTITION)] = 1
+    first = world.usage(3, T1)
+    await world.scorer.process([first])  # 1 and 2 never came since the assignment
+    assert first.acked == 0 and world.offsets.seeks == [(USAGE, PARTITION, 1)]
+    await world.scorer.process([world.usage(1, T1), world.usage(2, T1), world.usage(3, T1)])
+    assert world.scorer.counters.accepted == 3
+
+    restarted = World(restarted_from=world)  # offsets 1..3 are in the stored state now
+    restarted.offsets.ends[(USAGE, PARTITION)] = 5
+    restarted.offsets.restarts[(USAGE, PARTITION)] = 1  # the committed offset lags behind
+    fresh = restarted.usage(4, T2)
+    await restarted.scorer.process([fresh])
+    assert fresh.acked == 1 and restarted.offsets.seeks == []
+
+
+async def test_offsets_deleted_before_they_were_read_are_counted_and_logged_as_lost(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 10
+    world.offsets.starts[(USAGE, PARTITION)] = 7  # retention deleted 0..6
+    event = world.usage(7)
+    await world.scorer.process([event])
+    assert event.acked == 1 and world.offsets.seeks == []
     assert world.scorer.counters.offset_gaps == 1
     [line] = [r for r in caplog.records if r.getMessage() == "skipped an offset range"]
-    assert (line.topic, line.partition, line.to) == (USAGE, PARTITION, 1)  # type: ignore[attr-defined]
+    assert (line.topic, line.partition, line.to) == (USAGE, PARTITION, 6)  # type: ignore[attr-defined]
 
 
 async def test_an_unreadable_partition_record_stops_processing_with_the_key(world: World) -> None:
