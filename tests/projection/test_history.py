@@ -146,7 +146,7 @@ async def test_owner_and_segment_indexes_follow_the_profile(
     projection.snapshot(
         snapshot("a-2", as_of=at(0), profile={"name": "Bolt", "owner": "ann", "segment": None})
     )
-    projection.snapshot(snapshot("a-3", as_of=at(0)))  # no profile (yet)
+    projection.snapshot(snapshot("a-3", as_of=at(0), profile=None))  # no profile (yet)
     assert await projection.drain()
     assert await client.smembers(keys.owner("ann")) == {b"a-1", b"a-2"}
     assert await client.hgetall(keys.owners) == {b"ann": b"2"}
