@@ -7,6 +7,7 @@ Imported as `tests.fixtures` (the project root is on pytest's path).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,16 @@ def wait_until(what: str, check: Callable[[], bool], deadline_s: float = 90.0, e
     while not check():
         assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
         time.sleep(every)
+
+
+async def wait_until_async(
+    what: str, check: Callable[[], bool], deadline_s: float = 30.0, every: float = 0.01
+) -> None:
+    """`wait_until` inside an event loop: yields to it between polls, so background tasks run."""
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
+        await asyncio.sleep(every)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
