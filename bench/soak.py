@@ -37,14 +37,13 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -66,6 +65,7 @@ from streamer.projection.redis_writer import KEEP_ALERTS  # noqa: E402
 from streamer.settings import FAMILIES, Settings  # noqa: E402
 from streamer.stream.replay import route  # noqa: E402
 from streamer.stream.topics import ensure_topics  # noqa: E402
+from tests.fixtures import isolated_stack  # noqa: E402
 from tests.poison import POISONS, Poison, occurred_at, reused_id  # noqa: E402
 
 PARTITIONS = 4
@@ -102,15 +102,6 @@ def quiet(_: str) -> None:
 
 def clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("HEALTHSTREAM_")}
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.add(int(probe.getsockname()[1]))
-    return sorted(ports)
 
 
 def digest(value: bytes | None) -> str:
@@ -536,22 +527,9 @@ class Soak:
 
     # -- set-up ---------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def stack(self) -> Iterator[StackSettings]:
-        shared = StackSettings.from_env()  # only for the Kafka jars already downloaded
-        kafka_port, controller_port, redis_port = free_ports(3)
-        settings = StackSettings.from_env(
-            stack_dir=self.root / "stack",
-            cache_dir=shared.cache_dir,
-            kafka_port=kafka_port,
-            controller_port=controller_port,
-            redis_port=redis_port,
-        )
-        ensure_up(settings, echo=quiet)
-        try:
-            yield settings
-        finally:
-            stop(settings, echo=quiet)
+    def stack(self) -> contextlib.AbstractContextManager[StackSettings]:
+        """A stack of its own on free ports (the Kafka jars from the shared cache), stopped after."""
+        return isolated_stack(self.root / "stack")
 
     def env(self, stack: StackSettings) -> dict[str, str]:
         return {

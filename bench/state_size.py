@@ -27,6 +27,7 @@ from typing import Any
 
 import msgpack
 from machine import git_revision, load
+from write_log import WriteLog, realistic_offsets, written_back
 
 from streamer.contract.decode import Rejected, decode_event
 from streamer.core.account import Account
@@ -34,27 +35,10 @@ from streamer.core.config import ScoreConfig
 from streamer.core.engine import PartitionEngine
 from streamer.partitioning import partition_of
 from streamer.state import codec
-from streamer.state.partition import AppliedOffsets
 
 BENCH_DIR = Path(__file__).resolve().parent
 BATCH = 4000  # the worker's batch size (streamer/stream/app.py BATCH_MAX)
 PARTITIONS = 4
-
-
-class WriteLog(dict[str, Account]):
-    """The accounts of a partition; remembers which were written back since the last `take`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: set[str] = set()
-
-    def __setitem__(self, key: str, value: Account) -> None:
-        self.written.add(key)
-        super().__setitem__(key, value)
-
-    def take(self) -> set[str]:
-        written, self.written = self.written, set()
-        return written
 
 
 def portfolio(accounts: int, months: int, seed: int) -> Path:
@@ -108,18 +92,14 @@ def main() -> None:
     stores = [WriteLog() for _ in range(PARTITIONS)]
     engines = [PartitionEngine(config, store) for store in stores]
     records = pickled = encoded = count = 0
-    offsets = AppliedOffsets()
-    for topic in ("cs.subscriptions", "cs.usage", "cs.tickets", "cs.surveys"):
-        offsets.advance(topic, 1_000_000, [])  # a realistic offsets list in every record
+    offsets = realistic_offsets()
 
     def write_back() -> None:
         nonlocal records, pickled, encoded
-        for store in stores:
-            for account_id in store.take():
-                account = store[account_id]
-                records += 1
-                pickled += len(pickle.dumps((1, account), protocol=pickle.HIGHEST_PROTOCOL))
-                encoded += len(codec.encode_account(account, offsets))
+        for _, account in written_back(stores):
+            records += 1
+            pickled += len(pickle.dumps((1, account), protocol=pickle.HIGHEST_PROTOCOL))
+            encoded += len(codec.encode_account(account, offsets))
 
     for event in events(path):
         engines[partition_of(event.account_id, PARTITIONS)].process(event)

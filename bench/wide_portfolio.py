@@ -208,41 +208,28 @@ def rss() -> int:
 
 def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
     """Offline run with the worker's write-back pattern; the final records go to `records_path`."""
-    from streamer.core.account import Account
+    from write_log import WriteLog, realistic_offsets, written_back
+
     from streamer.core.config import ScoreConfig
     from streamer.core.engine import PartitionEngine
     from streamer.offline.runner import OfflineRun
     from streamer.state import codec
-    from streamer.state.partition import AppliedOffsets
-
-    class WriteLog(dict[str, Account]):
-        def __init__(self) -> None:
-            super().__init__()
-            self.written: set[str] = set()
-
-        def __setitem__(self, key: str, value: Account) -> None:
-            self.written.add(key)
-            super().__setitem__(key, value)
 
     config = ScoreConfig()
     run = OfflineRun(config, PARTITIONS, published_ms=int(time.time() * 1000))
     stores = [WriteLog() for _ in range(PARTITIONS)]
     run.stores = stores  # type: ignore[assignment]
     run.engines = [PartitionEngine(config, store) for store in stores]
-    offsets = AppliedOffsets()
-    for topic in ("cs.subscriptions", "cs.usage", "cs.tickets", "cs.surveys"):
-        offsets.advance(topic, 1_000_000, [])  # a realistic offsets list in every record
+    offsets = realistic_offsets()
     records = written_bytes = 0
     encoding = encoding_cpu = 0.0
 
     def write_back() -> None:
         nonlocal records, written_bytes, encoding, encoding_cpu
         started, started_cpu = time.perf_counter(), time.process_time()
-        for store in stores:
-            for account_id in sorted(store.written):
-                records += 1
-                written_bytes += len(codec.encode_account(store[account_id], offsets))
-            store.written.clear()
+        for _, account in written_back(stores):
+            records += 1
+            written_bytes += len(codec.encode_account(account, offsets))
         encoding += time.perf_counter() - started
         encoding_cpu += time.process_time() - started_cpu
 

@@ -8,17 +8,20 @@ Imported as `tests.fixtures` (the project root is on pytest's path).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from streamer.local.settings import StackSettings
+from streamer.local.stack import ensure_up, stop
 from streamer.local.tools import ensure_command
 
 
@@ -65,6 +68,31 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def isolated_stack(stack_dir: Path) -> Iterator[StackSettings]:
+    """A local Kafka + Redis of its own (its own folder and free loopback ports, the session's
+    cached Kafka jars) for a run that stops and starts the broker without touching anyone else's
+    stack; stopped when the block ends."""
+    shared = StackSettings.from_env()  # only for the jars already downloaded
+    kafka_port, controller_port, redis_port = free_ports(3)
+    settings = StackSettings.from_env(
+        stack_dir=stack_dir,
+        cache_dir=shared.cache_dir,
+        kafka_port=kafka_port,
+        controller_port=controller_port,
+        redis_port=redis_port,
+    )
+    ensure_up(settings, echo=_quiet)
+    try:
+        yield settings
+    finally:
+        stop(settings, echo=_quiet)
 
 
 class RedisServer:

@@ -14,16 +14,22 @@ class Page:
     csp: str
 
 
+HEAD_MARKER = "<!--HEAD: head.html (doctype, meta, style)-->"
+
+
 def _hash(source: str) -> str:
     digest = hashlib.sha256(source.encode()).digest()
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
 def load_page(html_name: str = "index.html", js_name: str = "dashboard.js") -> Page:
-    """A page (index.html: the dashboard; account.html: the account page) with dashboard.css,
-    common.js (what both pages share) and the page's script in place of their markers."""
+    """A page (index.html: the dashboard; account.html: the account page) with head.html (the
+    head both pages share), dashboard.css, common.js (what both pages' scripts share) and the
+    page's script in place of their markers."""
     static = resources.files("streamer.view") / "static"
     html = (static / html_name).read_text(encoding="utf-8")
+    head = (static / "head.html").read_text(encoding="utf-8")
+    html = html.replace(HEAD_MARKER, head.rstrip("\n"), 1)
     css = (static / "dashboard.css").read_text(encoding="utf-8")
     js = (
         (static / "common.js").read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -38,6 +39,19 @@ def csv(body: bytes, name: str) -> web.Response:
     )
 
 
+def listing(
+    request: web.Request,
+    answer: dict[str, Any],
+    rows: str,
+    to_csv: Callable[[Sequence[dict[str, Any]]], bytes],
+    name: str,
+) -> web.Response:
+    """The answer as JSON, or with `format=csv` its `rows` list as the CSV download `name`.csv."""
+    if params.wants_csv(request.query):
+        return csv(to_csv(answer[rows]), name)
+    return json(answer)
+
+
 def _account_id(request: web.Request) -> str:
     account_id = request.match_info["account_id"]
     if not 1 <= len(account_id) <= MAX_ACCOUNT_ID:
@@ -54,26 +68,20 @@ async def account_history(request: web.Request) -> web.Response:
     account_id = _account_id(request)
     days = params.history_query(request.query)
     answer = await request.app[SERVICE].history(account_id, days)
-    if params.wants_csv(request.query):
-        return csv(export.history(answer["points"]), "history")
-    return json(answer)
+    return listing(request, answer, "points", export.history, "history")
 
 
 async def account_timeline(request: web.Request) -> web.Response:
     account_id = _account_id(request)
     per_kind = params.timeline_query(request.query)
     answer = await request.app[SERVICE].timeline(account_id, per_kind)
-    if params.wants_csv(request.query):
-        return csv(export.timeline(answer["items"]), "timeline")
-    return json(answer)
+    return listing(request, answer, "items", export.timeline, "timeline")
 
 
 async def account_alerts(request: web.Request) -> web.Response:
     account_id = _account_id(request)
     answer = await request.app[SERVICE].alerts(params.alert_query(request.query, account_id))
-    if params.wants_csv(request.query):
-        return csv(export.alerts(answer["items"]), "alerts")
-    return json(answer)
+    return listing(request, answer, "items", export.alerts, "alerts")
 
 
 async def _write(request: web.Request, event_type: str, body: dict[str, Any]) -> web.Response:
@@ -101,9 +109,7 @@ async def clear_override(request: web.Request) -> web.Response:
 
 async def accounts(request: web.Request) -> web.Response:
     answer = await request.app[SERVICE].accounts(params.account_query(request.query))
-    if params.wants_csv(request.query):
-        return csv(export.accounts(answer["items"]), "accounts")
-    return json(answer)
+    return listing(request, answer, "items", export.accounts, "accounts")
 
 
 async def filters(request: web.Request) -> web.Response:
@@ -128,9 +134,7 @@ async def period(request: web.Request) -> web.Response:
 
 async def alerts(request: web.Request) -> web.Response:
     answer = await request.app[SERVICE].alerts(params.alert_query(request.query))
-    if params.wants_csv(request.query):
-        return csv(export.alerts(answer["items"]), "alerts")
-    return json(answer)
+    return listing(request, answer, "items", export.alerts, "alerts")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamer.local.settings import StackSettings
 from streamer.local.stack import ensure_up, stop
 from streamer.settings import FAMILIES
-from tests.fixtures import free_ports, wait_until
+from tests.fixtures import isolated_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,20 +38,8 @@ def quiet(_: str) -> None:
 
 @pytest.fixture(scope="module")
 def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
-    shared = StackSettings.from_env()  # only for the jars already downloaded
-    kafka_port, controller_port, redis_port = free_ports(3)
-    settings = StackSettings.from_env(
-        stack_dir=tmp_path_factory.mktemp("replay-stack"),
-        cache_dir=shared.cache_dir,
-        kafka_port=kafka_port,
-        controller_port=controller_port,
-        redis_port=redis_port,
-    )
-    ensure_up(settings, echo=quiet)
-    try:
+    with isolated_stack(tmp_path_factory.mktemp("replay-stack")) as settings:
         yield settings
-    finally:
-        stop(settings, echo=quiet)
 
 
 def write_events(path: Path, count: int) -> list[str]:

@@ -244,6 +244,7 @@ async def test_the_account_page_is_served_self_contained(
         response = await client.get("/accounts/acct-0001", params={"access_token": "s3cret"})
         html = await response.text()
         assert response.status == 200 and "<!--SCRIPT-->" not in html and " src=" not in html
+        assert html.startswith("<!doctype html>") and "<!--HEAD" not in html and html.count("<head>") == 1
         assert "script-src 'sha256-" in response.headers["Content-Security-Policy"]
         assert (
             await client.get("/api/accounts/acct-0001/history", params={"access_token": "s3cret"})

@@ -395,7 +395,8 @@ def test_the_page_puts_no_string_into_html_and_loads_nothing_external() -> None:
         js = static_text(script)
         for sink in sinks:
             assert sink not in js, (script, sink)
-    for name in ("index.html", "account.html", "dashboard.css", "common.js", "dashboard.js", "account.js"):
+    pages = ("head.html", "index.html", "account.html")
+    for name in (*pages, "dashboard.css", "common.js", "dashboard.js", "account.js"):
         text = static_text(name)
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text, (
             name
@@ -406,6 +407,9 @@ async def test_the_page_is_self_contained(view: TestClient[Any, Any]) -> None:
     html = await get(view, "/")
     assert "<!--SCRIPT-->" not in html and "<!--STYLE-->" not in html
     assert " src=" not in html and "<link" not in html
+    # the shared head (head.html) is in place, once, before the page's own title
+    assert html.startswith("<!doctype html>") and "<!--HEAD" not in html
+    assert html.count("<head>") == 1 and html.index("<style>") < html.index("<title>") < html.index("</head>")
 
 
 # -- health and metrics --------------------------------------------------------------------------
