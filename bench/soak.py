@@ -836,6 +836,16 @@ class Soak:
             f"{len(skipped)} skipped ranges; {jumps} input ranges passed over by faust's reader "
             "(left unacknowledged)" + (f"; e.g. {skipped[0][:300]}" if skipped else ""),
         )
+        readbacks = [
+            orjson.loads(line)
+            for text in logs.values()
+            for line in text.splitlines()
+            if '"dead letters read back"' in line
+        ]
+        result.figures["dead letters read back at takeovers"] = (
+            f"{len(readbacks)} partition takeovers found {sum(r.get('kept', 0) for r in readbacks)} dead "
+            "letters already written for messages still to be read again (not written twice)"
+        )
         self._verify_kafka(settings, data, offline, kafka)
         self._verify_redis(stack, offline)
 
