@@ -18,7 +18,7 @@ that only detects a hang. At the end: every worker exit was one of ours (no exit
 own, no traceback or "exits with 70" in a log, every SIGTERM stopped cleanly without the
 watchdog), replay exited 0, the final snapshots and alert ids in Kafka and in Redis equal
 `streamer offline --sort` over the valid events alone, the dead-letter topic holds exactly the
-poison messages (matched by SHA-256 and place) with their reasons, and no worker skipped an
+poison messages (matched by SHA-256 and place), each once, with their reasons, and no worker skipped an
 input offset. It prints a table of faults and one of checks, and exits 1 when a check failed.
 
     .venv/bin/python bench/soak.py                     # the full scenario (a few minutes)
@@ -814,6 +814,16 @@ class Soak:
             f"{len(skipped)} skipped ranges; {jumps} input ranges passed over by faust's reader "
             "(left unacknowledged)" + (f"; e.g. {skipped[0][:300]}" if skipped else ""),
         )
+        readbacks = [
+            orjson.loads(line)
+            for text in logs.values()
+            for line in text.splitlines()
+            if '"dead letters read back"' in line
+        ]
+        result.figures["dead letters read back at takeovers"] = (
+            f"{len(readbacks)} partition takeovers found {sum(r.get('kept', 0) for r in readbacks)} dead "
+            "letters already written for messages still to be read again (not written twice)"
+        )
         self._verify_kafka(settings, data, offline, kafka)
         self._verify_redis(stack, offline)
 
@@ -871,12 +881,14 @@ class Soak:
             and expected[p][1].reason not in d["error"]
         ]
         kinds = {poison.name for _, poison in expected.values()}
+        twice = sorted(place for place, count in places.items() if count > 1)
         result.check(
-            "dead letters = the poisons",
-            not wrong and not unlettered and not unreasoned and len(kinds) == data.kinds,
+            "dead letters = the poisons, once each",
+            not wrong and not unlettered and not unreasoned and not twice and len(kinds) == data.kinds,
             f"{len(expected)} poison messages of {len(kinds)} kinds, {len(places)} dead-lettered"
-            f" ({sum(places.values()) - len(places)} twice after a kill)"
+            f" ({sum(places.values()) - len(places)} more than once)"
             + (f"; not poison {wrong[:3]}" if wrong else "")
+            + (f"; more than once {[f'{t}[{p}]@{o}' for t, p, o in twice[:3]]}" if twice else "")
             + (f"; no dead letter for {[expected[p][1].name for p in unlettered[:5]]}" if unlettered else "")
             + (f"; wrong reason {unreasoned[:3]}" if unreasoned else ""),
         )

@@ -25,6 +25,7 @@ from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import InputLane, RebalanceSafeConsumer, ScoringApp
+from streamer.stream.dead_letters import DeadLetterLog, KafkaDeadLetters
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import STALL_S, Scorer
@@ -42,8 +43,8 @@ RETRY_S = 1.0  # pause before sending failed outputs again
 
 
 async def deliver_all(
-    records: Sequence[tuple[bytes | None, bytes]],
-    publish: Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]],
+    records: Sequence[tuple[Any, ...]],
+    publish: Callable[..., Awaitable[Awaitable[Any]]],
     what: str,
 ) -> None:
     """Send every record and wait for the broker's acknowledgements; send the failed ones again
@@ -53,13 +54,13 @@ async def deliver_all(
     attempt = 0
     while pending:
         attempt += 1
-        sent: list[tuple[tuple[bytes | None, bytes], Awaitable[Any] | BaseException]] = []
+        sent: list[tuple[tuple[Any, ...], Awaitable[Any] | BaseException]] = []
         for record in pending:
             try:
                 sent.append((record, await publish(*record)))
             except Exception as exc:
                 sent.append((record, exc))
-        failed: list[tuple[bytes | None, bytes]] = []
+        failed: list[tuple[Any, ...]] = []
         errors: list[str] = []
         for record, outcome in sent:
             if not isinstance(outcome, BaseException):
@@ -82,8 +83,9 @@ async def deliver_all(
 class KafkaSink:
     """Results to the output topics; `flush` waits until the broker has them all."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App, settings: Settings, dead_letters: DeadLetterLog | None = None) -> None:
         self.app = app
+        self.dead_letter_log = dead_letters  # places each dead letter in its input's partition
 
         def topic(name: str) -> Any:
             return app.topic(
@@ -95,7 +97,7 @@ class KafkaSink:
             )
 
         self.alerts, self.health, self.dead = topic("alerts"), topic("health"), topic("deadletter")
-        self._dead_letters: list[tuple[bytes | None, bytes]] = []
+        self._dead_letters: list[tuple[bytes | None, bytes, int | None]] = []
         self.inputs = {
             name: app.topic(name, key_serializer="raw", value_serializer="raw")
             for name in settings.input_topics.values()
@@ -110,7 +112,9 @@ class KafkaSink:
     def dead_letter(self, record: dict[str, Any]) -> None:
         """Queued for `flush`, which sends it and retries until the broker has it."""
         key = record["key"].encode() if record.get("key") else None
-        self._dead_letters.append((key, orjson.dumps(record)))
+        source, where = record.get("partition"), self.dead_letter_log
+        partition = where.partition_for(source) if where is not None and isinstance(source, int) else None
+        self._dead_letters.append((key, orjson.dumps(record), partition))
 
     def reroute(self, topic: str, key: bytes, value: bytes) -> None:
         self.inputs[topic].send_soon(key=key, value=value)
@@ -121,12 +125,12 @@ class KafkaSink:
         await deliver_all(self._dead_letters, self._publish_dead_letter, "dead letter")
         self._dead_letters.clear()
 
-    async def _publish_dead_letter(self, key: bytes | None, value: bytes) -> Awaitable[Any]:
+    async def _publish_dead_letter(
+        self, key: bytes | None, value: bytes, partition: int | None
+    ) -> Awaitable[Any]:
         # Straight to the producer (not faust's send buffer), so a failure is seen here.
-        return cast(
-            Awaitable[Any],
-            await self.dead.publish_message(self.dead.as_future_message(key=key, value=value), wait=False),
-        )
+        message = self.dead.as_future_message(key=key, value=value, partition=partition)
+        return cast(Awaitable[Any], await self.dead.publish_message(message, wait=False))
 
 
 EXIT_FAILED = 70  # the process exit code when processing failed outside one message's handling
@@ -287,7 +291,8 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
     accounts_name, clocks_name = TABLES  # their changelogs are created up front by ensure_topics
     accounts = app.Table(accounts_name, **tables)
     clocks = app.Table(clocks_name, **tables)
-    sink = KafkaSink(app, settings)
+    dead_letters = KafkaDeadLetters(settings.kafka_bootstrap, settings.topic("deadletter"))
+    sink = KafkaSink(app, settings, dead_letters)
     projection = redis_projection(settings, config)
     offsets = ConsumerOffsets(app, settings.kafka_bootstrap)
     lane = InputLane(settings.input_topics.values())
@@ -298,7 +303,15 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         consumer.ack_inputs(messages)
 
     scorer = Scorer(
-        settings, config, accounts, clocks, sink, offsets, projection=projection, acknowledge=acknowledge
+        settings,
+        config,
+        accounts,
+        clocks,
+        sink,
+        offsets,
+        projection=projection,
+        acknowledge=acknowledge,
+        dead_letters=dead_letters,
     )
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
@@ -339,6 +352,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
 
     async def close_offsets(sender: Any, **kwargs: Any) -> None:
         await offsets.close()
+        await dead_letters.close()
 
     app.on_before_shutdown.connect(close_offsets)  # type: ignore[arg-type]
 

@@ -1,11 +1,23 @@
 """Publish a file of contract events to the input topics, keyed by account, optionally rate-limited.
 
+Keeps the file's order within each partition number, across the four topics: the worker's
+merge applies a partition's events in (event time, topic, offset) order and lets a topic that
+has reached its end offset stop holding the others back, so an older event appended after a
+newer one of another topic of the same partition arrives late for the merge (the state
+converges within the allowed lateness, but alerts depend on the order they saw). One produce
+request carries batches for several partitions and the broker appends them one after another,
+so a reader can see one topic's newer event while the older one of another topic is still
+unwritten. Hence: a message goes out only when every earlier message of its partition number
+on another topic is acknowledged (messages of one topic partition are pipelined freely: the
+idempotent producer keeps their order, retries included).
+
 Survives a broker restart: every message is kept until the broker acknowledged it; when the
 oldest unacknowledged one fails or makes no progress for `STALL_S`, the producer is replaced
-and every unacknowledged message is sent again, in file order, once the broker answers. Some
-of them may already have been written before the outage, so a restart can publish an event
-twice (the worker ignores a repeated `event_id`); none is lost. When the broker stays away
-longer than `timeout_s`, `BrokerUnavailable` says so and how far the file got.
+and every unacknowledged message is sent again, in file order and under the same rule, once the
+broker answers (acknowledged ones are not sent again). One the broker had written just before
+it went away may be written twice (a new producer is a new idempotence session; the worker
+ignores a repeated `event_id`); none is lost. When the broker stays away longer than
+`timeout_s`, `BrokerUnavailable` says so and how far the file got.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from streamer.contract.events import EVENT_FAMILY
+from streamer.partitioning import partition_of
 from streamer.settings import Settings
 from streamer.stream.broker import BrokerUnavailable
 from streamer.stream.topics import ensure_topics
@@ -66,7 +79,21 @@ class _Pending:
     topic: str
     key: bytes
     value: bytes
+    partition: int
     future: asyncio.Future[object] | None = None  # None: not handed to a producer (yet)
+
+    @property
+    def acknowledged(self) -> bool:
+        future = self.future
+        return future is not None and future.done() and not future.cancelled() and future.exception() is None
+
+
+@dataclass
+class _Lane:
+    """The messages of one partition number handed over since its last change of topic."""
+
+    topic: str
+    in_flight: deque[_Pending] = field(default_factory=deque)  # acknowledged in this order
 
 
 def _unreachable(settings: Settings, seconds: float, detail: str) -> BrokerUnavailable:
@@ -109,6 +136,8 @@ class _Sender:
         self.on_stall = on_stall
         self.stall_s = min(STALL_S, max(timeout_s / 3, 1.0))
         self.pending: deque[_Pending] = deque()
+        self.lanes: dict[int, _Lane] = {}  # by partition number
+        self.partition_counts: dict[str, int] = {}  # by topic, from the broker's metadata
         self.producer: AIOKafkaProducer | None = None
         self.acked = 0
         self.resent = 0
@@ -147,6 +176,7 @@ class _Sender:
                 cluster = producer.client.cluster
                 leaders = [cluster.leader_for_partition(TopicPartition(topic, p)) for p in partitions]
                 if partitions and all(leader is not None and leader >= 0 for leader in leaders):
+                    self.partition_counts[topic] = len(partitions)
                     break
                 await asyncio.sleep(0.2)
                 await producer.client.force_metadata_update()
@@ -167,9 +197,11 @@ class _Sender:
             self.producer = None
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        item = _Pending(topic, key, value)
+        # The partition the default partitioner would pick, chosen here so that the order
+        # rule (module docstring) knows it before the message leaves.
+        item = _Pending(topic, key, value, partition_of(key.decode(), self.partition_counts[topic]))
         self.pending.append(item)
-        if not await self._hand_over(item):
+        if not await self._submit(item):
             await self._recover()
         await self._confirm(keep=WINDOW)
 
@@ -177,12 +209,42 @@ class _Sender:
         """Until the broker acknowledged every message."""
         await self._confirm(keep=0)
 
+    async def _submit(self, item: _Pending) -> bool:
+        """Hand one message over once every earlier message of its partition number on another
+        topic is acknowledged (the order rule); False when a wait or the hand-over failed."""
+        lane = self.lanes.get(item.partition)
+        if lane is None or lane.topic != item.topic:
+            if lane is not None and not await self._settle(lane.in_flight):
+                return False
+            lane = self.lanes[item.partition] = _Lane(item.topic)
+        if not await self._hand_over(item):
+            return False
+        while lane.in_flight and lane.in_flight[0].acknowledged:
+            lane.in_flight.popleft()
+        lane.in_flight.append(item)
+        return True
+
+    async def _settle(self, items: Iterable[_Pending]) -> bool:
+        """Until the broker acknowledged every one of `items`; False on a failure or a stall."""
+        for item in items:
+            future = item.future
+            if future is None:
+                return False
+            if not future.done():
+                done, _ = await asyncio.wait({future}, timeout=self.stall_s)
+                if not done:
+                    return False
+            if not item.acknowledged:
+                return False
+        return True
+
     async def _hand_over(self, item: _Pending) -> bool:
         """Give one message to the producer; False when that failed or blocked too long."""
         assert self.producer is not None
         try:
             item.future = await asyncio.wait_for(
-                self.producer.send(item.topic, value=item.value, key=item.key), self.stall_s
+                self.producer.send(item.topic, value=item.value, key=item.key, partition=item.partition),
+                self.stall_s,
             )
         except (KafkaError, TimeoutError):
             item.future = None
@@ -241,18 +303,27 @@ class _Sender:
         self.on_stall(None)
 
     def _forget_outcomes(self) -> None:
-        """The unacknowledged messages all go again: their old futures no longer matter."""
+        """The unacknowledged messages all go again: their old futures no longer matter.
+        Acknowledged ones (behind an unacknowledged one in the queue) are written: dropped."""
+        unacknowledged: deque[_Pending] = deque()
         for item in self.pending:
+            if item.acknowledged:
+                self.acked += 1
+                continue
             if item.future is not None:
                 if not item.future.done():
                     item.future.cancel()
                 elif not item.future.cancelled():
                     item.future.exception()  # retrieved, so asyncio does not warn about it
                 item.future = None
+            unacknowledged.append(item)
+        self.pending = unacknowledged
+        self.lanes.clear()
 
     async def _hand_over_all(self) -> bool:
+        """Every unacknowledged message again, in file order, under the order rule."""
         for item in self.pending:
-            if not await self._hand_over(item):
+            if not await self._submit(item):
                 return False
             self.resent += 1
         return True

@@ -35,6 +35,7 @@ from streamer.state.partition import PartitionRecord
 from streamer.stream.accounts import TableAccounts
 from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
+from streamer.stream.dead_letters import DeadLetterLog, Ledger, decode_position, encode_position, position_key
 from streamer.stream.merge import PartitionMerge
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class Counters:
     rerouted: int = 0
     stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
     reread: int = 0  # delivered again after a restart or rebalance, already in the stored state
+    dead_letters_known: int = 0  # rejected again after a restart: its dead letter already written
     offset_gaps: int = 0  # input offsets lost for good: gone from Kafka before they were read
     gap_rereads: int = 0  # deliveries that skipped offsets, refused and read again from the first
     consumer_gaps: int = 0  # offset ranges faust's consumer recorded as gaps (counted by it)
@@ -149,8 +151,12 @@ class Scorer:
         offsets: Offsets,
         projection: Projection | None = None,
         acknowledge: Callable[[Sequence[Any]], None] = acknowledge_each,
+        dead_letters: DeadLetterLog | None = None,
     ) -> None:
         self.settings = settings
+        # Read back to write each dead letter once (`dead_letters`); None: always written.
+        self.dead_letters = dead_letters
+        self.ledgers: dict[int, Ledger] = {}
         self.acknowledge = acknowledge  # the batch's messages, once its effects are durable
         self.config = config
         self.accounts_table = accounts_table
@@ -211,6 +217,7 @@ class Scorer:
         self.stores.clear()
         self.merges.clear()
         self.records.clear()
+        self.ledgers.clear()
         self._delivered.clear()
         self.assigned_at = time.monotonic()
 
@@ -295,6 +302,7 @@ class Scorer:
                     merge.skip(message.topic, message.offset)
                     done.append(event)
                     continue
+                await self._ledger(message.partition)
                 decoded = self._admit(message)
                 if decoded is not None and self._in_account_record(message, decoded):
                     self.counters.reread += 1  # the same, known from its account's record
@@ -480,6 +488,71 @@ class Scorer:
         )
         await checkpoint.commit()
         counters.batches += 1
+        await self._advance_ledgers(applied)
+
+    async def _ledger(self, partition: int) -> Ledger | None:
+        """The partition's dead letters since its stored position (read once per assignment)."""
+        if self.dead_letters is None:
+            return None
+        ledger = self.ledgers.get(partition)
+        if ledger is None:
+            key = position_key(partition)
+            raw = self.clocks_table.get(key)
+            position = decode_position(raw) if raw is not None else 0
+            letters, _end = await self.dead_letters.read(partition, position)
+            record = self._record(partition).offsets
+            ledger = Ledger(position)
+            topics = [t for t in self.families if any(letter.get("topic") == t for _, letter in letters)]
+            restart = await self.offsets.restart_offsets([(t, partition) for t in topics])
+            for at, letter in letters:
+                topic, offset = letter.get("topic"), letter.get("offset")
+                if not isinstance(topic, str) or not isinstance(offset, int) or topic not in self.families:
+                    continue
+                # Below the committed offset: never delivered again, nothing to remember.
+                if offset >= restart.get((topic, partition), 0) and not record.contains(topic, offset):
+                    ledger.earlier.setdefault((topic, offset), at)
+            self.ledgers[partition] = ledger
+            log.info(
+                "dead letters read back",
+                extra={
+                    "partition": partition,
+                    "from": position,
+                    "read": len(letters),
+                    "kept": len(ledger.earlier),
+                },
+            )
+        return ledger
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        """Send the message's dead letter unless it is already in the topic."""
+        ledger = self.ledgers.get(message.partition)
+        if ledger is not None:
+            if ledger.known(message.topic, message.offset):
+                self.counters.dead_letters_known += 1
+                return
+            ledger.written(message.topic, message.offset)
+        self.sink.dead_letter(dead_letter(message, reason))
+
+    async def _advance_ledgers(self, applied: dict[int, Any]) -> None:
+        """After a checkpoint: move the dead-letter position of each partition whose record was
+        written past the dead letters it now covers (written after the record: an older
+        position only means reading more back)."""
+        if self.dead_letters is None:
+            return
+        for partition, message in applied.items():
+            ledger = self.ledgers.get(partition)
+            if ledger is None or not ledger.forget(self._record(partition).offsets.contains):
+                continue
+            if ledger.mine:
+                continue  # some of ours are not covered yet: their offsets are unknown, stay
+            if ledger.earlier:
+                position = min(ledger.earlier.values())
+            else:
+                position = await self.dead_letters.end(partition)
+            if position > ledger.position:
+                ledger.position = position
+                with acting_as(message):
+                    self.clocks_table[position_key(partition)] = encode_position(position)
 
     def _marks(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset below which every message delivered since the
@@ -533,7 +606,7 @@ class Scorer:
         )
         if isinstance(admitted, Refused):
             counters.rejected += 1
-            self.sink.dead_letter(dead_letter(message, admitted.reason))
+            self._dead_letter(message, admitted.reason)
             return None
         event, value = admitted, message.value or b""  # admitted: the value was an event
         if (
@@ -568,7 +641,7 @@ class Scorer:
             counters.duplicates += 1
         else:
             counters.rejected += 1
-            self.sink.dead_letter(dead_letter(message, outcome.reason or "rejected"))
+            self._dead_letter(message, outcome.reason or "rejected")
         for alert in outcome.alerts:
             counters.alerts += 1
             counters.by_rule[str(alert["rule"])] += 1

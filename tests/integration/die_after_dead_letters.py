@@ -1,0 +1,38 @@
+"""`streamer worker` that dies (exit 137, as after SIGKILL) right after its first dead letters
+reached Kafka: before the batch's checkpoint records the messages as handled and before any
+offset is committed. Used by `test_dead_letters_once.py`; once per marker file
+($DIE_AFTER_DEAD_LETTERS_MARKER), so a restarted worker runs normally.
+
+    python tests/integration/die_after_dead_letters.py worker
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from streamer import cli
+from streamer.stream import app
+
+
+def main() -> None:
+    marker = Path(os.environ["DIE_AFTER_DEAD_LETTERS_MARKER"])
+    flush = app.KafkaSink.flush
+
+    async def flush_then_die(self: Any) -> None:
+        letters = len(self._dead_letters)
+        await flush(self)
+        if letters and not marker.exists():
+            marker.write_text(f"{letters}\n")
+            sys.stdout.flush()
+            os._exit(137)
+
+    app.KafkaSink.flush = flush_then_die  # type: ignore[method-assign]
+    sys.argv = ["streamer", *sys.argv[1:]]
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Each rejected message is dead-lettered once, even when the worker dies after its dead letter
+reached Kafka and before the checkpoint recorded the message as handled (`dead_letters.py`).
+
+A fake dead-letter topic stands in for Kafka: letters reach it when the sink flushes (the
+checkpoint's first step), and a restarted worker reads it back from the stored position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamer.core.config import ScoreConfig
+from streamer.stream.dead_letters import Ledger, decode_position, encode_position, position_key
+from streamer.stream.scorer import Scorer
+from tests.stream.test_scorer import PARTITION, SETTINGS, USAGE, FakeSink, World
+
+
+class DeadLetterTopic:
+    """The dead-letter topic: partition p holds input partition p's letters."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[int, list[dict[str, Any]]] = {}
+        self.reads: list[tuple[int, int, int]] = []  # (partition, from, records returned)
+
+    def partition_for(self, source_partition: int) -> int | None:
+        return source_partition
+
+    async def read(self, source_partition: int, start: int) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        log = self.partitions.get(source_partition, [])
+        found = [(at, letter) for at, letter in enumerate(log) if at >= start]
+        self.reads.append((source_partition, start, len(found)))
+        return found, len(log)
+
+    async def end(self, source_partition: int) -> int:
+        return len(self.partitions.get(source_partition, []))
+
+    def places(self) -> list[tuple[str, int, int]]:
+        return [(d["topic"], d["partition"], d["offset"]) for log in self.partitions.values() for d in log]
+
+
+class TopicSink(FakeSink):
+    """Dead letters reach the topic when flushed, like the worker's sink."""
+
+    def __init__(self, topic: DeadLetterTopic, journal: list[str]) -> None:
+        super().__init__(journal)
+        self.topic = topic
+        self.queued: list[dict[str, Any]] = []
+
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        super().dead_letter(record)
+        self.queued.append(record)
+
+    async def flush(self) -> None:
+        await super().flush()
+        for record in self.queued:
+            self.topic.partitions.setdefault(record["partition"], []).append(record)
+        self.queued.clear()
+
+
+class Killed(Exception):
+    """The worker dies here (SIGKILL): nothing after this step happens."""
+
+
+class DyingClocks(dict[str, bytes]):
+    """A clocks table whose owner is killed when it writes its next partition record."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self.journal, self.armed = journal, False
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        if self.armed and key.startswith("clock-"):
+            self.armed = False
+            raise Killed(key)
+        self.journal.append(f"write {key}")
+        super().__setitem__(key, value)
+
+
+def worker(topic: DeadLetterTopic, restarted_from: World | None = None) -> World:
+    """A worker whose scorer reads dead letters back; over the tables of `restarted_from`."""
+    world = World(restarted_from)
+    if restarted_from is None:
+        world.clocks = DyingClocks(world.journal)
+    world.sink = TopicSink(topic, world.journal)
+    world.scorer = Scorer(
+        SETTINGS, ScoreConfig(), world.accounts, world.clocks, world.sink, world.offsets, dead_letters=topic
+    )
+    return world
+
+
+async def test_a_worker_killed_between_the_dead_letter_and_its_checkpoint_does_not_write_it_again() -> None:
+    topic = DeadLetterTopic()
+    first = worker(topic)
+    first.offsets.ends[(USAGE, PARTITION)] = 2
+    batch = [first.event(USAGE, 0, b"{not json"), first.usage(1)]
+    assert isinstance(first.clocks, DyingClocks)
+    first.clocks.armed = True
+    with pytest.raises(Killed):
+        await first.scorer.process(batch)
+    assert topic.places() == [(USAGE, PARTITION, 0)]  # the dead letter is in Kafka
+    assert [event.acked for event in batch] == [0, 0]  # nothing acknowledged, nothing committed
+
+    # The restarted worker reads both messages again from the committed offset (0).
+    second = worker(topic, restarted_from=first)
+    second.offsets.ends[(USAGE, PARTITION)] = 2
+    again = [second.event(USAGE, 0, b"{not json"), second.event(USAGE, 1, batch[1].message.value)]
+    await second.scorer.process(again)
+    assert [event.acked for event in again] == [1, 1]
+    assert topic.places() == [(USAGE, PARTITION, 0)], "the dead letter was written twice"
+    assert second.scorer.counters.dead_letters_known == 1
+    # The valid message's account record was written before the kill: a known re-read.
+    assert second.scorer.counters.reread == 1 and second.scorer.counters.accepted == 0
+
+
+async def test_a_batch_of_only_bad_messages_acknowledged_but_not_committed_is_dead_lettered_once() -> None:
+    topic = DeadLetterTopic()
+    first = worker(topic)
+    bad = [first.event(USAGE, 0, b"[]"), first.event(USAGE, 1, b"null")]
+    await first.scorer.process(bad)
+    assert [event.acked for event in bad] == [1, 1]
+    assert not any(key.startswith("clock-") for key in first.clocks)  # nothing applied: no record
+
+    # Killed before the commit thread committed the acknowledgements: read again from 0.
+    second = worker(topic, restarted_from=first)
+    await second.scorer.process([second.event(USAGE, 0, b"[]"), second.event(USAGE, 1, b"null")])
+    assert sorted(topic.places()) == [(USAGE, PARTITION, 0), (USAGE, PARTITION, 1)]
+    assert second.scorer.counters.dead_letters_known == 2
+
+
+async def test_the_position_moves_past_covered_dead_letters_so_a_restart_reads_only_newer_ones() -> None:
+    topic = DeadLetterTopic()
+    first = worker(topic)
+    first.offsets.ends[(USAGE, PARTITION)] = 4
+    await first.scorer.process([first.event(USAGE, 0, b"[]"), first.usage(1), first.event(USAGE, 2, b"1")])
+    stored = first.clocks[position_key(PARTITION)]
+    assert decode_position(stored) == 2  # both letters are covered by the partition record
+    await first.scorer.process([first.usage(3)])
+
+    second = worker(topic, restarted_from=first)
+    second.offsets.restarts[(USAGE, PARTITION)] = 4
+    second.offsets.ends[(USAGE, PARTITION)] = 5
+    await second.scorer.process([second.event(USAGE, 4, b"[1]")])
+    assert topic.reads[-1] == (PARTITION, 2, 0)  # nothing before the position was read back
+    assert len(topic.places()) == 3 and second.scorer.counters.dead_letters_known == 0
+
+
+def test_a_position_record_of_another_format_is_refused_with_what_to_do() -> None:
+    assert decode_position(encode_position(12345)) == 12345
+    with pytest.raises(ValueError, match="delete the key from the clocks table"):
+        decode_position(b"\x02" + bytes(8))
+
+
+def test_a_ledger_forgets_what_the_partition_record_covers() -> None:
+    ledger = Ledger(0, earlier={("t", 5): 0, ("t", 9): 1}, mine={("t", 7)})
+    assert ledger.known("t", 5) and ledger.known("t", 7) and not ledger.known("t", 6)
+    assert ledger.forget(lambda topic, offset: offset < 8)
+    assert ledger.earlier == {("t", 9): 1} and not ledger.mine
+    assert not ledger.forget(lambda topic, offset: offset < 8)
