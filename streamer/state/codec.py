@@ -32,6 +32,7 @@ from streamer.core.account import Account
 from streamer.core.alerts import AlertMemory
 from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
+from streamer.core.peers import PeerReference
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
@@ -107,6 +108,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
+    PeerReference: (("tick", "window_end", "groups", "sizes"), ()),
 }
 
 
@@ -822,3 +824,62 @@ def _decode_partition_v1(body: Any) -> PartitionRecord:
     stream_time, next_tick, raw_offsets = _list(body, "partition", 3)
     clock = Clock(_int(stream_time, "clock.stream_time"), _int(next_tick, "clock.next_tick"))
     return PartitionRecord(clock, _decode_offsets(raw_offsets))
+
+
+# -- peer references ------------------------------------------------------------------------------
+
+PEERS_VERSION = 1  # the first byte of a peer-references record (a record kind of its own)
+
+
+def encode_peers(references: Sequence[PeerReference]) -> bytes:
+    """A partition's recent peer references (oldest first), stored so that a recovering worker
+    does not rebuild each of them from every account. Summaries are packed as little-endian
+    doubles: the same floats come back, bit for bit."""
+    body = [
+        [
+            reference.tick,
+            reference.window_end,
+            [
+                item
+                for (group, signal), values in reference.groups.items()
+                for item in (group, signal, struct.pack(f"<{len(values)}d", *values))
+            ],
+            [item for group, size in reference.sizes.items() for item in (group, size)],
+        ]
+        for reference in references
+    ]
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return bytes((PEERS_VERSION,)) + packed
+
+
+def decode_peers(raw: bytes) -> list[PeerReference]:
+    """Peer references from their record; `StateDecodeError` says what is wrong with it."""
+    return _unframe(raw, "peer references", {PEERS_VERSION: _decode_peers_v1})
+
+
+def _decode_peers_v1(body: Any) -> list[PeerReference]:
+    references = []
+    for item in _list(body, "peer references"):
+        tick, window_end, raw_groups, raw_sizes = _list(item, "peer reference", 4)
+        groups: dict[tuple[str, str], tuple[float, ...]] = {}
+        flat = _list(raw_groups, "peer reference groups", step=3)
+        for i in range(0, len(flat), 3):
+            packed = flat[i + 2]
+            if type(packed) is not bytes or len(packed) % 8:
+                raise StateDecodeError("peer reference values: expected packed 8-byte floats")
+            key = (_word(flat[i], "peer group"), _word(flat[i + 1], "peer signal"))
+            groups[key] = struct.unpack(f"<{len(packed) // 8}d", packed)
+        flat_sizes = _list(raw_sizes, "peer reference sizes", step=2)
+        sizes = {
+            _word(flat_sizes[i], "peer group"): _int(flat_sizes[i + 1], "group size")
+            for i in range(0, len(flat_sizes), 2)
+        }
+        references.append(
+            PeerReference(
+                tick=_int(tick, "peer reference tick"),
+                window_end=_int(window_end, "peer reference window_end"),
+                groups=groups,
+                sizes=sizes,
+            )
+        )
+    return references
