@@ -193,6 +193,15 @@ def _opt_word(value: Any, what: str) -> str | None:
     return None if value is None else _word(value, what)
 
 
+_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}  # see `_shared`
+
+
+def _shared(words: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple object for all decoded accounts with the same tuple of vocabulary words (a
+    handful of distinct ones: the components an account has data for)."""
+    return _TUPLES.setdefault(words, words)
+
+
 _DAYS: dict[int, int] = {}  # day number -> one shared int object (see `_day`)
 
 
@@ -262,6 +271,9 @@ class _Ids:
 
     def __init__(self, account_id: str) -> None:
         self.prefix = account_id
+        # One string object per id within the account: the same event id is stored in a
+        # subscription's points, state and term end, and was decoded as three copies.
+        self._seen: dict[str, str] = {}
 
     def encode(self, text: str) -> str | bytes:
         if self.prefix and text.startswith(self.prefix):
@@ -269,9 +281,8 @@ class _Ids:
         return text
 
     def decode(self, value: Any, what: str) -> str:
-        if type(value) is bytes:
-            return self.prefix + value.decode()
-        return _str(value, what)
+        text = self.prefix + value.decode() if type(value) is bytes else _str(value, what)
+        return self._seen.setdefault(text, text)
 
     def opt_encode(self, text: str | None) -> str | bytes | None:
         return None if text is None else self.encode(text)
@@ -775,7 +786,7 @@ def _decode_alerts(value: Any) -> AlertMemory:
             _day(_int(daily[i], "daily_max day")): _float(daily[i + 1], "daily_max score")
             for i in range(0, len(daily), 2)
         },
-        scored_on=tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on")),
+        scored_on=_shared(tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on"))),
         band=(_word(band[0], "alerts.band name"), _float(band[1], "alerts.band score")) if band else None,
     )
 
@@ -807,7 +818,7 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
     items = _list(value, "offsets", step=3)
     offsets = AppliedOffsets()
     for i in range(0, len(items), 3):
-        topic = _str(items[i], "offsets topic")
+        topic = _word(items[i], "offsets topic")
         offsets.next[topic] = _int(items[i + 1], "offsets next")
         above = _undeltas(items[i + 2], "offsets above")
         if above:
