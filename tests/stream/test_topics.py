@@ -58,3 +58,13 @@ def test_a_fetch_is_capped_so_a_batch_stays_near_its_size(tmp_path: Path) -> Non
 
     conf = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://").conf
     assert conf.broker_max_poll_records == FETCH_MAX <= BATCH_MAX
+
+
+def test_rocksdb_stores_keep_small_write_buffers_and_cache(tmp_path: Path) -> None:
+    """faust's defaults (64 MiB x 3 write buffers, a 2 GiB block cache, per partition) kept a
+    recovered partition's changelog resident beside the decoded accounts."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path, store="rocksdb://"), ScoreConfig())
+    for table in TABLES:
+        options = app.tables[table].data.rocksdb_options  # type: ignore[attr-defined]
+        assert options.write_buffer_size * options.max_write_buffer_number <= 16 * 1024 * 1024
+        assert options.block_cache_size <= 16 * 1024 * 1024
