@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -205,6 +206,110 @@ def measure(source: Path, events: Path, accounts: int, settle_s: float, rate: fl
     }
 
 
+def synthesize(records_path: Path, accounts: int, history: int, out: Path) -> None:
+    """Changelog records for `accounts` accounts, each written `history` times (rounds over all
+    accounts, the last one the final state), cloned from the final records `bench/wide_portfolio.py`
+    wrote for fewer accounts (each clone gets an account id of its own). Runs with this checkout's
+    codec; the records are read by either checkout (the account format is the same)."""
+    from streamer.partitioning import partition_of
+    from streamer.state import codec
+
+    base: list[bytes] = []
+    clocks: dict[int, tuple[bytes, bytes]] = {}
+    with records_path.open("rb") as source:
+        while header := source.read(20):
+            partition, stream_time, next_tick = struct.unpack("<iqq", header)
+            while True:
+                key_length, length = struct.unpack("<HI", source.read(6))
+                if not key_length:
+                    break
+                source.read(key_length)
+                base.append(source.read(length))
+            (length,) = struct.unpack("<I", source.read(4))
+            peers = source.read(length)
+            from streamer.core.engine import Clock
+            from streamer.state.partition import PartitionRecord
+
+            record = codec.encode_partition(PartitionRecord(Clock(stream_time, next_tick)))
+            clocks[partition] = (record, peers)
+    finals: list[tuple[int, bytes, bytes]] = []
+    for index in range(accounts):
+        account, offsets = codec.decode_account_record(base[index % len(base)])
+        account.account_id = f"clone-{index:07d}"
+        finals.append(
+            (
+                partition_of(account.account_id, PARTITIONS),
+                json.dumps(account.account_id).encode(),
+                codec.encode_account(account, offsets),
+            )
+        )
+    with out.open("wb") as sink:
+        for _ in range(history):
+            for partition, key, value in finals:
+                sink.write(struct.pack("<iHI", partition, len(key), len(value)) + key + value)
+        for partition, (record, peers) in clocks.items():
+            for key, value in ((f"clock-{partition}", record), (f"peers-{partition}", peers)):
+                if value:
+                    raw = json.dumps(key).encode()
+                    sink.write(struct.pack("<iHI", -1 - partition, len(raw), len(value)) + raw + value)
+
+
+async def _publish(bootstrap: str, app_id: str, path: Path) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1024 * 1024)
+    await producer.start()
+    count = 0
+    try:
+        with path.open("rb") as source:
+            while header := source.read(10):
+                partition, key_length, length = struct.unpack("<iHI", header)
+                key, value = source.read(key_length), source.read(length)
+                table, partition = ("accounts", partition) if partition >= 0 else ("clocks", -1 - partition)
+                await producer.send(f"{app_id}-{table}-changelog", key=key, value=value, partition=partition)
+                count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+def measure_changelog(source: Path, records: Path, accounts: int, settle_s: float) -> dict[str, Any]:
+    """Recovery from a changelog written as by a worker over time (see `synthesize`)."""
+    with tempfile.TemporaryDirectory(prefix="hs-recovery-") as scratch:
+        idle = Deployment(source, Path(scratch) / "idle")
+        idle.scratch.mkdir()
+        empty = start_until_ready(idle, "idle")
+        deployment = Deployment(source, Path(scratch) / "run")
+        deployment.scratch.mkdir()
+        create = "import asyncio; from streamer.settings import Settings; " + (
+            "from streamer.stream.topics import ensure_topics; asyncio.run(ensure_topics(Settings()))"
+        )
+        subprocess.run([sys.executable, "-c", create], env=deployment.env, check=True)
+        started = time.monotonic()
+        written = asyncio.run(_publish(deployment.bootstrap, deployment.app_id, records))
+        print(
+            f"{source}: {written:,} changelog records in {time.monotonic() - started:.0f} s", file=sys.stderr
+        )
+        time.sleep(settle_s)
+        kept = deployment.changelog_records()
+        recovered = start_until_ready(deployment, "second")
+    cpu = recovered["cpu"] - empty["cpu"]
+    return {
+        "accounts": accounts,
+        "changelog_written": written,
+        "changelog_records": kept,
+        "records_per_account": kept / accounts,
+        "idle_start_s": empty["seconds"],
+        "idle_start_cpu": empty["cpu"],
+        "recovery_s": recovered["seconds"] - empty["seconds"],
+        "recovery_cpu": cpu,
+        "recovery_cpu_per_100k": cpu * 100_000 / accounts,
+        "recovery_s_per_100k": (recovered["seconds"] - empty["seconds"]) * 100_000 / accounts,
+        "rss_per_account": (recovered["rss"] - empty["rss"]) / accounts,
+    }
+
+
 ROWS = (
     ("first worker: seconds to score everything", "scored_s", "{:,.1f}"),
     ("first worker: CPU seconds", "scored_cpu", "{:,.1f}"),
@@ -213,6 +318,19 @@ ROWS = (
     ("idle worker start-up: seconds", "idle_start_s", "{:,.1f}"),
     ("idle worker start-up: CPU seconds", "idle_start_cpu", "{:,.1f}"),
     ("recovery: seconds (beyond an idle start)", "recovery_s", "{:,.1f}"),
+    ("recovery: CPU seconds (beyond an idle start)", "recovery_cpu", "{:,.1f}"),
+    ("recovery: CPU seconds per 100k accounts", "recovery_cpu_per_100k", "{:,.0f}"),
+    ("recovered worker: RSS per account", "rss_per_account", "{:,.0f}"),
+)
+
+CHANGELOG_ROWS = (
+    ("accounts changelog records written", "changelog_written", "{:,}"),
+    ("accounts changelog records on the broker", "changelog_records", "{:,}"),
+    ("... per account", "records_per_account", "{:,.1f}"),
+    ("idle worker start-up: seconds", "idle_start_s", "{:,.1f}"),
+    ("idle worker start-up: CPU seconds", "idle_start_cpu", "{:,.1f}"),
+    ("recovery: seconds (beyond an idle start)", "recovery_s", "{:,.1f}"),
+    ("recovery: seconds per 100k accounts", "recovery_s_per_100k", "{:,.0f}"),
     ("recovery: CPU seconds (beyond an idle start)", "recovery_cpu", "{:,.1f}"),
     ("recovery: CPU seconds per 100k accounts", "recovery_cpu_per_100k", "{:,.0f}"),
     ("recovered worker: RSS per account", "rss_per_account", "{:,.0f}"),
@@ -228,12 +346,36 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=40.0, help="seconds for the log cleaner")
     parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
     parser.add_argument(
+        "--clone",
+        type=Path,
+        help="instead of scoring a portfolio, write a changelog as a worker would have over time: "
+        "--accounts accounts cloned from this records file (written by wide_portfolio.py's measure "
+        "step), each --history times",
+    )
+    parser.add_argument("--history", type=int, default=10, help="records per account (with --clone)")
+    parser.add_argument(
         "--rate",
         type=float,
         help="publish at this many events/s: a worker that keeps up writes small batches, so many "
         "changelog records per account (a live stream); without it, a backfill in large batches",
     )
     args = parser.parse_args()
+    if args.clone:
+        synthetic = Path(tempfile.mkdtemp(prefix="hs-changelog-")) / "changelog.bin"
+        synthesize(args.clone, args.accounts, args.history, synthetic)
+        sources = {"this checkout": BENCH_DIR.parent}
+        if args.baseline:
+            sources = {"baseline": args.baseline, **sources}
+        results = {
+            name: measure_changelog(source, synthetic, args.accounts, args.settle)
+            for name, source in sources.items()
+        }
+        synthetic.unlink()
+        print(
+            f"recovery: {args.accounts:,} accounts cloned from {args.clone.name}, {args.history} records each"
+        )
+        report(results, args.baseline, CHANGELOG_ROWS)
+        return
     events, count = portfolio(args.accounts, args.months, args.seed)
     sources = {"this checkout": BENCH_DIR.parent}
     if args.baseline:
@@ -243,14 +385,18 @@ def main() -> None:
         for name, source in sources.items()
     }
     print(f"recovery: {events.name}: {count:,} events, {args.accounts:,} accounts, {PARTITIONS} partitions")
-    baseline = f"; baseline: {revision(args.baseline)}" if args.baseline else ""
+    report(results, args.baseline, ROWS)
+
+
+def report(results: dict[str, dict[str, Any]], base: Path | None, rows: Any) -> None:
+    baseline = f"; baseline: {revision(base)}" if base else ""
     print(f"this checkout: {git_revision()}{baseline}")
     print(f"load {load()}, {os.cpu_count()} cores")
     print()
     names = list(results)
     print(f"| {'':46} | " + " | ".join(f"{name:>13}" for name in names) + " |")
     print("|" + "---|" * (len(names) + 1))
-    for label, key, form in ROWS:
+    for label, key, form in rows:
         cells = [form.format(results[name][key]) for name in names]
         print(f"| {label:46} | " + " | ".join(f"{cell:>13}" for cell in cells) + " |")
     print(json.dumps(results))
