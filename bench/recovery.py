@@ -75,18 +75,24 @@ class Deployment:
         self.bootstrap = self.env.get("HEALTHSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
     def command(self, *args: str) -> list[str]:
+        # run with cwd=source: `python -c` puts the working directory first on sys.path, before
+        # PYTHONPATH, so from this checkout the baseline would import this checkout's code
         return [sys.executable, "-c", "from streamer.cli import main; main()", *args]
 
     def worker(self, name: str) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.scratch / f"{name}.log"
         env = dict(self.env, HEALTHSTREAM_DATA_DIR=str(self.scratch / f"{name}-data"))
         with log.open("wb") as out:
-            proc = subprocess.Popen(self.command("worker"), env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                self.command("worker"), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.source
+            )
         return proc, log
 
     def replay(self, events: Path, rate: float | None) -> None:
         pace = ["--rate", str(rate)] if rate else []
-        subprocess.run(self.command("replay", str(events), "--quiet", *pace), env=self.env, check=True)
+        subprocess.run(
+            self.command("replay", str(events), "--quiet", *pace), env=self.env, check=True, cwd=self.source
+        )
 
     def lag(self) -> int:
         return asyncio.run(_lag(self.bootstrap, self.app_id, self.prefix))
@@ -285,7 +291,7 @@ def measure_changelog(source: Path, records: Path, accounts: int, settle_s: floa
         create = "import asyncio; from streamer.settings import Settings; " + (
             "from streamer.stream.topics import ensure_topics; asyncio.run(ensure_topics(Settings()))"
         )
-        subprocess.run([sys.executable, "-c", create], env=deployment.env, check=True)
+        subprocess.run([sys.executable, "-c", create], env=deployment.env, check=True, cwd=source)
         started = time.monotonic()
         written = asyncio.run(_publish(deployment.bootstrap, deployment.app_id, records))
         print(
