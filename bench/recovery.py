@@ -43,6 +43,7 @@ from wide_portfolio import portfolio, revision  # noqa: E402
 
 PARTITIONS = 4
 DEADLINE_S = 3600.0  # bounds a hang only
+PROFILE = False  # --profile
 
 
 def cpu_seconds(pid: int) -> float:
@@ -170,10 +171,34 @@ def start_until_ready(deployment: Deployment, name: str) -> dict[str, float]:
     engine is ready, and its RSS then."""
     started = time.monotonic()
     proc, log = deployment.worker(name)
+    spy = None
+    if PROFILE and name == "second":  # py-spy's collapsed stacks of the recovery, for a flame graph
+        out = BENCH_DIR / "out" / f"recovery-{deployment.source.name}.txt"
+        out.parent.mkdir(exist_ok=True)
+        py_spy = Path(sys.executable).parent / "py-spy"
+        spy = subprocess.Popen(
+            [
+                str(py_spy),
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+                "--rate",
+                "50",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         wait(f"{name} to open every partition ({log})", lambda: len(ready_partitions(log)) == PARTITIONS)
         return {"seconds": time.monotonic() - started, "cpu": cpu_seconds(proc.pid), "rss": rss(proc.pid)}
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
 
@@ -365,7 +390,10 @@ def main() -> None:
         help="publish at this many events/s: a worker that keeps up writes small batches, so many "
         "changelog records per account (a live stream); without it, a backfill in large batches",
     )
+    parser.add_argument("--profile", action="store_true", help="py-spy the recovering worker (bench/out/)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     if args.clone:
         synthetic = Path(tempfile.mkdtemp(prefix="hs-changelog-")) / "changelog.bin"
         synthesize(args.clone, args.accounts, args.history, synthetic)
