@@ -86,20 +86,42 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
+_TOPIC_OVERRIDE = 1  # DescribeConfigs config_source: set on the topic itself
+
+
 async def _configure_changelogs(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    """Set `CHANGELOG` on existing changelog topics (idempotent). A failure is logged, not
+    """Set `CHANGELOG` on existing changelog topics that lack it, keeping their other topic-level
+    settings (AlterConfigs replaces a topic's whole set of overrides). A failure is logged, not
     fatal: the worker is correct either way, only its recovery reads more."""
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs=dict(CHANGELOG)) for name in names]
+    errors: list[str] = []
     try:
-        responses = await admin.alter_configs(resources)
-        errors = [
-            f"{name}: error {code} {message}"
-            for response in responses
-            for code, message, _, name in response.resources
-            if code
-        ]
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        resources = []
+        for response in described:
+            for code, message, _, name, entries in response.resources:
+                if code:
+                    errors.append(f"{name}: error {code} {message}")
+                    continue
+                overrides = {
+                    entry[0]: entry[1]
+                    for entry in entries
+                    if entry[3] == _TOPIC_OVERRIDE and entry[1] is not None
+                }
+                if any(overrides.get(key) != value for key, value in CHANGELOG.items()):
+                    configs = {**overrides, **CHANGELOG}
+                    resources.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=configs))
+        if resources:
+            for response in await admin.alter_configs(resources):
+                errors += [
+                    f"{name}: error {code} {message}" for code, message, _, name in response.resources if code
+                ]
+            log.info(
+                "set the changelog topics' compaction settings", extra={"topics": [r.name for r in resources]}
+            )
     except Exception as exc:
-        errors = [f"{type(exc).__name__}: {exc}"]
+        errors.append(f"{type(exc).__name__}: {exc}")
     if errors:
         log.warning(
             "could not set the changelog topics' compaction settings; recovery reads their whole "

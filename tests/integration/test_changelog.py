@@ -53,7 +53,8 @@ def test_changelogs_are_created_and_reconfigured_to_be_compacted(stack: StackInf
         admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(accounts, 2, 1, topic_configs={"cleanup.policy": "compact"})])
+            older = {"cleanup.policy": "compact", "retention.ms": "86400000"}  # and an operator's setting
+            await admin.create_topics([NewTopic(accounts, 2, 1, topic_configs=older)])
         finally:
             await admin.close()
 
@@ -70,6 +71,8 @@ def test_changelogs_are_created_and_reconfigured_to_be_compacted(stack: StackInf
                 break
             assert time.monotonic() < deadline, f"{topic}: {configs}"
             time.sleep(0.5)
+    # the topic's other settings are kept (AlterConfigs replaces a topic's whole set)
+    assert asyncio.run(topic_configs(stack.bootstrap, accounts))["retention.ms"] == "86400000"
 
 
 def test_a_changelog_written_far_beyond_its_state_is_compacted(stack: StackInfo, tmp_path: Path) -> None:
