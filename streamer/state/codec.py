@@ -202,6 +202,20 @@ def _shared(words: tuple[str, ...]) -> tuple[str, ...]:
     return _TUPLES.setdefault(words, words)
 
 
+_SCORES: dict[float, float] = {}  # score -> one shared float object (see `_score`)
+_MAX_SCORES = 4096
+
+
+def _score(value: Any, what: str) -> float:
+    """A score as one float object shared by all decoded accounts: scores are kept to one
+    decimal (0-100), so the highest-score-per-day memory of every account repeats a few hundred
+    values (24 bytes each per copy). Bounded: past `_MAX_SCORES` distinct values, not shared."""
+    number = _float(value, what)
+    if len(_SCORES) < _MAX_SCORES:
+        return _SCORES.setdefault(number, number)
+    return _SCORES.get(number, number)
+
+
 _DAYS: dict[int, int] = {}  # day number -> one shared int object (see `_day`)
 
 
@@ -369,7 +383,7 @@ def _decode_account_v1(body: Any) -> Account:
         seen=_decode_seen(fields[7]),
         now=_int(fields[8], "account.now"),
         last_event_at=_int(fields[9], "account.last_event_at"),
-        score=None if score is None else _float(score, "account.score"),
+        score=None if score is None else _score(score, "account.score"),
         band=_opt_word(fields[11], "account.band"),
         terms=tuple(_ints(fields[12], "account.terms")),
     )
@@ -783,11 +797,11 @@ def _decode_alerts(value: Any) -> AlertMemory:
             for i in range(0, len(episodes), 3)
         },
         daily_max={
-            _day(_int(daily[i], "daily_max day")): _float(daily[i + 1], "daily_max score")
+            _day(_int(daily[i], "daily_max day")): _score(daily[i + 1], "daily_max score")
             for i in range(0, len(daily), 2)
         },
         scored_on=_shared(tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on"))),
-        band=(_word(band[0], "alerts.band name"), _float(band[1], "alerts.band score")) if band else None,
+        band=(_word(band[0], "alerts.band name"), _score(band[1], "alerts.band score")) if band else None,
     )
 
 
