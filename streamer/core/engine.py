@@ -7,7 +7,7 @@ and in the offline runner (accounts in a dict), which is why both give the same 
 from __future__ import annotations
 
 import heapq
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,7 @@ class PartitionEngine:
         config: ScoreConfig,
         accounts: MutableMapping[str, Account],
         clock: Clock | None = None,
+        references: Sequence[PeerReference] = (),
     ) -> None:
         self.config = config
         self.accounts = accounts
@@ -81,14 +82,18 @@ class PartitionEngine:
         # popped and are skipped (`_due_at` has the current one).
         self._due_at: dict[str, int] = {}
         self._timers: list[tuple[int, str]] = []
-        self.rebuild()
+        self.rebuild(references)
 
     # -- recovery ---------------------------------------------------------------------------------
 
-    def rebuild(self) -> None:
+    def rebuild(self, stored: Sequence[PeerReference] = ()) -> None:
         """Recompute the derived partition state (portfolio sums, totals, since when usage is
         observed, peer references) from the accounts (the references read only windows no
-        admissible event can change, so they come out as they were when first built)."""
+        admissible event can change, so they come out as they were when first built).
+
+        `stored`: references kept from before (the worker stores them); one whose midnight is
+        among those to rebuild is taken as it is instead of being rebuilt from every account.
+        """
         if self.clock.stream_time < 0:
             return
         for account_id in self.members:
@@ -99,12 +104,14 @@ class PartitionEngine:
             if tick % DAY == 0:
                 midnights.append(tick)
             tick -= self._interval
+        kept = {reference.tick: reference for reference in stored}
         for midnight in reversed(midnights):
-            self.peers.add(self._reference(midnight))
+            self.peers.add(kept.get(midnight) or self._reference(midnight))
         self.periods.advance(self.clock.stream_time, self._revenue_of)
-        for account_id in sorted(self.members):
+        members = sorted(self.members)
+        self.periods.add_all((account_id, self.accounts[account_id].revenue) for account_id in members)
+        for account_id in members:
             account = self.accounts[account_id]
-            self.periods.update(account_id, account.revenue)
             if account.terms:
                 self.totals.update(account_id, account.terms)
             self._schedule(account)

@@ -184,10 +184,44 @@ class PeriodAggregates:
         if sums.hi < 0:
             return
         old = self.contributions.get(account_id, EMPTY)
+        new = self._remember(account_id, revenue)
+        _replace_values(sums, old, new, 1)
+        _replace_monthly(sums.movements, old.movements, new.movements, len(MOVEMENTS), sums.lo)
+        _replace_monthly(sums.renewals, old.renewals, new.renewals, 2, sums.lo)
+
+    def add_all(self, accounts: Iterable[tuple[str, Revenue]]) -> None:
+        """`update` for accounts that have no contribution yet (a partition's recovery), in bulk.
+
+        The sums are the same as `update` gives account by account (integer sums, in any order):
+        accounts with the same MRR at every kept month start (most of them: a steady plan) are
+        added once with their count, and identical contributions are shared, not copied.
+        """
+        sums = self.sums
+        if sums.hi < 0:
+            return
+        counts: dict[tuple[int, tuple[int, ...]], tuple[Contribution, int]] = {}
+        shared: dict[tuple[object, ...], Contribution] = {}
+        for account_id, revenue in accounts:
+            if account_id in self.contributions:
+                raise ValueError(f"add_all: {account_id!r} has a contribution already; use update")
+            new = self._remember(account_id, revenue)
+            key = (new.base, tuple(new.values), tuple(new.movements.items()), tuple(new.renewals.items()))
+            new = self.contributions[account_id] = shared.setdefault(key, new)
+            values_key = (new.base, tuple(new.values))
+            first, count = counts.get(values_key, (new, 0))
+            counts[values_key] = (first, count + 1)
+            _replace_monthly(sums.movements, EMPTY.movements, new.movements, len(MOVEMENTS), sums.lo)
+            _replace_monthly(sums.renewals, EMPTY.renewals, new.renewals, 2, sums.lo)
+        for new, count in counts.values():
+            _replace_values(sums, EMPTY, new, count)
+
+    def _remember(self, account_id: str, revenue: Revenue) -> Contribution:
+        """Compute and keep the account's contribution; note it for the next month if it has
+        changes or term ends already known for after the newest kept month start (it is
+        recomputed when that month opens)."""
+        sums = self.sums
         new = contribution(revenue, sums.lo, sums.hi)
         self.contributions[account_id] = new
-        # Accounts with changes or term ends already known for after the newest kept month start
-        # are recomputed when that month opens.
         known = [revenue.timeline[-1][0]] if revenue.timeline else []
         known += [sub.term_ends[-1] for sub in revenue.subscriptions.values() if sub.term_ends]
         last_change = max(known, default=None)
@@ -195,32 +229,29 @@ class PeriodAggregates:
             self.scheduled[account_id] = last_change
         else:
             self.scheduled.pop(account_id, None)
+        return new
 
-        changed = [m for m in range(sums.lo, sums.hi + 1) if old.value(m) != new.value(m)]
-        if changed:
-            for m in changed:
-                o, n = old.value(m), new.value(m)
-                point = sums.points.setdefault(m, [0, 0])
-                _add(point, ((o > 0) * -1 + (n > 0), n - o), 1)
-            touched = {
-                (a, b) if a < b else (b, a)
-                for m in changed
-                for a in (m,)
-                for b in range(sums.lo, sums.hi + 1)
-                if b != a
-            }
-            for m1, m2 in touched:
-                before = pair_terms(old.value(m1), old.value(m2))
-                after = pair_terms(new.value(m1), new.value(m2))
-                if before == after:
-                    continue
-                target = sums.pairs.setdefault((m1, m2), [0] * len(PAIR_FIELDS))
-                if before is not None:
-                    _add(target, before, -1)
-                if after is not None:
-                    _add(target, after, 1)
-        _replace_monthly(sums.movements, old.movements, new.movements, len(MOVEMENTS), sums.lo)
-        _replace_monthly(sums.renewals, old.renewals, new.renewals, 2, sums.lo)
+
+def _replace_values(sums: PeriodSums, old: Contribution, new: Contribution, weight: int) -> None:
+    """Swap `weight` accounts' contribution `old` for `new` in the points and pair sums."""
+    changed = [m for m in range(sums.lo, sums.hi + 1) if old.value(m) != new.value(m)]
+    if not changed:
+        return
+    for m in changed:
+        o, n = old.value(m), new.value(m)
+        point = sums.points.setdefault(m, [0, 0])
+        _add(point, ((o > 0) * -1 + (n > 0), n - o), weight)
+    touched = {(a, b) if a < b else (b, a) for a in changed for b in range(sums.lo, sums.hi + 1) if b != a}
+    for m1, m2 in touched:
+        before = pair_terms(old.value(m1), old.value(m2))
+        after = pair_terms(new.value(m1), new.value(m2))
+        if before == after:
+            continue
+        target = sums.pairs.setdefault((m1, m2), [0] * len(PAIR_FIELDS))
+        if before is not None:
+            _add(target, before, -weight)
+        if after is not None:
+            _add(target, after, weight)
 
 
 def _replace_monthly(

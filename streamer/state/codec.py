@@ -32,6 +32,7 @@ from streamer.core.account import Account
 from streamer.core.alerts import AlertMemory
 from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
+from streamer.core.peers import PeerReference
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
@@ -107,6 +108,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
+    PeerReference: (("tick", "window_end", "groups", "sizes"), ()),
 }
 
 
@@ -191,6 +193,29 @@ def _opt_word(value: Any, what: str) -> str | None:
     return None if value is None else _word(value, what)
 
 
+_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}  # see `_shared`
+
+
+def _shared(words: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple object for all decoded accounts with the same tuple of vocabulary words (a
+    handful of distinct ones: the components an account has data for)."""
+    return _TUPLES.setdefault(words, words)
+
+
+_SCORES: dict[float, float] = {}  # score -> one shared float object (see `_score`)
+_MAX_SCORES = 4096
+
+
+def _score(value: Any, what: str) -> float:
+    """A score as one float object shared by all decoded accounts: scores are kept to one
+    decimal (0-100), so the highest-score-per-day memory of every account repeats a few hundred
+    values (24 bytes each per copy). Bounded: past `_MAX_SCORES` distinct values, not shared."""
+    number = _float(value, what)
+    if len(_SCORES) < _MAX_SCORES:
+        return _SCORES.setdefault(number, number)
+    return _SCORES.get(number, number)
+
+
 _DAYS: dict[int, int] = {}  # day number -> one shared int object (see `_day`)
 
 
@@ -260,6 +285,9 @@ class _Ids:
 
     def __init__(self, account_id: str) -> None:
         self.prefix = account_id
+        # One string object per id within the account: the same event id is stored in a
+        # subscription's points, state and term end, and was decoded as three copies.
+        self._seen: dict[str, str] = {}
 
     def encode(self, text: str) -> str | bytes:
         if self.prefix and text.startswith(self.prefix):
@@ -267,9 +295,8 @@ class _Ids:
         return text
 
     def decode(self, value: Any, what: str) -> str:
-        if type(value) is bytes:
-            return self.prefix + value.decode()
-        return _str(value, what)
+        text = self.prefix + value.decode() if type(value) is bytes else _str(value, what)
+        return self._seen.setdefault(text, text)
 
     def opt_encode(self, text: str | None) -> str | bytes | None:
         return None if text is None else self.encode(text)
@@ -356,7 +383,7 @@ def _decode_account_v1(body: Any) -> Account:
         seen=_decode_seen(fields[7]),
         now=_int(fields[8], "account.now"),
         last_event_at=_int(fields[9], "account.last_event_at"),
-        score=None if score is None else _float(score, "account.score"),
+        score=None if score is None else _score(score, "account.score"),
         band=_opt_word(fields[11], "account.band"),
         terms=tuple(_ints(fields[12], "account.terms")),
     )
@@ -770,11 +797,11 @@ def _decode_alerts(value: Any) -> AlertMemory:
             for i in range(0, len(episodes), 3)
         },
         daily_max={
-            _day(_int(daily[i], "daily_max day")): _float(daily[i + 1], "daily_max score")
+            _day(_int(daily[i], "daily_max day")): _score(daily[i + 1], "daily_max score")
             for i in range(0, len(daily), 2)
         },
-        scored_on=tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on")),
-        band=(_word(band[0], "alerts.band name"), _float(band[1], "alerts.band score")) if band else None,
+        scored_on=_shared(tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on"))),
+        band=(_word(band[0], "alerts.band name"), _score(band[1], "alerts.band score")) if band else None,
     )
 
 
@@ -805,7 +832,7 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
     items = _list(value, "offsets", step=3)
     offsets = AppliedOffsets()
     for i in range(0, len(items), 3):
-        topic = _str(items[i], "offsets topic")
+        topic = _word(items[i], "offsets topic")
         offsets.next[topic] = _int(items[i + 1], "offsets next")
         above = _undeltas(items[i + 2], "offsets above")
         if above:
@@ -822,3 +849,62 @@ def _decode_partition_v1(body: Any) -> PartitionRecord:
     stream_time, next_tick, raw_offsets = _list(body, "partition", 3)
     clock = Clock(_int(stream_time, "clock.stream_time"), _int(next_tick, "clock.next_tick"))
     return PartitionRecord(clock, _decode_offsets(raw_offsets))
+
+
+# -- peer references ------------------------------------------------------------------------------
+
+PEERS_VERSION = 1  # the first byte of a peer-references record (a record kind of its own)
+
+
+def encode_peers(references: Sequence[PeerReference]) -> bytes:
+    """A partition's recent peer references (oldest first), stored so that a recovering worker
+    does not rebuild each of them from every account. Summaries are packed as little-endian
+    doubles: the same floats come back, bit for bit."""
+    body = [
+        [
+            reference.tick,
+            reference.window_end,
+            [
+                item
+                for (group, signal), values in reference.groups.items()
+                for item in (group, signal, struct.pack(f"<{len(values)}d", *values))
+            ],
+            [item for group, size in reference.sizes.items() for item in (group, size)],
+        ]
+        for reference in references
+    ]
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return bytes((PEERS_VERSION,)) + packed
+
+
+def decode_peers(raw: bytes) -> list[PeerReference]:
+    """Peer references from their record; `StateDecodeError` says what is wrong with it."""
+    return _unframe(raw, "peer references", {PEERS_VERSION: _decode_peers_v1})
+
+
+def _decode_peers_v1(body: Any) -> list[PeerReference]:
+    references = []
+    for item in _list(body, "peer references"):
+        tick, window_end, raw_groups, raw_sizes = _list(item, "peer reference", 4)
+        groups: dict[tuple[str, str], tuple[float, ...]] = {}
+        flat = _list(raw_groups, "peer reference groups", step=3)
+        for i in range(0, len(flat), 3):
+            packed = flat[i + 2]
+            if type(packed) is not bytes or len(packed) % 8:
+                raise StateDecodeError("peer reference values: expected packed 8-byte floats")
+            key = (_word(flat[i], "peer group"), _word(flat[i + 1], "peer signal"))
+            groups[key] = struct.unpack(f"<{len(packed) // 8}d", packed)
+        flat_sizes = _list(raw_sizes, "peer reference sizes", step=2)
+        sizes = {
+            _word(flat_sizes[i], "peer group"): _int(flat_sizes[i + 1], "group size")
+            for i in range(0, len(flat_sizes), 2)
+        }
+        references.append(
+            PeerReference(
+                tick=_int(tick, "peer reference tick"),
+                window_end=_int(window_end, "peer reference window_end"),
+                groups=groups,
+                sizes=sizes,
+            )
+        )
+    return references

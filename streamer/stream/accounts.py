@@ -36,6 +36,10 @@ class TableAccounts(MutableMapping[str, Account]):
         self._owns = owns
         self._cache: dict[str, Account] = {}
         self._offsets: dict[str, AppliedOffsets] = {}
+        # Decoded offsets shared by every account whose record lists the same ones (accounts
+        # written back in the same batch do): one object each, never changed in place (`flush`
+        # gives an account a new one).
+        self._shared: dict[tuple[object, ...], AppliedOffsets] = {}
         self._dirty: set[str] = set()
 
     def __getitem__(self, account_id: str) -> Account:
@@ -44,7 +48,12 @@ class TableAccounts(MutableMapping[str, Account]):
             raw = self._table.get(account_id)
             if raw is None:
                 raise KeyError(account_id)
-            account, self._offsets[account_id] = loads(account_id, raw)
+            account, offsets = loads(account_id, raw)
+            key = (
+                *sorted(offsets.next.items()),
+                *((topic, *above) for topic, above in sorted(offsets.above.items())),
+            )
+            self._offsets[account_id] = self._shared.setdefault(key, offsets)
             self._cache[account_id] = account
         return account
 
@@ -84,7 +93,13 @@ class TableAccounts(MutableMapping[str, Account]):
         handled; `handled`: per account, the offsets at or above it applied to it since.
         """
         for account_id in sorted(self._dirty):
-            offsets = self._offsets.setdefault(account_id, AppliedOffsets())
+            before = self._offsets.get(account_id)  # may be shared with other accounts: copied
+            offsets = (
+                AppliedOffsets(dict(before.next), {t: list(a) for t, a in before.above.items()})
+                if before
+                else AppliedOffsets()
+            )
+            self._offsets[account_id] = offsets
             applied = (handled or {}).get(account_id, {})
             for topic, mark in (marks or {}).items():
                 offsets.advance(topic, mark, applied.get(topic, ()))

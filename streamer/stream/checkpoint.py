@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streamer.core.engine import PartitionEngine
 from streamer.projection.port import Projection
-from streamer.state.codec import encode_partition
+from streamer.state.codec import encode_partition, encode_peers
 from streamer.state.partition import PartitionRecord
 from streamer.stream.context import acting_as
 
@@ -61,6 +61,8 @@ class Checkpoint:
     applied: Mapping[int, Any]  # partition -> one of its applied messages (routes table writes)
     marks: Mapping[int, Marks]
     by_account: Mapping[int, AppliedByAccount]
+    # partition -> midnight of the newest peer reference in its stored record (kept across batches)
+    peers_written: MutableMapping[int, int] = field(default_factory=dict)
 
     async def commit(self) -> None:
         """All the steps, in order (see the module docstring)."""
@@ -95,7 +97,17 @@ class Checkpoint:
             for topic, mark in self.marks[partition].items():
                 record.offsets.advance(topic, mark, mine.get(topic, ()))
             with acting_as(message):
+                self._write_peers(partition)
                 self.clocks_table[f"clock-{partition}"] = encode_partition(record)
+
+    def _write_peers(self, partition: int) -> None:
+        """Store the partition's peer references when a midnight added one (a recovery takes
+        them as they are instead of rebuilding each from every account). Not part of the
+        delivery guarantee: a recovery rebuilds whichever reference its record lacks."""
+        references = self.engines[partition].peers.references
+        if references and self.peers_written.get(partition) != references[-1].tick:
+            self.clocks_table[f"peers-{partition}"] = encode_peers(references)
+            self.peers_written[partition] = references[-1].tick
 
     def acknowledge(self) -> None:
         self.acknowledge_messages(self.done)

@@ -27,10 +27,11 @@ from streamer.core.clock import to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
 from streamer.core.intake import Refused, admit, apply
+from streamer.core.peers import PeerReference
 from streamer.partitioning import partition_of
 from streamer.projection.port import NoProjection, Projection
 from streamer.settings import Settings
-from streamer.state.codec import StateDecodeError, decode_partition
+from streamer.state.codec import StateDecodeError, decode_partition, decode_peers
 from streamer.state.partition import PartitionRecord
 from streamer.stream.accounts import TableAccounts
 from streamer.stream.checkpoint import Checkpoint, acknowledge_each
@@ -169,6 +170,7 @@ class Scorer:
         self.stores: dict[int, TableAccounts] = {}
         self.merges: dict[int, PartitionMerge[tuple[Any, Event]]] = {}
         self.records: dict[int, PartitionRecord] = {}
+        self.peers_written: dict[int, int] = {}  # partition -> midnight of its stored newest reference
         self.assigned_at = time.monotonic()
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
         self.lock = asyncio.Lock()
@@ -218,6 +220,7 @@ class Scorer:
         self.merges.clear()
         self.records.clear()
         self.ledgers.clear()
+        self.peers_written.clear()
         self._delivered.clear()
         self.assigned_at = time.monotonic()
 
@@ -250,7 +253,10 @@ class Scorer:
             store = TableAccounts(self.accounts_table, lambda key: partition_of(key, count) == partition)
             clock = self._record(partition).clock
             started = time.perf_counter()
-            engine = PartitionEngine(self.config, store, clock)
+            references = self._references(partition)
+            engine = PartitionEngine(self.config, store, clock, references)
+            if references:
+                self.peers_written[partition] = references[-1].tick
             log.info(
                 "partition engine ready",
                 extra={
@@ -262,6 +268,17 @@ class Scorer:
             )
             self.engines[partition], self.stores[partition] = engine, store
         return engine
+
+    def _references(self, partition: int) -> list[PeerReference]:
+        """The partition's stored peer references (the engine rebuilds those it lacks)."""
+        key = f"peers-{partition}"
+        raw = self.clocks_table.get(key)
+        if raw is None:
+            return []
+        try:
+            return decode_peers(raw)
+        except StateDecodeError as exc:
+            raise StateDecodeError(f"clocks table key {key!r}: {exc}") from exc
 
     def _merge(self, partition: int) -> PartitionMerge[tuple[Any, Event]]:
         merge = self.merges.get(partition)
@@ -479,6 +496,7 @@ class Scorer:
             engines=self.engines,
             clocks_table=self.clocks_table,
             records={partition: self._record(partition) for partition in applied},
+            peers_written=self.peers_written,
             acknowledge_messages=self.acknowledge,
             projection=self.projection,
             done=done,

@@ -6,6 +6,7 @@ import logging
 from contextlib import suppress
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamer.settings import Settings
@@ -15,36 +16,59 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("alerts", "health", "deadletter")
 TABLES = ("accounts", "clocks")  # the worker's tables; each has a changelog topic
 
+COMPACTED = {"cleanup.policy": "compact"}
+# A table changelog is read from its start when a worker recovers a partition, so what it holds
+# is what recovery costs. Compaction keeps one record per key, but Kafka's log cleaner only
+# compacts closed segments: with the broker's segment size (256 MiB locally, 1 GiB by default)
+# a changelog below that size was never compacted and recovery read every record ever written
+# (history, not state). Small segments that also close after a few minutes, and a cleaner that
+# starts once a fifth of the log is superseded, bound what recovery reads to about 1.25 x the
+# compact state plus one open segment per partition.
+CHANGELOG_SEGMENT_BYTES = 4 * 1024 * 1024
+CHANGELOG_SEGMENT_MS = 5 * 60 * 1000
+CHANGELOG = {
+    **COMPACTED,
+    "segment.bytes": str(CHANGELOG_SEGMENT_BYTES),
+    "segment.ms": str(CHANGELOG_SEGMENT_MS),
+    "min.cleanable.dirty.ratio": "0.2",
+}
+
 
 def changelog_topic(settings: Settings, table: str) -> str:
     """faust's name for a table's changelog: `{app id}-{table}-changelog`."""
     return f"{settings.app_id}-{table}-changelog"
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the worker uses, with the configs it is created with (the broker's defaults
+    when empty)."""
+    configs: dict[str, dict[str, str]] = {name: {} for name in settings.input_topics.values()}
+    for output in OUTPUTS:
+        configs[settings.topic(output)] = dict(COMPACTED) if output == "health" else {}
+    for table in TABLES:
+        configs[changelog_topic(settings, table)] = dict(CHANGELOG)
+    return configs
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """Four co-partitioned inputs, alerts, compacted health snapshots, dead letters, and the
-    compacted table changelogs.
+    compacted table changelogs (see `CHANGELOG`).
 
     The changelogs are created here, before the worker starts, rather than left to faust: faust
     creates them in the background, and a table written before its changelog reached the
     worker's metadata crashes the agent (`PartitionsMismatch: ... changelog has 0 partitions`),
     seen on a busy machine.
     """
-    compacted = {settings.topic("health"), *(changelog_topic(settings, table) for table in TABLES)}
-    names = [
-        *settings.input_topics.values(),
-        *(settings.topic(o) for o in OUTPUTS),
-        *(changelog_topic(settings, table) for table in TABLES),
+    return [
+        NewTopic(name, settings.partitions, 1, topic_configs=configs)
+        for name, configs in topic_configs(settings).items()
     ]
-    specs = []
-    for name in names:
-        configs = {"cleanup.policy": "compact"} if name in compacted else {}
-        specs.append(NewTopic(name, settings.partitions, 1, topic_configs=configs))
-    return specs
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create whichever topics are missing; return the names created."""
+    """Create whichever topics are missing; return the names created. Changelogs that exist
+    already get `CHANGELOG`'s settings (those created by an earlier release had the broker's
+    segment size, so they were never compacted)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
     await admin.start()
     try:
@@ -54,6 +78,53 @@ async def ensure_topics(settings: Settings) -> list[str]:
             with suppress(TopicAlreadyExistsError):  # another process created them meanwhile
                 await admin.create_topics(missing)
             log.info("created topics", extra={"topics": [spec.name for spec in missing]})
+        older = sorted(existing & {changelog_topic(settings, table) for table in TABLES})
+        if older:
+            await _configure_changelogs(admin, older)
         return [spec.name for spec in missing]
     finally:
         await admin.close()
+
+
+_TOPIC_OVERRIDE = 1  # DescribeConfigs config_source: set on the topic itself
+
+
+async def _configure_changelogs(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Set `CHANGELOG` on existing changelog topics that lack it, keeping their other topic-level
+    settings (AlterConfigs replaces a topic's whole set of overrides). A failure is logged, not
+    fatal: the worker is correct either way, only its recovery reads more."""
+    errors: list[str] = []
+    try:
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        resources = []
+        for response in described:
+            for code, message, _, name, entries in response.resources:
+                if code:
+                    errors.append(f"{name}: error {code} {message}")
+                    continue
+                overrides = {
+                    entry[0]: entry[1]
+                    for entry in entries
+                    if entry[3] == _TOPIC_OVERRIDE and entry[1] is not None
+                }
+                if any(overrides.get(key) != value for key, value in CHANGELOG.items()):
+                    configs = {**overrides, **CHANGELOG}
+                    resources.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=configs))
+        if resources:
+            for response in await admin.alter_configs(resources):
+                errors += [
+                    f"{name}: error {code} {message}" for code, message, _, name in response.resources if code
+                ]
+            log.info(
+                "set the changelog topics' compaction settings", extra={"topics": [r.name for r in resources]}
+            )
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    if errors:
+        log.warning(
+            "could not set the changelog topics' compaction settings; recovery reads their whole "
+            "history until they are set (kafka-configs.sh --alter --entity-type topics ...)",
+            extra={"errors": errors[:4], "configs": CHANGELOG},
+        )

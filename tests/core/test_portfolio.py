@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from state.histories import CONFIG, histories
 
+from streamer.contract.events import Event
 from streamer.core.clock import month_start, parse_month
-from streamer.core.portfolio import PAIR_FIELDS, PeriodSums, contribution, merge, pair_terms
+from streamer.core.engine import PartitionEngine
+from streamer.core.portfolio import PAIR_FIELDS, PeriodAggregates, PeriodSums, contribution, merge, pair_terms
 from streamer.core.revenue import Revenue
 
 from .events import at, canceled, changed, started, usage
@@ -172,3 +176,23 @@ def test_lagging_partition_still_counts_its_scheduled_cancellation() -> None:
     two = months(run_offline(events, partitions=2))
     assert two["2024-02"]["churned_accounts"] == 1
     assert two == one
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories())
+def test_adding_all_accounts_at_once_gives_the_sums_of_updating_them_one_by_one(history: list[Event]) -> None:
+    """Recovery adds a partition's accounts in bulk (identical contributions once, with their
+    count); the sums must be those of the account-by-account path."""
+    engine = PartitionEngine(CONFIG, {})
+    for event in history:
+        engine.process(event)
+    months = CONFIG.time.portfolio_history_months
+    one_by_one, at_once = PeriodAggregates(months), PeriodAggregates(months)
+    for aggregates in (one_by_one, at_once):
+        aggregates.advance(engine.clock.stream_time, lambda aid: engine.accounts[aid].revenue)
+    for account_id in sorted(engine.accounts):
+        one_by_one.update(account_id, engine.accounts[account_id].revenue)
+    at_once.add_all((aid, engine.accounts[aid].revenue) for aid in sorted(engine.accounts))
+    assert at_once.sums == one_by_one.sums
+    assert at_once.scheduled == one_by_one.scheduled
+    assert at_once.contributions == one_by_one.contributions

@@ -24,8 +24,10 @@ from streamer.state.codec import (
     decode_account,
     decode_account_record,
     decode_partition,
+    decode_peers,
     encode_account,
     encode_partition,
+    encode_peers,
 )
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
@@ -93,12 +95,18 @@ def restored(engine: PartitionEngine) -> PartitionEngine:
     """A new engine over the encoded and decoded accounts and clock, as a worker recovers it."""
     accounts = {aid: decode_account(encode_account(account)) for aid, account in engine.accounts.items()}
     record = decode_partition(encode_partition(PartitionRecord(engine.clock)))
-    return PartitionEngine(CONFIG, accounts, record.clock)
+    references = decode_peers(encode_peers(engine.peers.references))  # stored, not rebuilt
+    return PartitionEngine(CONFIG, accounts, record.clock, references)
 
 
 def copied(engine: PartitionEngine) -> PartitionEngine:
     """The same, from an in-memory copy (the reference: recovery without any encoding)."""
-    return PartitionEngine(CONFIG, copy.deepcopy(engine.accounts), copy.deepcopy(engine.clock))
+    return PartitionEngine(
+        CONFIG,
+        copy.deepcopy(engine.accounts),
+        copy.deepcopy(engine.clock),
+        copy.deepcopy(engine.peers.references),
+    )
 
 
 @SETTINGS
@@ -115,6 +123,8 @@ def test_a_decoded_state_behaves_like_the_original_on_further_events(
         assert encode_account(decoded.accounts[account_id]) == encode_account(account)
     assert feed(decoded, history[cut:]) == feed(reference, history[cut:])
     assert decoded.periods.sums == reference.periods.sums and decoded.totals.sums == reference.totals.sums
+    # stored peer references decoded are those kept in memory, bit for bit
+    assert decoded.peers.references == reference.peers.references
     for account_id in engine.accounts:
         assert encode_account(decoded.accounts[account_id]) == encode_account(reference.accounts[account_id])
 
@@ -250,3 +260,15 @@ def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
         decoded = decode_account(encode_account(account))
         assert (decoded.profile, decoded.override) == (account.profile, account.override)
         assert encode_account(decoded) == encode_account(account)
+
+
+def test_peer_references_round_trip_bit_for_bit_and_refuse_damage() -> None:
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history())
+    references = engine.peers.references
+    assert references and any(reference.groups for reference in references)
+    assert decode_peers(encode_peers(references)) == references
+    damaged = bytearray(encode_peers(references))
+    damaged[0] = 9
+    with pytest.raises(StateDecodeError, match="format version 9"):
+        decode_peers(bytes(damaged))

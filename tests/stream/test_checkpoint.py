@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from streamer.state.codec import decode_partition
+from streamer.core.clock import DAY
+from streamer.core.peers import PeerReference
+from streamer.state.codec import decode_partition, decode_peers
 from streamer.state.partition import PartitionRecord
 from streamer.stream.checkpoint import Checkpoint
 from tests.fixtures import FakeEvent, JournaledTable, Message
@@ -64,6 +66,7 @@ def checkpoint(journal: Journal, *, fail_outputs: bool = False) -> tuple[Checkpo
         periods=SimpleNamespace(sums={}),
         totals=SimpleNamespace(sums=[]),
         clock=SimpleNamespace(stream_time=0),
+        peers=SimpleNamespace(references=[]),
     )
 
     def acknowledge(messages: Sequence[Any]) -> None:
@@ -104,6 +107,25 @@ async def test_the_steps_run_in_order_outputs_state_partition_record_acknowledge
         "projection flush",
     ]
     assert stores[0].calls == [({USAGE: 12, SUBS: 3}, {"a": {USAGE: [10, 11]}})]
+
+
+async def test_peer_references_are_stored_with_the_partition_record_when_a_midnight_added_one() -> None:
+    journal = Journal()
+    made, _ = checkpoint(journal)
+    midnight = 20_000 * DAY
+    references = [PeerReference(midnight, 19_990, {("*", "events_28d"): (1.0, 2.5)}, {"*": 2})]
+    own = SimpleNamespace(**{**vars(made.engines[0]), "peers": SimpleNamespace(references=references)})
+    made.engines = {0: own, 1: made.engines[1]}  # type: ignore[dict-item]
+    await made.commit()
+    assert journal[4:7] == ["write peers-0", "write clock-0", "write clock-1"]
+    assert decode_peers(made.clocks_table["peers-0"]) == references
+    journal.clear()
+    await made.commit()  # no new midnight: not written again
+    assert "write peers-0" not in journal
+    references.append(PeerReference(midnight + DAY, 19_991, {}, {}))
+    journal.clear()
+    await made.commit()
+    assert journal.count("write peers-0") == 1 and journal.count("write peers-1") == 0
 
 
 async def test_the_partition_record_lists_what_the_batch_handled() -> None:

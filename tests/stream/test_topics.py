@@ -16,7 +16,13 @@ def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_
     for table in TABLES:
         spec = specs[changelog_topic(settings, table)]
         assert spec.num_partitions == 6
-        assert spec.topic_configs == {"cleanup.policy": "compact"}
+        configs = spec.topic_configs
+        assert configs["cleanup.policy"] == "compact"
+        # Compaction only cleans closed segments: a changelog whose segments are as large as
+        # the broker's (256 MiB locally) is never compacted, and recovery reads its history.
+        assert int(configs["segment.bytes"]) <= 8 * 1024 * 1024
+        assert int(configs["segment.ms"]) <= 15 * 60 * 1000
+        assert float(configs["min.cleanable.dirty.ratio"]) <= 0.5
     assert specs["t.health"].topic_configs == {"cleanup.policy": "compact"}
     assert specs["t.usage"].topic_configs == {}
 
@@ -52,3 +58,13 @@ def test_a_fetch_is_capped_so_a_batch_stays_near_its_size(tmp_path: Path) -> Non
 
     conf = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://").conf
     assert conf.broker_max_poll_records == FETCH_MAX <= BATCH_MAX
+
+
+def test_rocksdb_stores_keep_small_write_buffers_and_cache(tmp_path: Path) -> None:
+    """faust's defaults (64 MiB x 3 write buffers, a 2 GiB block cache, per partition) kept a
+    recovered partition's changelog resident beside the decoded accounts."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path, store="rocksdb://"), ScoreConfig())
+    for table in TABLES:
+        options = app.tables[table].data.rocksdb_options  # type: ignore[attr-defined]
+        assert options.write_buffer_size * options.max_write_buffer_number <= 16 * 1024 * 1024
+        assert options.block_cache_size <= 16 * 1024 * 1024

@@ -1,0 +1,440 @@
+"""Recovery through the real broker: a worker that lost its local store rebuilds its partitions.
+
+Needs the local stack (`streamer local up`; the HEALTHSTREAM_* variables it prints). For the code
+of this checkout, and of a baseline checkout (`--baseline DIR`), each with its own topics and
+consumer group:
+
+  1. `streamer replay` publishes the usage-light portfolio of `bench/wide_portfolio.py` (at
+     `--rate` events/s: a live-like stream of small batches), and a
+     worker scores it until every input offset is committed; then it stops (SIGTERM, so the
+     group does not wait for its session timeout: that wait, 10 s on the local stack, comes on
+     top after a SIGKILL);
+  2. after `--settle` seconds (the broker's log cleaner runs every 15 s), the changelog records
+     still on the broker are counted (what a recovery reads) against those written;
+  3. a second worker starts with an empty data directory (the store lost) and the time and CPU
+     seconds until it logged every partition engine ready are measured (faust reading the
+     changelogs into its store, then our decode and rebuild), minus an idle worker's start-up
+     measured the same way on empty topics.
+
+    .venv/bin/python bench/recovery.py --accounts 10000 --months 1 [--baseline DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from machine import git_revision, load  # noqa: E402
+from wide_portfolio import portfolio, revision  # noqa: E402
+
+PARTITIONS = 4
+DEADLINE_S = 3600.0  # bounds a hang only
+PROFILE = False  # --profile
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Deployment:
+    def __init__(self, source: Path, scratch: Path) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.source, self.scratch = source, scratch
+        self.prefix, self.app_id = f"rb{tag}.", f"hs-rb-{tag}"
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=str(source),
+            HEALTHSTREAM_TOPIC_PREFIX=self.prefix,
+            HEALTHSTREAM_APP_ID=self.app_id,
+            HEALTHSTREAM_PARTITIONS=str(PARTITIONS),
+            HEALTHSTREAM_STORE="rocksdb://",
+        )
+        self.bootstrap = self.env.get("HEALTHSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+    def command(self, *args: str) -> list[str]:
+        # run with cwd=source: `python -c` puts the working directory first on sys.path, before
+        # PYTHONPATH, so from this checkout the baseline would import this checkout's code
+        return [sys.executable, "-c", "from streamer.cli import main; main()", *args]
+
+    def worker(self, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.scratch / f"{name}.log"
+        env = dict(self.env, HEALTHSTREAM_DATA_DIR=str(self.scratch / f"{name}-data"))
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                self.command("worker"), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.source
+            )
+        return proc, log
+
+    def replay(self, events: Path, rate: float | None) -> None:
+        pace = ["--rate", str(rate)] if rate else []
+        subprocess.run(
+            self.command("replay", str(events), "--quiet", *pace), env=self.env, check=True, cwd=self.source
+        )
+
+    def lag(self) -> int:
+        return asyncio.run(_lag(self.bootstrap, self.app_id, self.prefix))
+
+    def changelog_records(self) -> int:
+        return asyncio.run(_count(self.bootstrap, f"{self.app_id}-accounts-changelog"))
+
+
+async def _lag(bootstrap: str, group: str, prefix: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(f"{prefix}{family}", p)
+            for family in ("subscriptions", "usage", "tickets", "surveys")
+            for p in range(PARTITIONS)
+        ]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group)
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _count(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        count = 0
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            for batch in (await consumer.getmany(*tps, timeout_ms=1000, max_records=10_000)).values():
+                count += len(batch)
+        return count
+    finally:
+        await consumer.stop()
+
+
+def wait(what: str, check: Any, deadline_s: float = DEADLINE_S, every_s: float = 0.2) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(every_s)
+
+
+def ready_partitions(log: Path) -> set[int]:
+    ready = set()
+    for line in log.read_text(errors="replace").splitlines():
+        if "partition engine ready" in line:
+            try:
+                ready.add(int(json.loads(line)["partition"]))
+            except (ValueError, KeyError):
+                continue
+    return ready
+
+
+def start_until_ready(deployment: Deployment, name: str) -> dict[str, float]:
+    """Start a worker on an empty data directory; seconds and CPU seconds until every partition
+    engine is ready, and its RSS then."""
+    started = time.monotonic()
+    proc, log = deployment.worker(name)
+    spy = None
+    if PROFILE and name == "second":  # py-spy's collapsed stacks of the recovery, for a flame graph
+        out = BENCH_DIR / "out" / f"recovery-{deployment.source.name}.txt"
+        out.parent.mkdir(exist_ok=True)
+        py_spy = Path(sys.executable).parent / "py-spy"
+        spy = subprocess.Popen(
+            [
+                str(py_spy),
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+                "--rate",
+                "50",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        wait(f"{name} to open every partition ({log})", lambda: len(ready_partitions(log)) == PARTITIONS)
+        return {"seconds": time.monotonic() - started, "cpu": cpu_seconds(proc.pid), "rss": rss(proc.pid)}
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
+def measure(source: Path, events: Path, accounts: int, settle_s: float, rate: float | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="hs-recovery-") as scratch:
+        idle = Deployment(source, Path(scratch) / "idle")
+        idle.scratch.mkdir()
+        empty = start_until_ready(idle, "idle")  # empty topics: start-up alone
+        deployment = Deployment(source, Path(scratch) / "run")
+        deployment.scratch.mkdir()
+        first, _ = deployment.worker("first")
+        started = time.monotonic()
+        deployment.replay(events, rate)
+        wait("the first worker to commit everything", lambda: deployment.lag() == 0, every_s=2.0)
+        scored_s = time.monotonic() - started
+        scored_cpu = cpu_seconds(first.pid)
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=120)
+        time.sleep(settle_s)
+        records = deployment.changelog_records()
+        recovered = start_until_ready(deployment, "second")
+    cpu = recovered["cpu"] - empty["cpu"]
+    return {
+        "accounts": accounts,
+        "scored_s": scored_s,
+        "scored_cpu": scored_cpu,
+        "changelog_records": records,
+        "records_per_account": records / accounts,
+        "idle_start_s": empty["seconds"],
+        "idle_start_cpu": empty["cpu"],
+        "recovery_s": recovered["seconds"] - empty["seconds"],
+        "recovery_cpu": cpu,
+        "recovery_cpu_per_100k": cpu * 100_000 / accounts,
+        "rss_per_account": (recovered["rss"] - empty["rss"]) / accounts,
+    }
+
+
+def synthesize(records_path: Path, accounts: int, history: int, out: Path) -> None:
+    """Changelog records for `accounts` accounts, each written `history` times (rounds over all
+    accounts, the last one the final state), cloned from the final records `bench/wide_portfolio.py`
+    wrote for fewer accounts (each clone gets an account id of its own). Runs with this checkout's
+    codec; the records are read by either checkout (the account format is the same)."""
+    from streamer.partitioning import partition_of
+    from streamer.state import codec
+
+    base: list[bytes] = []
+    clocks: dict[int, tuple[bytes, bytes]] = {}
+    with records_path.open("rb") as source:
+        while header := source.read(20):
+            partition, stream_time, next_tick = struct.unpack("<iqq", header)
+            while True:
+                key_length, length = struct.unpack("<HI", source.read(6))
+                if not key_length:
+                    break
+                source.read(key_length)
+                base.append(source.read(length))
+            (length,) = struct.unpack("<I", source.read(4))
+            peers = source.read(length)
+            from streamer.core.engine import Clock
+            from streamer.state.partition import PartitionRecord
+
+            record = codec.encode_partition(PartitionRecord(Clock(stream_time, next_tick)))
+            clocks[partition] = (record, peers)
+    finals: list[tuple[int, bytes, bytes]] = []
+    for index in range(accounts):
+        account, offsets = codec.decode_account_record(base[index % len(base)])
+        account.account_id = f"clone-{index:07d}"
+        finals.append(
+            (
+                partition_of(account.account_id, PARTITIONS),
+                json.dumps(account.account_id).encode(),
+                codec.encode_account(account, offsets),
+            )
+        )
+    with out.open("wb") as sink:
+        for _ in range(history):
+            for partition, key, value in finals:
+                sink.write(struct.pack("<iHI", partition, len(key), len(value)) + key + value)
+        for partition, (record, peers) in clocks.items():
+            for key, value in ((f"clock-{partition}", record), (f"peers-{partition}", peers)):
+                if value:
+                    raw = json.dumps(key).encode()
+                    sink.write(struct.pack("<iHI", -1 - partition, len(raw), len(value)) + raw + value)
+
+
+async def _publish(bootstrap: str, app_id: str, path: Path) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1024 * 1024)
+    await producer.start()
+    count = 0
+    try:
+        with path.open("rb") as source:
+            while header := source.read(10):
+                partition, key_length, length = struct.unpack("<iHI", header)
+                key, value = source.read(key_length), source.read(length)
+                table, partition = ("accounts", partition) if partition >= 0 else ("clocks", -1 - partition)
+                await producer.send(f"{app_id}-{table}-changelog", key=key, value=value, partition=partition)
+                count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+def measure_changelog(source: Path, records: Path, accounts: int, settle_s: float) -> dict[str, Any]:
+    """Recovery from a changelog written as by a worker over time (see `synthesize`)."""
+    with tempfile.TemporaryDirectory(prefix="hs-recovery-") as scratch:
+        idle = Deployment(source, Path(scratch) / "idle")
+        idle.scratch.mkdir()
+        empty = start_until_ready(idle, "idle")
+        deployment = Deployment(source, Path(scratch) / "run")
+        deployment.scratch.mkdir()
+        create = "import asyncio; from streamer.settings import Settings; " + (
+            "from streamer.stream.topics import ensure_topics; asyncio.run(ensure_topics(Settings()))"
+        )
+        subprocess.run([sys.executable, "-c", create], env=deployment.env, check=True, cwd=source)
+        started = time.monotonic()
+        written = asyncio.run(_publish(deployment.bootstrap, deployment.app_id, records))
+        print(
+            f"{source}: {written:,} changelog records in {time.monotonic() - started:.0f} s", file=sys.stderr
+        )
+        time.sleep(settle_s)
+        kept = deployment.changelog_records()
+        recovered = start_until_ready(deployment, "second")
+    cpu = recovered["cpu"] - empty["cpu"]
+    return {
+        "accounts": accounts,
+        "changelog_written": written,
+        "changelog_records": kept,
+        "records_per_account": kept / accounts,
+        "idle_start_s": empty["seconds"],
+        "idle_start_cpu": empty["cpu"],
+        "recovery_s": recovered["seconds"] - empty["seconds"],
+        "recovery_cpu": cpu,
+        "recovery_cpu_per_100k": cpu * 100_000 / accounts,
+        "recovery_s_per_100k": (recovered["seconds"] - empty["seconds"]) * 100_000 / accounts,
+        "rss_per_account": (recovered["rss"] - empty["rss"]) / accounts,
+    }
+
+
+ROWS = (
+    ("first worker: seconds to score everything", "scored_s", "{:,.1f}"),
+    ("first worker: CPU seconds", "scored_cpu", "{:,.1f}"),
+    ("accounts changelog records on the broker", "changelog_records", "{:,}"),
+    ("... per account", "records_per_account", "{:,.1f}"),
+    ("idle worker start-up: seconds", "idle_start_s", "{:,.1f}"),
+    ("idle worker start-up: CPU seconds", "idle_start_cpu", "{:,.1f}"),
+    ("recovery: seconds (beyond an idle start)", "recovery_s", "{:,.1f}"),
+    ("recovery: CPU seconds (beyond an idle start)", "recovery_cpu", "{:,.1f}"),
+    ("recovery: CPU seconds per 100k accounts", "recovery_cpu_per_100k", "{:,.0f}"),
+    ("recovered worker: RSS per account", "rss_per_account", "{:,.0f}"),
+)
+
+CHANGELOG_ROWS = (
+    ("accounts changelog records written", "changelog_written", "{:,}"),
+    ("accounts changelog records on the broker", "changelog_records", "{:,}"),
+    ("... per account", "records_per_account", "{:,.1f}"),
+    ("idle worker start-up: seconds", "idle_start_s", "{:,.1f}"),
+    ("idle worker start-up: CPU seconds", "idle_start_cpu", "{:,.1f}"),
+    ("recovery: seconds (beyond an idle start)", "recovery_s", "{:,.1f}"),
+    ("recovery: seconds per 100k accounts", "recovery_s_per_100k", "{:,.0f}"),
+    ("recovery: CPU seconds (beyond an idle start)", "recovery_cpu", "{:,.1f}"),
+    ("recovery: CPU seconds per 100k accounts", "recovery_cpu_per_100k", "{:,.0f}"),
+    ("recovered worker: RSS per account", "rss_per_account", "{:,.0f}"),
+)
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--months", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--settle", type=float, default=40.0, help="seconds for the log cleaner")
+    parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument(
+        "--clone",
+        type=Path,
+        help="instead of scoring a portfolio, write a changelog as a worker would have over time: "
+        "--accounts accounts cloned from this records file (written by wide_portfolio.py's measure "
+        "step), each --history times",
+    )
+    parser.add_argument("--history", type=int, default=10, help="records per account (with --clone)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="publish at this many events/s: a worker that keeps up writes small batches, so many "
+        "changelog records per account (a live stream); without it, a backfill in large batches",
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy the recovering worker (bench/out/)")
+    args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
+    if args.clone:
+        synthetic = Path(tempfile.mkdtemp(prefix="hs-changelog-")) / "changelog.bin"
+        synthesize(args.clone, args.accounts, args.history, synthetic)
+        sources = {"this checkout": BENCH_DIR.parent}
+        if args.baseline:
+            sources = {"baseline": args.baseline, **sources}
+        results = {
+            name: measure_changelog(source, synthetic, args.accounts, args.settle)
+            for name, source in sources.items()
+        }
+        synthetic.unlink()
+        print(
+            f"recovery: {args.accounts:,} accounts cloned from {args.clone.name}, {args.history} records each"
+        )
+        report(results, args.baseline, CHANGELOG_ROWS)
+        return
+    events, count = portfolio(args.accounts, args.months, args.seed)
+    sources = {"this checkout": BENCH_DIR.parent}
+    if args.baseline:
+        sources = {"baseline": args.baseline, **sources}
+    results = {
+        name: measure(source, events, args.accounts, args.settle, args.rate)
+        for name, source in sources.items()
+    }
+    print(f"recovery: {events.name}: {count:,} events, {args.accounts:,} accounts, {PARTITIONS} partitions")
+    report(results, args.baseline, ROWS)
+
+
+def report(results: dict[str, dict[str, Any]], base: Path | None, rows: Any) -> None:
+    baseline = f"; baseline: {revision(base)}" if base else ""
+    print(f"this checkout: {git_revision()}{baseline}")
+    print(f"load {load()}, {os.cpu_count()} cores")
+    print()
+    names = list(results)
+    print(f"| {'':46} | " + " | ".join(f"{name:>13}" for name in names) + " |")
+    print("|" + "---|" * (len(names) + 1))
+    for label, key, form in rows:
+        cells = [form.format(results[name][key]) for name in names]
+        print(f"| {label:46} | " + " | ".join(f"{cell:>13}" for cell in cells) + " |")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

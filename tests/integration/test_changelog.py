@@ -1,0 +1,128 @@
+"""The table changelogs on the real broker hold the state, not the history.
+
+Recovery reads a changelog from its start, so its length is what a recovery costs. These tests
+check the settings the worker gives its changelogs (also on topics an earlier release created
+without them) and that the broker then compacts a changelog written far beyond its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streamer.local.stack import StackInfo
+from streamer.settings import Settings
+from streamer.stream.topics import CHANGELOG, CHANGELOG_SEGMENT_BYTES, changelog_topic, ensure_topics
+
+COMPACTION_DEADLINE_S = 240.0  # bounds a hang only: the log cleaner runs every 15 s
+
+
+def settings_for(stack: StackInfo, tmp_path: Path) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap=stack.bootstrap,
+        topic_prefix=f"cl{tag}.",
+        app_id=f"hs-cl-{tag}",
+        partitions=2,
+        data_dir=tmp_path,
+    )
+
+
+async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        [(_, _, _, _, entries)] = response.resources
+        return {entry[0]: entry[1] for entry in entries}
+    finally:
+        await admin.close()
+
+
+def test_changelogs_are_created_and_reconfigured_to_be_compacted(stack: StackInfo, tmp_path: Path) -> None:
+    settings = settings_for(stack, tmp_path)
+    accounts, clocks = changelog_topic(settings, "accounts"), changelog_topic(settings, "clocks")
+
+    async def older_release() -> None:  # the accounts changelog as an earlier release made it
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        await admin.start()
+        try:
+            older = {"cleanup.policy": "compact", "retention.ms": "86400000"}  # and an operator's setting
+            await admin.create_topics([NewTopic(accounts, 2, 1, topic_configs=older)])
+        finally:
+            await admin.close()
+
+    asyncio.run(older_release())
+    before = asyncio.run(topic_configs(stack.bootstrap, accounts))
+    assert before["segment.bytes"] != str(CHANGELOG_SEGMENT_BYTES)
+    created = asyncio.run(ensure_topics(settings))
+    assert clocks in created and accounts not in created
+    for topic in (accounts, clocks):
+        deadline = time.monotonic() + 60  # the broker applies a config change asynchronously
+        while True:
+            configs = asyncio.run(topic_configs(stack.bootstrap, topic))
+            if {key: configs[key] for key in CHANGELOG} == CHANGELOG:
+                break
+            assert time.monotonic() < deadline, f"{topic}: {configs}"
+            time.sleep(0.5)
+    # the topic's other settings are kept (AlterConfigs replaces a topic's whole set)
+    assert asyncio.run(topic_configs(stack.bootstrap, accounts))["retention.ms"] == "86400000"
+
+
+def test_a_changelog_written_far_beyond_its_state_is_compacted(stack: StackInfo, tmp_path: Path) -> None:
+    """20 keys rewritten until the changelog holds several closed segments: reading it from the
+    start (what a recovery does) soon returns about the state, not the history."""
+    settings = settings_for(stack, tmp_path)
+    asyncio.run(ensure_topics(settings))
+    topic = changelog_topic(settings, "accounts")
+    value = b"x" * 1000
+    records = 3 * CHANGELOG_SEGMENT_BYTES // len(value)
+
+    async def write() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=20)
+        await producer.start()
+        try:
+            for index in range(records):
+                await producer.send(topic, key=f"acct-{index % 20}".encode(), value=value, partition=0)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def read_from_start() -> tuple[int, set[bytes]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=stack.bootstrap, group_id=None, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            count, keys = 0, set[bytes]()
+            while await consumer.position(tp) < end:
+                for batch in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    count += len(batch)
+                    keys.update(record.key for record in batch if record.key is not None)
+            return count, keys
+        finally:
+            await consumer.stop()
+
+    asyncio.run(write())
+    count, keys = asyncio.run(read_from_start())
+    assert count == records and len(keys) == 20  # nothing compacted yet: the whole history
+    deadline = time.monotonic() + COMPACTION_DEADLINE_S
+    while True:
+        count, keys = asyncio.run(read_from_start())
+        # closed segments compacted to their 20 keys; the open segment (at most one segment's
+        # worth) is read as written
+        if count <= 20 * 3 + CHANGELOG_SEGMENT_BYTES // len(value):
+            break
+        assert time.monotonic() < deadline, f"the changelog still holds {count} of {records} records"
+        time.sleep(5)
+    assert len(keys) == 20  # every key's latest value survives

@@ -1,0 +1,34 @@
+"""`TableAccounts`: decoded accounts over the table, applied offsets shared but never changed in place."""
+
+from __future__ import annotations
+
+from streamer.core.account import Account
+from streamer.state.codec import decode_account_record, encode_account
+from streamer.state.partition import AppliedOffsets
+from streamer.stream.accounts import TableAccounts
+
+USAGE = "cs.usage"
+
+
+def record(account_id: str, mark: int) -> bytes:
+    offsets = AppliedOffsets()
+    offsets.advance(USAGE, mark, [mark + 5])
+    return encode_account(Account(account_id=account_id, first_seen=0), offsets)
+
+
+def test_accounts_read_with_the_same_offsets_share_them_and_a_write_back_changes_only_its_own() -> None:
+    table = {"a": record("a", 100), "b": record("b", 100), "c": record("c", 7)}
+    accounts = TableAccounts(table, lambda key: True)
+    for key in table:
+        accounts[key]
+    shared = accounts._offsets
+    assert shared["a"] is shared["b"] and shared["a"] is not shared["c"]  # one object for a and b
+
+    accounts["a"] = accounts["a"]  # changed in a batch that handled usage offsets up to 200
+    accounts.flush({USAGE: 200}, {"a": {USAGE: [203]}})
+
+    assert accounts.contains("a", USAGE, 150) and accounts.contains("a", USAGE, 203)
+    assert not accounts.contains("b", USAGE, 150)  # b's offsets are still those of its record
+    assert accounts.contains("b", USAGE, 105) and not accounts.contains("b", USAGE, 104 + 100)
+    _, stored = decode_account_record(table["a"])
+    assert stored.contains(USAGE, 203) and stored.contains(USAGE, 199)
