@@ -515,6 +515,10 @@ def run_worker(
     asyncio.run(wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "starting the worker"))
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
+    # faust's RocksDB stores run a full gc.collect() at every rebalance (each table, on revoke):
+    # the modules, classes and app built so far live as long as the process, so they are moved
+    # out of the collector's sight once (freed by reference counting as ever, just not scanned).
+    gc.freeze()
     worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()
