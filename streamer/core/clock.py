@@ -11,9 +11,22 @@ HOUR = 3_600_000
 DAY = 86_400_000
 
 
+# The last instant converted, with its result: an event's `occurred_at` is converted where it is
+# bounded, merged and applied, each time the same (immutable) object. One tuple, replaced whole,
+# so a reader in another thread sees a matching pair. The held reference keeps the object alive,
+# so `is` never matches a different datetime at a recycled address.
+_last_to_ms: tuple[datetime | None, int] = (None, 0)
+
+
 def to_ms(moment: datetime) -> int:
     """Epoch milliseconds of an aware datetime."""
-    return int(moment.timestamp() * 1000)
+    global _last_to_ms
+    last = _last_to_ms
+    if last[0] is moment:
+        return last[1]
+    ms = int(moment.timestamp() * 1000)
+    _last_to_ms = (moment, ms)
+    return ms
 
 
 def bucket_of(ts: int) -> int:
@@ -38,10 +51,23 @@ def iso(ts: int) -> str:
     return text.replace("+00:00", "Z")
 
 
+# The last month found and its bounds [start, end) in epoch ms: consecutive events and ticks
+# mostly fall in the same month. Replaced whole (see `_last_to_ms`).
+_last_month: tuple[int, int, int] = (0, 0, 0)
+
+
 def month_of(ts: int) -> int:
     """Absolute month number (year * 12 + month - 1) containing the instant `ts`."""
+    global _last_month
+    start, end, month = _last_month
+    if start <= ts < end:
+        return month
     moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
-    return moment.year * 12 + moment.month - 1
+    month = moment.year * 12 + moment.month - 1
+    start, end = month_start(month), month_start(month + 1)
+    if start <= ts < end:  # (the bounds agree with the conversion above: remember them)
+        _last_month = (start, end, month)
+    return month
 
 
 def month_start(month: int) -> int:
