@@ -11,21 +11,23 @@ HOUR = 3_600_000
 DAY = 86_400_000
 
 
-# The last instant converted, with its result: an event's `occurred_at` is converted where it is
-# bounded, merged and applied, each time the same (immutable) object. One tuple, replaced whole,
-# so a reader in another thread sees a matching pair. The held reference keeps the object alive,
-# so `is` never matches a different datetime at a recycled address.
-_last_to_ms: tuple[datetime | None, int] = (None, 0)
+# Instants converted lately, by identity: an event's `occurred_at` is converted where it is
+# bounded (intake), merged (the worker's scorer) and applied (the engine, after the rest of its
+# batch was admitted), each time the same immutable object. Each entry holds its datetime, so an
+# id is never that of a different, recycled object while it is here; cleared when full.
+_converted: dict[int, tuple[datetime, int]] = {}
+_CONVERTED_MAX = 16_384
 
 
 def to_ms(moment: datetime) -> int:
     """Epoch milliseconds of an aware datetime."""
-    global _last_to_ms
-    last = _last_to_ms
-    if last[0] is moment:
-        return last[1]
+    known = _converted.get(id(moment))
+    if known is not None and known[0] is moment:
+        return known[1]
     ms = int(moment.timestamp() * 1000)
-    _last_to_ms = (moment, ms)
+    if len(_converted) >= _CONVERTED_MAX:
+        _converted.clear()
+    _converted[id(moment)] = (moment, ms)
     return ms
 
 
@@ -52,7 +54,8 @@ def iso(ts: int) -> str:
 
 
 # The last month found and its bounds [start, end) in epoch ms: consecutive events and ticks
-# mostly fall in the same month. Replaced whole (see `_last_to_ms`).
+# mostly fall in the same month. One tuple, replaced whole, so a reader in
+# another thread sees a matching triple.
 _last_month: tuple[int, int, int] = (0, 0, 0)
 
 
