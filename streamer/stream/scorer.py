@@ -337,8 +337,11 @@ class Scorer:
         write as its state, so a kill between the two loses neither. Matched by the account
         in the event (the one it was applied to), not by the message key.
         """
-        self._engine(message.partition)
-        return self.stores[message.partition].contains(event.account_id, message.topic, message.offset)
+        store = self.stores.get(message.partition)
+        if store is None:
+            self._engine(message.partition)
+            store = self.stores[message.partition]
+        return store.contains(event.account_id, message.topic, message.offset)
 
     async def _missing(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> int | None:
         """The first offset of the message's topic partition that it skipped, or None.
