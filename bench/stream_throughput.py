@@ -50,6 +50,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from machine import git_revision, load
+from profile_summary import read_stacks, summarise
 
 from streamer.contract.events import EVENT_FAMILY
 from streamer.core.clock import DAY, HOUR, iso, to_ms
@@ -295,7 +296,9 @@ async def start_worker(
 
 
 async def start_profiler(pid: int, out: Path) -> asyncio.subprocess.Process | None:
-    """py-spy sampling the worker `pid` into a flame graph `out` until it gets SIGINT."""
+    """py-spy sampling the worker `pid` until it gets SIGINT, into `out` as collapsed stacks
+    (`--format raw`: a flame graph in speedscope or flamegraph.pl, summarised by
+    `profile_summary.py`); CPU samples only, by function."""
     py_spy = Path(sys.executable).with_name("py-spy")
     if not py_spy.exists():
         print("  (py-spy is not installed in this venv: no flame graph)")
@@ -308,6 +311,9 @@ async def start_profiler(pid: int, out: Path) -> asyncio.subprocess.Process | No
         "--nonblocking",
         "--rate",
         "100",
+        "--format",
+        "raw",
+        "--function",
         "-o",
         str(out),
         stdout=subprocess.DEVNULL,
@@ -323,7 +329,9 @@ async def stop_profiler(profiler: asyncio.subprocess.Process | None, out: Path) 
         profiler.send_signal(signal.SIGINT)
     try:
         await asyncio.wait_for(profiler.wait(), 60)
-        print(f"  flame graph of the worker: {out}")
+        print(f"  profile of the worker (collapsed stacks): {out}")
+        if out.exists():
+            print("\n".join(f"    {line}" for line in summarise(read_stacks(out)).lines(20)))
     except TimeoutError:
         profiler.kill()
         await profiler.wait()
@@ -846,7 +854,7 @@ async def main(args: argparse.Namespace) -> int:
 
         progress = Progress(time.perf_counter())
         worker = await start_worker(run, log_path)
-        flame = BENCH_DIR / "out" / f"flame-{run.run_id}.svg"
+        flame = BENCH_DIR / "out" / f"profile-{run.run_id}.txt"
         profiler = await start_profiler(worker.pid, flame) if args.profile else None
         try:
             await wait_committed(
@@ -1055,7 +1063,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "e.g. `git worktree add bench/out/base main`), as row w. and the 'vs prev' columns",
     )
     add("--no-two", dest="two", action="store_false", help="skip the two-process row b2.")
-    add("--profile", action="store_true", help="py-spy flame graph of the one-process worker (bench/out/)")
+    add(
+        "--profile",
+        action="store_true",
+        help="py-spy profile of the one-process worker (collapsed stacks in bench/out/, summarised)",
+    )
     add("--keep", action="store_true", help="keep the run's topics and worker data dir")
     args = parser.parse_args(argv)
     args.peers = [name.strip() for name in args.peers.split(",") if name.strip()]

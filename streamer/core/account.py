@@ -36,6 +36,11 @@ from streamer.core.sentiment import Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
 
+# The last id hashed and its key: an event's id is hashed to check it (`has_seen`) and again to
+# remember it, the same string object. One tuple, replaced whole (safe to read from another
+# thread); the held reference means `is` cannot match a recycled object.
+_last_key: tuple[str | None, int] = (None, 0)
+
 
 def event_key(event_id: str) -> int:
     """The 64-bit dedupe key of an event id (the first 8 bytes of its BLAKE2b digest).
@@ -44,7 +49,13 @@ def event_key(event_id: str) -> int:
     collision, which would drop the second event as a duplicate, has odds below 1 in 10^13 per
     account; 8 bytes per id instead of the id itself keep the state small.
     """
-    return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little")
+    global _last_key
+    last = _last_key
+    if last[0] is event_id:
+        return last[1]
+    key = int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little")
+    _last_key = (event_id, key)
+    return key
 
 
 class UnknownCurrency(ValueError):

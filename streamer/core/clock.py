@@ -12,9 +12,24 @@ HOUR = 3_600_000
 DAY = 86_400_000
 
 
+# Instants converted lately, by identity: an event's `occurred_at` is converted where it is
+# bounded (intake), merged (the worker's scorer) and applied (the engine, after the rest of its
+# batch was admitted), each time the same immutable object. Each entry holds its datetime, so an
+# id is never that of a different, recycled object while it is here; cleared when full.
+_converted: dict[int, tuple[datetime, int]] = {}
+_CONVERTED_MAX = 16_384
+
+
 def to_ms(moment: datetime) -> int:
     """Epoch milliseconds of an aware datetime."""
-    return int(moment.timestamp() * 1000)
+    known = _converted.get(id(moment))
+    if known is not None and known[0] is moment:
+        return known[1]
+    ms = int(moment.timestamp() * 1000)
+    if len(_converted) >= _CONVERTED_MAX:
+        _converted.clear()
+    _converted[id(moment)] = (moment, ms)
+    return ms
 
 
 def bucket_of(ts: int) -> int:
@@ -39,10 +54,24 @@ def iso(ts: int) -> str:
     return text.replace("+00:00", "Z")
 
 
+# The last month found and its bounds [start, end) in epoch ms: consecutive events and ticks
+# mostly fall in the same month. One tuple, replaced whole, so a reader in
+# another thread sees a matching triple.
+_last_month: tuple[int, int, int] = (0, 0, 0)
+
+
 def month_of(ts: int) -> int:
     """Absolute month number (year * 12 + month - 1) containing the instant `ts`."""
+    global _last_month
+    start, end, month = _last_month
+    if start <= ts < end:
+        return month
     moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
-    return moment.year * 12 + moment.month - 1
+    month = moment.year * 12 + moment.month - 1
+    start, end = month_start(month), month_start(month + 1)
+    if start <= ts < end:  # (the bounds agree with the conversion above: remember them)
+        _last_month = (start, end, month)
+    return month
 
 
 @lru_cache(maxsize=4096)  # pure; a partition's rebuild asks for the same 37 months per account

@@ -41,12 +41,20 @@ class TableAccounts(MutableMapping[str, Account]):
         # gives an account a new one).
         self._shared: dict[tuple[object, ...], AppliedOffsets] = {}
         self._dirty: set[str] = set()
+        # Accounts the table was asked for and does not have. Only this store writes the
+        # partition's accounts while it owns them (a rebalance builds a new store), so an absent
+        # account stays absent until it is set here: one table lookup per new account, not one
+        # per message of it until its first flush.
+        self._absent: set[str] = set()
 
     def __getitem__(self, account_id: str) -> Account:
         account = self._cache.get(account_id)
         if account is None:
+            if account_id in self._absent:
+                raise KeyError(account_id)
             raw = self._table.get(account_id)
             if raw is None:
+                self._absent.add(account_id)
                 raise KeyError(account_id)
             account, offsets = loads(account_id, raw)
             key = (
@@ -59,14 +67,17 @@ class TableAccounts(MutableMapping[str, Account]):
 
     def contains(self, account_id: str, topic: str, offset: int) -> bool:
         """Whether the stored state of the account already contains that input message."""
-        if account_id not in self._cache and self._table.get(account_id) is None:
-            return False
-        self[account_id]  # loads the record
+        if account_id not in self._cache:
+            try:
+                self[account_id]  # loads the record
+            except KeyError:
+                return False
         offsets = self._offsets.get(account_id)
         return offsets is not None and offsets.contains(topic, offset)
 
     def __setitem__(self, account_id: str, account: Account) -> None:
         self._cache[account_id] = account
+        self._absent.discard(account_id)
         self._dirty.add(account_id)
 
     def __delitem__(self, account_id: str) -> None:

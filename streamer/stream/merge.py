@@ -12,21 +12,18 @@ the order `streamer offline --sort` uses.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 
 NEVER = -(1 << 62)
 
-
-@dataclass(order=True, slots=True)
-class _Pending(Generic[Item]):
-    at: int
-    topic_index: int
-    offset: int
-    item: Item = field(compare=False)
+# A held message: (event time, topic index, offset, arrival number, item). A plain tuple compares
+# in C (a dataclass's generated `__lt__` was a few per cent of the worker's CPU); the arrival
+# number is unique, so the item itself is never compared.
+_Pending = tuple[int, int, int, int, Item]
 
 
 class PartitionMerge(Generic[Item]):
@@ -36,6 +33,7 @@ class PartitionMerge(Generic[Item]):
         self.topics = list(topics)
         self._index = {topic: index for index, topic in enumerate(self.topics)}
         self._heap: list[_Pending[Item]] = []
+        self._arrivals = itertools.count()
         self.latest: dict[str, int] = {}  # topic -> newest event time delivered
         self.next_offset: dict[str, int] = {}  # topic -> offset after the last one delivered
 
@@ -48,7 +46,7 @@ class PartitionMerge(Generic[Item]):
         return offset < self.next_offset.get(topic, -1)
 
     def add(self, topic: str, offset: int, at: int, item: Item) -> None:
-        heapq.heappush(self._heap, _Pending(at, self._index[topic], offset, item))
+        heapq.heappush(self._heap, (at, self._index[topic], offset, next(self._arrivals), item))
         if at > self.latest.get(topic, NEVER):
             self.latest[topic] = at
         self.next_offset[topic] = offset + 1
@@ -56,10 +54,10 @@ class PartitionMerge(Generic[Item]):
     def lowest_held(self) -> dict[str, int]:
         """Per topic, the lowest offset still held (not yet released)."""
         lowest: dict[str, int] = {}
-        for pending in self._heap:
-            topic = self.topics[pending.topic_index]
-            if pending.offset < lowest.get(topic, 1 << 62):
-                lowest[topic] = pending.offset
+        for _, topic_index, offset, _, _ in self._heap:
+            topic = self.topics[topic_index]
+            if offset < lowest.get(topic, 1 << 62):
+                lowest[topic] = offset
         return lowest
 
     def skip(self, topic: str, offset: int) -> None:
@@ -85,6 +83,7 @@ class PartitionMerge(Generic[Item]):
         """Items that nothing still to come can precede, in (event time, topic, offset) order."""
         limit, topic_index = self._frontier(idle)
         heap, ready = self._heap, []
-        while heap and (heap[0].at < limit or (heap[0].at == limit and heap[0].topic_index <= topic_index)):
-            ready.append(heapq.heappop(heap).item)
+        pop = heapq.heappop
+        while heap and (heap[0][0] < limit or (heap[0][0] == limit and heap[0][1] <= topic_index)):
+            ready.append(pop(heap)[4])
         return ready

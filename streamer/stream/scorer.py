@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from streamer.contract.dead_letter import dead_letter_record
@@ -92,6 +93,10 @@ class Offsets(Protocol):
 
 
 STALL_S = 10.0  # a partition with a backlog that delivered nothing for this long is read again
+
+# murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
+# Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
+_partition_of = lru_cache(maxsize=1 << 17)(partition_of)
 
 
 class Sink(Protocol):
@@ -294,44 +299,49 @@ class Scorer:
             owned, generation = self.offsets.assigned(), self.offsets.generation()
             now = time.monotonic()
             gaps: dict[TopicPartition, tuple[int, int]] = {}  # refused: read again from [0]
+            merges, records, counters = self.merges, self.records, self.counters
             for event in events:
                 message = event.message
-                tp = (message.topic, message.partition)
+                topic, partition, offset = message.topic, message.partition, message.offset
+                tp = (topic, partition)
                 if self.paused or tp not in owned or message.generation_id != generation:
                     # Fetched before a rebalance: the partition's owner reads it again from the
                     # committed offset (this worker too, if it kept the partition).
-                    self.counters.stale += 1
+                    counters.stale += 1
                     continue
-                merge = self._merge(message.partition)
-                if merge.delivered(message.topic, message.offset):
-                    self.counters.stale += 1  # delivered again after a re-read: held or applied
+                merge = merges.get(partition) or self._merge(partition)
+                expected = merge.next_offset.get(topic, -1)
+                if offset < expected:
+                    counters.stale += 1  # delivered again after a re-read: held or applied
                     continue
                 if tp in gaps:
                     continue  # after a skipped range: comes again once the partition is read again
-                missing = await self._missing(merge, message)
-                if missing is not None:
-                    gaps[tp] = (missing, message.offset)
-                    continue
+                if offset != expected:  # the first since the assignment, or a skipped range
+                    missing = await self._missing(merge, message)
+                    if missing is not None:
+                        gaps[tp] = (missing, offset)
+                        continue
                 self._delivered[tp] = now
-                if self._record(message.partition).offsets.contains(message.topic, message.offset):
+                record = records.get(partition) or self._record(partition)
+                if record.offsets.contains(topic, offset):
                     # Applied before a restart or rebalance: the stored accounts contain it.
-                    self.counters.reread += 1
-                    merge.skip(message.topic, message.offset)
+                    counters.reread += 1
+                    merge.skip(topic, offset)
                     done.append(event)
                     continue
                 await self._ledger(message.partition)
                 decoded = self._admit(message)
                 if decoded is not None and self._in_account_record(message, decoded):
-                    self.counters.reread += 1  # the same, known from its account's record
-                    merge.skip(message.topic, message.offset)
+                    counters.reread += 1  # the same, known from its account's record
+                    merge.skip(topic, offset)
                     done.append(event)
                     continue
-                self.counters.processed += 1
+                counters.processed += 1
                 if decoded is None:
-                    merge.skip(message.topic, message.offset)
+                    merge.skip(topic, offset)
                     done.append(event)
                 else:
-                    merge.add(message.topic, message.offset, to_ms(decoded.occurred_at), (event, decoded))
+                    merge.add(topic, offset, to_ms(decoded.occurred_at), (event, decoded))
             for (topic, partition), (missing, offset) in sorted(gaps.items()):
                 self.counters.gap_rereads += 1
                 log.warning(
@@ -352,8 +362,11 @@ class Scorer:
         write as its state, so a kill between the two loses neither. Matched by the account
         in the event (the one it was applied to), not by the message key.
         """
-        self._engine(message.partition)
-        return self.stores[message.partition].contains(event.account_id, message.topic, message.offset)
+        store = self.stores.get(message.partition)
+        if store is None:
+            self._engine(message.partition)
+            store = self.stores[message.partition]
+        return store.contains(event.account_id, message.topic, message.offset)
 
     async def _missing(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> int | None:
         """The first offset of the message's topic partition that it skipped, or None.
@@ -629,7 +642,7 @@ class Scorer:
         event, value = admitted, message.value or b""  # admitted: the value was an event
         if (
             message.key is None
-            or partition_of(event.account_id, self.settings.partitions) != message.partition
+            or _partition_of(event.account_id, self.settings.partitions) != message.partition
         ):
             # Keyless, or keyed with another partitioner: send it where its account lives.
             counters.rerouted += 1

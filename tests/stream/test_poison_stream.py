@@ -17,7 +17,7 @@ import pytest
 from streamer.contract.outputs import DeadLetter
 from streamer.partitioning import partition_of
 from streamer.stream import app as app_module
-from streamer.stream.app import EXIT_FAILED, consume, deliver_all, guarded
+from streamer.stream.app import EXIT_FAILED, consume, deliver_all, deliver_in_order, guarded
 from tests.fixtures import FakeEvent, Message
 from tests.poison import POISONS, started
 from tests.stream.test_scorer import GENERATION, SETTINGS, TOPICS, World
@@ -88,6 +88,33 @@ async def test_deliver_all_sends_failed_records_again_until_each_is_acknowledged
     await deliver_all(records, publish, "dead letter")
     assert sorted(acknowledged) == sorted(value for _, value in records)
     assert attempts == {b"fine": 1, b"refused-at-send": 3, b"failed-ack": 2}
+
+
+async def test_deliver_in_order_sends_again_from_the_first_failure_so_the_newest_lands_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Snapshots of one account go to a compacted topic: after a failure the broker must end
+    with the newest one, so the failed record and every one after it are sent again, in order."""
+    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    landed: list[bytes] = []  # what the broker acknowledged, in order
+    attempts: dict[bytes, int] = {}
+
+    async def publish(topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        attempts[value] = attempts.get(value, 0) + 1
+        if value == b"v2" and attempts[value] == 1:
+            raise RuntimeError("KafkaTimeoutError (simulated, at send)")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if value == b"v1" and attempts[value] == 1:
+            future.set_exception(RuntimeError("NotLeaderForPartition (simulated, at ack)"))
+        else:
+            future.set_result(None)
+            landed.append(value)
+        return future
+
+    records = [("health", b"acme", value) for value in (b"v0", b"v1", b"v2", b"v3")]
+    await deliver_in_order(records, publish, "snapshots")
+    assert landed == [b"v0", b"v3", b"v1", b"v2", b"v3"]  # v3 again after v1 and v2: newest last
+    assert attempts == {b"v0": 1, b"v1": 2, b"v2": 2, b"v3": 2}
 
 
 # -- a failure outside one message's handling ends the process ------------------------------------
