@@ -1,15 +1,21 @@
-"""Test helpers shared across the suite: free ports, stopping a subprocess, a private redis-server.
+"""Test helpers shared across the suite: free ports, waiting on a condition, stopping a subprocess,
+a private redis-server, and the stream's test doubles (a faust-like message and event, a sink, a
+consumer view, a journaled table) that the scorer and checkpoint tests share.
 
 Imported as `tests.fixtures` (the project root is on pytest's path).
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -21,6 +27,32 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nothing listens on right now, sorted."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def wait_until(what: str, check: Callable[[], bool], deadline_s: float = 90.0, every: float = 0.2) -> None:
+    """Poll `check` until it holds; the deadline only bounds a hang (it fails naming `what`)."""
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
+        time.sleep(every)
+
+
+async def wait_until_async(
+    what: str, check: Callable[[], bool], deadline_s: float = 30.0, every: float = 0.01
+) -> None:
+    """`wait_until` inside an event loop: yields to it between polls, so background tasks run."""
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
+        await asyncio.sleep(every)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
@@ -83,3 +115,124 @@ class RedisServer:
         if self.proc is not None:
             stop_process(self.proc)
         self.proc = None
+
+
+# -- the stream's test doubles -------------------------------------------------------------------
+
+TP = tuple[str, int]
+
+
+@dataclass
+class Message:
+    """A consumed Kafka message as faust hands it over (the fields the worker reads)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes = b""
+    timestamp: float = 0.0
+    generation_id: int | None = None
+
+
+class FakeEvent:
+    """A faust-like event: its message and how often it was acknowledged (weak-referenceable).
+
+    Each ack is noted in `acks` as (topic, offset) and in `journal` as "ack topic@offset"."""
+
+    def __init__(
+        self, message: Message, acks: list[tuple[str, int]] | None = None, journal: list[str] | None = None
+    ) -> None:
+        self.message = message
+        self.acked = 0
+        self._acks = acks if acks is not None else []
+        self._journal = journal if journal is not None else []
+
+    def ack(self) -> None:
+        self.acked += 1
+        self._acks.append((self.message.topic, self.message.offset))
+        self._journal.append(f"ack {self.message.topic}@{self.message.offset}")
+
+
+class JournaledTable(dict[str, bytes]):
+    """A table (a dict) that notes each write in a journal as "write key"."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self._journal = journal
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._journal.append(f"write {key}")
+        super().__setitem__(key, value)
+
+
+class FakeSink:
+    """The worker's outputs as lists; each flush is counted and noted in the journal."""
+
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.journal = journal if journal is not None else []
+        self.alerts: list[dict[str, Any]] = []
+        self.snapshots: list[dict[str, Any]] = []
+        self.dead_letters: list[dict[str, Any]] = []
+        self.reroutes: list[tuple[str, bytes, bytes]] = []
+        self.flushes = 0
+
+    def alert(self, alert: dict[str, Any]) -> None:
+        self.alerts.append(alert)
+
+    def snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.snapshots.append(snapshot)
+
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        self.dead_letters.append(record)
+
+    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
+        self.reroutes.append((topic, key, value))
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        self.journal.append("flush")
+
+
+class FakeOffsets:
+    """The consumer's view, set by the test: owned partitions, fetcher highwaters (unset: None),
+    broker end offsets (owned inputs start empty at 0), restart offsets (unset: 0) and start
+    offsets (unset: 0). Seeks and end-offset questions are recorded."""
+
+    def __init__(self, owned: set[TP], generation: int | None) -> None:
+        self.generation_id = generation
+        self.rebalancing = False
+        self.owned = set(owned)
+        self.highwaters: dict[TP, int] = {}
+        self.ends: dict[TP, int] = {tp: 0 for tp in self.owned}
+        self.restarts: dict[TP, int] = {}
+        self.starts: dict[TP, int] = {}  # the broker's first offsets (unset: 0)
+        self.seeks: list[tuple[str, int, int]] = []
+        self.end_offsets_calls = 0
+        self.asked_ends: list[TP] = []
+
+    def generation(self) -> int | None:
+        return self.generation_id
+
+    def settled(self) -> bool:
+        return not self.rebalancing
+
+    def assigned(self) -> set[TP]:
+        return set(self.owned)
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return self.highwaters.get((topic, partition))
+
+    async def end_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        self.end_offsets_calls += 1
+        self.asked_ends += tps
+        return {tp: self.ends[tp] for tp in tps if tp in self.ends}
+
+    async def restart_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        return {tp: self.restarts.get(tp, 0) for tp in tps}
+
+    async def start_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        return {tp: self.starts.get(tp, 0) for tp in tps}
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.seeks.append((topic, partition, offset))

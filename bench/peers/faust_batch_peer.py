@@ -13,32 +13,17 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-import faust
 import orjson
-from common import peer_arguments
+from common import faust_peer, peer_arguments
 from faust.streams import _current_event
 
 
 def main() -> None:
     args = peer_arguments(__doc__.splitlines()[0])
-    app = faust.App(
-        args.group,
-        broker=f"kafka://{args.bootstrap}",
-        store="rocksdb://",
-        datadir=args.state_dir,
-        topic_partitions=args.partitions,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        broker_commit_interval=args.commit_interval,
-    )
-    schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
-    table = app.Table("accounts", schema=schema, key_type=str, value_type=bytes, partitions=args.partitions)
-    source = app.topic(
-        *args.inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    out = app.topic(args.out, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    peer = faust_peer(args)
+    app, table, out = peer.app, peer.table, peer.out
 
-    @app.agent(source)
+    @app.agent(peer.source)
     async def count(stream: Any) -> None:
         async for events in stream.take_events(4000, within=0.25):
             latest: dict[str, tuple[Any, int, str]] = {}  # account -> (an event of it, count, latest)
@@ -59,7 +44,7 @@ def main() -> None:
                 await out.send(key=account.encode(), value=record)
 
     del count
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    peer.run()
 
 
 if __name__ == "__main__":

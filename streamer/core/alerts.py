@@ -136,7 +136,7 @@ def _usage_drop(
 ) -> Candidate | None:
     """Usage down to `usage_drop_trend` of its 4-week baseline, once usage spans the whole window."""
     facts = current.facts
-    trend, baseline = facts.get("usage_trend"), facts.get("weekly_baseline") or 0
+    trend, baseline = facts.usage_trend, facts.weekly_baseline or 0
     if (
         trend is None
         or trend > rules.usage_drop_trend
@@ -176,7 +176,7 @@ def _renewal_at_risk(
     current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
 ) -> Candidate | None:
     """A renewal within `renewal_at_risk_days` while not green (as severe as the band)."""
-    days_to_renewal = current.facts.get("days_to_renewal")
+    days_to_renewal = current.facts.days_to_renewal
     if days_to_renewal is None or days_to_renewal > rules.renewal_at_risk_days or current.band == Band.green:
         return None
     level = BAND_RANK[current.band]
@@ -195,8 +195,8 @@ def _support_backlog(
 ) -> Candidate | None:
     """Urgent tickets open too long (critical), or `support_high_open_count` high/urgent ones open."""
     facts = current.facts
-    overdue = int(facts.get("urgent_overdue") or 0)
-    high_open = int(facts.get("open_high") or 0) + int(facts.get("open_urgent") or 0)
+    overdue = facts.urgent_overdue or 0
+    high_open = (facts.open_high or 0) + (facts.open_urgent or 0)
     if not overdue and high_open < rules.support_high_open_count:
         return None
     level = 2 if overdue else 1

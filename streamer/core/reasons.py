@@ -6,11 +6,11 @@ import math
 from collections.abc import Callable
 
 from streamer.core.clock import iso
+from streamer.core.facts import Facts
 from streamer.core.identity import override_reason
 from streamer.core.score import SIGNAL_COMPONENT, Evaluation
 
 Reason = dict[str, float | str | None]
-Facts = dict[str, float | int | None]
 
 REASON_BELOW = 70.0  # signals scoring under this are worth a sentence
 MAX_REASONS = 4
@@ -30,7 +30,7 @@ def _count(value: float | int | None, noun: str, window: str) -> str:
 
 
 def _recency(value: float, facts: Facts) -> str:
-    if facts.get("days_since_last_use") is None:
+    if facts.days_since_last_use is None:
         return f"no product usage since the subscription started {_days(value)} ago"
     return f"no product usage for {_days(value)}"
 
@@ -41,7 +41,7 @@ def _trend(value: float, facts: Facts) -> str:
 
 
 def _open_high(value: float, facts: Facts) -> str:
-    urgent, high = int(facts.get("open_urgent") or 0), int(facts.get("open_high") or 0)
+    urgent, high = facts.open_urgent or 0, facts.open_high or 0
     parts = [f"{n} {label}" for n, label in ((urgent, "urgent"), (high, "high-priority")) if n]
     noun = "ticket" if urgent + high == 1 else "tickets"
     return f"{' and '.join(parts)} {noun} open"
@@ -52,61 +52,59 @@ def _oldest(value: float, facts: Facts) -> str:
 
 
 def _renewal(value: float, facts: Facts) -> str:
-    renewal_at = facts.get("renewal_at")
-    when = f" (on {iso(int(renewal_at))[:10]})" if renewal_at is not None else ""
+    renewal_at = facts.renewal_at
+    when = f" (on {iso(renewal_at)[:10]})" if renewal_at is not None else ""
     return f"renewal in {_days(value)}{when}"
 
 
 def _cancellation(value: float, facts: Facts) -> str:
-    cancel_at = facts.get("scheduled_cancellation_at")
+    cancel_at = facts.scheduled_cancellation_at
     if cancel_at is None:
         return "no active subscription (churned)"
-    return f"cancellation scheduled for {iso(int(cancel_at))[:10]}"
+    return f"cancellation scheduled for {iso(cancel_at)[:10]}"
 
 
 MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "recency_days": _recency,
     "usage_trend": _trend,
     "stickiness": lambda v, f: f"stickiness {_pct(v)} (average DAU / MAU)",
-    "seat_utilisation": lambda v, f: f"only {f.get('mau')} of {f.get('seats')} seats active in 30 days",
+    "seat_utilisation": lambda v, f: f"only {f.mau} of {f.seats} seats active in 30 days",
     "feature_breadth": lambda v, f: (
-        f"uses {f.get('feature_breadth')} feature{'' if f.get('feature_breadth') == 1 else 's'} in 30 days"
+        f"uses {f.feature_breadth} feature{'' if f.feature_breadth == 1 else 's'} in 30 days"
     ),
     "open_high_priority": _open_high,
     "oldest_open_hours": _oldest,
     "resolution_hours": lambda v, f: f"average resolution time {v:.0f} h over 90 days",
     "first_contact_rate": lambda v, f: f"first-contact resolution {_pct(v)} over 90 days",
     "ticket_volume_ratio": lambda v, f: (
-        f"{f.get('tickets_opened_30d')} tickets in 30 days vs "
-        f"{float(f.get('tickets_baseline_30d') or 0):.1f} usually"
+        f"{f.tickets_opened_30d} tickets in 30 days vs {float(f.tickets_baseline_30d or 0):.1f} usually"
     ),
-    "nps": lambda v, f: f"NPS {v:.0f} from {f.get('nps_respondents')} respondents",
+    "nps": lambda v, f: f"NPS {v:.0f} from {f.nps_respondents} respondents",
     "csat_pct": lambda v, f: f"CSAT {v:.0f}% satisfied",
     "ces": lambda v, f: f"customer effort score {v:.1f} of 7",
     "mrr_trend": lambda v, f: f"MRR {'down' if v < 0 else 'up'} {_pct(v)} in 90 days",
     "payment_failures": lambda v, f: f"{v:.0f} failed payment{'s' if v != 1 else ''} in 30 days",
     "scheduled_cancellation": _cancellation,
     "days_to_renewal": _renewal,
-    "events_28d": lambda v, f: _count(f.get("events_28d"), "product event", "in 28 days"),
-    "active_days_28d": lambda v, f: f"active on {_days(float(f.get('active_days_28d') or 0))} of the last 28",
-    "user_days_28d": lambda v, f: _count(f.get("user_days_28d"), "active user-day", "in 28 days"),
+    "events_28d": lambda v, f: _count(f.events_28d, "product event", "in 28 days"),
+    "active_days_28d": lambda v, f: f"active on {_days(float(f.active_days_28d or 0))} of the last 28",
+    "user_days_28d": lambda v, f: _count(f.user_days_28d, "active user-day", "in 28 days"),
     "events_per_seat_28d": lambda v, f: f"{v:.1f} product events per seat in 28 days",
     "events_per_user_day_28d": lambda v, f: f"{v:.1f} product events per active user-day in 28 days",
     "usage_28d": lambda v, f: (
-        f"overall use low: {f.get('events_28d')} product events on "
-        f"{_days(float(f.get('active_days_28d') or 0))} in 28 days"
+        f"overall use low: {f.events_28d} product events on {_days(float(f.active_days_28d or 0))} in 28 days"
     ),
     "events_trend_28d": lambda v, f: (
         f"product events {'down' if v < 0 else 'up'} {_pct(v)} vs the 28 days before "
-        f"({f.get('events_28d')} vs {f.get('events_prev_28d')})"
+        f"({f.events_28d} vs {f.events_prev_28d})"
     ),
 }
 
-BASELINES: dict[str, str] = {
-    "usage_trend": "weekly_baseline",
-    "ticket_volume_ratio": "tickets_baseline_30d",
-    "seat_utilisation": "seats",
-    "events_trend_28d": "events_prev_28d",
+BASELINES: dict[str, Callable[[Facts], float | int | None]] = {
+    "usage_trend": lambda f: f.weekly_baseline,
+    "ticket_volume_ratio": lambda f: f.tickets_baseline_30d,
+    "seat_utilisation": lambda f: f.seats,
+    "events_trend_28d": lambda f: f.events_prev_28d,
 }
 
 
@@ -120,18 +118,18 @@ def peer_position(percentile: float, group: str | None) -> str:
 
 def reason(signal: str, value: float, evaluation: Evaluation) -> Reason:
     facts = evaluation.facts
-    baseline_key = BASELINES.get(signal)
-    baseline = facts.get(baseline_key) if baseline_key else None
+    baseline_of = BASELINES.get(signal)
+    baseline = baseline_of(facts) if baseline_of is not None else None
     message = MESSAGES[signal](value, facts)
-    percentile = facts.get(f"{signal}_percentile")
+    percentile = facts.percentiles.get(signal)
     if percentile is not None:
-        message += f", {peer_position(float(percentile), evaluation.peer_group)}"
+        message += f", {peer_position(percentile, evaluation.peer_group)}"
     return {
         "signal": signal,
         "value": round(value, 3),
         "baseline": None if baseline is None else round(float(baseline), 3),
         "message": message,
-        "percentile": None if percentile is None else float(percentile),
+        "percentile": percentile,
     }
 
 

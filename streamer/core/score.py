@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.facts import Facts, FactsDraft
 from streamer.core.peers import COMPOSITE, PeerReference, composite, peer_values, percentile
 from streamer.core.revenue import Revenue
-from streamer.core.sentiment import Sentiment
+from streamer.core.sentiment import Figures, Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
 from streamer.core.vocabulary import Band, LifecycleStage
@@ -76,7 +77,7 @@ class Evaluation:
     components: dict[str, float | None]
     weights: dict[str, float]  # effective component weights (0 for missing components)
     signals: dict[str, tuple[float, float]]  # signal -> (raw value, 0-100 sub-score)
-    facts: dict[str, float | int | None]  # raw figures the reasons and alerts quote
+    facts: Facts  # raw figures the reasons, alerts and snapshot quote
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
     inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
     override: Applied | None = None  # a person's override in force (score and band are then its)
@@ -115,14 +116,15 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     """
     end = bucket_of(now)  # windows are whole day buckets up to and including `now`
     mrr = inputs.revenue.mrr_at(now)
-    facts: dict[str, float | int | None] = {}
+    facts: FactsDraft = {}
+    percentiles: dict[str, float] = {}  # peer signal -> percentile, when compared with peers
     raw: dict[str, float] = {}
     _adoption(inputs, now, end, mrr, config, raw, facts)
     plan = inputs.revenue.primary_plan(now)
     scored: dict[str, float] = {}
-    peer_group = _volume(inputs, now, end, mrr, plan, config, peers, raw, scored, facts)
+    peer_group = _volume(inputs, now, end, mrr, plan, config, peers, raw, scored, facts, percentiles)
     _support(inputs.support, now, end, config, raw, facts)
-    _sentiment(inputs.sentiment, end, raw, facts)
+    figures = _sentiment(inputs.sentiment, end, raw)
     stage = lifecycle_stage(inputs, now, mrr, config)
     _financial(inputs.revenue, now, end, mrr, stage, config, raw, facts)
 
@@ -152,13 +154,14 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         score = config.empty_score
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
-    position = facts.get(f"{COMPOSITE}_percentile")  # usage among peers (none: no peers yet)
+    position = percentiles.get(COMPOSITE)  # usage among peers (none: no peers yet)
     if committed(facts.get("renewal_at"), now, config):
         position = None  # low use alone does not make a committed account red or yellow
-    band = bands.band(score, None if position is None else float(position))
+    band = bands.band(score, position)
     inert = frozenset(name for name in signals if table[name][1] == 0)
+    found = Facts(**facts, **figures, percentiles=percentiles)  # frozen once, read by attribute
     return Evaluation(
-        now, score, band, stage, plan, mrr, components, weights, signals, facts, peer_group, inert
+        now, score, band, stage, plan, mrr, components, weights, signals, found, peer_group, inert
     )
 
 
@@ -172,7 +175,8 @@ def _volume(
     peers: PeerReference | None,
     raw: dict[str, float],
     scored: dict[str, float],
-    facts: dict[str, float | int | None],
+    facts: FactsDraft,
+    percentiles: dict[str, float],
 ) -> str | None:
     """Volume of use over 28 days, each figure placed among the account's peers when in peer
     mode; returns the peer group used (None when no signal was compared).
@@ -211,7 +215,7 @@ def _volume(
             continue
         used, reference = found
         position = percentile(value, reference)
-        facts[f"{name}_percentile"] = round(position, 1)
+        percentiles[name] = round(position, 1)
         raw[name] = value
         scored[name] = position if higher_is_healthier else 100.0 - position
     weights = config.peers.composite_weights
@@ -221,7 +225,7 @@ def _volume(
         mean = composite(values, peers.groups, used, weights, compared)
         if mean is not None:
             position = percentile(mean, reference)
-            facts[f"{COMPOSITE}_percentile"] = round(position, 1)
+            percentiles[COMPOSITE] = round(position, 1)
             raw[COMPOSITE] = round(mean, 3)
             scored[COMPOSITE] = position
     elif weights:  # too few peers (yet): the weighted mean of the signals' fixed curves
@@ -244,7 +248,7 @@ def _adoption(
     mrr: int,
     config: ScoreConfig,
     raw: dict[str, float],
-    facts: dict[str, float | int | None],
+    facts: FactsDraft,
 ) -> None:
     usage = inputs.usage
     if usage.last_use is None:
@@ -286,7 +290,7 @@ def _support(
     end: int,
     config: ScoreConfig,
     raw: dict[str, float],
-    facts: dict[str, float | int | None],
+    facts: FactsDraft,
 ) -> None:
     if not support.ever:
         return
@@ -315,14 +319,17 @@ def _support(
         raw["ticket_volume_ratio"] = opened30 / baseline
 
 
-def _sentiment(
-    sentiment: Sentiment, end: int, raw: dict[str, float], facts: dict[str, float | int | None]
-) -> None:
+def _sentiment(sentiment: Sentiment, end: int, raw: dict[str, float]) -> Figures:
+    """The survey signals; returns the survey figures, which are facts too."""
     figures = sentiment.figures(end)
-    facts.update(figures)
-    for signal, figure in (("nps", "nps"), ("csat_pct", "csat"), ("ces", "ces")):
-        if figure in figures:
-            raw[signal] = figures[figure]
+    for signal, value in (
+        ("nps", figures.get("nps")),
+        ("csat_pct", figures.get("csat")),
+        ("ces", figures.get("ces")),
+    ):
+        if value is not None:
+            raw[signal] = value
+    return figures
 
 
 def _financial(
@@ -333,7 +340,7 @@ def _financial(
     stage: LifecycleStage,
     config: ScoreConfig,
     raw: dict[str, float],
-    facts: dict[str, float | int | None],
+    facts: FactsDraft,
 ) -> None:
     if not revenue.subscriptions:
         return

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from streamer.core.clock import DAY
 
 WINDOW_DAYS = 180  # answers older than this no longer count
+
+
+class Figures(TypedDict, total=False):
+    """The survey figures over the window (each group only when it has answers)."""
+
+    nps: float
+    nps_respondents: int
+    nps_promoters: int
+    nps_detractors: int
+    csat: float
+    csat_satisfied: int
+    csat_answers: int
+    ces: float
+    ces_sum: int
+    ces_answers: int
 
 
 def nps_of(scores: list[int]) -> float | None:
@@ -27,7 +43,7 @@ class Sentiment:
     comments: list[tuple[int, str, str, int, str]] = field(default_factory=list)  # at,id,kind,score,text
     version: int = 0  # bumped on every answer; keys the figures memo
     _memo_key: tuple[int, int] = (-1, -1)
-    _memo: dict[str, float] = field(default_factory=dict)
+    _memo: Figures = field(default_factory=lambda: Figures())
 
     def answered(
         self,
@@ -59,16 +75,16 @@ class Sentiment:
             if len(self.comments) > max_comments:
                 del self.comments[0]
 
-    def figures(self, end: int) -> dict[str, float]:
+    def figures(self, end: int) -> Figures:
         """NPS, CSAT and CES figures over the answers up to the end of day `end` (memoised)."""
         if self._memo_key != (self.version, end):
             self._memo_key, self._memo = (self.version, end), self._figures(end)
         return self._memo
 
-    def _figures(self, end: int) -> dict[str, float]:
+    def _figures(self, end: int) -> Figures:
         horizon = (end + 1) * DAY  # answers up to the end of bucket `end` (midnight included) ...
         since = horizon - WINDOW_DAYS * DAY  # ... and within the window before it
-        figures: dict[str, float] = {}
+        figures: Figures = {}
         nps_scores = [s for at, _, s in self.nps.values() if since < at <= horizon]
         nps = nps_of(nps_scores)
         if nps is not None:

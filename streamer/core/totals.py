@@ -45,8 +45,20 @@ def terms(evaluation: Evaluation) -> tuple[int, ...]:
     vector[_INDEX["mrr"]] = evaluation.mrr
     vector[_INDEX[f"band_{evaluation.band}"]] = 1
     vector[_INDEX[f"stage_{evaluation.stage}"]] = 1
-    for name in FIELDS[_INDEX["nps_promoters"] :]:
-        vector[_INDEX[name]] = int(facts.get(name) or 0)
+    counts = (
+        facts.nps_promoters,
+        facts.nps_detractors,
+        facts.nps_respondents,
+        facts.csat_satisfied,
+        facts.csat_answers,
+        facts.ces_sum,
+        facts.ces_answers,
+        facts.tickets_resolved_90d,
+        facts.resolution_ms_90d,
+        facts.first_contact_90d,
+        facts.open_tickets,
+    )  # FIELDS from nps_promoters on, in order
+    vector[_INDEX["nps_promoters"] :] = [int(count or 0) for count in counts]
     return tuple(vector)
 
 

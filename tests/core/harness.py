@@ -8,6 +8,7 @@ from streamer.contract.events import Event
 from streamer.core.account import Account
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import Outcome, PartitionEngine
+from streamer.core.facts import Facts
 from streamer.core.score import Evaluation, evaluate
 from streamer.offline.runner import OfflineRun
 
@@ -42,7 +43,7 @@ class Feed:
         instant = ms(when)
         return evaluate(self.store[account_id].inputs(), instant, self.config, self.engine.peers.at(instant))
 
-    def facts(self, account_id: str, when: When) -> dict[str, Any]:
+    def facts(self, account_id: str, when: When) -> Facts:
         return self.evaluate(account_id, when).facts
 
     def mrr_at(self, account_id: str, when: When) -> int:

@@ -241,7 +241,7 @@ def test_usage_drop_waits_until_usage_spans_the_whole_trend_window() -> None:
         feed(usage("acme", at(d, 10), "u1", "reports", 1))  # then steady, light use
     # days 7..13 hold 7 against a "weekly baseline" of 70/4 from the busy week: a drop of 60%,
     # but the 28 days before the last 7 were not all observed (usage began on day 0)
-    assert feed.facts("acme", at(14))["usage_trend"] <= -0.5
+    assert feed.facts("acme", at(14)).usage_trend <= -0.5
     assert feed.raised("usage_drop") == []
 
 

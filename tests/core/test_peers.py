@@ -145,9 +145,9 @@ def test_the_engine_scores_events_as_a_percentile_among_peers() -> None:
     assert reference.groups[("starter", "events_28d")] == (28, 56, 84, 112)
     evaluation = feed.evaluate("a2", at(40, 12))
     # a2 has 2 x 28 = 56 events in days 13..40: one peer below, one equal -> (1 + 0.5) / 4
-    assert evaluation.facts["events_28d"] == 56
+    assert evaluation.facts.events_28d == 56
     assert evaluation.signals["events_28d"] == (56, 37.5)
-    assert evaluation.facts["events_28d_percentile"] == 37.5
+    assert evaluation.facts.percentiles["events_28d"] == 37.5
     assert evaluation.peer_group == "starter"
     low = feed.evaluate("a1", at(40, 12))
     assert low.signals["events_28d"] == (28, 12.5)  # none below, one equal
@@ -236,7 +236,7 @@ def test_the_usage_composite_is_the_mean_percentile_ranked_again_among_peers() -
     low, high = feed.evaluate("a1", at(40, 12)), feed.evaluate("a4", at(40, 12))
     assert 25 < low.signals[COMPOSITE][0] < 50 < high.signals[COMPOSITE][0] < 75
     assert (low.signals[COMPOSITE][1], high.signals[COMPOSITE][1]) == (12.5, 87.5)
-    assert low.facts[f"{COMPOSITE}_percentile"] == 12.5
+    assert low.facts.percentiles[COMPOSITE] == 12.5
     assert feed.snapshot("a1")["peers"]["percentiles"][COMPOSITE] == 12.5
     reasons = {r["signal"]: r["message"] for r in explain(low)}
     assert reasons[COMPOSITE] == (
@@ -258,7 +258,7 @@ def test_low_use_does_not_make_a_committed_account_red() -> None:
     for day in range(1, 41):
         feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
     committed = feed.evaluate("a1", at(40, 12))
-    assert committed.facts[f"{COMPOSITE}_percentile"] == 12.5  # bottom of its peers ...
+    assert committed.facts.percentiles[COMPOSITE] == 12.5  # bottom of its peers ...
     assert committed.band == bands.band(committed.score)  # ... but banded by its score alone
     assert committed.band != "red"
     # The same use on a term that ends within the window: red from the usage rule.

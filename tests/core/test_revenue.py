@@ -141,7 +141,7 @@ def test_renewal_moves_term_end_and_a_late_older_renewal_does_not_undo_it() -> N
         renewed("acme", at(165), "2024-09-30T00:00:00Z"),  # older writer, arrives late
     )
     facts = feed.facts("acme", at(171))
-    assert facts["renewal_at"] == ms("2024-12-31T00:00:00Z")
+    assert facts.renewal_at == ms("2024-12-31T00:00:00Z")
 
 
 # -- daily-netted movements --------------------------------------------------------------------

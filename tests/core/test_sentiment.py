@@ -25,31 +25,31 @@ def test_nps_over_latest_answer_per_respondent_within_180_days() -> None:
         nps("acme", at(199), 10, "r5"),  # promoter
     )
     facts = feed.facts("acme", NOW)
-    assert facts["nps_respondents"] == 4
-    assert (facts["nps_promoters"], facts["nps_detractors"]) == (2, 1)
-    assert facts["nps"] == pytest.approx(100 * (2 - 1) / 4)
+    assert facts.nps_respondents == 4
+    assert (facts.nps_promoters, facts.nps_detractors) == (2, 1)
+    assert facts.nps == pytest.approx(100 * (2 - 1) / 4)
 
 
 def test_nps_range_ends() -> None:
     feed = Feed()
     feed(nps("acme", at(1), 10, "r1"), nps("acme", at(1), 9, "r2"), nps("globex", at(1), 0, "r1"))
-    assert feed.facts("acme", at(2))["nps"] == 100
-    assert feed.facts("globex", at(2))["nps"] == -100
+    assert feed.facts("acme", at(2)).nps == 100
+    assert feed.facts("globex", at(2)).nps == -100
 
 
 def test_nps_latest_answer_wins_when_an_older_one_arrives_late() -> None:
     feed = Feed()
     feed(nps("acme", at(10), 3, "r1"), nps("acme", at(8), 10, "r1"))
     facts = feed.facts("acme", at(11))
-    assert facts["nps_respondents"] == 1
-    assert facts["nps"] == -100
+    assert facts.nps_respondents == 1
+    assert facts.nps == -100
 
 
 def test_account_without_survey_has_no_nps_and_no_sentiment_component() -> None:
     feed = Feed()
     feed(csat("acme", at(1), 5), nps("globex", at(1), 10))
     evaluation = feed.evaluate("acme", at(2))
-    assert "nps" not in evaluation.facts
+    assert evaluation.facts.nps is None
     assert "nps" not in evaluation.signals
 
 
@@ -63,16 +63,16 @@ def test_csat_is_percent_of_answers_that_are_4_or_5() -> None:
         csat("acme", at(180), 1),
     )
     facts = feed.facts("acme", NOW)
-    assert (facts["csat_satisfied"], facts["csat_answers"]) == (2, 4)
-    assert facts["csat"] == pytest.approx(50.0)
+    assert (facts.csat_satisfied, facts.csat_answers) == (2, 4)
+    assert facts.csat == pytest.approx(50.0)
 
 
 def test_ces_is_the_mean_score() -> None:
     feed = Feed()
     feed(ces("acme", at(10), 1), ces("acme", at(150), 7), ces("acme", at(160), 5), ces("acme", at(170), 3))
     facts = feed.facts("acme", NOW)
-    assert facts["ces"] == pytest.approx(5.0)
-    assert facts["ces_answers"] == 3
+    assert facts.ces == pytest.approx(5.0)
+    assert facts.ces_answers == 3
 
 
 def test_latest_comments_are_kept_newest_first_and_bounded() -> None:

@@ -33,54 +33,54 @@ def ticket_history() -> Feed:
 def test_open_tickets_by_priority() -> None:
     feed = ticket_history()
     facts = feed.facts("acme", NOW)
-    assert facts["open_tickets"] == 3  # t1, t3 (reopened), t4
-    assert (facts["open_urgent"], facts["open_high"], facts["open_normal"], facts["open_low"]) == (1, 0, 1, 1)
+    assert facts.open_tickets == 3  # t1, t3 (reopened), t4
+    assert (facts.open_urgent, facts.open_high, facts.open_normal, facts.open_low) == (1, 0, 1, 1)
     assert feed.evaluate("acme", NOW).signals["open_high_priority"][0] == 1
 
 
 def test_oldest_open_ticket_age_in_hours() -> None:
     facts = ticket_history().facts("acme", NOW)
-    assert facts["oldest_open_ticket_hours"] == pytest.approx(6 * 24)  # t1 since day 100 08:00
-    assert facts["urgent_overdue"] == 1  # open for more than 72 h
+    assert facts.oldest_open_ticket_hours == pytest.approx(6 * 24)  # t1 since day 100 08:00
+    assert facts.urgent_overdue == 1  # open for more than 72 h
 
 
 def test_average_resolution_time_over_90_days() -> None:
     facts = ticket_history().facts("acme", NOW)
-    assert facts["tickets_resolved_90d"] == 3  # t2, t3, t5; t0 is older than 90 days
-    assert facts["art_hours_90d"] == pytest.approx((6 + 24 + 12) / 3)
+    assert facts.tickets_resolved_90d == 3  # t2, t3, t5; t0 is older than 90 days
+    assert facts.art_hours_90d == pytest.approx((6 + 24 + 12) / 3)
 
 
 def test_first_contact_resolution_rate() -> None:
     facts = ticket_history().facts("acme", NOW)
-    assert facts["fcr_90d"] == pytest.approx(2 / 3)  # t2 and t5 with contacts == 1
+    assert facts.fcr_90d == pytest.approx(2 / 3)  # t2 and t5 with contacts == 1
 
 
 def test_reopens_are_counted() -> None:
-    assert ticket_history().facts("acme", NOW)["reopens_90d"] == 1
+    assert ticket_history().facts("acme", NOW).reopens_90d == 1
 
 
 def test_ticket_volume_against_the_baseline() -> None:
     facts = ticket_history().facts("acme", NOW)
-    assert facts["tickets_opened_30d"] == 5  # t1..t5 on days 77..106
-    assert facts["tickets_baseline_30d"] == pytest.approx(1 / 3)  # t0 in the 90 days before
+    assert facts.tickets_opened_30d == 5  # t1..t5 on days 77..106
+    assert facts.tickets_baseline_30d == pytest.approx(1 / 3)  # t0 in the 90 days before
 
 
 def test_resolved_before_opened_leaves_the_ticket_resolved() -> None:
     feed = Feed()
     feed(resolved("acme", at(5, 12), "t1", 1), opened("acme", at(5, 9), "t1", "urgent"))
     facts = feed.facts("acme", at(6))
-    assert facts["open_tickets"] == 0
-    assert facts["tickets_resolved_90d"] == 1
-    assert facts["art_hours_90d"] == pytest.approx(3)
-    assert facts["fcr_90d"] == 1
+    assert facts.open_tickets == 0
+    assert facts.tickets_resolved_90d == 1
+    assert facts.art_hours_90d == pytest.approx(3)
+    assert facts.fcr_90d == 1
 
 
 def test_resolution_alone_without_its_opening_is_not_an_open_ticket() -> None:
     feed = Feed()
     feed(resolved("acme", at(5), "t1", 2))
     facts = feed.facts("acme", at(6))
-    assert facts["open_tickets"] == 0
-    assert facts["oldest_open_ticket_hours"] is None
+    assert facts.open_tickets == 0
+    assert facts.oldest_open_ticket_hours is None
 
 
 def test_reopen_arriving_before_the_resolution_it_follows_keeps_the_ticket_open() -> None:
@@ -90,7 +90,7 @@ def test_reopen_arriving_before_the_resolution_it_follows_keeps_the_ticket_open(
         reopened("acme", at(7), "t1"),
         resolved("acme", at(6), "t1", 2),  # older than the reopen, arrives after it
     )
-    assert feed.facts("acme", at(8))["open_tickets"] == 1
+    assert feed.facts("acme", at(8)).open_tickets == 1
 
 
 def test_ticket_count_is_bounded() -> None:
@@ -98,4 +98,4 @@ def test_ticket_count_is_bounded() -> None:
     for n in range(20):
         feed(opened("acme", at(n), f"t{n}", "low"), resolved("acme", at(n, 1), f"t{n}", 1))
     assert len(feed.account("acme").support.tickets) <= 5
-    assert feed.facts("acme", at(21))["tickets_resolved_90d"] == 20  # the day sums keep counting
+    assert feed.facts("acme", at(21)).tickets_resolved_90d == 20  # the day sums keep counting

@@ -32,35 +32,35 @@ def engaged_account(config: ScoreConfig | None = None) -> Feed:
 
 def test_dau_wau_mau_count_distinct_users_in_1_7_30_days() -> None:
     facts = engaged_account().facts("acme", NOW)
-    assert facts["dau"] == 2  # u4, u5 on day 40
-    assert facts["wau"] == 3  # + u3 (day 37); days 34..40
-    assert facts["mau"] == 4  # + u2 (day 20); days 11..40, u1 (day 0) is out
+    assert facts.dau == 2  # u4, u5 on day 40
+    assert facts.wau == 3  # + u3 (day 37); days 34..40
+    assert facts.mau == 4  # + u2 (day 20); days 11..40, u1 (day 0) is out
 
 
 def test_stickiness_is_dau_averaged_over_30_days_over_mau() -> None:
     facts = engaged_account().facts("acme", NOW)
     # distinct users per day over days 11..40: d20 1, d37 1, d39 1, d40 2 -> 5 / 30 days
-    assert facts["stickiness"] == pytest.approx((5 / 30) / 4)
+    assert facts.stickiness == pytest.approx((5 / 30) / 4)
 
 
 def test_seat_utilisation_is_mau_over_licensed_seats() -> None:
     facts = engaged_account().facts("acme", NOW)
-    assert facts["seats"] == 10
-    assert facts["seat_utilisation"] == pytest.approx(0.4)
+    assert facts.seats == 10
+    assert facts.seat_utilisation == pytest.approx(0.4)
 
 
 def test_seat_utilisation_absent_without_known_seats() -> None:
     feed = Feed()
     feed(started("acme", at(0), "100"), usage("acme", at(1), "u1"))
     facts = feed.facts("acme", at(2))
-    assert facts["seats"] is None
-    assert "seat_utilisation" not in facts
+    assert facts.seats is None
+    assert facts.seat_utilisation is None
     assert "seat_utilisation" not in feed.evaluate("acme", at(2)).signals
 
 
 def test_feature_breadth_counts_distinct_features_in_30_days() -> None:
     evaluation = engaged_account().evaluate("acme", NOW)
-    assert evaluation.facts["feature_breadth"] == 4  # export, reports, api, dashboards
+    assert evaluation.facts.feature_breadth == 4  # export, reports, api, dashboards
     assert evaluation.signals["feature_breadth"][0] == pytest.approx(4 / 8)  # default denominator
 
 
@@ -73,21 +73,21 @@ def test_feature_breadth_is_a_fraction_of_the_configured_catalogue() -> None:
 
 def test_recency_is_days_since_the_last_usage_event() -> None:
     facts = engaged_account().facts("acme", NOW)
-    assert facts["days_since_last_use"] == pytest.approx(2.5 / 24)  # 09:30 -> 12:00
+    assert facts.days_since_last_use == pytest.approx(2.5 / 24)  # 09:30 -> 12:00
     feed = Feed()
     feed(usage("acme", at(10, 6), "u1"))
-    assert feed.facts("acme", at(13, 18))["days_since_last_use"] == pytest.approx(3.5)
+    assert feed.facts("acme", at(13, 18)).days_since_last_use == pytest.approx(3.5)
 
 
 def test_time_to_value_from_first_start_to_first_use() -> None:
     facts = engaged_account().facts("acme", NOW)
-    assert facts["time_to_value_days"] == pytest.approx(10 / 24)
+    assert facts.time_to_value_days == pytest.approx(10 / 24)
 
 
 def test_time_to_value_waits_for_a_configured_key_feature() -> None:
     config = ScoreConfig(features=Features(key_features=("api",)))
     facts = engaged_account(config).facts("acme", NOW)
-    assert facts["time_to_value_days"] == pytest.approx(39 + 10 / 24)
+    assert facts.time_to_value_days == pytest.approx(39 + 10 / 24)
 
 
 def weekly_pattern(last_week: list[int]) -> Feed:
@@ -103,22 +103,22 @@ def weekly_pattern(last_week: list[int]) -> Feed:
 
 def test_usage_trend_compares_last_7_days_with_weekly_average_of_28_before() -> None:
     facts = weekly_pattern([1, 1, 1, 1, 1]).facts("acme", at(35))  # windows end with day 34
-    assert facts["activity_7d"] == 5
-    assert facts["weekly_baseline"] == 14
-    assert facts["usage_trend"] == pytest.approx(5 / 14 - 1)  # -64%
+    assert facts.activity_7d == 5
+    assert facts.weekly_baseline == 14
+    assert facts.usage_trend == pytest.approx(5 / 14 - 1)  # -64%
 
 
 def test_usage_trend_up() -> None:
     facts = weekly_pattern([3] * 7).facts("acme", at(35))
-    assert facts["usage_trend"] == pytest.approx(21 / 14 - 1)
+    assert facts.usage_trend == pytest.approx(21 / 14 - 1)
 
 
 def test_usage_trend_absent_without_a_baseline() -> None:
     feed = Feed()
     feed(usage("acme", at(30), "u1", count=5))
     facts = feed.facts("acme", at(31))
-    assert facts["activity_7d"] == 5
-    assert "usage_trend" not in facts
+    assert facts.activity_7d == 5
+    assert facts.usage_trend is None
 
 
 def test_out_of_order_usage_within_lateness_gives_the_same_windows() -> None:
@@ -142,7 +142,7 @@ def test_user_cap_evicts_the_least_recently_active_user() -> None:
     feed = Feed(config)
     feed(*(usage("acme", at(d, 9), f"u{d}") for d in range(4)))
     assert set(feed.account("acme").usage.users) == {"u1", "u2", "u3"}
-    assert feed.facts("acme", at(4))["mau"] == 3
+    assert feed.facts("acme", at(4)).mau == 3
 
 
 def test_memory_stays_bounded_over_two_years_of_heavy_usage() -> None:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -24,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamer.local.settings import StackSettings
 from streamer.local.stack import ensure_up, stop
 from streamer.settings import FAMILIES
+from tests.fixtures import free_ports, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,22 +34,6 @@ RATE = 300  # events/s: the file takes ~20 s, long enough to stop the broker in 
 
 def quiet(_: str) -> None:
     pass
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.add(int(probe.getsockname()[1]))
-    return sorted(ports)
-
-
-def wait_until(what: str, check: Callable[[], bool], deadline_s: float = 90.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

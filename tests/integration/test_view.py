@@ -40,7 +40,7 @@ from streamer.local.stack import StackInfo
 from streamer.projection.codec import epoch_ms
 from streamer.settings import Settings
 from streamer.stream.topics import ensure_topics
-from tests.fixtures import RedisServer, free_port, stop_process
+from tests.fixtures import RedisServer, free_port, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +51,6 @@ DEADLINE_S = 90.0
 
 def clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("HEALTHSTREAM_")}
-
-
-def wait_until(
-    what: str, check: Callable[[], bool], deadline_s: float = DEADLINE_S, every: float = 0.5
-) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
-        time.sleep(every)
 
 
 # -- a history and its offline answers ------------------------------------------------------------

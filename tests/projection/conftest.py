@@ -1,21 +1,10 @@
-"""Fixtures: a private Redis for the session, and a clean key prefix per test."""
+"""Fixtures: a clean key prefix per test (the private Redis is the suite's `redis_server`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
-
-from tests.fixtures import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,19 +11,10 @@ import pytest
 from streamer.state.codec import decode_partition
 from streamer.state.partition import PartitionRecord
 from streamer.stream.checkpoint import Checkpoint
+from tests.fixtures import FakeEvent, JournaledTable, Message
 
 USAGE, SUBS = "in.usage", "in.subscriptions"
-
-
-@dataclass
-class Msg:
-    topic: str
-    partition: int
-    offset: int
-
-    @property
-    def message(self) -> Msg:
-        return self
+FOUR = [(USAGE, 0, 10), (USAGE, 0, 11), (SUBS, 0, 3), (USAGE, 1, 7)]  # the batch's messages
 
 
 class Journal(list[str]):
@@ -52,16 +42,6 @@ class Store:
         return 1
 
 
-class Clocks(dict[str, bytes]):
-    def __init__(self, journal: Journal) -> None:
-        super().__init__()
-        self.journal = journal
-
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self.journal.append(f"write {key}")
-        super().__setitem__(key, value)
-
-
 class Projection:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
@@ -78,7 +58,7 @@ class Projection:
 
 
 def checkpoint(journal: Journal, *, fail_outputs: bool = False) -> tuple[Checkpoint, dict[int, Store]]:
-    done = [Msg(USAGE, 0, 10), Msg(USAGE, 0, 11), Msg(SUBS, 0, 3), Msg(USAGE, 1, 7)]
+    done = [FakeEvent(Message(topic, partition, offset)) for topic, partition, offset in FOUR]
     stores = {0: Store(journal, 0), 1: Store(journal, 1)}
     engine = SimpleNamespace(
         periods=SimpleNamespace(sums={}),
@@ -87,13 +67,15 @@ def checkpoint(journal: Journal, *, fail_outputs: bool = False) -> tuple[Checkpo
     )
 
     def acknowledge(messages: Sequence[Any]) -> None:
-        journal.append("ack " + " ".join(f"{m.topic}[{m.partition}]@{m.offset}" for m in messages))
+        journal.append(
+            "ack " + " ".join(f"{m.topic}[{m.partition}]@{m.offset}" for m in (e.message for e in messages))
+        )
 
     made = Checkpoint(
         outputs=Outputs(journal, fail=fail_outputs),
         stores=stores,
         engines={0: engine, 1: engine},  # type: ignore[dict-item]
-        clocks_table=Clocks(journal),
+        clocks_table=JournaledTable(journal),
         records={0: PartitionRecord(), 1: PartitionRecord()},
         acknowledge_messages=acknowledge,
         projection=Projection(journal),

@@ -18,8 +18,9 @@ from streamer.contract.outputs import DeadLetter
 from streamer.partitioning import partition_of
 from streamer.stream import app as app_module
 from streamer.stream.app import EXIT_FAILED, consume, deliver_all, guarded
+from tests.fixtures import FakeEvent, Message
 from tests.poison import POISONS, started
-from tests.stream.test_scorer import GENERATION, SETTINGS, TOPICS, FakeEvent, Message, World
+from tests.stream.test_scorer import GENERATION, SETTINGS, TOPICS, World
 
 WHEN = "2024-03-01T10:00:00Z"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +17,7 @@ from streamer.settings import Settings
 from streamer.state.codec import StateDecodeError, decode_partition
 from streamer.stream import scorer as scorer_module
 from streamer.stream.scorer import Scorer
+from tests.fixtures import FakeEvent, FakeOffsets, FakeSink, JournaledTable, Message
 
 SETTINGS = Settings(partitions=4)
 TOPICS = SETTINGS.input_topics
@@ -33,116 +32,6 @@ assert OTHER_PARTITION != PARTITION
 T1, T2 = "2024-01-01T10:00:00Z", "2024-01-01T12:00:00Z"
 GENERATION = 7
 
-TP = tuple[str, int]
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp: float
-    generation_id: int | None
-
-
-class FakeEvent:
-    """A faust-like event: its message and how often it was acknowledged (weak-referenceable)."""
-
-    def __init__(self, message: Message, acks: list[tuple[str, int]], journal: list[str]) -> None:
-        self.message = message
-        self.acked = 0
-        self._acks = acks
-        self._journal = journal
-
-    def ack(self) -> None:
-        self.acked += 1
-        self._acks.append((self.message.topic, self.message.offset))
-        self._journal.append(f"ack {self.message.topic}@{self.message.offset}")
-
-
-class JournaledTable(dict[str, bytes]):
-    """A table (a dict) that notes each write in the world's journal."""
-
-    def __init__(self, journal: list[str]) -> None:
-        super().__init__()
-        self._journal = journal
-
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self._journal.append(f"write {key}")
-        super().__setitem__(key, value)
-
-
-class FakeSink:
-    def __init__(self, journal: list[str] | None = None) -> None:
-        self.journal = journal if journal is not None else []
-        self.alerts: list[dict[str, Any]] = []
-        self.snapshots: list[dict[str, Any]] = []
-        self.dead_letters: list[dict[str, Any]] = []
-        self.reroutes: list[tuple[str, bytes, bytes]] = []
-        self.flushes = 0
-
-    def alert(self, alert: dict[str, Any]) -> None:
-        self.alerts.append(alert)
-
-    def snapshot(self, snapshot: dict[str, Any]) -> None:
-        self.snapshots.append(snapshot)
-
-    def dead_letter(self, record: dict[str, Any]) -> None:
-        self.dead_letters.append(record)
-
-    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
-        self.reroutes.append((topic, key, value))
-
-    async def flush(self) -> None:
-        self.flushes += 1
-        self.journal.append("flush")
-
-
-class FakeOffsets:
-    """The consumer's view, set by the test: owned partitions (this account's partition of every
-    input topic), fetcher highwaters (unset: None), broker end offsets (inputs start empty at 0)
-    restart offsets (unset: 0) and start offsets (unset: 0). Seeks and end-offset questions are recorded."""
-
-    def __init__(self) -> None:
-        self.generation_id: int | None = GENERATION
-        self.rebalancing = False
-        self.owned: set[TP] = {(topic, PARTITION) for topic in TOPICS.values()}
-        self.highwaters: dict[TP, int] = {}
-        self.ends: dict[TP, int] = {tp: 0 for tp in self.owned}
-        self.restarts: dict[TP, int] = {}
-        self.starts: dict[TP, int] = {}  # the broker's first offsets (unset: 0)
-        self.seeks: list[tuple[str, int, int]] = []
-        self.end_offsets_calls = 0
-        self.asked_ends: list[TP] = []
-
-    def generation(self) -> int | None:
-        return self.generation_id
-
-    def settled(self) -> bool:
-        return not self.rebalancing
-
-    def assigned(self) -> set[TP]:
-        return set(self.owned)
-
-    def highwater(self, topic: str, partition: int) -> int | None:
-        return self.highwaters.get((topic, partition))
-
-    async def end_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
-        self.end_offsets_calls += 1
-        self.asked_ends += tps
-        return {tp: self.ends[tp] for tp in tps if tp in self.ends}
-
-    async def restart_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
-        return {tp: self.restarts.get(tp, 0) for tp in tps}
-
-    async def start_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
-        return {tp: self.starts.get(tp, 0) for tp in tps}
-
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
-        self.seeks.append((topic, partition, offset))
-
 
 class World:
     """A scorer with its tables, sink and consumer view, and a maker of input events."""
@@ -156,7 +45,7 @@ class World:
         else:
             self.accounts, self.clocks = restarted_from.accounts, restarted_from.clocks
         self.sink = FakeSink(self.journal)
-        self.offsets = FakeOffsets()
+        self.offsets = FakeOffsets({(topic, PARTITION) for topic in TOPICS.values()}, GENERATION)
         self.acks: list[tuple[str, int]] = []  # (topic, offset) in acknowledgement order
         self.scorer = Scorer(SETTINGS, ScoreConfig(), self.accounts, self.clocks, self.sink, self.offsets)
         self._ids = 0
