@@ -101,7 +101,9 @@ class Curves(Strict):
     mrr_trend: Curve = curve((-1, 0), (-0.3, 30), (0, 75), (0.2, 100))
     payment_failures: Curve = curve((0, 100), (1, 55), (2, 25), (3, 0))
     # Days until the contract can end (any account with a known term end): flat at 100 beyond 90.
-    days_to_renewal: Curve = curve((0, 0), (30, 40), (90, 100))
+    # Flat over the first month: a month-to-month account scores 0 all month (not a saw-tooth
+    # from 40 to 0 and back at every renewal, which raised band and score alerts on schedule).
+    days_to_renewal: Curve = curve((0, 0), (31, 0), (90, 100))
     # Volume signals: by default scored as a percentile among peers ([peers]); these curves
     # serve `mode = "curve"`.
     events_28d: Curve = curve((0, 0), (10, 20), (100, 50), (1000, 80), (5000, 100))

@@ -173,9 +173,11 @@ def test_days_to_renewal_scores_how_soon_the_contract_can_end() -> None:
         started("monthly", at(0), "100", term_end=at(31)),
         started("annual", at(0), "100", sub="s2", term_end=at(365)),
     )
-    # curve (0, 0), (30, 40), (90, 100): 21 days -> 28; 335 days -> flat at 100
+    # curve (0, 0), (31, 0), (90, 100): 21 days -> 0; 60 days -> 49.2; 335 days -> flat at 100
     soon = feed.evaluate("monthly", at(10))
-    assert soon.signals["days_to_renewal"] == (21.0, 28.0)
+    assert soon.signals["days_to_renewal"] == (21.0, 0.0)
+    assert feed.evaluate("monthly", at(30)).signals["days_to_renewal"] == (1.0, 0.0)  # no saw-tooth
+    assert feed.evaluate("annual", at(305)).signals["days_to_renewal"][1] == pytest.approx(100 * 29 / 59)
     committed = feed.evaluate("annual", at(30))
     assert committed.signals["days_to_renewal"] == (335.0, 100.0)  # outside the renewal window too
     assert committed.components["financial"] is not None and soon.components["financial"] is not None
