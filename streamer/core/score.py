@@ -361,3 +361,13 @@ def _financial(
         # at 100 beyond 90 days). Churn comes at a term's end, so this separates the accounts
         # at risk soon from the committed ones on any portfolio with multi-month terms.
         facts["days_to_renewal"] = raw["days_to_renewal"] = (renewal - now) / DAY
+    elif stage != LifecycleStage.churned and _term_due(revenue, now):
+        # Paying on a term that has ended and not (yet) renewed: at its renewal now. Without
+        # this the signal vanished for that instant (a tick at the term end, or a renewal that
+        # arrives later), the score jumped up and fell back when the renewal came: a score_drop.
+        facts["days_to_renewal"] = raw["days_to_renewal"] = 0.0
+
+
+def _term_due(revenue: Revenue, now: int) -> bool:
+    """Whether a paying subscription's term ended at or before `now` without a renewal yet."""
+    return any(sub.term_end is not None and sub.term_end <= now for sub in revenue.active_at(now))

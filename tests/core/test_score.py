@@ -185,6 +185,11 @@ def test_days_to_renewal_scores_how_soon_the_contract_can_end() -> None:
     assert committed.score > soon.score
     reasons = {r["signal"]: r["message"] for r in explain(soon)}
     assert reasons["days_to_renewal"] == "renewal in 21 days (on 2024-02-01)"
+    # At the term end, before the renewal arrives, the account is at its renewal: 0 days, not
+    # missing (a missing signal scored the instant higher and the renewal then read as a drop).
+    due = feed.evaluate("monthly", at(31))
+    assert due.signals["days_to_renewal"] == (0.0, 0.0)
+    assert due.score <= soon.score
     # Without a known term end the signal is missing (neutral), not a guess.
     feed(started("open", at(0), "100", sub="s3"))
     assert "days_to_renewal" not in feed.evaluate("open", at(10)).signals
