@@ -100,7 +100,10 @@ class Curves(Strict):
     ces: Curve = curve((1, 0), (4, 50), (6, 90), (7, 100))
     mrr_trend: Curve = curve((-1, 0), (-0.3, 30), (0, 75), (0.2, 100))
     payment_failures: Curve = curve((0, 100), (1, 55), (2, 25), (3, 0))
-    days_to_renewal: Curve = curve((0, 40), (30, 60), (90, 100))
+    # Days until the contract can end (any account with a known term end): flat at 100 beyond 90.
+    # Flat over the first month: a month-to-month account scores 0 all month (not a saw-tooth
+    # from 40 to 0 and back at every renewal, which raised band and score alerts on schedule).
+    days_to_renewal: Curve = curve((0, 0), (31, 0), (90, 100))
     # Volume signals: by default scored as a percentile among peers ([peers]); these curves
     # serve `mode = "curve"`.
     events_28d: Curve = curve((0, 0), (10, 20), (100, 50), (1000, 80), (5000, 100))
@@ -137,7 +140,7 @@ class SignalWeights(Strict):
     mrr_trend: Weight = 0.0  # flat MRR scored 75: penalised mature accounts (see the README)
     payment_failures: Weight = 1.5
     scheduled_cancellation: Weight = 4.0
-    days_to_renewal: Weight = 0.5
+    days_to_renewal: Weight = 4.0  # churn comes at a term end (docs/backtest.md)
     events_28d: Weight = 0.0  # in usage_28d
     active_days_28d: Weight = 0.0  # in usage_28d
     user_days_28d: Weight = 0.0  # in usage_28d
@@ -153,7 +156,7 @@ class ComponentWeights(Strict):
     adoption: Weight = 0.35
     support: Weight = 0.20
     sentiment: Weight = 0.20
-    financial: Weight = 0.25
+    financial: Weight = 0.35
 
     @model_validator(mode="after")
     def _not_all_zero(self) -> Self:
@@ -228,23 +231,23 @@ def _peer_defaults() -> dict[str, PeerSignal]:
 
 def _composite_defaults() -> dict[str, float]:
     return {
-        "events_28d": 2.0,
-        "active_days_28d": 2.0,
+        "events_28d": 1.0,
+        "active_days_28d": 1.0,
         "user_days_28d": 1.0,
-        "events_per_seat_28d": 1.0,
-        "events_per_user_day_28d": 1.0,
     }
 
 
 class Peers(Strict):
     """Peer-relative scoring: who an account is compared with, and which signals are compared.
 
-    The peers of an account are the paying accounts of its partition on the same plan (when
-    `group_by = "plan"` and the plan has at least `min_peers`), else all paying accounts of the
-    partition, as of the latest daily reference (see `streamer.core.peers`).
+    The peers of an account are all paying accounts of its partition (`group_by = "all"`, the
+    default), or those on the same plan (`"plan"`, when the plan has at least `min_peers`, else
+    all), as of the latest daily reference (see `streamer.core.peers`). All is the default:
+    ranked within its plan, a small account on a big plan looked like a big one on a small plan,
+    and the size of use, which ranks churn, was lost (docs/backtest.md).
     """
 
-    group_by: Literal["plan", "all"] = "plan"
+    group_by: Literal["plan", "all"] = "all"
     min_peers: Annotated[int, Field(ge=1)] = 20
     signals: dict[str, PeerSignal] = Field(default_factory=_peer_defaults)
     # Weights of the volume signals' percentiles in the composite `usage_28d` (ranked again

@@ -97,6 +97,16 @@ def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> 
     return LifecycleStage.adopted
 
 
+def committed(renewal_at: float | int | None, now: int, config: ScoreConfig) -> bool:
+    """Whether the account's term runs beyond the renewal window (`lifecycle.renewal_window_days`).
+
+    Such an account cannot leave before its renewal: on the portfolios measured none of them
+    churned within 60 days. The usage band rule (bottom of peers: red or yellow) skips it; its
+    score still shows the low use.
+    """
+    return renewal_at is not None and renewal_at - now > config.lifecycle.renewal_window_days * DAY
+
+
 def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference | None = None) -> Evaluation:
     """Score an account at event time `now` (pure: same inputs, same result).
 
@@ -145,6 +155,8 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
     position = percentiles.get(COMPOSITE)  # usage among peers (none: no peers yet)
+    if committed(facts.get("renewal_at"), now, config):
+        position = None  # low use alone does not make a committed account red or yellow
     band = bands.band(score, position)
     inert = frozenset(name for name in signals if table[name][1] == 0)
     found = Facts(**facts, **figures, percentiles=percentiles)  # frozen once, read by attribute
@@ -343,8 +355,19 @@ def _financial(
     raw["scheduled_cancellation"] = 0.0 if cancel_at is not None or stage == LifecycleStage.churned else 100.0
     renewal = revenue.next_renewal(now)
     facts["renewal_at"] = renewal
-    if renewal is not None:
-        days = (renewal - now) / DAY
-        facts["days_to_renewal"] = days
-        if days <= config.lifecycle.renewal_window_days:
-            raw["days_to_renewal"] = days
+    if renewal is not None and stage != LifecycleStage.churned:
+        # How soon the contract lets the account leave: an account renewing in days can be
+        # gone within the month, one committed for most of a year cannot (its curve is flat
+        # at 100 beyond 90 days). Churn comes at a term's end, so this separates the accounts
+        # at risk soon from the committed ones on any portfolio with multi-month terms.
+        facts["days_to_renewal"] = raw["days_to_renewal"] = (renewal - now) / DAY
+    elif stage != LifecycleStage.churned and _term_due(revenue, now):
+        # Paying on a term that has ended and not (yet) renewed: at its renewal now. Without
+        # this the signal vanished for that instant (a tick at the term end, or a renewal that
+        # arrives later), the score jumped up and fell back when the renewal came: a score_drop.
+        facts["days_to_renewal"] = raw["days_to_renewal"] = 0.0
+
+
+def _term_due(revenue: Revenue, now: int) -> bool:
+    """Whether a paying subscription's term ended at or before `now` without a renewal yet."""
+    return any(sub.term_end is not None and sub.term_end <= now for sub in revenue.active_at(now))

