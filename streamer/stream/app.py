@@ -53,6 +53,28 @@ ROCKSDB_OPTIONS = {
 }
 
 
+async def _send_and_wait(
+    records: Sequence[tuple[Any, ...]], publish: Callable[..., Awaitable[Awaitable[Any]]]
+) -> list[tuple[int, str]]:
+    """Send every record, then await every acknowledgement; the (index, error) of each failure."""
+    sent: list[Awaitable[Any] | BaseException] = []
+    for record in records:
+        try:
+            sent.append(await publish(*record))
+        except Exception as exc:
+            sent.append(exc)
+    failures: list[tuple[int, str]] = []
+    for index, outcome in enumerate(sent):  # every outcome is awaited, failed or not
+        if not isinstance(outcome, BaseException):
+            try:
+                await outcome
+                continue
+            except Exception as exc:
+                outcome = exc
+        failures.append((index, f"{type(outcome).__name__}: {outcome}"))
+    return failures
+
+
 async def deliver_all(
     records: Sequence[tuple[Any, ...]],
     publish: Callable[..., Awaitable[Awaitable[Any]]],
@@ -65,30 +87,14 @@ async def deliver_all(
     attempt = 0
     while pending:
         attempt += 1
-        sent: list[tuple[tuple[Any, ...], Awaitable[Any] | BaseException]] = []
-        for record in pending:
-            try:
-                sent.append((record, await publish(*record)))
-            except Exception as exc:
-                sent.append((record, exc))
-        failed: list[tuple[Any, ...]] = []
-        errors: list[str] = []
-        for record, outcome in sent:
-            if not isinstance(outcome, BaseException):
-                try:
-                    await outcome
-                    continue
-                except Exception as exc:
-                    outcome = exc
-            failed.append(record)
-            errors.append(f"{type(outcome).__name__}: {outcome}")
-        if failed:
+        failures = await _send_and_wait(pending, publish)
+        if failures:
             log.warning(
                 f"{what} not acknowledged by the broker; sending again",
-                extra={"failed": len(failed), "attempt": attempt, "error": errors[0][:500]},
+                extra={"failed": len(failures), "attempt": attempt, "error": failures[0][1][:500]},
             )
             await asyncio.sleep(RETRY_S)
-        pending = failed
+        pending = [pending[index] for index, _ in failures]
 
 
 async def deliver_in_order(
@@ -108,25 +114,10 @@ async def deliver_in_order(
     attempt = 0
     while pending:
         attempt += 1
-        sent: list[Awaitable[Any] | BaseException] = []
-        for record in pending:
-            try:
-                sent.append(await publish(*record))
-            except Exception as exc:
-                sent.append(exc)
-        first_failed: int | None = None
-        error = ""
-        for index, outcome in enumerate(sent):  # every outcome is awaited, failed or not
-            if not isinstance(outcome, BaseException):
-                try:
-                    await outcome
-                    continue
-                except Exception as exc:
-                    outcome = exc
-            if first_failed is None:
-                first_failed, error = index, f"{type(outcome).__name__}: {outcome}"
-        if first_failed is None:
+        failures = await _send_and_wait(pending, publish)
+        if not failures:
             return
+        first_failed, error = failures[0]
         log.warning(
             f"{what} not acknowledged by the broker; sending again from the first one that failed",
             extra={
