@@ -26,7 +26,7 @@ import pytest
 from streamer.local.stack import StackInfo
 from tests.fixtures import stop_process
 from tests.integration.test_dashboard import chromium  # noqa: F401 (a fixture)
-from tests.integration.test_identity import ACCOUNT, TOKEN, account, neighbour, publish, stamp, started
+from tests.integration.test_identity import ACCOUNT, TOKEN, account, publish, three_days_of_use
 from tests.integration.test_view import Deployment, wait_until
 
 pytestmark = pytest.mark.integration
@@ -98,22 +98,7 @@ def deployment(stack: StackInfo, tmp_path: Path) -> Iterator[Deployment]:
         deployment.create_topics()
         deployment.start_worker()
         deployment.start_view(HEALTHSTREAM_VIEW_TOKEN=TOKEN)
-        now = datetime.now(UTC)
-        history = [
-            started(ACCOUNT, now - timedelta(days=3), "form-1"),
-            started(neighbour(ACCOUNT), now - timedelta(days=3), "form-2"),
-        ]
-        history += [
-            {
-                "event_id": f"form-u{day}",
-                "event_type": "usage.recorded",
-                "account_id": ACCOUNT,
-                "occurred_at": stamp(now - timedelta(days=day, hours=1)),
-                "user_id": f"u{day}",
-                "feature": "reports",
-            }
-            for day in (2, 1, 0)
-        ]
+        history = three_days_of_use("form")
         publish(deployment, tmp_path, "history", history)
         wait_until("the account in the view", lambda: account(deployment) is not None)
         yield deployment

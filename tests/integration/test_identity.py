@@ -79,6 +79,27 @@ def started(account_id: str, when: datetime, event_id: str) -> dict[str, Any]:
     }
 
 
+def three_days_of_use(prefix: str) -> list[dict[str, Any]]:
+    """ACCOUNT and its partition neighbour started three days ago; ACCOUNT used reports on each day since."""
+    now = datetime.now(UTC)
+    history = [
+        started(ACCOUNT, now - timedelta(days=3), f"{prefix}-1"),
+        started(neighbour(ACCOUNT), now - timedelta(days=3), f"{prefix}-2"),
+    ]
+    history += [
+        {
+            "event_id": f"{prefix}-u{day}",
+            "event_type": "usage.recorded",
+            "account_id": ACCOUNT,
+            "occurred_at": stamp(now - timedelta(days=day, hours=1)),
+            "user_id": f"u{day}",
+            "feature": "reports",
+        }
+        for day in (2, 1, 0)
+    ]
+    return history
+
+
 def test_a_csm_override_posted_to_the_view_is_applied_shown_and_expires_in_event_time(
     stack: StackInfo, tmp_path: Path
 ) -> None:
@@ -115,21 +136,7 @@ owners = ["ana@example.com"]
         deployment.start_view(HEALTHSTREAM_VIEW_TOKEN=TOKEN)
 
         now = datetime.now(UTC)
-        history = [
-            started(ACCOUNT, now - timedelta(days=3), "who-1"),
-            started(neighbour(ACCOUNT), now - timedelta(days=3), "who-2"),
-        ]
-        history += [
-            {
-                "event_id": f"who-u{day}",
-                "event_type": "usage.recorded",
-                "account_id": ACCOUNT,
-                "occurred_at": stamp(now - timedelta(days=day, hours=1)),
-                "user_id": f"u{day}",
-                "feature": "reports",
-            }
-            for day in (2, 1, 0)
-        ]
+        history = three_days_of_use("who")
         publish(deployment, tmp_path, "history", history)
         wait_until("the account in the view", lambda: account(deployment) is not None)
 
