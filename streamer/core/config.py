@@ -147,6 +147,7 @@ class SignalWeights(Strict):
     events_per_seat_28d: Weight = 0.0  # in usage_28d
     events_per_user_day_28d: Weight = 0.0  # in usage_28d
     events_trend_28d: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
+    feature_mix_28d: Weight = 0.0  # in usage_28d
     usage_28d: Weight = 4.0  # the volume signals' composite, ranked among peers ([peers.composite])
 
 
@@ -234,6 +235,9 @@ def _composite_defaults() -> dict[str, float]:
         "events_28d": 1.0,
         "active_days_28d": 1.0,
         "user_days_28d": 1.0,
+        # The mix of use weighs as much as the three volume figures together: on socialnet7,
+        # where usage is all there is, it ranked churn above the count (docs/backtest.md).
+        "feature_mix_28d": 3.0,
     }
 
 

@@ -58,6 +58,10 @@ class Facts:
     """Distinct users active over the last 28 days."""
     user_days_28d: int | None = None
     """Sum over the last 28 days of the distinct users active that day."""
+    features_used_28d: int | None = None
+    """Of the features the peers used over 28 days, how many the account used."""
+    features_in_use_28d: int | None = None
+    """Features the account's peers used over 28 days (the mix of use is ranked over these)."""
     peer_group_size: int | None = None
     """Paying accounts in the peer group the percentiles were taken in."""
     percentiles: Mapping[str, float] = field(default_factory=dict)
@@ -163,6 +167,8 @@ class Facts:
             "active_days_28d": _rounded(self.active_days_28d),
             "active_users_28d": _rounded(self.active_users_28d),
             "user_days_28d": _rounded(self.user_days_28d),
+            "features_used_28d": _rounded(self.features_used_28d),
+            "features_in_use_28d": _rounded(self.features_in_use_28d),
             "open_tickets_by_priority": {
                 "low": self.open_low or 0,
                 "normal": self.open_normal or 0,
@@ -196,6 +202,8 @@ class FactsDraft(TypedDict, total=False):
     active_days_28d: int
     active_users_28d: int
     user_days_28d: int
+    features_used_28d: int
+    features_in_use_28d: int
     peer_group_size: int
     open_tickets: int
     open_low: int

@@ -12,13 +12,23 @@ percentiles of the volume signals (`[peers.composite]`), placed in turn among th
 composites. Averaging percentiles bunches them near 50 (the spread of a mean shrinks with the
 signals averaged); ranking the mean again spreads it evenly over 0-100, so "bottom 10% of
 peers" means the same in any portfolio (the bands read it, see `streamer.core.config.Bands`).
+
+The mix of use, `feature_mix_28d`: each feature's events over 28 days are ranked among the
+peers' (every paying account of the group counts, 0 for one that did not use it; a feature
+nobody in the group used is left out), and the account's percentiles are averaged
+geometrically (each taken as a share plus `MIX_FLOOR`, so a feature left unused counts but does
+not zero the mean). The geometric mean rewards all-round use: a feature the peers use and the
+account barely does pulls it down more than one used heavily lifts it. It is placed in turn
+among the peers' mixes like every other peer signal and counts in the composite (on the
+ChurnSim portfolios it ranked 60-day churn above the event count: docs/backtest.md).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from math import exp, log
 
 from streamer.core.clock import DAY, bucket_of
 from streamer.core.revenue import Revenue
@@ -28,6 +38,9 @@ QUANTILES = 101  # values kept per (group, signal): the 0th..100th percentiles
 ALL = "*"  # the group of every paying account of the partition
 WINDOW_DAYS = 28
 COMPOSITE = "usage_28d"  # the volume signals' mean percentile, ranked again among peers
+MIX = "feature_mix_28d"  # geometric mean of the per-feature percentiles (the mix of use)
+FEATURE = "feature:"  # reference key prefix of one feature's events over 28 days
+MIX_FLOOR = 0.01  # added to each percentile share in the geometric mean (1 percentile point)
 
 # Signals whose value is a position among peers (their peer value comes from `peer_values`).
 PEER_SIGNALS = (
@@ -36,6 +49,7 @@ PEER_SIGNALS = (
     "user_days_28d",
     "events_per_seat_28d",
     "events_per_user_day_28d",
+    MIX,
 )
 
 
@@ -58,6 +72,24 @@ def peer_values(usage: Usage, seats: int | None, end: int) -> dict[str, float]:
     if volume.user_days:
         values["events_per_user_day_28d"] = volume.events / volume.user_days
     return values
+
+
+def feature_mix(
+    counts: Mapping[str, int],
+    groups: Mapping[tuple[str, str], tuple[float, ...]],
+    group: str,
+    features: Sequence[str],
+) -> float | None:
+    """Geometric mean 0-100 of an account's percentiles among `group` of its events per feature
+    (`features`: those the group used; a feature the account did not use counts as 0 events).
+    None when the group used no feature."""
+    total = 0.0
+    for name in features:
+        share = percentile(counts.get(name, 0), groups[group, FEATURE + name]) / 100.0
+        total += log(share + MIX_FLOOR)
+    if not features:
+        return None
+    return 100.0 * (exp(total / len(features)) - MIX_FLOOR)
 
 
 def summarise(values: list[float]) -> tuple[float, ...]:
@@ -87,6 +119,18 @@ class PeerReference:
     window_end: int  # the last day bucket of the windows it was built from
     groups: dict[tuple[str, str], tuple[float, ...]]
     sizes: dict[str, int]  # group -> paying accounts in it
+    # group -> the features its members used (derived from `groups`, not stored)
+    features: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            found: dict[str, list[str]] = {}
+            for group, signal in self.groups:
+                if signal.startswith(FEATURE):
+                    found.setdefault(group, []).append(signal[len(FEATURE) :])
+            object.__setattr__(
+                self, "features", {group: tuple(sorted(names)) for group, names in found.items()}
+            )
 
     def lookup(self, group: str | None, signal: str, min_peers: int) -> tuple[str, tuple[float, ...]] | None:
         """(group used, reference) for a signal: the account's group if it has `min_peers`,
@@ -145,7 +189,9 @@ def build_reference(
     instant = (end + 1) * DAY  # the end of that day bucket
     collected: dict[tuple[str, str], list[float]] = {}
     sizes: dict[str, int] = {}
-    members: list[tuple[list[str], dict[str, float]]] = []
+    members: list[tuple[list[str], dict[str, float], dict[str, int]]] = []
+    used_by: dict[str, set[str]] = {}  # group -> features its members used
+    mix = MIX in (higher_is_healthier or {}) or MIX in (weights or {})
     for usage, revenue in accounts:
         if revenue.mrr_at(instant) <= 0:
             continue
@@ -155,22 +201,44 @@ def build_reference(
             if plan is not None:
                 groups.append(plan)
         values = peer_values(usage, revenue.seats(instant), end)
-        members.append((groups, values))
+        counts = usage.feature_volume(end, WINDOW_DAYS) if mix else {}
+        members.append((groups, values, counts))
         for group in groups:
             sizes[group] = sizes.get(group, 0) + 1
             for signal, value in values.items():
                 collected.setdefault((group, signal), []).append(value)
+            if counts:
+                used_by.setdefault(group, set()).update(counts)
+    for group, names in used_by.items():  # every member counts, 0 for one that did not use it
+        for name in names:
+            collected[group, FEATURE + name] = [
+                float(counts.get(name, 0)) for groups, _, counts in members if group in groups
+            ]
     groups_summary = {key: summarise(values) for key, values in sorted(collected.items())}
+    features = {group: tuple(sorted(names)) for group, names in used_by.items()}
+    mixes: dict[tuple[str, str], list[float]] = {}
+    member_mixes: list[dict[str, float]] = []  # per member: group -> its mix there
+    for groups, _, counts in members:
+        mine: dict[str, float] = {}
+        for group in groups:
+            found = feature_mix(counts, groups_summary, group, features.get(group, ()))
+            if found is not None:
+                mixes.setdefault((group, MIX), []).append(found)
+                mine[group] = found
+        member_mixes.append(mine)
+    groups_summary.update((key, summarise(values)) for key, values in sorted(mixes.items()))
     if weights:
         directions = higher_is_healthier or {}
         composites: dict[tuple[str, str], list[float]] = {}
-        for groups, values in members:
+        for (groups, values, _), mine in zip(members, member_mixes, strict=True):
             for group in groups:
-                found = composite(values, groups_summary, group, weights, directions)
+                found_mix = mine.get(group)
+                with_mix = values if found_mix is None else {**values, MIX: found_mix}
+                found = composite(with_mix, groups_summary, group, weights, directions)
                 if found is not None:
                     composites.setdefault((group, COMPOSITE), []).append(found)
         groups_summary.update((key, summarise(values)) for key, values in sorted(composites.items()))
-    return PeerReference(tick, end, groups_summary, dict(sorted(sizes.items())))
+    return PeerReference(tick, end, groups_summary, dict(sorted(sizes.items())), features)
 
 
 @dataclass(slots=True)

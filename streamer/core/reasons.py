@@ -64,6 +64,13 @@ def _cancellation(value: float, facts: Facts) -> str:
     return f"cancellation scheduled for {iso(cancel_at)[:10]}"
 
 
+def _mix(value: float, facts: Facts) -> str:
+    used, in_use = facts.features_used_28d or 0, facts.features_in_use_28d or 0
+    if used < in_use:
+        return f"{used} of {in_use} features used in 28 days"
+    return f"all {in_use} features used in 28 days, but little of each"
+
+
 MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "recency_days": _recency,
     "usage_trend": _trend,
@@ -91,6 +98,7 @@ MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "user_days_28d": lambda v, f: _count(f.user_days_28d, "active user-day", "in 28 days"),
     "events_per_seat_28d": lambda v, f: f"{v:.1f} product events per seat in 28 days",
     "events_per_user_day_28d": lambda v, f: f"{v:.1f} product events per active user-day in 28 days",
+    "feature_mix_28d": _mix,
     "usage_28d": lambda v, f: (
         f"overall use low: {f.events_28d} product events on {_days(float(f.active_days_28d or 0))} in 28 days"
     ),

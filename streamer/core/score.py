@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.facts import Facts, FactsDraft
-from streamer.core.peers import COMPOSITE, PeerReference, composite, peer_values, percentile
+from streamer.core.peers import (
+    COMPOSITE,
+    MIX,
+    WINDOW_DAYS,
+    PeerReference,
+    composite,
+    feature_mix,
+    peer_values,
+    percentile,
+)
 from streamer.core.revenue import Revenue
 from streamer.core.sentiment import Figures, Sentiment
 from streamer.core.support import Support
@@ -49,6 +58,7 @@ SIGNAL_COMPONENT: dict[str, str] = {
     "events_per_seat_28d": "adoption",
     "events_per_user_day_28d": "adoption",
     "events_trend_28d": "adoption",
+    MIX: "adoption",
     COMPOSITE: "adoption",
 }
 
@@ -218,6 +228,11 @@ def _volume(
         percentiles[name] = round(position, 1)
         raw[name] = value
         scored[name] = position if higher_is_healthier else 100.0 - position
+    if peers is not None and MIX in compared:
+        used = (
+            _mix(usage, end, group, min_peers, compared[MIX], peers, values, raw, scored, facts, percentiles)
+            or used
+        )
     weights = config.peers.composite_weights
     found = peers.lookup(group, COMPOSITE, min_peers) if peers is not None and weights else None
     if found is not None and peers is not None:
@@ -238,6 +253,40 @@ def _volume(
             raw[COMPOSITE] = scored[COMPOSITE] = round(sum(w * sub for w, sub in present) / total, 3)
     if used is not None:
         facts["peer_group_size"] = peers.sizes.get(used, 0) if peers is not None else 0
+    return used
+
+
+def _mix(
+    usage: Usage,
+    end: int,
+    group: str | None,
+    min_peers: int,
+    higher_is_healthier: bool,
+    peers: PeerReference,
+    values: dict[str, float],
+    raw: dict[str, float],
+    scored: dict[str, float],
+    facts: FactsDraft,
+    percentiles: dict[str, float],
+) -> str | None:
+    """The mix of use (`feature_mix_28d`, see `streamer.core.peers`) placed among the peers; adds
+    it to `values` for the composite and returns the group used (None: no peers or no feature)."""
+    found = peers.lookup(group, MIX, min_peers)
+    if found is None:
+        return None
+    used, reference = found
+    names = peers.features.get(used, ())
+    counts = usage.feature_volume(end, WINDOW_DAYS)
+    mix = feature_mix(counts, peers.groups, used, names)
+    if mix is None:
+        return None
+    values[MIX] = mix
+    facts["features_used_28d"] = sum(1 for name in names if counts.get(name))
+    facts["features_in_use_28d"] = len(names)
+    position = percentile(mix, reference)
+    percentiles[MIX] = round(position, 1)
+    raw[MIX] = round(mix, 1)
+    scored[MIX] = position if higher_is_healthier else 100.0 - position
     return used
 
 

@@ -2,8 +2,10 @@
 
 Each user keeps the day they were last active plus a 64-day activity bit mask, so distinct-user
 counts (DAU per day, and WAU/MAU through a histogram of last-active days) update in O(1) per
-event, in any arrival order within the bucket horizon. Memory is bounded by `HORIZON_DAYS` and
-the user and feature caps, whatever the account's history length.
+event, in any arrival order within the bucket horizon. Each tracked feature also keeps its
+events per day over the horizon (the mix of use, ranked among peers): at most `max_features` x
+`HORIZON_DAYS` counters, in practice the features used times their active days. Memory is
+bounded by `HORIZON_DAYS` and the user and feature caps, whatever the account's history length.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Usage:
     last_day_users: dict[int, int] = field(default_factory=dict)  # day -> users last active then
     daily_activity: dict[int, int] = field(default_factory=dict)  # day -> sum of counts
     features: dict[str, int] = field(default_factory=dict)  # feature -> last day used
+    feature_days: dict[str, dict[int, int]] = field(default_factory=dict)  # feature -> day -> count
     first_use: int | None = None
     first_key_use: int | None = None
     last_use: int | None = None
@@ -93,9 +96,15 @@ class Usage:
                 features = self.features
                 for gone in sorted(features, key=lambda f: (features[f], f))[: max(1, len(features) // 8)]:
                     del features[gone]
+                    self.feature_days.pop(gone, None)
             self.features[feature] = day
         elif day > last:
             self.features[feature] = day
+        days = self.feature_days.get(feature)
+        if days is None:
+            self.feature_days[feature] = {day: count}
+        else:
+            days[day] = days.get(day, 0) + count
 
     def _touch_user(self, user_id: str, day: int, max_users: int) -> None:
         user = self.users.get(user_id)
@@ -149,6 +158,12 @@ class Usage:
         for counts in (self.daily_users, self.daily_activity):
             for day in [d for d in counts if d < horizon]:
                 del counts[day]
+        for feature in list(self.feature_days):
+            days = self.feature_days[feature]
+            for day in [d for d in days if d < horizon]:
+                del days[day]
+            if not days:
+                del self.feature_days[feature]
         # Users silent for the whole horizon stay in the last-active histogram (they are
         # outside every window); drop them only when the account has too many (see record).
 
@@ -203,6 +218,16 @@ class Usage:
                 active_days += 1
         user_days = sum(users for day, users in self.daily_users.items() if start <= day <= end)
         return Volume(events, active_days, user_days)
+
+    def feature_volume(self, end: int, days: int) -> dict[str, int]:
+        """Events per feature in the `days` days ending with day `end` (features with none left out)."""
+        start = end - days + 1
+        found: dict[str, int] = {}
+        for feature, counts in self.feature_days.items():
+            total = sum(count for day, count in counts.items() if start <= day <= end)
+            if total:
+                found[feature] = total
+        return found
 
     def breadth(self, end: int, days: int = 30) -> int:
         start = end - days + 1

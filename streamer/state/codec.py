@@ -40,7 +40,7 @@ from streamer.core.usage import Usage, UserActivity
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
-VERSION = 2  # 2: account profile and override (version 1 records read with neither)
+VERSION = 3  # 2: account profile and override (version 1 records read with neither); 3: events per feature
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 _STATUSES = (OPEN, RESOLVED)
 
@@ -90,6 +90,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "last_day_users",
             "daily_activity",
             "features",
+            "feature_days",
             "first_use",
             "first_key_use",
             "last_use",
@@ -108,7 +109,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
-    PeerReference: (("tick", "window_end", "groups", "sizes"), ()),
+    PeerReference: (("tick", "window_end", "groups", "sizes"), ("features",)),
 }
 
 
@@ -350,7 +351,9 @@ def decode_account(raw: bytes) -> Account:
 
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
-    return _unframe(raw, "account", {1: _decode_account_record_v1, 2: _decode_account_record_v2})
+    # 3 appended usage.feature_days (the usage decoder reads both lengths)
+    decoders = {1: _decode_account_record_v1, 2: _decode_account_record_v2, 3: _decode_account_record_v2}
+    return _unframe(raw, "account", decoders)
 
 
 def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
@@ -588,11 +591,15 @@ def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
         usage.last_use,
         usage._memo_end,
         usage._memo,
+        [item for name, days in usage.feature_days.items() for item in (name, _flat_days(days, base))],
     ]
 
 
 def _decode_usage(value: Any, ids: _Ids) -> Usage:
-    fields = _list(value, "usage", 13)
+    fields = _list(value, "usage")
+    if len(fields) not in (13, 14):  # 13: format versions 1 and 2, before events per feature
+        raise StateDecodeError(f"usage: expected 13 or 14 items, got {len(fields)}")
+    volumes = _list(fields[13], "usage.feature_days", step=2) if len(fields) == 14 else []
     base = _int(fields[0], "usage.horizon_day")
     user_ids = [ids.decode(item, "usage user id") for item in _list(fields[1], "usage.users")]
     last_days = _ints(fields[2], "usage.users last day")
@@ -619,6 +626,10 @@ def _decode_usage(value: Any, ids: _Ids) -> Usage:
         first_key_use=_opt_int(fields[9], "usage.first_key_use"),
         last_use=_opt_int(fields[10], "usage.last_use"),
         horizon_day=base,
+        feature_days={
+            _word(volumes[i], "usage feature"): _unflat_days(volumes[i + 1], base, "usage.feature_days")
+            for i in range(0, len(volumes), 2)
+        },
     )
     usage._memo_end = _int(fields[11], "usage memo end")
     usage._memo = memo
@@ -842,7 +853,9 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
-    return _unframe(raw, "partition", {1: _decode_partition_v1, 2: _decode_partition_v1})  # unchanged in 2
+    return _unframe(
+        raw, "partition", {1: _decode_partition_v1, 2: _decode_partition_v1, 3: _decode_partition_v1}
+    )  # unchanged in 2, 3
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:

@@ -46,6 +46,8 @@ PUBLISHED = [
     "active_days_28d",
     "active_users_28d",
     "user_days_28d",
+    "features_used_28d",
+    "features_in_use_28d",
     "open_tickets_by_priority",
     "scheduled_cancellation_at",
     "renewal_at",

@@ -10,6 +10,9 @@ from streamer.core.engine import PartitionEngine
 from streamer.core.peers import (
     ALL,
     COMPOSITE,
+    FEATURE,
+    MIX,
+    feature_mix,
     PeerHistory,
     PeerReference,
     build_reference,
@@ -225,8 +228,15 @@ def test_history_answers_the_latest_reference_at_or_before_an_instant() -> None:
     assert history.at(DAY) is None
 
 
+VOLUME_ONLY = {
+    "events_28d": 1.0,
+    "active_days_28d": 1.0,
+    "user_days_28d": 1.0,
+}  # the composite without the mix
+
+
 def test_the_usage_composite_is_the_mean_percentile_ranked_again_among_peers() -> None:
-    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan")))
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan", composite=VOLUME_ONLY)))
     reference = feed.engine.peers.at(ms(at(40, 12)))
     assert reference is not None
     composites = reference.groups[("starter", COMPOSITE)]
@@ -283,3 +293,75 @@ def test_usage_low_among_peers_makes_the_band_red_or_yellow_whatever_the_score()
     )
     found = off.evaluate("a1", at(40, 12))
     assert found.band == Bands().band(found.score)
+
+
+def test_usage_keeps_events_per_feature_over_the_horizon_only() -> None:
+    usage_ = Usage()
+    for day, feature, count in ((1, "post", 2), (20, "post", 3), (20, "like", 5), (30, "like", 1)):
+        usage_.record(
+            day * DAY + 36_000_000, "u", feature, count, key_feature=False, max_users=10, max_features=10
+        )
+    assert usage_.feature_volume(30, 28) == {"post": 3, "like": 6}  # day 1 is outside days 3..30
+    assert usage_.feature_volume(10, 28) == {"post": 2}
+    usage_.expire(70)  # horizon: days 7..70 -> day 1 dropped, "post" keeps day 20
+    assert usage_.feature_days == {"post": {20: 3}, "like": {20: 5, 30: 1}}
+    usage_.expire(90)  # horizon from day 27: post has no day left and goes
+    assert usage_.feature_days == {"like": {30: 1}}
+
+
+def test_the_feature_mix_is_the_geometric_mean_of_the_per_feature_percentiles() -> None:
+    groups = {("*", FEATURE + "post"): (0.0, 0.0, 5.0, 10.0), ("*", FEATURE + "like"): (1.0, 2.0, 3.0, 4.0)}
+    # post 10 -> 87.5, like 1 -> 12.5: geometric mean of 0.885 and 0.135 (less 0.01), not 50
+    found = feature_mix({"post": 10, "like": 1}, groups, "*", ("like", "post"))
+    assert found == pytest.approx(100 * ((0.885 * 0.135) ** 0.5 - 0.01))
+    assert found is not None and found < 50
+    # a feature not used counts as 0 events (the mid-rank of the two peers at 0: 25)
+    assert feature_mix({"like": 4}, groups, "*", ("like", "post")) == pytest.approx(
+        100 * ((0.885 * 0.26) ** 0.5 - 0.01)
+    )
+    assert feature_mix({"post": 1}, groups, "*", ()) is None
+
+
+def mixed_portfolio(config: ScoreConfig) -> Feed:
+    """Four accounts with 4 events a day; a1 uses one feature, a2..a4 spread over two
+    ("a4" only on "reports" 3 a day and "export" 1); nobody uses "admin"."""
+    feed = Feed(config)
+    feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 5)))
+    for day in range(1, 41):
+        feed(usage("a1", at(day, 10), "u", "reports", 4))
+        for n in (2, 3):
+            feed(
+                usage(f"a{n}", at(day, 10), "u", "reports", 2), usage(f"a{n}", at(day, 11), "u", "export", 2)
+            )
+        feed(usage("a4", at(day, 10), "u", "reports", 3), usage("a4", at(day, 11), "u", "export", 1))
+    return feed
+
+
+def test_the_mix_ranks_an_account_that_uses_one_feature_below_all_round_peers() -> None:
+    feed = mixed_portfolio(ScoreConfig(peers=Peers(min_peers=4)))
+    reference = feed.engine.peers.at(ms(at(40, 12)))
+    assert reference is not None
+    assert reference.features == {ALL: ("export", "reports")}  # only features someone used
+    assert reference.groups[(ALL, FEATURE + "export")] == (0, 28, 56, 56)
+    one = feed.evaluate("a1", at(40, 12))
+    assert one.facts.events_28d == 4 * 28  # the same volume as everyone
+    assert (one.facts.features_used_28d, one.facts.features_in_use_28d) == (1, 2)
+    assert one.facts.percentiles[MIX] == 12.5  # the lowest mix of the four
+    assert one.signals[MIX][1] == 12.5
+    assert one.facts.percentiles[COMPOSITE] == 12.5  # volume ties, the mix decides
+    reasons = {r["signal"]: r["message"] for r in explain(one)}
+    assert reasons[COMPOSITE].startswith("overall use low")
+    assert MIX not in reasons  # a feature (weight 0 by default): counted in the composite only
+    even = feed.evaluate("a2", at(40, 12))
+    assert even.facts.percentiles[MIX] > one.facts.percentiles[MIX]
+    # a peer reference round-trips through its record with the features derived again
+    from streamer.state.codec import decode_peers, encode_peers
+
+    assert decode_peers(encode_peers([reference]))[0].features == reference.features
+
+
+def test_the_mix_reason_names_the_features_used() -> None:
+    weights = SignalWeights(feature_mix_28d=1.0)
+    feed = mixed_portfolio(ScoreConfig(peers=Peers(min_peers=4), signal_weights=weights))
+    reasons = {r["signal"]: r["message"] for r in explain(feed.evaluate("a1", at(40, 12)), limit=10)}
+    assert reasons[MIX] == "1 of 2 features used in 28 days, bottom 13% of all paying accounts"

@@ -7,6 +7,7 @@
   const METRICS = [
     ["events_28d", "product events, 28 d"], ["active_days_28d", "active days, 28 d"], ["active_users_28d", "active users, 28 d"],
     ["days_since_last_use", "days since last use"], ["seat_utilisation", "seat utilisation"], ["feature_breadth", "features used, 30 d"],
+    ["features_used_28d", "features used of those peers use, 28 d"],
     ["usage_trend", "usage trend"], ["open_tickets", "open tickets"], ["oldest_open_ticket_hours", "oldest open ticket (h)"],
     ["tickets_opened_30d", "tickets opened, 30 d"], ["nps", "NPS"], ["nps_respondents", "NPS respondents"], ["csat", "CSAT %"],
     ["ces", "CES"], ["payment_failures_30d", "payment failures, 30 d"], ["mrr_trend_90d", "MRR trend, 90 d"],
