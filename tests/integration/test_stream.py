@@ -620,6 +620,26 @@ def test_backfill_gives_the_same_answers_as_offline_sort(
     assert max(alert_counts(deployment).values()) == 1
 
 
+def test_streamed_snapshots_carry_the_mix_of_use_among_peers(
+    backfill: tuple[Deployment, History, str],
+) -> None:
+    """Events per feature survive the worker's state and changelog: the mix of use is ranked
+    among peers in the stream (and equals offline's, checked with everything above)."""
+    deployment, history, _ = backfill
+    snapshots = deployment.final_snapshots()
+    mixed = [
+        snapshot
+        for snapshot in snapshots.values()
+        if (snapshot["metrics"].get("features_in_use_28d") or 0) > 0
+        and "feature_mix_28d" in ((snapshot.get("peers") or {}).get("percentiles") or {})
+    ]
+    assert mixed, f"no snapshot of {len(snapshots)} carries the mix of use among peers"
+    for snapshot in mixed:
+        metrics = snapshot["metrics"]
+        assert 0 <= metrics["features_used_28d"] <= metrics["features_in_use_28d"]
+        assert snapshot == history.accounts[snapshot["account_id"]]
+
+
 def test_outputs_follow_the_output_contract_and_are_keyed_by_account(
     backfill: tuple[Deployment, History, str],
 ) -> None:
