@@ -352,7 +352,11 @@ def decode_account(raw: bytes) -> Account:
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
     # 3 appended usage.feature_days (the usage decoder reads both lengths)
-    decoders = {1: _decode_account_record_v1, 2: _decode_account_record_v2, 3: _decode_account_record_v2}
+    decoders: dict[int, Callable[[Any], tuple[Account, AppliedOffsets]]] = {
+        1: _decode_account_record_v1,
+        2: _decode_account_record_v2,
+        3: _decode_account_record_v2,
+    }
     return _unframe(raw, "account", decoders)
 
 

@@ -620,26 +620,6 @@ def test_backfill_gives_the_same_answers_as_offline_sort(
     assert max(alert_counts(deployment).values()) == 1
 
 
-def test_streamed_snapshots_carry_the_mix_of_use_among_peers(
-    backfill: tuple[Deployment, History, str],
-) -> None:
-    """Events per feature survive the worker's state and changelog: the mix of use is ranked
-    among peers in the stream (and equals offline's, checked with everything above)."""
-    deployment, history, _ = backfill
-    snapshots = deployment.final_snapshots()
-    mixed = [
-        snapshot
-        for snapshot in snapshots.values()
-        if (snapshot["metrics"].get("features_in_use_28d") or 0) > 0
-        and "feature_mix_28d" in ((snapshot.get("peers") or {}).get("percentiles") or {})
-    ]
-    assert mixed, f"no snapshot of {len(snapshots)} carries the mix of use among peers"
-    for snapshot in mixed:
-        metrics = snapshot["metrics"]
-        assert 0 <= metrics["features_used_28d"] <= metrics["features_in_use_28d"]
-        assert snapshot == history.accounts[snapshot["account_id"]]
-
-
 def test_outputs_follow_the_output_contract_and_are_keyed_by_account(
     backfill: tuple[Deployment, History, str],
 ) -> None:
@@ -1181,3 +1161,41 @@ def test_a_worker_given_a_config_with_a_model_publishes_the_calibrated_churn_ris
     assert 0 < with_nps < len(snapshots)  # both paths were checked
     # the same history without a model: null (the offline answers of the shared fixture)
     assert {account["churn_risk_60d"] for account in events.accounts.values()} == {None}
+
+
+def test_the_mix_of_use_among_peers_streams_like_offline(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    """Events per feature survive the worker's state: with peers small enough for the 30-account
+    history (`min_peers = 3`), the stream's snapshots rank the mix of use among peers and equal
+    `streamer offline --sort --config` with the same configuration."""
+    config_path = tmp_path / "peers.toml"
+    config_path.write_text("[peers]\nmin_peers = 3\n")
+    events = history(11).events
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
+    deployment.replay(events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    out = tmp_path / "offline"
+    command = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS), "--out", str(out)]
+    subprocess.run(
+        [*command, "--config", str(config_path), "--quiet"], check=True, env=clean_env(), timeout=300
+    )
+    offline = {
+        record["account_id"]: record
+        for record in map(orjson.loads, (out / "accounts.jsonl").read_bytes().splitlines())
+    }
+    snapshots = deployment.final_snapshots()
+    mixed = [
+        snapshot
+        for snapshot in snapshots.values()
+        if (snapshot["metrics"].get("features_in_use_28d") or 0) > 0
+        and "feature_mix_28d" in ((snapshot.get("peers") or {}).get("percentiles") or {})
+    ]
+    assert mixed, f"no snapshot of {len(snapshots)} carries the mix of use among peers"
+    for snapshot in mixed:
+        assert 0 <= snapshot["metrics"]["features_used_28d"] <= snapshot["metrics"]["features_in_use_28d"]
+    differing = [aid for aid in sorted(offline) if snapshots.get(aid) != offline[aid]]
+    assert not differing, f"{len(differing)} of {len(offline)} differ: " + "; ".join(
+        f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, offline[aid])}" for aid in differing[:3]
+    )
