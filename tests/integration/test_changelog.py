@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -19,6 +20,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from streamer.local.stack import StackInfo
 from streamer.settings import Settings
 from streamer.stream.topics import CHANGELOG, CHANGELOG_SEGMENT_BYTES, changelog_topic, ensure_topics
+
+pytestmark = pytest.mark.integration
 
 COMPACTION_DEADLINE_S = 240.0  # bounds a hang only: the log cleaner runs every 15 s
 
