@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.facts import Facts, FactsDraft
-from streamer.core.peers import COMPOSITE, PeerReference, composite, peer_values, percentile
+from streamer.core.peers import COMPOSITE, WINDOW_DAYS, PeerReference, composite, peer_values, percentile
 from streamer.core.revenue import Revenue
 from streamer.core.sentiment import Figures, Sentiment
 from streamer.core.support import Support
@@ -190,13 +190,13 @@ def _volume(
         first_start = revenue.first_start
         if mrr <= 0 or first_start is None or now - first_start < NEVER_USED_GRACE:
             return None
-    volume = usage.volume(end, 28)
+    volume = usage.volume(end, WINDOW_DAYS)
     facts["events_28d"] = volume.events
     facts["active_days_28d"] = volume.active_days
     facts["user_days_28d"] = volume.user_days
-    values = peer_values(usage, revenue.seats(now), end)
+    values = peer_values(usage, revenue.seats(now), end, volume)
     facts["active_users_28d"] = usage.active_users(end, 28) if usage.last_use is not None else 0
-    before = usage.volume(end - 28, 28).events
+    before = usage.activity(end - WINDOW_DAYS, WINDOW_DAYS)  # the events of the 28 days before
     facts["events_prev_28d"] = before
     if before > 0:
         facts["events_trend_28d"] = raw["events_trend_28d"] = values["events_28d"] / before - 1
