@@ -158,7 +158,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     if committed(facts.get("renewal_at"), now, config):
         position = None  # low use alone does not make a committed account red or yellow
     band = bands.band(score, position)
-    inert = frozenset(name for name in signals if table[name][1] == 0)
+    inert = config.inert_signals.intersection(signals)
     found = Facts(**facts, **figures, percentiles=percentiles)  # frozen once, read by attribute
     return Evaluation(
         now, score, band, stage, plan, mrr, components, weights, signals, found, peer_group, inert
