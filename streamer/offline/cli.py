@@ -50,7 +50,7 @@ def _writer(handle: IO[bytes]) -> Any:
     return write
 
 
-REPORT_EVERY = 1_000_000  # lines between progress lines when stderr is not a terminal
+REPORT_EVERY = 200_000  # lines between progress lines when stderr is not a terminal
 
 
 class Progress:
@@ -79,15 +79,19 @@ class Progress:
             self.update(0, self.size)
         self.bar.__exit__(kind, exc, trace)
 
-    def update(self, lines: int, position: int) -> None:
-        """`lines` read so far (0: unknown), `position` in bytes of the file being read."""
+    def update(self, lines: int, position: int, cpu: float | None = None) -> None:
+        """`lines` read so far (0: unknown), `position` in bytes of the file being read, `cpu`
+        seconds spent scoring (all processes)."""
         if position > self.position:
             self.bar.update(position - self.position)
             self.position = position
         if self.lines_only and lines >= self.next_report:
             elapsed = time.perf_counter() - self.started
             share = 100 * self.position / self.size
-            click.echo(f"  {lines:,} lines scored, {share:.0f}% of the file, {elapsed:,.0f} s", err=True)
+            spent = f", {cpu:,.0f} CPU s" if cpu is not None else ""
+            click.echo(
+                f"  {lines:,} lines scored, {share:.0f}% of the file, {elapsed:,.0f} s{spent}", err=True
+            )
             self.next_report = (lines // REPORT_EVERY + 1) * REPORT_EVERY
 
 
@@ -193,12 +197,14 @@ def _in_process(
         else:
             iterator = iter(source)
         with Progress(size, f"scoring {events.name}", quiet) as bar:
+            cpu = time.process_time()
 
             def progress() -> Any:
                 for count, line in enumerate(iterator, start=1):
                     yield line
                     if count % 20000 == 0:
-                        bar.update(count, raw.tell() if not sort else size * count // max(1, len(lines)))
+                        at = raw.tell() if not sort else size * count // max(1, len(lines))
+                        bar.update(count, at, time.process_time() - cpu)
 
             summary = run.feed(
                 progress(),

@@ -22,6 +22,7 @@ import resource
 import shutil
 import signal
 import tempfile
+import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -207,7 +208,8 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
                 # Asked for the next line: every record of this one is written.
                 if number % segment_lines == 0:
                     files.close_segment()
-                    _send(connection, segment=files.segment - 1, lines=number, at=raw.tell())
+                    at, cpu = raw.tell(), time.process_time()
+                    _send(connection, segment=files.segment - 1, lines=number, at=at, cpu=cpu)
 
         summary = run.feed_share(lines(), files, source=job.source, share=share)
     files.close_segment(last=True)
@@ -325,11 +327,12 @@ def run_parallel(
     jobs: int,
     outputs: dict[str, IO[bytes]],
     accounts_out: IO[bytes],
-    progress: Callable[[int, int], None],
+    progress: Callable[[int, int, float], None],
 ) -> Result:
     """Score `job.events` with `jobs` children; records go to `outputs` (by kind) and
-    `accounts_out`. `progress(lines, position)` follows the slowest child. Raises
-    `ChildFailed` with the child's one-line error; removes the scratch files in every case."""
+    `accounts_out`. `progress(lines, position, cpu)` follows the slowest child (cpu: the
+    children's CPU seconds). Raises `ChildFailed` with the child's one-line error; removes the
+    scratch files in every case."""
     parts = shares(job.partitions, jobs)
     context = get_context("fork")  # children inherit the loaded configuration; nothing is pickled
     processes = []
@@ -374,12 +377,13 @@ def _conduct(
     connections: list[Connection],
     outputs: dict[str, IO[bytes]],
     accounts_out: IO[bytes],
-    progress: Callable[[int, int], None],
+    progress: Callable[[int, int, float], None],
 ) -> Result:
     children = len(parts)
     done_segments = [-1] * children  # the last segment each child finished
     lines = [0] * children
     positions = [0] * children
+    cpus = [0.0] * children
     merged = -1
     fed: dict[int, dict[str, Any]] = {}
     sums: dict[int, dict[str, Any]] = {}
@@ -417,10 +421,11 @@ def _conduct(
             done_segments[index] = message["segment"]
             lines[index] = message["lines"]
             positions[index] = message.get("at", positions[index])
+            cpus[index] = message.get("cpu", cpus[index])
             if message.get("last"):
                 fed[index] = message
         if len(fed) < children:
-            progress(min(lines), min(positions))
+            progress(min(lines), min(positions), sum(cpus))
         while merged < min(done_segments):
             merged += 1
             merge_segment(job.scratch, children, merged, outputs)
