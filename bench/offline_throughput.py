@@ -156,8 +156,10 @@ def scorer_stage(path: Path, partitions: int) -> Result:
     return Result("c. offline scorer (OfflineRun.feed)", summary.lines, seconds, cpu, note)
 
 
-async def cli_stage(path: Path, partitions: int, events: int, keep: Path | None, jobs: int) -> Result:
-    out = keep or Path(tempfile.mkdtemp(prefix="offline-", dir=BENCH_DIR / "out"))
+async def cli_stage(
+    path: Path, partitions: int, events: int, keep: Path | None, jobs: int, scratch: Path
+) -> Result:
+    out = keep or Path(tempfile.mkdtemp(prefix="offline-", dir=scratch))
     command = [*streamer_command(), "offline", str(path), "--out", str(out), "--quiet"]
     command += ["--partitions", str(partitions), "--jobs", str(jobs)]
     started, cpu = time.perf_counter(), children_cpu()
@@ -241,7 +243,8 @@ async def main(args: argparse.Namespace) -> int:
         for jobs in args.jobs:
             keep = Path(args.keep_output) / f"jobs-{jobs}" if args.keep_output else None
             runs = [
-                await cli_stage(path, partitions, baseline.events, keep, jobs) for _ in range(args.repeat)
+                await cli_stage(path, partitions, baseline.events, keep, jobs, Path(args.cache_dir))
+                for _ in range(args.repeat)
             ]
             fastest = min(runs, key=lambda r: r.seconds)
             results.append(fastest)
