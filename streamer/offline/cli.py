@@ -26,6 +26,7 @@ from streamer.core.vocabulary import BANDS
 from streamer.offline.parallel import (
     ChildFailed,
     Job,
+    Result,
     default_jobs,
     run_parallel,
     scratch_folder,
@@ -148,17 +149,19 @@ def offline(
         summary, accounts, portfolio = _in_process(
             events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet
         )
-        peaks: list[int] = []
+        children: Result | None = None
     else:
-        summary, accounts, portfolio, peaks = _in_processes(
+        summary, accounts, portfolio, children = _in_processes(
             events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet, processes
         )
     (out_dir / "portfolio.json").write_bytes(orjson.dumps(portfolio, option=orjson.OPT_INDENT_2))
     bands = portfolio["current"]["accounts_by_band"]
     by_band = ", ".join(f"{band} {bands[band]}" for band in BANDS)
-    processes_note = (
-        f", {processes} processes (peak RSS {max(peaks) / 2**20:,.0f} MiB per process)" if peaks else ""
-    )
+    processes_note = ""
+    if children is not None:
+        spent = " + ".join(f"{cpu:,.1f}" for cpu in children.cpu)
+        peak = max(children.peak_rss) / 2**20
+        processes_note = f", {processes} processes: CPU {spent} s, peak RSS {peak:,.0f} MiB per process"
     click.echo(
         f"{summary.lines:,} lines in {summary.seconds:.1f} s ({summary.rate:,.0f}/s{processes_note}): "
         f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected\n"
@@ -232,7 +235,7 @@ def _in_processes(
     sort: bool,
     quiet: bool,
     jobs: int,
-) -> tuple[Summary, int, dict[str, Any], list[int]]:
+) -> tuple[Summary, int, dict[str, Any], Result]:
     """`--jobs N`: children score shares of the partitions; this process merges their records."""
     scratch = scratch_folder(out_dir)
     read, unterminated = events, 0
@@ -259,4 +262,4 @@ def _in_processes(
         except ChildFailed as failed:
             raise click.ClickException(str(failed)) from None
     result.summary.seconds = time.perf_counter() - started
-    return result.summary, result.accounts, result.portfolio, result.peak_rss
+    return result.summary, result.accounts, result.portfolio, result

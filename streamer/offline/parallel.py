@@ -90,6 +90,7 @@ class Result:
     accounts: int
     portfolio: dict[str, Any]
     peak_rss: list[int] = field(default_factory=list)  # bytes, per child
+    cpu: list[float] = field(default_factory=list)  # CPU seconds, per child
 
 
 class ChildFailed(Exception):
@@ -244,6 +245,7 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
             for partition in owned
         },
         peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        cpu=time.process_time(),
     )
 
 
@@ -438,6 +440,7 @@ def _conduct(
         message = receive(index)
         sums |= {int(partition): value for partition, value in message["sums"].items()}
         peaks[index] = message["peak_rss"]
+        cpus[index] = message["cpu"]
     summary = Summary()
     for message in fed.values():
         part = message["summary"]
@@ -450,7 +453,7 @@ def _conduct(
     periods = [_sums_from(sums[partition]["periods"]) for partition in range(job.partitions)]
     totals = [sums[partition]["totals"] for partition in range(job.partitions)]
     portfolio = portfolio_of(job.config, periods, totals)
-    return Result(summary, count, portfolio, peaks)
+    return Result(summary, count, portfolio, peaks, cpus)
 
 
 def scratch_folder(out_dir: Path) -> Path:

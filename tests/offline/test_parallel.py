@@ -298,7 +298,7 @@ def test_summary_names_the_processes_and_their_memory(tmp_path: Path) -> None:
     events = write_lines(tmp_path / "events.jsonl", list(simulated(1)))
     result = invoke("offline", events, "--out", tmp_path / "out", "--jobs", "2", "--now", NOW, "--quiet")
     assert result.exit_code == 0, result.output
-    assert "2 processes (peak RSS " in result.output
+    assert re.search(r"2 processes: CPU [\d.]+ \+ [\d.]+ s, peak RSS \d+ MiB per process", result.output)
 
 
 # -- failures and interruptions -------------------------------------------------------------------
