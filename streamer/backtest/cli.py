@@ -94,8 +94,8 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     "--tune",
     "tune_weights",
     is_flag=True,
-    help="Fit the component weights to the history and compare them with the configured ones on a "
-    "held-out later time range.",
+    help="Fit signal weights to the history (starting from the configured ones, which are kept unless a "
+    "fit ranks clearly better out of fold) and compare them on a held-out later time range.",
 )
 @click.option(
     "--write-config",
@@ -165,10 +165,13 @@ def backtest(
     (alerts followed by churn within 60 days) and recall (churns alerted in the 60 days before).
 
     With --tune, an L2 logistic regression of 60-day churn on every signal's sub-score is fitted on
-    the earlier month starts (penalty chosen by time-ordered cross-validation inside them); its
-    health coefficients (kept <= 0) become the signal and component weights and the [model]
-    behind churn_risk_60d. On the later month starts it is compared with the configured score
-    and with a plain (unconstrained) logistic regression, and written with --write-config as a
+    the earlier month starts, its penalty pulling each coefficient towards the default score's
+    weight (an infinite penalty is the default). On time-ordered folds inside the training months
+    the default, the fit per penalty and a plain regression are compared, and the simplest
+    candidate within one standard error of the best out-of-fold AUC is written (the default
+    first): its health coefficients (kept <= 0) become the signal and component weights and the
+    [model] behind churn_risk_60d. On the later month starts it is compared with the configured
+    score and with a plain (unconstrained) logistic regression, and written with --write-config as a
     file `streamer offline --config` and the workers accept.
     """
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
