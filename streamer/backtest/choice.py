@@ -10,9 +10,10 @@ weights exactly as `--tune` would write them, and the plain (unconstrained) regr
 penalty of `L2_GRID`, the yardstick (its signs may say more health, more churn: never written).
 
 The rule is the one-standard-error rule, towards the default: the writable candidate with the
-best pooled out-of-fold ROC AUC sets the bar, the bar is lowered by the standard error of that
-AUC (a bootstrap over accounts, which keeps an account's samples together), and the simplest
-candidate over it wins: the default first, then the strongest penalty. A fit replaces the
+best pooled out-of-fold ROC AUC sets the bar; a candidate is within it when its AUC is below the
+best's by less than one standard error of their difference (a paired bootstrap over accounts,
+which keeps an account's samples together and compares both on the same draws); the simplest
+candidate within it wins: the default first, then the strongest penalty. A fit replaces the
 default only when it ranks better by more than the noise of the folds.
 """
 
@@ -73,7 +74,7 @@ class Choice:
     candidates: list[Candidate]
     folds: list[Fold]
     best_writable: Candidate | None = None  # the highest out-of-fold AUC among default and fits
-    standard_error: float | None = None  # of that AUC, by the bootstrap over accounts
+    standard_error: float | None = None  # of its AUC minus the default's (bootstrap over accounts)
 
     @property
     def keeps_default(self) -> bool:
@@ -81,7 +82,8 @@ class Choice:
 
     @property
     def bar(self) -> float | None:
-        """The AUC a candidate has to reach to be chosen: the best's minus one standard error."""
+        """The AUC the default has to reach to be kept: the best's minus one standard error of their
+        difference (each fit has its own, against the best)."""
         if self.best_writable is None or self.best_writable.auc is None:
             return None
         return self.best_writable.auc - (self.standard_error or 0.0)
@@ -174,9 +176,12 @@ def usable_folds(samples: Sequence[Sample], churned: NDArray[np.bool_], horizon_
     return found
 
 
-def bootstrap_se(risk: Matrix, churned: NDArray[np.bool_], accounts: Sequence[str]) -> float | None:
-    """Standard error of the ROC AUC of `risk`, resampling whole accounts (an account's samples at
-    several month starts are not independent draws)."""
+def bootstrap_se(
+    risk: Matrix, churned: NDArray[np.bool_], accounts: Sequence[str], against: Matrix | None = None
+) -> float | None:
+    """Standard error of the ROC AUC of `risk` (of its difference to `against`'s when given),
+    resampling whole accounts (an account's samples at several month starts are not independent
+    draws)."""
     groups: dict[str, list[int]] = {}
     for index, account in enumerate(accounts):
         groups.setdefault(account, []).append(index)
@@ -188,8 +193,9 @@ def bootstrap_se(risk: Matrix, churned: NDArray[np.bool_], accounts: Sequence[st
     for _ in range(BOOTSTRAP_ROUNDS):
         picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
         auc = roc_auc(risk[picked], churned[picked])
-        if auc is not None:
-            found.append(auc)
+        other = 0.0 if against is None else roc_auc(against[picked], churned[picked])
+        if auc is not None and other is not None:
+            found.append(auc - other)
     return float(np.std(found)) if len(found) >= 2 else None
 
 
@@ -240,7 +246,15 @@ def choose(
     best = min(writable, key=_preference)
     if best.auc is None:
         return Choice(min(writable, key=_simplicity), candidates, folds)
-    se = bootstrap_se(pooled[(best.kind, best.l2)], labels, accounts)
-    bar = best.auc - (se or 0.0)
-    eligible = [c for c in writable if c.auc is not None and c.auc >= bar]
+    best_risk, top = pooled[(best.kind, best.l2)], best.auc
+
+    def within_noise(candidate: Candidate) -> bool:
+        """Ranks no worse than the best by more than one standard error of their difference."""
+        if candidate.auc is None:
+            return False
+        other = pooled[(candidate.kind, candidate.l2)]
+        return candidate.auc >= top - (bootstrap_se(best_risk, labels, accounts, other) or 0.0)
+
+    eligible = [c for c in writable if within_noise(c)]
+    se = bootstrap_se(best_risk, labels, accounts, pooled[(Kind.default, None)])
     return Choice(min(eligible, key=_simplicity), candidates, folds, best, se)

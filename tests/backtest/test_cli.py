@@ -142,7 +142,7 @@ def test_write_config_implies_tune_and_keeps_the_given_configs_other_settings(
     config = load_score_config(tuned)
     assert (config.bands.green, config.bands.yellow) == (75, 45)
     assert config.model is not None  # the tuning ran: the [model] is always fitted
-    given = {"adoption": 1.0, "support": 0.0, "sentiment": 0.2, "financial": 0.25}
+    given = load_score_config(base).weights.as_dict()  # adoption 1, support 0, the rest the defaults
     # the weights change unless the given ones ranked churners as well out of fold, and then it says so
     kept = "--tune keeps the default weights" in result.output
     assert (config.weights.as_dict() == given) == kept
