@@ -168,7 +168,7 @@ def backtest(
     the earlier month starts, its penalty pulling each coefficient towards the default score's
     weight (an infinite penalty is the default). On time-ordered folds inside the training months
     the default, the fit per penalty and a plain regression are compared, and the simplest
-    candidate within one standard error of the best out-of-fold AUC is written (the default
+    candidate within two standard errors of the best out-of-fold AUC is written (the default
     first): its health coefficients (kept <= 0) become the signal and component weights and the
     [model] behind churn_risk_60d. On the later month starts it is compared with the configured
     score and with a plain (unconstrained) logistic regression, and written with --write-config as a

@@ -184,8 +184,9 @@ def render_choice(choice: Choice) -> list[str]:
 
     bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
     lines = [
-        f"model choice by out-of-fold AUC ({len(choice.folds)} folds; one-standard-error rule: the simplest "
-        f"candidate within {_num(choice.standard_error)} of the best, i.e. >= {bar}): "
+        f"model choice by out-of-fold AUC ({len(choice.folds)} folds; two-standard-error rule: the simplest "
+        f"candidate within 2 SE of the best; SE of best - default {_num(choice.standard_error)}, "
+        f"default bar {bar}): "
         f"{best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
         f"best {best(Kind.plain)} (yardstick, never written) -> {choice.winner.label} chosen"
     ]
