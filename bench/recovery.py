@@ -21,7 +21,6 @@ consumer group:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -32,38 +31,38 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from machine import git_revision, load  # noqa: E402
-from wide_portfolio import portfolio, revision  # noqa: E402
+from common import (  # noqa: E402
+    Row,
+    add_baseline,
+    add_portfolio,
+    checkouts,
+    cpu_seconds,
+    parser,
+    print_checkouts,
+    print_table,
+    rss,
+)
+from wide_portfolio import portfolio  # noqa: E402
 
 PARTITIONS = 4
 DEADLINE_S = 3600.0  # bounds a hang only
 PROFILE = False  # --profile
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 class Deployment:
+    """One copy of the system for one checkout: its own topics, consumer group and scratch folder."""
+
     def __init__(self, source: Path, scratch: Path) -> None:
         tag = uuid.uuid4().hex[:6]
         self.source, self.scratch = source, scratch
+        scratch.mkdir()
         self.prefix, self.app_id = f"rb{tag}.", f"hs-rb-{tag}"
         self.env = dict(
             os.environ,
@@ -75,10 +74,11 @@ class Deployment:
         )
         self.bootstrap = self.env.get("HEALTHSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
-    def command(self, *args: str) -> list[str]:
-        # run with cwd=source: `python -c` puts the working directory first on sys.path, before
-        # PYTHONPATH, so from this checkout the baseline would import this checkout's code
-        return [sys.executable, "-c", "from streamer.cli import main; main()", *args]
+    def command(self, *args: str, code: str = "from streamer.cli import main; main()") -> list[str]:
+        """`python -c CODE ARGS` with this checkout's code. Run it with cwd=source: `python -c`
+        puts the working directory first on sys.path, before PYTHONPATH, so from this checkout
+        the baseline would import this checkout's code."""
+        return [sys.executable, "-c", code, *args]
 
     def worker(self, name: str) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.scratch / f"{name}.log"
@@ -94,6 +94,13 @@ class Deployment:
         subprocess.run(
             self.command("replay", str(events), "--quiet", *pace), env=self.env, check=True, cwd=self.source
         )
+
+    def create_topics(self) -> None:
+        """The input, output and changelog topics, as the worker and `streamer replay` create them."""
+        code = "import asyncio; from streamer.settings import Settings; " + (
+            "from streamer.stream.topics import ensure_topics; asyncio.run(ensure_topics(Settings()))"
+        )
+        subprocess.run(self.command(code=code), env=self.env, check=True, cwd=self.source)
 
     def lag(self) -> int:
         return asyncio.run(_lag(self.bootstrap, self.app_id, self.prefix))
@@ -203,13 +210,45 @@ def start_until_ready(deployment: Deployment, name: str) -> dict[str, float]:
         proc.wait(timeout=120)
 
 
-def measure(source: Path, events: Path, accounts: int, settle_s: float, rate: float | None) -> dict[str, Any]:
+def measure_recovery(
+    source: Path,
+    accounts: int,
+    settle_s: float,
+    fill: Callable[[Deployment], dict[str, Any]],
+    per_100k_seconds: bool = False,
+) -> dict[str, Any]:
+    """An idle worker's start-up on empty topics; then `fill` writes a changelog into a fresh
+    deployment (and returns figures of its own), the log cleaner gets `settle_s`, the records
+    still on the broker are counted and a worker with an empty data directory recovers them.
+    Recovery is measured beyond the idle start-up."""
     with tempfile.TemporaryDirectory(prefix="hs-recovery-") as scratch:
-        idle = Deployment(source, Path(scratch) / "idle")
-        idle.scratch.mkdir()
-        empty = start_until_ready(idle, "idle")  # empty topics: start-up alone
+        empty = start_until_ready(Deployment(source, Path(scratch) / "idle"), "idle")
         deployment = Deployment(source, Path(scratch) / "run")
-        deployment.scratch.mkdir()
+        filled = fill(deployment)
+        time.sleep(settle_s)
+        records = deployment.changelog_records()
+        recovered = start_until_ready(deployment, "second")
+    seconds, cpu = recovered["seconds"] - empty["seconds"], recovered["cpu"] - empty["cpu"]
+    figures = {
+        "accounts": accounts,
+        **filled,
+        "changelog_records": records,
+        "records_per_account": records / accounts,
+        "idle_start_s": empty["seconds"],
+        "idle_start_cpu": empty["cpu"],
+        "recovery_s": seconds,
+        "recovery_cpu": cpu,
+        "recovery_cpu_per_100k": cpu * 100_000 / accounts,
+    }
+    if per_100k_seconds:
+        figures["recovery_s_per_100k"] = seconds * 100_000 / accounts
+    return figures | {"rss_per_account": (recovered["rss"] - empty["rss"]) / accounts}
+
+
+def measure(source: Path, events: Path, accounts: int, settle_s: float, rate: float | None) -> dict[str, Any]:
+    """Recovery after a worker scored `events` (published at `rate`) and stopped."""
+
+    def score(deployment: Deployment) -> dict[str, Any]:
         first, _ = deployment.worker("first")
         started = time.monotonic()
         deployment.replay(events, rate)
@@ -218,23 +257,9 @@ def measure(source: Path, events: Path, accounts: int, settle_s: float, rate: fl
         scored_cpu = cpu_seconds(first.pid)
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=120)
-        time.sleep(settle_s)
-        records = deployment.changelog_records()
-        recovered = start_until_ready(deployment, "second")
-    cpu = recovered["cpu"] - empty["cpu"]
-    return {
-        "accounts": accounts,
-        "scored_s": scored_s,
-        "scored_cpu": scored_cpu,
-        "changelog_records": records,
-        "records_per_account": records / accounts,
-        "idle_start_s": empty["seconds"],
-        "idle_start_cpu": empty["cpu"],
-        "recovery_s": recovered["seconds"] - empty["seconds"],
-        "recovery_cpu": cpu,
-        "recovery_cpu_per_100k": cpu * 100_000 / accounts,
-        "rss_per_account": (recovered["rss"] - empty["rss"]) / accounts,
-    }
+        return {"scored_s": scored_s, "scored_cpu": scored_cpu}
+
+    return measure_recovery(source, accounts, settle_s, score)
 
 
 def synthesize(records_path: Path, accounts: int, history: int, out: Path) -> None:
@@ -307,41 +332,20 @@ async def _publish(bootstrap: str, app_id: str, path: Path) -> int:
 
 def measure_changelog(source: Path, records: Path, accounts: int, settle_s: float) -> dict[str, Any]:
     """Recovery from a changelog written as by a worker over time (see `synthesize`)."""
-    with tempfile.TemporaryDirectory(prefix="hs-recovery-") as scratch:
-        idle = Deployment(source, Path(scratch) / "idle")
-        idle.scratch.mkdir()
-        empty = start_until_ready(idle, "idle")
-        deployment = Deployment(source, Path(scratch) / "run")
-        deployment.scratch.mkdir()
-        create = "import asyncio; from streamer.settings import Settings; " + (
-            "from streamer.stream.topics import ensure_topics; asyncio.run(ensure_topics(Settings()))"
-        )
-        subprocess.run([sys.executable, "-c", create], env=deployment.env, check=True, cwd=source)
+
+    def publish(deployment: Deployment) -> dict[str, Any]:
+        deployment.create_topics()
         started = time.monotonic()
         written = asyncio.run(_publish(deployment.bootstrap, deployment.app_id, records))
         print(
             f"{source}: {written:,} changelog records in {time.monotonic() - started:.0f} s", file=sys.stderr
         )
-        time.sleep(settle_s)
-        kept = deployment.changelog_records()
-        recovered = start_until_ready(deployment, "second")
-    cpu = recovered["cpu"] - empty["cpu"]
-    return {
-        "accounts": accounts,
-        "changelog_written": written,
-        "changelog_records": kept,
-        "records_per_account": kept / accounts,
-        "idle_start_s": empty["seconds"],
-        "idle_start_cpu": empty["cpu"],
-        "recovery_s": recovered["seconds"] - empty["seconds"],
-        "recovery_cpu": cpu,
-        "recovery_cpu_per_100k": cpu * 100_000 / accounts,
-        "recovery_s_per_100k": (recovered["seconds"] - empty["seconds"]) * 100_000 / accounts,
-        "rss_per_account": (recovered["rss"] - empty["rss"]) / accounts,
-    }
+        return {"changelog_written": written}
+
+    return measure_recovery(source, accounts, settle_s, publish, per_100k_seconds=True)
 
 
-ROWS = (
+ROWS: tuple[Row, ...] = (
     ("first worker: seconds to score everything", "scored_s", "{:,.1f}"),
     ("first worker: CPU seconds", "scored_cpu", "{:,.1f}"),
     ("accounts changelog records on the broker", "changelog_records", "{:,}"),
@@ -354,7 +358,7 @@ ROWS = (
     ("recovered worker: RSS per account", "rss_per_account", "{:,.0f}"),
 )
 
-CHANGELOG_ROWS = (
+CHANGELOG_ROWS: tuple[Row, ...] = (
     ("accounts changelog records written", "changelog_written", "{:,}"),
     ("accounts changelog records on the broker", "changelog_records", "{:,}"),
     ("... per account", "records_per_account", "{:,.1f}"),
@@ -369,37 +373,32 @@ CHANGELOG_ROWS = (
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--accounts", type=int, default=2000)
-    parser.add_argument("--months", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--settle", type=float, default=40.0, help="seconds for the log cleaner")
-    parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
-    parser.add_argument(
+    options = parser(__doc__)
+    add_portfolio(options, accounts=2000, months=1, seed=11)
+    options.add_argument("--settle", type=float, default=40.0, help="seconds for the log cleaner")
+    add_baseline(options)
+    options.add_argument(
         "--clone",
         type=Path,
         help="instead of scoring a portfolio, write a changelog as a worker would have over time: "
         "--accounts accounts cloned from this records file (written by wide_portfolio.py's measure "
         "step), each --history times",
     )
-    parser.add_argument("--history", type=int, default=10, help="records per account (with --clone)")
-    parser.add_argument(
+    options.add_argument("--history", type=int, default=10, help="records per account (with --clone)")
+    options.add_argument(
         "--rate",
         type=float,
         help="publish at this many events/s: a worker that keeps up writes small batches, so many "
         "changelog records per account (a live stream); without it, a backfill in large batches",
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy the recovering worker (bench/out/)")
-    args = parser.parse_args()
+    options.add_argument("--profile", action="store_true", help="py-spy the recovering worker (bench/out/)")
+    args = options.parse_args()
     global PROFILE
     PROFILE = args.profile
+    sources = checkouts(args.baseline)
     if args.clone:
         synthetic = Path(tempfile.mkdtemp(prefix="hs-changelog-")) / "changelog.bin"
         synthesize(args.clone, args.accounts, args.history, synthetic)
-        sources = {"this checkout": BENCH_DIR.parent}
-        if args.baseline:
-            sources = {"baseline": args.baseline, **sources}
         results = {
             name: measure_changelog(source, synthetic, args.accounts, args.settle)
             for name, source in sources.items()
@@ -411,9 +410,6 @@ def main() -> None:
         report(results, args.baseline, CHANGELOG_ROWS)
         return
     events, count = portfolio(args.accounts, args.months, args.seed)
-    sources = {"this checkout": BENCH_DIR.parent}
-    if args.baseline:
-        sources = {"baseline": args.baseline, **sources}
     results = {
         name: measure(source, events, args.accounts, args.settle, args.rate)
         for name, source in sources.items()
@@ -422,17 +418,9 @@ def main() -> None:
     report(results, args.baseline, ROWS)
 
 
-def report(results: dict[str, dict[str, Any]], base: Path | None, rows: Any) -> None:
-    baseline = f"; baseline: {revision(base)}" if base else ""
-    print(f"this checkout: {git_revision()}{baseline}")
-    print(f"load {load()}, {os.cpu_count()} cores")
-    print()
-    names = list(results)
-    print(f"| {'':46} | " + " | ".join(f"{name:>13}" for name in names) + " |")
-    print("|" + "---|" * (len(names) + 1))
-    for label, key, form in rows:
-        cells = [form.format(results[name][key]) for name in names]
-        print(f"| {label:46} | " + " | ".join(f"{cell:>13}" for cell in cells) + " |")
+def report(results: dict[str, dict[str, Any]], base: Path | None, rows: Iterable[Row]) -> None:
+    print_checkouts(base)
+    print_table(results, rows, label_width=46)
     print(json.dumps(results))
 
 

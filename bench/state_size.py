@@ -14,7 +14,6 @@ write pattern: one changelog record per touched account per batch). Prints:
 
 from __future__ import annotations
 
-import argparse
 import gc
 import gzip
 import pickle
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from common import add_portfolio, parser
 from machine import git_revision, load
 from write_log import WriteLog, realistic_offsets, written_back
 
@@ -80,12 +80,9 @@ def parts(account: Account) -> dict[str, tuple[Any, Callable[[], Any]]]:
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--accounts", type=int, default=500)
-    parser.add_argument("--months", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+    options = parser(__doc__)
+    add_portfolio(options, accounts=500, months=2, seed=7)
+    args = options.parse_args()
 
     path = portfolio(args.accounts, args.months, args.seed)
     config = ScoreConfig()

@@ -49,6 +49,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from common import cpu_seconds
 from machine import git_revision, load
 from profile_summary import read_stacks, summarise
 
@@ -79,15 +80,6 @@ def streamer_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "from streamer.cli import main; main()"]
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a running process, all its threads (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_table(header: Sequence[str], rows: Iterable[Sequence[str]], note: bool = True) -> None:

@@ -40,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from common import revision, rss
+
 BENCH_DIR = Path(__file__).resolve().parent
 START = datetime(2024, 1, 1, tzinfo=UTC)
 BATCH = 4000  # the worker's batch (streamer/stream/app.py BATCH_MAX)
@@ -198,15 +200,6 @@ def portfolio(accounts: int, months: int, seed: int) -> tuple[Path, int]:
 # -- one measurement, in a process of its own ----------------------------------------------------
 
 
-def rss() -> int:
-    """Resident set size of this process in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
     """Offline run with the worker's write-back pattern; the final records go to `records_path`."""
     from write_log import WriteLog, realistic_offsets, written_back
@@ -329,13 +322,6 @@ def child(source: Path, mode: str, *args: str) -> dict[str, Any]:
         raise SystemExit(f"{mode} with {source} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-
-
-def revision(source: Path) -> str:
-    done = subprocess.run(
-        ["git", "log", "-1", "--format=%h %s"], cwd=source, capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip()[:72] or str(source)
 
 
 def figures(source: Path, path: Path, batch: int) -> dict[str, Any]:

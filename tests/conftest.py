@@ -1,12 +1,40 @@
-"""Suite-wide fixtures: one private Redis for the session (for the projection and view tests)."""
+"""Suite-wide fixtures: one private Redis for the session (for the projection and view tests).
+
+The suite does not read the developer's own runtime settings: the HEALTHSTREAM_* variables of
+the shell that runs pytest (a session timeout, a topic prefix, a view token, ...) are removed for
+the run, before any test module is imported (some build their settings at import), so a test
+that expects a default gets it and a subprocess inherits none. Kept: the variables that say
+where the local stack lives (its ports, folder and download cache), which the integration tests
+start the stack with.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 
 import pytest
 
+from streamer.local.settings import (
+    ENV_CACHE_DIR,
+    ENV_CONTROLLER_PORT,
+    ENV_KAFKA_PORT,
+    ENV_REDIS_PORT,
+    ENV_STACK_DIR,
+)
 from tests.fixtures import RedisServer
+
+STACK_LOCATION = {ENV_KAFKA_PORT, ENV_CONTROLLER_PORT, ENV_REDIS_PORT, ENV_STACK_DIR, ENV_CACHE_DIR}
+
+
+def developer_settings(environ: Mapping[str, str]) -> list[str]:
+    """The HEALTHSTREAM_* variables of `environ` that change what the code does (not where the
+    local stack lives)."""
+    return sorted(name for name in environ if name.startswith("HEALTHSTREAM_") and name not in STACK_LOCATION)
+
+
+for _name in developer_settings(os.environ):
+    del os.environ[_name]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Test helpers shared across the suite: free ports, waiting on a condition, stopping a subprocess,
-a private redis-server, and the stream's test doubles (a faust-like message and event, a sink, a
-consumer view, a journaled table) that the scorer and checkpoint tests share.
+a headless Chromium's command line, a private redis-server, and the stream's test doubles (a
+faust-like message and event, a sink, a consumer view, a journaled table) that the scorer and
+checkpoint tests share.
 
 Imported as `tests.fixtures` (the project root is on pytest's path).
 """
@@ -68,6 +69,23 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+)
+
+
+def chromium_argv(binary: str, profile: Path, *options: str) -> list[str]:
+    """A headless Chromium's command line for the browser tests: the flags they share, the
+    profile folder `profile` (give each run a fresh one in a short path: Chromium's singleton
+    socket must fit a Unix socket path, which pytest's tmp_path may not), then `options` (flags,
+    then the URL)."""
+    return [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *options]
 
 
 def _quiet(_: str) -> None:

@@ -26,6 +26,7 @@ from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import InputLane, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.dead_letters import DeadLetterLog, KafkaDeadLetters
+from streamer.stream.faust_private import committed_offsets
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import STALL_S, Scorer
@@ -473,7 +474,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
 def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
     """Messages of the input topics not yet committed, per partition assigned to this worker."""
     consumer = app.consumer
-    committed = getattr(consumer, "_committed_offset", {})
+    committed = committed_offsets(consumer)
     lag: dict[int, int] = {}
     for tp in consumer.assignment():
         if tp.topic not in topics:

@@ -30,6 +30,8 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamer.stream.faust_private import topic_partitions
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -155,10 +157,7 @@ class KafkaDeadLetters:
 
     async def _tp(self, source_partition: int) -> TopicPartition:
         if self.partitions is None:
-            # A consumer without a subscription keeps no metadata for the topic: ask for it
-            # (the client's own request; the consumer has no public call for one topic).
-            kafka: Any = (await self._started())._client
-            found = (await kafka.fetch_all_metadata()).partitions_for_topic(self.topic)
+            found = await topic_partitions(await self._started(), self.topic)
             if not found:
                 raise LookupError(f"the dead-letter topic {self.topic!r} has no partitions yet")
             self.partitions = len(found)

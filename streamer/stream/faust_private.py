@@ -1,23 +1,29 @@
-"""Every private faust name the worker relies on, listed and checked in one place.
+"""Every private faust and aiokafka name the worker relies on, listed and checked in one place.
 
-faust-streaming 0.15.x is pinned, and these names are not its public API: an upgrade may rename
-or reshape them without notice. `problems()` says which are missing or have another shape; the
-worker checks at start-up and a unit test checks in CI, so an upgrade fails loudly instead of
-silently losing the guarantees that depend on them.
+faust-streaming 0.15.x and aiokafka 0.14.x are pinned, and these names are not their public API:
+an upgrade may rename or reshape them without notice. The rest of `streamer/` reaches them only
+through this module (the names below, `committed_offsets`, `topic_partitions`). `problems()`
+says which are missing or have another shape; the worker checks at start-up and a unit test
+checks in CI, so an upgrade fails loudly instead of silently losing the guarantees that depend
+on them.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import faust
 import faust.streams
 import faust.types.tuples
+from aiokafka import AIOKafkaConsumer
+from aiokafka.client import AIOKafkaClient
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 # faust's "current event": table reads and writes go to the partition of the event it holds.
 current_event = faust.streams._current_event
@@ -74,9 +80,21 @@ NAMES = (
         ("self", "tp"),
         "stream/consumer.py: never commit past an input offset not acknowledged",
     ),
+    PrivateName(
+        faust_aiokafka.AIOKafkaConsumerThread,
+        "_commit",
+        ("self", "offsets"),
+        "stream/consumer.py: skip a commit of partitions all revoked meanwhile",
+    ),
     PrivateName(faust.App, "_new_transport", ("self",), "stream/consumer.py: install our consumer"),
     PrivateName(faust.streams, "_current_event", None, "stream/context.py: route table writes"),
     PrivateName(faust.types.tuples, "ack_lock", None, "stream/consumer.py: acknowledge input records"),
+    PrivateName(
+        AIOKafkaClient,
+        "fetch_all_metadata",
+        ("self",),
+        "stream/dead_letters.py: the dead-letter topic's partition count",
+    ),
 )
 
 # Set in the consumer's __init__, so not visible on the class: checked in its source instead.
@@ -91,13 +109,45 @@ CONSUMER_STATE = {
 }
 
 
+# Set in aiokafka's AIOKafkaConsumer.__init__: checked in its source too.
+AIOKAFKA_CONSUMER_STATE = {
+    "_client": "stream/dead_letters.py: the dead-letter topic's partition count",
+}
+
+
+def committed_offsets(consumer: object) -> Mapping[TP, int]:
+    """faust's record of the group's committed offsets: set at its seek after each assignment and
+    advanced as it commits (empty before the consumer has one)."""
+    committed: Mapping[TP, int] = getattr(consumer, COMMITTED_OFFSET, {})
+    return committed
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
+    """The partitions of `topic` as the broker has them now (None for a topic it does not know).
+
+    A consumer without a subscription keeps no metadata for the topic and has no public call to
+    ask for one: this is its client's own metadata request."""
+    client: Any = consumer._client
+    metadata = await client.fetch_all_metadata()
+    partitions: set[int] | None = metadata.partitions_for_topic(topic)
+    return partitions
+
+
+def _unset(cls: type, state: Mapping[str, str], library: str) -> list[str]:
+    """The attributes of `state` that `cls.__init__` no longer sets, with what uses each."""
+    source = inspect.getsource(cls.__init__)  # type: ignore[misc]  # a class's own, not an instance's
+    return [
+        f"{library}'s {cls.__name__} no longer sets {name} (used by {used_by})"
+        for name, used_by in state.items()
+        if f"self.{name}" not in source
+    ]
+
+
 def problems() -> list[str]:
-    """Every private name that is missing or has another shape in the installed faust."""
+    """Every private name that is missing or has another shape in the installed faust/aiokafka."""
     found = [problem for name in NAMES if (problem := name.problem()) is not None]
-    source = inspect.getsource(faust_consumer.Consumer.__init__)
-    for name, used_by in CONSUMER_STATE.items():
-        if f"self.{name}" not in source:
-            found.append(f"faust's Consumer no longer sets {name} (used by {used_by})")
+    found += _unset(faust_consumer.Consumer, CONSUMER_STATE, "faust")
+    found += _unset(AIOKafkaConsumer, AIOKAFKA_CONSUMER_STATE, "aiokafka")
     if not hasattr(faust_consumer.Consumer, "_n_acked"):
         found.append("faust's Consumer no longer counts _n_acked (used by stream/consumer.py)")
     return found

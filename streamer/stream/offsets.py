@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 from faust.types import TP
+
+from streamer.stream.faust_private import committed_offsets
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class ConsumerOffsets:
     async def restart_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         # faust records the committed offsets it seeks to after each assignment (and advances
         # them as it commits); a partition without one is read from its start (earliest).
-        committed: Any = getattr(self.app.consumer, "_committed_offset", {})
+        committed = committed_offsets(self.app.consumer)
         found = {tp: committed.get(TP(*tp)) for tp in tps}
         offsets = {tp: int(offset) for tp, offset in found.items() if offset is not None}
         missing = [tp for tp, offset in found.items() if offset is None]

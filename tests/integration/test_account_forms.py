@@ -24,8 +24,7 @@ import aiohttp
 import pytest
 
 from streamer.local.stack import StackInfo
-from tests.fixtures import stop_process
-from tests.integration.test_dashboard import chromium  # noqa: F401 (a fixture)
+from tests.fixtures import chromium_argv, stop_process
 from tests.integration.test_identity import ACCOUNT, TOKEN, account, publish, three_days_of_use
 from tests.integration.test_view import Deployment, wait_until
 
@@ -38,17 +37,8 @@ class Browser:
     """A headless Chromium with one page, driven over the DevTools protocol."""
 
     def __init__(self, binary: str, url: str, profile: Path) -> None:
-        argv = [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            f"--user-data-dir={profile}",
-            "--remote-debugging-port=0",  # Chromium picks one and writes it to DevToolsActivePort
-            url,
-        ]
+        # Chromium picks the DevTools port and writes it to DevToolsActivePort in the profile.
+        argv = chromium_argv(binary, profile, "--remote-debugging-port=0", url)
         self.profile = profile
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._ids = itertools.count(1)
@@ -138,7 +128,7 @@ SHOWN = """
 
 def test_the_override_form_posted_in_a_browser_shows_on_the_page(
     deployment: Deployment,
-    chromium: str,  # noqa: F811
+    chromium: str,
 ) -> None:
     before = account(deployment)
     assert before is not None and before["override"] is None

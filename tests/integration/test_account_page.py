@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from test_dashboard import Element, browse, chromium, fixed, parse  # noqa: F401 (chromium: a fixture)
+from test_dashboard import Element, browse, fixed, parse
 from test_view import Live, shared_live, wait_until
 
 from streamer.local.stack import StackInfo
@@ -62,7 +62,7 @@ def busiest(live: Live) -> tuple[str, list[dict[str, object]]]:
     return account_id, histories[account_id]
 
 
-def test_the_account_page_shows_history_reasons_timeline_and_alerts(live: Live, chromium: str) -> None:  # noqa: F811
+def test_the_account_page_shows_history_reasons_timeline_and_alerts(live: Live, chromium: str) -> None:
     view = live.deployment
     account_id, points = busiest(live)
     snapshot = view.get(f"/api/accounts/{quote(account_id)}")
@@ -99,7 +99,7 @@ def test_the_account_page_shows_history_reasons_timeline_and_alerts(live: Live, 
     assert dom.by_id("override").attrs.get("hidden") is not None  # no override in force
 
 
-def test_a_filtered_dashboard_shows_only_what_the_filter_selects(live: Live, chromium: str) -> None:  # noqa: F811
+def test_a_filtered_dashboard_shows_only_what_the_filter_selects(live: Live, chromium: str) -> None:
     view = live.deployment
     at_risk = view.get("/api/accounts?at_risk=true&sort=score&limit=500")["items"]
     assert at_risk, "the simulated portfolio should have accounts at risk"
@@ -133,7 +133,7 @@ def test_a_filtered_dashboard_shows_only_what_the_filter_selects(live: Live, chr
     assert "format=csv" in csv_link and "q=" in csv_link
 
 
-def test_the_account_page_renders(live: Live, chromium: str, tmp_path: Path) -> None:  # noqa: F811
+def test_the_account_page_renders(live: Live, chromium: str, tmp_path: Path) -> None:
     account_id, _ = busiest(live)
     shot = tmp_path / "account.png"
     browse(

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -19,6 +20,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from streamer.local.stack import StackInfo
 from streamer.settings import Settings
 from streamer.stream.topics import CHANGELOG, CHANGELOG_SEGMENT_BYTES, changelog_topic, ensure_topics
+
+pytestmark = pytest.mark.integration
 
 COMPACTION_DEADLINE_S = 240.0  # bounds a hang only: the log cleaner runs every 15 s
 
@@ -94,6 +97,15 @@ def test_a_changelog_written_far_beyond_its_state_is_compacted(stack: StackInfo,
         finally:
             await producer.stop()
 
+    async def end_offset() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            return int((await consumer.end_offsets([tp]))[tp])
+        finally:
+            await consumer.stop()
+
     async def read_from_start() -> tuple[int, set[bytes]]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=stack.bootstrap, group_id=None, enable_auto_commit=False
@@ -114,8 +126,9 @@ def test_a_changelog_written_far_beyond_its_state_is_compacted(stack: StackInfo,
             await consumer.stop()
 
     asyncio.run(write())
-    count, keys = asyncio.run(read_from_start())
-    assert count == records and len(keys) == 20  # nothing compacted yet: the whole history
+    # The whole history was written (compaction never reuses offsets). Not "read back in full":
+    # on a busy machine the log cleaner may already have compacted the first closed segments.
+    assert asyncio.run(end_offset()) == records
     deadline = time.monotonic() + COMPACTION_DEADLINE_S
     while True:
         count, keys = asyncio.run(read_from_start())

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -21,8 +20,8 @@ import pytest
 from test_view import Deployment, Live, shared_live
 
 from streamer.local.stack import StackInfo
-from streamer.local.tools import ensure_command
 from streamer.projection.redis_writer import RedisProjection, connect
+from tests.fixtures import chromium_argv
 
 pytestmark = pytest.mark.integration
 
@@ -34,34 +33,17 @@ def live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, request: py
     return shared_live(stack, tmp_path_factory, request)
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    return shutil.which("chromium") or ensure_command("chromium", "chromium")
-
-
 def browse(chromium: str, url: str, *extra: str) -> str:
     """The page's DOM once its fetches are done (virtual time lets the timers and fetches run).
 
-    Each run gets a fresh profile in a short path (Chromium's singleton socket must fit a Unix
-    socket path, which pytest's tmp_path may not).
+    Each run gets a fresh profile in a short path (see `chromium_argv`).
     """
     with tempfile.TemporaryDirectory(prefix="hs-chromium-") as profile:
         return _browse(chromium, url, Path(profile), *extra)
 
 
 def _browse(chromium: str, url: str, profile: Path, *extra: str) -> str:
-    argv = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=8000",
-        *(extra or ("--dump-dom",)),
-        url,
-    ]
+    argv = chromium_argv(chromium, profile, "--virtual-time-budget=8000", *(extra or ("--dump-dom",)), url)
     done = subprocess.run(argv, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     html = done.stdout.decode()

@@ -34,7 +34,11 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    NotCoordinatorForGroupError,
+)
 from aiokafka.structs import ConsumerRecord
 
 from streamer.contract.events import EVENT_FAMILY
@@ -44,7 +48,7 @@ from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
 from streamer.stream.topics import ensure_topics
-from tests.fixtures import stop_process
+from tests.fixtures import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +61,13 @@ PARTITIONS = 4
 SETTLE_STUCK_S = 120.0
 SETTLE_DEADLINE_S = 900.0
 QUIET_S = 2.0  # outputs unchanged this long (and every input offset committed): finished
+# What the broker answers about a consumer group while it has no coordinator for it yet: a fresh
+# broker creates __consumer_offsets on first use, a restarted one loads it again.
+NO_COORDINATOR_YET = (
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    NotCoordinatorForGroupError,
+)
 
 T = TypeVar("T")
 
@@ -263,8 +274,17 @@ class Bus:
         broker has no coordinator for the group yet: a fresh broker creates it on first use)."""
         try:
             return self.run(self._committed_in(group, topics))
-        except GroupCoordinatorNotAvailableError:
+        except NO_COORDINATOR_YET:
             return 0
+
+    def coordinator_ready(self, group: str) -> bool:
+        """Whether the broker answers for `group`'s committed offsets (False while it is still
+        creating or loading __consumer_offsets)."""
+        try:
+            self.run(self._committed_in(group, []))
+        except NO_COORDINATOR_YET:
+            return False
+        return True
 
     async def _committed_in(self, group: str, topics: list[str]) -> int:
         committed = await (await self._admin_client()).list_consumer_group_offsets(group)
@@ -421,6 +441,7 @@ class Deployment:
         `SETTLE_STUCK_S`, and after `deadline_s`, with the lag.
         """
         workers = workers or tuple(self.workers)
+        self.wait_coordinator()
         started = last_change = last_progress = time.monotonic()
         caught_up_at: float | None = None
         least_lag: int | None = None
@@ -469,8 +490,20 @@ class Deployment:
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.3)
 
+    def wait_coordinator(self) -> None:
+        """Until the broker has a coordinator for the workers' group: right after a fresh or
+        restarted broker comes up it answers GroupCoordinatorNotAvailable for a while (the
+        deadline only bounds a hang)."""
+        wait_until(
+            f"the broker's group coordinator for {self.app_id}",
+            lambda: self.bus.coordinator_ready(self.app_id),
+            deadline_s=SETTLE_STUCK_S,
+            every=0.5,
+        )
+
     def wait_group(self, members: int, timeout: float = 60.0) -> None:
         """Until the workers' consumer group is stable with `members` members (partitions assigned)."""
+        self.wait_coordinator()
         stable = ("Stable", members)
         self.wait_for(f"a stable group of {members}", lambda: self.bus.group(self.app_id) == stable, timeout)
 

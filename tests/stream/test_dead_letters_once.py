@@ -14,7 +14,8 @@ import pytest
 from streamer.core.config import ScoreConfig
 from streamer.stream.dead_letters import Ledger, decode_position, encode_position, position_key
 from streamer.stream.scorer import Scorer
-from tests.stream.test_scorer import PARTITION, SETTINGS, USAGE, FakeSink, World
+from tests.fixtures import FakeSink
+from tests.stream.world import PARTITION, SETTINGS, USAGE, World
 
 
 class DeadLetterTopic:

@@ -16,7 +16,7 @@ from streamer.partitioning import partition_of
 from streamer.sim.config import SimulationConfig
 from streamer.sim.generate import generate_events
 from tests.fixtures import FakeEvent, Message
-from tests.stream.test_scorer import GENERATION, SETTINGS, TOPICS, World
+from tests.stream.world import GENERATION, SETTINGS, TOPICS, World
 
 SIMULATION = SimulationConfig(accounts=16, months=2, seed=5, usage_density=0.2)
 

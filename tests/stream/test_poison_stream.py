@@ -1,6 +1,6 @@
 """The worker side of bad input: the scorer dead-letters the whole poison corpus and goes on,
 dead letters are sent until the broker has them, and a failure outside one message's handling
-ends the process with a logged reason (no broker: fakes from test_scorer)."""
+ends the process with a logged reason (no broker: the world of tests/stream/world.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from streamer.stream import app as app_module
 from streamer.stream.app import EXIT_FAILED, consume, deliver_all, deliver_in_order, guarded
 from tests.fixtures import FakeEvent, Message
 from tests.poison import POISONS, started
-from tests.stream.test_scorer import GENERATION, SETTINGS, TOPICS, World
+from tests.stream.world import GENERATION, SETTINGS, TOPICS, World
 
 WHEN = "2024-03-01T10:00:00Z"
 
