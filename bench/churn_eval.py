@@ -14,6 +14,11 @@ with the targets checked per cell: default >= baseline (and >= 0.70 where the ba
 
     .venv/bin/python bench/churn_eval.py --fightchurn DATA/crm6-s7 DATA/socialnet7-s7
     .venv/bin/python bench/churn_eval.py --seeds 3 --no-reuse --config tuned.toml
+    .venv/bin/python bench/churn_eval.py --events crm6-s303=/data/crm6-s303.day.jsonl.gz --seeds
+
+Each backtest saves its replay beside its figures (`NAME.replay.json.gz`, see `streamer backtest
+--replay-cache`): a second run with the same events, configuration and core reuses it and only
+re-tunes, in seconds.
 """
 
 from __future__ import annotations
@@ -68,13 +73,19 @@ def _env() -> dict[str, str]:
 
 
 def evaluate(portfolio: Portfolio, out: Path, reuse: bool, config: Path | None) -> None:
-    if not (reuse and portfolio.events.exists()):
+    given = portfolio.make[0] == "(given)"
+    if given and not portfolio.events.exists():
+        portfolio.error = f"{portfolio.events} does not exist"
+        return
+    if not (given or (reuse and portfolio.events.exists())):
         if not run_step(portfolio, portfolio.make[1], portfolio.make):
             return
     else:
         portfolio.steps["(reused events)"] = 0.0
     figures = out / f"{portfolio.name}.backtest.json"
+    cache = out / f"{portfolio.name}.replay.json.gz"
     command = [STREAMER, "backtest", str(portfolio.events), "--tune", "--quiet", "--json", str(figures)]
+    command += ["--replay-cache", str(cache)]  # re-running with another tuning reuses the replay
     if config is not None:
         command += ["--config", str(config)]
     if run_step(portfolio, "backtest --tune", command):
@@ -160,6 +171,13 @@ def main() -> None:
     parser.add_argument(
         "--fightchurn", nargs="*", type=Path, default=[], help="folders in the fightchurn layout"
     )
+    parser.add_argument(
+        "--events",
+        nargs="*",
+        default=[],
+        metavar="NAME=FILE",
+        help="already imported event files (contract JSON lines), each under a portfolio name",
+    )
     parser.add_argument("--seeds", nargs="*", type=int, default=[3, 5, 11], help="streamer simulate seeds")
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--months", type=int, default=12)
@@ -175,6 +193,11 @@ def main() -> None:
         events = args.out / f"{name}.{args.usage_grain}.jsonl.gz"
         make = [STREAMER, "import", str(folder), "--preset", "fightchurn", "--usage-grain", args.usage_grain]
         portfolios.append(Portfolio(name, events, [*make, "--out", str(events)]))
+    for named in args.events:
+        name, _, file = named.partition("=")
+        if not file:
+            parser.error(f"--events {named!r}: write NAME=FILE, e.g. crm6-s7=/data/crm6-s7.day.jsonl.gz")
+        portfolios.append(Portfolio(name, Path(file), ["(given)", "(given)"]))
     for seed in args.seeds:
         name = f"simulate-{args.accounts}x{args.months}-s{seed}"
         events = args.out / f"{name}.jsonl.gz"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from streamer.backtest.choice import Choice, Kind, choose
+from streamer.backtest.choice import Choice, Kind, choose, shrunk_fit
 from streamer.backtest.labels import churns_within
 from streamer.backtest.learn import (
     CalibrationBin,
@@ -166,9 +167,8 @@ class TuneResult:
     test_months: list[int]
     train_samples: int
     train_churned: int
-    health: SignalModel  # coefficients <= 0: the written [model] and the signal weights
+    health: SignalModel  # coefficients <= 0: the written [model] (and the weights when it won)
     plain: SignalModel  # unconstrained, the yardstick
-    health_selection: Selection
     plain_selection: Selection
     choice: Choice  # default vs health fits vs plain, out of fold: what was written and why
     default_weights: dict[str, float]
@@ -281,19 +281,17 @@ def tune(
     rows = [s.signals for s in train.samples]
     ats = [s.at for s in train.samples]
     space = FeatureSpace.learn(rows)
-    selections = {
-        health: choose_l2(rows, train.churned, ats, TUNE_HORIZON, health) for health in (True, False)
-    }
+    plain_selection = choose_l2(rows, train.churned, ats, TUNE_HORIZON, health=False)
 
     def as_config(model: SignalModel, fit_months: Sequence[int], samples: int) -> ScoreConfig:
         return tuned_config(fitted_settings(model, config, fit_months, samples))
 
     choice = choose(train.samples, train.churned, TUNE_HORIZON, config, as_config)
-    health_l2 = choice.winner.l2 if choice.winner.kind is Kind.health else selections[True].l2
-    health_model = fit_signal_model(space, rows, train.churned, health_l2 or 0.0, health=True)
-    plain_model = fit_signal_model(space, rows, train.churned, selections[False].l2, health=False)
+    health_l2 = choice.winner.l2 if choice.winner.kind is Kind.health else math.inf
+    health_model = shrunk_fit(space, rows, train.churned, health_l2 or math.inf, config)
+    plain_model = fit_signal_model(space, rows, train.churned, plain_selection.l2, health=False)
     fitted = fitted_settings(health_model, config, train_months, len(train.samples))
-    if choice.keeps_default:  # the fit ranked no better out of fold: keep the weights, add the [model]
+    if choice.keeps_default:  # no fit ranked clearly better out of fold: keep the weights, add the [model]
         fitted = Fitted(
             config.weights.as_dict(),
             {name: weight for name, (_, weight) in config.signal_table.items()},
@@ -326,8 +324,7 @@ def tune(
         train_churned=int(train.churned.sum()),
         health=health_model,
         plain=plain_model,
-        health_selection=selections[True],
-        plain_selection=selections[False],
+        plain_selection=plain_selection,
         choice=choice,
         default_weights=config.weights.as_dict(),
         tuned_weights=fitted.weights,

@@ -27,6 +27,7 @@ from streamer.settings import Settings
 
 if TYPE_CHECKING:  # the analysis needs numpy (the [backtest] extra): imported when it runs
     from streamer.backtest.analysis import Fitted
+    from streamer.backtest.sampling import Replay
 
 
 def _base_data(path: Path | None) -> dict[str, Any]:
@@ -38,6 +39,40 @@ def _config_text(base: dict[str, Any], fitted: Fitted, header: list[str]) -> str
     from streamer.backtest.configfile import tuned_config_text
 
     return tuned_config_text(base, fitted.weights, header, fitted.signal_weights, fitted.model)
+
+
+def _replay(
+    events: Path, config: ScoreConfig, partitions: int, warmup_days: int, now: datetime | None, quiet: bool
+) -> Replay:
+    """The history replayed through the core, with a progress bar unless `quiet`."""
+    from streamer.backtest.sampling import replay
+
+    bar: Any = None
+
+    def on_sorted(total: int) -> None:
+        nonlocal bar
+        bar = click.progressbar(
+            length=total, label=f"replaying {events.name}", file=sys.stderr, show_eta=True
+        )
+        bar.__enter__()
+
+    if not quiet:
+        click.echo(f"sorting {events} by event time ...", err=True)
+    try:
+        return replay(
+            events,
+            config,
+            partitions=partitions,
+            warmup_days=warmup_days,
+            on_sorted=None if quiet else on_sorted,
+            on_progress=None if quiet else (lambda n: bar.update(n)),
+            published_ms=publication_ms(now),
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 EXAMPLES = """\b
@@ -59,8 +94,8 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     "--tune",
     "tune_weights",
     is_flag=True,
-    help="Fit the component weights to the history and compare them with the configured ones on a "
-    "held-out later time range.",
+    help="Fit signal weights to the history (starting from the configured ones, which are kept unless a "
+    "fit ranks clearly better out of fold) and compare them on a held-out later time range.",
 )
 @click.option(
     "--write-config",
@@ -88,6 +123,13 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     help="Also write every figure as JSON here.",
 )
 @click.option(
+    "--replay-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the replay here (gzipped JSON) and reuse it on the next run when the events file, the "
+    "configuration, --partitions, --warmup-days and the scoring core are the same: re-tuning then "
+    "takes seconds instead of a replay.",
+)
+@click.option(
     "--warmup-days",
     type=click.IntRange(0, 3650),
     default=60,
@@ -107,6 +149,7 @@ def backtest(
     holdout: float,
     plots_dir: Path | None,
     json_path: Path | None,
+    replay_cache: Path | None,
     warmup_days: int,
     partitions: int | None,
     now: datetime | None,
@@ -122,17 +165,22 @@ def backtest(
     (alerts followed by churn within 60 days) and recall (churns alerted in the 60 days before).
 
     With --tune, an L2 logistic regression of 60-day churn on every signal's sub-score is fitted on
-    the earlier month starts (penalty chosen by time-ordered cross-validation inside them); its
-    health coefficients (kept <= 0) become the signal and component weights and the [model]
-    behind churn_risk_60d. On the later month starts it is compared with the configured score
-    and with a plain (unconstrained) logistic regression, and written with --write-config as a
+    the earlier month starts, its penalty pulling each coefficient towards the default score's
+    weight (an infinite penalty is the default). On time-ordered folds inside the training months
+    the default, the fit per penalty and a plain regression are compared, and the simplest
+    candidate within two standard errors of the best out-of-fold AUC is written (the default
+    first): its health coefficients (kept <= 0) become the signal and component weights and the
+    [model] behind churn_risk_60d. On the later month starts it is compared with the configured
+    score and with a plain (unconstrained) logistic regression, and written with --write-config as a
     file `streamer offline --config` and the workers accept.
     """
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
         from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, tune
+        from streamer.backtest.replaycache import fingerprint
+        from streamer.backtest.replaycache import load as load_replay
+        from streamer.backtest.replaycache import save as save_replay
         from streamer.backtest.report import day, render
         from streamer.backtest.report import to_json as report_json
-        from streamer.backtest.sampling import replay
 
         if plots_dir is not None:
             from streamer.backtest.plots import write_all
@@ -141,32 +189,15 @@ def backtest(
     config = score_config_or_fail(source)
     tune_weights = tune_weights or write_config is not None
 
-    bar: Any = None
-
-    def on_sorted(total: int) -> None:
-        nonlocal bar
-        bar = click.progressbar(
-            length=total, label=f"replaying {events.name}", file=sys.stderr, show_eta=True
-        )
-        bar.__enter__()
-
-    if not quiet:
-        click.echo(f"sorting {events} by event time ...", err=True)
-    try:
-        history = replay(
-            events,
-            config,
-            partitions=partitions or settings.partitions,
-            warmup_days=warmup_days,
-            on_sorted=None if quiet else on_sorted,
-            on_progress=None if quiet else (lambda n: bar.update(n)),
-            published_ms=publication_ms(now),
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    partitions = partitions or settings.partitions
+    made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
+    history = load_replay(replay_cache, made_from) if replay_cache is not None else None
+    if history is not None and not quiet:
+        click.echo(f"reusing the replay saved in {replay_cache}", err=True)
+    if history is None:
+        history = _replay(events, config, partitions, warmup_days, now, quiet)
+        if replay_cache is not None:
+            save_replay(replay_cache, history, made_from)
     try:
         result = analyse(history)
         if tune_weights:

@@ -39,15 +39,17 @@ def sigmoid(z: Matrix) -> Matrix:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))), dtype=np.float64)
 
 
-def _objective(design: Matrix, y: Matrix, penalty: Matrix, beta: Matrix) -> float:
+def _objective(design: Matrix, y: Matrix, penalty: Matrix, beta: Matrix, centre: Matrix) -> float:
     """Penalised negative log-likelihood, computed without overflow (log(1 + e^z) by logaddexp)."""
     z = design @ beta
-    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * beta * beta))
+    away = beta - centre
+    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * away * away))
 
 
-def _newton(x: Matrix, y: Matrix, l2: float, iterations: int = 100) -> Matrix:
+def _newton(x: Matrix, y: Matrix, l2: float, prior: Matrix | None = None, iterations: int = 100) -> Matrix:
     """[intercept, betas] of the L2-penalised logistic regression (intercept not shrunk), by damped
-    Newton steps: each step is halved until the penalised loss goes down enough (Armijo).
+    Newton steps: each step is halved until the penalised loss goes down enough (Armijo). The
+    penalty pulls the betas towards `prior` (0 when None): a strong penalty returns the prior.
 
     Full Newton steps overshoot when a rare value is nearly all churners (a scheduled
     cancellation, say): they oscillated, left the gradient far from 0 after every iteration
@@ -60,10 +62,13 @@ def _newton(x: Matrix, y: Matrix, l2: float, iterations: int = 100) -> Matrix:
     beta[0] = np.log(mean / (1 - mean))
     penalty = np.full(design.shape[1], l2)
     penalty[0] = 0.0
-    loss = _objective(design, y, penalty, beta)
+    centre = np.zeros(design.shape[1])
+    if prior is not None:
+        centre[1:] = prior
+    loss = _objective(design, y, penalty, beta, centre)
     for _ in range(iterations):
         p = sigmoid(design @ beta)
-        gradient = design.T @ (p - y) + penalty * beta
+        gradient = design.T @ (p - y) + penalty * (beta - centre)
         weights = p * (1 - p)
         hessian = (design * weights[:, None]).T @ design + np.diag(penalty) + 1e-9 * np.eye(len(beta))
         step = np.linalg.solve(hessian, gradient)
@@ -71,7 +76,7 @@ def _newton(x: Matrix, y: Matrix, l2: float, iterations: int = 100) -> Matrix:
         size = 1.0
         for _ in range(60):
             trial = beta - size * step
-            trial_loss = _objective(design, y, penalty, trial)
+            trial_loss = _objective(design, y, penalty, trial, centre)
             if trial_loss <= loss - 1e-4 * size * decrease:
                 break
             size /= 2
@@ -84,7 +89,12 @@ def _newton(x: Matrix, y: Matrix, l2: float, iterations: int = 100) -> Matrix:
 
 
 def fit_l2_logistic(
-    x: Matrix, churned: ArrayLike, l2: float, non_positive: Sequence[int] = (), standardise: bool = False
+    x: Matrix,
+    churned: ArrayLike,
+    l2: float,
+    non_positive: Sequence[int] = (),
+    standardise: bool = False,
+    prior: Matrix | None = None,
 ) -> tuple[float, Matrix]:
     """(intercept, coefficients) of P(churn) = sigmoid(intercept + x @ coefficients), L2-penalised.
 
@@ -93,11 +103,14 @@ def fit_l2_logistic(
     is freed again), which solves the bound-constrained problem for well-conditioned data.
     With `standardise`, the penalty applies to the coefficients of the columns divided by their
     standard deviation (a constant column is left as it is); the result is on `x`'s scale.
+    With `prior` (coefficients on `x`'s scale, <= 0 in the bounded columns), the penalty pulls
+    the coefficients towards it instead of towards 0.
     """
     if standardise:
         spread = x.std(axis=0)
         spread[spread < 1e-9] = 1.0
-        intercept, scaled = fit_l2_logistic(x / spread, churned, l2, non_positive)
+        scaled_prior = None if prior is None else prior * spread
+        intercept, scaled = fit_l2_logistic(x / spread, churned, l2, non_positive, prior=scaled_prior)
         return intercept, scaled / spread
     y = np.asarray(churned, dtype=np.float64)
     columns = x.shape[1]
@@ -107,7 +120,7 @@ def fit_l2_logistic(
     intercept = 0.0
     for _ in range(4 * columns + 4):
         free = [j for j in range(columns) if j not in fixed]
-        beta = _newton(x[:, free], y, l2)
+        beta = _newton(x[:, free], y, l2, None if prior is None else prior[free])
         intercept = float(beta[0])
         coefficients = np.zeros(columns)
         coefficients[free] = beta[1:]
@@ -117,6 +130,8 @@ def fit_l2_logistic(
             continue
         p = sigmoid(intercept + x @ coefficients)
         gradient = x.T @ (p - y)  # at a fixed column's 0: > 0 means going negative would help
+        if prior is not None:
+            gradient -= l2 * prior  # the penalty's pull towards a prior below 0
         wanting = [(gradient[j], j) for j in fixed if gradient[j] > 1e-6]
         if not wanting:
             break
@@ -206,11 +221,22 @@ class SignalModel:
 
 
 def fit_signal_model(
-    space: FeatureSpace, rows: Sequence[Mapping[str, float]], churned: ArrayLike, l2: float, health: bool
+    space: FeatureSpace,
+    rows: Sequence[Mapping[str, float]],
+    churned: ArrayLike,
+    l2: float,
+    health: bool,
+    prior: Mapping[str, float] | None = None,
 ) -> SignalModel:
-    """Fit on `rows`; `health` keeps every signal's coefficient <= 0 (missing columns stay free)."""
+    """Fit on `rows`; `health` keeps every signal's coefficient <= 0 (missing columns stay free);
+    `prior` (per signal, on the sub-score/100 scale) is what the penalty pulls the signals towards."""
     bounded = range(len(space.signals)) if health else range(0)
-    intercept, beta = fit_l2_logistic(space.matrix(rows), churned, l2, bounded, standardise=True)
+    centre = None
+    if prior is not None:
+        centre = np.zeros(len(space.signals) + len(space.indicators))
+        centre[: len(space.signals)] = [prior.get(name, 0.0) for name in space.signals]
+    x = space.matrix(rows)
+    intercept, beta = fit_l2_logistic(x, churned, l2, bounded, standardise=True, prior=centre)
     n = len(space.signals)
     return SignalModel(
         space,

@@ -182,15 +182,18 @@ def render_choice(choice: Choice) -> list[str]:
         found = choice.best(kind)
         return f"{found.label} {_num(found.auc)}" if found is not None else "n/a"
 
+    bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
     lines = [
-        f"model choice by out-of-fold AUC ({len(choice.folds)} folds, ties to the simpler): "
-        f"{best(Kind.default)}, best {best(Kind.health)}, best {best(Kind.plain)} (yardstick, never written) "
-        f"-> {choice.winner.label} won"
+        f"model choice by out-of-fold AUC ({len(choice.folds)} folds; two-standard-error rule: the simplest "
+        f"candidate within 2 SE of the best; SE of best - default {_num(choice.standard_error)}, "
+        f"default bar {bar}): "
+        f"{best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
+        f"best {best(Kind.plain)} (yardstick, never written) -> {choice.winner.label} chosen"
     ]
     if choice.keeps_default:
         lines.append(
-            "--tune keeps the default weights: no fit ranked churners better out of fold "
-            "(only the [model] behind churn_risk_60d is fitted)"
+            "--tune keeps the default weights: no fit ranked churners better out of fold by more than "
+            "the folds' noise (the [model] behind churn_risk_60d is the default score, calibrated)"
         )
     elif choice.plain_beats_winner:
         lines.append(
@@ -212,9 +215,9 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"(a training month start m is used only if m + {TUNE_HORIZON} days <= the first held-out one); "
         "default = the configuration tested (--config, else the built-in defaults)",
         f"L2 penalty by time-ordered cross-validation inside the training months "
-        f"({len(tuning.health_selection.folds)} folds, pooled validation AUC, then log-loss; "
-        "standardised columns): health fit "
-        f"{health.l2:g}, plain fit {plain.l2:g}",
+        f"({len(tuning.choice.folds)} folds, standardised columns): health fit "
+        f"{health.l2:g} (towards the default's weights; inf = the default), plain fit {plain.l2:g} "
+        "(towards 0; pooled validation AUC, then log-loss)",
         *render_choice(tuning.choice),
         "",
     ]
@@ -332,9 +335,8 @@ def to_json(result: Backtest) -> dict[str, Any]:
             "tuned_weights": tuning.tuned_weights,
             "signal_weights": tuning.fitted.signal_weights,
             "model": tuning.fitted.model,
-            "l2": {"health": tuning.health.l2, "plain": tuning.plain.l2},
+            "l2": {"health": _finite(tuning.health.l2), "plain": tuning.plain.l2},
             "cv_log_loss": {
-                "health": {str(k): v for k, v in tuning.health_selection.losses.items()},
                 "plain": {str(k): v for k, v in tuning.plain_selection.losses.items()},
             },
             "choice": {
@@ -342,9 +344,11 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 "keeps_default": tuning.choice.keeps_default,
                 "folds": len(tuning.choice.folds),
                 "cv_auc": {c.label: c.auc for c in tuning.choice.candidates},
+                "best": None if tuning.choice.best_writable is None else tuning.choice.best_writable.label,
+                "standard_error": tuning.choice.standard_error,
+                "bar": tuning.choice.bar,
             },
             "cv_auc": {
-                "health": {str(k): v for k, v in tuning.health_selection.aucs.items()},
                 "plain": {str(k): v for k, v in tuning.plain_selection.aucs.items()},
             },
             "plain_coefficients": {

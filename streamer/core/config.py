@@ -493,6 +493,11 @@ class ScoreConfig(Strict):
         return table
 
     @cached_property
+    def inert_signals(self) -> frozenset[str]:
+        """Signals of weight 0 (computed and published as features, never scored or reasons)."""
+        return frozenset(name for name, (_, weight) in self.signal_table.items() if weight == 0)
+
+    @cached_property
     def _segment_memo(self) -> dict[tuple[str, str | None], tuple[dict[str, float], Bands]]:
         return {}
 

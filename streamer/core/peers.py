@@ -32,7 +32,7 @@ from math import exp, log
 
 from streamer.core.clock import DAY, bucket_of
 from streamer.core.revenue import Revenue
-from streamer.core.usage import Usage
+from streamer.core.usage import Usage, Volume
 
 QUANTILES = 101  # values kept per (group, signal): the 0th..100th percentiles
 ALL = "*"  # the group of every paying account of the partition
@@ -53,15 +53,18 @@ PEER_SIGNALS = (
 )
 
 
-def peer_values(usage: Usage, seats: int | None, end: int) -> dict[str, float]:
+def peer_values(usage: Usage, seats: int | None, end: int, volume: Volume | None = None) -> dict[str, float]:
     """The peer signals of one account over the 28 days ending with day `end`.
 
     The same definition serves the reference (a past window) and the account's own evaluation
     (the window ending today), so an account is compared like with like. Counts are not scaled
     for an account younger than 28 days: little use in the first weeks is itself a risk (on the
     portfolios measured, scaling young accounts up made the ranking worse).
+
+    `volume`: `usage.volume(end, WINDOW_DAYS)` when the caller has it already.
     """
-    volume = usage.volume(end, WINDOW_DAYS)
+    if volume is None:
+        volume = usage.volume(end, WINDOW_DAYS)
     values: dict[str, float] = {
         "events_28d": volume.events,
         "active_days_28d": volume.active_days,

@@ -14,6 +14,8 @@ from streamer.core.clock import DAY
 
 MAX_TERM_ENDS = 40  # term ends remembered per subscription
 
+_FOREVER = 1 << 62  # beyond any instant in epoch ms
+
 # Movement kinds, in the order the portfolio keeps their sums.
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
 NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
@@ -63,7 +65,8 @@ class Revenue:
     first_start: int | None = None
     payment_failures: list[int] = field(default_factory=list)  # recent failure times, sorted
     version: int = 0  # bumped on every change
-    _active_memo: tuple[tuple[int, int], list[Subscription]] = ((-1, -1), [])
+    # (version, low, high, active): the subscriptions active at every instant of [low, high)
+    _active_memo: tuple[int, int, int, list[Subscription]] = (-1, 0, 0, [])
 
     # -- updates ---------------------------------------------------------------------------------
 
@@ -178,11 +181,23 @@ class Revenue:
         ]
 
     def active_at(self, ts: int) -> list[Subscription]:
-        """Subscriptions with MRR > 0 at `ts` (remembered for the last `ts` asked about)."""
-        if self._active_memo[0] == (ts, self.version):
-            return self._active_memo[1]
+        """Subscriptions with MRR > 0 at `ts` (remembered for the span of instants around `ts`
+        with the same answer: an evaluation, a peer reference and the timer ask at different
+        instants, mostly between the same two subscription steps)."""
+        version, low, high, active = self._active_memo
+        if version == self.version and low <= ts < high:
+            return active
+        return self._remember_active(ts)
+
+    def _remember_active(self, ts: int) -> list[Subscription]:
+        # Each subscription's MRR at `ts` is that of its last step at or before `ts`, so the
+        # answer is the same between two consecutive steps of any subscription.
+        steps = sorted({point[0] for sub in self.subscriptions.values() for point in sub.points})
+        index = bisect_right(steps, ts)
+        low = steps[index - 1] if index else -_FOREVER
+        high = steps[index] if index < len(steps) else _FOREVER
         active = self._active_at(ts)
-        self._active_memo = ((ts, self.version), active)
+        self._active_memo = (self.version, low, high, active)
         return active
 
     def _active_at(self, ts: int) -> list[Subscription]:

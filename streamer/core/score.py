@@ -168,7 +168,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     if committed(facts.get("renewal_at"), now, config):
         position = None  # low use alone does not make a committed account red or yellow
     band = bands.band(score, position)
-    inert = frozenset(name for name in signals if table[name][1] == 0)
+    inert = config.inert_signals.intersection(signals)
     found = Facts(**facts, **figures, percentiles=percentiles)  # frozen once, read by attribute
     return Evaluation(
         now, score, band, stage, plan, mrr, components, weights, signals, found, peer_group, inert
@@ -200,13 +200,13 @@ def _volume(
         first_start = revenue.first_start
         if mrr <= 0 or first_start is None or now - first_start < NEVER_USED_GRACE:
             return None
-    volume = usage.volume(end, 28)
+    volume = usage.volume(end, WINDOW_DAYS)
     facts["events_28d"] = volume.events
     facts["active_days_28d"] = volume.active_days
     facts["user_days_28d"] = volume.user_days
-    values = peer_values(usage, revenue.seats(now), end)
+    values = peer_values(usage, revenue.seats(now), end, volume)
     facts["active_users_28d"] = usage.active_users(end, 28) if usage.last_use is not None else 0
-    before = usage.volume(end - 28, 28).events
+    before = usage.activity(end - WINDOW_DAYS, WINDOW_DAYS)  # the events of the 28 days before
     facts["events_prev_28d"] = before
     if before > 0:
         facts["events_trend_28d"] = raw["events_trend_28d"] = values["events_28d"] / before - 1

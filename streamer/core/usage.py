@@ -211,13 +211,9 @@ class Usage:
         only for windows ending with the latest day).
         """
         start = end - days + 1
-        events = active_days = 0
-        for day, count in self.daily_activity.items():
-            if start <= day <= end:
-                events += count
-                active_days += 1
-        user_days = sum(users for day, users in self.daily_users.items() if start <= day <= end)
-        return Volume(events, active_days, user_days)
+        counts = [count for day, count in self.daily_activity.items() if start <= day <= end]
+        user_days = sum([users for day, users in self.daily_users.items() if start <= day <= end])
+        return Volume(sum(counts), len(counts), user_days)
 
     def feature_volume(self, end: int, days: int) -> dict[str, int]:
         """Events per feature in the `days` days ending with day `end` (features with none left out)."""

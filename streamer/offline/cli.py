@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 import click
@@ -18,8 +21,25 @@ from streamer.cli_options import (
     quiet_option,
     score_config_option,
 )
+from streamer.core.config import ScoreConfig
 from streamer.core.vocabulary import BANDS
-from streamer.offline.runner import OfflineRun, bounded_order_key, open_events, publication_ms, time_window
+from streamer.offline.parallel import (
+    ChildFailed,
+    Job,
+    Result,
+    default_jobs,
+    run_parallel,
+    scratch_folder,
+    sort_into,
+)
+from streamer.offline.runner import (
+    OfflineRun,
+    Summary,
+    bounded_order_key,
+    open_events,
+    publication_ms,
+    time_window,
+)
 from streamer.settings import Settings
 
 
@@ -29,6 +49,51 @@ def _writer(handle: IO[bytes]) -> Any:
         handle.write(b"\n")
 
     return write
+
+
+REPORT_EVERY = 200_000  # lines between progress lines when stderr is not a terminal
+
+
+class Progress:
+    """A progress bar on a terminal; elsewhere (a log file), a line every `REPORT_EVERY` lines.
+    Nothing with --quiet."""
+
+    def __init__(self, size: int, label: str, quiet: bool) -> None:
+        self.size = max(1, size)
+        self.quiet = quiet
+        self.lines_only = not quiet and not sys.stderr.isatty()
+        self.bar = click.progressbar(
+            length=size, label=label, file=sys.stderr, hidden=quiet, show_eta=True, show_pos=False
+        )
+        self.position = 0
+        self.next_report = REPORT_EVERY
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> Progress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.update(0, self.size)
+        self.bar.__exit__(kind, exc, trace)
+
+    def update(self, lines: int, position: int, cpu: float | None = None) -> None:
+        """`lines` read so far (0: unknown), `position` in bytes of the file being read, `cpu`
+        seconds spent scoring (all processes)."""
+        if position > self.position:
+            self.bar.update(position - self.position)
+            self.position = position
+        if self.lines_only and lines >= self.next_report:
+            elapsed = time.perf_counter() - self.started
+            share = 100 * self.position / self.size
+            spent = f", {cpu:,.0f} CPU s" if cpu is not None else ""
+            click.echo(
+                f"  {lines:,} lines scored, {share:.0f}% of the file, {elapsed:,.0f} s{spent}", err=True
+            )
+            self.next_report = (lines // REPORT_EVERY + 1) * REPORT_EVERY
 
 
 @click.command("offline")
@@ -47,6 +112,14 @@ def _writer(handle: IO[bytes]) -> Any:
     help="Order events by occurred_at first (default: file order, as a stream sees it).",
 )
 @partitions_option("Partitions to simulate, as the input topics have (default: HEALTHSTREAM_PARTITIONS, 4).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Processes scoring partitions at once, each reading the file and scoring its share of the "
+    "partitions; the outputs are byte-identical whatever the number. Default: the CPUs available, "
+    "at most one per partition. 1: all in this process.",
+)
 @now_option()
 @quiet_option("No progress bar.")
 def offline(
@@ -55,6 +128,7 @@ def offline(
     config_path: Path | None,
     sort: bool,
     partitions: int | None,
+    jobs: int | None,
     now: datetime | None,
     quiet: bool,
 ) -> None:
@@ -63,14 +137,53 @@ def offline(
     Writes accounts.jsonl (final snapshot per account), health.jsonl (every snapshot emitted,
     with as_of), alerts.jsonl, deadletter.jsonl and portfolio.json into --out, and prints a
     summary. Use it to backfill history or to try a score configuration before deploying it.
+    Partitions are scored by --jobs processes at once.
     """
     settings = Settings()
     config = score_config_or_fail(config_path or settings.score_config)
     out_dir.mkdir(parents=True, exist_ok=True)
     published_ms = publication_ms(now)
-    run = OfflineRun(
-        config, partitions or settings.partitions, settings.topic_prefix, published_ms=published_ms
+    count = partitions or settings.partitions
+    processes = min(jobs or default_jobs(count), count)
+    if processes == 1:
+        summary, accounts, portfolio = _in_process(
+            events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet
+        )
+        children: Result | None = None
+    else:
+        summary, accounts, portfolio, children = _in_processes(
+            events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet, processes
+        )
+    (out_dir / "portfolio.json").write_bytes(orjson.dumps(portfolio, option=orjson.OPT_INDENT_2))
+    bands = portfolio["current"]["accounts_by_band"]
+    by_band = ", ".join(f"{band} {bands[band]}" for band in BANDS)
+    processes_note = ""
+    if children is not None:
+        spent = " + ".join(f"{cpu:,.1f}" for cpu in children.cpu)
+        peak = max(children.peak_rss) / 2**20
+        processes_note = f", {processes} processes: CPU {spent} s, peak RSS {peak:,.0f} MiB per process"
+    click.echo(
+        f"{summary.lines:,} lines in {summary.seconds:.1f} s ({summary.rate:,.0f}/s{processes_note}): "
+        f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected\n"
+        f"{accounts:,} accounts ({by_band}), "
+        f"MRR {portfolio['current']['mrr']} {portfolio['currency']}, "
+        f"{sum(summary.alerts.values()):,} alerts, {summary.snapshots:,} snapshots\n"
+        f"wrote {out_dir}/{{accounts,health,alerts,deadletter}}.jsonl and portfolio.json"
     )
+
+
+def _in_process(
+    events: Path,
+    out_dir: Path,
+    config: ScoreConfig,
+    partitions: int,
+    topic_prefix: str,
+    published_ms: int,
+    sort: bool,
+    quiet: bool,
+) -> tuple[Summary, int, dict[str, Any]]:
+    """`--jobs 1`: every partition in this process."""
+    run = OfflineRun(config, partitions, topic_prefix, published_ms=published_ms)
     size = events.stat().st_size
     with (
         open_events(events) as source,
@@ -86,24 +199,15 @@ def offline(
             iterator = iter(lines)
         else:
             iterator = iter(source)
-        with click.progressbar(
-            length=size,
-            label=f"scoring {events.name}",
-            file=sys.stderr,
-            hidden=quiet,
-            show_eta=True,
-            show_pos=False,
-        ) as bar:
+        with Progress(size, f"scoring {events.name}", quiet) as bar:
+            cpu = time.process_time()
 
             def progress() -> Any:
-                position = 0
                 for count, line in enumerate(iterator, start=1):
                     yield line
                     if count % 20000 == 0:
-                        now = raw.tell() if not sort else size * count // max(1, len(lines))
-                        bar.update(now - position)
-                        position = now
-                bar.update(size - position)
+                        at = raw.tell() if not sort else size * count // max(1, len(lines))
+                        bar.update(count, at, time.process_time() - cpu)
 
             summary = run.feed(
                 progress(),
@@ -118,15 +222,44 @@ def offline(
         for snapshot in run.accounts():
             write(snapshot)
             accounts += 1
-    portfolio = run.portfolio()
-    (out_dir / "portfolio.json").write_bytes(orjson.dumps(portfolio, option=orjson.OPT_INDENT_2))
-    bands = portfolio["current"]["accounts_by_band"]
-    by_band = ", ".join(f"{band} {bands[band]}" for band in BANDS)
-    click.echo(
-        f"{summary.lines:,} lines in {summary.seconds:.1f} s ({summary.rate:,.0f}/s): "
-        f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected\n"
-        f"{accounts:,} accounts ({by_band}), "
-        f"MRR {portfolio['current']['mrr']} {portfolio['currency']}, "
-        f"{sum(summary.alerts.values()):,} alerts, {summary.snapshots:,} snapshots\n"
-        f"wrote {out_dir}/{{accounts,health,alerts,deadletter}}.jsonl and portfolio.json"
-    )
+    return summary, accounts, run.portfolio()
+
+
+def _in_processes(
+    events: Path,
+    out_dir: Path,
+    config: ScoreConfig,
+    partitions: int,
+    topic_prefix: str,
+    published_ms: int,
+    sort: bool,
+    quiet: bool,
+    jobs: int,
+) -> tuple[Summary, int, dict[str, Any], Result]:
+    """`--jobs N`: children score shares of the partitions; this process merges their records."""
+    scratch = scratch_folder(out_dir)
+    read, unterminated = events, 0
+    try:
+        if sort:
+            click.echo(f"sorting {events} by occurred_at ...", err=True)
+            read = scratch / "sorted.jsonl"
+            unterminated = sort_into(events, read, bounded_order_key(time_window(config, published_ms)))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    job = Job(config, partitions, topic_prefix, published_ms, read, str(events), unterminated, scratch)
+    started = time.perf_counter()
+    with (
+        (out_dir / "health.jsonl").open("wb") as health,
+        (out_dir / "alerts.jsonl").open("wb") as alerts,
+        (out_dir / "deadletter.jsonl").open("wb") as dead,
+        (out_dir / "accounts.jsonl").open("wb") as accounts_out,
+        Progress(read.stat().st_size, f"scoring {events.name} ({jobs} processes)", quiet) as bar,
+    ):
+        outputs: dict[str, IO[bytes]] = {"health": health, "alerts": alerts, "deadletter": dead}
+        try:
+            result = run_parallel(job, jobs, outputs, accounts_out, bar.update)
+        except ChildFailed as failed:
+            raise click.ClickException(str(failed)) from None
+    result.summary.seconds = time.perf_counter() - started
+    return result.summary, result.accounts, result.portfolio, result

@@ -8,13 +8,14 @@ so the answers equal those of the stream agents on the same events.
 from __future__ import annotations
 
 import gzip
+import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 
 import orjson
 
@@ -26,9 +27,9 @@ from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
 from streamer.core.intake import Refused, admit, apply
 from streamer.core.periods import month_metrics, months_in_data
-from streamer.core.portfolio import merge
+from streamer.core.portfolio import PeriodSums, merge
 from streamer.core.totals import add_up, report
-from streamer.partitioning import partition_of
+from streamer.partitioning import partition_of, partition_of_key
 from streamer.settings import FAMILIES
 
 
@@ -84,6 +85,65 @@ def bounded_order_key(window: tuple[int, int]) -> Callable[[tuple[int, bytes]], 
 
 BATCH = 5000  # lines per batch: snapshots of changed accounts are emitted once per batch
 
+# The `"account_id"` key and its string value, as a line without escapes spells them.
+_ACCOUNT_ID = re.compile(rb'"account_id"[ \t\r\n]*:[ \t\r\n]*"([^"]*)"')
+
+
+def quick_account_id(line: bytes) -> bytes | None:
+    """The account id of a line, as UTF-8 bytes, read without decoding the JSON; None when
+    this cheap reading cannot be sure (the line is then decoded in full).
+
+    Sure means: for every line the contract admits, the answer is None or exactly the event's
+    `account_id`. A line without a backslash has no escapes, so every `"` in it delimits a
+    string; if `"account_id"` occurs once, it is the only such key anywhere in the line (nested
+    ones included), and followed by `:` it is the top-level key of an admitted event, whose value
+    is the string up to the next `"`. Lines with a backslash, a repeated key or another layout
+    give None. What a refused line gives does not matter, as long as it is the same everywhere.
+    """
+    if b"\\" in line or line.count(b'"account_id"') != 1:
+        return None
+    found = _ACCOUNT_ID.search(line)
+    return found.group(1) if found is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """The part of a file one process of a parallel run scores: the lines of its `partitions`,
+    and, when `reports_unreadable`, the lines no partition owns (refused before an account id
+    is known), so that each of those is dead-lettered by exactly one process."""
+
+    partitions: frozenset[int]
+    reports_unreadable: bool
+
+
+class Outputs(Protocol):
+    """Where a run's records go, each with its place in the run's deterministic order: snapshots
+    by (batch, partition), alerts and dead letters by the line that caused them."""
+
+    def snapshot(self, record: dict[str, Any], batch: int, partition: int) -> None: ...
+
+    def alert(self, record: dict[str, Any], line: int) -> None: ...
+
+    def dead_letter(self, record: dict[str, Any], line: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Callbacks:
+    """`Outputs` for callers that only want the records, in order."""
+
+    on_snapshot: Callable[[dict[str, Any]], None]
+    on_alert: Callable[[dict[str, Any]], None]
+    on_dead_letter: Callable[[dict[str, Any]], None]
+
+    def snapshot(self, record: dict[str, Any], batch: int, partition: int) -> None:
+        self.on_snapshot(record)
+
+    def alert(self, record: dict[str, Any], line: int) -> None:
+        self.on_alert(record)
+
+    def dead_letter(self, record: dict[str, Any], line: int) -> None:
+        self.on_dead_letter(record)
+
 
 @dataclass
 class Summary:
@@ -123,6 +183,7 @@ class OfflineRun:
         self.engines = [PartitionEngine(config, store) for store in self.stores]
         self.summary = Summary()
         self._partitions: dict[str, int] = {}
+        self._quick_partitions: dict[bytes, int] = {}
 
     def feed(
         self,
@@ -133,61 +194,100 @@ class OfflineRun:
         on_dead_letter: Callable[[dict[str, Any]], None],
         source: str = "file",
     ) -> Summary:
+        """Score every line; records go to the callbacks in the run's order."""
+        return self.feed_share(lines, Callbacks(on_snapshot, on_alert, on_dead_letter), source=source)
+
+    def feed_share(
+        self, lines: Iterator[bytes], outputs: Outputs, *, source: str = "file", share: Share | None = None
+    ) -> Summary:
+        """Score the lines of `share` (all of them when None), reading every line of the file so
+        that line numbers and batches are those of the whole file."""
         summary = self.summary
         started = time.perf_counter()
+        batch = self.batch
+        number = 0
         for number, line in enumerate(lines, start=1):
             summary.lines += 1
-            if not line.strip():
-                continue
-            admitted = admit(line, key=None, family=None, published_ms=self.published_ms, config=self.config)
-            if isinstance(admitted, Refused):
-                summary.rejected += 1
-                on_dead_letter(
-                    dead_letter_record(
-                        line, topic=source, partition=None, offset=number, key=None, error=admitted.reason
-                    )
-                )
-                continue
-            event = admitted
-            partition = self._partitions.get(event.account_id)
-            if partition is None:
-                partition = self._partitions[event.account_id] = partition_of(
-                    event.account_id, self.partitions
-                )
-            engine = self.engines[partition]
-            outcome = apply(engine, event)
-            for alert in outcome.alerts:
-                summary.alerts[alert["rule"]] += 1
-                on_alert(alert)
-            if outcome.status == ACCEPTED:
-                summary.accepted += 1
-            elif outcome.status == DUPLICATE:
-                summary.duplicates += 1
-            else:
-                summary.rejected += 1
-                topic = self.topic_prefix + EVENT_FAMILY[event.event_type]
-                on_dead_letter(
-                    dead_letter_record(
-                        line,
-                        topic=topic,
-                        partition=partition,
-                        offset=number,
-                        key=None,
-                        error=outcome.reason or "",
-                    )
-                )
-            if number % self.batch == 0:
-                self._publish(on_snapshot)
-        self._publish(on_snapshot)
+            if line.strip():
+                self._one(number, line, outputs, source, share)
+            if number % batch == 0:
+                self._publish(outputs, number // batch)
+        self._publish(outputs, number // batch + 1)
         summary.seconds += time.perf_counter() - started
         return summary
 
-    def _publish(self, on_snapshot: Callable[[dict[str, Any]], None]) -> None:
+    def _partition(self, account_id: str) -> int:
+        partition = self._partitions.get(account_id)
+        if partition is None:
+            partition = self._partitions[account_id] = partition_of(account_id, self.partitions)
+        return partition
+
+    def _one(self, number: int, line: bytes, outputs: Outputs, source: str, share: Share | None) -> None:
+        summary = self.summary
+        quick = None
+        if share is not None:
+            quick = quick_account_id(line)
+            if quick is not None and self._partition_of_bytes(quick) not in share.partitions:
+                return  # another process scores it (and reports it if it is refused)
+        admitted = admit(line, key=None, family=None, published_ms=self.published_ms, config=self.config)
+        if isinstance(admitted, Refused):
+            if share is not None and quick is None and not share.reports_unreadable:
+                return
+            summary.rejected += 1
+            outputs.dead_letter(
+                dead_letter_record(
+                    line, topic=source, partition=None, offset=number, key=None, error=admitted.reason
+                ),
+                number,
+            )
+            return
+        event = admitted
+        partition = self._partition(event.account_id)
+        if share is not None:
+            if quick is None:
+                if partition not in share.partitions:
+                    return
+            elif quick != event.account_id.encode():  # quick_account_id broke its promise
+                raise AssertionError(
+                    f"line {number}: read account id {quick!r} without decoding, but the event says "
+                    f"{event.account_id!r}; rerun with --jobs 1 and report this line"
+                )
+        engine = self.engines[partition]
+        outcome = apply(engine, event)
+        for alert in outcome.alerts:
+            summary.alerts[alert["rule"]] += 1
+            outputs.alert(alert, number)
+        if outcome.status == ACCEPTED:
+            summary.accepted += 1
+        elif outcome.status == DUPLICATE:
+            summary.duplicates += 1
+        else:
+            summary.rejected += 1
+            topic = self.topic_prefix + EVENT_FAMILY[event.event_type]
+            outputs.dead_letter(
+                dead_letter_record(
+                    line,
+                    topic=topic,
+                    partition=partition,
+                    offset=number,
+                    key=None,
+                    error=outcome.reason or "",
+                ),
+                number,
+            )
+
+    def _partition_of_bytes(self, account_id: bytes) -> int:
+        found = self._quick_partitions.get(account_id)
+        if found is None:
+            found = self._quick_partitions[account_id] = partition_of_key(account_id, self.partitions)
+        return found
+
+    def _publish(self, outputs: Outputs, batch: int) -> None:
         """Each account whose snapshot changed, once, as a worker does after a batch."""
-        for engine in self.engines:
+        for partition, engine in enumerate(self.engines):
             for account_id in engine.take_dirty():
                 self.summary.snapshots += 1
-                on_snapshot(engine.snapshot(account_id))
+                outputs.snapshot(engine.snapshot(account_id), batch, partition)
 
     # -- results ----------------------------------------------------------------------------------
 
@@ -197,20 +297,38 @@ class OfflineRun:
         for account_id in sorted(owners):
             yield owners[account_id].snapshot(account_id)
 
-    def portfolio(self) -> dict[str, Any]:
-        """`{"currency", "current", "months"}` as documented in the README."""
-        config = self.config
-        latest = max(engine.clock.stream_time for engine in self.engines)
+    def stream_time(self) -> int:
+        """The latest stream time of any partition (-1 before any event)."""
+        return max(engine.clock.stream_time for engine in self.engines)
+
+    def close_months(self, latest: int) -> None:
+        """Bring every partition's month starts level with `latest` (the latest stream time of
+        the whole run), so that their sums add up."""
         for engine in self.engines:
             engine.open_months_until(latest)
-        sums = merge(engine.periods.sums for engine in self.engines)
-        options: dict[str, Any] = {
-            "gross_margin": config.portfolio.gross_margin,
-            "cs_cost_per_month": config.portfolio.cs_cost_per_month,
-        }
-        currency = config.currency.reporting
-        return {
-            "currency": currency,
-            "current": report(add_up(engine.totals.sums for engine in self.engines), currency),
-            "months": [month_metrics(sums, month, **options) for month in months_in_data(sums)],
-        }
+
+    def portfolio(self) -> dict[str, Any]:
+        """`{"currency", "current", "months"}` as documented in the README."""
+        self.close_months(self.stream_time())
+        return portfolio_of(
+            self.config,
+            [engine.periods.sums for engine in self.engines],
+            [engine.totals.sums for engine in self.engines],
+        )
+
+
+def portfolio_of(
+    config: ScoreConfig, periods: Sequence[PeriodSums], totals: Sequence[list[int]]
+) -> dict[str, Any]:
+    """The portfolio report from the partitions' sums, in partition order."""
+    options: dict[str, Any] = {
+        "gross_margin": config.portfolio.gross_margin,
+        "cs_cost_per_month": config.portfolio.cs_cost_per_month,
+    }
+    sums = merge(periods)
+    currency = config.currency.reporting
+    return {
+        "currency": currency,
+        "current": report(add_up(totals), currency),
+        "months": [month_metrics(sums, month, **options) for month in months_in_data(sums)],
+    }

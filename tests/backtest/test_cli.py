@@ -101,8 +101,11 @@ def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: 
     config = load_score_config(tuned)
     weights = config.weights.as_dict()
     assert all(weight >= 0 for weight in weights.values())
-    assert sum(weights.values()) == pytest.approx(1.0)
     tuning = orjson.loads(figures.read_bytes())["tuning"]
+    if tuning["choice"]["keeps_default"]:  # written as configured (the core renormalises them)
+        assert weights == ScoreConfig().weights.as_dict()
+    else:  # a fit's component weights are its coefficient sums, normalised
+        assert sum(weights.values()) == pytest.approx(1.0)
     assert tuning["tuned_weights"] == weights
     assert tuning["held_out_month_starts"][0] > tuning["train_month_starts"][-1]
     assert config.model is not None and config.model.coefficients == tuning["model"]["coefficients"]
@@ -139,7 +142,7 @@ def test_write_config_implies_tune_and_keeps_the_given_configs_other_settings(
     config = load_score_config(tuned)
     assert (config.bands.green, config.bands.yellow) == (75, 45)
     assert config.model is not None  # the tuning ran: the [model] is always fitted
-    given = {"adoption": 1.0, "support": 0.0, "sentiment": 0.2, "financial": 0.25}
+    given = load_score_config(base).weights.as_dict()  # adoption 1, support 0, the rest the defaults
     # the weights change unless the given ones ranked churners as well out of fold, and then it says so
     kept = "--tune keeps the default weights" in result.output
     assert (config.weights.as_dict() == given) == kept

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 
 import numpy as np
 import pytest
 
+from streamer.backtest import choice
 from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, tune
 from streamer.backtest.configfile import tuned_config_text
 from streamer.backtest.learn import (
@@ -131,9 +133,40 @@ def test_tune_trains_only_on_labels_that_end_before_the_held_out_range() -> None
     assert result.test_months == months[6:]
     assert result.train_samples == 5 * 300
     assert all(m + TUNE_HORIZON * DAY <= result.test_months[0] for m in result.train_months)
-    for fold in result.health_selection.folds:
+    for fold in result.choice.folds:
         assert all(m + TUNE_HORIZON * DAY <= fold.validate for m in fold.fit_months)
     assert result.health.coefficients["recency_days"] < -3.0
+
+
+def test_the_inner_choice_fits_only_on_labels_that_end_before_the_month_it_validates_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What every inner fit of the model choice reads, watched from the inside: each fold learns
+    its features from, and fits on, samples whose 60-day label window ends by the month start it
+    is then scored on, and that month start is a training one (never held out)."""
+    labelled = synthetic(poison_from=5)
+    month_of_row = {id(s.signals): s.at for s in labelled.samples}
+    seen: list[tuple[str, list[int]]] = []
+    learn, score = choice.FeatureSpace.learn, choice.signal_scores_under
+
+    def learning(rows: list[dict[str, float]]) -> FeatureSpace:
+        seen.append(("fit", sorted({month_of_row[id(row)] for row in rows})))
+        return learn(rows)
+
+    def scoring(samples: list[Sample], config: ScoreConfig) -> object:
+        seen.append(("validate", sorted({s.at for s in samples})))
+        return score(samples, config)
+
+    monkeypatch.setattr(choice.FeatureSpace, "learn", learning)
+    monkeypatch.setattr(choice, "signal_scores_under", scoring)
+    result = tune({60: labelled}, ScoreConfig(), adopt_with({}), 1 / 3)  # type: ignore[arg-type]
+    folds = 0
+    for (kind, fit_months), (next_kind, validated) in itertools.pairwise(seen):
+        if kind == "fit" and next_kind == "validate":
+            folds += 1
+            assert len(validated) == 1 and validated[0] in result.train_months
+            assert fit_months and all(m + TUNE_HORIZON * DAY <= validated[0] for m in fit_months)
+    assert folds == len(result.choice.folds) == 3
 
 
 def test_the_written_config_gives_the_tuned_scores_and_the_model_probabilities() -> None:

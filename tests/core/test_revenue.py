@@ -7,7 +7,7 @@ from decimal import Decimal
 from streamer.core.clock import DAY
 from streamer.core.config import Currency, ScoreConfig
 from streamer.core.engine import ACCEPTED, REJECTED
-from streamer.core.revenue import CHURN, CONTRACTION, EXPANSION, NEW, REACTIVATION
+from streamer.core.revenue import CHURN, CONTRACTION, EXPANSION, NEW, REACTIVATION, Revenue
 
 from .events import at, canceled, changed, ms, renewed, started, usage
 from .harness import Feed
@@ -238,3 +238,20 @@ def test_very_large_amount_counts_at_its_start_instant() -> None:
     feed = Feed(ScoreConfig.model_validate({"currency": {"rates": {"EUR": "10"}}}))
     feed(started("acme", at(9), "999999999999", currency="EUR"))
     assert feed.mrr_at("acme", at(9)) == 9_999_999_999_990_000_000 > 2**63
+
+
+def test_active_subscriptions_asked_in_any_order_match_a_fresh_computation() -> None:
+    """`active_at` remembers a span of instants; asked around and exactly at every step of two
+    overlapping subscriptions, in a scrambled order, it answers as computed from scratch."""
+    revenue = Revenue()
+    day = 19_000 * DAY
+    revenue.set_state("a", day, "e1", 100, "pro", 3, None, started=True, max_points=50)
+    revenue.set_state("b", day + 5 * DAY, "e2", 50, "team", 2, None, started=True, max_points=50)
+    revenue.cancel("a", day + 7 * DAY, "e3", day + 10 * DAY, max_points=50)
+    revenue.set_state("a", day + 12 * DAY, "e4", 80, "pro", 3, None, started=False, max_points=50)
+    steps = [day, day + 5 * DAY, day + 10 * DAY, day + 12 * DAY]
+    instants = sorted({s + d for s in steps for d in (-1, 0, 1, DAY)}, key=lambda t: (t * 7919) % 1009)
+    for ts in instants + instants[::-1]:
+        fresh = [sub for sub in revenue.subscriptions.values() if sub.mrr_at(ts) > 0]
+        assert revenue.active_at(ts) == fresh, ts
+        assert revenue.seats(ts) == (sum(sub.seats or 0 for sub in fresh) if fresh else None)

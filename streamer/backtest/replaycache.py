@@ -1,0 +1,113 @@
+"""A replay saved as gzipped JSON, so that tuning and reporting can be re-run without replaying.
+
+Replaying a large history takes minutes; fitting takes seconds. `streamer backtest
+--replay-cache FILE` writes the replay there and, on the next run, reads it back instead of
+replaying, but only when it was made from the same events file (path, size, modification time),
+the same score configuration, partitions, warm-up and `--now`, and the same scoring core (a digest of the
+core's source): anything else replays again and overwrites it. Plain JSON, no pickle.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streamer.backtest.sampling import AlertRecord, Replay, Sample
+from streamer.core.config import ScoreConfig
+
+FORMAT = 1
+CORE_DIR = Path(__file__).resolve().parent.parent / "core"
+
+
+def core_digest() -> str:
+    """A digest of the scoring core's source: samples depend on it."""
+    digest = hashlib.sha256()
+    for path in sorted(CORE_DIR.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(
+    events: Path, config: ScoreConfig, partitions: int, warmup_days: float, now: datetime | None
+) -> dict[str, Any]:
+    """What a saved replay must have been made from to be reused."""
+    stat = events.stat()
+    return {
+        "format": FORMAT,
+        "events": str(events.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "config": hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16],
+        "partitions": partitions,
+        "warmup_days": warmup_days,
+        "now": now.isoformat() if now is not None else None,
+        "core": core_digest(),
+    }
+
+
+def _sample(s: Sample) -> list[Any]:
+    return [s.account_id, s.at, s.score, s.band, s.stage, s.plan, list(s.components), s.mrr, dict(s.signals)]
+
+
+def _unsample(row: list[Any]) -> Sample:
+    account, at, score, band, stage, plan, components, mrr, signals = row
+    return Sample(account, at, score, band, stage, plan, tuple(components), mrr, signals)
+
+
+def save(path: Path, replay: Replay, made_from: Mapping[str, Any]) -> None:
+    data = {
+        "made_from": dict(made_from),
+        "samples": [_sample(s) for s in replay.samples],
+        "alerts": [[a.account_id, a.rule, a.severity, a.raised_at] for a in replay.alerts],
+        "timelines": replay.timelines,
+        "month_starts": replay.month_starts,
+        "span": [replay.data_start, replay.activity_start, replay.data_end],
+        "counts": [replay.lines, replay.accepted, replay.rejected, replay.seconds],
+        "rules": replay.rules,
+        "baseline_usage": [[account, at, n] for (account, at), n in replay.baseline_usage.items()],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    with gzip.open(temporary, "wb", compresslevel=3) as handle:
+        handle.write(orjson.dumps(data))
+    temporary.replace(path)
+
+
+def load(path: Path, made_from: Mapping[str, Any]) -> Replay | None:
+    """The saved replay, or None when there is none or it was made from something else."""
+    if not path.exists():
+        return None
+    try:
+        with gzip.open(path, "rb") as handle:
+            data = orjson.loads(handle.read())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if data.get("made_from") != dict(made_from):
+        return None
+    lines, accepted, rejected, seconds = data["counts"]
+    data_start, activity_start, data_end = data["span"]
+    return Replay(
+        samples=[_unsample(row) for row in data["samples"]],
+        alerts=[AlertRecord(*row) for row in data["alerts"]],
+        timelines={
+            account: [(int(at), int(mrr)) for at, mrr in points]
+            for account, points in data["timelines"].items()
+        },
+        month_starts=data["month_starts"],
+        data_start=data_start,
+        activity_start=activity_start,
+        data_end=data_end,
+        lines=lines,
+        accepted=accepted,
+        rejected=rejected,
+        seconds=seconds,
+        rules=data["rules"],
+        baseline_usage={(account, at): n for account, at, n in data["baseline_usage"]},
+    )
