@@ -30,28 +30,15 @@ from streamer.offline.parallel import ChildFailed, Job, run_parallel, shares
 from streamer.offline.runner import OfflineRun, quick_account_id
 from streamer.sim.config import SimulationConfig
 from streamer.sim.writer import write_simulation
-from tests.poison import file_poisons, interleave
+from tests.poison import file_poisons, interleave, usage
 
 OUTPUTS = ("accounts.jsonl", "health.jsonl", "alerts.jsonl", "deadletter.jsonl", "portfolio.json")
 NOW = "2030-01-01"
 NOW_MS = 1_893_456_000_000  # 2030-01-01T00:00:00Z
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HEALTHSTREAM_SCORE_CONFIG", "HEALTHSTREAM_TOPIC_PREFIX", "HEALTHSTREAM_PARTITIONS"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def _event(account: str, event_id: str, when: str = "2024-02-01T10:00:00Z") -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "event_type": "usage.recorded",
-        "account_id": account,
-        "occurred_at": when,
-        "user_id": "u1",
-        "feature": "reports",
-    }
+    return usage(account, when, event_id)
 
 
 # Lines that a cheap reading of the account id could get wrong; each is valid or refused whole.
