@@ -148,5 +148,5 @@ def test_an_edited_source_next_to_the_real_build_runs_the_edit(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     file, edited, says = done.stdout.splitlines()
     assert file == str(package / "core" / "money.py") and edited == "True"
-    assert says.startswith("core: pure Python (stale build: money.py changed")
-    assert "StaleCoreWarning" in done.stderr and "money.py changed" in done.stderr
+    assert says.startswith("core: pure Python (stale build: ") and "money.py" in says
+    assert "StaleCoreWarning" in done.stderr and "money.py" in done.stderr
