@@ -299,7 +299,7 @@ class Scorer:
             owned, generation = self.offsets.assigned(), self.offsets.generation()
             now = time.monotonic()
             gaps: dict[TopicPartition, tuple[int, int]] = {}  # refused: read again from [0]
-            merges, records, counters = self.merges, self.records, self.counters
+            merges, records, counters, ledgers = self.merges, self.records, self.counters, self.ledgers
             for event in events:
                 message = event.message
                 topic, partition, offset = message.topic, message.partition, message.offset
@@ -329,7 +329,8 @@ class Scorer:
                     merge.skip(topic, offset)
                     done.append(event)
                     continue
-                await self._ledger(message.partition)
+                if partition not in ledgers and self.dead_letters is not None:  # once per assignment
+                    await self._ledger(partition)
                 decoded = self._admit(message)
                 if decoded is not None and self._in_account_record(message, decoded):
                     counters.reread += 1  # the same, known from its account's record
