@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 
 import faust
+import faust.tables as faust_tables
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -309,6 +310,18 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 class RebalanceSafeTransport(faust_aiokafka.Transport):
     Consumer = RebalanceSafeConsumer
+
+
+class PromptTableManager(faust_tables.TableManager):
+    """faust's table manager without the second it sleeps before it starts: faust waits in case
+    tables are still being declared, and the consumer group is joined only after it. Every
+    table of the worker is declared in `create_app`, before the app starts, so the group join
+    (and the first commit) came a full second later than it needed to."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class ScoringApp(faust.App):
