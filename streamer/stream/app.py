@@ -413,6 +413,7 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
 
     async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         await scorer.assigned()
+        lane.restart()  # the first batch after an assignment is one fetch: an earlier commit
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]

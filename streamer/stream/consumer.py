@@ -96,9 +96,18 @@ class InputLane:
     def __init__(self, topics: Iterable[str], max_fetches: int = 8) -> None:
         self.topics = frozenset(topics)
         self._queue: asyncio.Queue[list[InputRecord]] = asyncio.Queue(max_fetches)
+        self._one_fetch = False  # the next batch is a single fetch (`restart`)
 
     async def put(self, records: list[InputRecord]) -> None:
         await self._queue.put(records)
+
+    def restart(self) -> None:
+        """After an assignment: the next batch is one fetch, not every fetch waiting.
+
+        While a worker starts (or recovers after a rebalance) its fetches pile up, and the
+        first batch was a full one, applied and made durable before anything was committed:
+        a smaller first batch commits sooner, the rest follows at full size."""
+        self._one_fetch = True
 
     async def batches(self, max_records: int) -> AsyncIterator[list[InputRecord]]:
         """Every fetch waiting, joined up to about `max_records`; waits for the next fetch when
@@ -106,7 +115,9 @@ class InputLane:
         queue = self._queue
         while True:
             batch = await queue.get()
-            while len(batch) < max_records and not queue.empty():
+            limit = 0 if self._one_fetch else max_records
+            self._one_fetch = False
+            while len(batch) < limit and not queue.empty():
                 batch.extend(queue.get_nowait())
             yield batch
 
