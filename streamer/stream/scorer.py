@@ -93,11 +93,11 @@ class Offsets(Protocol):
 
 
 STALL_S = 10.0  # a partition with a backlog that delivered nothing for this long is read again
-# Messages one partition applies between two checkpoints. A merge can hold tens of thousands:
+# Messages applied between two checkpoints (all partitions). A merge can hold tens of thousands:
 # at a start (or after a rebalance) a backlog's big topic delivers long before a small one of
 # the same partition has delivered anything, and everything waits for it. Released at once,
-# they were one batch of a few CPU seconds before the first commit; now a checkpoint follows
-# every `RELEASE_MAX` of a partition, and the rest is released right after it.
+# they were one batch of a few CPU seconds before the first commit (and a SIGTERM waited for
+# all of it); now a checkpoint follows every `RELEASE_MAX`, and the rest is released right after.
 RELEASE_MAX = 4000
 
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
@@ -494,14 +494,19 @@ class Scorer:
             del self.merges[partition]  # revoked meanwhile: never write state or outputs for it
         idle = await self._idle_topics([p for p, merge in self.merges.items() if len(merge)])
         self._held_back = False
+        budget = RELEASE_MAX  # messages applied before this checkpoint, over all partitions
         for partition, merge in sorted(self.merges.items()):
             if not len(merge):
                 continue
-            ready = merge.release(idle[partition].__contains__, RELEASE_MAX)
+            if budget <= 0:
+                self._held_back = True  # this partition's turn comes after the checkpoint
+                break
+            ready = merge.release(idle[partition].__contains__, budget)
             if not ready:
                 continue
-            if len(ready) == RELEASE_MAX and len(merge):
+            if len(ready) == budget and len(merge):
                 self._held_back = True  # maybe more ready: released after this checkpoint
+            budget -= len(ready)
             with acting_as(ready[-1][0]):
                 engine = self._engine(partition)
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
