@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -36,7 +37,7 @@ from streamer.core.peers import PeerReference
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
-from streamer.core.usage import Usage, UserActivity
+from streamer.core.usage import PAIRS, Pairs, Usage, pack_user, user_last_day, user_mask
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
@@ -100,7 +101,6 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
         (),
     ),
-    UserActivity: (("last_day", "mask"), ()),
     Support: (("tickets", "open_ids", "days", "ever", "horizon_day", "version"), ("_memo_version", "_memo")),
     Ticket: (("priority", "opened_at", "status", "status_at", "resolutions"), ()),
     DayStats: (("opened", "resolved", "resolution_ms", "first_contact", "reopened"), ()),
@@ -313,6 +313,25 @@ def _flat_days(counts: dict[int, int], base: int) -> list[int]:
 def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
     items = _list(value, what, step=2)
     return {_day(_int(items[i], what) + base): _int(items[i + 1], what) for i in range(0, len(items), 2)}
+
+
+def _flat_pairs(pairs: Pairs, base: int) -> list[int]:
+    """Flat (day, count) pairs as `_flat_days` writes a dict of them (the same record)."""
+    return [value - base if i % 2 == 0 else value for i, value in enumerate(pairs)]
+
+
+def _unflat_pairs(value: Any, base: int, what: str) -> Pairs:
+    items = _list(value, what, step=2)
+    try:
+        return array(PAIRS, [_int(item, what) + (base if i % 2 == 0 else 0) for i, item in enumerate(items)])
+    except OverflowError as exc:
+        raise StateDecodeError(f"{what}: a day or count out of the 64-bit range") from exc
+
+
+def _mask(value: int) -> int:
+    if not 0 <= value < 1 << 64:
+        raise StateDecodeError(f"usage.users mask: expected 64 bits, got {value}")
+    return value
 
 
 # -- accounts -------------------------------------------------------------------------------------
@@ -584,8 +603,8 @@ def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
     return [
         base,
         [ids.encode(user_id) for user_id in users],
-        [user.last_day - base for user in users.values()],
-        [user.mask for user in users.values()],
+        [user_last_day(packed) - base for packed in users.values()],
+        [user_mask(packed) for packed in users.values()],
         _flat_days(usage.daily_users, base),
         _flat_days(usage.last_day_users, base),
         _flat_days(usage.daily_activity, base),
@@ -595,7 +614,7 @@ def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
         usage.last_use,
         usage._memo_end,
         usage._memo,
-        [item for name, days in usage.feature_days.items() for item in (name, _flat_days(days, base))],
+        [item for name, days in usage.feature_days.items() for item in (name, _flat_pairs(days, base))],
     ]
 
 
@@ -616,7 +635,7 @@ def _decode_usage(value: Any, ids: _Ids) -> Usage:
         raise StateDecodeError(f"usage memo: expected 5 sums, got {len(memo)}")
     usage = Usage(
         users={
-            user_id: UserActivity(_day(day + base), mask)
+            user_id: pack_user(day + base, _mask(mask))
             for user_id, day, mask in zip(user_ids, last_days, masks, strict=True)
         },
         daily_users=_unflat_days(fields[4], base, "usage.daily_users"),
@@ -631,7 +650,7 @@ def _decode_usage(value: Any, ids: _Ids) -> Usage:
         last_use=_opt_int(fields[10], "usage.last_use"),
         horizon_day=base,
         feature_days={
-            _word(volumes[i], "usage feature"): _unflat_days(volumes[i + 1], base, "usage.feature_days")
+            _word(volumes[i], "usage feature"): _unflat_pairs(volumes[i + 1], base, "usage.feature_days")
             for i in range(0, len(volumes), 2)
         },
     )
@@ -656,8 +675,8 @@ def _encode_support(support: Support, ids: _Ids) -> list[Any]:
             ids.encode(ticket.status_at[1]),
             [item for pair in ticket.resolutions.items() for item in pair],
         ]
-    if not support.open_ids <= support.tickets.keys():
-        missing = sorted(support.open_ids - support.tickets.keys())
+    if not support.open_ids.keys() <= support.tickets.keys():
+        missing = sorted(support.open_ids.keys() - support.tickets.keys())
         raise ValueError(f"support.open_ids names tickets it does not keep: {missing[:3]}")
     days = [
         item
@@ -672,7 +691,7 @@ def _decode_support(value: Any, ids: _Ids) -> Support:
     base = _int(base, "support.horizon_day")
     raw_tickets = _list(raw_tickets, "support.tickets", step=7)
     tickets: dict[str, Ticket] = {}
-    open_ids: set[str] = set()
+    open_ids: dict[str, None] = {}
     for i in range(0, len(raw_tickets), 7):
         ticket_id = ids.decode(raw_tickets[i], "ticket id")
         priority = _int(raw_tickets[i + 1], "ticket priority")
@@ -695,7 +714,7 @@ def _decode_support(value: Any, ids: _Ids) -> Support:
             resolutions={resolutions[j]: resolutions[j + 1] for j in range(0, len(resolutions), 2)},
         )
         if flags & 2:
-            open_ids.add(ticket_id)
+            open_ids[ticket_id] = None
     days = _ints(raw_days, "support.days")
     if len(days) % 6:
         raise StateDecodeError("support.days: expected groups of 6 numbers")
