@@ -34,6 +34,9 @@ class DayStats:
     reopened: int = 0
 
 
+_NO_WINDOWS: dict[tuple[int, int], DayStats] = {}
+
+
 @dataclass(slots=True)
 class Support:
     tickets: dict[str, Ticket] = field(default_factory=dict)
@@ -45,7 +48,9 @@ class Support:
     horizon_day: int = 0
     version: int = 0  # bumped on every change; keys the window memo
     _memo_version: int = -1
-    _memo: dict[tuple[int, int], DayStats] = field(default_factory=dict)
+    # Starts as one empty dict shared by all (never read nor written: no version is -1, and
+    # `window` replaces the memo whole when the version changes).
+    _memo: dict[tuple[int, int], DayStats] = field(default_factory=lambda: _NO_WINDOWS)
 
     def _day(self, at: int) -> DayStats | None:
         day = bucket_of(at)

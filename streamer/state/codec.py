@@ -289,6 +289,11 @@ class _Ids:
         # One string object per id within the account: the same event id is stored in a
         # subscription's points, state and term end, and was decoded as three copies.
         self._seen: dict[str, str] = {}
+        # Likewise one int object per value within the account: an instant stored as a point's
+        # effective and occurred time, the state's and term end's time, the start and the MRR
+        # timeline was decoded as up to six int objects of 32 bytes.
+        self._numbers: dict[int, int] = {}
+        self._pairs: dict[tuple[int, str], tuple[int, str]] = {}
 
     def encode(self, text: str) -> str | bytes:
         if self.prefix and text.startswith(self.prefix):
@@ -298,6 +303,18 @@ class _Ids:
     def decode(self, value: Any, what: str) -> str:
         text = self.prefix + value.decode() if type(value) is bytes else _str(value, what)
         return self._seen.setdefault(text, text)
+
+    def number(self, value: Any, what: str) -> int:
+        number = _int(value, what)
+        return self._numbers.setdefault(number, number)
+
+    def opt_number(self, value: Any, what: str) -> int | None:
+        return None if value is None else self.number(value, what)
+
+    def pair(self, at: Any, event_id: Any, what: str) -> tuple[int, str]:
+        """An (instant, event id) pair, one tuple object per value within the account."""
+        pair = (self.number(at, what), self.decode(event_id, what))
+        return self._pairs.setdefault(pair, pair)
 
     def opt_encode(self, text: str | None) -> str | bytes | None:
         return None if text is None else self.encode(text)
@@ -400,7 +417,7 @@ def _decode_account_v1(body: Any) -> Account:
     score = fields[10]
     return Account(
         account_id=account_id,
-        first_seen=_int(fields[1], "account.first_seen"),
+        first_seen=ids.number(fields[1], "account.first_seen"),
         revenue=_decode_revenue(fields[2], ids),
         usage=_decode_usage(fields[3], ids),
         support=_decode_support(fields[4], ids),
@@ -531,7 +548,7 @@ def _encode_revenue(revenue: Revenue, ids: _Ids) -> list[Any]:
 def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
     subs, timeline, first_start, failures, version = _list(value, "revenue", 5)
     subs = _list(subs, "revenue.subscriptions", step=2)
-    timeline = _ints(timeline, "revenue.timeline")
+    timeline = [ids.number(item, "revenue.timeline") for item in _list(timeline, "revenue.timeline")]
     if len(timeline) % 2:
         raise StateDecodeError("revenue.timeline: expected (time, mrr) pairs")
     return Revenue(
@@ -540,7 +557,7 @@ def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
             for i in range(0, len(subs), 2)
         },
         timeline=[(timeline[i], timeline[i + 1]) for i in range(0, len(timeline), 2)],
-        first_start=_opt_int(first_start, "revenue.first_start"),
+        first_start=ids.opt_number(first_start, "revenue.first_start"),
         payment_failures=_untime_deltas(failures, "revenue.payment_failures"),
         version=_int(version, "revenue.version"),
     )
@@ -569,28 +586,27 @@ def _decode_sub(value: Any, ids: _Ids) -> Subscription:
     raw_points = _list(fields[0], "subscription.points", step=4)
     points: list[Point] = []
     for i in range(0, len(raw_points), 4):
-        eff = _int(raw_points[i], "point.effective_at")
+        eff = ids.number(raw_points[i], "point.effective_at")
         points.append(
             (
                 eff,
-                eff + _int(raw_points[i + 1], "point.occurred_at"),
+                ids.number(eff + _int(raw_points[i + 1], "point.occurred_at"), "point.occurred_at"),
                 ids.decode(raw_points[i + 2], "point.event_id"),
-                _int(raw_points[i + 3], "point.mrr"),
+                ids.number(raw_points[i + 3], "point.mrr"),
             )
         )
     return Subscription(
         points=points,
         plan=_opt_word(fields[1], "subscription.plan"),
         seats=_opt_int(fields[2], "subscription.seats"),
-        state_at=(_int(fields[3], "subscription.state_at"), ids.decode(fields[4], "subscription.state_at")),
-        term_end=_opt_int(fields[5], "subscription.term_end"),
-        term_end_at=(
-            _int(fields[6], "subscription.term_end_at"),
-            ids.decode(fields[7], "subscription.term_end_at"),
-        ),
-        started_at=_opt_int(fields[8], "subscription.started_at"),
-        cancel_at=_opt_int(fields[9], "subscription.cancel_at"),
-        term_ends=_ints(fields[10], "subscription.term_ends"),
+        state_at=ids.pair(fields[3], fields[4], "subscription.state_at"),
+        term_end=ids.opt_number(fields[5], "subscription.term_end"),
+        term_end_at=ids.pair(fields[6], fields[7], "subscription.term_end_at"),
+        started_at=ids.opt_number(fields[8], "subscription.started_at"),
+        cancel_at=ids.opt_number(fields[9], "subscription.cancel_at"),
+        term_ends=[
+            ids.number(item, "subscription.term_ends") for item in _list(fields[10], "subscription.term_ends")
+        ],
     )
 
 
