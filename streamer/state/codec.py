@@ -41,7 +41,9 @@ from streamer.core.usage import PAIRS, Pairs, Usage, pack_user, user_last_day, u
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
-VERSION = 3  # 2: account profile and override (version 1 records read with neither); 3: events per feature
+# 2: account profile and override (version 1 records read with neither); 3: events per feature;
+# 4: the events per feature name their feature by its index among `usage.features` (not the name again)
+VERSION = 4
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 _STATUSES = (OPEN, RESOLVED)
 
@@ -355,8 +357,8 @@ def _mask(value: int) -> int:
 
 
 def encode_account(account: Account, offsets: AppliedOffsets | None = None) -> bytes:
-    """The account as a version-2 state record, with the input offsets its state contains
-    (see `AppliedOffsets`; a worker skips a re-read message of the account listed there)."""
+    """The account as a state record of format `VERSION`, with the input offsets its state
+    contains (see `AppliedOffsets`; a worker skips a re-read message of the account listed there)."""
     ids = _Ids(account.account_id)
     return _frame(
         [
@@ -387,11 +389,13 @@ def decode_account(raw: bytes) -> Account:
 
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
-    # 3 appended usage.feature_days (the usage decoder reads both lengths)
+    # 3 appended usage.feature_days (the usage decoder reads both lengths); 4 names their
+    # features by index
     decoders: dict[int, Callable[[Any], tuple[Account, AppliedOffsets]]] = {
         1: _decode_account_record_v1,
         2: _decode_account_record_v2,
         3: _decode_account_record_v2,
+        4: _decode_account_record_v4,
     }
     return _unframe(raw, "account", decoders)
 
@@ -401,16 +405,20 @@ def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
     return _decode_account_v1(fields[:13]), _decode_offsets(fields[13])
 
 
-def _decode_account_record_v2(body: Any) -> tuple[Account, AppliedOffsets]:
+def _decode_account_record_v2(body: Any, feature_refs: bool = False) -> tuple[Account, AppliedOffsets]:
     fields = _list(body, "account", 16)
-    account = _decode_account_v1(fields[:13])
+    account = _decode_account_v1(fields[:13], feature_refs)
     ids = _Ids(account.account_id)
     account.profile = _decode_profile(fields[14], ids)
     account.override = _decode_override(fields[15], ids)
     return account, _decode_offsets(fields[13])
 
 
-def _decode_account_v1(body: Any) -> Account:
+def _decode_account_record_v4(body: Any) -> tuple[Account, AppliedOffsets]:
+    return _decode_account_record_v2(body, feature_refs=True)
+
+
+def _decode_account_v1(body: Any, feature_refs: bool = False) -> Account:
     fields = _list(body, "account", 13)
     account_id = _str(fields[0], "account.account_id")
     ids = _Ids(account_id)
@@ -419,7 +427,7 @@ def _decode_account_v1(body: Any) -> Account:
         account_id=account_id,
         first_seen=ids.number(fields[1], "account.first_seen"),
         revenue=_decode_revenue(fields[2], ids),
-        usage=_decode_usage(fields[3], ids),
+        usage=_decode_usage(fields[3], ids, feature_refs),
         support=_decode_support(fields[4], ids),
         sentiment=_decode_sentiment(fields[5], ids),
         alerts=_decode_alerts(fields[6]),
@@ -630,11 +638,25 @@ def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
         usage.last_use,
         usage._memo_end,
         usage._memo,
-        [item for name, days in usage.feature_days.items() for item in (name, _flat_pairs(days, base))],
+        _encode_feature_days(usage),
     ]
 
 
-def _decode_usage(value: Any, ids: _Ids) -> Usage:
+def _encode_feature_days(usage: Usage) -> list[Any]:
+    """Per tracked feature: its index among `usage.features` (every feature with counters is
+    there) and its (day, count) pairs."""
+    index = {name: i for i, name in enumerate(usage.features)}
+    missing = usage.feature_days.keys() - index.keys()
+    if missing:
+        raise ValueError(f"usage.feature_days counts features usage.features lacks: {sorted(missing)[:3]}")
+    base = usage.horizon_day
+    return [
+        item for name, days in usage.feature_days.items() for item in (index[name], _flat_pairs(days, base))
+    ]
+
+
+def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False) -> Usage:
+    """`feature_refs`: the events per feature name their feature by index (format 4 on)."""
     fields = _list(value, "usage")
     if len(fields) not in (13, 14):  # 13: format versions 1 and 2, before events per feature
         raise StateDecodeError(f"usage: expected 13 or 14 items, got {len(fields)}")
@@ -646,6 +668,15 @@ def _decode_usage(value: Any, ids: _Ids) -> Usage:
     if not len(user_ids) == len(last_days) == len(masks):
         raise StateDecodeError(f"usage.users: {len(user_ids)} ids, {len(last_days)} days, {len(masks)} masks")
     features = _list(fields[7], "usage.features", step=2)
+    if feature_refs:
+        names = features[0::2]
+        for i in range(0, len(volumes), 2):
+            ref = _int(volumes[i], "usage.feature_days feature index")
+            if not 0 <= ref < len(names):
+                raise StateDecodeError(
+                    f"usage.feature_days: feature index {ref} out of range ({len(names)} features)"
+                )
+            volumes[i] = names[ref]
     memo = _ints(fields[12], "usage memo")
     if len(memo) != 5:
         raise StateDecodeError(f"usage memo: expected 5 sums, got {len(memo)}")
@@ -892,9 +923,8 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
-    return _unframe(
-        raw, "partition", {1: _decode_partition_v1, 2: _decode_partition_v1, 3: _decode_partition_v1}
-    )  # unchanged in 2, 3
+    decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys((1, 2, 3, 4), _decode_partition_v1)
+    return _unframe(raw, "partition", decoders)  # unchanged in 2, 3, 4
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:
