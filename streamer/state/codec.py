@@ -42,8 +42,9 @@ from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
 # 2: account profile and override (version 1 records read with neither); 3: events per feature;
-# 4: the events per feature name their feature by its index among `usage.features` (not the name again)
-VERSION = 4
+# 4: the alert memory's pending band change (version 1-3 records read with none); 5: the events
+# per feature name their feature by its index among `usage.features` (not the name again)
+VERSION = 5
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 _STATUSES = (OPEN, RESOLVED)
 
@@ -107,7 +108,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Ticket: (("priority", "opened_at", "status", "status_at", "resolutions"), ()),
     DayStats: (("opened", "resolved", "resolution_ms", "first_contact", "reopened"), ()),
     Sentiment: (("nps", "csat", "ces", "comments", "version"), ("_memo_key", "_memo")),
-    AlertMemory: (("raised", "episodes", "daily_max", "scored_on", "band"), ()),
+    AlertMemory: (("raised", "episodes", "daily_max", "scored_on", "band", "pending"), ()),
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
@@ -389,13 +390,15 @@ def decode_account(raw: bytes) -> Account:
 
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
-    # 3 appended usage.feature_days (the usage decoder reads both lengths); 4 names their
-    # features by index
+    # 3 appended usage.feature_days (the usage decoder reads both lengths); 4 the alert memory's
+    # pending band change (the alerts decoder reads both lengths); 5 names the counted features by
+    # index
     decoders: dict[int, Callable[[Any], tuple[Account, AppliedOffsets]]] = {
         1: _decode_account_record_v1,
         2: _decode_account_record_v2,
         3: _decode_account_record_v2,
-        4: _decode_account_record_v4,
+        4: _decode_account_record_v2,
+        5: _decode_account_record_v5,
     }
     return _unframe(raw, "account", decoders)
 
@@ -414,7 +417,7 @@ def _decode_account_record_v2(body: Any, feature_refs: bool = False) -> tuple[Ac
     return account, _decode_offsets(fields[13])
 
 
-def _decode_account_record_v4(body: Any) -> tuple[Account, AppliedOffsets]:
+def _decode_account_record_v5(body: Any) -> tuple[Account, AppliedOffsets]:
     return _decode_account_record_v2(body, feature_refs=True)
 
 
@@ -656,7 +659,7 @@ def _encode_feature_days(usage: Usage) -> list[Any]:
 
 
 def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False) -> Usage:
-    """`feature_refs`: the events per feature name their feature by index (format 4 on)."""
+    """`feature_refs`: the events per feature name their feature by index (format 5 on)."""
     fields = _list(value, "usage")
     if len(fields) not in (13, 14):  # 13: format versions 1 and 2, before events per feature
         raise StateDecodeError(f"usage: expected 13 or 14 items, got {len(fields)}")
@@ -850,14 +853,23 @@ def _encode_alerts(memory: AlertMemory) -> list[Any]:
         [item for day, score in memory.daily_max.items() for item in (day, float(score))],
         list(memory.scored_on),
         [] if memory.band is None else [memory.band[0], float(memory.band[1])],
+        [] if memory.pending is None else list(memory.pending),
     ]
 
 
 def _decode_alerts(value: Any) -> AlertMemory:
-    raw_raised, raw_episodes, raw_daily, scored_on, raw_band = _list(value, "alerts", 5)
+    items = _list(value, "alerts")
+    if len(items) == 5:  # written before version 4: no pending band change
+        items = [*items, []]
+    raw_raised, raw_episodes, raw_daily, scored_on, raw_band, raw_pending = _list(items, "alerts", 6)
     band = _list(raw_band, "alerts.band")
     if len(band) not in (0, 2):
         raise StateDecodeError(f"alerts.band: expected [] or [band, score], got {len(band)} items")
+    pending = _list(raw_pending, "alerts.pending")
+    if len(pending) not in (0, 2) or (pending and pending[0] not in (1, -1)):
+        raise StateDecodeError(
+            f"alerts.pending: expected [] or [direction 1 or -1, since], got {pending!r:.60}"
+        )
     raised = _list(raw_raised, "alerts.raised", step=4)
     episodes = _list(raw_episodes, "alerts.episodes", step=3)
     daily = _list(raw_daily, "alerts.daily_max", step=2)
@@ -883,6 +895,7 @@ def _decode_alerts(value: Any) -> AlertMemory:
         },
         scored_on=_shared(tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on"))),
         band=(_word(band[0], "alerts.band name"), _score(band[1], "alerts.band score")) if band else None,
+        pending=(int(pending[0]), _int(pending[1], "alerts.pending since")) if pending else None,
     )
 
 
@@ -923,8 +936,10 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
-    decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys((1, 2, 3, 4), _decode_partition_v1)
-    return _unframe(raw, "partition", decoders)  # unchanged in 2, 3, 4
+    decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
+        (1, 2, 3, 4, 5), _decode_partition_v1
+    )
+    return _unframe(raw, "partition", decoders)  # unchanged in 2-5
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:
