@@ -53,6 +53,7 @@ from wide_portfolio import portfolio  # noqa: E402
 
 PARTITIONS = 4
 DEADLINE_S = 3600.0  # bounds a hang only
+STOP_S = 600.0  # bounds a worker's stop after SIGTERM (then it is killed)
 PROFILE = False  # --profile
 
 
@@ -162,6 +163,19 @@ def wait(what: str, check: Any, deadline_s: float = DEADLINE_S, every_s: float =
         time.sleep(every_s)
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a worker and wait for it; on a loaded machine (load average 40 on 2 cores) a
+    worker that just recovered 100k accounts took over 120 s to stop, which ended the whole run
+    before it printed anything: wait up to STOP_S, then kill it."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_S)
+    except subprocess.TimeoutExpired:
+        print(f"worker {proc.pid} still running {STOP_S:.0f} s after SIGTERM: killed", file=sys.stderr)
+        proc.kill()
+        proc.wait()
+
+
 def ready_partitions(log: Path) -> set[int]:
     ready = set()
     for line in log.read_text(errors="replace").splitlines():
@@ -206,8 +220,7 @@ def start_until_ready(deployment: Deployment, name: str) -> dict[str, float]:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
+        stop(proc)
 
 
 def measure_recovery(
@@ -255,8 +268,7 @@ def measure(source: Path, events: Path, accounts: int, settle_s: float, rate: fl
         wait("the first worker to commit everything", lambda: deployment.lag() == 0, every_s=2.0)
         scored_s = time.monotonic() - started
         scored_cpu = cpu_seconds(first.pid)
-        first.send_signal(signal.SIGTERM)
-        first.wait(timeout=120)
+        stop(first)
         return {"scored_s": scored_s, "scored_cpu": scored_cpu}
 
     return measure_recovery(source, accounts, settle_s, score)

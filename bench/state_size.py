@@ -6,7 +6,9 @@ write pattern: one changelog record per touched account per batch). Prints:
 
   1. bytes per account of the final state, by part, pickled and encoded;
   2. the changelog: records written per 1,000 events and bytes per record (pickle vs codec);
-  3. resident Python memory of the decoded accounts (what a worker keeps cached), per account.
+  3. resident Python memory of the decoded accounts (what a worker keeps cached), per account,
+     and where it goes: a `sys.getsizeof` walk of each part, objects reached from more than
+     one account (interned words, shared days and scores) left out.
 
     .venv/bin/python bench/state_size.py                        # 500 accounts x 2 months
     .venv/bin/python bench/state_size.py --accounts 200 --months 12
@@ -79,6 +81,55 @@ def parts(account: Account) -> dict[str, tuple[Any, Callable[[], Any]]]:
     }
 
 
+def walk(root: Any, seen: set[int], shared: set[int]) -> int:
+    """Bytes of the objects reachable from `root` not in `seen` or `shared` (adds them to `seen`)."""
+    total, stack = 0, [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or id(obj) in shared:
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack += [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack += obj
+        else:
+            stack += [getattr(obj, name) for name in getattr(obj, "__slots__", ()) if hasattr(obj, name)]
+    return total
+
+
+RESIDENT_PARTS = (
+    ("dedupe ids (seen)", lambda a: a.seen),
+    ("usage: per-user activity", lambda a: a.usage.users),
+    ("usage: day buckets", lambda a: (a.usage.daily_users, a.usage.last_day_users, a.usage.daily_activity)),
+    ("usage: per-feature day counters", lambda a: a.usage.feature_days),
+    ("usage: features, memo", lambda a: (a.usage.features, a.usage._memo)),
+    ("tickets (support)", lambda a: a.support),
+    ("surveys (sentiment)", lambda a: a.sentiment),
+    ("subscriptions (revenue)", lambda a: a.revenue),
+    ("alert memory", lambda a: a.alerts),
+    ("the rest (shells, id, terms)", lambda a: a),
+)
+
+
+def resident_parts(accounts: list[Account]) -> dict[str, float]:
+    """Bytes per account of each part (see `walk`), the rest last."""
+    reached: dict[int, int] = {}
+    for account in accounts:
+        seen: set[int] = set()
+        walk(account, seen, set())
+        for key in seen:
+            reached[key] = reached.get(key, 0) + 1
+    shared = {key for key, count in reached.items() if count > 1}
+    totals = dict.fromkeys((name for name, _ in RESIDENT_PARTS), 0)
+    for account in accounts:
+        seen = set()
+        for name, part in RESIDENT_PARTS:
+            totals[name] += walk(part(account), seen, shared)
+    return {name: total / max(1, len(accounts)) for name, total in totals.items()}
+
+
 def main() -> None:
     options = parser(__doc__)
     add_portfolio(options, accounts=500, months=2, seed=7)
@@ -139,6 +190,11 @@ def main() -> None:
     tracemalloc.stop()
     print()
     print(f"resident Python objects of {len(decoded)} decoded accounts: {resident / n:,.0f} B per account")
+    print("where they go (getsizeof walk, objects shared between accounts left out):")
+    parts_resident = resident_parts(decoded)
+    for name, size in parts_resident.items():
+        print(f"  {name:32} {size:9,.0f}")
+    print(f"  {'sum':32} {sum(parts_resident.values()):9,.0f}")
 
 
 if __name__ == "__main__":

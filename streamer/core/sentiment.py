@@ -35,6 +35,11 @@ def nps_of(scores: list[int]) -> float | None:
     return 100.0 * (promoters - detractors) / len(scores)
 
 
+# The memo every Sentiment starts with: one object for all (64 bytes each otherwise). It is never
+# read (no version is -1) nor written: `figures` replaces the memo whole.
+_NO_FIGURES = Figures()
+
+
 @dataclass(slots=True)
 class Sentiment:
     nps: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # respondent -> (at, id, score)
@@ -43,7 +48,7 @@ class Sentiment:
     comments: list[tuple[int, str, str, int, str]] = field(default_factory=list)  # at,id,kind,score,text
     version: int = 0  # bumped on every answer; keys the figures memo
     _memo_key: tuple[int, int] = (-1, -1)
-    _memo: Figures = field(default_factory=lambda: Figures())
+    _memo: Figures = field(default_factory=lambda: _NO_FIGURES)  # replaced whole, never written
 
     def answered(
         self,

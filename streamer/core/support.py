@@ -34,16 +34,23 @@ class DayStats:
     reopened: int = 0
 
 
+_NO_WINDOWS: dict[tuple[int, int], DayStats] = {}
+
+
 @dataclass(slots=True)
 class Support:
     tickets: dict[str, Ticket] = field(default_factory=dict)
-    open_ids: set[str] = field(default_factory=set)  # tickets whose latest status is open
+    # Tickets whose latest status is open, as the keys of a dict (an empty dict is 64 bytes, an
+    # empty set 216, and most accounts have no open ticket; nothing depends on the order).
+    open_ids: dict[str, None] = field(default_factory=dict)
     days: dict[int, DayStats] = field(default_factory=dict)
     ever: bool = False
     horizon_day: int = 0
     version: int = 0  # bumped on every change; keys the window memo
     _memo_version: int = -1
-    _memo: dict[tuple[int, int], DayStats] = field(default_factory=dict)
+    # Starts as one empty dict shared by all (never read nor written: no version is -1, and
+    # `window` replaces the memo whole when the version changes).
+    _memo: dict[tuple[int, int], DayStats] = field(default_factory=lambda: _NO_WINDOWS)
 
     def _day(self, at: int) -> DayStats | None:
         day = bucket_of(at)
@@ -68,16 +75,16 @@ class Support:
         pool = resolved or list(self.tickets)
         gone = min(pool, key=lambda tid: self.tickets[tid].status_at)
         del self.tickets[gone]
-        self.open_ids.discard(gone)
+        self.open_ids.pop(gone, None)
 
     def _set_status(self, ticket_id: str, ticket: Ticket, status: str, at: int, event_id: str) -> None:
         self.version += 1
         if (at, event_id) > ticket.status_at:
             ticket.status, ticket.status_at = status, (at, event_id)
             if status == OPEN and ticket.opened_at is not None:
-                self.open_ids.add(ticket_id)
+                self.open_ids[ticket_id] = None
             else:
-                self.open_ids.discard(ticket_id)
+                self.open_ids.pop(ticket_id, None)
 
     def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
         self.ever = True

@@ -1,27 +1,48 @@
 """Rolling product-usage windows per account in fixed-size day buckets.
 
-Each user keeps the day they were last active plus a 64-day activity bit mask, so distinct-user
+Each user keeps the day they were last active plus a 64-day activity bit mask (packed in one
+int: `last_day << HORIZON_DAYS | mask`), so distinct-user
 counts (DAU per day, and WAU/MAU through a histogram of last-active days) update in O(1) per
 event, in any arrival order within the bucket horizon. Each tracked feature also keeps its
 events per day over the horizon (the mix of use, ranked among peers): at most `max_features` x
 `HORIZON_DAYS` counters, in practice the features used times their active days. Memory is
 bounded by `HORIZON_DAYS` and the user and feature caps, whatever the account's history length.
+
+Layout (issue 11, resident bytes per account): a user is one int in `users` rather than an
+object holding two, and a feature's day counters are one `array` of (day, count) pairs in the
+order the days first appeared rather than a dict per feature (a dict and its entries cost about
+three times the pairs' 16 bytes each on a usage-light account).
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streamer.core.clock import bucket_of
 
 HORIZON_DAYS = 64  # bucket horizon: covers MAU (30), trend (7 + 28) and the lateness allowance
 _MASK = (1 << HORIZON_DAYS) - 1
+PAIRS = "q"  # array type code of the per-feature (day, count) pairs: signed 64-bit
+if TYPE_CHECKING:
+    Pairs = array[int]
+else:  # `array[int]` is for the type checker only before Python 3.12
+    Pairs = array
 
 
-@dataclass(slots=True)
-class UserActivity:
-    last_day: int
-    mask: int  # bit i set: active on day (last_day - i)
+def pack_user(last_day: int, mask: int) -> int:
+    """One user's activity as one int: the day last active above the 64-day bit mask (bit i
+    set: active on day `last_day - i`). Negative days pack too (shifts are arithmetic)."""
+    return last_day << HORIZON_DAYS | mask
+
+
+def user_last_day(packed: int) -> int:
+    return packed >> HORIZON_DAYS
+
+
+def user_mask(packed: int) -> int:
+    return packed & _MASK
 
 
 @dataclass(slots=True, frozen=True)
@@ -47,12 +68,13 @@ class Volume:
 
 @dataclass(slots=True)
 class Usage:
-    users: dict[str, UserActivity] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)  # user -> pack_user(last_day, mask)
     daily_users: dict[int, int] = field(default_factory=dict)  # day -> distinct active users
     last_day_users: dict[int, int] = field(default_factory=dict)  # day -> users last active then
     daily_activity: dict[int, int] = field(default_factory=dict)  # day -> sum of counts
     features: dict[str, int] = field(default_factory=dict)  # feature -> last day used
-    feature_days: dict[str, dict[int, int]] = field(default_factory=dict)  # feature -> day -> count
+    # feature -> (day, count) pairs flat, days in first-seen order (see `feature_counts`)
+    feature_days: dict[str, Pairs] = field(default_factory=dict)
     first_use: int | None = None
     first_key_use: int | None = None
     last_use: int | None = None
@@ -102,37 +124,52 @@ class Usage:
             self.features[feature] = day
         days = self.feature_days.get(feature)
         if days is None:
-            self.feature_days[feature] = {day: count}
-        else:
-            days[day] = days.get(day, 0) + count
+            self.feature_days[feature] = array(PAIRS, (day, count))
+            return
+        # In-order events land on the last pair: look from the end.
+        for i in range(len(days) - 2, -1, -2):
+            if days[i] == day:
+                days[i + 1] += count
+                return
+        days.append(day)
+        days.append(count)
+
+    def feature_counts(self, feature: str) -> dict[int, int]:
+        """Events per day of one feature (days in first-seen order; empty if not tracked)."""
+        days = self.feature_days.get(feature)
+        if days is None:
+            return {}
+        return {days[i]: days[i + 1] for i in range(0, len(days), 2)}
 
     def _touch_user(self, user_id: str, day: int, max_users: int) -> None:
-        user = self.users.get(user_id)
-        if user is None:
-            if len(self.users) >= max_users:
+        users = self.users
+        packed = users.get(user_id)
+        if packed is None:
+            if len(users) >= max_users:
                 self._evict_least_recent_users()
-            self.users[user_id] = UserActivity(day, 1)
+            users[user_id] = day << HORIZON_DAYS | 1
             self._bump(self.daily_users, day, 1)
             self._bump(self.last_day_users, day, 1)
             return
-        if day > user.last_day:
-            self._bump(self.last_day_users, user.last_day, -1)
+        last_day = packed >> HORIZON_DAYS
+        mask = packed & _MASK
+        if day > last_day:
+            self._bump(self.last_day_users, last_day, -1)
             self._bump(self.last_day_users, day, 1)
-            user.mask = ((user.mask << (day - user.last_day)) | 1) & _MASK
-            user.last_day = day
+            users[user_id] = day << HORIZON_DAYS | (((mask << (day - last_day)) | 1) & _MASK)
             self._bump(self.daily_users, day, 1)
             return
-        offset = user.last_day - day
-        if offset < HORIZON_DAYS and not user.mask >> offset & 1:
-            user.mask |= 1 << offset
+        offset = last_day - day
+        if offset < HORIZON_DAYS and not mask >> offset & 1:
+            users[user_id] = packed | 1 << offset
             self._bump(self.daily_users, day, 1)
 
     def _evict_least_recent_users(self) -> None:
         """Forget the least recently active eighth of the users at once (amortised O(log n))."""
         users = self.users
-        gone = sorted(users, key=lambda uid: (users[uid].last_day, uid))[: max(1, len(users) // 8)]
+        gone = sorted(users, key=lambda uid: (users[uid] >> HORIZON_DAYS, uid))[: max(1, len(users) // 8)]
         for user_id in gone:
-            self._bump(self.last_day_users, users.pop(user_id).last_day, -1)
+            self._bump(self.last_day_users, users.pop(user_id) >> HORIZON_DAYS, -1)
 
     def _bump(self, counts: dict[int, int], day: int, delta: int) -> None:
         end = self._memo_end
@@ -160,9 +197,12 @@ class Usage:
                 del counts[day]
         for feature in list(self.feature_days):
             days = self.feature_days[feature]
-            for day in [d for d in days if d < horizon]:
-                del days[day]
-            if not days:
+            if days and min(days[0::2]) >= horizon:
+                continue
+            kept = [item for i in range(0, len(days), 2) if days[i] >= horizon for item in days[i : i + 2]]
+            if kept:
+                self.feature_days[feature] = array(PAIRS, kept)
+            else:
                 del self.feature_days[feature]
         # Users silent for the whole horizon stay in the last-active histogram (they are
         # outside every window); drop them only when the account has too many (see record).
@@ -219,8 +259,11 @@ class Usage:
         """Events per feature in the `days` days ending with day `end` (features with none left out)."""
         start = end - days + 1
         found: dict[str, int] = {}
-        for feature, counts in self.feature_days.items():
-            total = sum(count for day, count in counts.items() if start <= day <= end)
+        for feature, pairs in self.feature_days.items():
+            total = 0
+            for i in range(0, len(pairs), 2):
+                if start <= pairs[i] <= end:
+                    total += pairs[i + 1]
             if total:
                 found[feature] = total
         return found

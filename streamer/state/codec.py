@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -36,12 +37,14 @@ from streamer.core.peers import PeerReference
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
-from streamer.core.usage import Usage, UserActivity
+from streamer.core.usage import PAIRS, Pairs, Usage, pack_user, user_last_day, user_mask
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
-VERSION = 4  # 2: account profile and override (version 1 records read with neither); 3: events per
-# feature; 4: the alert memory's pending band change (version 1-3 records read with none)
+# 2: account profile and override (version 1 records read with neither); 3: events per feature;
+# 4: the alert memory's pending band change (version 1-3 records read with none); 5: the events
+# per feature name their feature by its index among `usage.features` (not the name again)
+VERSION = 5
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 _STATUSES = (OPEN, RESOLVED)
 
@@ -101,7 +104,6 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
         (),
     ),
-    UserActivity: (("last_day", "mask"), ()),
     Support: (("tickets", "open_ids", "days", "ever", "horizon_day", "version"), ("_memo_version", "_memo")),
     Ticket: (("priority", "opened_at", "status", "status_at", "resolutions"), ()),
     DayStats: (("opened", "resolved", "resolution_ms", "first_contact", "reopened"), ()),
@@ -290,6 +292,11 @@ class _Ids:
         # One string object per id within the account: the same event id is stored in a
         # subscription's points, state and term end, and was decoded as three copies.
         self._seen: dict[str, str] = {}
+        # Likewise one int object per value within the account: an instant stored as a point's
+        # effective and occurred time, the state's and term end's time, the start and the MRR
+        # timeline was decoded as up to six int objects of 32 bytes.
+        self._numbers: dict[int, int] = {}
+        self._pairs: dict[tuple[int, str], tuple[int, str]] = {}
 
     def encode(self, text: str) -> str | bytes:
         if self.prefix and text.startswith(self.prefix):
@@ -299,6 +306,18 @@ class _Ids:
     def decode(self, value: Any, what: str) -> str:
         text = self.prefix + value.decode() if type(value) is bytes else _str(value, what)
         return self._seen.setdefault(text, text)
+
+    def number(self, value: Any, what: str) -> int:
+        number = _int(value, what)
+        return self._numbers.setdefault(number, number)
+
+    def opt_number(self, value: Any, what: str) -> int | None:
+        return None if value is None else self.number(value, what)
+
+    def pair(self, at: Any, event_id: Any, what: str) -> tuple[int, str]:
+        """An (instant, event id) pair, one tuple object per value within the account."""
+        pair = (self.number(at, what), self.decode(event_id, what))
+        return self._pairs.setdefault(pair, pair)
 
     def opt_encode(self, text: str | None) -> str | bytes | None:
         return None if text is None else self.encode(text)
@@ -316,12 +335,31 @@ def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
     return {_day(_int(items[i], what) + base): _int(items[i + 1], what) for i in range(0, len(items), 2)}
 
 
+def _flat_pairs(pairs: Pairs, base: int) -> list[int]:
+    """Flat (day, count) pairs as `_flat_days` writes a dict of them (the same record)."""
+    return [value - base if i % 2 == 0 else value for i, value in enumerate(pairs)]
+
+
+def _unflat_pairs(value: Any, base: int, what: str) -> Pairs:
+    items = _list(value, what, step=2)
+    try:
+        return array(PAIRS, [_int(item, what) + (base if i % 2 == 0 else 0) for i, item in enumerate(items)])
+    except OverflowError as exc:
+        raise StateDecodeError(f"{what}: a day or count out of the 64-bit range") from exc
+
+
+def _mask(value: int) -> int:
+    if not 0 <= value < 1 << 64:
+        raise StateDecodeError(f"usage.users mask: expected 64 bits, got {value}")
+    return value
+
+
 # -- accounts -------------------------------------------------------------------------------------
 
 
 def encode_account(account: Account, offsets: AppliedOffsets | None = None) -> bytes:
-    """The account as a version-2 state record, with the input offsets its state contains
-    (see `AppliedOffsets`; a worker skips a re-read message of the account listed there)."""
+    """The account as a state record of format `VERSION`, with the input offsets its state
+    contains (see `AppliedOffsets`; a worker skips a re-read message of the account listed there)."""
     ids = _Ids(account.account_id)
     return _frame(
         [
@@ -352,12 +390,15 @@ def decode_account(raw: bytes) -> Account:
 
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
-    # 3 appended usage.feature_days (the usage decoder reads both lengths)
+    # 3 appended usage.feature_days (the usage decoder reads both lengths); 4 the alert memory's
+    # pending band change (the alerts decoder reads both lengths); 5 names the counted features by
+    # index
     decoders: dict[int, Callable[[Any], tuple[Account, AppliedOffsets]]] = {
         1: _decode_account_record_v1,
         2: _decode_account_record_v2,
         3: _decode_account_record_v2,
         4: _decode_account_record_v2,
+        5: _decode_account_record_v5,
     }
     return _unframe(raw, "account", decoders)
 
@@ -367,25 +408,29 @@ def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
     return _decode_account_v1(fields[:13]), _decode_offsets(fields[13])
 
 
-def _decode_account_record_v2(body: Any) -> tuple[Account, AppliedOffsets]:
+def _decode_account_record_v2(body: Any, feature_refs: bool = False) -> tuple[Account, AppliedOffsets]:
     fields = _list(body, "account", 16)
-    account = _decode_account_v1(fields[:13])
+    account = _decode_account_v1(fields[:13], feature_refs)
     ids = _Ids(account.account_id)
     account.profile = _decode_profile(fields[14], ids)
     account.override = _decode_override(fields[15], ids)
     return account, _decode_offsets(fields[13])
 
 
-def _decode_account_v1(body: Any) -> Account:
+def _decode_account_record_v5(body: Any) -> tuple[Account, AppliedOffsets]:
+    return _decode_account_record_v2(body, feature_refs=True)
+
+
+def _decode_account_v1(body: Any, feature_refs: bool = False) -> Account:
     fields = _list(body, "account", 13)
     account_id = _str(fields[0], "account.account_id")
     ids = _Ids(account_id)
     score = fields[10]
     return Account(
         account_id=account_id,
-        first_seen=_int(fields[1], "account.first_seen"),
+        first_seen=ids.number(fields[1], "account.first_seen"),
         revenue=_decode_revenue(fields[2], ids),
-        usage=_decode_usage(fields[3], ids),
+        usage=_decode_usage(fields[3], ids, feature_refs),
         support=_decode_support(fields[4], ids),
         sentiment=_decode_sentiment(fields[5], ids),
         alerts=_decode_alerts(fields[6]),
@@ -514,7 +559,7 @@ def _encode_revenue(revenue: Revenue, ids: _Ids) -> list[Any]:
 def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
     subs, timeline, first_start, failures, version = _list(value, "revenue", 5)
     subs = _list(subs, "revenue.subscriptions", step=2)
-    timeline = _ints(timeline, "revenue.timeline")
+    timeline = [ids.number(item, "revenue.timeline") for item in _list(timeline, "revenue.timeline")]
     if len(timeline) % 2:
         raise StateDecodeError("revenue.timeline: expected (time, mrr) pairs")
     return Revenue(
@@ -523,7 +568,7 @@ def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
             for i in range(0, len(subs), 2)
         },
         timeline=[(timeline[i], timeline[i + 1]) for i in range(0, len(timeline), 2)],
-        first_start=_opt_int(first_start, "revenue.first_start"),
+        first_start=ids.opt_number(first_start, "revenue.first_start"),
         payment_failures=_untime_deltas(failures, "revenue.payment_failures"),
         version=_int(version, "revenue.version"),
     )
@@ -552,28 +597,27 @@ def _decode_sub(value: Any, ids: _Ids) -> Subscription:
     raw_points = _list(fields[0], "subscription.points", step=4)
     points: list[Point] = []
     for i in range(0, len(raw_points), 4):
-        eff = _int(raw_points[i], "point.effective_at")
+        eff = ids.number(raw_points[i], "point.effective_at")
         points.append(
             (
                 eff,
-                eff + _int(raw_points[i + 1], "point.occurred_at"),
+                ids.number(eff + _int(raw_points[i + 1], "point.occurred_at"), "point.occurred_at"),
                 ids.decode(raw_points[i + 2], "point.event_id"),
-                _int(raw_points[i + 3], "point.mrr"),
+                ids.number(raw_points[i + 3], "point.mrr"),
             )
         )
     return Subscription(
         points=points,
         plan=_opt_word(fields[1], "subscription.plan"),
         seats=_opt_int(fields[2], "subscription.seats"),
-        state_at=(_int(fields[3], "subscription.state_at"), ids.decode(fields[4], "subscription.state_at")),
-        term_end=_opt_int(fields[5], "subscription.term_end"),
-        term_end_at=(
-            _int(fields[6], "subscription.term_end_at"),
-            ids.decode(fields[7], "subscription.term_end_at"),
-        ),
-        started_at=_opt_int(fields[8], "subscription.started_at"),
-        cancel_at=_opt_int(fields[9], "subscription.cancel_at"),
-        term_ends=_ints(fields[10], "subscription.term_ends"),
+        state_at=ids.pair(fields[3], fields[4], "subscription.state_at"),
+        term_end=ids.opt_number(fields[5], "subscription.term_end"),
+        term_end_at=ids.pair(fields[6], fields[7], "subscription.term_end_at"),
+        started_at=ids.opt_number(fields[8], "subscription.started_at"),
+        cancel_at=ids.opt_number(fields[9], "subscription.cancel_at"),
+        term_ends=[
+            ids.number(item, "subscription.term_ends") for item in _list(fields[10], "subscription.term_ends")
+        ],
     )
 
 
@@ -586,8 +630,8 @@ def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
     return [
         base,
         [ids.encode(user_id) for user_id in users],
-        [user.last_day - base for user in users.values()],
-        [user.mask for user in users.values()],
+        [user_last_day(packed) - base for packed in users.values()],
+        [user_mask(packed) for packed in users.values()],
         _flat_days(usage.daily_users, base),
         _flat_days(usage.last_day_users, base),
         _flat_days(usage.daily_activity, base),
@@ -597,11 +641,25 @@ def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
         usage.last_use,
         usage._memo_end,
         usage._memo,
-        [item for name, days in usage.feature_days.items() for item in (name, _flat_days(days, base))],
+        _encode_feature_days(usage),
     ]
 
 
-def _decode_usage(value: Any, ids: _Ids) -> Usage:
+def _encode_feature_days(usage: Usage) -> list[Any]:
+    """Per tracked feature: its index among `usage.features` (every feature with counters is
+    there) and its (day, count) pairs."""
+    index = {name: i for i, name in enumerate(usage.features)}
+    missing = usage.feature_days.keys() - index.keys()
+    if missing:
+        raise ValueError(f"usage.feature_days counts features usage.features lacks: {sorted(missing)[:3]}")
+    base = usage.horizon_day
+    return [
+        item for name, days in usage.feature_days.items() for item in (index[name], _flat_pairs(days, base))
+    ]
+
+
+def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False) -> Usage:
+    """`feature_refs`: the events per feature name their feature by index (format 5 on)."""
     fields = _list(value, "usage")
     if len(fields) not in (13, 14):  # 13: format versions 1 and 2, before events per feature
         raise StateDecodeError(f"usage: expected 13 or 14 items, got {len(fields)}")
@@ -613,12 +671,21 @@ def _decode_usage(value: Any, ids: _Ids) -> Usage:
     if not len(user_ids) == len(last_days) == len(masks):
         raise StateDecodeError(f"usage.users: {len(user_ids)} ids, {len(last_days)} days, {len(masks)} masks")
     features = _list(fields[7], "usage.features", step=2)
+    if feature_refs:
+        names = features[0::2]
+        for i in range(0, len(volumes), 2):
+            ref = _int(volumes[i], "usage.feature_days feature index")
+            if not 0 <= ref < len(names):
+                raise StateDecodeError(
+                    f"usage.feature_days: feature index {ref} out of range ({len(names)} features)"
+                )
+            volumes[i] = names[ref]
     memo = _ints(fields[12], "usage memo")
     if len(memo) != 5:
         raise StateDecodeError(f"usage memo: expected 5 sums, got {len(memo)}")
     usage = Usage(
         users={
-            user_id: UserActivity(_day(day + base), mask)
+            user_id: pack_user(day + base, _mask(mask))
             for user_id, day, mask in zip(user_ids, last_days, masks, strict=True)
         },
         daily_users=_unflat_days(fields[4], base, "usage.daily_users"),
@@ -633,7 +700,7 @@ def _decode_usage(value: Any, ids: _Ids) -> Usage:
         last_use=_opt_int(fields[10], "usage.last_use"),
         horizon_day=base,
         feature_days={
-            _word(volumes[i], "usage feature"): _unflat_days(volumes[i + 1], base, "usage.feature_days")
+            _word(volumes[i], "usage feature"): _unflat_pairs(volumes[i + 1], base, "usage.feature_days")
             for i in range(0, len(volumes), 2)
         },
     )
@@ -658,8 +725,8 @@ def _encode_support(support: Support, ids: _Ids) -> list[Any]:
             ids.encode(ticket.status_at[1]),
             [item for pair in ticket.resolutions.items() for item in pair],
         ]
-    if not support.open_ids <= support.tickets.keys():
-        missing = sorted(support.open_ids - support.tickets.keys())
+    if not support.open_ids.keys() <= support.tickets.keys():
+        missing = sorted(support.open_ids.keys() - support.tickets.keys())
         raise ValueError(f"support.open_ids names tickets it does not keep: {missing[:3]}")
     days = [
         item
@@ -674,7 +741,7 @@ def _decode_support(value: Any, ids: _Ids) -> Support:
     base = _int(base, "support.horizon_day")
     raw_tickets = _list(raw_tickets, "support.tickets", step=7)
     tickets: dict[str, Ticket] = {}
-    open_ids: set[str] = set()
+    open_ids: dict[str, None] = {}
     for i in range(0, len(raw_tickets), 7):
         ticket_id = ids.decode(raw_tickets[i], "ticket id")
         priority = _int(raw_tickets[i + 1], "ticket priority")
@@ -697,7 +764,7 @@ def _decode_support(value: Any, ids: _Ids) -> Support:
             resolutions={resolutions[j]: resolutions[j + 1] for j in range(0, len(resolutions), 2)},
         )
         if flags & 2:
-            open_ids.add(ticket_id)
+            open_ids[ticket_id] = None
     days = _ints(raw_days, "support.days")
     if len(days) % 6:
         raise StateDecodeError("support.days: expected groups of 6 numbers")
@@ -869,11 +936,10 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
-    return _unframe(
-        raw,
-        "partition",
-        {1: _decode_partition_v1, 2: _decode_partition_v1, 3: _decode_partition_v1, 4: _decode_partition_v1},
-    )  # unchanged in 2, 3, 4
+    decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
+        (1, 2, 3, 4, 5), _decode_partition_v1
+    )
+    return _unframe(raw, "partition", decoders)  # unchanged in 2-5
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:

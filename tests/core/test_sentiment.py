@@ -135,3 +135,17 @@ def test_answer_stamped_at_midnight_counts_in_its_own_snapshot() -> None:
     snap = feed.snapshot("acme")
     assert snap["metrics"]["nps"] == -100
     assert snap["metrics"]["nps_respondents"] == 1
+
+
+def test_the_figures_memo_every_sentiment_starts_with_stays_empty_and_shared() -> None:
+    # Every Sentiment starts with one shared empty memo (memory per account); using one must
+    # neither write into it nor let another Sentiment see that one's figures.
+    from streamer.core.clock import DAY
+    from streamer.core.sentiment import Sentiment
+
+    first, second = Sentiment(), Sentiment()
+    assert first._memo is second._memo
+    first.answered("nps", 100 * DAY, "e1", "r1", 10, None, max_respondents=10, max_answers=10, max_comments=0)
+    assert first.figures(100)["nps"] == 100.0
+    assert second._memo == {} and first._memo is not second._memo
+    assert "nps" not in second.figures(100)

@@ -99,3 +99,17 @@ def test_ticket_count_is_bounded() -> None:
         feed(opened("acme", at(n), f"t{n}", "low"), resolved("acme", at(n, 1), f"t{n}", 1))
     assert len(feed.account("acme").support.tickets) <= 5
     assert feed.facts("acme", at(21)).tickets_resolved_90d == 20  # the day sums keep counting
+
+
+def test_the_window_memo_every_support_starts_with_stays_empty_and_shared() -> None:
+    # Every Support starts with one shared empty memo (memory per account); using one must
+    # neither write into it nor let another Support see that one's windows.
+    from streamer.core.clock import DAY
+    from streamer.core.support import Support
+
+    first, second = Support(), Support()
+    assert first._memo is second._memo
+    first.opened("t1", 100 * DAY, "e1", "high", max_tickets=10)
+    assert first.window(100, 30).opened == 1
+    assert second._memo == {} and first._memo is not second._memo
+    assert second.window(100, 30).opened == 0

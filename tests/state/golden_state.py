@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 
 from streamer.core.engine import PartitionEngine
+from streamer.core.support import Support
+from streamer.core.usage import Usage, user_last_day, user_mask
 from streamer.state.codec import COVERED, VERSION, encode_account, encode_partition
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
@@ -23,12 +25,26 @@ GOLDEN = Path(__file__).parent / "golden"
 SPLIT = 120  # events folded into the golden state; the rest continue it in the test
 
 
+def picture(obj: Any, name: str) -> Any:
+    """A field of a state as the golden files show it, whatever its in-memory layout: a usage
+    user as {last_day, mask} (packed in one int), a feature's days as a map, the open tickets
+    as a set (the keys of a dict)."""
+    value = getattr(obj, name)
+    if isinstance(obj, Usage) and name == "users":
+        return {uid: {"last_day": user_last_day(p), "mask": user_mask(p)} for uid, p in value.items()}
+    if isinstance(obj, Usage) and name == "feature_days":
+        return {feature: obj.feature_counts(feature) for feature in value}
+    if isinstance(obj, Support) and name == "open_ids":
+        return set(value)
+    return value
+
+
 def dump(value: Any) -> Any:
     """A JSON-able picture of a state: dataclasses by their encoded fields, maps as [key, value]
     pairs (keys may be integers), tuples as lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         encoded = COVERED[type(value)][0]
-        return {name: dump(getattr(value, name)) for name in encoded}
+        return {name: dump(picture(value, name)) for name in encoded}
     if isinstance(value, dict):
         return [[dump(k), dump(v)] for k, v in value.items()]
     if isinstance(value, set):
@@ -46,8 +62,10 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
             return [f"{path}: expected {expected!r:.80}, got a {type(actual).__name__}"]
         found = []
         for name, value in expected.items():
-            found += differences(value, getattr(actual, name), f"{path}.{name}")
+            found += differences(value, picture(actual, name), f"{path}.{name}")
         return found
+    if isinstance(expected, dict) and isinstance(actual, dict):  # a layout's picture (see `picture`)
+        return [] if expected == actual else [f"{path}: expected {expected!r:.80}, got {actual!r:.80}"]
     if isinstance(actual, set):
         actual = dump(actual)
     if isinstance(actual, dict):
