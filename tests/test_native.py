@@ -33,13 +33,13 @@ def fake_core(root: Path, *, build: bool = True) -> Path:
     """A core folder with two modules, the excluded ones, and (when `build`) a matching build."""
     core = root / "core"
     core.mkdir()
-    sources = {"__init__.py": "", "config.py": "A = 1\n", "score.py": "B = 2\n", "usage.py": "C = 3\n"}
+    sources = {"__init__.py": "", "config.py": "A = 1\n", "score.py": "B = 2\n", "alerts.py": "C = 3\n"}
     for name, text in sources.items():
         (core / name).write_text(text)
     if build:
         compiled = core / COMPILED_DIRNAME
         compiled.mkdir()
-        for stem in ("score", "usage", GROUP.rsplit(".", 1)[-1] + "__mypyc"):
+        for stem in ("score", "alerts", GROUP.rsplit(".", 1)[-1] + "__mypyc"):
             (compiled / _extension_name(stem)).write_bytes(b"")
         manifest = {"sources": source_digest(compiled_sources(core)), "python": sys.implementation.cache_tag}
         (compiled / MANIFEST).write_text(json.dumps(manifest))
@@ -65,11 +65,11 @@ def test_the_excluded_modules_are_not_part_of_the_build(tmp_path: Path) -> None:
 
 def test_an_edited_source_falls_back_to_pure_python_with_a_warning_naming_it(tmp_path: Path) -> None:
     core = fake_core(tmp_path)
-    (core / "usage.py").write_text("C = 4\n")
+    (core / "alerts.py").write_text("C = 4\n")
     compiled, reason, warned = choose_quietly(core, {})
     assert not compiled
-    assert "usage.py changed" in reason and "make core" in reason
-    assert len(warned) == 1 and "usage.py changed" in warned[0] and "pure-Python" in warned[0]
+    assert "alerts.py changed" in reason and "make core" in reason
+    assert len(warned) == 1 and "alerts.py changed" in warned[0] and "pure-Python" in warned[0]
 
 
 def test_an_added_or_removed_module_makes_the_build_stale(tmp_path: Path) -> None:
@@ -83,9 +83,9 @@ def test_an_added_or_removed_module_makes_the_build_stale(tmp_path: Path) -> Non
 
 def test_a_build_missing_a_module_for_this_python_is_not_used(tmp_path: Path) -> None:
     core = fake_core(tmp_path)
-    (core / COMPILED_DIRNAME / _extension_name("usage")).unlink()
+    (core / COMPILED_DIRNAME / _extension_name("alerts")).unlink()
     compiled, reason, warned = choose_quietly(core, {})
-    assert not compiled and _extension_name("usage") in reason and warned
+    assert not compiled and _extension_name("alerts") in reason and warned
 
 
 def test_no_build_is_pure_python_without_a_warning(tmp_path: Path) -> None:
