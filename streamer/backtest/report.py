@@ -216,9 +216,10 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"Tuning: logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores "
         "(a missing one takes its training mean, plus a missing-data column where it is sometimes missing)",
         f"trained on {len(months)} month starts {day(months[0])} .. {day(months[-1])} "
-        f"({tuning.train_samples:,} samples, {tuning.train_churned:,} churned); held out "
+        f"and the weekly grid between them ({tuning.train_samples:,} samples, "
+        f"{tuning.train_churned:,} churned); held out "
         f"{day(tuning.test_months[0])} .. {day(tuning.test_months[-1])} "
-        f"(a training month start m is used only if m + {TUNE_HORIZON} days <= the first held-out one); "
+        f"(a training instant t is used only if t + {TUNE_HORIZON} days <= the first held-out one); "
         "default = the configuration tested (--config, else the built-in defaults)",
         f"L2 penalty by rolling-origin cross-validation inside the training period "
         f"({len(tuning.choice.folds)} folds, standardised columns): health fit "
