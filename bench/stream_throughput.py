@@ -716,6 +716,51 @@ async def measure_latency(
 # -- the run ----------------------------------------------------------------------------------------
 
 
+def partition_loads(ends: dict[TopicPartition, int], partitions: int) -> list[int]:
+    """Events per partition number over all input topics (fresh topics start at offset 0)."""
+    loads = [0] * partitions
+    for tp, end in ends.items():
+        loads[tp.partition] += end
+    return loads
+
+
+def final_owners(logs: Sequence[Path]) -> dict[int, int]:
+    """Partition -> index in `logs` of the worker that built its engine last ("partition engine
+    ready" lines, by their timestamps): who held it at the end."""
+    latest: dict[int, tuple[str, int]] = {}
+    for number, path in enumerate(logs):
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                if '"partition engine ready"' not in line:
+                    continue
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    record = orjson.loads(line)
+                    if isinstance(record.get("partition"), int):
+                        seen = (str(record.get("ts", "")), number)
+                        latest[record["partition"]] = max(latest.get(record["partition"], seen), seen)
+    return {partition: number for partition, (_, number) in latest.items()}
+
+
+def two_process_bound(loads: Sequence[int]) -> tuple[float, float]:
+    """(share of the events on the busier of two processes, the speed-up over one that allows)
+    for the best split of whole partitions: exact up to 20 partitions, greedy beyond."""
+    total = sum(loads)
+    if total == 0:
+        return 0.5, 2.0
+    if len(loads) <= 20:
+        busier = min(
+            max(part, total - part)
+            for mask in range(1 << len(loads))
+            for part in [sum(n for i, n in enumerate(loads) if mask >> i & 1)]
+        )
+    else:
+        sides = [0, 0]
+        for n in sorted(loads, reverse=True):
+            sides[sides.index(min(sides))] += n
+        busier = max(sides)
+    return busier / total, total / busier
+
+
 async def bootstrap_servers(args: argparse.Namespace) -> str:
     if args.bootstrap:
         return str(args.bootstrap)
@@ -766,6 +811,15 @@ async def main(args: argparse.Namespace) -> int:
         ends = await end_offsets(run.bootstrap, run.input_partitions())
         total = sum(ends.values())
         print(f"published {total:,} events in {seconds:.1f} s ({total / seconds:,.0f}/s)", flush=True)
+        loads = partition_loads(ends, run.partitions)
+        busier, bound = two_process_bound(loads)
+        print(
+            "events per input partition (all topics): "
+            + ", ".join(f"{p}: {n:,} ({n / total:.0%})" for p, n in enumerate(loads))
+            + f"\n  an account's events stay on one partition, so two processes can at most be {bound:.2f}x "
+            f"one here: the best split of whole partitions leaves {busier:.0%} on the busier process",
+            flush=True,
+        )
 
         count, raw_seconds, raw_cpu = await raw_ceiling(run, ends, raw_topic)
         raw_rate = count / raw_seconds
@@ -834,14 +888,25 @@ async def main(args: argparse.Namespace) -> int:
         if args.two:
             two = await workers("two", 2, None)
             seconds, cpu = seconds_cpu(two)
-            print(f"  b2. two workers: {seconds:.1f} s", flush=True)
+            owners = final_owners([run.run_dir / f"two-{number}.log" for number in range(2)])
+            sides = [sum(loads[p] for p, owner in owners.items() if owner == number) for number in range(2)]
+            print(
+                f"  b2. two workers: {seconds:.1f} s; partitions at the end "
+                + "; ".join(
+                    f"worker {number}: {sorted(p for p, o in owners.items() if o == number)} "
+                    f"({sides[number] / total:.0%} of the events)"
+                    for number in range(2)
+                ),
+                flush=True,
+            )
             add_row(
                 "b2. `streamer worker` x 2 processes, one group",
                 "two",
                 total,
                 seconds,
                 cpu,
-                "start to caught up (cpu: both workers)",
+                f"start to caught up (cpu: both workers); busier one ended with {max(sides) / total:.0%} "
+                "of the events",
             )
 
         progress = Progress(time.perf_counter())
@@ -932,7 +997,8 @@ async def main(args: argparse.Namespace) -> int:
         if "two" in by_label:
             scale = by_label["two"][0] / one_rate
             verdicts.append(
-                f"two processes >= {TARGET_SCALE:g}x one: {verdict(scale >= TARGET_SCALE)} ({scale:.2f}x)"
+                f"two processes >= {TARGET_SCALE:g}x one: {verdict(scale >= TARGET_SCALE)} ({scale:.2f}x; "
+                f"at most {bound:.2f}x on this stream's partitions)"
             )
         print("\ntargets:\n  " + "\n  ".join(verdicts))
 

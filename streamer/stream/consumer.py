@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 
 import faust
+import faust.tables as faust_tables
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -95,9 +96,18 @@ class InputLane:
     def __init__(self, topics: Iterable[str], max_fetches: int = 8) -> None:
         self.topics = frozenset(topics)
         self._queue: asyncio.Queue[list[InputRecord]] = asyncio.Queue(max_fetches)
+        self._one_fetch = False  # the next batch is a single fetch (`restart`)
 
     async def put(self, records: list[InputRecord]) -> None:
         await self._queue.put(records)
+
+    def restart(self) -> None:
+        """After an assignment: the next batch is one fetch, not every fetch waiting.
+
+        While a worker starts (or recovers after a rebalance) its fetches pile up, and the
+        first batch was a full one, applied and made durable before anything was committed:
+        a smaller first batch commits sooner, the rest follows at full size."""
+        self._one_fetch = True
 
     async def batches(self, max_records: int) -> AsyncIterator[list[InputRecord]]:
         """Every fetch waiting, joined up to about `max_records`; waits for the next fetch when
@@ -105,7 +115,9 @@ class InputLane:
         queue = self._queue
         while True:
             batch = await queue.get()
-            while len(batch) < max_records and not queue.empty():
+            limit = 0 if self._one_fetch else max_records
+            self._one_fetch = False
+            while len(batch) < limit and not queue.empty():
                 batch.extend(queue.get_nowait())
             yield batch
 
@@ -309,6 +321,18 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 class RebalanceSafeTransport(faust_aiokafka.Transport):
     Consumer = RebalanceSafeConsumer
+
+
+class PromptTableManager(faust_tables.TableManager):
+    """faust's table manager without the second it sleeps before it starts: faust waits in case
+    tables are still being declared, and the consumer group is joined only after it. Every
+    table of the worker is declared in `create_app`, before the app starts, so the group join
+    (and the first commit) came a full second later than it needed to."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class ScoringApp(faust.App):

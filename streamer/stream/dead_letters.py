@@ -42,6 +42,9 @@ FORMAT = 1  # the position record's format version
 _POSITION = struct.Struct(">BQ")
 RETRY_S = 1.0  # pause before reading the dead-letter topic again after a broker error
 READ_TIMEOUT_S = 30.0
+# A fetch at the end of a partition waits this long on the broker, and requests behind it on the
+# same connection (the offsets asked next) wait too.
+FETCH_WAIT_MS = 50
 
 
 def position_key(partition: int) -> str:
@@ -149,7 +152,10 @@ class KafkaDeadLetters:
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:
             client = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+                bootstrap_servers=self.bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=FETCH_WAIT_MS,
             )
             await client.start()
             self._client = client
@@ -166,21 +172,28 @@ class KafkaDeadLetters:
     async def _read(self, source_partition: int, start: int) -> tuple[list[tuple[int, dict[str, Any]]], int]:
         tp = await self._tp(source_partition)
         client = await self._started()
-        client.assign([tp])
+        # The bounds first, with nothing assigned: an assigned partition at its end keeps a
+        # fetch waiting on the broker (up to fetch_max_wait_ms), and the broker answers a
+        # connection's requests in order, so each offset request waited behind it (half a
+        # second per partition at a worker's start, before its first batch could commit).
         first = int((await client.beginning_offsets([tp]))[tp])
         end = int((await client.end_offsets([tp]))[tp])
         found: list[tuple[int, dict[str, Any]]] = []
         if max(start, first) >= end:
             return found, end
-        client.seek(tp, max(start, first))
-        while await client.position(tp) < end:
-            for record in (await client.getmany(tp, timeout_ms=1000)).get(tp, []):
-                if record.offset >= end or record.value is None:
-                    continue
-                try:
-                    letter = orjson.loads(record.value)
-                except orjson.JSONDecodeError:
-                    continue  # not ours
-                if isinstance(letter, dict) and letter.get("partition") == source_partition:
-                    found.append((record.offset, letter))
+        client.assign([tp])
+        try:
+            client.seek(tp, max(start, first))
+            while await client.position(tp) < end:
+                for record in (await client.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset >= end or record.value is None:
+                        continue
+                    try:
+                        letter = orjson.loads(record.value)
+                    except orjson.JSONDecodeError:
+                        continue  # not ours
+                    if isinstance(letter, dict) and letter.get("partition") == source_partition:
+                        found.append((record.offset, letter))
+        finally:
+            client.unsubscribe()  # no fetch left waiting in front of the next offset request
         return found, end

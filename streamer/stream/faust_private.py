@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 import faust.streams
+import faust.tables
 import faust.types.tuples
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient
@@ -87,6 +88,18 @@ NAMES = (
         "stream/consumer.py: skip a commit of partitions all revoked meanwhile",
     ),
     PrivateName(faust.App, "_new_transport", ("self",), "stream/consumer.py: install our consumer"),
+    PrivateName(
+        faust.tables.TableManager,
+        "on_start",
+        ("self",),
+        "stream/consumer.py: start the tables without faust's one-second sleep",
+    ),
+    PrivateName(
+        faust.tables.TableManager,
+        "_update_channels",
+        ("self",),
+        "stream/consumer.py: start the tables without faust's one-second sleep",
+    ),
     PrivateName(faust.streams, "_current_event", None, "stream/context.py: route table writes"),
     PrivateName(faust.types.tuples, "ack_lock", None, "stream/consumer.py: acknowledge input records"),
     PrivateName(

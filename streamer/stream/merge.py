@@ -79,11 +79,17 @@ class PartitionMerge(Generic[Item]):
         ]
         return min(live) if live else (1 << 62, len(self.topics))
 
-    def release(self, idle: Callable[[str], bool]) -> list[Item]:
-        """Items that nothing still to come can precede, in (event time, topic, offset) order."""
+    def release(self, idle: Callable[[str], bool], most: int | None = None) -> list[Item]:
+        """Items that nothing still to come can precede, in (event time, topic, offset) order;
+        at most `most` of them (the rest stay held, first in line for the next release)."""
         limit, topic_index = self._frontier(idle)
-        heap, ready = self._heap, []
+        heap, ready = self._heap, list[Item]()
         pop = heapq.heappop
-        while heap and (heap[0][0] < limit or (heap[0][0] == limit and heap[0][1] <= topic_index)):
+        room = len(heap) if most is None else most
+        while (
+            heap
+            and len(ready) < room
+            and (heap[0][0] < limit or (heap[0][0] == limit and heap[0][1] <= topic_index))
+        ):
             ready.append(pop(heap)[4])
         return ready

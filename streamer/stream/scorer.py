@@ -93,6 +93,12 @@ class Offsets(Protocol):
 
 
 STALL_S = 10.0  # a partition with a backlog that delivered nothing for this long is read again
+# Messages applied between two checkpoints (all partitions). A merge can hold tens of thousands:
+# at a start (or after a rebalance) a backlog's big topic delivers long before a small one of
+# the same partition has delivered anything, and everything waits for it. Released at once,
+# they were one batch of a few CPU seconds before the first commit (and a SIGTERM waited for
+# all of it); now a checkpoint follows every `RELEASE_MAX`, and the rest is released right after.
+RELEASE_MAX = 4000
 
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
 # Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
@@ -182,6 +188,7 @@ class Scorer:
         self.paused = False  # between a revocation and the next assignment
         self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
         self.counters = Counters()
+        self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
 
     async def revoked(self) -> None:
         """A rebalance begins: let the batch in flight finish, forget the partitions' engines and
@@ -299,7 +306,7 @@ class Scorer:
             owned, generation = self.offsets.assigned(), self.offsets.generation()
             now = time.monotonic()
             gaps: dict[TopicPartition, tuple[int, int]] = {}  # refused: read again from [0]
-            merges, records, counters = self.merges, self.records, self.counters
+            merges, records, counters, ledgers = self.merges, self.records, self.counters, self.ledgers
             for event in events:
                 message = event.message
                 topic, partition, offset = message.topic, message.partition, message.offset
@@ -329,7 +336,8 @@ class Scorer:
                     merge.skip(topic, offset)
                     done.append(event)
                     continue
-                await self._ledger(message.partition)
+                if partition not in ledgers and self.dead_letters is not None:  # once per assignment
+                    await self._ledger(partition)
                 decoded = self._admit(message)
                 if decoded is not None and self._in_account_record(message, decoded):
                     counters.reread += 1  # the same, known from its account's record
@@ -350,6 +358,8 @@ class Scorer:
                 )
                 await self.offsets.seek(topic, partition, missing)
             await self._release(done)
+            while self._held_back and not self.stopping:  # capped: the rest in the next checkpoint
+                await self._release([])
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
             self._busy(now)
@@ -417,6 +427,8 @@ class Scorer:
             if not self.paused and any(len(merge) for merge in self.merges.values()):
                 started = time.monotonic()
                 await self._release([])
+                while self._held_back and not self.stopping:
+                    await self._release([])
                 self._busy(started)
 
     def _busy(self, since: float) -> None:
@@ -481,12 +493,20 @@ class Scorer:
         for partition in [p for p in self.merges if p not in owned]:
             del self.merges[partition]  # revoked meanwhile: never write state or outputs for it
         idle = await self._idle_topics([p for p, merge in self.merges.items() if len(merge)])
+        self._held_back = False
+        budget = RELEASE_MAX  # messages applied before this checkpoint, over all partitions
         for partition, merge in sorted(self.merges.items()):
             if not len(merge):
                 continue
-            ready = merge.release(idle[partition].__contains__)
+            if budget <= 0:
+                self._held_back = True  # this partition's turn comes after the checkpoint
+                break
+            ready = merge.release(idle[partition].__contains__, budget)
             if not ready:
                 continue
+            if len(ready) == budget and len(merge):
+                self._held_back = True  # maybe more ready: released after this checkpoint
+            budget -= len(ready)
             with acting_as(ready[-1][0]):
                 engine = self._engine(partition)
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))

@@ -253,6 +253,17 @@ async def test_batches_join_the_fetches_waiting_and_never_linger() -> None:
     assert [r.offset for r in await asyncio.wait_for(waiting, 5)] == [4]
 
 
+async def test_the_first_batch_after_an_assignment_is_one_fetch() -> None:
+    lane = InputLane([USAGE.topic])
+    records = [InputRecord(USAGE, offset, None, b"", 0.0, 1) for offset in range(6)]
+    for start in (0, 2, 4):
+        await lane.put(records[start : start + 2])
+    lane.restart()
+    batches = lane.batches(max_records=100)
+    assert [r.offset for r in await anext(batches)] == [0, 1]  # one fetch: committed sooner
+    assert [r.offset for r in await anext(batches)] == [2, 3, 4, 5]  # then all that waits
+
+
 async def test_acknowledged_input_records_are_what_faust_commits(harness: Harness) -> None:
     with_lane(harness)
     consumer = harness.consumer

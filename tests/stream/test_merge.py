@@ -50,6 +50,15 @@ def test_releases_by_event_time_then_topic_index_then_offset() -> None:
     assert merge.release(all_idle) == []
 
 
+def test_a_release_of_at_most_n_leaves_the_rest_held_first_in_line() -> None:
+    merge = merge_with((USAGE, 0, 10), (SUBS, 7, 20), (USAGE, 1, 30), (USAGE, 2, 40))
+    assert merge.release(all_idle, 2) == ["usage@0", "subs@7"]
+    assert merge.lowest_held() == {USAGE: 1}  # what a checkpoint must not claim as handled
+    assert merge.next_offset == {USAGE: 3, SUBS: 8}  # delivery bookkeeping untouched
+    assert merge.release(all_idle, 2) == ["usage@1", "usage@2"]
+    assert merge.release(all_idle, 2) == [] and not len(merge)
+
+
 def test_an_item_at_the_watermark_is_released_unless_a_lower_topic_may_still_deliver_that_time() -> None:
     merge = merge_with((SUBS, 0, 100), (USAGE, 0, 100))
     assert merge.watermark(none_idle) == NEVER  # tickets and surveys are live and sent nothing

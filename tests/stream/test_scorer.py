@@ -147,6 +147,36 @@ async def test_held_messages_are_released_in_event_time_order_across_topics(worl
     assert world.scorer.counters.accepted == 2
 
 
+async def test_a_large_release_is_applied_in_several_checkpoints_in_order(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scorer_module, "RELEASE_MAX", 2)
+    world.offsets.ends[(USAGE, PARTITION)] = 5
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 6
+    days = [f"2024-03-0{day}T10:00:00Z" for day in range(2, 7)]
+    usage = [world.usage(offset, when) for offset, when in enumerate(days)]
+    await world.scorer.process(usage)  # held: subscriptions has not delivered yet
+    assert not world.acks
+    await world.scorer.process([world.started(5, "2024-03-01T09:00:00Z")])
+    # Six messages ready at once: three checkpoints of two, each acknowledged after its writes.
+    assert world.acks == [(SUBS, 5), (USAGE, 0), (USAGE, 1), (USAGE, 2), (USAGE, 3), (USAGE, 4)]
+    assert world.scorer.counters.batches == 3 and world.scorer.counters.accepted == 6
+    assert [entry for entry in world.journal if entry.startswith(("write clock", "ack"))] == [
+        f"write clock-{PARTITION}",
+        f"ack {SUBS}@5",
+        f"ack {USAGE}@0",
+        f"write clock-{PARTITION}",
+        f"ack {USAGE}@1",
+        f"ack {USAGE}@2",
+        f"write clock-{PARTITION}",
+        f"ack {USAGE}@3",
+        f"ack {USAGE}@4",
+    ]
+    record = decode_partition(world.clocks[f"clock-{PARTITION}"])
+    assert all(record.offsets.contains(USAGE, offset) for offset in range(5))
+
+
 async def test_release_idle_lets_go_once_the_holding_topic_reaches_its_end(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 1
     world.offsets.restarts[(SUBS, PARTITION)] = 5
