@@ -111,10 +111,23 @@ def _held_out(figures: dict[str, Any], name: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def _alerts(figures: dict[str, Any]) -> tuple[str, str, str]:
+    """(count, precision, recall) of all at-risk alerts together (the backtest's first row)."""
+    every = next((a for a in figures.get("alerts") or [] if a.get("rule") == "all at-risk"), None)
+    if every is None:
+        return "-", "-", "-"
+    precision, recall = every.get("precision"), every.get("recall")
+    return (
+        f"{every['alerts']:,}",
+        "-" if precision is None else f"{precision * 100:.1f}%",
+        "-" if recall is None else f"{recall * 100:.0f}%",
+    )
+
+
 def row(portfolio: Portfolio) -> list[str]:
     figures = portfolio.figures
     if not figures:
-        return [portfolio.name, *["-"] * 8, portfolio.error[:60]]
+        return [portfolio.name, *["-"] * 11, portfolio.error[:60]]
     horizon = figures["horizons"][HORIZON]
     baseline = (figures.get("baseline") or {}).get("auc", {}).get(HORIZON)
     default = horizon["auc"]
@@ -152,6 +165,7 @@ def row(portfolio: Portfolio) -> list[str]:
         _auc(logistic),
         ratio_text + _verdict(ratio_ok) + ("" if red is not None else " (no red)"),
         by_band,
+        *_alerts(figures),
         portfolio.error[:60],
     ]
 
@@ -166,6 +180,9 @@ HEADER = [
     "logistic AUC60",
     "red/green 60d",
     "churn 60d green / yellow / red (samples)",
+    "at-risk alerts",
+    "precision",
+    "recall",
     "note",
 ]
 

@@ -49,6 +49,8 @@ class AlertMemory:
     daily_max: dict[int, float] = field(default_factory=dict)  # day -> highest score that day
     scored_on: tuple[str, ...] = ()  # components with data when daily_max was kept
     band: tuple[str, float] | None = None  # (band, score) of the last band change acknowledged
+    # a band change not yet acknowledged: (direction, since) with direction 1 worse, -1 better
+    pending: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,25 +88,41 @@ def _r(signal: str, value: float | str | None, baseline: float | str | None, mes
 
 def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list[Candidate]:
     """A band change, once the score moved `band_min_change_points` away from its last score in
-    the band the rules last acknowledged.
+    the band the rules last acknowledged, and the change held `band_confirm_days` in event time.
 
     The band is a threshold on a score with one decimal: a score of 40.0 becoming 39.9 changes
     the band without anything having happened, and a stage whose thresholds differ changes it
     with no move at all. The rules remember the acknowledged band and the account's last score
-    in it, and speak only when the score has really moved away from there.
+    in it, and speak only when the score has really moved away from there. And the bands move
+    with the peers' percentiles, which shift a little every day: a change that is undone within
+    days is noise, so a change in one direction (worse, or better) is acknowledged only once the
+    account's evaluations have stayed on that side for `band_confirm_days` (see
+    `band_confirm_due` for the instant that falls due); a person's override is acknowledged at once.
     """
     if memory.band is None or memory.band[0] == current.band:  # first evaluation, or no change
         memory.band = (current.band, current.score)
+        memory.pending = None
         return []
     previous_band, previous_score = memory.band
     if abs(current.score - previous_score) < rules.band_min_change_points:
         return []  # a wobble across the threshold, or thresholds that moved: not acknowledged
-    memory.band = (current.band, current.score)
     was, now = BAND_RANK[Band(previous_band)], BAND_RANK[current.band]
+    direction = 1 if now > was else -1
+    if memory.pending is None or memory.pending[0] != direction:
+        memory.pending = (direction, current.now)  # the change starts here
+    since = memory.pending[1]
+    # a person's override is a decision, not noise: it is acknowledged at once
+    confirm = 0.0 if current.override is not None else rules.band_confirm_days
+    if current.now - since < confirm * DAY:
+        return []  # not held long enough yet: it may be the peers' day-to-day noise
+    memory.pending = None
+    memory.band = (current.band, current.score)
     key = f"{previous_band}>{current.band}@{current.now}"
     message = (
         f"health band {previous_band} -> {current.band} (score {previous_score:.0f} -> {current.score:.0f})"
     )
+    if since < current.now:
+        message += f" since {iso(since)[:10]}"
     reason = _r("band", current.band, previous_band, message)
     before = (previous_score, previous_band)
     if now > was:
@@ -112,6 +130,14 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     if now == 0:
         return [Candidate("band_recovered", Severity.info, 0, key, reason, before)]
     return []
+
+
+def band_confirm_due(memory: AlertMemory, rules: Rules) -> int | None:
+    """The event-time instant at which a pending band change has held `band_confirm_days`
+    (a re-scoring at or after it acknowledges the change if it still holds), or None."""
+    if memory.pending is None:
+        return None
+    return memory.pending[1] + round(rules.band_confirm_days * DAY)
 
 
 def _score_drop(

@@ -195,8 +195,16 @@ class Bands(Strict):
             )
         return self
 
-    def band(self, score: float, usage: float | None = None) -> Band:
-        """The band of a score and, when known, of the usage composite's percentile among peers."""
+    def band(self, score: float, usage: float | None = None, committed: bool = False) -> Band:
+        """The band of a score and, when known, of the usage composite's percentile among peers.
+
+        Red means "likely to churn soon", which takes two things: a low score or the bottom of
+        its peers' use, and a contract that lets the account leave soon. A `committed` account
+        (its term runs beyond the renewal window) cannot leave before then: it is at worst
+        yellow, and low use alone does not lower its band (its score still carries it).
+        """
+        if committed:
+            return Band.green if score >= self.green else Band.yellow
         if score < self.yellow or (usage is not None and usage < self.red_usage_below):
             return Band.red
         if score < self.green or (usage is not None and usage < self.yellow_usage_below):
@@ -308,6 +316,8 @@ class Rules(Strict):
     band_worsened: Rule = Rule(cooldown_days=3)
     band_recovered: Rule = Rule(cooldown_days=7)
     band_min_change_points: Annotated[float, Field(ge=0, le=100)] = 2  # score move a band alert needs
+    # Days (event time) a band change must hold before it is acknowledged and alerts (0: at once)
+    band_confirm_days: Annotated[float, Field(ge=0, le=60)] = 2
     score_drop: Rule = Rule(cooldown_days=7)
     score_drop_points: Annotated[float, Field(gt=0)] = 15
     score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7

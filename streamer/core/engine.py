@@ -13,7 +13,7 @@ from typing import Any
 
 from streamer.contract.events import Event
 from streamer.core.account import Account, UnknownCurrency, check_currency, fold, prepare
-from streamer.core.alerts import Observed, Trigger, check
+from streamer.core.alerts import Observed, Trigger, band_confirm_due, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.identity import apply_override, profile_record
@@ -304,6 +304,9 @@ class PartitionEngine:
             return True  # an override expired since the last scoring: the model's score is back
         if self._dormant(account, tick):
             return False
+        confirm = band_confirm_due(account.alerts, self.config.alerts)
+        if confirm is not None and account.now < confirm <= tick:
+            return True  # a band change has held long enough to be acknowledged (alerts.py)
         if tick - account.now >= QUIET_RESCORE or tick - account.last_event_at < ACTIVE_SPAN:
             return True
         if account.support.open_ids:

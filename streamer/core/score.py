@@ -111,8 +111,8 @@ def committed(renewal_at: float | int | None, now: int, config: ScoreConfig) -> 
     """Whether the account's term runs beyond the renewal window (`lifecycle.renewal_window_days`).
 
     Such an account cannot leave before its renewal: on the portfolios measured none of them
-    churned within 60 days. The usage band rule (bottom of peers: red or yellow) skips it; its
-    score still shows the low use.
+    churned within 60 days. It is never red (red means likely to churn soon) and the usage band
+    rule (bottom of peers: red or yellow) skips it; its score still shows the low use.
     """
     return renewal_at is not None and renewal_at - now > config.lifecycle.renewal_window_days * DAY
 
@@ -165,9 +165,8 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
     position = percentiles.get(COMPOSITE)  # usage among peers (none: no peers yet)
-    if committed(facts.get("renewal_at"), now, config):
-        position = None  # low use alone does not make a committed account red or yellow
-    band = bands.band(score, position)
+    # a committed account cannot leave before its renewal: at worst yellow, by its score alone
+    band = bands.band(score, position, committed(facts.get("renewal_at"), now, config))
     inert = config.inert_signals.intersection(signals)
     found = Facts(**facts, **figures, percentiles=percentiles)  # frozen once, read by attribute
     return Evaluation(

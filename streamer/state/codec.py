@@ -40,7 +40,8 @@ from streamer.core.usage import Usage, UserActivity
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
-VERSION = 3  # 2: account profile and override (version 1 records read with neither); 3: events per feature
+VERSION = 4  # 2: account profile and override (version 1 records read with neither); 3: events per
+# feature; 4: the alert memory's pending band change (version 1-3 records read with none)
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 _STATUSES = (OPEN, RESOLVED)
 
@@ -105,7 +106,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Ticket: (("priority", "opened_at", "status", "status_at", "resolutions"), ()),
     DayStats: (("opened", "resolved", "resolution_ms", "first_contact", "reopened"), ()),
     Sentiment: (("nps", "csat", "ces", "comments", "version"), ("_memo_key", "_memo")),
-    AlertMemory: (("raised", "episodes", "daily_max", "scored_on", "band"), ()),
+    AlertMemory: (("raised", "episodes", "daily_max", "scored_on", "band", "pending"), ()),
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
@@ -356,6 +357,7 @@ def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
         1: _decode_account_record_v1,
         2: _decode_account_record_v2,
         3: _decode_account_record_v2,
+        4: _decode_account_record_v2,
     }
     return _unframe(raw, "account", decoders)
 
@@ -784,14 +786,23 @@ def _encode_alerts(memory: AlertMemory) -> list[Any]:
         [item for day, score in memory.daily_max.items() for item in (day, float(score))],
         list(memory.scored_on),
         [] if memory.band is None else [memory.band[0], float(memory.band[1])],
+        [] if memory.pending is None else list(memory.pending),
     ]
 
 
 def _decode_alerts(value: Any) -> AlertMemory:
-    raw_raised, raw_episodes, raw_daily, scored_on, raw_band = _list(value, "alerts", 5)
+    items = _list(value, "alerts")
+    if len(items) == 5:  # written before version 4: no pending band change
+        items = [*items, []]
+    raw_raised, raw_episodes, raw_daily, scored_on, raw_band, raw_pending = _list(items, "alerts", 6)
     band = _list(raw_band, "alerts.band")
     if len(band) not in (0, 2):
         raise StateDecodeError(f"alerts.band: expected [] or [band, score], got {len(band)} items")
+    pending = _list(raw_pending, "alerts.pending")
+    if len(pending) not in (0, 2) or (pending and pending[0] not in (1, -1)):
+        raise StateDecodeError(
+            f"alerts.pending: expected [] or [direction 1 or -1, since], got {pending!r:.60}"
+        )
     raised = _list(raw_raised, "alerts.raised", step=4)
     episodes = _list(raw_episodes, "alerts.episodes", step=3)
     daily = _list(raw_daily, "alerts.daily_max", step=2)
@@ -817,6 +828,7 @@ def _decode_alerts(value: Any) -> AlertMemory:
         },
         scored_on=_shared(tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on"))),
         band=(_word(band[0], "alerts.band name"), _score(band[1], "alerts.band score")) if band else None,
+        pending=(int(pending[0]), _int(pending[1], "alerts.pending since")) if pending else None,
     )
 
 
@@ -858,8 +870,10 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
     return _unframe(
-        raw, "partition", {1: _decode_partition_v1, 2: _decode_partition_v1, 3: _decode_partition_v1}
-    )  # unchanged in 2, 3
+        raw,
+        "partition",
+        {1: _decode_partition_v1, 2: _decode_partition_v1, 3: _decode_partition_v1, 4: _decode_partition_v1},
+    )  # unchanged in 2, 3, 4
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:

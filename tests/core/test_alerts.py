@@ -8,7 +8,8 @@ import pytest
 
 from streamer.contract.outputs import Alert
 from streamer.core.alerts import alert_id
-from streamer.core.config import ComponentWeights, Curve, Curves, ScoreConfig
+from streamer.core.clock import DAY
+from streamer.core.config import ComponentWeights, Curve, Curves, Rules, ScoreConfig
 
 from .events import at, canceled, changed, csat, nps, opened, payment_failed, resolved, stamp, started, usage
 from .harness import Feed
@@ -20,10 +21,14 @@ def rules(feed: Feed, account: str | None = None) -> list[tuple[str, str]]:
 
 # -- band transitions ----------------------------------------------------------------------------
 
+# The band tests below are about severities, cooldowns and score moves: band changes are
+# acknowledged at once there (the confirmation over days has its own tests further down).
+AT_ONCE = ScoreConfig(alerts=Rules(band_confirm_days=0))
+
 
 def band_walk() -> Feed:
     """One respondent's NPS sets the score alone: 10 -> 100, 8 -> 50, 0 -> 0."""
-    feed = Feed()
+    feed = Feed(AT_ONCE)
     feed(nps("acme", at(0, 9), 10))  # green, first evaluation: nothing to compare with
     feed(nps("acme", at(1, 9), 8))  # yellow
     feed(nps("acme", at(2, 9), 0))  # red
@@ -57,6 +62,7 @@ def test_alerts_carry_readable_reasons_and_validate() -> None:
 NARROW_NPS = ScoreConfig(
     curves=Curves(nps=Curve(points=((-100, 30), (0, 50), (100, 51)))),
     bands={"green": 50.5, "yellow": 40},
+    alerts=Rules(band_confirm_days=0),
 )
 
 
@@ -93,7 +99,7 @@ def test_no_band_alert_when_only_the_stage_thresholds_changed() -> None:
 
 
 def test_band_worsening_does_not_repeat_inside_cooldown_unless_worse() -> None:
-    feed = Feed()
+    feed = Feed(AT_ONCE)
     feed(nps("acme", at(0, 9), 10))
     feed(nps("acme", at(1, 9), 8))  # green -> yellow: warning
     feed(nps("acme", at(1, 21), 10))  # -> green: info
@@ -104,6 +110,35 @@ def test_band_worsening_does_not_repeat_inside_cooldown_unless_worse() -> None:
     recovered = [a["raised_at"] for a in feed.raised("band_recovered")]
     assert worsened == [stamp(at(1, 9)), stamp(at(5, 21))]
     assert recovered == [stamp(at(1, 21))]
+
+
+def test_a_band_change_alerts_once_it_held_for_the_confirm_days() -> None:
+    """Bands move with the peers' percentiles a little every day: a change is acknowledged only
+    after it held `band_confirm_days` (2) in event time, at the first re-scoring from then on,
+    which the engine schedules even when the account has no event then."""
+    feed = Feed()
+    feed(nps("acme", at(0, 9), 10))  # green
+    feed(nps("acme", at(1, 9), 8))  # yellow: pending from day 1 09:00
+    assert feed.snapshot("acme")["band"] == "yellow"  # the band itself shows at once
+    assert feed.raised("band_worsened") == []
+    feed(nps("other", at(3, 8), 10))  # the clock passes day 2 and 3 midnight: 1.6 days held
+    assert feed.raised("band_worsened") == []
+    feed(nps("other", at(6, 9), 10))  # ... and day 4 midnight: held 2.6 days
+    [worse] = feed.raised("band_worsened")
+    assert (worse["previous_band"], worse["band"], worse["raised_at"]) == ("green", "yellow", stamp(at(4)))
+    assert worse["reasons"][0]["message"] == "health band green -> yellow (score 100 -> 50) since 2024-01-02"
+
+
+def test_a_band_change_undone_within_the_confirm_days_raises_nothing() -> None:
+    feed = Feed()
+    feed(nps("acme", at(0, 9), 10))  # green
+    feed(nps("acme", at(1, 9), 8))  # yellow for a day ...
+    feed(nps("acme", at(2, 9), 10))  # ... and green again: noise
+    feed(nps("acme", at(3, 9), 8))  # yellow again: the 2 days count from here
+    feed(nps("other", at(5, 8), 10))
+    assert feed.raised("band_worsened") == feed.raised("band_recovered") == []
+    feed(nps("other", at(9, 9), 10))
+    assert [a["raised_at"] for a in feed.raised("band_worsened")] == [stamp(at(6))]
 
 
 # -- score drop ----------------------------------------------------------------------------------
@@ -419,3 +454,19 @@ def test_disabled_rule_raises_nothing() -> None:
     feed = Feed(config)
     feed(nps("acme", at(1), 0))
     assert feed.raised("nps_detractor") == []
+
+
+def test_a_pending_band_change_makes_an_idle_account_due_when_it_has_held_long_enough() -> None:
+    """An idle account is re-scored weekly; a pending band change is re-scored when it falls due
+    (`band_confirm_due`), so its alert does not wait for the next weekly re-scoring."""
+    feed = Feed()
+    feed(nps("acme", at(0, 9), 10))
+    feed(nps("other", at(60, 9), 10))  # acme idle for 60 days: weekly re-scoring only
+    engine = feed.engine
+    acme = engine.accounts["acme"]
+    since = acme.now + 1  # as if its last scoring had found a band change
+    acme.alerts.pending = (1, since)
+    due = engine._next_due(acme)
+    assert due is not None and since + 2 * DAY <= due < since + 3 * DAY
+    acme.alerts.pending = None
+    assert engine._next_due(acme) != due

@@ -105,6 +105,21 @@ def test_usage_among_peers_caps_the_band(score: float, usage: float | None, band
     assert Bands().band(score, usage) == band
 
 
+@pytest.mark.parametrize(
+    ("score", "usage", "band"),
+    [
+        (30, 95, "yellow"),  # a low score: at worst yellow
+        (30, 5, "yellow"),  # low use does not make it red either
+        (90, 5, "green"),  # nor lowers its band: the score carries the use
+        (69.9, None, "yellow"),
+    ],
+)
+def test_a_committed_account_is_never_red(score: float, usage: float | None, band: str) -> None:
+    """Red means likely to churn soon: an account whose term runs beyond the renewal window
+    cannot leave before it (none of the committed samples churned within 60 days)."""
+    assert Bands().band(score, usage, committed=True) == band
+
+
 def test_usage_band_thresholds_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="red_usage_below"):
         Bands(red_usage_below=30, yellow_usage_below=20)
