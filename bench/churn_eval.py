@@ -3,11 +3,12 @@
 Portfolios: folders in the fightchurn layout (`--fightchurn DIR ...`, imported with
 `streamer import --preset fightchurn`) and `streamer simulate` outputs for a few seeds. For each:
 one `streamer backtest --tune --json` run (the default score's pooled figures, the usage baseline
-and, on the held-out later third of the month starts, default vs tuned weights), then one row:
+and, on the held-out later third of the month starts, default vs tuned), then one row:
 
   portfolio, samples and churners (60 days), baseline AUC60, default AUC60, tuned AUC60 (held
-  out), plain logistic regression AUC60 (held out, when the backtest reports it), red/green
-  60-day churn ratio
+  out: what --tune chose, ranked by what it publishes, the tuned score or churn_risk_60d when
+  the plain regression won), plain logistic regression AUC60 (held out, same features),
+  red/green 60-day churn ratio
 
 with the targets checked per cell: default >= baseline (and >= 0.70 where the baseline is
 >= 0.70); tuned >= default (held out, same samples) and >= logistic; red >= 3x green.
@@ -130,7 +131,12 @@ def row(portfolio: Portfolio) -> list[str]:
     horizon = figures["horizons"][HORIZON]
     baseline = (figures.get("baseline") or {}).get("auc", {}).get(HORIZON)
     default = horizon["auc"]
-    default_held, tuned, logistic = (_held_out(figures, name) for name in ("default", "tuned", "logistic"))
+    default_held, logistic = _held_out(figures, "default"), _held_out(figures, "logistic")
+    # what --tune chose, through what it publishes: the tuned score, or churn_risk_60d when the
+    # plain regression won (older figures have no "chosen": their tuned score)
+    tuned = _held_out(figures, "chosen")
+    if tuned is None:
+        tuned = _held_out(figures, "tuned")
     bands = horizon["bands"]
     green, red = bands["green"]["rate"], bands["red"]["rate"]
     ratio: float | None = None

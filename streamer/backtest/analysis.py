@@ -11,17 +11,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from streamer.backtest.choice import Choice, Kind, choose, shrunk_fit
+from streamer.backtest.choice import (
+    TOP_FEATURES,
+    VOLUME_PREFIX,
+    Choice,
+    Kind,
+    choose,
+    plain_fit,
+    plain_risk,
+    shrunk_fit,
+)
 from streamer.backtest.labels import churns_within
 from streamer.backtest.learn import (
+    L2_GRID,
     CalibrationBin,
     FeatureSpace,
     Selection,
     SignalModel,
     brier,
     calibration_table,
-    choose_l2,
-    fit_signal_model,
     log_loss,
 )
 from streamer.backtest.metrics import BandRate, RuleStats, alert_stats, band_ratio, churn_by_band, roc_auc
@@ -56,12 +64,13 @@ class Labelled:
         )
 
 
-def label(replay: Replay, days: int) -> Labelled:
-    """Samples at month starts with `days` of data after them, of accounts paying then."""
+def label(replay: Replay, days: int, samples: Sequence[Sample] | None = None) -> Labelled:
+    """Samples at month starts (or `samples`, e.g. the weekly grid's) with `days` of data after
+    them, of accounts paying then."""
     horizon = days * DAY
     kept: list[Sample] = []
     labels: list[bool] = []
-    for sample in replay.samples:
+    for sample in replay.samples if samples is None else samples:
         if sample.at + horizon > replay.data_end:
             continue
         churned = churns_within(replay.timelines.get(sample.account_id, []), sample.at, horizon)
@@ -181,6 +190,9 @@ class TuneResult:
     plain_risk: Probabilities
     test_labelled: dict[int, Labelled]
     test_scores: dict[str, dict[int, NDArray[np.float64]]]  # "default"/"tuned" -> horizon -> scores
+    chosen: dict[int, float | None] = field(default_factory=dict)  # held-out AUC of what --tune wrote
+    """The ranking the written configuration publishes for the choice's winner: the (tuned) score
+    when the default or a health fit won, churn_risk_60d when the plain regression did."""
 
 
 class NotEnoughHistory(ValueError):
@@ -219,6 +231,32 @@ def _date(ts: int) -> str:
     return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
+def model_table(model: SignalModel, train_months: Sequence[int], samples: int) -> dict[str, Any]:
+    """A fit as the `[model]` table: signal coefficients with their means and missing terms, and
+    the feature volumes' coefficients (a plain fit's `VOLUME_PREFIX` columns) as `feature_volumes`."""
+    first, last = _date(train_months[0]), _date(train_months[-1])
+    signals = {name: c for name, c in model.coefficients.items() if not name.startswith(VOLUME_PREFIX)}
+    volumes = {
+        name.removeprefix(VOLUME_PREFIX): c
+        for name, c in model.coefficients.items()
+        if name.startswith(VOLUME_PREFIX)
+    }
+    table: dict[str, Any] = {
+        "version": f"tune {first}..{last} n={samples} l2={model.l2:g}",
+        "horizon_days": TUNE_HORIZON,
+        "intercept": round(model.intercept, 6),
+        "trained_from": first,
+        "trained_to": last,
+        "coefficients": {name: round(value, 6) for name, value in signals.items()},
+        "means": {name: round(model.space.means[name], 4) for name in signals},
+    }
+    if model.missing:
+        table["missing"] = {name: round(value, 6) for name, value in model.missing.items()}
+    if volumes:
+        table["feature_volumes"] = {name: round(value, 6) for name, value in volumes.items()}
+    return table
+
+
 def fitted_settings(
     model: SignalModel, config: ScoreConfig, train_months: Sequence[int], samples: int
 ) -> Fitted:
@@ -235,19 +273,7 @@ def fitted_settings(
         totals[SIGNAL_COMPONENT[name]] += max(0.0, -coefficient)
     total = sum(totals.values())
     weights = normalised(np.array([totals[c] for c in COMPONENTS])) if total > 0 else config.weights.as_dict()
-    first, last = _date(train_months[0]), _date(train_months[-1])
-    table: dict[str, Any] = {
-        "version": f"tune {first}..{last} n={samples} l2={model.l2:g}",
-        "horizon_days": TUNE_HORIZON,
-        "intercept": round(model.intercept, 6),
-        "trained_from": first,
-        "trained_to": last,
-        "coefficients": {name: round(value, 6) for name, value in model.coefficients.items()},
-        "means": {name: round(model.space.means[name], 4) for name in model.coefficients},
-    }
-    if model.missing:
-        table["missing"] = {name: round(value, 6) for name, value in model.missing.items()}
-    return Fitted(weights, signal_weights, table)
+    return Fitted(weights, signal_weights, model_table(model, train_months, samples))
 
 
 def tune(
@@ -255,13 +281,17 @@ def tune(
     config: ScoreConfig,
     tuned_config: Callable[[Fitted], ScoreConfig],
     holdout: float,
+    grid: Mapping[int, Labelled] | None = None,
+    top_k: int = TOP_FEATURES,
 ) -> TuneResult:
     """Fit signal-level models on the earlier month starts, compare on the later ones.
 
-    A training sample at month start m is used only if m + TUNE_HORIZON days <= the first
-    held-out month start (its label never reads the held-out period); the penalty is chosen by
-    time-ordered folds inside the training months under the same rule. `tuned_config(fitted)`
-    builds the configuration the fit would be written as.
+    A training sample at instant t (a month start, or an instant of the weekly `grid` when
+    given, labelled per horizon like `by_horizon`) is used only if t + its label horizon <= the
+    first held-out month start (its label never reads the held-out period); the model is chosen
+    by rolling-origin folds inside the training instants under the same rule (see
+    `streamer.backtest.choice`). `tuned_config(fitted)` builds the configuration the fit would be
+    written as; `top_k` bounds the feature volumes the plain regression reads.
     """
     main = by_horizon[TUNE_HORIZON]
     months = sorted({s.at for s in main.samples})
@@ -271,34 +301,56 @@ def tune(
             f"found {len(months)}: use a longer history or fewer --warmup-days"
         )
     train_months, test_months = split_months(months, holdout, TUNE_HORIZON * DAY)
-    kept = set(train_months)
-    train = main.where(np.array([s.at in kept for s in main.samples], dtype=bool))
+    first_test = test_months[0]
+
+    def training(days: int) -> Labelled:
+        """Month-start and grid samples whose `days`-day label window ends by the first held-out one."""
+        found = [by_horizon[days]] + ([grid[days]] if grid is not None and days in grid else [])
+        samples = [s for labelled in found for s in labelled.samples]
+        churned = np.concatenate([labelled.churned for labelled in found])
+        keep = np.array([s.at + days * DAY <= first_test for s in samples], dtype=bool)
+        return Labelled(days, samples, churned).where(keep)
+
+    train = training(TUNE_HORIZON)
     if not train_months or train.churned.sum() < 2 or (~train.churned).sum() < 2:
         raise NotEnoughHistory(
             f"--tune needs churners and non-churners in the training months, found "
             f"{int(train.churned.sum())} churned of {len(train.samples)} samples"
         )
     rows = [s.signals for s in train.samples]
-    ats = [s.at for s in train.samples]
     space = FeatureSpace.learn(rows)
-    plain_selection = choose_l2(rows, train.churned, ats, TUNE_HORIZON, health=False)
 
     def as_config(model: SignalModel, fit_months: Sequence[int], samples: int) -> ScoreConfig:
         return tuned_config(fitted_settings(model, config, fit_months, samples))
 
-    choice = choose(train.samples, train.churned, TUNE_HORIZON, config, as_config)
+    inner = {
+        days: (labelled.samples, labelled.churned)
+        for days in sorted(by_horizon)
+        if days <= TUNE_HORIZON and (labelled := training(days)).samples
+    }
+    choice = choose(inner, config, as_config, top_k=top_k)
+    best_plain = choice.best(Kind.plain)
+    plain_l2 = best_plain.l2 if best_plain is not None and best_plain.l2 is not None else max(L2_GRID)
+    plain_selection = Selection(
+        plain_l2, {}, choice.folds, {c.l2: c.auc for c in choice.candidates if c.kind is Kind.plain and c.l2}
+    )
     health_l2 = choice.winner.l2 if choice.winner.kind is Kind.health else math.inf
     health_model = shrunk_fit(space, rows, train.churned, health_l2 or math.inf, config)
-    plain_model = fit_signal_model(space, rows, train.churned, plain_selection.l2, health=False)
+    plain_model = plain_fit(train.samples, train.churned, plain_l2, top_k)
     fitted = fitted_settings(health_model, config, train_months, len(train.samples))
-    if choice.keeps_default:  # no fit ranked clearly better out of fold: keep the weights, add the [model]
+    if choice.winner.kind is Kind.plain:  # the plain regression is the [model]; the score keeps its weights
+        fitted = Fitted(
+            config.weights.as_dict(),
+            {name: weight for name, (_, weight) in config.signal_table.items()},
+            model_table(plain_model, train_months, len(train.samples)),
+        )
+    elif choice.keeps_default:  # no fit ranked clearly better out of fold: keep the weights, add the [model]
         fitted = Fitted(
             config.weights.as_dict(),
             {name: weight for name, (_, weight) in config.signal_table.items()},
             fitted.model,
         )
     adopted = tuned_config(fitted)
-    first_test = test_months[0]
     test = {
         days: labelled.where(np.array([s.at >= first_test for s in labelled.samples], dtype=bool))
         for days, labelled in by_horizon.items()
@@ -310,13 +362,17 @@ def tune(
 
     def risk_of(samples: list[Sample]) -> NDArray[np.float64]:
         return np.array(
-            [churn_probability({n: (0.0, v) for n, v in s.signals.items()}, written) for s in samples],
+            [
+                churn_probability({n: (0.0, v) for n, v in s.signals.items()}, written, s.volumes)
+                for s in samples
+            ],
             dtype=np.float64,
         )
 
     def plain_of(samples: list[Sample]) -> NDArray[np.float64]:
-        return plain_model.probability([s.signals for s in samples])
+        return plain_risk(plain_model, samples)
 
+    risk = _probabilities(test, risk_of)
     return TuneResult(
         train_months=train_months,
         test_months=sorted({s.at for labelled in test.values() for s in labelled.samples}),
@@ -332,10 +388,11 @@ def tune(
         fitted=fitted,
         default=default,
         tuned=tuned,
-        risk=_probabilities(test, risk_of),
+        risk=risk,
         plain_risk=_probabilities(test, plain_of),
         test_labelled=test,
         test_scores={"default": default_scores, "tuned": tuned_scores},
+        chosen=dict(risk.auc if choice.winner.kind is Kind.plain else tuned.auc),
     )
 
 

@@ -1,20 +1,28 @@
-"""Which weighting `--tune` writes: the default unless a fit, shrunk towards it, clearly ranks better.
+"""Which model `--tune` writes: the default unless a fit clearly ranks better inside the training period.
 
 The fits start from the default. Each signal's share of the default score (component weight x
 its weight in the component, with every signal present) times one fitted scale is the *prior*:
 the health fit's coefficients are pulled towards it by an L2 penalty, so that an infinite
 penalty gives back the default score's ranking exactly and a finite one adds a regularised
-correction. Candidates, scored on the same time-ordered folds inside the training months (see
-`learn.time_folds`): the default, the shrunk fit at each penalty of `SHRINK_GRID` turned into
-weights exactly as `--tune` would write them, and the plain (unconstrained) regression at each
-penalty of `L2_GRID`, the yardstick (its signs may say more health, more churn: never written).
+correction. The plain (unconstrained) regression reads the signals and the volume of each of
+the portfolio's top `TOP_FEATURES` product features (ln(1 + events over 28 days)).
 
-The rule is a standard-error rule towards the default (two standard errors): the writable candidate
-with the best pooled out-of-fold ROC AUC sets the bar; a candidate is within it when its AUC is below the
-best's by less than two standard errors of their difference (a paired bootstrap over accounts,
-which keeps an account's samples together and compares both on the same draws); the simplest
-candidate within it wins: the default first, then the strongest penalty. A fit replaces the
-default only when it ranks better by more than the noise of the folds.
+Candidates, scored on the same rolling-origin folds inside the training period (see
+`learn.time_folds`; the instants are the month starts and the weekly grid between them): the
+default, the shrunk fit at each penalty of `SHRINK_GRID` turned into weights exactly as `--tune`
+would write them, and the plain regression at the penalty of `L2_GRID` that ranks best out of
+fold (the yardstick, itself a candidate: written, it leaves the weights at the default and
+becomes the `[model]` behind churn_risk_60d). The folds use 60-day churn labels; when the
+training period is too short for a 60-day split (two month starts), 30-day labels, so that no
+fit label reaches its validation instant and no validation label the held-out range.
+
+The rule is the one-standard-error rule towards the simplest: the candidate with the best pooled
+out-of-fold ROC AUC sets the bar; a candidate is within it when its AUC is below the best's by
+less than one standard error of their difference (a paired bootstrap over accounts, which keeps
+an account's samples together and compares both on the same draws); the simplest candidate
+within it wins: the default first, then the health fits from the strongest penalty, then the
+plain regression. A fit replaces the default only when it ranks better by more than the noise
+of the folds.
 """
 
 from __future__ import annotations
@@ -46,17 +54,19 @@ Matrix = NDArray[np.float64]
 SHRINK_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 """Penalties of the fits shrunk towards the default (standardised columns); infinity is the default."""
 BOOTSTRAP_ROUNDS = 200
-STANDARD_ERRORS = 2.0
+STANDARD_ERRORS = 1.0
 """How far below the best a simpler candidate may rank and still be chosen, in standard errors of the
-difference: with one, crm6-s303's fit (0.735 vs the default's 0.692 out of fold, SE 0.037, two folds)
-was written and lost held out (0.584 vs 0.659); two ask for a gain the folds could not show by chance."""
+difference (the usual one-standard-error rule). Two, with two month-start folds, gave up a fit worth
++0.024 held out on one portfolio; the weekly grid's folds are larger, so one SE is a tighter bar."""
+TOP_FEATURES = 16  # feature volumes the plain regression reads, by portfolio volume (`--top-features`)
+VOLUME_PREFIX = "volume:"  # a plain fit's column of one feature's volume (signal names have no colon)
 BOOTSTRAP_SEED = 0  # the bootstrap is deterministic: the same history chooses the same candidate
 
 
 class Kind(StrEnum):
     default = "default"  # the configured weights, unchanged (the shrunk fit at an infinite penalty)
     health = "health"  # a health fit (coefficients <= 0) shrunk towards the default, written as weights
-    plain = "plain"  # the unconstrained regression: the yardstick, never written
+    plain = "plain"  # the unconstrained regression with feature volumes: the [model] only, weights kept
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,9 @@ class Choice:
     winner: Candidate
     candidates: list[Candidate]
     folds: list[Fold]
-    best_writable: Candidate | None = None  # the highest out-of-fold AUC among default and fits
+    best_writable: Candidate | None = None  # the highest out-of-fold AUC among the writable candidates
     standard_error: float | None = None  # of its AUC minus the default's (bootstrap over accounts)
+    horizon_days: int = 60  # the label horizon of the folds (30 when the training period is short)
 
     @property
     def keeps_default(self) -> bool:
@@ -86,7 +97,7 @@ class Choice:
 
     @property
     def bar(self) -> float | None:
-        """The AUC the default has to reach to be kept: the best's minus two standard errors of their
+        """The AUC the default has to reach to be kept: the best's minus one standard error of their
         difference (each fit has its own, against the best)."""
         if self.best_writable is None or self.best_writable.auc is None:
             return None
@@ -103,13 +114,14 @@ class Choice:
 
 
 def _preference(candidate: Candidate) -> tuple[float, int, float]:
-    """Sort key, best first: higher AUC, then the default, then the stronger penalty."""
+    """Sort key, best first: higher AUC, then the simpler candidate."""
     return (-(candidate.auc if candidate.auc is not None else 0.5), *_simplicity(candidate))
 
 
 def _simplicity(candidate: Candidate) -> tuple[int, float]:
-    """Sort key, simplest first: the default, then the stronger penalty."""
-    return (0 if candidate.kind is Kind.default else 1, -(candidate.l2 or 0.0))
+    """Sort key, simplest first: the default, the health fits, the plain fit; then the stronger penalty."""
+    order = {Kind.default: 0, Kind.health: 1, Kind.plain: 2}
+    return (order[candidate.kind], -(candidate.l2 or 0.0))
 
 
 def default_shares(config: ScoreConfig, signals: Sequence[str]) -> dict[str, float]:
@@ -170,7 +182,7 @@ def shrunk_fit(
 
 
 def usable_folds(samples: Sequence[Sample], churned: NDArray[np.bool_], horizon_days: int) -> list[Fold]:
-    """Time-ordered folds whose fitting months hold churners and non-churners."""
+    """Time-ordered folds whose fitting instants hold churners and non-churners."""
     at = np.array([s.at for s in samples], dtype=np.int64)
     found = []
     for fold in time_folds(sorted(set(at.tolist())), horizon_days):
@@ -178,6 +190,41 @@ def usable_folds(samples: Sequence[Sample], churned: NDArray[np.bool_], horizon_
         if labels.any() and not labels.all():
             found.append(fold)
     return found
+
+
+def top_features(samples: Sequence[Sample], k: int) -> tuple[str, ...]:
+    """The `k` product features with the most events over the samples (ties by name)."""
+    totals: dict[str, int] = {}
+    for s in samples:
+        for name, count in s.volumes.items():
+            totals[name] = totals.get(name, 0) + count
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(name for name, _ in ranked[:k])
+
+
+def plain_rows(samples: Sequence[Sample], features: Sequence[str]) -> list[dict[str, float]]:
+    """A plain fit's rows: the signal sub-scores and, per feature, 100 x ln(1 + events over 28 days)
+    under `VOLUME_PREFIX` + name (always present: 0 for an unused feature), so that a coefficient
+    on the /100 scale is per unit of ln(1 + events), as `[model] feature_volumes` reads it."""
+    rows = []
+    for s in samples:
+        row = dict(s.signals)
+        for name in features:
+            row[VOLUME_PREFIX + name] = 100.0 * math.log1p(s.volumes.get(name, 0))
+        rows.append(row)
+    return rows
+
+
+def plain_fit(samples: Sequence[Sample], churned: NDArray[np.bool_], l2: float, top_k: int) -> SignalModel:
+    """The plain (unconstrained) regression on the signals and the top-`top_k` feature volumes."""
+    rows = plain_rows(samples, top_features(samples, top_k))
+    return fit_signal_model(FeatureSpace.learn(rows), rows, churned, l2, health=False)
+
+
+def plain_risk(model: SignalModel, samples: Sequence[Sample]) -> Matrix:
+    """A plain fit's probabilities for `samples` (its feature volumes read from them)."""
+    features = [name[len(VOLUME_PREFIX) :] for name in model.space.signals if name.startswith(VOLUME_PREFIX)]
+    return model.probability(plain_rows(samples, features))
 
 
 def bootstrap_se(
@@ -204,19 +251,28 @@ def bootstrap_se(
 
 
 def choose(
-    samples: Sequence[Sample],
-    churned: NDArray[np.bool_],
-    horizon_days: int,
+    inner: Mapping[int, tuple[Sequence[Sample], NDArray[np.bool_]]],
     default: ScoreConfig,
     as_config: Callable[[SignalModel, Sequence[int], int], ScoreConfig],
     grid: Sequence[float] = SHRINK_GRID,
     plain_grid: Sequence[float] = L2_GRID,
+    top_k: int = TOP_FEATURES,
 ) -> Choice:
-    """Score every candidate out of fold and apply the standard-error rule towards the default;
+    """Score every candidate out of fold and apply the standard-error rule towards the default.
+
+    `inner` maps a label horizon (days) to the training samples labelled with it, each one's label
+    window ending by the first held-out month start; the longest horizon with usable folds is used.
     `as_config(model, fit_months, n)` is the configuration `--tune` would write for a health fit
-    on those months' n samples."""
+    on those instants' n samples.
+    """
+    horizon = max(inner)
+    folds: list[Fold] = []
+    for days in sorted(inner, reverse=True):
+        horizon, folds = days, usable_folds(inner[days][0], inner[days][1], days)
+        if folds:
+            break
+    samples, churned = inner[horizon]
     at = np.array([s.at for s in samples], dtype=np.int64)
-    folds = usable_folds(samples, churned, horizon_days)
     risks: dict[tuple[Kind, float | None], list[Matrix]] = {}
     observed: list[NDArray[np.bool_]] = []
     accounts: list[str] = []
@@ -224,7 +280,7 @@ def choose(
         fit_mask, test_mask = np.isin(at, fold.fit_months), at == fold.validate
         fit = [s for s, keep in zip(samples, fit_mask, strict=True) if keep]
         test = [s for s, keep in zip(samples, test_mask, strict=True) if keep]
-        fit_rows, test_rows = [s.signals for s in fit], [s.signals for s in test]
+        fit_rows = [s.signals for s in fit]
         space = FeatureSpace.learn(fit_rows)
         observed.append(churned[test_mask])
         accounts.extend(s.account_id for s in test)
@@ -234,8 +290,8 @@ def choose(
             written = as_config(health, fold.fit_months, len(fit))
             risks.setdefault((Kind.health, l2), []).append(-signal_scores_under(test, written))
         for l2 in plain_grid:
-            plain = fit_signal_model(space, fit_rows, churned[fit_mask], l2, health=False)
-            risks.setdefault((Kind.plain, l2), []).append(plain.probability(test_rows))
+            plain = plain_fit(fit, churned[fit_mask], l2, top_k)
+            risks.setdefault((Kind.plain, l2), []).append(plain_risk(plain, test))
     keys = [
         (Kind.default, None),
         *((Kind.health, l2) for l2 in grid),
@@ -246,10 +302,12 @@ def choose(
     candidates = [
         Candidate(kind, l2, roc_auc(pooled[(kind, l2)], labels) if observed else None) for kind, l2 in keys
     ]
-    writable = [c for c in candidates if c.kind is not Kind.plain]
+    plains = [c for c in candidates if c.kind is Kind.plain]
+    best_plain = min(plains, key=_preference) if plains else None  # the yardstick's penalty
+    writable = [c for c in candidates if c.kind is not Kind.plain or c == best_plain]
     best = min(writable, key=_preference)
     if best.auc is None:
-        return Choice(min(writable, key=_simplicity), candidates, folds)
+        return Choice(min(writable, key=_simplicity), candidates, folds, horizon_days=horizon)
     best_risk, top = pooled[(best.kind, best.l2)], best.auc
 
     def within_noise(candidate: Candidate) -> bool:
@@ -263,4 +321,4 @@ def choose(
 
     eligible = [c for c in writable if within_noise(c)]
     se = bootstrap_se(best_risk, labels, accounts, pooled[(Kind.default, None)])
-    return Choice(min(eligible, key=_simplicity), candidates, folds, best, se)
+    return Choice(min(eligible, key=_simplicity), candidates, folds, best, se, horizon)

@@ -111,6 +111,14 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     help="Share of the month starts, the latest ones, held out from fitting.",
 )
 @click.option(
+    "--top-features",
+    type=click.IntRange(0, 200),
+    default=16,
+    show_default=True,
+    help="With --tune: the plain regression also reads the volume (events over 28 days) of this many "
+    "product features, the portfolio's busiest in the training months.",
+)
+@click.option(
     "--plots",
     "plots_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -147,6 +155,7 @@ def backtest(
     tune_weights: bool,
     write_config: Path | None,
     holdout: float,
+    top_features: int,
     plots_dir: Path | None,
     json_path: Path | None,
     replay_cache: Path | None,
@@ -165,17 +174,18 @@ def backtest(
     (alerts followed by churn within 60 days) and recall (churns alerted in the 60 days before).
 
     With --tune, an L2 logistic regression of 60-day churn on every signal's sub-score is fitted on
-    the earlier month starts, its penalty pulling each coefficient towards the default score's
-    weight (an infinite penalty is the default). On time-ordered folds inside the training months
-    the default, the fit per penalty and a plain regression are compared, and the simplest
-    candidate within two standard errors of the best out-of-fold AUC is written (the default
-    first): its health coefficients (kept <= 0) become the signal and component weights and the
-    [model] behind churn_risk_60d. On the later month starts it is compared with the configured
-    score and with a plain (unconstrained) logistic regression, and written with --write-config as a
-    file `streamer offline --config` and the workers accept.
+    the earlier month starts (and a weekly grid between them), its penalty pulling each coefficient
+    towards the default score's weight (an infinite penalty is the default). On rolling-origin
+    folds inside the training period the default, the fit per penalty and a plain (unconstrained)
+    regression that also reads the --top-features feature volumes are compared, and the simplest
+    candidate within one standard error of the best out-of-fold AUC is written (the default
+    first, the plain regression last): a health fit's coefficients (kept <= 0) become the signal
+    and component weights; the winner becomes the [model] behind churn_risk_60d. On the later
+    month starts it is compared with the configured score and with the plain regression, and
+    written with --write-config as a file `streamer offline --config` and the workers accept.
     """
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
-        from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, tune
+        from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, label, tune
         from streamer.backtest.replaycache import fingerprint
         from streamer.backtest.replaycache import load as load_replay
         from streamer.backtest.replaycache import save as save_replay
@@ -206,9 +216,10 @@ def backtest(
             def adopt(fitted: Fitted) -> ScoreConfig:
                 return ScoreConfig.model_validate(tomllib.loads(_config_text(base, fitted, [])))
 
+            grid = {d: label(history, d, history.grid_samples) for d in result.horizons}
+            by_horizon = {d: h.labelled for d, h in result.horizons.items()}
             result = dataclasses.replace(
-                result,
-                tuning=tune({d: h.labelled for d, h in result.horizons.items()}, config, adopt, holdout),
+                result, tuning=tune(by_horizon, config, adopt, holdout, grid, top_features)
             )
     except NotEnoughHistory as exc:
         raise click.ClickException(str(exc)) from None
@@ -228,7 +239,8 @@ def backtest(
             f"Held-out AUC {TUNE_HORIZON}d: configured score "
             f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
             f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "
-            f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f}. "
+            f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f} "
+            f"(chosen out of fold: {tuning.choice.winner.label}). "
             + (f"Other settings from {source}." if source is not None else "Everything else is the default."),
         ]
         write_config.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,8 @@ Matrix = NDArray[np.float64]
 
 L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 """Candidate penalties (on the summed log-likelihood; columns standardised to unit spread)."""
-CV_FOLDS = 3  # the latest training month starts that serve, each in turn, as a validation fold
+CV_FOLDS = 3  # the latest training instants that serve, each in turn, as a validation fold
+FOLD_SPACING_DAYS = 14  # validation instants at least this far apart (weekly neighbours say the same)
 MIN_MISSING_SHARE = 0.01  # a missing column needs this share of training samples on each side
 
 
@@ -253,15 +254,24 @@ class Fold:
     validate: int  # the month start scored
 
 
-def time_folds(months: Sequence[int], horizon_days: int, folds: int = CV_FOLDS) -> list[Fold]:
-    """Forward-chaining folds over the training month starts: no label reaches its validation month."""
-    ordered = sorted(months)
+def time_folds(
+    months: Sequence[int], horizon_days: int, folds: int = CV_FOLDS, spacing_days: int = FOLD_SPACING_DAYS
+) -> list[Fold]:
+    """Rolling-origin folds over the training instants (month starts, and the weekly grid between
+    them when sampled): each validates on one instant and fits on the instants whose label window
+    ends by it. The validation instants are the latest ones that have something to fit on, at
+    least `spacing_days` apart, oldest first."""
+    ordered = sorted(set(months))
     found: list[Fold] = []
-    for validate in ordered[-folds:]:
+    for validate in reversed(ordered):
+        if len(found) == folds:
+            break
+        if found and found[-1].validate - validate < spacing_days * DAY:
+            continue
         fit = [m for m in ordered if m + horizon_days * DAY <= validate]
         if fit:
             found.append(Fold(fit, validate))
-    return found
+    return found[::-1]
 
 
 @dataclass(frozen=True)

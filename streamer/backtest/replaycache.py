@@ -21,7 +21,7 @@ import orjson
 from streamer.backtest.sampling import AlertRecord, Replay, Sample
 from streamer.core.config import ScoreConfig
 
-FORMAT = 1
+FORMAT = 2  # 2: per-feature volumes and the weekly grid samples
 CORE_DIR = Path(__file__).resolve().parent.parent / "core"
 
 
@@ -53,18 +53,30 @@ def fingerprint(
 
 
 def _sample(s: Sample) -> list[Any]:
-    return [s.account_id, s.at, s.score, s.band, s.stage, s.plan, list(s.components), s.mrr, dict(s.signals)]
+    return [
+        s.account_id,
+        s.at,
+        s.score,
+        s.band,
+        s.stage,
+        s.plan,
+        list(s.components),
+        s.mrr,
+        dict(s.signals),
+        dict(s.volumes),
+    ]
 
 
 def _unsample(row: list[Any]) -> Sample:
-    account, at, score, band, stage, plan, components, mrr, signals = row
-    return Sample(account, at, score, band, stage, plan, tuple(components), mrr, signals)
+    account, at, score, band, stage, plan, components, mrr, signals, volumes = row
+    return Sample(account, at, score, band, stage, plan, tuple(components), mrr, signals, volumes)
 
 
 def save(path: Path, replay: Replay, made_from: Mapping[str, Any]) -> None:
     data = {
         "made_from": dict(made_from),
         "samples": [_sample(s) for s in replay.samples],
+        "grid_samples": [_sample(s) for s in replay.grid_samples],
         "alerts": [[a.account_id, a.rule, a.severity, a.raised_at] for a in replay.alerts],
         "timelines": replay.timelines,
         "month_starts": replay.month_starts,
@@ -110,4 +122,5 @@ def load(path: Path, made_from: Mapping[str, Any]) -> Replay | None:
         seconds=seconds,
         rules=data["rules"],
         baseline_usage={(account, at): n for account, at, n in data["baseline_usage"]},
+        grid_samples=[_unsample(row) for row in data["grid_samples"]],
     )

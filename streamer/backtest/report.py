@@ -16,7 +16,7 @@ from streamer.backtest.analysis import (
     TuneResult,
 )
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
-from streamer.backtest.choice import Choice, Kind
+from streamer.backtest.choice import VOLUME_PREFIX, Choice, Kind
 from streamer.backtest.metrics import BandRate, band_ratio
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
@@ -184,21 +184,27 @@ def render_choice(choice: Choice) -> list[str]:
 
     bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
     lines = [
-        f"model choice by out-of-fold AUC ({len(choice.folds)} folds; two-standard-error rule: the simplest "
-        f"candidate within 2 SE of the best; SE of best - default {_num(choice.standard_error)}, "
-        f"default bar {bar}): "
+        f"model choice by out-of-fold AUC ({len(choice.folds)} folds on {choice.horizon_days}-day churn; "
+        f"one-standard-error rule: the simplest candidate within 1 SE of the best; SE of best - default "
+        f"{_num(choice.standard_error)}, default bar {bar}): "
         f"{best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
-        f"best {best(Kind.plain)} (yardstick, never written) -> {choice.winner.label} chosen"
+        f"best {best(Kind.plain)} (with feature volumes) -> {choice.winner.label} chosen"
     ]
     if choice.keeps_default:
         lines.append(
             "--tune keeps the default weights: no fit ranked churners better out of fold by more than "
             "the folds' noise (the [model] behind churn_risk_60d is the default score, calibrated)"
         )
+    elif choice.winner.kind is Kind.plain:
+        lines.append(
+            "the plain regression ranked clearly better out of fold: it is the [model] behind "
+            "churn_risk_60d (rank accounts by it); its signs cannot be health weights, so the score "
+            "keeps the default weights"
+        )
     elif choice.plain_beats_winner:
         lines.append(
-            "the plain regression ranked better out of fold; its signs cannot be health weights, "
-            "so the best health fit is written"
+            "the plain regression ranked better out of fold, within the noise: the simpler health fit "
+            "is written"
         )
     return lines
 
@@ -210,11 +216,12 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"Tuning: logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores "
         "(a missing one takes its training mean, plus a missing-data column where it is sometimes missing)",
         f"trained on {len(months)} month starts {day(months[0])} .. {day(months[-1])} "
-        f"({tuning.train_samples:,} samples, {tuning.train_churned:,} churned); held out "
+        f"and the weekly grid between them ({tuning.train_samples:,} samples, "
+        f"{tuning.train_churned:,} churned); held out "
         f"{day(tuning.test_months[0])} .. {day(tuning.test_months[-1])} "
-        f"(a training month start m is used only if m + {TUNE_HORIZON} days <= the first held-out one); "
+        f"(a training instant t is used only if t + {TUNE_HORIZON} days <= the first held-out one); "
         "default = the configuration tested (--config, else the built-in defaults)",
-        f"L2 penalty by time-ordered cross-validation inside the training months "
+        f"L2 penalty by rolling-origin cross-validation inside the training period "
         f"({len(tuning.choice.folds)} folds, standardised columns): health fit "
         f"{health.l2:g} (towards the default's weights; inf = the default), plain fit {plain.l2:g} "
         "(towards 0; pooled validation AUC, then log-loss)",
@@ -243,6 +250,13 @@ def render_tuning(tuning: TuneResult) -> list[str]:
             rows,
         )
     )  # fmt: skip
+    volumes = [
+        f"{name.removeprefix(VOLUME_PREFIX)} {value:+.3f}"
+        for name, value in plain.coefficients.items()
+        if name.startswith(VOLUME_PREFIX)
+    ]
+    if volumes:
+        lines.append(f"plain coef per ln(1 + events over 28 days) of each feature: {', '.join(volumes)}")
     comp_rows = [
         [name, f"{tuning.default_weights[name]:.3f}", f"{tuning.tuned_weights[name]:.3f}"]
         for name in COMPONENTS
@@ -264,9 +278,12 @@ def render_tuning(tuning: TuneResult) -> list[str]:
     )
     held.append(["Brier 60d", "", "", f"{tuning.risk.brier:.4f}", f"{tuning.plain_risk.brier:.4f}"])
     held.append(["log-loss 60d", "", "", f"{tuning.risk.log_loss:.4f}", f"{tuning.plain_risk.log_loss:.4f}"])
+    written = "churn_risk_60d" if tuning.choice.winner.kind is Kind.plain else "the tuned score"
     lines += [
         "",
         table(["held out", "default score", "tuned score", "churn_risk_60d", "plain LR"], held),
+        f"what --tune chose ranks by {written}: held-out AUC {TUNE_HORIZON}d "
+        f"{_num(tuning.chosen.get(TUNE_HORIZON))}",
         "",
         f"Calibration of churn_risk_60d on the held-out month starts ({TUNE_HORIZON}-day churn, "
         "deciles of predicted risk)",
@@ -347,6 +364,7 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 "best": None if tuning.choice.best_writable is None else tuning.choice.best_writable.label,
                 "standard_error": tuning.choice.standard_error,
                 "bar": tuning.choice.bar,
+                "horizon_days": tuning.choice.horizon_days,
             },
             "cv_auc": {
                 "plain": {str(k): v for k, v in tuning.plain_selection.aucs.items()},
@@ -364,6 +382,13 @@ def to_json(result: Backtest) -> dict[str, Any]:
                     "red_green_ratio": _finite(held.red_green),
                 }
                 for name, held in (("default", tuning.default), ("tuned", tuning.tuned))
+            }
+            | {
+                # what --tune chose, through what it publishes (the score, or churn_risk_60d)
+                "chosen": {
+                    "auc": {str(d): a for d, a in tuning.chosen.items()},
+                    "winner": tuning.choice.winner.kind.value,
+                }
             }
             | {
                 # the models' probabilities on the same held-out samples (no bands)

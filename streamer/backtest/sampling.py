@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from streamer.backtest.baseline import SampleKey, UsageWindow
-from streamer.core.clock import DAY, month_of, month_start
+from streamer.core.clock import DAY, bucket_of, month_of, month_start
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.risk import VOLUME_DAYS
 from streamer.core.score import evaluate
 from streamer.offline.runner import (
     UNREADABLE,
@@ -38,6 +39,7 @@ class Sample:
     components: tuple[float | None, ...]  # in COMPONENTS order; None when the component had no data
     mrr: int  # micro-units of the reporting currency
     signals: Mapping[str, float] = field(default_factory=dict)  # signal -> 0-100 sub-score (with data)
+    volumes: Mapping[str, int] = field(default_factory=dict)  # feature -> events over 28 days (used ones)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,25 @@ class Replay:
     seconds: float = 0.0
     rules: dict[str, int] = field(default_factory=dict)
     baseline_usage: dict[SampleKey, int] = field(default_factory=dict)  # see backtest.baseline
+    grid_samples: list[Sample] = field(default_factory=list)  # on the weekly grid between month starts
+
+
+GRID_DAYS = 7  # the spacing of the extra sampling instants `--tune` folds validate on
+
+
+def weekly_grid(month_starts: list[int], data_end: int, min_horizon_ms: int) -> list[int]:
+    """Instants every `GRID_DAYS` days from the first month start on, month starts left out (they
+    are sampled anyway), each with its shortest label window inside the data."""
+    if not month_starts:
+        return []
+    taken = set(month_starts)
+    found: list[int] = []
+    at = month_starts[0] + GRID_DAYS * DAY
+    while at + min_horizon_ms <= data_end:
+        if at not in taken:
+            found.append(at)
+        at += GRID_DAYS * DAY
+    return found
 
 
 def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_horizon_ms: int) -> list[int]:
@@ -115,7 +136,9 @@ def replay(
     """Feed the file through the offline runner in event-time order, pausing at each month start.
 
     At a pause every account with MRR at that instant is scored with the pure core (only events
-    before the month start have been fed: no look-ahead). Alerts are collected as raised.
+    before the month start have been fed: no look-ahead). Alerts are collected as raised. The
+    same is done on a weekly grid between month starts (`grid_samples`): `--tune` fits and
+    validates on them inside its training period; every reported figure reads month starts only.
     """
     run = OfflineRun(config, partitions, published_ms=published_ms)
     keyed = sort_lines(path, time_window(config, run.published_ms))
@@ -123,22 +146,29 @@ def replay(
         on_sorted(len(keyed))
     data_start, activity_start, data_end = _span(keyed)
     starts = plan_month_starts(activity_start, data_end, int(warmup_days * DAY), min_horizon_days * DAY)
+    grid = weekly_grid(starts, data_end, min_horizon_days * DAY)
+    instants = sorted(set(starts) | set(grid))
+    month_instants = set(starts)
     samples: list[Sample] = []
+    grid_samples: list[Sample] = []
     alerts: list[AlertRecord] = []
     usage = UsageWindow()
     baseline_usage: dict[SampleKey, int] = {}
     usage_family = FAMILIES.index("usage")
 
     def sample_at(at: int) -> None:
+        monthly = at in month_instants
+        into = samples if monthly else grid_samples
         for engine in run.engines:
             for account_id in sorted(engine.accounts):
                 account = engine.accounts[account_id]
                 if account.revenue.mrr_at(at) <= 0:
                     continue
-                baseline_usage[account_id, at] = usage.before(account_id, at)
+                if monthly:
+                    baseline_usage[account_id, at] = usage.before(account_id, at)
                 found = evaluate(account.inputs(), at, config, engine.peers.at(at))
                 components = tuple(found.components[name] for name in COMPONENTS)
-                samples.append(
+                into.append(
                     Sample(
                         account_id,
                         at,
@@ -149,11 +179,12 @@ def replay(
                         components,
                         found.mrr,
                         {name: sub for name, (_, sub) in found.signals.items()},
+                        account.usage.feature_volume(bucket_of(at), VOLUME_DAYS),
                     )
                 )
 
     def lines() -> Iterator[bytes]:
-        pending = iter(starts)
+        pending = iter(instants)
         upcoming = next(pending, None)
         for count, (ts, family, line) in enumerate(keyed, start=1):
             while upcoming is not None and ts >= upcoming:
@@ -199,4 +230,5 @@ def replay(
         seconds=summary.seconds,
         rules=dict(summary.alerts),
         baseline_usage=baseline_usage,
+        grid_samples=grid_samples,
     )

@@ -446,7 +446,9 @@ class RiskModel(Strict):
     """A fitted churn model (`streamer backtest --tune` writes it): P(churn within `horizon_days`).
 
     log-odds = intercept + sum over signals of coefficient x sub-score / 100, where a signal
-    without data takes its training mean (`means`) and adds its `missing` coefficient.
+    without data takes its training mean (`means`) and adds its `missing` coefficient, + sum over
+    `feature_volumes` of coefficient x ln(1 + events of that feature over 28 days). Coefficients
+    may have either sign (a plain logistic regression may be the model `--tune` chose).
     """
 
     version: Annotated[str, Field(min_length=1)]
@@ -457,6 +459,11 @@ class RiskModel(Strict):
         description="Per signal: the training mean sub-score, used when the signal has no data"
     )
     missing: dict[str, float] = Field(default_factory=dict, description="Per signal: log-odds when absent")
+    feature_volumes: dict[Annotated[str, Field(min_length=1)], float] = Field(
+        default_factory=dict,
+        description="Per product feature (event name): log-odds per unit of ln(1 + the account's events "
+        "of that feature in the 28 days ending with the evaluation's day); 0 events when it has none",
+    )
     trained_from: str | None = None  # first and last training month start (YYYY-MM-DD)
     trained_to: str | None = None
 

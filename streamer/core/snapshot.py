@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from streamer.core.account import Account
-from streamer.core.clock import iso
+from streamer.core.clock import bucket_of, iso
 from streamer.core.config import RiskModel
 from streamer.core.identity import override_record, profile_record
 from streamer.core.money import format_money
 from streamer.core.peers import COMPOSITE, PEER_SIGNALS
 from streamer.core.reasons import explain
-from streamer.core.risk import churn_risk
+from streamer.core.risk import VOLUME_DAYS, churn_risk
 from streamer.core.score import Evaluation
 
 
@@ -26,7 +26,7 @@ def build_snapshot(
         "as_of": iso(evaluation.now),
         "score": evaluation.score,
         "band": evaluation.band,
-        "churn_risk_60d": churn_risk(evaluation.signals, model),
+        "churn_risk_60d": churn_risk(evaluation.signals, model, _volumes(account, evaluation, model)),
         "components": {
             name: {
                 "score": None if value is None else round(value, 1),
@@ -51,6 +51,13 @@ def build_snapshot(
         "profile": profile_record(account.profile),
         "override": override_record(evaluation.override),
     }
+
+
+def _volumes(account: Account, evaluation: Evaluation, model: RiskModel | None) -> dict[str, int]:
+    """The account's events per feature over the model's window (only when the model reads them)."""
+    if model is None or not model.feature_volumes:
+        return {}
+    return account.usage.feature_volume(bucket_of(evaluation.now), VOLUME_DAYS)
 
 
 def _peers(evaluation: Evaluation) -> dict[str, Any] | None:

@@ -25,6 +25,9 @@ def sample(
     stage: LifecycleStage = LifecycleStage.adopted,
     mrr: int = 1_000_000,
     signals: Mapping[str, float] | None = None,
+    volumes: Mapping[str, int] | None = None,
 ) -> Sample:
     """A green sample without a plan; only what a test varies needs naming."""
-    return Sample(account_id, at, score, Band.green, stage, None, components, mrr, signals or {})
+    return Sample(
+        account_id, at, score, Band.green, stage, None, components, mrr, signals or {}, volumes or {}
+    )

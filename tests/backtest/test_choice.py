@@ -17,6 +17,7 @@ from streamer.backtest.sampling import Sample
 from streamer.backtest.tuning import signal_scores_under
 from streamer.core.clock import DAY
 from streamer.core.config import ScoreConfig
+from streamer.core.risk import churn_probability
 
 from .synthetic import sample
 
@@ -158,3 +159,54 @@ def test_an_infinite_penalty_gives_the_default_scores_ranking_exactly() -> None:
     strong = shrunk_fit(space, rows, labelled.churned, 1e7, config)
     for name, coefficient in model.coefficients.items():
         assert strong.coefficients[name] == pytest.approx(coefficient, abs=1e-3)
+
+
+def volume_history(months: int = 9, per_month: int = 300, seed: int = 4) -> Labelled:
+    """Churn follows how much an account uses one feature ("reports": ln(1 + events) over 28 days),
+    which no signal carries; the signals the default weighs (usage, days to renewal) are noise."""
+    rng = np.random.default_rng(seed)
+    samples: list[Sample] = []
+    labels: list[bool] = []
+    for m in range(months):
+        for i in range(per_month):
+            reports, other = int(rng.integers(0, 200)), int(rng.integers(0, 500))
+            signals = {"usage_28d": float(rng.uniform(0, 100)), "days_to_renewal": float(rng.uniform(0, 100))}
+            logit = 2.0 - 1.2 * np.log1p(reports)
+            labels.append(bool(rng.uniform() < 1 / (1 + np.exp(-logit))))
+            volumes = {"reports": reports, "search": other} if reports else {"search": other}
+            samples.append(
+                sample(account_id=f"a{i}", at=m * 31 * DAY, mrr=1, signals=signals, volumes=volumes)
+            )
+    return Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
+
+
+def test_the_plain_regression_is_written_when_it_ranks_clearly_better_and_the_core_reproduces_it() -> None:
+    """The plain regression reads the feature volumes; no health fit of the signals can rank churn
+    here. It wins out of fold by far more than the noise and becomes the [model]: the score keeps
+    the default weights, churn_risk_60d (the core's risk function on the written table) ranks
+    held-out churn like the plain fit, and the held-out figure of what --tune chose is that."""
+    labelled = volume_history()
+    result = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3)
+    choice = result.choice
+    assert choice.winner.kind is Kind.plain and choice.winner == choice.best(Kind.plain)
+    default, health = choice.best(Kind.default), choice.best(Kind.health)
+    assert default is not None and health is not None and choice.winner.auc is not None
+    assert choice.winner.auc > max(default.auc or 0.5, health.auc or 0.5) + 0.1
+    assert result.plain.l2 == choice.winner.l2
+    assert result.tuned_weights == ScoreConfig().weights.as_dict()
+    config = adopt(result.fitted)
+    assert config.model is not None and config.model.feature_volumes["reports"] < -0.5
+    held = result.test_labelled[TUNE_HORIZON].samples
+    from streamer.backtest.choice import plain_risk
+
+    expected = plain_risk(result.plain, held)
+    written = [
+        churn_probability({n: (0.0, v) for n, v in s.signals.items()}, config.model, s.volumes) for s in held
+    ]
+    assert np.allclose(written, expected, atol=1e-4)
+    chosen, plain_auc = result.chosen[TUNE_HORIZON], result.plain_risk.auc[TUNE_HORIZON]
+    default_held = result.default.auc[TUNE_HORIZON]
+    assert chosen is not None and plain_auc is not None and default_held is not None
+    assert chosen == result.risk.auc[TUNE_HORIZON] == pytest.approx(plain_auc, abs=1e-3)
+    assert chosen > default_held + 0.1
+    assert any("the plain regression ranked clearly better" in line for line in render_choice(choice))

@@ -111,7 +111,10 @@ def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: 
     assert config.model is not None and config.model.coefficients == tuning["model"]["coefficients"]
     assert set(tuning["signal_weights"]) <= set(config.signal_table)
     assert "Calibration of churn_risk_60d" in result.output and "plain LR" in result.output
-    assert set(tuning["held_out"]) == {"default", "tuned", "churn_risk", "logistic"}
+    assert set(tuning["held_out"]) == {"default", "tuned", "churn_risk", "logistic", "chosen"}
+    chosen = tuning["held_out"]["chosen"]  # what --tune chose, through what it publishes
+    publishes = "churn_risk" if chosen["winner"] == "plain" else "tuned"
+    assert chosen["auc"] == tuning["held_out"][publishes]["auc"]
     names = {
         "roc.png",
         "auc_by_month.png",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.backtest import choice
-from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, tune
+from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, TuneResult, tune
 from streamer.backtest.configfile import tuned_config_text
 from streamer.backtest.learn import (
     FeatureSpace,
@@ -138,35 +138,119 @@ def test_tune_trains_only_on_labels_that_end_before_the_held_out_range() -> None
     assert result.health.coefficients["recency_days"] < -3.0
 
 
-def test_the_inner_choice_fits_only_on_labels_that_end_before_the_month_it_validates_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """What every inner fit of the model choice reads, watched from the inside: each fold learns
-    its features from, and fits on, samples whose 60-day label window ends by the month start it
-    is then scored on, and that month start is a training one (never held out)."""
-    labelled = synthetic(poison_from=5)
-    month_of_row = {id(s.signals): s.at for s in labelled.samples}
-    seen: list[tuple[str, list[int]]] = []
-    learn, score = choice.FeatureSpace.learn, choice.signal_scores_under
+def weekly(labelled: Labelled, seed: int, poison_from: int | None = None) -> Labelled:
+    """Grid samples every 7 days between the month starts of `labelled` (drawn like `synthetic`)."""
+    rng = np.random.default_rng(seed)
+    months = sorted({s.at for s in labelled.samples})
+    samples: list[Sample] = []
+    labels: list[bool] = []
+    at = months[0] + 7 * DAY
+    while at < months[-1]:
+        if at not in months:
+            late = poison_from is not None and at >= months[poison_from]
+            for i in range(100):
+                recency = float(rng.uniform(0, 100))
+                logit = -4.0 + 5.0 * recency / 100 if late else 1.0 - 5.0 * recency / 100
+                labels.append(bool(rng.uniform() < 1 / (1 + np.exp(-logit))))
+                signals = {"recency_days": recency, "payment_failures": 100.0}
+                samples.append(sample(account_id=f"a{i}", at=at, mrr=1, signals=signals, volumes={"x": i}))
+        at += 7 * DAY
+    return Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
 
-    def learning(rows: list[dict[str, float]]) -> FeatureSpace:
-        seen.append(("fit", sorted({month_of_row[id(row)] for row in rows})))
-        return learn(rows)
+
+def watch_inner_fits(
+    monkeypatch: pytest.MonkeyPatch, instant_of_row: dict[int, int]
+) -> list[tuple[str, list[int]]]:
+    """Record, in call order, the instants every inner fit (each candidate) reads and scores."""
+    seen: list[tuple[str, list[int]]] = []
+    shrunk, plain = choice.shrunk_fit, choice.plain_fit
+    score, risk = choice.signal_scores_under, choice.plain_risk
+
+    def shrunk_fit(space: object, rows: list[dict[str, float]], *rest: object) -> object:
+        seen.append(("fit", sorted({instant_of_row[id(row)] for row in rows})))
+        return shrunk(space, rows, *rest)  # type: ignore[arg-type]
+
+    def plain_fit(samples: list[Sample], *rest: object) -> object:
+        seen.append(("fit", sorted({s.at for s in samples})))
+        return plain(samples, *rest)  # type: ignore[arg-type]
 
     def scoring(samples: list[Sample], config: ScoreConfig) -> object:
         seen.append(("validate", sorted({s.at for s in samples})))
         return score(samples, config)
 
-    monkeypatch.setattr(choice.FeatureSpace, "learn", learning)
+    def plain_scoring(model: object, samples: list[Sample]) -> object:
+        seen.append(("validate", sorted({s.at for s in samples})))
+        return risk(model, samples)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(choice, "shrunk_fit", shrunk_fit)
+    monkeypatch.setattr(choice, "plain_fit", plain_fit)
     monkeypatch.setattr(choice, "signal_scores_under", scoring)
-    result = tune({60: labelled}, ScoreConfig(), adopt_with({}), 1 / 3)  # type: ignore[arg-type]
-    folds = 0
-    for (kind, fit_months), (next_kind, validated) in itertools.pairwise(seen):
-        if kind == "fit" and next_kind == "validate":
-            folds += 1
-            assert len(validated) == 1 and validated[0] in result.train_months
-            assert fit_months and all(m + TUNE_HORIZON * DAY <= validated[0] for m in fit_months)
-    assert folds == len(result.choice.folds) == 3
+    monkeypatch.setattr(choice, "plain_risk", plain_scoring)
+    return seen
+
+
+def check_inner_fits(seen: list[tuple[str, list[int]]], result: TuneResult) -> int:
+    """Every inner fit reads labels that end by the instant it is then scored on, and that instant's
+    own label ends by the first held-out month start. Returns the fits checked."""
+    horizon = result.choice.horizon_days * DAY
+    first_test = result.test_months[0]
+    fits = 0
+    for (kind, fit_at), (next_kind, validated) in itertools.pairwise(seen):
+        if next_kind != "validate":
+            continue
+        assert len(validated) == 1 and validated[0] + horizon <= first_test
+        if kind == "fit":
+            fits += 1
+            assert fit_at and all(m + horizon <= validated[0] for m in fit_at)
+    return fits
+
+
+def test_the_inner_choice_fits_only_on_labels_that_end_before_the_month_it_validates_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What every inner fit of the model choice reads, watched from the inside, for every candidate
+    (the default's calibration, each shrunk fit, each plain fit with feature volumes) on the weekly
+    grid's rolling-origin folds: each fit reads samples whose 60-day label window ends by the
+    instant it is then scored on, and that instant's own label ends by the first held-out month."""
+    labelled = synthetic(poison_from=5)
+    grid = weekly(labelled, 8, poison_from=5)
+    instant_of_row = {id(s.signals): s.at for s in [*labelled.samples, *grid.samples]}
+    seen = watch_inner_fits(monkeypatch, instant_of_row)
+    result = tune(
+        {60: labelled},
+        ScoreConfig(),
+        adopt_with({}),
+        1 / 3,
+        {60: grid},  # type: ignore[arg-type]
+    )
+    assert result.choice.horizon_days == 60 and len(result.choice.folds) == 3
+    validated = [fold.validate for fold in result.choice.folds]
+    assert any(at not in result.train_months for at in validated)  # grid instants validate too
+    candidates = len(choice.SHRINK_GRID) + len(choice.L2_GRID)
+    assert check_inner_fits(seen, result) == 3 * candidates
+
+
+def test_with_two_training_month_starts_the_inner_folds_use_30_day_labels_that_never_cross(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two training month starts 31 days apart leave no 60-day inner split (a fit's label would reach
+    its validation instant); the weekly grid with 30-day labels does: every fit's 30-day label ends
+    by its validation instant, whose 30-day label ends by the first held-out month start."""
+    labelled = synthetic(months=5)
+    grid = weekly(labelled, 9)
+    short = {
+        days: Labelled(days, found.samples, found.churned) for days, found in ((30, labelled), (60, labelled))
+    }
+    short_grid = {days: Labelled(days, grid.samples, grid.churned) for days in (30, 60)}
+    instant_of_row = {id(s.signals): s.at for s in [*labelled.samples, *grid.samples]}
+    seen = watch_inner_fits(monkeypatch, instant_of_row)
+    result = tune(short, ScoreConfig(), adopt_with({}), 1 / 3, short_grid)  # type: ignore[arg-type]
+    assert len(result.train_months) == 2
+    assert result.choice.horizon_days == 30 and result.choice.folds
+    assert check_inner_fits(seen, result) > 0
+    for fold in result.choice.folds:
+        assert all(m + 30 * DAY <= fold.validate for m in fold.fit_months)
+        assert fold.validate + 30 * DAY <= result.test_months[0]
 
 
 def test_the_written_config_gives_the_tuned_scores_and_the_model_probabilities() -> None:

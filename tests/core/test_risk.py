@@ -54,3 +54,16 @@ def test_a_model_without_the_mean_of_one_of_its_signals_is_refused() -> None:
         ScoreConfig.model_validate({"model": {**MODEL, "means": means}})
     with pytest.raises(ValidationError):
         ScoreConfig.model_validate({"model": {**MODEL, "horizon_days": 30}})
+
+
+def test_per_feature_volumes_add_their_coefficient_times_the_log_of_one_plus_the_events() -> None:
+    """A plain regression may weigh a feature's volume either way; an unused feature counts 0 events."""
+    with_volumes = RiskModel.model_validate(
+        {**MODEL, "feature_volumes": {"post": -0.4, "like": 0.25, "share": -1.0}}
+    )
+    signals = {"recency_days": (2.0, 90.0), "nps": (-20.0, 40.0), "payment_failures": (0.0, 100.0)}
+    expected = -3.7 - 0.4 * math.log(1 + 9) + 0.25 * math.log(1 + 120)  # share unused: ln 1 = 0
+    volumes = {"post": 9, "like": 120, "comment": 5}  # comment is not in the model
+    assert churn_log_odds(signals, with_volumes, volumes) == pytest.approx(expected)
+    assert churn_risk(signals, with_volumes, volumes) == round(1 / (1 + math.exp(-expected)), 4)
+    assert churn_log_odds(signals, with_volumes) == pytest.approx(-3.7)  # no use at all

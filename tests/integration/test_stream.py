@@ -1196,6 +1196,55 @@ def test_a_worker_given_a_config_with_a_model_publishes_the_calibrated_churn_ris
     assert {account["churn_risk_60d"] for account in events.accounts.values()} == {None}
 
 
+VOLUME_MODEL = (
+    HAND_MODEL
+    + """feature_volumes = { dashboards = -0.35, reports = 0.2, api = -0.5 }
+"""
+)
+
+
+def test_a_model_reading_feature_volumes_streams_like_offline(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    """A `[model]` with per-feature volumes (what `--tune` writes when the plain regression wins):
+    the worker's churn_risk_60d reads each feature's events over 28 days from its state and equals
+    `streamer offline --sort --config` with the same file, and the volumes change the answers."""
+    config_path = tmp_path / "volumes.toml"
+    config_path.write_text(VOLUME_MODEL)
+    plain_path = tmp_path / "plain.toml"
+    plain_path.write_text(HAND_MODEL)
+    events = history(11).events
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
+    deployment.replay(events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    offline: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, path in (("volumes", config_path), ("signals only", plain_path)):
+        out = tmp_path / name.replace(" ", "-")
+        command = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS)]
+        subprocess.run(
+            [*command, "--out", str(out), "--config", str(path), "--quiet"],
+            check=True,
+            env=clean_env(),
+            timeout=300,
+        )
+        offline[name] = {
+            record["account_id"]: record
+            for record in map(orjson.loads, (out / "accounts.jsonl").read_bytes().splitlines())
+        }
+    snapshots = deployment.final_snapshots()
+    assert set(snapshots) == set(offline["volumes"])
+    for account_id, snapshot in snapshots.items():
+        HealthSnapshot.model_validate(snapshot)
+        assert snapshot["churn_risk_60d"] == offline["volumes"][account_id]["churn_risk_60d"], account_id
+    changed = [
+        account_id
+        for account_id, record in offline["volumes"].items()
+        if record["churn_risk_60d"] != offline["signals only"][account_id]["churn_risk_60d"]
+    ]
+    assert len(changed) > len(snapshots) // 2, f"the volumes changed only {len(changed)} answers"
+
+
 def test_the_mix_of_use_among_peers_streams_like_offline(
     deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
 ) -> None:
