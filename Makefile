@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv lock test lint typecheck unit demo stack-up stack-down bench schemas clean
+.PHONY: help venv core lock test test-pure lint typecheck unit demo stack-up stack-down bench schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -17,7 +17,18 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev,backtest]'
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv with the package, its [backtest] and [dev] extras, pinned
+# The scoring core compiled with mypyc (streamer/native.py): rebuilt whenever a source changes;
+# without a C compiler it prints one line and the pure-Python core runs (BUILD.json stays absent).
+CORE_SOURCES := $(filter-out streamer/core/__init__.py streamer/core/config.py,$(wildcard streamer/core/*.py))
+CORE  := streamer/core/_compiled/BUILD.json
+READY := $(STAMP) $(CORE)
+
+$(CORE): $(STAMP) $(CORE_SOURCES) streamer/native.py
+	$(BIN)/python -m streamer.native
+
+venv: $(READY)  ## create .venv with the package, its [backtest] and [dev] extras, pinned, and compile the core
+
+core: $(READY)  ## compile the scoring core with mypyc when a source changed (`make venv` does it)
 
 lock:  ## re-pin requirements.lock: resolve pyproject.toml afresh in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
@@ -33,15 +44,23 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy on the package
 	$(BIN)/mypy streamer
 
-unit: $(STAMP)  ## fast tests only (no broker)
+unit: $(READY)  ## fast tests only (no broker)
 	$(BIN)/pytest -q -m "not integration"
 
-test: $(STAMP)  ## the whole suite: ruff, mypy, unit and integration tests (starts Kafka and Redis)
+# The core, stream-equals-offline and state tests once more on the pure-Python core, so both
+# cores stay correct and give the same answers.
+PURE_TESTS := tests/core tests/offline tests/state tests/stream
+
+test: $(READY)  ## the whole suite (compiled core), then the core's tests on the pure-Python core
 	$(BIN)/ruff check streamer tests bench
 	$(BIN)/ruff format --check streamer tests bench
 	$(BIN)/mypy streamer
 	$(BIN)/streamer schemas check
 	$(BIN)/pytest -q
+	HEALTHSTREAM_PURE_CORE=1 $(BIN)/pytest -q -m "not integration" $(PURE_TESTS)
+
+test-pure: $(READY)  ## the core's unit and stream-equals-offline tests on the pure-Python core
+	HEALTHSTREAM_PURE_CORE=1 $(BIN)/pytest -q -m "not integration" $(PURE_TESTS)
 
 stack-up: $(STAMP)  ## start the local Kafka broker and Redis
 	$(BIN)/streamer local up
@@ -49,14 +68,14 @@ stack-up: $(STAMP)  ## start the local Kafka broker and Redis
 stack-down: $(STAMP)  ## stop them
 	$(BIN)/streamer local down
 
-demo: $(STAMP)  ## the whole product on a local stack with a simulated portfolio (make demo ARGS="--port 8100")
+demo: $(READY)  ## the whole product on a local stack with a simulated portfolio (make demo ARGS="--port 8100")
 	$(BIN)/streamer demo $(ARGS)
 
-bench: $(STAMP)  ## benchmarks (on demand)
+bench: $(READY)  ## benchmarks (on demand)
 	$(BIN)/python bench/offline_throughput.py
 
 schemas: $(STAMP)  ## re-export JSON Schema from the models
 	$(BIN)/streamer schemas export
 
-clean:  ## remove the venv and caches (keeps .cache with the Kafka jars)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+clean:  ## remove the venv, the compiled core and caches (keeps .cache with the Kafka jars)
+	rm -rf $(VENV) streamer/core/_compiled .mypy_cache .ruff_cache .pytest_cache

@@ -66,8 +66,24 @@ class Commands(click.Group):
             sys.exit(USAGE_ERROR)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from streamer.native import running
+
+    click.echo(f"streamer, version {__version__}\n{running()}")
+    ctx.exit()
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="streamer")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and which scoring core runs (compiled or pure Python), and exit.",
+)
 def main() -> None:
     """healthstream: streaming customer-health scores, MRR and at-risk alerts.
 

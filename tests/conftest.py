@@ -5,7 +5,7 @@ the shell that runs pytest (a session timeout, a topic prefix, a view token, ...
 the run, before any test module is imported (some build their settings at import), so a test
 that expects a default gets it and a subprocess inherits none. Kept: the variables that say
 where the local stack lives (its ports, folder and download cache), which the integration tests
-start the stack with.
+start the stack with, and HEALTHSTREAM_PURE_CORE (which scoring core runs; the header says).
 """
 
 from __future__ import annotations
@@ -22,19 +22,29 @@ from streamer.local.settings import (
     ENV_REDIS_PORT,
     ENV_STACK_DIR,
 )
+from streamer.native import ENV_PURE_CORE
 from tests.fixtures import RedisServer
 
 STACK_LOCATION = {ENV_KAFKA_PORT, ENV_CONTROLLER_PORT, ENV_REDIS_PORT, ENV_STACK_DIR, ENV_CACHE_DIR}
+# Which scoring core runs (compiled or pure Python) changes no answer: `make test` sets it for
+# its pure-Python pass, and the worker subprocesses of the integration tests inherit it.
+KEPT = STACK_LOCATION | {ENV_PURE_CORE}
 
 
 def developer_settings(environ: Mapping[str, str]) -> list[str]:
     """The HEALTHSTREAM_* variables of `environ` that change what the code does (not where the
     local stack lives)."""
-    return sorted(name for name in environ if name.startswith("HEALTHSTREAM_") and name not in STACK_LOCATION)
+    return sorted(name for name in environ if name.startswith("HEALTHSTREAM_") and name not in KEPT)
 
 
 for _name in developer_settings(os.environ):
     del os.environ[_name]
+
+
+def pytest_report_header() -> str:
+    from streamer.native import running
+
+    return running()  # "core: compiled (mypyc)" or "core: pure Python (why)"
 
 
 @pytest.fixture(scope="session")

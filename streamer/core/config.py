@@ -328,12 +328,12 @@ class Rules(Strict):
     usage_drop_critical_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.9
     usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0)] = 1
     silence: Rule = Rule(cooldown_days=14)
-    silence_days: Annotated[float, Field(gt=0)] = 14
+    silence_days: Annotated[float, Field(gt=0)] = 14.0
     scheduled_cancellation: Rule = Rule(cooldown_days=0)
     payment_failed: Rule = Rule(cooldown_days=3)
     mrr_contraction: Rule = Rule(cooldown_days=0)
     renewal_at_risk: Rule = Rule(cooldown_days=30)
-    renewal_at_risk_days: Annotated[float, Field(ge=0)] = 60
+    renewal_at_risk_days: Annotated[float, Field(ge=0)] = 60.0
     support_backlog: Rule = Rule(cooldown_days=3)
     support_urgent_open_hours: Annotated[float, Field(gt=0)] = 72
     support_high_open_count: Annotated[int, Field(ge=1)] = 3

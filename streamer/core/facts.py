@@ -227,7 +227,9 @@ class FactsDraft(TypedDict, total=False):
     days_to_renewal: float
 
 
-def _rounded(value: float | None) -> float | None:  # ints pass through as they are
+def _rounded(value: object) -> object:  # ints pass through as they are
+    # `object`, not `float | None`: an int is a float to the type checker, and compiled code
+    # (mypyc) checks the narrowed `None` at run time.
     return round(value, 4) if isinstance(value, float) else value
 
 

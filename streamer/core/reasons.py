@@ -8,7 +8,7 @@ from collections.abc import Callable
 from streamer.core.clock import iso
 from streamer.core.facts import Facts
 from streamer.core.identity import override_reason
-from streamer.core.score import SIGNAL_COMPONENT, Evaluation
+from streamer.core.score import SIGNAL_COMPONENT, Evaluation, Raw
 
 Reason = dict[str, float | str | None]
 
@@ -124,7 +124,7 @@ def peer_position(percentile: float, group: str | None) -> str:
     return f"top {max(1, math.ceil(100 - percentile))}% of {peers}"
 
 
-def reason(signal: str, value: float, evaluation: Evaluation) -> Reason:
+def reason(signal: str, value: Raw, evaluation: Evaluation) -> Reason:
     facts = evaluation.facts
     baseline_of = BASELINES.get(signal)
     baseline = baseline_of(facts) if baseline_of is not None else None
@@ -134,7 +134,7 @@ def reason(signal: str, value: float, evaluation: Evaluation) -> Reason:
         message += f", {peer_position(percentile, evaluation.peer_group)}"
     return {
         "signal": signal,
-        "value": round(value, 3),
+        "value": round(value, 3) if isinstance(value, float) else value,  # a count as it is
         "baseline": None if baseline is None else round(float(baseline), 3),
         "message": message,
         "percentile": percentile,

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 
 NEVER_USED_GRACE = 3 * DAY  # a paying account that never used the product counts as silent after this
 
+# A signal's raw value as computed: a count stays an int (3 failed payments are published as 3).
+# `float | int`, not `float`: compiled code (mypyc) stores a `float` as a C double, which would
+# turn that 3 into 3.0.
+Raw = float | int
+
 # Which component each signal belongs to (signals are named like their curve).
 SIGNAL_COMPONENT: dict[str, str] = {
     "stickiness": "adoption",
@@ -86,7 +91,7 @@ class Evaluation:
     mrr: int
     components: dict[str, float | None]
     weights: dict[str, float]  # effective component weights (0 for missing components)
-    signals: dict[str, tuple[float, float]]  # signal -> (raw value, 0-100 sub-score)
+    signals: dict[str, tuple[Raw, float]]  # signal -> (raw value, 0-100 sub-score)
     facts: Facts  # raw figures the reasons, alerts and snapshot quote
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
     inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
@@ -128,7 +133,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     mrr = inputs.revenue.mrr_at(now)
     facts: FactsDraft = {}
     percentiles: dict[str, float] = {}  # peer signal -> percentile, when compared with peers
-    raw: dict[str, float] = {}
+    raw: dict[str, Raw] = {}
     _adoption(inputs, now, end, mrr, config, raw, facts)
     plan = inputs.revenue.primary_plan(now)
     scored: dict[str, float] = {}
@@ -139,7 +144,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     _financial(inputs.revenue, now, end, mrr, stage, config, raw, facts)
 
     table = config.signal_table
-    signals: dict[str, tuple[float, float]] = {}
+    signals: dict[str, tuple[Raw, float]] = {}
     weighted = dict.fromkeys(COMPONENTS, 0.0)
     weights_in = dict.fromkeys(COMPONENTS, 0.0)
     for name, value in raw.items():
@@ -182,7 +187,7 @@ def _volume(
     plan: str | None,
     config: ScoreConfig,
     peers: PeerReference | None,
-    raw: dict[str, float],
+    raw: dict[str, Raw],
     scored: dict[str, float],
     facts: FactsDraft,
     percentiles: dict[str, float],
@@ -263,7 +268,7 @@ def _mix(
     higher_is_healthier: bool,
     peers: PeerReference,
     values: dict[str, float],
-    raw: dict[str, float],
+    raw: dict[str, Raw],
     scored: dict[str, float],
     facts: FactsDraft,
     percentiles: dict[str, float],
@@ -295,7 +300,7 @@ def _adoption(
     end: int,
     mrr: int,
     config: ScoreConfig,
-    raw: dict[str, float],
+    raw: dict[str, Raw],
     facts: FactsDraft,
 ) -> None:
     usage = inputs.usage
@@ -337,7 +342,7 @@ def _support(
     now: int,
     end: int,
     config: ScoreConfig,
-    raw: dict[str, float],
+    raw: dict[str, Raw],
     facts: FactsDraft,
 ) -> None:
     if not support.ever:
@@ -367,7 +372,7 @@ def _support(
         raw["ticket_volume_ratio"] = opened30 / baseline
 
 
-def _sentiment(sentiment: Sentiment, end: int, raw: dict[str, float]) -> Figures:
+def _sentiment(sentiment: Sentiment, end: int, raw: dict[str, Raw]) -> Figures:
     """The survey signals; returns the survey figures, which are facts too."""
     figures = sentiment.figures(end)
     for signal, value in (
@@ -387,7 +392,7 @@ def _financial(
     mrr: int,
     stage: LifecycleStage,
     config: ScoreConfig,
-    raw: dict[str, float],
+    raw: dict[str, Raw],
     facts: FactsDraft,
 ) -> None:
     if not revenue.subscriptions:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -43,7 +42,9 @@ class Resync:
         self.engines = engines
         self.lock = lock
         self.recent_alerts = recent_alerts
-        self.synced: weakref.WeakSet[PartitionEngine] = weakref.WeakSet()
+        # The engines re-staged since the last loss; those no longer held are dropped at each run
+        # (a set, not a WeakSet: the compiled core's engines take no weak references).
+        self.synced: set[PartitionEngine] = set()
         self.restaged = 0
         self.restaged_alerts = 0
 
@@ -51,8 +52,10 @@ class Resync:
         """Re-stage partitions not yet synced (all of them after a loss), then flush."""
         if self.projection.lost:
             self.projection.lost = False
-            self.synced = weakref.WeakSet()
-        for partition, engine in sorted(self.engines().items()):
+            self.synced = set()
+        engines = self.engines()
+        self.synced.intersection_update(engines.values())
+        for partition, engine in sorted(engines.items()):
             if engine not in self.synced and await self._restage(partition, engine):
                 self.synced.add(engine)
         await self.projection.flush()

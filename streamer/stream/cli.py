@@ -92,7 +92,10 @@ def worker(
     )
     config = score_config_or_fail(settings.score_config)
     configure_logging(loglevel)
+    from streamer.native import running
     from streamer.stream.faust_private import problems
+
+    logging.getLogger("streamer.worker").info(running())
 
     if found := problems():  # an upgraded faust: the guarantees that lean on its internals
         raise click.ClickException(

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from streamer.cli import main
 from streamer.contract.dead_letter import ORIGINAL_MAX, dead_letter_record
 from streamer.contract.outputs import DeadLetter
+from streamer.core import CORE
 from streamer.core import account as account_module
 from streamer.core.clock import iso
 from streamer.core.config import ScoreConfig
@@ -98,6 +99,10 @@ def test_iso_never_raises_for_instants_outside_years_1_to_9999() -> None:
     assert iso(0) == "1970-01-01T00:00:00Z"
 
 
+@pytest.mark.skipif(
+    CORE.compiled,
+    reason="patches a core function, which compiled callers do not see: runs in make test's pure-Python pass",
+)
 def test_an_error_while_applying_rejects_the_event_and_leaves_the_partition_unchanged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

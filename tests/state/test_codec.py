@@ -99,8 +99,29 @@ def restored(engine: PartitionEngine) -> PartitionEngine:
     return PartitionEngine(CONFIG, accounts, record.clock, references)
 
 
+def _frozen_copyable() -> None:
+    """`copy.deepcopy` of the core's frozen dataclasses when the core is compiled: mypyc's classes
+    lack the `__setstate__` dataclasses gives frozen slotted ones, and a copy's attributes are set
+    through the frozen `__setattr__`. Copied through the constructor instead (same fields)."""
+    import copyreg
+
+    from streamer.core import alerts, identity, peers, usage
+
+    for module in (alerts, identity, peers, usage):
+        for cls in vars(module).values():
+            ours = isinstance(cls, type) and cls.__module__ == module.__name__
+            if ours and dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen:
+                copyreg.pickle(cls, _by_constructor)
+
+
+def _by_constructor(value: Any) -> tuple[Any, tuple[Any, ...]]:
+    fields = [f for f in dataclasses.fields(value) if f.init]
+    return type(value), tuple(getattr(value, f.name) for f in fields)
+
+
 def copied(engine: PartitionEngine) -> PartitionEngine:
     """The same, from an in-memory copy (the reference: recovery without any encoding)."""
+    _frozen_copyable()
     return PartitionEngine(
         CONFIG,
         copy.deepcopy(engine.accounts),
