@@ -39,7 +39,9 @@ MANIFEST = "BUILD.json"
 # (mypyc cannot compile classes with pydantic's metaclass; they are read once at start-up).
 # usage.py (from compact2): its `if TYPE_CHECKING: ... else: Pairs = array` makes the compiled
 # module fail at import (mypyc treats the `else` as unreachable); pure Python until rewritten.
-NOT_COMPILED = frozenset({"__init__.py", "config.py", "usage.py"})
+# vocabulary.py: compiled, an enum without a docstring gets mypyc's filler docstring, which
+# pydantic then publishes in the JSON Schema; three small enums gain nothing from compiling.
+NOT_COMPILED = frozenset({"__init__.py", "config.py", "usage.py", "vocabulary.py"})
 # The shared library holding every compiled module, inside the package (streamer/core/native__mypyc...so).
 GROUP = "streamer.core.native"
 
