@@ -357,9 +357,7 @@ class Scorer:
                     extra={"topic": topic, "partition": partition, "from": missing, "to": offset - 1},
                 )
                 await self.offsets.seek(topic, partition, missing)
-            await self._release(done)
-            while self._held_back and not self.stopping:  # capped: the rest in the next checkpoint
-                await self._release([])
+            await self._release_all(done)
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
             self._busy(now)
@@ -426,9 +424,7 @@ class Scorer:
         async with self.lock:
             if not self.paused and any(len(merge) for merge in self.merges.values()):
                 started = time.monotonic()
-                await self._release([])
-                while self._held_back and not self.stopping:
-                    await self._release([])
+                await self._release_all([])
                 self._busy(started)
 
     def _busy(self, since: float) -> None:
@@ -482,6 +478,12 @@ class Scorer:
         if unknown:
             known.update(await self.offsets.restart_offsets(unknown))
         return known
+
+    async def _release_all(self, done: list[Any]) -> None:
+        """`_release` until the merges hold nothing ready: a checkpoint per `RELEASE_MAX` messages."""
+        await self._release(done)
+        while self._held_back and not self.stopping:
+            await self._release([])
 
     async def _release(self, done: list[Any]) -> None:
         """Apply what the merges release, then make the batch durable (`Checkpoint`)."""
