@@ -43,7 +43,8 @@ MANIFEST = "BUILD.json"
 # pydantic then publishes in the JSON Schema; three small enums gain nothing from compiling.
 NOT_COMPILED = frozenset({"__init__.py", "config.py", "usage.py", "vocabulary.py"})
 # The shared library holding every compiled module, inside the package (streamer/core/native__mypyc...so).
-GROUP = "streamer.core.native"
+# A mypyc group name, not a module: its shared library is named after the last part.
+GROUP = f"{__package__}.core.native"
 
 
 class StaleCoreWarning(RuntimeWarning):

@@ -95,7 +95,7 @@ def worker(
     from streamer.native import running
     from streamer.stream.faust_private import problems
 
-    logging.getLogger("streamer.worker").info(running())
+    logging.getLogger(__name__).info(running())  # which core runs: the first line of the log
 
     if found := problems():  # an upgraded faust: the guarantees that lean on its internals
         raise click.ClickException(
