@@ -319,8 +319,21 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
         return bool(await super()._commit(offsets))
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """faust's producer with the broker's idempotence on (a producer id and sequence numbers).
+
+    aiokafka sends a batch again when its acknowledgement was lost (a broker restart, a dropped
+    connection); without idempotence the broker appended the batch twice, so a dead letter was
+    written twice (the soak caught one after its broker restart). faust turns it on only for
+    its exactly-once mode; our outputs are at-least-once, but their resends should not be."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class RebalanceSafeTransport(faust_aiokafka.Transport):
     Consumer = RebalanceSafeConsumer
+    Producer = IdempotentProducer
 
 
 class PromptTableManager(faust_tables.TableManager):

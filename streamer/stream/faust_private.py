@@ -89,6 +89,12 @@ NAMES = (
     ),
     PrivateName(faust.App, "_new_transport", ("self",), "stream/consumer.py: install our consumer"),
     PrivateName(
+        faust_aiokafka.Producer,
+        "_settings_extra",
+        ("self",),
+        "stream/consumer.py: turn on the producer's idempotence",
+    ),
+    PrivateName(
         faust.tables.TableManager,
         "on_start",
         ("self",),
