@@ -187,6 +187,7 @@ class Scorer:
         self.lock = asyncio.Lock()
         self.paused = False  # between a revocation and the next assignment
         self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
+        self.revoking = False  # a rebalance waits for the batch in flight: release no more after it
         self.counters = Counters()
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
 
@@ -200,7 +201,9 @@ class Scorer:
         (same generation) but must not be applied: their table writes could be lost to the
         table recovery while their acknowledgements are committed.
         """
+        self.revoking = True  # a long release leaves at its next checkpoint (`_release_all`)
         async with self.lock:
+            self.revoking = False
             self.paused = True
             self.forget_partitions()
 
@@ -480,9 +483,14 @@ class Scorer:
         return known
 
     async def _release_all(self, done: list[Any]) -> None:
-        """`_release` until the merges hold nothing ready: a checkpoint per `RELEASE_MAX` messages."""
+        """`_release` until the merges hold nothing ready: a checkpoint per `RELEASE_MAX` messages.
+
+        A rebalance or a stop waiting for this batch ends it at the next checkpoint: what is
+        still held was never acknowledged and is read again. A member that keeps the group
+        waiting past its rebalance timeout is dropped from it while still writing, and the new
+        owner of its partitions could not know of the dead letters it writes meanwhile."""
         await self._release(done)
-        while self._held_back and not self.stopping:
+        while self._held_back and not self.stopping and not self.revoking:
             await self._release([])
 
     async def _release(self, done: list[Any]) -> None:

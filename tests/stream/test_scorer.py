@@ -177,6 +177,31 @@ async def test_a_large_release_is_applied_in_several_checkpoints_in_order(
     assert all(record.offsets.contains(USAGE, offset) for offset in range(5))
 
 
+async def test_a_rebalance_waiting_for_a_large_release_gets_it_at_the_next_checkpoint(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scorer_module, "RELEASE_MAX", 2)
+    world.offsets.ends[(USAGE, PARTITION)] = 5
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 6
+    days = [f"2024-03-0{day}T10:00:00Z" for day in range(2, 7)]
+    await world.scorer.process([world.usage(offset, when) for offset, when in enumerate(days)])
+    flush, revoked = world.sink.flush, []
+
+    async def flush_while_a_rebalance_begins() -> None:
+        if not revoked:  # the rebalance starts during the first checkpoint and waits for the lock
+            revoked.append(asyncio.create_task(world.scorer.revoked()))
+            await asyncio.sleep(0)
+        await flush()
+
+    monkeypatch.setattr(world.sink, "flush", flush_while_a_rebalance_begins)
+    await world.scorer.process([world.started(5, "2024-03-01T09:00:00Z")])
+    await revoked[0]
+    # One checkpoint of two; the other four were never acknowledged: the next owner reads them.
+    assert world.acks == [(SUBS, 5), (USAGE, 0)]
+    assert world.scorer.paused and not world.scorer.revoking
+
+
 async def test_release_idle_lets_go_once_the_holding_topic_reaches_its_end(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 1
     world.offsets.restarts[(SUBS, PARTITION)] = 5
