@@ -147,16 +147,20 @@ async def test_held_messages_are_released_in_event_time_order_across_topics(worl
     assert world.scorer.counters.accepted == 2
 
 
-async def test_a_large_release_is_applied_in_several_checkpoints_in_order(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def hold_five_usage_events_for_subscriptions(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five usage events held in the merge until subscriptions@5 comes; releases of two at most."""
     monkeypatch.setattr(scorer_module, "RELEASE_MAX", 2)
     world.offsets.ends[(USAGE, PARTITION)] = 5
     world.offsets.restarts[(SUBS, PARTITION)] = 5
     world.offsets.ends[(SUBS, PARTITION)] = 6
     days = [f"2024-03-0{day}T10:00:00Z" for day in range(2, 7)]
-    usage = [world.usage(offset, when) for offset, when in enumerate(days)]
-    await world.scorer.process(usage)  # held: subscriptions has not delivered yet
+    await world.scorer.process([world.usage(offset, when) for offset, when in enumerate(days)])
+
+
+async def test_a_large_release_is_applied_in_several_checkpoints_in_order(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await hold_five_usage_events_for_subscriptions(world, monkeypatch)
     assert not world.acks
     await world.scorer.process([world.started(5, "2024-03-01T09:00:00Z")])
     # Six messages ready at once: three checkpoints of two, each acknowledged after its writes.
@@ -180,12 +184,7 @@ async def test_a_large_release_is_applied_in_several_checkpoints_in_order(
 async def test_a_rebalance_waiting_for_a_large_release_gets_it_at_the_next_checkpoint(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scorer_module, "RELEASE_MAX", 2)
-    world.offsets.ends[(USAGE, PARTITION)] = 5
-    world.offsets.restarts[(SUBS, PARTITION)] = 5
-    world.offsets.ends[(SUBS, PARTITION)] = 6
-    days = [f"2024-03-0{day}T10:00:00Z" for day in range(2, 7)]
-    await world.scorer.process([world.usage(offset, when) for offset, when in enumerate(days)])
+    await hold_five_usage_events_for_subscriptions(world, monkeypatch)
     flush, revoked = world.sink.flush, []
 
     async def flush_while_a_rebalance_begins() -> None:
