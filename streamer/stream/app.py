@@ -42,12 +42,12 @@ STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics
 
 RETRY_S = 1.0  # pause before sending failed outputs again
 
-# The cyclic collector's thresholds in the worker (Python's: 700, 10, 10). Scoring an event
-# allocates a few hundred containers (the decoded event, facts, alerts, snapshot dicts) that
-# reference counting frees; at 700 the collector still walked the young ones every few events
-# and the older generations often: 0.54 of the 9.3 CPU s the worker spent on the 30-account
-# bench stream (timed with `gc.callbacks`), 0.05 with these.
-# Garbage with cycles (asyncio's futures and exceptions, mostly) waits a little longer.
+# The cyclic collector's thresholds in the worker (Python's: 700, 10, 10). Every message and
+# evaluation allocates short-lived containers (records, the decoded event, facts, alerts,
+# snapshot dicts) that reference counting frees; counted at 700 allocations, the collector
+# still ran every few messages: 0.54 of the 9.3 CPU s the worker spent on the 30-account bench
+# stream (timed with `gc.callbacks`), 0.05 with these. Garbage with cycles (asyncio's futures
+# and exceptions, mostly) waits a little longer.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 # Per partition store (faust opens one RocksDB per table partition). faust's defaults are sized
