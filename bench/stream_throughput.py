@@ -287,10 +287,11 @@ async def start_worker(
         )
 
 
-async def start_profiler(pid: int, out: Path) -> asyncio.subprocess.Process | None:
+async def start_profiler(pid: int, out: Path, native: bool = False) -> asyncio.subprocess.Process | None:
     """py-spy sampling the worker `pid` until it gets SIGINT, into `out` as collapsed stacks
     (`--format raw`: a flame graph in speedscope or flamegraph.pl, summarised by
-    `profile_summary.py`); CPU samples only, by function."""
+    `profile_summary.py`); CPU samples only, by function. `native`: with the C frames too (the
+    compiled core's functions; py-spy then pauses the worker for each sample)."""
     py_spy = Path(sys.executable).with_name("py-spy")
     if not py_spy.exists():
         print("  (py-spy is not installed in this venv: no flame graph)")
@@ -300,7 +301,7 @@ async def start_profiler(pid: int, out: Path) -> asyncio.subprocess.Process | No
         "record",
         "--pid",
         str(pid),
-        "--nonblocking",
+        "--native" if native else "--nonblocking",
         "--rate",
         "100",
         "--format",
@@ -912,7 +913,7 @@ async def main(args: argparse.Namespace) -> int:
         progress = Progress(time.perf_counter())
         worker = await start_worker(run, log_path)
         flame = BENCH_DIR / "out" / f"profile-{run.run_id}.txt"
-        profiler = await start_profiler(worker.pid, flame) if args.profile else None
+        profiler = await start_profiler(worker.pid, flame, args.native) if args.profile else None
         try:
             await wait_committed(
                 admin, run.app_id, ends, [worker], progress, timeout=args.timeout, stall=args.stall
@@ -1125,6 +1126,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="py-spy profile of the one-process worker (collapsed stacks in bench/out/, summarised)",
+    )
+    add(
+        "--native",
+        action="store_true",
+        help="with --profile: sample the C frames too (the compiled core's functions by name)",
     )
     add("--keep", action="store_true", help="keep the run's topics and worker data dir")
     args = parser.parse_args(argv)

@@ -12,12 +12,19 @@ from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
+import aiokafka
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streamer.stream.consumer import InputLane, InputRecord, RebalanceSafeConsumer, SafeCommitThread
+from streamer.stream.consumer import (
+    FETCH_WAIT_MS,
+    InputLane,
+    InputRecord,
+    RebalanceSafeConsumer,
+    SafeCommitThread,
+)
 
 USAGE, SUBS = TP("in.usage", 0), TP("in.subscriptions", 0)
 CHANGELOG = TP("app-accounts-changelog", 0)
@@ -182,6 +189,24 @@ async def test_a_commit_whose_partitions_were_all_revoked_meanwhile_commits_noth
     assert committed == []
     assert await thread._commit({SUBS: 4, USAGE: 41}) is True
     assert committed == [{SUBS: 4, USAGE: 41}]  # faust keeps only the assigned ones itself
+
+
+async def test_the_worker_consumer_lets_the_broker_hold_a_fetch_only_briefly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust builds it with fetch_max_wait_ms=1500: a fetch of the quiet partitions then kept the
+    busy ones from being fetched for up to 1.5 s (publish -> alert p50 1.4 s at 2,000 events/s)."""
+
+    def base_create(self: Any, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        return aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9", fetch_max_wait_ms=1500)
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", base_create)
+    thread = SafeCommitThread.__new__(SafeCommitThread)
+    consumer = thread._create_worker_consumer(None)
+    try:
+        assert consumer._fetch_max_wait_ms == FETCH_WAIT_MS <= 100  # what its fetcher starts with
+    finally:
+        await consumer.stop()
 
 
 # -- the input lane ---------------------------------------------------------------------------------
