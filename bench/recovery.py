@@ -194,9 +194,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def ready_partitions(log: Path) -> set[int]:
+def ready_partitions(log: Path, after: int = 0) -> set[int]:
+    """The partitions whose engine the worker logged ready (beyond byte `after` of its log)."""
     ready = set()
-    for line in log.read_text(errors="replace").splitlines():
+    with log.open("rb") as lines:
+        lines.seek(after)
+        text = lines.read().decode(errors="replace")
+    for line in text.splitlines():
         if "partition engine ready" in line:
             try:
                 ready.add(int(json.loads(line)["partition"]))
@@ -251,6 +255,48 @@ def start_until_ready(
     return figures
 
 
+def settled(pid: int, quiet_s: float = 6.0, cpu_share: float = 0.1) -> Callable[[], bool]:
+    """A check that is true once process `pid` used under `cpu_share` of a core for `quiet_s`
+    seconds in a row (a standby copy has caught up with its changelogs)."""
+    history: list[tuple[float, float]] = []
+
+    def check() -> bool:
+        now, cpu = time.monotonic(), cpu_seconds(pid) or 0.0
+        history.append((now, cpu))
+        old = [(t, c) for t, c in history if now - t >= quiet_s]
+        if not old:
+            return False
+        t, c = old[-1]
+        return (cpu - c) / (now - t) < cpu_share
+
+    return check
+
+
+def standby_failover(deployment: Deployment) -> dict[str, float]:
+    """With a standby replica: worker A holds every partition, worker B joins (half the
+    partitions active, standby copies of A's); once B is idle, A is SIGKILLed. Seconds and B's CPU
+    seconds from the kill until B logged every partition engine ready again."""
+    a, a_log = deployment.worker("standby-a")
+    b: subprocess.Popen[bytes] | None = None
+    try:
+        wait("A to open every partition", lambda: len(ready_partitions(a_log)) == PARTITIONS)
+        b, b_log = deployment.worker("standby-b")
+        wait("B to open its share", lambda: bool(ready_partitions(b_log)))
+        wait("B's standby copies to catch up", settled(b.pid), every_s=1.0)
+        mark = b_log.stat().st_size
+        killed, cpu = time.monotonic(), cpu_seconds(b.pid) or 0.0
+        a.kill()
+        a.wait()
+        wait("B to open every partition", lambda: len(ready_partitions(b_log, mark)) == PARTITIONS)
+        return {"seconds": time.monotonic() - killed, "cpu": (cpu_seconds(b.pid) or 0.0) - cpu}
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+        if b is not None:
+            stop(b)
+
+
 def measure_recovery(
     source: Path,
     accounts: int,
@@ -258,6 +304,7 @@ def measure_recovery(
     fill: Callable[[Deployment], dict[str, Any]],
     per_100k_seconds: bool = False,
     failover: bool = False,
+    standby: bool = False,
 ) -> dict[str, Any]:
     """An idle worker's start-up on empty topics; then `fill` writes a changelog into a fresh
     deployment (and returns figures of its own), the log cleaner gets `settle_s`, the records
@@ -272,6 +319,9 @@ def measure_recovery(
         recovered = start_until_ready(deployment, "second", kill=failover)
         if failover:
             failed_over = start_until_ready(deployment, "third", since=recovered["killed_at"])
+        if standby:  # the same changelogs and group (the last worker left it), new data dirs
+            deployment.env["HEALTHSTREAM_STANDBY_REPLICAS"] = "1"
+            with_standby = standby_failover(deployment)
     seconds, cpu = recovered["seconds"] - empty["seconds"], recovered["cpu"] - empty["cpu"]
     figures = {
         "accounts": accounts,
@@ -290,6 +340,11 @@ def measure_recovery(
         figures |= {
             "failover_s": failed_over["seconds"],
             "failover_cpu": failed_over["cpu"],
+        }
+    if standby:
+        figures |= {
+            "standby_failover_s": with_standby["seconds"],
+            "standby_failover_cpu": with_standby["cpu"],
         }
     return figures | {"rss_per_account": (recovered["rss"] - empty["rss"]) / accounts}
 
@@ -398,7 +453,9 @@ def clone_changelog(source: Path, scored: int, accounts: int, history: int, seed
     records.unlink()
 
 
-def measure_changelog(source: Path, records: Path, accounts: int, settle_s: float) -> dict[str, Any]:
+def measure_changelog(
+    source: Path, records: Path, accounts: int, settle_s: float, standby: bool = False
+) -> dict[str, Any]:
     """Recovery from a changelog written as by a worker over time (see `synthesize`), then a
     failover after a SIGKILL."""
 
@@ -411,7 +468,9 @@ def measure_changelog(source: Path, records: Path, accounts: int, settle_s: floa
         )
         return {"changelog_written": written}
 
-    return measure_recovery(source, accounts, settle_s, publish, per_100k_seconds=True, failover=True)
+    return measure_recovery(
+        source, accounts, settle_s, publish, per_100k_seconds=True, failover=True, standby=standby
+    )
 
 
 ROWS: tuple[Row, ...] = (
@@ -442,6 +501,11 @@ CHANGELOG_ROWS: tuple[Row, ...] = (
     ("failover: CPU seconds of the new worker", "failover_cpu", "{:,.1f}"),
 )
 
+STANDBY_ROWS: tuple[Row, ...] = (
+    ("with a standby replica: seconds to all ready", "standby_failover_s", "{:,.1f}"),
+    ("with a standby replica: CPU seconds of B", "standby_failover_cpu", "{:,.1f}"),
+)
+
 
 def main() -> None:
     options = parser(__doc__)
@@ -455,6 +519,13 @@ def main() -> None:
         help="instead of scoring the whole portfolio, score N accounts of it (1 month) and write a "
         "changelog as a worker would have over time: --accounts accounts cloned from those, each "
         "--history times, in each checkout's own state format; then a failover after a SIGKILL",
+    )
+    options.add_argument(
+        "--standby",
+        action="store_true",
+        help="with --clone: then a failover with a standby replica (on the same changelogs, two "
+        "workers with HEALTHSTREAM_STANDBY_REPLICAS=1 and empty data directories; the one that "
+        "holds every partition is SIGKILLed once the other's standby copies caught up)",
     )
     options.add_argument("--synthesize", nargs=4, help=argparse.SUPPRESS)
     options.add_argument("--history", type=int, default=10, help="records per account (with --clone)")
@@ -479,13 +550,13 @@ def main() -> None:
             for name, source in sources.items():
                 synthetic = Path(scratch) / f"changelog-{len(results)}.bin"
                 clone_changelog(source, args.clone, args.accounts, args.history, args.seed, synthetic)
-                results[name] = measure_changelog(source, synthetic, args.accounts, args.settle)
+                results[name] = measure_changelog(source, synthetic, args.accounts, args.settle, args.standby)
                 synthetic.unlink()
         print(
             f"recovery: {args.accounts:,} accounts cloned from {args.clone:,} scored usage-light accounts "
             f"(1 month, seed {args.seed}), {args.history} records each, {PARTITIONS} partitions"
         )
-        report(results, args.baseline, CHANGELOG_ROWS)
+        report(results, args.baseline, CHANGELOG_ROWS + (STANDBY_ROWS if args.standby else ()))
         return
     events, count = portfolio(args.accounts, args.months, args.seed)
     results = {
