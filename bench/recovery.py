@@ -17,10 +17,28 @@ consumer group:
      measured the same way on empty topics.
 
     .venv/bin/python bench/recovery.py --accounts 10000 --months 1 [--baseline DIR]
+
+With `--clone N` it measures recovery at a portfolio size no worker could score in the time
+(100k accounts): for each checkout, in processes running that checkout's code (so each writes
+and reads its own state format), `bench/wide_portfolio.py`'s measure step scores N usage-light
+accounts, their final records are cloned to `--accounts` accounts and written `--history` times
+each to a fresh accounts changelog (as a worker writes it over time), with the partition and
+peer-reference records. Then:
+
+  a. cold recovery: a worker with an empty data directory starts and restores every partition
+     (time to every partition engine ready, minus an idle worker's start-up);
+  b. failover: that worker is SIGKILLed (no goodbye to the group) and its store is lost; a new
+     worker with an empty data directory starts at once. Time and CPU seconds from the kill until
+     the new worker has every partition engine ready: the group waiting out the dead member's
+     session timeout (HEALTHSTREAM_SESSION_TIMEOUT_S, 10 s on the local stack), the new
+     worker's start-up and the changelog read, decode and rebuild.
+
+    .venv/bin/python bench/recovery.py --clone 2000 --accounts 100000 --history 6 [--baseline DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -176,9 +194,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def ready_partitions(log: Path) -> set[int]:
+def ready_partitions(log: Path, after: int = 0) -> set[int]:
+    """The partitions whose engine the worker logged ready (beyond byte `after` of its log)."""
     ready = set()
-    for line in log.read_text(errors="replace").splitlines():
+    with log.open("rb") as lines:
+        lines.seek(after)
+        text = lines.read().decode(errors="replace")
+    for line in text.splitlines():
         if "partition engine ready" in line:
             try:
                 ready.add(int(json.loads(line)["partition"]))
@@ -187,10 +209,13 @@ def ready_partitions(log: Path) -> set[int]:
     return ready
 
 
-def start_until_ready(deployment: Deployment, name: str) -> dict[str, float]:
-    """Start a worker on an empty data directory; seconds and CPU seconds until every partition
-    engine is ready, and its RSS then."""
-    started = time.monotonic()
+def start_until_ready(
+    deployment: Deployment, name: str, kill: bool = False, since: float | None = None
+) -> dict[str, float]:
+    """Start a worker on an empty data directory; seconds (from `since`, a `time.monotonic()`,
+    else from its start) and CPU seconds until every partition engine is ready, and its RSS then.
+    Then stop it (SIGTERM), or with `kill` SIGKILL it (the instant is returned as `killed_at`)."""
+    started = time.monotonic() if since is None else since
     proc, log = deployment.worker(name)
     spy = None
     if PROFILE and name == "second":  # py-spy's collapsed stacks of the recovery, for a flame graph
@@ -213,14 +238,63 @@ def start_until_ready(deployment: Deployment, name: str) -> dict[str, float]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+    figures: dict[str, float] = {}
     try:
         wait(f"{name} to open every partition ({log})", lambda: len(ready_partitions(log)) == PARTITIONS)
-        return {"seconds": time.monotonic() - started, "cpu": cpu_seconds(proc.pid), "rss": rss(proc.pid)}
+        figures = {"seconds": time.monotonic() - started, "cpu": cpu_seconds(proc.pid), "rss": rss(proc.pid)}
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
-        stop(proc)
+        if kill and figures and proc.poll() is None:
+            figures["killed_at"] = time.monotonic()
+            proc.kill()
+            proc.wait()
+        else:
+            stop(proc)
+    return figures
+
+
+def settled(pid: int, quiet_s: float = 6.0, cpu_share: float = 0.1) -> Callable[[], bool]:
+    """A check that is true once process `pid` used under `cpu_share` of a core for `quiet_s`
+    seconds in a row (a standby copy has caught up with its changelogs)."""
+    history: list[tuple[float, float]] = []
+
+    def check() -> bool:
+        now, cpu = time.monotonic(), cpu_seconds(pid) or 0.0
+        history.append((now, cpu))
+        old = [(t, c) for t, c in history if now - t >= quiet_s]
+        if not old:
+            return False
+        t, c = old[-1]
+        return (cpu - c) / (now - t) < cpu_share
+
+    return check
+
+
+def standby_failover(deployment: Deployment) -> dict[str, float]:
+    """With a standby replica: worker A holds every partition, worker B joins (half the
+    partitions active, standby copies of A's); once B is idle, A is SIGKILLed. Seconds and B's CPU
+    seconds from the kill until B logged every partition engine ready again."""
+    a, a_log = deployment.worker("standby-a")
+    b: subprocess.Popen[bytes] | None = None
+    try:
+        wait("A to open every partition", lambda: len(ready_partitions(a_log)) == PARTITIONS)
+        b, b_log = deployment.worker("standby-b")
+        wait("B to open its share", lambda: bool(ready_partitions(b_log)))
+        wait("B's standby copies to catch up", settled(b.pid), every_s=1.0)
+        mark = b_log.stat().st_size
+        killed, cpu = time.monotonic(), cpu_seconds(b.pid) or 0.0
+        a.kill()
+        a.wait()
+        wait("B to open every partition", lambda: len(ready_partitions(b_log, mark)) == PARTITIONS)
+        return {"seconds": time.monotonic() - killed, "cpu": (cpu_seconds(b.pid) or 0.0) - cpu}
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+        if b is not None:
+            stop(b)
 
 
 def measure_recovery(
@@ -229,6 +303,8 @@ def measure_recovery(
     settle_s: float,
     fill: Callable[[Deployment], dict[str, Any]],
     per_100k_seconds: bool = False,
+    failover: bool = False,
+    standby: bool = False,
 ) -> dict[str, Any]:
     """An idle worker's start-up on empty topics; then `fill` writes a changelog into a fresh
     deployment (and returns figures of its own), the log cleaner gets `settle_s`, the records
@@ -240,7 +316,12 @@ def measure_recovery(
         filled = fill(deployment)
         time.sleep(settle_s)
         records = deployment.changelog_records()
-        recovered = start_until_ready(deployment, "second")
+        recovered = start_until_ready(deployment, "second", kill=failover)
+        if failover:
+            failed_over = start_until_ready(deployment, "third", since=recovered["killed_at"])
+        if standby:  # the same changelogs and group (the last worker left it), new data dirs
+            deployment.env["HEALTHSTREAM_STANDBY_REPLICAS"] = "1"
+            with_standby = standby_failover(deployment)
     seconds, cpu = recovered["seconds"] - empty["seconds"], recovered["cpu"] - empty["cpu"]
     figures = {
         "accounts": accounts,
@@ -255,6 +336,16 @@ def measure_recovery(
     }
     if per_100k_seconds:
         figures["recovery_s_per_100k"] = seconds * 100_000 / accounts
+    if failover:
+        figures |= {
+            "failover_s": failed_over["seconds"],
+            "failover_cpu": failed_over["cpu"],
+        }
+    if standby:
+        figures |= {
+            "standby_failover_s": with_standby["seconds"],
+            "standby_failover_cpu": with_standby["cpu"],
+        }
     return figures | {"rss_per_account": (recovered["rss"] - empty["rss"]) / accounts}
 
 
@@ -277,8 +368,9 @@ def measure(source: Path, events: Path, accounts: int, settle_s: float, rate: fl
 def synthesize(records_path: Path, accounts: int, history: int, out: Path) -> None:
     """Changelog records for `accounts` accounts, each written `history` times (rounds over all
     accounts, the last one the final state), cloned from the final records `bench/wide_portfolio.py`
-    wrote for fewer accounts (each clone gets an account id of its own). Runs with this checkout's
-    codec; the records are read by either checkout (the account format is the same)."""
+    wrote for fewer accounts (each clone gets an account id of its own). Runs in a process with
+    the code of the checkout measured (see `clone_changelog`), so the records are in its own
+    state format, as its workers would have written them."""
     from streamer.partitioning import partition_of
     from streamer.state import codec
 
@@ -342,8 +434,30 @@ async def _publish(bootstrap: str, app_id: str, path: Path) -> int:
     return count
 
 
-def measure_changelog(source: Path, records: Path, accounts: int, settle_s: float) -> dict[str, Any]:
-    """Recovery from a changelog written as by a worker over time (see `synthesize`)."""
+def in_checkout(source: Path, *args: str) -> None:
+    """This script (or `bench/wide_portfolio.py`) with the code of `source` (`PYTHONPATH`; a
+    script's own folder, not the working directory, comes first on its `sys.path`)."""
+    env = dict(os.environ, PYTHONPATH=str(source))
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{args[0]} {args[1]} with {source} failed:\n{done.stderr[-3000:]}")
+
+
+def clone_changelog(source: Path, scored: int, accounts: int, history: int, seed: int, out: Path) -> None:
+    """The changelog of `synthesize`, written by the code of `source`: `scored` accounts of the
+    usage-light portfolio (1 month) scored with the worker's batches, then cloned."""
+    events, _ = portfolio(scored, 1, seed)
+    records = out.with_suffix(".records")
+    in_checkout(source, str(BENCH_DIR / "wide_portfolio.py"), "--measure", str(events), str(records), "4000")
+    in_checkout(source, __file__, "--synthesize", str(records), str(accounts), str(history), str(out))
+    records.unlink()
+
+
+def measure_changelog(
+    source: Path, records: Path, accounts: int, settle_s: float, standby: bool = False
+) -> dict[str, Any]:
+    """Recovery from a changelog written as by a worker over time (see `synthesize`), then a
+    failover after a SIGKILL."""
 
     def publish(deployment: Deployment) -> dict[str, Any]:
         deployment.create_topics()
@@ -354,7 +468,9 @@ def measure_changelog(source: Path, records: Path, accounts: int, settle_s: floa
         )
         return {"changelog_written": written}
 
-    return measure_recovery(source, accounts, settle_s, publish, per_100k_seconds=True)
+    return measure_recovery(
+        source, accounts, settle_s, publish, per_100k_seconds=True, failover=True, standby=standby
+    )
 
 
 ROWS: tuple[Row, ...] = (
@@ -381,6 +497,13 @@ CHANGELOG_ROWS: tuple[Row, ...] = (
     ("recovery: CPU seconds (beyond an idle start)", "recovery_cpu", "{:,.1f}"),
     ("recovery: CPU seconds per 100k accounts", "recovery_cpu_per_100k", "{:,.0f}"),
     ("recovered worker: RSS per account", "rss_per_account", "{:,.0f}"),
+    ("failover after SIGKILL: seconds to all ready", "failover_s", "{:,.1f}"),
+    ("failover: CPU seconds of the new worker", "failover_cpu", "{:,.1f}"),
+)
+
+STANDBY_ROWS: tuple[Row, ...] = (
+    ("with a standby replica: seconds to all ready", "standby_failover_s", "{:,.1f}"),
+    ("with a standby replica: CPU seconds of B", "standby_failover_cpu", "{:,.1f}"),
 )
 
 
@@ -391,11 +514,20 @@ def main() -> None:
     add_baseline(options)
     options.add_argument(
         "--clone",
-        type=Path,
-        help="instead of scoring a portfolio, write a changelog as a worker would have over time: "
-        "--accounts accounts cloned from this records file (written by wide_portfolio.py's measure "
-        "step), each --history times",
+        type=int,
+        metavar="N",
+        help="instead of scoring the whole portfolio, score N accounts of it (1 month) and write a "
+        "changelog as a worker would have over time: --accounts accounts cloned from those, each "
+        "--history times, in each checkout's own state format; then a failover after a SIGKILL",
     )
+    options.add_argument(
+        "--standby",
+        action="store_true",
+        help="with --clone: then a failover with a standby replica (on the same changelogs, two "
+        "workers with HEALTHSTREAM_STANDBY_REPLICAS=1 and empty data directories; the one that "
+        "holds every partition is SIGKILLed once the other's standby copies caught up)",
+    )
+    options.add_argument("--synthesize", nargs=4, help=argparse.SUPPRESS)
     options.add_argument("--history", type=int, default=10, help="records per account (with --clone)")
     options.add_argument(
         "--rate",
@@ -405,21 +537,26 @@ def main() -> None:
     )
     options.add_argument("--profile", action="store_true", help="py-spy the recovering worker (bench/out/)")
     args = options.parse_args()
+    if args.synthesize:  # in a child with a checkout's code (see `clone_changelog`)
+        records, accounts, history, out = args.synthesize
+        synthesize(Path(records), int(accounts), int(history), Path(out))
+        return
     global PROFILE
     PROFILE = args.profile
     sources = checkouts(args.baseline)
     if args.clone:
-        synthetic = Path(tempfile.mkdtemp(prefix="hs-changelog-")) / "changelog.bin"
-        synthesize(args.clone, args.accounts, args.history, synthetic)
-        results = {
-            name: measure_changelog(source, synthetic, args.accounts, args.settle)
-            for name, source in sources.items()
-        }
-        synthetic.unlink()
+        results = {}
+        with tempfile.TemporaryDirectory(prefix="hs-changelog-") as scratch:
+            for name, source in sources.items():
+                synthetic = Path(scratch) / f"changelog-{len(results)}.bin"
+                clone_changelog(source, args.clone, args.accounts, args.history, args.seed, synthetic)
+                results[name] = measure_changelog(source, synthetic, args.accounts, args.settle, args.standby)
+                synthetic.unlink()
         print(
-            f"recovery: {args.accounts:,} accounts cloned from {args.clone.name}, {args.history} records each"
+            f"recovery: {args.accounts:,} accounts cloned from {args.clone:,} scored usage-light accounts "
+            f"(1 month, seed {args.seed}), {args.history} records each, {PARTITIONS} partitions"
         )
-        report(results, args.baseline, CHANGELOG_ROWS)
+        report(results, args.baseline, CHANGELOG_ROWS + (STANDBY_ROWS if args.standby else ()))
         return
     events, count = portfolio(args.accounts, args.months, args.seed)
     results = {

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from streamer.core.account import Account
+from streamer.core.account import KEY_BYTES, Account, SeenIds
 from streamer.core.alerts import AlertMemory
 from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
@@ -70,6 +70,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
         (),
     ),
+    SeenIds: (("keys", "times"), ()),
     Profile: (("at", "event_id", "name", "owner", "segment", "tier", "attributes"), ()),
     Override: (("at", "event_id", "author", "reason", "band", "score", "expires_at", "cleared"), ()),
     Revenue: (("subscriptions", "timeline", "first_start", "payment_failures", "version"), ("_active_memo",)),
@@ -443,20 +444,20 @@ def _decode_account_v1(body: Any, feature_refs: bool = False) -> Account:
     )
 
 
-def _encode_seen(seen: dict[int, int]) -> list[Any]:
-    """Keys packed 8 bytes each (little-endian), times as differences, both in insertion order."""
-    return [struct.pack(f"<{len(seen)}Q", *seen), _time_deltas(list(seen.values()))]
+def _encode_seen(seen: SeenIds) -> list[Any]:
+    """Keys packed 8 bytes each (the digest bytes: little-endian as the 64-bit keys before),
+    times as differences, both in arrival order."""
+    return [bytes(seen.keys), _time_deltas(seen.at_list())]
 
 
-def _decode_seen(value: Any) -> dict[int, int]:
+def _decode_seen(value: Any) -> SeenIds:
     packed, times = _list(value, "account.seen", 2)
-    if type(packed) is not bytes or len(packed) % 8:
+    if type(packed) is not bytes or len(packed) % KEY_BYTES:
         raise StateDecodeError("account.seen: expected 8-byte keys")
-    keys = struct.unpack(f"<{len(packed) // 8}Q", packed)
     ats = _untime_deltas(times, "account.seen times")
-    if len(ats) != len(keys):
-        raise StateDecodeError(f"account.seen: {len(keys)} keys but {len(ats)} times")
-    return dict(zip(keys, ats, strict=True))
+    if len(ats) != len(packed) // KEY_BYTES:
+        raise StateDecodeError(f"account.seen: {len(packed) // KEY_BYTES} keys but {len(ats)} times")
+    return SeenIds(bytearray(packed), bytearray(struct.pack(f"<{len(ats)}q", *ats)))
 
 
 # -- profile and override -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streamer.core.account import SeenIds
 from streamer.core.config import Limits, ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, REJECTED
 from streamer.core.support import HORIZON_DAYS as SUPPORT_DAYS
@@ -51,6 +52,23 @@ def test_same_event_id_for_another_account_is_not_a_duplicate() -> None:
     feed(started("acme", at(1), "100", event_id="evt-1"))
     [outcome] = feed(started("globex", at(1), "100", event_id="evt-1"))
     assert outcome.status == ACCEPTED
+
+
+def test_dedupe_keys_match_only_on_their_own_8_byte_boundary() -> None:
+    seen = SeenIds()
+    seen.add(b"AAAAbbbb", 1)
+    seen.add(b"ccccDDDD", 2)
+    straddling = b"bbbbcccc"  # in the buffer, but across two keys
+    assert seen.index(straddling) == -1
+    seen.add(straddling, 3)
+    assert (seen.index(straddling), seen.index(b"ccccDDDD"), len(seen)) == (2, 1, 3)
+    seen.forget_before(2)  # drops the oldest up to the first recent one
+    assert (seen.at_list(), seen.index(b"AAAAbbbb"), seen.index(straddling)) == ([2, 3], -1, 1)
+    seen.add(b"eeeeeeee", 0)
+    seen.forget_before(3)  # stops at the first recent one: 0 is behind it
+    assert seen.at_list() == [3, 0] and len(seen.keys) == 16
+    seen.forget_before(5)
+    assert len(seen) == 0 and seen.keys == bytearray()
 
 
 def test_event_exactly_at_the_allowed_lateness_is_accepted() -> None:
@@ -149,7 +167,7 @@ def test_account_state_stays_bounded_over_two_years() -> None:
     assert len(account.sentiment.nps) <= 20
     assert len(account.seen) <= 10 * 12  # ids of the last lateness window (+ a day) only
     assert len(account.alerts.daily_max) <= config.alerts.score_drop_window_days + 1
-    assert account.seen and min(account.seen.values()) >= ms(at(729)) - 9 * DAY_MS
+    assert account.seen and min(account.seen.at_list()) >= ms(at(729)) - 9 * DAY_MS
 
 
 def test_event_built_from_raw_dict() -> None:

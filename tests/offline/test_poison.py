@@ -5,6 +5,7 @@ over the valid events alone. Hypothesis feeds the runner arbitrary bytes and mut
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import hashlib
 import json
@@ -109,7 +110,7 @@ def test_an_error_while_applying_rejects_the_event_and_leaves_the_partition_unch
     engine = PartitionEngine(ScoreConfig(), {})
     first = started("acme", "2024-03-01T10:00:00Z", "a1")
     assert apply(engine, _event(first)).status == ACCEPTED
-    before = (engine.snapshot("acme"), dict(engine.accounts["acme"].seen), engine.clock.stream_time)
+    before = (engine.snapshot("acme"), copy.deepcopy(engine.accounts["acme"].seen), engine.clock.stream_time)
 
     def broken(*args: Any) -> int:
         raise ArithmeticError("simulated conversion failure")
@@ -119,7 +120,7 @@ def test_an_error_while_applying_rejects_the_event_and_leaves_the_partition_unch
     outcome = apply(engine, _event(later))
     assert outcome.status == REJECTED
     assert outcome.reason == "could not apply the message: ArithmeticError: simulated conversion failure"
-    after = (engine.snapshot("acme"), dict(engine.accounts["acme"].seen), engine.clock.stream_time)
+    after = (engine.snapshot("acme"), copy.deepcopy(engine.accounts["acme"].seen), engine.clock.stream_time)
     assert after == before
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from streamer.core.account import KEY_BYTES, Account
 from streamer.core.engine import PartitionEngine
 from streamer.core.support import Support
 from streamer.core.usage import Usage, user_last_day, user_mask
@@ -28,8 +29,15 @@ SPLIT = 120  # events folded into the golden state; the rest continue it in the 
 def picture(obj: Any, name: str) -> Any:
     """A field of a state as the golden files show it, whatever its in-memory layout: a usage
     user as {last_day, mask} (packed in one int), a feature's days as a map, the open tickets
-    as a set (the keys of a dict)."""
+    as a set (the keys of a dict), the dedupe ids as a map of 64-bit keys (the 8 key bytes read
+    little-endian) to event times."""
     value = getattr(obj, name)
+    if isinstance(obj, Account) and name == "seen":
+        keys = [
+            int.from_bytes(value.keys[i : i + KEY_BYTES], "little")
+            for i in range(0, len(value.keys), KEY_BYTES)
+        ]
+        return dict(zip(keys, value.at_list(), strict=True))
     if isinstance(obj, Usage) and name == "users":
         return {uid: {"last_day": user_last_day(p), "mask": user_mask(p)} for uid, p in value.items()}
     if isinstance(obj, Usage) and name == "feature_days":

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from streamer.contract.events import Event
 from streamer.core.account import Account
-from streamer.core.engine import PartitionEngine
+from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
 from streamer.state.codec import (
     COVERED,
     StateDecodeError,
@@ -148,6 +148,20 @@ def test_a_decoded_state_behaves_like_the_original_on_further_events(
     assert decoded.peers.references == reference.peers.references
     for account_id in engine.accounts:
         assert encode_account(decoded.accounts[account_id]) == encode_account(reference.accounts[account_id])
+
+
+def test_a_duplicate_is_still_dropped_after_an_encode_decode_round_trip() -> None:
+    """The dedupe ids survive the codec: events applied before a recovery are dropped as
+    duplicates after it, and an event applied after one recovery is dropped after the next."""
+    history = fixed_history()
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, history[:SPLIT])
+    recent = history[SPLIT - 5 : SPLIT]
+    decoded = restored(engine)
+    assert [decoded.process(event).status for event in recent] == [DUPLICATE] * len(recent)
+    following = history[SPLIT]
+    assert decoded.process(following).status == ACCEPTED
+    assert restored(decoded).process(following).status == DUPLICATE
 
 
 @SETTINGS
