@@ -79,7 +79,7 @@ class Inputs:
     first_seen: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Evaluation:
     """One scoring of one account at event time `now`."""
 
@@ -96,6 +96,37 @@ class Evaluation:
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
     inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
     override: Applied | None = None  # a person's override in force (score and band are then its)
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(
+        self,
+        now: int,
+        score: float,
+        band: Band,
+        stage: LifecycleStage,
+        plan: str | None,
+        mrr: int,
+        components: dict[str, float | None],
+        weights: dict[str, float],
+        signals: dict[str, tuple[Raw, float]],
+        facts: Facts,
+        peer_group: str | None = None,
+        inert: frozenset[str] = frozenset(),
+        override: Applied | None = None,
+    ) -> None:
+        self.now = now
+        self.score = score
+        self.band = band
+        self.stage = stage
+        self.plan = plan
+        self.mrr = mrr
+        self.components = components
+        self.weights = weights
+        self.signals = signals
+        self.facts = facts
+        self.peer_group = peer_group
+        self.inert = inert
+        self.override = override
 
 
 def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> LifecycleStage:
