@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
-from streamer.core.facts import Facts, FactsDraft
+from streamer.core.facts import Facts, FactsDraft, freeze
 from streamer.core.peers import (
     COMPOSITE,
     MIX,
@@ -204,7 +204,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     # a committed account cannot leave before its renewal: at worst yellow, by its score alone
     band = bands.band(score, position, committed(facts.get("renewal_at"), now, config))
     inert = config.inert_signals.intersection(signals)
-    found = Facts(**facts, **figures, percentiles=percentiles)  # frozen once, read by attribute
+    found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(
         now, score, band, stage, plan, mrr, components, weights, signals, found, peer_group, inert
     )

@@ -4,7 +4,9 @@ declared defaults, and behave as the dataclass did (equality, `dataclasses.repla
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from functools import cache
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from streamer.core.facts import Facts
 from streamer.core.identity import Applied, Override
 from streamer.core.score import Evaluation
 from streamer.core.vocabulary import Band, LifecycleStage
+from streamer.native import CORE_DIR
 
 WRITTEN_OUT = [Facts, Evaluation, Outcome, Trigger]
 
@@ -33,11 +36,23 @@ SAMPLES: dict[str, Any] = {
 }
 
 
-def distinct_value(field: dataclasses.Field[Any], index: int) -> Any:
+@cache
+def declared_types(cls: type) -> dict[str, str]:
+    """Field -> its annotation as written (the compiled classes do not keep them as text)."""
+    tree = ast.parse((CORE_DIR / f"{cls.__module__.rsplit('.', 1)[-1]}.py").read_text())
+    node = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == cls.__name__)
+    return {
+        item.target.id: ast.unparse(item.annotation)
+        for item in node.body
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+    }
+
+
+def distinct_value(cls: type, field: dataclasses.Field[Any], index: int) -> Any:
     """A value unlike the default, of the field's type, different for every field."""
     if field.name in SAMPLES:
         return SAMPLES[field.name]
-    kind = str(field.type).split(" | ")[0]
+    kind = declared_types(cls)[field.name].split(" | ")[0]
     if kind == "int":
         return 1000 + index
     if kind == "float":
@@ -57,7 +72,7 @@ def default_of(field: dataclasses.Field[Any]) -> Any:
 @pytest.mark.parametrize("cls", WRITTEN_OUT, ids=lambda cls: cls.__name__)
 def test_the_written_out_init_sets_every_field(cls: type) -> None:
     fields = dataclasses.fields(cls)
-    given = {field.name: distinct_value(field, index) for index, field in enumerate(fields)}
+    given = {field.name: distinct_value(cls, field, index) for index, field in enumerate(fields)}
     built = cls(**given)
     assert {field.name: getattr(built, field.name) for field in fields} == given
 
@@ -66,7 +81,7 @@ def test_the_written_out_init_sets_every_field(cls: type) -> None:
 def test_the_written_out_init_keeps_the_declared_defaults(cls: type) -> None:
     fields = dataclasses.fields(cls)
     required = {
-        field.name: distinct_value(field, index)
+        field.name: distinct_value(cls, field, index)
         for index, field in enumerate(fields)
         if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
     }
@@ -84,11 +99,11 @@ def test_the_written_out_init_keeps_the_declared_defaults(cls: type) -> None:
 @pytest.mark.parametrize("cls", WRITTEN_OUT, ids=lambda cls: cls.__name__)
 def test_equality_and_replace_behave_as_the_dataclass_did(cls: type) -> None:
     fields = dataclasses.fields(cls)
-    given = {field.name: distinct_value(field, index) for index, field in enumerate(fields)}
+    given = {field.name: distinct_value(cls, field, index) for index, field in enumerate(fields)}
     built = cls(**given)
     assert built == cls(**given)
     changed_field = fields[0]
-    changed = dataclasses.replace(built, **{changed_field.name: distinct_value(changed_field, 99)})
+    changed = dataclasses.replace(built, **{changed_field.name: distinct_value(cls, changed_field, 99)})
     assert changed != built
     assert dataclasses.replace(changed, **{changed_field.name: given[changed_field.name]}) == built
 
