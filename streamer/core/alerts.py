@@ -62,7 +62,7 @@ class Observed:
     usage_since: int | None = None  # the partition's first usage event: usage is tracked from then
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Trigger:
     """The event being applied, as far as event-driven rules care."""
 
@@ -75,6 +75,29 @@ class Trigger:
     attempt: int = 0
     survey: str | None = None
     survey_score: int = 0
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(
+        self,
+        event_id: str,
+        event_type: str,
+        at: int,
+        mrr_before: int = 0,
+        mrr_after: int = 0,
+        scheduled_for: int | None = None,
+        attempt: int = 0,
+        survey: str | None = None,
+        survey_score: int = 0,
+    ) -> None:
+        self.event_id = event_id
+        self.event_type = event_type
+        self.at = at
+        self.mrr_before = mrr_before
+        self.mrr_after = mrr_after
+        self.scheduled_for = scheduled_for
+        self.attempt = attempt
+        self.survey = survey
+        self.survey_score = survey_score
 
 
 def alert_id(account_id: str, rule: str, key: str) -> str:

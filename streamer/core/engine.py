@@ -46,11 +46,19 @@ class Clock:
     next_tick: int = -1
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outcome:
     status: str
     reason: str | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(
+        self, status: str, reason: str | None = None, alerts: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.alerts = [] if alerts is None else alerts
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the tests count its visits in a subclass

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
-from streamer.core.facts import Facts, FactsDraft
+from streamer.core.facts import Facts, FactsDraft, freeze
 from streamer.core.peers import (
     COMPOSITE,
     MIX,
@@ -79,7 +79,7 @@ class Inputs:
     first_seen: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Evaluation:
     """One scoring of one account at event time `now`."""
 
@@ -96,6 +96,37 @@ class Evaluation:
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
     inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
     override: Applied | None = None  # a person's override in force (score and band are then its)
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(
+        self,
+        now: int,
+        score: float,
+        band: Band,
+        stage: LifecycleStage,
+        plan: str | None,
+        mrr: int,
+        components: dict[str, float | None],
+        weights: dict[str, float],
+        signals: dict[str, tuple[Raw, float]],
+        facts: Facts,
+        peer_group: str | None = None,
+        inert: frozenset[str] = frozenset(),
+        override: Applied | None = None,
+    ) -> None:
+        self.now = now
+        self.score = score
+        self.band = band
+        self.stage = stage
+        self.plan = plan
+        self.mrr = mrr
+        self.components = components
+        self.weights = weights
+        self.signals = signals
+        self.facts = facts
+        self.peer_group = peer_group
+        self.inert = inert
+        self.override = override
 
 
 def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> LifecycleStage:
@@ -173,7 +204,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     # a committed account cannot leave before its renewal: at worst yellow, by its score alone
     band = bands.band(score, position, committed(facts.get("renewal_at"), now, config))
     inert = config.inert_signals.intersection(signals)
-    found = Facts(**facts, **figures, percentiles=percentiles)  # frozen once, read by attribute
+    found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(
         now, score, band, stage, plan, mrr, components, weights, signals, found, peer_group, inert
     )

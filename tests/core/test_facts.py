@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from streamer.core.facts import Facts, FactsDraft
+from streamer.core.facts import Facts, FactsDraft, freeze
 from streamer.core.sentiment import Figures
 from streamer.native import CORE_DIR
 
@@ -109,3 +109,18 @@ def test_to_json_rounds_floats_keeps_ints_and_writes_instants() -> None:
     assert metrics["renewal_at"] == "2024-12-31T00:00:00Z"
     assert metrics["scheduled_cancellation_at"] is None
     assert "percentiles" not in metrics  # published under `peers`, not `metrics`
+
+
+def test_freeze_gives_what_the_keyword_call_gives() -> None:
+    # `freeze` spells out each field's key: a fact added to the draft (or the survey figures)
+    # and to `Facts` but not to `freeze` would come out None.
+    draft_keys, figure_keys = list(FactsDraft.__annotations__), list(Figures.__annotations__)
+    draft: FactsDraft = {key: 100 + index for index, key in enumerate(draft_keys)}  # type: ignore[misc]
+    figures: Figures = {key: 500 + index for index, key in enumerate(figure_keys)}  # type: ignore[misc]
+    percentiles = {"events_28d": 12.5}
+    frozen = freeze(draft, figures, percentiles)
+    assert frozen == Facts(**draft, **figures, percentiles=percentiles)
+    assert [getattr(frozen, key) for key in draft_keys] == [100 + i for i in range(len(draft_keys))]
+    assert [getattr(frozen, key) for key in figure_keys] == [500 + i for i in range(len(figure_keys))]
+    assert freeze({}, {}, {}) == Facts()
+    assert freeze({"dau": 2}, {"ces": 3.5}, {}) == Facts(dau=2, ces=3.5)
