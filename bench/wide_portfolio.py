@@ -7,7 +7,9 @@ for the code of this checkout and for a baseline checkout (`--baseline DIR`, e.g
 `git worktree` of the previous release), each in its own process:
 
   offline       the scoring core over the file, sorted, in one process (4 partitions), without
-                the changelog encoding below: wall time and events/s
+                the changelog encoding below: wall time and events/s, CPU seconds, the alerts
+                raised (with a digest of their ids and raised_at, compared between the columns),
+                scorings (evaluations) and snapshots per event
   changelog     the accounts a worker writes back after each batch of 4,000 events (its table
                 write pattern: one record per touched account per batch), encoded with the state
                 codec: records and bytes per account, bytes per record (per account update)
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
+import hashlib
 import heapq
 import json
 import os
@@ -197,6 +200,49 @@ def portfolio(accounts: int, months: int, seed: int) -> tuple[Path, int]:
     return out, int(count_file.read_text())
 
 
+def idle_days(path: Path) -> dict[str, float]:
+    """What moves an account's own inputs on the days it has no usage (the portfolio's, not the code's).
+
+    Of the account-days without usage after an account's first one: the share on which its
+    recency is still on the sloping part of its default curve (30 days or less since the last
+    use), and the share on which a day with usage leaves one of the usage windows the score
+    reads (7, 28, 30, 7 + 28 and 28 + 28 days). A due rule that waits for the next input change
+    can skip at most the days with neither.
+    """
+    windows = (7, 28, 30, 35, 56)
+    active: dict[str, set[int]] = {}
+    with gzip.open(path, "rb") as lines:
+        for line in lines:
+            if b'"usage.recorded"' not in line:
+                continue
+            record = json.loads(line)
+            moment = datetime.fromisoformat(record["occurred_at"].replace("Z", "+00:00"))
+            active.setdefault(record["account_id"], set()).add(int(moment.timestamp()) // 86_400)
+    if not active:
+        return {"idle_days": 0, "recency_moving": 0.0, "window_edge": 0.0, "either": 0.0}
+    last_day = max(max(days) for days in active.values())
+    total = recency = edge = either = 0
+    for days in active.values():
+        ordered = sorted(days)
+        latest = ordered[0]
+        for day in range(ordered[0] + 1, last_day + 1):
+            if day in days:
+                latest = day
+                continue
+            total += 1
+            moving = day - latest <= 30
+            leaving = any(day - width in days for width in windows)
+            recency += moving
+            edge += leaving
+            either += moving or leaving
+    return {
+        "idle_days": total,
+        "recency_moving": recency / total,
+        "window_edge": edge / total,
+        "either": either / total,
+    }
+
+
 # -- one measurement, in a process of its own ----------------------------------------------------
 
 
@@ -213,7 +259,25 @@ def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
     run = OfflineRun(config, PARTITIONS, published_ms=int(time.time() * 1000))
     stores = [WriteLog() for _ in range(PARTITIONS)]
     run.stores = stores  # type: ignore[assignment]
-    run.engines = [PartitionEngine(config, store) for store in stores]
+    scorings = idle = idle_same_score = idle_band_changed = 0
+
+    class Counting(PartitionEngine):
+        """Counts the evaluations (`_score`), the cost the timer queue and the due rule cut, and
+        of the re-scorings of idle accounts (no event: no trigger) those that left the score or
+        the band as they were."""
+
+        def _score(self, account: Any, now: int, trigger: Any) -> Any:
+            nonlocal scorings, idle, idle_same_score, idle_band_changed
+            scorings += 1
+            before = (account.score, account.band)
+            alerts = PartitionEngine._score(self, account, now, trigger)
+            if trigger is None and before[0] is not None:
+                idle += 1
+                idle_same_score += account.score == before[0]
+                idle_band_changed += account.band != before[1]
+            return alerts
+
+    run.engines = [Counting(config, store) for store in stores]
     offsets = realistic_offsets()
     records = written_bytes = 0
     encoding = encoding_cpu = 0.0
@@ -230,16 +294,21 @@ def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
     def noop(_: dict[str, Any]) -> None:
         pass
 
+    alert_ids = hashlib.sha256()  # every alert's id and raised_at, in the order raised
+
+    def on_alert(alert: dict[str, Any]) -> None:
+        alert_ids.update(f"{alert['alert_id']} {alert['raised_at']}\n".encode())
+
     with gzip.open(path, "rb") as lines:
         batch: list[bytes] = []
         started, started_cpu = time.perf_counter(), time.process_time()
         for line in lines:
             batch.append(line)
             if len(batch) == batch_size:
-                run.feed(iter(batch), on_snapshot=noop, on_alert=noop, on_dead_letter=noop)
+                run.feed(iter(batch), on_snapshot=noop, on_alert=on_alert, on_dead_letter=noop)
                 write_back()
                 batch = []
-        run.feed(iter(batch), on_snapshot=noop, on_alert=noop, on_dead_letter=noop)
+        run.feed(iter(batch), on_snapshot=noop, on_alert=on_alert, on_dead_letter=noop)
         write_back()
         wall = time.perf_counter() - started - encoding
         cpu = time.process_time() - started_cpu - encoding_cpu
@@ -268,6 +337,14 @@ def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
         "offline_cpu_s": cpu,
         "events_per_cpu_s": summary.lines / cpu,
         "alerts": sum(summary.alerts.values()),
+        "alert_ids": alert_ids.hexdigest()[:16],
+        "scorings": scorings,
+        "scorings_per_event": scorings / max(1, summary.lines),
+        "idle_scorings_per_event": idle / max(1, summary.lines),
+        "idle_same_score": idle_same_score / max(1, idle),
+        "idle_band_changed": idle_band_changed / max(1, idle),
+        "snapshots": summary.snapshots,
+        "snapshots_per_event": summary.snapshots / max(1, summary.lines),
         "changelog_records": records,
         "changelog_bytes": written_bytes,
         "state_bytes": state_bytes,
@@ -345,6 +422,12 @@ ROWS = (
     ("offline: events/s", "events_per_s", "{:,.0f}"),
     ("offline: CPU seconds", "offline_cpu_s", "{:,.1f}"),
     ("offline: events per CPU second", "events_per_cpu_s", "{:,.0f}"),
+    ("offline: alerts raised", "alerts", "{:,}"),
+    ("offline: scorings per event", "scorings_per_event", "{:,.2f}"),
+    ("offline: idle re-scorings per event", "idle_scorings_per_event", "{:,.2f}"),
+    ("idle re-scorings: score unchanged", "idle_same_score", "{:.1%}"),
+    ("idle re-scorings: band changed", "idle_band_changed", "{:.2%}"),
+    ("offline: snapshots per event", "snapshots_per_event", "{:,.2f}"),
     ("resident bytes per account (all cached)", "rss_per_account", "{:,.0f}"),
     ("changelog: records per account", "updates_per_account", "{:,.1f}"),
     ("changelog: bytes per account", "changelog_per_account", "{:,.0f}"),
@@ -413,8 +496,14 @@ def main() -> None:
         print(line)
     print()
     print("targets (issue 11): " + ", ".join(f"{key} {value}" for key, value in TARGETS.items()))
-    same = len({(r["accepted"], r["alerts"]) for r in results.values()}) == 1
-    print(f"same accepted events and alerts in every column: {'yes' if same else 'NO'}")
+    found = idle_days(path)
+    print(
+        f"account-days without usage: {found['idle_days']:,}; recency still moving (<= 30 days since the "
+        f"last use) on {found['recency_moving']:.1%}, a usage day leaving a window on "
+        f"{found['window_edge']:.1%}, either on {found['either']:.1%}"
+    )
+    same = len({(r["accepted"], r["alerts"], r["alert_ids"]) for r in results.values()}) == 1
+    print(f"same accepted events and alerts (ids and raised_at) in every column: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.identity import apply_override, profile_record
 from streamer.core.money import format_money
-from streamer.core.peers import PeerHistory, PeerReference, build_reference
+from streamer.core.peers import PeerHistory, PeerReference, build_reference, on_grid
 from streamer.core.portfolio import PeriodAggregates
 from streamer.core.revenue import Revenue
 from streamer.core.score import Evaluation, evaluate
@@ -86,8 +86,9 @@ class PartitionEngine:
         self._renewal_window = config.lifecycle.renewal_window_days * DAY
         self._currency = config.currency.reporting
         self.usage_since: int | None = None  # the first usage event the partition saw
-        # References of the midnights a late event can still reach (its own day included).
-        self.peers = PeerHistory(keep=self._lateness // DAY + 2)
+        # References of the grid points a late event can still reach (the one before it included).
+        self._refresh_days = config.peers.refresh_days
+        self.peers = PeerHistory(keep=self._lateness // (self._refresh_days * DAY) + 2)
         # The timer queue: each account's next due tick (see `_next_due`), so a tick visits only
         # the accounts due at it. Entries superseded by a later schedule stay in the heap until
         # popped and are skipped (`_due_at` has the current one).
@@ -109,10 +110,10 @@ class PartitionEngine:
             return
         for account_id in self.members:
             self._note_usage(self.accounts[account_id])
-        midnights: list[int] = []  # the latest ticks at midnight, as `tick` refreshed them
+        midnights: list[int] = []  # the latest grid points, as `tick` refreshed them
         tick = self.clock.next_tick - self._interval
         while len(midnights) < self.peers.keep and tick > 0:
-            if tick % DAY == 0:
+            if on_grid(tick, self._refresh_days):
                 midnights.append(tick)
             tick -= self._interval
         kept = {reference.tick: reference for reference in stored}
@@ -225,12 +226,12 @@ class PartitionEngine:
     def tick(self, tick: int) -> list[dict[str, Any]]:
         """Re-score the idle accounts due at `tick` (event time), in account order.
 
-        Only the accounts whose timer is due are visited (the peer reference, at midnight, still
-        reads every account): the answers are those of visiting every account and asking
+        Only the accounts whose timer is due are visited (the peer reference, at a grid point,
+        still reads every account): the answers are those of visiting every account and asking
         `_due`, because `_next_due` is the first tick at which `_due` holds.
         """
         alerts: list[dict[str, Any]] = []
-        if tick % DAY == 0:
+        if on_grid(tick, self._refresh_days):
             self.peers.add(self._reference(tick))
         timers, due_at = self._timers, self._due_at
         while timers and timers[0][0] <= tick:

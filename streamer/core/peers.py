@@ -1,6 +1,7 @@
 """Peer references: where an account's usage stands among the paying accounts like it.
 
-A partition refreshes its reference at each midnight tick (event time) from usage windows that
+A partition refreshes its reference at the midnight ticks of a grid (event time; every midnight
+by default, or e.g. the first midnight of each ISO week: `peers.refresh_days`) from usage windows that
 END `allowed_lateness + 1 day` before the tick, over the accounts paying at that instant. No
 event still admissible after the tick can touch those windows, so the reference does not depend
 on the order events arrived in, and the worker re-derives it from its accounts on recovery
@@ -168,6 +169,20 @@ def composite(
         weighted += weight * (position if higher_is_healthier.get(signal, True) else 100.0 - position)
         total += weight
     return weighted / total if total > 0 else None
+
+
+GRID_ANCHOR_DAY = 4  # 1970-01-05, a Monday: a 7-day grid falls on the first midnight of ISO weeks
+
+
+def on_grid(tick: int, refresh_days: int) -> bool:
+    """Whether a tick is a midnight at which the reference is rebuilt (every `refresh_days`)."""
+    return tick % DAY == 0 and (tick // DAY - GRID_ANCHOR_DAY) % refresh_days == 0
+
+
+def next_grid_point(after: int, refresh_days: int) -> int:
+    """The first midnight of the grid strictly after `after`."""
+    day = after // DAY + 1
+    return (day + (GRID_ANCHOR_DAY - day) % refresh_days) * DAY
 
 
 def reference_end(tick: int, lateness: int) -> int:

@@ -101,7 +101,7 @@ class Checkpoint:
                 self.clocks_table[f"clock-{partition}"] = encode_partition(record)
 
     def _write_peers(self, partition: int) -> None:
-        """Store the partition's peer references when a midnight added one (a recovery takes
+        """Store the partition's peer references when a grid point added one (a recovery takes
         them as they are instead of rebuilding each from every account). Not part of the
         delivery guarantee: a recovery rebuilds whichever reference its record lacks."""
         references = self.engines[partition].peers.references

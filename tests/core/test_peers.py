@@ -30,6 +30,16 @@ from .harness import Feed
 LATENESS = 7 * DAY
 
 
+def daily(config: ScoreConfig) -> ScoreConfig:
+    """The configuration with a reference at every midnight (`peers.refresh_days = 1`).
+
+    The hand-computed percentiles below are those of the reference of day 40's own midnight
+    (daily is the default; pinned so that a change of default cannot change what they check);
+    the weekly grid is tested on its own (`test_the_reference_moves_only_on_its_grid`).
+    """
+    return config.model_copy(update={"peers": config.peers.model_copy(update={"refresh_days": 1})})
+
+
 def used(*days_counts_users: tuple[int, int, str]) -> Usage:
     found = Usage()
     for day, count, user in days_counts_users:
@@ -131,7 +141,7 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
 
 def paying_portfolio(config: ScoreConfig) -> Feed:
     """Four starter accounts on day 0 with 1, 2, 3 and 4 events a day on days 1..40."""
-    feed = Feed(config)
+    feed = Feed(daily(config))
     feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 5)))
     for day in range(1, 41):
         feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
@@ -157,7 +167,7 @@ def test_the_engine_scores_events_as_a_percentile_among_peers() -> None:
 
 
 def test_by_default_peers_are_all_paying_accounts_of_the_partition() -> None:
-    feed = Feed(ScoreConfig(peers=Peers(min_peers=4)))
+    feed = Feed(daily(ScoreConfig(peers=Peers(min_peers=4))))
     plans = ("starter", "starter", "pro", "pro")
     feed(*(started(f"a{n}", at(0), plan=plan) for n, plan in zip(range(1, 5), plans, strict=True)))
     for day in range(1, 41):
@@ -262,7 +272,7 @@ def test_low_use_does_not_make_a_committed_account_red() -> None:
     band rule skips it (its score still carries the low use)."""
     bands = Bands(red_usage_below=15, yellow_usage_below=40)
     config = ScoreConfig(peers=Peers(min_peers=4), bands=bands)
-    feed = Feed(config)
+    feed = Feed(daily(config))
     feed(started("a1", at(0), plan="starter", term_end=at(400)))  # lowest use, committed for a year
     feed(*(started(f"a{n}", at(0), plan="starter", term_end=at(60)) for n in range(2, 5)))
     for day in range(1, 41):
@@ -272,7 +282,7 @@ def test_low_use_does_not_make_a_committed_account_red() -> None:
     assert committed.band == bands.band(committed.score)  # ... but banded by its score alone
     assert committed.band != "red"
     # The same use on a term that ends within the window: red from the usage rule.
-    monthly = Feed(config)
+    monthly = Feed(daily(config))
     monthly(*(started(f"a{n}", at(0), plan="starter", term_end=at(60)) for n in range(1, 5)))
     for day in range(1, 41):
         monthly(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
@@ -326,7 +336,7 @@ def test_the_feature_mix_is_the_geometric_mean_of_the_per_feature_percentiles() 
 def mixed_portfolio(config: ScoreConfig) -> Feed:
     """Four accounts with 4 events a day; a1 uses one feature, a2..a4 spread over two
     ("a4" only on "reports" 3 a day and "export" 1); nobody uses "admin"."""
-    feed = Feed(config)
+    feed = Feed(daily(config))
     feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 5)))
     for day in range(1, 41):
         feed(usage("a1", at(day, 10), "u", "reports", 4))
@@ -366,3 +376,23 @@ def test_the_mix_reason_names_the_features_used() -> None:
     feed = mixed_portfolio(ScoreConfig(peers=Peers(min_peers=4), signal_weights=weights))
     reasons = {r["signal"]: r["message"] for r in explain(feed.evaluate("a1", at(40, 12)), limit=10)}
     assert reasons[MIX] == "1 of 2 features used in 28 days, bottom 13% of all paying accounts"
+
+
+def test_the_reference_moves_only_on_its_grid() -> None:
+    config = ScoreConfig(peers=Peers(min_peers=4, refresh_days=7))
+    weekly = Feed(config)
+    weekly(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 5)))
+    for day in range(1, 41):
+        weekly(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    ticks = [reference.tick for reference in weekly.engine.peers.references]
+    # the first midnight of each ISO week (2024-01-22, 01-29, 02-05: Mondays), as many as the lateness needs
+    assert ticks == [ms(at(21)), ms(at(28)), ms(at(35))]
+    assert weekly.engine.peers.keep == 3
+    # every instant of the week reads the same reference: an idle account's standing stands still
+    monday = weekly.engine.peers.at(ms(at(35)))
+    assert all(weekly.engine.peers.at(ms(at(day, 12))) is monday for day in range(35, 41))
+    assert weekly.engine.peers.at(ms(at(34, 23))) is not monday
+    recovered = PartitionEngine(weekly.engine.config, weekly.store, weekly.engine.clock)
+    assert recovered.peers.references == weekly.engine.peers.references
+    every_day = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))  # daily(): every midnight
+    assert [r.tick for r in every_day.engine.peers.references][-2:] == [ms(at(39)), ms(at(40))]
