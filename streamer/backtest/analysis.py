@@ -206,11 +206,20 @@ def _held_out(
     auc = {days: roc_auc(-scores[days], labelled.churned) for days, labelled in test.items()}
     main = test[TUNE_HORIZON]
     bands_of = [
-        config.bands_for(s.stage, s.plan).band(float(score), s.signals.get("usage_28d"))
+        config.bands_for(s.stage, s.plan).band(float(score), s.signals.get("usage_28d"), committed(s))
         for s, score in zip(main.samples, scores[TUNE_HORIZON], strict=True)
     ]
     rates = churn_by_band(bands_of, main.churned.tolist())
     return HeldOut(auc, rates, band_ratio(rates)), scores
+
+
+def committed(sample: Sample) -> bool:
+    """Whether the account's term ran beyond the renewal window at the sample, as the core's band
+    read it (`streamer.core.score.committed`): it had a renewal date (`days_to_renewal` present
+    and above 0: a term that has ended without a renewal counts as 0) and was not in the renewal
+    stage, which holds exactly when that date is within the window."""
+    days = sample.signals.get("days_to_renewal")
+    return days is not None and days > 0 and sample.stage not in ("renewal", "churned")
 
 
 def _probabilities(

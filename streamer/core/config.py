@@ -177,12 +177,20 @@ class Bands(Strict):
     whatever its score: a mean of many sub-scores rarely reaches the red score range on a
     portfolio where only usage moves, and the bottom tenth of use is where churn concentrates
     (0 turns either off).
+
+    Green means "safe for now", and at most `green_share` percent of the paying accounts are
+    green through their use: the committed ones (term beyond the renewal window) come first,
+    as none of them can leave before it; an account that can leave soon is green only when its
+    use ranks in the top `green_share` percent of its peers less the share of its peers that are
+    committed (so none where a quarter or more of the peers are committed). Off with 0, and
+    before a partition's first peer reference: the score alone.
     """
 
     green: Annotated[float, Field(ge=0, le=100)] = 70
     yellow: Annotated[float, Field(ge=0, le=100)] = 40
     red_usage_below: Annotated[float, Field(ge=0, le=100)] = 10
     yellow_usage_below: Annotated[float, Field(ge=0, le=100)] = 25
+    green_share: Annotated[float, Field(ge=0, le=100)] = 25
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -195,13 +203,22 @@ class Bands(Strict):
             )
         return self
 
-    def band(self, score: float, usage: float | None = None, committed: bool = False) -> Band:
-        """The band of a score and, when known, of the usage composite's percentile among peers.
+    def band(
+        self,
+        score: float,
+        usage: float | None = None,
+        committed: bool = False,
+        committed_share: float = 0.0,
+    ) -> Band:
+        """The band of a score and, when known, of the usage composite's percentile among peers
+        (`usage`) and the percent of those peers that are committed (`committed_share`).
 
         Red means "likely to churn soon", which takes two things: a low score or the bottom of
         its peers' use, and a contract that lets the account leave soon. A `committed` account
         (its term runs beyond the renewal window) cannot leave before then: it is at worst
-        yellow, and low use alone does not lower its band (its score still carries it).
+        yellow, and low use alone does not lower its band (its score still carries it). Green
+        means "safe for now": an account that can leave soon needs the top of its peers' use,
+        what is left of `green_share` after the committed peers.
         """
         if committed:
             return Band.green if score >= self.green else Band.yellow
@@ -209,7 +226,14 @@ class Bands(Strict):
             return Band.red
         if score < self.green or (usage is not None and usage < self.yellow_usage_below):
             return Band.yellow
+        if usage is not None and self.green_share > 0 and usage < self.green_cut(committed_share):
+            return Band.yellow  # can leave soon, and its use is not among its peers' very best
         return Band.green
+
+    def green_cut(self, committed_share: float) -> float:
+        """The usage percentile an account that can leave soon needs to be green: the top
+        `green_share` percent of its peers less the percent of them that are committed."""
+        return 100.0 - max(0.0, self.green_share - committed_share)
 
 
 class Segment(Strict):

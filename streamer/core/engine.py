@@ -296,7 +296,13 @@ class PartitionEngine:
         pairs = ((accounts[aid].usage, accounts[aid].revenue) for aid in sorted(self.members))
         peers = self.config.peers
         return build_reference(
-            pairs, midnight, self._lateness, peers.group_by == "plan", peers.composite_weights, peers.compared
+            pairs,
+            midnight,
+            self._lateness,
+            peers.group_by == "plan",
+            peers.composite_weights,
+            peers.compared,
+            self.config.lifecycle.renewal_window_days * DAY,
         )
 
     def _due(self, account: Account, tick: int) -> bool:

@@ -123,6 +123,7 @@ class PeerReference:
     window_end: int  # the last day bucket of the windows it was built from
     groups: dict[tuple[str, str], tuple[float, ...]]
     sizes: dict[str, int]  # group -> paying accounts in it
+    committed: dict[str, int] = field(default_factory=dict)  # group -> of those, committed beyond the window
     # group -> the features its members used (derived from `groups`, not stored)
     features: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -135,6 +136,11 @@ class PeerReference:
             object.__setattr__(
                 self, "features", {group: tuple(sorted(names)) for group, names in found.items()}
             )
+
+    def committed_share(self, group: str) -> float:
+        """Percent of the group's paying accounts whose term ran beyond the renewal window."""
+        size = self.sizes.get(group, 0)
+        return 100.0 * self.committed.get(group, 0) / size if size else 0.0
 
     def lookup(self, group: str | None, signal: str, min_peers: int) -> tuple[str, tuple[float, ...]] | None:
         """(group used, reference) for a signal: the account's group if it has `min_peers`,
@@ -197,16 +203,20 @@ def build_reference(
     group_by_plan: bool,
     weights: Mapping[str, float] | None = None,
     higher_is_healthier: Mapping[str, bool] | None = None,
+    renewal_window: int | None = None,
 ) -> PeerReference:
     """The reference at `tick` over the accounts paying at the end of its window.
 
     With `weights` (per volume signal), each group also gets the summary of its members'
-    composites (`COMPOSITE`), computed against the group's own signal references.
+    composites (`COMPOSITE`), computed against the group's own signal references. With
+    `renewal_window` (ms), it counts per group the members committed then: a next renewal
+    further away than that (the bands read the share).
     """
     end = reference_end(tick, lateness)
     instant = (end + 1) * DAY  # the end of that day bucket
     collected: dict[tuple[str, str], list[float]] = {}
     sizes: dict[str, int] = {}
+    committed: dict[str, int] = {}
     members: list[tuple[list[str], dict[str, float], dict[str, int]]] = []
     used_by: dict[str, set[str]] = {}  # group -> features its members used
     mix = MIX in (higher_is_healthier or {}) or MIX in (weights or {})
@@ -221,8 +231,12 @@ def build_reference(
         values = peer_values(usage, revenue.seats(instant), end)
         counts = usage.feature_volume(end, WINDOW_DAYS) if mix else {}
         members.append((groups, values, counts))
+        renewal = revenue.next_renewal(instant) if renewal_window is not None else None
+        bound = renewal is not None and renewal_window is not None and renewal - instant > renewal_window
         for group in groups:
             sizes[group] = sizes.get(group, 0) + 1
+            if bound:
+                committed[group] = committed.get(group, 0) + 1
             for signal, value in values.items():
                 collected.setdefault((group, signal), []).append(value)
             if counts:
@@ -256,7 +270,9 @@ def build_reference(
                 if found is not None:
                     composites.setdefault((group, COMPOSITE), []).append(found)
         groups_summary.update((key, summarise(values)) for key, values in sorted(composites.items()))
-    return PeerReference(tick, end, groups_summary, dict(sorted(sizes.items())), features)
+    return PeerReference(
+        tick, end, groups_summary, dict(sorted(sizes.items())), dict(sorted(committed.items())), features
+    )
 
 
 @dataclass(slots=True)

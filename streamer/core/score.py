@@ -201,8 +201,10 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         weights = dict.fromkeys(COMPONENTS, 0.0)
     score = round(score, 1)
     position = percentiles.get(COMPOSITE)  # usage among peers (none: no peers yet)
-    # a committed account cannot leave before its renewal: at worst yellow, by its score alone
-    band = bands.band(score, position, committed(facts.get("renewal_at"), now, config))
+    # a committed account cannot leave before its renewal: at worst yellow, by its score alone;
+    # one that can leave soon is green only at the top of its peers' use (Bands.band)
+    share = peers.committed_share(peer_group) if peers is not None and peer_group is not None else 0.0
+    band = bands.band(score, position, committed(facts.get("renewal_at"), now, config), share)
     inert = config.inert_signals.intersection(signals)
     found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(

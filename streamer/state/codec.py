@@ -951,7 +951,9 @@ def _decode_partition_v1(body: Any) -> PartitionRecord:
 
 # -- peer references ------------------------------------------------------------------------------
 
-PEERS_VERSION = 1  # the first byte of a peer-references record (a record kind of its own)
+PEERS_VERSION = 2  # the first byte of a peer-references record (a record kind of its own)
+# 2: with the committed accounts per group (the bands read their share); a version-1 record
+# decodes with none, as if no peer were committed, until the next daily refresh replaces it
 
 
 def encode_peers(references: Sequence[PeerReference]) -> bytes:
@@ -968,6 +970,7 @@ def encode_peers(references: Sequence[PeerReference]) -> bytes:
                 for item in (group, signal, struct.pack(f"<{len(values)}d", *values))
             ],
             [item for group, size in reference.sizes.items() for item in (group, size)],
+            [item for group, count in reference.committed.items() for item in (group, count)],
         ]
         for reference in references
     ]
@@ -977,13 +980,22 @@ def encode_peers(references: Sequence[PeerReference]) -> bytes:
 
 def decode_peers(raw: bytes) -> list[PeerReference]:
     """Peer references from their record; `StateDecodeError` says what is wrong with it."""
-    return _unframe(raw, "peer references", {PEERS_VERSION: _decode_peers_v1})
+    return _unframe(raw, "peer references", {1: _decode_peers_v1, PEERS_VERSION: _decode_peers_v2})
 
 
 def _decode_peers_v1(body: Any) -> list[PeerReference]:
+    return _decode_peers(body, with_committed=False)
+
+
+def _decode_peers_v2(body: Any) -> list[PeerReference]:
+    return _decode_peers(body, with_committed=True)
+
+
+def _decode_peers(body: Any, with_committed: bool) -> list[PeerReference]:
     references = []
     for item in _list(body, "peer references"):
-        tick, window_end, raw_groups, raw_sizes = _list(item, "peer reference", 4)
+        fields = _list(item, "peer reference", 5 if with_committed else 4)
+        tick, window_end, raw_groups, raw_sizes = fields[:4]
         groups: dict[tuple[str, str], tuple[float, ...]] = {}
         flat = _list(raw_groups, "peer reference groups", step=3)
         for i in range(0, len(flat), 3):
@@ -997,12 +1009,18 @@ def _decode_peers_v1(body: Any) -> list[PeerReference]:
             _word(flat_sizes[i], "peer group"): _int(flat_sizes[i + 1], "group size")
             for i in range(0, len(flat_sizes), 2)
         }
+        flat_committed = _list(fields[4], "peer reference committed", step=2) if with_committed else []
+        committed = {
+            _word(flat_committed[i], "peer group"): _int(flat_committed[i + 1], "committed accounts")
+            for i in range(0, len(flat_committed), 2)
+        }
         references.append(
             PeerReference(
                 tick=_int(tick, "peer reference tick"),
                 window_end=_int(window_end, "peer reference window_end"),
                 groups=groups,
                 sizes=sizes,
+                committed=committed,
             )
         )
     return references

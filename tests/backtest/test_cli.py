@@ -10,11 +10,13 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from streamer.backtest.analysis import committed
 from streamer.backtest.labels import churn_instants
 from streamer.backtest.sampling import Replay, replay, sort_lines
 from streamer.backtest.tuning import scores_under, signal_scores_under
 from streamer.cli import main
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.score import committed as core_committed
 from streamer.core.score import evaluate
 from streamer.offline.runner import OfflineRun
 from streamer.settings import load_score_config
@@ -174,6 +176,30 @@ def test_samples_are_scored_from_the_events_before_the_month_start_only(
 
 def test_rescoring_with_the_configured_weights_gives_the_sampled_scores(history: Replay) -> None:
     assert scores_under(history.samples, ScoreConfig()).tolist() == [s.score for s in history.samples]
+
+
+def test_a_sample_says_whether_its_account_was_committed_as_the_core_read_it(
+    events: Path, history: Replay
+) -> None:
+    """--tune's held-out churn by band re-bands samples: a committed account (term beyond the
+    renewal window) is never red, and green without the top of use (`Bands.band`)."""
+    for at in history.month_starts[1:3]:
+        before = [line for ts, _, line in sort_lines(events) if ts < at]
+        run = OfflineRun(ScoreConfig(), 4)
+        run.feed(
+            iter(before), on_snapshot=lambda _: None, on_alert=lambda _: None, on_dead_letter=lambda _: None
+        )
+        expected = {
+            account_id: core_committed(
+                evaluate(account.inputs(), at, run.config).facts.renewal_at, at, run.config
+            )
+            for engine in run.engines
+            for account_id, account in engine.accounts.items()
+            if account.revenue.mrr_at(at) > 0
+        }
+        found = {s.account_id: committed(s) for s in history.samples if s.at == at}
+        assert found == expected
+        assert any(found.values()) and not all(found.values())
 
 
 def test_churn_from_the_subscription_events_matches_the_simulators_ground_truth(

@@ -289,6 +289,29 @@ def test_low_use_does_not_make_a_committed_account_red() -> None:
     assert monthly.evaluate("a1", at(40, 12)).band == "red"
 
 
+def test_committed_peers_fill_green_first() -> None:
+    """The reference counts the committed peers; with a quarter of them committed, an account
+    that can leave soon is not green even at the top of use, while the same use on a
+    portfolio of month-to-month peers is."""
+    config = ScoreConfig(peers=Peers(min_peers=4), empty_score=90)
+    feed = Feed(config)
+    feed(started("a1", at(0), plan="starter", term_end=at(400)))  # committed for a year
+    feed(*(started(f"a{n}", at(0), plan="starter", term_end=at(60)) for n in range(2, 5)))
+    for day in range(1, 41):
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    reference = feed.engine.peers.at(ms(at(40, 12)))
+    assert reference is not None and reference.committed == {"*": 1}
+    top = feed.evaluate("a4", at(40, 12))
+    assert top.facts.percentiles[COMPOSITE] == 87.5 and top.score >= config.bands.green
+    assert top.band == "yellow"  # a quarter of the peers committed: nobody who can leave soon is green
+    monthly = Feed(config)
+    monthly(*(started(f"a{n}", at(0), plan="starter", term_end=at(60)) for n in range(1, 5)))
+    for day in range(1, 41):
+        monthly(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    assert monthly.engine.peers.at(ms(at(40, 12))).committed == {}
+    assert monthly.evaluate("a4", at(40, 12)).band == "green"  # the top quarter of use
+
+
 def test_usage_low_among_peers_makes_the_band_red_or_yellow_whatever_the_score() -> None:
     wide = ScoreConfig(
         peers=Peers(min_peers=4, group_by="plan"), bands=Bands(red_usage_below=15, yellow_usage_below=40)

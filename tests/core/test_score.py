@@ -93,8 +93,10 @@ def test_configured_band_thresholds() -> None:
     ("score", "usage", "band"),
     [
         (90, None, "green"),  # no peer standing: the score alone
-        (90, 50, "green"),
-        (90, 25, "green"),
+        (90, 75, "green"),  # use in the top quarter of its peers: safe for now
+        (90, 74.9, "yellow"),  # can leave soon, and its use is not clearly among the best
+        (90, 50, "yellow"),
+        (90, 25, "yellow"),
         (90, 24.9, "yellow"),  # bottom quarter of use among peers
         (90, 9.9, "red"),  # bottom tenth
         (50, 80, "yellow"),  # usage never lifts a band
@@ -118,6 +120,35 @@ def test_a_committed_account_is_never_red(score: float, usage: float | None, ban
     """Red means likely to churn soon: an account whose term runs beyond the renewal window
     cannot leave before it (none of the committed samples churned within 60 days)."""
     assert Bands().band(score, usage, committed=True) == band
+
+
+@pytest.mark.parametrize(
+    ("share", "usage", "band"),
+    [
+        (0, 75, "green"),  # no peer committed: the top quarter of use
+        (0, 74.9, "yellow"),
+        (10, 85, "green"),  # a tenth committed: they come first, the top 15% of use after them
+        (10, 84.9, "yellow"),
+        (25, 99.9, "yellow"),  # a quarter committed or more: nobody who can leave soon is green
+        (40, 100, "green"),  # above every peer (the percentile's top) still is
+    ],
+)
+def test_green_is_the_committed_first_then_the_top_of_use(share: float, usage: float, band: str) -> None:
+    assert Bands().band(90, usage, committed_share=share) == band
+    assert Bands().band(90, usage, committed=True, committed_share=share) == "green"
+
+
+@pytest.mark.parametrize(
+    ("score", "usage", "band"), [(90, 50, "green"), (90, 24.9, "yellow"), (30, 95, "red")]
+)
+def test_green_share_0_lets_the_score_alone_make_green(score: float, usage: float, band: str) -> None:
+    assert Bands(green_share=0).band(score, usage) == band
+
+
+def test_a_committed_account_with_middling_use_stays_green() -> None:
+    """Green asks for the top of its peers' use only of an account that can leave soon."""
+    assert Bands().band(90, 50, committed=True) == "green"
+    assert Bands().band(90, 50) == "yellow"
 
 
 def test_usage_band_thresholds_must_be_ordered() -> None:

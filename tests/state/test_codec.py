@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from streamer.contract.events import Event
 from streamer.core.account import Account
 from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
+from streamer.core.peers import PeerReference
 from streamer.state.codec import (
     COVERED,
     StateDecodeError,
@@ -307,6 +308,17 @@ def test_peer_references_round_trip_bit_for_bit_and_refuse_damage() -> None:
     damaged[0] = 9
     with pytest.raises(StateDecodeError, match="format version 9"):
         decode_peers(bytes(damaged))
+
+
+def test_peer_references_keep_their_committed_counts_and_a_version_1_record_reads_without() -> None:
+    """The bands read the share of committed peers: a recovering worker must get it back."""
+    import msgpack
+
+    reference = PeerReference(86_400_000, 0, {("*", "events_28d"): (1.0, 2.0)}, {"*": 4}, {"*": 1})
+    assert decode_peers(encode_peers([reference]))[0].committed == {"*": 1}
+    body = msgpack.unpackb(encode_peers([reference])[1:])
+    version_1 = bytes((1,)) + msgpack.packb([item[:4] for item in body], use_bin_type=True)
+    assert decode_peers(version_1) == [dataclasses.replace(reference, committed={})]
 
 
 def test_a_feature_counter_naming_a_feature_the_record_lacks_is_refused() -> None:
