@@ -185,12 +185,6 @@ def on_grid(tick: int, refresh_days: int) -> bool:
     return tick % DAY == 0 and (tick // DAY - GRID_ANCHOR_DAY) % refresh_days == 0
 
 
-def next_grid_point(after: int, refresh_days: int) -> int:
-    """The first midnight of the grid strictly after `after`."""
-    day = after // DAY + 1
-    return (day + (GRID_ANCHOR_DAY - day) % refresh_days) * DAY
-
-
 def reference_end(tick: int, lateness: int) -> int:
     """Last day bucket of the windows a reference at `tick` may read (no admissible event lands there)."""
     return bucket_of(tick - lateness - DAY)
