@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from math import exp, log
 
 from streamer.core.clock import DAY, bucket_of
-from streamer.core.revenue import Revenue
+from streamer.core.revenue import Revenue, renews_beyond
 from streamer.core.usage import Usage, Volume
 
 QUANTILES = 101  # values kept per (group, signal): the 0th..100th percentiles
@@ -225,8 +225,9 @@ def build_reference(
         values = peer_values(usage, revenue.seats(instant), end)
         counts = usage.feature_volume(end, WINDOW_DAYS) if mix else {}
         members.append((groups, values, counts))
-        renewal = revenue.next_renewal(instant) if renewal_window is not None else None
-        bound = renewal is not None and renewal_window is not None and renewal - instant > renewal_window
+        bound = renewal_window is not None and renews_beyond(
+            revenue.next_renewal(instant), instant, renewal_window
+        )
         for group in groups:
             sizes[group] = sizes.get(group, 0) + 1
             if bound:

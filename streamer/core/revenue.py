@@ -25,6 +25,12 @@ NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
 Point = tuple[int, int, str, int]
 
 
+def renews_beyond(renewal_at: float | int | None, now: int, window: int) -> bool:
+    """Whether a term renewing at `renewal_at` runs on more than `window` (ms) past `now`: the
+    account is committed, it cannot leave before a renewal further off than the window."""
+    return renewal_at is not None and renewal_at - now > window
+
+
 @dataclass(slots=True)
 class Subscription:
     """One subscription: its MRR steps and its latest descriptive state (last writer by time)."""

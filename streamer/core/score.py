@@ -22,7 +22,7 @@ from streamer.core.peers import (
     peer_values,
     percentile,
 )
-from streamer.core.revenue import Revenue
+from streamer.core.revenue import Revenue, renews_beyond
 from streamer.core.sentiment import Figures, Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
@@ -150,7 +150,7 @@ def committed(renewal_at: float | int | None, now: int, config: ScoreConfig) -> 
     churned within 60 days. It is never red (red means likely to churn soon) and the usage band
     rule (bottom of peers: red or yellow) skips it; its score still shows the low use.
     """
-    return renewal_at is not None and renewal_at - now > config.lifecycle.renewal_window_days * DAY
+    return renews_beyond(renewal_at, now, config.lifecycle.renewal_window_days * DAY)
 
 
 def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference | None = None) -> Evaluation:
