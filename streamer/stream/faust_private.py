@@ -83,6 +83,12 @@ NAMES = (
     ),
     PrivateName(
         faust_aiokafka.AIOKafkaConsumerThread,
+        "_create_worker_consumer",
+        ("self", "transport"),
+        "stream/consumer.py: the input consumer's short fetch wait",
+    ),
+    PrivateName(
+        faust_aiokafka.AIOKafkaConsumerThread,
         "_commit",
         ("self", "offsets"),
         "stream/consumer.py: skip a commit of partitions all revoked meanwhile",
@@ -131,6 +137,7 @@ CONSUMER_STATE = {
 # Set in aiokafka's AIOKafkaConsumer.__init__: checked in its source too.
 AIOKAFKA_CONSUMER_STATE = {
     "_client": "stream/dead_letters.py: the dead-letter topic's partition count",
+    "_fetch_max_wait_ms": "stream/consumer.py: the input consumer's short fetch wait",
 }
 
 
