@@ -48,7 +48,10 @@ SUBCOMMANDS = {
         "Publish EVENTS (JSON lines, optionally .gz) to the input topics, keyed by account_id.",
     ),
     "schemas": ("streamer.contract.cli:schemas", "JSON Schema of the event contract and the output records."),
-    "simulate": ("streamer.sim.cli:simulate", "Simulate a SaaS customer portfolio and write its contract events."),
+    "simulate": (
+        "streamer.sim.cli:simulate",
+        "Simulate a SaaS customer portfolio and write its contract events.",
+    ),
     "view": (
         "streamer.view.cli:view",
         "Serve live state from the workers' Redis projection: JSON API, dashboard at /, /metrics.",
