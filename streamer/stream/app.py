@@ -26,6 +26,7 @@ from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import InputLane, PromptTableManager, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.dead_letters import DeadLetterLog, KafkaDeadLetters
+from streamer.stream.faust_imports import NoHttpClient
 from streamer.stream.faust_private import committed_offsets, without_autodiscovery_marks
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
@@ -366,6 +367,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         # a backlog): one batch, no commit for minutes on a loaded machine.
         broker_max_poll_records=FETCH_MAX,
         TableManager=PromptTableManager,  # joins the group a second sooner at start-up
+        HttpClient=NoHttpClient,  # faust's default would import aiohttp (stream/faust_imports.py)
     )
     # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust.app.base
+import pytest
 import venusian
 
 from streamer.core.config import ScoreConfig
@@ -23,3 +24,11 @@ def test_the_agent_and_timers_are_registered_without_autodiscovery_marks(tmp_pat
     marked = [fun for fun in declared if hasattr(fun, venusian.ATTACH_ATTR)]
     assert not marked, f"marked for autodiscovery: {marked}"
     assert faust.app.base.venusian is real  # restored for any other app in the process
+
+
+def test_the_app_has_no_http_client(tmp_path: Path) -> None:
+    """faust's default HTTP client class is aiohttp's, imported when the app is built; the
+    worker makes no HTTP request, and asking for a client says so."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    with pytest.raises(RuntimeError, match="no HTTP client"):
+        app.http_client  # noqa: B018
