@@ -57,13 +57,17 @@ def environment(source: Path) -> dict[str, str]:
 
 
 def command(*args: str) -> list[str]:
+    """`streamer ARGS` run from the checkout's folder (`python -c` puts the working directory
+    first on the path, ahead of the installed package)."""
     return [sys.executable, "-c", "import sys; from streamer.cli import main; sys.exit(main())", *args]
 
 
 def help_cpu(source: Path, args: list[str]) -> float:
     """CPU seconds of one `streamer ARGS --help` process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(command(*args, "--help"), env=environment(source), check=True, capture_output=True)
+    subprocess.run(
+        command(*args, "--help"), cwd=source, env=environment(source), check=True, capture_output=True
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
@@ -81,7 +85,11 @@ async def worker_steps(source: Path, settings: Settings, timeout: float) -> dict
     }
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        *command("worker"), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command("worker"),
+        cwd=source,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert process.stdout is not None
     seen: dict[str, tuple[float, float]] = {}

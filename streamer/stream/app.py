@@ -368,6 +368,9 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         broker_max_poll_records=FETCH_MAX,
         TableManager=PromptTableManager,  # joins the group a second sooner at start-up
         HttpClient=NoHttpClient,  # faust's default would import aiohttp (stream/faust_imports.py)
+        # No leader election: nothing runs `on_leader`, and faust's leader topic was one more
+        # topic created at start-up (before the group join) and fetched with the inputs.
+        topic_disable_leader=True,
     )
     # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")

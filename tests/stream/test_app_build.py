@@ -32,3 +32,10 @@ def test_the_app_has_no_http_client(tmp_path: Path) -> None:
     app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
     with pytest.raises(RuntimeError, match="no HTTP client"):
         app.http_client  # noqa: B018
+
+
+def test_no_leader_topic_is_created_or_fetched(tmp_path: Path) -> None:
+    """Nothing in the worker runs on the leader only; faust's leader topic was one more topic to
+    create before the group join and to fetch with the inputs."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    assert app.conf.topic_disable_leader
