@@ -105,11 +105,11 @@ class Commands(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from streamer.settings import settings_problem
-
         try:
             return super().invoke(ctx)
         except ValidationError as error:
+            from streamer.settings import settings_problem  # pydantic-settings: ~0.2 CPU s to import
+
             problem = settings_problem(error)
             if problem is None:
                 raise

@@ -80,3 +80,26 @@ def test_the_command_list_is_clicks_own_listing_of_the_imported_commands(width: 
     lazy = listing(imported=False)
     assert "worker" in lazy
     assert lazy == listing(imported=True)
+
+
+def test_a_commands_help_imports_neither_the_settings_nor_faust() -> None:
+    """`streamer worker --help` paid ~0.2 CPU s for pydantic-settings before any command ran."""
+    code = (
+        "import sys\n"
+        "from streamer.cli import main\n"
+        "try:\n"
+        "    main(['worker', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('MODULES', ' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    loaded = set(out.rsplit("MODULES", 1)[1].split())
+    heavy = {
+        "pydantic_settings",
+        "streamer.settings",
+        "faust",
+        "streamer.core.config",
+        "streamer.offline.runner",
+    }
+    assert not heavy & loaded, f"`streamer worker --help` imports {sorted(heavy & loaded)}"
