@@ -18,7 +18,7 @@ def test_the_agent_and_timers_are_registered_without_autodiscovery_marks(tmp_pat
     the worker never autodiscovers, so it declares its agent and timers without them."""
     real = faust.app.base.venusian
     app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
-    assert list(app.agents) == ["streamer.stream.app.score"]  # the name faust gave it before
+    assert list(app.agents) == [f"{create_app.__module__}.score"]  # the name faust gave it before
     declared = [agent.fun for agent in app.agents.values()] + list(app._app_tasks)
     assert len(declared) >= 4  # the agent and at least three timers
     marked = [fun for fun in declared if hasattr(fun, venusian.ATTACH_ATTR)]
