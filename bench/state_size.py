@@ -68,11 +68,8 @@ def parts(account: Account) -> dict[str, tuple[Any, Callable[[], Any]]]:
     usage = codec._encode_usage(account.usage, ids)
     return {
         "dedupe ids (seen)": (account.seen, lambda: codec._encode_seen(account.seen)),
-        "usage: per-user activity": (account.usage.users, lambda: usage[1:4]),
-        "usage: day buckets": (
-            (account.usage.daily_users, account.usage.last_day_users, account.usage.daily_activity),
-            lambda: usage[4:7],
-        ),
+        "usage: per-user activity": (user_parts(account), lambda: usage[1:4]),
+        "usage: day buckets": (day_parts(account), lambda: usage[4:7]),
         "usage: features, memo": (account.usage.features, lambda: [usage[0], *usage[7:]]),
         "tickets (support)": (account.support, lambda: codec._encode_support(account.support, ids)),
         "surveys (sentiment)": (account.sentiment, lambda: codec._encode_sentiment(account.sentiment, ids)),
@@ -81,9 +78,26 @@ def parts(account: Account) -> dict[str, tuple[Any, Callable[[], Any]]]:
     }
 
 
-def walk(root: Any, seen: set[int], shared: set[int]) -> int:
-    """Bytes of the objects reachable from `root` not in `seen` or `shared` (adds them to `seen`)."""
-    total, stack = 0, [root]
+def user_parts(account: Account) -> tuple[Any, ...]:
+    usage = account.usage
+    return (usage.user_keys, usage.user_last, usage.user_masks)
+
+
+def day_parts(account: Account) -> tuple[Any, ...]:
+    usage = account.usage
+    return (
+        usage.bucket_days,
+        usage.bucket_activity,
+        usage.bucket_users,
+        usage.last_days,
+        usage.last_day_users,
+    )
+
+
+def walk(roots: tuple[Any, ...], seen: set[int], shared: set[int]) -> int:
+    """Bytes of the objects reachable from `roots` (not counting the tuple holding them) not in
+    `seen` or `shared` (adds them to `seen`)."""
+    total, stack = 0, list(roots)
     while stack:
         obj = stack.pop()
         if id(obj) in seen or id(obj) in shared:
@@ -95,21 +109,23 @@ def walk(root: Any, seen: set[int], shared: set[int]) -> int:
         elif isinstance(obj, list | tuple | set | frozenset):
             stack += obj
         else:
-            stack += [getattr(obj, name) for name in getattr(obj, "__slots__", ()) if hasattr(obj, name)]
+            # A compiled (mypyc) class has no `__slots__`; its dataclass fields name its attributes.
+            names = getattr(obj, "__dataclass_fields__", None) or getattr(obj, "__slots__", ())
+            stack += [getattr(obj, name) for name in names if hasattr(obj, name)]
     return total
 
 
-RESIDENT_PARTS = (
-    ("dedupe ids (seen)", lambda a: a.seen),
-    ("usage: per-user activity", lambda a: a.usage.users),
-    ("usage: day buckets", lambda a: (a.usage.daily_users, a.usage.last_day_users, a.usage.daily_activity)),
-    ("usage: per-feature day counters", lambda a: a.usage.feature_days),
+RESIDENT_PARTS: tuple[tuple[str, Callable[[Account], tuple[Any, ...]]], ...] = (
+    ("dedupe ids (seen)", lambda a: (a.seen,)),
+    ("usage: per-user activity", user_parts),
+    ("usage: day buckets", day_parts),
+    ("usage: per-feature day counters", lambda a: (a.usage.feature_days,)),
     ("usage: features, memo", lambda a: (a.usage.features, a.usage._memo)),
-    ("tickets (support)", lambda a: a.support),
-    ("surveys (sentiment)", lambda a: a.sentiment),
-    ("subscriptions (revenue)", lambda a: a.revenue),
-    ("alert memory", lambda a: a.alerts),
-    ("the rest (shells, id, terms)", lambda a: a),
+    ("tickets (support)", lambda a: (a.support,)),
+    ("surveys (sentiment)", lambda a: (a.sentiment,)),
+    ("subscriptions (revenue)", lambda a: (a.revenue,)),
+    ("alert memory", lambda a: (a.alerts,)),
+    ("the rest (shells, id, terms)", lambda a: (a,)),
 )
 
 
@@ -118,7 +134,7 @@ def resident_parts(accounts: list[Account]) -> dict[str, float]:
     reached: dict[int, int] = {}
     for account in accounts:
         seen: set[int] = set()
-        walk(account, seen, set())
+        walk((account,), seen, set())
         for key in seen:
             reached[key] = reached.get(key, 0) + 1
     shared = {key for key, count in reached.items() if count > 1}
