@@ -6,8 +6,9 @@ write pattern: one changelog record per touched account per batch). Prints:
 
   1. bytes per account of the final state, by part, pickled and encoded;
   2. the changelog: records written per 1,000 events and bytes per record (pickle vs codec);
-  3. resident Python memory of the decoded accounts (what a worker keeps cached), per account,
-     and where it goes: a `sys.getsizeof` walk of each part, objects reached from more than
+  3. resident Python memory of the decoded accounts (what a worker keeps cached), per account
+     (tracemalloc; and the growth of the process's RSS the first time they are decoded), and
+     where it goes: a `sys.getsizeof` walk of each part, objects reached from more than
      one account (interned words, shared days and scores) left out.
 
     .venv/bin/python bench/state_size.py                        # 500 accounts x 2 months
@@ -21,13 +22,14 @@ import gzip
 import pickle
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
-from common import add_portfolio, parser
+from common import add_portfolio, parser, rss
 from machine import git_revision, load
 from write_log import WriteLog, realistic_offsets, written_back
 
@@ -146,7 +148,33 @@ def resident_parts(accounts: list[Account]) -> dict[str, float]:
     return {name: total / max(1, len(accounts)) for name, total in totals.items()}
 
 
+def decoded_rss(raw: list[bytes]) -> int:
+    """Bytes of RSS a fresh process adds when it decodes these records and keeps the accounts
+    (as a recovering worker does; a fresh process, so no freed memory of this one is reused)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "records.msgpack"
+        path.write_bytes(msgpack.packb(raw, use_bin_type=True))
+        done = subprocess.run(
+            [sys.executable, __file__, "--decoded-rss", str(path)], capture_output=True, text=True
+        )
+    if done.returncode:
+        raise SystemExit(f"decoding in a child failed:\n{done.stderr[-2000:]}")
+    return int(done.stdout.split()[0])
+
+
+def child_decoded_rss(path: Path) -> None:
+    raw = msgpack.unpackb(path.read_bytes(), raw=False)
+    gc.collect()
+    before = rss()
+    decoded = [codec.decode_account(r) for r in raw]
+    gc.collect()
+    print(rss() - before, f"({len(decoded)} accounts)")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--decoded-rss"]:
+        child_decoded_rss(Path(sys.argv[2]))
+        return
     options = parser(__doc__)
     add_portfolio(options, accounts=500, months=2, seed=7)
     args = options.parse_args()
@@ -199,6 +227,7 @@ def main() -> None:
     del accounts, engines
     for store in stores:
         store.clear()
+    grown = decoded_rss(raw)
     gc.collect()
     tracemalloc.start()
     decoded = [codec.decode_account(r) for r in raw]
@@ -206,6 +235,7 @@ def main() -> None:
     tracemalloc.stop()
     print()
     print(f"resident Python objects of {len(decoded)} decoded accounts: {resident / n:,.0f} B per account")
+    print(f"RSS a fresh process adds decoding them: {grown / n:,.0f} B per account")
     print("where they go (getsizeof walk, objects shared between accounts left out):")
     parts_resident = resident_parts(decoded)
     for name, size in parts_resident.items():
