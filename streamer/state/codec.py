@@ -5,9 +5,9 @@ that writes its fields by name, in a fixed order, as MessagePack arrays of integ
 floats. A record is one format-version byte followed by the MessagePack body.
 
 Compact by construction: arrays instead of maps, day numbers relative to the structure's
-horizon, event times of sorted lists as differences, dedupe ids as 64-bit keys packed 8 bytes
-each, and ids that start with the account id (`acct-0042-u0007`) stored as their suffix (a
-MessagePack `bin` value; a `str` value is a whole id).
+horizon, event times of sorted lists as differences, dedupe ids and usage users as 64-bit keys
+packed 8 bytes each, and ids that start with the account id (`acct-0042-t0007`) stored as their
+suffix (a MessagePack `bin` value; a `str` value is a whole id).
 
 Memo fields (caches keyed by a version counter) are not stored: they start empty after a
 decode and are recomputed from the stored fields on first use. `COVERED` lists, per class,
