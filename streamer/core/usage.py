@@ -30,7 +30,9 @@ from streamer.core.clock import bucket_of
 
 HORIZON_DAYS = 64  # bucket horizon: covers MAU (30), trend (7 + 28) and the lateness allowance
 _MASK = (1 << HORIZON_DAYS) - 1
-DAYS = "i"  # day numbers (days since 1970, signed 32-bit) and users per day
+# Day numbers (days since 1970) and users per day or per last active day, signed 32-bit: a day
+# gains at most one user per usage event (2^31 events of one account on one day would overflow).
+DAYS = "i"
 # Events per day (of the account, of a feature): 4 bytes each while every value of the array
 # fits, 8 once one does not (`counts`; one event may count up to 2^31 - 1).
 NARROW, WIDE = "i", "q"
@@ -219,9 +221,8 @@ class Usage:
     def _evict_least_recent_users(self) -> None:
         """Forget the least recently active eighth of the users at once (amortised O(log n)).
 
-        Users last active on the same day go in the order of their keys (a user id's order
-        before the keys; the cap is 2,000 users by default, which no development portfolio
-        reaches).
+        Users last active on the same day go in the order of their keys (before state format 6,
+        of their ids; the cap is 2,000 users by default, which no development portfolio reaches).
         """
         keys, last = self.user_keys, self.user_last
         n = len(last)
