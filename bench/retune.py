@@ -11,7 +11,9 @@ compares two tuning rules on exactly the same samples (the replays are not redon
 Columns, on the held-out later third of the month starts (60-day churn): the default score, what
 `--tune` chose ranked by what it publishes (the tuned score, or churn_risk_60d when the written
 candidate is a model only), the plain logistic regression; the winner of the choice and whether
-tuned >= default and tuned >= plain. CPU seconds per portfolio on stderr.
+tuned >= default and tuned >= plain; the mix of the calibrated default and the plain regression
+(a `--tune` candidate, see streamer/backtest/choice.py) held out, and whether it was within one
+standard error of the best out of fold. CPU seconds per portfolio on stderr.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Row:
     samples: int  # held out, 60-day labels
     churned: int
     brier: float  # the written [model]'s, held out
+    mix: float | None  # the mix of the calibrated default and the plain fit, held out
+    mix_within: bool  # whether the mix was within one standard error of the best out of fold
 
     @property
     def passes(self) -> bool:
@@ -64,6 +68,7 @@ def retune(path: Path, holdout: float) -> Row:
     by_horizon = {days: h.labelled for days, h in result.horizons.items()}
     tuning = tune(by_horizon, ScoreConfig(), adopt, holdout, grid)
     test = tuning.test_labelled[TUNE_HORIZON]
+    mix = getattr(tuning, "mix_risk", None)  # a checkout before the mix has none
     return Row(
         tuning.default.auc[TUNE_HORIZON] or 0.5,
         tuning.chosen[TUNE_HORIZON] or 0.5,
@@ -72,6 +77,8 @@ def retune(path: Path, holdout: float) -> Row:
         len(test.samples),
         int(test.churned.sum()),
         tuning.risk.brier,
+        mix.auc[TUNE_HORIZON] or 0.5 if mix is not None else None,
+        any(c.kind.value == "mix" for c in getattr(tuning.choice, "eligible", [])),
     )
 
 
@@ -86,9 +93,9 @@ def main() -> None:
     rows: dict[str, Row] = {}
     print(
         "| portfolio | held out: churners / samples | default / tuned / plain AUC60 | chosen "
-        "| tuned >= default, plain |"
+        "| tuned >= default, plain | mix (within 1 SE out of fold) |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for item in args.replays:
         name, _, file = item.partition("=")
         started = time.process_time()
@@ -98,7 +105,8 @@ def main() -> None:
             f"| {name} | {row.churned} / {row.samples} "
             f"| {row.default:.3f} / **{row.tuned:.3f}** / {row.plain:.3f} "
             f"| {row.winner} | {'yes' if row.tuned >= row.default else 'no'}, "
-            f"{'yes' if row.tuned >= row.plain else 'no'} |",
+            f"{'yes' if row.tuned >= row.plain else 'no'} "
+            f"| {'n/a' if row.mix is None else f'{row.mix:.3f}'} ({'yes' if row.mix_within else 'no'}) |",
             flush=True,
         )
     both = [name for name, row in rows.items() if row.passes]
