@@ -120,7 +120,11 @@ class Choice:
         return self.best_writable.auc - STANDARD_ERRORS * (self.standard_error or 0.0)
 
     def best(self, kind: Kind) -> Candidate | None:
+        """The best of `kind` out of fold; for the mix, the one with the best plain fit (the writable one)."""
         found = [c for c in self.candidates if c.kind is kind and c.auc is not None]
+        if kind is Kind.mix:
+            plain = self.best(Kind.plain)
+            found = [c for c in found if plain is not None and c.l2 == plain.l2]
         return min(found, key=_preference) if found else None
 
     @property
@@ -248,7 +252,7 @@ def volume_features(model: SignalModel) -> list[str]:
 
 def mix_risk(model: SignalModel, samples: Sequence[Sample]) -> Matrix:
     """A mix's probabilities for `samples` (a model over the plain fit's columns, volumes included)."""
-    return plain_risk(model, samples)
+    return model.probability(plain_rows(samples, volume_features(model)))
 
 
 def _log_odds(model: SignalModel, rows: Sequence[Mapping[str, float]]) -> Matrix:
