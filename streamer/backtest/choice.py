@@ -24,10 +24,13 @@ The rule is the one-standard-error rule towards the simplest: the candidate with
 out-of-fold ROC AUC sets the bar; a candidate is within it when its AUC is below the best's by
 less than one standard error of their difference (a paired bootstrap over accounts, which keeps
 an account's samples together and compares both on the same draws); the first candidate of
-`PREFERENCE` within it wins: the default first, then the health fits from the strongest penalty,
-then the mix, then the plain regression. A fit replaces the default only when it ranks better by
-more than the noise of the folds. (The mix first, before the default, was measured too: see
-docs/backtest.md, "The mix of the default and the plain regression".)
+`PREFERENCE` within it wins: the mix first, then the default, then the health fits from the
+strongest penalty, then the plain regression. A health fit replaces the default score's weights
+only when it ranks better by more than the noise of the folds; the mix, which leaves them as they
+are and hedges churn_risk_60d between the configured score and the portfolio's own regression, is
+written whenever it is within the noise: the inner folds train on less history than the final fit
+and rank the default above the mix where the mix ranks better held out (measured on twelve
+development portfolios: docs/backtest.md, "The mix of the default and the plain regression").
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class Kind(StrEnum):
         return self in (Kind.mix, Kind.plain)
 
 
-PREFERENCE = (Kind.default, Kind.health, Kind.mix, Kind.plain)
+PREFERENCE = (Kind.mix, Kind.default, Kind.health, Kind.plain)
 """The order in which candidates within the noise of the best are preferred (the module's docstring)."""
 
 

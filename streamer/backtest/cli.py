@@ -179,8 +179,8 @@ def backtest(
     folds inside the training period the default, the fit per penalty, a plain (unconstrained)
     regression that also reads the --top-features feature volumes, and the mix of the default
     and that regression (their log-odds averaged) are compared, and the simplest candidate
-    within one standard error of the best out-of-fold AUC is written (the default first, then
-    the fits, the mix, the plain regression last): a health fit's coefficients (kept <= 0)
+    within one standard error of the best out-of-fold AUC is written (the mix first, then the
+    default, the fits, the plain regression last): a health fit's coefficients (kept <= 0)
     become the signal and component weights; the winner becomes the [model] behind
     churn_risk_60d. On the later
     month starts it is compared with the configured score and with the plain regression, and

@@ -88,8 +88,10 @@ def test_a_health_fit_is_written_when_it_ranks_better_than_the_default_out_of_fo
     assert result.fitted.signal_weights["nps"] > result.fitted.signal_weights["recency_days"]
 
 
-def test_a_tie_goes_to_the_default() -> None:
-    """Nothing varies: every candidate ranks at chance, and the simplest, the default, wins."""
+def test_a_tie_keeps_the_default_weights_and_hedges_the_risk_with_the_mix() -> None:
+    """Nothing varies: every candidate ranks at chance. The mix (the calibrated default averaged
+    with the plain fit) comes first in `PREFERENCE`, so it becomes the [model]; no health fit
+    replaces the default score's weights on noise."""
     rng = np.random.default_rng(1)
     samples = [
         sample(account_id=f"a{i}", at=(i // 200) * 31 * DAY, mrr=1, signals={"recency_days": 50.0})
@@ -97,7 +99,9 @@ def test_a_tie_goes_to_the_default() -> None:
     ]
     labelled = Labelled(TUNE_HORIZON, samples, rng.uniform(size=1800) < 0.2)
     result = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3)
-    assert result.choice.keeps_default and len(result.choice.folds) == 3
+    assert result.choice.winner.kind is Kind.mix and len(result.choice.folds) == 3
+    assert result.tuned_weights == ScoreConfig().weights.as_dict()
+    assert result.fitted.signal_weights == {n: w for n, (_, w) in ScoreConfig().signal_table.items()}
 
 
 NOISE = (
