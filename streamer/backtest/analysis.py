@@ -17,6 +17,8 @@ from streamer.backtest.choice import (
     Choice,
     Kind,
     choose,
+    mix_fit,
+    mix_risk,
     plain_fit,
     plain_risk,
     shrunk_fit,
@@ -188,6 +190,7 @@ class TuneResult:
     tuned: HeldOut
     risk: Probabilities  # the written [model] through the core's risk function
     plain_risk: Probabilities
+    mix_risk: Probabilities  # the mix of the calibrated default and the plain fit, whatever was chosen
     test_labelled: dict[int, Labelled]
     test_scores: dict[str, dict[int, NDArray[np.float64]]]  # "default"/"tuned" -> horizon -> scores
     chosen: dict[int, float | None] = field(default_factory=dict)  # held-out AUC of what --tune wrote
@@ -347,11 +350,18 @@ def tune(
     health_model = shrunk_fit(space, rows, train.churned, health_l2 or math.inf, config)
     plain_model = plain_fit(train.samples, train.churned, plain_l2, top_k)
     fitted = fitted_settings(health_model, config, train_months, len(train.samples))
-    if choice.winner.kind is Kind.plain:  # the plain regression is the [model]; the score keeps its weights
+    if choice.winner.kind.model_only:  # the plain fit or the mix is the [model]; the score keeps its weights
+        model = (
+            mix_fit(plain_model, train.samples, train.churned, config)
+            if choice.winner.kind is Kind.mix
+            else plain_model
+        )
+        table = model_table(model, train_months, len(train.samples))
+        table["version"] = f"{table['version']} {choice.winner.kind.value}"  # which candidate it is
         fitted = Fitted(
             config.weights.as_dict(),
             {name: weight for name, (_, weight) in config.signal_table.items()},
-            model_table(plain_model, train_months, len(train.samples)),
+            table,
         )
     elif choice.keeps_default:  # no fit ranked clearly better out of fold: keep the weights, add the [model]
         fitted = Fitted(
@@ -381,6 +391,11 @@ def tune(
     def plain_of(samples: list[Sample]) -> NDArray[np.float64]:
         return plain_risk(plain_model, samples)
 
+    mix_model = mix_fit(plain_model, train.samples, train.churned, config)
+
+    def mix_of(samples: list[Sample]) -> NDArray[np.float64]:
+        return mix_risk(mix_model, samples)
+
     risk = _probabilities(test, risk_of)
     return TuneResult(
         train_months=train_months,
@@ -399,9 +414,10 @@ def tune(
         tuned=tuned,
         risk=risk,
         plain_risk=_probabilities(test, plain_of),
+        mix_risk=_probabilities(test, mix_of),
         test_labelled=test,
         test_scores={"default": default_scores, "tuned": tuned_scores},
-        chosen=dict(risk.auc if choice.winner.kind is Kind.plain else tuned.auc),
+        chosen=dict(risk.auc if choice.winner.kind.model_only else tuned.auc),
     )
 
 

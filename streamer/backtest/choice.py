@@ -5,31 +5,39 @@ its weight in the component, with every signal present) times one fitted scale i
 the health fit's coefficients are pulled towards it by an L2 penalty, so that an infinite
 penalty gives back the default score's ranking exactly and a finite one adds a regularised
 correction. The plain (unconstrained) regression reads the signals and the volume of each of
-the portfolio's top `TOP_FEATURES` product features (ln(1 + events over 28 days)).
+the portfolio's top `TOP_FEATURES` product features (ln(1 + events over 28 days)). The *mix*
+averages the calibrated default's and the plain regression's log-odds, each divided by its
+spread over the training samples, and calibrates the average (`mix_fit`): one linear model over
+the plain fit's columns, which `[model]` carries.
 
 Candidates, scored on the same rolling-origin folds inside the training period (see
 `learn.time_folds`; the instants are the month starts and the weekly grid between them): the
 default, the shrunk fit at each penalty of `SHRINK_GRID` turned into weights exactly as `--tune`
-would write them, and the plain regression at the penalty of `L2_GRID` that ranks best out of
-fold (the yardstick, itself a candidate: written, it leaves the weights at the default and
-becomes the `[model]` behind churn_risk_60d). The folds use 60-day churn labels; when the
-training period is too short for a 60-day split (two month starts), 30-day labels, so that no
-fit label reaches its validation instant and no validation label the held-out range.
+would write them, the plain regression at the penalty of `L2_GRID` that ranks best out of fold
+(the yardstick, itself a candidate) and the mix with that plain fit (the plain fit and the mix,
+written, leave the weights at the default and become the `[model]` behind churn_risk_60d). The
+folds use 60-day churn labels; when the training period is too short for a 60-day split (two
+month starts), 30-day labels, so that no fit label reaches its validation instant and no
+validation label the held-out range.
 
 The rule is the one-standard-error rule towards the simplest: the candidate with the best pooled
 out-of-fold ROC AUC sets the bar; a candidate is within it when its AUC is below the best's by
 less than one standard error of their difference (a paired bootstrap over accounts, which keeps
-an account's samples together and compares both on the same draws); the simplest candidate
-within it wins: the default first, then the health fits from the strongest penalty, then the
-plain regression. A fit replaces the default only when it ranks better by more than the noise
-of the folds.
+an account's samples together and compares both on the same draws); the first candidate of
+`PREFERENCE` within it wins: the mix first, then the default, then the health fits from the
+strongest penalty, then the plain regression. A health fit replaces the default score's weights
+only when it ranks better by more than the noise of the folds; the mix, which leaves them as they
+are and hedges churn_risk_60d between the configured score and the portfolio's own regression, is
+written whenever it is within the noise: the inner folds train on less history than the final fit
+and rank the default above the mix where the mix ranks better held out (measured on twelve
+development portfolios: docs/backtest.md, "The mix of the default and the plain regression").
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -66,7 +74,17 @@ BOOTSTRAP_SEED = 0  # the bootstrap is deterministic: the same history chooses t
 class Kind(StrEnum):
     default = "default"  # the configured weights, unchanged (the shrunk fit at an infinite penalty)
     health = "health"  # a health fit (coefficients <= 0) shrunk towards the default, written as weights
+    mix = "mix"  # the default (calibrated) and the plain regression averaged: the [model] only, weights kept
     plain = "plain"  # the unconstrained regression with feature volumes: the [model] only, weights kept
+
+    @property
+    def model_only(self) -> bool:
+        """Written as the [model] behind churn_risk_60d only: the score keeps the default weights."""
+        return self in (Kind.mix, Kind.plain)
+
+
+PREFERENCE = (Kind.mix, Kind.default, Kind.health, Kind.plain)
+"""The order in which candidates within the noise of the best are preferred (the module's docstring)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,7 @@ class Choice:
     best_writable: Candidate | None = None  # the highest out-of-fold AUC among the writable candidates
     standard_error: float | None = None  # of its AUC minus the default's (bootstrap over accounts)
     horizon_days: int = 60  # the label horizon of the folds (30 when the training period is short)
+    eligible: list[Candidate] = field(default_factory=list)  # the writable candidates within the noise
 
     @property
     def keeps_default(self) -> bool:
@@ -104,7 +123,11 @@ class Choice:
         return self.best_writable.auc - STANDARD_ERRORS * (self.standard_error or 0.0)
 
     def best(self, kind: Kind) -> Candidate | None:
+        """The best of `kind` out of fold; for the mix, the one with the best plain fit (the writable one)."""
         found = [c for c in self.candidates if c.kind is kind and c.auc is not None]
+        if kind is Kind.mix:
+            plain = self.best(Kind.plain)
+            found = [c for c in found if plain is not None and c.l2 == plain.l2]
         return min(found, key=_preference) if found else None
 
     @property
@@ -115,13 +138,12 @@ class Choice:
 
 def _preference(candidate: Candidate) -> tuple[float, int, float]:
     """Sort key, best first: higher AUC, then the simpler candidate."""
-    return (-(candidate.auc if candidate.auc is not None else 0.5), *_simplicity(candidate))
+    return (-(candidate.auc if candidate.auc is not None else 0.5), *_preferred_order(candidate))
 
 
-def _simplicity(candidate: Candidate) -> tuple[int, float]:
-    """Sort key, simplest first: the default, the health fits, the plain fit; then the stronger penalty."""
-    order = {Kind.default: 0, Kind.health: 1, Kind.plain: 2}
-    return (order[candidate.kind], -(candidate.l2 or 0.0))
+def _preferred_order(candidate: Candidate) -> tuple[int, float]:
+    """Sort key, first preferred: the order of `PREFERENCE`; then the stronger penalty."""
+    return (PREFERENCE.index(candidate.kind), -(candidate.l2 or 0.0))
 
 
 def default_shares(config: ScoreConfig, signals: Sequence[str]) -> dict[str, float]:
@@ -223,8 +245,63 @@ def plain_fit(samples: Sequence[Sample], churned: NDArray[np.bool_], l2: float, 
 
 def plain_risk(model: SignalModel, samples: Sequence[Sample]) -> Matrix:
     """A plain fit's probabilities for `samples` (its feature volumes read from them)."""
-    features = [name[len(VOLUME_PREFIX) :] for name in model.space.signals if name.startswith(VOLUME_PREFIX)]
-    return model.probability(plain_rows(samples, features))
+    return model.probability(plain_rows(samples, volume_features(model)))
+
+
+def volume_features(model: SignalModel) -> list[str]:
+    """The product features whose volumes `model` reads."""
+    return [name[len(VOLUME_PREFIX) :] for name in model.space.signals if name.startswith(VOLUME_PREFIX)]
+
+
+def mix_risk(model: SignalModel, samples: Sequence[Sample]) -> Matrix:
+    """A mix's probabilities for `samples` (a model over the plain fit's columns, volumes included)."""
+    return model.probability(plain_rows(samples, volume_features(model)))
+
+
+def _log_odds(model: SignalModel, rows: Sequence[Mapping[str, float]]) -> Matrix:
+    beta = np.array(
+        [model.coefficients[name] for name in model.space.signals]
+        + [model.missing[name] for name in model.space.indicators]
+    )
+    return np.asarray(model.intercept + model.space.matrix(rows) @ beta, dtype=np.float64)
+
+
+def mix_fit(
+    plain: SignalModel, samples: Sequence[Sample], churned: NDArray[np.bool_], config: ScoreConfig
+) -> SignalModel:
+    """The default score calibrated on `samples` (`default_model`) and the plain regression `plain`
+    (fitted on the same samples), averaged: each one's
+    log-odds divided by its standard deviation over `samples` (the samples both were fitted on), so
+    that each weighs alike in the ranking, the two averaged, and the average calibrated on `samples`
+    (log-odds = a + b x average, b >= 0: the mix's ranking is kept).
+
+    Both are linear in the same columns (the default's missing terms are 0 and its feature volumes
+    absent, so 0), hence so is the mix: one model over the plain fit's columns, which `[model]`
+    carries as it carries the plain fit. A model constant over `samples` drops out.
+    """
+    signal_rows = [s.signals for s in samples]
+    default = default_model(FeatureSpace.learn(signal_rows), signal_rows, churned, config)
+    rows = plain_rows(samples, volume_features(plain))
+    parts: list[tuple[SignalModel, float]] = []
+    for model in (default, plain):
+        spread = float(np.std(_log_odds(model, rows))) if rows else 0.0
+        if spread > 1e-9:
+            parts.append((model, 0.5 / spread))
+    space = plain.space
+    coefficients = {n: sum(w * m.coefficients.get(n, 0.0) for m, w in parts) for n in space.signals}
+    missing = {n: sum(w * m.missing.get(n, 0.0) for m, w in parts) for n in space.indicators}
+    intercept = sum(w * m.intercept for m, w in parts)
+    average = SignalModel(space, intercept, coefficients, missing, plain.l2)
+    z = _log_odds(average, rows)
+    a, slope = fit_l2_logistic(-z[:, None], churned, 1e-6, non_positive=[0])
+    b = -float(slope[0])
+    return SignalModel(
+        space,
+        a + b * intercept,
+        {n: b * c for n, c in coefficients.items()},
+        {n: b * c for n, c in missing.items()},
+        plain.l2,
+    )
 
 
 def bootstrap_se(
@@ -292,10 +369,13 @@ def choose(
         for l2 in plain_grid:
             plain = plain_fit(fit, churned[fit_mask], l2, top_k)
             risks.setdefault((Kind.plain, l2), []).append(plain_risk(plain, test))
+            mix = mix_fit(plain, fit, churned[fit_mask], default)
+            risks.setdefault((Kind.mix, l2), []).append(mix_risk(mix, test))
     keys = [
         (Kind.default, None),
         *((Kind.health, l2) for l2 in grid),
         *((Kind.plain, l2) for l2 in plain_grid),
+        *((Kind.mix, l2) for l2 in plain_grid),
     ]
     labels = np.concatenate(observed) if observed else np.zeros(0, dtype=bool)
     pooled = {key: np.concatenate(risks[key]) for key in keys} if observed else {}
@@ -304,10 +384,13 @@ def choose(
     ]
     plains = [c for c in candidates if c.kind is Kind.plain]
     best_plain = min(plains, key=_preference) if plains else None  # the yardstick's penalty
-    writable = [c for c in candidates if c.kind is not Kind.plain or c == best_plain]
+    # the plain fit and the mix at the penalty where the plain fit ranks best (the mix adds no choice)
+    writable = [
+        c for c in candidates if not c.kind.model_only or (best_plain is not None and c.l2 == best_plain.l2)
+    ]
     best = min(writable, key=_preference)
     if best.auc is None:
-        return Choice(min(writable, key=_simplicity), candidates, folds, horizon_days=horizon)
+        return Choice(min(writable, key=_preferred_order), candidates, folds, horizon_days=horizon)
     best_risk, top = pooled[(best.kind, best.l2)], best.auc
 
     def within_noise(candidate: Candidate) -> bool:
@@ -321,4 +404,4 @@ def choose(
 
     eligible = [c for c in writable if within_noise(c)]
     se = bootstrap_se(best_risk, labels, accounts, pooled[(Kind.default, None)])
-    return Choice(min(eligible, key=_simplicity), candidates, folds, best, se, horizon)
+    return Choice(min(eligible, key=_preferred_order), candidates, folds, best, se, horizon, eligible)

@@ -176,11 +176,13 @@ def backtest(
     With --tune, an L2 logistic regression of 60-day churn on every signal's sub-score is fitted on
     the earlier month starts (and a weekly grid between them), its penalty pulling each coefficient
     towards the default score's weight (an infinite penalty is the default). On rolling-origin
-    folds inside the training period the default, the fit per penalty and a plain (unconstrained)
-    regression that also reads the --top-features feature volumes are compared, and the simplest
-    candidate within one standard error of the best out-of-fold AUC is written (the default
-    first, the plain regression last): a health fit's coefficients (kept <= 0) become the signal
-    and component weights; the winner becomes the [model] behind churn_risk_60d. On the later
+    folds inside the training period the default, the fit per penalty, a plain (unconstrained)
+    regression that also reads the --top-features feature volumes, and the mix of the default
+    and that regression (their log-odds averaged) are compared, and the simplest candidate
+    within one standard error of the best out-of-fold AUC is written (the mix first, then the
+    default, the fits, the plain regression last): a health fit's coefficients (kept <= 0)
+    become the signal and component weights; the winner becomes the [model] behind
+    churn_risk_60d. On the later
     month starts it is compared with the configured score and with the plain regression, and
     written with --write-config as a file `streamer offline --config` and the workers accept.
     """

@@ -185,15 +185,22 @@ def render_choice(choice: Choice) -> list[str]:
     bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
     lines = [
         f"model choice by out-of-fold AUC ({len(choice.folds)} folds on {choice.horizon_days}-day churn; "
-        f"one-standard-error rule: the simplest candidate within 1 SE of the best; SE of best - default "
-        f"{_num(choice.standard_error)}, default bar {bar}): "
+        f"one-standard-error rule: the simplest candidate within 1 SE of the best (default, health fits, "
+        f"mix, plain); SE of best - default {_num(choice.standard_error)}, default bar {bar}): "
         f"{best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
-        f"best {best(Kind.plain)} (with feature volumes) -> {choice.winner.label} chosen"
+        f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} (default and plain averaged) "
+        f"-> {choice.winner.label} chosen"
     ]
     if choice.keeps_default:
         lines.append(
             "--tune keeps the default weights: no fit ranked churners better out of fold by more than "
             "the folds' noise (the [model] behind churn_risk_60d is the default score, calibrated)"
+        )
+    elif choice.winner.kind is Kind.mix:
+        lines.append(
+            "the mix of the default (calibrated) and the plain regression is the [model] behind "
+            "churn_risk_60d (rank accounts by it): it ranked better out of fold than the default and the "
+            "health fits by more than the noise; the score keeps the default weights"
         )
     elif choice.winner.kind is Kind.plain:
         lines.append(
@@ -278,12 +285,13 @@ def render_tuning(tuning: TuneResult) -> list[str]:
     )
     held.append(["Brier 60d", "", "", f"{tuning.risk.brier:.4f}", f"{tuning.plain_risk.brier:.4f}"])
     held.append(["log-loss 60d", "", "", f"{tuning.risk.log_loss:.4f}", f"{tuning.plain_risk.log_loss:.4f}"])
-    written = "churn_risk_60d" if tuning.choice.winner.kind is Kind.plain else "the tuned score"
+    written = "churn_risk_60d" if tuning.choice.winner.kind.model_only else "the tuned score"
     lines += [
         "",
         table(["held out", "default score", "tuned score", "churn_risk_60d", "plain LR"], held),
         f"what --tune chose ranks by {written}: held-out AUC {TUNE_HORIZON}d "
-        f"{_num(tuning.chosen.get(TUNE_HORIZON))}",
+        f"{_num(tuning.chosen.get(TUNE_HORIZON))}; the mix of the default and the plain LR "
+        f"{_num(tuning.mix_risk.auc.get(TUNE_HORIZON))}",
         "",
         f"Calibration of churn_risk_60d on the held-out month starts ({TUNE_HORIZON}-day churn, "
         "deciles of predicted risk)",
@@ -376,6 +384,7 @@ def to_json(result: Backtest) -> dict[str, Any]:
             },
             "risk": _probabilities_json(tuning.risk),
             "plain_risk": _probabilities_json(tuning.plain_risk),
+            "mix_risk": _probabilities_json(tuning.mix_risk),
             "held_out": {
                 name: {
                     "auc": {str(d): a for d, a in held.auc.items()},

@@ -8,8 +8,8 @@ import tomllib
 import numpy as np
 import pytest
 
-from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, fitted_settings, tune
-from streamer.backtest.choice import Kind, shrunk_fit
+from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, fitted_settings, model_table, tune
+from streamer.backtest.choice import Kind, mix_fit, mix_risk, plain_fit, plain_risk, shrunk_fit
 from streamer.backtest.configfile import tuned_config_text
 from streamer.backtest.learn import FeatureSpace
 from streamer.backtest.report import render_choice
@@ -88,8 +88,10 @@ def test_a_health_fit_is_written_when_it_ranks_better_than_the_default_out_of_fo
     assert result.fitted.signal_weights["nps"] > result.fitted.signal_weights["recency_days"]
 
 
-def test_a_tie_goes_to_the_default() -> None:
-    """Nothing varies: every candidate ranks at chance, and the simplest, the default, wins."""
+def test_a_tie_keeps_the_default_weights_and_hedges_the_risk_with_the_mix() -> None:
+    """Nothing varies: every candidate ranks at chance. The mix (the calibrated default averaged
+    with the plain fit) comes first in `PREFERENCE`, so it becomes the [model]; no health fit
+    replaces the default score's weights on noise."""
     rng = np.random.default_rng(1)
     samples = [
         sample(account_id=f"a{i}", at=(i // 200) * 31 * DAY, mrr=1, signals={"recency_days": 50.0})
@@ -97,7 +99,9 @@ def test_a_tie_goes_to_the_default() -> None:
     ]
     labelled = Labelled(TUNE_HORIZON, samples, rng.uniform(size=1800) < 0.2)
     result = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3)
-    assert result.choice.keeps_default and len(result.choice.folds) == 3
+    assert result.choice.winner.kind is Kind.mix and len(result.choice.folds) == 3
+    assert result.tuned_weights == ScoreConfig().weights.as_dict()
+    assert result.fitted.signal_weights == {n: w for n, (_, w) in ScoreConfig().signal_table.items()}
 
 
 NOISE = (
@@ -197,8 +201,6 @@ def test_the_plain_regression_is_written_when_it_ranks_clearly_better_and_the_co
     config = adopt(result.fitted)
     assert config.model is not None and config.model.feature_volumes["reports"] < -0.5
     held = result.test_labelled[TUNE_HORIZON].samples
-    from streamer.backtest.choice import plain_risk
-
     expected = plain_risk(result.plain, held)
     written = [
         churn_probability({n: (0.0, v) for n, v in s.signals.items()}, config.model, s.volumes) for s in held
@@ -210,3 +212,60 @@ def test_the_plain_regression_is_written_when_it_ranks_clearly_better_and_the_co
     assert chosen == result.risk.auc[TUNE_HORIZON] == pytest.approx(plain_auc, abs=1e-3)
     assert chosen > default_held + 0.1
     assert any("the plain regression ranked clearly better" in line for line in render_choice(choice))
+
+
+def mixed_history(months: int = 9, per_month: int = 300, seed: int = 5) -> Labelled:
+    """Churn follows usage (a signal the default weighs) and the volume of one feature ("reports",
+    which no signal carries); nps is missing for a third of the samples."""
+    rng = np.random.default_rng(seed)
+    samples: list[Sample] = []
+    labels: list[bool] = []
+    for m in range(months):
+        for i in range(per_month):
+            reports, usage = int(rng.integers(0, 200)), float(rng.uniform(0, 100))
+            signals = {"usage_28d": usage, "days_to_renewal": float(rng.uniform(0, 100))}
+            if i % 3:
+                signals["nps"] = float(rng.uniform(0, 100))
+            logit = 1.5 - 0.6 * np.log1p(reports) - 3.0 * usage / 100
+            labels.append(bool(rng.uniform() < 1 / (1 + np.exp(-logit))))
+            volumes = {"reports": reports, "search": int(rng.integers(0, 500))}
+            samples.append(
+                sample(account_id=f"a{i}", at=m * 31 * DAY, mrr=1, signals=signals, volumes=volumes)
+            )
+    return Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
+
+
+def test_the_mix_is_one_linear_model_that_the_core_reproduces() -> None:
+    """The mix averages the calibrated default's and the plain fit's log-odds, each divided by its
+    spread over the training samples, and calibrates the average: one model over the plain fit's
+    columns (signals, missing terms, feature volumes), which the written [model] carries and the
+    core's risk function evaluates to the same probabilities."""
+    labelled = mixed_history()
+    train = [s for s in labelled.samples if s.at < 6 * 31 * DAY]
+    churned = labelled.churned[: len(train)]
+    held = labelled.samples[len(train) :]
+    rows = [s.signals for s in train]
+    space = FeatureSpace.learn(rows)
+    calibrated = shrunk_fit(space, rows, churned, math.inf, ScoreConfig())
+    plain = plain_fit(train, churned, 1.0, 16)
+    mix = mix_fit(plain, train, churned, ScoreConfig())
+    assert "nps" in mix.space.indicators and mix.missing["nps"] != 0.0
+
+    def log_odds(p: np.ndarray) -> np.ndarray:
+        return np.log(p / (1 - p))
+
+    fitted_d = log_odds(calibrated.probability(rows))
+    fitted_p = log_odds(plain_risk(plain, train))
+    average = 0.5 * fitted_d / fitted_d.std() + 0.5 * fitted_p / fitted_p.std()
+    mixed = log_odds(mix_risk(mix, train))
+    slope = np.polyfit(average, mixed, 1)[0]
+    assert slope > 0 and np.allclose(mixed, np.polyval(np.polyfit(average, mixed, 1), average), atol=1e-6)
+    assert mix_risk(mix, train).mean() == pytest.approx(churned.mean(), abs=0.01)  # calibrated
+    table = model_table(mix, [0, 31 * DAY], len(train))
+    assert table["feature_volumes"]["reports"] < 0
+    config = adopt(Fitted(ScoreConfig().weights.as_dict(), {}, table))
+    assert config.model is not None
+    written = [
+        churn_probability({n: (0.0, v) for n, v in s.signals.items()}, config.model, s.volumes) for s in held
+    ]
+    assert np.allclose(written, mix_risk(mix, held), atol=1e-4)

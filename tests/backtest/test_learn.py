@@ -163,8 +163,8 @@ def watch_inner_fits(
 ) -> list[tuple[str, list[int]]]:
     """Record, in call order, the instants every inner fit (each candidate) reads and scores."""
     seen: list[tuple[str, list[int]]] = []
-    shrunk, plain = choice.shrunk_fit, choice.plain_fit
-    score, risk = choice.signal_scores_under, choice.plain_risk
+    shrunk, plain, mix = choice.shrunk_fit, choice.plain_fit, choice.mix_fit
+    score, risk, mixed = choice.signal_scores_under, choice.plain_risk, choice.mix_risk
 
     def shrunk_fit(space: object, rows: list[dict[str, float]], *rest: object) -> object:
         seen.append(("fit", sorted({instant_of_row[id(row)] for row in rows})))
@@ -173,6 +173,14 @@ def watch_inner_fits(
     def plain_fit(samples: list[Sample], *rest: object) -> object:
         seen.append(("fit", sorted({s.at for s in samples})))
         return plain(samples, *rest)  # type: ignore[arg-type]
+
+    def mix_fit(model: object, samples: list[Sample], *rest: object) -> object:
+        seen.append(("fit", sorted({s.at for s in samples})))
+        return mix(model, samples, *rest)  # type: ignore[arg-type]
+
+    def mix_scoring(model: object, samples: list[Sample]) -> object:
+        seen.append(("validate", sorted({s.at for s in samples})))
+        return mixed(model, samples)  # type: ignore[arg-type]
 
     def scoring(samples: list[Sample], config: ScoreConfig) -> object:
         seen.append(("validate", sorted({s.at for s in samples})))
@@ -186,6 +194,8 @@ def watch_inner_fits(
     monkeypatch.setattr(choice, "plain_fit", plain_fit)
     monkeypatch.setattr(choice, "signal_scores_under", scoring)
     monkeypatch.setattr(choice, "plain_risk", plain_scoring)
+    monkeypatch.setattr(choice, "mix_fit", mix_fit)
+    monkeypatch.setattr(choice, "mix_risk", mix_scoring)
     return seen
 
 
@@ -209,7 +219,8 @@ def test_the_inner_choice_fits_only_on_labels_that_end_before_the_month_it_valid
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What every inner fit of the model choice reads, watched from the inside, for every candidate
-    (the default's calibration, each shrunk fit, each plain fit with feature volumes) on the weekly
+    (the default's calibration, each shrunk fit, each plain fit with feature volumes, each mix of
+    the calibrated default and a plain fit) on the weekly
     grid's rolling-origin folds: each fit reads samples whose 60-day label window ends by the
     instant it is then scored on, and that instant's own label ends by the first held-out month."""
     labelled = synthetic(poison_from=5)
@@ -226,7 +237,7 @@ def test_the_inner_choice_fits_only_on_labels_that_end_before_the_month_it_valid
     assert result.choice.horizon_days == 60 and len(result.choice.folds) == 3
     validated = [fold.validate for fold in result.choice.folds]
     assert any(at not in result.train_months for at in validated)  # grid instants validate too
-    candidates = len(choice.SHRINK_GRID) + len(choice.L2_GRID)
+    candidates = len(choice.SHRINK_GRID) + 2 * len(choice.L2_GRID)  # the plain fit and the mix per penalty
     assert check_inner_fits(seen, result) == 3 * candidates
 
 

@@ -1,0 +1,121 @@
+"""Re-tune saved replays: held-out AUC 60d of the default, of what `--tune` chose and of the plain fit.
+
+`streamer backtest --replay-cache FILE` saves a replay (every sample's signals, volumes and
+labels' timelines); this script reads such files as they are, whatever events file, core or
+revision made them, runs `--tune`'s fitting and choice of the checkout it runs from on them, and
+prints one row per portfolio and a summary. Running it from two checkouts on the same files
+compares two tuning rules on exactly the same samples (the replays are not redone):
+
+    .venv/bin/python bench/retune.py crm6-s7=DIR/crm6-s7.replay.json.gz socialnet7-s7=...
+
+Columns, on the held-out later third of the month starts (60-day churn): the default score, what
+`--tune` chose ranked by what it publishes (the tuned score, or churn_risk_60d when the written
+candidate is a model only), the plain logistic regression; the winner of the choice and whether
+tuned >= default and tuned >= plain; the mix of the calibrated default and the plain regression
+(a `--tune` candidate, see streamer/backtest/choice.py) held out, and whether it was within one
+standard error of the best out of fold. CPU seconds per portfolio on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from streamer.backtest import replaycache
+from streamer.backtest.analysis import TUNE_HORIZON, Fitted, analyse, label, tune
+from streamer.backtest.configfile import tuned_config_text
+from streamer.core.config import ScoreConfig
+
+
+def adopt(fitted: Fitted) -> ScoreConfig:
+    text = tuned_config_text({}, fitted.weights, [], fitted.signal_weights, fitted.model)
+    return ScoreConfig.model_validate(tomllib.loads(text))
+
+
+@dataclass(frozen=True)
+class Row:
+    default: float
+    tuned: float  # what --tune chose, through what it publishes
+    plain: float
+    winner: str
+    samples: int  # held out, 60-day labels
+    churned: int
+    brier: float  # the written [model]'s, held out
+    mix: float | None  # the mix of the calibrated default and the plain fit, held out
+    mix_within: bool  # whether the mix was within one standard error of the best out of fold
+
+    @property
+    def passes(self) -> bool:
+        return self.tuned >= self.default and self.tuned >= self.plain
+
+
+def retune(path: Path, holdout: float) -> Row:
+    with gzip.open(path, "rb") as handle:
+        made_from = orjson.loads(handle.read())["made_from"]
+    history = replaycache.load(path, made_from)  # the file's own fingerprint: read as it is
+    if history is None:
+        raise SystemExit(f"{path}: not a saved replay")
+    result = analyse(history)
+    grid = {days: label(history, days, history.grid_samples) for days in result.horizons}
+    by_horizon = {days: h.labelled for days, h in result.horizons.items()}
+    tuning = tune(by_horizon, ScoreConfig(), adopt, holdout, grid)
+    test = tuning.test_labelled[TUNE_HORIZON]
+    mix = getattr(tuning, "mix_risk", None)  # a checkout before the mix has none
+    return Row(
+        tuning.default.auc[TUNE_HORIZON] or 0.5,
+        tuning.chosen[TUNE_HORIZON] or 0.5,
+        tuning.plain_risk.auc[TUNE_HORIZON] or 0.5,
+        tuning.choice.winner.label,
+        len(test.samples),
+        int(test.churned.sum()),
+        tuning.risk.brier,
+        mix.auc[TUNE_HORIZON] or 0.5 if mix is not None else None,
+        any(c.kind.value == "mix" for c in getattr(tuning.choice, "eligible", [])),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("replays", nargs="+", metavar="NAME=FILE")
+    parser.add_argument("--holdout", type=float, default=1 / 3)
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    rows: dict[str, Row] = {}
+    print(
+        "| portfolio | held out: churners / samples | default / tuned / plain AUC60 | chosen "
+        "| tuned >= default, plain | mix (within 1 SE out of fold) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for item in args.replays:
+        name, _, file = item.partition("=")
+        started = time.process_time()
+        row = rows[name] = retune(Path(file), args.holdout)
+        print(f"{name}: {time.process_time() - started:.1f} CPU s", file=sys.stderr)
+        print(
+            f"| {name} | {row.churned} / {row.samples} "
+            f"| {row.default:.3f} / **{row.tuned:.3f}** / {row.plain:.3f} "
+            f"| {row.winner} | {'yes' if row.tuned >= row.default else 'no'}, "
+            f"{'yes' if row.tuned >= row.plain else 'no'} "
+            f"| {'n/a' if row.mix is None else f'{row.mix:.3f}'} ({'yes' if row.mix_within else 'no'}) |",
+            flush=True,
+        )
+    both = [name for name, row in rows.items() if row.passes]
+    print(f"\ntuned >= default and >= plain: {len(both)} of {len(rows)} ({', '.join(both)})")
+    if args.json is not None:
+        args.json.write_bytes(
+            orjson.dumps({n: dataclasses.asdict(r) for n, r in rows.items()}, option=orjson.OPT_INDENT_2)
+        )
+
+
+if __name__ == "__main__":
+    main()
