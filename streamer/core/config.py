@@ -181,9 +181,11 @@ class Bands(Strict):
     Green means "safe for now", and at most `green_share` percent of the paying accounts are
     green through their use: the committed ones (term beyond the renewal window) come first,
     as none of them can leave before it; an account that can leave soon is green only when its
-    use ranks in the top `green_share` percent of its peers less the share of its peers that are
-    committed (so none where a quarter or more of the peers are committed). Off with 0, and
-    before a partition's first peer reference: the score alone.
+    use ranks in the top `green_share` percent of its peers less the percent of the partition's
+    paying accounts that are committed (so none where a quarter or more of them are committed).
+    The budget is the partition's, not the plan's: counted per plan, a monthly plan with no
+    committed member got a quarter of its accounts green on top of the annual plans' committed
+    ones. Off with 0, and before a partition's first peer reference: the score alone.
     """
 
     green: Annotated[float, Field(ge=0, le=100)] = 70
@@ -232,8 +234,25 @@ class Bands(Strict):
 
     def green_cut(self, committed_share: float) -> float:
         """The usage percentile an account that can leave soon needs to be green: the top
-        `green_share` percent of its peers less the percent of them that are committed."""
+        `green_share` percent of its peers less the percent of the paying accounts that are
+        committed."""
         return 100.0 - max(0.0, self.green_share - committed_share)
+
+    def held_back(
+        self, score: float, usage: float | None, committed: bool = False, committed_share: float = 0.0
+    ) -> bool:
+        """Whether `band` gives yellow only because of the green budget: an account that can
+        leave soon, healthy by its score and use (green before the budget), whose use is not
+        among the top of its peers'. The alerts watch it: a decline from there raises
+        `health_declined`, the green -> yellow change the budget took away."""
+        return (
+            not committed
+            and score >= self.green
+            and usage is not None
+            and usage >= self.yellow_usage_below
+            and self.green_share > 0
+            and usage < self.green_cut(committed_share)
+        )
 
 
 class Segment(Strict):
@@ -349,6 +368,8 @@ class Rules(Strict):
     band_min_change_points: Annotated[float, Field(ge=0, le=100)] = 2  # score move a band alert needs
     # Days (event time) a band change must hold before it is acknowledged and alerts (0: at once)
     band_confirm_days: Annotated[float, Field(ge=0, le=60)] = 2
+    # An account held in yellow by the green budget (healthy by score and use) that declined
+    health_declined: Rule = Rule(cooldown_days=7)
     score_drop: Rule = Rule(cooldown_days=7)
     score_drop_points: Annotated[float, Field(gt=0)] = 15
     score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7
