@@ -167,6 +167,7 @@ def _held_declined(current: Evaluation, memory: AlertMemory) -> list[Candidate]:
     The held state is kept as an episode of its own in `memory.episodes` (start, -1), so no
     state format changes; the alert's key is that episode's start (a replay raises the same id).
     A fall into red is `band_worsened`'s, a person's override is a decision: neither alerts here.
+    Its cooldown (30 days) keeps an account that sways around the line to one alert a month.
     """
     held = memory.episodes.pop(HELD, None)
     if current.held_back and current.override is None:

@@ -309,7 +309,7 @@ def test_committed_peers_fill_green_first() -> None:
     for day in range(1, 41):
         monthly(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
     assert monthly.engine.peers.at(ms(at(40, 12))).committed == {}
-    assert monthly.evaluate("a4", at(40, 12)).band == "green"  # the top quarter of use
+    assert monthly.evaluate("a4", at(40, 12)).band == "green"  # the top fifth of use
 
 
 def test_usage_low_among_peers_makes_the_band_red_or_yellow_whatever_the_score() -> None:
@@ -442,7 +442,7 @@ def test_the_green_budget_is_the_partitions_not_the_plans() -> None:
 
 
 def test_a_decline_from_held_in_yellow_raises_health_declined_once() -> None:
-    """m3 is healthy by score and use (62.5th percentile) but below the top quarter: held in
+    """m3 is healthy by score and use (62.5th percentile) but below the top fifth: held in
     yellow by the green budget. When its use falls to the bottom of its peers it becomes
     yellow by its own health: `health_declined`, the green -> yellow alert the budget took away."""
     config = ScoreConfig(peers=Peers(min_peers=4), bands=Bands(green=50, yellow=20))
