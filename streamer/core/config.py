@@ -242,12 +242,16 @@ class Bands(Strict):
     def held_back(
         self, score: float, usage: float | None, committed: bool = False, committed_share: float = 0.0
     ) -> bool:
-        """Whether `band` gives yellow only because of the green budget: an account that can
-        leave soon, healthy by its score and use (green before the budget), whose use is not
-        among the top of its peers'. The alerts watch it: a decline from there raises
-        `health_declined`, the green -> yellow change the budget took away."""
+        """Whether `band` gives yellow only because committed accounts took the green budget:
+        an account that can leave soon, healthy by its score and use (green before the
+        committed-first rule), whose use is not among the top of its peers', in a partition
+        with committed accounts. The alerts watch it: a decline from there raises
+        `health_declined`, the green -> yellow change that rule took away. Where no account is
+        committed (a month-to-month portfolio) nothing is held: the declines of the accounts
+        just below the top of use churned under the base rate there (docs/backtest.md)."""
         return (
             not committed
+            and committed_share > 0
             and score >= self.green
             and usage is not None
             and usage >= self.yellow_usage_below

@@ -442,21 +442,30 @@ def test_the_green_budget_is_the_partitions_not_the_plans() -> None:
 
 
 def test_a_decline_from_held_in_yellow_raises_health_declined_once() -> None:
-    """m3 is healthy by score and use (62.5th percentile) but below the top fifth: held in
-    yellow by the green budget. When its use falls to the bottom of its peers it becomes
-    yellow by its own health: `health_declined`, the green -> yellow alert the budget took away."""
+    """m3 is healthy by score and use (the 50th percentile) but y5, committed, took the green
+    budget (a fifth of the peers): m3 is held in yellow. When its use falls to the bottom of its
+    peers it becomes yellow by its own health: `health_declined`, the green -> yellow alert the
+    committed-first rule took away. Without a committed peer nothing is held."""
     config = ScoreConfig(peers=Peers(min_peers=4), bands=Bands(green=50, yellow=20))
 
-    def run() -> Feed:
+    def run(committed: bool = True) -> Feed:
         feed = Feed(daily(config))
         feed(*(started(f"m{n}", at(0), plan="starter", term_end=at(60)) for n in range(1, 5)))
+        feed(started("y5", at(0), plan="starter", term_end=at(400 if committed else 60)))
         for day in range(1, 41):
-            feed(*(usage(f"m{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+            feed(
+                *(usage(f"{'y' if n == 5 else 'm'}{n}", at(day, 10), "u", "reports", n) for n in range(1, 6))
+            )
+        if not committed:
+            assert not feed.evaluate("m3", at(40, 12)).held_back
+            return feed
         held = feed.evaluate("m3", at(40, 12))
         assert held.band == "yellow" and held.held_back and held.score >= config.bands.green
         assert feed.raised("health_declined", account="m3") == []
         for day in range(41, 60):  # m3 stops using the product, the others go on
-            feed(*(usage(f"m{n}", at(day, 10), "u", "reports", n) for n in (1, 2, 4)))
+            feed(
+                *(usage(f"{'y' if n == 5 else 'm'}{n}", at(day, 10), "u", "reports", n) for n in (1, 2, 4, 5))
+            )
         return feed
 
     feed = run()
@@ -466,3 +475,4 @@ def test_a_decline_from_held_in_yellow_raises_health_declined_once() -> None:
     assert "health fell below green" in alert["reasons"][0]["message"]
     again = run().raised("health_declined", account="m3")
     assert [a["alert_id"] for a in again] == [alert["alert_id"]]  # a replay raises the same id
+    run(committed=False)
