@@ -19,4 +19,4 @@ def sample_config() -> str:
 
 def test_the_readmes_sample_configuration_is_valid() -> None:
     config = ScoreConfig.model_validate(tomllib.loads(sample_config()))
-    assert config.bands.green_share == 25 and config.peers.refresh_days == 1
+    assert config.bands.green_share == 20 and config.peers.refresh_days == 1

@@ -155,6 +155,32 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     return []
 
 
+HELD = "held_back"  # the episode (not a rule) of an account held in yellow by the green budget
+
+
+def _held_declined(current: Evaluation, memory: AlertMemory) -> list[Candidate]:
+    """`health_declined`: an account the green budget held in yellow (healthy by its score and
+    use, but not at the top of its peers' use: `Bands.held_back`) is now yellow by its own
+    health. Without it, the green -> yellow alert such an account raised before the budget
+    existed is gone: it was yellow all along, and its decline before leaving said nothing.
+
+    The held state is kept as an episode of its own in `memory.episodes` (start, -1), so no
+    state format changes; the alert's key is that episode's start (a replay raises the same id).
+    A fall into red is `band_worsened`'s, a person's override is a decision: neither alerts here.
+    Its cooldown (30 days) keeps an account that sways around the line to one alert a month.
+    """
+    held = memory.episodes.pop(HELD, None)
+    if current.held_back and current.override is None:
+        memory.episodes[HELD] = held if held is not None else (current.now, -1)
+        return []
+    if held is None or current.band != Band.yellow or current.override is not None:
+        return []
+    since = iso(held[0])[:10]
+    message = f"health fell below green (score {current.score:.0f}; held in yellow since {since})"
+    reason = _r("band", current.band, Band.green.value, message)
+    return [Candidate("health_declined", Severity.warning, 1, str(held[0]), reason)]
+
+
 def band_confirm_due(memory: AlertMemory, rules: Rules) -> int | None:
     """The event-time instant at which a pending band change has held `band_confirm_days`
     (a re-scoring at or after it acknowledges the change if it still holds), or None."""
@@ -300,7 +326,7 @@ def _observed_silence(current: Evaluation, observed: Observed) -> float | None:
 
 def _episodes(found: dict[str, Candidate], memory: AlertMemory, now: int) -> list[Candidate]:
     """Key each holding condition by the start of its episode; end those that stopped holding."""
-    for rule in [rule for rule in memory.episodes if rule not in found]:
+    for rule in [rule for rule in memory.episodes if rule not in found and rule != HELD]:
         del memory.episodes[rule]
     result = []
     for rule, candidate in sorted(found.items()):
@@ -396,8 +422,8 @@ EVENT_RULES: dict[str, EventRule] = {
     "csat_low": _csat_low,
 }
 
-# The band rules come from `_transitions`; every name here has its settings in `Rules`.
-RULES = ("band_worsened", "band_recovered", *STATE_RULES, *EVENT_RULES)
+# The band rules come from `_transitions` and `_held_declined`; every name here has its settings in `Rules`.
+RULES = ("band_worsened", "band_recovered", "health_declined", *STATE_RULES, *EVENT_RULES)
 
 
 def _events(trigger: Trigger | None, rules: Rules) -> list[Candidate]:
@@ -432,6 +458,7 @@ def check(
         candidates = []
     else:
         candidates = _transitions(current, memory, rules)
+        candidates += _held_declined(current, memory)
         candidates += _episodes(_conditions(current, memory, rules, observed), memory, now)
     candidates += _events(trigger, rules)
     _remember_score(memory, current)

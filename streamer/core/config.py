@@ -181,16 +181,19 @@ class Bands(Strict):
     Green means "safe for now", and at most `green_share` percent of the paying accounts are
     green through their use: the committed ones (term beyond the renewal window) come first,
     as none of them can leave before it; an account that can leave soon is green only when its
-    use ranks in the top `green_share` percent of its peers less the share of its peers that are
-    committed (so none where a quarter or more of the peers are committed). Off with 0, and
-    before a partition's first peer reference: the score alone.
+    use ranks in the top `green_share` percent of its peers less the percent of the partition's
+    paying accounts that are committed (so none where a fifth or more of them are committed).
+    The budget is the partition's, not the plan's: with `peers.group_by = "plan"` it was
+    counted per plan, and a monthly plan with no committed member got a fifth of its accounts
+    green on top of the annual plans' committed ones (with "all", the default, the two agree).
+    Off with 0, and before a partition's first peer reference: the score alone.
     """
 
     green: Annotated[float, Field(ge=0, le=100)] = 70
     yellow: Annotated[float, Field(ge=0, le=100)] = 40
     red_usage_below: Annotated[float, Field(ge=0, le=100)] = 10
     yellow_usage_below: Annotated[float, Field(ge=0, le=100)] = 25
-    green_share: Annotated[float, Field(ge=0, le=100)] = 25
+    green_share: Annotated[float, Field(ge=0, le=100)] = 20  # a fifth (docs/backtest.md, item 5)
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -232,8 +235,29 @@ class Bands(Strict):
 
     def green_cut(self, committed_share: float) -> float:
         """The usage percentile an account that can leave soon needs to be green: the top
-        `green_share` percent of its peers less the percent of them that are committed."""
+        `green_share` percent of its peers less the percent of the paying accounts that are
+        committed."""
         return 100.0 - max(0.0, self.green_share - committed_share)
+
+    def held_back(
+        self, score: float, usage: float | None, committed: bool = False, committed_share: float = 0.0
+    ) -> bool:
+        """Whether `band` gives yellow only because committed accounts took the green budget:
+        an account that can leave soon, healthy by its score and use (green before the
+        committed-first rule), whose use is not among the top of its peers', in a partition
+        with committed accounts. The alerts watch it: a decline from there raises
+        `health_declined`, the green -> yellow change that rule took away. Where no account is
+        committed (a month-to-month portfolio) nothing is held: the declines of the accounts
+        just below the top of use churned under the base rate there (docs/backtest.md)."""
+        return (
+            not committed
+            and committed_share > 0
+            and score >= self.green
+            and usage is not None
+            and usage >= self.yellow_usage_below
+            and self.green_share > 0
+            and usage < self.green_cut(committed_share)
+        )
 
 
 class Segment(Strict):
@@ -349,6 +373,10 @@ class Rules(Strict):
     band_min_change_points: Annotated[float, Field(ge=0, le=100)] = 2  # score move a band alert needs
     # Days (event time) a band change must hold before it is acknowledged and alerts (0: at once)
     band_confirm_days: Annotated[float, Field(ge=0, le=60)] = 2
+    # An account held in yellow by the green budget (healthy by score and use) that declined;
+    # at most once a month, like renewal_at_risk: such accounts sway around the line with their
+    # peers' percentiles (7 days let one account raise it 23 times on crm6-s404)
+    health_declined: Rule = Rule(cooldown_days=30)
     score_drop: Rule = Rule(cooldown_days=7)
     score_drop_points: Annotated[float, Field(gt=0)] = 15
     score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7

@@ -13,6 +13,7 @@ from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.facts import Facts, FactsDraft, freeze
 from streamer.core.peers import (
+    ALL,
     COMPOSITE,
     MIX,
     WINDOW_DAYS,
@@ -96,6 +97,7 @@ class Evaluation:
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
     inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
     override: Applied | None = None  # a person's override in force (score and band are then its)
+    held_back: bool = False  # yellow only because of the green budget (Bands.held_back)
 
     # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
     def __init__(
@@ -113,6 +115,7 @@ class Evaluation:
         peer_group: str | None = None,
         inert: frozenset[str] = frozenset(),
         override: Applied | None = None,
+        held_back: bool = False,
     ) -> None:
         self.now = now
         self.score = score
@@ -127,6 +130,7 @@ class Evaluation:
         self.peer_group = peer_group
         self.inert = inert
         self.override = override
+        self.held_back = held_back
 
 
 def lifecycle_stage(inputs: Inputs, now: int, mrr: int, config: ScoreConfig) -> LifecycleStage:
@@ -202,13 +206,28 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     score = round(score, 1)
     position = percentiles.get(COMPOSITE)  # usage among peers (none: no peers yet)
     # a committed account cannot leave before its renewal: at worst yellow, by its score alone;
-    # one that can leave soon is green only at the top of its peers' use (Bands.band)
-    share = peers.committed_share(peer_group) if peers is not None and peer_group is not None else 0.0
-    band = bands.band(score, position, committed(facts.get("renewal_at"), now, config), share)
+    # one that can leave soon is green only at the top of its peers' use, within what the
+    # partition's committed accounts leave of the green budget (Bands.band)
+    share = peers.committed_share(ALL) if peers is not None else 0.0
+    bound = committed(facts.get("renewal_at"), now, config)
+    band = bands.band(score, position, bound, share)
+    held_back = band == Band.yellow and bands.held_back(score, position, bound, share)
     inert = config.inert_signals.intersection(signals)
     found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(
-        now, score, band, stage, plan, mrr, components, weights, signals, found, peer_group, inert
+        now,
+        score,
+        band,
+        stage,
+        plan,
+        mrr,
+        components,
+        weights,
+        signals,
+        found,
+        peer_group,
+        inert,
+        held_back=held_back,
     )
 
 

@@ -33,6 +33,7 @@ SAMPLES: dict[str, Any] = {
     "inert": frozenset({"features"}),
     "override": Applied(Override(1, "e1", "csm", "why", Band.red), 55.0, Band.green),
     "alerts": [{"alert_id": "a"}],
+    "held_back": True,
 }
 
 

@@ -309,7 +309,7 @@ def test_committed_peers_fill_green_first() -> None:
     for day in range(1, 41):
         monthly(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
     assert monthly.engine.peers.at(ms(at(40, 12))).committed == {}
-    assert monthly.evaluate("a4", at(40, 12)).band == "green"  # the top quarter of use
+    assert monthly.evaluate("a4", at(40, 12)).band == "green"  # the top fifth of use
 
 
 def test_usage_low_among_peers_makes_the_band_red_or_yellow_whatever_the_score() -> None:
@@ -419,3 +419,60 @@ def test_the_reference_moves_only_on_its_grid() -> None:
     assert recovered.peers.references == weekly.engine.peers.references
     every_day = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4)))  # daily(): every midnight
     assert [r.tick for r in every_day.engine.peers.references][-2:] == [ms(at(39)), ms(at(40))]
+
+
+def test_the_green_budget_is_the_partitions_not_the_plans() -> None:
+    """Half the partition's paying accounts are committed (on an annual plan): nobody who can
+    leave soon is green, even at the top of a monthly plan none of whose members is committed
+    (counted per plan, the monthly plan got a quarter of its accounts green on top)."""
+    config = ScoreConfig(peers=Peers(min_peers=4, group_by="plan"), empty_score=90)
+    feed = Feed(daily(config))
+    feed(*(started(f"y{n}", at(0), plan="annual", term_end=at(400)) for n in range(1, 5)))
+    feed(*(started(f"m{n}", at(0), plan="monthly", term_end=at(60)) for n in range(1, 5)))
+    for day in range(1, 41):
+        feed(*(usage(f"{p}{n}", at(day, 10), "u", "reports", n) for p in "ym" for n in range(1, 5)))
+    reference = feed.engine.peers.at(ms(at(40, 12)))
+    assert reference is not None
+    assert reference.committed_share(ALL) == 50.0 and reference.committed_share("monthly") == 0.0
+    top = feed.evaluate("m4", at(40, 12))
+    assert top.peer_group == "monthly" and top.facts.percentiles[COMPOSITE] == 87.5
+    assert top.score >= config.bands.green
+    assert top.band == "yellow" and top.held_back  # yellow by the budget alone
+    assert feed.evaluate("y4", at(40, 12)).band == "green"  # the committed come first
+
+
+def test_a_decline_from_held_in_yellow_raises_health_declined_once() -> None:
+    """m3 is healthy by score and use (the 50th percentile) but y5, committed, took the green
+    budget (a fifth of the peers): m3 is held in yellow. When its use falls to the bottom of its
+    peers it becomes yellow by its own health: `health_declined`, the green -> yellow alert the
+    committed-first rule took away. Without a committed peer nothing is held."""
+    config = ScoreConfig(peers=Peers(min_peers=4), bands=Bands(green=50, yellow=20))
+
+    def run(committed: bool = True) -> Feed:
+        feed = Feed(daily(config))
+        feed(*(started(f"m{n}", at(0), plan="starter", term_end=at(60)) for n in range(1, 5)))
+        feed(started("y5", at(0), plan="starter", term_end=at(400 if committed else 60)))
+        for day in range(1, 41):
+            feed(
+                *(usage(f"{'y' if n == 5 else 'm'}{n}", at(day, 10), "u", "reports", n) for n in range(1, 6))
+            )
+        if not committed:
+            assert not feed.evaluate("m3", at(40, 12)).held_back
+            return feed
+        held = feed.evaluate("m3", at(40, 12))
+        assert held.band == "yellow" and held.held_back and held.score >= config.bands.green
+        assert feed.raised("health_declined", account="m3") == []
+        for day in range(41, 60):  # m3 stops using the product, the others go on
+            feed(
+                *(usage(f"{'y' if n == 5 else 'm'}{n}", at(day, 10), "u", "reports", n) for n in (1, 2, 4, 5))
+            )
+        return feed
+
+    feed = run()
+    assert not feed.evaluate("m3", at(59, 12)).held_back
+    [alert] = feed.raised("health_declined", account="m3")
+    assert (alert["account_id"], alert["severity"], alert["band"]) == ("m3", "warning", "yellow")
+    assert "health fell below green" in alert["reasons"][0]["message"]
+    again = run().raised("health_declined", account="m3")
+    assert [a["alert_id"] for a in again] == [alert["alert_id"]]  # a replay raises the same id
+    run(committed=False)

@@ -93,8 +93,8 @@ def test_configured_band_thresholds() -> None:
     ("score", "usage", "band"),
     [
         (90, None, "green"),  # no peer standing: the score alone
-        (90, 75, "green"),  # use in the top quarter of its peers: safe for now
-        (90, 74.9, "yellow"),  # can leave soon, and its use is not clearly among the best
+        (90, 80, "green"),  # use in the top fifth of its peers: safe for now
+        (90, 79.9, "yellow"),  # can leave soon, and its use is not clearly among the best
         (90, 50, "yellow"),
         (90, 25, "yellow"),
         (90, 24.9, "yellow"),  # bottom quarter of use among peers
@@ -125,11 +125,11 @@ def test_a_committed_account_is_never_red(score: float, usage: float | None, ban
 @pytest.mark.parametrize(
     ("share", "usage", "band"),
     [
-        (0, 75, "green"),  # no peer committed: the top quarter of use
-        (0, 74.9, "yellow"),
-        (10, 85, "green"),  # a tenth committed: they come first, the top 15% of use after them
-        (10, 84.9, "yellow"),
-        (25, 99.9, "yellow"),  # a quarter committed or more: nobody who can leave soon is green
+        (0, 80, "green"),  # no peer committed: the top fifth of use
+        (0, 79.9, "yellow"),
+        (10, 90, "green"),  # a tenth committed: they come first, the top 10% of use after them
+        (10, 89.9, "yellow"),
+        (20, 99.9, "yellow"),  # a fifth committed or more: nobody who can leave soon is green
         (40, 100, "green"),  # above every peer (the percentile's top) still is
     ],
 )

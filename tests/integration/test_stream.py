@@ -1250,7 +1250,7 @@ def test_the_mix_of_use_among_peers_streams_like_offline(
 ) -> None:
     """Events per feature survive the worker's state: with peers small enough for the 30-account
     history (`min_peers = 3`), the stream's snapshots rank the mix of use among peers and equal
-    `streamer offline --sort --config` with the same configuration."""
+    `streamer offline --sort --config` with the same configuration, and so do its alerts."""
     config_path = tmp_path / "peers.toml"
     config_path.write_text("[peers]\nmin_peers = 3\n")
     events = history(11).events
@@ -1281,3 +1281,13 @@ def test_the_mix_of_use_among_peers_streams_like_offline(
     assert not differing, f"{len(differing)} of {len(offline)} differ: " + "; ".join(
         f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, offline[aid])}" for aid in differing[:3]
     )
+    # The bands move with the peers: band alerts and health_declined (an account the green
+    # budget held in yellow that declined) have offline's ids and contents.
+    offline_alerts = {
+        alert["alert_id"]: alert
+        for alert in map(orjson.loads, (out / "alerts.jsonl").read_bytes().splitlines())
+    }
+    assert any(alert["rule"] == "health_declined" for alert in offline_alerts.values())
+    streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
+    assert sorted(streamed) == sorted(offline_alerts)
+    assert [aid for aid, alert in streamed.items() if alert != offline_alerts[aid]] == []
