@@ -18,17 +18,16 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TypeAlias
 
 from streamer.core.clock import bucket_of
 
 HORIZON_DAYS = 64  # bucket horizon: covers MAU (30), trend (7 + 28) and the lateness allowance
 _MASK = (1 << HORIZON_DAYS) - 1
 PAIRS = "q"  # array type code of the per-feature (day, count) pairs: signed 64-bit
-if TYPE_CHECKING:
-    Pairs = array[int]
-else:  # `array[int]` is for the type checker only before Python 3.12
-    Pairs = array
+# A string alias: `array[int]` is for the type checker only before Python 3.12, and mypyc
+# compiles a plain alias (not an `if TYPE_CHECKING` branch, whose `else` it drops).
+Pairs: TypeAlias = "array[int]"
 
 
 def pack_user(last_day: int, mask: int) -> int:
