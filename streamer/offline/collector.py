@@ -3,8 +3,9 @@
 Scoring allocates many small objects per evaluation (windows, facts, snapshots) that reference
 counting frees at once; the cyclic collector, run every 700 allocations by default, then mostly
 walks objects that are alive anyway: every account held in memory (10.5% of the CPU samples on a
-2,000-account usage-light portfolio, see docs/performance.md). The scoring core keeps no
-reference cycles of its own, so collecting less often changes no output, only the CPU spent.
+2,000-account usage-light portfolio, see docs/performance.md). The scoring core makes little
+cyclic garbage (289 objects in the full collections of that run, the same peak RSS either way),
+and when garbage is collected changes no output, only the CPU spent.
 """
 
 from __future__ import annotations
