@@ -6,8 +6,9 @@ write pattern: one changelog record per touched account per batch). Prints:
 
   1. bytes per account of the final state, by part, pickled and encoded;
   2. the changelog: records written per 1,000 events and bytes per record (pickle vs codec);
-  3. resident Python memory of the decoded accounts (what a worker keeps cached), per account,
-     and where it goes: a `sys.getsizeof` walk of each part, objects reached from more than
+  3. resident Python memory of the decoded accounts (what a worker keeps cached), per account
+     (tracemalloc; and the growth of the process's RSS the first time they are decoded), and
+     where it goes: a `sys.getsizeof` walk of each part, objects reached from more than
      one account (interned words, shared days and scores) left out.
 
     .venv/bin/python bench/state_size.py                        # 500 accounts x 2 months
@@ -21,13 +22,14 @@ import gzip
 import pickle
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
-from common import add_portfolio, parser
+from common import add_portfolio, parser, rss
 from machine import git_revision, load
 from write_log import WriteLog, realistic_offsets, written_back
 
@@ -68,11 +70,8 @@ def parts(account: Account) -> dict[str, tuple[Any, Callable[[], Any]]]:
     usage = codec._encode_usage(account.usage, ids)
     return {
         "dedupe ids (seen)": (account.seen, lambda: codec._encode_seen(account.seen)),
-        "usage: per-user activity": (account.usage.users, lambda: usage[1:4]),
-        "usage: day buckets": (
-            (account.usage.daily_users, account.usage.last_day_users, account.usage.daily_activity),
-            lambda: usage[4:7],
-        ),
+        "usage: per-user activity": (user_parts(account), lambda: usage[1:4]),
+        "usage: day buckets": (day_parts(account), lambda: usage[4:7]),
         "usage: features, memo": (account.usage.features, lambda: [usage[0], *usage[7:]]),
         "tickets (support)": (account.support, lambda: codec._encode_support(account.support, ids)),
         "surveys (sentiment)": (account.sentiment, lambda: codec._encode_sentiment(account.sentiment, ids)),
@@ -81,9 +80,26 @@ def parts(account: Account) -> dict[str, tuple[Any, Callable[[], Any]]]:
     }
 
 
-def walk(root: Any, seen: set[int], shared: set[int]) -> int:
-    """Bytes of the objects reachable from `root` not in `seen` or `shared` (adds them to `seen`)."""
-    total, stack = 0, [root]
+def user_parts(account: Account) -> tuple[Any, ...]:
+    usage = account.usage
+    return (usage.user_keys, usage.user_last, usage.user_masks)
+
+
+def day_parts(account: Account) -> tuple[Any, ...]:
+    usage = account.usage
+    return (
+        usage.bucket_days,
+        usage.bucket_activity,
+        usage.bucket_users,
+        usage.last_days,
+        usage.last_day_users,
+    )
+
+
+def walk(roots: tuple[Any, ...], seen: set[int], shared: set[int]) -> int:
+    """Bytes of the objects reachable from `roots` (not counting the tuple holding them) not in
+    `seen` or `shared` (adds them to `seen`)."""
+    total, stack = 0, list(roots)
     while stack:
         obj = stack.pop()
         if id(obj) in seen or id(obj) in shared:
@@ -95,21 +111,23 @@ def walk(root: Any, seen: set[int], shared: set[int]) -> int:
         elif isinstance(obj, list | tuple | set | frozenset):
             stack += obj
         else:
-            stack += [getattr(obj, name) for name in getattr(obj, "__slots__", ()) if hasattr(obj, name)]
+            # A compiled (mypyc) class has no `__slots__`; its dataclass fields name its attributes.
+            names = getattr(obj, "__dataclass_fields__", None) or getattr(obj, "__slots__", ())
+            stack += [getattr(obj, name) for name in names if hasattr(obj, name)]
     return total
 
 
-RESIDENT_PARTS = (
-    ("dedupe ids (seen)", lambda a: a.seen),
-    ("usage: per-user activity", lambda a: a.usage.users),
-    ("usage: day buckets", lambda a: (a.usage.daily_users, a.usage.last_day_users, a.usage.daily_activity)),
-    ("usage: per-feature day counters", lambda a: a.usage.feature_days),
+RESIDENT_PARTS: tuple[tuple[str, Callable[[Account], tuple[Any, ...]]], ...] = (
+    ("dedupe ids (seen)", lambda a: (a.seen,)),
+    ("usage: per-user activity", user_parts),
+    ("usage: day buckets", day_parts),
+    ("usage: per-feature day counters", lambda a: (a.usage.feature_days,)),
     ("usage: features, memo", lambda a: (a.usage.features, a.usage._memo)),
-    ("tickets (support)", lambda a: a.support),
-    ("surveys (sentiment)", lambda a: a.sentiment),
-    ("subscriptions (revenue)", lambda a: a.revenue),
-    ("alert memory", lambda a: a.alerts),
-    ("the rest (shells, id, terms)", lambda a: a),
+    ("tickets (support)", lambda a: (a.support,)),
+    ("surveys (sentiment)", lambda a: (a.sentiment,)),
+    ("subscriptions (revenue)", lambda a: (a.revenue,)),
+    ("alert memory", lambda a: (a.alerts,)),
+    ("the rest (shells, id, terms)", lambda a: (a,)),
 )
 
 
@@ -118,7 +136,7 @@ def resident_parts(accounts: list[Account]) -> dict[str, float]:
     reached: dict[int, int] = {}
     for account in accounts:
         seen: set[int] = set()
-        walk(account, seen, set())
+        walk((account,), seen, set())
         for key in seen:
             reached[key] = reached.get(key, 0) + 1
     shared = {key for key, count in reached.items() if count > 1}
@@ -130,7 +148,33 @@ def resident_parts(accounts: list[Account]) -> dict[str, float]:
     return {name: total / max(1, len(accounts)) for name, total in totals.items()}
 
 
+def decoded_rss(raw: list[bytes]) -> int:
+    """Bytes of RSS a fresh process adds when it decodes these records and keeps the accounts
+    (as a recovering worker does; a fresh process, so no freed memory of this one is reused)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "records.msgpack"
+        path.write_bytes(msgpack.packb(raw, use_bin_type=True))
+        done = subprocess.run(
+            [sys.executable, __file__, "--decoded-rss", str(path)], capture_output=True, text=True
+        )
+    if done.returncode:
+        raise SystemExit(f"decoding in a child failed:\n{done.stderr[-2000:]}")
+    return int(done.stdout.split()[0])
+
+
+def child_decoded_rss(path: Path) -> None:
+    raw = msgpack.unpackb(path.read_bytes(), raw=False)
+    gc.collect()
+    before = rss()
+    decoded = [codec.decode_account(r) for r in raw]
+    gc.collect()
+    print(rss() - before, f"({len(decoded)} accounts)")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--decoded-rss"]:
+        child_decoded_rss(Path(sys.argv[2]))
+        return
     options = parser(__doc__)
     add_portfolio(options, accounts=500, months=2, seed=7)
     args = options.parse_args()
@@ -183,6 +227,7 @@ def main() -> None:
     del accounts, engines
     for store in stores:
         store.clear()
+    grown = decoded_rss(raw)
     gc.collect()
     tracemalloc.start()
     decoded = [codec.decode_account(r) for r in raw]
@@ -190,6 +235,7 @@ def main() -> None:
     tracemalloc.stop()
     print()
     print(f"resident Python objects of {len(decoded)} decoded accounts: {resident / n:,.0f} B per account")
+    print(f"RSS a fresh process adds decoding them: {grown / n:,.0f} B per account")
     print("where they go (getsizeof walk, objects shared between accounts left out):")
     parts_resident = resident_parts(decoded)
     for name, size in parts_resident.items():

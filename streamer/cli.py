@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import click
+from click.utils import make_default_short_help
 from pydantic import ValidationError
 
 from streamer import __version__
@@ -15,21 +16,50 @@ USAGE_ERROR = 2
 
 
 # Each subcommand lives next to the code it drives and is imported only when it runs (or for
-# `--help`): a worker's start-up paid ~0.2 CPU s importing the backtest, the importer, the view
-# and the demo it never uses.
+# `streamer COMMAND --help`): a worker's start-up paid ~0.2 CPU s importing the backtest, the
+# importer, the view and the demo it never uses. Beside each, the first line of its help, which
+# `streamer --help` lists without importing any of them (it imported all twelve modules: about
+# 0.5 CPU s); tests/cli/test_lazy_commands.py checks the lines against the commands.
 SUBCOMMANDS = {
-    "alerts": "streamer.stream.cli:alerts",
-    "backtest": "streamer.backtest.cli:backtest",
-    "demo": "streamer.demo:demo",
-    "import": "streamer.importer.cli:import_tables",
-    "local": "streamer.local.cli:local",
-    "notify": "streamer.notify.cli:notify",
-    "offline": "streamer.offline.cli:offline",
-    "replay": "streamer.stream.cli:replay",
-    "schemas": "streamer.contract.cli:schemas",
-    "simulate": "streamer.sim.cli:simulate",
-    "view": "streamer.view.cli:view",
-    "worker": "streamer.stream.cli:worker",
+    "alerts": ("streamer.stream.cli:alerts", "Watch the alerts topic."),
+    "backtest": (
+        "streamer.backtest.cli:backtest",
+        "Replay EVENTS (JSON lines, optionally .gz) and report how well the health score predicted churn.",
+    ),
+    "demo": (
+        "streamer.demo:demo",
+        "Run the local stack, a worker, the dashboard and a simulated event stream; print alerts.",
+    ),
+    "import": (
+        "streamer.importer.cli:import_tables",
+        "Convert warehouse-style tables in FOLDER into contract events (sorted by event time).",
+    ),
+    "local": (
+        "streamer.local.cli:local",
+        "Run Kafka (single KRaft node) and Redis on 127.0.0.1 for development and tests.",
+    ),
+    "notify": ("streamer.notify.cli:notify", "Deliver alerts from the alerts topic to HTTP webhooks."),
+    "offline": (
+        "streamer.offline.cli:offline",
+        "Score EVENTS (JSON lines, optionally .gz) through the same core as the stream agents.",
+    ),
+    "replay": (
+        "streamer.stream.cli:replay",
+        "Publish EVENTS (JSON lines, optionally .gz) to the input topics, keyed by account_id.",
+    ),
+    "schemas": ("streamer.contract.cli:schemas", "JSON Schema of the event contract and the output records."),
+    "simulate": (
+        "streamer.sim.cli:simulate",
+        "Simulate a SaaS customer portfolio and write its contract events.",
+    ),
+    "view": (
+        "streamer.view.cli:view",
+        "Serve live state from the workers' Redis projection: JSON API, dashboard at /, /metrics.",
+    ),
+    "worker": (
+        "streamer.stream.cli:worker",
+        "Run a stream worker: score events from the input topics, publish snapshots and alerts.",
+    ),
 }
 
 
@@ -44,7 +74,7 @@ class Commands(click.Group):
         found = super().get_command(ctx, cmd_name)
         if found is not None or cmd_name not in SUBCOMMANDS:
             return found
-        module, _, name = SUBCOMMANDS[cmd_name].partition(":")
+        module, _, name = SUBCOMMANDS[cmd_name][0].partition(":")
         command = getattr(importlib.import_module(module), name)
         if not isinstance(command, click.Command) or command.name != cmd_name:
             raise RuntimeError(
@@ -53,12 +83,33 @@ class Commands(click.Group):
         self.add_command(command)
         return command
 
-    def invoke(self, ctx: click.Context) -> Any:
-        from streamer.settings import settings_problem
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing of the commands and their first help lines, from `SUBCOMMANDS` for
+        those not imported yet (click's own imports every command to ask it)."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name)
+            if command is None and name in SUBCOMMANDS:
+                summary = make_default_short_help(SUBCOMMANDS[name][1], limit).strip()
+            else:
+                command = command or self.get_command(ctx, name)
+                if command is None or command.hidden:
+                    continue
+                summary = command.get_short_help_str(limit)
+            rows.append((name, summary))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ValidationError as error:
+            from streamer.settings import settings_problem  # pydantic-settings: ~0.2 CPU s to import
+
             problem = settings_problem(error)
             if problem is None:
                 raise

@@ -1,47 +1,68 @@
 """Rolling product-usage windows per account in fixed-size day buckets.
 
-Each user keeps the day they were last active plus a 64-day activity bit mask (packed in one
-int: `last_day << HORIZON_DAYS | mask`), so distinct-user
+Each user keeps the day they were last active plus a 64-day activity bit mask, so distinct-user
 counts (DAU per day, and WAU/MAU through a histogram of last-active days) update in O(1) per
 event, in any arrival order within the bucket horizon. Each tracked feature also keeps its
 events per day over the horizon (the mix of use, ranked among peers): at most `max_features` x
 `HORIZON_DAYS` counters, in practice the features used times their active days. Memory is
 bounded by `HORIZON_DAYS` and the user and feature caps, whatever the account's history length.
 
-Layout (issue 11, resident bytes per account): a user is one int in `users` rather than an
-object holding two, and a feature's day counters are one `array` of (day, count) pairs in the
-order the days first appeared rather than a dict per feature (a dict and its entries cost about
-three times the pairs' 16 bytes each on a usage-light account).
+Layout (issue 11, resident bytes per account): flat buffers, not dicts of int objects (a dict
+entry with its int objects costs 60-130 bytes, a slot of an `array` 4-8). A user is an 8-byte
+key (the first 8 bytes of the BLAKE2b digest of the user id, as the dedupe ids: see
+`user_key`) in `user_keys`, with its last active day and its mask at the same index of
+`user_last` and `user_masks`: 20 bytes. The day buckets are sorted `array`s of days with the
+values at the same index (the per-day activity and distinct users share one array of days), so
+a window's sum is a bisection and the sum of a slice. A feature's day counters are one `array`
+of (day, count) pairs in the order the days first appeared.
 """
 
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import TypeAlias
 
 from streamer.core.clock import bucket_of
 
 HORIZON_DAYS = 64  # bucket horizon: covers MAU (30), trend (7 + 28) and the lateness allowance
 _MASK = (1 << HORIZON_DAYS) - 1
-PAIRS = "q"  # array type code of the per-feature (day, count) pairs: signed 64-bit
+# Day numbers (days since 1970) and users per day or per last active day, signed 32-bit: a day
+# gains at most one user per usage event (2^31 events of one account on one day would overflow).
+DAYS = "i"
+# Events per day (of the account, of a feature): 4 bytes each while every value of the array
+# fits, 8 once one does not (`counts`; one event may count up to 2^31 - 1).
+NARROW, WIDE = "i", "q"
+_NARROW_MIN, _NARROW_MAX = -(1 << 31), (1 << 31) - 1
+MASKS = "Q"  # a user's 64-day activity mask
+KEY_BYTES = 8  # bytes of a user's key
 # A string alias: `array[int]` is for the type checker only before Python 3.12, and mypyc
 # compiles a plain alias (not an `if TYPE_CHECKING` branch, whose `else` it drops).
 Pairs: TypeAlias = "array[int]"
 
 
-def pack_user(last_day: int, mask: int) -> int:
-    """One user's activity as one int: the day last active above the 64-day bit mask (bit i
-    set: active on day `last_day - i`). Negative days pack too (shifts are arithmetic)."""
-    return last_day << HORIZON_DAYS | mask
+def counts(values: Iterable[int]) -> Pairs:
+    """An array of counts: 4 bytes each while all fit in 32 bits, 8 otherwise."""
+    found = list(values)
+    if all(_NARROW_MIN <= value <= _NARROW_MAX for value in found):
+        return array(NARROW, found)
+    return array(WIDE, found)
 
 
-def user_last_day(packed: int) -> int:
-    return packed >> HORIZON_DAYS
+def _fits(values: Pairs, value: int) -> bool:
+    return values.typecode == WIDE or _NARROW_MIN <= value <= _NARROW_MAX
 
 
-def user_mask(packed: int) -> int:
-    return packed & _MASK
+def user_key(user_id: str) -> bytes:
+    """A user's key: the first 8 bytes of the BLAKE2b digest of the id.
+
+    Two users of one account share a key with odds of about n^2 / 2^65 for n users (1 in 10^13
+    at the default cap of 2,000): they would then count as one user.
+    """
+    return blake2b(user_id.encode(), digest_size=KEY_BYTES).digest()
 
 
 @dataclass(slots=True, frozen=True)
@@ -67,12 +88,22 @@ class Volume:
 
 @dataclass(slots=True)
 class Usage:
-    users: dict[str, int] = field(default_factory=dict)  # user -> pack_user(last_day, mask)
-    daily_users: dict[int, int] = field(default_factory=dict)  # day -> distinct active users
-    last_day_users: dict[int, int] = field(default_factory=dict)  # day -> users last active then
-    daily_activity: dict[int, int] = field(default_factory=dict)  # day -> sum of counts
+    # Users: key i is user_keys[8i:8i+8], active last on user_last[i], mask user_masks[i].
+    user_keys: bytearray = field(default_factory=bytearray)
+    user_last: Pairs = field(default_factory=lambda: array(DAYS))
+    user_masks: Pairs = field(default_factory=lambda: array(MASKS))
+    # Day buckets within the horizon, days ascending: events (sum of counts) and distinct users
+    # active that day (0 when none was counted: a day with users always has events).
+    bucket_days: Pairs = field(default_factory=lambda: array(DAYS))
+    bucket_activity: Pairs = field(default_factory=lambda: array(NARROW))  # see `counts`
+    bucket_users: Pairs = field(default_factory=lambda: array(DAYS))
+    # The histogram of the users' last active days (no zero counts), days ascending; days before
+    # the horizon stay while a user was last active then.
+    last_days: Pairs = field(default_factory=lambda: array(DAYS))
+    last_day_users: Pairs = field(default_factory=lambda: array(DAYS))
     features: dict[str, int] = field(default_factory=dict)  # feature -> last day used
-    # feature -> (day, count) pairs flat, days in first-seen order (see `feature_counts`)
+    # feature -> (day, count) pairs flat, days in first-seen order (see `feature_counts`); 4
+    # bytes each while they fit (see `counts`)
     feature_days: dict[str, Pairs] = field(default_factory=dict)
     first_use: int | None = None
     first_key_use: int | None = None
@@ -98,7 +129,7 @@ class Usage:
         day = bucket_of(at)
         if day < self.horizon_day:
             return
-        self.daily_activity[day] = self.daily_activity.get(day, 0) + count
+        self._add_activity(day, count)
         end = self._memo_end
         if day < end:
             if day >= end - 6:
@@ -110,7 +141,7 @@ class Usage:
             self.last_use = at
         if key_feature and (self.first_key_use is None or at < self.first_key_use):
             self.first_key_use = at
-        self._touch_user(user_id, day, max_users)
+        self._touch_user(user_key(user_id), day, max_users)
         last = self.features.get(feature)
         if last is None:
             if len(self.features) >= max_features:
@@ -123,67 +154,137 @@ class Usage:
             self.features[feature] = day
         days = self.feature_days.get(feature)
         if days is None:
-            self.feature_days[feature] = array(PAIRS, (day, count))
+            self.feature_days[feature] = counts((day, count))
             return
         # In-order events land on the last pair: look from the end.
         for i in range(len(days) - 2, -1, -2):
             if days[i] == day:
-                days[i + 1] += count
+                value = days[i + 1] + count
+                if not _fits(days, value):
+                    days = self.feature_days[feature] = array(WIDE, days)
+                days[i + 1] = value
                 return
+        if not (_fits(days, day) and _fits(days, count)):
+            days = self.feature_days[feature] = array(WIDE, days)
         days.append(day)
         days.append(count)
 
-    def feature_counts(self, feature: str) -> dict[int, int]:
-        """Events per day of one feature (days in first-seen order; empty if not tracked)."""
-        days = self.feature_days.get(feature)
-        if days is None:
-            return {}
-        return {days[i]: days[i + 1] for i in range(0, len(days), 2)}
+    # -- users ------------------------------------------------------------------------------------
 
-    def _touch_user(self, user_id: str, day: int, max_users: int) -> None:
-        users = self.users
-        packed = users.get(user_id)
-        if packed is None:
-            if len(users) >= max_users:
+    def user_count(self) -> int:
+        """Users remembered (at most `max_users`)."""
+        return len(self.user_last)
+
+    def has_user(self, user_id: str) -> bool:
+        return self._user_index(user_key(user_id)) >= 0
+
+    def _user_index(self, key: bytes) -> int:
+        """The index of the user with this key, or -1 (a match must start on a key boundary)."""
+        keys = self.user_keys
+        at = keys.find(key)
+        while at >= 0:
+            if not at % KEY_BYTES:
+                return at // KEY_BYTES
+            at = keys.find(key, at - at % KEY_BYTES + KEY_BYTES)
+        return -1
+
+    def add_user(self, key: bytes, last_day: int, mask: int) -> None:
+        """Append a user not yet there (the codec's decoder; `record` for events)."""
+        self.user_keys += key
+        self.user_last.append(last_day)
+        self.user_masks.append(mask)
+
+    def _touch_user(self, key: bytes, day: int, max_users: int) -> None:
+        i = self._user_index(key)
+        if i < 0:
+            if len(self.user_last) >= max_users:
                 self._evict_least_recent_users()
-            users[user_id] = day << HORIZON_DAYS | 1
-            self._bump(self.daily_users, day, 1)
-            self._bump(self.last_day_users, day, 1)
+            self.add_user(key, day, 1)
+            self._bump_users(day)
+            self._bump_last(day, 1)
             return
-        last_day = packed >> HORIZON_DAYS
-        mask = packed & _MASK
+        last_day = self.user_last[i]
+        mask = self.user_masks[i]
         if day > last_day:
-            self._bump(self.last_day_users, last_day, -1)
-            self._bump(self.last_day_users, day, 1)
-            users[user_id] = day << HORIZON_DAYS | (((mask << (day - last_day)) | 1) & _MASK)
-            self._bump(self.daily_users, day, 1)
+            self._bump_last(last_day, -1)
+            self._bump_last(day, 1)
+            self.user_last[i] = day
+            self.user_masks[i] = ((mask << (day - last_day)) | 1) & _MASK
+            self._bump_users(day)
             return
         offset = last_day - day
         if offset < HORIZON_DAYS and not mask >> offset & 1:
-            users[user_id] = packed | 1 << offset
-            self._bump(self.daily_users, day, 1)
+            self.user_masks[i] = mask | 1 << offset
+            self._bump_users(day)
 
     def _evict_least_recent_users(self) -> None:
-        """Forget the least recently active eighth of the users at once (amortised O(log n))."""
-        users = self.users
-        gone = sorted(users, key=lambda uid: (users[uid] >> HORIZON_DAYS, uid))[: max(1, len(users) // 8)]
-        for user_id in gone:
-            self._bump(self.last_day_users, users.pop(user_id) >> HORIZON_DAYS, -1)
+        """Forget the least recently active eighth of the users at once (amortised O(log n)).
 
-    def _bump(self, counts: dict[int, int], day: int, delta: int) -> None:
+        Users last active on the same day go in the order of their keys (before state format 6,
+        of their ids; the cap is 2,000 users by default, which no development portfolio reaches).
+        """
+        keys, last = self.user_keys, self.user_last
+        n = len(last)
+        order = sorted(range(n), key=lambda i: (last[i], keys[i * KEY_BYTES : (i + 1) * KEY_BYTES]))
+        gone = set(order[: max(1, n // 8)])
+        for i in sorted(gone):
+            self._bump_last(last[i], -1)
+        kept = [i for i in range(n) if i not in gone]
+        self.user_keys = bytearray(b"".join(keys[i * KEY_BYTES : (i + 1) * KEY_BYTES] for i in kept))
+        self.user_last = array(DAYS, [last[i] for i in kept])
+        self.user_masks = array(MASKS, [self.user_masks[i] for i in kept])
+
+    # -- day buckets ------------------------------------------------------------------------------
+
+    def _add_activity(self, day: int, count: int) -> None:
+        days = self.bucket_days
+        n = len(days)
+        if n and days[n - 1] == day:  # in-order events land on the last day
+            i = n - 1
+        else:
+            i = n if not n or days[n - 1] < day else bisect_left(days, day)
+            if i == n or days[i] != day:
+                days.insert(i, day)
+                self.bucket_users.insert(i, 0)
+                self._activity(count).insert(i, count)
+                return
+        value = self.bucket_activity[i] + count
+        self._activity(value)[i] = value
+
+    def _activity(self, value: int) -> Pairs:
+        """`bucket_activity`, widened first if `value` needs 8 bytes."""
+        if not _fits(self.bucket_activity, value):
+            self.bucket_activity = array(WIDE, self.bucket_activity)
+        return self.bucket_activity
+
+    def _bump_users(self, day: int) -> None:
+        """One more distinct user active on `day` (whose bucket `record` made)."""
         end = self._memo_end
         if end - 29 <= day < end:
-            if counts is self.daily_users:
-                self._memo[2] += delta
-            else:  # last_day_users
-                self._memo[1] += delta
-                if day >= end - 6:
-                    self._memo[0] += delta
-        value = counts.get(day, 0) + delta
-        if value:
-            counts[day] = value
-        else:
-            counts.pop(day, None)
+            self._memo[2] += 1
+        days = self.bucket_days
+        n = len(days)
+        i = n - 1 if n and days[n - 1] == day else bisect_left(days, day)
+        self.bucket_users[i] += 1
+
+    def _bump_last(self, day: int, delta: int) -> None:
+        end = self._memo_end
+        if end - 29 <= day < end:
+            self._memo[1] += delta
+            if day >= end - 6:
+                self._memo[0] += delta
+        days, counts = self.last_days, self.last_day_users
+        i = bisect_left(days, day)
+        if i < len(days) and days[i] == day:
+            value = counts[i] + delta
+            if value:
+                counts[i] = value
+            else:
+                del days[i]
+                del counts[i]
+        elif delta:
+            days.insert(i, day)
+            counts.insert(i, delta)
 
     def expire(self, today: int) -> None:
         """Drop buckets older than the horizon (call when the day advances)."""
@@ -191,20 +292,29 @@ class Usage:
         if horizon <= self.horizon_day:
             return
         self.horizon_day = horizon
-        for counts in (self.daily_users, self.daily_activity):
-            for day in [d for d in counts if d < horizon]:
-                del counts[day]
+        gone = bisect_left(self.bucket_days, horizon)
+        if gone:
+            del self.bucket_days[:gone]
+            del self.bucket_activity[:gone]
+            del self.bucket_users[:gone]
         for feature in list(self.feature_days):
             days = self.feature_days[feature]
             if days and min(days[0::2]) >= horizon:
                 continue
             kept = [item for i in range(0, len(days), 2) if days[i] >= horizon for item in days[i : i + 2]]
             if kept:
-                self.feature_days[feature] = array(PAIRS, kept)
+                self.feature_days[feature] = array(days.typecode, kept)
             else:
                 del self.feature_days[feature]
         # Users silent for the whole horizon stay in the last-active histogram (they are
         # outside every window); drop them only when the account has too many (see record).
+
+    def feature_counts(self, feature: str) -> dict[int, int]:
+        """Events per day of one feature (days in first-seen order; empty if not tracked)."""
+        days = self.feature_days.get(feature)
+        if days is None:
+            return {}
+        return {days[i]: days[i + 1] for i in range(0, len(days), 2)}
 
     # -- windows (ending with day `end`, inclusive) ------------------------------------------------
 
@@ -217,30 +327,35 @@ class Usage:
         if self._memo_end != end:
             self._memo_end = end
             self._memo = [
-                _sum(self.last_day_users, end - 6, end),
-                _sum(self.last_day_users, end - 29, end),
-                _sum(self.daily_users, end - 29, end),
-                _sum(self.daily_activity, end - 6, end),
-                _sum(self.daily_activity, end - 34, end - 6),
+                _sum(self.last_days, self.last_day_users, end - 6, end),
+                _sum(self.last_days, self.last_day_users, end - 29, end),
+                _sum(self.bucket_days, self.bucket_users, end - 29, end),
+                _sum(self.bucket_days, self.bucket_activity, end - 6, end),
+                _sum(self.bucket_days, self.bucket_activity, end - 34, end - 6),
             ]
         past_wau, past_mau, past_daily, past_activity, prev28 = self._memo
-        today_users = self.last_day_users.get(end, 0)
+        today_users = _at(self.last_days, self.last_day_users, end)
+        days = self.bucket_days
+        n = len(days)
+        # The day `end` is usually the last bucket, or none yet.
+        i = n - 1 if n and days[n - 1] == end else bisect_left(days, end)
+        on_end = i < n and days[i] == end
         return Windows(
             dau=today_users,
             wau=past_wau + today_users,
             mau=past_mau + today_users,
-            average_daily_users_30=(past_daily + self.daily_users.get(end, 0)) / 30,
-            activity_7=past_activity + self.daily_activity.get(end, 0),
+            average_daily_users_30=(past_daily + (self.bucket_users[i] if on_end else 0)) / 30,
+            activity_7=past_activity + (self.bucket_activity[i] if on_end else 0),
             activity_prev_28=prev28,
         )
 
     def active_users(self, end: int, days: int) -> int:
         """Distinct users active in the `days` days ending with day `end` (DAU/WAU/MAU)."""
         # Users last active after `end` (out-of-order evaluation) are counted in no window.
-        return _sum(self.last_day_users, end - days + 1, end + 1)
+        return _sum(self.last_days, self.last_day_users, end - days + 1, end + 1)
 
     def activity(self, end: int, days: int) -> int:
-        return _sum(self.daily_activity, end - days + 1, end + 1)
+        return _sum(self.bucket_days, self.bucket_activity, end - days + 1, end + 1)
 
     def volume(self, end: int, days: int) -> Volume:
         """Events, active days and active user-days in the `days` days ending with day `end`.
@@ -249,10 +364,12 @@ class Usage:
         a sum of per-day buckets (unlike distinct users, which the last-active histogram counts
         only for windows ending with the latest day).
         """
-        start = end - days + 1
-        counts = [count for day, count in self.daily_activity.items() if start <= day <= end]
-        user_days = sum([users for day, users in self.daily_users.items() if start <= day <= end])
-        return Volume(sum(counts), len(counts), user_days)
+        bucket_days = self.bucket_days
+        lo = bisect_left(bucket_days, end - days + 1)
+        hi = bisect_left(bucket_days, end + 1)
+        if lo == hi:
+            return Volume(0, 0, 0)
+        return Volume(sum(self.bucket_activity[lo:hi]), hi - lo, sum(self.bucket_users[lo:hi]))
 
     def feature_volume(self, end: int, days: int) -> dict[str, int]:
         """Events per feature in the `days` days ending with day `end` (features with none left out)."""
@@ -272,9 +389,14 @@ class Usage:
         return sum(1 for day in self.features.values() if day >= start)
 
 
-def _sum(counts: dict[int, int], start: int, stop: int) -> int:
-    """Sum of the buckets for days start <= day < stop."""
-    if len(counts) < stop - start:
-        return sum(value for day, value in counts.items() if start <= day < stop)
-    get = counts.get
-    return sum(get(day, 0) for day in range(start, stop))
+def _sum(days: Pairs, values: Pairs, start: int, stop: int) -> int:
+    """Sum of the values of the days start <= day < stop (`days` ascending)."""
+    lo = bisect_left(days, start)
+    hi = bisect_left(days, stop)
+    return sum(values[lo:hi]) if hi > lo else 0
+
+
+def _at(days: Pairs, values: Pairs, day: int) -> int:
+    """The value of `day`, 0 if it has none (`days` ascending)."""
+    i = bisect_left(days, day)
+    return values[i] if i < len(days) and days[i] == day else 0

@@ -5,9 +5,9 @@ that writes its fields by name, in a fixed order, as MessagePack arrays of integ
 floats. A record is one format-version byte followed by the MessagePack body.
 
 Compact by construction: arrays instead of maps, day numbers relative to the structure's
-horizon, event times of sorted lists as differences, dedupe ids as 64-bit keys packed 8 bytes
-each, and ids that start with the account id (`acct-0042-u0007`) stored as their suffix (a
-MessagePack `bin` value; a `str` value is a whole id).
+horizon, event times of sorted lists as differences, dedupe ids and usage users as 64-bit keys
+packed 8 bytes each, and ids that start with the account id (`acct-0042-t0007`) stored as their
+suffix (a MessagePack `bin` value; a `str` value is a whole id).
 
 Memo fields (caches keyed by a version counter) are not stored: they start empty after a
 decode and are recomputed from the stored fields on first use. `COVERED` lists, per class,
@@ -37,14 +37,17 @@ from streamer.core.peers import PeerReference
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
-from streamer.core.usage import PAIRS, Pairs, Usage, pack_user, user_last_day, user_mask
+from streamer.core.usage import DAYS, MASKS, Pairs, Usage, counts, user_key
+from streamer.core.usage import KEY_BYTES as USER_KEY_BYTES
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
 # 2: account profile and override (version 1 records read with neither); 3: events per feature;
 # 4: the alert memory's pending band change (version 1-3 records read with none); 5: the events
-# per feature name their feature by its index among `usage.features` (not the name again)
-VERSION = 5
+# per feature name their feature by its index among `usage.features` (not the name again); 6: the
+# usage users are their 8-byte keys packed (`usage.user_key` of the id; versions 1-5 stored the
+# ids, which the decoder hashes)
+VERSION = 6
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 _STATUSES = (OPEN, RESOLVED)
 
@@ -90,10 +93,14 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     Usage: (
         (
-            "users",
-            "daily_users",
+            "user_keys",
+            "user_last",
+            "user_masks",
+            "bucket_days",
+            "bucket_activity",
+            "bucket_users",
+            "last_days",
             "last_day_users",
-            "daily_activity",
             "features",
             "feature_days",
             "first_use",
@@ -327,24 +334,20 @@ class _Ids:
         return None if value is None else self.decode(value, what)
 
 
-def _flat_days(counts: dict[int, int], base: int) -> list[int]:
-    return [item for day, count in counts.items() for item in (day - base, count)]
-
-
 def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
     items = _list(value, what, step=2)
     return {_day(_int(items[i], what) + base): _int(items[i + 1], what) for i in range(0, len(items), 2)}
 
 
 def _flat_pairs(pairs: Pairs, base: int) -> list[int]:
-    """Flat (day, count) pairs as `_flat_days` writes a dict of them (the same record)."""
+    """Flat (day, count) pairs, days relative to `base`."""
     return [value - base if i % 2 == 0 else value for i, value in enumerate(pairs)]
 
 
 def _unflat_pairs(value: Any, base: int, what: str) -> Pairs:
     items = _list(value, what, step=2)
     try:
-        return array(PAIRS, [_int(item, what) + (base if i % 2 == 0 else 0) for i, item in enumerate(items)])
+        return counts(_int(item, what) + (base if i % 2 == 0 else 0) for i, item in enumerate(items))
     except OverflowError as exc:
         raise StateDecodeError(f"{what}: a day or count out of the 64-bit range") from exc
 
@@ -400,6 +403,7 @@ def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
         3: _decode_account_record_v2,
         4: _decode_account_record_v2,
         5: _decode_account_record_v5,
+        6: _decode_account_record_v6,
     }
     return _unframe(raw, "account", decoders)
 
@@ -409,9 +413,11 @@ def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
     return _decode_account_v1(fields[:13]), _decode_offsets(fields[13])
 
 
-def _decode_account_record_v2(body: Any, feature_refs: bool = False) -> tuple[Account, AppliedOffsets]:
+def _decode_account_record_v2(
+    body: Any, feature_refs: bool = False, user_keys: bool = False
+) -> tuple[Account, AppliedOffsets]:
     fields = _list(body, "account", 16)
-    account = _decode_account_v1(fields[:13], feature_refs)
+    account = _decode_account_v1(fields[:13], feature_refs, user_keys)
     ids = _Ids(account.account_id)
     account.profile = _decode_profile(fields[14], ids)
     account.override = _decode_override(fields[15], ids)
@@ -422,7 +428,11 @@ def _decode_account_record_v5(body: Any) -> tuple[Account, AppliedOffsets]:
     return _decode_account_record_v2(body, feature_refs=True)
 
 
-def _decode_account_v1(body: Any, feature_refs: bool = False) -> Account:
+def _decode_account_record_v6(body: Any) -> tuple[Account, AppliedOffsets]:
+    return _decode_account_record_v2(body, feature_refs=True, user_keys=True)
+
+
+def _decode_account_v1(body: Any, feature_refs: bool = False, user_keys: bool = False) -> Account:
     fields = _list(body, "account", 13)
     account_id = _str(fields[0], "account.account_id")
     ids = _Ids(account_id)
@@ -431,7 +441,7 @@ def _decode_account_v1(body: Any, feature_refs: bool = False) -> Account:
         account_id=account_id,
         first_seen=ids.number(fields[1], "account.first_seen"),
         revenue=_decode_revenue(fields[2], ids),
-        usage=_decode_usage(fields[3], ids, feature_refs),
+        usage=_decode_usage(fields[3], ids, feature_refs, user_keys),
         support=_decode_support(fields[4], ids),
         sentiment=_decode_sentiment(fields[5], ids),
         alerts=_decode_alerts(fields[6]),
@@ -627,15 +637,19 @@ def _decode_sub(value: Any, ids: _Ids) -> Subscription:
 
 def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
     base = usage.horizon_day
-    users = usage.users
+    buckets = list(zip(usage.bucket_days, usage.bucket_activity, usage.bucket_users, strict=True))
     return [
         base,
-        [ids.encode(user_id) for user_id in users],
-        [user_last_day(packed) - base for packed in users.values()],
-        [user_mask(packed) for packed in users.values()],
-        _flat_days(usage.daily_users, base),
-        _flat_days(usage.last_day_users, base),
-        _flat_days(usage.daily_activity, base),
+        bytes(usage.user_keys),
+        [day - base for day in usage.user_last],
+        list(usage.user_masks),
+        [item for day, _, users in buckets if users for item in (day - base, users)],
+        [
+            item
+            for pair in zip(usage.last_days, usage.last_day_users, strict=True)
+            for item in (pair[0] - base, pair[1])
+        ],
+        [item for day, events, _ in buckets for item in (day - base, events)],
         [item for name, day in usage.features.items() for item in (name, day - base)],
         usage.first_use,
         usage.first_key_use,
@@ -659,18 +673,28 @@ def _encode_feature_days(usage: Usage) -> list[Any]:
     ]
 
 
-def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False) -> Usage:
-    """`feature_refs`: the events per feature name their feature by index (format 5 on)."""
+def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: bool = False) -> Usage:
+    """`feature_refs`: the events per feature name their feature by index (format 5 on);
+    `user_keys`: the users are their packed 8-byte keys (format 6 on), not their ids."""
     fields = _list(value, "usage")
     if len(fields) not in (13, 14):  # 13: format versions 1 and 2, before events per feature
         raise StateDecodeError(f"usage: expected 13 or 14 items, got {len(fields)}")
     volumes = _list(fields[13], "usage.feature_days", step=2) if len(fields) == 14 else []
     base = _int(fields[0], "usage.horizon_day")
-    user_ids = [ids.decode(item, "usage user id") for item in _list(fields[1], "usage.users")]
+    if user_keys:
+        keys = fields[1]
+        if type(keys) is not bytes or len(keys) % USER_KEY_BYTES:
+            raise StateDecodeError("usage.users: expected 8-byte keys")
+    else:
+        keys = b"".join(
+            user_key(ids.decode(item, "usage user id")) for item in _list(fields[1], "usage.users")
+        )
     last_days = _ints(fields[2], "usage.users last day")
-    masks = _ints(fields[3], "usage.users mask")
-    if not len(user_ids) == len(last_days) == len(masks):
-        raise StateDecodeError(f"usage.users: {len(user_ids)} ids, {len(last_days)} days, {len(masks)} masks")
+    masks = [_mask(mask) for mask in _ints(fields[3], "usage.users mask")]
+    if not len(keys) // USER_KEY_BYTES == len(last_days) == len(masks):
+        raise StateDecodeError(
+            f"usage.users: {len(keys) // USER_KEY_BYTES} users, {len(last_days)} days, {len(masks)} masks"
+        )
     features = _list(fields[7], "usage.features", step=2)
     if feature_refs:
         names = features[0::2]
@@ -684,27 +708,38 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False) -> Usage:
     memo = _ints(fields[12], "usage memo")
     if len(memo) != 5:
         raise StateDecodeError(f"usage memo: expected 5 sums, got {len(memo)}")
-    usage = Usage(
-        users={
-            user_id: pack_user(day + base, _mask(mask))
-            for user_id, day, mask in zip(user_ids, last_days, masks, strict=True)
-        },
-        daily_users=_unflat_days(fields[4], base, "usage.daily_users"),
-        last_day_users=_unflat_days(fields[5], base, "usage.last_day_users"),
-        daily_activity=_unflat_days(fields[6], base, "usage.daily_activity"),
-        features={
-            _word(features[i], "usage feature"): _day(_int(features[i + 1], "usage feature day") + base)
-            for i in range(0, len(features), 2)
-        },
-        first_use=_opt_int(fields[8], "usage.first_use"),
-        first_key_use=_opt_int(fields[9], "usage.first_key_use"),
-        last_use=_opt_int(fields[10], "usage.last_use"),
-        horizon_day=base,
-        feature_days={
-            _word(volumes[i], "usage feature"): _unflat_pairs(volumes[i + 1], base, "usage.feature_days")
-            for i in range(0, len(volumes), 2)
-        },
-    )
+    daily_users = _unflat_days(fields[4], base, "usage.daily_users")
+    last_day_users = _unflat_days(fields[5], base, "usage.last_day_users")
+    daily_activity = _unflat_days(fields[6], base, "usage.daily_activity")
+    if not daily_users.keys() <= daily_activity.keys():
+        raise StateDecodeError("usage.daily_users: a day with users but no events")
+    days = sorted(daily_activity)
+    last = sorted(last_day_users)
+    try:
+        usage = Usage(
+            user_keys=bytearray(keys),
+            user_last=array(DAYS, [day + base for day in last_days]),
+            user_masks=array(MASKS, masks),
+            bucket_days=array(DAYS, days),
+            bucket_activity=counts(daily_activity[day] for day in days),
+            bucket_users=array(DAYS, [daily_users.get(day, 0) for day in days]),
+            last_days=array(DAYS, last),
+            last_day_users=array(DAYS, [last_day_users[day] for day in last]),
+            features={
+                _word(features[i], "usage feature"): _day(_int(features[i + 1], "usage feature day") + base)
+                for i in range(0, len(features), 2)
+            },
+            first_use=_opt_int(fields[8], "usage.first_use"),
+            first_key_use=_opt_int(fields[9], "usage.first_key_use"),
+            last_use=_opt_int(fields[10], "usage.last_use"),
+            horizon_day=base,
+            feature_days={
+                _word(volumes[i], "usage feature"): _unflat_pairs(volumes[i + 1], base, "usage.feature_days")
+                for i in range(0, len(volumes), 2)
+            },
+        )
+    except OverflowError as exc:
+        raise StateDecodeError(f"usage: a day or count out of range: {exc}") from exc
     usage._memo_end = _int(fields[11], "usage memo end")
     usage._memo = memo
     return usage
@@ -938,9 +973,9 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
     decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
-        (1, 2, 3, 4, 5), _decode_partition_v1
+        (1, 2, 3, 4, 5, 6), _decode_partition_v1
     )
-    return _unframe(raw, "partition", decoders)  # unchanged in 2-5
+    return _unframe(raw, "partition", decoders)  # unchanged in 2-6
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:

@@ -7,12 +7,11 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
 
-from streamer.cli_config import score_config_or_fail
 from streamer.cli_options import (
     bootstrap_option,
     connect_timeout_option,
@@ -23,8 +22,11 @@ from streamer.cli_options import (
     score_config_option,
 )
 from streamer.logs import configure_logging
-from streamer.offline.runner import open_events
-from streamer.settings import Settings
+
+if TYPE_CHECKING:
+    from streamer.settings import Settings
+
+# The modules each command needs are imported when it runs, not for `streamer worker --help`.
 
 
 def fail(command: str, error: Exception) -> NoReturn:
@@ -40,6 +42,8 @@ def quiet_kafka_client_logs() -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
+    from streamer.settings import Settings
+
     values = {key: value for key, value in overrides.items() if value is not None}
     return Settings(**values)
 
@@ -79,6 +83,10 @@ def worker(
     Start several with the same settings to share the partitions (state moves with them
     through the changelog topics). Stop with Ctrl-C or SIGTERM.
     """
+    from streamer.cli_config import score_config_or_fail
+    from streamer.stream.faust_imports import import_faust_types
+
+    import_faust_types()  # before faust is imported: without aiohttp, which the worker never uses
     from streamer.stream.app import run_worker
     from streamer.stream.broker import BrokerUnavailable
 
@@ -133,6 +141,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
     event again: nothing is lost, an event may reach Kafka twice (the worker ignores a
     repeated event_id). It gives up after --timeout seconds without the broker.
     """
+    from streamer.offline.runner import open_events
     from streamer.stream.replay import BrokerUnavailable, publish
 
     settings = _settings(kafka_bootstrap=bootstrap)

@@ -159,9 +159,8 @@ def test_account_state_stays_bounded_over_two_years() -> None:
         if d % 5 == 0:
             feed(nps("acme", at(d, 21), d % 11, f"r{d}"))
     account = feed.account("acme")
-    assert len(account.usage.users) <= 200
-    assert len(account.usage.daily_users) <= USAGE_DAYS
-    assert len(account.usage.daily_activity) <= USAGE_DAYS
+    assert account.usage.user_count() <= 200
+    assert len(account.usage.bucket_days) <= USAGE_DAYS  # events and distinct users per day
     assert len(account.support.tickets) <= 50
     assert len(account.support.days) <= SUPPORT_DAYS
     assert len(account.sentiment.nps) <= 20

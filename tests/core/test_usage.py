@@ -141,7 +141,9 @@ def test_user_cap_evicts_the_least_recently_active_user() -> None:
     config = ScoreConfig(limits=Limits(max_users=3))
     feed = Feed(config)
     feed(*(usage("acme", at(d, 9), f"u{d}") for d in range(4)))
-    assert set(feed.account("acme").usage.users) == {"u1", "u2", "u3"}
+    kept = feed.account("acme").usage
+    assert [kept.has_user(f"u{d}") for d in range(4)] == [False, True, True, True]
+    assert kept.user_count() == 3
     assert feed.facts("acme", at(4)).mau == 3
 
 
@@ -167,12 +169,26 @@ def test_memory_stays_bounded_over_two_years_of_heavy_usage() -> None:
             max_features=max_features,
         )
     assert len({f"user-{n // 10}" for n in range(100_000)}) == 10_000
-    assert len(state.users) <= max_users
+    assert state.user_count() <= max_users
     assert len(state.features) <= max_features
-    assert len(state.daily_users) <= HORIZON_DAYS
-    assert len(state.daily_activity) <= HORIZON_DAYS
-    assert len(state.last_day_users) <= max_users
-    assert sum(state.last_day_users.values()) == len(state.users)
+    assert len(state.bucket_days) <= HORIZON_DAYS  # events and distinct users per day
+    assert len(state.last_days) <= max_users
+    assert sum(state.last_day_users) == state.user_count()
     end = last_day
     assert state.active_users(end, 30) <= max_users
     assert state.activity(end, 7) == sum(1 for n in range(100_000) if (start + n * step) // DAY > end - 7)
+
+
+def test_counts_past_32_bits_are_kept_exactly() -> None:
+    """Day and feature counters hold 4 bytes a value until one needs 8 (then the array widens)."""
+    big = 2**31 - 1
+    state = Usage()
+    for hour in (1, 2, 3):
+        state.record(ms(at(5, hour)), "u1", "api", big, key_feature=False, max_users=10, max_features=10)
+    state.record(ms(at(4, 1)), "u2", "api", big, key_feature=False, max_users=10, max_features=10)
+    day = ms(at(5)) // DAY
+    assert state.activity(day, 1) == 3 * big
+    assert state.activity(day, 2) == 4 * big
+    assert state.volume(day, 7).events == 4 * big
+    assert state.feature_volume(day, 7) == {"api": 4 * big}
+    assert state.feature_counts("api") == {day: 3 * big, day - 1: big}

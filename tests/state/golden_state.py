@@ -16,7 +16,8 @@ import orjson
 from streamer.core.account import KEY_BYTES, Account
 from streamer.core.engine import PartitionEngine
 from streamer.core.support import Support
-from streamer.core.usage import Usage, user_last_day, user_mask
+from streamer.core.usage import KEY_BYTES as USER_KEY_BYTES
+from streamer.core.usage import Usage, user_key
 from streamer.state.codec import COVERED, VERSION, encode_account, encode_partition
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
@@ -26,11 +27,71 @@ GOLDEN = Path(__file__).parent / "golden"
 SPLIT = 120  # events folded into the golden state; the rest continue it in the test
 
 
+# A usage as the golden files show it, whatever its in-memory layout (format 6 keeps users as
+# keys and the day buckets as sorted arrays; the files of versions 1-5 show them as maps).
+USAGE_PICTURE = (
+    "users",
+    "daily_users",
+    "last_day_users",
+    "daily_activity",
+    "features",
+    "feature_days",
+    "first_use",
+    "first_key_use",
+    "last_use",
+    "horizon_day",
+    "_memo_end",
+    "_memo",
+)
+
+
+def pictured_fields(value: Any) -> tuple[str, ...]:
+    return USAGE_PICTURE if isinstance(value, Usage) else COVERED[type(value)][0]
+
+
+def usage_picture(usage: Usage, name: str) -> Any:
+    """users: {"key:<16 hex digits>": {last_day, mask}} in the account's order; the day
+    buckets: {day: count}, days ascending."""
+    if name == "users":
+        keys = usage.user_keys
+        return {
+            f"key:{keys[i * USER_KEY_BYTES : (i + 1) * USER_KEY_BYTES].hex()}": {
+                "last_day": usage.user_last[i],
+                "mask": usage.user_masks[i],
+            }
+            for i in range(usage.user_count())
+        }
+    if name == "daily_users":
+        return {day: n for day, n in zip(usage.bucket_days, usage.bucket_users, strict=True) if n}
+    if name == "daily_activity":
+        return dict(zip(usage.bucket_days, usage.bucket_activity, strict=True))
+    if name == "last_day_users":
+        return dict(zip(usage.last_days, usage.last_day_users, strict=True))
+    if name == "feature_days":
+        return {feature: usage.feature_counts(feature) for feature in usage.feature_days}
+    return getattr(usage, name)
+
+
+def golden_usage(expected: dict[str, Any]) -> dict[str, Any]:
+    """A golden usage as `usage_picture` shows it: the users of versions 1-5 (by id) by their
+    key, the day buckets by day."""
+    found = dict(expected)
+    found["users"] = [
+        [uid if uid.startswith("key:") else f"key:{user_key(uid).hex()}", activity]
+        for uid, activity in expected["users"]
+    ]
+    for name in ("daily_users", "last_day_users", "daily_activity"):
+        found[name] = sorted(expected[name])
+    return found
+
+
 def picture(obj: Any, name: str) -> Any:
     """A field of a state as the golden files show it, whatever its in-memory layout: a usage
-    user as {last_day, mask} (packed in one int), a feature's days as a map, the open tickets
-    as a set (the keys of a dict), the dedupe ids as a map of 64-bit keys (the 8 key bytes read
-    little-endian) to event times."""
+    as `usage_picture`, a feature's days as a map, the open tickets as a set (the keys of a
+    dict), the dedupe ids as a map of 64-bit keys (the 8 key bytes read little-endian) to event
+    times."""
+    if isinstance(obj, Usage):
+        return usage_picture(obj, name)
     value = getattr(obj, name)
     if isinstance(obj, Account) and name == "seen":
         keys = [
@@ -38,10 +99,6 @@ def picture(obj: Any, name: str) -> Any:
             for i in range(0, len(value.keys), KEY_BYTES)
         ]
         return dict(zip(keys, value.at_list(), strict=True))
-    if isinstance(obj, Usage) and name == "users":
-        return {uid: {"last_day": user_last_day(p), "mask": user_mask(p)} for uid, p in value.items()}
-    if isinstance(obj, Usage) and name == "feature_days":
-        return {feature: obj.feature_counts(feature) for feature in value}
     if isinstance(obj, Support) and name == "open_ids":
         return set(value)
     return value
@@ -51,8 +108,7 @@ def dump(value: Any) -> Any:
     """A JSON-able picture of a state: dataclasses by their encoded fields, maps as [key, value]
     pairs (keys may be integers), tuples as lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        encoded = COVERED[type(value)][0]
-        return {name: dump(picture(value, name)) for name in encoded}
+        return {name: dump(picture(value, name)) for name in pictured_fields(value)}
     if isinstance(value, dict):
         return [[dump(k), dump(v)] for k, v in value.items()]
     if isinstance(value, set):
@@ -68,6 +124,8 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     if dataclasses.is_dataclass(actual) and not isinstance(actual, type):
         if not isinstance(expected, dict):
             return [f"{path}: expected {expected!r:.80}, got a {type(actual).__name__}"]
+        if isinstance(actual, Usage):
+            expected = golden_usage(expected)
         found = []
         for name, value in expected.items():
             found += differences(value, picture(actual, name), f"{path}.{name}")

@@ -1,0 +1,41 @@
+"""Building the worker's app: what faust registers, and what the worker skips at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust.app.base
+import pytest
+import venusian
+
+from streamer.core.config import ScoreConfig
+from streamer.settings import Settings
+from streamer.stream.app import create_app
+
+
+def test_the_agent_and_timers_are_registered_without_autodiscovery_marks(tmp_path: Path) -> None:
+    """faust's venusian marks read every loaded module's real path (0.23 CPU s per start);
+    the worker never autodiscovers, so it declares its agent and timers without them."""
+    real = faust.app.base.venusian
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    assert list(app.agents) == [f"{create_app.__module__}.score"]  # the name faust gave it before
+    declared = [agent.fun for agent in app.agents.values()] + list(app._app_tasks)
+    assert len(declared) >= 4  # the agent and at least three timers
+    marked = [fun for fun in declared if hasattr(fun, venusian.ATTACH_ATTR)]
+    assert not marked, f"marked for autodiscovery: {marked}"
+    assert faust.app.base.venusian is real  # restored for any other app in the process
+
+
+def test_the_app_has_no_http_client(tmp_path: Path) -> None:
+    """faust's default HTTP client class is aiohttp's, imported when the app is built; the
+    worker makes no HTTP request, and asking for a client says so."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    with pytest.raises(RuntimeError, match="no HTTP client"):
+        app.http_client  # noqa: B018
+
+
+def test_no_leader_topic_is_created_or_fetched(tmp_path: Path) -> None:
+    """Nothing in the worker runs on the leader only; faust's leader topic was one more topic to
+    create before the group join and to fetch with the inputs."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    assert app.conf.topic_disable_leader
