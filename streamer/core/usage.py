@@ -39,9 +39,11 @@ NARROW, WIDE = "i", "q"
 _NARROW_MIN, _NARROW_MAX = -(1 << 31), (1 << 31) - 1
 MASKS = "Q"  # a user's 64-day activity mask
 KEY_BYTES = 8  # bytes of a user's key
-# A string alias: `array[int]` is for the type checker only before Python 3.12, and mypyc
-# compiles a plain alias (not an `if TYPE_CHECKING` branch, whose `else` it drops).
+# `array[int]` is for the type checker only before Python 3.12: a string alias for it, and at run
+# time the class itself, so that `typing.get_type_hints` resolves the annotations. Not an `if
+# TYPE_CHECKING: ... else: ...`: mypyc compiles the `else` into "Reached allegedly unreachable code!".
 Pairs: TypeAlias = "array[int]"
+globals()["Pairs"] = array
 
 
 def counts(values: Iterable[int]) -> Pairs:
