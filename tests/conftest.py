@@ -10,6 +10,7 @@ start the stack with, and HEALTHSTREAM_PURE_CORE (which scoring core runs; the h
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator, Mapping
 
@@ -55,3 +56,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_it_was() -> Iterator[None]:
+    """`streamer offline` run in this process (through click's test runner) slows the garbage
+    collector for the rest of the process (`streamer.offline.collector`): undone after each test."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_threshold() != thresholds or gc.get_freeze_count():
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -24,7 +24,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import TYPE_CHECKING
+from typing import TypeAlias
 
 from streamer.core.clock import bucket_of
 
@@ -39,10 +39,11 @@ NARROW, WIDE = "i", "q"
 _NARROW_MIN, _NARROW_MAX = -(1 << 31), (1 << 31) - 1
 MASKS = "Q"  # a user's 64-day activity mask
 KEY_BYTES = 8  # bytes of a user's key
-if TYPE_CHECKING:
-    Pairs = array[int]
-else:  # `array[int]` is for the type checker only before Python 3.12
-    Pairs = array
+# `array[int]` is for the type checker only before Python 3.12: a string alias for it, and at run
+# time the class itself, so that `typing.get_type_hints` resolves the annotations. Not an `if
+# TYPE_CHECKING: ... else: ...`: mypyc compiles the `else` into "Reached allegedly unreachable code!".
+Pairs: TypeAlias = "array[int]"
+globals()["Pairs"] = array
 
 
 def counts(values: Iterable[int]) -> Pairs:

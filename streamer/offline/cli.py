@@ -23,6 +23,7 @@ from streamer.cli_options import (
 )
 from streamer.core.config import ScoreConfig
 from streamer.core.vocabulary import BANDS
+from streamer.offline.collector import collect_less
 from streamer.offline.parallel import (
     ChildFailed,
     Job,
@@ -145,6 +146,7 @@ def offline(
     published_ms = publication_ms(now)
     count = partitions or settings.partitions
     processes = min(jobs or default_jobs(count), count)
+    collect_less()  # this process (and its forked children) scores, then exits
     if processes == 1:
         summary, accounts, portfolio = _in_process(
             events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet
