@@ -7,7 +7,6 @@ one event to the right area and returns what the alert rules need to know about 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from struct import Struct
 
 from streamer.contract.events import (
@@ -30,6 +29,7 @@ from streamer.core.alerts import AlertMemory, Trigger
 from streamer.core.clock import DAY, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.identity import Override, Profile, newer
+from streamer.core.keys import KEY_BYTES, key_index, key_of
 from streamer.core.money import monthly_micros
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs
@@ -42,7 +42,6 @@ from streamer.core.usage import Usage
 # thread); the held reference means `is` cannot match a recycled object.
 _last_key: tuple[str | None, bytes] = (None, b"")
 
-KEY_BYTES = 8  # bytes of an event id's dedupe key
 _TIME = Struct("<q")  # an id's event time (epoch ms) in `SeenIds.times`
 
 
@@ -59,7 +58,7 @@ def event_key(event_id: str) -> bytes:
     last = _last_key
     if last[0] is event_id:
         return last[1]
-    key = blake2b(event_id.encode(), digest_size=KEY_BYTES).digest()
+    key = key_of(event_id)
     _last_key = (event_id, key)
     return key
 
@@ -83,14 +82,8 @@ class SeenIds:
         return len(self.times) // KEY_BYTES
 
     def index(self, key: bytes) -> int:
-        """The position of `key`, or -1 (a match must start on an 8-byte boundary)."""
-        keys = self.keys
-        at = keys.find(key)
-        while at >= 0:
-            if not at % KEY_BYTES:
-                return at // KEY_BYTES
-            at = keys.find(key, at - at % KEY_BYTES + KEY_BYTES)
-        return -1
+        """The position of `key`, or -1."""
+        return key_index(self.keys, key)
 
     def add(self, key: bytes, at: int) -> None:
         """Remember `key`, not yet there (`index` says -1), at event time `at`."""

@@ -23,10 +23,10 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import TypeAlias
 
 from streamer.core.clock import bucket_of
+from streamer.core.keys import KEY_BYTES, key_index, key_of
 
 HORIZON_DAYS = 64  # bucket horizon: covers MAU (30), trend (7 + 28) and the lateness allowance
 _MASK = (1 << HORIZON_DAYS) - 1
@@ -38,7 +38,6 @@ DAYS = "i"
 NARROW, WIDE = "i", "q"
 _NARROW_MIN, _NARROW_MAX = -(1 << 31), (1 << 31) - 1
 MASKS = "Q"  # a user's 64-day activity mask
-KEY_BYTES = 8  # bytes of a user's key
 # `array[int]` is for the type checker only before Python 3.12: a string alias for it, and at run
 # time the class itself, so that `typing.get_type_hints` resolves the annotations. Not an `if
 # TYPE_CHECKING: ... else: ...`: mypyc compiles the `else` into "Reached allegedly unreachable code!".
@@ -64,7 +63,7 @@ def user_key(user_id: str) -> bytes:
     Two users of one account share a key with odds of about n^2 / 2^65 for n users (1 in 10^13
     at the default cap of 2,000): they would then count as one user.
     """
-    return blake2b(user_id.encode(), digest_size=KEY_BYTES).digest()
+    return key_of(user_id)
 
 
 @dataclass(slots=True, frozen=True)
@@ -181,14 +180,8 @@ class Usage:
         return self._user_index(user_key(user_id)) >= 0
 
     def _user_index(self, key: bytes) -> int:
-        """The index of the user with this key, or -1 (a match must start on a key boundary)."""
-        keys = self.user_keys
-        at = keys.find(key)
-        while at >= 0:
-            if not at % KEY_BYTES:
-                return at // KEY_BYTES
-            at = keys.find(key, at - at % KEY_BYTES + KEY_BYTES)
-        return -1
+        """The index of the user with this key, or -1."""
+        return key_index(self.user_keys, key)
 
     def add_user(self, key: bytes, last_day: int, mask: int) -> None:
         """Append a user not yet there (the codec's decoder; `record` for events)."""

@@ -29,16 +29,16 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from streamer.core.account import KEY_BYTES, Account, SeenIds
+from streamer.core.account import Account, SeenIds
 from streamer.core.alerts import AlertMemory
 from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
+from streamer.core.keys import KEY_BYTES
 from streamer.core.peers import PeerReference
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
 from streamer.core.usage import DAYS, MASKS, Pairs, Usage, counts, user_key
-from streamer.core.usage import KEY_BYTES as USER_KEY_BYTES
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
@@ -683,7 +683,7 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
     base = _int(fields[0], "usage.horizon_day")
     if user_keys:
         keys = fields[1]
-        if type(keys) is not bytes or len(keys) % USER_KEY_BYTES:
+        if type(keys) is not bytes or len(keys) % KEY_BYTES:
             raise StateDecodeError("usage.users: expected 8-byte keys")
     else:
         keys = b"".join(
@@ -691,9 +691,9 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
         )
     last_days = _ints(fields[2], "usage.users last day")
     masks = [_mask(mask) for mask in _ints(fields[3], "usage.users mask")]
-    if not len(keys) // USER_KEY_BYTES == len(last_days) == len(masks):
+    if not len(keys) // KEY_BYTES == len(last_days) == len(masks):
         raise StateDecodeError(
-            f"usage.users: {len(keys) // USER_KEY_BYTES} users, {len(last_days)} days, {len(masks)} masks"
+            f"usage.users: {len(keys) // KEY_BYTES} users, {len(last_days)} days, {len(masks)} masks"
         )
     features = _list(fields[7], "usage.features", step=2)
     if feature_refs:

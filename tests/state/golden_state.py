@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from streamer.core.account import KEY_BYTES, Account
+from streamer.core.account import Account
 from streamer.core.engine import PartitionEngine
+from streamer.core.keys import KEY_BYTES
 from streamer.core.support import Support
-from streamer.core.usage import KEY_BYTES as USER_KEY_BYTES
 from streamer.core.usage import Usage, user_key
 from streamer.state.codec import COVERED, VERSION, encode_account, encode_partition
 from streamer.state.partition import AppliedOffsets, PartitionRecord
@@ -55,7 +55,7 @@ def usage_picture(usage: Usage, name: str) -> Any:
     if name == "users":
         keys = usage.user_keys
         return {
-            f"key:{keys[i * USER_KEY_BYTES : (i + 1) * USER_KEY_BYTES].hex()}": {
+            f"key:{keys[i * KEY_BYTES : (i + 1) * KEY_BYTES].hex()}": {
                 "last_day": usage.user_last[i],
                 "mask": usage.user_masks[i],
             }
