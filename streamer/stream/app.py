@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
 from typing import Any, NoReturn, cast
 
 import faust
@@ -89,22 +89,31 @@ async def deliver_all(
     records: Sequence[tuple[Any, ...]],
     publish: Callable[..., Awaitable[Awaitable[Any]]],
     what: str,
+    landed: Callable[[Sequence[tuple[Any, ...]]], Awaitable[Collection[int]]] | None = None,
 ) -> None:
     """Send every record and wait for the broker's acknowledgements; send the failed ones again
     (after `RETRY_S`) until all are acknowledged. Never skips one: the batch they belong to is
-    acknowledged only after this returns."""
+    acknowledged only after this returns.
+
+    A failure does not say the broker lacks the record: one written just before the broker went
+    away fails without an acknowledgement, and the producer's idempotence covers only its own
+    retries, not a record sent again from here. `landed`, when given, reads the topic back and
+    names (by index) the failed records that are there already; those are not sent again."""
     pending = list(records)
     attempt = 0
     while pending:
         attempt += 1
         failures = await _send_and_wait(pending, publish)
+        pending = [pending[index] for index, _ in failures]
         if failures:
             log.warning(
                 f"{what} not acknowledged by the broker; sending again",
                 extra={"failed": len(failures), "attempt": attempt, "error": failures[0][1][:500]},
             )
             await asyncio.sleep(RETRY_S)
-        pending = [pending[index] for index, _ in failures]
+            if landed is not None:
+                there = set(await landed(pending))
+                pending = [record for index, record in enumerate(pending) if index not in there]
 
 
 async def deliver_in_order(
@@ -196,8 +205,31 @@ class KafkaSink:
         outputs, self._outputs = self._outputs, []
         await deliver_in_order(outputs, self._publish, "alerts and snapshots")
         await self.app.producer.flush()
-        await deliver_all(self._dead_letters, self._publish_dead_letter, "dead letter")
-        self._dead_letters.clear()
+        letters, self._dead_letters = self._dead_letters, []
+        if letters:
+            landed = await self._landed_since_now(letters)
+            await deliver_all(letters, self._publish_dead_letter, "dead letter", landed)
+
+    async def _landed_since_now(
+        self, letters: Sequence[tuple[bytes | None, bytes, int | None]]
+    ) -> Callable[[Sequence[tuple[Any, ...]]], Awaitable[Collection[int]]] | None:
+        """Before the first send: where each dead-letter partition ends now, and a check that
+        reads it back from there after a failure (dead letters are written once, `deliver_all`).
+        Costs one offsets request per input partition with dead letters in the batch."""
+        log_ = self.dead_letter_log
+        if log_ is None:
+            return None
+        sources = {source for source in map(_source_partition, letters) if source is not None}
+        starts = {source: await log_.end(source) for source in sorted(sources)}
+
+        async def landed(failed: Sequence[tuple[Any, ...]]) -> set[int]:
+            there: set[tuple[int, Any, Any]] = set()
+            for source, start in starts.items():
+                found, _end = await log_.read(source, start)
+                there.update((source, letter.get("topic"), letter.get("offset")) for _, letter in found)
+            return {index for index, record in enumerate(failed) if _place(record[1]) in there}
+
+        return landed
 
     async def _publish(self, topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
         # faust's producer `send`: straight to aiokafka's accumulator; partitioned by key.
@@ -209,6 +241,17 @@ class KafkaSink:
         # Straight to the producer (not faust's send buffer), so a failure is seen here.
         message = self.dead.as_future_message(key=key, value=value, partition=partition)
         return cast(Awaitable[Any], await self.dead.publish_message(message, wait=False))
+
+
+def _place(value: bytes) -> tuple[Any, Any, Any]:
+    """(input partition, topic, offset) of an encoded dead letter."""
+    letter = orjson.loads(value)
+    return letter.get("partition"), letter.get("topic"), letter.get("offset")
+
+
+def _source_partition(letter: tuple[bytes | None, bytes, int | None]) -> int | None:
+    source = _place(letter[1])[0]
+    return source if isinstance(source, int) else None
 
 
 EXIT_FAILED = 70  # the process exit code when processing failed outside one message's handling

@@ -7,11 +7,18 @@ checkpoint's first step), and a restarted worker reads it back from the stored p
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from streamer.contract.dead_letter import dead_letter_record
 from streamer.core.config import ScoreConfig
+from streamer.settings import Settings
+from streamer.stream import app as app_module
+from streamer.stream.app import KafkaSink, create_app
 from streamer.stream.dead_letters import Ledger, decode_position, encode_position, position_key
 from streamer.stream.scorer import Scorer
 from tests.fixtures import FakeSink
@@ -159,3 +166,46 @@ def test_a_ledger_forgets_what_the_partition_record_covers() -> None:
     assert ledger.forget(lambda topic, offset: offset < 8)
     assert ledger.earlier == {("t", 9): 1} and not ledger.mine
     assert not ledger.forget(lambda topic, offset: offset < 8)
+
+
+async def test_the_worker_sink_does_not_write_again_a_dead_letter_the_broker_wrote_before_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker wrote a dead letter and went away before acknowledging it (a broker restart):
+    the sink reads the partition back from where it ended before the send and does not send
+    that letter again; a letter the broker did not write is sent again."""
+    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    settings = Settings(app_id="hs-test", data_dir=tmp_path)
+    app = create_app(settings, ScoreConfig(), store="memory://")
+    topic = DeadLetterTopic()
+    topic.partitions[3] = [{"topic": USAGE, "partition": 3, "offset": 1}]  # older: before the send
+    sink = KafkaSink(app, settings, topic)
+    attempts: dict[int, int] = {}
+
+    async def nothing_buffered() -> None:
+        return None
+
+    async def publish(key: bytes | None, value: bytes, partition: int | None) -> asyncio.Future[None]:
+        letter = orjson.loads(value)
+        offset = letter["offset"]
+        attempts[offset] = attempts.get(offset, 0) + 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if attempts[offset] == 1 and offset == 7:  # written, then the broker went away
+            topic.partitions.setdefault(partition or 0, []).append(letter)
+            future.set_exception(RuntimeError("NotLeaderForPartition (simulated, written)"))
+        elif attempts[offset] == 1 and offset == 8:  # never reached the broker
+            future.set_exception(RuntimeError("KafkaTimeoutError (simulated, not written)"))
+        else:
+            topic.partitions.setdefault(partition or 0, []).append(letter)
+            future.set_result(None)
+        return future
+
+    monkeypatch.setattr(app.producer, "flush", nothing_buffered)
+    monkeypatch.setattr(sink, "_publish_dead_letter", publish)
+    for offset in (6, 7, 8):
+        letter = dead_letter_record(b"{", topic=USAGE, partition=3, offset=offset, key=b"a", error="bad")
+        sink.dead_letter(letter)
+    await sink.flush()
+
+    assert sorted(offset for _, _, offset in topic.places()) == [1, 6, 7, 8]  # each once
+    assert attempts == {6: 1, 7: 1, 8: 2}

@@ -90,6 +90,38 @@ async def test_deliver_all_sends_failed_records_again_until_each_is_acknowledged
     assert attempts == {b"fine": 1, b"refused-at-send": 3, b"failed-ack": 2}
 
 
+async def test_deliver_all_does_not_send_again_a_failed_record_the_topic_already_has(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record the broker wrote just before it went away fails without an acknowledgement;
+    sent again from here it would be written twice (the producer's idempotence covers only its
+    own retries). `landed` reads the topic back and names the ones it has."""
+    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    topic: list[bytes] = []  # what the broker wrote
+    attempts: dict[bytes, int] = {}
+
+    async def publish(key: bytes | None, value: bytes) -> asyncio.Future[None]:
+        attempts[value] = attempts.get(value, 0) + 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if value == b"written-then-failed" and attempts[value] == 1:
+            topic.append(value)
+            future.set_exception(RuntimeError("NotLeaderForPartition (simulated, written)"))
+        elif value == b"lost" and attempts[value] == 1:
+            future.set_exception(RuntimeError("KafkaTimeoutError (simulated, not written)"))
+        else:
+            topic.append(value)
+            future.set_result(None)
+        return future
+
+    async def landed(failed: Sequence[tuple[Any, ...]]) -> set[int]:
+        return {index for index, (_, value) in enumerate(failed) if value in topic}
+
+    records = [(None, b"fine"), (None, b"written-then-failed"), (None, b"lost")]
+    await deliver_all(records, publish, "dead letter", landed)
+    assert sorted(topic) == [b"fine", b"lost", b"written-then-failed"]  # each once
+    assert attempts == {b"fine": 1, b"written-then-failed": 1, b"lost": 2}
+
+
 async def test_deliver_in_order_sends_again_from_the_first_failure_so_the_newest_lands_last(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
