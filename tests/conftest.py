@@ -61,7 +61,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(autouse=True)
 def _collector_as_it_was() -> Iterator[None]:
     """`streamer offline` run in this process (through click's test runner) slows the garbage
-    collector for the rest of the process (`streamer.offline.collector`): undone after each test."""
+    collector for the rest of the process (`streamer.collector`): undone after each test."""
     thresholds = gc.get_threshold()
     yield
     if gc.get_threshold() != thresholds or gc.get_freeze_count():

@@ -21,9 +21,9 @@ from streamer.cli_options import (
     quiet_option,
     score_config_option,
 )
+from streamer.collector import collect_less
 from streamer.core.config import ScoreConfig
 from streamer.core.vocabulary import BANDS
-from streamer.offline.collector import collect_less
 from streamer.offline.parallel import (
     ChildFailed,
     Job,

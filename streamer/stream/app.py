@@ -16,6 +16,7 @@ from typing import Any, NoReturn, cast
 import faust
 import orjson
 
+from streamer.collector import collect_less
 from streamer.core.config import ScoreConfig
 from streamer.logs import configure_logging
 from streamer.projection.factory import redis_projection
@@ -43,13 +44,6 @@ STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics
 
 RETRY_S = 1.0  # pause before sending failed outputs again
 
-# The cyclic collector's thresholds in the worker (Python's: 700, 10, 10). Every message and
-# evaluation allocates short-lived containers (records, the decoded event, facts, alerts,
-# snapshot dicts) that reference counting frees; counted at 700 allocations, the collector
-# still ran every few messages: 0.54 of the 9.3 CPU s the worker spent on the 30-account bench
-# stream (timed with `gc.callbacks`), 0.05 with these. Garbage with cycles (asyncio's futures
-# and exceptions, mostly) waits a little longer.
-GC_THRESHOLDS = (50_000, 20, 100)
 
 # Per partition store (faust opens one RocksDB per table partition). faust's defaults are sized
 # for a store that is read from: 64 MiB write buffers x 3 and a 2 GiB block cache each. Here
@@ -603,11 +597,7 @@ def run_worker(
     asyncio.run(wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "starting the worker"))
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
-    # faust's RocksDB stores run a full gc.collect() at every rebalance (each table, on revoke):
-    # the modules, classes and app built so far live as long as the process, so they are moved
-    # out of the collector's sight once (freed by reference counting as ever, just not scanned).
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    collect_less()  # the modules, classes and app built so far live as long as the process
     worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.offline.collector import THRESHOLDS
+from streamer.collector import THRESHOLDS
 from tests.offline.test_runner import LINES, jsonl, offline, write_events
 
 
