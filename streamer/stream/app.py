@@ -30,7 +30,7 @@ from streamer.stream.faust_imports import NoHttpClient
 from streamer.stream.faust_private import committed_offsets, without_autodiscovery_marks
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
-from streamer.stream.scorer import STALL_S, Scorer
+from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
 from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -413,6 +413,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         projection=projection,
         acknowledge=acknowledge,
         dead_letters=dead_letters,
+        checkpoint_every_s=CHECKPOINT_EVERY_S,
     )
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
