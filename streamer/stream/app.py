@@ -35,7 +35,7 @@ from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 4000  # messages per batch, about (one table write per account per batch)
+BATCH_MAX = 4000  # messages per batch, about (one table write per account per checkpoint)
 FETCH_MAX = 1000  # records per fetch: a fetch is never split, so this bounds a batch's overshoot
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
