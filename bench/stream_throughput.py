@@ -113,6 +113,10 @@ class Run:
 
     bootstrap: str
     partitions: int
+    # The Redis the worker's projection writes to: the local stack's when the run uses it. Without
+    # it the worker used the default URL, where nothing may listen (a stack on other ports): every
+    # projection write then failed and was retried with all it had staged, CPU the run measured.
+    redis_url: str | None = None
     run_id: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}")
 
     @property
@@ -160,6 +164,8 @@ class Run:
             "HEALTHSTREAM_DATA_DIR": str(data_dir or self.run_dir / "worker"),
             "HEALTHSTREAM_PARTITIONS": str(self.partitions),
         }
+        if self.redis_url and "HEALTHSTREAM_REDIS_URL" not in os.environ:
+            env["HEALTHSTREAM_REDIS_URL"] = self.redis_url
         if src is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
         return env
@@ -762,18 +768,19 @@ def two_process_bound(loads: Sequence[int]) -> tuple[float, float]:
     return busier / total, total / busier
 
 
-async def bootstrap_servers(args: argparse.Namespace) -> str:
+async def bootstrap_servers(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The broker, and the local stack's Redis when the run uses the local stack."""
     if args.bootstrap:
-        return str(args.bootstrap)
+        return str(args.bootstrap), None
     if os.environ.get("HEALTHSTREAM_KAFKA_BOOTSTRAP"):
-        return os.environ["HEALTHSTREAM_KAFKA_BOOTSTRAP"]
+        return os.environ["HEALTHSTREAM_KAFKA_BOOTSTRAP"], None
     from streamer.local.settings import StackSettings
     from streamer.local.stack import ensure_up
 
     info = await asyncio.to_thread(ensure_up, StackSettings.from_env())
     if info.started:
         print(f"started the local stack ({', '.join(info.started)}); it keeps running")
-    return info.bootstrap
+    return info.bootstrap, info.redis_url
 
 
 async def cleanup(run: Run, admin: AIOKafkaAdminClient) -> None:
@@ -785,7 +792,8 @@ async def cleanup(run: Run, admin: AIOKafkaAdminClient) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    run = Run(await bootstrap_servers(args), args.partitions)
+    bootstrap, redis_url = await bootstrap_servers(args)
+    run = Run(bootstrap, args.partitions, redis_url)
     config = SimulationConfig(accounts=args.accounts, months=args.months, seed=args.seed)
     events = list(generate_events(config))
     accounts = sorted({event["account_id"] for event in events})
@@ -793,7 +801,9 @@ async def main(args: argparse.Namespace) -> int:
     print(
         f"python {platform.python_version()}, {os.cpu_count()} cores, load {load()}, "
         f"revision {git_revision()}\n"
-        f"broker {run.bootstrap}, prefix {run.prefix!r}, app id {run.app_id!r}, "
+        f"broker {run.bootstrap}, worker's Redis "
+        f"{os.environ.get('HEALTHSTREAM_REDIS_URL') or run.redis_url or 'default'}, prefix {run.prefix!r}, "
+        f"app id {run.app_id!r}, "
         f"{run.partitions} partitions\n"
         f"history: {len(events):,} events of {len(accounts)} accounts x {args.months} months "
         f"(seed {args.seed})"

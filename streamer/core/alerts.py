@@ -53,13 +53,19 @@ class AlertMemory:
     pending: tuple[int, int] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Observed:
     """Since when the account, and usage in its partition, have been observed (event time)."""
 
     first_seen: int  # the account's first event
     first_use: int | None = None  # the account's first usage event
     usage_since: int | None = None  # the partition's first usage event: usage is tracked from then
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(self, first_seen: int, first_use: int | None = None, usage_since: int | None = None) -> None:
+        object.__setattr__(self, "first_seen", first_seen)
+        object.__setattr__(self, "first_use", first_use)
+        object.__setattr__(self, "usage_since", usage_since)
 
 
 @dataclass(slots=True, init=False)

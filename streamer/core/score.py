@@ -69,7 +69,7 @@ SIGNAL_COMPONENT: dict[str, str] = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Inputs:
     """What the score reads from an account (its four areas plus lifecycle facts)."""
 
@@ -78,6 +78,16 @@ class Inputs:
     support: Support
     sentiment: Sentiment
     first_seen: int
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(
+        self, revenue: Revenue, usage: Usage, support: Support, sentiment: Sentiment, first_seen: int
+    ) -> None:
+        self.revenue = revenue
+        self.usage = usage
+        self.support = support
+        self.sentiment = sentiment
+        self.first_seen = first_seen
 
 
 @dataclass(slots=True, init=False)

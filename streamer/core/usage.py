@@ -66,7 +66,7 @@ def user_key(user_id: str) -> bytes:
     return key_of(user_id)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, init=False)
 class Windows:
     """Usage figures over the windows ending with one day."""
 
@@ -77,14 +77,37 @@ class Windows:
     activity_7: int
     activity_prev_28: int  # the 28 days before the last 7
 
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(
+        self,
+        dau: int,
+        wau: int,
+        mau: int,
+        average_daily_users_30: float,
+        activity_7: int,
+        activity_prev_28: int,
+    ) -> None:
+        object.__setattr__(self, "dau", dau)
+        object.__setattr__(self, "wau", wau)
+        object.__setattr__(self, "mau", mau)
+        object.__setattr__(self, "average_daily_users_30", average_daily_users_30)
+        object.__setattr__(self, "activity_7", activity_7)
+        object.__setattr__(self, "activity_prev_28", activity_prev_28)
 
-@dataclass(slots=True, frozen=True)
+
+@dataclass(slots=True, frozen=True, init=False)
 class Volume:
     """How much the product was used over one window of whole days."""
 
     events: int  # sum of usage `count`
     active_days: int  # days with at least one event
     user_days: int  # sum over the days of the distinct users active that day
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(self, events: int, active_days: int, user_days: int) -> None:
+        object.__setattr__(self, "events", events)
+        object.__setattr__(self, "active_days", active_days)
+        object.__setattr__(self, "user_days", user_days)
 
 
 @dataclass(slots=True)

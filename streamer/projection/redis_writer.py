@@ -201,13 +201,15 @@ class RedisProjection:
 
     async def _send(self, batch: Staged) -> None:
         keys = self.keys
-        commands = self._commands(batch)
         pipe = self.redis.pipeline(transaction=False)
         pipe.exists(keys.meta)
         pipe.hset(keys.meta, mapping=self.meta)
         results = await pipe.execute()
         if not results[0]:
             self.lost = True
+        # Built once Redis answered: while it is away every attempt failed here, and building
+        # a command per staged value (all the alerts raised meanwhile) first was wasted CPU.
+        commands = self._commands(batch)
         for start in range(0, len(commands), COMMANDS_PER_PIPELINE):
             pipe = self.redis.pipeline(transaction=False)
             for command in commands[start : start + COMMANDS_PER_PIPELINE]:

@@ -1,7 +1,8 @@
 """Accounts of one partition, read from and written back to the faust table in batches.
 
-Reads decode once and stay cached; writes are remembered and flushed once per batch, so a
-batch costs one table write (one changelog record) per account it touched. Values are
+Reads decode once and stay cached; writes are remembered and flushed once per checkpoint (every
+batch, or every half second in the worker: `Scorer.checkpoint_every_s`), so a checkpoint costs one
+table write (one changelog record) per account touched since the last one. Values are
 `streamer/state/codec.py` records (no pickle); a record that cannot be decoded raises
 `StateDecodeError`, which stops the worker (see `streamer/stream/app.py`).
 

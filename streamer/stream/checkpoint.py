@@ -1,7 +1,8 @@
 """A batch's checkpoint: its effects made durable, then its input acknowledged, step by step.
 
-After the scorer has applied a batch (alerts, dead letters and snapshots sent or queued, account
-state changed in memory), `Checkpoint.commit` runs these steps, each a method, in this order:
+After the scorer has applied one batch or several (alerts, dead letters and snapshots sent or
+queued, account state changed in memory; see `Scorer.checkpoint_every_s`), `Checkpoint.commit`
+runs these steps, each a method, in this order:
 
 1. `flush_outputs`: wait until the broker has every alert, snapshot and dead letter (dead
    letters are sent again until it has them).
@@ -57,7 +58,7 @@ class Checkpoint:
     records: Mapping[int, PartitionRecord]
     acknowledge_messages: Callable[[Sequence[Any]], None]
     projection: Projection
-    done: Sequence[Any]  # every message the batch handled: applied, skipped or dead-lettered
+    done: Sequence[Any]  # every message the batches handled: applied, skipped or dead-lettered
     applied: Mapping[int, Any]  # partition -> one of its applied messages (routes table writes)
     marks: Mapping[int, Marks]
     by_account: Mapping[int, AppliedByAccount]

@@ -2,9 +2,10 @@
 
 Per batch: decode every message; hold valid ones in their partition's watermark merge and apply
 those it releases, in event-time order; send alerts, dead letters and changed snapshots; wait
-until Kafka has them; then write account state to the changelogged table and wait until Kafka
-has that too; only then write the partition record (clock and applied input offsets), and
-acknowledge the messages. Offsets are committed only up to acknowledged messages, so a worker
+until Kafka has them. At a checkpoint (every batch, or with `checkpoint_every_s` the batches of
+that long): write account state to the changelogged table and wait until Kafka has that too;
+only then write the partition record (clock and applied input offsets), and acknowledge the
+messages. Offsets are committed only up to acknowledged messages, so a worker
 killed at any point re-reads what it had not finished. A re-read message whose offset the
 recovered partition record, or its account's record, lists is skipped (its effects are in the
 recovered accounts, however old its event time); others are either in the recovered state
@@ -100,6 +101,10 @@ STALL_S = 10.0  # a partition with a backlog that delivered nothing for this lon
 # all of it); now a checkpoint follows every `RELEASE_MAX`, and the rest is released right after.
 RELEASE_MAX = 4000
 
+# How often a worker makes the account state durable (`Scorer.checkpoint_every_s`): outputs go
+# out after every batch, the accounts, partition records and acknowledgements at most this often.
+CHECKPOINT_EVERY_S = 0.5
+
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
 # Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
 _partition_of = lru_cache(maxsize=1 << 17)(partition_of)
@@ -138,6 +143,35 @@ class Counters:
     last_latency_s: float = 0.0
 
 
+class Pending:
+    """The batches applied since the last checkpoint: their messages (to acknowledge), one applied
+    message per partition (routes the table writes) and the offsets applied to each account."""
+
+    def __init__(self) -> None:
+        self.done: list[Any] = []
+        self.applied: dict[int, Any] = {}
+        # partition -> account -> topic -> offsets applied to the account
+        self.by_account: dict[int, dict[str, dict[str, list[int]]]] = {}
+        self.since = 0.0  # when the oldest of them was applied (time.monotonic)
+
+    def add(
+        self,
+        done: Sequence[Any],
+        applied: dict[int, Any],
+        by_account: dict[int, dict[str, dict[str, list[int]]]],
+    ) -> None:
+        if not self.done:
+            self.since = time.monotonic()
+        self.done.extend(done)
+        self.applied.update(applied)
+        for partition, accounts in by_account.items():
+            mine = self.by_account.setdefault(partition, {})
+            for account_id, topics in accounts.items():
+                theirs = mine.setdefault(account_id, {})
+                for topic, offsets in topics.items():
+                    theirs.setdefault(topic, []).extend(offsets)
+
+
 def dead_letter(message: Message, error: str) -> dict[str, Any]:
     """The `cs.deadletter` record for a rejected message (original bytes kept)."""
     return dead_letter_record(
@@ -164,8 +198,14 @@ class Scorer:
         projection: Projection | None = None,
         acknowledge: Callable[[Sequence[Any]], None] = acknowledge_each,
         dead_letters: DeadLetterLog | None = None,
+        checkpoint_every_s: float = 0.0,
     ) -> None:
         self.settings = settings
+        # 0: every batch is a checkpoint. Otherwise a batch's outputs are made durable at once and
+        # its state (accounts, partition records, acknowledgements) with the batches that follow,
+        # once this long has passed since the oldest of them (`_checkpoint_due`).
+        self.checkpoint_every_s = checkpoint_every_s
+        self._pending = Pending()
         # Read back to write each dead letter once (`dead_letters`); None: always written.
         self.dead_letters = dead_letters
         self.ledgers: dict[int, Ledger] = {}
@@ -192,8 +232,9 @@ class Scorer:
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
 
     async def revoked(self) -> None:
-        """A rebalance begins: let the batch in flight finish, forget the partitions' engines and
-        apply nothing until the new assignment.
+        """A rebalance begins: let the batch in flight finish, make the state of the batches since
+        the last checkpoint durable, forget the partitions' engines and apply nothing until the
+        new assignment.
 
         Engines are rebuilt from the tables on next use; messages held in the merges were never
         acknowledged, and the consumer seeks back to the committed offsets, so they come again.
@@ -203,6 +244,7 @@ class Scorer:
         """
         self.revoking = True  # a long release leaves at its next checkpoint (`_release_all`)
         async with self.lock:
+            await self._checkpoint()
             self.revoking = False
             self.paused = True
             self.forget_partitions()
@@ -224,6 +266,7 @@ class Scorer:
         """
         self.stopping = True
         async with self.lock:  # the batch in flight has left
+            await self._checkpoint()
             self.paused = True
         log.info("stopped applying messages; those not acknowledged are read again at the next start")
 
@@ -237,6 +280,7 @@ class Scorer:
         self.ledgers.clear()
         self.peers_written.clear()
         self._delivered.clear()
+        self._pending = Pending()  # never acknowledged: read again, applied to the stored state
         self.assigned_at = time.monotonic()
 
     async def open_assigned(self) -> None:
@@ -429,6 +473,8 @@ class Scorer:
                 started = time.monotonic()
                 await self._release_all([])
                 self._busy(started)
+            elif not self.paused and self._checkpoint_due():
+                await self._checkpoint()
 
     def _busy(self, since: float) -> None:
         """The scorer worked from `since` until now: input waited in the consumer meanwhile, so
@@ -532,9 +578,46 @@ class Scorer:
                 self._publish_snapshots(engine)
             applied[partition] = ready[-1][0]
         if not done:
+            if self._checkpoint_due():
+                await self._checkpoint()
             return
+        counters.batches += 1
+        self._pending.add(done, applied, by_account)
+        if self._checkpoint_due():
+            await self._checkpoint()  # its first step makes this batch's outputs durable
+        else:
+            await sink.flush()  # the outputs now; the state with the next checkpoint
+            await self.projection.flush()
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the batches since the last checkpoint should be made durable now: after
+        `checkpoint_every_s`, after `RELEASE_MAX` messages, and before a rebalance or a stop."""
+        pending = self._pending
+        if not pending.done:
+            return False
+        return (
+            self.stopping
+            or self.revoking
+            or len(pending.done) >= RELEASE_MAX
+            or time.monotonic() - pending.since >= self.checkpoint_every_s
+        )
+
+    async def _checkpoint(self) -> None:
+        """Make the batches since the last checkpoint durable (`Checkpoint`), then acknowledge
+        them. Their outputs are in Kafka already, or go first (the checkpoint's first step).
+
+        Until then their messages are unacknowledged: a worker killed meanwhile reads them again
+        and applies them to the state of the last checkpoint, sending the same outputs again
+        (the same ids), as it does for a batch killed before its checkpoint."""
+        pending, self._pending = self._pending, Pending()
+        if not pending.done:
+            return
+        # A partition dropped since (`_release`: no longer owned) gets no state and no
+        # acknowledgement: its owner reads those messages again.
+        applied = {p: m for p, m in pending.applied.items() if p in self.merges}
+        done = [event for event in pending.done if event.message.partition in self.merges]
         checkpoint = Checkpoint(
-            outputs=sink,
+            outputs=self.sink,
             stores=self.stores,
             engines=self.engines,
             clocks_table=self.clocks_table,
@@ -545,10 +628,9 @@ class Scorer:
             done=done,
             applied=applied,
             marks={partition: self._marks(partition) for partition in applied},
-            by_account=by_account,
+            by_account={partition: pending.by_account[partition] for partition in applied},
         )
         await checkpoint.commit()
-        counters.batches += 1
         await self._advance_ledgers(applied)
 
     async def _ledger(self, partition: int) -> Ledger | None:

@@ -11,15 +11,19 @@ from typing import Any
 
 import pytest
 
-from streamer.core.alerts import Trigger
+from streamer.core.alerts import Observed, Trigger
 from streamer.core.engine import Outcome
 from streamer.core.facts import Facts
 from streamer.core.identity import Applied, Override
-from streamer.core.score import Evaluation
+from streamer.core.revenue import Revenue
+from streamer.core.score import Evaluation, Inputs
+from streamer.core.sentiment import Sentiment
+from streamer.core.support import Support
+from streamer.core.usage import Usage, Volume, Windows
 from streamer.core.vocabulary import Band, LifecycleStage
 from streamer.native import CORE_DIR
 
-WRITTEN_OUT = [Facts, Evaluation, Outcome, Trigger]
+WRITTEN_OUT = [Facts, Evaluation, Outcome, Trigger, Observed, Windows, Volume, Inputs]
 
 # A value of the right type for the fields whose type says nothing simple, by class and name.
 SAMPLES: dict[str, Any] = {
@@ -34,6 +38,10 @@ SAMPLES: dict[str, Any] = {
     "override": Applied(Override(1, "e1", "csm", "why", Band.red), 55.0, Band.green),
     "alerts": [{"alert_id": "a"}],
     "held_back": True,
+    "revenue": Revenue(),
+    "usage": Usage(),
+    "support": Support(),
+    "sentiment": Sentiment(),
 }
 
 
@@ -103,7 +111,7 @@ def test_equality_and_replace_behave_as_the_dataclass_did(cls: type) -> None:
     given = {field.name: distinct_value(cls, field, index) for index, field in enumerate(fields)}
     built = cls(**given)
     assert built == cls(**given)
-    changed_field = fields[0]
+    changed_field = next(field for field in fields if field.name not in SAMPLES)  # one value each
     changed = dataclasses.replace(built, **{changed_field.name: distinct_value(cls, changed_field, 99)})
     assert changed != built
     assert dataclasses.replace(changed, **{changed_field.name: given[changed_field.name]}) == built

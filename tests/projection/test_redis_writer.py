@@ -245,3 +245,35 @@ async def test_redis_down_keeps_staging_and_catches_up(tmp_path: Any, prefix: st
         await client.aclose()
         await writer.close(timeout_s=0.5)
         server.stop()
+
+
+async def test_no_commands_are_built_while_redis_is_away(tmp_path: Any, prefix: str) -> None:
+    """Every write to an absent Redis fails at its first round trip; what is staged (all the alerts
+    raised meanwhile, in a worker) is turned into commands only once Redis answers, not again on
+    every attempt."""
+    built: list[int] = []
+
+    class Counting(RedisProjection):
+        def _commands(self, batch: Any) -> Any:
+            built.append(len(batch))
+            return super()._commands(batch)
+
+    server = RedisServer(tmp_path / "redis")  # not started yet: nothing listens on its port
+    writer = Counting(
+        connect(server.url), prefix, META, min_interval_s=0.0, first_backoff_s=0.01, max_backoff_s=0.02
+    )
+    try:
+        template = scored().alerts[0]
+        for index in range(20):
+            writer.alert({**template, "alert_id": f"a{index:03d}", "account_id": "acct-1"})
+        writer.snapshot(snapshot())
+        while writer.failures < 3:
+            await writer.flush()
+            await asyncio.sleep(0.02)
+        assert built == []
+        server.start()
+        assert await writer.drain(timeout_s=5.0)
+        assert built == [21]
+    finally:
+        await writer.close(timeout_s=0.5)
+        server.stop()

@@ -627,3 +627,86 @@ async def test_stop_leaves_the_batch_in_flight_unacknowledged_and_applies_nothin
     await world.scorer.assigned()  # a rebalance callback during the shutdown changes nothing
     await world.scorer.process([world.usage(1)])
     assert later.acked == 0 and world.journal == journal
+
+
+# -- 10. checkpoints less often than batches (the worker's `checkpoint_every_s`) ----------------------
+
+
+async def test_between_checkpoints_a_batch_sends_its_outputs_and_keeps_its_state_for_the_next(
+    world: World,
+) -> None:
+    world.scorer.checkpoint_every_s = 0.2
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    first, second = world.usage(0, T1), world.usage(1, T2)
+    await world.scorer.process([first])
+    await world.scorer.process([second])
+    # Each batch's outputs are in Kafka at once; no account, partition record or acknowledgement.
+    assert world.journal == ["flush", "flush"]
+    assert len(world.sink.snapshots) == 2 and first.acked == second.acked == 0
+    assert not world.accounts and not world.clocks
+    await world.scorer.release_idle()  # not due yet
+    assert first.acked == 0
+    await asyncio.sleep(0.25)
+    await world.scorer.release_idle()  # due: both batches in one checkpoint
+    assert first.acked == second.acked == 1
+    assert world.journal[2:] == [
+        "flush",
+        f"write {ACCOUNT}",
+        "flush",
+        f"write clock-{PARTITION}",
+        f"ack {USAGE}@0",
+        f"ack {USAGE}@1",
+    ]
+    record = decode_partition(world.clocks[f"clock-{PARTITION}"])
+    assert record.offsets.contains(USAGE, 0) and record.offsets.contains(USAGE, 1)
+
+
+async def test_a_rebalance_or_a_stop_makes_the_batches_since_the_last_checkpoint_durable(
+    world: World,
+) -> None:
+    world.scorer.checkpoint_every_s = 60.0
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    before_rebalance, before_stop = world.usage(0, T1), world.usage(1, T2)
+    await world.scorer.process([before_rebalance])
+    assert before_rebalance.acked == 0
+    await world.scorer.revoked()
+    assert before_rebalance.acked == 1 and ACCOUNT in world.accounts
+    await world.scorer.assigned()
+    await world.scorer.process([before_stop])
+    assert before_stop.acked == 0
+    await world.scorer.stop()
+    assert before_stop.acked == 1
+    assert decode_partition(world.clocks[f"clock-{PARTITION}"]).offsets.contains(USAGE, 1)
+
+
+async def test_a_worker_killed_between_checkpoints_applies_those_batches_again_to_the_same_end(
+    world: World,
+) -> None:
+    """Killed after two batches and no checkpoint: nothing of them was stored or acknowledged, so
+    a new worker reads them again and ends with the state and the snapshots of a worker that
+    checkpointed every batch (its outputs are sent twice, with the same contents)."""
+    reference = World()  # a checkpoint per batch
+    reference.offsets.ends[(USAGE, PARTITION)] = 3
+    values = [reference.value({**usage, "occurred_at": when}) for usage, when in _three_usages()]
+    for offset, value in enumerate(values):
+        await reference.scorer.process([reference.event(USAGE, offset, value)])
+
+    world.scorer.checkpoint_every_s = 60.0
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.event(USAGE, 0, values[0])])
+    await world.scorer.process([world.event(USAGE, 1, values[1])])
+    assert not world.accounts and not world.acks  # killed here
+
+    restarted = World(restarted_from=world)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 3
+    for offset, value in enumerate(values):
+        await restarted.scorer.process([restarted.event(USAGE, offset, value)])
+    assert restarted.scorer.counters.accepted == 3 and restarted.scorer.counters.reread == 0
+    assert restarted.accounts[ACCOUNT] == reference.accounts[ACCOUNT]
+    assert restarted.sink.snapshots[-1] == reference.sink.snapshots[-1]
+    assert world.sink.snapshots == reference.sink.snapshots[:2]  # the same outputs, sent again
+
+
+def _three_usages() -> list[tuple[dict[str, Any], str]]:
+    usage = {"event_type": "usage.recorded", "account_id": ACCOUNT, "user_id": "u1", "feature": "reports"}
+    return [(usage, "2024-01-01T10:00:00Z"), (usage, "2024-01-01T12:00:00Z"), (usage, "2024-01-02T09:00:00Z")]
