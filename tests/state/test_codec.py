@@ -326,11 +326,11 @@ def test_a_feature_counter_naming_a_feature_the_record_lacks_is_refused() -> Non
 
     from .golden_state import golden_engine
 
-    account = next(a for a in golden_engine().accounts.values() if a.usage.feature_days)
+    account = next(a for a in golden_engine().accounts.values() if a.usage.feature_names)
     raw = encode_account(account)
     body = msgpack.unpackb(raw[1:], raw=False)
     usage = body[3]
-    assert usage[13][0] == list(account.usage.features).index(next(iter(account.usage.feature_days)))
+    assert usage[13][0] == list(account.usage.features).index(account.usage.feature_names[0])
     usage[13][0] = len(account.usage.features)  # one past the last feature
     with pytest.raises(StateDecodeError, match=r"feature index \d+ out of range"):
         decode_account(raw[:1] + msgpack.packb(body, use_bin_type=True))
