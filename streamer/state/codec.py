@@ -222,8 +222,9 @@ def _opt_str(value: Any, what: str) -> str | None:
 
 
 def _word(value: Any, what: str) -> str:
-    """A string of the state's vocabulary (rule, band, plan, feature, survey kind): one shared
-    object for all decoded accounts instead of a copy in each (`sys.intern`)."""
+    """A string of the state's vocabulary (rule, band, plan, feature, survey kind; a profile's
+    owner, segment, tier and attributes): one shared object for all decoded accounts instead of
+    a copy in each (`sys.intern`)."""
     return sys.intern(_str(value, what))
 
 
@@ -523,14 +524,33 @@ def _decode_profile(value: Any, ids: _Ids) -> Profile | None:
         at=_int(at, "profile.at"),
         event_id=ids.decode(event_id, "profile.event_id"),
         name=_opt_str(name, "profile.name"),
-        owner=_opt_str(owner, "profile.owner"),
-        segment=_opt_str(segment, "profile.segment"),
-        tier=_opt_str(tier, "profile.tier"),
-        attributes={
-            _str(attributes[i], "profile attribute"): _str(attributes[i + 1], "profile attribute value")
-            for i in range(0, len(attributes), 2)
-        },
+        owner=_opt_word(owner, "profile.owner"),
+        segment=_opt_word(segment, "profile.segment"),
+        tier=_opt_word(tier, "profile.tier"),
+        attributes=_attributes(
+            tuple(
+                (_word(attributes[i], "profile attribute"), _word(attributes[i + 1], "attribute value"))
+                for i in range(0, len(attributes), 2)
+            )
+        ),
     )
+
+
+_ATTRIBUTES: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # see `_attributes`
+_MAX_ATTRIBUTES = 4096
+
+
+def _attributes(items: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """A profile's attributes as one dict object shared by all decoded accounts with the same
+    ones (a region or a plan repeat across accounts; a dict of one item takes 184 bytes). Never
+    written: a new profile gets a new dict, the snapshot copies it. Bounded: past
+    `_MAX_ATTRIBUTES` distinct ones, not shared."""
+    found = _ATTRIBUTES.get(items)
+    if found is None:
+        found = dict(items)
+        if len(_ATTRIBUTES) < _MAX_ATTRIBUTES:
+            _ATTRIBUTES[items] = found
+    return found
 
 
 def _opt_band(value: Any, what: str) -> Band | None:

@@ -298,6 +298,18 @@ def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
         assert encode_account(decoded) == encode_account(account)
 
 
+def test_decoded_profiles_share_their_owner_segment_tier_and_equal_attributes() -> None:
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history())
+    account = next(a for a in engine.accounts.values() if a.profile is not None and a.profile.attributes)
+    first, second = (decode_account(encode_account(account)) for _ in range(2))
+    assert first.profile is not None and second.profile is not None
+    assert first.profile == second.profile == account.profile
+    for name in ("owner", "segment", "tier"):
+        assert getattr(first.profile, name) is getattr(second.profile, name)
+    assert first.profile.attributes is second.profile.attributes
+
+
 def test_peer_references_round_trip_bit_for_bit_and_refuse_damage() -> None:
     engine = PartitionEngine(CONFIG, {})
     feed(engine, fixed_history())
