@@ -342,9 +342,8 @@ def test_one_array_of_feature_counters_keeps_what_an_array_per_feature_kept(
                     else:
                         del counters[name]
             continue
-        usage.record(
-            day * DAY + 12 * HOUR, "u1", feature, count, key_feature=False, max_users=10, max_features=max_features
-        )
+        at = day * DAY + 12 * HOUR
+        usage.record(at, "u1", feature, count, key_feature=False, max_users=10, max_features=max_features)
         if day >= horizon:
             ref_record(features, counters, day, feature, count, max_features)
         assert usage.features == features
