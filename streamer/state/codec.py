@@ -819,6 +819,13 @@ def _encode_support(support: Support, ids: _Ids) -> list[Any]:
 
 
 def _decode_support(value: Any, ids: _Ids) -> Support:
+    try:
+        return _decode_support_numbers(value, ids)
+    except OverflowError as exc:
+        raise StateDecodeError(f"support: a time or count out of the 64-bit range: {exc}") from exc
+
+
+def _decode_support_numbers(value: Any, ids: _Ids) -> Support:
     base, raw_tickets, raw_days, ever, version = _list(value, "support", 5)
     base = _int(base, "support.horizon_day")
     raw_tickets = _list(raw_tickets, "support.tickets", step=7)
@@ -853,10 +860,7 @@ def _decode_support(value: Any, ids: _Ids) -> Support:
         days[i] += base
     if type(ever) is not bool:
         raise StateDecodeError(f"support.ever: expected a boolean, got {ever!r:.40}")
-    try:
-        support.days = array(NUMBERS, days)
-    except OverflowError as exc:
-        raise StateDecodeError(f"support.days: a number out of the 64-bit range: {exc}") from exc
+    support.days = array(NUMBERS, days)
     support.ever = ever
     support.horizon_day = base
     support.version = _int(version, "support.version")
@@ -895,6 +899,13 @@ def _encode_sentiment(sentiment: Sentiment, ids: _Ids) -> list[Any]:
 
 
 def _decode_sentiment(value: Any, ids: _Ids) -> Sentiment:
+    try:
+        return _decode_sentiment_numbers(value, ids)
+    except OverflowError as exc:
+        raise StateDecodeError(f"sentiment: a time or score out of the 64-bit range: {exc}") from exc
+
+
+def _decode_sentiment_numbers(value: Any, ids: _Ids) -> Sentiment:
     raw_nps, raw_csat, raw_ces, raw_comments, version = _list(value, "sentiment", 5)
     sentiment = Sentiment()
 
