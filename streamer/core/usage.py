@@ -173,20 +173,21 @@ class Usage:
         """Where feature f's pairs are in `feature_pairs`: [start, stop)."""
         return (self.feature_ends[f - 1] if f else 0), self.feature_ends[f]
 
-    def _wide_pairs(self, *values: int) -> Pairs:
-        """`feature_pairs`, widened first if one of `values` needs 8 bytes."""
-        pairs = self.feature_pairs
-        if not all(_fits(pairs, value) for value in values):
-            pairs = self.feature_pairs = array(WIDE, pairs)
+    def _widen_pairs(self) -> Pairs:
+        """`feature_pairs` with 8 bytes an item (when a value needs them)."""
+        pairs = self.feature_pairs = array(WIDE, self.feature_pairs)
         return pairs
 
     def add_feature_counts(self, feature: str, pairs: Iterable[int]) -> None:
         """Append the (day, count) pairs (flat) of a feature without counters yet (the codec's
         decoder; `record` for events)."""
         found = list(pairs)
-        self._wide_pairs(*found).extend(found)
+        into = self.feature_pairs
+        if not all(_fits(into, value) for value in found):
+            into = self._widen_pairs()
+        into.extend(found)
         self.feature_names.append(feature)
-        self.feature_ends.append(len(self.feature_pairs))
+        self.feature_ends.append(len(into))
 
     def _count_feature(self, feature: str, day: int, count: int) -> None:
         f = self._feature_index(feature)
@@ -199,9 +200,12 @@ class Usage:
         for i in range(stop - 2, start - 1, -2):
             if pairs[i] == day:
                 value = pairs[i + 1] + count
-                self._wide_pairs(value)[i + 1] = value
+                if not _fits(pairs, value):
+                    pairs = self._widen_pairs()
+                pairs[i + 1] = value
                 return
-        pairs = self._wide_pairs(day, count)
+        if not (_fits(pairs, day) and _fits(pairs, count)):
+            pairs = self._widen_pairs()
         pairs.insert(stop, count)
         pairs.insert(stop, day)
         ends = self.feature_ends
