@@ -19,9 +19,11 @@ from streamer.core.keys import KEY_BYTES
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import (
     DAY_FIELDS,
+    OPEN,
     OPEN_FLAG,
     PRIORITIES,
     PRIORITY_BITS,
+    RESOLVED,
     RESOLVED_FLAG,
     Support,
 )
@@ -80,7 +82,7 @@ def support_picture(support: Support, name: str) -> Any:
             ticket_id: {
                 "priority": PRIORITIES[support.flags(i) & PRIORITY_BITS],
                 "opened_at": support.opened_at(i),
-                "status": "resolved" if support.flags(i) & RESOLVED_FLAG else "open",
+                "status": RESOLVED if support.flags(i) & RESOLVED_FLAG else OPEN,
                 "status_at": list(support.status_at(i)),
                 "resolutions": [list(pair) for pair in support.ticket_resolutions(i)],
             }
