@@ -121,7 +121,10 @@ RESIDENT_PARTS: tuple[tuple[str, Callable[[Account], tuple[Any, ...]]], ...] = (
     ("dedupe ids (seen)", lambda a: (a.seen,)),
     ("usage: per-user activity", user_parts),
     ("usage: day buckets", day_parts),
-    ("usage: per-feature day counters", lambda a: (a.usage.feature_days,)),
+    (
+        "usage: per-feature day counters",
+        lambda a: (a.usage.feature_names, a.usage.feature_pairs, a.usage.feature_ends),
+    ),
     ("usage: features, memo", lambda a: (a.usage.features, a.usage._memo)),
     ("tickets (support)", lambda a: (a.support,)),
     ("surveys (sentiment)", lambda a: (a.sentiment,)),

@@ -327,7 +327,7 @@ class PartitionEngine:
             return True  # a band change has held long enough to be acknowledged (alerts.py)
         if tick - account.now >= QUIET_RESCORE or tick - account.last_event_at < ACTIVE_SPAN:
             return True
-        if account.support.open_ids:
+        if account.support.open_count:
             return True
         renewal = revenue.next_renewal(tick)
         return renewal is not None and renewal - tick <= self._renewal_window

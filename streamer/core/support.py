@@ -2,27 +2,40 @@
 
 Per-ticket status is last-writer-by-event-time, so opened/resolved/reopened may arrive in any
 order. Windowed figures (ART, FCR, reopens, volume) live in day buckets of `HORIZON_DAYS`.
+
+Layout (issue 11, resident bytes per account): flat records, not an object per ticket and per
+day. Ticket i is `tickets[i]` (its id), `status_ids[i]` (the event id of its latest status) and
+`TICKET_FIELDS` numbers at `facts[TICKET_FIELDS * i:]` (flags: priority, resolved, open; the
+opening time; the latest status time); its resolutions are (ticket, resolved_at, contacts)
+triples in `resolutions`, in the order they arrived; a day's counters are `DAY_FIELDS` numbers
+in `days`, days in the order they first got a ticket. About 40 bytes a ticket and 48 a day
+beside the ids, where a `Ticket` object with its tuple, dict and int objects took 400-500.
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 from streamer.core.clock import HOUR, bucket_of
+from streamer.core.usage import Pairs
 
 HORIZON_DAYS = 120  # ART/FCR/reopens over 90 days; volume over 30 days vs the 90 before
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 OPEN, RESOLVED = "open", "resolved"
 
-
-@dataclass(slots=True)
-class Ticket:
-    priority: str = "normal"
-    opened_at: int | None = None
-    status: str = OPEN
-    status_at: tuple[int, str] = (-1, "")
-    resolutions: dict[int, int] = field(default_factory=dict)  # resolved_at -> contacts
+# A ticket's numbers: flags, opened_at (`NEVER` until its opening is known), its latest status time.
+TICKET_FIELDS = 3
+_FLAGS, _OPENED_AT, _STATUS_AT = range(TICKET_FIELDS)
+PRIORITY_BITS = 3  # flags & PRIORITY_BITS: the index of the priority in `PRIORITIES`
+RESOLVED_FLAG = 4  # the latest status is resolved (else open)
+OPEN_FLAG = 8  # counted open: the latest status is open and the opening is known
+NEVER = -(1 << 63)  # opened_at of a ticket whose opening has not arrived
+_NORMAL = PRIORITIES.index("normal")
+# A day's numbers: the day, then its counters in the order of `DayStats`.
+DAY_FIELDS = 6
+NUMBERS = "q"  # typecode of `facts`, `resolutions` and `days`: signed 64-bit
 
 
 @dataclass(slots=True)
@@ -39,11 +52,13 @@ _NO_WINDOWS: dict[tuple[int, int], DayStats] = {}
 
 @dataclass(slots=True)
 class Support:
-    tickets: dict[str, Ticket] = field(default_factory=dict)
-    # Tickets whose latest status is open, as the keys of a dict (an empty dict is 64 bytes, an
-    # empty set 216, and most accounts have no open ticket; nothing depends on the order).
-    open_ids: dict[str, None] = field(default_factory=dict)
-    days: dict[int, DayStats] = field(default_factory=dict)
+    # Tickets in the order first seen (evicted ones removed): see the module docstring.
+    tickets: list[str] = field(default_factory=list)
+    status_ids: list[str] = field(default_factory=list)
+    facts: Pairs = field(default_factory=lambda: array(NUMBERS))
+    resolutions: Pairs = field(default_factory=lambda: array(NUMBERS))  # (ticket, resolved_at, contacts)
+    days: Pairs = field(default_factory=lambda: array(NUMBERS))  # (day, opened, ..., reopened)
+    open_count: int = 0  # tickets with `OPEN_FLAG`
     ever: bool = False
     horizon_day: int = 0
     version: int = 0  # bumped on every change; keys the window memo
@@ -52,79 +67,148 @@ class Support:
     # `window` replaces the memo whole when the version changes).
     _memo: dict[tuple[int, int], DayStats] = field(default_factory=lambda: _NO_WINDOWS)
 
-    def _day(self, at: int) -> DayStats | None:
-        day = bucket_of(at)
-        if day < self.horizon_day:
-            return None
-        stats = self.days.get(day)
-        if stats is None:
-            stats = self.days[day] = DayStats()
-        return stats
+    # -- tickets ----------------------------------------------------------------------------------
 
-    def _ticket(self, ticket_id: str, max_tickets: int) -> Ticket:
-        ticket = self.tickets.get(ticket_id)
-        if ticket is None:
-            if len(self.tickets) >= max_tickets:
-                self._evict()
-            ticket = self.tickets[ticket_id] = Ticket()
-        return ticket
+    def ticket_count(self) -> int:
+        return len(self.tickets)
+
+    def add_ticket(self, ticket_id: str, flags: int, opened_at: int, status_at: int, status_id: str) -> int:
+        """Append a ticket not yet there (the codec's decoder; the event methods for events);
+        returns its index."""
+        self.tickets.append(ticket_id)
+        self.status_ids.append(status_id)
+        self.facts.extend((flags, opened_at, status_at))
+        if flags & OPEN_FLAG:
+            self.open_count += 1
+        return len(self.tickets) - 1
+
+    def flags(self, i: int) -> int:
+        return self.facts[TICKET_FIELDS * i + _FLAGS]
+
+    def opened_at(self, i: int) -> int | None:
+        """When ticket i was opened, None if its opening has not arrived."""
+        at = self.facts[TICKET_FIELDS * i + _OPENED_AT]
+        return None if at == NEVER else at
+
+    def status_at(self, i: int) -> tuple[int, str]:
+        """The (event time, event id) of ticket i's latest status ((-1, "") before any)."""
+        return self.facts[TICKET_FIELDS * i + _STATUS_AT], self.status_ids[i]
+
+    def ticket_resolutions(self, i: int) -> list[tuple[int, int]]:
+        """Ticket i's (resolved_at, contacts), in the order they arrived."""
+        found = self.resolutions
+        return [(found[j + 1], found[j + 2]) for j in range(0, len(found), 3) if found[j] == i]
+
+    def add_resolution(self, i: int, resolved_at: int, contacts: int) -> None:
+        self.resolutions.extend((i, resolved_at, contacts))
+
+    def _ticket(self, ticket_id: str, max_tickets: int) -> int:
+        try:
+            return self.tickets.index(ticket_id)
+        except ValueError:
+            pass
+        if len(self.tickets) >= max_tickets:
+            self._evict()
+        return self.add_ticket(ticket_id, _NORMAL, NEVER, -1, "")
 
     def _evict(self) -> None:
         """Forget the resolved ticket with the oldest status change (or the oldest ticket)."""
-        resolved = [tid for tid, t in self.tickets.items() if t.status == RESOLVED]
-        pool = resolved or list(self.tickets)
-        gone = min(pool, key=lambda tid: self.tickets[tid].status_at)
+        facts = self.facts
+        pool = [i for i in range(len(self.tickets)) if facts[TICKET_FIELDS * i] & RESOLVED_FLAG]
+        if not pool:
+            pool = list(range(len(self.tickets)))
+        gone = pool[0]
+        for i in pool[1:]:
+            if self.status_at(i) < self.status_at(gone):
+                gone = i
+        if facts[TICKET_FIELDS * gone] & OPEN_FLAG:
+            self.open_count -= 1
         del self.tickets[gone]
-        self.open_ids.pop(gone, None)
+        del self.status_ids[gone]
+        del facts[TICKET_FIELDS * gone : TICKET_FIELDS * (gone + 1)]
+        kept: list[int] = []
+        found = self.resolutions
+        for j in range(0, len(found), 3):
+            ticket = found[j]
+            if ticket != gone:
+                kept += (ticket - (ticket > gone), found[j + 1], found[j + 2])
+        self.resolutions = array(NUMBERS, kept)
 
-    def _set_status(self, ticket_id: str, ticket: Ticket, status: str, at: int, event_id: str) -> None:
+    def _set_status(self, i: int, resolved: bool, at: int, event_id: str) -> None:
         self.version += 1
-        if (at, event_id) > ticket.status_at:
-            ticket.status, ticket.status_at = status, (at, event_id)
-            if status == OPEN and ticket.opened_at is not None:
-                self.open_ids[ticket_id] = None
-            else:
-                self.open_ids.pop(ticket_id, None)
+        base = TICKET_FIELDS * i
+        facts = self.facts
+        if (at, event_id) > (facts[base + _STATUS_AT], self.status_ids[i]):
+            facts[base + _STATUS_AT] = at
+            self.status_ids[i] = event_id
+            flags = facts[base] & PRIORITY_BITS
+            if resolved:
+                flags |= RESOLVED_FLAG
+            elif facts[base + _OPENED_AT] != NEVER:
+                flags |= OPEN_FLAG
+            self.open_count += bool(flags & OPEN_FLAG) - bool(facts[base] & OPEN_FLAG)
+            facts[base] = flags
 
     def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
         self.ever = True
-        ticket = self._ticket(ticket_id, max_tickets)
-        ticket.priority = priority
-        if ticket.opened_at is None or at < ticket.opened_at:
-            late_resolutions = ticket.opened_at is None and ticket.resolutions
-            ticket.opened_at = at
-            if late_resolutions:  # resolutions arrived before the opening: count them now
-                for resolved_at, contacts in ticket.resolutions.items():
+        i = self._ticket(ticket_id, max_tickets)
+        base = TICKET_FIELDS * i
+        facts = self.facts
+        facts[base] = facts[base] & ~PRIORITY_BITS | PRIORITIES.index(priority)
+        opened_at = facts[base + _OPENED_AT]
+        if opened_at == NEVER or at < opened_at:
+            facts[base + _OPENED_AT] = at
+            if opened_at == NEVER:  # resolutions arrived before the opening: count them now
+                for resolved_at, contacts in self.ticket_resolutions(i):
                     self._count_resolution(at, resolved_at, contacts)
-        stats = self._day(at)
-        if stats is not None:
-            stats.opened += 1
-        self._set_status(ticket_id, ticket, OPEN, at, event_id)
+        day = self._day(at)
+        if day >= 0:
+            self.days[day + 1] += 1
+        self._set_status(i, False, at, event_id)
 
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:
         self.ever = True
-        ticket = self._ticket(ticket_id, max_tickets)
-        if at not in ticket.resolutions:
-            ticket.resolutions[at] = contacts
-            if ticket.opened_at is not None:
-                self._count_resolution(ticket.opened_at, at, contacts)
-        self._set_status(ticket_id, ticket, RESOLVED, at, event_id)
+        i = self._ticket(ticket_id, max_tickets)
+        if all(resolved_at != at for resolved_at, _ in self.ticket_resolutions(i)):
+            self.add_resolution(i, at, contacts)
+            opened_at = self.facts[TICKET_FIELDS * i + _OPENED_AT]
+            if opened_at != NEVER:
+                self._count_resolution(opened_at, at, contacts)
+        self._set_status(i, True, at, event_id)
 
     def reopened(self, ticket_id: str, at: int, event_id: str, max_tickets: int) -> None:
         self.ever = True
-        ticket = self._ticket(ticket_id, max_tickets)
-        stats = self._day(at)
-        if stats is not None:
-            stats.reopened += 1
-        self._set_status(ticket_id, ticket, OPEN, at, event_id)
+        i = self._ticket(ticket_id, max_tickets)
+        day = self._day(at)
+        if day >= 0:
+            self.days[day + 5] += 1
+        self._set_status(i, False, at, event_id)
+
+    # -- day buckets ------------------------------------------------------------------------------
+
+    def day_count(self) -> int:
+        return len(self.days) // DAY_FIELDS
+
+    def _day(self, at: int) -> int:
+        """The position in `days` of the day of `at` (added if new), -1 before the horizon."""
+        day = bucket_of(at)
+        if day < self.horizon_day:
+            return -1
+        days = self.days
+        for i in range(len(days) - DAY_FIELDS, -1, -DAY_FIELDS):  # recent days are last
+            if days[i] == day:
+                return i
+        days.extend((day, 0, 0, 0, 0, 0))
+        return len(days) - DAY_FIELDS
 
     def _count_resolution(self, opened_at: int, resolved_at: int, contacts: int) -> None:
-        stats = self._day(resolved_at)
-        if stats is None:
+        i = self._day(resolved_at)
+        if i < 0:
             return
-        stats.resolved += 1
-        stats.resolution_ms += max(0, resolved_at - opened_at)
-        stats.first_contact += contacts == 1
+        days = self.days
+        days[i + 2] += 1
+        days[i + 3] += max(0, resolved_at - opened_at)
+        days[i + 4] += contacts == 1
 
     def expire(self, today: int) -> None:
         horizon = today - HORIZON_DAYS + 1
@@ -132,33 +216,49 @@ class Support:
             return
         self.horizon_day = horizon
         self.version += 1
-        for day in [d for d in self.days if d < horizon]:
-            del self.days[day]
+        days = self.days
+        if any(days[i] < horizon for i in range(0, len(days), DAY_FIELDS)):
+            self.days = array(
+                NUMBERS,
+                [
+                    value
+                    for i in range(0, len(days), DAY_FIELDS)
+                    if days[i] >= horizon
+                    for value in days[i : i + DAY_FIELDS]
+                ],
+            )
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def open_tickets(self) -> list[Ticket]:
-        """Tickets whose latest status is open (the latest folded in, whatever its time)."""
-        return [self.tickets[tid] for tid in self.open_ids]
+    def _open(self) -> list[int]:
+        """Indexes of the tickets counted open (latest status open, opening known)."""
+        facts = self.facts
+        return [i for i in range(len(self.tickets)) if facts[TICKET_FIELDS * i] & OPEN_FLAG]
 
     def open_by_priority(self) -> dict[str, int]:
         counts = dict.fromkeys(PRIORITIES, 0)
-        for ticket in self.open_tickets():
-            counts[ticket.priority] += 1
+        if self.open_count:
+            for i in self._open():
+                counts[PRIORITIES[self.facts[TICKET_FIELDS * i] & PRIORITY_BITS]] += 1
         return counts
 
     def oldest_open_hours(self, now: int) -> float | None:
-        opened = [t.opened_at for t in self.open_tickets() if t.opened_at is not None]
-        return max(0, now - min(opened)) / HOUR if opened else None
+        if not self.open_count:
+            return None
+        oldest = min(self.facts[TICKET_FIELDS * i + _OPENED_AT] for i in self._open())
+        return max(0, now - oldest) / HOUR
 
     def urgent_open_over(self, now: int, hours: float) -> list[str]:
+        if not self.open_count:
+            return []
         limit = hours * HOUR
+        urgent = PRIORITIES.index("urgent")
+        facts = self.facts
         return sorted(
-            tid
-            for tid in self.open_ids
-            if (t := self.tickets[tid]).priority == "urgent"
-            and t.opened_at is not None
-            and now - t.opened_at > limit
+            self.tickets[i]
+            for i in self._open()
+            if facts[TICKET_FIELDS * i] & PRIORITY_BITS == urgent
+            and now - facts[TICKET_FIELDS * i + _OPENED_AT] > limit
         )
 
     def window(self, end: int, days: int) -> DayStats:
@@ -173,11 +273,12 @@ class Support:
     def _window(self, end: int, days: int) -> DayStats:
         total = DayStats()
         start = end - days + 1
-        for day, stats in self.days.items():  # sparse: only days with ticket activity
-            if start <= day <= end:
-                total.opened += stats.opened
-                total.resolved += stats.resolved
-                total.resolution_ms += stats.resolution_ms
-                total.first_contact += stats.first_contact
-                total.reopened += stats.reopened
+        found = self.days
+        for i in range(0, len(found), DAY_FIELDS):  # sparse: only days with ticket activity
+            if start <= found[i] <= end:
+                total.opened += found[i + 1]
+                total.resolved += found[i + 2]
+                total.resolution_ms += found[i + 3]
+                total.first_contact += found[i + 4]
+                total.reopened += found[i + 5]
         return total

@@ -13,8 +13,9 @@ key (the first 8 bytes of the BLAKE2b digest of the user id, as the dedupe ids: 
 `user_key`) in `user_keys`, with its last active day and its mask at the same index of
 `user_last` and `user_masks`: 20 bytes. The day buckets are sorted `array`s of days with the
 values at the same index (the per-day activity and distinct users share one array of days), so
-a window's sum is a bisection and the sum of a slice. A feature's day counters are one `array`
-of (day, count) pairs in the order the days first appeared.
+a window's sum is a bisection and the sum of a slice. The features' day counters are one
+`array` of (day, count) pairs, feature after feature, with one array of where each feature's
+pairs end (one array for all: an `array` object costs 64 bytes before its items).
 """
 
 from __future__ import annotations
@@ -126,9 +127,13 @@ class Usage:
     last_days: Pairs = field(default_factory=lambda: array(DAYS))
     last_day_users: Pairs = field(default_factory=lambda: array(DAYS))
     features: dict[str, int] = field(default_factory=dict)  # feature -> last day used
-    # feature -> (day, count) pairs flat, days in first-seen order (see `feature_counts`); 4
-    # bytes each while they fit (see `counts`)
-    feature_days: dict[str, Pairs] = field(default_factory=dict)
+    # The features with day counters, in the order they got them, and their (day, count) pairs
+    # flat in one array, feature after feature (days in first-seen order within a feature; see
+    # `feature_counts`); feature f's pairs end at item `feature_ends[f]`. 4 bytes each while
+    # they fit (see `counts`).
+    feature_names: list[str] = field(default_factory=list)
+    feature_pairs: Pairs = field(default_factory=lambda: array(NARROW))
+    feature_ends: Pairs = field(default_factory=lambda: array(DAYS))
     first_use: int | None = None
     first_key_use: int | None = None
     last_use: int | None = None
@@ -172,26 +177,75 @@ class Usage:
                 features = self.features
                 for gone in sorted(features, key=lambda f: (features[f], f))[: max(1, len(features) // 8)]:
                     del features[gone]
-                    self.feature_days.pop(gone, None)
+                    self._drop_counters(gone)
             self.features[feature] = day
         elif day > last:
             self.features[feature] = day
-        days = self.feature_days.get(feature)
-        if days is None:
-            self.feature_days[feature] = counts((day, count))
+        self._count_feature(feature, day, count)
+
+    # -- per-feature day counters -----------------------------------------------------------------
+
+    def _feature_index(self, feature: str) -> int:
+        """The index of `feature` in `feature_names`, or -1."""
+        try:
+            return self.feature_names.index(feature)
+        except ValueError:
+            return -1
+
+    def _feature_span(self, f: int) -> tuple[int, int]:
+        """Where feature f's pairs are in `feature_pairs`: [start, stop)."""
+        return (self.feature_ends[f - 1] if f else 0), self.feature_ends[f]
+
+    def _widen_pairs(self) -> Pairs:
+        """`feature_pairs` with 8 bytes an item (when a value needs them)."""
+        pairs = self.feature_pairs = array(WIDE, self.feature_pairs)
+        return pairs
+
+    def add_feature_counts(self, feature: str, pairs: Iterable[int]) -> None:
+        """Append the (day, count) pairs (flat) of a feature without counters yet (the codec's
+        decoder; `record` for events)."""
+        found = list(pairs)
+        into = self.feature_pairs
+        if not all(_fits(into, value) for value in found):
+            into = self._widen_pairs()
+        into.extend(found)
+        self.feature_names.append(feature)
+        self.feature_ends.append(len(into))
+
+    def _count_feature(self, feature: str, day: int, count: int) -> None:
+        f = self._feature_index(feature)
+        if f < 0:
+            self.add_feature_counts(feature, (day, count))
             return
-        # In-order events land on the last pair: look from the end.
-        for i in range(len(days) - 2, -1, -2):
-            if days[i] == day:
-                value = days[i + 1] + count
-                if not _fits(days, value):
-                    days = self.feature_days[feature] = array(WIDE, days)
-                days[i + 1] = value
+        start, stop = self._feature_span(f)
+        pairs = self.feature_pairs
+        # In-order events land on the feature's last pair: look from the end.
+        for i in range(stop - 2, start - 1, -2):
+            if pairs[i] == day:
+                value = pairs[i + 1] + count
+                if not _fits(pairs, value):
+                    pairs = self._widen_pairs()
+                pairs[i + 1] = value
                 return
-        if not (_fits(days, day) and _fits(days, count)):
-            days = self.feature_days[feature] = array(WIDE, days)
-        days.append(day)
-        days.append(count)
+        if not (_fits(pairs, day) and _fits(pairs, count)):
+            pairs = self._widen_pairs()
+        pairs.insert(stop, count)
+        pairs.insert(stop, day)
+        ends = self.feature_ends
+        for g in range(f, len(ends)):
+            ends[g] += 2
+
+    def _drop_counters(self, feature: str) -> None:
+        f = self._feature_index(feature)
+        if f < 0:
+            return
+        start, stop = self._feature_span(f)
+        del self.feature_pairs[start:stop]
+        del self.feature_names[f]
+        ends = self.feature_ends
+        del ends[f]
+        for g in range(f, len(ends)):
+            ends[g] -= stop - start
 
     # -- users ------------------------------------------------------------------------------------
 
@@ -315,24 +369,34 @@ class Usage:
             del self.bucket_days[:gone]
             del self.bucket_activity[:gone]
             del self.bucket_users[:gone]
-        for feature in list(self.feature_days):
-            days = self.feature_days[feature]
-            if days and min(days[0::2]) >= horizon:
-                continue
-            kept = [item for i in range(0, len(days), 2) if days[i] >= horizon for item in days[i : i + 2]]
-            if kept:
-                self.feature_days[feature] = array(days.typecode, kept)
-            else:
-                del self.feature_days[feature]
+        pairs = self.feature_pairs
+        if any(pairs[i] < horizon for i in range(0, len(pairs), 2)):
+            names: list[str] = []
+            kept: list[int] = []
+            ends: list[int] = []
+            for f, feature in enumerate(self.feature_names):
+                start, stop = self._feature_span(f)
+                before = len(kept)
+                kept += [
+                    item for i in range(start, stop, 2) if pairs[i] >= horizon for item in pairs[i : i + 2]
+                ]
+                if len(kept) > before:
+                    names.append(feature)
+                    ends.append(len(kept))
+            self.feature_names = names
+            self.feature_pairs = array(pairs.typecode, kept)
+            self.feature_ends = array(DAYS, ends)
         # Users silent for the whole horizon stay in the last-active histogram (they are
         # outside every window); drop them only when the account has too many (see record).
 
     def feature_counts(self, feature: str) -> dict[int, int]:
         """Events per day of one feature (days in first-seen order; empty if not tracked)."""
-        days = self.feature_days.get(feature)
-        if days is None:
+        f = self._feature_index(feature)
+        if f < 0:
             return {}
-        return {days[i]: days[i + 1] for i in range(0, len(days), 2)}
+        start, stop = self._feature_span(f)
+        pairs = self.feature_pairs
+        return {pairs[i]: pairs[i + 1] for i in range(start, stop, 2)}
 
     # -- windows (ending with day `end`, inclusive) ------------------------------------------------
 
@@ -393,13 +457,17 @@ class Usage:
         """Events per feature in the `days` days ending with day `end` (features with none left out)."""
         start = end - days + 1
         found: dict[str, int] = {}
-        for feature, pairs in self.feature_days.items():
+        pairs, ends = self.feature_pairs, self.feature_ends
+        first = 0
+        for f, feature in enumerate(self.feature_names):
+            stop = ends[f]
             total = 0
-            for i in range(0, len(pairs), 2):
+            for i in range(first, stop, 2):
                 if start <= pairs[i] <= end:
                     total += pairs[i + 1]
             if total:
                 found[feature] = total
+            first = stop
         return found
 
     def breadth(self, end: int, days: int = 30) -> int:

@@ -37,7 +37,17 @@ from streamer.core.keys import KEY_BYTES
 from streamer.core.peers import PeerReference
 from streamer.core.revenue import Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
-from streamer.core.support import OPEN, PRIORITIES, RESOLVED, DayStats, Support, Ticket
+from streamer.core.support import (
+    DAY_FIELDS,
+    NEVER,
+    NUMBERS,
+    OPEN_FLAG,
+    PRIORITIES,
+    PRIORITY_BITS,
+    RESOLVED_FLAG,
+    DayStats,
+    Support,
+)
 from streamer.core.usage import DAYS, MASKS, Pairs, Usage, counts, user_key
 from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
@@ -49,7 +59,6 @@ from streamer.state.partition import AppliedOffsets, PartitionRecord
 # ids, which the decoder hashes)
 VERSION = 6
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
-_STATUSES = (OPEN, RESOLVED)
 
 # Per class: (fields encoded, fields rebuilt empty on decode because they only cache).
 COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -102,7 +111,9 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "last_days",
             "last_day_users",
             "features",
-            "feature_days",
+            "feature_names",
+            "feature_pairs",
+            "feature_ends",
             "first_use",
             "first_key_use",
             "last_use",
@@ -112,10 +123,25 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
         (),
     ),
-    Support: (("tickets", "open_ids", "days", "ever", "horizon_day", "version"), ("_memo_version", "_memo")),
-    Ticket: (("priority", "opened_at", "status", "status_at", "resolutions"), ()),
+    Support: (
+        (
+            "tickets",
+            "status_ids",
+            "facts",
+            "resolutions",
+            "days",
+            "open_count",
+            "ever",
+            "horizon_day",
+            "version",
+        ),
+        ("_memo_version", "_memo"),
+    ),
     DayStats: (("opened", "resolved", "resolution_ms", "first_contact", "reopened"), ()),
-    Sentiment: (("nps", "csat", "ces", "comments", "version"), ("_memo_key", "_memo")),
+    Sentiment: (
+        ("ids", "numbers", "respondents", "nps_count", "csat_count", "comments", "version"),
+        ("_memo_key", "_memo"),
+    ),
     AlertMemory: (("raised", "episodes", "daily_max", "scored_on", "band", "pending"), ()),
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
@@ -196,8 +222,9 @@ def _opt_str(value: Any, what: str) -> str | None:
 
 
 def _word(value: Any, what: str) -> str:
-    """A string of the state's vocabulary (rule, band, plan, feature, survey kind): one shared
-    object for all decoded accounts instead of a copy in each (`sys.intern`)."""
+    """A string of the state's vocabulary (rule, band, plan, feature, survey kind; a profile's
+    owner, segment, tier and attributes): one shared object for all decoded accounts instead of
+    a copy in each (`sys.intern`)."""
     return sys.intern(_str(value, what))
 
 
@@ -497,14 +524,33 @@ def _decode_profile(value: Any, ids: _Ids) -> Profile | None:
         at=_int(at, "profile.at"),
         event_id=ids.decode(event_id, "profile.event_id"),
         name=_opt_str(name, "profile.name"),
-        owner=_opt_str(owner, "profile.owner"),
-        segment=_opt_str(segment, "profile.segment"),
-        tier=_opt_str(tier, "profile.tier"),
-        attributes={
-            _str(attributes[i], "profile attribute"): _str(attributes[i + 1], "profile attribute value")
-            for i in range(0, len(attributes), 2)
-        },
+        owner=_opt_word(owner, "profile.owner"),
+        segment=_opt_word(segment, "profile.segment"),
+        tier=_opt_word(tier, "profile.tier"),
+        attributes=_attributes(
+            tuple(
+                (_word(attributes[i], "profile attribute"), _word(attributes[i + 1], "attribute value"))
+                for i in range(0, len(attributes), 2)
+            )
+        ),
     )
+
+
+_ATTRIBUTES: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # see `_attributes`
+_MAX_ATTRIBUTES = 4096
+
+
+def _attributes(items: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """A profile's attributes as one dict object shared by all decoded accounts with the same
+    ones (a region or a plan repeat across accounts; a dict of one item takes 184 bytes). Never
+    written: a new profile gets a new dict, the snapshot copies it. Bounded: past
+    `_MAX_ATTRIBUTES` distinct ones, not shared."""
+    found = _ATTRIBUTES.get(items)
+    if found is None:
+        found = dict(items)
+        if len(_ATTRIBUTES) < _MAX_ATTRIBUTES:
+            _ATTRIBUTES[items] = found
+    return found
 
 
 def _opt_band(value: Any, what: str) -> Band | None:
@@ -664,13 +710,15 @@ def _encode_feature_days(usage: Usage) -> list[Any]:
     """Per tracked feature: its index among `usage.features` (every feature with counters is
     there) and its (day, count) pairs."""
     index = {name: i for i, name in enumerate(usage.features)}
-    missing = usage.feature_days.keys() - index.keys()
+    missing = set(usage.feature_names) - index.keys()
     if missing:
-        raise ValueError(f"usage.feature_days counts features usage.features lacks: {sorted(missing)[:3]}")
+        raise ValueError(f"usage.feature_names counts features usage.features lacks: {sorted(missing)[:3]}")
     base = usage.horizon_day
-    return [
-        item for name, days in usage.feature_days.items() for item in (index[name], _flat_pairs(days, base))
-    ]
+    pairs, found, start = usage.feature_pairs, [], 0
+    for name, stop in zip(usage.feature_names, usage.feature_ends, strict=True):
+        found += [index[name], _flat_pairs(pairs[start:stop], base)]
+        start = stop
+    return found
 
 
 def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: bool = False) -> Usage:
@@ -733,11 +781,12 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
             first_key_use=_opt_int(fields[9], "usage.first_key_use"),
             last_use=_opt_int(fields[10], "usage.last_use"),
             horizon_day=base,
-            feature_days={
-                _word(volumes[i], "usage feature"): _unflat_pairs(volumes[i + 1], base, "usage.feature_days")
-                for i in range(0, len(volumes), 2)
-            },
         )
+        for i in range(0, len(volumes), 2):
+            feature = _word(volumes[i], "usage feature")
+            if feature in usage.feature_names:
+                raise StateDecodeError(f"usage.feature_days: feature {feature!r:.40} counted twice")
+            usage.add_feature_counts(feature, _unflat_pairs(volumes[i + 1], base, "usage.feature_days"))
     except OverflowError as exc:
         raise StateDecodeError(f"usage: a day or count out of range: {exc}") from exc
     usage._memo_end = _int(fields[11], "usage memo end")
@@ -751,33 +800,36 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
 def _encode_support(support: Support, ids: _Ids) -> list[Any]:
     base = support.horizon_day
     tickets: list[Any] = []
-    for ticket_id, ticket in support.tickets.items():
+    for i, ticket_id in enumerate(support.tickets):
+        flags = support.flags(i)
+        at, event_id = support.status_at(i)
         tickets += [
             ids.encode(ticket_id),
-            PRIORITIES.index(ticket.priority),
-            ticket.opened_at,
-            _STATUSES.index(ticket.status) | (2 if ticket_id in support.open_ids else 0),
-            ticket.status_at[0],
-            ids.encode(ticket.status_at[1]),
-            [item for pair in ticket.resolutions.items() for item in pair],
+            flags & PRIORITY_BITS,
+            support.opened_at(i),
+            (1 if flags & RESOLVED_FLAG else 0) | (2 if flags & OPEN_FLAG else 0),
+            at,
+            ids.encode(event_id),
+            [item for pair in support.ticket_resolutions(i) for item in pair],
         ]
-    if not support.open_ids.keys() <= support.tickets.keys():
-        missing = sorted(support.open_ids.keys() - support.tickets.keys())
-        raise ValueError(f"support.open_ids names tickets it does not keep: {missing[:3]}")
-    days = [
-        item
-        for day, s in support.days.items()
-        for item in (day - base, s.opened, s.resolved, s.resolution_ms, s.first_contact, s.reopened)
-    ]
+    days = list(support.days)
+    for i in range(0, len(days), DAY_FIELDS):
+        days[i] -= base
     return [base, tickets, days, support.ever, support.version]
 
 
 def _decode_support(value: Any, ids: _Ids) -> Support:
+    try:
+        return _decode_support_numbers(value, ids)
+    except OverflowError as exc:
+        raise StateDecodeError(f"support: a time or count out of the 64-bit range: {exc}") from exc
+
+
+def _decode_support_numbers(value: Any, ids: _Ids) -> Support:
     base, raw_tickets, raw_days, ever, version = _list(value, "support", 5)
     base = _int(base, "support.horizon_day")
     raw_tickets = _list(raw_tickets, "support.tickets", step=7)
-    tickets: dict[str, Ticket] = {}
-    open_ids: dict[str, None] = {}
+    support = Support()
     for i in range(0, len(raw_tickets), 7):
         ticket_id = ids.decode(raw_tickets[i], "ticket id")
         priority = _int(raw_tickets[i + 1], "ticket priority")
@@ -789,31 +841,30 @@ def _decode_support(value: Any, ids: _Ids) -> Support:
         resolutions = _ints(raw_tickets[i + 6], "ticket resolutions")
         if len(resolutions) % 2:
             raise StateDecodeError(f"ticket {ticket_id!r}: resolutions are not (time, contacts) pairs")
-        tickets[ticket_id] = Ticket(
-            priority=PRIORITIES[priority],
-            opened_at=_opt_int(raw_tickets[i + 2], "ticket opened_at"),
-            status=_STATUSES[flags & 1],
-            status_at=(
-                _int(raw_tickets[i + 4], "ticket status_at"),
-                ids.decode(raw_tickets[i + 5], "ticket"),
-            ),
-            resolutions={resolutions[j]: resolutions[j + 1] for j in range(0, len(resolutions), 2)},
+        if ticket_id in support.tickets:
+            raise StateDecodeError(f"ticket {ticket_id!r} stored twice")
+        opened_at = _opt_int(raw_tickets[i + 2], "ticket opened_at")
+        index = support.add_ticket(
+            ticket_id,
+            priority | (RESOLVED_FLAG if flags & 1 else 0) | (OPEN_FLAG if flags & 2 else 0),
+            NEVER if opened_at is None else opened_at,
+            _int(raw_tickets[i + 4], "ticket status_at"),
+            ids.decode(raw_tickets[i + 5], "ticket"),
         )
-        if flags & 2:
-            open_ids[ticket_id] = None
+        for j in range(0, len(resolutions), 2):
+            support.add_resolution(index, resolutions[j], resolutions[j + 1])
     days = _ints(raw_days, "support.days")
-    if len(days) % 6:
-        raise StateDecodeError("support.days: expected groups of 6 numbers")
+    if len(days) % DAY_FIELDS:
+        raise StateDecodeError(f"support.days: expected groups of {DAY_FIELDS} numbers")
+    for i in range(0, len(days), DAY_FIELDS):
+        days[i] += base
     if type(ever) is not bool:
         raise StateDecodeError(f"support.ever: expected a boolean, got {ever!r:.40}")
-    return Support(
-        tickets=tickets,
-        open_ids=open_ids,
-        days={_day(days[i] + base): DayStats(*days[i + 1 : i + 6]) for i in range(0, len(days), 6)},
-        ever=ever,
-        horizon_day=base,
-        version=_int(version, "support.version"),
-    )
+    support.days = array(NUMBERS, days)
+    support.ever = ever
+    support.horizon_day = base
+    support.version = _int(version, "support.version")
+    return support
 
 
 # -- sentiment ------------------------------------------------------------------------------------
@@ -830,7 +881,7 @@ def _encode_sentiment(sentiment: Sentiment, ids: _Ids) -> list[Any]:
 
     nps = [
         item
-        for respondent, (at, eid, score) in sentiment.nps.items()
+        for respondent, (at, eid, score) in zip(sentiment.respondents, sentiment.answers("nps"), strict=True)
         for item in (ids.encode(respondent), at, ids.encode(eid), score)
     ]
     comments = [
@@ -838,45 +889,59 @@ def _encode_sentiment(sentiment: Sentiment, ids: _Ids) -> list[Any]:
         for at, eid, kind, score, text in sentiment.comments
         for item in (at, ids.encode(eid), kind, score, text)
     ]
-    return [nps, answers(sentiment.csat), answers(sentiment.ces), comments, sentiment.version]
+    return [
+        nps,
+        answers(sentiment.answers("csat")),
+        answers(sentiment.answers("ces")),
+        comments,
+        sentiment.version,
+    ]
 
 
 def _decode_sentiment(value: Any, ids: _Ids) -> Sentiment:
-    raw_nps, raw_csat, raw_ces, raw_comments, version = _list(value, "sentiment", 5)
+    try:
+        return _decode_sentiment_numbers(value, ids)
+    except OverflowError as exc:
+        raise StateDecodeError(f"sentiment: a time or score out of the 64-bit range: {exc}") from exc
 
-    def answers(raw: Any, what: str) -> list[tuple[int, str, int]]:
+
+def _decode_sentiment_numbers(value: Any, ids: _Ids) -> Sentiment:
+    raw_nps, raw_csat, raw_ces, raw_comments, version = _list(value, "sentiment", 5)
+    sentiment = Sentiment()
+
+    def answers(kind: str, raw: Any, what: str) -> None:
         items = _list(raw, what, step=3)
         times = _untime_deltas(items[0::3], what)
-        return [
-            (at, ids.decode(items[3 * n + 1], what), _int(items[3 * n + 2], what))
-            for n, at in enumerate(times)
-        ]
+        for n, at in enumerate(times):
+            sentiment.add_answer(kind, at, ids.decode(items[3 * n + 1], what), _int(items[3 * n + 2], what))
 
     nps = _list(raw_nps, "sentiment.nps", step=4)
+    for i in range(0, len(nps), 4):
+        respondent = ids.decode(nps[i], "nps respondent")
+        if respondent in sentiment.respondents:
+            raise StateDecodeError(f"sentiment.nps: respondent {respondent!r:.40} stored twice")
+        sentiment.add_answer(
+            "nps",
+            _int(nps[i + 1], "nps at"),
+            ids.decode(nps[i + 2], "nps event id"),
+            _int(nps[i + 3], "nps score"),
+            respondent,
+        )
+    answers("csat", raw_csat, "sentiment.csat")
+    answers("ces", raw_ces, "sentiment.ces")
     comments = _list(raw_comments, "sentiment.comments", step=5)
-    return Sentiment(
-        nps={
-            ids.decode(nps[i], "nps respondent"): (
-                _int(nps[i + 1], "nps at"),
-                ids.decode(nps[i + 2], "nps event id"),
-                _int(nps[i + 3], "nps score"),
-            )
-            for i in range(0, len(nps), 4)
-        },
-        csat=answers(raw_csat, "sentiment.csat"),
-        ces=answers(raw_ces, "sentiment.ces"),
-        comments=[
-            (
-                _int(comments[i], "comment at"),
-                ids.decode(comments[i + 1], "comment event id"),
-                _word(comments[i + 2], "comment kind"),
-                _int(comments[i + 3], "comment score"),
-                _str(comments[i + 4], "comment text"),
-            )
-            for i in range(0, len(comments), 5)
-        ],
-        version=_int(version, "sentiment.version"),
-    )
+    sentiment.comments = [
+        (
+            _int(comments[i], "comment at"),
+            ids.decode(comments[i + 1], "comment event id"),
+            _word(comments[i + 2], "comment kind"),
+            _int(comments[i + 3], "comment score"),
+            _str(comments[i + 4], "comment text"),
+        )
+        for i in range(0, len(comments), 5)
+    ]
+    sentiment.version = _int(version, "sentiment.version")
+    return sentiment
 
 
 # -- alert memory ---------------------------------------------------------------------------------

@@ -161,9 +161,9 @@ def test_account_state_stays_bounded_over_two_years() -> None:
     account = feed.account("acme")
     assert account.usage.user_count() <= 200
     assert len(account.usage.bucket_days) <= USAGE_DAYS  # events and distinct users per day
-    assert len(account.support.tickets) <= 50
-    assert len(account.support.days) <= SUPPORT_DAYS
-    assert len(account.sentiment.nps) <= 20
+    assert account.support.ticket_count() <= 50
+    assert account.support.day_count() <= SUPPORT_DAYS
+    assert account.sentiment.nps_count <= 20
     assert len(account.seen) <= 10 * 12  # ids of the last lateness window (+ a day) only
     assert len(account.alerts.daily_max) <= config.alerts.score_drop_window_days + 1
     assert account.seen and min(account.seen.at_list()) >= ms(at(729)) - 9 * DAY_MS

@@ -337,10 +337,10 @@ def test_usage_keeps_events_per_feature_over_the_horizon_only() -> None:
     assert usage_.feature_volume(30, 28) == {"post": 3, "like": 6}  # day 1 is outside days 3..30
     assert usage_.feature_volume(10, 28) == {"post": 2}
     usage_.expire(70)  # horizon: days 7..70 -> day 1 dropped, "post" keeps day 20
-    counts = {f: usage_.feature_counts(f) for f in usage_.feature_days}
+    counts = {f: usage_.feature_counts(f) for f in usage_.feature_names}
     assert counts == {"post": {20: 3}, "like": {20: 5, 30: 1}}
     usage_.expire(90)  # horizon from day 27: post has no day left and goes
-    assert {f: usage_.feature_counts(f) for f in usage_.feature_days} == {"like": {30: 1}}
+    assert {f: usage_.feature_counts(f) for f in usage_.feature_names} == {"like": {30: 1}}
 
 
 def test_the_feature_mix_is_the_geometric_mean_of_the_per_feature_percentiles() -> None:

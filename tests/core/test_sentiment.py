@@ -107,8 +107,8 @@ def test_respondent_count_is_bounded() -> None:
     feed(*(nps("acme", at(n / 10), 9, f"r{n}") for n in range(40)))
     feed(*(csat("acme", at(5 + n / 10), 5, f"r{n}") for n in range(40)))
     sentiment = feed.account("acme").sentiment
-    assert len(sentiment.nps) <= 10
-    assert len(sentiment.csat) <= 5
+    assert sentiment.nps_count <= 10
+    assert sentiment.csat_count <= 5
 
 
 def test_portfolio_nps_is_over_all_respondents() -> None:

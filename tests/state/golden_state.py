@@ -16,7 +16,17 @@ import orjson
 from streamer.core.account import Account
 from streamer.core.engine import PartitionEngine
 from streamer.core.keys import KEY_BYTES
-from streamer.core.support import Support
+from streamer.core.sentiment import Sentiment
+from streamer.core.support import (
+    DAY_FIELDS,
+    OPEN,
+    OPEN_FLAG,
+    PRIORITIES,
+    PRIORITY_BITS,
+    RESOLVED,
+    RESOLVED_FLAG,
+    Support,
+)
 from streamer.core.usage import Usage, user_key
 from streamer.state.codec import COVERED, VERSION, encode_account, encode_partition
 from streamer.state.partition import AppliedOffsets, PartitionRecord
@@ -45,8 +55,59 @@ USAGE_PICTURE = (
 )
 
 
+# Support likewise (since its flat records: tickets and days were objects in a dict before).
+SUPPORT_PICTURE = ("tickets", "open_ids", "days", "ever", "horizon_day", "version")
+DAY_STATS = ("opened", "resolved", "resolution_ms", "first_contact", "reopened")
+
+
+# Sentiment likewise (since its answers are flat: a dict and lists of tuples before).
+SENTIMENT_PICTURE = ("nps", "csat", "ces", "comments", "version")
+
+
 def pictured_fields(value: Any) -> tuple[str, ...]:
-    return USAGE_PICTURE if isinstance(value, Usage) else COVERED[type(value)][0]
+    if isinstance(value, Usage):
+        return USAGE_PICTURE
+    if isinstance(value, Support):
+        return SUPPORT_PICTURE
+    if isinstance(value, Sentiment):
+        return SENTIMENT_PICTURE
+    return COVERED[type(value)][0]
+
+
+def support_picture(support: Support, name: str) -> Any:
+    """tickets: {id: {priority, opened_at, status, status_at, resolutions}} in the account's
+    order; open_ids: a set; days: {day: {opened, ..., reopened}} in the account's order."""
+    if name == "tickets":
+        return {
+            ticket_id: {
+                "priority": PRIORITIES[support.flags(i) & PRIORITY_BITS],
+                "opened_at": support.opened_at(i),
+                "status": RESOLVED if support.flags(i) & RESOLVED_FLAG else OPEN,
+                "status_at": list(support.status_at(i)),
+                "resolutions": [list(pair) for pair in support.ticket_resolutions(i)],
+            }
+            for i, ticket_id in enumerate(support.tickets)
+        }
+    if name == "open_ids":
+        return {tid for i, tid in enumerate(support.tickets) if support.flags(i) & OPEN_FLAG}
+    if name == "days":
+        days = support.days
+        return {
+            days[i]: dict(zip(DAY_STATS, days[i + 1 : i + DAY_FIELDS], strict=True))
+            for i in range(0, len(days), DAY_FIELDS)
+        }
+    return getattr(support, name)
+
+
+def sentiment_picture(sentiment: Sentiment, name: str) -> Any:
+    """nps: {respondent: [at, event id, score]} in the account's order; csat and ces: lists of
+    [at, event id, score] in their order."""
+    if name == "nps":
+        answers = sentiment.answers("nps")
+        return {r: list(a) for r, a in zip(sentiment.respondents, answers, strict=True)}
+    if name in ("csat", "ces"):
+        return [list(answer) for answer in sentiment.answers(name)]
+    return getattr(sentiment, name)
 
 
 def usage_picture(usage: Usage, name: str) -> Any:
@@ -68,7 +129,7 @@ def usage_picture(usage: Usage, name: str) -> Any:
     if name == "last_day_users":
         return dict(zip(usage.last_days, usage.last_day_users, strict=True))
     if name == "feature_days":
-        return {feature: usage.feature_counts(feature) for feature in usage.feature_days}
+        return {feature: usage.feature_counts(feature) for feature in usage.feature_names}
     return getattr(usage, name)
 
 
@@ -87,11 +148,15 @@ def golden_usage(expected: dict[str, Any]) -> dict[str, Any]:
 
 def picture(obj: Any, name: str) -> Any:
     """A field of a state as the golden files show it, whatever its in-memory layout: a usage
-    as `usage_picture`, a feature's days as a map, the open tickets as a set (the keys of a
-    dict), the dedupe ids as a map of 64-bit keys (the 8 key bytes read little-endian) to event
-    times."""
+    as `usage_picture`, a support and a sentiment as
+    `support_picture` and `sentiment_picture`, a feature's days as a map, the dedupe
+    ids as a map of 64-bit keys (the 8 key bytes read little-endian) to event times."""
     if isinstance(obj, Usage):
         return usage_picture(obj, name)
+    if isinstance(obj, Support):
+        return support_picture(obj, name)
+    if isinstance(obj, Sentiment):
+        return sentiment_picture(obj, name)
     value = getattr(obj, name)
     if isinstance(obj, Account) and name == "seen":
         keys = [
@@ -99,8 +164,6 @@ def picture(obj: Any, name: str) -> Any:
             for i in range(0, len(value.keys), KEY_BYTES)
         ]
         return dict(zip(keys, value.at_list(), strict=True))
-    if isinstance(obj, Support) and name == "open_ids":
-        return set(value)
     return value
 
 

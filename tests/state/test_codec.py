@@ -298,6 +298,18 @@ def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
         assert encode_account(decoded) == encode_account(account)
 
 
+def test_decoded_profiles_share_their_owner_segment_tier_and_equal_attributes() -> None:
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history())
+    account = next(a for a in engine.accounts.values() if a.profile is not None and a.profile.attributes)
+    first, second = (decode_account(encode_account(account)) for _ in range(2))
+    assert first.profile is not None and second.profile is not None
+    assert first.profile == second.profile == account.profile
+    for name in ("owner", "segment", "tier"):
+        assert getattr(first.profile, name) is getattr(second.profile, name)
+    assert first.profile.attributes is second.profile.attributes
+
+
 def test_peer_references_round_trip_bit_for_bit_and_refuse_damage() -> None:
     engine = PartitionEngine(CONFIG, {})
     feed(engine, fixed_history())
@@ -326,11 +338,11 @@ def test_a_feature_counter_naming_a_feature_the_record_lacks_is_refused() -> Non
 
     from .golden_state import golden_engine
 
-    account = next(a for a in golden_engine().accounts.values() if a.usage.feature_days)
+    account = next(a for a in golden_engine().accounts.values() if a.usage.feature_names)
     raw = encode_account(account)
     body = msgpack.unpackb(raw[1:], raw=False)
     usage = body[3]
-    assert usage[13][0] == list(account.usage.features).index(next(iter(account.usage.feature_days)))
+    assert usage[13][0] == list(account.usage.features).index(account.usage.feature_names[0])
     usage[13][0] = len(account.usage.features)  # one past the last feature
     with pytest.raises(StateDecodeError, match=r"feature index \d+ out of range"):
         decode_account(raw[:1] + msgpack.packb(body, use_bin_type=True))
