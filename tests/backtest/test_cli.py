@@ -115,8 +115,8 @@ def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: 
     assert "Calibration of churn_risk_60d" in result.output and "plain LR" in result.output
     assert set(tuning["held_out"]) == {"default", "tuned", "churn_risk", "logistic", "chosen"}
     chosen = tuning["held_out"]["chosen"]  # what --tune chose, through what it publishes
-    publishes = "churn_risk" if chosen["winner"] == "plain" else "tuned"
-    assert chosen["auc"] == tuning["held_out"][publishes]["auc"]
+    assert chosen["winner"] in ("mix", "plain")  # the [model] behind churn_risk_60d, what it publishes
+    assert chosen["auc"] == tuning["held_out"]["churn_risk"]["auc"]
     names = {
         "roc.png",
         "auc_by_month.png",
