@@ -282,5 +282,5 @@ def test_a_written_config_gives_the_tuned_scores_and_probabilities_when_replayed
     assert [s.score for s in again.samples] == signal_scores_under(history.samples, config).tolist()
     held = tuning.test_labelled[60].samples
     assert signal_scores_under(held, config).tolist() == tuning.test_scores["tuned"][60].tolist()
-    risk = [churn_risk({n: (0.0, v) for n, v in s.signals.items()}, config.model) for s in held]
+    risk = [churn_risk({n: (0.0, v) for n, v in s.signals.items()}, config.model, s.volumes) for s in held]
     assert risk == [round(float(p), 4) for p in tuning.risk.predicted[60]]
