@@ -181,8 +181,8 @@ def backtest(
     and the plain regressions at every penalty (their log-odds averaged) are compared. The
     [model] behind churn_risk_60d is the mix unless the plain regression ranks better out of
     fold by more than one standard error of their difference; the weights are the default's
-    unless a health fit (coefficients kept <= 0) ranks better than the best of the default and
-    the fits by more than one standard error allows. On the later
+    unless the default ranks below the best health fit (coefficients kept <= 0) by more than one
+    standard error (then the strongest penalty within it). On the later
     month starts it is compared with the configured score and with the plain regression, and
     written with --write-config as a file `streamer offline --config` and the workers accept.
     """
