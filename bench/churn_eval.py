@@ -6,8 +6,9 @@ one `streamer backtest --tune --json` run (the default score's pooled figures, t
 and, on the held-out later third of the month starts, default vs tuned), then one row:
 
   portfolio, samples and churners (60 days), baseline AUC60, default AUC60, tuned AUC60 (held
-  out: what --tune chose, ranked by what it publishes, the tuned score or churn_risk_60d when
-  the plain regression won), plain logistic regression AUC60 (held out, same features),
+  out: what --tune chose, ranked by what it publishes: churn_risk_60d since the [model] and the
+  weights are decided apart, before that the tuned score unless a model-only candidate won),
+  plain logistic regression AUC60 (held out, same features),
   red/green 60-day churn ratio
 
 with the targets checked per cell: default >= baseline (and >= 0.70 where the baseline is
@@ -132,8 +133,8 @@ def row(portfolio: Portfolio) -> list[str]:
     baseline = (figures.get("baseline") or {}).get("auc", {}).get(HORIZON)
     default = horizon["auc"]
     default_held, logistic = _held_out(figures, "default"), _held_out(figures, "logistic")
-    # what --tune chose, through what it publishes: the tuned score, or churn_risk_60d when the
-    # plain regression won (older figures have no "chosen": their tuned score)
+    # what --tune chose, through what it publishes: churn_risk_60d (older figures: the tuned score
+    # unless a model-only candidate won; the oldest have no "chosen": their tuned score)
     tuned = _held_out(figures, "chosen")
     if tuned is None:
         tuned = _held_out(figures, "tuned")

@@ -11,9 +11,10 @@ compares two tuning rules on exactly the same samples (the replays are not redon
 Columns, on the held-out later third of the month starts (60-day churn): the default score, what
 `--tune` chose ranked by what it publishes (the tuned score, or churn_risk_60d when the written
 candidate is a model only), the plain logistic regression; the winner of the choice and whether
-tuned >= default and tuned >= plain; the mix of the calibrated default and the plain regression
-(a `--tune` candidate, see streamer/backtest/choice.py) held out, and whether it was within one
-standard error of the best out of fold. CPU seconds per portfolio on stderr.
+tuned >= default and tuned >= plain; the mix of the calibrated default and the plain regressions
+(a `--tune` candidate, see streamer/backtest/choice.py) held out, and where the written weights
+come from (the default or a health fit; a checkout before they were decided apart: whether the
+mix was within one standard error of the best out of fold). CPU seconds per portfolio on stderr.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Row:
     churned: int
     brier: float  # the written [model]'s, held out
     mix: float | None  # the mix of the calibrated default and the plain fit, held out
-    mix_within: bool  # whether the mix was within one standard error of the best out of fold
+    weights: str  # the written weights' candidate (older checkouts: whether the mix was within 1 SE)
 
     @property
     def passes(self) -> bool:
@@ -78,7 +79,9 @@ def retune(path: Path, holdout: float) -> Row:
         int(test.churned.sum()),
         tuning.risk.brier,
         mix.auc[TUNE_HORIZON] or 0.5 if mix is not None else None,
-        any(c.kind.value == "mix" for c in getattr(tuning.choice, "eligible", [])),
+        tuning.choice.weighting.label
+        if hasattr(tuning.choice, "weighting")
+        else f"mix within 1 SE: {any(c.kind.value == 'mix' for c in getattr(tuning.choice, 'eligible', []))}",
     )
 
 
@@ -93,7 +96,7 @@ def main() -> None:
     rows: dict[str, Row] = {}
     print(
         "| portfolio | held out: churners / samples | default / tuned / plain AUC60 | chosen "
-        "| tuned >= default, plain | mix (within 1 SE out of fold) |"
+        "| tuned >= default, plain | mix held out (weights) |"
     )
     print("|---|---|---|---|---|---|")
     for item in args.replays:
@@ -106,11 +109,15 @@ def main() -> None:
             f"| {row.default:.3f} / **{row.tuned:.3f}** / {row.plain:.3f} "
             f"| {row.winner} | {'yes' if row.tuned >= row.default else 'no'}, "
             f"{'yes' if row.tuned >= row.plain else 'no'} "
-            f"| {'n/a' if row.mix is None else f'{row.mix:.3f}'} ({'yes' if row.mix_within else 'no'}) |",
+            f"| {'n/a' if row.mix is None else f'{row.mix:.3f}'} ({row.weights}) |",
             flush=True,
         )
     both = [name for name, row in rows.items() if row.passes]
     print(f"\ntuned >= default and >= plain: {len(both)} of {len(rows)} ({', '.join(both)})")
+    means = [
+        sum(getattr(r, column) for r in rows.values()) / len(rows) for column in ("default", "tuned", "plain")
+    ]
+    print("mean held-out AUC60 default / tuned / plain: " + " / ".join(f"{m:.4f}" for m in means))
     if args.json is not None:
         args.json.write_bytes(
             orjson.dumps({n: dataclasses.asdict(r) for n, r in rows.items()}, option=orjson.OPT_INDENT_2)

@@ -178,7 +178,7 @@ class TuneResult:
     test_months: list[int]
     train_samples: int
     train_churned: int
-    health: SignalModel  # coefficients <= 0: the written [model] (and the weights when it won)
+    health: SignalModel  # coefficients <= 0: the written weights when it won them
     plain: SignalModel  # unconstrained, the yardstick
     plain_selection: Selection
     choice: Choice  # default vs health fits vs plain, out of fold: what was written and why
@@ -194,8 +194,7 @@ class TuneResult:
     test_labelled: dict[int, Labelled]
     test_scores: dict[str, dict[int, NDArray[np.float64]]]  # "default"/"tuned" -> horizon -> scores
     chosen: dict[int, float | None] = field(default_factory=dict)  # held-out AUC of what --tune wrote
-    """The ranking the written configuration publishes for the choice's winner: the (tuned) score
-    when the default or a health fit won, churn_risk_60d when the plain regression did."""
+    """The ranking the written configuration publishes: churn_risk_60d (the mix or the plain fit)."""
 
 
 class NotEnoughHistory(ValueError):
@@ -346,29 +345,29 @@ def tune(
     plain_selection = Selection(
         plain_l2, {}, choice.folds, {c.l2: c.auc for c in choice.candidates if c.kind is Kind.plain and c.l2}
     )
-    health_l2 = choice.winner.l2 if choice.winner.kind is Kind.health else math.inf
+    health_l2 = choice.weighting.l2 if choice.weighting.kind is Kind.health else math.inf
     health_model = shrunk_fit(space, rows, train.churned, health_l2 or math.inf, config)
-    plain_model = plain_fit(train.samples, train.churned, plain_l2, top_k)
-    fitted = fitted_settings(health_model, config, train_months, len(train.samples))
-    if choice.winner.kind.model_only:  # the plain fit or the mix is the [model]; the score keeps its weights
-        model = (
-            mix_fit(plain_model, train.samples, train.churned, config)
-            if choice.winner.kind is Kind.mix
-            else plain_model
+    plains = [plain_fit(train.samples, train.churned, l2, top_k) for l2 in L2_GRID]
+    plain_model = (
+        plains[L2_GRID.index(plain_l2)]
+        if plain_l2 in L2_GRID
+        else plain_fit(train.samples, train.churned, plain_l2, top_k)
+    )
+    mix_model = mix_fit(plains, train.samples, train.churned, config)
+    health = fitted_settings(health_model, config, train_months, len(train.samples))
+    # the [model] is the mix or the plain fit; the weights the default's or the health fit's
+    model = mix_model if choice.winner.kind is Kind.mix else plain_model
+    table = model_table(model, train_months, len(train.samples))
+    if choice.winner.kind is Kind.mix:  # the mix bags the plain fits at every penalty of the grid
+        table["version"] = table["version"].replace(
+            f"l2={model.l2:g}", f"l2={min(L2_GRID):g}..{max(L2_GRID):g}"
         )
-        table = model_table(model, train_months, len(train.samples))
-        table["version"] = f"{table['version']} {choice.winner.kind.value}"  # which candidate it is
-        fitted = Fitted(
-            config.weights.as_dict(),
-            {name: weight for name, (_, weight) in config.signal_table.items()},
-            table,
-        )
-    elif choice.keeps_default:  # no fit ranked clearly better out of fold: keep the weights, add the [model]
-        fitted = Fitted(
-            config.weights.as_dict(),
-            {name: weight for name, (_, weight) in config.signal_table.items()},
-            fitted.model,
-        )
+    table["version"] = f"{table['version']} {choice.winner.kind.value}"  # which candidate it is
+    if choice.keeps_default:
+        default_signal_weights = {name: weight for name, (_, weight) in config.signal_table.items()}
+        fitted = Fitted(config.weights.as_dict(), default_signal_weights, table)
+    else:
+        fitted = Fitted(health.weights, health.signal_weights, table)
     adopted = tuned_config(fitted)
     test = {
         days: labelled.where(np.array([s.at >= first_test for s in labelled.samples], dtype=bool))
@@ -390,8 +389,6 @@ def tune(
 
     def plain_of(samples: list[Sample]) -> NDArray[np.float64]:
         return plain_risk(plain_model, samples)
-
-    mix_model = mix_fit(plain_model, train.samples, train.churned, config)
 
     def mix_of(samples: list[Sample]) -> NDArray[np.float64]:
         return mix_risk(mix_model, samples)
@@ -417,7 +414,7 @@ def tune(
         mix_risk=_probabilities(test, mix_of),
         test_labelled=test,
         test_scores={"default": default_scores, "tuned": tuned_scores},
-        chosen=dict(risk.auc if choice.winner.kind.model_only else tuned.auc),
+        chosen=dict(risk.auc),
     )
 
 

@@ -1,4 +1,6 @@
-"""Which model `--tune` writes: the default unless a fit clearly ranks better inside the training period.
+"""What `--tune` writes: the mix of the default and the plain regressions as the [model] unless the
+plain fit clearly ranks better, and the default weights unless a fit clearly ranks better, inside
+the training period.
 
 The fits start from the default. Each signal's share of the default score (component weight x
 its weight in the component, with every signal present) times one fitted scale is the *prior*:
@@ -6,31 +8,34 @@ the health fit's coefficients are pulled towards it by an L2 penalty, so that an
 penalty gives back the default score's ranking exactly and a finite one adds a regularised
 correction. The plain (unconstrained) regression reads the signals and the volume of each of
 the portfolio's top `TOP_FEATURES` product features (ln(1 + events over 28 days)). The *mix*
-averages the calibrated default's and the plain regression's log-odds, each divided by its
-spread over the training samples, and calibrates the average (`mix_fit`): one linear model over
-the plain fit's columns, which `[model]` carries.
+averages the calibrated default's log-odds and the plain regressions' at every penalty of
+`L2_GRID` (`bagged`: each fit's log-odds divided by its spread, averaged, so that no penalty is
+picked on the folds), each side divided by its spread over the training samples, and calibrates
+the average (`mix_fit`): one linear model over the plain fits' columns, which `[model]` carries.
 
 Candidates, scored on the same rolling-origin folds inside the training period (see
 `learn.time_folds`; the instants are the month starts and the weekly grid between them): the
 default, the shrunk fit at each penalty of `SHRINK_GRID` turned into weights exactly as `--tune`
-would write them, the plain regression at the penalty of `L2_GRID` that ranks best out of fold
-(the yardstick, itself a candidate) and the mix with that plain fit (the plain fit and the mix,
-written, leave the weights at the default and become the `[model]` behind churn_risk_60d). The
-folds use 60-day churn labels; when the training period is too short for a 60-day split (two
-month starts), 30-day labels, so that no fit label reaches its validation instant and no
-validation label the held-out range.
+would write them, the plain regression at each penalty of `L2_GRID` (the yardstick is the one
+that ranks best out of fold) and the mix (each fold fits its own). The folds use 60-day churn
+labels; when the training period is too short for a 60-day split (two month starts), 30-day
+labels, so that no fit label reaches its validation instant and no validation label the
+held-out range.
 
-The rule is the one-standard-error rule towards the simplest: the candidate with the best pooled
-out-of-fold ROC AUC sets the bar; a candidate is within it when its AUC is below the best's by
-less than one standard error of their difference (a paired bootstrap over accounts, which keeps
-an account's samples together and compares both on the same draws); the first candidate of
-`PREFERENCE` within it wins: the mix first, then the default, then the health fits from the
-strongest penalty, then the plain regression. A health fit replaces the default score's weights
-only when it ranks better by more than the noise of the folds; the mix, which leaves them as they
-are and hedges churn_risk_60d between the configured score and the portfolio's own regression, is
-written whenever it is within the noise: the inner folds train on less history than the final fit
-and rank the default above the mix where the mix ranks better held out (measured on twelve
-development portfolios: docs/backtest.md, "The mix of the default and the plain regression").
+Two decisions, each by the one-standard-error rule towards the simpler side (a paired bootstrap
+over accounts gives the standard error of a difference of two pooled out-of-fold ROC AUCs; it
+keeps an account's samples together and compares both on the same draws):
+
+- the **[model]** behind churn_risk_60d, the ranking `--tune` publishes: the mix, unless the
+  plain regression ranks better than it by more than one standard error of their difference.
+  The default alone is not a candidate for it: the mix contains it, and the inner folds, fitted
+  on less history than the final fit (and on 30-day labels where the training period is short),
+  ranked the default above the mix on portfolios where the mix ranked better held out
+  (docs/backtest.md, "The [model] and the weights decided apart");
+- the score's **weights**: among the default and the health fits, the best out of fold sets the
+  bar and the first of `PREFERENCE` within one standard error of it is written (the default,
+  then the health fits from the strongest penalty): a health fit replaces the default's weights
+  only when it ranks better by more than the noise of the folds.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ class Kind(StrEnum):
 
 
 PREFERENCE = (Kind.mix, Kind.default, Kind.health, Kind.plain)
-"""The order in which candidates within the noise of the best are preferred (the module's docstring)."""
+"""The order in which candidates are preferred (the weights: the default, then the health fits)."""
 
 
 @dataclass(frozen=True)
@@ -100,19 +105,27 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Choice:
-    """The winner among the writable candidates (default, health fits) and every candidate's AUC."""
+    """What `--tune` writes, out of fold: the [model] (`winner`: the mix or the plain fit), the
+    score's weights (`weights`: the default or a health fit) and every candidate's AUC."""
 
     winner: Candidate
     candidates: list[Candidate]
     folds: list[Fold]
-    best_writable: Candidate | None = None  # the highest out-of-fold AUC among the writable candidates
+    best_writable: Candidate | None = None  # the highest out-of-fold AUC among the weight candidates
     standard_error: float | None = None  # of its AUC minus the default's (bootstrap over accounts)
     horizon_days: int = 60  # the label horizon of the folds (30 when the training period is short)
-    eligible: list[Candidate] = field(default_factory=list)  # the writable candidates within the noise
+    eligible: list[Candidate] = field(default_factory=list)  # the weight candidates within the noise
+    weights: Candidate | None = None  # the score's weights: the default or a health fit (None: the winner's)
+
+    @property
+    def weighting(self) -> Candidate:
+        """What the written [weights] and [signal_weights] come from: the default or a health fit."""
+        return self.weights if self.weights is not None else self.winner
 
     @property
     def keeps_default(self) -> bool:
-        return self.winner.kind is Kind.default
+        """Whether the written weights are the default's."""
+        return self.weighting.kind is not Kind.health
 
     @property
     def bar(self) -> float | None:
@@ -123,17 +136,9 @@ class Choice:
         return self.best_writable.auc - STANDARD_ERRORS * (self.standard_error or 0.0)
 
     def best(self, kind: Kind) -> Candidate | None:
-        """The best of `kind` out of fold; for the mix, the one with the best plain fit (the writable one)."""
+        """The best of `kind` out of fold (the mix has one candidate: it bags every plain penalty)."""
         found = [c for c in self.candidates if c.kind is kind and c.auc is not None]
-        if kind is Kind.mix:
-            plain = self.best(Kind.plain)
-            found = [c for c in found if plain is not None and c.l2 == plain.l2]
         return min(found, key=_preference) if found else None
-
-    @property
-    def plain_beats_winner(self) -> bool:
-        plain = self.best(Kind.plain)
-        return plain is not None and (plain.auc or 0.5) > (self.winner.auc or 0.5)
 
 
 def _preference(candidate: Candidate) -> tuple[float, int, float]:
@@ -266,22 +271,45 @@ def _log_odds(model: SignalModel, rows: Sequence[Mapping[str, float]]) -> Matrix
     return np.asarray(model.intercept + model.space.matrix(rows) @ beta, dtype=np.float64)
 
 
+def bagged(plains: Sequence[SignalModel], rows: Sequence[Mapping[str, float]]) -> SignalModel:
+    """The plain fits at several penalties averaged: each one's log-odds divided by its standard
+    deviation over `rows` (the rows all were fitted on), the results averaged. One linear model over
+    their common columns (every fit on the same rows has the same columns); a fit constant over
+    `rows` drops out. A bag of one is that fit, rescaled."""
+    space = plains[0].space
+    parts = []
+    for model in plains:
+        spread = float(np.std(_log_odds(model, rows))) if rows else 0.0
+        if spread > 1e-9:
+            parts.append((model, 1.0 / spread))
+    share = 1.0 / max(1, len(parts))
+    return SignalModel(
+        space,
+        sum(share * w * m.intercept for m, w in parts),
+        {n: sum(share * w * m.coefficients[n] for m, w in parts) for n in space.signals},
+        {n: sum(share * w * m.missing[n] for m, w in parts) for n in space.indicators},
+        min(m.l2 for m in plains),
+    )
+
+
 def mix_fit(
-    plain: SignalModel, samples: Sequence[Sample], churned: NDArray[np.bool_], config: ScoreConfig
+    plains: Sequence[SignalModel], samples: Sequence[Sample], churned: NDArray[np.bool_], config: ScoreConfig
 ) -> SignalModel:
-    """The default score calibrated on `samples` (`default_model`) and the plain regression `plain`
-    (fitted on the same samples), averaged: each one's
+    """The default score calibrated on `samples` (`default_model`) and the plain regressions
+    `plains` (fitted on the same samples at the penalties of `L2_GRID`, averaged by `bagged`: no
+    penalty is chosen on the folds), averaged: each one's
     log-odds divided by its standard deviation over `samples` (the samples both were fitted on), so
     that each weighs alike in the ranking, the two averaged, and the average calibrated on `samples`
     (log-odds = a + b x average, b >= 0: the mix's ranking is kept).
 
     Both are linear in the same columns (the default's missing terms are 0 and its feature volumes
-    absent, so 0), hence so is the mix: one model over the plain fit's columns, which `[model]`
+    absent, so 0), hence so is the mix: one model over the plain fits' columns, which `[model]`
     carries as it carries the plain fit. A model constant over `samples` drops out.
     """
     signal_rows = [s.signals for s in samples]
     default = default_model(FeatureSpace.learn(signal_rows), signal_rows, churned, config)
-    rows = plain_rows(samples, volume_features(plain))
+    rows = plain_rows(samples, volume_features(plains[0]))
+    plain = bagged(plains, rows)
     parts: list[tuple[SignalModel, float]] = []
     for model in (default, plain):
         spread = float(np.std(_log_odds(model, rows))) if rows else 0.0
@@ -335,7 +363,7 @@ def choose(
     plain_grid: Sequence[float] = L2_GRID,
     top_k: int = TOP_FEATURES,
 ) -> Choice:
-    """Score every candidate out of fold and apply the standard-error rule towards the default.
+    """Score every candidate out of fold and apply the standard-error rules (the module's docstring).
 
     `inner` maps a label horizon (days) to the training samples labelled with it, each one's label
     window ending by the first held-out month start; the longest horizon with usable folds is used.
@@ -366,32 +394,41 @@ def choose(
             health = shrunk_fit(space, fit_rows, churned[fit_mask], l2, default)
             written = as_config(health, fold.fit_months, len(fit))
             risks.setdefault((Kind.health, l2), []).append(-signal_scores_under(test, written))
+        plains = []
         for l2 in plain_grid:
             plain = plain_fit(fit, churned[fit_mask], l2, top_k)
+            plains.append(plain)
             risks.setdefault((Kind.plain, l2), []).append(plain_risk(plain, test))
-            mix = mix_fit(plain, fit, churned[fit_mask], default)
-            risks.setdefault((Kind.mix, l2), []).append(mix_risk(mix, test))
+        mix = mix_fit(plains, fit, churned[fit_mask], default)
+        risks.setdefault((Kind.mix, None), []).append(mix_risk(mix, test))
     keys = [
         (Kind.default, None),
         *((Kind.health, l2) for l2 in grid),
         *((Kind.plain, l2) for l2 in plain_grid),
-        *((Kind.mix, l2) for l2 in plain_grid),
+        (Kind.mix, None),
     ]
     labels = np.concatenate(observed) if observed else np.zeros(0, dtype=bool)
     pooled = {key: np.concatenate(risks[key]) for key in keys} if observed else {}
     candidates = [
         Candidate(kind, l2, roc_auc(pooled[(kind, l2)], labels) if observed else None) for kind, l2 in keys
     ]
-    plains = [c for c in candidates if c.kind is Kind.plain]
-    best_plain = min(plains, key=_preference) if plains else None  # the yardstick's penalty
-    # the plain fit and the mix at the penalty where the plain fit ranks best (the mix adds no choice)
+    plain_candidates = [c for c in candidates if c.kind is Kind.plain]
+    # the yardstick's penalty
+    best_plain = min(plain_candidates, key=_preference) if plain_candidates else None
+    # the plain fit at the penalty where it ranks best; the mix bags every penalty (no choice)
     writable = [
-        c for c in candidates if not c.kind.model_only or (best_plain is not None and c.l2 == best_plain.l2)
+        c
+        for c in candidates
+        if c.kind is not Kind.plain or (best_plain is not None and c.l2 == best_plain.l2)
     ]
-    best = min(writable, key=_preference)
-    if best.auc is None:
-        return Choice(min(writable, key=_preferred_order), candidates, folds, horizon_days=horizon)
-    best_risk, top = pooled[(best.kind, best.l2)], best.auc
+    if not observed:  # no usable fold: the default weights and the mix
+        default_candidate = next(c for c in writable if c.kind is Kind.default)
+        mix_candidate = next(c for c in writable if c.kind is Kind.mix)
+        return Choice(mix_candidate, candidates, folds, horizon_days=horizon, weights=default_candidate)
+    # the score's weights: the default or a health fit, by the one-standard-error rule among them
+    weighing = [c for c in writable if not c.kind.model_only]
+    best = min(weighing, key=_preference)
+    best_risk, top = pooled[(best.kind, best.l2)], best.auc if best.auc is not None else 0.5
 
     def within_noise(candidate: Candidate) -> bool:
         """Ranks no worse than the best by more than STANDARD_ERRORS standard errors of their difference."""
@@ -402,6 +439,14 @@ def choose(
             bootstrap_se(best_risk, labels, accounts, other) or 0.0
         )
 
-    eligible = [c for c in writable if within_noise(c)]
+    eligible = [c for c in weighing if within_noise(c)]
+    weights = min(eligible, key=_preferred_order) if eligible else min(weighing, key=_preferred_order)
     se = bootstrap_se(best_risk, labels, accounts, pooled[(Kind.default, None)])
-    return Choice(min(eligible, key=_preferred_order), candidates, folds, best, se, horizon, eligible)
+    # the [model]: the mix, unless the plain fit ranks better by more than the noise of their difference
+    model = next(c for c in writable if c.kind is Kind.mix)
+    if best_plain is not None and best_plain.auc is not None and model.auc is not None:
+        plain_oof = pooled[(Kind.plain, best_plain.l2)]
+        model_se = bootstrap_se(plain_oof, labels, accounts, pooled[(Kind.mix, None)]) or 0.0
+        if best_plain.auc > model.auc + STANDARD_ERRORS * model_se:
+            model = best_plain
+    return Choice(model, candidates, folds, best, se, horizon, eligible, weights)

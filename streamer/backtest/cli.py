@@ -178,11 +178,11 @@ def backtest(
     towards the default score's weight (an infinite penalty is the default). On rolling-origin
     folds inside the training period the default, the fit per penalty, a plain (unconstrained)
     regression that also reads the --top-features feature volumes, and the mix of the default
-    and that regression (their log-odds averaged) are compared, and the simplest candidate
-    within one standard error of the best out-of-fold AUC is written (the mix first, then the
-    default, the fits, the plain regression last): a health fit's coefficients (kept <= 0)
-    become the signal and component weights; the winner becomes the [model] behind
-    churn_risk_60d. On the later
+    and the plain regressions at every penalty (their log-odds averaged) are compared. The
+    [model] behind churn_risk_60d is the mix unless the plain regression ranks better out of
+    fold by more than one standard error of their difference; the weights are the default's
+    unless the default ranks below the best health fit (coefficients kept <= 0) by more than one
+    standard error (then the strongest penalty within it). On the later
     month starts it is compared with the configured score and with the plain regression, and
     written with --write-config as a file `streamer offline --config` and the workers accept.
     """
@@ -242,7 +242,8 @@ def backtest(
             f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
             f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "
             f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f} "
-            f"(chosen out of fold: {tuning.choice.winner.label}). "
+            f"(chosen out of fold: {tuning.choice.winner.label} as the [model], "
+            f"{tuning.choice.weighting.label} weights). "
             + (f"Other settings from {source}." if source is not None else "Everything else is the default."),
         ]
         write_config.parent.mkdir(parents=True, exist_ok=True)

@@ -176,7 +176,7 @@ def targets(result: Backtest) -> str:
 
 
 def render_choice(choice: Choice) -> list[str]:
-    """Which candidate won out of fold, in one line, and a second when it is the default."""
+    """What was written and why, out of fold: the [model] (mix or plain) and the score's weights."""
 
     def best(kind: Kind) -> str:
         found = choice.best(kind)
@@ -185,33 +185,32 @@ def render_choice(choice: Choice) -> list[str]:
     bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
     lines = [
         f"model choice by out-of-fold AUC ({len(choice.folds)} folds on {choice.horizon_days}-day churn; "
-        f"one-standard-error rule: the simplest candidate within 1 SE of the best (default, health fits, "
-        f"mix, plain); SE of best - default {_num(choice.standard_error)}, default bar {bar}): "
+        f"one-standard-error rules: churn_risk_60d is the mix unless the plain fit ranks better by more "
+        f"than 1 SE of their difference; the weights are the default unless a health fit does, against "
+        f"the best of them: SE of best - default {_num(choice.standard_error)}, default bar {bar}): "
         f"{best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
-        f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} (default and plain averaged) "
-        f"-> {choice.winner.label} chosen"
+        f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} (default and plain fits averaged) "
+        f"-> {choice.winner.label} as the [model], {choice.weighting.label} weights"
     ]
-    if choice.keeps_default:
+    if choice.winner.kind is Kind.mix:
         lines.append(
-            "--tune keeps the default weights: no fit ranked churners better out of fold by more than "
-            "the folds' noise (the [model] behind churn_risk_60d is the default score, calibrated)"
-        )
-    elif choice.winner.kind is Kind.mix:
-        lines.append(
-            "the mix of the default (calibrated) and the plain regression is the [model] behind "
-            "churn_risk_60d (rank accounts by it): it ranked better out of fold than the default and the "
-            "health fits by more than the noise; the score keeps the default weights"
+            "the mix of the default (calibrated) and the plain regressions is the [model] behind "
+            "churn_risk_60d (rank accounts by it): the plain fit did not rank better out of fold by more "
+            "than the noise"
         )
     elif choice.winner.kind is Kind.plain:
         lines.append(
-            "the plain regression ranked clearly better out of fold: it is the [model] behind "
-            "churn_risk_60d (rank accounts by it); its signs cannot be health weights, so the score "
-            "keeps the default weights"
+            "the plain regression ranked clearly better than the mix out of fold: it is the [model] behind "
+            "churn_risk_60d (rank accounts by it)"
         )
-    elif choice.plain_beats_winner:
+    if choice.keeps_default:
         lines.append(
-            "the plain regression ranked better out of fold, within the noise: the simpler health fit "
-            "is written"
+            "--tune keeps the default weights: no fit ranked churners better out of fold by more than "
+            "the folds' noise"
+        )
+    else:
+        lines.append(
+            f"the health fit {choice.weighting.label} ranked clearly better: its weights are written"
         )
     return lines
 
@@ -285,11 +284,10 @@ def render_tuning(tuning: TuneResult) -> list[str]:
     )
     held.append(["Brier 60d", "", "", f"{tuning.risk.brier:.4f}", f"{tuning.plain_risk.brier:.4f}"])
     held.append(["log-loss 60d", "", "", f"{tuning.risk.log_loss:.4f}", f"{tuning.plain_risk.log_loss:.4f}"])
-    written = "churn_risk_60d" if tuning.choice.winner.kind.model_only else "the tuned score"
     lines += [
         "",
         table(["held out", "default score", "tuned score", "churn_risk_60d", "plain LR"], held),
-        f"what --tune chose ranks by {written}: held-out AUC {TUNE_HORIZON}d "
+        f"what --tune chose ranks by churn_risk_60d: held-out AUC {TUNE_HORIZON}d "
         f"{_num(tuning.chosen.get(TUNE_HORIZON))}; the mix of the default and the plain LR "
         f"{_num(tuning.mix_risk.auc.get(TUNE_HORIZON))}",
         "",
@@ -366,6 +364,7 @@ def to_json(result: Backtest) -> dict[str, Any]:
             },
             "choice": {
                 "winner": tuning.choice.winner.label,
+                "weights": tuning.choice.weighting.label,
                 "keeps_default": tuning.choice.keeps_default,
                 "folds": len(tuning.choice.folds),
                 "cv_auc": {c.label: c.auc for c in tuning.choice.candidates},
@@ -393,7 +392,7 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 for name, held in (("default", tuning.default), ("tuned", tuning.tuned))
             }
             | {
-                # what --tune chose, through what it publishes (the score, or churn_risk_60d)
+                # what --tune chose, through what it publishes: churn_risk_60d (the mix or the plain fit)
                 "chosen": {
                     "auc": {str(d): a for d, a in tuning.chosen.items()},
                     "winner": tuning.choice.winner.kind.value,

@@ -174,9 +174,9 @@ def watch_inner_fits(
         seen.append(("fit", sorted({s.at for s in samples})))
         return plain(samples, *rest)  # type: ignore[arg-type]
 
-    def mix_fit(model: object, samples: list[Sample], *rest: object) -> object:
+    def mix_fit(models: object, samples: list[Sample], *rest: object) -> object:
         seen.append(("fit", sorted({s.at for s in samples})))
-        return mix(model, samples, *rest)  # type: ignore[arg-type]
+        return mix(models, samples, *rest)  # type: ignore[arg-type]
 
     def mix_scoring(model: object, samples: list[Sample]) -> object:
         seen.append(("validate", sorted({s.at for s in samples})))
@@ -219,8 +219,8 @@ def test_the_inner_choice_fits_only_on_labels_that_end_before_the_month_it_valid
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What every inner fit of the model choice reads, watched from the inside, for every candidate
-    (the default's calibration, each shrunk fit, each plain fit with feature volumes, each mix of
-    the calibrated default and a plain fit) on the weekly
+    (the default's calibration, each shrunk fit, each plain fit with feature volumes, each fold's mix
+    of the calibrated default and the plain fits at every penalty) on the weekly
     grid's rolling-origin folds: each fit reads samples whose 60-day label window ends by the
     instant it is then scored on, and that instant's own label ends by the first held-out month."""
     labelled = synthetic(poison_from=5)
@@ -237,7 +237,7 @@ def test_the_inner_choice_fits_only_on_labels_that_end_before_the_month_it_valid
     assert result.choice.horizon_days == 60 and len(result.choice.folds) == 3
     validated = [fold.validate for fold in result.choice.folds]
     assert any(at not in result.train_months for at in validated)  # grid instants validate too
-    candidates = len(choice.SHRINK_GRID) + 2 * len(choice.L2_GRID)  # the plain fit and the mix per penalty
+    candidates = len(choice.SHRINK_GRID) + len(choice.L2_GRID) + 1  # a plain fit per penalty, one mix
     assert check_inner_fits(seen, result) == 3 * candidates
 
 
@@ -277,10 +277,12 @@ def test_the_written_config_gives_the_tuned_scores_and_the_model_probabilities()
     assert config.model is not None
     test = result.test_labelled[60]
     written = [
-        churn_probability({n: (0.0, v) for n, v in s.signals.items()}, config.model) for s in test.samples
+        churn_probability({n: (0.0, v) for n, v in s.signals.items()}, config.model, s.volumes)
+        for s in test.samples
     ]
-    fitted = result.health.probability([s.signals for s in test.samples])
-    assert np.allclose(written, fitted, atol=1e-4)  # the [model] table is the fit, rounded
+    kind = result.choice.winner.kind
+    fitted = (result.mix_risk if kind is choice.Kind.mix else result.plain_risk).predicted[60]
+    assert np.allclose(written, fitted, atol=1e-4)  # the [model] table is the written candidate, rounded
     rescored = [score_from_signals(s.signals, s.stage, s.plan, config) for s in test.samples]
     assert rescored == result.test_scores["tuned"][60].tolist()
     # recency carries the churn; payment_failures never varies: its weight is (near) 0
