@@ -39,34 +39,48 @@ import orjson
 from streamer.backtest import replaycache
 from streamer.backtest.analysis import TUNE_HORIZON, committed, label
 from streamer.backtest.sampling import Sample
+from streamer.core.clock import DAY
 from streamer.core.config import ScoreConfig
 
 VOLUME = ("events_28d", "active_days_28d", "user_days_28d", "feature_mix_28d")
 
-# sample, its band under the checkout's rule, red_usage_below -> the variant's band
-Variant = Callable[[Sample, str, float], str]
+# sample, its band under the checkout's rule, red_usage_below, first paid (epoch ms) -> its band
+Variant = Callable[[Sample, str, float, int], str]
+SEASONED_DAYS = 56  # two 28-day windows: the account's own baseline exists
 
 
-def _mix_red(s: Sample, band: str, red_below: float) -> str:
+def _mix_red(s: Sample, band: str, red_below: float, first_paid: int) -> str:
     """Red also from the bottom of the mix of use alone (not only of the composite)."""
     low = s.signals.get("feature_mix_28d", 100.0) < red_below
     return "red" if low and not committed(s) and "usage_28d" in s.signals else band
 
 
-def _two_low(s: Sample, band: str, red_below: float) -> str:
+def _two_low(s: Sample, band: str, red_below: float, first_paid: int) -> str:
     """Red also when two of the four volume signals are in the bottom of the peers."""
     low = sum(s.signals.get(name, 100.0) < red_below for name in VOLUME) >= 2
     return "red" if low and not committed(s) and "usage_28d" in s.signals else band
 
 
-def _not_declining(s: Sample, band: str, red_below: float) -> str:
+def _not_declining(s: Sample, band: str, red_below: float, first_paid: int) -> str:
     """Green (for an account that can leave soon) also needs its events not to have fallen
     against its own previous 28 days (`events_trend_28d` sub-score >= 80: a change >= 0)."""
     falling = s.signals.get("events_trend_28d", 0.0) < 80
     return "yellow" if band == "green" and falling and not committed(s) else band
 
 
-VARIANTS: dict[str, Variant] = {"mix-red": _mix_red, "two-low": _two_low, "not-declining": _not_declining}
+def _seasoned(s: Sample, band: str, red_below: float, first_paid: int) -> str:
+    """Green (for an account that can leave soon) also needs `SEASONED_DAYS` of paying history:
+    a short history is low confidence, yellow at best."""
+    young = s.at - first_paid < SEASONED_DAYS * DAY
+    return "yellow" if band == "green" and young and not committed(s) else band
+
+
+VARIANTS: dict[str, Variant] = {
+    "mix-red": _mix_red,
+    "two-low": _two_low,
+    "not-declining": _not_declining,
+    "seasoned": _seasoned,
+}
 
 
 def committed_shares(samples: list[Sample]) -> dict[int, float]:
@@ -78,13 +92,17 @@ def committed_shares(samples: list[Sample]) -> dict[int, float]:
     return {at: 100.0 * c / n for at, (c, n) in counts.items()}
 
 
-def bands_of(samples: list[Sample], config: ScoreConfig, variant: Variant | None) -> list[str]:
+def bands_of(
+    samples: list[Sample], config: ScoreConfig, variant: Variant | None, first_paid: dict[str, int]
+) -> list[str]:
     shares = committed_shares(samples)
     out = []
     for s in samples:
         bands = config.bands_for(s.stage, s.plan)
         band = str(bands.band(s.score, s.signals.get("usage_28d"), committed(s), shares[s.at]))
-        out.append(variant(s, band, bands.red_usage_below) if variant is not None else band)
+        if variant is not None:
+            band = variant(s, band, bands.red_usage_below, first_paid.get(s.account_id, s.at))
+        out.append(band)
     return out
 
 
@@ -131,7 +149,8 @@ def main() -> None:
         if history is None:
             raise SystemExit(f"{path}: not a saved replay")
         labelled = label(history, TUNE_HORIZON, history.grid_samples if args.grid else None)
-        bands = bands_of(labelled.samples, config, variant)
+        first_paid = {account: points[0][0] for account, points in history.timelines.items() if points}
+        bands = bands_of(labelled.samples, config, variant, first_paid)
         tally: dict[str, list[float]] = {b: [0.0, 0.0] for b in ("green", "yellow", "red")}
         accounts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(4))
         for s, band, churned in zip(labelled.samples, bands, labelled.churned.tolist(), strict=True):
