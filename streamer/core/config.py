@@ -243,8 +243,8 @@ class Bands(Strict):
         """Whether an account that can leave soon misses the green budget: its use is under
         `green_cut`, or the committed accounts took the whole budget. Then even the top of its
         peers' use (percentile 100, above every peer of the last reference) is not green: on
-        the CRM portfolios those month-to-month accounts were where green's churners came from
-        (docs/backtest.md, "Bands: a used-up budget means no green")."""
+        crm6-s808 and crm6-s909 such accounts were 3 of green's 5 churners (docs/backtest.md,
+        "Bands: a used-up budget means no green")."""
         return committed_share >= self.green_share or usage < self.green_cut(committed_share)
 
     def held_back(
