@@ -229,15 +229,23 @@ class Bands(Strict):
             return Band.red
         if score < self.green or (usage is not None and usage < self.yellow_usage_below):
             return Band.yellow
-        if usage is not None and self.green_share > 0 and usage < self.green_cut(committed_share):
+        if usage is not None and self.green_share > 0 and self.below_green_cut(usage, committed_share):
             return Band.yellow  # can leave soon, and its use is not among its peers' very best
         return Band.green
 
     def green_cut(self, committed_share: float) -> float:
         """The usage percentile an account that can leave soon needs to be green: the top
         `green_share` percent of its peers less the percent of the paying accounts that are
-        committed."""
+        committed (100 when they are `green_share` percent or more: see `below_green_cut`)."""
         return 100.0 - max(0.0, self.green_share - committed_share)
+
+    def below_green_cut(self, usage: float, committed_share: float) -> bool:
+        """Whether an account that can leave soon misses the green budget: its use is under
+        `green_cut`, or the committed accounts took the whole budget. Then even the top of its
+        peers' use (percentile 100, above every peer of the last reference) is not green: on
+        crm6-s808 and crm6-s909 such accounts were 3 of green's 5 churners (docs/backtest.md,
+        "Bands: a used-up budget means no green")."""
+        return committed_share >= self.green_share or usage < self.green_cut(committed_share)
 
     def held_back(
         self, score: float, usage: float | None, committed: bool = False, committed_share: float = 0.0
@@ -256,7 +264,7 @@ class Bands(Strict):
             and usage is not None
             and usage >= self.yellow_usage_below
             and self.green_share > 0
-            and usage < self.green_cut(committed_share)
+            and self.below_green_cut(usage, committed_share)
         )
 
 

@@ -130,12 +130,21 @@ def test_a_committed_account_is_never_red(score: float, usage: float | None, ban
         (10, 90, "green"),  # a tenth committed: they come first, the top 10% of use after them
         (10, 89.9, "yellow"),
         (20, 99.9, "yellow"),  # a fifth committed or more: nobody who can leave soon is green
-        (40, 100, "green"),  # above every peer (the percentile's top) still is
+        (20, 100, "yellow"),  # even above every peer (the percentile's top): the budget is used up
+        (40, 100, "yellow"),
+        (19.9, 100, "green"),  # a tenth of a percent of the budget left: the very top
     ],
 )
 def test_green_is_the_committed_first_then_the_top_of_use(share: float, usage: float, band: str) -> None:
     assert Bands().band(90, usage, committed_share=share) == band
     assert Bands().band(90, usage, committed=True, committed_share=share) == "green"
+
+
+def test_the_top_of_use_is_held_in_yellow_when_the_budget_is_used_up() -> None:
+    """Percentile 100 (above every peer of the last reference) is yellow once the committed
+    accounts took the whole green budget, and that yellow is the budget's (`held_back`)."""
+    assert Bands().held_back(90, 100, committed_share=25)
+    assert not Bands().held_back(90, 100, committed_share=10)  # green: top tenth, budget left
 
 
 @pytest.mark.parametrize(
