@@ -10,11 +10,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, cast
 
 import faust
-import orjson
 
 from streamer.collector import collect_less
 from streamer.core.config import ScoreConfig
@@ -26,12 +25,13 @@ from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import InputLane, PromptTableManager, RebalanceSafeConsumer, ScoringApp
-from streamer.stream.dead_letters import DeadLetterLog, KafkaDeadLetters
+from streamer.stream.dead_letters import KafkaDeadLetters
 from streamer.stream.faust_imports import NoHttpClient
 from streamer.stream.faust_private import committed_offsets, without_autodiscovery_marks
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
+from streamer.stream.sink import KafkaSink
 from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,6 @@ BATCH_MAX = 4000  # messages per batch, about (one table write per account per c
 FETCH_MAX = 1000  # records per fetch: a fetch is never split, so this bounds a batch's overshoot
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
-
-
-RETRY_S = 1.0  # pause before sending failed outputs again
-
 
 # Per partition store (faust opens one RocksDB per table partition). faust's defaults are sized
 # for a store that is read from: 64 MiB write buffers x 3 and a 2 GiB block cache each. Here
@@ -55,197 +51,6 @@ ROCKSDB_OPTIONS = {
     "max_write_buffer_number": 2,
     "block_cache_size": 4 * 1024 * 1024,
 }
-
-
-async def _send_and_wait(
-    records: Sequence[tuple[Any, ...]], publish: Callable[..., Awaitable[Awaitable[Any]]]
-) -> list[tuple[int, str]]:
-    """Send every record, then await every acknowledgement; the (index, error) of each failure."""
-    sent: list[Awaitable[Any] | BaseException] = []
-    for record in records:
-        try:
-            sent.append(await publish(*record))
-        except Exception as exc:
-            sent.append(exc)
-    failures: list[tuple[int, str]] = []
-    for index, outcome in enumerate(sent):  # every outcome is awaited, failed or not
-        if not isinstance(outcome, BaseException):
-            try:
-                await outcome
-                continue
-            except Exception as exc:
-                outcome = exc
-        failures.append((index, f"{type(outcome).__name__}: {outcome}"))
-    return failures
-
-
-async def deliver_all(
-    records: Sequence[tuple[Any, ...]],
-    publish: Callable[..., Awaitable[Awaitable[Any]]],
-    what: str,
-    landed: Callable[[Sequence[tuple[Any, ...]]], Awaitable[Collection[int]]] | None = None,
-) -> None:
-    """Send every record and wait for the broker's acknowledgements; send the failed ones again
-    (after `RETRY_S`) until all are acknowledged. Never skips one: the batch they belong to is
-    acknowledged only after this returns.
-
-    A failure does not say the broker lacks the record: one written just before the broker went
-    away fails without an acknowledgement, and the producer's idempotence covers only its own
-    retries, not a record sent again from here. `landed`, when given, reads the topic back and
-    names (by index) the failed records that are there already; those are not sent again."""
-    pending = list(records)
-    attempt = 0
-    while pending:
-        attempt += 1
-        failures = await _send_and_wait(pending, publish)
-        pending = [pending[index] for index, _ in failures]
-        if failures:
-            log.warning(
-                f"{what} not acknowledged by the broker; sending again",
-                extra={"failed": len(failures), "attempt": attempt, "error": failures[0][1][:500]},
-            )
-            await asyncio.sleep(RETRY_S)
-            if landed is not None:
-                there = set(await landed(pending))
-                pending = [record for index, record in enumerate(pending) if index not in there]
-
-
-async def deliver_in_order(
-    records: Sequence[tuple[str, bytes, bytes]],
-    publish: Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]],
-    what: str,
-) -> None:
-    """Send every (topic, key, value) in order and wait for the broker's acknowledgements; after a
-    failure send the first failed record and every one after it again, in order (after
-    `RETRY_S`), until all are acknowledged.
-
-    Re-sending what follows a failure keeps the order: a compacted topic ends with the newest
-    record of each key, never with an older one sent again after it. A record sent twice is
-    harmless (the outputs are idempotent: the same ids).
-    """
-    pending = list(records)
-    attempt = 0
-    while pending:
-        attempt += 1
-        failures = await _send_and_wait(pending, publish)
-        if not failures:
-            return
-        first_failed, error = failures[0]
-        log.warning(
-            f"{what} not acknowledged by the broker; sending again from the first one that failed",
-            extra={
-                "failed_from": first_failed,
-                "again": len(pending) - first_failed,
-                "attempt": attempt,
-                "error": error[:500],
-            },
-        )
-        await asyncio.sleep(RETRY_S)
-        pending = pending[first_failed:]
-
-
-class KafkaSink:
-    """Results to the output topics; `flush` waits until the broker has them all.
-
-    Alerts and snapshots are encoded once (orjson) and kept in order until `flush`, which hands
-    them to the producer directly: faust's send buffer cost a future, a pending-message record, a
-    task hop and a callback per record, a few per cent of the worker's CPU.
-    """
-
-    def __init__(self, app: faust.App, settings: Settings, dead_letters: DeadLetterLog | None = None) -> None:
-        self.app = app
-        self.dead_letter_log = dead_letters  # places each dead letter in its input's partition
-
-        def topic(name: str) -> Any:
-            return app.topic(
-                settings.topic(name),
-                key_type=bytes,
-                value_type=bytes,
-                key_serializer="raw",
-                value_serializer="raw",
-            )
-
-        self.alerts_topic, self.health_topic = settings.topic("alerts"), settings.topic("health")
-        self.dead = topic("deadletter")
-        self._outputs: list[tuple[str, bytes, bytes]] = []  # (topic, key, value), in order
-        self._dead_letters: list[tuple[bytes | None, bytes, int | None]] = []
-        self.inputs = {
-            name: app.topic(name, key_serializer="raw", value_serializer="raw")
-            for name in settings.input_topics.values()
-        }
-
-    def alert(self, alert: dict[str, Any]) -> None:
-        self._outputs.append((self.alerts_topic, str(alert["account_id"]).encode(), orjson.dumps(alert)))
-
-    def snapshot(self, snapshot: dict[str, Any]) -> None:
-        self._outputs.append(
-            (self.health_topic, str(snapshot["account_id"]).encode(), orjson.dumps(snapshot))
-        )
-
-    def dead_letter(self, record: dict[str, Any]) -> None:
-        """Queued for `flush`, which sends it and retries until the broker has it."""
-        key = record["key"].encode() if record.get("key") else None
-        source, where = record.get("partition"), self.dead_letter_log
-        partition = where.partition_for(source) if where is not None and isinstance(source, int) else None
-        self._dead_letters.append((key, orjson.dumps(record), partition))
-
-    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
-        self.inputs[topic].send_soon(key=key, value=value)
-
-    async def flush(self) -> None:
-        """Wait until the broker has every output (alerts, snapshots and dead letters are sent
-        again until it has them) and everything in faust's buffer (table changelog records,
-        re-routed inputs)."""
-        outputs, self._outputs = self._outputs, []
-        await deliver_in_order(outputs, self._publish, "alerts and snapshots")
-        await self.app.producer.flush()
-        letters, self._dead_letters = self._dead_letters, []
-        if letters:
-            landed = await self._landed_since_now(letters)
-            await deliver_all(letters, self._publish_dead_letter, "dead letter", landed)
-
-    async def _landed_since_now(
-        self, letters: Sequence[tuple[bytes | None, bytes, int | None]]
-    ) -> Callable[[Sequence[tuple[Any, ...]]], Awaitable[Collection[int]]] | None:
-        """Before the first send: where each dead-letter partition ends now, and a check that
-        reads it back from there after a failure (dead letters are written once, `deliver_all`).
-        Costs one offsets request per input partition with dead letters in the batch."""
-        log_ = self.dead_letter_log
-        if log_ is None:
-            return None
-        sources = {source for source in map(_source_partition, letters) if source is not None}
-        starts = {source: await log_.end(source) for source in sorted(sources)}
-
-        async def landed(failed: Sequence[tuple[Any, ...]]) -> set[int]:
-            there: set[tuple[int, Any, Any]] = set()
-            for source, start in starts.items():
-                found, _end = await log_.read(source, start)
-                there.update((source, letter.get("topic"), letter.get("offset")) for _, letter in found)
-            return {index for index, record in enumerate(failed) if _place(record[1]) in there}
-
-        return landed
-
-    async def _publish(self, topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
-        # faust's producer `send`: straight to aiokafka's accumulator; partitioned by key.
-        return await self.app.producer.send(topic, key, value, None, None, None)
-
-    async def _publish_dead_letter(
-        self, key: bytes | None, value: bytes, partition: int | None
-    ) -> Awaitable[Any]:
-        # Straight to the producer (not faust's send buffer), so a failure is seen here.
-        message = self.dead.as_future_message(key=key, value=value, partition=partition)
-        return cast(Awaitable[Any], await self.dead.publish_message(message, wait=False))
-
-
-def _place(value: bytes) -> tuple[Any, Any, Any]:
-    """(input partition, topic, offset) of an encoded dead letter."""
-    letter = orjson.loads(value)
-    return letter.get("partition"), letter.get("topic"), letter.get("offset")
-
-
-def _source_partition(letter: tuple[bytes | None, bytes, int | None]) -> int | None:
-    source = _place(letter[1])[0]
-    return source if isinstance(source, int) else None
 
 
 EXIT_FAILED = 70  # the process exit code when processing failed outside one message's handling

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from streamer import cli
-from streamer.stream import app
+from streamer.stream import sink
 
 
 def main() -> None:
     marker = Path(os.environ["DIE_AFTER_DEAD_LETTERS_MARKER"])
-    flush = app.KafkaSink.flush
+    flush = sink.KafkaSink.flush
 
     async def flush_then_die(self: Any) -> None:
         letters = len(self._dead_letters)
@@ -29,7 +29,7 @@ def main() -> None:
             sys.stdout.flush()
             os._exit(137)
 
-    app.KafkaSink.flush = flush_then_die  # type: ignore[method-assign]
+    sink.KafkaSink.flush = flush_then_die  # type: ignore[method-assign]
     sys.argv = ["streamer", *sys.argv[1:]]
     cli.main()
 

@@ -17,10 +17,11 @@ import pytest
 from streamer.contract.dead_letter import dead_letter_record
 from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
-from streamer.stream import app as app_module
-from streamer.stream.app import KafkaSink, create_app
+from streamer.stream import sink as sink_module
+from streamer.stream.app import create_app
 from streamer.stream.dead_letters import Ledger, decode_position, encode_position, position_key
 from streamer.stream.scorer import Scorer
+from streamer.stream.sink import KafkaSink
 from tests.fixtures import FakeSink
 from tests.stream.world import PARTITION, SETTINGS, USAGE, World
 
@@ -174,7 +175,7 @@ async def test_the_worker_sink_does_not_write_again_a_dead_letter_the_broker_wro
     """The broker wrote a dead letter and went away before acknowledging it (a broker restart):
     the sink reads the partition back from where it ended before the send and does not send
     that letter again; a letter the broker did not write is sent again."""
-    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    monkeypatch.setattr(sink_module, "RETRY_S", 0.0)
     settings = Settings(app_id="hs-test", data_dir=tmp_path)
     app = create_app(settings, ScoreConfig(), store="memory://")
     topic = DeadLetterTopic()

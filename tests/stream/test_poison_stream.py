@@ -16,8 +16,9 @@ import pytest
 
 from streamer.contract.outputs import DeadLetter
 from streamer.partitioning import partition_of
-from streamer.stream import app as app_module
-from streamer.stream.app import EXIT_FAILED, consume, deliver_all, deliver_in_order, guarded
+from streamer.stream import sink as sink_module
+from streamer.stream.app import EXIT_FAILED, consume, guarded
+from streamer.stream.sink import deliver_all, deliver_in_order
 from tests.fixtures import FakeEvent, Message
 from tests.poison import POISONS, started
 from tests.stream.world import GENERATION, SETTINGS, TOPICS, World
@@ -68,7 +69,7 @@ async def test_the_scorer_dead_letters_every_poison_acks_it_and_applies_the_vali
 async def test_deliver_all_sends_failed_records_again_until_each_is_acknowledged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    monkeypatch.setattr(sink_module, "RETRY_S", 0.0)
     attempts: dict[bytes, int] = {}
     acknowledged: list[bytes] = []
 
@@ -96,7 +97,7 @@ async def test_deliver_all_does_not_send_again_a_failed_record_the_topic_already
     """A record the broker wrote just before it went away fails without an acknowledgement;
     sent again from here it would be written twice (the producer's idempotence covers only its
     own retries). `landed` reads the topic back and names the ones it has."""
-    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    monkeypatch.setattr(sink_module, "RETRY_S", 0.0)
     topic: list[bytes] = []  # what the broker wrote
     attempts: dict[bytes, int] = {}
 
@@ -127,7 +128,7 @@ async def test_deliver_in_order_sends_again_from_the_first_failure_so_the_newest
 ) -> None:
     """Snapshots of one account go to a compacted topic: after a failure the broker must end
     with the newest one, so the failed record and every one after it are sent again, in order."""
-    monkeypatch.setattr(app_module, "RETRY_S", 0.0)
+    monkeypatch.setattr(sink_module, "RETRY_S", 0.0)
     landed: list[bytes] = []  # what the broker acknowledged, in order
     attempts: dict[bytes, int] = {}
 
