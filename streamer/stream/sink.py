@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import faust
 import orjson
@@ -106,6 +106,18 @@ async def deliver_in_order(
         pending = pending[first_failed:]
 
 
+Place = tuple[Any, Any, Any]  # (input partition, topic, offset) of a rejected message
+
+
+class Letter(NamedTuple):
+    """A dead letter queued for `KafkaSink.flush`: what is sent, and the place it is for."""
+
+    key: bytes | None
+    value: bytes  # the encoded `cs.deadletter` record
+    partition: int | None  # of the dead-letter topic (None: by key)
+    place: Place
+
+
 class KafkaSink:
     """Results to the output topics; `flush` waits until the broker has them all.
 
@@ -130,7 +142,7 @@ class KafkaSink:
         self.alerts_topic, self.health_topic = settings.topic("alerts"), settings.topic("health")
         self.dead = topic("deadletter")
         self._outputs: list[tuple[str, bytes, bytes]] = []  # (topic, key, value), in order
-        self._dead_letters: list[tuple[bytes | None, bytes, int | None]] = []
+        self._dead_letters: list[Letter] = []
         self.inputs = {
             name: app.topic(name, key_serializer="raw", value_serializer="raw")
             for name in settings.input_topics.values()
@@ -149,7 +161,8 @@ class KafkaSink:
         key = record["key"].encode() if record.get("key") else None
         source, where = record.get("partition"), self.dead_letter_log
         partition = where.partition_for(source) if where is not None and isinstance(source, int) else None
-        self._dead_letters.append((key, orjson.dumps(record), partition))
+        place = (source, record.get("topic"), record.get("offset"))
+        self._dead_letters.append(Letter(key, orjson.dumps(record), partition, place))
 
     def reroute(self, topic: str, key: bytes, value: bytes) -> None:
         self.inputs[topic].send_soon(key=key, value=value)
@@ -167,7 +180,7 @@ class KafkaSink:
             await deliver_all(letters, self._publish_dead_letter, "dead letter", landed)
 
     async def _landed_since_now(
-        self, letters: Sequence[tuple[bytes | None, bytes, int | None]]
+        self, letters: Sequence[Letter]
     ) -> Callable[[Sequence[tuple[Any, ...]]], Awaitable[Collection[int]]] | None:
         """Before the first send: where each dead-letter partition ends now, and a check that
         reads it back from there after a failure (dead letters are written once, `deliver_all`).
@@ -175,7 +188,7 @@ class KafkaSink:
         log_ = self.dead_letter_log
         if log_ is None:
             return None
-        sources = {source for source in map(_source_partition, letters) if source is not None}
+        sources = {letter.place[0] for letter in letters if isinstance(letter.place[0], int)}
         starts = {source: await log_.end(source) for source in sorted(sources)}
 
         async def landed(failed: Sequence[tuple[Any, ...]]) -> set[int]:
@@ -183,7 +196,7 @@ class KafkaSink:
             for source, start in starts.items():
                 found, _end = await log_.read(source, start)
                 there.update((source, letter.get("topic"), letter.get("offset")) for _, letter in found)
-            return {index for index, record in enumerate(failed) if _place(record[1]) in there}
+            return {index for index, letter in enumerate(failed) if Letter(*letter).place in there}
 
         return landed
 
@@ -192,19 +205,9 @@ class KafkaSink:
         return await self.app.producer.send(topic, key, value, None, None, None)
 
     async def _publish_dead_letter(
-        self, key: bytes | None, value: bytes, partition: int | None
+        self, key: bytes | None, value: bytes, partition: int | None, place: Place
     ) -> Awaitable[Any]:
-        # Straight to the producer (not faust's send buffer), so a failure is seen here.
+        # Straight to the producer (not faust's send buffer), so a failure is seen here. The place
+        # is not sent (it is in the record): `flush` reads it back after a failure.
         message = self.dead.as_future_message(key=key, value=value, partition=partition)
         return cast(Awaitable[Any], await self.dead.publish_message(message, wait=False))
-
-
-def _place(value: bytes) -> tuple[Any, Any, Any]:
-    """(input partition, topic, offset) of an encoded dead letter."""
-    letter = orjson.loads(value)
-    return letter.get("partition"), letter.get("topic"), letter.get("offset")
-
-
-def _source_partition(letter: tuple[bytes | None, bytes, int | None]) -> int | None:
-    source = _place(letter[1])[0]
-    return source if isinstance(source, int) else None

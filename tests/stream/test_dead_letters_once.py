@@ -186,7 +186,9 @@ async def test_the_worker_sink_does_not_write_again_a_dead_letter_the_broker_wro
     async def nothing_buffered() -> None:
         return None
 
-    async def publish(key: bytes | None, value: bytes, partition: int | None) -> asyncio.Future[None]:
+    async def publish(
+        key: bytes | None, value: bytes, partition: int | None, place: object
+    ) -> asyncio.Future[None]:
         letter = orjson.loads(value)
         offset = letter["offset"]
         attempts[offset] = attempts.get(offset, 0) + 1
