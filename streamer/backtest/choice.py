@@ -271,24 +271,40 @@ def _log_odds(model: SignalModel, rows: Sequence[Mapping[str, float]]) -> Matrix
     return np.asarray(model.intercept + model.space.matrix(rows) @ beta, dtype=np.float64)
 
 
+def _by_spread(
+    models: Sequence[SignalModel], rows: Sequence[Mapping[str, float]]
+) -> list[tuple[SignalModel, float]]:
+    """Each model with the standard deviation of its log-odds over `rows`; a model constant over
+    them drops out (it ranks nothing)."""
+    parts = []
+    for model in models:
+        spread = float(np.std(_log_odds(model, rows))) if rows else 0.0
+        if spread > 1e-9:
+            parts.append((model, spread))
+    return parts
+
+
+def _weighted_sum(parts: Sequence[tuple[SignalModel, float]], space: FeatureSpace, l2: float) -> SignalModel:
+    """One linear model over `space`: each part's terms times its weight, summed (a term a part
+    lacks counts 0)."""
+    return SignalModel(
+        space,
+        sum(w * m.intercept for m, w in parts),
+        {n: sum(w * m.coefficients.get(n, 0.0) for m, w in parts) for n in space.signals},
+        {n: sum(w * m.missing.get(n, 0.0) for m, w in parts) for n in space.indicators},
+        l2,
+    )
+
+
 def bagged(plains: Sequence[SignalModel], rows: Sequence[Mapping[str, float]]) -> SignalModel:
     """The plain fits at several penalties averaged: each one's log-odds divided by its standard
     deviation over `rows` (the rows all were fitted on), the results averaged. One linear model over
     their common columns (every fit on the same rows has the same columns); a fit constant over
     `rows` drops out. A bag of one is that fit, rescaled."""
-    space = plains[0].space
-    parts = []
-    for model in plains:
-        spread = float(np.std(_log_odds(model, rows))) if rows else 0.0
-        if spread > 1e-9:
-            parts.append((model, 1.0 / spread))
+    parts = _by_spread(plains, rows)
     share = 1.0 / max(1, len(parts))
-    return SignalModel(
-        space,
-        sum(share * w * m.intercept for m, w in parts),
-        {n: sum(share * w * m.coefficients[n] for m, w in parts) for n in space.signals},
-        {n: sum(share * w * m.missing[n] for m, w in parts) for n in space.indicators},
-        min(m.l2 for m in plains),
+    return _weighted_sum(
+        [(m, share * (1.0 / spread)) for m, spread in parts], plains[0].space, min(m.l2 for m in plains)
     )
 
 
@@ -310,24 +326,16 @@ def mix_fit(
     default = default_model(FeatureSpace.learn(signal_rows), signal_rows, churned, config)
     rows = plain_rows(samples, volume_features(plains[0]))
     plain = bagged(plains, rows)
-    parts: list[tuple[SignalModel, float]] = []
-    for model in (default, plain):
-        spread = float(np.std(_log_odds(model, rows))) if rows else 0.0
-        if spread > 1e-9:
-            parts.append((model, 0.5 / spread))
-    space = plain.space
-    coefficients = {n: sum(w * m.coefficients.get(n, 0.0) for m, w in parts) for n in space.signals}
-    missing = {n: sum(w * m.missing.get(n, 0.0) for m, w in parts) for n in space.indicators}
-    intercept = sum(w * m.intercept for m, w in parts)
-    average = SignalModel(space, intercept, coefficients, missing, plain.l2)
+    parts = [(m, 0.5 / spread) for m, spread in _by_spread((default, plain), rows)]
+    average = _weighted_sum(parts, plain.space, plain.l2)
     z = _log_odds(average, rows)
     a, slope = fit_l2_logistic(-z[:, None], churned, 1e-6, non_positive=[0])
     b = -float(slope[0])
     return SignalModel(
-        space,
-        a + b * intercept,
-        {n: b * c for n, c in coefficients.items()},
-        {n: b * c for n, c in missing.items()},
+        average.space,
+        a + b * average.intercept,
+        {n: b * c for n, c in average.coefficients.items()},
+        {n: b * c for n, c in average.missing.items()},
         plain.l2,
     )
 
