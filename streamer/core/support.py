@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from typing import Final
 
 from streamer.core.clock import HOUR, bucket_of
 from streamer.core.usage import Pairs
@@ -33,8 +34,14 @@ RESOLVED_FLAG = 4  # the latest status is resolved (else open)
 OPEN_FLAG = 8  # counted open: the latest status is open and the opening is known
 NEVER = -(1 << 63)  # opened_at of a ticket whose opening has not arrived
 _NORMAL = PRIORITIES.index("normal")
-# A day's numbers: the day, then its counters in the order of `DayStats`.
+# A day's numbers: the day, then its counters in the order of `DayStats` (at these offsets;
+# Final: mypyc compiles them as literals).
 DAY_FIELDS = 6
+_DAY_OPENED: Final = 1
+_DAY_RESOLVED: Final = 2
+_DAY_RESOLUTION_MS: Final = 3
+_DAY_FIRST_CONTACT: Final = 4
+_DAY_REOPENED: Final = 5
 NUMBERS = "q"  # typecode of `facts`, `resolutions` and `days`: signed 64-bit
 
 
@@ -163,7 +170,7 @@ class Support:
                     self._count_resolution(at, resolved_at, contacts)
         day = self._day(at)
         if day >= 0:
-            self.days[day + 1] += 1
+            self.days[day + _DAY_OPENED] += 1
         self._set_status(i, False, at, event_id)
 
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:
@@ -181,7 +188,7 @@ class Support:
         i = self._ticket(ticket_id, max_tickets)
         day = self._day(at)
         if day >= 0:
-            self.days[day + 5] += 1
+            self.days[day + _DAY_REOPENED] += 1
         self._set_status(i, False, at, event_id)
 
     # -- day buckets ------------------------------------------------------------------------------
@@ -206,9 +213,9 @@ class Support:
         if i < 0:
             return
         days = self.days
-        days[i + 2] += 1
-        days[i + 3] += max(0, resolved_at - opened_at)
-        days[i + 4] += contacts == 1
+        days[i + _DAY_RESOLVED] += 1
+        days[i + _DAY_RESOLUTION_MS] += max(0, resolved_at - opened_at)
+        days[i + _DAY_FIRST_CONTACT] += contacts == 1
 
     def expire(self, today: int) -> None:
         horizon = today - HORIZON_DAYS + 1
@@ -276,9 +283,9 @@ class Support:
         found = self.days
         for i in range(0, len(found), DAY_FIELDS):  # sparse: only days with ticket activity
             if start <= found[i] <= end:
-                total.opened += found[i + 1]
-                total.resolved += found[i + 2]
-                total.resolution_ms += found[i + 3]
-                total.first_contact += found[i + 4]
-                total.reopened += found[i + 5]
+                total.opened += found[i + _DAY_OPENED]
+                total.resolved += found[i + _DAY_RESOLVED]
+                total.resolution_ms += found[i + _DAY_RESOLUTION_MS]
+                total.first_contact += found[i + _DAY_FIRST_CONTACT]
+                total.reopened += found[i + _DAY_REOPENED]
         return total
