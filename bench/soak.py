@@ -865,7 +865,13 @@ class Soak:
             poison = data.poisons.get(identity(record.value))
             if poison is not None:
                 expected[(record.topic, record.partition, record.offset)] = (digest(record.value), poison)
-        letters = [orjson.loads(r.value) for r in kafka.read([settings.topic("deadletter")])]
+        records = kafka.read([settings.topic("deadletter")])
+        letters = [orjson.loads(r.value) for r in records]
+        copies: dict[tuple[str, int, int], list[str]] = {}  # where each copy landed, for a duplicate
+        for r, d in zip(records, letters, strict=True):
+            copies.setdefault((d["topic"], d["partition"], d["offset"]), []).append(
+                f"deadletter[{r.partition}]@{r.offset} t={r.timestamp}"
+            )
         places = Counter((d["topic"], d["partition"], d["offset"]) for d in letters)
         wrong = [
             f"{d['topic']}[{d['partition']}]@{d['offset']}: {d['error'][:160]}"
@@ -882,13 +888,14 @@ class Soak:
         ]
         kinds = {poison.name for _, poison in expected.values()}
         twice = sorted(place for place, count in places.items() if count > 1)
+        twice_where = [(f"{t}[{p}]@{o}", copies[t, p, o]) for t, p, o in twice[:3]]
         result.check(
             "dead letters = the poisons, once each",
             not wrong and not unlettered and not unreasoned and not twice and len(kinds) == data.kinds,
             f"{len(expected)} poison messages of {len(kinds)} kinds, {len(places)} dead-lettered"
             f" ({sum(places.values()) - len(places)} more than once)"
             + (f"; not poison {wrong[:3]}" if wrong else "")
-            + (f"; more than once {[f'{t}[{p}]@{o}' for t, p, o in twice[:3]]}" if twice else "")
+            + (f"; more than once {twice_where}" if twice else "")
             + (f"; no dead letter for {[expected[p][1].name for p in unlettered[:5]]}" if unlettered else "")
             + (f"; wrong reason {unreasoned[:3]}" if unreasoned else ""),
         )

@@ -212,6 +212,16 @@ class JournaledTable(dict[str, bytes]):
         super().__setitem__(key, value)
 
 
+class JournaledChangelogs:
+    """The tables' changelogs: each wait for the broker's acknowledgements is noted in the journal."""
+
+    def __init__(self, journal: list[str]) -> None:
+        self._journal = journal
+
+    async def written(self) -> None:
+        self._journal.append("changelog written")
+
+
 class FakeSink:
     """The worker's outputs as lists; each flush is counted and noted in the journal."""
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import faust
@@ -28,10 +29,12 @@ from streamer.stream.consumer import InputLane, PromptTableManager, RebalanceSaf
 from streamer.stream.dead_letters import KafkaDeadLetters
 from streamer.stream.faust_imports import NoHttpClient
 from streamer.stream.faust_private import committed_offsets, without_autodiscovery_marks
+from streamer.stream.local_stores import open_local_stores, stopped_cleanly
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
 from streamer.stream.sink import KafkaSink
+from streamer.stream.tables import DurableTable, TablesWritten
 from streamer.stream.topics import TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -213,6 +216,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         # Without a cap one fetch returned everything the broker had (16,000 records and more on
         # a backlog): one batch, no commit for minutes on a loaded machine.
         broker_max_poll_records=FETCH_MAX,
+        Table=DurableTable,  # a checkpoint waits for its changelog records (stream/tables.py)
         TableManager=PromptTableManager,  # joins the group a second sooner at start-up
         HttpClient=NoHttpClient,  # faust's default would import aiohttp (stream/faust_imports.py)
         # No leader election: nothing runs `on_leader`, and faust's leader topic was one more
@@ -256,6 +260,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         acknowledge=acknowledge,
         dead_letters=dead_letters,
         checkpoint_every_s=CHECKPOINT_EVERY_S,
+        changelogs=TablesWritten(cast(DurableTable, accounts), cast(DurableTable, clocks)),
     )
     app.scorer = scorer  # type: ignore[attr-defined]
     source = app.topic(
@@ -408,6 +413,8 @@ def run_worker(
     asyncio.run(wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "starting the worker"))
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
+    if settings.store.startswith("rocksdb"):
+        open_local_stores(Path(app.conf.tabledir), settings.data_dir)
     collect_less()  # the modules, classes and app built so far live as long as the process
     worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
     try:
@@ -417,6 +424,8 @@ def run_worker(
         # flushed). Exit now: the interpreter's own teardown of a large heap took seconds more
         # on a busy machine, and the watchdog cannot end it then.
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if code == 0 and app.scorer.stopped:  # type: ignore[attr-defined]
+            stopped_cleanly(settings.data_dir)
         for handler in logging.getLogger().handlers:
             handler.flush()
         sys.stdout.flush()

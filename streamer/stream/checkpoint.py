@@ -11,10 +11,14 @@ runs these steps, each a method, in this order:
 3. `flush_accounts`: wait until the broker has those changelog records.
 4. `write_partition_records`: write each partition's record (stream clock, applied offsets) to
    the `clocks` table; it never claims an account write the broker does not have.
-5. `acknowledge`: acknowledge the batch's input messages; offsets are committed only up to
+5. `flush_partition_records`: wait until the broker has those too.
+6. `acknowledge`: acknowledge the batch's input messages; offsets are committed only up to
    acknowledged ones, so a worker killed before this step reads the batch again.
-6. `project`: stage the partitions' sums for the Redis projection and flush it (best effort,
+7. `project`: stage the partitions' sums for the Redis projection and flush it (best effort,
    outside the delivery guarantee: the projection is rebuilt from the engines).
+
+Steps 3 and 5 wait on the changelog records themselves (`streamer/stream/tables.py`), not on
+faust's producer flush, which can return with records still queued.
 
 A crash between any two steps leaves Kafka with outputs and state at least as new as the
 committed offsets, never older: the at-least-once guarantee in the README.
@@ -32,6 +36,7 @@ from streamer.projection.port import Projection
 from streamer.state.codec import encode_partition, encode_peers
 from streamer.state.partition import PartitionRecord
 from streamer.stream.context import acting_as
+from streamer.stream.tables import Changelogs, NoChangelogs
 
 # per input topic, the offset below which every message of the partition was handled
 Marks = Mapping[str, int]
@@ -64,6 +69,7 @@ class Checkpoint:
     by_account: Mapping[int, AppliedByAccount]
     # partition -> midnight of the newest peer reference in its stored record (kept across batches)
     peers_written: MutableMapping[int, int] = field(default_factory=dict)
+    changelogs: Changelogs = field(default_factory=NoChangelogs)  # the tables' records in Kafka
 
     async def commit(self) -> None:
         """All the steps, in order (see the module docstring)."""
@@ -71,6 +77,7 @@ class Checkpoint:
         self.write_accounts()
         await self.flush_accounts()
         self.write_partition_records()
+        await self.flush_partition_records()
         self.acknowledge()
         await self.project()
 
@@ -86,7 +93,7 @@ class Checkpoint:
     async def flush_accounts(self) -> None:
         """The account records are in Kafka before a partition record says what they contain."""
         if self.applied:
-            await self.outputs.flush()
+            await self.changelogs.written()
 
     def write_partition_records(self) -> None:
         handled: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -109,6 +116,13 @@ class Checkpoint:
         if references and self.peers_written.get(partition) != references[-1].tick:
             self.clocks_table[f"peers-{partition}"] = encode_peers(references)
             self.peers_written[partition] = references[-1].tick
+
+    async def flush_partition_records(self) -> None:
+        """The partition records are in Kafka before their messages are acknowledged: faust
+        commits the acknowledged offsets, and a worker that takes the partition over from the
+        changelog must find every committed message in the state."""
+        if self.applied:
+            await self.changelogs.written()
 
     def acknowledge(self) -> None:
         self.acknowledge_messages(self.done)

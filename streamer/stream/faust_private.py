@@ -114,6 +114,12 @@ NAMES = (
         ("self",),
         "stream/consumer.py: start the tables without faust's one-second sleep",
     ),
+    PrivateName(
+        faust.Table,
+        "send_changelog",
+        ("self", "partition", "key", "value", "key_serializer", "value_serializer"),
+        "stream/tables.py: a checkpoint waits for its changelog records",
+    ),
     PrivateName(faust.streams, "_current_event", None, "stream/context.py: route table writes"),
     PrivateName(
         faust.app.base,

@@ -40,6 +40,7 @@ from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
 from streamer.stream.dead_letters import DeadLetterLog, Ledger, decode_position, encode_position, position_key
 from streamer.stream.merge import PartitionMerge
+from streamer.stream.tables import Changelogs, NoChangelogs
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,11 @@ class Scorer:
         acknowledge: Callable[[Sequence[Any]], None] = acknowledge_each,
         dead_letters: DeadLetterLog | None = None,
         checkpoint_every_s: float = 0.0,
+        changelogs: Changelogs | None = None,
     ) -> None:
         self.settings = settings
+        # Waits until the tables' changelog records are in Kafka (None: tables without one).
+        self.changelogs: Changelogs = changelogs or NoChangelogs()
         # 0: every batch is a checkpoint. Otherwise a batch's outputs are made durable at once and
         # its state (accounts, partition records, acknowledgements) with the batches that follow,
         # once this long has passed since the oldest of them (`_checkpoint_due`).
@@ -228,6 +232,7 @@ class Scorer:
         self.paused = False  # between a revocation and the next assignment
         self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
         self.revoking = False  # a rebalance waits for the batch in flight: release no more after it
+        self.stopped = False  # the last checkpoint of a stop is in Kafka (the local stores agree)
         self.counters = Counters()
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
 
@@ -267,7 +272,9 @@ class Scorer:
         self.stopping = True
         async with self.lock:  # the batch in flight has left
             await self._checkpoint()
+            await self.changelogs.written()  # the dead-letter positions written after it too
             self.paused = True
+            self.stopped = True
         log.info("stopped applying messages; those not acknowledged are read again at the next start")
 
     def forget_partitions(self) -> None:
@@ -629,6 +636,7 @@ class Scorer:
             applied=applied,
             marks={partition: self._marks(partition) for partition in applied},
             by_account={partition: pending.by_account[partition] for partition in applied},
+            changelogs=self.changelogs,
         )
         await checkpoint.commit()
         await self._advance_ledgers(applied)
@@ -642,17 +650,18 @@ class Scorer:
             key = position_key(partition)
             raw = self.clocks_table.get(key)
             position = decode_position(raw) if raw is not None else 0
-            letters, _end = await self.dead_letters.read(partition, position)
+            letters, end = await self.dead_letters.read(partition, position)
             record = self._record(partition).offsets
             ledger = Ledger(position)
-            topics = [t for t in self.families if any(letter.get("topic") == t for _, letter in letters)]
-            restart = await self.offsets.restart_offsets([(t, partition) for t in topics])
             for at, letter in letters:
                 topic, offset = letter.get("topic"), letter.get("offset")
                 if not isinstance(topic, str) or not isinstance(offset, int) or topic not in self.families:
                     continue
-                # Below the committed offset: never delivered again, nothing to remember.
-                if offset >= restart.get((topic, partition), 0) and not record.contains(topic, offset):
+                # Kept until the partition record covers it, even below the committed offset as
+                # faust sees it: that can be ahead of where the consumer reads from (the
+                # acknowledgements of a revocation's checkpoint are committed in the next
+                # generation, after the consumer sought back to the older committed offset).
+                if not record.contains(topic, offset):
                     ledger.earlier.setdefault((topic, offset), at)
             self.ledgers[partition] = ledger
             log.info(
@@ -660,6 +669,7 @@ class Scorer:
                 extra={
                     "partition": partition,
                     "from": position,
+                    "to": end,
                     "read": len(letters),
                     "kept": len(ledger.earlier),
                 },
@@ -693,6 +703,10 @@ class Scorer:
             else:
                 position = await self.dead_letters.end(partition)
             if position > ledger.position:
+                log.info(
+                    "dead-letter position moved",
+                    extra={"partition": partition, "from": ledger.position, "to": position},
+                )
                 ledger.position = position
                 with acting_as(message):
                     self.clocks_table[position_key(partition)] = encode_position(position)

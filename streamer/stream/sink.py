@@ -143,10 +143,7 @@ class KafkaSink:
         self.dead = topic("deadletter")
         self._outputs: list[tuple[str, bytes, bytes]] = []  # (topic, key, value), in order
         self._dead_letters: list[Letter] = []
-        self.inputs = {
-            name: app.topic(name, key_serializer="raw", value_serializer="raw")
-            for name in settings.input_topics.values()
-        }
+        self._rerouted: list[tuple[str, bytes, bytes]] = []  # (input topic, key, value)
 
     def alert(self, alert: dict[str, Any]) -> None:
         self._outputs.append((self.alerts_topic, str(alert["account_id"]).encode(), orjson.dumps(alert)))
@@ -165,15 +162,17 @@ class KafkaSink:
         self._dead_letters.append(Letter(key, orjson.dumps(record), partition, place))
 
     def reroute(self, topic: str, key: bytes, value: bytes) -> None:
-        self.inputs[topic].send_soon(key=key, value=value)
+        self._rerouted.append((topic, key, value))
 
     async def flush(self) -> None:
-        """Wait until the broker has every output (alerts, snapshots and dead letters are sent
-        again until it has them) and everything in faust's buffer (table changelog records,
-        re-routed inputs)."""
+        """Wait until the broker has every output: alerts, snapshots, re-routed inputs and dead
+        letters, each sent again until it has them. Not through faust's send buffer: its
+        `producer.flush()` can return with records still queued (`streamer/stream/tables.py`,
+        where the checkpoint awaits the table changelog records)."""
         outputs, self._outputs = self._outputs, []
         await deliver_in_order(outputs, self._publish, "alerts and snapshots")
-        await self.app.producer.flush()
+        rerouted, self._rerouted = self._rerouted, []
+        await deliver_all(rerouted, self._publish, "re-routed input")  # twice is harmless: event_id
         letters, self._dead_letters = self._dead_letters, []
         if letters:
             landed = await self._landed_since_now(letters)

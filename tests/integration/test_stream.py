@@ -893,6 +893,8 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
     second = deployment.start_worker("w2")  # same app id, same data dir
     assert deployment.background[0].wait(timeout=60) == 0
     deployment.settle(second)
+    # The killed worker's local stores held writes the changelog lacks: not trusted.
+    assert "the last run did not stop cleanly" in second.text(), second.tail()
     assert_no_offsets_skipped(first, second)  # first: a lost delivery explains any difference
     assert_same_as_offline(deployment, events)
     # At least once: an alert may be re-sent after the restart, always with the same id.
@@ -986,6 +988,11 @@ def test_sigterm_stops_a_worker_mid_backlog_promptly(
     assert code == 0, worker.tail()
     assert "stopped applying messages" in log, worker.tail()
     assert "the orderly shutdown did not finish" not in log, worker.tail()
+    # Its local stores agree with the changelogs: the next start keeps them.
+    again = deployment.start_worker("w1-again")
+    deployment.settle(again)
+    assert "the last run did not stop cleanly" not in again.text(), again.tail()
+    assert "the last run did not stop cleanly" not in log, worker.tail()  # a first start
 
 
 # -- 6. kcat: the contract outside our code -----------------------------------------------------

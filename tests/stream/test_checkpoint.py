@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +32,19 @@ class Outputs:
         if self.fail:
             raise ConnectionError("broker gone")
         self.journal.append("flush")
+
+
+class Changelogs:
+    """The tables' changelog records: `written` returns once `confirmed` is set."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.confirmed = asyncio.Event()
+        self.confirmed.set()
+
+    async def written(self) -> None:
+        await self.confirmed.wait()
+        self.journal.append("changelog written")
 
 
 class Store:
@@ -86,6 +100,7 @@ def checkpoint(journal: Journal, *, fail_outputs: bool = False) -> tuple[Checkpo
         applied={0: done[0], 1: done[3]},
         marks={0: {USAGE: 12, SUBS: 3}, 1: {USAGE: 7}},
         by_account={0: {"a": {USAGE: [10, 11]}}, 1: {"b": {USAGE: [7]}}},
+        changelogs=Changelogs(journal),
     )
     return made, stores
 
@@ -98,11 +113,12 @@ async def test_the_steps_run_in_order_outputs_state_partition_record_acknowledge
         "flush",  # 1. alerts, snapshots, dead letters acknowledged by the broker
         "write accounts 0",  # 2. each touched account once
         "write accounts 1",
-        "flush",  # 3. the account changelog records acknowledged
+        "changelog written",  # 3. the account changelog records acknowledged
         "write clock-0",  # 4. the partition records
         "write clock-1",
-        f"ack {USAGE}[0]@10 {USAGE}[0]@11 {SUBS}[0]@3 {USAGE}[1]@7",  # 5. then the input
-        "project 0",  # 6. the projection, outside the guarantee
+        "changelog written",  # 5. acknowledged by the broker too
+        f"ack {USAGE}[0]@10 {USAGE}[0]@11 {SUBS}[0]@3 {USAGE}[1]@7",  # 6. then the input
+        "project 0",  # 7. the projection, outside the guarantee
         "project 1",
         "projection flush",
     ]
@@ -145,3 +161,21 @@ async def test_nothing_is_written_or_acknowledged_when_the_outputs_did_not_reach
     with pytest.raises(ConnectionError):
         await made.commit()
     assert journal == []  # re-read after the restart: the batch's outputs are sent again
+
+
+async def test_the_input_is_acknowledged_only_once_the_broker_has_the_partition_records() -> None:
+    """faust's producer flush returns with records still queued when one is slow to hand over;
+    the checkpoint waits on the changelog records themselves."""
+    journal = Journal()
+    made, _ = checkpoint(journal)
+    changelogs = made.changelogs
+    assert isinstance(changelogs, Changelogs)
+    changelogs.confirmed.clear()  # the broker has not acknowledged the account records yet
+    commit = asyncio.ensure_future(made.commit())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert journal == ["flush", "write accounts 0", "write accounts 1"]  # no partition record yet
+    changelogs.confirmed.set()
+    await commit
+    acked = next(i for i, line in enumerate(journal) if line.startswith("ack"))
+    assert journal[acked - 1] == "changelog written" and journal[acked - 2] == "write clock-1"

@@ -46,8 +46,9 @@ async def test_a_usage_message_with_every_other_topic_at_its_end_is_applied_and_
     assert world.journal == [
         "flush",
         f"write {ACCOUNT}",
-        "flush",
+        "changelog written",
         f"write clock-{PARTITION}",
+        "changelog written",
         f"ack {USAGE}@0",
     ]
 
@@ -652,8 +653,9 @@ async def test_between_checkpoints_a_batch_sends_its_outputs_and_keeps_its_state
     assert world.journal[2:] == [
         "flush",
         f"write {ACCOUNT}",
-        "flush",
+        "changelog written",
         f"write clock-{PARTITION}",
+        "changelog written",
         f"ack {USAGE}@0",
         f"ack {USAGE}@1",
     ]

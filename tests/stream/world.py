@@ -13,7 +13,7 @@ from streamer.core.config import ScoreConfig
 from streamer.partitioning import partition_of
 from streamer.settings import Settings
 from streamer.stream.scorer import Scorer
-from tests.fixtures import FakeEvent, FakeOffsets, FakeSink, JournaledTable, Message
+from tests.fixtures import FakeEvent, FakeOffsets, FakeSink, JournaledChangelogs, JournaledTable, Message
 
 SETTINGS = Settings(partitions=4)
 TOPICS = SETTINGS.input_topics
@@ -43,7 +43,15 @@ class World:
         self.sink = FakeSink(self.journal)
         self.offsets = FakeOffsets({(topic, PARTITION) for topic in TOPICS.values()}, GENERATION)
         self.acks: list[tuple[str, int]] = []  # (topic, offset) in acknowledgement order
-        self.scorer = Scorer(SETTINGS, ScoreConfig(), self.accounts, self.clocks, self.sink, self.offsets)
+        self.scorer = Scorer(
+            SETTINGS,
+            ScoreConfig(),
+            self.accounts,
+            self.clocks,
+            self.sink,
+            self.offsets,
+            changelogs=JournaledChangelogs(self.journal),
+        )
         self._ids = 0
 
     def event(

@@ -1,0 +1,73 @@
+"""The worker's tables: a checkpoint waits until the broker has each changelog record it wrote.
+
+faust sends a table's changelog records through its producer buffer, and its `producer.flush()`
+is not a barrier: the buffer's flush returns as soon as one record takes longer than 0.1 s to
+be handed to the client (`ProducerBuffer.flush_atmost`), with the rest still queued. On a busy
+machine, or while the client waits on a batch in flight after a broker restart, a checkpoint
+then acknowledged messages whose account and partition records were not in Kafka yet, and
+faust's own commit (which flushes the same way) committed their offsets. A worker that took
+the partitions over from the changelog lacked that state.
+
+`DurableTable` keeps the future of every changelog record it sends, and `written` waits for
+the broker's acknowledgement of all of them: `Checkpoint` calls it before it writes a partition
+record and again before it acknowledges the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import faust
+
+
+class Changelogs(Protocol):
+    """What a checkpoint waits on: every changelog record written so far is in Kafka."""
+
+    async def written(self) -> None: ...
+
+
+class DurableTable(faust.Table[str, bytes]):
+    """A faust table that can wait until the broker has every changelog record it sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unconfirmed: list[asyncio.Future[Any]] = []
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        sent = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        self._unconfirmed.append(sent)
+        return sent
+
+    async def written(self) -> None:
+        """Wait until the broker has acknowledged every changelog record sent so far. A record
+        the producer gave up on raises here: the checkpoint fails before the acknowledgement,
+        so the worker stops and its input is read again."""
+        while self._unconfirmed:
+            sent, self._unconfirmed = self._unconfirmed, []
+            await asyncio.gather(*sent)
+
+
+class TablesWritten:
+    """`Changelogs` over several tables (the accounts and the clocks)."""
+
+    def __init__(self, *tables: DurableTable) -> None:
+        self.tables = tables
+
+    async def written(self) -> None:
+        for table in self.tables:
+            await table.written()
+
+
+class NoChangelogs:
+    """Tables without a changelog (the unit tests' dicts): nothing to wait for."""
+
+    async def written(self) -> None:
+        return None
