@@ -270,12 +270,20 @@ class Scorer:
         until the shutdown watchdog ended the process.
         """
         self.stopping = True
+        began = time.monotonic()
         async with self.lock:  # the batch in flight has left
+            left = time.monotonic()
             await self._checkpoint()
             await self.changelogs.written()  # the dead-letter positions written after it too
             self.paused = True
             self.stopped = True
-        log.info("stopped applying messages; those not acknowledged are read again at the next start")
+        log.info(
+            "stopped applying messages; those not acknowledged are read again at the next start",
+            extra={
+                "batch_s": round(left - began, 3),  # waiting for the batch in flight
+                "checkpoint_s": round(time.monotonic() - left, 3),
+            },
+        )
 
     def forget_partitions(self) -> None:
         """Drop the partition engines, stores, merges and records (rebuilt from the tables on
@@ -541,7 +549,12 @@ class Scorer:
         A rebalance or a stop waiting for this batch ends it at the next checkpoint: what is
         still held was never acknowledged and is read again. A member that keeps the group
         waiting past its rebalance timeout is dropped from it while still writing, and the new
-        owner of its partitions could not know of the dead letters it writes meanwhile."""
+        owner of its partitions could not know of the dead letters it writes meanwhile.
+
+        Nothing is released once stopped or revoked (`paused`): after a stop faust closes the
+        tables and the producer, and the local stores were declared consistent."""
+        if self.paused:
+            return
         await self._release(done)
         while self._held_back and not self.stopping and not self.revoking:
             await self._release([])
