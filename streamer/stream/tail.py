@@ -17,12 +17,27 @@ from streamer.stream.broker import wait_for_broker
 SEVERITY_MARK: dict[str, str] = {Severity.critical: "CRIT", Severity.warning: "WARN", Severity.info: "info"}
 
 
+def shown(value: Any) -> str:
+    """`value` as text safe to print on a terminal: control and format characters escaped.
+
+    Ids and reasons come from producers' data (an account id may hold any character the contract
+    allows); printed raw, an escape sequence in one would act on the reader's terminal (clear it,
+    retitle it, hide lines) and a right-to-left override would reorder what they read."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text
+    )
+
+
 def format_alert(alert: dict[str, Any]) -> str:
-    reasons = "; ".join(str(r["message"]) for r in alert.get("reasons", [])[:3])
+    reasons = "; ".join(shown(r["message"]) for r in alert.get("reasons", [])[:3])
+    severity = SEVERITY_MARK.get(alert["severity"], shown(alert["severity"]))
     return (
-        f"{alert['raised_at']}  {SEVERITY_MARK.get(alert['severity'], alert['severity']):4}  "
-        f"{alert['account_id']:<16} {alert['rule']:<22} score {alert['score']:>5} {alert['band']:<6} "
-        f"MRR {alert['mrr']:>10}  {reasons}"
+        f"{shown(alert['raised_at'])}  {severity:4}  "
+        f"{shown(alert['account_id']):<16} {shown(alert['rule']):<22} score {alert['score']:>5} "
+        f"{shown(alert['band']):<6} MRR {shown(alert['mrr']):>10}  {reasons}"
     )
 
 
