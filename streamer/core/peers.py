@@ -83,14 +83,17 @@ def feature_mix(
     groups: Mapping[tuple[str, str], tuple[float, ...]],
     group: str,
     features: Sequence[str],
+    ranks: Ranks | None = None,
 ) -> float | None:
     """Geometric mean 0-100 of an account's percentiles among `group` of its events per feature
     (`features`: those the group used; a feature the account did not use counts as 0 events).
-    None when the group used no feature."""
+    None when the group used no feature. `ranks`: percentiles remembered for `groups`."""
     total = 0.0
     for name in features:
-        share = percentile(counts.get(name, 0), groups[group, FEATURE + name]) / 100.0
-        total += log(share + MIX_FLOOR)
+        key = (group, FEATURE + name)
+        value = counts.get(name, 0)
+        position = percentile(value, groups[key]) if ranks is None else ranks.of(key, value, groups[key])
+        total += log(position / 100.0 + MIX_FLOOR)
     if not features:
         return None
     return 100.0 * (exp(total / len(features)) - MIX_FLOOR)
@@ -115,6 +118,33 @@ def percentile(value: float, reference: tuple[float, ...]) -> float:
     return 100.0 * (below + 0.5 * equal) / len(reference)
 
 
+RANKS_KEPT = 512  # values remembered per (group, signal) of one reference, at most
+
+
+class Ranks:
+    """Percentiles already placed against the references of one refresh, per (group, signal)
+    and value: the accounts of a partition scored against the same reference share most of
+    their counts (0 events of a feature, 3 active days), so each is placed once. The answer is
+    `percentile`'s (a value and its float compare alike); at most `RANKS_KEPT` values a key."""
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, str], dict[float, float]] = {}
+
+    def of(self, key: tuple[str, str], value: float, reference: tuple[float, ...]) -> float:
+        """`percentile(value, reference)`, where `reference` is the references' `key`."""
+        memo = self.found.get(key)
+        if memo is None:
+            memo = self.found[key] = {}
+        position = memo.get(value)
+        if position is None:
+            position = percentile(value, reference)
+            if len(memo) < RANKS_KEPT:
+                memo[value] = position
+        return position
+
+
 @dataclass(slots=True, frozen=True)
 class PeerReference:
     """One refresh: per (group, signal) the summarised values of the paying accounts."""
@@ -126,6 +156,8 @@ class PeerReference:
     committed: dict[str, int] = field(default_factory=dict)  # group -> of those, committed beyond the window
     # group -> the features its members used (derived from `groups`, not stored)
     features: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    # percentiles placed against `groups` so far (derived, not stored)
+    ranks: Ranks = field(default_factory=Ranks, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -159,19 +191,22 @@ def composite(
     group: str,
     weights: Mapping[str, float],
     higher_is_healthier: Mapping[str, bool],
+    ranks: Ranks | None = None,
 ) -> float | None:
     """Weighted mean 0-100 of an account's percentiles among `group` for the signals in
     `weights` that it has a value and the group a reference for (None when there is none).
 
     The same function serves the reference (each peer against its group) and the evaluation.
+    `ranks`: percentiles remembered for `groups`.
     """
     total = weighted = 0.0
     for signal, weight in weights.items():
         value = values.get(signal)
-        reference = groups.get((group, signal))
+        key = (group, signal)
+        reference = groups.get(key)
         if value is None or not reference or weight <= 0:
             continue
-        position = percentile(value, reference)
+        position = percentile(value, reference) if ranks is None else ranks.of(key, value, reference)
         weighted += weight * (position if higher_is_healthier.get(signal, True) else 100.0 - position)
         total += weight
     return weighted / total if total > 0 else None
@@ -243,12 +278,13 @@ def build_reference(
             ]
     groups_summary = {key: summarise(values) for key, values in sorted(collected.items())}
     features = {group: tuple(sorted(names)) for group, names in used_by.items()}
+    ranks = Ranks()  # the summaries placed against are final once made: kept for the evaluations
     mixes: dict[tuple[str, str], list[float]] = {}
     member_mixes: list[dict[str, float]] = []  # per member: group -> its mix there
     for groups, _, counts in members:
         mine: dict[str, float] = {}
         for group in groups:
-            found = feature_mix(counts, groups_summary, group, features.get(group, ()))
+            found = feature_mix(counts, groups_summary, group, features.get(group, ()), ranks)
             if found is not None:
                 mixes.setdefault((group, MIX), []).append(found)
                 mine[group] = found
@@ -261,12 +297,18 @@ def build_reference(
             for group in groups:
                 found_mix = mine.get(group)
                 with_mix = values if found_mix is None else {**values, MIX: found_mix}
-                found = composite(with_mix, groups_summary, group, weights, directions)
+                found = composite(with_mix, groups_summary, group, weights, directions, ranks)
                 if found is not None:
                     composites.setdefault((group, COMPOSITE), []).append(found)
         groups_summary.update((key, summarise(values)) for key, values in sorted(composites.items()))
     return PeerReference(
-        tick, end, groups_summary, dict(sorted(sizes.items())), dict(sorted(committed.items())), features
+        tick,
+        end,
+        groups_summary,
+        dict(sorted(sizes.items())),
+        dict(sorted(committed.items())),
+        features,
+        ranks,
     )
 
 

@@ -23,6 +23,9 @@ NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
 # (effective_at ms, occurred_at ms, event_id, MRR micros from then on): at the same effective
 # instant the later-occurring event wins, then the larger event_id (a stable tie-break).
 Point = tuple[int, int, str, int]
+# Step lists up to this long are scanned from the end instead of bisected with a key function
+# (the same index on a list sorted by instant; the bisection called the key at every step).
+_SCAN = 8
 
 
 def renews_beyond(renewal_at: float | int | None, now: int, window: int) -> bool:
@@ -47,8 +50,14 @@ class Subscription:
 
     def mrr_at(self, ts: int) -> int:
         """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
-        index = bisect_right(self.points, ts, key=_effective_at)
-        return self.points[index - 1][3] if index else 0
+        points = self.points
+        if len(points) <= _SCAN:  # a scan from the end, as `Revenue.mrr_at`
+            index = len(points)
+            while index and points[index - 1][0] > ts:
+                index -= 1
+        else:
+            index = bisect_right(points, ts, key=_effective_at)
+        return points[index - 1][3] if index else 0
 
 
 def classify(before: int, after: int, had_mrr_before: bool) -> int | None:
@@ -150,13 +159,25 @@ class Revenue:
 
     def mrr_at(self, ts: int) -> int:
         """Account MRR at instant `ts`, counting changes effective exactly at `ts`."""
-        index = bisect_right(self.timeline, ts, key=_effective_at)
-        return self.timeline[index - 1][1] if index else 0
+        timeline = self.timeline
+        if len(timeline) <= _SCAN:  # the usual few steps: a scan from the end, no key calls
+            index = len(timeline)
+            while index and timeline[index - 1][0] > ts:
+                index -= 1
+        else:
+            index = bisect_right(timeline, ts, key=_effective_at)
+        return timeline[index - 1][1] if index else 0
 
     def mrr_before(self, ts: int) -> int:
         """Account MRR just before instant `ts` (changes effective at `ts` not yet counted)."""
-        index = bisect_left(self.timeline, ts, key=_effective_at)
-        return self.timeline[index - 1][1] if index else 0
+        timeline = self.timeline
+        if len(timeline) <= _SCAN:
+            index = len(timeline)
+            while index and timeline[index - 1][0] >= ts:
+                index -= 1
+        else:
+            index = bisect_left(timeline, ts, key=_effective_at)
+        return timeline[index - 1][1] if index else 0
 
     def ever_paid_by(self, ts: int) -> bool:
         """Whether the account had MRR > 0 at any instant up to `ts`."""
@@ -233,6 +254,8 @@ class Revenue:
     def primary_plan(self, now: int) -> str | None:
         """Plan of the largest active subscription (the latest one's when none is active)."""
         active = self.active_at(now)
+        if len(active) == 1:  # the usual case: no key to compute
+            return active[0].plan
         if active:
             return max(active, key=lambda sub: (sub.mrr_at(now), sub.state_at)).plan
         if not self.subscriptions:

@@ -290,7 +290,7 @@ def _volume(
             raw[name] = value
             continue
         used, reference = found
-        position = percentile(value, reference)
+        position = peers.ranks.of((used, name), value, reference) if peers is not None else 0.0
         percentiles[name] = round(position, 1)
         raw[name] = value
         scored[name] = position if higher_is_healthier else 100.0 - position
@@ -303,7 +303,7 @@ def _volume(
     found = peers.lookup(group, COMPOSITE, min_peers) if peers is not None and weights else None
     if found is not None and peers is not None:
         used, reference = found
-        mean = composite(values, peers.groups, used, weights, compared)
+        mean = composite(values, peers.groups, used, weights, compared, peers.ranks)
         if mean is not None:
             position = percentile(mean, reference)
             percentiles[COMPOSITE] = round(position, 1)
@@ -343,7 +343,7 @@ def _mix(
     used, reference = found
     names = peers.features.get(used, ())
     counts = usage.feature_volume(end, WINDOW_DAYS)
-    mix = feature_mix(counts, peers.groups, used, names)
+    mix = feature_mix(counts, peers.groups, used, names, peers.ranks)
     if mix is None:
         return None
     values[MIX] = mix

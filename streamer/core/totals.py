@@ -34,6 +34,8 @@ FIELDS = (
     "open_tickets",
 )
 _INDEX = {name: index for index, name in enumerate(FIELDS)}
+_BAND_INDEX = {band: _INDEX[f"band_{band}"] for band in BANDS}  # read per evaluation: no f-string
+_STAGE_INDEX = {stage: _INDEX[f"stage_{stage}"] for stage in STAGES}
 
 
 def terms(evaluation: Evaluation) -> tuple[int, ...]:
@@ -43,8 +45,8 @@ def terms(evaluation: Evaluation) -> tuple[int, ...]:
     vector[_INDEX["accounts"]] = 1
     vector[_INDEX["paying_accounts"]] = int(evaluation.mrr > 0)
     vector[_INDEX["mrr"]] = evaluation.mrr
-    vector[_INDEX[f"band_{evaluation.band}"]] = 1
-    vector[_INDEX[f"stage_{evaluation.stage}"]] = 1
+    vector[_BAND_INDEX[evaluation.band]] = 1
+    vector[_STAGE_INDEX[evaluation.stage]] = 1
     counts = (
         facts.nps_promoters,
         facts.nps_detractors,

@@ -146,7 +146,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
-    PeerReference: (("tick", "window_end", "groups", "sizes"), ("features",)),
+    PeerReference: (("tick", "window_end", "groups", "sizes"), ("features", "ranks")),
 }
 
 

@@ -46,3 +46,20 @@ def test_weekly_mrr_is_exact_for_a_whole_year_of_weeks() -> None:
 )
 def test_format_money_two_places_half_even(micros: int, text: str) -> None:
     assert format_money(micros) == text
+
+
+def test_format_money_remembered_and_forgotten_gives_the_same_text() -> None:
+    """Amounts are remembered (at most `_TEXTS_MAX`, then forgotten at once): the text is the
+    decimal one every time, first call, repeated call, and after the memory was cleared."""
+    from decimal import ROUND_HALF_EVEN
+
+    from streamer.core import money
+
+    def decimal_text(micros: int) -> str:
+        return str((Decimal(micros) / 1_000_000).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+    amounts = [-1, 0, 1, 4_999, 5_000, 15_000, 25_000, -25_000, 158_333_333, *range(0, 10_000_000, 997)]
+    for _ in range(2):
+        for micros in amounts:
+            assert format_money(micros) == decimal_text(micros), micros
+    assert len(money._TEXTS) <= money._TEXTS_MAX

@@ -476,3 +476,19 @@ def test_a_decline_from_held_in_yellow_raises_health_declined_once() -> None:
     again = run().raised("health_declined", account="m3")
     assert [a["alert_id"] for a in again] == [alert["alert_id"]]  # a replay raises the same id
     run(committed=False)
+
+
+def test_ranks_remember_the_percentile_of_each_value_and_stop_at_the_cap() -> None:
+    """`Ranks.of` answers what `percentile` does, for a value first seen, seen again, given as
+    an int or its float, and beyond `RANKS_KEPT` values (then placed without being kept)."""
+    from streamer.core.peers import RANKS_KEPT, Ranks
+
+    reference = tuple(float(v) for v in (0, 0, 1, 2, 2, 2, 5, 9, 14, 30))
+    other = (1.0, 2.0, 3.0)
+    ranks = Ranks()
+    values = [0, 0.0, 1, 2, 2.0, 3, 4.5, 9, 31, -1, *range(40, 40 + RANKS_KEPT + 10)]
+    for _ in range(2):
+        for value in values:
+            assert ranks.of(("*", "events_28d"), value, reference) == percentile(value, reference)
+            assert ranks.of(("pro", "events_28d"), value, other) == percentile(value, other)
+    assert len(ranks.found["*", "events_28d"]) == RANKS_KEPT

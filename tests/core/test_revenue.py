@@ -255,3 +255,29 @@ def test_active_subscriptions_asked_in_any_order_match_a_fresh_computation() -> 
         fresh = [sub for sub in revenue.subscriptions.values() if sub.mrr_at(ts) > 0]
         assert revenue.active_at(ts) == fresh, ts
         assert revenue.seats(ts) == (sum(sub.seats or 0 for sub in fresh) if fresh else None)
+
+
+# -- the short-list scan equals the bisection ----------------------------------------------------
+
+
+def test_mrr_at_and_before_equal_the_bisection_at_every_instant() -> None:
+    """`mrr_at` / `mrr_before` scan short step lists from the end: the same answers as the
+    bisection they replace, at every step, between steps and around them, short and long."""
+    from bisect import bisect_left, bisect_right
+    from random import Random
+
+    from streamer.core.revenue import Subscription
+
+    rng = Random(11)
+    for length in (0, 1, 2, 3, 8, 9, 20):
+        times = sorted(rng.sample(range(0, 1000, 5), length))
+        revenue = Revenue()
+        revenue.timeline = [(ts, rng.randrange(0, 5) * 1000) for ts in times]
+        sub = Subscription(points=sorted((ts, ts, f"e{ts}", rng.randrange(0, 5)) for ts in times))
+        for ts in (-1, 0, 1, 4, 5, 6, *times, *(t - 1 for t in times), *(t + 1 for t in times), 2000):
+            keys = [point[0] for point in revenue.timeline]
+            right, left = bisect_right(keys, ts), bisect_left(keys, ts)
+            assert revenue.mrr_at(ts) == (revenue.timeline[right - 1][1] if right else 0)
+            assert revenue.mrr_before(ts) == (revenue.timeline[left - 1][1] if left else 0)
+            index = bisect_right([point[0] for point in sub.points], ts)
+            assert sub.mrr_at(ts) == (sub.points[index - 1][3] if index else 0)
