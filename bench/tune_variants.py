@@ -103,7 +103,10 @@ def ranked(fit: Sequence[Sample], churned: NDArray[np.bool_], test: Sequence[Sam
     fitted: dict[str, Vector] = {}
 
     def scaled(name: str, model: SignalModel) -> None:
-        spread = float(np.std(_log_odds(model, rows))) or 1.0
+        spread = float(np.std(_log_odds(model, rows)))
+        if spread <= 1e-9:  # constant over the fitting samples: it drops out, as in `bagged` and `mix_fit`
+            parts[name], fitted[name] = np.zeros(len(test_rows)), np.zeros(len(rows))
+            return
         parts[name], fitted[name] = _log_odds(model, test_rows) / spread, _log_odds(model, rows) / spread
 
     scaled("default", default_model(signal_space, signal_rows, churned, config))
