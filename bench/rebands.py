@@ -58,7 +58,8 @@ SEASONED_DAYS = 56  # two 28-day windows: the account's own baseline exists
 
 
 def _mix_red(s: Sample, band: str, red_below: float, first_paid: int) -> str:
-    """Red also from the bottom of the mix of use alone (not only of the composite)."""
+    """Red also from the bottom of the mix of use alone (not only of the composite): the
+    checkout's rule since the ninth round (`Bands.red_also`), so a no-op on its defaults."""
     low = s.signals.get("feature_mix_28d", 100.0) < red_below
     return "red" if low and not committed(s) and "usage_28d" in s.signals else band
 
