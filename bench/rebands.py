@@ -9,11 +9,17 @@ replay per portfolio (a replay is still needed for the alerts, which follow the 
     .venv/bin/python bench/rebands.py --grid --variant mix-red DIR/*.replay.json.gz
 
 Each sample is banded with `Bands.band` of the checkout that runs the script (run it from two
-checkouts to compare two rules). The committed share of the partition's peer reference is not in
-the replay: the share of the month start's samples that are committed stands in for it (exact
-where no account is committed, e.g. the socialnet7 portfolios; within a few samples elsewhere,
-see docs/backtest.md). `--grid` reads the weekly grid samples instead of the month starts: four
-times the samples, the same churners, so it smooths the timing of few churns, not their number.
+checkouts to compare two rules, or give `--config` a TOML that turns a part of the rule off), from
+its score, its usage composite and its standing per peer signal (the replay's sub-scores, rounded
+as the core rounds percentiles). The committed share of the partition's peer reference is not in
+the replay: the share of the partition's samples at that instant that are committed stands in for
+it (each account's partition from the replay's partition count, as the worker's Kafka key does;
+exact where no account is committed, e.g. the socialnet7 portfolios). The `same` column counts
+the samples whose recomputed band equals the one the replay recorded: all of them when the
+replay was made with the same rule, a measure of the stand-in otherwise (before this column the
+share of all the month start's samples stood in, and crm6-s454 read 8.4x where the real run had
+2.8x). `--grid` reads the weekly grid samples instead of the month starts: four times the
+samples, the same churners, so it smooths the timing of few churns, not their number.
 
 Columns: samples and churners (60 days), red/green, green and red as a share of the samples
 and their churn, and P(>= 3x): the share of `--bootstrap` resamples of the portfolio's accounts
@@ -41,6 +47,8 @@ from streamer.backtest.analysis import TUNE_HORIZON, committed, label
 from streamer.backtest.sampling import Sample
 from streamer.core.clock import DAY
 from streamer.core.config import ScoreConfig
+from streamer.core.peers import PEER_SIGNALS
+from streamer.partitioning import partition_of
 
 VOLUME = ("events_28d", "active_days_28d", "user_days_28d", "feature_mix_28d")
 
@@ -50,7 +58,8 @@ SEASONED_DAYS = 56  # two 28-day windows: the account's own baseline exists
 
 
 def _mix_red(s: Sample, band: str, red_below: float, first_paid: int) -> str:
-    """Red also from the bottom of the mix of use alone (not only of the composite)."""
+    """Red also from the bottom of the mix of use alone (not only of the composite): the
+    checkout's rule since the ninth round (`Bands.red_also`), so a no-op on its defaults."""
     low = s.signals.get("feature_mix_28d", 100.0) < red_below
     return "red" if low and not committed(s) and "usage_28d" in s.signals else band
 
@@ -83,23 +92,37 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def committed_shares(samples: list[Sample]) -> dict[int, float]:
-    """Percent of each month start's (or grid instant's) samples that are committed."""
-    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+def committed_shares(samples: list[Sample], partitions: int) -> dict[tuple[int, int], float]:
+    """Percent of each partition's samples at each month start (or grid instant) that are
+    committed: what the partition's peer reference at that midnight counted."""
+    counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
     for s in samples:
-        counts[s.at][0] += committed(s)
-        counts[s.at][1] += 1
-    return {at: 100.0 * c / n for at, (c, n) in counts.items()}
+        key = (s.at, partition_of(s.account_id, partitions))
+        counts[key][0] += committed(s)
+        counts[key][1] += 1
+    return {key: 100.0 * c / n for key, (c, n) in counts.items()}
+
+
+def standing(s: Sample) -> dict[str, float]:
+    """The sample's percentile per peer signal, healthier higher, as the core's band reads it
+    (the sub-score of a signal in peer mode, rounded to a tenth like the core's percentiles)."""
+    return {name: round(value, 1) for name, value in s.signals.items() if name in PEER_SIGNALS}
 
 
 def bands_of(
-    samples: list[Sample], config: ScoreConfig, variant: Variant | None, first_paid: dict[str, int]
+    samples: list[Sample],
+    shares: dict[tuple[int, int], float],
+    partitions: int,
+    config: ScoreConfig,
+    variant: Variant | None,
+    first_paid: dict[str, int],
 ) -> list[str]:
-    shares = committed_shares(samples)
     out = []
     for s in samples:
         bands = config.bands_for(s.stage, s.plan)
-        band = str(bands.band(s.score, s.signals.get("usage_28d"), committed(s), shares[s.at]))
+        share = shares[(s.at, partition_of(s.account_id, partitions))]
+        usage = s.signals.get("usage_28d")
+        band = str(bands.band(s.score, usage, committed(s), share, standing(s)))
         if variant is not None:
             band = variant(s, band, bands.red_usage_below, first_paid.get(s.account_id, s.at))
         out.append(band)
@@ -137,9 +160,10 @@ def main() -> None:
     variant = VARIANTS[args.variant] if args.variant else None
     rng = np.random.default_rng(1)
     print(
-        "| portfolio | samples / churners | red/green | green: share, churn | red: share, churn | P(>= 3x) |"
+        "| portfolio | samples / churners | red/green | green: share, churn | red: share, churn "
+        "| P(>= 3x) | same |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     passes, expected = 0, 0.0
     for path in map(Path, args.replays):
         started = time.process_time()
@@ -150,7 +174,10 @@ def main() -> None:
             raise SystemExit(f"{path}: not a saved replay")
         labelled = label(history, TUNE_HORIZON, history.grid_samples if args.grid else None)
         first_paid = {account: points[0][0] for account, points in history.timelines.items() if points}
-        bands = bands_of(labelled.samples, config, variant, first_paid)
+        partitions = int(made_from.get("partitions") or 4)
+        shares = committed_shares(history.grid_samples if args.grid else history.samples, partitions)
+        bands = bands_of(labelled.samples, shares, partitions, config, variant, first_paid)
+        same = sum(band == s.band for band, s in zip(bands, labelled.samples, strict=True))
         tally: dict[str, list[float]] = {b: [0.0, 0.0] for b in ("green", "yellow", "red")}
         accounts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(4))
         for s, band, churned in zip(labelled.samples, bands, labelled.churned.tolist(), strict=True):
@@ -175,7 +202,7 @@ def main() -> None:
         shown = "-" if found is None else ("inf" if found == float("inf") else f"{found:.2f}x")
         print(
             f"| {name} | {n:,} / {int(labelled.churned.sum())} | {shown} | {cell(green)} "
-            f"| {cell(red)} | {sure:.2f} |",
+            f"| {cell(red)} | {sure:.2f} | {same:,} |",
             flush=True,
         )
         print(f"{name}: {time.process_time() - started:.1f} CPU s", file=sys.stderr)

@@ -7,7 +7,7 @@ refused when loaded (see `streamer.settings.load_score_config`) with the path of
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -187,6 +187,12 @@ class Bands(Strict):
     counted per plan, and a monthly plan with no committed member got a fifth of its accounts
     green on top of the annual plans' committed ones (with "all", the default, the two agree).
     Off with 0, and before a partition's first peer reference: the score alone.
+
+    The amount and the mix of use also count on their own, not only through the composite: an
+    account that can leave soon is green only when each signal of `green_also` (its events and
+    its mix of features by default) is in that top too, and red when one of `red_also` (the mix)
+    is below `red_usage_below` (docs/backtest.md, "Bands: the amount and the mix on their own").
+    Empty tuples turn either off.
     """
 
     green: Annotated[float, Field(ge=0, le=100)] = 70
@@ -194,6 +200,19 @@ class Bands(Strict):
     red_usage_below: Annotated[float, Field(ge=0, le=100)] = 10
     yellow_usage_below: Annotated[float, Field(ge=0, le=100)] = 25
     green_share: Annotated[float, Field(ge=0, le=100)] = 20  # a fifth (docs/backtest.md, item 5)
+    # peer signals whose own standing must also clear the green cut / may alone make red
+    green_also: tuple[str, ...] = ("events_28d", "feature_mix_28d")
+    red_also: tuple[str, ...] = ("feature_mix_28d",)
+
+    @field_validator("green_also", "red_also")
+    @classmethod
+    def _peer_signals(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(names) - set(PEER_SIGNALS))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} not a peer signal; choose among {', '.join(PEER_SIGNALS)}"
+            )
+        return names
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -212,26 +231,43 @@ class Bands(Strict):
         usage: float | None = None,
         committed: bool = False,
         committed_share: float = 0.0,
+        standing: Mapping[str, float] | None = None,
     ) -> Band:
         """The band of a score and, when known, of the usage composite's percentile among peers
-        (`usage`) and the percent of those peers that are committed (`committed_share`).
+        (`usage`), the percent of those peers that are committed (`committed_share`) and the
+        account's percentile among them per peer signal, healthier higher (`standing`).
 
         Red means "likely to churn soon", which takes two things: a low score or the bottom of
-        its peers' use, and a contract that lets the account leave soon. A `committed` account
-        (its term runs beyond the renewal window) cannot leave before then: it is at worst
-        yellow, and low use alone does not lower its band (its score still carries it). Green
-        means "safe for now": an account that can leave soon needs the top of its peers' use,
-        what is left of `green_share` after the committed peers.
+        its peers' use (the composite, or one of `red_also` alone), and a contract that lets the
+        account leave soon. A `committed` account (its term runs beyond the renewal window)
+        cannot leave before then: it is at worst yellow, and low use alone does not lower its
+        band (its score still carries it). Green means "safe for now": an account that can leave
+        soon needs the top of its peers' use (the composite and each of `green_also`), what is
+        left of `green_share` after the committed peers.
         """
         if committed:
             return Band.green if score >= self.green else Band.yellow
-        if score < self.yellow or (usage is not None and usage < self.red_usage_below):
+        if score < self.yellow or (
+            usage is not None and self.lowest_use(usage, standing) < self.red_usage_below
+        ):
             return Band.red
         if score < self.green or (usage is not None and usage < self.yellow_usage_below):
             return Band.yellow
-        if usage is not None and self.green_share > 0 and self.below_green_cut(usage, committed_share):
+        if (
+            usage is not None
+            and self.green_share > 0
+            and self.below_green_cut(self.top_use(usage, standing), committed_share)
+        ):
             return Band.yellow  # can leave soon, and its use is not among its peers' very best
         return Band.green
+
+    def lowest_use(self, usage: float, standing: Mapping[str, float] | None) -> float:
+        """The composite's percentile, or a `red_also` signal's when lower (red reads it)."""
+        return _lowest(usage, self.red_also, standing)
+
+    def top_use(self, usage: float, standing: Mapping[str, float] | None) -> float:
+        """The composite's percentile, or a `green_also` signal's when lower (green reads it)."""
+        return _lowest(usage, self.green_also, standing)
 
     def green_cut(self, committed_share: float) -> float:
         """The usage percentile an account that can leave soon needs to be green: the top
@@ -240,20 +276,25 @@ class Bands(Strict):
         return 100.0 - max(0.0, self.green_share - committed_share)
 
     def below_green_cut(self, usage: float, committed_share: float) -> bool:
-        """Whether an account that can leave soon misses the green budget: its use is under
-        `green_cut`, or the committed accounts took the whole budget. Then even the top of its
-        peers' use (percentile 100, above every peer of the last reference) is not green: on
-        crm6-s808 and crm6-s909 such accounts were 3 of green's 5 churners (docs/backtest.md,
-        "Bands: a used-up budget means no green")."""
+        """Whether an account that can leave soon misses the green budget: its use (`top_use`)
+        is under `green_cut`, or the committed accounts took the whole budget. Then even the
+        top of its peers' use (percentile 100, above every peer of the last reference) is not
+        green: on crm6-s808 and crm6-s909 such accounts were 3 of green's 5 churners
+        (docs/backtest.md, "Bands: a used-up budget means no green")."""
         return committed_share >= self.green_share or usage < self.green_cut(committed_share)
 
     def held_back(
-        self, score: float, usage: float | None, committed: bool = False, committed_share: float = 0.0
+        self,
+        score: float,
+        usage: float | None,
+        committed: bool = False,
+        committed_share: float = 0.0,
+        standing: Mapping[str, float] | None = None,
     ) -> bool:
         """Whether `band` gives yellow only because committed accounts took the green budget:
-        an account that can leave soon, healthy by its score and use (green before the
-        committed-first rule), whose use is not among the top of its peers', in a partition
-        with committed accounts. The alerts watch it: a decline from there raises
+        an account that can leave soon, healthy by its score and use (not red, composite at or
+        above `yellow_usage_below`), whose use is not among the top of its peers', in a
+        partition with committed accounts. The alerts watch it: a decline from there raises
         `health_declined`, the green -> yellow change that rule took away. Where no account is
         committed (a month-to-month portfolio) nothing is held: the declines of the accounts
         just below the top of use churned under the base rate there (docs/backtest.md)."""
@@ -263,9 +304,21 @@ class Bands(Strict):
             and score >= self.green
             and usage is not None
             and usage >= self.yellow_usage_below
+            and self.lowest_use(usage, standing) >= self.red_usage_below
             and self.green_share > 0
-            and self.below_green_cut(usage, committed_share)
+            and self.below_green_cut(self.top_use(usage, standing), committed_share)
         )
+
+
+def _lowest(usage: float, names: tuple[str, ...], standing: Mapping[str, float] | None) -> float:
+    """The lowest of `usage` and the `standing` of the signals `names` that have one."""
+    lowest = usage
+    if standing is not None:
+        for name in names:
+            found = standing.get(name)
+            if found is not None and found < lowest:
+                lowest = found
+    return lowest
 
 
 class Segment(Strict):

@@ -220,8 +220,9 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     # partition's committed accounts leave of the green budget (Bands.band)
     share = peers.committed_share(ALL) if peers is not None else 0.0
     bound = committed(facts.get("renewal_at"), now, config)
-    band = bands.band(score, position, bound, share)
-    held_back = band == Band.yellow and bands.held_back(score, position, bound, share)
+    standing = _standing(percentiles, config.peers.compared)
+    band = bands.band(score, position, bound, share, standing)
+    held_back = band == Band.yellow and bands.held_back(score, position, bound, share, standing)
     inert = config.inert_signals.intersection(signals)
     found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(
@@ -239,6 +240,16 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         inert,
         held_back=held_back,
     )
+
+
+def _standing(percentiles: dict[str, float], compared: dict[str, bool]) -> dict[str, float]:
+    """Per peer signal compared, the account's percentile among its peers, healthier higher
+    (the bands read the amount and the mix of use on their own: `Bands.band`)."""
+    return {
+        name: position if compared.get(name, True) else 100.0 - position
+        for name, position in percentiles.items()
+        if name in compared
+    }
 
 
 def _volume(

@@ -331,3 +331,35 @@ def test_config_that_is_not_toml_is_refused(tmp_path: Path) -> None:
 def test_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_score_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("standing", "band"),
+    [
+        ({"events_28d": 85, "feature_mix_28d": 95}, "green"),  # the top fifth in all three
+        ({"events_28d": 79.9, "feature_mix_28d": 95}, "yellow"),  # many features, few events
+        ({"events_28d": 95, "feature_mix_28d": 79.9}, "yellow"),  # many events, a narrow mix
+        ({"feature_mix_28d": 95}, "green"),  # a signal without a standing does not count
+        ({"events_28d": 50, "feature_mix_28d": 9.9}, "red"),  # the bottom tenth of the mix alone
+        ({"active_days_28d": 5, "feature_mix_28d": 95}, "green"),  # not in green_also nor red_also
+    ],
+)
+def test_the_amount_and_the_mix_count_on_their_own(standing: dict[str, float], band: str) -> None:
+    """Green for an account that can leave soon needs the top of its peers' use by the composite
+    and by its events and its mix each; the bottom tenth of the mix alone is red."""
+    assert Bands().band(90, 90, standing=standing) == band
+    assert Bands().band(90, 90, committed=True, standing=standing) == "green"  # the score alone
+    assert Bands(green_also=(), red_also=()).band(90, 90, standing=standing) == "green"
+
+
+def test_held_back_reads_the_amount_and_the_mix() -> None:
+    """Held in yellow by the budget: healthy, top of the composite, its events not at the top."""
+    standing = {"events_28d": 85, "feature_mix_28d": 95}
+    assert Bands().held_back(90, 95, committed_share=10, standing=standing)  # cut 90: events under
+    assert not Bands().held_back(90, 95, committed_share=5, standing=standing)  # cut 85: green
+    assert not Bands().held_back(90, 95, committed_share=10, standing={"feature_mix_28d": 5})  # red
+
+
+def test_the_bands_name_peer_signals_only() -> None:
+    with pytest.raises(ValueError, match="usage_90d not a peer signal"):
+        Bands(green_also=("usage_90d",))
