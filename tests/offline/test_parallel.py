@@ -366,7 +366,9 @@ def alive(pid: int) -> bool:
 def test_interrupting_the_run_stops_the_children_and_removes_the_scratch_files(
     tmp_path: Path, how: str
 ) -> None:
-    lines = list(simulated(2, accounts=40, months=6))
+    # Long enough (about 130k lines, several CPU seconds per child) that the run cannot finish
+    # between the children's first files and the signal on a busy machine (30k lines once did).
+    lines = list(simulated(2, accounts=80, months=12))
     events = write_lines(tmp_path / "events.jsonl", lines)
     out = tmp_path / "out"
     command = [sys.executable, "-c", "from streamer.cli import main; main()"]
