@@ -189,7 +189,11 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
     processes = [
         _start(command, env, HOME / f"{command}.log", truncate=True) for command in ("worker", "view")
     ]
-    signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly when terminated, like Ctrl-C
+    # Stop cleanly when terminated, like Ctrl-C; and on Ctrl-C even when started with SIGINT
+    # ignored (a background job of a non-interactive shell inherits that, and the demo then
+    # ran on after SIGINT while its worker kept the consumer group).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         asyncio.run(_run(settings, lines, rate))
     except KeyboardInterrupt:
