@@ -182,6 +182,7 @@ def _sums_from(record: dict[str, Any]) -> PeriodSums:
 def _child(job: Job, index: int, share: Share, connection: Connection) -> None:
     """A child's whole life: score its share, hand over segments, accounts, then the sums."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the children on Ctrl-C
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is dropped now
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         _score_share(job, index, share, connection)
@@ -341,15 +342,22 @@ def run_parallel(
     connections: list[Connection] = []
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        for index, share in enumerate(parts):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(
-                target=_child, args=(job, index, share, child_end), name=f"offline-{index}", daemon=True
-            )
-            process.start()
-            child_end.close()
-            processes.append(process)
-            connections.append(parent_end)
+        # Ctrl-C waits while the children are forked: one landing in a child before `_child`
+        # ignores it would kill the child in multiprocessing's start-up with a traceback. The
+        # parent gets it as soon as the children are started, and stops them.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for index, share in enumerate(parts):
+                parent_end, child_end = context.Pipe()
+                process = context.Process(
+                    target=_child, args=(job, index, share, child_end), name=f"offline-{index}", daemon=True
+                )
+                process.start()
+                child_end.close()
+                processes.append(process)
+                connections.append(parent_end)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         return _conduct(job, parts, processes, connections, outputs, accounts_out, progress)
     except _Stop:
         raise KeyboardInterrupt from None

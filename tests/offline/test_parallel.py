@@ -374,7 +374,13 @@ def test_interrupting_the_run_stops_the_children_and_removes_the_scratch_files(
     command = [sys.executable, "-c", "from streamer.cli import main; main()"]
     command += ["offline", str(events), "--out", str(out), "--jobs", "2", "--now", NOW, "--quiet"]
     process = subprocess.Popen(
-        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # As from a terminal: a shell starting pytest in the background passes SIGINT on ignored,
+        # and the run would then finish instead of stopping.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         children = wait_for(
@@ -395,3 +401,33 @@ def test_interrupting_the_run_stops_the_children_and_removes_the_scratch_files(
     assert b"Aborted" in output, output.decode()
     wait_for(lambda: not any(alive(child) for child in children), "the children to stop", 60)
     assert not list(out.glob(".offline-*")), "the scratch folder is removed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals as on Linux")
+def test_a_ctrl_c_landing_in_a_child_before_it_starts_scoring_is_left_to_the_parent(
+    tmp_path: Path,
+) -> None:
+    # The narrowest window of a Ctrl-C: in a child just forked, before `_child` ignores SIGINT.
+    # An at-fork hook sends it there; the child must neither die nor print a traceback (it did,
+    # in multiprocessing's start-up, before the parent blocked SIGINT around the forks).
+    events = write_lines(tmp_path / "events.jsonl", list(simulated(3)))
+    out = tmp_path / "out"
+    script = (
+        "import os, signal\n"
+        "os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGINT))\n"
+        "from streamer.cli import main\n"
+        "main()\n"
+    )
+    command = [sys.executable, "-c", script, "offline", str(events), "--out", str(out)]
+    command += ["--jobs", "2", "--now", NOW, "--quiet"]
+    done = subprocess.run(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    output = done.stdout.decode()
+    assert done.returncode == 0, output
+    assert "Traceback" not in output and "Exception ignored" not in output, output
+    assert (out / "health.jsonl").stat().st_size > 0
