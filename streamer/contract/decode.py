@@ -5,7 +5,14 @@ from __future__ import annotations
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from streamer.contract.events import EVENT_ADAPTER, EVENT_FAMILY, FAMILY_EVENT_TYPES, Event
+from streamer.contract.events import (
+    EVENT_ADAPTER,
+    EVENT_FAMILY,
+    FAMILY_EVENT_TYPES,
+    NAME_RULE,
+    NAME_TEXT,
+    Event,
+)
 
 
 class Rejected(Exception):
@@ -60,6 +67,8 @@ def _describe(error: ErrorDetails) -> str:
     if event_type:
         where += f" of {event_type}"
     message = error["msg"].removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NAME_TEXT:
+        message = NAME_RULE
     if kind.startswith(("datetime", "timezone")):
         message += "; expected RFC 3339 with an offset, e.g. 2024-03-05T14:03:00Z"
     if kind == "missing":

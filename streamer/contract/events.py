@@ -25,7 +25,11 @@ from pydantic import (
 
 from streamer.core.vocabulary import Band
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+# Identifiers and names end up in Redis keys, URLs, the dashboard, reasons and terminals: no
+# control characters (C0, DEL, C1) and no bidirectional overrides that reorder what is shown.
+NAME_TEXT = "^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
+NAME_RULE = "must not contain control characters or bidirectional overrides"
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
 INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)
 PositiveInt = Annotated[int, Field(strict=True, ge=1, le=INT_MAX)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=INT_MAX)]
@@ -141,7 +145,7 @@ class SubscriptionState(Envelope):
     """The full state of a subscription (not a delta)."""
 
     subscription_id: Id
-    plan: Annotated[str, Field(min_length=1, max_length=128)]
+    plan: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
     amount: Amount
     currency: Currency
     interval: Interval
@@ -206,7 +210,7 @@ class UsageRecorded(Envelope):
 
     event_type: Literal["usage.recorded"]
     user_id: Id
-    feature: Annotated[str, Field(min_length=1, max_length=128)]
+    feature: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
     count: PositiveInt = 1
 
 
@@ -219,7 +223,7 @@ class TicketOpened(Envelope):
     event_type: Literal["ticket.opened"]
     ticket_id: Id
     priority: Priority
-    channel: Annotated[str, Field(max_length=64)] | None = None
+    channel: Annotated[str, Field(max_length=64, pattern=NAME_TEXT)] | None = None
 
 
 class TicketResolved(Envelope):
@@ -248,7 +252,7 @@ class SurveyAnswered(Envelope):
     score: Annotated[int, Field(strict=True)]
     respondent_id: Id
     comment: Annotated[str, Field(max_length=4000)] | None = None
-    context: Annotated[str, Field(max_length=64)] | None = None
+    context: Annotated[str, Field(max_length=64, pattern=NAME_TEXT)] | None = None
 
     @model_validator(mode="after")
     def _score_in_range(self) -> SurveyAnswered:
@@ -263,9 +267,9 @@ class SurveyAnswered(Envelope):
 
 # -- cs.subscriptions: who the account is, and CSM overrides -------------------------------------
 
-Text = Annotated[str, Field(min_length=1, max_length=256)]
-Label = Annotated[str, Field(min_length=1, max_length=128)]
-AttributeKey = Annotated[str, Field(min_length=1, max_length=64)]
+Text = Annotated[str, Field(min_length=1, max_length=256, pattern=NAME_TEXT)]
+Label = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
+AttributeKey = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_TEXT)]
 AttributeValue = Annotated[str, Field(max_length=1000)]
 MAX_ATTRIBUTES = 64  # outer limit; the configuration's input.max_attributes is the deployment's
 

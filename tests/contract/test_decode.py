@@ -378,3 +378,37 @@ def test_override_refuses_an_expiry_before_it_is_set_and_a_bad_band() -> None:
     assert "field 'band'" in rejected(message("health.override", band="purple"))
     assert "field 'reason'" in rejected(message("health.override", reason=""))
     assert "field 'score'" in rejected(message("health.override", band=None, score=101))
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        ("usage.recorded", "event_id"),
+        ("usage.recorded", "account_id"),
+        ("usage.recorded", "user_id"),
+        ("usage.recorded", "feature"),
+        ("subscription.started", "subscription_id"),
+        ("subscription.started", "plan"),
+        ("ticket.opened", "ticket_id"),
+        ("ticket.opened", "channel"),
+        ("survey.answered", "respondent_id"),
+        ("survey.answered", "context"),
+    ],
+)
+@pytest.mark.parametrize("bad", ["\n", "\x00", "\x1b[2J", "\x7f", "\x85", "\u202e", "\u2067"])
+def test_names_with_control_characters_or_bidi_overrides_are_refused(
+    event_type: str, field: str, bad: str
+) -> None:
+    # They would reach Redis keys, URLs, the dashboard and terminals as they are.
+    reason = rejected(message(event_type, **{field: f"acme{bad}corp"}))
+    assert reason.startswith(
+        f"field {field!r} of {event_type}: must not contain control characters or bidirectional "
+        "overrides (got 'acme"
+    )
+
+
+def test_names_in_any_script_and_free_text_with_line_breaks_are_accepted() -> None:
+    event = decode_event(orjson.dumps(message("usage.recorded", account_id="Ünïcødé 株式会社 ‏")))
+    assert event.account_id == "Ünïcødé 株式会社 ‏"
+    answer = decode_event(orjson.dumps(message("survey.answered", comment="line one\nline two\t!")))
+    assert answer.comment == "line one\nline two\t!"
