@@ -264,6 +264,17 @@ POISONS: list[Poison] = [
     ),
     Poison("nul-bytes", _raw(b'{"event_id": "n\x00ul"}\x00'), "not valid JSON"),
     Poison(
+        "terminal-escape-feature",
+        _usage("terminal-escape-feature", feature="\x1b[2J\x1b[31mreports"),
+        "field 'feature' of usage.recorded: must not contain control characters",
+    ),
+    Poison(
+        "bidi-override-plan",
+        _started("bidi-override-plan", plan="pro\u202eevil"),
+        "field 'plan' of subscription.started: must not contain control characters",
+        family="subscriptions",
+    ),
+    Poison(
         "wrong-topic",
         _usage("wrong-topic"),
         "does not belong on the subscriptions topic",
