@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -463,6 +463,7 @@ class Progress:
     started: float
     points: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, committed)
     done_at: float | None = None
+    done_wall: float = math.inf  # time.time() when caught up: the workers' logs are in wall time
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (perf_counter, worker CPU s)
 
     @property
@@ -501,7 +502,7 @@ async def wait_committed(
         value = sum(min(committed.get(tp, 0), end) for tp, end in wanted.items())
         progress.points.append((now, value))
         if all(committed.get(tp, 0) >= end for tp, end in wanted.items()):
-            progress.done_at = now
+            progress.done_at, progress.done_wall = now, time.time()
             return progress
         if value != last_value:
             last_change, last_value = now, value
@@ -731,9 +732,12 @@ def partition_loads(ends: dict[TopicPartition, int], partitions: int) -> list[in
     return loads
 
 
-def final_owners(logs: Sequence[Path]) -> dict[int, int]:
+def final_owners(logs: Sequence[Path], until: float = math.inf) -> dict[int, int]:
     """Partition -> index in `logs` of the worker that built its engine last ("partition engine
-    ready" lines, by their timestamps): who held it at the end."""
+    ready" lines, by their timestamps) up to `until` (time.time()): who held it when the group
+    caught up. Later lines are left out: the workers are stopped one after the other, and the
+    last one takes over the partitions of those stopped before it."""
+    last = datetime.fromtimestamp(until, UTC).isoformat(timespec="milliseconds") if until < math.inf else "~"
     latest: dict[int, tuple[str, int]] = {}
     for number, path in enumerate(logs):
         with contextlib.suppress(OSError):
@@ -742,7 +746,7 @@ def final_owners(logs: Sequence[Path]) -> dict[int, int]:
                     continue
                 with contextlib.suppress(orjson.JSONDecodeError):
                     record = orjson.loads(line)
-                    if isinstance(record.get("partition"), int):
+                    if isinstance(record.get("partition"), int) and str(record.get("ts", "")) <= last:
                         seen = (str(record.get("ts", "")), number)
                         latest[record["partition"]] = max(latest.get(record["partition"], seen), seen)
     return {partition: number for partition, (_, number) in latest.items()}
@@ -899,7 +903,7 @@ async def main(args: argparse.Namespace) -> int:
         if args.two:
             two = await workers("two", 2, None)
             seconds, cpu = seconds_cpu(two)
-            owners = final_owners([run.run_dir / f"two-{number}.log" for number in range(2)])
+            owners = final_owners([run.run_dir / f"two-{number}.log" for number in range(2)], two.done_wall)
             sides = [sum(loads[p] for p, owner in owners.items() if owner == number) for number in range(2)]
             print(
                 f"  b2. two workers: {seconds:.1f} s; partitions at the end "
