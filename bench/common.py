@@ -8,6 +8,7 @@ Imported as a sibling module (bench/ is on `sys.path` when a benchmark runs as a
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,18 @@ def add_portfolio(parser: argparse.ArgumentParser, *, accounts: int, months: int
 def add_baseline(parser: argparse.ArgumentParser) -> None:
     """`--baseline DIR`: a checkout of other code (e.g. a `git worktree`) measured in the same run."""
     parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    """`--json FILE`: the figures of the report, for `scale_table.py` (which reads them)."""
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE")
+
+
+def write_json(path: Path | None, figures: Mapping[str, Any]) -> None:
+    """Write `figures` with the revision and the load when `--json` asked for them."""
+    if path is not None:
+        record = {"revision": git_revision(), "load_end": load(), **figures}
+        path.write_text(json.dumps(record, indent=1, default=str))
 
 
 def checkouts(baseline: Path | None) -> dict[str, Path]:

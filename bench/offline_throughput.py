@@ -255,6 +255,13 @@ async def main(args: argparse.Namespace) -> int:
             cli = fastest if cli is None or fastest.rate > cli.rate else cli
     print_table(results, baseline)
     print(f"load average now {load()} (other work on the machine slows the wall-clock numbers)")
+    if args.json is not None:
+        stages = {
+            r.stage: {"events": r.events, "seconds": r.seconds, "events_per_s": r.rate, "cpu_s": r.cpu}
+            for r in results
+        }
+        figures = {"revision": git_revision(), "file": str(path), "load_end": load(), "stages": stages}
+        args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
     if cli is not None:
         needed = TARGET_EVENTS / TARGET_SECONDS
         projected = TARGET_EVENTS / cli.rate if cli.rate else float("inf")
@@ -308,6 +315,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="1,2",
         type=lambda text: [int(part) for part in text.split(",")],
         help="comma-separated --jobs values for stage d (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the figures to FILE (bench/scale_table.py reads it)",
     )
     args = parser.parse_args(argv)
     if not set(args.stages) <= set("abcd"):

@@ -59,6 +59,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from common import (  # noqa: E402
     Row,
     add_baseline,
+    add_json,
     add_portfolio,
     checkouts,
     cpu_seconds,
@@ -66,6 +67,7 @@ from common import (  # noqa: E402
     print_checkouts,
     print_table,
     rss,
+    write_json,
 )
 from wide_portfolio import portfolio  # noqa: E402
 
@@ -512,6 +514,7 @@ def main() -> None:
     add_portfolio(options, accounts=2000, months=1, seed=11)
     options.add_argument("--settle", type=float, default=40.0, help="seconds for the log cleaner")
     add_baseline(options)
+    add_json(options)
     options.add_argument(
         "--clone",
         type=int,
@@ -557,6 +560,7 @@ def main() -> None:
             f"(1 month, seed {args.seed}), {args.history} records each, {PARTITIONS} partitions"
         )
         report(results, args.baseline, CHANGELOG_ROWS + (STANDBY_ROWS if args.standby else ()))
+        write_json(args.json, {"columns": results})
         return
     events, count = portfolio(args.accounts, args.months, args.seed)
     results = {
@@ -565,6 +569,7 @@ def main() -> None:
     }
     print(f"recovery: {events.name}: {count:,} events, {args.accounts:,} accounts, {PARTITIONS} partitions")
     report(results, args.baseline, ROWS)
+    write_json(args.json, {"columns": results})
 
 
 def report(results: dict[str, dict[str, Any]], base: Path | None, rows: Iterable[Row]) -> None:

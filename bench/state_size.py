@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from common import add_portfolio, parser, rss
+from common import add_json, add_portfolio, parser, rss, write_json
 from machine import git_revision, load
 from write_log import WriteLog, realistic_offsets, written_back
 
@@ -180,6 +180,7 @@ def main() -> None:
         return
     options = parser(__doc__)
     add_portfolio(options, accounts=500, months=2, seed=7)
+    add_json(options)
     args = options.parse_args()
 
     path = portfolio(args.accounts, args.months, args.seed)
@@ -244,6 +245,17 @@ def main() -> None:
     for name, size in parts_resident.items():
         print(f"  {name:32} {size:9,.0f}")
     print(f"  {'sum':32} {sum(parts_resident.values()):9,.0f}")
+    write_json(
+        args.json,
+        {
+            "accounts": n,
+            "events": count,
+            "changelog_bytes_per_record": encoded / records,
+            "record_bytes_per_account": whole_c / n,
+            "tracemalloc_bytes_per_account": resident / n,
+            "rss_bytes_per_account": grown / n,
+        },
+    )
 
 
 if __name__ == "__main__":

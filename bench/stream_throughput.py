@@ -816,6 +816,8 @@ async def main(args: argparse.Namespace) -> int:
     await admin.start()
     worker: asyncio.subprocess.Process | None = None
     log_path = run.run_dir / "worker.log"
+    # The figures `--json` writes: events/s and events per CPU second by row, the latency.
+    summary: dict[str, Any] = {"revision": git_revision(), "load_start": load(), "events": len(events)}
     try:
         await ensure_topics(run.settings)
         raw_topic = run.topic("bench-raw")
@@ -939,6 +941,7 @@ async def main(args: argparse.Namespace) -> int:
         print(f"  b. worker: {wall:.1f} s", flush=True)
         first_at, first_value = next(((at, v) for at, v in progress.points if v > 0), (progress.started, 0))
         steady = (total - first_value) / (progress.done_at - first_at) if progress.done_at > first_at else 0.0
+        summary["startup_s"] = first_at - progress.started
         outputs = await topic_totals(
             run.bootstrap, [run.topic(name) for name in ("alerts", "health", "deadletter")], run.partitions
         )
@@ -962,6 +965,10 @@ async def main(args: argparse.Namespace) -> int:
         )
         raw_rate = by_label["raw"][0]
         previous = by_label.get("previous")
+        summary["rows"] = {
+            key: {"events_per_s": rate, "events_per_cpu_s": cpu} for key, (rate, cpu) in by_label.items()
+        }
+        summary["two_bound"] = bound
 
         def versus_previous(key: str, index: int) -> str:
             if previous is None or key not in ("one", "two", "previous"):
@@ -1061,6 +1068,14 @@ async def main(args: argparse.Namespace) -> int:
                     )
                 )
             p99 = worker_latency.p(0.99)
+            summary["latency"] = {
+                "rate": achieved,
+                "worker_p50_ms": worker_latency.p(0.5),
+                "worker_p99_ms": p99,
+                "relay_p50_ms": baseline.p(0.5),
+                "relay_p99_ms": baseline.p(0.99),
+                "missing": worker_latency.missing,
+            }
             print(
                 f"target: publish -> alert p99 <= {TARGET_P99_MS:g} ms at 2,000 events/s: "
                 f"{'MET' if p99 <= TARGET_P99_MS and achieved >= 1900 else 'NOT MET'} "
@@ -1075,6 +1090,9 @@ async def main(args: argparse.Namespace) -> int:
         if worker is not None:
             print(await stop_worker(worker))
         print(f"load average now {load()} (other work on the machine slows every number here)")
+        if args.json is not None:
+            summary["load_end"] = load()
+            args.json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         if args.keep:
             print(f"kept topics {run.prefix}* and {run.run_dir}")
         else:
@@ -1147,6 +1165,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --profile: sample the C frames too (the compiled core's functions by name)",
     )
     add("--keep", action="store_true", help="keep the run's topics and worker data dir")
+    add(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the figures to FILE (bench/scale_table.py reads it)",
+    )
     args = parser.parse_args(argv)
     args.peers = [name.strip() for name in args.peers.split(",") if name.strip()]
     unknown = [name for name in args.peers if name not in PEERS]

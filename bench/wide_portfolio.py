@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import revision, rss
+from common import add_json, revision, rss, write_json
 
 BENCH_DIR = Path(__file__).resolve().parent
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -454,6 +454,7 @@ def main() -> None:
         help="events per worker batch: a backfill fills the worker's batches (4,000); a live "
         "stream makes small ones, where every midnight falls in a batch of its own",
     )
+    add_json(parser)
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--recover", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -504,6 +505,8 @@ def main() -> None:
     )
     same = len({(r["accepted"], r["alerts"], r["alert_ids"]) for r in results.values()}) == 1
     print(f"same accepted events and alerts (ids and raised_at) in every column: {'yes' if same else 'NO'}")
+    portfolio_size = {"events": events, "accounts": accounts, "months": args.months}
+    write_json(args.json, {"columns": results, "same_outputs": same, "idle": found, **portfolio_size})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,303 @@
+"""Issue 11's targets measured in one run: the table of the README's performance section.
+
+Runs the benchmarks below one after the other, each in a process of its own with `--json`, and
+prints one markdown table: each target, the figure measured (the median of `--rounds` runs, with
+their range), what it is compared with in the same run, and whether it is met. Nothing else
+should run on the machine meanwhile: the load average at the start and the end is printed.
+
+  stream   stream_throughput.py --accounts 30 --latency-seconds 30 --no-two
+           (the Quix Streams and faust peers in the first round only)
+  two      stream_throughput.py --accounts 100 --partitions 16 --peers '' --latency-seconds 0
+  offline  offline_throughput.py --stages acd --jobs 1,2          (about 1M simulated events)
+  wide     wide_portfolio.py --accounts 2000 --months 3            (usage-light accounts)
+  state    state_size.py --accounts 500 --months 2                 (usage-heavy accounts)
+  recovery recovery.py --clone 2000 --accounts 100000 --history 6 --settle 60
+
+Needs the local stack (`streamer local up`, then export the HEALTHSTREAM_* lines it prints).
+
+    .venv/bin/python bench/scale_table.py                    # about 40 minutes on 2 idle cores
+    .venv/bin/python bench/scale_table.py --rounds 1 --only stream,offline
+    .venv/bin/python bench/scale_table.py --baseline DIR     # wide and recovery also measure DIR
+
+Each benchmark's own report goes to `bench/out/scale-<time>/<name>-<round>.log` with its JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from common import BENCH_DIR, revision
+from machine import git_revision, load
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark of the run: its script and arguments (`first` replaces them in round 1)."""
+
+    script: str
+    args: tuple[str, ...]
+    first: tuple[str, ...] | None = None
+    baseline: bool = False  # takes `--baseline DIR`
+
+
+BENCHES: dict[str, Bench] = {
+    "stream": Bench(
+        "stream_throughput.py",
+        ("--accounts", "30", "--latency-seconds", "30", "--no-two", "--peers", ""),
+        first=("--accounts", "30", "--latency-seconds", "30", "--no-two"),
+    ),
+    "two": Bench(
+        "stream_throughput.py",
+        ("--accounts", "100", "--partitions", "16", "--peers", "", "--latency-seconds", "0"),
+    ),
+    "offline": Bench("offline_throughput.py", ("--stages", "acd", "--jobs", "1,2")),
+    "wide": Bench("wide_portfolio.py", ("--accounts", "2000", "--months", "3"), baseline=True),
+    "state": Bench("state_size.py", ("--accounts", "500", "--months", "2")),
+    "recovery": Bench(
+        "recovery.py",
+        ("--clone", "2000", "--accounts", "100000", "--history", "6", "--settle", "60"),
+        baseline=True,
+    ),
+}
+
+
+def run_benches(args: argparse.Namespace, out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each chosen benchmark `--rounds` times, one at a time: name -> the JSON of each round."""
+    results: dict[str, list[dict[str, Any]]] = {}
+    for name in args.only:
+        bench = BENCHES[name]
+        for number in range(1, args.rounds + 1):
+            extra = bench.first if number == 1 and bench.first is not None else bench.args
+            figures = out / f"{name}-{number}.json"
+            command = [sys.executable, str(BENCH_DIR / bench.script), *extra, "--json", str(figures)]
+            if bench.baseline and args.baseline is not None:
+                command += ["--baseline", str(args.baseline)]
+            log = out / f"{name}-{number}.log"
+            print(f"  {name} {number}/{args.rounds}: {' '.join(command[1:])}", flush=True)
+            started = time.perf_counter()
+            with log.open("wb") as sink:
+                done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, check=False)
+            seconds = time.perf_counter() - started
+            if done.returncode != 0 or not figures.exists():
+                print(f"    failed ({done.returncode}) after {seconds:.0f} s; see {log}", flush=True)
+                continue
+            print(f"    {seconds:.0f} s, load {load()}", flush=True)
+            results.setdefault(name, []).append(json.loads(figures.read_text()))
+    return results
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def values(runs: Sequence[dict[str, Any]], pick: Callable[[dict[str, Any]], float | None]) -> list[float]:
+    found = []
+    for run in runs:
+        try:
+            value = pick(run)
+        except (KeyError, TypeError, ZeroDivisionError):
+            continue
+        if value is not None:
+            found.append(float(value))
+    return found
+
+
+def shown(found: Sequence[float], form: str = "{:,.0f}") -> str:
+    """The median, and the range when there were several runs."""
+    if not found:
+        return "not measured"
+    middle = form.format(statistics.median(found))
+    if len(found) == 1:
+        return middle
+    return f"{middle} ({form.format(min(found))}-{form.format(max(found))}, {len(found)} runs)"
+
+
+def verdict(found: Sequence[float], met: Callable[[float], bool]) -> str:
+    if not found:
+        return "-"
+    return "yes" if met(statistics.median(found)) else "**no**"
+
+
+def peer(run: dict[str, Any], start: str) -> float | None:
+    """A peer's events per CPU second in a stream run (its row's label starts with `start`)."""
+    found = [figures for key, figures in run["rows"].items() if key.startswith(start)]
+    return found[0]["events_per_cpu_s"] if found else None
+
+
+def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, str]]:
+    """(target, measured, compared with in the same run, met?) for every target of issue 11."""
+    stream, two = results.get("stream", []), results.get("two", [])
+    offline, wide = results.get("offline", []), results.get("wide", [])
+    state, recovery = results.get("state", []), results.get("recovery", [])
+    table = []
+
+    def row(key: str, field: str) -> Callable[[dict[str, Any]], float]:
+        return lambda run: run["rows"][key][field]
+
+    cpu = values(stream, row("one", "events_per_cpu_s"))
+    steady = values(stream, row("one-steady", "events_per_cpu_s"))
+    relay = values(stream, row("raw", "events_per_cpu_s"))
+    peers = {
+        label: values(stream, partial(peer, start=start))
+        for label, start in (
+            ("Quix Streams", "p. Quix Streams"),
+            ("faust batches", "p. faust take_events"),
+            ("faust per event", "p. faust per event"),
+        )
+    }
+    others = "; ".join(f"{label} {shown(found)}" for label, found in peers.items() if found)
+    table.append(
+        (
+            "worker ≥ 15,000 events per CPU second (start to caught up)",
+            f"{shown(cpu)}; {shown(steady)} from the first commit on",
+            f"plain aiokafka relay {shown(relay)}" + (f"; {others}" if others else ""),
+            verdict(cpu, lambda v: v >= 15_000),
+        )
+    )
+    rate = values(stream, row("one", "events_per_s"))
+    relay_rate = values(stream, row("raw", "events_per_s"))
+    table.append(
+        (
+            "worker ≥ 10,000 events/s, one process",
+            shown(rate),
+            f"plain aiokafka relay {shown(relay_rate)}",
+            verdict(rate, lambda v: v >= 10_000),
+        )
+    )
+    scale = values(two, lambda run: run["rows"]["two"]["events_per_s"] / run["rows"]["one"]["events_per_s"])
+    bound = values(two, lambda run: run["two_bound"])
+    table.append(
+        (
+            "two processes ≥ 1.6x one (100 accounts, 16 partitions)",
+            shown(scale, "{:.2f}x"),
+            f"one process in the same run; the partitions allow at most {shown(bound, '{:.2f}x')}",
+            verdict(scale, lambda v: v >= 1.6),
+        )
+    )
+    p99 = values(stream, lambda run: run["latency"]["worker_p99_ms"])
+    relay_p99 = values(stream, lambda run: run["latency"]["relay_p99_ms"])
+    table.append(
+        (
+            "publish → alert p99 ≤ 300 ms at 2,000 events/s",
+            f"{shown(p99)} ms",
+            f"plain relay p99 {shown(relay_p99)} ms",
+            verdict(p99, lambda v: v <= 300),
+        )
+    )
+    jobs2 = values(offline, lambda run: run["stages"]["d. `streamer offline --jobs 2`"]["events_per_s"])
+    jobs1 = values(offline, lambda run: run["stages"]["d. `streamer offline --jobs 1`"]["events_per_s"])
+    parse = values(offline, lambda run: run["stages"]["a. read + JSON parse (orjson)"]["events_per_s"])
+    table.append(
+        (
+            "`streamer offline` ≥ 50,000 events/s (1M events in 20 s)",
+            f"{shown(jobs2)} with `--jobs 2`, {shown(jobs1)} with `--jobs 1`",
+            f"reading and parsing the file alone {shown(parse)}",
+            verdict(jobs2, lambda v: v >= 50_000),
+        )
+    )
+    light = values(wide, lambda run: run["columns"]["this checkout"]["events_per_cpu_s"])
+    # The same portfolio at 100k accounts and 12 months: its events per account-month times 1.2M,
+    # at the CPU cost per event measured, on two cores each busy all the time (the best case).
+    events = values(wide, lambda run: 1_200_000 * run["events"] / run["accounts"] / run["months"])
+    minutes = [n / value / 2 / 60 for n, value in zip(events, light, strict=False)]
+    base_light = values(wide, lambda run: run["columns"]["baseline"]["events_per_cpu_s"])
+    table.append(
+        (
+            "100k accounts x 12 months usage-light offline ≤ 10 min",
+            f"{shown(light)} events per CPU second (2,000 x 3 months): about {shown(minutes)} min for "
+            f"the {shown([n / 1e6 for n in events], '{:.1f}')}M events on two idle cores (extrapolated)",
+            f"baseline checkout {shown(base_light)}" if base_light else "-",
+            verdict(minutes, lambda v: v <= 10),
+        )
+    )
+    light_rss = values(wide, lambda run: run["columns"]["this checkout"]["rss_per_account"])
+    heavy_rss = values(state, lambda run: run["rss_bytes_per_account"])
+    table.append(
+        (
+            "≤ 8 KB resident per account",
+            f"usage-light {shown(light_rss)} B; usage-heavy {shown(heavy_rss)} B",
+            "-",
+            verdict([max(a, b) for a, b in zip(light_rss, heavy_rss, strict=False)], lambda v: v <= 8192),
+        )
+    )
+    light_log = values(wide, lambda run: run["columns"]["this checkout"]["changelog_per_update"])
+    heavy_log = values(state, lambda run: run["changelog_bytes_per_record"])
+    table.append(
+        (
+            "≤ 2 KB to the changelog per account update",
+            f"usage-light {shown(light_log)} B; usage-heavy {shown(heavy_log)} B",
+            "-",
+            verdict([max(a, b) for a, b in zip(light_log, heavy_log, strict=False)], lambda v: v <= 2048),
+        )
+    )
+    cold = values(recovery, lambda run: run["columns"]["this checkout"]["recovery_s_per_100k"])
+    failover = values(recovery, lambda run: run["columns"]["this checkout"]["failover_s"])
+    base_cold = values(recovery, lambda run: run["columns"]["baseline"]["recovery_s_per_100k"])
+    table.append(
+        (
+            "recovery of 100k accounts ≤ 60 s",
+            f"{shown(cold, '{:,.1f}')} s with the store lost; {shown(failover, '{:,.1f}')} s from a "
+            "SIGKILL to every partition ready on a new worker",
+            f"baseline checkout {shown(base_cold, '{:,.1f}')} s" if base_cold else "-",
+            verdict(cold, lambda v: v <= 60),
+        )
+    )
+    return table
+
+
+def print_markdown(table: list[tuple[str, str, str, str]]) -> None:
+    print("| target | this run | compared with, in the same run | met? |")
+    print("|---|---|---|---|")
+    for cells in table:
+        if cells[-1] != "-":  # a target none of the benchmarks run measured is left out
+            print("| " + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each benchmark (default: %(default)s)")
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHES),
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        help="comma-separated benchmarks to run (default: all: %(default)s)",
+    )
+    parser.add_argument("--baseline", type=Path, help="a checkout that wide and recovery measure too")
+    parser.add_argument("--from", dest="source", type=Path, help="print the table of an earlier run's folder")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.only if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    if args.source is not None:
+        out = args.source
+        results: dict[str, list[dict[str, Any]]] = {}
+        for path in sorted(out.glob("*-*.json")):
+            results.setdefault(path.stem.rsplit("-", 1)[0], []).append(json.loads(path.read_text()))
+    else:
+        out = BENCH_DIR / "out" / f"scale-{time.strftime('%Y%m%d-%H%M%S')}"
+        out.mkdir(parents=True)
+        against = f"; baseline {revision(args.baseline)}" if args.baseline else ""
+        print(f"revision {git_revision()}{against}; load at the start {load()}; reports in {out}", flush=True)
+        results = run_benches(args, out)
+        print(f"load at the end {load()}\n", flush=True)
+    revisions = sorted({run.get("revision", "?") for runs in results.values() for run in runs})
+    print(f"issue 11's targets, one run of revision {', '.join(revisions)} ({out.name}):\n")
+    print_markdown(rows(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
