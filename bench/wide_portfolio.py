@@ -246,16 +246,26 @@ def idle_days(path: Path) -> dict[str, float]:
 # -- one measurement, in a process of its own ----------------------------------------------------
 
 
+SCORE_CONFIG_ENV = "WIDE_PORTFOLIO_SCORE_CONFIG"  # how --score-config reaches the children
+
+
+def score_config() -> Any:
+    """The default score configuration, or the file `--score-config` named (as `--config` reads it)."""
+    from streamer.settings import load_score_config
+
+    path = os.environ.get(SCORE_CONFIG_ENV)
+    return load_score_config(Path(path) if path else None)
+
+
 def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
     """Offline run with the worker's write-back pattern; the final records go to `records_path`."""
     from write_log import WriteLog, realistic_offsets, written_back
 
-    from streamer.core.config import ScoreConfig
     from streamer.core.engine import PartitionEngine
     from streamer.offline.runner import OfflineRun
     from streamer.state import codec
 
-    config = ScoreConfig()
+    config = score_config()
     run = OfflineRun(config, PARTITIONS, published_ms=int(time.time() * 1000))
     stores = [WriteLog() for _ in range(PARTITIONS)]
     run.stores = stores  # type: ignore[assignment]
@@ -353,11 +363,10 @@ def measure(path: Path, records_path: Path, batch_size: int) -> dict[str, Any]:
 
 def recover(records_path: Path) -> dict[str, Any]:
     """Decode every account and rebuild the partitions' engines, as a worker does on recovery."""
-    from streamer.core.config import ScoreConfig
     from streamer.core.engine import Clock, PartitionEngine
     from streamer.state import codec
 
-    config = ScoreConfig()
+    config = score_config()
     gc.collect()
     before = rss()
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -455,6 +464,13 @@ def main() -> None:
         "stream makes small ones, where every midnight falls in a batch of its own",
     )
     add_json(parser)
+    parser.add_argument(
+        "--score-config",
+        type=Path,
+        metavar="TOML",
+        help="score with this configuration file (as `streamer offline --config` reads it, e.g. "
+        "[time] idle_rescore_days = 7) in every column instead of the defaults",
+    )
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--recover", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -468,6 +484,9 @@ def main() -> None:
 
     from machine import git_revision, load
 
+    if args.score_config is not None:
+        os.environ[SCORE_CONFIG_ENV] = str(args.score_config.resolve())
+        print(f"score configuration: {args.score_config}")
     path, events = portfolio(args.accounts, args.months, args.seed)
     here = BENCH_DIR.parent
     results = {"this checkout": figures(here, path, args.batch)}

@@ -504,6 +504,10 @@ class Time(Strict):
     allowed_lateness_days: Annotated[float, Field(ge=0)] = 7
     rescore_interval_hours: Annotated[float, Field(gt=0)] = 24
     usage_rescore_minutes: Annotated[float, Field(ge=0)] = 60  # usage alone re-scores at most this often
+    # Idle accounts that are re-scored at every tick (30 days after their last event, or near a
+    # renewal) are re-scored every this many days instead, and at the instants a silence alert or
+    # the renewal window begins; None: at every tick (see README, "Idle accounts").
+    idle_rescore_days: Annotated[float, Field(ge=1, le=7)] | None = None
     portfolio_history_months: Annotated[int, Field(ge=2, le=240)] = 36
 
 

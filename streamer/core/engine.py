@@ -84,6 +84,10 @@ class PartitionEngine:
         self._interval = int(config.time.rescore_interval_hours * HOUR)
         self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
         self._renewal_window = config.lifecycle.renewal_window_days * DAY
+        every = config.time.idle_rescore_days
+        # An idle account due at every tick is re-scored once this long after its last scoring.
+        self._idle_gap = -1 if every is None else round(every * DAY) - self._interval
+        self._silence = round(config.alerts.silence_days * DAY)
         self._currency = config.currency.reporting
         self.usage_since: int | None = None  # the first usage event the partition saw
         # References of the grid points a late event can still reach (the one before it included).
@@ -311,6 +315,8 @@ class PartitionEngine:
         Always when an MRR change fell due since it was scored. Otherwise daily for 30 days after
         its last event, or while a ticket is open or a renewal is within the renewal window;
         weekly otherwise; never once it has churned with nothing scheduled and no recent usage.
+        With `time.idle_rescore_days`, "daily" for the 30 days and the renewal window becomes
+        every that many days and at the alert lines in between (`_alert_line_passed`).
         (An account scored shortly before the tick is re-scored too: skipping it would make its
         final snapshot depend on whether a late event arrived before or after the tick.)
         """
@@ -325,12 +331,26 @@ class PartitionEngine:
         confirm = band_confirm_due(account.alerts, self.config.alerts)
         if confirm is not None and account.now < confirm <= tick:
             return True  # a band change has held long enough to be acknowledged (alerts.py)
-        if tick - account.now >= QUIET_RESCORE or tick - account.last_event_at < ACTIVE_SPAN:
-            return True
-        if account.support.open_count:
+        if tick - account.now >= QUIET_RESCORE or account.support.open_count:
             return True
         renewal = revenue.next_renewal(tick)
-        return renewal is not None and renewal - tick <= self._renewal_window
+        near_renewal = renewal is not None and renewal - tick <= self._renewal_window
+        if not near_renewal and tick - account.last_event_at >= ACTIVE_SPAN:
+            return False
+        return tick - account.now > self._idle_gap or self._alert_line_passed(account, tick, renewal)
+
+    def _alert_line_passed(self, account: Account, tick: int, renewal: int | None) -> bool:
+        """Whether a silence alert's line (once and twice `silence_days` without use) or the start
+        of the renewal window fell since the account's last scoring: with `time.idle_rescore_days`
+        an idle account is re-scored then, not only every that many days."""
+        now = account.now
+        if renewal is not None and now < renewal - self._renewal_window <= tick:
+            return True
+        last_use, usage_since = account.usage.last_use, self.usage_since
+        if last_use is None or usage_since is None:
+            return False
+        since = max(last_use, account.first_seen, usage_since)
+        return now < since + self._silence <= tick or now < since + 2 * self._silence <= tick
 
     def _dormant(self, account: Account, tick: int) -> bool:
         """Churned long enough ago, scored since, nothing scheduled: re-scoring changes nothing.

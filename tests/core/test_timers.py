@@ -8,6 +8,7 @@ scorings and the same snapshots, also across a recovery from the stored accounts
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timedelta
 from typing import Any
 
 from streamer.contract.events import Event
@@ -57,8 +58,13 @@ def portfolio() -> list[Event]:
     return events
 
 
-def run(engine_type: type[PartitionEngine], events: list[Event], recover_at: int | None = None) -> Any:
-    config = ScoreConfig()
+def run(
+    engine_type: type[PartitionEngine],
+    events: list[Event],
+    recover_at: int | None = None,
+    config: ScoreConfig | None = None,
+) -> Any:
+    config = config or ScoreConfig()
     store: dict[str, Account] = {}
     engine = engine_type(config, store)
     alerts: list[dict[str, Any]] = []
@@ -109,3 +115,34 @@ def test_a_tick_visits_only_the_accounts_due_at_it() -> None:
     engine.tick(engine.clock.next_tick)  # 'leaves' churned long ago: dormant, never asked again
     assert "leaves" not in visited[before:]
     assert engine._due_at.get("leaves") is None
+
+
+WEEKLY = ScoreConfig.model_validate({"time": {"idle_rescore_days": 7}})
+
+
+def test_with_idle_rescore_days_the_timers_still_match_visiting_every_account() -> None:
+    events = portfolio()
+    expected = run(VisitAll, events, config=WEEKLY)
+    assert run(PartitionEngine, events, config=WEEKLY) == expected
+    assert run(PartitionEngine, events, recover_at=len(events) // 2, config=WEEKLY) == expected
+
+
+def test_idle_rescore_days_rescores_idle_accounts_less_and_keeps_the_alert_lines() -> None:
+    events = portfolio()
+    daily_alerts, daily_scorings, _ = run(PartitionEngine, events)
+    alerts, scorings, _ = run(PartitionEngine, events, config=WEEKLY)
+    assert len(scorings) < len(daily_scorings) * 0.75
+
+    def raised(found: list[dict[str, Any]], rule: str) -> list[tuple[str, str, str]]:
+        return [(a["account_id"], a["severity"], a["raised_at"]) for a in found if a["rule"] == rule]
+
+    # 'quiet' is re-scored at the silence lines (14 and 28 days without use) as when daily, so
+    # its silence alerts come on the same days.
+    assert raised(alerts, "silence") == raised(daily_alerts, "silence") != []
+    # A condition on the score itself is seen when the account is next re-scored: 'renews' falls
+    # into renewal_at_risk on day 15 (its NPS of 3, its use ending), seen on day 19 when weekly.
+    weekly, daily = raised(alerts, "renewal_at_risk"), raised(daily_alerts, "renewal_at_risk")
+    assert len(weekly) == len(daily) == 2
+    for (_, _, weekly_at), (_, _, daily_at) in zip(weekly, daily, strict=True):
+        delay = datetime.fromisoformat(weekly_at) - datetime.fromisoformat(daily_at)
+        assert timedelta(0) < delay < timedelta(days=7)
