@@ -10,6 +10,7 @@ should run on the machine meanwhile: the load average at the start and the end i
   two      stream_throughput.py --accounts 100 --partitions 16 --peers '' --latency-seconds 0
   offline  offline_throughput.py --stages acd --jobs 1,2          (about 1M simulated events)
   wide     wide_portfolio.py --accounts 2000 --months 3            (usage-light accounts)
+  wide-coarse  the same with --score-config bench/coarse_idle.toml    (weekly idle re-scoring)
   state    state_size.py --accounts 500 --months 2                 (usage-heavy accounts)
   recovery recovery.py --clone 2000 --accounts 100000 --history 6 --settle 60
 
@@ -62,6 +63,10 @@ BENCHES: dict[str, Bench] = {
     ),
     "offline": Bench("offline_throughput.py", ("--stages", "acd", "--jobs", "1,2")),
     "wide": Bench("wide_portfolio.py", ("--accounts", "2000", "--months", "3"), baseline=True),
+    "wide-coarse": Bench(
+        "wide_portfolio.py",
+        ("--accounts", "2000", "--months", "3", "--score-config", str(BENCH_DIR / "coarse_idle.toml")),
+    ),
     "state": Bench("state_size.py", ("--accounts", "500", "--months", "2")),
     "recovery": Bench(
         "recovery.py",
@@ -210,12 +215,25 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     events = values(wide, lambda run: 1_200_000 * run["events"] / run["accounts"] / run["months"])
     minutes = [n / value / 2 / 60 for n, value in zip(events, light, strict=False)]
     base_light = values(wide, lambda run: run["columns"]["baseline"]["events_per_cpu_s"])
+    coarse = results.get("wide-coarse", [])
+    coarse_light = values(coarse, lambda run: run["columns"]["this checkout"]["events_per_cpu_s"])
+    coarse_minutes = [n / value / 2 / 60 for n, value in zip(events, coarse_light, strict=False)]
+    coarse_alerts = values(coarse, lambda run: run["columns"]["this checkout"]["alerts"])
+    default_alerts = values(wide, lambda run: run["columns"]["this checkout"]["alerts"])
     table.append(
         (
             "100k accounts x 12 months usage-light offline ≤ 10 min",
             f"{shown(light)} events per CPU second (2,000 x 3 months): about {shown(minutes)} min for "
             f"the {shown([n / 1e6 for n in events], '{:.1f}')}M events on two idle cores (extrapolated)",
-            f"baseline checkout {shown(base_light)}" if base_light else "-",
+            (f"baseline checkout {shown(base_light)}; " if base_light else "")
+            + (
+                f"with `bench/coarse_idle.toml` (weekly idle re-scoring and peer grid) {shown(coarse_light)} "
+                f"events per CPU second, about {shown(coarse_minutes)} min; alerts {shown(coarse_alerts)} "
+                f"against {shown(default_alerts)}"
+                if coarse_light
+                else ""
+            )
+            or "-",
             verdict(minutes, lambda v: v <= 10),
         )
     )
