@@ -1298,3 +1298,45 @@ def test_the_mix_of_use_among_peers_streams_like_offline(
     streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
     assert sorted(streamed) == sorted(offline_alerts)
     assert [aid for aid, alert in streamed.items() if alert != offline_alerts[aid]] == []
+
+
+def test_weekly_idle_rescoring_streams_like_offline(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    """With `time.idle_rescore_days = 7` (and the weekly peer grid) the worker re-scores idle
+    accounts at the same midnights as `streamer offline --sort --config`: the same final
+    snapshots and the same alerts, ids and contents; and fewer snapshots than every midnight."""
+    coarse = tmp_path / "coarse.toml"
+    coarse.write_text("[time]\nidle_rescore_days = 7\n\n[peers]\nrefresh_days = 7\n")
+    events = history(11).events
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(coarse)})
+    deployment.replay(events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    offline: dict[str, dict[str, Any]] = {}
+    for name, config in (("coarse", coarse), ("daily", None)):
+        out = tmp_path / name
+        command = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS)]
+        command += ["--out", str(out), "--quiet", *(["--config", str(config)] if config else [])]
+        subprocess.run(command, check=True, env=clean_env(), timeout=300)
+        offline[name] = {
+            "accounts": {
+                record["account_id"]: record
+                for record in map(orjson.loads, (out / "accounts.jsonl").read_bytes().splitlines())
+            },
+            "alerts": {
+                alert["alert_id"]: alert
+                for alert in map(orjson.loads, (out / "alerts.jsonl").read_bytes().splitlines())
+            },
+            "snapshots": len((out / "health.jsonl").read_bytes().splitlines()),
+        }
+    assert offline["coarse"]["snapshots"] < offline["daily"]["snapshots"]
+    snapshots = deployment.final_snapshots()
+    expected = offline["coarse"]["accounts"]
+    differing = [aid for aid in sorted(expected) if snapshots.get(aid) != expected[aid]]
+    assert not differing, f"{len(differing)} of {len(expected)} differ: " + "; ".join(
+        f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, expected[aid])}" for aid in differing[:3]
+    )
+    streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
+    assert sorted(streamed) == sorted(offline["coarse"]["alerts"])
+    assert [aid for aid, alert in streamed.items() if alert != offline["coarse"]["alerts"][aid]] == []
