@@ -38,7 +38,15 @@ import orjson
 
 from streamer.core.config import ScoreConfig
 from streamer.core.portfolio import PeriodSums
-from streamer.offline.runner import BATCH, OfflineRun, Share, Summary, open_events, portfolio_of
+from streamer.offline.runner import (
+    BATCH,
+    OfflineRun,
+    Share,
+    Summary,
+    UnreadableInput,
+    open_events,
+    portfolio_of,
+)
 
 SEGMENT_BATCHES = 40  # a segment of lines (40 batches, 200,000 lines) is merged as soon as done
 KINDS = ("health", "alerts", "deadletter")
@@ -188,6 +196,11 @@ def _child(job: Job, index: int, share: Share, connection: Connection) -> None:
         _score_share(job, index, share, connection)
     except (BrokenPipeError, EOFError):  # the parent is gone: nothing left to report to
         os._exit(1)
+    except UnreadableInput as exc:  # the file's fault, not this process's: the same line as --jobs 1
+        try:
+            _send(connection, error=exc.message, unreadable=True)
+        finally:
+            os._exit(1)
     except BaseException as exc:  # one line for the parent, which fails the run with it
         try:
             _send(connection, error=f"{type(exc).__name__}: {exc}")
@@ -402,6 +415,8 @@ def _conduct(
     sentinels = {process.sentinel: index for index, process in enumerate(processes)}
 
     def check(index: int, message: dict[str, Any]) -> dict[str, Any]:
+        if message.get("unreadable"):
+            raise ChildFailed(message["error"])
         if "error" in message:
             names = ", ".join(str(p) for p in sorted(parts[index].partitions))
             raise ChildFailed(f"process {index} (partitions {names}) failed: {message['error']}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import re
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
+import click
 import orjson
 
 from streamer.contract.dead_letter import dead_letter_record
@@ -33,10 +35,53 @@ from streamer.partitioning import partition_of, partition_of_key
 from streamer.settings import FAMILIES
 
 
+class UnreadableInput(click.ClickException):
+    """An events file that cannot be read to its end (a truncated or fake .gz): one line, exit 1.
+
+    `--jobs` children hand its message to the parent as it is (see `offline.parallel`).
+    """
+
+
+class _GzipLines(gzip.GzipFile):
+    """A `.gz` events file whose damage ends the command with one line naming the file and the
+    last line read, instead of `EOFError` (which click reports as a bare "Aborted!") or a
+    traceback ending in `gzip.BadGzipFile` / `zlib.error`."""
+
+    lines = 0  # lines read so far
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            line = super().readline(-1 if size is None else size)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise self._unreadable(error) from None
+        if line.endswith(b"\n"):
+            self.lines += 1
+        return line
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(-1 if size is None else size)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise self._unreadable(error) from None
+
+    def _unreadable(self, error: Exception) -> UnreadableInput:
+        name = Path(str(self.name)).name
+        if isinstance(error, EOFError):
+            return UnreadableInput(
+                f"{name}: the gzip stream ends early (truncated file?) after line {self.lines:,}"
+            )
+        if isinstance(error, gzip.BadGzipFile) and str(error).startswith("Not a gzipped file"):
+            if self.lines == 0:
+                return UnreadableInput(f"{name}: not a gzip file (name it .jsonl, or gzip it)")
+            return UnreadableInput(f"{name}: data that is not gzip follows line {self.lines:,}")
+        return UnreadableInput(f"{name}: the gzip data is damaged after line {self.lines:,} ({error})")
+
+
 def open_events(path: Path) -> IO[bytes]:
-    """Open a JSONL file, gzip-compressed when its name ends in .gz."""
+    """Open a JSONL file, gzip-compressed when its name ends in .gz. Reading a damaged .gz
+    raises `UnreadableInput` (a click error: one line, exit 1)."""
     if path.suffix == ".gz":
-        return cast(IO[bytes], gzip.open(path, "rb"))
+        return cast(IO[bytes], _GzipLines(path, "rb"))
     return path.open("rb")
 
 
