@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streamer.cli_options import bootstrap_option, loglevel_option
+from streamer.cli_options import bootstrap_option, connect_timeout_option, loglevel_option
 from streamer.logs import configure_logging
 from streamer.notify.config import NotifyConfigError, load_notify_config
 from streamer.settings import Settings
@@ -62,6 +62,7 @@ Example config (TOML):
     help="Serve Prometheus /metrics and /healthz on this port (127.0.0.1 unless --metrics-host).",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@connect_timeout_option(30.0, "Seconds to wait for the broker at start-up before giving up (exit 1).")
 @loglevel_option()
 def notify(
     config_path: Path,
@@ -71,6 +72,7 @@ def notify(
     metrics_port: int | None,
     metrics_host: str,
     loglevel: str,
+    connect_timeout_s: float,
 ) -> None:
     """Deliver alerts from the alerts topic to HTTP webhooks.
 
@@ -83,6 +85,8 @@ def notify(
     `<prefix>notify.sent`, so a restart does not send an alert twice. Stop with Ctrl-C or SIGTERM.
     """
     from streamer.notify.service import NotifyOptions, run_notifier
+    from streamer.stream.broker import BrokerUnavailable
+    from streamer.stream.cli import fail
 
     try:
         config = load_notify_config(config_path)
@@ -94,6 +98,10 @@ def notify(
         start_from=start_from,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
+        connect_timeout_s=connect_timeout_s,
     )
     configure_logging(loglevel)
-    run_notifier(settings, config, options)
+    try:
+        run_notifier(settings, config, options)
+    except BrokerUnavailable as error:
+        fail("notify", error)

@@ -28,6 +28,7 @@ from streamer.notify.progress import Progress
 from streamer.notify.routing import route
 from streamer.notify.sentlog import KafkaSentLog
 from streamer.settings import Settings
+from streamer.stream.broker import wait_for_broker
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class NotifyOptions:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     sent_retention_days: float = 30.0
+    connect_timeout_s: float = 30.0  # how long `run_notifier` waits for a broker at start-up
 
 
 def decode_alert(value: bytes | None) -> dict[str, Any] | str:
@@ -228,9 +230,11 @@ class Notifier:
 
 
 def run_notifier(settings: Settings, config: NotifyConfig, options: NotifyOptions) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM. Raises BrokerUnavailable when no broker answers within
+    `options.connect_timeout_s` at start-up (aiokafka's own error is a long traceback)."""
 
     async def main() -> None:
+        await wait_for_broker(settings.kafka_bootstrap, options.connect_timeout_s, "delivering alerts")
         notifier = Notifier(settings, config, options)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

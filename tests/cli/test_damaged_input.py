@@ -121,7 +121,9 @@ def test_replay(files: dict[str, Path], kind: str, monkeypatch: pytest.MonkeyPat
     result = invoke("replay", files[kind], "--quiet")
     line = one_error_line(result)
     if kind == "trunc":
-        assert line.startswith("Error: trunc.jsonl.gz: the gzip stream ends early (truncated file?) after line ")
+        assert line.startswith(
+            "Error: trunc.jsonl.gz: the gzip stream ends early (truncated file?) after line "
+        )
     else:
         assert line == "Error: fake.jsonl.gz: not a gzip file (name it .jsonl, or gzip it)"
 

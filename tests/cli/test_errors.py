@@ -82,6 +82,19 @@ def test_alerts_tail_with_an_unreachable_broker_leaves_nothing_unclosed() -> Non
     ], done.stderr
 
 
+def test_notify_with_an_unreachable_broker(tmp_path: Path) -> None:
+    config = tmp_path / "n.toml"
+    config.write_text('[[destinations]]\nname = "x"\nurl = "http://127.0.0.1:9/hook"\n')
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    result = run(["notify", "--config", str(config), "--connect-timeout", "1", "--bootstrap", bootstrap])
+    assert result.exit_code == 1, result.output
+    assert one_line(result) == (
+        f"streamer notify: no Kafka broker answered at {bootstrap} within 1 s (delivering alerts); "
+        "start it (`streamer local up`, or `docker compose up -d kafka`) or point "
+        "HEALTHSTREAM_KAFKA_BOOTSTRAP (or --bootstrap) at a running one"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "variable", "value", "says"),
     [
