@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+
 import click
 
 from streamer.cli_options import loglevel_option
@@ -33,16 +37,45 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     settings = Settings()
     if redis_url:
         settings = settings.model_copy(update={"redis_url": redis_url})
+    try:
+        app = create_app(settings, view_settings)
+    except ValueError as error:  # redis-py refuses the URL (no redis://, rediss:// or unix://)
+        where = "--redis-url" if redis_url else "HEALTHSTREAM_REDIS_URL"
+        raise click.UsageError(f"{where} {settings.redis_url!r} is not a Redis URL ({error})") from None
     configure_logging(loglevel)
-    click.echo(
-        f"healthstream view of {settings.app_id!r} on http://{view_settings.host}:{view_settings.port}/ "
-        f"(Redis {settings.redis_url}; auth {'on' if view_settings.secret else 'off'})",
-        err=True,
-    )
-    web.run_app(
-        create_app(settings, view_settings),
-        host=view_settings.host,
-        port=view_settings.port,
-        print=None,
-        access_log=None,
-    )
+    address = f"http://{view_settings.host}:{view_settings.port}/"
+    listening = False
+
+    def banner(_aiohttp_message: str) -> None:  # aiohttp calls it once every socket listens
+        nonlocal listening
+        listening = True
+        click.echo(
+            f"healthstream view of {settings.app_id!r} on {address} "
+            f"(Redis {settings.redis_url}; auth {'on' if view_settings.secret else 'off'})",
+            err=True,
+        )
+
+    try:
+        web.run_app(app, host=view_settings.host, port=view_settings.port, print=banner, access_log=None)
+    except OSError as error:
+        if listening:
+            raise
+        raise click.ClickException(f"cannot listen on {address}: {_bind_problem(error)}") from None
+
+
+def _bind_problem(error: OSError) -> str:
+    """Why the view could not listen, and which setting to change."""
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        detail = (
+            error.strerror
+            if isinstance(error, socket.gaierror) or error.errno is None
+            else os.strerror(error.errno)
+        )
+        return (
+            f"the host is not an address of this machine ({detail}); choose --host / HEALTHSTREAM_VIEW_HOST"
+        )
+    if error.errno == errno.EADDRINUSE:
+        return "the port is in use (another view?); choose --port / HEALTHSTREAM_VIEW_PORT"
+    if error.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges); choose --port / HEALTHSTREAM_VIEW_PORT"
+    return str(error)

@@ -1,0 +1,53 @@
+"""`streamer view` start-up failures: one line, no traceback, and no "on http://..." banner, which
+is printed only once the view listens."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from click.testing import CliRunner, Result
+
+from streamer.cli import main
+
+
+def run(*args: str) -> Result:
+    clean = {key: None for key in os.environ if key.startswith("HEALTHSTREAM_")}
+    return CliRunner().invoke(main, ["view", *args], env=clean)
+
+
+def only_line(result: Result) -> str:
+    assert "Traceback" not in result.output, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "healthstream view of" not in result.output, result.output  # no banner: it never listened
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("--host", "127.0.0.1", "--port", str(port))
+    assert result.exit_code == 1, result.output
+    assert only_line(result) == (
+        f"Error: cannot listen on http://127.0.0.1:{port}/: the port is in use (another view?); "
+        "choose --port / HEALTHSTREAM_VIEW_PORT"
+    )
+
+
+def test_a_host_that_is_no_address() -> None:
+    result = run("--host", "999.1.1.1", "--port", "0")
+    assert result.exit_code == 1, result.output
+    line = only_line(result)
+    assert line.startswith(
+        "Error: cannot listen on http://999.1.1.1:0/: the host is not an address of this machine ("
+    )
+    assert line.endswith("); choose --host / HEALTHSTREAM_VIEW_HOST")
+
+
+def test_a_redis_url_without_a_scheme_is_a_usage_error() -> None:
+    result = run("--redis-url", "notaurl", "--port", "0")
+    assert result.exit_code == 2, result.output
+    line = only_line(result)
+    assert line.startswith("Error: --redis-url 'notaurl' is not a Redis URL (Redis URL must specify")
