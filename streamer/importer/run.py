@@ -105,7 +105,11 @@ class Importer:
     # -- tables ----------------------------------------------------------------------------------
 
     def _rows(self, name: str, columns: list[str], summary: ImportSummary) -> Iterator[Row]:
-        for row in read_rows(self.folder / name, columns, self.progress):
+        def bad(error: BadRow) -> None:  # too few fields: a row read, skipped or raised as the others
+            summary.rows[name] += 1
+            self.bad.handle(error)
+
+        for row in read_rows(self.folder / name, columns, self.progress, bad):
             summary.rows[name] += 1
             yield row
 
@@ -134,7 +138,10 @@ class Importer:
         products = set(table.addon_products)
         if table.addons_file is not None and (self.folder / table.addons_file).is_file():
             products |= {
-                row.values[0] for row in read_rows(self.folder / table.addons_file, [table.addons_column])
+                row.values[0]
+                for row in read_rows(
+                    self.folder / table.addons_file, [table.addons_column], on_bad=self.bad.handle
+                )
             }
         return products
 

@@ -50,10 +50,16 @@ def _open_text(path: Path) -> tuple[IO[str], IO[bytes]]:
     return io.TextIOWrapper(stream, encoding="utf-8", newline=""), raw
 
 
-def read_rows(path: Path, columns: Sequence[str], progress: Progress | None = None) -> Iterator[Row]:
+def read_rows(
+    path: Path,
+    columns: Sequence[str],
+    progress: Progress | None = None,
+    on_bad: Callable[[BadRow], None] | None = None,
+) -> Iterator[Row]:
     """The values of `columns` of every data row of `path`, with 1-based line numbers (header = 1).
 
-    Raises TableError when the file or a column is missing, BadRow for a row with too few fields.
+    Raises TableError when the file or a column is missing. A row with too few fields goes to
+    `on_bad` (which raises it, or counts it and the reading goes on); raised when None.
     """
     if not path.is_file():
         raise TableError(f"{path}: no such file")
@@ -82,7 +88,11 @@ def read_rows(path: Path, columns: Sequence[str], progress: Progress | None = No
                 if len(fields) < width:
                     if not fields:
                         continue
-                    raise BadRow(name, line, f"{len(fields)} fields, expected {len(header)}")
+                    short = BadRow(name, line, f"{len(fields)} fields, expected {len(header)}")
+                    if on_bad is None:
+                        raise short
+                    on_bad(short)
+                    continue
                 yield Row(name, line, tuple(fields[i] for i in indexes))
                 if progress is not None and (line - 1) % PROGRESS_ROWS == 0:
                     progress(name, line - 1, min(0.99, raw.tell() / size))  # 1.0: the end

@@ -266,6 +266,24 @@ def test_skip_bad_rows_counts_them_and_imports_the_rest(tmp_path: Path) -> None:
     assert read_events(out) == read_events(clean)
 
 
+def test_skip_bad_rows_also_skips_rows_with_too_few_fields(tmp_path: Path) -> None:
+    rows = [*SUBSCRIPTIONS[:2], ("short", "basic"), *SUBSCRIPTIONS[2:]]
+    events = [*EVENTS[:1], ("gap",), *EVENTS[1:]]
+    mapping = write_export(tmp_path / "export", subscriptions=rows, events=events)
+    out = tmp_path / "o.jsonl"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    stopped = CliRunner().invoke(main, args)
+    assert stopped.exit_code == 1
+    assert "subs.csv.gz:4: 2 fields, expected 7 (--skip-bad-rows skips" in stopped.output
+    result = invoke(*args, "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 2" in result.output
+    assert "subs.csv.gz:4: 2 fields, expected 7" in result.output
+    assert "events.csv:3: 1 fields, expected 4" in result.output
+    clean, _ = import_export(tmp_path)
+    assert read_events(out) == read_events(clean)
+
+
 def test_usage_errors_exit_with_code_2(tmp_path: Path) -> None:
     mapping = write_export(tmp_path / "export")
     folder, out = str(tmp_path / "export"), str(tmp_path / "o.jsonl")
