@@ -208,7 +208,11 @@ def alerts() -> None:
 @click.option("--from-beginning", is_flag=True, help="Start with the oldest alert instead of new ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print each alert as its JSON record.")
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Stop after this many alerts.")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after this many seconds (above 0; default: until Ctrl-C or --limit).",
+)
 @connect_timeout_option(30.0, "Seconds to wait for the broker before giving up (exit 1).")
 def tail_command(
     bootstrap: str | None,

@@ -95,6 +95,14 @@ def test_notify_with_an_unreachable_broker(tmp_path: Path) -> None:
     )
 
 
+def test_alerts_tail_timeout_0_is_a_usage_error() -> None:
+    """0 used to be accepted and tail never stopped."""
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    result = run(["alerts", "tail", "--timeout", "0", "--connect-timeout", "1", "--bootstrap", bootstrap])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--timeout': 0.0 is not in the range x>0." in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "variable", "value", "says"),
     [
