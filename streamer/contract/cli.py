@@ -40,6 +40,11 @@ def export_command(directory: Path) -> None:
 )
 def check_command(directory: Path) -> None:
     """Fail when the schema files and the models disagree (run `streamer schemas export`)."""
+    if not directory.is_dir():  # not 7 "missing" files and advice to create them here
+        raise click.ClickException(
+            f"{directory}: no such folder; the schema files are in the repository's schemas/ "
+            "(run this from the repository's root, or give --dir)"
+        )
     problems = differences(directory)
     if problems:
         raise click.ClickException(
