@@ -166,7 +166,8 @@ def offline(
         processes_note = f", {processes} processes: CPU {spent} s, peak RSS {peak:,.0f} MiB per process"
     click.echo(
         f"{summary.lines:,} lines in {summary.seconds:.1f} s ({summary.rate:,.0f}/s{processes_note}): "
-        f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected\n"
+        f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected"
+        f"{f', {summary.blank:,} blank skipped' if summary.blank else ''}\n"
         f"{accounts:,} accounts ({by_band}), "
         f"MRR {portfolio['current']['mrr']} {portfolio['currency']}, "
         f"{sum(summary.alerts.values()):,} alerts, {summary.snapshots:,} snapshots\n"

@@ -241,6 +241,7 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
             "accepted": summary.accepted,
             "duplicates": summary.duplicates,
             "rejected": summary.rejected,
+            "blank": summary.blank,
             "alerts": dict(summary.alerts),
             "snapshots": summary.snapshots,
         },
@@ -467,7 +468,8 @@ def _conduct(
     summary = Summary()
     for message in fed.values():
         part = message["summary"]
-        summary.lines = part["lines"]
+        summary.lines = part["lines"]  # every child reads every line
+        summary.blank = part["blank"]
         summary.accepted += part["accepted"]
         summary.duplicates += part["duplicates"]
         summary.rejected += part["rejected"]

@@ -196,6 +196,7 @@ class Summary:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    blank: int = 0  # empty or whitespace-only lines: skipped, neither scored nor dead-lettered
     alerts: Counter[str] = field(default_factory=Counter)
     snapshots: int = 0
     seconds: float = 0.0
@@ -255,6 +256,8 @@ class OfflineRun:
             summary.lines += 1
             if line.strip():
                 self._one(number, line, outputs, source, share)
+            else:
+                summary.blank += 1
             if number % batch == 0:
                 self._publish(outputs, number // batch)
         self._publish(outputs, number // batch + 1)

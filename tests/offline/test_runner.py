@@ -268,3 +268,31 @@ def test_runner_api_with_callbacks() -> None:
 def test_base64_original_is_the_message_without_line_ending(out: Path) -> None:
     [record] = [r for r in jsonl(out / "deadletter.jsonl") if r["encoding"] == "base64"]
     assert base64.b64decode(record["original"]) == NOT_UTF8
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_the_summary_adds_up_with_blank_lines(tmp_path: Path, jobs: str) -> None:
+    """Every line is accepted, a duplicate, rejected or a skipped blank one (empty or spaces)."""
+    good = {
+        "event_type": "usage.recorded",
+        "occurred_at": "2024-02-01T10:00:00Z",
+        "user_id": "u1",
+        "feature": "reports",
+    }
+    lines = [
+        orjson.dumps({**good, "event_id": "e1", "account_id": "a1"}),
+        b"",
+        orjson.dumps({**good, "event_id": "e2", "account_id": "a2"}),
+        b"   ",
+        orjson.dumps({**good, "event_id": "e1", "account_id": "a1"}),  # a duplicate
+        b"not json",
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    result = CliRunner().invoke(
+        main, ["offline", str(events), "--out", str(tmp_path / "out"), "--jobs", jobs, "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("6 lines in "), first
+    assert first.endswith(": 2 accepted, 1 duplicates, 1 rejected, 2 blank skipped"), first
