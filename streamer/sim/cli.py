@@ -20,7 +20,8 @@ Examples:
 
 \b
 The events file holds one contract event per line (subscriptions, usage, tickets,
-surveys) in nondecreasing occurred_at order; the truth file beside it
+surveys, and account.updated: each account's name, owner and segment) in
+nondecreasing occurred_at order; the truth file beside it
 (events.jsonl.gz -> events.truth.json) holds each account's hidden health by week
 and every churn (the instant its MRR reached 0), reactivation and pending cancellation.
 The same options always produce byte-identical files.
@@ -160,10 +161,11 @@ def simulate(
     def progress(lines: int, rate: float, occurred_at: str) -> None:
         click.echo(f"  {lines:>12,} records  {rate:>10,.0f}/s  event time {occurred_at}", err=True)
 
-    click.echo(
-        f"simulating {accounts} accounts over {months} months from {config.start} (seed {seed}) -> {out}",
-        err=True,
-    )
+    if not quiet:  # --quiet: only the summary
+        click.echo(
+            f"simulating {accounts} accounts over {months} months from {config.start} (seed {seed}) -> {out}",
+            err=True,
+        )
     report = write_simulation(
         config, out, truth_path, progress=None if quiet else progress, gzip_level=gzip_level
     )
