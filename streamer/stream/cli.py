@@ -49,7 +49,10 @@ def _settings(**overrides: Any) -> Settings:
 
 
 @click.command("worker")
-@bootstrap_option("Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, 127.0.0.1:9092).")
+@bootstrap_option(
+    "Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, else 127.0.0.1 at "
+    "HEALTHSTREAM_KAFKA_PORT, 9092)."
+)
 @partitions_option("Partitions of the input topics (default 4).")
 @score_config_option()
 @click.option(

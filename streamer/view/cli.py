@@ -11,7 +11,10 @@ from streamer.logs import configure_logging
 @click.command("view")
 @click.option("--host", help="Address to bind (default HEALTHSTREAM_VIEW_HOST, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default HEALTHSTREAM_VIEW_PORT, 8000).")
-@click.option("--redis-url", help="Projection store (default HEALTHSTREAM_REDIS_URL).")
+@click.option(
+    "--redis-url",
+    help="Projection store (default HEALTHSTREAM_REDIS_URL, else 127.0.0.1 at HEALTHSTREAM_REDIS_PORT).",
+)
 @loglevel_option()
 def view(host: str | None, port: int | None, redis_url: str | None, loglevel: str) -> None:
     """Serve live state from the workers' Redis projection: JSON API, dashboard at /, /metrics.
