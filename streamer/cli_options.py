@@ -35,7 +35,8 @@ def partitions_option(help: str) -> Decorator[Any]:
 
 
 def bootstrap_option(
-    help: str = "Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP).",
+    help: str = "Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, else 127.0.0.1 at "
+    "HEALTHSTREAM_KAFKA_PORT).",
 ) -> Decorator[Any]:
     """`--bootstrap HOST:PORT,...`; None leaves it to the settings."""
     return click.option("--bootstrap", help=help)

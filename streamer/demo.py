@@ -140,9 +140,10 @@ def _interrupt(signum: int, frame: object) -> None:
 def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -> None:
     """Run the local stack, a worker, the dashboard and a simulated event stream; print alerts.
 
-    The stack's ports follow HEALTHSTREAM_KAFKA_PORT, HEALTHSTREAM_REDIS_PORT and the dashboard's
-    HEALTHSTREAM_VIEW_PORT (or --port). Each run first deletes what the previous one left (topics
-    `demo.*`, Redis keys of `healthstream-demo`, `.local/demo/worker`).
+    The stack's ports follow HEALTHSTREAM_KAFKA_PORT, HEALTHSTREAM_KAFKA_CONTROLLER_PORT,
+    HEALTHSTREAM_REDIS_PORT and the dashboard's HEALTHSTREAM_VIEW_PORT (or --port). Each run first
+    deletes what the previous one left (topics `demo.*`, Redis keys of `healthstream-demo`,
+    `.local/demo/worker`).
     """
     from streamer.local.settings import StackSettings
     from streamer.local.stack import ensure_up

@@ -2,6 +2,10 @@
 
 Environment variables are prefixed `HEALTHSTREAM_` (e.g. `HEALTHSTREAM_KAFKA_BOOTSTRAP`); the
 scoring configuration itself is a separate TOML file (`HEALTHSTREAM_SCORE_CONFIG`).
+
+Where the app connects: HEALTHSTREAM_KAFKA_BOOTSTRAP / HEALTHSTREAM_REDIS_URL when set, else the
+local stack on 127.0.0.1 at HEALTHSTREAM_KAFKA_PORT / HEALTHSTREAM_REDIS_PORT (the ports
+`streamer local up` listens on; 9092 and 6379 by default).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamer.core.config import ScoreConfig
+from streamer.local.settings import DEFAULT_KAFKA_PORT, DEFAULT_REDIS_PORT, local_bootstrap, local_redis_url
 
 FAMILIES = ("subscriptions", "usage", "tickets", "surveys")
 
@@ -26,8 +31,13 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEALTHSTREAM_", extra="forbid", frozen=True)
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # The local stack's ports, read as `streamer local up` reads them: the app connects there
+    # unless the address below is set. Declared before the addresses, whose defaults use them.
+    kafka_port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_KAFKA_PORT
+    redis_port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_REDIS_PORT
+    # Unset: the local stack at the port above (`_local_stack_addresses`).
+    kafka_bootstrap: str = Field(default=None, validate_default=True)
+    redis_url: str = Field(default=None, validate_default=True)
     topic_prefix: str = "cs."
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     app_id: str = "healthstream"
@@ -41,6 +51,24 @@ class Settings(BaseSettings):
     # Workers that also keep a copy of other partitions' tables (from their changelogs), so a
     # partition that moves to them is ready without replaying its changelog first.
     standby_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+
+    @field_validator("kafka_port", "redis_port", mode="before")
+    @classmethod
+    def _empty_port_is_the_default(cls, port: object, info: ValidationInfo) -> object:
+        """An empty variable means the default port, as for `streamer local up`."""
+        if isinstance(port, str) and not port.strip():
+            return cls.model_fields[info.field_name or ""].default
+        return port
+
+    @field_validator("kafka_bootstrap", "redis_url", mode="before")
+    @classmethod
+    def _local_stack_addresses(cls, address: object, info: ValidationInfo) -> object:
+        """An unset address is the local stack's, at its (validated) port."""
+        if address is not None:
+            return address
+        if info.field_name == "kafka_bootstrap":
+            return local_bootstrap(info.data.get("kafka_port", DEFAULT_KAFKA_PORT))
+        return local_redis_url(info.data.get("redis_port", DEFAULT_REDIS_PORT))
 
     @field_validator("heartbeat_interval_s")
     @classmethod

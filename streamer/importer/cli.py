@@ -28,7 +28,7 @@ Examples:
   streamer import exports/shop --mapping shop.toml --column subscriptions.mrr=amount --out shop.jsonl.gz
   streamer backtest crm.jsonl.gz
 
-A mapping file names the tables (relative to DIR) and their columns; see the built-in
+A mapping file names the tables (relative to FOLDER) and their columns; see the built-in
 preset with --show-preset fightchurn, and README.md (`streamer import`)."""
 
 
@@ -123,7 +123,8 @@ def render_summary(summary: ImportSummary) -> str:
     "--data-end",
     help="The export date YYYY-MM-DD: subscriptions ending at or after it are still running, rows after "
     "it are left out. Also 'latest-seen' (the latest subscription start or product event) or "
-    "'latest-start' (the latest subscription start). Default: the mapping's (latest-seen).",
+    "'latest-start' (the latest subscription start). Default: the mapping's data_end (the fightchurn "
+    "preset: latest-start; a mapping without one: latest-seen).",
 )
 @click.option(
     "--usage-grain",

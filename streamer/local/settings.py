@@ -23,6 +23,16 @@ DEFAULT_REDIS_PORT = 6379
 DEFAULT_TIMEOUT = 120.0
 
 
+def local_bootstrap(kafka_port: int) -> str:
+    """Bootstrap address of the local stack's broker on `kafka_port`."""
+    return f"{HOST}:{kafka_port}"
+
+
+def local_redis_url(redis_port: int) -> str:
+    """URL of the local stack's Redis (database 0) on `redis_port`."""
+    return f"redis://{HOST}:{redis_port}/0"
+
+
 def repo_root() -> Path | None:
     """The checkout this package runs from (editable install), or None when installed elsewhere."""
     root = Path(__file__).resolve().parents[2]
@@ -97,11 +107,11 @@ class StackSettings:
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{self.kafka_port}"
+        return local_bootstrap(self.kafka_port)
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{HOST}:{self.redis_port}/0"
+        return local_redis_url(self.redis_port)
 
     @property
     def kafka_dir(self) -> Path:

@@ -135,8 +135,9 @@ def offline(
 ) -> None:
     """Score EVENTS (JSON lines, optionally .gz) through the same core as the stream agents.
 
-    Writes accounts.jsonl (final snapshot per account), health.jsonl (every snapshot emitted,
-    with as_of), alerts.jsonl, deadletter.jsonl and portfolio.json into --out, and prints a
+    Writes accounts.jsonl (final snapshot per account), health.jsonl (snapshots as a worker
+    publishes them: each changed account once per batch of 5,000 lines, with as_of),
+    alerts.jsonl, deadletter.jsonl and portfolio.json into --out, and prints a
     summary. Use it to backfill history or to try a score configuration before deploying it.
     Partitions are scored by --jobs processes at once.
     """

@@ -49,16 +49,21 @@ def _settings(**overrides: Any) -> Settings:
 
 
 @click.command("worker")
-@bootstrap_option("Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, 127.0.0.1:9092).")
-@partitions_option("Partitions of the input topics (default 4).")
-@score_config_option()
+@bootstrap_option(
+    "Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, else 127.0.0.1 at "
+    "HEALTHSTREAM_KAFKA_PORT, 9092)."
+)
+@partitions_option("Partitions of the input topics (default HEALTHSTREAM_PARTITIONS, 4).")
+@score_config_option("Score configuration (TOML; default HEALTHSTREAM_SCORE_CONFIG, else the built-in one).")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where RocksDB keeps table state (default .local/worker).",
+    help="Where RocksDB keeps table state (default HEALTHSTREAM_DATA_DIR, .local/worker).",
 )
 @click.option(
-    "--store", type=click.Choice(["rocksdb://", "memory://"]), help="Table store (default rocksdb://)."
+    "--store",
+    type=click.Choice(["rocksdb://", "memory://"]),
+    help="Table store (default HEALTHSTREAM_STORE, rocksdb://).",
 )
 @click.option(
     "--standby-replicas",

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from time import monotonic
 from typing import Any
 
 import faust
@@ -230,12 +231,27 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
 
     def ack_inputs(self, records: Iterable[InputRecord]) -> None:
         """Acknowledge input records of the lane: what faust's `Consumer.ack` does for one of its
-        messages, for a whole batch. Commits never pass an offset not acknowledged here."""
+        messages, for a whole batch. Commits never pass an offset not acknowledged here.
+
+        Also tells faust's monitor that the partitions of the batch are being processed, as
+        faust's streams do for each event (`Monitor.on_stream_event_in`): its livelock check
+        (every few seconds, `AIOKafkaConsumerThread.verify_event_path`) reads that time, and
+        without it logged "Stream has not started processing TP(...)" as an error for every
+        input partition with unread records once the worker had run `stream_processing_timeout`
+        (5 min), while the lane processed them normally. Raising that timeout instead would
+        also have silenced faust's checks that aiokafka stopped fetching, which share it; fed
+        this way, the error now means what it says: no batch of that partition acknowledged
+        for 5 min while it has unread records."""
+        partitions: set[TP] = set()
+        previous = None  # a fetch's records share their TP: hashed once per run of them
         with ack_lock:
             committed_offsets, acked_index, acked = self._committed_offset, self._acked_index, self._acked
             count = 0
             for record in records:
                 tp, offset = record.tp, record.offset
+                if tp is not previous:
+                    partitions.add(tp)
+                    previous = tp
                 committed = committed_offsets[tp]
                 if committed is None or offset >= committed:
                     index = acked_index[tp]
@@ -245,6 +261,9 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
                         count += 1
             self._n_acked += count
             notify(self._waiting_for_ack)
+        inbound, now = self.app.monitor.stream_inbound_time, monotonic()
+        for tp in partitions:
+            inbound[tp] = now
 
     async def _fresh_records(self, timeout: float) -> Any:
         """faust's next fetch, minus the input records of a fetch that overlapped a seek."""

@@ -1,1 +1,2 @@
-"""`streamer view`: a stateless HTTP service (JSON API, dashboard, metrics) over the Redis projection."""
+"""`streamer view`: an HTTP service (JSON API, dashboard, metrics) over the Redis projection; it keeps
+no state, and its write routes publish input events to Kafka."""

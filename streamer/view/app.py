@@ -135,6 +135,7 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
     app[handlers.METRICS] = metrics
     app[handlers.PAGE] = load_page()
     app[handlers.ACCOUNT_PAGE] = load_page("account.html", "account.js")
+    app[handlers.MISSING_PAGE] = load_page("missing.html", None)
     kafka = KafkaPublisher(settings.kafka_bootstrap)  # connects on the first write only
     app[handlers.WRITER] = Writer(publish or kafka, settings, enabled=view.secret is not None)
     for method, path, handler in WRITES:

@@ -15,14 +15,20 @@ from streamer.logs import configure_logging
 @click.command("view")
 @click.option("--host", help="Address to bind (default HEALTHSTREAM_VIEW_HOST, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default HEALTHSTREAM_VIEW_PORT, 8000).")
-@click.option("--redis-url", help="Projection store (default HEALTHSTREAM_REDIS_URL).")
+@click.option(
+    "--redis-url",
+    help="Projection store (default HEALTHSTREAM_REDIS_URL, else 127.0.0.1 at HEALTHSTREAM_REDIS_PORT).",
+)
 @loglevel_option()
 def view(host: str | None, port: int | None, redis_url: str | None, loglevel: str) -> None:
     """Serve live state from the workers' Redis projection: JSON API, dashboard at /, /metrics.
 
-    Stateless and read-only: run as many as needed; a restart loses nothing. Reads the projection
-    of HEALTHSTREAM_APP_ID. Set HEALTHSTREAM_VIEW_TOKEN to require `Authorization: Bearer <token>`
-    on every route but /healthz (the dashboard also takes `/?access_token=<token>`).
+    Keeps no state of its own: run as many as needed; a restart loses nothing. Reads the
+    projection of HEALTHSTREAM_APP_ID. Its write routes (POST/DELETE an account's override, POST
+    its profile; they need the token) publish one input event each to Kafka
+    (HEALTHSTREAM_KAFKA_BOOTSTRAP) for the workers to apply. Set HEALTHSTREAM_VIEW_TOKEN to
+    require `Authorization: Bearer <token>` on every route but /healthz (the dashboard also
+    takes `/?access_token=<token>`).
     """
     from aiohttp import web
 

@@ -22,27 +22,30 @@ def _hash(source: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
-def load_page(html_name: str = "index.html", js_name: str = "dashboard.js") -> Page:
-    """A page (index.html: the dashboard; account.html: the account page) with head.html (the
-    head both pages share), dashboard.css, common.js (what both pages' scripts share) and the
-    page's script in place of their markers."""
+def load_page(html_name: str = "index.html", js_name: str | None = "dashboard.js") -> Page:
+    """A page (index.html: the dashboard; account.html: the account page; missing.html: an
+    unknown account's, without a script: `js_name` None) with head.html (the head the pages
+    share), dashboard.css, common.js (what the pages' scripts share) and the page's script in
+    place of their markers."""
     static = resources.files("streamer.view") / "static"
     html = (static / html_name).read_text(encoding="utf-8")
     head = (static / "head.html").read_text(encoding="utf-8")
     html = html.replace(HEAD_MARKER, head.rstrip("\n"), 1)
     css = (static / "dashboard.css").read_text(encoding="utf-8")
-    js = (
-        (static / "common.js").read_text(encoding="utf-8")
-        + "\n"
-        + (static / js_name).read_text(encoding="utf-8")
-    )
-    html = html.replace("<!--STYLE-->", f"<style>{css}</style>").replace(
-        "<!--SCRIPT-->", f"<script>{js}</script>"
-    )
+    html = html.replace("<!--STYLE-->", f"<style>{css}</style>")
+    scripts = "'none'"
+    if js_name is not None:
+        js = (
+            (static / "common.js").read_text(encoding="utf-8")
+            + "\n"
+            + (static / js_name).read_text(encoding="utf-8")
+        )
+        html = html.replace("<!--SCRIPT-->", f"<script>{js}</script>")
+        scripts = _hash(js)
     csp = "; ".join(
         (
             "default-src 'none'",
-            f"script-src {_hash(js)}",
+            f"script-src {scripts}",
             f"style-src {_hash(css)}",
             "connect-src 'self'",
             "img-src 'self' data:",

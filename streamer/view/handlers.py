@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from streamer.view import actions, export, params
 from streamer.view.dashboard import Page
-from streamer.view.errors import BadRequest
+from streamer.view.errors import BadRequest, NotFound, Unavailable
 from streamer.view.health import Health
 from streamer.view.metrics import CONTENT_TYPE, Metrics
 from streamer.view.publisher import Writer
@@ -23,6 +24,7 @@ METRICS = web.AppKey("metrics", Metrics)
 PAGE = web.AppKey("page", Page)
 WRITER = web.AppKey("writer", Writer)
 ACCOUNT_PAGE = web.AppKey("account_page", Page)
+MISSING_PAGE = web.AppKey("missing_page", Page)  # an unknown account's, its message in place
 MAX_ACCOUNT_ID = 256
 
 
@@ -161,14 +163,25 @@ async def dashboard(request: web.Request) -> web.Response:
 
 
 async def account_view(request: web.Request) -> web.Response:
-    """The account page; its script reads the id from the address and asks the API."""
-    _account_id(request)
+    """The account page; its script reads the id from the address and asks the API. An account
+    the projection does not have is a 404 page saying so; when the projection cannot be asked,
+    the account page still comes and its script reports what the API answers."""
+    account_id = _account_id(request)
+    try:
+        await request.app[SERVICE].require(account_id)
+    except NotFound as missing:
+        page = request.app[MISSING_PAGE]
+        body = page.html.replace(b"<!--MESSAGE-->", html.escape(missing.message).encode(), 1)
+        return _page(Page(body, page.csp), status=404)
+    except Unavailable:
+        pass
     return _page(request.app[ACCOUNT_PAGE])
 
 
-def _page(page: Page) -> web.Response:
+def _page(page: Page, status: int = 200) -> web.Response:
     return web.Response(
         body=page.html,
+        status=status,
         content_type="text/html",
         charset="utf-8",
         headers={"Content-Security-Policy": page.csp},

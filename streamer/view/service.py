@@ -47,6 +47,14 @@ class ViewService:
 
         return await guarded(read)
 
+    async def require(self, account_id: str) -> None:
+        """Nothing when the projection has the account; NotFound (the API's message) when not."""
+
+        async def read() -> None:
+            await self._known(account_id)
+
+        await guarded(read)
+
     async def _points(self, account_id: str, days: int | None = None) -> list[history.Point]:
         raw = await self.reader.history(account_id)
         points = [history.decode(value, as_of) for value, as_of in raw]

@@ -39,3 +39,12 @@ def test_no_leader_topic_is_created_or_fetched(tmp_path: Path) -> None:
     create before the group join and to fetch with the inputs."""
     app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
     assert app.conf.topic_disable_leader
+
+
+def test_the_livelock_check_reads_the_monitor_the_consumer_feeds(tmp_path: Path) -> None:
+    """faust's livelock check reads `app.monitor.stream_inbound_time`, which the consumer's
+    `ack_inputs` fills for the lane (tests/stream/test_consumer.py); the worker's app has that
+    monitor, and keeps faust's timeout (raising it would silence the fetch checks too)."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    assert app.monitor.stream_inbound_time == {}
+    assert app.conf.stream_processing_timeout == 300.0

@@ -41,7 +41,9 @@ class Harness:
         self.earliest: dict[TP, int] = {}
         consumer = self.consumer = RebalanceSafeConsumer.__new__(RebalanceSafeConsumer)
         consumer._committed_offset = {USAGE: 40, SUBS: None, CHANGELOG: 7}
-        self.app = consumer.app = SimpleNamespace(consumer_generation_id=GENERATION)
+        self.app = consumer.app = SimpleNamespace(
+            consumer_generation_id=GENERATION, monitor=SimpleNamespace(stream_inbound_time={})
+        )
         self.active = {USAGE, SUBS, CHANGELOG}
         harness = self
 
@@ -329,3 +331,52 @@ async def test_without_a_committed_offset_nothing_is_committed_past_the_first_of
     assert consumer._new_offset(SUBS) is None
     consumer.ack_inputs([InputRecord(SUBS, 3, None, b"", 0.0, GENERATION)])
     assert consumer._new_offset(SUBS) == 6
+
+
+class LivelockCheck:
+    """faust's livelock check of one input partition (`verify_event_path`), as its consumer thread
+    runs it every few seconds, on a worker started 10 min ago whose partition still has unread
+    records; aiokafka's part (fetching) and the commits are healthy. `errors` are what it logged."""
+
+    def __init__(self, monitor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.errors: list[str] = []
+        thread = self.thread = SafeCommitThread.__new__(SafeCommitThread)
+        app = SimpleNamespace(monitor=monitor, topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+        app.conf = SimpleNamespace(stream_processing_timeout=300.0, broker_commit_livelock_soft_timeout=300.0)
+        thread.consumer = SimpleNamespace(app=app)  # type: ignore[assignment]
+        now = self.now = 10_000.0
+        thread.time_started = now - 600
+        thread.tp_stream_timeout_secs = thread.tp_commit_timeout_secs = 300.0
+        unread = SimpleNamespace(highwater=50, position=40)
+        assignment = SimpleNamespace(state_value=lambda tp: unread)
+        fetcher = SimpleNamespace(
+            _subscriptions=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+        )
+        monkeypatch.setattr(thread, "_ensure_consumer", lambda: SimpleNamespace(_fetcher=fetcher))
+        monkeypatch.setattr(thread, "_verify_aiokafka_event_path", lambda now, tp: False)
+        logger = SimpleNamespace(error=lambda message, *args: self.errors.append(message % args))
+        monkeypatch.setattr(thread, "log", logger, raising=False)
+
+    def run(self, at: float) -> list[str]:
+        self.errors.clear()
+        self.thread.tp_last_committed_at = {USAGE: self.now + at - 1}  # commits are healthy
+        self.thread.verify_event_path(self.now + at, USAGE)
+        return self.errors
+
+
+async def test_acknowledged_batches_tell_fausts_livelock_check_their_partitions_are_processed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane bypasses faust's streams, which note when they take an event; without the same
+    note faust logged "Stream has not started processing" for every busy input partition of a
+    worker running normally. With it the check keeps its meaning: it fires when no batch of the
+    partition was acknowledged for `stream_processing_timeout`."""
+    with_lane(harness)
+    check = LivelockCheck(harness.app.monitor, monkeypatch)
+    monkeypatch.setattr("streamer.stream.consumer.monotonic", lambda: check.now)
+    assert "Stream has not started processing" in check.run(at=0)[0]  # what the workers logged
+    harness.consumer.ack_inputs([InputRecord(USAGE, 40, None, b"", 0.0, GENERATION)])
+    assert harness.app.monitor.stream_inbound_time == {USAGE: check.now}
+    assert check.run(at=0) == []  # processing: nothing logged
+    assert check.run(at=299) == []
+    assert "Stream stopped processing, or is slow" in check.run(at=300)[0]  # a real stall still shows

@@ -253,5 +253,23 @@ async def test_the_account_page_is_served_self_contained(
         await client.close()
 
 
+async def test_the_page_of_an_unknown_account_is_a_404_that_says_so_first(view: TestClient[Any, Any]) -> None:
+    """Not the account page with blank panels and the error at the bottom: a 404 whose first
+    words after the header are the API's message (escaped), with no script to run; the API's
+    JSON 404 is unchanged."""
+    response = await view.get("/accounts/<nobody>")
+    html = await response.text()
+    assert response.status == 404 and response.content_type == "text/html"
+    main = html[html.index("<main>") :]
+    assert main.startswith(
+        '<main>\n  <p id="error" class="error">no account &#x27;&lt;nobody&gt;&#x27; in the projection</p>'
+    )
+    assert "<script" not in html and "score-chart" not in html
+    assert "script-src 'none'" in response.headers["Content-Security-Policy"]
+    assert await get(view, "/api/accounts/<nobody>", 404) == {
+        "error": "no account '<nobody>' in the projection"
+    }
+
+
 def test_history_instants_are_rfc3339() -> None:
     assert iso(epoch_ms("2024-03-01T10:00:00Z")) == "2024-03-01T10:00:00Z"

@@ -1,0 +1,71 @@
+"""Where the app connects: an explicit HEALTHSTREAM_KAFKA_BOOTSTRAP / HEALTHSTREAM_REDIS_URL,
+else the local stack on 127.0.0.1 at HEALTHSTREAM_KAFKA_PORT / HEALTHSTREAM_REDIS_PORT (the ports
+`streamer local up` listens on), else the default ports."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from streamer.local.settings import StackSettings
+from streamer.settings import Settings, settings_problem
+
+# (service, the variable that names the address, the port variable, the Settings attribute)
+SERVICES = [
+    ("kafka", "HEALTHSTREAM_KAFKA_BOOTSTRAP", "HEALTHSTREAM_KAFKA_PORT", "kafka_bootstrap"),
+    ("redis", "HEALTHSTREAM_REDIS_URL", "HEALTHSTREAM_REDIS_PORT", "redis_url"),
+]
+DEFAULTS = {"kafka": "127.0.0.1:9092", "redis": "redis://127.0.0.1:6379/0"}
+MOVED = {"kafka": "127.0.0.1:48092", "redis": "redis://127.0.0.1:48379/0"}
+EXPLICIT = {"kafka": "broker:19092", "redis": "redis://cache:6379/2"}
+PORTS = {"kafka": "48092", "redis": "48379"}
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for _, address, port, _ in SERVICES:
+        monkeypatch.delenv(address, raising=False)
+        monkeypatch.delenv(port, raising=False)
+
+
+@pytest.mark.parametrize(("service", "address", "port", "field"), SERVICES)
+@pytest.mark.parametrize("set_port", [False, True])
+@pytest.mark.parametrize("set_address", [False, True])
+def test_an_explicit_address_wins_then_the_local_stacks_port_then_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
+    address: str,
+    port: str,
+    field: str,
+    set_address: bool,
+    set_port: bool,
+) -> None:
+    if set_address:
+        monkeypatch.setenv(address, EXPLICIT[service])
+    if set_port:
+        monkeypatch.setenv(port, PORTS[service])
+    expected = EXPLICIT[service] if set_address else MOVED[service] if set_port else DEFAULTS[service]
+    assert getattr(Settings(), field) == expected
+
+
+def test_the_app_connects_where_the_local_stack_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHSTREAM_KAFKA_PORT", "48092")
+    monkeypatch.setenv("HEALTHSTREAM_REDIS_PORT", "48379")
+    stack = StackSettings.from_env()
+    assert (Settings().kafka_bootstrap, Settings().redis_url) == (stack.bootstrap, stack.redis_url)
+
+
+def test_an_empty_port_variable_means_the_default_as_for_the_local_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HEALTHSTREAM_KAFKA_PORT", "")
+    monkeypatch.setenv("HEALTHSTREAM_REDIS_PORT", " ")
+    assert (Settings().kafka_bootstrap, Settings().redis_url) == (DEFAULTS["kafka"], DEFAULTS["redis"])
+
+
+def test_a_bad_port_is_named_in_the_settings_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHSTREAM_KAFKA_PORT", "70000")
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings()
+    problem = settings_problem(caught.value)
+    assert problem is not None and problem.startswith("HEALTHSTREAM_KAFKA_PORT='70000' is not valid")
