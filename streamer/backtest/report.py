@@ -203,6 +203,14 @@ def render_choice(choice: Choice) -> list[str]:
             "the plain regression ranked clearly better than the mix out of fold: it is the [model] behind "
             "churn_risk_60d (rank accounts by it)"
         )
+    default = choice.best(Kind.default)
+    winner_auc, default_auc = choice.winner.auc, default.auc if default is not None else None
+    if winner_auc is not None and default_auc is not None and winner_auc < default_auc:
+        lines.append(
+            f"note: out of fold the default score ranked better than the [model] written ({default_auc:.3f} "
+            f"against {winner_auc:.3f}): the [model] is chosen among the fits only (docs/backtest.md), and "
+            "folds have misjudged both ways; compare the held-out rows below before adopting it"
+        )
     if choice.keeps_default:
         lines.append(
             "--tune keeps the default weights: no fit ranked churners better out of fold by more than "
