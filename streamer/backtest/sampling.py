@@ -166,7 +166,7 @@ def replay(
                     continue
                 if monthly:
                     baseline_usage[account_id, at] = usage.before(account_id, at)
-                found = evaluate(account.inputs(), at, config, engine.peers.at(at))
+                found = evaluate(account.inputs(engine.usage_since), at, config, engine.peers.at(at))
                 components = tuple(found.components[name] for name in COMPONENTS)
                 into.append(
                     Sample(

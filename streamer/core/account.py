@@ -130,8 +130,9 @@ class Account:
     profile: Profile | None = None  # who the account is (latest account.updated)
     override: Override | None = None  # latest health.override or its clearing
 
-    def inputs(self) -> Inputs:
-        return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen)
+    def inputs(self, usage_since: int | None = None) -> Inputs:
+        """What the score reads; `usage_since`: the first usage event of the account's partition."""
+        return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen, usage_since)
 
     def has_seen(self, event_id: str) -> bool:
         """Whether an event with this id was applied (and is still remembered)."""

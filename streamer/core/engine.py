@@ -373,7 +373,7 @@ class PartitionEngine:
 
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         account_id = account.account_id
-        evaluation = evaluate(account.inputs(), now, self.config, self.peers.at(now))
+        evaluation = evaluate(account.inputs(self.usage_since), now, self.config, self.peers.at(now))
         evaluation = apply_override(evaluation, account.override, self.config)
         previous = (account.score, account.band) if account.score is not None and account.band else None
         alerts = check(
@@ -422,7 +422,9 @@ class PartitionEngine:
         account = self.accounts[account_id]
         evaluation = self.evaluations.get(account_id)
         if evaluation is None:
-            evaluation = evaluate(account.inputs(), account.now, self.config, self.peers.at(account.now))
+            evaluation = evaluate(
+                account.inputs(self.usage_since), account.now, self.config, self.peers.at(account.now)
+            )
             evaluation = apply_override(evaluation, account.override, self.config)
         return build_snapshot(account, evaluation, self._currency, self.config.model)
 

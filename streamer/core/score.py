@@ -78,16 +78,33 @@ class Inputs:
     support: Support
     sentiment: Sentiment
     first_seen: int
+    usage_since: int | None  # the partition's first usage event: before it, usage was not tracked
 
     # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
     def __init__(
-        self, revenue: Revenue, usage: Usage, support: Support, sentiment: Sentiment, first_seen: int
+        self,
+        revenue: Revenue,
+        usage: Usage,
+        support: Support,
+        sentiment: Sentiment,
+        first_seen: int,
+        usage_since: int | None = None,
     ) -> None:
         self.revenue = revenue
         self.usage = usage
         self.support = support
         self.sentiment = sentiment
         self.first_seen = first_seen
+        self.usage_since = usage_since
+
+    def silent_since(self) -> int | None:
+        """Since when an account that never used the product counts as silent: its first
+        subscription start, or the first usage its partition saw if that is later (billing
+        history from before usage was tracked is not silence); None while no usage is tracked."""
+        first_start, tracked = self.revenue.first_start, self.usage_since
+        if first_start is None or tracked is None:
+            return None
+        return max(first_start, tracked)
 
 
 @dataclass(slots=True, init=False)
@@ -274,8 +291,8 @@ def _volume(
     usage = inputs.usage
     revenue = inputs.revenue
     if usage.last_use is None:  # like recency: silent only once paying past the grace period
-        first_start = revenue.first_start
-        if mrr <= 0 or first_start is None or now - first_start < NEVER_USED_GRACE:
+        silent = inputs.silent_since()
+        if mrr <= 0 or silent is None or now - silent < NEVER_USED_GRACE:
             return None
     volume = usage.volume(end, WINDOW_DAYS)
     facts["events_28d"] = volume.events
@@ -378,10 +395,11 @@ def _adoption(
 ) -> None:
     usage = inputs.usage
     if usage.last_use is None:
-        # Paying but never used: only recency speaks, counted from the first subscription start.
-        first_start = inputs.revenue.first_start
-        if mrr > 0 and first_start is not None and now - first_start >= NEVER_USED_GRACE:
-            raw["recency_days"] = (now - first_start) / DAY
+        # Paying but never used: only recency speaks, counted from the first subscription start
+        # (or from when usage was first tracked, if later).
+        silent = inputs.silent_since()
+        if mrr > 0 and silent is not None and now - silent >= NEVER_USED_GRACE:
+            raw["recency_days"] = (now - silent) / DAY
             facts["days_since_last_use"] = None
         return
     windows = usage.windows(end)

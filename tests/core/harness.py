@@ -41,7 +41,10 @@ class Feed:
         """Score the account at an event time of the test's choosing (pure, changes nothing),
         against the engine's peer reference for that instant."""
         instant = ms(when)
-        return evaluate(self.store[account_id].inputs(), instant, self.config, self.engine.peers.at(instant))
+        account = self.store[account_id]
+        return evaluate(
+            account.inputs(self.engine.usage_since), instant, self.config, self.engine.peers.at(instant)
+        )
 
     def facts(self, account_id: str, when: When) -> Facts:
         return self.evaluate(account_id, when).facts

@@ -268,6 +268,22 @@ def test_billing_history_from_before_usage_was_tracked_is_not_silence() -> None:
     assert first["reasons"][0]["value"] < 22  # days of tracked usage, not the 414 since the start
 
 
+def test_billing_history_from_before_usage_was_tracked_does_not_score_use() -> None:
+    """A README walk: 51 of 145 alerts of the demo session were band changes in the simulated
+    billing years before any usage, explained as "0 product events on 0 days in 28 days"."""
+    feed = Feed()
+    feed(started("acme", at(0), "100"))
+    for d in range(10, 400, 10):  # billing history only: no usage anywhere yet
+        feed(started(f"other-{d}", at(d), "50"))
+    before = feed.evaluate("acme", at(399))
+    assert not {"recency_days", "usage_28d", "events_28d"} & set(before.signals)
+    assert not [a for a in feed.alerts if a["account_id"] == "acme" and a["rule"].startswith("band_")]
+    for d in range(400, 420):
+        feed(usage("initech", at(d, 12), "u1"))  # usage tracking starts on day 400, 12:00
+    after = feed.evaluate("acme", at(410, 12))
+    assert after.signals["recency_days"][0] == 10  # days since tracking began, not since day 0
+
+
 def test_usage_drop_waits_until_usage_spans_the_whole_trend_window() -> None:
     feed = Feed(USAGE_DROP_ON)
     for d in range(7):
