@@ -121,9 +121,12 @@ def shown(found: Sequence[float], form: str = "{:,.0f}") -> str:
     if not found:
         return "not measured"
     middle = form.format(statistics.median(found))
+    low, high = form.format(min(found)), form.format(max(found))
     if len(found) == 1:
         return middle
-    return f"{middle} ({form.format(min(found))}-{form.format(max(found))}, {len(found)} runs)"
+    if low == high:
+        return f"{middle} ({len(found)} runs)"
+    return f"{middle} ({low}-{high}, {len(found)} runs)"
 
 
 def verdict(found: Sequence[float], met: Callable[[float], bool]) -> str:
@@ -193,8 +196,8 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     table.append(
         (
             "publish → alert p99 ≤ 300 ms at 2,000 events/s",
-            f"{shown(p99)} ms",
-            f"plain relay p99 {shown(relay_p99)} ms",
+            shown(p99, "{:,.0f} ms"),
+            f"plain relay p99 {shown(relay_p99, '{:,.0f} ms')}",
             verdict(p99, lambda v: v <= 300),
         )
     )
@@ -223,13 +226,14 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     table.append(
         (
             "100k accounts x 12 months usage-light offline ≤ 10 min",
-            f"{shown(light)} events per CPU second (2,000 x 3 months): about {shown(minutes)} min for "
-            f"the {shown([n / 1e6 for n in events], '{:.1f}')}M events on two idle cores (extrapolated)",
+            f"{shown(light)} events per CPU second (2,000 x 3 months): about "
+            f"{shown(minutes, '{:,.0f} min')} for the {max(events, default=0) / 1e6:.1f}M events on two "
+            "idle cores (extrapolated)",
             (f"baseline checkout {shown(base_light)}; " if base_light else "")
             + (
                 f"with `bench/coarse_idle.toml` (weekly idle re-scoring and peer grid) {shown(coarse_light)} "
-                f"events per CPU second, about {shown(coarse_minutes)} min; alerts {shown(coarse_alerts)} "
-                f"against {shown(default_alerts)}"
+                f"events per CPU second, about {shown(coarse_minutes, '{:,.0f} min')}; alerts "
+                f"{shown(coarse_alerts)} against {shown(default_alerts)}"
                 if coarse_light
                 else ""
             )
@@ -242,7 +246,7 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     table.append(
         (
             "≤ 8 KB resident per account",
-            f"usage-light {shown(light_rss)} B; usage-heavy {shown(heavy_rss)} B",
+            f"usage-light {shown(light_rss, '{:,.0f} B')}; usage-heavy {shown(heavy_rss, '{:,.0f} B')}",
             "-",
             verdict([max(a, b) for a, b in zip(light_rss, heavy_rss, strict=False)], lambda v: v <= 8192),
         )
@@ -252,7 +256,7 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     table.append(
         (
             "≤ 2 KB to the changelog per account update",
-            f"usage-light {shown(light_log)} B; usage-heavy {shown(heavy_log)} B",
+            f"usage-light {shown(light_log, '{:,.0f} B')}; usage-heavy {shown(heavy_log, '{:,.0f} B')}",
             "-",
             verdict([max(a, b) for a, b in zip(light_log, heavy_log, strict=False)], lambda v: v <= 2048),
         )
@@ -263,9 +267,9 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     table.append(
         (
             "recovery of 100k accounts ≤ 60 s",
-            f"{shown(cold, '{:,.1f}')} s with the store lost; {shown(failover, '{:,.1f}')} s from a "
+            f"{shown(cold, '{:,.1f} s')} with the store lost; {shown(failover, '{:,.1f} s')} from a "
             "SIGKILL to every partition ready on a new worker",
-            f"baseline checkout {shown(base_cold, '{:,.1f}')} s" if base_cold else "-",
+            f"baseline checkout {shown(base_cold, '{:,.1f} s')}" if base_cold else "-",
             verdict(cold, lambda v: v <= 60),
         )
     )
