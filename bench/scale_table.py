@@ -141,6 +141,18 @@ def peer(run: dict[str, Any], start: str) -> float | None:
     return found[0]["events_per_cpu_s"] if found else None
 
 
+def bytes_row(
+    target: str, light: Sequence[float], heavy: Sequence[float], limit: int
+) -> tuple[str, str, str, str]:
+    """A bytes-per-account target: usage-light (wide) and usage-heavy (state) accounts, both under it."""
+    return (
+        target,
+        f"usage-light {shown(light, '{:,.0f} B')}; usage-heavy {shown(heavy, '{:,.0f} B')}",
+        "-",
+        verdict([max(a, b) for a, b in zip(light, heavy, strict=False)], lambda v: v <= limit),
+    )
+
+
 def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, str]]:
     """(target, measured, compared with in the same run, met?) for every target of issue 11."""
     stream, two = results.get("stream", []), results.get("two", [])
@@ -243,24 +255,10 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     )
     light_rss = values(wide, lambda run: run["columns"]["this checkout"]["rss_per_account"])
     heavy_rss = values(state, lambda run: run["rss_bytes_per_account"])
-    table.append(
-        (
-            "≤ 8 KB resident per account",
-            f"usage-light {shown(light_rss, '{:,.0f} B')}; usage-heavy {shown(heavy_rss, '{:,.0f} B')}",
-            "-",
-            verdict([max(a, b) for a, b in zip(light_rss, heavy_rss, strict=False)], lambda v: v <= 8192),
-        )
-    )
+    table.append(bytes_row("≤ 8 KB resident per account", light_rss, heavy_rss, 8192))
     light_log = values(wide, lambda run: run["columns"]["this checkout"]["changelog_per_update"])
     heavy_log = values(state, lambda run: run["changelog_bytes_per_record"])
-    table.append(
-        (
-            "≤ 2 KB to the changelog per account update",
-            f"usage-light {shown(light_log, '{:,.0f} B')}; usage-heavy {shown(heavy_log, '{:,.0f} B')}",
-            "-",
-            verdict([max(a, b) for a, b in zip(light_log, heavy_log, strict=False)], lambda v: v <= 2048),
-        )
-    )
+    table.append(bytes_row("≤ 2 KB to the changelog per account update", light_log, heavy_log, 2048))
     cold = values(recovery, lambda run: run["columns"]["this checkout"]["recovery_s_per_100k"])
     failover = values(recovery, lambda run: run["columns"]["this checkout"]["failover_s"])
     base_cold = values(recovery, lambda run: run["columns"]["baseline"]["recovery_s_per_100k"])
