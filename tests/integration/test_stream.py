@@ -118,10 +118,11 @@ def closing_events(lines: list[bytes]) -> list[bytes]:
     ]
 
 
-def run_offline(events: Path, out: Path) -> History:
-    """`streamer offline EVENTS --sort` with the stream's partition count."""
+def run_offline(events: Path, out: Path, config: Path | None = None, timeout_s: float = 120) -> History:
+    """`streamer offline EVENTS --sort` with the stream's partition count (and `--config`)."""
     offline = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS), "--out", str(out)]
-    subprocess.run([*offline, "--quiet"], check=True, capture_output=True, env=clean_env(), timeout=120)
+    offline += ["--quiet", *(["--config", str(config)] if config is not None else [])]
+    subprocess.run(offline, check=True, capture_output=True, env=clean_env(), timeout=timeout_s)
     alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
     by_id = {alert["alert_id"]: alert for alert in alerts}
     assert len(by_id) == len(alerts), "offline emitted one alert id twice"
@@ -1265,15 +1266,8 @@ def test_the_mix_of_use_among_peers_streams_like_offline(
     deployment.replay(events)
     # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
     deployment.settle(deployment.start_worker(), deadline_s=900)
-    out = tmp_path / "offline"
-    command = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS), "--out", str(out)]
-    subprocess.run(
-        [*command, "--config", str(config_path), "--quiet"], check=True, env=clean_env(), timeout=300
-    )
-    offline = {
-        record["account_id"]: record
-        for record in map(orjson.loads, (out / "accounts.jsonl").read_bytes().splitlines())
-    }
+    answers = run_offline(events, tmp_path / "offline", config_path, timeout_s=300)
+    offline = answers.accounts
     snapshots = deployment.final_snapshots()
     mixed = [
         snapshot
@@ -1290,10 +1284,7 @@ def test_the_mix_of_use_among_peers_streams_like_offline(
     )
     # The bands move with the peers: band alerts and health_declined (an account the green
     # budget held in yellow that declined) have offline's ids and contents.
-    offline_alerts = {
-        alert["alert_id"]: alert
-        for alert in map(orjson.loads, (out / "alerts.jsonl").read_bytes().splitlines())
-    }
+    offline_alerts = answers.alerts
     assert any(alert["rule"] == "health_declined" for alert in offline_alerts.values())
     streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
     assert sorted(streamed) == sorted(offline_alerts)
@@ -1313,31 +1304,17 @@ def test_weekly_idle_rescoring_streams_like_offline(
     deployment.replay(events)
     # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
     deployment.settle(deployment.start_worker(), deadline_s=900)
-    offline: dict[str, dict[str, Any]] = {}
-    for name, config in (("coarse", coarse), ("daily", None)):
-        out = tmp_path / name
-        command = [STREAMER, "offline", str(events), "--sort", "--partitions", str(PARTITIONS)]
-        command += ["--out", str(out), "--quiet", *(["--config", str(config)] if config else [])]
-        subprocess.run(command, check=True, env=clean_env(), timeout=300)
-        offline[name] = {
-            "accounts": {
-                record["account_id"]: record
-                for record in map(orjson.loads, (out / "accounts.jsonl").read_bytes().splitlines())
-            },
-            "alerts": {
-                alert["alert_id"]: alert
-                for alert in map(orjson.loads, (out / "alerts.jsonl").read_bytes().splitlines())
-            },
-        }
+    coarse_offline = run_offline(events, tmp_path / "coarse", coarse, timeout_s=300)
+    daily_offline = run_offline(events, tmp_path / "daily", timeout_s=300)
     # The option changes answers (when idle accounts' conditions are seen, so the alerts), so
     # the stream equal to the coarse run below is the worker applying it, not the defaults.
-    assert sorted(offline["coarse"]["alerts"]) != sorted(offline["daily"]["alerts"])
+    assert sorted(coarse_offline.alerts) != sorted(daily_offline.alerts)
     snapshots = deployment.final_snapshots()
-    expected = offline["coarse"]["accounts"]
+    expected = coarse_offline.accounts
     differing = [aid for aid in sorted(expected) if snapshots.get(aid) != expected[aid]]
     assert not differing, f"{len(differing)} of {len(expected)} differ: " + "; ".join(
         f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, expected[aid])}" for aid in differing[:3]
     )
     streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
-    assert sorted(streamed) == sorted(offline["coarse"]["alerts"])
-    assert [aid for aid, alert in streamed.items() if alert != offline["coarse"]["alerts"][aid]] == []
+    assert sorted(streamed) == sorted(coarse_offline.alerts)
+    assert [aid for aid, alert in streamed.items() if alert != coarse_offline.alerts[aid]] == []
