@@ -8,13 +8,13 @@ Imported as a sibling module (bench/ is on `sys.path` when a benchmark runs as a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from machine import git_revision, load
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -47,10 +47,11 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def write_json(path: Path | None, figures: Mapping[str, Any]) -> None:
-    """Write `figures` with the revision and the load when `--json` asked for them."""
+    """Write `figures` with the revision and the load when `--json` asked for them (a figure
+    not measured, NaN, is written as null)."""
     if path is not None:
         record = {"revision": git_revision(), "load_end": load(), **figures}
-        path.write_text(json.dumps(record, indent=1, default=str))
+        path.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2, default=str))
 
 
 def checkouts(baseline: Path | None) -> dict[str, Path]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from common import add_json, write_json
 from machine import git_revision, load
 
 from streamer.contract.decode import Rejected, decode_event
@@ -255,13 +256,11 @@ async def main(args: argparse.Namespace) -> int:
             cli = fastest if cli is None or fastest.rate > cli.rate else cli
     print_table(results, baseline)
     print(f"load average now {load()} (other work on the machine slows the wall-clock numbers)")
-    if args.json is not None:
-        stages = {
-            r.stage: {"events": r.events, "seconds": r.seconds, "events_per_s": r.rate, "cpu_s": r.cpu}
-            for r in results
-        }
-        figures = {"revision": git_revision(), "file": str(path), "load_end": load(), "stages": stages}
-        args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    stages = {
+        r.stage: {"events": r.events, "seconds": r.seconds, "events_per_s": r.rate, "cpu_s": r.cpu}
+        for r in results
+    }
+    write_json(args.json, {"file": str(path), "stages": stages})
     if cli is not None:
         needed = TARGET_EVENTS / TARGET_SECONDS
         projected = TARGET_EVENTS / cli.rate if cli.rate else float("inf")
@@ -316,12 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda text: [int(part) for part in text.split(",")],
         help="comma-separated --jobs values for stage d (default: %(default)s)",
     )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="also write the figures to FILE (bench/scale_table.py reads it)",
-    )
+    add_json(parser)
     args = parser.parse_args(argv)
     if not set(args.stages) <= set("abcd"):
         parser.error("--stages takes letters from 'abcd'")

@@ -49,7 +49,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import cpu_seconds
+from common import add_json, cpu_seconds, write_json
 from machine import git_revision, load
 from profile_summary import read_stacks, summarise
 
@@ -817,7 +817,7 @@ async def main(args: argparse.Namespace) -> int:
     worker: asyncio.subprocess.Process | None = None
     log_path = run.run_dir / "worker.log"
     # The figures `--json` writes: events/s and events per CPU second by row, the latency.
-    summary: dict[str, Any] = {"revision": git_revision(), "load_start": load(), "events": len(events)}
+    summary: dict[str, Any] = {"load_start": load(), "events": len(events)}
     try:
         await ensure_topics(run.settings)
         raw_topic = run.topic("bench-raw")
@@ -1090,9 +1090,7 @@ async def main(args: argparse.Namespace) -> int:
         if worker is not None:
             print(await stop_worker(worker))
         print(f"load average now {load()} (other work on the machine slows every number here)")
-        if args.json is not None:
-            summary["load_end"] = load()
-            args.json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        write_json(args.json, summary)
         if args.keep:
             print(f"kept topics {run.prefix}* and {run.run_dir}")
         else:
@@ -1165,12 +1163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --profile: sample the C frames too (the compiled core's functions by name)",
     )
     add("--keep", action="store_true", help="keep the run's topics and worker data dir")
-    add(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="also write the figures to FILE (bench/scale_table.py reads it)",
-    )
+    add_json(parser)
     args = parser.parse_args(argv)
     args.peers = [name.strip() for name in args.peers.split(",") if name.strip()]
     unknown = [name for name in args.peers if name not in PEERS]
