@@ -130,8 +130,9 @@ class Account:
     profile: Profile | None = None  # who the account is (latest account.updated)
     override: Override | None = None  # latest health.override or its clearing
 
-    def inputs(self, usage_since: int | None = None) -> Inputs:
-        """What the score reads; `usage_since`: the first usage event of the account's partition."""
+    def inputs(self, usage_since: int | None) -> Inputs:
+        """What the score reads; `usage_since`: the first usage event of the account's partition
+        (None: no usage tracked yet, so a never-used account is not counted silent)."""
         return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen, usage_since)
 
     def has_seen(self, event_id: str) -> bool:

@@ -346,10 +346,9 @@ class PartitionEngine:
         now = account.now
         if renewal is not None and now < renewal - self._renewal_window <= tick:
             return True
-        last_use, usage_since = account.usage.last_use, self.usage_since
-        if last_use is None or usage_since is None:
+        since = account.inputs(self.usage_since).silence_start()
+        if since is None:
             return False
-        since = max(last_use, account.first_seen, usage_since)
         return now < since + self._silence <= tick or now < since + 2 * self._silence <= tick
 
     def _dormant(self, account: Account, tick: int) -> bool:

@@ -88,7 +88,7 @@ class Inputs:
         support: Support,
         sentiment: Sentiment,
         first_seen: int,
-        usage_since: int | None = None,
+        usage_since: int | None,
     ) -> None:
         self.revenue = revenue
         self.usage = usage
@@ -105,6 +105,16 @@ class Inputs:
         if first_start is None or tracked is None:
             return None
         return max(first_start, tracked)
+
+    def silence_start(self) -> int | None:
+        """Since when the account's silence is observed: its last use (never used: `silent_since`),
+        but not before its first event; None while no usage is tracked. The alert rule counts
+        silence from the same instant (`alerts._observed_silence`, through the recency signal)."""
+        last_use, tracked = self.usage.last_use, self.usage_since
+        start = self.silent_since() if last_use is None else last_use
+        if start is None or tracked is None:
+            return None
+        return max(start, self.first_seen, tracked)
 
 
 @dataclass(slots=True, init=False)

@@ -217,7 +217,9 @@ def state_at(offline: OfflineRun, instant: int) -> dict[str, Any]:
     were last scored), their movements, and the portfolio months."""
     accounts = {aid: account for store in offline.stores for aid, account in store.items()}
     return {
-        "evaluations": {aid: evaluate(a.inputs(), instant, CONFIG) for aid, a in sorted(accounts.items())},
+        "evaluations": {
+            aid: evaluate(a.inputs(None), instant, CONFIG) for aid, a in sorted(accounts.items())
+        },
         "movements": {aid: a.revenue.movements() for aid, a in sorted(accounts.items())},
         "identity": {aid: (a.profile, a.override) for aid, a in sorted(accounts.items())},
         "months": offline.portfolio()["months"],

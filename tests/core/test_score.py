@@ -20,7 +20,7 @@ from .harness import Feed
 
 
 def empty_inputs() -> Inputs:
-    return Inputs(Revenue(), Usage(), Support(), Sentiment(), first_seen=0)
+    return Inputs(Revenue(), Usage(), Support(), Sentiment(), first_seen=0, usage_since=None)
 
 
 def test_no_data_at_all_scores_the_configured_neutral_value() -> None:

@@ -34,6 +34,9 @@ def portfolio() -> list[Event]:
         # silent after a week of use: silence at 14 and 28 days, its band falls with no event
         started("quiet", at(0), "500", seats=5),
         *(usage("quiet", at(day, 9), f"u{day % 3}") for day in range(7)),
+        # pays and never uses the product: silent from its start (usage is tracked since day 0),
+        # so silence at 14 and 28 days from day 2, 05:00, off the weekly re-scoring days
+        started("absent", at(2, 5), "400"),
         # an urgent ticket left open: support_backlog after 72 h, daily re-scoring while open
         started("ticket", at(0, 1), "300"),
         *(usage("ticket", at(day, 10)) for day in range(0, 60, 2)),
@@ -136,9 +139,10 @@ def test_idle_rescore_days_rescores_idle_accounts_less_and_keeps_the_alert_lines
     def raised(found: list[dict[str, Any]], rule: str) -> list[tuple[str, str, str]]:
         return [(a["account_id"], a["severity"], a["raised_at"]) for a in found if a["rule"] == rule]
 
-    # 'quiet' is re-scored at the silence lines (14 and 28 days without use) as when daily, so
-    # its silence alerts come on the same days.
-    assert raised(alerts, "silence") == raised(daily_alerts, "silence") != []
+    # 'quiet' and 'absent' (never used) are re-scored at the silence lines (14 and 28 days
+    # without use) as when daily, so their silence alerts come on the same days.
+    assert raised(alerts, "silence") == raised(daily_alerts, "silence")
+    assert {"quiet", "absent"} <= {account for account, _, _ in raised(daily_alerts, "silence")}
     # A condition on the score itself is seen when the account is next re-scored: 'renews' falls
     # into renewal_at_risk on day 15 (its NPS of 3, its use ending), seen on day 19 when weekly.
     weekly, daily = raised(alerts, "renewal_at_risk"), raised(daily_alerts, "renewal_at_risk")
