@@ -263,3 +263,27 @@ def test_the_dashboard_renders(live: Live, chromium: str, tmp_path: Path) -> Non
     )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_money_axes_print_each_label_once_when_nothing_moved(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    # A projection with one account and no month of movements: each money axis spans 0..1 of
+    # the reporting currency, whose labels are whole units (ticks of 0.5 printed "+1, +1, 0, 0, -1").
+    source = live.deployment
+    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
+    template.pop("recent_alerts")
+    alert = source.get("/api/alerts?limit=1")["items"][0]
+    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
+    asyncio.run(_project_nasty(source.redis_url, probe.app_id, template, alert))
+    try:
+        probe.start_view()
+        dom = parse(browse(chromium, probe.url + "/"))
+        assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
+        chart = dom.by_id("mrr-chart")
+        movements = [t.text for t in chart.find("text", **{"class": "tick-y"})]
+        end_mrr = [t.text for t in chart.find("text", **{"class": "tick-y mrr-tick"})]
+        assert movements and len(set(movements)) == len(movements), movements
+        assert len(set(end_mrr)) == len(end_mrr), end_mrr
+    finally:
+        probe.close()

@@ -136,7 +136,7 @@
     const svg = document.getElementById("mrr-history");
     const points = history.points;
     const t = times(points);
-    const axis = niceTicks(0, Math.max(1, ...points.map((p) => Number(p.mrr))), 4);
+    const axis = niceTicks(0, Math.max(1, ...points.map((p) => Number(p.mrr))), 4, 1);
     const chart = frame(svg, t.start, t.end, 0, axis.high, short);
     chart.axes(axis.ticks);
     const coords = [];

@@ -102,10 +102,12 @@ const HS = (function () {
     return money(String(Math.round(value)));
   }
 
-  // Round tick values from at most `low` to at least `high`: steps of 1, 2, 2.5 or 5 times a power of ten.
-  function niceTicks(low, high, count) {
+  // Round tick values from at most `low` to at least `high`: steps of 1, 2, 2.5 or 5 times a power of ten,
+  // and at least `minStep` (1 for money axes, whose labels are whole units: a step of 0.5 would print
+  // "+1, +1, 0, 0, -1").
+  function niceTicks(low, high, count, minStep) {
     if (!(high > low)) high = low + 1;
-    const raw = (high - low) / Math.max(count, 1);
+    const raw = Math.max((high - low) / Math.max(count, 1), minStep || 0);
     const power = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw) || raw;
     const ticks = [Number((Math.floor(low / step) * step).toFixed(10))];

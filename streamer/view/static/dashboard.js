@@ -190,7 +190,7 @@
     const up = months.map((m) => MOVES_UP.reduce((sum, kind) => sum + Number(m.movements[kind]), 0));
     const down = months.map((m) => MOVES_DOWN.reduce((sum, kind) => sum + Number(m.movements[kind]), 0));
     // Left axis: movements, round ticks from the largest outflow to the largest inflow.
-    const left = niceTicks(-Math.max(1, ...down), Math.max(1, ...up), 4);
+    const left = niceTicks(-Math.max(1, ...down), Math.max(1, ...up), 4, 1);
     const scale = (plotBottom - plotTop) / (left.high - left.low);
     const ly = (value) => plotBottom - (value - left.low) * scale;
     const zero = ly(0);
@@ -218,7 +218,7 @@
       }
     });
     // End MRR as a line on its own scale (right axis, from 0, round ticks).
-    const right = niceTicks(0, Math.max(1, ...months.map((m) => Number(m.end_mrr))), 4);
+    const right = niceTicks(0, Math.max(1, ...months.map((m) => Number(m.end_mrr))), 4, 1);
     const y = (value) => plotBottom - ((plotBottom - plotTop) * Number(value)) / right.high;
     const points = months.map((m, i) => [frame.left + frame.step * (i + 0.5), y(m.end_mrr)]);
     if (points.length) {
