@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,37 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine spent busy since boot (Linux /proc/stat: user, nice,
+    system, irq and softirq; idle, iowait and time stolen by a hypervisor left out)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+class CoreUse:
+    """Cores used over a phase (CPU seconds per wall second): the whole machine, the broker (when
+    its pid is known) and this process; whatever else ran is the rest."""
+
+    def __init__(self, broker_pid: int | None) -> None:
+        self.broker_pid = broker_pid
+        self.started = time.perf_counter()
+        self.machine = machine_busy_seconds()
+        self.broker = cpu_seconds(broker_pid) if broker_pid is not None else None
+        self.own = time.process_time()
+
+    def cores(self) -> dict[str, float | None]:
+        """{"machine", "broker", "bench"}: cores each used since this was created."""
+        wall = max(time.perf_counter() - self.started, 1e-9)
+        broker_now = cpu_seconds(self.broker_pid) if self.broker_pid is not None else None
+        broker = None if broker_now is None or self.broker is None else (broker_now - self.broker) / wall
+        return {
+            "machine": (machine_busy_seconds() - self.machine) / wall,
+            "broker": broker,
+            "bench": (time.process_time() - self.own) / wall,
+        }
 
 
 def rss(pid: int | str = "self") -> int:

@@ -153,6 +153,16 @@ def bytes_row(
     )
 
 
+def cores_of(run: dict[str, Any], key: str) -> float:
+    """Cores the workers of a row used while catching up (events/s over events per CPU s when the
+    run predates the bench's core accounting)."""
+    measured = run.get("cores", {}).get(key, {}).get("workers")
+    if measured is not None:
+        return float(measured)
+    row = run["rows"][key]
+    return float(row["events_per_s"] / row["events_per_cpu_s"])
+
+
 def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, str]]:
     """(target, measured, compared with in the same run, met?) for every target of issue 11."""
     stream, two = results.get("stream", []), results.get("two", [])
@@ -195,11 +205,28 @@ def rows(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, 
     )
     scale = values(two, lambda run: run["rows"]["two"]["events_per_s"] / run["rows"]["one"]["events_per_s"])
     bound = values(two, lambda run: run["two_bound"])
+    efficiency = values(
+        two, lambda run: run["rows"]["two"]["events_per_cpu_s"] / run["rows"]["one"]["events_per_cpu_s"]
+    )
+    used = {key: values(two, partial(cores_of, key=key)) for key in ("one", "two")}
+    broker = values(two, lambda run: run["cores"]["two"]["broker"])
+    busier = values(two, lambda run: run["two_busier_share"])
     table.append(
         (
             "two processes ≥ 1.6x one (100 accounts, 16 partitions)",
             shown(scale, "{:.2f}x"),
-            f"one process in the same run; the partitions allow at most {shown(bound, '{:.2f}x')}",
+            f"one process in the same run; the partitions allow at most {shown(bound, '{:.2f}x')}"
+            + (
+                ", the split the group made (the busier worker had "
+                f"{shown([b * 100 for b in busier], '{:.0f}%')} of the events) at most "
+                f"{shown([1 / b for b in busier], '{:.2f}x')}"
+                if busier
+                else ""
+            )
+            + "; "
+            f"the two workers used {shown(used['two'], '{:.2f}')} cores (one: {shown(used['one'], '{:.2f}')})"
+            + (f", the broker {shown(broker, '{:.2f}')}" if broker else "")
+            + f", and ran at {shown(efficiency, '{:.2f}x')} one's events per CPU second",
             verdict(scale, lambda v: v >= 1.6),
         )
     )

@@ -49,7 +49,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import add_json, cpu_seconds, write_json
+from common import CoreUse, add_json, cpu_seconds, write_json
 from machine import git_revision, load
 from profile_summary import read_stacks, summarise
 
@@ -465,6 +465,8 @@ class Progress:
     done_at: float | None = None
     done_wall: float = math.inf  # time.time() when caught up: the workers' logs are in wall time
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (perf_counter, worker CPU s)
+    use: CoreUse = field(default_factory=lambda: CoreUse(broker_pid()))  # from the phase's start
+    cores: dict[str, float | None] = field(default_factory=dict)  # `use.cores()` when caught up
 
     @property
     def first_commit_at(self) -> float | None:
@@ -503,6 +505,7 @@ async def wait_committed(
         progress.points.append((now, value))
         if all(committed.get(tp, 0) >= end for tp, end in wanted.items()):
             progress.done_at, progress.done_wall = now, time.time()
+            progress.cores = progress.use.cores()
             return progress
         if value != last_value:
             last_change, last_value = now, value
@@ -772,6 +775,40 @@ def two_process_bound(loads: Sequence[int]) -> tuple[float, float]:
     return busier / total, total / busier
 
 
+def broker_pid() -> int | None:
+    """The local stack's broker process (None when the run uses another broker)."""
+    from streamer.local.kafka import running_pid
+    from streamer.local.settings import StackSettings
+
+    try:
+        return running_pid(StackSettings.from_env())
+    except Exception:  # no local stack, or its settings do not apply
+        return None
+
+
+def core_figures(progress: Progress) -> dict[str, float | None]:
+    """Cores used from the phase's start until caught up: the workers', the broker's (None when
+    not the local stack's), this bench's, the whole machine's, and the rest (anything else)."""
+    assert progress.done_at is not None
+    cpu = progress.cpu[-1][1] if progress.cpu else math.nan
+    figures = dict(progress.cores)
+    figures["workers"] = cpu / (progress.done_at - progress.started)
+    known = sum(figures.get(name) or 0.0 for name in ("workers", "broker", "bench"))
+    figures["rest"] = max(0.0, (figures.get("machine") or math.nan) - known)
+    return figures
+
+
+def core_note(progress: Progress) -> str:
+    """Where the cores went while the workers caught up, for the row's note."""
+    figures = core_figures(progress)
+    parts = [
+        f"{name} {value:.2f}"
+        for name, value in ((n, figures.get(n)) for n in ("workers", "broker", "bench", "rest"))
+        if value is not None
+    ]
+    return f"cores used: {', '.join(parts)} (machine {figures.get('machine') or 0:.2f} of {os.cpu_count()})"
+
+
 async def bootstrap_servers(args: argparse.Namespace) -> tuple[str, str | None]:
     """The broker, and the local stack's Redis when the run uses the local stack."""
     if args.bootstrap:
@@ -852,6 +889,7 @@ async def main(args: argparse.Namespace) -> int:
             )
 
         rows: list[tuple[str, int, float, float, str]] = []
+        cores: dict[str, dict[str, float | None]] = {}  # row key -> cores used while catching up
         by_label: dict[str, tuple[float, float]] = {}  # label -> (events/s, events per cpu s)
 
         def add_row(label: str, key: str, n: int, seconds: float, cpu: float, note: str) -> None:
@@ -923,8 +961,10 @@ async def main(args: argparse.Namespace) -> int:
                 seconds,
                 cpu,
                 f"start to caught up (cpu: both workers); busier one ended with {max(sides) / total:.0%} "
-                "of the events",
+                f"of the events; {core_note(two)}",
             )
+            cores["two"] = core_figures(two)
+            summary["two_busier_share"] = max(sides) / total
 
         progress = Progress(time.perf_counter())
         worker = await start_worker(run, log_path)
@@ -953,8 +993,10 @@ async def main(args: argparse.Namespace) -> int:
             total,
             wall,
             cpu_done,
-            f"startup to first commit {first_at - progress.started:.1f} s (cpu: the worker)",
+            f"startup to first commit {first_at - progress.started:.1f} s (cpu: the worker); "
+            + core_note(progress),
         )
+        cores["one"] = core_figures(progress)
         add_row(
             "   same, first commit to caught up",
             "one-steady",
@@ -969,6 +1011,7 @@ async def main(args: argparse.Namespace) -> int:
             key: {"events_per_s": rate, "events_per_cpu_s": cpu} for key, (rate, cpu) in by_label.items()
         }
         summary["two_bound"] = bound
+        summary["cores"] = cores
 
         def versus_previous(key: str, index: int) -> str:
             if previous is None or key not in ("one", "two", "previous"):
