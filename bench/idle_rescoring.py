@@ -31,6 +31,10 @@ from streamer.core.reasons import explain
 from streamer.offline.runner import OfflineRun, open_events
 from streamer.settings import load_score_config
 
+# Signals that move with event time alone, day by day (the rest move at instants: an event, a
+# day leaving a window, a new peer reference).
+CONTINUOUS = frozenset({"recency_days", "days_to_renewal"})
+
 CHANGES = (
     ("band", "changed the band"),
     ("alerts", "raised an alert"),
@@ -66,6 +70,17 @@ class Probe(PartitionEngine):
         counts["visible"] += band or bool(alerts) or reasons
         counts["score_1"] += abs(after.score - before.score) >= 1.0
         counts["score"] += after.score != before.score
+        # Only the signals that move with time alone changed, against the same peer reference:
+        # the re-scorings a sound due rule could skip by bounding those signals' slopes.
+        reference = self.peers.at(after.now), self.peers.at(before.now)
+        same_reference = reference[0] is reference[1] or (
+            reference[0] is not None and reference[1] is not None and reference[0].tick == reference[1].tick
+        )
+        discrete = {name: raw for name, (raw, _) in after.signals.items() if name not in CONTINUOUS}
+        discrete_before = {name: raw for name, (raw, _) in before.signals.items() if name not in CONTINUOUS}
+        continuous_only = same_reference and discrete == discrete_before and after.plan == before.plan
+        counts["continuous_only"] += continuous_only
+        counts["continuous_only_visible"] += continuous_only and (band or bool(alerts) or reasons)
         recency = after.signals.get("recency_days")
         counts["recency_moved"] += recency is not None and recency != before.signals.get("recency_days")
         return alerts
@@ -102,6 +117,11 @@ def main() -> None:
         print(f"{label:<40} {counts[key]:>9,} {counts[key] / idle:>7.1%}")
     moved = counts["recency_moved"]
     print(f"{'(its recency signal moved)':<40} {moved:>9,} {moved / idle:>7.1%}")
+    only = counts["continuous_only"]
+    print(
+        f"{'only recency or days to renewal moved':<40} {only:>9,} {only / idle:>7.1%}"
+        f"   (of them {counts['continuous_only_visible']:,} changed band, alert or reasons)"
+    )
     every = config.peers.refresh_days
     print(f"(the peer reference every account's percentiles read is rebuilt every {every} day(s))")
     kept = counts["scorings"] - counts["idle"] + counts["visible"]
