@@ -5,11 +5,13 @@ and it renders to a screenshot. The DOM is read after the page's fetches with `-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import re
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -213,9 +215,10 @@ NASTY_REASON = "<script>document.title='pwned'</script> & more"
 NASTY_NAME = "<i>Evil</i> Corp <svg onload=alert(1)>"
 
 
-def test_strings_from_the_data_are_shown_as_text_never_as_html(
-    live: Live, chromium: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def nasty_view(live: Live, tmp_path: Path) -> Iterator[Deployment]:
+    """A view of a projection of its own holding one account (a copy of one of the live
+    portfolio's) whose strings are markup, and one alert of it; no month of movements."""
     source = live.deployment
     template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
     template.pop("recent_alerts")
@@ -224,6 +227,15 @@ def test_strings_from_the_data_are_shown_as_text_never_as_html(
     asyncio.run(_project_nasty(source.redis_url, probe.app_id, template, alert))
     try:
         probe.start_view()
+        yield probe
+    finally:
+        probe.close()
+
+
+def test_strings_from_the_data_are_shown_as_text_never_as_html(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    with nasty_view(live, tmp_path) as probe:
         html = browse(chromium, probe.url + "/")
         dom = parse(html)
         assert dom.find("title")[0].text == "healthstream · portfolio health"
@@ -234,8 +246,6 @@ def test_strings_from_the_data_are_shown_as_text_never_as_html(
         assert row and row[0].find("td")[0].find("a")[0].text == NASTY_NAME
         assert NASTY_REASON in row[0].find("td")[8].text  # after the risk and use columns
         assert dom.by_id("alerts").find("tr", data_alert="nasty-1")
-    finally:
-        probe.close()
 
 
 def test_the_page_works_with_a_token_in_its_url(live: Live, chromium: str, tmp_path: Path) -> None:
@@ -270,14 +280,7 @@ def test_money_axes_print_each_label_once_when_nothing_moved(
 ) -> None:
     # A projection with one account and no month of movements: each money axis spans 0..1 of
     # the reporting currency, whose labels are whole units (ticks of 0.5 printed "+1, +1, 0, 0, -1").
-    source = live.deployment
-    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
-    template.pop("recent_alerts")
-    alert = source.get("/api/alerts?limit=1")["items"][0]
-    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
-    asyncio.run(_project_nasty(source.redis_url, probe.app_id, template, alert))
-    try:
-        probe.start_view()
+    with nasty_view(live, tmp_path) as probe:
         dom = parse(browse(chromium, probe.url + "/"))
         assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
         chart = dom.by_id("mrr-chart")
@@ -285,5 +288,3 @@ def test_money_axes_print_each_label_once_when_nothing_moved(
         end_mrr = [t.text for t in chart.find("text", **{"class": "tick-y mrr-tick"})]
         assert movements and len(set(movements)) == len(movements), movements
         assert len(set(end_mrr)) == len(end_mrr), end_mrr
-    finally:
-        probe.close()
