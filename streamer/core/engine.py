@@ -18,8 +18,9 @@ from streamer.core.account import Account, UnknownCurrency, check_currency, fold
 from streamer.core.alerts import Observed, Trigger, band_confirm_due, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
-from streamer.core.identity import apply_override, profile_record
+from streamer.core.identity import profile_record
 from streamer.core.money import format_money
+from streamer.core.overrides import apply_override
 from streamer.core.peers import PeerHistory, PeerReference, build_reference, on_grid
 from streamer.core.portfolio import PeriodAggregates
 from streamer.core.revenue import Revenue

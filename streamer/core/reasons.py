@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from streamer.core.clock import iso
 from streamer.core.facts import Facts
-from streamer.core.identity import override_reason
+from streamer.core.overrides import override_reason
 from streamer.core.score import SIGNAL_COMPONENT, Evaluation, Raw
 
 Reason = dict[str, float | str | None]

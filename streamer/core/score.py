@@ -7,11 +7,11 @@ renormalised; a component without any signal is left out the same way and listed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.facts import Facts, FactsDraft, freeze
+from streamer.core.identity import Applied
 from streamer.core.peers import (
     ALL,
     COMPOSITE,
@@ -28,9 +28,6 @@ from streamer.core.sentiment import Figures, Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
 from streamer.core.vocabulary import Band, LifecycleStage
-
-if TYPE_CHECKING:
-    from streamer.core.identity import Applied
 
 NEVER_USED_GRACE = 3 * DAY  # a paying account that never used the product counts as silent after this
 

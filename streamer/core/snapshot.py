@@ -7,8 +7,9 @@ from typing import Any
 from streamer.core.account import Account
 from streamer.core.clock import bucket_of, iso
 from streamer.core.config import RiskModel
-from streamer.core.identity import override_record, profile_record
+from streamer.core.identity import profile_record
 from streamer.core.money import format_money
+from streamer.core.overrides import override_record
 from streamer.core.peers import COMPOSITE, PEER_SIGNALS
 from streamer.core.reasons import explain
 from streamer.core.risk import VOLUME_DAYS, churn_risk
