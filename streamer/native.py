@@ -37,9 +37,7 @@ COMPILED_DIRNAME = "_compiled"
 MANIFEST = "BUILD.json"
 # Not compiled: the package's own `__init__` (it chooses), and the pydantic configuration models
 # (mypyc cannot compile classes with pydantic's metaclass; they are read once at start-up).
-# vocabulary.py: compiled, an enum without a docstring gets mypyc's filler docstring, which
-# pydantic then publishes in the JSON Schema; three small enums gain nothing from compiling.
-NOT_COMPILED = frozenset({"__init__.py", "config.py", "vocabulary.py"})
+NOT_COMPILED = frozenset({"__init__.py", "config.py"})
 # The shared library holding every compiled module, inside the package (streamer/core/native__mypyc...so).
 # A mypyc group name, not a module: its shared library is named after the last part.
 GROUP = f"{__package__}.core.native"

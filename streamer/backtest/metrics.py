@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from streamer.backtest.labels import churn_instants
 from streamer.backtest.sampling import AlertRecord
-from streamer.core.vocabulary import BANDS, Band
+from streamer.contract.vocabulary import BANDS, Band
 
 INFO_RULES = frozenset({"band_recovered"})  # good news: not an at-risk alert
 ALL_RULES = "all at-risk"

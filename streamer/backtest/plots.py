@@ -11,8 +11,8 @@ from matplotlib.figure import Figure  # used without pyplot: no display, no glob
 from streamer.backtest.analysis import HORIZONS, TUNE_HORIZON, Backtest, TuneResult
 from streamer.backtest.metrics import roc_curve
 from streamer.backtest.report import AUC_TARGET, day
+from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
-from streamer.core.vocabulary import BANDS, Band
 
 BAND_COLOURS = {Band.green: "#2e9e44", Band.yellow: "#e0b000", Band.red: "#d03030"}
 

@@ -18,9 +18,9 @@ from streamer.backtest.analysis import (
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
 from streamer.backtest.choice import VOLUME_PREFIX, Choice, Kind
 from streamer.backtest.metrics import BandRate, band_ratio
+from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
-from streamer.core.vocabulary import BANDS, Band
 
 AUC_TARGET = 0.75
 RATIO_TARGET = 3.0

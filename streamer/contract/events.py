@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from streamer.core.vocabulary import Band
+from streamer.contract.vocabulary import Band
 
 # Identifiers and names end up in Redis keys, URLs, the dashboard, reasons and terminals: no
 # control characters (C0, DEL, C1) and no bidirectional overrides that reorder what is shown.

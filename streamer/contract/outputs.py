@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from streamer.core.vocabulary import Band, LifecycleStage, Severity
+from streamer.contract.vocabulary import Band, LifecycleStage, Severity
 
 Money = Annotated[str, Field(pattern=r"^-?\d+\.\d{2}$", description="Decimal string, 2 places")]
 

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
+from streamer.contract.vocabulary import BAND_RANK, SEVERITY_BY_LEVEL, Band, LifecycleStage, Severity
 from streamer.core.clock import DAY, bucket_of, iso
 from streamer.core.config import Rule, Rules
 from streamer.core.reasons import Reason, explain
 from streamer.core.score import Evaluation
-from streamer.core.vocabulary import BAND_RANK, SEVERITY_BY_LEVEL, Band, LifecycleStage, Severity
 
 USAGE_TREND_DAYS = 35  # the usage trend compares the last 7 day buckets with the 28 before
 

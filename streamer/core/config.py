@@ -16,8 +16,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streamer.contract.vocabulary import Band, LifecycleStage
 from streamer.core.peers import PEER_SIGNALS
-from streamer.core.vocabulary import Band, LifecycleStage
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer.core.vocabulary import Band
+from streamer.contract.vocabulary import Band
 
 
 @dataclass(slots=True)

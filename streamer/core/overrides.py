@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from streamer.contract.vocabulary import Band
 from streamer.core.clock import iso
 from streamer.core.config import ScoreConfig
 from streamer.core.identity import Applied, Override
 from streamer.core.score import Evaluation
-from streamer.core.vocabulary import Band
 
 
 def apply_override(evaluation: Evaluation, override: Override | None, config: ScoreConfig) -> Evaluation:

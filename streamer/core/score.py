@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streamer.contract.vocabulary import Band, LifecycleStage
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.facts import Facts, FactsDraft, freeze
@@ -27,7 +28,6 @@ from streamer.core.revenue import Revenue, renews_beyond
 from streamer.core.sentiment import Figures, Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage
-from streamer.core.vocabulary import Band, LifecycleStage
 
 NEVER_USED_GRACE = 3 * DAY  # a paying account that never used the product counts as silent after this
 

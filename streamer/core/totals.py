@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamer.contract.vocabulary import BANDS, STAGES
 from streamer.core.clock import HOUR
 from streamer.core.money import format_money
 from streamer.core.score import Evaluation
-from streamer.core.vocabulary import BANDS, STAGES
 
 FIELDS = (
     "accounts",

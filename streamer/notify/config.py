@@ -12,7 +12,7 @@ from typing import Annotated, Self
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from streamer.core.vocabulary import Severity
+from streamer.contract.vocabulary import Severity
 from streamer.settings import read_toml
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}

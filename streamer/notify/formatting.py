@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from hashlib import blake2b
 from typing import Any
 
-from streamer.core.vocabulary import SEVERITY_BY_LEVEL, Severity
+from streamer.contract.vocabulary import SEVERITY_BY_LEVEL, Severity
 from streamer.notify.config import Format
 
 SLACK_MAX_BLOCKS = 50

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streamer.core.vocabulary import Severity
+from streamer.contract.vocabulary import Severity
 from streamer.notify.config import SEVERITY_RANK, Destination
 
 

@@ -22,8 +22,8 @@ from streamer.cli_options import (
     score_config_option,
 )
 from streamer.collector import collect_less
+from streamer.contract.vocabulary import BANDS
 from streamer.core.config import ScoreConfig
-from streamer.core.vocabulary import BANDS
 from streamer.offline.parallel import (
     ChildFailed,
     Job,

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
+from streamer.contract.vocabulary import Band
 from streamer.core.portfolio import PeriodSums
-from streamer.core.vocabulary import Band
 
 SUMMARY_REASONS = 4
 

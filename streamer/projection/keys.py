@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamer.core.vocabulary import BANDS
+from streamer.contract.vocabulary import BANDS
 
 INDEXES = ("score", "mrr", "renewal")
 

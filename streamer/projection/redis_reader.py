@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
-from streamer.core.vocabulary import BANDS
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import Keys
 

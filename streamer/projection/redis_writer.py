@@ -28,8 +28,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.typing import EncodableT, FieldT
 
+from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
-from streamer.core.vocabulary import BANDS
 from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, money, profile, summary
 from streamer.projection.keys import Keys

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from streamer.contract.vocabulary import Band
 from streamer.core.account import Account, SeenIds
 from streamer.core.alerts import AlertMemory
 from streamer.core.engine import Clock
@@ -49,7 +50,6 @@ from streamer.core.support import (
     Support,
 )
 from streamer.core.usage import DAYS, MASKS, Pairs, Usage, counts, user_key
-from streamer.core.vocabulary import Band
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
 # 2: account profile and override (version 1 records read with neither); 3: events per feature;

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streamer.core.vocabulary import Severity
+from streamer.contract.vocabulary import Severity
 from streamer.settings import Settings
 from streamer.stream.broker import wait_for_broker
 

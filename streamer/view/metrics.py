@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from streamer.core.vocabulary import BANDS
+from streamer.contract.vocabulary import BANDS
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
+from streamer.contract.vocabulary import BANDS, STAGES, Severity
 from streamer.core.clock import parse_month
-from streamer.core.vocabulary import BANDS, STAGES, Severity
 from streamer.view.errors import BadRequest
 from streamer.view.queries import SORTS, AccountQuery, AlertQuery
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from streamer.contract.vocabulary import Band
 from streamer.core.clock import DAY
-from streamer.core.vocabulary import Band
 from streamer.projection.codec import epoch_ms
 from streamer.projection.keys import Keys
 from streamer.projection.redis_reader import Range

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamer.backtest.sampling import Sample
-from streamer.core.vocabulary import Band, LifecycleStage
+from streamer.contract.vocabulary import Band, LifecycleStage
 
 
 def churn_draws(rng: np.random.Generator, logit: NDArray[np.float64]) -> NDArray[np.bool_]:

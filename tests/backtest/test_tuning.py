@@ -18,9 +18,9 @@ from streamer.backtest.tuning import (
     scores_under,
     split_months,
 )
+from streamer.contract.vocabulary import LifecycleStage
 from streamer.core.clock import DAY
 from streamer.core.config import COMPONENTS, ScoreConfig
-from streamer.core.vocabulary import LifecycleStage
 from streamer.settings import load_score_config
 
 from .synthetic import churn_draws, sample

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from streamer.contract.vocabulary import Band, LifecycleStage
 from streamer.core.alerts import Observed, Trigger
 from streamer.core.engine import Outcome
 from streamer.core.facts import Facts
@@ -20,7 +21,6 @@ from streamer.core.score import Evaluation, Inputs
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import Support
 from streamer.core.usage import Usage, Volume, Windows
-from streamer.core.vocabulary import Band, LifecycleStage
 from streamer.native import CORE_DIR
 
 WRITTEN_OUT = [Facts, Evaluation, Outcome, Trigger, Observed, Windows, Volume, Inputs]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.core.vocabulary import Severity
+from streamer.contract.vocabulary import Severity
 from streamer.notify.config import Format, NotifyConfigError, load_notify_config
 
 
