@@ -50,17 +50,17 @@ class _GzipLines(gzip.GzipFile):
     lines = 0  # lines read so far
 
     def readline(self, size: int | None = -1) -> bytes:
-        try:
-            line = super().readline(-1 if size is None else size)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-            raise self._unreadable(error) from None
+        line = self._checked(super().readline, size)
         if line.endswith(b"\n"):
             self.lines += 1
         return line
 
     def read(self, size: int | None = -1) -> bytes:
+        return self._checked(super().read, size)
+
+    def _checked(self, read: Callable[[int], bytes], size: int | None) -> bytes:
         try:
-            return super().read(-1 if size is None else size)
+            return read(-1 if size is None else size)
         except (EOFError, gzip.BadGzipFile, zlib.error) as error:
             raise self._unreadable(error) from None
 
