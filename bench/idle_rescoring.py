@@ -54,7 +54,11 @@ class Probe(PartitionEngine):
 
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         before = self.evaluations.get(account.account_id)
-        idle = trigger is None and now % DAY == 0 and before is not None and account.now >= before.now
+        # a tick's re-scoring of an account that folded no event since its last scoring (usage
+        # folded but not yet scored, see `usage_rescore_minutes`, is an event: not idle)
+        idle = (
+            trigger is None and now % DAY == 0 and before is not None and account.last_event_at <= before.now
+        )
         alerts = super()._score(account, now, trigger)
         counts = self.counts
         counts["scorings"] += 1
