@@ -17,7 +17,7 @@ from streamer.backtest.analysis import (
 )
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
 from streamer.backtest.choice import VOLUME_PREFIX, Choice, Kind
-from streamer.backtest.metrics import BandRate, band_ratio
+from streamer.backtest.metrics import ALL_RULES, BandRate, RuleStats, band_ratio
 from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
@@ -119,7 +119,7 @@ def render(result: Backtest, source: str) -> str:
         f"{_ratio(band_ratio(h30.bands, Band.yellow))}, 60 days {_ratio(band_ratio(h60.bands, Band.yellow))}"
     )
     start, end = result.alert_window
-    base = float(h60.labelled.churned.mean()) if len(h60.labelled.samples) else None
+    base = base_rate(result)
     parts += [
         "",
         f"Alerts (band_recovered left out): precision = share of alerts raised {day(start)} .. "
@@ -130,13 +130,14 @@ def render(result: Backtest, source: str) -> str:
     ]
     parts.append(
         table(
-            ["rule", "alerts", "churned after", "precision", "churns", "caught", "recall"],
+            ["rule", "alerts", "churned after", "precision", "x base rate", "churns", "caught", "recall"],
             [
                 [
                     s.rule,
                     f"{s.alerts:,}",
                     f"{s.true_positives:,}",
                     _pct(s.precision),
+                    _ratio(lift(s, base)),
                     f"{s.churns:,}",
                     f"{s.caught:,}",
                     _pct(s.recall),
@@ -145,10 +146,39 @@ def render(result: Backtest, source: str) -> str:
             ],
         )
     )
+    weak = no_better_than_base(result.alerts, base)
+    if weak:
+        parts.append(
+            "no better than the base rate on this history: "
+            + ", ".join(f"{s.rule} ({_pct(s.precision)} of {s.alerts:,})" for s in weak)
+            + "; their alerts churned no more often than any paying account. To switch a rule "
+            "off: `[alerts]` NAME = { enabled = false } in the score configuration"
+        )
     if result.tuning is not None:
         parts += ["", *render_tuning(result.tuning)]
     parts += ["", targets(result)]
     return "\n".join(parts)
+
+
+def base_rate(result: Backtest) -> float | None:
+    """The share of paying accounts churning within 60 days of a month start (the alerts' yardstick)."""
+    labelled = result.horizons[60].labelled
+    return float(labelled.churned.mean()) if len(labelled.samples) else None
+
+
+def lift(stats: RuleStats, base: float | None) -> float | None:
+    """A rule's precision as a multiple of the base churn rate (None when either is unknown)."""
+    precision = stats.precision
+    if precision is None or not base:
+        return None
+    return precision / base
+
+
+def no_better_than_base(alerts: Sequence[RuleStats], base: float | None) -> list[RuleStats]:
+    """The rules (not the all-at-risk line) whose alerts churned no more often than the base rate."""
+    return [
+        s for s in alerts if s.rule != ALL_RULES and (found := lift(s, base)) is not None and found <= 1.0
+    ]
 
 
 def render_baseline(result: Backtest) -> str:
@@ -315,6 +345,7 @@ def render_tuning(tuning: TuneResult) -> list[str]:
 def to_json(result: Backtest) -> dict[str, Any]:
     """All the figures, for machines (`--json`)."""
     replay = result.replay
+    alert_base = base_rate(result)
     data: dict[str, Any] = {
         "lines": replay.lines,
         "accepted": replay.accepted,
@@ -345,6 +376,7 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 "alerts": s.alerts,
                 "true_positives": s.true_positives,
                 "precision": s.precision,
+                "lift": lift(s, alert_base),
                 "churns": s.churns,
                 "caught": s.caught,
                 "recall": s.recall,

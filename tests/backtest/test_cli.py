@@ -79,6 +79,13 @@ def test_backtest_reports_auc_churn_by_band_and_alerts(events: Path, tmp_path: P
     overall = data["alerts"][0]
     assert overall["rule"] == "all at-risk" and overall["alerts"] > 0 and 0 < overall["recall"] <= 1
     assert "band_recovered" not in {row["rule"] for row in data["alerts"]}
+    # each rule's precision against the base rate: the 60-day churn share of the samples
+    base = data["horizons"]["60"]["churned"] / data["horizons"]["60"]["samples"]
+    for row in data["alerts"]:
+        if row["precision"] is not None:
+            assert row["lift"] == pytest.approx(row["precision"] / base)
+            assert f"{row['lift']:.1f}x" in out
+    assert "x base rate" in out
     assert data["tuning"] is None
 
 
