@@ -128,6 +128,9 @@ def main() -> None:
     )
     every = config.peers.refresh_days
     print(f"(the peer reference every account's percentiles read is rebuilt every {every} day(s))")
+    if only:
+        bound = counts["scorings"] - only + counts["continuous_only_visible"]
+        print(f"a perfect bound on those two signals' slopes would keep at least {bound:,} scorings")
     kept = counts["scorings"] - counts["idle"] + counts["visible"]
     print(f"an oracle skipping every idle re-scoring that changes none of the three keeps {kept:,} scorings")
     write_json(args.json, {"events": summary.accepted, **counts, "config": str(args.config or "")})
