@@ -44,8 +44,6 @@ portfolio on stderr.
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import importlib
 import math
 import os
@@ -61,17 +59,15 @@ from typing import Any
 import numpy as np
 import orjson
 from numpy.typing import NDArray
-from retune import adopt
+from retune import replays_parser, tuned_replay
 
-from streamer.backtest import replaycache
-from streamer.backtest.analysis import TUNE_HORIZON, Labelled, analyse, label, tune
+from streamer.backtest.analysis import TUNE_HORIZON, Labelled
 from streamer.backtest.choice import plain_risk, plain_rows, volume_features
 from streamer.backtest.learn import FOLD_SPACING_DAYS, Fold, time_folds
 from streamer.backtest.metrics import roc_auc
 from streamer.backtest.sampling import Sample
 from streamer.backtest.tuning import split_months
 from streamer.core.clock import DAY
-from streamer.core.config import ScoreConfig
 
 Matrix = NDArray[np.float64]
 LIB = Path(__file__).resolve().parent / "out" / "ceiling-lib"
@@ -253,15 +249,7 @@ def bootstrap_se(a: Matrix, b: Matrix, churned: NDArray[np.bool_], accounts: Seq
 
 
 def measure(path: Path, holdout: float, gbm: Any) -> Row:
-    with gzip.open(path, "rb") as handle:
-        made_from = orjson.loads(handle.read())["made_from"]
-    history = replaycache.load(path, made_from)  # the file's own fingerprint: read as it is
-    if history is None:
-        raise SystemExit(f"{path}: not a saved replay")
-    result = analyse(history)
-    grid = {days: label(history, days, history.grid_samples) for days in result.horizons}
-    by_horizon = {days: h.labelled for days, h in result.horizons.items()}
-    tuning = tune(by_horizon, ScoreConfig(), adopt, holdout, grid)
+    by_horizon, grid, tuning = tuned_replay(path, holdout)
     test = tuning.test_labelled[TUNE_HORIZON]
 
     months = sorted({s.at for s in by_horizon[TUNE_HORIZON].samples})
@@ -315,13 +303,7 @@ def measure(path: Path, holdout: float, gbm: Any) -> Row:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("replays", nargs="+", metavar="NAME=FILE")
-    parser.add_argument("--holdout", type=float, default=1 / 3)
-    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    args = parser.parse_args()
+    args = replays_parser(__doc__).parse_args()
     gbm = gbm_class()
     rows: dict[str, Row] = {}
     print(

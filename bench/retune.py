@@ -31,7 +31,7 @@ from pathlib import Path
 import orjson
 
 from streamer.backtest import replaycache
-from streamer.backtest.analysis import TUNE_HORIZON, Fitted, analyse, label, tune
+from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, TuneResult, analyse, label, tune
 from streamer.backtest.configfile import tuned_config_text
 from streamer.core.config import ScoreConfig
 
@@ -58,7 +58,9 @@ class Row:
         return self.tuned >= self.default and self.tuned >= self.plain
 
 
-def retune(path: Path, holdout: float) -> Row:
+def tuned_replay(path: Path, holdout: float) -> tuple[dict[int, Labelled], dict[int, Labelled], TuneResult]:
+    """A saved replay (read as it is, whatever made it) tuned as `--tune` would: the labelled
+    month-start samples and weekly-grid samples per horizon, and the tuning."""
     with gzip.open(path, "rb") as handle:
         made_from = orjson.loads(handle.read())["made_from"]
     history = replaycache.load(path, made_from)  # the file's own fingerprint: read as it is
@@ -67,7 +69,11 @@ def retune(path: Path, holdout: float) -> Row:
     result = analyse(history)
     grid = {days: label(history, days, history.grid_samples) for days in result.horizons}
     by_horizon = {days: h.labelled for days, h in result.horizons.items()}
-    tuning = tune(by_horizon, ScoreConfig(), adopt, holdout, grid)
+    return by_horizon, grid, tune(by_horizon, ScoreConfig(), adopt, holdout, grid)
+
+
+def retune(path: Path, holdout: float) -> Row:
+    _, _, tuning = tuned_replay(path, holdout)
     test = tuning.test_labelled[TUNE_HORIZON]
     mix = getattr(tuning, "mix_risk", None)  # a checkout before the mix has none
     return Row(
@@ -85,14 +91,17 @@ def retune(path: Path, holdout: float) -> Row:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def replays_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The command line of a script over saved replays: NAME=FILE ..., --holdout, --json."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("replays", nargs="+", metavar="NAME=FILE")
     parser.add_argument("--holdout", type=float, default=1 / 3)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = replays_parser(__doc__).parse_args()
     rows: dict[str, Row] = {}
     print(
         "| portfolio | held out: churners / samples | default / tuned / plain AUC60 | chosen "
