@@ -11,9 +11,15 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = re.compile(r"\b(streamer(?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 
 
+GENERATED = ROOT / "bench" / "out"  # git-ignored: the benches' files and the peers' own libraries
+
+
 def _sources() -> list[Path]:
     files = [
-        path for folder in ("streamer", "tests", "bench") for path in sorted((ROOT / folder).rglob("*.py"))
+        path
+        for folder in ("streamer", "tests", "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if not path.is_relative_to(GENERATED)
     ]
     return [*files, *sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 
