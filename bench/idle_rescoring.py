@@ -28,6 +28,7 @@ from streamer.core.alerts import Trigger
 from streamer.core.clock import DAY
 from streamer.core.engine import PartitionEngine
 from streamer.core.reasons import explain
+from streamer.core.score import Evaluation, Raw
 from streamer.offline.runner import OfflineRun, open_events
 from streamer.settings import load_score_config
 
@@ -67,27 +68,36 @@ class Probe(PartitionEngine):
         after = self.evaluations[account.account_id]
         band = after.band != before.band
         reasons = [r["signal"] for r in explain(after)] != [r["signal"] for r in explain(before)]
+        visible = band or bool(alerts) or reasons
         counts["idle"] += 1
         counts["band"] += band
         counts["alerts"] += bool(alerts)
         counts["reasons"] += reasons
-        counts["visible"] += band or bool(alerts) or reasons
+        counts["visible"] += visible
         counts["score_1"] += abs(after.score - before.score) >= 1.0
         counts["score"] += after.score != before.score
         # Only the signals that move with time alone changed, against the same peer reference:
         # the re-scorings a sound due rule could skip by bounding those signals' slopes.
-        reference = self.peers.at(after.now), self.peers.at(before.now)
-        same_reference = reference[0] is reference[1] or (
-            reference[0] is not None and reference[1] is not None and reference[0].tick == reference[1].tick
+        continuous_only = (
+            self._reference_tick(after.now) == self._reference_tick(before.now)
+            and _discrete(after) == _discrete(before)
+            and after.plan == before.plan
         )
-        discrete = {name: raw for name, (raw, _) in after.signals.items() if name not in CONTINUOUS}
-        discrete_before = {name: raw for name, (raw, _) in before.signals.items() if name not in CONTINUOUS}
-        continuous_only = same_reference and discrete == discrete_before and after.plan == before.plan
         counts["continuous_only"] += continuous_only
-        counts["continuous_only_visible"] += continuous_only and (band or bool(alerts) or reasons)
+        counts["continuous_only_visible"] += continuous_only and visible
         recency = after.signals.get("recency_days")
         counts["recency_moved"] += recency is not None and recency != before.signals.get("recency_days")
         return alerts
+
+    def _reference_tick(self, now: int) -> int | None:
+        """The midnight of the peer reference an evaluation at `now` reads (None: none yet)."""
+        reference = self.peers.at(now)
+        return None if reference is None else reference.tick
+
+
+def _discrete(evaluation: Evaluation) -> dict[str, Raw]:
+    """The raw values of the signals that move only at instants (an event, a window, a reference)."""
+    return {name: raw for name, (raw, _) in evaluation.signals.items() if name not in CONTINUOUS}
 
 
 def main() -> None:
