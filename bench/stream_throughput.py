@@ -798,9 +798,8 @@ def core_figures(progress: Progress) -> dict[str, float | None]:
     return figures
 
 
-def core_note(progress: Progress) -> str:
-    """Where the cores went while the workers caught up, for the row's note."""
-    figures = core_figures(progress)
+def core_note(figures: dict[str, float | None]) -> str:
+    """Where the cores went while the workers caught up (`core_figures`), for the row's note."""
     parts = [
         f"{name} {value:.2f}"
         for name, value in ((n, figures.get(n)) for n in ("workers", "broker", "bench", "rest"))
@@ -943,6 +942,7 @@ async def main(args: argparse.Namespace) -> int:
         if args.two:
             two = await workers("two", 2, None)
             seconds, cpu = seconds_cpu(two)
+            cores["two"] = core_figures(two)
             owners = final_owners([run.run_dir / f"two-{number}.log" for number in range(2)], two.done_wall)
             sides = [sum(loads[p] for p, owner in owners.items() if owner == number) for number in range(2)]
             print(
@@ -961,9 +961,8 @@ async def main(args: argparse.Namespace) -> int:
                 seconds,
                 cpu,
                 f"start to caught up (cpu: both workers); busier one ended with {max(sides) / total:.0%} "
-                f"of the events; {core_note(two)}",
+                f"of the events; {core_note(cores['two'])}",
             )
-            cores["two"] = core_figures(two)
             summary["two_busier_share"] = max(sides) / total
 
         progress = Progress(time.perf_counter())
@@ -986,6 +985,7 @@ async def main(args: argparse.Namespace) -> int:
             run.bootstrap, [run.topic(name) for name in ("alerts", "health", "deadletter")], run.partitions
         )
         cpu_done = progress.cpu[-1][1] if progress.cpu else math.nan
+        cores["one"] = core_figures(progress)
         cpu_first = next((c for at, c in progress.cpu if at >= first_at), math.nan)
         add_row(
             "b. `streamer worker`, 1 process, start to caught up",
@@ -994,9 +994,8 @@ async def main(args: argparse.Namespace) -> int:
             wall,
             cpu_done,
             f"startup to first commit {first_at - progress.started:.1f} s (cpu: the worker); "
-            + core_note(progress),
+            + core_note(cores["one"]),
         )
-        cores["one"] = core_figures(progress)
         add_row(
             "   same, first commit to caught up",
             "one-steady",
