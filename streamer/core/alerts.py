@@ -55,17 +55,17 @@ class AlertMemory:
 
 @dataclass(frozen=True, slots=True, init=False)
 class Observed:
-    """Since when the account, and usage in its partition, have been observed (event time)."""
+    """What the state rules need of the account beyond its evaluation (event time)."""
 
-    first_seen: int  # the account's first event
     first_use: int | None = None  # the account's first usage event
-    usage_since: int | None = None  # the partition's first usage event: usage is tracked from then
+    # Since when its silence is observed (`Inputs.silence_start`): the instant the silence rule
+    # counts from and the engine's alert lines too (`PartitionEngine._alert_line_passed`).
+    silence_start: int | None = None
 
     # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
-    def __init__(self, first_seen: int, first_use: int | None = None, usage_since: int | None = None) -> None:
-        object.__setattr__(self, "first_seen", first_seen)
+    def __init__(self, first_use: int | None = None, silence_start: int | None = None) -> None:
         object.__setattr__(self, "first_use", first_use)
-        object.__setattr__(self, "usage_since", usage_since)
+        object.__setattr__(self, "silence_start", silence_start)
 
 
 @dataclass(slots=True, init=False)
@@ -320,13 +320,12 @@ def _conditions(
 
 
 def _observed_silence(current: Evaluation, observed: Observed) -> float | None:
-    """Days without usage that were observed: since the last use (or, never used, the first
-    subscription start), but not before the account's first event nor before its partition saw
-    any usage (until then the product's usage is simply not tracked)."""
-    recency = current.signals.get("recency_days")
-    if recency is None or observed.usage_since is None:
+    """Days without usage that were observed, from `observed.silence_start`; None while usage is
+    not tracked or the recency signal is absent (an account that never used the product, inside
+    its grace period)."""
+    since = observed.silence_start
+    if since is None or "recency_days" not in current.signals:
         return None
-    since = max(current.now - recency[0] * DAY, observed.first_seen, observed.usage_since)
     return max(0.0, (current.now - since) / DAY)
 
 

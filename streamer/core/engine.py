@@ -373,7 +373,8 @@ class PartitionEngine:
 
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         account_id = account.account_id
-        evaluation = evaluate(account.inputs(self.usage_since), now, self.config, self.peers.at(now))
+        inputs = account.inputs(self.usage_since)
+        evaluation = evaluate(inputs, now, self.config, self.peers.at(now))
         evaluation = apply_override(evaluation, account.override, self.config)
         previous = (account.score, account.band) if account.score is not None and account.band else None
         alerts = check(
@@ -384,7 +385,7 @@ class PartitionEngine:
             account.alerts,
             self.config.alerts,
             format_money(evaluation.mrr),
-            Observed(account.first_seen, account.usage.first_use, self.usage_since),
+            Observed(account.usage.first_use, inputs.silence_start()),
         )
         if alerts:
             profile = profile_record(account.profile)

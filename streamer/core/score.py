@@ -105,8 +105,8 @@ class Inputs:
 
     def silence_start(self) -> int | None:
         """Since when the account's silence is observed: its last use (never used: `silent_since`),
-        but not before its first event; None while no usage is tracked. The alert rule counts
-        silence from the same instant (`alerts._observed_silence`, through the recency signal)."""
+        but not before its first event; None while no usage is tracked. The silence rule counts
+        from it (`alerts.Observed`) and the engine's alert lines too."""
         last_use, tracked = self.usage.last_use, self.usage_since
         start = self.silent_since() if last_use is None else last_use
         if start is None or tracked is None:

@@ -253,6 +253,19 @@ def test_paying_account_that_never_used_the_product_goes_silent() -> None:
     assert silence["reasons"][0]["message"] == "no product usage for 14 days while paying"
 
 
+def test_a_never_used_account_is_not_silent_inside_its_grace_period() -> None:
+    """The silence rule speaks only where the recency signal does: an account that never used
+    the product counts as silent after a grace period (3 days), even with a shorter silence_days."""
+    feed = Feed(ScoreConfig(alerts=Rules(silence_days=1)))
+    feed(usage("initech", at(0, 12), "u1"))  # usage is tracked from here
+    feed(started("acme", at(1), "100"))
+    for d in range(2, 8):
+        feed(usage("initech", at(d, 12), "u1"))
+    silence = [(a["raised_at"], a["severity"]) for a in feed.raised("silence", "acme")]
+    # 3 days after the start on day 1 (the day-4 tick), already twice silence_days: critical
+    assert silence == [(stamp(at(4)), "critical")]
+
+
 def test_billing_history_from_before_usage_was_tracked_is_not_silence() -> None:
     feed = Feed()
     feed(started("acme", at(0), "100"))
