@@ -369,25 +369,36 @@ class Usage:
             del self.bucket_days[:gone]
             del self.bucket_activity[:gone]
             del self.bucket_users[:gone]
-        pairs = self.feature_pairs
-        if any(pairs[i] < horizon for i in range(0, len(pairs), 2)):
-            names: list[str] = []
-            kept: list[int] = []
-            ends: list[int] = []
-            for f, feature in enumerate(self.feature_names):
-                start, stop = self._feature_span(f)
-                before = len(kept)
-                kept += [
-                    item for i in range(start, stop, 2) if pairs[i] >= horizon for item in pairs[i : i + 2]
-                ]
-                if len(kept) > before:
-                    names.append(feature)
-                    ends.append(len(kept))
-            self.feature_names = names
-            self.feature_pairs = array(pairs.typecode, kept)
-            self.feature_ends = array(DAYS, ends)
+        self._expire_feature_days(horizon)
         # Users silent for the whole horizon stay in the last-active histogram (they are
         # outside every window); drop them only when the account has too many (see record).
+
+    def _expire_feature_days(self, horizon: int) -> None:
+        """Drop the per-feature (day, count) pairs before `horizon`, and features left without
+        any: compacted in place, pairs kept in their order (once a day per account)."""
+        pairs, ends, names = self.feature_pairs, self.feature_ends, self.feature_names
+        kept_names: list[str] = []
+        kept_ends: list[int] = []
+        written = start = 0
+        for f in range(len(names)):
+            stop = ends[f]
+            before = written
+            for i in range(start, stop, 2):
+                day = pairs[i]
+                if day >= horizon:
+                    if written != i:
+                        pairs[written] = day
+                        pairs[written + 1] = pairs[i + 1]
+                    written += 2
+            start = stop
+            if written > before:
+                kept_names.append(names[f])
+                kept_ends.append(written)
+        if written == len(pairs):
+            return  # nothing was before the horizon
+        del pairs[written:]
+        self.feature_names = kept_names
+        self.feature_ends = array(DAYS, kept_ends)
 
     def feature_counts(self, feature: str) -> dict[int, int]:
         """Events per day of one feature (days in first-seen order; empty if not tracked)."""
