@@ -43,6 +43,7 @@ from streamer.core.usage import Usage
 _last_key: tuple[str | None, bytes] = (None, b"")
 
 _TIME = Struct("<q")  # an id's event time (epoch ms) in `SeenIds.times`
+INDEXED_FROM = 512  # keys of one account from which `SeenIds` keeps them in a set too
 
 
 def event_key(event_id: str) -> bytes:
@@ -77,6 +78,9 @@ class SeenIds:
 
     keys: bytearray = field(default_factory=bytearray)
     times: bytearray = field(default_factory=bytearray)
+    # The keys as a set once there are `INDEXED_FROM` of them (derived, not stored): a busy
+    # account's lookup stays O(1) instead of a scan of its whole buffer per event.
+    _index: set[bytes] | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.times) // KEY_BYTES
@@ -85,10 +89,23 @@ class SeenIds:
         """The position of `key`, or -1."""
         return key_index(self.keys, key)
 
+    def __contains__(self, key: bytes) -> bool:
+        """Whether `key` is remembered: a scan of the buffer while it is short, else the set."""
+        keys = self.keys
+        if len(keys) < INDEXED_FROM * KEY_BYTES:
+            self._index = None
+            return key_index(keys, key) >= 0
+        found = self._index
+        if found is None:
+            found = self._index = {bytes(keys[i : i + KEY_BYTES]) for i in range(0, len(keys), KEY_BYTES)}
+        return key in found
+
     def add(self, key: bytes, at: int) -> None:
         """Remember `key`, not yet there (`index` says -1), at event time `at`."""
         self.keys += key
         self.times += _TIME.pack(at)
+        if self._index is not None:
+            self._index.add(key)
 
     def at_list(self) -> list[int]:
         """The event times, in arrival order."""
@@ -105,6 +122,10 @@ class SeenIds:
                 break
             count += 1
         del times[: count * KEY_BYTES]
+        found = self._index
+        if found is not None:
+            for i in range(0, count * KEY_BYTES, KEY_BYTES):
+                found.discard(bytes(self.keys[i : i + KEY_BYTES]))
         del self.keys[: count * KEY_BYTES]
 
 
@@ -137,7 +158,7 @@ class Account:
 
     def has_seen(self, event_id: str) -> bool:
         """Whether an event with this id was applied (and is still remembered)."""
-        return self.seen.index(event_key(event_id)) >= 0
+        return event_key(event_id) in self.seen
 
     def remember(self, event_id: str, at: int) -> None:
         """Remember an applied event's id for dedupe until it is older than the lateness (once:

@@ -82,7 +82,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
         (),
     ),
-    SeenIds: (("keys", "times"), ()),
+    SeenIds: (("keys", "times"), ("_index",)),
     Profile: (("at", "event_id", "name", "owner", "segment", "tier", "attributes"), ()),
     Override: (("at", "event_id", "author", "reason", "band", "score", "expires_at", "cleared"), ()),
     Revenue: (("subscriptions", "timeline", "first_start", "payment_failures", "version"), ("_active_memo",)),

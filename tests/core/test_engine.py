@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from streamer.core.account import SeenIds
+import random
+
+from streamer.core.account import INDEXED_FROM, SeenIds
 from streamer.core.config import Limits, ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, REJECTED
 from streamer.core.support import HORIZON_DAYS as SUPPORT_DAYS
@@ -52,6 +54,33 @@ def test_same_event_id_for_another_account_is_not_a_duplicate() -> None:
     feed(started("acme", at(1), "100", event_id="evt-1"))
     [outcome] = feed(started("globex", at(1), "100", event_id="evt-1"))
     assert outcome.status == ACCEPTED
+
+
+def test_dedupe_lookup_answers_alike_with_few_and_with_many_keys() -> None:
+    """A busy account's keys are also kept in a set (`INDEXED_FROM` on): membership must agree
+    with a scan of the buffer through adds, forgets and the crossing back below the threshold."""
+    rng = random.Random(7)
+    seen = SeenIds()
+    added: list[bytes] = []
+    gone: list[bytes] = []
+    at = 0
+    modes: set[bool] = set()  # whether the set answered, over the steps
+    for step in range(6_000):
+        if step % 400 == 399:  # forget an older prefix: to below the threshold, or not
+            seen.forget_before(at - rng.choice((150, 700)))
+            kept = len(seen)
+            gone, added = added[: len(added) - kept], added[len(added) - kept :]
+        key = rng.randbytes(8)
+        if key not in seen:
+            at += 1
+            seen.add(key, at)
+            added.append(key)
+        probes = [rng.choice(added), rng.randbytes(8), key[4:] + added[0][:4], *gone[-3:]]
+        for probe in probes:
+            assert (probe in seen) == (seen.index(probe) >= 0), (step, len(seen))
+        modes.add(seen._index is not None)
+        assert (seen._index is not None) == (len(seen) >= INDEXED_FROM)
+    assert modes == {True, False}
 
 
 def test_dedupe_keys_match_only_on_their_own_8_byte_boundary() -> None:
