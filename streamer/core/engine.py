@@ -158,6 +158,7 @@ class PartitionEngine:
         trigger = fold(account, event, at, self.config)
         account.remember(event.event_id, at)
         self.accounts[account_id] = account
+        tracked = self.usage_since
         if event.event_type == "usage.recorded":
             self._note_usage(account)
         self.members.add(account_id)
@@ -169,6 +170,8 @@ class PartitionEngine:
             alerts += self._score(account, max(account.now, at), trigger)
         alerts += self._catch_up(account)
         self._schedule(account)
+        if self.usage_since != tracked:
+            alerts += self._retrack(account_id)
         return Outcome(ACCEPTED, alerts=alerts)
 
     def _note_usage(self, account: Account) -> None:
@@ -176,6 +179,28 @@ class PartitionEngine:
         first_use = account.usage.first_use
         if first_use is not None and (self.usage_since is None or first_use < self.usage_since):
             self.usage_since = first_use
+
+    def _retrack(self, skip: str) -> list[dict[str, Any]]:
+        """A late usage event moved the partition's first usage (`usage_since`) before accounts
+        already scored: an account that never used the product was scored as if usage were not
+        tracked yet. Re-score those at their own latest scoring instant, so they end as in-order
+        processing would have left them (an account that used the product counts its silence from
+        its own use, which `usage_since` never follows)."""
+        since = self.usage_since
+        alerts: list[dict[str, Any]] = []
+        if since is None:
+            return alerts
+        for account_id in sorted(self.members):
+            account = self.accounts[account_id]
+            if (
+                account_id != skip
+                and account.score is not None
+                and account.usage.last_use is None
+                and account.now > since
+            ):
+                alerts += self._score(account, account.now, None)
+                self._schedule(account)
+        return alerts
 
     def _catch_up(self, account: Account) -> list[dict[str, Any]]:
         """A late event scored an account before ticks already passed: re-score it at those.

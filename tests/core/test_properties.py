@@ -414,6 +414,18 @@ def _override(account: str, at: int, band: str, expires: int) -> dict[str, Any]:
     return {**draft, "reason": "exec sponsor left", "author": "ana@example.com", "expires_at": expires}
 
 
+# The partition's first usage arrives after a later event: globex, paying and never using the
+# product, was scored as if usage were not tracked yet, and stayed so (green, adoption missing).
+LATE_FIRST_USAGE = build(
+    [
+        _cancel("acme", START),  # (found by hypothesis: the cancellation makes acme a member first)
+        _start("globex", START + 3 * DAY, "10"),
+        _use("acme", START + 85 * DAY),
+        _start("acme", START + 88 * DAY, "0"),
+    ]
+)
+
+
 IDENTITY_IN_ONE_WEEK = build(
     [
         _start("acme", START),
@@ -443,6 +455,7 @@ def newest_first_per_week(events: list[Event]) -> list[Event]:
 @example(events=LATE_CANCEL_AFTER_TICK)
 @example(events=LATE_CHURN_AFTER_TICKS)
 @example(events=IDENTITY_IN_ONE_WEEK)
+@example(events=LATE_FIRST_USAGE)
 @given(events=histories(with_usage=True, with_identity=True))
 def test_final_snapshots_do_not_depend_on_arrival_order(events: list[Event]) -> None:
     # With every event scored. By default a usage event alone re-scores an account at most
