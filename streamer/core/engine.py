@@ -184,8 +184,8 @@ class PartitionEngine:
         """A late usage event moved the partition's first usage (`usage_since`) before accounts
         already scored: an account that never used the product was scored as if usage were not
         tracked yet. Re-score those at their own latest scoring instant, so they end as in-order
-        processing would have left them (an account that used the product counts its silence from
-        its own use, which `usage_since` never follows)."""
+        processing would have left them. (An account that used the product is not affected: its
+        silence counts from its own last use, never earlier than `usage_since`.)"""
         since = self.usage_since
         alerts: list[dict[str, Any]] = []
         if since is None:
