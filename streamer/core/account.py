@@ -93,7 +93,6 @@ class SeenIds:
         """Whether `key` is remembered: a scan of the buffer while it is short, else the set."""
         keys = self.keys
         if len(keys) < INDEXED_FROM * KEY_BYTES:
-            self._index = None
             return key_index(keys, key) >= 0
         found = self._index
         if found is None:
@@ -123,7 +122,9 @@ class SeenIds:
             count += 1
         del times[: count * KEY_BYTES]
         found = self._index
-        if found is not None:
+        if found is not None and len(self) < INDEXED_FROM:
+            self._index = None  # short again: the scan answers, the set's memory goes
+        elif found is not None:
             for i in range(0, count * KEY_BYTES, KEY_BYTES):
                 found.discard(bytes(self.keys[i : i + KEY_BYTES]))
         del self.keys[: count * KEY_BYTES]
