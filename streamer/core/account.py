@@ -93,14 +93,14 @@ class SeenIds:
         """Whether `key` is remembered: a scan of the buffer while it is short, else the set."""
         keys = self.keys
         if len(keys) < INDEXED_FROM * KEY_BYTES:
-            return key_index(keys, key) >= 0
+            return self.index(key) >= 0
         found = self._index
         if found is None:
             found = self._index = {bytes(keys[i : i + KEY_BYTES]) for i in range(0, len(keys), KEY_BYTES)}
         return key in found
 
     def add(self, key: bytes, at: int) -> None:
-        """Remember `key`, not yet there (`index` says -1), at event time `at`."""
+        """Remember `key`, not yet there (not `in` it), at event time `at`."""
         self.keys += key
         self.times += _TIME.pack(at)
         if self._index is not None:
