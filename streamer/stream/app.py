@@ -24,6 +24,7 @@ from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
+from streamer.stream.assignor import BalancedAssignor, InputLoads
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import InputLane, PromptTableManager, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.dead_letters import KafkaDeadLetters
@@ -43,6 +44,7 @@ BATCH_MAX = 4000  # messages per batch, about (one table write per account per c
 FETCH_MAX = 1000  # records per fetch: a fetch is never split, so this bounds a batch's overshoot
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
+LOADS_EVERY_S = 30.0  # ask the broker how many messages each input partition holds (the assignor's)
 
 # Per partition store (faust opens one RocksDB per table partition). faust's defaults are sized
 # for a store that is read from: 64 MiB write buffers x 3 and a 2 GiB block cache each. Here
@@ -222,6 +224,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         # No leader election: nothing runs `on_leader`, and faust's leader topic was one more
         # topic created at start-up (before the group join) and fetched with the inputs.
         topic_disable_leader=True,
+        PartitionAssignor=BalancedAssignor,  # partitions balanced by their input messages
     )
     # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
     schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
@@ -244,6 +247,9 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     offsets = ConsumerOffsets(app, settings.kafka_bootstrap)
     lane = InputLane(settings.input_topics.values())
     app.input_lane = lane  # type: ignore[attr-defined]  # the consumer hands input fetches to it
+    inputs = settings.input_topics.values()
+    loads = InputLoads(ConsumerOffsets(app, settings.kafka_bootstrap), inputs, settings.partitions)
+    app.input_loads = loads  # type: ignore[attr-defined]  # what the group's leader balances
 
     def acknowledge(messages: Sequence[Any]) -> None:
         consumer = cast(RebalanceSafeConsumer, app.consumer)
@@ -302,6 +308,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
 
     async def close_offsets(sender: Any, **kwargs: Any) -> None:
         await offsets.close()
+        await loads.close()
         await dead_letters.close()
 
     app.on_before_shutdown.connect(close_offsets)  # type: ignore[arg-type]
@@ -313,6 +320,10 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     @app.timer(interval=STALL_S / 2)  # type: ignore[untyped-decorator]
     async def reread_stalled() -> None:
         await guarded("re-reading stalled partitions", scorer.reread_stalled)
+
+    @app.timer(interval=LOADS_EVERY_S)  # type: ignore[untyped-decorator]
+    async def measure_loads() -> None:
+        await loads.measure()  # never fails: the loads stay as they were when the broker is away
 
     logged_latency = RecentLatency()
 
@@ -339,7 +350,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
             },
         )
 
-    del score, release_idle, reread_stalled, report_progress
+    del score, release_idle, reread_stalled, measure_loads, report_progress
     if projection is not None:
         _project(app, settings, scorer, projection)
     return app
@@ -413,6 +424,8 @@ def run_worker(
     asyncio.run(wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "starting the worker"))
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
+    # Before the group join, so that the first assignment this worker makes as leader has them.
+    asyncio.run(app.input_loads.measure_before_start())  # type: ignore[attr-defined]
     if settings.store.startswith("rocksdb"):
         open_local_stores(Path(app.conf.tabledir), settings.data_dir)
     collect_less()  # the modules, classes and app built so far live as long as the process

@@ -24,6 +24,9 @@ import faust.tables
 import faust.types.tuples
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient
+from faust.assignor import PartitionAssignor
+from faust.assignor.cluster_assignment import ClusterAssignment
+from faust.assignor.copartitioned_assignor import CopartitionedAssignor
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -96,6 +99,78 @@ NAMES = (
         "stream/consumer.py: skip a commit of partitions all revoked meanwhile",
     ),
     PrivateName(faust.App, "_new_transport", ("self",), "stream/consumer.py: install our consumer"),
+    PrivateName(
+        PartitionAssignor,
+        "_perform_assignment",
+        ("self", "cluster", "member_metadata"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        PartitionAssignor,
+        "_get_client_metadata",
+        ("metadata",),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        PartitionAssignor,
+        "_get_copartitioned_groups",
+        ("topics", "cluster", "subscriptions"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        PartitionAssignor,
+        "_update_member_urls",
+        ("self", "clients_metadata"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        PartitionAssignor,
+        "_global_table_standby_assignments",
+        ("self", "assignments", "partitions_by_topic"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        PartitionAssignor,
+        "_protocol_assignments",
+        ("self", "assignments", "cl_distribution", "tp_distribution", "topic_groups"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        PartitionAssignor,
+        "_get_changelog_distribution",
+        ("self", "assignments"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        PartitionAssignor,
+        "_get_external_topic_distribution",
+        ("self", "assignments"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        ClusterAssignment,
+        "add_client",
+        ("self", "client", "subscription", "metadata"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        ClusterAssignment,
+        "topics",
+        ("self",),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        ClusterAssignment,
+        "copartitioned_assignments",
+        ("self", "copartitioned_topics"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
+    PrivateName(
+        CopartitionedAssignor,
+        "__init__",
+        ("self", "topics", "cluster_asgn", "num_partitions", "replicas", "capacity"),
+        "stream/assignor.py: balance the input partitions by load",
+    ),
     PrivateName(
         faust_aiokafka.Producer,
         "_settings_extra",

@@ -939,16 +939,32 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
 
 
 def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offlines_answers(
-    deploy: Callable[..., Deployment], history: Callable[[int], History]
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
 ) -> None:
     """Several workers on one machine use every core: the partitions are split between them
-    (the consumer group), each scores its own, and together they give offline's answers."""
+    (the consumer group) by the input messages they hold, each scores its own, and together they
+    give offline's answers."""
     events = history(15)
     deployment = deploy()
+    # The busiest partition's events again, until it holds more input messages than the three
+    # others together: duplicates change no answer, and the leader then gives that partition a
+    # worker alone (by count, faust's way, each worker would have two partitions).
+    by_partition: dict[int, list[bytes]] = collections.defaultdict(list)
+    for line in events.lines:
+        by_partition[partition_of(orjson.loads(line)["account_id"], PARTITIONS)].append(line)
+    heavy = max(by_partition, key=lambda p: len(by_partition[p]))
+    again = tmp_path / "busiest-partition-again.jsonl"
+    again.write_bytes(
+        b"".join(line if line.endswith(b"\n") else line + b"\n" for line in by_partition[heavy])
+    )
+    deployment.replay(events.events)
+    published = len(by_partition[heavy])
+    while published <= len(events.lines) - len(by_partition[heavy]):
+        deployment.replay(again)
+        published += len(by_partition[heavy])
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     deployment.wait_group(2, timeout=180)  # bounds a hang: joining takes a while on a busy machine
-    deployment.replay(events.events)
     deployment.settle(first, second)
 
     def scored(worker: Worker) -> set[int]:
@@ -958,6 +974,17 @@ def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offline
     mine, theirs = scored(first), scored(second)
     assert mine and theirs, f"one worker scored nothing: w1 {sorted(mine)}, w2 {sorted(theirs)}"
     assert mine | theirs == set(range(PARTITIONS))
+    decisions = [
+        line
+        for worker in (first, second)
+        for line in (orjson.loads(text) for text in worker.text().splitlines() if text.startswith("{"))
+        if line.get("msg") == "partitions assigned by their input messages"
+    ]
+    final = max(decisions, key=lambda line: str(line["ts"]))["actives"]
+    assert sorted(map(sorted, final.values()), key=len) == [
+        [heavy],
+        sorted(set(range(PARTITIONS)) - {heavy}),
+    ], final
     assert_no_offsets_skipped(first, second)
     assert_same_as_offline(deployment, events)
     assert not deployment.dead_letters()
