@@ -964,6 +964,22 @@ async def main(args: argparse.Namespace) -> int:
                 f"of the events; {core_note(cores['two'])}",
             )
             summary["two_busier_share"] = max(sides) / total
+            if args.baseline_src:
+                two_base = await workers("two-previous", 2, args.baseline_src)
+                seconds, cpu = seconds_cpu(two_base)
+                logs = [run.run_dir / f"two-previous-{number}.log" for number in range(2)]
+                owners = final_owners(logs, two_base.done_wall)
+                sides = [sum(loads[p] for p, o in owners.items() if o == number) for number in range(2)]
+                print(f"  w2. two previous workers: {seconds:.1f} s", flush=True)
+                add_row(
+                    f"w2. previous `streamer worker` ({args.baseline_src.name}) x 2 processes, one group",
+                    "two-previous",
+                    total,
+                    seconds,
+                    cpu,
+                    f"revision {git_revision(args.baseline_src)}; busier one ended with "
+                    f"{max(sides) / total:.0%} of the events",
+                )
 
         progress = Progress(time.perf_counter())
         worker = await start_worker(run, log_path)
@@ -1013,9 +1029,12 @@ async def main(args: argparse.Namespace) -> int:
         summary["cores"] = cores
 
         def versus_previous(key: str, index: int) -> str:
-            if previous is None or key not in ("one", "two", "previous"):
+            # Two processes against two previous ones when both ran, else against one previous.
+            base = by_label.get("two-previous") if key in ("two", "two-previous") else None
+            base = base or previous
+            if base is None or key not in ("one", "two", "previous", "two-previous"):
                 return "-"
-            return f"{by_label[key][index] / previous[index]:.2f}"
+            return f"{by_label[key][index] / base[index]:.2f}"
 
         keys = list(by_label)
         print_table(
