@@ -86,7 +86,8 @@ def worker(
     """Run a stream worker: score events from the input topics, publish snapshots and alerts.
 
     Start several with the same settings to share the partitions (state moves with them
-    through the changelog topics). Stop with Ctrl-C or SIGTERM.
+    through the changelog topics); the group's leader gives them out by the messages each
+    holds, not by count. Stop with Ctrl-C or SIGTERM.
     """
     from streamer.cli_config import score_config_or_fail
     from streamer.stream.faust_imports import import_faust_types
