@@ -910,15 +910,21 @@ async def main(args: argparse.Namespace) -> int:
             """`processes` workers of one group from their start until it committed every end."""
             app_id = f"{run.app_id}-{key}"
             started = []
+            profilers: list[tuple[asyncio.subprocess.Process | None, Path]] = []
             progress = Progress(time.perf_counter())
             try:
                 for number in range(processes):
                     env = run.env(app_id=app_id, data_dir=run.run_dir / f"{key}-{number}", src=src)
                     started.append(await start_worker(run, run.run_dir / f"{key}-{number}.log", env))
+                    if args.profile and key == "two":  # each of the two workers, like row b.'s
+                        flame = BENCH_DIR / "out" / f"profile-{run.run_id}-{key}-{number}.txt"
+                        profilers.append((await start_profiler(started[-1].pid, flame, args.native), flame))
                 await wait_committed(
                     admin, app_id, ends, started, progress, timeout=args.timeout, stall=args.stall
                 )
             finally:
+                for profiler, flame in profilers:
+                    await stop_profiler(profiler, flame)
                 for process in started:
                     await stop_worker(process)
             return progress
@@ -1216,7 +1222,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--profile",
         action="store_true",
-        help="py-spy profile of the one-process worker (collapsed stacks in bench/out/, summarised)",
+        help="py-spy profile of the one-process worker and of each of the two (collapsed stacks in "
+        "bench/out/, summarised)",
     )
     add(
         "--native",

@@ -2,10 +2,10 @@
 
 Every event of an account stays on its account's partition, so a partition's events are as
 uneven as the accounts' sizes: on the bench's stream one partition of four holds 58% of them.
-faust's assignor gives each member the same number of partitions (two and two there, 64% of the
-events on the busier worker). `balance` gives each partition, heaviest first, to the member with
-the least load so far (longest processing time first, within 4/3 of the best split): one member
-takes the heavy partition alone and the other the three light ones (58%). When what the members
+faust's assignor gives each member the same number of partitions (two and two there, 76% of the
+events on the busier worker in the bench). `balance` gives each partition, heaviest first, to the
+member with the least load so far (longest processing time first, within 4/3 of the best split):
+one member takes the heavy partition alone and the other the three light ones (58%). When what the members
 hold now is as good (its busiest member no busier, by load and then by count), it stays.
 
 Pure: the leader's assignor (`stream/assignor.py`) calls it with the partitions' loads and the
