@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from faust.assignor.client_assignment import CopartitionedAssignment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.stream.assignor import BalancedAssignor
+from streamer.stream.assignor import BalancedAssignor, InputLoads
 from streamer.stream.balance import Held, balance, busiest_share
+from streamer.stream.offsets import ConsumerOffsets
 
 # The bench's stream (100 accounts x 12 months, seed 11): input messages per partition.
 BENCH = [11_220, 31_941, 32_925, 104_858]
@@ -108,3 +110,32 @@ def test_without_loads_or_for_another_group_faust_decides() -> None:
     for loads, topics in [(None, {"in-a", "in-b"}), (tuple(BENCH), {"other"}), ((1, 2), {"in-a", "in-b"})]:
         placed = assignor(loads)._place(topics, current_of({0, 1, 2, 3}, set()), 4)
         assert sorted(len(held.actives) for held in placed.values()) == [2, 2]  # faust: by count
+
+
+class FakeOffsets:
+    """Start and end offsets as a broker would list them (`ConsumerOffsets`' two calls)."""
+
+    def __init__(self, start: dict[tuple[str, int], int], end: dict[tuple[str, int], int]) -> None:
+        self.start, self.end = start, end
+
+    async def start_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {tp: self.start[tp] for tp in tps if tp in self.start}
+
+    async def end_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {tp: self.end[tp] for tp in tps if tp in self.end}
+
+
+async def test_input_loads_add_up_each_partitions_messages_over_the_input_topics() -> None:
+    start = {("in-a", 0): 0, ("in-a", 1): 10, ("in-b", 0): 5, ("in-b", 1): 0}
+    end = {("in-a", 0): 7, ("in-a", 1): 30, ("in-b", 0): 5, ("in-b", 1): 100}
+    loads = InputLoads(cast(ConsumerOffsets, FakeOffsets(start, end)), ["in-b", "in-a"], 2)
+    await loads.measure()
+    assert loads.loads == (7, 120)
+
+
+async def test_input_loads_stay_unknown_while_the_broker_leaves_a_partition_out() -> None:
+    start = {("in-a", 0): 0, ("in-a", 1): 0}
+    end = {("in-a", 0): 7}  # partition 1 missing: the broker did not answer for it
+    loads = InputLoads(cast(ConsumerOffsets, FakeOffsets(start, end)), ["in-a"], 2)
+    await loads.measure()
+    assert loads.loads is None
