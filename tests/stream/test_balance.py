@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from faust.assignor.client_assignment import CopartitionedAssignment
@@ -92,7 +92,8 @@ def test_every_partition_is_placed_once_and_near_the_best_split(
 
 def assignor(loads: tuple[int, ...] | None, replicas: int = 0) -> BalancedAssignor:
     inputs = SimpleNamespace(loads=loads, topics=["in-a", "in-b"])
-    return BalancedAssignor(SimpleNamespace(tables=SimpleNamespace(), input_loads=inputs), replicas=replicas)
+    app: Any = SimpleNamespace(tables=SimpleNamespace(), input_loads=inputs)
+    return BalancedAssignor(app, replicas=replicas)
 
 
 def current_of(*actives: set[int]) -> dict[str, CopartitionedAssignment]:
