@@ -929,6 +929,12 @@ async def main(args: argparse.Namespace) -> int:
                     await stop_worker(process)
             return progress
 
+        def split_of(key: str, progress: Progress) -> tuple[dict[int, int], list[int]]:
+            """Which of the two workers held each partition at the end, and each one's events."""
+            logs = [run.run_dir / f"{key}-{number}.log" for number in range(2)]
+            owners = final_owners(logs, progress.done_wall)
+            return owners, [sum(loads[p] for p, o in owners.items() if o == number) for number in range(2)]
+
         def seconds_cpu(progress: Progress) -> tuple[float, float]:
             assert progress.done_at is not None
             return progress.done_at - progress.started, progress.cpu[-1][1] if progress.cpu else math.nan
@@ -949,8 +955,7 @@ async def main(args: argparse.Namespace) -> int:
             two = await workers("two", 2, None)
             seconds, cpu = seconds_cpu(two)
             cores["two"] = core_figures(two)
-            owners = final_owners([run.run_dir / f"two-{number}.log" for number in range(2)], two.done_wall)
-            sides = [sum(loads[p] for p, owner in owners.items() if owner == number) for number in range(2)]
+            owners, sides = split_of("two", two)
             print(
                 f"  b2. two workers: {seconds:.1f} s; partitions at the end "
                 + "; ".join(
@@ -973,9 +978,7 @@ async def main(args: argparse.Namespace) -> int:
             if args.baseline_src:
                 two_base = await workers("two-previous", 2, args.baseline_src)
                 seconds, cpu = seconds_cpu(two_base)
-                logs = [run.run_dir / f"two-previous-{number}.log" for number in range(2)]
-                owners = final_owners(logs, two_base.done_wall)
-                sides = [sum(loads[p] for p, o in owners.items() if o == number) for number in range(2)]
+                _, sides = split_of("two-previous", two_base)
                 print(f"  w2. two previous workers: {seconds:.1f} s", flush=True)
                 add_row(
                     f"w2. previous `streamer worker` ({args.baseline_src.name}) x 2 processes, one group",

@@ -99,4 +99,4 @@ def busiest_share(loads: Sequence[int], placed: Mapping[str, Held]) -> float:
     total = sum(loads)
     if total == 0:
         return 0.0
-    return max(sum(loads[p] for p in held.actives) for held in placed.values()) / total
+    return _worst(loads, placed)[0] / total

@@ -182,6 +182,10 @@ class Worker:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def records(self) -> list[dict[str, Any]]:
+        """Its JSON log lines, parsed."""
+        return [orjson.loads(line) for line in self.text().splitlines() if line.startswith("{")]
+
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.text().splitlines()[-lines:])
 
@@ -954,9 +958,7 @@ def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offline
         by_partition[partition_of(orjson.loads(line)["account_id"], PARTITIONS)].append(line)
     heavy = max(by_partition, key=lambda p: len(by_partition[p]))
     again = tmp_path / "busiest-partition-again.jsonl"
-    again.write_bytes(
-        b"".join(line if line.endswith(b"\n") else line + b"\n" for line in by_partition[heavy])
-    )
+    again.write_bytes(b"".join(line + b"\n" for line in by_partition[heavy]))  # lines without their ends
     deployment.replay(events.events)
     published = len(by_partition[heavy])
     while published <= len(events.lines) - len(by_partition[heavy]):
@@ -968,8 +970,7 @@ def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offline
     deployment.settle(first, second)
 
     def scored(worker: Worker) -> set[int]:
-        lines = [orjson.loads(line) for line in worker.text().splitlines() if line.startswith("{")]
-        return {line["partition"] for line in lines if line.get("msg") == "partition engine ready"}
+        return {line["partition"] for line in worker.records() if line.get("msg") == "partition engine ready"}
 
     mine, theirs = scored(first), scored(second)
     assert mine and theirs, f"one worker scored nothing: w1 {sorted(mine)}, w2 {sorted(theirs)}"
@@ -977,7 +978,7 @@ def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offline
     decisions = [
         line
         for worker in (first, second)
-        for line in (orjson.loads(text) for text in worker.text().splitlines() if text.startswith("{"))
+        for line in worker.records()
         if line.get("msg") == "partitions assigned by their input messages"
     ]
     final = max(decisions, key=lambda line: str(line["ts"]))["actives"]
