@@ -209,7 +209,7 @@ def _held_out(
     main = test[TUNE_HORIZON]
     bands_of = [
         config.bands_for(s.stage, s.plan).band(
-            float(score), s.signals.get("usage_28d"), committed(s), standing=s.signals
+            float(score), s.signals.get("usage_28d"), committed(s), standing=dict(s.signals)
         )
         for s, score in zip(main.samples, scores[TUNE_HORIZON], strict=True)
     ]

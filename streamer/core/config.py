@@ -6,8 +6,6 @@ refused when loaded (see `streamer.settings.load_score_config`) with the path of
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -17,15 +15,13 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamer.contract.vocabulary import Band, LifecycleStage
+from streamer.core.bands import BandRule
+from streamer.core.curves import PiecewiseLinear
 from streamer.core.peers import PEER_SIGNALS
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
 
 Weight = Annotated[float, Field(ge=0)]
-
-
-def _identity(value: float) -> float:
-    return value
 
 
 class Strict(BaseModel):
@@ -57,25 +53,13 @@ class Curve(Strict):
         return points
 
     def __call__(self, x: float) -> float:
-        return self.evaluate(x)
+        return self.piecewise.at(x)
 
     @cached_property
-    def evaluate(self) -> Callable[[float], float]:
-        """The curve as a plain function (it runs for every signal of every evaluation)."""
-        xs = tuple(x for x, _ in self.points)
-        ys = tuple(y for _, y in self.points)
-        slopes = tuple((y1 - y0) / (x1 - x0) for (x0, y0), (x1, y1) in pairwise(self.points))
-        first_x, first_y, last_x, last_y = xs[0], ys[0], xs[-1], ys[-1]
-
-        def at(x: float) -> float:
-            if x <= first_x:
-                return first_y
-            if x >= last_x:
-                return last_y
-            index = bisect_left(xs, x) - 1
-            return ys[index] + slopes[index] * (x - xs[index])
-
-        return at
+    def piecewise(self) -> PiecewiseLinear:
+        """The curve as the core evaluates it (compiled: it runs for every signal of every
+        evaluation)."""
+        return PiecewiseLinear(self.points)
 
 
 def curve(*points: tuple[float, float]) -> Curve:
@@ -225,63 +209,29 @@ class Bands(Strict):
             )
         return self
 
+    @cached_property
+    def rule(self) -> BandRule:
+        """These thresholds as the band rule (`streamer.core.bands`, compiled with the core)."""
+        return BandRule(
+            self.green,
+            self.yellow,
+            self.red_usage_below,
+            self.yellow_usage_below,
+            self.green_share,
+            self.green_also,
+            self.red_also,
+        )
+
     def band(
         self,
         score: float,
         usage: float | None = None,
         committed: bool = False,
         committed_share: float = 0.0,
-        standing: Mapping[str, float] | None = None,
+        standing: dict[str, float] | None = None,
     ) -> Band:
-        """The band of a score and, when known, of the usage composite's percentile among peers
-        (`usage`), the percent of those peers that are committed (`committed_share`) and the
-        account's percentile among them per peer signal, healthier higher (`standing`).
-
-        Red means "likely to churn soon", which takes two things: a low score or the bottom of
-        its peers' use (the composite, or one of `red_also` alone), and a contract that lets the
-        account leave soon. A `committed` account (its term runs beyond the renewal window)
-        cannot leave before then: it is at worst yellow, and low use alone does not lower its
-        band (its score still carries it). Green means "safe for now": an account that can leave
-        soon needs the top of its peers' use (the composite and each of `green_also`), what is
-        left of `green_share` after the committed peers.
-        """
-        if committed:
-            return Band.green if score >= self.green else Band.yellow
-        if score < self.yellow or (
-            usage is not None and self.lowest_use(usage, standing) < self.red_usage_below
-        ):
-            return Band.red
-        if score < self.green or (usage is not None and usage < self.yellow_usage_below):
-            return Band.yellow
-        if (
-            usage is not None
-            and self.green_share > 0
-            and self.below_green_cut(self.top_use(usage, standing), committed_share)
-        ):
-            return Band.yellow  # can leave soon, and its use is not among its peers' very best
-        return Band.green
-
-    def lowest_use(self, usage: float, standing: Mapping[str, float] | None) -> float:
-        """The composite's percentile, or a `red_also` signal's when lower (red reads it)."""
-        return _lowest(usage, self.red_also, standing)
-
-    def top_use(self, usage: float, standing: Mapping[str, float] | None) -> float:
-        """The composite's percentile, or a `green_also` signal's when lower (green reads it)."""
-        return _lowest(usage, self.green_also, standing)
-
-    def green_cut(self, committed_share: float) -> float:
-        """The usage percentile an account that can leave soon needs to be green: the top
-        `green_share` percent of its peers less the percent of the paying accounts that are
-        committed (100 when they are `green_share` percent or more: see `below_green_cut`)."""
-        return 100.0 - max(0.0, self.green_share - committed_share)
-
-    def below_green_cut(self, usage: float, committed_share: float) -> bool:
-        """Whether an account that can leave soon misses the green budget: its use (`top_use`)
-        is under `green_cut`, or the committed accounts took the whole budget. Then even the
-        top of its peers' use (percentile 100, above every peer of the last reference) is not
-        green: on crm6-s808 and crm6-s909 such accounts were 3 of green's 5 churners
-        (docs/backtest.md, "Bands: a used-up budget means no green")."""
-        return committed_share >= self.green_share or usage < self.green_cut(committed_share)
+        """The band with these thresholds (`BandRule.band`)."""
+        return self.rule.band(score, usage, committed, committed_share, standing)
 
     def held_back(
         self,
@@ -289,36 +239,10 @@ class Bands(Strict):
         usage: float | None,
         committed: bool = False,
         committed_share: float = 0.0,
-        standing: Mapping[str, float] | None = None,
+        standing: dict[str, float] | None = None,
     ) -> bool:
-        """Whether `band` gives yellow only because committed accounts took the green budget:
-        an account that can leave soon, healthy by its score and use (not red, composite at or
-        above `yellow_usage_below`), whose use is not among the top of its peers', in a
-        partition with committed accounts. The alerts watch it: a decline from there raises
-        `health_declined`, the green -> yellow change that rule took away. Where no account is
-        committed (a month-to-month portfolio) nothing is held: the declines of the accounts
-        just below the top of use churned under the base rate there (docs/backtest.md)."""
-        return (
-            not committed
-            and committed_share > 0
-            and score >= self.green
-            and usage is not None
-            and usage >= self.yellow_usage_below
-            and self.lowest_use(usage, standing) >= self.red_usage_below
-            and self.green_share > 0
-            and self.below_green_cut(self.top_use(usage, standing), committed_share)
-        )
-
-
-def _lowest(usage: float, names: tuple[str, ...], standing: Mapping[str, float] | None) -> float:
-    """The lowest of `usage` and the `standing` of the signals `names` that have one."""
-    lowest = usage
-    if standing is not None:
-        for name in names:
-            found = standing.get(name)
-            if found is not None and found < lowest:
-                lowest = found
-    return lowest
+        """Whether the band is yellow only because the green budget is used up (`BandRule.held_back`)."""
+        return self.rule.held_back(score, usage, committed, committed_share, standing)
 
 
 class Segment(Strict):
@@ -624,13 +548,13 @@ class ScoreConfig(Strict):
     model: RiskModel | None = None  # a fitted churn model: snapshots then carry churn_risk_60d
 
     @cached_property
-    def signal_table(self) -> dict[str, tuple[Callable[[float], float], float]]:
-        """Signal -> (curve to 0-100, weight inside its component), looked up per evaluation."""
-        table: dict[str, tuple[Callable[[float], float], float]] = {}
+    def signal_table(self) -> dict[str, tuple[PiecewiseLinear | None, float]]:
+        """Signal -> (curve to 0-100, None for a signal already 0-100; weight inside its
+        component), looked up per evaluation (`streamer.core.curves.sub_score`)."""
+        table: dict[str, tuple[PiecewiseLinear | None, float]] = {}
         for name in SignalWeights.model_fields:
             curve = getattr(self.curves, name, None)
-            curve_fn = curve.evaluate if curve is not None else _identity
-            table[name] = (curve_fn, getattr(self.signal_weights, name))
+            table[name] = (curve.piecewise if curve is not None else None, getattr(self.signal_weights, name))
         return table
 
     @cached_property

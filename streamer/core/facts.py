@@ -342,7 +342,7 @@ class FactsDraft(TypedDict, total=False):
     days_to_renewal: float
 
 
-def freeze(draft: FactsDraft, figures: Figures, percentiles: Mapping[str, float]) -> Facts:
+def freeze(draft: FactsDraft, figures: Figures, percentiles: dict[str, float]) -> Facts:
     """`Facts(**draft, **figures, percentiles=percentiles)`, without the merged keyword dict and
     its parsing: compiled, a call with the keywords spelled out goes straight to `Facts.__init__`
     (tests/core/test_facts.py checks both give the same facts)."""

@@ -27,7 +27,7 @@ ChurnSim portfolios it ranked 60-day churn above the event count: docs/backtest.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import exp, log
 
@@ -79,10 +79,10 @@ def peer_values(usage: Usage, seats: int | None, end: int, volume: Volume | None
 
 
 def feature_mix(
-    counts: Mapping[str, int],
-    groups: Mapping[tuple[str, str], tuple[float, ...]],
+    counts: dict[str, int],
+    groups: dict[tuple[str, str], tuple[float, ...]],
     group: str,
-    features: Sequence[str],
+    features: tuple[str, ...],
     ranks: Ranks | None = None,
 ) -> float | None:
     """Geometric mean 0-100 of an account's percentiles among `group` of its events per feature
@@ -186,11 +186,11 @@ class PeerReference:
 
 
 def composite(
-    values: Mapping[str, float],
-    groups: Mapping[tuple[str, str], tuple[float, ...]],
+    values: dict[str, float],
+    groups: dict[tuple[str, str], tuple[float, ...]],
     group: str,
-    weights: Mapping[str, float],
-    higher_is_healthier: Mapping[str, bool],
+    weights: dict[str, float],
+    higher_is_healthier: dict[str, bool],
     ranks: Ranks | None = None,
 ) -> float | None:
     """Weighted mean 0-100 of an account's percentiles among `group` for the signals in
@@ -230,8 +230,8 @@ def build_reference(
     tick: int,
     lateness: int,
     group_by_plan: bool,
-    weights: Mapping[str, float] | None = None,
-    higher_is_healthier: Mapping[str, bool] | None = None,
+    weights: dict[str, float] | None = None,
+    higher_is_healthier: dict[str, bool] | None = None,
     renewal_window: int | None = None,
 ) -> PeerReference:
     """The reference at `tick` over the accounts paying at the end of its window.

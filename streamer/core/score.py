@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from streamer.contract.vocabulary import Band, LifecycleStage
 from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
+from streamer.core.curves import sub_score
 from streamer.core.facts import Facts, FactsDraft, freeze
 from streamer.core.identity import Applied
 from streamer.core.peers import (
@@ -217,8 +218,8 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     weighted = dict.fromkeys(COMPONENTS, 0.0)
     weights_in = dict.fromkeys(COMPONENTS, 0.0)
     for name, value in raw.items():
-        curve_fn, weight = table[name]
-        sub = scored[name] if name in scored else curve_fn(value)
+        curve, weight = table[name]
+        sub = scored[name] if name in scored else sub_score(curve, value)
         signals[name] = (value, sub)
         component = SIGNAL_COMPONENT[name]
         weighted[component] += weight * sub
@@ -245,8 +246,9 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     share = peers.committed_share(ALL) if peers is not None else 0.0
     bound = committed(facts.get("renewal_at"), now, config)
     standing = _standing(percentiles, config.peers.compared)
-    band = bands.band(score, position, bound, share, standing)
-    held_back = band == Band.yellow and bands.held_back(score, position, bound, share, standing)
+    rule = bands.rule
+    band = rule.band(score, position, bound, share, standing)
+    held_back = band == Band.yellow and rule.held_back(score, position, bound, share, standing)
     inert = config.inert_signals.intersection(signals)
     found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(
@@ -347,7 +349,9 @@ def _volume(
     elif weights:  # too few peers (yet): the weighted mean of the signals' fixed curves
         table = config.signal_table
         present = [
-            (weight, table[name][0](values[name])) for name, weight in weights.items() if name in values
+            (weight, sub_score(table[name][0], values[name]))
+            for name, weight in weights.items()
+            if name in values
         ]
         total = sum(weight for weight, _ in present)
         if total > 0:
