@@ -122,7 +122,7 @@ def bands_of(
         bands = config.bands_for(s.stage, s.plan)
         share = shares[(s.at, partition_of(s.account_id, partitions))]
         usage = s.signals.get("usage_28d")
-        band = str(bands.band(s.score, usage, committed(s), share, standing(s)))
+        band = str(bands.rule.band(s.score, usage, committed(s), share, standing(s)))
         if variant is not None:
             band = variant(s, band, bands.red_usage_below, first_paid.get(s.account_id, s.at))
         out.append(band)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from streamer.contract.vocabulary import Band, LifecycleStage
+from streamer.contract.vocabulary import LifecycleStage
 from streamer.core.bands import BandRule
 from streamer.core.curves import PiecewiseLinear
 from streamer.core.peers import PEER_SIGNALS
@@ -221,28 +221,6 @@ class Bands(Strict):
             self.green_also,
             self.red_also,
         )
-
-    def band(
-        self,
-        score: float,
-        usage: float | None = None,
-        committed: bool = False,
-        committed_share: float = 0.0,
-        standing: dict[str, float] | None = None,
-    ) -> Band:
-        """The band with these thresholds (`BandRule.band`)."""
-        return self.rule.band(score, usage, committed, committed_share, standing)
-
-    def held_back(
-        self,
-        score: float,
-        usage: float | None,
-        committed: bool = False,
-        committed_share: float = 0.0,
-        standing: dict[str, float] | None = None,
-    ) -> bool:
-        """Whether the band is yellow only because the green budget is used up (`BandRule.held_back`)."""
-        return self.rule.held_back(score, usage, committed, committed_share, standing)
 
 
 class Segment(Strict):

@@ -28,7 +28,7 @@ def apply_override(evaluation: Evaluation, override: Override | None, config: Sc
     _, bands = config.segment(evaluation.stage, evaluation.plan)
     if override.score is not None:
         score = round(override.score, 1)
-        band = bands.band(score)
+        band = bands.rule.band(score)
     else:
         band = override.band or evaluation.band
         score = evaluation.score

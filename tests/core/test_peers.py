@@ -279,7 +279,7 @@ def test_low_use_does_not_make_a_committed_account_red() -> None:
         feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
     committed = feed.evaluate("a1", at(40, 12))
     assert committed.facts.percentiles[COMPOSITE] == 12.5  # bottom of its peers ...
-    assert committed.band == bands.band(committed.score)  # ... but banded by its score alone
+    assert committed.band == bands.rule.band(committed.score)  # ... but banded by its score alone
     assert committed.band != "red"
     # The same use on a term that ends within the window: red from the usage rule.
     monthly = Feed(daily(config))
@@ -325,7 +325,7 @@ def test_usage_low_among_peers_makes_the_band_red_or_yellow_whatever_the_score()
         )
     )
     found = off.evaluate("a1", at(40, 12))
-    assert found.band == Bands().band(found.score)
+    assert found.band == Bands().rule.band(found.score)
 
 
 def test_usage_keeps_events_per_feature_over_the_horizon_only() -> None:

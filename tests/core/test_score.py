@@ -79,14 +79,14 @@ def test_account_without_survey_is_not_a_detractor() -> None:
     [(100, "green"), (70, "green"), (69.9, "yellow"), (40, "yellow"), (39.9, "red"), (0, "red")],
 )
 def test_bands_at_thresholds_70_and_40(score: float, band: str) -> None:
-    assert Bands().band(score) == band
+    assert Bands().rule.band(score) == band
     evaluation = evaluate(empty_inputs(), ms(at(1)), ScoreConfig(empty_score=score))
     assert (evaluation.score, evaluation.band) == (score, band)
 
 
 def test_configured_band_thresholds() -> None:
     bands = Bands(green=80, yellow=50)
-    assert [bands.band(x) for x in (80, 79.9, 50, 49.9)] == ["green", "yellow", "yellow", "red"]
+    assert [bands.rule.band(x) for x in (80, 79.9, 50, 49.9)] == ["green", "yellow", "yellow", "red"]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_configured_band_thresholds() -> None:
     ],
 )
 def test_usage_among_peers_caps_the_band(score: float, usage: float | None, band: str) -> None:
-    assert Bands().band(score, usage) == band
+    assert Bands().rule.band(score, usage) == band
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_usage_among_peers_caps_the_band(score: float, usage: float | None, band
 def test_a_committed_account_is_never_red(score: float, usage: float | None, band: str) -> None:
     """Red means likely to churn soon: an account whose term runs beyond the renewal window
     cannot leave before it (none of the committed samples churned within 60 days)."""
-    assert Bands().band(score, usage, committed=True) == band
+    assert Bands().rule.band(score, usage, committed=True) == band
 
 
 @pytest.mark.parametrize(
@@ -136,28 +136,28 @@ def test_a_committed_account_is_never_red(score: float, usage: float | None, ban
     ],
 )
 def test_green_is_the_committed_first_then_the_top_of_use(share: float, usage: float, band: str) -> None:
-    assert Bands().band(90, usage, committed_share=share) == band
-    assert Bands().band(90, usage, committed=True, committed_share=share) == "green"
+    assert Bands().rule.band(90, usage, committed_share=share) == band
+    assert Bands().rule.band(90, usage, committed=True, committed_share=share) == "green"
 
 
 def test_the_top_of_use_is_held_in_yellow_when_the_budget_is_used_up() -> None:
     """Percentile 100 (above every peer of the last reference) is yellow once the committed
     accounts took the whole green budget, and that yellow is the budget's (`held_back`)."""
-    assert Bands().held_back(90, 100, committed_share=25)
-    assert not Bands().held_back(90, 100, committed_share=10)  # green: top tenth, budget left
+    assert Bands().rule.held_back(90, 100, committed_share=25)
+    assert not Bands().rule.held_back(90, 100, committed_share=10)  # green: top tenth, budget left
 
 
 @pytest.mark.parametrize(
     ("score", "usage", "band"), [(90, 50, "green"), (90, 24.9, "yellow"), (30, 95, "red")]
 )
 def test_green_share_0_lets_the_score_alone_make_green(score: float, usage: float, band: str) -> None:
-    assert Bands(green_share=0).band(score, usage) == band
+    assert Bands(green_share=0).rule.band(score, usage) == band
 
 
 def test_a_committed_account_with_middling_use_stays_green() -> None:
     """Green asks for the top of its peers' use only of an account that can leave soon."""
-    assert Bands().band(90, 50, committed=True) == "green"
-    assert Bands().band(90, 50) == "yellow"
+    assert Bands().rule.band(90, 50, committed=True) == "green"
+    assert Bands().rule.band(90, 50) == "yellow"
 
 
 def test_usage_band_thresholds_must_be_ordered() -> None:
@@ -347,17 +347,17 @@ def test_missing_config_file_is_refused(tmp_path: Path) -> None:
 def test_the_amount_and_the_mix_count_on_their_own(standing: dict[str, float], band: str) -> None:
     """Green for an account that can leave soon needs the top of its peers' use by the composite
     and by its events and its mix each; the bottom tenth of the mix alone is red."""
-    assert Bands().band(90, 90, standing=standing) == band
-    assert Bands().band(90, 90, committed=True, standing=standing) == "green"  # the score alone
-    assert Bands(green_also=(), red_also=()).band(90, 90, standing=standing) == "green"
+    assert Bands().rule.band(90, 90, standing=standing) == band
+    assert Bands().rule.band(90, 90, committed=True, standing=standing) == "green"  # the score alone
+    assert Bands(green_also=(), red_also=()).rule.band(90, 90, standing=standing) == "green"
 
 
 def test_held_back_reads_the_amount_and_the_mix() -> None:
     """Held in yellow by the budget: healthy, top of the composite, its events not at the top."""
     standing = {"events_28d": 85, "feature_mix_28d": 95}
-    assert Bands().held_back(90, 95, committed_share=10, standing=standing)  # cut 90: events under
-    assert not Bands().held_back(90, 95, committed_share=5, standing=standing)  # cut 85: green
-    assert not Bands().held_back(90, 95, committed_share=10, standing={"feature_mix_28d": 5})  # red
+    assert Bands().rule.held_back(90, 95, committed_share=10, standing=standing)  # cut 90: events under
+    assert not Bands().rule.held_back(90, 95, committed_share=5, standing=standing)  # cut 85: green
+    assert not Bands().rule.held_back(90, 95, committed_share=10, standing={"feature_mix_28d": 5})  # red
 
 
 def test_the_bands_name_peer_signals_only() -> None:
