@@ -85,14 +85,21 @@ Amount = Annotated[
     ),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _rfc3339_text(value: object) -> object:
     """Refuse epoch numbers and other formats pydantic would otherwise coerce."""
-    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.match(value)):
+    if isinstance(value, datetime):
         return value
-    raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2024-03-05T14:03:00Z")
+    found = RFC3339.match(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2024-03-05T14:03:00Z")
+    if found.group(1) == "60":  # RFC 3339 allows it; an instant in epoch milliseconds has none
+        raise ValueError(
+            "a leap second (:60) is not accepted: send the instant as :59.999 or as the next minute"
+        )
+    return value
 
 
 # RFC 3339 text with an offset (epoch numbers, dates without a time, ... are refused).

@@ -222,6 +222,7 @@ def test_missing_required_field(event_type: str, field: str) -> None:
         ("survey.answered", "score", "5", "Input should be a valid integer"),
         ("ticket.opened", "occurred_at", "yesterday", "expected an RFC 3339 timestamp with an offset"),
         ("subscription.renewed", "term_end", "soon", "expected an RFC 3339 timestamp with an offset"),
+        ("usage.recorded", "occurred_at", "2016-12-31T23:59:60Z", "a leap second (:60) is not accepted"),
         ("ticket.opened", "event_id", "", "at least 1 character"),
         ("ticket.opened", "account_id", 7, "Input should be a valid string"),
     ],
