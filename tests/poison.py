@@ -225,6 +225,7 @@ POISONS: list[Poison] = [
         family="subscriptions",
     ),
     Poison("epoch-number-time", _usage("epoch-number-time", occurred_at=1700000000), "RFC 3339"),
+    Poison("leap-second", _usage("leap-second", occurred_at="2016-12-31T23:59:60Z"), "a leap second (:60)"),
     Poison(
         "unknown-currency",
         _started("unknown-currency", currency="JPY"),
