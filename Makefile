@@ -45,22 +45,28 @@ typecheck: $(STAMP)  ## mypy on the package
 	$(BIN)/mypy streamer
 
 unit: $(READY)  ## fast tests only (no broker)
-	$(BIN)/pytest -q -m "not integration"
+	$(PYTEST) -m "not integration"
+
+# The suite runs in this many processes (pytest-xdist): the integration tests mostly wait on the
+# broker and on paced replays, so two use a 2-core machine; each deployment has its own topics,
+# consumer group and Redis keys, and the processes share one local stack (tests/integration/conftest.py).
+JOBS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(JOBS) --dist worksteal
 
 # The core, stream-equals-offline and state tests once more on the pure-Python core, so both
 # cores stay correct and give the same answers.
 PURE_TESTS := tests/core tests/offline tests/state tests/stream
 
-test: $(READY)  ## the whole suite (compiled core), then the core's tests on the pure-Python core
+test: $(READY)  ## the whole suite (compiled core), then the core's tests on the pure-Python core (make test JOBS=4)
 	$(BIN)/ruff check streamer tests bench
 	$(BIN)/ruff format --check streamer tests bench
 	$(BIN)/mypy streamer
 	$(BIN)/streamer schemas check
-	$(BIN)/pytest -q
-	HEALTHSTREAM_PURE_CORE=1 $(BIN)/pytest -q -m "not integration" $(PURE_TESTS)
+	$(PYTEST)
+	HEALTHSTREAM_PURE_CORE=1 $(PYTEST) -m "not integration" $(PURE_TESTS)
 
 test-pure: $(READY)  ## the core's unit and stream-equals-offline tests on the pure-Python core
-	HEALTHSTREAM_PURE_CORE=1 $(BIN)/pytest -q -m "not integration" $(PURE_TESTS)
+	HEALTHSTREAM_PURE_CORE=1 $(PYTEST) -m "not integration" $(PURE_TESTS)
 
 stack-up: $(STAMP)  ## start the local Kafka broker and Redis
 	$(BIN)/streamer local up

@@ -42,6 +42,13 @@ for _name in developer_settings(os.environ):
     del os.environ[_name]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The integration tests first (stable otherwise): they are the long ones, and `make test`
+    runs the suite in two processes (`pytest -n 2`), where a long test started last would run
+    alone at the end while the other process has nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+
+
 def pytest_report_header() -> str:
     from streamer.native import running
 
