@@ -61,11 +61,15 @@ class Observed:
     # Since when its silence is observed (`Inputs.silence_start`): the instant the silence rule
     # counts from and the engine's alert lines too (`PartitionEngine._alert_line_passed`).
     silence_start: int | None = None
+    first_seen: int | None = None  # the account's first event of any kind
 
     # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
-    def __init__(self, first_use: int | None = None, silence_start: int | None = None) -> None:
+    def __init__(
+        self, first_use: int | None = None, silence_start: int | None = None, first_seen: int | None = None
+    ) -> None:
         object.__setattr__(self, "first_use", first_use)
         object.__setattr__(self, "silence_start", silence_start)
+        object.__setattr__(self, "first_seen", first_seen)
 
 
 @dataclass(slots=True, init=False)
@@ -115,7 +119,9 @@ def _r(signal: str, value: float | str | None, baseline: float | str | None, mes
     return {"signal": signal, "value": value, "baseline": baseline, "message": message}
 
 
-def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list[Candidate]:
+def _transitions(
+    current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
+) -> list[Candidate]:
     """A band change, once the score moved `band_min_change_points` away from its last score in
     the band the rules last acknowledged, and the change held `band_confirm_days` in event time.
 
@@ -127,8 +133,11 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     days is noise, so a change in one direction (worse, or better) is acknowledged only once the
     account's evaluations have stayed on that side for `band_confirm_days` (see
     `band_confirm_due` for the instant that falls due); a person's override is acknowledged at once.
+    While the account's usage is settling (`_settling`) the band is acknowledged as it is, silently
+    (an override still alerts).
     """
-    if memory.band is None or memory.band[0] == current.band:  # first evaluation, or no change
+    settling = current.override is None and _settling(current, observed, rules)
+    if memory.band is None or memory.band[0] == current.band or settling:  # first, same or settling
         memory.band = (current.band, current.score)
         memory.pending = None
         return []
@@ -159,6 +168,22 @@ def _transitions(current: Evaluation, memory: AlertMemory, rules: Rules) -> list
     if now == 0:
         return [Candidate("band_recovered", Severity.info, 0, key, reason, before)]
     return []
+
+
+def _settling(current: Evaluation, observed: Observed, rules: Rules) -> bool:
+    """Within `band_settle_days` of the first product use of an account that was a customer for
+    at least that long before it: its product analytics was connected late (for a whole
+    portfolio at once), or it began to use the product late. Its score before was over the other
+    components only (an account without use data scores 100 on a clean subscription), and its
+    usage windows fill over the weeks after: a band change then is the data arriving, not the
+    account's health moving. A new account's first weeks are not settling: how it starts to use
+    the product is what predicts its churn best (on ChurnSim portfolios, the band alerts of those
+    weeks caught half the churns)."""
+    first, began = observed.first_use, observed.first_seen
+    window = rules.band_settle_days * DAY
+    return (
+        first is not None and began is not None and first - began >= window and current.now - first < window
+    )
 
 
 HELD = "held_back"  # the episode (not a rule) of an account held in yellow by the green budget
@@ -462,7 +487,7 @@ def check(
         memory.episodes.clear()
         candidates = []
     else:
-        candidates = _transitions(current, memory, rules)
+        candidates = _transitions(current, memory, rules, observed)
         candidates += _held_declined(current, memory)
         candidates += _episodes(_conditions(current, memory, rules, observed), memory, now)
     candidates += _events(trigger, rules)

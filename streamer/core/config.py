@@ -336,6 +336,10 @@ class Rules(Strict):
     band_min_change_points: Annotated[float, Field(ge=0, le=100)] = 2  # score move a band alert needs
     # Days (event time) a band change must hold before it is acknowledged and alerts (0: at once)
     band_confirm_days: Annotated[float, Field(ge=0, le=60)] = 2
+    # Days (event time) after the first product use of an account that was a customer for at
+    # least as long, in which band changes are acknowledged without an alert: its product
+    # analytics was connected late and its usage windows are filling (0: never)
+    band_settle_days: Annotated[float, Field(ge=0, le=90)] = 28
     # An account held in yellow by the green budget (healthy by score and use) that declined;
     # at most once a month, like renewal_at_risk: such accounts sway around the line with their
     # peers' percentiles (7 days let one account raise it 23 times on crm6-s404)

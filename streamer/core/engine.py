@@ -410,7 +410,7 @@ class PartitionEngine:
             account.alerts,
             self.config.alerts,
             format_money(evaluation.mrr),
-            Observed(account.usage.first_use, inputs.silence_start()),
+            Observed(account.usage.first_use, inputs.silence_start(), account.first_seen),
         )
         if alerts:
             profile = profile_record(account.profile)

@@ -141,6 +141,51 @@ def test_a_band_change_undone_within_the_confirm_days_raises_nothing() -> None:
     assert [a["raised_at"] for a in feed.raised("band_worsened")] == [stamp(at(6))]
 
 
+def first_use_on_day(first: int, config: ScoreConfig | None = None) -> Feed:
+    """An account that began on day 0, scored on its subscription alone (100) until its first use
+    on day `first`; then one user every day for 40 days: its score drops to the 60s at the first
+    use and climbs back to 79 as its 28-day windows fill."""
+    feed = Feed(config)
+    feed(started("acme", at(0, 9), seats=20))
+    for day in range(first, first + 40):
+        feed(usage("acme", at(day, 10)))
+    return feed
+
+
+def test_the_first_use_of_an_established_account_raises_no_band_alert() -> None:
+    """Product analytics connected two months after the account began: its bands settle."""
+    feed = first_use_on_day(60)
+    assert feed.raised("band_worsened") == feed.raised("band_recovered") == []
+    assert feed.snapshot("acme")["band"] == "green"
+    # What `band_settle_days` prevents: a warning at the first use and a recovery 9 days later.
+    unsettled = first_use_on_day(60, ScoreConfig(alerts=Rules(band_settle_days=0)))
+    assert [(a["rule"], a["previous_score"]) for a in unsettled.raised(account="acme")] == [
+        ("band_worsened", 100),
+        ("band_recovered", 69.5),
+    ]
+
+
+def test_a_new_accounts_first_weeks_are_not_settling() -> None:
+    """How a new account starts to use the product predicts its churn: its band alerts stay."""
+    feed = first_use_on_day(1)
+    assert [a["previous_score"] for a in feed.raised("band_worsened")] == [100]
+
+
+def test_a_band_change_once_the_use_has_settled_alerts() -> None:
+    """Settling ends `band_settle_days` (28) after the first use: a detractor 41 days after it
+    moves the band, and the change is acknowledged with an alert once it held the confirm days."""
+    feed = first_use_on_day(60)
+    feed(nps("acme", at(101, 9), 0))
+    for day in range(102, 105):
+        feed(usage("acme", at(day, 10)))
+    [worse] = feed.raised("band_worsened")
+    assert (worse["previous_band"], worse["band"], worse["raised_at"]) == (
+        "green",
+        "yellow",
+        stamp(at(103, 10)),
+    )
+
+
 # -- score drop ----------------------------------------------------------------------------------
 
 
