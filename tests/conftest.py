@@ -43,10 +43,14 @@ for _name in developer_settings(os.environ):
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The integration tests first (stable otherwise): they are the long ones, and `make test`
-    runs the suite in two processes (`pytest -n 2`), where a long test started last would run
-    alone at the end while the other process has nothing left."""
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+    """The slow tests first, then the other integration tests, then the rest (stable otherwise):
+    `make test` runs the suite in two processes (`pytest -n 2`), where a long test started last
+    would run alone at the end while the other process has nothing left."""
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        return item.get_closest_marker("slow") is None, item.get_closest_marker("integration") is None
+
+    items.sort(key=order)
 
 
 def pytest_report_header() -> str:

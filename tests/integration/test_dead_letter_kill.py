@@ -50,6 +50,7 @@ async def publish(bootstrap: str, topic: str, values: list[bytes]) -> list[tuple
         await producer.stop()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_after_writing_dead_letters_does_not_write_them_again(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:

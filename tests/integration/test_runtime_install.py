@@ -43,6 +43,7 @@ def run(venv: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=venv)
 
 
+@pytest.mark.slow
 def test_the_worker_and_the_view_need_no_extra(runtime_venv: Path) -> None:
     help_text = run(runtime_venv, str(runtime_venv / "bin" / "streamer"), "worker", "--help")
     assert help_text.returncode == 0, help_text.stderr

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 SMALL = SoakPlan(accounts=20, months=3, replay_s=120.0, kills=3, redis_outage_s=10.0)
 
 
+@pytest.mark.slow
 def test_the_soak_ends_with_offlines_answers_and_exactly_the_poisons_dead_lettered(tmp_path: Path) -> None:
     result = soak(SMALL, tmp_path, echo=lambda _: None)
     print_result(result, SMALL)  # shown by pytest when the test fails (or with -s)
