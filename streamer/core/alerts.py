@@ -177,8 +177,8 @@ def _settling(current: Evaluation, observed: Observed, rules: Rules) -> bool:
     components only (an account without use data scores 100 on a clean subscription), and its
     usage windows fill over the weeks after: a band change then is the data arriving, not the
     account's health moving. A new account's first weeks are not settling: how it starts to use
-    the product is what predicts its churn best (on ChurnSim portfolios, the band alerts of those
-    weeks caught half the churns)."""
+    the product predicts its churn (on ChurnSim's socialnet7-s7, without the band alerts of those
+    weeks `band_worsened` caught 4 of 83 churns instead of 43)."""
     first, began = observed.first_use, observed.first_seen
     window = rules.band_settle_days * DAY
     return (
