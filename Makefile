@@ -44,14 +44,14 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy on the package
 	$(BIN)/mypy streamer
 
-unit: $(READY)  ## fast tests only (no broker)
-	$(PYTEST) -m "not integration"
-
 # The suite runs in this many processes (pytest-xdist): the integration tests mostly wait on the
 # broker and on paced replays, so two use a 2-core machine; each deployment has its own topics,
 # consumer group and Redis keys, and the processes share one local stack (tests/integration/conftest.py).
 JOBS ?= 2
 PYTEST := $(BIN)/pytest -q -n $(JOBS) --dist worksteal
+
+unit: $(READY)  ## fast tests only (no broker)
+	$(PYTEST) -m "not integration"
 
 # The core, stream-equals-offline and state tests once more on the pure-Python core, so both
 # cores stay correct and give the same answers.

@@ -26,22 +26,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[
     own: they share one stack, and the last of them to finish stops what any of them started.
     """
     settings = StackSettings.from_env()
-    if worker_id == "master":  # a single process: its session is the whole run
-        info = ensure_up(settings)
-        yield info
-        if info.started:
-            stop(settings, services=info.started)
-        return
-    users = tmp_path_factory.getbasetemp().parent / "stack-users.json"  # shared by the run's workers
-    with file_lock(users.with_suffix(".lock")):
+    # The run's temporary folder: the workers' common parent under -n, the session's own without
+    base = tmp_path_factory.getbasetemp()
+    users = (base if worker_id == "master" else base.parent) / "stack-users.json"
+    lock = users.with_suffix(".lock")
+    with file_lock(lock):
         info = ensure_up(settings)
         count, started = _read_users(users)
         _write_users(users, count + 1, sorted({*started, *info.started}))
     yield info
-    with file_lock(users.with_suffix(".lock")):
+    with file_lock(lock):
         count, started = _read_users(users)
-        _write_users(users, count - 1, started if count > 1 else [])
-        if count == 1 and started:
+        last = count == 1
+        _write_users(users, count - 1, [] if last else started)
+        if last and started:
             stop(settings, services=started)
 
 
