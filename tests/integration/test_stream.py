@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zlib
@@ -47,6 +48,7 @@ from streamer.local.kcat import ensure_kcat
 from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
+from streamer.stream.replay import publish
 from streamer.stream.topics import ensure_topics
 from tests.fixtures import stop_process, wait_until
 
@@ -362,7 +364,7 @@ class Deployment:
     store: str = "rocksdb://"
     worker_env: dict[str, str] = field(default_factory=dict)  # extra variables for workers
     workers: list[Worker] = field(default_factory=list)
-    background: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    live: list[LiveReplay] = field(default_factory=list)  # publishing threads (replay_live_until)
 
     def __post_init__(self) -> None:
         self.bus = Bus(self.bootstrap)
@@ -423,16 +425,6 @@ class Deployment:
         )
         assert done.returncode == 0, done.stderr.decode()
         return done.stdout.decode()
-
-    def replay_in_background(self, events: Path, rate: float) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [STREAMER, "replay", str(events), "--quiet", "--rate", str(rate)],
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.background.append(proc)
-        return proc
 
     # -- waiting ----------------------------------------------------------------------------------
 
@@ -533,12 +525,10 @@ class Deployment:
         return self.bus.values(self.topic("deadletter"))
 
     def close(self) -> None:
+        for live in self.live:  # a failed test's publisher finishes quickly
+            live.hurry()
         for worker in self.workers:
             worker.stop()
-        for proc in self.background:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
         try:
             self.bus.delete_topics(self.prefix, f"{self.app_id}-")
         finally:
@@ -851,10 +841,60 @@ def test_publishing_the_same_file_again_changes_nothing(
 # -- 4. kill -9 and restart ---------------------------------------------------------------------
 
 
-def replay_live_until(deployment: Deployment, events: History, seconds: float, fraction: float) -> int:
+class LiveReplay:
+    """Publishes a history's lines from a thread at `rate` events per second (as `streamer replay
+    --rate`) until `hurry()`, then the rest at full speed.
+
+    A fault test paces the start so that its fault lands while events flow, and need not sit
+    through the pacing once the fault is in place: the condition, not a duration, ends it.
+    """
+
+    def __init__(self, settings: Settings, lines: list[bytes], rate: float) -> None:
+        self.lines = lines
+        self.published = 0
+        self.paced = 0  # lines published before hurry()
+        self._hurry = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(settings, rate), daemon=True)
+        self._thread.start()
+
+    def hurry(self) -> None:
+        self._hurry.set()
+
+    def _run(self, settings: Settings, rate: float) -> None:
+        try:
+            asyncio.run(self._publish(settings, rate))
+        except BaseException as exc:  # re-raised by wait()
+            self._error = exc
+
+    async def _publish(self, settings: Settings, rate: float) -> None:
+        rest = iter(self.lines)
+
+        def until_hurried() -> Iterator[bytes]:
+            for line in rest:
+                yield line
+                if self._hurry.is_set():
+                    return
+
+        paced = await publish(until_hurried(), settings, rate=rate)
+        self.paced = paced.total
+        self.published = paced.total + (await publish(rest, settings)).total
+
+    def wait(self, timeout: float = 180.0) -> None:
+        """Until every line is published (the timeout bounds a hang only)."""
+        self.hurry()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"publishing unfinished after {timeout:.0f} s"
+        if self._error is not None:
+            raise self._error
+        assert self.published == len(self.lines), f"published {self.published} of {len(self.lines)} lines"
+
+
+def replay_live_until(deployment: Deployment, events: History, seconds: float, fraction: float) -> LiveReplay:
     """Publish `events` spread over `seconds` while workers run; return once the group has
-    committed `fraction` of them (more are in flight then), with the number committed."""
-    deployment.replay_in_background(events.events, rate=len(events.lines) / seconds)
+    committed `fraction` of them (more are in flight then). The caller hurries the rest."""
+    live = LiveReplay(deployment.settings(), events.lines, rate=len(events.lines) / seconds)
+    deployment.live.append(live)
     wanted = int(len(events.lines) * fraction)
     committed = 0
 
@@ -865,7 +905,7 @@ def replay_live_until(deployment: Deployment, events: History, seconds: float, f
 
     deployment.wait_for(f"{wanted} events processed", enough)
     assert committed < len(events.lines) * 0.8, f"too late to act in the middle: {committed} committed"
-    return committed
+    return live
 
 
 def assert_no_offsets_skipped(*workers: Worker) -> None:
@@ -890,14 +930,17 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
     )
     first = deployment.start_worker("w1")
     deployment.wait_group(1)
-    # Spread over a minute: the worker takes whatever a fetch returns (up to 1,000 records per
-    # partition), so a faster replay lands in one or two batches and is committed before the kill.
-    replay_live_until(deployment, events, seconds=60, fraction=0.4)
+    # Paced as if spread over a minute until the kill: the worker takes whatever a fetch returns
+    # (up to 1,000 records per partition), so a faster replay lands in one or two batches and is
+    # committed before the kill. The rest is published at once, for the restarted worker.
+    live = replay_live_until(deployment, events, seconds=60, fraction=0.4)
     first.kill()
+    live.hurry()
     before = len(alert_counts(deployment))
 
     second = deployment.start_worker("w2")  # same app id, same data dir
-    assert deployment.background[0].wait(timeout=60) == 0
+    live.wait()
+    assert live.paced < len(events.lines), "the history was published before the kill"
     deployment.settle(second)
     # The killed worker's local stores held writes the changelog lacks: not trusted.
     assert "the last run did not stop cleanly" in second.text(), second.tail()
@@ -925,10 +968,10 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     deployment = deploy()
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
     deployment.wait_group(1)
-    # Spread over long enough that events still flow when the second worker has joined: a
-    # worker takes up to a minute to start on a busy machine, and the first one keeps up with
-    # any rate of this test, so a shorter replay would be over before the rebalance.
-    replay_live_until(deployment, events, seconds=90, fraction=0.1)
+    # Paced as if spread over 90 s until the second worker scores: it takes up to a minute to
+    # start on a busy machine, and the first one keeps up with any rate of this test. Then the
+    # rest at once.
+    live = replay_live_until(deployment, events, seconds=90, fraction=0.1)
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     # The rebalance completes while events still flow: the newcomer scores its partitions.
     deployment.wait_for(
@@ -936,7 +979,9 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
         lambda: "partition engine ready" in second.text(),
         timeout=180,  # bounds a hang only: a rebalance on a busy 2-core machine can take a while
     )
-    assert deployment.background[0].wait(timeout=180) == 0
+    live.hurry()
+    live.wait()
+    assert live.paced < len(events.lines), "the history was published before the second worker scored"
     deployment.settle(first, second)
     assert_no_offsets_skipped(first, second)  # first: a lost delivery explains any difference
     assert_same_as_offline(deployment, events)
