@@ -211,7 +211,8 @@ async def _metadata(bootstrap: str, timeout: float) -> bool:
         connections_max_idle_ms=int(timeout * 1000) + 1000,
     )
     try:
-        await asyncio.wait_for(client.bootstrap(), timeout)
+        async with asyncio.timeout(timeout):
+            await client.bootstrap()
         return bool(client.cluster.brokers())
     except Exception:
         return False

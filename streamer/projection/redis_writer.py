@@ -166,7 +166,8 @@ class RedisProjection:
             if delay > 0 and self.staged:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
 
     async def _write(self, batch: Staged) -> bool:
         started = self.clock()

@@ -42,14 +42,16 @@ async def _answers(bootstrap: str, timeout_s: float) -> bool:
     timeout_ms = max(int(timeout_s * 1000), 1000)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
         return True
     except (KafkaError, OSError, TimeoutError):
         return False
     finally:
         # never started: nothing to close
         with contextlib.suppress(KafkaError, OSError, TimeoutError, AttributeError):
-            await asyncio.wait_for(admin.close(), 5.0)
+            async with asyncio.timeout(5.0):
+                await admin.close()
 
 
 async def wait_for_broker(bootstrap: str, timeout_s: float, doing: str = "connecting") -> None:

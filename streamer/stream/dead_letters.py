@@ -140,7 +140,8 @@ class KafkaDeadLetters:
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         while True:
             try:
-                return await asyncio.wait_for(attempt(), READ_TIMEOUT_S)
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    return await attempt()
             except Exception as exc:
                 log.warning(
                     "could not read the dead-letter topic; trying again",

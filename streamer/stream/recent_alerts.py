@@ -19,7 +19,8 @@ async def recent_alerts(bootstrap: str, topic: str, partition: int, count: int) 
     """The last `count` alerts of `topic`[`partition`], oldest first (duplicates included: an
     alert re-sent after a restart has the same id and record). Raises on a broker error or after
     `READ_TIMEOUT_S`."""
-    return await asyncio.wait_for(_read(bootstrap, TopicPartition(topic, partition), count), READ_TIMEOUT_S)
+    async with asyncio.timeout(READ_TIMEOUT_S):
+        return await _read(bootstrap, TopicPartition(topic, partition), count)
 
 
 async def _read(bootstrap: str, tp: TopicPartition, count: int) -> list[dict[str, Any]]:

@@ -113,7 +113,8 @@ async def _with_deadline(
     while True:
         remaining = timeout_s - (time.monotonic() - started)
         try:
-            await asyncio.wait_for(attempt(), max(remaining, 0.1))
+            async with asyncio.timeout(max(remaining, 0.1)):
+                await attempt()
             return
         except (KafkaError, OSError, TimeoutError) as error:
             log.debug("broker not ready", extra={"error": repr(error)})
@@ -183,7 +184,8 @@ class _Sender:
 
     async def _stop(self, producer: AIOKafkaProducer) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(producer.stop(), 5.0)
+            async with asyncio.timeout(5.0):
+                await producer.stop()
 
     async def start(self) -> None:
         await _with_deadline(
@@ -242,10 +244,10 @@ class _Sender:
         """Give one message to the producer; False when that failed or blocked too long."""
         assert self.producer is not None
         try:
-            item.future = await asyncio.wait_for(
-                self.producer.send(item.topic, value=item.value, key=item.key, partition=item.partition),
-                self.stall_s,
-            )
+            async with asyncio.timeout(self.stall_s):
+                item.future = await self.producer.send(
+                    item.topic, value=item.value, key=item.key, partition=item.partition
+                )
         except (KafkaError, TimeoutError):
             item.future = None
             return False
@@ -294,7 +296,8 @@ class _Sender:
                 await self._stop(self.producer)
                 self.producer = None
             try:
-                await asyncio.wait_for(self._start_producer(), max(self.timeout_s - elapsed, 0.1))
+                async with asyncio.timeout(max(self.timeout_s - elapsed, 0.1)):
+                    await self._start_producer()
             except (KafkaError, OSError, TimeoutError):
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue

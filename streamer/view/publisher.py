@@ -45,7 +45,8 @@ class KafkaPublisher:
                     request_timeout_ms=int(SEND_TIMEOUT_S * 1000),
                 )
                 try:
-                    await asyncio.wait_for(producer.start(), SEND_TIMEOUT_S)
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await producer.start()
                 except BaseException:
                     await producer.stop()
                     raise
@@ -55,7 +56,8 @@ class KafkaPublisher:
     async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
         try:
             producer = await self._started()
-            await asyncio.wait_for(producer.send_and_wait(topic, value, key=key), SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await producer.send_and_wait(topic, value, key=key)
         except (KafkaError, OSError, TimeoutError) as error:
             raise Unavailable(
                 f"the broker at {self.bootstrap} did not take the event ({type(error).__name__}: {error}); "
