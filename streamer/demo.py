@@ -93,7 +93,14 @@ def _lines(accounts: int, months: int, seed: int) -> list[bytes]:
 
 
 async def _run(settings: Settings, lines: list[bytes], rate: float) -> None:
-    await ensure_topics(settings)
+    """Publish `lines` and print the alerts until Ctrl-C or SIGTERM, which cancel this task: the
+    producer and the alerts consumer then close in order (a KeyboardInterrupt raised wherever
+    the signal lands would leave them open, with asyncio's complaints on the terminal)."""
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, main.cancel)
     alerts = 0
 
     def show(alert: dict[str, object]) -> None:
@@ -101,17 +108,22 @@ async def _run(settings: Settings, lines: list[bytes], rate: float) -> None:
         alerts += 1
         click.echo(format_alert(alert))
 
-    watcher = asyncio.create_task(tail(settings, show, from_beginning=True))
+    watcher: asyncio.Task[int] | None = None
     try:
+        await ensure_topics(settings)
+        watcher = asyncio.create_task(tail(settings, show, from_beginning=True))
         summary = await publish(lines, settings, rate=rate)
         click.echo(
             f"-- all {summary.total:,} events published; still watching alerts (Ctrl-C to stop)", err=True
         )
         await watcher
+    except asyncio.CancelledError:
+        click.echo("\n-- stopping", err=True)
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         click.echo(f"-- {alerts:,} alerts seen", err=True)
 
 
@@ -192,7 +204,8 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
     ]
     # Stop cleanly when terminated, like Ctrl-C; and on Ctrl-C even when started with SIGINT
     # ignored (a background job of a non-interactive shell inherits that, and the demo then
-    # ran on after SIGINT while its worker kept the consumer group).
+    # ran on after SIGINT while its worker kept the consumer group). `_run` handles both in its
+    # event loop; these cover the instants before the loop starts.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
@@ -202,6 +215,8 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
     except BrokerUnavailable as error:
         click.echo(f"streamer demo: {error}", err=True)
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the worker and view get their time to stop
+            signal.signal(signum, signal.SIG_IGN)
         _stop(processes)
         click.echo(
             "-- worker and view stopped; the local stack keeps running (`streamer local down` stops it)",
