@@ -229,6 +229,19 @@ def test_sort_puts_unreadable_lines_first(tmp_path: Path) -> None:
     assert (dead["offset"], dead["original"]) == (1, BAD_JSON.decode())
 
 
+def test_sort_gives_a_valid_line_the_quick_reading_cannot_parse_its_own_time(tmp_path: Path) -> None:
+    """A lowercase `z` offset and an ignored field holding 1e400 are valid events that neither
+    `datetime.fromisoformat` nor orjson reads: sorted first, the latest event would make every
+    other one too late."""
+    latest = use("acme", "2024-02-01T10:00:00z", "late-z")  # the file's latest event
+    padded = orjson.loads(use("acme", "2024-01-31T10:00:00Z", "padded"))
+    padded_line = orjson.dumps(padded)[:-1] + b',"pad":1e400}'
+    events = write_events(tmp_path / "events.jsonl", [*VALID, padded_line, latest])
+    result = offline(events, tmp_path / "sorted", "--sort")
+    assert f"{len(VALID) + 2} accepted, 0 duplicates, 0 rejected" in result.output, result.output
+    assert (tmp_path / "sorted" / "deadletter.jsonl").read_bytes() == b""
+
+
 def test_bad_score_config_is_refused(events_file: Path, tmp_path: Path) -> None:
     config = tmp_path / "score.toml"
     config.write_text("[bands]\ngreen = 30\nyellow = 50\n")
