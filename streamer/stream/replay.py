@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
 from streamer.partitioning import partition_of
 from streamer.settings import Settings
@@ -64,9 +65,19 @@ class ReplaySummary:
 
 
 def route(line: bytes, settings: Settings) -> tuple[str, bytes] | None:
-    """(topic, key) for a line, or None when it names no known event type."""
+    """(topic, key) for a line, or None when it names no known event type.
+
+    A line orjson cannot read (a valid event may carry an ignored field holding 1e400) is
+    routed by the contract's decoder, so no valid event is skipped."""
     try:
         value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            event = decode_event(line)
+        except Rejected:
+            return None
+        return settings.topic(EVENT_FAMILY[event.event_type]), event.account_id.encode()
+    try:
         family = EVENT_FAMILY[value["event_type"]]
         key = str(value["account_id"]).encode()
     except Exception:

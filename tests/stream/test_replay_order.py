@@ -184,3 +184,13 @@ async def test_after_a_broker_restart_the_order_holds_and_nothing_is_lost(broker
     written = {v for log in broker.logs.values() for v in log}
     assert written == set(lines), f"{len(set(lines) - written)} lines never written"
     assert {p: wrong for p, wrong in in_file_order(broker, lines).items() if wrong} == {}
+
+
+def test_a_valid_event_orjson_cannot_read_is_routed_not_skipped() -> None:
+    """An ignored field may hold 1e400 (valid JSON, and the contract ignores it); orjson refuses
+    infinity, so the contract's decoder routes the line."""
+    settings = Settings(topic_prefix="t.", partitions=PARTITIONS)
+    event = b'{"event_id":"e1","event_type":"usage.recorded","account_id":"acme",'
+    event += b'"occurred_at":"2024-01-01T00:00:00Z","user_id":"u","feature":"f","pad":1e400}'
+    assert replay.route(event, settings) == (settings.topic("usage"), b"acme")
+    assert replay.route(b'{"event_type":"usage.recorded","pad":1e400}', settings) is None
