@@ -25,7 +25,10 @@ Weight = Annotated[float, Field(ge=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: a float field with an int default (`green = 70`) holds 70.0, as a
+    # user's value would. Left an int, the pure-Python core published a score of 70 where the
+    # compiled core (which keeps floats as C doubles) published 70.0.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Curve(Strict):

@@ -16,6 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streamer.contract.decode import Rejected, decode_event
+from streamer.contract.events import Event
 from streamer.native import COMPILED_DIRNAME, CORE_DIR, ENV_PURE_CORE, MANIFEST
 from streamer.sim.config import SimulationConfig
 from streamer.sim.writer import write_simulation
@@ -48,11 +50,37 @@ def offline(events: Path, out: Path, partitions: int, *, pure: bool) -> dict[str
     return found
 
 
+def from_defaults(events: Path) -> list[bytes]:
+    """An account without any data (its score is `empty_score`) and band overrides on the
+    first accounts (green and yellow lift a score to the band's threshold): each score is a
+    configuration default, which must be a float in both cores (it once was an int in Python)."""
+    valid = [event for line in events.read_bytes().splitlines() if (event := _valid(line))]
+    last = max(event.occurred_at for event in valid).isoformat()
+    accounts = sorted({event.account_id for event in valid if event.event_type == "subscription.started"})
+    made = [{"event_type": "account.updated", "account_id": "x-new", "name": "X"}]
+    for account, band in zip(accounts, ("green", "yellow", "red"), strict=False):
+        made.append({"event_type": "health.override", "account_id": account, "band": band, **WHO})
+    return [orjson.dumps({"event_id": f"x{n}", "occurred_at": last, **e}) for n, e in enumerate(made)]
+
+
+WHO = {"reason": "call with the CSM", "author": "cs@example.com"}
+
+
+def _valid(line: bytes) -> Event | None:
+    """The line's event, or None (the simulation mixes dirty records in)."""
+    try:
+        return decode_event(line)
+    except Rejected:
+        return None
+
+
 @pytest.mark.parametrize("partitions", [4, 1])
 def test_compiled_and_pure_python_cores_write_the_same_bytes(tmp_path: Path, partitions: int) -> None:
     events = tmp_path / "events.jsonl"
     config = SimulationConfig(accounts=12, months=4, seed=23, dirty_rate=0.03)
     write_simulation(config, events, tmp_path / "truth.json", gzip_level=0)
+    with events.open("ab") as out:  # scores that come from the configuration's defaults
+        out.writelines(line + b"\n" for line in from_defaults(events))
     pure = offline(events, tmp_path / "pure", partitions, pure=True)
     compiled = offline(events, tmp_path / "compiled", partitions, pure=False)
     assert all(pure[name] for name in ("accounts.jsonl", "health.jsonl", "alerts.jsonl"))
