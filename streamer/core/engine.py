@@ -90,7 +90,7 @@ class PartitionEngine:
         self._idle_gap = -1 if every is None else round(every * DAY) - self._interval
         self._silence = round(config.alerts.silence_days * DAY)
         self._currency = config.currency.reporting
-        self.usage_since: int | None = None  # the first usage event the partition saw
+        self.usage_since: int | None = None  # the day of the first usage event the partition saw
         # References of the grid points a late event can still reach (the one before it included).
         self._refresh_days = config.peers.refresh_days
         self.peers = PeerHistory(keep=self._lateness // (self._refresh_days * DAY) + 2)
@@ -175,10 +175,19 @@ class PartitionEngine:
         return Outcome(ACCEPTED, alerts=alerts)
 
     def _note_usage(self, account: Account) -> None:
-        """Usage is observed from the partition's first usage event: the earliest first use."""
+        """Usage is observed from the day (UTC) of the partition's first usage event.
+
+        A day, not the event's instant: each move of `usage_since` re-scores every account of
+        the partition that never used the product (`_retrack`), and usage events arriving newest
+        first moved it at every event (1,000 of them against 1,000 accounts took 21 times as
+        long as in order). By the day, it moves at most once per day of allowed lateness.
+        """
         first_use = account.usage.first_use
-        if first_use is not None and (self.usage_since is None or first_use < self.usage_since):
-            self.usage_since = first_use
+        if first_use is None:
+            return
+        day = first_use - first_use % DAY
+        if self.usage_since is None or day < self.usage_since:
+            self.usage_since = day
 
     def _retrack(self, skip: str) -> list[dict[str, Any]]:
         """A late usage event moved the partition's first usage (`usage_since`) before accounts

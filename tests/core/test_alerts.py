@@ -11,7 +11,20 @@ from streamer.core.alerts import alert_id
 from streamer.core.clock import DAY
 from streamer.core.config import ComponentWeights, Curve, Curves, Rules, ScoreConfig
 
-from .events import at, canceled, changed, csat, nps, opened, payment_failed, resolved, stamp, started, usage
+from .events import (
+    at,
+    canceled,
+    changed,
+    csat,
+    ms,
+    nps,
+    opened,
+    payment_failed,
+    resolved,
+    stamp,
+    started,
+    usage,
+)
 from .harness import Feed
 
 
@@ -292,9 +305,9 @@ def test_paying_account_that_never_used_the_product_goes_silent() -> None:
     for d in range(1, 17):
         feed(usage("initech", at(d, 12), "u1"))
     [silence] = feed.raised("silence", "acme")
-    # counted from the partition's first usage event (day 1, 12:00), not from the start on day
-    # 0 when no usage was tracked yet: 14 days at day 15, 12:00, raised at the next tick
-    assert silence["raised_at"] == stamp(at(16))
+    # counted from the day of the partition's first usage event (day 1), not from the start on
+    # day 0 when no usage was tracked yet: 14 days at day 15, raised at that tick
+    assert silence["raised_at"] == stamp(at(15))
     assert silence["reasons"][0]["message"] == "no product usage for 14 days while paying"
 
 
@@ -339,7 +352,21 @@ def test_billing_history_from_before_usage_was_tracked_does_not_score_use() -> N
     for d in range(400, 420):
         feed(usage("initech", at(d, 12), "u1"))  # usage tracking starts on day 400, 12:00
     after = feed.evaluate("acme", at(410, 12))
-    assert after.signals["recency_days"][0] == 10  # days since tracking began, not since day 0
+    assert after.signals["recency_days"][0] == 10.5  # since the day tracking began, not day 0
+
+
+def test_usage_arriving_newest_first_moves_the_tracking_start_once_a_day() -> None:
+    """Each earlier tracking start re-scores every account that never used the product; usage
+    events arriving newest first moved it at every event (quadratic in a busy partition).
+    Counted by the day, it moves once per day however the events arrive."""
+    feed = Feed()
+    for n in range(20):
+        feed(started(f"never-{n}", at(0), "100"))
+    starts = set()
+    for hour in range(47, -1, -1):  # days 3 and 2, newest first, within the allowed lateness
+        feed(usage("initech", at(2 + hour // 24, hour % 24), "u1"))
+        starts.add(feed.engine.usage_since)
+    assert starts == {ms(at(3)), ms(at(2))}
 
 
 def test_usage_drop_waits_until_usage_spans_the_whole_trend_window() -> None:
