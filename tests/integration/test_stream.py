@@ -960,7 +960,6 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
 # -- 5. a second worker joins mid-stream ---------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_second_worker_joining_mid_stream_changes_no_answer(
     deploy: Callable[..., Deployment], history: Callable[[int], History]
 ) -> None:
