@@ -95,6 +95,7 @@ def worker(
     import_faust_types()  # before faust is imported: without aiohttp, which the worker never uses
     from streamer.stream.app import run_worker
     from streamer.stream.broker import BrokerUnavailable
+    from streamer.stream.topics import TopicsMismatch
 
     settings = _settings(
         kafka_bootstrap=bootstrap,
@@ -119,7 +120,7 @@ def worker(
         )
     try:
         run_worker(settings, config, loglevel, connect_timeout_s)
-    except BrokerUnavailable as error:
+    except (BrokerUnavailable, TopicsMismatch) as error:
         fail("worker", error)
 
 
@@ -149,6 +150,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
     """
     from streamer.offline.runner import open_events
     from streamer.stream.replay import BrokerUnavailable, publish
+    from streamer.stream.topics import TopicsMismatch
 
     settings = _settings(kafka_bootstrap=bootstrap)
     quiet_kafka_client_logs()
@@ -186,7 +188,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
                 handle, settings, rate=rate, timeout_s=timeout_s, on_progress=progress, on_stall=stall
             )
             summary = asyncio.run(running)
-        except BrokerUnavailable as error:
+        except (BrokerUnavailable, TopicsMismatch) as error:
             bar.render_finish()
             fail("replay", error)
         bar.update(size - position)

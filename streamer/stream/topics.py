@@ -65,14 +65,26 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
+class TopicsMismatch(Exception):
+    """Topics of the deployment exist with another partition count than the settings'."""
+
+
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create whichever topics are missing; return the names created. Changelogs that exist
     already get `CHANGELOG`'s settings (those created by an earlier release had the broker's
-    segment size, so they were never compacted)."""
+    segment size, so they were never compacted).
+
+    Raises `TopicsMismatch` when topics exist with another partition count than
+    `settings.partitions`: an account's events, state and outputs live on the partition its id
+    hashes to among that many, so a worker cannot run on them (on an input with fewer
+    partitions it re-routed every event back to where it was, for ever)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        ours = [spec.name for spec in topic_specs(settings) if spec.name in existing]
+        if ours:
+            await _check_partitions(admin, settings, ours)
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing:
             with suppress(TopicAlreadyExistsError):  # another process created them meanwhile
@@ -84,6 +96,23 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [spec.name for spec in missing]
     finally:
         await admin.close()
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, names: list[str]) -> None:
+    described = await admin.describe_topics(names)
+    wrong = sorted(
+        (str(topic["topic"]), len(topic["partitions"]))
+        for topic in described
+        if not topic["error_code"] and len(topic["partitions"]) != settings.partitions
+    )
+    if wrong:
+        listed = ", ".join(f"{name} has {count}" for name, count in wrong)
+        raise TopicsMismatch(
+            f"topics exist with another partition count than HEALTHSTREAM_PARTITIONS "
+            f"({settings.partitions}): {listed}. Every topic of a deployment needs the same count "
+            "(accounts are placed by partition): set HEALTHSTREAM_PARTITIONS (--partitions) to "
+            "theirs, or delete the topics and start again"
+        )
 
 
 _TOPIC_OVERRIDE = 1  # DescribeConfigs config_source: set on the topic itself

@@ -34,7 +34,7 @@ import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     GroupLoadInProgressError,
@@ -986,6 +986,48 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     assert_same_as_offline(deployment, events)
     letters = deployment.dead_letters()  # re-reads after the rebalance are skipped by offset
     assert not letters, f"{len(letters)} valid events dead-lettered, e.g. {short(letters[0], 400)}"
+
+
+def test_a_worker_refuses_input_topics_with_another_partition_count(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """An input topic created elsewhere with 3 partitions where the deployment says 4: the
+    worker re-routed every event to the partition its account hashes to among 4, which the
+    producer placed back among 3, for ever (one message became 4,582 in 20 s). It refuses to
+    start instead, in one line that says what to do, and creates nothing."""
+    deployment = deploy()
+    deployment.bus.delete_topics(deployment.prefix, f"{deployment.app_id}-")  # deploy() made them
+    wait_until(
+        "the deployment's topics to be deleted",
+        lambda: not [name for name in asyncio.run(_topics(deployment.bootstrap)) if deployment.tag in name],
+    )
+
+    async def create_usage_topic() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(deployment.topic("usage"), PARTITIONS - 1, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(create_usage_topic())
+    usage = deployment.topic("usage")
+    wait_until("the usage topic", lambda: usage in asyncio.run(_topics(deployment.bootstrap)))
+    worker = deployment.start_worker()
+    assert worker.proc.wait(timeout=120) == 1, worker.tail()  # bounds a hang only
+    said = worker.text()
+    assert f"{deployment.topic('usage')} has {PARTITIONS - 1}" in said, said[-2000:]
+    assert f"HEALTHSTREAM_PARTITIONS ({PARTITIONS})" in said
+    assert deployment.topic("alerts") not in asyncio.run(_topics(deployment.bootstrap))
+
+
+async def _topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()
 
 
 def test_two_worker_processes_of_one_group_share_the_partitions_and_give_offlines_answers(
