@@ -190,6 +190,9 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         return _build_app(settings, config, store)
 
 
+PRODUCER_MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
+
 def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> faust.App:
     app = ScoringApp(
         settings.app_id,
@@ -214,6 +217,10 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         # producer before the checkpoint awaits anything.
         producer_linger_ms=0,
         producer_max_batch_size=256 * 1024,
+        # Above the broker's default message.max.bytes (1 MiB): an input event the broker took
+        # may have to be re-routed (keyless, or another partitioner's), and faust's 1,000,000
+        # refused such an event before it left, for ever, holding up the whole worker.
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         stream_buffer_maxsize=BATCH_MAX * 2,
         # Without a cap one fetch returned everything the broker had (16,000 records and more on
         # a backlog): one batch, no commit for minutes on a loaded machine.

@@ -988,6 +988,38 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     assert not letters, f"{len(letters)} valid events dead-lettered, e.g. {short(letters[0], 400)}"
 
 
+def test_a_keyless_event_of_a_megabyte_is_rerouted_and_applied(deploy: Callable[..., Deployment]) -> None:
+    """The broker takes messages up to its message.max.bytes (1 MiB by default); a valid event
+    that size sent without a key must be re-routed to its account's partition. The producer's
+    own 1,000,000-byte limit refused it there, and the worker retried it for ever, holding up
+    every partition."""
+    deployment = deploy()
+    event = {
+        "event_id": "big-1",
+        "event_type": "subscription.started",
+        "account_id": "acme",
+        "occurred_at": "2024-03-01T09:00:00Z",
+        **{"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"},
+        "notes": "x" * 1_010_000,  # not in the contract: ignored
+    }
+    value = orjson.dumps(event)
+
+    async def send_keyless() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap, max_request_size=2 * 1024 * 1024)
+        await producer.start()
+        try:
+            home = partition_of("acme", PARTITIONS)
+            await producer.send_and_wait(deployment.topic("subscriptions"), value, partition=(home + 1) % 4)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_keyless())
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+    assert deployment.final_snapshots()["acme"]["mrr"] == "100.00"
+    assert not deployment.dead_letters()
+
+
 def test_a_worker_refuses_input_topics_with_another_partition_count(
     deploy: Callable[..., Deployment],
 ) -> None:
