@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
+from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -34,6 +35,13 @@ CHANGELOG = {
 }
 
 
+# An input message's Kafka timestamp bounds how far in the future its event may be
+# (`input.max_skew_hours`). With the default CreateTime the producer sets it: an event dated
+# 2099 sent with a timestamp in 2100 passed, set its partition's stream time to 2099, and every
+# later event was too late. With LogAppendTime the broker stamps each message as it appends it.
+INPUT = {"message.timestamp.type": "LogAppendTime"}
+
+
 def changelog_topic(settings: Settings, table: str) -> str:
     """faust's name for a table's changelog: `{app id}-{table}-changelog`."""
     return f"{settings.app_id}-{table}-changelog"
@@ -42,7 +50,7 @@ def changelog_topic(settings: Settings, table: str) -> str:
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the worker uses, with the configs it is created with (the broker's defaults
     when empty)."""
-    configs: dict[str, dict[str, str]] = {name: {} for name in settings.input_topics.values()}
+    configs: dict[str, dict[str, str]] = {name: dict(INPUT) for name in settings.input_topics.values()}
     for output in OUTPUTS:
         configs[settings.topic(output)] = dict(COMPACTED) if output == "health" else {}
     for table in TABLES:
@@ -92,7 +100,10 @@ async def ensure_topics(settings: Settings) -> list[str]:
             log.info("created topics", extra={"topics": [spec.name for spec in missing]})
         older = sorted(existing & {changelog_topic(settings, table) for table in TABLES})
         if older:
-            await _configure_changelogs(admin, older)
+            await _configure(admin, older, CHANGELOG, CHANGELOG_SETTINGS)
+        inputs = sorted(existing & set(settings.input_topics.values()))
+        if inputs:
+            await _configure(admin, inputs, INPUT, INPUT_SETTINGS)
         return [spec.name for spec in missing]
     finally:
         await admin.close()
@@ -118,10 +129,30 @@ async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, name
 _TOPIC_OVERRIDE = 1  # DescribeConfigs config_source: set on the topic itself
 
 
-async def _configure_changelogs(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    """Set `CHANGELOG` on existing changelog topics that lack it, keeping their other topic-level
-    settings (AlterConfigs replaces a topic's whole set of overrides). A failure is logged, not
-    fatal: the worker is correct either way, only its recovery reads more."""
+@dataclass(frozen=True)
+class _Settings:
+    """What `_configure` says when it sets, or cannot set, one kind of topic-level settings."""
+
+    what: str
+    otherwise: str
+
+
+CHANGELOG_SETTINGS = _Settings(
+    "the changelog topics' compaction settings",
+    "recovery reads their whole history until they are set",
+)
+INPUT_SETTINGS = _Settings(
+    "the input topics' broker timestamps (LogAppendTime)",
+    "a producer's own message timestamps bound how far in the future an event may be",
+)
+
+
+async def _configure(
+    admin: AIOKafkaAdminClient, names: list[str], wanted: dict[str, str], kind: _Settings
+) -> None:
+    """Set `wanted` on existing topics that lack it, keeping their other topic-level settings
+    (AlterConfigs replaces a topic's whole set of overrides). A failure is logged, not fatal:
+    the worker runs either way (what it costs: `kind.otherwise`)."""
     errors: list[str] = []
     try:
         described = await admin.describe_configs(
@@ -138,22 +169,20 @@ async def _configure_changelogs(admin: AIOKafkaAdminClient, names: list[str]) ->
                     for entry in entries
                     if entry[3] == _TOPIC_OVERRIDE and entry[1] is not None
                 }
-                if any(overrides.get(key) != value for key, value in CHANGELOG.items()):
-                    configs = {**overrides, **CHANGELOG}
+                if any(overrides.get(key) != value for key, value in wanted.items()):
+                    configs = {**overrides, **wanted}
                     resources.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=configs))
         if resources:
             for response in await admin.alter_configs(resources):
                 errors += [
                     f"{name}: error {code} {message}" for code, message, _, name in response.resources if code
                 ]
-            log.info(
-                "set the changelog topics' compaction settings", extra={"topics": [r.name for r in resources]}
-            )
+            log.info(f"set {kind.what}", extra={"topics": [r.name for r in resources]})
     except Exception as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
     if errors:
         log.warning(
-            "could not set the changelog topics' compaction settings; recovery reads their whole "
-            "history until they are set (kafka-configs.sh --alter --entity-type topics ...)",
-            extra={"errors": errors[:4], "configs": CHANGELOG},
+            f"could not set {kind.what}; {kind.otherwise} "
+            "(kafka-configs.sh --alter --entity-type topics ...)",
+            extra={"errors": errors[:4], "configs": wanted},
         )

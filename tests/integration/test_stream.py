@@ -988,6 +988,43 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     assert not letters, f"{len(letters)} valid events dead-lettered, e.g. {short(letters[0], 400)}"
 
 
+def test_a_producer_cannot_date_its_messages_into_the_future(deploy: Callable[..., Deployment]) -> None:
+    """An event's time may be at most `input.max_skew_hours` after its message was published,
+    read from the message's Kafka timestamp. The input topics are created with LogAppendTime,
+    so the broker sets it: an event dated 2099 sent with a timestamp of 2100 was admitted, set
+    its partition's stream time to 2099 and made every later event of the partition too late."""
+    deployment = deploy()
+    home = partition_of("acme", PARTITIONS)
+    neighbour = next(f"acct-{n}" for n in range(1000) if partition_of(f"acct-{n}", PARTITIONS) == home)
+    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
+
+    def started(account: str, when: str) -> bytes:
+        event = {"event_type": "subscription.started", "account_id": account, "occurred_at": when}
+        return orjson.dumps({"event_id": f"{account}-1", **event, **terms})
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap)
+        await producer.start()
+        try:
+            topic = deployment.topic("subscriptions")
+            in_2100 = int(datetime(2100, 1, 1).timestamp() * 1000)
+            await producer.send_and_wait(
+                topic, started("acme", "2099-06-01T00:00:00Z"), b"acme", timestamp_ms=in_2100
+            )
+            await producer.send_and_wait(
+                topic, started(neighbour, "2024-03-01T00:00:00Z"), neighbour.encode()
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+    [letter] = deployment.dead_letters()
+    assert "2099-06-01" in letter["error"] and "after the message was published" in letter["error"], letter
+    assert deployment.final_snapshots()[neighbour]["mrr"] == "100.00"
+
+
 def test_a_keyless_event_of_a_megabyte_is_rerouted_and_applied(deploy: Callable[..., Deployment]) -> None:
     """The broker takes messages up to its message.max.bytes (1 MiB by default); a valid event
     that size sent without a key must be re-routed to its account's partition. The producer's

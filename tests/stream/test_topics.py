@@ -24,7 +24,8 @@ def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_
         assert int(configs["segment.ms"]) <= 15 * 60 * 1000
         assert float(configs["min.cleanable.dirty.ratio"]) <= 0.5
     assert specs["t.health"].topic_configs == {"cleanup.policy": "compact"}
-    assert specs["t.usage"].topic_configs == {}
+    # the broker stamps input messages: a producer cannot date them (topics.INPUT)
+    assert specs["t.usage"].topic_configs == {"message.timestamp.type": "LogAppendTime"}
 
 
 def test_changelog_names_are_the_ones_faust_writes_to(tmp_path: Path) -> None:
