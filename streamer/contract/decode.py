@@ -23,6 +23,9 @@ class Rejected(Exception):
         self.reason = reason
 
 
+KEY_SHOWN = 200  # characters of a message key quoted in a reason
+
+
 def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | None = None) -> Event:
     """Validate one message value; check its topic family and key when given."""
     try:
@@ -36,9 +39,12 @@ def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | No
             f"(expected one of: {allowed})"
         )
     if key is not None and key != event.account_id.encode():
+        shown = key.decode(errors="replace")
+        if len(shown) > KEY_SHOWN:  # the whole reason must fit in a dead letter
+            shown = f"{shown[:KEY_SHOWN]}... ({len(key):,} bytes)"
         raise Rejected(
-            f"message key {key.decode(errors='replace')!r} disagrees with account_id "
-            f"{event.account_id!r}: key messages by account_id"
+            f"message key {shown!r} disagrees with account_id {event.account_id!r}: "
+            "key messages by account_id"
         )
     return event
 

@@ -263,6 +263,16 @@ def test_key_disagreeing_with_account_id() -> None:
     )
 
 
+def test_a_long_key_is_quoted_in_part_so_the_reason_keeps_what_is_wrong() -> None:
+    """A 100 KB key quoted whole filled the dead letter's 2,000 characters, and the words that
+    say what is wrong were cut off."""
+    reason = rejected(message("usage.recorded"), key=b"k" * 100_000)
+    assert reason == (
+        f"message key '{'k' * 200}... (100,000 bytes)' disagrees with account_id 'acme': "
+        "key messages by account_id"
+    )
+
+
 @pytest.mark.parametrize(
     ("event_type", "family"),
     [(t, f) for t in sorted(EVENT_FAMILY) for f in sorted(FAMILY_EVENT_TYPES) if f != EVENT_FAMILY[t]],
