@@ -80,7 +80,7 @@ class TopicsMismatch(Exception):
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create whichever topics are missing; return the names created. Changelogs that exist
     already get `CHANGELOG`'s settings (those created by an earlier release had the broker's
-    segment size, so they were never compacted).
+    segment size, so they were never compacted), input topics `INPUT`'s.
 
     Raises `TopicsMismatch` when topics exist with another partition count than
     `settings.partitions`: an account's events, state and outputs live on the partition its id
@@ -130,25 +130,25 @@ _TOPIC_OVERRIDE = 1  # DescribeConfigs config_source: set on the topic itself
 
 
 @dataclass(frozen=True)
-class _Settings:
+class _TopicSettings:
     """What `_configure` says when it sets, or cannot set, one kind of topic-level settings."""
 
     what: str
     otherwise: str
 
 
-CHANGELOG_SETTINGS = _Settings(
+CHANGELOG_SETTINGS = _TopicSettings(
     "the changelog topics' compaction settings",
     "recovery reads their whole history until they are set",
 )
-INPUT_SETTINGS = _Settings(
+INPUT_SETTINGS = _TopicSettings(
     "the input topics' broker timestamps (LogAppendTime)",
     "a producer's own message timestamps bound how far in the future an event may be",
 )
 
 
 async def _configure(
-    admin: AIOKafkaAdminClient, names: list[str], wanted: dict[str, str], kind: _Settings
+    admin: AIOKafkaAdminClient, names: list[str], wanted: dict[str, str], kind: _TopicSettings
 ) -> None:
     """Set `wanted` on existing topics that lack it, keeping their other topic-level settings
     (AlterConfigs replaces a topic's whole set of overrides). A failure is logged, not fatal:
