@@ -34,7 +34,7 @@ import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     GroupLoadInProgressError,
@@ -49,7 +49,7 @@ from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
 from streamer.stream.replay import publish
-from streamer.stream.topics import ensure_topics
+from streamer.stream.topics import ensure_topics, topic_specs
 from tests.fixtures import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
@@ -1060,34 +1060,28 @@ def test_a_keyless_event_of_a_megabyte_is_rerouted_and_applied(deploy: Callable[
 def test_a_worker_refuses_input_topics_with_another_partition_count(
     deploy: Callable[..., Deployment],
 ) -> None:
-    """An input topic created elsewhere with 3 partitions where the deployment says 4: the
-    worker re-routed every event to the partition its account hashes to among 4, which the
-    producer placed back among 3, for ever (one message became 4,582 in 20 s). It refuses to
-    start instead, in one line that says what to do, and creates nothing."""
-    deployment = deploy()
-    deployment.bus.delete_topics(deployment.prefix, f"{deployment.app_id}-")  # deploy() made them
+    """Topics that exist with another partition count than the worker's setting: with an input
+    of 3 partitions where it said 4, the worker re-routed every event to the partition its
+    account hashes to among 4, which the producer placed back among 3, for ever (one message
+    became 4,582 in 20 s). It refuses to start instead, in one line that says what to do.
+    (Here the deployment's topics have 4 partitions and the worker is told 5: deleting and
+    re-creating a topic races the broker.)"""
+    deployment = deploy(worker_env={"HEALTHSTREAM_PARTITIONS": str(PARTITIONS + 1)})
+
+    def ours() -> list[str]:
+        return sorted(name for name in asyncio.run(_topics(deployment.bootstrap)) if deployment.tag in name)
+
+    # a freshly started broker lists new topics a moment after creating them
     wait_until(
-        "the deployment's topics to be deleted",
-        lambda: not [name for name in asyncio.run(_topics(deployment.bootstrap)) if deployment.tag in name],
+        "the deployment's topics to be listed", lambda: len(ours()) == len(topic_specs(deployment.settings()))
     )
-
-    async def create_usage_topic() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(deployment.topic("usage"), PARTITIONS - 1, 1)])
-        finally:
-            await admin.close()
-
-    asyncio.run(create_usage_topic())
-    usage = deployment.topic("usage")
-    wait_until("the usage topic", lambda: usage in asyncio.run(_topics(deployment.bootstrap)))
+    before = ours()
     worker = deployment.start_worker()
     assert worker.proc.wait(timeout=120) == 1, worker.tail()  # bounds a hang only
     said = worker.text()
-    assert f"{deployment.topic('usage')} has {PARTITIONS - 1}" in said, said[-2000:]
-    assert f"HEALTHSTREAM_PARTITIONS ({PARTITIONS})" in said
-    assert deployment.topic("alerts") not in asyncio.run(_topics(deployment.bootstrap))
+    assert f"{deployment.topic('usage')} has {PARTITIONS}" in said, said[-2000:]
+    assert f"HEALTHSTREAM_PARTITIONS ({PARTITIONS + 1})" in said
+    assert ours() == before  # nothing created
 
 
 async def _topics(bootstrap: str) -> list[str]:
