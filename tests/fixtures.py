@@ -179,6 +179,7 @@ class Message:
     value: bytes = b""
     timestamp: float = 0.0
     generation_id: int | None = None
+    follows: int | None = None  # the input lane's (`InputRecord.follows`)
 
 
 class FakeEvent:
@@ -264,6 +265,8 @@ class FakeOffsets:
         self.restarts: dict[TP, int] = {}
         self.starts: dict[TP, int] = {}  # the broker's first offsets (unset: 0)
         self.seeks: list[tuple[str, int, int]] = []
+        self.read: dict[TP, tuple[int | None, int]] = {}  # `read_position` (unset: unknown)
+        self.empty: list[tuple[str, int, int, int]] = []  # acknowledged as empty
         self.end_offsets_calls = 0
         self.asked_ends: list[TP] = []
 
@@ -292,3 +295,10 @@ class FakeOffsets:
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         self.seeks.append((topic, partition, offset))
+        self.read.pop((topic, partition), None)
+
+    def read_position(self, topic: str, partition: int) -> tuple[int | None, int] | None:
+        return self.read.get((topic, partition))
+
+    def acknowledge_empty(self, topic: str, partition: int, start: int, stop: int) -> None:
+        self.empty.append((topic, partition, start, stop))

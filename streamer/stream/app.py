@@ -350,6 +350,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
                 "rereads": c.rereads,
                 "offset_gaps": c.offset_gaps + c.consumer_gaps,
                 "gap_rereads": c.gap_rereads,
+                "empty_offsets": c.empty_offsets,
                 "alerts": c.alerts,
                 "snapshots": c.snapshots,
                 "batches": c.batches,

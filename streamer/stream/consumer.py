@@ -41,7 +41,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.utils.futures import notify
 
-from streamer.stream.faust_private import ack_lock
+from streamer.stream.faust_private import ack_lock, fetch_position
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class InputRecord:
 
     __slots__ = (
         "__weakref__",
+        "follows",
         "generation_id",
         "key",
         "offset",
@@ -74,6 +75,7 @@ class InputRecord:
         value: bytes | None,
         timestamp: float,
         generation_id: int | None,
+        follows: int | None = None,
     ) -> None:
         self.tp = tp
         self.topic, self.partition = tp
@@ -82,6 +84,9 @@ class InputRecord:
         self.value = value
         self.timestamp = timestamp  # seconds, as faust's messages have it
         self.generation_id = generation_id
+        # Where the consumer read from just before this record, when it knows: offsets between
+        # that and this one were passed over by its fetcher (they hold no record).
+        self.follows = follows
 
     @property
     def message(self) -> InputRecord:
@@ -127,6 +132,65 @@ class InputLane:
             yield batch
 
 
+class LaneReads:
+    """What the consumer read of each input partition since its last seek, and handed to the lane.
+
+    The fetcher skips offsets that hold no record a committed read delivers: a transaction's
+    commit or abort marker, an aborted transaction's records, records compaction removed. So
+    between two records handed over one after the other, and between the position a seek left
+    and the first record after it, every offset is such an empty one; so is every offset below
+    the fetch position that was not handed over. Not once a fetch dropped records of the
+    partition (faust's flow control, a rebalance): then nothing is known until its next seek.
+    """
+
+    def __init__(self) -> None:
+        self.handed: dict[TP, int] = {}  # the offset after the last record handed over
+        self.positions: dict[TP, int] = {}  # the fetch position after the last fetch noted
+        self.unsure: set[TP] = set()
+
+    def sought(self, tp: TP | None = None) -> None:
+        """A seek of `tp` (of every partition: None)."""
+        if tp is None:
+            self.handed.clear()
+            self.positions.clear()
+            self.unsure.clear()
+        else:
+            self.handed.pop(tp, None)
+            self.positions.pop(tp, None)
+            self.unsure.discard(tp)
+
+    def dropped(self, tp: TP) -> None:
+        """Records of `tp` were read and not handed over."""
+        self.handed.pop(tp, None)
+        self.positions.pop(tp, None)
+        self.unsure.add(tp)
+
+    def hand(self, tp: TP, last: int) -> None:
+        """Records of `tp` up to offset `last` were handed over."""
+        if tp not in self.unsure:
+            self.handed[tp] = last + 1
+
+    def note(self, tp: TP, position: int) -> None:
+        """The fetch position of `tp` between two fetches."""
+        if tp not in self.unsure:
+            self.positions[tp] = position
+
+    def follows(self, tp: TP) -> int | None:
+        """Where reading went on from up to the next record of `tp` (None: not known)."""
+        if tp in self.unsure:
+            return None
+        handed = self.handed.get(tp)
+        return handed if handed is not None else self.positions.get(tp)
+
+    def read_position(self, tp: TP) -> tuple[int | None, int] | None:
+        """(the offset after the last record handed over since the seek, or None; the fetch
+        position noted last), or None when not known."""
+        position = self.positions.get(tp)
+        if position is None or tp in self.unsure:
+            return None
+        return self.handed.get(tp), position
+
+
 class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, minus deliveries of records fetched before a seek."""
 
@@ -163,12 +227,44 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         self.seeks += 1
         self._lane_first().clear()
+        self._lane_reads().sought()
         await super().perform_seek()
+        self._lane_reads().sought()  # and whatever was noted while the seek was on its way
 
     async def seek(self, partition: TP, offset: int) -> None:
         self.seeks += 1
         self._lane_first().pop(partition, None)
+        self._lane_reads().sought(partition)
         await super().seek(partition, offset)
+        self._lane_reads().sought(partition)  # and whatever was noted while the seek was on its way
+
+    def read_position(self, tp: TP) -> tuple[int | None, int] | None:
+        """`LaneReads.read_position`: every offset below the position that was not handed over
+        holds no record."""
+        return self._lane_reads().read_position(tp)
+
+    def acknowledge_empty(self, tp: TP, start: int, stop: int) -> None:
+        """Acknowledge offsets `start..stop-1` that hold no record (see `read_position`), so
+        that commits pass them once everything before them is acknowledged."""
+        if tp not in self.assignment():
+            return
+        with ack_lock:
+            committed = self._committed_offset[tp]
+            index, acked = self._acked_index[tp], self._acked[tp]
+            for offset in range(start if committed is None else max(start, committed), stop):
+                if offset not in index:
+                    index.add(offset)
+                    acked.append(offset)
+            notify(self._waiting_for_ack)
+
+    def _fetch_position(self, tp: TP) -> int | None:
+        return fetch_position(self._thread._ensure_consumer(), tp)
+
+    def _lane_reads(self) -> LaneReads:
+        reads: LaneReads | None = self.__dict__.get("_lane_reads_state")
+        if reads is None:
+            reads = self.__dict__["_lane_reads_state"] = LaneReads()
+        return reads
 
     def _lane_first(self) -> dict[TP, int]:
         """Per input partition, the first offset the lane delivered since its last seek (where
@@ -203,30 +299,47 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active_partitions = await self._fresh_records(timeout)
         lane: InputLane | None = getattr(self.app, "input_lane", None)
-        if not records or lane is None or not self.flow_active:
+        if lane is None:
             return records, active_partitions
-        generation = self.app.consumer_generation_id
+        reads = self._lane_reads()
+        if not self.flow_active:
+            # faust's path drops these records (and seeks back after the rebalance)
+            for tp in records:
+                if tp.topic in lane.topics:
+                    reads.dropped(TP(tp.topic, tp.partition))
+            return records, active_partitions
+        generation, seeks = self.app.consumer_generation_id, self.seeks
         rest: dict[Any, Any] = {}
         batch: list[InputRecord] = []
         for tp, fetched in records.items():
             if tp.topic not in lane.topics:
                 rest[tp] = fetched
                 continue
-            if not fetched or (
+            if not fetched:
+                continue
+            key = TP(tp.topic, tp.partition)
+            if (
                 active_partitions is not None
                 and tp not in active_partitions
                 and tp not in self._buffered_partitions
             ):
+                reads.dropped(key)
                 continue  # as faust's getmany: a paused partition's records are not delivered
-            key = TP(tp.topic, tp.partition)
             self._lane_first().setdefault(key, fetched[0].offset)
-            batch.extend(
-                InputRecord(key, r.offset, r.key, r.value, (r.timestamp or 0) / 1000.0, generation)
-                for r in fetched
-            )
+            follows = reads.follows(key)
+            for r in fetched:
+                at = (r.timestamp or 0) / 1000.0
+                batch.append(InputRecord(key, r.offset, r.key, r.value, at, generation, follows))
+                follows = r.offset + 1
+            reads.hand(key, fetched[-1].offset)
             self._read_offset[key] = fetched[-1].offset
         if batch:
             await lane.put(batch)
+        if seeks == self.seeks:  # no seek while the lane took the batch: the positions hold
+            # Between two fetches: the consumer thread is not moving the positions.
+            for tp in self.assignment():
+                if tp.topic in lane.topics and (position := self._fetch_position(tp)) is not None:
+                    reads.note(tp, position)
         return rest, active_partitions
 
     def ack_inputs(self, records: Iterable[InputRecord]) -> None:
@@ -334,6 +447,9 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
     ValueError({}); faust then crashed the thread and the worker exited with 1. Nothing to
     commit is not an error: the new owners commit.
 
+    It reads committed transactions only (`isolation_level`): producers that write in
+    transactions are ordinary, and their aborted records must not count.
+
     The fetch wait (`FETCH_WAIT_MS`): aiokafka keeps one fetch in flight per broker, for the
     partitions that have nothing buffered. While the busy partitions' records are still
     buffered, the next fetch asks only for the quiet ones (tickets, surveys, ...), and the
@@ -345,6 +461,9 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_WAIT_MS  # read when the consumer starts its fetcher
+        # faust reads committed only in its exactly-once mode: an aborted transaction's events
+        # were applied. Read by the fetcher as it starts, like the fetch wait.
+        consumer._isolation_level = "read_committed"
         return consumer
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:

@@ -23,6 +23,7 @@ import faust.streams
 import faust.tables
 import faust.types.tuples
 from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTP
 from aiokafka.client import AIOKafkaClient
 from faust.assignor import PartitionAssignor
 from faust.assignor.cluster_assignment import ClusterAssignment
@@ -227,6 +228,8 @@ CONSUMER_STATE = {
 AIOKAFKA_CONSUMER_STATE = {
     "_client": "stream/dead_letters.py: the dead-letter topic's partition count",
     "_fetch_max_wait_ms": "stream/consumer.py: the input consumer's short fetch wait",
+    "_isolation_level": "stream/consumer.py: the input consumer reads committed transactions only",
+    "_subscription": "stream/consumer.py: fetch positions (read_position)",
 }
 
 
@@ -235,6 +238,20 @@ def committed_offsets(consumer: object) -> Mapping[TP, int]:
     advanced as it commits (empty before the consumer has one)."""
     committed: Mapping[TP, int] = getattr(consumer, COMMITTED_OFFSET, {})
     return committed
+
+
+def fetch_position(consumer: AIOKafkaConsumer, tp: TP) -> int | None:
+    """The consumer's fetch position of `tp` (the offset after what it returned last, past any
+    transaction markers it skipped), or None when it has none. `AIOKafkaConsumer.position` is
+    a coroutine that may ask the broker; this only reads what the consumer holds."""
+    subscription: Any = consumer._subscription.subscription
+    if subscription is None or subscription.assignment is None:
+        return None
+    state = subscription.assignment.state_value(KafkaTP(tp.topic, tp.partition))
+    if state is None or not state.has_valid_position:
+        return None
+    position: int = state.position
+    return position
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 from faust.types import TP
 
+from streamer.stream.consumer import RebalanceSafeConsumer
 from streamer.stream.faust_private import committed_offsets
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,12 @@ class ConsumerOffsets:
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         await self.app.consumer.seek(TP(topic, partition), offset)
 
+    def read_position(self, topic: str, partition: int) -> tuple[int | None, int] | None:
+        return cast(RebalanceSafeConsumer, self.app.consumer).read_position(TP(topic, partition))
+
+    def acknowledge_empty(self, topic: str, partition: int, start: int, stop: int) -> None:
+        cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_empty(TP(topic, partition), start, stop)
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
@@ -87,7 +95,11 @@ class ConsumerOffsets:
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:
-            client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            client = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                isolation_level="read_committed",  # as the worker reads: its end is the stable offset
+            )
             await client.start()
             self._client = client
         return self._client

@@ -93,6 +93,16 @@ class Offsets(Protocol):
         """Read the partition again from `offset`."""
         ...
 
+    def read_position(self, topic: str, partition: int) -> tuple[int | None, int] | None:
+        """(the offset after the last record the consumer handed over since its last seek, or
+        None; its fetch position then): offsets below the position that were not handed over
+        hold no record (transaction markers, aborted or compacted records). None: unknown."""
+        ...
+
+    def acknowledge_empty(self, topic: str, partition: int, start: int, stop: int) -> None:
+        """Let commits pass offsets `start..stop-1`, which hold no record."""
+        ...
+
 
 STALL_S = 10.0  # a partition with a backlog that delivered nothing for this long is read again
 # Messages applied between two checkpoints (all partitions). A merge can hold tens of thousands:
@@ -135,6 +145,7 @@ class Counters:
     dead_letters_known: int = 0  # rejected again after a restart: its dead letter already written
     offset_gaps: int = 0  # input offsets lost for good: gone from Kafka before they were read
     gap_rereads: int = 0  # deliveries that skipped offsets, refused and read again from the first
+    empty_offsets: int = 0  # input offsets without a record (transaction markers, aborted records)
     consumer_gaps: int = 0  # offset ranges faust's consumer recorded as gaps (counted by it)
     rereads: int = 0  # stalled partitions sought back to their next offset
     alerts: int = 0
@@ -228,6 +239,11 @@ class Scorer:
         self.peers_written: dict[int, int] = {}  # partition -> midnight of its stored newest reference
         self.assigned_at = time.monotonic()
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
+        # per input, the offsets a refused delivery skipped ([first, delivered)): read again
+        # and skipped the same way, they hold no record (`_missing`)
+        self._refused: dict[TopicPartition, tuple[int, int]] = {}
+        # per input, the last offset range found without records (`_next_offsets`)
+        self._empty: dict[TopicPartition, tuple[int, int]] = {}
         self.lock = asyncio.Lock()
         self.paused = False  # between a revocation and the next assignment
         self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
@@ -295,6 +311,8 @@ class Scorer:
         self.ledgers.clear()
         self.peers_written.clear()
         self._delivered.clear()
+        self._refused.clear()
+        self._empty.clear()
         self._pending = Pending()  # never acknowledged: read again, applied to the stored state
         self.assigned_at = time.monotonic()
 
@@ -413,6 +431,7 @@ class Scorer:
                 else:
                     merge.add(topic, offset, to_ms(decoded.occurred_at), (event, decoded))
             for (topic, partition), (missing, offset) in sorted(gaps.items()):
+                self._refused[(topic, partition)] = (missing, offset)
                 self.counters.gap_rereads += 1
                 log.warning(
                     "a delivery skipped input offsets; reading them again",
@@ -441,8 +460,7 @@ class Scorer:
     async def _missing(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> int | None:
         """The first offset of the message's topic partition that it skipped, or None.
 
-        Every offset of an input partition is a message (non-transactional producers), so a
-        delivery must follow the previous one of its topic partition (or, the first since the
+        A delivery must follow the previous one of its topic partition (or, the first since the
         assignment, the offset consumption restarted from) unless the offsets in between are
         already in the stored state. A delivery that skips offsets (a fetch from a position
         that was sought away from, seen under load around rebalances) is refused and the
@@ -451,6 +469,13 @@ class Scorer:
         whose offsets the next partition and account records claimed as handled, so they were
         lost for good. Offsets the broker no longer has (deleted by retention) are logged as
         `skipped an offset range` and counted in `offset_gaps`: those are lost.
+
+        Offsets can also hold nothing to deliver: a transaction's commit or abort marker, an
+        aborted transaction's records, records compaction removed. Such a range is taken when
+        the consumer says it read across it without a record (`InputRecord.follows`, unknown
+        for the first delivery after a seek), or when the partition read again from its first
+        offset skips it again; its offsets are acknowledged as empty (`empty_offsets`), so
+        commits pass them.
         """
         topic, partition = message.topic, message.partition
         expected = merge.next_offset.get(topic)
@@ -479,7 +504,35 @@ class Scorer:
             if start >= message.offset:
                 return None
             missing = next((o for o in range(start, message.offset) if not stored.contains(topic, o)), None)
+            if missing is None:
+                return None
+        how = self._known_empty(message, missing)
+        if how is not None:
+            self._passed_over(topic, partition, missing, message.offset, how)
+            return None
         return missing
+
+    def _known_empty(self, message: Message, missing: int) -> str | None:
+        """How we know that the offsets from `missing` up to the message hold no record (a
+        transaction's marker, an aborted transaction's records, records compaction removed),
+        or None when we do not."""
+        tp = (message.topic, message.partition)
+        if self._refused.pop(tp, None) == (missing, message.offset):
+            return "read again from the first, skipped again"
+        follows: int | None = getattr(message, "follows", None)  # an `InputRecord`'s
+        if follows is not None and follows <= missing:
+            # The consumer read on from `follows` to the message without a record in between.
+            return "skipped by the consumer's fetcher"
+        return None
+
+    def _passed_over(self, topic: str, partition: int, start: int, stop: int, how: str) -> None:
+        """Offsets `start..stop-1` hold no record a committed read delivers: acknowledge them."""
+        self.counters.empty_offsets += stop - start
+        log.debug(
+            "passed over input offsets without records",
+            extra={"topic": topic, "partition": partition, "from": start, "to": stop - 1, "how": how},
+        )
+        self.offsets.acknowledge_empty(topic, partition, start, stop)
 
     async def release_idle(self) -> None:
         """Periodically: release what became ready because topics went idle meanwhile."""
@@ -530,7 +583,9 @@ class Scorer:
 
     async def _next_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """The offset each input partition delivers next: after the last one delivered since
-        the assignment, or else the one consumption restarted from."""
+        the assignment, or else the one consumption restarted from; past offsets without a
+        record that the consumer has read beyond (a trailing transaction marker would hold
+        its topic's end ahead of the last delivery for ever)."""
         known, unknown = {}, []
         for topic, partition in tps:
             merge = self.merges.get(partition)
@@ -541,6 +596,17 @@ class Scorer:
                 known[(topic, partition)] = offset
         if unknown:
             known.update(await self.offsets.restart_offsets(unknown))
+        for tp, offset in known.items():
+            read = self.offsets.read_position(*tp)
+            if read is None:
+                continue
+            handed, position = read
+            if position > offset and (handed is None or handed <= offset):
+                # Every record the consumer read was delivered: the rest held none.
+                known[tp] = position
+                if self._empty.get(tp) != (offset, position):
+                    self._empty[tp] = (offset, position)
+                    self._passed_over(*tp, offset, position, "read past by the consumer")
         return known
 
     async def _release_all(self, done: list[Any]) -> None:

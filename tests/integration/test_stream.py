@@ -1025,6 +1025,69 @@ def test_a_producer_cannot_date_its_messages_into_the_future(deploy: Callable[..
     assert deployment.final_snapshots()[neighbour]["mrr"] == "100.00"
 
 
+def test_events_written_in_transactions_count_once_committed_and_never_aborted(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """Producers that write in transactions (an outbox relay, Kafka Streams, a CDC connector)
+    leave commit and abort markers between their records. The worker read uncommitted, so an
+    aborted transaction's events were applied, and it expected a record at every offset: it read
+    a partition again from each marker for ever, and the marker after a topic's last record
+    kept that topic from its end, holding every other topic of the partition."""
+    deployment = deploy()
+    deployment.create_topics()
+    worker = deployment.start_worker()
+    deployment.wait_group(1)
+    home = partition_of("acme", PARTITIONS)
+    ghost, neighbour = [f"acct-{n}" for n in range(1000) if partition_of(f"acct-{n}", PARTITIONS) == home][:2]
+    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
+
+    def event(number: int, kind: str, account: str, when: str) -> bytes:
+        fields = terms if kind == "subscription.started" else {"user_id": "u1", "feature": "reports"}
+        head = {"event_id": f"e{number}", "event_type": kind, "account_id": account, "occurred_at": when}
+        return orjson.dumps({**head, **fields})
+
+    async def send() -> None:
+        subscriptions, usage = deployment.topic("subscriptions"), deployment.topic("usage")
+        producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap, transactional_id=deployment.tag)
+        await producer.start()
+        try:
+            async with producer.transaction():
+                await producer.send(
+                    subscriptions, event(1, "subscription.started", "acme", "2024-03-01T09:00:00Z"), b"acme"
+                )
+                await producer.send(
+                    usage, event(2, "usage.recorded", "acme", "2024-03-01T10:00:00Z"), b"acme"
+                )
+            await producer.begin_transaction()
+            await producer.send(
+                subscriptions, event(3, "subscription.started", ghost, "2024-03-01T11:00:00Z"), ghost.encode()
+            )
+            await producer.send(usage, event(4, "usage.recorded", "acme", "2024-03-01T11:00:00Z"), b"acme")
+            await producer.abort_transaction()
+            for number in range(5, 9):  # small transactions, as a relay commits them
+                async with producer.transaction():
+                    when = f"2024-03-0{number - 3}T09:00:00Z"
+                    await producer.send(usage, event(number, "usage.recorded", "acme", when), b"acme")
+        finally:
+            await producer.stop()
+        plain = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap)  # the last subscriptions
+        await plain.start()  # record comes after the markers of the topics above
+        try:
+            started = event(9, "subscription.started", neighbour, "2024-03-06T09:00:00Z")
+            await plain.send_and_wait(subscriptions, started, neighbour.encode())
+        finally:
+            await plain.stop()
+
+    asyncio.run(send())
+    deployment.settle(worker)  # every offset committed: past every marker
+    snapshots = deployment.final_snapshots()
+    assert ghost not in snapshots  # its only event was aborted
+    assert snapshots["acme"]["mrr"] == "100.00" and snapshots[neighbour]["mrr"] == "100.00"
+    assert not deployment.dead_letters()
+    said = worker.text()
+    assert "reading them again" not in said and "re-reading a stalled partition" not in said, said[-3000:]
+
+
 def test_a_keyless_event_of_a_megabyte_is_rerouted_and_applied(deploy: Callable[..., Deployment]) -> None:
     """The broker takes messages up to its message.max.bytes (1 MiB by default); a valid event
     that size sent without a key must be re-routed to its account's partition. The producer's

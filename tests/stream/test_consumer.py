@@ -65,6 +65,9 @@ class Harness:
             return {tp: harness.group[tp] for tp in tps if tp in harness.group}
 
         self.group: dict[TP, int] = {}  # what the broker has committed for the group
+        self.positions: dict[TP, int] = {}  # aiokafka's fetch positions (unset: none)
+        position = lambda self, tp: harness.positions.get(tp)  # noqa: E731
+        monkeypatch.setattr(RebalanceSafeConsumer, "_fetch_position", position)
         consumer._group_committed = group_committed  # type: ignore[method-assign]
 
         base = faust_aiokafka.Consumer
@@ -264,6 +267,72 @@ async def test_the_lane_skips_paused_partitions_and_leaves_a_stopped_flow_to_fau
     harness.records = {USAGE: [record(41)]}  # type: ignore[list-item]
     assert await harness.fetch() == harness.records
     assert lane._queue.empty()
+
+
+async def test_each_record_says_where_the_consumer_read_from_before_it(harness: Harness) -> None:
+    """`follows`: offsets between it and the record were passed over by the fetcher (a
+    transaction's marker, aborted records): the scorer takes such a gap without reading again."""
+    lane = with_lane(harness)
+    harness.positions = {USAGE: 40, SUBS: 3}
+    await harness.fetch()  # nothing yet: the positions are noted
+    assert harness.consumer.read_position(USAGE) == (None, 40)
+    harness.records = {USAGE: [record(40), record(42)]}  # type: ignore[list-item]
+    harness.positions = {USAGE: 44, SUBS: 3}  # and 43 was a marker
+    await harness.fetch()
+    [batch] = [b async for b in _first(lane)]
+    assert [(r.offset, r.follows) for r in batch] == [(40, 40), (42, 41)]
+    assert harness.consumer.read_position(USAGE) == (43, 44)
+    harness.records = {USAGE: [record(45)]}  # type: ignore[list-item]
+    harness.positions = {USAGE: 46, SUBS: 3}
+    await harness.fetch()
+    [batch] = [b async for b in _first(lane)]
+    assert [(r.offset, r.follows) for r in batch] == [(45, 43)]  # 43 and 44 were passed over
+    assert harness.consumer.read_position(USAGE) == (46, 46)
+
+
+async def test_after_a_seek_or_a_dropped_fetch_the_consumer_vouches_for_no_gap(harness: Harness) -> None:
+    lane = with_lane(harness)
+    consumer = harness.consumer
+    harness.positions = {USAGE: 40, SUBS: 3}
+    await harness.fetch()
+    await consumer.seek(USAGE, 30)
+    assert consumer.read_position(USAGE) is None
+    harness.records = {USAGE: [record(30)]}  # type: ignore[list-item]
+    harness.positions = {USAGE: 31, SUBS: 3}
+    await harness.fetch()
+    [batch] = [b async for b in _first(lane)]
+    assert batch[0].follows is None  # where the seek left the position is not known here
+
+    harness.active = {USAGE, CHANGELOG}  # SUBS paused: its records are dropped
+    harness.records = {SUBS: [record(3)]}  # type: ignore[list-item]
+    harness.positions = {USAGE: 31, SUBS: 4}
+    await harness.fetch()
+    assert consumer.read_position(SUBS) is None  # 3 was read and not handed over
+    harness.active, harness.records = {USAGE, SUBS, CHANGELOG}, {}
+    await harness.fetch()
+    assert consumer.read_position(SUBS) is None  # until the partition is sought again
+    await consumer.seek(SUBS, 3)
+    await harness.fetch()
+    assert consumer.read_position(SUBS) == (None, 4)
+
+    harness.consumer.flow_active = False  # a rebalance: faust drops the fetch
+    harness.records = {USAGE: [record(31)]}  # type: ignore[list-item]
+    await harness.fetch()
+    harness.consumer.flow_active = True
+    harness.records = {}
+    await harness.fetch()
+    assert consumer.read_position(USAGE) is None
+
+
+async def test_offsets_without_records_are_acknowledged_for_the_commit(harness: Harness) -> None:
+    with_lane(harness)
+    consumer = harness.consumer
+    consumer.ack_inputs([InputRecord(USAGE, 40, None, b"", 0.0, GENERATION)])
+    consumer.acknowledge_empty(USAGE, 41, 43)  # a marker and an aborted record
+    consumer.ack_inputs([InputRecord(USAGE, 43, None, b"", 0.0, GENERATION)])
+    assert consumer._new_offset(USAGE) == 44
+    consumer.acknowledge_empty(USAGE, 38, 45)  # below the committed offset: ignored, as faust does
+    assert consumer._acked[USAGE][:1] == [40] and 39 not in consumer._acked_index[USAGE]
 
 
 async def test_batches_join_the_fetches_waiting_and_never_linger() -> None:

@@ -506,6 +506,68 @@ async def test_a_delivery_that_skips_offsets_is_refused_and_the_skipped_ones_rea
     assert (skipped.acked, again.acked) == (1, 1) and world.scorer.counters.accepted == 3
 
 
+async def test_offsets_the_consumer_read_across_without_a_record_are_taken_as_empty(world: World) -> None:
+    """A transactional producer's commit marker takes an offset that no read delivers: the
+    consumer's fetcher skips it, and says so (`follows`). Refused, the partition was read again
+    from the marker for ever (a skipped delivery, every time)."""
+    world.offsets.ends[(USAGE, PARTITION)] = 5
+    await world.scorer.process([world.usage(0, T1), world.usage(1, T1, follows=1)])
+    after = world.usage(3, T2, follows=2)  # offset 2: the marker the fetcher passed over
+    await world.scorer.process([after])
+    assert after.acked == 1 and world.offsets.seeks == []
+    assert world.offsets.empty == [(USAGE, PARTITION, 2, 3)]  # commits may pass it
+    assert world.scorer.counters.empty_offsets == 1 and world.scorer.counters.gap_rereads == 0
+
+
+async def test_a_gap_the_consumer_cannot_vouch_for_is_read_again_and_taken_when_it_comes_back_the_same(
+    world: World,
+) -> None:
+    """After a seek the consumer does not know what it skipped: a gap is read again first (it
+    may be a lost delivery), and taken as empty when the same offsets are skipped again (an
+    aborted transaction's records, a marker)."""
+    world.offsets.ends[(USAGE, PARTITION)] = 6
+    await world.scorer.process([world.usage(0, T1)])
+    await world.scorer.process([world.usage(4, T2, follows=3)])  # 3 is vouched for; 1 and 2 are not
+    assert world.offsets.seeks == [(USAGE, PARTITION, 1)] and world.offsets.empty == []
+    again = world.usage(4, T2)  # read again from 1: the first record is 4 once more
+    await world.scorer.process([again])
+    assert again.acked == 1 and world.offsets.seeks == [(USAGE, PARTITION, 1)]
+    assert world.offsets.empty == [(USAGE, PARTITION, 1, 4)]
+    assert world.scorer.counters.empty_offsets == 3 and world.scorer.counters.gap_rereads == 1
+
+
+async def test_a_different_gap_after_a_re_read_is_read_again(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 6
+    await world.scorer.process([world.usage(0, T1)])
+    await world.scorer.process([world.usage(4, T2)])
+    await world.scorer.process([world.usage(5, T2)])  # read again from 1, and 1..4 skipped now
+    assert world.offsets.seeks == [(USAGE, PARTITION, 1), (USAGE, PARTITION, 1)]
+    assert world.offsets.empty == []
+
+
+async def test_a_trailing_marker_lets_its_topic_count_as_idle_and_be_committed(world: World) -> None:
+    """A transaction's last record is followed by its marker: the end offset stays one past the
+    last delivery, so the topic never reached its end and held every other topic's events of
+    the partition for ever. The consumer read past the marker with nothing to hand over."""
+    world.offsets.ends.update({(USAGE, PARTITION): 2, (SUBS, PARTITION): 1})
+    started = world.started(0, T2)
+    await world.scorer.process([world.usage(0, T1), started])
+    assert started.acked == 0  # usage may still deliver something older
+    world.offsets.read[(USAGE, PARTITION)] = (1, 2)  # handed up to 1, read up to 2
+    await world.scorer.release_idle()
+    assert started.acked == 1
+    assert world.offsets.empty == [(USAGE, PARTITION, 1, 2)]
+
+
+async def test_a_record_read_but_not_handed_over_yet_keeps_its_topic_busy(world: World) -> None:
+    world.offsets.ends.update({(USAGE, PARTITION): 3, (SUBS, PARTITION): 1})
+    started = world.started(0, T2)
+    await world.scorer.process([world.usage(0, T1), started])
+    world.offsets.read[(USAGE, PARTITION)] = (2, 3)  # offset 1 is on its way to the scorer
+    await world.scorer.release_idle()
+    assert started.acked == 0 and world.offsets.empty == []
+
+
 async def test_a_first_delivery_past_the_restart_offset_is_refused_unless_the_state_has_the_rest(
     world: World,
 ) -> None:

@@ -62,6 +62,7 @@ class World:
         *,
         account: str = ACCOUNT,
         generation: int | None = GENERATION,
+        follows: int | None = None,
     ) -> FakeEvent:
         message = Message(
             topic=topic,
@@ -71,15 +72,21 @@ class World:
             value=value,
             timestamp=time.time(),
             generation_id=generation,
+            follows=follows,
         )
         return FakeEvent(message, self.acks, self.journal)
 
     def usage(
-        self, offset: int, when: str = T2, *, account: str = ACCOUNT, generation: int | None = GENERATION
+        self,
+        offset: int,
+        when: str = T2,
+        *,
+        account: str = ACCOUNT,
+        generation: int | None = GENERATION,
+        follows: int | None = None,
     ) -> FakeEvent:
-        return self.event(
-            USAGE, offset, self.value(usage_record(account, when)), account=account, generation=generation
-        )
+        value = self.value(usage_record(account, when))
+        return self.event(USAGE, offset, value, account=account, generation=generation, follows=follows)
 
     def started(self, offset: int, when: str = T1, *, generation: int | None = GENERATION) -> FakeEvent:
         return self.event(SUBS, offset, self.value(started_record(ACCOUNT, when)), generation=generation)
