@@ -29,7 +29,7 @@ from streamer.settings import Settings
 from streamer.stream.broker import BrokerUnavailable
 from streamer.stream.replay import publish
 from streamer.stream.tail import format_alert, tail
-from streamer.stream.topics import TopicsMismatch, ensure_topics
+from streamer.stream.topics import TopicsUnusable, ensure_topics
 
 PREFIX = "demo."
 APP_ID = "healthstream-demo"
@@ -212,7 +212,7 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
         asyncio.run(_run(settings, lines, rate))
     except KeyboardInterrupt:
         click.echo("\n-- stopping", err=True)
-    except (BrokerUnavailable, TopicsMismatch) as error:
+    except (BrokerUnavailable, TopicsUnusable) as error:
         click.echo(f"streamer demo: {error}", err=True)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):  # the worker and view get their time to stop

@@ -95,7 +95,7 @@ def worker(
     import_faust_types()  # before faust is imported: without aiohttp, which the worker never uses
     from streamer.stream.app import run_worker
     from streamer.stream.broker import BrokerUnavailable
-    from streamer.stream.topics import TopicsMismatch
+    from streamer.stream.topics import TopicsUnusable
 
     settings = _settings(
         kafka_bootstrap=bootstrap,
@@ -120,7 +120,7 @@ def worker(
         )
     try:
         run_worker(settings, config, loglevel, connect_timeout_s)
-    except (BrokerUnavailable, TopicsMismatch) as error:
+    except (BrokerUnavailable, TopicsUnusable) as error:
         fail("worker", error)
 
 
@@ -150,7 +150,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
     """
     from streamer.offline.runner import open_events
     from streamer.stream.replay import BrokerUnavailable, publish
-    from streamer.stream.topics import TopicsMismatch
+    from streamer.stream.topics import TopicsUnusable
 
     settings = _settings(kafka_bootstrap=bootstrap)
     quiet_kafka_client_logs()
@@ -188,7 +188,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
                 handle, settings, rate=rate, timeout_s=timeout_s, on_progress=progress, on_stall=stall
             )
             summary = asyncio.run(running)
-        except (BrokerUnavailable, TopicsMismatch) as error:
+        except (BrokerUnavailable, TopicsUnusable) as error:
             bar.render_finish()
             fail("replay", error)
         bar.update(size - position)

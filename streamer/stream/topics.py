@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streamer.settings import Settings
 
@@ -73,8 +74,16 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
-class TopicsMismatch(Exception):
+class TopicsUnusable(Exception):
+    """The deployment's topics cannot be used as they are: the message says why and what to do."""
+
+
+class TopicsMismatch(TopicsUnusable):
     """Topics of the deployment exist with another partition count than the settings'."""
+
+
+class TopicsNotCreated(TopicsUnusable):
+    """The broker refused to create topics of the deployment."""
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
@@ -96,7 +105,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing:
             with suppress(TopicAlreadyExistsError):  # another process created them meanwhile
-                await admin.create_topics(missing)
+                _check_created(await admin.create_topics(missing))
             log.info("created topics", extra={"topics": [spec.name for spec in missing]})
         older = sorted(existing & {changelog_topic(settings, table) for table in TABLES})
         if older:
@@ -107,6 +116,26 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [spec.name for spec in missing]
     finally:
         await admin.close()
+
+
+def _check_created(response: Any) -> None:
+    """Raise `TopicsNotCreated` for each topic the broker refused (the CreateTopics response
+    carries an error per topic and raises for none): a worker went on and waited for ever,
+    without a word, for topics that were never there."""
+    refused = []
+    for topic in response.topic_errors:
+        name, code = topic[0], topic[1]
+        if code in (0, TopicAlreadyExistsError.errno):  # another process created it meanwhile
+            continue
+        detail = topic[2] if len(topic) > 2 and topic[2] else None
+        error = for_code(code).__name__
+        refused.append(f"{name}: {error}" + (f" ({detail})" if detail else ""))
+    if refused:
+        raise TopicsNotCreated(
+            "the broker refused to create topics: "
+            + "; ".join(refused)
+            + ". Fix what it names (the broker's settings or this client's rights) and start again"
+        )
 
 
 async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, names: list[str]) -> None:

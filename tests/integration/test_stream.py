@@ -1147,6 +1147,20 @@ def test_a_worker_refuses_input_topics_with_another_partition_count(
     assert ours() == before  # nothing created
 
 
+def test_a_worker_names_the_topics_the_broker_refused_to_create(deploy: Callable[..., Deployment]) -> None:
+    """CreateTopics answers with an error per topic and raises for none: the worker went on and
+    waited for ever, without a word, for topics that were never there. Here the broker refuses names that collide
+    with the deployment's own ('.' and '_' are one character in its metric names)."""
+    deployment = deploy()
+    colliding = deployment.prefix.replace(".", "_")
+    deployment.worker_env["HEALTHSTREAM_TOPIC_PREFIX"] = colliding
+    worker = deployment.start_worker()
+    assert worker.proc.wait(timeout=120) == 1, worker.tail()  # bounds a hang only
+    said = worker.text()
+    assert "the broker refused to create topics: " in said, said[-2000:]
+    assert f"{colliding}usage: InvalidTopicError (Topic '{colliding}usage' collides" in said, said[-2000:]
+
+
 async def _topics(bootstrap: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

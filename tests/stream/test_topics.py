@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from aiokafka.errors import InvalidTopicError, PolicyViolationError, TopicAlreadyExistsError
 
 from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
 from streamer.stream.app import create_app
-from streamer.stream.topics import TABLES, changelog_topic, topic_specs
+from streamer.stream.topics import TABLES, TopicsNotCreated, _check_created, changelog_topic, topic_specs
 
 
 def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_path: Path) -> None:
@@ -69,3 +73,26 @@ def test_rocksdb_stores_keep_small_write_buffers_and_cache(tmp_path: Path) -> No
         options = app.tables[table].data.rocksdb_options  # type: ignore[attr-defined]
         assert options.write_buffer_size * options.max_write_buffer_number <= 16 * 1024 * 1024
         assert options.block_cache_size <= 16 * 1024 * 1024
+
+
+def test_topics_the_broker_refused_to_create_are_named_with_its_reason() -> None:
+    """CreateTopics answers with an error per topic and raises for none: a worker went on and
+    failed later, on a topic that was never there."""
+    response = SimpleNamespace(
+        topic_errors=[
+            ("cs.usage", 0, None),
+            ("cs.alerts", TopicAlreadyExistsError.errno, "exists"),  # another process was first
+            ("cs.health", PolicyViolationError.errno, "compaction is not allowed"),
+            ("cs.tickets", InvalidTopicError.errno, None),
+        ]
+    )
+    with pytest.raises(TopicsNotCreated) as refused:
+        _check_created(response)
+    said = str(refused.value)
+    assert (
+        "cs.health: PolicyViolationError (compaction is not allowed); cs.tickets: InvalidTopicError." in said
+    )
+    assert "cs.usage" not in said and "cs.alerts" not in said
+    _check_created(
+        SimpleNamespace(topic_errors=[("cs.usage", 0), ("cs.alerts", TopicAlreadyExistsError.errno)])
+    )
