@@ -191,6 +191,14 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
         except (BrokerUnavailable, TopicsUnusable) as error:
             bar.render_finish()
             fail("replay", error)
+        except KeyboardInterrupt:
+            bar.render_finish()
+            click.echo(
+                f"streamer replay: interrupted at byte {position:,} of {size:,}; what was sent stays"
+                " in Kafka, and publishing the file again is safe (the worker ignores repeated event ids)",
+                err=True,
+            )
+            sys.exit(130)
         bar.update(size - position)
     per_topic = ", ".join(f"{topic} {count:,}" for topic, count in sorted(summary.sent.items()))
     again = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -180,3 +181,28 @@ def test_replay_gives_up_with_one_line_when_the_broker_stays_away(
     ), errors
     assert "run replay again" in errors[-1]
     assert "Traceback" not in replay.errors() and printed == ""
+
+
+def test_replay_stopped_by_ctrl_c_says_how_far_it_got_and_exits_130(
+    private_stack: StackSettings, tmp_path: Path
+) -> None:
+    """It printed click's "Aborted!" and exited 1, as for an error; 130 is what a shell expects
+    of Ctrl-C, and the user wants to know whether running it again is safe."""
+    ensure_up(private_stack, echo=quiet)  # whatever the test before left
+    events = tmp_path / "events.jsonl"
+    write_events(events, EVENTS)
+    replay = Replay(private_stack, events, tmp_path, "--rate", str(RATE))
+    try:
+        wait_until("a tenth of the file on the topics", lambda: replay.published() >= EVENTS // 10)
+        replay.proc.send_signal(signal.SIGINT)
+        code, printed = replay.finish()
+    finally:
+        if replay.proc.poll() is None:
+            replay.proc.kill()
+    said = replay.errors()
+    assert code == 130, said
+    assert said.strip().splitlines()[-1].startswith("streamer replay: interrupted at byte "), said
+    assert "publishing the file again is safe" in said
+    for noise in ("Traceback", "Aborted", "Task was destroyed", "Unclosed"):
+        assert noise not in said, said
+    assert printed == ""
