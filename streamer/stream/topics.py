@@ -42,6 +42,12 @@ CHANGELOG = {
 # later event was too late. With LogAppendTime the broker stamps each message as it appends it.
 INPUT = {"message.timestamp.type": "LogAppendTime"}
 
+# Alerts and dead letters are logs: every record counts, not the latest per key. A compacted
+# one kept one alert per account, and refused a dead letter without a key (of a keyless
+# message), which the worker then sent again for ever while every partition waited.
+LOGGED = {"cleanup.policy": "delete"}
+LOGGED_OUTPUTS = ("alerts", "deadletter")
+
 
 def changelog_topic(settings: Settings, table: str) -> str:
     """faust's name for a table's changelog: `{app id}-{table}-changelog`."""
@@ -53,7 +59,7 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     when empty)."""
     configs: dict[str, dict[str, str]] = {name: dict(INPUT) for name in settings.input_topics.values()}
     for output in OUTPUTS:
-        configs[settings.topic(output)] = dict(COMPACTED) if output == "health" else {}
+        configs[settings.topic(output)] = dict(COMPACTED) if output == "health" else dict(LOGGED)
     for table in TABLES:
         configs[changelog_topic(settings, table)] = dict(CHANGELOG)
     return configs
@@ -89,7 +95,8 @@ class TopicsNotCreated(TopicsUnusable):
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create whichever topics are missing; return the names created. Changelogs that exist
     already get `CHANGELOG`'s settings (those created by an earlier release had the broker's
-    segment size, so they were never compacted), input topics `INPUT`'s.
+    segment size, so they were never compacted), input topics `INPUT`'s, the alerts and
+    dead-letter topics `LOGGED`'s.
 
     Raises `TopicsMismatch` when topics exist with another partition count than
     `settings.partitions`: an account's events, state and outputs live on the partition its id
@@ -113,6 +120,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
         inputs = sorted(existing & set(settings.input_topics.values()))
         if inputs:
             await _configure(admin, inputs, INPUT, INPUT_SETTINGS)
+        logs = sorted(existing & {settings.topic(output) for output in LOGGED_OUTPUTS})
+        if logs:
+            await _configure(admin, logs, LOGGED, LOGGED_SETTINGS)
         return [spec.name for spec in missing]
     finally:
         await admin.close()
@@ -173,6 +183,11 @@ CHANGELOG_SETTINGS = _TopicSettings(
 INPUT_SETTINGS = _TopicSettings(
     "the input topics' broker timestamps (LogAppendTime)",
     "a producer's own message timestamps bound how far in the future an event may be",
+)
+LOGGED_SETTINGS = _TopicSettings(
+    "the alerts and dead-letter topics' delete policy",
+    "a compacted one keeps one record per key and refuses a dead letter without a key, which the "
+    "worker sends again until it is taken",
 )
 
 

@@ -35,6 +35,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     GroupLoadInProgressError,
@@ -1088,6 +1089,55 @@ def test_events_written_in_transactions_count_once_committed_and_never_aborted(
     assert "reading them again" not in said and "re-reading a stalled partition" not in said, said[-3000:]
 
 
+def test_a_compacted_dead_letter_topic_is_set_back_to_delete_and_takes_a_keyless_letter(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """Dead letters are a log, and a bad message without a key gets a dead letter without one,
+    which a compacted topic refuses: the worker sent it again for ever while every partition
+    waited. The worker sets the alerts and dead-letter topics to the delete policy."""
+    deployment = deploy()
+    letters = deployment.topic("deadletter")
+
+    async def compact_and_send() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+        await admin.start()
+        try:
+            compact = {"cleanup.policy": "compact"}
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, letters, configs=compact)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(deployment.topic("usage"), b"not json", partition=0)
+        finally:
+            await producer.stop()
+
+    asyncio.run(compact_and_send())
+    wait_until(
+        "the dead-letter topic to be compacted", lambda: cleanup_policy(deployment, letters) == "compact"
+    )
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+    [letter] = deployment.dead_letters()
+    assert letter["key"] is None and letter["topic"] == deployment.topic("usage"), letter
+    assert cleanup_policy(deployment, letters) == "delete"
+
+
+def cleanup_policy(deployment: Deployment, topic: str) -> str | None:
+    async def describe() -> str | None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            [(_, _, _, _, entries)] = response.resources
+            return next((str(entry[1]) for entry in entries if entry[0] == "cleanup.policy"), None)
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
+
+
 def test_a_keyless_event_of_a_megabyte_is_rerouted_and_applied(deploy: Callable[..., Deployment]) -> None:
     """The broker takes messages up to its message.max.bytes (1 MiB by default); a valid event
     that size sent without a key must be re-routed to its account's partition. The producer's
@@ -1149,8 +1199,9 @@ def test_a_worker_refuses_input_topics_with_another_partition_count(
 
 def test_a_worker_names_the_topics_the_broker_refused_to_create(deploy: Callable[..., Deployment]) -> None:
     """CreateTopics answers with an error per topic and raises for none: the worker went on and
-    waited for ever, without a word, for topics that were never there. Here the broker refuses names that collide
-    with the deployment's own ('.' and '_' are one character in its metric names)."""
+    waited for ever, without a word, for topics that were never there. Here the broker refuses
+    names that collide with the deployment's own ('.' and '_' are one character in its metric
+    names)."""
     deployment = deploy()
     colliding = deployment.prefix.replace(".", "_")
     deployment.worker_env["HEALTHSTREAM_TOPIC_PREFIX"] = colliding

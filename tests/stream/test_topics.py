@@ -30,6 +30,9 @@ def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_
     assert specs["t.health"].topic_configs == {"cleanup.policy": "compact"}
     # the broker stamps input messages: a producer cannot date them (topics.INPUT)
     assert specs["t.usage"].topic_configs == {"message.timestamp.type": "LogAppendTime"}
+    # every alert and dead letter counts, and a dead letter may have no key (topics.LOGGED)
+    for log in ("t.alerts", "t.deadletter"):
+        assert specs[log].topic_configs == {"cleanup.policy": "delete"}
 
 
 def test_changelog_names_are_the_ones_faust_writes_to(tmp_path: Path) -> None:
