@@ -265,7 +265,7 @@ class FakeOffsets:
         self.restarts: dict[TP, int] = {}
         self.starts: dict[TP, int] = {}  # the broker's first offsets (unset: 0)
         self.seeks: list[tuple[str, int, int]] = []
-        self.read: dict[TP, tuple[int | None, int]] = {}  # `read_position` (unset: unknown)
+        self.read: dict[TP, tuple[int, int]] = {}  # `read_position` (unset: unknown)
         self.empty: list[tuple[str, int, int, int]] = []  # acknowledged as empty
         self.end_offsets_calls = 0
         self.asked_ends: list[TP] = []
@@ -297,8 +297,8 @@ class FakeOffsets:
         self.seeks.append((topic, partition, offset))
         self.read.pop((topic, partition), None)
 
-    def read_position(self, topic: str, partition: int) -> tuple[int | None, int] | None:
+    def read_position(self, topic: str, partition: int) -> tuple[int, int] | None:
         return self.read.get((topic, partition))
 
-    def acknowledge_empty(self, topic: str, partition: int, start: int, stop: int) -> None:
+    def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
         self.empty.append((topic, partition, start, stop))

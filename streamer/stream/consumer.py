@@ -133,62 +133,58 @@ class InputLane:
 
 
 class LaneReads:
-    """What the consumer read of each input partition since its last seek, and handed to the lane.
+    """How far the consumer read each input partition without a record it did not hand to the lane.
 
     The fetcher skips offsets that hold no record a committed read delivers: a transaction's
-    commit or abort marker, an aborted transaction's records, records compaction removed. So
-    between two records handed over one after the other, and between the position a seek left
-    and the first record after it, every offset is such an empty one; so is every offset below
-    the fetch position that was not handed over. Not once a fetch dropped records of the
-    partition (faust's flow control, a rebalance): then nothing is known until its next seek.
+    commit or abort marker, an aborted transaction's records, records compaction removed. Once
+    a partition is *anchored* (a record was handed over, or a seek of ours left its position at
+    a known offset), `since` is the offset after the last record handed over (or the seek's
+    offset) and `reach` the fetch position noted since: nothing between them is a record, and
+    the next record handed over follows straight on from `since`. A seek of faust's (after a
+    rebalance) or a fetch whose records were dropped (faust's flow control) leaves a partition
+    unanchored until it hands a record over or a seek of ours moves it.
     """
 
     def __init__(self) -> None:
-        self.handed: dict[TP, int] = {}  # the offset after the last record handed over
-        self.positions: dict[TP, int] = {}  # the fetch position after the last fetch noted
-        self.unsure: set[TP] = set()
+        self.since: dict[TP, int] = {}
+        self.reach: dict[TP, int] = {}
 
     def sought(self, tp: TP | None = None) -> None:
-        """A seek of `tp` (of every partition: None)."""
+        """A seek of `tp` (of every partition: None) begins: what was known is void."""
         if tp is None:
-            self.handed.clear()
-            self.positions.clear()
-            self.unsure.clear()
+            self.since.clear()
+            self.reach.clear()
         else:
-            self.handed.pop(tp, None)
-            self.positions.pop(tp, None)
-            self.unsure.discard(tp)
+            self.since.pop(tp, None)
+            self.reach.pop(tp, None)
+
+    def arrived(self, tp: TP, offset: int) -> None:
+        """A seek of ours moved `tp` to `offset`: reading goes on from there, unless a fetch
+        after the seek anchored it already."""
+        if tp not in self.since:
+            self.since[tp] = self.reach[tp] = offset
 
     def dropped(self, tp: TP) -> None:
         """Records of `tp` were read and not handed over."""
-        self.handed.pop(tp, None)
-        self.positions.pop(tp, None)
-        self.unsure.add(tp)
-
-    def hand(self, tp: TP, last: int) -> None:
-        """Records of `tp` up to offset `last` were handed over."""
-        if tp not in self.unsure:
-            self.handed[tp] = last + 1
-
-    def note(self, tp: TP, position: int) -> None:
-        """The fetch position of `tp` between two fetches."""
-        if tp not in self.unsure:
-            self.positions[tp] = position
+        self.sought(tp)
 
     def follows(self, tp: TP) -> int | None:
         """Where reading went on from up to the next record of `tp` (None: not known)."""
-        if tp in self.unsure:
-            return None
-        handed = self.handed.get(tp)
-        return handed if handed is not None else self.positions.get(tp)
+        return self.since.get(tp)
 
-    def read_position(self, tp: TP) -> tuple[int | None, int] | None:
-        """(the offset after the last record handed over since the seek, or None; the fetch
-        position noted last), or None when not known."""
-        position = self.positions.get(tp)
-        if position is None or tp in self.unsure:
-            return None
-        return self.handed.get(tp), position
+    def hand(self, tp: TP, last: int) -> None:
+        """Records of `tp` up to offset `last` were handed over, one straight after the other."""
+        self.since[tp] = self.reach[tp] = last + 1
+
+    def note(self, tp: TP, position: int) -> None:
+        """The fetch position of `tp` between two fetches."""
+        if tp in self.since and position > self.reach[tp]:
+            self.reach[tp] = position
+
+    def read_position(self, tp: TP) -> tuple[int, int] | None:
+        """(`since`, `reach`): no record lies in between; None when not anchored."""
+        since = self.since.get(tp)
+        return None if since is None else (since, self.reach[tp])
 
 
 class RebalanceSafeConsumer(faust_aiokafka.Consumer):
@@ -236,16 +232,16 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         self._lane_first().pop(partition, None)
         self._lane_reads().sought(partition)
         await super().seek(partition, offset)
-        self._lane_reads().sought(partition)  # and whatever was noted while the seek was on its way
+        self._lane_reads().arrived(partition, offset)
 
-    def read_position(self, tp: TP) -> tuple[int | None, int] | None:
-        """`LaneReads.read_position`: every offset below the position that was not handed over
-        holds no record."""
+    def read_position(self, tp: TP) -> tuple[int, int] | None:
+        """`LaneReads.read_position`: no record lies between the two offsets."""
         return self._lane_reads().read_position(tp)
 
-    def acknowledge_empty(self, tp: TP, start: int, stop: int) -> None:
-        """Acknowledge offsets `start..stop-1` that hold no record (see `read_position`), so
-        that commits pass them once everything before them is acknowledged."""
+    def acknowledge_passed(self, tp: TP, start: int, stop: int) -> None:
+        """Acknowledge offsets `start..stop-1` that hold no record (see `read_position`) or that
+        the stored state has, so that commits pass them once everything before them is
+        acknowledged."""
         if tp not in self.assignment():
             return
         with ack_lock:

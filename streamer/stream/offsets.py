@@ -69,11 +69,11 @@ class ConsumerOffsets:
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         await self.app.consumer.seek(TP(topic, partition), offset)
 
-    def read_position(self, topic: str, partition: int) -> tuple[int | None, int] | None:
+    def read_position(self, topic: str, partition: int) -> tuple[int, int] | None:
         return cast(RebalanceSafeConsumer, self.app.consumer).read_position(TP(topic, partition))
 
-    def acknowledge_empty(self, topic: str, partition: int, start: int, stop: int) -> None:
-        cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_empty(TP(topic, partition), start, stop)
+    def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
+        cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_passed(TP(topic, partition), start, stop)
 
     async def close(self) -> None:
         if self._client is not None:

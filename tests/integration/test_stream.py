@@ -49,7 +49,7 @@ from streamer.local.kcat import ensure_kcat
 from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
-from streamer.stream.replay import publish
+from streamer.stream.replay import publish, route
 from streamer.stream.topics import ensure_topics, topic_specs
 from tests.fixtures import stop_process, wait_until
 
@@ -848,10 +848,15 @@ class LiveReplay:
 
     A fault test paces the start so that its fault lands while events flow, and need not sit
     through the pacing once the fault is in place: the condition, not a duration, ends it.
+
+    `transactions`: as a transactional producer (an outbox relay) would, in committed
+    transactions of that many lines, each third one followed by an aborted transaction of
+    altered copies (new event ids, and accounts nobody else has) that must never count.
     """
 
-    def __init__(self, settings: Settings, lines: list[bytes], rate: float) -> None:
+    def __init__(self, settings: Settings, lines: list[bytes], rate: float, transactions: int = 0) -> None:
         self.lines = lines
+        self.transactions = transactions
         self.published = 0
         self.paced = 0  # lines published before hurry()
         self._hurry = threading.Event()
@@ -869,6 +874,9 @@ class LiveReplay:
             self._error = exc
 
     async def _publish(self, settings: Settings, rate: float) -> None:
+        if self.transactions:
+            await self._publish_in_transactions(settings, rate)
+            return
         rest = iter(self.lines)
 
         def until_hurried() -> Iterator[bytes]:
@@ -881,6 +889,40 @@ class LiveReplay:
         self.paced = paced.total
         self.published = paced.total + (await publish(rest, settings)).total
 
+    async def _publish_in_transactions(self, settings: Settings, rate: float) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, transactional_id=f"live-{uuid.uuid4().hex[:8]}"
+        )
+        await producer.start()
+        started, size = time.perf_counter(), self.transactions
+        try:
+            for number, first in enumerate(range(0, len(self.lines), size)):
+                chunk = self.lines[first : first + size]
+                async with producer.transaction():
+                    for line in chunk:
+                        await self._send(producer, settings, line)
+                if number % 3 == 2:
+                    await producer.begin_transaction()
+                    for line in chunk:
+                        await self._send(producer, settings, aborted_copy(line, number))
+                    await producer.abort_transaction()
+                self.published += len(chunk)
+                if self._hurry.is_set():
+                    continue
+                self.paced = self.published
+                ahead = self.published / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        finally:
+            await producer.stop()
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, settings: Settings, line: bytes) -> None:
+        target = route(line, settings)
+        assert target is not None, line
+        topic, key = target
+        await producer.send(topic, line, key=key)
+
     def wait(self, timeout: float = 180.0) -> None:
         """Until every line is published (the timeout bounds a hang only)."""
         self.hurry()
@@ -891,10 +933,22 @@ class LiveReplay:
         assert self.published == len(self.lines), f"published {self.published} of {len(self.lines)} lines"
 
 
-def replay_live_until(deployment: Deployment, events: History, seconds: float, fraction: float) -> LiveReplay:
+def aborted_copy(line: bytes, number: int) -> bytes:
+    """An event of an aborted transaction: a new id, and every other account a ghost's."""
+    event = orjson.loads(line)
+    event["event_id"] = f"aborted-{number}-{event['event_id']}"
+    if number % 2:
+        event["account_id"] = f"ghost-{event['account_id']}"
+    return orjson.dumps(event)
+
+
+def replay_live_until(
+    deployment: Deployment, events: History, seconds: float, fraction: float, transactions: int = 0
+) -> LiveReplay:
     """Publish `events` spread over `seconds` while workers run; return once the group has
     committed `fraction` of them (more are in flight then). The caller hurries the rest."""
-    live = LiveReplay(deployment.settings(), events.lines, rate=len(events.lines) / seconds)
+    rate = len(events.lines) / seconds
+    live = LiveReplay(deployment.settings(), events.lines, rate=rate, transactions=transactions)
     deployment.live.append(live)
     wanted = int(len(events.lines) * fraction)
     committed = 0
@@ -920,9 +974,12 @@ def assert_no_offsets_skipped(*workers: Worker) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("transactions", [0, 20], ids=["plain", "transactional"])
 def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
-    deploy: Callable[..., Deployment], history: Callable[[int], History]
+    deploy: Callable[..., Deployment], history: Callable[[int], History], transactions: int
 ) -> None:
+    """Also with a transactional producer, whose markers and aborted records take offsets that
+    no read delivers: the restart starts from committed offsets at or between them."""
     events = history(13)
     # A killed member keeps its partitions until its session times out (60 s by default), which
     # would delay the restart that long.
@@ -934,7 +991,7 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
     # Paced as if spread over a minute until the kill: the worker takes whatever a fetch returns
     # (up to 1,000 records per partition), so a faster replay lands in one or two batches and is
     # committed before the kill. The rest is published at once, for the restarted worker.
-    live = replay_live_until(deployment, events, seconds=60, fraction=0.4)
+    live = replay_live_until(deployment, events, seconds=60, fraction=0.4, transactions=transactions)
     first.kill()
     live.hurry()
     before = len(alert_counts(deployment))
@@ -961,8 +1018,9 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
 # -- 5. a second worker joins mid-stream ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("transactions", [0, 20], ids=["plain", "transactional"])
 def test_a_second_worker_joining_mid_stream_changes_no_answer(
-    deploy: Callable[..., Deployment], history: Callable[[int], History]
+    deploy: Callable[..., Deployment], history: Callable[[int], History], transactions: int
 ) -> None:
     events = history(14)
     deployment = deploy()
@@ -971,7 +1029,7 @@ def test_a_second_worker_joining_mid_stream_changes_no_answer(
     # Paced as if spread over 90 s until the second worker scores: it takes up to a minute to
     # start on a busy machine, and the first one keeps up with any rate of this test. Then the
     # rest at once.
-    live = replay_live_until(deployment, events, seconds=90, fraction=0.1)
+    live = replay_live_until(deployment, events, seconds=90, fraction=0.1, transactions=transactions)
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     # The rebalance completes while events still flow: the newcomer scores its partitions.
     deployment.wait_for(

@@ -273,65 +273,74 @@ async def test_each_record_says_where_the_consumer_read_from_before_it(harness: 
     """`follows`: offsets between it and the record were passed over by the fetcher (a
     transaction's marker, aborted records): the scorer takes such a gap without reading again."""
     lane = with_lane(harness)
+    consumer = harness.consumer
     harness.positions = {USAGE: 40, SUBS: 3}
-    await harness.fetch()  # nothing yet: the positions are noted
-    assert harness.consumer.read_position(USAGE) == (None, 40)
+    await harness.fetch()  # faust's seek left the position at 40: not known to be a start
+    assert consumer.read_position(USAGE) is None
     harness.records = {USAGE: [record(40), record(42)]}  # type: ignore[list-item]
-    harness.positions = {USAGE: 44, SUBS: 3}  # and 43 was a marker
+    harness.positions = {USAGE: 44, SUBS: 3}  # 41 and 43 were markers
     await harness.fetch()
     [batch] = [b async for b in _first(lane)]
-    assert [(r.offset, r.follows) for r in batch] == [(40, 40), (42, 41)]
-    assert harness.consumer.read_position(USAGE) == (43, 44)
+    assert [(r.offset, r.follows) for r in batch] == [(40, None), (42, 41)]
+    assert consumer.read_position(USAGE) == (43, 44)  # nothing between 43 and 44
     harness.records = {USAGE: [record(45)]}  # type: ignore[list-item]
     harness.positions = {USAGE: 46, SUBS: 3}
     await harness.fetch()
     [batch] = [b async for b in _first(lane)]
     assert [(r.offset, r.follows) for r in batch] == [(45, 43)]  # 43 and 44 were passed over
-    assert harness.consumer.read_position(USAGE) == (46, 46)
+    assert consumer.read_position(USAGE) == (46, 46)
 
 
-async def test_after_a_seek_or_a_dropped_fetch_the_consumer_vouches_for_no_gap(harness: Harness) -> None:
+async def test_after_faust_s_seek_or_a_dropped_fetch_the_consumer_vouches_for_no_gap(
+    harness: Harness,
+) -> None:
+    """Records fetched before a rebalance's seek and dropped by faust, or a paused partition's
+    records, were read and never handed over: the position says nothing of them. A seek of
+    ours (the scorer's re-read) anchors the partition again at its offset."""
     lane = with_lane(harness)
     consumer = harness.consumer
-    harness.positions = {USAGE: 40, SUBS: 3}
-    await harness.fetch()
-    await consumer.seek(USAGE, 30)
-    assert consumer.read_position(USAGE) is None
-    harness.records = {USAGE: [record(30)]}  # type: ignore[list-item]
-    harness.positions = {USAGE: 31, SUBS: 3}
+    await consumer.seek(USAGE, 30)  # ours: reading goes on from 30
+    assert consumer.read_position(USAGE) == (30, 30)
+    harness.records = {USAGE: [record(32)]}  # type: ignore[list-item]
+    harness.positions = {USAGE: 33, SUBS: 3}
     await harness.fetch()
     [batch] = [b async for b in _first(lane)]
-    assert batch[0].follows is None  # where the seek left the position is not known here
+    assert batch[0].follows == 30
+    await consumer.perform_seek()  # faust's, after a rebalance: where to is not known here
+    assert consumer.read_position(USAGE) is None
+    harness.records = {}
+    harness.positions = {USAGE: 50, SUBS: 3}
+    await harness.fetch()
+    assert consumer.read_position(USAGE) is None  # a position alone anchors nothing
 
+    await consumer.seek(SUBS, 3)
     harness.active = {USAGE, CHANGELOG}  # SUBS paused: its records are dropped
     harness.records = {SUBS: [record(3)]}  # type: ignore[list-item]
-    harness.positions = {USAGE: 31, SUBS: 4}
+    harness.positions = {USAGE: 50, SUBS: 4}
     await harness.fetch()
     assert consumer.read_position(SUBS) is None  # 3 was read and not handed over
     harness.active, harness.records = {USAGE, SUBS, CHANGELOG}, {}
     await harness.fetch()
-    assert consumer.read_position(SUBS) is None  # until the partition is sought again
-    await consumer.seek(SUBS, 3)
-    await harness.fetch()
-    assert consumer.read_position(SUBS) == (None, 4)
+    assert consumer.read_position(SUBS) is None
 
+    await consumer.seek(SUBS, 3)
     harness.consumer.flow_active = False  # a rebalance: faust drops the fetch
-    harness.records = {USAGE: [record(31)]}  # type: ignore[list-item]
+    harness.records = {SUBS: [record(3)]}  # type: ignore[list-item]
     await harness.fetch()
     harness.consumer.flow_active = True
     harness.records = {}
     await harness.fetch()
-    assert consumer.read_position(USAGE) is None
+    assert consumer.read_position(SUBS) is None
 
 
 async def test_offsets_without_records_are_acknowledged_for_the_commit(harness: Harness) -> None:
     with_lane(harness)
     consumer = harness.consumer
     consumer.ack_inputs([InputRecord(USAGE, 40, None, b"", 0.0, GENERATION)])
-    consumer.acknowledge_empty(USAGE, 41, 43)  # a marker and an aborted record
+    consumer.acknowledge_passed(USAGE, 41, 43)  # a marker and an aborted record
     consumer.ack_inputs([InputRecord(USAGE, 43, None, b"", 0.0, GENERATION)])
     assert consumer._new_offset(USAGE) == 44
-    consumer.acknowledge_empty(USAGE, 38, 45)  # below the committed offset: ignored, as faust does
+    consumer.acknowledge_passed(USAGE, 38, 45)  # below the committed offset: ignored, as faust does
     assert consumer._acked[USAGE][:1] == [40] and 39 not in consumer._acked_index[USAGE]
 
 
