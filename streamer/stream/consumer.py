@@ -332,9 +332,10 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         if batch:
             await lane.put(batch)
         if seeks == self.seeks:  # no seek while the lane took the batch: the positions hold
-            # Between two fetches: the consumer thread is not moving the positions.
-            for tp in self.assignment():
-                if tp.topic in lane.topics and (position := self._fetch_position(tp)) is not None:
+            # Between two fetches: the consumer thread is not moving the positions. Only
+            # anchored partitions can use one (`LaneReads.note`).
+            for tp in list(reads.since):
+                if (position := self._fetch_position(tp)) is not None:
                     reads.note(tp, position)
         return rest, active_partitions
 

@@ -95,6 +95,12 @@ NAMES = (
     ),
     PrivateName(
         faust_aiokafka.AIOKafkaConsumerThread,
+        "_ensure_consumer",
+        ("self",),
+        "stream/consumer.py: fetch positions (read_position)",
+    ),
+    PrivateName(
+        faust_aiokafka.AIOKafkaConsumerThread,
         "_commit",
         ("self", "offsets"),
         "stream/consumer.py: skip a commit of partitions all revoked meanwhile",

@@ -508,23 +508,14 @@ class Scorer:
             missing = next((o for o in range(start, message.offset) if not stored.contains(topic, o)), None)
             if missing is None:
                 return None
-        how = self._known_empty(message, missing)
-        if how is not None:
-            self._passed_over(topic, partition, missing, message.offset, how)
+        follows: int | None = getattr(message, "follows", None)  # an `InputRecord`'s
+        if follows is not None and follows <= missing:
+            # The consumer read on from `follows` to the message without a record in between.
+            self._passed_over(topic, partition, missing, message.offset, "skipped by the consumer's fetcher")
             if missing > expected:
                 self.offsets.acknowledge_passed(topic, partition, expected, missing)  # stored
             return None
         return missing
-
-    def _known_empty(self, message: Message, missing: int) -> str | None:
-        """How we know that the offsets from `missing` up to the message hold no record (a
-        transaction's marker, an aborted transaction's records, records compaction removed),
-        or None when we do not."""
-        follows: int | None = getattr(message, "follows", None)  # an `InputRecord`'s
-        if follows is not None and follows <= missing:
-            # The consumer read on from `follows` to the message without a record in between.
-            return "skipped by the consumer's fetcher"
-        return None
 
     def _passed_over(self, topic: str, partition: int, start: int, stop: int, how: str) -> None:
         """Offsets `start..stop-1` hold no record a committed read delivers: acknowledge them."""
