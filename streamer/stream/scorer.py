@@ -491,6 +491,7 @@ class Scorer:
             return None
         start = (await self.offsets.start_offsets([(topic, partition)])).get((topic, partition))
         if start is not None and start > missing:
+            deleted_to = min(start, message.offset)
             self.counters.offset_gaps += 1
             log.warning(
                 "skipped an offset range",
@@ -498,15 +499,20 @@ class Scorer:
                     "topic": topic,
                     "partition": partition,
                     "from": missing,
-                    "to": min(start, message.offset) - 1,
+                    "to": deleted_to - 1,
                     "seen_by": "scorer",
                     "reason": "deleted from the topic before it was read",
                 },
             )
+            # Gone for good, and nothing delivers them: unacknowledged, they held the group's
+            # commit of the partition for ever (a worker down longer than the retention).
+            self.offsets.acknowledge_passed(topic, partition, expected, deleted_to)
             if start >= message.offset:
                 return None
+            expected = start
             missing = next((o for o in range(start, message.offset) if not stored.contains(topic, o)), None)
             if missing is None:
+                self.offsets.acknowledge_passed(topic, partition, start, message.offset)  # stored
                 return None
         follows: int | None = getattr(message, "follows", None)  # an `InputRecord`'s
         if follows is not None and follows <= missing:

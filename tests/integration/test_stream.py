@@ -34,7 +34,7 @@ import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
@@ -1145,6 +1145,51 @@ def test_events_written_in_transactions_count_once_committed_and_never_aborted(
     assert not deployment.dead_letters()
     said = worker.text()
     assert "reading them again" not in said and "re-reading a stalled partition" not in said, said[-3000:]
+
+
+def test_events_deleted_before_a_restart_read_them_are_reported_lost_and_commits_pass_them(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """A worker down longer than the input's retention: the broker deletes records the group
+    never committed (here with DeleteRecords, as retention does). The restarted worker reads on
+    from the earliest record left, says which offsets were lost, and commits past them; the
+    events after them count."""
+    deployment = deploy()
+    deployment.create_topics()
+    usage, subscriptions = deployment.topic("usage"), deployment.topic("subscriptions")
+    home = partition_of("acme", PARTITIONS)
+    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
+
+    def event(number: int, kind: str, when: str) -> bytes:
+        fields = terms if kind == "subscription.started" else {"user_id": f"u{number}", "feature": "reports"}
+        head = {"event_id": f"e{number}", "event_type": kind, "account_id": "acme", "occurred_at": when}
+        return orjson.dumps({**head, **fields})
+
+    def used(number: int) -> tuple[int, int]:
+        when = f"2024-03-{number:02}T09:00:00Z"
+        return deployment.bus.produce(usage, event(number, "usage.recorded", when), b"acme")
+
+    deployment.bus.produce(subscriptions, event(1, "subscription.started", "2024-03-01T08:00:00Z"), b"acme")
+    used(2)
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+    worker.stop()
+    _, first_lost = used(3)
+    _, last_lost = used(4)
+    used(5)
+
+    async def delete_before(offset: int) -> None:
+        admin = await deployment.bus._admin_client()
+        await admin.delete_records({TopicPartition(usage, home): RecordsToDelete(offset)}, timeout_ms=30_000)
+
+    deployment.bus.run(delete_before(last_lost + 1))  # e3 and e4 are gone unread
+    again = deployment.start_worker("w2")
+    deployment.settle(again)  # every offset committed: past the deleted ones
+    lost = [r for r in again.records() if r.get("msg") == "skipped an offset range"]
+    assert [(r["topic"], r["partition"], r["from"], r["to"]) for r in lost] == [
+        (usage, home, first_lost, last_lost)
+    ], again.tail()
+    assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == 2  # u2 and u5
 
 
 def test_a_compacted_dead_letter_topic_is_set_back_to_delete_and_takes_a_keyless_letter(

@@ -627,6 +627,7 @@ async def test_offsets_deleted_before_they_were_read_are_counted_and_logged_as_l
     assert world.scorer.counters.offset_gaps == 1
     [line] = [r for r in caplog.records if r.getMessage() == "skipped an offset range"]
     assert (line.topic, line.partition, line.to) == (USAGE, PARTITION, 6)  # type: ignore[attr-defined]
+    assert world.offsets.empty == [(USAGE, PARTITION, 0, 7)]  # else the group's commit stays at 0
 
 
 async def test_an_unreadable_partition_record_stops_processing_with_the_key(world: World) -> None:
