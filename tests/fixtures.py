@@ -269,6 +269,7 @@ class FakeOffsets:
         self.empty: list[tuple[str, int, int, int]] = []  # acknowledged as empty
         self.end_offsets_calls = 0
         self.asked_ends: list[TP] = []
+        self.started_over: list[TP] = []  # `start_over`: the topic was created again
 
     def generation(self) -> int | None:
         return self.generation_id
@@ -292,6 +293,9 @@ class FakeOffsets:
 
     async def start_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
         return {tp: self.starts.get(tp, 0) for tp in tps}
+
+    def start_over(self, topic: str, partition: int) -> None:
+        self.started_over.append((topic, partition))
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         self.seeks.append((topic, partition, offset))

@@ -76,6 +76,24 @@ class TableAccounts(MutableMapping[str, Account]):
         offsets = self._offsets.get(account_id)
         return offsets is not None and offsets.contains(topic, offset)
 
+    def forget_offsets(self, topic: str) -> int:
+        """Forget which messages of input topic `topic` the partition's accounts contain (the
+        topic was created again: its offsets start over); return how many accounts listed any.
+        Each is written back at the next flush."""
+        forgotten = 0
+        for account_id in list(self):
+            self[account_id]  # loads the record and its offsets
+            before = self._offsets.get(account_id)
+            if before is None or (topic not in before.next and topic not in before.above):
+                continue
+            self._offsets[account_id] = AppliedOffsets(  # a new object: `before` may be shared
+                {t: mark for t, mark in before.next.items() if t != topic},
+                {t: list(above) for t, above in before.above.items() if t != topic},
+            )
+            self._dirty.add(account_id)
+            forgotten += 1
+        return forgotten
+
     def __setitem__(self, account_id: str, account: Account) -> None:
         self._cache[account_id] = account
         self._absent.discard(account_id)

@@ -225,6 +225,9 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         # Without a cap one fetch returned everything the broker had (16,000 records and more on
         # a backlog): one batch, no commit for minutes on a loaded machine.
         broker_max_poll_records=FETCH_MAX,
+        # How soon the group sees an input topic created again after a delete (nothing fetched
+        # from it asks for metadata): 5 minutes by default, a stall of the topic until then.
+        consumer_metadata_max_age_ms=30_000,
         Table=DurableTable,  # a checkpoint waits for its changelog records (stream/tables.py)
         TableManager=PromptTableManager,  # joins the group a second sooner at start-up
         HttpClient=NoHttpClient,  # faust's default would import aiohttp (stream/faust_imports.py)

@@ -253,6 +253,22 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
                     acked.append(offset)
             notify(self._waiting_for_ack)
 
+    def start_over(self, tp: TP) -> None:
+        """Forget what faust keeps of `tp`'s reads, acknowledgements and commits, as it does at a
+        revocation: the topic was deleted and created again, and those offsets were the old
+        topic's (faust dropped the new topic's records below its read offset, and would not
+        commit below the old committed offset)."""
+        with ack_lock:
+            for state in (
+                self._gap,
+                self._acked,
+                self._acked_index,
+                self._read_offset,
+                self._committed_offset,
+            ):
+                state.pop(tp, None)
+        self._lane_first().pop(tp, None)
+
     def _fetch_position(self, tp: TP) -> int | None:
         return fetch_position(self._thread._ensure_consumer(), tp)
 

@@ -225,6 +225,7 @@ CONSUMER_STATE = {
     "_acked": "stream/consumer.py: acknowledge input records (what faust commits)",
     "_acked_index": "stream/consumer.py: acknowledge input records",
     "_read_offset": "stream/consumer.py: the input lane's read position",
+    "_gap": "stream/consumer.py: forgotten with the rest when an input topic is created again",
     "_buffered_partitions": "stream/consumer.py: which partitions the input lane delivers",
     "_waiting_for_ack": "stream/consumer.py: wake faust's commit after acknowledgements",
 }

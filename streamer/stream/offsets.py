@@ -72,6 +72,9 @@ class ConsumerOffsets:
     def read_position(self, topic: str, partition: int) -> tuple[int, int] | None:
         return cast(RebalanceSafeConsumer, self.app.consumer).read_position(TP(topic, partition))
 
+    def start_over(self, topic: str, partition: int) -> None:
+        cast(RebalanceSafeConsumer, self.app.consumer).start_over(TP(topic, partition))
+
     def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
         cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_passed(TP(topic, partition), start, stop)
 

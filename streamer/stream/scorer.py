@@ -99,6 +99,11 @@ class Offsets(Protocol):
         records in between). None: not known."""
         ...
 
+    def start_over(self, topic: str, partition: int) -> None:
+        """Forget the consumer's reads, acknowledgements and commit of a partition whose topic
+        was deleted and created again (they were the old topic's); a `seek` follows."""
+        ...
+
     def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
         """Let commits pass offsets `start..stop-1`: they hold no record, or the stored state
         has them (never delivered since the assignment, so never acknowledged otherwise)."""
@@ -225,6 +230,9 @@ class Scorer:
         # Read back to write each dead letter once (`dead_letters`); None: always written.
         self.dead_letters = dead_letters
         self.ledgers: dict[int, Ledger] = {}
+        # partition -> input topics created again since the assignment (their old dead letters
+        # are not this topic's: `_start_over_if_created_again`)
+        self._started_over: dict[int, set[str]] = {}
         self.acknowledge = acknowledge  # the batch's messages, once its effects are durable
         self.config = config
         self.accounts_table = accounts_table
@@ -307,6 +315,7 @@ class Scorer:
         self.merges.clear()
         self.records.clear()
         self.ledgers.clear()
+        self._started_over.clear()
         self.peers_written.clear()
         self._delivered.clear()
         self._empty.clear()
@@ -477,7 +486,8 @@ class Scorer:
         """
         topic, partition = message.topic, message.partition
         expected = merge.next_offset.get(topic)
-        if expected is None:
+        if expected is None:  # the first delivery since the assignment
+            await self._start_over_if_created_again(topic, partition)
             expected = (await self.offsets.restart_offsets([(topic, partition)])).get((topic, partition))
         if expected is None or message.offset <= expected:
             return None
@@ -522,6 +532,49 @@ class Scorer:
                 self.offsets.acknowledge_passed(topic, partition, expected, missing)  # stored
             return None
         return missing
+
+    async def _start_over_if_created_again(self, topic: str, partition: int) -> None:
+        """An input topic deleted and created again (or truncated) ends before offsets the
+        stored state says it applied: its new messages reuse those offsets, and were all taken
+        for messages applied before (skipped without a word). Forget the topic's offsets in the
+        partition record and in its accounts' records, so that its messages count from its new
+        start; an event applied before that comes again is still a duplicate by its event id."""
+        applied_to = self._applied_to(topic, partition)
+        if applied_to == 0:
+            return
+        end = (await self.offsets.end_offsets([(topic, partition)])).get((topic, partition))
+        if end is not None and end < applied_to:
+            self._start_over(topic, partition, end, applied_to)
+
+    def _applied_to(self, topic: str, partition: int) -> int:
+        """The offset after the highest one of the topic partition the stored state contains."""
+        stored = self._record(partition).offsets
+        return max([stored.next.get(topic, 0), *(o + 1 for o in stored.above.get(topic, ()))])
+
+    def _start_over(self, topic: str, partition: int, end: int, applied_to: int) -> None:
+        """The topic partition ends at `end`, before offsets up to `applied_to` that this worker
+        applied: forget them (see `_start_over_if_created_again`)."""
+        stored = self._record(partition).offsets
+        stored.next.pop(topic, None)
+        stored.above.pop(topic, None)
+        if partition not in self.stores:
+            self._engine(partition)
+        accounts = self.stores[partition].forget_offsets(topic)
+        self._started_over.setdefault(partition, set()).add(topic)
+        ledger = self.ledgers.get(partition)
+        if ledger is not None:
+            ledger.forget(lambda letter_topic, _: letter_topic == topic)
+        log.error(
+            "an input topic ends before the offsets this partition's state applied: it was "
+            "deleted and created again, or truncated; its offsets count from its new start",
+            extra={
+                "topic": topic,
+                "partition": partition,
+                "end": end,
+                "applied_to": applied_to,
+                "accounts": accounts,
+            },
+        )
 
     def _passed_over(self, topic: str, partition: int, start: int, stop: int, how: str) -> None:
         """Offsets `start..stop-1` hold no record a committed read delivers: acknowledge them."""
@@ -577,7 +630,23 @@ class Scorer:
                     )
                     await self.offsets.seek(tp[0], tp[1], next_offsets[tp])
                     self.counters.rereads += 1
+                elif end < next_offsets[tp]:
+                    await self._read_created_again(*tp, end, next_offsets[tp])
                 self._delivered[tp] = now  # checked: look again in STALL_S
+
+    async def _read_created_again(self, topic: str, partition: int, end: int, read_to: int) -> None:
+        """The topic partition ends before where this worker read it to: the topic was deleted
+        and created again (or truncated) while the worker ran. The consumer sat past its end and
+        faust dropped its records below the old read offset, so the topic stalled without a
+        word. Forget the old topic's offsets here and in the consumer, and read it from its
+        start; its first delivery is then the first since an assignment."""
+        self._start_over(topic, partition, end, max(read_to, self._applied_to(topic, partition)))
+        merge = self.merges.get(partition)
+        if merge is not None:
+            merge.next_offset.pop(topic, None)
+        self.offsets.start_over(topic, partition)
+        start = (await self.offsets.start_offsets([(topic, partition)])).get((topic, partition), 0)
+        await self.offsets.seek(topic, partition, start)
 
     async def _next_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """The offset each input partition delivers next: after the last one delivered since
@@ -738,7 +807,7 @@ class Scorer:
                 # faust sees it: that can be ahead of where the consumer reads from (the
                 # acknowledgements of a revocation's checkpoint are committed in the next
                 # generation, after the consumer sought back to the older committed offset).
-                if not record.contains(topic, offset):
+                if not record.contains(topic, offset) and topic not in self._started_over.get(partition, ()):
                     ledger.earlier.setdefault((topic, offset), at)
             self.ledgers[partition] = ledger
             log.info(

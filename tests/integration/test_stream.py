@@ -39,6 +39,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     GroupLoadInProgressError,
+    KafkaError,
     NotCoordinatorForGroupError,
 )
 from aiokafka.structs import ConsumerRecord
@@ -50,7 +51,7 @@ from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
 from streamer.stream.replay import publish, route
-from streamer.stream.topics import ensure_topics, topic_specs
+from streamer.stream.topics import TopicsUnusable, ensure_topics, topic_specs
 from tests.fixtures import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
@@ -330,6 +331,28 @@ class Bus:
 
     def delete_topics(self, *prefixes: str) -> None:
         self.run(self._delete_topics(prefixes))
+
+    def end_offset(self, topic: str, partition: int) -> int | None:
+        """The partition's end offset as a new client sees it (None while the broker has no
+        such topic partition)."""
+
+        async def ask() -> int | None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            await consumer.start()
+            try:
+                if partition not in (consumer.partitions_for_topic(topic) or set()):
+                    await consumer._client.force_metadata_update()
+                if partition not in (consumer.partitions_for_topic(topic) or set()):
+                    return None
+                tp = TopicPartition(topic, partition)
+                return int((await consumer.end_offsets([tp]))[tp])
+            finally:
+                await consumer.stop()
+
+        try:
+            return self.run(ask())
+        except KafkaError:
+            return None  # the topic is being deleted or created
 
     async def _disconnect(self) -> None:
         clients: list[Any] = [consumer for consumer, _ in self._consumers.values()]
@@ -1190,6 +1213,56 @@ def test_events_deleted_before_a_restart_read_them_are_reported_lost_and_commits
         (usage, home, first_lost, last_lost)
     ], again.tail()
     assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == 2  # u2 and u5
+
+
+@pytest.mark.parametrize("worker_during", ["stopped", "running"])
+def test_an_input_topic_deleted_and_created_again_counts_its_new_events(
+    deploy: Callable[..., Deployment], worker_during: str
+) -> None:
+    """The new topic's offsets start again at 0, below those the worker's state had applied.
+    A restarted worker took its events for ones applied before and skipped them without a word;
+    a running one sat past the new topic's end and never read them."""
+    deployment = deploy()
+    deployment.create_topics()
+    usage, subscriptions = deployment.topic("usage"), deployment.topic("subscriptions")
+    home = partition_of("acme", PARTITIONS)
+    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
+
+    def event(number: int, kind: str, when: str) -> bytes:
+        fields = terms if kind == "subscription.started" else {"user_id": f"u{number}", "feature": "reports"}
+        head = {"event_id": f"e{number}", "event_type": kind, "account_id": "acme", "occurred_at": when}
+        return orjson.dumps({**head, **fields})
+
+    def used(number: int) -> tuple[int, int]:
+        when = f"2024-03-{number:02}T09:00:00Z"
+        return deployment.bus.produce(usage, event(number, "usage.recorded", when), b"acme")
+
+    deployment.bus.produce(subscriptions, event(1, "subscription.started", "2024-03-01T08:00:00Z"), b"acme")
+    for number in range(2, 7):
+        used(number)
+    worker = deployment.start_worker()
+    deployment.settle(worker)
+    assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == 5
+    if worker_during == "stopped":
+        worker.stop()
+    deployment.bus.delete_topics(usage)
+    # A running worker's consumer may create it again at once (the broker creates topics on
+    # demand): either way, the topic is new once its end is offset 0.
+
+    def created_again() -> bool:
+        with contextlib.suppress(TopicsUnusable):  # still being deleted
+            deployment.create_topics()
+        return deployment.bus.end_offset(usage, home) == 0
+
+    deployment.wait_for("the topic created again", created_again)
+    assert [used(7)[1], used(8)[1]] == [0, 1]  # offsets the old topic had too
+    if worker_during == "stopped":
+        worker = deployment.start_worker("w2")
+    deployment.settle(worker)
+    assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == 7, worker.tail()
+    said = {(r["topic"], r["partition"]) for r in worker.records() if "created again" in r.get("msg", "")}
+    assert said == {(usage, home)}, worker.tail()
+    assert not deployment.dead_letters()
 
 
 def test_a_compacted_dead_letter_topic_is_set_back_to_delete_and_takes_a_keyless_letter(

@@ -658,6 +658,57 @@ async def test_a_re_read_is_recognised_by_its_account_record_when_the_partition_
     assert not restarted.sink.dead_letters and restarted.scorer.counters.reread == 2
 
 
+async def test_an_input_topic_created_again_counts_its_messages_from_its_new_start(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The topic was deleted and created again while the state kept offsets 0..2 as applied:
+    its new messages reuse those offsets and were skipped as re-reads, without a word."""
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(0, T1), world.usage(1, T1), world.usage(2, T2)])
+    restarted = World(restarted_from=world)
+    restarted._ids = 100  # new events (new event ids)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
+    fresh = restarted.usage(0, T2)
+    await restarted.scorer.process([fresh])
+    assert restarted.scorer.counters.reread == 0 and restarted.scorer.counters.processed == 1
+    [line] = [r for r in caplog.records if "created again" in r.getMessage()]
+    assert (line.topic, line.end, line.applied_to, line.accounts) == (USAGE, 1, 3, 1)  # type: ignore[attr-defined]
+
+    again = World(restarted_from=restarted)  # and the next restart reads it as applied
+    again.offsets.ends[(USAGE, PARTITION)] = 1
+    await again.scorer.process([again.event(USAGE, 0, fresh.message.value)])
+    assert again.scorer.counters.reread == 1 and again.scorer.counters.processed == 0
+
+
+async def test_an_input_topic_created_again_while_read_is_read_from_its_new_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleted and created again under a running worker: the consumer sat past the new topic's
+    end and faust dropped its records below the old read offset, so it stalled without a word."""
+    monkeypatch.setattr(scorer_module, "STALL_S", -1.0)  # everything counts as silent
+    offsets = world.offsets
+    offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(0, T1), world.usage(1, T1), world.usage(2, T2)])
+    offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
+    await world.scorer.reread_stalled()
+    assert offsets.started_over == [(USAGE, PARTITION)] and offsets.seeks == [(USAGE, PARTITION, 0)]
+    assert world.scorer.counters.rereads == 0
+    world._ids = 100  # new events
+    fresh = world.usage(0, T2)
+    await world.scorer.process([fresh])
+    assert fresh.acked == 1 and world.scorer.counters.stale == 0 and world.scorer.counters.reread == 0
+
+
+async def test_a_restart_with_the_topic_as_it_was_reads_applied_messages_as_re_reads(world: World) -> None:
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    first = world.usage(0, T1)
+    await world.scorer.process([first, world.usage(1, T2)])
+    restarted = World(restarted_from=world)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 2
+    await restarted.scorer.process([restarted.event(USAGE, 0, first.message.value)])
+    assert restarted.scorer.counters.reread == 1  # the end equals what was applied: not created again
+
+
 # -- 8. the projection of quiet partitions ---------------------------------------------------------
 
 
