@@ -1170,6 +1170,40 @@ def test_events_written_in_transactions_count_once_committed_and_never_aborted(
     assert "reading them again" not in said and "re-reading a stalled partition" not in said, said[-3000:]
 
 
+Placed = tuple[int, int]  # (partition, offset) of a produced message
+
+
+class AcmeEvents:
+    """Account acme's subscription (event e1, on 2024-03-01) and its uses: event `n` by user
+    `u<n>` on day `n` of March 2024, each produced with the default partitioner."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def start(self) -> AcmeEvents:
+        terms = {
+            "subscription_id": "s1",
+            "plan": "pro",
+            "amount": "100",
+            "currency": "USD",
+            "interval": "month",
+        }
+        self._send("subscriptions", 1, "subscription.started", "2024-03-01T08:00:00Z", terms)
+        return self
+
+    def __call__(self, number: int) -> Placed:
+        """Use `number`; its (partition, offset)."""
+        fields = {"user_id": f"u{number}", "feature": "reports"}
+        return self._send("usage", number, "usage.recorded", f"2024-03-{number:02}T09:00:00Z", fields)
+
+    def _send(
+        self, family: str, number: int, kind: str, when: str, fields: dict[str, str]
+    ) -> tuple[int, int]:
+        head = {"event_id": f"e{number}", "event_type": kind, "account_id": "acme", "occurred_at": when}
+        value = orjson.dumps({**head, **fields})
+        return self.deployment.bus.produce(self.deployment.topic(family), value, b"acme")
+
+
 def test_events_deleted_before_a_restart_read_them_are_reported_lost_and_commits_pass_them(
     deploy: Callable[..., Deployment],
 ) -> None:
@@ -1179,20 +1213,8 @@ def test_events_deleted_before_a_restart_read_them_are_reported_lost_and_commits
     events after them count."""
     deployment = deploy()
     deployment.create_topics()
-    usage, subscriptions = deployment.topic("usage"), deployment.topic("subscriptions")
-    home = partition_of("acme", PARTITIONS)
-    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
-
-    def event(number: int, kind: str, when: str) -> bytes:
-        fields = terms if kind == "subscription.started" else {"user_id": f"u{number}", "feature": "reports"}
-        head = {"event_id": f"e{number}", "event_type": kind, "account_id": "acme", "occurred_at": when}
-        return orjson.dumps({**head, **fields})
-
-    def used(number: int) -> tuple[int, int]:
-        when = f"2024-03-{number:02}T09:00:00Z"
-        return deployment.bus.produce(usage, event(number, "usage.recorded", when), b"acme")
-
-    deployment.bus.produce(subscriptions, event(1, "subscription.started", "2024-03-01T08:00:00Z"), b"acme")
+    usage, home = deployment.topic("usage"), partition_of("acme", PARTITIONS)
+    used = AcmeEvents(deployment).start()
     used(2)
     worker = deployment.start_worker()
     deployment.settle(worker)
@@ -1224,20 +1246,8 @@ def test_an_input_topic_deleted_and_created_again_counts_its_new_events(
     a running one sat past the new topic's end and never read them."""
     deployment = deploy()
     deployment.create_topics()
-    usage, subscriptions = deployment.topic("usage"), deployment.topic("subscriptions")
-    home = partition_of("acme", PARTITIONS)
-    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
-
-    def event(number: int, kind: str, when: str) -> bytes:
-        fields = terms if kind == "subscription.started" else {"user_id": f"u{number}", "feature": "reports"}
-        head = {"event_id": f"e{number}", "event_type": kind, "account_id": "acme", "occurred_at": when}
-        return orjson.dumps({**head, **fields})
-
-    def used(number: int) -> tuple[int, int]:
-        when = f"2024-03-{number:02}T09:00:00Z"
-        return deployment.bus.produce(usage, event(number, "usage.recorded", when), b"acme")
-
-    deployment.bus.produce(subscriptions, event(1, "subscription.started", "2024-03-01T08:00:00Z"), b"acme")
+    usage, home = deployment.topic("usage"), partition_of("acme", PARTITIONS)
+    used = AcmeEvents(deployment).start()
     for number in range(2, 7):
         used(number)
     worker = deployment.start_worker()
