@@ -270,6 +270,7 @@ class FakeOffsets:
         self.end_offsets_calls = 0
         self.asked_ends: list[TP] = []
         self.started_over: list[TP] = []  # `start_over`: the topic was created again
+        self.configured: list[str] = []  # `created_again`: topics given the input settings
 
     def generation(self) -> int | None:
         return self.generation_id
@@ -294,6 +295,9 @@ class FakeOffsets:
     async def start_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
         return {tp: self.starts.get(tp, 0) for tp in tps}
 
+    async def created_again(self, topic: str) -> None:
+        self.configured.append(topic)
+
     def start_over(self, topic: str, partition: int) -> None:
         self.started_over.append((topic, partition))
 
@@ -306,3 +310,18 @@ class FakeOffsets:
 
     def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
         self.empty.append((topic, partition, start, stop))
+
+
+async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    """The topic's configs as the broker describes them (its overrides and defaults)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        [(_, _, _, _, entries)] = response.resources
+        return {entry[0]: entry[1] for entry in entries}
+    finally:
+        await admin.close()

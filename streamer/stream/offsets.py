@@ -19,6 +19,7 @@ from faust.types import TP
 
 from streamer.stream.consumer import RebalanceSafeConsumer
 from streamer.stream.faust_private import committed_offsets
+from streamer.stream.topics import configure_inputs
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class ConsumerOffsets:
 
     def read_position(self, topic: str, partition: int) -> tuple[int, int] | None:
         return cast(RebalanceSafeConsumer, self.app.consumer).read_position(TP(topic, partition))
+
+    async def created_again(self, topic: str) -> None:
+        await configure_inputs(self.bootstrap, [topic])
 
     def start_over(self, topic: str, partition: int) -> None:
         cast(RebalanceSafeConsumer, self.app.consumer).start_over(TP(topic, partition))

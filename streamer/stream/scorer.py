@@ -99,6 +99,11 @@ class Offsets(Protocol):
         records in between). None: not known."""
         ...
 
+    async def created_again(self, topic: str) -> None:
+        """The input topic was deleted and created again: give it the input topics' settings
+        (created by an operator or by the broker on demand, it has the broker's defaults)."""
+        ...
+
     def start_over(self, topic: str, partition: int) -> None:
         """Forget the consumer's reads, acknowledgements and commit of a partition whose topic
         was deleted and created again (they were the old topic's); a `seek` follows."""
@@ -544,16 +549,17 @@ class Scorer:
             return
         end = (await self.offsets.end_offsets([(topic, partition)])).get((topic, partition))
         if end is not None and end < applied_to:
-            self._start_over(topic, partition, end, applied_to)
+            await self._start_over(topic, partition, end, applied_to)
 
     def _applied_to(self, topic: str, partition: int) -> int:
         """The offset after the highest one of the topic partition the stored state contains."""
         stored = self._record(partition).offsets
         return max([stored.next.get(topic, 0), *(o + 1 for o in stored.above.get(topic, ()))])
 
-    def _start_over(self, topic: str, partition: int, end: int, applied_to: int) -> None:
+    async def _start_over(self, topic: str, partition: int, end: int, applied_to: int) -> None:
         """The topic partition ends at `end`, before offsets up to `applied_to` that this worker
-        applied: forget them (see `_start_over_if_created_again`)."""
+        applied: forget them (see `_start_over_if_created_again`), and give the new topic the
+        input topics' settings."""
         stored = self._record(partition).offsets
         stored.next.pop(topic, None)
         stored.above.pop(topic, None)
@@ -575,6 +581,7 @@ class Scorer:
                 "accounts": accounts,
             },
         )
+        await self.offsets.created_again(topic)
 
     def _passed_over(self, topic: str, partition: int, start: int, stop: int, how: str) -> None:
         """Offsets `start..stop-1` hold no record a committed read delivers: acknowledge them."""
@@ -640,7 +647,7 @@ class Scorer:
         faust dropped its records below the old read offset, so the topic stalled without a
         word. Forget the old topic's offsets here and in the consumer, and read it from its
         start; its first delivery is then the first since an assignment."""
-        self._start_over(topic, partition, end, max(read_to, self._applied_to(topic, partition)))
+        await self._start_over(topic, partition, end, max(read_to, self._applied_to(topic, partition)))
         merge = self.merges.get(partition)
         if merge is not None:
             merge.next_offset.pop(topic, None)

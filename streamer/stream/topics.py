@@ -128,6 +128,19 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
+async def configure_inputs(bootstrap: str, names: list[str]) -> None:
+    """Give existing input topics `INPUT`'s settings (one created again by an operator or by
+    the broker on demand has the broker's defaults); a failure is logged, as at start-up."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        await admin.start()
+        await _configure(admin, names, INPUT, INPUT_SETTINGS)
+    except Exception as exc:
+        log.warning(f"could not set {INPUT_SETTINGS.what}", extra={"topics": names, "error": repr(exc)})
+    finally:
+        await admin.close()
+
+
 def _check_created(response: Any) -> None:
     """Raise `TopicsNotCreated` for each topic the broker refused (the CreateTopics response
     carries an error per topic and raises for none): a worker went on and waited for ever,

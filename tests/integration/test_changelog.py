@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamer.local.stack import StackInfo
 from streamer.settings import Settings
 from streamer.stream.topics import CHANGELOG, CHANGELOG_SEGMENT_BYTES, changelog_topic, ensure_topics
+from tests.fixtures import topic_configs
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +35,6 @@ def settings_for(stack: StackInfo, tmp_path: Path) -> Settings:
         partitions=2,
         data_dir=tmp_path,
     )
-
-
-async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        [(_, _, _, _, entries)] = response.resources
-        return {entry[0]: entry[1] for entry in entries}
-    finally:
-        await admin.close()
 
 
 def configs_once_described(bootstrap: str, topic: str) -> dict[str, str]:

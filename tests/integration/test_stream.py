@@ -34,7 +34,7 @@ import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
@@ -51,8 +51,8 @@ from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
 from streamer.stream.replay import publish, route
-from streamer.stream.topics import TopicsUnusable, ensure_topics, topic_specs
-from tests.fixtures import stop_process, wait_until
+from streamer.stream.topics import ensure_topics, topic_specs
+from tests.fixtures import stop_process, topic_configs, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -1259,9 +1259,13 @@ def test_an_input_topic_deleted_and_created_again_counts_its_new_events(
     # A running worker's consumer may create it again at once (the broker creates topics on
     # demand): either way, the topic is new once its end is offset 0.
 
+    async def create_plain() -> None:  # as kafka-topics.sh --create would: the broker's defaults
+        admin = await deployment.bus._admin_client()
+        with contextlib.suppress(KafkaError):  # still being deleted, or created on demand already
+            await admin.create_topics([NewTopic(usage, PARTITIONS, 1)])
+
     def created_again() -> bool:
-        with contextlib.suppress(TopicsUnusable):  # still being deleted
-            deployment.create_topics()
+        deployment.bus.run(create_plain())
         return deployment.bus.end_offset(usage, home) == 0
 
     deployment.wait_for("the topic created again", created_again)
@@ -1272,6 +1276,9 @@ def test_an_input_topic_deleted_and_created_again_counts_its_new_events(
     assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == 7, worker.tail()
     said = {(r["topic"], r["partition"]) for r in worker.records() if "created again" in r.get("msg", "")}
     assert said == {(usage, home)}, worker.tail()
+    configs = deployment.bus.run(topic_configs(deployment.bootstrap, usage))
+    # The worker set it again: at its start when stopped, when it noticed the topic when running.
+    assert configs["message.timestamp.type"] == "LogAppendTime"
     assert not deployment.dead_letters()
 
 

@@ -673,6 +673,7 @@ async def test_an_input_topic_created_again_counts_its_messages_from_its_new_sta
     assert restarted.scorer.counters.reread == 0 and restarted.scorer.counters.processed == 1
     [line] = [r for r in caplog.records if "created again" in r.getMessage()]
     assert (line.topic, line.end, line.applied_to, line.accounts) == (USAGE, 1, 3, 1)  # type: ignore[attr-defined]
+    assert restarted.offsets.configured == [USAGE]  # LogAppendTime again
 
     again = World(restarted_from=restarted)  # and the next restart reads it as applied
     again.offsets.ends[(USAGE, PARTITION)] = 1
@@ -692,6 +693,7 @@ async def test_an_input_topic_created_again_while_read_is_read_from_its_new_star
     offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
     await world.scorer.reread_stalled()
     assert offsets.started_over == [(USAGE, PARTITION)] and offsets.seeks == [(USAGE, PARTITION, 0)]
+    assert offsets.configured == [USAGE]
     assert world.scorer.counters.rereads == 0
     world._ids = 100  # new events
     fresh = world.usage(0, T2)
