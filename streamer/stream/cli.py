@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -25,6 +28,7 @@ from streamer.logs import configure_logging
 
 if TYPE_CHECKING:
     from streamer.settings import Settings
+    from streamer.stream.replay import ReplaySummary
 
 # The modules each command needs are imported when it runs, not for `streamer worker --help`.
 
@@ -149,7 +153,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
     repeated event_id). It gives up after --timeout seconds without the broker.
     """
     from streamer.offline.runner import open_events
-    from streamer.stream.replay import BrokerUnavailable, publish
+    from streamer.stream.replay import BrokerUnavailable, Interrupted, publish
     from streamer.stream.topics import TopicsUnusable
 
     settings = _settings(kafka_bootstrap=bootstrap)
@@ -183,15 +187,37 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
             stalled = seconds is not None
             bar.render_progress()
 
-        try:
-            running = publish(
-                handle, settings, rate=rate, timeout_s=timeout_s, on_progress=progress, on_stall=stall
+        interrupted = threading.Event()
+
+        async def running() -> ReplaySummary:
+            # Ctrl-C cancels the task (asyncio.run's handler, kept), and is noted: under load a
+            # library await swallowed the cancellation and the replay ran on to exit 0.
+            cancel = signal.getsignal(signal.SIGINT)
+
+            def on_sigint(signum: int, frame: FrameType | None) -> None:
+                interrupted.set()
+                if callable(cancel):
+                    cancel(signum, frame)
+
+            signal.signal(signal.SIGINT, on_sigint)
+            return await publish(
+                handle,
+                settings,
+                rate=rate,
+                timeout_s=timeout_s,
+                on_progress=progress,
+                on_stall=stall,
+                stopped=interrupted.is_set,
             )
-            summary = asyncio.run(running)
+
+        try:
+            summary = asyncio.run(running())
+            if interrupted.is_set():
+                raise Interrupted
         except (BrokerUnavailable, TopicsUnusable) as error:
             bar.render_finish()
             fail("replay", error)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
             bar.render_finish()
             click.echo(
                 f"streamer replay: interrupted at byte {position:,} of {size:,}; what was sent stays"

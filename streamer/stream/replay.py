@@ -42,7 +42,7 @@ from streamer.settings import Settings
 from streamer.stream.broker import BrokerUnavailable
 from streamer.stream.topics import ensure_topics
 
-__all__ = ["BrokerUnavailable", "ReplaySummary", "publish", "route"]
+__all__ = ["BrokerUnavailable", "Interrupted", "ReplaySummary", "publish", "route"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,10 @@ class _Lane:
 
     topic: str
     in_flight: deque[_Pending] = field(default_factory=deque)  # acknowledged in this order
+
+
+class Interrupted(Exception):
+    """`publish` stopped before the end of its lines because it was asked to (Ctrl-C)."""
 
 
 def _unreachable(settings: Settings, seconds: float, detail: str) -> BrokerUnavailable:
@@ -351,11 +355,14 @@ async def publish(
     timeout_s: float = 120.0,
     on_progress: Callable[[int], None] = lambda _n: None,
     on_stall: Callable[[float | None], None] = lambda _s: None,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> ReplaySummary:
     """Send every line to its family's topic keyed by account_id; `rate` caps events per second.
 
     Creates the topics first. `on_stall(seconds)` reports a broker that stopped acknowledging,
-    `on_stall(None)` its return. Raises BrokerUnavailable after `timeout_s` without progress.
+    `on_stall(None)` its return. Raises BrokerUnavailable after `timeout_s` without progress,
+    Interrupted when `stopped()` holds before a line (checked as well as the task's
+    cancellation, which a library await on the way can swallow).
     """
     summary = ReplaySummary()
     sender = _Sender(settings, timeout_s, on_stall)
@@ -363,6 +370,8 @@ async def publish(
     started = time.perf_counter()
     try:
         for count, line in enumerate(lines, start=1):
+            if stopped():
+                raise Interrupted
             line = line.strip()
             if not line:
                 continue
