@@ -190,8 +190,8 @@ def test_replay_stopped_by_ctrl_c_says_how_far_it_got_and_exits_130(
     of Ctrl-C, and the user wants to know whether running it again is safe."""
     ensure_up(private_stack, echo=quiet)  # whatever the test before left
     events = tmp_path / "events.jsonl"
-    # Ten times the file of the other tests (200 s at the rate): on a loaded machine the polls
-    # below took long enough for a 20 s replay to end before the signal (it exited 0 in a CI run).
+    # Ten times the file of the other tests (200 s at the rate), so it cannot end on its own
+    # before the signal on a loaded machine.
     write_events(events, EVENTS * 10)
     replay = Replay(private_stack, events, tmp_path, "--rate", str(RATE))
     try:
