@@ -2,7 +2,8 @@
 
 `flush()` never waits on Redis: when a write is due it starts a background task that writes what
 was staged, and keeps writing what gets staged meanwhile, at most every `min_interval_s`. A write
-that fails puts its data back under what was staged meanwhile (newer values win) and the next
+that fails (Redis unreachable, or refusing writes at its memory limit) puts its data back under
+what was staged meanwhile (newer values win) and the next
 attempt waits a backoff that doubles up to `max_backoff_s`, so a worker keeps processing while
 Redis is down and the projection catches up when it returns. Every write is an idempotent Lua
 script that refuses to go back in time (an older `as_of` or stream time never overwrites a newer
@@ -26,6 +27,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from streamer.contract.vocabulary import BANDS
@@ -184,7 +186,10 @@ class RedisProjection:
             if self._down_since is None:
                 self._down_since = started
                 log.warning(
-                    "projection store unreachable; staging until it returns",
+                    # an answer that is an error (a full Redis: OutOfMemoryError) is no outage
+                    "projection store refused the writes; staging until it takes them"
+                    if isinstance(error, ResponseError)
+                    else "projection store unreachable; staging until it returns",
                     extra={"error": self.last_error, "staged": len(batch)},
                 )
             return False

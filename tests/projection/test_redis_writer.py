@@ -277,3 +277,39 @@ async def test_no_commands_are_built_while_redis_is_away(tmp_path: Any, prefix: 
     finally:
         await writer.close(timeout_s=0.5)
         server.stop()
+
+
+async def test_a_full_redis_refuses_the_writes_which_wait_and_are_written_once_it_has_room(
+    tmp_path: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`maxmemory` reached with the default `noeviction`: Redis answers every write with an
+    OutOfMemoryError. The writes stay staged (nothing is lost), the log says the store refused
+    them (not that it is unreachable: it answered), and they are written once it has room."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    writer = RedisProjection(
+        connect(server.url), prefix, META, min_interval_s=0.0, first_backoff_s=0.05, max_backoff_s=0.2
+    )
+    client = Redis.from_url(server.url, decode_responses=True)
+    try:
+        writer.snapshot(snapshot("acct-1", "2024-03-01T00:00:00Z"))
+        assert await writer.drain()
+        used = int((await client.info("memory"))["used_memory"])
+        await client.config_set("maxmemory", used)  # full from the next write on
+        writer.snapshot(snapshot("acct-1", "2024-03-02T00:00:00Z"))
+        writer.snapshot(snapshot("acct-2", "2024-03-02T00:00:00Z"))
+        assert not await writer.drain(timeout_s=0.5)
+        assert "OutOfMemoryError" in (writer.last_error or ""), writer.last_error
+        assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
+        messages = [record.getMessage() for record in caplog.records]
+        assert "projection store refused the writes; staging until it takes them" in messages
+        assert "projection store unreachable; staging until it returns" not in messages
+        await client.config_set("maxmemory", 0)
+        assert await writer.drain(timeout_s=5.0)
+        for account in ("acct-1", "acct-2"):
+            record = await stored(client, writer.keys, account)
+            assert record is not None and record["as_of"] == "2024-03-02T00:00:00Z"
+    finally:
+        await client.aclose()
+        await writer.close(timeout_s=0.5)
+        server.stop()
