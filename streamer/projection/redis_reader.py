@@ -14,6 +14,7 @@ from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import Keys
+from streamer.projection.memory import StoreMemory, read_memory
 
 CHUNK = 1000  # ids per HMGET
 
@@ -59,6 +60,10 @@ class ProjectionReader:
         started = time.perf_counter()
         await self.redis.ping()
         return (time.perf_counter() - started) * 1000
+
+    async def memory(self) -> StoreMemory:
+        """Redis's memory limit, use and eviction policy (raises when unreachable)."""
+        return await read_memory(self.redis)
 
     async def meta(self) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.meta)

@@ -20,6 +20,7 @@ from streamer.collector import collect_less
 from streamer.core.config import ScoreConfig
 from streamer.logs import configure_logging
 from streamer.projection.factory import redis_projection
+from streamer.projection.memory import MemoryWatch
 from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import RecentLatency, worker_stats
@@ -44,6 +45,7 @@ BATCH_MAX = 4000  # messages per batch, about (one table write per account per c
 FETCH_MAX = 1000  # records per fetch: a fetch is never split, so this bounds a batch's overshoot
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
+MEMORY_EVERY_S = 10.0  # check that Redis can keep the projection (its memory limit and policy)
 LOADS_EVERY_S = 30.0  # ask the broker how many messages each input partition holds (the assignor's)
 
 # Per partition store (faust opens one RocksDB per table partition). faust's defaults are sized
@@ -420,11 +422,17 @@ def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: Red
         projection.worker(worker_id, stats)
         await projection.flush()
 
+    memory = MemoryWatch(projection.redis)
+
+    @app.timer(interval=MEMORY_EVERY_S)  # type: ignore[untyped-decorator]
+    async def watch_memory() -> None:
+        await memory.check()
+
     async def close_projection(sender: Any, **kwargs: Any) -> None:
         await projection.close(timeout_s=3.0)
 
     app.on_before_shutdown.connect(close_projection)  # type: ignore[arg-type]
-    del project, stage_stats
+    del project, stage_stats, watch_memory
 
 
 def run_worker(

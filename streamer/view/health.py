@@ -1,4 +1,5 @@
-"""`/healthz`: can the view read Redis, does the broker answer, and how far behind are the workers."""
+"""`/healthz`: can the view read Redis, can Redis keep the projection, does the broker answer, and
+how far behind are the workers."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ KAFKA_PROBE_TTL_S = 5.0
 
 class Health:
     """Answers 200 while Redis is reachable (status `ok`, or `degraded` when the broker does not
-    answer or no worker reported recently) and 503 when it is not."""
+    answer, no worker reported recently, or Redis can lose or refuse the projection's writes: see
+    `streamer.projection.memory`; `problems` says which) and 503 when it is not."""
 
     def __init__(
         self,
@@ -49,24 +51,42 @@ class Health:
     async def check(self) -> tuple[int, dict[str, Any]]:
         redis: dict[str, Any] = {"reachable": False}
         workers: dict[str, dict[str, float]] = {}
+        problems: list[str] = []
         try:
             redis["latency_ms"] = round(await self.reader.ping(), 2)
             redis["reachable"] = True
             workers = await self.reader.workers(self.worker_max_age_s)
             stream_time = await self.reader.stream_time()
+            memory = await self.reader.memory()
         except (RedisError, OSError) as error:
             redis["error"] = str(error)
+            problems.append(f"the projection store (Redis) is unreachable: {error}")
             stream_time = None
+        else:
+            redis["memory"] = {
+                "used_bytes": memory.used,
+                "maxmemory_bytes": memory.limit,
+                "maxmemory_policy": memory.policy,
+                "evicted_keys": memory.evicted_keys,
+            }
+            problem = memory.problem()
+            if problem is not None:
+                problems.append(problem)
         kafka = await self.kafka()
+        if kafka is False:
+            problems.append("the broker does not answer")
+        if redis["reachable"] and not workers:
+            problems.append(f"no worker reported in the last {self.worker_max_age_s:g} s")
         lag = sum(stats.get("lag", 0.0) for stats in workers.values()) if workers else None
         if not redis["reachable"]:
             status = "down"
-        elif kafka is False or not workers:
+        elif problems:
             status = "degraded"
         else:
             status = "ok"
         body: dict[str, Any] = {
             "status": status,
+            "problems": problems,
             "redis": redis,
             "kafka": {"checked": kafka is not None, "reachable": kafka},
             "workers": len(workers),

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from streamer.contract.vocabulary import BANDS
+from streamer.projection.memory import StoreMemory, Trouble
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX
 
@@ -100,6 +101,24 @@ def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
     return [*families, by_rule, lag, latency, pending, count]
 
 
+def memory_families(memory: StoreMemory) -> list[Metric]:
+    """Prometheus families of the projection store's memory (`streamer.projection.memory`)."""
+    used = GaugeMetricFamily("healthstream_redis_memory_used_bytes", "Memory Redis uses (used_memory)")
+    used.add_metric([], memory.used)
+    limit = GaugeMetricFamily("healthstream_redis_maxmemory_bytes", "Redis's memory limit (0: none)")
+    limit.add_metric([], memory.limit)
+    evicts = GaugeMetricFamily(
+        "healthstream_redis_evicts_projection",
+        "1 when Redis's maxmemory-policy can evict the projection's keys at its memory limit",
+    )
+    evicts.add_metric([], 1 if memory.trouble is Trouble.evicts else 0)
+    evicted = CounterMetricFamily(
+        "healthstream_redis_evicted_keys", "Keys Redis evicted at its memory limit, since Redis started"
+    )
+    evicted.add_metric([], memory.evicted_keys)
+    return [used, limit, evicts, evicted]
+
+
 class Metrics:
     """The view's registry: its own request metrics plus the live families."""
 
@@ -133,6 +152,7 @@ class Metrics:
         try:
             workers = await self.reader.workers(self.worker_max_age_s)
             accounts = await self.reader.band_counts()
+            memory = await self.reader.memory()
         except (RedisError, OSError):
             up.add_metric([], 0)
             families.append(up)
@@ -143,6 +163,6 @@ class Metrics:
             )
             for band in BANDS:
                 by_band.add_metric([band], accounts[band])
-            families += [up, by_band, *worker_families(workers)]
+            families += [up, by_band, *memory_families(memory), *worker_families(workers)]
         self.live.families = families
         return bytes(generate_latest(self.registry))

@@ -618,3 +618,64 @@ def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up
     finally:
         deployment.close()
         store.stop()
+
+
+def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """Redis at its memory limit with the default `noeviction` refuses every write: the worker goes
+    on, keeps the writes and logs that the store refused them (it answers: no outage), `/healthz`
+    is degraded with the reason, and once Redis has room the projection catches up with nothing
+    missing. A policy that evicts the projection's keys (`allkeys-*`) is reported the same way,
+    and its end too."""
+    history = make_history(tmp_path / "history", seed=9)
+    lines = gzip.decompress(history.events.read_bytes()).splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+
+    store = RedisServer(tmp_path / "redis")
+    store.start()
+    admin = redis.Redis.from_url(store.url)
+    deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
+    deployment.root.mkdir(parents=True)
+    try:
+        deployment.create_topics()
+        worker = deployment.start_worker()
+        deployment.start_view()
+        deployment.replay(first)
+        wait_until("the first half to be projected", projection_settled(deployment))
+        before = deployment.alert_ids()
+
+        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]))  # full
+        deployment.replay(second)
+        wait_until("the worker to process the second half while Redis is full", lambda: deployment.lag() == 0)
+        assert worker.alive, worker.tail()
+        health = deployment.get("/healthz")
+        assert health["status"] == "degraded" and health["problems"][0].startswith("Redis uses "), health
+        projected = {a["alert_id"] for a in deployment.get("/api/alerts?limit=500")["items"]}
+        assert not (deployment.alert_ids() - before) <= projected  # held back: Redis refused them
+        refused = "projection store refused the writes; staging until it takes them"
+        wait_until("the worker to log the refusal", lambda: refused in worker.log.read_text())
+
+        admin.config_set("maxmemory", 1 << 30)  # room, but keys can now be evicted at the limit
+        admin.config_set("maxmemory-policy", "allkeys-lru")
+        wait_until("the projection to catch up", projection_settled(deployment))
+        evicts = deployment.get("/healthz")
+        assert evicts["status"] == "degraded" and "maxmemory-policy allkeys-lru" in evicts["problems"][0]
+        wait_until(
+            "the worker to log that Redis can evict the projection",
+            lambda: '"trouble":"evicts"' in worker.log.read_text(),
+        )
+
+        admin.config_set("maxmemory-policy", "noeviction")
+        wait_until("the view to see Redis fine", lambda: deployment.get("/healthz")["problems"] == [])
+        wait_until(
+            "the worker to log that Redis is fine again",
+            lambda: "projection store memory fine again" in worker.log.read_text(),
+        )
+        assert not deployment.mismatches() and worker.alive
+    finally:
+        admin.close()
+        deployment.close()
+        store.stop()

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from projection.scored import Scored, scored
+from redis.asyncio import Redis
 
 from streamer.contract.outputs import Alert, HealthSnapshot
 from streamer.core.clock import DAY
@@ -429,6 +430,46 @@ async def test_healthz_reports_redis_workers_and_lag(redis_server: RedisServer, 
         assert (await get(client, "/healthz"))["status"] == "degraded"
     finally:
         await client.close()
+
+
+async def test_a_redis_that_can_evict_or_refuse_the_projection_is_degraded_with_the_reason(
+    tmp_path: Path, prefix: str
+) -> None:
+    """The projection's keys have no TTL: an `allkeys-*` policy at a memory limit evicts them
+    without a word, and a full `noeviction` Redis refuses the workers' writes. `/healthz` says so
+    (degraded, with the one-line problem) and `/metrics` carries the figures."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    await project(server.url, prefix, scored())
+    client = await start(server.url, prefix, kafka=True)
+    admin = Redis.from_url(server.url)
+    try:
+        body = await get(client, "/healthz")
+        assert (body["status"], body["problems"]) == ("ok", [])
+        assert body["redis"]["memory"]["maxmemory_policy"] == "noeviction"
+        await admin.config_set("maxmemory", 256 << 20)
+        await admin.config_set("maxmemory-policy", "allkeys-lru")
+        body = await get(client, "/healthz")
+        assert body["status"] == "degraded", body
+        [problem] = body["problems"]
+        assert problem.startswith("Redis evicts keys at its memory limit (maxmemory-policy allkeys-lru")
+        assert body["redis"]["memory"]["maxmemory_bytes"] == 256 << 20
+        lines = set((await get(client, "/metrics")).splitlines())
+        assert "healthstream_redis_evicts_projection 1.0" in lines
+        [limit] = [line for line in lines if line.startswith("healthstream_redis_maxmemory_bytes ")]
+        assert float(limit.split()[1]) == 256 << 20
+        assert "healthstream_redis_evicted_keys_total 0.0" in lines
+        used = body["redis"]["memory"]["used_bytes"]
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", used)
+        body = await get(client, "/healthz")
+        assert body["status"] == "degraded" and body["problems"][0].startswith("Redis uses ")
+        assert "of its memory limit" in body["problems"][0]
+        assert "healthstream_redis_evicts_projection 0.0" in (await get(client, "/metrics")).splitlines()
+    finally:
+        await admin.aclose()
+        await client.close()
+        server.stop()
 
 
 async def test_metrics_in_prometheus_format(view: TestClient[Any, Any]) -> None:

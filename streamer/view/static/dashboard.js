@@ -325,6 +325,7 @@
       const status = document.getElementById("status");
       status.textContent = health.status || "unknown";
       status.dataset.status = health.status || "error";
+      status.title = (health.problems || []).join("\n");  // why it is degraded, on hover
       error.hidden = true;
       show("refreshed", new Date().toTimeString().slice(0, 8), Date.now());
       document.body.dataset.loaded = "true";
