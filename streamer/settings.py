@@ -15,7 +15,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamer.core.config import ScoreConfig
@@ -37,6 +45,16 @@ class Settings(BaseSettings):
     redis_port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_REDIS_PORT
     # Unset: the local stack at the port above (`_local_stack_addresses`).
     kafka_bootstrap: str = Field(default=None, validate_default=True)
+    # A secured cluster (TLS and/or SASL), as managed Kafka services require: see
+    # `streamer.stream.access`. The CA file is for a broker whose certificate the system's trust
+    # store does not vouch for; the certificate and key files are for TLS client authentication.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: FilePath | None = None
+    kafka_ssl_certfile: FilePath | None = None
+    kafka_ssl_keyfile: FilePath | None = None
     redis_url: str = Field(default=None, validate_default=True)
     topic_prefix: str = "cs."
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
@@ -82,6 +100,27 @@ class Settings(BaseSettings):
             )
         return heartbeat
 
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        """SASL needs a user and a password; TLS files need a protocol that uses TLS."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL={protocol} needs HEALTHSTREAM_KAFKA_SASL_USERNAME "
+                "and HEALTHSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        files = [name for name in ("cafile", "certfile", "keyfile") if getattr(self, f"kafka_ssl_{name}")]
+        if files and not protocol.endswith("SSL"):
+            raise ValueError(
+                f"HEALTHSTREAM_KAFKA_SSL_{files[0].upper()} is set but HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL="
+                f"{protocol} does not use TLS: use SSL or SASL_SSL, or unset the file"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError(
+                "HEALTHSTREAM_KAFKA_SSL_KEYFILE needs HEALTHSTREAM_KAFKA_SSL_CERTFILE, the client certificate"
+            )
+        return self
+
     def topic(self, name: str) -> str:
         """Full topic name, e.g. `usage` -> `cs.usage`."""
         return f"{self.topic_prefix}{name}"
@@ -106,6 +145,9 @@ def settings_problem(error: ValidationError) -> str | None:
         return None
     problems = []
     for item in error.errors(include_url=False):
+        if not item["loc"]:  # a rule across variables: its message names them
+            problems.append(item["msg"].removeprefix("Value error, "))
+            continue
         name = prefix + "_".join(str(part) for part in item["loc"]).upper()
         problems.append(f"{name}={item.get('input')!r} is not valid ({item['msg']})")
     return "; ".join(problems) + ": fix the variable or unset it for the default"

@@ -49,6 +49,7 @@ class StackInfo:
         `LOCAL_SESSION_TIMEOUT_S` instead of faust's 60 s (the heartbeat follows)."""
         return {
             "HEALTHSTREAM_KAFKA_BOOTSTRAP": self.bootstrap,
+            "HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",  # whatever a shell set for a cluster
             "HEALTHSTREAM_REDIS_URL": self.redis_url,
             "HEALTHSTREAM_SESSION_TIMEOUT_S": f"{LOCAL_SESSION_TIMEOUT_S:g}",
             "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": f"{LOCAL_HEARTBEAT_INTERVAL_S:g}",

@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streamer.stream.access import KafkaAccess
+
 SEP = "\x1f"
 
 
@@ -49,8 +51,8 @@ class MemorySentLog:
 class KafkaSentLog:
     """The compacted topic: loaded in full by `start`, appended to by `record` (acks=all)."""
 
-    def __init__(self, bootstrap: str, topic: str, retention_days: float = 30.0) -> None:
-        self.bootstrap, self.topic, self.retention_days = bootstrap, topic, retention_days
+    def __init__(self, kafka: KafkaAccess, topic: str, retention_days: float = 30.0) -> None:
+        self.kafka, self.topic, self.retention_days = kafka, topic, retention_days
         self.pairs: set[tuple[str, str]] = set()
         self._producer: AIOKafkaProducer | None = None
 
@@ -62,7 +64,7 @@ class KafkaSentLog:
         partitions = await self._ensure_topic()
         await self._load(partitions)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            **self.kafka.client_options(), acks="all", enable_idempotence=True, linger_ms=0
         )
         await self._producer.start()
         return len(self.pairs)
@@ -92,7 +94,7 @@ class KafkaSentLog:
 
     async def _ensure_topic(self) -> int:
         """Create the topic when missing; return its partition count."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=15000)
+        admin = AIOKafkaAdminClient(**self.kafka.client_options(), request_timeout_ms=15000)
         await admin.start()
         try:
             if self.topic not in set(await admin.list_topics()):
@@ -113,7 +115,7 @@ class KafkaSentLog:
             await admin.create_topics([NewTopic(self.topic, 1, 1, topic_configs=configs)])
 
     async def _load(self, partitions: int) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in range(partitions)]

@@ -28,6 +28,7 @@ from streamer.notify.progress import Progress
 from streamer.notify.routing import route
 from streamer.notify.sentlog import KafkaSentLog
 from streamer.settings import Settings
+from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import wait_for_broker
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class Notifier:
         self.metrics = NotifyMetrics()
         self.sender = sender or HttpSender()
         self.sent = KafkaSentLog(
-            settings.kafka_bootstrap, settings.topic("notify.sent"), options.sent_retention_days
+            KafkaAccess.of(settings), settings.topic("notify.sent"), options.sent_retention_days
         )
         self.workers = [
             DestinationWorker(d, config.retry_for(d), self.sender, self.sent, self.metrics)
@@ -103,7 +104,7 @@ class Notifier:
         loaded = await self.sent.start()
         log.info("dedupe log loaded", extra={"topic": self.sent.topic, "pairs": loaded})
         consumer = self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **KafkaAccess.of(self.settings).client_options(),
             group_id=self.options.group_id,
             enable_auto_commit=False,
             auto_offset_reset=self.options.start_from,
@@ -234,7 +235,7 @@ def run_notifier(settings: Settings, config: NotifyConfig, options: NotifyOption
     `options.connect_timeout_s` at start-up (aiokafka's own error is a long traceback)."""
 
     async def main() -> None:
-        await wait_for_broker(settings.kafka_bootstrap, options.connect_timeout_s, "delivering alerts")
+        await wait_for_broker(KafkaAccess.of(settings), options.connect_timeout_s, "delivering alerts")
         notifier = Notifier(settings, config, options)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import faust
+from faust.types.auth import CredentialsT
 
 from streamer.collector import collect_less
 from streamer.core.config import ScoreConfig
@@ -25,6 +26,7 @@ from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import RecentLatency, worker_stats
 from streamer.settings import Settings
+from streamer.stream.access import KafkaAccess
 from streamer.stream.assignor import BalancedAssignor, InputLoads
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import InputLane, PromptTableManager, RebalanceSafeConsumer, ScoringApp
@@ -192,13 +194,28 @@ def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = N
         return _build_app(settings, config, store)
 
 
+def faust_credentials(kafka: KafkaAccess) -> CredentialsT | None:
+    """`kafka`'s TLS and SASL as faust's `broker_credentials` (None: PLAINTEXT)."""
+    if kafka.sasl:
+        return faust.SASLCredentials(
+            username=kafka.username,
+            password=kafka.password,
+            ssl_context=kafka.ssl_context(),
+            mechanism=kafka.mechanism,
+        )
+    context = kafka.ssl_context()
+    return None if context is None else faust.SSLCredentials(context)
+
+
 PRODUCER_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
 def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> faust.App:
+    kafka = KafkaAccess.of(settings)
     app = ScoringApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(kafka),
         store=store or settings.store,
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -253,14 +270,14 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     accounts_name, clocks_name = TABLES  # their changelogs are created up front by ensure_topics
     accounts = app.Table(accounts_name, **tables)
     clocks = app.Table(clocks_name, **tables)
-    dead_letters = KafkaDeadLetters(settings.kafka_bootstrap, settings.topic("deadletter"))
+    dead_letters = KafkaDeadLetters(kafka, settings.topic("deadletter"))
     sink = KafkaSink(app, settings, dead_letters)
     projection = redis_projection(settings, config)
-    offsets = ConsumerOffsets(app, settings.kafka_bootstrap)
+    offsets = ConsumerOffsets(app, kafka)
     lane = InputLane(settings.input_topics.values())
     app.input_lane = lane  # type: ignore[attr-defined]  # the consumer hands input fetches to it
     inputs = settings.input_topics.values()
-    loads = InputLoads(ConsumerOffsets(app, settings.kafka_bootstrap), inputs, settings.partitions)
+    loads = InputLoads(ConsumerOffsets(app, kafka), inputs, settings.partitions)
     app.input_loads = loads  # type: ignore[attr-defined]  # what the group's leader balances
 
     def acknowledge(messages: Sequence[Any]) -> None:
@@ -391,9 +408,10 @@ def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
 def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: RedisProjection) -> None:
     """Timers that keep the Redis projection complete, and its final write at shutdown."""
     alerts_topic = settings.topic("alerts")
+    kafka = KafkaAccess.of(settings)
 
     async def alerts_of(partition: int) -> list[dict[str, Any]]:
-        return await recent_alerts(settings.kafka_bootstrap, alerts_topic, partition, KEEP_ALERTS)
+        return await recent_alerts(kafka, alerts_topic, partition, KEEP_ALERTS)
 
     resync = Resync(projection, lambda: scorer.engines, scorer.lock, alerts_of)
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -440,7 +458,7 @@ def run_worker(
 ) -> None:
     """Run one worker process until stopped (SIGINT/SIGTERM); BrokerUnavailable when no broker
     answers within `connect_timeout_s` at start-up."""
-    asyncio.run(wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "starting the worker"))
+    asyncio.run(wait_for_broker(KafkaAccess.of(settings), connect_timeout_s, "starting the worker"))
     asyncio.run(ensure_topics(settings))
     app = create_app(settings, config)
     # Before the group join, so that the first assignment this worker makes as leader has them.

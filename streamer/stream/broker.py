@@ -5,25 +5,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+from streamer.stream.access import KafkaAccess
 
 RETRY_PAUSE_S = 0.5
 
 
 class BrokerUnavailable(Exception):
-    """No broker answered in time; the message names the address and what to do."""
+    """No broker answered in time, or it refused our credentials; the message names the address
+    and what to do."""
 
 
-def unreachable(bootstrap: str, seconds: float, doing: str) -> BrokerUnavailable:
+def unreachable(kafka: KafkaAccess, seconds: float, doing: str) -> BrokerUnavailable:
     return BrokerUnavailable(
-        f"no Kafka broker answered at {bootstrap} within {seconds:g} s ({doing}); start it "
+        f"no Kafka broker answered at {kafka.bootstrap} within {seconds:g} s ({doing}); start it "
         "(`streamer local up`, or `docker compose up -d kafka`) or point HEALTHSTREAM_KAFKA_BOOTSTRAP "
         "(or --bootstrap) at a running one"
+        + (
+            f" that speaks {kafka.protocol}"
+            if kafka.protocol != "PLAINTEXT"
+            else " (a cluster that takes TLS or SASL logins also needs HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL)"
+        )
     )
+
+
+def refused(kafka: KafkaAccess, error: Exception, doing: str) -> BrokerUnavailable:
+    """The broker answered and refused the TLS handshake or the SASL login: waiting cannot help."""
+    what = "TLS" if isinstance(error, ssl.SSLError) else f"SASL {kafka.mechanism} login"
+    return BrokerUnavailable(
+        f"the Kafka broker at {kafka.bootstrap} refused the {what} ({doing}): {error}; check "
+        "HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL, HEALTHSTREAM_KAFKA_SASL_* and HEALTHSTREAM_KAFKA_SSL_*"
+    )
+
+
+REFUSALS = (
+    SaslAuthenticationFailed,
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    UnsupportedSaslMechanismError,
+    ssl.SSLError,
+)
 
 
 @contextlib.contextmanager
@@ -38,37 +72,79 @@ def _client_logs_silenced() -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def _answers(bootstrap: str, timeout_s: float) -> bool:
+async def _answers(kafka: KafkaAccess, timeout_s: float) -> bool:
+    """Whether the broker answers; raises one of `REFUSALS` when it refuses our credentials."""
     timeout_ms = max(int(timeout_s * 1000), 1000)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=timeout_ms)
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()
         return True
+    except REFUSALS:
+        raise
     except (KafkaError, OSError, TimeoutError):
-        return False
+        pass
     finally:
         # never started: nothing to close
         with contextlib.suppress(KafkaError, OSError, TimeoutError, AttributeError):
             async with asyncio.timeout(5.0):
                 await admin.close()
+    await _raise_a_refusal(kafka, timeout_s)
+    return False
 
 
-async def wait_for_broker(bootstrap: str, timeout_s: float, doing: str = "connecting") -> None:
-    """Return once a broker at `bootstrap` answers; BrokerUnavailable after `timeout_s`."""
+async def _raise_a_refusal(kafka: KafkaAccess, timeout_s: float) -> None:
+    """Raise why the broker refused us, if it did. A client that cannot bootstrap says only
+    "Unable to bootstrap" (the cause goes to its log), so one connection of our own, which a
+    refused login or TLS handshake ends with its own error, tells a refusal from an absence."""
+    if not kafka.tls and not kafka.sasl:
+        return
+    host, port, _ = collect_hosts(kafka.bootstrap)[0]
+    options = kafka.client_options()
+    del options["bootstrap_servers"]
+    try:
+        async with asyncio.timeout(timeout_s):
+            connection = await create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), **options)
+    except REFUSALS:
+        raise
+    except (KafkaError, OSError, TimeoutError):
+        return
+    connection.close()
+
+
+async def raise_if_refused(kafka: KafkaAccess, timeout_s: float, doing: str) -> None:
+    """BrokerUnavailable (`refused`) when the broker refuses our TLS handshake or SASL login, for
+    a command whose client failed to connect; nothing when it does not (absent, or busy)."""
+    try:
+        with _client_logs_silenced():
+            await _raise_a_refusal(kafka, timeout_s)
+    except REFUSALS as error:
+        raise refused(kafka, error, doing) from None
+
+
+async def wait_for_broker(kafka: KafkaAccess, timeout_s: float, doing: str = "connecting") -> None:
+    """Return once the broker answers; BrokerUnavailable after `timeout_s`, or at once when it
+    refuses our credentials."""
     started = time.monotonic()
     while True:
         remaining = timeout_s - (time.monotonic() - started)
-        with _client_logs_silenced():
-            answered = await _answers(bootstrap, max(min(remaining, 10.0), 0.5))
+        try:
+            with _client_logs_silenced():
+                answered = await _answers(kafka, max(min(remaining, 10.0), 0.5))
+        except REFUSALS as error:
+            raise refused(kafka, error, doing) from None
         if answered:
             return
         if time.monotonic() - started + RETRY_PAUSE_S >= timeout_s:
-            raise unreachable(bootstrap, timeout_s, doing)
+            raise unreachable(kafka, timeout_s, doing)
         await asyncio.sleep(RETRY_PAUSE_S)
 
 
-def probe(bootstrap: str, timeout: float = 3.0) -> bool:
-    """True when a broker at `bootstrap` answers (for /healthz; call it from a thread, not a loop)."""
+def probe(kafka: KafkaAccess, timeout: float = 3.0) -> bool:
+    """True when the broker answers and takes our credentials (for /healthz; call it from a
+    thread, not a loop)."""
     with _client_logs_silenced():
-        return asyncio.run(_answers(bootstrap, timeout))
+        try:
+            return asyncio.run(_answers(kafka, timeout))
+        except REFUSALS:
+            return False

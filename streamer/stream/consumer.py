@@ -442,7 +442,9 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         """The consumer group's committed offsets of `tps` as the broker has them (none for a
         partition the group never committed)."""
         bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        # TLS and SASL as faust's own clients have them
+        security = faust_aiokafka.credentials_to_aiokafka_auth(self.app.conf.broker_credentials)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
         await admin.start()
         try:
             wanted = [KafkaTP(tp.topic, tp.partition) for tp in tps]

@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamer.stream.access import KafkaAccess
 from streamer.stream.faust_private import topic_partitions
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,8 @@ class KafkaDeadLetters:
     """`DeadLetterLog` over the dead-letter topic; broker errors are retried (the batch waits,
     as it waits for its outputs), never skipped."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
+    def __init__(self, kafka: KafkaAccess, topic: str) -> None:
+        self.kafka, self.topic = kafka, topic
         self.partitions: int | None = None
         self._client: AIOKafkaConsumer | None = None
 
@@ -153,7 +154,7 @@ class KafkaDeadLetters:
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:
             client = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+                **self.kafka.client_options(),
                 group_id=None,
                 enable_auto_commit=False,
                 fetch_max_wait_ms=FETCH_WAIT_MS,

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 from faust.types import TP
 
+from streamer.stream.access import KafkaAccess
 from streamer.stream.consumer import RebalanceSafeConsumer
 from streamer.stream.faust_private import committed_offsets
 from streamer.stream.topics import configure_inputs
@@ -29,9 +30,9 @@ TopicPartition = tuple[str, int]
 class ConsumerOffsets:
     """Offsets of the worker's input partitions, for `scorer.Scorer`."""
 
-    def __init__(self, app: faust.App, bootstrap: str) -> None:
+    def __init__(self, app: faust.App, kafka: KafkaAccess) -> None:
         self.app = app
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self._client: AIOKafkaConsumer | None = None  # started on first use, in the worker's loop
 
     def generation(self) -> int | None:
@@ -74,7 +75,7 @@ class ConsumerOffsets:
         return cast(RebalanceSafeConsumer, self.app.consumer).read_position(TP(topic, partition))
 
     async def created_again(self, topic: str) -> None:
-        await configure_inputs(self.bootstrap, [topic])
+        await configure_inputs(self.kafka, [topic])
 
     def start_over(self, topic: str, partition: int) -> None:
         cast(RebalanceSafeConsumer, self.app.consumer).start_over(TP(topic, partition))
@@ -103,7 +104,7 @@ class ConsumerOffsets:
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:
             client = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+                **self.kafka.client_options(),
                 enable_auto_commit=False,
                 isolation_level="read_committed",  # as the worker reads: its end is the stable offset
             )

@@ -12,19 +12,21 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamer.stream.access import KafkaAccess
+
 READ_TIMEOUT_S = 30.0  # bounds a read while the broker is away (the caller tries again later)
 
 
-async def recent_alerts(bootstrap: str, topic: str, partition: int, count: int) -> list[dict[str, Any]]:
+async def recent_alerts(kafka: KafkaAccess, topic: str, partition: int, count: int) -> list[dict[str, Any]]:
     """The last `count` alerts of `topic`[`partition`], oldest first (duplicates included: an
     alert re-sent after a restart has the same id and record). Raises on a broker error or after
     `READ_TIMEOUT_S`."""
     async with asyncio.timeout(READ_TIMEOUT_S):
-        return await _read(bootstrap, TopicPartition(topic, partition), count)
+        return await _read(kafka, TopicPartition(topic, partition), count)
 
 
-async def _read(bootstrap: str, tp: TopicPartition, count: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+async def _read(kafka: KafkaAccess, tp: TopicPartition, count: int) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([tp])

@@ -39,7 +39,8 @@ from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
 from streamer.partitioning import partition_of
 from streamer.settings import Settings
-from streamer.stream.broker import BrokerUnavailable
+from streamer.stream.access import KafkaAccess
+from streamer.stream.broker import REFUSALS, BrokerUnavailable, raise_if_refused, refused
 from streamer.stream.topics import ensure_topics
 
 __all__ = ["BrokerUnavailable", "Interrupted", "ReplaySummary", "publish", "route"]
@@ -131,8 +132,11 @@ async def _with_deadline(
             async with asyncio.timeout(max(remaining, 0.1)):
                 await attempt()
             return
+        except REFUSALS as error:  # the broker answered: waiting for it cannot help
+            raise refused(KafkaAccess.of(settings), error, "replaying events") from None
         except (KafkaError, OSError, TimeoutError) as error:
             log.debug("broker not ready", extra={"error": repr(error)})
+            await raise_if_refused(KafkaAccess.of(settings), min(10.0, timeout_s), "replaying events")
         if time.monotonic() - started + RETRY_PAUSE_S > timeout_s:
             raise _unreachable(settings, timeout_s, what)
         await asyncio.sleep(RETRY_PAUSE_S)
@@ -166,7 +170,7 @@ class _Sender:
         # next one, so messages are appended in the order of the file across topics (the order
         # the worker's merge relies on to give offline's answers while events are published).
         return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **KafkaAccess.of(self.settings).client_options(),
             linger_ms=0,
             max_batch_size=512 * 1024,
             acks="all",

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streamer.contract.vocabulary import Severity
 from streamer.settings import Settings
+from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import wait_for_broker
 
 SEVERITY_MARK: dict[str, str] = {Severity.critical: "CRIT", Severity.warning: "WARN", Severity.info: "info"}
@@ -53,10 +54,11 @@ async def tail(
     """Call `emit` for each alert until `limit` alerts or `timeout_s` seconds; return the count.
 
     BrokerUnavailable when no broker answers within `connect_timeout_s`."""
-    await wait_for_broker(settings.kafka_bootstrap, connect_timeout_s, "following the alerts")
+    kafka = KafkaAccess.of(settings)
+    await wait_for_broker(kafka, connect_timeout_s, "following the alerts")
     consumer = AIOKafkaConsumer(
         settings.topic("alerts"),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka.client_options(),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,

@@ -12,6 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streamer.settings import Settings
+from streamer.stream.access import KafkaAccess
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
     `settings.partitions`: an account's events, state and outputs live on the partition its id
     hashes to among that many, so a worker cannot run on them (on an input with fewer
     partitions it re-routed every event back to where it was, for ever)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**KafkaAccess.of(settings).client_options(), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -128,10 +129,10 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
-async def configure_inputs(bootstrap: str, names: list[str]) -> None:
+async def configure_inputs(kafka: KafkaAccess, names: list[str]) -> None:
     """Give existing input topics `INPUT`'s settings (one created again by an operator or by
     the broker on demand has the broker's defaults); a failure is logged, as at start-up."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15000)
     try:
         await admin.start()
         await _configure(admin, names, INPUT, INPUT_SETTINGS)

@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.settings import Settings
+from streamer.stream.access import KafkaAccess
 from streamer.view import handlers
 from streamer.view.dashboard import load_page
 from streamer.view.errors import Problem
@@ -130,13 +131,13 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
         ]
     )
     app[handlers.SERVICE] = ViewService(reader)
-    bootstrap = settings.kafka_bootstrap if view.kafka_check else None
-    app[handlers.HEALTH] = Health(reader, bootstrap, view.worker_max_age_s)
+    access = KafkaAccess.of(settings)
+    app[handlers.HEALTH] = Health(reader, access if view.kafka_check else None, view.worker_max_age_s)
     app[handlers.METRICS] = metrics
     app[handlers.PAGE] = load_page()
     app[handlers.ACCOUNT_PAGE] = load_page("account.html", "account.js")
     app[handlers.MISSING_PAGE] = load_page("missing.html", None)
-    kafka = KafkaPublisher(settings.kafka_bootstrap)  # connects on the first write only
+    kafka = KafkaPublisher(access)  # connects on the first write only
     app[handlers.WRITER] = Writer(publish or kafka, settings, enabled=view.secret is not None)
     for method, path, handler in WRITES:
         app.router.add_route(method, path, handler)

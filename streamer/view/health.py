@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from streamer.core.clock import iso
 from streamer.projection.redis_reader import ProjectionReader
+from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import probe
 
 KAFKA_PROBE_TTL_S = 5.0
@@ -25,13 +26,13 @@ class Health:
     def __init__(
         self,
         reader: ProjectionReader,
-        bootstrap: str | None,
+        kafka: KafkaAccess | None,
         worker_max_age_s: float,
         *,
-        kafka_probe: Callable[[str, float], bool] = probe,
+        kafka_probe: Callable[[KafkaAccess, float], bool] = probe,
     ) -> None:
         self.reader = reader
-        self.bootstrap = bootstrap
+        self.kafka_access = kafka
         self.worker_max_age_s = worker_max_age_s
         self.kafka_probe = kafka_probe
         self._kafka: tuple[float, bool] | None = None
@@ -39,12 +40,12 @@ class Health:
 
     async def kafka(self) -> bool | None:
         """Whether the broker answers a metadata request (cached a few seconds); None: not checked."""
-        if self.bootstrap is None:
+        if self.kafka_access is None:
             return None
         async with self._probing:
             now = time.monotonic()
             if self._kafka is None or now - self._kafka[0] > KAFKA_PROBE_TTL_S:
-                answered = await asyncio.to_thread(self.kafka_probe, self.bootstrap, 2.0)
+                answered = await asyncio.to_thread(self.kafka_probe, self.kafka_access, 2.0)
                 self._kafka = (now, answered)
             return self._kafka[1]
 

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from streamer.contract.events import EVENT_FAMILY
 from streamer.core.clock import iso, to_ms
 from streamer.settings import Settings
+from streamer.stream.access import KafkaAccess
 from streamer.view.actions import build_event
 from streamer.view.errors import Forbidden, Unavailable
 
@@ -28,10 +29,10 @@ SEND_TIMEOUT_S = 20.0
 
 
 class KafkaPublisher:
-    """Publishes to `bootstrap` with acks from all in-sync replicas, idempotently."""
+    """Publishes to the broker with acks from all in-sync replicas, idempotently."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess) -> None:
+        self.kafka = kafka
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 
@@ -39,7 +40,7 @@ class KafkaPublisher:
         async with self._starting:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap,
+                    **self.kafka.client_options(),
                     acks="all",
                     enable_idempotence=True,
                     request_timeout_ms=int(SEND_TIMEOUT_S * 1000),
@@ -60,8 +61,8 @@ class KafkaPublisher:
                 await producer.send_and_wait(topic, value, key=key)
         except (KafkaError, OSError, TimeoutError) as error:
             raise Unavailable(
-                f"the broker at {self.bootstrap} did not take the event ({type(error).__name__}: {error}); "
-                "nothing was published: try again"
+                f"the broker at {self.kafka.bootstrap} did not take the event "
+                f"({type(error).__name__}: {error}); nothing was published: try again"
             ) from None
 
     async def close(self) -> None:

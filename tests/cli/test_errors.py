@@ -61,6 +61,7 @@ def test_worker_with_an_unreachable_broker(tmp_path: Path) -> None:
         f"streamer worker: no Kafka broker answered at {bootstrap} within 1 s (starting the worker); "
         "start it (`streamer local up`, or `docker compose up -d kafka`) or point "
         "HEALTHSTREAM_KAFKA_BOOTSTRAP (or --bootstrap) at a running one"
+        " (a cluster that takes TLS or SASL logins also needs HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL)"
     )
 
 
@@ -79,6 +80,7 @@ def test_alerts_tail_with_an_unreachable_broker_leaves_nothing_unclosed() -> Non
         f"streamer alerts tail: no Kafka broker answered at {bootstrap} within 1 s (following the "
         "alerts); start it (`streamer local up`, or `docker compose up -d kafka`) or point "
         "HEALTHSTREAM_KAFKA_BOOTSTRAP (or --bootstrap) at a running one"
+        " (a cluster that takes TLS or SASL logins also needs HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL)"
     ], done.stderr
 
 
@@ -92,6 +94,7 @@ def test_notify_with_an_unreachable_broker(tmp_path: Path) -> None:
         f"streamer notify: no Kafka broker answered at {bootstrap} within 1 s (delivering alerts); "
         "start it (`streamer local up`, or `docker compose up -d kafka`) or point "
         "HEALTHSTREAM_KAFKA_BOOTSTRAP (or --bootstrap) at a running one"
+        " (a cluster that takes TLS or SASL logins also needs HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL)"
     )
 
 

@@ -24,6 +24,7 @@ from streamer.core.clock import DAY
 from streamer.projection.codec import epoch_ms, summary
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.settings import Settings
+from streamer.stream.access import plain
 from streamer.view import handlers
 from streamer.view.app import ROUTES, create_app
 from streamer.view.health import Health
@@ -68,7 +69,7 @@ async def start(
     app = create_app(settings, ViewSettings(token=token, kafka_check=False))
     if kafka is not None:
         health = app[handlers.HEALTH]
-        app[handlers.HEALTH] = Health(health.reader, "broker:9092", 30.0, kafka_probe=lambda *_: kafka)
+        app[handlers.HEALTH] = Health(health.reader, plain("broker:9092"), 30.0, kafka_probe=lambda *_: kafka)
     client = TestClient(TestServer(app))
     await client.start_server()
     return client
