@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.local import proc
-from streamer.local.errors import StackError
+from streamer.local.errors import MissingToolError, StackError
 from streamer.local.settings import HOST, StackSettings
 from streamer.local.tools import Echo, echo_stderr
 
@@ -25,6 +25,18 @@ LOG4J = Path(__file__).with_name("log4j.properties")
 MAIN_CLASS = "kafka.Kafka"
 NODE_ID = 1
 _MARKER = ".complete"
+
+# The optional SASL_SSL listener (StackSettings.secure_port), for tests of secured clients: one
+# user, known to both mechanisms, and a self-signed certificate for 127.0.0.1 that a client
+# trusts through ca_path(). No authorizer: an authenticated client may do anything.
+LOCAL_SASL_USER = "healthstream"
+LOCAL_SASL_PASSWORD = "healthstream-local"
+SECURE_LISTENER = "SASL_SSL"
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256")
+_KEYSTORE_PASSWORD = "healthstream-local-tls"
+_KEY_ALIAS = "broker"
+_PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 def version() -> str:
@@ -106,16 +118,54 @@ def running_pid(settings: StackSettings) -> int | None:
     return proc.running_pid(pid_path(settings), MAIN_CLASS)
 
 
+def tls_dir(settings: StackSettings) -> Path:
+    """The SASL_SSL listener's keystore and certificate (made once by prepare())."""
+    return settings.kafka_dir / "tls"
+
+
+def keystore_path(settings: StackSettings) -> Path:
+    """The PKCS12 keystore with the SASL_SSL listener's key and self-signed certificate."""
+    return tls_dir(settings) / "broker.p12"
+
+
+def ca_path(settings: StackSettings) -> Path:
+    """PEM of the SASL_SSL listener's self-signed certificate: the CA file its clients trust."""
+    return tls_dir(settings) / "ca.pem"
+
+
+def _secure_listener(settings: StackSettings) -> dict[str, str]:
+    """TLS and SASL (PLAIN and SCRAM-SHA-256) of the SASL_SSL listener, scoped to it."""
+    prefix = f"listener.name.{SECURE_LISTENER.lower()}."
+    plain = f'{_PLAIN_LOGIN} required user_{LOCAL_SASL_USER}="{LOCAL_SASL_PASSWORD}";'
+    return {
+        f"{prefix}ssl.keystore.type": "PKCS12",
+        f"{prefix}ssl.keystore.location": str(keystore_path(settings)),
+        f"{prefix}ssl.keystore.password": _KEYSTORE_PASSWORD,
+        f"{prefix}sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        f"{prefix}plain.sasl.jaas.config": plain,
+        # SCRAM users live in the cluster metadata, added when the storage is formatted
+        f"{prefix}scram-sha-256.sasl.jaas.config": f"{_SCRAM_LOGIN} required;",
+    }
+
+
 def server_properties(settings: StackSettings) -> str:
-    """Single combined broker+controller KRaft node on loopback."""
-    kafka, controller = settings.kafka_port, settings.controller_port
+    """Single combined broker+controller KRaft node on loopback (PLAINTEXT between its roles),
+    with a SASL_SSL listener for clients besides when `settings.secure_port` is set."""
+    kafka, controller, secure = settings.kafka_port, settings.controller_port, settings.secure_port
+    listeners = [f"PLAINTEXT://{HOST}:{kafka}", f"CONTROLLER://{HOST}:{controller}"]
+    advertised = [f"PLAINTEXT://{HOST}:{kafka}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if secure is not None:
+        listeners.append(f"{SECURE_LISTENER}://{HOST}:{secure}")
+        advertised.append(f"{SECURE_LISTENER}://{HOST}:{secure}")
+        protocols.append(f"{SECURE_LISTENER}:{SECURE_LISTENER}")
     lines = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{controller}",
-        "listeners": f"PLAINTEXT://{HOST}:{kafka},CONTROLLER://{HOST}:{controller}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{kafka}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(advertised),
+        "listener.security.protocol.map": ",".join(protocols),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(settings.kafka_dir / "data"),
@@ -137,6 +187,8 @@ def server_properties(settings: StackSettings) -> str:
         "log.retention.hours": "168",
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
+    if secure is not None:
+        lines.update(_secure_listener(settings))
     header = "# written by `streamer local up` on every start; edit streamer/local/kafka.py\n"
     return header + "".join(f"{key}={value}\n" for key, value in lines.items())
 
@@ -172,16 +224,71 @@ def _java_argv(settings: StackSettings, java: str, main: str, *args: str) -> lis
     ]
 
 
+def find_keytool(java: str) -> str:
+    """keytool of the JDK that runs the broker (it sits next to java), else the one on PATH."""
+    located = Path(shutil.which(java) or java)
+    for folder in (located.resolve().parent, located.parent):
+        candidate = folder / "keytool"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("keytool")
+    if found is None:
+        raise MissingToolError("keytool (part of the JDK) is needed for the SASL_SSL listener's certificate")
+    return found
+
+
+def _run_keytool(keytool: str, *args: str) -> None:
+    result = subprocess.run(
+        [keytool, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        raise StackError(f"keytool {args[0]} failed:\n{(result.stdout + result.stderr).strip()}")
+
+
+def ensure_tls(settings: StackSettings, java: str, *, echo: Echo = echo_stderr) -> Path:
+    """Make the SASL_SSL listener's self-signed certificate (CN and SAN 127.0.0.1, SAN localhost)
+    in a PKCS12 keystore, and the certificate as PEM for clients, once; return the PEM's path."""
+    if keystore_path(settings).is_file() and ca_path(settings).is_file():
+        return ca_path(settings)
+    echo("making a self-signed certificate for the SASL_SSL listener (once) ...")
+    keytool = find_keytool(java)
+    partial = tls_dir(settings).with_name("tls.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    store = partial / keystore_path(settings).name
+    common = ["-alias", _KEY_ALIAS, "-keystore", str(store), "-storetype", "PKCS12"]
+    common += ["-storepass", _KEYSTORE_PASSWORD]
+    key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", "3650", "-dname", f"CN={HOST}"]
+    _run_keytool(keytool, "-genkeypair", *common, *key, "-ext", f"SAN=ip:{HOST},dns:localhost")
+    _run_keytool(keytool, "-exportcert", "-rfc", *common, "-file", str(partial / ca_path(settings).name))
+    shutil.rmtree(tls_dir(settings), ignore_errors=True)
+    partial.rename(tls_dir(settings))
+    return ca_path(settings)
+
+
+def _scram_users(settings: StackSettings) -> list[str]:
+    """StorageTool arguments that add the SASL_SSL listener's SCRAM user to fresh storage."""
+    if settings.secure_port is None:
+        return []
+    return ["--add-scram", f"SCRAM-SHA-256=[name={LOCAL_SASL_USER},password={LOCAL_SASL_PASSWORD}]"]
+
+
 def prepare(settings: StackSettings, java: str, *, echo: Echo = echo_stderr) -> Path:
-    """Write server.properties and format the KRaft storage on first use; return the config."""
+    """Write server.properties and format the KRaft storage on first use; return the config.
+
+    With `settings.secure_port`, also the SASL_SSL listener's certificate (ensure_tls); its SCRAM
+    user is created with the storage, so storage formatted without that port has only PLAIN."""
     for sub in ("", "logs", "data"):
         (settings.kafka_dir / sub).mkdir(parents=True, exist_ok=True)
+    if settings.secure_port is not None:
+        ensure_tls(settings, java, echo=echo)
     config = settings.kafka_dir / "server.properties"
     config.write_text(server_properties(settings))
     if not (settings.kafka_dir / "data" / "meta.properties").is_file():
         echo("formatting the KRaft storage (once) ...")
         argv = _java_argv(settings, java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(settings))
-        result = subprocess.run([*argv, "-c", str(config)], capture_output=True, text=True, check=False)
+        argv += ["-c", str(config), *_scram_users(settings)]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise StackError(
                 f"formatting the Kafka storage failed:\n{(result.stdout + result.stderr).strip()}"

@@ -59,6 +59,13 @@ def _port(value: int | None, environ: Mapping[str, str], name: str, default: int
     return value
 
 
+def _optional_port(value: int | None, name: str) -> int | None:
+    """A port given only as an argument (no environment variable); None stays None."""
+    if value is not None and not 0 < value < 65536:
+        raise StackError(f"port {value} ({name}) is outside 1-65535")
+    return value
+
+
 def _dir(value: Path | str | None, environ: Mapping[str, str], name: str, default: Path) -> Path:
     if value is None:
         value = environ.get(name, "").strip() or default
@@ -76,6 +83,9 @@ class StackSettings:
     redis_port: int = DEFAULT_REDIS_PORT
     kafka_heap: str = "512m"
     timeout: float = DEFAULT_TIMEOUT
+    # A second broker listener, SASL_SSL, for tests of secured clients (streamer.local.kafka);
+    # None, the default: the stack has only its PLAINTEXT listener
+    secure_port: int | None = None
 
     @classmethod
     def from_env(
@@ -88,6 +98,7 @@ class StackSettings:
         controller_port: int | None = None,
         redis_port: int | None = None,
         timeout: float | None = None,
+        secure_port: int | None = None,
     ) -> StackSettings:
         """Explicit arguments win over the HEALTHSTREAM_* variables, which win over defaults."""
         env = os.environ if environ is None else environ
@@ -99,15 +110,25 @@ class StackSettings:
             controller_port=_port(controller_port, env, ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT),
             redis_port=_port(redis_port, env, ENV_REDIS_PORT, DEFAULT_REDIS_PORT),
             timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+            secure_port=_optional_port(secure_port, "secure_port"),
         )
         ports = (settings.kafka_port, settings.controller_port, settings.redis_port)
         if len(set(ports)) != len(ports):
             raise StackError(f"the Kafka, Kafka controller and Redis ports must differ: {ports}")
+        if settings.secure_port in ports:
+            raise StackError(
+                f"the SASL_SSL port {settings.secure_port} must differ from the other ports {ports}"
+            )
         return settings
 
     @property
     def bootstrap(self) -> str:
         return local_bootstrap(self.kafka_port)
+
+    @property
+    def secure_bootstrap(self) -> str | None:
+        """Bootstrap address of the SASL_SSL listener, None when the stack has none."""
+        return None if self.secure_port is None else local_bootstrap(self.secure_port)
 
     @property
     def redis_url(self) -> str:
