@@ -451,8 +451,9 @@ def _the_views_check_and_writes_reach_the_cluster(
         ["alerts", "tail", "--connect-timeout", "120"],
         ["worker", "--connect-timeout", "120"],
         ["replay", "EVENTS", "--timeout", "120"],
+        ["notify", "--config", "CONFIG", "--connect-timeout", "120", "--metrics-port", "0"],
     ],
-    ids=["alerts tail", "worker", "replay"],
+    ids=["alerts tail", "worker", "replay", "notify"],
 )
 def test_a_wrong_password_ends_a_command_at_once_naming_the_login(
     secured_broker: SecuredBroker, tmp_path: Path, command: list[str]
@@ -461,6 +462,9 @@ def test_a_wrong_password_ends_a_command_at_once_naming_the_login(
     in one line saying what was refused (not "no broker answered" after the connect timeout)."""
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"")
+    config = tmp_path / "notify.toml"
+    config.write_text('[[destinations]]\nname = "x"\nurl = "http://127.0.0.1:9/hook"\n')
+    files = {"EVENTS": str(events), "CONFIG": str(config)}
     env = {
         **clean_env(),
         **secured_broker.env(),
@@ -468,7 +472,7 @@ def test_a_wrong_password_ends_a_command_at_once_naming_the_login(
         "HEALTHSTREAM_DATA_DIR": str(tmp_path / "data"),
     }
     started = time.monotonic()
-    argv = [STREAMER, *(str(events) if part == "EVENTS" else part for part in command)]
+    argv = [STREAMER, *(files.get(part, part) for part in command)]
     done = subprocess.run(argv, env=env, capture_output=True, timeout=150)
     stderr = done.stderr.decode()
     refusal = f"the Kafka broker at {secured_broker.bootstrap} refused the SASL {MECHANISM} login"
