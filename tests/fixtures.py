@@ -325,3 +325,41 @@ async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
         return {entry[0]: entry[1] for entry in entries}
     finally:
         await admin.close()
+
+
+# -- reading topics back -------------------------------------------------------------------------
+
+
+async def topic_partitions(consumer: Any, topic: str) -> list[Any]:
+    """The partitions of `topic` as a started aiokafka consumer sees them (waits a moment for
+    the metadata of a fresh topic)."""
+    from aiokafka import TopicPartition
+
+    for _ in range(50):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"topic {topic} does not exist")
+
+
+async def read_records(options: dict[str, Any], topic: str) -> list[Any]:
+    """Every record of `topic`, from the beginning to its current end, read by a client with
+    `options` (bootstrap_servers, and TLS/SASL on a secured listener)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()

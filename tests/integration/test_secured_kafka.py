@@ -22,23 +22,30 @@ import urllib.request
 import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
-from aiokafka.structs import ConsumerRecord
+from test_stream import closing_events  # the stream tests' final published evaluation per account
 
 from streamer.local import kafka, proc, tools
 from streamer.local.settings import StackSettings
 from streamer.local.stack import stop
 from streamer.settings import FAMILIES
-from tests.fixtures import RedisServer, free_port, free_ports, stop_process, wait_until
+from tests.fixtures import (
+    RedisServer,
+    free_port,
+    free_ports,
+    read_records,
+    stop_process,
+    topic_partitions,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -177,32 +184,6 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 # -- a history and its offline answers ------------------------------------------------------------
 
 
-def _closing_events(lines: list[bytes]) -> list[bytes]:
-    """One subscription per account a minute after the history ends: a change of MRR at the end
-    makes every account's final evaluation a published one (cs.health carries a snapshot only
-    when score, band, stage, MRR or plan changed), as in test_stream.py."""
-    values = [orjson.loads(line) for line in lines]
-    end = max(datetime.fromisoformat(value["occurred_at"]) for value in values) + timedelta(minutes=1)
-    when = end.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [
-        orjson.dumps(
-            {
-                "event_id": f"{account}-closing",
-                "event_type": "subscription.started",
-                "account_id": account,
-                "occurred_at": when,
-                "subscription_id": f"{account}-closing",
-                "plan": "closing",
-                "amount": "1.00",
-                "currency": "USD",
-                "interval": "month",
-                "seats": 1,
-            }
-        )
-        for account in sorted({value["account_id"] for value in values})
-    ]
-
-
 def streamer(*args: str) -> None:
     """Run a `streamer` command that needs no broker (simulate, offline); fail on an error."""
     subprocess.run([STREAMER, *args], check=True, capture_output=True, env=clean_env(), timeout=120)
@@ -225,7 +206,7 @@ def make_answers(folder: Path, seed: int = 7) -> Answers:
     streamer("simulate", *options, "--out", str(simulated))
     lines = gzip.decompress(simulated.read_bytes()).splitlines()
     events = folder / "events.jsonl"
-    events.write_bytes(b"\n".join([*lines, *_closing_events(lines)]) + b"\n")
+    events.write_bytes(b"\n".join([*lines, *closing_events(lines)]) + b"\n")
     out = folder / "offline"
     streamer("offline", str(events), "--sort", "--partitions", str(PARTITIONS), "--quiet", "--out", str(out))
     assert not (out / "deadletter.jsonl").read_bytes(), "the history should be clean"
@@ -241,34 +222,6 @@ def make_answers(folder: Path, seed: int = 7) -> Answers:
 # -- reading the secured topics -------------------------------------------------------------------
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    for _ in range(50):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return [TopicPartition(topic, p) for p in sorted(partitions)]
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"topic {topic} does not exist")
-
-
-async def _read_topic(options: dict[str, Any], topic: str) -> list[ConsumerRecord]:
-    """Every record of `topic`, read from the beginning to its current end."""
-    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord] = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
-
-
 async def _progress(
     options: dict[str, Any], group: str, inputs: list[str], outputs: list[str]
 ) -> tuple[int, int]:
@@ -278,8 +231,8 @@ async def _progress(
     await consumer.start()
     try:
         await admin.start()
-        partitions = [tp for topic in inputs for tp in await _partitions(consumer, topic)]
-        produced = [tp for topic in outputs for tp in await _partitions(consumer, topic)]
+        partitions = [tp for topic in inputs for tp in await topic_partitions(consumer, topic)]
+        produced = [tp for topic in outputs for tp in await topic_partitions(consumer, topic)]
         end = await consumer.end_offsets(partitions + produced)
         committed = await admin.list_consumer_group_offsets(group)
         lag = sum(end[tp] - max(committed[tp].offset if tp in committed else 0, 0) for tp in partitions)
@@ -379,8 +332,8 @@ def test_a_worker_on_a_sasl_ssl_cluster_gives_offlines_answers(
             alive = f"\n{worker_tail()}" if worker.poll() is None else ""  # else the error has its log
             raise AssertionError(f"{error}; (lag, output records) {settling.last}{alive}") from None
 
-        health = run(_read_topic(options, prefix + "health"))
-        alerts = [orjson.loads(record.value) for record in run(_read_topic(options, prefix + "alerts"))]
+        health = run(read_records(options, prefix + "health"))
+        alerts = [orjson.loads(record.value) for record in run(read_records(options, prefix + "alerts"))]
         _the_views_check_and_writes_reach_the_cluster(
             env, options, prefix, sorted(answers.accounts)[0], tmp_path
         )
@@ -436,7 +389,7 @@ def _the_views_check_and_writes_reach_the_cluster(
             assert response.status == 202
 
         def renamed() -> bool:
-            records = run(_read_topic(options, prefix + "health"))
+            records = run(read_records(options, prefix + "health"))
             named = [orjson.loads(r.value) for r in records if r.key == account_id.encode()]
             return any((snapshot.get("profile") or {}).get("name") == "Secured Co" for snapshot in named)
 

@@ -52,7 +52,7 @@ from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
 from streamer.stream.replay import publish, route
 from streamer.stream.topics import ensure_topics, topic_specs
-from tests.fixtures import stop_process, topic_configs, wait_until
+from tests.fixtures import stop_process, topic_configs, topic_partitions, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -217,22 +217,13 @@ class Bus:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
-    async def _partitions(self, consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-        for _ in range(50):
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions:
-                return [TopicPartition(topic, p) for p in sorted(partitions)]
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"topic {topic} does not exist")
-
     async def _poll(self, topic: str) -> list[ConsumerRecord]:
         if topic not in self._consumers:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
             )
             await consumer.start()
-            partitions = await self._partitions(consumer, topic)
+            partitions = await topic_partitions(consumer, topic)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             self._consumers[topic] = (consumer, partitions)
@@ -269,7 +260,7 @@ class Bus:
         if self._probe is None:
             self._probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
             await self._probe.start()
-        partitions = [tp for topic in topics for tp in await self._partitions(self._probe, topic)]
+        partitions = [tp for topic in topics for tp in await topic_partitions(self._probe, topic)]
         end = await self._probe.end_offsets(partitions)
         committed = await (await self._admin_client()).list_consumer_group_offsets(group)
         lag = {}

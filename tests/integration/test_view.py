@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
@@ -40,7 +40,7 @@ from streamer.local.stack import StackInfo
 from streamer.projection.codec import epoch_ms
 from streamer.settings import Settings
 from streamer.stream.topics import ensure_topics
-from tests.fixtures import RedisServer, free_port, stop_process, wait_until
+from tests.fixtures import RedisServer, free_port, read_records, stop_process, topic_partitions, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -97,35 +97,8 @@ def same_state(projected: dict[str, Any], published: dict[str, Any]) -> bool:
 # -- Kafka reads -----------------------------------------------------------------------------------
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    for _ in range(50):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return [TopicPartition(topic, p) for p in sorted(partitions)]
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"topic {topic} does not exist")
-
-
-async def _read_topic(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        records: list[Any] = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
-
-
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    return asyncio.run(_read_topic(bootstrap, topic))
+    return asyncio.run(read_records({"bootstrap_servers": bootstrap}, topic))
 
 
 async def _delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
@@ -146,7 +119,7 @@ async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     await consumer.start()
     await admin.start()
     try:
-        partitions = [tp for topic in topics for tp in await _partitions(consumer, topic)]
+        partitions = [tp for topic in topics for tp in await topic_partitions(consumer, topic)]
         end = await consumer.end_offsets(partitions)
         try:
             committed = await admin.list_consumer_group_offsets(group)
@@ -551,26 +524,37 @@ def test_a_burst_of_500_concurrent_requests_gets_no_5xx(live: Live, pool: dict[s
         view.stop()
 
 
+def history_in_halves(folder: Path) -> tuple[History, Path, Path]:
+    """A simulated history (its offline answers) and its events in two files, first half first."""
+    history = make_history(folder / "history", seed=9)
+    lines = gzip.decompress(history.events.read_bytes()).splitlines(keepends=True)
+    first, second = folder / "first.jsonl", folder / "second.jsonl"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    return history, first, second
+
+
+def project_first_half(deployment: Deployment, first: Path) -> tuple[Proc, set[str]]:
+    """Topics, a worker and a view, `first` replayed and projected; the worker and its alert ids."""
+    deployment.create_topics()
+    worker = deployment.start_worker()
+    deployment.start_view()
+    deployment.replay(first)
+    wait_until("the first half to be projected", projection_settled(deployment))
+    return worker, deployment.alert_ids()
+
+
 def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up(
     stack: StackInfo, tmp_path: Path
 ) -> None:
-    history = make_history(tmp_path / "history", seed=9)
-    lines = gzip.decompress(history.events.read_bytes()).splitlines(keepends=True)
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first.write_bytes(b"".join(lines[: len(lines) // 2]))
-    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    history, first, second = history_in_halves(tmp_path)
 
     store = RedisServer(tmp_path / "redis")
     store.start()
     deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
     deployment.root.mkdir(parents=True)
     try:
-        deployment.create_topics()
-        worker = deployment.start_worker()
-        deployment.start_view()
-        deployment.replay(first)
-        wait_until("the first half to be projected", projection_settled(deployment))
-        before = deployment.alert_ids()
+        worker, before = project_first_half(deployment, first)
 
         store.stop()
         deployment.replay(second)
@@ -628,11 +612,7 @@ def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
     is degraded with the reason, and once Redis has room the projection catches up with nothing
     missing. A policy that evicts the projection's keys (`allkeys-*`) is reported the same way,
     and its end too."""
-    history = make_history(tmp_path / "history", seed=9)
-    lines = gzip.decompress(history.events.read_bytes()).splitlines(keepends=True)
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first.write_bytes(b"".join(lines[: len(lines) // 2]))
-    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    _, first, second = history_in_halves(tmp_path)
 
     store = RedisServer(tmp_path / "redis")
     store.start()
@@ -640,12 +620,7 @@ def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
     deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
     deployment.root.mkdir(parents=True)
     try:
-        deployment.create_topics()
-        worker = deployment.start_worker()
-        deployment.start_view()
-        deployment.replay(first)
-        wait_until("the first half to be projected", projection_settled(deployment))
-        before = deployment.alert_ids()
+        worker, before = project_first_half(deployment, first)
 
         admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]))  # full
         deployment.replay(second)

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import time
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -215,7 +216,18 @@ async def test_lost_data_is_noticed(projection: RedisProjection, client: Redis) 
     assert projection.lost
 
 
-async def test_redis_down_keeps_staging_and_catches_up(tmp_path: Any, prefix: str) -> None:
+@dataclass
+class OwnRedis:
+    """A redis-server of the test's own (stopped, restarted or filled up by it), a writer with
+    short backoffs, and a client."""
+
+    server: RedisServer
+    writer: RedisProjection
+    client: Redis
+
+
+@pytest.fixture
+async def own(tmp_path: Any, prefix: str) -> AsyncIterator[OwnRedis]:
     server = RedisServer(tmp_path / "redis")
     server.start()
     writer = RedisProjection(
@@ -223,28 +235,33 @@ async def test_redis_down_keeps_staging_and_catches_up(tmp_path: Any, prefix: st
     )
     client = Redis.from_url(server.url, decode_responses=True)
     try:
-        writer.snapshot(snapshot("acct-1", "2024-03-01T00:00:00Z"))
-        assert await writer.drain()
-        server.stop()
-        for day in range(2, 6):
-            writer.snapshot(snapshot("acct-1", f"2024-03-0{day}T00:00:00Z"))
-            writer.snapshot(snapshot("acct-2", f"2024-03-0{day}T00:00:00Z"))
-            completes_without_suspending(writer.flush())  # never raises, never blocks
-            await asyncio.sleep(0.1)
-        await wait_until_async("a failed write", lambda: writer.failures >= 1)
-        assert writer.failures >= 1 and writer.last_error
-        assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
-        assert writer.staged.snapshots["acct-1"][1]["as_of"] == "2024-03-05T00:00:00Z"
-        server.start()  # empty: no persistence
-        assert await writer.drain(timeout_s=5.0)
-        assert writer.failing == 0 and writer.lost
-        for account in ("acct-1", "acct-2"):
-            record = await stored(client, writer.keys, account)
-            assert record is not None and record["as_of"] == "2024-03-05T00:00:00Z"
+        yield OwnRedis(server, writer, client)
     finally:
         await client.aclose()
         await writer.close(timeout_s=0.5)
         server.stop()
+
+
+async def test_redis_down_keeps_staging_and_catches_up(own: OwnRedis) -> None:
+    server, writer, client = own.server, own.writer, own.client
+    writer.snapshot(snapshot("acct-1", "2024-03-01T00:00:00Z"))
+    assert await writer.drain()
+    server.stop()
+    for day in range(2, 6):
+        writer.snapshot(snapshot("acct-1", f"2024-03-0{day}T00:00:00Z"))
+        writer.snapshot(snapshot("acct-2", f"2024-03-0{day}T00:00:00Z"))
+        completes_without_suspending(writer.flush())  # never raises, never blocks
+        await asyncio.sleep(0.1)
+    await wait_until_async("a failed write", lambda: writer.failures >= 1)
+    assert writer.failures >= 1 and writer.last_error
+    assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
+    assert writer.staged.snapshots["acct-1"][1]["as_of"] == "2024-03-05T00:00:00Z"
+    server.start()  # empty: no persistence
+    assert await writer.drain(timeout_s=5.0)
+    assert writer.failing == 0 and writer.lost
+    for account in ("acct-1", "acct-2"):
+        record = await stored(client, writer.keys, account)
+        assert record is not None and record["as_of"] == "2024-03-05T00:00:00Z"
 
 
 async def test_no_commands_are_built_while_redis_is_away(tmp_path: Any, prefix: str) -> None:
@@ -280,36 +297,26 @@ async def test_no_commands_are_built_while_redis_is_away(tmp_path: Any, prefix: 
 
 
 async def test_a_full_redis_refuses_the_writes_which_wait_and_are_written_once_it_has_room(
-    tmp_path: Any, prefix: str, caplog: pytest.LogCaptureFixture
+    own: OwnRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`maxmemory` reached with the default `noeviction`: Redis answers every write with an
     OutOfMemoryError. The writes stay staged (nothing is lost), the log says the store refused
     them (not that it is unreachable: it answered), and they are written once it has room."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    writer = RedisProjection(
-        connect(server.url), prefix, META, min_interval_s=0.0, first_backoff_s=0.05, max_backoff_s=0.2
-    )
-    client = Redis.from_url(server.url, decode_responses=True)
-    try:
-        writer.snapshot(snapshot("acct-1", "2024-03-01T00:00:00Z"))
-        assert await writer.drain()
-        used = int((await client.info("memory"))["used_memory"])
-        await client.config_set("maxmemory", used)  # full from the next write on
-        writer.snapshot(snapshot("acct-1", "2024-03-02T00:00:00Z"))
-        writer.snapshot(snapshot("acct-2", "2024-03-02T00:00:00Z"))
-        assert not await writer.drain(timeout_s=0.5)
-        assert "OutOfMemoryError" in (writer.last_error or ""), writer.last_error
-        assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
-        messages = [record.getMessage() for record in caplog.records]
-        assert "projection store refused the writes; staging until it takes them" in messages
-        assert "projection store unreachable; staging until it returns" not in messages
-        await client.config_set("maxmemory", 0)
-        assert await writer.drain(timeout_s=5.0)
-        for account in ("acct-1", "acct-2"):
-            record = await stored(client, writer.keys, account)
-            assert record is not None and record["as_of"] == "2024-03-02T00:00:00Z"
-    finally:
-        await client.aclose()
-        await writer.close(timeout_s=0.5)
-        server.stop()
+    writer, client = own.writer, own.client
+    writer.snapshot(snapshot("acct-1", "2024-03-01T00:00:00Z"))
+    assert await writer.drain()
+    used = int((await client.info("memory"))["used_memory"])
+    await client.config_set("maxmemory", used)  # full from the next write on
+    writer.snapshot(snapshot("acct-1", "2024-03-02T00:00:00Z"))
+    writer.snapshot(snapshot("acct-2", "2024-03-02T00:00:00Z"))
+    assert not await writer.drain(timeout_s=0.5)
+    assert "OutOfMemoryError" in (writer.last_error or ""), writer.last_error
+    assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
+    messages = [record.getMessage() for record in caplog.records]
+    assert "projection store refused the writes; staging until it takes them" in messages
+    assert "projection store unreachable; staging until it returns" not in messages
+    await client.config_set("maxmemory", 0)
+    assert await writer.drain(timeout_s=5.0)
+    for account in ("acct-1", "acct-2"):
+        record = await stored(client, writer.keys, account)
+        assert record is not None and record["as_of"] == "2024-03-02T00:00:00Z"
