@@ -117,30 +117,37 @@ class RedisServer:
     """A `redis-server` of our own on a free port, without persistence (like the local stack's),
     which a test may stop and start again: a restart starts empty."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, *, password: str | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`password`: clients must AUTH; `tls` (certificate, key PEM files): it takes only TLS
+        clients, which trust that certificate (its URL is `rediss://`)."""
         self.folder = folder
         self.port = free_port()
         self.binary = shutil.which("redis-server") or ensure_command("redis-server", "redis-server")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.password = password
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = "" if self.password is None else f":{self.password}@"
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls[0]}"
 
     def start(self) -> None:
         """Start it and return once it answers PING (10 s at most)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        argv = [
-            self.binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
+        argv = [self.binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.tls is None:
+            argv += ["--port", str(self.port)]
+        else:
+            certificate, key = (str(path) for path in self.tls)
+            argv += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", certificate]
+            argv += ["--tls-key-file", key, "--tls-ca-cert-file", certificate, "--tls-auth-clients", "no"]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         with (self.folder / "redis.log").open("ab") as log:
             self.proc = subprocess.Popen([*argv, "--dir", str(self.folder)], stdout=log, stderr=log)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
@@ -363,3 +370,20 @@ async def read_records(options: dict[str, Any], topic: str) -> list[Any]:
         return records
     finally:
         await consumer.stop()
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA, two days) and its key, as PEM files in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    certificate, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(certificate)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return certificate, key

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from redis.asyncio import Redis
@@ -43,6 +44,16 @@ COMMANDS_PER_PIPELINE = 500
 WORKER_TTL_S = 30
 KEEP_ALERTS = 5000  # newest alerts kept overall (pages of the alert list) ...
 KEEP_ACCOUNT_ALERTS = 50  # ... and per account (the account page)
+
+
+def without_password(url: str) -> str:
+    """`url` with its password, if it has one, shown as `***` (for banners, logs and errors)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def connect(url: str) -> Redis:

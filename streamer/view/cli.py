@@ -32,6 +32,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     """
     from aiohttp import web
 
+    from streamer.projection.redis_writer import without_password
     from streamer.settings import Settings
     from streamer.view.app import create_app
     from streamer.view.settings import ViewSettings
@@ -47,7 +48,8 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
         app = create_app(settings, view_settings)
     except ValueError as error:  # redis-py refuses the URL (no redis://, rediss:// or unix://)
         where = "--redis-url" if redis_url else "HEALTHSTREAM_REDIS_URL"
-        raise click.UsageError(f"{where} {settings.redis_url!r} is not a Redis URL ({error})") from None
+        shown = without_password(settings.redis_url)
+        raise click.UsageError(f"{where} {shown!r} is not a Redis URL ({error})") from None
     configure_logging(loglevel)
     address = f"http://{view_settings.host}:{view_settings.port}/"
     listening = False
@@ -57,7 +59,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
         listening = True
         click.echo(
             f"healthstream view of {settings.app_id!r} on {address} "
-            f"(Redis {settings.redis_url}; auth {'on' if view_settings.secret else 'off'})",
+            f"(Redis {without_password(settings.redis_url)}; auth {'on' if view_settings.secret else 'off'})",
             err=True,
         )
 

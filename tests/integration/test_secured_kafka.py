@@ -42,6 +42,7 @@ from tests.fixtures import (
     free_port,
     free_ports,
     read_records,
+    self_signed_certificate,
     stop_process,
     topic_partitions,
     wait_until,
@@ -173,9 +174,16 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
         stop(settings, services=["kafka"], echo=_quiet, timeout=20)
 
 
+REDIS_PASSWORD = "redis-s3cret"
+
+
 @pytest.fixture(scope="module")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("secured-redis"))
+    """A Redis of its own as a managed one is reached: over TLS only, with a password (its URL is
+    rediss://:<password>@...?ssl_ca_certs=<its self-signed certificate>)."""
+    folder = tmp_path_factory.mktemp("secured-redis")
+    certificate, key = self_signed_certificate(folder)
+    server = RedisServer(folder, password=REDIS_PASSWORD, tls=(certificate, key))
     server.start()
     yield server
     server.stop()
@@ -378,7 +386,10 @@ def _the_views_check_and_writes_reach_the_cluster(
                 return None
 
         wait_until("the view to answer", lambda: healthz() is not None, 60, every=0.2)
-        assert (healthz() or {})["kafka"] == {"checked": True, "reachable": True}
+        health = healthz() or {}
+        assert health["kafka"] == {"checked": True, "reachable": True} and health["redis"]["reachable"]
+        banner = log.read_text(errors="replace")
+        assert "rediss://:***@127.0.0.1" in banner and REDIS_PASSWORD not in banner, banner
         request = urllib.request.Request(
             f"{url}/api/accounts/{account_id}/profile",
             data=orjson.dumps({"name": "Secured Co", "author": "ana@example.com"}),

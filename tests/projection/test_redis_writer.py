@@ -16,7 +16,13 @@ from redis.asyncio import Redis
 
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import Keys
-from streamer.projection.redis_writer import KEEP_ACCOUNT_ALERTS, KEEP_ALERTS, RedisProjection, connect
+from streamer.projection.redis_writer import (
+    KEEP_ACCOUNT_ALERTS,
+    KEEP_ALERTS,
+    RedisProjection,
+    connect,
+    without_password,
+)
 from tests.fixtures import RedisServer, wait_until_async
 
 from .scored import scored
@@ -320,3 +326,19 @@ async def test_a_full_redis_refuses_the_writes_which_wait_and_are_written_once_i
     for account in ("acct-1", "acct-2"):
         record = await stored(client, writer.keys, account)
         assert record is not None and record["as_of"] == "2024-03-02T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        (
+            "rediss://:s3cret@cache:6380/0?ssl_ca_certs=/ca.pem",
+            "rediss://:***@cache:6380/0?ssl_ca_certs=/ca.pem",
+        ),
+        ("redis://ops:p%40ss@cache/1", "redis://ops:***@cache/1"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert without_password(url) == shown

@@ -4,7 +4,6 @@ every aiokafka client and faust's credentials, and incomplete ones are refused a
 from __future__ import annotations
 
 import ssl
-import subprocess
 from pathlib import Path
 
 import faust
@@ -16,6 +15,7 @@ from streamer.core.config import ScoreConfig
 from streamer.settings import Settings, settings_problem
 from streamer.stream.access import KafkaAccess, plain
 from streamer.stream.app import create_app, faust_credentials
+from tests.fixtures import self_signed_certificate
 
 SECURITY_VARIABLES = (
     "SECURITY_PROTOCOL",
@@ -37,28 +37,8 @@ def _no_security_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A self-signed certificate (PEM) to trust."""
-    folder = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(folder / "key.pem"),
-            "-out",
-            str(folder / "ca.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return folder / "ca.pem"
+    certificate, _ = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    return certificate
 
 
 def test_plaintext_is_the_default_and_carries_no_credentials() -> None:
