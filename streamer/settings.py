@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(default=None, validate_default=True)
     topic_prefix: str = "cs."
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    # Copies of every topic the app creates (inputs, outputs, changelogs): 1 suits the local
+    # single-broker stack; a production cluster wants 3 (managed services often require it).
+    replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
     app_id: str = "healthstream"
     data_dir: Path = Path(".local/worker")
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"

@@ -87,6 +87,7 @@ def notify(
     from streamer.notify.service import NotifyOptions, run_notifier
     from streamer.stream.broker import BrokerUnavailable
     from streamer.stream.cli import fail
+    from streamer.stream.topics import TopicsUnusable
 
     try:
         config = load_notify_config(config_path)
@@ -103,5 +104,5 @@ def notify(
     configure_logging(loglevel)
     try:
         run_notifier(settings, config, options)
-    except BrokerUnavailable as error:
+    except (BrokerUnavailable, TopicsUnusable) as error:
         fail("notify", error)

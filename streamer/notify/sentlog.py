@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamer.stream.access import KafkaAccess
+from streamer.stream.topics import check_created, min_insync
 
 SEP = "\x1f"
 
@@ -51,8 +52,11 @@ class MemorySentLog:
 class KafkaSentLog:
     """The compacted topic: loaded in full by `start`, appended to by `record` (acks=all)."""
 
-    def __init__(self, kafka: KafkaAccess, topic: str, retention_days: float = 30.0) -> None:
+    def __init__(
+        self, kafka: KafkaAccess, topic: str, retention_days: float = 30.0, replication_factor: int = 1
+    ) -> None:
         self.kafka, self.topic, self.retention_days = kafka, topic, retention_days
+        self.replication_factor = replication_factor
         self.pairs: set[tuple[str, str]] = set()
         self._producer: AIOKafkaProducer | None = None
 
@@ -111,8 +115,10 @@ class KafkaSentLog:
     async def _create(self, admin: AIOKafkaAdminClient) -> None:
         retention_ms = int(self.retention_days * 86_400_000)
         configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
+        configs |= min_insync(self.replication_factor)
+        topic = NewTopic(self.topic, 1, self.replication_factor, topic_configs=configs)
         with contextlib.suppress(TopicAlreadyExistsError):  # another notifier created it meanwhile
-            await admin.create_topics([NewTopic(self.topic, 1, 1, topic_configs=configs)])
+            check_created(await admin.create_topics([topic]))
 
     async def _load(self, partitions: int) -> None:
         consumer = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False, group_id=None)

@@ -86,7 +86,10 @@ class Notifier:
         self.metrics = NotifyMetrics()
         self.sender = sender or HttpSender()
         self.sent = KafkaSentLog(
-            KafkaAccess.of(settings), settings.topic("notify.sent"), options.sent_retention_days
+            KafkaAccess.of(settings),
+            settings.topic("notify.sent"),
+            options.sent_retention_days,
+            settings.replication_factor,
         )
         self.workers = [
             DestinationWorker(d, config.retry_for(d), self.sender, self.sent, self.metrics)

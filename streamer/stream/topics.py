@@ -50,6 +50,12 @@ LOGGED = {"cleanup.policy": "delete"}
 LOGGED_OUTPUTS = ("alerts", "deadletter")
 
 
+def min_insync(replication_factor: int) -> dict[str, str]:
+    """With three copies or more, a write the producers see acknowledged (acks=all) is on two of
+    them at least; with fewer, one (a lost broker must not stop every write)."""
+    return {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
+
+
 def changelog_topic(settings: Settings, table: str) -> str:
     """faust's name for a table's changelog: `{app id}-{table}-changelog`."""
     return f"{settings.app_id}-{table}-changelog"
@@ -58,11 +64,12 @@ def changelog_topic(settings: Settings, table: str) -> str:
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the worker uses, with the configs it is created with (the broker's defaults
     when empty)."""
-    configs: dict[str, dict[str, str]] = {name: dict(INPUT) for name in settings.input_topics.values()}
+    durable = min_insync(settings.replication_factor)
+    configs: dict[str, dict[str, str]] = {name: INPUT | durable for name in settings.input_topics.values()}
     for output in OUTPUTS:
-        configs[settings.topic(output)] = dict(COMPACTED) if output == "health" else dict(LOGGED)
+        configs[settings.topic(output)] = (COMPACTED if output == "health" else LOGGED) | durable
     for table in TABLES:
-        configs[changelog_topic(settings, table)] = dict(CHANGELOG)
+        configs[changelog_topic(settings, table)] = CHANGELOG | durable
     return configs
 
 
@@ -76,7 +83,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     seen on a busy machine.
     """
     return [
-        NewTopic(name, settings.partitions, 1, topic_configs=configs)
+        NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=configs)
         for name, configs in topic_configs(settings).items()
     ]
 
@@ -113,7 +120,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing:
             with suppress(TopicAlreadyExistsError):  # another process created them meanwhile
-                _check_created(await admin.create_topics(missing))
+                check_created(await admin.create_topics(missing))
             log.info("created topics", extra={"topics": [spec.name for spec in missing]})
         older = sorted(existing & {changelog_topic(settings, table) for table in TABLES})
         if older:
@@ -142,7 +149,7 @@ async def configure_inputs(kafka: KafkaAccess, names: list[str]) -> None:
         await admin.close()
 
 
-def _check_created(response: Any) -> None:
+def check_created(response: Any) -> None:
     """Raise `TopicsNotCreated` for each topic the broker refused (the CreateTopics response
     carries an error per topic and raises for none): a worker went on and waited for ever,
     without a word, for topics that were never there."""

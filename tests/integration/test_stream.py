@@ -1396,6 +1396,20 @@ def test_a_worker_names_the_topics_the_broker_refused_to_create(deploy: Callable
     assert f"{colliding}usage: InvalidTopicError (Topic '{colliding}usage' collides" in said, said[-2000:]
 
 
+def test_the_replication_factor_setting_reaches_the_broker(deploy: Callable[..., Deployment]) -> None:
+    """HEALTHSTREAM_REPLICATION_FACTOR is what the topics are created with (every topic had 1,
+    which a managed cluster refuses and a production one should not have): three copies on the
+    single-broker stack are refused by the broker, named per topic."""
+    deployment = deploy()
+    fresh = f"r{deployment.prefix}"  # topics the worker creates itself (deploy() made the others)
+    deployment.worker_env |= {"HEALTHSTREAM_REPLICATION_FACTOR": "3", "HEALTHSTREAM_TOPIC_PREFIX": fresh}
+    worker = deployment.start_worker()
+    assert worker.proc.wait(timeout=120) == 1, worker.tail()  # bounds a hang only
+    said = worker.text()
+    refused = f"{fresh}usage: InvalidReplicationFactorError (Unable to replicate the partition 3 time(s)"
+    assert "the broker refused to create topics: " in said and refused in said, said[-2000:]
+
+
 async def _topics(bootstrap: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

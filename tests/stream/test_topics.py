@@ -11,7 +11,7 @@ from aiokafka.errors import InvalidTopicError, PolicyViolationError, TopicAlread
 from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
 from streamer.stream.app import create_app
-from streamer.stream.topics import TABLES, TopicsNotCreated, _check_created, changelog_topic, topic_specs
+from streamer.stream.topics import TABLES, TopicsNotCreated, changelog_topic, check_created, topic_specs
 
 
 def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_path: Path) -> None:
@@ -90,12 +90,23 @@ def test_topics_the_broker_refused_to_create_are_named_with_its_reason() -> None
         ]
     )
     with pytest.raises(TopicsNotCreated) as refused:
-        _check_created(response)
+        check_created(response)
     said = str(refused.value)
     assert (
         "cs.health: PolicyViolationError (compaction is not allowed); cs.tickets: InvalidTopicError." in said
     )
     assert "cs.usage" not in said and "cs.alerts" not in said
-    _check_created(
+    check_created(
         SimpleNamespace(topic_errors=[("cs.usage", 0), ("cs.alerts", TopicAlreadyExistsError.errno)])
     )
+
+
+def test_topics_get_the_replication_factor_and_two_in_sync_copies_from_three() -> None:
+    single = topic_specs(Settings(partitions=4))
+    assert {spec.replication_factor for spec in single} == {1}
+    assert all("min.insync.replicas" not in spec.topic_configs for spec in single)
+    three = topic_specs(Settings(partitions=4, replication_factor=3))
+    assert {spec.replication_factor for spec in three} == {3}
+    assert all(spec.topic_configs["min.insync.replicas"] == "2" for spec in three)
+    [health] = [spec for spec in three if spec.name == "cs.health"]
+    assert health.topic_configs["cleanup.policy"] == "compact"  # the kind's own settings kept
