@@ -116,7 +116,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         ours = [spec.name for spec in topic_specs(settings) if spec.name in existing]
         if ours:
-            await _check_partitions(admin, settings, ours)
+            await _check_existing(admin, settings, ours)
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
         if missing:
             with suppress(TopicAlreadyExistsError):  # another process created them meanwhile
@@ -169,8 +169,24 @@ def check_created(response: Any) -> None:
         )
 
 
-async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, names: list[str]) -> None:
+async def _check_existing(admin: AIOKafkaAdminClient, settings: Settings, names: list[str]) -> None:
+    """Refuse topics with another partition count (`TopicsMismatch`); warn about topics with
+    fewer copies than `settings.replication_factor` (created before it was raised: the worker
+    runs on them, and one lost broker can lose what they hold)."""
     described = await admin.describe_topics(names)
+    thin = sorted(
+        str(topic["topic"])
+        for topic in described
+        if not topic["error_code"]
+        and topic["partitions"]
+        and min(len(partition["replicas"]) for partition in topic["partitions"]) < settings.replication_factor
+    )
+    if thin:
+        log.warning(
+            "topics have fewer copies than HEALTHSTREAM_REPLICATION_FACTOR; raise theirs with "
+            "kafka-reassign-partitions",
+            extra={"topics": thin, "replication_factor": settings.replication_factor},
+        )
     wrong = sorted(
         (str(topic["topic"]), len(topic["partitions"]))
         for topic in described

@@ -1410,6 +1410,21 @@ def test_the_replication_factor_setting_reaches_the_broker(deploy: Callable[...,
     assert "the broker refused to create topics: " in said and refused in said, said[-2000:]
 
 
+def test_existing_topics_with_fewer_copies_than_the_setting_are_named_and_used(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """Topics created before the replication factor was raised keep their copies (changing them
+    is a reassignment): the worker runs on them and names them in a warning."""
+    deployment = deploy()
+    deployment.worker_env["HEALTHSTREAM_REPLICATION_FACTOR"] = "2"
+    worker = deployment.start_worker()
+    warned = "topics have fewer copies than HEALTHSTREAM_REPLICATION_FACTOR"
+    wait_until("the worker to name the topics", lambda: warned in worker.text(), 120)
+    line = next(line for line in worker.text().splitlines() if warned in line)
+    assert f'"{deployment.prefix}usage"' in line and '"replication_factor":2' in line, line
+    assert worker.proc.poll() is None, worker.tail()
+
+
 async def _topics(bootstrap: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
