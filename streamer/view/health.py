@@ -11,6 +11,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from streamer.core.clock import iso
+from streamer.projection.memory import StoreMemory
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import probe
@@ -49,6 +50,14 @@ class Health:
                 self._kafka = (now, answered)
             return self._kafka[1]
 
+    async def _memory(self) -> StoreMemory | None:
+        """Redis's memory figures; None when it refuses INFO (a user without the right): the
+        projection is readable all the same."""
+        try:
+            return await self.reader.memory()
+        except (RedisError, OSError, ValueError):
+            return None
+
     async def check(self) -> tuple[int, dict[str, Any]]:
         redis: dict[str, Any] = {"reachable": False}
         workers: dict[str, dict[str, float]] = {}
@@ -58,21 +67,22 @@ class Health:
             redis["reachable"] = True
             workers = await self.reader.workers(self.worker_max_age_s)
             stream_time = await self.reader.stream_time()
-            memory = await self.reader.memory()
         except (RedisError, OSError) as error:
             redis["error"] = str(error)
             problems.append(f"the projection store (Redis) is unreachable: {error}")
             stream_time = None
         else:
-            redis["memory"] = {
-                "used_bytes": memory.used,
-                "maxmemory_bytes": memory.limit,
-                "maxmemory_policy": memory.policy,
-                "evicted_keys": memory.evicted_keys,
-            }
-            problem = memory.problem()
-            if problem is not None:
-                problems.append(problem)
+            memory = await self._memory()
+            if memory is not None:
+                redis["memory"] = {
+                    "used_bytes": memory.used,
+                    "maxmemory_bytes": memory.limit,
+                    "maxmemory_policy": memory.policy,
+                    "evicted_keys": memory.evicted_keys,
+                }
+                problem = memory.problem()
+                if problem is not None:
+                    problems.append(problem)
         kafka = await self.kafka()
         if kafka is False:
             problems.append("the broker does not answer")

@@ -152,7 +152,6 @@ class Metrics:
         try:
             workers = await self.reader.workers(self.worker_max_age_s)
             accounts = await self.reader.band_counts()
-            memory = await self.reader.memory()
         except (RedisError, OSError):
             up.add_metric([], 0)
             families.append(up)
@@ -163,6 +162,10 @@ class Metrics:
             )
             for band in BANDS:
                 by_band.add_metric([band], accounts[band])
-            families += [up, by_band, *memory_families(memory), *worker_families(workers)]
+            try:
+                memory = memory_families(await self.reader.memory())
+            except (RedisError, OSError, ValueError):  # INFO refused to this user: no figures
+                memory = []
+            families += [up, by_band, *memory, *worker_families(workers)]
         self.live.families = families
         return bytes(generate_latest(self.registry))

@@ -473,6 +473,29 @@ async def test_a_redis_that_can_evict_or_refuse_the_projection_is_degraded_with_
         server.stop()
 
 
+async def test_a_redis_user_without_info_rights_still_has_a_healthy_view(tmp_path: Path, prefix: str) -> None:
+    """Managed Redis may deny INFO to an application user: the memory figures are then left out,
+    and Redis is not taken for down."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    admin = Redis.from_url(server.url)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "viewer", "on", ">pw", "~*", "&*", "+@all", "-info")
+        await project(server.url, prefix, scored())
+        client = await start(server.url.replace("redis://", "redis://viewer:pw@"), prefix, kafka=True)
+        try:
+            body = await get(client, "/healthz")
+            assert body["status"] == "ok" and body["redis"]["reachable"] and "memory" not in body["redis"]
+            lines = set((await get(client, "/metrics")).splitlines())
+            assert "healthstream_redis_up 1.0" in lines
+            assert not any(line.startswith("healthstream_redis_maxmemory_bytes") for line in lines)
+        finally:
+            await client.close()
+    finally:
+        await admin.aclose()
+        server.stop()
+
+
 async def test_metrics_in_prometheus_format(view: TestClient[Any, Any]) -> None:
     await get(view, "/api/portfolio")
     text = await get(view, "/metrics")
