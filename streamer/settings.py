@@ -30,6 +30,8 @@ from streamer.core.config import ScoreConfig
 from streamer.local.settings import DEFAULT_KAFKA_PORT, DEFAULT_REDIS_PORT, local_bootstrap, local_redis_url
 
 FAMILIES = ("subscriptions", "usage", "tickets", "surveys")
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]  # Kafka's names
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class ConfigError(Exception):
@@ -48,8 +50,8 @@ class Settings(BaseSettings):
     # A secured cluster (TLS and/or SASL), as managed Kafka services require: see
     # `streamer.stream.access`. The CA file is for a broker whose certificate the system's trust
     # store does not vouch for; the certificate and key files are for TLS client authentication.
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: FilePath | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka.helpers import create_ssl_context
 
-from streamer.settings import Settings
+from streamer.settings import SaslMechanism, SecurityProtocol, Settings
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class KafkaAccess:
     """The broker's address and how to authenticate to it (PLAINTEXT: neither TLS nor SASL)."""
 
     bootstrap: str
-    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
-    mechanism: str = "PLAIN"  # SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    protocol: SecurityProtocol = "PLAINTEXT"
+    mechanism: SaslMechanism = "PLAIN"  # for SASL
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     cafile: Path | None = None  # CAs to trust instead of the system's
