@@ -34,6 +34,12 @@ def _no_security_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(f"HEALTHSTREAM_KAFKA_{name}", raising=False)
 
 
+def secured(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    """Set HEALTHSTREAM_KAFKA_<NAME> for each `NAME=value` (names as in SECURITY_VARIABLES)."""
+    for name, value in variables.items():
+        monkeypatch.setenv(f"HEALTHSTREAM_KAFKA_{name}", value)
+
+
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A self-signed certificate (PEM) to trust."""
@@ -51,11 +57,14 @@ def test_plaintext_is_the_default_and_carries_no_credentials() -> None:
 def test_sasl_ssl_gives_every_client_the_login_and_a_verifying_tls_context(
     monkeypatch: pytest.MonkeyPatch, ca_file: Path
 ) -> None:
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SASL_USERNAME", "svc")
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SASL_PASSWORD", "s3cret")
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SSL_CAFILE", str(ca_file))
+    secured(
+        monkeypatch,
+        SECURITY_PROTOCOL="SASL_SSL",
+        SASL_MECHANISM="SCRAM-SHA-512",
+        SASL_USERNAME="svc",
+        SASL_PASSWORD="s3cret",
+        SSL_CAFILE=str(ca_file),
+    )
     settings = Settings(kafka_bootstrap="broker:9093")
     assert "s3cret" not in repr(settings) and "s3cret" not in repr(KafkaAccess.of(settings))
     options = KafkaAccess.of(settings).client_options()
@@ -77,8 +86,7 @@ def test_sasl_ssl_gives_every_client_the_login_and_a_verifying_tls_context(
 
 
 def test_ssl_alone_has_no_sasl_options(monkeypatch: pytest.MonkeyPatch, ca_file: Path) -> None:
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SSL_CAFILE", str(ca_file))
+    secured(monkeypatch, SECURITY_PROTOCOL="SSL", SSL_CAFILE=str(ca_file))
     options = KafkaAccess.of(Settings(kafka_bootstrap="broker:9093")).client_options()
     assert sorted(options) == ["bootstrap_servers", "security_protocol", "ssl_context"]
     credentials = faust_credentials(KafkaAccess.of(Settings(kafka_bootstrap="broker:9093")))
@@ -88,9 +96,7 @@ def test_ssl_alone_has_no_sasl_options(monkeypatch: pytest.MonkeyPatch, ca_file:
 def test_the_worker_app_is_built_with_the_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SASL_USERNAME", "svc")
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_SASL_PASSWORD", "s3cret")
+    secured(monkeypatch, SECURITY_PROTOCOL="SASL_PLAINTEXT", SASL_USERNAME="svc", SASL_PASSWORD="s3cret")
     settings = Settings(app_id="hs-test", data_dir=tmp_path)
     app = create_app(settings, ScoreConfig(), store="memory://")
     auth = credentials_to_aiokafka_auth(app.conf.broker_credentials)
@@ -122,8 +128,9 @@ def test_the_worker_app_is_built_with_the_credentials(
 def test_incomplete_security_settings_are_one_line_problems(
     monkeypatch: pytest.MonkeyPatch, ca_file: Path, variables: dict[str, str], problem: str
 ) -> None:
-    for name, value in variables.items():
-        monkeypatch.setenv(f"HEALTHSTREAM_KAFKA_{name}", str(ca_file) if value == "CA" else value)
+    secured(
+        monkeypatch, **{name: str(ca_file) if value == "CA" else value for name, value in variables.items()}
+    )
     with pytest.raises(pydantic.ValidationError) as caught:
         Settings()
     found = settings_problem(caught.value)
