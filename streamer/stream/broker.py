@@ -42,8 +42,19 @@ def unreachable(kafka: KafkaAccess, seconds: float, doing: str) -> BrokerUnavail
     )
 
 
+class SpeaksTls(Exception):
+    """The listener a plaintext client was pointed at completed a TLS handshake."""
+
+
 def refused(kafka: KafkaAccess, error: Exception, doing: str) -> BrokerUnavailable:
-    """The broker answered and refused the TLS handshake or the SASL login: waiting cannot help."""
+    """The broker answered and refused the TLS handshake or the SASL login, or it takes TLS and
+    we spoke plaintext: waiting cannot help."""
+    if isinstance(error, SpeaksTls):
+        return BrokerUnavailable(
+            f"the Kafka listener at {kafka.bootstrap} takes TLS and this client spoke plaintext "
+            f"({doing}): set HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL (and its "
+            "HEALTHSTREAM_KAFKA_SASL_* login)"
+        )
     what = "TLS" if isinstance(error, ssl.SSLError) else f"SASL {kafka.mechanism} login"
     return BrokerUnavailable(
         f"the Kafka broker at {kafka.bootstrap} refused the {what} ({doing}): {error}; check "
@@ -57,6 +68,7 @@ REFUSALS = (
     AuthenticationMethodNotSupported,
     UnsupportedSaslMechanismError,
     ssl.SSLError,
+    SpeaksTls,
 )
 
 
@@ -97,9 +109,11 @@ async def _raise_a_refusal(kafka: KafkaAccess, timeout_s: float) -> None:
     """Raise why the broker refused us, if it did. A client that cannot bootstrap says only
     "Unable to bootstrap" (the cause goes to its log), so one connection of our own, which a
     refused login or TLS handshake ends with its own error, tells a refusal from an absence."""
+    host, port, _ = collect_hosts(kafka.bootstrap)[0]
+    if not kafka.tls:
+        await _raise_if_tls(host, port, timeout_s)
     if not kafka.tls and not kafka.sasl:
         return
-    host, port, _ = collect_hosts(kafka.bootstrap)[0]
     options = kafka.client_options()
     del options["bootstrap_servers"]
     try:
@@ -110,6 +124,23 @@ async def _raise_a_refusal(kafka: KafkaAccess, timeout_s: float) -> None:
     except (KafkaError, OSError, TimeoutError):
         return
     connection.close()
+
+
+async def _raise_if_tls(host: str, port: int, timeout_s: float) -> None:
+    """`SpeaksTls` when the listener at host:port completes a TLS handshake (a plaintext Kafka
+    client gets its connection closed, which looks like no broker at all)."""
+    probe = ssl.create_default_context()
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE  # only whether it speaks TLS, not whom to trust
+    try:
+        async with asyncio.timeout(min(timeout_s, 3.0)):
+            _, writer = await asyncio.open_connection(host, port, ssl=probe)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    raise SpeaksTls(f"{host}:{port}")
 
 
 async def raise_if_refused(kafka: KafkaAccess, timeout_s: float, doing: str) -> None:
