@@ -57,6 +57,15 @@ BROKER_DEADLINE_S = 90.0  # a JVM starting on a busy 2-core machine
 SETTLE_DEADLINE_S = 120.0
 QUIET_S = 2.0  # every input committed and no new output for this long: the worker is done
 REFUSAL_DEADLINE_S = 30.0
+# The broker's authorizer: the PLAINTEXT listener (the broker itself, and the test granting
+# rights) is a super user; a SASL user may do only what an ACL allows.
+AUTHORIZER = {
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "super.users": "User:ANONYMOUS",
+    "allow.everyone.if.no.acl.found": "false",
+}
+TOPIC_OPERATIONS = ("Create", "Describe", "Read", "Write", "DescribeConfigs", "AlterConfigs")
+GROUP_OPERATIONS = ("Read", "Describe")
 T = TypeVar("T")
 
 
@@ -87,6 +96,23 @@ class SecuredBroker:
     """A broker whose SASL_SSL listener is the only address the tested commands are given."""
 
     settings: StackSettings
+    java: str
+
+    def grant(self, prefix: str, app_id: str) -> None:
+        """The ACLs the README lists for a deployment's SASL user: its topics (inputs, outputs,
+        changelogs) and its consumer groups, by prefix."""
+        user = ["--allow-principal", f"User:{kafka.LOCAL_SASL_USER}", "--resource-pattern-type", "prefixed"]
+        plain = ["--bootstrap-server", self.settings.bootstrap]
+        for operations, resources in (
+            (TOPIC_OPERATIONS, ["--topic", prefix, "--topic", f"{app_id}-"]),
+            (GROUP_OPERATIONS, ["--group", app_id]),
+        ):
+            rights = [part for operation in operations for part in ("--operation", operation)]
+            argv = kafka._java_argv(self.settings, self.java, "kafka.admin.AclCommand", *plain, "--add")
+            done = subprocess.run(
+                [*argv, *user, *rights, *resources], capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
 
     @property
     def bootstrap(self) -> str:
@@ -165,8 +191,10 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
     java = tools.require([tools.JAVA])["java"]
     kafka.ensure_jars(settings, shutil.which("mvn"), echo=_quiet)
     config = kafka.prepare(settings, java, echo=_quiet)
+    with config.open("a") as properties:  # ACLs decide what the SASL user may do (README's list)
+        properties.write("".join(f"{key}={value}\n" for key, value in AUTHORIZER.items()))
     kafka.start(settings, java, config, echo=_quiet)
-    broker = SecuredBroker(settings)
+    broker = SecuredBroker(settings, java)
     try:
         wait_until("the secured broker's SASL_SSL listener", broker.up, BROKER_DEADLINE_S, every=0.5)
         yield broker
@@ -299,6 +327,7 @@ def test_a_worker_on_a_sasl_ssl_cluster_gives_offlines_answers(
     assert answers.alerts, "a history without alerts would compare nothing on cs.alerts"
     tag = uuid.uuid4().hex[:12]
     prefix, app_id = f"s{tag}.", f"hss-{tag}"
+    secured_broker.grant(prefix, app_id)
     env = {
         **clean_env(),
         **secured_broker.env(),
