@@ -41,6 +41,22 @@ class AppliedOffsets:
         index = bisect_left(above, offset)
         return index < len(above) and above[index] == offset
 
+    def applied_to(self, topic: str) -> int:
+        """The offset after the highest one of `topic` the stored state contains (0: none)."""
+        return max([self.next.get(topic, 0), *(offset + 1 for offset in self.above.get(topic, ()))])
+
+    def forget(self, topic: str) -> bool:
+        """Forget every offset of `topic` (it was deleted and created again: its offsets start
+        over); whether any was listed."""
+        listed = topic in self.next or topic in self.above
+        self.next.pop(topic, None)
+        self.above.pop(topic, None)
+        return listed
+
+    def copy(self) -> AppliedOffsets:
+        """An independent copy (its lists too)."""
+        return AppliedOffsets(dict(self.next), {topic: list(above) for topic, above in self.above.items()})
+
     def advance(self, topic: str, mark: int, handled: Iterable[int]) -> None:
         """Everything below `mark` is handled now, plus the offsets in `handled`."""
         mark = max(mark, self.next.get(topic, 0))

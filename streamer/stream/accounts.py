@@ -84,14 +84,13 @@ class TableAccounts(MutableMapping[str, Account]):
         for account_id in list(self):
             self[account_id]  # loads the record and its offsets
             before = self._offsets.get(account_id)
-            if before is None or (topic not in before.next and topic not in before.above):
+            if before is None:
                 continue
-            self._offsets[account_id] = AppliedOffsets(  # a new object: `before` may be shared
-                {t: mark for t, mark in before.next.items() if t != topic},
-                {t: list(above) for t, above in before.above.items() if t != topic},
-            )
-            self._dirty.add(account_id)
-            forgotten += 1
+            after = before.copy()  # `before` may be shared with other accounts
+            if after.forget(topic):
+                self._offsets[account_id] = after
+                self._dirty.add(account_id)
+                forgotten += 1
         return forgotten
 
     def __setitem__(self, account_id: str, account: Account) -> None:
@@ -124,11 +123,7 @@ class TableAccounts(MutableMapping[str, Account]):
         """
         for account_id in sorted(self._dirty):
             before = self._offsets.get(account_id)  # may be shared with other accounts: copied
-            offsets = (
-                AppliedOffsets(dict(before.next), {t: list(a) for t, a in before.above.items()})
-                if before
-                else AppliedOffsets()
-            )
+            offsets = before.copy() if before else AppliedOffsets()
             self._offsets[account_id] = offsets
             applied = (handled or {}).get(account_id, {})
             for topic, mark in (marks or {}).items():

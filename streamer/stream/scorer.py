@@ -544,25 +544,18 @@ class Scorer:
         for messages applied before (skipped without a word). Forget the topic's offsets in the
         partition record and in its accounts' records, so that its messages count from its new
         start; an event applied before that comes again is still a duplicate by its event id."""
-        applied_to = self._applied_to(topic, partition)
+        applied_to = self._record(partition).offsets.applied_to(topic)
         if applied_to == 0:
             return
         end = (await self.offsets.end_offsets([(topic, partition)])).get((topic, partition))
         if end is not None and end < applied_to:
             await self._start_over(topic, partition, end, applied_to)
 
-    def _applied_to(self, topic: str, partition: int) -> int:
-        """The offset after the highest one of the topic partition the stored state contains."""
-        stored = self._record(partition).offsets
-        return max([stored.next.get(topic, 0), *(o + 1 for o in stored.above.get(topic, ()))])
-
     async def _start_over(self, topic: str, partition: int, end: int, applied_to: int) -> None:
         """The topic partition ends at `end`, before offsets up to `applied_to` that this worker
         applied: forget them (see `_start_over_if_created_again`), and give the new topic the
         input topics' settings."""
-        stored = self._record(partition).offsets
-        stored.next.pop(topic, None)
-        stored.above.pop(topic, None)
+        self._record(partition).offsets.forget(topic)
         if partition not in self.stores:
             self._engine(partition)
         accounts = self.stores[partition].forget_offsets(topic)
@@ -647,7 +640,8 @@ class Scorer:
         faust dropped its records below the old read offset, so the topic stalled without a
         word. Forget the old topic's offsets here and in the consumer, and read it from its
         start; its first delivery is then the first since an assignment."""
-        await self._start_over(topic, partition, end, max(read_to, self._applied_to(topic, partition)))
+        applied_to = self._record(partition).offsets.applied_to(topic)
+        await self._start_over(topic, partition, end, max(read_to, applied_to))
         merge = self.merges.get(partition)
         if merge is not None:
             merge.next_offset.pop(topic, None)
