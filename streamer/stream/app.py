@@ -382,7 +382,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
 
     del score, release_idle, reread_stalled, measure_loads, report_progress
     if projection is not None:
-        _project(app, settings, scorer, projection)
+        _project(app, settings, kafka, scorer, projection)
     return app
 
 
@@ -405,10 +405,11 @@ def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
     return lag
 
 
-def _project(app: faust.App, settings: Settings, scorer: Scorer, projection: RedisProjection) -> None:
+def _project(
+    app: faust.App, settings: Settings, kafka: KafkaAccess, scorer: Scorer, projection: RedisProjection
+) -> None:
     """Timers that keep the Redis projection complete, and its final write at shutdown."""
     alerts_topic = settings.topic("alerts")
-    kafka = KafkaAccess.of(settings)
 
     async def alerts_of(partition: int) -> list[dict[str, Any]]:
         return await recent_alerts(kafka, alerts_topic, partition, KEEP_ALERTS)
