@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
-import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -31,7 +28,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
-from test_stream import closing_events  # the stream tests' final published evaluation per account
+from test_stream import PARTITIONS, STREAMER, clean_env, simulate_and_score  # the stream tests' helpers
 
 from streamer.local import kafka, proc, tools
 from streamer.local.settings import StackSettings
@@ -50,8 +47,6 @@ from tests.fixtures import (
 
 pytestmark = pytest.mark.integration
 
-STREAMER = str(Path(sys.executable).parent / "streamer")
-PARTITIONS = 4
 MECHANISM = "SCRAM-SHA-256"
 BROKER_DEADLINE_S = 90.0  # a JVM starting on a busy 2-core machine
 SETTLE_DEADLINE_S = 120.0
@@ -67,11 +62,6 @@ AUTHORIZER = {
 TOPIC_OPERATIONS = ("Create", "Describe", "Read", "Write", "DescribeConfigs", "AlterConfigs")
 GROUP_OPERATIONS = ("Read", "Describe")
 T = TypeVar("T")
-
-
-def clean_env() -> dict[str, str]:
-    """The test process's environment without any HEALTHSTREAM_* setting of the developer's."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("HEALTHSTREAM_")}
 
 
 def _quiet(_: str) -> None:
@@ -220,41 +210,6 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 # -- a history and its offline answers ------------------------------------------------------------
 
 
-def streamer(*args: str) -> None:
-    """Run a `streamer` command that needs no broker (simulate, offline); fail on an error."""
-    subprocess.run([STREAMER, *args], check=True, capture_output=True, env=clean_env(), timeout=120)
-
-
-@dataclass(frozen=True)
-class Answers:
-    """An events file and what `streamer offline --sort` makes of it."""
-
-    events: Path
-    accounts: dict[str, dict[str, Any]]  # accounts.jsonl by account_id
-    alerts: dict[str, dict[str, Any]]  # alerts.jsonl by alert_id
-
-
-def make_answers(folder: Path, seed: int = 7) -> Answers:
-    """A small simulated history (10 accounts, 2 months: about 3,000 events) and its answers."""
-    folder.mkdir(parents=True, exist_ok=True)
-    simulated = folder / "simulated.jsonl.gz"
-    options = ["--accounts", "10", "--months", "2", "--seed", str(seed), "--usage-density", "0.3"]
-    streamer("simulate", *options, "--out", str(simulated))
-    lines = gzip.decompress(simulated.read_bytes()).splitlines()
-    events = folder / "events.jsonl"
-    events.write_bytes(b"\n".join([*lines, *closing_events(lines)]) + b"\n")
-    out = folder / "offline"
-    streamer("offline", str(events), "--sort", "--partitions", str(PARTITIONS), "--quiet", "--out", str(out))
-    assert not (out / "deadletter.jsonl").read_bytes(), "the history should be clean"
-    accounts = [orjson.loads(line) for line in (out / "accounts.jsonl").read_bytes().splitlines()]
-    alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
-    return Answers(
-        events=events,
-        accounts={account["account_id"]: account for account in accounts},
-        alerts={alert["alert_id"]: alert for alert in alerts},
-    )
-
-
 # -- reading the secured topics -------------------------------------------------------------------
 
 
@@ -323,7 +278,7 @@ def test_a_worker_on_a_sasl_ssl_cluster_gives_offlines_answers(
     ):
         assert refused(client), f"a client with {what} got the cluster's metadata"
 
-    answers = make_answers(tmp_path / "history")
+    answers = simulate_and_score(tmp_path / "history", seed=7, accounts=10, months=2)
     assert answers.alerts, "a history without alerts would compare nothing on cs.alerts"
     tag = uuid.uuid4().hex[:12]
     prefix, app_id = f"s{tag}.", f"hss-{tag}"

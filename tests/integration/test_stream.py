@@ -142,10 +142,11 @@ def run_offline(events: Path, out: Path, config: Path | None = None, timeout_s: 
     )
 
 
-def simulate_and_score(folder: Path, seed: int) -> History:
+def simulate_and_score(folder: Path, seed: int, accounts: int = 30, months: int = 3) -> History:
     """A simulated history (plus closing events) and what offline makes of it."""
     folder.mkdir(parents=True, exist_ok=True)
-    simulated = gzip.decompress(simulate(folder / "simulated.jsonl.gz", seed).read_bytes()).splitlines()
+    simulated = simulate(folder / "simulated.jsonl.gz", seed, accounts, months)
+    simulated = gzip.decompress(simulated.read_bytes()).splitlines()
     events = folder / "events.jsonl"
     events.write_bytes(b"\n".join([*simulated, *closing_events(simulated)]) + b"\n")
     history = run_offline(events, folder / "offline")
