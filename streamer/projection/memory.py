@@ -72,18 +72,23 @@ def _mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
 
 
-async def read_memory(redis: Redis) -> StoreMemory:
-    """The store's memory figures (raises what the client raises when Redis does not answer)."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.info("memory")
-    pipe.info("stats")
-    memory, stats = await pipe.execute()
-    return StoreMemory(
-        used=int(memory.get("used_memory", 0)),
-        limit=int(memory.get("maxmemory", 0)),
-        policy=str(memory.get("maxmemory_policy", "noeviction")),
-        evicted_keys=int(stats.get("evicted_keys", 0)),
-    )
+async def read_memory(redis: Redis) -> StoreMemory | None:
+    """The store's memory figures; None when Redis does not answer, refuses INFO (managed
+    services may deny it to an application user) or gives a figure that is not a number. Never
+    raises: whether the projection is readable is for the caller's own requests to say."""
+    try:
+        pipe = redis.pipeline(transaction=False)
+        pipe.info("memory")
+        pipe.info("stats")
+        memory, stats = await pipe.execute()
+        return StoreMemory(
+            used=int(memory.get("used_memory", 0)),
+            limit=int(memory.get("maxmemory", 0)),
+            policy=str(memory.get("maxmemory_policy", "noeviction")),
+            evicted_keys=int(stats.get("evicted_keys", 0)),
+        )
+    except (RedisError, OSError, ValueError):
+        return None
 
 
 class MemoryWatch:
@@ -97,9 +102,8 @@ class MemoryWatch:
     async def check(self) -> None:
         """Read the figures and log a change; never raises (the projection never stops a worker),
         and an unreachable store is the writer's to report."""
-        try:
-            found = await read_memory(self.redis)
-        except (RedisError, OSError, ValueError):  # ValueError: a figure INFO gave is not a number
+        found = await read_memory(self.redis)
+        if found is None:
             return
         if found.trouble is self.trouble:
             return

@@ -61,8 +61,8 @@ class ProjectionReader:
         await self.redis.ping()
         return (time.perf_counter() - started) * 1000
 
-    async def memory(self) -> StoreMemory:
-        """Redis's memory limit, use and eviction policy (raises when unreachable)."""
+    async def memory(self) -> StoreMemory | None:
+        """Redis's memory limit, use and eviction policy (None: not to be had, see `read_memory`)."""
         return await read_memory(self.redis)
 
     async def meta(self) -> dict[str, str]:

@@ -11,7 +11,6 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from streamer.core.clock import iso
-from streamer.projection.memory import StoreMemory
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import probe
@@ -50,14 +49,6 @@ class Health:
                 self._kafka = (now, answered)
             return self._kafka[1]
 
-    async def _memory(self) -> StoreMemory | None:
-        """Redis's memory figures; None when it refuses INFO (a user without the right): the
-        projection is readable all the same."""
-        try:
-            return await self.reader.memory()
-        except (RedisError, OSError, ValueError):
-            return None
-
     async def check(self) -> tuple[int, dict[str, Any]]:
         redis: dict[str, Any] = {"reachable": False}
         workers: dict[str, dict[str, float]] = {}
@@ -72,7 +63,7 @@ class Health:
             problems.append(f"the projection store (Redis) is unreachable: {error}")
             stream_time = None
         else:
-            memory = await self._memory()
+            memory = await self.reader.memory()
             if memory is not None:
                 redis["memory"] = {
                     "used_bytes": memory.used,

@@ -162,10 +162,7 @@ class Metrics:
             )
             for band in BANDS:
                 by_band.add_metric([band], accounts[band])
-            try:
-                memory = memory_families(await self.reader.memory())
-            except (RedisError, OSError, ValueError):  # INFO refused to this user: no figures
-                memory = []
-            families += [up, by_band, *memory, *worker_families(workers)]
+            memory = await self.reader.memory()  # None: INFO refused to this user, no figures
+            families += [up, by_band, *(memory_families(memory) if memory else []), *worker_families(workers)]
         self.live.families = families
         return bytes(generate_latest(self.registry))
