@@ -309,7 +309,7 @@ class HealthOverridden(Envelope):
 
     event_type: Literal["health.override"]
     band: Band | None = Field(None, description="The band to show; the model's score is moved into its range")
-    score: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = Field(
+    score: Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)] | None = Field(
         None, description="The score to show (0-100); the band follows from it"
     )
     reason: Annotated[str, Field(min_length=1, max_length=1000)] = Field(

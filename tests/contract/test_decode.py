@@ -391,6 +391,13 @@ def test_override_refuses_an_expiry_before_it_is_set_and_a_bad_band() -> None:
     assert "field 'score'" in rejected(message("health.override", band=None, score=101))
 
 
+@pytest.mark.parametrize("score", [True, False, "50", " 7e1 "])
+def test_an_override_score_is_a_json_number_not_a_boolean_or_a_string(score: object) -> None:
+    assert "field 'score'" in rejected(message("health.override", band=None, score=score))
+    event = decode_event(orjson.dumps(message("health.override", band=None, score=50)))
+    assert event.event_type == "health.override" and event.score == 50
+
+
 @pytest.mark.parametrize(
     ("event_type", "field"),
     [
