@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Handler, Middleware
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -18,7 +18,7 @@ from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.view import handlers
 from streamer.view.dashboard import load_page
-from streamer.view.errors import Problem
+from streamer.view.errors import BadRequest, Problem, RequestTimeout
 from streamer.view.health import Health
 from streamer.view.metrics import Metrics
 from streamer.view.publisher import KafkaPublisher, Publish, Writer
@@ -27,6 +27,8 @@ from streamer.view.service import ViewService
 from streamer.view.settings import ViewSettings
 
 log = logging.getLogger(__name__)
+
+BODY_TIMEOUT_S = 10.0  # a write's body is at most 64 KB: this is a client that stalled
 
 ROUTES = (
     ("/", handlers.dashboard),
@@ -88,17 +90,34 @@ def errors_and_metrics(metrics: Metrics) -> Middleware:
     return middleware
 
 
-def admission(limit: int) -> Middleware:
+def admission(limit: int, body_timeout_s: float = BODY_TIMEOUT_S) -> Middleware:
     """At most `limit` requests at work at once (one per Redis connection of the pool); the rest
-    of a burst waits here, in order of arrival, instead of timing out on the pool."""
+    of a burst waits here, in order of arrival, instead of timing out on the pool.
+
+    A request's body is read before it takes a slot, within `body_timeout_s`: a client that sends
+    its headers and stalls in the body holds its own connection, never a slot (with the body read
+    inside the slot, `limit` such clients froze every answer, `/healthz` included)."""
     slots = asyncio.Semaphore(limit)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            await read_body(request, body_timeout_s)
         async with slots:
             return await handler(request)
 
     return middleware
+
+
+async def read_body(request: web.Request, timeout_s: float) -> None:
+    """Read the body into the request (its handler's `read()` returns it), or answer why not."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    except (ConnectionError, ClientPayloadError) as error:  # the client went away mid-body
+        raise BadRequest(f"the request body ended early ({type(error).__name__})") from None
 
 
 def connect_pooled(url: str, view: ViewSettings) -> Redis:
@@ -127,10 +146,11 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
             protective_headers,
             errors_and_metrics(metrics),
             bearer_auth(view.secret),
-            admission(view.redis_pool_size),
+            admission(view.redis_pool_size, BODY_TIMEOUT_S),
         ]
     )
-    app[handlers.SERVICE] = ViewService(reader)
+    service = ViewService(reader)
+    app[handlers.SERVICE] = service
     access = KafkaAccess.of(settings)
     app[handlers.HEALTH] = Health(reader, access if view.kafka_check else None, view.worker_max_age_s)
     app[handlers.METRICS] = metrics
@@ -138,7 +158,8 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
     app[handlers.ACCOUNT_PAGE] = load_page("account.html", "account.js")
     app[handlers.MISSING_PAGE] = load_page("missing.html", None)
     kafka = KafkaPublisher(access)  # connects on the first write only
-    app[handlers.WRITER] = Writer(publish or kafka, settings, enabled=view.secret is not None)
+    writes_enabled = view.secret is not None
+    app[handlers.WRITER] = Writer(publish or kafka, service.require, settings, enabled=writes_enabled)
     for method, path, handler in WRITES:
         app.router.add_route(method, path, handler)
     for path, handler in ROUTES:

@@ -29,5 +29,9 @@ class NotFound(Problem):
     status = 404
 
 
+class RequestTimeout(Problem):
+    status = 408
+
+
 class Unavailable(Problem):
     status = 503

@@ -20,10 +20,13 @@ from streamer.core.clock import iso, to_ms
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.view.actions import build_event
-from streamer.view.errors import Forbidden, Unavailable
+from streamer.view.errors import Forbidden, NotFound, Unavailable
 
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]
 """(topic, key, value): resolves once the broker acknowledged the message."""
+
+Require = Callable[[str], Awaitable[None]]
+"""Nothing when the projection has the account; raises NotFound (or Unavailable) otherwise."""
 
 SEND_TIMEOUT_S = 20.0
 
@@ -74,8 +77,9 @@ class KafkaPublisher:
 class Writer:
     """Turns a person's request into one published input event (see `streamer.view.actions`)."""
 
-    def __init__(self, publish: Publish, settings: Settings, enabled: bool) -> None:
+    def __init__(self, publish: Publish, require: Require, settings: Settings, enabled: bool) -> None:
         self.publish = publish
+        self.require = require  # a write names an account the workers have scored
         self.topics = settings.input_topics
         self.bounds = settings.score.input
         self.enabled = enabled  # writes need the view's bearer token to be set
@@ -89,6 +93,15 @@ class Writer:
         event_id = f"view-{uuid.uuid4().hex}"
         now_ms = int(time.time() * 1000)  # when it is published; scoring reads the event's own time
         event, value = build_event(event_type, account_id, body, event_id, now_ms, self.bounds)
+        # Any id the contract allows would be published and become an account of its own (a
+        # mistyped id, or `acct-1/history` from a path the routes read as one): refused instead.
+        try:
+            await self.require(account_id)
+        except NotFound as missing:
+            raise NotFound(
+                f"{missing.message}: the view writes only to accounts the workers have scored "
+                "(a new account's profile goes to the input topic as `account.updated`)"
+            ) from None
         topic = self.topics[EVENT_FAMILY[event_type]]
         await self.publish(topic, account_id.encode(), value)
         return {

@@ -1,36 +1,64 @@
 """The view's writes: a person's profile, override and clearing become one validated input event
-each, published (here to a fake publisher) to the input topic; the view keeps nothing."""
+each, published (here to a fake publisher) to the input topic; the view keeps nothing. The
+accounts written to are in a real Redis's projection: a write to any other id is refused."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
+from projection.scored import scored
 
 from streamer.contract.decode import decode_event
+from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.settings import Settings
+from streamer.view import app as view_app
 from streamer.view.app import create_app
 from streamer.view.errors import Unavailable
 from streamer.view.settings import ViewSettings
+from tests.fixtures import RedisServer
+
+from .test_http import META
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+KNOWN = ("acct-0007", "acme")  # the accounts the projection has
 Sent = list[tuple[str, bytes, bytes]]
 
 
-async def client_for(sent: Sent, token: str | None = TOKEN, fail: bool = False) -> TestClient[Any, Any]:
+async def project_accounts(url: str, prefix: str, account_ids: tuple[str, ...]) -> None:
+    """A projection that has these accounts (a scored snapshot under each id)."""
+    writer = RedisProjection(connect(url), prefix, META, min_interval_s=0.0)
+    template = scored().snapshots[-1]
+    for account_id in account_ids:
+        writer.snapshot({**template, "account_id": account_id})
+    assert await writer.drain()
+    await writer.close()
+
+
+async def client_for(
+    sent: Sent,
+    redis_url: str = "redis://127.0.0.1:1/0",
+    prefix: str = "writes",
+    token: str | None = TOKEN,
+    fail: bool = False,
+    pool: int = 50,
+) -> TestClient[Any, Any]:
     async def publish(topic: str, key: bytes, value: bytes) -> None:
         if fail:
             raise Unavailable("the broker at 127.0.0.1:1 did not take the event; nothing was published")
         sent.append((topic, key, value))
 
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", app_id="writes", kafka_bootstrap="127.0.0.1:1")
-    app = create_app(settings, ViewSettings(token=token, kafka_check=False), publish=publish)
-    client = TestClient(TestServer(app))
+    settings = Settings(redis_url=redis_url, app_id=prefix, kafka_bootstrap="127.0.0.1:1")
+    view = ViewSettings(token=token, kafka_check=False, redis_pool_size=pool)
+    client = TestClient(TestServer(create_app(settings, view, publish=publish)))
     await client.start_server()
     return client
 
@@ -41,8 +69,14 @@ async def sent() -> Sent:
 
 
 @pytest.fixture
-async def view(sent: Sent) -> AsyncIterator[TestClient[Any, Any]]:
-    client = await client_for(sent)
+async def known(redis_server: RedisServer, prefix: str) -> tuple[str, str]:
+    await project_accounts(redis_server.url, prefix, KNOWN)
+    return redis_server.url, prefix
+
+
+@pytest.fixture
+async def view(sent: Sent, known: tuple[str, str]) -> AsyncIterator[TestClient[Any, Any]]:
+    client = await client_for(sent, *known)
     yield client
     await client.close()
 
@@ -127,8 +161,10 @@ async def test_a_body_that_is_not_a_json_object_is_a_400(view: TestClient[Any, A
     assert sent == []
 
 
-async def test_writes_need_the_token_and_a_view_without_one_refuses_them(sent: Sent) -> None:
-    secured = await client_for(sent)
+async def test_writes_need_the_token_and_a_view_without_one_refuses_them(
+    sent: Sent, known: tuple[str, str]
+) -> None:
+    secured = await client_for(sent, *known)
     try:
         response = await secured.post("/api/accounts/acme/profile", json={"name": "Acme"})
         assert response.status == 401
@@ -138,7 +174,7 @@ async def test_writes_need_the_token_and_a_view_without_one_refuses_them(sent: S
         assert wrong.status == 401
     finally:
         await secured.close()
-    open_view = await client_for(sent, token=None)
+    open_view = await client_for(sent, *known, token=None)
     try:
         response = await open_view.post("/api/accounts/acme/profile", json={"name": "Acme"})
         assert response.status == 403
@@ -148,8 +184,8 @@ async def test_writes_need_the_token_and_a_view_without_one_refuses_them(sent: S
     assert sent == []
 
 
-async def test_a_broker_that_does_not_acknowledge_is_a_503(sent: Sent) -> None:
-    client = await client_for(sent, fail=True)
+async def test_a_broker_that_does_not_acknowledge_is_a_503(sent: Sent, known: tuple[str, str]) -> None:
+    client = await client_for(sent, *known, fail=True)
     try:
         response = await client.post("/api/accounts/acme/profile", json={"name": "Acme"}, headers=AUTH)
         assert response.status == 503
@@ -162,4 +198,81 @@ async def test_reading_an_account_whose_id_ends_like_a_write_route_is_still_a_re
     view: TestClient[Any, Any],
 ) -> None:
     response = await view.get("/api/accounts/acme/profile", headers=AUTH)
-    assert response.status == 503  # a read of account 'acme/profile' (no Redis here), not a write
+    assert response.status == 404  # a read of account 'acme/profile', not a write
+    assert "'acme/profile'" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize("account_id", ["acct-9999", "%20", "acme%2F..%2F..%2Fx", "acct-0007/history"])
+async def test_a_write_to_an_account_the_projection_does_not_have_is_a_404_and_publishes_nothing(
+    view: TestClient[Any, Any], sent: Sent, account_id: str
+) -> None:
+    profile = {"name": "Ghost Ltd"}
+    response = await view.post(f"/api/accounts/{account_id}/profile", json=profile, headers=AUTH)
+    assert response.status == 404
+    error = (await response.json())["error"]
+    assert "in the projection" in error and "account.updated" in error
+    clear = {"author": "bo@example.com"}
+    assert (await view.delete(f"/api/accounts/{account_id}/override", json=clear, headers=AUTH)).status == 404
+    assert sent == []
+
+
+async def test_a_write_is_a_503_when_the_projection_cannot_say_whether_the_account_exists(
+    sent: Sent,
+) -> None:
+    client = await client_for(sent)  # its Redis does not answer
+    try:
+        response = await client.post("/api/accounts/acme/profile", json={"name": "Acme"}, headers=AUTH)
+        assert response.status == 503
+    finally:
+        await client.close()
+    assert sent == []
+
+
+async def _stall_in_body(port: int, account_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client that sends a write's headers and 4 of its 100 body bytes, then waits."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /api/accounts/{account_id}/profile HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        'Content-Length: 100\r\n\r\n{"na'.encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def test_clients_stalled_in_their_bodies_hold_no_slot_and_time_out_with_a_408(
+    sent: Sent, known: tuple[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(view_app, "BODY_TIMEOUT_S", 2.0)
+
+    async def publish(topic: str, key: bytes, value: bytes) -> None:
+        sent.append((topic, key, value))
+
+    redis_url, prefix = known
+    settings = Settings(redis_url=redis_url, app_id=prefix, kafka_bootstrap="127.0.0.1:1")
+    view = ViewSettings(token=TOKEN, kafka_check=False, redis_pool_size=2)
+    # Served as `streamer view` serves it (a test server cancels a handler whose client is gone)
+    runner = web.AppRunner(create_app(settings, view, publish=publish), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    stalled = [await _stall_in_body(port, "acme") for _ in range(4)]  # twice the slots
+    try:
+        async with ClientSession(f"http://127.0.0.1:{port}", headers=AUTH) as client:
+            async with asyncio.timeout(10):  # bounds a hang: they answer at once when no slot is held
+                assert (await client.get("/healthz")).status in (200, 503)
+                assert (await client.get("/api/accounts/acme")).status == 200
+                stalled[1][1].transport.abort()  # gone mid-body: a 400, not an unexpected error
+                status_line = await stalled[0][0].readline()
+            assert b" 408 " in status_line
+            metrics = await (await client.get("/metrics")).text()
+            assert 'status="400"' in metrics and 'status="500"' not in metrics, metrics
+            profile = await client.post("/api/accounts/acme/profile", json={"name": "Acme"})
+            assert profile.status == 202
+    finally:
+        for _, writer in stalled:
+            writer.close()
+        await runner.cleanup()
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert len(sent) == 1
