@@ -160,13 +160,16 @@ def settings_problem(error: ValidationError) -> str | None:
 
 def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
     """The data of the TOML file `what` at `path`; `error` in one line when the file is missing,
-    cannot be read or is not valid TOML (with the line and column of the mistake)."""
+    cannot be read, is not UTF-8 (with the offset of the first bad byte) or is not valid TOML
+    (with the line and column of the mistake)."""
     try:
-        return tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_bytes().decode("utf-8"))  # TOML is UTF-8, whatever the locale
     except FileNotFoundError:
         raise error(f"{what} file {path} does not exist") from None
     except OSError as exc:
         raise error(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} file {path} is not UTF-8 (byte {exc.start} cannot be decoded)") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} file {path} is not valid TOML: {exc}") from None
 

@@ -23,7 +23,7 @@ from streamer.cli_options import (
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
 from streamer.offline.runner import publication_ms
-from streamer.settings import Settings
+from streamer.settings import ConfigError, Settings, read_toml
 
 if TYPE_CHECKING:  # the analysis needs numpy (the [backtest] extra): imported when it runs
     from streamer.backtest.analysis import Fitted
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the analysis needs numpy (the [backtest] extra): imported w
 
 def _base_data(path: Path | None) -> dict[str, Any]:
     """The configuration file's own data (already validated), or empty for the defaults."""
-    return tomllib.loads(path.read_text()) if path is not None else {}
+    return read_toml(path, "score config", ConfigError) if path is not None else {}
 
 
 def _config_text(base: dict[str, Any], fitted: Fitted, header: list[str]) -> str:

@@ -328,6 +328,14 @@ def test_config_that_is_not_toml_is_refused(tmp_path: Path) -> None:
         load_score_config(write(tmp_path, "weights = [\n"))
 
 
+def test_config_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "score.toml"
+    path.write_bytes(b"# poids\xa0par d\xe9faut\n")
+    with pytest.raises(ConfigError) as info:
+        load_score_config(path)
+    assert str(info.value) == f"score config file {path} is not UTF-8 (byte 7 cannot be decoded)"
+
+
 def test_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_score_config(tmp_path / "nope.toml")

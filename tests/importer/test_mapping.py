@@ -16,6 +16,14 @@ def test_a_mapping_with_a_toml_mistake_names_the_file_and_the_line(tmp_path: Pat
         load_mapping(path)
 
 
+def test_a_mapping_that_is_not_utf8_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.toml"
+    path.write_bytes(b'[subscriptions]\nfile = "abonnements-\xff.csv"\n')
+    with pytest.raises(MappingError) as error:
+        load_mapping(path)
+    assert str(error.value) == f"mapping file {path} is not UTF-8 (byte 36 cannot be decoded)"
+
+
 def test_a_missing_mapping_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     with pytest.raises(MappingError, match=rf"^mapping file {path} does not exist$"):

@@ -63,3 +63,11 @@ def test_no_destination_and_bad_toml_are_refused(tmp_path: Path) -> None:
                 "[retry]\ninitial_seconds = 10\nmax_seconds = 5\n",
             )
         )
+
+
+def test_a_file_that_is_not_utf8_is_refused_in_one_line_with_the_offset(tmp_path: Path) -> None:
+    path = tmp_path / "notify.toml"
+    path.write_bytes(b'currency = "\xe9"\n')
+    with pytest.raises(NotifyConfigError) as error:
+        load_notify_config(path)
+    assert str(error.value) == f"notify config file {path} is not UTF-8 (byte 12 cannot be decoded)"
