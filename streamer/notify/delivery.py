@@ -24,6 +24,7 @@ from streamer.notify.config import Destination, Retry
 from streamer.notify.formatting import body, idempotency_key
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.ratelimit import TokenBucket
+from streamer.notify.retryafter import retry_after_seconds
 from streamer.notify.sentlog import SentLog
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,12 @@ class Sender(Protocol):
 
 
 def classify(status: int, retry_after: str | None = None) -> Response:
-    """2xx sent; 429 and 5xx retried (with the Retry-After seconds when given); other codes rejected."""
+    """2xx sent; 429, 408 and 5xx retried (with the Retry-After seconds when it gives any); other
+    codes rejected."""
     if 200 <= status < 300:
         return Response(Outcome.sent, f"HTTP {status}")
     if status == 429 or status >= 500 or status == 408:
-        wait = None
-        if retry_after is not None and retry_after.strip().isdigit():
-            wait = float(retry_after.strip())
-        return Response(Outcome.retry, f"HTTP {status}", wait)
+        return Response(Outcome.retry, f"HTTP {status}", retry_after_seconds(retry_after))
     return Response(Outcome.rejected, f"HTTP {status}")
 
 
