@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -43,7 +44,7 @@ class Outcome(StrEnum):
 class Response:
     outcome: Outcome
     detail: str
-    retry_after: float | None = None  # seconds, from a 429's Retry-After
+    retry_after: float | None = None  # seconds, from the response's Retry-After
 
 
 class Sender(Protocol):
@@ -54,13 +55,14 @@ class Sender(Protocol):
     ) -> Response: ...  # pragma: no cover
 
 
-def classify(status: int, retry_after: str | None = None) -> Response:
-    """2xx sent; 429, 408 and 5xx retried (with the Retry-After seconds when it gives any); other
-    codes rejected."""
+def classify(status: int, retry_after: str | None = None, now: datetime | None = None) -> Response:
+    """2xx sent; 429, 408 and 5xx retried (after the wait Retry-After asks for, seconds or a date
+    measured from `now`, the wall clock by default); other codes rejected."""
     if 200 <= status < 300:
         return Response(Outcome.sent, f"HTTP {status}")
     if status == 429 or status >= 500 or status == 408:
-        return Response(Outcome.retry, f"HTTP {status}", retry_after_seconds(retry_after))
+        wait = retry_after_seconds(retry_after, now or datetime.now(UTC))
+        return Response(Outcome.retry, f"HTTP {status}", wait)
     return Response(Outcome.rejected, f"HTTP {status}")
 
 

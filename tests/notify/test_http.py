@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from streamer.notify.config import Destination
 from streamer.notify.delivery import HttpSender, Outcome, Response
@@ -75,3 +76,12 @@ async def test_a_retry_after_that_is_not_utf8_is_ignored() -> None:
     async with receiver(raw(head)) as url:
         response = await post(url)
     assert (response.outcome, response.retry_after) == (Outcome.retry, None)
+
+
+async def test_a_retry_after_date_reaches_the_worker_as_seconds() -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=120)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    head = f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {soon}\r\nContent-Length: 0\r\n\r\n"
+    async with receiver(raw(head.encode())) as url:
+        response = await post(url)
+    assert response.outcome is Outcome.retry
+    assert response.retry_after is not None and 110 <= response.retry_after <= 120
