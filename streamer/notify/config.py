@@ -1,21 +1,26 @@
 """The notifier's configuration: webhook destinations, their filters, retries and rate limits.
 
 One TOML file with a `[[destinations]]` table per webhook; every other field has a default. A
-bad file is refused with one line naming the file, the key and what was wrong with it.
+bad file is refused with one line naming the file, the key and what was wrong with it; the
+value given is shown only for keys whose values are not secrets (never a URL, a header or an
+unknown key's value: webhook URLs and headers carry credentials).
 """
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from streamer.contract.vocabulary import Severity
 from streamer.settings import read_toml
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 
 class NotifyConfigError(Exception):
@@ -55,7 +60,7 @@ class Retry(Strict):
 class Destination(Strict):
     """One webhook and which alerts it receives (an empty filter lets everything through)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=NAME_PATTERN)]
     url: AnyHttpUrl
     format: Format = Format.json
     rules: tuple[str, ...] = ()  # alert rules, e.g. ["scheduled_cancellation", "payment_failed"]
@@ -99,27 +104,57 @@ def load_notify_config(path: Path) -> NotifyConfig:
         errors = exc.errors(include_url=False)
         deeper = {error["loc"][:1] for error in errors if len(error["loc"]) > 1}
         problems = "; ".join(
-            f"{_where(error['loc'], data)}: {error['msg']} (got {error.get('input')!r})"
+            _problem(error, data)
             for error in errors
             if not (len(error["loc"]) == 1 and error["loc"] in deeper)  # its items' errors say more
         )
         raise NotifyConfigError(f"notify config file {path} is invalid: {problems}") from None
 
 
+# Keys whose values may be shown in an error: not `url` or `headers` (credentials), nor the
+# tables, whose values hold them, nor a `name` that is not one (it may be a URL pasted there).
+SHOWN_KEYS = (
+    frozenset(Destination.model_fields) | frozenset(Retry.model_fields) | frozenset(NotifyConfig.model_fields)
+) - {"url", "headers", "destinations", "retry", "name"}
+
+
+def _problem(error: ErrorDetails, data: object) -> str:
+    """`destinations['crm'].format: Input should be 'json' or 'slack' (got 'teams')`."""
+    return f"{_where(error['loc'], data)}: {error['msg']}{_shown_input(error)}"
+
+
+def _shown_input(error: ErrorDetails) -> str:
+    """` (got <value>)` when the value is a plain one of a key that holds no secret, else ''."""
+    keys = [step for step in error["loc"] if isinstance(step, str)]
+    value = error.get("input")
+    if error["type"] == "extra_forbidden" or not keys or keys[-1] not in SHOWN_KEYS:
+        return ""
+    if not isinstance(value, str | int | float | bool):  # a table or list may hold anything
+        return ""
+    return f" (got {value!r})"
+
+
 def _where(loc: tuple[int | str, ...], data: object) -> str:
-    """`destinations[1].url` (named by the destination's name when it has one)."""
+    """`destinations[1].url` (named by the destination's name when it is a valid one)."""
     parts: list[str] = []
     node = data
     for step in loc:
         if isinstance(step, int):
-            name = node[step].get("name") if isinstance(node, list) and isinstance(node[step], dict) else None
-            index = f"[{name!r}]" if name else f"[{step}]"
+            item = node[step] if isinstance(node, list) and step < len(node) else None
+            index = f"[{_name(item)!r}]" if _name(item) else f"[{step}]"
             if parts:
                 parts[-1] += index
             else:
                 parts.append(index)
-            node = node[step] if isinstance(node, list) else None
+            node = item
         else:
-            parts.append(step)
+            parts.append(step if step.isascii() and step.isprintable() else repr(step))
             node = node.get(step) if isinstance(node, dict) else None
     return ".".join(parts) or "(top level)"
+
+
+def _name(item: object) -> str | None:
+    """The destination's name when `item` is a table with a valid one (anything else given as a
+    name might be a URL or a token)."""
+    name = item.get("name") if isinstance(item, dict) else None
+    return name if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) else None

@@ -71,3 +71,72 @@ def test_a_file_that_is_not_utf8_is_refused_in_one_line_with_the_offset(tmp_path
     with pytest.raises(NotifyConfigError) as error:
         load_notify_config(path)
     assert str(error.value) == f"notify config file {path} is not UTF-8 (byte 12 cannot be decoded)"
+
+
+def refusal(tmp_path: Path, text: str) -> str:
+    """The one-line message refusing the file `text`."""
+    with pytest.raises(NotifyConfigError) as error:
+        load_notify_config(write(tmp_path, text))
+    message = str(error.value)
+    assert "\n" not in message and "\r" not in message
+    return message
+
+
+CRM = '[[destinations]]\nname = "crm"\nurl = "http://127.0.0.1:9/x"\n'
+SECRET_URL = "https://hooks.slack.com/services/T000/B000/SECRETPATH"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (  # the url forgotten: pydantic's input is the destination, headers and all
+            '[[destinations]]\nname = "crm"\nheaders = { Authorization = "Bearer TOPSECRET-123" }\n',
+            "destinations['crm'].url: Field required",
+        ),
+        (  # a misspelt key: its value is not shown
+            f'{CRM}header = {{ Authorization = "Bearer TOPSECRET-123" }}\n',
+            "destinations['crm'].header: Extra inputs are not permitted",
+        ),
+        (  # a header value that is not text
+            f"{CRM}headers = {{ Authorization = 123 }}\n",
+            "destinations['crm'].headers.Authorization: Input should be a valid string",
+        ),
+        (
+            '[[destinations]]\nname = "crm"\nurl = "ftp://user:PASSWORD@host/x"\n',
+            "destinations['crm'].url: URL scheme should be 'http' or 'https'",
+        ),
+        (  # the repeated names, not every destination's url
+            f'[[destinations]]\nname = "a"\nurl = "{SECRET_URL}"\n' * 2,
+            "destination names must be unique; repeated: a",
+        ),
+        (  # a url where the list of destinations goes
+            f'destinations = "{SECRET_URL}"\n',
+            "destinations: Input should be a valid tuple",
+        ),
+        (  # a name that is not one: the destination is named by its position
+            f'[[destinations]]\nname = "{SECRET_URL}"\nurl = "http://h/1"\n',
+            "destinations[0].name: String should match pattern",
+        ),
+        (
+            '[[destinations]]\nname = { token = "TOPSECRET-123" }\nurl = "http://h/1"\n',
+            "destinations[0].name: Input should be a valid string",
+        ),
+    ],
+)
+def test_errors_name_the_key_and_the_problem_but_never_echo_secrets(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    message = refusal(tmp_path, text).replace(str(tmp_path), "")
+    assert where in message
+    for secret in ("TOPSECRET", "PASSWORD", "SECRETPATH", "123"):
+        assert secret not in message
+
+
+def test_values_that_are_not_secret_are_still_shown(tmp_path: Path) -> None:
+    message = refusal(tmp_path, f'{CRM}rate_per_minute = -1\nmin_severity = "loud"\n[retry]\njitter = 2\n')
+    assert "destinations['crm'].rate_per_minute: Input should be greater than 0 (got -1)" in message
+    assert (
+        "destinations['crm'].min_severity: Input should be 'info', 'warning' or 'critical' (got 'loud')"
+        in (message)
+    )
+    assert "retry.jitter: Input should be less than or equal to 1 (got 2)" in message
