@@ -9,11 +9,20 @@ unknown key's value: webhook URLs and headers carry credentials).
 from __future__ import annotations
 
 import re
+import unicodedata
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from streamer.contract.vocabulary import Severity
@@ -21,6 +30,7 @@ from streamer.settings import read_toml
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
 
 
 class NotifyConfigError(Exception):
@@ -75,6 +85,26 @@ class Destination(Strict):
     headers: dict[str, str] = Field(default_factory=dict)  # e.g. an Authorization header
     retry: Retry | None = None  # overrides [retry] for this destination
 
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        """Refused here rather than by aiohttp at the first delivery; names the header, not its value."""
+        for name, value in headers.items():
+            problem = header_problem(name, value)
+            if problem is not None:
+                raise ValueError(f"header {name!r} {problem}")
+        return headers
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """What HTTP forbids in the header `name: value` (a CR or LF would even start a header of
+    its own), or None."""
+    if not HEADER_NAME.fullmatch(name):
+        return "is not a header name: letters, digits and !#$%&'*+-.^_`|~ only"
+    if any(char != "\t" and unicodedata.category(char) == "Cc" for char in value):
+        return "has a control character (CR, LF or another) in its value, which HTTP forbids"
+    return None
+
 
 class NotifyConfig(Strict):
     """The whole notifier configuration (one TOML file)."""
@@ -120,7 +150,8 @@ SHOWN_KEYS = (
 
 def _problem(error: ErrorDetails, data: object) -> str:
     """`destinations['crm'].format: Input should be 'json' or 'slack' (got 'teams')`."""
-    return f"{_where(error['loc'], data)}: {error['msg']}{_shown_input(error)}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{_where(error['loc'], data)}: {message}{_shown_input(error)}"
 
 
 def _shown_input(error: ErrorDetails) -> str:

@@ -98,6 +98,22 @@ def test_notify_with_an_unreachable_broker(tmp_path: Path) -> None:
     )
 
 
+def test_notify_refuses_a_header_with_a_line_break_before_it_connects(tmp_path: Path) -> None:
+    """aiohttp used to refuse it only at the first delivery, ending the notifier in a traceback."""
+    config = tmp_path / "n.toml"
+    config.write_text(
+        '[[destinations]]\nname = "crm"\nurl = "http://127.0.0.1:9/hook"\n'
+        'headers = { "X-A" = "a\\r\\nInjected: 1" }\n'
+    )
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    result = run(["notify", "--config", str(config), "--connect-timeout", "1", "--bootstrap", bootstrap])
+    assert result.exit_code == 1, result.output
+    assert one_line(result) == (
+        f"Error: notify config file {config} is invalid: destinations['crm'].headers: header 'X-A' "
+        "has a control character (CR, LF or another) in its value, which HTTP forbids"
+    )
+
+
 def test_alerts_tail_timeout_0_is_a_usage_error() -> None:
     """0 used to be accepted and tail never stopped."""
     bootstrap = f"127.0.0.1:{closed_port()}"

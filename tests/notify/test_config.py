@@ -140,3 +140,32 @@ def test_values_that_are_not_secret_are_still_shown(tmp_path: Path) -> None:
         in (message)
     )
     assert "retry.jitter: Input should be less than or equal to 1 (got 2)" in message
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        (r'{ "X-A" = "a\r\nInjected: 1" }', "'X-A'"),
+        (r'{ "X-A" = "a\nInjected: 1" }', "'X-A'"),
+        (r'{ Authorization = "Bearer x\u0000y" }', "'Authorization'"),
+        (r'{ "X-A" = "a\u007fb" }', "'X-A'"),
+        (r'{ "X-A" = "a\u0085b" }', "'X-A'"),  # a C1 control
+        (r'{ "X-A\r\nInjected" = "1" }', r"'X-A\r\nInjected'"),
+        (r'{ "X A" = "1" }', "'X A'"),
+        (r'{ "X:A" = "1" }', "'X:A'"),
+        (r'{ "" = "1" }', "''"),
+    ],
+)
+def test_a_header_http_forbids_is_refused_at_load_naming_it_not_its_value(
+    tmp_path: Path, headers: str, named: str
+) -> None:
+    message = refusal(tmp_path, f"{CRM}headers = {headers}\n")
+    assert "destinations['crm'].headers" in message and named in message
+    assert "Injected: 1" not in message and "Bearer" not in message
+
+
+def test_headers_http_allows_are_kept(tmp_path: Path) -> None:
+    config = load_notify_config(
+        write(tmp_path, f'{CRM}headers = {{ Authorization = "Bearer a\\tb", "X-Name_1.~" = "Zoë" }}\n')
+    )
+    assert config.destinations[0].headers == {"Authorization": "Bearer a\tb", "X-Name_1.~": "Zoë"}
