@@ -66,6 +66,26 @@ def classify(status: int, retry_after: str | None = None, now: datetime | None =
     return Response(Outcome.rejected, f"HTTP {status}")
 
 
+BODY_CAP = 64 * 1024  # bytes of a response body read at most; nothing uses the body
+
+
+async def _discard_body(reply: aiohttp.ClientResponse) -> None:
+    """Read a small body to its end, so the connection can serve the next request. One larger
+    than BODY_CAP (a webhook may announce gigabytes) is not read further, and one that breaks
+    off or outlasts the timeout is given up: the connection is closed instead. Either way the
+    status has already decided the outcome."""
+    remaining = BODY_CAP
+    try:
+        while remaining > 0:
+            chunk = await reply.content.read(remaining)
+            if not chunk:
+                return
+            remaining -= len(chunk)
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        pass
+    reply.close()
+
+
 class HttpSender:
     """aiohttp client: one session, JSON bodies, an `Idempotency-Key` header per message."""
 
@@ -84,8 +104,9 @@ class HttpSender:
                 timeout=aiohttp.ClientTimeout(total=destination.timeout_seconds),
                 allow_redirects=False,
             ) as reply:
-                await reply.read()
-                return classify(reply.status, reply.headers.get("Retry-After"))
+                response = classify(reply.status, reply.headers.get("Retry-After"))
+                await _discard_body(reply)
+                return response
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Response(Outcome.retry, f"{type(exc).__name__}: {exc}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,12 @@ async def _read_request(reader: asyncio.StreamReader) -> None:
 @asynccontextmanager
 async def receiver(answer: Answer) -> AsyncIterator[str]:
     """A server answering every request with `answer`; yields its URL."""
+    handlers: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
         try:
             await _read_request(reader)
             await answer(writer)
@@ -45,11 +50,14 @@ async def receiver(answer: Answer) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/hook"
     finally:
         server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def post(url: str, timeout_seconds: float = 5.0) -> Response:
     sender = HttpSender()
-    destination = Destination(name="hook", url=url, timeout_seconds=timeout_seconds)  # type: ignore[arg-type]
+    destination = Destination.model_validate({"name": "hook", "url": url, "timeout_seconds": timeout_seconds})
     try:
         return await sender.post(destination, {"alerts": []}, "key-1")
     finally:
@@ -85,3 +93,51 @@ async def test_a_retry_after_date_reaches_the_worker_as_seconds() -> None:
         response = await post(url)
     assert response.outcome is Outcome.retry
     assert response.retry_after is not None and 110 <= response.retry_after <= 120
+
+
+async def test_an_endless_body_is_not_read_past_a_small_cap_nor_waited_for() -> None:
+    """A 200 announcing 8 GiB: the old code read it all into memory until the timeout, then
+    retried. Now the reply is taken as sent after a few KiB and the connection dropped."""
+    streamed = 0
+    limit = 128 * 2**20  # the server sends this much, then holds the connection open
+    dropped = asyncio.Event()
+
+    async def endless(writer: asyncio.StreamWriter) -> None:
+        nonlocal streamed
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8589934592\r\n\r\n")
+        chunk = b"x" * 2**16
+        try:
+            while streamed < limit:
+                writer.write(chunk)
+                await writer.drain()
+                streamed += len(chunk)
+        except ConnectionError:
+            dropped.set()
+            raise
+        await asyncio.sleep(60)
+
+    loop = asyncio.get_running_loop()
+    async with receiver(endless) as url:
+        started = loop.time()
+        response = await post(url, timeout_seconds=3)
+        took = loop.time() - started
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):  # the server learns of the close at its next write
+                await dropped.wait()
+    assert response.outcome is Outcome.sent
+    assert dropped.is_set(), "the connection was not closed"
+    assert took < 2
+    assert streamed < limit / 4  # what the kernel buffers took, not the body
+
+
+async def test_a_2xx_whose_body_breaks_off_is_still_an_acknowledgement() -> None:
+    """The status decides: retrying a delivery the receiver took would send it twice."""
+
+    async def stalled(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()
+        await asyncio.sleep(60)
+
+    async with receiver(stalled) as url:
+        response = await post(url, timeout_seconds=0.5)
+    assert response.outcome is Outcome.sent
