@@ -135,6 +135,25 @@ def alert(n: int) -> dict[str, Any]:
     }
 
 
+async def create_alerts_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 4, 1)])
+    finally:
+        await admin.close()
+
+
+async def publish_alerts(bootstrap: str, topic: str, numbers: range) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in numbers:
+            await producer.send_and_wait(topic, orjson.dumps(alert(n)), key=f"acct-{n}".encode())
+    finally:
+        await producer.stop()
+
+
 def wait_for(what: str, check: Callable[[], bool], notifier: Notifier | None = None) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not check():
@@ -172,21 +191,10 @@ def test_notify_delivers_through_outages_and_restarts_without_repeats(
     topic = f"{prefix}alerts"
 
     async def create_topic() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, 4, 1)])
-        finally:
-            await admin.close()
+        await create_alerts_topic(stack.bootstrap, topic)
 
     async def publish(numbers: range) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-        await producer.start()
-        try:
-            for n in numbers:
-                await producer.send_and_wait(topic, orjson.dumps(alert(n)), key=f"acct-{n}".encode())
-        finally:
-            await producer.stop()
+        await publish_alerts(stack.bootstrap, topic, numbers)
 
     async def committed_all() -> bool:
         admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
@@ -288,3 +296,80 @@ rate_per_minute = 6000
         assert receiver.log == before, "a destination received an alert it already had"
     finally:
         notifier.stop()
+
+
+class HostileReceiver(Receiver):
+    """Answers each alert's first request 429 with `Retry-After: ²` (a digit to `str.isdigit()`,
+    not to `float()`), its second 200 with a body announced as 8 GiB and streamed until the
+    client hangs up."""
+
+    BODY_LIMIT = 256 * 2**20  # streamed at most, should the client read on
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.answered: Counter[str] = Counter()
+        self.streamed: list[int] = []  # bytes of each endless body written before the hang-up
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        [key] = [alert["alert_id"] for alert in (await request.json())["alerts"]]
+        self.answered[key] += 1
+        if self.answered[key] == 1:
+            self.log.append((request.path, 429, [key]))
+            return web.Response(status=429, headers={"Retry-After": "²"})
+        self.log.append((request.path, 200, [key]))
+        if self.answered[key] > 2:
+            return web.Response(text="ok")
+        reply = web.StreamResponse()
+        reply.content_length = 8 * 2**30
+        await reply.prepare(request)
+        chunk, written = b"x" * 2**16, 0
+        try:
+            while written < self.BODY_LIMIT:
+                await reply.write(chunk)
+                written += len(chunk)
+        except ConnectionError:
+            pass
+        self.streamed.append(written)
+        return reply
+
+
+def test_notify_outlives_an_unreadable_retry_after_and_an_endless_body(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    asyncio.run(create_alerts_topic(stack.bootstrap, f"{prefix}alerts"))
+    receiver = HostileReceiver(free_port())
+    receiver.start()
+    config = tmp_path / "notify.toml"
+    config.write_text(
+        f"""
+[retry]
+initial_seconds = 0.2
+max_seconds = 1
+[[destinations]]
+name = "crm"
+url = "http://127.0.0.1:{receiver.port}/json"
+rate_per_minute = 6000
+"""
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSTREAM_")},
+        "HEALTHSTREAM_KAFKA_BOOTSTRAP": stack.bootstrap,
+        "HEALTHSTREAM_TOPIC_PREFIX": prefix,
+        "HEALTHSTREAM_APP_ID": app_id,
+    }
+    notifier = Notifier(["--config", str(config), "--start-from", "earliest"], env, tmp_path / "notify.log")
+    try:
+        asyncio.run(publish_alerts(stack.bootstrap, f"{prefix}alerts", range(3)))
+        expected = {alert(n)["alert_id"] for n in range(3)}
+        wait_for(
+            "the 3 alerts acknowledged", lambda: set(receiver.acknowledged("/json")) == expected, notifier
+        )
+        wait_for("the 3 endless bodies hung up on", lambda: len(receiver.streamed) == 3, notifier)
+        assert notifier.proc.poll() is None, notifier.tail()
+        assert receiver.acknowledged("/json") == Counter(expected), "an acknowledged alert was sent again"
+        assert all(written < receiver.BODY_LIMIT for written in receiver.streamed), receiver.streamed
+    finally:
+        notifier.stop()
+        receiver.close()
