@@ -6,12 +6,13 @@ import csv
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 Progress = Callable[[str, int, float], None]
 """Called now and then with (file name, rows read, share of the file read 0..1)."""
@@ -43,11 +44,82 @@ class Row:
         return BadRow(self.file, self.line, problem)
 
 
-def _open_text(path: Path) -> tuple[IO[str], IO[bytes]]:
-    """(text stream, raw byte stream whose position tells the progress)."""
+def _open_bytes(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(byte stream of the table, raw file whose position tells the progress)."""
     raw = path.open("rb")
     stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if path.name.endswith(".gz") else raw
-    return io.TextIOWrapper(stream, encoding="utf-8", newline=""), raw
+    return stream, raw
+
+
+def _open_text(path: Path) -> tuple[IO[str], IO[bytes]]:
+    """(text stream, raw file); a byte order mark at the start is dropped (spreadsheets write one)."""
+    stream, raw = _open_bytes(path)
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), raw
+
+
+def _first_line_not_utf8(path: Path) -> tuple[int, UnicodeDecodeError] | None:
+    """The line holding the first byte that is not UTF-8, and the error there: the text stream
+    decodes ahead of the CSV reader, so its error does not say which line."""
+    stream, raw = _open_bytes(path)
+    with stream, raw:
+        for number, line in enumerate(stream, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, exc
+    return None
+
+
+# What a table that cannot be read any further raises (gzip, zlib or the file itself).
+READ_ERRORS = (EOFError, OSError, zlib.error)
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    byte = exc.object[exc.start : exc.start + 1]
+    return f"not UTF-8 ({exc.reason}: byte {byte!r} at column {exc.start + 1})"
+
+
+def _not_utf8_further(path: Path, start: int, exc: UnicodeDecodeError) -> str:
+    found = _first_line_not_utf8(path)
+    line, exc = found if found is not None else (start, exc)
+    return f"{path.name}:{line}: cannot read further: {_not_utf8(exc)}"
+
+
+def _header(reader: Iterator[list[str]], path: Path) -> list[str]:
+    try:
+        return next(reader)
+    except StopIteration:
+        raise TableError(f"{path}: empty file, expected a header row") from None
+    except UnicodeDecodeError as exc:  # the text stream reads ahead: maybe a later line
+        raise TableError(_not_utf8_further(path, 1, exc)) from None
+    except (*READ_ERRORS, csv.Error) as exc:
+        raise TableError(f"{path}: cannot read it as CSV: {exc}") from None
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field limit" in str(exc):
+        return f"a field is longer than {csv.field_size_limit():,} characters (the CSV reader's limit)"
+    return f"not valid CSV: {exc}"
+
+
+def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str] | BadRow]]:
+    """(physical line where the record starts, its fields), or a record the CSV reader refused
+    as a bad row; quoted newlines make a record span lines. Raises TableError when the file
+    cannot be read further."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the size limit: the reader goes on after it
+            yield start, BadRow(path.name, start, _csv_problem(exc))
+            continue
+        except UnicodeDecodeError as exc:
+            raise TableError(_not_utf8_further(path, start, exc)) from None
+        except READ_ERRORS as exc:
+            raise TableError(f"{path.name}:{start}: cannot read further: {exc}") from None
+        yield start, fields
 
 
 def read_rows(
@@ -56,10 +128,12 @@ def read_rows(
     progress: Progress | None = None,
     on_bad: Callable[[BadRow], None] | None = None,
 ) -> Iterator[Row]:
-    """The values of `columns` of every data row of `path`, with 1-based line numbers (header = 1).
+    """The values of `columns` of every data row of `path`, with the 1-based physical line where
+    each starts (header = 1).
 
-    Raises TableError when the file or a column is missing. A row with too few fields goes to
-    `on_bad` (which raises it, or counts it and the reading goes on); raised when None.
+    Raises TableError when the file or a column is missing, or the file cannot be read further.
+    A row the CSV reader refuses or with too few fields goes to `on_bad` (which raises it, or
+    counts it and the reading goes on); raised when None.
     """
     if not path.is_file():
         raise TableError(f"{path}: no such file")
@@ -67,12 +141,7 @@ def read_rows(
     text, raw = _open_text(path)
     with text, raw:
         reader = csv.reader(text)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise TableError(f"{path}: empty file, expected a header row") from None
-        except (UnicodeDecodeError, OSError, csv.Error) as exc:
-            raise TableError(f"{path}: cannot read it as CSV: {exc}") from None
+        header = _header(reader, path)
         missing = [column for column in columns if column not in header]
         if missing:
             raise TableError(
@@ -82,24 +151,27 @@ def read_rows(
         indexes = [header.index(column) for column in columns]
         width = max(indexes) + 1
         name = path.name
-        line = 1
-        try:
-            for line, fields in enumerate(reader, start=2):
-                if len(fields) < width:
-                    if not fields:
-                        continue
-                    short = BadRow(name, line, f"{len(fields)} fields, expected {len(header)}")
-                    if on_bad is None:
-                        raise short
-                    on_bad(short)
-                    continue
-                yield Row(name, line, tuple(fields[i] for i in indexes))
-                if progress is not None and (line - 1) % PROGRESS_ROWS == 0:
-                    progress(name, line - 1, min(0.99, raw.tell() / size))  # 1.0: the end
-        except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile) as exc:
-            raise TableError(f"{name}:{line + 1}: cannot read further: {exc}") from None
+        rows = 0
+        for line, fields in _records(reader, path):
+            error: BadRow | None = None
+            if isinstance(fields, BadRow):
+                error = fields
+            elif not fields:
+                continue  # a blank line
+            elif len(fields) < width:
+                error = BadRow(name, line, f"{len(fields)} fields, expected {len(header)}")
+            rows += 1
+            if error is not None:
+                if on_bad is None:
+                    raise error
+                on_bad(error)
+                continue
+            assert not isinstance(fields, BadRow)
+            yield Row(name, line, tuple(fields[i] for i in indexes))
+            if progress is not None and rows % PROGRESS_ROWS == 0:
+                progress(name, rows, min(0.99, raw.tell() / size))  # 1.0: the end
         if progress is not None:
-            progress(name, line - 1, 1.0)
+            progress(name, rows, 1.0)
 
 
 # -- values ------------------------------------------------------------------------------------
@@ -123,30 +195,48 @@ def parse_time(row: Row, column: str, text: str, what: str = "a timestamp") -> d
         raise row.bad(f"{column} {text!r} is not {what} (expected YYYY-MM-DD[ HH:MM:SS], UTC)") from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise row.bad(f"{column} {text!r} is out of range: in UTC it is outside years 1..9999") from None
+
+
+# Numbers are checked for size before they are converted: a long text or a huge exponent would
+# otherwise take minutes (or all memory) to turn into an int or a plain decimal. The bounds are
+# wider than any value the contract takes, so within them its own reason is the one reported.
+MAX_NUMBER_TEXT = 40  # characters
+MAX_DIGITS = 18  # digits before or after the decimal point
+
+
+def _decimal(row: Row, column: str, text: str) -> Decimal:
+    """`text` as a decimal of bounded size, or a bad row; NaN and infinities pass (the callers say)."""
+    if len(text) > MAX_NUMBER_TEXT:
+        raise row.bad(f"{column} {text[:20]!r}... ({len(text):,} characters) is not a number")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise row.bad(f"{column} {text!r} is not a number") from None
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and not (exponent >= -MAX_DIGITS and value.adjusted() < MAX_DIGITS):
+        raise row.bad(
+            f"{column} {text!r} is out of range: more than {MAX_DIGITS} digits before or after the "
+            "decimal point"
+        )
+    return value
 
 
 def parse_amount(row: Row, column: str, text: str) -> Decimal:
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise row.bad(f"{column} {text!r} is not a number") from None
+    amount = _decimal(row, column, text)
     if not amount.is_finite() or amount < 0:
         raise row.bad(f"{column} {text!r} must be a number >= 0")
-    return amount
+    return amount.copy_abs()  # -0 is 0
 
 
 def parse_count(row: Row, column: str, text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        try:
-            exact = Decimal(text)
-        except InvalidOperation:
-            exact = Decimal("NaN")
-        if not exact.is_finite() or exact != exact.to_integral_value():
-            raise row.bad(f"{column} {text!r} is not a whole number") from None
-        value = int(exact)
+    exact = _decimal(row, column, text)
+    if not exact.is_finite() or exact != exact.to_integral_value():
+        raise row.bad(f"{column} {text!r} is not a whole number")
+    value = int(exact)
     if value < minimum:
         raise row.bad(f"{column} {text!r} must be >= {minimum}")
     return value
