@@ -98,6 +98,15 @@ def unexpected(stage: str, exc: BaseException) -> str:
 def out_of_bounds(event: Event, bounds: Input, published_ms: int) -> str | None:
     """Why `event` is outside the configured input bounds, or None when it is within them."""
     at = to_ms(event.occurred_at)
+    problem = event_time_problem(at, bounds, published_ms)
+    if problem is not None:
+        return problem
+    check = _FIELD_CHECKS.get(type(event))
+    return check(event, bounds, at) if check is not None else None
+
+
+def event_time_problem(at: int, bounds: Input, published_ms: int) -> str | None:
+    """Why the event time `at` (epoch ms) is outside the input bounds, or None when it is within."""
     earliest = bounds.earliest_ms
     if at < earliest:
         return (
@@ -111,8 +120,7 @@ def out_of_bounds(event: Event, bounds: Input, published_ms: int) -> str | None:
             f"was published ({iso(published_ms)}): event time must not be in the future "
             "(input.max_skew_hours)"
         )
-    check = _FIELD_CHECKS.get(type(event))
-    return check(event, bounds, at) if check is not None else None
+    return None
 
 
 def _subscription_state(event: Event, bounds: Input, at: int) -> str | None:

@@ -9,15 +9,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from streamer.core.config import ScoreConfig
+from streamer.core.intake import Refused, admit, event_time_problem
 from streamer.importer.mapping import DataEndRule, Mapping
 from streamer.importer.subscriptions import (
     Imported,
     SubscriptionCounts,
     SubscriptionRow,
     epoch_ms,
+    started_event,
     subscription_events,
 )
 from streamer.importer.tables import (
@@ -45,10 +49,11 @@ class BadRows:
     count: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def handle(self, error: BadRow) -> None:
+    def handle(self, error: BadRow, rows: int = 1) -> None:
+        """Raise `error`, or count the `rows` it stands for (an aggregate of usage rows: many)."""
         if not self.skip:
             raise error
-        self.count += 1
+        self.count += rows
         if len(self.examples) < SHOWN_BAD_ROWS:
             self.examples.append(str(error))
 
@@ -97,10 +102,34 @@ class Importer:
         grain: UsageGrain = UsageGrain.hour,
         skip_bad_rows: bool = False,
         progress: Progress | None = None,
+        published_ms: int | None = None,
     ) -> None:
+        """`published_ms`: when the events count as published, for the input bound on event time
+        (as `streamer offline` takes it: default now)."""
         self.folder, self.mapping, self.grain, self.progress = folder, mapping, grain, progress
         self.bad = BadRows(skip=skip_bad_rows)
         self.accounts: set[str] | None = None
+        self.config = ScoreConfig()  # the default input bounds: what every consumer accepts
+        self.published_ms = published_ms if published_ms is not None else int(time.time() * 1000)
+
+    # -- the consumers' checks -------------------------------------------------------------------
+
+    def refusal(self, line: bytes) -> str | None:
+        """Why the worker and `streamer offline` would dead-letter this event line, or None."""
+        admitted = admit(line, key=None, family=None, published_ms=self.published_ms, config=self.config)
+        return admitted.reason if isinstance(admitted, Refused) else None
+
+    def checked(self, events: Iterator[Imported]) -> Iterator[tuple[Imported, bytes]]:
+        """Each event with its JSON line when the consumers would admit it; else a bad row of the
+        row (or the first row of the aggregate) it comes from."""
+        dumps, refusal = orjson.dumps, self.refusal
+        for item in events:
+            line = dumps(item.event)
+            problem = refusal(line)
+            if problem is None:
+                yield item, line
+            else:
+                self.bad.handle(BadRow(*item.source, _refused(item.event, problem)), item.rows)
 
     # -- tables ----------------------------------------------------------------------------------
 
@@ -183,9 +212,14 @@ class Importer:
         if table.bill_period_months is not None:
             text = next(values)
             months = parse_count(row, table.bill_period_months, text, 1) if text else 1
-        return SubscriptionRow(
-            account, product, start, end, mrr, seats, months, addon, f"{row.file}:{row.line}"
+        parsed = SubscriptionRow(
+            account, product, start, end, mrr, seats, months, addon, (row.file, row.line)
         )
+        started = started_event(parsed, self.mapping.currency)
+        problem = self.refusal(orjson.dumps(started))
+        if problem is not None:
+            raise row.bad(_refused(started, problem))
+        return parsed
 
     def read_lookup(self, summary: ImportSummary) -> dict[str, str] | None:
         table = self.mapping.events
@@ -211,12 +245,16 @@ class Importer:
         lookup = self.read_lookup(summary)
         columns = [table.account, table.time, table.event] + ([table.user] if table.user is not None else [])
         end_ms = epoch_ms(data_end) if data_end is not None else None
+        bounds = self.config.input
         latest: int | None = None
         after_end = 0
         for row in self._rows(table.file, columns, summary):
             try:
                 account = self._account(row, table.account, row.values[0])
                 at = epoch_ms(parse_time(row, table.time, row.values[1]))
+                problem = event_time_problem(at, bounds, self.published_ms)
+                if problem is not None:
+                    raise row.bad(f"its usage.recorded event is refused: {problem}")
                 code = row.values[2]
                 if lookup is not None:
                     feature = lookup.get(code)
@@ -265,7 +303,11 @@ class Importer:
         summary.after_end[self.mapping.subscriptions.file] += counts.after_end
         summary.subscriptions = counts.subscriptions
         summary.usage_rows = usage.rows
-        write_events(out, merged(changes, usage), summary)
+        try:
+            write_events(out, self.checked(merged(changes, usage)), summary)
+        except BadRow:
+            out.unlink(missing_ok=True)  # no half-written file
+            raise
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -280,21 +322,26 @@ def _family(item: Imported) -> int:
     return 1 if item.event["event_type"] == "usage.recorded" else 0
 
 
-def write_events(out: Path, events: Iterator[Imported], summary: ImportSummary, chunk: int = 8192) -> None:
-    """JSON lines (gzip when the name ends in .gz, byte-identical on every run)."""
+def _refused(event: dict[str, Any], reason: str) -> str:
+    return f"its {event['event_type']} event is refused: {reason}"
+
+
+def write_events(
+    out: Path, events: Iterator[tuple[Imported, bytes]], summary: ImportSummary, chunk: int = 8192
+) -> None:
+    """The events' JSON lines (gzip when the name ends in .gz, byte-identical on every run)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     accounts: set[str] = set()
     buffer: list[bytes] = []
-    dumps = orjson.dumps
     last: Imported | None = None
     with Sink(out) as sink:
-        for item in events:
+        for item, line in events:
             if last is None:
                 summary.first_at = item.event["occurred_at"]
             last = item
             summary.by_type[item.event["event_type"]] += 1
             accounts.add(item.event["account_id"])
-            buffer.append(dumps(item.event))
+            buffer.append(line)
             if len(buffer) >= chunk:
                 sink.write(b"\n".join(buffer) + b"\n")
                 buffer.clear()

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from functools import lru_cache
 from itertools import groupby
 from typing import Any
@@ -38,7 +38,7 @@ class SubscriptionRow:
     seats: int | None
     months: int
     addon: bool
-    source: str = ""  # file:line, for messages
+    source: tuple[str, int] = ("", 0)  # file and line, for messages
 
     @property
     def line(self) -> str:
@@ -56,6 +56,8 @@ class Imported:
 
     at: int
     event: dict[str, Any]
+    source: tuple[str, int] = ("", 0)  # file and line of the (first) row it comes from
+    rows: int = 1  # rows it stands for
 
 
 @dataclass
@@ -72,7 +74,8 @@ def rfc3339(moment: datetime) -> str:
 
 @lru_cache(maxsize=4096)
 def _day_text(day: int) -> str:
-    return (EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+    moment = EPOCH + timedelta(days=day)
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"  # strftime drops a year's zeros
 
 
 def rfc3339_ms(ms: int) -> str:
@@ -95,9 +98,53 @@ def event_id(*parts: object) -> str:
     return f"imp-{digest}"
 
 
+# Exact for any amount and count the importer reads (their size is bounded when parsed).
+EXACT = Context(prec=80, traps=[InvalidOperation, Overflow, Inexact])
+
+
 def _amount(row: SubscriptionRow) -> str:
-    """The charge per billing interval: MRR x months in the interval (exact, so MRR comes back exact)."""
-    return str(row.mrr * row.months)
+    """The charge per billing interval: MRR x months in the interval (exact, so MRR comes back
+    exact), as a plain decimal (`300`, never `3E+2`)."""
+    return format(EXACT.multiply(row.mrr, Decimal(row.months)), "f")
+
+
+def _subscription_id(row: SubscriptionRow, number: int) -> str:
+    return f"{row.account}:{row.line}:{number}"
+
+
+def _event(kind: str, subscription_id: str, at: datetime, row: SubscriptionRow, **fields: Any) -> Imported:
+    ident = event_id(row.account, subscription_id, kind, at.isoformat(), *row.state, row.end)
+    event = {
+        "event_id": ident,
+        "event_type": kind,
+        "account_id": row.account,
+        "occurred_at": rfc3339(at),
+        "subscription_id": subscription_id,
+        **fields,
+    }
+    return Imported(epoch_ms(at), event, row.source)
+
+
+def _state_event(kind: str, subscription_id: str, row: SubscriptionRow, currency: str) -> Imported:
+    """A `subscription.started` or `.changed` carrying the row's plan, amount, seats and term."""
+    fields: dict[str, Any] = {
+        "plan": row.product,
+        "amount": _amount(row),
+        "currency": currency,
+        "interval": "month",
+        "interval_count": row.months,
+    }
+    if row.seats is not None:
+        fields["seats"] = row.seats
+    if row.end is not None:
+        fields["term_end"] = rfc3339(row.end)
+    return _event(kind, subscription_id, row.start, row, **fields)
+
+
+def started_event(row: SubscriptionRow, currency: str) -> dict[str, Any]:
+    """The `subscription.started` the row would begin: every value of the row in one event, to
+    check it as the consumers will before the rows are joined into subscriptions."""
+    return _state_event("subscription.started", _subscription_id(row, 1), row, currency).event
 
 
 def subscription_events(
@@ -123,30 +170,11 @@ def _line_events(
 
     def make(kind: str, at: datetime, row: SubscriptionRow, **fields: Any) -> Imported:
         counts.by_type[kind] += 1
-        ident = event_id(account, subscription_id, kind, at.isoformat(), *row.state, row.end)
-        event = {
-            "event_id": ident,
-            "event_type": kind,
-            "account_id": account,
-            "occurred_at": rfc3339(at),
-            "subscription_id": subscription_id,
-            **fields,
-        }
-        return Imported(epoch_ms(at), event)
+        return _event(kind, subscription_id, at, row, **fields)
 
     def state(kind: str, row: SubscriptionRow) -> Imported:
-        fields: dict[str, Any] = {
-            "plan": row.product,
-            "amount": _amount(row),
-            "currency": currency,
-            "interval": "month",
-            "interval_count": row.months,
-        }
-        if row.seats is not None:
-            fields["seats"] = row.seats
-        if row.end is not None:
-            fields["term_end"] = rfc3339(row.end)
-        return make(kind, row.start, row, **fields)
+        counts.by_type[kind] += 1
+        return _state_event(kind, subscription_id, row, currency)
 
     for row in rows:
         if row.start > data_end:
@@ -158,7 +186,7 @@ def _line_events(
         if current is None:
             number += 1
             counts.subscriptions += 1
-            subscription_id = f"{account}:{line}:{number}"
+            subscription_id = _subscription_id(row, number)
             yield state("subscription.started", row)
         elif row.state != current.state:
             yield state("subscription.changed", row)

@@ -39,7 +39,7 @@ class UsageAggregator:
     grain: UsageGrain
     source: str = ""  # file name, part of the ids at grain none
     rows: int = 0
-    _buckets: dict[Key, list[int]] = field(default_factory=dict)  # key -> [count, latest ms]
+    _buckets: dict[Key, list[int]] = field(default_factory=dict)  # key -> [count, latest ms, first line]
 
     def add(self, account: str, user: str, feature: str, at_ms: int, line: int) -> None:
         self.rows += 1
@@ -48,7 +48,7 @@ class UsageAggregator:
         key = (account, user, feature, bucket)
         found = self._buckets.get(key)
         if found is None:
-            self._buckets[key] = [1, at_ms]
+            self._buckets[key] = [1, at_ms, line]
         else:
             found[0] += 1
             if at_ms > found[1]:
@@ -62,7 +62,7 @@ class UsageAggregator:
         grain = self.grain.value
         items = sorted(self._buckets.items(), key=lambda item: (item[1][1], item[0]))
         self._buckets = {}
-        for (account, user, feature, bucket), (count, at_ms) in items:
+        for (account, user, feature, bucket), (count, at_ms, line) in items:
             scope = (self.source, bucket) if self.grain is UsageGrain.none else (grain, bucket)
             yield Imported(
                 at_ms,
@@ -75,4 +75,6 @@ class UsageAggregator:
                     "feature": feature,
                     "count": count,
                 },
+                (self.source, line),
+                count,
             )

@@ -1,0 +1,188 @@
+"""`streamer import` on hostile rows: every event written passes the consumers' checks, and
+whatever cannot be imported is a bad row named by file and physical line, found promptly."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from streamer.cli import main
+
+from .portfolio import EVENTS, SUBSCRIPTIONS, write_export
+from .test_import import import_export, read_events
+
+# a row of the 'gap' account that, skipped, leaves the clean import's events unchanged
+GOOD = ("gap", "basic", "2024-01-01", "2024-02-01", "20", "2", "1")
+
+
+def bad_subscription(**changes: str) -> tuple[str, ...]:
+    columns = ["account_id", "product", "start_date", "end_date", "mrr", "quantity", "bill_period_months"]
+    return tuple(changes.get(column, value) for column, value in zip(columns, GOOD, strict=True))
+
+
+def run_import(folder: Path, mapping: Path, out: Path, *options: str) -> Result:
+    args = ["import", str(folder), "--mapping", str(mapping), "--out", str(out), *options]
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def assert_only_clean_events(tmp_path: Path, out: Path) -> None:
+    clean, _ = import_export(tmp_path / "clean")
+    assert read_events(out) == read_events(clean)
+
+
+REFUSED_ROWS = [
+    ({"start_date": "0001-01-01"}, "occurred_at 0001-01-01T00:00:00Z is before 2000-01-01T00:00:00Z"),
+    ({"start_date": "1969-12-31"}, "(input.earliest)"),
+    ({"end_date": "9999-12-31"}, "field 'term_end' 9999-12-31T00:00:00Z is more than 100 years"),
+    ({"start_date": "9999-01-01", "end_date": ""}, "event time must not be in the future"),
+    ({"mrr": "0.0000001"}, "field 'amount' of subscription.started: expected a plain decimal"),
+    ({"mrr": "99999999999999"}, "at most 12 digits"),
+    ({"quantity": "99999999999"}, "field 'seats' of subscription.started: Input should be less than"),
+    ({"bill_period_months": "99999999999"}, "field 'interval_count' of subscription.started"),
+    ({"bill_period_months": "121"}, "above input.max_interval_count (120)"),
+    ({"product": "plan\x1b[31ma"}, "field 'plan' of subscription.started: must not contain control"),
+]
+
+
+@pytest.mark.parametrize(("changes", "reason"), REFUSED_ROWS, ids=[str(c) for c, _ in REFUSED_ROWS])
+def test_a_row_whose_event_the_contract_or_the_input_bounds_refuse_is_a_bad_row(
+    tmp_path: Path, changes: dict[str, str], reason: str
+) -> None:
+    rows = [*SUBSCRIPTIONS, bad_subscription(**changes)]
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    stopped = run_import(tmp_path / "export", mapping, out)
+    assert stopped.exit_code == 1, stopped.output
+    assert f"subs.csv.gz:{len(rows) + 1}: " in stopped.output and reason in stopped.output
+    assert not out.exists()
+    skipped = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert skipped.exit_code == 0, skipped.output
+    assert "skipped bad rows: 1" in skipped.output and reason in skipped.output
+    assert_only_clean_events(tmp_path, out)
+
+
+@pytest.mark.parametrize(
+    ("events", "lookup_names", "reason"),
+    [
+        ([("gap", "2024-02-20 12:00:00", "0", "u\x00")], {}, "field 'user_id' of usage.recorded"),
+        ([("gap", "2024-02-20 12:00:00", "3", "3")], {"3": "lo\u202egin"}, "field 'feature'"),
+        ([("gap", "1999-12-31 23:59:59", "0", "3")], {}, "(input.earliest)"),
+        ([("gap", "0001-01-01T00:30:00+01:00", "0", "3")], {}, "event_time '0001-01-01T00:30:00+01:00'"),
+        ([("gap", "9999-12-31T23:30:00-01:00", "0", "3")], {}, "event_time '9999-12-31T23:30:00-01:00'"),
+    ],
+)
+def test_a_product_event_the_contract_or_the_bounds_refuse_is_a_bad_row_not_a_crash(
+    tmp_path: Path, events: list[tuple[str, ...]], lookup_names: dict[str, str], reason: str
+) -> None:
+    mapping = write_export(tmp_path / "export", events=[*EVENTS, *events])
+    if lookup_names:
+        types = tmp_path / "export" / "event_types.csv"
+        types.write_text(types.read_text() + "".join(f"{k},{v}\n" for k, v in lookup_names.items()))
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 1" in result.output
+    assert f"events.csv:{len(EVENTS) + 2}: " in result.output and reason in result.output
+    assert_only_clean_events(tmp_path, out)
+
+
+def test_amounts_in_exponent_notation_are_written_as_plain_decimals(tmp_path: Path) -> None:
+    rows = [*SUBSCRIPTIONS]
+    rows[0] = ("plan-change", "basic", "2024-01-01", "2024-02-01", "1E+2", "5", "3")
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    assert result.exit_code == 0, result.output
+    started = next(e for e in read_events(out) if e["account_id"] == "plan-change")
+    assert started["amount"] == "300"
+
+
+@pytest.mark.parametrize(
+    ("changes", "shown"),
+    [
+        ({"bill_period_months": "1e9999999"}, "bill_period_months '1e9999999'"),
+        ({"quantity": "1e99999999"}, "quantity '1e99999999'"),
+        ({"quantity": "1e999999"}, "quantity '1e999999'"),
+        ({"quantity": "9" * 5000}, "quantity '99999"),
+        ({"mrr": "1e999999999"}, "mrr '1e999999999'"),
+        ({"mrr": "1" * 5000}, "mrr '11111"),
+    ],
+)
+def test_huge_numbers_are_bad_rows_found_at_once(tmp_path: Path, changes: dict[str, str], shown: str) -> None:
+    rows = [*SUBSCRIPTIONS, bad_subscription(**changes)]
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    started = time.monotonic()
+    result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 1" in result.output
+    assert f"subs.csv.gz:{len(rows) + 1}: {shown}" in result.output
+    assert_only_clean_events(tmp_path, out)
+
+
+def test_a_gzip_file_cut_inside_its_header_is_a_one_line_file_error(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    subs = tmp_path / "export" / "subs.csv.gz"
+    subs.write_bytes(subs.read_bytes()[:15])
+    result = CliRunner().invoke(
+        main, ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "subs.csv.gz: cannot read it as CSV" in result.output
+    assert "Aborted" not in result.output
+
+
+# -- where a problem is -------------------------------------------------------------------------
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    events.write_bytes(b"\xef\xbb\xbf" + events.read_bytes())
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    assert result.exit_code == 0, result.output
+    assert_only_clean_events(tmp_path, out)
+
+
+def test_bad_rows_are_named_by_their_physical_line_after_quoted_newlines(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    accounts = tmp_path / "export" / "accounts.csv"
+    # 'country' is not imported; its quoted newlines push every later row down a line each
+    accounts.write_text(accounts.read_text().replace("never-used,\n", 'never-used,"a\nb\nc"\n') + '"",x\n')
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "accounts.csv:11: id is empty" in result.output
+
+
+@pytest.mark.parametrize("line", [3, 701])  # in the header's read-ahead, and deep in the file
+def test_an_encoding_error_names_its_line(tmp_path: Path, line: int) -> None:
+    many = [("gap", f"2024-02-20 12:{minute % 60:02d}:00", "0", "3") for minute in range(1000)]
+    mapping = write_export(tmp_path / "export", events=[*EVENTS, *many])
+    events = tmp_path / "export" / "events.csv"
+    lines = events.read_bytes().splitlines(keepends=True)
+    lines[line - 1] = lines[line - 1].replace(b"gap", b"g\xffp").replace(b"plan", b"pl\xffn")
+    events.write_bytes(b"".join(lines))
+    result = CliRunner().invoke(
+        main, ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"events.csv:{line}: cannot read further: not UTF-8" in result.output
+
+
+def test_a_field_over_the_csv_size_limit_is_a_bad_row(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    accounts = tmp_path / "export" / "accounts.csv"
+    accounts.write_text(accounts.read_text() + f"someone,{'x' * 200_000}\n")
+    out = tmp_path / "o.jsonl"
+    stopped = run_import(tmp_path / "export", mapping, out)
+    assert stopped.exit_code == 1, stopped.output
+    assert "accounts.csv:9: a field is longer than" in stopped.output
+    skipped = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert skipped.exit_code == 0, skipped.output
+    assert "skipped bad rows: 1" in skipped.output
+    assert_only_clean_events(tmp_path, out)
