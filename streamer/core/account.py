@@ -27,7 +27,7 @@ from streamer.contract.events import (
 )
 from streamer.core.alerts import AlertMemory, Trigger
 from streamer.core.clock import DAY, to_ms
-from streamer.core.config import ScoreConfig
+from streamer.core.config import Limits, ScoreConfig
 from streamer.core.identity import Override, Profile, newer
 from streamer.core.keys import KEY_BYTES, key_index, key_of
 from streamer.core.money import monthly_micros
@@ -99,8 +99,11 @@ class SeenIds:
             found = self._index = {bytes(keys[i : i + KEY_BYTES]) for i in range(0, len(keys), KEY_BYTES)}
         return key in found
 
-    def add(self, key: bytes, at: int) -> None:
-        """Remember `key`, not yet there (not `in` it), at event time `at`."""
+    def add(self, key: bytes, at: int, most: int | None = None) -> None:
+        """Remember `key`, not yet there (not `in` it), at event time `at`; with `most`, the
+        oldest eighth is forgotten first when there are that many already (`forget_oldest`)."""
+        if most is not None and len(self) >= most:
+            self.forget_oldest(len(self) - most + 1 + most // 8)
         self.keys += key
         self.times += _TIME.pack(at)
         if self._index is not None:
@@ -120,7 +123,11 @@ class SeenIds:
             if at >= cutoff:
                 break
             count += 1
-        del times[: count * KEY_BYTES]
+        self.forget_oldest(count)
+
+    def forget_oldest(self, count: int) -> None:
+        """Drop the `count` oldest entries (in arrival order)."""
+        del self.times[: count * KEY_BYTES]
         found = self._index
         if found is not None and len(self) < INDEXED_FROM:
             self._index = None  # short again: the scan answers, the set's memory goes
@@ -161,10 +168,11 @@ class Account:
         """Whether an event with this id was applied (and is still remembered)."""
         return event_key(event_id) in self.seen
 
-    def remember(self, event_id: str, at: int) -> None:
+    def remember(self, event_id: str, at: int, most: int | None = None) -> None:
         """Remember an applied event's id for dedupe until it is older than the lateness (once:
-        the engine applies an event only when `has_seen` says no)."""
-        self.seen.add(event_key(event_id), at)
+        the engine applies an event only when `has_seen` says no), keeping at most `most` ids
+        (`limits.max_remembered_ids`: the oldest go first)."""
+        self.seen.add(event_key(event_id), at, most)
 
     def forget_ids_before(self, cutoff: int) -> None:
         """Drop dedupe ids of events older than `cutoff` (they would be rejected as too late)."""
@@ -174,6 +182,24 @@ class Account:
     def expire(self, today: int) -> None:
         self.usage.expire(today)
         self.support.expire(today)
+
+
+SUBSCRIPTION_EVENTS = (SubscriptionStarted, SubscriptionChanged, SubscriptionRenewed, SubscriptionCanceled)
+
+
+def over_capacity(account: Account | None, event: Event, limits: Limits) -> str | None:
+    """Why the event would grow the account past a cap with nothing to forget in its place
+    (one more subscription than `limits.max_subscriptions`), or None."""
+    if account is None or not isinstance(event, SUBSCRIPTION_EVENTS):
+        return None
+    subscriptions = account.revenue.subscriptions
+    if event.subscription_id in subscriptions or len(subscriptions) < limits.max_subscriptions:
+        return None
+    return (
+        f"account {account.account_id!r} has {len(subscriptions)} subscriptions, the most "
+        "limits.max_subscriptions allows; this event would add another: raise the limit if "
+        "the account really has more"
+    )
 
 
 def check_currency(event: Event, config: ScoreConfig) -> None:
@@ -244,6 +270,7 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
                 to_ms(event.term_end) if event.term_end else None,
                 started=isinstance(event, SubscriptionStarted),
                 max_points=limits.max_subscription_points,
+                max_steps=limits.max_account_steps,
             )
             trigger.mrr_after = account.revenue.mrr_at(at)
         case SubscriptionRenewed():
@@ -252,7 +279,12 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
             effective = to_ms(event.effective_at) if event.effective_at else at
             trigger.mrr_before = account.revenue.mrr_at(at)
             account.revenue.cancel(
-                event.subscription_id, at, event.event_id, effective, limits.max_subscription_points
+                event.subscription_id,
+                at,
+                event.event_id,
+                effective,
+                limits.max_subscription_points,
+                limits.max_account_steps,
             )
             if effective > at:
                 trigger.scheduled_for = effective

@@ -435,6 +435,17 @@ class Limits(Strict):
     max_survey_answers: Annotated[int, Field(ge=1)] = 100
     max_comments: Annotated[int, Field(ge=0)] = 5
     max_subscription_points: Annotated[int, Field(ge=4)] = 400
+    # Subscriptions of one account, ended ones included: an event for one more is dead-lettered
+    # (there is no oldest to forget in its place).
+    max_subscriptions: Annotated[int, Field(ge=1, le=1000)] = 64
+    # MRR steps of one account, all subscriptions together: past it the oldest are forgotten, as
+    # past `max_subscription_points` within one. Every change re-derives the account's MRR
+    # timeline from all its steps, so this bounds that cost (and the account's record).
+    max_account_steps: Annotated[int, Field(ge=4, le=100_000)] = 2_000
+    # Dedupe ids remembered per account (16 bytes each): past this many within the allowed
+    # lateness, the oldest are forgotten early (a producer's duplicate of one of them would then
+    # count twice; re-reads after a restart are deduped by offset, not by id).
+    max_remembered_ids: Annotated[int, Field(ge=1000)] = 250_000
 
 
 class Input(Strict):

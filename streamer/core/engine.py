@@ -14,7 +14,7 @@ from typing import Any
 from mypy_extensions import mypyc_attr
 
 from streamer.contract.events import Event
-from streamer.core.account import Account, UnknownCurrency, check_currency, fold, prepare
+from streamer.core.account import Account, UnknownCurrency, check_currency, fold, over_capacity, prepare
 from streamer.core.alerts import Observed, Trigger, band_confirm_due, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
@@ -151,12 +151,15 @@ class PartitionEngine:
             check_currency(event, self.config)
         except UnknownCurrency as exc:
             return Outcome(REJECTED, str(exc))
+        refusal = over_capacity(account, event, self.config.limits)
+        if refusal is not None:
+            return Outcome(REJECTED, refusal)
         prepare(event, self.config)  # a conversion that fails does so before anything changes
         # Stream time moves first: idle accounts (this one too) are re-scored at the ticks passed.
         alerts = self._advance(at) if at > clock.stream_time else []
         account = self.accounts.get(account_id) or Account(account_id, first_seen=at)
         trigger = fold(account, event, at, self.config)
-        account.remember(event.event_id, at)
+        account.remember(event.event_id, at, self.config.limits.max_remembered_ids)
         self.accounts[account_id] = account
         tracked = self.usage_since
         if event.event_type == "usage.recorded":

@@ -103,6 +103,7 @@ class Revenue:
         *,
         started: bool,
         max_points: int,
+        max_steps: int,
     ) -> None:
         """A started/changed event: the subscription's full state from `at` on."""
         self.version += 1
@@ -115,6 +116,7 @@ class Revenue:
         if started:
             sub.started_at = at if sub.started_at is None else min(sub.started_at, at)
             self.first_start = at if self.first_start is None else min(self.first_start, at)
+        self._trim(max_steps)
         self._rebuild_timeline()
 
     def renew(self, subscription_id: str, at: int, event_id: str, term_end: int) -> None:
@@ -122,13 +124,25 @@ class Revenue:
         self._set_term_end(self.subscription(subscription_id), at, event_id, term_end)
 
     def cancel(
-        self, subscription_id: str, at: int, event_id: str, effective_at: int, max_points: int
+        self, subscription_id: str, at: int, event_id: str, effective_at: int, max_points: int, max_steps: int
     ) -> None:
         self.version += 1
         sub = self.subscription(subscription_id)
         _add_point(sub.points, (effective_at, at, event_id, 0), max_points)
         sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
+        self._trim(max_steps)
         self._rebuild_timeline()
+
+    def _trim(self, max_steps: int) -> None:
+        """Forget the account's oldest steps past `max_steps` in all, as each subscription does
+        past its own cap (its MRR before its first step left reads 0): the timeline is rebuilt
+        from every step at every change, so this bounds that cost and the account's record."""
+        subscriptions = self.subscriptions.values()
+        excess = sum(len(sub.points) for sub in subscriptions) - max_steps
+        while excess > 0:
+            oldest = min((sub for sub in subscriptions if sub.points), key=lambda sub: sub.points[0])
+            del oldest.points[0]
+            excess -= 1
 
     def payment_failed(self, at: int, keep_after: int) -> None:
         self.version += 1
@@ -144,15 +158,24 @@ class Revenue:
             del sub.term_ends[:-MAX_TERM_ENDS]
 
     def _rebuild_timeline(self) -> None:
-        """Merge the subscriptions' steps into account MRR change points (a few dozen at most)."""
-        times = sorted({point[0] for sub in self.subscriptions.values() for point in sub.points})
+        """Merge the subscriptions' steps into account MRR change points, in one sweep over all
+        steps in order: at each instant the account's MRR is the sum of each subscription's
+        latest step at or before it (`Subscription.mrr_at`). O(steps log steps): asking every
+        subscription at every instant instead made an account with many subscriptions cost the
+        cube of their number (2,000 of them took 109 s)."""
+        steps = sorted(
+            (point, index) for index, sub in enumerate(self.subscriptions.values()) for point in sub.points
+        )
+        current = [0] * len(self.subscriptions)
         timeline: list[tuple[int, int]] = []
-        last = 0
-        for ts in times:
-            mrr = sum(sub.mrr_at(ts) for sub in self.subscriptions.values())
-            if mrr != last:
-                timeline.append((ts, mrr))
-                last = mrr
+        total = last = 0
+        for position, (point, index) in enumerate(steps):
+            total += point[3] - current[index]
+            current[index] = point[3]
+            closes = position + 1 == len(steps) or steps[position + 1][0][0] != point[0]
+            if closes and total != last:  # the instant's last step: its sum is the MRR from then on
+                timeline.append((point[0], total))
+                last = total
         self.timeline = timeline
 
     # -- queries ---------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def test_contribution_holds_month_start_mrr_and_monthly_movements() -> None:
         None,
         started=True,
         max_points=400,
+        max_steps=2000,
     )
     revenue.set_state(
         "s1",
@@ -82,6 +83,7 @@ def test_contribution_holds_month_start_mrr_and_monthly_movements() -> None:
         None,
         started=False,
         max_points=400,
+        max_steps=2000,
     )
     jan = parse_month("2024-01")
     share = contribution(revenue, jan - 1, jan + 3)

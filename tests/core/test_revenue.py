@@ -245,10 +245,14 @@ def test_active_subscriptions_asked_in_any_order_match_a_fresh_computation() -> 
     overlapping subscriptions, in a scrambled order, it answers as computed from scratch."""
     revenue = Revenue()
     day = 19_000 * DAY
-    revenue.set_state("a", day, "e1", 100, "pro", 3, None, started=True, max_points=50)
-    revenue.set_state("b", day + 5 * DAY, "e2", 50, "team", 2, None, started=True, max_points=50)
-    revenue.cancel("a", day + 7 * DAY, "e3", day + 10 * DAY, max_points=50)
-    revenue.set_state("a", day + 12 * DAY, "e4", 80, "pro", 3, None, started=False, max_points=50)
+    revenue.set_state("a", day, "e1", 100, "pro", 3, None, started=True, max_points=50, max_steps=2000)
+    revenue.set_state(
+        "b", day + 5 * DAY, "e2", 50, "team", 2, None, started=True, max_points=50, max_steps=2000
+    )
+    revenue.cancel("a", day + 7 * DAY, "e3", day + 10 * DAY, max_points=50, max_steps=2000)
+    revenue.set_state(
+        "a", day + 12 * DAY, "e4", 80, "pro", 3, None, started=False, max_points=50, max_steps=2000
+    )
     steps = [day, day + 5 * DAY, day + 10 * DAY, day + 12 * DAY]
     instants = sorted({s + d for s in steps for d in (-1, 0, 1, DAY)}, key=lambda t: (t * 7919) % 1009)
     for ts in instants + instants[::-1]:
@@ -281,3 +285,91 @@ def test_mrr_at_and_before_equal_the_bisection_at_every_instant() -> None:
             assert revenue.mrr_before(ts) == (revenue.timeline[left - 1][1] if left else 0)
             index = bisect_right([point[0] for point in sub.points], ts)
             assert sub.mrr_at(ts) == (sub.points[index - 1][3] if index else 0)
+
+
+# -- bounded per account -------------------------------------------------------------------------
+
+
+def _timeline_by_definition(revenue: Revenue) -> list[tuple[int, int]]:
+    """The account MRR at each step instant as the sum of every subscription's MRR there, kept
+    where it changes (what the sweep of `_rebuild_timeline` must equal)."""
+    subscriptions = revenue.subscriptions.values()
+    timeline, last = [], 0
+    for ts in sorted({point[0] for sub in subscriptions for point in sub.points}):
+        mrr = sum(sub.mrr_at(ts) for sub in subscriptions)
+        if mrr != last:
+            timeline.append((ts, mrr))
+            last = mrr
+    return timeline
+
+
+def test_the_timeline_sweep_equals_the_sum_of_the_subscriptions_at_every_step() -> None:
+    from random import Random
+
+    for seed in range(60):
+        rng = Random(seed)
+        revenue = Revenue()
+        day = 19_000 * DAY
+        for n in range(rng.randint(1, 40)):
+            sub = f"s{rng.randint(0, 5)}"
+            when = day + rng.randint(0, 20) * DAY  # many steps share an instant
+            if rng.random() < 0.2:
+                effective = when + rng.randint(0, 5) * DAY
+                revenue.cancel(sub, when, f"e{n}", effective, max_points=400, max_steps=2000)
+            else:
+                mrr = rng.choice([0, 50, 100, 100, 250])
+                revenue.set_state(
+                    sub, when, f"e{n}", mrr, "pro", None, None, started=True, max_points=400, max_steps=2000
+                )
+            assert revenue.timeline == _timeline_by_definition(revenue), (seed, n)
+
+
+def test_past_max_account_steps_the_oldest_steps_of_the_account_are_forgotten() -> None:
+    revenue = Revenue()
+    day = 19_000 * DAY
+    for n in range(30):
+        sub = f"s{n % 3}"
+        revenue.set_state(
+            sub,
+            day + n * DAY,
+            f"e{n}",
+            100 + n,
+            "pro",
+            None,
+            None,
+            started=True,
+            max_points=400,
+            max_steps=12,
+        )
+    points = sorted(point for sub in revenue.subscriptions.values() for point in sub.points)
+    assert len(points) == 12
+    assert [point[0] for point in points] == [day + n * DAY for n in range(18, 30)]
+    assert revenue.timeline == _timeline_by_definition(revenue)
+    assert revenue.mrr_at(day + 29 * DAY) == (127 + 128 + 129)
+
+
+def test_one_subscription_past_max_subscriptions_is_dead_lettered_and_changes_nothing() -> None:
+    config = ScoreConfig.model_validate({"limits": {"max_subscriptions": 3}})
+    feed = Feed(config)
+    for n in range(3):
+        [outcome] = feed(started("acme", at(1 + n), sub=f"s{n}"))
+        assert outcome.status == ACCEPTED
+    before = feed.mrr_at("acme", at(9))
+    [outcome] = feed(started("acme", at(5), sub="s3"))
+    assert outcome.status == REJECTED and "limits.max_subscriptions" in (outcome.reason or "")
+    for event in (renewed("acme", at(5), sub="s4", term_end=at(40)), canceled("acme", at(5), sub="s5")):
+        [outcome] = feed(event)
+        assert outcome.status == REJECTED
+    assert len(feed.account("acme").revenue.subscriptions) == 3 and feed.mrr_at("acme", at(9)) == before
+    [outcome] = feed(changed("acme", at(6), "300.00", sub="s1"))  # one it has: accepted
+    assert outcome.status == ACCEPTED
+
+
+def test_past_max_remembered_ids_the_oldest_are_forgotten_and_the_recent_still_dedupe() -> None:
+    config = ScoreConfig.model_validate({"limits": {"max_remembered_ids": 1000}})
+    feed = Feed(config)
+    events = [usage("acme", at(1, minute=n / 10), event_id=f"u{n}") for n in range(2500)]
+    feed(*events)
+    seen = feed.account("acme").seen
+    assert len(seen) <= 1000
+    assert [outcome.status for outcome in feed(events[-1], events[-900])] == ["duplicate", "duplicate"]
