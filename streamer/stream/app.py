@@ -39,7 +39,7 @@ from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
 from streamer.stream.sink import KafkaSink
 from streamer.stream.tables import DurableTable, TablesWritten
-from streamer.stream.topics import TABLES, ensure_topics
+from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES, TABLES, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,9 @@ def faust_credentials(kafka: KafkaAccess) -> CredentialsT | None:
     return None if context is None else faust.SSLCredentials(context)
 
 
-PRODUCER_MAX_REQUEST_BYTES = 2 * 1024 * 1024
+# A request holds at least one record: the largest account record the changelog takes, with room
+# for the request's own framing.
+PRODUCER_MAX_REQUEST_BYTES = CHANGELOG_RECORD_MAX_BYTES + 64 * 1024
 
 
 def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> faust.App:

@@ -27,10 +27,17 @@ COMPACTED = {"cleanup.policy": "compact"}
 # (history, not state). Small segments that also close after a few minutes, and a cleaner that
 # starts once a fifth of the log is superseded, bound what recovery reads to about 1.25 x the
 # compact state plus one open segment per partition.
-CHANGELOG_SEGMENT_BYTES = 4 * 1024 * 1024
+# One account is one changelog record. The broker's default record limit (1 MiB) was within
+# reach of valid input (140,000 usage events of one account within the allowed lateness, or
+# 1,000 survey answers with long ids), and a record the broker refuses stops the worker on every
+# restart. The core's `[limits]` bound an account's record below this (a test builds the worst
+# case of the default limits: about 5.7 MB); a segment holds at least one record.
+CHANGELOG_RECORD_MAX_BYTES = 8 * 1024 * 1024
+CHANGELOG_SEGMENT_BYTES = CHANGELOG_RECORD_MAX_BYTES
 CHANGELOG_SEGMENT_MS = 5 * 60 * 1000
 CHANGELOG = {
     **COMPACTED,
+    "max.message.bytes": str(CHANGELOG_RECORD_MAX_BYTES),
     "segment.bytes": str(CHANGELOG_SEGMENT_BYTES),
     "segment.ms": str(CHANGELOG_SEGMENT_MS),
     "min.cleanable.dirty.ratio": "0.2",
@@ -214,8 +221,9 @@ class _TopicSettings:
 
 
 CHANGELOG_SETTINGS = _TopicSettings(
-    "the changelog topics' compaction settings",
-    "recovery reads their whole history until they are set",
+    "the changelog topics' compaction and record-size settings",
+    "recovery reads their whole history until they are set, and an account whose record outgrows "
+    "the broker's default limit (1 MiB) stops the worker",
 )
 INPUT_SETTINGS = _TopicSettings(
     "the input topics' broker timestamps (LogAppendTime)",

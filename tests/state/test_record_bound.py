@@ -1,0 +1,129 @@
+"""No input can make one account's record larger than its changelog takes.
+
+A record the broker refuses stops the worker, and it stops again at every restart. The largest
+record valid input can build under the default `[limits]`: every capped collection full, every
+id and text at its contract maximum in 4-byte characters, as many dedupe ids as may be
+remembered, and more subscriptions and steps than the limits allow (the extra ones are
+refused or forgotten).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from streamer.core.config import ScoreConfig
+from streamer.core.keys import key_of
+from streamer.offline.runner import OfflineRun
+from streamer.state.codec import decode_account_record, encode_account
+from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES
+
+WIDE = "\U0001f600"  # 4 bytes in UTF-8
+ACCOUNT = "acct-" + WIDE * 123
+START = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def longest(tag: str, number: int, length: int = 128) -> str:
+    head = f"{tag}{number}-"
+    return head + WIDE * (length - len(head))
+
+
+def worst_case(limits: Any, limits_of_input: Any) -> Iterator[bytes]:
+    """Events filling every cap of `limits` (and past those that refuse or forget)."""
+    second = 0
+
+    def event(event_type: str, **fields: Any) -> bytes:
+        nonlocal second
+        second += 1
+        record = {
+            "event_id": longest("e", second),
+            "event_type": event_type,
+            "account_id": ACCOUNT,
+            "occurred_at": (START + timedelta(seconds=second)).isoformat(),
+        }
+        return orjson.dumps(record | fields)
+
+    money = {"currency": "USD", "interval": "month", "seats": 10}
+    for sub in range(limits.max_subscriptions + 4):
+        yield event(
+            "subscription.started",
+            subscription_id=longest("s", sub),
+            plan=longest("p", sub),
+            amount="1.00",
+            **money,
+        )
+    for step in range(limits.max_account_steps // limits.max_subscriptions + 2):
+        for sub in range(limits.max_subscriptions):
+            amount = f"{2 + step}.00"
+            yield event(
+                "subscription.changed",
+                subscription_id=longest("s", sub),
+                plan=longest("p", sub),
+                amount=amount,
+                **money,
+            )
+    for user in range(limits.max_users + 10):
+        yield event(
+            "usage.recorded",
+            user_id=longest("u", user),
+            feature=longest("f", user % (limits.max_features + 10)),
+        )
+    for ticket in range(limits.max_tickets + 10):
+        yield event("ticket.opened", ticket_id=longest("t", ticket), priority="high")
+    for respondent in range(limits.max_respondents + 10):
+        yield event(
+            "survey.answered",
+            survey="nps",
+            respondent_id=longest("r", respondent),
+            score=5,
+            comment=WIDE * 4000,
+        )
+    for survey in ("csat", "ces"):
+        for answer in range(limits.max_survey_answers + 10):
+            score = 5 if survey == "csat" else 7
+            yield event(
+                "survey.answered",
+                survey=survey,
+                respondent_id=longest("r", answer),
+                score=score,
+                comment=WIDE * 4000,
+            )
+    attributes = {
+        longest("a", n, 64): WIDE * limits_of_input.max_attribute_length
+        for n in range(limits_of_input.max_attributes)
+    }
+    yield event(
+        "account.updated",
+        name=WIDE * 256,
+        owner=WIDE * 256,
+        segment=WIDE * 128,
+        tier=WIDE * 128,
+        attributes=attributes,
+    )
+    expires = (START + timedelta(days=30)).isoformat()
+    yield event("health.override", band="red", reason=WIDE * 1000, author=WIDE * 256, expires_at=expires)
+
+
+def test_the_largest_account_record_valid_input_can_build_fits_its_changelog() -> None:
+    config = ScoreConfig()
+    limits = config.limits
+    run = OfflineRun(config, 1)
+    refused: list[dict[str, Any]] = []
+    events = worst_case(limits, config.input)
+    run.feed(events, on_snapshot=lambda _: None, on_alert=lambda _: None, on_dead_letter=refused.append)
+    assert len(refused) == 4 and all("limits.max_subscriptions" in r["error"] for r in refused)
+    account = run.engines[0].accounts[ACCOUNT]
+    revenue = account.revenue
+    assert sum(len(sub.points) for sub in revenue.subscriptions.values()) == limits.max_account_steps
+    seen = account.seen
+    for number in range(limits.max_remembered_ids + 10):  # as many ids as a busy week may leave
+        key = key_of(f"id-{number}")
+        if key not in seen:
+            seen.add(key, 0, limits.max_remembered_ids)
+    assert len(seen) <= limits.max_remembered_ids
+    record = encode_account(account)
+    assert len(record) < CHANGELOG_RECORD_MAX_BYTES * 0.8, len(record)  # with room for what grows
+    assert encode_account(decode_account_record(record)[0]) == record  # and it reads back
