@@ -24,6 +24,27 @@ def safe_text(text: str, limit: int = REASON_MAX) -> str:
     return text.encode("utf-8", "backslashreplace").decode()
 
 
+def _key_fields(key: bytes | None) -> dict[str, Any]:
+    """The key as text when it is UTF-8, else base64 (its first `KEY_MAX` bytes either way), so
+    the bytes a producer sent can be told apart and sent again exactly."""
+    if key is None:
+        return {"key": None, "key_encoding": "text"}
+    prefix = key[:KEY_MAX]
+    try:
+        key.decode()
+        return {"key": prefix.decode(errors="ignore"), "key_encoding": "text"}  # a cut splits one character
+    except UnicodeDecodeError:
+        return {"key": base64.b64encode(prefix).decode(), "key_encoding": "base64"}
+
+
+def original_key(record: dict[str, Any]) -> bytes | None:
+    """The message key a dead-letter record holds, as bytes (None: the message had none)."""
+    key = record.get("key")
+    if key is None:
+        return None
+    return base64.b64decode(key) if record.get("key_encoding") == "base64" else str(key).encode()
+
+
 def dead_letter_record(
     value: bytes | None,
     *,
@@ -59,7 +80,7 @@ def dead_letter_record(
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key": key[:KEY_MAX].decode(errors="replace") if key is not None else None,
+        **_key_fields(key),
         "error": safe_text(error),
         "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }

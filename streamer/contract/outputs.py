@@ -173,6 +173,11 @@ class DeadLetter(BaseModel):
     topic: str
     partition: int | None
     offset: int | None
-    key: str | None = Field(None, max_length=1024, description="The message key (at most 1,024 bytes)")
+    key: str | None = Field(
+        None,
+        max_length=1368,
+        description="The message key (its first 1,024 bytes): as text when it decodes as UTF-8, else base64",
+    )
+    key_encoding: Literal["text", "base64"] = Field("text", description="How `key` holds the key's bytes")
     error: str = Field(max_length=2000, description="Human-readable reason (at most 2,000 characters)")
     received_at: AwareDatetime

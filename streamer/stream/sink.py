@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, cast
 import faust
 import orjson
 
+from streamer.contract.dead_letter import original_key
 from streamer.settings import Settings
 from streamer.stream.dead_letters import DeadLetterLog
 
@@ -155,7 +156,7 @@ class KafkaSink:
 
     def dead_letter(self, record: dict[str, Any]) -> None:
         """Queued for `flush`, which sends it and retries until the broker has it."""
-        key = record["key"].encode() if record.get("key") else None
+        key = original_key(record)  # the bytes the producer sent, an empty key too
         source, where = record.get("partition"), self.dead_letter_log
         partition = where.partition_for(source) if where is not None and isinstance(source, int) else None
         place = (source, record.get("topic"), record.get("offset"))

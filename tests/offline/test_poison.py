@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer.cli import main
-from streamer.contract.dead_letter import ORIGINAL_MAX, dead_letter_record
+from streamer.contract.dead_letter import ORIGINAL_MAX, dead_letter_record, original_key
 from streamer.contract.outputs import DeadLetter
 from streamer.core import CORE
 from streamer.core import account as account_module
@@ -91,6 +91,23 @@ def test_a_dead_letter_keeps_a_prefix_the_length_and_the_hash_of_a_huge_value() 
     assert record["encoding"] == "text" and record["original"] == "é" * (ORIGINAL_MAX // 2)
     null = dead_letter_record(None, topic="t", partition=0, offset=1, key=None, error="e")
     assert (null["encoding"], null["original"], null["original_bytes"]) == ("null", "", 0)
+
+
+@pytest.mark.parametrize(
+    "key", [b"\xff\xfe\xfd", b"", b"acct-1\x00", "é".encode() * 600, b"\xff" * 2000, None]
+)
+def test_a_dead_letter_keeps_the_key_bytes_the_producer_sent(key: bytes | None) -> None:
+    record = dead_letter_record(b"{", topic="t", partition=0, offset=1, key=key, error="e")
+    DeadLetter.model_validate(record)
+    kept = (
+        None
+        if key is None
+        else key[:1024].decode(errors="ignore").encode()
+        if b"\xff" not in key
+        else key[:1024]
+    )
+    assert original_key(record) == kept
+    assert record["key_encoding"] == ("base64" if key is not None and b"\xff" in key else "text")
 
 
 def test_iso_never_raises_for_instants_outside_years_1_to_9999() -> None:
