@@ -147,7 +147,8 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
     """Publish EVENTS (JSON lines, optionally .gz) to the input topics, keyed by account_id.
 
     Each line goes to the topic of its event type's family (subscriptions, usage, tickets,
-    surveys). Lines without a known event_type are skipped and counted. When the broker goes
+    surveys). Lines no topic and key can be read from (no known event_type, not JSON) are skipped,
+    counted and the first one named (`streamer offline` dead-letters them). When the broker goes
     away (a restart), replay waits for it, shows the stall and sends every unacknowledged
     event again: nothing is lost, an event may reach Kafka twice (the worker ignores a
     repeated event_id). It gives up after --timeout seconds without the broker.
@@ -233,10 +234,13 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
         if summary.stalls
         else ""
     )
+    skipped = f"{summary.skipped:,} lines skipped"
+    if summary.first_skipped is not None:
+        number, why = summary.first_skipped
+        skipped += f" (no topic and key could be read from them; the first, line {number:,}: {why:.200})"
     click.echo(
         f"published {summary.total:,} events in {summary.seconds:.1f} s "
-        f"({summary.total / max(summary.seconds, 1e-9):,.0f}/s): {per_topic}; "
-        f"{summary.skipped:,} lines skipped (no known event_type){again}"
+        f"({summary.total / max(summary.seconds, 1e-9):,.0f}/s): {per_topic}; {skipped}{again}"
     )
 
 

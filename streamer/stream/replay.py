@@ -56,6 +56,7 @@ RETRY_PAUSE_S = 1.0
 class ReplaySummary:
     sent: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    first_skipped: tuple[int, str] | None = None  # (line number, why) of the first line skipped
     resent: int = 0  # messages sent again after a stall (possibly duplicates)
     stalls: int = 0
     seconds: float = 0.0
@@ -84,6 +85,21 @@ def route(line: bytes, settings: Settings) -> tuple[str, bytes] | None:
     except Exception:
         return None
     return settings.topic(family), key
+
+
+def unroutable(line: bytes) -> str:
+    """Why `route` found no topic and key for a line (what `streamer offline` dead-letters it for)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            decode_event(line)
+        except Rejected as rejected:
+            return rejected.reason
+        return "unreadable"
+    if not isinstance(value, dict) or value.get("event_type") not in EVENT_FAMILY:
+        return "no known event_type"
+    return "no account_id"
 
 
 @dataclass
@@ -382,6 +398,8 @@ async def publish(
             target = route(line, settings)
             if target is None:
                 summary.skipped += 1
+                if summary.first_skipped is None:
+                    summary.first_skipped = (count, unroutable(line))
                 continue
             topic, key = target
             await sender.send(topic, key, line)

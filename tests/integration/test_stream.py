@@ -1668,7 +1668,8 @@ def test_replay_rate_limits_and_prints_a_summary(
     )
     match = re.fullmatch(
         r"published 400 events in (\d+\.\d) s \(([\d,]+)/s\): (.*); "
-        r"2 lines skipped \(no known event_type\)\n",
+        r"2 lines skipped \(no topic and key could be read from them; the first, line 401: "
+        r"no known event_type\)\n",
         printed,
     )
     assert match, printed

@@ -194,3 +194,13 @@ def test_a_valid_event_orjson_cannot_read_is_routed_not_skipped() -> None:
     event += b'"occurred_at":"2024-01-01T00:00:00Z","user_id":"u","feature":"f","pad":1e400}'
     assert replay.route(event, settings) == (settings.topic("usage"), b"acme")
     assert replay.route(b'{"event_type":"usage.recorded","pad":1e400}', settings) is None
+
+
+def test_a_line_replay_cannot_route_is_named_with_the_reason_offline_dead_letters_it_for() -> None:
+    """Not only lines without an event type: JSON that neither orjson nor the contract reads."""
+    assert replay.unroutable(b'{"no": "event_type"}') == "no known event_type"
+    assert replay.unroutable(b'{"event_type": "usage.recorded"}') == "no account_id"
+    assert "not valid JSON" in replay.unroutable(b"not json")
+    big_amount = b'{"event_id":"e","event_type":"subscription.started","account_id":"a","amount":1e400}'
+    assert replay.route(big_amount, Settings(topic_prefix="t.", partitions=PARTITIONS)) is None
+    assert replay.unroutable(big_amount) not in ("no known event_type", "no account_id")
