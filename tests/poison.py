@@ -224,6 +224,14 @@ POISONS: list[Poison] = [
         "input.max_term_years",
         family="subscriptions",
     ),
+    Poison(  # scored "at its renewal" for good: yellow at 57.9 where it was 100
+        "term-over-at-start",
+        lambda when: orjson.dumps(
+            started("poison-term-over-at-start", when, "term-over-at-start-1", term_end=_later(when, -1))
+        ),
+        "a subscription started into a term already over",
+        family="subscriptions",
+    ),
     Poison("epoch-number-time", _usage("epoch-number-time", occurred_at=1700000000), "RFC 3339"),
     Poison("leap-second", _usage("leap-second", occurred_at="2016-12-31T23:59:60Z"), "a leap second (:60)"),
     Poison(

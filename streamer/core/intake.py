@@ -132,12 +132,24 @@ def _subscription_state(event: Event, bounds: Input, at: int) -> str | None:
             "interval_count", event.interval_count, bounds.max_interval_count, "input.max_interval_count"
         )
         or _term("term_end", event.term_end, at, bounds)
+        or (_ended_before("started", event.term_end, at) if isinstance(event, SubscriptionStarted) else None)
     )
 
 
 def _renewed(event: Event, bounds: Input, at: int) -> str | None:
     assert isinstance(event, SubscriptionRenewed)
-    return _term("term_end", event.term_end, at, bounds)
+    return _term("term_end", event.term_end, at, bounds) or _ended_before("renewed", event.term_end, at)
+
+
+def _ended_before(what: str, term_end: datetime | None, at: int) -> str | None:
+    """A subscription cannot start or renew into a term that is already over: its account would
+    read as at its renewal for good (a change may report a term that ended, awaiting renewal)."""
+    if term_end is None or to_ms(term_end) > at:
+        return None
+    return (
+        f"term_end {iso(to_ms(term_end))} is not after occurred_at {iso(at)}: "
+        f"a subscription {what} into a term already over"
+    )
 
 
 def _canceled(event: Event, bounds: Input, at: int) -> str | None:

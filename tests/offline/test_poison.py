@@ -163,6 +163,24 @@ def test_event_time_bounds_follow_the_configuration() -> None:
     assert "input.earliest" in (reason("2023-12-31T23:59:59Z") or "")
 
 
+def test_a_subscription_cannot_start_or_renew_into_a_term_already_over_but_a_change_may_report_one() -> None:
+    def reason(event_type: str, term_end: str) -> str | None:
+        record = started("a", "2024-03-01T10:00:00Z", "e", term_end=term_end) | {"event_type": event_type}
+        admitted = admit(
+            orjson.dumps(record), key=None, family=None, published_ms=NOW_MS, config=ScoreConfig()
+        )
+        return admitted.reason if isinstance(admitted, Refused) else None
+
+    assert "a subscription started into a term already over" in (
+        reason("subscription.started", "2024-03-01T10:00:00Z") or ""
+    )
+    assert "a subscription renewed into a term already over" in (
+        reason("subscription.renewed", "2023-03-01T10:00:00Z") or ""
+    )
+    assert reason("subscription.changed", "2023-03-01T10:00:00Z") is None  # ended, awaiting its renewal
+    assert reason("subscription.started", "2024-03-01T10:00:01Z") is None
+
+
 # -- the corpus in a stream of valid events, through the commands --------------------------------
 
 
