@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -26,10 +27,23 @@ from pydantic import (
 from streamer.contract.vocabulary import Band
 
 # Identifiers and names end up in Redis keys, URLs, the dashboard, reasons and terminals: no
-# control characters (C0, DEL, C1) and no bidirectional overrides that reorder what is shown.
-NAME_TEXT = "^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
-NAME_RULE = "must not contain control characters or bidirectional overrides"
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
+# control characters (C0, DEL, C1), no line or paragraph separators, no invisible characters that
+# make two ids look alike (zero-width space, word joiner, byte-order mark), and no bidirectional
+# overrides that reorder what is shown. (The zero-width joiners U+200C/U+200D and the direction
+# marks U+200E/U+200F stay: scripts, right-to-left names and emoji sequences need them.)
+NAME_TEXT = "^[^\x00-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060\u2066-\u2069\ufeff]*$"
+NAME_RULE = (
+    "must not contain control characters, line separators, invisible characters or bidirectional overrides"
+)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be only whitespace")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT), AfterValidator(_not_blank)]
 INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)
 PositiveInt = Annotated[int, Field(strict=True, ge=1, le=INT_MAX)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=INT_MAX)]

@@ -413,16 +413,26 @@ def test_an_override_score_is_a_json_number_not_a_boolean_or_a_string(score: obj
         ("survey.answered", "context"),
     ],
 )
-@pytest.mark.parametrize("bad", ["\n", "\x00", "\x1b[2J", "\x7f", "\x85", "\u202e", "\u2067"])
+@pytest.mark.parametrize(
+    "bad",
+    ["\n", "\x00", "\x1b[2J", "\x7f", "\x85", "\u202e", "\u2067", "\u2028", "\u200b", "\u2060", "\ufeff"],
+)
 def test_names_with_control_characters_or_bidi_overrides_are_refused(
     event_type: str, field: str, bad: str
 ) -> None:
-    # They would reach Redis keys, URLs, the dashboard and terminals as they are.
+    # They would reach Redis keys, URLs, the dashboard and terminals as they are; the invisible
+    # ones make two ids look alike.
     reason = rejected(message(event_type, **{field: f"acme{bad}corp"}))
     assert reason.startswith(
-        f"field {field!r} of {event_type}: must not contain control characters or bidirectional "
-        "overrides (got 'acme"
+        f"field {field!r} of {event_type}: must not contain control characters, line separators, "
+        "invisible characters or bidirectional overrides (got 'acme"
     )
+
+
+@pytest.mark.parametrize("blank", [" ", "\u3000 \u2003", "\u00a0"])
+def test_an_id_of_whitespace_only_is_refused(blank: str) -> None:
+    assert "account_id" in rejected(message("usage.recorded", account_id=blank))
+    assert "must not be only whitespace" in rejected(message("usage.recorded", user_id=blank))
 
 
 def test_names_in_any_script_and_free_text_with_line_breaks_are_accepted() -> None:

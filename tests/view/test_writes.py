@@ -202,7 +202,7 @@ async def test_reading_an_account_whose_id_ends_like_a_write_route_is_still_a_re
     assert "'acme/profile'" in (await response.json())["error"]
 
 
-@pytest.mark.parametrize("account_id", ["acct-9999", "%20", "acme%2F..%2F..%2Fx", "acct-0007/history"])
+@pytest.mark.parametrize("account_id", ["acct-9999", "acme%2F..%2F..%2Fx", "acct-0007/history"])
 async def test_a_write_to_an_account_the_projection_does_not_have_is_a_404_and_publishes_nothing(
     view: TestClient[Any, Any], sent: Sent, account_id: str
 ) -> None:
