@@ -313,6 +313,12 @@ class AccountUpdated(Envelope):
     )
 
 
+def _as_published(score: float) -> float:
+    """One decimal, as every published score (-0.0 and 5e-324 were shown as "-0" and
+    "4.94066e-324" in the override's reason)."""
+    return round(score, 1) + 0.0
+
+
 class HealthOverridden(Envelope):
     """A person overrides the account's health (a band or a score) until `expires_at`.
 
@@ -323,8 +329,12 @@ class HealthOverridden(Envelope):
 
     event_type: Literal["health.override"]
     band: Band | None = Field(None, description="The band to show; the model's score is moved into its range")
-    score: Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)] | None = Field(
-        None, description="The score to show (0-100); the band follows from it"
+    score: (
+        Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False), AfterValidator(_as_published)]
+        | None
+    ) = Field(
+        None,
+        description="The score to show (0-100, kept to one decimal as scores are); the band follows from it",
     )
     reason: Annotated[str, Field(min_length=1, max_length=1000)] = Field(
         description="Why, in words the team reads, e.g. 'exec sponsor left'"

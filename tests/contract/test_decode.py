@@ -391,6 +391,14 @@ def test_override_refuses_an_expiry_before_it_is_set_and_a_bad_band() -> None:
     assert "field 'score'" in rejected(message("health.override", band=None, score=101))
 
 
+@pytest.mark.parametrize(
+    ("given", "kept"), [(-0.0, "0.0"), (5e-324, "0.0"), (72.25, "72.2"), (99.96, "100.0")]
+)
+def test_an_override_score_is_kept_to_one_decimal_as_published_scores_are(given: float, kept: str) -> None:
+    event = decode_event(orjson.dumps(message("health.override", band=None, score=given)))
+    assert event.event_type == "health.override" and repr(event.score) == kept
+
+
 @pytest.mark.parametrize("score", [True, False, "50", " 7e1 "])
 def test_an_override_score_is_a_json_number_not_a_boolean_or_a_string(score: object) -> None:
     assert "field 'score'" in rejected(message("health.override", band=None, score=score))
