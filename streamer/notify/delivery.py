@@ -122,6 +122,13 @@ class _Queued:
     acks: list[Ack] = field(default_factory=list)
 
 
+def unforeseen(exc: BaseException) -> str:
+    """The detail of an error no rule foresaw: the message that met it is given up (a retry would
+    meet it again), and the destination goes on with the next. Before, the notifier exited, and
+    met the same alert again after every restart."""
+    return f"gave up on an unforeseen error: {type(exc).__name__}: {exc}"
+
+
 class DestinationWorker:
     """Delivers the alerts routed to one destination, in the order they were submitted."""
 
@@ -193,14 +200,23 @@ class DestinationWorker:
     async def deliver(self, batch: list[_Queued]) -> Outcome:
         """Send `batch` as one message until it is acknowledged or rejected; then record and ack."""
         alerts = [queued.alert for queued in batch]
-        payload, key = body(self.destination.format, alerts), idempotency_key(alerts)
+        try:
+            payload, key = body(self.destination.format, alerts), idempotency_key(alerts)
+        except Exception as exc:  # an alert this notifier cannot format: given up, the rest go on
+            log.exception("could not format alerts", extra={"destination": self.name, "alerts": len(batch)})
+            self.metrics.failed.labels(self.name).inc(len(batch))
+            return await self._finish(batch, Response(Outcome.rejected, unforeseen(exc)))
         attempt = 0
         while True:
             attempt += 1
             waited = await self.bucket.take()
             if waited:
                 self.metrics.rate_limited.labels(self.name).inc(waited)
-            response = await self.sender.post(self.destination, payload, key)
+            try:
+                response = await self.sender.post(self.destination, payload, key)
+            except Exception as exc:  # unforeseen (the network's errors are retried in `post`)
+                log.exception("could not send alerts", extra={"destination": self.name})
+                response = Response(Outcome.rejected, unforeseen(exc))
             if response.outcome is Outcome.sent:
                 self.metrics.messages.labels(self.name).inc()
                 self.metrics.sent.labels(self.name).inc(len(batch))
@@ -229,7 +245,11 @@ class DestinationWorker:
                 extra={"destination": self.name, "detail": response.detail, "in_s": round(pause, 2)},
             )
             await self._sleep(pause)
-        alert_ids = [str(alert["alert_id"]) for alert in alerts]
+        return await self._finish(batch, response)
+
+    async def _finish(self, batch: list[_Queued], response: Response) -> Outcome:
+        """Record the batch's outcome durably, then ack its alerts."""
+        alert_ids = [str(queued.alert["alert_id"]) for queued in batch]
         await self._record(alert_ids, response.outcome)
         for queued, alert_id in zip(batch, alert_ids, strict=True):
             self._in_flight.pop(alert_id, None)

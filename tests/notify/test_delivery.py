@@ -92,6 +92,30 @@ async def test_a_4xx_is_a_definitive_rejection_acked_without_retry() -> None:
     assert value(metrics, "failed") == 1 and sent.pairs == {("hook", "a1"): "rejected"}
 
 
+async def test_an_unforeseen_error_gives_up_that_message_and_the_destination_goes_on() -> None:
+    """An error no rule foresaw (in sending, or in formatting an alert) rejects that message,
+    recorded and acked like a 4xx: retried, it would meet the same error; left to end the
+    notifier, it met it again after every restart."""
+
+    class Exploding(FakeSender):
+        async def post(self, destination, payload, key):  # type: ignore[no-untyped-def]
+            if "a1" in str(payload):
+                raise RuntimeError("boom")
+            return await super().post(destination, payload, key)
+
+    for options, unforeseen in (({}, "a1"), ({"format": "slack"}, "a3")):
+        sender, sent = Exploding(), MemorySentLog()
+        worker, clock, metrics = make(sender, sent, **options)
+        acks: list[str] = []
+        odd = alert("a3", reasons=5)  # a Slack message cannot be made of it
+        for item in (alert("a1"), alert("a2"), odd, alert("a4")):
+            worker.submit(item, lambda alert_id=item["alert_id"], acks=acks: acks.append(alert_id))
+        await drain(worker)
+        assert acks == ["a1", "a2", "a3", "a4"] and clock.sleeps == []
+        assert sent.pairs[("hook", unforeseen)] == "rejected", options
+        assert value(metrics, "failed") == 1 and value(metrics, "sent") == 3
+
+
 async def test_429_waits_at_least_retry_after() -> None:
     class Limited(FakeSender):
         async def post(self, destination, payload, key):  # type: ignore[no-untyped-def]
