@@ -163,15 +163,24 @@ class Support:
         facts = self.facts
         facts[base] = facts[base] & ~PRIORITY_BITS | PRIORITIES.index(priority)
         opened_at = facts[base + _OPENED_AT]
-        if opened_at == NEVER or at < opened_at:
+        if opened_at == NEVER or at < opened_at:  # a ticket is counted once, on its first opening
             facts[base + _OPENED_AT] = at
             if opened_at == NEVER:  # resolutions arrived before the opening: count them now
                 for resolved_at, contacts in self.ticket_resolutions(i):
                     self._count_resolution(at, resolved_at, contacts)
-        day = self._day(at)
-        if day >= 0:
-            self.days[day + _DAY_OPENED] += 1
+            else:  # an earlier opening of the same ticket arrived late: it moves the count
+                self._uncount_opening(opened_at)
+            day = self._day(at)
+            if day >= 0:
+                self.days[day + _DAY_OPENED] += 1
         self._set_status(i, False, at, event_id)
+
+    def _uncount_opening(self, opened_at: int) -> None:
+        day, days = bucket_of(opened_at), self.days
+        for i in range(len(days) - DAY_FIELDS, -1, -DAY_FIELDS):
+            if days[i] == day:
+                days[i + _DAY_OPENED] -= 1
+                return
 
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:
         self.ever = True

@@ -82,15 +82,17 @@ class RefSupport:
     def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
         ticket = self._ticket(ticket_id, max_tickets)
         ticket.priority = priority
-        if ticket.opened_at is None or at < ticket.opened_at:
-            late = ticket.opened_at is None and ticket.resolutions
+        if ticket.opened_at is None or at < ticket.opened_at:  # counted once, on its first opening
+            earlier, late = ticket.opened_at, ticket.opened_at is None and ticket.resolutions
             ticket.opened_at = at
             if late:
                 for resolved_at, contacts in ticket.resolutions.items():
                     self._count(at, resolved_at, contacts)
-        stats = self._day(at)
-        if stats is not None:
-            stats[0] += 1
+            if earlier is not None and bucket_of(earlier) in self.days:
+                self.days[bucket_of(earlier)][0] -= 1
+            stats = self._day(at)
+            if stats is not None:
+                stats[0] += 1
         self._set_status(ticket_id, ticket, "open", at, event_id)
 
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:

@@ -65,6 +65,20 @@ def test_ticket_volume_against_the_baseline() -> None:
     assert facts.tickets_baseline_30d == pytest.approx(1 / 3)  # t0 in the 90 days before
 
 
+def test_a_ticket_opened_again_with_another_event_id_counts_once_on_its_first_opening() -> None:
+    """A producer that retries with a new event id must not double the ticket volume."""
+    feed = Feed()
+    feed(
+        opened("acme", at(100, 8), "t1", event_id="o1"),
+        opened("acme", at(100, 9), "t1", event_id="o1-retry"),
+        opened("acme", at(101, 8), "t2", event_id="o2"),
+        opened("acme", at(99, 8), "t2", event_id="o2-earlier"),  # late and earlier: moves the count
+    )
+    facts = feed.facts("acme", NOW)
+    assert facts.tickets_opened_30d == 2 and facts.open_tickets == 2
+    assert feed.facts("acme", at(99, 12)).tickets_opened_30d == 1  # t2 counted on day 99 now
+
+
 def test_resolved_before_opened_leaves_the_ticket_resolved() -> None:
     feed = Feed()
     feed(resolved("acme", at(5, 12), "t1", 1), opened("acme", at(5, 9), "t1", "urgent"))
