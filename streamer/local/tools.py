@@ -48,10 +48,19 @@ def require(tools: Sequence[Tool], *, which: Which = shutil.which) -> dict[str, 
     return {command: path for command, path in found.items() if path is not None}
 
 
+# Two installs at once (the test suite's processes each installing a tool on a fresh machine)
+# collide on dpkg's lock, and apt-get fails at once: it waits for the lock instead.
+APT_LOCK_WAIT_S = 600
+
+
+def apt_get_argv(args: list[str]) -> list[str]:
+    """The apt-get command line: non-interactive use, waiting for dpkg's lock."""
+    return [*_sudo_prefix(), "apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_S}", *args]
+
+
 def _apt_get(args: list[str]) -> subprocess.CompletedProcess[str]:
-    prefix = _sudo_prefix()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run([*prefix, "apt-get", *args], capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(apt_get_argv(args), capture_output=True, text=True, env=env, check=False)
 
 
 def apt_install(package: str, *, which: Which = shutil.which, echo: Echo = echo_stderr) -> None:
