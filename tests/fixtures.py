@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -69,6 +71,25 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """`stop_process` for a process started with `start_new_session=True`, then every process
+    left in its group: Chromium's helpers outlive the browser for a moment and kept writing to
+    its profile while the test removed it ("Directory not empty: 'Default'")."""
+    stop_process(proc, grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_chromium(argv: Sequence[str], timeout_s: float) -> tuple[int, bytes, bytes]:
+    """Run a headless Chromium to its end: (exit code, stdout, stderr), with no helper left."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        stop_group(proc)
+    return proc.returncode, out, err
 
 
 CHROMIUM_FLAGS = (

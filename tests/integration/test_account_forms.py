@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from streamer.local.stack import StackInfo
-from tests.fixtures import chromium_argv, stop_process
+from tests.fixtures import chromium_argv, stop_group
 from tests.integration.test_identity import ACCOUNT, TOKEN, account, publish, three_days_of_use
 from tests.integration.test_view import Deployment, wait_until
 
@@ -40,7 +40,9 @@ class Browser:
         # Chromium picks the DevTools port and writes it to DevToolsActivePort in the profile.
         argv = chromium_argv(binary, profile, "--remote-debugging-port=0", url)
         self.profile = profile
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         self._ids = itertools.count(1)
 
     def port(self) -> int:
@@ -76,7 +78,7 @@ class Browser:
         return value
 
     def close(self) -> None:
-        stop_process(self.proc)
+        stop_group(self.proc)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import copy
 import re
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from test_view import Deployment, Live, shared_live
 
 from streamer.local.stack import StackInfo
 from streamer.projection.redis_writer import RedisProjection, connect
-from tests.fixtures import chromium_argv
+from tests.fixtures import chromium_argv, run_chromium
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +45,11 @@ def browse(chromium: str, url: str, *extra: str) -> str:
 
 def _browse(chromium: str, url: str, profile: Path, *extra: str) -> str:
     argv = chromium_argv(chromium, profile, "--virtual-time-budget=8000", *(extra or ("--dump-dom",)), url)
-    done = subprocess.run(argv, capture_output=True, timeout=120)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
-    html = done.stdout.decode()
-    assert extra or "<body" in html, (
-        f"no page from {url}: {html[:300]!r}\n{done.stderr.decode(errors='replace')[-2000:]}"
-    )
+    returncode, out, err = run_chromium(argv, timeout_s=120)
+    assert returncode == 0, err.decode(errors="replace")[-2000:]
+    html = out.decode()
+    stderr = err.decode(errors="replace")[-2000:]
+    assert extra or "<body" in html, f"no page from {url}: {html[:300]!r}\n{stderr}"
     return html
 
 
