@@ -24,17 +24,16 @@ def safe_text(text: str, limit: int = REASON_MAX) -> str:
     return text.encode("utf-8", "backslashreplace").decode()
 
 
-def _key_fields(key: bytes | None) -> dict[str, Any]:
-    """The key as text when it is UTF-8, else base64 (its first `KEY_MAX` bytes either way), so
+def _text_or_base64(data: bytes, limit: int) -> tuple[str, str]:
+    """(the first `limit` bytes of `data`, its encoding): as text when the whole of `data` is
+    UTF-8 (the cut can only split the last character: its bytes are dropped), else base64, so
     the bytes a producer sent can be told apart and sent again exactly."""
-    if key is None:
-        return {"key": None, "key_encoding": "text"}
-    prefix = key[:KEY_MAX]
+    prefix = data[:limit]
     try:
-        key.decode()
-        return {"key": prefix.decode(errors="ignore"), "key_encoding": "text"}  # a cut splits one character
+        data.decode()
+        return prefix.decode(errors="ignore"), "text"
     except UnicodeDecodeError:
-        return {"key": base64.b64encode(prefix).decode(), "key_encoding": "base64"}
+        return base64.b64encode(prefix).decode(), "base64"
 
 
 def original_key(record: dict[str, Any]) -> bytes | None:
@@ -64,13 +63,8 @@ def dead_letter_record(
         value = value.rstrip(b"\r\n")
         length, digest = len(value), hashlib.sha256(value).hexdigest()
         truncated = length > ORIGINAL_MAX
-        prefix = value[:ORIGINAL_MAX]
-        try:
-            value.decode()
-            # Valid UTF-8 as a whole: the cut can only split the last character; drop its bytes.
-            original, encoding = prefix.decode(errors="ignore"), "text"
-        except UnicodeDecodeError:
-            original, encoding = base64.b64encode(prefix).decode(), "base64"
+        original, encoding = _text_or_base64(value, ORIGINAL_MAX)
+    key_text, key_encoding = _text_or_base64(key, KEY_MAX) if key is not None else (None, "text")
     return {
         "original": original,
         "encoding": encoding,
@@ -80,7 +74,8 @@ def dead_letter_record(
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        **_key_fields(key),
+        "key": key_text,
+        "key_encoding": key_encoding,
         "error": safe_text(error),
         "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
