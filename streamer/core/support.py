@@ -176,11 +176,9 @@ class Support:
         self._set_status(i, False, at, event_id)
 
     def _uncount_opening(self, opened_at: int) -> None:
-        day, days = bucket_of(opened_at), self.days
-        for i in range(len(days) - DAY_FIELDS, -1, -DAY_FIELDS):
-            if days[i] == day:
-                days[i + _DAY_OPENED] -= 1
-                return
+        i = self._find_day(bucket_of(opened_at))
+        if i >= 0:
+            self.days[i + _DAY_OPENED] -= 1
 
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:
         self.ever = True
@@ -210,12 +208,20 @@ class Support:
         day = bucket_of(at)
         if day < self.horizon_day:
             return -1
+        found = self._find_day(day)
+        if found >= 0:
+            return found
+        days = self.days
+        days.extend((day, 0, 0, 0, 0, 0))
+        return len(days) - DAY_FIELDS
+
+    def _find_day(self, day: int) -> int:
+        """The position in `days` of day bucket `day`, or -1 when it has none."""
         days = self.days
         for i in range(len(days) - DAY_FIELDS, -1, -DAY_FIELDS):  # recent days are last
             if days[i] == day:
                 return i
-        days.extend((day, 0, 0, 0, 0, 0))
-        return len(days) - DAY_FIELDS
+        return -1
 
     def _count_resolution(self, opened_at: int, resolved_at: int, contacts: int) -> None:
         i = self._day(resolved_at)
