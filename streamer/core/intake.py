@@ -132,8 +132,12 @@ def _subscription_state(event: Event, bounds: Input, at: int) -> str | None:
             "interval_count", event.interval_count, bounds.max_interval_count, "input.max_interval_count"
         )
         or _term("term_end", event.term_end, at, bounds)
-        or (_ended_before("started", event.term_end, at) if isinstance(event, SubscriptionStarted) else None)
     )
+
+
+def _started(event: Event, bounds: Input, at: int) -> str | None:
+    assert isinstance(event, SubscriptionStarted)
+    return _subscription_state(event, bounds, at) or _ended_before("started", event.term_end, at)
 
 
 def _renewed(event: Event, bounds: Input, at: int) -> str | None:
@@ -206,7 +210,7 @@ def _override(event: Event, bounds: Input, at: int) -> str | None:
 
 # The field checks of each event type (one lookup per event: this runs for every message).
 _FIELD_CHECKS: dict[type, Callable[[Event, Input, int], str | None]] = {
-    SubscriptionStarted: _subscription_state,
+    SubscriptionStarted: _started,
     SubscriptionChanged: _subscription_state,
     SubscriptionRenewed: _renewed,
     SubscriptionCanceled: _canceled,
