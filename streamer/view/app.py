@@ -90,7 +90,7 @@ def errors_and_metrics(metrics: Metrics) -> Middleware:
     return middleware
 
 
-def admission(limit: int, body_timeout_s: float = BODY_TIMEOUT_S) -> Middleware:
+def admission(limit: int, body_timeout_s: float) -> Middleware:
     """At most `limit` requests at work at once (one per Redis connection of the pool); the rest
     of a burst waits here, in order of arrival, instead of timing out on the pool.
 
