@@ -271,6 +271,15 @@ POISONS: list[Poison] = [
         "input.max_override_days",
         family="subscriptions",
     ),
+    Poison(  # `true` was read as a score of 1.0 (lax mode)
+        "override-score-boolean",
+        _override("override-score-boolean", band=None, score=True),
+        "field 'score'",
+        family="subscriptions",
+    ),
+    Poison("zero-width-user", _usage("zero-width-user", user_id="ana\u200bsmith"), "invisible characters"),
+    Poison("line-separator-user", _usage("line-separator-user", user_id="ana\u2028smith"), "line separators"),
+    Poison("blank-user", _usage("blank-user", user_id=" \u3000 "), "must not be only whitespace"),
     Poison("nul-bytes", _raw(b'{"event_id": "n\x00ul"}\x00'), "not valid JSON"),
     Poison(
         "terminal-escape-feature",
