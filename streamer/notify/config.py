@@ -89,11 +89,27 @@ class Destination(Strict):
     @classmethod
     def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
         """Refused here rather than by aiohttp at the first delivery; names the header, not its value."""
+        seen: dict[str, str] = {}
         for name, value in headers.items():
             problem = header_problem(name, value)
             if problem is not None:
                 raise ValueError(f"header {name!r} {problem}")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is set by the notifier for every message; leave it out")
+            if name.lower() in seen:
+                raise ValueError(
+                    f"headers {seen[name.lower()]!r} and {name!r} are the same header (names ignore case)"
+                )
+            seen[name.lower()] = name
         return headers
+
+
+# Set by the notifier itself (`delivery.HttpSender`): a destination's own value would replace
+# the per-message `Idempotency-Key` (a receiver that dedupes on it would drop every alert after
+# the first as a duplicate) or describe a body the notifier does not send.
+RESERVED_HEADERS = frozenset(
+    {"content-type", "idempotency-key", "content-length", "transfer-encoding", "host"}
+)
 
 
 def header_problem(name: str, value: str) -> str | None:

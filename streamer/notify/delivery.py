@@ -95,7 +95,7 @@ class HttpSender:
     async def post(self, destination: Destination, payload: dict[str, Any], key: str) -> Response:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": key, **destination.headers}
+        headers = {**destination.headers, "Content-Type": "application/json", "Idempotency-Key": key}
         try:
             async with self._session.post(
                 str(destination.url),

@@ -164,6 +164,26 @@ def test_a_header_http_forbids_is_refused_at_load_naming_it_not_its_value(
     assert "Injected: 1" not in message and "Bearer" not in message
 
 
+@pytest.mark.parametrize(
+    "name", ["Idempotency-Key", "idempotency-key", "Content-Type", "content-length", "Host"]
+)
+def test_a_header_the_notifier_sets_is_refused_at_load(tmp_path: Path, name: str) -> None:
+    """A destination's own Idempotency-Key would be the same on every message: a receiver that
+    dedupes on it would keep the first alert and drop every later one as a duplicate."""
+    message = refusal(tmp_path, f'{CRM}headers = {{ "{name}" = "fixed" }}\n')
+    assert "destinations['crm'].headers" in message
+    assert f"header {name!r} is set by the notifier for every message" in message
+    assert "fixed" not in message
+
+
+def test_two_spellings_of_one_header_are_refused_at_load(tmp_path: Path) -> None:
+    message = refusal(
+        tmp_path, f'{CRM}headers = {{ Authorization = "Bearer a", authorization = "Bearer b" }}\n'
+    )
+    assert "headers 'Authorization' and 'authorization' are the same header" in message
+    assert "Bearer" not in message
+
+
 def test_headers_http_allows_are_kept(tmp_path: Path) -> None:
     config = load_notify_config(
         write(tmp_path, f'{CRM}headers = {{ Authorization = "Bearer a\\tb", "X-Name_1.~" = "Zoë" }}\n')
