@@ -157,23 +157,41 @@ class Support:
             facts[base] = flags
 
     def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
+        """The first opening (by event time) counts the ticket and sets its priority (the most
+        urgent of several at that instant), so the result does not depend on arrival order."""
         self.ever = True
         i = self._ticket(ticket_id, max_tickets)
         base = TICKET_FIELDS * i
         facts = self.facts
-        facts[base] = facts[base] & ~PRIORITY_BITS | PRIORITIES.index(priority)
+        rank = PRIORITIES.index(priority)
         opened_at = facts[base + _OPENED_AT]
         if opened_at == NEVER or at < opened_at:  # a ticket is counted once, on its first opening
+            facts[base] = facts[base] & ~PRIORITY_BITS | rank
             facts[base + _OPENED_AT] = at
+            resolutions = self.ticket_resolutions(i)
             if opened_at == NEVER:  # resolutions arrived before the opening: count them now
-                for resolved_at, contacts in self.ticket_resolutions(i):
+                for resolved_at, contacts in resolutions:
                     self._count_resolution(at, resolved_at, contacts)
-            else:  # an earlier opening of the same ticket arrived late: it moves the count
+            else:  # an earlier opening of the same ticket arrived late: it moves the counts
                 self._uncount_opening(opened_at)
+                for resolved_at, _ in resolutions:
+                    self._move_resolution_time(resolved_at, opened_at, at)
             day = self._day(at)
             if day >= 0:
                 self.days[day + _DAY_OPENED] += 1
+        elif at == opened_at and rank > facts[base] & PRIORITY_BITS:
+            facts[base] = facts[base] & ~PRIORITY_BITS | rank
         self._set_status(i, False, at, event_id)
+        self._count_open(i)
+
+    def _count_open(self, i: int) -> None:
+        """Count ticket i open, its opening known, when its latest status is open: a reopen that
+        arrived before the (older) opening it follows left it uncounted."""
+        base = TICKET_FIELDS * i
+        flags = self.facts[base]
+        if not flags & (OPEN_FLAG | RESOLVED_FLAG):
+            self.facts[base] = flags | OPEN_FLAG
+            self.open_count += 1
 
     def _uncount_opening(self, opened_at: int) -> None:
         i = self._find_day(bucket_of(opened_at))
@@ -222,6 +240,12 @@ class Support:
             if days[i] == day:
                 return i
         return -1
+
+    def _move_resolution_time(self, resolved_at: int, before: int, after: int) -> None:
+        """A resolution counted against the opening at `before` now counts against `after`."""
+        i = self._find_day(bucket_of(resolved_at))
+        if i >= 0:
+            self.days[i + _DAY_RESOLUTION_MS] += max(0, resolved_at - after) - max(0, resolved_at - before)
 
     def _count_resolution(self, opened_at: int, resolved_at: int, contacts: int) -> None:
         i = self._day(resolved_at)

@@ -81,8 +81,8 @@ class RefSupport:
 
     def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
         ticket = self._ticket(ticket_id, max_tickets)
-        ticket.priority = priority
         if ticket.opened_at is None or at < ticket.opened_at:  # counted once, on its first opening
+            ticket.priority = priority  # the first opening's
             earlier, late = ticket.opened_at, ticket.opened_at is None and ticket.resolutions
             ticket.opened_at = at
             if late:
@@ -90,10 +90,19 @@ class RefSupport:
                     self._count(at, resolved_at, contacts)
             if earlier is not None and bucket_of(earlier) in self.days:
                 self.days[bucket_of(earlier)][0] -= 1
+            if earlier is not None:  # resolutions counted against the later opening move to this one
+                for resolved_at in ticket.resolutions:
+                    if bucket_of(resolved_at) in self.days:
+                        moved = max(0, resolved_at - at) - max(0, resolved_at - earlier)
+                        self.days[bucket_of(resolved_at)][2] += moved
             stats = self._day(at)
             if stats is not None:
                 stats[0] += 1
+        elif at == ticket.opened_at and PRIORITIES.index(priority) > PRIORITIES.index(ticket.priority):
+            ticket.priority = priority  # the most urgent of the first openings
         self._set_status(ticket_id, ticket, "open", at, event_id)
+        if ticket.status == "open":  # a reopen that arrived before this opening now counts
+            self.open_ids.setdefault(ticket_id, None)
 
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:
         ticket = self._ticket(ticket_id, max_tickets)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from streamer.contract.events import Event
 from streamer.core.config import Limits, ScoreConfig
+from streamer.core.facts import Facts
 
 from .events import at, opened, reopened, resolved
 from .harness import Feed
@@ -127,3 +129,45 @@ def test_the_window_memo_every_support_starts_with_stays_empty_and_shared() -> N
     assert first.window(100, 30).opened == 1
     assert second._memo == {} and first._memo is not second._memo
     assert second.window(100, 30).opened == 0
+
+
+def both_orders(*events: Event) -> tuple[Facts, Facts]:
+    """The facts at day 20 after the events in the given order and in the reverse order."""
+    forward, backward = Feed(), Feed()
+    forward(*events)
+    backward(*reversed(events))
+    return forward.facts("acme", at(20)), backward.facts("acme", at(20))
+
+
+def test_a_reopen_arriving_before_the_opening_it_follows_counts_the_ticket_open() -> None:
+    forward, backward = both_orders(
+        opened("acme", at(5), "t1", "high", event_id="o1"), reopened("acme", at(7), "t1", event_id="r1")
+    )
+    assert forward.open_tickets == backward.open_tickets == 1
+    assert forward.open_high == backward.open_high == 1
+
+
+def test_a_ticket_opened_twice_takes_the_priority_of_its_first_opening_in_any_order() -> None:
+    forward, backward = both_orders(
+        opened("acme", at(5), "t1", "urgent", event_id="o1"),
+        opened("acme", at(6), "t1", "low", event_id="o2"),
+    )
+    assert (forward.open_urgent, forward.open_low) == (backward.open_urgent, backward.open_low) == (1, 0)
+
+
+def test_two_openings_at_one_instant_take_the_more_urgent_priority_in_any_order() -> None:
+    forward, backward = both_orders(
+        opened("acme", at(5), "t1", "low", event_id="o1"), opened("acme", at(5), "t1", "high", event_id="o2")
+    )
+    assert (forward.open_high, forward.open_low) == (backward.open_high, backward.open_low) == (1, 0)
+
+
+def test_an_earlier_opening_arriving_late_moves_the_resolution_time_of_a_counted_resolution() -> None:
+    first = opened("acme", at(5), "t1", "low", event_id="o1")
+    again = opened("acme", at(6), "t1", "low", event_id="o2")
+    done = resolved("acme", at(7), "t1", 1, event_id="r1")
+    in_order, late = Feed(), Feed()
+    in_order(first, again, done)
+    late(again, done, first)  # the resolution was counted against the opening on day 6
+    assert in_order.facts("acme", at(20)).art_hours_90d == pytest.approx(48)
+    assert late.facts("acme", at(20)).art_hours_90d == pytest.approx(48)
