@@ -21,6 +21,7 @@ from hashlib import blake2b
 from streamer.contract.vocabulary import BAND_RANK, SEVERITY_BY_LEVEL, Band, LifecycleStage, Severity
 from streamer.core.clock import DAY, bucket_of, iso
 from streamer.core.config import Rule, Rules
+from streamer.core.facts import rounded
 from streamer.core.reasons import Reason, explain
 from streamer.core.score import Evaluation
 
@@ -411,7 +412,7 @@ def _mrr_contraction(trigger: Trigger, rules: Rules) -> Candidate | None:
         Severity.warning,
         1,
         trigger.event_id,
-        _r("mrr_change", round(-drop, 4), None, message),
+        _r("mrr_change", rounded(-drop, 4), None, message),
     )
 
 

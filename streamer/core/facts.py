@@ -402,10 +402,16 @@ def freeze(draft: FactsDraft, figures: Figures, percentiles: dict[str, float]) -
     )
 
 
+def rounded(value: float, places: int) -> float:
+    """`value` to `places` decimals as published: a tiny negative rounds to 0.0, not -0.0 (which
+    JSON keeps as "-0.0" and a reader shows as "-0%")."""
+    return round(value, places) + 0.0
+
+
 def _rounded(value: object) -> object:  # ints pass through as they are
     # `object`, not `float | None`: an int is a float to the type checker, and compiled code
     # (mypyc) checks the narrowed `None` at run time.
-    return round(value, 4) if isinstance(value, float) else value
+    return rounded(value, 4) if isinstance(value, float) else value
 
 
 def _instant(value: int | None) -> str | None:

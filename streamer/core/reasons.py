@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 
 from streamer.core.clock import iso
-from streamer.core.facts import Facts
+from streamer.core.facts import Facts, rounded
 from streamer.core.overrides import override_reason
 from streamer.core.score import SIGNAL_COMPONENT, Evaluation, Raw
 
@@ -134,8 +134,8 @@ def reason(signal: str, value: Raw, evaluation: Evaluation) -> Reason:
         message += f", {peer_position(percentile, evaluation.peer_group)}"
     return {
         "signal": signal,
-        "value": round(value, 3) if isinstance(value, float) else value,  # a count as it is
-        "baseline": None if baseline is None else round(float(baseline), 3),
+        "value": rounded(value, 3) if isinstance(value, float) else value,  # a count as it is
+        "baseline": None if baseline is None else rounded(float(baseline), 3),
         "message": message,
         "percentile": percentile,
     }

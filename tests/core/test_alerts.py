@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -430,6 +431,13 @@ def test_mrr_contraction_alert() -> None:
     assert {a["severity"] for a in contractions} == {"warning"}
     feed(canceled("acme", at(8)))  # 50 -> 0 is churn, not contraction
     assert len(feed.raised("mrr_contraction")) == 2
+
+
+def test_a_contraction_too_small_to_show_is_published_as_zero_not_minus_zero() -> None:
+    feed = Feed()
+    feed(started("acme", at(0), "1000000000"), changed("acme", at(5), "999999999.999999"))
+    value = feed.raised("mrr_contraction")[0]["reasons"][0]["value"]
+    assert value == 0 and math.copysign(1, value) == 1  # orjson would write "-0.0"
 
 
 # -- renewal ---------------------------------------------------------------------------------------

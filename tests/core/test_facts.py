@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 
 import pytest
 
@@ -124,3 +125,9 @@ def test_freeze_gives_what_the_keyword_call_gives() -> None:
     assert [getattr(frozen, key) for key in figure_keys] == [500 + i for i in range(len(figure_keys))]
     assert freeze({}, {}, {}) == Facts()
     assert freeze({"dau": 2}, {"ces": 3.5}, {}) == Facts(dau=2, ces=3.5)
+
+
+def test_a_tiny_negative_fact_is_published_as_zero_not_minus_zero() -> None:
+    metrics = Facts(usage_trend=-1e-9, events_trend_28d=-0.00001, mrr_trend_90d=-4e-5).to_json()
+    for name in ("usage_trend", "events_trend_28d", "mrr_trend_90d"):
+        assert math.copysign(1, metrics[name]) == 1, name  # orjson would write "-0.0"
