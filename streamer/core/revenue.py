@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from streamer.core.clock import DAY
 
 MAX_TERM_ENDS = 40  # term ends remembered per subscription
+# Payment failures remembered per account, the latest (their score curve is 0 from 3 on): a
+# producer retrying a charge without end must not grow the account's record without end.
+MAX_PAYMENT_FAILURES = 64
 
 _FOREVER = 1 << 62  # beyond any instant in epoch ms
 
@@ -146,8 +149,9 @@ class Revenue:
 
     def payment_failed(self, at: int, keep_after: int) -> None:
         self.version += 1
-        insort(self.payment_failures, at)
-        del self.payment_failures[: bisect_left(self.payment_failures, keep_after)]
+        failures = self.payment_failures
+        insort(failures, at)
+        del failures[: max(bisect_left(failures, keep_after), len(failures) - MAX_PAYMENT_FAILURES)]
 
     @staticmethod
     def _set_term_end(sub: Subscription, at: int, event_id: str, term_end: int) -> None:

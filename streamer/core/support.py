@@ -22,6 +22,9 @@ from streamer.core.clock import HOUR, bucket_of
 from streamer.core.usage import Pairs
 
 HORIZON_DAYS = 120  # ART/FCR/reopens over 90 days; volume over 30 days vs the 90 before
+# Resolutions remembered per ticket, the latest by event time (the older ones stay counted in
+# their day): a ticket resolved again and again must not grow the account's record without end.
+MAX_RESOLUTIONS = 16
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 OPEN, RESOLVED = "open", "resolved"
@@ -105,6 +108,19 @@ class Support:
         """Ticket i's (resolved_at, contacts), in the order they arrived."""
         found = self.resolutions
         return [(found[j + 1], found[j + 2]) for j in range(0, len(found), 3) if found[j] == i]
+
+    def _resolutions_of(self, i: int) -> list[int]:
+        """The positions in `resolutions` of ticket i's (a search in C: there can be thousands)."""
+        tickets = self.resolutions[::3]
+        positions: list[int] = []
+        start = 0
+        while True:
+            try:
+                start = tickets.index(i, start)
+            except ValueError:
+                return positions
+            positions.append(3 * start)
+            start += 1
 
     def add_resolution(self, i: int, resolved_at: int, contacts: int) -> None:
         self.resolutions.extend((i, resolved_at, contacts))
@@ -201,11 +217,19 @@ class Support:
     def resolved(self, ticket_id: str, at: int, event_id: str, contacts: int, max_tickets: int) -> None:
         self.ever = True
         i = self._ticket(ticket_id, max_tickets)
-        if all(resolved_at != at for resolved_at, _ in self.ticket_resolutions(i)):
+        found = self.resolutions
+        mine = self._resolutions_of(i)
+        if all(found[j + 1] != at for j in mine):
             self.add_resolution(i, at, contacts)
             opened_at = self.facts[TICKET_FIELDS * i + _OPENED_AT]
             if opened_at != NEVER:
                 self._count_resolution(opened_at, at, contacts)
+            if len(mine) >= MAX_RESOLUTIONS:  # forget the earliest (it stays counted in its day)
+                oldest = min(mine, key=lambda j: found[j + 1])
+                if found[oldest + 1] < at:
+                    del found[oldest : oldest + 3]
+                else:
+                    del found[len(found) - 3 :]
         self._set_status(i, True, at, event_id)
 
     def reopened(self, ticket_id: str, at: int, event_id: str, max_tickets: int) -> None:

@@ -16,6 +16,7 @@ from streamer.core.sentiment import Sentiment
 from streamer.core.support import (
     DAY_FIELDS,
     HORIZON_DAYS,
+    MAX_RESOLUTIONS,
     OPEN_FLAG,
     PRIORITIES,
     PRIORITY_BITS,
@@ -110,6 +111,8 @@ class RefSupport:
             ticket.resolutions[at] = contacts
             if ticket.opened_at is not None:
                 self._count(ticket.opened_at, at, contacts)
+            if len(ticket.resolutions) > MAX_RESOLUTIONS:  # the latest are kept
+                del ticket.resolutions[min(ticket.resolutions)]
         self._set_status(ticket_id, ticket, "resolved", at, event_id)
 
     def reopened(self, ticket_id: str, at: int, event_id: str, max_tickets: int) -> None:

@@ -7,9 +7,17 @@ from decimal import Decimal
 from streamer.core.clock import DAY
 from streamer.core.config import Currency, ScoreConfig
 from streamer.core.engine import ACCEPTED, REJECTED
-from streamer.core.revenue import CHURN, CONTRACTION, EXPANSION, NEW, REACTIVATION, Revenue
+from streamer.core.revenue import (
+    CHURN,
+    CONTRACTION,
+    EXPANSION,
+    MAX_PAYMENT_FAILURES,
+    NEW,
+    REACTIVATION,
+    Revenue,
+)
 
-from .events import at, canceled, changed, ms, renewed, started, usage
+from .events import at, canceled, changed, ms, payment_failed, renewed, started, usage
 from .harness import Feed
 
 
@@ -373,3 +381,13 @@ def test_past_max_remembered_ids_the_oldest_are_forgotten_and_the_recent_still_d
     seen = feed.account("acme").seen
     assert len(seen) <= 1000
     assert [outcome.status for outcome in feed(events[-1], events[-900])] == ["duplicate", "duplicate"]
+
+
+def test_payment_failures_remembered_are_bounded_to_the_latest() -> None:
+    """A producer retrying a charge without end must not grow the account's record without end."""
+    feed = Feed()
+    feed(started("acme", at(0), "100"))
+    feed(*(payment_failed("acme", at(1, minute=n)) for n in range(MAX_PAYMENT_FAILURES + 50)))
+    failures = feed.account("acme").revenue.payment_failures
+    assert failures == [ms(at(1, minute=n)) for n in range(50, MAX_PAYMENT_FAILURES + 50)]
+    assert feed.facts("acme", at(2)).payment_failures_30d == MAX_PAYMENT_FAILURES

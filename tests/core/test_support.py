@@ -7,8 +7,9 @@ import pytest
 from streamer.contract.events import Event
 from streamer.core.config import Limits, ScoreConfig
 from streamer.core.facts import Facts
+from streamer.core.support import MAX_RESOLUTIONS
 
-from .events import at, opened, reopened, resolved
+from .events import at, ms, opened, reopened, resolved
 from .harness import Feed
 
 NOW = at(106, 8)  # windows end with day 106; the 90-day window is days 17..106
@@ -171,3 +172,15 @@ def test_an_earlier_opening_arriving_late_moves_the_resolution_time_of_a_counted
     late(again, done, first)  # the resolution was counted against the opening on day 6
     assert in_order.facts("acme", at(20)).art_hours_90d == pytest.approx(48)
     assert late.facts("acme", at(20)).art_hours_90d == pytest.approx(48)
+
+
+def test_a_ticket_resolved_again_and_again_keeps_its_latest_resolutions_and_counts_them_all() -> None:
+    """A ticket's resolutions must not grow the account's record without end."""
+    feed = Feed()
+    feed(opened("acme", at(5), "t1", "low"))
+    feed(*(resolved("acme", at(6, minute=n), "t1", 1) for n in range(MAX_RESOLUTIONS + 10)))
+    support = feed.account("acme").support
+    assert [when for when, _ in support.ticket_resolutions(0)] == [
+        ms(at(6, minute=n)) for n in range(10, MAX_RESOLUTIONS + 10)
+    ]
+    assert feed.facts("acme", at(7)).tickets_resolved_90d == MAX_RESOLUTIONS + 10

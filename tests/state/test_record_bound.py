@@ -17,6 +17,8 @@ import orjson
 
 from streamer.core.config import ScoreConfig
 from streamer.core.keys import key_of
+from streamer.core.revenue import MAX_PAYMENT_FAILURES
+from streamer.core.support import MAX_RESOLUTIONS
 from streamer.offline.runner import OfflineRun
 from streamer.state.codec import decode_account_record, encode_account
 from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES
@@ -46,6 +48,14 @@ def worst_case(limits: Any, limits_of_input: Any) -> Iterator[bytes]:
         }
         return orjson.dumps(record | fields)
 
+    # Before the subscriptions: each event costs less while the account has few MRR steps.
+    for ticket in range(limits.max_tickets + 10):
+        yield event("ticket.opened", ticket_id=longest("t", ticket), priority="high")
+    for _ in range(MAX_RESOLUTIONS + 2):  # every ticket kept resolved again and again
+        for ticket in range(10, limits.max_tickets + 10):
+            yield event("ticket.resolved", ticket_id=longest("t", ticket), contacts=2)
+    for _ in range(MAX_PAYMENT_FAILURES + 10):  # a charge retried without end
+        yield event("subscription.payment_failed", subscription_id=longest("s", 0), attempt=1)
     money = {"currency": "USD", "interval": "month", "seats": 10}
     for sub in range(limits.max_subscriptions + 4):
         yield event(
@@ -71,8 +81,6 @@ def worst_case(limits: Any, limits_of_input: Any) -> Iterator[bytes]:
             user_id=longest("u", user),
             feature=longest("f", user % (limits.max_features + 10)),
         )
-    for ticket in range(limits.max_tickets + 10):
-        yield event("ticket.opened", ticket_id=longest("t", ticket), priority="high")
     for respondent in range(limits.max_respondents + 10):
         yield event(
             "survey.answered",
