@@ -219,7 +219,10 @@ class Support:
         i = self._ticket(ticket_id, max_tickets)
         found = self.resolutions
         mine = self._resolutions_of(i)
-        if all(found[j + 1] != at for j in mine):
+        same = [j for j in mine if found[j + 1] == at]
+        if same:  # two resolutions at one instant: the fewest contacts, in any arrival order
+            self._fewer_contacts(i, same[0], contacts)
+        else:
             self.add_resolution(i, at, contacts)
             opened_at = self.facts[TICKET_FIELDS * i + _OPENED_AT]
             if opened_at != NEVER:
@@ -231,6 +234,19 @@ class Support:
                 else:
                     del found[len(found) - 3 :]
         self._set_status(i, True, at, event_id)
+
+    def _fewer_contacts(self, i: int, j: int, contacts: int) -> None:
+        """Keep the fewer contacts of two resolutions of ticket i at one instant (at `j` in
+        `resolutions`), moving its first-contact count if it is counted already."""
+        found = self.resolutions
+        before = found[j + 2]
+        if contacts >= before:
+            return
+        found[j + 2] = contacts
+        if self.facts[TICKET_FIELDS * i + _OPENED_AT] != NEVER:
+            day = self._find_day(bucket_of(found[j + 1]))
+            if day >= 0:
+                self.days[day + _DAY_FIRST_CONTACT] += (contacts == 1) - (before == 1)
 
     def reopened(self, ticket_id: str, at: int, event_id: str, max_tickets: int) -> None:
         self.ever = True

@@ -113,6 +113,10 @@ class RefSupport:
                 self._count(ticket.opened_at, at, contacts)
             if len(ticket.resolutions) > MAX_RESOLUTIONS:  # the latest are kept
                 del ticket.resolutions[min(ticket.resolutions)]
+        elif contacts < ticket.resolutions[at]:  # one instant: the fewest contacts
+            before, ticket.resolutions[at] = ticket.resolutions[at], contacts
+            if ticket.opened_at is not None and bucket_of(at) in self.days:
+                self.days[bucket_of(at)][3] += (contacts == 1) - (before == 1)
         self._set_status(ticket_id, ticket, "resolved", at, event_id)
 
     def reopened(self, ticket_id: str, at: int, event_id: str, max_tickets: int) -> None:

@@ -92,6 +92,22 @@ def test_resolved_before_opened_leaves_the_ticket_resolved() -> None:
     assert facts.fcr_90d == 1
 
 
+@pytest.mark.parametrize("opening_first", [True, False])
+def test_two_resolutions_at_one_instant_keep_the_fewest_contacts_in_any_order(opening_first: bool) -> None:
+    """Which of two resolutions at the same millisecond arrived first must not decide the FCR."""
+    one = resolved("acme", at(5, 12), "t1", 1, event_id="r-one")
+    three = resolved("acme", at(5, 12), "t1", 3, event_id="r-three")
+    opening = opened("acme", at(5, 9), "t1", "normal")
+    rates = set()
+    for order in ((one, three), (three, one)):
+        feed = Feed()
+        feed(*((opening, *order) if opening_first else (*order, opening)))
+        facts = feed.facts("acme", at(6))
+        assert facts.tickets_resolved_90d == 1 and facts.open_tickets == 0
+        rates.add(facts.fcr_90d)
+    assert rates == {1.0}
+
+
 def test_resolution_alone_without_its_opening_is_not_an_open_ticket() -> None:
     feed = Feed()
     feed(resolved("acme", at(5), "t1", 2))
