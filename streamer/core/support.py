@@ -107,7 +107,7 @@ class Support:
     def ticket_resolutions(self, i: int) -> list[tuple[int, int]]:
         """Ticket i's (resolved_at, contacts), in the order they arrived."""
         found = self.resolutions
-        return [(found[j + 1], found[j + 2]) for j in range(0, len(found), 3) if found[j] == i]
+        return [(found[j + 1], found[j + 2]) for j in self._resolutions_of(i)]
 
     def _resolutions_of(self, i: int) -> list[int]:
         """The positions in `resolutions` of ticket i's (a search in C: there can be thousands)."""
