@@ -27,7 +27,6 @@ A crm6 run takes about 1.5-3 minutes on two cores, socialnet7 about the same.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import shutil
@@ -39,7 +38,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
+from common import BENCH_DIR, parser
+
+from streamer.local.tools import apt_install
+
 WORK = BENCH_DIR / "out" / "churnsim"
 PINS = (
     "fightchurn==1.2.0",
@@ -91,9 +93,6 @@ def postgres_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
         say("PostgreSQL is not installed: apt-get install postgresql ...")
-        sys.path.insert(0, str(BENCH_DIR.parent))
-        from streamer.local.tools import apt_install
-
         apt_install("postgresql")
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if not found:
@@ -194,19 +193,10 @@ def make(config: str, seed: int, out: Path) -> None:
         (Path(scratch) / "tmp").mkdir()
         say(f"simulating {config} seed {seed} ({customers} customers, {start} .. {end}) ...")
         began = time.monotonic()
-        argv = [
-            str(python),
-            "-m",
-            "fightchurn.churnsim.churnsim",
-            "--config-name",
-            config,
-            f"init_customers={customers}",
-            f"start_date={start}",
-            f"end_date={end}",
-            f"random_seed={seed}",
-            "n_parallel=1",
-            "force=True",
-        ]
+        simulate = ["-m", "fightchurn.churnsim.churnsim", "--config-name", config]
+        simulate += [f"init_customers={customers}", f"start_date={start}", f"end_date={end}"]
+        simulate += [f"random_seed={seed}", "n_parallel=1", "force=True"]
+        argv = [str(python), *simulate]
         run(argv, env=env, cwd=scratch)
         seconds = time.monotonic() - began
         shutil.rmtree(out, ignore_errors=True)
@@ -221,20 +211,14 @@ def make(config: str, seed: int, out: Path) -> None:
         saved = Path(scratch) / "out" / config / f"{config}_conf.yaml"
         if saved.exists():
             shutil.copyfile(saved, out / "conf.yaml")
-    write_readme(out, config, seed, customers, start, end, counts, seconds)
+    write_readme(out, config, seed, " ".join(["python", *simulate]), counts, seconds)
     say(f"{out}: " + ", ".join(f"{name} {rows:,} rows" for name, rows in counts.items()))
 
 
 def write_readme(
-    out: Path,
-    config: str,
-    seed: int,
-    customers: str,
-    start: str,
-    end: str,
-    counts: dict[str, int],
-    seconds: float,
+    out: Path, config: str, seed: int, command: str, counts: dict[str, int], seconds: float
 ) -> None:
+    """How the folder was made (`command`: the simulator's command line) and its tables' rows."""
     rows = "\n".join(f"| `{name}` | {count:,} |" for name, count in counts.items())
     out.joinpath("README.md").write_text(
         f"""# {out.name}: a ChurnSim portfolio made by `bench/churnsim.py`
@@ -242,8 +226,7 @@ def write_readme(
 ChurnSim (PyPI `fightchurn` 1.2.0), config `{config}`, seed {seed}:
 
 ```
-python -m fightchurn.churnsim.churnsim --config-name {config} init_customers={customers} \\
-    start_date={start} end_date={end} random_seed={seed} n_parallel=1 force=True
+{command}
 ```
 
 The simulator's raw tables, exported from PostgreSQL as CSV with a header row (an empty field is
@@ -259,13 +242,13 @@ configuration the simulator saved. Simulation took {seconds:.0f} s.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", choices=sorted(CONFIGS))
-    parser.add_argument("seed", type=int, help="random seed (the same seed gives the same tables)")
-    parser.add_argument("--out", type=Path, help="folder to write (default: bench/out/churnsim/CONFIG-sSEED)")
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("config", choices=sorted(CONFIGS))
+    cli.add_argument("seed", type=int, help="random seed (the same seed gives the same tables)")
+    cli.add_argument("--out", type=Path, help="folder to write (default: bench/out/churnsim/CONFIG-sSEED)")
+    args = cli.parse_args()
     if not 0 <= args.seed < 2**31:
-        parser.error("seed: 0 .. 2^31 - 1")
+        cli.error("seed: 0 .. 2^31 - 1")
     make(args.config, args.seed, args.out or WORK / f"{args.config}-s{args.seed}")
 
 
