@@ -84,12 +84,18 @@ def test_alerts_tail_with_an_unreachable_broker_leaves_nothing_unclosed() -> Non
     ], done.stderr
 
 
+def notify_without_a_broker(config: Path, bootstrap: str) -> Result:
+    """`streamer notify --config CONFIG` against a broker address nothing answers at: exit 1."""
+    result = run(["notify", "--config", str(config), "--connect-timeout", "1", "--bootstrap", bootstrap])
+    assert result.exit_code == 1, result.output
+    return result
+
+
 def test_notify_with_an_unreachable_broker(tmp_path: Path) -> None:
     config = tmp_path / "n.toml"
     config.write_text('[[destinations]]\nname = "x"\nurl = "http://127.0.0.1:9/hook"\n')
     bootstrap = f"127.0.0.1:{closed_port()}"
-    result = run(["notify", "--config", str(config), "--connect-timeout", "1", "--bootstrap", bootstrap])
-    assert result.exit_code == 1, result.output
+    result = notify_without_a_broker(config, bootstrap)
     assert one_line(result) == (
         f"streamer notify: no Kafka broker answered at {bootstrap} within 1 s (delivering alerts); "
         "start it (`streamer local up`, or `docker compose up -d kafka`) or point "
@@ -105,9 +111,7 @@ def test_notify_refuses_a_header_with_a_line_break_before_it_connects(tmp_path: 
         '[[destinations]]\nname = "crm"\nurl = "http://127.0.0.1:9/hook"\n'
         'headers = { "X-A" = "a\\r\\nInjected: 1" }\n'
     )
-    bootstrap = f"127.0.0.1:{closed_port()}"
-    result = run(["notify", "--config", str(config), "--connect-timeout", "1", "--bootstrap", bootstrap])
-    assert result.exit_code == 1, result.output
+    result = notify_without_a_broker(config, f"127.0.0.1:{closed_port()}")
     assert one_line(result) == (
         f"Error: notify config file {config} is invalid: destinations['crm'].headers: header 'X-A' "
         "has a control character (CR, LF or another) in its value, which HTTP forbids"

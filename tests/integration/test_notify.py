@@ -154,6 +154,30 @@ async def publish_alerts(bootstrap: str, topic: str, numbers: range) -> None:
         await producer.stop()
 
 
+def notifier_env(bootstrap: str, prefix: str, app_id: str) -> dict[str, str]:
+    """A notifier's environment: none of the caller's HEALTHSTREAM_* settings, this test's topics."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSTREAM_")},
+        "HEALTHSTREAM_KAFKA_BOOTSTRAP": bootstrap,
+        "HEALTHSTREAM_TOPIC_PREFIX": prefix,
+        "HEALTHSTREAM_APP_ID": app_id,
+    }
+
+
+def crm_config(port: int) -> str:
+    """Short retries and one JSON destination, "crm", on the receiver at `port` (its table open,
+    so that a test may add settings to it)."""
+    return f"""
+[retry]
+initial_seconds = 0.2
+max_seconds = 1
+[[destinations]]
+name = "crm"
+url = "http://127.0.0.1:{port}/json"
+rate_per_minute = 6000
+"""
+
+
 def wait_for(what: str, check: Callable[[], bool], notifier: Notifier | None = None) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not check():
@@ -208,15 +232,8 @@ def test_notify_delivers_through_outages_and_restarts_without_repeats(
     asyncio.run(create_topic())
     config = tmp_path / "notify.toml"
     config.write_text(
-        f"""
-[retry]
-initial_seconds = 0.2
-max_seconds = 1
-[[destinations]]
-name = "crm"
-url = "http://127.0.0.1:{receiver.port}/json"
-rate_per_minute = 6000
-burst = 50
+        crm_config(receiver.port)
+        + f"""burst = 50
 [[destinations]]
 name = "slack"
 url = "http://127.0.0.1:{receiver.port}/slack"
@@ -225,12 +242,7 @@ digest_seconds = 0.5
 rate_per_minute = 6000
 """
     )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSTREAM_")},
-        "HEALTHSTREAM_KAFKA_BOOTSTRAP": stack.bootstrap,
-        "HEALTHSTREAM_TOPIC_PREFIX": prefix,
-        "HEALTHSTREAM_APP_ID": app_id,
-    }
+    env = notifier_env(stack.bootstrap, prefix, app_id)
     port = free_port()
     args = ["--config", str(config), "--start-from", "earliest", "--metrics-port", str(port)]
     ids = lambda numbers: {alert(n)["alert_id"] for n in numbers}  # noqa: E731
@@ -342,23 +354,8 @@ def test_notify_outlives_an_unreadable_retry_after_and_an_endless_body(
     receiver = HostileReceiver(free_port())
     receiver.start()
     config = tmp_path / "notify.toml"
-    config.write_text(
-        f"""
-[retry]
-initial_seconds = 0.2
-max_seconds = 1
-[[destinations]]
-name = "crm"
-url = "http://127.0.0.1:{receiver.port}/json"
-rate_per_minute = 6000
-"""
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSTREAM_")},
-        "HEALTHSTREAM_KAFKA_BOOTSTRAP": stack.bootstrap,
-        "HEALTHSTREAM_TOPIC_PREFIX": prefix,
-        "HEALTHSTREAM_APP_ID": app_id,
-    }
+    config.write_text(crm_config(receiver.port))
+    env = notifier_env(stack.bootstrap, prefix, app_id)
     notifier = Notifier(["--config", str(config), "--start-from", "earliest"], env, tmp_path / "notify.log")
     try:
         asyncio.run(publish_alerts(stack.bootstrap, f"{prefix}alerts", range(3)))
