@@ -24,6 +24,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TypeAlias
 
 from streamer.core.clock import bucket_of
@@ -128,9 +129,9 @@ class Usage:
     last_day_users: Pairs = field(default_factory=lambda: array(DAYS))
     features: dict[str, int] = field(default_factory=dict)  # feature -> last day used
     # The features with day counters, in the order they got them, and their (day, count) pairs
-    # flat in one array, feature after feature (days in first-seen order within a feature; see
-    # `feature_counts`); feature f's pairs end at item `feature_ends[f]`. 4 bytes each while
-    # they fit (see `counts`).
+    # flat in one array, feature after feature (days ascending within a feature, so a window is
+    # two bisections and the sum of a slice); feature f's pairs end at item `feature_ends[f]`.
+    # 4 bytes each while they fit (see `counts`).
     feature_names: list[str] = field(default_factory=list)
     feature_pairs: Pairs = field(default_factory=lambda: array(NARROW))
     feature_ends: Pairs = field(default_factory=lambda: array(DAYS))
@@ -205,6 +206,10 @@ class Usage:
         """Append the (day, count) pairs (flat) of a feature without counters yet (the codec's
         decoder; `record` for events)."""
         found = list(pairs)
+        days = found[0::2]
+        if any(later < earlier for earlier, later in pairwise(days)):  # a record from before days
+            ordered = sorted(zip(days, found[1::2], strict=True))  # were kept ascending
+            found = [item for pair in ordered for item in pair]
         into = self.feature_pairs
         if not all(_fits(into, value) for value in found):
             into = self._widen_pairs()
@@ -219,7 +224,9 @@ class Usage:
             return
         start, stop = self._feature_span(f)
         pairs = self.feature_pairs
-        # In-order events land on the feature's last pair: look from the end.
+        # In-order events land on the feature's last pair: look from the end for the day, or
+        # for where it goes (days ascending).
+        at = start
         for i in range(stop - 2, start - 1, -2):
             if pairs[i] == day:
                 value = pairs[i + 1] + count
@@ -227,10 +234,13 @@ class Usage:
                     pairs = self._widen_pairs()
                 pairs[i + 1] = value
                 return
+            if pairs[i] < day:
+                at = i + 2
+                break
         if not (_fits(pairs, day) and _fits(pairs, count)):
             pairs = self._widen_pairs()
-        pairs.insert(stop, count)
-        pairs.insert(stop, day)
+        pairs.insert(at, count)
+        pairs.insert(at, day)
         ends = self.feature_ends
         for g in range(f, len(ends)):
             ends[g] += 2
@@ -401,7 +411,7 @@ class Usage:
         self.feature_ends = array(DAYS, kept_ends)
 
     def feature_counts(self, feature: str) -> dict[int, int]:
-        """Events per day of one feature (days in first-seen order; empty if not tracked)."""
+        """Events per day of one feature (days ascending; empty if not tracked)."""
         f = self._feature_index(feature)
         if f < 0:
             return {}
@@ -472,12 +482,13 @@ class Usage:
         first = 0
         for f, feature in enumerate(self.feature_names):
             stop = ends[f]
-            total = 0
-            for i in range(first, stop, 2):
-                if start <= pairs[i] <= end:
-                    total += pairs[i + 1]
-            if total:
-                found[feature] = total
+            feature_days = pairs[first:stop:2]
+            lo = bisect_left(feature_days, start)
+            hi = bisect_left(feature_days, end + 1, lo)
+            if hi > lo:
+                total = sum(pairs[first + 2 * lo + 1 : first + 2 * hi : 2])
+                if total:
+                    found[feature] = total
             first = stop
         return found
 

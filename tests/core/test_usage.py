@@ -192,3 +192,23 @@ def test_counts_past_32_bits_are_kept_exactly() -> None:
     assert state.volume(day, 7).events == 4 * big
     assert state.feature_volume(day, 7) == {"api": 4 * big}
     assert state.feature_counts("api") == {day: 3 * big, day - 1: big}
+
+
+def test_feature_days_stay_ascending_whatever_order_events_arrive_in() -> None:
+    """A feature's window is two bisections of its days: a late day goes in its place."""
+    state = Usage()
+    for day in (10, 14, 12, 9, 12, 15):
+        state.record(ms(at(day, 1)), "u1", "api", 1, key_feature=False, max_users=10, max_features=10)
+    start = ms(at(0)) // DAY
+    assert list(state.feature_counts("api")) == [start + d for d in (9, 10, 12, 14, 15)]
+    assert state.feature_volume(start + 14, 3) == {"api": 3}  # days 12 (twice) and 14
+    assert state.feature_volume(start + 11, 2) == {"api": 1}  # day 10
+
+
+def test_feature_days_of_a_record_kept_in_arrival_order_are_sorted_when_read() -> None:
+    """Records written before the days were kept ascending hold them in arrival order."""
+    state = Usage()
+    state.add_feature_counts("api", [5, 1, 3, 2, 4, 7])  # (day, count): days 5, 3, 4
+    assert list(state.feature_counts("api")) == [3, 4, 5]
+    assert state.feature_volume(4, 2) == {"api": 9}  # days 3 and 4
+    assert state.feature_volume(5, 1) == {"api": 1}
