@@ -559,15 +559,17 @@ class ScoreConfig(Strict):
         return frozenset(name for name, (_, weight) in self.signal_table.items() if weight == 0)
 
     @cached_property
-    def _segment_memo(self) -> dict[tuple[str, str | None], tuple[dict[str, float], Bands]]:
+    def segment_memo(self) -> dict[tuple[str, str | None], tuple[dict[str, float], Bands]]:
+        """`segment`'s answers so far, by (stage, plan): the compiled core reads them without
+        calling into this (interpreted) class."""
         return {}
 
     def segment(self, stage: str, plan: str | None) -> tuple[dict[str, float], Bands]:
         """(component weights, band thresholds) for a lifecycle stage and plan."""
         key = (stage, plan)
-        found = self._segment_memo.get(key)
+        found = self.segment_memo.get(key)
         if found is None:
-            found = self._segment_memo[key] = (self.weights_for(stage, plan), self.bands_for(stage, plan))
+            found = self.segment_memo[key] = (self.weights_for(stage, plan), self.bands_for(stage, plan))
         return found
 
     def weights_for(self, stage: str, plan: str | None) -> dict[str, float]:

@@ -88,15 +88,27 @@ def feature_mix(
     """Geometric mean 0-100 of an account's percentiles among `group` of its events per feature
     (`features`: those the group used; a feature the account did not use counts as 0 events).
     None when the group used no feature. `ranks`: percentiles remembered for `groups`."""
-    total = 0.0
-    for name in features:
-        key = (group, FEATURE + name)
-        value = counts.get(name, 0)
-        position = percentile(value, groups[key]) if ranks is None else ranks.of(key, value, groups[key])
-        total += log(position / 100.0 + MIX_FLOOR)
     if not features:
         return None
+    total = 0.0
+    if ranks is None:
+        for name in features:
+            total += _mix_term(percentile(counts.get(name, 0), groups[group, FEATURE + name]))
+    else:
+        for name, reference, terms in ranks.features_of(group, features, groups):
+            value = counts.get(name, 0)
+            term = terms.get(value)
+            if term is None:
+                term = _mix_term(percentile(value, reference))
+                if len(terms) < RANKS_KEPT:
+                    terms[value] = term
+            total += term
     return 100.0 * (exp(total / len(features)) - MIX_FLOOR)
+
+
+def _mix_term(position: float) -> float:
+    """One feature's share of the mix's geometric mean (a log)."""
+    return log(position / 100.0 + MIX_FLOOR)
 
 
 def summarise(values: list[float]) -> tuple[float, ...]:
@@ -118,6 +130,9 @@ def percentile(value: float, reference: tuple[float, ...]) -> float:
     return 100.0 * (below + 0.5 * equal) / len(reference)
 
 
+# One feature of a group: its name, its reference, and the `feature_mix` terms placed against it.
+FeatureRank = tuple[str, tuple[float, ...], dict[float, float]]
+
 RANKS_KEPT = 512  # values remembered per (group, signal) of one reference, at most
 
 
@@ -127,22 +142,62 @@ class Ranks:
     their counts (0 events of a feature, 3 active days), so each is placed once. The answer is
     `percentile`'s (a value and its float compare alike); at most `RANKS_KEPT` values a key."""
 
-    __slots__ = ("found",)
+    __slots__ = ("features", "found", "resolved")
 
     def __init__(self) -> None:
         self.found: dict[tuple[str, str], dict[float, float]] = {}
+        # group -> (its features, per feature (name, reference, value -> `feature_mix` term))
+        self.features: dict[str, tuple[tuple[str, ...], list[FeatureRank]]] = {}
+        # (min_peers, group) -> signal -> what `PeerReference.resolve` found
+        self.resolved: dict[tuple[int, str | None], dict[str, Resolved | None]] = {}
 
-    def of(self, key: tuple[str, str], value: float, reference: tuple[float, ...]) -> float:
-        """`percentile(value, reference)`, where `reference` is the references' `key`."""
+    def features_of(
+        self, group: str, features: tuple[str, ...], groups: dict[tuple[str, str], tuple[float, ...]]
+    ) -> list[FeatureRank]:
+        """Per feature of `group` (`features`, in order): its name, its reference in `groups`
+        and the `feature_mix` terms placed against it so far."""
+        found = self.features.get(group)
+        if found is None or found[0] is not features:
+            ranked: list[FeatureRank] = [(name, groups[group, FEATURE + name], {}) for name in features]
+            found = self.features[group] = (features, ranked)
+        return found[1]
+
+    def memo(self, key: tuple[str, str]) -> dict[float, float]:
+        """The percentiles placed against the reference `key` so far (value -> percentile)."""
         memo = self.found.get(key)
         if memo is None:
             memo = self.found[key] = {}
-        position = memo.get(value)
-        if position is None:
-            position = percentile(value, reference)
-            if len(memo) < RANKS_KEPT:
-                memo[value] = position
-        return position
+        return memo
+
+    def of(self, key: tuple[str, str], value: float, reference: tuple[float, ...]) -> float:
+        """`percentile(value, reference)`, where `reference` is the references' `key`."""
+        return place(self.memo(key), value, reference)
+
+
+def place(memo: dict[float, float], value: float, reference: tuple[float, ...]) -> float:
+    """`percentile(value, reference)`, remembered in `memo` (at most `RANKS_KEPT` values)."""
+    position = memo.get(value)
+    if position is None:
+        position = percentile(value, reference)
+        if len(memo) < RANKS_KEPT:
+            memo[value] = position
+    return position
+
+
+@dataclass(slots=True, frozen=True)
+class Resolved:
+    """Where one account's signal is placed: the group used, its reference and the percentiles
+    placed against it so far (`PeerReference.resolve`)."""
+
+    group: str
+    reference: tuple[float, ...]
+    memo: dict[float, float]
+
+    # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
+    def __init__(self, group: str, reference: tuple[float, ...], memo: dict[float, float]) -> None:
+        object.__setattr__(self, "group", group)
+        object.__setattr__(self, "reference", reference)
+        object.__setattr__(self, "memo", memo)
 
 
 @dataclass(slots=True, frozen=True)
@@ -173,6 +228,19 @@ class PeerReference:
         """Percent of the group's paying accounts whose term ran beyond the renewal window."""
         size = self.sizes.get(group, 0)
         return 100.0 * self.committed.get(group, 0) / size if size else 0.0
+
+    def resolve(self, group: str | None, signal: str, min_peers: int) -> Resolved | None:
+        """`lookup`'s answer with the percentiles placed against it, found once per reference."""
+        by_signal = self.ranks.resolved.get((min_peers, group))
+        if by_signal is None:
+            by_signal = self.ranks.resolved[min_peers, group] = {}
+        if signal in by_signal:
+            return by_signal[signal]
+        found = self.lookup(group, signal, min_peers)
+        resolved = by_signal[signal] = (
+            None if found is None else Resolved(found[0], found[1], self.ranks.memo((found[0], signal)))
+        )
+        return resolved
 
     def lookup(self, group: str | None, signal: str, min_peers: int) -> tuple[str, tuple[float, ...]] | None:
         """(group used, reference) for a signal: the account's group if it has `min_peers`,

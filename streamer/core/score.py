@@ -24,6 +24,7 @@ from streamer.core.peers import (
     feature_mix,
     peer_values,
     percentile,
+    place,
 )
 from streamer.core.revenue import Revenue, renews_beyond
 from streamer.core.sentiment import Figures, Sentiment
@@ -130,7 +131,7 @@ class Evaluation:
     signals: dict[str, tuple[Raw, float]]  # signal -> (raw value, 0-100 sub-score)
     facts: Facts  # raw figures the reasons, alerts and snapshot quote
     peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
-    inert: frozenset[str] = frozenset()  # signals present with weight 0 (features only, never reasons)
+    inert: frozenset[str] = frozenset()  # the signals of weight 0 (features only, never reasons)
     override: Applied | None = None  # a person's override in force (score and band are then its)
     held_back: bool = False  # yellow only because of the green budget (Bands.held_back)
 
@@ -201,13 +202,14 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     """
     end = bucket_of(now)  # windows are whole day buckets up to and including `now`
     mrr = inputs.revenue.mrr_at(now)
+    seats = inputs.revenue.seats(now)
     facts: FactsDraft = {}
     percentiles: dict[str, float] = {}  # peer signal -> percentile, when compared with peers
     raw: dict[str, Raw] = {}
-    _adoption(inputs, now, end, mrr, config, raw, facts)
+    _adoption(inputs, now, end, mrr, seats, config, raw, facts)
     plan = inputs.revenue.primary_plan(now)
     scored: dict[str, float] = {}
-    peer_group = _volume(inputs, now, end, mrr, plan, config, peers, raw, scored, facts, percentiles)
+    peer_group = _volume(inputs, now, end, mrr, seats, plan, config, peers, raw, scored, facts, percentiles)
     _support(inputs.support, now, end, config, raw, facts)
     figures = _sentiment(inputs.sentiment, end, raw)
     stage = lifecycle_stage(inputs, now, mrr, config)
@@ -229,7 +231,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         for name, total_weight in weights_in.items()
     }
 
-    base, bands = config.segment(stage, plan)
+    base, bands = config.segment_memo.get((stage, plan)) or config.segment(stage, plan)
     present = {name: base[name] for name, value in components.items() if value is not None}
     total = sum(present.values())
     if total > 0:
@@ -249,7 +251,6 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     rule = bands.rule
     band = rule.band(score, position, bound, share, standing)
     held_back = band == Band.yellow and rule.held_back(score, position, bound, share, standing)
-    inert = config.inert_signals.intersection(signals)
     found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(
         now,
@@ -263,7 +264,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
         signals,
         found,
         peer_group,
-        inert,
+        config.inert_signals,
         held_back=held_back,
     )
 
@@ -283,6 +284,7 @@ def _volume(
     now: int,
     end: int,
     mrr: int,
+    seats: int | None,
     plan: str | None,
     config: ScoreConfig,
     peers: PeerReference | None,
@@ -298,7 +300,6 @@ def _volume(
     as recency does.
     """
     usage = inputs.usage
-    revenue = inputs.revenue
     if usage.last_use is None:  # like recency: silent only once paying past the grace period
         silent = inputs.silent_since()
         if mrr <= 0 or silent is None or now - silent < NEVER_USED_GRACE:
@@ -307,7 +308,7 @@ def _volume(
     facts["events_28d"] = volume.events
     facts["active_days_28d"] = volume.active_days
     facts["user_days_28d"] = volume.user_days
-    values = peer_values(usage, revenue.seats(now), end, volume)
+    values = peer_values(usage, seats, end, volume)
     facts["active_users_28d"] = usage.active_users(end, 28) if usage.last_use is not None else 0
     before = usage.activity(end - WINDOW_DAYS, WINDOW_DAYS)  # the events of the 28 days before
     facts["events_prev_28d"] = before
@@ -322,12 +323,12 @@ def _volume(
         if higher_is_healthier is None:  # curve mode
             raw[name] = value
             continue
-        found = peers.lookup(group, name, min_peers) if peers is not None else None
+        found = peers.resolve(group, name, min_peers) if peers is not None else None
         if found is None:  # too few peers (yet): the signal's fixed curve
             raw[name] = value
             continue
-        used, reference = found
-        position = peers.ranks.of((used, name), value, reference) if peers is not None else 0.0
+        used = found.group
+        position = place(found.memo, value, found.reference)
         percentiles[name] = round(position, 1)
         raw[name] = value
         scored[name] = position if higher_is_healthier else 100.0 - position
@@ -337,12 +338,12 @@ def _volume(
             or used
         )
     weights = config.peers.composite_weights
-    found = peers.lookup(group, COMPOSITE, min_peers) if peers is not None and weights else None
+    found = peers.resolve(group, COMPOSITE, min_peers) if peers is not None and weights else None
     if found is not None and peers is not None:
-        used, reference = found
+        used = found.group
         mean = composite(values, peers.groups, used, weights, compared, peers.ranks)
         if mean is not None:
-            position = percentile(mean, reference)
+            position = percentile(mean, found.reference)
             percentiles[COMPOSITE] = round(position, 1)
             raw[COMPOSITE] = round(mean, 3)
             scored[COMPOSITE] = position
@@ -376,10 +377,10 @@ def _mix(
 ) -> str | None:
     """The mix of use (`feature_mix_28d`, see `streamer.core.peers`) placed among the peers; adds
     it to `values` for the composite and returns the group used (None: no peers or no feature)."""
-    found = peers.lookup(group, MIX, min_peers)
+    found = peers.resolve(group, MIX, min_peers)
     if found is None:
         return None
-    used, reference = found
+    used, reference = found.group, found.reference
     names = peers.features.get(used, ())
     counts = usage.feature_volume(end, WINDOW_DAYS)
     mix = feature_mix(counts, peers.groups, used, names, peers.ranks)
@@ -400,6 +401,7 @@ def _adoption(
     now: int,
     end: int,
     mrr: int,
+    seats: int | None,
     config: ScoreConfig,
     raw: dict[str, Raw],
     facts: FactsDraft,
@@ -418,7 +420,6 @@ def _adoption(
     facts["dau"], facts["wau"], facts["mau"] = windows.dau, windows.wau, mau
     stickiness = windows.average_daily_users_30 / mau if mau else 0.0
     facts["stickiness"] = raw["stickiness"] = stickiness
-    seats = inputs.revenue.seats(now)
     facts["seats"] = seats
     if seats:
         facts["seat_utilisation"] = raw["seat_utilisation"] = mau / seats

@@ -492,3 +492,30 @@ def test_ranks_remember_the_percentile_of_each_value_and_stop_at_the_cap() -> No
             assert ranks.of(("*", "events_28d"), value, reference) == percentile(value, reference)
             assert ranks.of(("pro", "events_28d"), value, other) == percentile(value, other)
     assert len(ranks.found["*", "events_28d"]) == RANKS_KEPT
+
+
+def test_the_mix_and_the_lookups_remembered_per_reference_answer_as_computed_afresh() -> None:
+    """`feature_mix` with `Ranks` (its terms remembered per feature) gives the float it gives
+    without, and `resolve` finds what `lookup` does, for a group of its own and for `ALL`."""
+    from streamer.core.peers import FEATURE, PeerReference, Ranks, feature_mix
+
+    groups = {
+        ("pro", FEATURE + "api"): (0.0, 0.0, 3.0, 8.0),
+        ("pro", FEATURE + "export"): (0.0, 1.0, 1.0, 2.0),
+        ("*", "events_28d"): (1.0, 4.0, 9.0),
+        ("pro", "events_28d"): (2.0, 5.0),
+    }
+    ranks = Ranks()
+    for counts in ({"api": 3}, {"api": 8, "export": 1}, {}, {"export": 2}, {"api": 3}):
+        fresh = feature_mix(counts, groups, "pro", ("api", "export"))
+        assert feature_mix(counts, groups, "pro", ("api", "export"), ranks) == fresh
+    reference = PeerReference(0, 0, groups, {"*": 3, "pro": 2}, ranks=ranks)
+    for group, min_peers in (("pro", 2), ("pro", 3), ("basic", 2), (None, 4)):
+        found = reference.lookup(group, "events_28d", min_peers)
+        resolved = reference.resolve(group, "events_28d", min_peers)
+        again = reference.resolve(group, "events_28d", min_peers)
+        if found is None:
+            assert resolved is None
+        else:
+            assert resolved is not None and (resolved.group, resolved.reference) == found
+        assert again is resolved
