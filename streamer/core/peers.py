@@ -192,12 +192,24 @@ class Resolved:
     group: str
     reference: tuple[float, ...]
     memo: dict[float, float]
+    shown: dict[float, float]  # percentile -> to one decimal, as published (see `show`)
 
     # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
     def __init__(self, group: str, reference: tuple[float, ...], memo: dict[float, float]) -> None:
         object.__setattr__(self, "group", group)
         object.__setattr__(self, "reference", reference)
         object.__setattr__(self, "memo", memo)
+        object.__setattr__(self, "shown", {})
+
+    def show(self, position: float) -> float:
+        """`round(position, 1)` for a percentile placed against `reference`, remembered: it takes
+        at most 2n + 1 values against n peers, and rounding to a decimal is not cheap."""
+        shown = self.shown.get(position)
+        if shown is None:
+            shown = round(position, 1)
+            if len(self.shown) <= 2 * len(self.reference):
+                self.shown[position] = shown
+        return shown
 
 
 @dataclass(slots=True, frozen=True)

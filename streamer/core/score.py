@@ -329,7 +329,7 @@ def _volume(
             continue
         used = found.group
         position = place(found.memo, value, found.reference)
-        percentiles[name] = round(position, 1)
+        percentiles[name] = found.show(position)
         raw[name] = value
         scored[name] = position if higher_is_healthier else 100.0 - position
     if peers is not None and MIX in compared:
@@ -344,7 +344,7 @@ def _volume(
         mean = composite(values, peers.groups, used, weights, compared, peers.ranks)
         if mean is not None:
             position = percentile(mean, found.reference)
-            percentiles[COMPOSITE] = round(position, 1)
+            percentiles[COMPOSITE] = found.show(position)
             raw[COMPOSITE] = round(mean, 3)
             scored[COMPOSITE] = position
     elif weights:  # too few peers (yet): the weighted mean of the signals' fixed curves
@@ -390,7 +390,7 @@ def _mix(
     facts["features_used_28d"] = sum(1 for name in names if counts.get(name))
     facts["features_in_use_28d"] = len(names)
     position = percentile(mix, reference)
-    percentiles[MIX] = round(position, 1)
+    percentiles[MIX] = found.show(position)
     raw[MIX] = round(mix, 1)
     scored[MIX] = position if higher_is_healthier else 100.0 - position
     return used
