@@ -113,6 +113,9 @@ FILL_AND_PRESS = """
 })()
 """
 
+# Chromium may still be parsing the page when the first poll comes: no <body> yet.
+LOADED = "document.body !== null && document.body.dataset.loaded === 'true'"
+
 SHOWN = """
 (() => {
   const card = document.getElementById("override");
@@ -163,9 +166,7 @@ async def _press_override(browser: Browser, reason: str, author: str, until: str
             targets = await response.json(content_type=None)
         [page] = [target for target in targets if target.get("type") == "page"]
         async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
-            await browser.until(
-                socket, "the page to load the account", "document.body.dataset.loaded === 'true'", DEADLINE_S
-            )
+            await browser.until(socket, "the page to load the account", LOADED, DEADLINE_S)
             assert await browser.evaluate(socket, "document.getElementById('override').hidden") is True
             values = {name: json.dumps(value) for name, value in (("token", TOKEN), ("reason", reason))}
             values |= {"author": json.dumps(author), "until": json.dumps(until)}
