@@ -295,9 +295,7 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
             account.revenue.payment_failed(at, keep_after=at - 60 * DAY)
             trigger.attempt = event.attempt
         case TicketOpened():
-            account.support.opened(
-                event.ticket_id, at, event.event_id, event.priority.value, limits.max_tickets
-            )
+            account.support.opened(event.ticket_id, at, event.priority.value, limits.max_tickets)
         case TicketResolved():
             account.support.resolved(event.ticket_id, at, event.event_id, event.contacts, limits.max_tickets)
         case TicketReopened():

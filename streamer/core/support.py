@@ -1,7 +1,11 @@
 """Support-ticket state per account: open tickets by priority, resolution windows, reopens.
 
-Per-ticket status is last-writer-by-event-time, so opened/resolved/reopened may arrive in any
-order. Windowed figures (ART, FCR, reopens, volume) live in day buckets of `HORIZON_DAYS`.
+A ticket is open from its opening until it is resolved; from its first resolution or reopen on,
+its status is that of the latest of them by event time (the event id breaks a tie). An opening
+never reopens a resolved ticket (`ticket.reopened` does), so a ticket resolved in the second it
+was opened, or stamped a little before it by another system's clock, is resolved whatever the
+event ids and the order the events arrive in. Windowed figures (ART, FCR, reopens, volume) live
+in day buckets of `HORIZON_DAYS`.
 
 Layout (issue 11, resident bytes per account): flat records, not an object per ticket and per
 day. Ticket i is `tickets[i]` (its id), `status_ids[i]` (the event id of its latest status) and
@@ -101,7 +105,8 @@ class Support:
         return None if at == NEVER else at
 
     def status_at(self, i: int) -> tuple[int, str]:
-        """The (event time, event id) of ticket i's latest status ((-1, "") before any)."""
+        """The (event time, event id) of ticket i's latest resolution or reopen; (its earliest
+        opening, "") while it has none, (-1, "") before any event."""
         return self.facts[TICKET_FIELDS * i + _STATUS_AT], self.status_ids[i]
 
     def ticket_resolutions(self, i: int) -> list[tuple[int, int]]:
@@ -161,7 +166,8 @@ class Support:
         self.version += 1
         base = TICKET_FIELDS * i
         facts = self.facts
-        if (at, event_id) > (facts[base + _STATUS_AT], self.status_ids[i]):
+        latest = self.status_ids[i]  # "": none yet, whatever the opening's time
+        if not latest or (at, event_id) > (facts[base + _STATUS_AT], latest):
             facts[base + _STATUS_AT] = at
             self.status_ids[i] = event_id
             flags = facts[base] & PRIORITY_BITS
@@ -172,7 +178,7 @@ class Support:
             self.open_count += bool(flags & OPEN_FLAG) - bool(facts[base] & OPEN_FLAG)
             facts[base] = flags
 
-    def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
+    def opened(self, ticket_id: str, at: int, priority: str, max_tickets: int) -> None:
         """The first opening (by event time) counts the ticket and sets its priority (the most
         urgent of several at that instant), so the result does not depend on arrival order."""
         self.ever = True
@@ -197,7 +203,9 @@ class Support:
                 self.days[day + _DAY_OPENED] += 1
         elif at == opened_at and rank > facts[base] & PRIORITY_BITS:
             facts[base] = facts[base] & ~PRIORITY_BITS | rank
-        self._set_status(i, False, at, event_id)
+        if not self.status_ids[i]:  # no resolution or reopen yet: its status is its opening
+            facts[base + _STATUS_AT] = facts[base + _OPENED_AT]
+        self.version += 1
         self._count_open(i)
 
     def _count_open(self, i: int) -> None:

@@ -56,8 +56,11 @@ from streamer.state.partition import AppliedOffsets, PartitionRecord
 # 4: the alert memory's pending band change (version 1-3 records read with none); 5: the events
 # per feature name their feature by its index among `usage.features` (not the name again); 6: the
 # usage users are their 8-byte keys packed (`usage.user_key` of the id; versions 1-5 stored the
-# ids, which the decoder hashes)
-VERSION = 6
+# ids, which the decoder hashes); 7: a ticket whose only status is its opening stores an empty
+# status id and its earliest opening as the status time (an opening no longer outranks a
+# resolution: `streamer.core.support`); a record of formats 1-6 is read that way for every
+# ticket never resolved whose status is dated at its opening
+VERSION = 7
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 
 # Per class: (fields encoded, fields rebuilt empty on decode because they only cache).
@@ -431,6 +434,7 @@ def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
         4: _decode_account_record_v2,
         5: _decode_account_record_v5,
         6: _decode_account_record_v6,
+        7: _decode_account_record_v7,
     }
     return _unframe(raw, "account", decoders)
 
@@ -441,10 +445,10 @@ def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
 
 
 def _decode_account_record_v2(
-    body: Any, feature_refs: bool = False, user_keys: bool = False
+    body: Any, feature_refs: bool = False, user_keys: bool = False, opening_status: bool = False
 ) -> tuple[Account, AppliedOffsets]:
     fields = _list(body, "account", 16)
-    account = _decode_account_v1(fields[:13], feature_refs, user_keys)
+    account = _decode_account_v1(fields[:13], feature_refs, user_keys, opening_status)
     ids = _Ids(account.account_id)
     account.profile = _decode_profile(fields[14], ids)
     account.override = _decode_override(fields[15], ids)
@@ -459,7 +463,14 @@ def _decode_account_record_v6(body: Any) -> tuple[Account, AppliedOffsets]:
     return _decode_account_record_v2(body, feature_refs=True, user_keys=True)
 
 
-def _decode_account_v1(body: Any, feature_refs: bool = False, user_keys: bool = False) -> Account:
+def _decode_account_record_v7(body: Any) -> tuple[Account, AppliedOffsets]:
+    return _decode_account_record_v2(body, feature_refs=True, user_keys=True, opening_status=True)
+
+
+def _decode_account_v1(
+    body: Any, feature_refs: bool = False, user_keys: bool = False, opening_status: bool = False
+) -> Account:
+    """`opening_status`: a ticket whose status is its opening says so (format 7 on)."""
     fields = _list(body, "account", 13)
     account_id = _str(fields[0], "account.account_id")
     ids = _Ids(account_id)
@@ -469,7 +480,7 @@ def _decode_account_v1(body: Any, feature_refs: bool = False, user_keys: bool = 
         first_seen=ids.number(fields[1], "account.first_seen"),
         revenue=_decode_revenue(fields[2], ids),
         usage=_decode_usage(fields[3], ids, feature_refs, user_keys),
-        support=_decode_support(fields[4], ids),
+        support=_decode_support(fields[4], ids, opening_status),
         sentiment=_decode_sentiment(fields[5], ids),
         alerts=_decode_alerts(fields[6]),
         seen=_decode_seen(fields[7]),
@@ -818,14 +829,17 @@ def _encode_support(support: Support, ids: _Ids) -> list[Any]:
     return [base, tickets, days, support.ever, support.version]
 
 
-def _decode_support(value: Any, ids: _Ids) -> Support:
+def _decode_support(value: Any, ids: _Ids, opening_status: bool) -> Support:
     try:
-        return _decode_support_numbers(value, ids)
+        return _decode_support_numbers(value, ids, opening_status)
     except OverflowError as exc:
         raise StateDecodeError(f"support: a time or count out of the 64-bit range: {exc}") from exc
 
 
-def _decode_support_numbers(value: Any, ids: _Ids) -> Support:
+def _decode_support_numbers(value: Any, ids: _Ids, opening_status: bool) -> Support:
+    """`opening_status` False (formats 1-6): a ticket never resolved whose status is dated at its
+    opening took the opening's event id as its status; it is read as format 7 writes it (no status
+    but its opening), so that a resolution stamped at or before that opening resolves it."""
     base, raw_tickets, raw_days, ever, version = _list(value, "support", 5)
     base = _int(base, "support.horizon_day")
     raw_tickets = _list(raw_tickets, "support.tickets", step=7)
@@ -844,12 +858,16 @@ def _decode_support_numbers(value: Any, ids: _Ids) -> Support:
         if ticket_id in support.tickets:
             raise StateDecodeError(f"ticket {ticket_id!r} stored twice")
         opened_at = _opt_int(raw_tickets[i + 2], "ticket opened_at")
+        status_at = _int(raw_tickets[i + 4], "ticket status_at")
+        status_id = ids.decode(raw_tickets[i + 5], "ticket")
+        if not opening_status and status_at == opened_at and not flags & 1 and not resolutions:
+            status_id = ""  # its status was its opening (a reopen cannot come at the same instant)
         index = support.add_ticket(
             ticket_id,
             priority | (RESOLVED_FLAG if flags & 1 else 0) | (OPEN_FLAG if flags & 2 else 0),
             NEVER if opened_at is None else opened_at,
-            _int(raw_tickets[i + 4], "ticket status_at"),
-            ids.decode(raw_tickets[i + 5], "ticket"),
+            status_at,
+            status_id,
         )
         for j in range(0, len(resolutions), 2):
             support.add_resolution(index, resolutions[j], resolutions[j + 1])
@@ -1038,9 +1056,9 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
     decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
-        (1, 2, 3, 4, 5, 6), _decode_partition_v1
+        (1, 2, 3, 4, 5, 6, 7), _decode_partition_v1
     )
-    return _unframe(raw, "partition", decoders)  # unchanged in 2-6
+    return _unframe(raw, "partition", decoders)  # unchanged in 2-7
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:

@@ -66,7 +66,7 @@ class RefSupport:
         return self.tickets[ticket_id]
 
     def _set_status(self, ticket_id: str, ticket: RefTicket, status: str, at: int, event_id: str) -> None:
-        if (at, event_id) > ticket.status_at:
+        if not ticket.status_at[1] or (at, event_id) > ticket.status_at:  # an opening is no status
             ticket.status, ticket.status_at = status, (at, event_id)
             if status == "open" and ticket.opened_at is not None:
                 self.open_ids[ticket_id] = None
@@ -80,7 +80,7 @@ class RefSupport:
             stats[2] += max(0, resolved_at - opened_at)
             stats[3] += contacts == 1
 
-    def opened(self, ticket_id: str, at: int, event_id: str, priority: str, max_tickets: int) -> None:
+    def opened(self, ticket_id: str, at: int, priority: str, max_tickets: int) -> None:
         ticket = self._ticket(ticket_id, max_tickets)
         if ticket.opened_at is None or at < ticket.opened_at:  # counted once, on its first opening
             ticket.priority = priority  # the first opening's
@@ -101,7 +101,8 @@ class RefSupport:
                 stats[0] += 1
         elif at == ticket.opened_at and PRIORITIES.index(priority) > PRIORITIES.index(ticket.priority):
             ticket.priority = priority  # the most urgent of the first openings
-        self._set_status(ticket_id, ticket, "open", at, event_id)
+        if not ticket.status_at[1]:  # no resolution or reopen yet: its status is its opening
+            ticket.status_at = (ticket.opened_at, "")
         if ticket.status == "open":  # a reopen that arrived before this opening now counts
             self.open_ids.setdefault(ticket_id, None)
 
@@ -178,8 +179,8 @@ def test_flat_tickets_keep_what_the_ticket_objects_kept(events: list[Any], max_t
     for kind, ticket_id, hours, event_id, priority, contacts in events:
         at = BASE_DAY * DAY + hours * HOUR
         if kind == "opened":
-            support.opened(ticket_id, at, event_id, priority, max_tickets)
-            ref.opened(ticket_id, at, event_id, priority, max_tickets)
+            support.opened(ticket_id, at, priority, max_tickets)
+            ref.opened(ticket_id, at, priority, max_tickets)
         elif kind == "resolved":
             support.resolved(ticket_id, at, event_id, contacts, max_tickets)
             ref.resolved(ticket_id, at, event_id, contacts, max_tickets)

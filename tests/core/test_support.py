@@ -108,6 +108,49 @@ def test_two_resolutions_at_one_instant_keep_the_fewest_contacts_in_any_order(op
     assert rates == {1.0}
 
 
+@pytest.mark.parametrize("opening_first", [True, False])
+@pytest.mark.parametrize(("opening_id", "resolution_id"), [("o-1", "r-1"), ("z-open", "a-resolved")])
+def test_a_ticket_resolved_in_the_second_it_was_opened_is_resolved_whatever_its_event_ids(
+    opening_first: bool, opening_id: str, resolution_id: str
+) -> None:
+    """Timestamps to the second put an auto-resolved ticket's two events at one instant: the event
+    ids must not decide whether it stays open (and ages into an urgent backlog) for good."""
+    opening = opened("acme", at(5, 9), "t1", "urgent", event_id=opening_id)
+    resolution = resolved("acme", at(5, 9), "t1", 1, event_id=resolution_id)
+    feed = Feed()
+    feed(*((opening, resolution) if opening_first else (resolution, opening)))
+    facts = feed.facts("acme", at(9))
+    assert (facts.open_tickets, facts.oldest_open_ticket_hours, facts.urgent_overdue) == (0, None, 0)
+    assert facts.tickets_resolved_90d == 1 and facts.art_hours_90d == 0
+
+
+@pytest.mark.parametrize("opening_first", [True, False])
+def test_a_resolution_stamped_before_its_opening_by_another_clock_resolves_the_ticket(
+    opening_first: bool,
+) -> None:
+    """The ticketing system and the service that opens tickets disagree by a few seconds: the
+    ticket is resolved (in no time), not open from then on."""
+    opening = opened("acme", at(5, 9, 0.05), "t1", "high")  # 3 s after the resolution's stamp
+    resolution = resolved("acme", at(5, 9), "t1", 2)
+    feed = Feed()
+    feed(*((opening, resolution) if opening_first else (resolution, opening)))
+    facts = feed.facts("acme", at(9))
+    assert facts.open_tickets == 0 and facts.oldest_open_ticket_hours is None
+    assert facts.tickets_resolved_90d == 1 and facts.art_hours_90d == 0
+
+
+def test_an_opening_after_a_resolution_does_not_reopen_the_ticket_a_reopen_does() -> None:
+    feed = Feed()
+    feed(
+        opened("acme", at(5), "t1", "normal"),
+        resolved("acme", at(6), "t1", 1),
+        opened("acme", at(7), "t1", "normal", event_id="o-again"),  # not a reopen
+    )
+    assert feed.facts("acme", at(8)).open_tickets == 0
+    feed(reopened("acme", at(8), "t1"))
+    assert feed.facts("acme", at(9)).open_tickets == 1
+
+
 def test_resolution_alone_without_its_opening_is_not_an_open_ticket() -> None:
     feed = Feed()
     feed(resolved("acme", at(5), "t1", 2))
@@ -142,7 +185,7 @@ def test_the_window_memo_every_support_starts_with_stays_empty_and_shared() -> N
 
     first, second = Support(), Support()
     assert first._memo is second._memo
-    first.opened("t1", 100 * DAY, "e1", "high", max_tickets=10)
+    first.opened("t1", 100 * DAY, "high", max_tickets=10)
     assert first.window(100, 30).opened == 1
     assert second._memo == {} and first._memo is not second._memo
     assert second.window(100, 30).opened == 0
