@@ -23,9 +23,13 @@ _FOREVER = 1 << 62  # beyond any instant in epoch ms
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
 NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
 
-# (effective_at ms, occurred_at ms, event_id, MRR micros from then on): at the same effective
-# instant the later-occurring event wins, then the larger event_id (a stable tie-break).
-Point = tuple[int, int, str, int]
+# (effective_at ms, occurred_at ms, rank, event_id, MRR micros from then on): at the same
+# effective instant the later-occurring event wins; at the same occurring instant too, a change
+# follows a start and a cancellation both (`STARTED`, `CHANGED`, `CANCELED`): a subscription
+# started and changed, or started and canceled, in one second ends as its last step says,
+# whatever the event ids. The larger event id breaks what is left (two changes at one instant).
+Point = tuple[int, int, int, str, int]
+STARTED, CHANGED, CANCELED = 0, 1, 2
 # Step lists up to this long are scanned from the end instead of bisected with a key function
 # (the same index on a list sorted by instant; the bisection called the key at every step).
 _SCAN = 8
@@ -44,7 +48,7 @@ class Subscription:
     points: list[Point] = field(default_factory=list)
     plan: str | None = None
     seats: int | None = None
-    state_at: tuple[int, str] = (-1, "")
+    state_at: tuple[int, int, str] = (-1, STARTED, "")  # (occurred_at, rank, event id) of the state
     term_end: int | None = None
     term_end_at: tuple[int, str] = (-1, "")
     started_at: int | None = None
@@ -60,7 +64,7 @@ class Subscription:
                 index -= 1
         else:
             index = bisect_right(points, ts, key=_effective_at)
-        return points[index - 1][3] if index else 0
+        return points[index - 1][4] if index else 0
 
 
 def classify(before: int, after: int, had_mrr_before: bool) -> int | None:
@@ -111,9 +115,10 @@ class Revenue:
         """A started/changed event: the subscription's full state from `at` on."""
         self.version += 1
         sub = self.subscription(subscription_id)
-        _add_point(sub.points, (at, at, event_id, mrr), max_points)
-        if (at, event_id) > sub.state_at:
-            sub.state_at, sub.plan, sub.seats = (at, event_id), plan, seats
+        rank = STARTED if started else CHANGED
+        _add_point(sub.points, (at, at, rank, event_id, mrr), max_points)
+        if (at, rank, event_id) > sub.state_at:
+            sub.state_at, sub.plan, sub.seats = (at, rank, event_id), plan, seats
         if term_end is not None:
             self._set_term_end(sub, at, event_id, term_end)
         if started:
@@ -131,7 +136,7 @@ class Revenue:
     ) -> None:
         self.version += 1
         sub = self.subscription(subscription_id)
-        _add_point(sub.points, (effective_at, at, event_id, 0), max_points)
+        _add_point(sub.points, (effective_at, at, CANCELED, event_id, 0), max_points)
         sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
         self._trim(max_steps)
         self._rebuild_timeline()
@@ -174,8 +179,8 @@ class Revenue:
         timeline: list[tuple[int, int]] = []
         total = last = 0
         for position, (point, index) in enumerate(steps):
-            total += point[3] - current[index]
-            current[index] = point[3]
+            total += point[4] - current[index]
+            current[index] = point[4]
             closes = position + 1 == len(steps) or steps[position + 1][0][0] != point[0]
             if closes and total != last:  # the instant's last step: its sum is the MRR from then on
                 timeline.append((point[0], total))

@@ -36,7 +36,7 @@ from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
 from streamer.core.keys import KEY_BYTES
 from streamer.core.peers import PeerReference
-from streamer.core.revenue import Point, Revenue, Subscription
+from streamer.core.revenue import CANCELED, CHANGED, STARTED, Point, Revenue, Subscription
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import (
     DAY_FIELDS,
@@ -59,8 +59,10 @@ from streamer.state.partition import AppliedOffsets, PartitionRecord
 # ids, which the decoder hashes); 7: a ticket whose only status is its opening stores an empty
 # status id and its earliest opening as the status time (an opening no longer outranks a
 # resolution: `streamer.core.support`); a record of formats 1-6 is read that way for every
-# ticket never resolved whose status is dated at its opening
-VERSION = 7
+# ticket never resolved whose status is dated at its opening; 8: each subscription step and state
+# carries its rank at one instant (started, changed, canceled: `streamer.core.revenue.Point`) in
+# a list appended to the subscription; a record of formats 1-7 reads every step as a change
+VERSION = 8
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 
 # Per class: (fields encoded, fields rebuilt empty on decode because they only cache).
@@ -435,6 +437,7 @@ def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
         5: _decode_account_record_v5,
         6: _decode_account_record_v6,
         7: _decode_account_record_v7,
+        8: _decode_account_record_v8,
     }
     return _unframe(raw, "account", decoders)
 
@@ -445,10 +448,14 @@ def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
 
 
 def _decode_account_record_v2(
-    body: Any, feature_refs: bool = False, user_keys: bool = False, opening_status: bool = False
+    body: Any,
+    feature_refs: bool = False,
+    user_keys: bool = False,
+    opening_status: bool = False,
+    ranked: bool = False,
 ) -> tuple[Account, AppliedOffsets]:
     fields = _list(body, "account", 16)
-    account = _decode_account_v1(fields[:13], feature_refs, user_keys, opening_status)
+    account = _decode_account_v1(fields[:13], feature_refs, user_keys, opening_status, ranked)
     ids = _Ids(account.account_id)
     account.profile = _decode_profile(fields[14], ids)
     account.override = _decode_override(fields[15], ids)
@@ -467,10 +474,21 @@ def _decode_account_record_v7(body: Any) -> tuple[Account, AppliedOffsets]:
     return _decode_account_record_v2(body, feature_refs=True, user_keys=True, opening_status=True)
 
 
+def _decode_account_record_v8(body: Any) -> tuple[Account, AppliedOffsets]:
+    return _decode_account_record_v2(
+        body, feature_refs=True, user_keys=True, opening_status=True, ranked=True
+    )
+
+
 def _decode_account_v1(
-    body: Any, feature_refs: bool = False, user_keys: bool = False, opening_status: bool = False
+    body: Any,
+    feature_refs: bool = False,
+    user_keys: bool = False,
+    opening_status: bool = False,
+    ranked: bool = False,
 ) -> Account:
-    """`opening_status`: a ticket whose status is its opening says so (format 7 on)."""
+    """`opening_status`: a ticket whose status is its opening says so (format 7 on); `ranked`:
+    the subscription steps carry their rank (format 8 on)."""
     fields = _list(body, "account", 13)
     account_id = _str(fields[0], "account.account_id")
     ids = _Ids(account_id)
@@ -478,7 +496,7 @@ def _decode_account_v1(
     return Account(
         account_id=account_id,
         first_seen=ids.number(fields[1], "account.first_seen"),
-        revenue=_decode_revenue(fields[2], ids),
+        revenue=_decode_revenue(fields[2], ids, ranked),
         usage=_decode_usage(fields[3], ids, feature_refs, user_keys),
         support=_decode_support(fields[4], ids, opening_status),
         sentiment=_decode_sentiment(fields[5], ids),
@@ -624,7 +642,7 @@ def _encode_revenue(revenue: Revenue, ids: _Ids) -> list[Any]:
     ]
 
 
-def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
+def _decode_revenue(value: Any, ids: _Ids, ranked: bool) -> Revenue:
     subs, timeline, first_start, failures, version = _list(value, "revenue", 5)
     subs = _list(subs, "revenue.subscriptions", step=2)
     timeline = [ids.number(item, "revenue.timeline") for item in _list(timeline, "revenue.timeline")]
@@ -632,7 +650,7 @@ def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
         raise StateDecodeError("revenue.timeline: expected (time, mrr) pairs")
     return Revenue(
         subscriptions={
-            ids.decode(subs[i], "subscription id"): _decode_sub(subs[i + 1], ids)
+            ids.decode(subs[i], "subscription id"): _decode_sub(subs[i + 1], ids, ranked)
             for i in range(0, len(subs), 2)
         },
         timeline=[(timeline[i], timeline[i + 1]) for i in range(0, len(timeline), 2)],
@@ -643,26 +661,34 @@ def _decode_revenue(value: Any, ids: _Ids) -> Revenue:
 
 
 def _encode_sub(sub: Subscription, ids: _Ids) -> list[Any]:
-    # points: (effective_at, occurred_at - effective_at, event id, mrr)
-    points = [item for eff, occ, eid, mrr in sub.points for item in (eff, occ - eff, ids.encode(eid), mrr)]
+    # points: (effective_at, occurred_at - effective_at, event id, mrr); their ranks (and the
+    # state's) in the last field
+    points = [item for eff, occ, _, eid, mrr in sub.points for item in (eff, occ - eff, ids.encode(eid), mrr)]
     return [
         points,
         sub.plan,
         sub.seats,
         sub.state_at[0],
-        ids.encode(sub.state_at[1]),
+        ids.encode(sub.state_at[2]),
         sub.term_end,
         sub.term_end_at[0],
         ids.encode(sub.term_end_at[1]),
         sub.started_at,
         sub.cancel_at,
         sub.term_ends,
+        [sub.state_at[1], *(point[2] for point in sub.points)],
     ]
 
 
-def _decode_sub(value: Any, ids: _Ids) -> Subscription:
-    fields = _list(value, "subscription", 11)
+def _decode_sub(value: Any, ids: _Ids, ranked: bool) -> Subscription:
+    """`ranked` False (formats 1-7): no ranks are stored; every step and state reads as a change."""
+    fields = _list(value, "subscription", 12 if ranked else 11)
     raw_points = _list(fields[0], "subscription.points", step=4)
+    ranks = _ints(fields[11], "subscription.ranks") if ranked else [CHANGED] * (len(raw_points) // 4 + 1)
+    if len(ranks) != len(raw_points) // 4 + 1 or not all(STARTED <= rank <= CANCELED for rank in ranks):
+        raise StateDecodeError(
+            f"subscription.ranks: expected a rank 0-2 for the state and each step, got {ranks!r:.60}"
+        )
     points: list[Point] = []
     for i in range(0, len(raw_points), 4):
         eff = ids.number(raw_points[i], "point.effective_at")
@@ -670,15 +696,17 @@ def _decode_sub(value: Any, ids: _Ids) -> Subscription:
             (
                 eff,
                 ids.number(eff + _int(raw_points[i + 1], "point.occurred_at"), "point.occurred_at"),
+                ranks[i // 4 + 1],
                 ids.decode(raw_points[i + 2], "point.event_id"),
                 ids.number(raw_points[i + 3], "point.mrr"),
             )
         )
+    state_at, state_id = ids.pair(fields[3], fields[4], "subscription.state_at")
     return Subscription(
         points=points,
         plan=_opt_word(fields[1], "subscription.plan"),
         seats=_opt_int(fields[2], "subscription.seats"),
-        state_at=ids.pair(fields[3], fields[4], "subscription.state_at"),
+        state_at=(state_at, ranks[0], state_id),
         term_end=ids.opt_number(fields[5], "subscription.term_end"),
         term_end_at=ids.pair(fields[6], fields[7], "subscription.term_end_at"),
         started_at=ids.opt_number(fields[8], "subscription.started_at"),
@@ -1056,9 +1084,9 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
     decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
-        (1, 2, 3, 4, 5, 6, 7), _decode_partition_v1
+        (1, 2, 3, 4, 5, 6, 7, 8), _decode_partition_v1
     )
-    return _unframe(raw, "partition", decoders)  # unchanged in 2-7
+    return _unframe(raw, "partition", decoders)  # unchanged in 2-8
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:

@@ -2,7 +2,8 @@
 
 Nothing here is incremental. Each subscription is a step function: every started/changed event
 sets its MRR from `occurred_at` on, every cancellation sets 0 from `effective_at` (default
-`occurred_at`); at one instant the last writer by (occurred_at, event_id) wins. An account's MRR
+`occurred_at`); at one instant the last writer by occurred_at wins, at one occurred_at a change
+follows a start and a cancellation follows both, and then the larger event_id. An account's MRR
 is the sum over its subscriptions. Movements, month-start MRR and the period metrics are read
 off those step functions by brute force, straight from the definitions in the metrics spec.
 """
@@ -67,6 +68,7 @@ def monthly(amount: Decimal, interval: str, count: int, rate: Decimal) -> int:
 class Step:
     effective: int
     occurred: int
+    kind: int  # at one instant: 0 started, 1 changed, 2 canceled
     event_id: str
     mrr: int
 
@@ -103,10 +105,11 @@ class Book:
             self.times[event.account_id].append(occurred)
             if isinstance(event, SubscriptionStarted | SubscriptionChanged):
                 mrr = monthly(event.amount, event.interval.value, event.interval_count, rates[event.currency])
-                step = Step(occurred, occurred, event.event_id, mrr)
+                kind = 0 if isinstance(event, SubscriptionStarted) else 1
+                step = Step(occurred, occurred, kind, event.event_id, mrr)
             elif isinstance(event, SubscriptionCanceled):
                 effective = epoch_ms(event.effective_at) if event.effective_at else occurred
-                step = Step(effective, occurred, event.event_id, 0)
+                step = Step(effective, occurred, 2, event.event_id, 0)
             else:
                 continue
             self.steps[event.account_id][event.subscription_id].append(step)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from streamer.core.clock import DAY
 from streamer.core.config import Currency, ScoreConfig
 from streamer.core.engine import ACCEPTED, REJECTED
@@ -285,14 +287,49 @@ def test_mrr_at_and_before_equal_the_bisection_at_every_instant() -> None:
         times = sorted(rng.sample(range(0, 1000, 5), length))
         revenue = Revenue()
         revenue.timeline = [(ts, rng.randrange(0, 5) * 1000) for ts in times]
-        sub = Subscription(points=sorted((ts, ts, f"e{ts}", rng.randrange(0, 5)) for ts in times))
+        sub = Subscription(points=sorted((ts, ts, 1, f"e{ts}", rng.randrange(0, 5)) for ts in times))
         for ts in (-1, 0, 1, 4, 5, 6, *times, *(t - 1 for t in times), *(t + 1 for t in times), 2000):
             keys = [point[0] for point in revenue.timeline]
             right, left = bisect_right(keys, ts), bisect_left(keys, ts)
             assert revenue.mrr_at(ts) == (revenue.timeline[right - 1][1] if right else 0)
             assert revenue.mrr_before(ts) == (revenue.timeline[left - 1][1] if left else 0)
             index = bisect_right([point[0] for point in sub.points], ts)
-            assert sub.mrr_at(ts) == (sub.points[index - 1][3] if index else 0)
+            assert sub.mrr_at(ts) == (sub.points[index - 1][4] if index else 0)
+
+
+# -- steps at one instant ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("first_id", "second_id"), [("e-1", "e-2"), ("z-first", "a-second")])
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_subscription_started_and_canceled_in_one_second_has_no_mrr_whatever_the_event_ids(
+    first_id: str, second_id: str, in_order: bool
+) -> None:
+    """A checkout rolled back in the second it began: the cancellation is the last step."""
+    events = [
+        started("acme", at(0, 10), "100", event_id=first_id),
+        canceled("acme", at(0, 10), event_id=second_id),  # effective at once
+    ]
+    feed = Feed()
+    feed(*(events if in_order else events[::-1]))
+    assert feed.mrr_at("acme", at(5)) == 0
+
+
+@pytest.mark.parametrize(("first_id", "second_id"), [("e-1", "e-2"), ("z-first", "a-second")])
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_subscription_started_and_changed_in_one_second_ends_as_the_change_says(
+    first_id: str, second_id: str, in_order: bool
+) -> None:
+    """A billing system that creates a subscription and updates its price or plan within the
+    second (a coupon, a quantity) sends both at one instant: the change is what holds."""
+    events = [
+        started("acme", at(0, 10), "100", plan="starter", event_id=first_id),
+        changed("acme", at(0, 10), "250", plan="pro", event_id=second_id),
+    ]
+    feed = Feed()
+    feed(*(events if in_order else events[::-1]))
+    assert feed.mrr_at("acme", at(5)) == 250 * 1_000_000
+    assert feed.evaluate("acme", at(5)).plan == "pro"
 
 
 # -- bounded per account -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import orjson
 from streamer.core.account import Account
 from streamer.core.engine import PartitionEngine
 from streamer.core.keys import KEY_BYTES
+from streamer.core.revenue import CHANGED
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import (
     DAY_FIELDS,
@@ -211,8 +212,22 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
 
 def as_read_now(expected: dict[str, Any], version: int) -> dict[str, Any]:
     """An account of an older format's expected.json as the current decoder reads it: before
-    format 7 a ticket took its opening's event id as its status; a ticket never resolved whose
-    status is dated at its opening is read with none (the status is the opening)."""
+    format 8 a subscription step and state had no rank (each reads as a change); before format 7
+    a ticket took its opening's event id as its status, and a ticket never resolved whose status
+    is dated at its opening is read with none (the status is the opening)."""
+    if version < 8 and expected.get("revenue"):
+        subscriptions = [
+            [
+                sid,
+                {
+                    **sub,
+                    "points": [[*p[:2], CHANGED, *p[2:]] for p in sub["points"]],
+                    "state_at": [sub["state_at"][0], CHANGED, sub["state_at"][1]],
+                },
+            ]
+            for sid, sub in expected["revenue"]["subscriptions"]
+        ]
+        expected = {**expected, "revenue": {**expected["revenue"], "subscriptions": subscriptions}}
     tickets = expected.get("support", {}).get("tickets")
     if version >= 7 or not tickets:
         return expected
