@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamer.contract.events import Event
 from streamer.core.config import Limits, ScoreConfig
@@ -149,6 +151,39 @@ def test_an_opening_after_a_resolution_does_not_reopen_the_ticket_a_reopen_does(
     assert feed.facts("acme", at(8)).open_tickets == 0
     feed(reopened("acme", at(8), "t1"))
     assert feed.facts("acme", at(9)).open_tickets == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),  # an opening (else a resolution)
+            st.sampled_from(("t1", "t2")),
+            st.integers(0, 3),  # the instant, in seconds after 09:00 on day 5: ties everywhere
+            st.text("abz0", min_size=1, max_size=3),  # the event id, in no order
+        ),
+        min_size=1,
+        max_size=10,
+        unique_by=lambda draft: draft[3],
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_with_openings_and_resolutions_only_a_ticket_is_open_exactly_when_never_resolved(
+    drafts: list[tuple[bool, str, int, str]], rng: object
+) -> None:
+    """Whatever the instants, the event ids and the arrival order."""
+    events = [
+        opened("acme", at(5, 9, second / 60), ticket, event_id=eid)
+        if is_opening
+        else resolved("acme", at(5, 9, second / 60), ticket, event_id=eid)
+        for is_opening, ticket, second, eid in drafts
+    ]
+    rng.shuffle(events)  # type: ignore[attr-defined]
+    feed = Feed()
+    feed(*events)
+    resolved_ids = {ticket for is_opening, ticket, _, _ in drafts if not is_opening}
+    open_ids = {ticket for is_opening, ticket, _, _ in drafts if is_opening} - resolved_ids
+    assert feed.facts("acme", at(6)).open_tickets == len(open_ids)
 
 
 def test_resolution_alone_without_its_opening_is_not_an_open_ticket() -> None:
