@@ -25,6 +25,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import msgpack
@@ -426,69 +427,27 @@ def decode_account(raw: bytes) -> Account:
 
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
-    # 3 appended usage.feature_days (the usage decoder reads both lengths); 4 the alert memory's
-    # pending band change (the alerts decoder reads both lengths); 5 names the counted features by
-    # index
+    # Each format version's record is read by one decoder that asks the version where a structure
+    # changed (see `VERSION`): 3 appended usage.feature_days and 4 the alert memory's pending band
+    # change (those decoders read both lengths).
     decoders: dict[int, Callable[[Any], tuple[Account, AppliedOffsets]]] = {
-        1: _decode_account_record_v1,
-        2: _decode_account_record_v2,
-        3: _decode_account_record_v2,
-        4: _decode_account_record_v2,
-        5: _decode_account_record_v5,
-        6: _decode_account_record_v6,
-        7: _decode_account_record_v7,
-        8: _decode_account_record_v8,
+        version: partial(_decode_account_record, version=version) for version in range(1, VERSION + 1)
     }
     return _unframe(raw, "account", decoders)
 
 
-def _decode_account_record_v1(body: Any) -> tuple[Account, AppliedOffsets]:
-    fields = _list(body, "account", 14)
-    return _decode_account_v1(fields[:13]), _decode_offsets(fields[13])
-
-
-def _decode_account_record_v2(
-    body: Any,
-    feature_refs: bool = False,
-    user_keys: bool = False,
-    opening_status: bool = False,
-    ranked: bool = False,
-) -> tuple[Account, AppliedOffsets]:
-    fields = _list(body, "account", 16)
-    account = _decode_account_v1(fields[:13], feature_refs, user_keys, opening_status, ranked)
-    ids = _Ids(account.account_id)
-    account.profile = _decode_profile(fields[14], ids)
-    account.override = _decode_override(fields[15], ids)
+def _decode_account_record(body: Any, version: int) -> tuple[Account, AppliedOffsets]:
+    """Format 1: the account and its offsets; 2 on: then its profile and override."""
+    fields = _list(body, "account", 14 if version == 1 else 16)
+    account = _decode_account(fields[:13], version)
+    if version >= 2:
+        ids = _Ids(account.account_id)
+        account.profile = _decode_profile(fields[14], ids)
+        account.override = _decode_override(fields[15], ids)
     return account, _decode_offsets(fields[13])
 
 
-def _decode_account_record_v5(body: Any) -> tuple[Account, AppliedOffsets]:
-    return _decode_account_record_v2(body, feature_refs=True)
-
-
-def _decode_account_record_v6(body: Any) -> tuple[Account, AppliedOffsets]:
-    return _decode_account_record_v2(body, feature_refs=True, user_keys=True)
-
-
-def _decode_account_record_v7(body: Any) -> tuple[Account, AppliedOffsets]:
-    return _decode_account_record_v2(body, feature_refs=True, user_keys=True, opening_status=True)
-
-
-def _decode_account_record_v8(body: Any) -> tuple[Account, AppliedOffsets]:
-    return _decode_account_record_v2(
-        body, feature_refs=True, user_keys=True, opening_status=True, ranked=True
-    )
-
-
-def _decode_account_v1(
-    body: Any,
-    feature_refs: bool = False,
-    user_keys: bool = False,
-    opening_status: bool = False,
-    ranked: bool = False,
-) -> Account:
-    """`opening_status`: a ticket whose status is its opening says so (format 7 on); `ranked`:
-    the subscription steps carry their rank (format 8 on)."""
+def _decode_account(body: Any, version: int) -> Account:
     fields = _list(body, "account", 13)
     account_id = _str(fields[0], "account.account_id")
     ids = _Ids(account_id)
@@ -496,9 +455,9 @@ def _decode_account_v1(
     return Account(
         account_id=account_id,
         first_seen=ids.number(fields[1], "account.first_seen"),
-        revenue=_decode_revenue(fields[2], ids, ranked),
-        usage=_decode_usage(fields[3], ids, feature_refs, user_keys),
-        support=_decode_support(fields[4], ids, opening_status),
+        revenue=_decode_revenue(fields[2], ids, ranked=version >= 8),
+        usage=_decode_usage(fields[3], ids, feature_refs=version >= 5, user_keys=version >= 6),
+        support=_decode_support(fields[4], ids, opening_status=version >= 7),
         sentiment=_decode_sentiment(fields[5], ids),
         alerts=_decode_alerts(fields[6]),
         seen=_decode_seen(fields[7]),
