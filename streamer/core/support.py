@@ -8,12 +8,13 @@ event ids and the order the events arrive in. Windowed figures (ART, FCR, reopen
 in day buckets of `HORIZON_DAYS`.
 
 Layout (issue 11, resident bytes per account): flat records, not an object per ticket and per
-day. Ticket i is `tickets[i]` (its id), `status_ids[i]` (the event id of its latest status) and
-`TICKET_FIELDS` numbers at `facts[TICKET_FIELDS * i:]` (flags: priority, resolved, open; the
-opening time; the latest status time); its resolutions are (ticket, resolved_at, contacts)
-triples in `resolutions`, in the order they arrived; a day's counters are `DAY_FIELDS` numbers
-in `days`, days in the order they first got a ticket. About 40 bytes a ticket and 48 a day
-beside the ids, where a `Ticket` object with its tuple, dict and int objects took 400-500.
+day. Ticket i is `tickets[i]` (its id), `status_ids[i]` (the event id of its latest resolution
+or reopen, "" while none) and `TICKET_FIELDS` numbers at `facts[TICKET_FIELDS * i:]` (flags:
+priority, resolved, open; the opening time; the latest status time); its resolutions are
+(ticket, resolved_at, contacts) triples in `resolutions`, in the order they arrived; a day's
+counters are `DAY_FIELDS` numbers in `days`, days in the order they first got a ticket. About
+40 bytes a ticket and 48 a day beside the ids, where a `Ticket` object with its tuple, dict and
+int objects took 400-500.
 """
 
 from __future__ import annotations
