@@ -201,6 +201,10 @@ class Resolved:
         object.__setattr__(self, "memo", memo)
         object.__setattr__(self, "shown", {})
 
+    def position(self, value: float) -> float:
+        """`percentile(value, reference)`, remembered with the others placed against it."""
+        return place(self.memo, value, self.reference)
+
     def show(self, position: float) -> float:
         """`round(position, 1)` for a percentile placed against `reference`, remembered: it takes
         at most 2n + 1 values against n peers, and rounding to a decimal is not cheap."""

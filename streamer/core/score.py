@@ -24,7 +24,6 @@ from streamer.core.peers import (
     feature_mix,
     peer_values,
     percentile,
-    place,
 )
 from streamer.core.revenue import Revenue, renews_beyond
 from streamer.core.sentiment import Figures, Sentiment
@@ -328,7 +327,7 @@ def _volume(
             raw[name] = value
             continue
         used = found.group
-        position = place(found.memo, value, found.reference)
+        position = found.position(value)
         percentiles[name] = found.show(position)
         raw[name] = value
         scored[name] = position if higher_is_healthier else 100.0 - position

@@ -207,8 +207,9 @@ class Usage:
         decoder; `record` for events)."""
         found = list(pairs)
         days = found[0::2]
-        if any(later < earlier for earlier, later in pairwise(days)):  # a record from before days
-            ordered = sorted(zip(days, found[1::2], strict=True))  # were kept ascending
+        # A record written before days were kept ascending holds them in arrival order.
+        if any(later < earlier for earlier, later in pairwise(days)):
+            ordered = sorted(zip(days, found[1::2], strict=True))
             found = [item for pair in ordered for item in pair]
         into = self.feature_pairs
         if not all(_fits(into, value) for value in found):
@@ -482,6 +483,7 @@ class Usage:
         first = 0
         for f, feature in enumerate(self.feature_names):
             stop = ends[f]
+            # Not `_sum`: it would copy the counts too (about 1 us more per evaluation, measured).
             feature_days = pairs[first:stop:2]
             lo = bisect_left(feature_days, start)
             hi = bisect_left(feature_days, end + 1, lo)
