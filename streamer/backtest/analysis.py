@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamer.backtest.choice import (
+    MIN_CHURNED_ACCOUNTS,
     TOP_FEATURES,
     VOLUME_PREFIX,
     Choice,
@@ -32,6 +33,7 @@ from streamer.backtest.learn import (
     SignalModel,
     brier,
     calibration_table,
+    fit_l2_logistic,
     log_loss,
 )
 from streamer.backtest.metrics import BandRate, RuleStats, alert_stats, band_ratio, churn_by_band, roc_auc
@@ -270,6 +272,26 @@ def model_table(model: SignalModel, train_months: Sequence[int], samples: int) -
     return table
 
 
+def calibrated_table(
+    scores: NDArray[np.float64], churned: NDArray[np.bool_], train_months: Sequence[int]
+) -> dict[str, Any]:
+    """The score calibrated as the `[model]`: log-odds = intercept + score coefficient x score / 100,
+    fitted on the training samples' scores (the coefficient kept <= 0: a higher score never reads
+    as more risk, so churn_risk_60d ranks exactly as the score)."""
+    intercept, slope = fit_l2_logistic((scores / 100.0)[:, None], churned, 1e-6, non_positive=[0])
+    first, last = _date(train_months[0]), _date(train_months[-1])
+    return {
+        "version": f"tune {first}..{last} n={len(scores)} {Kind.calibrated.value}",
+        "horizon_days": TUNE_HORIZON,
+        "intercept": round(intercept, 6),
+        "trained_from": first,
+        "trained_to": last,
+        "coefficients": {},
+        "means": {},
+        "score": round(float(slope[0]), 6),
+    }
+
+
 def fitted_settings(
     model: SignalModel, config: ScoreConfig, train_months: Sequence[int], samples: int
 ) -> Fitted:
@@ -296,6 +318,7 @@ def tune(
     holdout: float,
     grid: Mapping[int, Labelled] | None = None,
     top_k: int = TOP_FEATURES,
+    min_churned_accounts: int = MIN_CHURNED_ACCOUNTS,
 ) -> TuneResult:
     """Fit signal-level models on the earlier month starts, compare on the later ones.
 
@@ -304,7 +327,9 @@ def tune(
     first held-out month start (its label never reads the held-out period); the model is chosen
     by rolling-origin folds inside the training instants under the same rule (see
     `streamer.backtest.choice`). `tuned_config(fitted)` builds the configuration the fit would be
-    written as; `top_k` bounds the feature volumes the plain regression reads.
+    written as; `top_k` bounds the feature volumes the plain regression reads; with fewer than
+    `min_churned_accounts` churned accounts in the training samples the [model] is the score
+    calibrated and the weights the default's.
     """
     main = by_horizon[TUNE_HORIZON]
     months = sorted({s.at for s in main.samples})
@@ -341,7 +366,7 @@ def tune(
         for days in sorted(by_horizon)
         if days <= TUNE_HORIZON and (labelled := training(days)).samples
     }
-    choice = choose(inner, config, as_config, top_k=top_k)
+    choice = choose(inner, config, as_config, top_k=top_k, min_churned_accounts=min_churned_accounts)
     best_plain = choice.best(Kind.plain)
     plain_l2 = best_plain.l2 if best_plain is not None and best_plain.l2 is not None else max(L2_GRID)
     plain_selection = Selection(
@@ -357,10 +382,13 @@ def tune(
     )
     mix_model = mix_fit(plains, train.samples, train.churned, config)
     health = fitted_settings(health_model, config, train_months, len(train.samples))
-    # the [model] is the mix or the plain fit; the weights the default's or the health fit's
+    # the [model] is the score calibrated, the mix or the plain fit; the weights the default's or
+    # the health fit's
     model = mix_model if choice.winner.kind is Kind.mix else plain_model
     table = model_table(model, train_months, len(train.samples))
-    if choice.winner.kind is Kind.mix:  # the mix bags the plain fits at every penalty of the grid
+    if choice.winner.kind is Kind.calibrated:
+        table = calibrated_table(signal_scores_under(train.samples, config), train.churned, train_months)
+    elif choice.winner.kind is Kind.mix:  # the mix bags the plain fits at every penalty of the grid
         table["version"] = table["version"].replace(
             f"l2={model.l2:g}", f"l2={min(L2_GRID):g}..{max(L2_GRID):g}"
         )
@@ -381,10 +409,11 @@ def tune(
     assert written is not None
 
     def risk_of(samples: list[Sample]) -> NDArray[np.float64]:
+        scores = signal_scores_under(samples, adopted)  # what the workers would publish with it
         return np.array(
             [
-                churn_probability({n: (0.0, v) for n, v in s.signals.items()}, written, s.volumes)
-                for s in samples
+                churn_probability({n: (0.0, v) for n, v in s.signals.items()}, written, s.volumes, score)
+                for s, score in zip(samples, scores.tolist(), strict=True)
             ],
             dtype=np.float64,
         )

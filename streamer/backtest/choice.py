@@ -22,7 +22,16 @@ labels; when the training period is too short for a 60-day split (two month star
 labels, so that no fit label reaches its validation instant and no validation label the
 held-out range.
 
-Two decisions, each by the one-standard-error rule towards the simpler side (a paired bootstrap
+First, whether there is enough churn to learn from: with fewer than `MIN_CHURNED_ACCOUNTS`
+accounts that churned in the training samples (`--min-churned-accounts`), nothing is fitted for
+what `--tune` writes: the weights stay the default's and the `[model]` is the score itself,
+calibrated (`Kind.calibrated`: log-odds = a + b x score / 100), so that `churn_risk_60d` ranks
+exactly as the score does. A plain fit reads about 36 columns and the folds of such a history hold
+a handful of churners each: an out-of-fold difference of two rankings is then mostly noise
+(docs/backtest.md, *Too few churned accounts to learn from*). The candidates are still scored out
+of fold, for the report.
+
+Otherwise, two decisions, each by the one-standard-error rule towards the simpler side (a paired bootstrap
 over accounts gives the standard error of a difference of two pooled out-of-fold ROC AUCs; it
 keeps an account's samples together and compares both on the same draws):
 
@@ -71,6 +80,8 @@ STANDARD_ERRORS = 1.0
 """How far below the best a simpler candidate may rank and still be chosen, in standard errors of the
 difference (the usual one-standard-error rule). Two, with two month-start folds, gave up a fit worth
 +0.024 held out on one portfolio; the weekly grid's folds are larger, so one SE is a tighter bar."""
+MIN_CHURNED_ACCOUNTS = 20
+"""Fewest churned accounts in the training samples for `--tune` to write a fit (`--min-churned-accounts`)."""
 TOP_FEATURES = 16  # feature volumes the plain regression reads, by portfolio volume (`--top-features`)
 VOLUME_PREFIX = "volume:"  # a plain fit's column of one feature's volume (signal names have no colon)
 BOOTSTRAP_SEED = 0  # the bootstrap is deterministic: the same history chooses the same candidate
@@ -81,11 +92,12 @@ class Kind(StrEnum):
     health = "health"  # a health fit (coefficients <= 0) shrunk towards the default, written as weights
     mix = "mix"  # the default (calibrated) and the plain regression averaged: the [model] only, weights kept
     plain = "plain"  # the unconstrained regression with feature volumes: the [model] only, weights kept
+    calibrated = "calibrated"  # the score calibrated: the [model] when too few accounts churned
 
     @property
     def model_only(self) -> bool:
         """Written as the [model] behind churn_risk_60d only: the score keeps the default weights."""
-        return self in (Kind.mix, Kind.plain)
+        return self in (Kind.mix, Kind.plain, Kind.calibrated)
 
 
 PREFERENCE = (Kind.mix, Kind.default, Kind.health, Kind.plain)
@@ -116,11 +128,19 @@ class Choice:
     horizon_days: int = 60  # the label horizon of the folds (30 when the training period is short)
     eligible: list[Candidate] = field(default_factory=list)  # the weight candidates within the noise
     weights: Candidate | None = None  # the score's weights: the default or a health fit (None: the winner's)
+    churned_accounts: int = 0  # accounts with a churn label in the training samples (the longest horizon)
+    min_churned_accounts: int = MIN_CHURNED_ACCOUNTS  # fewer: the default weights and the score calibrated
 
     @property
     def weighting(self) -> Candidate:
         """What the written [weights] and [signal_weights] come from: the default or a health fit."""
         return self.weights if self.weights is not None else self.winner
+
+    @property
+    def too_few_churned(self) -> bool:
+        """Whether the training samples held too few churned accounts for a fit to be written (the
+        [model] is then the score calibrated)."""
+        return self.winner.kind is Kind.calibrated
 
     @property
     def keeps_default(self) -> bool:
@@ -370,8 +390,9 @@ def choose(
     grid: Sequence[float] = SHRINK_GRID,
     plain_grid: Sequence[float] = L2_GRID,
     top_k: int = TOP_FEATURES,
+    min_churned_accounts: int = MIN_CHURNED_ACCOUNTS,
 ) -> Choice:
-    """Score every candidate out of fold and apply the standard-error rules (the module's docstring).
+    """Score every candidate out of fold and apply the rules of the module's docstring.
 
     `inner` maps a label horizon (days) to the training samples labelled with it, each one's label
     window ending by the first held-out month start; the longest horizon with usable folds is used.
@@ -384,6 +405,8 @@ def choose(
         horizon, folds = days, usable_folds(inner[days][0], inner[days][1], days)
         if folds:
             break
+    longest, longest_churned = inner[max(inner)]
+    churned_accounts = len({s.account_id for s, c in zip(longest, longest_churned, strict=True) if c})
     samples, churned = inner[horizon]
     at = np.array([s.at for s in samples], dtype=np.int64)
     risks: dict[tuple[Kind, float | None], list[Matrix]] = {}
@@ -429,10 +452,25 @@ def choose(
         for c in candidates
         if c.kind is not Kind.plain or (best_plain is not None and c.l2 == best_plain.l2)
     ]
-    if not observed:  # no usable fold: the default weights and the mix
-        default_candidate = next(c for c in writable if c.kind is Kind.default)
-        mix_candidate = next(c for c in writable if c.kind is Kind.mix)
-        return Choice(mix_candidate, candidates, folds, horizon_days=horizon, weights=default_candidate)
+    default_candidate = next(c for c in writable if c.kind is Kind.default)
+    if churned_accounts < min_churned_accounts or not observed:
+        # too few churned accounts: nothing fitted is written, the [model] is the score calibrated;
+        # no usable fold: the default weights and the mix
+        kind = Kind.calibrated if churned_accounts < min_churned_accounts else Kind.mix
+        model = (
+            Candidate(kind, None, default_candidate.auc)
+            if kind is Kind.calibrated
+            else next(c for c in writable if c.kind is Kind.mix)
+        )
+        return Choice(
+            model,
+            candidates,
+            folds,
+            horizon_days=horizon,
+            weights=default_candidate,
+            churned_accounts=churned_accounts,
+            min_churned_accounts=min_churned_accounts,
+        )
     # the score's weights: the default or a health fit, by the one-standard-error rule among them
     weighing = [c for c in writable if not c.kind.model_only]
     best = min(weighing, key=_preference)
@@ -457,4 +495,6 @@ def choose(
         model_se = bootstrap_se(plain_oof, labels, accounts, pooled[(Kind.mix, None)]) or 0.0
         if best_plain.auc > model.auc + STANDARD_ERRORS * model_se:
             model = best_plain
-    return Choice(model, candidates, folds, best, se, horizon, eligible, weights)
+    return Choice(
+        model, candidates, folds, best, se, horizon, eligible, weights, churned_accounts, min_churned_accounts
+    )

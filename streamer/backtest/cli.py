@@ -119,6 +119,14 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     "product features, the portfolio's busiest in the training months.",
 )
 @click.option(
+    "--min-churned-accounts",
+    type=click.IntRange(1, 100_000),
+    default=20,  # streamer.backtest.choice.MIN_CHURNED_ACCOUNTS (numpy is an extra: not imported here)
+    show_default=True,
+    help="With --tune: fewest accounts that churned in the training samples for a fit to be written; "
+    "with fewer, the default weights are kept and the [model] is the score calibrated.",
+)
+@click.option(
     "--plots",
     "plots_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -156,6 +164,7 @@ def backtest(
     write_config: Path | None,
     holdout: float,
     top_features: int,
+    min_churned_accounts: int,
     plots_dir: Path | None,
     json_path: Path | None,
     replay_cache: Path | None,
@@ -182,7 +191,9 @@ def backtest(
     [model] behind churn_risk_60d is the mix unless the plain regression ranks better out of
     fold by more than one standard error of their difference; the weights are the default's
     unless the default ranks below the best health fit (coefficients kept <= 0) by more than one
-    standard error (then the strongest penalty within it). On the later
+    standard error (then the strongest penalty within it). With fewer than --min-churned-accounts
+    accounts that churned in the training samples, nothing fitted is written: the default weights,
+    and the score calibrated as the [model] (churn_risk_60d ranks as the score). On the later
     month starts it is compared with the configured score and with the plain regression, and
     written with --write-config as a file `streamer offline --config` and the workers accept.
     """
@@ -221,7 +232,8 @@ def backtest(
             grid = {d: label(history, d, history.grid_samples) for d in result.horizons}
             by_horizon = {d: h.labelled for d, h in result.horizons.items()}
             result = dataclasses.replace(
-                result, tuning=tune(by_horizon, config, adopt, holdout, grid, top_features)
+                result,
+                tuning=tune(by_horizon, config, adopt, holdout, grid, top_features, min_churned_accounts),
             )
     except NotEnoughHistory as exc:
         raise click.ClickException(str(exc)) from None
@@ -242,7 +254,7 @@ def backtest(
             f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
             f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "
             f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f} "
-            f"(chosen out of fold: {tuning.choice.winner.label} as the [model], "
+            f"(chosen: {tuning.choice.winner.label} as the [model], "
             f"{tuning.choice.weighting.label} weights). "
             + (f"Other settings from {source}." if source is not None else "Everything else is the default."),
         ]

@@ -206,7 +206,8 @@ def targets(result: Backtest) -> str:
 
 
 def render_choice(choice: Choice) -> list[str]:
-    """What was written and why, out of fold: the [model] (mix or plain) and the score's weights."""
+    """What was written and why, out of fold: the [model] (the score calibrated, the mix or the plain
+    fit) and the score's weights."""
 
     def best(kind: Kind) -> str:
         found = choice.best(kind)
@@ -222,6 +223,14 @@ def render_choice(choice: Choice) -> list[str]:
         f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} (default and plain fits averaged) "
         f"-> {choice.winner.label} as the [model], {choice.weighting.label} weights"
     ]
+    if choice.too_few_churned:
+        lines.append(
+            f"{choice.churned_accounts} accounts churned in the training samples, fewer than "
+            f"{choice.min_churned_accounts} (--min-churned-accounts): too few to learn from, so nothing "
+            "fitted is written: the default weights, and the score calibrated as the [model] behind "
+            "churn_risk_60d (it ranks exactly as the score; the fits above are for comparison only)"
+        )
+        return lines
     if choice.winner.kind is Kind.mix:
         lines.append(
             "the mix of the default (calibrated) and the plain regressions is the [model] behind "
@@ -412,6 +421,8 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 "standard_error": tuning.choice.standard_error,
                 "bar": tuning.choice.bar,
                 "horizon_days": tuning.choice.horizon_days,
+                "churned_accounts": tuning.choice.churned_accounts,
+                "min_churned_accounts": tuning.choice.min_churned_accounts,
             },
             "cv_auc": {
                 "plain": {str(k): v for k, v in tuning.plain_selection.aucs.items()},

@@ -491,8 +491,10 @@ class RiskModel(Strict):
 
     log-odds = intercept + sum over signals of coefficient x sub-score / 100, where a signal
     without data takes its training mean (`means`) and adds its `missing` coefficient, + sum over
-    `feature_volumes` of coefficient x ln(1 + events of that feature over 28 days). Coefficients
-    may have either sign (a plain logistic regression may be the model `--tune` chose).
+    `feature_volumes` of coefficient x ln(1 + events of that feature over 28 days), + `score` x
+    the published health score / 100. Coefficients may have either sign (a plain logistic
+    regression may be the model `--tune` chose); a model of `score` alone is the score calibrated,
+    which `--tune` writes when the history has too few churned accounts to learn from.
     """
 
     version: Annotated[str, Field(min_length=1)]
@@ -507,6 +509,9 @@ class RiskModel(Strict):
         default_factory=dict,
         description="Per product feature (event name): log-odds per unit of ln(1 + the account's events "
         "of that feature in the 28 days ending with the evaluation's day); 0 events when it has none",
+    )
+    score: float = Field(
+        default=0.0, description="Log-odds per health score point / 100 (the published score, 0-100)"
     )
     trained_from: str | None = None  # first and last training month start (YYYY-MM-DD)
     trained_to: str | None = None

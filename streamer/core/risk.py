@@ -22,16 +22,24 @@ def volume_term(volumes: Mapping[str, int], model: RiskModel) -> float:
 
 
 def churn_log_odds(
-    signals: Mapping[str, tuple[float, float]], model: RiskModel, volumes: Mapping[str, int] = NO_VOLUMES
+    signals: Mapping[str, tuple[float, float]],
+    model: RiskModel,
+    volumes: Mapping[str, int] = NO_VOLUMES,
+    score: float | None = None,
 ) -> float:
-    """The model's log-odds of churn from `signals` (name -> (raw value, 0-100 sub-score)) and
-    `volumes` (product feature -> the account's events of it over the last `VOLUME_DAYS` days).
+    """The model's log-odds of churn from `signals` (name -> (raw value, 0-100 sub-score)),
+    `volumes` (product feature -> the account's events of it over the last `VOLUME_DAYS` days) and
+    `score` (the published health score, which a model with a `score` coefficient needs).
 
     A signal the model knows but the evaluation lacks takes the training mean sub-score and its
     missing-data coefficient; signals the model does not know are ignored. A feature the model
     knows and the account did not use counts 0 events.
     """
     z = model.intercept + volume_term(volumes, model)
+    if model.score:
+        if score is None:
+            raise ValueError(f"model {model.version!r} reads the health score: pass it")
+        z += model.score * score / 100.0
     for name, coefficient in model.coefficients.items():
         found = signals.get(name)
         if found is None:
@@ -42,10 +50,13 @@ def churn_log_odds(
 
 
 def churn_probability(
-    signals: Mapping[str, tuple[float, float]], model: RiskModel, volumes: Mapping[str, int] = NO_VOLUMES
+    signals: Mapping[str, tuple[float, float]],
+    model: RiskModel,
+    volumes: Mapping[str, int] = NO_VOLUMES,
+    score: float | None = None,
 ) -> float:
     """P(churn within the model's horizon), unrounded."""
-    z = min(LOGIT_LIMIT, max(-LOGIT_LIMIT, churn_log_odds(signals, model, volumes)))
+    z = min(LOGIT_LIMIT, max(-LOGIT_LIMIT, churn_log_odds(signals, model, volumes, score)))
     return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -53,8 +64,9 @@ def churn_risk(
     signals: Mapping[str, tuple[float, float]],
     model: RiskModel | None,
     volumes: Mapping[str, int] = NO_VOLUMES,
+    score: float | None = None,
 ) -> float | None:
     """The published `churn_risk_60d`: the probability rounded to 4 places, None without a model."""
     if model is None:
         return None
-    return round(churn_probability(signals, model, volumes), 4)
+    return round(churn_probability(signals, model, volumes, score), 4)

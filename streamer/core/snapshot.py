@@ -27,7 +27,9 @@ def build_snapshot(
         "as_of": iso(evaluation.now),
         "score": evaluation.score,
         "band": evaluation.band,
-        "churn_risk_60d": churn_risk(evaluation.signals, model, _volumes(account, evaluation, model)),
+        "churn_risk_60d": churn_risk(
+            evaluation.signals, model, _volumes(account, evaluation, model), evaluation.score
+        ),
         "components": {
             name: {
                 "score": None if value is None else round(value, 1),

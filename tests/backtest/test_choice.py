@@ -296,3 +296,41 @@ def test_the_report_notes_a_model_that_ranked_below_the_default_out_of_fold() ->
     ]
     better = Candidate(Kind.mix, None, 0.9)
     assert not [line for line in render_choice(Choice(better, [default, better], [])) if "note:" in line]
+
+
+def test_too_few_churned_accounts_write_the_score_calibrated_however_well_a_fit_ranks_out_of_fold() -> None:
+    """Churn at every month start, but always among the same 12 accounts: 100 churn samples and
+    12 churned accounts. The plain fit ranks them far better than the default out of fold (it
+    learns their feature volume), yet 12 accounts are too few to learn a portfolio from, so
+    nothing fitted is written: the default weights, and the score calibrated as the [model],
+    which ranks held-out samples exactly as the score does. Counting samples would let it through."""
+    rng = np.random.default_rng(7)
+    samples: list[Sample] = []
+    labels: list[bool] = []
+    for m in range(9):
+        for i in range(200):
+            risky = i < 12
+            signals = {"recency_days": float(rng.uniform(0, 100)), "nps": float(rng.uniform(0, 100))}
+            volumes = {"reports": int(rng.integers(0, 5)) if risky else int(rng.integers(20, 200))}
+            labels.append(risky and bool(rng.uniform() < 0.9))
+            samples.append(
+                sample(account_id=f"a{i}", at=m * 31 * DAY, mrr=1, signals=signals, volumes=volumes)
+            )
+    labelled = Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
+    result = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3)
+    choice = result.choice
+    assert choice.churned_accounts == 12 and result.train_churned > 20 and choice.too_few_churned
+    assert choice.winner.kind is Kind.calibrated and choice.weighting.kind is Kind.default
+    plain, default = choice.best(Kind.plain), choice.best(Kind.default)
+    assert plain is not None and default is not None and plain.auc is not None and default.auc is not None
+    assert plain.auc > default.auc + 0.2  # the fit would have "won"
+    config = adopt(result.fitted)
+    assert config.model is not None and config.model.score < 0 and not config.model.coefficients
+    assert result.tuned_weights == ScoreConfig().weights.as_dict()
+    assert result.chosen[TUNE_HORIZON] == result.default.auc[TUNE_HORIZON]  # ranks as the score
+    lines = render_choice(choice)
+    assert any("12 accounts churned in the training samples, fewer than 20" in line for line in lines)
+    assert not any(line.startswith("note:") for line in lines)
+    # with the bar lowered, the same history gets the plain fit it ranked best
+    lowered = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3, min_churned_accounts=12)
+    assert lowered.choice.winner.kind is Kind.plain

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from streamer.backtest.analysis import committed
+from streamer.backtest.choice import MIN_CHURNED_ACCOUNTS
 from streamer.backtest.labels import churn_instants
 from streamer.backtest.sampling import Replay, replay, sort_lines
 from streamer.backtest.tuning import scores_under, signal_scores_under
@@ -89,12 +90,19 @@ def test_backtest_reports_auc_churn_by_band_and_alerts(events: Path, tmp_path: P
     assert data["tuning"] is None
 
 
+FIT = [
+    "--min-churned-accounts",
+    "1",
+]  # this small file has fewer churned accounts than a fit needs by default
+
+
 def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: Path, tmp_path: Path) -> None:
     tuned, plots, figures = tmp_path / "tuned.toml", tmp_path / "plots", tmp_path / "figures.json"
     result = invoke(
         "backtest",
         events,
         *WARMUP,
+        *FIT,
         "--quiet",
         "--tune",
         "--write-config",
@@ -143,13 +151,46 @@ def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: 
     assert scored and all(0 <= account["churn_risk_60d"] <= 1 for account in scored)
 
 
+def test_too_few_churned_accounts_write_the_default_weights_and_the_score_calibrated(
+    events: Path, tmp_path: Path
+) -> None:
+    """A history with fewer churned accounts than --min-churned-accounts gets nothing fitted: the
+    default weights, and a [model] of the score alone, so churn_risk_60d ranks held-out samples
+    exactly as the score does, and the workers' snapshots rank by it as they rank by score."""
+    tuned, figures = tmp_path / "tuned.toml", tmp_path / "figures.json"
+    result = invoke("backtest", events, *WARMUP, "--quiet", "--write-config", tuned, "--json", figures)
+    assert result.exit_code == 0, result.output
+    tuning = orjson.loads(figures.read_bytes())["tuning"]
+    counted = tuning["choice"]["churned_accounts"]
+    assert 2 <= counted < MIN_CHURNED_ACCOUNTS == tuning["choice"]["min_churned_accounts"]
+    assert (
+        f"{counted} accounts churned in the training samples, fewer than {MIN_CHURNED_ACCOUNTS}"
+        in result.output
+    )
+    assert tuning["held_out"]["chosen"]["winner"] == "calibrated" and tuning["choice"]["keeps_default"]
+    config = load_score_config(tuned)
+    assert config.weights == ScoreConfig().weights and config.signal_weights == ScoreConfig().signal_weights
+    assert config.model is not None and not config.model.coefficients and not config.model.feature_volumes
+    assert config.model.score < 0  # a higher score reads as less risk
+    held = tuning["held_out"]
+    assert held["churn_risk"]["auc"] == held["default"]["auc"]  # ranks exactly as the score
+    offline = invoke("offline", events, "--out", tmp_path / "scored", "--sort", "--config", tuned, "--quiet")
+    assert offline.exit_code == 0, offline.output
+    scored = [
+        orjson.loads(line) for line in (tmp_path / "scored" / "accounts.jsonl").read_bytes().splitlines()
+    ]
+    by_score = sorted(scored, key=lambda account: account["score"])
+    risks = [account["churn_risk_60d"] for account in by_score]
+    assert risks == sorted(risks, reverse=True) and risks[0] > risks[-1]
+
+
 def test_write_config_implies_tune_and_keeps_the_given_configs_other_settings(
     events: Path, tmp_path: Path
 ) -> None:
     base = tmp_path / "base.toml"
     base.write_text("[bands]\ngreen = 75\nyellow = 45\n\n[weights]\nadoption = 1\nsupport = 0\n")
     tuned = tmp_path / "tuned.toml"
-    result = invoke("backtest", events, *WARMUP, "--quiet", "--config", base, "--write-config", tuned)
+    result = invoke("backtest", events, *WARMUP, *FIT, "--quiet", "--config", base, "--write-config", tuned)
     assert result.exit_code == 0, result.output
     config = load_score_config(tuned)
     assert (config.bands.green, config.bands.yellow) == (75, 45)
@@ -260,11 +301,13 @@ def test_a_bad_config_is_refused_with_its_path(events: Path, tmp_path: Path) -> 
     assert "bands.yellow (40.0) must not exceed bands.green (30.0)" in result.output
 
 
+@pytest.mark.parametrize("min_churned_accounts", [1, MIN_CHURNED_ACCOUNTS], ids=["a fit", "the score"])
 def test_a_written_config_gives_the_tuned_scores_and_probabilities_when_replayed(
-    events: Path, history: Replay, tmp_path: Path
+    events: Path, history: Replay, tmp_path: Path, min_churned_accounts: int
 ) -> None:
     """Round trip: tune, write the config, load it, replay with it: the core's scores and
-    churn_risk_60d at every sample equal what the tuning computed for them."""
+    churn_risk_60d at every sample equal what the tuning computed for them (a fitted [model], and
+    the score calibrated that a history with too few churned accounts gets)."""
     import tomllib
 
     from streamer.backtest.analysis import Fitted, analyse, tune
@@ -276,7 +319,9 @@ def test_a_written_config_gives_the_tuned_scores_and_probabilities_when_replayed
         return ScoreConfig.model_validate(tomllib.loads(text))
 
     result = analyse(history)
-    tuning = tune({d: h.labelled for d, h in result.horizons.items()}, ScoreConfig(), adopt, 1 / 3)
+    by_horizon = {d: h.labelled for d, h in result.horizons.items()}
+    tuning = tune(by_horizon, ScoreConfig(), adopt, 1 / 3, min_churned_accounts=min_churned_accounts)
+    assert tuning.choice.too_few_churned == (min_churned_accounts == MIN_CHURNED_ACCOUNTS)
     path = tmp_path / "tuned.toml"
     path.write_text(
         tuned_config_text(
@@ -289,5 +334,9 @@ def test_a_written_config_gives_the_tuned_scores_and_probabilities_when_replayed
     assert [s.score for s in again.samples] == signal_scores_under(history.samples, config).tolist()
     held = tuning.test_labelled[60].samples
     assert signal_scores_under(held, config).tolist() == tuning.test_scores["tuned"][60].tolist()
-    risk = [churn_risk({n: (0.0, v) for n, v in s.signals.items()}, config.model, s.volumes) for s in held]
+    scores = signal_scores_under(held, config).tolist()
+    risk = [
+        churn_risk({n: (0.0, v) for n, v in s.signals.items()}, config.model, s.volumes, score)
+        for s, score in zip(held, scores, strict=True)
+    ]
     assert risk == [round(float(p), 4) for p in tuning.risk.predicted[60]]

@@ -67,3 +67,20 @@ def test_per_feature_volumes_add_their_coefficient_times_the_log_of_one_plus_the
     assert churn_log_odds(signals, with_volumes, volumes) == pytest.approx(expected)
     assert churn_risk(signals, with_volumes, volumes) == round(1 / (1 + math.exp(-expected)), 4)
     assert churn_log_odds(signals, with_volumes) == pytest.approx(-3.7)  # no use at all
+
+
+def test_a_model_of_the_score_reads_the_published_score_and_needs_it() -> None:
+    """`--tune` writes the score calibrated (a `score` coefficient, nothing else) on a thin history."""
+    calibrated = RiskModel.model_validate(
+        {"version": "score", "intercept": 1.5, "coefficients": {}, "means": {}, "score": -6.0}
+    )
+    signals = {"recency_days": (2.0, 90.0)}  # ignored: the model has no signal coefficients
+    assert churn_log_odds(signals, calibrated, score=72.5) == pytest.approx(1.5 - 6.0 * 0.725)
+    assert churn_risk(signals, calibrated, score=72.5) == round(1 / (1 + math.exp(-(1.5 - 4.35))), 4)
+    assert churn_risk({}, calibrated, score=20.0) > churn_risk({}, calibrated, score=80.0)  # type: ignore[operator]
+    with pytest.raises(ValueError, match="reads the health score"):
+        churn_log_odds(signals, calibrated)
+    # a model without a score coefficient never needs it
+    assert churn_log_odds(
+        signals | {"nps": (-20.0, 40.0), "payment_failures": (0.0, 100.0)}, model()
+    ) == pytest.approx(-3.7)
