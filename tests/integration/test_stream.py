@@ -1730,6 +1730,39 @@ def test_a_worker_given_a_config_with_a_model_publishes_the_calibrated_churn_ris
     assert {account["churn_risk_60d"] for account in events.accounts.values()} == {None}
 
 
+SCORE_MODEL = """
+[model]
+version = "the score calibrated"
+intercept = 0.8
+coefficients = {}
+means = {}
+score = -4.5
+"""
+
+
+def test_a_model_of_the_score_alone_publishes_the_score_calibrated(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    """What `--tune` writes when too few accounts churned to learn from: churn_risk_60d is the
+    account's own published score through the calibration, so it ranks accounts as the score does."""
+    from math import exp
+
+    config_path = tmp_path / "score.toml"
+    config_path.write_text(SCORE_MODEL)
+    events = history(11)
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
+    deployment.replay(events.events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    snapshots = deployment.final_snapshots()
+    assert set(snapshots) == set(events.accounts)
+    for account_id, snapshot in snapshots.items():
+        HealthSnapshot.model_validate(snapshot)
+        expected = round(1 / (1 + exp(-(0.8 - 4.5 * snapshot["score"] / 100))), 4)
+        assert snapshot["churn_risk_60d"] == expected, (account_id, snapshot["churn_risk_60d"], expected)
+    assert len({snapshot["score"] for snapshot in snapshots.values()}) > 1  # not one constant
+
+
 VOLUME_MODEL = (
     HAND_MODEL
     + """feature_volumes = { dashboards = -0.35, reports = 0.2, api = -0.5 }
