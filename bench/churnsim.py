@@ -13,8 +13,9 @@ expects), with a README saying how the folder was made:
 `crm6`: a B2B CRM, 120 customers at the start, 2022; `socialnet7`: a consumer social network,
 500 customers, 2020-01 to 2020-09 (the parameters of the development portfolios; only the seed
 differs). A run with `n_parallel=1` is deterministic: the same seed gives the same tables. Seeds
-used while developing the score (so not held out): 7, 42, 101, 121, 232, 303, 343, 404, 454,
-505, 616, 808, 909; the script says so when given one.
+used while developing the score or to judge a change to it once (so no longer held out): 7, 42,
+101, 121, 151, 171, 232, 262, 282, 303, 343, 393, 404, 454, 505, 525, 616, 727, 808, 838, 909;
+the script says so when given one.
 
 What it needs and sets up, all under `bench/out/churnsim/` (git-ignored):
 - the simulator in its own venv (`venv/`, pinned in `PINS`), never in the project's;
@@ -55,7 +56,9 @@ CONFIGS = {  # the development portfolios' parameters (their READMEs); only the 
     "crm6": ("120", "2022-01-01", "2023-01-01"),
     "socialnet7": ("500", "2020-01-01", "2020-09-01"),
 }
-USED_SEEDS = frozenset({7, 42, 101, 121, 232, 303, 343, 404, 454, 505, 616, 808, 909})
+USED_SEEDS = frozenset(
+    {7, 42, 101, 121, 151, 171, 232, 262, 282, 303, 343, 393, 404, 454, 505, 525, 616, 727, 808, 838, 909}
+)
 DB = "churn"  # database, user and password of the private cluster (trust on 127.0.0.1 only)
 
 # (file, query): the development folders' files, columns and order.
