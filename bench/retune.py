@@ -33,6 +33,7 @@ import orjson
 from streamer.backtest import replaycache
 from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, TuneResult, analyse, label, tune
 from streamer.backtest.configfile import tuned_config_text
+from streamer.core.clock import DAY
 from streamer.core.config import ScoreConfig
 
 
@@ -52,6 +53,7 @@ class Row:
     brier: float  # the written [model]'s, held out
     mix: float | None  # the mix of the calibrated default and the plain fit, held out
     weights: str  # the written weights' candidate (older checkouts: whether the mix was within 1 SE)
+    churned_accounts: int  # accounts with a 60-day churn label in the training samples
 
     @property
     def passes(self) -> bool:
@@ -73,7 +75,7 @@ def tuned_replay(path: Path, holdout: float) -> tuple[dict[int, Labelled], dict[
 
 
 def retune(path: Path, holdout: float) -> Row:
-    _, _, tuning = tuned_replay(path, holdout)
+    by_horizon, grid, tuning = tuned_replay(path, holdout)
     test = tuning.test_labelled[TUNE_HORIZON]
     mix = getattr(tuning, "mix_risk", None)  # a checkout before the mix has none
     return Row(
@@ -88,6 +90,22 @@ def retune(path: Path, holdout: float) -> Row:
         tuning.choice.weighting.label
         if hasattr(tuning.choice, "weighting")
         else f"mix within 1 SE: {any(c.kind.value == 'mix' for c in getattr(tuning.choice, 'eligible', []))}",
+        churned_accounts(by_horizon[TUNE_HORIZON], grid[TUNE_HORIZON], tuning),
+    )
+
+
+def churned_accounts(months: Labelled, grid: Labelled, tuning: TuneResult) -> int:
+    """Accounts with a 60-day churn label in `--tune`'s training samples (month starts and weekly
+    grid whose label window ends by the first held-out month start), counted here so that older
+    checkouts, which do not count them, print it too."""
+    first_test = tuning.test_months[0]
+    return len(
+        {
+            s.account_id
+            for labelled in (months, grid)
+            for s, churned in zip(labelled.samples, labelled.churned, strict=True)
+            if churned and s.at + TUNE_HORIZON * DAY <= first_test
+        }
     )
 
 
@@ -104,17 +122,17 @@ def main() -> None:
     args = replays_parser(__doc__).parse_args()
     rows: dict[str, Row] = {}
     print(
-        "| portfolio | held out: churners / samples | default / tuned / plain AUC60 | chosen "
-        "| tuned >= default, plain | mix held out (weights) |"
+        "| portfolio | churned accounts (training) | held out: churners / samples "
+        "| default / tuned / plain AUC60 | chosen | tuned >= default, plain | mix held out (weights) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for item in args.replays:
         name, _, file = item.partition("=")
         started = time.process_time()
         row = rows[name] = retune(Path(file), args.holdout)
         print(f"{name}: {time.process_time() - started:.1f} CPU s", file=sys.stderr)
         print(
-            f"| {name} | {row.churned} / {row.samples} "
+            f"| {name} | {row.churned_accounts} | {row.churned} / {row.samples} "
             f"| {row.default:.3f} / **{row.tuned:.3f}** / {row.plain:.3f} "
             f"| {row.winner} | {'yes' if row.tuned >= row.default else 'no'}, "
             f"{'yes' if row.tuned >= row.plain else 'no'} "
