@@ -196,7 +196,8 @@ class TuneResult:
     test_labelled: dict[int, Labelled]
     test_scores: dict[str, dict[int, NDArray[np.float64]]]  # "default"/"tuned" -> horizon -> scores
     chosen: dict[int, float | None] = field(default_factory=dict)  # held-out AUC of what --tune wrote
-    """The ranking the written configuration publishes: churn_risk_60d (the mix or the plain fit)."""
+    """The ranking the written configuration publishes: churn_risk_60d (the score calibrated, the mix
+    or the plain fit)."""
 
 
 class NotEnoughHistory(ValueError):
@@ -277,11 +278,12 @@ def calibrated_table(
 ) -> dict[str, Any]:
     """The score calibrated as the `[model]`: log-odds = intercept + score coefficient x score / 100,
     fitted on the training samples' scores (the coefficient kept <= 0: a higher score never reads
-    as more risk, so churn_risk_60d ranks exactly as the score)."""
+    as more risk, so churn_risk_60d ranks as the score does; 0 when the training scores did not
+    rank churn at all: churn_risk_60d is then the training base rate, which the report says)."""
     intercept, slope = fit_l2_logistic((scores / 100.0)[:, None], churned, 1e-6, non_positive=[0])
     first, last = _date(train_months[0]), _date(train_months[-1])
     return {
-        "version": f"tune {first}..{last} n={len(scores)} {Kind.calibrated.value}",
+        "version": f"tune {first}..{last} n={len(scores)}",  # `tune` appends the kind
         "horizon_days": TUNE_HORIZON,
         "intercept": round(intercept, 6),
         "trained_from": first,

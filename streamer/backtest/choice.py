@@ -117,8 +117,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Choice:
-    """What `--tune` writes, out of fold: the [model] (`winner`: the mix or the plain fit), the
-    score's weights (`weights`: the default or a health fit) and every candidate's AUC."""
+    """What `--tune` writes, out of fold: the [model] (`winner`: the score calibrated, the mix or the
+    plain fit), the score's weights (`weights`: the default or a health fit) and every candidate's
+    AUC."""
 
     winner: Candidate
     candidates: list[Candidate]
@@ -128,7 +129,7 @@ class Choice:
     horizon_days: int = 60  # the label horizon of the folds (30 when the training period is short)
     eligible: list[Candidate] = field(default_factory=list)  # the weight candidates within the noise
     weights: Candidate | None = None  # the score's weights: the default or a health fit (None: the winner's)
-    churned_accounts: int = 0  # accounts with a churn label in the training samples (the longest horizon)
+    churned_accounts: int = 0  # accounts with a 60-day churn label in the training samples
     min_churned_accounts: int = MIN_CHURNED_ACCOUNTS  # fewer: the default weights and the score calibrated
 
     @property

@@ -246,10 +246,23 @@ def backtest(
         click.echo(f"figures: {json_path}")
     if write_config is not None and result.tuning is not None:
         tuning = result.tuning
+        months = f"month starts {day(tuning.train_months[0])} .. {day(tuning.train_months[-1])}"
+        fitted = (
+            [
+                f"Default weights and the score calibrated as the [model], by `streamer backtest --tune` on "
+                f"{events.name}: {tuning.choice.churned_accounts} accounts churned in the training samples, "
+                f"too few to fit (logistic regression of {TUNE_HORIZON}-day churn on the score, {months}).",
+            ]
+            if tuning.choice.too_few_churned
+            else [
+                "Signal and component weights and [model] fitted by `streamer backtest --tune` on "
+                f"{events.name}",
+                f"(L2 logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores, trained on "
+                f"{months}).",
+            ]
+        )
         header = [
-            f"Signal and component weights and [model] fitted by `streamer backtest --tune` on {events.name}",
-            f"(L2 logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores, trained on "
-            f"month starts {day(tuning.train_months[0])} .. {day(tuning.train_months[-1])}).",
+            *fitted,
             f"Held-out AUC {TUNE_HORIZON}d: configured score "
             f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
             f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "

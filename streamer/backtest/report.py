@@ -214,6 +214,17 @@ def render_choice(choice: Choice) -> list[str]:
         return f"{found.label} {_num(found.auc)}" if found is not None else "n/a"
 
     bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
+    if choice.too_few_churned:
+        return [
+            f"{choice.churned_accounts} accounts churned in the training samples, fewer than "
+            f"{choice.min_churned_accounts} (--min-churned-accounts): too few to learn from, so nothing "
+            "fitted is written: the default weights, and the score calibrated as the [model] behind "
+            "churn_risk_60d (it ranks as the score does)",
+            f"for comparison only, out of fold ({len(choice.folds)} folds on {choice.horizon_days}-day "
+            f"churn): {best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
+            f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} "
+            "(default and plain fits averaged)",
+        ]
     lines = [
         f"model choice by out-of-fold AUC ({len(choice.folds)} folds on {choice.horizon_days}-day churn; "
         f"one-standard-error rules: churn_risk_60d is the mix unless the plain fit ranks better by more "
@@ -223,14 +234,6 @@ def render_choice(choice: Choice) -> list[str]:
         f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} (default and plain fits averaged) "
         f"-> {choice.winner.label} as the [model], {choice.weighting.label} weights"
     ]
-    if choice.too_few_churned:
-        lines.append(
-            f"{choice.churned_accounts} accounts churned in the training samples, fewer than "
-            f"{choice.min_churned_accounts} (--min-churned-accounts): too few to learn from, so nothing "
-            "fitted is written: the default weights, and the score calibrated as the [model] behind "
-            "churn_risk_60d (it ranks exactly as the score; the fits above are for comparison only)"
-        )
-        return lines
     if choice.winner.kind is Kind.mix:
         lines.append(
             "the mix of the default (calibrated) and the plain regressions is the [model] behind "
@@ -262,6 +265,18 @@ def render_choice(choice: Choice) -> list[str]:
     return lines
 
 
+def _flat_calibration(tuning: TuneResult) -> list[str]:
+    """A note when the score calibrated was written flat: the training scores did not rank churn."""
+    model = tuning.fitted.model
+    if not tuning.choice.too_few_churned or model.get("score"):
+        return []
+    return [
+        "note: the score did not rank churn in the training samples (its calibrated coefficient is 0), "
+        "so churn_risk_60d is the training base rate for every account; rank by the score, or tune "
+        "again with more history"
+    ]
+
+
 def render_tuning(tuning: TuneResult) -> list[str]:
     months = tuning.train_months
     health, plain = tuning.health, tuning.plain
@@ -279,6 +294,7 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"{health.l2:g} (towards the default's weights; inf = the default), plain fit {plain.l2:g} "
         "(towards 0; pooled validation AUC, then log-loss)",
         *render_choice(tuning.choice),
+        *_flat_calibration(tuning),
         "",
     ]
     rows = []
@@ -443,7 +459,8 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 for name, held in (("default", tuning.default), ("tuned", tuning.tuned))
             }
             | {
-                # what --tune chose, through what it publishes: churn_risk_60d (the mix or the plain fit)
+                # what --tune chose, through what it publishes: churn_risk_60d (the score calibrated,
+                # the mix or the plain fit)
                 "chosen": {
                     "auc": {str(d): a for d, a in tuning.chosen.items()},
                     "winner": tuning.choice.winner.kind.value,

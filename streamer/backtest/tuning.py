@@ -24,7 +24,7 @@ def rescore(components: Sequence[float | None], weights: Mapping[str, float], em
     ]
     total = sum(weight for weight, _ in present)
     if total <= 0:
-        return empty_score
+        return round(empty_score, 1)  # as the core publishes it
     return round(sum(weight * value for weight, value in present) / total, 1)
 
 

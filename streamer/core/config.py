@@ -492,9 +492,10 @@ class RiskModel(Strict):
     log-odds = intercept + sum over signals of coefficient x sub-score / 100, where a signal
     without data takes its training mean (`means`) and adds its `missing` coefficient, + sum over
     `feature_volumes` of coefficient x ln(1 + events of that feature over 28 days), + `score` x
-    the published health score / 100. Coefficients may have either sign (a plain logistic
-    regression may be the model `--tune` chose); a model of `score` alone is the score calibrated,
-    which `--tune` writes when the history has too few churned accounts to learn from.
+    the health score / 100 (the computed score, also when a person's override is published).
+    Coefficients may have either sign (a plain logistic regression may be the model `--tune`
+    chose); a model of `score` alone is the score calibrated, which `--tune` writes when the
+    history has too few churned accounts to learn from.
     """
 
     version: Annotated[str, Field(min_length=1)]
@@ -511,7 +512,7 @@ class RiskModel(Strict):
         "of that feature in the 28 days ending with the evaluation's day); 0 events when it has none",
     )
     score: float = Field(
-        default=0.0, description="Log-odds per health score point / 100 (the published score, 0-100)"
+        default=0.0, description="Log-odds per health score point / 100 (the computed score, 0-100)"
     )
     trained_from: str | None = None  # first and last training month start (YYYY-MM-DD)
     trained_to: str | None = None

@@ -29,7 +29,7 @@ def churn_log_odds(
 ) -> float:
     """The model's log-odds of churn from `signals` (name -> (raw value, 0-100 sub-score)),
     `volumes` (product feature -> the account's events of it over the last `VOLUME_DAYS` days) and
-    `score` (the published health score, which a model with a `score` coefficient needs).
+    `score` (the health score as computed, which a model with a `score` coefficient needs).
 
     A signal the model knows but the evaluation lacks takes the training mean sub-score and its
     missing-data coefficient; signals the model does not know are ignored. A feature the model

@@ -28,7 +28,7 @@ def build_snapshot(
         "score": evaluation.score,
         "band": evaluation.band,
         "churn_risk_60d": churn_risk(
-            evaluation.signals, model, _volumes(account, evaluation, model), evaluation.score
+            evaluation.signals, model, _volumes(account, evaluation, model), _model_score(evaluation)
         ),
         "components": {
             name: {
@@ -54,6 +54,14 @@ def build_snapshot(
         "profile": profile_record(account.profile),
         "override": override_record(evaluation.override),
     }
+
+
+def _model_score(evaluation: Evaluation) -> float:
+    """The score a `[model]` reads: the model's own, not a person's override (the model was
+    calibrated on computed scores, and the other models read the signals, which no override
+    changes)."""
+    override = evaluation.override
+    return evaluation.score if override is None else override.computed_score
 
 
 def _volumes(account: Account, evaluation: Evaluation, model: RiskModel | None) -> dict[str, int]:

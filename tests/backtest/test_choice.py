@@ -21,7 +21,7 @@ from streamer.backtest.choice import (
 )
 from streamer.backtest.configfile import tuned_config_text
 from streamer.backtest.learn import FeatureSpace
-from streamer.backtest.report import render_choice
+from streamer.backtest.report import render_choice, render_tuning
 from streamer.backtest.sampling import Sample
 from streamer.backtest.tuning import signal_scores_under
 from streamer.core.clock import DAY
@@ -298,12 +298,9 @@ def test_the_report_notes_a_model_that_ranked_below_the_default_out_of_fold() ->
     assert not [line for line in render_choice(Choice(better, [default, better], [])) if "note:" in line]
 
 
-def test_too_few_churned_accounts_write_the_score_calibrated_however_well_a_fit_ranks_out_of_fold() -> None:
-    """Churn at every month start, but always among the same 12 accounts: 100 churn samples and
-    12 churned accounts. The plain fit ranks them far better than the default out of fold (it
-    learns their feature volume), yet 12 accounts are too few to learn a portfolio from, so
-    nothing fitted is written: the default weights, and the score calibrated as the [model],
-    which ranks held-out samples exactly as the score does. Counting samples would let it through."""
+def few_churned() -> Labelled:
+    """200 accounts a month for 9 months; churn among the same 12 accounts only, which use one
+    feature ("reports") far less than the others (no signal carries it)."""
     rng = np.random.default_rng(7)
     samples: list[Sample] = []
     labels: list[bool] = []
@@ -316,7 +313,16 @@ def test_too_few_churned_accounts_write_the_score_calibrated_however_well_a_fit_
             samples.append(
                 sample(account_id=f"a{i}", at=m * 31 * DAY, mrr=1, signals=signals, volumes=volumes)
             )
-    labelled = Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
+    return Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
+
+
+def test_too_few_churned_accounts_write_the_score_calibrated_however_well_a_fit_ranks_out_of_fold() -> None:
+    """Churn at every month start, but always among the same 12 accounts: 100 churn samples and
+    12 churned accounts. The plain fit ranks them far better than the default out of fold (it
+    learns their feature volume), yet 12 accounts are too few to learn a portfolio from, so
+    nothing fitted is written: the default weights, and the score calibrated as the [model],
+    which ranks held-out samples exactly as the score does. Counting samples would let it through."""
+    labelled = few_churned()
     result = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3)
     choice = result.choice
     assert choice.churned_accounts == 12 and result.train_churned > 20 and choice.too_few_churned
@@ -334,3 +340,34 @@ def test_too_few_churned_accounts_write_the_score_calibrated_however_well_a_fit_
     # with the bar lowered, the same history gets the plain fit it ranked best
     lowered = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3, min_churned_accounts=12)
     assert lowered.choice.winner.kind is Kind.plain
+
+
+def test_a_score_that_ranks_churn_the_wrong_way_is_calibrated_flat_and_the_report_says_so() -> None:
+    """Too few churned accounts, and they are the healthiest by the score: a calibration of the
+    score may not read a higher score as more risk, so its coefficient is 0 and churn_risk_60d is
+    the base rate; the report says so instead of claiming it ranks as the score."""
+    rng = np.random.default_rng(11)
+    samples: list[Sample] = []
+    labels: list[bool] = []
+    for m in range(9):
+        for i in range(200):
+            risky = i < 10
+            high = 95.0 if risky else float(rng.uniform(0, 80))
+            signals = {"recency_days": high, "nps": high}
+            labels.append(risky and bool(rng.uniform() < 0.9))
+            samples.append(sample(account_id=f"a{i}", at=m * 31 * DAY, mrr=1, signals=signals))
+    labelled = Labelled(TUNE_HORIZON, samples, np.array(labels, dtype=bool))
+    result = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3)
+    assert result.choice.too_few_churned and result.fitted.model["score"] == 0.0
+    config = adopt(result.fitted)
+    assert config.model is not None and config.model.score == 0.0
+    assert result.chosen[TUNE_HORIZON] == 0.5  # one probability for everyone
+    lines = render_tuning(result)
+    assert any(
+        line.startswith("note: the score did not rank churn in the training samples") for line in lines
+    )
+    assert not [
+        line
+        for line in render_tuning(tune({TUNE_HORIZON: few_churned()}, ScoreConfig(), adopt, 1 / 3))
+        if "did not rank churn" in line
+    ]

@@ -78,6 +78,7 @@ def test_rescore_renormalises_over_present_components_like_the_core() -> None:
     expected = round((0.35 * 80 + 0.2 * 60 + 0.35 * 100) / 0.9, 1)
     assert rescore((80.0, 60.0, None, 100.0), weights, 50) == expected
     assert rescore((None, None, None, None), weights, 50) == 50
+    assert rescore((None, None, None, None), weights, 62.37) == 62.4  # published to one decimal, as the core
 
 
 def test_scores_under_a_config_use_its_stage_overrides() -> None:

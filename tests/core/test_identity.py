@@ -122,3 +122,22 @@ def test_a_later_override_replaces_the_earlier_one() -> None:
     snapshot = feed.snapshot("acme")
     assert snapshot["band"] == "yellow" and snapshot["override"]["author"] == "bo@example.com"
     assert snapshot["score"] == 69.9
+
+
+def test_a_model_of_the_score_reads_the_models_own_score_not_the_override() -> None:
+    """`--tune` calibrates the score as the [model] on computed scores; a person's override
+    changes the published score and band, not the churn risk (signal models ignore it too)."""
+    import math
+
+    from streamer.core.config import ScoreConfig
+
+    config = ScoreConfig.model_validate(
+        {"model": {"version": "score", "intercept": 0.5, "coefficients": {}, "means": {}, "score": -5.0}}
+    )
+    feed = Feed(config)
+    healthy(feed)
+    feed(override("acme", at(14, 12), at(40), band="red", reason="exec sponsor left"))
+    snapshot = feed.snapshot("acme")
+    computed = snapshot["override"]["computed_score"]
+    assert snapshot["score"] == 39.9 and computed >= 70
+    assert snapshot["churn_risk_60d"] == round(1 / (1 + math.exp(-(0.5 - 5.0 * computed / 100))), 4)
