@@ -68,6 +68,15 @@ def test_a_fetch_is_capped_so_a_batch_stays_near_its_size(tmp_path: Path) -> Non
     assert conf.broker_max_poll_records == FETCH_MAX <= BATCH_MAX
 
 
+def test_a_fetch_returns_little_per_partition_so_every_topic_delivers_soon(tmp_path: Path) -> None:
+    """With a backlog, a fetch's records are handed out partition by partition: faust's 1 MiB per
+    partition made the busy topics' partitions hold up the merge at every start."""
+    from streamer.stream.app import PARTITION_FETCH_BYTES
+
+    conf = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://").conf
+    assert conf.consumer_max_fetch_size == PARTITION_FETCH_BYTES <= 128 * 1024
+
+
 def test_rocksdb_stores_keep_small_write_buffers_and_cache(tmp_path: Path) -> None:
     """faust's defaults (64 MiB x 3 write buffers, a 2 GiB block cache, per partition) kept a
     recovered partition's changelog resident beside the decoded accounts."""
