@@ -1696,6 +1696,22 @@ missing = { nps = 0.5 }
 """
 
 
+def streamed_with_config(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], path: Path, text: str
+) -> tuple[History, dict[str, dict[str, Any]]]:
+    """Seed 11's history through a worker given the score configuration `text` (written to
+    `path`): the history and the final snapshot of each of its accounts."""
+    path.write_text(text)
+    events = history(11)
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(path)})
+    deployment.replay(events.events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    snapshots = deployment.final_snapshots()
+    assert set(snapshots) == set(events.accounts)
+    return events, snapshots
+
+
 def test_a_worker_given_a_config_with_a_model_publishes_the_calibrated_churn_risk(
     deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
 ) -> None:
@@ -1703,15 +1719,7 @@ def test_a_worker_given_a_config_with_a_model_publishes_the_calibrated_churn_ris
 
     from streamer.core.config import ScoreConfig
 
-    config_path = tmp_path / "model.toml"
-    config_path.write_text(HAND_MODEL)
-    events = history(11)
-    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
-    deployment.replay(events.events)
-    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
-    deployment.settle(deployment.start_worker(), deadline_s=900)
-    snapshots = deployment.final_snapshots()
-    assert set(snapshots) == set(events.accounts)
+    events, snapshots = streamed_with_config(deploy, history, tmp_path / "model.toml", HAND_MODEL)
     curves = ScoreConfig().curves
     with_nps = 0
     for account_id, snapshot in snapshots.items():
@@ -1744,21 +1752,15 @@ def test_a_model_of_the_score_alone_publishes_the_score_calibrated(
     deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
 ) -> None:
     """What `--tune` writes when too few accounts churned to learn from: churn_risk_60d is the
-    account's own published score through the calibration, so it ranks accounts as the score does."""
+    account's own computed score through the calibration, so it ranks accounts as the score does."""
     from math import exp
 
-    config_path = tmp_path / "score.toml"
-    config_path.write_text(SCORE_MODEL)
-    events = history(11)
-    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
-    deployment.replay(events.events)
-    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
-    deployment.settle(deployment.start_worker(), deadline_s=900)
-    snapshots = deployment.final_snapshots()
-    assert set(snapshots) == set(events.accounts)
+    _, snapshots = streamed_with_config(deploy, history, tmp_path / "score.toml", SCORE_MODEL)
     for account_id, snapshot in snapshots.items():
         HealthSnapshot.model_validate(snapshot)
-        expected = round(1 / (1 + exp(-(0.8 - 4.5 * snapshot["score"] / 100))), 4)
+        override = snapshot["override"]
+        score = snapshot["score"] if override is None else override["computed_score"]
+        expected = round(1 / (1 + exp(-(0.8 - 4.5 * score / 100))), 4)
         assert snapshot["churn_risk_60d"] == expected, (account_id, snapshot["churn_risk_60d"], expected)
     assert len({snapshot["score"] for snapshot in snapshots.values()}) > 1  # not one constant
 
