@@ -25,8 +25,9 @@ held-out range.
 First, whether there is enough churn to learn from: with fewer than `MIN_CHURNED_ACCOUNTS`
 accounts that churned in the training samples (`--min-churned-accounts`), nothing is fitted for
 what `--tune` writes: the weights stay the default's and the `[model]` is the score itself,
-calibrated (`Kind.calibrated`: log-odds = a + b x score / 100), so that `churn_risk_60d` ranks
-exactly as the score does. A plain fit reads about 36 columns and the folds of such a history hold
+calibrated (`Kind.calibrated`: log-odds = a + b x score / 100, b <= 0), so that `churn_risk_60d`
+ranks as the score does (b = 0, the base rate for everyone, where the training scores rank churn
+the wrong way). A plain fit reads about 36 columns and the folds of such a history hold
 a handful of churners each: an out-of-fold difference of two rankings is then mostly noise
 (docs/backtest.md, *Too few churned accounts to learn from*). The candidates are still scored out
 of fold, for the report.
@@ -406,8 +407,8 @@ def choose(
         horizon, folds = days, usable_folds(inner[days][0], inner[days][1], days)
         if folds:
             break
-    longest, longest_churned = inner[max(inner)]
-    churned_accounts = len({s.account_id for s, c in zip(longest, longest_churned, strict=True) if c})
+    final, final_churned = inner[max(inner)]  # the final fit's samples and (60-day) labels
+    churned_accounts = len({s.account_id for s, c in zip(final, final_churned, strict=True) if c})
     samples, churned = inner[horizon]
     at = np.array([s.at for s in samples], dtype=np.int64)
     risks: dict[tuple[Kind, float | None], list[Matrix]] = {}
@@ -454,17 +455,14 @@ def choose(
         if c.kind is not Kind.plain or (best_plain is not None and c.l2 == best_plain.l2)
     ]
     default_candidate = next(c for c in writable if c.kind is Kind.default)
-    if churned_accounts < min_churned_accounts or not observed:
-        # too few churned accounts: nothing fitted is written, the [model] is the score calibrated;
-        # no usable fold: the default weights and the mix
-        kind = Kind.calibrated if churned_accounts < min_churned_accounts else Kind.mix
-        model = (
-            Candidate(kind, None, default_candidate.auc)
-            if kind is Kind.calibrated
-            else next(c for c in writable if c.kind is Kind.mix)
-        )
+    early: Candidate | None = None  # a [model] decided before the standard-error rules
+    if churned_accounts < min_churned_accounts:  # nothing fitted is written: the score, calibrated
+        early = Candidate(Kind.calibrated, None, default_candidate.auc)
+    elif not observed:  # no usable fold: the default weights and the mix
+        early = next(c for c in writable if c.kind is Kind.mix)
+    if early is not None:
         return Choice(
-            model,
+            early,
             candidates,
             folds,
             horizon_days=horizon,
