@@ -230,9 +230,11 @@ def committed(sample: Sample) -> bool:
 
 
 def _probabilities(
-    test: Mapping[int, Labelled], predict: Callable[[list[Sample]], NDArray[np.float64]]
+    test: Mapping[int, Labelled], predict: Callable[[int, list[Sample]], NDArray[np.float64]]
 ) -> Probabilities:
-    predicted = {days: predict(labelled.samples) for days, labelled in test.items()}
+    """A model's figures on the held-out samples; `predict(days, samples)` gives its probabilities
+    for the samples labelled at that horizon."""
+    predicted = {days: predict(days, labelled.samples) for days, labelled in test.items()}
     main, p = test[TUNE_HORIZON], predicted[TUNE_HORIZON]
     return Probabilities(
         auc={days: roc_auc(predicted[days], labelled.churned) for days, labelled in test.items()},
@@ -410,20 +412,20 @@ def tune(
     written = adopted.model
     assert written is not None
 
-    def risk_of(samples: list[Sample]) -> NDArray[np.float64]:
-        scores = signal_scores_under(samples, adopted)  # what the workers would publish with it
+    def risk_of(days: int, samples: list[Sample]) -> NDArray[np.float64]:
+        scores = tuned_scores[days].tolist()  # what the workers would score them with it
         return np.array(
             [
                 churn_probability({n: (0.0, v) for n, v in s.signals.items()}, written, s.volumes, score)
-                for s, score in zip(samples, scores.tolist(), strict=True)
+                for s, score in zip(samples, scores, strict=True)
             ],
             dtype=np.float64,
         )
 
-    def plain_of(samples: list[Sample]) -> NDArray[np.float64]:
+    def plain_of(_: int, samples: list[Sample]) -> NDArray[np.float64]:
         return plain_risk(plain_model, samples)
 
-    def mix_of(samples: list[Sample]) -> NDArray[np.float64]:
+    def mix_of(_: int, samples: list[Sample]) -> NDArray[np.float64]:
         return mix_risk(mix_model, samples)
 
     risk = _probabilities(test, risk_of)
