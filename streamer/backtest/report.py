@@ -213,26 +213,26 @@ def render_choice(choice: Choice) -> list[str]:
         found = choice.best(kind)
         return f"{found.label} {_num(found.auc)}" if found is not None else "n/a"
 
-    bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
+    folds = f"{len(choice.folds)} folds on {choice.horizon_days}-day churn"
+    candidates = (
+        f"{best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
+        f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} (default and plain fits averaged)"
+    )
     if choice.too_few_churned:
         return [
             f"{choice.churned_accounts} accounts churned in the training samples, fewer than "
             f"{choice.min_churned_accounts} (--min-churned-accounts): too few to learn from, so nothing "
             "fitted is written: the default weights, and the score calibrated as the [model] behind "
             "churn_risk_60d (it ranks as the score does)",
-            f"for comparison only, out of fold ({len(choice.folds)} folds on {choice.horizon_days}-day "
-            f"churn): {best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
-            f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} "
-            "(default and plain fits averaged)",
+            f"for comparison only, out of fold ({folds}): {candidates}",
         ]
+    bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
     lines = [
-        f"model choice by out-of-fold AUC ({len(choice.folds)} folds on {choice.horizon_days}-day churn; "
+        f"model choice by out-of-fold AUC ({folds}; "
         f"one-standard-error rules: churn_risk_60d is the mix unless the plain fit ranks better by more "
         f"than 1 SE of their difference; the weights are the default unless a health fit does, against "
         f"the best of them: SE of best - default {_num(choice.standard_error)}, default bar {bar}): "
-        f"{best(Kind.default)}, best {best(Kind.health)} (shrunk towards the default), "
-        f"best {best(Kind.plain)} (with feature volumes), {best(Kind.mix)} (default and plain fits averaged) "
-        f"-> {choice.winner.label} as the [model], {choice.weighting.label} weights"
+        f"{candidates} -> {choice.winner.label} as the [model], {choice.weighting.label} weights"
     ]
     if choice.winner.kind is Kind.mix:
         lines.append(
