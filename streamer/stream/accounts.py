@@ -116,11 +116,25 @@ class TableAccounts(MutableMapping[str, Account]):
         marks: Mapping[str, int] | None = None,
         handled: Mapping[str, Mapping[str, Iterable[int]]] | None = None,
     ) -> int:
-        """Write the accounts changed since the last flush; return how many.
+        """Write the accounts changed since the last flush; return how many (`stage`, then
+        `StagedAccounts.write`)."""
+        return self.stage(marks, handled).write()
+
+    def stage(
+        self,
+        marks: Mapping[str, int] | None = None,
+        handled: Mapping[str, Mapping[str, Iterable[int]]] | None = None,
+    ) -> StagedAccounts:
+        """Encode the accounts changed since the last flush, as they are now, for writing later.
 
         `marks`: per input topic, the offset below which every message of the partition was
         handled; `handled`: per account, the offsets at or above it applied to it since.
+
+        The records are written by `StagedAccounts.write`, once the outputs of the batches they
+        contain are in Kafka (`Checkpoint`); meanwhile this store keeps answering from its
+        cache, which holds every account it staged.
         """
+        records: list[tuple[str, bytes]] = []
         for account_id in sorted(self._dirty):
             before = self._offsets.get(account_id)  # may be shared with other accounts: copied
             offsets = before.copy() if before else AppliedOffsets()
@@ -128,7 +142,20 @@ class TableAccounts(MutableMapping[str, Account]):
             applied = (handled or {}).get(account_id, {})
             for topic, mark in (marks or {}).items():
                 offsets.advance(topic, mark, applied.get(topic, ()))
-            self._table[account_id] = encode_account(self._cache[account_id], offsets)
-        count = len(self._dirty)
+            records.append((account_id, encode_account(self._cache[account_id], offsets)))
         self._dirty.clear()
-        return count
+        return StagedAccounts(self._table, records)
+
+
+class StagedAccounts:
+    """Account records encoded at a checkpoint, written to the table when their turn comes."""
+
+    def __init__(self, table: MutableMapping[str, bytes], records: list[tuple[str, bytes]]) -> None:
+        self._table, self.records = table, records
+
+    def write(self) -> int:
+        """Write the records (each sends its changelog record); return how many."""
+        table = self._table
+        for account_id, raw in self.records:
+            table[account_id] = raw
+        return len(self.records)

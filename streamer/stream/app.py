@@ -305,6 +305,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         acknowledge=acknowledge,
         dead_letters=dead_letters,
         checkpoint_every_s=CHECKPOINT_EVERY_S,
+        overlap=True,  # a checkpoint's waits on the broker overlap the next batches
         changelogs=TablesWritten(cast(DurableTable, accounts), cast(DurableTable, clocks)),
     )
     app.scorer = scorer  # type: ignore[attr-defined]

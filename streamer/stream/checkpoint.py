@@ -1,38 +1,47 @@
 """A batch's checkpoint: its effects made durable, then its input acknowledged, step by step.
 
-After the scorer has applied one batch or several (alerts, dead letters and snapshots sent or
-queued, account state changed in memory; see `Scorer.checkpoint_every_s`), `Checkpoint.commit`
-runs these steps, each a method, in this order:
+After the scorer has applied one batch or several (alerts, dead letters and snapshots queued,
+account state changed in memory; see `Scorer.checkpoint_every_s`), a checkpoint is taken in two
+parts. `Checkpoint.prepare` captures what the batches changed, at once and without waiting, so
+that the next batch may change the state in memory meanwhile:
 
-1. `flush_outputs`: wait until the broker has every alert, snapshot and dead letter (dead
-   letters are sent again until it has them).
-2. `write_accounts`: write each touched account once to the `accounts` table, with the input
-   offsets its state now contains.
-3. `flush_accounts`: wait until the broker has those changelog records.
-4. `write_partition_records`: write each partition's record (stream clock, applied offsets) to
-   the `clocks` table; it never claims an account write the broker does not have.
-5. `flush_partition_records`: wait until the broker has those too.
-6. `acknowledge`: acknowledge the batch's input messages; offsets are committed only up to
-   acknowledged ones, so a worker killed before this step reads the batch again.
-7. `project`: stage the partitions' sums for the Redis projection and flush it (best effort,
-   outside the delivery guarantee: the projection is rebuilt from the engines).
+1. the outputs queued so far are handed to their delivery (`Outputs.flush`, which takes them
+   when called and delivers them after those flushed before);
+2. each touched account is encoded, with the input offsets its state now contains;
+3. each partition's record (stream clock, applied offsets) is encoded, and its peer references
+   when a grid point added one.
 
-Steps 3 and 5 wait on the changelog records themselves (`streamer/stream/tables.py`), not on
-faust's producer flush, which can return with records still queued.
+`Checkpoint.complete` then makes them durable, waiting at each step:
+
+4. `flush_outputs`: the broker has every alert, snapshot and dead letter (dead letters are
+   sent again until it has them);
+5. `write_accounts`: the account records go to the `accounts` table;
+6. `flush_accounts`: the broker has those changelog records;
+7. `write_partition_records`: the partition records go to the `clocks` table; one never
+   claims an account write the broker does not have;
+8. `flush_partition_records`: the broker has those too;
+9. `acknowledge`: the batches' input messages are acknowledged; offsets are committed only up
+   to acknowledged ones, so a worker killed before this step reads the batches again.
+
+`commit` runs both parts back to back. Steps 6 and 8 wait on the changelog records themselves
+(`streamer/stream/tables.py`), not on faust's producer flush, which can return with records
+still queued. The Redis projection is outside the guarantee: the scorer stages it.
 
 A crash between any two steps leaves Kafka with outputs and state at least as new as the
-committed offsets, never older: the at-least-once guarantee in the README.
+committed offsets, never older: the at-least-once guarantee in the README. The scorer completes
+one checkpoint before it prepares the next (`Scorer._checkpoint`), so the tables receive the
+records in the order they were prepared.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streamer.core.engine import PartitionEngine
-from streamer.projection.port import Projection
 from streamer.state.codec import encode_partition, encode_peers
 from streamer.state.partition import PartitionRecord
 from streamer.stream.context import acting_as
@@ -45,16 +54,22 @@ AppliedByAccount = Mapping[str, Mapping[str, Sequence[int]]]
 
 
 class Outputs(Protocol):
-    def flush(self) -> Awaitable[None]: ...
+    def flush(self) -> Awaitable[None]:
+        """Take the outputs queued so far; the awaitable completes once the broker has them."""
+        ...
+
+
+class StagedWrites(Protocol):
+    def write(self) -> int: ...
 
 
 class AccountStore(Protocol):
-    def flush(self, marks: Marks | None = None, handled: AppliedByAccount | None = None) -> int: ...
+    def stage(self, marks: Marks | None = None, handled: AppliedByAccount | None = None) -> StagedWrites: ...
 
 
 @dataclass
 class Checkpoint:
-    """One batch's effects, ready to be made durable by `commit`."""
+    """One or more batches' effects, captured by `prepare` and made durable by `complete`."""
 
     outputs: Outputs
     stores: Mapping[int, AccountStore]
@@ -62,7 +77,6 @@ class Checkpoint:
     clocks_table: MutableMapping[str, bytes]
     records: Mapping[int, PartitionRecord]
     acknowledge_messages: Callable[[Sequence[Any]], None]
-    projection: Projection
     done: Sequence[Any]  # every message the batches handled: applied, skipped or dead-lettered
     applied: Mapping[int, Any]  # partition -> one of its applied messages (routes table writes)
     marks: Mapping[int, Marks]
@@ -70,52 +84,73 @@ class Checkpoint:
     # partition -> midnight of the newest peer reference in its stored record (kept across batches)
     peers_written: MutableMapping[int, int] = field(default_factory=dict)
     changelogs: Changelogs = field(default_factory=NoChangelogs)  # the tables' records in Kafka
+    # captured by `prepare`
+    _outputs_sent: Awaitable[None] | None = field(default=None, init=False)
+    _accounts: dict[int, StagedWrites] = field(default_factory=dict, init=False)
+    _partition_records: dict[int, list[tuple[str, bytes]]] = field(default_factory=dict, init=False)
 
     async def commit(self) -> None:
         """All the steps, in order (see the module docstring)."""
+        self.prepare()
+        await self.complete()
+
+    def prepare(self) -> None:
+        """Capture the outputs, the account records and the partition records as they are now."""
+        self._outputs_sent = asyncio.ensure_future(self.outputs.flush())
+        for partition in self.applied:
+            self._accounts[partition] = self.stores[partition].stage(
+                self.marks[partition], self.by_account[partition]
+            )
+        self._stage_partition_records()
+
+    async def complete(self) -> None:
+        """Make what `prepare` captured durable, then acknowledge the input."""
         await self.flush_outputs()
         self.write_accounts()
         await self.flush_accounts()
         self.write_partition_records()
         await self.flush_partition_records()
         self.acknowledge()
-        await self.project()
 
     async def flush_outputs(self) -> None:
         """Outputs are in Kafka before the state says they were produced."""
-        await self.outputs.flush()
+        assert self._outputs_sent is not None, "prepare() first"
+        await self._outputs_sent
 
     def write_accounts(self) -> None:
-        for partition, message in self.applied.items():
-            with acting_as(message):
-                self.stores[partition].flush(self.marks[partition], self.by_account[partition])
+        for partition, staged in self._accounts.items():
+            with acting_as(self.applied[partition]):
+                staged.write()
 
     async def flush_accounts(self) -> None:
         """The account records are in Kafka before a partition record says what they contain."""
         if self.applied:
             await self.changelogs.written()
 
-    def write_partition_records(self) -> None:
+    def _stage_partition_records(self) -> None:
         handled: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         for done in self.done:
             message = done.message
             handled[message.partition][message.topic].append(message.offset)
-        for partition, message in self.applied.items():
+        for partition in self.applied:
             record, mine = self.records[partition], handled[partition]
             for topic, mark in self.marks[partition].items():
                 record.offsets.advance(topic, mark, mine.get(topic, ()))
-            with acting_as(message):
-                self._write_peers(partition)
-                self.clocks_table[f"clock-{partition}"] = encode_partition(record)
+            writes = self._partition_records[partition] = []
+            references = self.engines[partition].peers.references
+            if references and self.peers_written.get(partition) != references[-1].tick:
+                # Stored when a grid point added one, so that a recovery takes them as they are
+                # instead of rebuilding each from every account. Not part of the delivery
+                # guarantee: a recovery rebuilds whichever reference its record lacks.
+                writes.append((f"peers-{partition}", encode_peers(references)))
+                self.peers_written[partition] = references[-1].tick
+            writes.append((f"clock-{partition}", encode_partition(record)))
 
-    def _write_peers(self, partition: int) -> None:
-        """Store the partition's peer references when a grid point added one (a recovery takes
-        them as they are instead of rebuilding each from every account). Not part of the
-        delivery guarantee: a recovery rebuilds whichever reference its record lacks."""
-        references = self.engines[partition].peers.references
-        if references and self.peers_written.get(partition) != references[-1].tick:
-            self.clocks_table[f"peers-{partition}"] = encode_peers(references)
-            self.peers_written[partition] = references[-1].tick
+    def write_partition_records(self) -> None:
+        for partition, writes in self._partition_records.items():
+            with acting_as(self.applied[partition]):
+                for key, raw in writes:
+                    self.clocks_table[key] = raw
 
     async def flush_partition_records(self) -> None:
         """The partition records are in Kafka before their messages are acknowledged: faust
@@ -126,14 +161,6 @@ class Checkpoint:
 
     def acknowledge(self) -> None:
         self.acknowledge_messages(self.done)
-
-    async def project(self) -> None:
-        for partition in self.applied:
-            engine = self.engines[partition]
-            self.projection.partition(
-                partition, engine.periods.sums, engine.totals.sums, engine.clock.stream_time
-            )
-        await self.projection.flush()
 
 
 def acknowledge_each(messages: Sequence[Any]) -> None:

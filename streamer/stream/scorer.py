@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -223,6 +223,7 @@ class Scorer:
         dead_letters: DeadLetterLog | None = None,
         checkpoint_every_s: float = 0.0,
         changelogs: Changelogs | None = None,
+        overlap: bool = False,
     ) -> None:
         self.settings = settings
         # Waits until the tables' changelog records are in Kafka (None: tables without one).
@@ -232,6 +233,13 @@ class Scorer:
         # once this long has passed since the oldest of them (`_checkpoint_due`).
         self.checkpoint_every_s = checkpoint_every_s
         self._pending = Pending()
+        # False: every checkpoint is complete before the next batch is applied. True (the
+        # worker): a checkpoint's waits on the broker overlap the batches after it, with at
+        # most one checkpoint in flight (`_checkpoint`), and a batch's outputs are handed over
+        # without waiting for them.
+        self.overlap = overlap
+        self._inflight: asyncio.Future[None] | None = None  # the checkpoint being completed
+        self._sent: asyncio.Future[None] | None = None  # the last batch's outputs, handed over
         # Read back to write each dead letter once (`dead_letters`); None: always written.
         self.dead_letters = dead_letters
         self.ledgers: dict[int, Ledger] = {}
@@ -284,6 +292,7 @@ class Scorer:
     async def assigned(self) -> None:
         """The new assignment: start afresh (messages of older generations are skipped)."""
         async with self.lock:
+            await self._settle()
             self.paused = self.stopping
             self.forget_partitions()
 
@@ -588,6 +597,8 @@ class Scorer:
     async def release_idle(self) -> None:
         """Periodically: release what became ready because topics went idle meanwhile."""
         async with self.lock:
+            if self._inflight is not None and self._inflight.done():
+                await self._settle()  # a checkpoint that failed ends the worker here
             if not self.paused and any(len(merge) for merge in self.merges.values()):
                 started = time.monotonic()
                 await self._release_all([])
@@ -740,7 +751,9 @@ class Scorer:
         if self._checkpoint_due():
             await self._checkpoint()  # its first step makes this batch's outputs durable
         else:
-            await sink.flush()  # the outputs now; the state with the next checkpoint
+            sent = self._sent = asyncio.ensure_future(sink.flush())  # the outputs; the state later
+            if not self.overlap:
+                await sent
             await self.projection.flush()
 
     def _checkpoint_due(self) -> bool:
@@ -758,11 +771,17 @@ class Scorer:
 
     async def _checkpoint(self) -> None:
         """Make the batches since the last checkpoint durable (`Checkpoint`), then acknowledge
-        them. Their outputs are in Kafka already, or go first (the checkpoint's first step).
+        them. Their outputs are on their way already, or go first (the checkpoint's first step).
 
         Until then their messages are unacknowledged: a worker killed meanwhile reads them again
         and applies them to the state of the last checkpoint, sending the same outputs again
-        (the same ids), as it does for a batch killed before its checkpoint."""
+        (the same ids), as it does for a batch killed before its checkpoint.
+
+        With `overlap`, the checkpoint is prepared here (its records encoded as the state is
+        now) and completed while the next batches are applied; the one before is complete
+        before this one is prepared, so the steps of the checkpoints never interleave. A
+        rebalance or a stop waits for it to complete."""
+        await self._settle()
         pending, self._pending = self._pending, Pending()
         if not pending.done:
             return
@@ -778,15 +797,44 @@ class Scorer:
             records={partition: self._record(partition) for partition in applied},
             peers_written=self.peers_written,
             acknowledge_messages=self.acknowledge,
-            projection=self.projection,
             done=done,
             applied=applied,
             marks={partition: self._marks(partition) for partition in applied},
             by_account={partition: pending.by_account[partition] for partition in applied},
             changelogs=self.changelogs,
         )
-        await checkpoint.commit()
-        await self._advance_ledgers(applied)
+        checkpoint.prepare()
+        self._inflight = asyncio.ensure_future(self._complete(checkpoint))
+        if not self.overlap or self.stopping or self.revoking:
+            await self._settle()
+        for partition in applied:  # the projection, outside the delivery guarantee
+            engine = self.engines[partition]
+            self.projection.partition(
+                partition, engine.periods.sums, engine.totals.sums, engine.clock.stream_time
+            )
+        await self.projection.flush()
+
+    async def _complete(self, checkpoint: Checkpoint) -> None:
+        await checkpoint.complete()
+        await self._advance_ledgers(checkpoint.applied)
+
+    async def settled(self) -> None:
+        """Wait until every checkpoint is complete and the outputs handed over are in Kafka."""
+        await self._settle()
+        sent = self._sent
+        if sent is not None:
+            await sent
+            if self._sent is sent:
+                self._sent = None
+
+    async def _settle(self) -> None:
+        """Wait until the checkpoint in flight is complete; raise what it failed with (again at
+        every later call: the worker must not go on past a checkpoint that failed)."""
+        inflight = self._inflight
+        if inflight is not None:
+            await inflight
+            if self._inflight is inflight:
+                self._inflight = None
 
     async def _ledger(self, partition: int) -> Ledger | None:
         """The partition's dead letters since its stored position (read once per assignment)."""
@@ -833,7 +881,7 @@ class Scorer:
             ledger.written(message.topic, message.offset)
         self.sink.dead_letter(dead_letter(message, reason))
 
-    async def _advance_ledgers(self, applied: dict[int, Any]) -> None:
+    async def _advance_ledgers(self, applied: Mapping[int, Any]) -> None:
         """After a checkpoint: move the dead-letter position of each partition whose record was
         written past the dead letters it now covers (written after the record: an older
         position only means reading more back)."""
@@ -849,6 +897,8 @@ class Scorer:
                 position = min(ledger.earlier.values())
             else:
                 position = await self.dead_letters.end(partition)
+                if ledger.mine:
+                    continue  # the batches applied meanwhile wrote some: they may be below the end
             if position > ledger.position:
                 log.info(
                     "dead-letter position moved",

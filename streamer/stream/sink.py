@@ -145,6 +145,7 @@ class KafkaSink:
         self._outputs: list[tuple[str, bytes, bytes]] = []  # (topic, key, value), in order
         self._dead_letters: list[Letter] = []
         self._rerouted: list[tuple[str, bytes, bytes]] = []  # (input topic, key, value)
+        self._delivered: asyncio.Future[None] | None = None  # the last flush's delivery
 
     def alert(self, alert: dict[str, Any]) -> None:
         self._outputs.append((self.alerts_topic, str(alert["account_id"]).encode(), orjson.dumps(alert)))
@@ -165,16 +166,35 @@ class KafkaSink:
     def reroute(self, topic: str, key: bytes, value: bytes) -> None:
         self._rerouted.append((topic, key, value))
 
-    async def flush(self) -> None:
-        """Wait until the broker has every output: alerts, snapshots, re-routed inputs and dead
-        letters, each sent again until it has them. Not through faust's send buffer: its
-        `producer.flush()` can return with records still queued (`streamer/stream/tables.py`,
-        where the checkpoint awaits the table changelog records)."""
-        outputs, self._outputs = self._outputs, []
+    def flush(self) -> asyncio.Future[None]:
+        """Take every output queued so far (alerts, snapshots, re-routed inputs and dead letters)
+        and deliver them after the outputs of the flushes before, each sent again until the
+        broker has it; the future completes once it has them all, or fails as the delivery
+        failed (and so does every later flush's).
+
+        Taken when called, not when awaited: the scorer hands a checkpoint's outputs over and
+        goes on with the next batch, whose outputs are queued meanwhile and delivered after
+        these, so a compacted topic still ends with each account's newest snapshot. Not through
+        faust's send buffer: its `producer.flush()` can return with records still queued
+        (`streamer/stream/tables.py`, where the checkpoint awaits the table changelog records)."""
+        if not (self._outputs or self._rerouted or self._dead_letters) and self._delivered is not None:
+            return self._delivered  # nothing new: done when the last flush is
+        taken = (self._outputs, self._rerouted, self._dead_letters)
+        self._outputs, self._rerouted, self._dead_letters = [], [], []
+        self._delivered = asyncio.ensure_future(self._deliver(self._delivered, *taken))
+        return self._delivered
+
+    async def _deliver(
+        self,
+        before: asyncio.Future[None] | None,
+        outputs: list[tuple[str, bytes, bytes]],
+        rerouted: list[tuple[str, bytes, bytes]],
+        letters: list[Letter],
+    ) -> None:
+        if before is not None:
+            await before
         await deliver_in_order(outputs, self._publish, "alerts and snapshots")
-        rerouted, self._rerouted = self._rerouted, []
         await deliver_all(rerouted, self._publish, "re-routed input")  # twice is harmless: event_id
-        letters, self._dead_letters = self._dead_letters, []
         if letters:
             landed = await self._landed_since_now(letters)
             await deliver_all(letters, self._publish_dead_letter, "dead letter", landed)

@@ -52,25 +52,19 @@ class Store:
         self.journal, self.partition = journal, partition
         self.calls: list[tuple[Any, Any]] = []
 
-    def flush(self, marks: Mapping[str, int] | None = None, handled: Any = None) -> int:
-        self.journal.append(f"write accounts {self.partition}")
+    def stage(self, marks: Mapping[str, int] | None = None, handled: Any = None) -> Staged:
+        self.journal.append(f"stage accounts {self.partition}")
         self.calls.append((dict(marks or {}), handled))
+        return Staged(self.journal, self.partition)
+
+
+class Staged:
+    def __init__(self, journal: Journal, partition: int) -> None:
+        self.journal, self.partition = journal, partition
+
+    def write(self) -> int:
+        self.journal.append(f"write accounts {self.partition}")
         return 1
-
-
-class Projection:
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    def snapshot(self, snapshot: dict[str, Any]) -> None: ...
-    def alert(self, alert: dict[str, Any]) -> None: ...
-    def worker(self, worker_id: str, stats: dict[str, float]) -> None: ...
-
-    def partition(self, partition: int, sums: Any, totals: list[int], stream_time: int) -> None:
-        self.journal.append(f"project {partition}")
-
-    async def flush(self) -> None:
-        self.journal.append("projection flush")
 
 
 def checkpoint(journal: Journal, *, fail_outputs: bool = False) -> tuple[Checkpoint, dict[int, Store]]:
@@ -95,7 +89,6 @@ def checkpoint(journal: Journal, *, fail_outputs: bool = False) -> tuple[Checkpo
         clocks_table=JournaledTable(journal),
         records={0: PartitionRecord(), 1: PartitionRecord()},
         acknowledge_messages=acknowledge,
-        projection=Projection(journal),
         done=done,
         applied={0: done[0], 1: done[3]},
         marks={0: {USAGE: 12, SUBS: 3}, 1: {USAGE: 7}},
@@ -110,17 +103,16 @@ async def test_the_steps_run_in_order_outputs_state_partition_record_acknowledge
     made, stores = checkpoint(journal)
     await made.commit()
     assert journal == [
-        "flush",  # 1. alerts, snapshots, dead letters acknowledged by the broker
-        "write accounts 0",  # 2. each touched account once
+        "stage accounts 0",  # prepared: each touched account encoded once, as it is now
+        "stage accounts 1",
+        "flush",  # 4. alerts, snapshots, dead letters acknowledged by the broker
+        "write accounts 0",  # 5. the account records written
         "write accounts 1",
-        "changelog written",  # 3. the account changelog records acknowledged
-        "write clock-0",  # 4. the partition records
+        "changelog written",  # 6. the account changelog records acknowledged
+        "write clock-0",  # 7. the partition records
         "write clock-1",
-        "changelog written",  # 5. acknowledged by the broker too
-        f"ack {USAGE}[0]@10 {USAGE}[0]@11 {SUBS}[0]@3 {USAGE}[1]@7",  # 6. then the input
-        "project 0",  # 7. the projection, outside the guarantee
-        "project 1",
-        "projection flush",
+        "changelog written",  # 8. acknowledged by the broker too
+        f"ack {USAGE}[0]@10 {USAGE}[0]@11 {SUBS}[0]@3 {USAGE}[1]@7",  # 9. then the input
     ]
     assert stores[0].calls == [({USAGE: 12, SUBS: 3}, {"a": {USAGE: [10, 11]}})]
 
@@ -133,7 +125,7 @@ async def test_peer_references_are_stored_with_the_partition_record_when_a_midni
     own = SimpleNamespace(**{**vars(made.engines[0]), "peers": SimpleNamespace(references=references)})
     made.engines = {0: own, 1: made.engines[1]}  # type: ignore[dict-item]
     await made.commit()
-    assert journal[4:7] == ["write peers-0", "write clock-0", "write clock-1"]
+    assert journal[6:9] == ["write peers-0", "write clock-0", "write clock-1"]
     assert decode_peers(made.clocks_table["peers-0"]) == references
     journal.clear()
     await made.commit()  # no new midnight: not written again
@@ -160,7 +152,8 @@ async def test_nothing_is_written_or_acknowledged_when_the_outputs_did_not_reach
     made, _ = checkpoint(journal, fail_outputs=True)
     with pytest.raises(ConnectionError):
         await made.commit()
-    assert journal == []  # re-read after the restart: the batch's outputs are sent again
+    # nothing written: re-read after the restart, the batch's outputs are sent again
+    assert journal == ["stage accounts 0", "stage accounts 1"]
 
 
 async def test_the_input_is_acknowledged_only_once_the_broker_has_the_partition_records() -> None:
@@ -174,7 +167,7 @@ async def test_the_input_is_acknowledged_only_once_the_broker_has_the_partition_
     commit = asyncio.ensure_future(made.commit())
     for _ in range(20):
         await asyncio.sleep(0)
-    assert journal == ["flush", "write accounts 0", "write accounts 1"]  # no partition record yet
+    assert journal[2:] == ["flush", "write accounts 0", "write accounts 1"]  # no partition record yet
     changelogs.confirmed.set()
     await commit
     acked = next(i for i, line in enumerate(journal) if line.startswith("ack"))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streamer.state.codec import StateDecodeError, decode_partition
+from streamer.state.codec import StateDecodeError, decode_account_record, decode_partition
 from streamer.stream import scorer as scorer_module
 from tests.fixtures import FakeSink
 from tests.stream.world import (
@@ -28,9 +28,9 @@ from tests.stream.world import (
 )
 
 
-@pytest.fixture
-def world() -> World:
-    return World()
+@pytest.fixture(params=[False, True], ids=["waiting", "overlapping"])
+def world(request: pytest.FixtureRequest) -> World:
+    return World(overlap=request.param)
 
 
 async def test_a_usage_message_with_every_other_topic_at_its_end_is_applied_and_acked(world: World) -> None:
@@ -198,7 +198,10 @@ async def test_a_rebalance_waiting_for_a_large_release_gets_it_at_the_next_check
     await world.scorer.process([world.started(5, "2024-03-01T09:00:00Z")])
     await revoked[0]
     # One checkpoint of two; the other four were never acknowledged: the next owner reads them.
-    assert world.acks == [(SUBS, 5), (USAGE, 0)]
+    # Overlapping, the next two were applied while that checkpoint completed: the rebalance's
+    # checkpoint makes them durable, and the last two are left.
+    expected = [(SUBS, 5), (USAGE, 0)] + ([(USAGE, 1), (USAGE, 2)] if world.scorer.overlap else [])
+    assert world.acks == expected
     assert world.scorer.paused and not world.scorer.revoking
 
 
@@ -410,7 +413,7 @@ async def test_nothing_is_applied_between_a_revocation_and_the_next_assignment(w
 async def test_engines_are_rebuilt_from_the_tables_after_a_rebalance(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 2
     first = world.usage(0, T1)
-    await world.scorer.process([first])
+    await asyncio.wait_for(world.scorer.process([first]), 5)
     before = world.scorer.engines[PARTITION]
     await world.scorer.revoked()
     await world.scorer.assigned()
@@ -875,3 +878,121 @@ async def test_a_worker_killed_between_checkpoints_applies_those_batches_again_t
 def _three_usages() -> list[tuple[dict[str, Any], str]]:
     usage = {"event_type": "usage.recorded", "account_id": ACCOUNT, "user_id": "u1", "feature": "reports"}
     return [(usage, "2024-01-01T10:00:00Z"), (usage, "2024-01-01T12:00:00Z"), (usage, "2024-01-02T09:00:00Z")]
+
+
+# -- 11. checkpoints that overlap the batches after them (the worker's `overlap`) --------------------
+
+
+class GatedChangelogs:
+    """The tables' changelogs, acknowledged by the broker once the test opens the gate (or failing)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        self.journal = journal
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+        self.error: Exception | None = None
+
+    async def written(self) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        self.journal.append("changelog written")
+
+
+def overlapping(restarted_from: World | None = None) -> tuple[World, GatedChangelogs]:
+    world = World(restarted_from, overlap=True, settling=False)
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    changelogs = world.scorer.changelogs = GatedChangelogs(world.journal)
+    return world, changelogs
+
+
+async def test_overlapping_the_next_batch_is_applied_while_a_checkpoint_waits_and_stored_after_it() -> None:
+    world, changelogs = overlapping()
+    values = [world.value({**usage, "occurred_at": when}) for usage, when in _three_usages()]
+    first, second = world.event(USAGE, 0, values[0]), world.event(USAGE, 1, values[1])
+    # returns while its checkpoint waits for the broker
+    await asyncio.wait_for(world.scorer.process([first]), 5)
+    await asyncio.wait_for(changelogs.waiting.wait(), 5)
+    assert first.acked == 0 and world.journal == ["flush", f"write {ACCOUNT}"]
+    stored = decode_account_record(world.accounts[ACCOUNT])[1]
+
+    applying = asyncio.create_task(world.scorer.process([second]))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(world.sink.snapshots) == 2 and not applying.done()  # applied; its checkpoint waits
+    assert first.acked == 0 and world.journal == ["flush", f"write {ACCOUNT}"]
+    # The record in flight holds the state its checkpoint captured, not the batch applied since.
+    assert stored.contains(USAGE, 0) and not stored.contains(USAGE, 1)
+
+    changelogs.gate.set()
+    await asyncio.wait_for(applying, 5)
+    await world.scorer.settled()
+    assert world.journal == [
+        "flush",
+        f"write {ACCOUNT}",
+        "changelog written",
+        f"write clock-{PARTITION}",
+        "changelog written",
+        f"ack {USAGE}@0",  # the first checkpoint complete before the second is prepared
+        "flush",
+        f"write {ACCOUNT}",
+        "changelog written",
+        f"write clock-{PARTITION}",
+        "changelog written",
+        f"ack {USAGE}@1",
+    ]
+    assert decode_account_record(world.accounts[ACCOUNT])[1].contains(USAGE, 1)
+
+
+async def test_overlapping_a_worker_killed_while_a_checkpoint_waits_ends_like_one_that_waited() -> None:
+    reference = World()  # waits for every checkpoint
+    reference.offsets.ends[(USAGE, PARTITION)] = 3
+    values = [reference.value({**usage, "occurred_at": when}) for usage, when in _three_usages()]
+    for offset, value in enumerate(values):
+        await reference.scorer.process([reference.event(USAGE, offset, value)])
+
+    world, changelogs = overlapping()
+    await asyncio.wait_for(world.scorer.process([world.event(USAGE, 0, values[0])]), 5)
+    applying = asyncio.create_task(world.scorer.process([world.event(USAGE, 1, values[1])]))
+    await asyncio.wait_for(changelogs.waiting.wait(), 5)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    applying.cancel()  # killed: the first account record written, no partition record, no ack
+    assert not world.acks and f"clock-{PARTITION}" not in world.clocks
+
+    restarted = World(restarted_from=world, overlap=True)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 3
+    for offset, value in enumerate(values):
+        await restarted.scorer.process([restarted.event(USAGE, offset, value)])
+    assert restarted.scorer.counters.reread == 1 and restarted.scorer.counters.accepted == 2
+    assert restarted.accounts[ACCOUNT] == reference.accounts[ACCOUNT]
+    assert restarted.clocks[f"clock-{PARTITION}"] == reference.clocks[f"clock-{PARTITION}"]
+    assert restarted.sink.snapshots[-2:] == reference.sink.snapshots[-2:]
+
+
+async def test_overlapping_a_checkpoint_that_failed_stops_the_next_call_and_acknowledges_nothing() -> None:
+    world, changelogs = overlapping()
+    first = world.usage(0, T1)
+    await asyncio.wait_for(world.scorer.process([first]), 5)
+    changelogs.error = ConnectionError("broker gone")
+    changelogs.gate.set()
+    for _ in range(50):
+        await asyncio.sleep(0)  # the checkpoint fails in the background
+    for call in (world.scorer.release_idle, world.scorer.release_idle, world.scorer.stop):
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(call(), 5)
+    assert first.acked == 0 and f"clock-{PARTITION}" not in world.clocks
+
+
+async def test_overlapping_a_rebalance_waits_for_the_checkpoint_in_flight() -> None:
+    world, changelogs = overlapping()
+    first = world.usage(0, T1)
+    await asyncio.wait_for(world.scorer.process([first]), 5)
+    revoking = asyncio.create_task(world.scorer.revoked())
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not revoking.done() and first.acked == 0
+    changelogs.gate.set()
+    await asyncio.wait_for(revoking, 5)
+    assert first.acked == 1 and world.scorer.paused

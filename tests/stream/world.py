@@ -32,8 +32,12 @@ GENERATION = 7
 class World:
     """A scorer with its tables, sink and consumer view, and a maker of input events."""
 
-    def __init__(self, restarted_from: World | None = None) -> None:
-        """A fresh world, or a restarted worker over the tables of `restarted_from`."""
+    def __init__(
+        self, restarted_from: World | None = None, *, overlap: bool = False, settling: bool = True
+    ) -> None:
+        """A fresh world, or a restarted worker over the tables of `restarted_from`. `overlap`:
+        its checkpoints overlap the batches after them, and unless `settling` is False each call
+        returns once its checkpoint is complete (`SettlingScorer`)."""
         self.journal: list[str] = []  # flushes, table writes and acks in order
         if restarted_from is None:
             self.accounts: dict[str, bytes] = JournaledTable(self.journal)
@@ -43,7 +47,7 @@ class World:
         self.sink = FakeSink(self.journal)
         self.offsets = FakeOffsets({(topic, PARTITION) for topic in TOPICS.values()}, GENERATION)
         self.acks: list[tuple[str, int]] = []  # (topic, offset) in acknowledgement order
-        self.scorer = Scorer(
+        self.scorer = (SettlingScorer if overlap and settling else Scorer)(
             SETTINGS,
             ScoreConfig(),
             self.accounts,
@@ -51,6 +55,7 @@ class World:
             self.sink,
             self.offsets,
             changelogs=JournaledChangelogs(self.journal),
+            overlap=overlap,
         )
         self._ids = 0
 
@@ -98,6 +103,20 @@ class World:
     def applied(self) -> bool:
         """Whether anything reached the engine's outputs and the tables."""
         return bool(self.sink.snapshots or self.accounts or self.clocks)
+
+
+class SettlingScorer(Scorer):
+    """A scorer whose checkpoints overlap the batches after them, observed between calls: each
+    call returns once its checkpoint is complete, so a test sees what a waiting scorer leaves.
+    The interleavings themselves have their own tests."""
+
+    async def process(self, events: Any) -> None:
+        await super().process(events)
+        await self.settled()
+
+    async def release_idle(self) -> None:
+        await super().release_idle()
+        await self.settled()
 
 
 def usage_record(account: str, when: str) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""`KafkaSink.flush`: outputs are taken when flushed and delivered after those flushed before."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from streamer.contract.dead_letter import dead_letter_record
+from streamer.core.config import ScoreConfig
+from streamer.settings import Settings
+from streamer.stream.app import create_app
+from streamer.stream.sink import KafkaSink
+
+
+def snapshot(account: str, score: int) -> dict[str, object]:
+    return {"account_id": account, "health_score": score}
+
+
+async def test_a_later_flush_is_delivered_after_the_one_before_even_when_that_one_is_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scorer hands a checkpoint's outputs over and goes on: the next batch's snapshot of the
+    same account must not reach the compacted topic before the older one."""
+    settings = Settings(app_id="hs-test", data_dir=tmp_path)
+    sink = KafkaSink(create_app(settings, ScoreConfig(), store="memory://"), settings)
+    published: list[bytes] = []
+    held: list[asyncio.Future[None]] = []  # the first record's acknowledgement, held back
+
+    async def publish(topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        published.append(value)
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if len(published) == 1:
+            held.append(acknowledged)
+        else:
+            acknowledged.set_result(None)
+        return acknowledged
+
+    monkeypatch.setattr(sink, "_publish", publish)
+    sink.snapshot(snapshot("acme", 40))
+    older = sink.flush()
+    sink.snapshot(snapshot("acme", 70))  # queued after the flush: not part of it
+    newer = sink.flush()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert published == [b'{"account_id":"acme","health_score":40}']  # the newer waits its turn
+    assert not older.done() and not newer.done()
+    held[0].set_result(None)  # the broker acknowledges the older one
+    await asyncio.wait_for(newer, 5)
+    assert older.done() and published[1] == b'{"account_id":"acme","health_score":70}'
+    assert sink.flush() is newer  # nothing new: done when the last one is
+
+
+async def test_a_flush_after_a_failed_one_fails_too_and_delivers_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries are retried until the broker has them; what fails for good (here: finding where
+    the dead-letter topic ends) fails every later flush too, so nothing is delivered past it."""
+    settings = Settings(app_id="hs-test", data_dir=tmp_path)
+    sink = KafkaSink(create_app(settings, ScoreConfig(), store="memory://"), settings)
+    published: list[bytes] = []
+
+    async def publish(topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        published.append(value)
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
+
+    async def unreachable(letters: object) -> None:
+        raise ConnectionError("dead-letter topic unreachable")
+
+    monkeypatch.setattr(sink, "_publish", publish)
+    monkeypatch.setattr(sink, "_landed_since_now", unreachable)
+    sink.dead_letter(dead_letter_record(b"{", topic="in", partition=0, offset=3, key=b"a", error="bad"))
+    first = sink.flush()
+    sink.snapshot(snapshot("acme", 70))
+    second = sink.flush()
+    for flushed in (first, second):
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(flushed, 5)
+    assert published == []
