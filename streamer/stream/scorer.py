@@ -127,6 +127,13 @@ RELEASE_MAX = 4000
 # out after every batch, the accounts, partition records and acknowledgements at most this often.
 CHECKPOINT_EVERY_S = 0.5
 
+# Messages applied between two turns of the event loop while a release runs (`overlap`): a
+# release of `RELEASE_MAX` messages is about a quarter of a second of CPU, and the checkpoint in
+# flight (with the Kafka client's sends and acknowledgements) moves only when the loop turns.
+# On the bench stream the next checkpoint then waited for the one before 1.5 s per run without
+# these turns and 0.76 s with them (docs/performance.md, *The checkpoint that overlaps*).
+YIELD_EVERY = 200
+
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
 # Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
 _partition_of = lru_cache(maxsize=1 << 17)(partition_of)
@@ -732,7 +739,7 @@ class Scorer:
                 engine = self._engine(partition)
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
                 day = None
-                for event, decoded in ready:
+                for count, (event, decoded) in enumerate(ready, 1):
                     if day is not None and decoded.occurred_at.date() != day:
                         self._publish_snapshots(engine)  # one per changed account and event-time day
                     day = decoded.occurred_at.date()
@@ -740,6 +747,8 @@ class Scorer:
                     self._apply(engine, message, decoded)
                     done.append(event)
                     mine[decoded.account_id][message.topic].append(message.offset)
+                    if not count % YIELD_EVERY and self.overlap:
+                        await asyncio.sleep(0)  # the checkpoint in flight and the client's I/O
                 self._publish_snapshots(engine)
             applied[partition] = ready[-1][0]
         if not done:

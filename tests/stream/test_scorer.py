@@ -996,3 +996,29 @@ async def test_overlapping_a_rebalance_waits_for_the_checkpoint_in_flight() -> N
     changelogs.gate.set()
     await asyncio.wait_for(revoking, 5)
     assert first.acked == 1 and world.scorer.paused
+
+
+async def test_overlapping_a_long_release_lets_the_checkpoint_in_flight_move_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop turns every `YIELD_EVERY` messages of a release: the checkpoint before it (and
+    the Kafka client) progress while the batch is applied, not only once it is done."""
+    monkeypatch.setattr(scorer_module, "YIELD_EVERY", 2)
+    world, changelogs = overlapping()
+    world.offsets.ends[(USAGE, PARTITION)] = 6
+    await asyncio.wait_for(world.scorer.process([world.usage(0, T1)]), 5)
+    seen: list[int] = []  # messages accepted when the other task first ran
+
+    async def broker_acknowledges() -> None:
+        while world.scorer.counters.accepted < 2:  # once the release has begun
+            await asyncio.sleep(0)
+        seen.append(world.scorer.counters.accepted)
+        changelogs.gate.set()
+
+    days = [f"2024-01-0{day}T10:00:00Z" for day in range(2, 7)]
+    other = asyncio.create_task(broker_acknowledges())
+    await asyncio.wait_for(world.scorer.process([world.usage(1 + n, when) for n, when in enumerate(days)]), 5)
+    await other
+    await world.scorer.settled()
+    assert seen == [3]  # during the release: the first checkpoint's message, then two of five
+    assert world.scorer.counters.accepted == 6 and len(world.acks) == 6
