@@ -723,6 +723,7 @@ class Scorer:
         idle = await self._idle_topics([p for p, merge in self.merges.items() if len(merge)])
         self._held_back = False
         budget = RELEASE_MAX  # messages applied before this checkpoint, over all partitions
+        applying = 0  # messages applied in this release: the loop turns every `YIELD_EVERY`
         for partition, merge in sorted(self.merges.items()):
             if not len(merge):
                 continue
@@ -739,7 +740,7 @@ class Scorer:
                 engine = self._engine(partition)
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
                 day = None
-                for count, (event, decoded) in enumerate(ready, 1):
+                for event, decoded in ready:
                     if day is not None and decoded.occurred_at.date() != day:
                         self._publish_snapshots(engine)  # one per changed account and event-time day
                     day = decoded.occurred_at.date()
@@ -747,7 +748,8 @@ class Scorer:
                     self._apply(engine, message, decoded)
                     done.append(event)
                     mine[decoded.account_id][message.topic].append(message.offset)
-                    if not count % YIELD_EVERY and self.overlap:
+                    applying += 1
+                    if not applying % YIELD_EVERY and self.overlap:
                         await asyncio.sleep(0)  # the checkpoint in flight and the client's I/O
                 self._publish_snapshots(engine)
             applied[partition] = ready[-1][0]

@@ -20,6 +20,7 @@ from tests.stream.world import (
     OTHER_PARTITION,
     PARTITION,
     SUBS,
+    SURVEYS,
     T1,
     T2,
     TICKETS,
@@ -997,7 +998,7 @@ async def test_overlapping_a_long_release_lets_the_checkpoint_in_flight_move_on(
 ) -> None:
     """The loop turns every `YIELD_EVERY` messages of a release: the checkpoint before it (and
     the Kafka client) progress while the batch is applied, not only once it is done."""
-    monkeypatch.setattr(scorer_module, "YIELD_EVERY", 2)
+    monkeypatch.setattr(scorer_module, "YIELD_EVERY", 3)
     world, changelogs = overlapping()
     world.offsets.ends[(USAGE, PARTITION)] = 6
     await asyncio.wait_for(world.scorer.process([world.usage(0, T1)]), 5)
@@ -1010,9 +1011,17 @@ async def test_overlapping_a_long_release_lets_the_checkpoint_in_flight_move_on(
         changelogs.gate.set()
 
     days = [f"2024-01-0{day}T10:00:00Z" for day in range(2, 7)]
+    # Two of the five on the account's partition, three on another (released after it): the
+    # turns count the release's messages, whatever partitions they come from.
+    for topic in (SUBS, USAGE, TICKETS, SURVEYS):
+        world.offsets.owned.add((topic, OTHER_PARTITION))
+        world.offsets.ends[(topic, OTHER_PARTITION)] = 0
+    world.offsets.ends[(USAGE, PARTITION)], world.offsets.ends[(USAGE, OTHER_PARTITION)] = 3, 3
+    batch = [world.usage(1, days[0]), world.usage(2, days[1])]
+    batch += [world.usage(n, when, account=OTHER) for n, when in enumerate(days[2:])]
     other = asyncio.create_task(broker_acknowledges())
-    await asyncio.wait_for(world.scorer.process([world.usage(1 + n, when) for n, when in enumerate(days)]), 5)
+    await asyncio.wait_for(world.scorer.process(batch), 5)
     await other
     await world.scorer.settled()
-    assert seen == [3]  # during the release: the first checkpoint's message, then two of five
+    assert seen == [4]  # during the release: the first checkpoint's message, then three of five
     assert world.scorer.counters.accepted == 6 and len(world.acks) == 6
