@@ -1,6 +1,6 @@
 """Accounts of one partition, read from and written back to the faust table in batches.
 
-Reads decode once and stay cached; writes are remembered and flushed once per checkpoint (every
+Reads decode once and stay cached; writes are remembered and staged once per checkpoint (every
 batch, or every half second in the worker: `Scorer.checkpoint_every_s`), so a checkpoint costs one
 table write (one changelog record) per account touched since the last one. Values are
 `streamer/state/codec.py` records (no pickle); a record that cannot be decoded raises
@@ -38,14 +38,14 @@ class TableAccounts(MutableMapping[str, Account]):
         self._cache: dict[str, Account] = {}
         self._offsets: dict[str, AppliedOffsets] = {}
         # Decoded offsets shared by every account whose record lists the same ones (accounts
-        # written back in the same batch do): one object each, never changed in place (`flush`
+        # written back in the same batch do): one object each, never changed in place (`stage`
         # gives an account a new one).
         self._shared: dict[tuple[object, ...], AppliedOffsets] = {}
         self._dirty: set[str] = set()
         # Accounts the table was asked for and does not have. Only this store writes the
         # partition's accounts while it owns them (a rebalance builds a new store), so an absent
         # account stays absent until it is set here: one table lookup per new account, not one
-        # per message of it until its first flush.
+        # per message of it until its first checkpoint.
         self._absent: set[str] = set()
 
     def __getitem__(self, account_id: str) -> Account:
@@ -79,7 +79,7 @@ class TableAccounts(MutableMapping[str, Account]):
     def forget_offsets(self, topic: str) -> int:
         """Forget which messages of input topic `topic` the partition's accounts contain (the
         topic was created again: its offsets start over); return how many accounts listed any.
-        Each is written back at the next flush."""
+        Each is written back at the next checkpoint (`stage`)."""
         forgotten = 0
         for account_id in list(self):
             self[account_id]  # loads the record and its offsets
@@ -111,21 +111,12 @@ class TableAccounts(MutableMapping[str, Account]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def flush(
-        self,
-        marks: Mapping[str, int] | None = None,
-        handled: Mapping[str, Mapping[str, Iterable[int]]] | None = None,
-    ) -> int:
-        """Write the accounts changed since the last flush; return how many (`stage`, then
-        `StagedAccounts.write`)."""
-        return self.stage(marks, handled).write()
-
     def stage(
         self,
         marks: Mapping[str, int] | None = None,
         handled: Mapping[str, Mapping[str, Iterable[int]]] | None = None,
     ) -> StagedAccounts:
-        """Encode the accounts changed since the last flush, as they are now, for writing later.
+        """Encode the accounts changed since the last call, as they are now, for writing later.
 
         `marks`: per input topic, the offset below which every message of the partition was
         handled; `handled`: per account, the offsets at or above it applied to it since.

@@ -749,7 +749,7 @@ class Scorer:
                     done.append(event)
                     mine[decoded.account_id][message.topic].append(message.offset)
                     applying += 1
-                    if not applying % YIELD_EVERY and self.overlap:
+                    if self.overlap and not applying % YIELD_EVERY:
                         await asyncio.sleep(0)  # the checkpoint in flight and the client's I/O
                 self._publish_snapshots(engine)
             applied[partition] = ready[-1][0]
@@ -832,11 +832,8 @@ class Scorer:
     async def settled(self) -> None:
         """Wait until every checkpoint is complete and the outputs handed over are in Kafka."""
         await self._settle()
-        sent = self._sent
-        if sent is not None:
-            await sent
-            if self._sent is sent:
-                self._sent = None
+        if self._sent is not None:
+            await self._sent  # done already, or raises again what the delivery failed with
 
     async def _settle(self) -> None:
         """Wait until the checkpoint in flight is complete; raise what it failed with (again at

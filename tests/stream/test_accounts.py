@@ -25,7 +25,7 @@ def test_accounts_read_with_the_same_offsets_share_them_and_a_write_back_changes
     assert shared["a"] is shared["b"] and shared["a"] is not shared["c"]  # one object for a and b
 
     accounts["a"] = accounts["a"]  # changed in a batch that handled usage offsets up to 200
-    accounts.flush({USAGE: 200}, {"a": {USAGE: [203]}})
+    accounts.stage({USAGE: 200}, {"a": {USAGE: [203]}}).write()
 
     assert accounts.contains("a", USAGE, 150) and accounts.contains("a", USAGE, 203)
     assert not accounts.contains("b", USAGE, 150)  # b's offsets are still those of its record

@@ -14,17 +14,21 @@ from streamer.stream.app import create_app
 from streamer.stream.sink import KafkaSink
 
 
+@pytest.fixture
+def sink(tmp_path: Path) -> KafkaSink:
+    settings = Settings(app_id="hs-test", data_dir=tmp_path)
+    return KafkaSink(create_app(settings, ScoreConfig(), store="memory://"), settings)
+
+
 def snapshot(account: str, score: int) -> dict[str, object]:
     return {"account_id": account, "health_score": score}
 
 
 async def test_a_later_flush_is_delivered_after_the_one_before_even_when_that_one_is_slow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sink: KafkaSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The scorer hands a checkpoint's outputs over and goes on: the next batch's snapshot of the
     same account must not reach the compacted topic before the older one."""
-    settings = Settings(app_id="hs-test", data_dir=tmp_path)
-    sink = KafkaSink(create_app(settings, ScoreConfig(), store="memory://"), settings)
     published: list[bytes] = []
     held: list[asyncio.Future[None]] = []  # the first record's acknowledgement, held back
 
@@ -53,12 +57,10 @@ async def test_a_later_flush_is_delivered_after_the_one_before_even_when_that_on
 
 
 async def test_a_flush_after_a_failed_one_fails_too_and_delivers_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sink: KafkaSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deliveries are retried until the broker has them; what fails for good (here: finding where
     the dead-letter topic ends) fails every later flush too, so nothing is delivered past it."""
-    settings = Settings(app_id="hs-test", data_dir=tmp_path)
-    sink = KafkaSink(create_app(settings, ScoreConfig(), store="memory://"), settings)
     published: list[bytes] = []
 
     async def publish(topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
