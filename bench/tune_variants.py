@@ -17,7 +17,9 @@ spread over the fitting samples):
   (weak penalty) to the default (strong penalty), no penalty chosen on the folds.
 
 Rules (columns): `main` (the mix of default and bag, unless the plain fit ranks better out of fold
-by more than one standard error: what `--tune` writes today), the mix always, the same rule with
+by more than `MODEL_STANDARD_ERRORS` (two) standard errors: what `--tune` writes today; above the
+churned-accounts bar, which this script does not apply), the same at one standard error (main's rule
+up to the fifteenth round), the mix always, the same rule with
 the default weighted 0.3 and the bag 0.7 in the mix (`mix.3`), the prior path
 always, the prior path unless the plain fit ranks better by one standard error, and the average of
 the default, the bag and the prior path. Every candidate is one linear model over the plain fit's
@@ -46,6 +48,7 @@ from numpy.typing import NDArray
 from streamer.backtest import replaycache
 from streamer.backtest.analysis import TUNE_HORIZON, Labelled, analyse, label
 from streamer.backtest.choice import (
+    MODEL_STANDARD_ERRORS,
     TOP_FEATURES,
     _log_odds,
     bagged,
@@ -161,16 +164,18 @@ class Portfolio:
         """The plain fit's penalty that ranks best out of fold (ties: the stronger), as `choose`."""
         return max(L2_GRID, key=lambda l2: (auc(self.oof(f"plain{l2}"), self.oof_churned), l2))
 
-    def unless_plain(self, name: str) -> str:
-        """`name`, unless the plain yardstick ranks better out of fold by more than one standard error."""
+    def unless_plain(self, name: str, standard_errors: float = 1.0) -> str:
+        """`name`, unless the plain yardstick ranks better out of fold by more than `standard_errors`
+        standard errors of their difference."""
         plain = f"plain{self.yardstick}"
         p, m = self.oof(plain), self.oof(name)
         se = bootstrap_se(p, self.oof_churned, self.oof_accounts, m) or 0.0
-        return plain if auc(p, self.oof_churned) > auc(m, self.oof_churned) + se else name
+        return plain if auc(p, self.oof_churned) > auc(m, self.oof_churned) + standard_errors * se else name
 
 
 RULES: dict[str, Callable[[Portfolio], str]] = {
-    "main: mix unless plain by 1 SE": lambda p: p.unless_plain("mix"),
+    "main: mix unless plain by 2 SE": lambda p: p.unless_plain("mix", MODEL_STANDARD_ERRORS),
+    "mix unless plain by 1 SE": lambda p: p.unless_plain("mix"),
     "the mix always": lambda p: "mix",
     "the mix at 0.3 / 0.7 unless plain by 1 SE": lambda p: p.unless_plain("mix.3"),
     "the prior path always": lambda p: "prior",

@@ -16,7 +16,7 @@ from streamer.backtest.analysis import (
     TuneResult,
 )
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
-from streamer.backtest.choice import VOLUME_PREFIX, Choice, Kind
+from streamer.backtest.choice import MODEL_STANDARD_ERRORS, STANDARD_ERRORS, VOLUME_PREFIX, Choice, Kind
 from streamer.backtest.metrics import ALL_RULES, BandRate, RuleStats, band_ratio
 from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
@@ -229,8 +229,9 @@ def render_choice(choice: Choice) -> list[str]:
     bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
     lines = [
         f"model choice by out-of-fold AUC ({folds}; "
-        f"one-standard-error rules: churn_risk_60d is the mix unless the plain fit ranks better by more "
-        f"than 1 SE of their difference; the weights are the default unless a health fit does, against "
+        f"standard-error rules: churn_risk_60d is the mix unless the plain fit ranks better by more "
+        f"than {MODEL_STANDARD_ERRORS:g} SE of their difference; the weights are the default unless a "
+        f"health fit ranks better by more than {STANDARD_ERRORS:g} SE, against "
         f"the best of them: SE of best - default {_num(choice.standard_error)}, default bar {bar}): "
         f"{candidates} -> {choice.winner.label} as the [model], {choice.weighting.label} weights"
     ]

@@ -8,6 +8,7 @@ import tomllib
 import numpy as np
 import pytest
 
+from streamer.backtest import choice as choice_module
 from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, fitted_settings, model_table, tune
 from streamer.backtest.choice import (
     Candidate,
@@ -221,6 +222,26 @@ def test_the_plain_regression_is_written_when_it_ranks_clearly_better_and_the_co
     assert chosen == result.risk.auc[TUNE_HORIZON] == pytest.approx(plain_auc, abs=1e-3)
     assert chosen > default_held + 0.1
     assert any("the plain regression ranked clearly better" in line for line in render_choice(choice))
+
+
+@pytest.mark.parametrize(("margin_in_se", "written"), [(1.5, Kind.mix), (2.5, Kind.plain)])
+def test_the_plain_fit_replaces_the_mix_only_when_it_ranks_better_by_more_than_two_standard_errors(
+    monkeypatch: pytest.MonkeyPatch, margin_in_se: float, written: Kind
+) -> None:
+    """The same out-of-fold rankings, with the standard error of their difference set so that the
+    plain fit ranks better than the mix by 1.5 and by 2.5 of it: a margin the folds' noise gives
+    one portfolio in six or more keeps the mix; only a clear one writes the plain fit."""
+    labelled = volume_history()
+    choice = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3).choice
+    plain, mix = choice.best(Kind.plain), choice.best(Kind.mix)
+    assert plain is not None and mix is not None and plain.auc is not None and mix.auc is not None
+    margin = plain.auc - mix.auc
+    assert margin > 0.01
+    monkeypatch.setattr(choice_module, "bootstrap_se", lambda *args, **kwargs: margin / margin_in_se)
+    again = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3).choice
+    assert again.winner.kind is written and [c.auc for c in again.candidates] == [
+        c.auc for c in choice.candidates
+    ]
 
 
 def mixed_history(months: int = 9, per_month: int = 300, seed: int = 5) -> Labelled:
