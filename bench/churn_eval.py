@@ -12,7 +12,9 @@ and, on the held-out later third of the month starts, default vs tuned), then on
   red/green 60-day churn ratio
 
 with the targets checked per cell: default >= baseline (and >= 0.70 where the baseline is
->= 0.70); tuned >= default (held out, same samples) and >= logistic; red >= 3x green.
+>= 0.70); tuned >= default (held out, same samples) and >= logistic; red >= 3x green. Where tuned
+falls short, the cell adds by how much, the standard error of that held-out difference (a paired
+bootstrap over accounts) and whether it is beyond two of them ("clear") or "noise".
 
     .venv/bin/python bench/churn_eval.py --fightchurn DATA/crm6-s7 DATA/socialnet7-s7
     .venv/bin/python bench/churn_eval.py --seeds 3 --no-reuse --config tuned.toml
@@ -112,6 +114,19 @@ def _held_out(figures: dict[str, Any], name: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def _shortfall(figures: dict[str, Any]) -> str:
+    """Where what --tune chose ranks below the default or the plain LR held out: by how much, with the
+    standard error of that difference and whether it is beyond two of them ("clear") or "noise"."""
+    tuning = figures.get("tuning") or {}
+    minus = (((tuning.get("held_out") or {}).get("chosen") or {}).get("minus")) or {}
+    parts = []
+    for name, found in minus.items():
+        if found.get("auc", 0.0) < 0 and found.get("standard_error") is not None:
+            verdict = "clear" if found.get("clear") else "noise"
+            parts.append(f"{found['auc']:+.3f} vs {name}, SE {found['standard_error']:.3f}: {verdict}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _alerts(figures: dict[str, Any]) -> tuple[str, str, str]:
     """(count, precision, recall) of all at-risk alerts together (the backtest's first row)."""
     every = next((a for a in figures.get("alerts") or [] if a.get("rule") == "all at-risk"), None)
@@ -162,7 +177,7 @@ def row(portfolio: Portfolio) -> list[str]:
         f"{horizon['churned']:,}",
         _auc(baseline),
         _auc(default) + _verdict(default_ok),
-        f"{_auc(tuned)} (vs {_auc(default_held)})" + _verdict(tuned_ok),
+        f"{_auc(tuned)} (vs {_auc(default_held)})" + _verdict(tuned_ok) + _shortfall(figures),
         _auc(logistic),
         ratio_text + _verdict(ratio_ok) + ("" if red is not None else " (no red)"),
         by_band,

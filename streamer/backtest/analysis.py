@@ -17,6 +17,7 @@ from streamer.backtest.choice import (
     VOLUME_PREFIX,
     Choice,
     Kind,
+    bootstrap_se,
     choose,
     mix_fit,
     mix_risk,
@@ -198,6 +199,37 @@ class TuneResult:
     chosen: dict[int, float | None] = field(default_factory=dict)  # held-out AUC of what --tune wrote
     """The ranking the written configuration publishes: churn_risk_60d (the score calibrated, the mix
     or the plain fit)."""
+    versus: dict[str, Difference] = field(default_factory=dict)
+    """churn_risk_60d's held-out AUC at TUNE_HORIZON minus the default score's ("default") and the plain
+    LR's ("plain"), with the standard error of each difference (a paired bootstrap over accounts)."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One held-out AUC minus another on the same samples, and the standard error of that difference."""
+
+    auc: float
+    standard_error: float | None
+
+    @property
+    def clear(self) -> bool:
+        """Whether the difference is more than two standard errors: the held-out months tell it from noise."""
+        return self.standard_error is not None and abs(self.auc) > 2.0 * self.standard_error
+
+
+def _versus(
+    labelled: Labelled, chosen: NDArray[np.float64], others: Mapping[str, NDArray[np.float64]]
+) -> dict[str, Difference]:
+    """`chosen`'s AUC minus each other risk's on `labelled`, with a paired bootstrap's standard error
+    (whole accounts drawn, both AUCs on each draw)."""
+    accounts = [s.account_id for s in labelled.samples]
+    base = roc_auc(chosen, labelled.churned)
+    found = {}
+    for name, other in others.items():
+        against = roc_auc(other, labelled.churned)
+        if base is not None and against is not None:
+            found[name] = Difference(base - against, bootstrap_se(chosen, labelled.churned, accounts, other))
+    return found
 
 
 class NotEnoughHistory(ValueError):
@@ -429,6 +461,12 @@ def tune(
         return mix_risk(mix_model, samples)
 
     risk = _probabilities(test, risk_of)
+    plain_held = _probabilities(test, plain_of)
+    versus = _versus(
+        test[TUNE_HORIZON],
+        risk.predicted[TUNE_HORIZON],
+        {"default": -default_scores[TUNE_HORIZON], "plain": plain_held.predicted[TUNE_HORIZON]},
+    )
     return TuneResult(
         train_months=train_months,
         test_months=sorted({s.at for labelled in test.values() for s in labelled.samples}),
@@ -445,11 +483,12 @@ def tune(
         default=default,
         tuned=tuned,
         risk=risk,
-        plain_risk=_probabilities(test, plain_of),
+        plain_risk=plain_held,
         mix_risk=_probabilities(test, mix_of),
         test_labelled=test,
         test_scores={"default": default_scores, "tuned": tuned_scores},
         chosen=dict(risk.auc),
+        versus=versus,
     )
 
 

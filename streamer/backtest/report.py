@@ -354,6 +354,7 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         f"what --tune chose ranks by churn_risk_60d: held-out AUC {TUNE_HORIZON}d "
         f"{_num(tuning.chosen.get(TUNE_HORIZON))}; the mix of the default and the plain LR "
         f"{_num(tuning.mix_risk.auc.get(TUNE_HORIZON))}",
+        *_versus_lines(tuning),
         "",
         f"Calibration of churn_risk_60d on the held-out month starts ({TUNE_HORIZON}-day churn, "
         "deciles of predicted risk)",
@@ -465,6 +466,12 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 "chosen": {
                     "auc": {str(d): a for d, a in tuning.chosen.items()},
                     "winner": tuning.choice.winner.kind.value,
+                    # its AUC at TUNE_HORIZON minus the default score's / the plain LR's, with the
+                    # standard error of the difference (paired bootstrap over accounts)
+                    "minus": {
+                        name: {"auc": found.auc, "standard_error": found.standard_error, "clear": found.clear}
+                        for name, found in tuning.versus.items()
+                    },
                 }
             }
             | {
@@ -474,6 +481,27 @@ def to_json(result: Backtest) -> dict[str, Any]:
             },
         }
     return data
+
+
+def _versus_lines(tuning: TuneResult) -> list[str]:
+    """churn_risk_60d against the default score and the plain LR on the held-out month starts, each
+    difference with its standard error, and whether the held-out months tell it from noise."""
+    parts = []
+    for name, label in (("default", "the default score"), ("plain", "the plain LR")):
+        found = tuning.versus.get(name)
+        if found is None:
+            continue
+        se = "n/a" if found.standard_error is None else f"{found.standard_error:.3f}"
+        verdict = "more than two standard errors" if found.clear else "within two standard errors: noise"
+        parts.append(f"{found.auc:+.3f} against {label} (SE {se}, {verdict})")
+    if not parts:
+        return []
+    return [
+        f"held out, churn_risk_60d's AUC {TUNE_HORIZON}d minus: "
+        + "; ".join(parts)
+        + " (paired bootstrap over accounts; a difference within the noise is one these month starts "
+        "cannot tell apart)"
+    ]
 
 
 def _probabilities_json(found: Probabilities) -> dict[str, Any]:

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from streamer.backtest import choice as choice_module
-from streamer.backtest.analysis import TUNE_HORIZON, Fitted, Labelled, fitted_settings, model_table, tune
+from streamer.backtest.analysis import (
+    TUNE_HORIZON,
+    Difference,
+    Fitted,
+    Labelled,
+    fitted_settings,
+    model_table,
+    tune,
+)
 from streamer.backtest.choice import (
     Candidate,
     Choice,
@@ -222,6 +230,20 @@ def test_the_plain_regression_is_written_when_it_ranks_clearly_better_and_the_co
     assert chosen == result.risk.auc[TUNE_HORIZON] == pytest.approx(plain_auc, abs=1e-3)
     assert chosen > default_held + 0.1
     assert any("the plain regression ranked clearly better" in line for line in render_choice(choice))
+    # held out, against the default: the lead and its noise, paired over the same accounts
+    versus = result.versus["default"]
+    assert versus.auc == pytest.approx(chosen - default_held)
+    assert versus.standard_error is not None and 0 < versus.standard_error < 0.05 and versus.clear
+    assert not result.versus["plain"].clear  # the plain fit is what was written
+    lines = [line for line in render_tuning(result) if line.startswith("held out, churn_risk_60d's AUC")]
+    assert len(lines) == 1 and "against the default score (SE" in lines[0]
+    assert "more than two standard errors" in lines[0] and "noise" in lines[0]
+
+
+def test_a_held_out_difference_is_clear_only_beyond_two_standard_errors() -> None:
+    assert Difference(0.05, 0.02).clear and Difference(-0.05, 0.02).clear
+    assert not Difference(0.03, 0.02).clear and not Difference(0.0, 0.0).clear
+    assert not Difference(0.2, None).clear  # no standard error: nothing to tell it from noise by
 
 
 @pytest.mark.parametrize(("margin_in_se", "written"), [(1.5, Kind.mix), (2.5, Kind.plain)])
@@ -355,6 +377,7 @@ def test_too_few_churned_accounts_write_the_score_calibrated_however_well_a_fit_
     assert config.model is not None and config.model.score < 0 and not config.model.coefficients
     assert result.tuned_weights == ScoreConfig().weights.as_dict()
     assert result.chosen[TUNE_HORIZON] == result.default.auc[TUNE_HORIZON]  # ranks as the score
+    assert result.versus["default"] == Difference(0.0, 0.0)
     lines = render_choice(choice)
     assert any("12 accounts churned in the training samples, fewer than 20" in line for line in lines)
     assert not any(line.startswith("note:") for line in lines)
