@@ -54,6 +54,8 @@ class Row:
     mix: float | None  # the mix of the calibrated default and the plain fit, held out
     weights: str  # the written weights' candidate (older checkouts: whether the mix was within 1 SE)
     churned_accounts: int  # accounts with a 60-day churn label in the training samples
+    shortfall: str = ""  # where tuned ranks below the default / plain held out: by how much, its SE
+    clear_shortfall: bool = False  # one of them beyond two standard errors
 
     @property
     def passes(self) -> bool:
@@ -91,7 +93,21 @@ def retune(path: Path, holdout: float) -> Row:
         if hasattr(tuning.choice, "weighting")
         else f"mix within 1 SE: {any(c.kind.value == 'mix' for c in getattr(tuning.choice, 'eligible', []))}",
         churned_accounts(by_horizon[TUNE_HORIZON], grid[TUNE_HORIZON], tuning),
+        *shortfall(tuning),
     )
+
+
+def shortfall(tuning: TuneResult) -> tuple[str, bool]:
+    """Where what --tune chose ranks below the default score or the plain fit held out: the
+    difference, its standard error (paired bootstrap over accounts) and whether it is beyond two of
+    them; empty on a checkout that does not compute them."""
+    versus = getattr(tuning, "versus", {})
+    below = {name: found for name, found in versus.items() if found.auc < 0}
+    text = "; ".join(
+        f"{found.auc:+.3f} vs {name} (SE {found.standard_error or 0.0:.3f}{', clear' if found.clear else ''})"
+        for name, found in below.items()
+    )
+    return text, any(found.clear for found in below.values())
 
 
 def churned_accounts(months: Labelled, grid: Labelled, tuning: TuneResult) -> int:
@@ -123,9 +139,10 @@ def main() -> None:
     rows: dict[str, Row] = {}
     print(
         "| portfolio | churned accounts (training) | held out: churners / samples "
-        "| default / tuned / plain AUC60 | chosen | tuned >= default, plain | mix held out (weights) |"
+        "| default / tuned / plain AUC60 | chosen | tuned >= default, plain | short by (SE) "
+        "| mix held out (weights) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for item in args.replays:
         name, _, file = item.partition("=")
         started = time.process_time()
@@ -135,12 +152,17 @@ def main() -> None:
             f"| {name} | {row.churned_accounts} | {row.churned} / {row.samples} "
             f"| {row.default:.3f} / **{row.tuned:.3f}** / {row.plain:.3f} "
             f"| {row.winner} | {'yes' if row.tuned >= row.default else 'no'}, "
-            f"{'yes' if row.tuned >= row.plain else 'no'} "
+            f"{'yes' if row.tuned >= row.plain else 'no'} | {row.shortfall or '-'} "
             f"| {'n/a' if row.mix is None else f'{row.mix:.3f}'} ({row.weights}) |",
             flush=True,
         )
     both = [name for name, row in rows.items() if row.passes]
     print(f"\ntuned >= default and >= plain: {len(both)} of {len(rows)} ({', '.join(both)})")
+    clear = [name for name, row in rows.items() if row.clear_shortfall]
+    print(
+        f"short by more than two standard errors of the held-out difference: {len(clear)} of "
+        f"{len(rows) - len(both)} ({', '.join(clear) or 'none'})"
+    )
     means = [
         sum(getattr(r, column) for r in rows.values()) / len(rows) for column in ("default", "tuned", "plain")
     ]
