@@ -189,13 +189,14 @@ def backtest(
     regression that also reads the --top-features feature volumes, and the mix of the default
     and the plain regressions at every penalty (their log-odds averaged) are compared. The
     [model] behind churn_risk_60d is the mix unless the plain regression ranks better out of
-    fold by more than one standard error of their difference; the weights are the default's
+    fold by more than two standard errors of their difference; the weights are the default's
     unless the default ranks below the best health fit (coefficients kept <= 0) by more than one
     standard error (then the strongest penalty within it). With fewer than --min-churned-accounts
     accounts that churned in the training samples, nothing fitted is written: the default weights,
     and the score calibrated as the [model] (churn_risk_60d ranks as the score). On the later
-    month starts it is compared with the configured score and with the plain regression, and
-    written with --write-config as a file `streamer offline --config` and the workers accept.
+    month starts it is compared with the configured score and with the plain regression (each
+    difference with its standard error over accounts), and written with --write-config as a file
+    `streamer offline --config` and the workers accept.
     """
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
         from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, label, tune
