@@ -239,12 +239,13 @@ def render_choice(choice: Choice) -> list[str]:
         lines.append(
             "the mix of the default (calibrated) and the plain regressions is the [model] behind "
             "churn_risk_60d (rank accounts by it): the plain fit did not rank better out of fold by more "
-            "than the noise"
+            f"than {MODEL_STANDARD_ERRORS:g} standard errors of their difference"
         )
     elif choice.winner.kind is Kind.plain:
         lines.append(
-            "the plain regression ranked clearly better than the mix out of fold: it is the [model] behind "
-            "churn_risk_60d (rank accounts by it)"
+            "the plain regression ranked clearly better than the mix out of fold (by more than "
+            f"{MODEL_STANDARD_ERRORS:g} standard errors): it is the [model] behind churn_risk_60d (rank "
+            "accounts by it)"
         )
     default = choice.best(Kind.default)
     winner_auc, default_auc = choice.winner.auc, default.auc if default is not None else None
