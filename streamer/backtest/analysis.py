@@ -175,6 +175,23 @@ class Probabilities:
     predicted: dict[int, NDArray[np.float64]]
 
 
+CLEAR_STANDARD_ERRORS = 2.0
+"""A held-out difference beyond this many standard errors is one the held-out months tell from noise."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One held-out AUC minus another on the same samples, and the standard error of that difference."""
+
+    auc: float
+    standard_error: float | None
+
+    @property
+    def clear(self) -> bool:
+        """Whether the difference is beyond `CLEAR_STANDARD_ERRORS` standard errors."""
+        return self.standard_error is not None and abs(self.auc) > CLEAR_STANDARD_ERRORS * self.standard_error
+
+
 @dataclass(frozen=True)
 class TuneResult:
     train_months: list[int]
@@ -202,19 +219,6 @@ class TuneResult:
     versus: dict[str, Difference] = field(default_factory=dict)
     """churn_risk_60d's held-out AUC at TUNE_HORIZON minus the default score's ("default") and the plain
     LR's ("plain"), with the standard error of each difference (a paired bootstrap over accounts)."""
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One held-out AUC minus another on the same samples, and the standard error of that difference."""
-
-    auc: float
-    standard_error: float | None
-
-    @property
-    def clear(self) -> bool:
-        """Whether the difference is more than two standard errors: the held-out months tell it from noise."""
-        return self.standard_error is not None and abs(self.auc) > 2.0 * self.standard_error
 
 
 def _versus(
