@@ -153,7 +153,9 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     help="Days of usage, ticket and survey history before the first month start sampled.",
 )
 @partitions_option(
-    "Partitions to simulate (default: HEALTHSTREAM_PARTITIONS, 4); scores do not depend on it."
+    "Partitions to simulate, as the workers' input topics have (default: HEALTHSTREAM_PARTITIONS, 4). "
+    "Each partition ranks its accounts among its own paying accounts, so the peer-relative signals, "
+    "and the score with them, depend on it."
 )
 @now_option()
 @quiet_option("No progress on stderr.")
