@@ -12,10 +12,12 @@ expects), with a README saying how the folder was made:
 
 `crm6`: a B2B CRM, 120 customers at the start, 2022; `socialnet7`: a consumer social network,
 500 customers, 2020-01 to 2020-09 (the parameters of the development portfolios; only the seed
-differs). A run with `n_parallel=1` is deterministic: the same seed gives the same tables. Seeds
-used while developing the score or to judge a change to it once (so no longer held out): 7, 42,
-101, 113, 121, 151, 171, 224, 232, 262, 282, 303, 335, 343, 373, 393, 404, 446, 454, 484, 505, 525,
-557, 595, 616, 668, 706, 727, 779, 808, 838, 880, 909; the script says so when given one.
+differs). `crm5` (300 customers, 2022) and `test` (500 customers, 2020-01 to 2020-09): the
+package's sibling configs, which no development portfolio shows. A run with `n_parallel=1` is
+deterministic: the same seed gives the same tables. Seeds used while developing the score or to
+judge a change to it once (so no longer held out): 7, 42, 101, 113, 121, 151, 171, 224, 232, 262,
+282, 303, 335, 343, 373, 393, 404, 446, 454, 484, 505, 525, 557, 595, 616, 668, 706, 727, 779, 808,
+838, 880, 909; the script says so when given one.
 
 What it needs and sets up, all under `bench/out/churnsim/` (git-ignored):
 - the simulator in its own venv (`venv/`, pinned in `PINS`), never in the project's;
@@ -55,6 +57,11 @@ PINS = (
 CONFIGS = {  # the development portfolios' parameters (their READMEs); only the seed varies
     "crm6": ("120", "2022-01-01", "2023-01-01"),
     "socialnet7": ("500", "2020-01-01", "2020-09-01"),
+    # Siblings the package ships that no development portfolio shows, at a development scale:
+    # crm5 is crm6's older CRM (other churn and satisfaction parameters and app catalogues);
+    # `test` a social network with other utilities and a much stronger pull of use on churn.
+    "crm5": ("300", "2022-01-01", "2023-01-01"),
+    "test": ("500", "2020-01-01", "2020-09-01"),
 }
 # fmt: off
 USED_SEEDS = frozenset({
