@@ -504,20 +504,34 @@ class Backtest:
     alert_window: tuple[int, int]
     tuning: TuneResult | None
     baseline: dict[int, float | None] = field(default_factory=dict)  # horizon -> pooled baseline AUC
+    minus: dict[int, dict[str, Difference]] = field(default_factory=dict)
+    """Per horizon, the score's pooled AUC minus a coin flip's ("chance", 0.5) and minus the usage
+    baseline's ("baseline"), each with its standard error (`pooled_differences`)."""
 
 
-def baseline_by_horizon(replay: Replay, horizons: Mapping[int, HorizonResult]) -> dict[int, float | None]:
-    """The usage baseline's pooled AUC on exactly the samples and labels of each horizon."""
+CHANCE = 0.5
+"""The ROC AUC of a ranking that knows nothing of churn (a coin flip)."""
+
+
+def baseline_risk(replay: Replay, labelled: Labelled) -> NDArray[np.float64]:
+    """The usage baseline as a risk on `labelled`'s samples: fewer events in the window, riskier."""
     usage = replay.baseline_usage
-    return {
-        days: roc_auc(
-            np.array(
-                [-usage.get((s.account_id, s.at), 0) for s in result.labelled.samples], dtype=np.float64
-            ),
-            result.labelled.churned,
-        )
-        for days, result in horizons.items()
-    }
+    return np.array([-usage.get((s.account_id, s.at), 0) for s in labelled.samples], dtype=np.float64)
+
+
+def pooled_differences(labelled: Labelled, baseline: NDArray[np.float64]) -> dict[str, Difference]:
+    """The score's pooled AUC on `labelled` minus `CHANCE` and minus the baseline's (`baseline`: its
+    risks on the same samples), with the standard error of a bootstrap over accounts (paired for
+    the baseline: both AUCs on each draw). Whether a history lets the score rank churn at all."""
+    risk, churned = -labelled.scores, labelled.churned
+    auc, against = roc_auc(risk, churned), roc_auc(baseline, churned)
+    accounts = [s.account_id for s in labelled.samples]
+    found = {}
+    if auc is not None:
+        found["chance"] = Difference(auc - CHANCE, bootstrap_se(risk, churned, accounts))
+        if against is not None:
+            found["baseline"] = Difference(auc - against, bootstrap_se(risk, churned, accounts, baseline))
+    return found
 
 
 def analyse(replay: Replay) -> Backtest:
@@ -531,4 +545,13 @@ def analyse(replay: Replay) -> Backtest:
     alerts = alert_stats(
         replay.alerts, replay.timelines, start=start, end=end, horizon_ms=ALERT_HORIZON * DAY
     )
-    return Backtest(replay, horizons, alerts, (start, end), None, baseline_by_horizon(replay, horizons))
+    baselines = {days: baseline_risk(replay, h.labelled) for days, h in horizons.items()}
+    return Backtest(
+        replay,
+        horizons,
+        alerts,
+        (start, end),
+        None,
+        {days: roc_auc(baselines[days], h.labelled.churned) for days, h in horizons.items()},
+        {days: pooled_differences(h.labelled, baselines[days]) for days, h in horizons.items()},
+    )

@@ -12,6 +12,7 @@ from streamer.backtest.analysis import (
     HORIZONS,
     TUNE_HORIZON,
     Backtest,
+    Difference,
     Probabilities,
     TuneResult,
 )
@@ -182,13 +183,47 @@ def no_better_than_base(alerts: Sequence[RuleStats], base: float | None) -> list
 
 
 def render_baseline(result: Backtest) -> str:
-    """The score's pooled AUC beside the one-line usage baseline's, on the same samples."""
+    """The score's pooled AUC beside the one-line usage baseline's, on the same samples, and at 60
+    days how far it is from a coin flip and from the baseline, with the noise of each."""
     h30, h60 = result.horizons[30], result.horizons[60]
     base = result.baseline
-    return (
+    lines = [
         f"baseline, {BASELINE_NAME}: AUC 30d {_num(base.get(30))}, AUC 60d {_num(base.get(60))} "
         f"(the score: {_num(h30.pooled_auc)}, {_num(h60.pooled_auc)})"
+    ]
+    minus = result.minus.get(60, {})
+    chance, baseline = minus.get("chance"), minus.get("baseline")
+    if chance is not None:
+        lines.append(
+            f"the score's AUC 60d {_num(h60.pooled_auc)} (SE {_se(chance)}): {_against_chance(chance)}"
+        )
+    if baseline is not None:
+        verdict = "within two standard errors: noise"
+        if baseline.clear:
+            verdict = f"{'above' if baseline.auc > 0 else 'below'} it by more than two standard errors"
+        lines.append(
+            f"the score minus the baseline, AUC 60d: {baseline.auc:+.3f} (SE {_se(baseline)}, {verdict})"
+        )
+    lines.append("(standard errors: a bootstrap over accounts, paired for the difference)")
+    return "\n".join(lines)
+
+
+def _against_chance(chance: Difference) -> str:
+    """What the score's AUC minus a coin flip's says of this history."""
+    if not chance.clear:
+        return (
+            "within two standard errors of a coin flip (0.5): on this history the score does not rank "
+            "churn, whatever its bands say"
+        )
+    return (
+        "better than a coin flip"
+        if chance.auc > 0
+        else "worse than a coin flip: it ranks churn the wrong way"
     )
+
+
+def _se(found: Difference) -> str:
+    return "n/a" if found.standard_error is None else f"{found.standard_error:.3f}"
 
 
 def _band_cells(rate: BandRate) -> list[str]:
@@ -395,6 +430,11 @@ def to_json(result: Backtest) -> dict[str, Any]:
                 },
                 "red_green_ratio": _finite(h.red_green),
                 "components": {c.name: {"coverage": c.coverage, "auc": c.auc} for c in h.components},
+                # the pooled AUC minus a coin flip's (0.5) and minus the baseline's, each with the
+                # standard error of a bootstrap over accounts (paired for the baseline)
+                "minus": {
+                    name: _difference_json(found) for name, found in result.minus.get(days, {}).items()
+                },
             }
             for days, h in result.horizons.items()
         },
@@ -469,10 +509,7 @@ def to_json(result: Backtest) -> dict[str, Any]:
                     "winner": tuning.choice.winner.kind.value,
                     # its AUC at TUNE_HORIZON minus the default score's / the plain LR's, with the
                     # standard error of the difference (paired bootstrap over accounts)
-                    "minus": {
-                        name: {"auc": found.auc, "standard_error": found.standard_error, "clear": found.clear}
-                        for name, found in tuning.versus.items()
-                    },
+                    "minus": {name: _difference_json(found) for name, found in tuning.versus.items()},
                 }
             }
             | {
@@ -492,9 +529,8 @@ def _versus_lines(tuning: TuneResult) -> list[str]:
         found = tuning.versus.get(name)
         if found is None:
             continue
-        se = "n/a" if found.standard_error is None else f"{found.standard_error:.3f}"
         verdict = "more than two standard errors" if found.clear else "within two standard errors: noise"
-        parts.append(f"{found.auc:+.3f} against {label} (SE {se}, {verdict})")
+        parts.append(f"{found.auc:+.3f} against {label} (SE {_se(found)}, {verdict})")
     if not parts:
         return []
     return [
@@ -503,6 +539,10 @@ def _versus_lines(tuning: TuneResult) -> list[str]:
         + " (paired bootstrap over accounts; a difference within the noise is one these month starts "
         "cannot tell apart)"
     ]
+
+
+def _difference_json(found: Difference) -> dict[str, Any]:
+    return {"auc": found.auc, "standard_error": found.standard_error, "clear": found.clear}
 
 
 def _probabilities_json(found: Probabilities) -> dict[str, Any]:

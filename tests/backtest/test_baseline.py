@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
-from streamer.backtest.analysis import analyse
+from streamer.backtest.analysis import Labelled, analyse, pooled_differences
 from streamer.backtest.baseline import UsageWindow
-from streamer.backtest.report import render, to_json
+from streamer.backtest.report import _against_chance, render, to_json
 from streamer.backtest.sampling import replay
 from streamer.core.clock import DAY
 from streamer.core.config import ScoreConfig
+
+from .synthetic import sample
 
 
 def ms(text: str) -> int:
@@ -102,3 +106,61 @@ def test_baseline_auc_by_hand(history: Path) -> None:
         result, "x"
     )
     assert to_json(result)["baseline"] == {"name": "usage_28d", "auc": {"30": 0.7, "60": 0.75}}
+
+
+def test_the_report_says_how_far_the_score_is_from_a_coin_flip_and_from_the_baseline(history: Path) -> None:
+    result = analyse(replay(history, ScoreConfig(), warmup_days=30))
+    score = result.horizons[60].pooled_auc
+    assert score is not None
+    minus = result.minus[60]
+    assert minus["chance"].auc == pytest.approx(score - 0.5)
+    assert minus["baseline"].auc == pytest.approx(score - 0.75)
+    assert not minus["chance"].clear  # four accounts: nothing is beyond the noise
+    text = render(result, "x")
+    assert f"the score's AUC 60d {score:.3f} (SE " in text
+    assert "within two standard errors of a coin flip" in text
+    assert f"the score minus the baseline, AUC 60d: {score - 0.75:+.3f} (SE " in text
+    assert to_json(result)["horizons"]["60"]["minus"]["baseline"] == {
+        "auc": pytest.approx(score - 0.75),
+        "standard_error": minus["baseline"].standard_error,
+        "clear": False,
+    }
+
+
+def labelled(scores: Sequence[float], churned: Sequence[bool]) -> Labelled:
+    """One sample per account at one instant."""
+    samples = [sample(account_id=f"a{i}", score=score) for i, score in enumerate(scores)]
+    return Labelled(60, samples, np.array(churned, dtype=bool))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_score_that_knows_nothing_is_within_the_noise_of_a_coin_flip(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    churned = rng.uniform(size=600) < 0.1
+    found = pooled_differences(labelled(rng.uniform(0, 100, 600), churned), rng.uniform(size=600))
+    chance = found["chance"]
+    assert chance.standard_error is not None and 0.02 < chance.standard_error < 0.06
+    assert not chance.clear
+    assert "does not rank churn" in _against_chance(chance)
+
+
+def test_a_score_that_ranks_churn_is_beyond_chance_either_way_round() -> None:
+    rng = np.random.default_rng(7)
+    churned = rng.uniform(size=600) < 0.1
+    ranked = np.where(churned, rng.uniform(0, 60, 600), rng.uniform(40, 100, 600))  # churners lower
+    baseline = rng.uniform(size=600)  # a baseline that knows nothing
+    found = pooled_differences(labelled(ranked, churned), baseline)
+    assert found["chance"].clear and found["chance"].auc > 0.3
+    assert found["baseline"].clear and found["baseline"].auc > 0.3
+    assert _against_chance(found["chance"]) == "better than a coin flip"
+    backwards = pooled_differences(labelled(100 - ranked, churned), baseline)["chance"]
+    assert backwards.clear and backwards.auc < -0.3
+    assert "the wrong way" in _against_chance(backwards)
+
+
+def test_the_score_against_itself_as_baseline_is_no_difference() -> None:
+    rng = np.random.default_rng(3)
+    churned = rng.uniform(size=300) < 0.2
+    scores = rng.uniform(0, 100, 300)
+    same = pooled_differences(labelled(scores, churned), -scores)["baseline"]
+    assert same.auc == 0 and same.standard_error == 0 and not same.clear
