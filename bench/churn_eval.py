@@ -12,9 +12,10 @@ and, on the held-out later third of the month starts, default vs tuned), then on
   red/green 60-day churn ratio
 
 with the targets checked per cell: default >= baseline (and >= 0.70 where the baseline is
->= 0.70); tuned >= default (held out, same samples) and >= logistic; red >= 3x green. Where tuned
-falls short, the cell adds by how much, the standard error of that held-out difference (a paired
-bootstrap over accounts) and whether it is beyond two of them ("clear") or "noise".
+>= 0.70); tuned >= default (held out, same samples) and >= logistic; red >= 3x green. Where the
+default or tuned falls short, the cell adds by how much, the standard error of that difference (a
+paired bootstrap over accounts) and whether it is beyond two of them ("clear") or "noise"; a
+default within two standard errors of 0.5 is marked "at chance" (the data rank no churn).
 
     .venv/bin/python bench/churn_eval.py --fightchurn DATA/crm6-s7 DATA/socialnet7-s7
     .venv/bin/python bench/churn_eval.py --seeds 3 --no-reuse --config tuned.toml
@@ -114,17 +115,32 @@ def _held_out(figures: dict[str, Any], name: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def _shortfall(figures: dict[str, Any]) -> str:
-    """Where what --tune chose ranks below the default or the plain LR held out: by how much, with the
-    standard error of that difference and whether it is beyond two of them ("clear") or "noise"."""
-    tuning = figures.get("tuning") or {}
-    minus = (((tuning.get("held_out") or {}).get("chosen") or {}).get("minus")) or {}
+def _shortfall(minus: dict[str, Any]) -> str:
+    """Each negative difference of a `--json` "minus" table (name -> {auc, standard_error, clear}):
+    by how much, with its standard error and whether it is beyond two of them ("clear") or "noise"."""
     parts = []
     for name, found in minus.items():
         if found.get("auc", 0.0) < 0 and found.get("standard_error") is not None:
             verdict = "clear" if found.get("clear") else "noise"
             parts.append(f"{found['auc']:+.3f} vs {name}, SE {found['standard_error']:.3f}: {verdict}")
     return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _tuned_shortfall(figures: dict[str, Any]) -> str:
+    """Where what --tune chose ranks below the default or the plain LR held out (`_shortfall`)."""
+    tuning = figures.get("tuning") or {}
+    return _shortfall((((tuning.get("held_out") or {}).get("chosen") or {}).get("minus")) or {})
+
+
+def _default_shortfall(horizon: dict[str, Any]) -> str:
+    """Where the default ranks below the baseline (`_shortfall`), and "at chance" where its AUC is
+    within two standard errors of 0.5 (figures from before these fields: nothing)."""
+    minus = horizon.get("minus") or {}
+    text = _shortfall({"baseline": minus["baseline"]} if "baseline" in minus else {})
+    chance = minus.get("chance")
+    if chance is not None and not chance.get("clear"):
+        text += " at chance"
+    return text
 
 
 def _alerts(figures: dict[str, Any]) -> tuple[str, str, str]:
@@ -176,8 +192,8 @@ def row(portfolio: Portfolio) -> list[str]:
         f"{horizon['samples']:,}",
         f"{horizon['churned']:,}",
         _auc(baseline),
-        _auc(default) + _verdict(default_ok),
-        f"{_auc(tuned)} (vs {_auc(default_held)})" + _verdict(tuned_ok) + _shortfall(figures),
+        _auc(default) + _verdict(default_ok) + _default_shortfall(horizon),
+        f"{_auc(tuned)} (vs {_auc(default_held)})" + _verdict(tuned_ok) + _tuned_shortfall(figures),
         _auc(logistic),
         ratio_text + _verdict(ratio_ok) + ("" if red is not None else " (no red)"),
         by_band,
