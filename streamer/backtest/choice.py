@@ -69,7 +69,7 @@ from streamer.backtest.learn import (
     fit_signal_model,
     time_folds,
 )
-from streamer.backtest.metrics import roc_auc
+from streamer.backtest.metrics import RankedRisk, roc_auc
 from streamer.backtest.sampling import Sample
 from streamer.backtest.tuning import signal_scores_under
 from streamer.core.config import ScoreConfig
@@ -374,21 +374,22 @@ def bootstrap_se(
 ) -> float | None:
     """Standard error of the ROC AUC of `risk` (of its difference to `against`'s when given),
     resampling whole accounts (an account's samples at several month starts are not independent
-    draws)."""
-    groups: dict[str, list[int]] = {}
-    for index, account in enumerate(accounts):
-        groups.setdefault(account, []).append(index)
-    members = [np.array(indices) for indices in groups.values()]
-    if len(members) < 2:
+    draws). Each draw counts how often every account was picked; the AUCs of that resample come
+    from risks ranked once (`RankedRisk`), so a draw costs one pass over the samples."""
+    numbers: dict[str, int] = {}
+    owner = np.array([numbers.setdefault(account, len(numbers)) for account in accounts], dtype=np.int64)
+    if len(numbers) < 2:
         return None
+    ranked = RankedRisk(risk, churned)
+    other = None if against is None else RankedRisk(against, churned)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     found = []
     for _ in range(BOOTSTRAP_ROUNDS):
-        picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        auc = roc_auc(risk[picked], churned[picked])
-        other = 0.0 if against is None else roc_auc(against[picked], churned[picked])
-        if auc is not None and other is not None:
-            found.append(auc - other)
+        drawn = np.bincount(rng.integers(0, len(numbers), len(numbers)), minlength=len(numbers))[owner]
+        auc = ranked.auc(drawn)
+        base = 0.0 if other is None else other.auc(drawn)
+        if auc is not None and base is not None:
+            found.append(auc - base)
     return float(np.std(found)) if len(found) >= 2 else None
 
 

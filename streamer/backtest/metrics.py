@@ -44,6 +44,33 @@ def roc_auc(risk: ArrayLike, positive: ArrayLike) -> float | None:
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
+class RankedRisk:
+    """One risk ranked once on fixed samples, so that its `roc_auc` under any integer weights per
+    sample (a bootstrap draw: how often each sample was drawn) takes one pass, not a sort."""
+
+    __slots__ = ("_order", "_positive", "_starts")
+
+    def __init__(self, risk: ArrayLike, positive: ArrayLike) -> None:
+        values = np.asarray(risk, dtype=np.float64)
+        self._order = np.argsort(values, kind="mergesort")
+        self._positive = np.asarray(positive, dtype=bool)[self._order]
+        ordered = values[self._order]
+        self._starts = np.concatenate(([0], np.flatnonzero(np.diff(ordered)) + 1))  # tie groups
+
+    def auc(self, weights: NDArray[np.int64]) -> float | None:
+        """`roc_auc` of the samples each repeated `weights[i]` times (None without both classes)."""
+        drawn = weights[self._order].astype(np.float64)
+        if not len(drawn):
+            return None
+        positives = np.add.reduceat(np.where(self._positive, drawn, 0.0), self._starts)
+        negatives = np.add.reduceat(np.where(self._positive, 0.0, drawn), self._starts)
+        total_positive, total_negative = float(positives.sum()), float(negatives.sum())
+        if total_positive == 0 or total_negative == 0:
+            return None
+        below = np.cumsum(negatives) - negatives  # negatives of lower risk than each tie group
+        return float((positives * (below + 0.5 * negatives)).sum()) / (total_positive * total_negative)
+
+
 def roc_curve(risk: ArrayLike, positive: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(false positive rates, true positive rates) from (0, 0) to (1, 1), one point per distinct risk."""
     values = np.asarray(risk, dtype=np.float64)

@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from streamer.backtest.metrics import ALL_RULES, alert_stats, band_ratio, churn_by_band, roc_auc, roc_curve
+from streamer.backtest.choice import BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, bootstrap_se
+from streamer.backtest.metrics import (
+    ALL_RULES,
+    RankedRisk,
+    alert_stats,
+    band_ratio,
+    churn_by_band,
+    roc_auc,
+    roc_curve,
+)
 from streamer.backtest.sampling import AlertRecord
 from streamer.core.clock import DAY
 
@@ -16,6 +25,42 @@ def test_auc_of_perfect_inverted_and_uninformative_rankings() -> None:
     assert roc_auc([1, 2, 3, 4], [False, False, True, True]) == 1.0
     assert roc_auc([4, 3, 2, 1], [False, False, True, True]) == 0.0
     assert roc_auc([5, 5, 5, 5], [True, False, True, False]) == 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_ranked_risk_under_weights_is_the_auc_of_the_samples_repeated(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    risk = rng.integers(0, 12, 200).astype(np.float64)  # many ties
+    positive = rng.uniform(size=200) < 0.2
+    weights = rng.integers(0, 4, 200)  # 0: left out of the draw
+    repeated = np.repeat(np.arange(200), weights)
+    assert RankedRisk(risk, positive).auc(weights) == pytest.approx(
+        roc_auc(risk[repeated], positive[repeated])
+    )
+    assert RankedRisk(risk, positive).auc(np.ones(200, dtype=np.int64)) == pytest.approx(
+        roc_auc(risk, positive)
+    )
+    assert RankedRisk(risk, positive).auc(np.where(positive, 0, 1)) is None  # no positive drawn
+
+
+def test_the_account_bootstrap_draws_whole_accounts_as_resampling_them_would() -> None:
+    """The same draws as concatenating each picked account's samples and ranking them again."""
+    rng = np.random.default_rng(4)
+    accounts = [f"a{i % 90}" for i in range(500)]  # several samples per account
+    risk, against = rng.integers(0, 20, 500).astype(np.float64), rng.uniform(size=500)
+    churned = rng.uniform(size=500) < 0.15
+    members: dict[str, list[int]] = {}
+    for index, account in enumerate(accounts):
+        members.setdefault(account, []).append(index)
+    groups = [np.array(indices) for indices in members.values()]
+    draws = np.random.default_rng(BOOTSTRAP_SEED)
+    differences = []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        picked = np.concatenate([groups[i] for i in draws.integers(0, len(groups), len(groups))])
+        auc, base = roc_auc(risk[picked], churned[picked]), roc_auc(against[picked], churned[picked])
+        assert auc is not None and base is not None
+        differences.append(auc - base)
+    assert bootstrap_se(risk, churned, accounts, against) == pytest.approx(float(np.std(differences)))
 
 
 def test_auc_counts_ties_as_one_half() -> None:
