@@ -33,7 +33,7 @@ held-out period is never looked at until the final prediction. For reference onl
 column is the best held-out AUC of any setting of the grid with either column set, read off the
 held-out period: an optimistic bound on what this learner could show, never a choice.
 `GBM - plain` has a bootstrap standard error over accounts (an account's held-out samples stay
-together; `BOOTSTRAP_ROUNDS` resamples, seed 0). Everything is deterministic (no subsampling, no
+together; `--tune`'s bootstrap: 200 resamples, seed 0). Everything is deterministic (no subsampling, no
 early stopping, fixed seeds).
 
 scikit-learn is not a project dependency: on first use the script installs it (with its
@@ -50,7 +50,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,7 +61,7 @@ from numpy.typing import NDArray
 from retune import replays_parser, tuned_replay
 
 from streamer.backtest.analysis import TUNE_HORIZON, Labelled
-from streamer.backtest.choice import plain_risk, plain_rows, volume_features
+from streamer.backtest.choice import bootstrap_se, plain_risk, plain_rows, volume_features
 from streamer.backtest.learn import FOLD_SPACING_DAYS, Fold, time_folds
 from streamer.backtest.metrics import roc_auc
 from streamer.backtest.sampling import Sample
@@ -80,7 +79,6 @@ PINS = (
     "narwhals==2.28.0",
 )
 GBM_FOLDS = 6  # validation instants inside the training period
-BOOTSTRAP_ROUNDS = 200
 SEED = 0
 SETTINGS: tuple[dict[str, Any], ...] = tuple(
     {
@@ -232,20 +230,10 @@ def choose_setting(
     return SETTINGS[index], best
 
 
-def bootstrap_se(a: Matrix, b: Matrix, churned: NDArray[np.bool_], accounts: Sequence[str]) -> float:
-    """Standard error of AUC(a) - AUC(b) over resamples of accounts (their samples kept together)."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, account in enumerate(accounts):
-        groups[account].append(i)
-    blocks = [np.array(rows) for rows in groups.values()]
-    rng = np.random.default_rng(SEED)
-    diffs = []
-    for _ in range(BOOTSTRAP_ROUNDS):
-        rows = np.concatenate([blocks[k] for k in rng.integers(0, len(blocks), len(blocks))])
-        x, y = roc_auc(a[rows], churned[rows]), roc_auc(b[rows], churned[rows])
-        if x is not None and y is not None:
-            diffs.append(x - y)
-    return float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
+def paired_se(a: Matrix, b: Matrix, churned: NDArray[np.bool_], accounts: Sequence[str]) -> float:
+    """Standard error of AUC(a) - AUC(b) over resamples of accounts: `--tune`'s own bootstrap."""
+    found = bootstrap_se(a, churned, accounts, b)
+    return math.nan if found is None else found
 
 
 def measure(path: Path, holdout: float, gbm: Any) -> Row:
@@ -276,7 +264,7 @@ def measure(path: Path, holdout: float, gbm: Any) -> Row:
         cat = columns.categorical(x.shape[1])
         setting, validation = choose_setting(gbm, columns, inner, folds, cat)
         risk = fit_gbm(gbm, setting, x, train.churned, cat).predict_proba(x_test)[:, 1]
-        se = bootstrap_se(risk, plain, test.churned, accounts)
+        se = paired_se(risk, plain, test.churned, accounts)
         found_gbm.append((auc(risk, test.churned), label_of(setting), validation, se))
         for other in SETTINGS:  # for reference only: read off the held-out period
             fitted = fit_gbm(gbm, other, x, train.churned, cat)
