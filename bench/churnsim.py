@@ -8,6 +8,7 @@ expects), with a README saying how the folder was made:
 
     .venv/bin/python bench/churnsim.py crm6 727              # -> bench/out/churnsim/crm6-s727/
     .venv/bin/python bench/churnsim.py socialnet7 838 --out DIR
+    .venv/bin/python bench/churnsim.py socialnet7 464 --customers 1500   # -> socialnet7-c1500-s464/
     .venv/bin/python bench/churn_eval.py --fightchurn bench/out/churnsim/crm6-s727 --seeds
 
 `crm6`: a B2B CRM, 120 customers at the start, 2022; `socialnet7`: a consumer social network,
@@ -188,8 +189,10 @@ def simulator_python() -> Path:
     return python
 
 
-def make(config: str, seed: int, out: Path) -> None:
-    customers, start, end = CONFIGS[config]
+def make(config: str, seed: int, out: Path, customers: str | None = None) -> None:
+    """Simulate `config` with `seed` into `out` (`customers`: instead of the config's count)."""
+    default_customers, start, end = CONFIGS[config]
+    customers = customers or default_customers
     python = simulator_python()
     if seed in USED_SEEDS:
         say(f"note: seed {seed} was used while developing the score: not held-out data")
@@ -260,10 +263,19 @@ def main() -> None:
     cli.add_argument("config", choices=sorted(CONFIGS))
     cli.add_argument("seed", type=int, help="random seed (the same seed gives the same tables)")
     cli.add_argument("--out", type=Path, help="folder to write (default: bench/out/churnsim/CONFIG-sSEED)")
+    cli.add_argument(
+        "--customers",
+        type=int,
+        help="customers at the start instead of the config's (a portfolio of another size)",
+    )
     args = cli.parse_args()
     if not 0 <= args.seed < 2**31:
         cli.error("seed: 0 .. 2^31 - 1")
-    make(args.config, args.seed, args.out or WORK / f"{args.config}-s{args.seed}")
+    if args.customers is not None and not 1 <= args.customers <= 100_000:
+        cli.error("--customers: 1 .. 100000")
+    size = "" if args.customers is None else f"-c{args.customers}"
+    customers = None if args.customers is None else str(args.customers)
+    make(args.config, args.seed, args.out or WORK / f"{args.config}{size}-s{args.seed}", customers)
 
 
 if __name__ == "__main__":
