@@ -25,7 +25,7 @@ Columns: samples and churners (60 days), red/green, green and red as a share of 
 and their churn, and P(>= 3x): the share of `--bootstrap` resamples of the portfolio's accounts
 (with replacement, each with all its samples) where red churns at least 3x as often as green:
 how sure a pass is when a handful of churners decide it. `--variant` applies one of the rules
-that were tried and not adopted (VARIANTS), so their rows in docs/backtest.md can be rerun.
+that were tried and not adopted (VARIANTS), so their rows in docs/backtest-rounds.md can be rerun.
 """
 
 from __future__ import annotations

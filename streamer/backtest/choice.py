@@ -29,7 +29,7 @@ calibrated (`Kind.calibrated`: log-odds = a + b x score / 100, b <= 0), so that 
 ranks as the score does (b = 0, the base rate for everyone, where the training scores rank churn
 the wrong way). A plain fit reads about 36 columns and the folds of such a history hold
 a handful of churners each: an out-of-fold difference of two rankings is then mostly noise
-(docs/backtest.md, *Too few churned accounts to learn from*). The candidates are still scored out
+(docs/backtest-rounds.md, *Too few churned accounts to learn from*). The candidates are still scored out
 of fold, for the report.
 
 Otherwise, two decisions, each by a standard-error rule towards the default's side (a paired bootstrap
@@ -43,7 +43,7 @@ keeps an account's samples together and compares both on the same draws):
   The default alone is not a candidate for it: the mix contains it, and the inner folds, fitted
   on less history than the final fit (and on 30-day labels where the training period is short),
   ranked the default above the mix on portfolios where the mix ranked better held out
-  (docs/backtest.md, "The [model] and the weights decided apart");
+  (docs/backtest-rounds.md, "The [model] and the weights decided apart");
 - the score's **weights**: among the default and the health fits, the best out of fold sets the
   bar and the first of `PREFERENCE` within one standard error of it is written (the default,
   then the health fits from the strongest penalty): a health fit replaces the default's weights
@@ -87,7 +87,7 @@ MODEL_STANDARD_ERRORS = 2.0
 """How much better than the mix, in standard errors of their difference, the plain fit has to rank out
 of fold to be written as the [model]. At one, on twelve ChurnSim and simulator portfolios above the
 churned-accounts bar, the out-of-fold margins spread like noise (-2.0 to +1.5 SE) and each of the three
-switches (+1.1 to +1.5 SE) ranked below the mix held out (docs/backtest.md, fifteenth round)."""
+switches (+1.1 to +1.5 SE) ranked below the mix held out (docs/backtest-rounds.md, fifteenth round)."""
 MIN_CHURNED_ACCOUNTS = 20
 """Fewest churned accounts in the training samples for `--tune` to write a fit (`--min-churned-accounts`)."""
 TOP_FEATURES = 16  # feature volumes the plain regression reads, by portfolio volume (`--top-features`)

@@ -85,7 +85,7 @@ class BandRule:
         is under `green_cut`, or the committed accounts took the whole budget. Then even the
         top of its peers' use (percentile 100, above every peer of the last reference) is not
         green: on crm6-s808 and crm6-s909 such accounts were 3 of green's 5 churners
-        (docs/backtest.md, "Bands: a used-up budget means no green")."""
+        (docs/backtest-rounds.md, "Bands: a used-up budget means no green")."""
         return committed_share >= self.green_share or usage < self.green_cut(committed_share)
 
     def held_back(
@@ -102,7 +102,7 @@ class BandRule:
         partition with committed accounts. The alerts watch it: a decline from there raises
         `health_declined`, the green -> yellow change that rule took away. Where no account is
         committed (a month-to-month portfolio) nothing is held: the declines of the accounts
-        just below the top of use churned under the base rate there (docs/backtest.md)."""
+        just below the top of use churned under the base rate there (docs/backtest-rounds.md)."""
         return (
             not committed
             and committed_share > 0

@@ -111,7 +111,7 @@ class SignalWeights(Strict):
     written for and diluted the volume: they keep a small weight.
     """
 
-    stickiness: Weight = 0.0  # ~chance on the ChurnSim portfolios (docs/backtest.md)
+    stickiness: Weight = 0.0  # ~chance on the ChurnSim portfolios (docs/backtest-rounds.md)
     seat_utilisation: Weight = 0.5
     feature_breadth: Weight = 0.5
     usage_trend: Weight = 0.0  # anti-predictive on a measured portfolio (see the README)
@@ -127,7 +127,7 @@ class SignalWeights(Strict):
     mrr_trend: Weight = 0.0  # flat MRR scored 75: penalised mature accounts (see the README)
     payment_failures: Weight = 1.5
     scheduled_cancellation: Weight = 4.0
-    days_to_renewal: Weight = 4.0  # churn comes at a term end (docs/backtest.md)
+    days_to_renewal: Weight = 4.0  # churn comes at a term end (docs/backtest-rounds.md)
     events_28d: Weight = 0.0  # in usage_28d
     active_days_28d: Weight = 0.0  # in usage_28d
     user_days_28d: Weight = 0.0  # in usage_28d
@@ -178,7 +178,7 @@ class Bands(Strict):
     The amount and the mix of use also count on their own, not only through the composite: an
     account that can leave soon is green only when each signal of `green_also` (its events and
     its mix of features by default) is in that top too, and red when one of `red_also` (the mix)
-    is below `red_usage_below` (docs/backtest.md, "Bands: the amount and the mix on their own").
+    is below `red_usage_below` (docs/backtest-rounds.md, "Bands: the amount and the mix on their own").
     Empty tuples turn either off.
     """
 
@@ -186,7 +186,7 @@ class Bands(Strict):
     yellow: Annotated[float, Field(ge=0, le=100)] = 40
     red_usage_below: Annotated[float, Field(ge=0, le=100)] = 10
     yellow_usage_below: Annotated[float, Field(ge=0, le=100)] = 25
-    green_share: Annotated[float, Field(ge=0, le=100)] = 20  # a fifth (docs/backtest.md, item 5)
+    green_share: Annotated[float, Field(ge=0, le=100)] = 20  # a fifth (docs/backtest-rounds.md, item 5)
     # peer signals whose own standing must also clear the green cut / may alone make red
     green_also: tuple[str, ...] = ("events_28d", "feature_mix_28d")
     red_also: tuple[str, ...] = ("feature_mix_28d",)
@@ -258,7 +258,7 @@ def _composite_defaults() -> dict[str, float]:
         "active_days_28d": 1.0,
         "user_days_28d": 1.0,
         # The mix of use weighs as much as the three volume figures together: on socialnet7,
-        # where usage is all there is, it ranked churn above the count (docs/backtest.md).
+        # where usage is all there is, it ranked churn above the count (docs/backtest-rounds.md).
         "feature_mix_28d": 3.0,
     }
 
@@ -271,7 +271,7 @@ class Peers(Strict):
     all), as of the latest reference (rebuilt every midnight by default, `refresh_days`; see
     `streamer.core.peers`). All is the default:
     ranked within its plan, a small account on a big plan looked like a big one on a small plan,
-    and the size of use, which ranks churn, was lost (docs/backtest.md).
+    and the size of use, which ranks churn, was lost (docs/backtest-rounds.md).
     """
 
     group_by: Literal["plan", "all"] = "all"
@@ -280,7 +280,7 @@ class Peers(Strict):
     # (1: every midnight; 7: the first midnight of each ISO week). Between grid points an idle
     # account's standing among its peers stands still. Weekly takes 16-17% off the CPU of a wide
     # usage-light portfolio but cost 0.004 of AUC on both ChurnSim portfolios measured and raised
-    # 7% more alerts (docs/backtest.md), so daily stays the default.
+    # 7% more alerts (docs/backtest-rounds.md), so daily stays the default.
     refresh_days: Annotated[int, Field(ge=1, le=28)] = 1
     signals: dict[str, PeerSignal] = Field(default_factory=_peer_defaults)
     # Weights of the volume signals' percentiles in the composite `usage_28d` (ranked again

@@ -21,7 +21,7 @@ geometrically (each taken as a share plus `MIX_FLOOR`, so a feature left unused 
 not zero the mean). The geometric mean rewards all-round use: a feature the peers use and the
 account barely does pulls it down more than one used heavily lifts it. It is placed in turn
 among the peers' mixes like every other peer signal and counts in the composite (on the
-ChurnSim portfolios it ranked 60-day churn above the event count: docs/backtest.md).
+ChurnSim portfolios it ranked 60-day churn above the event count: docs/backtest-rounds.md).
 """
 
 from __future__ import annotations
