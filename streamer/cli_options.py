@@ -71,6 +71,6 @@ def now_option() -> Decorator[Any]:
         type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
         default=None,
         help="When the file's events count as published, for the bound on event time (an event more "
-        "than input.max_skew_hours after it is dead-lettered). Default: the start of the run, which "
+        "than input.max_skew_hours after it is rejected). Default: the start of the run, which "
         "admits all past data. E.g. 2024-06-01 (UTC) or 2024-06-01T00:00:00+00:00.",
     )

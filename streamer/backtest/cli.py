@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from streamer.cli_config import score_config_or_fail
 from streamer.cli_options import (
@@ -23,6 +23,7 @@ from streamer.cli_options import (
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
 from streamer.offline.runner import publication_ms
+from streamer.progress import Progress
 from streamer.settings import ConfigError, Settings, read_toml
 
 if TYPE_CHECKING:  # the analysis needs numpy (the [backtest] extra): imported when it runs
@@ -41,38 +42,76 @@ def _config_text(base: dict[str, Any], fitted: Fitted, header: list[str]) -> str
     return tuned_config_text(base, fitted.weights, header, fitted.signal_weights, fitted.model)
 
 
+def _prepare_outputs(files: list[Path | None], folders: list[Path | None]) -> None:
+    """Create the folders the outputs go to before the replay, so that a path that cannot be
+    written fails at once, not after minutes of work with the results lost."""
+    wanted = [path.parent for path in files if path is not None] + [path for path in folders if path]
+    for folder in wanted:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
+
+
+TUNING_OPTIONS = ("holdout", "top_features", "min_churned_accounts")
+
+
+def _tuning_options_need_tune(tune_weights: bool) -> None:
+    """Refuse --holdout, --top-features and --min-churned-accounts without --tune: they only
+    change the fit, and a run that ignored them would look like one that used them."""
+    context = click.get_current_context()
+    given = [
+        "--" + name.replace("_", "-")
+        for name in TUNING_OPTIONS
+        if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    ]
+    if given and not tune_weights:
+        verb = "changes" if len(given) == 1 else "change"
+        raise click.UsageError(
+            f"{' and '.join(given)} only {verb} the fit: add --tune (or --write-config FILE)"
+        )
+
+
 def _replay(
     events: Path, config: ScoreConfig, partitions: int, warmup_days: int, now: datetime | None, quiet: bool
 ) -> Replay:
-    """The history replayed through the core, with a progress bar unless `quiet`."""
+    """The history replayed through the core, with its progress on stderr unless `quiet` (a bar
+    on a terminal, a line every 200,000 events in a log file)."""
     from streamer.backtest.sampling import replay
 
-    bar: Any = None
+    progress: Progress | None = None
+    replayed = 0
 
     def on_sorted(total: int) -> None:
-        nonlocal bar
-        bar = click.progressbar(
-            length=total, label=f"replaying {events.name}", file=sys.stderr, show_eta=True
-        )
-        bar.__enter__()
+        nonlocal progress
+        progress = Progress(total, f"replaying {events.name}", quiet, "events replayed", "of them")
+        progress.__enter__()
+
+    def on_progress(count: int) -> None:
+        nonlocal replayed
+        replayed += count
+        if progress is not None:
+            progress.update(replayed, replayed)
 
     if not quiet:
         click.echo(f"sorting {events} by event time ...", err=True)
     try:
-        return replay(
+        history = replay(
             events,
             config,
             partitions=partitions,
             warmup_days=warmup_days,
-            on_sorted=None if quiet else on_sorted,
-            on_progress=None if quiet else (lambda n: bar.update(n)),
+            on_sorted=on_sorted,
+            on_progress=on_progress,
             published_ms=publication_ms(now),
         )
     except ValueError as exc:
+        if progress is not None:
+            progress.__exit__(type(exc), exc, exc.__traceback__)
         raise click.ClickException(str(exc)) from None
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    if progress is not None:
+        progress.__exit__(None, None, None)
+    return history
 
 
 EXAMPLES = """\b
@@ -100,15 +139,15 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
 @click.option(
     "--write-config",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="With --tune: write the configuration with the fitted [weights], [signal_weights] and [model] "
-    "here (implies --tune).",
+    help="Write the configuration --tune chose ([weights], [signal_weights] and [model]) here; "
+    "implies --tune.",
 )
 @click.option(
     "--holdout",
     type=click.FloatRange(0.1, 0.6),
     default=1 / 3,
     show_default="1/3",
-    help="Share of the month starts, the latest ones, held out from fitting.",
+    help="With --tune: share of the month starts, the latest ones, held out from fitting.",
 )
 @click.option(
     "--top-features",
@@ -142,7 +181,7 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     "--replay-cache",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Save the replay here (gzipped JSON) and reuse it on the next run when the events file, the "
-    "configuration, --partitions, --warmup-days and the scoring core are the same: re-tuning then "
+    "configuration, --partitions, --warmup-days, --now and the scoring core are the same: re-tuning then "
     "takes seconds instead of a replay.",
 )
 @click.option(
@@ -214,8 +253,10 @@ def backtest(
     source = config_path or settings.score_config
     config = score_config_or_fail(source)
     tune_weights = tune_weights or write_config is not None
+    _tuning_options_need_tune(tune_weights)
 
     partitions = partitions or settings.partitions
+    _prepare_outputs([json_path, write_config, replay_cache], [plots_dir])
     made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
     history = load_replay(replay_cache, made_from) if replay_cache is not None else None
     if history is not None and not quiet:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import click
@@ -41,6 +39,7 @@ from streamer.offline.runner import (
     publication_ms,
     time_window,
 )
+from streamer.progress import Progress
 from streamer.settings import Settings
 
 
@@ -50,51 +49,6 @@ def _writer(handle: IO[bytes]) -> Any:
         handle.write(b"\n")
 
     return write
-
-
-REPORT_EVERY = 200_000  # lines between progress lines when stderr is not a terminal
-
-
-class Progress:
-    """A progress bar on a terminal; elsewhere (a log file), a line every `REPORT_EVERY` lines.
-    Nothing with --quiet."""
-
-    def __init__(self, size: int, label: str, quiet: bool) -> None:
-        self.size = max(1, size)
-        self.quiet = quiet
-        self.lines_only = not quiet and not sys.stderr.isatty()
-        self.bar = click.progressbar(
-            length=size, label=label, file=sys.stderr, hidden=quiet, show_eta=True, show_pos=False
-        )
-        self.position = 0
-        self.next_report = REPORT_EVERY
-        self.started = time.perf_counter()
-
-    def __enter__(self) -> Progress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.update(0, self.size)
-        self.bar.__exit__(kind, exc, trace)
-
-    def update(self, lines: int, position: int, cpu: float | None = None) -> None:
-        """`lines` read so far (0: unknown), `position` in bytes of the file being read, `cpu`
-        seconds spent scoring (all processes)."""
-        if position > self.position:
-            self.bar.update(position - self.position)
-            self.position = position
-        if self.lines_only and lines >= self.next_report:
-            elapsed = time.perf_counter() - self.started
-            share = 100 * self.position / self.size
-            spent = f", {cpu:,.0f} CPU s" if cpu is not None else ""
-            click.echo(
-                f"  {lines:,} lines scored, {share:.0f}% of the file, {elapsed:,.0f} s{spent}", err=True
-            )
-            self.next_report = (lines // REPORT_EVERY + 1) * REPORT_EVERY
 
 
 @click.command("offline")

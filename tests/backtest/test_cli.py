@@ -340,3 +340,45 @@ def test_a_written_config_gives_the_tuned_scores_and_probabilities_when_replayed
         for s, score in zip(held, scores, strict=True)
     ]
     assert risk == [round(float(p), 4) for p in tuning.risk.predicted[60]]
+
+
+def test_outputs_in_folders_that_do_not_exist_yet_are_written_there(events: Path, tmp_path: Path) -> None:
+    figures, tuned = tmp_path / "new" / "figures.json", tmp_path / "other" / "deeper" / "tuned.toml"
+    result = invoke("backtest", events, *WARMUP, "--quiet", "--json", figures, "--write-config", tuned)
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(figures.read_bytes())["horizons"]
+    assert load_score_config(tuned).model is not None
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_replay(events: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(main, ["backtest", str(events), "--json", str(blocker / "figures.json")])
+    assert result.exit_code == 1
+    assert f"cannot create the folder {blocker}" in result.output
+    assert "sorting" not in result.output  # refused before any work
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--holdout", "0.25"], "--holdout only changes the fit"),
+        (["--top-features", "4", "--min-churned-accounts", "5"], "--top-features and --min-churned-accounts"),
+    ],
+)
+def test_fit_options_without_tune_are_refused(events: Path, options: list[str], named: str) -> None:
+    result = CliRunner().invoke(main, ["backtest", str(events), "--quiet", *options])
+    assert result.exit_code == 2
+    assert named in result.output
+    assert "add --tune" in result.output
+
+
+def test_the_replay_reports_its_progress_in_lines_when_stderr_is_a_log(
+    events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streamer.progress.REPORT_EVERY", 5_000)
+    result = invoke("backtest", events, *WARMUP)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "events replayed" in line]
+    assert len(lines) >= 3, result.stderr
+    assert lines[0].strip().startswith("5,000 events replayed, ") and "% of them, " in lines[0]
