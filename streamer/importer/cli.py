@@ -20,6 +20,8 @@ from streamer.importer.run import Importer, ImportSummary
 from streamer.importer.tables import BadRow, Progress, TableError
 from streamer.importer.usage import UsageGrain
 
+SHOWN_LEFT_OUT = 10
+
 EXAMPLES = """\b
 Examples:
   streamer import exports/crm --preset fightchurn --out crm.jsonl.gz
@@ -89,6 +91,18 @@ def render_summary(summary: ImportSummary) -> str:
     if after:
         detail = ", ".join(f"{name} {count:,}" for name, count in summary.after_end.items() if count)
         lines.append(f"left out after the end of the data: {after:,} rows ({detail})")
+    if summary.left_out:
+        shown = ", ".join(summary.left_out[:SHOWN_LEFT_OUT])
+        more = (
+            f" and {len(summary.left_out) - SHOWN_LEFT_OUT:,} more"
+            if len(summary.left_out) > SHOWN_LEFT_OUT
+            else ""
+        )
+        lines.append(
+            f"accounts left out: {len(summary.left_out):,}, whose skipped subscription rows would read "
+            f"as a gap (a churn) or a lower MRR, and their {summary.left_out_usage:,} product-event rows: "
+            f"{shown}{more}"
+        )
     bad = summary.bad_rows
     lines.append(f"skipped bad rows: {bad.count:,}")
     lines += [f"  {example}" for example in bad.examples]

@@ -76,6 +76,9 @@ class ImportSummary:
     addon_products: list[str] = field(default_factory=list)
     subscriptions: int = 0
     usage_rows: int = 0
+    # accounts left out: a skipped subscription row of theirs would have read as a gap (a churn)
+    left_out: list[str] = field(default_factory=list)
+    left_out_usage: int = 0  # their product-event rows
     seconds: float = 0.0
 
     @property
@@ -109,6 +112,7 @@ class Importer:
         self.folder, self.mapping, self.grain, self.progress = folder, mapping, grain, progress
         self.bad = BadRows(skip=skip_bad_rows)
         self.accounts: set[str] | None = None
+        self.left_out: set[str] = set()  # accounts with a skipped subscription row not covered
         self.config = ScoreConfig()  # the default input bounds: what every consumer accepts
         self.published_ms = published_ms if published_ms is not None else int(time.time() * 1000)
 
@@ -182,12 +186,21 @@ class Importer:
         optional = [table.quantity, table.bill_period_months]
         columns += [column for column in optional if column is not None]
         found: list[SubscriptionRow] = []
+        skipped: list[Row] = []
         for row in self._rows(table.file, columns, summary):
             try:
                 found.append(self._subscription(row, addons))
             except BadRow as error:
                 self.bad.handle(error)
-        return found
+                skipped.append(row)
+        known = self.accounts
+        self.left_out = {
+            row.values[0]
+            for row in skipped
+            if row.values[0] and (known is None or row.values[0] in known) and not _covered(row, found)
+        }
+        summary.left_out = sorted(self.left_out)
+        return [row for row in found if row.account not in self.left_out]
 
     def _subscription(self, row: Row, addons: set[str]) -> SubscriptionRow:
         table = self.mapping.subscriptions
@@ -266,6 +279,9 @@ class Importer:
             except BadRow as error:
                 self.bad.handle(error)
                 continue
+            if account in self.left_out:
+                summary.left_out_usage += 1
+                continue
             if end_ms is not None and at > end_ms:
                 after_end += 1
                 continue
@@ -310,6 +326,28 @@ class Importer:
             raise
         summary.seconds = time.monotonic() - started
         return summary
+
+
+def _covered(skipped: Row, kept: list[SubscriptionRow]) -> bool:
+    """Whether leaving out a bad subscription row changes nothing: its account's kept rows of the
+    same product cover its whole [start, end). Otherwise its absence would read as a gap (a
+    cancellation and a new subscription) or a lower MRR, and the account is left out instead.
+    A row whose account, product or dates cannot be read is not covered."""
+    account, product, start_text, end_text = skipped.values[:4]
+    try:
+        start = parse_day(skipped, "start", start_text)
+        end = parse_day(skipped, "end", end_text) if end_text else None
+    except BadRow:
+        return False
+    reached: datetime | None = start  # covered up to here (None: for ever)
+    for row in sorted(
+        (r for r in kept if r.account == account and r.product == product), key=lambda r: r.start
+    ):
+        if reached is None or (end is not None and reached >= end):
+            break
+        if row.start <= reached and (row.end is None or row.end > reached):
+            reached = row.end
+    return reached is None or (end is not None and reached >= end)
 
 
 def merged(changes: list[Imported], usage: UsageAggregator) -> Iterator[Imported]:

@@ -28,28 +28,34 @@ def run_import(folder: Path, mapping: Path, out: Path, *options: str) -> Result:
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-def assert_only_clean_events(tmp_path: Path, out: Path) -> None:
+def assert_only_clean_events(tmp_path: Path, out: Path, left_out: tuple[str, ...] = ()) -> None:
+    """The events of the clean export, less those of the accounts `left_out`."""
     clean, _ = import_export(tmp_path / "clean")
-    assert read_events(out) == read_events(clean)
+    assert read_events(out) == [e for e in read_events(clean) if e["account_id"] not in left_out]
 
 
+# The bad row has the dates and product of a good row of the 'gap' account (GOOD), so skipped
+# it changes nothing, unless the bad value is its dates or product: then what it covered is
+# unknown and the account is left out (a gap would read as a churn).
 REFUSED_ROWS = [
-    ({"start_date": "0001-01-01"}, "occurred_at 0001-01-01T00:00:00Z is before 2000-01-01T00:00:00Z"),
-    ({"start_date": "1969-12-31"}, "(input.earliest)"),
-    ({"end_date": "9999-12-31"}, "field 'term_end' 9999-12-31T00:00:00Z is more than 100 years"),
-    ({"start_date": "9999-01-01", "end_date": ""}, "event time must not be in the future"),
-    ({"mrr": "0.0000001"}, "field 'amount' of subscription.started: expected a plain decimal"),
-    ({"mrr": "99999999999999"}, "at most 12 digits"),
-    ({"quantity": "99999999999"}, "field 'seats' of subscription.started: Input should be less than"),
-    ({"bill_period_months": "99999999999"}, "field 'interval_count' of subscription.started"),
-    ({"bill_period_months": "121"}, "above input.max_interval_count (120)"),
-    ({"product": "plan\x1b[31ma"}, "field 'plan' of subscription.started: must not contain control"),
+    ({"start_date": "0001-01-01"}, "occurred_at 0001-01-01T00:00:00Z is before 2000-01-01T00:00:00Z", True),
+    ({"start_date": "1969-12-31"}, "(input.earliest)", True),
+    ({"end_date": "9999-12-31"}, "field 'term_end' 9999-12-31T00:00:00Z is more than 100 years", True),
+    ({"start_date": "9999-01-01", "end_date": ""}, "event time must not be in the future", True),
+    ({"mrr": "0.0000001"}, "field 'amount' of subscription.started: expected a plain decimal", False),
+    ({"mrr": "99999999999999"}, "at most 12 digits", False),
+    ({"quantity": "99999999999"}, "field 'seats' of subscription.started: Input should be less than", False),
+    ({"bill_period_months": "99999999999"}, "field 'interval_count' of subscription.started", False),
+    ({"bill_period_months": "121"}, "above input.max_interval_count (120)", False),
+    ({"product": "plan\x1b[31ma"}, "field 'plan' of subscription.started: must not contain control", True),
 ]
 
 
-@pytest.mark.parametrize(("changes", "reason"), REFUSED_ROWS, ids=[str(c) for c, _ in REFUSED_ROWS])
+@pytest.mark.parametrize(
+    ("changes", "reason", "gap_left_out"), REFUSED_ROWS, ids=[str(c) for c, *_ in REFUSED_ROWS]
+)
 def test_a_row_whose_event_the_contract_or_the_input_bounds_refuse_is_a_bad_row(
-    tmp_path: Path, changes: dict[str, str], reason: str
+    tmp_path: Path, changes: dict[str, str], reason: str, gap_left_out: bool
 ) -> None:
     rows = [*SUBSCRIPTIONS, bad_subscription(**changes)]
     mapping = write_export(tmp_path / "export", subscriptions=rows)
@@ -61,7 +67,8 @@ def test_a_row_whose_event_the_contract_or_the_input_bounds_refuse_is_a_bad_row(
     skipped = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
     assert skipped.exit_code == 0, skipped.output
     assert "skipped bad rows: 1" in skipped.output and reason in skipped.output
-    assert_only_clean_events(tmp_path, out)
+    assert ("accounts left out: 1," in skipped.output) is gap_left_out
+    assert_only_clean_events(tmp_path, out, ("gap",) if gap_left_out else ())
 
 
 @pytest.mark.parametrize(
@@ -186,3 +193,34 @@ def test_a_field_over_the_csv_size_limit_is_a_bad_row(tmp_path: Path) -> None:
     assert skipped.exit_code == 0, skipped.output
     assert "skipped bad rows: 1" in skipped.output
     assert_only_clean_events(tmp_path, out)
+
+
+def test_a_skipped_row_inside_a_run_of_renewals_leaves_its_account_out_instead_of_a_churn(
+    tmp_path: Path,
+) -> None:
+    renewal = ("renewals", "basic", "2024-02-15", "2024-03-15", "10", "1", "1")
+    rows = [(*row[:4], "n/a", *row[5:]) if row == renewal else row for row in SUBSCRIPTIONS]
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "mrr 'n/a'" in result.output
+    assert "accounts left out: 1, whose skipped subscription rows would read as a gap" in result.output
+    assert "and their 2 product-event rows: renewals" in result.output
+    # without it: canceled at 02-15 and started again at 03-15, a churn the tables do not hold
+    assert_only_clean_events(tmp_path, out, ("renewals",))
+
+
+def test_a_skipped_row_that_kept_rows_of_its_product_cover_changes_nothing(tmp_path: Path) -> None:
+    overlapping = ("renewals", "basic", "2024-01-20", "2024-03-01", "n/a", "1", "1")  # two terms cover it
+    mapping = write_export(tmp_path / "export", subscriptions=[*SUBSCRIPTIONS, overlapping])
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 1" in result.output and "accounts left out" not in result.output
+    assert_only_clean_events(tmp_path, out)
+    beyond = ("renewals", "basic", "2024-05-20", "2024-07-01", "n/a", "1", "1")  # past the last term
+    mapping = write_export(tmp_path / "export2", subscriptions=[*SUBSCRIPTIONS, beyond])
+    result = run_import(tmp_path / "export2", mapping, out, "--skip-bad-rows")
+    assert "accounts left out: 1," in result.output
+    assert_only_clean_events(tmp_path, out, ("renewals",))
