@@ -128,6 +128,22 @@ def offline(
         f"{sum(summary.alerts.values()):,} alerts, {summary.snapshots:,} snapshots\n"
         f"wrote {out_dir}/{{accounts,health,alerts,deadletter}}.jsonl and portfolio.json"
     )
+    if summary.accepted == 0 and summary.duplicates == 0:
+        raise click.ClickException(_nothing_scored(events, out_dir, summary))
+
+
+def _nothing_scored(events: Path, out_dir: Path, summary: Summary) -> str:
+    """Why a run that scored nothing fails: an empty file, or one whose every line was refused
+    (a table rather than events, most often)."""
+    if summary.rejected == 0:
+        return f"{events} holds no events"
+    with (out_dir / "deadletter.jsonl").open("rb") as letters:
+        first = orjson.loads(letters.readline())
+    return (
+        f"no line of {events} is an event ({summary.rejected:,} rejected, the first as {first['error']}; "
+        "all in "
+        f"{out_dir}/deadletter.jsonl). Tables of a warehouse export go through `streamer import` first."
+    )
 
 
 def _in_process(
