@@ -244,7 +244,7 @@ def backtest(
         from streamer.backtest.replaycache import fingerprint
         from streamer.backtest.replaycache import load as load_replay
         from streamer.backtest.replaycache import save as save_replay
-        from streamer.backtest.report import day, render
+        from streamer.backtest.report import accounts, day, render
         from streamer.backtest.report import to_json as report_json
 
         if plots_dir is not None:
@@ -294,7 +294,7 @@ def backtest(
         fitted = (
             [
                 f"Default weights and the score calibrated as the [model], by `streamer backtest --tune` on "
-                f"{events.name}: {tuning.choice.churned_accounts} accounts churned in the training samples, "
+                f"{events.name}: {accounts(tuning.choice.churned_accounts)} churned in the training samples, "
                 f"too few to fit (logistic regression of {TUNE_HORIZON}-day churn on the score, {months}).",
             ]
             if tuning.choice.too_few_churned

@@ -222,6 +222,11 @@ def _against_chance(chance: Difference) -> str:
     )
 
 
+def accounts(count: int) -> str:
+    """'1 account', '12 accounts'."""
+    return f"{count:,} account" + ("" if count == 1 else "s")
+
+
 def _se(found: Difference) -> str:
     return "n/a" if found.standard_error is None else f"{found.standard_error:.3f}"
 
@@ -255,7 +260,7 @@ def render_choice(choice: Choice) -> list[str]:
     )
     if choice.too_few_churned:
         return [
-            f"{choice.churned_accounts} accounts churned in the training samples, fewer than "
+            f"{accounts(choice.churned_accounts)} churned in the training samples, fewer than "
             f"{choice.min_churned_accounts} (--min-churned-accounts): too few to learn from, so nothing "
             "fitted is written: the default weights, and the score calibrated as the [model] behind "
             "churn_risk_60d (it ranks as the score does)",
@@ -528,6 +533,9 @@ def _versus_lines(tuning: TuneResult) -> list[str]:
     for name, label in (("default", "the default score"), ("plain", "the plain LR")):
         found = tuning.versus.get(name)
         if found is None:
+            continue
+        if found.auc == 0 and found.standard_error == 0:  # the same ranking (the score calibrated)
+            parts.append(f"0 against {label} (the same ranking)")
             continue
         verdict = "more than two standard errors" if found.clear else "within two standard errors: noise"
         parts.append(f"{found.auc:+.3f} against {label} (SE {_se(found)}, {verdict})")

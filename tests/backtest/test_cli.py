@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from streamer.backtest.analysis import committed
 from streamer.backtest.choice import MIN_CHURNED_ACCOUNTS
 from streamer.backtest.labels import churn_instants
+from streamer.backtest.report import accounts
 from streamer.backtest.sampling import Replay, replay, sort_lines
 from streamer.backtest.tuning import scores_under, signal_scores_under
 from streamer.cli import main
@@ -174,6 +175,7 @@ def test_too_few_churned_accounts_write_the_default_weights_and_the_score_calibr
     assert config.model.score < 0  # a higher score reads as less risk
     held = tuning["held_out"]
     assert held["churn_risk"]["auc"] == held["default"]["auc"]  # ranks exactly as the score
+    assert "churn_risk_60d's AUC 60d minus: 0 against the default score (the same ranking)" in result.output
     offline = invoke("offline", events, "--out", tmp_path / "scored", "--sort", "--config", tuned, "--quiet")
     assert offline.exit_code == 0, offline.output
     scored = [
@@ -382,3 +384,7 @@ def test_the_replay_reports_its_progress_in_lines_when_stderr_is_a_log(
     lines = [line for line in result.stderr.splitlines() if "events replayed" in line]
     assert len(lines) >= 3, result.stderr
     assert lines[0].strip().startswith("5,000 events replayed, ") and "% of them, " in lines[0]
+
+
+def test_a_count_of_accounts_reads_in_the_singular_for_one() -> None:
+    assert (accounts(1), accounts(12), accounts(1200)) == ("1 account", "12 accounts", "1,200 accounts")
