@@ -137,14 +137,21 @@ class Importer:
 
     # -- tables ----------------------------------------------------------------------------------
 
-    def _rows(self, name: str, columns: list[str], summary: ImportSummary) -> Iterator[Row]:
-        def bad(error: BadRow) -> None:  # too few fields: a row read, skipped or raised as the others
+    def _rows(self, name: str, columns: list[str], summary: ImportSummary, section: str) -> Iterator[Row]:
+        """The rows of table `name` (mapped under [`section`]), each counted as read."""
+
+        def bad(error: BadRow) -> None:  # a wrong number of fields: read, skipped or raised as the others
             summary.rows[name] += 1
             self.bad.handle(error)
 
-        for row in read_rows(self.folder / name, columns, self.progress, bad):
+        for row in read_rows(self.folder / name, columns, self.progress, bad, self._keys(section)):
             summary.rows[name] += 1
             yield row
+
+    def _keys(self, section: str) -> dict[str, str]:
+        """Column -> the mapping key that names it (`subscriptions.mrr`), for messages."""
+        table = getattr(self.mapping, section)
+        return {value: f"{section}.{key}" for key, value in table if isinstance(value, str) and key != "file"}
 
     def _account(self, row: Row, column: str, value: str) -> str:
         account = _check_id(row, column, value)
@@ -158,7 +165,7 @@ class Importer:
         if table is None:
             return
         accounts: set[str] = set()
-        for row in self._rows(table.file, [table.id], summary):
+        for row in self._rows(table.file, [table.id], summary, "accounts"):
             try:
                 accounts.add(_check_id(row, table.id, row.values[0]))
             except BadRow as error:
@@ -187,7 +194,7 @@ class Importer:
         columns += [column for column in optional if column is not None]
         found: list[SubscriptionRow] = []
         skipped: list[Row] = []
-        for row in self._rows(table.file, columns, summary):
+        for row in self._rows(table.file, columns, summary, "subscriptions"):
             try:
                 found.append(self._subscription(row, addons))
             except BadRow as error:
@@ -239,7 +246,7 @@ class Importer:
         if table is None or table.lookup_file is None:
             return None
         names: dict[str, str] = {}
-        for row in self._rows(table.lookup_file, [table.lookup_key, table.lookup_name], summary):
+        for row in self._rows(table.lookup_file, [table.lookup_key, table.lookup_name], summary, "events"):
             key, name = row.values
             try:
                 names[key] = _check_id(row, table.lookup_name, name)
@@ -261,7 +268,7 @@ class Importer:
         bounds = self.config.input
         latest: int | None = None
         after_end = 0
-        for row in self._rows(table.file, columns, summary):
+        for row in self._rows(table.file, columns, summary, "events"):
             try:
                 account = self._account(row, table.account, row.values[0])
                 at = epoch_ms(parse_time(row, table.time, row.values[1]))

@@ -7,7 +7,7 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -74,6 +74,15 @@ def _first_line_not_utf8(path: Path) -> tuple[int, UnicodeDecodeError] | None:
 READ_ERRORS = (EOFError, OSError, zlib.error)
 
 
+def _read_problem(exc: Exception) -> str:
+    """Why a table cannot be read further, in the words `streamer offline` uses for events files."""
+    if isinstance(exc, EOFError):
+        return "the gzip stream ends early (truncated file?)"
+    if isinstance(exc, gzip.BadGzipFile):
+        return "not a gzip file (name it .csv, or gzip it)"
+    return str(exc)
+
+
 def _not_utf8(exc: UnicodeDecodeError) -> str:
     byte = exc.object[exc.start : exc.start + 1]
     return f"not UTF-8 ({exc.reason}: byte {byte!r} at column {exc.start + 1})"
@@ -93,7 +102,7 @@ def _header(reader: Iterator[list[str]], path: Path) -> list[str]:
     except UnicodeDecodeError as exc:  # the text stream reads ahead: maybe a later line
         raise TableError(_not_utf8_further(path, 1, exc)) from None
     except (*READ_ERRORS, csv.Error) as exc:
-        raise TableError(f"{path}: cannot read it as CSV: {exc}") from None
+        raise TableError(f"{path}: cannot read it as CSV: {_read_problem(exc)}") from None
 
 
 def _csv_problem(exc: csv.Error) -> str:
@@ -118,8 +127,21 @@ def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str] | BadRow]
         except UnicodeDecodeError as exc:
             raise TableError(_not_utf8_further(path, start, exc)) from None
         except READ_ERRORS as exc:
-            raise TableError(f"{path.name}:{start}: cannot read further: {exc}") from None
+            raise TableError(f"{path.name}:{start}: cannot read further: {_read_problem(exc)}") from None
         yield start, fields
+
+
+def _missing_columns(path: Path, header: list[str], missing: list[str], keys: Mapping[str, str]) -> str:
+    """What a table without the columns the mapping names is told, with the mapping keys that
+    name them and, for a header that looks split by another separator, that one."""
+    named = ", ".join(f"{column!r}" + (f" ({keys[column]})" if column in keys else "") for column in missing)
+    problem = f"{path.name}: no column {named} (columns: {', '.join(header)}); "
+    separator = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
+    if separator is not None:
+        return (
+            problem + f"the header looks separated by {separator!r}: the tables must be comma-separated CSV"
+        )
+    return problem + "map the right one with --column or a mapping file"
 
 
 def read_rows(
@@ -127,13 +149,15 @@ def read_rows(
     columns: Sequence[str],
     progress: Progress | None = None,
     on_bad: Callable[[BadRow], None] | None = None,
+    keys: Mapping[str, str] | None = None,
 ) -> Iterator[Row]:
     """The values of `columns` of every data row of `path`, with the 1-based physical line where
     each starts (header = 1).
 
-    Raises TableError when the file or a column is missing, or the file cannot be read further.
-    A row the CSV reader refuses or with too few fields goes to `on_bad` (which raises it, or
-    counts it and the reading goes on); raised when None.
+    Raises TableError when the file or a column is missing (naming the mapping key of the column
+    from `keys`), or the file cannot be read further. A row the CSV reader refuses, or with
+    another number of fields than the header (an unquoted comma shifts every value after it),
+    goes to `on_bad` (which raises it, or counts it and the reading goes on); raised when None.
     """
     if not path.is_file():
         raise TableError(f"{path}: no such file")
@@ -144,12 +168,9 @@ def read_rows(
         header = _header(reader, path)
         missing = [column for column in columns if column not in header]
         if missing:
-            raise TableError(
-                f"{path.name}: no column {', '.join(map(repr, missing))} (columns: {', '.join(header)}); "
-                "map the right one with --column or a mapping file"
-            )
+            raise TableError(_missing_columns(path, header, missing, keys or {}))
         indexes = [header.index(column) for column in columns]
-        width = max(indexes) + 1
+        width = len(header)
         name = path.name
         rows = 0
         for line, fields in _records(reader, path):
@@ -158,8 +179,8 @@ def read_rows(
                 error = fields
             elif not fields:
                 continue  # a blank line
-            elif len(fields) < width:
-                error = BadRow(name, line, f"{len(fields)} fields, expected {len(header)}")
+            elif len(fields) != width:
+                error = BadRow(name, line, f"{len(fields)} fields, expected {width} as in the header")
             rows += 1
             if error is not None:
                 if on_bad is None:

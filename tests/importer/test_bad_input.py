@@ -3,6 +3,7 @@ whatever cannot be imported is a bad row named by file and physical line, found 
 
 from __future__ import annotations
 
+import gzip
 import time
 from pathlib import Path
 
@@ -139,8 +140,19 @@ def test_a_gzip_file_cut_inside_its_header_is_a_one_line_file_error(tmp_path: Pa
         main, ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2, result.output
-    assert "subs.csv.gz: cannot read it as CSV" in result.output
+    assert "subs.csv.gz: cannot read it as CSV: the gzip stream ends early (truncated file?)" in result.output
     assert "Aborted" not in result.output
+
+
+def test_a_plain_file_named_gz_says_so_as_streamer_offline_does(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    subs = tmp_path / "export" / "subs.csv.gz"
+    subs.write_bytes(gzip.decompress(subs.read_bytes()))
+    result = CliRunner().invoke(
+        main, ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "subs.csv.gz: cannot read it as CSV: not a gzip file (name it .csv, or gzip it)" in result.output
 
 
 # -- where a problem is -------------------------------------------------------------------------

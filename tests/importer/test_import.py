@@ -269,20 +269,23 @@ def test_skip_bad_rows_counts_them_and_imports_the_rest(tmp_path: Path) -> None:
     assert read_events(out) == [e for e in read_events(clean) if e["account_id"] != "gap"]
 
 
-def test_skip_bad_rows_also_skips_rows_with_too_few_fields(tmp_path: Path) -> None:
-    rows = [*SUBSCRIPTIONS[:2], ("short", "basic"), *SUBSCRIPTIONS[2:]]
+def test_skip_bad_rows_also_skips_rows_with_another_number_of_fields_than_the_header(tmp_path: Path) -> None:
+    # an unquoted comma in "1,100" would shift every value after it: mrr read as 1
+    shifted = ("never-used", "basic", "2024-01-01", "2024-06-01", "1", "100", "", "1")
+    rows = [*SUBSCRIPTIONS[:2], ("short", "basic"), *SUBSCRIPTIONS[2:], shifted]
     events = [*EVENTS[:1], ("gap",), *EVENTS[1:]]
     mapping = write_export(tmp_path / "export", subscriptions=rows, events=events)
     out = tmp_path / "o.jsonl"
     args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
     stopped = CliRunner().invoke(main, args)
     assert stopped.exit_code == 1
-    assert "subs.csv.gz:4: 2 fields, expected 7 (--skip-bad-rows skips" in stopped.output
+    assert "subs.csv.gz:4: 2 fields, expected 7 as in the header (--skip-bad-rows skips" in stopped.output
     result = invoke(*args, "--skip-bad-rows")
     assert result.exit_code == 0, result.output
-    assert "skipped bad rows: 2" in result.output
-    assert "subs.csv.gz:4: 2 fields, expected 7" in result.output
-    assert "events.csv:3: 1 fields, expected 4" in result.output
+    assert "skipped bad rows: 3" in result.output
+    assert "subs.csv.gz:4: 2 fields, expected 7 as in the header" in result.output
+    assert f"subs.csv.gz:{len(rows) + 1}: 8 fields, expected 7 as in the header" in result.output
+    assert "events.csv:3: 1 fields, expected 4 as in the header" in result.output
     clean, _ = import_export(tmp_path)
     assert read_events(out) == read_events(clean)
 
@@ -298,7 +301,12 @@ def test_usage_errors_exit_with_code_2(tmp_path: Path) -> None:
         ["import", folder, "--mapping", str(mapping), "--out", out, "--column", "subscriptions.mrr=amount"],
     )
     assert column.exit_code == 2
-    assert "subs.csv.gz: no column 'amount'" in column.output
+    assert "subs.csv.gz: no column 'amount' (subscriptions.mrr) (columns: account_id," in column.output
+    semicolons = tmp_path / "export" / "events.csv"
+    semicolons.write_text(semicolons.read_text().replace(",", ";"))
+    separated = runner.invoke(main, ["import", folder, "--mapping", str(mapping), "--out", out])
+    assert separated.exit_code == 2
+    assert "the header looks separated by ';': the tables must be comma-separated CSV" in separated.output
     typo = runner.invoke(
         main, ["import", folder, "--mapping", str(mapping), "--out", out, "--column", "subscriptions.mmr=x"]
     )
