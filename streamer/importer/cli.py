@@ -84,6 +84,17 @@ def render_summary(summary: ImportSummary) -> str:
         f"end of the data: {summary.data_end} ({summary.data_end_rule}; "
         "subscriptions running then are not canceled)",
     ]
+    if summary.addons_missing is not None:
+        lines.append(
+            f"no {summary.addons_missing} in the folder: only the mapping's addon_products are add-ons; "
+            "any other product is a plan line of its own"
+        )
+    if summary.days_beyond > 1:
+        lines.append(
+            f"note: the end of the data is {summary.days_beyond:,.0f} days after the latest subscription "
+            f"start or product event ({summary.latest_seen}): subscriptions that end between them read "
+            "as canceled (is --data-end the export date?)"
+        )
     if summary.usage_rows:
         usage = summary.by_type.get("usage.recorded", 0)
         lines.append(f"usage: {summary.usage_rows:,} rows -> {usage:,} usage.recorded events")

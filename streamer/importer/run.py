@@ -79,6 +79,9 @@ class ImportSummary:
     # accounts left out: a skipped subscription row of theirs would have read as a gap (a churn)
     left_out: list[str] = field(default_factory=list)
     left_out_usage: int = 0  # their product-event rows
+    addons_missing: str | None = None  # the add-on catalogue the mapping names, not in the folder
+    latest_seen: str = ""  # the latest subscription start or product event
+    days_beyond: float = 0.0  # how far the end of the data is after it
     seconds: float = 0.0
 
     @property
@@ -144,6 +147,7 @@ class Importer:
             summary.rows[name] += 1
             self.bad.handle(error)
 
+        summary.rows[name] += 0  # a table with only its header shows as 0 rows read
         for row in read_rows(self.folder / name, columns, self.progress, bad, self._keys(section)):
             summary.rows[name] += 1
             yield row
@@ -189,6 +193,8 @@ class Importer:
         table = self.mapping.subscriptions
         addons = self.addon_products()
         summary.addon_products = sorted(addons)
+        named = table.addons_file
+        summary.addons_missing = named if named is not None and not (self.folder / named).is_file() else None
         columns = [table.account, table.product, table.start, table.end, table.mrr]
         optional = [table.quantity, table.bill_period_months]
         columns += [column for column in optional if column is not None]
@@ -312,11 +318,14 @@ class Importer:
         if rule is DataEndRule.latest_start:
             data_end = latest_start
         usage, latest_usage = self.read_usage(summary, data_end)
+        latest_seen = latest_start
+        if latest_usage is not None and latest_usage > epoch_ms(latest_start):
+            latest_seen = datetime.fromtimestamp(latest_usage / 1000, tz=UTC)
+        summary.latest_seen = latest_seen.isoformat().replace("+00:00", "Z")
         if data_end is None:  # latest-seen
-            data_end = latest_start
-            if latest_usage is not None and latest_usage > epoch_ms(latest_start):
-                data_end = datetime.fromtimestamp(latest_usage / 1000, tz=UTC)
+            data_end = latest_seen
         summary.data_end = data_end.isoformat().replace("+00:00", "Z")
+        summary.days_beyond = max(0.0, (data_end - latest_seen).total_seconds() / 86_400)
         summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else "--data-end"
         counts = SubscriptionCounts()
         changes = sorted(

@@ -349,3 +349,21 @@ def test_progress_goes_to_stderr_only_when_asked(tmp_path: Path) -> None:
     shown = CliRunner().invoke(main, [*command, "--progress"])
     assert "reading events.csv: 12 rows (100%)" in shown.stderr
     assert "reading" not in shown.stdout
+
+
+def test_the_summary_says_what_a_user_may_not_have_meant(tmp_path: Path) -> None:
+    """A table with only its header, an add-on catalogue the mapping names that is not there,
+    and an export date long after the data: each is imported as asked, and the summary says so."""
+    mapping = write_export(tmp_path / "export", events=[])
+    (tmp_path / "export" / "addons.csv").unlink()
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
+    result = invoke(*args, "--data-end", "2030-01-01")
+    assert result.exit_code == 0, result.output
+    assert "events.csv 0" in result.output
+    assert "no addons.csv in the folder: only the mapping's addon_products are add-ons" in result.output
+    assert (
+        "note: the end of the data is 2,057 days after the latest subscription start or product"
+        in result.output
+    )
+    _, plain = import_export(tmp_path / "full")  # the export date just after the last event
+    assert "note: the end of the data" not in plain.output and "no addons.csv" not in plain.output
