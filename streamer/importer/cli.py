@@ -22,6 +22,15 @@ from streamer.importer.usage import UsageGrain
 
 SHOWN_LEFT_OUT = 10
 
+
+class TableProblem(click.ClickException):
+    """A table the mapping names that is missing, lacks a column or cannot be read: exit code 2
+    as a usage error (the mapping and the folder disagree), without the usage text, which is
+    not where the problem is."""
+
+    exit_code = 2
+
+
 EXAMPLES = """\b
 Examples:
   streamer import exports/crm --preset fightchurn --out crm.jsonl.gz
@@ -207,7 +216,7 @@ def import_tables(
     try:
         summary = importer.run(out)
     except TableError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise TableProblem(str(exc)) from None
     except BadRow as exc:
         raise click.ClickException(f"{exc} (--skip-bad-rows skips such rows and counts them)") from None
     except ValueError as exc:

@@ -302,6 +302,7 @@ def test_usage_errors_exit_with_code_2(tmp_path: Path) -> None:
     )
     assert column.exit_code == 2
     assert "subs.csv.gz: no column 'amount' (subscriptions.mrr) (columns: account_id," in column.output
+    assert "Usage:" not in column.output  # the command line is right; the table is not what it names
     semicolons = tmp_path / "export" / "events.csv"
     semicolons.write_text(semicolons.read_text().replace(",", ";"))
     separated = runner.invoke(main, ["import", folder, "--mapping", str(mapping), "--out", out])
