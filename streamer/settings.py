@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamer.core.config import ScoreConfig
 from streamer.local.settings import DEFAULT_KAFKA_PORT, DEFAULT_REDIS_PORT, local_bootstrap, local_redis_url
+from streamer.suggest import unknown_key_hint
 
 FAMILIES = ("subscriptions", "usage", "tickets", "surveys")
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]  # Kafka's names
@@ -184,7 +185,11 @@ def load_score_config(path: Path | None) -> ScoreConfig:
     except ValidationError as exc:
         problems = "\n".join(
             f"  - {'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
-            f" (got {error.get('input')!r})"
+            + (
+                unknown_key_hint(ScoreConfig, error["loc"])
+                if error["type"] == "extra_forbidden"
+                else f" (got {error.get('input')!r})"
+            )
             for error in exc.errors(include_url=False)
         )
         raise ConfigError(f"score config file {path} is invalid:\n{problems}") from None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streamer.settings import read_toml
+from streamer.suggest import unknown_key_hint
 
 Column = Annotated[str, Field(min_length=1)]
 
@@ -107,6 +108,7 @@ def _validated(data: dict[str, Any], source: str) -> Mapping:
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}"
+            + (unknown_key_hint(Mapping, error["loc"]) if error["type"] == "extra_forbidden" else "")
             for error in exc.errors()
         )
         raise MappingError(f"{source}: {problems}") from None

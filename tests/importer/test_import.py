@@ -311,7 +311,8 @@ def test_usage_errors_exit_with_code_2(tmp_path: Path) -> None:
     typo = runner.invoke(
         main, ["import", folder, "--mapping", str(mapping), "--out", out, "--column", "subscriptions.mmr=x"]
     )
-    assert typo.exit_code == 2 and "subscriptions.mmr: Extra inputs are not permitted" in typo.output
+    assert typo.exit_code == 2
+    assert "subscriptions.mmr: Extra inputs are not permitted (did you mean 'mrr'?)" in typo.output
     date = runner.invoke(
         main, ["import", folder, "--mapping", str(mapping), "--out", out, "--data-end", "soon"]
     )

@@ -1,0 +1,30 @@
+"""'Did you mean ...?' for a key a configuration file names that its model does not have."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import get_args
+
+from pydantic import BaseModel
+
+
+def _model_of(annotation: object) -> type[BaseModel] | None:
+    """The model a field holds (directly, or as one member of an optional union)."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def unknown_key_hint(model: type[BaseModel], location: Sequence[int | str]) -> str:
+    """`" (did you mean 'support'?)"` for the unknown key at `location` (its path in the data, the
+    unknown key last) when `model` has a field of a close name there; else ""."""
+    current: type[BaseModel] | None = model
+    for part in location[:-1]:
+        field = current.model_fields.get(str(part)) if current is not None else None
+        current = _model_of(field.annotation) if field is not None else None
+    if current is None or not location:
+        return ""
+    close = difflib.get_close_matches(str(location[-1]), list(current.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
