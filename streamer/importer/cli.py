@@ -102,7 +102,7 @@ def render_summary(summary: ImportSummary) -> str:
         lines.append(
             f"note: the end of the data is {summary.days_beyond:,.0f} days after the latest subscription "
             f"start or product event ({summary.latest_seen}): subscriptions that end between them read "
-            "as canceled (is --data-end the export date?)"
+            "as canceled (is that the export date?)"
         )
     if summary.usage_rows:
         usage = summary.by_type.get("usage.recorded", 0)
