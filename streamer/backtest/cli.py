@@ -267,20 +267,24 @@ def backtest(
             save_replay(replay_cache, history, made_from)
     try:
         result = analyse(history)
-        if tune_weights:
-            base = _base_data(source)
+    except NotEnoughHistory as exc:
+        raise click.ClickException(str(exc)) from None
+    cannot_tune: str | None = None
+    if tune_weights:
+        base = _base_data(source)
 
-            def adopt(fitted: Fitted) -> ScoreConfig:
-                return ScoreConfig.model_validate(tomllib.loads(_config_text(base, fitted, [])))
+        def adopt(fitted: Fitted) -> ScoreConfig:
+            return ScoreConfig.model_validate(tomllib.loads(_config_text(base, fitted, [])))
 
-            grid = {d: label(history, d, history.grid_samples) for d in result.horizons}
-            by_horizon = {d: h.labelled for d, h in result.horizons.items()}
+        grid = {d: label(history, d, history.grid_samples) for d in result.horizons}
+        by_horizon = {d: h.labelled for d, h in result.horizons.items()}
+        try:
             result = dataclasses.replace(
                 result,
                 tuning=tune(by_horizon, config, adopt, holdout, grid, top_features, min_churned_accounts),
             )
-    except NotEnoughHistory as exc:
-        raise click.ClickException(str(exc)) from None
+        except NotEnoughHistory as exc:  # the report of the configured score still stands
+            cannot_tune = str(exc)
     click.echo(render(result, str(events)))
     if plots_dir is not None:
         written = write_all(result, plots_dir, (config.bands.yellow, config.bands.green))
@@ -320,4 +324,10 @@ def backtest(
         click.echo(
             f"wrote {write_config}: try it with "
             f"`streamer offline {events} --out DIR --sort --config {write_config}`"
+        )
+    if cannot_tune is not None:
+        unwritten = " and no configuration was written" if write_config is not None else ""
+        raise click.ClickException(
+            f"{cannot_tune}: the report above is the configured score's{unwritten} (a smaller --holdout "
+            "trains on more month starts)"
         )

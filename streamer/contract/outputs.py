@@ -100,7 +100,8 @@ class HealthSnapshot(BaseModel):
         ge=0,
         le=1,
         description="Calibrated probability of churn (MRR reaching 0) within 60 days, from the "
-        "configuration's fitted [model]; null when the configuration has none",
+        "configuration's fitted [model]; null when the configuration has none, or the account pays "
+        "nothing (churned, or not yet paying)",
     )
     components: dict[str, Component]
     missing: list[str] = Field(description="Components without data (weights renormalised)")

@@ -20,7 +20,8 @@ def build_snapshot(
     account: Account, evaluation: Evaluation, currency: str, model: RiskModel | None = None
 ) -> dict[str, Any]:
     """The `cs.health` record: score, band, components, reasons, stage, MRR, key metrics, and the
-    calibrated churn risk when the configuration carries a fitted model (else null)."""
+    calibrated churn risk when the configuration carries a fitted model and the account pays
+    (else null: the model was fitted on paying accounts, and one at MRR 0 has no churn ahead)."""
     missing = [name for name, value in evaluation.components.items() if value is None]
     return {
         "account_id": account.account_id,
@@ -29,7 +30,9 @@ def build_snapshot(
         "band": evaluation.band,
         "churn_risk_60d": churn_risk(
             evaluation.signals, model, _volumes(account, evaluation, model), _model_score(evaluation)
-        ),
+        )
+        if evaluation.mrr > 0
+        else None,  # churn is MRR reaching 0: an account paying nothing has none ahead
         "components": {
             name: {
                 "score": None if value is None else round(value, 1),

@@ -149,7 +149,11 @@ def test_tune_writes_a_config_that_the_core_and_streamer_offline_accept(events: 
     scored = [
         orjson.loads(line) for line in (tmp_path / "scored" / "accounts.jsonl").read_bytes().splitlines()
     ]
-    assert scored and all(0 <= account["churn_risk_60d"] <= 1 for account in scored)
+    paying = [account for account in scored if float(account["mrr"]) > 0]
+    assert paying and all(0 <= account["churn_risk_60d"] <= 1 for account in paying)
+    # churn is MRR reaching 0: an account paying nothing has no risk of it, whatever its score
+    churned = [account for account in scored if account["lifecycle_stage"] == "churned"]
+    assert churned and all(account["churn_risk_60d"] is None for account in churned)
 
 
 def test_too_few_churned_accounts_write_the_default_weights_and_the_score_calibrated(
@@ -181,7 +185,7 @@ def test_too_few_churned_accounts_write_the_default_weights_and_the_score_calibr
     scored = [
         orjson.loads(line) for line in (tmp_path / "scored" / "accounts.jsonl").read_bytes().splitlines()
     ]
-    by_score = sorted(scored, key=lambda account: account["score"])
+    by_score = sorted((a for a in scored if float(a["mrr"]) > 0), key=lambda account: account["score"])
     risks = [account["churn_risk_60d"] for account in by_score]
     assert risks == sorted(risks, reverse=True) and risks[0] > risks[-1]
 
@@ -289,10 +293,17 @@ def test_a_file_too_short_for_a_month_start_is_refused(tmp_path: Path) -> None:
     assert "no month start has enough history" in result.output
 
 
-def test_tune_needs_enough_month_starts(events: Path) -> None:
-    result = CliRunner().invoke(main, ["backtest", str(events), "--quiet", "--tune", "--warmup-days", "150"])
-    assert result.exit_code != 0
+def test_tune_needs_enough_month_starts(events: Path, tmp_path: Path) -> None:
+    tuned = tmp_path / "tuned.toml"
+    result = CliRunner().invoke(
+        main, ["backtest", str(events), "--quiet", "--write-config", str(tuned), "--warmup-days", "150"]
+    )
+    assert result.exit_code == 1
     assert "--tune needs at least 3 month starts" in result.output
+    # the configured score's report is not thrown away with the fit, and nothing is written
+    assert "ROC AUC of the score" in result.output
+    assert "the report above is the configured score's and no configuration was written" in result.output
+    assert not tuned.exists()
 
 
 def test_a_bad_config_is_refused_with_its_path(events: Path, tmp_path: Path) -> None:
