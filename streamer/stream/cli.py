@@ -240,8 +240,15 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
         skipped += f" (no topic and key could be read from them; the first, line {number:,}: {why:.200})"
     click.echo(
         f"published {summary.total:,} events in {summary.seconds:.1f} s "
-        f"({summary.total / max(summary.seconds, 1e-9):,.0f}/s): {per_topic}; {skipped}{again}"
+        f"({summary.total / max(summary.seconds, 1e-9):,.0f}/s){': ' + per_topic if per_topic else ''}; "
+        f"{skipped}{again}"
     )
+    if summary.total == 0:  # as `streamer offline` on the same file: a run that did nothing fails
+        raise click.ClickException(
+            f"nothing published: {events} holds no events"
+            if summary.skipped == 0
+            else f"nothing published: no line of {events} is an event (tables go through `streamer import`)"
+        )
 
 
 @click.group("alerts")

@@ -1696,6 +1696,31 @@ missing = { nps = 0.5 }
 """
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"", "nothing published: {path} holds no events"),
+        (b"account_id,product\na1,basic\n", "nothing published: no line of {path} is an event"),
+    ],
+    ids=["empty", "a table"],
+)
+def test_replay_of_a_file_that_publishes_nothing_fails_with_one_line(
+    deploy: Callable[..., Deployment], tmp_path: Path, content: bytes, said: str
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(content)
+    deployment = deploy()
+    done = subprocess.run(
+        [STREAMER, "replay", str(path), "--quiet"], env=deployment.env(), capture_output=True, timeout=120
+    )
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.decode().strip() == "Error: " + said.format(path=path) + (
+        " (tables go through `streamer import`)" if content else ""
+    )
+    assert done.stdout.decode().startswith("published 0 events in ")
+    assert ": ;" not in done.stdout.decode()  # no empty list of topics
+
+
 def streamed_with_config(
     deploy: Callable[..., Deployment], history: Callable[[int], History], path: Path, text: str
 ) -> tuple[History, dict[str, dict[str, Any]]]:
