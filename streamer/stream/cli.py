@@ -27,6 +27,7 @@ from streamer.cli_options import (
 from streamer.logs import configure_logging
 
 if TYPE_CHECKING:
+    from streamer.core.config import ScoreConfig
     from streamer.settings import Settings
     from streamer.stream.replay import ReplaySummary
 
@@ -114,7 +115,9 @@ def worker(
     from streamer.native import running
     from streamer.stream.faust_private import problems
 
-    logging.getLogger(__name__).info(running())  # which core runs: the first line of the log
+    log = logging.getLogger(__name__)
+    log.info(running())  # which core runs: the first line of the log
+    log.info(score_config_line(settings.score_config, config))  # and what it scores with
 
     if found := problems():  # an upgraded faust: the guarantees that lean on its internals
         raise click.ClickException(
@@ -126,6 +129,15 @@ def worker(
         run_worker(settings, config, loglevel, connect_timeout_s)
     except (BrokerUnavailable, TopicsUnusable) as error:
         fail("worker", error)
+
+
+def score_config_line(path: Path | None, config: ScoreConfig) -> str:
+    """The worker's second log line: which score configuration it runs, and whether a [model]
+    makes its snapshots carry churn_risk_60d."""
+    source = f"score config: {path}" if path is not None else "score config: the built-in defaults"
+    if config.model is None:
+        return f"{source}, no [model] (churn_risk_60d null)"
+    return f"{source}, [model] {config.model.version!r} (churn_risk_60d published)"
 
 
 @click.command("replay")

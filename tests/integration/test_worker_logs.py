@@ -51,5 +51,8 @@ def test_every_worker_log_line_is_a_json_object(stack: StackInfo, tmp_path: Path
         assert isinstance(json.loads(line), dict)
     entries = [json.loads(line) for line in lines]
     assert any(entry["msg"].endswith("Ready") for entry in entries)  # faust's start-up, as a log line
+    # first which core runs, then what it scores with
+    assert entries[0]["msg"].startswith("core: ")
+    assert entries[1]["msg"] == "score config: the built-in defaults, no [model] (churn_risk_60d null)"
     progress = [entry for entry in entries if entry["msg"] == "progress"]
     assert progress and all(entry["latency_s"] == 0.0 for entry in progress)  # idle: nothing waits
