@@ -27,7 +27,7 @@ from streamer.progress import Progress
 from streamer.settings import ConfigError, Settings, read_toml
 
 if TYPE_CHECKING:  # the analysis needs numpy (the [backtest] extra): imported when it runs
-    from streamer.backtest.analysis import Fitted
+    from streamer.backtest.analysis import Fitted, TuneResult
     from streamer.backtest.sampling import Replay
 
 
@@ -112,6 +112,37 @@ def _replay(
     if progress is not None:
         progress.__exit__(None, None, None)
     return history
+
+
+def _tuned_header(tuning: TuneResult, events: Path, source: Path | None) -> list[str]:
+    """The comment lines atop a written configuration: how it was fitted, and how it ranked held out."""
+    from streamer.backtest.analysis import TUNE_HORIZON
+    from streamer.backtest.report import accounts, day
+
+    months = f"month starts {day(tuning.train_months[0])} .. {day(tuning.train_months[-1])}"
+    fitted = (
+        [
+            f"Default weights and the score calibrated as the [model], by `streamer backtest --tune` on "
+            f"{events.name}: {accounts(tuning.choice.churned_accounts)} churned in the training samples, "
+            f"too few to fit (logistic regression of {TUNE_HORIZON}-day churn on the score, {months}).",
+        ]
+        if tuning.choice.too_few_churned
+        else [
+            f"Signal and component weights and [model] fitted by `streamer backtest --tune` on {events.name}",
+            f"(L2 logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores, trained on "
+            f"{months}).",
+        ]
+    )
+    return [
+        *fitted,
+        f"Held-out AUC {TUNE_HORIZON}d: configured score "
+        f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
+        f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "
+        f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f} "
+        f"(chosen: {tuning.choice.winner.label} as the [model], "
+        f"{tuning.choice.weighting.label} weights). "
+        + (f"Other settings from {source}." if source is not None else "Everything else is the default."),
+    ]
 
 
 EXAMPLES = """\b
@@ -240,11 +271,11 @@ def backtest(
     `streamer offline --config` and the workers accept.
     """
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
-        from streamer.backtest.analysis import TUNE_HORIZON, NotEnoughHistory, analyse, label, tune
+        from streamer.backtest.analysis import NotEnoughHistory, analyse, label, tune
         from streamer.backtest.replaycache import fingerprint
         from streamer.backtest.replaycache import load as load_replay
         from streamer.backtest.replaycache import save as save_replay
-        from streamer.backtest.report import accounts, day, render
+        from streamer.backtest.report import render
         from streamer.backtest.report import to_json as report_json
 
         if plots_dir is not None:
@@ -286,45 +317,19 @@ def backtest(
         except NotEnoughHistory as exc:  # the report of the configured score still stands
             cannot_tune = str(exc)
     click.echo(render(result, str(events)))
+    if write_config is not None and result.tuning is not None:  # first: the result that cost most
+        header = _tuned_header(result.tuning, events, source)
+        write_config.write_text(_config_text(_base_data(source), result.tuning.fitted, header))
+        click.echo(
+            f"wrote {write_config}: try it with "
+            f"`streamer offline {events} --out DIR --sort --config {write_config}`"
+        )
     if plots_dir is not None:
         written = write_all(result, plots_dir, (config.bands.yellow, config.bands.green))
         click.echo(f"plots: {', '.join(str(path) for path in written)}")
     if json_path is not None:
         json_path.write_bytes(orjson.dumps(report_json(result), option=orjson.OPT_INDENT_2))
         click.echo(f"figures: {json_path}")
-    if write_config is not None and result.tuning is not None:
-        tuning = result.tuning
-        months = f"month starts {day(tuning.train_months[0])} .. {day(tuning.train_months[-1])}"
-        fitted = (
-            [
-                f"Default weights and the score calibrated as the [model], by `streamer backtest --tune` on "
-                f"{events.name}: {accounts(tuning.choice.churned_accounts)} churned in the training samples, "
-                f"too few to fit (logistic regression of {TUNE_HORIZON}-day churn on the score, {months}).",
-            ]
-            if tuning.choice.too_few_churned
-            else [
-                "Signal and component weights and [model] fitted by `streamer backtest --tune` on "
-                f"{events.name}",
-                f"(L2 logistic regression of {TUNE_HORIZON}-day churn on the signal sub-scores, trained on "
-                f"{months}).",
-            ]
-        )
-        header = [
-            *fitted,
-            f"Held-out AUC {TUNE_HORIZON}d: configured score "
-            f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
-            f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "
-            f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f} "
-            f"(chosen: {tuning.choice.winner.label} as the [model], "
-            f"{tuning.choice.weighting.label} weights). "
-            + (f"Other settings from {source}." if source is not None else "Everything else is the default."),
-        ]
-        write_config.parent.mkdir(parents=True, exist_ok=True)
-        write_config.write_text(_config_text(_base_data(source), tuning.fitted, header))
-        click.echo(
-            f"wrote {write_config}: try it with "
-            f"`streamer offline {events} --out DIR --sort --config {write_config}`"
-        )
     if cannot_tune is not None:
         unwritten = " and no configuration was written" if write_config is not None else ""
         raise click.ClickException(

@@ -399,3 +399,23 @@ def test_the_replay_reports_its_progress_in_lines_when_stderr_is_a_log(
 
 def test_a_count_of_accounts_reads_in_the_singular_for_one() -> None:
     assert (accounts(1), accounts(12), accounts(1200)) == ("1 account", "12 accounts", "1,200 accounts")
+
+
+def test_the_tuned_config_is_written_before_the_plots_and_the_figures(
+    events: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configuration is what a --tune run cost most: a failure writing the figures (a disk
+    filling up) comes after it is safe."""
+
+    def disk_full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("streamer.backtest.report.to_json", disk_full)
+    tuned, figures = tmp_path / "tuned.toml", tmp_path / "figures.json"
+    result = CliRunner().invoke(
+        main,
+        ["backtest", str(events), *WARMUP, "--quiet", "--write-config", str(tuned), "--json", str(figures)],
+    )
+    assert isinstance(result.exception, OSError)
+    assert load_score_config(tuned).model is not None
+    assert not figures.exists()
