@@ -186,8 +186,8 @@ def load_score_config(path: Path | None) -> ScoreConfig:
         problems = "\n".join(
             f"  - {'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
             + (
-                unknown_key_hint(ScoreConfig, error["loc"])
-                if error["type"] == "extra_forbidden"
+                unknown_key_hint(ScoreConfig, error)
+                if error["type"] == "extra_forbidden"  # its input is the whole unknown value
                 else f" (got {error.get('input')!r})"
             )
             for error in exc.errors(include_url=False)

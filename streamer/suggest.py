@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import get_args
 
 from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 
 
 def _model_of(annotation: object) -> type[BaseModel] | None:
@@ -17,9 +18,15 @@ def _model_of(annotation: object) -> type[BaseModel] | None:
     return None
 
 
-def unknown_key_hint(model: type[BaseModel], location: Sequence[int | str]) -> str:
-    """`" (did you mean 'support'?)"` for the unknown key at `location` (its path in the data, the
-    unknown key last) when `model` has a field of a close name there; else ""."""
+def unknown_key_hint(model: type[BaseModel], error: ErrorDetails) -> str:
+    """`" (did you mean 'support'?)"` when `error` (one of `model`'s validation errors) is an
+    unknown key and `model` has a field of a close name at that place; else ""."""
+    if error["type"] != "extra_forbidden":
+        return ""
+    return _closest_key(model, error["loc"])
+
+
+def _closest_key(model: type[BaseModel], location: Sequence[int | str]) -> str:
     current: type[BaseModel] | None = model
     for part in location[:-1]:
         field = current.model_fields.get(str(part)) if current is not None else None

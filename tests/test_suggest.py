@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic_core import ErrorDetails
 
 from streamer.core.config import ScoreConfig
 from streamer.importer.mapping import Mapping
@@ -25,7 +26,13 @@ from streamer.suggest import unknown_key_hint
     ],
 )
 def test_an_unknown_key_near_a_known_one_is_named(model: type, location: tuple[str, ...], hint: str) -> None:
-    assert unknown_key_hint(model, location) == hint
+    error = ErrorDetails(type="extra_forbidden", loc=location, msg="Extra inputs are not permitted", input=1)
+    assert unknown_key_hint(model, error) == hint
+
+
+def test_only_an_unknown_key_gets_a_guess() -> None:
+    error = ErrorDetails(type="missing", loc=("weights", "suport"), msg="Field required", input={})
+    assert unknown_key_hint(ScoreConfig, error) == ""
 
 
 def test_the_score_config_error_names_the_key_meant(tmp_path: Path) -> None:

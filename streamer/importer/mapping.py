@@ -108,7 +108,7 @@ def _validated(data: dict[str, Any], source: str) -> Mapping:
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}"
-            + (unknown_key_hint(Mapping, error["loc"]) if error["type"] == "extra_forbidden" else "")
+            + unknown_key_hint(Mapping, error)
             for error in exc.errors()
         )
         raise MappingError(f"{source}: {problems}") from None
