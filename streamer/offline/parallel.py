@@ -190,8 +190,9 @@ def _sums_from(record: dict[str, Any]) -> PeriodSums:
 def _child(job: Job, index: int, share: Share, connection: Connection) -> None:
     """A child's whole life: score its share, hand over segments, accounts, then the sums."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the children on Ctrl-C
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is dropped now
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and with SIGTERM, which ends a child here
+    # blocked while forked: a pending Ctrl-C is dropped now, a pending SIGTERM ends the child
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
     try:
         _score_share(job, index, share, connection)
     except (BrokenPipeError, EOFError):  # the parent is gone: nothing left to report to
@@ -335,6 +336,9 @@ def sort_into(events: Path, target: Path, key: Callable[[tuple[int, bytes]], Any
     return unterminated
 
 
+FORK_BLOCKED = {signal.SIGINT, signal.SIGTERM}  # held back from a child until `_child` set its handlers
+
+
 class _Stop(Exception):
     """SIGTERM to the parent: stop the children and clean up, as on Ctrl-C."""
 
@@ -356,10 +360,11 @@ def run_parallel(
     connections: list[Connection] = []
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        # Ctrl-C waits while the children are forked: one landing in a child before `_child`
-        # ignores it would kill the child in multiprocessing's start-up with a traceback. The
-        # parent gets it as soon as the children are started, and stops them.
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # Ctrl-C and SIGTERM wait while the children are forked: one landing in a child before
+        # `_child` sets its handlers would run the parent's (or kill the child in multiprocessing's
+        # start-up) with a traceback. The parent gets them as soon as the children are started,
+        # and stops them; a SIGTERM it sends a child still starting waits for `_child`.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         try:
             for index, share in enumerate(parts):
                 parent_end, child_end = context.Pipe()
