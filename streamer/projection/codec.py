@@ -102,3 +102,16 @@ def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
 def at_risk(snapshot: dict[str, Any]) -> bool:
     """An account whose MRR counts as at risk: paying and not green."""
     return snapshot["band"] != Band.green and money(snapshot["mrr"]) > 0
+
+
+def index_values(snapshot: dict[str, Any]) -> dict[str, str]:
+    """The account's value in each sorted set of `keys.INDEXES`, as Redis scores; '' where it has
+    none (no renewal date, or no `churn_risk_60d`), so it leaves that set."""
+    renewal = (snapshot.get("metrics") or {}).get("renewal_at")
+    risk = snapshot.get("churn_risk_60d")
+    return {
+        "score": repr(float(snapshot["score"])),
+        "mrr": repr(money(snapshot["mrr"])),
+        "renewal": str(epoch_ms(renewal)) if renewal else "",
+        "churn_risk": "" if risk is None else repr(float(risk)),
+    }

@@ -5,8 +5,9 @@ Layout (prefix `P`, e.g. `healthstream`):
     P:meta                      hash: currency, gross_margin, cs_cost_per_month (the workers' config)
     P:account:<id>              hash: as_of (epoch ms), snapshot (the cs.health JSON)
     P:summaries                 hash: <id> -> compact JSON row (score, band, stage, plan, MRR, renewal...)
-    P:by:score|mrr|renewal      sorted sets over all accounts (renewal: only accounts with a renewal date)
-    P:band:<band>:score|mrr|renewal   the same per band (green, yellow, red)
+    P:by:score|mrr|renewal|churn_risk   sorted sets over all accounts (renewal: only accounts with
+                                a renewal date; churn_risk: only those with a churn_risk_60d)
+    P:band:<band>:<index>       the same per band (green, yellow, red)
     P:by:risk                   sorted set: MRR of accounts not green (the MRR at risk)
     P:partition:<n>             hash: stream_time, sums (PeriodSums JSON), totals (JSON list)
     P:partitions                set of partition numbers written
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 from streamer.contract.vocabulary import BANDS
 
-INDEXES = ("score", "mrr", "renewal")
+INDEXES = ("score", "mrr", "renewal", "churn_risk")  # the sorted sets an account list is read from
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class Keys:
         return f"{self.prefix}:summaries"
 
     def index(self, field: str, band: str | None = None) -> str:
-        """Sorted set of account ids by `field` (score, mrr, renewal), optionally within a band."""
+        """Sorted set of account ids by `field` (one of INDEXES), optionally within a band."""
         if field not in INDEXES:
             raise ValueError(f"no index on {field!r}")
         return f"{self.prefix}:by:{field}" if band is None else f"{self.prefix}:band:{band}:{field}"

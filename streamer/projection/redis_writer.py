@@ -34,8 +34,8 @@ from redis.typing import EncodableT, FieldT
 from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
 from streamer.projection import history, scripts
-from streamer.projection.codec import at_risk, encode_sums, epoch_ms, money, profile, summary
-from streamer.projection.keys import Keys
+from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
+from streamer.projection.keys import INDEXES, Keys
 from streamer.projection.staging import PartitionState, Staged
 
 log = logging.getLogger(__name__)
@@ -258,34 +258,31 @@ class RedisProjection:
     def _snapshot_command(self, as_of: int, snapshot: dict[str, Any]) -> Callable[[Any], None]:
         keys = self.keys
         account_id = str(snapshot["account_id"])
-        renewal = (snapshot.get("metrics") or {}).get("renewal_at")
         key_list = [
             keys.account(account_id),
             keys.summaries,
-            keys.index("score"),
-            keys.index("mrr"),
-            keys.index("renewal"),
+            *(keys.index(field) for field in INDEXES),
             keys.risk,
             *keys.band_indexes(),
             keys.owners,
             keys.segments,
         ]
         about = profile(snapshot)
+        values = index_values(snapshot)
         args = [
             account_id,
             as_of,
             orjson.dumps(snapshot),
             orjson.dumps(summary(snapshot)),
             BANDS.index(snapshot["band"]) + 1,
-            repr(float(snapshot["score"])),
-            repr(money(snapshot["mrr"])),
-            epoch_ms(renewal) if renewal else "",
-            "1" if at_risk(snapshot) else "0",
             len(BANDS),
+            len(INDEXES),
+            values["mrr"] if at_risk(snapshot) else "",
             str(about.get("owner") or ""),
             str(about.get("segment") or ""),
             keys.owner_prefix,
             keys.segment_prefix,
+            *(values[field] for field in INDEXES),
         ]
         return lambda pipe: self._eval(pipe, "snapshot", key_list, args)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-# KEYS: account hash, summaries hash, by:score, by:mrr, by:renewal, by:risk,
-#       then band:<band>:score|mrr|renewal for each band in keys.BANDS order,
+# KEYS: account hash, summaries hash, by:<index> for each index in keys.INDEXES order, by:risk,
+#       then band:<band>:<index> for each band in keys.BANDS order (indexes in INDEXES order),
 #       then the owners and segments hashes (name -> number of accounts).
 # ARGV: account id, as_of ms, snapshot JSON, summary JSON, band number (1-based, BANDS order),
-#       score, mrr, renewal ms ('' when none), at risk ('1' or '0'), number of bands,
-#       owner ('' when none), segment ('' when none), prefix of the per-owner account sets,
-#       prefix of the per-segment account sets.
+#       number of bands, number of indexes, MRR at risk ('' when not at risk), owner ('' when
+#       none), segment ('' when none), prefix of the per-owner account sets, prefix of the
+#       per-segment account sets, then each index's value in INDEXES order ('' when the account
+#       has none: it leaves that index).
 # Returns 1 when written, 0 when the stored snapshot is newer.
 SNAPSHOT = """
 local id = ARGV[1]
@@ -18,7 +19,7 @@ if stored and tonumber(stored) > tonumber(ARGV[2]) then
 end
 redis.call('HSET', KEYS[1], 'as_of', ARGV[2], 'snapshot', ARGV[3])
 redis.call('HSET', KEYS[2], id, ARGV[4])
-local score, mrr, renewal = ARGV[6], ARGV[7], ARGV[8]
+local band, bands, indexes = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local function put(key, value)
   if value == '' then
     redis.call('ZREM', key, id)
@@ -26,22 +27,14 @@ local function put(key, value)
     redis.call('ZADD', key, value, id)
   end
 end
-put(KEYS[3], score)
-put(KEYS[4], mrr)
-put(KEYS[5], renewal)
-if ARGV[9] == '1' then put(KEYS[6], mrr) else put(KEYS[6], '') end
-local band = tonumber(ARGV[5])
-local bands = tonumber(ARGV[10])
+for i = 1, indexes do
+  put(KEYS[2 + i], ARGV[12 + i])
+end
+put(KEYS[3 + indexes], ARGV[8])
 for b = 1, bands do
-  local base = 6 + (b - 1) * 3
-  if b == band then
-    put(KEYS[base + 1], score)
-    put(KEYS[base + 2], mrr)
-    put(KEYS[base + 3], renewal)
-  else
-    redis.call('ZREM', KEYS[base + 1], id)
-    redis.call('ZREM', KEYS[base + 2], id)
-    redis.call('ZREM', KEYS[base + 3], id)
+  local base = 3 + indexes + (b - 1) * indexes
+  for i = 1, indexes do
+    if b == band then put(KEYS[base + i], ARGV[12 + i]) else redis.call('ZREM', KEYS[base + i], id) end
   end
 end
 local function member(field, value, prefix, counts)
@@ -59,9 +52,9 @@ local function member(field, value, prefix, counts)
     redis.call('HDEL', KEYS[1], field)
   end
 end
-local extra = 6 + bands * 3
-member('owner', ARGV[11], ARGV[13], KEYS[extra + 1])
-member('segment', ARGV[12], ARGV[14], KEYS[extra + 2])
+local extra = 3 + indexes * (bands + 1)
+member('owner', ARGV[9], ARGV[11], KEYS[extra + 1])
+member('segment', ARGV[10], ARGV[12], KEYS[extra + 2])
 return 1
 """
 

@@ -1,10 +1,10 @@
 """The account list query, pure: which sorted set answers it, and how rows are filtered.
 
-A query is answered from one sorted set (by score, MRR or renewal date; per band when it asks for
-one band; the MRR-at-risk set when it asks for accounts at risk sorted by MRR), restricted to a
-score range where the sort field is also filtered on (minimum MRR, renewal window). When that
-covers every filter, the page comes straight from Redis (`ZRANGEBYSCORE ... LIMIT` and `ZCOUNT`);
-otherwise the rows of the range are fetched and filtered here (`residual`).
+A query is answered from one sorted set (by score, MRR, renewal date or 60-day churn risk; per
+band when it asks for one band; the MRR-at-risk set when it asks for accounts at risk sorted by
+MRR), restricted to a score range where the sort field is also filtered on (minimum MRR, renewal
+window). When that covers every filter, the page comes straight from Redis (`ZRANGEBYSCORE ...
+LIMIT` and `ZCOUNT`); otherwise the rows of the range are fetched and filtered here (`residual`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 from streamer.contract.vocabulary import Band
 from streamer.core.clock import DAY
 from streamer.projection.codec import epoch_ms
-from streamer.projection.keys import Keys
+from streamer.projection.keys import INDEXES, Keys
 from streamer.projection.redis_reader import Range
 
-SORTS = ("score", "mrr", "renewal")
+SORTS = INDEXES  # churn_risk and renewal list only the accounts that have one
 
 
 @dataclass(frozen=True, slots=True)

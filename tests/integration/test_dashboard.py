@@ -246,6 +246,63 @@ def test_strings_from_the_data_are_shown_as_text_never_as_html(
         assert dom.by_id("alerts").find("tr", data_alert="nasty-1")
 
 
+async def _project_risks(
+    url: str, prefix: str, template: dict[str, Any], risks: dict[str, tuple[str, float]]
+) -> None:
+    writer = RedisProjection(
+        connect(url), prefix, {"currency": "USD", "gross_margin": "1", "cs_cost_per_month": ""}
+    )
+    for account_id, (band, risk) in risks.items():
+        record = copy.deepcopy(template)
+        record.update(account_id=account_id, band=band, mrr="100.00", churn_risk_60d=risk, override=None)
+        record["profile"] = {"name": account_id}
+        writer.snapshot(record)
+    assert await writer.drain()
+    await writer.close()
+
+
+def at_risk_rows(dom: Element) -> list[str]:
+    return [
+        row.attrs["data-account"] for row in dom.by_id("at-risk").find("tr") if "data-account" in row.attrs
+    ]
+
+
+def test_the_at_risk_list_is_ordered_as_chosen(live: Live, chromium: str, tmp_path: Path) -> None:
+    view = live.deployment
+    by_mrr = parse(browse(chromium, view.url + "/?risk_sort=-mrr"))
+    expected = view.get("/api/accounts?at_risk=true&sort=-mrr&limit=12")["items"]
+    assert at_risk_rows(by_mrr) == [item["account_id"] for item in expected] and expected
+    (csv,) = by_mrr.by_id("risk-csv").find("a")
+    assert "sort=-mrr" in csv.attrs["href"]  # the export is the list as shown
+    # the live portfolio's workers run without a fitted model: nothing has a 60-day risk, and the
+    # list says why it is empty rather than showing nothing
+    unfitted = parse(browse(chromium, view.url + "/?risk_sort=-churn_risk"))
+    assert at_risk_rows(unfitted) == []
+    (empty,) = unfitted.by_id("at-risk").find("tr", **{"class": "empty"})
+    assert empty.find("td")[0].text.startswith("none listed: only accounts with a 60-day churn risk are")
+
+    source = live.deployment
+    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
+    template.pop("recent_alerts")
+    risks = {"low": ("red", 0.05), "high": ("yellow", 0.61), "mid": ("red", 0.32), "fine": ("green", 0.9)}
+    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
+    asyncio.run(_project_risks(source.redis_url, probe.app_id, template, risks))
+    try:
+        probe.start_view()
+        fitted = parse(browse(chromium, probe.url + "/?risk_sort=-churn_risk"))
+        assert at_risk_rows(fitted) == ["high", "mid", "low"]  # green is not at risk
+        assert [row.find("td")[3].text for row in fitted.by_id("at-risk").find("tr")[1:]] == [
+            "61.0%",
+            "32.0%",
+            "5.0%",
+        ]
+        by_score = parse(browse(chromium, probe.url + "/"))
+        scores = probe.get("/api/accounts?at_risk=true&sort=score")["items"]
+        assert at_risk_rows(by_score) == [item["account_id"] for item in scores]
+    finally:
+        probe.close()
+
+
 def test_the_page_works_with_a_token_in_its_url(live: Live, chromium: str, tmp_path: Path) -> None:
     first = live.deployment
     second = Deployment(first.bootstrap, first.redis_url, tmp_path, tag=first.tag)  # same projection

@@ -97,6 +97,29 @@ async def test_band_change_moves_the_account_between_band_indexes(
     assert await client.zscore(keys.risk, "acct-1") is None  # green is not at risk
 
 
+async def test_churn_risk_index_follows_the_snapshot_and_its_band(
+    projection: RedisProjection, client: Redis
+) -> None:
+    keys = projection.keys
+    projection.snapshot(snapshot(as_of="2024-03-01T00:00:00Z", band="red", score=20.0, churn_risk_60d=0.4125))
+    await projection.drain()
+    assert await client.zscore(keys.index("churn_risk"), "acct-1") == 0.4125
+    assert await client.zscore(keys.index("churn_risk", "red"), "acct-1") == 0.4125
+    projection.snapshot(snapshot(as_of="2024-03-02T00:00:00Z", band="yellow", score=50.0, churn_risk_60d=0.2))
+    await projection.drain()
+    assert await client.zscore(keys.index("churn_risk", "red"), "acct-1") is None
+    assert await client.zscore(keys.index("churn_risk", "yellow"), "acct-1") == 0.2
+    # churned (MRR 0): no churn_risk_60d, so it leaves the index; its other indexes stay
+    projection.snapshot(
+        snapshot(as_of="2024-03-03T00:00:00Z", band="red", score=5.0, mrr="0", churn_risk_60d=None)
+    )
+    await projection.drain()
+    for band in (None, "red", "yellow"):
+        assert await client.zscore(keys.index("churn_risk", band), "acct-1") is None, band
+    assert await client.zscore(keys.index("score", "red"), "acct-1") == 5.0
+    assert await client.zscore(keys.index("mrr"), "acct-1") == 0.0
+
+
 async def test_an_older_snapshot_never_overwrites_a_newer_one(
     projection: RedisProjection, client: Redis
 ) -> None:

@@ -154,10 +154,14 @@ def reference(query: dict[str, str], data: Scored) -> tuple[int, list[str]]:
     field = sort.lstrip("-")
     if field == "renewal":
         rows = [r for r in rows if r["renewal_at"]]
+    if field == "churn_risk":
+        rows = [r for r in rows if r["churn_risk_60d"] is not None]
 
     def value(r: dict[str, Any]) -> float:
         if field == "score":
             return float(r["score"])
+        if field == "churn_risk":
+            return float(r["churn_risk_60d"])
         return float(Decimal(r["mrr"])) if field == "mrr" else float(epoch_ms(r["renewal_at"]))
 
     rows.sort(key=lambda r: (value(r), r["account_id"]), reverse=sort.startswith("-"))
@@ -181,6 +185,11 @@ LIST_QUERIES = [
     {"band": "green", "sort": "renewal", "renewal_within_days": "200"},
     {"renewal_within_days": "400", "sort": "-score"},
     {"plan": "team,enterprise", "sort": "-mrr"},
+    {"sort": "-churn_risk"},
+    {"sort": "churn_risk", "limit": "4", "offset": "2"},
+    {"band": "yellow", "sort": "-churn_risk"},
+    {"at_risk": "true", "sort": "-churn_risk"},
+    {"stage": "churned", "sort": "-churn_risk"},
     {"band": "green", "at_risk": "true", "sort": "mrr"},
     {"offset": "1000"},
 ]
@@ -570,10 +579,12 @@ def test_documented_output_records_are_the_contract_models() -> None:
 
 
 def test_documented_parameters_are_the_ones_accepted() -> None:
-    from streamer.view.params import ACCOUNT_LIST, ALERT_LIST
+    from streamer.view.params import ACCOUNT_LIST, ALERT_LIST, SORT_CHOICES
 
     paths = openapi()["paths"]
     names = lambda path: {p["name"] for p in paths[path]["get"].get("parameters", []) if p["in"] == "query"}  # noqa: E731
     assert names("/api/accounts") == set(ACCOUNT_LIST)
     assert names("/api/alerts") == set(ALERT_LIST)
     assert names("/api/period") == {"month", "from", "to"}
+    (sort,) = (p for p in paths["/api/accounts"]["get"]["parameters"] if p["name"] == "sort")
+    assert tuple(sort["schema"]["enum"]) == SORT_CHOICES

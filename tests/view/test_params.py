@@ -69,7 +69,11 @@ def test_repeated_list_parameters_add_up() -> None:
         ({"min_mrr": "NaN"}, "'min_mrr' must be a finite number >= 0, got 'NaN'"),
         ({"renewal_within_days": "1e3"}, "'renewal_within_days' must be an integer, got '1e3'"),
         ({"at_risk": "maybe"}, "'at_risk' must be true or false, got 'maybe'"),
-        ({"sort": "name"}, "'sort' must be one of score, -score, mrr, -mrr, renewal, -renewal; got 'name'"),
+        (
+            {"sort": "name"},
+            "'sort' must be one of score, -score, mrr, -mrr, renewal, -renewal, churn_risk, -churn_risk; "
+            "got 'name'",
+        ),
         ({"colour": "red"}, "unknown query parameter 'colour'; expected: band, stage, plan"),
         ({"band": ""}, "'band' is empty"),
         ({"limit": ""}, "'limit' is empty"),

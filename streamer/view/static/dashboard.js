@@ -14,10 +14,21 @@
   const { api, csvLink, node, svgNode, money, fixed, percent, day, minute, short, niceTicks, bandBadge, accountLink, show } = HS;
 
   // The list filters live in the address (?owner=&segment=&q=&severity=&rule=), so a filtered view
-  // can be bookmarked and shared; paging offsets too.
+  // can be bookmarked and shared; paging offsets and the at-risk list's order (risk_sort) too.
   const state = new URLSearchParams(window.location.search);
   const FILTERS = ["owner", "segment", "q"];
   const ALERT_FILTERS = ["severity", "rule"];
+  const RISK_SORTS = ["score", "-churn_risk", "-mrr", "renewal"];  // the options of #risk-sort
+  // Sorted by churn risk or renewal, the list holds only the accounts that have one: say why it is empty.
+  const ONLY = {
+    "-churn_risk": "none listed: only accounts with a 60-day churn risk are, and that takes a fitted [model] in the workers' score configuration (streamer backtest --tune --write-config)",
+    "renewal": "none listed: only accounts with a renewal date are",
+  };
+
+  function riskSort() {
+    const chosen = state.get("risk_sort");
+    return RISK_SORTS.includes(chosen) ? chosen : "score";
+  }
 
   function remember() {
     const rest = state.toString();
@@ -118,7 +129,13 @@
 
   function renderAtRisk(list, path) {
     show("risk-total", list.total + " accounts", list.total);
-    document.querySelector("#at-risk tbody").replaceChildren(...list.items.map((a) => accountRow(a, true)));
+    const rows = list.items.map((a) => accountRow(a, true));
+    const why = ONLY[riskSort()];
+    if (!rows.length && why) {
+      const columns = document.querySelectorAll("#at-risk thead th").length;
+      rows.push(node("tr", { class: "empty" }, [node("td", { colspan: String(columns), class: "muted" }, [why])]));
+    }
+    document.querySelector("#at-risk tbody").replaceChildren(...rows);
     document.getElementById("risk-csv").replaceChildren(csvLink(withParams(path, "format=csv"), "CSV"));
     pager("risk-pager", list, "risk_offset", AT_RISK_ROWS);
   }
@@ -160,6 +177,17 @@
         timer = window.setTimeout(function () { setFilter(name, input.value.trim()); }, 300);
       });
     }
+  }
+
+  function wireSort() {
+    const select = document.getElementById("risk-sort");
+    select.value = riskSort();
+    select.addEventListener("change", function () {
+      if (select.value === "score") state.delete("risk_sort"); else state.set("risk_sort", select.value);
+      state.delete("risk_offset");
+      remember();
+      refresh();
+    });
   }
 
   function setFilter(name, value) {
@@ -300,7 +328,7 @@
   async function refresh() {
     const error = document.getElementById("error");
     try {
-      const risk = "/api/accounts?" + listQuery(FILTERS, { at_risk: "true", sort: "score" });
+      const risk = "/api/accounts?" + listQuery(FILTERS, { at_risk: "true", sort: riskSort() });
       const churned = "/api/accounts?" + listQuery(FILTERS, { stage: "churned", sort: "score" });
       const alertList = "/api/alerts?" + listQuery(["owner", "segment", ...ALERT_FILTERS], {});
       const page = (path, key, rows) => withParams(path, "limit=" + rows + "&offset=" + (state.get(key) || 0));
@@ -339,6 +367,7 @@
   }
 
   wireFilters();
+  wireSort();
   refresh();
   window.setInterval(refresh, REFRESH_MS);
 })();
