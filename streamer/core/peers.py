@@ -42,6 +42,9 @@ COMPOSITE = "usage_28d"  # the volume signals' mean percentile, ranked again amo
 MIX = "feature_mix_28d"  # geometric mean of the per-feature percentiles (the mix of use)
 FEATURE = "feature:"  # reference key prefix of one feature's events over 28 days
 MIX_FLOOR = 0.01  # added to each percentile share in the geometric mean (1 percentile point)
+# Features a group's reference keeps: those the most members used. Bounds the partition's stored
+# references and the mix's cost per evaluation, whatever event names the producers invent.
+MAX_FEATURES = 64
 
 # Signals whose value is a position among peers (their peer value comes from `peer_values`).
 PEER_SIGNALS = (
@@ -356,6 +359,7 @@ def build_reference(
             if counts:
                 used_by.setdefault(group, set()).update(counts)
     for group, names in used_by.items():  # every member counts, 0 for one that did not use it
+        used_by[group] = names = most_used(group, names, members)
         for name in names:
             collected[group, FEATURE + name] = [
                 float(counts.get(name, 0)) for groups, _, counts in members if group in groups
@@ -394,6 +398,21 @@ def build_reference(
         features,
         ranks,
     )
+
+
+def most_used(
+    group: str, names: set[str], members: list[tuple[list[str], dict[str, float], dict[str, int]]]
+) -> set[str]:
+    """At most `MAX_FEATURES` of the features `group` used: those used by the most of its members,
+    then the first by name."""
+    if len(names) <= MAX_FEATURES:
+        return names
+    users: dict[str, int] = {}
+    for groups, _, counts in members:
+        if group in groups:
+            for name in counts:
+                users[name] = users.get(name, 0) + 1
+    return set(sorted(names, key=lambda name: (-users[name], name))[:MAX_FEATURES])
 
 
 @dataclass(slots=True)

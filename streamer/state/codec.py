@@ -1083,6 +1083,17 @@ def encode_peers(references: Sequence[PeerReference]) -> bytes:
     return bytes((PEERS_VERSION,)) + packed
 
 
+def encode_peers_within(references: Sequence[PeerReference], limit: int) -> tuple[bytes, int] | None:
+    """`encode_peers` of the newest references whose record fits in `limit` bytes, and how many
+    it holds; None when not even the newest one fits. A recovery rebuilds the references a record
+    lacks, so leaving the oldest out costs time, never an answer."""
+    for start in range(len(references)):
+        raw = encode_peers(references[start:])
+        if len(raw) <= limit:
+            return raw, len(references) - start
+    return None
+
+
 def decode_peers(raw: bytes) -> list[PeerReference]:
     """Peer references from their record; `StateDecodeError` says what is wrong with it."""
     return _unframe(raw, "peer references", {1: _decode_peers_v1, PEERS_VERSION: _decode_peers_v2})

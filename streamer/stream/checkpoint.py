@@ -36,16 +36,24 @@ records in the order they were prepared.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streamer.core.engine import PartitionEngine
-from streamer.state.codec import encode_partition, encode_peers
+from streamer.core.peers import PeerReference
+from streamer.state.codec import encode_partition, encode_peers_within
 from streamer.state.partition import PartitionRecord
 from streamer.stream.context import acting_as
 from streamer.stream.tables import Changelogs, NoChangelogs
+from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES
+
+log = logging.getLogger(__name__)
+
+# The peers record's share of a changelog record (the rest: its key and the batch's framing).
+PEERS_RECORD_MAX_BYTES = CHANGELOG_RECORD_MAX_BYTES // 2
 
 # per input topic, the offset below which every message of the partition was handled
 Marks = Mapping[str, int]
@@ -142,9 +150,24 @@ class Checkpoint:
                 # Stored when a grid point added one, so that a recovery takes them as they are
                 # instead of rebuilding each from every account. Not part of the delivery
                 # guarantee: a recovery rebuilds whichever reference its record lacks.
-                writes.append((f"peers-{partition}", encode_peers(references)))
+                self._stage_peers(partition, references, writes)
                 self.peers_written[partition] = references[-1].tick
             writes.append((f"clock-{partition}", encode_partition(record)))
+
+    def _stage_peers(
+        self, partition: int, references: Sequence[PeerReference], writes: list[tuple[str, bytes]]
+    ) -> None:
+        """The partition's references as one record within `PEERS_RECORD_MAX_BYTES` (a changelog
+        record over the broker's limit would fail the whole batch, again at every restart)."""
+        found = encode_peers_within(references, PEERS_RECORD_MAX_BYTES)
+        stored = found[1] if found is not None else 0
+        if stored < len(references):
+            log.warning(
+                "peer references too large to store whole; a recovery rebuilds the rest",
+                extra={"partition": partition, "references": len(references), "stored": stored},
+            )
+        if found is not None:
+            writes.append((f"peers-{partition}", found[0]))
 
     def write_partition_records(self) -> None:
         for partition, writes in self._partition_records.items():

@@ -11,6 +11,7 @@ from streamer.core.peers import (
     ALL,
     COMPOSITE,
     FEATURE,
+    MAX_FEATURES,
     MIX,
     PeerHistory,
     PeerReference,
@@ -341,6 +342,23 @@ def test_usage_keeps_events_per_feature_over_the_horizon_only() -> None:
     assert counts == {"post": {20: 3}, "like": {20: 5, 30: 1}}
     usage_.expire(90)  # horizon from day 27: post has no day left and goes
     assert {f: usage_.feature_counts(f) for f in usage_.feature_names} == {"like": {30: 1}}
+
+
+def test_a_reference_keeps_the_features_most_members_used() -> None:
+    """However many event names producers invent, a group's reference (stored, and read at every
+    evaluation) keeps `MAX_FEATURES` of them: those the most members used, then by name."""
+    feed = Feed()
+    feed(*(started(a, at(0)) for a in ("a", "b", "c")))
+    feed(*(usage(a, at(5, 10), "u", "shared", 1) for a in ("a", "b", "c")))
+    feed(*(usage("a", at(5, 10), "u", f"only-{n:03d}", 1) for n in range(MAX_FEATURES + 16)))
+    accounts = [(feed.store[a].usage, feed.store[a].revenue) for a in sorted(feed.store)]
+    reference = build_reference(accounts, ms(at(15)), LATENESS, False, {MIX: 1.0})
+    kept = tuple(sorted(["shared", *(f"only-{n:03d}" for n in range(MAX_FEATURES - 1))]))
+    assert reference.features[ALL] == kept
+    assert {signal for _, signal in reference.groups if signal.startswith(FEATURE)} == {
+        FEATURE + n for n in kept
+    }
+    assert (ALL, MIX) in reference.groups  # the mix is still placed, over the kept features
 
 
 def test_the_feature_mix_is_the_geometric_mean_of_the_per_feature_percentiles() -> None:

@@ -1,9 +1,13 @@
-"""An account whose state outgrows the broker's default record limit, through the real broker.
+"""State that outgrows the broker's record limits, through the real broker.
 
 1,000 survey answers of one account, each with a respondent id and an event id of 128 4-byte
 characters, and their comments, make its record about 1.2 MB: over the 1 MiB a topic takes by
 default. The broker refused the changelog record and the worker exited, at every restart. Now
 the changelog takes it, and a worker that lost its local store recovers the account from it.
+
+Accounts that use thousands of long, different feature names made a partition's stored peer
+references (one record) over 8 MiB: the same crash loop. A reference now keeps the features most
+members used, and the record the newest references that fit.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from test_stream import Deployment, assert_same_as_offline, deploy, run_offline
+from test_stream import PARTITIONS, Deployment, assert_same_as_offline, deploy, run_offline
 
-from streamer.stream.topics import changelog_topic
+from streamer.partitioning import partition_of
+from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES, changelog_topic
 
 __all__ = ["deploy"]  # a fixture used here
 
@@ -88,3 +93,47 @@ def test_an_account_over_a_megabyte_is_stored_and_recovered_by_a_worker_that_los
     deployment.settle(second)
     assert_same_as_offline(deployment, offline)  # acct-big's answers came from the changelog
     assert "MessageSizeTooLarge" not in first.text() + second.text()
+
+
+def test_accounts_inventing_thousands_of_long_feature_names_do_not_stop_the_worker(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """24 paying accounts of one partition, each with 256 features of 128 4-byte characters (all
+    within the contract and [limits]), then ten days of stream time: ten peer references."""
+    home = partition_of("acct-0", PARTITIONS)
+    accounts = [a for a in (f"acct-{n}" for n in range(400)) if partition_of(a, PARTITIONS) == home][:24]
+    lines = [started(account, "2025-03-01T00:00:00Z") for account in accounts]
+    for account in accounts:
+        lines += [
+            event(
+                "usage.recorded",
+                account,
+                "2025-03-01T01:00:00Z",
+                f"{account}-u{n}",
+                user_id="u",
+                feature=wide(account, n),
+            )
+            for n in range(256)
+        ]
+    last = accounts[0]
+    for day in range(2, 12):  # every input family moves on, a day at a time
+        when = f"2025-03-{day:02d}T12:00:00Z"
+        lines += [
+            event("usage.recorded", last, when, f"u-{day}", user_id="u", feature="reports"),
+            event("account.updated", last, when, f"p-{day}", name=f"day {day}"),
+            event("ticket.opened", last, when, f"t-{day}", ticket_id=f"t{day}", priority="low"),
+            event("survey.answered", last, when, f"s-{day}", survey="nps", score=9, respondent_id="r"),
+        ]
+    events = tmp_path / "features.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    offline = run_offline(events, tmp_path / "offline")
+
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)  # fails at once if the worker exits
+    assert_same_as_offline(deployment, offline)
+    topic = changelog_topic(deployment.settings(), "clocks")
+    peers = [r for r in deployment.bus.poll(topic) if (r.key or b"").strip(b'"') == f"peers-{home}".encode()]
+    assert peers and max(len(r.value or b"") for r in peers) < CHANGELOG_RECORD_MAX_BYTES // 2
+    assert "MessageSizeTooLarge" not in worker.text()

@@ -11,7 +11,7 @@ import pytest
 
 from streamer.core.clock import DAY
 from streamer.core.peers import PeerReference
-from streamer.state.codec import decode_partition, decode_peers
+from streamer.state.codec import decode_partition, decode_peers, encode_peers
 from streamer.state.partition import PartitionRecord
 from streamer.stream.checkpoint import Checkpoint
 from tests.fixtures import FakeEvent, JournaledTable, Message
@@ -134,6 +134,40 @@ async def test_peer_references_are_stored_with_the_partition_record_when_a_midni
     journal.clear()
     await made.commit()
     assert journal.count("write peers-0") == 1 and journal.count("write peers-1") == 0
+
+
+async def test_peer_references_too_large_for_one_record_keep_the_newest_that_fit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A changelog record over the broker's limit fails the batch, and again after every restart:
+    the record keeps the newest references that fit (a recovery rebuilds the others) or none."""
+    from streamer.stream import checkpoint as module
+
+    journal = Journal()
+    made, _ = checkpoint(journal)
+    midnight = 20_000 * DAY
+    big = tuple(float(n) for n in range(101))
+    references = [
+        PeerReference(
+            midnight + n * DAY, 19_990 + n, {("*", f"feature:{k}"): big for k in range(40)}, {"*": 2}
+        )
+        for n in range(3)
+    ]
+    one = len(encode_peers(references[-1:]))
+    monkeypatch.setattr(module, "PEERS_RECORD_MAX_BYTES", 2 * one + 10)
+    own = SimpleNamespace(**{**vars(made.engines[0]), "peers": SimpleNamespace(references=references)})
+    made.engines = {0: own, 1: made.engines[1]}  # type: ignore[dict-item]
+    with caplog.at_level("WARNING", logger=module.__name__):
+        await made.commit()
+    assert decode_peers(made.clocks_table["peers-0"]) == references[1:]
+    assert [r.message for r in caplog.records] == [
+        "peer references too large to store whole; a recovery rebuilds the rest"
+    ]
+    monkeypatch.setattr(module, "PEERS_RECORD_MAX_BYTES", one - 1)  # not even the newest fits
+    references.append(PeerReference(midnight + 3 * DAY, 19_993, dict(references[0].groups), {"*": 2}))
+    journal.clear()
+    await made.commit()
+    assert "write peers-0" not in journal and "write clock-0" in journal  # the batch still commits
 
 
 async def test_the_partition_record_lists_what_the_batch_handled() -> None:
