@@ -158,6 +158,7 @@ POISONS: list[Poison] = [
     Poison("blank-value", _raw(b"   \t "), "value is empty", in_file=False),
     Poison("invalid-json", _raw(b'{"event_id": "x1", "account_id": "p", oops'), "not valid JSON"),
     Poison("non-utf8", _raw(b"\xff\xfe\x00 not utf-8"), "not valid JSON"),
+    Poison("line-ends", _raw(b"not json\r\n"), "not valid JSON", in_file=False),  # recorded with them
     Poison("non-utf8-900kb", _non_utf8_huge, "not valid JSON"),
     Poison("huge-value", _huge_value, "String should have at most 128 characters"),
     Poison("deep-nesting", _raw(_nested(10_000)), "recursion limit exceeded"),

@@ -55,12 +55,12 @@ def dead_letter_record(
 ) -> dict[str, Any]:
     """The original value (as text when it decodes as UTF-8, else base64) with where and why.
 
-    A null value (a tombstone) is recorded with encoding "null" and an empty original.
+    A null value (a tombstone) is recorded with encoding "null" and an empty original. The value
+    is kept as it came, trailing CR/LF included (a file's line comes without its line end).
     """
     if value is None:
         original, encoding, length, digest, truncated = "", "null", 0, hashlib.sha256(b"").hexdigest(), False
     else:
-        value = value.rstrip(b"\r\n")
         length, digest = len(value), hashlib.sha256(value).hexdigest()
         truncated = length > ORIGINAL_MAX
         original, encoding = _text_or_base64(value, ORIGINAL_MAX)

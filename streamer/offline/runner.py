@@ -293,7 +293,12 @@ class OfflineRun:
             summary.rejected += 1
             outputs.dead_letter(
                 dead_letter_record(
-                    line, topic=source, partition=None, offset=number, key=None, error=admitted.reason
+                    _without_line_end(line),
+                    topic=source,
+                    partition=None,
+                    offset=number,
+                    key=None,
+                    error=admitted.reason,
                 ),
                 number,
             )
@@ -323,7 +328,7 @@ class OfflineRun:
             topic = self.topic_prefix + EVENT_FAMILY[event.event_type]
             outputs.dead_letter(
                 dead_letter_record(
-                    line,
+                    _without_line_end(line),
                     topic=topic,
                     partition=partition,
                     offset=number,
@@ -389,3 +394,8 @@ def portfolio_of(
         "current": report(add_up(totals), currency),
         "months": [month_metrics(sums, month, **options) for month in months_in_data(sums)],
     }
+
+
+def _without_line_end(line: bytes) -> bytes:
+    """A file's line as its event: without the LF or CRLF that ends it."""
+    return line.removesuffix(b"\n").removesuffix(b"\r")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -110,8 +111,8 @@ def test_a_poisoned_live_stream_dead_letters_the_bad_and_gives_offlines_answers_
 
     letters = deployment.dead_letters()
     bad = [
-        (topic, place, poison)
-        for (topic, _, _, _, poison), place in zip(outgoing, places, strict=True)
+        (topic, place, poison, value)
+        for (topic, value, _, _, poison), place in zip(outgoing, places, strict=True)
         if poison is not None
     ]
     by_place: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -119,7 +120,8 @@ def test_a_poisoned_live_stream_dead_letters_the_bad_and_gives_offlines_answers_
         DeadLetter.model_validate(letter)
         by_place[(letter["topic"], letter["partition"], letter["offset"])] = letter
     assert len(by_place) == len(letters), "one dead letter per message"
-    expected = {(topic, partition, offset): poison for topic, (partition, offset), poison in bad}
+    expected = {(topic, partition, offset): poison for topic, (partition, offset), poison, _ in bad}
+    sent = {(topic, partition, offset): value for topic, (partition, offset), _, value in bad}
     unexpected = sorted(set(by_place) - set(expected))
     assert not unexpected, [short(by_place[place]) for place in unexpected[:5]]
     missing = sorted(set(expected) - set(by_place))
@@ -127,6 +129,11 @@ def test_a_poisoned_live_stream_dead_letters_the_bad_and_gives_offlines_answers_
     for place, poison in expected.items():
         letter = by_place[place]
         assert poison.reason in letter["error"], (poison.name, letter["error"])
+        value = sent[place] or b""  # the message as sent, its line ends included
+        assert (letter["original_bytes"], letter["original_sha256"]) == (
+            len(value),
+            sha256(value).hexdigest(),
+        )
         assert len(orjson.dumps(letter)) < 200_000
 
     assert_same_as_offline(deployment, events)

@@ -93,6 +93,30 @@ def test_a_dead_letter_keeps_a_prefix_the_length_and_the_hash_of_a_huge_value() 
     assert (null["encoding"], null["original"], null["original_bytes"]) == ("null", "", 0)
 
 
+@pytest.mark.parametrize("value", [b"not json\n", b"\r\n", b"{\r", b"x\n\n"])
+def test_a_dead_letter_keeps_a_messages_trailing_line_ends(value: bytes) -> None:
+    """A message is its bytes: one ending in CR or LF is recorded whole, so its length and hash
+    name the message that was sent (only a file's line drops the line end that split it)."""
+    record = dead_letter_record(value, topic="t", partition=0, offset=1, key=None, error="e")
+    assert (record["original"], record["original_bytes"]) == (value.decode(), len(value))
+    assert record["original_sha256"] == hashlib.sha256(value).hexdigest()
+
+
+def test_offline_records_a_bad_line_without_the_line_end_that_split_it() -> None:
+    letters: list[dict[str, Any]] = []
+    OfflineRun(ScoreConfig(), 4).feed(
+        iter([b"not json\r\n", b"{}\n", b"last"]),
+        on_snapshot=lambda record: None,
+        on_alert=lambda record: None,
+        on_dead_letter=letters.append,
+    )
+    assert [(letter["original"], letter["original_bytes"]) for letter in letters] == [
+        ("not json", 8),
+        ("{}", 2),
+        ("last", 4),
+    ]
+
+
 @pytest.mark.parametrize(
     "key", [b"\xff\xfe\xfd", b"", b"acct-1\x00", "é".encode() * 600, b"\xff" * 2000, None]
 )
