@@ -188,17 +188,31 @@ SUBSCRIPTION_EVENTS = (SubscriptionStarted, SubscriptionChanged, SubscriptionRen
 
 
 def over_capacity(account: Account | None, event: Event, limits: Limits) -> str | None:
-    """Why the event would grow the account past a cap with nothing to forget in its place
-    (one more subscription than `limits.max_subscriptions`), or None."""
+    """Why the event would grow the account past a cap with nothing to forget in its place, or
+    None. `limits.max_subscriptions` bounds the subscriptions it saw start or change, and on
+    their own those it knows only from renewals or cancellations (which may arrive before their
+    start): a producer naming made-up subscriptions fills the second, never the first."""
     if account is None or not isinstance(event, SUBSCRIPTION_EVENTS):
         return None
     subscriptions = account.revenue.subscriptions
-    if event.subscription_id in subscriptions or len(subscriptions) < limits.max_subscriptions:
+    if event.subscription_id in subscriptions:
+        return None
+    started = sum(1 for sub in subscriptions.values() if sub.plan is not None)
+    if isinstance(event, SubscriptionStarted | SubscriptionChanged):
+        if started < limits.max_subscriptions:
+            return None
+        return (
+            f"account {account.account_id!r} has {started} subscriptions, the most "
+            "limits.max_subscriptions allows; this event would add another: raise the limit if "
+            "the account really has more"
+        )
+    unknown = len(subscriptions) - started
+    if unknown < limits.max_subscriptions:
         return None
     return (
-        f"account {account.account_id!r} has {len(subscriptions)} subscriptions, the most "
-        "limits.max_subscriptions allows; this event would add another: raise the limit if "
-        "the account really has more"
+        f"account {account.account_id!r} has {unknown} subscriptions known only from renewals or "
+        "cancellations, the most limits.max_subscriptions allows; this event names another, "
+        f"{event.subscription_id!r}, that never started"
     )
 
 

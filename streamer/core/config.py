@@ -436,7 +436,8 @@ class Limits(Strict):
     max_comments: Annotated[int, Field(ge=0)] = 5
     max_subscription_points: Annotated[int, Field(ge=4)] = 400
     # Subscriptions of one account, ended ones included: an event for one more is dead-lettered
-    # (there is no oldest to forget in its place).
+    # (there is no oldest to forget in its place). Counted apart, as many more it knows only
+    # from renewals or cancellations, so made-up ids never block a real subscription.
     max_subscriptions: Annotated[int, Field(ge=1, le=1000)] = 64
     # MRR steps of one account, all subscriptions together: past it the oldest are forgotten, as
     # past `max_subscription_points` within one. Every change re-derives the account's MRR

@@ -402,12 +402,32 @@ def test_one_subscription_past_max_subscriptions_is_dead_lettered_and_changes_no
     before = feed.mrr_at("acme", at(9))
     [outcome] = feed(started("acme", at(5), sub="s3"))
     assert outcome.status == REJECTED and "limits.max_subscriptions" in (outcome.reason or "")
-    for event in (renewed("acme", at(5), sub="s4", term_end=at(40)), canceled("acme", at(5), sub="s5")):
-        [outcome] = feed(event)
-        assert outcome.status == REJECTED
+    [outcome] = feed(changed("acme", at(5), "10.00", sub="s4"))
+    assert outcome.status == REJECTED
     assert len(feed.account("acme").revenue.subscriptions) == 3 and feed.mrr_at("acme", at(9)) == before
     [outcome] = feed(changed("acme", at(6), "300.00", sub="s1"))  # one it has: accepted
     assert outcome.status == ACCEPTED
+
+
+def test_made_up_subscription_ids_fill_their_own_cap_and_never_block_a_real_subscription() -> None:
+    """Renewals and cancellations may name a subscription before its start arrives, so they are
+    kept; an adversarial producer naming made-up ids fills a cap of their own."""
+    config = ScoreConfig.model_validate({"limits": {"max_subscriptions": 3}})
+    feed = Feed(config)
+    made_up = [renewed("acme", at(1), sub="x0", term_end=at(40)), canceled("acme", at(1), sub="x1")]
+    made_up.append(renewed("acme", at(1), sub="x2", term_end=at(50)))
+    assert [outcome.status for outcome in feed(*made_up)] == [ACCEPTED] * 3
+    [outcome] = feed(canceled("acme", at(2), sub="x3"))
+    assert outcome.status == REJECTED
+    assert "3 subscriptions known only from renewals or cancellations" in (outcome.reason or "")
+    assert "'x3', that never started" in (outcome.reason or "")
+    for n in range(3):  # the real ones still fit
+        [outcome] = feed(started("acme", at(3 + n), sub=f"s{n}"))
+        assert outcome.status == ACCEPTED, outcome.reason
+    assert feed.mrr_at("acme", at(9)) > 0
+    [outcome] = feed(started("acme", at(7), sub="s3"))
+    assert outcome.status == REJECTED and "has 3 subscriptions, the most" in (outcome.reason or "")
+    assert len(feed.account("acme").revenue.subscriptions) == 6  # at most twice the cap in all
 
 
 def test_past_max_remembered_ids_the_oldest_are_forgotten_and_the_recent_still_dedupe() -> None:

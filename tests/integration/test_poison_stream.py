@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -139,3 +140,42 @@ def test_a_poisoned_live_stream_dead_letters_the_bad_and_gives_offlines_answers_
     assert_same_as_offline(deployment, events)
     # The worker logged no failure and is still consuming (it exits on one).
     assert "the worker exits" not in worker.text()
+
+
+def test_made_up_subscription_ids_never_block_an_accounts_real_subscription(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """Renewals naming 65 subscriptions that never started (one past `limits.max_subscriptions`),
+    then a real one: the 65th made-up id is dead-lettered, the real subscription counts."""
+
+    def line(event_type: str, event_id: str, when: str, **fields: object) -> bytes:
+        envelope = {"event_id": event_id, "event_type": event_type, "account_id": "acme", "occurred_at": when}
+        return orjson.dumps(envelope | fields)
+
+    lines = [
+        line(
+            "subscription.renewed",
+            f"r{n}",
+            "2025-03-01T00:00:00Z",
+            subscription_id=f"fake-{n}",
+            term_end="2026-03-01T00:00:00Z",
+        )
+        for n in range(65)
+    ]
+    start = {
+        "subscription_id": "real",
+        "plan": "pro",
+        "amount": "250.00",
+        "currency": "USD",
+        "interval": "month",
+    }
+    lines.append(line("subscription.started", "s1", "2025-03-02T00:00:00Z", **start))
+    events = tmp_path / "made-up.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)
+    [letter] = deployment.dead_letters()
+    assert "'fake-64', that never started" in letter["error"], letter["error"]
+    assert deployment.final_snapshots()["acme"]["mrr"] == "250.00"

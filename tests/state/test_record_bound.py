@@ -3,8 +3,8 @@
 A record the broker refuses stops the worker, and it stops again at every restart. The largest
 record valid input can build under the default `[limits]`: every capped collection full, every
 id and text at its contract maximum in 4-byte characters, as many dedupe ids as may be
-remembered, and more subscriptions and steps than the limits allow (the extra ones are
-refused or forgotten).
+remembered, and more subscriptions (started, and known only from renewals) and steps than the
+limits allow (the extra ones are refused or forgotten).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import orjson
 
 from streamer.core.config import ScoreConfig
 from streamer.core.keys import key_of
-from streamer.core.revenue import MAX_PAYMENT_FAILURES
+from streamer.core.revenue import MAX_PAYMENT_FAILURES, MAX_TERM_ENDS
 from streamer.core.support import MAX_RESOLUTIONS
 from streamer.offline.runner import OfflineRun
 from streamer.state.codec import decode_account_record, encode_account
@@ -65,6 +65,10 @@ def worst_case(limits: Any, limits_of_input: Any) -> Iterator[bytes]:
             amount="1.00",
             **money,
         )
+    for sub in range(limits.max_subscriptions + 4):  # as many more known only from renewals
+        for term in range(MAX_TERM_ENDS + 2):
+            end = (START + timedelta(days=400 + term)).isoformat()
+            yield event("subscription.renewed", subscription_id=longest("x", sub), term_end=end)
     for step in range(limits.max_account_steps // limits.max_subscriptions + 2):
         for sub in range(limits.max_subscriptions):
             amount = f"{2 + step}.00"
@@ -122,7 +126,9 @@ def test_the_largest_account_record_valid_input_can_build_fits_its_changelog() -
     refused: list[dict[str, Any]] = []
     events = worst_case(limits, config.input)
     run.feed(events, on_snapshot=lambda _: None, on_alert=lambda _: None, on_dead_letter=refused.append)
-    assert len(refused) == 4 and all("limits.max_subscriptions" in r["error"] for r in refused)
+    # the subscriptions past the cap: 4 started, 4 x (MAX_TERM_ENDS + 2) renewals of unknown ids
+    assert len(refused) == 4 + 4 * (MAX_TERM_ENDS + 2)
+    assert all("limits.max_subscriptions" in r["error"] for r in refused)
     account = run.engines[0].accounts[ACCOUNT]
     revenue = account.revenue
     assert sum(len(sub.points) for sub in revenue.subscriptions.values()) == limits.max_account_steps
