@@ -233,6 +233,21 @@ POISONS: list[Poison] = [
         "a subscription started into a term already over",
         family="subscriptions",
     ),
+    Poison(  # a cancellation effective months back would rewrite closed months (or do nothing)
+        "cancel-backdated",
+        lambda when: orjson.dumps(
+            {
+                "event_id": "cancel-backdated-1",
+                "event_type": "subscription.canceled",
+                "account_id": "poison-cancel-backdated",
+                "occurred_at": when,
+                "subscription_id": "poison-cancel-backdated-s1",
+                "effective_at": _later(when, -77),
+            }
+        ),
+        "input.max_backdate_days",
+        family="subscriptions",
+    ),
     Poison("epoch-number-time", _usage("epoch-number-time", occurred_at=1700000000), "RFC 3339"),
     Poison("leap-second", _usage("leap-second", occurred_at="2016-12-31T23:59:60Z"), "a leap second (:60)"),
     Poison(

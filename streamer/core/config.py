@@ -468,6 +468,9 @@ class Input(Strict):
     )
     max_skew_hours: Annotated[float, Field(ge=0, le=24 * 366)] = 24  # occurred_at after publication
     max_term_years: Annotated[float, Field(gt=0, le=100)] = 100  # term_end/effective_at after occurred_at
+    # How far before its occurred_at a cancellation may take effect: further back it would rewrite
+    # months the allowed lateness has closed (as an event that late is refused).
+    max_backdate_days: Annotated[float, Field(ge=0, le=3660)] = 7
     max_attributes: Annotated[int, Field(ge=0, le=64)] = 32  # account.updated attributes
     max_attribute_length: Annotated[int, Field(ge=1, le=1000)] = 256  # characters of an attribute value
     max_override_days: Annotated[float, Field(gt=0, le=3660)] = 366  # expires_at after occurred_at

@@ -158,7 +158,20 @@ def _ended_before(what: str, term_end: datetime | None, at: int) -> str | None:
 
 def _canceled(event: Event, bounds: Input, at: int) -> str | None:
     assert isinstance(event, SubscriptionCanceled)
-    return _term("effective_at", event.effective_at, at, bounds)
+    return _term("effective_at", event.effective_at, at, bounds) or _backdated(event.effective_at, at, bounds)
+
+
+def _backdated(effective_at: datetime | None, at: int, bounds: Input) -> str | None:
+    """A cancellation may take effect a little before it was recorded, not months before."""
+    if effective_at is None:
+        return None
+    effective = to_ms(effective_at)
+    if effective >= at - int(bounds.max_backdate_days * DAY):
+        return None
+    return (
+        f"effective_at {iso(effective)} is more than {bounds.max_backdate_days:g} days before occurred_at "
+        f"{iso(at)} (input.max_backdate_days): it would rewrite months already closed"
+    )
 
 
 def _payment_failed(event: Event, bounds: Input, at: int) -> str | None:
