@@ -21,6 +21,7 @@ class BandRule:
         green_share: float,
         green_also: tuple[str, ...],
         red_also: tuple[str, ...],
+        red_when_leaving: bool = True,
     ) -> None:
         self.green = green
         self.yellow = yellow
@@ -29,6 +30,7 @@ class BandRule:
         self.green_share = green_share
         self.green_also = green_also
         self.red_also = red_also
+        self.red_when_leaving = red_when_leaving
 
     def band(
         self,
@@ -37,6 +39,7 @@ class BandRule:
         committed: bool = False,
         committed_share: float = 0.0,
         standing: dict[str, float] | None = None,
+        leaving: bool = False,
     ) -> Band:
         """The band of a score and, when known, of the usage composite's percentile among peers
         (`usage`), the percent of those peers that are committed (`committed_share`) and the
@@ -49,7 +52,12 @@ class BandRule:
         band (its score still carries it). Green means "safe for now": an account that can leave
         soon needs the top of its peers' use (the composite and each of `green_also`), what is
         left of `green_share` after the committed peers.
+
+        An account `leaving` (a paying account whose cancellation is scheduled to take effect
+        within the renewal window) is red whatever else it shows: it has said so.
         """
+        if leaving and self.red_when_leaving:
+            return Band.red
         if committed:
             return Band.green if score >= self.green else Band.yellow
         if score < self.yellow or (

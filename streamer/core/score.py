@@ -192,6 +192,13 @@ def committed(renewal_at: float | int | None, now: int, config: ScoreConfig) -> 
     return renews_beyond(renewal_at, now, config.lifecycle.renewal_window_days * DAY)
 
 
+def leaving(facts: FactsDraft, now: int, mrr: int, config: ScoreConfig) -> bool:
+    """Whether a paying account's cancellation is scheduled to take effect within the renewal
+    window (`lifecycle.renewal_window_days`): it has said it is leaving, soon (red, see Bands)."""
+    cancel_at = facts.get("scheduled_cancellation_at")
+    return mrr > 0 and cancel_at is not None and cancel_at - now <= config.lifecycle.renewal_window_days * DAY
+
+
 def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference | None = None) -> Evaluation:
     """Score an account at event time `now` (pure: same inputs, same result).
 
@@ -248,7 +255,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     bound = committed(facts.get("renewal_at"), now, config)
     standing = _standing(percentiles, config.peers.compared)
     rule = bands.rule
-    band = rule.band(score, position, bound, share, standing)
+    band = rule.band(score, position, bound, share, standing, leaving(facts, now, mrr, config))
     held_back = band == Band.yellow and rule.held_back(score, position, bound, share, standing)
     found = freeze(facts, figures, percentiles)  # frozen once, read by attribute
     return Evaluation(

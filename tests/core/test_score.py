@@ -160,6 +160,25 @@ def test_a_committed_account_with_middling_use_stays_green() -> None:
     assert Bands().rule.band(90, 50) == "yellow"
 
 
+def test_an_account_that_scheduled_its_cancellation_within_the_renewal_window_is_red() -> None:
+    """It has said it is leaving: red whatever its score (on `streamer simulate`, 92% of them
+    churned); further out, or with `bands.red_when_leaving` off, its band is its score's."""
+    happy = ScoreConfig(weights=SENTIMENT_ONLY)
+    for effective, config, band in [
+        (at(60), happy, "red"),  # 59 days ahead: within the 90-day renewal window
+        (at(95), happy, "green"),
+        (at(60), happy.model_copy(update={"bands": Bands(red_when_leaving=False)}), "green"),
+    ]:
+        feed = Feed(config)
+        feed(started("acme", at(0), "100"), nps("acme", at(0, 1), 10))
+        feed(canceled("acme", at(1), effective_at=effective))
+        evaluation = feed.evaluate("acme", at(1, 1))
+        assert (evaluation.score, evaluation.band) == (100, band), (effective, band)
+    feed = Feed(happy)
+    feed(started("acme", at(0), "100"), nps("acme", at(0, 1), 10), canceled("acme", at(1)))  # at once
+    assert feed.evaluate("acme", at(1, 1)).band != "red"  # churned: MRR 0, nothing left to leave
+
+
 def test_usage_band_thresholds_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="red_usage_below"):
         Bands(red_usage_below=30, yellow_usage_below=20)
