@@ -294,6 +294,14 @@ POISONS: list[Poison] = [
         family="subscriptions",
     ),
     Poison("zero-width-user", _usage("zero-width-user", user_id="ana\u200bsmith"), "invisible characters"),
+    # two accounts that read "poison-look-alike": ids hold nothing that shows nothing
+    Poison(
+        "soft-hyphen-id",
+        _usage("soft-hyphen-id", account_id="poison-look-alike\u00ad"),
+        "invisible characters",
+    ),
+    Poison("joiner-id", _usage("joiner-id", account_id="poison-look-alike\u200d"), "invisible characters"),
+    Poison("blank-name", _profile("blank-name", name="\u200e"), "only whitespace or invisible characters"),
     Poison("line-separator-user", _usage("line-separator-user", user_id="ana\u2028smith"), "line separators"),
     Poison("blank-user", _usage("blank-user", user_id=" \u3000 "), "must not be only whitespace"),
     Poison("nul-bytes", _raw(b'{"event_id": "n\x00ul"}\x00'), "not valid JSON"),

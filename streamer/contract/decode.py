@@ -9,6 +9,7 @@ from streamer.contract.events import (
     EVENT_ADAPTER,
     EVENT_FAMILY,
     FAMILY_EVENT_TYPES,
+    ID_TEXT,
     NAME_RULE,
     NAME_TEXT,
     Event,
@@ -73,7 +74,7 @@ def _describe(error: ErrorDetails) -> str:
     if event_type:
         where += f" of {event_type}"
     message = error["msg"].removeprefix("Value error, ")
-    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NAME_TEXT:
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in (NAME_TEXT, ID_TEXT):
         message = NAME_RULE
     if kind.startswith(("datetime", "timezone")):
         message += "; expected RFC 3339 with an offset, e.g. 2024-03-05T14:03:00Z"

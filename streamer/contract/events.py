@@ -31,19 +31,60 @@ from streamer.contract.vocabulary import Band
 # make two ids look alike (zero-width space, word joiner, byte-order mark), and no bidirectional
 # overrides that reorder what is shown. (The zero-width joiners U+200C/U+200D and the direction
 # marks U+200E/U+200F stay: scripts, right-to-left names and emoji sequences need them.)
-NAME_TEXT = "^[^\x00-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060\u2066-\u2069\ufeff]*$"
+# Refused in every name and id: controls, line separators, bidirectional embeddings, overrides
+# and isolates, and the characters that show nothing and join or mark nothing (zero-width space,
+# soft hyphen, invisible operators, Hangul fillers, braille blank; the tag characters, outside
+# the Basic Multilingual Plane where a JSON Schema pattern cannot name them, in `_visible`).
+_HIDDEN = (
+    "\x00-\x1f\x7f-\x9f\xad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b\u2028-\u202e"
+    "\u2060-\u2064\u2066-\u206f\u2800\u3164\ufeff\uffa0"
+)
+# Names may hold joiners, direction marks and variation selectors (Persian and Indic text, emoji);
+# ids may not: "acct-2" and "acct-2" with a joiner would be two accounts that read the same.
+_MARKS = "\u200c-\u200f\ufe00-\ufe0f"
+NAME_TEXT = f"^[^{_HIDDEN}]*$"
+ID_TEXT = f"^[^{_HIDDEN}{_MARKS}]*$"
 NAME_RULE = (
     "must not contain control characters, line separators, invisible characters or bidirectional overrides"
 )
+_BLANK = frozenset(chr(c) for c in (*range(0x200C, 0x2010), *range(0xFE00, 0xFE10)))
+_TAGS = range(0xE0000, 0xE0080)
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be only whitespace")
+def _untagged(value: str) -> str:
+    """No tag characters (invisible; see `_HIDDEN`)."""
+    if not value.isascii() and any(ord(char) in _TAGS for char in value):
+        raise ValueError(NAME_RULE)
     return value
 
 
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT), AfterValidator(_not_blank)]
+def _visible(value: str) -> str:
+    """Something to see: not only whitespace, joiners, direction marks or variation selectors;
+    and no tag characters."""
+    if value.isascii():
+        if not value.strip():
+            raise ValueError("must not be only whitespace")
+        return value
+    _untagged(value)
+    if all(char.isspace() or char in _BLANK for char in value):
+        raise ValueError("must not be only whitespace or invisible characters")
+    return value
+
+
+def _addressable(value: str) -> str:
+    """Not "." or "..": a URL path (the account page, /api/accounts/{id}) cannot name them, as
+    browsers and HTTP clients resolve dot segments before the request leaves."""
+    if value in (".", ".."):
+        raise ValueError(f"must not be {value!r}: a URL path cannot name it")
+    return value
+
+
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=ID_TEXT),
+    AfterValidator(_visible),
+    AfterValidator(_addressable),
+]
 INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)
 PositiveInt = Annotated[int, Field(strict=True, ge=1, le=INT_MAX)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=INT_MAX)]
@@ -166,7 +207,7 @@ class SubscriptionState(Envelope):
     """The full state of a subscription (not a delta)."""
 
     subscription_id: Id
-    plan: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
+    plan: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT), AfterValidator(_visible)]
     amount: Amount
     currency: Currency
     interval: Interval
@@ -231,7 +272,7 @@ class UsageRecorded(Envelope):
 
     event_type: Literal["usage.recorded"]
     user_id: Id
-    feature: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
+    feature: Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT), AfterValidator(_visible)]
     count: PositiveInt = 1
 
 
@@ -244,7 +285,7 @@ class TicketOpened(Envelope):
     event_type: Literal["ticket.opened"]
     ticket_id: Id
     priority: Priority
-    channel: Annotated[str, Field(max_length=64, pattern=NAME_TEXT)] | None = None
+    channel: Annotated[str, Field(max_length=64, pattern=NAME_TEXT), AfterValidator(_untagged)] | None = None
 
 
 class TicketResolved(Envelope):
@@ -273,7 +314,7 @@ class SurveyAnswered(Envelope):
     score: Annotated[int, Field(strict=True)]
     respondent_id: Id
     comment: Annotated[str, Field(max_length=4000)] | None = None
-    context: Annotated[str, Field(max_length=64, pattern=NAME_TEXT)] | None = None
+    context: Annotated[str, Field(max_length=64, pattern=NAME_TEXT), AfterValidator(_untagged)] | None = None
 
     @model_validator(mode="after")
     def _score_in_range(self) -> SurveyAnswered:
@@ -288,9 +329,9 @@ class SurveyAnswered(Envelope):
 
 # -- cs.subscriptions: who the account is, and CSM overrides -------------------------------------
 
-Text = Annotated[str, Field(min_length=1, max_length=256, pattern=NAME_TEXT)]
-Label = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT)]
-AttributeKey = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_TEXT)]
+Text = Annotated[str, Field(min_length=1, max_length=256, pattern=NAME_TEXT), AfterValidator(_visible)]
+Label = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_TEXT), AfterValidator(_visible)]
+AttributeKey = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_TEXT), AfterValidator(_visible)]
 AttributeValue = Annotated[str, Field(max_length=1000)]
 MAX_ATTRIBUTES = 64  # outer limit; the configuration's input.max_attributes is the deployment's
 

@@ -12,6 +12,7 @@ from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import (
     EVENT_FAMILY,
     FAMILY_EVENT_TYPES,
+    AccountUpdated,
     SubscriptionCanceled,
     SubscriptionStarted,
     SurveyAnswered,
@@ -423,7 +424,22 @@ def test_an_override_score_is_a_json_number_not_a_boolean_or_a_string(score: obj
 )
 @pytest.mark.parametrize(
     "bad",
-    ["\n", "\x00", "\x1b[2J", "\x7f", "\x85", "\u202e", "\u2067", "\u2028", "\u200b", "\u2060", "\ufeff"],
+    [
+        *(
+            "\n",
+            "\x00",
+            "\x1b[2J",
+            "\x7f",
+            "\x85",
+            "\u202e",
+            "\u2067",
+            "\u2028",
+            "\u200b",
+            "\u2060",
+            "\ufeff",
+        ),
+        *("\u00ad", "\u034f", "\u2061", "\u3164", "\u115f", "\u2800", "\uffa0", "\U000e0041"),  # show nothing
+    ],
 )
 def test_names_with_control_characters_or_bidi_overrides_are_refused(
     event_type: str, field: str, bad: str
@@ -443,8 +459,32 @@ def test_an_id_of_whitespace_only_is_refused(blank: str) -> None:
     assert "must not be only whitespace" in rejected(message("usage.recorded", user_id=blank))
 
 
+@pytest.mark.parametrize("mark", ["\u200c", "\u200d", "\u200e", "\u200f", "\ufe0f"])
+def test_ids_refuse_the_joiners_and_marks_names_may_hold(mark: str) -> None:
+    """ "acct-2" and "acct-2" with a joiner would be two accounts that read the same; a name may
+    need one (Persian and Indic text, emoji), but not be made only of them."""
+    reason = rejected(message("usage.recorded", account_id=f"acct-2{mark}"))
+    assert reason.startswith("field 'account_id' of usage.recorded: must not contain control characters")
+    event = decode_event(orjson.dumps(message("account.updated", name=f"Acme{mark} Corp")))
+    assert isinstance(event, AccountUpdated) and event.name == f"Acme{mark} Corp"
+    reason = rejected(message("account.updated", name=f" {mark} "))
+    assert "must not be only whitespace or invisible characters" in reason
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_an_id_of_dots_is_refused(dots: str) -> None:
+    """/api/accounts/.. and the account page would be asked for /api/ and /: no URL names it."""
+    reason = rejected(message("usage.recorded", account_id=dots))
+    assert reason.startswith(f"field 'account_id' of usage.recorded: must not be {dots!r}: a URL path")
+    assert decode_event(orjson.dumps(message("usage.recorded", account_id="..."))).account_id == "..."
+
+
 def test_names_in_any_script_and_free_text_with_line_breaks_are_accepted() -> None:
-    event = decode_event(orjson.dumps(message("usage.recorded", account_id="Ünïcødé 株式会社 ‏")))
-    assert event.account_id == "Ünïcødé 株式会社 ‏"
+    event = decode_event(orjson.dumps(message("usage.recorded", account_id="Ünïcødé 株式会社")))
+    assert event.account_id == "Ünïcødé 株式会社"
+    # a joiner in Persian, an emoji's variation selector, a direction mark
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u2764\ufe0f \u200f"
+    profile = decode_event(orjson.dumps(message("account.updated", name=persian)))
+    assert isinstance(profile, AccountUpdated) and profile.name == persian
     answer = decode_event(orjson.dumps(message("survey.answered", comment="line one\nline two\t!")))
     assert answer.comment == "line one\nline two\t!"
