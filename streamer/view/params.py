@@ -102,6 +102,17 @@ class Params:
                 raise BadRequest(f"{name!r} values must be at most {MAX_TEXT} characters")
         return tuple(dict.fromkeys(values))
 
+    def names(self, name: str) -> tuple[str, ...]:
+        """Values taken as they are, never split or trimmed (an owner may be "Smith, Ana", a
+        segment " enterprise "): the parameter repeats for several."""
+        values = self._all(name)
+        for value in values:
+            if not value.strip():
+                raise BadRequest(f"{name!r} is empty; leave it out or give a value")
+            if len(value) > MAX_TEXT:
+                raise BadRequest(f"{name!r} values must be at most {MAX_TEXT} characters")
+        return tuple(dict.fromkeys(values))
+
     def month(self, name: str) -> int | None:
         raw = self.text(name)
         if raw is None:
@@ -167,8 +178,8 @@ def account_query(query: Mapping[str, str]) -> AccountQuery:
         renewal_within_days=params.integer("renewal_within_days", None, 0, 3650),
         min_mrr=params.decimal("min_mrr"),
         at_risk=params.boolean("at_risk"),
-        owners=params.choices("owner"),
-        segments=params.choices("segment"),
+        owners=params.names("owner"),
+        segments=params.names("segment"),
         search=params.text("q"),
         sort=sort.lstrip("-"),
         descending=sort.startswith("-"),
@@ -207,8 +218,8 @@ def alert_query(query: Mapping[str, str], account_id: str | None = None) -> Aler
         account_id=account_id if account_id is not None else params.text("account_id"),
         severities=params.choices("severity", SEVERITIES),
         rules=params.choices("rule"),
-        owners=params.choices("owner") if account_id is None else (),
-        segments=params.choices("segment") if account_id is None else (),
+        owners=params.names("owner") if account_id is None else (),
+        segments=params.names("segment") if account_id is None else (),
     )
 
 

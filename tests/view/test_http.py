@@ -130,6 +130,36 @@ async def test_any_account_id_can_be_addressed(redis_server: RedisServer, prefix
         await client.close()
 
 
+async def test_owner_and_segment_filters_reach_names_with_commas_and_spaces(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    template = next(iter(scored().last.values()))
+    for account_id, owner, segment in (("a1", "Smith, Ana", " enterprise "), ("a2", "Smith", "enterprise")):
+        writer.snapshot(
+            {**template, "account_id": account_id, "profile": {"owner": owner, "segment": segment}}
+        )
+    assert await writer.drain()
+    await writer.close()
+    client = await start(redis_server.url, prefix)
+    try:
+        filters = await get(client, "/api/filters")
+        assert filters == {
+            "owners": {"Smith": 1, "Smith, Ana": 1},
+            "segments": {" enterprise ": 1, "enterprise": 1},
+        }
+        for params, expected in [
+            ({"owner": "Smith, Ana"}, ["a1"]),
+            ({"segment": " enterprise "}, ["a1"]),
+            ({"segment": "enterprise"}, ["a2"]),
+            ([("owner", "Smith"), ("owner", "Smith, Ana")], ["a1", "a2"]),
+        ]:
+            listed = await get(client, "/api/accounts", params=params)
+            assert sorted(row["account_id"] for row in listed["items"]) == expected, params
+    finally:
+        await client.close()
+
+
 # -- the account list ----------------------------------------------------------------------------
 
 

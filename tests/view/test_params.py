@@ -162,7 +162,10 @@ def test_alert_parameters() -> None:
     )
     with pytest.raises(BadRequest, match="'severity' must be one of info, warning, critical"):
         alert_query(q(severity="fatal"))
-    assert alert_query(q(offset="40", owner="ann,bo", segment="smb", rule="silence")) == AlertQuery(
+    several = MultiDict(
+        [("offset", "40"), ("owner", "ann"), ("owner", "bo"), ("segment", "smb"), ("rule", "silence")]
+    )
+    assert alert_query(several) == AlertQuery(
         offset=40, owners=("ann", "bo"), segments=("smb",), rules=("silence",)
     )
     assert alert_query(q(format="csv")).limit == 100_000  # an export: every kept alert
@@ -173,8 +176,20 @@ def test_alert_parameters() -> None:
 
 
 def test_account_list_filters_owner_segment_and_search() -> None:
-    query = account_query(q(owner="ann@x.io", segment="smb,mid", q="  Acme "))
+    query = account_query(
+        MultiDict([("owner", "ann@x.io"), ("segment", "smb"), ("segment", "mid"), ("q", "  Acme ")])
+    )
     assert (query.owners, query.segments, query.search) == (("ann@x.io",), ("smb", "mid"), "Acme")
+
+
+def test_owners_and_segments_are_taken_exactly_as_given() -> None:
+    """The contract takes an owner "Smith, Ana" and a segment " enterprise ": the filters must
+    reach them, so their values are never split on commas or trimmed (repeat for several)."""
+    query = account_query(q(owner="Smith, Ana", segment=" enterprise "))
+    assert (query.owners, query.segments) == (("Smith, Ana",), (" enterprise ",))
+    assert alert_query(q(owner="Smith, Ana")).owners == ("Smith, Ana",)
+    with pytest.raises(BadRequest, match="'owner' is empty"):
+        account_query(q(owner="  "))
     with pytest.raises(BadRequest, match="'q' must be at most 256 characters"):
         account_query(q(q="x" * 257))
     with pytest.raises(BadRequest, match="'q' is empty"):
