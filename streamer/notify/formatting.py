@@ -16,6 +16,8 @@ from streamer.notify.config import Format
 
 SLACK_MAX_BLOCKS = 50
 SLACK_ALERT_BLOCKS = 40  # alerts listed in one Slack message; the rest are counted
+SLACK_SECTION_CHARS = 3000  # Slack refuses a message whose section text is longer
+SLACK_HEADER_CHARS = 150  # ... or whose header text is
 SEVERITY_ICON: dict[str, str] = {
     Severity.critical: ":red_circle:",
     Severity.warning: ":large_orange_circle:",
@@ -68,7 +70,19 @@ def _alert_section(alert: Alert) -> dict[str, Any]:
         f"raised {alert.get('raised_at')}",
     ]
     lines += [f"• {slack_escape(reason)}" for reason in reasons if reason]
-    return {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit("\n".join(lines), SLACK_SECTION_CHARS)}}
+
+
+def fit(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with an ellipsis, never inside an escape (`&amp;`): an
+    override reason of 1,000 '&' escapes to 5,000 characters, and Slack refuses the message."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    entity = cut.rfind("&")
+    if entity != -1 and ";" not in cut[entity:]:
+        cut = cut[:entity]
+    return cut + "…"
 
 
 def slack_body(alerts: Sequence[Alert]) -> dict[str, Any]:
@@ -82,7 +96,8 @@ def slack_body(alerts: Sequence[Alert]) -> dict[str, Any]:
     summary = ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITY_BY_LEVEL) if s in counts)
     text = f"{len(alerts)} healthstream alerts ({summary})"
     shown = alerts[:SLACK_ALERT_BLOCKS]
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": text}}]
+    header = {"type": "plain_text", "text": fit(text, SLACK_HEADER_CHARS)}
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": header}]
     for alert in shown:
         blocks.append(_alert_section(alert))
     if len(alerts) > len(shown):

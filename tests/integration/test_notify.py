@@ -39,6 +39,17 @@ STREAMER = str(Path(sys.executable).parent / "streamer")
 DEADLINE_S = 90.0
 
 
+def slack_accepts(payload: dict[str, Any]) -> bool:
+    """Slack's limits on a message's blocks: a section's text at most 3,000 characters, a
+    header's 150."""
+    limits = {"section": 3000, "header": 150}
+    return all(
+        len(block["text"]["text"]) <= limits.get(block["type"], 3000)
+        for block in payload["blocks"]
+        if "text" in block
+    )
+
+
 class Receiver:
     """An aiohttp webhook receiver in a thread: `ok`, `unavailable` (503) or stopped (refuses)."""
 
@@ -62,8 +73,10 @@ class Receiver:
                 for match in re.findall(r"\*(acct-\d+)\*", block["text"]["text"])
             ]
         status = 200 if self.mode == "ok" else 503
+        if request.path == "/slack" and not slack_accepts(payload):
+            status = 400  # as Slack answers a block over its limits: the whole message is lost
         self.log.append((request.path, status, keys))
-        return web.Response(status=status, text="ok" if status == 200 else "unavailable")
+        return web.Response(status=status, text={200: "ok", 400: "invalid_blocks"}.get(status, "unavailable"))
 
     async def _start(self) -> None:
         app = web.Application()
@@ -131,7 +144,16 @@ def alert(n: int) -> dict[str, Any]:
         "previous_score": 45.0,
         "previous_band": "yellow",
         "mrr": "99.00",
-        "reasons": [{"signal": "recency_days", "value": 20, "baseline": 14, "message": "no usage"}],
+        # one with an override's reason of 1,000 '&' (within the contract): 5,000 characters escaped
+        "reasons": [
+            {
+                "signal": "recency_days",
+                "value": 20,
+                "baseline": 14,
+                "message": "no usage" if n != 7 else "&" * 1000,
+            }
+        ]
+        * (1 if n != 7 else 3),
     }
 
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from streamer.notify.config import Format
-from streamer.notify.formatting import SLACK_MAX_BLOCKS, body, idempotency_key, slack_body
+from streamer.notify.formatting import (
+    SLACK_MAX_BLOCKS,
+    SLACK_SECTION_CHARS,
+    body,
+    idempotency_key,
+    slack_body,
+)
 
 from .fakes import alert
 
@@ -48,3 +54,19 @@ def test_slack_names_the_account_by_its_profile_name() -> None:
     message = slack_body([named])
     assert message["text"] == "CRITICAL Acme <Corp> (acct-1) silence: no usage for 15 days"
     assert "*Acme &lt;Corp&gt; (acct-1)*" in message["blocks"][0]["text"]["text"]
+
+
+def test_a_slack_section_stays_within_slacks_3000_characters_and_cuts_no_escape() -> None:
+    """An override reason of 1,000 '&' (within the contract) escapes to 5,000 characters: Slack
+    refused the whole message, so the alert never reached the channel."""
+    long = alert("a1") | {"reasons": [{"message": "overridden to red: " + "&" * 1000}] * 3}
+    long["profile"] = {"name": "<" * 256}
+    text = slack_body([long])["blocks"][0]["text"]["text"]
+    assert len(text) <= SLACK_SECTION_CHARS and text.endswith("&amp;…")  # whole escapes only
+    assert "&lt;" * 256 in text  # the name comes first, whole
+    for cut in range(1, 6):  # wherever the limit falls inside an escape
+        short = alert("a1") | {"reasons": [{"message": "x" * (SLACK_SECTION_CHARS - cut) + "&" * 20}]}
+        shown = slack_body([short])["blocks"][0]["text"]["text"]
+        assert len(shown) <= SLACK_SECTION_CHARS and not shown.removesuffix("…").endswith(
+            ("&", "&a", "&am", "&amp")
+        )
