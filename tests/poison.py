@@ -389,3 +389,26 @@ def interleave(
             lines.append(value)
             placed.append((poison, value))
     return lines, placed
+
+
+def huge_mrr_lines(accounts: int) -> list[bytes]:
+    """`accounts` accounts of 64 subscriptions each at a billion GBP a week: each within the
+    contract, [input] and the MRR one subscription may hold, but 60 of them take a partition's
+    sums past 64 bits of micro-units (18.4 trillion a month)."""
+    return [
+        orjson.dumps(
+            {
+                "event_id": f"a{account}-s{sub}",
+                "event_type": "subscription.started",
+                "account_id": f"acct-{account}",
+                "occurred_at": "2024-01-02T00:00:00Z",
+                "subscription_id": f"sub-{sub}",
+                "plan": "p",
+                "amount": "1000000000",
+                "currency": "GBP",
+                "interval": "week",
+            }
+        )
+        for account in range(accounts)
+        for sub in range(64)
+    ]

@@ -30,7 +30,7 @@ from streamer.core.clock import DAY, to_ms
 from streamer.core.config import Limits, ScoreConfig
 from streamer.core.identity import Override, Profile, newer
 from streamer.core.keys import KEY_BYTES, key_index, key_of
-from streamer.core.money import monthly_micros
+from streamer.core.money import MAX_SUBSCRIPTION_MRR, format_money, monthly_micros
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs
 from streamer.core.sentiment import Sentiment
@@ -137,7 +137,12 @@ class SeenIds:
         del self.keys[: count * KEY_BYTES]
 
 
-class UnknownCurrency(ValueError):
+class MoneyRefused(ValueError):
+    """A subscription amount the account cannot take: an unknown currency, or an MRR past
+    `MAX_SUBSCRIPTION_MRR`."""
+
+
+class UnknownCurrency(MoneyRefused):
     """A subscription amount in a currency without a configured rate."""
 
 
@@ -216,30 +221,36 @@ def over_capacity(account: Account | None, event: Event, limits: Limits) -> str 
     )
 
 
-def check_currency(event: Event, config: ScoreConfig) -> None:
-    """Refuse a subscription amount in a currency without a configured rate."""
-    if (
-        isinstance(event, SubscriptionStarted | SubscriptionChanged)
-        and config.currency.rate(event.currency) is None
-    ):
+def check_money(event: Event, config: ScoreConfig) -> None:
+    """Refuse a subscription amount in a currency without a configured rate, or one whose MRR in
+    the reporting currency is past `MAX_SUBSCRIPTION_MRR` (an account's record could not hold
+    64 of them)."""
+    if not isinstance(event, SubscriptionStarted | SubscriptionChanged):
+        return
+    rate = config.currency.rate(event.currency)
+    if rate is None:
         known = ", ".join(sorted({config.currency.reporting, *config.currency.rates}))
         raise UnknownCurrency(
             f"no exchange rate configured for currency {event.currency!r} "
             f"(configured: {known}); add it under [currency.rates]"
         )
+    mrr = monthly_micros(event.amount, event.interval.value, event.interval_count, rate)
+    if mrr > MAX_SUBSCRIPTION_MRR:
+        raise MoneyRefused(
+            f"amount {event.amount} {event.currency} per {event.interval_count} {event.interval.value} "
+            f"is {format_money(mrr)} {config.currency.reporting} a month, more than the "
+            f"{format_money(MAX_SUBSCRIPTION_MRR)} one subscription may hold"
+        )
 
 
 def prepare(event: Event, config: ScoreConfig) -> None:
-    """Do the conversions `fold` will do (money, times) without changing anything.
+    """Do the conversions `fold` will do (times; money was `check_money`'s) without changing anything.
 
     Called before any state changes, so an event whose values cannot be converted fails while
     the partition is still untouched (admitted events are bounded; this guards the rest).
     """
     match event:
-        case SubscriptionStarted() | SubscriptionChanged():
-            rate = config.currency.rate(event.currency)
-            if rate is not None:
-                monthly_micros(event.amount, event.interval.value, event.interval_count, rate)
+        case SubscriptionStarted() | SubscriptionChanged():  # its money: `check_money`
             if event.term_end is not None:
                 to_ms(event.term_end)
         case SubscriptionRenewed():
@@ -271,7 +282,7 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
         case SubscriptionStarted() | SubscriptionChanged():
             rate = config.currency.rate(event.currency)
             if rate is None:
-                raise UnknownCurrency(f"no exchange rate for {event.currency!r}: call check_currency first")
+                raise UnknownCurrency(f"no exchange rate for {event.currency!r}: call check_money first")
             mrr = monthly_micros(event.amount, event.interval.value, event.interval_count, rate)
             trigger.mrr_before = account.revenue.mrr_at(at)
             account.revenue.set_state(

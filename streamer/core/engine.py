@@ -14,7 +14,7 @@ from typing import Any
 from mypy_extensions import mypyc_attr
 
 from streamer.contract.events import Event
-from streamer.core.account import Account, UnknownCurrency, check_currency, fold, over_capacity, prepare
+from streamer.core.account import Account, MoneyRefused, check_money, fold, over_capacity, prepare
 from streamer.core.alerts import Observed, Trigger, band_confirm_due, check
 from streamer.core.clock import DAY, HOUR, MINUTE, iso, to_ms
 from streamer.core.config import ScoreConfig
@@ -148,8 +148,8 @@ class PartitionEngine:
         if clock.stream_time >= 0 and at < clock.stream_time - self._lateness:
             return Outcome(REJECTED, self._too_late(at))
         try:
-            check_currency(event, self.config)
-        except UnknownCurrency as exc:
+            check_money(event, self.config)
+        except MoneyRefused as exc:
             return Outcome(REJECTED, str(exc))
         refusal = over_capacity(account, event, self.config.limits)
         if refusal is not None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 MICROS = 1_000_000
+# A subscription's MRR in micro-units of the reporting currency, at most: 100 billion a month.
+# 64 of them (limits.max_subscriptions) stay within the 64 bits an account's record stores.
+MAX_SUBSCRIPTION_MRR = 10**17
+_PRECISION = 60  # digits: amount (18) x rate x 10^6, exact before rounding to a micro-unit
 _MICRO = Decimal(1)
 _CENT = Decimal("0.01")
 
@@ -19,7 +23,9 @@ MONTHS_PER_INTERVAL: dict[str, Decimal] = {
 def monthly_micros(amount: Decimal, interval: str, interval_count: int, rate: Decimal) -> int:
     """MRR in micro-units: amount x rate / months in (interval_count x interval), rounded half-even."""
     months = MONTHS_PER_INTERVAL[interval] * interval_count
-    return int((amount * rate * MICROS / months).quantize(_MICRO, rounding=ROUND_HALF_EVEN))
+    with localcontext() as exact:  # the default 28 digits refused an extreme configured rate
+        exact.prec = _PRECISION
+        return int((amount * rate * MICROS / months).quantize(_MICRO, rounding=ROUND_HALF_EVEN))
 
 
 def format_money(micros: int) -> str:
@@ -32,7 +38,10 @@ def format_money(micros: int) -> str:
     if text is None:
         if len(_TEXTS) >= _TEXTS_MAX:
             _TEXTS.clear()
-        text = _TEXTS[micros] = str((Decimal(micros) / MICROS).quantize(_CENT, rounding=ROUND_HALF_EVEN))
+        with localcontext() as exact:  # sums past 28 digits (a partition's, in micro-units)
+            exact.prec = _PRECISION
+            text = str((Decimal(micros) / MICROS).quantize(_CENT, rounding=ROUND_HALF_EVEN))
+        _TEXTS[micros] = text
     return text
 
 

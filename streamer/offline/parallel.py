@@ -47,6 +47,7 @@ from streamer.offline.runner import (
     open_events,
     portfolio_of,
 )
+from streamer.wideints import narrow, wide
 
 SEGMENT_BATCHES = 40  # a segment of lines (40 batches, 200,000 lines) is merged as soon as done
 KINDS = ("health", "alerts", "deadletter")
@@ -164,14 +165,15 @@ def _receive(connection: Connection) -> dict[str, Any]:
 
 
 def _sums_record(sums: PeriodSums) -> dict[str, Any]:
+    """A child's period sums as JSON carries them (sums past 64 bits as strings, see `wide`)."""
     return {
         "hi": sums.hi,
         "lo": sums.lo,
         "first_month": sums.first_month,
-        "points": list(sums.points.items()),
-        "pairs": [[m1, m2, values] for (m1, m2), values in sums.pairs.items()],
-        "movements": list(sums.movements.items()),
-        "renewals": list(sums.renewals.items()),
+        "points": [(m, wide(values)) for m, values in sums.points.items()],
+        "pairs": [[m1, m2, wide(values)] for (m1, m2), values in sums.pairs.items()],
+        "movements": [(m, wide(values)) for m, values in sums.movements.items()],
+        "renewals": [(m, wide(values)) for m, values in sums.renewals.items()],
     }
 
 
@@ -180,10 +182,10 @@ def _sums_from(record: dict[str, Any]) -> PeriodSums:
         record["hi"],
         record["lo"],
         record["first_month"],
-        {m: values for m, values in record["points"]},
-        {(m1, m2): values for m1, m2, values in record["pairs"]},
-        {m: values for m, values in record["movements"]},
-        {m: values for m, values in record["renewals"]},
+        {m: narrow(values) for m, values in record["points"]},
+        {(m1, m2): narrow(values) for m1, m2, values in record["pairs"]},
+        {m: narrow(values) for m, values in record["movements"]},
+        {m: narrow(values) for m, values in record["renewals"]},
     )
 
 
@@ -256,7 +258,7 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
         sums={
             str(partition): {
                 "periods": _sums_record(run.engines[partition].periods.sums),
-                "totals": run.engines[partition].totals.sums,
+                "totals": wide(run.engines[partition].totals.sums),
             }
             for partition in owned
         },
@@ -481,7 +483,7 @@ def _conduct(
         summary.alerts += Counter(part["alerts"])
         summary.snapshots += part["snapshots"]
     periods = [_sums_from(sums[partition]["periods"]) for partition in range(job.partitions)]
-    totals = [sums[partition]["totals"] for partition in range(job.partitions)]
+    totals = [narrow(sums[partition]["totals"]) for partition in range(job.partitions)]
     portfolio = portfolio_of(job.config, periods, totals)
     return Result(summary, count, portfolio, peaks, cpus)
 

@@ -10,21 +10,23 @@ import orjson
 
 from streamer.contract.vocabulary import Band
 from streamer.core.portfolio import PeriodSums
+from streamer.wideints import narrow, wide
 
 SUMMARY_REASONS = 4
 
 
 def encode_sums(sums: PeriodSums) -> bytes:
-    """`PeriodSums` as JSON; month keys as strings, pair keys as "m1:m2"."""
+    """`PeriodSums` as JSON; month keys as strings, pair keys as "m1:m2", sums past 64 bits as
+    strings (`wide`)."""
     return orjson.dumps(
         {
             "hi": sums.hi,
             "lo": sums.lo,
             "first_month": sums.first_month,
-            "points": {str(m): v for m, v in sums.points.items()},
-            "pairs": {f"{m1}:{m2}": v for (m1, m2), v in sums.pairs.items()},
-            "movements": {str(m): v for m, v in sums.movements.items()},
-            "renewals": {str(m): v for m, v in sums.renewals.items()},
+            "points": {str(m): wide(v) for m, v in sums.points.items()},
+            "pairs": {f"{m1}:{m2}": wide(v) for (m1, m2), v in sums.pairs.items()},
+            "movements": {str(m): wide(v) for m, v in sums.movements.items()},
+            "renewals": {str(m): wide(v) for m, v in sums.renewals.items()},
         }
     )
 
@@ -35,15 +37,15 @@ def decode_sums(raw: bytes | str) -> PeriodSums:
     pairs: dict[tuple[int, int], list[int]] = {}
     for key, value in data["pairs"].items():
         m1, _, m2 = key.partition(":")
-        pairs[(int(m1), int(m2))] = list(value)
+        pairs[(int(m1), int(m2))] = narrow(value)
     return PeriodSums(
         hi=int(data["hi"]),
         lo=int(data["lo"]),
         first_month=None if data["first_month"] is None else int(data["first_month"]),
-        points={int(m): list(v) for m, v in data["points"].items()},
+        points={int(m): narrow(v) for m, v in data["points"].items()},
         pairs=pairs,
-        movements={int(m): list(v) for m, v in data["movements"].items()},
-        renewals={int(m): list(v) for m, v in data["renewals"].items()},
+        movements={int(m): narrow(v) for m, v in data["movements"].items()},
+        renewals={int(m): narrow(v) for m, v in data["renewals"].items()},
     )
 
 

@@ -15,6 +15,7 @@ from streamer.core.portfolio import PeriodSums
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import Keys
 from streamer.projection.memory import StoreMemory, read_memory
+from streamer.wideints import narrow
 
 CHUNK = 1000  # ids per HMGET
 
@@ -168,7 +169,7 @@ class ProjectionReader:
             if stream_time is None or sums is None or totals is None:
                 continue
             parts.append(
-                PartitionData(number, int(stream_time), decode_sums(sums), list(orjson.loads(totals)))
+                PartitionData(number, int(stream_time), decode_sums(sums), narrow(orjson.loads(totals)))
             )
         return parts
 

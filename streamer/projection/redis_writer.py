@@ -37,6 +37,7 @@ from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
 from streamer.projection.keys import INDEXES, Keys
 from streamer.projection.staging import PartitionState, Staged
+from streamer.wideints import wide
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,9 @@ class RedisProjection:
         self.staged.alerts[str(alert["alert_id"])] = alert
 
     def partition(self, partition: int, sums: PeriodSums, totals: list[int], stream_time: int) -> None:
-        self.staged.partition(partition, PartitionState(stream_time, encode_sums(sums), orjson.dumps(totals)))
+        self.staged.partition(
+            partition, PartitionState(stream_time, encode_sums(sums), orjson.dumps(wide(totals)))
+        )
 
     def worker(self, worker_id: str, stats: dict[str, float]) -> None:
         self.staged.workers[worker_id] = dict(stats)

@@ -244,10 +244,13 @@ def test_change_occurring_when_a_scheduled_cancellation_takes_effect_wins() -> N
 
 
 def test_very_large_amount_counts_at_its_start_instant() -> None:
-    # The contract caps amounts at 12 digits; a rate of 10 still takes MRR past 2**63 micro-units.
+    # The largest MRR one subscription may hold (100 billion a month), 64 of them: past 2**62.
     feed = Feed(ScoreConfig.model_validate({"currency": {"rates": {"EUR": "10"}}}))
-    feed(started("acme", at(9), "999999999999", currency="EUR"))
-    assert feed.mrr_at("acme", at(9)) == 9_999_999_999_990_000_000 > 2**63
+    feed(*(started("acme", at(9), "10000000000", currency="EUR", sub=f"s{n}") for n in range(64)))
+    assert feed.mrr_at("acme", at(9)) == 64 * 10**17 > 2**62
+    # one past it is refused (test_a_subscription_past_the_mrr_an_account_record_holds_...)
+    [outcome] = feed(started("acme", at(10), "999999999999", currency="EUR", sub="s0"))
+    assert outcome.status == REJECTED and feed.mrr_at("acme", at(10)) == 64 * 10**17
 
 
 def test_active_subscriptions_asked_in_any_order_match_a_fresh_computation() -> None:
@@ -391,6 +394,35 @@ def test_past_max_account_steps_the_oldest_steps_of_the_account_are_forgotten() 
     assert [point[0] for point in points] == [day + n * DAY for n in range(18, 30)]
     assert revenue.timeline == _timeline_by_definition(revenue)
     assert revenue.mrr_at(day + 29 * DAY) == (127 + 128 + 129)
+
+
+@pytest.mark.parametrize(
+    ("reporting", "rates", "currency", "amount", "interval", "said"),
+    [
+        # a realistic IDR reporting currency: a billion dollars a week is 69 trillion rupiah a month
+        ("IDR", {"USD": "16000"}, "USD", "1000000000", "week", "is 69333333333333.33 IDR a month"),
+        # a rate the configuration accepts, far past what the default 28 decimal digits could round
+        ("USD", {"XAU": "1e20"}, "XAU", "1000000000", "month", "is 100000000000000000000000000000.00 USD"),
+    ],
+)
+def test_a_subscription_past_the_mrr_an_account_record_holds_is_dead_lettered(
+    reporting: str, rates: dict[str, str], currency: str, amount: str, interval: str, said: str
+) -> None:
+    """64 subscriptions of an account must stay within the 64 bits its record stores: one past
+    100 billion a month was accepted, and the worker could not store the account (again at
+    every restart)."""
+    config = ScoreConfig(
+        currency=Currency(reporting=reporting, rates={k: Decimal(v) for k, v in rates.items()})
+    )
+    feed = Feed(config)
+    [outcome] = feed(started("acme", at(1), amount, currency=currency, interval=interval))
+    assert outcome.status == REJECTED, outcome
+    assert said in (outcome.reason or "") and "more than the 100000000000.00 one subscription may hold" in (
+        outcome.reason or ""
+    )
+    assert "acme" not in feed.store
+    [outcome] = feed(started("acme", at(1), "100000000000", currency=reporting))  # exactly at the ceiling
+    assert outcome.status == ACCEPTED
 
 
 def test_one_subscription_past_max_subscriptions_is_dead_lettered_and_changes_nothing() -> None:

@@ -12,6 +12,7 @@ members used, and the record the newest references that fit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from test_stream import PARTITIONS, Deployment, assert_same_as_offline, deploy, 
 
 from streamer.partitioning import partition_of
 from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES, changelog_topic
+from tests.poison import huge_mrr_lines
 
 __all__ = ["deploy"]  # a fixture used here
 
@@ -137,3 +139,41 @@ def test_accounts_inventing_thousands_of_long_feature_names_do_not_stop_the_work
     peers = [r for r in deployment.bus.poll(topic) if (r.key or b"").strip(b'"') == f"peers-{home}".encode()]
     assert peers and max(len(r.value or b"") for r in peers) < CHANGELOG_RECORD_MAX_BYTES // 2
     assert "MessageSizeTooLarge" not in worker.text()
+
+
+async def projected_mrr(deployment: Deployment) -> str:
+    """The portfolio's current MRR as the view computes it from the workers' projection."""
+    from redis.asyncio import Redis
+
+    from streamer.projection.redis_reader import ProjectionReader
+    from streamer.view import portfolio
+
+    redis = Redis.from_url(deployment.redis_url)
+    try:
+        reader = ProjectionReader(redis, deployment.app_id)
+        return str(portfolio.now(await reader.partitions(), await reader.meta())["current"]["mrr"])
+    finally:
+        await redis.aclose()
+
+
+def test_a_partition_whose_sums_pass_64_bits_keeps_the_worker_and_the_view_going(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """240 accounts of 64 subscriptions at a billion GBP a week, each within every bound: a
+    partition's sums pass 64 bits of micro-units. The projection could not write them (orjson
+    takes 64-bit integers only) and the worker stopped, again at every restart."""
+    events = tmp_path / "huge.jsonl"
+    events.write_bytes(b"\n".join(huge_mrr_lines(240)) + b"\n")
+    offline = run_offline(events, tmp_path / "offline")
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)  # fails at once if the worker exits
+    assert_same_as_offline(deployment, offline)
+    expected = orjson.loads((tmp_path / "offline" / "portfolio.json").read_bytes())["current"]["mrr"]
+    deployment.wait_for(
+        "the projection's portfolio MRR to be offline's",
+        lambda: asyncio.run(projected_mrr(deployment)) == expected,
+        120,
+    )
+    assert "exits with 70" not in worker.text()

@@ -179,3 +179,28 @@ def test_made_up_subscription_ids_never_block_an_accounts_real_subscription(
     [letter] = deployment.dead_letters()
     assert "'fake-64', that never started" in letter["error"], letter["error"]
     assert deployment.final_snapshots()["acme"]["mrr"] == "250.00"
+
+
+def test_a_subscription_past_what_an_account_record_holds_is_dead_lettered_live(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """Reporting in rupiah, a billion dollars a week is 69 trillion a month: 64 such
+    subscriptions would not fit the 64 bits of an account's record, and one alone stopped the
+    worker at its checkpoint, again at every restart. It is refused; the next event counts."""
+    config = tmp_path / "idr.toml"
+    config.write_text('[currency]\nreporting = "IDR"\nrates = { USD = "16000" }\n')
+
+    def line(event_id: str, amount: str) -> bytes:
+        fields = {"subscription_id": event_id, "plan": "ent", "amount": amount, "currency": "USD"}
+        envelope = {"event_id": event_id, "event_type": "subscription.started", "account_id": "acct-idr"}
+        return orjson.dumps(envelope | {"occurred_at": "2024-01-02T00:00:00Z", "interval": "week"} | fields)
+
+    events = tmp_path / "idr.jsonl"
+    events.write_bytes(line("huge", "1000000000") + b"\n" + line("fine", "1000") + b"\n")
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config)})
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)  # fails at once if the worker exits
+    [letter] = deployment.dead_letters()
+    assert "is 69333333333333.33 IDR a month, more than the 100000000000.00" in letter["error"], letter
+    assert deployment.final_snapshots()["acct-idr"]["mrr"] == "69333333.33"  # the second: 1,000 USD a week

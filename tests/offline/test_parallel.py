@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -25,12 +26,13 @@ from hypothesis import strategies as st
 from streamer.cli import main
 from streamer.contract.decode import Rejected, decode_event
 from streamer.core.config import ScoreConfig
+from streamer.core.money import format_money, monthly_micros
 from streamer.offline import parallel
 from streamer.offline.parallel import ChildFailed, Job, run_parallel, shares
 from streamer.offline.runner import OfflineRun, quick_account_id
 from streamer.sim.config import SimulationConfig
 from streamer.sim.writer import write_simulation
-from tests.poison import file_poisons, interleave, usage
+from tests.poison import file_poisons, huge_mrr_lines, interleave, usage
 
 OUTPUTS = ("accounts.jsonl", "health.jsonl", "alerts.jsonl", "deadletter.jsonl", "portfolio.json")
 NOW = "2030-01-01"
@@ -279,6 +281,22 @@ def test_cli_jobs_give_byte_identical_files(tmp_path: Path, sort: bool, partitio
     assert [row["error"] for row in dead if row["original"] == '{"half": '] == [
         "not valid JSON: EOF while parsing a value at line 1 column 9"  # read without a line ending
     ]
+
+
+def test_jobs_agree_on_a_portfolio_whose_sums_pass_64_bits(tmp_path: Path) -> None:
+    """A child's period sums past 64 bits of micro-units failed to reach the parent (the JSON it
+    sends carried 64-bit integers only): --jobs 2 ended in an error where --jobs 1 did not."""
+    events = write_lines(tmp_path / "huge.jsonl", huge_mrr_lines(120))
+    outs = {jobs: tmp_path / f"out-{jobs}" for jobs in (1, 2)}
+    for jobs, out in outs.items():
+        result = invoke(
+            "offline", events, "--out", out, "--partitions", 2, "--jobs", jobs, "--now", NOW, "--quiet"
+        )
+        assert result.exit_code == 0, result.output
+    portfolio = (outs[1] / "portfolio.json").read_bytes()
+    assert same_bytes((outs[2] / "portfolio.json").read_bytes()) == same_bytes(portfolio)
+    per_subscription = monthly_micros(Decimal(1_000_000_000), "week", 1, ScoreConfig().currency.rates["GBP"])
+    assert orjson.loads(portfolio)["current"]["mrr"] == format_money(120 * 64 * per_subscription)
 
 
 def test_summary_names_the_processes_and_their_memory(tmp_path: Path) -> None:

@@ -18,6 +18,16 @@ def test_empty_sums_round_trip() -> None:
     assert decode_sums(encode_sums(PeriodSums())) == PeriodSums()
 
 
+def test_sums_past_64_bits_round_trip_exactly() -> None:
+    """A partition over 9.2 trillion a month in micro-units: JSON parsers read 64-bit integers
+    only (orjson refused to write them, and the worker stopped at every restart)."""
+    huge, negative = 2**64 + 12_345, -(2**63) - 7
+    sums = PeriodSums(hi=3, lo=1, first_month=1, points={1: [huge, 5]}, pairs={(1, 2): [negative, 1]})
+    sums.movements[2] = [huge * 3, 0]
+    decoded = decode_sums(encode_sums(sums))
+    assert decoded == sums and decoded.points[1][0] == huge
+
+
 def test_merged_decoded_sums_equal_merged_originals() -> None:
     engines = scored().run.engines
     decoded = [decode_sums(encode_sums(engine.periods.sums)) for engine in engines]
