@@ -6,6 +6,7 @@ One definition per metric; the sums behind them are explained in `streamer.core.
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from streamer.core.clock import month_label
@@ -52,12 +53,13 @@ def period_metrics(
     moves = dict(zip(MOVEMENTS, _movements(sums, m1, m2), strict=True))
     start_mrr, start_accounts = p.start_mrr, p.start_accounts
     retained = start_accounts - p.churned_accounts
-    arpa = p.end_mrr / p.end_accounts if p.end_accounts else None
+    # exact (a Fraction of micro-units): a float lost cents on a portfolio of 10^14 a month
+    arpa = Fraction(p.end_mrr, p.end_accounts) if p.end_accounts else None
     if m2 - m1 == 1:
         churn = trailing_logo_churn(sums, m1)  # CLV uses the trailing 3 months for a month
     else:
         churn = p.churned_accounts / start_accounts if start_accounts else None
-    clv = arpa * gross_margin / churn if arpa is not None and churn else None
+    clv = arpa * Fraction(gross_margin) / Fraction(churn) if arpa is not None and churn else None
     gained = moves["new"] + moves["expansion"] + moves["reactivation"]
     lost = moves["contraction"] + moves["churn"]
     due = renewed = 0

@@ -234,3 +234,16 @@ def test_subscription_starting_at_a_month_start_counts_from_that_instant() -> No
     # MRR at Mar 1 00:00 is 0: February starts with acme and ends without it
     assert (by_month["2024-02"]["start_accounts"], by_month["2024-02"]["churned_accounts"]) == (1, 1)
     assert by_month["2024-03"]["movements"]["churn"] == "100.00"
+
+
+def test_arpa_and_clv_are_exact_past_the_precision_of_a_float() -> None:
+    """60 accounts with 21,132,800,000,000,000,000 micro-units a month: ARPA is
+    352,213,333,333,333.332992 exactly. Through a float it read .31; the current figures (in
+    integers) read .33, so a month and `current` disagreed."""
+    end_mrr, accounts = 21_132_799_999_999_999_999_520, 60
+    sums = PeriodSums(hi=5, lo=4, first_month=4)
+    sums.points[4] = [accounts, end_mrr]
+    sums.points[5] = [accounts, end_mrr]
+    sums.pairs[(4, 5)] = [accounts, accounts, 0, 0, end_mrr, end_mrr, end_mrr, end_mrr, 0]
+    metrics = period_metrics(sums, 4, 5)
+    assert metrics["arpa"] == "352213333333333.33"
