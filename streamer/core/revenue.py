@@ -124,6 +124,7 @@ class Revenue:
         if started:
             sub.started_at = at if sub.started_at is None else min(sub.started_at, at)
             self.first_start = at if self.first_start is None else min(self.first_start, at)
+            _end_no_earlier_than_start(sub)
         self._trim(max_steps)
         self._rebuild_timeline()
 
@@ -136,6 +137,8 @@ class Revenue:
     ) -> None:
         self.version += 1
         sub = self.subscription(subscription_id)
+        if sub.started_at is not None:
+            effective_at = max(effective_at, sub.started_at)  # see `_end_no_earlier_than_start`
         _add_point(sub.points, (effective_at, at, CANCELED, event_id, 0), max_points)
         sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
         self._trim(max_steps)
@@ -297,6 +300,18 @@ class Revenue:
     def seats(self, now: int) -> int | None:
         known = [sub.seats for sub in self.active_at(now) if sub.seats is not None]
         return sum(known) if known else None
+
+
+def _end_no_earlier_than_start(sub: Subscription) -> None:
+    """A cancellation dated before the subscription's first start ("signed up by mistake", the
+    day before) ends it at that start: left before it, the start wins and the subscription pays
+    for good. Whichever of the two arrives first."""
+    start = sub.started_at
+    if start is None or not sub.points or sub.points[0][0] >= start:
+        return
+    sub.points = sorted(
+        (start, *point[1:]) if point[2] == CANCELED and point[0] < start else point for point in sub.points
+    )
 
 
 def _add_point(points: list[Point], point: Point, max_points: int) -> None:

@@ -2,8 +2,9 @@
 
 Nothing here is incremental. Each subscription is a step function: every started/changed event
 sets its MRR from `occurred_at` on, every cancellation sets 0 from `effective_at` (default
-`occurred_at`); at one instant the last writer by occurred_at wins, at one occurred_at a change
-follows a start and a cancellation follows both, and then the larger event_id. An account's MRR
+`occurred_at`; one dated before the subscription's first start, from that start); at one
+instant the last writer by occurred_at wins, at one occurred_at a change follows a start and a
+cancellation follows both, and then the larger event_id. An account's MRR
 is the sum over its subscriptions. Movements, month-start MRR and the period metrics are read
 off those step functions by brute force, straight from the definitions in the metrics spec.
 """
@@ -113,6 +114,17 @@ class Book:
             else:
                 continue
             self.steps[event.account_id][event.subscription_id].append(step)
+        for subscriptions in self.steps.values():  # a cancellation ends nothing before the start
+            for steps in subscriptions.values():
+                starts = [step.effective for step in steps if step.kind == 0]
+                if starts:
+                    first = min(starts)
+                    steps[:] = [
+                        Step(first, step.occurred, step.kind, step.event_id, step.mrr)
+                        if step.kind == 2 and step.effective < first
+                        else step
+                        for step in steps
+                    ]
 
     @property
     def accounts(self) -> list[str]:

@@ -480,3 +480,15 @@ def test_payment_failures_remembered_are_bounded_to_the_latest() -> None:
     failures = feed.account("acme").revenue.payment_failures
     assert failures == [ms(at(1, minute=n)) for n in range(50, MAX_PAYMENT_FAILURES + 50)]
     assert feed.facts("acme", at(2)).payment_failures_30d == MAX_PAYMENT_FAILURES
+
+
+def test_a_cancellation_dated_before_the_start_ends_the_subscription_at_its_start() -> None:
+    """ "Signed up by mistake", recorded an hour after the start with the day before as its
+    effective date: it was accepted and did nothing, and the subscription paid for good."""
+    start = started("acme", "2024-03-10T12:00:00Z", "100")
+    cancel = canceled("acme", "2024-03-10T13:00:00Z", effective_at="2024-03-09T00:00:00Z")
+    for arrivals in ((start, cancel), (cancel, start)):  # whichever arrives first
+        feed = Feed()
+        feed(*arrivals)
+        for when in ("2024-03-10T12:00:00Z", "2024-03-10T14:00:00Z", "2024-04-15T00:00:00Z"):
+            assert feed.mrr_at("acme", when) == 0, (when, arrivals[0].event_type)

@@ -204,3 +204,36 @@ def test_a_subscription_past_what_an_account_record_holds_is_dead_lettered_live(
     [letter] = deployment.dead_letters()
     assert "is 69333333333333.33 IDR a month, more than the 100000000000.00" in letter["error"], letter
     assert deployment.final_snapshots()["acct-idr"]["mrr"] == "69333333.33"  # the second: 1,000 USD a week
+
+
+def test_a_cancellation_dated_before_its_start_ends_the_subscription_live(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """ "Signed up by mistake": the cancellation was accepted and ignored, and the account paid
+    100 a month for good, in the worker as offline."""
+    start = {"subscription_id": "s1", "plan": "team", "amount": "100", "currency": "USD", "interval": "month"}
+    lines = [
+        {
+            "event_id": "c1",
+            "event_type": "subscription.started",
+            "occurred_at": "2024-03-10T12:00:00Z",
+            **start,
+        },
+        {
+            "event_id": "c2",
+            "event_type": "subscription.canceled",
+            "occurred_at": "2024-03-10T13:00:00Z",
+            "subscription_id": "s1",
+            "effective_at": "2024-03-09T00:00:00Z",
+        },
+    ]
+    events = tmp_path / "mistake.jsonl"
+    events.write_bytes(b"".join(orjson.dumps({"account_id": "acct-cx", **line}) + b"\n" for line in lines))
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)
+    assert deployment.dead_letters() == []
+    snapshot = deployment.final_snapshots()["acct-cx"]
+    assert snapshot["mrr"] == "0.00", snapshot  # it never paid: not churned either
+    assert snapshot["lifecycle_stage"] == "onboarding", snapshot
