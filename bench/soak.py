@@ -105,8 +105,9 @@ def clean_env() -> dict[str, str]:
 
 
 def digest(value: bytes | None) -> str:
-    """The dead letter's `original_sha256` of a message value (see `dead_letter_record`)."""
-    return hashlib.sha256(b"" if value is None else value.rstrip(b"\r\n")).hexdigest()
+    """The dead letter's `original_sha256` of a message value, its trailing CR/LF included (see
+    `dead_letter_record`)."""
+    return hashlib.sha256(b"" if value is None else value).hexdigest()
 
 
 def identity(value: bytes | None) -> str:
