@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from test_stream import PARTITIONS, Deployment, assert_same_as_offline, deploy, run_offline
+from test_stream import PARTITIONS, Deployment, Worker, assert_same_as_offline, deploy, run_offline
 
 from streamer.partitioning import partition_of
 from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES, changelog_topic
@@ -97,6 +97,22 @@ def test_an_account_over_a_megabyte_is_stored_and_recovered_by_a_worker_that_los
     assert "MessageSizeTooLarge" not in first.text() + second.text()
 
 
+def through_a_worker(
+    deploy: Callable[..., Deployment], tmp_path: Path, lines: list[bytes]
+) -> tuple[Deployment, Worker]:
+    """`lines` scored by `streamer offline` (into tmp_path/offline) and by one worker, whose
+    final answers must be offline's; fails at once if the worker exits."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    offline = run_offline(events, tmp_path / "offline")
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)
+    assert_same_as_offline(deployment, offline)
+    return deployment, worker
+
+
 def test_accounts_inventing_thousands_of_long_feature_names_do_not_stop_the_worker(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:
@@ -126,15 +142,7 @@ def test_accounts_inventing_thousands_of_long_feature_names_do_not_stop_the_work
             event("ticket.opened", last, when, f"t-{day}", ticket_id=f"t{day}", priority="low"),
             event("survey.answered", last, when, f"s-{day}", survey="nps", score=9, respondent_id="r"),
         ]
-    events = tmp_path / "features.jsonl"
-    events.write_bytes(b"\n".join(lines) + b"\n")
-    offline = run_offline(events, tmp_path / "offline")
-
-    deployment = deploy()
-    worker = deployment.start_worker()
-    deployment.replay(events)
-    deployment.settle(worker)  # fails at once if the worker exits
-    assert_same_as_offline(deployment, offline)
+    deployment, worker = through_a_worker(deploy, tmp_path, lines)
     topic = changelog_topic(deployment.settings(), "clocks")
     peers = [r for r in deployment.bus.poll(topic) if (r.key or b"").strip(b'"') == f"peers-{home}".encode()]
     assert peers and max(len(r.value or b"") for r in peers) < CHANGELOG_RECORD_MAX_BYTES // 2
@@ -162,14 +170,7 @@ def test_a_partition_whose_sums_pass_64_bits_keeps_the_worker_and_the_view_going
     """240 accounts of 64 subscriptions at a billion GBP a week, each within every bound: a
     partition's sums pass 64 bits of micro-units. The projection could not write them (orjson
     takes 64-bit integers only) and the worker stopped, again at every restart."""
-    events = tmp_path / "huge.jsonl"
-    events.write_bytes(b"\n".join(huge_mrr_lines(240)) + b"\n")
-    offline = run_offline(events, tmp_path / "offline")
-    deployment = deploy()
-    worker = deployment.start_worker()
-    deployment.replay(events)
-    deployment.settle(worker)  # fails at once if the worker exits
-    assert_same_as_offline(deployment, offline)
+    deployment, worker = through_a_worker(deploy, tmp_path, huge_mrr_lines(240))
     expected = orjson.loads((tmp_path / "offline" / "portfolio.json").read_bytes())["current"]["mrr"]
     deployment.wait_for(
         "the projection's portfolio MRR to be offline's",
