@@ -30,7 +30,7 @@ from streamer.core.clock import DAY, to_ms
 from streamer.core.config import Limits, ScoreConfig
 from streamer.core.identity import Override, Profile, newer
 from streamer.core.keys import KEY_BYTES, key_index, key_of
-from streamer.core.money import MAX_SUBSCRIPTION_MRR, format_money, monthly_micros
+from streamer.core.money import MAX_ACCOUNT_MRR, MAX_SUBSCRIPTION_MRR, format_money, monthly_micros
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs
 from streamer.core.sentiment import Sentiment
@@ -221,10 +221,10 @@ def over_capacity(account: Account | None, event: Event, limits: Limits) -> str 
     )
 
 
-def check_money(event: Event, config: ScoreConfig) -> None:
-    """Refuse a subscription amount in a currency without a configured rate, or one whose MRR in
-    the reporting currency is past `MAX_SUBSCRIPTION_MRR` (an account's record could not hold
-    64 of them)."""
+def check_money(event: Event, config: ScoreConfig, account: Account | None = None) -> None:
+    """Refuse a subscription amount in a currency without a configured rate, one whose MRR in
+    the reporting currency is past `MAX_SUBSCRIPTION_MRR`, or one that could take `account`'s
+    MRR past `MAX_ACCOUNT_MRR` (the most each of its subscriptions ever paid, added up)."""
     if not isinstance(event, SubscriptionStarted | SubscriptionChanged):
         return
     rate = config.currency.rate(event.currency)
@@ -241,6 +241,21 @@ def check_money(event: Event, config: ScoreConfig) -> None:
             f"is {format_money(mrr)} {config.currency.reporting} a month, more than the "
             f"{format_money(MAX_SUBSCRIPTION_MRR)} one subscription may hold"
         )
+    if account is not None:
+        own, others = mrr, 0
+        for subscription_id, sub in account.revenue.subscriptions.items():
+            highest = max((point[4] for point in sub.points), default=0)
+            if subscription_id == event.subscription_id:
+                own = max(own, highest)
+            else:
+                others += highest
+        peak = own + others
+        if peak > MAX_ACCOUNT_MRR:
+            raise MoneyRefused(
+                f"account {account.account_id!r} could then pay {format_money(peak)} "
+                f"{config.currency.reporting} a month, more than the {format_money(MAX_ACCOUNT_MRR)} "
+                "an account may hold"
+            )
 
 
 def prepare(event: Event, config: ScoreConfig) -> None:

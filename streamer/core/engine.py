@@ -148,7 +148,7 @@ class PartitionEngine:
         if clock.stream_time >= 0 and at < clock.stream_time - self._lateness:
             return Outcome(REJECTED, self._too_late(at))
         try:
-            check_money(event, self.config)
+            check_money(event, self.config, account)
         except MoneyRefused as exc:
             return Outcome(REJECTED, str(exc))
         refusal = over_capacity(account, event, self.config.limits)

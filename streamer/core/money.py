@@ -8,6 +8,9 @@ MICROS = 1_000_000
 # A subscription's MRR in micro-units of the reporting currency, at most: 100 billion a month.
 # 64 of them (limits.max_subscriptions) stay within the 64 bits an account's record stores.
 MAX_SUBSCRIPTION_MRR = 10**17
+# An account's MRR in micro-units at any instant, at most: what its record's 64 bits hold
+# (subscriptions past max_subscriptions, as made-up ids that start later, could go past it).
+MAX_ACCOUNT_MRR = 2**63 - 1
 _PRECISION = 60  # digits: amount (18) x rate x 10^6, exact before rounding to a micro-unit
 _MICRO = Decimal(1)
 _CENT = Decimal("0.01")

@@ -492,3 +492,21 @@ def test_a_cancellation_dated_before_the_start_ends_the_subscription_at_its_star
         feed(*arrivals)
         for when in ("2024-03-10T12:00:00Z", "2024-03-10T14:00:00Z", "2024-04-15T00:00:00Z"):
             assert feed.mrr_at("acme", when) == 0, (when, arrivals[0].event_type)
+
+
+def test_an_account_whose_mrr_could_pass_64_bits_is_refused_the_subscription_that_would() -> None:
+    """With limits.max_subscriptions raised (up to 1,000 is allowed), subscriptions each within
+    the 100 billion a month one may hold still add up past the 64 bits an account's record
+    stores: the one that could take the account past them is refused."""
+    config = ScoreConfig.model_validate(
+        {"currency": {"rates": {"EUR": "10"}}, "limits": {"max_subscriptions": 1000}}
+    )
+    feed = Feed(config)
+    outcomes = feed(*(started("acme", at(9), "10000000000", currency="EUR", sub=f"s{n}") for n in range(93)))
+    assert [outcome.status for outcome in outcomes] == [ACCEPTED] * 92 + [REJECTED]
+    assert "could then pay 9300000000000.00 USD a month, more than the 9223372036854.78" in (
+        outcomes[-1].reason or ""
+    )
+    assert feed.mrr_at("acme", at(9)) == 92 * 10**17
+    [outcome] = feed(changed("acme", at(10), "1", currency="EUR", sub="s0"))  # less: fine
+    assert outcome.status == ACCEPTED
