@@ -138,8 +138,8 @@ class SeenIds:
 
 
 class MoneyRefused(ValueError):
-    """A subscription amount the account cannot take: an unknown currency, or an MRR past
-    `MAX_SUBSCRIPTION_MRR`."""
+    """A subscription amount the account cannot take: an unknown currency, an MRR past
+    `MAX_SUBSCRIPTION_MRR`, or one that could take the account past `MAX_ACCOUNT_MRR`."""
 
 
 class UnknownCurrency(MoneyRefused):

@@ -137,9 +137,8 @@ class Revenue:
     ) -> None:
         self.version += 1
         sub = self.subscription(subscription_id)
-        if sub.started_at is not None:
-            effective_at = max(effective_at, sub.started_at)  # see `_end_no_earlier_than_start`
         _add_point(sub.points, (effective_at, at, CANCELED, event_id, 0), max_points)
+        _end_no_earlier_than_start(sub)
         sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
         self._trim(max_steps)
         self._rebuild_timeline()
