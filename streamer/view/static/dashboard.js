@@ -18,7 +18,7 @@
   const state = new URLSearchParams(window.location.search);
   const FILTERS = ["owner", "segment", "q"];
   const ALERT_FILTERS = ["severity", "rule"];
-  const RISK_SORTS = ["score", "-churn_risk", "-mrr", "renewal"];  // the options of #risk-sort
+  const RISK_SORTS = Array.from(document.getElementById("risk-sort").options, (option) => option.value);
   // Sorted by churn risk or renewal, the list holds only the accounts that have one: say why it is empty.
   const ONLY = {
     "-churn_risk": "none listed: only accounts with a 60-day churn risk are, and that takes a fitted [model] in the workers' score configuration (streamer backtest --tune --write-config)",
