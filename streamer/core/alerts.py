@@ -22,7 +22,7 @@ from streamer.contract.vocabulary import BAND_RANK, SEVERITY_BY_LEVEL, Band, Lif
 from streamer.core.clock import DAY, bucket_of, iso
 from streamer.core.config import Rule, Rules
 from streamer.core.facts import rounded
-from streamer.core.reasons import Reason, explain
+from streamer.core.reasons import Reason, days, explain
 from streamer.core.score import Evaluation
 
 USAGE_TREND_DAYS = 35  # the usage trend compares the last 7 day buckets with the 28 before
@@ -231,8 +231,8 @@ def _score_drop(
         return None
     drop = peak - current.score
     level = 2 if drop >= 2 * rules.score_drop_points else 1
-    days = rules.score_drop_window_days
-    message = f"score fell {drop:.0f} points in {days} days ({peak:.0f} -> {current.score:.0f})"
+    window = days(rules.score_drop_window_days)
+    message = f"score fell {drop:.0f} points in {window} ({peak:.0f} -> {current.score:.0f})"
     return Candidate(
         "score_drop", SEVERITY_BY_LEVEL[level], level, "", _r("score", current.score, peak, message)
     )
@@ -269,7 +269,7 @@ def _silence(current: Evaluation, memory: AlertMemory, rules: Rules, observed: O
     if current.mrr <= 0 or silent is None or silent < rules.silence_days:
         return None
     level = 2 if silent >= 2 * rules.silence_days else 1
-    message = f"no product usage for {silent:.0f} days while paying"
+    message = f"no product usage for {days(silent)} while paying"
     return Candidate(
         "silence",
         SEVERITY_BY_LEVEL[level],
@@ -287,7 +287,7 @@ def _renewal_at_risk(
     if days_to_renewal is None or days_to_renewal > rules.renewal_at_risk_days or current.band == Band.green:
         return None
     level = BAND_RANK[current.band]
-    message = f"renewal in {days_to_renewal:.0f} days while {current.band}"
+    message = f"renewal in {days(days_to_renewal)} while {current.band}"
     return Candidate(
         "renewal_at_risk",
         SEVERITY_BY_LEVEL[level],
@@ -309,7 +309,8 @@ def _support_backlog(
     level = 2 if overdue else 1
     if overdue:
         hours = rules.support_urgent_open_hours
-        message = f"{overdue} urgent ticket{'s' if overdue > 1 else ''} open for over {hours / 24:.0f} days"
+        waited = days(hours / 24) if hours >= 48 else f"{hours:.0f} h"
+        message = f"{overdue} urgent ticket{'s' if overdue > 1 else ''} open for over {waited}"
     else:
         message = f"{high_open} high/urgent tickets open"
     return Candidate(

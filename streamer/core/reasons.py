@@ -20,19 +20,21 @@ def _pct(value: float) -> str:
     return f"{abs(value) * 100:.0f}%"
 
 
-def _days(value: float) -> str:
+def days(value: float) -> str:
+    """A whole number of days in words: "1 day", "3 days"."""
     return f"{value:.0f} day" + ("" if round(value) == 1 else "s")
 
 
-def _count(value: float | int | None, noun: str, window: str) -> str:
+def _count(value: float | int | None, noun: str, window: str = "") -> str:
     count = int(value or 0)
-    return f"{count} {noun}{'' if count == 1 else 's'} {window}"
+    counted = f"{count} {noun}{'' if count == 1 else 's'}"
+    return f"{counted} {window}" if window else counted
 
 
 def _recency(value: float, facts: Facts) -> str:
     if facts.days_since_last_use is None:
-        return f"no product usage since the subscription started {_days(value)} ago"
-    return f"no product usage for {_days(value)}"
+        return f"no product usage since the subscription started {days(value)} ago"
+    return f"no product usage for {days(value)}"
 
 
 def _trend(value: float, facts: Facts) -> str:
@@ -54,7 +56,7 @@ def _oldest(value: float, facts: Facts) -> str:
 def _renewal(value: float, facts: Facts) -> str:
     renewal_at = facts.renewal_at
     when = f" (on {iso(renewal_at)[:10]})" if renewal_at is not None else ""
-    return f"renewal in {_days(value)}{when}"
+    return f"renewal in {days(value)}{when}"
 
 
 def _cancellation(value: float, facts: Facts) -> str:
@@ -84,9 +86,10 @@ MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "resolution_hours": lambda v, f: f"average resolution time {v:.0f} h over 90 days",
     "first_contact_rate": lambda v, f: f"first-contact resolution {_pct(v)} over 90 days",
     "ticket_volume_ratio": lambda v, f: (
-        f"{f.tickets_opened_30d} tickets in 30 days vs {float(f.tickets_baseline_30d or 0):.1f} usually"
+        f"{_count(f.tickets_opened_30d, 'ticket', 'in 30 days')} "
+        f"vs {float(f.tickets_baseline_30d or 0):.1f} usually"
     ),
-    "nps": lambda v, f: f"NPS {v:.0f} from {f.nps_respondents} respondents",
+    "nps": lambda v, f: f"NPS {v:.0f} from {_count(f.nps_respondents, 'respondent')}",
     "csat_pct": lambda v, f: f"CSAT {v:.0f}% satisfied",
     "ces": lambda v, f: f"customer effort score {v:.1f} of 7",
     "mrr_trend": lambda v, f: f"MRR {'down' if v < 0 else 'up'} {_pct(v)} in 90 days",
@@ -94,13 +97,13 @@ MESSAGES: dict[str, Callable[[float, Facts], str]] = {
     "scheduled_cancellation": _cancellation,
     "days_to_renewal": _renewal,
     "events_28d": lambda v, f: _count(f.events_28d, "product event", "in 28 days"),
-    "active_days_28d": lambda v, f: f"active on {_days(float(f.active_days_28d or 0))} of the last 28",
+    "active_days_28d": lambda v, f: f"active on {days(float(f.active_days_28d or 0))} of the last 28",
     "user_days_28d": lambda v, f: _count(f.user_days_28d, "active user-day", "in 28 days"),
     "events_per_seat_28d": lambda v, f: f"{v:.1f} product events per seat in 28 days",
     "events_per_user_day_28d": lambda v, f: f"{v:.1f} product events per active user-day in 28 days",
     "feature_mix_28d": _mix,
     "usage_28d": lambda v, f: (
-        f"overall use low: {f.events_28d} product events on {_days(float(f.active_days_28d or 0))} in 28 days"
+        f"overall use low: {f.events_28d} product events on {days(float(f.active_days_28d or 0))} in 28 days"
     ),
     "events_trend_28d": lambda v, f: (
         f"product events {'down' if v < 0 else 'up'} {_pct(v)} vs the 28 days before "

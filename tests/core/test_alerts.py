@@ -579,3 +579,19 @@ def test_a_pending_band_change_makes_an_idle_account_due_when_it_has_held_long_e
     assert due is not None and since + 2 * DAY <= due < since + 3 * DAY
     acme.alerts.pending = None
     assert engine._next_due(acme) != due
+
+
+def test_alert_messages_say_one_day_in_the_singular_and_a_short_wait_in_hours() -> None:
+    config = ScoreConfig(
+        curves=LINEAR_NPS.curves, alerts=Rules(score_drop_window_days=1, support_urgent_open_hours=24)
+    )
+    feed = Feed(config)
+    respondents(feed, at(0, 9), dict.fromkeys(range(10), 10))  # 100
+    respondents(feed, at(0, 12), {0: 8, 1: 8, 2: 8})  # 85: down 15 within the day
+    [drop] = feed.raised("score_drop")
+    assert drop["reasons"][0]["message"] == "score fell 15 points in 1 day (100 -> 85)"
+    feed(opened("globex", at(1, 9), "t1", "urgent"))
+    for d in range(2, 4):
+        feed(usage("initech", at(d, 12), "u1"))
+    [backlog] = feed.raised("support_backlog")
+    assert backlog["reasons"][0]["message"] == "1 urgent ticket open for over 24 h"

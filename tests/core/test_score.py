@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from streamer.core.config import Bands, ComponentWeights, ScoreConfig, Segment
-from streamer.core.reasons import explain
+from streamer.core.facts import Facts
+from streamer.core.reasons import MESSAGES, explain
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs, evaluate
 from streamer.core.sentiment import Sentiment
@@ -390,3 +391,12 @@ def test_held_back_reads_the_amount_and_the_mix() -> None:
 def test_the_bands_name_peer_signals_only() -> None:
     with pytest.raises(ValueError, match="usage_90d not a peer signal"):
         Bands(green_also=("usage_90d",))
+
+
+def test_reasons_count_one_respondent_and_one_ticket_in_the_singular() -> None:
+    feed = Feed()
+    feed(nps("acme", at(1, 9), 2, "r1"))
+    reasons = {r["signal"]: r["message"] for r in feed.snapshot("acme")["reasons"]}
+    assert reasons["nps"] == "NPS -100 from 1 respondent"
+    one_ticket = Facts(tickets_opened_30d=1, tickets_baseline_30d=0.25)
+    assert MESSAGES["ticket_volume_ratio"](4.0, one_ticket) == "1 ticket in 30 days vs 0.2 usually"
