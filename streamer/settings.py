@@ -40,7 +40,9 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HEALTHSTREAM_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="HEALTHSTREAM_", extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
     # The local stack's ports, read as `streamer local up` reads them: the app connects there
     # unless the address below is set. Declared before the addresses, whose defaults use them.
@@ -173,6 +175,8 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
         raise error(f"{what} file {path} is not UTF-8 (byte {exc.start} cannot be decoded)") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} file {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise error(f"{what} file {path} is not valid TOML: arrays or tables nested too deeply") from None
 
 
 def load_score_config(path: Path | None) -> ScoreConfig:

@@ -21,14 +21,25 @@ from streamer.core.peers import PEER_SIGNALS
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
 
-Weight = Annotated[float, Field(ge=0)]
+# Bounds on what a file may say. A value past them is a typo or an attack: an infinite weight
+# renormalised the score to NaN and a lateness of 1e300 days overflowed the state encoding.
+MAX_WEIGHT = 1e6
+MAX_DAYS = 3660  # ten years, as input.max_backdate_days
+MAX_COUNT = 10**9
+MAX_LOG_ODDS = 1e6  # per unit of a model's input: far beyond any fitted coefficient
+MAX_RATE = Decimal(10**9)  # units of the reporting currency per unit of another
+
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT)]
+Days = Annotated[float, Field(ge=0, le=MAX_DAYS)]
+LogOdds = Annotated[float, Field(ge=-MAX_LOG_ODDS, le=MAX_LOG_ODDS)]
 
 
 class Strict(BaseModel):
     # validate_default: a float field with an int default (`green = 70`) holds 70.0, as a
     # user's value would. Left an int, the pure-Python core published a score of 70 where the
     # compiled core (which keeps floats as C doubles) published 70.0.
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: inf passed `ge=0` (an infinite weight made every score NaN).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class Curve(Strict):
@@ -245,7 +256,7 @@ class Features(Strict):
 
     catalogue: tuple[str, ...] = ()
     key_features: tuple[str, ...] = ()
-    default_breadth: Annotated[int, Field(ge=1)] = 8  # breadth denominator without a catalogue
+    default_breadth: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 8  # breadth denominator without a catalogue
 
 
 class PeerSignal(Strict):
@@ -282,7 +293,7 @@ class Peers(Strict):
     """
 
     group_by: Literal["plan", "all"] = "all"
-    min_peers: Annotated[int, Field(ge=1)] = 20
+    min_peers: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 20
     # The reference is rebuilt at the midnights of a grid of this many days, anchored on a Monday
     # (1: every midnight; 7: the first midnight of each ISO week). Between grid points an idle
     # account's standing among its peers stands still. Weekly takes 16-17% off the CPU of a wide
@@ -329,13 +340,13 @@ class Peers(Strict):
 
 
 class Lifecycle(Strict):
-    onboarding_days: Annotated[int, Field(ge=0)] = 90
-    renewal_window_days: Annotated[int, Field(ge=0)] = 90
+    onboarding_days: Annotated[int, Field(ge=0, le=MAX_DAYS)] = 90
+    renewal_window_days: Annotated[int, Field(ge=0, le=MAX_DAYS)] = 90
 
 
 class Rule(Strict):
     enabled: bool = True
-    cooldown_days: Annotated[float, Field(ge=0)] = 7
+    cooldown_days: Days = 7
 
 
 class Rules(Strict):
@@ -355,24 +366,24 @@ class Rules(Strict):
     # peers' percentiles (7 days let one account raise it 23 times on crm6-s404)
     health_declined: Rule = Rule(cooldown_days=30)
     score_drop: Rule = Rule(cooldown_days=7)
-    score_drop_points: Annotated[float, Field(gt=0)] = 15
+    score_drop_points: Annotated[float, Field(gt=0, le=100)] = 15
     score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7
     # Off by default: on simulated portfolios no trend/baseline threshold made its precision
     # clearly better than the base churn rate (docs/backtest.md); these are the best found.
     usage_drop: Rule = Rule(enabled=False, cooldown_days=14)
     usage_drop_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.75
     usage_drop_critical_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.9
-    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0)] = 1
+    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0, le=MAX_COUNT)] = 1
     silence: Rule = Rule(cooldown_days=14)
-    silence_days: Annotated[float, Field(gt=0)] = 14.0
+    silence_days: Annotated[float, Field(gt=0, le=MAX_DAYS)] = 14.0
     scheduled_cancellation: Rule = Rule(cooldown_days=0)
     payment_failed: Rule = Rule(cooldown_days=3)
     mrr_contraction: Rule = Rule(cooldown_days=0)
     renewal_at_risk: Rule = Rule(cooldown_days=30)
-    renewal_at_risk_days: Annotated[float, Field(ge=0)] = 60.0
+    renewal_at_risk_days: Days = 60.0
     support_backlog: Rule = Rule(cooldown_days=3)
-    support_urgent_open_hours: Annotated[float, Field(gt=0)] = 72
-    support_high_open_count: Annotated[int, Field(ge=1)] = 3
+    support_urgent_open_hours: Annotated[float, Field(gt=0, le=24 * MAX_DAYS)] = 72
+    support_high_open_count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 3
     nps_detractor: Rule = Rule(cooldown_days=0)
     nps_detractor_max: Annotated[int, Field(ge=0, le=10)] = 6
     csat_low: Rule = Rule(cooldown_days=0)
@@ -410,6 +421,8 @@ class Currency(Strict):
                 raise ValueError(f"currency code {code!r} must be three upper-case letters")
             if not rate > 0:
                 raise ValueError(f"rate for {code} must be above 0, got {rate}")
+            if not rate <= MAX_RATE:
+                raise ValueError(f"rate for {code} must be at most {MAX_RATE}, got {rate}")
         return rates
 
     def rate(self, code: str) -> Decimal | None:
@@ -417,9 +430,10 @@ class Currency(Strict):
 
 
 class Time(Strict):
-    allowed_lateness_days: Annotated[float, Field(ge=0)] = 7
-    rescore_interval_hours: Annotated[float, Field(gt=0)] = 24
-    usage_rescore_minutes: Annotated[float, Field(ge=0)] = 60  # usage alone re-scores at most this often
+    allowed_lateness_days: Days = 7
+    rescore_interval_hours: Annotated[float, Field(gt=0, le=24 * MAX_DAYS)] = 24
+    # usage alone re-scores at most this often
+    usage_rescore_minutes: Annotated[float, Field(ge=0, le=24 * 60 * MAX_DAYS)] = 60
     # Idle accounts that are re-scored at every tick (30 days after their last event, or near a
     # renewal) are re-scored every this many days instead, and at the instants a silence alert or
     # the renewal window begins; None: at every tick (see README, "Idle accounts").
@@ -429,19 +443,20 @@ class Time(Strict):
 
 class Portfolio(Strict):
     gross_margin: Annotated[float, Field(gt=0, le=1)] = 1.0
-    cs_cost_per_month: Annotated[Decimal, Field(ge=0)] | None = None
+    # a bound so that cost / retained accounts stays within Decimal's 28 digits (1e30 raised)
+    cs_cost_per_month: Annotated[Decimal, Field(ge=0, le=10**17)] | None = None
 
 
 class Limits(Strict):
     """Caps that bound memory per account whatever its history length."""
 
-    max_users: Annotated[int, Field(ge=1)] = 2000
-    max_features: Annotated[int, Field(ge=1)] = 256
-    max_tickets: Annotated[int, Field(ge=1)] = 1000
-    max_respondents: Annotated[int, Field(ge=1)] = 1000
-    max_survey_answers: Annotated[int, Field(ge=1)] = 100
-    max_comments: Annotated[int, Field(ge=0)] = 5
-    max_subscription_points: Annotated[int, Field(ge=4)] = 400
+    max_users: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 2000
+    max_features: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 256
+    max_tickets: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1000
+    max_respondents: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1000
+    max_survey_answers: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 100
+    max_comments: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 5
+    max_subscription_points: Annotated[int, Field(ge=4, le=MAX_COUNT)] = 400
     # Subscriptions of one account, ended ones included: an event for one more is dead-lettered
     # (there is no oldest to forget in its place). Counted apart, as many more it knows only
     # from renewals or cancellations, so made-up ids never block a real subscription.
@@ -453,7 +468,7 @@ class Limits(Strict):
     # Dedupe ids remembered per account (16 bytes each): past this many within the allowed
     # lateness, the oldest are forgotten early (a producer's duplicate of one of them would then
     # count twice; re-reads after a restart are deduped by offset, not by id).
-    max_remembered_ids: Annotated[int, Field(ge=1000)] = 250_000
+    max_remembered_ids: Annotated[int, Field(ge=1000, le=MAX_COUNT)] = 250_000
 
 
 class Input(Strict):
@@ -511,18 +526,18 @@ class RiskModel(Strict):
 
     version: Annotated[str, Field(min_length=1)]
     horizon_days: Literal[60] = 60  # published as churn_risk_60d
-    intercept: float
-    coefficients: dict[str, float] = Field(description="Per signal: log-odds per sub-score / 100")
+    intercept: LogOdds
+    coefficients: dict[str, LogOdds] = Field(description="Per signal: log-odds per sub-score / 100")
     means: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
         description="Per signal: the training mean sub-score, used when the signal has no data"
     )
-    missing: dict[str, float] = Field(default_factory=dict, description="Per signal: log-odds when absent")
-    feature_volumes: dict[Annotated[str, Field(min_length=1)], float] = Field(
+    missing: dict[str, LogOdds] = Field(default_factory=dict, description="Per signal: log-odds when absent")
+    feature_volumes: dict[Annotated[str, Field(min_length=1)], LogOdds] = Field(
         default_factory=dict,
         description="Per product feature (event name): log-odds per unit of ln(1 + the account's events "
         "of that feature in the 28 days ending with the evaluation's day); 0 events when it has none",
     )
-    score: float = Field(
+    score: LogOdds = Field(
         default=0.0, description="Log-odds per health score point / 100 (the computed score, 0-100)"
     )
     trained_from: str | None = None  # first and last training month start (YYYY-MM-DD)

@@ -8,6 +8,7 @@ unknown key's value: webhook URLs and headers carry credentials).
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from enum import StrEnum
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from streamer.contract.vocabulary import Severity
+from streamer.core.alerts import RULES
 from streamer.settings import read_toml
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
@@ -45,7 +47,7 @@ class Format(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Retry(Strict):
@@ -56,7 +58,7 @@ class Retry(Strict):
     multiplier: Annotated[float, Field(ge=1, le=10)] = 2.0
     max_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
     jitter: Annotated[float, Field(ge=0, le=1)] = 0.1  # ± this fraction of each delay
-    max_attempts: Annotated[int, Field(ge=1)] | None = None  # None: retry until it succeeds
+    max_attempts: Annotated[int, Field(ge=1, le=10**6)] | None = None  # None: retry until it succeeds
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -77,13 +79,32 @@ class Destination(Strict):
     min_severity: Severity = Severity.info
     owners: tuple[str, ...] = ()  # matched against the alert's `owner` when it has one
     segments: tuple[str, ...] = ()  # matched against the alert's `segment` when it has one
-    rate_per_minute: Annotated[float, Field(gt=0)] = 60.0  # messages (a digest is one)
-    burst: Annotated[int, Field(ge=1)] = 10
+    rate_per_minute: Annotated[float, Field(gt=0, le=60_000)] = 60.0  # messages (a digest is one)
+    burst: Annotated[int, Field(ge=1, le=60_000)] = 10
     digest_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None  # None: one message per alert
     max_digest_alerts: Annotated[int, Field(ge=1, le=1000)] = 100
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     headers: dict[str, str] = Field(default_factory=dict)  # e.g. an Authorization header
     retry: Retry | None = None  # overrides [retry] for this destination
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_as_written(cls, url: object) -> object:
+        # The URL parser drops CR, LF and tabs: the request would go elsewhere than written.
+        if isinstance(url, str) and any(char.isspace() or unicodedata.category(char) == "Cc" for char in url):
+            raise ValueError("the URL must not contain spaces or control characters")
+        return url
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        # A misspelt rule matched no alert: the destination received nothing, without a word.
+        for rule in rules:
+            if rule not in RULES:
+                close = difflib.get_close_matches(rule, RULES, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; rules are {', '.join(RULES)}"
+                raise ValueError(f"unknown alert rule {rule!r}{hint}")
+        return rules
 
     @field_validator("headers")
     @classmethod

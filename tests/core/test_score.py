@@ -331,6 +331,21 @@ def test_config_file_overrides(tmp_path: Path) -> None:
         ("[time]\nallowed_lateness_days = -1\n", ["time.allowed_lateness_days"]),
         ("[limits]\nmax_users = 0\n", ["limits.max_users"]),
         ("empty_score = 101\n", ["empty_score", "less than or equal to 100"]),
+        # Values that pass a lower bound and still break the arithmetic (each once crashed a worker)
+        ("[weights]\nadoption = inf\n", ["weights.adoption", "finite number"]),
+        ("[weights]\nadoption = 1e308\nsupport = 1e308\n", ["weights.adoption", "less than or equal to"]),
+        (
+            "[time]\nallowed_lateness_days = 1e300\n",
+            ["time.allowed_lateness_days", "less than or equal to 3660"],
+        ),
+        (
+            "[portfolio]\ncs_cost_per_month = '1e30'\n",
+            ["portfolio.cs_cost_per_month", "less than or equal to"],
+        ),
+        ("[curves]\nnps = [[0, 10], [inf, 20]]\n", ["curves.nps", "finite number"]),
+        ("[lifecycle]\nonboarding_days = 10000000000000000000\n", ["lifecycle.onboarding_days"]),
+        ("[currency.rates]\nEUR = '1e400'\n", ["currency.rates", "rate for EUR must be at most"]),
+        ("[model]\nversion = 'x'\nintercept = 1e308\ncoefficients = {}\nmeans = {}\n", ["model.intercept"]),
     ],
 )
 def test_bad_config_is_refused_with_the_offending_key(tmp_path: Path, text: str, expected: list[str]) -> None:
@@ -346,6 +361,11 @@ def test_bad_config_is_refused_with_the_offending_key(tmp_path: Path, text: str,
 def test_config_that_is_not_toml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_score_config(write(tmp_path, "weights = [\n"))
+
+
+def test_config_nested_too_deeply_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not valid TOML: arrays or tables nested too deeply"):
+        load_score_config(write(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n"))
 
 
 def test_config_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:

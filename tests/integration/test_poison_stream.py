@@ -237,3 +237,25 @@ def test_a_cancellation_dated_before_its_start_ends_the_subscription_live(
     snapshot = deployment.final_snapshots()["acct-cx"]
     assert snapshot["mrr"] == "0.00", snapshot  # it never paid: not churned either
     assert snapshot["lifecycle_stage"] == "onboarding", snapshot
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("[weights]\nadoption = inf\n", "weights.adoption"),  # every score NaN: the projection raised
+        ("[time]\nallowed_lateness_days = 1e300\n", "time.allowed_lateness_days"),  # state encoding raised
+        ("[portfolio]\ncs_cost_per_month = '1e30'\n", "portfolio.cs_cost_per_month"),  # the view's months
+    ],
+)
+def test_a_config_value_that_breaks_the_arithmetic_stops_the_worker_at_its_start(
+    deploy: Callable[..., Deployment], tmp_path: Path, setting: str, key: str
+) -> None:
+    """Each passed validation, and the worker then exited with 70 at its first snapshot or
+    checkpoint, again at every restart. Now it never starts: one line naming the key."""
+    config = tmp_path / "hostile.toml"
+    config.write_text(setting)
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config)})
+    worker = deployment.start_worker()
+    assert worker.proc.wait(timeout=120) != 0  # bounds a hang only
+    assert f"{key}:" in worker.text() and "Traceback" not in worker.text(), worker.tail()
+    assert not any(r.get("message") == "partition engine ready" for r in worker.records()), worker.tail()

@@ -189,3 +189,37 @@ def test_headers_http_allows_are_kept(tmp_path: Path) -> None:
         write(tmp_path, f'{CRM}headers = {{ Authorization = "Bearer a\\tb", "X-Name_1.~" = "Zoë" }}\n')
     )
     assert config.destinations[0].headers == {"Authorization": "Bearer a\tb", "X-Name_1.~": "Zoë"}
+
+
+def test_a_misspelt_rule_is_refused_with_the_rule_it_resembles(tmp_path: Path) -> None:
+    # A rule no alert has made its destination receive nothing, without a word.
+    base = '[[destinations]]\nname = "a"\nurl = "http://h/1"\n'
+    with pytest.raises(
+        NotifyConfigError, match=r"unknown alert rule 'band_worsend' \(did you mean 'band_worsened'\?\)"
+    ):
+        load_notify_config(write(tmp_path, base + 'rules = ["band_worsend"]\n'))
+    with pytest.raises(NotifyConfigError, match="unknown alert rule 'nope'; rules are band_worsened, "):
+        load_notify_config(write(tmp_path, base + 'rules = ["nope"]\n'))
+    [ok] = load_notify_config(write(tmp_path, base + 'rules = ["payment_failed"]\n')).destinations
+    assert ok.rules == ("payment_failed",)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "rate_per_minute = inf",
+        "rate_per_minute = nan",
+        "burst = 1e9",
+        'url = "http://h/a\\r\\nX: y"',
+    ],
+)
+def test_infinite_rates_and_urls_the_parser_would_rewrite_are_refused(tmp_path: Path, line: str) -> None:
+    text = '[[destinations]]\nname = "a"\n' + ("" if line.startswith("url") else 'url = "http://h/1"\n')
+    with pytest.raises(NotifyConfigError, match=line.split(" ")[0]):
+        load_notify_config(write(tmp_path, text + line + "\n"))
+
+
+def test_toml_nested_too_deeply_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(NotifyConfigError, match="nested too deeply") as error:
+        load_notify_config(write(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n"))
+    assert "\n" not in str(error.value)
