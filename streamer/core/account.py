@@ -200,10 +200,14 @@ def over_capacity(account: Account | None, event: Event, limits: Limits) -> str 
     if account is None or not isinstance(event, SUBSCRIPTION_EVENTS):
         return None
     subscriptions = account.revenue.subscriptions
-    if event.subscription_id in subscriptions:
+    starts = isinstance(event, SubscriptionStarted | SubscriptionChanged)
+    known = subscriptions.get(event.subscription_id)
+    # A start of a subscription known only from a cancellation adds a started one: without this
+    # check, cancelling ids and then starting them grew an account past every cap.
+    if known is not None and (known.plan is not None or not starts):
         return None
     started = sum(1 for sub in subscriptions.values() if sub.plan is not None)
-    if isinstance(event, SubscriptionStarted | SubscriptionChanged):
+    if starts:
         if started < limits.max_subscriptions:
             return None
         return (

@@ -146,11 +146,16 @@ class Revenue:
     def _trim(self, max_steps: int) -> None:
         """Forget the account's oldest steps past `max_steps` in all, as each subscription does
         past its own cap (its MRR before its first step left reads 0): the timeline is rebuilt
-        from every step at every change, so this bounds that cost and the account's record."""
+        from every step at every change, so this bounds that cost and the account's record.
+        A subscription's latest step is its current price and is never forgotten: a long-lived
+        subscription's only step, the oldest of the account, once went and its MRR with it."""
         subscriptions = self.subscriptions.values()
         excess = sum(len(sub.points) for sub in subscriptions) - max_steps
         while excess > 0:
-            oldest = min((sub for sub in subscriptions if sub.points), key=lambda sub: sub.points[0])
+            superseded = [sub for sub in subscriptions if len(sub.points) > 1]
+            if not superseded:
+                return
+            oldest = min(superseded, key=lambda sub: sub.points[0])
             del oldest.points[0]
             excess -= 1
 

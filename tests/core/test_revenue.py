@@ -396,13 +396,33 @@ def test_past_max_account_steps_the_oldest_steps_of_the_account_are_forgotten() 
     assert revenue.mrr_at(day + 29 * DAY) == (127 + 128 + 129)
 
 
+def test_past_max_account_steps_a_subscription_that_never_changed_keeps_its_price() -> None:
+    """An annual subscription's one step is the account's oldest; daily metered changes of
+    others pushed it out and its 1,000 a month read 0 (a false contraction alert followed)."""
+    revenue = Revenue()
+    day = 19_000 * DAY
+
+    def step(sub: str, at: int, event_id: str, mrr: int) -> None:
+        revenue.set_state(
+            sub, at, event_id, mrr, "pro", None, None, started=True, max_points=400, max_steps=12
+        )
+
+    step("annual", day, "a", 1000)
+    for n in range(30):
+        step(f"metered{n % 2}", day + (1 + n) * DAY, f"m{n}", 100 + n % 2)
+    assert sum(len(sub.points) for sub in revenue.subscriptions.values()) == 12
+    assert [point[4] for point in revenue.subscriptions["annual"].points] == [1000]
+    assert revenue.mrr_at(day + 31 * DAY) == 1000 + 100 + 101
+    assert revenue.timeline == _timeline_by_definition(revenue)
+
+
 @pytest.mark.parametrize(
     ("reporting", "rates", "currency", "amount", "interval", "said"),
     [
         # a realistic IDR reporting currency: a billion dollars a week is 69 trillion rupiah a month
         ("IDR", {"USD": "16000"}, "USD", "1000000000", "week", "is 69333333333333.33 IDR a month"),
-        # a rate the configuration accepts, far past what the default 28 decimal digits could round
-        ("USD", {"XAU": "1e20"}, "XAU", "1000000000", "month", "is 100000000000000000000000000000.00 USD"),
+        # the highest rate and amount the configuration and the contract accept
+        ("USD", {"XAU": "1e9"}, "XAU", "999999999999", "month", "is 999999999999000000000.00 USD"),
     ],
 )
 def test_a_subscription_past_the_mrr_an_account_record_holds_is_dead_lettered(
@@ -510,3 +530,21 @@ def test_an_account_whose_mrr_could_pass_64_bits_is_refused_the_subscription_tha
     assert feed.mrr_at("acme", at(9)) == 92 * 10**17
     [outcome] = feed(changed("acme", at(10), "1", currency="EUR", sub="s0"))  # less: fine
     assert outcome.status == ACCEPTED
+
+
+def test_starting_subscriptions_known_only_from_cancellations_counts_against_the_cap() -> None:
+    """Cancel three made-up ids, start them, cancel three more, start them...: each start was of
+    a known id, so no cap was checked and the account grew without bound (a record past the
+    changelog's 8 MiB stopped the worker at every restart)."""
+    config = ScoreConfig.model_validate({"limits": {"max_subscriptions": 3}})
+    feed = Feed(config)
+    statuses = []
+    for cycle in range(3):
+        ids = [f"c{cycle}-{n}" for n in range(3)]
+        statuses += [o.status for o in feed(*(canceled("acme", at(1 + cycle), sub=s) for s in ids))]
+        statuses += [o.status for o in feed(*(started("acme", at(1 + cycle), sub=s) for s in ids))]
+    assert statuses[:6] == [ACCEPTED] * 6  # the first three fit
+    assert statuses[6:9] == [ACCEPTED] * 3  # cancellations of ids never started: their own cap
+    assert statuses[9:12] == [REJECTED] * 3  # a fourth started subscription
+    subscriptions = feed.account("acme").revenue.subscriptions
+    assert sum(1 for sub in subscriptions.values() if sub.plan is not None) == 3

@@ -181,6 +181,75 @@ def test_made_up_subscription_ids_never_block_an_accounts_real_subscription(
     assert deployment.final_snapshots()["acme"]["mrr"] == "250.00"
 
 
+def test_starting_subscriptions_known_from_cancellations_stays_within_the_cap_live(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """Cancel 64 made-up ids, start them, then 64 more: each start named a known id, so no cap
+    was checked; repeated, the account's record passed the changelog's 8 MiB and the worker
+    stopped at every restart. The 65th started subscription is dead-lettered."""
+
+    def line(event_type: str, event_id: str, sub: str, **fields: object) -> bytes:
+        envelope = {"event_id": event_id, "event_type": event_type, "account_id": "acme"}
+        return orjson.dumps(
+            envelope | {"occurred_at": "2025-03-01T00:00:00Z", "subscription_id": sub} | fields
+        )
+
+    start = {"plan": "pro", "amount": "1.00", "currency": "USD", "interval": "month"}
+    lines = []
+    for cycle in range(2):
+        subs = [f"c{cycle}-{n}" for n in range(64)]
+        lines += [
+            line("subscription.canceled", f"x{sub}", sub, effective_at="2025-04-01T00:00:00Z") for sub in subs
+        ]
+        lines += [line("subscription.started", f"s{sub}", sub, **start) for sub in subs]
+    events = tmp_path / "cycles.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)
+    letters = deployment.dead_letters()
+    assert len(letters) == 64 and all("limits.max_subscriptions" in d["error"] for d in letters), letters[:2]
+    assert deployment.final_snapshots()["acme"]["mrr"] == "64.00"  # 64 at 1.00 until their cancellations
+
+
+def test_a_subscription_that_never_changed_keeps_its_price_past_the_account_step_cap_live(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """Past limits.max_account_steps the oldest steps go; an annual subscription's only step was
+    the oldest, and its price went with it (MRR 1,201 read 201, then a contraction alert)."""
+    config = tmp_path / "steps.toml"
+    config.write_text("[limits]\nmax_account_steps = 12\n")
+
+    def line(event_type: str, event_id: str, day: int, sub: str, amount: str) -> bytes:
+        fields = {
+            "subscription_id": sub,
+            "plan": "pro",
+            "amount": amount,
+            "currency": "USD",
+            "interval": "month",
+        }
+        when = f"2025-03-{day:02d}T00:00:00Z"
+        envelope = {"event_id": event_id, "event_type": event_type, "account_id": "acme", "occurred_at": when}
+        return orjson.dumps(envelope | fields)
+
+    lines = [line("subscription.started", "annual", 1, "annual", "1000.00")]
+    lines += [line("subscription.started", f"m{n}", 1, f"metered{n}", "100.00") for n in range(2)]
+    lines += [
+        line("subscription.changed", f"c{n}", 2 + n, f"metered{n % 2}", f"{100 + n % 2}.00")
+        for n in range(26)
+    ]
+    events = tmp_path / "steps.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config)})
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)
+    assert deployment.dead_letters() == []
+    assert deployment.final_snapshots()["acme"]["mrr"] == "1201.00"
+    assert [a["rule"] for a in deployment.alerts() if a["rule"] == "mrr_contraction"] == []
+
+
 def test_a_subscription_past_what_an_account_record_holds_is_dead_lettered_live(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:
