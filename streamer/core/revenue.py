@@ -54,10 +54,37 @@ class Subscription:
     started_at: int | None = None
     cancel_at: int | None = None
     term_ends: list[int] = field(default_factory=list)  # every term end seen, sorted (renewal rate)
+    # `points` as they are read: derived, not stored (None: derive again; `steps`)
+    _steps: list[Point] | None = field(default=None, compare=False, repr=False)
+
+    def changed(self) -> None:
+        """`points` or `started_at` changed: the steps are derived again on next use."""
+        self._steps = None
+
+    def steps(self) -> list[Point]:
+        """The MRR steps in effect: `points` as the events dated them, except that a cancellation
+        dated before the first start ("signed up by mistake", the day before) ends it at that
+        start (left before it, the start would win and the subscription pay for good).
+
+        Derived when read, from the earliest start known then: clamped once when it arrived, a
+        cancellation stayed at a later start when an earlier one arrived after it, and the
+        subscription's MRR depended on the order the events came in."""
+        steps = self._steps
+        if steps is None:
+            start, points = self.started_at, self.points
+            if start is None or not points or points[0][0] >= start:
+                steps = points
+            else:
+                steps = sorted(
+                    (start, *point[1:]) if point[2] == CANCELED and point[0] < start else point
+                    for point in points
+                )
+            self._steps = steps
+        return steps
 
     def mrr_at(self, ts: int) -> int:
         """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
-        points = self.points
+        points = self.steps()
         if len(points) <= _SCAN:  # a scan from the end, as `Revenue.mrr_at`
             index = len(points)
             while index and points[index - 1][0] > ts:
@@ -124,7 +151,7 @@ class Revenue:
         if started:
             sub.started_at = at if sub.started_at is None else min(sub.started_at, at)
             self.first_start = at if self.first_start is None else min(self.first_start, at)
-            _end_no_earlier_than_start(sub)
+        sub.changed()
         self._trim(max_steps)
         self._rebuild_timeline()
 
@@ -138,7 +165,7 @@ class Revenue:
         self.version += 1
         sub = self.subscription(subscription_id)
         _add_point(sub.points, (effective_at, at, CANCELED, event_id, 0), max_points)
-        _end_no_earlier_than_start(sub)
+        sub.changed()
         sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
         self._trim(max_steps)
         self._rebuild_timeline()
@@ -157,6 +184,7 @@ class Revenue:
                 return
             oldest = min(superseded, key=lambda sub: sub.points[0])
             del oldest.points[0]
+            oldest.changed()
             excess -= 1
 
     def payment_failed(self, at: int, keep_after: int) -> None:
@@ -180,7 +208,7 @@ class Revenue:
         subscription at every instant instead made an account with many subscriptions cost the
         cube of their number (2,000 of them took 109 s)."""
         steps = sorted(
-            (point, index) for index, sub in enumerate(self.subscriptions.values()) for point in sub.points
+            (point, index) for index, sub in enumerate(self.subscriptions.values()) for point in sub.steps()
         )
         current = [0] * len(self.subscriptions)
         timeline: list[tuple[int, int]] = []
@@ -258,7 +286,7 @@ class Revenue:
     def _remember_active(self, ts: int) -> list[Subscription]:
         # Each subscription's MRR at `ts` is that of its last step at or before `ts`, so the
         # answer is the same between two consecutive steps of any subscription.
-        steps = sorted({point[0] for sub in self.subscriptions.values() for point in sub.points})
+        steps = sorted({point[0] for sub in self.subscriptions.values() for point in sub.steps()})
         index = bisect_right(steps, ts)
         low = steps[index - 1] if index else -_FOREVER
         high = steps[index] if index < len(steps) else _FOREVER
@@ -304,18 +332,6 @@ class Revenue:
     def seats(self, now: int) -> int | None:
         known = [sub.seats for sub in self.active_at(now) if sub.seats is not None]
         return sum(known) if known else None
-
-
-def _end_no_earlier_than_start(sub: Subscription) -> None:
-    """A cancellation dated before the subscription's first start ("signed up by mistake", the
-    day before) ends it at that start: left before it, the start wins and the subscription pays
-    for good. Whichever of the two arrives first."""
-    start = sub.started_at
-    if start is None or not sub.points or sub.points[0][0] >= start:
-        return
-    sub.points = sorted(
-        (start, *point[1:]) if point[2] == CANCELED and point[0] < start else point for point in sub.points
-    )
 
 
 def _add_point(points: list[Point], point: Point, max_points: int) -> None:

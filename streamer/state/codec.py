@@ -104,7 +104,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "cancel_at",
             "term_ends",
         ),
-        (),
+        ("_steps",),
     ),
     Usage: (
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -512,6 +513,23 @@ def test_a_cancellation_dated_before_the_start_ends_the_subscription_at_its_star
         feed(*arrivals)
         for when in ("2024-03-10T12:00:00Z", "2024-03-10T14:00:00Z", "2024-04-15T00:00:00Z"):
             assert feed.mrr_at("acme", when) == 0, (when, arrivals[0].event_type)
+
+
+def test_a_cancellation_before_two_starts_ends_at_the_earliest_whatever_the_order() -> None:
+    """A start at 00:00, a restart at 12:00 and a cancellation dated the day before: clamped to
+    the start known when it arrived, it stayed at 12:00 when the 00:00 start came last, and the
+    subscription read cancelled where in event-time order the restart wins."""
+    early = started("acme", "2026-11-02T00:00:00Z", "250", event_id="e-18")
+    restart = started("acme", "2026-11-02T12:00:00Z", "1200", interval="year", event_id="e-6")
+    cancel = canceled("acme", "2026-11-02T12:00:00Z", effective_at="2026-11-01T12:00:00Z", event_id="e-17")
+    answers = set()
+    for arrivals in itertools.permutations((early, restart, cancel)):
+        feed = Feed()
+        feed(*arrivals)
+        answers.add(
+            tuple(feed.mrr_at("acme", when) for when in ("2026-11-02T06:00:00Z", "2026-11-03T00:00:00Z"))
+        )
+    assert answers == {(0, 100 * 10**6)}  # ended at 00:00, restarted at 12:00 for 100 a month
 
 
 def test_an_account_whose_mrr_could_pass_64_bits_is_refused_the_subscription_that_would() -> None:

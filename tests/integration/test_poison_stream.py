@@ -308,6 +308,39 @@ def test_a_cancellation_dated_before_its_start_ends_the_subscription_live(
     assert snapshot["lifecycle_stage"] == "onboarding", snapshot
 
 
+def test_an_earlier_start_arriving_last_moves_a_clamped_cancellation_live(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """A restart and a cancellation dated before every start, then (within the lateness) the
+    first start: the cancellation stayed clamped to the restart, and the worker published the
+    account churned where `offline --sort` has it paying 100 a month."""
+    sub = {"subscription_id": "s2", "plan": "pro", "currency": "USD"}
+    restart = {"event_id": "e-6", "event_type": "subscription.started", "occurred_at": "2026-11-02T12:00:00Z"}
+    restart |= sub | {"amount": "1200", "interval": "year"}
+    cancel = {
+        "event_id": "e-17",
+        "event_type": "subscription.canceled",
+        "occurred_at": "2026-11-02T12:00:00Z",
+    }
+    cancel |= {"subscription_id": "s2", "effective_at": "2026-11-01T12:00:00Z"}
+    early = {"event_id": "e-18", "event_type": "subscription.started", "occurred_at": "2026-11-02T00:00:00Z"}
+    early |= sub | {"amount": "250", "interval": "month"}
+    first, last = tmp_path / "first.jsonl", tmp_path / "last.jsonl"
+    first.write_bytes(
+        b"".join(orjson.dumps({"account_id": "acct-f1", **e}) + b"\n" for e in (restart, cancel))
+    )
+    last.write_bytes(orjson.dumps({"account_id": "acct-f1", **early}) + b"\n")
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.replay(first)
+    deployment.settle(worker)  # applied before the early start is even published
+    deployment.replay(last)
+    deployment.settle(worker)
+    assert deployment.dead_letters() == []
+    snapshot = deployment.final_snapshots()["acct-f1"]
+    assert (snapshot["mrr"], snapshot["lifecycle_stage"]) == ("100.00", "onboarding"), snapshot
+
+
 @pytest.mark.parametrize(
     ("setting", "key"),
     [
