@@ -131,11 +131,18 @@ def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str] | BadRow]
         yield start, fields
 
 
+def _shown(column: str) -> str:
+    """A header column as an error shows it: as written when printable, else escaped (a header's
+    terminal escape sequence once reached the terminal), and at most 60 characters."""
+    shown = column if column.isprintable() else repr(column)
+    return shown if len(shown) <= 60 else shown[:59] + "…"
+
+
 def _missing_columns(path: Path, header: list[str], missing: list[str], keys: Mapping[str, str]) -> str:
     """What a table without the columns the mapping names is told, with the mapping keys that
     name them and, for a header that looks split by another separator, that one."""
     named = ", ".join(f"{column!r}" + (f" ({keys[column]})" if column in keys else "") for column in missing)
-    problem = f"{path.name}: no column {named} (columns: {', '.join(header)}); "
+    problem = f"{path.name}: no column {named} (columns: {', '.join(map(_shown, header))}); "
     separator = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
     if separator is not None:
         return (
@@ -180,7 +187,8 @@ def read_rows(
             elif not fields:
                 continue  # a blank line
             elif len(fields) != width:
-                error = BadRow(name, line, f"{len(fields)} fields, expected {width} as in the header")
+                counted = f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
+                error = BadRow(name, line, f"{counted}, expected {width} as in the header")
             rows += 1
             if error is not None:
                 if on_bad is None:

@@ -88,7 +88,8 @@ def fit(text: str, limit: int) -> str:
 def slack_body(alerts: Sequence[Alert]) -> dict[str, Any]:
     """`{"text": ..., "blocks": [...]}` for Slack incoming webhooks."""
     if len(alerts) == 1:
-        text = headline(alerts[0])
+        # The notification line is mrkdwn too: unescaped, a name "<!channel>" pinged everyone
+        text = fit(slack_escape(headline(alerts[0])), SLACK_SECTION_CHARS)
         return {"text": text, "blocks": [_alert_section(alerts[0])]}
     counts: dict[str, int] = {}
     for alert in alerts:

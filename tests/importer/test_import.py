@@ -285,7 +285,7 @@ def test_skip_bad_rows_also_skips_rows_with_another_number_of_fields_than_the_he
     assert "skipped bad rows: 3" in result.output
     assert "subs.csv.gz:4: 2 fields, expected 7 as in the header" in result.output
     assert f"subs.csv.gz:{len(rows) + 1}: 8 fields, expected 7 as in the header" in result.output
-    assert "events.csv:3: 1 fields, expected 4 as in the header" in result.output
+    assert "events.csv:3: 1 field, expected 4 as in the header" in result.output
     clean, _ = import_export(tmp_path)
     assert read_events(out) == read_events(clean)
 
@@ -369,3 +369,17 @@ def test_the_summary_says_what_a_user_may_not_have_meant(tmp_path: Path) -> None
     )
     _, plain = import_export(tmp_path / "full")  # the export date just after the last event
     assert "note: the end of the data" not in plain.output and "no addons.csv" not in plain.output
+
+
+def test_a_header_with_a_terminal_escape_is_shown_escaped(tmp_path: Path) -> None:
+    """The columns of a table without a needed one were printed raw: a header's escape sequence
+    reached the terminal (and set its title)."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    header, rest = events.read_text().split("\n", 1)
+    events.write_text(header.replace(header.split(",")[0], "acct\x1b]0;PWNED\x07", 1) + "\n" + rest)
+    done = CliRunner().invoke(
+        main, ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o")]
+    )
+    assert done.exit_code == 2 and "(columns: 'acct\\x1b]0;PWNED\\x07', " in done.output, done.output
+    assert "\x1b" not in done.output and "\x07" not in done.output

@@ -41,8 +41,11 @@ DEADLINE_S = 90.0
 
 def slack_accepts(payload: dict[str, Any]) -> bool:
     """Slack's limits on a message's blocks: a section's text at most 3,000 characters, a
-    header's 150."""
+    header's 150; and (our own rule) a notification line without mrkdwn control sequences,
+    which would ping (`<!channel>`) or plant a link."""
     limits = {"section": 3000, "header": 150}
+    if "<" in payload["text"] or ">" in payload["text"]:
+        return False
     return all(
         len(block["text"]["text"]) <= limits.get(block["type"], 3000)
         for block in payload["blocks"]
@@ -154,6 +157,12 @@ def alert(n: int) -> dict[str, Any]:
             }
         ]
         * (1 if n != 7 else 3),
+        # one named to ping a whole Slack channel and plant a link (the contract allows < > |)
+        **(
+            {"profile": {"name": "<!channel> <https://evil.example|Reset your password>"}}
+            if n == 1000
+            else {}
+        ),
     }
 
 
@@ -389,6 +398,30 @@ def test_notify_outlives_an_unreadable_retry_after_and_an_endless_body(
         assert notifier.proc.poll() is None, notifier.tail()
         assert receiver.acknowledged("/json") == Counter(expected), "an acknowledged alert was sent again"
         assert all(written < receiver.BODY_LIMIT for written in receiver.streamed), receiver.streamed
+    finally:
+        notifier.stop()
+        receiver.close()
+
+
+def test_notify_escapes_a_hostile_name_in_slacks_notification_line(stack: StackInfo, tmp_path: Path) -> None:
+    """The notification line (`text`) went out unescaped: a profile name `<!channel> ...`
+    pinged the channel and showed a link, while the section below it was escaped."""
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    asyncio.run(create_alerts_topic(stack.bootstrap, f"{prefix}alerts"))
+    receiver = Receiver(free_port())
+    receiver.start()
+    config = tmp_path / "notify.toml"
+    config.write_text(
+        f'[[destinations]]\nname = "slack"\nurl = "http://127.0.0.1:{receiver.port}/slack"\n'
+        'format = "slack"\n'
+    )
+    env = notifier_env(stack.bootstrap, prefix, app_id)
+    notifier = Notifier(["--config", str(config), "--start-from", "earliest"], env, tmp_path / "notify.log")
+    try:
+        asyncio.run(publish_alerts(stack.bootstrap, f"{prefix}alerts", range(1000, 1001)))
+        wait_for("the alert answered", lambda: len(receiver.log) >= 1, notifier)
+        assert [(path, status) for path, status, _ in receiver.log] == [("/slack", 200)], receiver.log
     finally:
         notifier.stop()
         receiver.close()

@@ -30,8 +30,9 @@ def test_slack_single_alert_has_text_and_a_section() -> None:
 def test_slack_escapes_control_characters() -> None:
     hostile = alert("a1")
     hostile["account_id"] = "<!channel> & co"
-    text = slack_body([hostile])["blocks"][0]["text"]["text"]
-    assert "&lt;!channel&gt; &amp; co" in text and "<!channel>" not in text
+    message = slack_body([hostile])
+    for text in (message["blocks"][0]["text"]["text"], message["text"]):  # the notification line too
+        assert "&lt;!channel&gt; &amp; co" in text and "<!channel>" not in text
 
 
 def test_slack_digest_counts_by_severity_and_stays_within_block_limit() -> None:
@@ -52,7 +53,7 @@ def test_idempotency_key_is_the_alert_id_or_a_stable_digest_hash() -> None:
 def test_slack_names_the_account_by_its_profile_name() -> None:
     named = alert("a1", "silence", "critical") | {"profile": {"name": "Acme <Corp>", "owner": "ana"}}
     message = slack_body([named])
-    assert message["text"] == "CRITICAL Acme <Corp> (acct-1) silence: no usage for 15 days"
+    assert message["text"] == "CRITICAL Acme &lt;Corp&gt; (acct-1) silence: no usage for 15 days"
     assert "*Acme &lt;Corp&gt; (acct-1)*" in message["blocks"][0]["text"]["text"]
 
 
