@@ -301,6 +301,9 @@ POISONS: list[Poison] = [
         "invisible characters",
     ),
     Poison("joiner-id", _usage("joiner-id", account_id="poison-look-alike\u200d"), "invisible characters"),
+    Poison(
+        "decomposed-id", _usage("decomposed-id", account_id="poison-cafe\u0301"), "must be in Unicode NFC"
+    ),
     Poison("blank-name", _profile("blank-name", name="\u200e"), "only whitespace or invisible characters"),
     Poison("line-separator-user", _usage("line-separator-user", user_id="ana\u2028smith"), "line separators"),
     Poison("blank-user", _usage("blank-user", user_id=" \u3000 "), "must not be only whitespace"),

@@ -7,6 +7,7 @@ is refused with a message a producer can act on (see `streamer.contract.decode`)
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -71,6 +72,17 @@ def _visible(value: str) -> str:
     return value
 
 
+def _composed(value: str) -> str:
+    """In Unicode's composed form (NFC): "café" with U+00E9 and with "e" + U+0301 read the same
+    and were two accounts, one holding the other's cancellation."""
+    if not value.isascii() and not unicodedata.is_normalized("NFC", value):
+        raise ValueError(
+            "must be in Unicode NFC (composed) form: "
+            f"{unicodedata.normalize('NFC', value)!r} reads the same; normalise ids before publishing"
+        )
+    return value
+
+
 def _addressable(value: str) -> str:
     """Not "." or "..": a URL path (the account page, /api/accounts/{id}) cannot name them, as
     browsers and HTTP clients resolve dot segments before the request leaves."""
@@ -83,6 +95,7 @@ Id = Annotated[
     str,
     Field(min_length=1, max_length=128, pattern=ID_TEXT),
     AfterValidator(_visible),
+    AfterValidator(_composed),
     AfterValidator(_addressable),
 ]
 INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)

@@ -479,6 +479,22 @@ def test_an_id_of_dots_is_refused(dots: str) -> None:
     assert decode_event(orjson.dumps(message("usage.recorded", account_id="..."))).account_id == "..."
 
 
+def test_an_id_that_reads_the_same_as_its_composed_form_is_refused() -> None:
+    """ "café-42" spelt with e + U+0301 (as some sources write it) and with U+00E9 read the same
+    and were two accounts: a cancellation landed on the second, the first paid for good."""
+    decomposed = "cafe\u0301-42"
+    reason = rejected(message("subscription.canceled", account_id=decomposed, subscription_id="s1"))
+    assert reason.startswith("field 'account_id' of subscription.canceled: must be in Unicode NFC"), reason
+    assert "'caf\u00e9-42' reads the same" in reason
+    assert (
+        decode_event(orjson.dumps(message("usage.recorded", account_id="caf\u00e9-42"))).account_id
+        == "café-42"
+    )
+    assert "user_id" in rejected(message("usage.recorded", user_id=decomposed))
+    named = decode_event(orjson.dumps(message("account.updated", name=decomposed)))  # a name may
+    assert isinstance(named, AccountUpdated) and named.name == decomposed
+
+
 def test_names_in_any_script_and_free_text_with_line_breaks_are_accepted() -> None:
     event = decode_event(orjson.dumps(message("usage.recorded", account_id="Ünïcødé 株式会社")))
     assert event.account_id == "Ünïcødé 株式会社"
