@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -198,20 +199,35 @@ class Importer:
         columns = [table.account, table.product, table.start, table.end, table.mrr]
         optional = [table.quantity, table.bill_period_months]
         columns += [column for column in optional if column is not None]
-        found: list[SubscriptionRow] = []
+        read: list[tuple[SubscriptionRow, Row]] = []
         skipped: list[Row] = []
         for row in self._rows(table.file, columns, summary, "subscriptions"):
             try:
-                found.append(self._subscription(row, addons))
+                read.append((self._subscription(row, addons), row))
             except BadRow as error:
                 self.bad.handle(error)
                 skipped.append(row)
+        overlapping = set()
+        for parsed, row, earlier in sorted(_overlaps(read), key=lambda found: found[1].line):
+            until = f"until {earlier.end.date()}" if earlier.end is not None else "with no end"
+            self.bad.handle(
+                row.bad(
+                    f"{table.product} {parsed.product!r} starts on {parsed.start.date()}, while the row at "
+                    f"{earlier.source[0]}:{earlier.source[1]} of the same account and product runs "
+                    f"{until}: two rows of one product at once would read as a change of the first; "
+                    f"write them as one row with the {table.mrr} added up"
+                )
+            )
+            overlapping.add(id(parsed))
+        found = [parsed for parsed, _ in read if id(parsed) not in overlapping]
         known = self.accounts
         self.left_out = {
             row.values[0]
             for row in skipped
             if row.values[0] and (known is None or row.values[0] in known) and not _covered(row, found)
         }
+        # an overlapping row left out lowers its account's MRR, covered or not
+        self.left_out |= {parsed.account for parsed, _ in read if id(parsed) in overlapping}
         summary.left_out = sorted(self.left_out)
         return [row for row in found if row.account not in self.left_out]
 
@@ -342,6 +358,23 @@ class Importer:
             raise
         summary.seconds = time.monotonic() - started
         return summary
+
+
+def _overlaps(
+    read: list[tuple[SubscriptionRow, Row]],
+) -> Iterator[tuple[SubscriptionRow, Row, SubscriptionRow]]:
+    """Each row that starts while an earlier row of the same account and product still runs,
+    with that row. The rows of a line chain into one subscription, a row starting inside the
+    previous one read as a change of it: two concurrent rows of one product (a second licence)
+    lost the first one's MRR, silently."""
+    by_product = sorted(read, key=lambda item: (item[0].account, item[0].product, item[0].start))
+    for _, group in groupby(by_product, key=lambda item: (item[0].account, item[0].product)):
+        running: SubscriptionRow | None = None  # the row that ends last so far
+        for parsed, row in group:
+            if running is not None and (running.end is None or parsed.start < running.end):
+                yield parsed, row, running
+                continue
+            running = parsed
 
 
 def _covered(skipped: Row, kept: list[SubscriptionRow]) -> bool:

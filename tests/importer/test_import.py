@@ -383,3 +383,28 @@ def test_a_header_with_a_terminal_escape_is_shown_escaped(tmp_path: Path) -> Non
     )
     assert done.exit_code == 2 and "(columns: 'acct\\x1b]0;PWNED\\x07', " in done.output, done.output
     assert "\x1b" not in done.output and "\x07" not in done.output
+
+
+def test_two_rows_of_one_product_at_once_are_a_bad_row_not_a_change(tmp_path: Path) -> None:
+    """An account pays 10 + 20 for basic in January; the second row read as a change of the
+    first, and the import wrote MRR 20, silently. Now: a bad row naming both lines; skipped,
+    the account is left out (its MRR would be lower), the others are imported."""
+    rows = [
+        ("renewals", "basic", "2024-01-01", "", "10", "1", "1"),
+        ("renewals", "basic", "2024-01-01", "", "20", "1", "1"),
+        ("gap", "basic", "2024-01-05", "", "20", "2", "1"),
+        ("canceled", "basic", "2024-01-01", "2024-02-01", "30", "1", "1"),
+        ("canceled", "basic", "2024-01-10", "2024-03-01", "30", "1", "1"),  # starts inside the first
+        ("canceled", "pro", "2024-01-20", "2024-03-01", "90", "1", "1"),  # another plan: a change
+    ]
+    mapping = write_export(tmp_path / "export", subscriptions=rows, events=[])
+    out = tmp_path / "o.jsonl"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    refused = invoke(*args)
+    assert refused.exit_code != 0
+    said = "subs.csv.gz:3: product 'basic' starts on 2024-01-01, while the row at subs.csv.gz:2 of the same"
+    assert f"{said} account and product runs with no end" in refused.output, refused.output
+    skipped = invoke(*args, "--skip-bad-rows")
+    assert skipped.exit_code == 0, skipped.output
+    assert "skipped bad rows: 2" in skipped.output and "accounts left out: 2" in skipped.output
+    assert {event["account_id"] for event in read_events(out)} == {"gap"}
