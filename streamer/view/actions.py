@@ -65,6 +65,15 @@ def build_event(
         event = decode_event(value, key=account_id.encode(), family=EVENT_FAMILY[event_type])
     except Rejected as rejected:
         raise BadRequest(rejected.reason) from None
+    # The contract ignores unknown fields (a newer producer's); a person's request is told:
+    # {"clear": true, "band": "red"} cleared the override and dropped the band without a word.
+    fields = type(event).model_fields
+    unknown = sorted(name for name in body if name not in fields)
+    if unknown:
+        given = sorted(name for name in fields if name not in SET_BY_THE_VIEW and name != "event_type")
+        raise BadRequest(
+            f"{', '.join(map(repr, unknown))}: not a field of {event_type} (its fields: {', '.join(given)})"
+        )
     problem = out_of_bounds(event, bounds, now_ms)
     if problem is not None:
         raise BadRequest(problem)

@@ -143,6 +143,15 @@ async def test_a_profile_and_a_clearing_by_delete_or_by_body(view: TestClient[An
         ),
         ({"event_id": "mine", "band": "red"}, "event_id are set by the view"),
         ({"clear": "yes", "author": "a"}, "'clear' must be true or false"),
+        # a clearing with a band dropped the band without a word
+        (
+            {"clear": True, "author": "a", "band": "red"},
+            "'band': not a field of health.override_cleared (its fields: author, reason)",
+        ),
+        (
+            {"band": "red", "author": "a", "reason": "r", "expires_at": in_days(30), "colour": "red"},
+            "'colour': not a field of health.override",
+        ),
     ],
 )
 async def test_a_bad_body_is_a_400_with_the_contract_reason_and_nothing_is_published(
