@@ -10,6 +10,7 @@ import click
 
 from streamer.cli_options import loglevel_option
 from streamer.logs import configure_logging
+from streamer.view.malformed import quiet_malformed_requests
 
 
 @click.command("view")
@@ -51,6 +52,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
         shown = without_password(settings.redis_url)
         raise click.UsageError(f"{where} {shown!r} is not a Redis URL ({error})") from None
     configure_logging(loglevel)
+    quiet_malformed_requests()
     address = f"http://{view_settings.host}:{view_settings.port}/"
     listening = False
 

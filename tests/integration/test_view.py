@@ -16,6 +16,7 @@ import asyncio
 import gzip
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -454,6 +455,31 @@ def test_bad_requests_are_4xx_with_a_message(live: Live) -> None:
             live.deployment.get(path)
         assert caught.value.code == status
         assert json.loads(caught.value.read())["error"]
+
+
+def test_requests_the_http_parser_refuses_are_one_warning_line_not_an_error_traceback(live: Live) -> None:
+    """An over-long header, a negative Content-Length, HTTP/9.9: aiohttp answers 400 and logged
+    each at `error` with a traceback, so any client could fill the error log."""
+    deployment = live.deployment
+    view = deployment.start_view()
+    hostile = [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+        b"POST /api/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n",
+    ]
+    for raw in hostile:
+        with socket.create_connection(("127.0.0.1", deployment.view_port), timeout=10) as connection:
+            connection.sendall(raw)
+            assert connection.recv(100).split(b"\r\n")[0].endswith(b" 400 Bad Request"), raw[:40]
+
+    def warned() -> bool:
+        return view.log.read_text().count("refused a malformed HTTP request") == len(hostile)
+
+    wait_until("a warning for each malformed request", warned, 30, 0.1)
+    records = [json.loads(line) for line in view.log.read_text().splitlines() if line.startswith("{")]
+    assert not [r for r in records if r["level"] == "error" or "exc" in r], view.tail()
+    assert {r["level"] for r in records if "malformed" in r["msg"]} == {"warning"}
+    assert deployment.status("/healthz") == 200  # still serving
 
 
 def test_a_token_protects_a_second_view_and_views_share_nothing(live: Live) -> None:

@@ -1,0 +1,31 @@
+"""Requests the HTTP parser refuses, logged as one warning line instead of an error traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp.http_exceptions import HttpProcessingError
+
+SERVER_LOGGER = "aiohttp.server"
+
+
+class MalformedRequests(logging.Filter):
+    """A request line or header over 8190 bytes, `Content-Length: -1`, `HTTP/9.9`...: aiohttp
+    answers 400 and logged each at `error` with a traceback, so any client could fill the error
+    log. Such a record becomes one `warning` line naming the problem; others pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            problem = str(error.message or type(error).__name__).splitlines()[0][:200]
+            record.msg, record.args = "refused a malformed HTTP request: %s", (problem,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install the filter on aiohttp's server logger (once)."""
+    logger = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(existing, MalformedRequests) for existing in logger.filters):
+        logger.addFilter(MalformedRequests())
