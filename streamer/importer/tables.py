@@ -241,6 +241,8 @@ def _decimal(row: Row, column: str, text: str) -> Decimal:
     """`text` as a decimal of bounded size, or a bad row; NaN and infinities pass (the callers say)."""
     if len(text) > MAX_NUMBER_TEXT:
         raise row.bad(f"{column} {text[:20]!r}... ({len(text):,} characters) is not a number")
+    if not text.isascii() or "_" in text:  # Decimal reads "1_000" and other scripts' digits
+        raise row.bad(f"{column} {text!r} is not a number (write digits 0-9, e.g. 1000.50)")
     try:
         value = Decimal(text)
     except InvalidOperation:

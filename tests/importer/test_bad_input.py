@@ -236,3 +236,23 @@ def test_a_skipped_row_that_kept_rows_of_its_product_cover_changes_nothing(tmp_p
     result = run_import(tmp_path / "export2", mapping, out, "--skip-bad-rows")
     assert "accounts left out: 1," in result.output
     assert_only_clean_events(tmp_path, out, ("renewals",))
+
+
+@pytest.mark.parametrize(
+    ("changes", "shown"),
+    [
+        ({"mrr": "1_000"}, "mrr '1_000' is not a number (write digits 0-9"),
+        ({"mrr": "\u0661\u0660"}, "mrr '\u0661\u0660' is not a number"),  # Arabic-Indic 10
+        ({"quantity": "\uff15"}, "quantity '\uff15' is not a number"),  # a full-width 5
+    ],
+)
+def test_numbers_python_reads_and_a_table_does_not_mean_are_bad_rows(
+    tmp_path: Path, changes: dict[str, str], shown: str
+) -> None:
+    """Decimal("1_000") is 1000 and Arabic-Indic "10" is 10: a spreadsheet's "1_000" is a typo."""
+    rows = [*SUBSCRIPTIONS, bad_subscription(**changes)]
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert result.exit_code == 0 and "skipped bad rows: 1" in result.output, result.output
+    assert f"subs.csv.gz:{len(rows) + 1}: {shown}" in result.output
