@@ -271,6 +271,10 @@ class Importer:
         for row in self._rows(table.lookup_file, [table.lookup_key, table.lookup_name], summary, "events"):
             key, name = row.values
             try:
+                if key in names and names[key] != name:  # the last one won, silently
+                    raise row.bad(
+                        f"{table.lookup_key} {key!r} is named again ({name!r}; before: {names[key]!r})"
+                    )
                 names[key] = _check_id(row, table.lookup_name, name)
             except BadRow as error:
                 self.bad.handle(error)

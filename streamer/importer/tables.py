@@ -176,6 +176,10 @@ def read_rows(
         missing = [column for column in columns if column not in header]
         if missing:
             raise TableError(_missing_columns(path, header, missing, keys or {}))
+        twice = sorted({column for column in columns if header.count(column) > 1})
+        if twice:  # which of the two is meant cannot be told: the first was read, silently
+            shown = ", ".join(map(repr, map(_shown, twice)))
+            raise TableError(f"{path.name}: the header names {shown} more than once")
         indexes = [header.index(column) for column in columns]
         width = len(header)
         name = path.name

@@ -256,3 +256,19 @@ def test_numbers_python_reads_and_a_table_does_not_mean_are_bad_rows(
     result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
     assert result.exit_code == 0 and "skipped bad rows: 1" in result.output, result.output
     assert f"subs.csv.gz:{len(rows) + 1}: {shown}" in result.output
+
+
+def test_a_column_named_twice_and_an_event_type_named_twice_are_refused(tmp_path: Path) -> None:
+    """Both were read silently: the first of two `mrr` columns, the last of two names."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    header, rest = events.read_text().split("\n", 1)
+    events.write_text(header + ",user_id\n" + rest.replace("\n", ",x\n"))
+    twice = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl")
+    assert twice.exit_code != 0 and "events.csv: the header names 'user_id' more than once" in twice.output
+    mapping = write_export(tmp_path / "again")
+    lookup = tmp_path / "again" / "event_types.csv"
+    first_id = lookup.read_text().splitlines()[1].split(",")[0]
+    lookup.write_text(lookup.read_text() + f"{first_id},renamed\n")
+    renamed = run_import(tmp_path / "again", mapping, tmp_path / "o2.jsonl")
+    assert renamed.exit_code != 0 and "is named again ('renamed'; before:" in renamed.output, renamed.output
