@@ -466,12 +466,6 @@ class PartitionEngine:
             evaluation = apply_override(evaluation, account.override, self.config)
         return build_snapshot(account, evaluation, self._currency, self.config.model)
 
-    def published(self, account_id: str) -> None:
-        """The account's snapshot is out: its evaluation is let go (a worker scores every account
-        at least weekly, and keeping each one's last evaluation took memory per account past its
-        bound; `snapshot` evaluates again when asked, as after a restart)."""
-        self.evaluations.pop(account_id, None)
-
     def take_dirty(self) -> list[str]:
         """Accounts whose snapshot changed since the last call, in a stable order."""
         dirty = sorted(self.dirty)

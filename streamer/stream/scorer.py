@@ -990,7 +990,6 @@ class Scorer:
         """
         for account_id in engine.take_dirty():
             snapshot = engine.snapshot(account_id)
-            engine.published(account_id)
             self.sink.snapshot(snapshot)
             self.projection.snapshot(snapshot)
             self.counters.snapshots += 1

@@ -60,17 +60,6 @@ async def test_a_usage_message_with_every_other_topic_at_its_end_is_applied_and_
     assert world.journal == one_checkpoint(f"ack {USAGE}@0")
 
 
-async def test_a_published_snapshots_evaluation_is_let_go(world: World) -> None:
-    """Every account is scored at least weekly, and each kept its last evaluation for good:
-    memory per account passed its bound by about half. Published, it is let go."""
-    world.offsets.ends[(USAGE, PARTITION)] = 1
-    await world.scorer.process([world.usage(0)])
-    assert [s["account_id"] for s in world.sink.snapshots] == [ACCOUNT]
-    [engine] = world.scorer.engines.values()
-    assert engine.evaluations == {}
-    assert engine.snapshot(ACCOUNT) == world.sink.snapshots[-1]  # evaluated again when asked
-
-
 # -- 1. stale deliveries -------------------------------------------------------------------------
 
 
