@@ -23,6 +23,7 @@ from streamer.cli_options import (
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
 from streamer.offline.runner import publication_ms
+from streamer.outputs import check_writable, refuse_overwriting
 from streamer.progress import Progress
 from streamer.settings import ConfigError, Settings, read_toml
 
@@ -42,15 +43,23 @@ def _config_text(base: dict[str, Any], fitted: Fitted, header: list[str]) -> str
     return tuned_config_text(base, fitted.weights, header, fitted.signal_weights, fitted.model)
 
 
-def _prepare_outputs(files: list[Path | None], folders: list[Path | None]) -> None:
-    """Create the folders the outputs go to before the replay, so that a path that cannot be
-    written fails at once, not after minutes of work with the results lost."""
+def _prepare_outputs(files: list[Path | None], folders: list[Path | None], inputs: list[Path | None]) -> None:
+    """Create the folders the outputs go to and try each output before the replay, so that a path
+    that cannot be written fails at once, not after minutes of work with the results lost; and
+    refuse an output that is an input (--replay-cache EVENTS replaced the events with a cache)."""
+    refuse_overwriting(files, inputs)
     wanted = [path.parent for path in files if path is not None] + [path for path in folders if path]
     for folder in wanted:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise click.ClickException(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
+    for output in files:
+        if output is not None:
+            check_writable(output)
+    for plots in folders:
+        if plots is not None:
+            check_writable(plots / ".healthstream-write-check")
 
 
 TUNING_OPTIONS = ("holdout", "top_features", "min_churned_accounts")
@@ -287,7 +296,7 @@ def backtest(
     _tuning_options_need_tune(tune_weights)
 
     partitions = partitions or settings.partitions
-    _prepare_outputs([json_path, write_config, replay_cache], [plots_dir])
+    _prepare_outputs([json_path, write_config, replay_cache], [plots_dir], [events, source])
     made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
     history = load_replay(replay_cache, made_from) if replay_cache is not None else None
     if history is not None and not quiet:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 import time
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from streamer.offline.runner import (
     publication_ms,
     time_window,
 )
+from streamer.outputs import check_writable, refuse_overwriting
 from streamer.progress import Progress
 from streamer.settings import Settings
 
@@ -96,11 +98,22 @@ def offline(
     Partitions are scored by --jobs processes at once.
     """
     settings = Settings()
-    config = score_config_or_fail(config_path or settings.score_config)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    source = config_path or settings.score_config
+    config = score_config_or_fail(source)
+    outputs = [out_dir / name for name in OUTPUTS]
+    refuse_overwriting(outputs, [events, source])  # an input named alerts.jsonl in --out was emptied
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot create the folder {out_dir}: {exc.strerror or exc}") from None
+    for output in outputs:
+        check_writable(output)
     published_ms = publication_ms(now)
     count = partitions or settings.partitions
     processes = min(jobs or default_jobs(count), count)
+    if processes > 1 and not _regular_file(events):
+        # Each process reads the whole input: from a pipe they would share its lines between them.
+        processes = 1
     collect_less()  # this process (and its forked children) scores, then exits
     if processes == 1:
         summary, accounts, portfolio = _in_process(
@@ -130,6 +143,17 @@ def offline(
     )
     if summary.accepted == 0 and summary.duplicates == 0:
         raise click.ClickException(_nothing_scored(events, out_dir, summary))
+
+
+OUTPUTS = ("accounts.jsonl", "health.jsonl", "alerts.jsonl", "deadletter.jsonl", "portfolio.json")
+
+
+def _regular_file(path: Path) -> bool:
+    """A file that each of several processes can read whole (not a pipe, FIFO or device)."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _nothing_scored(events: Path, out_dir: Path, summary: Summary) -> str:

@@ -372,6 +372,27 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_replay(events: P
     assert "sorting" not in result.output  # refused before any work
 
 
+@pytest.mark.parametrize("option", ["--replay-cache", "--json", "--write-config"])
+def test_an_output_naming_the_events_file_is_refused_and_the_events_kept(
+    events: Path, tmp_path: Path, option: str
+) -> None:
+    """--replay-cache EVENTS read the events as a broken cache, replayed them and saved the
+    cache over them: the history was gone, exit 0."""
+    copy = tmp_path / "events.jsonl.gz"
+    copy.write_bytes(events.read_bytes())
+    spelt = tmp_path / "." / "events.jsonl.gz"  # another spelling of the same path
+    result = CliRunner().invoke(main, ["backtest", str(copy), "--quiet", option, str(spelt)])
+    assert result.exit_code == 1 and "is also an input" in result.output, result.output
+    assert copy.read_bytes() == events.read_bytes()
+
+
+def test_an_output_the_system_will_not_let_be_written_is_refused_before_the_replay(events: Path) -> None:
+    result = CliRunner().invoke(main, ["backtest", str(events), "--json", "/proc/healthstream-figures.json"])
+    assert result.exit_code == 1
+    assert "cannot write /proc/healthstream-figures.json" in result.output, result.output
+    assert "Traceback" not in result.output and "sorting" not in result.output
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [
