@@ -5,12 +5,17 @@ Replaying a large history takes minutes; fitting takes seconds. `streamer backte
 replaying, but only when it was made from the same events file (path, size, modification time),
 the same score configuration, partitions, warm-up and `--now`, and the same scoring core (a digest of the
 core's source): anything else replays again and overwrites it. Plain JSON, no pickle.
+
+The file is the SHA-256 of the JSON body on a line of its own, then the body: a cache damaged or
+edited after it was written (a NaN score was reused silently) does not match its digest and is
+replayed again, as is one that cannot be read at all.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +26,7 @@ import orjson
 from streamer.backtest.sampling import AlertRecord, Replay, Sample
 from streamer.core.config import ScoreConfig
 
-FORMAT = 2  # 2: per-feature volumes and the weekly grid samples
+FORMAT = 3  # 2: per-feature volumes and the weekly grid samples; 3: a digest of the body first
 CORE_DIR = Path(__file__).resolve().parent.parent / "core"
 
 
@@ -87,8 +92,9 @@ def save(path: Path, replay: Replay, made_from: Mapping[str, Any]) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
+    body = orjson.dumps(data)
     with gzip.open(temporary, "wb", compresslevel=3) as handle:
-        handle.write(orjson.dumps(data))
+        handle.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
     temporary.replace(path)
 
 
@@ -98,11 +104,18 @@ def load(path: Path, made_from: Mapping[str, Any]) -> Replay | None:
         return None
     try:
         with gzip.open(path, "rb") as handle:
-            data = orjson.loads(handle.read())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    if data.get("made_from") != dict(made_from):
-        return None
+            digest, _, body = handle.read().partition(b"\n")
+        if hashlib.sha256(body).hexdigest().encode() != digest:
+            return None
+        data = orjson.loads(body)
+        if data.get("made_from") != dict(made_from):
+            return None
+        return _replay(data)
+    except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError, AttributeError):
+        return None  # damaged (orjson's decode error is a ValueError): replayed again
+
+
+def _replay(data: dict[str, Any]) -> Replay:
     lines, accepted, rejected, seconds = data["counts"]
     data_start, activity_start, data_end = data["span"]
     return Replay(

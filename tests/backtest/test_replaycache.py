@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 from streamer.backtest.replaycache import fingerprint, load, save
@@ -54,3 +55,32 @@ def test_a_replay_made_from_another_file_or_configuration_is_not_reused(tmp_path
     events.write_text("{}\n{}\n")  # the file changed
     assert load(cache, fingerprint(events, ScoreConfig(), 4, 60, None)) is None
     assert load(tmp_path / "absent.json.gz", made_from) is None
+
+
+def test_a_damaged_or_edited_replay_is_replayed_again_not_a_traceback_or_a_wrong_figure(
+    tmp_path: Path,
+) -> None:
+    """A cut file was "Aborted!" (EOFError), a flipped byte a zlib traceback, other JSON a
+    KeyError or AttributeError, and a score edited to NaN was reused silently."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    made_from = fingerprint(events, ScoreConfig(), 4, 60, None)
+    cache = tmp_path / "replay.json.gz"
+    save(cache, a_replay(), made_from)
+    good = cache.read_bytes()
+    digest, body = gzip.decompress(good).split(b"\n", 1)
+    half = len(good) // 2
+    edited = body.replace(b'"samples":[["', b'"samples":[["x', 1)
+    assert edited != body
+    damaged = {
+        "cut": good[: len(good) // 2],
+        "flipped": good[:half] + bytes(b ^ 0xFF for b in good[half : half + 10]) + good[half + 10 :],
+        "other JSON": gzip.compress(b"[1,2,3]"),
+        "edited": gzip.compress(digest + b"\n" + edited),
+        "no digest": gzip.compress(body),
+    }
+    for what, raw in damaged.items():
+        cache.write_bytes(raw)
+        assert load(cache, made_from) is None, what
+    cache.write_bytes(good)
+    assert load(cache, made_from) == a_replay()
