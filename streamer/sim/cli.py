@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from streamer.cli_options import quiet_option
-from streamer.sim.config import SimulationConfig
+from streamer.sim.config import MAX_ACCOUNTS, SimulationConfig
 from streamer.sim.sink import DEFAULT_GZIP_LEVEL
 from streamer.sim.writer import WriteReport, truth_path_for, write_simulation
 
@@ -31,7 +31,7 @@ The same options always produce byte-identical files.
 @click.command("simulate", epilog=EPILOG)
 @click.option(
     "--accounts",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_ACCOUNTS),
     default=100,
     show_default=True,
     help="Accounts over the whole run: customers at the start plus those joining later.",
@@ -45,7 +45,7 @@ The same options always produce byte-identical files.
 )
 @click.option(
     "--seed",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 2**64 - 1),
     default=1,
     show_default=True,
     help="Random seed; the same seed and options give byte-identical output.",
@@ -55,8 +55,8 @@ The same options always produce byte-identical files.
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default="2024-01-01",
     show_default=True,
-    help="First simulated day (00:00 UTC). Billing history of existing customers "
-    "(their subscription starts and renewals) is dated before it.",
+    help="First simulated day (00:00 UTC), 1990-01-01 to 9000-01-01. Billing history of existing "
+    "customers (their subscription starts and renewals) is dated before it.",
 )
 @click.option(
     "--out",

@@ -7,6 +7,9 @@ from datetime import date
 
 from streamer.sim.times import DAY, add_months, epoch
 
+MAX_ACCOUNTS = 1_000_000
+FIRST_START, LAST_START = date(1990, 1, 1), date(9000, 1, 1)
+
 
 @dataclass(frozen=True, slots=True)
 class SimulationConfig:
@@ -32,9 +35,19 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         checks = (
-            (self.accounts >= 1, f"accounts must be >= 1, got {self.accounts}"),
+            # the portfolio is built in memory before the first line is written
+            (
+                1 <= self.accounts <= MAX_ACCOUNTS,
+                f"accounts must be 1..{MAX_ACCOUNTS:,}, got {self.accounts}",
+            ),
             (1 <= self.months <= 120, f"months must be 1..120, got {self.months}"),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (0 <= self.seed < 2**64, f"seed must be 0..2^64-1, got {self.seed}"),
+            # years of four digits, before and after the billing history (--start 0001-01-01 wrote
+            # "1-01-22T16:05:22Z", which no consumer reads; 9999-12-01 ran into year 10000)
+            (
+                FIRST_START <= self.start <= LAST_START,
+                f"start must be {FIRST_START} .. {LAST_START}, got {self.start}",
+            ),
             (
                 0.0 < self.usage_density <= 10.0,
                 f"usage_density must be in (0, 10], got {self.usage_density}",

@@ -386,10 +386,29 @@ def test_truth_file_sits_beside_the_events() -> None:
 
 
 def test_config_refuses_bad_values_with_the_value() -> None:
-    with pytest.raises(ValueError, match="accounts must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"accounts must be 1\.\.1,000,000, got 0"):
         SimulationConfig(accounts=0)
     with pytest.raises(ValueError, match="dirty_rate"):
         SimulationConfig(dirty_rate=0.9)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--seed", str(2**64), "'--seed': 18446744073709551616 is not in the range"),  # a TypeError
+        ("--start", "9999-12-01", "start must be 1990-01-01 .. 9000-01-01"),  # year 10000: a traceback
+        ("--start", "0001-01-01", "start must be 1990-01-01"),  # wrote "1-01-22T16:05:22Z", unreadable
+        ("--accounts", "100000000000", "'--accounts': 100000000000 is not in the range"),  # built in memory
+    ],
+)
+def test_cli_refuses_options_at_the_edges_in_one_line(
+    tmp_path: Path, option: str, value: str, said: str
+) -> None:
+    result = CliRunner().invoke(
+        simulate, [option, value, "--months", "1", "--out", str(tmp_path / "x.jsonl")]
+    )
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_cli_writes_both_files_and_a_summary(tmp_path: Path) -> None:
