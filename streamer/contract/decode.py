@@ -27,8 +27,17 @@ class Rejected(Exception):
 KEY_SHOWN = 200  # characters of a message key quoted in a reason
 
 
+# The largest message a Kafka broker takes by default (message.max.bytes): no valid event is near
+# it (its texts are bounded far below), and a file line past it is cut there when read.
+MAX_EVENT_BYTES = 1_048_576
+
+
 def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | None = None) -> Event:
     """Validate one message value; check its topic family and key when given."""
+    if len(raw) > MAX_EVENT_BYTES:  # a file's line ending is not the event's
+        body = raw.rstrip(b"\r\n") if isinstance(raw, bytes) else raw.rstrip("\r\n")
+        if len(body) > MAX_EVENT_BYTES:
+            raise Rejected(f"{len(body):,} bytes or more, past the {MAX_EVENT_BYTES:,} an event may have")
     try:
         event = EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from streamer.cli import main
+from streamer.contract.decode import MAX_EVENT_BYTES
 from tests.poison import started
 
 
@@ -83,3 +85,24 @@ def test_events_from_a_pipe_are_read_whole_whatever_the_jobs(tmp_path: Path) -> 
     writer.join(timeout=60)
     assert result.exit_code == 0, result.output
     assert "2,000 accepted, 0 duplicates, 0 rejected" in result.output, result.output
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_a_line_past_the_largest_event_is_cut_when_read_and_dead_lettered(
+    tmp_path: Path, suffix: str
+) -> None:
+    """One line of 2 GB (a 2 MB .gz of zeros) took 4.4 GB of memory, a bigger one a MemoryError
+    traceback: a line is read up to MAX_EVENT_BYTES + 1 and the rest skipped to its end."""
+    event = orjson.dumps(started("a1", "2024-01-01T00:00:00Z", "e1"))
+    data = b"x" * (3 * MAX_EVENT_BYTES) + b"\n" + event + b"\n" + b"y" * (MAX_EVENT_BYTES + 5)
+    events = tmp_path / f"events{suffix}"
+    events.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        result = invoke(events, "--out", out, "--jobs", jobs)
+        assert result.exit_code == 0, result.output
+        assert "1 accepted, 0 duplicates, 2 rejected" in result.output, result.output
+        letters = [orjson.loads(line) for line in (out / "deadletter.jsonl").read_bytes().splitlines()]
+        assert all(
+            "1,048,577 bytes or more, past the 1,048,576 an event may have" in d["error"] for d in letters
+        )
