@@ -376,7 +376,7 @@ def _the_views_check_and_writes_reach_the_cluster(
         assert "rediss://:***@127.0.0.1" in banner and REDIS_PASSWORD not in banner, banner
         request = urllib.request.Request(
             f"{url}/api/accounts/{account_id}/profile",
-            data=orjson.dumps({"name": "Secured Co", "author": "ana@example.com"}),
+            data=orjson.dumps({"name": "Secured Co", "owner": "ana@example.com"}),
             method="POST",
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )
