@@ -18,8 +18,22 @@ LOGLEVELS = ("debug", "info", "warning")
 
 
 def events_argument() -> Decorator[Any]:
-    """EVENTS: an existing file of contract events (JSON lines, optionally .gz)."""
-    return click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    """EVENTS: an existing file of contract events (JSON lines, optionally .gz), whose name has no
+    control characters: the progress bar and the errors name it, and a name holding a terminal's
+    escape sequence (from a shared folder, an archive) set the terminal's title and colours."""
+    return click.argument(
+        "events",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=_printable_name,
+    )
+
+
+def _printable_name(context: click.Context, parameter: click.Parameter, path: Path) -> Path:
+    if not str(path).isprintable():
+        raise click.BadParameter(
+            f"the file name {str(path)!r} holds control characters: rename the file", context, parameter
+        )
+    return path
 
 
 def score_config_option(help: str = "Score configuration (TOML).") -> Decorator[Any]:

@@ -35,6 +35,16 @@ def refuse_overwriting(outputs: Iterable[Path | None], inputs: Iterable[Path | N
                 )
 
 
+def make_folder(folder: Path) -> None:
+    """Create `folder` (and its parents); a one-line error when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create the folder {click.format_filename(folder)}: {exc.strerror or exc}"
+        ) from None
+
+
 def check_writable(path: Path) -> None:
     """A one-line error when `path` (a file, created if absent) cannot be written; nothing is
     left behind that was not there."""

@@ -23,7 +23,7 @@ from streamer.cli_options import (
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
 from streamer.offline.runner import publication_ms
-from streamer.outputs import check_writable, refuse_overwriting
+from streamer.outputs import check_writable, make_folder, refuse_overwriting
 from streamer.progress import Progress
 from streamer.settings import ConfigError, Settings, read_toml
 
@@ -50,10 +50,7 @@ def _prepare_outputs(files: list[Path | None], folders: list[Path | None], input
     refuse_overwriting(files, inputs)
     wanted = [path.parent for path in files if path is not None] + [path for path in folders if path]
     for folder in wanted:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise click.ClickException(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
+        make_folder(folder)
     for output in files:
         if output is not None:
             check_writable(output)

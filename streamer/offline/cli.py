@@ -40,7 +40,7 @@ from streamer.offline.runner import (
     publication_ms,
     time_window,
 )
-from streamer.outputs import check_writable, refuse_overwriting
+from streamer.outputs import check_writable, make_folder, refuse_overwriting
 from streamer.progress import Progress
 from streamer.settings import Settings
 
@@ -102,10 +102,7 @@ def offline(
     config = score_config_or_fail(source)
     outputs = [out_dir / name for name in OUTPUTS]
     refuse_overwriting(outputs, [events, source])  # an input named alerts.jsonl in --out was emptied
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"cannot create the folder {out_dir}: {exc.strerror or exc}") from None
+    make_folder(out_dir)
     for output in outputs:
         check_writable(output)
     published_ms = publication_ms(now)

@@ -106,3 +106,15 @@ def test_a_line_past_the_largest_event_is_cut_when_read_and_dead_lettered(
         assert all(
             "1,048,577 bytes or more, past the 1,048,576 an event may have" in d["error"] for d in letters
         )
+
+
+@pytest.mark.parametrize("command", ["offline", "backtest", "replay"])
+def test_an_events_file_named_with_a_terminal_escape_is_refused_escaped(tmp_path: Path, command: str) -> None:
+    """The progress bar and the errors named the file raw: its escape sequence set the terminal's
+    title and colours."""
+    events = tmp_path / "ev\x1b]0;PWNED\x07\x1b[31m.jsonl"
+    events.write_bytes(orjson.dumps(started("a1", "2024-01-01T00:00:00Z", "e1")) + b"\n")
+    extra = ["--out", str(tmp_path / "out")] if command == "offline" else []
+    result = CliRunner().invoke(main, [command, str(events), *extra, "--quiet"])
+    assert result.exit_code == 2 and "holds control characters: rename the file" in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output and "\\x1b]0;PWNED" in result.output

@@ -440,3 +440,14 @@ def test_every_account_says_who_it_is_once_with_its_first_subscription(
         assert event["occurred_at"] == first[event["account_id"]]["occurred_at"]
     assert {event["owner"] for event in profiles} <= set(CSMS)
     assert {event["segment"] for event in profiles} == {"smb", "mid-market", "enterprise"}
+
+
+def test_cli_refuses_an_out_it_cannot_write_before_simulating(tmp_path: Path) -> None:
+    """--out /proc/x.jsonl was a traceback once the portfolio was built; --out '' another."""
+    cannot = CliRunner().invoke(simulate, ["--accounts", "2", "--months", "1", "--out", "/proc/x/y.jsonl"])
+    assert cannot.exit_code == 1 and "cannot create the folder /proc/x" in cannot.output, cannot.output
+    empty = CliRunner().invoke(simulate, ["--accounts", "2", "--months", "1", "--out", ""])
+    assert empty.exit_code == 2 and "names no file" in empty.output, empty.output
+    deeper = tmp_path / "new" / "deeper" / "x.jsonl"
+    made = CliRunner().invoke(simulate, ["--accounts", "2", "--months", "1", "--quiet", "--out", str(deeper)])
+    assert made.exit_code == 0 and deeper.exists(), made.output
