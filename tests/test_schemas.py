@@ -48,3 +48,20 @@ def test_check_outside_the_repository_says_the_folder_does_not_exist(
         "(run this from the repository's root, or give --dir)"
     ]
     assert not (tmp_path / "schemas").exists()
+
+
+def test_unreadable_schema_files_and_unwritable_folders_are_one_line(tmp_path: Path) -> None:
+    """A schema file that is not UTF-8, a folder in a schema file's place and an export to /proc
+    were tracebacks."""
+    export(tmp_path)
+    first, second = (tmp_path / name for name in list(FILES)[:2])
+    first.write_bytes(b"\xff\xfe not utf-8")
+    second.unlink()
+    second.mkdir()
+    check = CliRunner().invoke(main, ["schemas", "check", "--dir", str(tmp_path)])
+    assert check.exit_code == 1 and "Traceback" not in check.output, check.output
+    assert f"{first} cannot be read" in check.output and f"{second} cannot be read" in check.output
+    written = CliRunner().invoke(main, ["schemas", "export", "--dir", "/proc/healthstream-schemas"])
+    assert (
+        written.exit_code == 1 and "cannot write the schemas to /proc/healthstream-schemas" in written.output
+    )

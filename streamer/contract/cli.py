@@ -25,7 +25,13 @@ def schemas() -> None:
 )
 def export_command(directory: Path) -> None:
     """Write one schema file per event family and output record."""
-    for path in export(directory):
+    try:
+        written = export(directory)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write the schemas to {directory}: {exc.strerror or exc}"
+        ) from None
+    for path in written:
         click.echo(f"wrote {path}")
 
 

@@ -57,6 +57,12 @@ def differences(directory: Path = SCHEMA_DIR) -> list[str]:
         path = directory / name
         if not path.exists():
             problems.append(f"{path} is missing")
-        elif path.read_text() != render(name):
+            continue
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:  # a folder in its place, bytes that are not UTF-8
+            problems.append(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc})")
+            continue
+        if text != render(name):
             problems.append(f"{path} disagrees with the models")
     return problems
