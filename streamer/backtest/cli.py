@@ -114,7 +114,7 @@ def _replay(
     except ValueError as exc:
         if progress is not None:
             progress.__exit__(type(exc), exc, exc.__traceback__)
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"{events}: {exc}") from None
     if progress is not None:
         progress.__exit__(None, None, None)
     return history

@@ -117,7 +117,11 @@ def _span(keyed: list[tuple[int, int, bytes]]) -> tuple[int, int, int]:
     """(first event, first activity event, last event) times among the readable lines."""
     times = [ts for ts, _, _ in keyed if ts != UNREADABLE]
     if not times:
-        raise ValueError("no readable events in the file")
+        raise ValueError(
+            "no event in the file is valid and within the [input] event-time bounds (with --now, "
+            "events after it are refused); `streamer offline FILE --out DIR` dead-letters each "
+            "line with its reason"
+        )
     activity = [ts for ts, family, _ in keyed if ts != UNREADABLE and family != 0]
     return times[0], (activity[0] if activity else times[0]), times[-1]
 

@@ -41,6 +41,8 @@ def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | No
     try:
         event = EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:
+        if raw[:3] == b"\xef\xbb\xbf" or raw[:1] == "\ufeff":  # saved "with BOM" by a Windows tool
+            raise Rejected("starts with a UTF-8 byte order mark (EF BB BF): write JSON without it") from None
         raise Rejected(describe_validation_error(exc)) from None
     if family is not None and EVENT_FAMILY[event.event_type] != family:
         allowed = ", ".join(sorted(FAMILY_EVENT_TYPES[family]))

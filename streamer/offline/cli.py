@@ -74,7 +74,8 @@ def _writer(handle: IO[bytes]) -> Any:
     type=click.IntRange(1, 1024),
     default=None,
     help="Processes scoring partitions at once, each reading the file and scoring its share of the "
-    "partitions; the outputs are byte-identical whatever the number. Default: the CPUs available, "
+    "partitions; the outputs are byte-identical whatever the number (but for a dead letter's "
+    "received_at, the wall clock when it was written). Default: the CPUs available, "
     "at most one per partition. 1: all in this process.",
 )
 @now_option()

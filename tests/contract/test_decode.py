@@ -504,3 +504,10 @@ def test_names_in_any_script_and_free_text_with_line_breaks_are_accepted() -> No
     assert isinstance(profile, AccountUpdated) and profile.name == persian
     answer = decode_event(orjson.dumps(message("survey.answered", comment="line one\nline two\t!")))
     assert answer.comment == "line one\nline two\t!"
+
+
+def test_a_byte_order_mark_before_the_json_is_named() -> None:
+    """A JSONL file saved "with BOM" dead-lettered its first event as `not valid JSON: expected
+    value at line 1 column 1`, which does not say what to fix."""
+    raw = b"\xef\xbb\xbf" + orjson.dumps(message("usage.recorded"))
+    assert rejected(raw) == "starts with a UTF-8 byte order mark (EF BB BF): write JSON without it"
