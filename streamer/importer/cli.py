@@ -222,6 +222,11 @@ def import_tables(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(render_summary(summary))
+    if summary.events == 0:  # exit 0 with an empty file read as an import that worked
+        why = (
+            "every row is after the end of the data" if sum(summary.after_end.values()) else "no row made one"
+        )
+        raise click.ClickException(f"no event written to {out}: {why} (the summary above says what was read)")
 
 
 def _show_preset(ctx: click.Context, value: str | None) -> None:

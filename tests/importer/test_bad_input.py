@@ -272,3 +272,13 @@ def test_a_column_named_twice_and_an_event_type_named_twice_are_refused(tmp_path
     lookup.write_text(lookup.read_text() + f"{first_id},renamed\n")
     renamed = run_import(tmp_path / "again", mapping, tmp_path / "o2.jsonl")
     assert renamed.exit_code != 0 and "is named again ('renamed'; before:" in renamed.output, renamed.output
+
+
+def test_an_import_that_writes_no_event_fails(tmp_path: Path) -> None:
+    """--data-end 0001-01-01 wrote an empty file and exited 0."""
+    mapping = write_export(tmp_path / "export")
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--data-end", "0001-01-01")
+    assert result.exit_code == 1, result.output
+    assert (
+        "no event written to" in result.output and "every row is after the end of the data" in result.output
+    )
