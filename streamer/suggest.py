@@ -33,5 +33,10 @@ def _closest_key(model: type[BaseModel], location: Sequence[int | str]) -> str:
         current = _model_of(field.annotation) if field is not None else None
     if current is None or not location:
         return ""
-    close = difflib.get_close_matches(str(location[-1]), list(current.model_fields), n=1, cutoff=0.6)
+    return did_you_mean(str(location[-1]), list(current.model_fields))
+
+
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+    """`" (did you mean 'support'?)"` when one of `choices` is close to `name`; else ""."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -8,7 +8,6 @@ unknown key's value: webhook URLs and headers carry credentials).
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
 from enum import StrEnum
@@ -29,6 +28,7 @@ from pydantic_core import ErrorDetails
 from streamer.contract.vocabulary import Severity
 from streamer.core.alerts import RULES
 from streamer.settings import read_toml
+from streamer.suggest import did_you_mean
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -101,8 +101,7 @@ class Destination(Strict):
         # A misspelt rule matched no alert: the destination received nothing, without a word.
         for rule in rules:
             if rule not in RULES:
-                close = difflib.get_close_matches(rule, RULES, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else f"; rules are {', '.join(RULES)}"
+                hint = did_you_mean(rule, RULES) or f"; rules are {', '.join(RULES)}"
                 raise ValueError(f"unknown alert rule {rule!r}{hint}")
         return rules
 
