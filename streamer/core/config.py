@@ -24,7 +24,7 @@ COMPONENTS = ("adoption", "support", "sentiment", "financial")
 # Bounds on what a file may say. A value past them is a typo or an attack: an infinite weight
 # renormalised the score to NaN and a lateness of 1e300 days overflowed the state encoding.
 MAX_WEIGHT = 1e6
-MAX_DAYS = 3660  # ten years, as input.max_backdate_days
+MAX_DAYS = 3660  # ten years
 MAX_COUNT = 10**9
 MAX_LOG_ODDS = 1e6  # per unit of a model's input: far beyond any fitted coefficient
 MAX_RATE = Decimal(10**9)  # units of the reporting currency per unit of another
@@ -492,10 +492,10 @@ class Input(Strict):
     max_term_years: Annotated[float, Field(gt=0, le=100)] = 100  # term_end/effective_at after occurred_at
     # How far before its occurred_at a cancellation may take effect: further back it would rewrite
     # months the allowed lateness has closed (as an event that late is refused).
-    max_backdate_days: Annotated[float, Field(ge=0, le=3660)] = 7
+    max_backdate_days: Days = 7
     max_attributes: Annotated[int, Field(ge=0, le=64)] = 32  # account.updated attributes
     max_attribute_length: Annotated[int, Field(ge=1, le=1000)] = 256  # characters of an attribute value
-    max_override_days: Annotated[float, Field(gt=0, le=3660)] = 366  # expires_at after occurred_at
+    max_override_days: Annotated[float, Field(gt=0, le=MAX_DAYS)] = 366  # expires_at after occurred_at
 
     @cached_property
     def earliest_ms(self) -> int:
