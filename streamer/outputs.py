@@ -5,7 +5,7 @@ and an output naming the input replaced the input."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import click
@@ -21,12 +21,10 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def refuse_overwriting(outputs: Iterable[Path | None], inputs: Iterable[Path | None]) -> None:
+def _refuse_overwriting(outputs: Iterable[Path], inputs: Iterable[Path | None]) -> None:
     """A one-line error when an output would be written over an input."""
     sources = [path for path in inputs if path is not None]
     for output in outputs:
-        if output is None:
-            continue
         for source in sources:
             if same_file(output, source):
                 raise click.ClickException(
@@ -35,7 +33,7 @@ def refuse_overwriting(outputs: Iterable[Path | None], inputs: Iterable[Path | N
                 )
 
 
-def make_folder(folder: Path) -> None:
+def _make_folder(folder: Path) -> None:
     """Create `folder` (and its parents); a one-line error when it cannot be."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -45,7 +43,7 @@ def make_folder(folder: Path) -> None:
         ) from None
 
 
-def check_writable(path: Path) -> None:
+def _check_writable(path: Path) -> None:
     """A one-line error when `path` (a file, created if absent) cannot be written; nothing is
     left behind that was not there."""
     existed = path.exists()
@@ -58,3 +56,13 @@ def check_writable(path: Path) -> None:
         ) from None
     if not existed:
         path.unlink(missing_ok=True)
+
+
+def prepare(outputs: Sequence[Path | None], inputs: Iterable[Path | None] = ()) -> None:
+    """Before the work: refuse an output that is one of `inputs`, create each output's folder
+    and try writing each output (None: an output not asked for)."""
+    asked = [path for path in outputs if path is not None]
+    _refuse_overwriting(asked, inputs)
+    for path in asked:
+        _make_folder(path.parent)
+        _check_writable(path)

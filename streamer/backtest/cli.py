@@ -23,7 +23,7 @@ from streamer.cli_options import (
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
 from streamer.offline.runner import publication_ms
-from streamer.outputs import check_writable, make_folder, refuse_overwriting
+from streamer.outputs import prepare
 from streamer.progress import Progress
 from streamer.settings import ConfigError, Settings, read_toml
 
@@ -41,22 +41,6 @@ def _config_text(base: dict[str, Any], fitted: Fitted, header: list[str]) -> str
     from streamer.backtest.configfile import tuned_config_text
 
     return tuned_config_text(base, fitted.weights, header, fitted.signal_weights, fitted.model)
-
-
-def _prepare_outputs(files: list[Path | None], folders: list[Path | None], inputs: list[Path | None]) -> None:
-    """Create the folders the outputs go to and try each output before the replay, so that a path
-    that cannot be written fails at once, not after minutes of work with the results lost; and
-    refuse an output that is an input (--replay-cache EVENTS replaced the events with a cache)."""
-    refuse_overwriting(files, inputs)
-    wanted = [path.parent for path in files if path is not None] + [path for path in folders if path]
-    for folder in wanted:
-        make_folder(folder)
-    for output in files:
-        if output is not None:
-            check_writable(output)
-    for plots in folders:
-        if plots is not None:
-            check_writable(plots / ".healthstream-write-check")
 
 
 TUNING_OPTIONS = ("holdout", "top_features", "min_churned_accounts")
@@ -293,7 +277,10 @@ def backtest(
     _tuning_options_need_tune(tune_weights)
 
     partitions = partitions or settings.partitions
-    _prepare_outputs([json_path, write_config, replay_cache], [plots_dir], [events, source])
+    # Checked before the replay: a path that cannot be written failed after minutes of work, and
+    # --replay-cache EVENTS replaced the events with a cache. The plots folder by a probe file.
+    plots_probe = plots_dir / ".healthstream-write-check" if plots_dir is not None else None
+    prepare([json_path, write_config, replay_cache, plots_probe], [events, source])
     made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
     history = load_replay(replay_cache, made_from) if replay_cache is not None else None
     if history is not None and not quiet:

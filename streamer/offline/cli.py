@@ -40,7 +40,7 @@ from streamer.offline.runner import (
     publication_ms,
     time_window,
 )
-from streamer.outputs import check_writable, make_folder, refuse_overwriting
+from streamer.outputs import prepare
 from streamer.progress import Progress
 from streamer.settings import Settings
 
@@ -101,11 +101,8 @@ def offline(
     settings = Settings()
     source = config_path or settings.score_config
     config = score_config_or_fail(source)
-    outputs = [out_dir / name for name in OUTPUTS]
-    refuse_overwriting(outputs, [events, source])  # an input named alerts.jsonl in --out was emptied
-    make_folder(out_dir)
-    for output in outputs:
-        check_writable(output)
+    # an input named alerts.jsonl in --out was emptied; --out /proc/x was a traceback
+    prepare([out_dir / name for name in OUTPUTS], [events, source])
     published_ms = publication_ms(now)
     count = partitions or settings.partitions
     processes = min(jobs or default_jobs(count), count)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from streamer.cli_options import quiet_option
-from streamer.outputs import check_writable, make_folder
+from streamer.outputs import prepare
 from streamer.sim.config import MAX_ACCOUNTS, SimulationConfig
 from streamer.sim.sink import DEFAULT_GZIP_LEVEL
 from streamer.sim.writer import WriteReport, truth_path_for, write_simulation
@@ -160,9 +160,7 @@ def simulate(
     truth_path = truth or truth_path_for(out)
     if truth_path.resolve() == out.resolve():
         raise click.UsageError(f"--truth must differ from --out ({out})")
-    for path in (out, truth_path):  # a traceback after the whole portfolio was built, before
-        make_folder(path.parent)
-        check_writable(path)
+    prepare([out, truth_path])  # a traceback after the whole portfolio was built, before
 
     def progress(lines: int, rate: float, occurred_at: str) -> None:
         click.echo(f"  {lines:>12,} records  {rate:>10,.0f}/s  event time {occurred_at}", err=True)
