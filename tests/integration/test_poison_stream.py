@@ -142,6 +142,13 @@ def test_a_poisoned_live_stream_dead_letters_the_bad_and_gives_offlines_answers_
     assert "the worker exits" not in worker.text()
 
 
+def applied_live(deployment: Deployment, events: Path) -> None:
+    """A worker started, `events` published, and every one of them applied."""
+    worker = deployment.start_worker()
+    deployment.replay(events)
+    deployment.settle(worker)
+
+
 def test_made_up_subscription_ids_never_block_an_accounts_real_subscription(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:
@@ -173,9 +180,7 @@ def test_made_up_subscription_ids_never_block_an_accounts_real_subscription(
     events = tmp_path / "made-up.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
     deployment = deploy()
-    worker = deployment.start_worker()
-    deployment.replay(events)
-    deployment.settle(worker)
+    applied_live(deployment, events)
     [letter] = deployment.dead_letters()
     assert "'fake-64', that never started" in letter["error"], letter["error"]
     assert deployment.final_snapshots()["acme"]["mrr"] == "250.00"
@@ -205,9 +210,7 @@ def test_starting_subscriptions_known_from_cancellations_stays_within_the_cap_li
     events = tmp_path / "cycles.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
     deployment = deploy()
-    worker = deployment.start_worker()
-    deployment.replay(events)
-    deployment.settle(worker)
+    applied_live(deployment, events)
     letters = deployment.dead_letters()
     assert len(letters) == 64 and all("limits.max_subscriptions" in d["error"] for d in letters), letters[:2]
     assert deployment.final_snapshots()["acme"]["mrr"] == "64.00"  # 64 at 1.00 until their cancellations
@@ -242,9 +245,7 @@ def test_a_subscription_that_never_changed_keeps_its_price_past_the_account_step
     events = tmp_path / "steps.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
     deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config)})
-    worker = deployment.start_worker()
-    deployment.replay(events)
-    deployment.settle(worker)
+    applied_live(deployment, events)
     assert deployment.dead_letters() == []
     assert deployment.final_snapshots()["acme"]["mrr"] == "1201.00"
     assert [a["rule"] for a in deployment.alerts() if a["rule"] == "mrr_contraction"] == []
@@ -299,9 +300,7 @@ def test_a_cancellation_dated_before_its_start_ends_the_subscription_live(
     events = tmp_path / "mistake.jsonl"
     events.write_bytes(b"".join(orjson.dumps({"account_id": "acct-cx", **line}) + b"\n" for line in lines))
     deployment = deploy()
-    worker = deployment.start_worker()
-    deployment.replay(events)
-    deployment.settle(worker)
+    applied_live(deployment, events)
     assert deployment.dead_letters() == []
     snapshot = deployment.final_snapshots()["acct-cx"]
     assert snapshot["mrr"] == "0.00", snapshot  # it never paid: not churned either
