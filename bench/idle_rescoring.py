@@ -51,21 +51,22 @@ class Probe(PartitionEngine):
 
     def __init__(self, *args: Any, counts: Counter[str], **kwargs: Any) -> None:
         self.counts = counts
+        self.last: dict[str, Evaluation] = {}  # the engine lets an evaluation go once published
         super().__init__(*args, **kwargs)
 
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
-        before = self.evaluations.get(account.account_id)
+        before = self.last.get(account.account_id)
         # a tick's re-scoring of an account that folded no event since its last scoring (usage
         # folded but not yet scored, see `usage_rescore_minutes`, is an event: not idle)
         idle = (
             trigger is None and now % DAY == 0 and before is not None and account.last_event_at <= before.now
         )
         alerts = super()._score(account, now, trigger)
+        after = self.last[account.account_id] = self.evaluations[account.account_id]
         counts = self.counts
         counts["scorings"] += 1
         if not idle or before is None:
             return alerts
-        after = self.evaluations[account.account_id]
         band = after.band != before.band
         reasons = [r["signal"] for r in explain(after)] != [r["signal"] for r in explain(before)]
         visible = band or bool(alerts) or reasons

@@ -9,7 +9,8 @@ write pattern: one changelog record per touched account per batch). Prints:
   3. resident Python memory of the decoded accounts (what a worker keeps cached), per account
      (tracemalloc; and the growth of the process's RSS the first time they are decoded), and
      where it goes: a `sys.getsizeof` walk of each part, objects reached from more than
-     one account (interned words, shared days and scores) left out.
+     one account (interned words, shared days and scores) left out; and what the partition
+     engine keeps beside them: each account's last snapshot, compressed.
 
     .venv/bin/python bench/state_size.py                        # 500 accounts x 2 months
     .venv/bin/python bench/state_size.py --accounts 200 --months 12
@@ -175,6 +176,20 @@ def child_decoded_rss(path: Path) -> None:
     print(rss() - before, f"({len(decoded)} accounts)")
 
 
+def kept_snapshots(engines: list[PartitionEngine]) -> int:
+    """Bytes the engines keep per account once every snapshot is taken, as a worker publishes
+    them (each account's last one, compressed, in place of its evaluation; tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    for engine in engines:
+        for account_id in engine.take_dirty():
+            engine.snapshot(account_id)
+    gc.collect()
+    kept, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return kept
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--decoded-rss"]:
         child_decoded_rss(Path(sys.argv[2]))
@@ -207,6 +222,7 @@ def main() -> None:
 
     accounts = [account for store in stores for account in store.values()]
     n = len(accounts)
+    kept = kept_snapshots(engines) / n
     print(f"state_size: {path.name}: {count:,} events, {n} accounts")
     print(f"revision {git_revision()}, load {load()}")
     print()
@@ -246,6 +262,7 @@ def main() -> None:
     for name, size in parts_resident.items():
         print(f"  {name:32} {size:9,.0f}")
     print(f"  {'sum':32} {sum(parts_resident.values()):9,.0f}")
+    print(f"the partition engine's last snapshot kept per account (compressed): {kept:,.0f} B")
     write_json(
         args.json,
         {
@@ -255,6 +272,7 @@ def main() -> None:
             "record_bytes_per_account": whole_c / n,
             "tracemalloc_bytes_per_account": resident / n,
             "rss_bytes_per_account": grown / n,
+            "kept_snapshot_bytes_per_account": kept,
         },
     )
 

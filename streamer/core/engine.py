@@ -23,6 +23,7 @@ from streamer.core.money import format_money
 from streamer.core.overrides import apply_override
 from streamer.core.peers import PeerHistory, PeerReference, build_reference, on_grid
 from streamer.core.portfolio import PeriodAggregates
+from streamer.core.published import Published
 from streamer.core.revenue import Revenue
 from streamer.core.score import Evaluation, evaluate
 from streamer.core.snapshot import build_snapshot
@@ -79,7 +80,10 @@ class PartitionEngine:
         self.members: set[str] = set(accounts)
         self.periods = PeriodAggregates(config.time.portfolio_history_months)
         self.totals = Totals()
+        # Evaluations made since the account's snapshot was last taken; once taken, the snapshot
+        # is kept compact in `published` and the evaluation let go (it is 5x the size).
         self.evaluations: dict[str, Evaluation] = {}
+        self.published = Published()
         self.dirty: set[str] = set()  # accounts scored since their snapshot was last taken
         self._lateness = int(config.time.allowed_lateness_days * DAY)
         self._interval = int(config.time.rescore_interval_hours * HOUR)
@@ -456,15 +460,22 @@ class PartitionEngine:
     # -- outputs ----------------------------------------------------------------------------------
 
     def snapshot(self, account_id: str) -> dict[str, Any]:
-        """The account's current `cs.health` record."""
-        account = self.accounts[account_id]
-        evaluation = self.evaluations.get(account_id)
+        """The account's current `cs.health` record: built from its latest evaluation, or the one
+        taken last when it was not scored since (exactly what was published: the projection's
+        re-staging reads it), or, after a recovery, evaluated again at its last scoring instant."""
+        evaluation = self.evaluations.pop(account_id, None)
         if evaluation is None:
+            kept = self.published.get(account_id)
+            if kept is not None:
+                return kept
+            account = self.accounts[account_id]
             evaluation = evaluate(
                 account.inputs(self.usage_since), account.now, self.config, self.peers.at(account.now)
             )
             evaluation = apply_override(evaluation, account.override, self.config)
-        return build_snapshot(account, evaluation, self._currency, self.config.model)
+        snapshot = build_snapshot(self.accounts[account_id], evaluation, self._currency, self.config.model)
+        self.published.keep(account_id, snapshot)
+        return snapshot
 
     def take_dirty(self) -> list[str]:
         """Accounts whose snapshot changed since the last call, in a stable order."""

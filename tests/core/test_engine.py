@@ -7,6 +7,8 @@ import random
 from streamer.core.account import INDEXED_FROM, SeenIds
 from streamer.core.config import Limits, ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, REJECTED
+from streamer.core.score import evaluate
+from streamer.core.snapshot import build_snapshot
 from streamer.core.support import HORIZON_DAYS as SUPPORT_DAYS
 from streamer.core.usage import HORIZON_DAYS as USAGE_DAYS
 
@@ -201,3 +203,40 @@ def test_account_state_stays_bounded_over_two_years() -> None:
 def test_event_built_from_raw_dict() -> None:
     event = decode(raw("usage.recorded", "acme", at(1), user_id="u", feature="f"))
     assert Feed()(event)[0].status == ACCEPTED
+
+
+def test_a_taken_snapshot_is_kept_compact_and_given_again_as_published() -> None:
+    """Once an account's snapshot is taken its evaluation is let go (it is about five times the
+    size of the kept snapshot), and asking again gives exactly what was published, also after
+    usage was applied without a re-scoring (within `usage_rescore_minutes`), where evaluating
+    again at the account's last scoring instant gives another record: the projection's
+    re-staging publishes this answer again."""
+    feed = Feed()
+    feed(started("acme", at(1), "100"), usage("acme", at(2), "u1"))
+    engine = feed.engine
+    assert engine.take_dirty() == ["acme"]
+    published = engine.snapshot("acme")
+    assert "acme" not in engine.evaluations
+    assert len(engine.published) == 1
+
+    feed(usage("acme", at(2, minute=5), "u2", count=40))  # within the hour: not re-scored
+    assert engine.take_dirty() == []
+    account = feed.account("acme")
+    evaluation = evaluate(
+        account.inputs(engine.usage_since), account.now, feed.config, engine.peers.at(account.now)
+    )
+    evaluated_again = build_snapshot(account, evaluation, "USD")
+    assert evaluated_again != published  # what re-staging published before the snapshot was kept
+    assert engine.snapshot("acme") == published
+    engine.snapshot("acme")["score"] = -1  # each answer is the caller's own
+    assert engine.snapshot("acme") == published
+
+
+def test_a_snapshot_asked_for_before_it_is_published_is_the_one_published() -> None:
+    """Re-staging may take a scored account's snapshot before the batch publishes it: both get
+    the same record, built once from the evaluation."""
+    feed = Feed()
+    feed(started("acme", at(1), "100"), usage("acme", at(2), "u1"))
+    staged = feed.engine.snapshot("acme")
+    [dirty] = feed.engine.take_dirty()
+    assert feed.engine.snapshot(dirty) == staged

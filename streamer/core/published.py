@@ -1,0 +1,40 @@
+"""The last snapshot taken of each account, kept compact: re-staging the projection reads back
+exactly what was published, without keeping every account's Evaluation alive."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+
+LEVEL = 1  # zlib's fastest level: tens of microseconds per snapshot
+
+
+class Published:
+    """Account -> its last snapshot as zlib-compressed JSON. The first snapshot kept is the
+    compression dictionary of all of them (the portfolio's own field names, plans, reasons and
+    currency), so a 2 KB snapshot keeps about 600 bytes, where its Evaluation took about 5 KB.
+    Each `get` decodes a fresh dict, so a caller may change what it gets."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, bytes] = {}
+        self._dictionary = b""
+
+    def keep(self, account_id: str, snapshot: dict[str, Any]) -> None:
+        encoded = orjson.dumps(snapshot)
+        if not self._dictionary:
+            self._dictionary = encoded
+        packer = zlib.compressobj(LEVEL, zdict=self._dictionary)
+        self._kept[account_id] = packer.compress(encoded) + packer.flush()
+
+    def get(self, account_id: str) -> dict[str, Any] | None:
+        kept = self._kept.get(account_id)
+        if kept is None:
+            return None
+        unpacker = zlib.decompressobj(zdict=self._dictionary)
+        snapshot: dict[str, Any] = orjson.loads(unpacker.decompress(kept) + unpacker.flush())
+        return snapshot
+
+    def __len__(self) -> int:
+        return len(self._kept)
