@@ -8,13 +8,17 @@ from typing import Any
 
 import orjson
 
-LEVEL = 1  # zlib's fastest level: tens of microseconds per snapshot
+# Raw deflate (no header or checksum: the bytes never leave the process) over a 4 KB window,
+# which holds a typical snapshot and the dictionary; zlib's default level: 490 bytes per
+# 2 KB snapshot in about 35 microseconds, where level 1 keeps 580 in as long.
+LEVEL = 6
+WINDOW_BITS = -12
 
 
 class Published:
     """Account -> its last snapshot as zlib-compressed JSON. The first snapshot kept is the
     compression dictionary of all of them (the portfolio's own field names, plans, reasons and
-    currency), so a 2 KB snapshot keeps about 600 bytes, where its Evaluation took about 5 KB.
+    currency), so a 2 KB snapshot keeps about 500 bytes, where its Evaluation took about 5 KB.
     Each `get` decodes a fresh dict, so a caller may change what it gets."""
 
     def __init__(self) -> None:
@@ -25,16 +29,21 @@ class Published:
         encoded = orjson.dumps(snapshot)
         if not self._dictionary:
             self._dictionary = encoded
-        packer = zlib.compressobj(LEVEL, zdict=self._dictionary)
+        packer = zlib.compressobj(LEVEL, zlib.DEFLATED, WINDOW_BITS, zdict=self._dictionary)
         self._kept[account_id] = packer.compress(encoded) + packer.flush()
 
     def get(self, account_id: str) -> dict[str, Any] | None:
         kept = self._kept.get(account_id)
         if kept is None:
             return None
-        unpacker = zlib.decompressobj(zdict=self._dictionary)
+        unpacker = zlib.decompressobj(WINDOW_BITS, zdict=self._dictionary)
         snapshot: dict[str, Any] = orjson.loads(unpacker.decompress(kept) + unpacker.flush())
         return snapshot
 
     def __len__(self) -> int:
         return len(self._kept)
+
+    @property
+    def nbytes(self) -> int:
+        """The compressed snapshots' bytes (without the mapping's own)."""
+        return sum(map(len, self._kept.values()))
