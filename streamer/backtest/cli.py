@@ -283,6 +283,7 @@ def backtest(
     prepare([json_path, write_config, replay_cache, plots_probe], [events, source])
     made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
     history = load_replay(replay_cache, made_from) if replay_cache is not None else None
+    reused = history is not None
     if history is not None and not quiet:
         click.echo(f"reusing the replay saved in {replay_cache}", err=True)
     if history is None:
@@ -309,7 +310,7 @@ def backtest(
             )
         except NotEnoughHistory as exc:  # the report of the configured score still stands
             cannot_tune = str(exc)
-    click.echo(render(result, str(events)))
+    click.echo(render(result, str(events), reused=replay_cache if reused else None))
     if write_config is not None and result.tuning is not None:  # first: the result that cost most
         header = _tuned_header(result.tuning, events, source)
         write_config.write_text(_config_text(_base_data(source), result.tuning.fitted, header))

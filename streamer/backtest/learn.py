@@ -175,19 +175,25 @@ class FeatureSpace:
     signals: tuple[str, ...]
     means: dict[str, float]  # 0-100 sub-score means over the training samples that have the signal
     indicators: tuple[str, ...]
+    # Signals of one value wherever present: no churn to learn from, so a penalty towards a prior
+    # (the default's weights) leaves their coefficient at the prior, and towards 0 at 0.
+    constant: frozenset[str] = frozenset()
 
     @classmethod
     def learn(cls, rows: Sequence[Mapping[str, float]]) -> FeatureSpace:
         names = sorted({name for row in rows for name in row})
         means: dict[str, float] = {}
         indicators: list[str] = []
+        constant: set[str] = set()
         for name in names:
             present = [row[name] for row in rows if name in row]
             means[name] = float(np.mean(present))
+            if min(present) == max(present):
+                constant.add(name)
             share = len(present) / len(rows)
             if MIN_MISSING_SHARE <= share <= 1 - MIN_MISSING_SHARE:
                 indicators.append(name)
-        return cls(tuple(names), means, tuple(indicators))
+        return cls(tuple(names), means, tuple(indicators), frozenset(constant))
 
     @property
     def columns(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from streamer.backtest.analysis import (
@@ -23,7 +24,6 @@ from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
 
-AUC_TARGET = 0.75
 RATIO_TARGET = 3.0
 
 
@@ -59,12 +59,18 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def render(result: Backtest, source: str) -> str:
+def render(result: Backtest, source: str, reused: Path | None = None) -> str:
+    """The report; `reused`: the replay cache the replay was read from (made in its seconds)."""
     replay = result.replay
     h30, h60 = result.horizons[30], result.horizons[60]
+    replayed = (
+        f"read from the replay saved in {reused} (made in {replay.seconds:.1f} s)"
+        if reused is not None
+        else f"replayed in {replay.seconds:.1f} s"
+    )
     parts = [
         f"backtest of {source}: {replay.lines:,} lines ({replay.accepted:,} accepted, "
-        f"{replay.rejected:,} rejected) replayed in {replay.seconds:.1f} s",
+        f"{replay.rejected:,} rejected) {replayed}",
         f"events {day(replay.data_start)} .. {day(replay.data_end)}, "
         f"activity from {day(replay.activity_start)}; "
         f"{len(replay.month_starts)} month starts sampled ({day(replay.month_starts[0])} .. "
@@ -236,12 +242,16 @@ def _band_cells(rate: BandRate) -> list[str]:
 
 
 def targets(result: Backtest) -> str:
+    """The score's targets at 60 days: rank churn at least as well as the activity count on the
+    same samples, and red churning at least `RATIO_TARGET` times as often as green."""
     h60 = result.horizons[60]
-    auc_ok = h60.pooled_auc is not None and h60.pooled_auc >= AUC_TARGET
+    baseline = result.baseline.get(60)
+    auc_ok = h60.pooled_auc is not None and baseline is not None and h60.pooled_auc >= baseline
     ratio_ok = h60.red_green is not None and h60.red_green >= RATIO_TARGET
     return (
-        f"targets: AUC 60d {_num(h60.pooled_auc)} >= {AUC_TARGET} {'met' if auc_ok else 'NOT MET'}; "
-        f"red/green churn 60d {_ratio(h60.red_green)} >= {RATIO_TARGET:g}x {'met' if ratio_ok else 'NOT MET'}"
+        f"targets of the score tested: AUC 60d {_num(h60.pooled_auc)} >= the baseline's {_num(baseline)} "
+        f"{'met' if auc_ok else 'NOT MET'}; red/green churn 60d {_ratio(h60.red_green)} >= "
+        f"{RATIO_TARGET:g}x {'met' if ratio_ok else 'NOT MET'}"
     )
 
 
@@ -349,7 +359,7 @@ def render_tuning(tuning: TuneResult) -> list[str]:
                 f"{tuning.default_signal_weights.get(name, 0.0):g}",
                 f"{tuning.fitted.signal_weights.get(name, 0.0):.3f}",
                 f"{math.exp(-0.1 * coefficient):.2f}",
-                f"{health.space.means[name]:.1f}",
+                f"{health.space.means[name]:.1f}" + (" (constant)" if name in health.space.constant else ""),
                 _num(health.missing.get(name)),
                 f"{plain.coefficients[name]:+.3f}",
             ]
@@ -361,6 +371,16 @@ def render_tuning(tuning: TuneResult) -> list[str]:
             rows,
         )
     )  # fmt: skip
+    lines.append(
+        "churn odds x per -10 pts: of the health fit (the tuned weights), for 10 sub-score points "
+        "less; plain coef: the plain fit's log-odds per sub-score / 100, unconstrained (signals "
+        "that move together can take large coefficients of opposite signs)"
+    )
+    if health.space.constant & set(health.space.signals):
+        lines.append(
+            "(constant): one value over every training sample, so nothing to learn from: its "
+            "health coefficient is the default's weight and its plain coefficient 0"
+        )
     volumes = [
         f"{name.removeprefix(VOLUME_PREFIX)} {value:+.3f}"
         for name, value in plain.coefficients.items()

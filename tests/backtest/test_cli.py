@@ -62,9 +62,13 @@ def test_backtest_reports_auc_churn_by_band_and_alerts(events: Path, tmp_path: P
         "all at-risk",
     ):
         assert heading in out
-    assert "targets: AUC 60d" in out
     assert "Tuning" not in out
     data: dict[str, Any] = orjson.loads(figures.read_bytes())
+    auc, baseline = data["horizons"]["60"]["auc"], data["baseline"]["auc"]["60"]
+    verdict = "met" if auc >= baseline else "NOT MET"
+    assert (
+        f"targets of the score tested: AUC 60d {auc:.3f} >= the baseline's {baseline:.3f} {verdict};" in out
+    )
     assert data["lines"] > 10_000 and data["rejected"] == 0
     for days in ("30", "60"):
         horizon = data["horizons"][days]
@@ -440,3 +444,15 @@ def test_the_tuned_config_is_written_before_the_plots_and_the_figures(
     assert isinstance(result.exception, OSError)
     assert load_score_config(tuned).model is not None
     assert not figures.exists()
+
+
+def test_a_replay_read_from_its_cache_says_so_with_the_time_it_took_once(
+    events: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "replay.gz"
+    first = invoke("backtest", events, *WARMUP, "--quiet", "--replay-cache", cache)
+    assert first.exit_code == 0, first.output
+    assert "replayed in" in first.output and "read from the replay" not in first.output
+    again = invoke("backtest", events, *WARMUP, "--quiet", "--replay-cache", cache)
+    assert again.exit_code == 0, again.output
+    assert f"read from the replay saved in {cache} (made in " in again.output

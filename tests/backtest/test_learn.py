@@ -83,6 +83,14 @@ def test_missing_signals_take_the_training_mean_and_a_missing_column() -> None:
     assert space.matrix([{"a": 100.0}]).tolist() == [[1.0, 0.3, 1.0]]
 
 
+def test_a_signal_of_one_value_wherever_present_is_marked_constant() -> None:
+    """Nothing can be learned from it (a month-to-month portfolio's renewal always within the
+    month): the report says its tuned weight is the default's, not a finding."""
+    rows = [{"a": 80.0, "b": 0.0, "c": 5.0}, {"a": 40.0, "b": 0.0}, {"a": 60.0, "b": 0.0, "c": 5.0}]
+    space = FeatureSpace.learn(rows)
+    assert space.constant == frozenset({"b", "c"})
+
+
 def test_folds_never_fit_on_a_label_that_reaches_their_validation_month() -> None:
     months = [m * 31 * DAY for m in range(8)]
     folds = time_folds(months, 60)
