@@ -13,6 +13,9 @@ from streamer.core.score import SIGNAL_COMPONENT, Evaluation, Raw
 Reason = dict[str, float | str | None]
 
 REASON_BELOW = 70.0  # signals scoring under this are worth a sentence
+# A signal ranked among peers scores its standing (healthier higher): only the less healthy half
+# is a reason ("overall use low ..., top 43% of all paying accounts" contradicted itself).
+PEER_REASON_BELOW = 50.0
 MAX_REASONS = 4
 
 
@@ -147,10 +150,11 @@ def reason(signal: str, value: Raw, evaluation: Evaluation) -> Reason:
 def explain(evaluation: Evaluation, limit: int = MAX_REASONS) -> list[Reason]:
     """The signals that cost the most score, worst first, in plain words."""
     weights = evaluation.weights
+    ranked = evaluation.facts.percentiles
     costs = [
         ((100.0 - sub) * weights[SIGNAL_COMPONENT[signal]], signal, value)
         for signal, (value, sub) in evaluation.signals.items()
-        if sub < REASON_BELOW and signal not in evaluation.inert
+        if sub < (PEER_REASON_BELOW if signal in ranked else REASON_BELOW) and signal not in evaluation.inert
     ]
     costs.sort(key=lambda item: (-item[0], item[1]))
     reasons = [reason(signal, value, evaluation) for _, signal, value in costs[:limit]]

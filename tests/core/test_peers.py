@@ -213,6 +213,17 @@ def test_a_reason_says_where_the_account_stands_among_its_peers() -> None:
     assert reasons["events_28d"]["percentile"] == 12.5
 
 
+def test_a_signal_ranked_in_the_healthier_half_of_its_peers_is_no_reason() -> None:
+    """a3 stands at 62.5 among its peers: under the 70 that makes a fixed-curve signal a reason,
+    but "84 product events ..., top 38%" is no reason to worry; a2 at 37.5 is one."""
+    weighted = SignalWeights(events_28d=2.0)
+    feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan"), signal_weights=weighted))
+    healthier = feed.evaluate("a3", at(40, 12))
+    assert healthier.signals["events_28d"] == (84, 62.5)
+    assert "events_28d" not in {r["signal"] for r in explain(healthier)}
+    assert "events_28d" in {r["signal"] for r in explain(feed.evaluate("a2", at(40, 12)))}
+
+
 def test_the_snapshot_carries_the_peer_standing() -> None:
     feed = paying_portfolio(ScoreConfig(peers=Peers(min_peers=4, group_by="plan")))
     snapshot = feed.snapshot("a4")
