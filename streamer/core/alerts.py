@@ -282,9 +282,15 @@ def _silence(current: Evaluation, memory: AlertMemory, rules: Rules, observed: O
 def _renewal_at_risk(
     current: Evaluation, memory: AlertMemory, rules: Rules, observed: Observed
 ) -> Candidate | None:
-    """A renewal within `renewal_at_risk_days` while not green (as severe as the band)."""
-    days_to_renewal = current.facts.days_to_renewal
+    """A renewal within `renewal_at_risk_days` while not green (as severe as the band), of a term
+    longer than those days: an account renewing monthly is always within them, so the alert
+    would come at every month's renewal of every account not green and say nothing new."""
+    facts = current.facts
+    days_to_renewal = facts.days_to_renewal
     if days_to_renewal is None or days_to_renewal > rules.renewal_at_risk_days or current.band == Band.green:
+        return None
+    term = facts.renewal_term_days
+    if term is not None and term <= rules.renewal_at_risk_days:
         return None
     level = BAND_RANK[current.band]
     message = f"renewal in {days(days_to_renewal)} while {current.band}"

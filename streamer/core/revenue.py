@@ -318,6 +318,19 @@ class Revenue:
         ]
         return min(ends) if ends else None
 
+    def term_before(self, renewal: int, now: int) -> int | None:
+        """Length in ms of the term an active subscription ends at `renewal` (from its previous
+        term end, else its start); None when no such subscription's start is known."""
+        lengths = []
+        for sub in self.active_at(now):
+            if sub.term_end != renewal:
+                continue
+            earlier = [end for end in sub.term_ends if end < renewal]
+            begun = earlier[-1] if earlier else sub.started_at
+            if begun is not None:
+                lengths.append(renewal - begun)
+        return max(lengths) if lengths else None
+
     def primary_plan(self, now: int) -> str | None:
         """Plan of the largest active subscription (the latest one's when none is active)."""
         active = self.active_at(now)

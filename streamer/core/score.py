@@ -523,13 +523,25 @@ def _financial(
         # at 100 beyond 90 days). Churn comes at a term's end, so this separates the accounts
         # at risk soon from the committed ones on any portfolio with multi-month terms.
         facts["days_to_renewal"] = raw["days_to_renewal"] = (renewal - now) / DAY
-    elif stage != LifecycleStage.churned and _term_due(revenue, now):
+        term = revenue.term_before(renewal, now)
+        if term is not None:
+            facts["renewal_term_days"] = term / DAY
+        return
+    due = _term_due(revenue, now)
+    if stage != LifecycleStage.churned and due is not None:
         # Paying on a term that has ended and not (yet) renewed: at its renewal now. Without
         # this the signal vanished for that instant (a tick at the term end, or a renewal that
         # arrives later), the score jumped up and fell back when the renewal came: a score_drop.
         facts["days_to_renewal"] = raw["days_to_renewal"] = 0.0
+        term = revenue.term_before(due, now)
+        if term is not None:
+            facts["renewal_term_days"] = term / DAY
 
 
-def _term_due(revenue: Revenue, now: int) -> bool:
-    """Whether a paying subscription's term ended at or before `now` without a renewal yet."""
-    return any(sub.term_end is not None and sub.term_end <= now for sub in revenue.active_at(now))
+def _term_due(revenue: Revenue, now: int) -> int | None:
+    """The latest end of a paying subscription's term that ended at or before `now` without a
+    renewal yet (None: none did)."""
+    ends = [
+        sub.term_end for sub in revenue.active_at(now) if sub.term_end is not None and sub.term_end <= now
+    ]
+    return max(ends) if ends else None

@@ -21,6 +21,7 @@ from .events import (
     nps,
     opened,
     payment_failed,
+    renewed,
     resolved,
     stamp,
     started,
@@ -466,6 +467,33 @@ def test_renewal_at_risk_is_critical_when_red() -> None:
     feed = renewal_in_100_days(ScoreConfig(), 0)  # never used for 40 days: adoption 0 too
     [alert] = feed.raised("renewal_at_risk", "acme")
     assert (alert["band"], alert["severity"]) == ("red", "critical")
+
+
+def test_a_month_to_month_account_gets_no_renewal_alert_at_its_monthly_renewals() -> None:
+    """Its term (a month) is shorter than the alert's 60 days, so it is always within them: an
+    alert at each month's renewal of every account not green would say nothing new. Neither at a
+    renewal event nor at the midnight its term ends before the renewal arrives."""
+    feed = Feed(NO_ADOPTION)
+    feed(started("acme", at(0), "100", term_end=at(30)), nps("acme", at(1), 0))
+    for month in range(1, 4):
+        feed(usage("initech", at(30 * month), "u1"))  # the tick at the term end, no renewal yet
+        feed(renewed("acme", at(30 * month, 2), term_end=at(30 * (month + 1))))
+        feed(usage("initech", at(30 * month + 10, 12), "u1"))
+    evaluation = feed.evaluate("acme", at(100))
+    assert evaluation.band != "green" and evaluation.facts.renewal_term_days == 30
+    assert evaluation.facts.days_to_renewal is not None and evaluation.facts.days_to_renewal <= 60
+    assert feed.raised("renewal_at_risk") == []
+
+
+def test_a_term_longer_than_the_alert_window_gets_the_renewal_alert_after_renewals_too() -> None:
+    feed = Feed(NO_ADOPTION)
+    feed(started("acme", at(0), "100", term_end=at(30)), nps("acme", at(1), 0))
+    feed(renewed("acme", at(30), term_end=at(130)))  # a 100-day term from the first one's end
+    for d in range(31, 95):
+        feed(usage("initech", at(d, 12), "u1"))
+    first = feed.raised("renewal_at_risk", "acme")[0]  # (and again when it turns red)
+    assert first["raised_at"] == stamp(at(70))  # 60 days before its end
+    assert feed.evaluate("acme", at(90)).facts.renewal_term_days == 100
 
 
 def test_no_renewal_alert_while_green() -> None:

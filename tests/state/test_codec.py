@@ -248,6 +248,20 @@ def test_the_current_version_writes_its_golden_records_byte_for_byte() -> None:
         assert written == (folder / f"account-{account_id}.bin").read_bytes(), account_id
 
 
+def test_the_current_versions_golden_records_decode_and_encode_to_the_same_bytes() -> None:
+    """The writer alone, whatever the core's rules did to the history's state: a change of the
+    rules (fewer alerts remembered, say) regenerates the current version's files; a change of
+    the writer fails here first."""
+    from .golden_state import account_offsets
+
+    folder = GOLDEN / golden_versions()[-1]
+    records = sorted(folder.glob("account-*.bin"))
+    assert records
+    for path in records:
+        stored = path.read_bytes()
+        assert encode_account(decode_account(stored), account_offsets()) == stored, path.name
+
+
 # -- records it cannot read -----------------------------------------------------------------------
 
 
