@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
@@ -625,6 +625,56 @@ def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up
         log = worker.log.read_text()
         assert "projection store unreachable; staging until it returns" in log
         assert "projection store back; caught up" in log
+    finally:
+        deployment.close()
+        store.stop()
+
+
+async def _publish_raw(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition, value in records:
+            await producer.send_and_wait(topic, value, key=b"someone-else", partition=partition)
+    finally:
+        await producer.stop()
+
+
+def test_records_of_the_alerts_topic_that_are_not_alerts_are_left_out_of_a_restaging(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """The projection is re-staged (Redis came back empty) from the newest records of the alerts
+    topic. One record that is not an alert, written by anything with access to the topic,
+    stopped the worker at every re-staging (`[1, 2]`), or had its partition re-staged every two
+    seconds for good (bytes that are not JSON): both are left out, with one warning each."""
+    _, first, _ = history_in_halves(tmp_path)
+    store = RedisServer(tmp_path / "redis")
+    store.start()
+    deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
+    deployment.root.mkdir(parents=True)
+    try:
+        worker, before = project_first_half(deployment, first)
+        assert before
+        bad = [(0, b"[1, 2]"), (1, b"\xff not json"), (2, b'{"alert_id": "x", "account_id": "a"}')]
+        asyncio.run(_publish_raw(stack.bootstrap, deployment.topic("alerts"), bad))
+        store.stop()
+        store.start()  # empty: the worker re-stages every partition, its alerts from the topic
+
+        def restaged() -> bool:
+            assert worker.alive, worker.tail()
+            try:
+                projected = {a["alert_id"] for a in deployment.get("/api/alerts?limit=500")["items"]}
+            except urllib.error.HTTPError:
+                return False
+            return before <= projected
+
+        wait_until("the alerts to be re-staged", restaged)
+        log = worker.log.read_text()
+        assert log.count("records of the alerts topic that are not alerts were left out") == 3, worker.tail()
+        assert "not a JSON object: list" in log and "not JSON" in log and "not an alert" in log
+        time.sleep(3)  # re-staging again would log that it could not read them, every 2 s
+        assert "could not read the partition's recent alerts" not in worker.log.read_text()
+        assert worker.alive, worker.tail()
     finally:
         deployment.close()
         store.stop()
