@@ -289,7 +289,7 @@ def tail_command(
 ) -> None:
     """Print alerts as they arrive (Ctrl-C to stop)."""
     from streamer.stream.broker import BrokerUnavailable
-    from streamer.stream.tail import format_alert, tail
+    from streamer.stream.tail import format_alert, shown, tail
 
     settings = _settings(kafka_bootstrap=bootstrap)
 
@@ -304,6 +304,7 @@ def tail_command(
         limit=limit,
         timeout_s=timeout,
         connect_timeout_s=connect_timeout_s,
+        skipped=lambda why: click.echo(f"skipped a record that is not an alert: {shown(why)}", err=True),
     )
     try:
         with contextlib.suppress(KeyboardInterrupt):

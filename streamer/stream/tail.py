@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streamer.contract.vocabulary import Severity
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import wait_for_broker
+from streamer.stream.recent_alerts import as_alert
 
 SEVERITY_MARK: dict[str, str] = {Severity.critical: "CRIT", Severity.warning: "WARN", Severity.info: "info"}
 
@@ -50,8 +50,10 @@ async def tail(
     limit: int | None = None,
     timeout_s: float | None = None,
     connect_timeout_s: float = 30.0,
+    skipped: Callable[[str], None] = lambda why: None,
 ) -> int:
     """Call `emit` for each alert until `limit` alerts or `timeout_s` seconds; return the count.
+    A record that is not an alert goes to `skipped` with where it is and why.
 
     BrokerUnavailable when no broker answers within `connect_timeout_s`."""
     kafka = KafkaAccess.of(settings)
@@ -79,7 +81,11 @@ async def tail(
                 for record in records:
                     if limit is not None and seen >= limit:
                         break
-                    emit(orjson.loads(record.value))
+                    found = as_alert(record.value or b"")
+                    if isinstance(found, str):
+                        skipped(f"partition {record.partition} offset {record.offset}: {found}")
+                        continue
+                    emit(found)
                     seen += 1
             await asyncio.sleep(0)
     finally:

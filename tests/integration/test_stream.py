@@ -1650,6 +1650,32 @@ def test_alerts_tail_stops_after_n(backfill: tuple[Deployment, History, str]) ->
     assert len(done.stdout.splitlines()) == 3
 
 
+def test_alerts_tail_skips_a_record_that_is_not_an_alert_with_one_line(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """It died with an AttributeError traceback on one (anything with access may write the topic)."""
+    deployment = deploy()
+    good = {
+        "alert_id": "a-1", "account_id": "acme", "rule": "silence", "severity": "warning",
+        "raised_at": "2024-03-01T00:00:00Z", "score": 41.5, "band": "yellow", "previous_score": 55.0,
+        "previous_band": "yellow", "mrr": "120.00", "reasons": [],
+    }  # fmt: skip
+    topic = deployment.topic("alerts")
+    for value in (b"[1, 2]", orjson.dumps(good), b"\xff\x1b[2J"):
+        deployment.bus.produce(topic, value, b"acme")
+    done = subprocess.run(
+        [STREAMER, "alerts", "tail", "--from-beginning", "-n", "1", "--timeout", "30", "--json"],
+        env=deployment.env(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert [orjson.loads(line) for line in done.stdout.splitlines()] == [good]
+    assert "skipped a record that is not an alert: partition " in done.stderr.decode()
+    assert "not a JSON object: list" in done.stderr.decode()
+    assert "Traceback" not in done.stderr.decode()
+
+
 def test_replay_rate_limits_and_prints_a_summary(
     deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
 ) -> None:
