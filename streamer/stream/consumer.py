@@ -31,7 +31,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
 import faust
 import faust.tables as faust_tables
@@ -515,6 +515,19 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
         # were applied. Read by the fetcher as it starts, like the fetch wait.
         consumer._isolation_level = "read_committed"
         return consumer
+
+    def highwater(self, tp: TP) -> int:
+        """Where the partition ends for a reader of committed transactions: its last stable
+        offset, the high watermark when none is known yet. faust gives the stable offset only in
+        its exactly-once mode; the high watermark counts the records of an open transaction, so
+        a topic behind one never looked idle and the partition's other topics waited for it, up
+        to the transaction's timeout (15 minutes at most; a producer opening one after another,
+        for good)."""
+        consumer = self._ensure_consumer()
+        stable = consumer.last_stable_offset(tp)
+        if isinstance(stable, int) and stable >= 0:
+            return stable
+        return cast(int, consumer.highwater(tp))  # None before the partition's first fetch, as faust's
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         assigned = self.assignment()

@@ -1162,6 +1162,66 @@ def test_events_written_in_transactions_count_once_committed_and_never_aborted(
     assert "reading them again" not in said and "re-reading a stalled partition" not in said, said[-3000:]
 
 
+def test_an_open_transaction_on_one_topic_does_not_hold_back_the_partitions_other_topics(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """A producer that opens a transaction on a partition's usage topic and leaves it open: the
+    usage behind it waits for it (committed transactions only), but the subscriptions of the
+    same partition did too, until the transaction timed out (64 s in the audit that found it,
+    15 minutes at most): the usage topic's end was read as its high watermark, which counts the
+    open transaction's records, so it never looked idle. Its end is the last stable offset."""
+    deployment = deploy()
+    worker = deployment.start_worker()
+    deployment.wait_group(1)
+    home = partition_of("acme", PARTITIONS)
+    other = next(f"acct-{n}" for n in range(1000) if partition_of(f"acct-{n}", PARTITIONS) == home)
+    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
+
+    def event(number: int, kind: str, account: str) -> bytes:
+        fields = terms if kind == "subscription.started" else {"user_id": "u1", "feature": "reports"}
+        when = "2024-03-01T09:00:00Z"
+        return orjson.dumps(
+            {
+                "event_id": f"e{number}",
+                "event_type": kind,
+                "account_id": account,
+                "occurred_at": when,
+                **fields,
+            }
+        )
+
+    async def open_transaction() -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=deployment.bootstrap,
+            transactional_id=deployment.tag,
+            transaction_timeout_ms=900_000,
+        )
+        await producer.start()
+        await producer.begin_transaction()
+        await producer.send_and_wait(deployment.topic("usage"), event(1, "usage.recorded", "acme"), b"acme")
+        return producer
+
+    async def close(producer: AIOKafkaProducer) -> None:
+        await producer.abort_transaction()
+        await producer.stop()
+
+    loop = asyncio.new_event_loop()
+    producer = loop.run_until_complete(open_transaction())
+    try:
+        deployment.bus.produce(
+            deployment.topic("subscriptions"), event(2, "subscription.started", other), other.encode()
+        )
+        wait_until(
+            "the subscription behind nothing to be scored",
+            lambda: worker.alive and deployment.poll_outputs() >= 0 and other in deployment.final_snapshots(),
+            120,  # bounds a hang; without the fix it waited for the 15-minute transaction timeout
+        )
+        assert deployment.final_snapshots()[other]["mrr"] == "100.00"
+    finally:
+        loop.run_until_complete(close(producer))
+        loop.close()
+
+
 Placed = tuple[int, int]  # (partition, offset) of a produced message
 
 
