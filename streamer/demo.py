@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import click
-import orjson
 
+from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.broker import BrokerUnavailable
 from streamer.stream.replay import publish
@@ -89,7 +89,7 @@ def _lines(accounts: int, months: int, seed: int) -> list[bytes]:
     from streamer.sim import SimulationConfig, generate_events
 
     config = SimulationConfig(accounts=accounts, months=months, seed=seed)
-    return [orjson.dumps(event) for event in generate_events(config)]
+    return [kept_json(event) for event in generate_events(config)]
 
 
 async def _run(settings: Settings, lines: list[bytes], rate: float) -> None:

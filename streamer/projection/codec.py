@@ -10,6 +10,7 @@ import orjson
 
 from streamer.contract.vocabulary import Band
 from streamer.core.portfolio import PeriodSums
+from streamer.jsonbytes import kept_json
 from streamer.wideints import narrow, wide
 
 SUMMARY_REASONS = 4
@@ -18,7 +19,7 @@ SUMMARY_REASONS = 4
 def encode_sums(sums: PeriodSums) -> bytes:
     """`PeriodSums` as JSON; month keys as strings, pair keys as "m1:m2", sums past 64 bits as
     strings (`wide`)."""
-    return orjson.dumps(
+    return kept_json(
         {
             "hi": sums.hi,
             "lo": sums.lo,

@@ -33,6 +33,7 @@ from redis.typing import EncodableT, FieldT
 
 from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
+from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
 from streamer.projection.keys import INDEXES, Keys
@@ -122,7 +123,7 @@ class RedisProjection:
 
     def partition(self, partition: int, sums: PeriodSums, totals: list[int], stream_time: int) -> None:
         self.staged.partition(
-            partition, PartitionState(stream_time, encode_sums(sums), orjson.dumps(wide(totals)))
+            partition, PartitionState(stream_time, encode_sums(sums), kept_json(wide(totals)))
         )
 
     def worker(self, worker_id: str, stats: dict[str, float]) -> None:
@@ -239,8 +240,8 @@ class RedisProjection:
     def _commands(self, batch: Staged) -> list[Callable[[Any], None]]:
         """One callable per write, each adding its commands to a pipeline."""
         commands: list[Callable[[Any], None]] = []
-        for as_of, snapshot in batch.snapshots.values():
-            commands.append(self._snapshot_command(as_of, snapshot))
+        for as_of, encoded in batch.snapshots.values():
+            commands.append(self._snapshot_command(as_of, orjson.loads(encoded), encoded))
         for account_id, points in batch.points.items():
             for as_of, point in sorted(points.values()):
                 commands.append(self._history_command(account_id, as_of, point))
@@ -258,7 +259,9 @@ class RedisProjection:
         pipe.scripts.add(script)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
 
-    def _snapshot_command(self, as_of: int, snapshot: dict[str, Any]) -> Callable[[Any], None]:
+    def _snapshot_command(
+        self, as_of: int, snapshot: dict[str, Any], encoded: bytes
+    ) -> Callable[[Any], None]:
         keys = self.keys
         account_id = str(snapshot["account_id"])
         key_list = [
@@ -275,7 +278,7 @@ class RedisProjection:
         args = [
             account_id,
             as_of,
-            orjson.dumps(snapshot),
+            encoded,
             orjson.dumps(summary(snapshot)),
             BANDS.index(snapshot["band"]) + 1,
             len(BANDS),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamer.jsonbytes import kept_json
 from streamer.projection.history import HOUR_MS, MAX_POINTS, thin
 
 
@@ -21,7 +22,9 @@ class PartitionState:
 class Staged:
     """Writes waiting for Redis; staging the same key again keeps only the newer value."""
 
-    snapshots: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # id -> (as_of, s)
+    # id -> (as_of, the snapshot as JSON): encoded when staged, a third of the dict's memory (a
+    # midnight re-scores every account, so a busy worker stages every account's at once)
+    snapshots: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     workers: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -48,6 +51,12 @@ class Staged:
         account_id = str(snapshot["account_id"])
         staged = self.snapshots.get(account_id)
         if staged is None or as_of >= staged[0]:
+            self.snapshots[account_id] = (as_of, kept_json(snapshot))
+
+    def encoded(self, account_id: str, as_of: int, snapshot: bytes) -> None:
+        """`snapshot` for one already encoded."""
+        staged = self.snapshots.get(account_id)
+        if staged is None or as_of >= staged[0]:
             self.snapshots[account_id] = (as_of, snapshot)
 
     def partition(self, partition: int, state: PartitionState) -> None:
@@ -58,8 +67,8 @@ class Staged:
 
     def absorb(self, newer: Staged) -> None:
         """Stage everything of `newer` on top of this (after a failed write, the rest came later)."""
-        for as_of, snapshot in newer.snapshots.values():
-            self.snapshot(as_of, snapshot)
+        for account_id, (as_of, snapshot) in newer.snapshots.items():
+            self.encoded(account_id, as_of, snapshot)
         self.alerts.update(newer.alerts)
         for partition, state in newer.partitions.items():
             self.partition(partition, state)

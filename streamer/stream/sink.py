@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, NamedTuple, cast
 
 import faust
-import orjson
 
 from streamer.contract.dead_letter import original_key
+from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.dead_letters import DeadLetterLog
 
@@ -148,12 +148,10 @@ class KafkaSink:
         self._delivered: asyncio.Future[None] | None = None  # the last flush's delivery
 
     def alert(self, alert: dict[str, Any]) -> None:
-        self._outputs.append((self.alerts_topic, str(alert["account_id"]).encode(), orjson.dumps(alert)))
+        self._outputs.append((self.alerts_topic, str(alert["account_id"]).encode(), kept_json(alert)))
 
     def snapshot(self, snapshot: dict[str, Any]) -> None:
-        self._outputs.append(
-            (self.health_topic, str(snapshot["account_id"]).encode(), orjson.dumps(snapshot))
-        )
+        self._outputs.append((self.health_topic, str(snapshot["account_id"]).encode(), kept_json(snapshot)))
 
     def dead_letter(self, record: dict[str, Any]) -> None:
         """Queued for `flush`, which sends it and retries until the broker has it."""
@@ -161,7 +159,7 @@ class KafkaSink:
         source, where = record.get("partition"), self.dead_letter_log
         partition = where.partition_for(source) if where is not None and isinstance(source, int) else None
         place = (source, record.get("topic"), record.get("offset"))
-        self._dead_letters.append(Letter(key, orjson.dumps(record), partition, place))
+        self._dead_letters.append(Letter(key, kept_json(record), partition, place))
 
     def reroute(self, topic: str, key: bytes, value: bytes) -> None:
         self._rerouted.append((topic, key, value))

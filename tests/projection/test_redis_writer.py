@@ -224,7 +224,7 @@ async def test_flush_coalesces_and_never_waits_for_redis(redis_server: RedisServ
             writer.snapshot(snapshot(as_of=f"2024-03-0{day}T00:00:00Z"))
             await writer.flush()  # not due: staged and coalesced
         assert len(writer.staged.snapshots) == 1
-        assert writer.staged.snapshots["acct-1"][1]["as_of"] == "2024-03-08T00:00:00Z"
+        assert orjson.loads(writer.staged.snapshots["acct-1"][1])["as_of"] == "2024-03-08T00:00:00Z"
         assert await writer.drain()
         assert writer.writes == 2 and writer.written == 2
     finally:
@@ -284,7 +284,7 @@ async def test_redis_down_keeps_staging_and_catches_up(own: OwnRedis) -> None:
     await wait_until_async("a failed write", lambda: writer.failures >= 1)
     assert writer.failures >= 1 and writer.last_error
     assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
-    assert writer.staged.snapshots["acct-1"][1]["as_of"] == "2024-03-05T00:00:00Z"
+    assert orjson.loads(writer.staged.snapshots["acct-1"][1])["as_of"] == "2024-03-05T00:00:00Z"
     server.start()  # empty: no persistence
     assert await writer.drain(timeout_s=5.0)
     assert writer.failing == 0 and writer.lost

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from streamer.projection.staging import PartitionState, Staged
 
 
@@ -13,9 +15,9 @@ def test_an_older_snapshot_does_not_replace_a_newer_one() -> None:
     staged = Staged()
     staged.snapshot(*snap("a", 200, 50.0))
     staged.snapshot(*snap("a", 100, 10.0))
-    assert staged.snapshots["a"][1]["score"] == 50.0
+    assert orjson.loads(staged.snapshots["a"][1])["score"] == 50.0
     staged.snapshot(*snap("a", 200, 60.0))  # same instant, later batch: replaces
-    assert staged.snapshots["a"][1]["score"] == 60.0
+    assert orjson.loads(staged.snapshots["a"][1])["score"] == 60.0
 
 
 def test_partition_state_keeps_the_latest_stream_time() -> None:
@@ -36,7 +38,7 @@ def test_absorb_puts_newer_values_over_a_failed_batch() -> None:
     later.snapshot(*snap("b", 250, 4.0))
     later.workers["w"] = {"processed": 5.0}
     failed.absorb(later)
-    assert failed.snapshots["a"][1]["score"] == 3.0
-    assert failed.snapshots["b"][1]["score"] == 2.0
+    assert orjson.loads(failed.snapshots["a"][1])["score"] == 3.0
+    assert orjson.loads(failed.snapshots["b"][1])["score"] == 2.0
     assert failed.workers["w"] == {"processed": 5.0}
     assert len(failed) == 4
