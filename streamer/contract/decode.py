@@ -50,7 +50,9 @@ def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | No
             f"event_type {event.event_type!r} does not belong on the {family} topic "
             f"(expected one of: {allowed})"
         )
-    if key is not None and key != event.account_id.encode():
+    # An empty key is no key: producers that have none often send b"" (the worker re-routes
+    # it by account_id, as a keyless message), and its events were dead-lettered.
+    if key and key != event.account_id.encode():
         shown = key.decode(errors="replace")
         if len(shown) > KEY_SHOWN:  # the whole reason must fit in a dead letter
             shown = f"{shown[:KEY_SHOWN]}... ({len(key):,} bytes)"

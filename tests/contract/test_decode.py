@@ -264,6 +264,11 @@ def test_key_disagreeing_with_account_id() -> None:
     )
 
 
+def test_an_empty_key_counts_as_no_key() -> None:
+    """Producers without a key often send an empty one; a worker re-routes it by account_id."""
+    assert decode_event(orjson.dumps(message("usage.recorded")), key=b"").account_id == "acme"
+
+
 def test_a_long_key_is_quoted_in_part_so_the_reason_keeps_what_is_wrong() -> None:
     """A 100 KB key quoted whole filled the dead letter's 2,000 characters, and the words that
     say what is wrong were cut off."""

@@ -31,8 +31,8 @@ Outgoing = tuple[str, bytes | None, bytes | None, int | None, Poison | None]
 
 def plan(deployment: Deployment, events: History) -> list[Outgoing]:
     """The valid history in file order, each poison twice in between (dated like its neighbour),
-    a reused event id every 400 lines, and some closing events sent keyless or to another
-    partition (re-routed by the worker, not dead-lettered)."""
+    a reused event id every 400 lines, and some closing events sent keyless, with an empty key
+    or to another partition (re-routed by the worker, not dead-lettered)."""
     lines = events.lines
     closing = {orjson.loads(line)["account_id"]: line for line in lines if b"-closing" in line}
     every = max(1, (len(lines) - len(closing)) // (2 * len(POISONS) + 1))
@@ -44,10 +44,13 @@ def plan(deployment: Deployment, events: History) -> list[Outgoing]:
         topic = deployment.topic(EVENT_FAMILY[record["event_type"]])
         account = record["account_id"]
         if line in closing.values() and rerouted < 6:
-            # Keyless, or keyed by the account on a partition another partitioner chose.
+            # Keyless, keyed by the account on a partition another partitioner chose, or with an
+            # empty key (many producers' "no key"; it was dead-lettered as disagreeing).
             home = partition_of(account, PARTITIONS)
-            if rerouted % 2:
+            if rerouted % 3 == 1:
                 out.append((topic, line, account.encode(), (home + 1) % PARTITIONS, None))
+            elif rerouted % 3 == 2:
+                out.append((topic, line, b"", (home + 3) % PARTITIONS, None))
             else:
                 out.append((topic, line, None, (home + 2) % PARTITIONS, None))
             rerouted += 1
