@@ -13,12 +13,15 @@ a restart is recognised as applied even when the partition record of its batch w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from streamer.core.account import Account
 from streamer.state.codec import StateDecodeError, decode_account_record, encode_account
 from streamer.state.partition import AppliedOffsets
+
+log = logging.getLogger(__name__)
 
 
 def loads(account_id: str, raw: bytes) -> tuple[Account, AppliedOffsets]:
@@ -47,6 +50,7 @@ class TableAccounts(MutableMapping[str, Account]):
         # account stays absent until it is set here: one table lookup per new account, not one
         # per message of it until its first checkpoint.
         self._absent: set[str] = set()
+        self._foreign_keys: set[str] = set()  # keys that are not account ids, each warned of once
 
     def __getitem__(self, account_id: str) -> Account:
         account = self._cache.get(account_id)
@@ -105,8 +109,22 @@ class TableAccounts(MutableMapping[str, Account]):
         seen = set(self._cache)
         yield from self._cache
         for key in list(self._table.keys()):
-            if key not in seen and self._owns(key):
+            if not isinstance(key, str):
+                self._foreign(key)
+            elif key not in seen and self._owns(key):
                 yield key
+
+    def _foreign(self, key: object) -> None:
+        """A changelog record keyed by something no worker writes (a JSON number, say: written
+        by hand or by another program) names no account: it is left alone, with one warning.
+        It stopped the worker with an AttributeError, at every start."""
+        if repr(key) not in self._foreign_keys:
+            self._foreign_keys.add(repr(key))
+            log.warning(
+                "a record of the accounts table has a key that is not an account id; left alone "
+                "(delete it with a tombstone for that key on the accounts changelog)",
+                extra={"key": repr(key)[:200], "key_type": type(key).__name__},
+            )
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

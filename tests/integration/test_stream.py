@@ -51,7 +51,7 @@ from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
 from streamer.stream.replay import publish, route
-from streamer.stream.topics import ensure_topics, topic_specs
+from streamer.stream.topics import changelog_topic, ensure_topics, topic_specs
 from tests.fixtures import stop_process, topic_configs, topic_partitions, wait_until
 
 pytestmark = pytest.mark.integration
@@ -304,16 +304,20 @@ class Bus:
         """Messages of `topics` the consumer group has not committed yet, per partition."""
         return self.run(self._lag(group, topics))
 
-    async def _produce(self, topic: str, value: bytes, key: bytes | None) -> tuple[int, int]:
+    async def _produce(
+        self, topic: str, value: bytes, key: bytes | None, partition: int | None
+    ) -> tuple[int, int]:
         if self._producer is None:
             self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
             await self._producer.start()
-        meta = await self._producer.send_and_wait(topic, value, key=key)
+        meta = await self._producer.send_and_wait(topic, value, key=key, partition=partition)
         return meta.partition, meta.offset
 
-    def produce(self, topic: str, value: bytes, key: bytes | None) -> tuple[int, int]:
-        """Send one raw message (default partitioner); return its (partition, offset)."""
-        return self.run(self._produce(topic, value, key))
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None, partition: int | None = None
+    ) -> tuple[int, int]:
+        """Send one raw message (default partitioner unless `partition`); return its (partition, offset)."""
+        return self.run(self._produce(topic, value, key, partition))
 
     async def _delete_topics(self, prefixes: tuple[str, ...]) -> None:
         admin = await self._admin_client()
@@ -1220,6 +1224,36 @@ def test_an_open_transaction_on_one_topic_does_not_hold_back_the_partitions_othe
     finally:
         loop.run_until_complete(close(producer))
         loop.close()
+
+
+def test_a_changelog_record_keyed_by_no_account_is_left_alone_at_recovery(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """A record of the accounts changelog keyed by a JSON number (written by hand or by another
+    program): the worker exited with 70 at every start, its partition's ownership test reading
+    the key as text. It is left alone, with a warning naming it."""
+    deployment = deploy()
+    first = deployment.start_worker("w1")
+    deployment.wait_group(1)
+    terms = {"subscription_id": "s1", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
+
+    def started(number: int, when: str) -> bytes:
+        head = {"event_id": f"e{number}", "event_type": "subscription.started", "account_id": "acme"}
+        return orjson.dumps({**head, "occurred_at": when, **terms, "subscription_id": f"s{number}"})
+
+    subscriptions = deployment.topic("subscriptions")
+    deployment.bus.produce(subscriptions, started(1, "2024-03-01T09:00:00Z"), b"acme")
+    deployment.settle(first)
+    first.stop()
+    changelog = changelog_topic(deployment.settings(), "accounts")
+    for partition in range(PARTITIONS):  # whichever partition the worker reads it from
+        deployment.bus.produce(changelog, b"x", b"123", partition)
+    second = deployment.start_worker("w2")
+    deployment.bus.produce(subscriptions, started(2, "2024-03-02T09:00:00Z"), b"acme")
+    deployment.settle(second)
+    assert second.alive, second.tail()
+    assert deployment.final_snapshots()["acme"]["mrr"] == "200.00"
+    assert "a record of the accounts table has a key that is not an account id" in second.text()
 
 
 Placed = tuple[int, int]  # (partition, offset) of a produced message

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from streamer.core.account import Account
 from streamer.state.codec import decode_account_record, encode_account
 from streamer.state.partition import AppliedOffsets
@@ -32,3 +36,21 @@ def test_accounts_read_with_the_same_offsets_share_them_and_a_write_back_changes
     assert accounts.contains("b", USAGE, 105) and not accounts.contains("b", USAGE, 104 + 100)
     _, stored = decode_account_record(table["a"])
     assert stored.contains(USAGE, 203) and stored.contains(USAGE, 199)
+
+
+def test_a_table_key_that_is_not_an_account_id_is_left_alone_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A changelog record keyed by a JSON number (written by hand or another program) stopped
+    the worker at every start: the partition's ownership test read the key as text."""
+    table: dict[object, bytes] = {"a": record("a", 1), 123: record("a", 1)}
+
+    def owns(key: str) -> bool:
+        return key.encode() != b""  # reads the key as text, as the partitioner does
+
+    accounts = TableAccounts(table, owns)
+    with caplog.at_level(logging.WARNING, logger="streamer.stream.accounts"):
+        assert list(accounts) == ["a"]
+        assert list(accounts) == ["a"]
+    [warning] = [r for r in caplog.records if "not an account id" in r.getMessage()]
+    assert warning.key == "123"  # type: ignore[attr-defined]
