@@ -18,6 +18,8 @@ def test_a_broker_without_a_coordinator_yet_is_a_warning_and_busy_timers_are_qui
 ) -> None:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    kafka = logging.getLogger("aiokafka")  # as a worker has it: the CLI commands quieten it
+    kafka_level, kafka.level = kafka.level, logging.NOTSET
     try:
         configure_logging("info")
         log = logging.getLogger(COORDINATOR)
@@ -29,6 +31,7 @@ def test_a_broker_without_a_coordinator_yet_is_a_warning_and_busy_timers_are_qui
     finally:
         entries = [orjson.loads(line) for line in capsys.readouterr().err.splitlines()]
         root.handlers[:], root.level = handlers, level
+        kafka.setLevel(kafka_level)
     assert [(entry["logger"], entry["level"]) for entry in entries] == [
         (COORDINATOR, "warning"),
         (COORDINATOR, "error"),  # anything else stays an error
