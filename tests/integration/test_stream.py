@@ -1698,15 +1698,17 @@ def test_kcat_default_partitioner_messages_are_rerouted_to_their_account(
 # -- 7. the replay and tail commands ------------------------------------------------------------
 
 
+def tail_alerts(deployment: Deployment, *options: str) -> subprocess.CompletedProcess[bytes]:
+    """`streamer alerts tail OPTIONS` against the deployment's topics."""
+    return subprocess.run(
+        [STREAMER, "alerts", "tail", *options], env=deployment.env(), capture_output=True, timeout=60
+    )
+
+
 def test_alerts_tail_prints_every_alert(backfill: tuple[Deployment, History, str]) -> None:
     deployment, history, _ = backfill
     started_at = time.monotonic()
-    done = subprocess.run(
-        [STREAMER, "alerts", "tail", "--from-beginning", "--timeout", "5", "--json"],
-        env=deployment.env(),
-        capture_output=True,
-        timeout=60,
-    )
+    done = tail_alerts(deployment, "--from-beginning", "--timeout", "5", "--json")
     elapsed = time.monotonic() - started_at
     assert done.returncode == 0, done.stderr.decode()
     printed = [orjson.loads(line) for line in done.stdout.splitlines()]
@@ -1715,12 +1717,7 @@ def test_alerts_tail_prints_every_alert(backfill: tuple[Deployment, History, str
     )
     assert 4.5 <= elapsed < 20
 
-    done = subprocess.run(
-        [STREAMER, "alerts", "tail", "--from-beginning", "--timeout", "3"],
-        env=deployment.env(),
-        capture_output=True,
-        timeout=60,
-    )
+    done = tail_alerts(deployment, "--from-beginning", "--timeout", "3")
     assert done.returncode == 0, done.stderr.decode()
     lines = done.stdout.decode().splitlines()
     assert len(lines) == len(history.alerts)
@@ -1734,12 +1731,7 @@ def test_alerts_tail_prints_every_alert(backfill: tuple[Deployment, History, str
 
 def test_alerts_tail_stops_after_n(backfill: tuple[Deployment, History, str]) -> None:
     deployment, _, _ = backfill
-    done = subprocess.run(
-        [STREAMER, "alerts", "tail", "--from-beginning", "-n", "3", "--timeout", "30", "--json"],
-        env=deployment.env(),
-        capture_output=True,
-        timeout=60,
-    )
+    done = tail_alerts(deployment, "--from-beginning", "-n", "3", "--timeout", "30", "--json")
     assert done.returncode == 0, done.stderr.decode()
     assert len(done.stdout.splitlines()) == 3
 
@@ -1757,12 +1749,7 @@ def test_alerts_tail_skips_a_record_that_is_not_an_alert_with_one_line(
     topic = deployment.topic("alerts")
     for value in (b"[1, 2]", orjson.dumps(good), b"\xff\x1b[2J"):
         deployment.bus.produce(topic, value, b"acme")
-    done = subprocess.run(
-        [STREAMER, "alerts", "tail", "--from-beginning", "-n", "1", "--timeout", "30", "--json"],
-        env=deployment.env(),
-        capture_output=True,
-        timeout=60,
-    )
+    done = tail_alerts(deployment, "--from-beginning", "-n", "1", "--timeout", "30", "--json")
     assert done.returncode == 0, done.stderr.decode()
     assert [orjson.loads(line) for line in done.stdout.splitlines()] == [good]
     assert "skipped a record that is not an alert: partition " in done.stderr.decode()

@@ -13,6 +13,7 @@ directory; waits poll against deadlines. `shared_live` is also used by test_dash
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -24,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -560,6 +561,20 @@ def history_in_halves(folder: Path) -> tuple[History, Path, Path]:
     return history, first, second
 
 
+@contextlib.contextmanager
+def with_own_redis(stack: StackInfo, tmp_path: Path) -> Iterator[tuple[Deployment, RedisServer]]:
+    """A deployment writing to a Redis of its own (the test stops and starts it)."""
+    store = RedisServer(tmp_path / "redis")
+    store.start()
+    deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
+    deployment.root.mkdir(parents=True)
+    try:
+        yield deployment, store
+    finally:
+        deployment.close()
+        store.stop()
+
+
 def project_first_half(deployment: Deployment, first: Path) -> tuple[Proc, set[str]]:
     """Topics, a worker and a view, `first` replayed and projected; the worker and its alert ids."""
     deployment.create_topics()
@@ -574,12 +589,7 @@ def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up
     stack: StackInfo, tmp_path: Path
 ) -> None:
     history, first, second = history_in_halves(tmp_path)
-
-    store = RedisServer(tmp_path / "redis")
-    store.start()
-    deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
-    deployment.root.mkdir(parents=True)
-    try:
+    with with_own_redis(stack, tmp_path) as (deployment, store):
         worker, before = project_first_half(deployment, first)
 
         store.stop()
@@ -625,9 +635,6 @@ def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up
         log = worker.log.read_text()
         assert "projection store unreachable; staging until it returns" in log
         assert "projection store back; caught up" in log
-    finally:
-        deployment.close()
-        store.stop()
 
 
 async def _publish_raw(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
@@ -648,11 +655,7 @@ def test_records_of_the_alerts_topic_that_are_not_alerts_are_left_out_of_a_resta
     stopped the worker at every re-staging (`[1, 2]`), or had its partition re-staged every two
     seconds for good (bytes that are not JSON): both are left out, with one warning each."""
     _, first, _ = history_in_halves(tmp_path)
-    store = RedisServer(tmp_path / "redis")
-    store.start()
-    deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
-    deployment.root.mkdir(parents=True)
-    try:
+    with with_own_redis(stack, tmp_path) as (deployment, store):
         worker, before = project_first_half(deployment, first)
         assert before
         bad = [(0, b"[1, 2]"), (1, b"\xff not json"), (2, b'{"alert_id": "x", "account_id": "a"}')]
@@ -675,9 +678,6 @@ def test_records_of_the_alerts_topic_that_are_not_alerts_are_left_out_of_a_resta
         time.sleep(3)  # re-staging again would log that it could not read them, every 2 s
         assert "could not read the partition's recent alerts" not in worker.log.read_text()
         assert worker.alive, worker.tail()
-    finally:
-        deployment.close()
-        store.stop()
 
 
 def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
@@ -689,13 +689,10 @@ def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
     missing. A policy that evicts the projection's keys (`allkeys-*`) is reported the same way,
     and its end too."""
     _, first, second = history_in_halves(tmp_path)
-
-    store = RedisServer(tmp_path / "redis")
-    store.start()
-    admin = redis.Redis.from_url(store.url)
-    deployment = Deployment(stack.bootstrap, store.url, tmp_path / "deployment")
-    deployment.root.mkdir(parents=True)
-    try:
+    with (
+        with_own_redis(stack, tmp_path) as (deployment, store),
+        contextlib.closing(redis.Redis.from_url(store.url)) as admin,
+    ):
         worker, before = project_first_half(deployment, first)
 
         admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]))  # full
@@ -726,7 +723,3 @@ def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
             lambda: "projection store memory fine again" in worker.log.read_text(),
         )
         assert not deployment.mismatches() and worker.alive
-    finally:
-        admin.close()
-        deployment.close()
-        store.stop()
