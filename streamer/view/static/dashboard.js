@@ -75,6 +75,9 @@
       parts.push(part);
     }
     bar.replaceChildren(...parts);
+    // churned accounts keep their last band: say how many of the counts they are
+    const churned = now.accounts_by_stage.churned;
+    show("band-note", "all " + now.accounts + " accounts, " + churned + " of them churned (MRR 0)", churned);
   }
 
   function pager(id, list, key, rows) {
