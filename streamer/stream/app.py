@@ -476,7 +476,7 @@ def run_worker(
     # Before the group join, so that the first assignment this worker makes as leader has them.
     asyncio.run(app.input_loads.measure_before_start())  # type: ignore[attr-defined]
     if settings.store.startswith("rocksdb"):
-        open_local_stores(Path(app.conf.tabledir), settings.data_dir)
+        open_local_stores(Path(app.conf.tabledir), settings.data_dir, settings.app_id)
     collect_less()  # the modules, classes and app built so far live as long as the process
     worker = JsonLogWorker(app, loglevel=loglevel, quiet=True)
     try:

@@ -13,6 +13,11 @@ After a clean stop (the last checkpoint waited for every changelog record, `Scor
 store and the changelog agree. So a clean stop leaves a marker beside the stores, and a start
 without one removes them: faust then restores every partition from its changelog alone, which
 is what a worker taking the partitions over on another machine does anyway.
+
+The stores are also trusted only by the app they were written for: faust names them by table
+alone, so a worker of another app id given the same data directory opened the first app's
+stores over its own changelogs (faust's ConsistencyError at best). The directory records its
+app id, and a worker of another one removes the stores it finds there.
 """
 
 from __future__ import annotations
@@ -24,15 +29,30 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MARKER = "stopped-cleanly"
+OWNER = "app-id"  # the app id whose stores the directory holds
 
 
-def open_local_stores(tabledir: Path, data_dir: Path) -> bool:
-    """At start-up, before faust opens the stores: keep them when the last run stopped cleanly,
-    else remove them. Returns whether they were kept. The marker is consumed: a run that ends
-    any other way than `stopped_cleanly` leaves none."""
+def open_local_stores(tabledir: Path, data_dir: Path, app_id: str) -> bool:
+    """At start-up, before faust opens the stores: keep them when the last run stopped cleanly
+    and was of `app_id` (a directory that names none predates the record: its stores count as
+    this app's), else remove them. Returns whether they were kept. The marker is consumed: a
+    run that ends any other way than `stopped_cleanly` leaves none."""
     marker = data_dir / MARKER
     clean = marker.exists()
     marker.unlink(missing_ok=True)
+    owner = data_dir / OWNER
+    previous = owner.read_text(encoding="utf-8").strip() if owner.exists() else app_id
+    data_dir.mkdir(parents=True, exist_ok=True)
+    owner.write_text(app_id + "\n", encoding="utf-8")
+    if previous != app_id and tabledir.exists():
+        shutil.rmtree(tabledir)
+        log.warning(
+            "the data directory held the local table stores of another app id: they were removed, "
+            "and the partitions are restored from this app's changelog topics (give each app a "
+            "data directory of its own)",
+            extra={"tables": str(tabledir), "their_app_id": previous[:200], "app_id": app_id},
+        )
+        return False
     if clean or not tabledir.exists():
         return True
     shutil.rmtree(tabledir)

@@ -1256,6 +1256,36 @@ def test_a_changelog_record_keyed_by_no_account_is_left_alone_at_recovery(
     assert "a record of the accounts table has a key that is not an account id" in second.text()
 
 
+def test_a_data_directory_shared_by_two_app_ids_keeps_each_apps_state_its_own(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """faust names a worker's local stores by table alone: a worker of a second app id given
+    the first one's data directory opened its stores over its own changelogs (a ConsistencyError
+    at start, or the first app's state under the second's). The directory records its app id."""
+    shared = tmp_path / "one-data-directory"
+
+    def started(amount: str) -> bytes:
+        head = {"event_id": "e1", "event_type": "subscription.started", "account_id": "acme"}
+        terms = {
+            "subscription_id": "s1",
+            "plan": "pro",
+            "amount": amount,
+            "currency": "USD",
+            "interval": "month",
+        }
+        return orjson.dumps({**head, "occurred_at": "2024-03-01T09:00:00Z", **terms})
+
+    for amount in ("100", "300"):
+        deployment = deploy()
+        worker = deployment.start_worker(f"w-{amount}", data_dir=shared)
+        deployment.bus.produce(deployment.topic("subscriptions"), started(amount), b"acme")
+        deployment.settle(worker)
+        assert worker.alive, worker.tail()
+        assert deployment.final_snapshots()["acme"]["mrr"] == f"{amount}.00"
+        worker.stop()  # a clean stop: the stores stay, marked as this app's
+    assert "the data directory held the local table stores of another app id" in worker.text()
+
+
 Placed = tuple[int, int]  # (partition, offset) of a produced message
 
 
