@@ -464,16 +464,15 @@ class PartitionEngine:
         taken last when it was not scored since (exactly what was published: the projection's
         re-staging reads it), or, after a recovery, evaluated again at its last scoring instant."""
         evaluation = self.evaluations.pop(account_id, None)
-        if evaluation is None:
-            kept = self.published.get(account_id)
-            if kept is not None:
-                return kept
-            account = self.accounts[account_id]
+        if evaluation is None and (kept := self.published.get(account_id)) is not None:
+            return kept
+        account = self.accounts[account_id]
+        if evaluation is None:  # nothing kept yet: a recovered account
             evaluation = evaluate(
                 account.inputs(self.usage_since), account.now, self.config, self.peers.at(account.now)
             )
             evaluation = apply_override(evaluation, account.override, self.config)
-        snapshot = build_snapshot(self.accounts[account_id], evaluation, self._currency, self.config.model)
+        snapshot = build_snapshot(account, evaluation, self._currency, self.config.model)
         self.published.keep(account_id, snapshot)
         return snapshot
 

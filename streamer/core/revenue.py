@@ -325,8 +325,8 @@ class Revenue:
         for sub in self.active_at(now):
             if sub.term_end != renewal:
                 continue
-            earlier = [end for end in sub.term_ends if end < renewal]
-            begun = earlier[-1] if earlier else sub.started_at
+            earlier = bisect_left(sub.term_ends, renewal)  # term_ends is sorted
+            begun = sub.term_ends[earlier - 1] if earlier else sub.started_at
             if begun is not None:
                 lengths.append(renewal - begun)
         return max(lengths) if lengths else None

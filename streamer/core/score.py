@@ -517,25 +517,22 @@ def _financial(
     raw["scheduled_cancellation"] = 0.0 if cancel_at is not None or stage == LifecycleStage.churned else 100.0
     renewal = revenue.next_renewal(now)
     facts["renewal_at"] = renewal
-    if renewal is not None and stage != LifecycleStage.churned:
-        # How soon the contract lets the account leave: an account renewing in days can be
-        # gone within the month, one committed for most of a year cannot (its curve is flat
-        # at 100 beyond 90 days). Churn comes at a term's end, so this separates the accounts
-        # at risk soon from the committed ones on any portfolio with multi-month terms.
-        facts["days_to_renewal"] = raw["days_to_renewal"] = (renewal - now) / DAY
-        term = revenue.term_before(renewal, now)
-        if term is not None:
-            facts["renewal_term_days"] = term / DAY
+    if stage == LifecycleStage.churned:
         return
-    due = _term_due(revenue, now)
-    if stage != LifecycleStage.churned and due is not None:
-        # Paying on a term that has ended and not (yet) renewed: at its renewal now. Without
-        # this the signal vanished for that instant (a tick at the term end, or a renewal that
-        # arrives later), the score jumped up and fell back when the renewal came: a score_drop.
-        facts["days_to_renewal"] = raw["days_to_renewal"] = 0.0
-        term = revenue.term_before(due, now)
-        if term is not None:
-            facts["renewal_term_days"] = term / DAY
+    # How soon the contract lets the account leave: an account renewing in days can be gone
+    # within the month, one committed for most of a year cannot (its curve is flat at 100 beyond
+    # 90 days). Churn comes at a term's end, so this separates the accounts at risk soon from the
+    # committed ones on any portfolio with multi-month terms. Paying on a term that has ended
+    # and not (yet) renewed counts as at its renewal now: without that the signal vanished for
+    # that instant (a tick at the term end, or a renewal that arrives later), the score jumped
+    # up and fell back when the renewal came: a score_drop.
+    term_end = renewal if renewal is not None else _term_due(revenue, now)
+    if term_end is None:
+        return
+    facts["days_to_renewal"] = raw["days_to_renewal"] = (renewal - now) / DAY if renewal is not None else 0.0
+    term = revenue.term_before(term_end, now)
+    if term is not None:
+        facts["renewal_term_days"] = term / DAY
 
 
 def _term_due(revenue: Revenue, now: int) -> int | None:
