@@ -284,7 +284,7 @@ def backtest(
     made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
     history = load_replay(replay_cache, made_from) if replay_cache is not None else None
     reused = history is not None
-    if history is not None and not quiet:
+    if reused and not quiet:
         click.echo(f"reusing the replay saved in {replay_cache}", err=True)
     if history is None:
         history = _replay(events, config, partitions, warmup_days, now, quiet)

@@ -6,8 +6,9 @@ their shape, export it as JSON Schema, and let tests check that what the core em
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from streamer.contract.vocabulary import Band, LifecycleStage, Severity
@@ -182,3 +183,15 @@ class DeadLetter(BaseModel):
     key_encoding: Literal["text", "base64"] = Field("text", description="How `key` holds the key's bytes")
     error: str = Field(max_length=2000, description="Human-readable reason (at most 2,000 characters)")
     received_at: AwareDatetime
+
+
+def json_object(value: bytes) -> dict[str, Any] | str:
+    """A record read back from an output topic as a JSON object, or why it is not one (anything
+    with write access to the topic may have written it)."""
+    try:
+        found = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(found, dict):
+        return f"not a JSON object: {type(found).__name__}"
+    return found

@@ -15,12 +15,12 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streamer.contract.outputs import json_object
 from streamer.notify.config import NotifyConfig
 from streamer.notify.delivery import DestinationWorker, HttpSender, Sender
 from streamer.notify.metrics import NotifyMetrics
@@ -50,12 +50,9 @@ class NotifyOptions:
 
 def decode_alert(value: bytes | None) -> dict[str, Any] | str:
     """The alert, or why it cannot be delivered."""
-    try:
-        alert = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        return f"not JSON: {exc}"
-    if not isinstance(alert, dict):
-        return f"not a JSON object: {type(alert).__name__}"
+    alert = json_object(value or b"")
+    if isinstance(alert, str):
+        return alert
     missing = [name for name in REQUIRED if not isinstance(alert.get(name), str)]
     if missing:
         return f"missing or not text: {', '.join(missing)}"

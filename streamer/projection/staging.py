@@ -48,10 +48,7 @@ class Staged:
 
     def snapshot(self, as_of: int, snapshot: dict[str, Any]) -> None:
         """Keep the snapshot unless one with a later `as_of` is already staged."""
-        account_id = str(snapshot["account_id"])
-        staged = self.snapshots.get(account_id)
-        if staged is None or as_of >= staged[0]:
-            self.snapshots[account_id] = (as_of, kept_json(snapshot))
+        self.encoded(str(snapshot["account_id"]), as_of, kept_json(snapshot))
 
     def encoded(self, account_id: str, as_of: int, snapshot: bytes) -> None:
         """`snapshot` for one already encoded."""

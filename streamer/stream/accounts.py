@@ -118,12 +118,13 @@ class TableAccounts(MutableMapping[str, Account]):
         """A changelog record keyed by something no worker writes (a JSON number, say: written
         by hand or by another program) names no account: it is left alone, with one warning.
         It stopped the worker with an AttributeError, at every start."""
-        if repr(key) not in self._foreign_keys:
-            self._foreign_keys.add(repr(key))
+        shown = repr(key)
+        if shown not in self._foreign_keys:
+            self._foreign_keys.add(shown)
             log.warning(
                 "a record of the accounts table has a key that is not an account id; left alone "
                 "(delete it with a tombstone for that key on the accounts changelog)",
-                extra={"key": repr(key)[:200], "key_type": type(key).__name__},
+                extra={"key": shown[:200], "key_type": type(key).__name__},
             )
 
     def __len__(self) -> int:

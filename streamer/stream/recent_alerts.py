@@ -10,11 +10,10 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from streamer.contract.outputs import Alert
+from streamer.contract.outputs import Alert, json_object
 from streamer.stream.access import KafkaAccess
 
 log = logging.getLogger(__name__)
@@ -27,12 +26,9 @@ def as_alert(value: bytes) -> dict[str, Any] | str:
     topic, but anything else with write access may too: one record that was not an alert (`[1,
     2]`, bytes that are not JSON) stopped every worker that re-staged its partition, at every
     start, or had the partition re-staged every two seconds for good."""
-    try:
-        alert = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return f"not JSON: {exc}"
-    if not isinstance(alert, dict):
-        return f"not a JSON object: {type(alert).__name__}"
+    alert = json_object(value)
+    if isinstance(alert, str):
+        return alert
     try:
         Alert.model_validate(alert)
     except ValidationError as exc:
