@@ -103,6 +103,7 @@ class PartitionEngine:
         # popped and are skipped (`_due_at` has the current one).
         self._due_at: dict[str, int] = {}
         self._timers: list[tuple[int, str]] = []
+        self._opened = -1  # the latest tick whose period sums and peer reference are made
         self.rebuild(references)
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -141,6 +142,13 @@ class PartitionEngine:
 
     def process(self, event: Event) -> Outcome:
         """Apply one decoded event; duplicates change nothing, too-late events are rejected."""
+        refused = self.check(event)
+        return refused if refused is not None else self.apply_checked(event)
+
+    def check(self, event: Event) -> Outcome | None:
+        """The outcome of a duplicate or rejected event, or None: then `apply_checked` applies it
+        (the event is prepared: converted to the reporting currency). Nothing that scoring reads
+        changes here, so the ticks the event passes can run in between (`run_ticks`)."""
         at = to_ms(event.occurred_at)
         account_id = event.account_id
         account = self.accounts.get(account_id)
@@ -159,8 +167,14 @@ class PartitionEngine:
         if refusal is not None:
             return Outcome(REJECTED, refusal)
         prepare(event, self.config)  # a conversion that fails does so before anything changes
+        return None
+
+    def apply_checked(self, event: Event) -> Outcome:
+        """Apply an event `check` let through."""
+        at = to_ms(event.occurred_at)
+        account_id = event.account_id
         # Stream time moves first: idle accounts (this one too) are re-scored at the ticks passed.
-        alerts = self._advance(at) if at > clock.stream_time else []
+        alerts = self._advance(at) if at > self.clock.stream_time else []
         account = self.accounts.get(account_id) or Account(account_id, first_seen=at)
         trigger = fold(account, event, at, self.config)
         account.remember(event.event_id, at, self.config.limits.max_remembered_ids)
@@ -256,34 +270,67 @@ class PartitionEngine:
 
     def _advance(self, at: int) -> list[dict[str, Any]]:
         """Move stream time to `at`, re-scoring idle accounts at each tick it passes."""
+        alerts = self.run_ticks(at)
+        self.clock.stream_time = at
+        self.periods.advance(at, self._revenue_of)
+        return alerts
+
+    def ticks_before(self, at: int) -> bool:
+        """Whether ticks (or the rest of one) are to run before stream time can move to `at`."""
+        next_tick = self.clock.next_tick
+        return 0 <= next_tick <= at and at > self.clock.stream_time
+
+    def run_ticks(self, at: int, budget: int | None = None) -> list[dict[str, Any]]:
+        """Run the ticks up to `at` (stream time stays where it is): all of them, or until
+        `budget` accounts due were visited, the rest left for the next call.
+
+        A midnight re-scores every active account of the partition; the worker runs it in steps
+        and lets its event loop turn in between (until `ticks_before` is False). The accounts are
+        visited in the same order either way, so the state and the outputs are the same too.
+        """
         clock = self.clock
         if clock.next_tick < 0:
             clock.next_tick = self._first_tick_after(at)
         alerts: list[dict[str, Any]] = []
         while clock.next_tick <= at:
             tick = clock.next_tick
-            self.periods.advance(tick, self._revenue_of)
-            alerts += self.tick(tick)
+            if self._opened != tick:
+                self._opened = tick
+                self.periods.advance(tick, self._revenue_of)
+                if on_grid(tick, self._refresh_days):
+                    self.peers.add(self._reference(tick))
+            budget, done = self._visit_due(tick, budget, alerts)
+            if not done:
+                break
             clock.next_tick = tick + self._interval
-        clock.stream_time = at
-        self.periods.advance(at, self._revenue_of)
+            if budget == 0:
+                break
         return alerts
 
     def tick(self, tick: int) -> list[dict[str, Any]]:
-        """Re-score the idle accounts due at `tick` (event time), in account order.
+        """Run the tick at `tick` (the next one) whole."""
+        return self.run_ticks(tick)
+
+    def _visit_due(
+        self, tick: int, budget: int | None, alerts: list[dict[str, Any]]
+    ) -> tuple[int | None, bool]:
+        """Re-score the idle accounts due at `tick` (event time), in account order, until `budget`
+        of them were visited (None: no limit); return what is left of the budget and whether
+        every account due at `tick` was visited.
 
         Only the accounts whose timer is due are visited (the peer reference, at a grid point,
         still reads every account): the answers are those of visiting every account and asking
         `_due`, because `_next_due` is the first tick at which `_due` holds.
         """
-        alerts: list[dict[str, Any]] = []
-        if on_grid(tick, self._refresh_days):
-            self.peers.add(self._reference(tick))
         timers, due_at = self._timers, self._due_at
         while timers and timers[0][0] <= tick:
+            if budget == 0:
+                return budget, False
             at, account_id = heapq.heappop(timers)
             if due_at.get(account_id) != at:
                 continue  # superseded by a later schedule
+            if budget is not None:
+                budget -= 1
             del due_at[account_id]
             account = self.accounts[account_id]
             self._tidy(account, tick)
@@ -292,7 +339,7 @@ class PartitionEngine:
             else:
                 self.accounts[account_id] = account  # tidied: written back like a scoring
             self._schedule(account, after=tick)
-        return alerts
+        return budget, True
 
     def _tidy(self, account: Account, tick: int) -> None:
         """Forget the dedupe ids and day buckets a tick at `tick` makes obsolete.

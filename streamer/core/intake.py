@@ -33,7 +33,7 @@ from streamer.contract.events import (
 )
 from streamer.core.clock import DAY, HOUR, iso, to_ms
 from streamer.core.config import Input, ScoreConfig
-from streamer.core.engine import REJECTED, Outcome, PartitionEngine
+from streamer.core.engine import ACCEPTED, REJECTED, Outcome, PartitionEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +80,31 @@ def apply(engine: PartitionEngine, event: Event) -> Outcome:
     changes any state, and admitted events are bounded, so this is the safety net for the
     unforeseen: the message is dead-lettered with the error and the stream goes on.
     """
+    refused = check(engine, event)
+    return refused if refused is not None else apply_checked(engine, event)
+
+
+def check(engine: PartitionEngine, event: Event) -> Outcome | None:
+    """`engine.check(event)`: the outcome of a duplicate or rejected event, or None (apply it)."""
     try:
-        return engine.process(event)
+        return engine.check(event)
+    except Exception as exc:
+        return Outcome(REJECTED, unexpected("apply", exc))
+
+
+def run_ticks(engine: PartitionEngine, at: int, budget: int) -> Outcome:
+    """`engine.run_ticks(at, budget)` between `check` and `apply_checked`: its alerts, or the
+    event's rejection when a re-scoring failed."""
+    try:
+        return Outcome(ACCEPTED, alerts=engine.run_ticks(at, budget))
+    except Exception as exc:
+        return Outcome(REJECTED, unexpected("apply", exc))
+
+
+def apply_checked(engine: PartitionEngine, event: Event) -> Outcome:
+    """`engine.apply_checked(event)` for an event `check` let through."""
+    try:
+        return engine.apply_checked(event)
     except Exception as exc:
         return Outcome(REJECTED, unexpected("apply", exc))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from streamer.contract.events import Event
 from streamer.core.account import Account
+from streamer.core.clock import to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import PartitionEngine
 
@@ -150,3 +151,35 @@ def test_idle_rescore_days_rescores_idle_accounts_less_and_keeps_the_alert_lines
     for (_, _, weekly_at), (_, _, daily_at) in zip(weekly, daily, strict=True):
         delay = datetime.fromisoformat(weekly_at) - datetime.fromisoformat(daily_at)
         assert timedelta(0) < delay < timedelta(days=7)
+
+
+class InSteps(PartitionEngine):
+    """Runs the ticks an event passes one account at a time, as the worker does in steps of
+    `YIELD_EVERY` with its event loop turning in between; counts the steps that stopped mid-tick."""
+
+    stopped_mid_tick = 0
+
+    def process(self, event: Event) -> Any:
+        refused = self.check(event)
+        if refused is not None:
+            return refused
+        at = to_ms(event.occurred_at)
+        alerts: list[dict[str, Any]] = []
+        while self.ticks_before(at):
+            before = self.clock.next_tick
+            alerts += self.run_ticks(at, 1)
+            if self.clock.next_tick == before:
+                InSteps.stopped_mid_tick += 1
+        outcome = self.apply_checked(event)
+        outcome.alerts = alerts + outcome.alerts
+        return outcome
+
+
+def test_ticks_run_in_steps_leave_the_same_alerts_scorings_and_snapshots() -> None:
+    events = portfolio()
+    expected = run(PartitionEngine, events)
+    InSteps.stopped_mid_tick = 0
+    assert run(InSteps, events) == expected
+    assert InSteps.stopped_mid_tick > 100  # ticks were left and resumed with accounts still due
+    for recover_at in (len(events) // 3, 2 * len(events) // 3):
+        assert run(InSteps, events, recover_at=recover_at) == expected
