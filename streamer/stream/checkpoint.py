@@ -68,11 +68,13 @@ class Outputs(Protocol):
 
 
 class StagedWrites(Protocol):
-    def write(self) -> int: ...
+    async def write(self) -> int: ...
 
 
 class AccountStore(Protocol):
-    def stage(self, marks: Marks | None = None, handled: AppliedByAccount | None = None) -> StagedWrites: ...
+    async def stage(
+        self, marks: Marks | None = None, handled: AppliedByAccount | None = None
+    ) -> StagedWrites: ...
 
 
 @dataclass
@@ -99,14 +101,15 @@ class Checkpoint:
 
     async def commit(self) -> None:
         """All the steps, in order (see the module docstring)."""
-        self.prepare()
+        await self.prepare()
         await self.complete()
 
-    def prepare(self) -> None:
-        """Capture the outputs, the account records and the partition records as they are now."""
+    async def prepare(self) -> None:
+        """Capture the outputs, the account records and the partition records as they are now
+        (the caller changes none of them until this returns)."""
         self._outputs_sent = asyncio.ensure_future(self.outputs.flush())
         for partition in self.applied:
-            self._accounts[partition] = self.stores[partition].stage(
+            self._accounts[partition] = await self.stores[partition].stage(
                 self.marks[partition], self.by_account[partition]
             )
         self._stage_partition_records()
@@ -114,7 +117,7 @@ class Checkpoint:
     async def complete(self) -> None:
         """Make what `prepare` captured durable, then acknowledge the input."""
         await self.flush_outputs()
-        self.write_accounts()
+        await self.write_accounts()
         await self.flush_accounts()
         self.write_partition_records()
         await self.flush_partition_records()
@@ -125,10 +128,10 @@ class Checkpoint:
         assert self._outputs_sent is not None, "prepare() first"
         await self._outputs_sent
 
-    def write_accounts(self) -> None:
+    async def write_accounts(self) -> None:
         for partition, staged in self._accounts.items():
             with acting_as(self.applied[partition]):
-                staged.write()
+                await staged.write()
 
     async def flush_accounts(self) -> None:
         """The account records are in Kafka before a partition record says what they contain."""

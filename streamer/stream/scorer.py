@@ -27,8 +27,8 @@ from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.events import Event
 from streamer.core.clock import to_ms
 from streamer.core.config import ScoreConfig
-from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
-from streamer.core.intake import Refused, admit, apply
+from streamer.core.engine import ACCEPTED, DUPLICATE, Outcome, PartitionEngine
+from streamer.core.intake import Refused, admit, apply_checked, check, run_ticks
 from streamer.core.peers import PeerReference
 from streamer.partitioning import partition_of
 from streamer.projection.port import NoProjection, Projection
@@ -742,16 +742,16 @@ class Scorer:
                 day = None
                 for event, decoded in ready:
                     if day is not None and decoded.occurred_at.date() != day:
-                        self._publish_snapshots(engine)  # one per changed account and event-time day
+                        await self._publish_snapshots(engine)  # one per changed account and event-time day
                     day = decoded.occurred_at.date()
                     message = event.message
-                    self._apply(engine, message, decoded)
+                    await self._apply(engine, message, decoded)
                     done.append(event)
                     mine[decoded.account_id][message.topic].append(message.offset)
                     applying += 1
                     if self.overlap and not applying % YIELD_EVERY:
                         await asyncio.sleep(0)  # the checkpoint in flight and the client's I/O
-                self._publish_snapshots(engine)
+                await self._publish_snapshots(engine)
             applied[partition] = ready[-1][0]
         if not done:
             if self._checkpoint_due():
@@ -814,7 +814,7 @@ class Scorer:
             by_account={partition: pending.by_account[partition] for partition in applied},
             changelogs=self.changelogs,
         )
-        checkpoint.prepare()
+        await checkpoint.prepare()
         self._inflight = asyncio.ensure_future(self._complete(checkpoint))
         if not self.overlap or self.stopping or self.revoking:
             await self._settle()
@@ -981,22 +981,41 @@ class Scorer:
             return None
         return event
 
-    def _publish_snapshots(self, engine: PartitionEngine) -> None:
+    async def _publish_snapshots(self, engine: PartitionEngine) -> None:
         """Send and stage the snapshot of every account changed since the last call.
 
         Called at each event-time day a batch crosses, not only at its end: a backfill's batches
         span weeks, and the account page's history keeps a point per day (the compacted
-        `cs.health` topic keeps the latest either way).
+        `cs.health` topic keeps the latest either way). A midnight changes every active account
+        of the partition: with `overlap` the event loop turns every `YIELD_EVERY` snapshots.
         """
-        for account_id in engine.take_dirty():
+        for published, account_id in enumerate(engine.take_dirty(), start=1):
             snapshot = engine.snapshot(account_id)
             self.sink.snapshot(snapshot)
             self.projection.snapshot(snapshot)
             self.counters.snapshots += 1
+            if self.overlap and not published % YIELD_EVERY:
+                await asyncio.sleep(0)
 
-    def _apply(self, engine: PartitionEngine, message: Message, event: Event) -> None:
+    async def _apply(self, engine: PartitionEngine, message: Message, event: Event) -> None:
+        """Apply one event. The ticks it passes run first; with `overlap` in steps of
+        `YIELD_EVERY` accounts, the event loop turning in between: a midnight re-scores every
+        active account of the partition, tens of thousands in a large one."""
+        outcome = check(engine, event)  # an error rejects this event only (see intake.apply)
+        if outcome is None and self.overlap:
+            at = to_ms(event.occurred_at)
+            while outcome is None and engine.ticks_before(at):
+                step = run_ticks(engine, at, YIELD_EVERY)
+                self._alerts(step.alerts)
+                if step.status != ACCEPTED:
+                    outcome = step
+                await asyncio.sleep(0)
+        if outcome is None:
+            outcome = apply_checked(engine, event)
+        self._outcome(message, outcome)
+
+    def _outcome(self, message: Message, outcome: Outcome) -> None:
         counters = self.counters
-        outcome = apply(engine, event)  # an error rejects this event only (see intake.apply)
         if outcome.status == ACCEPTED:
             counters.accepted += 1
         elif outcome.status == DUPLICATE:
@@ -1004,7 +1023,11 @@ class Scorer:
         else:
             counters.rejected += 1
             self._dead_letter(message, outcome.reason or "rejected")
-        for alert in outcome.alerts:
+        self._alerts(outcome.alerts)
+
+    def _alerts(self, alerts: list[dict[str, Any]]) -> None:
+        counters = self.counters
+        for alert in alerts:
             counters.alerts += 1
             counters.by_rule[str(alert["rule"])] += 1
             self.sink.alert(alert)

@@ -20,7 +20,7 @@ def record(account_id: str, mark: int) -> bytes:
     return encode_account(Account(account_id=account_id, first_seen=0), offsets)
 
 
-def test_accounts_read_with_the_same_offsets_share_them_and_a_write_back_changes_only_its_own() -> None:
+async def test_accounts_read_with_the_same_offsets_share_them_and_a_write_back_changes_only_its_own() -> None:
     table = {"a": record("a", 100), "b": record("b", 100), "c": record("c", 7)}
     accounts = TableAccounts(table, lambda key: True)
     for key in table:
@@ -29,7 +29,7 @@ def test_accounts_read_with_the_same_offsets_share_them_and_a_write_back_changes
     assert shared["a"] is shared["b"] and shared["a"] is not shared["c"]  # one object for a and b
 
     accounts["a"] = accounts["a"]  # changed in a batch that handled usage offsets up to 200
-    accounts.stage({USAGE: 200}, {"a": {USAGE: [203]}}).write()
+    await (await accounts.stage({USAGE: 200}, {"a": {USAGE: [203]}})).write()
 
     assert accounts.contains("a", USAGE, 150) and accounts.contains("a", USAGE, 203)
     assert not accounts.contains("b", USAGE, 150)  # b's offsets are still those of its record

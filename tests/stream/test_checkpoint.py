@@ -52,7 +52,7 @@ class Store:
         self.journal, self.partition = journal, partition
         self.calls: list[tuple[Any, Any]] = []
 
-    def stage(self, marks: Mapping[str, int] | None = None, handled: Any = None) -> Staged:
+    async def stage(self, marks: Mapping[str, int] | None = None, handled: Any = None) -> Staged:
         self.journal.append(f"stage accounts {self.partition}")
         self.calls.append((dict(marks or {}), handled))
         return Staged(self.journal, self.partition)
@@ -62,7 +62,7 @@ class Staged:
     def __init__(self, journal: Journal, partition: int) -> None:
         self.journal, self.partition = journal, partition
 
-    def write(self) -> int:
+    async def write(self) -> int:
         self.journal.append(f"write accounts {self.partition}")
         return 1
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from streamer.partitioning import partition_of
 from streamer.state.codec import StateDecodeError, decode_account_record, decode_partition
+from streamer.stream import accounts as accounts_module
 from streamer.stream import scorer as scorer_module
 from tests.fixtures import FakeSink
 from tests.stream.world import (
@@ -19,6 +21,7 @@ from tests.stream.world import (
     OTHER,
     OTHER_PARTITION,
     PARTITION,
+    SETTINGS,
     SUBS,
     SURVEYS,
     T1,
@@ -26,6 +29,7 @@ from tests.stream.world import (
     TICKETS,
     USAGE,
     World,
+    started_record,
 )
 
 
@@ -966,6 +970,61 @@ async def test_overlapping_a_worker_killed_while_a_checkpoint_waits_ends_like_on
     assert restarted.sink.snapshots[-2:] == reference.sink.snapshots[-2:]
 
 
+async def test_overlapping_a_midnight_is_re_scored_published_and_stored_with_the_loop_turning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A midnight re-scores every active account of the partition within one event: the loop
+    turns every `YIELD_EVERY` accounts of it and of their snapshots, and every `TURN_EVERY` of
+    their records encoded and written to the table, not once it is all done (100k accounts
+    held the worker's loop for seconds: Redis timed out, a stop waited)."""
+    monkeypatch.setattr(scorer_module, "YIELD_EVERY", 3)
+    monkeypatch.setattr(accounts_module, "TURN_EVERY", 3)
+    encoded: list[str] = []
+    encode = accounts_module.encode_account
+
+    def counted(account: Any, offsets: Any) -> bytes:
+        encoded.append(account.account_id)
+        return encode(account, offsets)
+
+    monkeypatch.setattr(accounts_module, "encode_account", counted)
+    world = World(overlap=True)
+    accounts = [
+        f"acct-{n}" for n in range(200) if partition_of(f"acct-{n}", SETTINGS.partitions) == PARTITION
+    ]
+    accounts = accounts[:10]
+    world.offsets.ends[(SUBS, PARTITION)] = 10
+    starts = [
+        world.event(SUBS, offset, world.value(started_record(account, T1)), account=account)
+        for offset, account in enumerate(accounts)
+    ]
+    await asyncio.wait_for(world.scorer.process(starts), 5)
+    engine, published = world.scorer.engines[PARTITION], len(world.sink.snapshots)
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    encoded.clear()
+    written = len(world.journal)
+    # at each turn of the loop: accounts re-scored, snapshots sent, records encoded and written
+    seen: dict[str, list[int]] = {"scored": [], "sent": [], "encoded": [], "written": []}
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            seen["scored"].append(len(engine.dirty))
+            seen["sent"].append(len(world.sink.snapshots) - published)
+            seen["encoded"].append(len(encoded))
+            seen["written"].append(sum(entry.startswith("write acct-") for entry in world.journal[written:]))
+            await asyncio.sleep(0)
+
+    watching = asyncio.create_task(watch())
+    crossing = world.usage(0, "2024-01-02T10:00:00Z", account=accounts[0])
+    await asyncio.wait_for(world.scorer.process([crossing]), 5)
+    done.set()
+    await watching
+    assert len(world.sink.snapshots) - published == 10  # every account, re-scored at the midnight
+    assert len(encoded) == 10 and crossing.acked == 1  # and stored
+    for step, counts in seen.items():
+        assert 0 < min(n for n in counts if n) < 10, step  # the loop turned amid each step
+
+
 async def test_overlapping_a_checkpoint_that_failed_stops_the_next_call_and_acknowledges_nothing() -> None:
     world, changelogs = overlapping()
     first = world.usage(0, T1)
@@ -1010,7 +1069,8 @@ async def test_overlapping_a_long_release_lets_the_checkpoint_in_flight_move_on(
         seen.append(world.scorer.counters.accepted)
         changelogs.gate.set()
 
-    days = [f"2024-01-0{day}T10:00:00Z" for day in range(2, 7)]
+    # One event-time day: the ticks a release passes turn the loop too (the next test).
+    days = [f"2024-01-02T1{hour}:00:00Z" for hour in range(5)]
     # Two of the five on the account's partition, three on another (released after it): the
     # turns count the release's messages, whatever partitions they come from.
     for topic in (SUBS, USAGE, TICKETS, SURVEYS):
