@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -230,29 +231,30 @@ class RedisProjection:
             self.lost = True
         # Built once Redis answered: while it is away every attempt failed here, and building
         # a command per staged value (all the alerts raised meanwhile) first was wasted CPU.
+        # Built a pipeline at a time, and the loop turns at each: after a midnight a batch
+        # holds a snapshot of every active account of the worker's partitions.
         commands = self._commands(batch)
-        for start in range(0, len(commands), COMMANDS_PER_PIPELINE):
+        while chunk := list(islice(commands, COMMANDS_PER_PIPELINE)):
             pipe = self.redis.pipeline(transaction=False)
-            for command in commands[start : start + COMMANDS_PER_PIPELINE]:
+            for command in chunk:
                 command(pipe)
             await pipe.execute()
 
-    def _commands(self, batch: Staged) -> list[Callable[[Any], None]]:
-        """One callable per write, each adding its commands to a pipeline."""
-        commands: list[Callable[[Any], None]] = []
+    def _commands(self, batch: Staged) -> Iterator[Callable[[Any], None]]:
+        """One callable per write, each adding its commands to a pipeline (made as they are
+        taken)."""
         for as_of, encoded in batch.snapshots.values():
-            commands.append(self._snapshot_command(as_of, orjson.loads(encoded), encoded))
+            yield self._snapshot_command(as_of, orjson.loads(encoded), encoded)
         for account_id, points in batch.points.items():
             for as_of, point in sorted(points.values()):
-                commands.append(self._history_command(account_id, as_of, point))
+                yield self._history_command(account_id, as_of, point)
         for alert in batch.alerts.values():
-            commands.append(self._alert_command(alert))
+            yield self._alert_command(alert)
         for partition, state in batch.partitions.items():
-            commands.append(self._partition_command(partition, state))
+            yield self._partition_command(partition, state)
         now = time.time()
         for worker_id, stats in batch.workers.items():
-            commands.append(self._worker_command(worker_id, stats, now))
-        return commands
+            yield self._worker_command(worker_id, stats, now)
 
     def _eval(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
         script = self._scripts[name]

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from streamer.projection import redis_writer
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import Keys
 from streamer.projection.redis_writer import (
@@ -365,3 +366,43 @@ async def test_a_full_redis_refuses_the_writes_which_wait_and_are_written_once_i
 )
 def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
     assert without_password(url) == shown
+
+
+async def test_a_large_write_is_built_a_pipeline_at_a_time(
+    redis_server: RedisServer, prefix: str, client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a midnight a write holds a snapshot of every active account: its commands are made
+    as each pipeline is sent, so the loop turns between them, not after building all of them."""
+    monkeypatch.setattr(redis_writer, "COMMANDS_PER_PIPELINE", 2)
+    sent = [0]  # pipelines Redis answered
+    built: list[int] = []  # for each snapshot command: pipelines answered when it was made
+
+    class Watched(RedisProjection):
+        def _snapshot_command(self, *args: Any) -> Any:
+            built.append(sent[0])
+            return super()._snapshot_command(*args)
+
+    writer = Watched(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    pipeline = writer.redis.pipeline
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def answered(*args: Any, **kwargs: Any) -> Any:
+            result = await execute(*args, **kwargs)
+            sent[0] += 1
+            return result
+
+        pipe.execute = answered
+        return pipe
+
+    monkeypatch.setattr(writer.redis, "pipeline", counted)
+    try:
+        for number in range(5):
+            writer.snapshot(snapshot(f"acct-{number}"))
+        assert await writer.drain(timeout_s=5.0)
+        assert built == [1, 1, 2, 2, 3]  # after the meta check, two per pipeline
+        assert all([await stored(client, writer.keys, f"acct-{number}") for number in range(5)])
+    finally:
+        await writer.close(timeout_s=1.0)
