@@ -65,12 +65,15 @@ def worker_stats(
     projection_pending: int = 0,
     projection_failures: int = 0,
     latency_s: float | None = None,
+    loop_stall_s: float = 0.0,
 ) -> dict[str, float]:
     """Counters since the worker started, consumer lag per partition (all input topics) and total;
-    `latency_s` (see RecentLatency) defaults to the last batch's."""
+    `latency_s` (see RecentLatency) defaults to the last batch's; `loop_stall_s`: the longest the
+    event loop stood still since the last stats (`streamer.stream.loop_watch`)."""
     stats: dict[str, float] = {name: float(getattr(counters, name)) for name in COUNTERS}
     stats["offset_gaps"] = float(counters.offset_gaps + counters.consumer_gaps)
     stats["latency_s"] = round(counters.last_latency_s if latency_s is None else latency_s, 4)
+    stats["loop_stall_s"] = round(loop_stall_s, 4)
     stats["lag"] = float(sum(lag.values()))
     stats["uptime_s"] = round(now - started_at, 1)
     stats["reported_at"] = now

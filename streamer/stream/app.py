@@ -34,6 +34,7 @@ from streamer.stream.dead_letters import KafkaDeadLetters
 from streamer.stream.faust_imports import NoHttpClient
 from streamer.stream.faust_private import committed_offsets, without_autodiscovery_marks
 from streamer.stream.local_stores import open_local_stores, stopped_cleanly
+from streamer.stream.loop_watch import LoopWatch
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
@@ -366,6 +367,11 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         await loads.measure()  # never fails: the loads stay as they were when the broker is away
 
     logged_latency = RecentLatency()
+    watch = LoopWatch(("progress", "stats"))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def watch_loop() -> None:
+        await watch.run()
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
@@ -388,12 +394,13 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
                 "snapshots": c.snapshots,
                 "batches": c.batches,
                 "latency_s": round(logged_latency.read(c), 3),
+                "loop_stall_s": round(watch.longest("progress"), 3),  # the longest since the last line
             },
         )
 
-    del score, release_idle, reread_stalled, measure_loads, report_progress
+    del score, release_idle, reread_stalled, measure_loads, watch_loop, report_progress
     if projection is not None:
-        _project(app, settings, kafka, scorer, projection)
+        _project(app, settings, kafka, scorer, projection, watch)
     return app
 
 
@@ -417,7 +424,12 @@ def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
 
 
 def _project(
-    app: faust.App, settings: Settings, kafka: KafkaAccess, scorer: Scorer, projection: RedisProjection
+    app: faust.App,
+    settings: Settings,
+    kafka: KafkaAccess,
+    scorer: Scorer,
+    projection: RedisProjection,
+    watch: LoopWatch,
 ) -> None:
     """Timers that keep the Redis projection complete, and its final write at shutdown."""
     alerts_topic = settings.topic("alerts")
@@ -448,6 +460,7 @@ def _project(
             projection_pending=projection.pending,
             projection_failures=projection.failures,
             latency_s=latency.read(scorer.counters),
+            loop_stall_s=watch.longest("stats"),
         )
         projection.worker(worker_id, stats)
         await projection.flush()

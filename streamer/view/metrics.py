@@ -83,6 +83,11 @@ def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
         "Wall time from a batch's last message being produced to its processing",
         labels=["worker"],
     )
+    stall = GaugeMetricFamily(
+        "healthstream_event_loop_stall_seconds",
+        "Longest time the worker's event loop stood still between its last two stats reports",
+        labels=["worker"],
+    )
     pending = GaugeMetricFamily(
         "healthstream_projection_pending",
         "Values staged for the Redis projection, not yet written",
@@ -95,10 +100,11 @@ def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
             elif key.startswith(LAG_PREFIX):
                 lag.add_metric([worker_id, key[len(LAG_PREFIX) :]], value)
         latency.add_metric([worker_id], stats.get("latency_s", 0.0))
+        stall.add_metric([worker_id], stats.get("loop_stall_s", 0.0))
         pending.add_metric([worker_id], stats.get("projection_pending", 0.0))
     count = GaugeMetricFamily("healthstream_workers", "Workers that reported recently")
     count.add_metric([], len(workers))
-    return [*families, by_rule, lag, latency, pending, count]
+    return [*families, by_rule, lag, latency, stall, pending, count]
 
 
 def memory_families(memory: StoreMemory) -> list[Metric]:

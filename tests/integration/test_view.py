@@ -440,6 +440,7 @@ def test_healthz_and_metrics_show_the_worker(live: Live) -> None:
     text = urllib.request.urlopen(f"{view.url}/metrics", timeout=5).read().decode()
     assert "healthstream_redis_up 1.0" in text and "healthstream_workers 1.0" in text
     assert "healthstream_consumer_lag{" in text and "healthstream_processing_latency_seconds{" in text
+    assert "healthstream_event_loop_stall_seconds{" in text
     wait_until("zero lag", lambda: view.get("/healthz")["consumer_lag"] == 0, 30)
     health = view.get("/healthz")
     assert health["status"] == "ok" and health["kafka"]["reachable"] and health["workers"] == 1

@@ -56,3 +56,5 @@ def test_every_worker_log_line_is_a_json_object(stack: StackInfo, tmp_path: Path
     assert entries[1]["msg"] == "score config: the built-in defaults, no [model] (churn_risk_60d null)"
     progress = [entry for entry in entries if entry["msg"] == "progress"]
     assert progress and all(entry["latency_s"] == 0.0 for entry in progress)  # idle: nothing waits
+    # the loop's longest stall since the line before (start-up included: a number, not a bound)
+    assert all(isinstance(entry["loop_stall_s"], float) for entry in progress)

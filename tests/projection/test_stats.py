@@ -32,14 +32,16 @@ def counters(**changes: Any) -> Counters:
 
 
 def test_counters_lag_and_rules_are_flattened() -> None:
-    stats = worker_stats(counters(), {0: 5, 3: 1}, started_at=100.0, now=160.0, projection_pending=9)
+    stats = worker_stats(
+        counters(), {0: 5, 3: 1}, started_at=100.0, now=160.0, projection_pending=9, loop_stall_s=0.31234
+    )
     assert stats["processed"] == 10 and stats["rejected"] == 2 and stats["alerts"] == 3
     assert stats["stale"] == 5 and stats["rereads"] == 1 and stats["reread"] == 6
     assert stats["offset_gaps"] == 3  # seen by the scorer and recorded by faust's consumer
     assert stats["lag"] == 6 and stats[f"{LAG_PREFIX}0"] == 5 and stats[f"{LAG_PREFIX}3"] == 1
     assert stats[f"{RULE_PREFIX}silence"] == 2
     assert stats["latency_s"] == 0.1235 and stats["uptime_s"] == 60.0
-    assert stats["projection_pending"] == 9
+    assert stats["projection_pending"] == 9 and stats["loop_stall_s"] == 0.3123
     assert all(isinstance(value, float) for value in stats.values())
 
 

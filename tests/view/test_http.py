@@ -34,6 +34,7 @@ from tests.fixtures import RedisServer
 META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
 STATS = {"processed": 10.0, "rejected": 1.0, "alerts": 3.0, "lag": 4.0, "lag_partition.0": 4.0}
 STATS |= {"latency_s": 0.25, "alerts_rule.silence": 3.0, "reread": 6.0, "offset_gaps": 2.0}
+STATS |= {"loop_stall_s": 1.5}
 
 Make = Callable[..., "AsyncIterator[TestClient[Any, Any]]"]
 
@@ -547,6 +548,7 @@ async def test_metrics_in_prometheus_format(view: TestClient[Any, Any]) -> None:
     assert 'healthstream_alerts_raised_by_rule_total{rule="silence",worker="w-test"} 3.0' in lines
     assert 'healthstream_consumer_lag{partition="0",worker="w-test"} 4.0' in lines
     assert 'healthstream_processing_latency_seconds{worker="w-test"} 0.25' in lines
+    assert 'healthstream_event_loop_stall_seconds{worker="w-test"} 1.5' in lines
     assert "healthstream_redis_up 1.0" in lines and "healthstream_workers 1.0" in lines
     counts = scored().run.portfolio()["current"]["accounts_by_band"]
     assert f'healthstream_accounts{{band="red"}} {float(counts["red"])}' in lines
