@@ -279,6 +279,9 @@ def test_the_at_risk_list_is_ordered_as_chosen(live: Live, chromium: str, tmp_pa
     assert "sort=-mrr" in csv.attrs["href"]  # the export is the list as shown
     # the live portfolio's workers run without a fitted model: nothing has a 60-day risk, and the
     # list says why it is empty rather than showing nothing
+    by_default = parse(browse(chromium, view.url + "/"))  # ... so it is ordered by score
+    expected = view.get("/api/accounts?at_risk=true&sort=score&limit=12")["items"]
+    assert at_risk_rows(by_default) == [item["account_id"] for item in expected] and expected
     unfitted = parse(browse(chromium, view.url + "/?risk_sort=-churn_risk"))
     assert at_risk_rows(unfitted) == []
     (empty,) = unfitted.by_id("at-risk").find("tr", **{"class": "empty"})
@@ -292,16 +295,23 @@ def test_the_at_risk_list_is_ordered_as_chosen(live: Live, chromium: str, tmp_pa
     asyncio.run(_project_risks(source.redis_url, probe.app_id, template, risks))
     try:
         probe.start_view()
-        fitted = parse(browse(chromium, probe.url + "/?risk_sort=-churn_risk"))
-        assert at_risk_rows(fitted) == ["high", "mid", "low"]  # green is not at risk
-        assert [row.find("td")[3].text for row in fitted.by_id("at-risk").find("tr")[1:]] == [
-            "61.0%",
-            "32.0%",
-            "5.0%",
-        ]
-        by_score = parse(browse(chromium, probe.url + "/"))
+        # with a fitted model the list is ordered by churn risk unless the address says otherwise
+        for fitted in (
+            parse(browse(chromium, probe.url + "/?risk_sort=-churn_risk")),
+            parse(browse(chromium, probe.url + "/")),
+        ):
+            assert at_risk_rows(fitted) == ["high", "mid", "low"]  # green is not at risk
+            assert [row.find("td")[3].text for row in fitted.by_id("at-risk").find("tr")[1:]] == [
+                "61.0%",
+                "32.0%",
+                "5.0%",
+            ]
+            (csv,) = fitted.by_id("risk-csv").find("a")
+            assert "sort=-churn_risk" in csv.attrs["href"]
+        by_score = parse(browse(chromium, probe.url + "/?risk_sort=score"))
         scores = probe.get("/api/accounts?at_risk=true&sort=score")["items"]
         assert at_risk_rows(by_score) == [item["account_id"] for item in scores]
+        assert at_risk_rows(by_score) != ["high", "mid", "low"]  # the two orders differ here
     finally:
         probe.close()
 

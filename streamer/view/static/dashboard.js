@@ -25,9 +25,13 @@
     "renewal": "none listed: only accounts with a renewal date are",
   };
 
+  // Unless the address chooses an order: by 60-day churn risk when the workers publish one (a
+  // fitted [model]: what `streamer backtest --tune` found ranks churn best), else by score.
+  let defaultSort = "score";
+
   function riskSort() {
     const chosen = state.get("risk_sort");
-    return RISK_SORTS.includes(chosen) ? chosen : "score";
+    return RISK_SORTS.includes(chosen) ? chosen : defaultSort;
   }
 
   function remember() {
@@ -186,7 +190,7 @@
     const select = document.getElementById("risk-sort");
     select.value = riskSort();
     select.addEventListener("change", function () {
-      if (select.value === "score") state.delete("risk_sort"); else state.set("risk_sort", select.value);
+      if (select.value === defaultSort) state.delete("risk_sort"); else state.set("risk_sort", select.value);
       state.delete("risk_offset");
       remember();
       refresh();
@@ -331,6 +335,9 @@
   async function refresh() {
     const error = document.getElementById("error");
     try {
+      const modelled = await api("/api/accounts?sort=-churn_risk&limit=1");
+      defaultSort = modelled.total ? "-churn_risk" : "score";
+      document.getElementById("risk-sort").value = riskSort();
       const risk = "/api/accounts?" + listQuery(FILTERS, { at_risk: "true", sort: riskSort() });
       const churned = "/api/accounts?" + listQuery(FILTERS, { stage: "churned", sort: "score" });
       const alertList = "/api/alerts?" + listQuery(["owner", "segment", ...ALERT_FILTERS], {});
