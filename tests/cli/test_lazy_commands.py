@@ -103,3 +103,11 @@ def test_a_commands_help_imports_neither_the_settings_nor_faust() -> None:
         "streamer.offline.runner",
     }
     assert not heavy & loaded, f"`streamer worker --help` imports {sorted(heavy & loaded)}"
+
+
+def test_python_dash_m_streamer_is_the_streamer_command() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-m", "streamer", "offline", "--help"], capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("Usage: streamer offline [OPTIONS] EVENTS")
