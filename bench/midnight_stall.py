@@ -32,8 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
+from common import add_baseline, checkouts, parser, print_checkouts
+
 PROBE_S = 0.005
+ROWS = (  # (key, label) of the report
+    ("longest_stall_s", "longest loop stall (s)"),
+    ("turns", "loop turns in the midnight"),
+    ("midnight_s", "midnight, wall (s)"),
+    ("midnight_cpu_s", "midnight, CPU (s)"),
+)
 
 
 # -- one measurement (in the checkout's own process) ----------------------------------------------
@@ -239,18 +246,17 @@ def run_once(checkout: Path, accounts: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--accounts", type=int, default=20000, help="accounts in the partition")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per checkout (medians)")
-    parser.add_argument("--baseline", type=Path, help="a checkout of another revision, measured alike")
-    parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    command = parser(__doc__)
+    command.add_argument("--accounts", type=int, default=20000, help="accounts in the partition")
+    command.add_argument("--rounds", type=int, default=3, help="runs per checkout (medians)")
+    add_baseline(command)
+    command.add_argument("--measure", type=int, help=argparse.SUPPRESS)
+    args = command.parse_args()
     if args.measure is not None:
         print(json.dumps(asyncio.run(measure(args.measure))))
         return
-    columns = {"this checkout": BENCH_DIR.parent}
-    if args.baseline is not None:
-        columns["baseline"] = args.baseline.resolve()
+    columns = checkouts(args.baseline.resolve() if args.baseline else None)  # the baseline first
+    print_checkouts(args.baseline)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in columns}
     for round_ in range(1, args.rounds + 1):
         for name, checkout in columns.items():
@@ -261,32 +267,24 @@ def main() -> None:
                 f"midnight {result['midnight_s']:.2f} s",
                 file=sys.stderr,
             )
-    keys = (
-        ("longest_stall_s", "longest loop stall (s)"),
-        ("turns", "loop turns in the midnight"),
-        ("midnight_s", "midnight, wall (s)"),
-        ("midnight_cpu_s", "midnight, CPU (s)"),
-    )
+    names = list(columns)
+    pair = len(names) == 2
     print(
-        f"\nOne partition of {args.accounts:,} accounts, the first event past a midnight "
+        f"One partition of {args.accounts:,} accounts, the first event past a midnight "
         f"(median of {args.rounds}):\n"
     )
-    print("| | " + " | ".join(columns) + (" | ratio |" if len(columns) == 2 else " |"))
-    print("|---" * (len(columns) + 1 + (len(columns) == 2)) + "|")
-    for key, label in keys:
-        medians = [statistics.median(r[key] for r in runs[name]) for name in columns]
+    print("| | " + " | ".join(names) + (" | ratio |" if pair else " |"))
+    print("|---" * (len(names) + 1 + pair) + "|")
+    for key, label in ROWS:
+        medians = [statistics.median(r[key] for r in runs[name]) for name in names]
         cells = [f"{m:,.3f}" if isinstance(m, float) else f"{m:,}" for m in medians]
-        ratio = [f"{medians[0] / medians[1]:.3f}x" if medians[1] else "-"] if len(columns) == 2 else []
+        ratio = [f"{medians[1] / medians[0]:.3f}x" if medians[0] else "-"] if pair else []
         print(f"| {label} | " + " | ".join(cells + ratio) + " |")
-    digests = {name: {r["digest"] for r in runs[name]} for name in columns}
-    records = {name: {r["records"] for r in runs[name]} for name in columns}
-    print(
-        "| records sent at the midnight | "
-        + " | ".join(
-            f"{'/'.join(map(str, sorted(records[n])))} ({'/'.join(sorted(digests[n]))})" for n in columns
-        )
-        + (" | same |" if len(columns) == 2 and digests["this checkout"] == digests["baseline"] else " |")
-    )
+    digests = {name: {r["digest"] for r in runs[name]} for name in names}
+    records = {name: {r["records"] for r in runs[name]} for name in names}
+    cells = [f"{'/'.join(map(str, sorted(records[n])))} ({'/'.join(sorted(digests[n]))})" for n in names]
+    same = [("same" if digests[names[0]] == digests[names[1]] else "DIFFERENT")] if pair else []
+    print("| records sent at the midnight | " + " | ".join(cells + same) + " |")
 
 
 if __name__ == "__main__":
