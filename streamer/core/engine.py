@@ -307,10 +307,6 @@ class PartitionEngine:
                 break
         return alerts
 
-    def tick(self, tick: int) -> list[dict[str, Any]]:
-        """Run the tick at `tick` (the next one) whole."""
-        return self.run_ticks(tick)
-
     def _visit_due(
         self, tick: int, budget: int | None, alerts: list[dict[str, Any]]
     ) -> tuple[int | None, bool]:

@@ -116,7 +116,7 @@ def test_a_tick_visits_only_the_accounts_due_at_it() -> None:
     for event in portfolio():
         engine.process(event)
     before = len(visited)
-    engine.tick(engine.clock.next_tick)  # 'leaves' churned long ago: dormant, never asked again
+    engine.run_ticks(engine.clock.next_tick)  # 'leaves' churned long ago: dormant, never asked again
     assert "leaves" not in visited[before:]
     assert engine._due_at.get("leaves") is None
 
