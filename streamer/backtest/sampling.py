@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from streamer.core.clock import DAY, bucket_of, month_of, month_start
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.risk import VOLUME_DAYS
 from streamer.core.score import evaluate
+from streamer.offline.external_sort import Key, SortedLines
 from streamer.offline.runner import (
     UNREADABLE,
     OfflineRun,
@@ -101,29 +103,52 @@ def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_ho
     return starts
 
 
-def sort_lines(path: Path, window: tuple[int, int] | None = None) -> list[tuple[int, int, bytes]]:
-    """(event time, topic family, line) in the order `streamer offline --sort` applies them.
+@dataclass(slots=True)
+class Span:
+    """The first event, first activity event and last event times among the readable lines,
+    taken while the lines are keyed for sorting."""
+
+    first: int | None = None
+    activity: int | None = None
+    last: int | None = None
+
+    def see(self, key: Key) -> None:
+        at, family, _ = key
+        if at == UNREADABLE:
+            return
+        self.first = at if self.first is None else min(self.first, at)
+        self.last = at if self.last is None else max(self.last, at)
+        if family != 0:
+            self.activity = at if self.activity is None else min(self.activity, at)
+
+    def times(self) -> tuple[int, int, int]:
+        """(first event, first activity event or else the first event, last event)."""
+        if self.first is None or self.last is None:
+            raise ValueError(
+                "no event in the file is valid and within the [input] event-time bounds (with --now, "
+                "events after it are refused); `streamer offline FILE --out DIR` dead-letters each "
+                "line with its reason"
+            )
+        return self.first, self.first if self.activity is None else self.activity, self.last
+
+
+@contextmanager
+def sorted_lines(path: Path, window: tuple[int, int] | None = None) -> Iterator[tuple[SortedLines, Span]]:
+    """The file's lines keyed (event time, topic family, line number) in the order `streamer
+    offline --sort` applies them, sorted in bounded memory (`SortedLines`), and their span.
 
     Lines with an event time outside `window` (the `[input]` bounds) count as unreadable.
     """
     order = bounded_order_key(window) if window is not None else merge_order_key
-    with open_events(path) as handle:
-        keyed = [(*order(numbered)[:2], numbered[1]) for numbered in enumerate(handle)]
-    keyed.sort(key=lambda item: item[:2])
-    return keyed
+    span = Span()
 
+    def key(numbered: tuple[int, bytes]) -> Key:
+        found = order(numbered)
+        span.see(found)
+        return found
 
-def _span(keyed: list[tuple[int, int, bytes]]) -> tuple[int, int, int]:
-    """(first event, first activity event, last event) times among the readable lines."""
-    times = [ts for ts, _, _ in keyed if ts != UNREADABLE]
-    if not times:
-        raise ValueError(
-            "no event in the file is valid and within the [input] event-time bounds (with --now, "
-            "events after it are refused); `streamer offline FILE --out DIR` dead-letters each "
-            "line with its reason"
-        )
-    activity = [ts for ts, family, _ in keyed if ts != UNREADABLE and family != 0]
-    return times[0], (activity[0] if activity else times[0]), times[-1]
+    with open_events(path) as handle, SortedLines(handle, key) as ordered:
+        yield ordered, span
 
 
 def replay(
@@ -145,10 +170,24 @@ def replay(
     validates on them inside its training period; every reported figure reads month starts only.
     """
     run = OfflineRun(config, partitions, published_ms=published_ms)
-    keyed = sort_lines(path, time_window(config, run.published_ms))
-    if on_sorted is not None:
-        on_sorted(len(keyed))
-    data_start, activity_start, data_end = _span(keyed)
+    with sorted_lines(path, time_window(config, run.published_ms)) as (ordered, span):
+        if on_sorted is not None:
+            on_sorted(ordered.count)
+        times = span.times()
+        return _replay(run, ordered, times, str(path), warmup_days, min_horizon_days, on_progress)
+
+
+def _replay(
+    run: OfflineRun,
+    ordered: SortedLines,
+    times: tuple[int, int, int],
+    source: str,
+    warmup_days: float,
+    min_horizon_days: int,
+    on_progress: Callable[[int], None] | None,
+) -> Replay:
+    config = run.config
+    data_start, activity_start, data_end = times
     starts = plan_month_starts(activity_start, data_end, int(warmup_days * DAY), min_horizon_days * DAY)
     grid = weekly_grid(starts, data_end, min_horizon_days * DAY)
     instants = sorted(set(starts) | set(grid))
@@ -190,7 +229,7 @@ def replay(
     def lines() -> Iterator[bytes]:
         pending = iter(instants)
         upcoming = next(pending, None)
-        for count, (ts, family, line) in enumerate(keyed, start=1):
+        for count, ((ts, family, _), line) in enumerate(ordered, start=1):
             while upcoming is not None and ts >= upcoming:
                 sample_at(upcoming)
                 upcoming = next(pending, None)
@@ -203,7 +242,7 @@ def replay(
             sample_at(upcoming)
             upcoming = next(pending, None)
         if on_progress is not None:
-            on_progress(len(keyed) % PROGRESS_EVERY)
+            on_progress(ordered.count % PROGRESS_EVERY)
 
     def on_alert(alert: dict[str, Any]) -> None:
         raised = int(datetime.fromisoformat(alert["raised_at"]).astimezone(UTC).timestamp() * 1000)
@@ -212,9 +251,7 @@ def replay(
     def ignore(_: dict[str, Any]) -> None:
         return None
 
-    summary = run.feed(
-        lines(), on_snapshot=ignore, on_alert=on_alert, on_dead_letter=ignore, source=str(path)
-    )
+    summary = run.feed(lines(), on_snapshot=ignore, on_alert=on_alert, on_dead_letter=ignore, source=source)
     timelines = {
         account_id: list(account.revenue.timeline)
         for engine in run.engines

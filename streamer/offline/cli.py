@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import stat
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +25,7 @@ from streamer.cli_options import (
 from streamer.collector import collect_less
 from streamer.contract.vocabulary import BANDS
 from streamer.core.config import ScoreConfig
+from streamer.offline.external_sort import SortedLines
 from streamer.offline.parallel import (
     ChildFailed,
     Job,
@@ -179,17 +182,19 @@ def _in_process(
     run = OfflineRun(config, partitions, topic_prefix, published_ms=published_ms)
     size = events.stat().st_size
     with (
+        ExitStack() as stack,
         open_events(events) as source,
         (out_dir / "health.jsonl").open("wb") as health,
         (out_dir / "alerts.jsonl").open("wb") as alerts,
         (out_dir / "deadletter.jsonl").open("wb") as dead,
     ):
         raw = source.fileobj if hasattr(source, "fileobj") else source  # compressed position
+        ordered: SortedLines | None = None
         if sort:
             click.echo(f"sorting {events} by occurred_at ...", err=True)
             order = bounded_order_key(time_window(config, published_ms))
-            lines = [line for _, line in sorted(enumerate(source), key=order)]
-            iterator = iter(lines)
+            ordered = stack.enter_context(SortedLines(source, order, scratch=out_dir))
+            iterator: Iterator[bytes] = (line for _, line in ordered)
         else:
             iterator = iter(source)
         with Progress(size, f"scoring {events.name}", quiet) as bar:
@@ -199,7 +204,7 @@ def _in_process(
                 for count, line in enumerate(iterator, start=1):
                     yield line
                     if count % 20000 == 0:
-                        at = raw.tell() if not sort else size * count // max(1, len(lines))
+                        at = raw.tell() if ordered is None else size * count // max(1, ordered.count)
                         bar.update(count, at, time.process_time() - cpu)
 
             summary = run.feed(

@@ -38,6 +38,7 @@ import orjson
 
 from streamer.core.config import ScoreConfig
 from streamer.core.portfolio import PeriodSums
+from streamer.offline.external_sort import Key, SortedLines
 from streamer.offline.runner import (
     BATCH,
     OfflineRun,
@@ -323,14 +324,16 @@ def merge_accounts(scratch: Path, children: int, out: IO[bytes]) -> int:
     return count
 
 
-def sort_into(events: Path, target: Path, key: Callable[[tuple[int, bytes]], Any]) -> int:
+def sort_into(events: Path, target: Path, key: Callable[[tuple[int, bytes]], Key]) -> int:
     """Write the lines of `events` in `--sort` order to `target`; the new number of the line
     that had no line ending (the file's last), 0 if none."""
-    with open_events(events) as source:
-        lines = [line for _, line in sorted(enumerate(source), key=key)]
     unterminated = 0
-    with target.open("wb") as out:
-        for number, line in enumerate(lines, start=1):
+    with (
+        open_events(events) as source,
+        SortedLines(source, key, scratch=target.parent) as ordered,
+        target.open("wb") as out,
+    ):
+        for number, (_, line) in enumerate(ordered, start=1):
             if not line.endswith(b"\n"):
                 unterminated = number
                 line += b"\n"

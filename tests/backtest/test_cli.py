@@ -14,12 +14,13 @@ from streamer.backtest.analysis import committed
 from streamer.backtest.choice import MIN_CHURNED_ACCOUNTS
 from streamer.backtest.labels import churn_instants
 from streamer.backtest.report import accounts
-from streamer.backtest.sampling import Replay, replay, sort_lines
+from streamer.backtest.sampling import Replay, replay, sorted_lines
 from streamer.backtest.tuning import scores_under, signal_scores_under
 from streamer.cli import main
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.score import committed as core_committed
 from streamer.core.score import evaluate
+from streamer.offline import external_sort
 from streamer.offline.runner import OfflineRun
 from streamer.settings import load_score_config
 
@@ -211,11 +212,29 @@ def test_write_config_implies_tune_and_keeps_the_given_configs_other_settings(
     assert (config.weights.as_dict() == given) == kept
 
 
+def lines_before(events: Path, at: int) -> list[bytes]:
+    """The file's lines before `at` in `--sort` order."""
+    with sorted_lines(events) as (ordered, _):
+        return [line for (ts, _, _), line in ordered if ts < at]
+
+
+def test_a_replay_sorted_in_runs_on_disk_is_the_replay_sorted_in_memory(
+    events: Path, history: Replay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(external_sort, "RUN_BYTES", 64 * 1024)
+    with sorted_lines(events) as (ordered, _):
+        assert ordered.runs > 2
+    again = replay(events, ScoreConfig(), warmup_days=30)
+    fields = ("samples", "grid_samples", "alerts", "data_start", "activity_start", "data_end", "lines")
+    for name in fields:
+        assert getattr(again, name) == getattr(history, name), name
+
+
 def test_samples_are_scored_from_the_events_before_the_month_start_only(
     events: Path, history: Replay
 ) -> None:
     at = history.month_starts[1]
-    before = [line for ts, _, line in sort_lines(events) if ts < at]
+    before = lines_before(events, at)
     run = OfflineRun(ScoreConfig(), 4)
     run.feed(iter(before), on_snapshot=lambda _: None, on_alert=lambda _: None, on_dead_letter=lambda _: None)
     expected = {
@@ -242,7 +261,7 @@ def test_a_sample_says_whether_its_account_was_committed_as_the_core_read_it(
     """--tune's held-out churn by band re-bands samples: a committed account (term beyond the
     renewal window) is never red, and green without the top of use (`Bands.band`)."""
     for at in history.month_starts[1:3]:
-        before = [line for ts, _, line in sort_lines(events) if ts < at]
+        before = lines_before(events, at)
         run = OfflineRun(ScoreConfig(), 4)
         run.feed(
             iter(before), on_snapshot=lambda _: None, on_alert=lambda _: None, on_dead_letter=lambda _: None

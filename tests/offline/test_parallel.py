@@ -27,7 +27,7 @@ from streamer.cli import main
 from streamer.contract.decode import Rejected, decode_event
 from streamer.core.config import ScoreConfig
 from streamer.core.money import format_money, monthly_micros
-from streamer.offline import parallel
+from streamer.offline import external_sort, parallel
 from streamer.offline.parallel import ChildFailed, Job, run_parallel, shares
 from streamer.offline.runner import OfflineRun, quick_account_id
 from streamer.sim.config import SimulationConfig
@@ -251,12 +251,28 @@ def invoke(*args: object) -> Result:
 @pytest.mark.parametrize("sort", [False, True], ids=["file-order", "sorted"])
 @pytest.mark.parametrize("partitions", [1, 3, 4])
 def test_cli_jobs_give_byte_identical_files(tmp_path: Path, sort: bool, partitions: int) -> None:
+    jobs_give_byte_identical_files(tmp_path, tmp_path, sort, partitions)
+
+
+def test_cli_jobs_sorting_in_runs_on_disk_give_the_files_of_a_sort_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_memory = jobs_give_byte_identical_files(tmp_path, tmp_path / "memory", True, 4)
+    monkeypatch.setattr(external_sort, "RUN_BYTES", 4096)
+    in_runs = jobs_give_byte_identical_files(tmp_path, tmp_path / "runs", True, 4)
+    for name in OUTPUTS:
+        assert same_bytes((in_runs / name).read_bytes()) == same_bytes((in_memory / name).read_bytes()), name
+        assert not list(in_runs.glob(".sort-*")), "no run left"
+
+
+def jobs_give_byte_identical_files(folder: Path, out: Path, sort: bool, partitions: int) -> Path:
+    """--jobs 1, 2 and 3 write the same files (under `out`); the folder --jobs 1 wrote them to."""
     # The last line is unreadable and has no line ending: --sort moves it first.
-    events = write_lines(tmp_path / "events.jsonl.gz", [*mixed(5), b'{"half": '], last_newline=False)
+    events = write_lines(folder / "events.jsonl.gz", [*mixed(5), b'{"half": '], last_newline=False)
     flags = ["--sort"] if sort else []
     outs = {}
     for jobs in (1, 2, 3):
-        outs[jobs] = tmp_path / f"out-{jobs}"
+        outs[jobs] = out / f"out-{jobs}"
         result = invoke(
             "offline",
             events,
@@ -281,6 +297,7 @@ def test_cli_jobs_give_byte_identical_files(tmp_path: Path, sort: bool, partitio
     assert [row["error"] for row in dead if row["original"] == '{"half": '] == [
         "not valid JSON: EOF while parsing a value at line 1 column 9"  # read without a line ending
     ]
+    return outs[1]
 
 
 def test_jobs_agree_on_a_portfolio_whose_sums_pass_64_bits(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from streamer.core.clock import iso
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, REJECTED, PartitionEngine
 from streamer.core.intake import Refused, admit, apply
+from streamer.offline import external_sort
 from streamer.offline.runner import OfflineRun
 from tests.poison import POISONS, Poison, file_poisons, interleave, reused_id, started, usage
 
@@ -247,10 +248,12 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
-@pytest.mark.parametrize("sort", [True, False], ids=["sorted", "file-order"])
+@pytest.mark.parametrize("sort", ["memory", "runs", None], ids=["sorted", "sorted-in-runs", "file-order"])
 def test_offline_over_a_poisoned_stream_equals_offline_over_the_valid_events(
-    valid: list[bytes], tmp_path: Path, sort: bool
+    valid: list[bytes], tmp_path: Path, sort: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if sort == "runs":  # merged from runs on disk of about 8 KB each
+        monkeypatch.setattr(external_sort, "RUN_BYTES", 8192)
     mixed, placed, reused = poisoned(valid)
     order = ["--sort"] if sort else []
     clean = invoke("offline", write(tmp_path / "clean.jsonl", valid), "--out", tmp_path / "clean",
