@@ -31,6 +31,10 @@ KEY_SHOWN = 200  # characters of a message key quoted in a reason
 # it (its texts are bounded far below), and a file line past it is cut there when read.
 MAX_EVENT_BYTES = 1_048_576
 
+# What JSON counts as whitespace (RFC 8259): a file line of only these is blank, and skipped.
+# Python's `bytes.strip()` also strips form feeds and vertical tabs, which are not JSON.
+JSON_WHITESPACE = b" \t\r\n"
+
 
 def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | None = None) -> Event:
     """Validate one message value; check its topic family and key when given."""

@@ -101,17 +101,20 @@ Id = Annotated[
 INT_MAX = 2**31 - 1  # outer limit of every integer field (the configuration's [input] is tighter)
 PositiveInt = Annotated[int, Field(strict=True, ge=1, le=INT_MAX)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=INT_MAX)]
-AMOUNT_TEXT = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
+# ASCII digits only, matched whole (`fullmatch`: a `$` alone lets a trailing newline through)
+AMOUNT_TEXT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,6})?$")
 AMOUNT_MAX = Decimal("999999999999.999999")
 
 
 def _amount_value(value: object) -> object:
     """A plain decimal: up to 12 digits and 6 decimal places, no sign, exponent, NaN or infinity."""
     if isinstance(value, str):
-        if not AMOUNT_TEXT.match(value):
+        if not AMOUNT_TEXT.fullmatch(value):
             text = value.strip().lower().lstrip("+-")
-            if value.strip().startswith("-") and text.replace(".", "", 1).isdigit():
-                raise ValueError("Input should be greater than or equal to 0")
+            if value.strip()[:1] in ("-", "+") and AMOUNT_TEXT.fullmatch(text):
+                if value.strip().startswith("-") and text.strip("0.") != "":
+                    raise ValueError("Input should be greater than or equal to 0")
+                raise ValueError(f'a sign is not accepted: write "{text}"')
             if text in ("nan", "snan", "inf", "infinity"):
                 raise ValueError("Input should be a finite number")
             if "e" in text:
@@ -153,15 +156,19 @@ Amount = Annotated[
     ),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_DATE_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:([0-9]{2})"
+RFC3339 = re.compile(_DATE_TIME + r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")  # ASCII digits, `fullmatch`
+_LONG_FRACTION = re.compile(_DATE_TIME + r"\.[0-9]{10,}([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 
 def _rfc3339_text(value: object) -> object:
     """Refuse epoch numbers and other formats pydantic would otherwise coerce."""
     if isinstance(value, datetime):
         return value
-    found = RFC3339.match(value) if isinstance(value, str) else None
+    found = RFC3339.fullmatch(value) if isinstance(value, str) else None
     if found is None:
+        if isinstance(value, str) and _LONG_FRACTION.fullmatch(value):
+            raise ValueError("a fraction of a second has at most 9 digits (nanoseconds)")
         raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2024-03-05T14:03:00Z")
     if found.group(1) == "60":  # RFC 3339 allows it; an instant in epoch milliseconds has none
         raise ValueError(

@@ -253,8 +253,11 @@ class PartitionEngine:
     def _recently_scored(self, account: Account, at: int) -> bool:
         """Usage alone only improves adoption; re-score for it at most every few minutes.
 
-        A late usage event (older than the latest scoring) is always scored, so the account's
-        final snapshot does not depend on the order its events arrived in.
+        A late usage event (older than the latest scoring) is always scored. A usage event
+        within the interval after the latest scoring is folded into the state and shows at the
+        account's next scoring (its next event past the interval, or the next midnight that
+        re-scores it); until then the snapshot depends on which of those events came first (at
+        the end of a file too: `time.usage_rescore_minutes = 0` scores every event).
         """
         return account.score is not None and 0 <= at - account.now < self._usage_interval
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from streamer.contract.dead_letter import safe_text
-from streamer.contract.decode import Rejected, decode_event
+from streamer.contract.decode import JSON_WHITESPACE, Rejected, decode_event
 from streamer.contract.events import (
     AccountUpdated,
     Event,
@@ -58,7 +58,7 @@ def admit(
     """
     if value is None:
         return Refused("the message has no value (null): send one JSON event per message")
-    if not value.strip():
+    if not value.strip(JSON_WHITESPACE):
         return Refused("the message value is empty: send one JSON event per message")
     try:
         event = decode_event(value, key=key, family=family)
@@ -118,6 +118,11 @@ def unexpected(stage: str, exc: BaseException) -> str:
     return safe_text(f"could not {stage} the message: {type(exc).__name__}: {text}")
 
 
+# No event time from here on, whatever the publication time: far enough from the year 9999, past
+# which a date cannot be written, for every month and term end a score computes from it.
+LATEST_EVENT_MS = to_ms(datetime(9000, 1, 1, tzinfo=UTC))
+
+
 def out_of_bounds(event: Event, bounds: Input, published_ms: int) -> str | None:
     """Why `event` is outside the configured input bounds, or None when it is within them."""
     at = to_ms(event.occurred_at)
@@ -143,6 +148,8 @@ def event_time_problem(at: int, bounds: Input, published_ms: int) -> str | None:
             f"was published ({iso(published_ms)}): event time must not be in the future "
             "(input.max_skew_hours)"
         )
+    if at >= LATEST_EVENT_MS:  # reachable with `--now` that late; terms and months past 9999 fail
+        return f"occurred_at {iso(at)} is not before {iso(LATEST_EVENT_MS)}, the latest event time accepted"
     return None
 
 

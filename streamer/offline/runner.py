@@ -22,7 +22,7 @@ import click
 import orjson
 
 from streamer.contract.dead_letter import dead_letter_record
-from streamer.contract.decode import MAX_EVENT_BYTES, Rejected, decode_event
+from streamer.contract.decode import JSON_WHITESPACE, MAX_EVENT_BYTES, Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
 from streamer.core.account import Account
 from streamer.core.clock import HOUR, to_ms
@@ -291,7 +291,7 @@ class OfflineRun:
         number = 0
         for number, line in enumerate(lines, start=1):
             summary.lines += 1
-            if line.strip():
+            if line.strip(JSON_WHITESPACE):
                 self._one(number, line, outputs, source, share)
             else:
                 summary.blank += 1

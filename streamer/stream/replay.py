@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from streamer.contract.decode import Rejected, decode_event
+from streamer.contract.decode import JSON_WHITESPACE, Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
 from streamer.partitioning import partition_of
 from streamer.settings import Settings
@@ -392,7 +392,7 @@ async def publish(
         for count, line in enumerate(lines, start=1):
             if stopped():
                 raise Interrupted
-            line = line.strip()
+            line = line.strip(JSON_WHITESPACE)
             if not line:
                 continue
             target = route(line, settings)

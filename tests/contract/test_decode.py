@@ -204,6 +204,11 @@ def test_missing_required_field(event_type: str, field: str) -> None:
         ("subscription.started", "amount", "Infinity", "Input should be a finite number"),
         ("subscription.started", "amount", "1e30", "exponent notation is not accepted"),
         ("subscription.started", "amount", "-5", "Input should be greater than or equal to 0"),
+        ("subscription.started", "amount", "-0", 'a sign is not accepted: write "0"'),
+        ("subscription.started", "amount", "+12.50", 'a sign is not accepted: write "12.50"'),
+        ("subscription.started", "amount", "\u0661\u0660\u0660", "expected a plain decimal"),  # Arabic-Indic
+        ("subscription.started", "amount", "\uff11\uff10\uff10", "expected a plain decimal"),  # full-width
+        ("subscription.started", "amount", "100\n", "expected a plain decimal string"),
         ("subscription.started", "amount", "1." + "1" * 40, "at most 12 digits and 6 decimal places"),
         ("subscription.started", "amount", "1234567890123", "at most 12 digits and 6 decimal places"),
         ("subscription.started", "amount", 1e30, "less than or equal to Decimal('999999999999.999999')"),
@@ -224,6 +229,8 @@ def test_missing_required_field(event_type: str, field: str) -> None:
         ("ticket.opened", "occurred_at", "yesterday", "expected an RFC 3339 timestamp with an offset"),
         ("subscription.renewed", "term_end", "soon", "expected an RFC 3339 timestamp with an offset"),
         ("usage.recorded", "occurred_at", "2016-12-31T23:59:60Z", "a leap second (:60) is not accepted"),
+        ("usage.recorded", "occurred_at", "2024-02-20T10:00:00.1234567890Z", "at most 9 digits"),
+        ("usage.recorded", "occurred_at", "2024-02-20T10:00:00Z\n", "expected an RFC 3339 timestamp"),
         ("ticket.opened", "event_id", "", "at least 1 character"),
         ("ticket.opened", "account_id", 7, "Input should be a valid string"),
     ],

@@ -299,6 +299,7 @@ def test_the_summary_adds_up_with_blank_lines(tmp_path: Path, jobs: str) -> None
         b"   ",
         orjson.dumps({**good, "event_id": "e1", "account_id": "a1"}),  # a duplicate
         b"not json",
+        b"\x0c\x0b",  # form feed and vertical tab: Python's whitespace, not JSON's
     ]
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
@@ -307,5 +308,19 @@ def test_the_summary_adds_up_with_blank_lines(tmp_path: Path, jobs: str) -> None
     )
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[0]
-    assert first.startswith("6 lines in "), first
-    assert first.endswith(": 2 accepted, 1 duplicates, 1 rejected, 2 blank skipped"), first
+    assert first.startswith("7 lines in "), first
+    assert first.endswith(": 2 accepted, 1 duplicates, 2 rejected, 2 blank skipped"), first
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_event_at_the_end_of_time_is_dead_lettered_whatever_now_says(tmp_path: Path, jobs: str) -> None:
+    """With `--now` in December 9999 an event of that month passed the bounds, and closing its
+    month (January 10000) ended the run in a traceback."""
+    last = use("acme", "9999-12-31T12:00:00Z", "end")
+    events = write_events(tmp_path / "events.jsonl", [*VALID, last])
+    result = offline(events, tmp_path / "out", "--now", "9999-12-31", "--jobs", jobs)
+    assert f"{len(VALID)} accepted, 0 duplicates, 1 rejected" in result.output, result.output
+    [dead] = jsonl(tmp_path / "out" / "deadletter.jsonl")
+    assert dead["error"] == (
+        "occurred_at 9999-12-31T12:00:00Z is not before 9000-01-01T00:00:00Z, the latest event time accepted"
+    )
