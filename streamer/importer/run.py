@@ -6,6 +6,7 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -16,7 +17,7 @@ import orjson
 
 from streamer.core.config import ScoreConfig
 from streamer.core.intake import Refused, admit, event_time_problem
-from streamer.importer.mapping import DataEndRule, Mapping
+from streamer.importer.mapping import DataEndRule, EventColumns, Mapping
 from streamer.importer.subscriptions import (
     Imported,
     SubscriptionCounts,
@@ -281,13 +282,30 @@ class Importer:
         return names
 
     def read_usage(
-        self, summary: ImportSummary, data_end: datetime | None
+        self, summary: ImportSummary, data_end: datetime | None, scratch: Path | None = None
     ) -> tuple[UsageAggregator, int | None]:
-        """The aggregated usage and the latest event time read (epoch ms)."""
+        """The aggregated usage and the latest event time read (epoch ms); aggregates past
+        what memory holds go to runs in `scratch` (removed as the events are taken, or here
+        when reading fails)."""
         table = self.mapping.events
-        aggregator = UsageAggregator(self.grain, table.file if table is not None else "")
+        max_count = self.config.input.max_count
+        aggregator = UsageAggregator(self.grain, table.file if table is not None else "", max_count, scratch)
         if table is None:
             return aggregator, None
+        try:
+            latest = self._read_usage(table, aggregator, summary, data_end)
+        except BaseException:
+            aggregator.close()
+            raise
+        return aggregator, latest
+
+    def _read_usage(
+        self,
+        table: EventColumns,
+        aggregator: UsageAggregator,
+        summary: ImportSummary,
+        data_end: datetime | None,
+    ) -> int | None:
         lookup = self.read_lookup(summary)
         columns = [table.account, table.time, table.event] + ([table.user] if table.user is not None else [])
         end_ms = epoch_ms(data_end) if data_end is not None else None
@@ -321,23 +339,22 @@ class Importer:
             latest = at if latest is None or at > latest else latest
             aggregator.add(account, user, feature, at, row.line)
         summary.after_end[table.file] += after_end
-        return aggregator, latest
+        return latest
 
     # -- the whole import ------------------------------------------------------------------------
 
-    def run(self, out: Path) -> ImportSummary:
-        started = time.monotonic()
-        summary = ImportSummary(out=out, bad_rows=self.bad)
-        self.read_accounts(summary)
-        rows = self.read_subscriptions(summary)
-        if not rows:
-            raise ValueError(f"{self.mapping.subscriptions.file}: no subscription rows to import")
-        latest_start = max(row.start for row in rows)
+    def _write(
+        self,
+        out: Path,
+        summary: ImportSummary,
+        rows: list[SubscriptionRow],
+        usage: UsageAggregator,
+        latest_usage: int | None,
+        latest_start: datetime,
+        data_end: datetime | None,
+    ) -> None:
+        """The subscription events and the usage, merged in event-time order into `out`."""
         rule = self.mapping.data_end
-        data_end = self.mapping.data_end_instant()
-        if rule is DataEndRule.latest_start:
-            data_end = latest_start
-        usage, latest_usage = self.read_usage(summary, data_end)
         latest_seen = latest_start
         if latest_usage is not None and latest_usage > epoch_ms(latest_start):
             latest_seen = datetime.fromtimestamp(latest_usage / 1000, tz=UTC)
@@ -360,6 +377,23 @@ class Importer:
         except BadRow:
             out.unlink(missing_ok=True)  # no half-written file
             raise
+
+    def run(self, out: Path) -> ImportSummary:
+        started = time.monotonic()
+        summary = ImportSummary(out=out, bad_rows=self.bad)
+        self.read_accounts(summary)
+        rows = self.read_subscriptions(summary)
+        if not rows:
+            raise ValueError(f"{self.mapping.subscriptions.file}: no subscription rows to import")
+        latest_start = max(row.start for row in rows)
+        rule = self.mapping.data_end
+        data_end = self.mapping.data_end_instant()
+        if rule is DataEndRule.latest_start:
+            data_end = latest_start
+        out.parent.mkdir(parents=True, exist_ok=True)
+        usage, latest_usage = self.read_usage(summary, data_end, scratch=out.parent)
+        with closing(usage):  # its runs on disk go whatever happens
+            self._write(out, summary, rows, usage, latest_usage, latest_start, data_end)
         summary.seconds = time.monotonic() - started
         return summary
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from streamer.backtest.labels import churn_instants
 from streamer.cli import main
 from streamer.contract.decode import decode_event
 from streamer.core.config import ScoreConfig
+from streamer.importer import usage as usage_module
+from streamer.importer.usage import UsageAggregator, UsageGrain
 from streamer.offline.runner import OfflineRun
 
 from .portfolio import EVENTS, SUBSCRIPTIONS, write_export
@@ -408,3 +411,74 @@ def test_two_rows_of_one_product_at_once_are_a_bad_row_not_a_change(tmp_path: Pa
     assert skipped.exit_code == 0, skipped.output
     assert "skipped bad rows: 2" in skipped.output and "accounts left out: 2" in skipped.output
     assert {event["account_id"] for event in read_events(out)} == {"gap"}
+
+
+def many_usage_rows(count: int, seed: int = 3) -> list[tuple[str, ...]]:
+    """Product-event rows of the portfolio's accounts in a random order: many share an hour,
+    user and feature, and the same instant."""
+    rng = random.Random(seed)
+    accounts = ["plan-change", "addons", "gap", "canceled", "end-of-data", "renewals"]
+    rows = []
+    for _ in range(count):
+        day, hour, minute, second = (
+            rng.randrange(1, 28),
+            rng.choice([0, 9]),
+            rng.choice([0, 7, 59]),
+            rng.choice([0, 1]),
+        )
+        at = f"2024-01-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+        rows.append((rng.choice(accounts), at, rng.choice("012"), rng.choice("0127")))
+    return rows
+
+
+@pytest.mark.parametrize("grain", ["hour", "day", "none"])
+def test_usage_spilled_to_runs_on_disk_gives_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grain: str
+) -> None:
+    rows = [*EVENTS, *many_usage_rows(3000)]
+    mapping = write_export(tmp_path / "export", events=rows)
+    files = {}
+    for name, spill in (("memory", None), ("runs", 7)):
+        if spill is not None:  # a run every 7 aggregates, merged 3 at a time
+            monkeypatch.setattr(usage_module, "SPILL_AGGREGATES", spill)
+            monkeypatch.setattr(usage_module, "MAX_FAN_IN", 3)
+        out = tmp_path / name / "events.jsonl"
+        result = invoke("import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out),
+                        "--usage-grain", grain)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        files[name] = out.read_bytes()
+        assert [path.name for path in out.parent.iterdir()] == ["events.jsonl"], "no run left"
+    assert files["runs"] == files["memory"]
+    usage = [orjson.loads(line) for line in files["memory"].splitlines() if b"usage.recorded" in line]
+    assert len(usage) > 100
+    order = [(e["occurred_at"], e["account_id"], e["user_id"], e["feature"]) for e in usage]
+    assert order == sorted(order), "usage events by (time, account, user, feature)"
+
+
+def test_runs_on_disk_are_removed_when_a_bad_usage_row_stops_the_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_module, "SPILL_AGGREGATES", 5)
+    rows = [*EVENTS, *many_usage_rows(300), ("plan-change", "not a time", "0", "7")]
+    mapping = write_export(tmp_path / "export", events=rows)
+    out = tmp_path / "out" / "events.jsonl"
+    result = invoke("import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out))
+    assert result.exit_code == 1 and "events.csv:" in result.output, result.output
+    assert list(out.parent.iterdir()) == []
+
+
+def test_an_aggregate_past_the_largest_count_is_split_into_events_the_consumers_admit() -> None:
+    aggregator = UsageAggregator(UsageGrain.hour, "events.csv", max_count=3)
+    for second in range(8):  # 8 rows in one hour: 3 + 3 + 2
+        aggregator.add("acme", "u1", "report", 1_704_186_001_000 + second * 1000, 2 + second)
+    aggregator.add("acme", "u1", "login", 1_704_186_001_000, 10)
+    events = [item.event for item in aggregator.sorted_events()]
+    reports = [event for event in events if event["feature"] == "report"]
+    assert [event["count"] for event in reports] == [3, 3, 2]
+    assert len({event["event_id"] for event in events}) == len(events) == 4
+    whole = UsageAggregator(UsageGrain.hour, "events.csv")
+    for second in range(8):
+        whole.add("acme", "u1", "report", 1_704_186_001_000 + second * 1000, 2 + second)
+    [unsplit] = [item.event for item in whole.sorted_events()]
+    assert reports[0]["event_id"] == unsplit["event_id"], "the first part keeps the aggregate's id"
+    assert {event["occurred_at"] for event in reports} == {unsplit["occurred_at"]}
