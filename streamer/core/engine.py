@@ -38,6 +38,7 @@ ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
 
 ACTIVE_SPAN = 30 * DAY  # idle accounts are re-scored daily this long after their last event ...
 QUIET_RESCORE = 7 * DAY  # ... and at least this often after that
+QUIET_DAYS = 60 * DAY  # no use this long: a churned account, or one that never paid, is dormant
 
 
 @dataclass(slots=True)
@@ -445,15 +446,22 @@ class PartitionEngine:
         "Long enough" is the allowed lateness and a day: until then a late event may still land
         before the churn, and the account is re-scored at every due tick in any arrival order,
         so its last scoring (and snapshot) does not depend on when the churn arrived.
+
+        An account that never paid is dormant once it has been scored `QUIET_DAYS` after its
+        last event: it has no contract to lose, and re-scoring it weekly for ever let a few
+        events dated 2000-01-01 in a backfill cost a year of weekly scorings each (2,000 such
+        lines took a minute of `streamer offline`).
         """
         revenue = account.revenue
-        last_change = revenue.timeline[-1][0] if revenue.timeline else None
+        if not revenue.timeline:
+            quiet = account.last_event_at + QUIET_DAYS
+            return account.now > quiet and tick > quiet
+        last_change = revenue.timeline[-1][0]
         return (
-            last_change is not None
-            and account.now > last_change  # scored once after the change (at its tick, or late)
+            account.now > last_change  # scored once after the change (at its tick, or late)
             and tick - last_change > self._lateness + DAY
             and revenue.mrr_at(account.now) == 0
-            and (account.usage.last_use is None or tick - account.usage.last_use > 60 * DAY)
+            and (account.usage.last_use is None or tick - account.usage.last_use > QUIET_DAYS)
         )
 
     # -- scoring ----------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ def portfolio() -> list[Event]:
         started("leaves", at(0, 3), "100"),
         usage("leaves", at(1)),
         canceled("leaves", at(5), effective_at=at(30)),
+        # never pays: uses the product for four days, then is dormant once scored 60 days on
+        *(usage("prospect", at(day, 8)) for day in range(4)),
         # keeps the partition's stream time moving for 120 days
         started("busy", at(0, 4), "50"),
         *(usage("busy", at(day, 12)) for day in range(0, 120)),
@@ -119,6 +121,17 @@ def test_a_tick_visits_only_the_accounts_due_at_it() -> None:
     engine.run_ticks(engine.clock.next_tick)  # 'leaves' churned long ago: dormant, never asked again
     assert "leaves" not in visited[before:]
     assert engine._due_at.get("leaves") is None
+
+
+def test_an_account_that_never_paid_is_left_alone_once_scored_60_days_after_its_last_event() -> None:
+    """Re-scored weekly for ever, a few events dated 2000-01-01 in a backfill cost a year of
+    weekly scorings each."""
+    _, scorings, snapshots = run(PartitionEngine, portfolio())
+    times = [datetime.fromisoformat(when) for account_id, when in scorings if account_id == "prospect"]
+    last_event = at(3, 8)
+    assert last_event + timedelta(days=60) < times[-1] <= last_event + timedelta(days=67)
+    assert datetime.fromisoformat(snapshots["prospect"]["as_of"]) == times[-1]
+    assert len(times) < 45  # daily for 30 days, weekly to 60, then none (120 days of stream time)
 
 
 WEEKLY = ScoreConfig.model_validate({"time": {"idle_rescore_days": 7}})
