@@ -14,16 +14,16 @@ imported in bounded memory (the tables' product events dominate it).
 from __future__ import annotations
 
 import heapq
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import groupby
 from pathlib import Path
+from typing import IO
 
 from streamer.importer.subscriptions import Imported, event_id, rfc3339_ms
+from streamer.runfiles import RunFiles
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -46,7 +46,6 @@ Key = tuple[str, str, str, int]  # account, user, feature, bucket (or source lin
 Ordered = tuple[tuple[int, str, str, str, int], int, int, int]
 
 SPILL_AGGREGATES = 500_000  # aggregates in memory (about 250 MB) before a run is written to disk
-MAX_FAN_IN = 64  # runs merged at once (a file open per run)
 _FRAME = struct.Struct("<qqqqqHHH")  # when, bucket, count, latest, line, then the 3 ids' lengths
 
 
@@ -63,9 +62,7 @@ class UsageAggregator:
     scratch: Path | None = None
     rows: int = 0
     _buckets: dict[Key, list[int]] = field(default_factory=dict)  # key -> [count, latest ms, first line]
-    _runs: list[Path] = field(default_factory=list)
-    _folder: Path | None = None
-    _made: int = 0  # run files written
+    _runs: RunFiles[Ordered] | None = None  # made with the first run
 
     def add(self, account: str, user: str, feature: str, at_ms: int, line: int) -> None:
         self.rows += 1
@@ -76,7 +73,9 @@ class UsageAggregator:
         if found is None:
             self._buckets[key] = [1, at_ms, line]
             if len(self._buckets) >= SPILL_AGGREGATES:
-                self._runs.append(self._write(self._ordered()))
+                if self._runs is None:
+                    self._runs = RunFiles(".import-", self.scratch, _write_aggregates, _read_aggregates)
+                self._runs.write(self._ordered())
         else:
             found[0] += 1
             if at_ms > found[1]:
@@ -95,10 +94,9 @@ class UsageAggregator:
 
     def close(self) -> None:
         """Remove the runs on disk (taking the events does it)."""
-        self._buckets, self._runs = {}, []
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        self._buckets = {}
+        if self._runs is not None:
+            self._runs.remove()
 
     def _events(
         self, account: str, user: str, feature: str, bucket: int, count: int, at_ms: int, line: int
@@ -137,15 +135,14 @@ class UsageAggregator:
         """Every aggregate once, in order: the runs and what is in memory merged, an aggregate
         split across runs added up (its count, its latest time, its first line)."""
         last = self._ordered()
-        if not self._runs:
+        if self._runs is None:
             yield from last
             return
-        while len(self._runs) >= MAX_FAN_IN:
-            group, self._runs = self._runs[:MAX_FAN_IN], self._runs[MAX_FAN_IN:]
-            self._runs.append(self._write(self._combined(heapq.merge(*map(_read_run, group), key=_order))))
-            for path in group:
-                path.unlink()
-        yield from self._combined(heapq.merge(*map(_read_run, self._runs), last, key=_order))
+        yield from self._runs.merged(last, self._merge)
+
+    @classmethod
+    def _merge(cls, *sources: Iterable[Ordered]) -> Iterator[Ordered]:
+        return cls._combined(heapq.merge(*sources, key=_order))
 
     @staticmethod
     def _combined(merged: Iterable[Ordered]) -> Iterator[Ordered]:
@@ -159,29 +156,23 @@ class UsageAggregator:
         for _, aggregates in groupby(merged, key=lambda found: found[0][0]):
             yield list(aggregates)
 
-    def _write(self, ordered: Iterable[Ordered]) -> Path:
-        if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix=".import-", dir=self.scratch))
-        self._made += 1
-        path = self._folder / f"run-{self._made:05d}"
-        with path.open("wb") as out:
-            pack = _FRAME.pack
-            for (when, account, user, feature, bucket), count, at_ms, line in ordered:
-                ids = (account.encode(), user.encode(), feature.encode())
-                out.write(pack(when, bucket, count, at_ms, line, *map(len, ids)))
-                out.write(b"".join(ids))
-        return path
-
 
 def _order(found: Ordered) -> tuple[int, str, str, str, int]:
     return found[0]
 
 
-def _read_run(path: Path) -> Iterator[Ordered]:
-    with path.open("rb", buffering=1 << 20) as handle:
-        read, unpack, size = handle.read, _FRAME.unpack, _FRAME.size
-        while header := read(size):
-            when, bucket, count, at_ms, line, a, u, f = unpack(header)
-            ids = read(a + u + f)
-            account, user, feature = ids[:a].decode(), ids[a : a + u].decode(), ids[a + u :].decode()
-            yield (when, account, user, feature, bucket), count, at_ms, line
+def _write_aggregates(out: IO[bytes], ordered: Iterable[Ordered]) -> None:
+    pack = _FRAME.pack
+    for (when, account, user, feature, bucket), count, at_ms, line in ordered:
+        ids = (account.encode(), user.encode(), feature.encode())
+        out.write(pack(when, bucket, count, at_ms, line, *map(len, ids)))
+        out.write(b"".join(ids))
+
+
+def _read_aggregates(handle: IO[bytes]) -> Iterator[Ordered]:
+    read, unpack, size = handle.read, _FRAME.unpack, _FRAME.size
+    while header := read(size):
+        when, bucket, count, at_ms, line, a, u, f = unpack(header)
+        ids = read(a + u + f)
+        account, user, feature = ids[:a].decode(), ids[a : a + u].decode(), ids[a + u :].decode()
+        yield (when, account, user, feature, bucket), count, at_ms, line

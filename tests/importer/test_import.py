@@ -12,6 +12,7 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from streamer import runfiles
 from streamer.backtest.labels import churn_instants
 from streamer.cli import main
 from streamer.contract.decode import decode_event
@@ -441,7 +442,7 @@ def test_usage_spilled_to_runs_on_disk_gives_the_same_file(
     for name, spill in (("memory", None), ("runs", 7)):
         if spill is not None:  # a run every 7 aggregates, merged 3 at a time
             monkeypatch.setattr(usage_module, "SPILL_AGGREGATES", spill)
-            monkeypatch.setattr(usage_module, "MAX_FAN_IN", 3)
+            monkeypatch.setattr(runfiles, "MAX_FAN_IN", 3)
         out = tmp_path / name / "events.jsonl"
         result = invoke("import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out),
                         "--usage-grain", grain)  # fmt: skip

@@ -5,11 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from streamer import runfiles
 from streamer.offline import external_sort
 from streamer.offline.external_sort import Key, SortedLines
+from streamer.runfiles import RunFiles
 
 
 def time_key(numbered: tuple[int, bytes]) -> Key:
@@ -84,16 +87,16 @@ def test_an_empty_source_gives_nothing(tmp_path: Path) -> None:
 def test_more_runs_than_one_merge_takes_are_merged_in_groups_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(external_sort, "MAX_FAN_IN", 4)
-    read_run, open_runs, most = external_sort._read_run, set[Path](), [0]
+    monkeypatch.setattr(runfiles, "MAX_FAN_IN", 4)
+    read_run, open_runs, most = RunFiles.read, set[Path](), [0]
 
-    def counted(path: Path) -> Iterator[tuple[Key, bytes]]:
+    def counted(self: RunFiles[Any], path: Path) -> Iterator[Any]:
         open_runs.add(path)
         most[0] = max(most[0], len(open_runs))
-        yield from read_run(path)
+        yield from read_run(self, path)
         open_runs.discard(path)
 
-    monkeypatch.setattr(external_sort, "_read_run", counted)
+    monkeypatch.setattr(RunFiles, "read", counted)
     lines = shuffled_lines(400)
     with SortedLines(iter(lines), time_key, tmp_path, 64) as ordered:
         assert ordered.runs > 4 * 4  # groups of groups
