@@ -132,33 +132,37 @@ class UsageAggregator:
         return found
 
     def _merged(self) -> Iterator[Ordered]:
-        """Every aggregate once, in order: the runs and what is in memory merged, an aggregate
-        split across runs added up (its count, its latest time, its first line)."""
+        """Every aggregate once, in order: the runs and what is in memory merged (`_merge`)."""
         last = self._ordered()
         if self._runs is None:
             yield from last
             return
         yield from self._runs.merged(last, self._merge)
 
-    @classmethod
-    def _merge(cls, *sources: Iterable[Ordered]) -> Iterator[Ordered]:
-        return cls._combined(heapq.merge(*sources, key=_order))
-
     @staticmethod
-    def _combined(merged: Iterable[Ordered]) -> Iterator[Ordered]:
-        for order, parts in groupby(merged, key=_order):
-            counts, latest, first = zip(*((count, at, line) for _, count, at, line in parts), strict=True)
-            yield order, sum(counts), max(latest), min(first)
+    def _merge(*sources: Iterable[Ordered]) -> Iterator[Ordered]:
+        """Sorted sources merged, the parts of an aggregate split across them added up (its
+        count, its latest time, its first line). Tuples compare by their order first, so the
+        merge needs no key function."""
+        merged = heapq.merge(*sources)
+        found = next(merged, None)
+        if found is None:
+            return
+        order, count, latest, first = found
+        for found in merged:
+            if found[0] == order:
+                count += found[1]
+                latest, first = max(latest, found[2]), min(first, found[3])
+            else:
+                yield order, count, latest, first
+                order, count, latest, first = found
+        yield order, count, latest, first
 
     @staticmethod
     def _by_time(merged: Iterable[Ordered]) -> Iterator[list[Ordered]]:
         """The aggregates of each `when` together: one bucket's, or one instant's at grain none."""
         for _, aggregates in groupby(merged, key=lambda found: found[0][0]):
             yield list(aggregates)
-
-
-def _order(found: Ordered) -> tuple[int, str, str, str, int]:
-    return found[0]
 
 
 def _write_aggregates(out: IO[bytes], ordered: Iterable[Ordered]) -> None:
