@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_protocol import RequestPayloadError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -18,7 +19,7 @@ from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.view import handlers
 from streamer.view.dashboard import load_page
-from streamer.view.errors import BadRequest, Problem, RequestTimeout
+from streamer.view.errors import BadRequest, Problem, RequestTimeout, UnreadableBody
 from streamer.view.health import Health
 from streamer.view.metrics import Metrics
 from streamer.view.publisher import KafkaPublisher, Publish, Writer
@@ -72,6 +73,8 @@ def errors_and_metrics(metrics: Metrics) -> Middleware:
             response = await handler(request)
         except Problem as problem:
             response = handlers.json({"error": problem.message}, problem.status)
+            if problem.close:
+                response.force_close()
             if problem.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="healthstream"'
         except web.HTTPException as error:
@@ -118,6 +121,10 @@ async def read_body(request: web.Request, timeout_s: float) -> None:
         raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     except (ConnectionError, ClientPayloadError) as error:  # the client went away mid-body
         raise BadRequest(f"the request body ended early ({type(error).__name__})") from None
+    except RequestPayloadError as error:  # e.g. a Content-Encoding its bytes are not in
+        # aiohttp reads what is left of a body after the answer, and would raise this again
+        request.content.feed_eof()
+        raise UnreadableBody(f"the request body cannot be read: {error}") from None
 
 
 def connect_pooled(url: str, view: ViewSettings) -> Redis:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 class Problem(Exception):
-    """An answer other than 200: `{"error": message}` with `status`."""
+    """An answer other than 200: `{"error": message}` with `status`; `close`: the connection
+    is closed after it (the rest of the request cannot be read)."""
 
     status = 500
+    close = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -15,6 +17,10 @@ class Problem(Exception):
 
 class BadRequest(Problem):
     status = 400
+
+
+class UnreadableBody(BadRequest):
+    close = True
 
 
 class Unauthorized(Problem):

@@ -170,6 +170,23 @@ async def test_a_body_that_is_not_a_json_object_is_a_400(view: TestClient[Any, A
     assert sent == []
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_not_in_its_content_encoding_is_a_400_not_an_error(
+    view: TestClient[Any, Any], sent: Sent, caplog: pytest.LogCaptureFixture, encoding: str
+) -> None:
+    """aiohttp raises RequestPayloadError for it: it was a 500 and two error tracebacks, on
+    /healthz too, which needs no token."""
+    headers = {**AUTH, "Content-Encoding": encoding}
+    for path in ("/api/accounts/acme/profile", "/healthz"):
+        response = await view.request(
+            "GET" if path == "/healthz" else "POST", path, data=b"not compressed", headers=headers
+        )
+        assert response.status == 400, path
+        assert "the request body cannot be read" in (await response.json())["error"]
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert sent == []
+
+
 async def test_writes_need_the_token_and_a_view_without_one_refuses_them(
     sent: Sent, known: tuple[str, str]
 ) -> None:
