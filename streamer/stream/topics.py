@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from streamer.contract.decode import MAX_EVENT_BYTES
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 
@@ -48,7 +49,14 @@ CHANGELOG = {
 # (`input.max_skew_hours`). With the default CreateTime the producer sets it: an event dated
 # 2099 sent with a timestamp in 2100 passed, set its partition's stream time to 2099, and every
 # later event was too late. With LogAppendTime the broker stamps each message as it appends it.
-INPUT = {"message.timestamp.type": "LogAppendTime"}
+#
+# A keyless message (or one another partitioner placed) is re-published keyed to its account's
+# partition of the same topic: the copy is larger than what the broker took by the key. At the
+# broker's default record limit (1 MiB + 12 bytes) a valid keyless event within some 70 bytes
+# of the largest the contract takes was refused as the copy, sent again for ever, and the
+# worker stood still, at every restart. The input topics take a valid event with its key.
+INPUT_RECORD_MAX_BYTES = MAX_EVENT_BYTES + 64 * 1024
+INPUT = {"message.timestamp.type": "LogAppendTime", "max.message.bytes": str(INPUT_RECORD_MAX_BYTES)}
 
 # Alerts and dead letters are logs: every record counts, not the latest per key. A compacted
 # one kept one alert per account, and refused a dead letter without a key (of a keyless
@@ -226,8 +234,10 @@ CHANGELOG_SETTINGS = _TopicSettings(
     "the broker's default limit (1 MiB) stops the worker",
 )
 INPUT_SETTINGS = _TopicSettings(
-    "the input topics' broker timestamps (LogAppendTime)",
-    "a producer's own message timestamps bound how far in the future an event may be",
+    "the input topics' broker timestamps (LogAppendTime) and record size",
+    "a producer's own message timestamps bound how far in the future an event may be, and a "
+    "keyless event within some 70 bytes of the largest one cannot be re-routed to its "
+    "account's partition (the worker sends it again until the topic takes it)",
 )
 LOGGED_SETTINGS = _TopicSettings(
     "the alerts and dead-letter topics' delete policy",

@@ -44,6 +44,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import ConsumerRecord
 
+from streamer.contract.decode import MAX_EVENT_BYTES
 from streamer.contract.events import EVENT_FAMILY
 from streamer.contract.outputs import Alert, DeadLetter, HealthSnapshot
 from streamer.local.kcat import ensure_kcat
@@ -803,6 +804,48 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
     home = partition_of("dl-keyless", PARTITIONS)
     assert [(r.key, r.partition) for r in copies if r.key is not None] == [(b"dl-keyless", home)]
     assert [(r.partition, r.offset) for r in copies if r.key is None] == [keyless_at]
+
+
+def test_a_keyless_event_of_the_largest_size_is_re_routed_and_scored(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """A valid keyless event of the largest size the contract takes (1 MiB), sent compressed,
+    is re-published uncompressed with its key: the broker's default record limit refused the
+    copy, the worker sent it again for ever and nothing moved, at every restart. The worker
+    gives its input topics room for it (topics.INPUT)."""
+    deployment = deploy()
+    subs = deployment.topic("subscriptions")
+    worker = deployment.start_worker()
+    deployment.wait_for("the worker's topics", lambda: deployment.bus.end_offset(subs, 0) is not None)
+    big = started("big-keyless", "2024-03-01T09:00:00Z", "b1") | {"pad": ""}
+    big["pad"] = "x" * (MAX_EVENT_BYTES - len(orjson.dumps(big)))
+    value = orjson.dumps(big)
+    assert len(value) == MAX_EVENT_BYTES
+
+    async def send_compressed() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=deployment.bootstrap,
+            compression_type="gzip",
+            acks="all",
+            max_request_size=2**21,
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(subs, value, key=None)
+        finally:
+            await producer.stop()
+
+    deployment.bus.run(send_compressed())
+    deployment.bus.produce(
+        subs, orjson.dumps(started("after-big", "2024-03-01T10:00:00Z", "a1")), b"after-big"
+    )
+    deployment.wait_for(
+        "both accounts in cs.health",
+        lambda: {"big-keyless", "after-big"} <= set(deployment.final_snapshots()),
+    )
+    assert deployment.final_snapshots()["big-keyless"]["mrr"] == "100.00"
+    assert not deployment.dead_letters()
+    assert not [r for r in worker.records() if "re-routed input not acknowledged" in r.get("msg", "")]
 
 
 def test_cs_health_ends_with_each_accounts_current_snapshot(

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka.errors import InvalidTopicError, PolicyViolationError, TopicAlreadyExistsError
 
+from streamer.contract.decode import MAX_EVENT_BYTES
 from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
 from streamer.stream.app import create_app
@@ -28,8 +29,12 @@ def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_
         assert int(configs["segment.ms"]) <= 15 * 60 * 1000
         assert float(configs["min.cleanable.dirty.ratio"]) <= 0.5
     assert specs["t.health"].topic_configs == {"cleanup.policy": "compact"}
-    # the broker stamps input messages: a producer cannot date them (topics.INPUT)
-    assert specs["t.usage"].topic_configs == {"message.timestamp.type": "LogAppendTime"}
+    # the broker stamps input messages: a producer cannot date them; and the largest valid
+    # event, re-routed with its key, fits (topics.INPUT)
+    assert specs["t.usage"].topic_configs == {
+        "message.timestamp.type": "LogAppendTime",
+        "max.message.bytes": str(MAX_EVENT_BYTES + 64 * 1024),
+    }
     # every alert and dead letter counts, and a dead letter may have no key (topics.LOGGED)
     for log in ("t.alerts", "t.deadletter"):
         assert specs[log].topic_configs == {"cleanup.policy": "delete"}
