@@ -156,6 +156,7 @@ POISONS: list[Poison] = [
     Poison("null-value", _raw(None), "has no value (null)", in_file=False),
     Poison("empty-value", _raw(b""), "value is empty", in_file=False),
     Poison("blank-value", _raw(b"   \t "), "value is empty", in_file=False),
+    Poison("form-feed", _raw(b"\x0c\x0b"), "not valid JSON"),  # Python's whitespace, not JSON's
     Poison("invalid-json", _raw(b'{"event_id": "x1", "account_id": "p", oops'), "not valid JSON"),
     Poison("non-utf8", _raw(b"\xff\xfe\x00 not utf-8"), "not valid JSON"),
     Poison("line-ends", _raw(b"not json\r\n"), "not valid JSON", in_file=False),  # recorded with them
@@ -187,6 +188,19 @@ POISONS: list[Poison] = [
         family="subscriptions",
     ),
     Poison("amount-nan", _started("amount-nan", amount="NaN"), "finite number", family="subscriptions"),
+    Poison(  # Python's \d took Arabic-Indic digits as 100.00
+        "amount-arabic-digits",
+        _started("amount-arabic-digits", amount="\u0661\u0660\u0660"),
+        "expected a plain decimal string",
+        family="subscriptions",
+    ),
+    Poison(  # a regex's $ let a trailing newline through
+        "amount-trailing-newline",
+        _started("amount-trailing-newline", amount="100\n"),
+        "expected a plain decimal string",
+        family="subscriptions",
+    ),
+    Poison("amount-minus-zero", _started("amount-minus-zero", amount="-0"), "a sign", family="subscriptions"),
     Poison(
         "amount-negative",
         _started("amount-negative", amount="-5"),
