@@ -241,7 +241,8 @@ def test_several_processes_write_the_bytes_of_one(
         assert same_bytes(got[kind]) == same_bytes(expected[kind]), (
             f"{kind} differs ({partitions} partitions, {jobs} processes)"
         )
-    assert expected["deadletter"].count(b"\n") >= len(file_poisons()) // 2  # the bad lines are there
+    _, placed = interleave(list(simulated(seed)), file_poisons(), every=17)  # as `mixed` places them
+    assert expected["deadletter"].count(b"\n") >= len(placed) > 0  # every bad line placed is there
 
 
 def invoke(*args: object) -> Result:
