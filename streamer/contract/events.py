@@ -110,9 +110,10 @@ def _amount_value(value: object) -> object:
     """A plain decimal: up to 12 digits and 6 decimal places, no sign, exponent, NaN or infinity."""
     if isinstance(value, str):
         if not AMOUNT_TEXT.fullmatch(value):
-            text = value.strip().lower().lstrip("+-")
-            if value.strip()[:1] in ("-", "+") and AMOUNT_TEXT.fullmatch(text):
-                if value.strip().startswith("-") and text.strip("0.") != "":
+            stripped = value.strip()
+            text = stripped.lower().lstrip("+-")
+            if stripped[:1] in ("-", "+") and AMOUNT_TEXT.fullmatch(text):
+                if stripped[0] == "-" and text.strip("0.") != "":
                     raise ValueError("Input should be greater than or equal to 0")
                 raise ValueError(f'a sign is not accepted: write "{text}"')
             if text in ("nan", "snan", "inf", "infinity"):

@@ -17,7 +17,7 @@ import orjson
 
 from streamer.core.config import ScoreConfig
 from streamer.core.intake import Refused, admit, event_time_problem
-from streamer.importer.mapping import DataEndRule, EventColumns, Mapping
+from streamer.importer.mapping import DataEndRule, Mapping
 from streamer.importer.subscriptions import (
     Imported,
     SubscriptionCounts,
@@ -282,30 +282,12 @@ class Importer:
         return names
 
     def read_usage(
-        self, summary: ImportSummary, data_end: datetime | None, scratch: Path | None = None
-    ) -> tuple[UsageAggregator, int | None]:
-        """The aggregated usage and the latest event time read (epoch ms); aggregates past
-        what memory holds go to runs in `scratch` (removed as the events are taken, or here
-        when reading fails)."""
-        table = self.mapping.events
-        max_count = self.config.input.max_count
-        aggregator = UsageAggregator(self.grain, table.file if table is not None else "", max_count, scratch)
-        if table is None:
-            return aggregator, None
-        try:
-            latest = self._read_usage(table, aggregator, summary, data_end)
-        except BaseException:
-            aggregator.close()
-            raise
-        return aggregator, latest
-
-    def _read_usage(
-        self,
-        table: EventColumns,
-        aggregator: UsageAggregator,
-        summary: ImportSummary,
-        data_end: datetime | None,
+        self, summary: ImportSummary, data_end: datetime | None, aggregator: UsageAggregator
     ) -> int | None:
+        """Aggregate the product events into `aggregator`; the latest event time read (epoch ms)."""
+        table = self.mapping.events
+        if table is None:
+            return None
         lookup = self.read_lookup(summary)
         columns = [table.account, table.time, table.event] + ([table.user] if table.user is not None else [])
         end_ms = epoch_ms(data_end) if data_end is not None else None
@@ -343,41 +325,6 @@ class Importer:
 
     # -- the whole import ------------------------------------------------------------------------
 
-    def _write(
-        self,
-        out: Path,
-        summary: ImportSummary,
-        rows: list[SubscriptionRow],
-        usage: UsageAggregator,
-        latest_usage: int | None,
-        latest_start: datetime,
-        data_end: datetime | None,
-    ) -> None:
-        """The subscription events and the usage, merged in event-time order into `out`."""
-        rule = self.mapping.data_end
-        latest_seen = latest_start
-        if latest_usage is not None and latest_usage > epoch_ms(latest_start):
-            latest_seen = datetime.fromtimestamp(latest_usage / 1000, tz=UTC)
-        summary.latest_seen = latest_seen.isoformat().replace("+00:00", "Z")
-        if data_end is None:  # latest-seen
-            data_end = latest_seen
-        summary.data_end = data_end.isoformat().replace("+00:00", "Z")
-        summary.days_beyond = max(0.0, (data_end - latest_seen).total_seconds() / 86_400)
-        summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else "--data-end"
-        counts = SubscriptionCounts()
-        changes = sorted(
-            subscription_events(rows, data_end, self.mapping.currency, counts),
-            key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]),
-        )
-        summary.after_end[self.mapping.subscriptions.file] += counts.after_end
-        summary.subscriptions = counts.subscriptions
-        summary.usage_rows = usage.rows
-        try:
-            write_events(out, self.checked(merged(changes, usage)), summary)
-        except BadRow:
-            out.unlink(missing_ok=True)  # no half-written file
-            raise
-
     def run(self, out: Path) -> ImportSummary:
         started = time.monotonic()
         summary = ImportSummary(out=out, bad_rows=self.bad)
@@ -391,9 +338,32 @@ class Importer:
         if rule is DataEndRule.latest_start:
             data_end = latest_start
         out.parent.mkdir(parents=True, exist_ok=True)
-        usage, latest_usage = self.read_usage(summary, data_end, scratch=out.parent)
-        with closing(usage):  # its runs on disk go whatever happens
-            self._write(out, summary, rows, usage, latest_usage, latest_start, data_end)
+        source = self.mapping.events.file if self.mapping.events is not None else ""
+        usage = UsageAggregator(self.grain, source, self.config.input.max_count, scratch=out.parent)
+        with closing(usage):  # its runs on disk go, whatever happens
+            latest_usage = self.read_usage(summary, data_end, usage)
+            latest_seen = latest_start
+            if latest_usage is not None and latest_usage > epoch_ms(latest_start):
+                latest_seen = datetime.fromtimestamp(latest_usage / 1000, tz=UTC)
+            summary.latest_seen = latest_seen.isoformat().replace("+00:00", "Z")
+            if data_end is None:  # latest-seen
+                data_end = latest_seen
+            summary.data_end = data_end.isoformat().replace("+00:00", "Z")
+            summary.days_beyond = max(0.0, (data_end - latest_seen).total_seconds() / 86_400)
+            summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else "--data-end"
+            counts = SubscriptionCounts()
+            changes = sorted(
+                subscription_events(rows, data_end, self.mapping.currency, counts),
+                key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]),
+            )
+            summary.after_end[self.mapping.subscriptions.file] += counts.after_end
+            summary.subscriptions = counts.subscriptions
+            summary.usage_rows = usage.rows
+            try:
+                write_events(out, self.checked(merged(changes, usage)), summary)
+            except BadRow:
+                out.unlink(missing_ok=True)  # no half-written file
+                raise
         summary.seconds = time.monotonic() - started
         return summary
 

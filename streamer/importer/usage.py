@@ -62,7 +62,10 @@ class UsageAggregator:
     scratch: Path | None = None
     rows: int = 0
     _buckets: dict[Key, list[int]] = field(default_factory=dict)  # key -> [count, latest ms, first line]
-    _runs: RunFiles[Ordered] | None = None  # made with the first run
+    _runs: RunFiles[Ordered] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._runs = RunFiles(".import-", self.scratch, _write_aggregates, _read_aggregates)
 
     def add(self, account: str, user: str, feature: str, at_ms: int, line: int) -> None:
         self.rows += 1
@@ -73,8 +76,6 @@ class UsageAggregator:
         if found is None:
             self._buckets[key] = [1, at_ms, line]
             if len(self._buckets) >= SPILL_AGGREGATES:
-                if self._runs is None:
-                    self._runs = RunFiles(".import-", self.scratch, _write_aggregates, _read_aggregates)
                 self._runs.write(self._ordered())
         else:
             found[0] += 1
@@ -95,8 +96,7 @@ class UsageAggregator:
     def close(self) -> None:
         """Remove the runs on disk (taking the events does it)."""
         self._buckets = {}
-        if self._runs is not None:
-            self._runs.remove()
+        self._runs.remove()
 
     def _events(
         self, account: str, user: str, feature: str, bucket: int, count: int, at_ms: int, line: int
@@ -134,7 +134,7 @@ class UsageAggregator:
     def _merged(self) -> Iterator[Ordered]:
         """Every aggregate once, in order: the runs and what is in memory merged (`_merge`)."""
         last = self._ordered()
-        if self._runs is None:
+        if not self._runs:
             yield from last
             return
         yield from self._runs.merged(last, self._merge)
