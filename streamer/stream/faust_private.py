@@ -22,9 +22,17 @@ import faust.app.base
 import faust.streams
 import faust.tables
 import faust.types.tuples
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.client import AIOKafkaClient
+from aiokafka.producer.sender import Sender
+from aiokafka.producer.transaction_manager import (
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    PidAndEpoch,
+    TransactionManager,
+)
+from aiokafka.util import create_future
 from faust.assignor import PartitionAssignor
 from faust.assignor.cluster_assignment import ClusterAssignment
 from faust.assignor.copartitioned_assignor import CopartitionedAssignor
@@ -211,6 +219,18 @@ NAMES = (
     ),
     PrivateName(faust.types.tuples, "ack_lock", None, "stream/consumer.py: acknowledge input records"),
     PrivateName(
+        faust_aiokafka.Producer,
+        "_producer",
+        None,
+        "stream/sink.py: renew the producer id after a failed delivery",
+    ),
+    PrivateName(
+        Sender,
+        "_maybe_wait_for_pid",
+        ("self",),
+        "stream/sink.py: the sender asks for a new producer id before its next send",
+    ),
+    PrivateName(
         AIOKafkaClient,
         "fetch_all_metadata",
         ("self",),
@@ -230,6 +250,13 @@ CONSUMER_STATE = {
     "_waiting_for_ack": "stream/consumer.py: wake faust's commit after acknowledgements",
 }
 
+
+# Set in aiokafka's AIOKafkaProducer.__init__ and TransactionManager.__init__: checked in their source.
+AIOKAFKA_PRODUCER_STATE = {"_txn_manager": "stream/sink.py: renew the producer id after a failed delivery"}
+TRANSACTION_MANAGER_STATE = {
+    name: "stream/sink.py: renew the producer id after a failed delivery"
+    for name in ("_pid_and_epoch", "_pid_waiter", "_sequence_numbers")
+}
 
 # Set in aiokafka's AIOKafkaConsumer.__init__: checked in its source too.
 AIOKAFKA_CONSUMER_STATE = {
@@ -270,6 +297,28 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] |
     metadata = await client.fetch_all_metadata()
     partitions: set[int] | None = metadata.partitions_for_topic(topic)
     return partitions
+
+
+def renew_producer_id(producer: object) -> bool:
+    """Have aiokafka's idempotent producer (under faust's `producer`) take a new producer id
+    before it sends again, with every partition's sequence number back at 0; False when it is
+    not started or not idempotent.
+
+    A batch that failed for good (the broker refused it: too large for the topic, say) had taken
+    its sequence numbers, so the broker refused every later batch of that partition as out of
+    order, for ever: aiokafka does not reset them as Java's client does (KIP-360). A worker that
+    waits for its outputs then stood still after the cause was gone, until a restart. The
+    sender's loop asks the broker for an id before it sends when it has none. Batches already
+    sent keep the id and sequence they were sent with, so aiokafka's own retries of them stay
+    valid."""
+    client: Any = getattr(producer, "_producer", None)
+    manager: Any = getattr(client, "_txn_manager", None)
+    if manager is None or manager.transactional_id is not None:
+        return False
+    manager._pid_and_epoch = PidAndEpoch(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+    manager._pid_waiter = create_future()
+    manager._sequence_numbers.clear()
+    return True
 
 
 class _NoMarks:
@@ -319,6 +368,8 @@ def problems() -> list[str]:
     found = [problem for name in NAMES if (problem := name.problem()) is not None]
     found += _unset(faust_consumer.Consumer, CONSUMER_STATE, "faust")
     found += _unset(AIOKafkaConsumer, AIOKAFKA_CONSUMER_STATE, "aiokafka")
+    found += _unset(AIOKafkaProducer, AIOKAFKA_PRODUCER_STATE, "aiokafka")
+    found += _unset(TransactionManager, TRANSACTION_MANAGER_STATE, "aiokafka")
     if not hasattr(faust_consumer.Consumer, "_n_acked"):
         found.append("faust's Consumer no longer counts _n_acked (used by stream/consumer.py)")
     return found

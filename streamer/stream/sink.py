@@ -14,6 +14,7 @@ from streamer.contract.dead_letter import original_key
 from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.dead_letters import DeadLetterLog
+from streamer.stream.faust_private import renew_producer_id
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,12 @@ async def deliver_all(
     publish: Callable[..., Awaitable[Awaitable[Any]]],
     what: str,
     landed: Callable[[Sequence[tuple[Any, ...]]], Awaitable[Collection[int]]] | None = None,
+    renew: Callable[[], object] = lambda: None,
 ) -> None:
     """Send every record and wait for the broker's acknowledgements; send the failed ones again
-    (after `RETRY_S`) until all are acknowledged. Never skips one: the batch they belong to is
-    acknowledged only after this returns.
+    (after `RETRY_S`, and `renew`, which resets the producer's idempotence after a failure) until
+    all are acknowledged. Never skips one: the batch they belong to is acknowledged only after
+    this returns.
 
     A failure does not say the broker lacks the record: one written just before the broker went
     away fails without an acknowledgement, and the producer's idempotence covers only its own
@@ -68,6 +71,7 @@ async def deliver_all(
                 extra={"failed": len(failures), "attempt": attempt, "error": failures[0][1][:500]},
             )
             await asyncio.sleep(RETRY_S)
+            renew()
             if landed is not None:
                 there = set(await landed(pending))
                 pending = [record for index, record in enumerate(pending) if index not in there]
@@ -77,10 +81,11 @@ async def deliver_in_order(
     records: Sequence[tuple[str, bytes, bytes]],
     publish: Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]],
     what: str,
+    renew: Callable[[], object] = lambda: None,
 ) -> None:
     """Send every (topic, key, value) in order and wait for the broker's acknowledgements; after a
     failure send the first failed record and every one after it again, in order (after
-    `RETRY_S`), until all are acknowledged.
+    `RETRY_S` and `renew`, as `deliver_all`), until all are acknowledged.
 
     Re-sending what follows a failure keeps the order: a compacted topic ends with the newest
     record of each key, never with an older one sent again after it. A record sent twice is
@@ -104,6 +109,7 @@ async def deliver_in_order(
             },
         )
         await asyncio.sleep(RETRY_S)
+        renew()
         pending = pending[first_failed:]
 
 
@@ -191,11 +197,20 @@ class KafkaSink:
     ) -> None:
         if before is not None:
             await before
-        await deliver_in_order(outputs, self._publish, "alerts and snapshots")
-        await deliver_all(rerouted, self._publish, "re-routed input")  # twice is harmless: event_id
+        renew = self._renew_producer_id
+        await deliver_in_order(outputs, self._publish, "alerts and snapshots", renew)
+        await deliver_all(
+            rerouted, self._publish, "re-routed input", renew=renew
+        )  # twice is harmless: event_id
         if letters:
             landed = await self._landed_since_now(letters)
-            await deliver_all(letters, self._publish_dead_letter, "dead letter", landed)
+            await deliver_all(letters, self._publish_dead_letter, "dead letter", landed, renew)
+
+    def _renew_producer_id(self) -> None:
+        """Before failed outputs are sent again: a batch the broker refused took its sequence
+        numbers, and it would refuse every later one of that partition as out of order."""
+        if renew_producer_id(self.app.producer):
+            log.info("producer id renewed: the outputs are sent again under a new one")
 
     async def _landed_since_now(
         self, letters: Sequence[Letter]

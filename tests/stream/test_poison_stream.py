@@ -85,10 +85,15 @@ async def test_deliver_all_sends_failed_records_again_until_each_is_acknowledged
             acknowledged.append(value)
         return future
 
+    renewed: list[dict[bytes, int]] = []  # the attempts made when the producer id was renewed
     records = [(None, b"fine"), (b"k", b"refused-at-send"), (None, b"failed-ack")]
-    await deliver_all(records, publish, "dead letter")
+    await deliver_all(records, publish, "dead letter", renew=lambda: renewed.append(dict(attempts)))
     assert sorted(acknowledged) == sorted(value for _, value in records)
     assert attempts == {b"fine": 1, b"refused-at-send": 3, b"failed-ack": 2}
+    assert renewed == [  # after each failed attempt, before the failed records are sent again
+        {b"fine": 1, b"refused-at-send": 1, b"failed-ack": 1},
+        {b"fine": 1, b"refused-at-send": 2, b"failed-ack": 2},
+    ]
 
 
 async def test_deliver_all_does_not_send_again_a_failed_record_the_topic_already_has(
@@ -144,10 +149,12 @@ async def test_deliver_in_order_sends_again_from_the_first_failure_so_the_newest
             landed.append(value)
         return future
 
+    renewed: list[list[bytes]] = []  # what had landed when the producer id was renewed
     records = [("health", b"acme", value) for value in (b"v0", b"v1", b"v2", b"v3")]
-    await deliver_in_order(records, publish, "snapshots")
+    await deliver_in_order(records, publish, "snapshots", lambda: renewed.append(list(landed)))
     assert landed == [b"v0", b"v3", b"v1", b"v2", b"v3"]  # v3 again after v1 and v2: newest last
     assert attempts == {b"v0": 1, b"v1": 2, b"v2": 2, b"v3": 2}
+    assert renewed == [[b"v0", b"v3"]]  # once, after the failed attempt
 
 
 # -- a failure outside one message's handling ends the process ------------------------------------
