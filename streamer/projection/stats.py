@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Protocol
 
 
@@ -56,6 +56,27 @@ class RecentLatency:
         return counters.last_latency_s if fresh and counters.batches else 0.0
 
 
+class CommitWatch:
+    """How long input has waited while the worker committed none of it (`stalled_s`).
+
+    A worker that keeps reporting but stands still (an output the broker refuses for ever, an
+    agent that hangs) looks alive by its heartbeat; this shows it. The clock starts again
+    whenever nothing waits, its tables are recovering, or the committed offsets differ from the
+    last reading (a commit, or a rebalance that changed its partitions)."""
+
+    def __init__(self) -> None:
+        self._committed: dict[Hashable, int] = {}
+        self._since: float | None = None
+
+    def read(
+        self, committed: Mapping[Hashable, int], waiting: int, now: float, *, recovering: bool = False
+    ) -> float:
+        """Seconds since input began waiting with the committed offsets as they are now."""
+        if self._since is None or waiting <= 0 or recovering or committed != self._committed:
+            self._committed, self._since = dict(committed), now
+        return now - self._since
+
+
 def worker_stats(
     counters: CountersLike,
     lag: Mapping[int, int],
@@ -66,14 +87,17 @@ def worker_stats(
     projection_failures: int = 0,
     latency_s: float | None = None,
     loop_stall_s: float = 0.0,
+    stalled_s: float = 0.0,
 ) -> dict[str, float]:
     """Counters since the worker started, consumer lag per partition (all input topics) and total;
     `latency_s` (see RecentLatency) defaults to the last batch's; `loop_stall_s`: the longest the
-    event loop stood still since the last stats (`streamer.stream.loop_watch`)."""
+    event loop stood still since the last stats (`streamer.stream.loop_watch`); `stalled_s`: how
+    long input has waited with nothing committed (`CommitWatch`)."""
     stats: dict[str, float] = {name: float(getattr(counters, name)) for name in COUNTERS}
     stats["offset_gaps"] = float(counters.offset_gaps + counters.consumer_gaps)
     stats["latency_s"] = round(counters.last_latency_s if latency_s is None else latency_s, 4)
     stats["loop_stall_s"] = round(loop_stall_s, 4)
+    stats["stalled_s"] = round(stalled_s, 1)
     stats["lag"] = float(sum(lag.values()))
     stats["uptime_s"] = round(now - started_at, 1)
     stats["reported_at"] = now

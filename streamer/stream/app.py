@@ -24,7 +24,7 @@ from streamer.projection.factory import redis_projection
 from streamer.projection.memory import MemoryWatch
 from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
-from streamer.projection.stats import RecentLatency, worker_stats
+from streamer.projection.stats import CommitWatch, RecentLatency, worker_stats
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.assignor import BalancedAssignor, InputLoads
@@ -56,6 +56,7 @@ size)."""
 PROJECT_EVERY_S = 1.0  # write staged projection data left over by batches, re-stage new partitions
 STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics and /healthz
 MEMORY_EVERY_S = 10.0  # check that Redis can keep the projection (its memory limit and policy)
+STALLED_WARN_S = 60.0  # input waiting this long with nothing committed: say so in the log
 LOADS_EVERY_S = 30.0  # ask the broker how many messages each input partition holds (the assignor's)
 
 # Per partition store (faust opens one RocksDB per table partition). faust's defaults are sized
@@ -368,6 +369,14 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
 
     logged_latency = RecentLatency()
     watch = LoopWatch(("progress", "stats"))
+    commits = CommitWatch()
+    input_topics = set(inputs)
+
+    def input_state() -> tuple[dict[int, int], float]:
+        """Consumer lag per partition, and how long input has waited with nothing committed."""
+        committed, lag = input_progress(app, input_topics)
+        recovering = bool(getattr(app, "in_recovery", False))  # faust's, while tables recover
+        return lag, commits.read(committed, sum(lag.values()), time.monotonic(), recovering=recovering)
 
     @app.task  # type: ignore[untyped-decorator]
     async def watch_loop() -> None:
@@ -376,6 +385,16 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report_progress() -> None:
         c = scorer.counters
+        lag, stalled_s = input_state()
+        if stalled_s >= STALLED_WARN_S:
+            log.warning(
+                "input waiting and nothing committed",
+                extra={
+                    "stalled_s": round(stalled_s),
+                    "lag": sum(lag.values()),
+                    "hint": "an earlier warning says what the worker is waiting for",
+                },
+            )
         log.info(
             "progress",
             extra={
@@ -395,32 +414,35 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
                 "batches": c.batches,
                 "latency_s": round(logged_latency.read(c), 3),
                 "loop_stall_s": round(watch.longest("progress"), 3),  # the longest since the last line
+                "stalled_s": round(stalled_s, 1),
             },
         )
 
     del score, release_idle, reread_stalled, measure_loads, watch_loop, report_progress
     if projection is not None:
-        _project(app, settings, kafka, scorer, projection, watch)
+        _project(app, settings, kafka, scorer, projection, watch, input_state)
     return app
 
 
-def consumer_lag(app: faust.App, topics: set[str]) -> dict[int, int]:
-    """Messages of the input topics not yet committed, per partition assigned to this worker."""
+def input_progress(app: faust.App, topics: set[str]) -> tuple[dict[Any, int], dict[int, int]]:
+    """The committed offsets of the input partitions assigned to this worker, and per partition
+    the messages of the input topics not yet committed."""
     consumer = app.consumer
     committed = committed_offsets(consumer)
+    done: dict[Any, int] = {}
     lag: dict[int, int] = {}
     for tp in consumer.assignment():
         if tp.topic not in topics:
             continue
+        done[tp] = int(committed.get(tp) or 0)
         try:
             highwater = consumer.highwater(tp)
         except Exception:  # unknown until the first fetch of that partition
             continue
         if highwater is None:
             continue
-        done = committed.get(tp) or 0
-        lag[tp.partition] = lag.get(tp.partition, 0) + max(0, int(highwater) - int(done))
-    return lag
+        lag[tp.partition] = lag.get(tp.partition, 0) + max(0, int(highwater) - done[tp])
+    return done, lag
 
 
 def _project(
@@ -430,6 +452,7 @@ def _project(
     scorer: Scorer,
     projection: RedisProjection,
     watch: LoopWatch,
+    input_state: Callable[[], tuple[dict[int, int], float]],
 ) -> None:
     """Timers that keep the Redis projection complete, and its final write at shutdown."""
     alerts_topic = settings.topic("alerts")
@@ -440,7 +463,6 @@ def _project(
     resync = Resync(projection, lambda: scorer.engines, scorer.lock, alerts_of)
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     started_at = time.time()
-    inputs = set(settings.input_topics.values())
     latency = RecentLatency()
 
     @app.timer(interval=PROJECT_EVERY_S)  # type: ignore[untyped-decorator]
@@ -452,15 +474,17 @@ def _project(
 
     @app.timer(interval=STATS_EVERY_S)  # type: ignore[untyped-decorator]
     async def stage_stats() -> None:
+        lag, stalled_s = input_state()
         stats = worker_stats(
             scorer.counters,
-            consumer_lag(app, inputs),
+            lag,
             started_at=started_at,
             now=time.time(),
             projection_pending=projection.pending,
             projection_failures=projection.failures,
             latency_s=latency.read(scorer.counters),
             loop_stall_s=watch.longest("stats"),
+            stalled_s=stalled_s,
         )
         projection.worker(worker_id, stats)
         await projection.flush()

@@ -159,7 +159,12 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
     service = ViewService(reader)
     app[handlers.SERVICE] = service
     access = KafkaAccess.of(settings)
-    app[handlers.HEALTH] = Health(reader, access if view.kafka_check else None, view.worker_max_age_s)
+    app[handlers.HEALTH] = Health(
+        reader,
+        access if view.kafka_check else None,
+        view.worker_max_age_s,
+        worker_stall_s=view.worker_stall_s,
+    )
     app[handlers.METRICS] = metrics
     app[handlers.PAGE] = load_page()
     app[handlers.ACCOUNT_PAGE] = load_page("account.html", "account.js")

@@ -20,7 +20,8 @@ KAFKA_PROBE_TTL_S = 5.0
 
 class Health:
     """Answers 200 while Redis is reachable (status `ok`, or `degraded` when the broker does not
-    answer, no worker reported recently, or Redis can lose or refuse the projection's writes: see
+    answer, no worker reported recently, a worker left input waiting with nothing committed for
+    `worker_stall_s`, or Redis can lose or refuse the projection's writes: see
     `streamer.projection.memory`; `problems` says which) and 503 when it is not."""
 
     def __init__(
@@ -29,11 +30,13 @@ class Health:
         kafka: KafkaAccess | None,
         worker_max_age_s: float,
         *,
+        worker_stall_s: float = 60.0,
         kafka_probe: Callable[[KafkaAccess, float], bool] = probe,
     ) -> None:
         self.reader = reader
         self.kafka_access = kafka
         self.worker_max_age_s = worker_max_age_s
+        self.worker_stall_s = worker_stall_s
         self.kafka_probe = kafka_probe
         self._kafka: tuple[float, bool] | None = None
         self._probing = asyncio.Lock()  # one probe at a time: a burst of /healthz shares its answer
@@ -79,6 +82,13 @@ class Health:
             problems.append("the broker does not answer")
         if redis["reachable"] and not workers:
             problems.append(f"no worker reported in the last {self.worker_max_age_s:g} s")
+        stalled = self.stalled(workers)
+        for worker_id in stalled:
+            waiting, stalled_s = int(workers[worker_id].get("lag", 0.0)), workers[worker_id]["stalled_s"]
+            problems.append(
+                f"worker {worker_id} has left {waiting:,} input messages waiting and committed none "
+                f"for {stalled_s:.0f} s: its log says what it waits for"
+            )
         lag = sum(stats.get("lag", 0.0) for stats in workers.values()) if workers else None
         if not redis["reachable"]:
             status = "down"
@@ -93,6 +103,15 @@ class Health:
             "kafka": {"checked": kafka is not None, "reachable": kafka},
             "workers": len(workers),
             "consumer_lag": None if lag is None else int(lag),
+            "stalled_workers": stalled,
             "as_of": None if stream_time is None else iso(stream_time),
         }
         return (503 if status == "down" else 200), body
+
+    def stalled(self, workers: dict[str, dict[str, float]]) -> list[str]:
+        """The workers that have left input waiting with nothing committed for `worker_stall_s`."""
+        return sorted(
+            worker_id
+            for worker_id, stats in workers.items()
+            if stats.get("stalled_s", 0.0) >= self.worker_stall_s
+        )

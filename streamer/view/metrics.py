@@ -88,6 +88,11 @@ def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
         "Longest time the worker's event loop stood still between its last two stats reports",
         labels=["worker"],
     )
+    stalled = GaugeMetricFamily(
+        "healthstream_worker_stalled_seconds",
+        "How long the worker has left input waiting with nothing committed (0: it commits, or nothing waits)",
+        labels=["worker"],
+    )
     pending = GaugeMetricFamily(
         "healthstream_projection_pending",
         "Values staged for the Redis projection, not yet written",
@@ -101,10 +106,11 @@ def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
                 lag.add_metric([worker_id, key[len(LAG_PREFIX) :]], value)
         latency.add_metric([worker_id], stats.get("latency_s", 0.0))
         stall.add_metric([worker_id], stats.get("loop_stall_s", 0.0))
+        stalled.add_metric([worker_id], stats.get("stalled_s", 0.0))
         pending.add_metric([worker_id], stats.get("projection_pending", 0.0))
     count = GaugeMetricFamily("healthstream_workers", "Workers that reported recently")
     count.add_metric([], len(workers))
-    return [*families, by_rule, lag, latency, stall, pending, count]
+    return [*families, by_rule, lag, latency, stall, stalled, pending, count]
 
 
 def memory_families(memory: StoreMemory) -> list[Metric]:

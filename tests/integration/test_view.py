@@ -36,6 +36,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
 from streamer.local.stack import StackInfo
@@ -728,3 +729,65 @@ def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
             lambda: "projection store memory fine again" in worker.log.read_text(),
         )
         assert not deployment.mismatches() and worker.alive
+
+
+COMPACT = {"cleanup.policy": "compact"}  # the health topic's own override
+
+
+async def _set_topic_configs(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    """Replace the topic's configuration overrides with `configs` (what AlterConfigs does)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)]
+        )
+        assert all(code == 0 for code, *_ in response.resources), response.resources
+    finally:
+        await admin.close()
+
+
+def test_a_worker_whose_outputs_the_broker_refuses_is_named_stalled_and_then_catches_up(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """An output topic that refuses the worker's records (here `cs.health` with a 512-byte record
+    limit, set by an operator after the worker started) holds every checkpoint: the worker keeps
+    the records and sends them again, its heartbeat stays fresh, and only `/healthz`'s stall check
+    shows that it stands still. Once the topic takes them, nothing is missing."""
+    history, first, second = history_in_halves(tmp_path)
+    deployment = Deployment(stack.bootstrap, stack.redis_url, tmp_path / "deployment")
+    deployment.root.mkdir(parents=True)
+    try:
+        deployment.create_topics()
+        worker = deployment.start_worker()
+        deployment.start_view(HEALTHSTREAM_VIEW_WORKER_STALL_S="3")
+        deployment.replay(first)
+        wait_until("the first half to be projected", projection_settled(deployment))
+        assert deployment.get("/healthz")["stalled_workers"] == []
+
+        health_topic = deployment.topic("health")
+        asyncio.run(
+            _set_topic_configs(stack.bootstrap, health_topic, {**COMPACT, "max.message.bytes": "512"})
+        )
+        deployment.replay(second)
+        wait_until(
+            "/healthz to name the worker stalled", lambda: deployment.get("/healthz")["stalled_workers"]
+        )
+        health = deployment.get("/healthz")
+        assert health["status"] == "degraded" and health["workers"] == 1, health
+        [problem] = health["problems"]
+        assert " input messages waiting and committed none for " in problem, problem
+        assert deployment.lag() > 0 and worker.alive
+        assert "alerts and snapshots not acknowledged by the broker" in worker.log.read_text()
+
+        asyncio.run(_set_topic_configs(stack.bootstrap, health_topic, COMPACT))
+        wait_until("the projection to catch up", projection_settled(deployment))
+        wait_until("/healthz to be fine again", lambda: deployment.get("/healthz")["problems"] == [])
+
+        def offline_portfolio() -> bool:  # partition sums are written up to a second after snapshots
+            return deployment.get("/api/portfolio")["current"] == history.portfolio["current"]
+
+        wait_until("the projection to show the offline portfolio", offline_portfolio, 30)
+        assert worker.alive, worker.tail()
+    finally:
+        deployment.close()

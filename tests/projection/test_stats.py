@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, RecentLatency, worker_stats
+from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, CommitWatch, RecentLatency, worker_stats
 from streamer.stream.scorer import Counters
 
 
@@ -33,7 +33,13 @@ def counters(**changes: Any) -> Counters:
 
 def test_counters_lag_and_rules_are_flattened() -> None:
     stats = worker_stats(
-        counters(), {0: 5, 3: 1}, started_at=100.0, now=160.0, projection_pending=9, loop_stall_s=0.31234
+        counters(),
+        {0: 5, 3: 1},
+        started_at=100.0,
+        now=160.0,
+        projection_pending=9,
+        loop_stall_s=0.31234,
+        stalled_s=75.04,
     )
     assert stats["processed"] == 10 and stats["rejected"] == 2 and stats["alerts"] == 3
     assert stats["stale"] == 5 and stats["rereads"] == 1 and stats["reread"] == 6
@@ -42,6 +48,7 @@ def test_counters_lag_and_rules_are_flattened() -> None:
     assert stats[f"{RULE_PREFIX}silence"] == 2
     assert stats["latency_s"] == 0.1235 and stats["uptime_s"] == 60.0
     assert stats["projection_pending"] == 9 and stats["loop_stall_s"] == 0.3123
+    assert stats["stalled_s"] == 75.0
     assert all(isinstance(value, float) for value in stats.values())
 
 
@@ -54,3 +61,19 @@ def test_an_idle_worker_reports_no_latency_instead_of_its_last_one() -> None:
     assert RecentLatency().read(counters(batches=0, last_latency_s=0.0)) == 0.0
     stats = worker_stats(running, {}, started_at=0.0, now=1.0, latency_s=latency.read(running))
     assert stats["latency_s"] == 0.0
+
+
+def test_a_worker_that_commits_nothing_while_input_waits_is_stalled_for_as_long() -> None:
+    watch, at = CommitWatch(), {("usage", 0): 10, ("usage", 1): 4}
+    assert watch.read(at, waiting=3, now=100.0) == 0.0  # the first reading starts the clock
+    assert watch.read(at, waiting=5, now=130.0) == 30.0  # more arrives, nothing is committed
+    assert watch.read(at, waiting=5, now=175.0) == 75.0
+    moved = {("usage", 0): 12, ("usage", 1): 4}
+    assert watch.read(moved, waiting=5, now=180.0) == 0.0  # a commit
+    assert watch.read(moved, waiting=5, now=200.0) == 20.0
+    assert watch.read(moved, waiting=0, now=260.0) == 0.0  # nothing waits: idle, not stalled
+    assert watch.read(moved, waiting=2, now=270.0) == 10.0  # input arrived since the last reading
+    assert watch.read(moved, waiting=2, now=300.0, recovering=True) == 0.0  # tables are recovering
+    assert watch.read(moved, waiting=2, now=310.0) == 10.0
+    fewer = {("usage", 0): 12}
+    assert watch.read(fewer, waiting=2, now=320.0) == 0.0  # a rebalance changed the partitions

@@ -462,13 +462,38 @@ async def test_healthz_reports_redis_workers_and_lag(redis_server: RedisServer, 
     try:
         body = await get(client, "/healthz")
         assert body["status"] == "ok" and body["redis"]["reachable"] and body["kafka"]["reachable"]
-        assert body["workers"] == 1 and body["consumer_lag"] == 4
+        assert body["workers"] == 1 and body["consumer_lag"] == 4 and body["stalled_workers"] == []
         assert body["as_of"] == "2024-03-31T23:23:00Z"
     finally:
         await client.close()
     client = await start(redis_server.url, projected, kafka=False)
     try:
         assert (await get(client, "/healthz"))["status"] == "degraded"
+    finally:
+        await client.close()
+
+
+async def test_a_worker_that_reports_but_commits_nothing_is_a_problem(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A worker whose heartbeat is fresh but whose input has waited uncommitted past the view's
+    `worker_stall_s` is named in `problems` and `stalled_workers`; below it, it is healthy."""
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    writer.worker("w-busy", STATS | {"stalled_s": 59.9})
+    writer.worker("w-stuck", STATS | {"lag": 1234.0, "stalled_s": 75.0})
+    assert await writer.drain()
+    await writer.close()
+    client = await start(redis_server.url, prefix, kafka=True)
+    try:
+        body = await get(client, "/healthz")
+        assert body["status"] == "degraded" and body["stalled_workers"] == ["w-stuck"], body
+        assert body["problems"] == [
+            "worker w-stuck has left 1,234 input messages waiting and committed none for 75 s: "
+            "its log says what it waits for"
+        ]
+        lines = set((await get(client, "/metrics")).splitlines())
+        assert 'healthstream_worker_stalled_seconds{worker="w-stuck"} 75.0' in lines
+        assert 'healthstream_worker_stalled_seconds{worker="w-busy"} 59.9' in lines
     finally:
         await client.close()
 
