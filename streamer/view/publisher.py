@@ -7,6 +7,7 @@ state of its own beyond the connection: a view restarted between two writes lose
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ Require = Callable[[str], Awaitable[None]]
 """Nothing when the projection has the account; raises NotFound (or Unavailable) otherwise."""
 
 SEND_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0  # a producer given up on: what it still holds failed already
 
 
 class KafkaPublisher:
@@ -58,15 +60,30 @@ class KafkaPublisher:
             return self._producer
 
     async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
+        producer: AIOKafkaProducer | None = None
         try:
             producer = await self._started()
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 await producer.send_and_wait(topic, value, key=key)
         except (KafkaError, OSError, TimeoutError) as error:
+            if producer is not None:
+                await self._discard(producer)
             raise Unavailable(
                 f"the broker at {self.kafka.bootstrap} did not take the event "
                 f"({type(error).__name__}: {error}); nothing was published: try again"
             ) from None
+
+    async def _discard(self, producer: AIOKafkaProducer) -> None:
+        """After a failed send the next write starts a new producer: the failed batch took its
+        partition's sequence numbers in the idempotent producer, and the broker would refuse
+        every later event of that partition as out of order (aiokafka does not reset them), so
+        every write there failed until the view restarted."""
+        async with self._starting:
+            if self._producer is producer:
+                self._producer = None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await producer.stop()
 
     async def close(self) -> None:
         if self._producer is not None:

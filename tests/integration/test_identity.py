@@ -5,6 +5,7 @@ tick after its expiry, with no event of the account), and a DELETE removes the n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -17,9 +18,10 @@ import pytest
 
 from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
+from streamer.stream.topics import INPUT
 from tests.fixtures import free_port
 from tests.integration.test_notify import Notifier, Receiver
-from tests.integration.test_view import PARTITIONS, STREAMER, Deployment, Proc, wait_until
+from tests.integration.test_view import PARTITIONS, STREAMER, Deployment, Proc, set_topic_configs, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -222,4 +224,40 @@ owners = ["ana@example.com"]
         if notifier is not None:
             notifier.stop()
         receiver.close()
+        deployment.close()
+
+
+def test_after_a_write_the_broker_refused_the_views_next_write_is_published(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """A write the broker refuses (an operator set the input topic's record limit too low) is a
+    503 saying nothing was published; once the topic takes records again, the next write is
+    published and applied. The refused batch had taken its partition's sequence numbers in the
+    view's idempotent producer, and every later write to that partition was refused as out of
+    order until the view restarted."""
+    deployment = Deployment(stack.bootstrap, stack.redis_url, tmp_path)
+    try:
+        deployment.create_topics()
+        deployment.start_worker()
+        deployment.start_view(HEALTHSTREAM_VIEW_TOKEN=TOKEN)
+        publish(deployment, tmp_path, "history", three_days_of_use("refused"))
+        wait_until("the account in the view", lambda: account(deployment) is not None)
+        profile = {"name": "Acme Corp", "owner": "ana@example.com", "segment": "enterprise", "tier": "gold"}
+        status, answer = call(deployment, "POST", f"/api/accounts/{ACCOUNT}/profile", profile)
+        assert status == 202 and answer["topic"] == deployment.topic("subscriptions"), answer
+
+        topic = deployment.topic("subscriptions")
+        asyncio.run(set_topic_configs(stack.bootstrap, topic, {**INPUT, "max.message.bytes": "128"}))
+        override = {"band": "red", "reason": "exec sponsor left", "author": "ana@example.com"}
+        override["expires_at"] = stamp(datetime.now(UTC) + timedelta(days=2))
+        status, answer = call(deployment, "POST", f"/api/accounts/{ACCOUNT}/override", override)
+        assert status == 503 and "nothing was published" in answer["error"], answer
+
+        asyncio.run(set_topic_configs(stack.bootstrap, topic, INPUT))
+        status, answer = call(deployment, "POST", f"/api/accounts/{ACCOUNT}/override", override)
+        assert status == 202, answer
+        wait_until("the override in the view", lambda: bool((account(deployment) or {}).get("override")))
+        for proc in deployment.procs:
+            assert proc.alive, proc.tail()
+    finally:
         deployment.close()
