@@ -59,6 +59,7 @@ class KafkaSentLog:
         self.replication_factor = replication_factor
         self.pairs: set[tuple[str, str]] = set()
         self._producer: AIOKafkaProducer | None = None
+        self._started = False
 
     def __contains__(self, item: tuple[str, str]) -> bool:
         return item in self.pairs
@@ -67,11 +68,20 @@ class KafkaSentLog:
         """Create the topic when missing, read it to its end; return the pairs loaded."""
         partitions = await self._ensure_topic()
         await self._load(partitions)
-        self._producer = AIOKafkaProducer(
+        self._producer = await self._new_producer()
+        self._started = True
+        return len(self.pairs)
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
             **self.kafka.client_options(), acks="all", enable_idempotence=True, linger_ms=0
         )
-        await self._producer.start()
-        return len(self.pairs)
+        try:
+            await producer.start()
+        except BaseException:
+            await _stop(producer)
+            raise
+        return producer
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -79,22 +89,37 @@ class KafkaSentLog:
             self._producer = None
 
     async def record(self, destination: str, alert_ids: list[str], status: str) -> None:
-        if self._producer is None:
+        if not self._started:
             raise RuntimeError("KafkaSentLog.record before start()")
+        if self._producer is None:  # the last one failed a record (`_renew`)
+            self._producer = await self._new_producer()
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        futures = [
-            await self._producer.send(
-                self.topic,
-                key=f"{destination}{SEP}{alert_id}".encode(),
-                value=orjson.dumps(
-                    {"destination": destination, "alert_id": alert_id, "status": status, "at": at}
-                ),
-            )
-            for alert_id in alert_ids
-        ]
-        for future in futures:
-            await future  # acknowledged by the broker: the pair survives a crash from here on
+        try:
+            futures = [
+                await self._producer.send(
+                    self.topic,
+                    key=f"{destination}{SEP}{alert_id}".encode(),
+                    value=orjson.dumps(
+                        {"destination": destination, "alert_id": alert_id, "status": status, "at": at}
+                    ),
+                )
+                for alert_id in alert_ids
+            ]
+            for future in futures:
+                await future  # acknowledged by the broker: the pair survives a crash from here on
+        except Exception:
+            await self._renew()
+            raise
         self.pairs.update((destination, alert_id) for alert_id in alert_ids)
+
+    async def _renew(self) -> None:
+        """After a failed record the next one starts a new producer: the failed batch took its
+        partition's sequence numbers in the idempotent producer, and the broker would refuse
+        every later record of that partition as out of order (aiokafka does not reset them), so
+        the notifier retried for ever."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            await _stop(old)
 
     async def _ensure_topic(self) -> int:
         """Create the topic when missing; return its partition count."""
@@ -141,3 +166,10 @@ class KafkaSentLog:
                             self.pairs.add((destination, alert_id))
         finally:
             await consumer.stop()
+
+
+async def _stop(producer: AIOKafkaProducer) -> None:
+    """Stop a producer given up on; what it still holds has failed already."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5.0):
+            await producer.stop()

@@ -29,9 +29,14 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import MessageSizeTooLargeError
 
 from streamer.local.stack import StackInfo
+from streamer.notify.sentlog import KafkaSentLog
+from streamer.settings import Settings
+from streamer.stream.access import KafkaAccess
 from tests.fixtures import free_port, stop_process
+from tests.integration.test_view import set_topic_configs
 
 pytestmark = pytest.mark.integration
 
@@ -425,3 +430,33 @@ def test_notify_escapes_a_hostile_name_in_slacks_notification_line(stack: StackI
     finally:
         notifier.stop()
         receiver.close()
+
+
+def test_the_sent_log_records_again_once_the_broker_takes_records_after_refusing_one(
+    stack: StackInfo,
+) -> None:
+    """A record the broker refused (its topic's record limit set too low by an operator) took its
+    partition's sequence numbers in the idempotent producer: every later record was refused as
+    out of order, and the notifier retried for ever. The sent log starts a new producer after a
+    failed record."""
+    settings = Settings(kafka_bootstrap=stack.bootstrap)
+    topic = f"sentlog-{uuid.uuid4().hex[:12]}"
+    kept = {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 86_400_000)}
+
+    async def scenario() -> None:
+        sent = KafkaSentLog(KafkaAccess.of(settings), topic)
+        await sent.start()
+        try:
+            await sent.record("ana", ["a1"], "delivered")
+            await set_topic_configs(stack.bootstrap, topic, {**kept, "max.message.bytes": "64"})
+            with pytest.raises(MessageSizeTooLargeError):
+                await sent.record("ana", ["a2"], "delivered")
+            await set_topic_configs(stack.bootstrap, topic, kept)
+            await sent.record("ana", ["a3"], "delivered")
+        finally:
+            await sent.stop()
+        again = KafkaSentLog(KafkaAccess.of(settings), topic)
+        assert await again.start() == 2 and ("ana", "a3") in again and ("ana", "a2") not in again
+        await again.stop()
+
+    asyncio.run(scenario())
