@@ -734,7 +734,7 @@ def test_a_full_redis_holds_the_projection_back_and_the_view_and_worker_say_why(
 COMPACT = {"cleanup.policy": "compact"}  # the health topic's own override
 
 
-async def _set_topic_configs(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+async def set_topic_configs(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
     """Replace the topic's configuration overrides with `configs` (what AlterConfigs does)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -766,9 +766,7 @@ def test_a_worker_whose_outputs_the_broker_refuses_is_named_stalled_and_then_cat
         assert deployment.get("/healthz")["stalled_workers"] == []
 
         health_topic = deployment.topic("health")
-        asyncio.run(
-            _set_topic_configs(stack.bootstrap, health_topic, {**COMPACT, "max.message.bytes": "512"})
-        )
+        asyncio.run(set_topic_configs(stack.bootstrap, health_topic, {**COMPACT, "max.message.bytes": "512"}))
         deployment.replay(second)
         wait_until(
             "/healthz to name the worker stalled", lambda: deployment.get("/healthz")["stalled_workers"]
@@ -780,7 +778,7 @@ def test_a_worker_whose_outputs_the_broker_refuses_is_named_stalled_and_then_cat
         assert deployment.lag() > 0 and worker.alive
         assert "alerts and snapshots not acknowledged by the broker" in worker.log.read_text()
 
-        asyncio.run(_set_topic_configs(stack.bootstrap, health_topic, COMPACT))
+        asyncio.run(set_topic_configs(stack.bootstrap, health_topic, COMPACT))
         wait_until("the projection to catch up", projection_settled(deployment))
         wait_until("/healthz to be fine again", lambda: deployment.get("/healthz")["problems"] == [])
 
