@@ -40,7 +40,13 @@ from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
 from streamer.stream.sink import KafkaSink
 from streamer.stream.tables import DurableTable, TablesWritten
-from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES, TABLES, ensure_topics
+from streamer.stream.topics import (
+    CHANGELOG_RECORD_MAX_BYTES,
+    INPUT_RECORD_MAX_BYTES,
+    TABLES,
+    ensure_topics,
+    input_record_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ STATS_EVERY_S = 5.0  # stage the worker's counters and consumer lag for /metrics
 MEMORY_EVERY_S = 10.0  # check that Redis can keep the projection (its memory limit and policy)
 STALLED_WARN_S = 60.0  # input waiting this long with nothing committed: say so in the log
 LOADS_EVERY_S = 30.0  # ask the broker how many messages each input partition holds (the assignor's)
+LIMIT_EVERY_S = 30.0  # ask the broker how large a record the input topics take
 
 # Per partition store (faust opens one RocksDB per table partition). faust's defaults are sized
 # for a store that is read from: 64 MiB write buffers x 3 and a 2 GiB block cache each. Here
@@ -367,6 +374,26 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     async def measure_loads() -> None:
         await loads.measure()  # never fails: the loads stay as they were when the broker is away
 
+    @app.task  # type: ignore[untyped-decorator]
+    async def watch_input_limit() -> None:
+        # A keyless event is re-published keyed; a copy the topics refuse is dead-lettered
+        # instead (where the worker could not set `topics.INPUT`, or an operator lowered it).
+        while True:
+            limit = await input_record_limit(kafka, list(inputs))
+            if limit is not None and limit != scorer.input_record_limit:
+                level = logging.WARNING if limit < INPUT_RECORD_MAX_BYTES else logging.INFO
+                log.log(
+                    level,
+                    "input topics' record limit",
+                    extra={
+                        "max_message_bytes": limit,
+                        "was": scorer.input_record_limit,
+                        "effect": "a keyless event whose keyed copy is larger is dead-lettered",
+                    },
+                )
+                scorer.input_record_limit = limit
+            await asyncio.sleep(LIMIT_EVERY_S)
+
     logged_latency = RecentLatency()
     watch = LoopWatch(("progress", "stats"))
     commits = CommitWatch()
@@ -418,7 +445,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
             },
         )
 
-    del score, release_idle, reread_stalled, measure_loads, watch_loop, report_progress
+    del score, release_idle, reread_stalled, measure_loads, watch_input_limit, watch_loop, report_progress
     if projection is not None:
         _project(app, settings, kafka, scorer, projection, watch, input_state)
     return app

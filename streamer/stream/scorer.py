@@ -41,6 +41,7 @@ from streamer.stream.context import acting_as
 from streamer.stream.dead_letters import DeadLetterLog, Ledger, decode_position, encode_position, position_key
 from streamer.stream.merge import PartitionMerge
 from streamer.stream.tables import Changelogs, NoChangelogs
+from streamer.stream.topics import INPUT_RECORD_MAX_BYTES, RECORD_OVERHEAD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,14 @@ class Pending:
                     theirs.setdefault(topic, []).extend(offsets)
 
 
+def _too_large_to_reroute(copy_bytes: int, limit: int) -> str:
+    return (
+        f"not keyed by its account_id, and its copy keyed to the account's partition ({copy_bytes:,} "
+        f"bytes) is larger than the input topic takes (max.message.bytes {limit:,}): publish it "
+        "with its account_id as the key, or raise the topic's max.message.bytes"
+    )
+
+
 def dead_letter(message: Message, error: str) -> dict[str, Any]:
     """The `cs.deadletter` record for a rejected message (original bytes kept)."""
     return dead_letter_record(
@@ -277,6 +286,8 @@ class Scorer:
         self.stopped = False  # the last checkpoint of a stop is in Kafka (the local stores agree)
         self.counters = Counters()
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
+        # The largest record the input topics take as the broker last said (`reroute_limit`).
+        self.input_record_limit = INPUT_RECORD_MAX_BYTES
 
     async def revoked(self) -> None:
         """A rebalance begins: let the batch in flight finish, make the state of the batches since
@@ -976,8 +987,15 @@ class Scorer:
             or _partition_of(event.account_id, self.settings.partitions) != message.partition
         ):
             # Keyless, or keyed with another partitioner: send it where its account lives.
+            key = event.account_id.encode()
+            copy_bytes = len(key) + len(value) + RECORD_OVERHEAD_BYTES
+            if copy_bytes > self.input_record_limit:
+                # Sent again for ever, the copy would hold up every later checkpoint.
+                counters.rejected += 1
+                self._dead_letter(message, _too_large_to_reroute(copy_bytes, self.input_record_limit))
+                return None
             counters.rerouted += 1
-            self.sink.reroute(message.topic, event.account_id.encode(), value)
+            self.sink.reroute(message.topic, key, value)
             return None
         return event
 

@@ -56,6 +56,10 @@ CHANGELOG = {
 # of the largest the contract takes was refused as the copy, sent again for ever, and the
 # worker stood still, at every restart. The input topics take a valid event with its key.
 INPUT_RECORD_MAX_BYTES = MAX_EVENT_BYTES + 64 * 1024
+# What a record batch of one uncompressed record adds to its key and value: the batch header (61
+# bytes) and the record's own fields (at most 32), rounded up. A copy that does not fit the
+# topic's limit with it is dead-lettered instead of re-routed (`streamer.stream.scorer`).
+RECORD_OVERHEAD_BYTES = 128
 INPUT = {"message.timestamp.type": "LogAppendTime", "max.message.bytes": str(INPUT_RECORD_MAX_BYTES)}
 
 # Alerts and dead letters are logs: every record counts, not the latest per key. A compacted
@@ -164,6 +168,27 @@ async def configure_inputs(kafka: KafkaAccess, names: list[str]) -> None:
         await admin.close()
 
 
+async def input_record_limit(kafka: KafkaAccess, names: list[str]) -> int | None:
+    """The largest record every input topic takes now (the smallest `max.message.bytes` among
+    them, the broker's default where a topic has none of its own); None when the broker does
+    not say (a DescribeConfigs refused or unanswered)."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15000)
+    limits: list[int] = []
+    try:
+        await admin.start()
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        for response in described:
+            for code, _, _, _, entries in response.resources:
+                if code:
+                    return None
+                limits += [int(entry[1]) for entry in entries if entry[0] == "max.message.bytes" and entry[1]]
+    except Exception:
+        return None
+    finally:
+        await admin.close()
+    return min(limits) if len(limits) == len(names) else None
+
+
 def check_created(response: Any) -> None:
     """Raise `TopicsNotCreated` for each topic the broker refused (the CreateTopics response
     carries an error per topic and raises for none): a worker went on and waited for ever,
@@ -237,7 +262,7 @@ INPUT_SETTINGS = _TopicSettings(
     "the input topics' broker timestamps (LogAppendTime) and record size",
     "a producer's own message timestamps bound how far in the future an event may be, and a "
     "keyless event within some 70 bytes of the largest one cannot be re-routed to its "
-    "account's partition (the worker sends it again until the topic takes it)",
+    "account's partition (the worker dead-letters it)",
 )
 LOGGED_SETTINGS = _TopicSettings(
     "the alerts and dead-letter topics' delete policy",

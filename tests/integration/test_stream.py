@@ -52,7 +52,7 @@ from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
 from streamer.stream.replay import publish, route
-from streamer.stream.topics import changelog_topic, ensure_topics, topic_specs
+from streamer.stream.topics import INPUT, changelog_topic, ensure_topics, topic_specs
 from tests.fixtures import stop_process, topic_configs, topic_partitions, wait_until
 
 pytestmark = pytest.mark.integration
@@ -845,6 +845,57 @@ def test_a_keyless_event_of_the_largest_size_is_re_routed_and_scored(
     )
     assert deployment.final_snapshots()["big-keyless"]["mrr"] == "100.00"
     assert not deployment.dead_letters()
+    assert not [r for r in worker.records() if "re-routed input not acknowledged" in r.get("msg", "")]
+
+
+def test_a_keyless_event_too_large_to_re_route_where_the_topic_takes_less_is_dead_lettered(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """Where the input topics take less than a keyless event's keyed copy (the worker may not
+    set their limit, or an operator lowered it), re-routing it would send the copy again for
+    ever and hold up every later checkpoint: the worker learns the topics' limit from the broker
+    (every 30 s) and dead-letters such an event with what to do; the next event is scored."""
+    deployment = deploy()
+    subs = deployment.topic("subscriptions")
+    worker = deployment.start_worker()
+    deployment.wait_for("the worker's topics", lambda: deployment.bus.end_offset(subs, 0) is not None)
+
+    async def lower_the_limit() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+        await admin.start()
+        try:
+            configs = {**INPUT, "max.message.bytes": "4096"}
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, subs, configs=configs)])
+        finally:
+            await admin.close()
+
+    deployment.bus.run(lower_the_limit())
+    deployment.wait_for(
+        "the worker to learn the topics' limit",
+        lambda: any(r.get("max_message_bytes") == 4096 for r in worker.records()),
+        timeout=90.0,
+    )
+    big = started("too-big-keyless", "2024-03-01T09:00:00Z", "t1") | {"pad": "x" * 6000}
+
+    async def send_compressed() -> None:  # 6 KB of x's: the broker takes it compressed
+        producer = AIOKafkaProducer(
+            bootstrap_servers=deployment.bootstrap, compression_type="gzip", acks="all"
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(subs, orjson.dumps(big), key=None)
+        finally:
+            await producer.stop()
+
+    deployment.bus.run(send_compressed())
+    deployment.bus.produce(
+        subs, orjson.dumps(started("after-too-big", "2024-03-01T10:00:00Z", "a1")), b"after-too-big"
+    )
+    deployment.wait_for("after-too-big in cs.health", lambda: "after-too-big" in deployment.final_snapshots())
+    deployment.wait_for("the dead letter", lambda: bool(deployment.dead_letters()))
+    [letter] = deployment.dead_letters()
+    assert "larger than the input topic takes (max.message.bytes 4,096)" in letter["error"], letter
+    assert "too-big-keyless" not in deployment.final_snapshots()
     assert not [r for r in worker.records() if "re-routed input not acknowledged" in r.get("msg", "")]
 
 

@@ -63,6 +63,40 @@ async def test_the_scorer_dead_letters_every_poison_acks_it_and_applies_the_vali
     assert not world.sink.reroutes
 
 
+async def test_a_keyless_event_whose_keyed_copy_the_topic_would_refuse_is_dead_lettered() -> None:
+    """A keyless event is re-published keyed to its account's partition. Where the input topics
+    take less than that copy (the worker could not set their limit, or an operator lowered it),
+    the copy would be sent again for ever and hold up every later checkpoint: it is dead-lettered
+    with what to do, and a keyless event that fits is still re-routed."""
+    world = World()
+    world.offsets.owned = {(topic, p) for topic in TOPICS.values() for p in range(SETTINGS.partitions)}
+    world.scorer.input_record_limit = 4096
+    topic, partition = TOPICS["subscriptions"], partition_of("roomy", SETTINGS.partitions)
+    large = started("roomy", WHEN, "r1") | {"pad": "x" * 4000}
+    small = started("roomy", WHEN, "r2")
+    events = [
+        FakeEvent(
+            Message(topic, partition, offset, None, orjson.dumps(value), time.time(), GENERATION),
+            world.acks,
+            world.journal,
+        )  # type: ignore[arg-type]
+        for offset, value in enumerate((large, small))
+    ]
+    world.offsets.ends = {tp: 0 for tp in world.offsets.owned} | {(topic, partition): 2}
+
+    await world.scorer.process(events)
+
+    assert all(event.acked == 1 for event in events)
+    [letter] = world.sink.dead_letters
+    assert (
+        letter["offset"] == 0
+        and "larger than the input topic takes (max.message.bytes 4,096)" in letter["error"]
+    )
+    assert "publish it with its account_id as the key" in letter["error"]
+    assert [orjson.loads(value)["event_id"] for _, _, value in world.sink.reroutes] == ["r2"]
+    assert world.scorer.counters.rejected == 1 and world.scorer.counters.rerouted == 1
+
+
 # -- dead letters are never skipped ---------------------------------------------------------------
 
 
