@@ -92,6 +92,13 @@ def _started(name: str, **changes: Any) -> ValueMaker:
     return lambda when: orjson.dumps(started(f"poison-{name}", when, f"{name}-1", **changes))
 
 
+def _number_amount(name: str, literal: bytes) -> ValueMaker:
+    """A subscription.started whose amount is the JSON number `literal`, as written."""
+    return lambda when: orjson.dumps(started(f"poison-{name}", when, f"{name}-1", amount="?")).replace(
+        b'"amount":"?"', b'"amount":' + literal
+    )
+
+
 def _later(when: str, days: float) -> str:
     moment = datetime.fromisoformat(when.replace("Z", "+00:00")) + timedelta(days=days)
     return moment.isoformat().replace("+00:00", "Z")
@@ -201,6 +208,12 @@ POISONS: list[Poison] = [
         family="subscriptions",
     ),
     Poison("amount-minus-zero", _started("amount-minus-zero", amount="-0"), "a sign", family="subscriptions"),
+    Poison(  # a valid amount, but as a JSON number a binary float holds 123456789012.12346
+        "amount-inexact-number",
+        _number_amount("amount-inexact-number", b"123456789012.123456"),
+        "cannot be read exactly",
+        family="subscriptions",
+    ),
     Poison(
         "amount-negative",
         _started("amount-negative", amount="-5"),

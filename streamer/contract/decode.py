@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -12,6 +15,7 @@ from streamer.contract.events import (
     ID_TEXT,
     NAME_RULE,
     NAME_TEXT,
+    NUMBER_AMOUNT,
     Event,
 )
 
@@ -42,12 +46,15 @@ def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | No
         body = raw.rstrip(b"\r\n") if isinstance(raw, bytes) else raw.rstrip("\r\n")
         if len(body) > MAX_EVENT_BYTES:
             raise Rejected(f"{len(body):,} bytes or more, past the {MAX_EVENT_BYTES:,} an event may have")
+    context: dict[str, bool] = {}
     try:
-        event = EVENT_ADAPTER.validate_json(raw)
+        event = EVENT_ADAPTER.validate_json(raw, context=context)
     except ValidationError as exc:
         if raw[:3] == b"\xef\xbb\xbf" or raw[:1] == "\ufeff":  # saved "with BOM" by a Windows tool
             raise Rejected("starts with a UTF-8 byte order mark (EF BB BF): write JSON without it") from None
         raise Rejected(describe_validation_error(exc)) from None
+    if context.get(NUMBER_AMOUNT):
+        _check_number_amount(raw, event)
     if family is not None and EVENT_FAMILY[event.event_type] != family:
         allowed = ", ".join(sorted(FAMILY_EVENT_TYPES[family]))
         raise Rejected(
@@ -65,6 +72,26 @@ def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | No
             "key messages by account_id"
         )
     return event
+
+
+def _check_number_amount(raw: bytes | str, event: Event) -> None:
+    """An amount sent as a JSON number with a fraction was read as a binary float, and a float
+    keeps about 16 digits: 999999999.99999999 was taken as 1000000000 (inside the 12 digits and 6
+    places allowed, so nothing refused it). Read the literal again, exactly; refuse the event
+    when it is not the amount taken."""
+    taken = getattr(event, "amount", None)
+    try:
+        literal = json.loads(raw, parse_float=str, parse_int=str).get("amount")
+    except (ValueError, RecursionError, AttributeError):  # only where pydantic read it otherwise
+        return
+    if not isinstance(literal, str) or taken is None:
+        return
+    if Decimal(literal) != taken:
+        shown = literal if len(literal) <= 40 else f"{literal[:40]}... ({len(literal):,} characters)"
+        raise Rejected(
+            f"field 'amount' of {event.event_type}: the JSON number {shown} cannot be read exactly "
+            f'(as a binary float it is {taken}): send the amount as a decimal string, e.g. "1900.00"'
+        )
 
 
 def describe_validation_error(exc: ValidationError) -> str:

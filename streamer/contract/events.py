@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -104,10 +105,15 @@ NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=INT_MAX)]
 # ASCII digits only, matched whole (`fullmatch`: a `$` alone lets a trailing newline through)
 AMOUNT_TEXT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,6})?$")
 AMOUNT_MAX = Decimal("999999999999.999999")
+NUMBER_AMOUNT = "number_amount"  # the validation context's mark of an amount sent as a float
 
 
-def _amount_value(value: object) -> object:
-    """A plain decimal: up to 12 digits and 6 decimal places, no sign, exponent, NaN or infinity."""
+def _amount_value(value: object, info: ValidationInfo) -> object:
+    """A plain decimal: up to 12 digits and 6 decimal places, no sign, exponent, NaN or infinity.
+    A JSON number with a fraction or an exponent arrives as a binary float: it is noted in the
+    validation context (`NUMBER_AMOUNT`), where `decode_event` reads the literal again."""
+    if isinstance(value, float) and isinstance(info.context, dict):
+        info.context[NUMBER_AMOUNT] = True
     if isinstance(value, str):
         if not AMOUNT_TEXT.fullmatch(value):
             stripped = value.strip()

@@ -122,6 +122,30 @@ def test_amount_as_decimal_string_or_number(amount: Any, exact: str) -> None:
     assert event.amount == Decimal(exact)
 
 
+@pytest.mark.parametrize(
+    ("literal", "taken", "valid_text"),
+    [
+        (b"999999999.99999999", "1000000000.0", False),  # 8 places: as a string it is refused too
+        (b"123456789012.123456", "123456789012.12346", True),  # 12 digits, 6 places: valid as a string
+    ],
+)
+def test_an_amount_a_binary_float_cannot_hold_is_refused_not_rounded(
+    literal: bytes, taken: str, valid_text: bool
+) -> None:
+    """A JSON number is read as a binary float first: these were taken as the rounded value."""
+    raw = orjson.dumps(message("subscription.started", amount="?")).replace(b'"?"', literal)
+    assert rejected(raw) == (
+        f"field 'amount' of subscription.started: the JSON number {literal.decode()} cannot be read "
+        f'exactly (as a binary float it is {taken}): send the amount as a decimal string, e.g. "1900.00"'
+    )
+    as_text = raw.replace(literal, b'"' + literal + b'"')
+    if valid_text:
+        exact = decode_event(as_text)
+        assert isinstance(exact, SubscriptionStarted) and exact.amount == Decimal(literal.decode())
+    else:
+        assert "at most 12 digits and 6 decimal places" in rejected(as_text)
+
+
 def test_timestamps_with_any_offset_are_the_same_instant() -> None:
     utc = decode_event(orjson.dumps(message("ticket.opened")))
     shifted = decode_event(orjson.dumps(message("ticket.opened", occurred_at="2024-01-05T12:00:00+02:00")))
