@@ -311,16 +311,33 @@ def model_table(model: SignalModel, train_months: Sequence[int], samples: int) -
     return table
 
 
+LEAVING = "scheduled_cancellation"  # the signal whose sub-score is 0 while a cancellation is scheduled
+
+
 def calibrated_table(
-    scores: NDArray[np.float64], churned: NDArray[np.bool_], train_months: Sequence[int]
+    scores: NDArray[np.float64],
+    churned: NDArray[np.bool_],
+    train_months: Sequence[int],
+    leaving: NDArray[np.float64] | None = None,
 ) -> dict[str, Any]:
     """The score calibrated as the `[model]`: log-odds = intercept + score coefficient x score / 100,
     fitted on the training samples' scores (the coefficient kept <= 0: a higher score never reads
     as more risk, so churn_risk_60d ranks as the score does; 0 when the training scores did not
-    rank churn at all: churn_risk_60d is then the training base rate, which the report says)."""
-    intercept, slope = fit_l2_logistic((scores / 100.0)[:, None], churned, 1e-6, non_positive=[0])
+    rank churn at all: churn_risk_60d is then the training base rate, which the report says).
+
+    `leaving` is each sample's `scheduled_cancellation` sub-score (0 while a cancellation is
+    scheduled, 100 otherwise). Where the training samples hold both, the calibration also fits
+    its coefficient (kept <= 0): an account that has said it is leaving churns far more often
+    than its score says (the score moves a few points for it), and a risk of a few per cent on
+    it, at the bottom of an at-risk list ordered by churn_risk_60d, would read as nonsense."""
+    columns = [scores / 100.0]
+    both = leaving is not None and bool((leaving < 50.0).any()) and bool((leaving >= 50.0).any())
+    if both and leaving is not None:
+        columns.append(leaving / 100.0)
+    x = np.column_stack(columns)
+    intercept, slopes = fit_l2_logistic(x, churned, 1e-6, non_positive=list(range(len(columns))))
     first, last = _date(train_months[0]), _date(train_months[-1])
-    return {
+    table: dict[str, Any] = {
         "version": f"tune {first}..{last} n={len(scores)}",  # `tune` appends the kind
         "horizon_days": TUNE_HORIZON,
         "intercept": round(intercept, 6),
@@ -328,8 +345,17 @@ def calibrated_table(
         "trained_to": last,
         "coefficients": {},
         "means": {},
-        "score": round(float(slope[0]), 6),
+        "score": round(float(slopes[0]), 6),
     }
+    if both and leaving is not None:
+        table["coefficients"] = {LEAVING: round(float(slopes[1]), 6)}
+        table["means"] = {LEAVING: round(float(leaving.mean()), 4)}
+    return table
+
+
+def leaving_scores(samples: Sequence[Sample]) -> NDArray[np.float64]:
+    """Each sample's `scheduled_cancellation` sub-score (100, none scheduled, where it has none)."""
+    return np.array([s.signals.get(LEAVING, 100.0) for s in samples], dtype=np.float64)
 
 
 def fitted_settings(
@@ -427,7 +453,8 @@ def tune(
     model = mix_model if choice.winner.kind is Kind.mix else plain_model
     table = model_table(model, train_months, len(train.samples))
     if choice.winner.kind is Kind.calibrated:
-        table = calibrated_table(signal_scores_under(train.samples, config), train.churned, train_months)
+        scores = signal_scores_under(train.samples, config)
+        table = calibrated_table(scores, train.churned, train_months, leaving_scores(train.samples))
     elif choice.winner.kind is Kind.mix:  # the mix bags the plain fits at every penalty of the grid
         table["version"] = table["version"].replace(
             f"l2={model.l2:g}", f"l2={min(L2_GRID):g}..{max(L2_GRID):g}"

@@ -11,6 +11,7 @@ from typing import Any
 from streamer.backtest.analysis import (
     ALERT_HORIZON,
     HORIZONS,
+    LEAVING,
     TUNE_HORIZON,
     Backtest,
     Difference,
@@ -273,7 +274,7 @@ def render_choice(choice: Choice) -> list[str]:
             f"{accounts(choice.churned_accounts)} churned in the training samples, fewer than "
             f"{choice.min_churned_accounts} (--min-churned-accounts): too few to learn from, so nothing "
             "fitted is written: the default weights, and the score calibrated as the [model] behind "
-            "churn_risk_60d (it ranks as the score does)",
+            "churn_risk_60d (it ranks as the score does, but for a scheduled cancellation: see below)",
             f"for comparison only, out of fold ({folds}): {candidates}",
         ]
     bar = "n/a" if choice.bar is None else f"{choice.bar:.3f}"
@@ -317,6 +318,21 @@ def render_choice(choice: Choice) -> list[str]:
     return lines
 
 
+def _leaving_term(tuning: TuneResult) -> list[str]:
+    """What the score calibrated reads besides the score: a scheduled cancellation, where the
+    training samples held some (`streamer.backtest.analysis.calibrated_table`)."""
+    model = tuning.fitted.model
+    if not tuning.choice.too_few_churned:
+        return []
+    term = model.get("coefficients", {}).get(LEAVING)
+    if term is None:
+        return ["no training sample had a scheduled cancellation: churn_risk_60d reads the score alone"]
+    return [
+        f"the calibration also reads a scheduled cancellation (log-odds {-term:+.2f} while one is "
+        "scheduled): an account that has said it is leaving ranks above its score"
+    ]
+
+
 def _flat_calibration(tuning: TuneResult) -> list[str]:
     """A note when the score calibrated was written flat: the training scores did not rank churn."""
     model = tuning.fitted.model
@@ -324,8 +340,9 @@ def _flat_calibration(tuning: TuneResult) -> list[str]:
         return []
     return [
         "note: the score did not rank churn in the training samples (its calibrated coefficient is 0), "
-        "so churn_risk_60d is the training base rate for every account; rank by the score, or tune "
-        "again with more history"
+        "so churn_risk_60d is the training base rate for every account"
+        + (" that has not scheduled its cancellation" if LEAVING in model.get("coefficients", {}) else "")
+        + "; rank by the score, or tune again with more history"
     ]
 
 
@@ -347,6 +364,7 @@ def render_tuning(tuning: TuneResult) -> list[str]:
         "(towards 0; pooled validation AUC, then log-loss)",
         *render_choice(tuning.choice),
         *_flat_calibration(tuning),
+        *_leaving_term(tuning),
         "",
     ]
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from streamer.backtest.analysis import (
     Difference,
     Fitted,
     Labelled,
+    calibrated_table,
     fitted_settings,
     model_table,
     tune,
@@ -34,7 +36,7 @@ from streamer.backtest.report import render_choice, render_tuning
 from streamer.backtest.sampling import Sample
 from streamer.backtest.tuning import signal_scores_under
 from streamer.core.clock import DAY
-from streamer.core.config import ScoreConfig
+from streamer.core.config import RiskModel, ScoreConfig
 from streamer.core.risk import churn_probability
 
 from .synthetic import sample
@@ -380,6 +382,9 @@ def test_too_few_churned_accounts_write_the_score_calibrated_however_well_a_fit_
     assert result.versus["default"] == Difference(0.0, 0.0)
     lines = render_choice(choice)
     assert any("12 accounts churned in the training samples, fewer than 20" in line for line in lines)
+    assert "no training sample had a scheduled cancellation: churn_risk_60d reads the score alone" in (
+        render_tuning(result)
+    )
     assert not any(line.startswith("note:") for line in lines)
     # with the bar lowered, the same history gets the plain fit it ranked best
     lowered = tune({TUNE_HORIZON: labelled}, ScoreConfig(), adopt, 1 / 3, min_churned_accounts=12)
@@ -415,3 +420,31 @@ def test_a_score_that_ranks_churn_the_wrong_way_is_calibrated_flat_and_the_repor
         for line in render_tuning(tune({TUNE_HORIZON: few_churned()}, ScoreConfig(), adopt, 1 / 3))
         if "did not rank churn" in line
     ]
+
+
+def test_the_score_calibrated_also_reads_a_scheduled_cancellation_where_training_had_some() -> None:
+    """Leaving accounts churn far more often than their score says; where the training samples
+    hold some, the calibration fits that signal's term too (finite, even when every one of them
+    churned), and where none did, it is the score alone."""
+    rng = np.random.default_rng(5)
+    scores = rng.uniform(40, 100, 400)
+    churned = rng.uniform(size=400) < 0.02 + 0.2 * (scores < 60)
+    leaving = np.full(400, 100.0)
+    leaving[:8] = 0.0
+    churned[:8] = True  # all of them churned: separated
+    months = [31 * DAY * m for m in range(6)]
+    table = calibrated_table(scores, churned, months, leaving)
+    term = table["coefficients"]["scheduled_cancellation"]
+    assert -50 < term < -2 and table["score"] < 0 and table["means"]["scheduled_cancellation"] == 98.0
+    said = table["intercept"] + table["score"] * 0.9  # a score of 90
+    assert churn_probability({"scheduled_cancellation": (0.0, 0.0)}, _model(table), score=90.0) > 0.5
+    assert churn_probability(
+        {"scheduled_cancellation": (100.0, 100.0)}, _model(table), score=90.0
+    ) == pytest.approx(1 / (1 + np.exp(-(said + term))), rel=1e-6)
+    alone = calibrated_table(scores, churned, months, np.full(400, 100.0))
+    assert alone["coefficients"] == {} and alone["means"] == {}
+    assert calibrated_table(scores, churned, months) == alone
+
+
+def _model(table: dict[str, Any]) -> RiskModel:
+    return RiskModel.model_validate(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,9 @@ def test_too_few_churned_accounts_write_the_default_weights_and_the_score_calibr
     events: Path, tmp_path: Path
 ) -> None:
     """A history with fewer churned accounts than --min-churned-accounts gets nothing fitted: the
-    default weights, and a [model] of the score alone, so churn_risk_60d ranks held-out samples
-    exactly as the score does, and the workers' snapshots rank by it as they rank by score."""
+    default weights, and a [model] of the score (and, as the training samples hold scheduled
+    cancellations, of that signal), so churn_risk_60d ranks the workers' snapshots as the score
+    does, but that an account that has scheduled its cancellation ranks above its score."""
     tuned, figures = tmp_path / "tuned.toml", tmp_path / "figures.json"
     result = invoke("backtest", events, *WARMUP, "--quiet", "--write-config", tuned, "--json", figures)
     assert result.exit_code == 0, result.output
@@ -180,19 +182,32 @@ def test_too_few_churned_accounts_write_the_default_weights_and_the_score_calibr
     assert tuning["held_out"]["chosen"]["winner"] == "calibrated" and tuning["choice"]["keeps_default"]
     config = load_score_config(tuned)
     assert config.weights == ScoreConfig().weights and config.signal_weights == ScoreConfig().signal_weights
-    assert config.model is not None and not config.model.coefficients and not config.model.feature_volumes
-    assert config.model.score < 0  # a higher score reads as less risk
-    held = tuning["held_out"]
-    assert held["churn_risk"]["auc"] == held["default"]["auc"]  # ranks exactly as the score
-    assert "churn_risk_60d's AUC 60d minus: 0 against the default score (the same ranking)" in result.output
+    model = config.model
+    assert model is not None and not model.feature_volumes
+    assert model.score < 0  # a higher score reads as less risk
+    assert (
+        list(model.coefficients) == ["scheduled_cancellation"]
+        and model.coefficients["scheduled_cancellation"] < 0
+    )
     offline = invoke("offline", events, "--out", tmp_path / "scored", "--sort", "--config", tuned, "--quiet")
     assert offline.exit_code == 0, offline.output
     scored = [
         orjson.loads(line) for line in (tmp_path / "scored" / "accounts.jsonl").read_bytes().splitlines()
     ]
-    by_score = sorted((a for a in scored if float(a["mrr"]) > 0), key=lambda account: account["score"])
-    risks = [account["churn_risk_60d"] for account in by_score]
-    assert risks == sorted(risks, reverse=True) and risks[0] > risks[-1]
+    paying = [account for account in scored if float(account["mrr"]) > 0]
+    staying = sorted(
+        (a for a in paying if a["metrics"]["scheduled_cancellation_at"] is None), key=lambda a: a["score"]
+    )
+    risks = [account["churn_risk_60d"] for account in staying]
+    assert risks == sorted(risks, reverse=True) and risks[0] > risks[-1]  # as the score ranks them
+    for account in paying:  # the score's own calibration, and the cancellation's term on top
+        said = model.intercept + model.score * account["score"] / 100
+        said += model.coefficients["scheduled_cancellation"] * (
+            account["metrics"]["scheduled_cancellation_at"] is None
+        )
+        assert account["churn_risk_60d"] == pytest.approx(1 / (1 + math.exp(-said)), abs=1e-4)
+    assert any(a["metrics"]["scheduled_cancellation_at"] for a in paying), "the premise: someone is leaving"
+    assert "the calibration also reads a scheduled cancellation (log-odds +" in result.output
 
 
 def test_write_config_implies_tune_and_keeps_the_given_configs_other_settings(
