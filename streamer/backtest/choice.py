@@ -27,8 +27,9 @@ accounts that churned in the training samples (`--min-churned-accounts`), nothin
 what `--tune` writes: the weights stay the default's and the `[model]` is the score itself,
 calibrated (`Kind.calibrated`: log-odds = a + b x score / 100, b <= 0, and a term for a
 scheduled cancellation where training had some), so that `churn_risk_60d` ranks as the score
-does (b = 0, the base rate for everyone, where the training scores rank churn the wrong way). A plain fit reads about 36 columns and the folds of such a history hold
-a handful of churners each: an out-of-fold difference of two rankings is then mostly noise
+does (b = 0, the base rate for everyone, where the training scores rank churn the wrong way).
+A plain fit reads about 36 columns and the folds of such a history hold a handful of churners
+each: an out-of-fold difference of two rankings is then mostly noise
 (docs/backtest-rounds.md, *Too few churned accounts to learn from*). The candidates are still scored out
 of fold, for the report.
 
