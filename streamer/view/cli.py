@@ -29,7 +29,9 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     its profile; they need the token) publish one input event each to Kafka
     (HEALTHSTREAM_KAFKA_BOOTSTRAP) for the workers to apply. Set HEALTHSTREAM_VIEW_TOKEN to
     require `Authorization: Bearer <token>` on every route but /healthz (the dashboard also
-    takes `/?access_token=<token>`).
+    takes `/?access_token=<token>`). /healthz is degraded, with the reason, when the broker does
+    not answer, no worker reported, a worker left input waiting with nothing committed for
+    HEALTHSTREAM_VIEW_WORKER_STALL_S (60 s), or Redis can lose or refuse the projection's writes.
     """
     from aiohttp import web
 
