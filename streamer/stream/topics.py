@@ -173,20 +173,20 @@ async def input_record_limit(kafka: KafkaAccess, names: list[str]) -> int | None
     them, the broker's default where a topic has none of its own); None when the broker does
     not say (a DescribeConfigs refused or unanswered)."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15000)
-    limits: list[int] = []
     try:
         await admin.start()
-        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
-        for response in described:
-            for code, _, _, _, entries in response.resources:
-                if code:
-                    return None
-                limits += [int(entry[1]) for entry in entries if entry[0] == "max.message.bytes" and entry[1]]
+        described, refused = await _described(admin, names)
     except Exception:
         return None
     finally:
         await admin.close()
-    return min(limits) if len(limits) == len(names) else None
+    limits = [
+        int(entry[1])
+        for entries in described.values()
+        for entry in entries
+        if entry[0] == "max.message.bytes" and entry[1]
+    ]
+    return min(limits) if not refused and len(limits) == len(names) else None
 
 
 def check_created(response: Any) -> None:
@@ -271,6 +271,22 @@ LOGGED_SETTINGS = _TopicSettings(
 )
 
 
+async def _described(admin: AIOKafkaAdminClient, names: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
+    """Each topic's config entries as DescribeConfigs answers them (name, value, read-only,
+    source, ...; the broker's defaults included), and a line for each topic it would not describe."""
+    described: dict[str, list[Any]] = {}
+    refused: list[str] = []
+    for response in await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    ):
+        for code, message, _, name, entries in response.resources:
+            if code:
+                refused.append(f"{name}: error {code} {message}")
+            else:
+                described[name] = entries
+    return described, refused
+
+
 async def _configure(
     admin: AIOKafkaAdminClient, names: list[str], wanted: dict[str, str], kind: _TopicSettings
 ) -> None:
@@ -279,23 +295,18 @@ async def _configure(
     the worker runs either way (what it costs: `kind.otherwise`)."""
     errors: list[str] = []
     try:
-        described = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-        )
+        described, refused = await _described(admin, names)
+        errors += refused
         resources = []
-        for response in described:
-            for code, message, _, name, entries in response.resources:
-                if code:
-                    errors.append(f"{name}: error {code} {message}")
-                    continue
-                overrides = {
-                    entry[0]: entry[1]
-                    for entry in entries
-                    if entry[3] == _TOPIC_OVERRIDE and entry[1] is not None
-                }
-                if any(overrides.get(key) != value for key, value in wanted.items()):
-                    configs = {**overrides, **wanted}
-                    resources.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=configs))
+        for name, entries in described.items():
+            overrides = {
+                entry[0]: entry[1]
+                for entry in entries
+                if entry[3] == _TOPIC_OVERRIDE and entry[1] is not None
+            }
+            if any(overrides.get(key) != value for key, value in wanted.items()):
+                configs = {**overrides, **wanted}
+                resources.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=configs))
         if resources:
             for response in await admin.alter_configs(resources):
                 errors += [
