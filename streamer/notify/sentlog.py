@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamer.stream.access import KafkaAccess
+from streamer.stream.producers import stop_quietly
 from streamer.stream.topics import check_created, min_insync
 
 SEP = "\x1f"
@@ -79,7 +80,7 @@ class KafkaSentLog:
         try:
             await producer.start()
         except BaseException:
-            await _stop(producer)
+            await stop_quietly(producer)
             raise
         return producer
 
@@ -119,7 +120,7 @@ class KafkaSentLog:
         the notifier retried for ever."""
         old, self._producer = self._producer, None
         if old is not None:
-            await _stop(old)
+            await stop_quietly(old)
 
     async def _ensure_topic(self) -> int:
         """Create the topic when missing; return its partition count."""
@@ -166,10 +167,3 @@ class KafkaSentLog:
                             self.pairs.add((destination, alert_id))
         finally:
             await consumer.stop()
-
-
-async def _stop(producer: AIOKafkaProducer) -> None:
-    """Stop a producer given up on; what it still holds has failed already."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(5.0):
-            await producer.stop()

@@ -23,7 +23,6 @@ ignores a repeated `event_id`); none is lost. When the broker stays away longer 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -41,6 +40,7 @@ from streamer.partitioning import partition_of
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import REFUSALS, BrokerUnavailable, raise_if_refused, refused
+from streamer.stream.producers import stop_quietly
 from streamer.stream.topics import ensure_topics
 
 __all__ = ["BrokerUnavailable", "Interrupted", "ReplaySummary", "publish", "route"]
@@ -200,7 +200,7 @@ class _Sender:
             await producer.start()
             await self._wait_for_leaders(producer)
         except BaseException:
-            await self._stop(producer)
+            await stop_quietly(producer)
             raise
         self.producer = producer
 
@@ -217,11 +217,6 @@ class _Sender:
                 await asyncio.sleep(0.2)
                 await producer.client.force_metadata_update()
 
-    async def _stop(self, producer: AIOKafkaProducer) -> None:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5.0):
-                await producer.stop()
-
     async def start(self) -> None:
         await _with_deadline(
             self.settings, self.timeout_s, "could not create the topics", lambda: ensure_topics(self.settings)
@@ -230,7 +225,7 @@ class _Sender:
 
     async def close(self) -> None:
         if self.producer is not None:
-            await self._stop(self.producer)
+            await stop_quietly(self.producer)
             self.producer = None
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
@@ -328,7 +323,7 @@ class _Sender:
                 raise _unreachable(self.settings, elapsed, f"{self.acked:,} events acknowledged")
             self._forget_outcomes()
             if self.producer is not None:
-                await self._stop(self.producer)
+                await stop_quietly(self.producer)
                 self.producer = None
             try:
                 async with asyncio.timeout(max(self.timeout_s - elapsed, 0.1)):

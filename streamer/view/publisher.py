@@ -7,7 +7,6 @@ state of its own beyond the connection: a view restarted between two writes lose
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from streamer.contract.events import EVENT_FAMILY
 from streamer.core.clock import iso, to_ms
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
+from streamer.stream.producers import stop_quietly
 from streamer.view.actions import build_event
 from streamer.view.errors import Forbidden, NotFound, Unavailable
 
@@ -30,7 +30,6 @@ Require = Callable[[str], Awaitable[None]]
 """Nothing when the projection has the account; raises NotFound (or Unavailable) otherwise."""
 
 SEND_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 5.0  # a producer given up on: what it still holds failed already
 
 
 class KafkaPublisher:
@@ -81,9 +80,7 @@ class KafkaPublisher:
         async with self._starting:
             if self._producer is producer:
                 self._producer = None
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(STOP_TIMEOUT_S):
-                await producer.stop()
+        await stop_quietly(producer)
 
     async def close(self) -> None:
         if self._producer is not None:
