@@ -330,10 +330,9 @@ def calibrated_table(
     its coefficient (kept <= 0): an account that has said it is leaving churns far more often
     than its score says (the score moves a few points for it), and a risk of a few per cent on
     it, at the bottom of an at-risk list ordered by churn_risk_60d, would read as nonsense."""
-    columns = [scores / 100.0]
-    both = leaving is not None and bool((leaving < 50.0).any()) and bool((leaving >= 50.0).any())
-    if both and leaving is not None:
-        columns.append(leaving / 100.0)
+    if leaving is not None and not ((leaving < 50.0).any() and (leaving >= 50.0).any()):
+        leaving = None  # all leaving or none: nothing to tell apart
+    columns = [scores / 100.0] + ([leaving / 100.0] if leaving is not None else [])
     x = np.column_stack(columns)
     intercept, slopes = fit_l2_logistic(x, churned, 1e-6, non_positive=list(range(len(columns))))
     first, last = _date(train_months[0]), _date(train_months[-1])
@@ -347,7 +346,7 @@ def calibrated_table(
         "means": {},
         "score": round(float(slopes[0]), 6),
     }
-    if both and leaving is not None:
+    if leaving is not None:
         table["coefficients"] = {LEAVING: round(float(slopes[1]), 6)}
         table["means"] = {LEAVING: round(float(leaving.mean()), 4)}
     return table

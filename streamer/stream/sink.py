@@ -199,12 +199,11 @@ class KafkaSink:
             await before
         renew = self._renew_producer_id
         await deliver_in_order(outputs, self._publish, "alerts and snapshots", renew)
-        await deliver_all(
-            rerouted, self._publish, "re-routed input", renew=renew
-        )  # twice is harmless: event_id
+        # a re-routed input sent twice is harmless (its event_id)
+        await deliver_all(rerouted, self._publish, "re-routed input", renew=renew)
         if letters:
             landed = await self._landed_since_now(letters)
-            await deliver_all(letters, self._publish_dead_letter, "dead letter", landed, renew)
+            await deliver_all(letters, self._publish_dead_letter, "dead letter", landed, renew=renew)
 
     def _renew_producer_id(self) -> None:
         """Before failed outputs are sent again: a batch the broker refused took its sequence
