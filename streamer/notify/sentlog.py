@@ -86,7 +86,7 @@ class KafkaSentLog:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            await stop_quietly(self._producer)  # bounded: a stalled broker does not hold the exit
             self._producer = None
 
     async def record(self, destination: str, alert_ids: list[str], status: str) -> None:

@@ -10,6 +10,7 @@ on them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +26,8 @@ import faust.types.tuples
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.producer.sender import Sender
 from aiokafka.producer.transaction_manager import (
     NO_PRODUCER_EPOCH,
@@ -231,6 +234,12 @@ NAMES = (
         "stream/sink.py: the sender asks for a new producer id before its next send",
     ),
     PrivateName(
+        MessageAccumulator,
+        "fail_all",
+        ("self", "exception"),
+        "stream/producers.py: close a producer whose stop did not finish",
+    ),
+    PrivateName(
         AIOKafkaClient,
         "fetch_all_metadata",
         ("self",),
@@ -252,7 +261,11 @@ CONSUMER_STATE = {
 
 
 # Set in aiokafka's AIOKafkaProducer.__init__ and TransactionManager.__init__: checked in their source.
-AIOKAFKA_PRODUCER_STATE = {"_txn_manager": "stream/sink.py: renew the producer id after a failed delivery"}
+AIOKAFKA_PRODUCER_STATE = {
+    "_txn_manager": "stream/sink.py: renew the producer id after a failed delivery",
+    "_message_accumulator": "stream/producers.py: close a producer whose stop did not finish",
+    "_sender": "stream/producers.py: close a producer whose stop did not finish",
+}
 TRANSACTION_MANAGER_STATE = {
     name: "stream/sink.py: renew the producer id after a failed delivery"
     for name in ("_pid_and_epoch", "_pid_waiter", "_sequence_numbers")
@@ -319,6 +332,25 @@ def renew_producer_id(producer: object) -> bool:
     manager._pid_waiter = create_future()
     manager._sequence_numbers.clear()
     return True
+
+
+async def abort_producer(producer: AIOKafkaProducer) -> None:
+    """Close a producer whose `stop()` did not finish: fail what it still holds, stop its sender
+    and close its connections.
+
+    `stop()` first waits until every batch is delivered; cut short (the broker stalled or
+    throttled it), it leaves the producer marked closed, so it is never called again, with its
+    sender, its metadata task and its connections running, and retrying, for as long as the
+    process lives."""
+    state: Any = producer
+    state._message_accumulator.fail_all(KafkaConnectionError("the producer was given up on"))
+    sender = state._sender.sender_task
+    if sender is not None:
+        sender.cancel()
+    await producer.client.close()  # its in-flight requests fail, so the sender's end is quick
+    if sender is not None:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
 
 
 class _NoMarks:

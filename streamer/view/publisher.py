@@ -84,7 +84,7 @@ class KafkaPublisher:
 
     async def close(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            await stop_quietly(self._producer)  # bounded: a stalled broker does not hold the exit
             self._producer = None
 
 
