@@ -12,6 +12,7 @@ from functools import cached_property
 from itertools import pairwise
 from typing import Annotated, Literal, Self
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamer.contract.vocabulary import LifecycleStage
@@ -29,9 +30,14 @@ MAX_COUNT = 10**9
 MAX_LOG_ODDS = 1e6  # per unit of a model's input: far beyond any fitted coefficient
 MAX_RATE = Decimal(10**9)  # units of the reporting currency per unit of another
 
-Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT)]
-Days = Annotated[float, Field(ge=0, le=MAX_DAYS)]
-LogOdds = Annotated[float, Field(ge=-MAX_LOG_ODDS, le=MAX_LOG_ODDS)]
+# Numbers and switches as the file types them: a quoted "0.5" or a `true` where a number belongs
+# is refused, not read as 0.5 or 1.0 (pydantic's strict mode for scalars; an int is a float).
+Float = Annotated[float, pydantic.Strict()]
+Int = Annotated[int, pydantic.Strict()]
+Bool = Annotated[bool, pydantic.Strict()]
+Weight = Annotated[Float, Field(ge=0, le=MAX_WEIGHT)]
+Days = Annotated[Float, Field(ge=0, le=MAX_DAYS)]
+LogOdds = Annotated[Float, Field(ge=-MAX_LOG_ODDS, le=MAX_LOG_ODDS)]
 
 
 class Strict(BaseModel):
@@ -45,7 +51,7 @@ class Strict(BaseModel):
 class Curve(Strict):
     """A piecewise-linear map from a signal's value to 0-100, flat beyond its end points."""
 
-    points: tuple[tuple[float, float], ...]
+    points: tuple[tuple[Float, Float], ...]
 
     @model_validator(mode="before")
     @classmethod
@@ -197,16 +203,16 @@ class Bands(Strict):
     healthy its use (on `streamer simulate`, 92% of the accounts that scheduled one churned).
     """
 
-    green: Annotated[float, Field(ge=0, le=100)] = 70
-    yellow: Annotated[float, Field(ge=0, le=100)] = 40
-    red_usage_below: Annotated[float, Field(ge=0, le=100)] = 10
-    yellow_usage_below: Annotated[float, Field(ge=0, le=100)] = 25
-    green_share: Annotated[float, Field(ge=0, le=100)] = 20  # a fifth (docs/backtest-rounds.md, item 5)
+    green: Annotated[Float, Field(ge=0, le=100)] = 70
+    yellow: Annotated[Float, Field(ge=0, le=100)] = 40
+    red_usage_below: Annotated[Float, Field(ge=0, le=100)] = 10
+    yellow_usage_below: Annotated[Float, Field(ge=0, le=100)] = 25
+    green_share: Annotated[Float, Field(ge=0, le=100)] = 20  # a fifth (docs/backtest-rounds.md, item 5)
     # peer signals whose own standing must also clear the green cut / may alone make red
     green_also: tuple[str, ...] = ("events_28d", "feature_mix_28d")
     red_also: tuple[str, ...] = ("feature_mix_28d",)
     # a paying account whose cancellation takes effect within lifecycle.renewal_window_days is red
-    red_when_leaving: bool = True
+    red_when_leaving: Bool = True
 
     @field_validator("green_also", "red_also")
     @classmethod
@@ -256,14 +262,14 @@ class Features(Strict):
 
     catalogue: tuple[str, ...] = ()
     key_features: tuple[str, ...] = ()
-    default_breadth: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 8  # breadth denominator without a catalogue
+    default_breadth: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 8  # breadth denominator without a catalogue
 
 
 class PeerSignal(Strict):
     """How one signal becomes 0-100: its percentile among peers, or its curve in [curves]."""
 
     mode: Literal["peer", "curve"] = "peer"
-    higher_is_healthier: bool = True
+    higher_is_healthier: Bool = True
 
 
 def _peer_defaults() -> dict[str, PeerSignal]:
@@ -293,13 +299,13 @@ class Peers(Strict):
     """
 
     group_by: Literal["plan", "all"] = "all"
-    min_peers: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 20
+    min_peers: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 20
     # The reference is rebuilt at the midnights of a grid of this many days, anchored on a Monday
     # (1: every midnight; 7: the first midnight of each ISO week). Between grid points an idle
     # account's standing among its peers stands still. Weekly takes 16-17% off the CPU of a wide
     # usage-light portfolio but cost 0.004 of AUC on both ChurnSim portfolios measured and raised
     # 7% more alerts (docs/backtest-rounds.md), so daily stays the default.
-    refresh_days: Annotated[int, Field(ge=1, le=28)] = 1
+    refresh_days: Annotated[Int, Field(ge=1, le=28)] = 1
     signals: dict[str, PeerSignal] = Field(default_factory=_peer_defaults)
     # Weights of the volume signals' percentiles in the composite `usage_28d` (ranked again
     # among peers); a signal in curve mode does not count. Empty: no composite.
@@ -340,12 +346,12 @@ class Peers(Strict):
 
 
 class Lifecycle(Strict):
-    onboarding_days: Annotated[int, Field(ge=0, le=MAX_DAYS)] = 90
-    renewal_window_days: Annotated[int, Field(ge=0, le=MAX_DAYS)] = 90
+    onboarding_days: Annotated[Int, Field(ge=0, le=MAX_DAYS)] = 90
+    renewal_window_days: Annotated[Int, Field(ge=0, le=MAX_DAYS)] = 90
 
 
 class Rule(Strict):
-    enabled: bool = True
+    enabled: Bool = True
     cooldown_days: Days = 7
 
 
@@ -354,40 +360,40 @@ class Rules(Strict):
 
     band_worsened: Rule = Rule(cooldown_days=3)
     band_recovered: Rule = Rule(cooldown_days=7)
-    band_min_change_points: Annotated[float, Field(ge=0, le=100)] = 2  # score move a band alert needs
+    band_min_change_points: Annotated[Float, Field(ge=0, le=100)] = 2  # score move a band alert needs
     # Days (event time) a band change must hold before it is acknowledged and alerts (0: at once)
-    band_confirm_days: Annotated[float, Field(ge=0, le=60)] = 2
+    band_confirm_days: Annotated[Float, Field(ge=0, le=60)] = 2
     # Days (event time) after the first product use of an account that was a customer for at
     # least as long, in which band changes are acknowledged without an alert: its product
     # analytics was connected late and its usage windows are filling (0: never)
-    band_settle_days: Annotated[float, Field(ge=0, le=90)] = 28
+    band_settle_days: Annotated[Float, Field(ge=0, le=90)] = 28
     # An account held in yellow by the green budget (healthy by score and use) that declined;
     # at most once a month, like renewal_at_risk: such accounts sway around the line with their
     # peers' percentiles (7 days let one account raise it 23 times on crm6-s404)
     health_declined: Rule = Rule(cooldown_days=30)
     score_drop: Rule = Rule(cooldown_days=7)
-    score_drop_points: Annotated[float, Field(gt=0, le=100)] = 15
-    score_drop_window_days: Annotated[int, Field(ge=1, le=30)] = 7
+    score_drop_points: Annotated[Float, Field(gt=0, le=100)] = 15
+    score_drop_window_days: Annotated[Int, Field(ge=1, le=30)] = 7
     # Off by default: on simulated portfolios no trend/baseline threshold made its precision
     # clearly better than the base churn rate (docs/backtest.md); these are the best found.
     usage_drop: Rule = Rule(enabled=False, cooldown_days=14)
-    usage_drop_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.75
-    usage_drop_critical_trend: Annotated[float, Field(lt=0, ge=-1)] = -0.9
-    usage_drop_min_weekly_baseline: Annotated[float, Field(ge=0, le=MAX_COUNT)] = 1
+    usage_drop_trend: Annotated[Float, Field(lt=0, ge=-1)] = -0.75
+    usage_drop_critical_trend: Annotated[Float, Field(lt=0, ge=-1)] = -0.9
+    usage_drop_min_weekly_baseline: Annotated[Float, Field(ge=0, le=MAX_COUNT)] = 1
     silence: Rule = Rule(cooldown_days=14)
-    silence_days: Annotated[float, Field(gt=0, le=MAX_DAYS)] = 14.0
+    silence_days: Annotated[Float, Field(gt=0, le=MAX_DAYS)] = 14.0
     scheduled_cancellation: Rule = Rule(cooldown_days=0)
     payment_failed: Rule = Rule(cooldown_days=3)
     mrr_contraction: Rule = Rule(cooldown_days=0)
     renewal_at_risk: Rule = Rule(cooldown_days=30)
     renewal_at_risk_days: Days = 60.0
     support_backlog: Rule = Rule(cooldown_days=3)
-    support_urgent_open_hours: Annotated[float, Field(gt=0, le=24 * MAX_DAYS)] = 72
-    support_high_open_count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 3
+    support_urgent_open_hours: Annotated[Float, Field(gt=0, le=24 * MAX_DAYS)] = 72
+    support_high_open_count: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 3
     nps_detractor: Rule = Rule(cooldown_days=0)
-    nps_detractor_max: Annotated[int, Field(ge=0, le=10)] = 6
+    nps_detractor_max: Annotated[Int, Field(ge=0, le=10)] = 6
     csat_low: Rule = Rule(cooldown_days=0)
-    csat_low_max: Annotated[int, Field(ge=1, le=5)] = 2
+    csat_low_max: Annotated[Int, Field(ge=1, le=5)] = 2
 
     def rule(self, name: str) -> Rule:
         """The settings (enabled, cooldown) of the alert rule `name`."""
@@ -431,18 +437,18 @@ class Currency(Strict):
 
 class Time(Strict):
     allowed_lateness_days: Days = 7
-    rescore_interval_hours: Annotated[float, Field(gt=0, le=24 * MAX_DAYS)] = 24
+    rescore_interval_hours: Annotated[Float, Field(gt=0, le=24 * MAX_DAYS)] = 24
     # usage alone re-scores at most this often
-    usage_rescore_minutes: Annotated[float, Field(ge=0, le=24 * 60 * MAX_DAYS)] = 60
+    usage_rescore_minutes: Annotated[Float, Field(ge=0, le=24 * 60 * MAX_DAYS)] = 60
     # Idle accounts that are re-scored at every tick (30 days after their last event, or near a
     # renewal) are re-scored every this many days instead, and at the instants a silence alert or
     # the renewal window begins; None: at every tick (see README, "Idle accounts").
-    idle_rescore_days: Annotated[float, Field(ge=1, le=7)] | None = None
-    portfolio_history_months: Annotated[int, Field(ge=2, le=240)] = 36
+    idle_rescore_days: Annotated[Float, Field(ge=1, le=7)] | None = None
+    portfolio_history_months: Annotated[Int, Field(ge=2, le=240)] = 36
 
 
 class Portfolio(Strict):
-    gross_margin: Annotated[float, Field(gt=0, le=1)] = 1.0
+    gross_margin: Annotated[Float, Field(gt=0, le=1)] = 1.0
     # a bound so that cost / retained accounts stays within Decimal's 28 digits (1e30 raised)
     cs_cost_per_month: Annotated[Decimal, Field(ge=0, le=10**17)] | None = None
 
@@ -450,25 +456,25 @@ class Portfolio(Strict):
 class Limits(Strict):
     """Caps that bound memory per account whatever its history length."""
 
-    max_users: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 2000
-    max_features: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 256
-    max_tickets: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1000
-    max_respondents: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1000
-    max_survey_answers: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 100
-    max_comments: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 5
-    max_subscription_points: Annotated[int, Field(ge=4, le=MAX_COUNT)] = 400
+    max_users: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 2000
+    max_features: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 256
+    max_tickets: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 1000
+    max_respondents: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 1000
+    max_survey_answers: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 100
+    max_comments: Annotated[Int, Field(ge=0, le=MAX_COUNT)] = 5
+    max_subscription_points: Annotated[Int, Field(ge=4, le=MAX_COUNT)] = 400
     # Subscriptions of one account, ended ones included: an event for one more is dead-lettered
     # (there is no oldest to forget in its place). Counted apart, as many more it knows only
     # from renewals or cancellations, so made-up ids never block a real subscription.
-    max_subscriptions: Annotated[int, Field(ge=1, le=1000)] = 64
+    max_subscriptions: Annotated[Int, Field(ge=1, le=1000)] = 64
     # MRR steps of one account, all subscriptions together: past it the oldest are forgotten, as
     # past `max_subscription_points` within one. Every change re-derives the account's MRR
     # timeline from all its steps, so this bounds that cost (and the account's record).
-    max_account_steps: Annotated[int, Field(ge=4, le=100_000)] = 2_000
+    max_account_steps: Annotated[Int, Field(ge=4, le=100_000)] = 2_000
     # Dedupe ids remembered per account (16 bytes each): past this many within the allowed
     # lateness, the oldest are forgotten early (a producer's duplicate of one of them would then
     # count twice; re-reads after a restart are deduped by offset, not by id).
-    max_remembered_ids: Annotated[int, Field(ge=1000, le=MAX_COUNT)] = 250_000
+    max_remembered_ids: Annotated[Int, Field(ge=1000, le=MAX_COUNT)] = 250_000
 
 
 class Input(Strict):
@@ -479,23 +485,23 @@ class Input(Strict):
     """
 
     max_amount: Annotated[Decimal, Field(gt=0, le=Decimal("999999999999.999999"))] = Decimal(1_000_000_000)
-    max_amount_places: Annotated[int, Field(ge=0, le=6)] = 6  # decimal places of an amount
-    max_seats: Annotated[int, Field(ge=1, le=2**31 - 1)] = 10_000_000
-    max_count: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1_000_000  # usage count of one event
-    max_interval_count: Annotated[int, Field(ge=1, le=2**31 - 1)] = 120
-    max_attempt: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1_000  # payment attempts
-    max_contacts: Annotated[int, Field(ge=1, le=2**31 - 1)] = 100_000  # ticket contacts
+    max_amount_places: Annotated[Int, Field(ge=0, le=6)] = 6  # decimal places of an amount
+    max_seats: Annotated[Int, Field(ge=1, le=2**31 - 1)] = 10_000_000
+    max_count: Annotated[Int, Field(ge=1, le=2**31 - 1)] = 1_000_000  # usage count of one event
+    max_interval_count: Annotated[Int, Field(ge=1, le=2**31 - 1)] = 120
+    max_attempt: Annotated[Int, Field(ge=1, le=2**31 - 1)] = 1_000  # payment attempts
+    max_contacts: Annotated[Int, Field(ge=1, le=2**31 - 1)] = 100_000  # ticket contacts
     earliest: Annotated[datetime, Field(description="No event time (nor term end) before this")] = datetime(
         2000, 1, 1, tzinfo=UTC
     )
-    max_skew_hours: Annotated[float, Field(ge=0, le=24 * 366)] = 24  # occurred_at after publication
-    max_term_years: Annotated[float, Field(gt=0, le=100)] = 100  # term_end/effective_at after occurred_at
+    max_skew_hours: Annotated[Float, Field(ge=0, le=24 * 366)] = 24  # occurred_at after publication
+    max_term_years: Annotated[Float, Field(gt=0, le=100)] = 100  # term_end/effective_at after occurred_at
     # How far before its occurred_at a cancellation may take effect: further back it would rewrite
     # months the allowed lateness has closed (as an event that late is refused).
     max_backdate_days: Days = 7
-    max_attributes: Annotated[int, Field(ge=0, le=64)] = 32  # account.updated attributes
-    max_attribute_length: Annotated[int, Field(ge=1, le=1000)] = 256  # characters of an attribute value
-    max_override_days: Annotated[float, Field(gt=0, le=MAX_DAYS)] = 366  # expires_at after occurred_at
+    max_attributes: Annotated[Int, Field(ge=0, le=64)] = 32  # account.updated attributes
+    max_attribute_length: Annotated[Int, Field(ge=1, le=1000)] = 256  # characters of an attribute value
+    max_override_days: Annotated[Float, Field(gt=0, le=MAX_DAYS)] = 366  # expires_at after occurred_at
 
     @cached_property
     def earliest_ms(self) -> int:
@@ -528,7 +534,7 @@ class RiskModel(Strict):
     horizon_days: Literal[60] = 60  # published as churn_risk_60d
     intercept: LogOdds
     coefficients: dict[str, LogOdds] = Field(description="Per signal: log-odds per sub-score / 100")
-    means: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
+    means: dict[str, Annotated[Float, Field(ge=0, le=100)]] = Field(
         description="Per signal: the training mean sub-score, used when the signal has no data"
     )
     missing: dict[str, LogOdds] = Field(default_factory=dict, description="Per signal: log-odds when absent")
@@ -561,7 +567,7 @@ class ScoreConfig(Strict):
     signal_weights: SignalWeights = SignalWeights()
     curves: Curves = Curves()
     bands: Bands = Bands()
-    empty_score: Annotated[float, Field(ge=0, le=100)] = 50
+    empty_score: Annotated[Float, Field(ge=0, le=100)] = 50
     segments: dict[LifecycleStage, Segment] = Field(default_factory=dict)
     plans: dict[str, Segment] = Field(default_factory=dict)
     features: Features = Features()

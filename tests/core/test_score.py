@@ -346,6 +346,12 @@ def test_config_file_overrides(tmp_path: Path) -> None:
         ("[lifecycle]\nonboarding_days = 10000000000000000000\n", ["lifecycle.onboarding_days"]),
         ("[currency.rates]\nEUR = '1e400'\n", ["currency.rates", "rate for EUR must be at most"]),
         ("[model]\nversion = 'x'\nintercept = 1e308\ncoefficients = {}\nmeans = {}\n", ["model.intercept"]),
+        # A value of another type is refused, not coerced: `true` is not a weight of 1, nor "70" a 70
+        ("[weights]\nadoption = true\n", ["weights.adoption", "valid number", "got True"]),
+        ("[bands]\ngreen = '70'\n", ["bands.green", "valid number", "got '70'"]),
+        ("[curves]\nnps = [[0, '10'], [10, 20]]\n", ["curves.nps", "valid number"]),
+        ("[peers]\nmin_peers = 20.5\n", ["peers.min_peers", "valid integer"]),
+        ("[alerts.silence]\nenabled = 'no'\n", ["alerts.silence.enabled", "valid boolean"]),
     ],
 )
 def test_bad_config_is_refused_with_the_offending_key(tmp_path: Path, text: str, expected: list[str]) -> None:
