@@ -6,6 +6,7 @@ refused when loaded (see `streamer.settings.load_score_config`) with the path of
 
 from __future__ import annotations
 
+import difflib
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -437,7 +438,9 @@ class Currency(Strict):
 
 class Time(Strict):
     allowed_lateness_days: Days = 7
-    rescore_interval_hours: Annotated[Float, Field(gt=0, le=24 * MAX_DAYS)] = 24
+    # Ticks re-score the accounts due at each multiple of this from the epoch: at least an hour
+    # (a tiny interval once made the tick loop spin for hours, or divide by zero).
+    rescore_interval_hours: Annotated[Float, Field(ge=1, le=24 * MAX_DAYS)] = 24
     # usage alone re-scores at most this often
     usage_rescore_minutes: Annotated[Float, Field(ge=0, le=24 * 60 * MAX_DAYS)] = 60
     # Idle accounts that are re-scored at every tick (30 days after their last event, or near a
@@ -548,6 +551,21 @@ class RiskModel(Strict):
     )
     trained_from: str | None = None  # first and last training month start (YYYY-MM-DD)
     trained_to: str | None = None
+
+    @model_validator(mode="after")
+    def _known_signals(self) -> Self:
+        """A misspelt signal would read as always missing: a constant term for every account."""
+        known = tuple(SignalWeights.model_fields)
+        for table, names in (
+            ("coefficients", self.coefficients),
+            ("means", self.means),
+            ("missing", self.missing),
+        ):
+            for name in sorted(set(names) - set(known)):
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; signals are {', '.join(known)}"
+                raise ValueError(f"model.{table} names {name!r}, which is not a signal{hint}")
+        return self
 
     @model_validator(mode="after")
     def _means_for_every_signal(self) -> Self:

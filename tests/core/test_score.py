@@ -352,6 +352,24 @@ def test_config_file_overrides(tmp_path: Path) -> None:
         ("[curves]\nnps = [[0, '10'], [10, 20]]\n", ["curves.nps", "valid number"]),
         ("[peers]\nmin_peers = 20.5\n", ["peers.min_peers", "valid integer"]),
         ("[alerts.silence]\nenabled = 'no'\n", ["alerts.silence.enabled", "valid boolean"]),
+        # A tick interval near 0 divided by zero, or spun the tick loop for hours
+        (
+            "[time]\nrescore_interval_hours = 5e-324\n",
+            ["time.rescore_interval_hours", "greater than or equal to 1"],
+        ),
+        (
+            "[time]\nrescore_interval_hours = 0.001\n",
+            ["time.rescore_interval_hours", "greater than or equal to 1"],
+        ),
+        # A misspelt signal in a model read as always missing: the same risk for every account
+        (
+            "[model]\nversion = 'x'\nintercept = 0\ncoefficients = { nsp = 1 }\nmeans = { nsp = 50 }\n",
+            ["model", "model.coefficients names 'nsp', which is not a signal (did you mean 'nps'?)"],
+        ),
+        (
+            "[model]\nversion = 'x'\nintercept = 0\ncoefficients = {}\nmeans = {}\nmissing = { foo = 3 }\n",
+            ["model.missing names 'foo', which is not a signal; signals are stickiness,"],
+        ),
     ],
 )
 def test_bad_config_is_refused_with_the_offending_key(tmp_path: Path, text: str, expected: list[str]) -> None:
