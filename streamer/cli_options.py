@@ -5,6 +5,7 @@ Each factory takes the help text where the commands word it for their own use.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[F], F]
 
 LOGLEVELS = ("debug", "info", "warning")
+
+
+class FloatRange(click.FloatRange):
+    """click's `FloatRange` without `nan` and `inf`: `nan` passes every bound (it compares false)
+    and `inf` any lower one, and either then stopped a command with a traceback or made it wait
+    for ever (`--timeout nan`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def events_argument() -> Decorator[Any]:
@@ -63,7 +76,7 @@ def connect_timeout_option(default: float, help: str) -> Decorator[Any]:
         "connect_timeout_s",
         default=default,
         show_default=True,
-        type=click.FloatRange(min=0, min_open=True),
+        type=FloatRange(min=0, min_open=True),
         help=help,
     )
 

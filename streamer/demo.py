@@ -24,6 +24,7 @@ from pathlib import Path
 
 import click
 
+from streamer.cli_options import FloatRange
 from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.broker import BrokerUnavailable
@@ -141,7 +142,7 @@ def _interrupt(signum: int, frame: object) -> None:
     "--rate",
     default=400.0,
     show_default=True,
-    type=click.FloatRange(min=1),
+    type=FloatRange(min=1),
     help="Events published per second.",
 )
 @click.option(

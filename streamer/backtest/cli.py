@@ -14,6 +14,7 @@ from click.core import ParameterSource
 
 from streamer.cli_config import score_config_or_fail
 from streamer.cli_options import (
+    FloatRange,
     events_argument,
     now_option,
     partitions_option,
@@ -165,7 +166,7 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
 )
 @click.option(
     "--holdout",
-    type=click.FloatRange(0.1, 0.6),
+    type=FloatRange(0.1, 0.6),
     default=1 / 3,
     show_default="1/3",
     help="With --tune: share of the month starts, the latest ones, held out from fitting.",

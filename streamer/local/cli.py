@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from streamer.cli_options import FloatRange
 from streamer.local import stack
 from streamer.local.errors import StackError
 from streamer.local.settings import (
@@ -96,7 +97,7 @@ def local() -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(1),
+    type=FloatRange(1),
     default=DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds to wait for both services to answer.",
@@ -129,7 +130,7 @@ def up(timeout: float, **options: Any) -> None:
 @_stack_dir_option
 @click.option(
     "--timeout",
-    type=click.FloatRange(1),
+    type=FloatRange(1),
     default=30.0,
     show_default=True,
     help="Seconds to wait after SIGTERM before SIGKILL.",

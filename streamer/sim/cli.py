@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streamer.cli_options import quiet_option
+from streamer.cli_options import FloatRange, quiet_option
 from streamer.outputs import prepare
 from streamer.sim.config import MAX_ACCOUNTS, SimulationConfig
 from streamer.sim.sink import DEFAULT_GZIP_LEVEL
@@ -73,7 +73,7 @@ The same options always produce byte-identical files.
 )
 @click.option(
     "--usage-density",
-    type=click.FloatRange(0.0, 10.0, min_open=True),
+    type=FloatRange(0.0, 10.0, min_open=True),
     default=1.0,
     show_default=True,
     help="Volume knob for usage.recorded (over 95 % of the events): scales the share of "
@@ -82,7 +82,7 @@ The same options always produce byte-identical files.
 )
 @click.option(
     "--initial-share",
-    type=click.FloatRange(0.0, 1.0),
+    type=FloatRange(0.0, 1.0),
     default=0.65,
     show_default=True,
     help="Share of the accounts already customers at --start; the rest join at random "
@@ -97,14 +97,14 @@ The same options always produce byte-identical files.
 )
 @click.option(
     "--churn-scale",
-    type=click.FloatRange(0.0, 20.0),
+    type=FloatRange(0.0, 20.0),
     default=1.0,
     show_default=True,
     help="Multiplies the voluntary-churn hazard (1.0: roughly 15-25 % logo churn a year).",
 )
 @click.option(
     "--dirty-rate",
-    type=click.FloatRange(0.0, 0.5),
+    type=FloatRange(0.0, 0.5),
     default=0.0,
     show_default=True,
     help="Fraction of bad records mixed in: invalid JSON, negative amounts, unknown event "

@@ -16,6 +16,7 @@ import click
 import orjson
 
 from streamer.cli_options import (
+    FloatRange,
     bootstrap_option,
     connect_timeout_option,
     events_argument,
@@ -143,15 +144,13 @@ def score_config_line(path: Path | None, config: ScoreConfig) -> str:
 @click.command("replay")
 @events_argument()
 @bootstrap_option()
-@click.option(
-    "--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many events per second."
-)
+@click.option("--rate", type=FloatRange(min=0, min_open=True), help="At most this many events per second.")
 @click.option(
     "--timeout",
     "timeout_s",
     default=120.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FloatRange(min=0, min_open=True),
     help="Give up (exit 1) when the broker accepts nothing for this many seconds.",
 )
 @quiet_option("No progress bar (a stalled broker is still reported).")
@@ -275,7 +274,7 @@ def alerts() -> None:
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Stop after this many alerts.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FloatRange(min=0, min_open=True),
     help="Stop after this many seconds (above 0; default: until Ctrl-C or --limit).",
 )
 @connect_timeout_option(30.0, "Seconds to wait for the broker before giving up (exit 1).")

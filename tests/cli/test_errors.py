@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -176,3 +177,38 @@ def test_worker_refuses_to_start_on_a_faust_without_the_private_names_it_relies_
     line = one_line(result)
     assert "the installed faust lacks what the worker relies on" in line
     assert "_add_gap is missing" in line and "requirements.lock" in line
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-nan", "Infinity"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["worker", "--connect-timeout"],
+        ["alerts", "tail", "--connect-timeout"],
+        ["alerts", "tail", "--timeout"],
+        ["replay", "EVENTS", "--timeout"],
+        ["backtest", "EVENTS", "--tune", "--holdout"],
+        ["simulate", "--out", "OUT", "--usage-density"],
+        ["local", "up", "--timeout"],
+    ],
+)
+def test_a_number_option_refuses_nan_and_infinity(
+    events: Path, tmp_path: Path, args: list[str], value: str
+) -> None:
+    """`nan` passes every bound of click's FloatRange and `inf` any lower one: a traceback, or a
+    command that waited for ever (`replay --timeout nan`). Parsed only, never run, so that a
+    value let through cannot hang the test."""
+    argv = [str(events) if a == "EVENTS" else str(tmp_path / "o.jsonl") if a == "OUT" else a for a in args]
+    command: click.Command = main
+    with click.Context(main) as ctx:
+        while isinstance(command, click.Group):
+            found = command.get_command(ctx, argv.pop(0))
+            assert found is not None
+            command = found
+    with pytest.raises(click.BadParameter) as refused:
+        command.make_context(command.name, [*argv, value])
+    message = refused.value.format_message()
+    if "nan" in value or not ("--holdout" in args or "--usage-density" in args):  # no upper bound
+        assert message.endswith(f"{value!r} is not a finite number."), message
+    else:
+        assert "is not in the range" in message, message
