@@ -16,9 +16,10 @@ from streamer.importer.mapping import (
     preset_mapping,
     with_overrides,
 )
-from streamer.importer.run import Importer, ImportSummary
+from streamer.importer.run import Importer, ImportSummary, OutputError
 from streamer.importer.tables import BadRow, Progress, TableError
 from streamer.importer.usage import UsageGrain
+from streamer.outputs import prepare
 
 SHOWN_LEFT_OUT = 10
 
@@ -73,6 +74,15 @@ def _mapping(preset: Preset | None, mapping_path: Path | None, columns: tuple[st
         return with_overrides(mapping, overrides) if overrides else mapping
     except MappingError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _tables(folder: Path, mapping: Mapping) -> list[Path]:
+    """The files the mapping reads: --out may not name one of them."""
+    subs, events, accounts = mapping.subscriptions, mapping.events, mapping.accounts
+    names = [subs.file, subs.addons_file]
+    names += [events.file, events.lookup_file] if events is not None else []
+    names += [accounts.file] if accounts is not None else []
+    return [folder / name for name in names if name is not None]
 
 
 def render_summary(summary: ImportSummary) -> str:
@@ -205,6 +215,7 @@ def import_tables(
             mapping = with_overrides(mapping, {"data_end": data_end})
         except MappingError as exc:
             raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-end") from None
+    prepare([out], _tables(folder, mapping))  # before the (long) read: its folder, writable
     show = sys.stderr.isatty() if progress is None else progress
     importer = Importer(
         folder,
@@ -219,6 +230,8 @@ def import_tables(
         raise TableProblem(str(exc)) from None
     except BadRow as exc:
         raise click.ClickException(f"{exc} (--skip-bad-rows skips such rows and counts them)") from None
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(render_summary(summary))

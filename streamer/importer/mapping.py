@@ -137,7 +137,13 @@ def with_overrides(mapping: Mapping, overrides: dict[str, str]) -> Mapping:
         if len(parts) == 1:
             data[parts[0]] = value
         elif len(parts) == 2:
-            data.setdefault(parts[0], {})[parts[1]] = value
+            table = data.setdefault(parts[0], {})
+            if not isinstance(table, dict):  # `currency.x`: a top-level value is no table
+                raise MappingError(
+                    f"--column {dotted}={value}: {parts[0]} is a single value, not a table; "
+                    f"write --column {parts[0]}=VALUE"
+                )
+            table[parts[1]] = value
         else:
             raise MappingError(
                 f"--column {dotted}={value}: expected TABLE.KEY=VALUE, e.g. subscriptions.mrr=amount"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import heapq
+import os
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -41,6 +42,10 @@ from streamer.sim.sink import Sink
 
 MAX_ID = 128  # the contract's limit on ids, plan and feature names
 SHOWN_BAD_ROWS = 5
+
+
+class OutputError(Exception):
+    """The events file cannot be written (a full disk): one line naming it."""
 
 
 @dataclass
@@ -142,12 +147,22 @@ class Importer:
 
     # -- tables ----------------------------------------------------------------------------------
 
-    def _rows(self, name: str, columns: list[str], summary: ImportSummary, section: str) -> Iterator[Row]:
-        """The rows of table `name` (mapped under [`section`]), each counted as read."""
+    def _rows(
+        self,
+        name: str,
+        columns: list[str],
+        summary: ImportSummary,
+        section: str,
+        refused: list[Row] | None = None,
+    ) -> Iterator[Row]:
+        """The rows of table `name` (mapped under [`section`]), each counted as read; the rows the
+        reader refuses (a wrong number of fields) are skipped into `refused` with the values read."""
 
         def bad(error: BadRow) -> None:  # a wrong number of fields: read, skipped or raised as the others
             summary.rows[name] += 1
             self.bad.handle(error)
+            if refused is not None and error.row is not None:  # None: a CSV error, no account named
+                refused.append(error.row)
 
         summary.rows[name] += 0  # a table with only its header shows as 0 rows read
         for row in read_rows(self.folder / name, columns, self.progress, bad, self._keys(section)):
@@ -202,7 +217,7 @@ class Importer:
         columns += [column for column in optional if column is not None]
         read: list[tuple[SubscriptionRow, Row]] = []
         skipped: list[Row] = []
-        for row in self._rows(table.file, columns, summary, "subscriptions"):
+        for row in self._rows(table.file, columns, summary, "subscriptions", skipped):
             try:
                 read.append((self._subscription(row, addons), row))
             except BadRow as error:
@@ -359,11 +374,17 @@ class Importer:
             summary.after_end[self.mapping.subscriptions.file] += counts.after_end
             summary.subscriptions = counts.subscriptions
             summary.usage_rows = usage.rows
+            written = _temporary(out)
             try:
-                write_events(out, self.checked(merged(changes, usage)), summary)
-            except BadRow:
-                out.unlink(missing_ok=True)  # no half-written file
+                write_events(written, self.checked(merged(changes, usage)), summary, shown=out)
+            except BaseException:
+                if written != out:
+                    written.unlink(missing_ok=True)  # no half-written file; a previous one stays
                 raise
+            if written != out and summary.events:
+                written.replace(out)
+            elif written != out:  # an import that wrote no event fails: a previous file stays
+                written.unlink()
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -421,15 +442,60 @@ def _refused(event: dict[str, Any], reason: str) -> str:
     return f"its {event['event_type']} event is refused: {reason}"
 
 
+def _temporary(out: Path) -> Path:
+    """Where the events are written before they replace `out` at once, so that an import that
+    fails leaves a previous file whole: beside it, with its name (and so its .gz); `out` itself
+    when it is no plain file (a device, a link)."""
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        return out
+    return out.with_name(f".partial-{os.getpid()}-{out.name}")
+
+
+@contextmanager
+def _sink(path: Path, shown: Path) -> Iterator[Callable[[bytes], None]]:
+    """A writer of `path` in the background (Sink); what fails writing it (a full disk, raised
+    from Sink's thread) is an OutputError naming `shown`."""
+
+    def failed(exc: OSError) -> OutputError:
+        return OutputError(f"cannot write {shown}: {exc.strerror or exc}")
+
+    try:
+        sink = Sink(path)
+    except OSError as exc:
+        raise failed(exc) from None
+
+    def write(chunk: bytes) -> None:
+        try:
+            sink.write(chunk)
+        except OSError as exc:
+            raise failed(exc) from None
+
+    try:
+        yield write
+    except BaseException:
+        with suppress(OSError):
+            sink.close()
+        raise
+    try:
+        sink.close()
+    except OSError as exc:
+        raise failed(exc) from None
+
+
 def write_events(
-    out: Path, events: Iterator[tuple[Imported, bytes]], summary: ImportSummary, chunk: int = 8192
+    out: Path,
+    events: Iterator[tuple[Imported, bytes]],
+    summary: ImportSummary,
+    chunk: int = 8192,
+    shown: Path | None = None,
 ) -> None:
-    """The events' JSON lines (gzip when the name ends in .gz, byte-identical on every run)."""
+    """The events' JSON lines (gzip when the name ends in .gz, byte-identical on every run);
+    `shown`: the file's name in errors (default `out`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     accounts: set[str] = set()
     buffer: list[bytes] = []
     last: Imported | None = None
-    with Sink(out) as sink:
+    with _sink(out, shown or out) as write:
         for item, line in events:
             if last is None:
                 summary.first_at = item.event["occurred_at"]
@@ -438,9 +504,9 @@ def write_events(
             accounts.add(item.event["account_id"])
             buffer.append(line)
             if len(buffer) >= chunk:
-                sink.write(b"\n".join(buffer) + b"\n")
+                write(b"\n".join(buffer) + b"\n")
                 buffer.clear()
         if buffer:
-            sink.write(b"\n".join(buffer) + b"\n")
+            write(b"\n".join(buffer) + b"\n")
     summary.last_at = last.event["occurred_at"] if last is not None else ""
     summary.accounts = len(accounts)

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ PROGRESS_ROWS = 50_000
 
 
 class BadRow(ValueError):
-    """A row that cannot be imported: `file:line: what is wrong with which value`."""
+    """A row that cannot be imported: `file:line: what is wrong with which value`; `row`: its
+    values as far as they could be read (None when the CSV reader refused the row)."""
 
-    def __init__(self, file: str, line: int, problem: str) -> None:
+    def __init__(self, file: str, line: int, problem: str, row: Row | None = None) -> None:
         super().__init__(f"{file}:{line}: {problem}")
-        self.file, self.line, self.problem = file, line, problem
+        self.file, self.line, self.problem, self.row = file, line, problem, row
 
 
 class TableError(ValueError):
@@ -41,7 +43,7 @@ class Row:
     values: tuple[str, ...]
 
     def bad(self, problem: str) -> BadRow:
-        return BadRow(self.file, self.line, problem)
+        return BadRow(self.file, self.line, problem, self)
 
 
 def _open_bytes(path: Path) -> tuple[IO[bytes], IO[bytes]]:
@@ -111,10 +113,47 @@ def _csv_problem(exc: csv.Error) -> str:
     return f"not valid CSV: {exc}"
 
 
+_QUOTES = re.compile('"+')
+
+
+def _quote_opened(path: Path, start: int, end: int) -> int:
+    """The line of the quoted field still open on line `end` in the record from line `start`:
+    inside it every quote is doubled, so it opens at the last odd run of quotes before."""
+    opened = start
+    text, raw = _open_text(path)
+    with text, raw:
+        for number, line in enumerate(text, start=1):
+            if number > end:
+                break
+            if number >= start and '"' in line and any(len(run) % 2 for run in _QUOTES.findall(line)):
+                opened = number
+    return opened
+
+
+def _never_closed(path: Path, start: int, end: int, at_end: bool) -> str:
+    """A quoted field that runs to the end of the file, or past the reader's limit over lines:
+    what follows cannot be told from its text."""
+    if at_end:
+        opened = _quote_opened(path, start, end)
+        how = "is never closed, so the rest of the file would be its text"
+    else:
+        opened = _quote_opened(path, start, end - 1)
+        how = f"is not closed within the CSV reader's {csv.field_size_limit():,} characters (line {end})"
+    fix = "close it or remove the stray '\"'"
+    return f"{path.name}:{opened}: a quoted field opens on this line and {how}: {fix}"
+
+
+def _spans(reader: Any, start: int) -> str:
+    """For a bad record over several lines: where it ends (a stray quote swallows lines)."""
+    end = int(reader.line_num)
+    return f" (the row runs inside a quoted field to line {end})" if end > start else ""
+
+
 def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str] | BadRow]]:
     """(physical line where the record starts, its fields), or a record the CSV reader refused
     as a bad row; quoted newlines make a record span lines. Raises TableError when the file
-    cannot be read further."""
+    cannot be read further, as when a quoted field is never closed (the rest of the file
+    would be its text)."""
     while True:
         start = reader.line_num + 1
         try:
@@ -122,7 +161,10 @@ def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str] | BadRow]
         except StopIteration:
             return
         except csv.Error as exc:  # e.g. a field over the size limit: the reader goes on after it
-            yield start, BadRow(path.name, start, _csv_problem(exc))
+            at_end, end = "unexpected end of data" in str(exc), int(reader.line_num)
+            if at_end or (end > start and "field limit" in str(exc)):  # where the next row starts is lost
+                raise TableError(_never_closed(path, start, end, at_end)) from None
+            yield start, BadRow(path.name, start, _csv_problem(exc) + _spans(reader, start))
             continue
         except UnicodeDecodeError as exc:
             raise TableError(_not_utf8_further(path, start, exc)) from None
@@ -165,13 +207,15 @@ def read_rows(
     from `keys`), or the file cannot be read further. A row the CSV reader refuses, or with
     another number of fields than the header (an unquoted comma shifts every value after it),
     goes to `on_bad` (which raises it, or counts it and the reading goes on); raised when None.
+    The error of a row with another number of fields carries the values at the header's
+    positions (empty past its end), so a caller can tell which account it names.
     """
     if not path.is_file():
         raise TableError(f"{path}: no such file")
     size = max(1, os.path.getsize(path))
     text, raw = _open_text(path)
     with text, raw:
-        reader = csv.reader(text)
+        reader = csv.reader(text, strict=True)  # strict: a quote never closed is an error
         header = _header(reader, path)
         missing = [column for column in columns if column not in header]
         if missing:
@@ -190,9 +234,11 @@ def read_rows(
                 error = fields
             elif not fields:
                 continue  # a blank line
-            elif len(fields) != width:
+            elif len(fields) != width:  # its values as read, for the account it names
                 counted = f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
-                error = BadRow(name, line, f"{counted}, expected {width} as in the header")
+                problem = f"{counted}, expected {width} as in the header" + _spans(reader, line)
+                values = tuple(fields[i] if i < len(fields) else "" for i in indexes)
+                error = BadRow(name, line, problem, Row(name, line, values))
             rows += 1
             if error is not None:
                 if on_bad is None:

@@ -282,3 +282,108 @@ def test_an_import_that_writes_no_event_fails(tmp_path: Path) -> None:
     assert (
         "no event written to" in result.output and "every row is after the end of the data" in result.output
     )
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        ("renewals", "basic", "2024-02-15", "2024-03-15", "1", "0", "1", "1"),  # "1,0": an unquoted comma
+        ("renewals", "basic", "2024-02-15", "2024-03-15"),  # cut short
+    ],
+    ids=["too-many", "too-few"],
+)
+def test_a_subscription_row_with_too_many_fields_leaves_its_account_out(
+    tmp_path: Path, refused: tuple[str, ...]
+) -> None:
+    """The CSV reader's refusals skipped the row without leaving its account out: a churn at
+    02-15 and a new subscription at 03-15 that the tables do not hold."""
+    renewal = ("renewals", "basic", "2024-02-15", "2024-03-15", "10", "1", "1")
+    rows = [refused if row == renewal else row for row in SUBSCRIPTIONS]
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert f"subs.csv.gz:9: {len(refused)} fields, expected 7 as in the header" in result.output
+    assert "accounts left out: 1, whose skipped subscription rows would read as a gap" in result.output
+    assert_only_clean_events(tmp_path, out, ("renewals",))
+
+
+def many_events(count: int) -> list[tuple[str, ...]]:
+    return [("gap", f"2024-02-2{n % 7} {n % 24:02d}:{n % 60:02d}:00", str(n % 3), "3") for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("row", "opened"),
+    [
+        ('gap,2024-02-20 12:00:00,0,"3\n', 0),  # the quote opens on the row's line
+        ('gap,"2024-02-20\n12:00:00",0,"3\n', 1),  # on the next line, after a quoted newline
+    ],
+    ids=["on-its-line", "after-a-quoted-newline"],
+)
+@pytest.mark.parametrize("skip", [(), ("--skip-bad-rows",)], ids=["stop", "skip"])
+def test_a_quoted_field_never_closed_stops_the_import_naming_the_line_it_opens(
+    tmp_path: Path, row: str, opened: int, skip: tuple[str, ...]
+) -> None:
+    """It swallowed the rest of the file as one bad row (1,500 of 3,000 rows lost, exit 0)."""
+    mapping = write_export(tmp_path / "export", events=many_events(3000))
+    events = tmp_path / "export" / "events.csv"
+    lines = events.read_text().splitlines(keepends=True)
+    events.write_text("".join([*lines[:1500], row, *lines[1500:]]))
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out, *skip)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: events.csv:{1501 + opened}: a quoted field opens on this line and is never closed, so the "
+        "rest of the file would be its text: close it or remove the stray '\"'"
+    ]
+    assert not out.exists()
+
+
+def test_quoted_fields_with_commas_newlines_and_quotes_are_read_as_before(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    accounts = tmp_path / "export" / "accounts.csv"
+    accounts.write_text(accounts.read_text().replace("gap,\n", 'gap,"a ""b"",\nc"\n'))
+    types = tmp_path / "export" / "event_types.csv"
+    types.write_text(types.read_text().replace("1,report", '"1","re,port"'))
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    assert result.exit_code == 0, result.output
+    features = {e["feature"] for e in read_events(out) if e["event_type"] == "usage.recorded"}
+    assert features == {"login", "re,port", "export"}
+    renamed = [e | {"feature": "report"} if e.get("feature") == "re,port" else e for e in read_events(out)]
+    clean, _ = import_export(tmp_path / "clean")
+    assert [{k: v for k, v in e.items() if k != "event_id"} for e in renamed] == [
+        {k: v for k, v in e.items() if k != "event_id"} for e in read_events(clean)
+    ]
+
+
+def test_a_stray_quote_closed_by_a_later_one_is_a_bad_row_naming_the_lines_it_took(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export", events=many_events(30))
+    events = tmp_path / "export" / "events.csv"
+    lines = events.read_text().splitlines(keepends=True)
+    lines[10] = lines[10].replace(",3\n", ',"3\n')
+    lines[20] = lines[20].replace(",3\n", ',"3"\n')
+    events.write_text("".join(lines))
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 1" in result.output  # lines 11 to 21, as one row
+    assert "events.csv:11: not valid CSV: " in result.output
+    assert "(the row runs inside a quoted field to line 21)" in result.output
+
+
+def test_a_quoted_field_never_closed_in_a_long_table_stops_the_import_at_the_readers_limit(
+    tmp_path: Path,
+) -> None:
+    """Past 131,072 characters the reader's field limit came first: a bad row that took the
+    next 4,855 lines of a ChurnSim event table with it, and the import went on (exit 0)."""
+    mapping = write_export(tmp_path / "export", events=many_events(6000))
+    events = tmp_path / "export" / "events.csv"
+    lines = events.read_text().splitlines(keepends=True)
+    lines[9] = lines[9].replace(",3\n", ',"3\n')
+    events.write_text("".join(lines))
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(
+        "Error: events.csv:10: a quoted field opens on this line and is not closed within the CSV "
+        "reader's 131,072 characters (line "
+    ), result.output

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from streamer.importer.mapping import MappingError, load_mapping
+from streamer.cli import main
+from streamer.importer.mapping import MappingError, load_mapping, with_overrides
+
+from .portfolio import write_export
 
 
 def test_a_mapping_with_a_toml_mistake_names_the_file_and_the_line(tmp_path: Path) -> None:
@@ -40,3 +44,16 @@ def test_a_mapping_with_a_wrong_key_names_the_file_and_the_key(tmp_path: Path) -
     path.write_text('[subscriptions]\nfile = "subs.csv"\nmrrr = "amount"\n')
     with pytest.raises(MappingError, match=rf"^{path}: subscriptions.mrrr: "):
         load_mapping(path)
+
+
+@pytest.mark.parametrize("key", ["currency.x", "data_end.x"])
+def test_column_on_a_top_level_value_is_a_one_line_usage_error(tmp_path: Path, key: str) -> None:
+    """`data.setdefault("currency", {})["x"] = ...` raised a TypeError (a traceback, exit 1)."""
+    mapping = write_export(tmp_path / "export")
+    with pytest.raises(MappingError, match=rf"^--column {key}=1: {key[:-2]} is a single value, not a table"):
+        with_overrides(load_mapping(mapping), {key: "1"})
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--column", f"{key}=1"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert f"Error: --column {key}=1: {key[:-2]} is a single value, not a table; " in result.output
+    assert isinstance(result.exception, SystemExit)  # no TypeError
