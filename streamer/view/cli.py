@@ -55,7 +55,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
         raise click.UsageError(f"{where} {shown!r} is not a Redis URL ({error})") from None
     configure_logging(loglevel)
     quiet_malformed_requests()
-    address = f"http://{view_settings.host}:{view_settings.port}/"
+    address = url(view_settings.host, view_settings.port)
     listening = False
 
     def banner(_aiohttp_message: str) -> None:  # aiohttp calls it once every socket listens
@@ -69,14 +69,25 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
 
     try:
         web.run_app(app, host=view_settings.host, port=view_settings.port, print=banner, access_log=None)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: a host idna cannot encode (x..y), a NUL
         if listening:
             raise
         raise click.ClickException(f"cannot listen on {address}: {_bind_problem(error)}") from None
 
 
-def _bind_problem(error: OSError) -> str:
+def url(host: str, port: int) -> str:
+    """The view's address as a URL: an IPv6 address in brackets (http://[::1]:8000/)."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}/"
+
+
+def _bind_problem(error: OSError | ValueError) -> str:
     """Why the view could not listen, and which setting to change."""
+    if isinstance(error, ValueError):  # the idna codec's own reason is its cause
+        return (
+            f"the host is not an address of this machine (not a host name: {error.__cause__ or error}); "
+            "choose --host / HEALTHSTREAM_VIEW_HOST"
+        )
     if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
         detail = (
             error.strerror

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import html
+import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from yarl import URL
 
 from streamer.view import actions, export, params
 from streamer.view.dashboard import Page
@@ -154,8 +157,34 @@ async def openapi(request: web.Request) -> web.Response:
     """The description, its `servers` naming the address this request reached (host and port)."""
     params.no_params(request.query)
     document = orjson.loads((resources.files("streamer.view") / "openapi.json").read_bytes())
-    document["servers"] = [{"url": str(request.url.origin())}]
+    document["servers"] = [{"url": server_url(request.scheme, request.headers.get(hdrs.HOST))}]
     return json(document)
+
+
+# Host = uri-host [":" port] (RFC 9110, 7.2), of the names and addresses a view is reached at
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST = re.compile(
+    rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{{1,5}}))?"
+)
+
+
+def server_url(scheme: str, host: str | None) -> str:
+    """The origin a client reached: `scheme` and the host and port of its Host header; `/` when
+    it sent none (HTTP/1.0) or one that is no host[:port]: a relative server URL, which OpenAPI
+    resolves against where the document was fetched from, i.e. that same origin. The header is
+    the client's: anything in it is an answer, never a 500 (yarl refuses a port out of range, an
+    empty host, a byte idna cannot encode...)."""
+    if host is None:
+        return "/"
+    found = _HOST.fullmatch(host)
+    if found is None or (found["port"] is not None and not 1 <= int(found["port"]) <= 65535):
+        return "/"
+    try:
+        if found["ipv6"] is not None:
+            ipaddress.IPv6Address(found["ipv6"])
+        return str(URL.build(scheme=scheme, authority=host).origin())
+    except ValueError:  # not an IPv6 address; or anything else yarl refuses (UnicodeError is one)
+        return "/"
 
 
 async def dashboard(request: web.Request) -> web.Response:

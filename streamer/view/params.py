@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from streamer.contract.vocabulary import BANDS, STAGES, Severity
 from streamer.core.clock import parse_month
@@ -17,6 +18,11 @@ MAX_TEXT = 256  # an account id, a plan or a rule name
 MAX_MRR = Decimal(10) ** 12  # a monthly revenue filter above a trillion matches nothing real
 FIRST_YEAR, LAST_YEAR = 1970, 2999  # months the view answers for (a period ends a month later)
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+# The forms numbers are written in, in ASCII digits: Python's int() and Decimal() also take other
+# scripts' digits, underscores, a '+', exponents, 'NaN'... (a '-' passes to say "must be >= 0")
+INTEGER = re.compile(r"-?[0-9]+")
+DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+MONTH = re.compile(r"[0-9-]+")  # then `parse_month` says what is wrong with the digits
 
 
 class Params:
@@ -54,10 +60,9 @@ class Params:
         raw = self.text(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise BadRequest(f"{name!r} must be an integer, got {raw!r}") from None
+        if not INTEGER.fullmatch(raw):
+            raise BadRequest(f"{name!r} must be an integer in the digits 0-9, got {raw!r}")
+        value = int(raw)
         if not low <= value <= high:
             raise BadRequest(f"{name!r} must be between {low} and {high}, got {value}")
         return value
@@ -66,13 +71,12 @@ class Params:
         raw = self.text(name)
         if raw is None:
             return None
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:
+        if not DECIMAL.fullmatch(raw):
             raise BadRequest(
-                f"{name!r} must be a decimal number such as 1000 or 99.50, got {raw!r}"
-            ) from None
-        if not value.is_finite() or value < 0:
+                f"{name!r} must be a decimal number in the digits 0-9, such as 1000 or 99.50, got {raw!r}"
+            )
+        value = Decimal(raw)
+        if raw.startswith("-"):
             raise BadRequest(f"{name!r} must be a finite number >= 0, got {raw!r}")
         if value > MAX_MRR:
             raise BadRequest(f"{name!r} must be at most {MAX_MRR:,}, got {raw!r}")
@@ -117,6 +121,11 @@ class Params:
         raw = self.text(name)
         if raw is None:
             return None
+        if not MONTH.fullmatch(raw):
+            raise BadRequest(
+                f"{name!r}: expected a month 'YYYY-MM' or a first-of-month date 'YYYY-MM-01' "
+                f"in the digits 0-9, got {raw!r}"
+            )
         try:
             month = parse_month(raw)
         except ValueError as error:

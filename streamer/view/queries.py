@@ -9,6 +9,7 @@ LIMIT` and `ZCOUNT`); otherwise the rows of the range are fetched and filtered h
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -60,6 +61,19 @@ def renewal_window(query: AccountQuery, now_ms: int) -> Range:
     return Range(float(now_ms), float(now_ms + query.renewal_within_days * DAY))
 
 
+def float_exact(bound: Decimal) -> bool:
+    """Whether a score range from `float(bound)` holds exactly the MRRs >= `bound`.
+
+    An MRR index scores each account `float(mrr)`, rounded to nearest, which keeps the order:
+    `mrr >= bound` gives `float(mrr) >= float(bound)`, so the range leaves nothing out. It can
+    let in an MRR below the bound that rounds to the same float (29.00 for 29.000000000000001),
+    unless both have at most 15 significant digits (`sys.float_info.dig`): such decimals are
+    different floats, and an MRR has at most 15 (two places, at most 2^63-1 micro-units:
+    9,223,372,036,854.78). A bound with more digits is checked on each row (`matches`)."""
+    significant = "".join(map(str, bound.as_tuple().digits)).strip("0")
+    return len(significant) <= sys.float_info.dig
+
+
 def plan(query: AccountQuery, keys: Keys, now_ms: int | None) -> Plan:
     """The cheapest sorted set and score range for the query (see the module docstring)."""
     covered = {"sort"}
@@ -75,8 +89,9 @@ def plan(query: AccountQuery, keys: Keys, now_ms: int | None) -> Plan:
         key = keys.index(query.sort)
     where = Range()
     if query.sort == "mrr" and query.min_mrr is not None:
-        where = Range(low=float(query.min_mrr))
-        covered.add("min_mrr")
+        where = Range(low=float(query.min_mrr))  # leaves out no MRR >= min_mrr (`float_exact`)
+        if float_exact(query.min_mrr):
+            covered.add("min_mrr")
     elif query.sort == "renewal" and query.renewal_within_days is not None and now_ms is not None:
         where = renewal_window(query, now_ms)
         covered.add("renewal_within_days")

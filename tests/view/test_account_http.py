@@ -219,7 +219,11 @@ async def test_every_list_exports_as_csv(view: TestClient[Any, Any], data: Score
         ("/api/accounts?q=", 400, "'q' is empty"),
         ("/api/alerts?offset=-1", 400, "'offset' must be between 0 and 1000000, got -1"),
         ("/api/accounts/acct-0001/history?days=0", 400, "'days' must be between 1 and 400, got 0"),
-        ("/api/accounts/acct-0001/timeline?per_kind=x", 400, "'per_kind' must be an integer, got 'x'"),
+        (
+            "/api/accounts/acct-0001/timeline?per_kind=x",
+            400,
+            "'per_kind' must be an integer in the digits 0-9, got 'x'",
+        ),
         ("/api/accounts/acct-0001/alerts?owner=ann", 400, "unknown query parameter 'owner'"),
         ("/api/accounts/nobody/history", 404, "no account 'nobody' in the projection"),
         ("/api/accounts/nobody/timeline", 404, "no account 'nobody' in the projection"),

@@ -3,9 +3,14 @@ is printed only once the view listens."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+from collections.abc import Callable
+from typing import Any
 
+import pytest
+from aiohttp import web
 from click.testing import CliRunner, Result
 
 from streamer.cli import main
@@ -51,3 +56,49 @@ def test_a_redis_url_without_a_scheme_is_a_usage_error() -> None:
     assert result.exit_code == 2, result.output
     line = only_line(result)
     assert line.startswith("Error: --redis-url 'notaurl' is not a Redis URL (Redis URL must specify")
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("x..y", "label empty or too long"),
+        ("x" * 64, "label too long"),
+        ("a\x00b", "embedded null character"),
+    ],
+)
+def test_a_host_that_is_no_host_name(host: str, why: str) -> None:
+    """The idna codec refuses it before any socket (a UnicodeError, not an OSError): it was a
+    traceback."""
+    result = run("--host", host, "--port", "0")
+    assert result.exit_code == 1, result.output
+    assert only_line(result) == (
+        f"Error: cannot listen on http://{host}:0/: the host is not an address of this machine "
+        f"(not a host name: {why}); choose --host / HEALTHSTREAM_VIEW_HOST"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"), [("::1", "[::1]"), ("[::1]", "[::1]"), ("127.0.0.1", "127.0.0.1")]
+)
+def test_an_ipv6_address_is_shown_in_brackets(monkeypatch: pytest.MonkeyPatch, host: str, shown: str) -> None:
+    """In the banner and in the error, the view's address is a URL: http://[::1]:8123/."""
+    listened: list[tuple[str, int]] = []
+
+    def listens(
+        app: web.Application, *, host: str, port: int, print: Callable[[str], None], **_: Any
+    ) -> None:
+        listened.append((host, port))
+        print("aiohttp's own banner")
+
+    monkeypatch.setattr(web, "run_app", listens)
+    result = run("--host", host, "--port", "8123")
+    assert result.exit_code == 0, result.output
+    assert listened == [(host, 8123)]
+    assert f" on http://{shown}:8123/ (Redis " in result.stderr
+
+    def taken(app: web.Application, **_: Any) -> None:
+        raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+
+    monkeypatch.setattr(web, "run_app", taken)
+    result = run("--host", host, "--port", "8123")
+    assert only_line(result).startswith(f"Error: cannot listen on http://{shown}:8123/: the port is in use")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from importlib import resources
@@ -211,6 +212,9 @@ LIST_QUERIES = [
     {"sort": "mrr", "min_mrr": "100"},
     {"sort": "-mrr", "min_mrr": "1000", "limit": "3"},
     {"min_mrr": "500", "stage": "adopted,renewal"},
+    {"sort": "mrr", "min_mrr": "29.000000000000001"},  # as a float, 29.0: accounts at 29.00 are not in
+    {"sort": "-mrr", "min_mrr": "29.000000000000001", "at_risk": "true", "limit": "2"},
+    {"min_mrr": "29.000000000000001"},
     {"sort": "renewal"},
     {"sort": "renewal", "renewal_within_days": "365"},
     {"band": "green", "sort": "renewal", "renewal_within_days": "200"},
@@ -297,7 +301,10 @@ async def test_recent_alerts_newest_first(view: TestClient[Any, Any]) -> None:
         ("/api/period?month=0000-01", 400, "'month' must be a month from 1970-01 to 2999-12"),
         ("/api/period?from=2024-01-01&to=99999-01-01", 400, "'to' must be a month from 1970-01"),
         ("/api/alerts?account_id=" + "a" * 300, 400, "'account_id' must be at most 256 characters"),
-        ("/api/accounts?min_mrr=1e999999", 400, "'min_mrr' must be at most 1,000,000,000,000"),
+        ("/api/accounts?min_mrr=" + "9" * 200, 400, "'min_mrr' must be at most 1,000,000,000,000"),
+        ("/api/accounts?min_mrr=1e3", 400, "'min_mrr' must be a decimal number in the digits 0-9"),
+        ("/api/accounts?limit=%EF%BC%95", 400, "'limit' must be an integer in the digits 0-9, got '\uff15'"),
+        ("/api/period?month=2024_0-02", 400, "'month': expected a month 'YYYY-MM' or a first-of-month"),
         ("/api/portfolio?x=1", 400, "unknown query parameter 'x'; expected: none"),
         ("/api/nothing", 404, "Not Found: GET /api/nothing"),
     ],
@@ -645,3 +652,20 @@ def test_documented_parameters_are_the_ones_accepted() -> None:
     assert names("/api/period") == {"month", "from", "to"}
     (sort,) = (p for p in paths["/api/accounts"]["get"]["parameters"] if p["name"] == "sort")
     assert tuple(sort["schema"]["enum"]) == SORT_CHOICES
+
+
+@pytest.mark.parametrize("host", [b"x:99999", b"x:-1", b"x:65536", b"a:b:c", b"@", b"\xff", b"x..y"])
+async def test_a_malformed_host_header_gets_the_document_with_a_relative_server(
+    view: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, host: bytes
+) -> None:
+    """It was a 500 and an "unexpected error" traceback, which anyone could fill the log with
+    (the route needs no token on a view without one)."""
+    reader, writer = await asyncio.open_connection(view.server.host, view.server.port)
+    try:
+        writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+        head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200 "), head + body[:300]
+    assert json.loads(body) == openapi() | {"servers": [{"url": "/"}]}
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []

@@ -21,6 +21,8 @@ from streamer.view.params import (
 from streamer.view.queries import AlertQuery
 from streamer.view.security import token_matches
 
+PLAIN_DECIMAL = "'min_mrr' must be a decimal number in the digits 0-9, such as 1000 or 99.50"
+
 
 def q(**values: str) -> MultiDict[str]:
     return MultiDict(values)
@@ -62,12 +64,12 @@ def test_repeated_list_parameters_add_up() -> None:
         ({"band": "purple"}, "'band' must be one of green, yellow, red; got 'purple'"),
         ({"stage": "trial"}, "'stage' must be one of onboarding, adopted, renewal, churned; got 'trial'"),
         ({"limit": "0"}, "'limit' must be between 1 and 500, got 0"),
-        ({"limit": "lots"}, "'limit' must be an integer, got 'lots'"),
+        ({"limit": "lots"}, "'limit' must be an integer in the digits 0-9, got 'lots'"),
         ({"offset": "-1"}, "'offset' must be between 0 and 1000000, got -1"),
-        ({"min_mrr": "abc"}, "'min_mrr' must be a decimal number such as 1000 or 99.50, got 'abc'"),
+        ({"min_mrr": "abc"}, f"{PLAIN_DECIMAL}, got 'abc'"),
         ({"min_mrr": "-5"}, "'min_mrr' must be a finite number >= 0, got '-5'"),
-        ({"min_mrr": "NaN"}, "'min_mrr' must be a finite number >= 0, got 'NaN'"),
-        ({"renewal_within_days": "1e3"}, "'renewal_within_days' must be an integer, got '1e3'"),
+        ({"min_mrr": "NaN"}, f"{PLAIN_DECIMAL}, got 'NaN'"),
+        ({"renewal_within_days": "1e3"}, "'renewal_within_days' must be an integer in the digits 0-9"),
         ({"at_risk": "maybe"}, "'at_risk' must be true or false, got 'maybe'"),
         (
             {"sort": "name"},
@@ -83,6 +85,60 @@ def test_bad_account_list_parameters(values: dict[str, str], message: str) -> No
     with pytest.raises(BadRequest) as caught:
         account_query(q(**values))
     assert caught.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"limit": "\uff15"}, "'limit' must be an integer in the digits 0-9, got '\uff15'"),  # fullwidth 5
+        ({"limit": "1_0"}, "'limit' must be an integer in the digits 0-9, got '1_0'"),
+        ({"offset": "\u0661\u0662"}, "'offset' must be an integer in the digits 0-9, got '\u0661\u0662'"),
+        (
+            {"renewal_within_days": "+30"},
+            "'renewal_within_days' must be an integer in the digits 0-9, got '+30'",
+        ),
+        ({"min_mrr": "\uff11"}, f"{PLAIN_DECIMAL}, got '\uff11'"),
+        ({"min_mrr": "1_000"}, f"{PLAIN_DECIMAL}, got '1_000'"),
+        ({"min_mrr": "1e3"}, f"{PLAIN_DECIMAL}, got '1e3'"),
+        ({"min_mrr": "99."}, f"{PLAIN_DECIMAL}, got '99.'"),
+        ({"min_mrr": ".5"}, f"{PLAIN_DECIMAL}, got '.5'"),
+        ({"min_mrr": "+5"}, f"{PLAIN_DECIMAL}, got '+5'"),
+        ({"min_mrr": "Infinity"}, f"{PLAIN_DECIMAL}, got 'Infinity'"),
+        ({"min_mrr": "-0"}, "'min_mrr' must be a finite number >= 0, got '-0'"),
+    ],
+)
+def test_numbers_are_ascii_digits_only(values: dict[str, str], message: str) -> None:
+    """Python's int() and Decimal() also take other scripts' digits and underscores, so
+    `limit=\uff15` was a page of 5: each is now refused with the form expected."""
+    with pytest.raises(BadRequest) as caught:
+        account_query(q(**values))
+    assert caught.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("values", "name", "raw"),
+    [
+        ({"month": "\uff12\uff10\uff12\uff14-02"}, "month", "\uff12\uff10\uff12\uff14-02"),
+        ({"month": "2024_0-02"}, "month", "2024_0-02"),  # was "must be a month from 1970-01 to 2999-12"
+        ({"month": "2024-\uff12"}, "month", "2024-\uff12"),
+        ({"from": "+2024-01-01", "to": "2024-03-01"}, "from", "+2024-01-01"),
+        ({"from": "2024-01-01", "to": "2024-03-0\uff11"}, "to", "2024-03-0\uff11"),
+    ],
+)
+def test_months_are_ascii_digits_only(values: dict[str, str], name: str, raw: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        period_query(q(**values))
+    assert caught.value.message == (
+        f"{name!r}: expected a month 'YYYY-MM' or a first-of-month date 'YYYY-MM-01' "
+        f"in the digits 0-9, got {raw!r}"
+    )
+
+
+def test_plain_numbers_are_still_taken() -> None:
+    query = account_query(q(limit="07", offset="0", renewal_within_days=" 30 ", min_mrr="0099.50"))
+    assert (query.limit, query.offset, query.renewal_within_days) == (7, 0, 30)
+    assert query.min_mrr == Decimal("99.50")
+    assert period_query(q(month="2024-02")) == (parse_month("2024-02"), parse_month("2024-03"))
 
 
 def test_a_parameter_given_twice_is_refused() -> None:
@@ -133,8 +189,9 @@ def test_the_edges_of_the_month_range_are_answered() -> None:
     ("query", "message"),
     [
         (lambda: account_query(q(plan="p" * 257)), "'plan' values must be at most 256 characters"),
-        (lambda: account_query(q(min_mrr="1e13")), "'min_mrr' must be at most 1,000,000,000,000"),
-        (lambda: account_query(q(min_mrr="1e999999")), "'min_mrr' must be at most"),
+        (lambda: account_query(q(min_mrr="1" + "0" * 13)), "'min_mrr' must be at most 1,000,000,000,000"),
+        (lambda: account_query(q(min_mrr="9" * 256)), "'min_mrr' must be at most"),
+        (lambda: account_query(q(min_mrr="1000000000000.01")), "'min_mrr' must be at most"),
         (lambda: account_query(q(limit="9" * 5000)), "'limit' must be at most 256 characters"),
         (lambda: account_query(q(limit="9" * 200)), "'limit' must be between 1 and 500"),
         (lambda: account_query(q(offset="1000001")), "'offset' must be between 0 and 1000000"),

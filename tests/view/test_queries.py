@@ -5,6 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from streamer.core.clock import DAY
 from streamer.projection.keys import Keys
 from streamer.projection.redis_reader import Range
@@ -81,3 +84,42 @@ def test_matches_every_filter() -> None:
 def test_page_slices_rows() -> None:
     rows = [{"account_id": str(i)} for i in range(10)]
     assert page(rows, AccountQuery(offset=8, limit=5)) == rows[8:]
+
+
+def test_a_minimum_mrr_finer_than_a_float_is_checked_exactly() -> None:
+    """As a float, 29.000000000000001 is 29.0: the MRR index's range admits the accounts at
+    29.00, which the exact rule (what every other sort answers) leaves out."""
+    query = AccountQuery(sort="mrr", min_mrr=Decimal("29.000000000000001"))
+    how = plan(query, KEYS, NOW)
+    assert how.where.low is not None and how.where.low <= 29.0  # no account that passes is left out
+    assert how.residual  # each row of the range goes through `matches`
+    assert not matches(row(mrr="29.00"), query, NOW) and matches(row(mrr="29.01"), query, NOW)
+    at_risk = AccountQuery(sort="mrr", at_risk=True, descending=True, min_mrr=query.min_mrr)
+    assert plan(at_risk, KEYS, NOW).residual
+
+
+def test_a_minimum_mrr_a_float_tells_apart_stays_a_range_of_the_mrr_index() -> None:
+    for text in ("999.50", "1000", "0", "1000000000000", "123456789012.34", "0.000000000000001"):
+        how = plan(AccountQuery(sort="mrr", min_mrr=Decimal(text)), KEYS, NOW)
+        assert (how.where, how.residual) == (Range(low=float(text)), False), text
+
+
+MAX_MRR_CENTS = (2**63 - 1) // 10_000  # an account's MRR, at most (core.money.MAX_ACCOUNT_MRR)
+CENTS = st.integers(-MAX_MRR_CENTS, MAX_MRR_CENTS)
+DIGITS = st.integers(0, 10**15 - 1)  # a bound of at most 15 significant digits, at any scale
+
+
+@given(cents=CENTS, digits=DIGITS, exponent=st.integers(-20, 0), near=st.integers(-2, 2))
+@example(cents=2900, digits=29, exponent=0, near=0)
+@example(cents=12345678901234, digits=123456789012345, exponent=-3, near=0)
+@example(cents=12345678901235, digits=123456789012345, exponent=-3, near=0)
+@example(cents=MAX_MRR_CENTS, digits=MAX_MRR_CENTS, exponent=-2, near=1)
+def test_the_index_range_is_the_exact_rule_for_a_bound_of_at_most_15_digits(
+    cents: int, digits: int, exponent: int, near: int
+) -> None:
+    """Why such a bound may be answered from the index alone: two decimals of at most 15
+    significant digits are two different floats, in the same order, and an MRR (two places, at
+    most 2^63-1 micro-units) has at most 15."""
+    mrr = Decimal(cents).scaleb(-2)
+    for bound in (Decimal(digits).scaleb(exponent), abs(mrr + Decimal(near).scaleb(-2))):
+        assert (float(mrr) >= float(bound)) == (mrr >= bound), (mrr, bound)
