@@ -259,7 +259,7 @@ class FakeSink:
         self.alerts: list[dict[str, Any]] = []
         self.snapshots: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
-        self.reroutes: list[tuple[str, bytes, bytes]] = []
+        self.reroutes: list[tuple[str, bytes, bytes, int]] = []
         self.flushes = 0
 
     def alert(self, alert: dict[str, Any]) -> None:
@@ -271,8 +271,8 @@ class FakeSink:
     def dead_letter(self, record: dict[str, Any]) -> None:
         self.dead_letters.append(record)
 
-    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
-        self.reroutes.append((topic, key, value))
+    def reroute(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        self.reroutes.append((topic, key, value, partition))
 
     async def flush(self) -> None:
         self.flushes += 1

@@ -44,8 +44,8 @@ from streamer.stream.topics import (
     CHANGELOG_RECORD_MAX_BYTES,
     INPUT_RECORD_MAX_BYTES,
     TABLES,
+    describe_inputs,
     ensure_topics,
-    input_record_limit,
 )
 
 log = logging.getLogger(__name__)
@@ -379,7 +379,19 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         # A keyless event is re-published keyed; a copy the topics refuse is dead-lettered
         # instead (where the worker could not set `topics.INPUT`, or an operator lowered it).
         while True:
-            limit = await input_record_limit(kafka, list(inputs))
+            now = await describe_inputs(kafka, list(inputs))
+            limit = now.record_limit
+            other = {n: c for n, c in (now.partitions or {}).items() if c != settings.partitions}
+            if other:  # its events are re-routed to their account's partition among ours
+                log.error(
+                    "input topics have another partition count than the workers",
+                    extra={
+                        "topics": other,
+                        "partitions": settings.partitions,
+                        "effect": "events on a partition their account does not have among "
+                        "HEALTHSTREAM_PARTITIONS are re-routed to it; a restart refuses these topics",
+                    },
+                )
             if limit is not None and limit != scorer.input_record_limit:
                 level = logging.WARNING if limit < INPUT_RECORD_MAX_BYTES else logging.INFO
                 log.log(

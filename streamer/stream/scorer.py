@@ -146,7 +146,7 @@ class Sink(Protocol):
     def alert(self, alert: dict[str, Any]) -> None: ...
     def snapshot(self, snapshot: dict[str, Any]) -> None: ...
     def dead_letter(self, record: dict[str, Any]) -> None: ...
-    def reroute(self, topic: str, key: bytes, value: bytes) -> None: ...
+    def reroute(self, topic: str, key: bytes, value: bytes, partition: int) -> None: ...
     def flush(self) -> Awaitable[None]: ...
 
 
@@ -969,7 +969,12 @@ class Scorer:
         """Decode and bound a message (`intake.admit`); dead-letter or re-route it here, or
         return it for the merge. Never raises for what a message holds."""
         counters = self.counters
-        published = message.timestamp if message.timestamp and message.timestamp > 0 else time.time()
+        # When the event was published: the record's time, never later than now. On a topic set to
+        # CreateTime (the worker sets LogAppendTime; an operator can set it back) the producer
+        # writes it: a year-9999 record time let a year-2100 event past `input.max_skew_hours`,
+        # and its partition's stream time then refused every later event as too late.
+        now = time.time()
+        published = min(message.timestamp, now) if message.timestamp and message.timestamp > 0 else now
         admitted = admit(
             message.value,
             key=message.key,
@@ -982,10 +987,8 @@ class Scorer:
             self._dead_letter(message, admitted.reason)
             return None
         event, value = admitted, message.value or b""  # admitted: the value was an event
-        if (
-            message.key is None
-            or _partition_of(event.account_id, self.settings.partitions) != message.partition
-        ):
+        home = _partition_of(event.account_id, self.settings.partitions)
+        if message.key is None or home != message.partition:
             # Keyless, or keyed with another partitioner: send it where its account lives.
             key = event.account_id.encode()
             copy_bytes = len(key) + len(value) + RECORD_OVERHEAD_BYTES
@@ -995,7 +998,7 @@ class Scorer:
                 self._dead_letter(message, _too_large_to_reroute(copy_bytes, self.input_record_limit))
                 return None
             counters.rerouted += 1
-            self.sink.reroute(message.topic, key, value)
+            self.sink.reroute(message.topic, key, value, home)
             return None
         return event
 

@@ -150,7 +150,7 @@ class KafkaSink:
         self.dead = topic("deadletter")
         self._outputs: list[tuple[str, bytes, bytes]] = []  # (topic, key, value), in order
         self._dead_letters: list[Letter] = []
-        self._rerouted: list[tuple[str, bytes, bytes]] = []  # (input topic, key, value)
+        self._rerouted: list[tuple[str, bytes, bytes, int]] = []  # (input topic, key, value, partition)
         self._delivered: asyncio.Future[None] | None = None  # the last flush's delivery
 
     def alert(self, alert: dict[str, Any]) -> None:
@@ -167,8 +167,12 @@ class KafkaSink:
         place = (source, record.get("topic"), record.get("offset"))
         self._dead_letters.append(Letter(key, kept_json(record), partition, place))
 
-    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
-        self._rerouted.append((topic, key, value))
+    def reroute(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        """Queued for `flush`: an input event sent again to `partition`, its account's. Named, not
+        left to the producer's partitioner, which hashes over the topic's partitions now: on a
+        topic given more partitions under a running worker the copy landed on another wrong
+        partition, was re-routed again, and so on for ever."""
+        self._rerouted.append((topic, key, value, partition))
 
     def flush(self) -> asyncio.Future[None]:
         """Take every output queued so far (alerts, snapshots, re-routed inputs and dead letters)
@@ -192,7 +196,7 @@ class KafkaSink:
         self,
         before: asyncio.Future[None] | None,
         outputs: list[tuple[str, bytes, bytes]],
-        rerouted: list[tuple[str, bytes, bytes]],
+        rerouted: list[tuple[str, bytes, bytes, int]],
         letters: list[Letter],
     ) -> None:
         if before is not None:
@@ -200,7 +204,7 @@ class KafkaSink:
         renew = self._renew_producer_id
         await deliver_in_order(outputs, self._publish, "alerts and snapshots", renew)
         # a re-routed input sent twice is harmless (its event_id)
-        await deliver_all(rerouted, self._publish, "re-routed input", renew=renew)
+        await deliver_all(rerouted, self._publish_to, "re-routed input", renew=renew)
         if letters:
             landed = await self._landed_since_now(letters)
             await deliver_all(letters, self._publish_dead_letter, "dead letter", landed, renew=renew)
@@ -235,6 +239,9 @@ class KafkaSink:
     async def _publish(self, topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
         # faust's producer `send`: straight to aiokafka's accumulator; partitioned by key.
         return await self.app.producer.send(topic, key, value, None, None, None)
+
+    async def _publish_to(self, topic: str, key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
+        return await self.app.producer.send(topic, key, value, partition, None, None)
 
     async def _publish_dead_letter(
         self, key: bytes | None, value: bytes, partition: int | None, place: Place

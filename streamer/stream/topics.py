@@ -168,16 +168,31 @@ async def configure_inputs(kafka: KafkaAccess, names: list[str]) -> None:
         await admin.close()
 
 
-async def input_record_limit(kafka: KafkaAccess, names: list[str]) -> int | None:
-    """The largest record every input topic takes now (the smallest `max.message.bytes` among
-    them, the broker's default where a topic has none of its own); None when the broker does
-    not say (a DescribeConfigs refused or unanswered)."""
+@dataclass(frozen=True)
+class InputTopics:
+    """What the broker says of the input topics now; None where it did not answer."""
+
+    record_limit: int | None  # the smallest `max.message.bytes` (the broker's default included)
+    partitions: dict[str, int] | None  # each topic's partition count
+
+
+async def describe_inputs(kafka: KafkaAccess, names: list[str]) -> InputTopics:
+    """The largest record every input topic takes now, and each one's partition count (an
+    operator can add partitions under running workers: start-up refuses that, and until the
+    restart the worker says so)."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15000)
     try:
         await admin.start()
-        described, refused = await _described(admin, names)
+        try:
+            described, refused = await _described(admin, names)
+        except Exception:
+            described, refused = {}, names
+        try:
+            topics = await admin.describe_topics(names)
+        except Exception:
+            topics = []
     except Exception:
-        return None
+        return InputTopics(None, None)
     finally:
         await admin.close()
     limits = [
@@ -186,7 +201,13 @@ async def input_record_limit(kafka: KafkaAccess, names: list[str]) -> int | None
         for entry in entries
         if entry[0] == "max.message.bytes" and entry[1]
     ]
-    return min(limits) if not refused and len(limits) == len(names) else None
+    counts = {
+        str(t["topic"]): len(t["partitions"]) for t in topics if t["partitions"] and not t["error_code"]
+    }
+    return InputTopics(
+        min(limits) if not refused and len(limits) == len(names) else None,
+        counts if len(counts) == len(names) else None,
+    )
 
 
 def check_created(response: Any) -> None:

@@ -34,7 +34,7 @@ import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
@@ -897,6 +897,48 @@ def test_a_keyless_event_too_large_to_re_route_where_the_topic_takes_less_is_dea
     assert "larger than the input topic takes (max.message.bytes 4,096)" in letter["error"], letter
     assert "too-big-keyless" not in deployment.final_snapshots()
     assert not [r for r in worker.records() if "re-routed input not acknowledged" in r.get("msg", "")]
+
+
+def test_partitions_added_to_an_input_topic_under_the_worker_re_route_each_event_once(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """An operator adds partitions to an input topic under a running worker. An event on a new
+    partition is re-routed once, to the partition its account has among the worker's, and
+    scored; the worker says what is wrong. Before, the copy went through the producer's
+    partitioner, which hashed it over the topic's new count to a wrong partition again, for
+    ever: the topic grew by 1,500 records a second and the event was never scored."""
+    deployment = deploy()
+    subs = deployment.topic("subscriptions")
+    worker = deployment.start_worker()
+    deployment.wait_for("the worker's topics", lambda: deployment.bus.end_offset(subs, 0) is not None)
+    added = PARTITIONS + 2
+
+    async def add_partitions() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_partitions({subs: NewPartitions(total_count=added)})
+        finally:
+            await admin.close()
+
+    deployment.bus.run(add_partitions())
+    account = next(a for a in (f"grown-{n}" for n in range(1000)) if partition_of(a, added) >= PARTITIONS)
+    new = partition_of(account, added)
+    deployment.wait_for(
+        "the worker to see the topic's new partitions",
+        lambda: any("another partition count" in r.get("msg", "") for r in worker.records()),
+        timeout=90.0,
+    )
+    deployment.bus.produce(
+        subs, orjson.dumps(started(account, "2024-03-01T09:00:00Z", "g1")), account.encode(), new
+    )
+    deployment.wait_for(
+        f"{account} in cs.health", lambda: account in deployment.final_snapshots(), timeout=120.0
+    )
+    home = partition_of(account, PARTITIONS)
+    assert deployment.bus.end_offset(subs, home) == 1, "the copy, once, on the account's partition"
+    assert deployment.bus.end_offset(subs, new) == 1, "the event as sent, never a copy"
+    assert not deployment.dead_letters()
 
 
 def test_cs_health_ends_with_each_accounts_current_snapshot(

@@ -7,18 +7,22 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from streamer.contract.outputs import DeadLetter
+from streamer.core.config import ScoreConfig
 from streamer.partitioning import partition_of
+from streamer.settings import Settings
 from streamer.stream import sink as sink_module
-from streamer.stream.app import EXIT_FAILED, consume, guarded
-from streamer.stream.sink import deliver_all, deliver_in_order
+from streamer.stream.app import EXIT_FAILED, consume, create_app, guarded
+from streamer.stream.sink import KafkaSink, deliver_all, deliver_in_order
 from tests.fixtures import FakeEvent, Message
 from tests.poison import POISONS, started
 from tests.stream.world import GENERATION, SETTINGS, TOPICS, World
@@ -93,8 +97,89 @@ async def test_a_keyless_event_whose_keyed_copy_the_topic_would_refuse_is_dead_l
         and "larger than the input topic takes (max.message.bytes 4,096)" in letter["error"]
     )
     assert "publish it with its account_id as the key" in letter["error"]
-    assert [orjson.loads(value)["event_id"] for _, _, value in world.sink.reroutes] == ["r2"]
+    assert [orjson.loads(value)["event_id"] for _, _, value, _ in world.sink.reroutes] == ["r2"]
     assert world.scorer.counters.rejected == 1 and world.scorer.counters.rerouted == 1
+
+
+async def test_an_event_on_a_partition_added_under_the_worker_is_sent_to_its_accounts_partition() -> None:
+    """An input topic given more partitions under a running worker: a keyed event on a new
+    partition (or on one the new count hashes its key to) is re-routed to the partition its
+    account has among the worker's `HEALTHSTREAM_PARTITIONS`, named, not left to the producer's
+    partitioner, whose hash over the topic's new count sent the copy to a wrong partition again,
+    for ever (1,500 records a second in a live test)."""
+    world = World()
+    added = SETTINGS.partitions + 2  # the topic has two more partitions than the worker knows
+    world.offsets.owned = {(topic, p) for topic in TOPICS.values() for p in range(added)}
+    account = next(
+        f"grown-{n}" for n in range(1000) if partition_of(f"grown-{n}", added) >= SETTINGS.partitions
+    )
+    topic, partition = TOPICS["subscriptions"], partition_of(account, added)
+    message = Message(
+        topic,
+        partition,
+        0,
+        account.encode(),
+        orjson.dumps(started(account, WHEN, "g1")),
+        time.time(),
+        GENERATION,
+    )  # type: ignore[arg-type]
+    world.offsets.ends = {tp: 0 for tp in world.offsets.owned} | {(topic, partition): 1}
+
+    await world.scorer.process([FakeEvent(message, world.acks, world.journal)])
+
+    assert [(to, key, p) for to, key, _, p in world.sink.reroutes] == [
+        (topic, account.encode(), partition_of(account, SETTINGS.partitions))
+    ]
+    assert not world.sink.dead_letters and world.scorer.counters.rerouted == 1
+
+
+async def test_the_sink_sends_a_rerouted_event_to_the_partition_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(app_id="hs-test", data_dir=Path(folder))
+        sink = KafkaSink(create_app(settings, ScoreConfig(), store="memory://"), settings)
+        sent: list[tuple[Any, ...]] = []
+
+        async def send(*args: Any) -> asyncio.Future[None]:
+            sent.append(args)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        monkeypatch.setattr(sink.app.producer, "send", send)
+        sink.reroute("in.subscriptions", b"acme", b"{}", 3)
+        await asyncio.wait_for(sink.flush(), 5)
+    assert sent == [("in.subscriptions", b"acme", b"{}", 3, None, None)]
+
+
+async def test_a_record_time_in_the_future_does_not_let_a_future_event_in() -> None:
+    """On an input topic set back to CreateTime the producer writes the record's time: one of the
+    year 9999 let an event of the year 2100 past `input.max_skew_hours`, and the partition's
+    stream time then refused every later event as too late. The record's time counts no later
+    than now."""
+    world = World()
+    world.offsets.owned = {(topic, p) for topic in TOPICS.values() for p in range(SETTINGS.partitions)}
+    topic = TOPICS["subscriptions"]
+    far, soon = started("far", "2100-01-01T00:00:00Z", "f1"), started("soon", WHEN, "s1")
+    year_9999 = 253402300799.0
+    events, offsets = [], {}
+    for account, value in (("far", far), ("soon", soon)):
+        partition = partition_of(account, SETTINGS.partitions)
+        offset = offsets[partition] = offsets.get(partition, -1) + 1
+        message = Message(
+            topic, partition, offset, account.encode(), orjson.dumps(value), year_9999, GENERATION
+        )  # type: ignore[arg-type]
+        events.append(FakeEvent(message, world.acks, world.journal))
+    world.offsets.ends = {tp: 0 for tp in world.offsets.owned} | {
+        (topic, p): o + 1 for p, o in offsets.items()
+    }
+
+    await world.scorer.process(events)
+
+    [letter] = world.sink.dead_letters
+    assert letter["key"] == "far" and "input.max_skew_hours" in letter["error"], letter["error"]
+    assert [snapshot["account_id"] for snapshot in world.sink.snapshots] == ["soon"]
 
 
 # -- dead letters are never skipped ---------------------------------------------------------------
