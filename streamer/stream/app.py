@@ -453,6 +453,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
                 "batches": c.batches,
                 "latency_s": round(logged_latency.read(c), 3),
                 "loop_stall_s": round(watch.longest("progress"), 3),  # the longest since the last line
+                "lag": sum(lag.values()),  # input not yet committed, open transactions' included
                 "stalled_s": round(stalled_s, 1),
             },
         )
@@ -465,8 +466,11 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
 
 def input_progress(app: faust.App, topics: set[str]) -> tuple[dict[Any, int], dict[int, int]]:
     """The committed offsets of the input partitions assigned to this worker, and per partition
-    the messages of the input topics not yet committed."""
+    the messages of the input topics not yet committed, those of open transactions included: a
+    transaction left open holds its partition's later events back (read committed) for up to
+    the broker's transaction timeout, and the lag, `stalled_s` and /healthz say so."""
     consumer = app.consumer
+    log_end = getattr(consumer, "log_end", consumer.highwater)  # ours counts open transactions
     committed = committed_offsets(consumer)
     done: dict[Any, int] = {}
     lag: dict[int, int] = {}
@@ -475,7 +479,7 @@ def input_progress(app: faust.App, topics: set[str]) -> tuple[dict[Any, int], di
             continue
         done[tp] = int(committed.get(tp) or 0)
         try:
-            highwater = consumer.highwater(tp)
+            highwater = log_end(tp)
         except Exception:  # unknown until the first fetch of that partition
             continue
         if highwater is None:

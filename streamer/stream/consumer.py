@@ -190,6 +190,11 @@ class LaneReads:
 class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, minus deliveries of records fetched before a seek."""
 
+    def log_end(self, tp: TP) -> int | None:
+        """The partition's high watermark, open transactions included (`SafeCommitThread.log_end`;
+        `highwater` is where a reader of committed transactions may read to)."""
+        return cast(SafeCommitThread, self._thread).log_end(tp)
+
     seeks = 0  # seeks of input partitions (faust's after each rebalance, and ours)
     dropped_fetches = 0  # fetches whose input records were dropped and read again
     gaps = 0  # offset ranges faust skipped and counted as acknowledged (changelogs only)
@@ -528,6 +533,11 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
         if isinstance(stable, int) and stable >= 0:
             return stable
         return cast(int, consumer.highwater(tp))  # None before the partition's first fetch, as faust's
+
+    def log_end(self, tp: TP) -> int | None:
+        """Where the partition ends, the records of open transactions included (its high
+        watermark): what the worker has still to apply. None before its first fetch."""
+        return cast("int | None", self._ensure_consumer().highwater(tp))
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         assigned = self.assignment()

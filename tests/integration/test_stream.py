@@ -1309,7 +1309,8 @@ def test_an_open_transaction_on_one_topic_does_not_hold_back_the_partitions_othe
     usage behind it waits for it (committed transactions only), but the subscriptions of the
     same partition did too, until the transaction timed out (64 s in the audit that found it,
     15 minutes at most): the usage topic's end was read as its high watermark, which counts the
-    open transaction's records, so it never looked idle. Its end is the last stable offset."""
+    open transaction's records, so it never looked idle. Its end is the last stable offset; the
+    lag the worker reports still counts the held records."""
     deployment = deploy()
     worker = deployment.start_worker()
     deployment.wait_group(1)
@@ -1357,6 +1358,15 @@ def test_an_open_transaction_on_one_topic_does_not_hold_back_the_partitions_othe
             120,  # bounds a hang; without the fix it waited for the 15-minute transaction timeout
         )
         assert deployment.final_snapshots()[other]["mrr"] == "100.00"
+        # The usage the transaction holds back is lag, not "caught up": the progress lines (and so
+        # /healthz and `stalled_s`) counted to the last stable offset and said 0 for as long as
+        # the transaction stayed open.
+        seen = len(worker.records())
+        wait_until(
+            "a progress line counting the open transaction's record as lag",
+            lambda: any(r.get("msg") == "progress" and r.get("lag", 0) >= 1 for r in worker.records()[seen:]),
+            60,  # progress lines come every 10 s
+        )
     finally:
         loop.run_until_complete(close(producer))
         loop.close()
