@@ -95,6 +95,18 @@ class Destination(Strict):
             raise ValueError("the URL must not contain spaces or control characters")
         return url
 
+    @model_validator(mode="after")
+    def _one_authorization(self) -> Self:
+        """aiohttp refuses a request with credentials in the URL and an Authorization header: every
+        alert to such a destination was rejected, at its first delivery."""
+        if (self.url.username or self.url.password) and any(
+            n.lower() == "authorization" for n in self.headers
+        ):
+            raise ValueError(
+                "the URL holds credentials (user:password@) and headers set Authorization too: keep one"
+            )
+        return self
+
     @field_validator("rules")
     @classmethod
     def _known_rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from streamer.notify.backoff import delay
 from streamer.notify.config import Destination, Retry
@@ -108,7 +109,7 @@ class HttpSender:
                 await _discard_body(reply)
                 return response
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return Response(Outcome.retry, f"{type(exc).__name__}: {exc}")
+            return Response(Outcome.retry, without_url(f"{type(exc).__name__}: {exc}", destination))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -120,6 +121,16 @@ class HttpSender:
 class _Queued:
     alert: Alert
     acks: list[Ack] = field(default_factory=list)
+
+
+def without_url(detail: str, destination: Destination) -> str:
+    """`detail` with the destination's URL cut to its origin: aiohttp's errors quote the whole URL,
+    and a webhook's path or query is often its secret (a Slack webhook's path is)."""
+    url = URL(str(destination.url))
+    shown = f"{url.scheme}://{url.host}:{url.port}/..."
+    for written in {str(destination.url), str(url), str(url.with_user(None))}:
+        detail = detail.replace(written, shown)
+    return detail
 
 
 def unforeseen(exc: BaseException) -> str:

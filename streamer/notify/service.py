@@ -19,8 +19,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
-from streamer.contract.outputs import json_object
+from streamer.contract.outputs import Alert, json_object
 from streamer.notify.config import NotifyConfig
 from streamer.notify.delivery import DestinationWorker, HttpSender, Sender
 from streamer.notify.metrics import NotifyMetrics
@@ -49,13 +50,21 @@ class NotifyOptions:
 
 
 def decode_alert(value: bytes | None) -> dict[str, Any] | str:
-    """The alert, or why it cannot be delivered."""
+    """The alert, or why it cannot be delivered: a record that is not an alert as the workers
+    write them (`Alert`) is skipped. Anyone who may write the topic may have written it, and a
+    `profile` of text once stopped the notifier at every start (routing read it as a table)."""
     alert = json_object(value or b"")
     if isinstance(alert, str):
         return alert
     missing = [name for name in REQUIRED if not isinstance(alert.get(name), str)]
     if missing:
         return f"missing or not text: {', '.join(missing)}"
+    try:  # its fields as the workers write them; other fields (another producer's) are kept
+        Alert.model_validate({name: alert[name] for name in Alert.model_fields if name in alert})
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(the record)"
+        return f"not an alert: {where}: {first['msg']}"
     return alert
 
 

@@ -164,7 +164,15 @@ def alert(n: int) -> dict[str, Any]:
         * (1 if n != 7 else 3),
         # one named to ping a whole Slack channel and plant a link (the contract allows < > |)
         **(
-            {"profile": {"name": "<!channel> <https://evil.example|Reset your password>"}}
+            {
+                "profile": {  # as the workers write it: every field (the notifier checks the shape)
+                    "name": "<!channel> <https://evil.example|Reset your password>",
+                    "owner": None,
+                    "segment": None,
+                    "tier": None,
+                    "attributes": {},
+                }
+            }
             if n == 1000
             else {}
         ),

@@ -223,3 +223,12 @@ def test_toml_nested_too_deeply_is_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(NotifyConfigError, match="nested too deeply") as error:
         load_notify_config(write(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n"))
     assert "\n" not in str(error.value)
+
+
+def test_credentials_in_the_url_and_an_authorization_header_are_refused_at_load(tmp_path: Path) -> None:
+    """aiohttp refuses to send such a request: every alert to the destination was rejected."""
+    text = '[[destinations]]\nname = "crm"\nurl = "http://user:pw@127.0.0.1:9/hook"\n'
+    message = refusal(tmp_path, text + 'headers = { authorization = "Bearer s3cret" }\n')
+    assert "the URL holds credentials (user:password@) and headers set Authorization too" in message
+    assert "s3cret" not in message and "pw" not in message
+    assert load_notify_config(write(tmp_path, text)).destinations[0].url.username == "user"  # either alone

@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from streamer.notify.config import Destination, Retry
-from streamer.notify.delivery import DestinationWorker, Outcome, classify
+from streamer.notify.delivery import DestinationWorker, Outcome, classify, without_url
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.progress import Progress
 from streamer.notify.ratelimit import TokenBucket
@@ -225,3 +225,12 @@ def test_progress_ignores_callbacks_from_before_a_revocation() -> None:
     fresh()
     kept()
     assert progress.committable() == {tp: 6, other: 8}
+
+
+def test_a_delivery_error_names_the_destinations_origin_not_its_secret_path() -> None:
+    """aiohttp's errors quote the whole URL, and a webhook's path or query is often its secret."""
+    url = "https://hooks.example.com/services/T000/B000/SECRETPATH?token=SECRETTOKEN"
+    destination = Destination(name="slack", url=url)
+    detail = f"ClientResponseError: 400, message='Too many headers', url='{url}'"
+    shown = without_url(detail, destination)
+    assert "SECRET" not in shown and "https://hooks.example.com:443/..." in shown

@@ -21,3 +21,13 @@ def test_undeliverable_records_say_why() -> None:
     assert decode_alert(orjson.dumps({"alert_id": "a1", "rule": 3})) == (
         "missing or not text: account_id, rule, severity"
     )
+
+
+def test_a_record_that_is_not_an_alert_as_the_workers_write_them_is_undeliverable() -> None:
+    """A `profile` of text once stopped the notifier at every start: routing read it as a table.
+    Anyone who may write the alerts topic may have written such a record: it is skipped."""
+    assert decode_alert(orjson.dumps(alert("a1", profile="x"))) == (
+        "not an alert: profile: Input should be a valid dictionary or instance of AccountProfile"
+    )
+    assert str(decode_alert(orjson.dumps(alert("a2", reasons=[1])))).startswith("not an alert: reasons.0:")
+    assert str(decode_alert(orjson.dumps(alert("a3", score="high")))).startswith("not an alert: score:")
