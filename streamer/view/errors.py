@@ -41,3 +41,17 @@ class RequestTimeout(Problem):
 
 class Unavailable(Problem):
     status = 503
+
+
+# What reading a value stored in Redis raises when it holds something other than what the workers
+# write (anyone who may write Redis may have put it there): `int(b"abc")`, `orjson.loads(b"x")`,
+# a missing field, a decimal that is not one. An answer that reads it is a 503 naming the error.
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError)
+
+
+def unreadable(error: Exception) -> str:
+    """The 503's message for a value of the projection the view could not read."""
+    return (
+        f"the projection holds a value the view cannot read ({type(error).__name__}: {str(error)[:200]}); "
+        "a worker's resync rewrites the projection (see the README, Live state)"
+    )

@@ -14,6 +14,7 @@ from streamer.core.clock import iso
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import probe
+from streamer.view.errors import UNREADABLE, unreadable
 
 KAFKA_PROBE_TTL_S = 5.0
 
@@ -64,6 +65,9 @@ class Health:
         except (RedisError, OSError) as error:
             redis["error"] = str(error)
             problems.append(f"the projection store (Redis) is unreachable: {error}")
+            stream_time = None
+        except UNREADABLE as error:
+            problems.append(unreadable(error))
             stream_time = None
         else:
             memory = await self.reader.memory()

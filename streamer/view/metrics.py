@@ -14,6 +14,7 @@ from streamer.contract.vocabulary import BANDS
 from streamer.projection.memory import StoreMemory, Trouble
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX
+from streamer.view.errors import UNREADABLE
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -164,7 +165,7 @@ class Metrics:
         try:
             workers = await self.reader.workers(self.worker_max_age_s)
             accounts = await self.reader.band_counts()
-        except (RedisError, OSError):
+        except (RedisError, OSError, *UNREADABLE):  # unreachable, or holding what it cannot read
             up.add_metric([], 0)
             families.append(up)
         else:

@@ -12,7 +12,7 @@ from streamer.projection import history
 from streamer.projection.redis_reader import PartitionData, ProjectionReader
 from streamer.view import account as account_page
 from streamer.view import portfolio
-from streamer.view.errors import BadRequest, NotFound, Unavailable
+from streamer.view.errors import UNREADABLE, BadRequest, NotFound, Unavailable, unreadable
 from streamer.view.queries import AccountQuery, AlertQuery, alert_matches, matches, page, plan
 
 T = TypeVar("T")
@@ -25,6 +25,8 @@ async def guarded(call: Callable[[], Awaitable[T]]) -> T:
         return await call()
     except (RedisError, OSError) as error:
         raise Unavailable(f"the projection store (Redis) is unreachable: {error}") from None
+    except UNREADABLE as error:  # a 500 before, for as long as the value stayed
+        raise Unavailable(unreadable(error)) from None
 
 
 class ViewService:
