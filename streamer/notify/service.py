@@ -105,9 +105,14 @@ class Notifier:
         self._committed: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
+        self.paused_since: float | None = None  # loop time reading paused at (max_in_flight pending)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def pending(self) -> dict[str, int]:
+        """Alerts pending per destination, those with any."""
+        return {worker.name: worker.pending for worker in self.workers if worker.pending}
 
     async def run(self) -> None:
         loaded = await self.sent.start()
@@ -155,6 +160,12 @@ class Notifier:
             if full != paused:
                 (consumer.pause if full else consumer.resume)(*consumer.assignment())
                 paused = full
+                self.paused_since = loop.time() if full else None
+                if full:  # every destination waits now, the healthy ones too: say which holds them
+                    log.warning(
+                        "reading paused: max_in_flight alerts are pending",
+                        extra={"max_in_flight": self.config.max_in_flight, "pending": self.pending()},
+                    )
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
             for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
                 for record in records:
@@ -227,7 +238,13 @@ class Notifier:
             )
 
         async def healthz(_: web.Request) -> web.Response:
-            return web.json_response({"status": "ok", "in_flight": self.progress.in_flight()})
+            """`degraded` while reading is paused (max_in_flight alerts pending): alerts to the
+            healthy destinations wait too, behind the one that does not take them."""
+            answer: dict[str, Any] = {"status": "ok", "in_flight": self.progress.in_flight()}
+            if self.paused_since is not None:
+                paused_s = round(asyncio.get_running_loop().time() - self.paused_since, 1)
+                answer |= {"status": "degraded", "paused_s": paused_s, "pending": self.pending()}
+            return web.json_response(answer)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

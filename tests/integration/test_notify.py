@@ -440,6 +440,46 @@ def test_notify_escapes_a_hostile_name_in_slacks_notification_line(stack: StackI
         receiver.close()
 
 
+def test_notify_healthz_names_the_destination_that_holds_reading_paused(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """A destination that never takes its alerts fills `max_in_flight`, and reading pauses for
+    every destination, the healthy one too (documented): `/healthz` said `ok` all the while. It
+    says `degraded` now, with the pending alerts of each destination."""
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    asyncio.run(create_alerts_topic(stack.bootstrap, f"{prefix}alerts"))
+    receiver = Receiver(free_port())
+    receiver.start()
+    port = free_port()
+    config = tmp_path / "notify.toml"
+    config.write_text(
+        "max_in_flight = 3\n"
+        f'[[destinations]]\nname = "ok"\nurl = "http://127.0.0.1:{receiver.port}/ok"\n'
+        f'[[destinations]]\nname = "dead"\nurl = "http://127.0.0.1:{free_port()}/hook"\n'
+    )
+    env = notifier_env(stack.bootstrap, prefix, app_id)
+    args = ["--config", str(config), "--start-from", "earliest", "--metrics-port", str(port)]
+    notifier = Notifier(args, env, tmp_path / "notify.log")
+
+    def health() -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                return dict(orjson.loads(response.read()))
+        except OSError:
+            return {}
+
+    try:
+        asyncio.run(publish_alerts(stack.bootstrap, f"{prefix}alerts", range(1, 9)))
+        wait_for("/healthz to say degraded", lambda: health().get("status") == "degraded", notifier)
+        answer = health()
+        assert answer["pending"].get("dead", 0) >= 1 and answer["paused_s"] >= 0, answer
+        assert "reading paused: max_in_flight alerts are pending" in notifier.log.read_text()
+    finally:
+        notifier.stop()
+        receiver.close()
+
+
 def test_the_sent_log_records_again_once_the_broker_takes_records_after_refusing_one(
     stack: StackInfo,
 ) -> None:
