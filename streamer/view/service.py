@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from streamer.core.clock import DAY, iso
 from streamer.projection import history
@@ -23,6 +23,8 @@ async def guarded(call: Callable[[], Awaitable[T]]) -> T:
     """Run a read; a Redis outage becomes a 503 with the reason."""
     try:
         return await call()
+    except ResponseError as error:  # it answered: a key of another type (WRONGTYPE), a refused command
+        raise Unavailable(f"the projection store (Redis) refused the read: {error}") from None
     except (RedisError, OSError) as error:
         raise Unavailable(f"the projection store (Redis) is unreachable: {error}") from None
     except UNREADABLE as error:  # a 500 before, for as long as the value stayed

@@ -59,3 +59,16 @@ async def test_a_value_the_view_cannot_read_is_a_503_naming_the_error(
     health = await view.get("/healthz")
     assert health.status in (200, 503)
     assert (await view.get("/metrics")).status == 200
+
+
+async def test_a_key_of_another_type_is_a_503_saying_redis_refused_the_read(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    """A string planted where the list rows' hash belongs: Redis answers WRONGTYPE, which the
+    view reported as "unreachable", sending whoever read it to look at the network."""
+    await plant(redis_server.url, "DEL", Keys(prefix).summaries)
+    await plant(redis_server.url, "SET", Keys(prefix).summaries, "planted")
+    response = await view.get("/api/accounts")
+    body = await response.json()
+    assert response.status == 503, body
+    assert body["error"].startswith("the projection store (Redis) refused the read: WRONGTYPE"), body
