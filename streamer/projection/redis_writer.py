@@ -95,6 +95,7 @@ class RedisProjection:
         self.lost = False
         self.writes = 0  # successful writes
         self.written = 0  # staged values written
+        self.skipped_writes = 0  # writes refused for good: a key of another type (WRONGTYPE)
         self.failures = 0  # failed writes, in total
         self.failing = 0  # failed writes in a row
         self.last_error: str | None = None
@@ -238,7 +239,31 @@ class RedisProjection:
             pipe = self.redis.pipeline(transaction=False)
             for command in chunk:
                 command(pipe)
-            await pipe.execute()
+            sent = [args for args, _options in pipe.command_stack]
+            results = await pipe.execute(raise_on_error=False)
+            self._skip_wrong_types(sent, results)
+
+    def _skip_wrong_types(self, sent: list[tuple[Any, ...]], results: list[Any]) -> None:
+        """Raise the first error of a pipeline, except WRONGTYPE: a key of the projection holding
+        another type (written by hand, say) refuses its writes for good, and retrying the whole
+        batch for ever kept every other write out too: heartbeats, stream times, every other
+        account. Those writes are skipped, with an error naming the keys they write (one of
+        which holds the other type)."""
+        wrong: list[str] = []
+        for args, result in zip(sent, results, strict=True):
+            if not isinstance(result, Exception):
+                continue
+            if not (isinstance(result, ResponseError) and str(result).startswith("WRONGTYPE")):
+                raise result
+            named = args[3 : 3 + int(args[2])] if str(args[0]).upper() == "EVALSHA" else args[1:2]
+            wrong += [key.decode() if isinstance(key, bytes) else str(key) for key in named]
+        if wrong:
+            self.skipped_writes += 1
+            log.error(
+                "projection writes met a key holding another type than the workers write (WRONGTYPE) "
+                "and were skipped: delete that key, the next writes rebuild it",
+                extra={"keys_written": sorted(set(wrong))[:20]},
+            )
 
     def _commands(self, batch: Staged) -> Iterator[Callable[[Any], None]]:
         """One callable per write, each adding its commands to a pipeline (made as they are

@@ -352,6 +352,30 @@ async def test_a_full_redis_refuses_the_writes_which_wait_and_are_written_once_i
         assert record is not None and record["as_of"] == "2024-03-02T00:00:00Z"
 
 
+async def test_a_key_of_another_type_skips_its_write_and_lets_the_others_through(
+    own: OwnRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A string planted at one account's key (by hand, say): Redis answers its write WRONGTYPE
+    for good. The whole batch was retried for ever, so no other account, heartbeat or stream
+    time was written again until someone found the key. Its write is skipped with an error; the
+    rest is written, and the account comes back once the key is deleted."""
+    writer, client = own.writer, own.client
+    await client.set(writer.keys.account("acct-1"), "planted")
+    writer.snapshot(snapshot("acct-1", "2024-03-01T00:00:00Z"))
+    writer.snapshot(snapshot("acct-2", "2024-03-01T00:00:00Z"))
+    assert await writer.drain(timeout_s=5.0)
+    record = await stored(client, writer.keys, "acct-2")
+    assert record is not None and record["as_of"] == "2024-03-01T00:00:00Z"
+    assert writer.skipped_writes == 1
+    [error] = [r for r in caplog.records if "WRONGTYPE" in r.getMessage()]
+    assert writer.keys.account("acct-1") in error.keys_written  # type: ignore[attr-defined]
+    await client.delete(writer.keys.account("acct-1"))
+    writer.snapshot(snapshot("acct-1", "2024-03-02T00:00:00Z"))
+    assert await writer.drain(timeout_s=5.0)
+    record = await stored(client, writer.keys, "acct-1")
+    assert record is not None and record["as_of"] == "2024-03-02T00:00:00Z"
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
