@@ -211,6 +211,9 @@ def test_a_misspelt_rule_is_refused_with_the_rule_it_resembles(tmp_path: Path) -
         "rate_per_minute = nan",
         "burst = 1e9",
         'url = "http://h/a\\r\\nX: y"',
+        'url = "http:///hook"',  # read as host "hook"
+        'url = "http://h:1\\\\@evil.example/"',  # a backslash read as "/"
+        'url = "http://h:0/hook"',  # every attempt fails, retried for ever
     ],
 )
 def test_infinite_rates_and_urls_the_parser_would_rewrite_are_refused(tmp_path: Path, line: str) -> None:
