@@ -91,23 +91,24 @@ class Destination(Strict):
     @field_validator("url", mode="before")
     @classmethod
     def _url_as_written(cls, url: object) -> object:
+        if not isinstance(url, str):
+            return url  # the URL type says what is wrong with it
         # The URL parser drops CR, LF and tabs: the request would go elsewhere than written.
-        if isinstance(url, str) and any(char.isspace() or unicodedata.category(char) == "Cc" for char in url):
+        if any(char.isspace() or unicodedata.category(char) == "Cc" for char in url):
             raise ValueError("the URL must not contain spaces or control characters")
-        if isinstance(url, str):
-            # The parser also reads `http:///hook` as host `hook` and `\` as `/`, and takes port 0,
-            # to which every attempt fails and is retried for ever.
-            if "\\" in url:
-                raise ValueError("the URL must not contain a backslash")
-            parts = urlsplit(url)
-            if not parts.hostname:
-                raise ValueError("the URL has no host (scheme://host[:port]/path)")
-            try:
-                port = parts.port
-            except ValueError:
-                port = None  # out of range or not a number: the URL type says so
-            if port == 0:
-                raise ValueError("the URL's port must be 1-65535")
+        # It also reads `http:///hook` as host `hook` and `\` as `/`, and takes port 0, to which
+        # every attempt fails and is retried for ever.
+        if "\\" in url:
+            raise ValueError("the URL must not contain a backslash")
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValueError("the URL has no host (scheme://host[:port]/path)")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None  # out of range or not a number: the URL type says so
+        if port == 0:
+            raise ValueError("the URL's port must be 1-65535")
         return url
 
     @model_validator(mode="after")

@@ -190,15 +190,15 @@ class LaneReads:
 class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, minus deliveries of records fetched before a seek."""
 
-    def log_end(self, tp: TP) -> int | None:
-        """The partition's high watermark, open transactions included (`SafeCommitThread.log_end`;
-        `highwater` is where a reader of committed transactions may read to)."""
-        return cast(SafeCommitThread, self._thread).log_end(tp)
-
     seeks = 0  # seeks of input partitions (faust's after each rebalance, and ours)
     dropped_fetches = 0  # fetches whose input records were dropped and read again
     gaps = 0  # offset ranges faust skipped and counted as acknowledged (changelogs only)
     jumps = 0  # input offset ranges faust's reader passed over, left unacknowledged
+
+    def log_end(self, tp: TP) -> int | None:
+        """The partition's high watermark, open transactions included (`SafeCommitThread.log_end`;
+        `highwater` is where a reader of committed transactions may read to)."""
+        return cast(SafeCommitThread, self._thread).log_end(tp)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """faust's reader saw offsets `offset_from..offset_to` pass without a delivery and would

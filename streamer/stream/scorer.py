@@ -286,7 +286,7 @@ class Scorer:
         self.stopped = False  # the last checkpoint of a stop is in Kafka (the local stores agree)
         self.counters = Counters()
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
-        # The largest record the input topics take, as the broker last said (`topics.input_record_limit`).
+        # The largest record the input topics take, as the broker last said (`topics.describe_inputs`).
         self.input_record_limit = INPUT_RECORD_MAX_BYTES
 
     async def revoked(self) -> None:

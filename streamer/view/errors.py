@@ -53,5 +53,5 @@ def unreadable(error: Exception) -> str:
     """The 503's message for a value of the projection the view could not read."""
     return (
         f"the projection holds a value the view cannot read ({type(error).__name__}: {str(error)[:200]}); "
-        "a worker's resync rewrites the projection (see the README, Live state)"
+        "the workers never write such a value: remove it from Redis"
     )

@@ -53,7 +53,7 @@ class KafkaPublisher:
                     async with asyncio.timeout(SEND_TIMEOUT_S):
                         await producer.start()
                 except BaseException:
-                    await producer.stop()
+                    await stop_quietly(producer)
                     raise
                 self._producer = producer
             return self._producer
