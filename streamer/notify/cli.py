@@ -47,7 +47,8 @@ Example config (TOML):
 @bootstrap_option()
 @click.option(
     "--group",
-    help="Consumer group (default HEALTHSTREAM_APP_ID + '-notify'); offsets are committed under it.",
+    help="Consumer group (default HEALTHSTREAM_APP_ID + '-notify'); each destination commits "
+    "under GROUP.NAME, so one that is down holds back only its own alerts.",
 )
 @click.option(
     "--start-from",
@@ -79,10 +80,11 @@ def notify(
     Each alert goes to every destination whose filters (rules, min_severity, owners,
     segments) it passes, as a generic JSON body or a Slack incoming-webhook message, one per
     alert or as a digest. Failed requests (5xx, 429, connection errors) are retried with
-    exponential backoff; a per-destination token bucket limits the rate. Delivery is at least
-    once: offsets are committed only past alerts every destination acknowledged or rejected
-    (4xx), and what each destination received is kept on the compacted topic
-    `<prefix>notify.sent`, so a restart does not send an alert twice. Stop with Ctrl-C or SIGTERM.
+    exponential backoff; a per-destination token bucket limits the rate. Each destination reads
+    the topic in a consumer group of its own (GROUP.NAME). Delivery is at least once: a
+    destination commits only past alerts it acknowledged or rejected (4xx), and what each
+    received is kept on the compacted topic `<prefix>notify.sent`, so a restart does not send
+    an alert twice. Stop with Ctrl-C or SIGTERM.
     """
     from streamer.notify.service import NotifyOptions, run_notifier
     from streamer.stream.broker import BrokerUnavailable

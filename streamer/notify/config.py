@@ -175,7 +175,7 @@ class NotifyConfig(Strict):
 
     destinations: Annotated[tuple[Destination, ...], Field(min_length=1)]
     retry: Retry = Retry()
-    max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000  # alerts read but not yet done
+    max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000  # per destination: read, not yet done
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class NotifyMetrics:
-    """Counters per destination, and the consumer lag of the alerts topic."""
+    """Counters per destination, and each destination's consumer lag of the alerts topic."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -55,6 +55,7 @@ class NotifyMetrics:
         )
         self.lag = Gauge(
             "healthstream_notify_consumer_lag",
-            "Alerts on the topic beyond the notifier's committed offsets",
+            "Alerts on the topic beyond what the destination finished with (its group's offsets)",
+            by_destination,
             registry=self.registry,
         )

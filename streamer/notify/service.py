@@ -1,22 +1,24 @@
 """`streamer notify`: consume the alerts topic and deliver each alert to its webhooks.
 
-The loop, top to bottom: load what was already delivered (`cs.notify.sent`), join the consumer
-group, then for each alert read route it and hand it to each destination's worker; commit each
-partition up to the first alert some destination has not finished with. Alerts are delivered
+Top to bottom: load what was already delivered (`cs.notify.sent`); give each destination's
+consumer group the offsets of the group they shared before, when it has none; then each
+destination reads the topic in its own lane (`streamer.notify.lane`), hands the alerts routed to
+it to its worker and commits up to the first one it has not finished with. Alerts are delivered
 at least once; the dedupe log makes a repeat after a crash or a re-published alert a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -24,9 +26,8 @@ from pydantic import ValidationError
 from streamer.contract.outputs import Alert, json_object
 from streamer.notify.config import NotifyConfig
 from streamer.notify.delivery import DestinationWorker, HttpSender, Sender
+from streamer.notify.lane import Lane, adopted, lane_group
 from streamer.notify.metrics import NotifyMetrics
-from streamer.notify.progress import Progress
-from streamer.notify.routing import route
 from streamer.notify.sentlog import KafkaSentLog
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
@@ -68,18 +69,6 @@ def decode_alert(value: bytes | None) -> dict[str, Any] | str:
     return alert
 
 
-class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.notifier.commit()
-        self.notifier.progress.forget(revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
-
-
 class Notifier:
     def __init__(
         self,
@@ -101,11 +90,9 @@ class Notifier:
             DestinationWorker(d, config.retry_for(d), self.sender, self.sent, self.metrics)
             for d in config.destinations
         ]
-        self.progress = Progress()
-        self._committed: dict[TopicPartition, int] = {}
-        self._consumer: AIOKafkaConsumer | None = None
+        self.topic = settings.topic("alerts")
+        self.lanes: list[Lane] = []
         self._stopping = asyncio.Event()
-        self.paused_since: float | None = None  # loop time reading paused at (max_in_flight pending)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -114,118 +101,114 @@ class Notifier:
         """Alerts pending per destination, those with any."""
         return {worker.name: worker.pending for worker in self.workers if worker.pending}
 
+    def paused(self) -> dict[str, float]:
+        """Seconds each destination's reading has been paused (max_in_flight pending), those paused."""
+        return {lane.name: s for lane in self.lanes if (s := lane.paused_s()) is not None}
+
     async def run(self) -> None:
         loaded = await self.sent.start()
         log.info("dedupe log loaded", extra={"topic": self.sent.topic, "pairs": loaded})
-        consumer = self._consumer = AIOKafkaConsumer(
-            **KafkaAccess.of(self.settings).client_options(),
-            group_id=self.options.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=self.options.start_from,
-            max_poll_records=500,
-        )
-        await consumer.start()
-        consumer.subscribe([self.settings.topic("alerts")], listener=_Revocations(self))
-        tasks = [asyncio.create_task(worker.run(), name=f"notify:{worker.name}") for worker in self.workers]
-        metrics_runner = await self._serve_metrics()
-        log.info(
-            "notifier started",
-            extra={"group": self.options.group_id, "destinations": [w.name for w in self.workers]},
-        )
+        await self._adopt_shared_offsets()
+        loop = asyncio.get_running_loop()
+        self.lanes = [
+            Lane(
+                worker,
+                self._consumer(worker.name),
+                self.topic,
+                self.config.max_in_flight,
+                self.metrics,
+                decode_alert,
+                loop.time,
+            )
+            for worker in self.workers
+        ]
+        tasks: list[asyncio.Task[None]] = []
+        started: list[Lane] = []
+        metrics_runner: web.AppRunner | None = None
         try:
-            await self._consume(consumer, tasks)
+            for lane in self.lanes:
+                await lane.start()
+                started.append(lane)
+            for lane in self.lanes:
+                tasks.append(asyncio.create_task(lane.worker.run(), name=f"notify:{lane.name}"))
+                tasks.append(asyncio.create_task(self._read(lane), name=f"notify-read:{lane.name}"))
+            metrics_runner = await self._serve_metrics()
+            log.info(
+                "notifier started",
+                extra={
+                    "groups": [lane_group(self.options.group_id, w.name) for w in self.workers],
+                    "destinations": [w.name for w in self.workers],
+                },
+            )
+            stopping = asyncio.create_task(self._stopping.wait())
+            try:  # until asked to stop, or a task ends (a worker that died would stall its destination)
+                await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            for task in tasks:
+                if task.done():
+                    task.result()
             await self._drain()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self.commit()
-            await consumer.stop()
+            for lane in started:
+                await lane.stop()
             await self.sent.stop()
             if isinstance(self.sender, HttpSender):
                 await self.sender.close()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
 
-    async def _consume(self, consumer: AIOKafkaConsumer, tasks: list[asyncio.Task[None]]) -> None:
+    def _consumer(self, destination: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            **KafkaAccess.of(self.settings).client_options(),
+            group_id=lane_group(self.options.group_id, destination),
+            enable_auto_commit=False,
+            auto_offset_reset=self.options.start_from,
+            max_poll_records=500,
+        )
+
+    async def _read(self, lane: Lane) -> None:
+        """One destination's loop: read, hand over, commit and measure the lag every half second."""
         loop = asyncio.get_running_loop()
         last_commit = loop.time()
-        paused = False
-        while not self._stopping.is_set():
-            for task in tasks:
-                if task.done():  # a worker that died would stall its destination silently
-                    task.result()
-            full = self.progress.in_flight() >= self.config.max_in_flight
-            if full != paused:
-                (consumer.pause if full else consumer.resume)(*consumer.assignment())
-                paused = full
-                self.paused_since = loop.time() if full else None
-                if full:  # every destination waits now, the healthy ones too: say which holds them
-                    log.warning(
-                        "reading paused: max_in_flight alerts are pending",
-                        extra={"max_in_flight": self.config.max_in_flight, "pending": self.pending()},
-                    )
-            batch = await consumer.getmany(timeout_ms=200, max_records=500)
-            for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
-                for record in records:
-                    self._dispatch(tp, record.offset, record.value)
+        while True:
+            await lane.step()
             if loop.time() - last_commit >= COMMIT_INTERVAL_S:
-                await self.commit()
-                await self._update_lag(consumer)
+                await lane.commit()
+                await lane.update_lag()
                 last_commit = loop.time()
 
-    def _dispatch(self, tp: TopicPartition, offset: int, value: bytes | None) -> None:
-        alert = decode_alert(value)
-        if isinstance(alert, str):
-            log.warning(
-                "skipping an undeliverable record",
-                extra={"topic": tp.topic, "partition": tp.partition, "offset": offset, "why": alert},
-            )
-            self.progress.read(tp, offset, 0)
-            return
-        targets = set(d.name for d in route(self.config.destinations, alert))
-        chosen = [worker for worker in self.workers if worker.name in targets]
-        done = self.progress.read(tp, offset, len(chosen))
-        for worker in chosen:
-            worker.submit(alert, done)
-
-    async def commit(self) -> None:
-        """Commit each partition up to its first alert not yet done (only what moved)."""
-        consumer = self._consumer
-        if consumer is None:
-            return
-        assigned = consumer.assignment()
-        moved = {
-            tp: offset
-            for tp, offset in self.progress.committable().items()
-            if tp in assigned and self._committed.get(tp) != offset
-        }
-        if not moved:
-            return
-        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in moved.items()})
-        self._committed.update(moved)
-
-    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        assigned = list(consumer.assignment())
-        if not assigned:
-            return
-        with contextlib.suppress(Exception):
-            ends = await consumer.end_offsets(assigned)
-            committable = self.progress.committable()
-            lag = 0
-            for tp in assigned:
-                done = committable.get(tp, self._committed.get(tp))
-                if done is None:
-                    done = await consumer.position(tp)
-                lag += max(0, ends[tp] - done)
-            self.metrics.lag.set(lag)
+    async def _adopt_shared_offsets(self) -> None:
+        """Give each destination's group without offsets those of the group every destination
+        shared before the lanes (`--group` itself), so that an upgrade loses no alert."""
+        admin = AIOKafkaAdminClient(
+            **KafkaAccess.of(self.settings).client_options(), request_timeout_ms=15000
+        )
+        await admin.start()
+        try:
+            shared = await admin.list_consumer_group_offsets(self.options.group_id)
+            if not any(tp.topic == self.topic for tp in shared):
+                return
+            for worker in self.workers:
+                group = lane_group(self.options.group_id, worker.name)
+                taken = adopted(shared, await admin.list_consumer_group_offsets(group), self.topic)
+                if taken:
+                    await _commit_as(self.settings, group, taken)
+                    log.info(
+                        "destination's group took on the shared group's offsets",
+                        extra={"destination": worker.name, "group": group, "from": self.options.group_id},
+                    )
+        finally:
+            await admin.close()
 
     async def _drain(self) -> None:
         """On shutdown, give in-flight deliveries a moment so fewer are repeated on restart."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE_S
-        while self.progress.in_flight() and loop.time() < deadline:
+        while any(lane.progress.in_flight() for lane in self.lanes) and loop.time() < deadline:
             await asyncio.sleep(0.1)
 
     async def _serve_metrics(self) -> web.AppRunner | None:
@@ -238,12 +221,13 @@ class Notifier:
             )
 
         async def healthz(_: web.Request) -> web.Response:
-            """`degraded` while reading is paused (max_in_flight alerts pending): alerts to the
-            healthy destinations wait too, behind the one that does not take them."""
-            answer: dict[str, Any] = {"status": "ok", "in_flight": self.progress.in_flight()}
-            if self.paused_since is not None:
-                paused_s = round(asyncio.get_running_loop().time() - self.paused_since, 1)
-                answer |= {"status": "degraded", "paused_s": paused_s, "pending": self.pending()}
+            """`degraded` while a destination's reading is paused (max_in_flight of its alerts
+            pending): its alerts wait, the other destinations' do not."""
+            in_flight = sum(lane.progress.in_flight() for lane in self.lanes)
+            answer: dict[str, Any] = {"status": "ok", "in_flight": in_flight}
+            paused = self.paused()
+            if paused:
+                answer |= {"status": "degraded", "paused_s": paused, "pending": self.pending()}
             return web.json_response(answer)
 
         app = web.Application()
@@ -254,6 +238,21 @@ class Notifier:
         await web.TCPSite(runner, self.options.metrics_host, self.options.metrics_port).start()
         log.info("metrics served", extra={"port": self.options.metrics_port})
         return runner
+
+
+async def _commit_as(
+    settings: Settings, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+) -> None:
+    """Commit `offsets` under `group` without joining it (a consumer assigned by hand)."""
+    consumer = AIOKafkaConsumer(
+        **KafkaAccess.of(settings).client_options(), group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(dict(offsets))
+    finally:
+        await consumer.stop()
 
 
 def run_notifier(settings: Settings, config: NotifyConfig, options: NotifyOptions) -> None:

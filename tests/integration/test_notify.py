@@ -3,7 +3,9 @@
 Alerts published to the alerts topic reach the receiver (generic JSON and Slack digests); while
 the receiver answers 503 or refuses connections nothing is lost and, once it is back, nothing is
 sent twice; a notifier killed with SIGKILL and restarted sends nothing twice, and one reading
-the whole topic again under a new consumer group sends nothing at all (the dedupe log).
+the whole topic again under a new consumer group sends nothing at all (the dedupe log). A dead
+destination holds back only its own alerts (each reads in a group of its own), and an upgrade
+from the one shared group loses and repeats nothing.
 We wait on conditions against generous deadlines, never a fixed sleep.
 """
 
@@ -27,9 +29,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.structs import OffsetAndMetadata
 
 from streamer.local.stack import StackInfo
 from streamer.notify.sentlog import KafkaSentLog
@@ -198,6 +201,17 @@ async def publish_alerts(bootstrap: str, topic: str, numbers: range) -> None:
         await producer.stop()
 
 
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The offsets `group` committed on `topic`, summed over its partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
+
+
 def notifier_env(bootstrap: str, prefix: str, app_id: str) -> dict[str, str]:
     """A notifier's environment: none of the caller's HEALTHSTREAM_* settings, this test's topics."""
     return {
@@ -264,14 +278,9 @@ def test_notify_delivers_through_outages_and_restarts_without_repeats(
     async def publish(numbers: range) -> None:
         await publish_alerts(stack.bootstrap, topic, numbers)
 
-    async def committed_all() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(f"{app_id}-notify")
-        finally:
-            await admin.close()
-        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic) == published
+    async def committed_all() -> bool:  # by each destination's group
+        groups = [f"{app_id}-notify.{name}" for name in ("crm", "slack")]
+        return all([await committed(stack.bootstrap, group, topic) == published for group in groups])
 
     asyncio.run(create_topic())
     config = tmp_path / "notify.toml"
@@ -440,27 +449,28 @@ def test_notify_escapes_a_hostile_name_in_slacks_notification_line(stack: StackI
         receiver.close()
 
 
-def test_notify_healthz_names_the_destination_that_holds_reading_paused(
-    stack: StackInfo, tmp_path: Path
-) -> None:
-    """A destination that never takes its alerts fills `max_in_flight`, and reading pauses for
-    every destination, the healthy one too (documented): `/healthz` said `ok` all the while. It
-    says `degraded` now, with the pending alerts of each destination."""
+def test_a_dead_destination_holds_back_only_its_own_alerts(stack: StackInfo, tmp_path: Path) -> None:
+    """A destination that never takes its alerts fills its `max_in_flight`. Under one shared
+    consumer group, reading then paused for every destination, and the healthy one received
+    nothing more. Each destination reads in its own group now: the healthy one gets every alert
+    and commits them all, the dead one's reading pauses, and `/healthz` says `degraded`, naming it."""
     tag = uuid.uuid4().hex[:12]
     prefix, app_id = f"t{tag}.", f"hs-{tag}"
-    asyncio.run(create_alerts_topic(stack.bootstrap, f"{prefix}alerts"))
+    topic = f"{prefix}alerts"
+    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
     receiver = Receiver(free_port())
     receiver.start()
     port = free_port()
     config = tmp_path / "notify.toml"
     config.write_text(
         "max_in_flight = 3\n"
-        f'[[destinations]]\nname = "ok"\nurl = "http://127.0.0.1:{receiver.port}/ok"\n'
+        f'[[destinations]]\nname = "ok"\nurl = "http://127.0.0.1:{receiver.port}/json"\n'
         f'[[destinations]]\nname = "dead"\nurl = "http://127.0.0.1:{free_port()}/hook"\n'
     )
     env = notifier_env(stack.bootstrap, prefix, app_id)
     args = ["--config", str(config), "--start-from", "earliest", "--metrics-port", str(port)]
     notifier = Notifier(args, env, tmp_path / "notify.log")
+    ids = lambda numbers: {alert(n)["alert_id"] for n in numbers}  # noqa: E731
 
     def health() -> dict[str, Any]:
         try:
@@ -470,14 +480,98 @@ def test_notify_healthz_names_the_destination_that_holds_reading_paused(
             return {}
 
     try:
-        asyncio.run(publish_alerts(stack.bootstrap, f"{prefix}alerts", range(1, 9)))
-        wait_for("/healthz to say degraded", lambda: health().get("status") == "degraded", notifier)
+        asyncio.run(publish_alerts(stack.bootstrap, topic, range(1, 9)))
+        # the healthy lane too may pause for a moment (8 read at once), until its 8 are delivered
+        wait_for(
+            "/healthz to say degraded for the dead destination alone",
+            lambda: set(health().get("paused_s") or ()) == {"dead"},
+            notifier,
+        )
         answer = health()
-        assert answer["pending"].get("dead", 0) >= 1 and answer["paused_s"] >= 0, answer
-        assert "reading paused: max_in_flight alerts are pending" in notifier.log.read_text()
+        assert answer["status"] == "degraded" and answer["pending"].get("dead", 0) >= 3, answer
+        assert "reading paused for one destination" in notifier.log.read_text()
+        # published while the dead destination's reading is paused: the healthy one reads on
+        asyncio.run(publish_alerts(stack.bootstrap, topic, range(9, 17)))
+        wait_for(
+            "all 16 alerts at the healthy destination",
+            lambda: set(receiver.acknowledged("/json")) == ids(range(1, 17)),
+            notifier,
+        )
+        wait_for(
+            "the healthy destination's offsets committed",
+            lambda: asyncio.run(committed(stack.bootstrap, f"{app_id}-notify.ok", topic)) == 16,
+            notifier,
+        )
+        assert asyncio.run(committed(stack.bootstrap, f"{app_id}-notify.dead", topic)) == 0
+        assert set(health()["paused_s"]) == {"dead"}
     finally:
         notifier.stop()
         receiver.close()
+
+
+def test_an_upgraded_notifier_takes_on_the_offsets_its_destinations_shared(
+    stack: StackInfo, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A notifier from before the lanes committed under `--group` itself. Each destination's
+    group starts from those offsets: neither the alerts published while it was upgraded are
+    skipped (`--start-from latest` would skip them), nor the ones already delivered sent again."""
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    topic = f"{prefix}alerts"
+    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    asyncio.run(publish_alerts(stack.bootstrap, topic, range(10)))
+
+    async def commit_as_the_old_notifier() -> int:
+        """Commit, under the shared group, every partition up to its first alert numbered 5 or more."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=stack.bootstrap, group_id=f"{app_id}-notify", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in range(4)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            records = await consumer.getmany(timeout_ms=10_000)
+            while sum(len(batch) for batch in records.values()) < 10:
+                more = await consumer.getmany(timeout_ms=10_000)
+                assert more, "the 10 alerts did not come back"
+                for tp, batch in more.items():
+                    records.setdefault(tp, []).extend(batch)
+            offsets = {}
+            for tp in partitions:
+                batch = records.get(tp, [])
+                later = [r.offset for r in batch if int(orjson.loads(r.value)["alert_id"][3:]) >= 5]
+                offsets[tp] = OffsetAndMetadata(min(later) if later else len(batch), "")
+            await consumer.commit(offsets)
+            return sum(meta.offset for meta in offsets.values())
+        finally:
+            await consumer.stop()
+
+    shared = asyncio.run(commit_as_the_old_notifier())
+    config = tmp_path / "notify.toml"
+    config.write_text(crm_config(receiver.port))
+    env = notifier_env(stack.bootstrap, prefix, app_id)
+    notifier = Notifier(["--config", str(config), "--start-from", "latest"], env, tmp_path / "notify.log")
+    try:
+        wait_for(
+            "the crm group to take on the shared offsets",
+            lambda: asyncio.run(committed(stack.bootstrap, f"{app_id}-notify.crm", topic)) >= shared,
+            notifier,
+        )
+        expected = {alert(n)["alert_id"] for n in range(5, 10)}
+        wait_for(
+            "alerts 5-9 at the receiver", lambda: set(receiver.acknowledged("/json")) == expected, notifier
+        )
+        wait_for(
+            "every offset committed",
+            lambda: asyncio.run(committed(stack.bootstrap, f"{app_id}-notify.crm", topic)) == 10,
+            notifier,
+        )
+        assert set(receiver.acknowledged("/json")) == expected, (
+            "an alert the old notifier had finished was sent again"
+        )
+    finally:
+        notifier.stop()
 
 
 def test_the_sent_log_records_again_once_the_broker_takes_records_after_refusing_one(

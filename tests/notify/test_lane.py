@@ -1,0 +1,59 @@
+"""One destination's lane: what it hands its worker, what it may commit, which offsets it adopts."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from streamer.notify.lane import Lane, adopted, lane_group
+from streamer.notify.service import decode_alert
+
+from .fakes import FakeSender, alert
+from .test_delivery import make
+
+TOPIC = "cs.alerts"
+TP = TopicPartition(TOPIC, 0)
+
+
+def lane(**options: Any) -> Lane:
+    worker, clock, metrics = make(FakeSender(), **options)
+    unused = cast(AIOKafkaConsumer, None)  # `dispatch` reads no consumer
+    return Lane(worker, unused, TOPIC, 10, metrics, decode_alert, clock)
+
+
+def test_each_destination_commits_under_a_group_of_its_own() -> None:
+    assert lane_group("hs-notify", "crm") == "hs-notify.crm"
+
+
+def test_an_alert_routed_elsewhere_is_done_at_once_and_one_routed_here_waits_for_its_worker() -> None:
+    crm = lane(rules=["payment_failed"])
+    crm.dispatch(TP, 0, orjson.dumps(alert("a", rule="silence")))
+    assert crm.progress.committable() == {TP: 1} and crm.worker.pending == 0
+    crm.dispatch(TP, 1, orjson.dumps(alert("b", rule="payment_failed")))
+    crm.dispatch(TP, 2, orjson.dumps(alert("c", rule="silence")))
+    assert crm.worker.pending == 1
+    assert crm.progress.committable() == {TP: 1}, "committed past an alert its worker has not finished"
+
+
+def test_an_undeliverable_record_is_skipped_without_holding_the_offsets() -> None:
+    crm = lane()
+    crm.dispatch(TP, 0, b"not json")
+    crm.dispatch(TP, 1, None)
+    assert crm.progress.committable() == {TP: 2} and crm.worker.pending == 0
+
+
+def test_a_group_without_offsets_adopts_the_shared_groups_offsets_of_the_alerts_topic() -> None:
+    shared = {
+        TP: OffsetAndMetadata(5, ""),
+        TopicPartition(TOPIC, 1): OffsetAndMetadata(7, ""),
+        TopicPartition("other", 0): OffsetAndMetadata(9, ""),
+    }
+    assert adopted(shared, {}, TOPIC) == {
+        TP: OffsetAndMetadata(5, ""),
+        TopicPartition(TOPIC, 1): OffsetAndMetadata(7, ""),
+    }
+    assert adopted(shared, {TP: OffsetAndMetadata(6, "")}, TOPIC) == {}, "overwrote a group's own offsets"
+    assert adopted({TP: OffsetAndMetadata(-1, "")}, {}, TOPIC) == {}
