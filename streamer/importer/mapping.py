@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import tomllib
+import unicodedata
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streamer.settings import read_toml
 from streamer.suggest import unknown_key_hint
 
-Column = Annotated[str, Field(min_length=1)]
+
+def _printable(name: str) -> str:
+    """A file or column name without control characters: a NUL in a file name stopped the
+    import with a traceback (the operating system refuses it), and others print raw."""
+    for char in name:
+        if unicodedata.category(char) == "Cc":
+            raise ValueError(f"holds a control character (U+{ord(char):04X}); names cannot")
+    return name
+
+
+Column = Annotated[str, Field(min_length=1), AfterValidator(_printable)]
 
 
 class Preset(StrEnum):

@@ -104,6 +104,15 @@ def _check_id(row: Row, column: str, value: str) -> str:
     return value
 
 
+@dataclass
+class Lookup:
+    """The event lookup table: event code -> feature name, and the codes whose row was refused
+    (-> its line), so that an event using one is not said to be missing from the table."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+
+
 class Importer:
     """Reads the tables of `folder` as `mapping` says; `run()` writes the events file."""
 
@@ -279,22 +288,23 @@ class Importer:
             raise row.bad(_refused(started, problem))
         return parsed
 
-    def read_lookup(self, summary: ImportSummary) -> dict[str, str] | None:
+    def read_lookup(self, summary: ImportSummary) -> Lookup | None:
         table = self.mapping.events
         if table is None or table.lookup_file is None:
             return None
-        names: dict[str, str] = {}
+        lookup = Lookup()
         for row in self._rows(table.lookup_file, [table.lookup_key, table.lookup_name], summary, "events"):
             key, name = row.values
             try:
-                if key in names and names[key] != name:  # the last one won, silently
+                if key in lookup.names and lookup.names[key] != name:  # the last one won, silently
                     raise row.bad(
-                        f"{table.lookup_key} {key!r} is named again ({name!r}; before: {names[key]!r})"
+                        f"{table.lookup_key} {key!r} is named again ({name!r}; before: {lookup.names[key]!r})"
                     )
-                names[key] = _check_id(row, table.lookup_name, name)
+                lookup.names[key] = _check_id(row, table.lookup_name, name)
             except BadRow as error:
+                lookup.refused.setdefault(key, row.line)
                 self.bad.handle(error)
-        return names
+        return lookup
 
     def read_usage(
         self, summary: ImportSummary, data_end: datetime | None, aggregator: UsageAggregator
@@ -318,7 +328,12 @@ class Importer:
                     raise row.bad(f"its usage.recorded event is refused: {problem}")
                 code = row.values[2]
                 if lookup is not None:
-                    feature = lookup.get(code)
+                    feature = lookup.names.get(code)
+                    if feature is None and code in lookup.refused:
+                        raise row.bad(
+                            f"{table.event} {code!r} has no usable name: its row in {table.lookup_file} "
+                            f"(line {lookup.refused[code]}) was refused"
+                        )
                     if feature is None:
                         raise row.bad(f"{table.event} {code!r} is not in {table.lookup_file}")
                 else:

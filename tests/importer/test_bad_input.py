@@ -97,6 +97,28 @@ def test_a_product_event_the_contract_or_the_bounds_refuse_is_a_bad_row_not_a_cr
     assert_only_clean_events(tmp_path, out)
 
 
+def test_an_event_whose_lookup_row_was_refused_says_so_rather_than_that_the_code_is_missing(
+    tmp_path: Path,
+) -> None:
+    """An event code whose name the lookup table gives empty was reported as "not in" the table,
+    whose line with it had just been refused: the two errors now point at each other."""
+    mapping = write_export(tmp_path / "export", events=[*EVENTS, ("gap", "2024-02-20 12:00:00", "4", "3")])
+    types = tmp_path / "export" / "event_types.csv"
+    types.write_text(types.read_text() + "4,\n")
+    lookup_line = len(types.read_text().splitlines())
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 2" in result.output, result.output
+    assert f"event_types.csv:{lookup_line}: " in result.output and "is empty" in result.output
+    assert f"events.csv:{len(EVENTS) + 2}: " in result.output
+    assert (
+        f"'4' has no usable name: its row in event_types.csv (line {lookup_line}) was refused"
+        in result.output
+    )
+    assert "is not in event_types.csv" not in result.output
+    assert_only_clean_events(tmp_path, tmp_path / "o.jsonl")
+
+
 def test_amounts_in_exponent_notation_are_written_as_plain_decimals(tmp_path: Path) -> None:
     rows = [*SUBSCRIPTIONS]
     rows[0] = ("plan-change", "basic", "2024-01-01", "2024-02-01", "1E+2", "5", "3")

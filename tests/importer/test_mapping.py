@@ -57,3 +57,18 @@ def test_column_on_a_top_level_value_is_a_one_line_usage_error(tmp_path: Path, k
     assert result.exit_code == 2, result.output
     assert f"Error: --column {key}=1: {key[:-2]} is a single value, not a table; " in result.output
     assert isinstance(result.exception, SystemExit)  # no TypeError
+
+
+@pytest.mark.parametrize(("where", "char"), [("file", "\x00"), ("mrr", "\t"), ("file", "\x1b")])
+def test_a_file_or_column_name_with_a_control_character_is_refused_without_echoing_it(
+    tmp_path: Path, where: str, char: str
+) -> None:
+    """A NUL in a table's file name stopped the import with a traceback (`embedded null byte`)."""
+    mapping = write_export(tmp_path / "export")
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
+    result = CliRunner().invoke(main, [*args, "--column", f"subscriptions.{where}=a{char}b.csv"])
+    assert result.exit_code == 2, result.output
+    assert (
+        f"subscriptions.{where}: Value error, holds a control character (U+{ord(char):04X})" in result.output
+    )
+    assert char not in result.output and isinstance(result.exception, SystemExit)
