@@ -7,7 +7,9 @@ what was staged meanwhile (newer values win) and the next
 attempt waits a backoff that doubles up to `max_backoff_s`, so a worker keeps processing while
 Redis is down and the projection catches up when it returns. Every write is an idempotent Lua
 script that refuses to go back in time (an older `as_of` or stream time never overwrites a newer
-one), so replays and recovered workers write the same values.
+one), so replays and recovered workers write the same values. Staged alerts are bounded like
+the stored ones (`staging.AlertLimits`): an outage does not grow them without end, and Redis
+ends up holding the same alerts as if each had been written as it was raised.
 
 When Redis answers without the projection's `meta` key, its data was lost (a restart without
 persistence, a flush) or never written: `lost` is then set, and the worker re-stages the full
@@ -38,7 +40,7 @@ from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
 from streamer.projection.keys import INDEXES, Keys
-from streamer.projection.staging import PartitionState, Staged
+from streamer.projection.staging import AlertLimits, PartitionState, Staged, StagedAlert
 from streamer.wideints import wide
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,11 @@ class RedisProjection:
         first_backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        keep_alerts: int = KEEP_ALERTS,
+        keep_account_alerts: int = KEEP_ACCOUNT_ALERTS,
     ) -> None:
+        """`keep_alerts`, `keep_account_alerts`: the newest alerts Redis keeps overall and per
+        account (the defaults but in tests)."""
         self.redis = redis
         self.keys = Keys(prefix)
         self.meta: dict[FieldT, EncodableT] = {key: value for key, value in meta.items()}
@@ -91,11 +97,13 @@ class RedisProjection:
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
         self.clock = clock
-        self.staged = Staged()
+        self.alert_limits = AlertLimits(keep_alerts, keep_account_alerts)
+        self.staged = Staged(self.alert_limits)
         self.lost = False
         self.writes = 0  # successful writes
         self.written = 0  # staged values written
         self.skipped_writes = 0  # writes refused for good: a key of another type (WRONGTYPE)
+        self.pruned_alerts = 0  # staged alerts dropped unwritten: Redis would have trimmed them
         self.failures = 0  # failed writes, in total
         self.failing = 0  # failed writes in a row
         self.last_error: str | None = None
@@ -121,7 +129,9 @@ class RedisProjection:
         self.staged.point(str(snapshot["account_id"]), as_of, history.point(snapshot))
 
     def alert(self, alert: dict[str, Any]) -> None:
-        self.staged.alerts[str(alert["alert_id"])] = alert
+        self.pruned_alerts += self.staged.alert(
+            str(alert["alert_id"]), str(alert["account_id"]), epoch_ms(alert["raised_at"]), alert
+        )
 
     def partition(self, partition: int, sums: PeriodSums, totals: list[int], stream_time: int) -> None:
         self.staged.partition(
@@ -178,7 +188,7 @@ class RedisProjection:
         """Write what is staged, and again every `min_interval_s` while more is staged meanwhile;
         after a failure, stop (the next `flush` after the backoff tries again)."""
         while self.staged:
-            batch, self.staged = self.staged, Staged()
+            batch, self.staged = self.staged, Staged(self.alert_limits)
             if not await self._write(batch):
                 return
             delay = self._next_write - self.clock()
@@ -193,7 +203,7 @@ class RedisProjection:
         try:
             await self._send(batch)
         except Exception as error:  # the worker never stops for the projection
-            batch.absorb(self.staged)
+            self.pruned_alerts += batch.absorb(self.staged)
             self.staged = batch
             self.failures += 1
             self.failing += 1
@@ -273,8 +283,8 @@ class RedisProjection:
         for account_id, points in batch.points.items():
             for as_of, point in sorted(points.values()):
                 yield self._history_command(account_id, as_of, point)
-        for alert in batch.alerts.values():
-            yield self._alert_command(alert)
+        for alert_id, alert in batch.alerts.items():
+            yield self._alert_command(alert_id, alert)
         for partition, state in batch.partitions.items():
             yield self._partition_command(partition, state)
         now = time.time()
@@ -324,17 +334,17 @@ class RedisProjection:
         args = [as_of, point, history.FINE_DAYS * history.DAY_MS, history.KEEP_DAYS * history.DAY_MS]
         return lambda pipe: self._eval(pipe, "history", key_list, args)
 
-    def _alert_command(self, alert: dict[str, Any]) -> Callable[[Any], None]:
+    def _alert_command(self, alert_id: str, staged: StagedAlert) -> Callable[[Any], None]:
         keys = self.keys
-        account_id = str(alert["account_id"])
+        account_id = staged.account_id
         key_list = [keys.alert_data, keys.alert_owner, keys.alerts, keys.account_alerts(account_id)]
         args = [
-            str(alert["alert_id"]),
-            epoch_ms(alert["raised_at"]),
-            orjson.dumps(alert),
+            alert_id,
+            staged.raised_at,
+            orjson.dumps(staged.alert),
             account_id,
-            KEEP_ALERTS,
-            KEEP_ACCOUNT_ALERTS,
+            self.alert_limits.overall,
+            self.alert_limits.per_account,
             keys.account_alerts_prefix,
         ]
         return lambda pipe: self._eval(pipe, "alert", key_list, args)

@@ -1,9 +1,14 @@
-"""What a worker has staged for the projection since the last write, newest value per key."""
+"""What a worker has staged for the projection since the last write, newest value per key.
+
+Staged alerts are bounded the way Redis bounds the stored ones (`AlertLimits`): while Redis is
+away a worker keeps staging, and keeping every alert raised meanwhile grew its memory for as long
+as the outage lasted, although Redis keeps only the newest alerts overall and per account.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamer.jsonbytes import kept_json
 from streamer.projection.history import HOUR_MS, MAX_POINTS, thin
@@ -18,18 +23,58 @@ class PartitionState:
     totals: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class AlertLimits:
+    """The alerts Redis keeps (see `scripts.ALERT`): the newest `overall` of all alerts and the
+    newest `per_account` of each account, newest by (raised_at ms, alert id as bytes) as a sorted
+    set orders its (score, member) pairs; an alert in neither is dropped."""
+
+    overall: int
+    per_account: int
+
+    def __post_init__(self) -> None:
+        if self.overall < 1 or self.per_account < 1:
+            raise ValueError(f"alert limits must be positive: {self}")
+
+
+class StagedAlert(NamedTuple):
+    """A staged alert with what orders it in Redis."""
+
+    raised_at: int  # epoch ms: the alert's score in Redis
+    account_id: str
+    alert: dict[str, Any]
+
+
 @dataclass(slots=True)
 class Staged:
-    """Writes waiting for Redis; staging the same key again keeps only the newer value."""
+    """Writes waiting for Redis; staging the same key again keeps only the newer value.
 
+    With `limits`, staged alerts that Redis would not keep are dropped: pruning keeps an alert iff
+    it is among the newest `limits.overall` staged alerts or the newest `limits.per_account`
+    staged alerts of its account (in Redis's order, see `AlertLimits`). An alert outside both
+    would be trimmed as soon as it is written (the alerts already stored can only push it further
+    out), so once the outage is over Redis ends up holding exactly the same alerts (same ids, same
+    JSON) as if every alert had been written one by one without the outage (an alert id always
+    comes with the same alert: staged again, it replaces the one staged). Stagings are pruned
+    once they exceed twice what the last pruning kept (at least twice `limits.overall`), so each
+    alert costs amortised O(log n), and at most 2 * (overall + per_account * accounts with
+    alerts) stay staged. Without `limits` every staged alert is kept.
+    """
+
+    limits: AlertLimits | None = None
     # id -> (as_of, the snapshot as JSON): encoded when staged, a third of the dict's memory (a
     # midnight re-scores every account, so a busy worker stages every account's at once)
     snapshots: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: dict[str, StagedAlert] = field(default_factory=dict)
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     workers: dict[str, dict[str, float]] = field(default_factory=dict)
     # id -> hour bucket start -> (as_of, history point): every hour's latest, not only the newest
     points: dict[str, dict[int, tuple[int, bytes]]] = field(default_factory=dict)
+    # staged alerts past which they are pruned (twice what the last pruning kept)
+    _prune_at: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._prune_at = 0 if self.limits is None else 2 * self.limits.overall
 
     def __len__(self) -> int:
         """Values staged; history points are not counted: each rides with its account's snapshot."""
@@ -56,20 +101,56 @@ class Staged:
         if staged is None or as_of >= staged[0]:
             self.snapshots[account_id] = (as_of, snapshot)
 
+    def alert(self, alert_id: str, account_id: str, raised_at: int, alert: dict[str, Any]) -> int:
+        """Stage the alert (`raised_at` in epoch ms, its score in Redis); the number of staged
+        alerts dropped as ones Redis would not keep (see the class docstring)."""
+        self.alerts[alert_id] = StagedAlert(raised_at, account_id, alert)
+        return self._bound()
+
+    def _bound(self) -> int:
+        """Prune the staged alerts when they are past `_prune_at`; the number dropped."""
+        limits = self.limits
+        if limits is None or len(self.alerts) <= self._prune_at:
+            return 0
+        # Newest first, as Redis orders a sorted set's (score, member) pairs. Members compare as
+        # bytes there: their UTF-8 bytes order as the ids' code points, so the ids themselves do.
+        ranked = sorted(
+            ((staged.raised_at, alert_id, staged.account_id) for alert_id, staged in self.alerts.items()),
+            reverse=True,
+        )
+        overall, per_account = limits.overall, limits.per_account
+        seen: dict[str, int] = {}
+        kept: set[str] = set()
+        for rank, (_raised_at, alert_id, account_id) in enumerate(ranked):
+            mine = seen.get(account_id, 0)
+            seen[account_id] = mine + 1
+            if rank < overall or mine < per_account:
+                kept.add(alert_id)
+        dropped = len(self.alerts) - len(kept)
+        # in the order staged, so they are written as they would have been without the outage
+        self.alerts = {alert_id: staged for alert_id, staged in self.alerts.items() if alert_id in kept}
+        self._prune_at = 2 * max(overall, len(kept))
+        return dropped
+
     def partition(self, partition: int, state: PartitionState) -> None:
         """Keep the partition's state unless a later stream time is already staged."""
         staged = self.partitions.get(partition)
         if staged is None or state.stream_time >= staged.stream_time:
             self.partitions[partition] = state
 
-    def absorb(self, newer: Staged) -> None:
-        """Stage everything of `newer` on top of this (after a failed write, the rest came later)."""
+    def absorb(self, newer: Staged) -> int:
+        """Stage everything of `newer` on top of this (after a failed write, the rest came later);
+        the number of staged alerts dropped as ones Redis would not keep. Pruning the union of two
+        pruned stagings keeps the same alerts as pruning the union of all that was staged: an
+        alert among the newest of the union is among the newest of its part."""
         for account_id, (as_of, snapshot) in newer.snapshots.items():
             self.encoded(account_id, as_of, snapshot)
         self.alerts.update(newer.alerts)
+        dropped = self._bound()
         for partition, state in newer.partitions.items():
             self.partition(partition, state)
         self.workers.update(newer.workers)
         for account_id, points in newer.points.items():
             for as_of, point in points.values():
                 self.point(account_id, as_of, point)
+        return dropped

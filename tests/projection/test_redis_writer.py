@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import random
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from streamer.core.clock import iso
 from streamer.projection import redis_writer
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import Keys
@@ -322,6 +324,66 @@ async def test_no_commands_are_built_while_redis_is_away(tmp_path: Any, prefix: 
         assert await writer.drain(timeout_s=5.0)
         assert built == [21]
     finally:
+        await writer.close(timeout_s=0.5)
+        server.stop()
+
+
+async def test_alerts_staged_while_redis_is_away_are_only_those_it_would_keep(
+    tmp_path: Any, prefix: str
+) -> None:
+    """However long Redis is away, the alerts staged stay within twice what it keeps (here the
+    newest 30 overall and 4 per account): the others are dropped and counted, and once it is
+    back it holds the newest 30 and each account's newest 4, as without the outage. Raised at
+    ten instants only, so which of those raised at the same instant it keeps goes by the ids as
+    bytes ("a-10" before "a-9")."""
+    server = RedisServer(tmp_path / "redis")  # not started yet: nothing listens on its port
+    writer = RedisProjection(
+        connect(server.url),
+        prefix,
+        META,
+        min_interval_s=0.0,
+        first_backoff_s=0.01,
+        max_backoff_s=0.02,
+        keep_alerts=30,
+        keep_account_alerts=4,
+    )
+    template = scored().alerts[0]
+    alerts = [
+        {
+            **template,
+            "alert_id": f"a-{index}",
+            "account_id": f"acct-{index % 5 if index % 4 == 0 else 0}",  # one busy account
+            "raised_at": iso(1_709_251_200_000 + index % 10 * 1000),
+        }
+        for index in range(1000)
+    ]
+    random.Random(3).shuffle(alerts)
+    client = Redis.from_url(server.url, decode_responses=True)
+    try:
+        for index, alert in enumerate(alerts + alerts[:300]):  # the first 300 staged again
+            writer.alert(alert)
+            if index % 100 == 99:
+                await writer.flush()
+                await asyncio.sleep(0.03)
+        await wait_until_async(
+            "a failed write", lambda: writer.failures >= 1 and writer.pending == len(writer.staged)
+        )
+        assert len(writer.staged.alerts) <= 2 * (30 + 4 * 5)
+        assert writer.pruned_alerts > 900
+        server.start()
+        assert await writer.drain(timeout_s=5.0)
+        newest = sorted(alerts, key=lambda alert: (alert["raised_at"], alert["alert_id"]), reverse=True)
+        kept = newest[:30]
+        assert await client.zrevrange(writer.keys.alerts, 0, -1) == [alert["alert_id"] for alert in kept]
+        for account in range(5):
+            mine = [alert for alert in newest if alert["account_id"] == f"acct-{account}"][:4]
+            stored_ids = await client.zrevrange(writer.keys.account_alerts(f"acct-{account}"), 0, -1)
+            assert stored_ids == [alert["alert_id"] for alert in mine]
+            kept += mine
+        data = await client.hgetall(writer.keys.alert_data)
+        assert data == {alert["alert_id"]: orjson.dumps(alert).decode() for alert in kept}
+    finally:
+        await client.aclose()
         await writer.close(timeout_s=0.5)
         server.stop()
 
