@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -12,12 +14,21 @@ from redis.asyncio import Redis
 
 from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
-from streamer.projection.codec import decode_sums
+from streamer.projection.codec import decode_sums, epoch_ms
 from streamer.projection.keys import Keys
 from streamer.projection.memory import StoreMemory, read_memory
 from streamer.wideints import narrow
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1000  # ids per HMGET
+
+# What reading a value stored in Redis raises when it holds something other than what the workers
+# write (anyone who may write Redis may have put it there): `int(b"abc")`, `orjson.loads(b"x")`,
+# a missing field, a decimal that is not one.
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError)
+
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,79 @@ class Range:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """The values of some ids in one hash, in the order asked (an id without a value is left out):
+    each decoded, or None where the hash holds a value the view cannot read (logged, naming it)."""
+
+    values: list[Row | None]
+
+    @property
+    def rows(self) -> list[Row]:
+        """The readable values."""
+        return [row for row in self.values if row is not None]
+
+    @property
+    def unreadable(self) -> int:
+        """How many values were left out of `rows` as unreadable."""
+        return sum(row is None for row in self.values)
+
+
+def _object(raw: bytes | str) -> Row:
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        raise TypeError(f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _expect(row: Row, name: str, *kinds: type) -> None:
+    if not isinstance(row.get(name), kinds):
+        raise TypeError(f"{name!r} is {type(row.get(name)).__name__}")
+
+
+def summary_row(raw: bytes | str) -> Row:
+    """A list row (`codec.summary`), its fields the view filters, sorts and exports on checked."""
+    row = _object(raw)
+    for name in ("account_id", "band", "lifecycle_stage", "mrr"):
+        _expect(row, name, str)
+    _expect(row, "score", int, float)
+    _expect(row, "reasons", list)
+    _expect(row, "override", dict, type(None))
+    _expect(row, "renewal_at", str, type(None))
+    if not Decimal(row["mrr"]).is_finite():
+        raise ValueError(f"'mrr' is {row['mrr']!r}")
+    if row["renewal_at"] is not None:
+        epoch_ms(row["renewal_at"])
+    return row
+
+
+def alert_row(raw: bytes | str) -> Row:
+    """An alert (`cs.alerts`' JSON), its fields the view filters and exports on checked."""
+    row = _object(raw)
+    for name in ("alert_id", "account_id", "raised_at"):
+        _expect(row, name, str)
+    _expect(row, "reasons", list)
+    _expect(row, "profile", dict, type(None))
+    return row
+
+
+def _decoded(key: str, field: str, raw: bytes | str, decode: Callable[[bytes | str], Row]) -> Row | None:
+    try:
+        return decode(raw)
+    except UNREADABLE as error:
+        log.error(
+            "the projection holds a value the view cannot read, left out of the answer; the "
+            "workers never write such a value: remove it",
+            extra={
+                "key": key,
+                "field": field,
+                "error": f"{type(error).__name__}: {str(error)[:200]}",
+                "remove_with": f"HDEL {key} {field}",
+            },
+        )
+        return None
 
 
 class ProjectionReader:
@@ -108,27 +192,24 @@ class ProjectionReader:
             members = await self.redis.zrangebyscore(key, low, high)
         return [_text(member) for member in members]
 
-    async def summaries(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The list rows of these accounts, in the same order (missing ones left out)."""
-        rows: list[dict[str, Any]] = []
+    async def _entries(self, key: str, ids: Sequence[str], decode: Callable[[bytes | str], Row]) -> Entries:
+        values: list[Row | None] = []
         for start in range(0, len(ids), CHUNK):
             chunk = list(ids[start : start + CHUNK])
-            if chunk:
-                values = await self.redis.hmget(self.keys.summaries, chunk)
-                rows.extend(orjson.loads(value) for value in values if value is not None)
-        return rows
+            for field, raw in zip(chunk, await self.redis.hmget(key, chunk), strict=True):
+                if raw is not None:
+                    values.append(_decoded(key, field, raw, decode))
+        return Entries(values)
 
-    async def alerts(
-        self, limit: int, account_id: str | None = None, offset: int = 0
-    ) -> list[dict[str, Any]]:
+    async def summaries(self, ids: Sequence[str]) -> Entries:
+        """The list rows of these accounts, in the same order (missing ones left out)."""
+        return await self._entries(self.keys.summaries, ids, summary_row)
+
+    async def alerts(self, limit: int, account_id: str | None = None, offset: int = 0) -> Entries:
         """The newest alerts first, overall or of one account, from the `offset`-th."""
         key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
         ids = [_text(member) for member in await self.redis.zrevrange(key, offset, offset + limit - 1)]
-        rows: list[dict[str, Any]] = []
-        for start in range(0, len(ids), CHUNK):
-            values = await self.redis.hmget(self.keys.alert_data, ids[start : start + CHUNK])
-            rows.extend(orjson.loads(value) for value in values if value is not None)
-        return rows
+        return await self._entries(self.keys.alert_data, ids, alert_row)
 
     async def alert_count(self, account_id: str | None = None) -> int:
         """Alerts kept, overall or of one account."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from streamer.projection import redis_reader
+
 
 class Problem(Exception):
     """An answer other than 200: `{"error": message}` with `status`; `close`: the connection
@@ -44,9 +46,9 @@ class Unavailable(Problem):
 
 
 # What reading a value stored in Redis raises when it holds something other than what the workers
-# write (anyone who may write Redis may have put it there): `int(b"abc")`, `orjson.loads(b"x")`,
-# a missing field, a decimal that is not one. An answer that reads it is a 503 naming the error.
-UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError)
+# write (`streamer.projection.redis_reader.UNREADABLE`). An answer that needs it is a 503 naming the
+# error; a list leaves such an entry out instead and counts it (`Entries`, the lists' `unreadable`).
+UNREADABLE = redis_reader.UNREADABLE
 
 
 def unreadable(error: Exception) -> str:

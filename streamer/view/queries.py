@@ -10,9 +10,10 @@ LIMIT` and `ZCOUNT`); otherwise the rows of the range are fetched and filtered h
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from streamer.contract.vocabulary import Band
 from streamer.core.clock import DAY
@@ -20,6 +21,7 @@ from streamer.projection.codec import epoch_ms
 from streamer.projection.keys import INDEXES, Keys
 from streamer.projection.redis_reader import Range
 
+T = TypeVar("T")
 SORTS = INDEXES  # churn_risk and renewal list only the accounts that have one
 
 
@@ -177,5 +179,5 @@ def alert_matches(alert: dict[str, Any], query: AlertQuery) -> bool:
     return not (query.segments and about.get("segment") not in query.segments)
 
 
-def page(rows: list[dict[str, Any]], query: AccountQuery) -> list[dict[str, Any]]:
-    return rows[query.offset : query.offset + query.limit]
+def page(rows: Sequence[T], query: AccountQuery | AlertQuery) -> list[T]:
+    return list(rows[query.offset : query.offset + query.limit])

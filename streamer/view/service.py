@@ -9,7 +9,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from streamer.core.clock import DAY, iso
 from streamer.projection import history
-from streamer.projection.redis_reader import PartitionData, ProjectionReader
+from streamer.projection.redis_reader import Entries, PartitionData, ProjectionReader
 from streamer.view import account as account_page
 from streamer.view import portfolio
 from streamer.view.errors import UNREADABLE, BadRequest, NotFound, Unavailable, unreadable
@@ -46,7 +46,7 @@ class ViewService:
             snapshot = await self.reader.account(account_id)
             if snapshot is None:
                 raise NotFound(f"no account {account_id!r} in the projection")
-            snapshot["recent_alerts"] = await self.reader.alerts(ACCOUNT_ALERTS, account_id)
+            snapshot["recent_alerts"] = (await self.reader.alerts(ACCOUNT_ALERTS, account_id)).rows
             return snapshot
 
         return await guarded(read)
@@ -94,7 +94,7 @@ class ViewService:
         async def read() -> dict[str, Any]:
             snapshot = await self._known(account_id)
             points = await self._points(account_id)
-            alerts = await self.reader.alerts(per_kind, account_id)
+            alerts = (await self.reader.alerts(per_kind, account_id)).rows
             items = account_page.timeline(
                 points, account_page.movements(points), snapshot.get("comments") or [], alerts, per_kind
             )
@@ -113,6 +113,10 @@ class ViewService:
         return await guarded(read)
 
     async def accounts(self, query: AccountQuery) -> dict[str, Any]:
+        """A page of the account list; an entry the view cannot read is left out of `items` and
+        counted in `unreadable`, keeping its place in `total` and the paging (whether it would
+        pass the filters cannot be told: a filtered list counts it too)."""
+
         async def read() -> dict[str, Any]:
             now = await self.reader.stream_time()
             how = plan(query, self.reader.keys, now)
@@ -124,20 +128,22 @@ class ViewService:
                 if query.segments:
                     within = await self.reader.members("segment", query.segments)
                     ids = [account_id for account_id in ids if account_id in within]
-                rows = [row for row in await self.reader.summaries(ids) if matches(row, query, now)]
-                total, items = len(rows), page(rows, query)
+                found = await self.reader.summaries(ids)
+                listed = [row for row in found.values if row is None or matches(row, query, now)]
+                total, window = len(listed), Entries(page(listed, query))
             else:
                 ids, total = await self.reader.page(
                     how.key, how.where, query.offset, query.limit, descending=query.descending
                 )
-                items = await self.reader.summaries(ids)
+                window = await self.reader.summaries(ids)
             return {
                 "as_of": None if now is None else iso(now),
                 "total": total,
                 "offset": query.offset,
                 "limit": query.limit,
                 "sort": query.sort_label,
-                "items": items,
+                "items": window.rows,
+                "unreadable": window.unreadable,
             }
 
         return await guarded(read)
@@ -173,20 +179,24 @@ class ViewService:
         return await guarded(read)
 
     async def alerts(self, query: AlertQuery) -> dict[str, Any]:
-        """A page of the kept alerts, newest first, with the number that pass the filters."""
+        """A page of the kept alerts, newest first, with the number that pass the filters; an
+        alert the view cannot read is left out and counted as in `accounts`."""
 
         async def read() -> dict[str, Any]:
             if query.filtered:
                 kept = await self.reader.alert_count(query.account_id)
-                rows = [
-                    alert
-                    for alert in await self.reader.alerts(max(kept, 1), query.account_id)
-                    if alert_matches(alert, query)
-                ]
-                total, items = len(rows), rows[query.offset : query.offset + query.limit]
+                found = await self.reader.alerts(max(kept, 1), query.account_id)
+                listed = [alert for alert in found.values if alert is None or alert_matches(alert, query)]
+                total, window = len(listed), Entries(page(listed, query))
             else:
                 total = await self.reader.alert_count(query.account_id)
-                items = await self.reader.alerts(query.limit, query.account_id, query.offset)
-            return {"total": total, "offset": query.offset, "limit": query.limit, "items": items}
+                window = await self.reader.alerts(query.limit, query.account_id, query.offset)
+            return {
+                "total": total,
+                "offset": query.offset,
+                "limit": query.limit,
+                "items": window.rows,
+                "unreadable": window.unreadable,
+            }
 
         return await guarded(read)

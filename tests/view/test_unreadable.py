@@ -1,19 +1,27 @@
 """A value in Redis the view cannot read (anyone who may write Redis may have put it there) is a
-503 naming the error, never a 500 with a traceback; `/healthz` and `/metrics` still answer."""
+503 naming the error where the answer needs it, never a 500 with a traceback; `/healthz` and
+`/metrics` still answer. A list leaves such an entry out, answers with the rest and says how many
+it left out (`unreadable`): one planted row took every account or alert list down for everyone."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from projection.scored import scored
 from redis.asyncio import Redis
 
+from streamer.projection.codec import summary
 from streamer.projection.keys import Keys
 from tests.fixtures import RedisServer
-from tests.view.test_http import project, start
+from tests.view.test_http import get, project, reference, start
+
+# An account at risk (yellow, paying), with alerts: on every list the tests read.
+BAD = "acct-0016"
 
 
 @pytest.fixture
@@ -24,7 +32,7 @@ async def view(redis_server: RedisServer, prefix: str) -> AsyncIterator[TestClie
     await client.close()
 
 
-async def plant(url: str, command: str, *args: str) -> None:
+async def plant(url: str, command: str, *args: str | bytes) -> None:
     redis = Redis.from_url(url)
     try:
         await redis.execute_command(command, *args)
@@ -36,7 +44,12 @@ async def plant(url: str, command: str, *args: str) -> None:
     ("command", "key", "rest", "routes"),
     [
         ("SADD", "partitions", ("abc",), ("/api/accounts", "/api/portfolio", "/api/months")),
-        ("HSET", "summaries", (next(iter(scored().last)), "notjson"), ("/api/accounts",)),
+        (
+            "HSET",
+            "account",
+            ("snapshot", "notjson"),
+            (f"/api/accounts/{BAD}", f"/api/accounts/{BAD}/timeline"),
+        ),
     ],
 )
 async def test_a_value_the_view_cannot_read_is_a_503_naming_the_error(
@@ -48,9 +61,10 @@ async def test_a_value_the_view_cannot_read_is_a_503_naming_the_error(
     rest: tuple[str, ...],
     routes: tuple[str, ...],
 ) -> None:
-    """`SADD <prefix>partitions abc` and `HSET <prefix>summaries acct-1 notjson` made these routes
-    answer 500 and log a traceback, for as long as the value stayed."""
-    await plant(redis_server.url, command, getattr(Keys(prefix), key), *rest)
+    """`SADD <prefix>:partitions abc` made these routes answer 500 and log a traceback, for as long
+    as the value stayed; an account whose snapshot is unreadable cannot be shown."""
+    named = getattr(Keys(prefix), key)
+    await plant(redis_server.url, command, named(BAD) if callable(named) else named, *rest)
     for route in routes:
         response = await view.get(route)
         body = await response.json()
@@ -72,3 +86,126 @@ async def test_a_key_of_another_type_is_a_503_saying_redis_refused_the_read(
     body = await response.json()
     assert response.status == 503, body
     assert body["error"].startswith("the projection store (Redis) refused the read: WRONGTYPE"), body
+
+
+def bad_rows() -> list[bytes]:
+    """Values of the bad account's list row the workers never write."""
+    row = summary(scored().last[BAD])
+    return [
+        b"notjson",
+        orjson.dumps([row]),
+        orjson.dumps({**row, "mrr": "abc"}),
+        orjson.dumps({**row, "score": "high"}),
+        orjson.dumps({**row, "renewal_at": "soon"}),
+    ]
+
+
+# From a sorted set page by page (the first three), or filtered row by row in the view (the
+# rest): then it cannot tell whether the unreadable row passes the filters and counts it all the same.
+LISTS = [
+    {"limit": "500"},
+    {"at_risk": "true", "sort": "-mrr"},
+    {"band": "yellow", "sort": "-score"},
+    {"at_risk": "true", "sort": "score"},
+    {"stage": "adopted", "min_mrr": "50"},
+    {"band": "red,yellow", "sort": "-mrr"},
+]
+
+
+@pytest.mark.parametrize("raw", bad_rows())
+async def test_an_unreadable_row_is_left_out_of_the_account_lists_and_counted(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, raw: bytes
+) -> None:
+    await plant(redis_server.url, "HSET", Keys(prefix).summaries, BAD, raw)
+    for query in LISTS:
+        answer = await get(view, "/api/accounts", params=query)
+        total, ids = reference(query, scored())
+        assert BAD in ids, query  # it would be listed: the list says it left it out
+        assert answer["items"] == [summary(scored().last[i]) for i in ids if i != BAD], query
+        assert (answer["total"], answer["unreadable"]) == (total, 1), query
+    csv = await get(view, "/api/accounts", params={"limit": "500", "format": "csv"})
+    assert len(csv.splitlines()) == 1 + len(scored().last) - 1 and BAD not in csv
+    assert (await get(view, f"/api/accounts/{BAD}"))["account_id"] == BAD  # its snapshot is fine
+
+
+async def test_a_filtered_list_counts_an_unreadable_row_it_cannot_tell_about(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    """No readable row matches: the answer still says one row could not be looked at."""
+    await plant(redis_server.url, "HSET", Keys(prefix).summaries, BAD, "notjson")
+    answer = await get(view, "/api/accounts", params={"q": "no such account"})
+    assert (answer["total"], answer["items"], answer["unreadable"]) == (1, [], 1)
+    assert (await get(view, "/api/accounts", params={"q": "no such account"}))["unreadable"] == 1
+
+
+@pytest.mark.parametrize("query", LISTS[1:])
+async def test_pages_add_up_to_the_total_with_an_unreadable_row(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, query: dict[str, str]
+) -> None:
+    """Page by page, `items` plus `unreadable` fill each page; the unreadable row takes its place
+    in the order and is counted on its own page only."""
+    await plant(redis_server.url, "HSET", Keys(prefix).summaries, BAD, "notjson")
+    total, ids = reference(query | {"limit": "500"}, scored())
+    seen: list[str] = []
+    unreadable = 0
+    for offset in range(0, total + 3, 3):
+        answer = await get(view, "/api/accounts", params=query | {"limit": "3", "offset": str(offset)})
+        assert answer["total"] == total
+        assert len(answer["items"]) + answer["unreadable"] == len(ids[offset : offset + 3])
+        assert answer["unreadable"] == (BAD in ids[offset : offset + 3])
+        seen += [row["account_id"] for row in answer["items"]]
+        unreadable += answer["unreadable"]
+    assert seen == [i for i in ids if i != BAD] and unreadable == 1
+
+
+async def test_an_unreadable_alert_is_left_out_of_the_alert_lists_and_counted(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    own = [a for a in scored().alerts if a["account_id"] == BAD]
+    bad = own[0]["alert_id"]
+    await plant(redis_server.url, "HSET", keys.alert_data, bad, "{not an alert")
+    everyone = await get(view, "/api/alerts", params={"limit": "500"})
+    assert everyone["total"] == len(scored().alerts) and everyone["unreadable"] == 1
+    assert len(everyone["items"]) == len(scored().alerts) - 1
+    assert bad not in {a["alert_id"] for a in everyone["items"]}
+    for path, params in [
+        ("/api/alerts", {"severity": own[0]["severity"], "limit": "500"}),
+        (f"/api/accounts/{BAD}/alerts", {"limit": "500"}),
+        (f"/api/accounts/{BAD}/alerts", {"rule": own[0]["rule"], "limit": "500"}),
+    ]:
+        answer = await get(view, path, params=params)
+        assert answer["unreadable"] == 1 and bad not in {a["alert_id"] for a in answer["items"]}, path
+        assert answer["total"] == len(answer["items"]) + 1, path
+    account = await get(view, f"/api/accounts/{BAD}")  # the account itself is readable
+    assert bad not in {a["alert_id"] for a in account["recent_alerts"]}
+    timeline = await get(view, f"/api/accounts/{BAD}/timeline")
+    assert timeline["account_id"] == BAD
+
+
+async def test_a_readable_list_says_it_left_nothing_out(view: TestClient[Any, Any]) -> None:
+    assert (await get(view, "/api/accounts"))["unreadable"] == 0
+    assert (await get(view, "/api/accounts", params={"q": "acct"}))["unreadable"] == 0
+    assert (await get(view, "/api/alerts"))["unreadable"] == 0
+    assert (await get(view, "/api/alerts", params={"severity": "critical"}))["unreadable"] == 0
+
+
+async def test_an_unreadable_row_is_logged_by_key_and_health_and_metrics_stay_true(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing is hidden silently: the error log names the key and field to remove. `/healthz`
+    and `/metrics` read no list row: Redis answers and is reported up, as before."""
+    summaries = Keys(prefix).summaries
+    await plant(redis_server.url, "HSET", summaries, BAD, "notjson")
+    with caplog.at_level(logging.ERROR):
+        await get(view, "/api/accounts")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(
+        getattr(r, "key", None) == summaries
+        and getattr(r, "field", None) == BAD
+        and getattr(r, "remove_with", None) == f"HDEL {summaries} {BAD}"
+        for r in errors
+    ), [r.__dict__ for r in errors]
+    health = await get(view, "/healthz")
+    assert health["redis"]["reachable"] and not any("cannot read" in p for p in health["problems"])
+    assert "healthstream_redis_up 1.0" in (await get(view, "/metrics")).splitlines()

@@ -187,8 +187,10 @@
     next.disabled = alertOffset + ALERT_ROWS >= alerts.total;
     previous.addEventListener("click", function () { alertOffset = Math.max(0, alertOffset - ALERT_ROWS); refresh(); });
     next.addEventListener("click", function () { alertOffset += ALERT_ROWS; refresh(); });
-    const last = Math.min(alerts.total, alertOffset + alerts.items.length);
-    pager.replaceChildren(previous, node("span", { class: "muted range" }, [alerts.total ? (alertOffset + 1) + "–" + last + " of " + alerts.total : "none"]), next);
+    const left = alerts.unreadable || 0;  // alerts the view could not read: left out, counted in total
+    const last = Math.min(alerts.total, alertOffset + alerts.items.length + left);
+    const note = left ? [node("span", { class: "muted unreadable" }, [left + " unreadable " + (left === 1 ? "alert" : "alerts") + " left out"])] : [];
+    pager.replaceChildren(previous, node("span", { class: "muted range" }, [alerts.total ? (alertOffset + 1) + "–" + last + " of " + alerts.total : "none"]), ...note, next);
   }
 
   async function refresh() {

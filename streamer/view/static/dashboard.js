@@ -93,9 +93,11 @@
     next.disabled = offset + rows >= list.total;
     previous.addEventListener("click", function () { move(key, Math.max(0, offset - rows)); });
     next.addEventListener("click", function () { move(key, offset + rows); });
-    const last = Math.min(list.total, offset + list.items.length);
+    const left = list.unreadable || 0;  // entries the view could not read: left out, counted in total
+    const last = Math.min(list.total, offset + list.items.length + left);
     const where = node("span", { class: "muted range" }, [list.total ? (offset + 1) + "–" + last + " of " + list.total : "none"]);
-    box.replaceChildren(previous, where, next);
+    const note = left ? [node("span", { class: "muted unreadable" }, [left + " unreadable " + (left === 1 ? "entry" : "entries") + " left out"])] : [];
+    box.replaceChildren(previous, where, ...note, next);
   }
 
   function move(key, offset) {

@@ -1,0 +1,112 @@
+"""Reading list entries from the projection: every value the workers write decodes as it was
+written; a value they never write (planted by anyone who may write Redis) is left out of the rows,
+counted and logged naming its key and field, never raised (it made a whole list a 503)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from streamer.projection.codec import summary
+from streamer.projection.keys import Keys
+from streamer.projection.redis_reader import UNREADABLE, Entries, ProjectionReader, alert_row, summary_row
+from tests.fixtures import RedisServer
+
+from .scored import scored
+
+ROW = summary(next(iter(scored().last.values())))
+ALERT = scored().alerts[0]
+
+BAD_ROWS = [
+    b"notjson",
+    b"[1, 2]",
+    b"null",
+    orjson.dumps({**ROW, "mrr": "abc"}),
+    orjson.dumps({**ROW, "mrr": "NaN"}),
+    orjson.dumps({**ROW, "mrr": 12}),
+    orjson.dumps({**ROW, "score": "high"}),
+    orjson.dumps({k: v for k, v in ROW.items() if k != "band"}),
+    orjson.dumps({**ROW, "renewal_at": "soon"}),
+    orjson.dumps({**ROW, "reasons": 3}),
+    orjson.dumps({**ROW, "override": "yes"}),
+]
+BAD_ALERTS = [
+    b"{",
+    b'"text"',
+    orjson.dumps({k: v for k, v in ALERT.items() if k != "alert_id"}),
+    orjson.dumps({**ALERT, "reasons": None}),
+    orjson.dumps({**ALERT, "profile": [1]}),
+]
+
+
+def test_every_row_and_alert_the_workers_write_decodes_as_written() -> None:
+    for snapshot in scored().last.values():
+        row = summary(snapshot)
+        assert summary_row(orjson.dumps(row)) == orjson.loads(orjson.dumps(row))
+    for alert in scored().alerts:
+        assert alert_row(orjson.dumps(alert)) == orjson.loads(orjson.dumps(alert))
+
+
+@pytest.mark.parametrize("raw", BAD_ROWS)
+def test_a_row_the_workers_never_write_is_unreadable(raw: bytes) -> None:
+    with pytest.raises(UNREADABLE):
+        summary_row(raw)
+
+
+@pytest.mark.parametrize("raw", BAD_ALERTS)
+def test_an_alert_the_workers_never_write_is_unreadable(raw: bytes) -> None:
+    with pytest.raises(UNREADABLE):
+        alert_row(raw)
+
+
+def test_entries_keep_the_order_and_count_what_they_leave_out() -> None:
+    entries = Entries([{"a": 1}, None, {"b": 2}, None])
+    assert entries.rows == [{"a": 1}, {"b": 2}]
+    assert entries.unreadable == 2
+    assert Entries([]).rows == [] and Entries([]).unreadable == 0
+
+
+@pytest.fixture
+async def reader(redis_server: RedisServer, prefix: str) -> AsyncIterator[ProjectionReader]:
+    redis = Redis.from_url(redis_server.url)
+    yield ProjectionReader(redis, prefix)
+    await redis.aclose()
+
+
+def row(account_id: str) -> dict[str, Any]:
+    return {**ROW, "account_id": account_id}
+
+
+async def test_summaries_leave_out_an_unreadable_row_and_log_its_key(
+    reader: ProjectionReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    summaries = Keys(reader.keys.prefix).summaries
+    await reader.redis.hset(
+        summaries,
+        mapping={"a": orjson.dumps(row("a")), "b": b"notjson", "c": orjson.dumps(row("c"))},
+    )
+    with caplog.at_level(logging.ERROR, "streamer.projection.redis_reader"):
+        found = await reader.summaries(["c", "b", "missing", "a"])
+    assert found.values == [row("c"), None, row("a")]  # the missing id is left out, uncounted
+    assert found.rows == [row("c"), row("a")] and found.unreadable == 1
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "cannot read" in record.getMessage()
+    assert (record.key, record.field, record.remove_with) == (summaries, "b", f"HDEL {summaries} b")
+    assert record.error.startswith("JSONDecodeError")
+
+
+async def test_alerts_leave_out_an_unreadable_alert(reader: ProjectionReader) -> None:
+    keys = reader.keys
+    alerts = [{**ALERT, "alert_id": f"al-{n}"} for n in range(3)]
+    await reader.redis.zadd(keys.alerts, {alert["alert_id"]: n for n, alert in enumerate(alerts)})
+    await reader.redis.hset(keys.alert_data, mapping={a["alert_id"]: orjson.dumps(a) for a in alerts})
+    await reader.redis.hset(keys.alert_data, "al-1", b"[1")
+    found = await reader.alerts(10)
+    assert [a["alert_id"] for a in found.rows] == ["al-2", "al-0"] and found.unreadable == 1
+    newest = await reader.alerts(1, offset=1)
+    assert newest.rows == [] and newest.unreadable == 1
