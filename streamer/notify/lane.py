@@ -128,6 +128,20 @@ class Lane:
         await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in moved.items()})
         self._committed.update(moved)
 
+    async def hold_positions(self) -> None:
+        """Commit each assigned partition nothing was read from nor committed yet at its position.
+        With `--start-from latest`, an alert published, while the notifier was down, to a
+        partition that had never held one was skipped after the restart: the group had no offset
+        there, and a new group starts at the end."""
+        assigned = self.consumer.assignment()
+        read = self.progress.committable()
+        fresh = [tp for tp in assigned if tp not in read and tp not in self._committed]
+        if not fresh:
+            return
+        positions = {tp: await self.consumer.position(tp) for tp in fresh}
+        await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in positions.items()})
+        self._committed.update(positions)
+
     async def update_lag(self) -> None:
         """Set this destination's consumer lag: alerts on the topic beyond what it finished."""
         consumer = self.consumer
@@ -150,13 +164,30 @@ class Lane:
         return None if self.paused_since is None else round(self.clock() - self.paused_since, 1)
 
 
-def adopted(
-    shared: Mapping[TopicPartition, OffsetAndMetadata], own: Mapping[TopicPartition, Any], topic: str
+def starting_offsets(
+    shared: Mapping[TopicPartition, OffsetAndMetadata],
+    lanes: Mapping[str, Mapping[TopicPartition, OffsetAndMetadata]],
+    topic: str,
+) -> dict[str, dict[TopicPartition, OffsetAndMetadata]]:
+    """Where each destination's group that has no offsets on `topic` starts (`lanes`: the offsets
+    each configured destination's group holds): where the others have read to (per partition the
+    furthest, as a destination added to the shared group started where it stood), or, when no
+    destination's group has offsets yet (the first start after the upgrade from the one shared
+    group), the shared group's offsets. An upgrade then neither skips the alerts published
+    meanwhile nor sends old ones again (the dedupe log holds back what a destination had), and a
+    destination added later does not start from the long-stale shared group."""
+    held = {name: _of_topic(offsets, topic) for name, offsets in lanes.items()}
+    source: dict[TopicPartition, OffsetAndMetadata] = {}
+    for offsets in held.values():
+        for tp, meta in offsets.items():
+            if tp not in source or meta.offset > source[tp].offset:
+                source[tp] = OffsetAndMetadata(meta.offset, "")
+    if not source:
+        source = _of_topic(shared, topic)
+    return {name: dict(source) for name, offsets in held.items() if not offsets and source}
+
+
+def _of_topic(
+    offsets: Mapping[TopicPartition, OffsetAndMetadata], topic: str
 ) -> dict[TopicPartition, OffsetAndMetadata]:
-    """The shared group's offsets of `topic` that a lane group without any of its own takes on
-    (a notifier from before the lanes committed under one group for every destination): an
-    upgrade neither skips the alerts published meanwhile nor sends old ones again (the dedupe
-    log holds back what a destination had)."""
-    if any(tp.topic == topic for tp in own):
-        return {}
-    return {tp: meta for tp, meta in shared.items() if tp.topic == topic and meta.offset >= 0}
+    return {tp: meta for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}

@@ -1,10 +1,11 @@
 """`streamer notify`: consume the alerts topic and deliver each alert to its webhooks.
 
 Top to bottom: load what was already delivered (`cs.notify.sent`); give each destination's
-consumer group the offsets of the group they shared before, when it has none; then each
-destination reads the topic in its own lane (`streamer.notify.lane`), hands the alerts routed to
-it to its worker and commits up to the first one it has not finished with. Alerts are delivered
-at least once; the dedupe log makes a repeat after a crash or a re-published alert a no-op.
+consumer group without offsets a starting point (where the other destinations are, or the group
+they all shared before the lanes); then each destination reads the topic in its own lane
+(`streamer.notify.lane`), hands the alerts routed to it to its worker and commits up to the
+first one it has not finished with. Alerts are delivered at least once; the dedupe log makes a
+repeat after a crash or a re-published alert a no-op.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 from streamer.contract.outputs import Alert, json_object
 from streamer.notify.config import NotifyConfig
 from streamer.notify.delivery import DestinationWorker, HttpSender, Sender
-from streamer.notify.lane import Lane, adopted, lane_group
+from streamer.notify.lane import Lane, lane_group, starting_offsets
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.sentlog import KafkaSentLog
 from streamer.settings import Settings
@@ -108,7 +109,7 @@ class Notifier:
     async def run(self) -> None:
         loaded = await self.sent.start()
         log.info("dedupe log loaded", extra={"topic": self.sent.topic, "pairs": loaded})
-        await self._adopt_shared_offsets()
+        await self._start_new_groups()
         loop = asyncio.get_running_loop()
         self.lanes = [
             Lane(
@@ -177,32 +178,36 @@ class Notifier:
         while True:
             await lane.step()
             if loop.time() - last_commit >= COMMIT_INTERVAL_S:
+                await lane.hold_positions()
                 await lane.commit()
                 await lane.update_lag()
                 last_commit = loop.time()
 
-    async def _adopt_shared_offsets(self) -> None:
-        """Give each destination's group without offsets those of the group every destination
-        shared before the lanes (`--group` itself), so that an upgrade loses no alert."""
+    async def _start_new_groups(self) -> None:
+        """Commit a starting point for each destination's group that has none
+        (`lane.starting_offsets`): where the other destinations have read to, or, on the first
+        start after the upgrade, the offsets of the group they all shared (`--group` itself)."""
         admin = AIOKafkaAdminClient(
             **KafkaAccess.of(self.settings).client_options(), request_timeout_ms=15000
         )
         await admin.start()
         try:
             shared = await admin.list_consumer_group_offsets(self.options.group_id)
-            if not any(tp.topic == self.topic for tp in shared):
-                return
-            for worker in self.workers:
-                group = lane_group(self.options.group_id, worker.name)
-                taken = adopted(shared, await admin.list_consumer_group_offsets(group), self.topic)
-                if taken:
-                    await _commit_as(self.settings, group, taken)
-                    log.info(
-                        "destination's group took on the shared group's offsets",
-                        extra={"destination": worker.name, "group": group, "from": self.options.group_id},
-                    )
+            lanes = {
+                worker.name: await admin.list_consumer_group_offsets(
+                    lane_group(self.options.group_id, worker.name)
+                )
+                for worker in self.workers
+            }
         finally:
             await admin.close()
+        for name, offsets in starting_offsets(shared, lanes, self.topic).items():
+            group = lane_group(self.options.group_id, name)
+            await _commit_as(self.settings, group, offsets)
+            log.info(
+                "a destination's new group starts where the others are",
+                extra={"destination": name, "group": group, "partitions": len(offsets)},
+            )
 
     async def _drain(self) -> None:
         """On shutdown, give in-flight deliveries a moment so fewer are repeated on restart."""

@@ -570,6 +570,103 @@ def test_an_upgraded_notifier_takes_on_the_offsets_its_destinations_shared(
         assert set(receiver.acknowledged("/json")) == expected, (
             "an alert the old notifier had finished was sent again"
         )
+        notifier.stop()
+
+        # a destination added later starts where crm is, not at the shared group's stale offsets
+        late = Receiver(free_port())
+        late.start()
+        try:
+            config.write_text(
+                crm_config(receiver.port)
+                + f'[[destinations]]\nname = "late"\nurl = "http://127.0.0.1:{late.port}/json"\n'
+            )
+            asyncio.run(publish_alerts(stack.bootstrap, topic, range(10, 15)))
+            args = ["--config", str(config), "--start-from", "latest"]
+            notifier = Notifier(args, env, tmp_path / "notify-2.log")
+            newer = {alert(n)["alert_id"] for n in range(10, 15)}
+            wait_for(
+                "alerts 10-14 at the late destination",
+                lambda: set(late.acknowledged("/json")) == newer,
+                notifier,
+            )
+            wait_for(
+                "alerts 5-14 at crm",
+                lambda: set(receiver.acknowledged("/json")) == expected | newer,
+                notifier,
+            )
+            wait_for(
+                "the late destination's offsets committed",
+                lambda: asyncio.run(committed(stack.bootstrap, f"{app_id}-notify.late", topic)) == 15,
+                notifier,
+            )
+            assert set(late.acknowledged("/json")) == newer, "the late destination was sent old alerts"
+        finally:
+            late.close()
+    finally:
+        notifier.stop()
+
+
+def test_an_alert_in_a_partition_that_never_had_one_is_not_skipped_after_a_restart(
+    stack: StackInfo, receiver: Receiver, tmp_path: Path
+) -> None:
+    """With `--start-from latest`, the group held offsets only for partitions it had read an alert
+    from: an alert published to another partition while the notifier was down was skipped after
+    the restart (a group without an offset there starts at the end). Every assigned partition's
+    position is committed now."""
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    topic = f"{prefix}alerts"
+    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    config = tmp_path / "notify.toml"
+    config.write_text(crm_config(receiver.port))
+    env = notifier_env(stack.bootstrap, prefix, app_id)
+    args = ["--config", str(config), "--start-from", "latest"]
+
+    async def partitions_committed() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(f"{app_id}-notify.crm")
+        finally:
+            await admin.close()
+        return sum(1 for tp in offsets if tp.topic == topic)
+
+    async def publish_to(partition: int, n: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topic, orjson.dumps(alert(n)), key=f"acct-{n}".encode(), partition=partition
+            )
+        finally:
+            await producer.stop()
+
+    notifier = Notifier(args, env, tmp_path / "notify-1.log")
+    try:
+        wait_for(
+            "every partition's position committed", lambda: asyncio.run(partitions_committed()) == 4, notifier
+        )
+        asyncio.run(publish_to(0, 0))
+        wait_for(
+            "alert 0 delivered",
+            lambda: set(receiver.acknowledged("/json")) == {alert(0)["alert_id"]},
+            notifier,
+        )
+        wait_for(
+            "alert 0 committed",
+            lambda: asyncio.run(committed(stack.bootstrap, f"{app_id}-notify.crm", topic)) == 1,
+            notifier,
+        )
+        notifier.stop()
+        for partition in (1, 2, 3):
+            asyncio.run(publish_to(partition, partition))
+        notifier = Notifier(args, env, tmp_path / "notify-2.log")
+        everything = {alert(n)["alert_id"] for n in range(4)}
+        wait_for(
+            "the alerts published while it was down",
+            lambda: set(receiver.acknowledged("/json")) == everything,
+            notifier,
+        )
     finally:
         notifier.stop()
 

@@ -8,7 +8,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from streamer.notify.lane import Lane, adopted, lane_group
+from streamer.notify.lane import Lane, lane_group, starting_offsets
 from streamer.notify.service import decode_alert
 
 from .fakes import FakeSender, alert
@@ -45,15 +45,21 @@ def test_an_undeliverable_record_is_skipped_without_holding_the_offsets() -> Non
     assert crm.progress.committable() == {TP: 2} and crm.worker.pending == 0
 
 
-def test_a_group_without_offsets_adopts_the_shared_groups_offsets_of_the_alerts_topic() -> None:
-    shared = {
-        TP: OffsetAndMetadata(5, ""),
-        TopicPartition(TOPIC, 1): OffsetAndMetadata(7, ""),
-        TopicPartition("other", 0): OffsetAndMetadata(9, ""),
-    }
-    assert adopted(shared, {}, TOPIC) == {
-        TP: OffsetAndMetadata(5, ""),
-        TopicPartition(TOPIC, 1): OffsetAndMetadata(7, ""),
-    }
-    assert adopted(shared, {TP: OffsetAndMetadata(6, "")}, TOPIC) == {}, "overwrote a group's own offsets"
-    assert adopted({TP: OffsetAndMetadata(-1, "")}, {}, TOPIC) == {}
+def at(*offsets: int, topic: str = TOPIC) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in enumerate(offsets)}
+
+
+def test_on_the_first_start_after_the_upgrade_every_group_takes_the_shared_groups_offsets() -> None:
+    shared = {**at(5, 7), **at(9, topic="other")}
+    assert starting_offsets(shared, {"crm": {}, "slack": {}}, TOPIC) == {"crm": at(5, 7), "slack": at(5, 7)}
+
+
+def test_a_destination_added_later_starts_where_the_others_are_not_at_the_stale_shared_group() -> None:
+    lanes = {"crm": at(40, 50), "slack": at(45, 48), "late": {}}
+    assert starting_offsets(at(5, 7), lanes, TOPIC) == {"late": at(45, 50)}
+
+
+def test_groups_with_offsets_of_their_own_keep_them() -> None:
+    assert starting_offsets(at(5, 7), {"crm": at(6, 6)}, TOPIC) == {}
+    assert starting_offsets({}, {"crm": {}}, TOPIC) == {}, "nothing to start from: --start-from decides"
+    assert starting_offsets(at(-1, -1), {"crm": {}}, TOPIC) == {}
