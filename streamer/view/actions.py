@@ -41,6 +41,15 @@ def body_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def profile_body(raw: bytes) -> dict[str, Any]:
+    """`body_object` for a profile, which is replaced whole: an empty body is refused. Taken as
+    `{}`, it cleared the account's name, owner, segment and tier, an easy request to send by
+    mistake (a client that lost its body); `{}` itself still clears them."""
+    if not raw.strip():
+        raise BadRequest("the body is empty: send the whole profile as a JSON object ({} clears it)")
+    return body_object(raw)
+
+
 def override_kind(body: dict[str, Any]) -> str:
     """`{"clear": true, ...}` removes the override; anything else sets one."""
     clear = body.pop("clear", False)

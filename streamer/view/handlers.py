@@ -96,7 +96,7 @@ async def _write(request: web.Request, event_type: str, body: dict[str, Any]) ->
 async def set_profile(request: web.Request) -> web.Response:
     """POST: publish `account.updated` (the whole profile) for the account."""
     params.no_params(request.query)
-    return await _write(request, actions.PROFILE, actions.body_object(await request.read()))
+    return await _write(request, actions.PROFILE, actions.profile_body(await request.read()))
 
 
 async def set_override(request: web.Request) -> web.Response:

@@ -163,6 +163,10 @@ owners = ["ana@example.com"]
         assert state["override"]["author"] == "ana@example.com"
         assert state["override"]["expires_at"] == stamp(expires)
         assert state["profile"] == profile | {"attributes": {}}
+        # A profile POST without a body is refused: taken as {}, it cleared the profile (the
+        # assertion on the owner after the expiry below reads the same profile still).
+        status, answer = call(deployment, "POST", f"/api/accounts/{ACCOUNT}/profile")
+        assert status == 400 and "the body is empty" in answer["error"], answer
         assert state["reasons"][0]["signal"] == "override"
         assert "overridden to red by ana@example.com: 'exec sponsor left'" in state["reasons"][0]["message"]
         # The override is news: an alert naming who owns the account, delivered to ana's webhook.

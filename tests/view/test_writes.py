@@ -170,6 +170,19 @@ async def test_a_body_that_is_not_a_json_object_is_a_400(view: TestClient[Any, A
     assert sent == []
 
 
+async def test_an_empty_profile_body_is_a_400_and_an_empty_object_clears_the_profile(
+    view: TestClient[Any, Any], sent: Sent
+) -> None:
+    """A profile is replaced whole, and an empty body was taken as `{}`: it cleared the profile."""
+    for data in (b"", b"  \n"):
+        response = await view.post("/api/accounts/acme/profile", data=data, headers=AUTH)
+        assert response.status == 400
+        assert "the body is empty: send the whole profile" in (await response.json())["error"]
+    assert sent == []
+    assert (await view.post("/api/accounts/acme/profile", data=b"{}", headers=AUTH)).status == 202
+    assert len(sent) == 1
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_a_body_not_in_its_content_encoding_is_a_400_not_an_error(
     view: TestClient[Any, Any], sent: Sent, caplog: pytest.LogCaptureFixture, encoding: str
