@@ -9,9 +9,10 @@ destination held every healthy one back once `max_in_flight` filled.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -23,6 +24,8 @@ from streamer.notify.progress import Progress
 from streamer.notify.routing import matches
 
 log = logging.getLogger(__name__)
+
+STOP_S = 10.0  # for a commit, and again for leaving the group, at shutdown
 
 Decode = Callable[[bytes | None], dict[str, Any] | str]  # the alert, or why it is undeliverable
 
@@ -72,9 +75,22 @@ class Lane:
         self.consumer.subscribe([self.topic], listener=_Revocations(self))
 
     async def stop(self) -> None:
+        """Commit what is done and leave the group; never raises (a broker that is away made
+        aiokafka's stop end in a CancelledError, and the other destinations were left open)."""
         with contextlib.suppress(Exception):
-            await self.commit()
-        await self.consumer.stop()
+            async with asyncio.timeout(STOP_S):
+                await self.commit()
+        try:
+            async with asyncio.timeout(STOP_S):
+                await self.consumer.stop()
+        except (Exception, asyncio.CancelledError) as error:
+            task = asyncio.current_task()
+            if isinstance(error, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # this task is being cancelled: not aiokafka's own
+            log.warning(
+                "could not leave the group cleanly",
+                extra={"destination": self.name, "error": f"{type(error).__name__}: {error}"},
+            )
 
     async def step(self) -> None:
         """Pause or resume by the alerts pending, read one batch and hand it to the worker."""
@@ -89,7 +105,8 @@ class Lane:
                 )
             else:
                 log.info("reading resumed for one destination", extra={"destination": self.name})
-        batch = await self.consumer.getmany(timeout_ms=200, max_records=500)
+        room = max(1, self.max_in_flight - self.progress.in_flight())  # paused at 0: reads nothing
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=min(500, room))
         for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
             for record in records:
                 self.dispatch(tp, record.offset, record.value)
@@ -128,25 +145,12 @@ class Lane:
         await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in moved.items()})
         self._committed.update(moved)
 
-    async def hold_positions(self) -> None:
-        """Commit each assigned partition nothing was read from nor committed yet at its position.
-        With `--start-from latest`, an alert published, while the notifier was down, to a
-        partition that had never held one was skipped after the restart: the group had no offset
-        there, and a new group starts at the end."""
-        assigned = self.consumer.assignment()
-        read = self.progress.committable()
-        fresh = [tp for tp in assigned if tp not in read and tp not in self._committed]
-        if not fresh:
-            return
-        positions = {tp: await self.consumer.position(tp) for tp in fresh}
-        await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in positions.items()})
-        self._committed.update(positions)
-
     async def update_lag(self) -> None:
         """Set this destination's consumer lag: alerts on the topic beyond what it finished."""
         consumer = self.consumer
         assigned = list(consumer.assignment())
-        if not assigned:
+        if not assigned:  # another notifier of the group reads every partition
+            self.metrics.lag.labels(self.name).set(0)
             return
         with contextlib.suppress(Exception):
             ends = await consumer.end_offsets(assigned)
@@ -159,35 +163,11 @@ class Lane:
                 lag += max(0, ends[tp] - done)
             self.metrics.lag.labels(self.name).set(lag)
 
+    async def positions(self) -> dict[TopicPartition, int]:
+        """Where this destination has read to in each partition it is assigned (the next offset
+        it reads there), for the notifier's mark (`streamer.notify.starts`)."""
+        return {tp: await self.consumer.position(tp) for tp in self.consumer.assignment()}
+
     def paused_s(self) -> float | None:
         """Seconds this lane's reading has been paused, or None while it reads."""
         return None if self.paused_since is None else round(self.clock() - self.paused_since, 1)
-
-
-def starting_offsets(
-    shared: Mapping[TopicPartition, OffsetAndMetadata],
-    lanes: Mapping[str, Mapping[TopicPartition, OffsetAndMetadata]],
-    topic: str,
-) -> dict[str, dict[TopicPartition, OffsetAndMetadata]]:
-    """Where each destination's group that has no offsets on `topic` starts (`lanes`: the offsets
-    each configured destination's group holds): where the others have read to (per partition the
-    furthest, as a destination added to the shared group started where it stood), or, when no
-    destination's group has offsets yet (the first start after the upgrade from the one shared
-    group), the shared group's offsets. An upgrade then neither skips the alerts published
-    meanwhile nor sends old ones again (the dedupe log holds back what a destination had), and a
-    destination added later does not start from the long-stale shared group."""
-    held = {name: _of_topic(offsets, topic) for name, offsets in lanes.items()}
-    source: dict[TopicPartition, OffsetAndMetadata] = {}
-    for offsets in held.values():
-        for tp, meta in offsets.items():
-            if tp not in source or meta.offset > source[tp].offset:
-                source[tp] = OffsetAndMetadata(meta.offset, "")
-    if not source:
-        source = _of_topic(shared, topic)
-    return {name: dict(source) for name, offsets in held.items() if not offsets and source}
-
-
-def _of_topic(
-    offsets: Mapping[TopicPartition, OffsetAndMetadata], topic: str
-) -> dict[TopicPartition, OffsetAndMetadata]:
-    return {tp: meta for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +27,10 @@ from pydantic import ValidationError
 from streamer.contract.outputs import Alert, json_object
 from streamer.notify.config import NotifyConfig
 from streamer.notify.delivery import DestinationWorker, HttpSender, Sender
-from streamer.notify.lane import Lane, lane_group, starting_offsets
+from streamer.notify.lane import Lane, lane_group
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.sentlog import KafkaSentLog
+from streamer.notify.starts import Mark, commit_as, furthest, of_topic, retried, starting_point
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import wait_for_broker
@@ -37,6 +38,9 @@ from streamer.stream.broker import wait_for_broker
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.5
+# How soon a destination learns of partitions added to the alerts topic (aiokafka's default, 5
+# minutes, left their alerts unread that long); one small metadata request per destination.
+METADATA_MAX_AGE_MS = 30_000
 SHUTDOWN_GRACE_S = 10.0
 REQUIRED = ("alert_id", "account_id", "rule", "severity")
 
@@ -109,12 +113,12 @@ class Notifier:
     async def run(self) -> None:
         loaded = await self.sent.start()
         log.info("dedupe log loaded", extra={"topic": self.sent.topic, "pairs": loaded})
-        await self._start_new_groups()
         loop = asyncio.get_running_loop()
+        kafka = KafkaAccess.of(self.settings).client_options()
         self.lanes = [
             Lane(
                 worker,
-                self._consumer(worker.name),
+                self._consumer(lane_group(self.options.group_id, worker.name)),
                 self.topic,
                 self.config.max_in_flight,
                 self.metrics,
@@ -123,16 +127,25 @@ class Notifier:
             )
             for worker in self.workers
         ]
-        tasks: list[asyncio.Task[None]] = []
+        mark = Mark(
+            AIOKafkaConsumer(**kafka, group_id=self.options.group_id, enable_auto_commit=False), self.topic
+        )
+        workers: list[asyncio.Task[None]] = []
+        readers: list[asyncio.Task[None]] = []
         started: list[Lane] = []
+        marking = False
         metrics_runner: web.AppRunner | None = None
         try:
+            await self._start_new_groups()
+            await mark.start()
+            marking = True
             for lane in self.lanes:
                 await lane.start()
                 started.append(lane)
             for lane in self.lanes:
-                tasks.append(asyncio.create_task(lane.worker.run(), name=f"notify:{lane.name}"))
-                tasks.append(asyncio.create_task(self._read(lane), name=f"notify-read:{lane.name}"))
+                workers.append(asyncio.create_task(lane.worker.run(), name=f"notify:{lane.name}"))
+                readers.append(asyncio.create_task(self._read(lane), name=f"notify-read:{lane.name}"))
+            readers.append(asyncio.create_task(self._keep_mark(mark), name="notify-mark"))
             metrics_runner = await self._serve_metrics()
             log.info(
                 "notifier started",
@@ -143,32 +156,39 @@ class Notifier:
             )
             stopping = asyncio.create_task(self._stopping.wait())
             try:  # until asked to stop, or a task ends (a worker that died would stall its destination)
-                await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([stopping, *workers, *readers], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopping.cancel()
-            for task in tasks:
+            for task in (*workers, *readers):
                 if task.done():
                     task.result()
+            await _cancelled(readers)  # read no more, then let what was read be delivered
             await self._drain()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancelled([*workers, *readers])
+            if marking:  # where the destinations stopped reading, for one added before the next start
+                await _quietly(self._move_mark(mark), "the notifier's mark")
             for lane in started:
                 await lane.stop()
-            await self.sent.stop()
+            if marking:
+                await _quietly(mark.stop(), "the notifier's mark")
+            await _quietly(self.sent.stop(), "the dedupe log")
             if isinstance(self.sender, HttpSender):
-                await self.sender.close()
+                await _quietly(self.sender.close(), "the HTTP session")
             if metrics_runner is not None:
-                await metrics_runner.cleanup()
+                await _quietly(metrics_runner.cleanup(), "the metrics server")
 
-    def _consumer(self, destination: str) -> AIOKafkaConsumer:
+    def _consumer(self, group: str) -> AIOKafkaConsumer:
+        """A destination's consumer. A partition its group has no offset for is read from its
+        beginning: the group's start commits one for every partition there was
+        (`streamer.notify.starts`), so such a partition appeared since, and all of it is new."""
         return AIOKafkaConsumer(
             **KafkaAccess.of(self.settings).client_options(),
-            group_id=lane_group(self.options.group_id, destination),
+            group_id=group,
             enable_auto_commit=False,
-            auto_offset_reset=self.options.start_from,
+            auto_offset_reset="earliest",
             max_poll_records=500,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
     async def _read(self, lane: Lane) -> None:
@@ -178,35 +198,73 @@ class Notifier:
         while True:
             await lane.step()
             if loop.time() - last_commit >= COMMIT_INTERVAL_S:
-                await lane.hold_positions()
                 await lane.commit()
                 await lane.update_lag()
                 last_commit = loop.time()
 
+    async def _keep_mark(self, mark: Mark) -> None:
+        """Keep the notifier's mark at the furthest its destinations have read to."""
+        while True:
+            await asyncio.sleep(COMMIT_INTERVAL_S)
+            await self._move_mark(mark)
+
+    async def _move_mark(self, mark: Mark) -> None:
+        try:
+            positions = [await lane.positions() for lane in self.lanes]
+        except Exception:  # a rebalance took a partition meanwhile: the next turn reads again
+            return
+        await mark.commit(furthest(positions))
+
     async def _start_new_groups(self) -> None:
-        """Commit a starting point for each destination's group that has none
-        (`lane.starting_offsets`): where the other destinations have read to, or, on the first
-        start after the upgrade, the offsets of the group they all shared (`--group` itself)."""
-        admin = AIOKafkaAdminClient(
-            **KafkaAccess.of(self.settings).client_options(), request_timeout_ms=15000
-        )
+        """Commit a starting point for each destination's group that has none: the notifier's
+        mark, else the end or the beginning of each partition (`--start-from`); see
+        `streamer.notify.starts`."""
+        kafka = KafkaAccess.of(self.settings).client_options()
+        seconds = self.options.connect_timeout_s
+        admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=15000)
         await admin.start()
         try:
-            shared = await admin.list_consumer_group_offsets(self.options.group_id)
-            lanes = {
-                worker.name: await admin.list_consumer_group_offsets(
-                    lane_group(self.options.group_id, worker.name)
+
+            async def offsets_of(group: str) -> dict[TopicPartition, OffsetAndMetadata]:
+                found = await retried(
+                    lambda: admin.list_consumer_group_offsets(group), seconds, "reading offsets"
                 )
-                for worker in self.workers
-            }
+                return of_topic(found, self.topic)
+
+            fresh = [
+                w.name
+                for w in self.workers
+                if not await offsets_of(lane_group(self.options.group_id, w.name))
+            ]
+            mark = await offsets_of(self.options.group_id) if fresh else {}
+            described = await admin.describe_topics([self.topic]) if fresh else []
         finally:
             await admin.close()
-        for name, offsets in starting_offsets(shared, lanes, self.topic).items():
+        if not fresh:
+            return
+        # the topic's partitions: none while it is not there yet (then every alert is new)
+        tps = [
+            TopicPartition(self.topic, partition["partition"])
+            for topic in described
+            if topic["error_code"] == 0
+            for partition in topic["partitions"]
+        ]
+        reader = AIOKafkaConsumer(**kafka)
+        await reader.start()
+        try:
+            beginnings = await reader.beginning_offsets(tps) if tps else {}
+            ends = await reader.end_offsets(tps) if tps else {}
+        finally:
+            await reader.stop()
+        start = starting_point(mark, beginnings, ends, self.options.start_from)
+        for name in fresh:
             group = lane_group(self.options.group_id, name)
-            await _commit_as(self.settings, group, offsets)
+            if start:
+                await commit_as(AIOKafkaConsumer(**kafka, group_id=group, enable_auto_commit=False), start)
+            where = "the notifier's mark" if mark else f"--start-from {self.options.start_from}"
             log.info(
-                "a destination's new group starts where the others are",
-                extra={"destination": name, "group": group, "partitions": len(offsets)},
+                f"a destination's new group starts at {where}",
+                extra={"destination": name, "group": group, "partitions": len(start)},
             )
 
     async def _drain(self) -> None:
@@ -245,19 +303,21 @@ class Notifier:
         return runner
 
 
-async def _commit_as(
-    settings: Settings, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]
-) -> None:
-    """Commit `offsets` under `group` without joining it (a consumer assigned by hand)."""
-    consumer = AIOKafkaConsumer(
-        **KafkaAccess.of(settings).client_options(), group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _quietly(step: Awaitable[object], what: str) -> None:
+    """One step of the shutdown, which never keeps the next from running."""
     try:
-        consumer.assign(list(offsets))
-        await consumer.commit(dict(offsets))
-    finally:
-        await consumer.stop()
+        async with asyncio.timeout(10.0):
+            await step
+    except Exception as error:
+        log.warning(
+            "could not close cleanly", extra={"what": what, "error": f"{type(error).__name__}: {error}"}
+        )
 
 
 def run_notifier(settings: Settings, config: NotifyConfig, options: NotifyOptions) -> None:
