@@ -408,7 +408,7 @@ async def test_a_full_redis_refuses_the_writes_which_wait_and_are_written_once_i
     messages = [record.getMessage() for record in caplog.records]
     assert "projection store refused the writes; staging until it takes them" in messages
     assert "projection store unreachable; staging until it returns" not in messages
-    await client.config_set("maxmemory", 1)
+    await client.config_set("maxmemory", 0)
     assert await writer.drain(timeout_s=5.0)
     for account in ("acct-1", "acct-2"):
         record = await stored(client, writer.keys, account)
