@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 from pydantic import ValidationError
@@ -29,6 +30,7 @@ class Rejected(Exception):
 
 
 KEY_SHOWN = 200  # characters of a message key quoted in a reason
+_HOUR_24 = re.compile(r"[Tt ]24:")  # 24:00, which ISO 8601 allowed once and RFC 3339 does not
 
 
 # The largest message a Kafka broker takes by default (message.max.bytes): no valid event is near
@@ -102,7 +104,10 @@ def describe_validation_error(exc: ValidationError) -> str:
 def _describe(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "json_invalid":
-        return f"not valid JSON: {error['msg'].removeprefix('Invalid JSON: ')}"
+        detail = error["msg"].removeprefix("Invalid JSON: ")
+        if detail.startswith("number out of range"):  # a 5,000-digit count, say: say what it means
+            detail += " (a number too large for any field of the contract)"
+        return f"not valid JSON: {detail}"
     if kind in ("dict_type", "model_attributes_type", "model_type") and not error["loc"]:
         return f"the message must be a JSON object (got {type(error['input']).__name__})"
     if kind == "union_tag_not_found":
@@ -121,6 +126,8 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in (NAME_TEXT, ID_TEXT):
         message = NAME_RULE
     if kind.startswith(("datetime", "timezone")):
+        if _HOUR_24.search(str(error.get("input"))):  # read as "extra characters at the end"
+            message = "hour 24 is not a time of day: write 00:00 of the next day"
         message += "; expected RFC 3339 with an offset, e.g. 2024-03-05T14:03:00Z"
     if kind == "missing":
         return f"{where} is required"

@@ -181,6 +181,24 @@ def test_bad_json(raw: bytes) -> None:
     assert rejected(raw).startswith("not valid JSON: ")
 
 
+def test_a_number_too_large_for_json_says_it_is_too_large_for_the_contract() -> None:
+    """A 5,000-digit count was refused as "number out of range at line 1 column N" alone."""
+    raw = orjson.dumps(message("usage.recorded", count=1)).replace(b'"count":1', b'"count":' + b"9" * 5000)
+    reason = rejected(raw)
+    assert reason.startswith("not valid JSON: number out of range at line 1 column ")
+    assert reason.endswith("(a number too large for any field of the contract)")
+
+
+@pytest.mark.parametrize(
+    "when", ["2024-03-01T24:00:00Z", "2024-03-01 24:00:00+00:00", "2024-03-01T24:00:00.5+02:00"]
+)
+def test_hour_24_is_named_rather_than_read_as_extra_characters(when: str) -> None:
+    """pydantic read T24:00 as "unexpected extra characters at the end of the input"."""
+    reason = rejected(message("usage.recorded", occurred_at=when))
+    assert "hour 24 is not a time of day: write 00:00 of the next day" in reason, reason
+    assert "extra characters" not in reason and f"(got {when!r})" in reason
+
+
 @pytest.mark.parametrize(
     ("raw", "kind"), [(b"[1, 2]", "list"), (b'"text"', "str"), (b"42", "int"), (b"null", "NoneType")]
 )
