@@ -116,10 +116,35 @@ def alert_row(raw: bytes | str) -> Row:
     return row
 
 
-def _decoded(key: str, field: str, raw: bytes | str, decode: Callable[[bytes | str], Row]) -> Row | None:
-    try:
-        return decode(raw)
-    except UNREADABLE as error:
+class Unreadable:
+    """Logs each value the view cannot read, once per `REPEAT_S` per (key, field): a dashboard
+    refreshing every few seconds logged the same value several times a refresh."""
+
+    REPEAT_S = 300.0
+    KEPT = 1000  # values remembered at most
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._logged: dict[tuple[str, str], float] = {}
+
+    def decoded(
+        self, key: str, field: str, raw: bytes | str, decode: Callable[[bytes | str], Row]
+    ) -> Row | None:
+        """`decode(raw)`, or None (logged) when the value cannot be read."""
+        try:
+            return decode(raw)
+        except UNREADABLE as error:
+            self._report(key, field, error)
+            return None
+
+    def _report(self, key: str, field: str, error: Exception) -> None:
+        now = self.clock()
+        last = self._logged.get((key, field))
+        if last is not None and now - last < self.REPEAT_S:
+            return
+        if len(self._logged) >= self.KEPT:
+            self._logged.clear()
+        self._logged[key, field] = now
         log.error(
             "the projection holds a value the view cannot read, left out of the answer; the "
             "workers never write such a value: remove it",
@@ -130,7 +155,6 @@ def _decoded(key: str, field: str, raw: bytes | str, decode: Callable[[bytes | s
                 "remove_with": f"HDEL {key} {field}",
             },
         )
-        return None
 
 
 class ProjectionReader:
@@ -139,6 +163,7 @@ class ProjectionReader:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
+        self.unreadable = Unreadable()
 
     async def ping(self) -> float:
         """Round trip to Redis in milliseconds (raises when unreachable)."""
@@ -198,7 +223,7 @@ class ProjectionReader:
             chunk = list(ids[start : start + CHUNK])
             for field, raw in zip(chunk, await self.redis.hmget(key, chunk), strict=True):
                 if raw is not None:
-                    values.append(_decoded(key, field, raw, decode))
+                    values.append(self.unreadable.decoded(key, field, raw, decode))
         return Entries(values)
 
     async def summaries(self, ids: Sequence[str]) -> Entries:

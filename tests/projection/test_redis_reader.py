@@ -14,7 +14,14 @@ from redis.asyncio import Redis
 
 from streamer.projection.codec import summary
 from streamer.projection.keys import Keys
-from streamer.projection.redis_reader import UNREADABLE, Entries, ProjectionReader, alert_row, summary_row
+from streamer.projection.redis_reader import (
+    UNREADABLE,
+    Entries,
+    ProjectionReader,
+    Unreadable,
+    alert_row,
+    summary_row,
+)
 from tests.fixtures import RedisServer
 
 from .scored import scored
@@ -110,3 +117,20 @@ async def test_alerts_leave_out_an_unreadable_alert(reader: ProjectionReader) ->
     assert [a["alert_id"] for a in found.rows] == ["al-2", "al-0"] and found.unreadable == 1
     newest = await reader.alerts(1, offset=1)
     assert newest.rows == [] and newest.unreadable == 1
+
+
+def test_an_unreadable_value_is_logged_once_per_five_minutes_not_at_every_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dashboard refreshing every 5 s logged the same planted value several times a refresh."""
+    now = [0.0]
+    unreadable = Unreadable(clock=lambda: now[0])
+    with caplog.at_level(logging.ERROR, "streamer.projection.redis_reader"):
+        for step in range(10):
+            now[0] = step * 30.0  # 0 s .. 270 s
+            assert unreadable.decoded("k", "f", b"notjson", summary_row) is None
+            assert unreadable.decoded("k", "g", b"notjson", summary_row) is None
+        now[0] = 300.0
+        unreadable.decoded("k", "f", b"notjson", summary_row)
+    logged = [(r.key, r.field) for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged == [("k", "f"), ("k", "g"), ("k", "f")]
