@@ -3,7 +3,9 @@
 Each alert is handed over with an `ack` callback, called exactly once when the destination has
 acknowledged it (2xx), definitively rejected it (4xx other than 429, or retries exhausted when
 `max_attempts` is set), or already had it (dedupe): the notifier commits offsets only past
-alerts whose every destination has called back.
+alerts whose every destination has called back. An alert is submitted with the partition it was
+read from: when that partition is revoked, `withdraw` takes back the alerts of it still queued
+(the new owner reads them again) and `settle` waits for the batch of it being sent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from aiokafka import TopicPartition
 from yarl import URL
 
 from streamer.notify.backoff import delay
@@ -117,10 +120,15 @@ class HttpSender:
             self._session = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: the same alert may be queued twice
 class _Queued:
     alert: Alert
-    acks: list[Ack] = field(default_factory=list)
+    # each reading of the alert: its callback and the partition it was read from (None: unknown)
+    acks: list[tuple[Ack, TopicPartition | None]] = field(default_factory=list)
+    withdrawn: bool = False  # taken back before it was sent: skipped where it still lies
+
+    def read_from(self, partitions: Collection[TopicPartition]) -> bool:
+        return any(source in partitions for _, source in self.acks)
 
 
 def without_url(detail: str, destination: Destination) -> str:
@@ -161,14 +169,18 @@ class DestinationWorker:
         self._sleep, self._draw = sleep, draw
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._in_flight: dict[str, _Queued] = {}  # alert id -> queued or being sent
+        self._sending: list[_Queued] = []  # the batch `deliver` is sending (until acked)
+        self._sent_batch: asyncio.Event = asyncio.Event()  # set when that batch is finished
+        self._sent_batch.set()
         self.name = destination.name
 
     @property
     def pending(self) -> int:
         return len(self._in_flight)
 
-    def submit(self, alert: Alert, ack: Ack) -> None:
-        """Queue `alert` (or call `ack` at once when the destination already has it)."""
+    def submit(self, alert: Alert, ack: Ack, source: TopicPartition | None = None) -> None:
+        """Queue `alert`, read from partition `source` (or call `ack` at once when the
+        destination already has it)."""
         alert_id = str(alert["alert_id"])
         if (self.name, alert_id) in self.sent:
             self.metrics.deduped.labels(self.name).inc()
@@ -177,11 +189,46 @@ class DestinationWorker:
         queued = self._in_flight.get(alert_id)
         if queued is not None:  # the same alert again while the first is on its way
             self.metrics.deduped.labels(self.name).inc()
-            queued.acks.append(ack)
+            queued.acks.append((ack, source))
             return
-        queued = self._in_flight[alert_id] = _Queued(alert, [ack])
+        queued = self._in_flight[alert_id] = _Queued(alert, [(ack, source)])
         self.metrics.pending.labels(self.name).set(len(self._in_flight))
         self._queue.put_nowait(queued)
+
+    def withdraw(self, partitions: Collection[TopicPartition]) -> int:
+        """Partitions revoked: take back the readings of `partitions` not yet being sent (their
+        callbacks are no-ops by now, and the partitions' next owner reads them again). An alert
+        left with no reading is not sent; one also read from a partition kept stays queued.
+        The batch being sent is left alone (`settle` waits for it). Returns the alerts dropped."""
+        partitions = set(partitions)
+        dropped = 0
+        for alert_id, queued in list(self._in_flight.items()):
+            if queued in self._sending or not queued.read_from(partitions):
+                continue
+            queued.acks = [(ack, source) for ack, source in queued.acks if source not in partitions]
+            if not queued.acks:
+                queued.withdrawn = True
+                del self._in_flight[alert_id]
+                dropped += 1
+        if dropped:
+            self.metrics.pending.labels(self.name).set(len(self._in_flight))
+        return dropped
+
+    def sending(self, partitions: Collection[TopicPartition]) -> bool:
+        """Whether the batch being sent holds an alert read from one of `partitions`."""
+        partitions = set(partitions)
+        return any(queued.read_from(partitions) for queued in self._sending)
+
+    async def settle(self, partitions: Collection[TopicPartition], timeout_s: float) -> bool:
+        """Wait, at most `timeout_s`, until no batch holding an alert of `partitions` is being
+        sent (it was delivered or given up, recorded in the sent log and acked). True when none is."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.sending(partitions):
+                    await self._sent_batch.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self) -> None:
         """Deliver forever (cancel the task to stop)."""
@@ -189,27 +236,47 @@ class DestinationWorker:
             batch = await self._next_batch()
             await self.deliver(batch)
 
+    async def _take(self) -> _Queued:
+        """The next queued alert not withdrawn."""
+        while True:
+            queued = await self._queue.get()
+            if not queued.withdrawn:
+                return queued
+
     async def _next_batch(self) -> list[_Queued]:
-        first = await self._queue.get()
-        batch = [first]
-        window = self.destination.digest_seconds
-        if window is None:
-            return batch
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + window
-        while len(batch) < self.destination.max_digest_alerts:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout(remaining):
-                    batch.append(await self._queue.get())
-            except TimeoutError:
-                break
-        return batch
+        """The next message's alerts. A digest being collected is not sent yet: an alert of it
+        withdrawn meanwhile is left out (and a digest left empty is not sent)."""
+        while True:
+            batch = [await self._take()]
+            window = self.destination.digest_seconds
+            if window is None:
+                return batch
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + window
+            while len(batch) < self.destination.max_digest_alerts:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        batch.append(await self._take())
+                except TimeoutError:
+                    break
+            batch = [queued for queued in batch if not queued.withdrawn]
+            if batch:
+                return batch
 
     async def deliver(self, batch: list[_Queued]) -> Outcome:
-        """Send `batch` as one message until it is acknowledged or rejected; then record and ack."""
+        """Send `batch` as one message until it is acknowledged or rejected; then record and ack.
+        While it runs the batch is in flight: `withdraw` leaves it alone and `settle` waits."""
+        self._sending, self._sent_batch = batch, asyncio.Event()
+        try:
+            return await self._deliver(batch)
+        finally:
+            self._sending = []
+            self._sent_batch.set()
+
+    async def _deliver(self, batch: list[_Queued]) -> Outcome:
         alerts = [queued.alert for queued in batch]
         try:
             payload, key = body(self.destination.format, alerts), idempotency_key(alerts)
@@ -264,7 +331,7 @@ class DestinationWorker:
         await self._record(alert_ids, response.outcome)
         for queued, alert_id in zip(batch, alert_ids, strict=True):
             self._in_flight.pop(alert_id, None)
-            for ack in queued.acks:
+            for ack, _ in queued.acks:
                 ack()
         self.metrics.pending.labels(self.name).set(len(self._in_flight))
         return response.outcome

@@ -5,6 +5,13 @@ commits each partition up to the first alert it has not finished with. A destina
 not take its alerts (down, or slower than they come) fills its own `max_in_flight` and pauses
 only its own reading: the other destinations read on. Under one shared group, one dead
 destination held every healthy one back once `max_in_flight` filled.
+
+Partitions move between the notifiers of one group (a rolling deploy overlaps two). Before a
+partition leaves, its lane takes back from the worker the alerts of it still queued and waits
+for the batch of it being sent to be recorded in the sent log; the next owner, once assigned,
+waits until its sent log has read what was recorded up to then before it hands alerts of its
+partitions to the worker. Both waits are bounded (`HANDOVER_S`): past them an alert may be
+delivered twice, as after a crash, never lost.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from streamer.notify.routing import matches
 log = logging.getLogger(__name__)
 
 STOP_S = 10.0  # for a commit, and again for leaving the group, at shutdown
+HANDOVER_S = 10.0  # for the batch being sent at a revocation; for the sent log at an assignment
 
 Decode = Callable[[bytes | None], dict[str, Any] | str]  # the alert, or why it is undeliverable
 
@@ -40,14 +48,14 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         self.lane = lane
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.lane.commit()
-        self.lane.progress.forget(revoked)
+        await self.lane.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info(
             "partitions assigned",
             extra={"destination": self.lane.name, "partitions": sorted(tp.partition for tp in assigned)},
         )
+        await self.lane.take_over(assigned)
 
 
 class Lane:
@@ -69,6 +77,10 @@ class Lane:
         self.progress = Progress()
         self.paused_since: float | None = None  # clock time reading paused at (max_in_flight pending)
         self._committed: dict[TopicPartition, int] = {}
+        # cleared from a revocation until the sent log has caught up after the next assignment:
+        # `step` hands nothing to the worker meanwhile (aiokafka fetches during the listener)
+        self._ready = asyncio.Event()
+        self._ready.set()
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -107,6 +119,10 @@ class Lane:
                 log.info("reading resumed for one destination", extra={"destination": self.name})
         room = max(1, self.max_in_flight - self.progress.in_flight())  # paused at 0: reads nothing
         batch = await self.consumer.getmany(timeout_ms=200, max_records=min(500, room))
+        if batch and not self._ready.is_set():
+            await self._ready.wait()  # bounded: `take_over` sets it within HANDOVER_S
+            assigned = self.consumer.assignment()
+            batch = {tp: records for tp, records in batch.items() if tp in assigned}
         for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
             for record in records:
                 self.dispatch(tp, record.offset, record.value)
@@ -130,7 +146,44 @@ class Lane:
         routed = matches(self.worker.destination, alert)
         done = self.progress.read(tp, offset, 1 if routed else 0)
         if routed:
-            self.worker.submit(alert, done)
+            self.worker.submit(alert, done, tp)
+
+    async def hand_over(self, revoked: list[TopicPartition]) -> None:
+        """Partitions revoked (before they move): take back their alerts still queued, wait
+        (bounded) for the batch of them being sent, commit what is done, forget them."""
+        self._ready.clear()
+        if revoked:
+            withdrawn = self.worker.withdraw(revoked)
+            settled = await self.worker.settle(revoked, HANDOVER_S)
+            log.info(
+                "partitions revoked",
+                extra={
+                    "destination": self.name,
+                    "partitions": sorted(tp.partition for tp in revoked),
+                    "withdrawn": withdrawn,
+                },
+            )
+            if not settled:
+                log.warning(
+                    "a batch of revoked partitions was still being sent: its alerts may be sent again",
+                    extra={"destination": self.name, "waited_s": HANDOVER_S},
+                )
+        try:
+            await self.commit()
+        finally:
+            self.progress.forget(revoked)
+
+    async def take_over(self, assigned: list[TopicPartition]) -> None:
+        """Partitions assigned: wait (bounded) until the sent log has read what was recorded
+        up to now (by their previous owner too), then let `step` hand their alerts over."""
+        try:
+            if assigned and not await self.worker.sent.catch_up(HANDOVER_S):
+                log.warning(
+                    "the sent log did not catch up: alerts the previous owner sent may be sent again",
+                    extra={"destination": self.name, "waited_s": HANDOVER_S},
+                )
+        finally:
+            self._ready.set()
 
     async def commit(self) -> None:
         """Commit each partition up to its first alert not yet done (only what moved)."""

@@ -5,17 +5,23 @@ value a JSON object), on the broker that already holds the alerts: as durable as
 themselves (Redis here is a projection that may come back empty), no extra service, and read
 back in full at start-up (one short record per delivered alert; `compact,delete` with a
 retention of `retention_days` bounds it). JSON only, nothing is unpickled.
+
+After start-up the log goes on reading the topic (its tail): the other notifiers of the group
+record there too, and a lane that is assigned partitions another notifier had waits
+(`catch_up`) until the log has read what was recorded up to then, so that the alerts the
+previous owner delivered are not delivered again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Protocol
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -23,7 +29,10 @@ from streamer.stream.access import KafkaAccess
 from streamer.stream.producers import stop_quietly
 from streamer.stream.topics import check_created, min_insync
 
+log = logging.getLogger(__name__)
+
 SEP = "\x1f"
+TAIL_RETRY_S = 1.0  # the tail's pause after a failed read
 
 
 class SentLog(Protocol):
@@ -33,6 +42,11 @@ class SentLog(Protocol):
 
     async def record(self, destination: str, alert_ids: list[str], status: str) -> None:
         """Remember the pairs durably; returns once they survive a crash."""
+        ...
+
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Wait, at most `timeout_s`, until every pair recorded (by any notifier) before the
+        call is known here; True when it is."""
         ...
 
 
@@ -49,9 +63,13 @@ class MemorySentLog:
         for alert_id in alert_ids:
             self.pairs[(destination, alert_id)] = status
 
+    async def catch_up(self, timeout_s: float) -> bool:
+        return True  # one process: every record is known at once
+
 
 class KafkaSentLog:
-    """The compacted topic: loaded in full by `start`, appended to by `record` (acks=all)."""
+    """The compacted topic: loaded in full by `start`, then followed by a tail task (the other
+    notifiers' records), appended to by `record` (acks=all)."""
 
     def __init__(
         self, kafka: KafkaAccess, topic: str, retention_days: float = 30.0, replication_factor: int = 1
@@ -61,15 +79,31 @@ class KafkaSentLog:
         self.pairs: set[tuple[str, str]] = set()
         self._producer: AIOKafkaProducer | None = None
         self._started = False
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+        self._read_to: dict[TopicPartition, int] = {}  # the offset the tail reads next
+        self._moved = asyncio.Event()  # set (and replaced) each time the tail reads on
+        self._tail: asyncio.Task[None] | None = None
 
     def __contains__(self, item: tuple[str, str]) -> bool:
         return item in self.pairs
 
     async def start(self) -> int:
-        """Create the topic when missing, read it to its end; return the pairs loaded."""
+        """Create the topic when missing, read it to its end, follow it from there on; return
+        the pairs loaded."""
         partitions = await self._ensure_topic()
-        await self._load(partitions)
-        self._producer = await self._new_producer()
+        self._partitions = [TopicPartition(self.topic, p) for p in range(partitions)]
+        consumer = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            await self._load(consumer)
+            self._producer = await self._new_producer()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._tail = asyncio.create_task(self._follow(consumer), name="notify-sent-tail")
         self._started = True
         return len(self.pairs)
 
@@ -85,6 +119,16 @@ class KafkaSentLog:
         return producer
 
     async def stop(self) -> None:
+        """Stop the tail, then its consumer and the producer (each bounded)."""
+        if self._tail is not None:
+            self._tail.cancel()
+            await asyncio.gather(self._tail, return_exceptions=True)
+            self._tail = None
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10.0):
+                    await consumer.stop()
         if self._producer is not None:
             await stop_quietly(self._producer)  # bounded: a stalled broker does not hold the exit
             self._producer = None
@@ -146,24 +190,56 @@ class KafkaSentLog:
         with contextlib.suppress(TopicAlreadyExistsError):  # another notifier created it meanwhile
             check_created(await admin.create_topics([topic]))
 
-    async def _load(self, partitions: int) -> None:
-        consumer = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False, group_id=None)
-        await consumer.start()
+    async def _load(self, consumer: AIOKafkaConsumer) -> None:
+        tps = self._partitions
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            self._apply(await consumer.getmany(timeout_ms=1000, max_records=10_000))
+        await self._note_positions(consumer)
+
+    def _apply(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        for records in batch.values():
+            for record in records:
+                if record.key is None:
+                    continue
+                destination, _, alert_id = record.key.decode().partition(SEP)
+                if record.value is None:  # a tombstone forgets the pair
+                    self.pairs.discard((destination, alert_id))
+                else:
+                    self.pairs.add((destination, alert_id))
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in self._partitions:
+            self._read_to[tp] = await consumer.position(tp)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        """The tail: apply every record written after the load, the other notifiers' too (the
+        same set as before: a compacted, retained topic's pairs, one short entry each)."""
+        while True:
+            try:
+                self._apply(await consumer.getmany(timeout_ms=500, max_records=10_000))
+                await self._note_positions(consumer)
+            except Exception as error:  # the broker away a moment: read on once it is back
+                log.warning(
+                    "could not read the dedupe log, retrying",
+                    extra={"topic": self.topic, "error": f"{type(error).__name__}: {error}"},
+                )
+                await asyncio.sleep(TAIL_RETRY_S)
+
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Wait, at most `timeout_s`, until the tail has read to the topic's end as it is now."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("KafkaSentLog.catch_up before start()")
         try:
-            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-                for records in batch.values():
-                    for record in records:
-                        if record.key is None:
-                            continue
-                        destination, _, alert_id = record.key.decode().partition(SEP)
-                        if record.value is None:  # a tombstone forgets the pair
-                            self.pairs.discard((destination, alert_id))
-                        else:
-                            self.pairs.add((destination, alert_id))
-        finally:
-            await consumer.stop()
+            async with asyncio.timeout(timeout_s):
+                ends = await consumer.end_offsets(self._partitions)
+                while any(self._read_to.get(tp, 0) < end for tp, end in ends.items()):
+                    await self._moved.wait()
+        except TimeoutError:
+            return False
+        return True
