@@ -191,6 +191,14 @@ async def create_alerts_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
+def new_alerts_topic(bootstrap: str) -> tuple[str, str, str]:
+    """A test's own topic prefix, app id and alerts topic (created, 4 partitions)."""
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    asyncio.run(create_alerts_topic(bootstrap, f"{prefix}alerts"))
+    return prefix, app_id, f"{prefix}alerts"
+
+
 async def publish_alerts(bootstrap: str, topic: str, numbers: range) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -201,26 +209,27 @@ async def publish_alerts(bootstrap: str, topic: str, numbers: range) -> None:
         await producer.stop()
 
 
-async def committed_partitions(bootstrap: str, group: str, topic: str) -> int:
-    """How many partitions of `topic` `group` holds an offset for."""
+async def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Partition -> the offset `group` committed there, for `topic`'s partitions it has one for."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    return sum(1 for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0)
+    return {
+        tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0
+    }
+
+
+async def committed_partitions(bootstrap: str, group: str, topic: str) -> int:
+    """How many partitions of `topic` `group` holds an offset for."""
+    return len(await group_offsets(bootstrap, group, topic))
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:
     """The offsets `group` committed on `topic`, summed over its partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
+    return sum((await group_offsets(bootstrap, group, topic)).values())
 
 
 def notifier_env(bootstrap: str, prefix: str, app_id: str) -> dict[str, str]:
@@ -465,10 +474,7 @@ def test_a_dead_destination_holds_back_only_its_own_alerts(stack: StackInfo, tmp
     consumer group, reading then paused for every destination, and the healthy one received
     nothing more. Each destination reads in its own group now: the healthy one gets every alert
     and commits them all, the dead one's reading pauses, and `/healthz` says `degraded`, naming it."""
-    tag = uuid.uuid4().hex[:12]
-    prefix, app_id = f"t{tag}.", f"hs-{tag}"
-    topic = f"{prefix}alerts"
-    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    prefix, app_id, topic = new_alerts_topic(stack.bootstrap)
     receiver = Receiver(free_port())
     receiver.start()
     port = free_port()
@@ -527,10 +533,7 @@ def test_an_upgraded_notifier_takes_on_the_offsets_its_destinations_shared(
     """A notifier from before the lanes committed under `--group` itself. Each destination's
     group starts from those offsets: neither the alerts published while it was upgraded are
     skipped (`--start-from latest` would skip them), nor the ones already delivered sent again."""
-    tag = uuid.uuid4().hex[:12]
-    prefix, app_id = f"t{tag}.", f"hs-{tag}"
-    topic = f"{prefix}alerts"
-    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    prefix, app_id, topic = new_alerts_topic(stack.bootstrap)
     asyncio.run(publish_alerts(stack.bootstrap, topic, range(10)))
 
     async def commit_as_the_old_notifier() -> int:
@@ -625,23 +628,11 @@ def test_an_alert_in_a_partition_that_never_had_one_is_not_skipped_after_a_resta
     from: an alert published to another partition while the notifier was down was skipped after
     the restart (a group without an offset there starts at the end). Every assigned partition's
     position is committed now."""
-    tag = uuid.uuid4().hex[:12]
-    prefix, app_id = f"t{tag}.", f"hs-{tag}"
-    topic = f"{prefix}alerts"
-    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    prefix, app_id, topic = new_alerts_topic(stack.bootstrap)
     config = tmp_path / "notify.toml"
     config.write_text(crm_config(receiver.port))
     env = notifier_env(stack.bootstrap, prefix, app_id)
     args = ["--config", str(config), "--start-from", "latest"]
-
-    async def partitions_committed() -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(f"{app_id}-notify.crm")
-        finally:
-            await admin.close()
-        return sum(1 for tp in offsets if tp.topic == topic)
 
     async def publish_to(partition: int, n: int) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
@@ -656,7 +647,9 @@ def test_an_alert_in_a_partition_that_never_had_one_is_not_skipped_after_a_resta
     notifier = Notifier(args, env, tmp_path / "notify-1.log")
     try:
         wait_for(
-            "every partition's position committed", lambda: asyncio.run(partitions_committed()) == 4, notifier
+            "every partition's position committed",
+            lambda: asyncio.run(committed_partitions(stack.bootstrap, f"{app_id}-notify.crm", topic)) == 4,
+            notifier,
         )
         asyncio.run(publish_to(0, 0))
         wait_for(
@@ -729,10 +722,7 @@ def test_a_renamed_destination_and_one_added_beside_a_dead_one_start_at_the_noti
     others' groups hold. Found by an audit: a renamed sole destination skipped the alerts
     published while the notifier was restarted for it, and one added beside a dead destination
     received the dead one's whole backlog."""
-    tag = uuid.uuid4().hex[:12]
-    prefix, app_id = f"t{tag}.", f"hs-{tag}"
-    topic = f"{prefix}alerts"
-    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    prefix, app_id, topic = new_alerts_topic(stack.bootstrap)
     dead = Receiver(free_port())
     dead.start()
     dead.mode = "unavailable"
@@ -798,10 +788,7 @@ def test_alerts_in_partitions_added_while_it_runs_are_delivered(
     refresh (5 minutes) and, with `--start-from latest`, started them at their end: the alerts
     published there meanwhile were never delivered. A partition without an offset is now read
     from its beginning, and the metadata is refreshed every 30 s."""
-    tag = uuid.uuid4().hex[:12]
-    prefix, app_id = f"t{tag}.", f"hs-{tag}"
-    topic = f"{prefix}alerts"
-    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    prefix, app_id, topic = new_alerts_topic(stack.bootstrap)
     config = tmp_path / "notify.toml"
     config.write_text(crm_config(receiver.port))
     env = notifier_env(stack.bootstrap, prefix, app_id)

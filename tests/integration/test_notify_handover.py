@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -29,8 +28,8 @@ from tests.integration.test_notify import (
     Receiver,
     alert,
     committed,
-    create_alerts_topic,
     crm_config,
+    new_alerts_topic,
     notifier_env,
     publish_alerts,
     wait_for,
@@ -83,10 +82,7 @@ def repeats(receiver: Receiver) -> dict[str, dict[str, int]]:
 def handover(stack: StackInfo, tmp_path: Path, kill: bool) -> tuple[Receiver, Counter[str]]:
     """A runs; B joins in the same group while alerts are published; B leaves (SIGTERM, or SIGKILL
     when `kill`); A alone finishes. Returns the receiver and what crm had acknowledged at B's end."""
-    tag = uuid.uuid4().hex[:12]
-    prefix, app_id = f"t{tag}.", f"hs-{tag}"
-    topic = f"{prefix}alerts"
-    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    prefix, app_id, topic = new_alerts_topic(stack.bootstrap)
     receiver = SlowReceiver(free_port())
     receiver.start()
     config = tmp_path / "notify.toml"
