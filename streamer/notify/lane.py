@@ -77,6 +77,7 @@ class Lane:
         self.progress = Progress()
         self.paused_since: float | None = None  # clock time reading paused at (max_in_flight pending)
         self._committed: dict[TopicPartition, int] = {}
+        self._answered_at: float | None = None  # clock time the broker last answered `update_lag`
         # cleared from a revocation until the sent log has caught up after the next assignment:
         # `step` hands nothing to the worker meanwhile (aiokafka fetches during the listener)
         self._ready = asyncio.Event()
@@ -204,6 +205,7 @@ class Lane:
         assigned = list(consumer.assignment())
         if not assigned:  # another notifier of the group reads every partition
             self.metrics.lag.labels(self.name).set(0)
+            self._answered_at = None  # nothing was asked
             return
         with contextlib.suppress(Exception):
             ends = await consumer.end_offsets(assigned)
@@ -215,6 +217,11 @@ class Lane:
                     done = await consumer.position(tp)
                 lag += max(0, ends[tp] - done)
             self.metrics.lag.labels(self.name).set(lag)
+            self._answered_at = self.clock()
+
+    def broker_silent_s(self) -> float:
+        """Seconds since the broker last answered this lane's lag query (0 before the first)."""
+        return 0.0 if self._answered_at is None else self.clock() - self._answered_at
 
     async def positions(self) -> dict[TopicPartition, int]:
         """Where this destination has read to in each partition it is assigned (the next offset

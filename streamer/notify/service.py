@@ -41,6 +41,7 @@ COMMIT_INTERVAL_S = 0.5
 # How soon a destination learns of partitions added to the alerts topic (aiokafka's default, 5
 # minutes, left their alerts unread that long); one small metadata request per destination.
 METADATA_MAX_AGE_MS = 30_000
+BROKER_SILENT_S = 10.0  # a destination's broker unanswered this long makes /healthz degraded
 SHUTDOWN_GRACE_S = 10.0
 REQUIRED = ("alert_id", "account_id", "rule", "severity")
 
@@ -109,6 +110,24 @@ class Notifier:
     def paused(self) -> dict[str, float]:
         """Seconds each destination's reading has been paused (max_in_flight pending), those paused."""
         return {lane.name: s for lane in self.lanes if (s := lane.paused_s()) is not None}
+
+    def health(self) -> dict[str, Any]:
+        """`/healthz`: `degraded` while a destination's reading is paused (max_in_flight of its
+        alerts pending: its alerts wait, the other destinations' do not), or while the broker
+        has not answered a destination for `BROKER_SILENT_S` (it said `ok` through an outage)."""
+        in_flight = sum(lane.progress.in_flight() for lane in self.lanes)
+        answer: dict[str, Any] = {"status": "ok", "in_flight": in_flight}
+        paused = self.paused()
+        if paused:
+            answer |= {"status": "degraded", "paused_s": paused, "pending": self.pending()}
+        silent = {
+            lane.name: round(age, 1)
+            for lane in self.lanes
+            if (age := lane.broker_silent_s()) > BROKER_SILENT_S
+        }
+        if silent:
+            answer |= {"status": "degraded", "broker_silent_s": silent}
+        return answer
 
     async def run(self) -> None:
         loaded = await self.sent.start()
@@ -284,14 +303,7 @@ class Notifier:
             )
 
         async def healthz(_: web.Request) -> web.Response:
-            """`degraded` while a destination's reading is paused (max_in_flight of its alerts
-            pending): its alerts wait, the other destinations' do not."""
-            in_flight = sum(lane.progress.in_flight() for lane in self.lanes)
-            answer: dict[str, Any] = {"status": "ok", "in_flight": in_flight}
-            paused = self.paused()
-            if paused:
-                answer |= {"status": "degraded", "paused_s": paused, "pending": self.pending()}
-            return web.json_response(answer)
+            return web.json_response(self.health())
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
