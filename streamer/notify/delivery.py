@@ -169,6 +169,7 @@ class DestinationWorker:
         self._sleep, self._draw = sleep, draw
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._in_flight: dict[str, _Queued] = {}  # alert id -> queued or being sent
+        self.retrying = False  # the batch being sent failed and waits for its next attempt
         self._sending: list[_Queued] = []  # the batch `deliver` is sending (until acked)
         self._sent_batch: asyncio.Event = asyncio.Event()  # set when that batch is finished
         self._sent_batch.set()
@@ -322,7 +323,17 @@ class DestinationWorker:
                 "delivery failed, retrying",
                 extra={"destination": self.name, "detail": response.detail, "in_s": round(pause, 2)},
             )
-            await self._sleep(pause)
+            self.retrying = True
+            try:
+                await self._sleep(pause)
+            finally:
+                self.retrying = False
+            if all((self.name, str(queued.alert["alert_id"])) in self.sent for queued in batch):
+                # another notifier of the group delivered them meanwhile: their partition moved
+                # while this one retried (the sent log follows its topic)
+                self.metrics.deduped.labels(self.name).inc(len(batch))
+                response = Response(Outcome.sent, "delivered by another notifier meanwhile")
+                break
         return await self._finish(batch, response)
 
     async def _finish(self, batch: list[_Queued], response: Response) -> Outcome:

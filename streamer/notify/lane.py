@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from streamer.notify.closing import close_consumer
 from streamer.notify.delivery import DestinationWorker
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.progress import Progress
@@ -78,6 +79,7 @@ class Lane:
         self.paused_since: float | None = None  # clock time reading paused at (max_in_flight pending)
         self._committed: dict[TopicPartition, int] = {}
         self._answered_at: float | None = None  # clock time the broker last answered `update_lag`
+        self.stopping = False  # shutting down: a revocation does not wait for a batch being sent
         # cleared from a revocation until the sent log has caught up after the next assignment:
         # `step` hands nothing to the worker meanwhile (aiokafka fetches during the listener)
         self._ready = asyncio.Event()
@@ -93,13 +95,8 @@ class Lane:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(STOP_S):
                 await self.commit()
-        try:
-            async with asyncio.timeout(STOP_S):
-                await self.consumer.stop()
-        except (Exception, asyncio.CancelledError) as error:
-            task = asyncio.current_task()
-            if isinstance(error, asyncio.CancelledError) and task is not None and task.cancelling():
-                raise  # this task is being cancelled: not aiokafka's own
+        error = await close_consumer(self.consumer, STOP_S)
+        if error is not None:
             log.warning(
                 "could not leave the group cleanly",
                 extra={"destination": self.name, "error": f"{type(error).__name__}: {error}"},
@@ -155,7 +152,7 @@ class Lane:
         self._ready.clear()
         if revoked:
             withdrawn = self.worker.withdraw(revoked)
-            settled = await self.worker.settle(revoked, HANDOVER_S)
+            settled = self.stopping or await self.worker.settle(revoked, HANDOVER_S)
             log.info(
                 "partitions revoked",
                 extra={

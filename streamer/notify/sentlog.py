@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streamer.notify.closing import close_consumer
 from streamer.stream.access import KafkaAccess
 from streamer.stream.producers import stop_quietly
 from streamer.stream.topics import check_created, min_insync
@@ -126,9 +127,12 @@ class KafkaSentLog:
             self._tail = None
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(10.0):
-                    await consumer.stop()
+            error = await close_consumer(consumer, 10.0)
+            if error is not None:
+                log.warning(
+                    "could not stop reading the dedupe log cleanly",
+                    extra={"topic": self.topic, "error": f"{type(error).__name__}: {error}"},
+                )
         if self._producer is not None:
             await stop_quietly(self._producer)  # bounded: a stalled broker does not hold the exit
             self._producer = None

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -187,8 +188,7 @@ class Notifier:
             await _cancelled([*workers, *readers])
             if marking:  # where the destinations stopped reading, for one added before the next start
                 await _quietly(self._move_mark(mark), "the notifier's mark")
-            for lane in started:
-                await lane.stop()
+            await asyncio.gather(*(lane.stop() for lane in started))  # each bounded: 10 s in all
             if marking:
                 await _quietly(mark.stop(), "the notifier's mark")
             await _quietly(self.sent.stop(), "the dedupe log")
@@ -279,7 +279,16 @@ class Notifier:
         for name in fresh:
             group = lane_group(self.options.group_id, name)
             if start:
-                await commit_as(AIOKafkaConsumer(**kafka, group_id=group, enable_auto_commit=False), start)
+                try:
+                    await commit_as(
+                        AIOKafkaConsumer(**kafka, group_id=group, enable_auto_commit=False), start
+                    )
+                except KafkaError as error:  # notifiers started together: another one was first
+                    log.info(
+                        "another notifier started this destination's group first",
+                        extra={"destination": name, "group": group, "error": type(error).__name__},
+                    )
+                    continue
             where = "the notifier's mark" if mark else f"--start-from {self.options.start_from}"
             log.info(
                 f"a destination's new group starts at {where}",
@@ -290,8 +299,15 @@ class Notifier:
         """On shutdown, give in-flight deliveries a moment so fewer are repeated on restart."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE_S
-        while any(lane.progress.in_flight() for lane in self.lanes) and loop.time() < deadline:
+        for lane in self.lanes:
+            lane.stopping = True  # a revocation from here on does not wait for a batch being sent
+        while self._delivering() and loop.time() < deadline:
             await asyncio.sleep(0.1)
+
+    def _delivering(self) -> bool:
+        """Whether alerts read are still on their way to a destination that takes them (one that
+        is failing will not take them in the shutdown's few seconds)."""
+        return any(lane.progress.in_flight() and not lane.worker.retrying for lane in self.lanes)
 
     async def _serve_metrics(self) -> web.AppRunner | None:
         if self.options.metrics_port is None:

@@ -249,3 +249,52 @@ async def test_a_revocation_withdraws_waits_commits_and_forgets() -> None:
             break
     task.cancel()
     assert sender.delivered() == ["a0", "b0"]
+
+
+async def test_a_stopping_lane_does_not_wait_for_the_batch_being_sent() -> None:
+    """A SIGTERM during a rebalance of a dead destination's group waited 10 s in `settle`, and the
+    stop came close to the 20 s grace before a kill."""
+    sender = HeldSender()
+    worker, clock, metrics = make(sender)
+    consumer = LaneConsumer()
+    consumer.records = {P0: [type("R", (), {"offset": 0, "value": orjson.dumps(alert("a0"))})()]}
+    lane = Lane(worker, cast(AIOKafkaConsumer, consumer), TOPIC, 10, metrics, decode_alert, clock)
+    await lane.step()
+    task = asyncio.create_task(worker.run())
+    await sender.posting.wait()  # a0 is being sent and held
+    lane.stopping = True
+    await asyncio.wait_for(lane.hand_over([P0]), 1)
+    task.cancel()
+
+
+async def test_a_batch_in_retry_that_another_notifier_delivered_meanwhile_is_not_sent_again() -> None:
+    """A previous owner whose wait ran out kept retrying the batch of a revoked partition while the
+    new owner delivered it: a dead destination got up to three copies of a digest."""
+    sent = MemorySentLog()
+    sender = FakeSender([503, 503, 503])
+    worker, _clock, metrics = make(sender, sent)
+
+    async def sleep(seconds: float) -> None:  # meanwhile the new owner delivers and records it
+        assert worker.retrying
+        await sent.record("hook", ["a0"], "sent")
+
+    worker._sleep = sleep
+    worker.submit(alert("a0"), lambda: None, P0)
+    await drain(worker)
+    assert [status for *_, status in sender.requests] == [503], "sent again after the other delivered it"
+    assert not worker.retrying and worker.pending == 0
+    assert metrics.deduped.labels("hook")._value.get() == 1
+
+
+class CancelledOnStop:
+    async def stop(self) -> None:
+        raise asyncio.CancelledError  # what aiokafka's fetcher raised with the broker away
+
+
+async def test_the_sent_log_stops_when_its_consumer_cannot() -> None:
+    """A SIGTERM with the broker away ended in a CancelledError here, and the producer, the HTTP
+    session and the metrics server were never closed."""
+    log = KafkaSentLog(cast(KafkaAccess, None), "cs.notify.sent")
+    log._consumer = cast(AIOKafkaConsumer, CancelledOnStop())
+    await log.stop()
+    assert log._consumer is None
