@@ -525,6 +525,8 @@ def _project(
             now=time.time(),
             projection_pending=projection.pending,
             projection_failures=projection.failures,
+            projection_skipped_writes=projection.skipped_writes,
+            projection_pruned_alerts=projection.pruned_alerts,
             latency_s=latency.read(scorer.counters),
             loop_stall_s=watch.longest("stats"),
             stalled_s=stalled_s,

@@ -45,6 +45,16 @@ WORKER_COUNTERS = (
         "healthstream_projection_write_failures",
         "Failed writes to the Redis projection",
     ),
+    (
+        "projection_skipped_writes",
+        "healthstream_projection_skipped_writes",
+        "Projection writes skipped for good: a key held another type than the workers write (WRONGTYPE)",
+    ),
+    (
+        "projection_pruned_alerts",
+        "healthstream_projection_pruned_alerts",
+        "Alerts staged while Redis was away and dropped unwritten: Redis would not have kept them",
+    ),
 )
 
 

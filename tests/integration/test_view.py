@@ -442,6 +442,8 @@ def test_healthz_and_metrics_show_the_worker(live: Live) -> None:
     assert "healthstream_redis_up 1.0" in text and "healthstream_workers 1.0" in text
     assert "healthstream_consumer_lag{" in text and "healthstream_processing_latency_seconds{" in text
     assert "healthstream_event_loop_stall_seconds{" in text
+    assert "healthstream_projection_skipped_writes_total{" in text
+    assert "healthstream_projection_pruned_alerts_total{" in text
     wait_until("zero lag", lambda: view.get("/healthz")["consumer_lag"] == 0, 30)
     health = view.get("/healthz")
     assert health["status"] == "ok" and health["kafka"]["reachable"] and health["workers"] == 1

@@ -7,6 +7,7 @@ from typing import Any
 
 from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, CommitWatch, RecentLatency, worker_stats
 from streamer.stream.scorer import Counters
+from streamer.view.metrics import worker_families
 
 
 def counters(**changes: Any) -> Counters:
@@ -38,6 +39,8 @@ def test_counters_lag_and_rules_are_flattened() -> None:
         started_at=100.0,
         now=160.0,
         projection_pending=9,
+        projection_skipped_writes=2,
+        projection_pruned_alerts=700,
         loop_stall_s=0.31234,
         stalled_s=75.04,
     )
@@ -49,6 +52,7 @@ def test_counters_lag_and_rules_are_flattened() -> None:
     assert stats["latency_s"] == 0.1235 and stats["uptime_s"] == 60.0
     assert stats["projection_pending"] == 9 and stats["loop_stall_s"] == 0.3123
     assert stats["stalled_s"] == 75.0
+    assert stats["projection_skipped_writes"] == 2 and stats["projection_pruned_alerts"] == 700
     assert all(isinstance(value, float) for value in stats.values())
 
 
@@ -77,3 +81,17 @@ def test_a_worker_that_commits_nothing_while_input_waits_is_stalled_for_as_long(
     assert watch.read(moved, waiting=2, now=310.0) == 10.0
     fewer = {("usage", 0): 12}
     assert watch.read(fewer, waiting=2, now=320.0) == 0.0  # a rebalance changed the partitions
+
+
+def test_the_writers_skipped_writes_and_pruned_alerts_are_worker_counters_in_the_views_metrics() -> None:
+    """Both were counted on the writer only: an operator saw neither."""
+    stats = worker_stats(
+        counters(), {}, started_at=0.0, now=1.0, projection_skipped_writes=1, projection_pruned_alerts=5
+    )
+    families = {family.name: family for family in worker_families({"w1": stats})}
+    for name, value in (
+        ("healthstream_projection_skipped_writes", 1.0),
+        ("healthstream_projection_pruned_alerts", 5.0),
+    ):
+        [sample] = [s for s in families[name].samples if s.name == name + "_total"]
+        assert sample.labels == {"worker": "w1"} and sample.value == value
