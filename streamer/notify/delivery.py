@@ -125,7 +125,12 @@ class _Queued:
     alert: Alert
     # each reading of the alert: its callback and the partition it was read from (None: unknown)
     acks: list[tuple[Ack, TopicPartition | None]] = field(default_factory=list)
-    withdrawn: bool = False  # taken back before it was sent: skipped where it still lies
+
+    @property
+    def withdrawn(self) -> bool:
+        """Taken back before it was sent (`withdraw` removed its every reading): skipped where it
+        still lies in the queue."""
+        return not self.acks
 
     def read_from(self, partitions: Collection[TopicPartition]) -> bool:
         return any(source in partitions for _, source in self.acks)
@@ -207,8 +212,7 @@ class DestinationWorker:
             if queued in self._sending or not queued.read_from(partitions):
                 continue
             queued.acks = [(ack, source) for ack, source in queued.acks if source not in partitions]
-            if not queued.acks:
-                queued.withdrawn = True
+            if queued.withdrawn:
                 del self._in_flight[alert_id]
                 dropped += 1
         if dropped:

@@ -100,8 +100,7 @@ class KafkaSentLog:
             await self._load(consumer)
             self._producer = await self._new_producer()
         except BaseException:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await close_consumer(consumer, 10.0)
             raise
         self._consumer = consumer
         self._tail = asyncio.create_task(self._follow(consumer), name="notify-sent-tail")

@@ -87,8 +87,9 @@ class Notifier:
         self.settings, self.config, self.options = settings, config, options
         self.metrics = NotifyMetrics()
         self.sender = sender or HttpSender()
+        self.kafka = KafkaAccess.of(settings)
         self.sent = KafkaSentLog(
-            KafkaAccess.of(settings),
+            self.kafka,
             settings.topic("notify.sent"),
             options.sent_retention_days,
             settings.replication_factor,
@@ -134,7 +135,7 @@ class Notifier:
         loaded = await self.sent.start()
         log.info("dedupe log loaded", extra={"topic": self.sent.topic, "pairs": loaded})
         loop = asyncio.get_running_loop()
-        kafka = KafkaAccess.of(self.settings).client_options()
+        kafka = self.kafka.client_options()
         self.lanes = [
             Lane(
                 worker,
@@ -147,9 +148,7 @@ class Notifier:
             )
             for worker in self.workers
         ]
-        mark = Mark(
-            AIOKafkaConsumer(**kafka, group_id=self.options.group_id, enable_auto_commit=False), self.topic
-        )
+        mark = Mark(AIOKafkaConsumer(**kafka, group_id=self.options.group_id, enable_auto_commit=False))
         workers: list[asyncio.Task[None]] = []
         readers: list[asyncio.Task[None]] = []
         started: list[Lane] = []
@@ -202,7 +201,7 @@ class Notifier:
         beginning: the group's start commits one for every partition there was
         (`streamer.notify.starts`), so such a partition appeared since, and all of it is new."""
         return AIOKafkaConsumer(
-            **KafkaAccess.of(self.settings).client_options(),
+            **self.kafka.client_options(),
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -238,7 +237,7 @@ class Notifier:
         """Commit a starting point for each destination's group that has none: the notifier's
         mark, else the end or the beginning of each partition (`--start-from`); see
         `streamer.notify.starts`."""
-        kafka = KafkaAccess.of(self.settings).client_options()
+        kafka = self.kafka.client_options()
         seconds = self.options.connect_timeout_s
         admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=15000)
         await admin.start()

@@ -15,7 +15,6 @@ of their alerts is newer than the group.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
@@ -23,6 +22,8 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
+
+from streamer.notify.closing import close_consumer
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class Mark:
     paused). A group with members (a notifier from before the lanes, still running) refuses such
     commits; the mark then stays as that group keeps it."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str) -> None:
-        self.consumer, self.topic = consumer, topic
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
         self._marked: dict[TopicPartition, int] = {}
         self._refused = False
 
@@ -93,7 +94,13 @@ class Mark:
         await self.consumer.start()
 
     async def stop(self) -> None:
-        await self.consumer.stop()
+        """Stop its consumer (`close_consumer`: bounded, never raising what aiokafka raised)."""
+        error = await close_consumer(self.consumer, 10.0)
+        if error is not None:
+            log.warning(
+                "could not stop the notifier's mark cleanly",
+                extra={"error": f"{type(error).__name__}: {error}"},
+            )
 
     async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         """Commit the positions that moved forward (the partitions not yet assigned are taken on)."""
@@ -128,5 +135,4 @@ async def commit_as(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition,
         consumer.pause(*offsets)
         await consumer.commit(dict(offsets))
     finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await close_consumer(consumer, 10.0)
