@@ -159,6 +159,18 @@ def _surrogate(when: str) -> bytes:
     return text.replace('"u1"', '"\\ud800"').encode()
 
 
+def _hour_24(name: str) -> ValueMaker:
+    """A usage event dated hour 24 of its day, which RFC 3339 does not have."""
+    return lambda when: orjson.dumps(usage(f"poison-{name}", f"{when[:10]}T24:00:00Z", f"{name}-1"))
+
+
+def _count_digits(name: str, digits: int) -> ValueMaker:
+    """A usage event whose count is a JSON number of `digits` digits, as written."""
+    return lambda when: orjson.dumps(usage(f"poison-{name}", when, f"{name}-1", count=7)).replace(
+        b'"count":7', b'"count":' + b"9" * digits
+    )
+
+
 POISONS: list[Poison] = [
     Poison("null-value", _raw(None), "has no value (null)", in_file=False),
     Poison("empty-value", _raw(b""), "value is empty", in_file=False),
@@ -173,6 +185,12 @@ POISONS: list[Poison] = [
     Poison("deep-array", _raw(b"[" * 10_000 + b"]" * 10_000), "recursion limit exceeded"),
     Poison("huge-id", _usage("huge-id", user_id="u" * 100_000), "field 'user_id' of usage.recorded"),
     Poison("wrong-type", _usage("wrong-type", count="3"), "field 'count' of usage.recorded"),
+    Poison("hour-24", _hour_24("hour-24"), "hour 24 is not a time of day: write 00:00 of the next day"),
+    Poison(
+        "count-5000-digits",
+        _count_digits("count-5000-digits", 5000),
+        "(a number too large for any field of the contract)",
+    ),
     Poison(
         "top-level-array", _raw(b'[{"event_type": "usage.recorded"}]'), "must be a JSON object (got list)"
     ),
