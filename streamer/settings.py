@@ -192,6 +192,8 @@ def load_score_config(path: Path | None) -> ScoreConfig:
             + (
                 unknown_key_hint(ScoreConfig, error)
                 if error["type"] == "extra_forbidden"  # its input is the whole unknown value
+                else ""
+                if not error["loc"]  # the whole file: the message names the keys
                 else f" (got {error.get('input')!r})"
             )
             for error in exc.errors(include_url=False)

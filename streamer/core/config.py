@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
 from itertools import pairwise
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +22,7 @@ from streamer.core.curves import PiecewiseLinear
 from streamer.core.peers import PEER_SIGNALS
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
+M = TypeVar("M", bound=BaseModel)
 
 # Bounds on what a file may say. A value past them is a typo or an attack: an infinite weight
 # renormalised the score to NaN and a lateness of 1e300 days overflowed the state encoding.
@@ -227,14 +228,21 @@ class Bands(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
+        problem = self.disorder()
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def disorder(self) -> str | None:
+        """Why these thresholds are out of order, or None."""
         if self.yellow > self.green:
-            raise ValueError(f"bands.yellow ({self.yellow}) must not exceed bands.green ({self.green})")
+            return f"bands.yellow ({self.yellow}) must not exceed bands.green ({self.green})"
         if self.red_usage_below > self.yellow_usage_below:
-            raise ValueError(
+            return (
                 f"bands.red_usage_below ({self.red_usage_below}) must not exceed "
                 f"bands.yellow_usage_below ({self.yellow_usage_below})"
             )
-        return self
+        return None
 
     @cached_property
     def rule(self) -> BandRule:
@@ -251,11 +259,38 @@ class Bands(Strict):
         )
 
 
+class BandsOverride(Bands):
+    """`[segments.X.bands]` / `[plans.X.bands]`: only the fields the file sets count, laid over
+    the base `[bands]`; their order is checked once laid over (`ScoreConfig.bands_for`)."""
+
+    def disorder(self) -> str | None:
+        return None
+
+
 class Segment(Strict):
-    """Overrides for a lifecycle stage or a plan; unset fields keep the base values."""
+    """Overrides for a lifecycle stage or a plan: the fields set replace the base values (the
+    plan's over the stage's), unset fields keep them."""
 
     weights: ComponentWeights | None = None
-    bands: Bands | None = None
+    bands: BandsOverride | None = None
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _as_override(cls, value: object) -> object:
+        """A `Bands` given in code overrides the fields it was given, like a file's table."""
+        if isinstance(value, Bands) and not isinstance(value, BandsOverride):
+            return {name: getattr(value, name) for name in value.model_fields_set}
+        return value
+
+
+def overlaid(base: M, overrides: tuple[BaseModel | None, ...], as_type: type[M]) -> M:
+    """`base` with the fields each override set explicitly (a later override wins), validated
+    again as `as_type`."""
+    values = {name: getattr(base, name) for name in type(base).model_fields}
+    for override in overrides:
+        if override is not None:
+            values.update({name: getattr(override, name) for name in override.model_fields_set})
+    return as_type.model_validate(values)
 
 
 class Features(Strict):
@@ -628,18 +663,39 @@ class ScoreConfig(Strict):
             found = self.segment_memo[key] = (self.weights_for(stage, plan), self.bands_for(stage, plan))
         return found
 
+    def _overrides(self, stage: str, plan: str | None) -> tuple[Segment | None, Segment | None]:
+        return self.segments.get(stage), self.plans.get(plan or "")  # type: ignore[call-overload]
+
     def weights_for(self, stage: str, plan: str | None) -> dict[str, float]:
-        """Component weights after the stage and then the plan overrides."""
-        weights = self.weights
-        for segment in (self.segments.get(stage), self.plans.get(plan or "")):  # type: ignore[call-overload]
-            if segment is not None and segment.weights is not None:
-                weights = segment.weights
-        return weights.as_dict()
+        """Component weights: the base, then the fields the stage's and then the plan's override set."""
+        overrides = tuple(s.weights if s is not None else None for s in self._overrides(stage, plan))
+        if overrides == (None, None):
+            return self.weights.as_dict()
+        return overlaid(self.weights, overrides, ComponentWeights).as_dict()
 
     def bands_for(self, stage: str, plan: str | None) -> Bands:
-        """Band thresholds after the stage and then the plan overrides."""
-        bands = self.bands
-        for segment in (self.segments.get(stage), self.plans.get(plan or "")):  # type: ignore[call-overload]
-            if segment is not None and segment.bands is not None:
-                bands = segment.bands
-        return bands
+        """Band thresholds: the base, then the fields the stage's and then the plan's override set."""
+        overrides = tuple(s.bands if s is not None else None for s in self._overrides(stage, plan))
+        if overrides == (None, None):
+            return self.bands
+        return overlaid(self.bands, overrides, Bands)
+
+    @model_validator(mode="after")
+    def _overrides_combine(self) -> Self:
+        """Every stage and plan's thresholds and weights, overrides laid over the base, are valid:
+        a plan's `yellow` above the base `green` is refused when the file is loaded, not scored."""
+        for stage in LifecycleStage:
+            for plan in (None, *self.plans):
+                given = [f"segments.{stage}"] if stage in self.segments else []
+                if plan is not None:
+                    given.append(f"plans.{plan}")
+                if not given:
+                    continue
+                for table, combine in (("weights", self.weights_for), ("bands", self.bands_for)):
+                    try:
+                        combine(stage, plan)
+                    except pydantic.ValidationError as error:
+                        reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+                        layers = " and ".join(f"{name}.{table}" for name in given)
+                        raise ValueError(f"{layers} laid over [{table}]: {reason}") from None
+        return self

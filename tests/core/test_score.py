@@ -232,6 +232,40 @@ def test_stage_band_override() -> None:
     assert (evaluation.score, evaluation.band) == (63.6, "green")
 
 
+def test_a_plan_band_override_keeps_the_base_thresholds_it_does_not_set(tmp_path: Path) -> None:
+    config = load_score_config(
+        write(
+            tmp_path, "[bands]\ngreen_share = 0\nred_usage_below = 5\n[plans.enterprise.bands]\ngreen = 75\n"
+        )
+    )
+    enterprise = config.bands_for("adopted", "enterprise")
+    assert (enterprise.green, enterprise.green_share, enterprise.red_usage_below) == (75, 0, 5)
+    assert config.bands_for("adopted", "starter") == config.bands
+
+
+def test_stage_and_plan_overrides_combine_key_by_key_the_plan_winning(tmp_path: Path) -> None:
+    config = load_score_config(
+        write(
+            tmp_path,
+            "[weights]\nsupport = 0.1\n"
+            "[segments.renewal.weights]\nfinancial = 0.9\nadoption = 0.2\n"
+            "[plans.enterprise.weights]\nadoption = 0.5\n",
+        )
+    )
+    assert config.weights_for("renewal", "enterprise") == {
+        "adoption": 0.5,
+        "support": 0.1,
+        "sentiment": 0.2,
+        "financial": 0.9,
+    }
+    assert config.weights_for("adopted", "enterprise")["financial"] == 0.35
+
+
+def test_a_partial_band_override_is_ordered_against_the_base_not_the_defaults(tmp_path: Path) -> None:
+    config = load_score_config(write(tmp_path, "[bands]\ngreen = 80\n[plans.x.bands]\nyellow = 75\n"))
+    assert (config.bands_for("renewal", "x").green, config.bands_for("renewal", "x").yellow) == (80, 75)
+
+
 def test_lifecycle_stages() -> None:
     feed = Feed()
     feed(started("acme", at(0), "100", term_end="2024-12-31T00:00:00Z"), usage("acme", at(1)))
@@ -328,6 +362,15 @@ def test_config_file_overrides(tmp_path: Path) -> None:
         ("[currency.rates]\nEUR = 0\n", ["currency.rates", "rate for EUR must be above 0"]),
         ("[currency]\nreporting = 'dollars'\n", ["currency.reporting", "pattern"]),
         ("[segments.trial]\n", ["segments.trial"]),
+        (
+            "[bands]\ngreen = 70\n[plans.x.bands]\nyellow = 75\n",
+            ["plans.x.bands laid over [bands]", "bands.yellow (75.0) must not exceed bands.green (70.0)"],
+        ),
+        (
+            "[weights]\nsupport = 0\nsentiment = 0\n[segments.renewal.weights]\nadoption = 0\n"
+            "financial = 0\n",
+            ["segments.renewal.weights laid over [weights]", "at least one component weight must be above 0"],
+        ),
         ("[time]\nallowed_lateness_days = -1\n", ["time.allowed_lateness_days"]),
         ("[limits]\nmax_users = 0\n", ["limits.max_users"]),
         ("empty_score = 101\n", ["empty_score", "less than or equal to 100"]),
