@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import lru_cache
 
-MS = 1
 SECOND = 1000
 MINUTE = 60_000
 HOUR = 3_600_000

@@ -139,10 +139,10 @@ class Usage:
     first_key_use: int | None = None
     last_use: int | None = None
     horizon_day: int = 0  # buckets before this day have been dropped
-    # Window sums over the days before `_memo_end`: [wau, mau, daily users 30d, activity 7d,
+    # Window sums over the days before `_sums_end`: [wau, mau, daily users 30d, activity 7d,
     # activity in the 28 days before those 7], kept exact as buckets before it change.
-    _memo_end: int = -1
-    _memo: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    _sums_end: int = -1
+    _sums: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
 
     def record(
         self,
@@ -160,12 +160,12 @@ class Usage:
         if day < self.horizon_day:
             return
         self._add_activity(day, count)
-        end = self._memo_end
+        end = self._sums_end
         if day < end:
             if day >= end - 6:
-                self._memo[3] += count
+                self._sums[3] += count
             elif day >= end - 34:
-                self._memo[4] += count
+                self._sums[4] += count
         self.first_use = at if self.first_use is None or at < self.first_use else self.first_use
         if self.last_use is None or at > self.last_use:
             self.last_use = at
@@ -342,20 +342,20 @@ class Usage:
 
     def _bump_users(self, day: int) -> None:
         """One more distinct user active on `day` (whose bucket `record` made)."""
-        end = self._memo_end
+        end = self._sums_end
         if end - 29 <= day < end:
-            self._memo[2] += 1
+            self._sums[2] += 1
         days = self.bucket_days
         n = len(days)
         i = n - 1 if n and days[n - 1] == day else bisect_left(days, day)
         self.bucket_users[i] += 1
 
     def _bump_last(self, day: int, delta: int) -> None:
-        end = self._memo_end
+        end = self._sums_end
         if end - 29 <= day < end:
-            self._memo[1] += delta
+            self._sums[1] += delta
             if day >= end - 6:
-                self._memo[0] += delta
+                self._sums[0] += delta
         days, counts = self.last_days, self.last_day_users
         i = bisect_left(days, day)
         if i < len(days) and days[i] == day:
@@ -428,16 +428,16 @@ class Usage:
         Sums over the days before `end` are computed once per `end` and kept exact as events
         change those days; the day `end` itself (where in-order events land) is read live.
         """
-        if self._memo_end != end:
-            self._memo_end = end
-            self._memo = [
+        if self._sums_end != end:
+            self._sums_end = end
+            self._sums = [
                 _sum(self.last_days, self.last_day_users, end - 6, end),
                 _sum(self.last_days, self.last_day_users, end - 29, end),
                 _sum(self.bucket_days, self.bucket_users, end - 29, end),
                 _sum(self.bucket_days, self.bucket_activity, end - 6, end),
                 _sum(self.bucket_days, self.bucket_activity, end - 34, end - 6),
             ]
-        past_wau, past_mau, past_daily, past_activity, prev28 = self._memo
+        past_wau, past_mau, past_daily, past_activity, prev28 = self._sums
         today_users = _at(self.last_days, self.last_day_users, end)
         days = self.bucket_days
         n = len(days)

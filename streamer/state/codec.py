@@ -124,8 +124,8 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "first_key_use",
             "last_use",
             "horizon_day",
-            "_memo_end",
-            "_memo",
+            "_sums_end",
+            "_sums",
         ),
         (),
     ),
@@ -152,7 +152,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets"), ()),
-    PeerReference: (("tick", "window_end", "groups", "sizes"), ("features", "ranks")),
+    PeerReference: (("tick", "window_end", "groups", "sizes", "committed"), ("features", "ranks")),
 }
 
 
@@ -360,12 +360,6 @@ class _Ids:
         pair = (self.number(at, what), self.decode(event_id, what))
         return self._pairs.setdefault(pair, pair)
 
-    def opt_encode(self, text: str | None) -> str | bytes | None:
-        return None if text is None else self.encode(text)
-
-    def opt_decode(self, value: Any, what: str) -> str | None:
-        return None if value is None else self.decode(value, what)
-
 
 def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
     items = _list(value, what, step=2)
@@ -427,13 +421,7 @@ def decode_account(raw: bytes) -> Account:
 
 def decode_account_record(raw: bytes) -> tuple[Account, AppliedOffsets]:
     """An account and the input offsets its state contains."""
-    # Each format version's record is read by one decoder that asks the version where a structure
-    # changed (see `VERSION`): 3 appended usage.feature_days and 4 the alert memory's pending band
-    # change (those decoders read both lengths).
-    decoders: dict[int, Callable[[Any], tuple[Account, AppliedOffsets]]] = {
-        version: partial(_decode_account_record, version=version) for version in range(1, VERSION + 1)
-    }
-    return _unframe(raw, "account", decoders)
+    return _unframe(raw, "account", _ACCOUNT_DECODERS)
 
 
 def _decode_account_record(body: Any, version: int) -> tuple[Account, AppliedOffsets]:
@@ -445,6 +433,14 @@ def _decode_account_record(body: Any, version: int) -> tuple[Account, AppliedOff
         account.profile = _decode_profile(fields[14], ids)
         account.override = _decode_override(fields[15], ids)
     return account, _decode_offsets(fields[13])
+
+
+# Each format version's record is read by one decoder that asks the version where a structure
+# changed (see `VERSION`): 3 appended usage.feature_days and 4 the alert memory's pending band
+# change (those decoders read both lengths). Built once: recovery decodes every account.
+_ACCOUNT_DECODERS: dict[int, Callable[[Any], tuple[Account, AppliedOffsets]]] = {
+    version: partial(_decode_account_record, version=version) for version in range(1, VERSION + 1)
+}
 
 
 def _decode_account(body: Any, version: int) -> Account:
@@ -698,8 +694,8 @@ def _encode_usage(usage: Usage, ids: _Ids) -> list[Any]:
         usage.first_use,
         usage.first_key_use,
         usage.last_use,
-        usage._memo_end,
-        usage._memo,
+        usage._sums_end,
+        usage._sums,
         _encode_feature_days(usage),
     ]
 
@@ -751,9 +747,9 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
                     f"usage.feature_days: feature index {ref} out of range ({len(names)} features)"
                 )
             volumes[i] = names[ref]
-    memo = _ints(fields[12], "usage memo")
-    if len(memo) != 5:
-        raise StateDecodeError(f"usage memo: expected 5 sums, got {len(memo)}")
+    sums = _ints(fields[12], "usage window sums")
+    if len(sums) != 5:
+        raise StateDecodeError(f"usage window sums: expected 5, got {len(sums)}")
     daily_users = _unflat_days(fields[4], base, "usage.daily_users")
     last_day_users = _unflat_days(fields[5], base, "usage.last_day_users")
     daily_activity = _unflat_days(fields[6], base, "usage.daily_activity")
@@ -787,8 +783,8 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
             usage.add_feature_counts(feature, _unflat_pairs(volumes[i + 1], base, "usage.feature_days"))
     except OverflowError as exc:
         raise StateDecodeError(f"usage: a day or count out of range: {exc}") from exc
-    usage._memo_end = _int(fields[11], "usage memo end")
-    usage._memo = memo
+    usage._sums_end = _int(fields[11], "usage sums end")
+    usage._sums = sums
     return usage
 
 
@@ -1042,16 +1038,19 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
 
 def decode_partition(raw: bytes) -> PartitionRecord:
     """A partition record; `StateDecodeError` says what is wrong with it."""
-    decoders: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
-        (1, 2, 3, 4, 5, 6, 7, 8), _decode_partition_v1
-    )
-    return _unframe(raw, "partition", decoders)  # unchanged in 2-8
+    return _unframe(raw, "partition", _PARTITION_DECODERS)
 
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:
     stream_time, next_tick, raw_offsets = _list(body, "partition", 3)
     clock = Clock(_int(stream_time, "clock.stream_time"), _int(next_tick, "clock.next_tick"))
     return PartitionRecord(clock, _decode_offsets(raw_offsets))
+
+
+# The partition record has not changed since format 1: every version the codec writes reads it.
+_PARTITION_DECODERS: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
+    range(1, VERSION + 1), _decode_partition_v1
+)
 
 
 # -- peer references ------------------------------------------------------------------------------

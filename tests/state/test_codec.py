@@ -61,7 +61,7 @@ def reachable_dataclasses(root: type) -> set[type]:
     return found
 
 
-@pytest.mark.parametrize("root", [Account, PartitionRecord])
+@pytest.mark.parametrize("root", [Account, PartitionRecord, PeerReference])
 def test_every_field_of_every_stored_structure_is_encoded_or_declared_rebuilt(root: type) -> None:
     problems = []
     for cls in sorted(reachable_dataclasses(root), key=lambda c: c.__name__):
