@@ -25,11 +25,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from streamer.notify.closing import close_consumer
 from streamer.notify.delivery import DestinationWorker
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.progress import Progress
 from streamer.notify.routing import matches
+from streamer.stream.clients import close_consumer, start_consumer
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Lane:
         self._ready.set()
 
     async def start(self) -> None:
-        await self.consumer.start()
+        await start_consumer(self.consumer)
         self.consumer.subscribe([self.topic], listener=_Revocations(self))
 
     async def stop(self) -> None:

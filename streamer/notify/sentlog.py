@@ -25,9 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streamer.notify.closing import close_consumer
 from streamer.stream.access import KafkaAccess
-from streamer.stream.producers import stop_quietly
+from streamer.stream.clients import close_consumer, start_consumer, stop_quietly
 from streamer.stream.topics import check_created, min_insync
 
 log = logging.getLogger(__name__)
@@ -94,8 +93,9 @@ class KafkaSentLog:
         the pairs loaded."""
         partitions = await self._ensure_topic()
         self._partitions = [TopicPartition(self.topic, p) for p in range(partitions)]
-        consumer = AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False, group_id=None)
-        await consumer.start()
+        consumer = await start_consumer(
+            AIOKafkaConsumer(**self.kafka.client_options(), enable_auto_commit=False, group_id=None)
+        )
         try:
             await self._load(consumer)
             self._producer = await self._new_producer()

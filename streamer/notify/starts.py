@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from streamer.notify.closing import close_consumer
+from streamer.stream.clients import close_consumer, start_consumer
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Mark:
         self._refused = False
 
     async def start(self) -> None:
-        await self.consumer.start()
+        await start_consumer(self.consumer)
 
     async def stop(self) -> None:
         """Stop its consumer (`close_consumer`: bounded, never raising what aiokafka raised)."""
@@ -129,7 +129,7 @@ class Mark:
 
 async def commit_as(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
     """Commit `offsets` under `consumer`'s group without joining it (assigned by hand, paused)."""
-    await consumer.start()
+    await start_consumer(consumer)
     try:
         consumer.assign(list(offsets))
         consumer.pause(*offsets)

@@ -31,6 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamer.stream.access import KafkaAccess
+from streamer.stream.clients import start_consumer
 from streamer.stream.faust_private import topic_partitions
 
 log = logging.getLogger(__name__)
@@ -159,8 +160,7 @@ class KafkaDeadLetters:
                 enable_auto_commit=False,
                 fetch_max_wait_ms=FETCH_WAIT_MS,
             )
-            await client.start()
-            self._client = client
+            self._client = await start_consumer(client)
         return self._client
 
     async def _tp(self, source_partition: int) -> TopicPartition:

@@ -237,7 +237,7 @@ NAMES = (
         MessageAccumulator,
         "fail_all",
         ("self", "exception"),
-        "stream/producers.py: close a producer whose stop did not finish",
+        "stream/clients.py: close a producer whose stop did not finish",
     ),
     PrivateName(
         AIOKafkaClient,
@@ -263,8 +263,8 @@ CONSUMER_STATE = {
 # Set in aiokafka's AIOKafkaProducer.__init__ and TransactionManager.__init__: checked in their source.
 AIOKAFKA_PRODUCER_STATE = {
     "_txn_manager": "stream/sink.py: renew the producer id after a failed delivery",
-    "_message_accumulator": "stream/producers.py: close a producer whose stop did not finish",
-    "_sender": "stream/producers.py: close a producer whose stop did not finish",
+    "_message_accumulator": "stream/clients.py: close a producer whose stop did not finish",
+    "_sender": "stream/clients.py: close a producer whose stop did not finish",
 }
 TRANSACTION_MANAGER_STATE = {
     name: "stream/sink.py: renew the producer id after a failed delivery"

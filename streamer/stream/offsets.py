@@ -18,6 +18,7 @@ from aiokafka import TopicPartition as KafkaTP
 from faust.types import TP
 
 from streamer.stream.access import KafkaAccess
+from streamer.stream.clients import start_consumer
 from streamer.stream.consumer import RebalanceSafeConsumer
 from streamer.stream.faust_private import committed_offsets
 from streamer.stream.topics import configure_inputs
@@ -108,6 +109,5 @@ class ConsumerOffsets:
                 enable_auto_commit=False,
                 isolation_level="read_committed",  # as the worker reads: its end is the stable offset
             )
-            await client.start()
-            self._client = client
+            self._client = await start_consumer(client)
         return self._client

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from streamer.contract.outputs import Alert, json_object
 from streamer.stream.access import KafkaAccess
+from streamer.stream.clients import start_consumer
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ async def recent_alerts(kafka: KafkaAccess, topic: str, partition: int, count: i
 
 
 async def _read(kafka: KafkaAccess, tp: TopicPartition, count: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
-    await consumer.start()
+    consumer = await start_consumer(
+        AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
+    )
     try:
         consumer.assign([tp])
         start = (await consumer.beginning_offsets([tp]))[tp]

@@ -40,7 +40,7 @@ from streamer.partitioning import partition_of
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import REFUSALS, BrokerUnavailable, raise_if_refused, refused
-from streamer.stream.producers import stop_quietly
+from streamer.stream.clients import stop_quietly
 from streamer.stream.topics import ensure_topics
 
 __all__ = ["BrokerUnavailable", "Interrupted", "ReplaySummary", "publish", "route"]

@@ -13,6 +13,7 @@ from streamer.contract.vocabulary import Severity
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import wait_for_broker
+from streamer.stream.clients import start_consumer
 from streamer.stream.recent_alerts import as_alert
 
 SEVERITY_MARK: dict[str, str] = {Severity.critical: "CRIT", Severity.warning: "WARN", Severity.info: "info"}
@@ -65,11 +66,7 @@ async def tail(
         enable_auto_commit=False,
         group_id=None,
     )
-    try:
-        await consumer.start()
-    except BaseException:
-        await consumer.stop()  # else "Unclosed AIOKafkaConsumer" at exit
-        raise
+    await start_consumer(consumer)  # closed again when it fails: else "Unclosed AIOKafkaConsumer" at exit
     seen = 0
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:

@@ -19,7 +19,7 @@ from streamer.contract.events import EVENT_FAMILY
 from streamer.core.clock import iso, to_ms
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
-from streamer.stream.producers import stop_quietly
+from streamer.stream.clients import stop_quietly
 from streamer.view.actions import build_event
 from streamer.view.errors import Forbidden, NotFound, Unavailable
 
