@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import faust
 import faust.app.base
 import pytest
 import venusian
@@ -48,3 +50,28 @@ def test_the_livelock_check_reads_the_monitor_the_consumer_feeds(tmp_path: Path)
     app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
     assert app.monitor.stream_inbound_time == {}
     assert app.conf.stream_processing_timeout == 300.0
+
+
+def test_a_failing_stop_hook_still_runs_the_others_and_fausts_own_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A final checkpoint that fails (the broker away at SIGTERM) skipped faust's own stop: the
+    consumer was never stopped nor the producer flushed."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    ran: list[str] = []
+
+    async def failing() -> None:
+        ran.append("failing")
+        raise ConnectionError("broker away")
+
+    async def after() -> None:
+        ran.append("after")
+
+    async def faust_stop(self: faust.App) -> None:
+        ran.append("faust")
+
+    monkeypatch.setattr(faust.App, "on_stop", faust_stop)
+    app.before_stop[:] = [failing, after]
+    asyncio.run(app.on_stop())
+    assert ran == ["failing", "after", "faust"]
+    assert "a step of the worker's shutdown failed" in caplog.text
