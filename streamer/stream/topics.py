@@ -185,13 +185,16 @@ async def describe_inputs(kafka: KafkaAccess, names: list[str]) -> InputTopics:
         await admin.start()
         try:
             described, refused = await _described(admin, names)
-        except Exception:
+        except Exception as exc:
+            _unanswered("the input topics' configs", exc)
             described, refused = {}, names
         try:
             topics = await admin.describe_topics(names)
-        except Exception:
+        except Exception as exc:
+            _unanswered("the input topics' partitions", exc)
             topics = []
-    except Exception:
+    except Exception as exc:
+        _unanswered("the input topics", exc)
         return InputTopics(None, None)
     finally:
         await admin.close()
@@ -208,6 +211,21 @@ async def describe_inputs(kafka: KafkaAccess, names: list[str]) -> InputTopics:
         min(limits) if not refused and len(limits) == len(names) else None,
         counts if len(counts) == len(names) else None,
     )
+
+
+_UNANSWERED: set[tuple[str, str]] = set()  # (what, error type) said once per process
+
+
+def _unanswered(what: str, exc: Exception) -> None:
+    """Say once per kind of error that the broker did not describe `what` (an ACL that refuses
+    DescribeConfigs, say): the worker then keeps what it knew, which nothing else would show."""
+    key = (what, type(exc).__name__)
+    if key not in _UNANSWERED:
+        _UNANSWERED.add(key)
+        log.warning(
+            f"the broker did not describe {what}; going on with what was known (said once)",
+            extra={"error": f"{type(exc).__name__}: {exc}"},
+        )
 
 
 def check_created(response: Any) -> None:

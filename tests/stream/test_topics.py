@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,8 +13,19 @@ from aiokafka.errors import InvalidTopicError, PolicyViolationError, TopicAlread
 from streamer.contract.decode import MAX_EVENT_BYTES
 from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
+from streamer.stream import topics
+from streamer.stream.access import KafkaAccess
 from streamer.stream.app import create_app
-from streamer.stream.topics import TABLES, TopicsNotCreated, changelog_topic, check_created, topic_specs
+from streamer.stream.topics import (
+    TABLES,
+    InputTopics,
+    TopicsNotCreated,
+    changelog_topic,
+    check_created,
+    describe_inputs,
+    topic_specs,
+)
+from tests.fixtures import free_port
 
 
 def test_table_changelogs_are_created_up_front_compacted_and_co_partitioned(tmp_path: Path) -> None:
@@ -124,3 +137,20 @@ def test_topics_get_the_replication_factor_and_two_in_sync_copies_from_three() -
     assert all(spec.topic_configs["min.insync.replicas"] == "2" for spec in three)
     [health] = [spec for spec in three if spec.name == "cs.health"]
     assert health.topic_configs["cleanup.policy"] == "compact"  # the kind's own settings kept
+
+
+def test_a_broker_that_does_not_describe_the_inputs_is_said_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker keeps what it knew of the input topics when the broker does not answer; it
+    used to say nothing at all (an ACL refusing DescribeConfigs left the limit at its default)."""
+    monkeypatch.setattr(topics, "_UNANSWERED", set())  # said once per process: not by another test
+    dead = KafkaAccess(f"127.0.0.1:{free_port()}")
+
+    async def twice() -> list[InputTopics]:
+        return [await describe_inputs(dead, ["hs.usage"]) for _ in range(2)]
+
+    with caplog.at_level(logging.WARNING, logger="streamer.stream.topics"):
+        assert asyncio.run(twice()) == [InputTopics(None, None)] * 2
+    said = [r.getMessage() for r in caplog.records if "did not describe" in r.getMessage()]
+    assert said == ["the broker did not describe the input topics; going on with what was known (said once)"]
