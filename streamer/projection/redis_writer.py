@@ -31,7 +31,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
 from streamer.contract.vocabulary import BANDS
@@ -212,13 +212,21 @@ class RedisProjection:
             self._next_write = self.clock() + backoff
             if self._down_since is None:
                 self._down_since = started
-                log.warning(
-                    # an answer that is an error (a full Redis: OutOfMemoryError) is no outage
-                    "projection store refused the writes; staging until it takes them"
-                    if isinstance(error, ResponseError)
-                    else "projection store unreachable; staging until it returns",
-                    extra={"error": self.last_error, "staged": len(batch)},
-                )
+                if isinstance(error, (RedisError, OSError, TimeoutError)):
+                    log.warning(
+                        # an answer that is an error (a full Redis: OutOfMemoryError) is no outage
+                        "projection store refused the writes; staging until it takes them"
+                        if isinstance(error, ResponseError)
+                        else "projection store unreachable; staging until it returns",
+                        extra={"error": self.last_error, "staged": len(batch)},
+                    )
+                else:  # building the commands failed: no outage, and no retry will mend it
+                    log.error(
+                        "projection writes failed in the worker, not in Redis (a defect: please "
+                        "report it with this log); staging and retrying",
+                        exc_info=error,
+                        extra={"error": self.last_error, "staged": len(batch)},
+                    )
             return False
         if self._down_since is not None:
             log.info(

@@ -493,3 +493,28 @@ async def test_a_large_write_is_built_a_pipeline_at_a_time(
         assert all([await stored(client, writer.keys, f"acct-{number}") for number in range(5)])
     finally:
         await writer.close(timeout_s=1.0)
+
+
+async def test_a_write_that_fails_in_the_worker_is_not_called_an_outage(
+    redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A defect while building the commands (here a KeyError) was logged as "projection store
+    unreachable": an operator would look for a Redis outage that was never there."""
+
+    class Broken(RedisProjection):
+        def _commands(self, batch: Any) -> Any:
+            raise KeyError("a field the writer expected")
+
+    writer = Broken(connect(redis_server.url), prefix, META, min_interval_s=0.0, first_backoff_s=0.01)
+    try:
+        writer.snapshot(snapshot())
+        with caplog.at_level("WARNING", logger=redis_writer.__name__):
+            while writer.failures < 1:
+                await writer.flush()
+                await asyncio.sleep(0.01)
+        messages = [record.getMessage() for record in caplog.records]
+        assert any("failed in the worker, not in Redis" in message for message in messages), messages
+        assert not any("unreachable" in message for message in messages)
+        assert writer.staged  # kept for the next attempt: the worker never stops for the projection
+    finally:
+        await writer.close(timeout_s=0.5)
