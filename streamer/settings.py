@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: FilePath | None = None
     kafka_ssl_keyfile: FilePath | None = None
     redis_url: str = Field(default=None, validate_default=True)
+    # Where the worker projects its snapshots and alerts for the view: Redis, or nowhere ("off";
+    # a deployment that only reads the output topics).
+    projection: Literal["redis", "off"] = "redis"
     topic_prefix: str = "cs."
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     # Copies of every topic the app creates (inputs, outputs, changelogs): 1 suits the local
@@ -85,6 +88,15 @@ class Settings(BaseSettings):
         if isinstance(port, str) and not port.strip():
             return cls.model_fields[info.field_name or ""].default
         return port
+
+    @field_validator("projection", mode="before")
+    @classmethod
+    def _projection_words(cls, mode: object) -> object:
+        """`off` also as none, 0 or false, in any case: the words the variable took before."""
+        if isinstance(mode, str):
+            mode = mode.strip().lower()
+            return "off" if mode in ("none", "0", "false") else mode
+        return mode
 
     @field_validator("kafka_bootstrap", "redis_url", mode="before")
     @classmethod

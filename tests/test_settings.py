@@ -69,3 +69,21 @@ def test_a_bad_port_is_named_in_the_settings_problem(monkeypatch: pytest.MonkeyP
         Settings()
     problem = settings_problem(caught.value)
     assert problem is not None and problem.startswith("HEALTHSTREAM_KAFKA_PORT='70000' is not valid")
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [("off", "off"), (" OFF", "off"), ("false", "off"), ("redis", "redis")]
+)
+def test_the_projection_switch_is_a_setting(monkeypatch: pytest.MonkeyPatch, value: str, mode: str) -> None:
+    monkeypatch.setenv("HEALTHSTREAM_PROJECTION", value)
+    assert Settings().projection == mode
+
+
+def test_a_misspelt_projection_is_refused_when_the_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was read from the environment deep in the worker, where a typo failed only once the
+    app was being built."""
+    monkeypatch.setenv("HEALTHSTREAM_PROJECTION", "rediss")
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings()
+    problem = settings_problem(caught.value)
+    assert problem is not None and problem.startswith("HEALTHSTREAM_PROJECTION='rediss' is not valid")

@@ -1,14 +1,10 @@
-"""Build the worker's projection from the settings (Redis unless HEALTHSTREAM_PROJECTION=off)."""
+"""Build the worker's projection from the settings (Redis unless `Settings.projection` is off)."""
 
 from __future__ import annotations
-
-import os
 
 from streamer.core.config import ScoreConfig
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.settings import Settings
-
-ENV_PROJECTION = "HEALTHSTREAM_PROJECTION"
 
 
 def projection_meta(config: ScoreConfig) -> dict[str, str]:
@@ -23,9 +19,6 @@ def projection_meta(config: ScoreConfig) -> dict[str, str]:
 
 def redis_projection(settings: Settings, config: ScoreConfig) -> RedisProjection | None:
     """The Redis projection under the app id's prefix, or None when switched off."""
-    mode = os.environ.get(ENV_PROJECTION, "redis").strip().lower()
-    if mode in ("off", "none", "0", "false"):
+    if settings.projection == "off":
         return None
-    if mode != "redis":
-        raise ValueError(f"{ENV_PROJECTION} must be 'redis' or 'off', not {mode!r}")
     return RedisProjection(connect(settings.redis_url), settings.app_id, projection_meta(config))
