@@ -17,6 +17,7 @@ from itertools import pairwise
 from typing import Any
 
 from streamer.core.clock import iso
+from streamer.core.revenue import MOVEMENTS, classify
 from streamer.projection.history import Point
 
 
@@ -29,16 +30,6 @@ class Kind(StrEnum):
     usage = "usage"
     health = "health"
     alerts = "alerts"
-
-
-class Movement(StrEnum):
-    """An MRR movement, named as in the portfolio's monthly movements."""
-
-    new = "new"
-    expansion = "expansion"
-    contraction = "contraction"
-    churn = "churn"
-    reactivation = "reactivation"
 
 
 SILENT_DAYS = 7  # usage "stopped" once the last use is this many days back
@@ -61,30 +52,30 @@ def history_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
 
 
 def movements(points: Sequence[Point]) -> list[dict[str, Any]]:
-    """Each MRR change between consecutive points, classified, oldest first."""
+    """Each MRR change between consecutive points, classified as the portfolio's monthly
+    movements are (`streamer.core.revenue.classify`), oldest first."""
     found: list[dict[str, Any]] = []
     paid = False
     for before, after in pairwise(points):
         paid = paid or Decimal(before.mrr) > 0
         old, new = Decimal(before.mrr), Decimal(after.mrr)
-        if old == new:
+        kind = classify(_micros(old), _micros(new), paid)
+        if kind is None:
             continue
-        if old == 0:
-            kind = Movement.reactivation if paid else Movement.new
-        elif new == 0:
-            kind = Movement.churn
-        else:
-            kind = Movement.expansion if new > old else Movement.contraction
         found.append(
             {
                 "at": iso(after.as_of),
-                "kind": kind.value,
+                "kind": MOVEMENTS[kind],
                 "from": before.mrr,
                 "to": after.mrr,
                 "change": f"{new - old:.2f}",
             }
         )
     return found
+
+
+def _micros(mrr: Decimal) -> int:
+    return int(mrr.scaleb(6).to_integral_value())
 
 
 def _count(value: int | float | None) -> int:
