@@ -25,9 +25,9 @@ import orjson
 
 from streamer.backtest.sampling import AlertRecord, Replay, Sample
 from streamer.core.config import ScoreConfig
+from streamer.native import CORE_DIR
 
 FORMAT = 3  # 2: per-feature volumes and the weekly grid samples; 3: a digest of the body first
-CORE_DIR = Path(__file__).resolve().parent.parent / "core"
 
 
 def core_digest() -> str:

@@ -22,11 +22,10 @@ from itertools import groupby
 from pathlib import Path
 from typing import IO
 
+from streamer.core.clock import DAY as DAY_MS
+from streamer.core.clock import HOUR as HOUR_MS
 from streamer.importer.subscriptions import Imported, event_id, rfc3339_ms
 from streamer.runfiles import RunFiles
-
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 
 
 class UsageGrain(StrEnum):

@@ -14,14 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from streamer.core.clock import DAY, HOUR
+from streamer.core.config import COMPONENTS
 from streamer.projection.codec import epoch_ms
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 FINE_DAYS = 3  # the last three days keep one point per hour ...
 KEEP_DAYS = 400  # ... older points one per day, for this many days
 MAX_POINTS = FINE_DAYS * 24 + KEEP_DAYS
-COMPONENTS = ("adoption", "support", "sentiment", "financial")
 FIELDS = (
     "as_of",  # whole seconds; the sorted set's score keeps the milliseconds
     "score",
@@ -159,7 +158,7 @@ def decode(raw: bytes | str, as_of: int | None = None) -> Point:
 def bucket(at: int, newest: int) -> tuple[int, int]:
     """The [start, end) of the bucket a point at `at` falls in while the account's newest point is
     at `newest`: an hour within `FINE_DAYS` of it, else a UTC day (the Lua script does the same)."""
-    size = DAY_MS if at < newest - FINE_DAYS * DAY_MS else HOUR_MS
+    size = DAY if at < newest - FINE_DAYS * DAY else HOUR
     start = at - at % size
     return start, start + size
 
@@ -173,7 +172,7 @@ def thin(points: dict[int, tuple[int, bytes]]) -> dict[int, tuple[int, bytes]]:
     newest = max(at for at, _ in points.values())
     kept: dict[int, tuple[int, bytes]] = {}
     for at, raw in points.values():
-        if at < newest - KEEP_DAYS * DAY_MS:
+        if at < newest - KEEP_DAYS * DAY:
             continue
         start, _ = bucket(at, newest)
         if start not in kept or kept[start][0] <= at:

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
 from streamer.contract.vocabulary import BANDS
+from streamer.core.clock import DAY
 from streamer.core.portfolio import PeriodSums
 from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
@@ -339,7 +340,7 @@ class RedisProjection:
 
     def _history_command(self, account_id: str, as_of: int, point: bytes) -> Callable[[Any], None]:
         key_list = [self.keys.history(account_id)]
-        args = [as_of, point, history.FINE_DAYS * history.DAY_MS, history.KEEP_DAYS * history.DAY_MS]
+        args = [as_of, point, history.FINE_DAYS * DAY, history.KEEP_DAYS * DAY]
         return lambda pipe: self._eval(pipe, "history", key_list, args)
 
     def _alert_command(self, alert_id: str, staged: StagedAlert) -> Callable[[Any], None]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from streamer.core.clock import HOUR
 from streamer.jsonbytes import kept_json
-from streamer.projection.history import HOUR_MS, MAX_POINTS, thin
+from streamer.projection.history import MAX_POINTS, thin
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class Staged:
         """Keep the history point unless a later one of the same hour is staged; past
         `MAX_POINTS` an account's staged points are thinned like the stored history."""
         points = self.points.setdefault(account_id, {})
-        start = as_of - as_of % HOUR_MS
+        start = as_of - as_of % HOUR
         staged = points.get(start)
         if staged is None or as_of >= staged[0]:
             points[start] = (as_of, point)

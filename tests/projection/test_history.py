@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from streamer.core.clock import DAY as DAY_MS
+from streamer.core.clock import HOUR as HOUR_MS
 from streamer.core.clock import iso
 from streamer.projection import history
-from streamer.projection.history import DAY_MS, FINE_DAYS, HOUR_MS, KEEP_DAYS, MAX_POINTS
+from streamer.projection.history import FINE_DAYS, KEEP_DAYS, MAX_POINTS
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.projection.staging import Staged
 from tests.fixtures import RedisServer
