@@ -35,13 +35,14 @@ def json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def csv(body: bytes, name: str) -> web.Response:
-    return web.Response(
-        body=body,
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
+UNREADABLE_HEADER = "X-Healthstream-Unreadable"  # a CSV list's entries left out, as `unreadable` in JSON
+
+
+def csv(body: bytes, name: str, unreadable: int | None = None) -> web.Response:
+    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    if unreadable is not None:
+        headers[UNREADABLE_HEADER] = str(unreadable)
+    return web.Response(body=body, content_type="text/csv", charset="utf-8", headers=headers)
 
 
 def listing(
@@ -51,9 +52,10 @@ def listing(
     to_csv: Callable[[Sequence[dict[str, Any]]], bytes],
     name: str,
 ) -> web.Response:
-    """The answer as JSON, or with `format=csv` its `rows` list as the CSV download `name`.csv."""
+    """The answer as JSON, or with `format=csv` its `rows` list as the CSV download `name`.csv
+    (with the count of entries left out unreadable in a header: a CSV has no place for it)."""
     if params.wants_csv(request.query):
-        return csv(to_csv(answer[rows]), name)
+        return csv(to_csv(answer[rows]), name, answer.get("unreadable"))
     return json(answer)
 
 

@@ -209,3 +209,22 @@ async def test_an_unreadable_row_is_logged_by_key_and_health_and_metrics_stay_tr
     health = await get(view, "/healthz")
     assert health["redis"]["reachable"] and not any("cannot read" in p for p in health["problems"])
     assert "healthstream_redis_up 1.0" in (await get(view, "/metrics")).splitlines()
+
+
+async def test_a_csv_export_says_in_a_header_how_many_entries_it_left_out(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    """A CSV has no place for the JSON's `unreadable`: the export left the row out and said
+    nothing, so a spreadsheet was one account short without a word."""
+    keys = Keys(prefix)
+    bad_alert = next(a for a in scored().alerts if a["account_id"] == BAD)["alert_id"]
+    other = next(a for a in scored().alerts if a["account_id"] != BAD)["account_id"]
+    await plant(redis_server.url, "HSET", keys.summaries, BAD, "notjson")
+    await plant(redis_server.url, "HSET", keys.alert_data, bad_alert, "{not an alert")
+    for path, left_out in [("/api/accounts", BAD), ("/api/alerts", bad_alert)]:
+        response = await view.get(path, params={"format": "csv", "limit": "500"})
+        assert response.status == 200, path
+        assert response.headers.get("X-Healthstream-Unreadable") == "1", path
+        assert left_out.encode() not in await response.read(), path
+    readable = await view.get(f"/api/accounts/{other}/alerts", params={"format": "csv"})
+    assert readable.status == 200 and readable.headers.get("X-Healthstream-Unreadable") == "0"
