@@ -12,6 +12,7 @@ in Redis (measured by tests/projection/test_history.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from streamer.core.clock import DAY, HOUR
@@ -129,6 +130,13 @@ def _instant(text: str) -> int | None:
     return int(text, 36) * 1000 if text else None
 
 
+def _amount(text: str) -> str:
+    """A decimal amount as written (raises on anything else: the movements compute with it)."""
+    if not Decimal(text).is_finite():  # InvalidOperation, an ArithmeticError, when no number
+        raise ValueError(f"mrr {text[:40]!r} is not a finite amount")
+    return text
+
+
 def decode(raw: bytes | str, as_of: int | None = None) -> Point:
     """The inverse of `point` (a point written before a field was appended reads it as null);
     `as_of`, the sorted set's score, gives the instant to the millisecond."""
@@ -141,7 +149,7 @@ def decode(raw: bytes | str, as_of: int | None = None) -> Point:
         score=float(data["score"]),
         band=_BAND_NAMES[data["band"]],
         stage=_STAGE_NAMES[data["stage"]],
-        mrr=data["mrr"],
+        mrr=_amount(data["mrr"]),
         components={name: _float(data[name]) for name in COMPONENTS},
         open_tickets=_int(data["open_tickets"]),
         reopens_90d=_int(data["reopens_90d"]),

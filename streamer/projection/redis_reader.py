@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -29,6 +29,7 @@ CHUNK = 1000  # ids per HMGET
 UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError)
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,13 @@ class Range:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _count(value: Any) -> int:
+    count = int(_text(value))
+    if count < 0:
+        raise ValueError(f"a count of accounts below 0 ({count})")
+    return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,16 +136,22 @@ class Unreadable:
         self._logged: dict[tuple[str, str], float] = {}
 
     def decoded(
-        self, key: str, field: str, raw: bytes | str, decode: Callable[[bytes | str], Row]
-    ) -> Row | None:
-        """`decode(raw)`, or None (logged) when the value cannot be read."""
+        self,
+        key: str,
+        field: str,
+        raw: bytes | str,
+        decode: Callable[[bytes | str], T],
+        remove_with: str | None = None,
+    ) -> T | None:
+        """`decode(raw)`, or None (logged) when the value cannot be read; `remove_with`: the
+        command that removes it (the hash field's HDEL by default)."""
         try:
             return decode(raw)
         except UNREADABLE as error:
-            self._report(key, field, error)
+            self._report(key, field, error, remove_with or f"HDEL {key} {field}")
             return None
 
-    def _report(self, key: str, field: str, error: Exception) -> None:
+    def _report(self, key: str, field: str, error: Exception, remove_with: str) -> None:
         now = self.clock()
         last = self._logged.get((key, field))
         if last is not None and now - last < self.REPEAT_S:
@@ -152,7 +166,7 @@ class Unreadable:
                 "key": key,
                 "field": field,
                 "error": f"{type(error).__name__}: {str(error)[:200]}",
-                "remove_with": f"HDEL {key} {field}",
+                "remove_with": remove_with,
             },
         )
 
@@ -249,10 +263,22 @@ class ProjectionReader:
         found: Any = await self.redis.zrangebyscore(key, low, "+inf", withscores=True)
         return [(p if isinstance(p, bytes) else str(p).encode(), int(at)) for p, at in found]
 
-    async def names(self, which: str) -> dict[str, int]:
-        """Owners or segments (`which`) with their number of accounts."""
+    async def names(self, which: str) -> tuple[dict[str, int], int]:
+        """Owners or segments (`which`) with their number of accounts, and how many entries could
+        not be read (left out, logged)."""
         key = self.keys.owners if which == "owner" else self.keys.segments
-        return {_text(name): int(count) for name, count in (await self.redis.hgetall(key)).items()}
+        found: dict[str, int] = {}
+        unreadable = 0
+        for raw_name, raw_count in (await self.redis.hgetall(key)).items():
+            field = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
+            entry = self.unreadable.decoded(
+                key, field, raw_count, lambda count, name=raw_name: (_text(name), _count(count))
+            )
+            if entry is None:
+                unreadable += 1
+            else:
+                found[entry[0]] = entry[1]
+        return found, unreadable
 
     async def members(self, which: str, names: Sequence[str]) -> set[str]:
         """Ids of the accounts of these owners or segments (`which`)."""

@@ -6,8 +6,10 @@ without `overlap`, wait until Kafka has them). At a checkpoint (every batch, or 
 `checkpoint_every_s` the batches of that long): make those outputs durable first, write account
 state to the changelogged table and wait until Kafka has that too; only then write the partition
 record (clock and applied input offsets), and acknowledge the messages. With `overlap` (the
-worker) a checkpoint's waits run while the next batches are applied, one checkpoint at a time. Offsets are committed only up to acknowledged messages, so a worker
-killed at any point re-reads what it had not finished. A re-read message whose offset the
+worker) a checkpoint's waits run while the next batches are applied, one checkpoint at a time.
+
+Offsets are committed only up to acknowledged messages, so a worker killed at any point re-reads
+what it had not finished. A re-read message whose offset the
 recovered partition record, or its account's record, lists is skipped (its effects are in the
 recovered accounts, however old its event time); others are either in the recovered state
 (dedupe by event id) or processed again, their outputs re-sent with the same ids (idempotent).

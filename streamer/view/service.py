@@ -59,13 +59,27 @@ class ViewService:
 
         await guarded(read)
 
-    async def _points(self, account_id: str, days: int | None = None) -> list[history.Point]:
+    async def _points(self, account_id: str, days: int | None = None) -> tuple[list[history.Point], int]:
+        """The account's readable history points, oldest first (the last `days` of them), and
+        how many it holds that the view cannot read (left out, logged)."""
         raw = await self.reader.history(account_id)
-        points = [history.decode(value, as_of) for value, as_of in raw]
+        key = self.reader.keys.history(account_id)
+        points: list[history.Point] = []
+        for value, as_of in raw:
+            point = self.reader.unreadable.decoded(
+                key,
+                str(as_of),
+                value,
+                lambda v, at=as_of: history.decode(v, at),
+                remove_with=f"ZREMRANGEBYSCORE {key} {as_of} {as_of}",
+            )
+            if point is not None:
+                points.append(point)
+        unreadable = len(raw) - len(points)
         if days is not None and points:
             since = points[-1].as_of - days * DAY
             points = [p for p in points if p.as_of >= since]
-        return points
+        return points, unreadable
 
     async def _known(self, account_id: str) -> dict[str, Any]:
         snapshot = await self.reader.account(account_id)
@@ -78,12 +92,13 @@ class ViewService:
 
         async def read() -> dict[str, Any]:
             await self._known(account_id)
-            points = await self._points(account_id, days)
+            points, unreadable = await self._points(account_id, days)
             return {
                 "account_id": account_id,
                 "days": days,
                 "points": account_page.history_rows(points),
                 "movements": account_page.movements(points),
+                "unreadable": unreadable,
             }
 
         return await guarded(read)
@@ -93,12 +108,17 @@ class ViewService:
 
         async def read() -> dict[str, Any]:
             snapshot = await self._known(account_id)
-            points = await self._points(account_id)
-            alerts = (await self.reader.alerts(per_kind, account_id)).rows
+            points, unreadable = await self._points(account_id)
+            alerts = await self.reader.alerts(per_kind, account_id)
             items = account_page.timeline(
-                points, account_page.movements(points), snapshot.get("comments") or [], alerts, per_kind
+                points, account_page.movements(points), snapshot.get("comments") or [], alerts.rows, per_kind
             )
-            return {"account_id": account_id, "per_kind": per_kind, "items": items}
+            return {
+                "account_id": account_id,
+                "per_kind": per_kind,
+                "items": items,
+                "unreadable": unreadable + alerts.unreadable,
+            }
 
         return await guarded(read)
 
@@ -106,9 +126,13 @@ class ViewService:
         """The owners and segments in the projection with their number of accounts."""
 
         async def read() -> dict[str, Any]:
-            owners = await self.reader.names("owner")
-            segments = await self.reader.names("segment")
-            return {"owners": dict(sorted(owners.items())), "segments": dict(sorted(segments.items()))}
+            owners, bad_owners = await self.reader.names("owner")
+            segments, bad_segments = await self.reader.names("segment")
+            return {
+                "owners": dict(sorted(owners.items())),
+                "segments": dict(sorted(segments.items())),
+                "unreadable": bad_owners + bad_segments,
+            }
 
         return await guarded(read)
 

@@ -149,6 +149,7 @@ async def test_owner_and_segment_filters_reach_names_with_commas_and_spaces(
         assert filters == {
             "owners": {"Smith": 1, "Smith, Ana": 1},
             "segments": {" enterprise ": 1, "enterprise": 1},
+            "unreadable": 0,
         }
         for params, expected in [
             ({"owner": "Smith, Ana"}, ["a1"]),

@@ -228,3 +228,30 @@ async def test_a_csv_export_says_in_a_header_how_many_entries_it_left_out(
         assert left_out.encode() not in await response.read(), path
     readable = await view.get(f"/api/accounts/{other}/alerts", params={"format": "csv"})
     assert readable.status == 200 and readable.headers.get("X-Healthstream-Unreadable") == "0"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"abc", b"-1", b"\xff", b"1e400", b"1,200,000.00,,,notanumber", b"70,green,adopted,NaN"]
+)
+async def test_an_unreadable_history_point_is_left_out_of_the_history_and_timeline(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, raw: bytes
+) -> None:
+    """One planted point made the account's history and its page's timeline a 503."""
+    before = await get(view, f"/api/accounts/{BAD}/history", params={"days": "400"})
+    await plant(redis_server.url, "ZADD", Keys(prefix).history(BAD), "1", raw)
+    history = await get(view, f"/api/accounts/{BAD}/history", params={"days": "400"})
+    assert history["points"] == before["points"] and history["unreadable"] == 1
+    assert history["movements"] == before["movements"]
+    timeline = await get(view, f"/api/accounts/{BAD}/timeline")
+    assert timeline["unreadable"] == 1 and timeline["items"]
+
+
+async def test_an_unreadable_owner_count_is_left_out_of_the_filters(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    before = await get(view, "/api/filters")
+    await plant(redis_server.url, "HSET", Keys(prefix).owners, "mallory@example.com", "lots")
+    await plant(redis_server.url, "HSET", Keys(prefix).segments, b"\xff\xfe", "3")
+    after = await get(view, "/api/filters")
+    assert (after["owners"], after["segments"]) == (before["owners"], before["segments"])
+    assert (before["unreadable"], after["unreadable"]) == (0, 2)
