@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -61,11 +62,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _count(value: Any) -> int:
-    count = int(_text(value))
-    if count < 0:
-        raise ValueError(f"a count of accounts below 0 ({count})")
-    return count
+def _name_count(name: Any, count: Any) -> tuple[str, int]:
+    """An owner's or segment's name and its number of accounts, as `names` reads them."""
+    number = int(_text(count))
+    if number < 0:
+        raise ValueError(f"a count of accounts below 0 ({number})")
+    return _text(name), number
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,9 +273,7 @@ class ProjectionReader:
         unreadable = 0
         for raw_name, raw_count in (await self.redis.hgetall(key)).items():
             field = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
-            entry = self.unreadable.decoded(
-                key, field, raw_count, lambda count, name=raw_name: (_text(name), _count(count))
-            )
+            entry = self.unreadable.decoded(key, field, raw_count, partial(_name_count, raw_name))
             if entry is None:
                 unreadable += 1
             else:

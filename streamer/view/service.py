@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
@@ -29,6 +30,10 @@ async def guarded(call: Callable[[], Awaitable[T]]) -> T:
         raise Unavailable(f"the projection store (Redis) is unreachable: {error}") from None
     except UNREADABLE as error:  # a 500 before, for as long as the value stayed
         raise Unavailable(unreadable(error)) from None
+
+
+def _point_at(as_of: int, raw: bytes | str) -> history.Point:
+    return history.decode(raw, as_of)
 
 
 class ViewService:
@@ -70,7 +75,7 @@ class ViewService:
                 key,
                 str(as_of),
                 value,
-                lambda v, at=as_of: history.decode(v, at),
+                partial(_point_at, as_of),
                 remove_with=f"ZREMRANGEBYSCORE {key} {as_of} {as_of}",
             )
             if point is not None:
