@@ -29,10 +29,11 @@ from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.assignor import BalancedAssignor, InputLoads
 from streamer.stream.broker import wait_for_broker
-from streamer.stream.consumer import InputLane, PromptTableManager, RebalanceSafeConsumer, ScoringApp
+from streamer.stream.consumer import PromptTableManager, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.dead_letters import KafkaDeadLetters
 from streamer.stream.faust_imports import NoHttpClient
 from streamer.stream.faust_private import committed_offsets, without_autodiscovery_marks
+from streamer.stream.input_lane import InputLane
 from streamer.stream.local_stores import open_local_stores, stopped_cleanly
 from streamer.stream.loop_watch import LoopWatch
 from streamer.stream.offsets import ConsumerOffsets
