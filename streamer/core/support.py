@@ -30,6 +30,8 @@ HORIZON_DAYS = 120  # ART/FCR/reopens over 90 days; volume over 30 days vs the 9
 # Resolutions remembered per ticket, the latest by event time (the older ones stay counted in
 # their day): a ticket resolved again and again must not grow the account's record without end.
 MAX_RESOLUTIONS = 16
+# The contract's `Priority` values, lowest first; stored state keeps a ticket's index in it, so
+# the order is fixed (tests/core/test_support.py pins it to the contract's).
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 OPEN, RESOLVED = "open", "resolved"

@@ -6,12 +6,12 @@ import math
 from random import Random
 from typing import Any
 
+from streamer.core.support import PRIORITIES
 from streamer.sim.catalog import CHANNELS, RESOLUTION_MEDIAN_HOURS
 from streamer.sim.feedback import answer_fields, ces_score, csat_score
 from streamer.sim.scheduler import Scheduler
 from streamer.sim.times import DAY, HOUR
 
-PRIORITIES = ("low", "normal", "high", "urgent")
 CHANNEL_NAMES = [name for name, _ in CHANNELS]
 CHANNEL_WEIGHTS = [weight for _, weight in CHANNELS]
 

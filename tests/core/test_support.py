@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.contract.events import Event
+from streamer.contract.events import Event, Priority
 from streamer.core.config import Limits, ScoreConfig
 from streamer.core.facts import Facts
-from streamer.core.support import MAX_RESOLUTIONS
+from streamer.core.support import MAX_RESOLUTIONS, PRIORITIES
 
 from .events import at, ms, opened, reopened, resolved
 from .harness import Feed
@@ -278,3 +278,9 @@ def test_a_ticket_resolved_again_and_again_keeps_its_latest_resolutions_and_coun
         ms(at(6, minute=n)) for n in range(10, MAX_RESOLUTIONS + 10)
     ]
     assert feed.facts("acme", at(7)).tickets_resolved_90d == MAX_RESOLUTIONS + 10
+
+
+def test_the_cores_priorities_are_the_contracts_in_their_stored_order() -> None:
+    """A ticket's priority is stored as its index here: a priority added to the contract must be
+    appended, and reach the core."""
+    assert PRIORITIES == tuple(Priority) == ("low", "normal", "high", "urgent")
