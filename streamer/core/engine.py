@@ -120,7 +120,11 @@ class PartitionEngine:
         if self.clock.stream_time < 0:
             return
         for account_id in self.members:
-            self._note_usage(self.accounts[account_id])
+            account = self.accounts[account_id]
+            self._note_usage(account)
+            # The month of the partition's first event: it bounds the months listed as having
+            # data (`months_in_data`); left to `advance` it became the stream time's month.
+            self.periods.note(account.first_seen)
         midnights: list[int] = []  # the latest grid points, as `tick` refreshed them
         tick = self.clock.next_tick - self._interval
         while len(midnights) < self.peers.keep and tick > 0:

@@ -19,6 +19,8 @@ from streamer.contract.events import Event
 from streamer.core.account import Account
 from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
 from streamer.core.peers import PeerReference
+from streamer.core.periods import months_in_data
+from streamer.core.portfolio import PeriodSums
 from streamer.state.codec import (
     COVERED,
     StateDecodeError,
@@ -361,3 +363,33 @@ def test_a_feature_counter_naming_a_feature_the_record_lacks_is_refused() -> Non
     usage[13][0] = len(account.usage.features)  # one past the last feature
     with pytest.raises(StateDecodeError, match=r"feature index \d+ out of range"):
         decode_account(raw[:1] + msgpack.packb(body, use_bin_type=True))
+
+
+def nonzero(sums: PeriodSums) -> tuple[Any, ...]:
+    """The period sums as every metric reads them: an all-zero entry counts as an absent one."""
+    return (
+        sums.lo,
+        sums.hi,
+        sums.first_month,
+        {month: values for month, values in sums.points.items() if any(values)},
+        {pair: values for pair, values in sums.pairs.items() if any(values)},
+        {month: values for month, values in sums.movements.items() if any(values)},
+        {month: values for month, values in sums.renewals.items() if any(values)},
+    )
+
+
+@SETTINGS
+@given(history=histories(), split=st.floats(0, 1))
+def test_a_recovered_partition_has_the_period_sums_of_the_one_it_recovers(
+    history: list[Event], split: float
+) -> None:
+    """The month of the partition's first event included: recovery set it to the month of the
+    stream time, so after any worker restart the view's /api/months (and the dashboard's MRR
+    and NRR/GRR charts) held the current month alone, where `streamer offline` lists them all.
+    (Live sums keep all-zero entries a recovery does not write: every metric reads them alike.)"""
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, history[: int(len(history) * split)])
+    recovered, live = restored(engine).periods.sums, engine.periods.sums
+    assert recovered.first_month == live.first_month
+    assert months_in_data(recovered) == months_in_data(live)
+    assert nonzero(recovered) == nonzero(live)
