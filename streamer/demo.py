@@ -162,7 +162,13 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
     from streamer.local.stack import ensure_up
     from streamer.view.settings import ViewSettings
 
-    port = ViewSettings().port if port is None else port
+    view_settings = ViewSettings()
+    port = view_settings.port if port is None else port
+    # The view runs in a child whose errors go to its log: a port in use left the demo printing a
+    # dashboard address that served another deployment's view, or nothing.
+    problem = _dashboard_unavailable(view_settings.host, port)
+    if problem is not None:
+        raise click.ClickException(f"the dashboard cannot listen on port {port}: {problem}")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # fresh topics: harmless leader retries
     stack = ensure_up(StackSettings.from_env())
     state = HOME / "worker"
@@ -223,6 +229,22 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
             "-- worker and view stopped; the local stack keeps running (`streamer local down` stops it)",
             err=True,
         )
+
+
+def _dashboard_unavailable(host: str, port: int) -> str | None:
+    """Why the demo's view could not listen on `host`:`port` (as `streamer view` says it), or None."""
+    import socket
+
+    from streamer.view.cli import bind_problem
+
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the view's server does
+            probe.bind(address)
+    except (OSError, ValueError) as error:
+        return bind_problem(error)
+    return None
 
 
 def _start(

@@ -231,6 +231,10 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
             fail("replay", error)
         except (KeyboardInterrupt, Interrupted):
             bar.render_finish()
+            # The progress callback moves `position` every 5,000 lines only: an interrupt before
+            # the first of them said "byte 0" however many events had been sent.
+            with contextlib.suppress(OSError, ValueError):
+                position = raw.tell()
             click.echo(
                 f"streamer replay: interrupted at byte {position:,} of {size:,}; what was sent stays"
                 " in Kafka, and publishing the file again is safe (the worker ignores repeated event ids)",

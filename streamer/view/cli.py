@@ -72,7 +72,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     except (OSError, ValueError) as error:  # ValueError: a host idna cannot encode (x..y), a NUL
         if listening:
             raise
-        raise click.ClickException(f"cannot listen on {address}: {_bind_problem(error)}") from None
+        raise click.ClickException(f"cannot listen on {address}: {bind_problem(error)}") from None
 
 
 def url(host: str, port: int) -> str:
@@ -81,7 +81,7 @@ def url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
-def _bind_problem(error: OSError | ValueError) -> str:
+def bind_problem(error: OSError | ValueError) -> str:
     """Why the view could not listen, and which setting to change."""
     if isinstance(error, ValueError):  # the idna codec's own reason is its cause
         return (
