@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,7 +108,8 @@ def up(timeout: float, **options: Any) -> None:
 
     Idempotent: when the stack is already up it says so and exits 0. The first run
     downloads the Kafka jars with Maven (can take minutes) and may install redis-server
-    with apt-get. On success prints the addresses as HEALTHSTREAM_* exports.
+    with apt-get. On success prints the addresses, the stack directory and the ports as
+    HEALTHSTREAM_* exports (`eval "$(streamer local up)"`: `status` and `down` then find it).
 
     \b
     Examples:
@@ -122,8 +124,16 @@ def up(timeout: float, **options: Any) -> None:
     if not info.started:
         pids = f"kafka pid {info.kafka_pid}, redis pid {info.redis_pid}"
         _echo(f"local stack already running ({pids})")
-    for name, value in info.env().items():
-        click.echo(f"export {name}={value}")
+    # Where this stack lives too: a shell that evaluates these finds it again with `status`,
+    # `logs` and `down` (a --stack-dir given here was otherwise forgotten: `down` found nothing).
+    where = {
+        ENV_STACK_DIR: str(settings.stack_dir.resolve()),
+        ENV_KAFKA_PORT: str(settings.kafka_port),
+        ENV_CONTROLLER_PORT: str(settings.controller_port),
+        ENV_REDIS_PORT: str(settings.redis_port),
+    }
+    for name, value in {**info.env(), **where}.items():
+        click.echo(f"export {name}={shlex.quote(value)}")
 
 
 @local.command(short_help="Stop Kafka and Redis.")

@@ -35,6 +35,10 @@ def test_cli_up_on_a_running_stack_says_so(stack: StackInfo) -> None:
     assert result.exit_code == 0, result.output
     assert "already running" in result.stderr
     assert f"HEALTHSTREAM_KAFKA_BOOTSTRAP={stack.bootstrap}" in result.stdout
+    # where it lives too: `eval` of this output and `down` finds a stack started with --stack-dir
+    settings = StackSettings.from_env()
+    assert f"export HEALTHSTREAM_STACK_DIR={settings.stack_dir.resolve()}\n" in result.stdout
+    assert f"export HEALTHSTREAM_REDIS_PORT={settings.redis_port}\n" in result.stdout
 
 
 def test_status_reports_both_up(stack: StackInfo) -> None:
