@@ -276,8 +276,8 @@ async def _check_existing(admin: AIOKafkaAdminClient, settings: Settings, names:
         raise TopicsMismatch(
             f"topics exist with another partition count than HEALTHSTREAM_PARTITIONS "
             f"({settings.partitions}): {listed}. Every topic of a deployment needs the same count "
-            "(accounts are placed by partition): set HEALTHSTREAM_PARTITIONS (--partitions) to "
-            "theirs, or delete the topics and start again"
+            "(accounts are placed by partition): set HEALTHSTREAM_PARTITIONS (or `streamer worker "
+            "--partitions`) to theirs, or delete the topics and start again"
         )
 
 
