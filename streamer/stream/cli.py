@@ -292,7 +292,7 @@ def tail_command(
 ) -> None:
     """Print alerts as they arrive (Ctrl-C to stop)."""
     from streamer.stream.broker import BrokerUnavailable
-    from streamer.stream.tail import format_alert, shown, tail
+    from streamer.stream.tail import NoAlertsTopic, format_alert, shown, tail
 
     settings = _settings(kafka_bootstrap=bootstrap)
 
@@ -312,5 +312,5 @@ def tail_command(
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(following)
-    except BrokerUnavailable as error:
+    except (BrokerUnavailable, NoAlertsTopic) as error:
         fail("alerts tail", error)

@@ -43,6 +43,10 @@ def format_alert(alert: dict[str, Any]) -> str:
     )
 
 
+class NoAlertsTopic(Exception):
+    """The broker has no alerts topic under the deployment's prefix."""
+
+
 async def tail(
     settings: Settings,
     emit: Callable[[dict[str, Any]], None],
@@ -56,11 +60,13 @@ async def tail(
     """Call `emit` for each alert until `limit` alerts or `timeout_s` seconds; return the count.
     A record that is not an alert goes to `skipped` with where it is and why.
 
-    BrokerUnavailable when no broker answers within `connect_timeout_s`."""
+    BrokerUnavailable when no broker answers within `connect_timeout_s`; NoAlertsTopic when the
+    broker has no such topic (subscribing to it would have the broker create it with its own
+    defaults, which a worker then refuses: another partition count)."""
     kafka = KafkaAccess.of(settings)
     await wait_for_broker(kafka, connect_timeout_s, "following the alerts")
+    topic = settings.topic("alerts")
     consumer = AIOKafkaConsumer(
-        settings.topic("alerts"),
         **kafka.client_options(),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
@@ -70,6 +76,12 @@ async def tail(
     seen = 0
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
+        if topic not in await consumer.topics():  # asks for every topic: creates none
+            raise NoAlertsTopic(
+                f"the broker at {kafka.bootstrap} has no topic {topic!r}: start the workers first "
+                f"(they create it), or check HEALTHSTREAM_TOPIC_PREFIX ({settings.topic_prefix!r})"
+            )
+        consumer.subscribe([topic])
         while limit is None or seen < limit:
             if deadline is not None and time.monotonic() >= deadline:
                 break

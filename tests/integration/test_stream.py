@@ -1912,6 +1912,35 @@ def test_alerts_tail_stops_after_n(backfill: tuple[Deployment, History, str]) ->
     assert len(done.stdout.splitlines()) == 3
 
 
+def test_alerts_tail_on_a_prefix_without_topics_says_so_and_creates_none(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """A mistyped prefix printed nothing, exited 0 and had the broker create the alerts topic
+    with its own defaults, which a worker of that prefix would then refuse."""
+    deployment = deploy()
+    prefix = f"hs-nothere-{uuid.uuid4().hex[:8]}."
+    done = subprocess.run(
+        [STREAMER, "alerts", "tail", "--from-beginning", "--timeout", "5"],
+        env={**deployment.env(), "HEALTHSTREAM_TOPIC_PREFIX": prefix},
+        capture_output=True,
+        timeout=60,
+    )
+    said = done.stderr.decode()
+    assert done.returncode == 1, said
+    assert f"has no topic '{prefix}alerts': start the workers first" in said, said
+    assert "Traceback" not in said and done.stdout == b""
+
+    async def topics() -> set[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    assert not {t for t in asyncio.run(topics()) if t.startswith(prefix)}
+
+
 def test_alerts_tail_skips_a_record_that_is_not_an_alert_with_one_line(
     deploy: Callable[..., Deployment],
 ) -> None:
