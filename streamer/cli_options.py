@@ -63,7 +63,7 @@ def partitions_option(help: str) -> Decorator[Any]:
 
 def bootstrap_option(
     help: str = "Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, else 127.0.0.1 at "
-    "HEALTHSTREAM_KAFKA_PORT).",
+    "HEALTHSTREAM_KAFKA_PORT, 9092).",
 ) -> Decorator[Any]:
     """`--bootstrap HOST:PORT,...`; None leaves it to the settings."""
     return click.option("--bootstrap", help=help)

@@ -55,10 +55,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 @click.command("worker")
-@bootstrap_option(
-    "Kafka bootstrap servers (default HEALTHSTREAM_KAFKA_BOOTSTRAP, else 127.0.0.1 at "
-    "HEALTHSTREAM_KAFKA_PORT, 9092)."
-)
+@bootstrap_option()
 @partitions_option("Partitions of the input topics (default HEALTHSTREAM_PARTITIONS, 4).")
 @score_config_option("Score configuration (TOML; default HEALTHSTREAM_SCORE_CONFIG, else the built-in one).")
 @click.option(
