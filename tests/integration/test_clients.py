@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -59,6 +60,15 @@ def others(before: set[asyncio.Task[object]]) -> list[str]:
     return sorted(task.get_coro().__qualname__ for task in now if not task.done())  # type: ignore[union-attr]
 
 
+async def left_running(before: set[asyncio.Task[object]], deadline_s: float = 10.0) -> list[str]:
+    """`others(before)` once they have finished, or as they are after `deadline_s` (a bound on a
+    slow cancellation on a busy machine, not a measure: a leaked task never finishes)."""
+    deadline = time.monotonic() + deadline_s
+    while (left := others(before)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
 def test_a_producer_given_up_on_while_the_broker_holds_its_batch_is_closed(stack: StackInfo) -> None:
     client_id = f"hs-throttled-{uuid.uuid4().hex[:8]}"
     topic = f"hs-throttled-{uuid.uuid4().hex[:8]}"
@@ -75,7 +85,7 @@ def test_a_producer_given_up_on_while_the_broker_holds_its_batch_is_closed(stack
         held = await producer.send(topic, b"y" * 100_000)
         await asyncio.sleep(0.2)
         await stop_quietly(producer, timeout_s=0.5)
-        return held.done(), others(before)
+        return held.done(), await left_running(before)
 
     held_done, left = asyncio.run(scenario())
     assert held_done, "the batch the broker held is failed when its producer is given up on"
@@ -121,8 +131,7 @@ def cancelled_start(
         with pytest.raises(KafkaError, match="never assigns"):
             async with asyncio.timeout(30):
                 await start(consumer)
-        await asyncio.sleep(0.2)
-        left = others(before)
+        left = await left_running(before)
         if left:  # the run's own clean-up, so the event loop closes without the leaked tasks
             await consumer.stop()
         return left

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -193,10 +194,12 @@ async def test_redis_holds_the_same_alerts_after_an_outage_as_without_one(
             if number % 97 == 0:
                 await outage.flush()
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-        await outage.flush()
-        await asyncio.sleep(0.05)
-        assert outage.writes == written and outage.failures >= 5, outage.last_error
+        deadline = time.monotonic() + 30  # bounds a hang; each attempt fails at once on the cut
+        while outage.failures < 5:
+            assert time.monotonic() < deadline, outage.last_error
+            await outage.flush()
+            await asyncio.sleep(0.01)
+        assert outage.writes == written, outage.last_error
         assert outage.pruned_alerts > len(raised) // 2
         assert largest <= 2 * (KEEP + KEEP_MINE * ACCOUNTS)
         proxy.restore()

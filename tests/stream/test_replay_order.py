@@ -203,4 +203,6 @@ def test_a_line_replay_cannot_route_is_named_with_the_reason_offline_dead_letter
     assert "not valid JSON" in replay.unroutable(b"not json")
     big_amount = b'{"event_id":"e","event_type":"subscription.started","account_id":"a","amount":1e400}'
     assert replay.route(big_amount, Settings(topic_prefix="t.", partitions=PARTITIONS)) is None
-    assert replay.unroutable(big_amount) not in ("no known event_type", "no account_id")
+    assert "field 'amount' of subscription.started: Input should be a finite number" in replay.unroutable(
+        big_amount
+    )
