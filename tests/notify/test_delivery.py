@@ -13,6 +13,7 @@ from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.progress import Progress
 from streamer.notify.ratelimit import TokenBucket
 from streamer.notify.sentlog import MemorySentLog
+from tests.fixtures import wait_until_async
 
 from .fakes import FakeClock, FakeSender, alert
 
@@ -157,16 +158,15 @@ async def test_dedupe_is_per_destination() -> None:
 
 async def test_digest_collects_for_its_window_and_sends_one_message() -> None:
     sender = FakeSender()
-    worker, _, metrics = make(sender, digest_seconds=0.2)
+    # A window far longer than the submissions take, even on a busy machine (0.2 s with a
+    # pause between them split the digest when the loop stalled).
+    worker, _, metrics = make(sender, digest_seconds=2)
     acks: list[str] = []
     task = asyncio.create_task(worker.run())
     for n in range(5):
         worker.submit(alert(f"a{n}"), lambda n=n: acks.append(f"a{n}"))
-        await asyncio.sleep(0.01)
-    for _ in range(200):
-        await asyncio.sleep(0.01)
-        if not worker.pending:
-            break
+        await asyncio.sleep(0)
+    await wait_until_async("the digest to be sent", lambda: not worker.pending)
     task.cancel()
     assert len(sender.requests) == 1
     assert sender.delivered() == [f"a{n}" for n in range(5)]

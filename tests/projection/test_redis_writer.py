@@ -316,7 +316,9 @@ async def test_no_commands_are_built_while_redis_is_away(tmp_path: Any, prefix: 
         for index in range(20):
             writer.alert({**template, "alert_id": f"a{index:03d}", "account_id": "acct-1"})
         writer.snapshot(snapshot())
+        deadline = time.monotonic() + 30  # bounds a hang: each attempt fails at once
         while writer.failures < 3:
+            assert time.monotonic() < deadline, writer.last_error
             await writer.flush()
             await asyncio.sleep(0.02)
         assert built == []
@@ -402,9 +404,12 @@ async def test_a_full_redis_refuses_the_writes_which_wait_and_are_written_once_i
     await client.config_set("maxmemory", 1)
     writer.snapshot(snapshot("acct-1", "2024-03-02T00:00:00Z"))
     writer.snapshot(snapshot("acct-2", "2024-03-02T00:00:00Z"))
-    assert not await writer.drain(timeout_s=0.5)
-    assert "OutOfMemoryError" in (writer.last_error or ""), writer.last_error
+    await writer.flush()
+    await wait_until_async(
+        "Redis to refuse the writes", lambda: "OutOfMemoryError" in (writer.last_error or "")
+    )
     assert set(writer.staged.snapshots) == {"acct-1", "acct-2"}
+    assert not await writer.drain(timeout_s=0.5)  # refused again: still staged
     messages = [record.getMessage() for record in caplog.records]
     assert "projection store refused the writes; staging until it takes them" in messages
     assert "projection store unreachable; staging until it returns" not in messages
@@ -509,7 +514,9 @@ async def test_a_write_that_fails_in_the_worker_is_not_called_an_outage(
     try:
         writer.snapshot(snapshot())
         with caplog.at_level("WARNING", logger=redis_writer.__name__):
+            deadline = time.monotonic() + 30  # bounds a hang
             while writer.failures < 1:
+                assert time.monotonic() < deadline, writer.last_error
                 await writer.flush()
                 await asyncio.sleep(0.01)
         messages = [record.getMessage() for record in caplog.records]

@@ -811,8 +811,11 @@ async def test_stop_leaves_the_batch_in_flight_unacknowledged_and_applies_nothin
 
 
 async def test_between_checkpoints_a_batch_sends_its_outputs_and_keeps_its_state_for_the_next(
-    world: World,
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    clock = [1000.0]  # the scorer's clock: a busy machine must not make the checkpoint due early
+    fake_time = SimpleNamespace(monotonic=lambda: clock[0], time=time.time, perf_counter=time.perf_counter)
+    monkeypatch.setattr(scorer_module, "time", fake_time)
     world.scorer.checkpoint_every_s = 0.2
     world.offsets.ends[(USAGE, PARTITION)] = 2
     first, second = world.usage(0, T1), world.usage(1, T2)
@@ -824,7 +827,7 @@ async def test_between_checkpoints_a_batch_sends_its_outputs_and_keeps_its_state
     assert not world.accounts and not world.clocks
     await world.scorer.release_idle()  # not due yet
     assert first.acked == 0
-    await asyncio.sleep(0.25)
+    clock[0] += 0.25
     await world.scorer.release_idle()  # due: both batches in one checkpoint
     assert first.acked == second.acked == 1
     assert world.journal[2:] == [
