@@ -11,6 +11,7 @@ start the stack with, and HEALTHSTREAM_PURE_CORE (which scoring core runs; the h
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Iterator, Mapping
 
@@ -78,3 +79,30 @@ def _collector_as_it_was() -> Iterator[None]:
     if gc.get_threshold() != thresholds or gc.get_freeze_count():
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def _pytests(handler: logging.Handler) -> bool:
+    return type(handler).__module__.startswith("_pytest")
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in this process through click's test runner (`streamer view`, ...) sets up
+    logging for the whole process (`streamer.logs.configure_logging`: the root's handlers and
+    level, `mode.timers`, a filter on aiokafka's group coordinator): undone after each test, so
+    what a later test's `caplog` sees does not depend on which test ran before it."""
+    root = logging.getLogger()
+    timers = logging.getLogger("mode.timers")
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    saved = (
+        root.level,
+        [h for h in root.handlers if not _pytests(h)],
+        timers.level,
+        list(coordinator.filters),
+    )
+    yield
+    level, handlers, timers_level, filters = saved
+    root.setLevel(level)
+    root.handlers[:] = [h for h in root.handlers if _pytests(h)] + handlers  # pytest's own stay
+    timers.setLevel(timers_level)
+    coordinator.filters[:] = filters
