@@ -247,7 +247,7 @@ def _held_out(
     auc = {days: roc_auc(-scores[days], labelled.churned) for days, labelled in test.items()}
     main = test[TUNE_HORIZON]
     bands_of = [
-        config.bands_for(s.stage, s.plan).rule.band(
+        config.segment(s.stage, s.plan)[1].rule.band(
             float(score), s.signals.get("usage_28d"), committed(s), standing=dict(s.signals)
         )
         for s, score in zip(main.samples, scores[TUNE_HORIZON], strict=True)

@@ -31,7 +31,7 @@ def rescore(components: Sequence[float | None], weights: Mapping[str, float], em
 def scores_under(samples: Sequence[Sample], config: ScoreConfig) -> Matrix:
     """What each sample would have scored under `config`'s weights (stage and plan overrides included)."""
     return np.array(
-        [rescore(s.components, config.weights_for(s.stage, s.plan), config.empty_score) for s in samples],
+        [rescore(s.components, config.segment(s.stage, s.plan)[0], config.empty_score) for s in samples],
         dtype=np.float64,
     )
 
@@ -53,7 +53,7 @@ def score_from_signals(
         weighted[component] += weight * sub
         weights_in[component] += weight
     components = [weighted[name] / weights_in[name] if weights_in[name] > 0 else None for name in COMPONENTS]
-    return rescore(components, config.weights_for(stage, plan), config.empty_score)
+    return rescore(components, config.segment(stage, plan)[0], config.empty_score)
 
 
 def signal_scores_under(samples: Sequence[Sample], config: ScoreConfig) -> Matrix:
