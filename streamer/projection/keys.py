@@ -3,7 +3,7 @@
 Layout (prefix `P`, e.g. `healthstream`):
 
     P:meta                      hash: currency, gross_margin, cs_cost_per_month (the workers' config)
-    P:account:<id>              hash: as_of (epoch ms), snapshot (the cs.health JSON)
+    P:account:<id>              hash: as_of (epoch ms), snapshot (the cs.health JSON), layout
     P:summaries                 hash: <id> -> compact JSON row (score, band, stage, plan, MRR, renewal...)
     P:by:score|mrr|renewal|churn_risk   sorted sets over all accounts (renewal: only accounts with
                                 a renewal date; churn_risk: only those with a churn_risk_60d)
@@ -29,6 +29,10 @@ from dataclasses import dataclass
 from streamer.contract.vocabulary import BANDS
 
 INDEXES = ("score", "mrr", "renewal", "churn_risk")  # the sorted sets an account list is read from
+# The layout of what a snapshot writes (its row, indexes, sets): bump it with a change that adds to
+# them, so that the upgraded workers' re-staging rewrites every account (scripts.SNAPSHOT) where it
+# otherwise leaves the snapshot published at the same instant as it is.
+LAYOUT = 1
 
 
 @dataclass(frozen=True, slots=True)

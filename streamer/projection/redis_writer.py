@@ -40,7 +40,7 @@ from streamer.core.portfolio import PeriodSums
 from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
-from streamer.projection.keys import INDEXES, Keys
+from streamer.projection.keys import INDEXES, LAYOUT, Keys
 from streamer.projection.staging import AlertLimits, PartitionState, Staged, StagedAlert
 from streamer.wideints import wide
 
@@ -128,6 +128,14 @@ class RedisProjection:
         as_of = epoch_ms(snapshot["as_of"])
         self.staged.snapshot(as_of, snapshot)
         self.staged.point(str(snapshot["account_id"]), as_of, history.point(snapshot))
+
+    def restage(self, snapshot: dict[str, Any]) -> None:
+        """A snapshot a recovery re-derived (`streamer.projection.resync`): written where Redis
+        holds nothing as recent for the account, never over the one published at its `as_of`."""
+        as_of = epoch_ms(snapshot["as_of"])
+        account_id = str(snapshot["account_id"])
+        self.staged.encoded(account_id, as_of, kept_json(snapshot), restaged=True)
+        self.staged.point(account_id, as_of, history.point(snapshot), restaged=True)
 
     def alert(self, alert: dict[str, Any]) -> None:
         self.pruned_alerts += self.staged.alert(
@@ -287,11 +295,12 @@ class RedisProjection:
     def _commands(self, batch: Staged) -> Iterator[Callable[[Any], None]]:
         """One callable per write, each adding its commands to a pipeline (made as they are
         taken)."""
-        for as_of, encoded in batch.snapshots.values():
-            yield self._snapshot_command(as_of, orjson.loads(encoded), encoded)
+        for account_id, (as_of, encoded) in batch.snapshots.items():
+            yield self._snapshot_command(as_of, orjson.loads(encoded), encoded, account_id in batch.restaged)
         for account_id, points in batch.points.items():
             for as_of, point in sorted(points.values()):
-                yield self._history_command(account_id, as_of, point)
+                restaged = (account_id, as_of) in batch.restaged_points
+                yield self._history_command(account_id, as_of, point, restaged)
         for alert_id, alert in batch.alerts.items():
             yield self._alert_command(alert_id, alert)
         for partition, state in batch.partitions.items():
@@ -306,7 +315,7 @@ class RedisProjection:
         pipe.evalsha(script.sha, len(keys), *keys, *args)
 
     def _snapshot_command(
-        self, as_of: int, snapshot: dict[str, Any], encoded: bytes
+        self, as_of: int, snapshot: dict[str, Any], encoded: bytes, restaged: bool
     ) -> Callable[[Any], None]:
         keys = self.keys
         account_id = str(snapshot["account_id"])
@@ -334,13 +343,17 @@ class RedisProjection:
             str(about.get("segment") or ""),
             keys.owner_prefix,
             keys.segment_prefix,
+            "1" if restaged else "",
+            LAYOUT,
             *(values[field] for field in INDEXES),
         ]
         return lambda pipe: self._eval(pipe, "snapshot", key_list, args)
 
-    def _history_command(self, account_id: str, as_of: int, point: bytes) -> Callable[[Any], None]:
+    def _history_command(
+        self, account_id: str, as_of: int, point: bytes, restaged: bool
+    ) -> Callable[[Any], None]:
         key_list = [self.keys.history(account_id)]
-        args = [as_of, point, history.FINE_DAYS * DAY, history.KEEP_DAYS * DAY]
+        args = [as_of, point, history.FINE_DAYS * DAY, history.KEEP_DAYS * DAY, "1" if restaged else ""]
         return lambda pipe: self._eval(pipe, "history", key_list, args)
 
     def _alert_command(self, alert_id: str, staged: StagedAlert) -> Callable[[Any], None]:

@@ -67,7 +67,7 @@ class Resync:
                 if self.engines().get(partition) is not engine:
                     return False  # a rebalance replaced it meanwhile
                 for account_id in members[start : start + CHUNK]:
-                    self.projection.snapshot(engine.snapshot(account_id))
+                    self.projection.restage(engine.snapshot(account_id))
                     self.restaged += 1
             await asyncio.sleep(0)
         async with self.lock:

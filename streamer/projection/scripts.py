@@ -8,16 +8,25 @@ from __future__ import annotations
 # ARGV: account id, as_of ms, snapshot JSON, summary JSON, band number (1-based, BANDS order),
 #       number of bands, number of indexes, MRR at risk ('' when not at risk), owner ('' when
 #       none), segment ('' when none), prefix of the per-owner account sets, prefix of the
-#       per-segment account sets, then each index's value in INDEXES order ('' when the account
+#       per-segment account sets, '1' when the snapshot was re-derived by a recovery (else ''),
+#       the writer's keys.LAYOUT, then each index's value in INDEXES order ('' when the account
 #       has none: it leaves that index).
-# Returns 1 when written, 0 when the stored snapshot is newer.
+# Returns 1 when written, 0 when the stored snapshot is newer, or as new, written in this layout,
+# and this one re-derived (a recovery evaluates an account again at its last scoring instant, on
+# state that may hold usage folded in since: it must not replace what was published then; after
+# an upgrade that changed the layout it does, so that a new index fills at once).
 SNAPSHOT = """
 local id = ARGV[1]
 local stored = redis.call('HGET', KEYS[1], 'as_of')
-if stored and tonumber(stored) > tonumber(ARGV[2]) then
-  return 0
+local at = tonumber(ARGV[2])
+if stored then
+  stored = tonumber(stored)
+  if stored > at then return 0 end
+  if stored == at and ARGV[13] == '1' and redis.call('HGET', KEYS[1], 'layout') == ARGV[14] then
+    return 0
+  end
 end
-redis.call('HSET', KEYS[1], 'as_of', ARGV[2], 'snapshot', ARGV[3])
+redis.call('HSET', KEYS[1], 'as_of', ARGV[2], 'snapshot', ARGV[3], 'layout', ARGV[14])
 redis.call('HSET', KEYS[2], id, ARGV[4])
 local band, bands, indexes = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local function put(key, value)
@@ -28,13 +37,13 @@ local function put(key, value)
   end
 end
 for i = 1, indexes do
-  put(KEYS[2 + i], ARGV[12 + i])
+  put(KEYS[2 + i], ARGV[14 + i])
 end
 put(KEYS[3 + indexes], ARGV[8])
 for b = 1, bands do
   local base = 3 + indexes + (b - 1) * indexes
   for i = 1, indexes do
-    if b == band then put(KEYS[base + i], ARGV[12 + i]) else redis.call('ZREM', KEYS[base + i], id) end
+    if b == band then put(KEYS[base + i], ARGV[14 + i]) else redis.call('ZREM', KEYS[base + i], id) end
   end
 end
 local function member(field, value, prefix, counts)
@@ -102,7 +111,8 @@ return 1
 """
 
 # KEYS: the account's history sorted set (score = as_of ms, member = the point JSON).
-# ARGV: as_of ms, the point (see history.py), fine window ms, kept window ms.
+# ARGV: as_of ms, the point (see history.py), fine window ms, kept window ms, '1' when the point
+# was re-derived by a recovery (it then leaves a bucket holding a point of its instant as it is).
 # The point replaces any point of its bucket (an hour within the fine window of the newest point,
 # else a UTC day) unless that bucket holds a later one; the same snapshot again writes the same
 # member at the same score, so a re-delivery changes nothing. When the newest point moves on,
@@ -121,8 +131,10 @@ if at < newest - fine then size = DAY end
 local lo = at - at % size
 local hi = lo + size
 local same = redis.call('ZRANGEBYSCORE', key, lo, '(' .. hi, 'WITHSCORES')
+local restaged = ARGV[5] == '1'
 for i = 2, #same, 2 do
-  if tonumber(same[i]) > at then return 0 end
+  local s = tonumber(same[i])
+  if s > at or (restaged and s == at) then return 0 end
 end
 redis.call('ZREMRANGEBYSCORE', key, lo, '(' .. hi)
 redis.call('ZADD', key, at, point)

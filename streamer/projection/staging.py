@@ -71,6 +71,10 @@ class Staged:
     workers: dict[str, dict[str, float]] = field(default_factory=dict)
     # id -> hour bucket start -> (as_of, history point): every hour's latest, not only the newest
     points: dict[str, dict[int, tuple[int, bytes]]] = field(default_factory=dict)
+    # The staged snapshots and points that a recovery re-derived (`RedisProjection.restage`):
+    # written only where Redis holds nothing as recent, never over one published at their `as_of`.
+    restaged: set[str] = field(default_factory=set)
+    restaged_points: set[tuple[str, int]] = field(default_factory=set)
     # staged alerts past which they are pruned (twice what the last pruning kept)
     _prune_at: int = field(default=0, init=False, repr=False)
 
@@ -81,14 +85,20 @@ class Staged:
         """Values staged; history points are not counted: each rides with its account's snapshot."""
         return len(self.snapshots) + len(self.alerts) + len(self.partitions) + len(self.workers)
 
-    def point(self, account_id: str, as_of: int, point: bytes) -> None:
-        """Keep the history point unless a later one of the same hour is staged; past
-        `MAX_POINTS` an account's staged points are thinned like the stored history."""
+    def point(self, account_id: str, as_of: int, point: bytes, restaged: bool = False) -> None:
+        """Keep the history point unless a later one of the same hour is staged (or, for a
+        re-derived one, a published one of its instant); past `MAX_POINTS` an account's staged
+        points are thinned like the stored history."""
         points = self.points.setdefault(account_id, {})
         start = as_of - as_of % HOUR
         staged = points.get(start)
-        if staged is None or as_of >= staged[0]:
+        key = (account_id, as_of)
+        if staged is None or _supersedes(as_of, restaged, staged[0], key in self.restaged_points):
             points[start] = (as_of, point)
+            if restaged:
+                self.restaged_points.add(key)
+            else:
+                self.restaged_points.discard(key)
         if len(points) > MAX_POINTS:
             self.points[account_id] = thin(points)
 
@@ -96,11 +106,15 @@ class Staged:
         """Keep the snapshot unless one with a later `as_of` is already staged."""
         self.encoded(str(snapshot["account_id"]), as_of, kept_json(snapshot))
 
-    def encoded(self, account_id: str, as_of: int, snapshot: bytes) -> None:
-        """`snapshot` for one already encoded."""
+    def encoded(self, account_id: str, as_of: int, snapshot: bytes, restaged: bool = False) -> None:
+        """`snapshot` for one already encoded; `restaged`: re-derived by a recovery."""
         staged = self.snapshots.get(account_id)
-        if staged is None or as_of >= staged[0]:
+        if staged is None or _supersedes(as_of, restaged, staged[0], account_id in self.restaged):
             self.snapshots[account_id] = (as_of, snapshot)
+            if restaged:
+                self.restaged.add(account_id)
+            else:
+                self.restaged.discard(account_id)
 
     def alert(self, alert_id: str, account_id: str, raised_at: int, alert: dict[str, Any]) -> int:
         """Stage the alert (`raised_at` in epoch ms, its score in Redis); the number of staged
@@ -145,7 +159,7 @@ class Staged:
         pruned stagings keeps the same alerts as pruning the union of all that was staged: an
         alert among the newest of the union is among the newest of its part."""
         for account_id, (as_of, snapshot) in newer.snapshots.items():
-            self.encoded(account_id, as_of, snapshot)
+            self.encoded(account_id, as_of, snapshot, account_id in newer.restaged)
         self.alerts.update(newer.alerts)
         dropped = self._bound()
         for partition, state in newer.partitions.items():
@@ -153,5 +167,11 @@ class Staged:
         self.workers.update(newer.workers)
         for account_id, points in newer.points.items():
             for as_of, point in points.values():
-                self.point(account_id, as_of, point)
+                self.point(account_id, as_of, point, (account_id, as_of) in newer.restaged_points)
         return dropped
+
+
+def _supersedes(as_of: int, restaged: bool, staged_as_of: int, staged_restaged: bool) -> bool:
+    """Whether a value at `as_of` replaces one staged at `staged_as_of`: a later one always, one
+    of the same instant unless it was re-derived and the staged one was published."""
+    return as_of > staged_as_of or (as_of == staged_as_of and (staged_restaged or not restaged))

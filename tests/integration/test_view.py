@@ -661,6 +661,57 @@ def test_a_restarted_worker_keeps_every_month_of_the_portfolio(stack: StackInfo,
         assert restarted.alive, restarted.tail()
 
 
+def script_calls(store: RedisServer) -> int:
+    """How many projection scripts Redis has run (each snapshot, history point, alert, ...)."""
+    client = redis.Redis.from_url(store.url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_restart_with_nothing_new_leaves_every_account_as_published(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """A restarted worker re-stages every account, evaluated again at its last scoring instant on
+    state that may hold usage folded in since (within `time.usage_rescore_minutes`): it replaced
+    what had been published at that instant, so a restart after the last event changed accounts'
+    rows and history points in the view, which no longer matched offline."""
+    history, first, second = history_in_halves(tmp_path)
+    with with_own_redis(stack, tmp_path) as (deployment, store):
+        worker, _ = project_first_half(deployment, first)
+        deployment.replay(second)
+
+        def every_month() -> bool:
+            try:
+                return bool(deployment.get("/api/months")["months"] == history.portfolio["months"])
+            except urllib.error.HTTPError:
+                return False
+
+        wait_until("the second half to be projected", lambda: deployment.lag() == 0 and every_month())
+        wait_until("the projection to settle", projection_settled(deployment))
+        ids = [row["account_id"] for row in deployment.get("/api/accounts?limit=500")["items"]]
+
+        def answers() -> dict[str, Any]:
+            return {
+                account: (
+                    deployment.get(f"/api/accounts/{account}"),
+                    deployment.get(f"/api/accounts/{account}/history?days=400"),
+                )
+                for account in ids
+            }
+
+        before, calls = answers(), script_calls(store)
+        worker.stop()
+        restarted = deployment.start_worker()
+        # each account's snapshot and history point go through a script, written or not
+        wait_until("every account to be re-staged", lambda: script_calls(store) >= calls + 2 * len(ids))
+        after = answers()
+        assert restarted.alive, restarted.tail()
+        assert [a for a in ids if after[a] != before[a]] == []
+
+
 async def _publish_raw(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()

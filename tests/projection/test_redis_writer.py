@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from streamer.core.clock import iso
 from streamer.projection import redis_writer
 from streamer.projection.codec import decode_sums
-from streamer.projection.keys import Keys
+from streamer.projection.keys import LAYOUT, Keys
 from streamer.projection.redis_writer import (
     KEEP_ACCOUNT_ALERTS,
     KEEP_ALERTS,
@@ -138,6 +138,45 @@ async def test_an_older_snapshot_never_overwrites_a_newer_one(
     projection.snapshot(same_instant)  # same event time, a later batch: replaces
     await projection.drain()
     assert await stored(client, projection.keys, "acct-1") == same_instant
+
+
+async def test_a_re_derived_snapshot_never_replaces_the_one_published_at_its_instant(
+    projection: RedisProjection, client: Redis
+) -> None:
+    """After a restart the worker re-stages every account's snapshot, evaluated again at its last
+    scoring instant on state that may hold usage folded in since: it replaced the published row
+    and history point of the same `as_of` (the view then differed from offline)."""
+    published = snapshot(as_of="2024-03-02T00:00:00Z", score=70.0, band="green")
+    projection.snapshot(published)
+    await projection.drain()
+    points = await client.zrange(projection.keys.history("acct-1"), 0, -1, withscores=True)
+    projection.restage(snapshot(as_of="2024-03-02T00:00:00Z", score=70.4, band="green"))
+    await projection.drain()
+    assert await stored(client, projection.keys, "acct-1") == published
+    assert await client.zscore(projection.keys.index("score"), "acct-1") == 70.0
+    assert await client.zrange(projection.keys.history("acct-1"), 0, -1, withscores=True) == points
+    later = snapshot(as_of="2024-03-03T00:00:00Z", score=65.0, band="yellow")
+    projection.restage(later)  # newer than what Redis holds (a killed worker's, never written)
+    fresh = snapshot(account="acct-2", as_of="2024-03-02T00:00:00Z", score=40.0, band="red")
+    projection.restage(fresh)  # Redis holds nothing (it restarted empty)
+    await projection.drain()
+    assert await stored(client, projection.keys, "acct-1") == later
+    assert await stored(client, projection.keys, "acct-2") == fresh
+
+
+async def test_after_an_upgrade_of_the_layout_a_re_derived_snapshot_rewrites_the_account(
+    projection: RedisProjection, client: Redis
+) -> None:
+    """Re-staging is how an index added by an upgrade fills at once: a stored snapshot written in
+    another layout (here: before layouts were recorded) is rewritten at its own instant."""
+    projection.snapshot(snapshot(as_of="2024-03-02T00:00:00Z", score=70.0, band="green"))
+    await projection.drain()
+    await client.hdel(projection.keys.account("acct-1"), "layout")  # as an older worker wrote it
+    upgraded = snapshot(as_of="2024-03-02T00:00:00Z", score=70.4, band="green")
+    projection.restage(upgraded)
+    await projection.drain()
+    assert await stored(client, projection.keys, "acct-1") == upgraded
+    assert await client.hget(projection.keys.account("acct-1"), "layout") == str(LAYOUT)
 
 
 async def content(client: Redis, key: str) -> Any:

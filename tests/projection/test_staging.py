@@ -28,6 +28,26 @@ def test_an_older_snapshot_does_not_replace_a_newer_one() -> None:
     assert orjson.loads(staged.snapshots["a"][1])["score"] == 60.0
 
 
+def test_a_re_derived_snapshot_never_replaces_a_published_one_of_its_instant() -> None:
+    """A recovery evaluates an account again at its last scoring instant, on state that may hold
+    usage folded in since: staged over what was published then, it changed the account's row."""
+    staged = Staged()
+    staged.snapshot(*snap("a", 200, 50.0))
+    staged.encoded("a", 200, orjson.dumps({"account_id": "a", "score": 51.0}), restaged=True)
+    assert orjson.loads(staged.snapshots["a"][1])["score"] == 50.0 and not staged.restaged
+    staged.encoded("b", 200, orjson.dumps({"account_id": "b", "score": 1.0}), restaged=True)
+    staged.snapshot(*snap("b", 200, 2.0))  # published at the same instant: wins
+    assert orjson.loads(staged.snapshots["b"][1])["score"] == 2.0 and not staged.restaged
+    staged.encoded("a", 300, orjson.dumps({"account_id": "a", "score": 9.0}), restaged=True)  # later
+    assert orjson.loads(staged.snapshots["a"][1])["score"] == 9.0 and staged.restaged == {"a"}
+    staged.point("a", 200, b"published")
+    staged.point("a", 200, b"re-derived", restaged=True)
+    assert staged.points["a"][0] == (200, b"published") and not staged.restaged_points
+    failed = Staged()
+    failed.absorb(staged)  # a failed write merged back keeps what each value is
+    assert failed.restaged == {"a"} and orjson.loads(failed.snapshots["a"][1])["score"] == 9.0
+
+
 def test_partition_state_keeps_the_latest_stream_time() -> None:
     staged = Staged()
     staged.partition(0, PartitionState(200, b"new", b"[]"))
