@@ -131,7 +131,8 @@ class RedisProjection:
 
     def restage(self, snapshot: dict[str, Any]) -> None:
         """A snapshot a recovery re-derived (`streamer.projection.resync`): written where Redis
-        holds nothing as recent for the account, never over the one published at its `as_of`."""
+        holds nothing as recent for the account, never over the one published at its `as_of`
+        (unless that one was written in an older `keys.LAYOUT`: an upgrade's new index fills)."""
         as_of = epoch_ms(snapshot["as_of"])
         account_id = str(snapshot["account_id"])
         self.staged.encoded(account_id, as_of, kept_json(snapshot), restaged=True)

@@ -72,7 +72,8 @@ class Staged:
     # id -> hour bucket start -> (as_of, history point): every hour's latest, not only the newest
     points: dict[str, dict[int, tuple[int, bytes]]] = field(default_factory=dict)
     # The staged snapshots and points that a recovery re-derived (`RedisProjection.restage`):
-    # written only where Redis holds nothing as recent, never over one published at their `as_of`.
+    # written only where Redis holds nothing as recent, never over one published at their `as_of`
+    # (see scripts.SNAPSHOT and HISTORY). At most one point per account and re-staging.
     restaged: set[str] = field(default_factory=set)
     restaged_points: set[tuple[str, int]] = field(default_factory=set)
     # staged alerts past which they are pruned (twice what the last pruning kept)
