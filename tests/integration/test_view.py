@@ -641,6 +641,18 @@ def test_redis_going_down_does_not_stop_the_worker_and_the_projection_catches_up
         assert "projection store back; caught up" in log
 
 
+def every_month(deployment: Deployment, history: History) -> Callable[[], bool]:
+    """Whether the view lists every month offline lists (False while it cannot answer)."""
+
+    def listed() -> bool:
+        try:
+            return bool(deployment.get("/api/months")["months"] == history.portfolio["months"])
+        except urllib.error.HTTPError:
+            return False
+
+    return listed
+
+
 def test_a_restarted_worker_keeps_every_month_of_the_portfolio(stack: StackInfo, tmp_path: Path) -> None:
     """After any restart /api/months (the dashboard's MRR and NRR/GRR charts) held the current
     month alone: a recovered partition took the month of its stream time for its first month."""
@@ -651,13 +663,7 @@ def test_a_restarted_worker_keeps_every_month_of_the_portfolio(stack: StackInfo,
         restarted = deployment.start_worker()
         deployment.replay(second)
 
-        def every_month() -> bool:
-            try:
-                return bool(deployment.get("/api/months")["months"] == history.portfolio["months"])
-            except urllib.error.HTTPError:
-                return False
-
-        wait_until("the restarted worker's projection to list every month", every_month)
+        wait_until("the restarted worker's projection to list every month", every_month(deployment, history))
         assert restarted.alive, restarted.tail()
 
 
@@ -683,13 +689,8 @@ def test_a_restart_with_nothing_new_leaves_every_account_as_published(
         worker, _ = project_first_half(deployment, first)
         deployment.replay(second)
 
-        def every_month() -> bool:
-            try:
-                return bool(deployment.get("/api/months")["months"] == history.portfolio["months"])
-            except urllib.error.HTTPError:
-                return False
-
-        wait_until("the second half to be projected", lambda: deployment.lag() == 0 and every_month())
+        listed = every_month(deployment, history)
+        wait_until("the second half to be projected", lambda: deployment.lag() == 0 and listed())
         wait_until("the projection to settle", projection_settled(deployment))
         ids = [row["account_id"] for row in deployment.get("/api/accounts?limit=500")["items"]]
 
