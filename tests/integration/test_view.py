@@ -18,7 +18,6 @@ import gzip
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -394,7 +393,7 @@ def test_alerts_are_the_workers_alerts(live: Live) -> None:
     assert [a["raised_at"] for a in items] == sorted((a["raised_at"] for a in items), reverse=True)
 
 
-def test_list_queries_agree_with_the_accounts_and_are_fast(live: Live) -> None:
+def test_list_queries_agree_with_the_accounts(live: Live) -> None:
     view = live.deployment
     everyone = view.get("/api/accounts?limit=500")
     rows = {row["account_id"]: row for row in everyone["items"]}
@@ -414,15 +413,6 @@ def test_list_queries_agree_with_the_accounts_and_are_fast(live: Live) -> None:
     renewing = view.get("/api/accounts?band=green,yellow,red&renewal_within_days=400&sort=renewal")["items"]
     assert renewing and all(r["renewal_at"] for r in renewing)
     assert [r["renewal_at"] for r in renewing] == sorted(r["renewal_at"] for r in renewing)
-
-    timings = []
-    for _ in range(30):
-        started = time.perf_counter()
-        view.get("/api/accounts?band=red,yellow&renewal_within_days=60&sort=-mrr&limit=50")
-        timings.append(time.perf_counter() - started)
-    median = statistics.median(timings)
-    print(f"list query: median {median * 1000:.1f} ms, max {max(timings) * 1000:.1f} ms over 30")
-    assert median < 0.5
 
 
 def test_healthz_and_metrics_show_the_worker(live: Live) -> None:
