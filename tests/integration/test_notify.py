@@ -267,6 +267,19 @@ def wait_for(what: str, check: Callable[[], bool], notifier: Notifier | None = N
         time.sleep(0.1)
 
 
+def wait_started(notifier: Notifier, bootstrap: str, app_id: str, topic: str) -> None:
+    """Until the notifier has started and its `crm` destination's group holds an offset for each
+    of the topic's 4 partitions (its starting point committed)."""
+    wait_for(
+        "crm's start committed",
+        lambda: (
+            asyncio.run(committed_partitions(bootstrap, f"{app_id}-notify.crm", topic)) == 4
+            and "notifier started" in notifier.log.read_text()
+        ),
+        notifier,
+    )
+
+
 def metric(port: int, name: str, destination: str) -> float:
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -733,14 +746,7 @@ def test_a_renamed_destination_and_one_added_beside_a_dead_one_start_at_the_noti
     ids = lambda numbers: {alert(n)["alert_id"] for n in numbers}  # noqa: E731
     notifier = Notifier(args, env, tmp_path / "notify-1.log")
     try:
-        wait_for(
-            "crm's start committed",
-            lambda: (
-                asyncio.run(committed_partitions(stack.bootstrap, f"{app_id}-notify.crm", topic)) == 4
-                and "notifier started" in notifier.log.read_text()
-            ),
-            notifier,
-        )
+        wait_started(notifier, stack.bootstrap, app_id, topic)
         asyncio.run(publish_alerts(stack.bootstrap, topic, range(0, 5)))
         wait_for("0-4 at crm", lambda: set(receiver.acknowledged("/json")) == ids(range(5)), notifier)
         wait_for("503s from the dead one", lambda: dead.failed_requests() >= 2, notifier)
@@ -810,14 +816,7 @@ def test_alerts_in_partitions_added_while_it_runs_are_delivered(
             await producer.stop()
 
     try:
-        wait_for(
-            "crm's start committed",
-            lambda: (
-                asyncio.run(committed_partitions(stack.bootstrap, f"{app_id}-notify.crm", topic)) == 4
-                and "notifier started" in notifier.log.read_text()
-            ),
-            notifier,
-        )
+        wait_started(notifier, stack.bootstrap, app_id, topic)
         asyncio.run(grow_and_publish())
         expected = {alert(100 + partition)["alert_id"] for partition in range(4, 8)}
         wait_for(
