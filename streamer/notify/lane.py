@@ -29,7 +29,7 @@ from streamer.notify.delivery import DestinationWorker
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.progress import Progress
 from streamer.notify.routing import matches
-from streamer.stream.clients import close_consumer, start_consumer
+from streamer.stream.clients import close_consumer_or_warn, start_consumer
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,9 @@ class Lane:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(STOP_S):
                 await self.commit()
-        error = await close_consumer(self.consumer, STOP_S)
-        if error is not None:
-            log.warning(
-                "could not leave the group cleanly",
-                extra={"destination": self.name, "error": f"{type(error).__name__}: {error}"},
-            )
+        await close_consumer_or_warn(
+            self.consumer, STOP_S, log, "could not leave the group cleanly", destination=self.name
+        )
 
     async def step(self) -> None:
         """Pause or resume by the alerts pending, read one batch and hand it to the worker."""

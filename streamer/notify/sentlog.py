@@ -26,7 +26,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamer.stream.access import KafkaAccess
-from streamer.stream.clients import close_consumer, start_consumer, stop_quietly
+from streamer.stream.clients import (
+    CONSUMER_STOP_S,
+    close_consumer,
+    close_consumer_or_warn,
+    start_consumer,
+    start_producer,
+    stop_quietly,
+)
 from streamer.stream.topics import check_created, min_insync
 
 log = logging.getLogger(__name__)
@@ -100,7 +107,7 @@ class KafkaSentLog:
             await self._load(consumer)
             self._producer = await self._new_producer()
         except BaseException:
-            await close_consumer(consumer, 10.0)
+            await close_consumer(consumer, CONSUMER_STOP_S)
             raise
         self._consumer = consumer
         self._tail = asyncio.create_task(self._follow(consumer), name="notify-sent-tail")
@@ -111,12 +118,7 @@ class KafkaSentLog:
         producer = AIOKafkaProducer(
             **self.kafka.client_options(), acks="all", enable_idempotence=True, linger_ms=0
         )
-        try:
-            await producer.start()
-        except BaseException:
-            await stop_quietly(producer)
-            raise
-        return producer
+        return await start_producer(producer)
 
     async def stop(self) -> None:
         """Stop the tail, then its consumer and the producer (each bounded)."""
@@ -126,12 +128,13 @@ class KafkaSentLog:
             self._tail = None
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            error = await close_consumer(consumer, 10.0)
-            if error is not None:
-                log.warning(
-                    "could not stop reading the dedupe log cleanly",
-                    extra={"topic": self.topic, "error": f"{type(error).__name__}: {error}"},
-                )
+            await close_consumer_or_warn(
+                consumer,
+                CONSUMER_STOP_S,
+                log,
+                "could not stop reading the dedupe log cleanly",
+                topic=self.topic,
+            )
         if self._producer is not None:
             await stop_quietly(self._producer)  # bounded: a stalled broker does not hold the exit
             self._producer = None

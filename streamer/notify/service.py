@@ -35,6 +35,7 @@ from streamer.notify.starts import Mark, commit_as, furthest, of_topic, retried,
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import wait_for_broker
+from streamer.stream.clients import CONSUMER_STOP_S, close_consumer_or_warn, start_consumer
 
 log = logging.getLogger(__name__)
 
@@ -267,13 +268,14 @@ class Notifier:
             if topic["error_code"] == 0
             for partition in topic["partitions"]
         ]
-        reader = AIOKafkaConsumer(**kafka)
-        await reader.start()
+        reader = await start_consumer(AIOKafkaConsumer(**kafka))
         try:
             beginnings = await reader.beginning_offsets(tps) if tps else {}
             ends = await reader.end_offsets(tps) if tps else {}
         finally:
-            await reader.stop()
+            await close_consumer_or_warn(
+                reader, CONSUMER_STOP_S, log, "could not close a reader of offsets cleanly"
+            )
         start = starting_point(mark, beginnings, ends, self.options.start_from)
         for name in fresh:
             group = lane_group(self.options.group_id, name)

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from streamer.stream.clients import close_consumer, start_consumer
+from streamer.stream.clients import CONSUMER_STOP_S, close_consumer, close_consumer_or_warn, start_consumer
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,9 @@ class Mark:
 
     async def stop(self) -> None:
         """Stop its consumer (`close_consumer`: bounded, never raising what aiokafka raised)."""
-        error = await close_consumer(self.consumer, 10.0)
-        if error is not None:
-            log.warning(
-                "could not stop the notifier's mark cleanly",
-                extra={"error": f"{type(error).__name__}: {error}"},
-            )
+        await close_consumer_or_warn(
+            self.consumer, CONSUMER_STOP_S, log, "could not stop the notifier's mark cleanly"
+        )
 
     async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         """Commit the positions that moved forward (the partitions not yet assigned are taken on)."""
@@ -135,4 +132,4 @@ async def commit_as(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition,
         consumer.pause(*offsets)
         await consumer.commit(dict(offsets))
     finally:
-        await close_consumer(consumer, 10.0)
+        await close_consumer(consumer, CONSUMER_STOP_S)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -28,6 +29,16 @@ async def start_consumer(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
     return consumer
 
 
+async def close_consumer_or_warn(
+    consumer: AIOKafkaConsumer, seconds: float, log: logging.Logger, message: str, **extra: object
+) -> None:
+    """`close_consumer`, and `message` as a warning of `log` (with `extra` and the error) when the
+    consumer could not be closed cleanly."""
+    error = await close_consumer(consumer, seconds)
+    if error is not None:
+        log.warning(message, extra={**extra, "error": f"{type(error).__name__}: {error}"})
+
+
 async def close_consumer(consumer: AIOKafkaConsumer, seconds: float) -> BaseException | None:
     """Stop `consumer` within `seconds`; the error it met, or None. Never raises what the consumer
     raised: with the broker away, aiokafka's stop ended in a CancelledError of its own, and the
@@ -42,6 +53,17 @@ async def close_consumer(consumer: AIOKafkaConsumer, seconds: float) -> BaseExce
             raise
         return error
     return None
+
+
+async def start_producer(producer: AIOKafkaProducer) -> AIOKafkaProducer:
+    """Start `producer`, or stop it (`stop_quietly`) and raise: a failed start leaves its client,
+    sender and connections to close, as a consumer's does (`start_consumer`)."""
+    try:
+        await producer.start()
+    except BaseException:
+        await stop_quietly(producer)
+        raise
+    return producer
 
 
 async def stop_quietly(producer: AIOKafkaProducer, timeout_s: float = STOP_TIMEOUT_S) -> None:

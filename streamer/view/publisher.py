@@ -19,7 +19,7 @@ from streamer.contract.events import EVENT_FAMILY
 from streamer.core.clock import iso, to_ms
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
-from streamer.stream.clients import stop_quietly
+from streamer.stream.clients import start_producer, stop_quietly
 from streamer.view.actions import build_event
 from streamer.view.errors import Forbidden, NotFound, Unavailable
 
@@ -49,13 +49,8 @@ class KafkaPublisher:
                     enable_idempotence=True,
                     request_timeout_ms=int(SEND_TIMEOUT_S * 1000),
                 )
-                try:
-                    async with asyncio.timeout(SEND_TIMEOUT_S):
-                        await producer.start()
-                except BaseException:
-                    await stop_quietly(producer)
-                    raise
-                self._producer = producer
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    self._producer = await start_producer(producer)
             return self._producer
 
     async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
