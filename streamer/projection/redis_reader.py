@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
+from streamer.projection import history
 from streamer.projection.codec import decode_sums, epoch_ms
 from streamer.projection.keys import Keys
 from streamer.projection.memory import StoreMemory, read_memory
@@ -60,6 +61,10 @@ class Range:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _point_at(as_of: int, raw: bytes | str) -> history.Point:
+    return history.decode(raw, as_of)
 
 
 def _name_count(name: Any, count: Any) -> tuple[str, int]:
@@ -257,13 +262,24 @@ class ProjectionReader:
         key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
         return int(await self.redis.zcard(key))
 
-    async def history(self, account_id: str, since_ms: int | None = None) -> list[tuple[bytes, int]]:
-        """The account's history points (raw, see `streamer.projection.history`) with their `as_of`
-        (epoch ms), oldest first."""
-        low = "-inf" if since_ms is None else str(since_ms)
+    async def history(self, account_id: str) -> tuple[list[history.Point], int]:
+        """The account's readable history points (see `streamer.projection.history`), oldest
+        first, and how many it holds that the view cannot read (left out, logged)."""
         key = self.keys.history(account_id)
-        found: Any = await self.redis.zrangebyscore(key, low, "+inf", withscores=True)
-        return [(p if isinstance(p, bytes) else str(p).encode(), int(at)) for p, at in found]
+        found: Any = await self.redis.zrangebyscore(key, "-inf", "+inf", withscores=True)
+        points: list[history.Point] = []
+        for raw, score in found:
+            as_of = int(score)
+            point = self.unreadable.decoded(
+                key,
+                str(as_of),
+                raw if isinstance(raw, bytes) else str(raw).encode(),
+                partial(_point_at, as_of),
+                remove_with=f"ZREMRANGEBYSCORE {key} {as_of} {as_of}",
+            )
+            if point is not None:
+                points.append(point)
+        return points, len(found) - len(points)
 
     async def names(self, which: str) -> tuple[dict[str, int], int]:
         """Owners or segments (`which`) with their number of accounts, and how many entries could

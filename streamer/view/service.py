@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
@@ -30,10 +29,6 @@ async def guarded(call: Callable[[], Awaitable[T]]) -> T:
         raise Unavailable(f"the projection store (Redis) is unreachable: {error}") from None
     except UNREADABLE as error:  # a 500 before, for as long as the value stayed
         raise Unavailable(unreadable(error)) from None
-
-
-def _point_at(as_of: int, raw: bytes | str) -> history.Point:
-    return history.decode(raw, as_of)
 
 
 class ViewService:
@@ -67,20 +62,7 @@ class ViewService:
     async def _points(self, account_id: str, days: int | None = None) -> tuple[list[history.Point], int]:
         """The account's readable history points, oldest first (the last `days` of them), and
         how many it holds that the view cannot read (left out, logged)."""
-        raw = await self.reader.history(account_id)
-        key = self.reader.keys.history(account_id)
-        points: list[history.Point] = []
-        for value, as_of in raw:
-            point = self.reader.unreadable.decoded(
-                key,
-                str(as_of),
-                value,
-                partial(_point_at, as_of),
-                remove_with=f"ZREMRANGEBYSCORE {key} {as_of} {as_of}",
-            )
-            if point is not None:
-                points.append(point)
-        unreadable = len(raw) - len(points)
+        points, unreadable = await self.reader.history(account_id)
         if days is not None and points:
             since = points[-1].as_of - days * DAY
             points = [p for p in points if p.as_of >= since]
