@@ -14,6 +14,10 @@ from streamer.stream.faust_private import abort_producer
 
 CONSUMER_STOP_S = 10.0  # how long a consumer that failed to start may take to close
 STOP_TIMEOUT_S = 5.0  # a producer's stop, and then its abort
+# How long the broker may hold a fetch of partitions that have no new data (faust: 1,500 ms).
+# Requests behind it on the same connection (the offsets asked next, a commit) wait too, and an
+# idle consumer sends about 1000 / FETCH_WAIT_MS fetches a second.
+FETCH_WAIT_MS = 50
 
 
 async def start_consumer(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:

@@ -33,14 +33,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.utils.futures import notify
 
+from streamer.stream.clients import FETCH_WAIT_MS
 from streamer.stream.faust_private import ack_lock, fetch_position
 from streamer.stream.input_lane import InputLane, InputRecord, LaneReads
 
 log = logging.getLogger(__name__)
-
-# How long the broker may hold a fetch of partitions that have no new data (faust: 1,500 ms);
-# see `SafeCommitThread`. An idle worker sends about 1000 / FETCH_WAIT_MS fetches a second.
-FETCH_WAIT_MS = 50
 
 
 class RebalanceSafeConsumer(faust_aiokafka.Consumer):

@@ -31,7 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamer.stream.access import KafkaAccess
-from streamer.stream.clients import start_consumer
+from streamer.stream.clients import FETCH_WAIT_MS, start_consumer
 from streamer.stream.faust_private import topic_partitions
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,6 @@ FORMAT = 1  # the position record's format version
 _POSITION = struct.Struct(">BQ")
 RETRY_S = 1.0  # pause before reading the dead-letter topic again after a broker error
 READ_TIMEOUT_S = 30.0
-# A fetch at the end of a partition waits this long on the broker, and requests behind it on the
-# same connection (the offsets asked next) wait too.
-FETCH_WAIT_MS = 50
 
 
 def position_key(partition: int) -> str:

@@ -18,7 +18,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streamer.stream.consumer import FETCH_WAIT_MS, RebalanceSafeConsumer, SafeCommitThread
+from streamer.stream.clients import FETCH_WAIT_MS
+from streamer.stream.consumer import RebalanceSafeConsumer, SafeCommitThread
 from streamer.stream.input_lane import InputLane, InputRecord
 
 USAGE, SUBS = TP("in.usage", 0), TP("in.subscriptions", 0)
