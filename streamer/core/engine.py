@@ -74,6 +74,7 @@ class PartitionEngine:
         accounts: MutableMapping[str, Account],
         clock: Clock | None = None,
         references: Sequence[PeerReference] = (),
+        keep_hour_finals: bool = False,
     ) -> None:
         self.config = config
         self.accounts = accounts
@@ -86,6 +87,9 @@ class PartitionEngine:
         self.evaluations: dict[str, Evaluation] = {}
         self.published = Published()
         self.dirty: set[str] = set()  # accounts scored since their snapshot was last taken
+        # With `keep_hour_finals`: the evaluations a scoring of a later hour superseded before
+        # their snapshot was taken, each its account's last of that hour (`take_hour_finals`).
+        self.hour_finals: list[tuple[str, Evaluation]] | None = [] if keep_hour_finals else None
         self._lateness = int(config.time.allowed_lateness_days * DAY)
         self._interval = int(config.time.rescore_interval_hours * HOUR)
         self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
@@ -497,6 +501,13 @@ class PartitionEngine:
         return alerts
 
     def _remember(self, account_id: str, evaluation: Evaluation, shares: tuple[int, ...]) -> None:
+        finals = self.hour_finals
+        if finals is not None:
+            # An account's scorings go forward in event time: one of a later hour makes the one
+            # pending the last of its hour, whether or not a snapshot is taken in between.
+            pending = self.evaluations.get(account_id)
+            if pending is not None and pending.now // HOUR < evaluation.now // HOUR:
+                finals.append((account_id, pending))
         self.evaluations[account_id] = evaluation
         self.totals.update(account_id, shares)
         # Every scoring changes the snapshot (as_of at least); publishing the latest once per
@@ -533,6 +544,17 @@ class PartitionEngine:
         snapshot = build_snapshot(account, evaluation, self._currency, self.config.model)
         self.published.keep(account_id, snapshot)
         return snapshot
+
+    def take_hour_finals(self) -> list[tuple[str, Evaluation]]:
+        """(account, evaluation) of each scoring that became the last of its hour (event time,
+        UTC) since the last call, before its snapshot was taken: with the snapshots taken, every
+        hour an account was scored in has its last scoring out, wherever batches end (the
+        projection's history keeps one point per hour). Empty unless `keep_hour_finals`."""
+        finals = self.hour_finals
+        if not finals:
+            return []
+        self.hour_finals = []
+        return finals
 
     def take_dirty(self) -> list[str]:
         """Accounts whose snapshot changed since the last call, in a stable order."""

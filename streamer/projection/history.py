@@ -17,6 +17,9 @@ from typing import Any
 
 from streamer.core.clock import DAY, HOUR
 from streamer.core.config import COMPONENTS
+from streamer.core.facts import rounded
+from streamer.core.money import format_money
+from streamer.core.score import Evaluation
 from streamer.projection.codec import epoch_ms
 
 FINE_DAYS = 3  # the last three days keep one point per hour ...
@@ -116,6 +119,36 @@ def point(snapshot: dict[str, Any]) -> bytes:
         BAND_LETTERS.get(str(forced), ""),
     ]
     return ",".join(values).encode()
+
+
+def point_of(evaluation: Evaluation) -> bytes:
+    """`point` of the snapshot `evaluation` gives, without building the snapshot: the engine's
+    hour finals (`PartitionEngine.take_hour_finals`) are points only, never published."""
+    facts = evaluation.facts
+    override = evaluation.override
+    values = [
+        _seconds(evaluation.now),
+        _number(evaluation.score),
+        BAND_LETTERS[evaluation.band],
+        STAGE_LETTERS[evaluation.stage],
+        format_money(evaluation.mrr),
+        *(_number(evaluation.components.get(name)) for name in COMPONENTS),
+        _number(_published(facts.open_tickets)),
+        _number(_published(facts.reopens_90d)),
+        _number(_published(facts.payment_failures_30d)),
+        _number(_published(facts.nps_respondents)),
+        _seconds(facts.scheduled_cancellation_at),
+        _seconds(facts.renewal_at),
+        _number(_published(facts.events_28d)),
+        _number(_published(facts.days_since_last_use)),
+        "" if override is None else BAND_LETTERS.get(str(override.override.band), ""),
+    ]
+    return ",".join(values).encode()
+
+
+def _published(value: float | None) -> float | None:
+    """A fact as the snapshot's `metrics` carry it (`Facts.to_json`): floats to 4 places."""
+    return rounded(value, 4) if isinstance(value, float) else value
 
 
 def _float(text: str) -> float | None:

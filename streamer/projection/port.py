@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from streamer.core.portfolio import PeriodSums
+from streamer.core.score import Evaluation
 
 
 class Projection(Protocol):
@@ -12,6 +13,9 @@ class Projection(Protocol):
 
     def snapshot(self, snapshot: dict[str, Any]) -> None:
         """The account's latest snapshot (an older `as_of` never overwrites a newer one)."""
+
+    def point(self, account_id: str, evaluation: Evaluation) -> None:
+        """A scoring that was the account's last of its hour, with no snapshot (its history point)."""
 
     def alert(self, alert: dict[str, Any]) -> None:
         """An alert (idempotent by `alert_id`)."""
@@ -30,6 +34,9 @@ class NoProjection:
     """For runs without a projection store."""
 
     def snapshot(self, snapshot: dict[str, Any]) -> None:
+        pass
+
+    def point(self, account_id: str, evaluation: Evaluation) -> None:
         pass
 
     def alert(self, alert: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from redis.typing import EncodableT, FieldT
 from streamer.contract.vocabulary import BANDS
 from streamer.core.clock import DAY
 from streamer.core.portfolio import PeriodSums
+from streamer.core.score import Evaluation
 from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
@@ -128,6 +129,9 @@ class RedisProjection:
         as_of = epoch_ms(snapshot["as_of"])
         self.staged.snapshot(as_of, snapshot)
         self.staged.point(str(snapshot["account_id"]), as_of, history.point(snapshot))
+
+    def point(self, account_id: str, evaluation: Evaluation) -> None:
+        self.staged.point(account_id, evaluation.now, history.point_of(evaluation))
 
     def restage(self, snapshot: dict[str, Any]) -> None:
         """A snapshot a recovery re-derived (`streamer.projection.resync`): written where Redis

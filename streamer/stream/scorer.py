@@ -387,7 +387,8 @@ class Scorer:
             clock = self._record(partition).clock
             started = time.perf_counter()
             references = self._references(partition)
-            engine = PartitionEngine(self.config, store, clock, references)
+            history = not isinstance(self.projection, NoProjection)  # hour finals: history points
+            engine = PartitionEngine(self.config, store, clock, references, keep_hour_finals=history)
             if references:
                 self.peers_written[partition] = references[-1].tick
             log.info(
@@ -1006,13 +1007,17 @@ class Scorer:
         return event
 
     async def _publish_snapshots(self, engine: PartitionEngine) -> None:
-        """Send and stage the snapshot of every account changed since the last call.
+        """Send and stage the snapshot of every account changed since the last call, and stage
+        the history point of each scoring that became the last of its hour meanwhile (so the
+        account page's hourly and daily points do not depend on where batches end).
 
         Called at each event-time day a batch crosses, not only at its end: a backfill's batches
-        span weeks, and the account page's history keeps a point per day (the compacted
-        `cs.health` topic keeps the latest either way). A midnight changes every active account
-        of the partition: with `overlap` the event loop turns every `YIELD_EVERY` snapshots.
+        span weeks (the compacted `cs.health` topic keeps the latest either way). A midnight
+        changes every active account of the partition: with `overlap` the event loop turns
+        every `YIELD_EVERY` snapshots.
         """
+        for account_id, evaluation in engine.take_hour_finals():
+            self.projection.point(account_id, evaluation)
         for published, account_id in enumerate(engine.take_dirty(), start=1):
             snapshot = engine.snapshot(account_id)
             self.sink.snapshot(snapshot)

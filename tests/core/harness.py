@@ -63,6 +63,19 @@ class Feed:
         ]
 
 
+class EveryScoring(PartitionEngine):
+    """Records every scoring (account, evaluation), in order: the history points a batch of one
+    scoring each would give."""
+
+    def __init__(self, config: ScoreConfig | None = None) -> None:
+        super().__init__(config or ScoreConfig(), {})
+        self.scorings: list[tuple[str, Evaluation]] = []
+
+    def _remember(self, account_id: str, evaluation: Evaluation, shares: tuple[int, ...]) -> None:
+        self.scorings.append((account_id, evaluation))
+        PartitionEngine._remember(self, account_id, evaluation, shares)
+
+
 def encode(event: Event) -> bytes:
     """The event as a producer would send it (one JSON line)."""
     return event.model_dump_json(exclude_none=True).encode()

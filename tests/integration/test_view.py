@@ -38,10 +38,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
+from streamer.contract.decode import decode_event
 from streamer.local.stack import StackInfo
+from streamer.partitioning import partition_of
+from streamer.projection import history as projected_history
 from streamer.projection.codec import epoch_ms
 from streamer.settings import Settings
 from streamer.stream.topics import ensure_topics
+from tests.core.harness import EveryScoring
 from tests.fixtures import RedisServer, free_port, read_records, stop_process, topic_partitions, wait_until
 
 pytestmark = pytest.mark.integration
@@ -701,6 +705,45 @@ def test_a_restart_with_nothing_new_leaves_every_account_as_published(
         after = answers()
         assert restarted.alive, restarted.tail()
         assert [a for a in ids if after[a] != before[a]] == []
+
+
+def every_hours_last_scoring(events: Path) -> dict[str, set[tuple[int, bytes]]]:
+    """Each account's history as the projection must end with it: every scoring of the core, each
+    hour's last (each day's, before the last three days), whatever the worker's batches were."""
+    engines = [EveryScoring() for _ in range(PARTITIONS)]
+    for line in gzip.decompress(events.read_bytes()).splitlines():
+        event = decode_event(line)
+        engines[partition_of(event.account_id, PARTITIONS)].process(event)
+    staged: dict[str, dict[int, tuple[int, bytes]]] = {}
+    for engine in engines:
+        for account, scoring in engine.scorings:
+            staged.setdefault(account, {})[scoring.now] = (scoring.now, projected_history.point_of(scoring))
+    return {account: set(projected_history.thin(points).values()) for account, points in staged.items()}
+
+
+def test_every_accounts_history_is_its_hours_last_scorings_wherever_the_batches_end(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """History points were the snapshots published, at the end of a batch or of an event-time day:
+    an hour whose last scoring fell inside a batch kept an earlier one or none, so the account
+    page's hourly points (and the timeline read from them) depended on the replay's speed."""
+    history = make_history(tmp_path / "history", seed=9)
+    with with_own_redis(stack, tmp_path) as (deployment, store):
+        project_first_half(deployment, history.events)  # the whole history, in a few large batches
+        expected = every_hours_last_scoring(history.events)
+        client = redis.Redis.from_url(store.url)
+        try:
+            stored = {
+                key.decode().rsplit(":history:", 1)[1]: {
+                    (int(at), point) for point, at in client.zrange(key, 0, -1, withscores=True)
+                }
+                for key in client.scan_iter(match=f"{deployment.app_id}:history:*")
+            }
+        finally:
+            client.close()
+    assert len(expected) == 30
+    assert {account: points for account, points in stored.items() if points != expected.get(account)} == {}
+    assert stored.keys() == expected.keys()
 
 
 async def _publish_raw(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
