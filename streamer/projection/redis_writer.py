@@ -11,9 +11,12 @@ one), so replays and recovered workers write the same values. Staged alerts are 
 the stored ones (`staging.AlertLimits`): an outage does not grow them without end, and Redis
 ends up holding the same alerts as if each had been written as it was raised.
 
-When Redis answers without the projection's `meta` key, its data was lost (a restart without
-persistence, a flush) or never written: `lost` is then set, and the worker re-stages the full
-state of its partitions (see `streamer.projection.resync`).
+When Redis answers with another projection `epoch` than the one a writer saw before, or with
+none, its data was lost (a restart without persistence, a flush) or never written: `lost` is then
+set, and the worker re-stages the full state of its partitions (see
+`streamer.projection.resync`). The epoch is a random token in the `meta` hash that the first
+write after a loss sets: every worker's next write sees the change, not only the one that wrote
+first (which would recreate a `meta` key that the others then took for the data).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from typing import Any
@@ -46,6 +50,8 @@ from streamer.projection.staging import AlertLimits, PartitionState, Staged, Sta
 from streamer.wideints import wide
 
 log = logging.getLogger(__name__)
+
+EPOCH = "epoch"  # the `meta` field that tells one life of the store's data from the next
 
 COMMANDS_PER_PIPELINE = 500
 WORKER_TTL_S = 30
@@ -102,6 +108,7 @@ class RedisProjection:
         self.alert_limits = AlertLimits(keep_alerts, keep_account_alerts)
         self.staged = Staged(self.alert_limits)
         self.lost = False
+        self._epoch: bytes | None = None  # the store's `epoch` at this writer's last write
         self.writes = 0  # successful writes
         self.written = 0  # staged values written
         self.skipped_writes = 0  # writes refused for good: a key of another type (WRONGTYPE)
@@ -257,11 +264,13 @@ class RedisProjection:
     async def _send(self, batch: Staged) -> None:
         keys = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(keys.meta)
+        pipe.hsetnx(keys.meta, EPOCH, uuid.uuid4().hex)
+        pipe.hget(keys.meta, EPOCH)
         pipe.hset(keys.meta, mapping=self.meta)
-        results = await pipe.execute()
-        if not results[0]:
+        created, epoch, _ = await pipe.execute()
+        if created or (epoch != self._epoch and self._epoch is not None):
             self.lost = True
+        self._epoch = epoch
         # Built once Redis answered: while it is away every attempt failed here, and building
         # a command per staged value (all the alerts raised meanwhile) first was wasted CPU.
         # Built a pipeline at a time, and the loop turns at each: after a midnight a batch

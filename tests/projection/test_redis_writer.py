@@ -287,6 +287,33 @@ async def test_lost_data_is_noticed(projection: RedisProjection, client: Redis) 
     assert projection.lost
 
 
+async def test_every_worker_notices_that_the_data_was_lost_not_only_the_first_to_write(
+    redis_server: RedisServer, prefix: str, client: Redis
+) -> None:
+    """The first write after a loss recreated the `meta` key; the other workers' next writes found
+    it and took the data for there: their quiet accounts, partition sums and alerts stayed out of
+    the view until the next rebalance."""
+    writers = [RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0) for _ in range(3)]
+    try:
+        for number, writer in enumerate(writers):
+            writer.snapshot(snapshot(f"acct-{number}"))
+            assert await writer.drain()
+        assert [writer.lost for writer in writers] == [True, False, False]  # the first found nothing
+        for writer in writers:
+            writer.lost = False
+            writer.worker("w", {"lag": 0.0})
+            assert await writer.drain()
+        assert not any(writer.lost for writer in writers)  # nothing lost: nobody re-stages
+        await client.delete(*[key async for key in client.scan_iter(f"{prefix}:*")])  # Redis came back empty
+        for writer in writers:
+            writer.worker("w", {"lag": 0.0})
+            assert await writer.drain()
+        assert [writer.lost for writer in writers] == [True, True, True]
+    finally:
+        for writer in writers:
+            await writer.close(timeout_s=1.0)
+
+
 @dataclass
 class OwnRedis:
     """A redis-server of the test's own (stopped, restarted or filled up by it), a writer with
