@@ -59,11 +59,14 @@ async def close_consumer(consumer: AIOKafkaConsumer, seconds: float) -> BaseExce
     return None
 
 
-async def start_producer(producer: AIOKafkaProducer) -> AIOKafkaProducer:
-    """Start `producer`, or stop it (`stop_quietly`) and raise: a failed start leaves its client,
-    sender and connections to close, as a consumer's does (`start_consumer`)."""
+async def start_producer(producer: AIOKafkaProducer, timeout_s: float | None = None) -> AIOKafkaProducer:
+    """Start `producer` (within `timeout_s`: TimeoutError), or stop it (`stop_quietly`) and raise: a
+    failed start leaves its client, sender and connections to close, as a consumer's does
+    (`start_consumer`). The bound is the start's alone: a timeout around this call would cut the
+    clean-up short too, and leak the producer."""
     try:
-        await producer.start()
+        async with asyncio.timeout(timeout_s):
+            await producer.start()
     except BaseException:
         await stop_quietly(producer)
         raise

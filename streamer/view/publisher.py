@@ -13,7 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    BrokerResponseError,
+    KafkaError,
+    NotEnoughReplicasAfterAppendError,
+    RecordTooLargeError,
+    RequestTimedOutError,
+)
 
 from streamer.contract.events import EVENT_FAMILY
 from streamer.core.clock import iso, to_ms
@@ -30,6 +36,17 @@ Require = Callable[[str], Awaitable[None]]
 """Nothing when the projection has the account; raises NotFound (or Unavailable) otherwise."""
 
 SEND_TIMEOUT_S = 20.0
+# Answers after which the record may be in the log all the same (appended, not acknowledged in
+# time or not replicated enough); every other broker error code is a refusal.
+APPENDED_MAYBE = (RequestTimedOutError, NotEnoughReplicasAfterAppendError)
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether the event is certainly not in the topic: the producer would not send it (larger
+    than its request limit), or the broker answered with an error code that is a refusal."""
+    if isinstance(error, RecordTooLargeError):
+        return True
+    return isinstance(error, BrokerResponseError) and not isinstance(error, APPENDED_MAYBE)
 
 
 class KafkaPublisher:
@@ -49,22 +66,32 @@ class KafkaPublisher:
                     enable_idempotence=True,
                     request_timeout_ms=int(SEND_TIMEOUT_S * 1000),
                 )
-                async with asyncio.timeout(SEND_TIMEOUT_S):
-                    self._producer = await start_producer(producer)
+                self._producer = await start_producer(producer, SEND_TIMEOUT_S)
             return self._producer
 
     async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
-        producer: AIOKafkaProducer | None = None
         try:
             producer = await self._started()
+        except (KafkaError, OSError, TimeoutError) as error:
+            raise Unavailable(
+                f"the broker at {self.kafka.bootstrap} could not be reached "
+                f"({type(error).__name__}: {error}); nothing was published: try again"
+            ) from None
+        try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 await producer.send_and_wait(topic, value, key=key)
         except (KafkaError, OSError, TimeoutError) as error:
-            if producer is not None:
-                await self._discard(producer)
+            await self._discard(producer)
+            if _refused(error):
+                outcome = "the broker refused it: nothing was published, try again"
+            else:  # no answer, or a late one: the broker may have appended it
+                outcome = (
+                    "it may have been published: check the account before sending it again "
+                    "(the same override or profile twice is harmless)"
+                )
             raise Unavailable(
-                f"the broker at {self.kafka.bootstrap} did not take the event "
-                f"({type(error).__name__}: {error}); nothing was published: try again"
+                f"the broker at {self.kafka.bootstrap} did not acknowledge the event "
+                f"({type(error).__name__}: {error}); {outcome}"
             ) from None
 
     async def _discard(self, producer: AIOKafkaProducer) -> None:
