@@ -45,6 +45,7 @@ from streamer.core.score import Evaluation
 from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
+from streamer.projection.history import thin
 from streamer.projection.keys import INDEXES, LAYOUT, Keys
 from streamer.projection.staging import AlertLimits, PartitionState, Staged, StagedAlert
 from streamer.wideints import wide
@@ -312,7 +313,9 @@ class RedisProjection:
         for account_id, (as_of, encoded) in batch.snapshots.items():
             yield self._snapshot_command(as_of, orjson.loads(encoded), encoded, account_id in batch.restaged)
         for account_id, points in batch.points.items():
-            for as_of, point in sorted(points.values()):
+            # thinned against the newest staged first, as the script would leave them: a backfill
+            # stages days of hourly points per write, most of which keep only their day's last
+            for as_of, point in sorted(thin(points).values()):
                 restaged = (account_id, as_of) in batch.restaged_points
                 yield self._history_command(account_id, as_of, point, restaged)
         for alert_id, alert in batch.alerts.items():

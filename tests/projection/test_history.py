@@ -127,6 +127,29 @@ async def test_the_memory_cost_of_a_full_history_is_bounded(
     assert used < 80_000
 
 
+async def test_days_of_points_staged_between_two_writes_go_out_as_the_history_keeps_them(
+    projection: RedisProjection, client: Redis
+) -> None:
+    """A backfill stages days of hourly points between two writes, most of which the history keeps
+    only as their day's last: they are thinned before they are sent (a script call per point cost
+    the worker a tenth of its CPU), and Redis ends as if every point had been written."""
+    hours = 10 * 24
+    for hour in range(hours):
+        projection.snapshot(snapshot("one-by-one", as_of=at(hour), score=float(hour % 90)))
+        assert await projection.drain()
+    calls = int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"])
+    for hour in range(hours):
+        projection.snapshot(snapshot("at-once", as_of=at(hour), score=float(hour % 90)))
+    assert await projection.drain()
+    sent = int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"]) - calls
+    kept = await points(client, projection, "at-once")
+    assert [(p.as_of, p.score) for p in kept] == [
+        (p.as_of, p.score) for p in await points(client, projection, "one-by-one")
+    ]
+    assert sent == 1 + len(kept)  # the snapshot and one per point kept
+    assert len(kept) == FINE_DAYS * 24 + 1 + (10 - FINE_DAYS)
+
+
 def test_staged_points_are_bounded_while_redis_is_away() -> None:
     staged = Staged()
     start = history.epoch_ms(at(0))
