@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # Workers that also keep a copy of other partitions' tables (from their changelogs), so a
     # partition that moves to them is ready without replaying its changelog first.
     standby_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+    # What one compressed record batch may expand to in a consumer: past it the batch is not
+    # decompressed and its records are dead-lettered (a few KB of zstd can expand to gigabytes;
+    # the broker bounds only the compressed size). See `streamer.stream.bounded_batches`.
+    max_batch_expanded_mb: Annotated[int, Field(ge=2, le=4096)] = 64
 
     @field_validator("kafka_port", "redis_port", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from streamer.contract.dead_letter import safe_text
-from streamer.contract.decode import JSON_WHITESPACE, Rejected, decode_event
+from streamer.contract.decode import JSON_WHITESPACE, MAX_EVENT_BYTES, Rejected, decode_event
 from streamer.contract.events import (
     AccountUpdated,
     Event,
@@ -58,7 +58,7 @@ def admit(
     """
     if value is None:
         return Refused("the message has no value (null): send one JSON event per message")
-    if not value.strip(JSON_WHITESPACE):
+    if len(value) <= MAX_EVENT_BYTES and not value.strip(JSON_WHITESPACE):  # no copy of a huge one
         return Refused("the message value is empty: send one JSON event per message")
     try:
         event = decode_event(value, key=key, family=family)

@@ -26,6 +26,7 @@ from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import CommitWatch, RecentLatency, worker_stats
 from streamer.settings import Settings
+from streamer.stream import bounded_batches
 from streamer.stream.access import KafkaAccess
 from streamer.stream.assignor import BalancedAssignor, InputLoads
 from streamer.stream.broker import wait_for_broker
@@ -206,6 +207,7 @@ async def guarded(
 
 def create_app(settings: Settings, config: ScoreConfig, *, store: str | None = None) -> faust.App:
     """Build the worker app; `store` overrides the table store (`memory://` in unit tests)."""
+    bounded_batches.install(settings.max_batch_expanded_mb * bounded_batches.MiB)
     # faust's autodiscovery marks on the agent and timers cost 0.23 CPU s (see the function).
     with without_autodiscovery_marks():
         return _build_app(settings, config, store)

@@ -10,6 +10,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streamer.stream import bounded_batches
 from streamer.stream.faust_private import abort_producer
 
 CONSUMER_STOP_S = 10.0  # how long a consumer that failed to start may take to close
@@ -24,7 +25,9 @@ async def start_consumer(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
     """Start `consumer`, or close it and raise: a start that fails or is cancelled part way (a
     group that fails, a timeout around it, a broker that stops answering) has already opened
     connections and started aiokafka's metadata, fetch and coordinator tasks, which nothing
-    else would stop: one leaked client per retry during an outage."""
+    else would stop: one leaked client per retry during an outage. Its batches are bounded
+    (`bounded_batches`): a record batch that would expand past the bound comes out unread."""
+    bounded_batches.install()
     try:
         await consumer.start()
     except BaseException:

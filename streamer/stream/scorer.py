@@ -39,6 +39,7 @@ from streamer.settings import Settings
 from streamer.state.codec import StateDecodeError, decode_partition, decode_peers
 from streamer.state.partition import PartitionRecord
 from streamer.stream.accounts import TableAccounts
+from streamer.stream.bounded_batches import Unread
 from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
 from streamer.stream.dead_letters import DeadLetterLog, Ledger, decode_position, encode_position, position_key
@@ -973,6 +974,10 @@ class Scorer:
         """Decode and bound a message (`intake.admit`); dead-letter or re-route it here, or
         return it for the merge. Never raises for what a message holds."""
         counters = self.counters
+        if isinstance(message.value, Unread):  # its batch was not decompressed (bounded_batches)
+            counters.rejected += 1
+            self._dead_letter(message, message.value.reason)
+            return None
         # When the event was published: the record's time, never later than now. On a topic set to
         # CreateTime (the worker sets LogAppendTime; an operator can set it back) the producer
         # writes it: a year-9999 record time let a year-2100 event past `input.max_skew_hours`,

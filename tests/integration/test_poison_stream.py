@@ -19,7 +19,7 @@ from test_stream import PARTITIONS, Deployment, History, assert_same_as_offline,
 from streamer.contract.events import EVENT_FAMILY
 from streamer.contract.outputs import DeadLetter
 from streamer.partitioning import partition_of
-from tests.poison import POISONS, Poison, occurred_at, reused_id
+from tests.poison import POISONS, Poison, occurred_at, reused_id, started, usage
 
 pytestmark = pytest.mark.integration
 
@@ -363,3 +363,54 @@ def test_a_config_value_that_breaks_the_arithmetic_stops_the_worker_at_its_start
     assert worker.proc.wait(timeout=120) != 0  # bounds a hang only
     assert f"{key}:" in worker.text() and "Traceback" not in worker.text(), worker.tail()
     assert not any(r.get("message") == "partition engine ready" for r in worker.records()), worker.tail()
+
+
+def test_compressed_batches_that_would_expand_past_the_bound_are_dead_lettered_live(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """A few KB of zstd, gzip, lz4 or snappy that expand past the bound: aiokafka decompressed
+    them whole in its fetcher, and a batch of a few hundred MB stopped the worker (MemoryError,
+    or the OOM killer) before any check saw it, again at every restart. Each such record is
+    dead-lettered with the reason, and the events after it on its partition count."""
+    deployment = deploy(worker_env={"HEALTHSTREAM_MAX_BATCH_EXPANDED_MB": "2"})
+    worker = deployment.start_worker()
+    accounts = {codec: f"acct-{codec}" for codec in ("zstd", "gzip", "lz4", "snappy")}
+    for codec, account in accounts.items():
+        key = account.encode()
+        sent = [
+            (deployment.topic("subscriptions"), started(account, "2024-01-02T00:00:00Z", f"{codec}-1")),
+            (deployment.topic("usage"), usage(account, "2024-01-02T01:00:00Z", f"{codec}-2", count=5)),
+            # an event, then 3 MiB of JSON whitespace: a few KB once compressed
+            (deployment.topic("usage"), usage(account, "2024-01-02T02:00:00Z", f"{codec}-bomb", count=900)),
+            (deployment.topic("usage"), usage(account, "2024-01-02T03:00:00Z", f"{codec}-3", count=7)),
+        ]
+        values = [orjson.dumps(record) for _, record in sent]
+        values[2] += b" " * (3 * 1024 * 1024)
+        asyncio.run(
+            publish_compressed(
+                deployment.bootstrap,
+                codec,
+                [(topic, value, key) for (topic, _), value in zip(sent, values, strict=True)],
+            )
+        )
+    deployment.settle(worker)  # fails at once if the worker exits
+    letters = deployment.dead_letters()
+    assert sorted(letter["topic"] for letter in letters) == [deployment.topic("usage")] * 4
+    for codec in accounts:
+        [letter] = [letter for letter in letters if f"was not read: {codec} batch" in letter["error"]]
+        assert "expands past 2,097,152 bytes" in letter["error"], letter
+    snapshots = deployment.final_snapshots()
+    assert {snapshots[account]["metrics"]["events_28d"] for account in accounts.values()} == {12}
+
+
+async def publish_compressed(bootstrap: str, codec: str, messages: list[tuple[str, bytes, bytes]]) -> None:
+    """Each message in a batch of its own, compressed with `codec`."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", compression_type=codec, max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        for topic, value, key in messages:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
