@@ -112,6 +112,21 @@ class Settings(BaseSettings):
             return local_bootstrap(info.data.get("kafka_port", DEFAULT_KAFKA_PORT))
         return local_redis_url(info.data.get("redis_port", DEFAULT_REDIS_PORT))
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_host_ports(cls, servers: str) -> str:
+        """HOST[:PORT][,HOST[:PORT]...], a port 1-65535 (9092 when left out), IPv6 in brackets:
+        anything else failed later, in the Kafka client, with a traceback."""
+        for server in (part.strip() for part in servers.split(",")):
+            host, port = server, ""
+            if server.rfind(":") > server.rfind("]"):
+                host, _, port = server.rpartition(":")
+            if not host or (":" in host and not host.startswith("[")):
+                raise ValueError(f"{server!r} is not HOST or HOST:PORT ([IPv6]:PORT; so is --bootstrap)")
+            if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(f"{server!r}: the port must be a number from 1 to 65535 (so in --bootstrap)")
+        return servers
+
     @field_validator("heartbeat_interval_s")
     @classmethod
     def _heartbeat_within_session(cls, heartbeat: float, info: ValidationInfo) -> float:

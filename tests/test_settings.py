@@ -87,3 +87,32 @@ def test_a_misspelt_projection_is_refused_when_the_settings_load(monkeypatch: py
         Settings()
     problem = settings_problem(caught.value)
     assert problem is not None and problem.startswith("HEALTHSTREAM_PROJECTION='rediss' is not valid")
+
+
+@pytest.mark.parametrize(
+    "servers", ["localhost", "kafka-1:9092,kafka-2:9093", "[::1]:9092", "[::1]", " a:1 , b "]
+)
+def test_a_bootstrap_list_the_kafka_client_reads_is_taken(servers: str) -> None:
+    assert Settings(kafka_bootstrap=servers).kafka_bootstrap == servers
+
+
+@pytest.mark.parametrize(
+    ("servers", "says"),
+    [
+        ("foo:bar:baz", "'foo:bar:baz' is not HOST or HOST:PORT"),
+        ("::1", "'::1' is not HOST or HOST:PORT"),
+        ("a:1,,b:2", "'' is not HOST or HOST:PORT"),
+        (":9092", "':9092' is not HOST or HOST:PORT"),
+        ("localhost:abc", "'localhost:abc': the port must be a number from 1 to 65535"),
+        ("localhost:0", "'localhost:0': the port must be a number from 1 to 65535"),
+        ("localhost:65536", "'localhost:65536': the port must be a number from 1 to 65535"),
+        ("localhost:٩٠٩٢", "the port must be a number from 1 to 65535"),  # digits, not ASCII ones
+    ],
+)
+def test_a_bootstrap_list_the_kafka_client_cannot_read_is_refused_in_one_line(
+    servers: str, says: str
+) -> None:
+    """The client raised a traceback when it first connected (int() of the port, or a split)."""
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings(kafka_bootstrap=servers)
+    assert says in str(caught.value)

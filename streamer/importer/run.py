@@ -181,7 +181,12 @@ class Importer:
     def _keys(self, section: str) -> dict[str, str]:
         """Column -> the mapping key that names it (`subscriptions.mrr`), for messages."""
         table = getattr(self.mapping, section)
-        return {value: f"{section}.{key}" for key, value in table if isinstance(value, str) and key != "file"}
+        keys: dict[str, str] = {}
+        # The first key naming a column wins: a later one (addons_column) names another file's.
+        for key, value in table:
+            if isinstance(value, str) and key != "file":
+                keys.setdefault(value, f"{section}.{key}")
+        return keys
 
     def _account(self, row: Row, column: str, value: str) -> str:
         account = _check_id(row, column, value)
@@ -361,7 +366,10 @@ class Importer:
         self.read_accounts(summary)
         rows = self.read_subscriptions(summary)
         if not rows:
-            raise ValueError(f"{self.mapping.subscriptions.file}: no subscription rows to import")
+            skipped = ""
+            if self.bad.count:  # every row skipped: say why, as the summary would have
+                skipped = f" ({self.bad.count} bad rows skipped, the first: {self.bad.examples[0]})"
+            raise ValueError(f"{self.mapping.subscriptions.file}: no subscription rows to import{skipped}")
         latest_start = max(row.start for row in rows)
         rule = self.mapping.data_end
         data_end = self.mapping.data_end_instant()

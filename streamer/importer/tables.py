@@ -211,7 +211,10 @@ def read_rows(
     positions (empty past its end), so a caller can tell which account it names.
     """
     if not path.is_file():
-        raise TableError(f"{path}: no such file")
+        others = (path.with_name(path.name + ".gz"), path.with_suffix(""))
+        near = [other.name for other in others if other != path and other.is_file()]
+        hint = f" (but {near[0]} is there: name it in the mapping or with --column)" if near else ""
+        raise TableError(f"{path}: no such file{hint}")
     size = max(1, os.path.getsize(path))
     text, raw = _open_text(path)
     with text, raw:

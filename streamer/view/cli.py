@@ -63,7 +63,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
         listening = True
         click.echo(
             f"healthstream view of {settings.app_id!r} on {address} "
-            f"(Redis {without_password(settings.redis_url)}; auth {'on' if view_settings.secret else 'off'})",
+            f"(Redis {without_password(settings.redis_url)}; {_auth(address, view_settings.secret)})",
             err=True,
         )
 
@@ -73,6 +73,13 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
         if listening:
             raise
         raise click.ClickException(f"cannot listen on {address}: {bind_problem(error)}") from None
+
+
+def _auth(address: str, secret: object) -> str:
+    """The banner's word on auth: where a browser opens the dashboard when a token is needed."""
+    if not secret:
+        return "auth off"
+    return f"auth on: open the dashboard at {address}?access_token=<HEALTHSTREAM_VIEW_TOKEN>"
 
 
 def url(host: str, port: int) -> str:

@@ -47,6 +47,11 @@ def bearer_auth(secret: str | None) -> Middleware:
         if secret is not None and request.path not in OPEN_PATHS:
             supplied = _supplied(request)
             if supplied is None:
+                if _page(request.path):  # a browser cannot send the header: say how to open the page
+                    raise Unauthorized(
+                        f"this view needs its token: open {request.path}?access_token=<token> "
+                        "(HEALTHSTREAM_VIEW_TOKEN of the view), or send 'Authorization: Bearer <token>'"
+                    )
                 raise Unauthorized("this view needs a bearer token: send 'Authorization: Bearer <token>'")
             if not token_matches(supplied, secret):
                 raise Unauthorized("the bearer token is not valid")

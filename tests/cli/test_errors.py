@@ -140,6 +140,15 @@ def test_alerts_tail_timeout_0_is_a_usage_error() -> None:
         (["view"], "HEALTHSTREAM_VIEW_REDIS_POOL_SIZE", "0", "Input should be greater than or equal to 1"),
         (["replay", "EVENTS"], "HEALTHSTREAM_PARTITIONS", "abc", "Input should be a valid integer"),
         (["alerts", "tail"], "HEALTHSTREAM_PARTITIONS", "x", "Input should be a valid integer"),
+        # a traceback from the Kafka client before
+        (
+            ["worker"],
+            "HEALTHSTREAM_KAFKA_BOOTSTRAP",
+            "localhost:abc",
+            "Value error, 'localhost:abc': the port",
+        ),
+        (["alerts", "tail"], "HEALTHSTREAM_KAFKA_BOOTSTRAP", "a:1,b:2:3", "Value error, 'b:2:3' is not HOST"),
+        (["replay", "EVENTS"], "HEALTHSTREAM_KAFKA_BOOTSTRAP", "h:0", "Value error, 'h:0': the port"),
     ],
 )
 def test_a_bad_setting_is_a_usage_error_naming_the_variable(

@@ -406,3 +406,30 @@ def test_a_quoted_field_never_closed_in_a_long_table_stops_the_import_at_the_rea
         "Error: events.csv:10: a quoted field opens on this line and is not closed within the CSV "
         "reader's 131,072 characters (line "
     ), result.output
+
+
+def test_skipping_every_subscription_row_says_why_in_its_error(tmp_path: Path) -> None:
+    """It said only 'no subscription rows to import', hiding the reason the rows were skipped."""
+    mapping = write_export(tmp_path / "export", subscriptions=[bad_subscription(mrr="1,100.00")])
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
+    assert result.exit_code != 0
+    assert "subs.csv.gz: no subscription rows to import (1 bad rows skipped, the first: " in result.output
+    assert "subs.csv.gz:2: " in result.output and "'1,100.00'" in result.output, result.output
+
+
+def test_a_table_missing_beside_its_gzipped_copy_says_so(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    mapping.write_text(mapping.read_text().replace('file = "subs.csv.gz"', 'file = "subs.csv"'))
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl")
+    assert result.exit_code != 0
+    assert "subs.csv: no such file (but subs.csv.gz is there: name it in the mapping" in result.output
+
+
+def test_a_missing_column_is_named_by_the_mapping_key_that_names_it(tmp_path: Path) -> None:
+    """`product = "plan"` was reported as `subscriptions.addons_column`, whose default is also
+    "plan" and which names a column of the add-ons file."""
+    mapping = write_export(tmp_path / "export")
+    mapping.write_text(mapping.read_text().replace('product = "product"', 'product = "plan"'))
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl")
+    assert result.exit_code != 0
+    assert "'plan' (subscriptions.product)" in result.output, result.output

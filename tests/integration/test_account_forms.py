@@ -123,6 +123,7 @@ SHOWN = """
   return {
     band: document.querySelector("#override-band .band")?.className,
     reason: document.getElementById("override-reason").textContent,
+    score: document.getElementById("override-score").textContent,
     author: document.getElementById("override-author").textContent,
     headline: document.getElementById("band").dataset.value,
     status: document.getElementById("form-status").textContent,
@@ -151,6 +152,7 @@ def test_the_override_form_posted_in_a_browser_shows_on_the_page(
 
     assert shown["reason"] == reason and shown["author"] == author, shown
     assert shown["band"] == "band red" and shown["headline"] == "red", shown
+    assert shown["score"] == "", shown  # a band override has no score: not a dash before the "—"
     assert shown["status"].startswith("saved"), shown
     # The same override is what the API serves (it came from the worker, through Redis).
     after = account(deployment)

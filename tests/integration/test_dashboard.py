@@ -22,7 +22,7 @@ from test_view import Deployment, Live, shared_live
 
 from streamer.local.stack import StackInfo
 from streamer.projection.redis_writer import RedisProjection, connect
-from tests.fixtures import chromium_argv, run_chromium
+from tests.fixtures import chromium_argv, free_port, run_chromium
 
 pytestmark = pytest.mark.integration
 
@@ -326,6 +326,26 @@ def test_the_page_works_with_a_token_in_its_url(live: Live, chromium: str, tmp_p
         dom = parse(browse(chromium, second.url + "/?access_token=dash-t0ken"))
         assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
         assert number(dom.by_id("kpi-mrr").text) == Decimal(first.get("/api/portfolio")["current"]["mrr"])
+    finally:
+        view.stop()
+
+
+def test_a_view_without_its_redis_says_why_at_the_top_of_the_page(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    """The reason was a paragraph below every panel, under the fold, and the red "error" pill
+    had no hover text (the "degraded" one has)."""
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    deployment = Deployment(live.deployment.bootstrap, nowhere, tmp_path, tag=live.deployment.tag)
+    view = deployment.start_view()
+    try:
+        dom = parse(browse(chromium, deployment.url + "/"))
+        error = dom.by_id("error")
+        assert "the projection store (Redis) is unreachable" in error.text, error.text
+        [main] = dom.find("main")
+        assert main.children[0] is error  # above the KPIs
+        status = dom.by_id("status")
+        assert status.text == "error" and status.attrs.get("title") == error.text
     finally:
         view.stop()
 

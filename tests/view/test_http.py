@@ -365,6 +365,12 @@ async def test_a_token_guards_every_route_but_healthz(redis_server: RedisServer,
             assert right.status == 200, (path, await right.text())
         page = await client.get("/", params={"access_token": "s3cret"})
         assert page.status == 200
+        for path in ("/", "/accounts/acct-0001"):  # a browser cannot send the header: say how to open it
+            bare = await client.get(path)
+            assert bare.status == 401
+            says = (await bare.json())["error"]
+            assert says.startswith(f"this view needs its token: open {path}?access_token="), says
+        assert "access_token" not in (await (await client.get("/api/portfolio")).json())["error"]
         api = await client.get("/api/portfolio", params={"access_token": "s3cret"})
         assert api.status == 401  # the query form is for the page only
     finally:

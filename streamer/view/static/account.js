@@ -47,7 +47,8 @@
     box.hidden = !override;
     if (override) {
       document.getElementById("override-band").replaceChildren(bandBadge(override.band));
-      text("override-score", override.score !== null && override.score !== undefined ? fixed(override.score, 1) : "");
+      // a band override has no score: nothing there, not text()'s "–" before the "—"
+      show("override-score", override.score !== null && override.score !== undefined ? fixed(override.score, 1) : "", override.score);
       text("override-reason", override.reason);
       text("override-author", override.author);
       text("override-set", minute(override.set_at));

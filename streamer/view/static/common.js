@@ -44,6 +44,12 @@ const HS = (function () {
       if (!token) return;
       event.preventDefault();
       const response = await fetch(path, { headers: headers(), cache: "no-store" });
+      if (!response.ok) {  // not a CSV: say why on the link rather than save the error as a .csv
+        const body = await response.json().catch(() => ({}));
+        link.textContent = "CSV failed";
+        link.title = body.error || response.status + " " + response.statusText;
+        return;
+      }
       const blob = await response.blob();
       const url = URL.createObjectURL(blob);
       const temporary = node("a", { href: url, download: (path.split("?")[0].split("/").pop() || "export") + ".csv" });

@@ -375,6 +375,7 @@
       const status = document.getElementById("status");
       status.textContent = "error";
       status.dataset.status = "error";
+      status.title = error.textContent;  // the reason, on hover as for "degraded"
     }
   }
 
