@@ -304,6 +304,15 @@ class ProjectionReader:
         found = await self.redis.sunion([key(name) for name in names])
         return {_text(member) for member in found}
 
+    async def stream_times(self) -> dict[int, int]:
+        """Each projected partition's stream time (epoch ms), by partition number."""
+        numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))
+        pipe = self.redis.pipeline(transaction=False)
+        for number in numbers:
+            pipe.hget(self.keys.partition(number), "stream_time")
+        times = await pipe.execute() if numbers else []
+        return {number: int(at) for number, at in zip(numbers, times, strict=True) if at is not None}
+
     async def partitions(self) -> list[PartitionData]:
         """Every partition's period sums, totals and stream time, by partition number."""
         numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))

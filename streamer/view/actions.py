@@ -2,7 +2,9 @@
 override. Each request body becomes one contract event (validated like any producer's, within
 the deployment's input bounds) that the view publishes to the input topic and forgets.
 
-Pure: the event id and the publication instant are arguments.
+Pure: the event id and the publication instant are arguments. The event time is the publication
+instant unless the body gives `occurred_at` (for a history replayed from the past, see
+`publisher.Writer`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from streamer.core.intake import out_of_bounds
 from streamer.view.errors import BadRequest
 
 PROFILE, OVERRIDE, CLEARED = "account.updated", "health.override", "health.override_cleared"
-SET_BY_THE_VIEW = ("event_id", "event_type", "account_id", "occurred_at")
+SET_BY_THE_VIEW = ("event_id", "event_type", "account_id")
 MAX_BODY = 64 * 1024
 
 
@@ -61,13 +63,14 @@ def override_kind(body: dict[str, Any]) -> str:
 def build_event(
     event_type: str, account_id: str, body: dict[str, Any], event_id: str, now_ms: int, bounds: Input
 ) -> tuple[Event, bytes]:
-    """The validated event and the bytes to publish; a 400 with the contract's reason otherwise."""
+    """The validated event and the bytes to publish; a 400 with the contract's reason otherwise.
+    Its event time is `now_ms` unless the body sets `occurred_at` (a replayed history's time)."""
     record = {
+        "occurred_at": iso(now_ms),
         **body,
         "event_id": event_id,
         "event_type": event_type,
         "account_id": account_id,
-        "occurred_at": iso(now_ms),
     }
     value = orjson.dumps(record)
     try:

@@ -171,7 +171,9 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
     app[handlers.MISSING_PAGE] = load_page("missing.html", None)
     kafka = KafkaPublisher(access)  # connects on the first write only
     writes_enabled = view.secret is not None
-    app[handlers.WRITER] = Writer(publish or kafka, service.require, settings, enabled=writes_enabled)
+    app[handlers.WRITER] = Writer(
+        publish or kafka, service.require, service.stream_times, settings, enabled=writes_enabled
+    )
     for method, path, handler in WRITES:
         app.router.add_route(method, path, handler)
     for path, handler in ROUTES:

@@ -37,6 +37,10 @@ class NotFound(Problem):
     status = 404
 
 
+class Conflict(Problem):
+    status = 409
+
+
 class RequestTimeout(Problem):
     status = 408
 

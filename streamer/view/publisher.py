@@ -22,18 +22,22 @@ from aiokafka.errors import (
 )
 
 from streamer.contract.events import EVENT_FAMILY
-from streamer.core.clock import iso, to_ms
+from streamer.core.clock import DAY, iso, to_ms
+from streamer.partitioning import partition_of
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
 from streamer.stream.clients import start_producer, stop_quietly
 from streamer.view.actions import build_event
-from streamer.view.errors import Forbidden, NotFound, Unavailable
+from streamer.view.errors import Conflict, Forbidden, NotFound, Unavailable
 
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]
 """(topic, key, value): resolves once the broker acknowledged the message."""
 
 Require = Callable[[str], Awaitable[None]]
 """Nothing when the projection has the account; raises NotFound (or Unavailable) otherwise."""
+
+StreamTimes = Callable[[], Awaitable[dict[int, int]]]
+"""Each partition's stream time (epoch ms) as projected; raises Unavailable when unreadable."""
 
 SEND_TIMEOUT_S = 20.0
 # Answers after which the record may be in the log all the same (appended, not acknowledged in
@@ -113,11 +117,16 @@ class KafkaPublisher:
 class Writer:
     """Turns a person's request into one published input event (see `streamer.view.actions`)."""
 
-    def __init__(self, publish: Publish, require: Require, settings: Settings, enabled: bool) -> None:
+    def __init__(
+        self, publish: Publish, require: Require, stream_times: StreamTimes, settings: Settings, enabled: bool
+    ) -> None:
         self.publish = publish
         self.require = require  # a write names an account the workers have scored
+        self.stream_times = stream_times
         self.topics = settings.input_topics
         self.bounds = settings.score.input
+        self.partitions = settings.partitions
+        self.lateness = int(settings.score.time.allowed_lateness_days * DAY)
         self.enabled = enabled  # writes need the view's bearer token to be set
 
     async def write(self, event_type: str, account_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +137,8 @@ class Writer:
             )
         event_id = f"view-{uuid.uuid4().hex}"
         now_ms = int(time.time() * 1000)  # when it is published; scoring reads the event's own time
+        if "occurred_at" not in body:
+            await self._dated_now_on_history(account_id, now_ms)
         event, value = build_event(event_type, account_id, body, event_id, now_ms, self.bounds)
         # Any id the contract allows would be published and become an account of its own (a
         # mistyped id, or `acct-1/history` from a path the routes read as one): refused instead.
@@ -138,6 +149,7 @@ class Writer:
                 f"{missing.message}: the view writes only to accounts the workers have scored "
                 "(a new account's profile goes to the input topic as `account.updated`)"
             ) from None
+        await self._not_too_late(account_id, to_ms(event.occurred_at))
         topic = self.topics[EVENT_FAMILY[event_type]]
         await self.publish(topic, account_id.encode(), value)
         return {
@@ -147,3 +159,32 @@ class Writer:
             "occurred_at": iso(to_ms(event.occurred_at)),
             "topic": topic,
         }
+
+    async def _dated_now_on_history(self, account_id: str, now_ms: int) -> None:
+        """A Conflict (409) for a write dated now on a portfolio whose events all lie further back
+        than the allowed lateness (a replayed history): it would move its partition's stream time
+        to today, re-score every account of it as of today and refuse the rest of the history as
+        too late. Checked before the body (a history's `expires_at` is before now)."""
+        times = await self.stream_times()
+        newest = max(times.values(), default=None)
+        if newest is None or now_ms - newest <= self.lateness:
+            return  # nothing projected yet, or a live stream: some partition is near now
+        raise Conflict(
+            f"the portfolio's events end at {iso(newest)}, {(now_ms - newest) / DAY:.0f} days ago: "
+            f"a write dated now would move the stream time of {account_id!r}'s partition to now, "
+            "re-score its accounts as of today and refuse the rest of a replayed history as too "
+            f"late (more than {self.lateness / DAY:g} days, time.allowed_lateness_days). On a "
+            "replayed or backfilled history, give the write a time of the history: "
+            f'"occurred_at": "{iso(newest)}" in the body'
+        )
+
+    async def _not_too_late(self, account_id: str, at: int) -> None:
+        """A Conflict (409) for a write dated more than the allowed lateness before its partition's
+        stream time: the workers would dead-letter it as too late."""
+        stream_time = (await self.stream_times()).get(partition_of(account_id, self.partitions))
+        if stream_time is not None and at < stream_time - self.lateness:
+            raise Conflict(
+                f"occurred_at {iso(at)} is more than {self.lateness / DAY:g} days before the stream "
+                f"time of {account_id!r}'s partition ({iso(stream_time)}): the workers would refuse "
+                "it as too late (time.allowed_lateness_days); nothing was published"
+            )

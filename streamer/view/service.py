@@ -59,6 +59,10 @@ class ViewService:
 
         await guarded(read)
 
+    async def stream_times(self) -> dict[int, int]:
+        """Each partition's stream time, as the workers last projected it."""
+        return await guarded(self.reader.stream_times)
+
     async def _points(self, account_id: str, days: int | None = None) -> tuple[list[history.Point], int]:
         """The account's readable history points, oldest first (the last `days` of them), and
         how many it holds that the view cannot read (left out, logged)."""

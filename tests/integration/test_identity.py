@@ -265,3 +265,49 @@ def test_after_a_write_the_broker_refused_the_views_next_write_is_published(
             assert proc.alive, proc.tail()
     finally:
         deployment.close()
+
+
+def test_on_a_replayed_history_a_write_dated_now_is_refused_and_one_dated_in_it_is_applied(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """An override posted from the account page on a history replayed from the past (the README's
+    first session) was dated now: it moved its partition to today, re-scored every account there
+    as of today with a burst of silence alerts, and nothing could undo it."""
+    deployment = Deployment(stack.bootstrap, stack.redis_url, tmp_path)
+    try:
+        deployment.create_topics()
+        deployment.start_worker()
+        deployment.start_view(HEALTHSTREAM_VIEW_TOKEN=TOKEN)
+        ended = datetime(2024, 8, 31, 23, tzinfo=UTC)
+        history = [
+            started(ACCOUNT, ended - timedelta(days=20), "old-1"),
+            started(neighbour(ACCOUNT), ended - timedelta(days=20), "old-2"),
+        ]
+        publish(deployment, tmp_path, "history", history)
+        wait_until("the account in the view", lambda: account(deployment) is not None)
+        wait_until(
+            "its partition's stream time in the view",
+            lambda: bool(call(deployment, "GET", "/healthz")[1].get("as_of")),
+        )
+        override = {"band": "red", "reason": "exec sponsor left", "author": "ana@example.com"}
+        override["expires_at"] = stamp(ended + timedelta(days=30))
+
+        status, answer = call(deployment, "POST", f"/api/accounts/{ACCOUNT}/override", override)
+        assert status == 409, answer
+        assert "the portfolio's events end at 2024-08-11T23:00:00Z" in answer["error"], answer
+
+        dated = {**override, "occurred_at": stamp(ended - timedelta(days=19))}
+        status, answer = call(deployment, "POST", f"/api/accounts/{ACCOUNT}/override", dated)
+        assert status == 202, answer
+
+        def overridden() -> dict[str, Any] | None:
+            shown = account(deployment)
+            return shown if shown and shown["override"] else None
+
+        wait_until("the override applied", lambda: overridden() is not None)
+        shown = overridden()
+        assert shown is not None and shown["band"] == "red" and shown["as_of"].startswith("2024-08-12"), shown
+        neighbour_now = call(deployment, "GET", f"/api/accounts/{neighbour(ACCOUNT)}")[1]
+        assert neighbour_now["as_of"] < "2024-09", neighbour_now  # its partition was not moved to today
+    finally:
+        deployment.close()

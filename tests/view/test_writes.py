@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from projection.scored import scored
 
 from streamer.contract.decode import decode_event
+from streamer.core.portfolio import PeriodSums
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.settings import Settings
 from streamer.view import app as view_app
@@ -142,11 +143,13 @@ async def test_a_profile_and_a_clearing_by_delete_or_by_body(view: TestClient[An
             "max_override_days",
         ),
         ({"event_id": "mine", "band": "red"}, "event_id are set by the view"),
+        ({"clear": True, "author": "a", "occurred_at": "yesterday"}, "field 'occurred_at'"),
+        ({"clear": True, "author": "a", "occurred_at": "2100-01-01T00:00:00Z"}, "input.max_skew_hours"),
         ({"clear": "yes", "author": "a"}, "'clear' must be true or false"),
         # a clearing with a band dropped the band without a word
         (
             {"clear": True, "author": "a", "band": "red"},
-            "'band': not a field of health.override_cleared (its fields: author, reason)",
+            "'band': not a field of health.override_cleared (its fields: author, occurred_at, reason)",
         ),
         (
             {"band": "red", "author": "a", "reason": "r", "expires_at": in_days(30), "colour": "red"},
@@ -315,3 +318,79 @@ async def test_clients_stalled_in_their_bodies_hold_no_slot_and_time_out_with_a_
         await runner.cleanup()
     assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
     assert len(sent) == 1
+
+
+# -- a replayed history: writes dated now would move its partitions to today ---------------------
+
+DAY = timedelta(days=1)
+
+
+async def project_stream_times(url: str, prefix: str, times: dict[int, datetime]) -> None:
+    writer = RedisProjection(connect(url), prefix, META, min_interval_s=0.0)
+    for partition, at in times.items():
+        writer.partition(partition, PeriodSums(), [], int(at.timestamp() * 1000))
+    assert await writer.drain()
+    await writer.close()
+
+
+CLEAR = {"clear": True, "author": "ana@example.com"}
+
+
+async def test_a_write_dated_now_on_a_replayed_history_is_a_409_saying_how_to_date_it(
+    sent: Sent, known: tuple[str, str]
+) -> None:
+    """Posted on a history that ended two years ago (a replayed simulation, a backfill), an
+    override dated now moved its partition's stream time to today: every account there was
+    re-scored as of today (silence and renewal alerts by the dozen), and the rest of the history
+    was refused as too late. Nothing could undo it."""
+    ended = datetime(2024, 8, 31, 23, 0, tzinfo=UTC)
+    await project_stream_times(*known, {p: ended - p * DAY for p in range(4)})
+    client = await client_for(sent, *known)
+    try:
+        response = await client.post("/api/accounts/acme/override", json=CLEAR, headers=AUTH)
+        assert response.status == 409
+        error = (await response.json())["error"]
+        assert error.startswith("the portfolio's events end at 2024-08-31T23:00:00Z, "), error
+        assert 'give the write a time of the history: "occurred_at": "2024-08-31T23:00:00Z"' in error
+        assert sent == []
+
+        dated = {**CLEAR, "occurred_at": "2024-08-31T12:00:00Z"}
+        response = await client.post("/api/accounts/acme/override", json=dated, headers=AUTH)
+        assert response.status == 202, await response.text()
+        assert (await response.json())["occurred_at"] == "2024-08-31T12:00:00Z"
+        [(_, _, value)] = sent
+        assert orjson.loads(value)["occurred_at"] == "2024-08-31T12:00:00Z"
+    finally:
+        await client.close()
+
+
+async def test_a_write_dated_past_its_partitions_allowed_lateness_is_a_409(
+    sent: Sent, known: tuple[str, str]
+) -> None:
+    """The workers would dead-letter it as too late, after a 202."""
+    now = datetime.now(UTC)
+    await project_stream_times(*known, dict.fromkeys(range(4), now))
+    client = await client_for(sent, *known)
+    try:
+        dated = {**CLEAR, "occurred_at": (now - 8 * DAY).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        response = await client.post("/api/accounts/acme/override", json=dated, headers=AUTH)
+        assert response.status == 409
+        assert "the workers would refuse it as too late" in (await response.json())["error"]
+        assert sent == []
+    finally:
+        await client.close()
+
+
+async def test_a_write_dated_now_on_a_live_portfolio_is_taken_even_where_its_partition_is_quiet(
+    sent: Sent, known: tuple[str, str]
+) -> None:
+    now = datetime.now(UTC)
+    await project_stream_times(*known, {0: now, 1: now - 40 * DAY, 2: now - 40 * DAY, 3: now - 40 * DAY})
+    client = await client_for(sent, *known)
+    try:
+        for account in KNOWN:
+            response = await client.post(f"/api/accounts/{account}/override", json=CLEAR, headers=AUTH)
+            assert response.status == 202, await response.text()
+        assert len(sent) == 2
+    finally:
+        await client.close()
