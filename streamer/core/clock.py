@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 SECOND = 1000
@@ -16,6 +16,8 @@ DAY = 86_400_000
 # batch was admitted), each time the same immutable object. Each entry holds its datetime, so an
 # id is never that of a different, recycled object while it is here; cleared when full.
 _converted: dict[int, tuple[datetime, int]] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 _CONVERTED_MAX = 16_384
 
 
@@ -24,7 +26,7 @@ def to_ms(moment: datetime) -> int:
     known = _converted.get(id(moment))
     if known is not None and known[0] is moment:
         return known[1]
-    ms = int(moment.timestamp() * 1000)
+    ms = (moment - _EPOCH) // _MILLISECOND  # exact: a float timestamp * 1000 rounded up at year 9999
     if len(_converted) >= _CONVERTED_MAX:
         _converted.clear()
     _converted[id(moment)] = (moment, ms)
@@ -46,8 +48,8 @@ def iso(ts: int) -> str:
     An instant outside years 1..9999 has no RFC 3339 text: it is shown as epoch milliseconds.
     """
     try:
-        moment = datetime.fromtimestamp(ts / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
+        moment = _EPOCH + timedelta(milliseconds=ts)  # exact, where ts / 1000 rounds
+    except OverflowError:
         return f"{ts} ms since 1970-01-01T00:00:00Z (outside years 1..9999)"
     text = moment.isoformat(timespec="milliseconds" if ts % 1000 else "seconds")
     return text.replace("+00:00", "Z")
