@@ -293,7 +293,9 @@ def _renewal_at_risk(
     if term is not None and term <= rules.renewal_at_risk_days:
         return None
     level = BAND_RANK[current.band]
-    message = f"renewal in {days(days_to_renewal)} while {current.band}"
+    ended = facts.term_ended_at
+    due = f"term ended on {iso(ended)[:10]}, not renewed yet," if ended is not None else None
+    message = f"{due or f'renewal in {days(days_to_renewal)}'} while {current.band}"
     return Candidate(
         "renewal_at_risk",
         SEVERITY_BY_LEVEL[level],

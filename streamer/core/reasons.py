@@ -58,6 +58,8 @@ def _oldest(value: float, facts: Facts) -> str:
 
 def _renewal(value: float, facts: Facts) -> str:
     renewal_at = facts.renewal_at
+    if renewal_at is None and facts.term_ended_at is not None:
+        return f"term ended on {iso(facts.term_ended_at)[:10]}, not renewed yet"
     when = f" (on {iso(renewal_at)[:10]})" if renewal_at is not None else ""
     return f"renewal in {days(value)}{when}"
 

@@ -530,6 +530,8 @@ def _financial(
     if term_end is None:
         return
     facts["days_to_renewal"] = raw["days_to_renewal"] = (renewal - now) / DAY if renewal is not None else 0.0
+    if renewal is None:
+        facts["term_ended_at"] = term_end
     term = revenue.term_before(term_end, now)
     if term is not None:
         facts["renewal_term_days"] = term / DAY

@@ -496,6 +496,20 @@ def test_a_term_longer_than_the_alert_window_gets_the_renewal_alert_after_renewa
     assert feed.evaluate("acme", at(90)).facts.renewal_term_days == 100
 
 
+def test_a_renewal_alert_after_an_unrenewed_term_ended_says_so() -> None:
+    """It said "renewal in 0 days", with no date, for as long as the renewal did not come."""
+    feed = Feed(NO_ADOPTION)
+    feed(started("acme", at(0), "100", term_end=at(100)), nps("acme", at(1), 10, "r1"))
+    feed(usage("initech", at(105)))  # the term ended at day 100, no renewal came
+    assert feed.raised("renewal_at_risk") == []  # green so far
+    feed(nps("acme", at(110), 0, "r2"), nps("acme", at(110, 1), 0, "r3"))
+    [alert] = feed.raised("renewal_at_risk", "acme")
+    assert alert["band"] != "green"
+    assert (
+        alert["reasons"][0]["message"] == f"term ended on 2024-04-10, not renewed yet, while {alert['band']}"
+    )
+
+
 def test_no_renewal_alert_while_green() -> None:
     feed = renewal_in_100_days(NO_ADOPTION, 10)
     assert feed.evaluate("acme", at(45)).band == "green"

@@ -299,6 +299,11 @@ def test_days_to_renewal_scores_how_soon_the_contract_can_end() -> None:
     due = feed.evaluate("monthly", at(31))
     assert due.signals["days_to_renewal"] == (0.0, 0.0)
     assert due.score <= soon.score
+    # ... and its reason says the term ended, not "renewal in 0 days" without a date, for as long
+    # as the renewal does not come (for ever, on an export whose renewals were never recorded).
+    for late in (31, 75):
+        reasons = {r["signal"]: r["message"] for r in explain(feed.evaluate("monthly", at(late)))}
+        assert reasons["days_to_renewal"] == "term ended on 2024-02-01, not renewed yet"
     # Without a known term end the signal is missing (neutral), not a guess.
     feed(started("open", at(0), "100", sub="s3"))
     assert "days_to_renewal" not in feed.evaluate("open", at(10)).signals
