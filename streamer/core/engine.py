@@ -27,7 +27,7 @@ from streamer.core.published import Published
 from streamer.core.revenue import Revenue
 from streamer.core.score import Evaluation, evaluate
 from streamer.core.snapshot import build_snapshot
-from streamer.core.totals import Totals, terms
+from streamer.core.totals import Totals, counted, terms
 
 # Events that change what an account contributes to the period sums (MRR or term ends).
 REVENUE_EVENTS = frozenset(
@@ -144,6 +144,7 @@ class PartitionEngine:
         for account_id in members:
             account = self.accounts[account_id]
             if account.terms:
+                account.terms = counted(account.terms)  # stored before churned ones had no band
                 self.totals.update(account_id, account.terms)
             self._schedule(account)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer.contract.vocabulary import BANDS, STAGES
+from streamer.contract.vocabulary import BANDS, STAGES, LifecycleStage
 from streamer.core.clock import HOUR
 from streamer.core.money import format_money
 from streamer.core.score import Evaluation
@@ -19,7 +19,7 @@ FIELDS = (
     "accounts",
     "paying_accounts",
     "mrr",
-    *(f"band_{b}" for b in BANDS),
+    *(f"band_{b}" for b in BANDS),  # accounts not churned, by band
     *(f"stage_{s}" for s in STAGES),
     "nps_promoters",
     "nps_detractors",
@@ -45,7 +45,8 @@ def terms(evaluation: Evaluation) -> tuple[int, ...]:
     vector[_INDEX["accounts"]] = 1
     vector[_INDEX["paying_accounts"]] = int(evaluation.mrr > 0)
     vector[_INDEX["mrr"]] = evaluation.mrr
-    vector[_BAND_INDEX[evaluation.band]] = 1
+    if evaluation.stage != LifecycleStage.churned:  # a churned account keeps its last band, not counted
+        vector[_BAND_INDEX[evaluation.band]] = 1
     vector[_STAGE_INDEX[evaluation.stage]] = 1
     counts = (
         facts.nps_promoters,
@@ -81,6 +82,17 @@ class Totals:
                 sums[index] -= value
         for index, value in enumerate(new):
             sums[index] += value
+
+
+def counted(stored: tuple[int, ...]) -> tuple[int, ...]:
+    """Terms as `terms` makes them now, from ones an earlier version stored (a churned account's
+    band was counted then)."""
+    if not stored[_STAGE_INDEX[LifecycleStage.churned]]:
+        return stored
+    vector = list(stored)
+    for index in _BAND_INDEX.values():
+        vector[index] = 0
+    return tuple(vector)
 
 
 def add_up(parts: Iterable[list[int]]) -> list[int]:

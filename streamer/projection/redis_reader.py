@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import orjson
 from redis.asyncio import Redis
 
-from streamer.contract.vocabulary import BANDS
 from streamer.core.portfolio import PeriodSums
+from streamer.core.totals import add_up
 from streamer.projection import history
 from streamer.projection.codec import decode_sums, epoch_ms
 from streamer.projection.keys import Keys
@@ -208,13 +208,6 @@ class ProjectionReader:
         """Accounts in the projection."""
         return int(await self.redis.zcard(self.keys.index("score")))
 
-    async def band_counts(self) -> dict[str, int]:
-        pipe = self.redis.pipeline(transaction=False)
-        for band in BANDS:
-            pipe.zcard(self.keys.index("score", band))
-        counts = await pipe.execute()
-        return {band.value: int(count) for band, count in zip(BANDS, counts, strict=True)}
-
     async def page(
         self, key: str, where: Range, offset: int, count: int, *, descending: bool
     ) -> tuple[list[str], int]:
@@ -303,6 +296,16 @@ class ProjectionReader:
         key = self.keys.owner if which == "owner" else self.keys.segment
         found = await self.redis.sunion([key(name) for name in names])
         return {_text(member) for member in found}
+
+    async def totals(self) -> list[int]:
+        """The portfolio's current totals vector (`streamer.core.totals.FIELDS`), added up over the
+        projected partitions."""
+        numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))
+        pipe = self.redis.pipeline(transaction=False)
+        for number in numbers:
+            pipe.hget(self.keys.partition(number), "totals")
+        parts = await pipe.execute() if numbers else []
+        return add_up(narrow(orjson.loads(part)) for part in parts if part is not None)
 
     async def stream_times(self) -> dict[int, int]:
         """Each projected partition's stream time (epoch ms), by partition number."""

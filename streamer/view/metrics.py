@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from streamer.contract.vocabulary import BANDS
+from streamer.core.totals import report
 from streamer.projection.memory import StoreMemory, Trouble
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX
@@ -174,18 +175,31 @@ class Metrics:
         up = GaugeMetricFamily("healthstream_redis_up", "Whether the view could read the projection store")
         try:
             workers = await self.reader.workers(self.worker_max_age_s)
-            accounts = await self.reader.band_counts()
+            current = report(await self.reader.totals(), currency="")
         except (RedisError, OSError, *UNREADABLE):  # unreachable, or holding what it cannot read
             up.add_metric([], 0)
             families.append(up)
         else:
             up.add_metric([], 1)
             by_band = GaugeMetricFamily(
-                "healthstream_accounts", "Accounts in the projection by band", labels=["band"]
+                "healthstream_accounts",
+                "Accounts not churned, by band (a churned account keeps its last band: not counted)",
+                labels=["band"],
             )
             for band in BANDS:
-                by_band.add_metric([band], accounts[band])
+                by_band.add_metric([band], current["accounts_by_band"][band])
+            by_stage = GaugeMetricFamily(
+                "healthstream_accounts_by_stage", "Accounts by lifecycle stage", labels=["stage"]
+            )
+            for stage, count in current["accounts_by_stage"].items():
+                by_stage.add_metric([stage], count)
             memory = await self.reader.memory()  # None: INFO refused to this user, no figures
-            families += [up, by_band, *(memory_families(memory) if memory else []), *worker_families(workers)]
+            families += [
+                up,
+                by_band,
+                by_stage,
+                *(memory_families(memory) if memory else []),
+                *worker_families(workers),
+            ]
         self.live.families = families
         return bytes(generate_latest(self.registry))

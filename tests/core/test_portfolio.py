@@ -150,7 +150,7 @@ def test_current_totals(partitions: int) -> None:
     current = run_offline(events, partitions=partitions).portfolio()["current"]
     assert (current["accounts"], current["paying_accounts"]) == (3, 2)
     assert (current["mrr"], current["arr"], current["arpa"]) == ("154.00", "1848.00", "77.00")
-    assert sum(current["accounts_by_band"].values()) == 3
+    assert sum(current["accounts_by_band"].values()) == 2  # a churned account is in no band
     assert current["accounts_by_stage"]["churned"] == 1
 
 
@@ -198,3 +198,23 @@ def test_adding_all_accounts_at_once_gives_the_sums_of_updating_them_one_by_one(
     assert at_once.sums == one_by_one.sums
     assert at_once.scheduled == one_by_one.scheduled
     assert at_once.contributions == one_by_one.contributions
+
+
+def test_a_churned_account_stored_with_its_band_counted_is_in_no_band_once_recovered() -> None:
+    """Accounts stored before churned ones had no band (a dormant churned account is never
+    scored again) are counted as they are now when a partition is recovered."""
+    from streamer.core.config import ScoreConfig
+    from streamer.core.totals import _BAND_INDEX, report
+
+    feed = [started("acme", at(0), "100"), started("initech", at(0), "10"), canceled("initech", at(3))]
+    engine = PartitionEngine(ScoreConfig(), {})
+    for event in feed:
+        engine.process(event)
+    stored = engine.accounts["initech"]
+    assert not any(stored.terms[index] for index in _BAND_INDEX.values())
+    band = _BAND_INDEX[stored.band] if stored.band else 0
+    stored.terms = tuple(1 if index == band else term for index, term in enumerate(stored.terms))  # as before
+    recovered = PartitionEngine(ScoreConfig(), dict(engine.accounts), engine.clock)
+    current = report(recovered.totals.sums, "USD")
+    assert current["accounts_by_band"] == report(engine.totals.sums, "USD")["accounts_by_band"]
+    assert sum(current["accounts_by_band"].values()) == 1 and current["accounts_by_stage"]["churned"] == 1

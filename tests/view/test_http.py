@@ -589,8 +589,11 @@ async def test_metrics_in_prometheus_format(view: TestClient[Any, Any]) -> None:
     assert 'healthstream_processing_latency_seconds{worker="w-test"} 0.25' in lines
     assert 'healthstream_event_loop_stall_seconds{worker="w-test"} 1.5' in lines
     assert "healthstream_redis_up 1.0" in lines and "healthstream_workers 1.0" in lines
-    counts = scored().run.portfolio()["current"]["accounts_by_band"]
+    current = scored().run.portfolio()["current"]
+    counts, churned = current["accounts_by_band"], current["accounts_by_stage"]["churned"]
     assert f'healthstream_accounts{{band="red"}} {float(counts["red"])}' in lines
+    assert sum(counts.values()) == current["accounts"] - churned > 0 < churned  # churned: in no band
+    assert f'healthstream_accounts_by_stage{{stage="churned"}} {float(churned)}' in lines
     assert any(
         line.startswith('healthstream_view_requests_total{route="/api/portfolio",status="200"}')
         for line in lines

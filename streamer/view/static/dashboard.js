@@ -79,9 +79,9 @@
       parts.push(part);
     }
     bar.replaceChildren(...parts);
-    // churned accounts keep their last band: say how many of the counts they are
+    // churned accounts keep their last band and are not counted: say how many were left out
     const churned = now.accounts_by_stage.churned;
-    show("band-note", "all " + now.accounts + " accounts, " + churned + " of them churned (MRR 0)", churned);
+    show("band-note", "accounts not churned; " + churned + " churned ones are listed below", churned);
   }
 
   function pager(id, list, key, rows) {
