@@ -5,6 +5,7 @@ accounts written to are in a real Redis's projection: a write to any other id is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -336,6 +337,19 @@ async def project_stream_times(url: str, prefix: str, times: dict[int, datetime]
 CLEAR = {"clear": True, "author": "ana@example.com"}
 
 
+@contextlib.asynccontextmanager
+async def view_at(
+    sent: Sent, known: tuple[str, str], times: dict[int, datetime]
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """A view over the `known` projection whose partitions' stream times are `times`."""
+    await project_stream_times(*known, times)
+    client = await client_for(sent, *known)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def test_a_write_dated_now_on_a_replayed_history_is_a_409_saying_how_to_date_it(
     sent: Sent, known: tuple[str, str]
 ) -> None:
@@ -344,9 +358,7 @@ async def test_a_write_dated_now_on_a_replayed_history_is_a_409_saying_how_to_da
     re-scored as of today (silence and renewal alerts by the dozen), and the rest of the history
     was refused as too late. Nothing could undo it."""
     ended = datetime(2024, 8, 31, 23, 0, tzinfo=UTC)
-    await project_stream_times(*known, {p: ended - p * DAY for p in range(4)})
-    client = await client_for(sent, *known)
-    try:
+    async with view_at(sent, known, {p: ended - p * DAY for p in range(4)}) as client:
         response = await client.post("/api/accounts/acme/override", json=CLEAR, headers=AUTH)
         assert response.status == 409
         error = (await response.json())["error"]
@@ -360,8 +372,6 @@ async def test_a_write_dated_now_on_a_replayed_history_is_a_409_saying_how_to_da
         assert (await response.json())["occurred_at"] == "2024-08-31T12:00:00Z"
         [(_, _, value)] = sent
         assert orjson.loads(value)["occurred_at"] == "2024-08-31T12:00:00Z"
-    finally:
-        await client.close()
 
 
 async def test_a_write_dated_past_its_partitions_allowed_lateness_is_a_409(
@@ -369,28 +379,21 @@ async def test_a_write_dated_past_its_partitions_allowed_lateness_is_a_409(
 ) -> None:
     """The workers would dead-letter it as too late, after a 202."""
     now = datetime.now(UTC)
-    await project_stream_times(*known, dict.fromkeys(range(4), now))
-    client = await client_for(sent, *known)
-    try:
+    async with view_at(sent, known, dict.fromkeys(range(4), now)) as client:
         dated = {**CLEAR, "occurred_at": (now - 8 * DAY).strftime("%Y-%m-%dT%H:%M:%SZ")}
         response = await client.post("/api/accounts/acme/override", json=dated, headers=AUTH)
         assert response.status == 409
         assert "the workers would refuse it as too late" in (await response.json())["error"]
         assert sent == []
-    finally:
-        await client.close()
 
 
 async def test_a_write_dated_now_on_a_live_portfolio_is_taken_even_where_its_partition_is_quiet(
     sent: Sent, known: tuple[str, str]
 ) -> None:
     now = datetime.now(UTC)
-    await project_stream_times(*known, {0: now, 1: now - 40 * DAY, 2: now - 40 * DAY, 3: now - 40 * DAY})
-    client = await client_for(sent, *known)
-    try:
+    quiet = now - 40 * DAY
+    async with view_at(sent, known, {0: now, 1: quiet, 2: quiet, 3: quiet}) as client:
         for account in KNOWN:
             response = await client.post(f"/api/accounts/{account}/override", json=CLEAR, headers=AUTH)
             assert response.status == 202, await response.text()
         assert len(sent) == 2
-    finally:
-        await client.close()
