@@ -26,7 +26,7 @@ from streamer.core.portfolio import PeriodAggregates
 from streamer.core.published import Published
 from streamer.core.revenue import Revenue
 from streamer.core.score import Evaluation, evaluate
-from streamer.core.snapshot import build_snapshot
+from streamer.core.snapshot import PointFigures, build_snapshot, point_figures
 from streamer.core.totals import Totals, counted, terms
 
 # Events that change what an account contributes to the period sums (MRR or term ends).
@@ -89,7 +89,7 @@ class PartitionEngine:
         self.dirty: set[str] = set()  # accounts scored since their snapshot was last taken
         # With `keep_hour_finals`: the evaluations a scoring of a later hour superseded before
         # their snapshot was taken, each its account's last of that hour (`take_hour_finals`).
-        self.hour_finals: list[tuple[str, Evaluation]] | None = [] if keep_hour_finals else None
+        self.hour_finals: list[tuple[str, PointFigures]] | None = [] if keep_hour_finals else None
         self._lateness = int(config.time.allowed_lateness_days * DAY)
         self._interval = int(config.time.rescore_interval_hours * HOUR)
         self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
@@ -508,7 +508,7 @@ class PartitionEngine:
             # pending the last of its hour, whether or not a snapshot is taken in between.
             pending = self.evaluations.get(account_id)
             if pending is not None and pending.now // HOUR < evaluation.now // HOUR:
-                finals.append((account_id, pending))
+                finals.append((account_id, point_figures(pending)))
         self.evaluations[account_id] = evaluation
         self.totals.update(account_id, shares)
         # Every scoring changes the snapshot (as_of at least); publishing the latest once per
@@ -546,10 +546,10 @@ class PartitionEngine:
         self.published.keep(account_id, snapshot)
         return snapshot
 
-    def take_hour_finals(self) -> list[tuple[str, Evaluation]]:
-        """(account, evaluation) of each scoring that became the last of its hour (event time,
-        UTC) since the last call, before its snapshot was taken: with the snapshots taken, every
-        hour an account was scored in has its last scoring out, wherever batches end (the
+    def take_hour_finals(self) -> list[tuple[str, PointFigures]]:
+        """(account, `point_figures`) of each scoring that became the last of its hour (event
+        time, UTC) since the last call, before its snapshot was taken: with the snapshots taken,
+        every hour an account was scored in has its last scoring out, wherever batches end (the
         projection's history keeps one point per hour). Empty unless `keep_hour_finals`."""
         finals = self.hour_finals
         if not finals:

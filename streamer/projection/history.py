@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from streamer.core.clock import DAY, HOUR
 from streamer.core.config import COMPONENTS
 from streamer.core.facts import rounded
 from streamer.core.money import format_money
 from streamer.core.score import Evaluation
+from streamer.core.snapshot import PointFigures, point_figures
 from streamer.projection.codec import epoch_ms
+
+V = TypeVar("V")
 
 FINE_DAYS = 3  # the last three days keep one point per hour ...
 KEEP_DAYS = 400  # ... older points one per day, for this many days
@@ -122,28 +125,39 @@ def point(snapshot: dict[str, Any]) -> bytes:
 
 
 def point_of(evaluation: Evaluation) -> bytes:
-    """`point` of the snapshot `evaluation` gives, without building the snapshot: the engine's
-    hour finals (`PartitionEngine.take_hour_finals`) are points only, never published."""
-    facts = evaluation.facts
-    override = evaluation.override
+    """`point` of the snapshot `evaluation` gives, without building the snapshot."""
+    return point_from(point_figures(evaluation))
+
+
+def point_from(figures: PointFigures) -> bytes:
+    """The point of a scoring's `PointFigures`: the engine's hour finals
+    (`PartitionEngine.take_hour_finals`) are points only, never published."""
+    (now, score, band, stage, mrr, components, open_tickets, reopens, failures, respondents) = figures[:10]
+    cancel_at, renewal_at, events_28d, since_last_use, forced = figures[10:]
     values = [
-        _seconds(evaluation.now),
-        _number(evaluation.score),
-        BAND_LETTERS[evaluation.band],
-        STAGE_LETTERS[evaluation.stage],
-        format_money(evaluation.mrr),
-        *(_number(evaluation.components.get(name)) for name in COMPONENTS),
-        _number(_published(facts.open_tickets)),
-        _number(_published(facts.reopens_90d)),
-        _number(_published(facts.payment_failures_30d)),
-        _number(_published(facts.nps_respondents)),
-        _seconds(facts.scheduled_cancellation_at),
-        _seconds(facts.renewal_at),
-        _number(_published(facts.events_28d)),
-        _number(_published(facts.days_since_last_use)),
-        "" if override is None else BAND_LETTERS.get(str(override.override.band), ""),
+        _seconds(now),
+        _number(score),
+        BAND_LETTERS[band],
+        STAGE_LETTERS[stage],
+        format_money(mrr),
+        *(_number(component) for component in components),
+        _number(_published(open_tickets)),
+        _number(_published(reopens)),
+        _number(_published(failures)),
+        _number(_published(respondents)),
+        _seconds(cancel_at),
+        _seconds(renewal_at),
+        _number(_published(events_28d)),
+        _number(_published(since_last_use)),
+        "" if forced is None else BAND_LETTERS.get(forced, ""),
     ]
     return ",".join(values).encode()
+
+
+def encoded(point: bytes | PointFigures) -> bytes:
+    """A staged point as written: an hour final is staged as its figures and formatted only if it
+    is still kept when written (`thin`), so a backfill formats a fraction of them."""
+    return point if isinstance(point, bytes) else point_from(point)
 
 
 def _published(value: float | None) -> float | None:
@@ -204,14 +218,14 @@ def bucket(at: int, newest: int) -> tuple[int, int]:
     return start, start + size
 
 
-def thin(points: dict[int, tuple[int, bytes]]) -> dict[int, tuple[int, bytes]]:
+def thin(points: dict[int, tuple[int, V]]) -> dict[int, tuple[int, V]]:
     """Staged points (bucket start -> (as_of, point)) re-bucketed against their newest one, keeping
     the latest point per bucket and nothing older than `KEEP_DAYS` (bounds what a worker stages
     while Redis is away)."""
     if not points:
         return points
     newest = max(at for at, _ in points.values())
-    kept: dict[int, tuple[int, bytes]] = {}
+    kept: dict[int, tuple[int, V]] = {}
     for at, raw in points.values():
         if at < newest - KEEP_DAYS * DAY:
             continue

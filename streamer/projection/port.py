@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from streamer.core.portfolio import PeriodSums
-from streamer.core.score import Evaluation
+from streamer.core.snapshot import PointFigures
 
 
 class Projection(Protocol):
@@ -14,7 +14,7 @@ class Projection(Protocol):
     def snapshot(self, snapshot: dict[str, Any]) -> None:
         """The account's latest snapshot (an older `as_of` never overwrites a newer one)."""
 
-    def point(self, account_id: str, evaluation: Evaluation) -> None:
+    def point(self, account_id: str, figures: PointFigures) -> None:
         """A scoring that was the account's last of its hour, with no snapshot (its history point)."""
 
     def alert(self, alert: dict[str, Any]) -> None:
@@ -36,7 +36,7 @@ class NoProjection:
     def snapshot(self, snapshot: dict[str, Any]) -> None:
         pass
 
-    def point(self, account_id: str, evaluation: Evaluation) -> None:
+    def point(self, account_id: str, figures: PointFigures) -> None:
         pass
 
     def alert(self, alert: dict[str, Any]) -> None:

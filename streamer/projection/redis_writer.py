@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,7 +42,7 @@ from redis.typing import EncodableT, FieldT
 from streamer.contract.vocabulary import BANDS
 from streamer.core.clock import DAY
 from streamer.core.portfolio import PeriodSums
-from streamer.core.score import Evaluation
+from streamer.core.snapshot import PointFigures
 from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
 from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
@@ -138,8 +139,8 @@ class RedisProjection:
         self.staged.snapshot(as_of, snapshot)
         self.staged.point(str(snapshot["account_id"]), as_of, history.point(snapshot))
 
-    def point(self, account_id: str, evaluation: Evaluation) -> None:
-        self.staged.point(account_id, evaluation.now, history.point_of(evaluation))
+    def point(self, account_id: str, figures: PointFigures) -> None:
+        self.staged.point(account_id, figures[0], figures)  # formatted if still kept when written
 
     def restage(self, snapshot: dict[str, Any]) -> None:
         """A snapshot a recovery re-derived (`streamer.projection.resync`): written where Redis
@@ -226,6 +227,7 @@ class RedisProjection:
             await self._send(batch)
         except Exception as error:  # the worker never stops for the projection
             self.pruned_alerts += batch.absorb(self.staged)
+            batch.encode_points()
             self.staged = batch
             self.failures += 1
             self.failing += 1
@@ -315,9 +317,9 @@ class RedisProjection:
         for account_id, points in batch.points.items():
             # thinned against the newest staged first, as the script would leave them: a backfill
             # stages days of hourly points per write, most of which keep only their day's last
-            for as_of, point in sorted(thin(points).values()):
+            for as_of, point in sorted(thin(points).values(), key=itemgetter(0)):
                 restaged = (account_id, as_of) in batch.restaged_points
-                yield self._history_command(account_id, as_of, point, restaged)
+                yield self._history_command(account_id, as_of, history.encoded(point), restaged)
         for alert_id, alert in batch.alerts.items():
             yield self._alert_command(alert_id, alert)
         for partition, state in batch.partitions.items():

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from streamer.core.clock import HOUR
+from streamer.core.snapshot import PointFigures
 from streamer.jsonbytes import kept_json
-from streamer.projection.history import MAX_POINTS, thin
+from streamer.projection.history import MAX_POINTS, encoded, thin
+
+StagedPoint = bytes | PointFigures  # a history point, or the figures it is formatted from when written
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class Staged:
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     workers: dict[str, dict[str, float]] = field(default_factory=dict)
     # id -> hour bucket start -> (as_of, history point): every hour's latest, not only the newest
-    points: dict[str, dict[int, tuple[int, bytes]]] = field(default_factory=dict)
+    points: dict[str, dict[int, tuple[int, StagedPoint]]] = field(default_factory=dict)
     # The staged snapshots and points that a recovery re-derived (`RedisProjection.restage`):
     # written only where Redis holds nothing as recent, never over one published at their `as_of`
     # (see scripts.SNAPSHOT and HISTORY). At most one point per account and re-staging.
@@ -86,7 +89,7 @@ class Staged:
         """Values staged; history points are not counted: each rides with its account's snapshot."""
         return len(self.snapshots) + len(self.alerts) + len(self.partitions) + len(self.workers)
 
-    def point(self, account_id: str, as_of: int, point: bytes, restaged: bool = False) -> None:
+    def point(self, account_id: str, as_of: int, point: StagedPoint, restaged: bool = False) -> None:
         """Keep the history point unless a later one of the same hour is staged (or, for a
         re-derived one, a published one of its instant); past `MAX_POINTS` an account's staged
         points are thinned like the stored history."""
@@ -102,6 +105,14 @@ class Staged:
                 self.restaged_points.discard(key)
         if len(points) > MAX_POINTS:
             self.points[account_id] = thin(points)
+
+    def encode_points(self) -> None:
+        """Format the points still staged as figures: kept for a write that failed, they would
+        hold 15 Python objects per hour and account for as long as Redis is away."""
+        for points in self.points.values():
+            for start, (as_of, point) in points.items():
+                if not isinstance(point, bytes):
+                    points[start] = (as_of, encoded(point))
 
     def snapshot(self, as_of: int, snapshot: dict[str, Any]) -> None:
         """Keep the snapshot unless one with a later `as_of` is already staged."""

@@ -1021,8 +1021,8 @@ class Scorer:
         changes every active account of the partition: with `overlap` the event loop turns
         every `YIELD_EVERY` snapshots.
         """
-        for account_id, evaluation in engine.take_hour_finals():
-            self.projection.point(account_id, evaluation)
+        for account_id, figures in engine.take_hour_finals():
+            self.projection.point(account_id, figures)
         for published, account_id in enumerate(engine.take_dirty(), start=1):
             snapshot = engine.snapshot(account_id)
             self.sink.snapshot(snapshot)

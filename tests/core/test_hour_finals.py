@@ -63,8 +63,8 @@ def batched(ends: Iterator[bool], keep_hour_finals: bool = True) -> list[Point]:
     points: list[Point] = []
 
     def publish() -> None:
-        for account, evaluation in engine.take_hour_finals():
-            points.append((account, evaluation.now, history.point_of(evaluation)))
+        for account, figures in engine.take_hour_finals():
+            points.append((account, figures[0], history.point_from(figures)))
         for account in engine.take_dirty():
             snapshot = engine.snapshot(account)
             points.append((account, epoch_ms(snapshot["as_of"]), history.point(snapshot)))

@@ -16,7 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from streamer.core.clock import iso
-from streamer.projection import redis_writer
+from streamer.core.snapshot import point_figures
+from streamer.projection import history, redis_writer
 from streamer.projection.codec import decode_sums
 from streamer.projection.keys import LAYOUT, Keys
 from streamer.projection.redis_writer import (
@@ -26,6 +27,8 @@ from streamer.projection.redis_writer import (
     connect,
     without_password,
 )
+from tests.core.events import at, started, usage
+from tests.core.harness import Feed
 from tests.fixtures import RedisServer, wait_until_async
 
 from .scored import scored
@@ -360,6 +363,27 @@ async def test_redis_down_keeps_staging_and_catches_up(own: OwnRedis) -> None:
     for account in ("acct-1", "acct-2"):
         record = await stored(client, writer.keys, account)
         assert record is not None and record["as_of"] == "2024-03-05T00:00:00Z"
+
+
+async def test_hour_finals_are_staged_as_figures_and_formatted_when_a_write_fails(own: OwnRedis) -> None:
+    """An hour final is staged as its figures and formatted only if it is still kept when written;
+    staged through an outage, each would hold 15 objects for as long as it lasts: a failed write
+    formats them."""
+    server, writer, client = own.server, own.writer, own.client
+    feed = Feed()
+    feed(started("acct-1", at(0), "100"), usage("acct-1", at(1)))
+    earlier, later = feed.evaluate("acct-1", at(2)), feed.evaluate("acct-1", at(2, 1))
+    server.stop()
+    writer.point("acct-1", point_figures(earlier))
+    writer.snapshot(snapshot("acct-1", iso(later.now)))
+    assert isinstance(writer.staged.points["acct-1"][earlier.now][1], tuple)
+    completes_without_suspending(writer.flush())
+    await wait_until_async("a failed write", lambda: writer.failures >= 1)
+    assert all(isinstance(point, bytes) for _, point in writer.staged.points["acct-1"].values())
+    server.start()
+    assert await writer.drain(timeout_s=5.0)
+    raw = await client.zrangebyscore(writer.keys.history("acct-1"), earlier.now, earlier.now)
+    assert raw == [history.point_of(earlier).decode()]
 
 
 async def test_no_commands_are_built_while_redis_is_away(tmp_path: Any, prefix: str) -> None:
