@@ -335,14 +335,7 @@ class ProjectionReader:
 
     async def stream_time(self) -> int | None:
         """The latest stream time of any partition (the portfolio's "now"), None before any data."""
-        numbers = list(await self.redis.smembers(self.keys.partitions))
-        if not numbers:
-            return None
-        pipe = self.redis.pipeline(transaction=False)
-        for number in numbers:
-            pipe.hget(self.keys.partition(int(_text(number))), "stream_time")
-        times = [int(value) for value in await pipe.execute() if value is not None]
-        return max(times, default=None)
+        return max((await self.stream_times()).values(), default=None)
 
     async def workers(self, max_age_s: float) -> dict[str, dict[str, float]]:
         """Stats of the workers that reported within `max_age_s` (their keys expire after that)."""

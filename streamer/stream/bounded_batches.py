@@ -164,6 +164,11 @@ class _Batch:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._batch, name)
 
+    def __next__(self) -> Any:
+        """The batch's next record: the fetcher reads a control batch's marker with `next()`
+        (special methods are not found through `__getattr__`)."""
+        return next(self._batch)
+
     def __iter__(self) -> Iterator[Any]:
         batch = self._batch
         try:
