@@ -83,7 +83,13 @@ def connect_timeout_option(default: float, help: str) -> Decorator[Any]:
 
 def loglevel_option() -> Decorator[Any]:
     """`--loglevel debug|info|warning`, info by default."""
-    return click.option("--loglevel", default="info", show_default=True, type=click.Choice(LOGLEVELS))
+    return click.option(
+        "--loglevel",
+        default="info",
+        show_default=True,
+        type=click.Choice(LOGLEVELS),
+        help="Least severe log lines written (one JSON object per line, to stderr).",
+    )
 
 
 def quiet_option(help: str) -> Decorator[Any]:

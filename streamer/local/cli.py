@@ -169,7 +169,7 @@ def status(**options: Any) -> None:
 
 @local.command(short_help="Print the tail of the service logs.")
 @click.argument("service", type=click.Choice(["kafka", "redis"]), required=False, metavar="[SERVICE]")
-@click.option("-n", "--lines", type=click.IntRange(1), default=40, show_default=True)
+@click.option("-n", "--lines", type=click.IntRange(1), default=40, show_default=True, help="Lines shown.")
 @_stack_dir_option
 def logs(service: str | None, lines: int, stack_dir: Path | None) -> None:
     """Print the tail of the logs of SERVICE (kafka or redis; default: both), with their paths."""

@@ -141,7 +141,11 @@ def score_config_line(path: Path | None, config: ScoreConfig) -> str:
 @click.command("replay")
 @events_argument()
 @bootstrap_option()
-@click.option("--rate", type=FloatRange(min=0, min_open=True), help="At most this many events per second.")
+@click.option(
+    "--rate",
+    type=FloatRange(min=0, min_open=True),
+    help="At most this many events per second (default: as fast as the broker takes them).",
+)
 @click.option(
     "--timeout",
     "timeout_s",

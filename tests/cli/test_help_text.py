@@ -1,10 +1,12 @@
-"""Help and chatter that say what the command does: `local logs`' argument, `simulate --quiet`
-and `simulate`'s list of what it writes."""
+"""Help and chatter that say what the command does: `local logs`' argument, `simulate --quiet`,
+`simulate`'s list of what it writes, and a help line for every option of every command."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import orjson
 from click.testing import CliRunner
 
@@ -51,3 +53,20 @@ def test_simulate_help_names_every_kind_of_event_it_writes(tmp_path: Path) -> No
     }
     for kind in written:
         assert named[kind] in shown, kind
+
+
+def _options_without_help(command: click.Command, path: str) -> Iterator[str]:
+    if isinstance(command, click.Group):
+        context = click.Context(command)
+        for name in command.list_commands(context):
+            sub = command.get_command(context, name)
+            if sub is not None:
+                yield from _options_without_help(sub, f"{path} {name}")
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help" and not param.help:
+            yield f"{path} {'/'.join(param.opts)}"
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    """`--loglevel` (worker, view, notify) and `local logs -n` said nothing at all in `--help`."""
+    assert list(_options_without_help(main, "streamer")) == []
