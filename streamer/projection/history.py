@@ -11,6 +11,7 @@ in Redis (measured by tests/projection/test_history.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ V = TypeVar("V")
 FINE_DAYS = 3  # the last three days keep one point per hour ...
 KEEP_DAYS = 400  # ... older points one per day, for this many days
 MAX_POINTS = FINE_DAYS * 24 + KEEP_DAYS
+COUNTS = ("open_tickets", "reopens_90d", "payment_failures_30d", "nps_respondents")
 FIELDS = (
     "as_of",  # whole seconds; the sorted set's score keeps the milliseconds
     "score",
@@ -35,10 +37,7 @@ FIELDS = (
     "stage",
     "mrr",  # decimal string
     *COMPONENTS,  # 0-100 or null when missing
-    "open_tickets",
-    "reopens_90d",
-    "payment_failures_30d",
-    "nps_respondents",
+    *COUNTS,
     "scheduled_cancellation_at",  # instant or null
     "renewal_at",  # instant or null
     "events_28d",
@@ -104,24 +103,18 @@ def point(snapshot: dict[str, Any]) -> bytes:
     components = snapshot.get("components") or {}
     override = snapshot.get("override")
     forced = override.get("band") if isinstance(override, dict) else None
-    values = [
-        _seconds(epoch_ms(snapshot["as_of"])),
-        _number(snapshot["score"]),
-        BAND_LETTERS[snapshot["band"]],
-        STAGE_LETTERS[snapshot["lifecycle_stage"]],
+    return _line(
+        (epoch_ms(snapshot["as_of"]), snapshot["score"], snapshot["band"], snapshot["lifecycle_stage"]),
         str(snapshot["mrr"]),
-        *(_number((components.get(name) or {}).get("score")) for name in COMPONENTS),
-        _number(metrics.get("open_tickets")),
-        _number(metrics.get("reopens_90d")),
-        _number(metrics.get("payment_failures_30d")),
-        _number(metrics.get("nps_respondents")),
-        _seconds(_ms(metrics.get("scheduled_cancellation_at"))),
-        _seconds(_ms(metrics.get("renewal_at"))),
-        _number(metrics.get("events_28d")),
-        _number(metrics.get("days_since_last_use")),
-        BAND_LETTERS.get(str(forced), ""),
-    ]
-    return ",".join(values).encode()
+        [(components.get(name) or {}).get("score") for name in COMPONENTS],
+        [
+            metrics.get(name)
+            for name in ("open_tickets", "reopens_90d", "payment_failures_30d", "nps_respondents")
+        ],
+        (_ms(metrics.get("scheduled_cancellation_at")), _ms(metrics.get("renewal_at"))),
+        (metrics.get("events_28d"), metrics.get("days_since_last_use")),
+        None if forced is None else str(forced),
+    )
 
 
 def point_of(evaluation: Evaluation) -> bytes:
@@ -132,23 +125,43 @@ def point_of(evaluation: Evaluation) -> bytes:
 def point_from(figures: PointFigures) -> bytes:
     """The point of a scoring's `PointFigures`: the engine's hour finals
     (`PartitionEngine.take_hour_finals`) are points only, never published."""
-    (now, score, band, stage, mrr, components, open_tickets, reopens, failures, respondents) = figures[:10]
+    now, score, band, stage, mrr, components, *counts = figures[:10]
     cancel_at, renewal_at, events_28d, since_last_use, forced = figures[10:]
+    return _line(
+        (now, score, band, stage),
+        format_money(mrr),
+        components,
+        counts,
+        (cancel_at, renewal_at),
+        (events_28d, since_last_use),
+        forced,
+    )
+
+
+def _line(
+    head: tuple[int, float, str, str],
+    mrr: str,
+    components: Sequence[float | None],
+    counts: Sequence[float | None],
+    instants: tuple[int | None, int | None],
+    usage: tuple[float | None, float | None],
+    forced: str | None,
+) -> bytes:
+    """The point's line, from a snapshot or from an evaluation's figures: as_of, score, band and
+    stage; MRR as written; the components; the four counts (open tickets, reopens, payment
+    failures, NPS respondents); the cancellation and renewal instants; events in 28 days and days
+    since last use; the override's band."""
+    now, score, band, stage = head
     values = [
         _seconds(now),
         _number(score),
         BAND_LETTERS[band],
         STAGE_LETTERS[stage],
-        format_money(mrr),
+        mrr,
         *(_number(component) for component in components),
-        _number(_published(open_tickets)),
-        _number(_published(reopens)),
-        _number(_published(failures)),
-        _number(_published(respondents)),
-        _seconds(cancel_at),
-        _seconds(renewal_at),
-        _number(_published(events_28d)),
-        _number(_published(since_last_use)),
+        *(_number(_published(count)) for count in counts),
+        *(_seconds(instant) for instant in instants),
+        *(_number(_published(figure)) for figure in usage),
         "" if forced is None else BAND_LETTERS.get(forced, ""),
     ]
     return ",".join(values).encode()
