@@ -297,35 +297,33 @@ class ProjectionReader:
         found = await self.redis.sunion([key(name) for name in names])
         return {_text(member) for member in found}
 
-    async def totals(self) -> list[int]:
-        """The portfolio's current totals vector (`streamer.core.totals.FIELDS`), added up over the
-        projected partitions."""
-        numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))
-        pipe = self.redis.pipeline(transaction=False)
-        for number in numbers:
-            pipe.hget(self.keys.partition(number), "totals")
-        parts = await pipe.execute() if numbers else []
-        return add_up(narrow(orjson.loads(part)) for part in parts if part is not None)
-
-    async def stream_times(self) -> dict[int, int]:
-        """Each projected partition's stream time (epoch ms), by partition number."""
-        numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))
-        pipe = self.redis.pipeline(transaction=False)
-        for number in numbers:
-            pipe.hget(self.keys.partition(number), "stream_time")
-        times = await pipe.execute() if numbers else []
-        return {number: int(at) for number, at in zip(numbers, times, strict=True) if at is not None}
-
-    async def partitions(self) -> list[PartitionData]:
-        """Every partition's period sums, totals and stream time, by partition number."""
+    async def _partition_fields(self, *fields: str) -> list[tuple[int, list[Any]]]:
+        """(number, the values of `fields`, None where unset) of every projected partition, by
+        number."""
         numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))
         if not numbers:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for number in numbers:
-            pipe.hmget(self.keys.partition(number), ["stream_time", "sums", "totals"])
+            pipe.hmget(self.keys.partition(number), list(fields))
+        return list(zip(numbers, await pipe.execute(), strict=True))
+
+    async def totals(self) -> list[int]:
+        """The portfolio's current totals vector (`streamer.core.totals.FIELDS`), added up over the
+        projected partitions."""
+        rows = await self._partition_fields("totals")
+        return add_up(narrow(orjson.loads(totals)) for _, (totals,) in rows if totals is not None)
+
+    async def stream_times(self) -> dict[int, int]:
+        """Each projected partition's stream time (epoch ms), by partition number."""
+        rows = await self._partition_fields("stream_time")
+        return {number: int(at) for number, (at,) in rows if at is not None}
+
+    async def partitions(self) -> list[PartitionData]:
+        """Every partition's period sums, totals and stream time, by partition number."""
         parts: list[PartitionData] = []
-        for number, (stream_time, sums, totals) in zip(numbers, await pipe.execute(), strict=True):
+        rows = await self._partition_fields("stream_time", "sums", "totals")
+        for number, (stream_time, sums, totals) in rows:
             if stream_time is None or sums is None or totals is None:
                 continue
             parts.append(
