@@ -137,8 +137,11 @@ class Writer:
             )
         event_id = f"view-{uuid.uuid4().hex}"
         now_ms = int(time.time() * 1000)  # when it is published; scoring reads the event's own time
-        if "occurred_at" not in body:
-            await self._dated_now_on_history(account_id, now_ms)
+        # Read before the body when the write is dated now (a history's `expires_at` is before
+        # now), and once: both checks below read them.
+        times = None if "occurred_at" in body else await self.stream_times()
+        if times is not None:
+            self._dated_now_on_history(times, account_id, now_ms)
         event, value = build_event(event_type, account_id, body, event_id, now_ms, self.bounds)
         # Any id the contract allows would be published and become an account of its own (a
         # mistyped id, or `acct-1/history` from a path the routes read as one): refused instead.
@@ -149,7 +152,9 @@ class Writer:
                 f"{missing.message}: the view writes only to accounts the workers have scored "
                 "(a new account's profile goes to the input topic as `account.updated`)"
             ) from None
-        await self._not_too_late(account_id, to_ms(event.occurred_at))
+        if times is None:
+            times = await self.stream_times()
+        self._not_too_late(times, account_id, to_ms(event.occurred_at))
         topic = self.topics[EVENT_FAMILY[event_type]]
         await self.publish(topic, account_id.encode(), value)
         return {
@@ -160,12 +165,11 @@ class Writer:
             "topic": topic,
         }
 
-    async def _dated_now_on_history(self, account_id: str, now_ms: int) -> None:
+    def _dated_now_on_history(self, times: dict[int, int], account_id: str, now_ms: int) -> None:
         """A Conflict (409) for a write dated now on a portfolio whose events all lie further back
         than the allowed lateness (a replayed history): it would move its partition's stream time
         to today, re-score every account of it as of today and refuse the rest of the history as
-        too late. Checked before the body (a history's `expires_at` is before now)."""
-        times = await self.stream_times()
+        too late. `times`: each partition's stream time."""
         newest = max(times.values(), default=None)
         if newest is None or now_ms - newest <= self.lateness:
             return  # nothing projected yet, or a live stream: some partition is near now
@@ -178,10 +182,10 @@ class Writer:
             f'"occurred_at": "{iso(newest)}" in the body'
         )
 
-    async def _not_too_late(self, account_id: str, at: int) -> None:
+    def _not_too_late(self, times: dict[int, int], account_id: str, at: int) -> None:
         """A Conflict (409) for a write dated more than the allowed lateness before its partition's
         stream time: the workers would dead-letter it as too late."""
-        stream_time = (await self.stream_times()).get(partition_of(account_id, self.partitions))
+        stream_time = times.get(partition_of(account_id, self.partitions))
         if stream_time is not None and at < stream_time - self.lateness:
             raise Conflict(
                 f"occurred_at {iso(at)} is more than {self.lateness / DAY:g} days before the stream "
