@@ -155,22 +155,26 @@ class _Placeholder:
         self.key, self.value, self.headers, self.checksum = None, Unread(reason), (), None
 
 
-class _Batch:
-    """A batch whose records are placeholders when it does not decompress within the bound."""
+class _Proxy:
+    """Passes what it does not define on to the aiokafka object it wraps."""
 
-    def __init__(self, batch: Any) -> None:
-        self._batch = batch
+    def __init__(self, wrapped: Any) -> None:
+        self._wrapped = wrapped
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._batch, name)
+        return getattr(self._wrapped, name)
+
+
+class _Batch(_Proxy):
+    """A batch whose records are placeholders when it does not decompress within the bound."""
 
     def __next__(self) -> Any:
         """The batch's next record: the fetcher reads a control batch's marker with `next()`
         (special methods are not found through `__getattr__`)."""
-        return next(self._batch)
+        return next(self._wrapped)
 
     def __iter__(self) -> Iterator[Any]:
-        batch = self._batch
+        batch = self._wrapped
         try:
             records = iter(batch)  # the Cython batch decompresses here, the Python one at next()
             first = next(records, None)
@@ -196,15 +200,11 @@ def _then(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
             return
 
 
-class _Records:
-    def __init__(self, records: Any) -> None:
-        self._records = records
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._records, name)
+class _Records(_Proxy):
+    """A fetch's records, each batch of them a `_Batch`."""
 
     def next_batch(self) -> Any:
-        batch = self._records.next_batch()
+        batch = self._wrapped.next_batch()
         return None if batch is None else _Batch(batch)
 
 
