@@ -56,7 +56,7 @@ def feed(
                 kept = history.thin(points)
                 written += len(kept)
                 for _, point in kept.values():
-                    history.encoded(point)
+                    history.as_written(point)
             staged = Staged()
     return time.process_time() - started, finals, written
 

@@ -167,7 +167,7 @@ def _line(
     return ",".join(values).encode()
 
 
-def encoded(point: bytes | PointFigures) -> bytes:
+def as_written(point: bytes | PointFigures) -> bytes:
     """A staged point as written: an hour final is staged as its figures and formatted only if it
     is still kept when written (`thin`), so a backfill formats a fraction of them."""
     return point if isinstance(point, bytes) else point_from(point)

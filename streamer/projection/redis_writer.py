@@ -319,7 +319,7 @@ class RedisProjection:
             # stages days of hourly points per write, most of which keep only their day's last
             for as_of, point in sorted(thin(points).values(), key=itemgetter(0)):
                 restaged = (account_id, as_of) in batch.restaged_points
-                yield self._history_command(account_id, as_of, history.encoded(point), restaged)
+                yield self._history_command(account_id, as_of, history.as_written(point), restaged)
         for alert_id, alert in batch.alerts.items():
             yield self._alert_command(alert_id, alert)
         for partition, state in batch.partitions.items():

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from streamer.core.clock import HOUR
 from streamer.core.snapshot import PointFigures
 from streamer.jsonbytes import kept_json
-from streamer.projection.history import MAX_POINTS, encoded, thin
+from streamer.projection.history import MAX_POINTS, as_written, thin
 
 StagedPoint = bytes | PointFigures  # a history point, or the figures it is formatted from when written
 
@@ -112,7 +112,7 @@ class Staged:
         for points in self.points.values():
             for start, (as_of, point) in points.items():
                 if not isinstance(point, bytes):
-                    points[start] = (as_of, encoded(point))
+                    points[start] = (as_of, as_written(point))
 
     def snapshot(self, as_of: int, snapshot: dict[str, Any]) -> None:
         """Keep the snapshot unless one with a later `as_of` is already staged."""
