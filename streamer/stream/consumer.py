@@ -123,9 +123,9 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     async def seek(self, partition: TP, offset: int) -> None:
         self.seeks += 1
         self._lane_first().pop(partition, None)
-        self._lane_reads().sought(partition)
+        seek = self._lane_reads().sought(partition)
         await super().seek(partition, offset)
-        self._lane_reads().arrived(partition, offset)
+        self._lane_reads().arrived(partition, offset, seek)
 
     def read_position(self, tp: TP) -> tuple[int, int] | None:
         """`LaneReads.read_position`: no record lies between the two offsets."""

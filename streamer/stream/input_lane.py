@@ -101,6 +101,9 @@ class InputLane:
             yield batch
 
 
+Seek = tuple[int, int]  # which seek of a partition `LaneReads.sought` began
+
+
 class LaneReads:
     """How far the consumer read each input partition without a record it did not hand to the lane.
 
@@ -117,19 +120,35 @@ class LaneReads:
     def __init__(self) -> None:
         self.since: dict[TP, int] = {}
         self.reach: dict[TP, int] = {}
+        self._voided = 0  # times everything known was voided (a seek of every partition)
+        self._sought: dict[TP, int] = {}  # per partition, seeks begun (and records dropped)
 
-    def sought(self, tp: TP | None = None) -> None:
-        """A seek of `tp` (of every partition: None) begins: what was known is void."""
+    def sought(self, tp: TP | None = None) -> Seek:
+        """A seek of `tp` (of every partition: None) begins: what was known is void. Returns the
+        seek, for `arrived`."""
         if tp is None:
+            self._voided += 1
             self.since.clear()
             self.reach.clear()
-        else:
-            self.since.pop(tp, None)
-            self.reach.pop(tp, None)
+            return (self._voided, -1)
+        self._sought[tp] = count = self._sought.get(tp, 0) + 1
+        self.since.pop(tp, None)
+        self.reach.pop(tp, None)
+        return (self._voided, count)
 
-    def arrived(self, tp: TP, offset: int) -> None:
-        """A seek of ours moved `tp` to `offset`: reading goes on from there, unless a fetch
-        after the seek anchored it already."""
+    def arrived(self, tp: TP, offset: int, seek: Seek) -> None:
+        """The seek of ours that `sought(tp)` returned `seek` for moved `tp` to `offset`:
+        reading goes on from there, unless a fetch after the seek anchored it already, or
+        another seek (or a dropped fetch) began since this one did.
+
+        Seeks run in the consumer thread in the order they began, but the coroutines that
+        asked for them resume in any order. The scorer re-reads a gap from 16 while the fetch
+        loop seeks the same partition to its committed offset 19 (a fetch overlapped the
+        scorer's seek; both seen in one run): the consumer is at 19, and if the scorer's seek
+        resumed first it anchored the partition at 16, so the next record vouched for offsets
+        16-18 as holding no record, whatever they held."""
+        if seek != (self._voided, self._sought.get(tp, 0)):
+            return
         if tp not in self.since:
             self.since[tp] = self.reach[tp] = offset
 

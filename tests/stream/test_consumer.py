@@ -490,3 +490,37 @@ async def test_acknowledged_batches_tell_fausts_livelock_check_their_partitions_
     assert check.run(at=0) == []  # processing: nothing logged
     assert check.run(at=299) == []
     assert "Stream stopped processing, or is slow" in check.run(at=300)[0]  # a real stall still shows
+
+
+async def test_a_seek_overtaken_by_a_later_one_anchors_nothing(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeks run in the consumer thread in the order they begin, and the coroutines waiting on
+    them resume in any order. The scorer's re-read from 16 and the fetch loop's seek to 19 both
+    begin; the consumer reads from 19. The scorer's coroutine resuming first anchored the
+    partition at 16: the next record (at 19) said 16-18 held no record, whatever they held."""
+    with_lane(harness)
+    consumer = harness.consumer
+    done = {16: asyncio.Event(), 19: asyncio.Event()}
+
+    async def seek(self: Any, partition: TP, offset: int) -> None:
+        harness.sought.append((partition, offset))
+        await done[offset].wait()
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek", seek)
+    scorers = asyncio.ensure_future(consumer.seek(USAGE, 16))
+    await asyncio.sleep(0)
+    fetch_loops = asyncio.ensure_future(consumer.seek(USAGE, 19))
+    await asyncio.sleep(0)
+    assert harness.sought == [(USAGE, 16), (USAGE, 19)]  # the consumer is at 19
+    done[16].set()
+    await scorers
+    assert consumer.read_position(USAGE) is None  # not known yet: another seek began since
+    done[19].set()
+    await fetch_loops
+    assert consumer.read_position(USAGE) == (19, 19)
+    harness.records = {USAGE: [record(19)]}  # type: ignore[list-item]
+    harness.positions = {USAGE: 20, SUBS: 3}
+    await harness.fetch()
+    assert consumer.read_position(USAGE) == (20, 20)
+
