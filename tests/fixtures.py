@@ -290,7 +290,7 @@ class FakeOffsets:
         self.owned = set(owned)
         self.highwaters: dict[TP, int] = {}
         self.ends: dict[TP, int] = {tp: 0 for tp in self.owned}
-        self.restarts: dict[TP, int] = {}
+        self.restarts: dict[TP, int | None] = {}  # None: the broker could not be asked
         self.starts: dict[TP, int] = {}  # the broker's first offsets (unset: 0)
         self.seeks: list[tuple[str, int, int]] = []
         self.read: dict[TP, tuple[int, int]] = {}  # `read_position` (unset: unknown)
@@ -318,7 +318,8 @@ class FakeOffsets:
         return {tp: self.ends[tp] for tp in tps if tp in self.ends}
 
     async def restart_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
-        return {tp: self.restarts.get(tp, 0) for tp in tps}
+        found = {tp: self.restarts.get(tp, 0) for tp in tps}
+        return {tp: offset for tp, offset in found.items() if offset is not None}
 
     async def start_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
         return {tp: self.starts.get(tp, 0) for tp in tps}

@@ -41,6 +41,10 @@ class AppliedOffsets:
         index = bisect_left(above, offset)
         return index < len(above) and above[index] == offset
 
+    def contiguous_to(self, topic: str) -> int:
+        """Every offset of `topic` below this one is in the stored state (0: none known)."""
+        return self.next.get(topic, 0)
+
     def applied_to(self, topic: str) -> int:
         """The offset after the highest one of `topic` the stored state contains (0: none)."""
         return max([self.next.get(topic, 0), *(offset + 1 for offset in self.above.get(topic, ()))])

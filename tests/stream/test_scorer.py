@@ -613,6 +613,25 @@ async def test_a_first_delivery_past_the_restart_offset_is_refused_unless_the_st
     assert fresh.acked == 1 and restarted.offsets.seeks == []
 
 
+async def test_a_first_delivery_is_checked_against_the_stored_state_when_the_broker_cannot_be_asked(
+    world: World,
+) -> None:
+    """Where consumption restarted comes from the broker (the group's committed offset, or the
+    topic's start). While it could not be asked, the first delivery since an assignment was
+    taken as following on whatever its offset, and the next partition record claimed every
+    offset before it as handled: those messages were never applied, nor read again."""
+    world.offsets.ends[(USAGE, PARTITION)] = 4
+    await world.scorer.process([world.usage(0, T1)])
+    restarted = World(restarted_from=world)  # its stored state has offset 0
+    restarted.offsets.ends[(USAGE, PARTITION)] = 4
+    restarted.offsets.restarts[(USAGE, PARTITION)] = None  # the broker did not answer
+    first = restarted.usage(3, T1)  # 1 and 2 never came since the assignment
+    await restarted.scorer.process([first])
+    assert first.acked == 0 and restarted.offsets.seeks == [(USAGE, PARTITION, 1)]
+    await restarted.scorer.process([restarted.usage(offset, T1) for offset in (1, 2, 3)])
+    assert restarted.scorer.counters.accepted == 3
+
+
 async def test_offsets_in_the_stored_state_are_acknowledged_when_a_delivery_passes_them(world: World) -> None:
     """A restart from a committed offset that is a transaction marker: the first delivery is
     the record after it, and the stored state already covers the marker's offset. Nothing
