@@ -190,13 +190,16 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         order (a message waits for its event time while later offsets of its topic, older in
         event time, are applied: events a producer sent again after a broker restart), so the
         group committed past a message still held; a kill or a rebalance then lost it for good.
+        Nothing is committed while the head is not known either: no committed offset yet, and
+        nothing delivered since the last seek (faust would commit from whatever offset was
+        acknowledged lowest).
         """
         if not self._is_changelog_tp(tp):
             acked = self._acked.get(tp)
             start = self._committed_offset.get(tp)
             if start is None:
                 start = self._lane_first().get(tp)
-            if acked and start is not None and min(acked) > start:
+            if acked and (start is None or min(acked) > start):
                 return None
         offset: int | None = super()._new_offset(tp)
         return offset

@@ -524,3 +524,20 @@ async def test_a_seek_overtaken_by_a_later_one_anchors_nothing(
     await harness.fetch()
     assert consumer.read_position(USAGE) == (20, 20)
 
+
+async def test_without_a_committed_offset_nothing_is_committed_until_a_read_after_a_seek_says_where(
+    harness: Harness,
+) -> None:
+    """A seek forgets where reading started (a partition without a committed offset yet): faust
+    then committed from the lowest offset acknowledged, past any lower one still held."""
+    with_lane(harness)
+    consumer = harness.consumer
+    harness.records = {SUBS: [record(3), record(4), record(5)]}  # type: ignore[list-item]
+    await harness.fetch()
+    await consumer.seek(SUBS, 3)  # the scorer re-reads from 3
+    consumer.ack_inputs([InputRecord(SUBS, offset, None, b"", 0.0, GENERATION) for offset in (4, 5)])
+    assert consumer._new_offset(SUBS) is None  # 3 may still be held
+    await harness.fetch()  # reading started at 3 again
+    assert consumer._new_offset(SUBS) is None
+    consumer.ack_inputs([InputRecord(SUBS, 3, None, b"", 0.0, GENERATION)])
+    assert consumer._new_offset(SUBS) == 6
