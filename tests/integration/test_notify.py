@@ -810,6 +810,13 @@ def test_alerts_in_partitions_added_while_it_runs_are_delivered(
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
         await producer.start()
         try:
+            # The broker that took the new partitions may answer metadata without them for a
+            # moment (seen under load: "Unrecognized partition"); the deadline bounds a hang only.
+            deadline = time.monotonic() + 60
+            while len(await producer.partitions_for(topic)) < 8:
+                assert time.monotonic() < deadline, "the producer never saw the new partitions"
+                await asyncio.sleep(0.2)
+                await producer.client.force_metadata_update()
             for partition in range(4, 8):
                 await producer.send_and_wait(topic, orjson.dumps(alert(100 + partition)), partition=partition)
         finally:

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -603,6 +603,18 @@ def snapshot_differences(got: dict[str, Any], want: dict[str, Any], path: str = 
     return "; ".join(parts)
 
 
+def warnings_of(workers: Sequence[Worker], most: int = 30) -> str:
+    """The workers' warnings and errors, for a failure's message: the clue to an intermittent
+    one is in the run that failed (the logs are gone with the temporary directory)."""
+    lines = [
+        f"{worker.name}: {short(record, 300)}"
+        for worker in workers
+        for record in worker.records()
+        if record.get("level") in ("warning", "error", "critical")
+    ]
+    return f"\nworker warnings ({len(lines)}):\n" + "\n".join(lines[-most:]) if lines else ""
+
+
 def assert_same_as_offline(deployment: Deployment, history: History) -> None:
     """Final snapshot per account, the set of alert ids (each with the same record) and MRR."""
     snapshots = deployment.final_snapshots()
@@ -610,8 +622,12 @@ def assert_same_as_offline(deployment: Deployment, history: History) -> None:
     extra = sorted(set(snapshots) - set(history.accounts))
     assert not missing and not extra, f"accounts missing from cs.health {missing}, extra {extra}"
     differing = [aid for aid in sorted(history.accounts) if snapshots[aid] != history.accounts[aid]]
-    assert not differing, f"{len(differing)} of {len(snapshots)} final snapshots differ:\n" + "\n".join(
-        f"{aid}: {snapshot_differences(snapshots[aid], history.accounts[aid])}" for aid in differing[:5]
+    assert not differing, (
+        f"{len(differing)} of {len(snapshots)} final snapshots differ:\n"
+        + "\n".join(
+            f"{aid}: {snapshot_differences(snapshots[aid], history.accounts[aid])}" for aid in differing[:5]
+        )
+        + warnings_of(deployment.workers)
     )
 
     alerts = deployment.alerts()
