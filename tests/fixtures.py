@@ -356,6 +356,18 @@ async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
         await admin.close()
 
 
+async def until_topic_configs(
+    bootstrap: str, topic: str, applied: Callable[[dict[str, str]], bool], timeout: float = 60.0
+) -> None:
+    """Until the broker describes `topic` with configs for which `applied` holds: it takes an
+    AlterConfigs on after answering it (seen under load: a record over the new limit was still
+    taken). The timeout bounds a hang only."""
+    deadline = time.monotonic() + timeout
+    while not applied(await topic_configs(bootstrap, topic)):
+        assert time.monotonic() < deadline, f"the broker did not take the new configs of {topic}"
+        await asyncio.sleep(0.2)
+
+
 # -- reading topics back -------------------------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ from streamer.local.stack import StackInfo
 from streamer.notify.sentlog import KafkaSentLog
 from streamer.settings import Settings
 from streamer.stream.access import KafkaAccess
-from tests.fixtures import free_port, stop_process
+from tests.fixtures import free_port, stop_process, until_topic_configs
 from tests.integration.test_view import set_topic_configs
 
 pytestmark = pytest.mark.integration
@@ -706,9 +706,11 @@ def test_the_sent_log_records_again_once_the_broker_takes_records_after_refusing
         try:
             await sent.record("ana", ["a1"], "delivered")
             await set_topic_configs(stack.bootstrap, topic, {**kept, "max.message.bytes": "64"})
+            await until_topic_configs(stack.bootstrap, topic, lambda c: c.get("max.message.bytes") == "64")
             with pytest.raises(MessageSizeTooLargeError):
                 await sent.record("ana", ["a2"], "delivered")
             await set_topic_configs(stack.bootstrap, topic, kept)
+            await until_topic_configs(stack.bootstrap, topic, lambda c: c.get("max.message.bytes") != "64")
             await sent.record("ana", ["a3"], "delivered")
         finally:
             await sent.stop()
