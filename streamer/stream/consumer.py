@@ -122,7 +122,8 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
 
     async def seek(self, partition: TP, offset: int) -> None:
         self.seeks += 1
-        self._lane_first().pop(partition, None)
+        first = self._lane_first()
+        first[partition] = min(first.get(partition, offset), offset)
         seek = self._lane_reads().sought(partition)
         await super().seek(partition, offset)
         self._lane_reads().arrived(partition, offset, seek)
@@ -172,8 +173,10 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         return reads
 
     def _lane_first(self) -> dict[TP, int]:
-        """Per input partition, the first offset the lane delivered since its last seek (where
-        reading started, for a partition the group has no committed offset for yet)."""
+        """Per input partition, the lowest offset reading started from since faust's last seek
+        (a seek of ours, or the first record the lane delivered): the head, for a partition the
+        group has no committed offset for yet. A re-read never raises it: re-reading from above
+        records still held in the merge made that offset the head, and the commit passed them."""
         first: dict[TP, int] | None = self.__dict__.get("_lane_first_offsets")
         if first is None:
             first = self.__dict__["_lane_first_offsets"] = {}
@@ -191,7 +194,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         event time, are applied: events a producer sent again after a broker restart), so the
         group committed past a message still held; a kill or a rebalance then lost it for good.
         Nothing is committed while the head is not known either: no committed offset yet, and
-        nothing delivered since the last seek (faust would commit from whatever offset was
+        no read since faust's last seek (faust would commit from whatever offset was
         acknowledged lowest).
         """
         if not self._is_changelog_tp(tp):
@@ -233,7 +236,8 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             ):
                 reads.dropped(key)
                 continue  # as faust's getmany: a paused partition's records are not delivered
-            self._lane_first().setdefault(key, fetched[0].offset)
+            first = self._lane_first()
+            first[key] = min(first.get(key, fetched[0].offset), fetched[0].offset)
             follows = reads.follows(key)
             for r in fetched:
                 at = (r.timestamp or 0) / 1000.0
@@ -324,6 +328,8 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             # the group had committed, and faust's seek then jumped forward (an offset gap).
             try:
                 committed = await self._group_committed(missing)
+                # faust's own record of them, else a head at the start would hold the commit
+                self._committed_offset.update(committed)
             except Exception as exc:
                 log.warning("could not read the group's committed offsets", extra={"error": repr(exc)})
                 committed = {}

@@ -541,3 +541,60 @@ async def test_without_a_committed_offset_nothing_is_committed_until_a_read_afte
     assert consumer._new_offset(SUBS) is None
     consumer.ack_inputs([InputRecord(SUBS, 3, None, b"", 0.0, GENERATION)])
     assert consumer._new_offset(SUBS) == 6
+
+
+async def test_a_re_read_from_above_records_still_held_does_not_move_the_head(harness: Harness) -> None:
+    """Before a partition's first commit its head is where reading started. A seek forgot it,
+    and the next fetch made the re-read's offset the head: 3-5 held in the merge, a re-read
+    from 6 whose markers 6-8 passed when 9 followed on, and faust committed 10 past 3-5."""
+    with_lane(harness)
+    consumer = harness.consumer
+    harness.records = {SUBS: [record(3), record(4), record(5)]}  # type: ignore[list-item]
+    await harness.fetch()  # held in the merge: waiting for an older event of another topic
+    await consumer.seek(SUBS, 6)  # 9 came without saying where reading went on: re-read from 6
+    harness.records = {SUBS: [record(9)]}  # type: ignore[list-item]
+    await harness.fetch()
+    consumer.acknowledge_passed(SUBS, 6, 9)  # 6-8 held no record
+    consumer.ack_inputs([InputRecord(SUBS, 9, None, b"", 0.0, GENERATION)])
+    assert consumer._new_offset(SUBS) is None
+    consumer.ack_inputs([InputRecord(SUBS, offset, None, b"", 0.0, GENERATION) for offset in (3, 4, 5)])
+    assert consumer._new_offset(SUBS) == 10
+
+
+async def test_acknowledgements_faust_keeps_across_a_revocation_commit_nothing_until_a_read_says_where(
+    harness: Harness,
+) -> None:
+    """faust's revocation forgets a partition's acknowledgements and committed offset; a batch
+    still releasing then acknowledged markers 20-27 after records 14-19 it held, and faust's
+    commit timer (it runs through a rebalance) committed 28 after the seek that followed: the
+    next owner read on from 28."""
+    with_lane(harness)
+    consumer = harness.consumer
+    harness.records = {SUBS: [record(offset) for offset in range(13)]}  # type: ignore[list-item]
+    await harness.fetch()
+    consumer.ack_inputs([InputRecord(SUBS, offset, None, b"", 0.0, GENERATION) for offset in range(13)])
+    consumer.acknowledge_passed(SUBS, 13, 14)
+    for state in (consumer._acked, consumer._acked_index):  # faust's on_partitions_revoked
+        state.pop(SUBS, None)
+    consumer._committed_offset[SUBS] = None
+    consumer.acknowledge_passed(SUBS, 20, 28)  # 14-19 are held in the merge
+    await consumer.perform_seek()  # no committed offset: faust's seek leaves it where it was
+    assert consumer._new_offset(SUBS) is None
+
+
+async def test_a_re_seek_to_the_groups_committed_offset_makes_it_the_head(harness: Harness) -> None:
+    """A member that just joined learns the group's committed offsets at faust's seek; before
+    that a fetch overlapping a seek is read again from the group's committed offset. Taken only
+    for the seek, the head stayed at the first offset read and held the commit."""
+    with_lane(harness)
+    consumer = harness.consumer
+    harness.group = {SUBS: 30}
+    harness.records = {SUBS: [record(33)]}  # type: ignore[list-item]
+    harness.during = rebalance
+    assert await harness.fetch() == {}
+    assert harness.sought == [(SUBS, 30)] and consumer._committed_offset[SUBS] == 30
+    harness.during = None
+    harness.records = {SUBS: [record(30), record(31)]}  # type: ignore[list-item]
+    await harness.fetch()
+    consumer.ack_inputs([InputRecord(SUBS, offset, None, b"", 0.0, GENERATION) for offset in (30, 31)])
+    assert consumer._new_offset(SUBS) == 32
