@@ -107,10 +107,7 @@ def point(snapshot: dict[str, Any]) -> bytes:
         (epoch_ms(snapshot["as_of"]), snapshot["score"], snapshot["band"], snapshot["lifecycle_stage"]),
         str(snapshot["mrr"]),
         [(components.get(name) or {}).get("score") for name in COMPONENTS],
-        [
-            metrics.get(name)
-            for name in ("open_tickets", "reopens_90d", "payment_failures_30d", "nps_respondents")
-        ],
+        [metrics.get(name) for name in COUNTS],
         (_ms(metrics.get("scheduled_cancellation_at")), _ms(metrics.get("renewal_at"))),
         (metrics.get("events_28d"), metrics.get("days_since_last_use")),
         None if forced is None else str(forced),
