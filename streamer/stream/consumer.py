@@ -122,8 +122,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
 
     async def seek(self, partition: TP, offset: int) -> None:
         self.seeks += 1
-        first = self._lane_first()
-        first[partition] = min(first.get(partition, offset), offset)
+        self._read_from(partition, offset)
         seek = self._lane_reads().sought(partition)
         await super().seek(partition, offset)
         self._lane_reads().arrived(partition, offset, seek)
@@ -182,6 +181,11 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             first = self.__dict__["_lane_first_offsets"] = {}
         return first
 
+    def _read_from(self, tp: TP, offset: int) -> None:
+        """Reading `tp` started (again) at `offset`: the head is the lowest such offset."""
+        first = self._lane_first()
+        first[tp] = min(first.get(tp, offset), offset)
+
     def _new_offset(self, tp: TP) -> int | None:
         """The offset to commit for `tp`: faust's, unless an offset at the head was never
         acknowledged.
@@ -236,8 +240,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             ):
                 reads.dropped(key)
                 continue  # as faust's getmany: a paused partition's records are not delivered
-            first = self._lane_first()
-            first[key] = min(first.get(key, fetched[0].offset), fetched[0].offset)
+            self._read_from(key, fetched[0].offset)
             follows = reads.follows(key)
             for r in fetched:
                 at = (r.timestamp or 0) / 1000.0

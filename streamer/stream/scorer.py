@@ -525,12 +525,12 @@ class Scorer:
         expected = merge.next_offset.get(topic)
         if expected is None:  # the first delivery since the assignment
             await self._start_over_if_created_again(topic, partition)
-            restart = (await self.offsets.restart_offsets([(topic, partition)])).get((topic, partition))
-            # Unknown while the broker cannot be asked: then the delivery must follow on from
-            # what the stored state contains. Taken as following on whatever its offset, it
-            # had the next partition record claim every offset before it as handled.
-            contiguous = self._record(partition).offsets.contiguous_to(topic)
-            expected = restart if restart is not None else contiguous
+            expected = (await self.offsets.restart_offsets([(topic, partition)])).get((topic, partition))
+            if expected is None:
+                # The broker could not be asked: the delivery must follow on from what the stored
+                # state contains. Taken as following on whatever its offset, it had the next
+                # partition record claim every offset before it as handled.
+                expected = self._record(partition).offsets.contiguous_to(topic)
         if message.offset <= expected:
             return None
         stored = self._record(partition).offsets
