@@ -136,17 +136,21 @@ class Sentiment:
                 del self.comments[0]
 
     def _nps(self, at: int, event_id: str, respondent: str, score: int, max_respondents: int) -> None:
-        """Keep the respondent's latest answer (by time, then event id)."""
+        """Keep the respondent's latest answer (by time, then event id), for the
+        `max_respondents` respondents whose latest answers are the latest: whatever order the
+        answers come in, the same ones are kept."""
         try:
             i = self.respondents.index(respondent)
         except ValueError:
             i = -1
         if i < 0:
-            if self.nps_count >= max_respondents:  # forget the oldest answer
+            if self.nps_count >= max_respondents:  # forget the oldest answer, the new one included
                 oldest = 0
                 for j in range(1, self.nps_count):
                     if self._answer(j) < self._answer(oldest):
                         oldest = j
+                if (at, event_id, score) < self._answer(oldest):
+                    return  # a late answer older than every one kept: it would be the one forgotten
                 self._delete(oldest)
                 del self.respondents[oldest]
                 self.nps_count -= 1

@@ -237,7 +237,10 @@ class RefSentiment:
         if kind == "nps":
             latest = self.nps.get(respondent)
             if latest is None and len(self.nps) >= max_respondents:
-                del self.nps[min(self.nps, key=self.nps.__getitem__)]
+                oldest = min(self.nps, key=self.nps.__getitem__)
+                if (at, event_id, score) < self.nps[oldest]:
+                    return
+                del self.nps[oldest]
             if latest is None or (at, event_id) > latest[:2]:
                 self.nps[respondent] = (at, event_id, score)
         else:

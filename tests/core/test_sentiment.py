@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamer.core.config import Limits, ScoreConfig
 from streamer.offline.runner import OfflineRun
@@ -109,6 +111,58 @@ def test_respondent_count_is_bounded() -> None:
     sentiment = feed.account("acme").sentiment
     assert sentiment.nps_count <= 10
     assert sentiment.csat_count <= 5
+
+
+def test_a_late_answer_older_than_every_kept_one_does_not_push_a_later_one_out() -> None:
+    # At the respondent cap, an answer arriving late (within the allowed lateness) from a new
+    # respondent used to push out the oldest answer kept, though it was itself older: the
+    # answers kept then depended on the order they came in, and a worker fed in arrival order
+    # disagreed with `streamer offline --sort`.
+    late = [nps("acme", at(2), 0, "a"), nps("acme", at(4), 0, "b"), nps("acme", at(3), 10, "c")]
+    in_order = sorted(late, key=lambda event: event.occurred_at)
+    kept = []
+    for lines in (late, in_order):
+        feed = Feed(ScoreConfig(limits=Limits(max_respondents=2)))
+        feed(*lines)
+        sentiment = feed.account("acme").sentiment
+        kept.append(sorted(zip(sentiment.respondents, sentiment.answers("nps"), strict=True)))
+    assert kept[0] == kept[1]
+    assert [respondent for respondent, _ in kept[0]] == ["b", "c"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20), st.sampled_from("abcdef"), st.integers(0, 10)), min_size=1, max_size=12
+    ).flatmap(lambda answers: st.tuples(st.just(answers), st.permutations(range(len(answers))))),
+    st.integers(1, 4),
+)
+def test_the_answers_kept_do_not_depend_on_their_order(
+    drawn: tuple[list[tuple[int, str, int]], list[int]], max_respondents: int
+) -> None:
+    from streamer.core.clock import DAY
+    from streamer.core.sentiment import Sentiment
+
+    answers, order = drawn
+
+    def kept(sequence: list[int]) -> list[tuple[str, tuple[int, str, int]]]:
+        sentiment = Sentiment()
+        for n in sequence:
+            day, respondent, score = answers[n]
+            sentiment.answered(
+                "nps",
+                (20_000 + day) * DAY,
+                f"e{n}",
+                respondent,
+                score,
+                None,
+                max_respondents=max_respondents,
+                max_answers=10,
+                max_comments=0,
+            )
+        return sorted(zip(sentiment.respondents, sentiment.answers("nps"), strict=True))
+
+    assert kept(order) == kept(sorted(order))
 
 
 def test_portfolio_nps_is_over_all_respondents() -> None:
