@@ -185,19 +185,36 @@ def settings_problem(error: ValidationError) -> str | None:
     problems = []
     for item in error.errors(include_url=False):
         if not item["loc"]:  # a rule across variables: its message names them
-            problems.append(item["msg"].removeprefix("Value error, "))
+            problems.append(plain_message(item))
             continue
         name = prefix + "_".join(str(part) for part in item["loc"]).upper()
-        problems.append(f"{name}={item.get('input')!r} is not valid ({item['msg']})")
+        problems.append(f"{name}={item.get('input')!r} is not valid ({plain_message(item)})")
     return "; ".join(problems) + ": fix the variable or unset it for the default"
+
+
+def plain_message(error: Any) -> str:
+    """A validation error's message without pydantic's "Value error, " in front of our own."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+# A configuration, a notify config or a mapping is a few kilobytes; past this it is not one (a
+# device such as /dev/zero was read until memory ran out).
+MAX_TOML_BYTES = 16 * 1024 * 1024
 
 
 def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
     """The data of the TOML file `what` at `path`; `error` in one line when the file is missing,
-    cannot be read, is not UTF-8 (with the offset of the first bad byte) or is not valid TOML
-    (with the line and column of the mistake)."""
+    cannot be read, is larger than `MAX_TOML_BYTES`, is not UTF-8 (with the offset of the first
+    bad byte) or is not valid TOML (with the line and column of the mistake). A UTF-8 byte order
+    mark, which some editors write, is skipped."""
     try:
-        return tomllib.loads(Path(path).read_bytes().decode("utf-8"))  # TOML is UTF-8, whatever the locale
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_TOML_BYTES + 1)
+        if len(data) > MAX_TOML_BYTES:
+            raise error(
+                f"{what} file {path} is larger than {MAX_TOML_BYTES // (1024 * 1024)} MiB: not a {what}"
+            )
+        return tomllib.loads(data.decode("utf-8-sig"))  # TOML is UTF-8, whatever the locale
     except FileNotFoundError:
         raise error(f"{what} file {path} does not exist") from None
     except OSError as exc:
@@ -219,7 +236,7 @@ def load_score_config(path: Path | None) -> ScoreConfig:
         return ScoreConfig.model_validate(data)
     except ValidationError as exc:
         problems = "\n".join(
-            f"  - {'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
+            f"  - {'.'.join(str(p) for p in error['loc']) or '(top level)'}: {plain_message(error)}"
             + (
                 unknown_key_hint(ScoreConfig, error)
                 if error["type"] == "extra_forbidden"  # its input is the whole unknown value

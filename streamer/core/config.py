@@ -156,6 +156,13 @@ class SignalWeights(Strict):
     feature_mix_28d: Weight = 0.0  # in usage_28d
     usage_28d: Weight = 4.0  # the volume signals' composite, ranked among peers ([peers.composite])
 
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> Self:
+        # With every signal at 0 no component has data: every account would score the same.
+        if not any(getattr(self, name) > 0 for name in type(self).model_fields):
+            raise ValueError("at least one signal weight must be above 0")
+        return self
+
 
 class ComponentWeights(Strict):
     """Weights of the four components; renormalised over the components that have data."""
@@ -299,6 +306,15 @@ class Features(Strict):
     catalogue: tuple[str, ...] = ()
     key_features: tuple[str, ...] = ()
     default_breadth: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 8  # breadth denominator without a catalogue
+
+    @field_validator("catalogue", "key_features")
+    @classmethod
+    def _each_once(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        """A feature named twice would count twice in the breadth's denominator."""
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(map(repr, twice))} more than once; list each feature once")
+        return names
 
 
 class PeerSignal(Strict):

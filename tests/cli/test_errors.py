@@ -145,10 +145,10 @@ def test_alerts_tail_timeout_0_is_a_usage_error() -> None:
             ["worker"],
             "HEALTHSTREAM_KAFKA_BOOTSTRAP",
             "localhost:abc",
-            "Value error, 'localhost:abc': the port",
+            "'localhost:abc': the port",
         ),
-        (["alerts", "tail"], "HEALTHSTREAM_KAFKA_BOOTSTRAP", "a:1,b:2:3", "Value error, 'b:2:3' is not HOST"),
-        (["replay", "EVENTS"], "HEALTHSTREAM_KAFKA_BOOTSTRAP", "h:0", "Value error, 'h:0': the port"),
+        (["alerts", "tail"], "HEALTHSTREAM_KAFKA_BOOTSTRAP", "a:1,b:2:3", "'b:2:3' is not HOST"),
+        (["replay", "EVENTS"], "HEALTHSTREAM_KAFKA_BOOTSTRAP", "h:0", "'h:0': the port"),
     ],
 )
 def test_a_bad_setting_is_a_usage_error_naming_the_variable(

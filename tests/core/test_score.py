@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -446,6 +447,47 @@ def test_config_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_score_config(path)
     assert str(info.value) == f"score config file {path} is not UTF-8 (byte 7 cannot be decoded)"
+
+
+def test_config_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "score.toml"
+    path.write_bytes("\ufeff[weights]\nadoption = 0.5\n".encode())
+    assert load_score_config(path).weights.adoption == 0.5
+
+
+def test_config_larger_than_any_config_is_refused_in_one_line(tmp_path: Path) -> None:
+    from streamer.settings import MAX_TOML_BYTES
+
+    path = tmp_path / "score.toml"
+    path.write_bytes(b"#" * (MAX_TOML_BYTES + 1))
+    with pytest.raises(ConfigError, match=f"score config file {path} is larger than 16 MiB"):
+        load_score_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[features]\ncatalogue = ["login", "report", "login"]\n',
+            "features.catalogue: names 'login'",
+        ),
+        (
+            '[features]\nkey_features = ["a", "a"]\n',
+            "features.key_features: names 'a' more than once",
+        ),
+    ],
+)
+def test_a_feature_listed_twice_is_refused(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_score_config(write(tmp_path, text))
+
+
+def test_signal_weights_all_zero_are_refused(tmp_path: Path) -> None:
+    from streamer.core.config import SignalWeights
+
+    zero = "\n".join(f"{name} = 0" for name in SignalWeights.model_fields)
+    with pytest.raises(ConfigError, match="at least one signal weight must be above 0"):
+        load_score_config(write(tmp_path, f"[signal_weights]\n{zero}\n"))
 
 
 def test_missing_config_file_is_refused(tmp_path: Path) -> None:
