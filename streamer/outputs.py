@@ -46,8 +46,8 @@ def _make_folder(folder: Path) -> None:
 def _check_writable(path: Path) -> None:
     """A one-line error when `path` (a file, created if absent) cannot be written; nothing is
     left behind that was not there."""
-    existed = path.exists()
     try:
+        existed = path.exists()  # raises too: a name too long for the file system
         with path.open("ab"):
             pass
     except OSError as exc:

@@ -431,6 +431,18 @@ def test_an_output_the_system_will_not_let_be_written_is_refused_before_the_repl
     assert "Traceback" not in result.output and "sorting" not in result.output
 
 
+@pytest.mark.parametrize("option", ["--json", "--write-config"])
+def test_an_output_name_too_long_for_the_file_system_is_refused_in_one_line(
+    events: Path, tmp_path: Path, option: str
+) -> None:
+    """Asking whether the file existed raised ENAMETOOLONG outside the check: a traceback."""
+    too_long = tmp_path / ("a" * 300 + ".toml")
+    result = CliRunner().invoke(main, ["backtest", str(events), "--quiet", option, str(too_long)])
+    assert result.exit_code == 1
+    assert f"cannot write {too_long}: File name too long" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [
