@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,23 @@ def _name_count(name: Any, count: Any) -> tuple[str, int]:
     if number < 0:
         raise ValueError(f"a count of accounts below 0 ({number})")
     return _text(name), number
+
+
+NAME_BATCH = 1000  # owners or segments per HSCAN
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Some owners or segments with their number of accounts (`ProjectionReader.names`)."""
+
+    counts: dict[str, int]  # by name
+    total: int  # how many the projection holds
+    unreadable: int  # entries read that could not be (left out of `counts`, logged)
+
+
+def _largest(counts: dict[str, int], limit: int) -> dict[str, int]:
+    """The `limit` names with the most accounts, ties by name."""
+    return dict(heapq.nsmallest(limit, counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,20 +292,40 @@ class ProjectionReader:
                 points.append(point)
         return points, len(found) - len(points)
 
-    async def names(self, which: str) -> tuple[dict[str, int], int]:
-        """Owners or segments (`which`) with their number of accounts, and how many entries could
-        not be read (left out, logged)."""
+    async def names(self, which: str, limit: int, chosen: Sequence[str] = ()) -> Names:
+        """Owners or segments (`which`): the `limit` with the most accounts (ties by name), any
+        `chosen` ones with their count (0 when the projection has none), how many there are, and
+        how many entries of those read could not be (left out, logged). The hash is read in
+        HSCAN batches, keeping at most twice `limit` names at a time: one name per account can
+        be tens of thousands, and a dashboard asks every minute."""
         key = self.keys.owners if which == "owner" else self.keys.segments
-        found: dict[str, int] = {}
+        kept: dict[str, int] = {}
         unreadable = 0
-        for raw_name, raw_count in (await self.redis.hgetall(key)).items():
-            field = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
-            entry = self.unreadable.decoded(key, field, raw_count, partial(_name_count, raw_name))
-            if entry is None:
-                unreadable += 1
-            else:
-                found[entry[0]] = entry[1]
-        return found, unreadable
+        cursor: int = 0
+        while True:
+            cursor, batch = await self.redis.hscan(key, cursor, count=NAME_BATCH)
+            assert isinstance(batch, dict)  # fields with their values (a list only with `no_values`)
+            for raw_name, raw_count in batch.items():
+                entry = self._name_count(key, raw_name, raw_count)
+                if entry is None:
+                    unreadable += 1
+                else:
+                    kept[entry[0]] = entry[1]
+            if len(kept) > 2 * limit:
+                kept = _largest(kept, limit)
+            if not cursor:
+                break
+        counts = _largest(kept, limit)
+        if chosen:
+            asked = list(dict.fromkeys(chosen))
+            for name, stored in zip(asked, await self.redis.hmget(key, asked), strict=True):
+                entry = None if stored is None else self._name_count(key, name, stored)
+                counts[name] = 0 if entry is None else entry[1]
+        return Names(dict(sorted(counts.items())), int(await self.redis.hlen(key)), unreadable)
+
+    def _name_count(self, key: str, raw_name: Any, raw_count: Any) -> tuple[str, int] | None:
+        field = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
+        return self.unreadable.decoded(key, field, raw_count, partial(_name_count, raw_name))
 
     async def members(self, which: str, names: Sequence[str]) -> set[str]:
         """Ids of the accounts of these owners or segments (`which`)."""

@@ -120,8 +120,8 @@ async def accounts(request: web.Request) -> web.Response:
 
 
 async def filters(request: web.Request) -> web.Response:
-    params.no_params(request.query)
-    return json(await request.app[SERVICE].filters())
+    owners, segments = params.filters_query(request.query)
+    return json(await request.app[SERVICE].filters(owners, segments))
 
 
 async def portfolio(request: web.Request) -> web.Response:
@@ -206,7 +206,19 @@ async def account_view(request: web.Request) -> web.Response:
         return _page(Page(body, page.csp), status=404)
     except Unavailable:
         pass
-    return _page(request.app[ACCOUNT_PAGE])
+    page = request.app[ACCOUNT_PAGE]
+    return _page(Page(with_account_id(page.html, account_id), page.csp))
+
+
+ACCOUNT_BODY = b'<body class="account-page">'
+
+
+def with_account_id(page: bytes, account_id: str) -> bytes:
+    """The account page with the id this address names, as the view read it, on its body: the
+    script takes it from there rather than decode the address itself (`/accounts/100%`, an id
+    with a bare '%', is no URI its decodeURIComponent reads)."""
+    attribute = f' data-account-id="{html.escape(account_id, quote=True)}">'.encode()
+    return page.replace(ACCOUNT_BODY, ACCOUNT_BODY[:-1] + attribute, 1)
 
 
 def _page(page: Page, status: int = 200) -> web.Response:

@@ -162,8 +162,10 @@ def output_format(params: Params) -> str:
 
 
 def wants_csv(query: Mapping[str, str]) -> bool:
-    """Whether the request asks for CSV (`format=csv`); checked by the endpoint's own parser."""
-    return query.get("format") == "csv"
+    """Whether the request asks for CSV: `format` read as `output_format` reads it (trimmed, as
+    every parameter), so the answer's form and its row limit never disagree (a "csv " counted as
+    an export, lifting the 500-row cap, yet answered JSON). Checked by the endpoint's own parser."""
+    return output_format(Params(query, query)) == "csv"
 
 
 def _limit(params: Params, export: bool) -> int:
@@ -230,6 +232,12 @@ def alert_query(query: Mapping[str, str], account_id: str | None = None) -> Aler
         owners=params.names("owner") if account_id is None else (),
         segments=params.names("segment") if account_id is None else (),
     )
+
+
+def filters_query(query: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`GET /api/filters`: the `owner` and `segment` filters chosen (listed whatever their size)."""
+    params = Params(query, ("owner", "segment"))
+    return params.names("owner"), params.names("segment")
 
 
 HISTORY_DAYS = 400

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
@@ -17,6 +17,7 @@ from streamer.view.queries import AccountQuery, AlertQuery, alert_matches, match
 
 T = TypeVar("T")
 ACCOUNT_ALERTS = 10
+FILTER_NAMES = 200  # owners and segments /api/filters lists at most (those with the most accounts)
 
 
 async def guarded(call: Callable[[], Awaitable[T]]) -> T:
@@ -113,16 +114,22 @@ class ViewService:
 
         return await guarded(read)
 
-    async def filters(self) -> dict[str, Any]:
-        """The owners and segments in the projection with their number of accounts."""
+    async def filters(self, owners: Sequence[str] = (), segments: Sequence[str] = ()) -> dict[str, Any]:
+        """The `FILTER_NAMES` owners and segments with the most accounts (by name), with their
+        number of accounts; the `owners` and `segments` asked for are listed too (0 when none),
+        so a filter chosen outside the largest stays a choice; `owners_total`, `segments_total`:
+        how many the projection holds."""
 
         async def read() -> dict[str, Any]:
-            owners, bad_owners = await self.reader.names("owner")
-            segments, bad_segments = await self.reader.names("segment")
+            owner_names = await self.reader.names("owner", FILTER_NAMES, owners)
+            segment_names = await self.reader.names("segment", FILTER_NAMES, segments)
             return {
-                "owners": dict(sorted(owners.items())),
-                "segments": dict(sorted(segments.items())),
-                "unreadable": bad_owners + bad_segments,
+                "owners": owner_names.counts,
+                "segments": segment_names.counts,
+                "owners_total": owner_names.total,
+                "segments_total": segment_names.total,
+                "limit": FILTER_NAMES,
+                "unreadable": owner_names.unreadable + segment_names.unreadable,
             }
 
         return await guarded(read)

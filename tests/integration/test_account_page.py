@@ -4,12 +4,14 @@ API answers it, and the page shows it; a filtered dashboard shows only what the 
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from test_dashboard import Element, browse, fixed, parse
-from test_view import Live, shared_live, wait_until
+from test_dashboard import Element, _project_risks, browse, fixed, parse
+from test_view import Deployment, Live, shared_live, wait_until
 
 from streamer.local.stack import StackInfo
 from streamer.projection.codec import epoch_ms
@@ -145,3 +147,24 @@ def test_the_account_page_renders(live: Live, chromium: str, tmp_path: Path) -> 
     )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_an_account_page_reached_by_an_address_with_a_bare_percent_shows_the_account(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    """`/accounts/100%` (the "%" not written %25) is the account `100%` to the view, which served
+    its page; the page's script could not decode the address (URIError) and stayed blank."""
+    source = live.deployment
+    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
+    template.pop("recent_alerts")
+    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
+    asyncio.run(_project_risks(source.redis_url, probe.app_id, template, {"100%": ("red", 0.2)}))
+    try:
+        probe.start_view()
+        for address in ("/accounts/100%", "/accounts/100%25"):
+            dom = parse(browse(chromium, probe.url + address))
+            assert dom.find("body")[0].attrs.get("data-loaded") == "true", (address, dom.by_id("error").text)
+            assert dom.by_id("account-id").text == "100%" and dom.by_id("name").text == "100%"
+            assert dom.by_id("error").attrs.get("hidden") is not None
+    finally:
+        probe.close()

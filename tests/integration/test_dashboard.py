@@ -9,6 +9,7 @@ import contextlib
 import copy
 import re
 import tempfile
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from test_view import Deployment, Live, shared_live
 
 from streamer.local.stack import StackInfo
 from streamer.projection.redis_writer import RedisProjection, connect
+from streamer.view.service import FILTER_NAMES
 from tests.fixtures import chromium_argv, free_port, run_chromium
 
 pytestmark = pytest.mark.integration
@@ -34,17 +36,19 @@ def live(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, request: py
     return shared_live(stack, tmp_path_factory, request)
 
 
-def browse(chromium: str, url: str, *extra: str) -> str:
-    """The page's DOM once its fetches are done (virtual time lets the timers and fetches run).
+def browse(chromium: str, url: str, *extra: str, budget_ms: int = 8000) -> str:
+    """The page's DOM once its fetches are done (virtual time lets the timers and fetches run:
+    `budget_ms` of it).
 
     Each run gets a fresh profile in a short path (see `chromium_argv`).
     """
     with tempfile.TemporaryDirectory(prefix="hs-chromium-") as profile:
-        return _browse(chromium, url, Path(profile), *extra)
+        return _browse(chromium, url, Path(profile), *extra, budget_ms=budget_ms)
 
 
-def _browse(chromium: str, url: str, profile: Path, *extra: str) -> str:
-    argv = chromium_argv(chromium, profile, "--virtual-time-budget=8000", *(extra or ("--dump-dom",)), url)
+def _browse(chromium: str, url: str, profile: Path, *extra: str, budget_ms: int = 8000) -> str:
+    budget = f"--virtual-time-budget={budget_ms}"
+    argv = chromium_argv(chromium, profile, budget, *(extra or ("--dump-dom",)), url)
     returncode, out, err = run_chromium(argv, timeout_s=120)
     assert returncode == 0, err.decode(errors="replace")[-2000:]
     html = out.decode()
@@ -377,3 +381,122 @@ def test_money_axes_print_each_label_once_when_nothing_moved(
         end_mrr = [t.text for t in chart.find("text", **{"class": "tick-y mrr-tick"})]
         assert movements and len(set(movements)) == len(movements), movements
         assert len(set(end_mrr)) == len(end_mrr), end_mrr
+
+
+def pager_range(dom: Element, pager: str) -> str:
+    (shown,) = [span for span in dom.by_id(pager).find("span") if "range" in span.attrs.get("class", "")]
+    return shown.text
+
+
+def test_paging_offsets_from_the_address_are_numbers_never_query_text(live: Live, chromium: str) -> None:
+    """An offset from the address went into the API calls as it was: "0&account_id=acct-0002"
+    filtered the lists while the filter controls showed none, and the pagers read "NaN-NaN"."""
+    view = live.deployment
+    smuggled = "/?alerts_offset=0%26account_id%3Dacct-0002&risk_offset=0%26band%3Dred%26min_mrr%3D100"
+    dom = parse(browse(chromium, view.url + smuggled))
+    assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
+    at_risk = view.get("/api/accounts?at_risk=true&sort=score&limit=12")
+    assert at_risk_rows(dom) == [item["account_id"] for item in at_risk["items"]] and at_risk["items"]
+    alerts = view.get("/api/alerts?limit=8")
+    shown = [row.attrs["data-alert"] for row in dom.by_id("alerts").find("tr")[1:]]
+    assert shown == [alert["alert_id"] for alert in alerts["items"]] and shown
+    churned = view.get("/api/accounts?stage=churned&sort=score&limit=8")
+    for pager, answer in (("risk-pager", at_risk), ("alerts-pager", alerts), ("churned-pager", churned)):
+        assert pager_range(dom, pager).startswith("1\u2013"), pager_range(dom, pager)
+        assert pager_range(dom, pager).endswith(f" of {answer['total']}")
+    for link in ("risk-csv", "alerts-csv", "churned-csv"):
+        href = dom.by_id(link).find("a")[0].attrs["href"]
+        assert "account_id" not in href and "band" not in href and "offset" not in href, href
+    # an offset that is no whole number from 0 to 1,000,000 is 0 (it was a 400, or "NaN")
+    odd = parse(browse(chromium, view.url + "/?churned_offset=-8&risk_offset=1e3&alerts_offset=1000001"))
+    assert odd.find("body")[0].attrs.get("data-loaded") == "true", odd.by_id("error").text
+    for pager in ("risk-pager", "alerts-pager", "churned-pager"):
+        assert pager_range(odd, pager).startswith("1\u2013"), pager_range(odd, pager)
+
+
+def view_requests(url: str, route: str) -> int:
+    """How many requests for `route` the view at `url` has answered (its /metrics)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("healthstream_view_requests_total{") and f'route="{route}"' in line
+    )
+
+
+def test_the_filter_choices_are_asked_for_once_a_minute_not_at_every_refresh(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    """The dashboard refreshes every 5 s; the owner and segment lists came with every refresh."""
+    first = live.deployment
+    second = Deployment(first.bootstrap, first.redis_url, tmp_path, tag=first.tag)  # same projection
+    view = second.start_view()
+    try:
+        dom = parse(browse(chromium, second.url + "/", budget_ms=30_000))
+        assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
+        assert view_requests(second.url, "/api/portfolio") >= 4  # it refreshed every 5 s
+        assert view_requests(second.url, "/api/filters") == 1
+        owners = first.get("/api/filters")["owners"]
+        assert [o.attrs["value"] for o in dom.by_id("filter-owner").find("option")] == ["", *owners]
+    finally:
+        view.stop()
+
+
+async def _project_owners(url: str, prefix: str, template: dict[str, Any], owners: list[str]) -> None:
+    writer = RedisProjection(
+        connect(url), prefix, {"currency": "USD", "gross_margin": "1", "cs_cost_per_month": ""}
+    )
+    for index, owner in enumerate(owners):
+        record = copy.deepcopy(template)
+        record.update(account_id=f"acct-{index:04d}", override=None)
+        record["profile"] = {"name": f"Company {index}", "owner": owner, "segment": "smb"}
+        writer.snapshot(record)
+    assert await writer.drain()
+    await writer.close()
+
+
+def owner_options(dom: Element) -> list[tuple[str, str]]:
+    return [(o.attrs.get("value", ""), o.text) for o in dom.by_id("filter-owner").find("option")]
+
+
+def test_the_owner_list_holds_the_largest_and_the_chosen_owner(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    """20,000 owners made a 7.9 MB /api/filters and 40,000 options, fetched every 5 s: the list
+    holds the 200 owners with the most accounts and says how many more there are; an owner chosen
+    in the address is a choice whatever its size."""
+    source = live.deployment
+    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
+    template.pop("recent_alerts")
+    owners = [f"owner-{number:03d}" for number in range(FILTER_NAMES + 10)]
+    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
+    asyncio.run(_project_owners(source.redis_url, probe.app_id, template, [*owners, owners[-1]]))
+    try:
+        probe.start_view()
+        everyone = parse(browse(chromium, probe.url + "/"))
+        assert everyone.find("body")[0].attrs.get("data-loaded") == "true", everyone.by_id("error").text
+        options = owner_options(everyone)
+        listed = sorted([owners[-1], *owners[: FILTER_NAMES - 1]])
+        assert options[0] == ("", "all owners") and [value for value, _ in options[1:-1]] == listed
+        assert options[-1] == ("", "… 10 more owners with fewer accounts: give ?owner= in the address")
+        assert dict(options)[owners[-1]] == f"{owners[-1]} (2)"
+
+        outside = owners[FILTER_NAMES + 2]
+        chosen = parse(browse(chromium, f"{probe.url}/?owner={outside}"))
+        assert (outside, f"{outside} (1)") in owner_options(chosen)
+        assert at_risk_rows(chosen) in ([], [f"acct-{FILTER_NAMES + 2:04d}"])  # its one account
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize("name", ["constructor", "toString", "__proto__"])
+def test_an_owner_named_like_a_property_of_every_js_object_is_still_a_choice(
+    live: Live, chromium: str, name: str
+) -> None:
+    """`chosen in values` was true for "constructor" in any object: no "(0)" choice was added and
+    the select showed "all owners" while the lists were filtered by the owner."""
+    dom = parse(browse(chromium, f"{live.deployment.url}/?owner={name}"))
+    assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
+    assert (name, f"{name} (0)") in owner_options(dom)
+    assert dom.by_id("risk-total").attrs["data-value"] == "0"

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import copy
 import csv
+import html
 import io
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from projection.scored import Scored, scored
+from yarl import URL
 
 from streamer.core.clock import DAY, iso
 from streamer.projection.codec import epoch_ms
@@ -212,6 +215,28 @@ async def test_every_list_exports_as_csv(view: TestClient[Any, Any], data: Score
     assert timeline.splitlines()[0] == "at,kind,text"
 
 
+@pytest.mark.parametrize("spelled", ["csv ", " csv", " csv\t"])
+async def test_a_format_with_spaces_around_it_is_read_one_way(
+    view: TestClient[Any, Any], data: Scored, spelled: str
+) -> None:
+    """`format` is trimmed as every parameter is, by the parser and by the answer alike: "csv "
+    counted as an export (a limit of 100,000) yet was answered as JSON, every row in one page."""
+    account_id = busiest(data)
+    for path in (
+        "/api/accounts",
+        "/api/alerts",
+        f"/api/accounts/{account_id}/alerts",
+        f"/api/accounts/{account_id}/history",
+        f"/api/accounts/{account_id}/timeline",
+    ):
+        response = await view.get(path, params={"format": spelled})
+        assert response.status == 200, await response.text()
+        assert response.content_type == "text/csv", path
+        trimmed = await view.get(path, params={"format": " json "})
+        answer = await trimmed.json()
+        assert trimmed.content_type == "application/json" and answer.get("limit", 50) <= 500, path
+
+
 @pytest.mark.parametrize(
     ("path", "status", "message"),
     [
@@ -227,7 +252,8 @@ async def test_every_list_exports_as_csv(view: TestClient[Any, Any], data: Score
         ("/api/accounts/acct-0001/alerts?owner=ann", 400, "unknown query parameter 'owner'"),
         ("/api/accounts/nobody/history", 404, "no account 'nobody' in the projection"),
         ("/api/accounts/nobody/timeline", 404, "no account 'nobody' in the projection"),
-        ("/api/filters?x=1", 400, "unknown query parameter 'x'; expected: none"),
+        ("/api/filters?x=1", 400, "unknown query parameter 'x'; expected: owner, segment"),
+        ("/api/portfolio?x=1", 400, "unknown query parameter 'x'; expected: none"),
     ],
 )
 async def test_bad_parameters_are_a_clear_4xx(
@@ -272,6 +298,31 @@ async def test_the_page_of_an_unknown_account_is_a_404_that_says_so_first(view: 
     assert await get(view, "/api/accounts/<nobody>", 404) == {
         "error": "no account '<nobody>' in the projection"
     }
+
+
+@pytest.mark.parametrize(
+    ("address", "account_id"),
+    [
+        ("/accounts/100%", "100%"),  # a bare "%": the page's decodeURIComponent threw, the page stayed blank
+        ("/accounts/100%25", "100%"),
+        ("/accounts/%3Ca%20%22b%22%3E", '<a "b">'),
+        ("/accounts/a%2Fb", "a/b"),
+    ],
+)
+async def test_the_account_page_carries_the_id_the_view_read_from_its_address(
+    redis_server: RedisServer, prefix: str, data: Scored, address: str, account_id: str
+) -> None:
+    template = next(iter(data.last.values()))
+    await project(redis_server.url, prefix, Scored(data.run, [{**template, "account_id": account_id}], []))
+    client = await start(redis_server.url, prefix)
+    try:
+        response = await client.get(URL(address, encoded=True))
+        page = await response.text()
+        assert response.status == 200, page[:300]
+        (body,) = re.findall(r"<body[^>]*>", page)
+        assert body == f'<body class="account-page" data-account-id="{html.escape(account_id)}">'
+    finally:
+        await client.close()
 
 
 def test_history_instants_are_rfc3339() -> None:

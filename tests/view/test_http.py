@@ -23,12 +23,14 @@ from redis.asyncio import Redis
 from streamer.contract.outputs import Alert, HealthSnapshot
 from streamer.core.clock import DAY
 from streamer.projection.codec import epoch_ms, summary
+from streamer.projection.redis_reader import NAME_BATCH, ProjectionReader
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.settings import Settings
 from streamer.stream.access import plain
 from streamer.view import handlers
 from streamer.view.app import ROUTES, create_app
 from streamer.view.health import Health
+from streamer.view.service import FILTER_NAMES
 from streamer.view.settings import ViewSettings
 from tests.fixtures import RedisServer
 
@@ -149,6 +151,9 @@ async def test_owner_and_segment_filters_reach_names_with_commas_and_spaces(
         assert filters == {
             "owners": {"Smith": 1, "Smith, Ana": 1},
             "segments": {" enterprise ": 1, "enterprise": 1},
+            "owners_total": 2,
+            "segments_total": 2,
+            "limit": FILTER_NAMES,
             "unreadable": 0,
         }
         for params, expected in [
@@ -161,6 +166,67 @@ async def test_owner_and_segment_filters_reach_names_with_commas_and_spaces(
             assert sorted(row["account_id"] for row in listed["items"]) == expected, params
     finally:
         await client.close()
+
+
+async def test_filters_list_the_owners_and_segments_with_the_most_accounts(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """One owner and segment per account made an answer of megabytes (20,000 owners: 7.9 MB,
+    fetched by the dashboard every 5 s): at most `FILTER_NAMES` of each, those with the most
+    accounts, with how many there are; a chosen one outside them is still listed, with its count."""
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    template = next(iter(scored().last.values()))
+    owners = [f"o-{number:03d}" for number in range(FILTER_NAMES + 10)]
+    accounts = [(f"a-{index}", owner) for index, owner in enumerate(owners)]
+    accounts += [(f"b-{index}", owners[-1]) for index in range(2)]  # the last owner has 3 accounts
+    for account_id, owner in accounts:
+        profile = {"owner": owner, "segment": "smb" if account_id.endswith("0") else "mid"}
+        writer.snapshot({**template, "account_id": account_id, "profile": profile})
+    assert await writer.drain()
+    await writer.close()
+    client = await start(redis_server.url, prefix)
+    try:
+        filters = await get(client, "/api/filters")
+        largest = [owners[-1], *owners[: FILTER_NAMES - 1]]  # then ties by name
+        assert filters["owners"] == {owner: 3 if owner == owners[-1] else 1 for owner in sorted(largest)}
+        assert list(filters["owners"]) == sorted(filters["owners"])
+        assert (filters["owners_total"], filters["segments_total"], filters["limit"]) == (
+            FILTER_NAMES + 10,
+            2,
+            FILTER_NAMES,
+        )
+        assert set(filters["segments"]) == {"smb", "mid"} and filters["unreadable"] == 0
+        outside = owners[FILTER_NAMES + 5]
+        chosen = await get(
+            client, "/api/filters", params=[("owner", outside), ("owner", "constructor"), ("segment", "none")]
+        )
+        assert chosen["owners"] == {**filters["owners"], outside: 1, "constructor": 0}
+        assert chosen["segments"] == {**filters["segments"], "none": 0}
+        refused = await get(client, "/api/filters", 400, params={"owner": " "})
+        assert refused == {"error": "'owner' is empty; leave it out or give a value"}
+    finally:
+        await client.close()
+
+
+async def test_the_largest_names_are_found_across_scan_batches(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The reader keeps a bounded number of names while it scans: what it keeps is the obvious answer."""
+    redis = Redis.from_url(redis_server.url)
+    reader = ProjectionReader(redis, prefix)
+    counts = {f"n{number:05d}": (number * 7919) % 97 + 1 for number in range(2 * NAME_BATCH + 500)}
+    await redis.hset(reader.keys.owners, mapping=counts)
+    await redis.hset(reader.keys.owners, "bad", "x")
+    try:
+        for limit in (1, 5, 200):
+            names = await reader.names("owner", limit, ["n00003", "absent"])
+            largest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+            assert names.counts == dict(
+                sorted({**dict(largest), "n00003": counts["n00003"], "absent": 0}.items())
+            )
+            assert (names.total, names.unreadable) == (len(counts) + 1, 1)
+    finally:
+        await redis.aclose()
 
 
 # -- the account list ----------------------------------------------------------------------------
@@ -660,6 +726,9 @@ def test_documented_parameters_are_the_ones_accepted() -> None:
     assert names("/api/accounts") == set(ACCOUNT_LIST)
     assert names("/api/alerts") == set(ALERT_LIST)
     assert names("/api/period") == {"month", "from", "to"}
+    assert names("/api/filters") == {"owner", "segment"}
+    filters = openapi()["components"]["schemas"]["Filters"]
+    assert set(filters["properties"]) == set(filters["required"])  # what `filters` answers
     (sort,) = (p for p in paths["/api/accounts"]["get"]["parameters"] if p["name"] == "sort")
     assert tuple(sort["schema"]["enum"]) == SORT_CHOICES
 

@@ -17,6 +17,7 @@ from streamer.view.params import (
     no_params,
     period_query,
     timeline_query,
+    wants_csv,
 )
 from streamer.view.queries import AlertQuery
 from streamer.view.security import token_matches
@@ -254,6 +255,16 @@ def test_owners_and_segments_are_taken_exactly_as_given() -> None:
     assert account_query(q(format="csv")).limit == 100_000
     with pytest.raises(BadRequest, match="'limit' must be between 1 and 500"):
         account_query(q(limit="501"))
+
+
+@pytest.mark.parametrize("spelled", ["csv", "csv ", " csv", "\tcsv\n"])
+def test_the_answer_is_csv_whenever_the_limit_is_an_exports(spelled: str) -> None:
+    """One reading of `format` (trimmed, as every parameter): a "csv " lifted the 500-row cap of
+    a JSON page (the export's limit) while the answer stayed JSON."""
+    assert account_query(q(format=spelled)).limit == alert_query(q(format=spelled)).limit == 100_000
+    assert wants_csv(q(format=spelled))
+    assert not wants_csv(q(format=" json ")) and not wants_csv(q())
+    assert account_query(q(format=" json ")).limit == 50
 
 
 def test_history_and_timeline_parameters() -> None:

@@ -16,8 +16,19 @@
   const { api, csvLink, node, svgNode, money, fixed, percent, day, minute, short, niceTicks, timeTicks, bandBadge, show } = HS;
   const DAY = 86400000;
 
-  const accountId = decodeURIComponent(window.location.pathname.replace(/^\/accounts\//, ""));
-  const base = "/api/accounts/" + encodeURIComponent(accountId);
+  // The id the view read from the address, which it puts on the body; else the address decoded
+  // here (null when it cannot be: a bare "%" is no escape, and decodeURIComponent throws).
+  function readAccountId() {
+    const given = document.body.dataset.accountId;
+    if (given !== undefined) return given;
+    try {
+      return decodeURIComponent(window.location.pathname.replace(/^\/accounts\//, ""));
+    } catch (ignored) {
+      return null;
+    }
+  }
+  const accountId = readAccountId();
+  const base = "/api/accounts/" + encodeURIComponent(accountId === null ? "" : accountId);
   let alertOffset = 0;
 
   function text(id, value) {
@@ -273,6 +284,13 @@
     });
   }
 
+  if (accountId === null) {
+    const error = document.getElementById("error");
+    error.textContent = "cannot read an account id from this address (" + window.location.pathname +
+      "): a \"%\" in an id is written %25 in an address";
+    error.hidden = false;
+    return;
+  }
   wireForms();
   refresh();
   window.setInterval(refresh, REFRESH_MS);

@@ -3,6 +3,8 @@
 // Every string from the API goes into the page through textContent or an attribute, never as HTML.
 (function () {
   const REFRESH_MS = 5000;
+  const FILTERS_MS = 60000;  // the owner and segment choices change slowly: asked for once a minute
+  const MAX_OFFSET = 1000000;  // the API's largest offset
   const CHART_MONTHS = 12;
   const TABLE_MONTHS = 4;
   const AT_RISK_ROWS = 12;
@@ -47,8 +49,18 @@
     return params;
   }
 
-  function withParams(path, extra) {
-    return path + (path.endsWith("?") ? "" : "&") + extra;
+  // A path with its query: every value encoded by URLSearchParams, never pasted in as text.
+  function withParams(path, params, extra) {
+    const query = new URLSearchParams(params);
+    for (const [name, value] of Object.entries(extra || {})) query.set(name, String(value));
+    const text = query.toString();
+    return path + (text ? "?" + text : "");
+  }
+
+  // A paging offset from the address: a whole number of at most MAX_OFFSET digits 0-9, else 0.
+  function offsetOf(key) {
+    const text = state.get(key) || "";
+    return /^[0-9]{1,7}$/.test(text) && Number(text) <= MAX_OFFSET ? Number(text) : 0;
   }
 
   function monthLabel(text) {
@@ -85,7 +97,7 @@
   }
 
   function pager(id, list, key, rows) {
-    const offset = Number(state.get(key) || 0);
+    const offset = offsetOf(key);
     const box = document.getElementById(id);
     const previous = node("button", { type: "button", class: "prev" }, ["‹ newer"]);
     const next = node("button", { type: "button", class: "next" }, ["older ›"]);
@@ -136,7 +148,7 @@
     return node("tr", { "data-account": account.account_id }, cells);
   }
 
-  function renderAtRisk(list, path) {
+  function renderAtRisk(list, query) {
     show("risk-total", list.total + " accounts", list.total);
     const rows = list.items.map((a) => accountRow(a, true));
     const why = ONLY[riskSort()];
@@ -145,30 +157,55 @@
       rows.push(node("tr", { class: "empty" }, [node("td", { colspan: String(columns), class: "muted" }, [why])]));
     }
     document.querySelector("#at-risk tbody").replaceChildren(...rows);
-    document.getElementById("risk-csv").replaceChildren(csvLink(withParams(path, "format=csv"), "CSV"));
+    document.getElementById("risk-csv").replaceChildren(csvLink(withParams("/api/accounts", query, { format: "csv" }), "CSV"));
     pager("risk-pager", list, "risk_offset", AT_RISK_ROWS);
   }
 
-  function renderChurned(list, path) {
+  function renderChurned(list, query) {
     show("churned-total", list.total + " accounts", list.total);
     document.querySelector("#churned tbody").replaceChildren(...list.items.map((a) => accountRow(a, false)));
-    document.getElementById("churned-csv").replaceChildren(csvLink(withParams(path, "format=csv"), "CSV"));
+    document.getElementById("churned-csv").replaceChildren(csvLink(withParams("/api/accounts", query, { format: "csv" }), "CSV"));
     pager("churned-pager", list, "churned_offset", CHURNED_ROWS);
   }
 
-  // Owner and segment choices from the projection; the search box; all kept in the address.
+  // Owner and segment choices from the projection (those with the most accounts, and the chosen
+  // ones whatever their size); the search box; all kept in the address.
   function renderFilters(filters) {
-    for (const [name, values] of [["owner", filters.owners], ["segment", filters.segments]]) {
+    const lists = [["owner", filters.owners, filters.owners_total], ["segment", filters.segments, filters.segments_total]];
+    for (const [name, values, total] of lists) {
       const select = document.getElementById("filter-" + name);
       const chosen = state.get(name) || "";
+      const counts = new Map(Object.entries(values));
       const options = [node("option", { value: "" }, ["all " + name + "s"])];
-      for (const [value, count] of Object.entries(values)) {
+      for (const [value, count] of counts) {
         options.push(node("option", { value: value }, [value + " (" + count + ")"]));
       }
-      if (chosen && !(chosen in values)) options.push(node("option", { value: chosen }, [chosen + " (0)"]));
+      if (chosen && !counts.has(chosen)) options.push(node("option", { value: chosen }, [chosen + " (0)"]));
+      // the API lists only the largest (and the chosen one, 0 when it has no account): say how
+      // many more there are, and how to reach them
+      const listed = Array.from(counts.values()).filter((count) => count > 0).length;
+      if (total > listed) {
+        const note = "… " + (total - listed) + " more " + name + "s with fewer accounts: give ?" + name + "= in the address";
+        options.push(node("option", { value: "", disabled: "", class: "more" }, [note]));
+      }
       select.replaceChildren(...options);
       select.value = chosen;
     }
+  }
+
+  // The filter choices are asked for once a minute, and again when the owner or segment chosen
+  // changes (the API lists a chosen one whatever its size).
+  let filters = null;
+  let filtersAsked = "";
+  let filtersAt = 0;
+  async function filterChoices() {
+    const query = withParams("/api/filters", listQuery(["owner", "segment"], {}));
+    if (filters === null || query !== filtersAsked || Date.now() - filtersAt >= FILTERS_MS) {
+      filters = await api(query);
+      filtersAsked = query;
+      filtersAt = Date.now();
+    }
+    return filters;
   }
 
   function wireFilters() {
@@ -316,7 +353,7 @@
     document.querySelector("#months tbody").replaceChildren(...rows);
   }
 
-  function renderAlerts(alerts, path) {
+  function renderAlerts(alerts, query) {
     const rows = alerts.items.map(function (alert) {
       const reason = alert.reasons.length ? alert.reasons[0].message : "";
       return node("tr", { "data-alert": alert.alert_id }, [
@@ -330,7 +367,7 @@
       ]);
     });
     document.querySelector("#alerts tbody").replaceChildren(...rows);
-    document.getElementById("alerts-csv").replaceChildren(csvLink(withParams(path, "format=csv"), "CSV"));
+    document.getElementById("alerts-csv").replaceChildren(csvLink(withParams("/api/alerts", query, { format: "csv" }), "CSV"));
     pager("alerts-pager", alerts, "alerts_offset", ALERT_ROWS);
   }
 
@@ -340,21 +377,21 @@
       const modelled = await api("/api/accounts?sort=-churn_risk&limit=1");
       defaultSort = modelled.total ? "-churn_risk" : "score";
       document.getElementById("risk-sort").value = riskSort();
-      const risk = "/api/accounts?" + listQuery(FILTERS, { at_risk: "true", sort: riskSort() });
-      const churned = "/api/accounts?" + listQuery(FILTERS, { stage: "churned", sort: "score" });
-      const alertList = "/api/alerts?" + listQuery(["owner", "segment", ...ALERT_FILTERS], {});
-      const page = (path, key, rows) => withParams(path, "limit=" + rows + "&offset=" + (state.get(key) || 0));
-      const [health, portfolio, riskList, months, alerts, churnedList, filters] = await Promise.all([
+      const risk = listQuery(FILTERS, { at_risk: "true", sort: riskSort() });
+      const churned = listQuery(FILTERS, { stage: "churned", sort: "score" });
+      const alertList = listQuery(["owner", "segment", ...ALERT_FILTERS], {});
+      const page = (path, query, key, rows) => withParams(path, query, { limit: rows, offset: offsetOf(key) });
+      const [health, portfolio, riskList, months, alerts, churnedList, choices] = await Promise.all([
         api("/healthz"),
         api("/api/portfolio"),
-        api(page(risk, "risk_offset", AT_RISK_ROWS)),
+        api(page("/api/accounts", risk, "risk_offset", AT_RISK_ROWS)),
         api("/api/months"),
-        api(page(alertList, "alerts_offset", ALERT_ROWS)),
-        api(page(churned, "churned_offset", CHURNED_ROWS)),
-        api("/api/filters"),
+        api(page("/api/alerts", alertList, "alerts_offset", ALERT_ROWS)),
+        api(page("/api/accounts", churned, "churned_offset", CHURNED_ROWS)),
+        filterChoices(),
       ]);
       renderPortfolio(portfolio);
-      renderFilters(filters);
+      renderFilters(choices);
       renderAtRisk(riskList, risk);
       renderChurned(churnedList, churned);
       const recent = months.months.slice(-CHART_MONTHS);
