@@ -106,7 +106,7 @@ def render_summary(summary: ImportSummary) -> str:
     if summary.addons_missing is not None:
         lines.append(
             f"no {summary.addons_missing} in the folder: only the mapping's addon_products are add-ons; "
-            "any other product is a plan line of its own"
+            "every other product is a plan, on the account's one plan line"
         )
     if summary.days_beyond > 1:
         lines.append(
@@ -223,6 +223,7 @@ def import_tables(
         grain=UsageGrain(usage_grain),
         skip_bad_rows=skip_bad_rows,
         progress=_progress_printer() if show else None,
+        data_end_source=_data_end_source(data_end, columns, mapping_path, preset),
     )
     try:
         summary = importer.run(out)
@@ -240,6 +241,18 @@ def import_tables(
             "every row is after the end of the data" if sum(summary.after_end.values()) else "no row made one"
         )
         raise click.ClickException(f"no event written to {out}: {why} (the summary above says what was read)")
+
+
+def _data_end_source(
+    data_end: str | None, columns: tuple[str, ...], mapping_path: Path | None, preset: str | None
+) -> str:
+    """Where the end of the data comes from, as the summary names it: the option, a --column
+    override or the mapping file (the preset)."""
+    if data_end is not None:
+        return "--data-end"
+    if any(item.partition("=")[0] == "data_end" for item in columns):
+        return "--column data_end"
+    return f"data_end in {mapping_path}" if mapping_path is not None else f"data_end of the preset {preset}"
 
 
 def _show_preset(ctx: click.Context, value: str | None) -> None:

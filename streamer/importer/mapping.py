@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 import unicodedata
+from contextlib import suppress
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from importlib import resources
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from streamer.settings import read_toml
+from streamer.settings import plain_message, read_toml
 from streamer.suggest import unknown_key_hint
 
 
@@ -93,14 +94,17 @@ class Mapping(BaseModel):
     @field_validator("data_end", mode="before")
     @classmethod
     def _date_text(cls, value: Any) -> Any:
-        if isinstance(value, str) and value not in {rule.value for rule in DataEndRule}:
-            try:
+        """A rule, a date or its text; anything else (a TOML date-time, a number) in our words, not
+        in those of each type pydantic tried (`data_end.str-enum[DataEndRule]: ...`)."""
+        if isinstance(value, str) and value in {rule.value for rule in DataEndRule}:
+            return value
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            with suppress(ValueError):
                 return date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(
-                    f"expected a date YYYY-MM-DD, 'latest-seen' or 'latest-start'; got {value!r}"
-                ) from None
-        return value
+        shown = value.isoformat() if isinstance(value, date) else repr(value)
+        raise ValueError(f"expected a date YYYY-MM-DD, 'latest-seen' or 'latest-start'; got {shown}")
 
     def data_end_instant(self) -> datetime | None:
         """The end of the data as midnight UTC when it is a fixed date, else None (found from the data)."""
@@ -118,11 +122,31 @@ def _validated(data: dict[str, Any], source: str) -> Mapping:
         return Mapping.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}"
-            + unknown_key_hint(Mapping, error)
-            for error in exc.errors()
+            f"{_key(error['loc'])}: {_problem(error)}" + unknown_key_hint(Mapping, error)
+            for error in exc.errors(include_url=False)
         )
         raise MappingError(f"{source}: {problems}") from None
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    """The mapping key of a validation error (`subscriptions.addon_products[0]`), without the
+    names pydantic gives the types it tried (`str-enum[DataEndRule]`)."""
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif "[" not in part:
+            key += f".{part}" if key else part
+    return key or "(top)"
+
+
+def _problem(error: Any) -> str:
+    """A validation error's message in the mapping's words: a table where one is expected."""
+    if error["type"] == "model_type":
+        return "expected a table of keys (e.g. [events] with file = ...)"
+    if error["loc"] == ("currency",) and error["type"] == "string_pattern_mismatch":
+        return f"expected a currency code of three capital letters (e.g. USD); got {error['input']!r}"
+    return plain_message(error)
 
 
 def load_mapping(path: Path) -> Mapping:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,12 @@ from streamer.core.config import ScoreConfig
 from streamer.core.intake import Refused, admit, event_time_problem
 from streamer.importer.mapping import DataEndRule, Mapping
 from streamer.importer.subscriptions import (
+    Conflict,
     Imported,
+    Refusal,
     SubscriptionCounts,
     SubscriptionRow,
+    conflicts,
     epoch_ms,
     started_event,
     subscription_events,
@@ -42,6 +44,7 @@ from streamer.sim.sink import Sink
 
 MAX_ID = 128  # the contract's limit on ids, plan and feature names
 SHOWN_BAD_ROWS = 5
+SHOWN_LEFT_OUT = 10
 
 
 class OutputError(Exception):
@@ -125,10 +128,13 @@ class Importer:
         skip_bad_rows: bool = False,
         progress: Progress | None = None,
         published_ms: int | None = None,
+        data_end_source: str = "the mapping's data_end",
     ) -> None:
         """`published_ms`: when the events count as published, for the input bound on event time
-        (as `streamer offline` takes it: default now)."""
+        (as `streamer offline` takes it: default now); `data_end_source`: where a fixed end of
+        the data comes from, for the summary (`--data-end`)."""
         self.folder, self.mapping, self.grain, self.progress = folder, mapping, grain, progress
+        self.data_end_source = data_end_source
         self.bad = BadRows(skip=skip_bad_rows)
         self.accounts: set[str] | None = None
         self.left_out: set[str] = set()  # accounts with a skipped subscription row not covered
@@ -170,8 +176,8 @@ class Importer:
         def bad(error: BadRow) -> None:  # a wrong number of fields: read, skipped or raised as the others
             summary.rows[name] += 1
             self.bad.handle(error)
-            if refused is not None and error.row is not None:  # None: a CSV error, no account named
-                refused.append(error.row)
+            if refused is not None:  # each row it may hold (a stray quote swallows rows)
+                refused.extend(error.named)
 
         summary.rows[name] += 0  # a table with only its header shows as 0 rows read
         for row in read_rows(self.folder / name, columns, self.progress, bad, self._keys(section)):
@@ -211,12 +217,12 @@ class Importer:
     def addon_products(self) -> set[str]:
         table = self.mapping.subscriptions
         products = set(table.addon_products)
-        if table.addons_file is not None and (self.folder / table.addons_file).is_file():
+        if table.addons_file is not None and (self.folder / table.addons_file).exists():
+            keys = {table.addons_column: "subscriptions.addons_column"}
+            path = self.folder / table.addons_file
             products |= {
                 row.values[0]
-                for row in read_rows(
-                    self.folder / table.addons_file, [table.addons_column], on_bad=self.bad.handle
-                )
+                for row in read_rows(path, [table.addons_column], on_bad=self.bad.handle, keys=keys)
             }
         return products
 
@@ -225,7 +231,7 @@ class Importer:
         addons = self.addon_products()
         summary.addon_products = sorted(addons)
         named = table.addons_file
-        summary.addons_missing = named if named is not None and not (self.folder / named).is_file() else None
+        summary.addons_missing = named if named is not None and not (self.folder / named).exists() else None
         columns = [table.account, table.product, table.start, table.end, table.mrr]
         optional = [table.quantity, table.bill_period_months]
         columns += [column for column in optional if column is not None]
@@ -237,29 +243,50 @@ class Importer:
             except BadRow as error:
                 self.bad.handle(error)
                 skipped.append(row)
-        overlapping = set()
-        for parsed, row, earlier in sorted(_overlaps(read), key=lambda found: found[1].line):
-            until = f"until {earlier.end.date()}" if earlier.end is not None else "with no end"
-            self.bad.handle(
-                row.bad(
-                    f"{table.product} {parsed.product!r} starts on {parsed.start.date()}, while the row at "
-                    f"{earlier.source[0]}:{earlier.source[1]} of the same account and product runs "
-                    f"{until}: two rows of one product at once would read as a change of the first; "
-                    f"write them as one row with the {table.mrr} added up"
-                )
-            )
-            overlapping.add(id(parsed))
-        found = [parsed for parsed, _ in read if id(parsed) not in overlapping]
+        refusals = conflicts([parsed for parsed, _ in read], self.mapping.data_end_instant())
+        rows_of = {id(parsed): row for parsed, row in read}
+        for refusal in sorted(refusals, key=lambda found: found.row.source[1]):
+            problem = self._conflict_problem(refusal, summary.addons_missing)
+            self.bad.handle(rows_of[id(refusal.row)].bad(problem))
+        refused = {id(refusal.row) for refusal in refusals}
+        found = [parsed for parsed, _ in read if id(parsed) not in refused]
         known = self.accounts
         self.left_out = {
             row.values[0]
             for row in skipped
             if row.values[0] and (known is None or row.values[0] in known) and not _covered(row, found)
         }
-        # an overlapping row left out lowers its account's MRR, covered or not
-        self.left_out |= {parsed.account for parsed, _ in read if id(parsed) in overlapping}
+        # a conflicting row left out lowers its account's MRR or ends a term early, covered or not
+        self.left_out |= {refusal.row.account for refusal in refusals}
         summary.left_out = sorted(self.left_out)
         return [row for row in found if row.account not in self.left_out]
+
+    def _conflict_problem(self, refusal: Refusal, addons_missing: str | None) -> str:
+        """What a row that cannot be chained into its line is told, naming the row it meets (and
+        the add-on catalogue the mapping names when it is not there: its products are plans)."""
+        table, row, earlier = self.mapping.subscriptions, refusal.row, refusal.earlier
+        addons = "an add-on is a product listed under subscriptions.addon_products" + (
+            f" or in {addons_missing}, which is not in the folder" if addons_missing is not None else ""
+        )
+        at = f"the row at {earlier.source[0]}:{earlier.source[1]}"
+        until = f"until {earlier.end.date()}" if earlier.end is not None else "with no end"
+        starts = f"{table.product} {row.product!r} starts on {row.start.date()}"
+        if refusal.conflict is Conflict.same_product:
+            return (
+                f"{starts}, while {at} of the same account and product runs {until}: two rows of one "
+                f"product at once would read as a change of the first; write them as one row with "
+                f"the {table.mrr} added up"
+            )
+        if refusal.conflict is Conflict.same_start:
+            return (
+                f"{starts}, as {earlier.product!r} does in {at} of the same account: two plans at once "
+                f"would read as a change of one into the other; {addons}"
+            )
+        return (
+            f"{starts} and ends on {row.end.date() if row.end else ''}, inside {at} of the same "
+            f"account ({earlier.product!r} {until}): a change of plan cannot come back to the first "
+            f"one, which would read as canceled; split {at} around it ({addons})"
+        )
 
     def _subscription(self, row: Row, addons: set[str]) -> SubscriptionRow:
         table = self.mapping.subscriptions
@@ -368,7 +395,11 @@ class Importer:
         if not rows:
             skipped = ""
             if self.bad.count:  # every row skipped: say why, as the summary would have
-                skipped = f" ({self.bad.count} bad rows skipped, the first: {self.bad.examples[0]})"
+                shown = ", ".join(summary.left_out[:SHOWN_LEFT_OUT]) + (
+                    ", ..." if len(summary.left_out) > SHOWN_LEFT_OUT else ""
+                )
+                left = f"; accounts left out: {len(summary.left_out)} ({shown})" if summary.left_out else ""
+                skipped = f" ({self.bad.count} bad rows skipped, the first: {self.bad.examples[0]}{left})"
             raise ValueError(f"{self.mapping.subscriptions.file}: no subscription rows to import{skipped}")
         latest_start = max(row.start for row in rows)
         rule = self.mapping.data_end
@@ -388,7 +419,7 @@ class Importer:
                 data_end = latest_seen
             summary.data_end = data_end.isoformat().replace("+00:00", "Z")
             summary.days_beyond = max(0.0, (data_end - latest_seen).total_seconds() / 86_400)
-            summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else "--data-end"
+            summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else self.data_end_source
             counts = SubscriptionCounts()
             changes = sorted(
                 subscription_events(rows, data_end, self.mapping.currency, counts),
@@ -410,23 +441,6 @@ class Importer:
                 written.unlink()
         summary.seconds = time.monotonic() - started
         return summary
-
-
-def _overlaps(
-    read: list[tuple[SubscriptionRow, Row]],
-) -> Iterator[tuple[SubscriptionRow, Row, SubscriptionRow]]:
-    """Each row that starts while an earlier row of the same account and product still runs,
-    with that row. The rows of a line chain into one subscription, a row starting inside the
-    previous one read as a change of it: two concurrent rows of one product (a second licence)
-    lost the first one's MRR, silently."""
-    by_product = sorted(read, key=lambda item: (item[0].account, item[0].product, item[0].start))
-    for _, group in groupby(by_product, key=lambda item: (item[0].account, item[0].product)):
-        running: SubscriptionRow | None = None  # the row that ends last so far
-        for parsed, row in group:
-            if running is not None and (running.end is None or parsed.start < running.end):
-                yield parsed, row, running
-                continue
-            running = parsed
 
 
 def _covered(skipped: Row, kept: list[SubscriptionRow]) -> bool:

@@ -8,22 +8,40 @@ begins a new subscription, the old one being canceled at its end. The last row's
 cancellation unless it is at or after the end of the data (the export date): then the
 subscription is simply still running. A cancellation is published when it takes effect (the
 tables do not say when the customer decided), so a backtest cannot see it coming.
+
+An open-ended row that continues a term renews at the end of each billing period until the end
+of the data (`billing_terms`): no event takes a term end back.
+
+Rows that cannot be chained so (`conflicts`: two rows of one product at once, two plans from
+the same day, a plan row inside another) must be taken out before the events are made: the
+caller reports them as bad rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+from calendar import monthrange
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from enum import StrEnum
 from functools import lru_cache
 from itertools import groupby
 from typing import Any
 
 PLAN_LINE = "plan"
+ADDON_MARK = "addon="  # in front of an add-on's line name that could be taken for another's
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def addon_line(product: str) -> str:
+    """The line name of add-on `product` (in line keys and subscription ids): the product, or
+    `addon=` and the product for one named `plan` (the plan line's name: both lines merged into
+    one subscription) or already starting with `addon=`, so that no two lines share a name and
+    the ids of every other add-on stay as they were."""
+    return ADDON_MARK + product if product == PLAN_LINE or product.startswith(ADDON_MARK) else product
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +60,7 @@ class SubscriptionRow:
 
     @property
     def line(self) -> str:
-        return self.product if self.addon else PLAN_LINE
+        return addon_line(self.product) if self.addon else PLAN_LINE
 
     @property
     def state(self) -> tuple[str, Decimal, int | None, int]:
@@ -192,6 +210,102 @@ def _line_events(
             yield state("subscription.changed", row)
         elif row.end is not None and row.end != current.end:
             yield make("subscription.renewed", row.start, row, term_end=rfc3339(row.end))
+        if row.end is None and current is not None and current.end is not None:
+            yield from (
+                make("subscription.renewed", at, row, term_end=rfc3339(end))
+                for at, end in billing_terms(current.end, row.months, data_end)
+            )
         current = row
     if current is not None and current.end is not None and current.end < data_end:
         yield make("subscription.canceled", current.end, current, effective_at=rfc3339(current.end))
+
+
+def billing_terms(start: datetime, months: int, data_end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """(renewed at, term end) for each billing period from `start` until one runs past the end of
+    the data: the terms of an open-ended row that continues a term ending at `start`. No event
+    takes a term end back, so without them the account read as past that renewal for good; with
+    them it renews at each period end, as the same history written one row per period would."""
+    at = start
+    while at <= data_end:
+        end = add_months(at, months)
+        yield at, end
+        at = end
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """`moment` `months` calendar months later, on the same day or the month's last (01-31 + 1
+    month: 02-29 in a leap year)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, monthrange(year, month)[1]))
+
+
+class Conflict(StrEnum):
+    """Why a row cannot be chained into its line: the events would say something else."""
+
+    same_product = "same-product"  # starts while a row of its product runs: a second licence
+    same_start = "same-start"  # a plan row from the day another plan's row starts: two plans at once
+    nested = "nested"  # a plan row ending before the plan row it starts in: that plan would resume
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A row that conflicts with an `earlier` row of its account (`Conflict`)."""
+
+    row: SubscriptionRow
+    earlier: SubscriptionRow
+    conflict: Conflict
+
+
+def conflicts(rows: list[SubscriptionRow], data_end: datetime | None) -> list[Refusal]:
+    """The rows that `subscription_events` cannot chain into their line, each with the row it
+    conflicts with (the first in start order is kept). `data_end`: the export date when known,
+    after which a row is left out and so chains with nothing."""
+    refused = list(_product_overlaps(rows))
+    taken = {id(refusal.row) for refusal in refused}
+    kept = [row for row in rows if id(row) not in taken and (data_end is None or row.start <= data_end)]
+    return refused + list(_line_conflicts(kept))
+
+
+def _product_overlaps(rows: list[SubscriptionRow]) -> Iterator[Refusal]:
+    """Each row that starts while an earlier row of the same account and product still runs. The
+    rows of a line chain into one subscription, a row starting inside the previous one read as
+    a change of it: two concurrent rows of one product (a second licence) lost the first one's
+    MRR, silently."""
+    by_product = sorted(rows, key=lambda row: (row.account, row.product, row.start))
+    for _, group in groupby(by_product, key=lambda row: (row.account, row.product)):
+        running: SubscriptionRow | None = None  # the row that ends last so far
+        for row in group:
+            if running is not None and (running.end is None or row.start < running.end):
+                yield Refusal(row, running, Conflict.same_product)
+                continue
+            running = row
+
+
+def _line_conflicts(rows: list[SubscriptionRow]) -> Iterator[Refusal]:
+    """The rows of a line that do not continue, change or follow the row before them (the one
+    ending last of those kept): `_line_conflict`."""
+    ordered = sorted(rows, key=lambda row: (row.account, row.line, row.start, row.source))
+    for _, group in groupby(ordered, key=lambda row: (row.account, row.line)):
+        running: SubscriptionRow | None = None
+        for row in group:
+            conflict = _line_conflict(running, row)
+            if running is not None and conflict is not None:
+                yield Refusal(row, running, conflict)
+            else:
+                running = row
+
+
+def _line_conflict(running: SubscriptionRow | None, row: SubscriptionRow) -> Conflict | None:
+    """Why `row` (starting at or after `running` in its line) cannot follow it: None when it
+    starts after a gap (a new subscription), where `running` ends (a renewal or a change) or,
+    on the plan line, inside it and runs at least as long (a change of plan mid-term)."""
+    if running is None or (running.end is not None and row.start > running.end):
+        return None
+    if running.end is not None and row.start == running.end:
+        return None
+    if row.start == running.start:
+        return Conflict.same_start
+    if row.end is not None and (running.end is None or row.end < running.end):
+        return Conflict.nested
+    return None

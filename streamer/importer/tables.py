@@ -8,7 +8,7 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -23,11 +23,16 @@ PROGRESS_ROWS = 50_000
 
 class BadRow(ValueError):
     """A row that cannot be imported: `file:line: what is wrong with which value`; `row`: its
-    values as far as they could be read (None when the CSV reader refused the row)."""
+    values as far as they could be read (None when the CSV reader refused the row); `named`:
+    the rows it may hold, to tell which accounts it names (`row`, or one per physical line of a
+    record the reader refused or that runs over several lines: a stray quote swallows rows)."""
 
-    def __init__(self, file: str, line: int, problem: str, row: Row | None = None) -> None:
+    def __init__(
+        self, file: str, line: int, problem: str, row: Row | None = None, named: tuple[Row, ...] = ()
+    ) -> None:
         super().__init__(f"{file}:{line}: {problem}")
         self.file, self.line, self.problem, self.row = file, line, problem, row
+        self.named = named or ((row,) if row is not None else ())
 
 
 class TableError(ValueError):
@@ -44,6 +49,19 @@ class Row:
 
     def bad(self, problem: str) -> BadRow:
         return BadRow(self.file, self.line, problem, self)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _starts_as_gzip(path: Path) -> bool:
+    """Whether the file begins with gzip's signature (a .csv that is gzipped, or a .gz whose
+    stream was read up to data after its end)."""
+    try:
+        with path.open("rb") as raw:
+            return raw.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
 
 
 def _open_bytes(path: Path) -> tuple[IO[bytes], IO[bytes]]:
@@ -76,13 +94,25 @@ def _first_line_not_utf8(path: Path) -> tuple[int, UnicodeDecodeError] | None:
 READ_ERRORS = (EOFError, OSError, zlib.error)
 
 
-def _read_problem(exc: Exception) -> str:
-    """Why a table cannot be read further, in the words `streamer offline` uses for events files."""
+def _read_problem(exc: Exception, path: Path) -> str:
+    """Why a table cannot be read further, in the words `streamer offline` uses for events files
+    (and, for a damaged gzip file, what is damaged)."""
     if isinstance(exc, EOFError):
         return "the gzip stream ends early (truncated file?)"
-    if isinstance(exc, gzip.BadGzipFile):
+    message = str(exc)
+    if isinstance(exc, gzip.BadGzipFile) and message.startswith("Not a gzipped file"):
+        if _starts_as_gzip(path):  # a first stream was read: what follows it is no gzip stream
+            return "the gzip file is damaged: data after the end of its gzip stream (trailing garbage)"
         return "not a gzip file (name it .csv, or gzip it)"
-    return str(exc)
+    if isinstance(exc, gzip.BadGzipFile) and message.startswith("CRC check failed"):
+        return "the gzip file is damaged: its CRC check failed (the data is not what was compressed)"
+    if isinstance(exc, gzip.BadGzipFile) and message.startswith("Incorrect length"):
+        return "the gzip file is damaged: its length check failed (the data is not what was compressed)"
+    if isinstance(exc, gzip.BadGzipFile | zlib.error):
+        return f"the gzip file is damaged: {message}"
+    if isinstance(exc, OSError):
+        return exc.strerror or message
+    return message
 
 
 def _not_utf8(exc: UnicodeDecodeError) -> str:
@@ -91,6 +121,8 @@ def _not_utf8(exc: UnicodeDecodeError) -> str:
 
 
 def _not_utf8_further(path: Path, start: int, exc: UnicodeDecodeError) -> str:
+    if not path.name.endswith(".gz") and _starts_as_gzip(path):
+        return f"{path.name}: cannot read it as CSV: it looks gzipped (it starts as gzip does): name it .gz"
     found = _first_line_not_utf8(path)
     line, exc = found if found is not None else (start, exc)
     return f"{path.name}:{line}: cannot read further: {_not_utf8(exc)}"
@@ -104,7 +136,7 @@ def _header(reader: Iterator[list[str]], path: Path) -> list[str]:
     except UnicodeDecodeError as exc:  # the text stream reads ahead: maybe a later line
         raise TableError(_not_utf8_further(path, 1, exc)) from None
     except (*READ_ERRORS, csv.Error) as exc:
-        raise TableError(f"{path}: cannot read it as CSV: {_read_problem(exc)}") from None
+        raise TableError(f"{path}: cannot read it as CSV: {_read_problem(exc, path)}") from None
 
 
 def _csv_problem(exc: csv.Error) -> str:
@@ -146,16 +178,50 @@ def _never_closed(path: Path, start: int, end: int, at_end: bool) -> str:
 def _spans(reader: Any, start: int) -> str:
     """For a bad record over several lines: where it ends (a stray quote swallows lines)."""
     end = int(reader.line_num)
-    return f" (the row runs inside a quoted field to line {end})" if end > start else ""
+    if end == start:
+        return ""
+    return f" (the row runs inside a quoted field to line {end}): lines {start}-{end} read as one row"
 
 
-def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str] | BadRow]]:
+def _tapped(text: Iterable[str], kept: list[str]) -> Iterator[str]:
+    """The lines of `text`, each also kept in `kept` (which `_records` empties at each record):
+    the physical lines of a record, to read the accounts of one the reader refuses."""
+    keep = kept.append
+    for line in text:
+        keep(line)
+        yield line
+
+
+def _line_fields(line: str) -> list[str]:
+    """One physical line's fields read on their own (leniently: a quote it opens ends with it)."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:  # a field over the reader's limit
+        return line.split(",")
+
+
+def _line_rows(name: str, start: int, lines: list[str], indexes: list[int]) -> tuple[Row, ...]:
+    """Each physical line of a bad record read as a row of its own, for the account it names."""
+    rows = []
+    for offset, line in enumerate(lines):
+        fields = _line_fields(line)
+        rows.append(Row(name, start + offset, tuple(_cell(fields, i) for i in indexes)))
+    return tuple(rows)
+
+
+def _cell(fields: list[str], index: int) -> str:
+    """A value as the importer reads it: without the spaces around it (empty past the end)."""
+    return fields[index].strip() if index < len(fields) else ""
+
+
+def _records(reader: Any, path: Path, kept: list[str]) -> Iterator[tuple[int, list[str] | BadRow]]:
     """(physical line where the record starts, its fields), or a record the CSV reader refused
-    as a bad row; quoted newlines make a record span lines. Raises TableError when the file
-    cannot be read further, as when a quoted field is never closed (the rest of the file
-    would be its text)."""
+    as a bad row; quoted newlines make a record span lines, which `kept` holds until the next
+    record is read. Raises TableError when the file cannot be read further, as when a quoted
+    field is never closed (the rest of the file would be its text)."""
     while True:
         start = reader.line_num + 1
+        kept.clear()
         try:
             fields = next(reader)
         except StopIteration:
@@ -169,7 +235,8 @@ def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str] | BadRow]
         except UnicodeDecodeError as exc:
             raise TableError(_not_utf8_further(path, start, exc)) from None
         except READ_ERRORS as exc:
-            raise TableError(f"{path.name}:{start}: cannot read further: {_read_problem(exc)}") from None
+            problem = _read_problem(exc, path)
+            raise TableError(f"{path.name}:{start}: cannot read further: {problem}") from None
         yield start, fields
 
 
@@ -200,25 +267,26 @@ def read_rows(
     on_bad: Callable[[BadRow], None] | None = None,
     keys: Mapping[str, str] | None = None,
 ) -> Iterator[Row]:
-    """The values of `columns` of every data row of `path`, with the 1-based physical line where
-    each starts (header = 1).
+    """The values of `columns` of every data row of `path` (without the spaces around them), with
+    the 1-based physical line where each starts (header = 1).
 
     Raises TableError when the file or a column is missing (naming the mapping key of the column
     from `keys`), or the file cannot be read further. A row the CSV reader refuses, or with
     another number of fields than the header (an unquoted comma shifts every value after it),
     goes to `on_bad` (which raises it, or counts it and the reading goes on); raised when None.
     The error of a row with another number of fields carries the values at the header's
-    positions (empty past its end), so a caller can tell which account it names.
+    positions (empty past its end), so a caller can tell which account it names; the error of a
+    row the reader refuses, or of one over several lines, each of its lines read so (`named`).
+    Raises TableError, too, for a folder or a file that cannot be opened.
     """
-    if not path.is_file():
-        others = (path.with_name(path.name + ".gz"), path.with_suffix(""))
-        near = [other.name for other in others if other != path and other.is_file()]
-        hint = f" (but {near[0]} is there: name it in the mapping or with --column)" if near else ""
-        raise TableError(f"{path}: no such file{hint}")
-    size = max(1, os.path.getsize(path))
-    text, raw = _open_text(path)
+    size = max(1, os.path.getsize(_readable(path)))
+    try:
+        text, raw = _open_text(path)
+    except OSError as exc:  # no permission, and the like
+        raise TableError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    kept: list[str] = []  # the physical lines of the record being read
     with text, raw:
-        reader = csv.reader(text, strict=True)  # strict: a quote never closed is an error
+        reader = csv.reader(_tapped(text, kept), strict=True)  # strict: a quote never closed is an error
         header = _header(reader, path)
         missing = [column for column in columns if column not in header]
         if missing:
@@ -231,17 +299,18 @@ def read_rows(
         width = len(header)
         name = path.name
         rows = 0
-        for line, fields in _records(reader, path):
+        for line, fields in _records(reader, path, kept):
             error: BadRow | None = None
-            if isinstance(fields, BadRow):
-                error = fields
+            if isinstance(fields, BadRow):  # each of its lines as a row: the accounts it may hold
+                error = BadRow(name, line, fields.problem, named=_line_rows(name, line, kept, indexes))
             elif not fields:
                 continue  # a blank line
             elif len(fields) != width:  # its values as read, for the account it names
                 counted = f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
                 problem = f"{counted}, expected {width} as in the header" + _spans(reader, line)
-                values = tuple(fields[i] if i < len(fields) else "" for i in indexes)
-                error = BadRow(name, line, problem, Row(name, line, values))
+                row = Row(name, line, tuple(_cell(fields, i) for i in indexes))
+                named = _line_rows(name, line, kept, indexes) if len(kept) > 1 else (row,)
+                error = BadRow(name, line, problem, row, named)
             rows += 1
             if error is not None:
                 if on_bad is None:
@@ -249,11 +318,23 @@ def read_rows(
                 on_bad(error)
                 continue
             assert not isinstance(fields, BadRow)
-            yield Row(name, line, tuple(fields[i] for i in indexes))
+            yield Row(name, line, tuple([fields[i].strip() for i in indexes]))
             if progress is not None and rows % PROGRESS_ROWS == 0:
                 progress(name, rows, min(0.99, raw.tell() / size))  # 1.0: the end
         if progress is not None:
             progress(name, rows, 1.0)
+
+
+def _readable(path: Path) -> Path:
+    """`path`, or a TableError saying that it is missing (and where a copy is) or a folder."""
+    if path.is_dir():
+        raise TableError(f"{path}: is a folder, not a file")
+    if not path.is_file():
+        others = (path.with_name(path.name + ".gz"), path.with_suffix(""))
+        near = [other.name for other in others if other != path and other.is_file()]
+        hint = f" (but {near[0]} is there: name it in the mapping or with --column)" if near else ""
+        raise TableError(f"{path}: no such file{hint}")
+    return path
 
 
 # -- values ------------------------------------------------------------------------------------

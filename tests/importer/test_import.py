@@ -359,12 +359,18 @@ def test_progress_goes_to_stderr_only_when_asked(tmp_path: Path) -> None:
 
 def test_the_summary_says_what_a_user_may_not_have_meant(tmp_path: Path) -> None:
     """A table with only its header, an add-on catalogue the mapping names that is not there,
-    and an export date long after the data: each is imported as asked, and the summary says so."""
+    and an export date long after the data: each is imported as asked, and the summary says so.
+    (Without the catalogue the add-ons 'extra' and 'archive' are plans starting on the day plan
+    'team' does: two plans at once, bad rows that say where the catalogue was looked for.)"""
     mapping = write_export(tmp_path / "export", events=[])
     (tmp_path / "export" / "addons.csv").unlink()
     args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
-    result = invoke(*args, "--data-end", "2030-01-01")
+    stopped = invoke(*args, "--data-end", "2030-01-01")
+    assert stopped.exit_code == 1
+    assert "listed under subscriptions.addon_products or in addons.csv, which is not in" in stopped.output
+    result = invoke(*args, "--data-end", "2030-01-01", "--skip-bad-rows")
     assert result.exit_code == 0, result.output
+    assert "skipped bad rows: 2" in result.output and "accounts left out: 1," in result.output
     assert "events.csv 0" in result.output
     assert "no addons.csv in the folder: only the mapping's addon_products are add-ons" in result.output
     assert (
@@ -483,3 +489,171 @@ def test_an_aggregate_past_the_largest_count_is_split_into_events_the_consumers_
     [unsplit] = [item.event for item in whole.sorted_events()]
     assert reports[0]["event_id"] == unsplit["event_id"], "the first part keeps the aggregate's id"
     assert {event["occurred_at"] for event in reports} == {unsplit["occurred_at"]}
+
+
+def subscription_events_of(out: Path) -> dict[str, list[tuple[str, ...]]]:
+    by_account: dict[str, list[tuple[str, ...]]] = {}
+    for event in read_events(out):
+        if event["event_type"].startswith("subscription."):
+            by_account.setdefault(event["account_id"], []).append(brief(event))
+    return by_account
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (
+            [  # renewed into a row with no end: the term end of 02-01 stayed, "not renewed yet" for good
+                ("renewals", "basic", "2024-01-01", "2024-02-01", "10", "1", "1"),
+                ("renewals", "basic", "2024-02-01", "", "10", "1", "1"),
+            ],
+            [("started", "2024-01-01", "basic 10/1m seats=1")],
+        ),
+        (
+            [  # a change of plan at the term end into a row with no end: the same
+                ("renewals", "basic", "2024-01-01", "2024-02-01", "10", "1", "1"),
+                ("renewals", "pro", "2024-02-01", "", "30", "1", "1"),
+            ],
+            [
+                ("started", "2024-01-01", "basic 10/1m seats=1"),
+                ("changed", "2024-02-01", "pro 30/1m seats=1"),
+            ],
+        ),
+        (
+            [  # a change of plan mid-term into a row with no end: the running term ends on 02-01 too
+                ("renewals", "basic", "2024-01-01", "2024-02-01", "10", "1", "1"),
+                ("renewals", "pro", "2024-01-15", "", "30", "1", "1"),
+            ],
+            [
+                ("started", "2024-01-01", "basic 10/1m seats=1"),
+                ("changed", "2024-01-15", "pro 30/1m seats=1"),
+            ],
+        ),
+    ],
+    ids=["renewed", "changed-at-term-end", "changed-mid-term"],
+)
+def test_an_open_ended_row_continuing_a_term_renews_each_billing_period_to_the_end_of_the_data(
+    tmp_path: Path, rows: list[tuple[str, ...]], expected: list[tuple[str, str, str]]
+) -> None:
+    """No event takes a term end back: the open-ended row wrote nothing (or a change without a
+    term end) and the account read as past its renewal of 02-01 for good ("term ended on
+    2024-02-01, not renewed yet", 41 where the same account as one open-ended row scored 62).
+    Now the term renews at each period end until one runs past the end of the data, as the same
+    history written one row per month would; the offline run gives no term-ended reason."""
+    used = [("renewals", f"2024-0{m}-10 09:00:00", "0", "7") for m in (1, 2, 3, 4)]  # moves time on
+    mapping = write_export(tmp_path / "export", subscriptions=rows, events=used)
+    out = tmp_path / "o.jsonl"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    result = invoke(*args, "--data-end", "2024-04-15")
+    assert result.exit_code == 0, result.output
+    renewals = [("renewed", f"2024-0{m}-01", f"to 2024-0{m + 1}-01") for m in (2, 3, 4)]
+    assert sorted(subscription_events_of(out)["renewals"]) == sorted(
+        [(kind, day, "renewals:plan:1", what) for kind, day, what in expected]
+        + [(kind, day, "renewals:plan:1", what) for kind, day, what in renewals]
+    )
+    scored = tmp_path / "scored"
+    ran = invoke("offline", str(out), "--sort", "--now", "2024-04-15", "--out", str(scored))
+    assert ran.exit_code == 0, ran.output
+    snapshot = orjson.loads((scored / "accounts.jsonl").read_bytes().splitlines()[-1])
+    assert snapshot["as_of"] >= "2024-04-10"
+    reasons = " ".join(reason["message"] for reason in snapshot["reasons"])
+    assert "term ended" not in reasons and "renewal in " in reasons, reasons
+
+
+def test_plan_rows_at_once_are_bad_rows_and_a_change_mid_term_stays_a_change(tmp_path: Path) -> None:
+    """A plan row inside another wrote a change and a cancellation at its end (MRR 0 while the
+    first plan ran on); two plans from the same day wrote a change at the instant they started
+    (MRR of one of them). Both are now bad rows naming both lines, as two rows of one product
+    at once are; a plan that starts inside another's term and runs on is still a change."""
+    rows: list[tuple[str, ...]] = [
+        ("canceled", "pro", "2024-01-01", "2024-06-01", "100", "1", "1"),
+        ("canceled", "ent", "2024-02-01", "2024-03-01", "300", "1", "1"),  # inside pro
+        ("gap", "pro", "2024-01-01", "2024-03-01", "100", "1", "1"),
+        ("gap", "ent", "2024-01-01", "2024-03-01", "300", "1", "1"),  # the same days
+        ("plan-change", "basic", "2024-01-01", "2024-03-01", "100", "1", "1"),
+        ("plan-change", "pro", "2024-02-01", "2024-04-01", "250", "1", "1"),  # upgrade mid-term
+    ]
+    mapping = write_export(tmp_path / "export", subscriptions=rows, events=[])
+    out = tmp_path / "o.jsonl"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    refused = invoke(*args)
+    assert refused.exit_code == 1, refused.output
+    assert (
+        "subs.csv.gz:3: product 'ent' starts on 2024-02-01 and ends on 2024-03-01, inside the row at "
+        "subs.csv.gz:2 of the same account ('pro' until 2024-06-01)"
+    ) in refused.output
+    skipped = invoke(*args, "--skip-bad-rows")
+    assert skipped.exit_code == 0, skipped.output
+    assert (
+        "subs.csv.gz:5: product 'ent' starts on 2024-01-01, as 'pro' does in the row at subs.csv.gz:4 "
+        "of the same account: two plans at once"
+    ) in skipped.output
+    assert "skipped bad rows: 2" in skipped.output and "accounts left out: 2, " in skipped.output
+    assert subscription_events_of(out) == {
+        "plan-change": [
+            ("started", "2024-01-01", "plan-change:plan:1", "basic 100/1m seats=1"),
+            ("changed", "2024-02-01", "plan-change:plan:1", "pro 250/1m seats=1"),
+            ("canceled", "2024-04-01", "plan-change:plan:1", "at 2024-04-01"),
+        ]
+    }
+
+
+def test_an_addon_named_plan_is_a_line_of_its_own_and_other_ids_stay(tmp_path: Path) -> None:
+    """An add-on product named `plan` shared the plan line's key and subscription id: one
+    subscription of both, the add-on's cancellation never written, MRR 100 instead of 130."""
+    rows: list[tuple[str, ...]] = [
+        ("canceled", "pro", "2024-01-01", "2024-03-01", "100", "5", "1"),
+        ("canceled", "plan", "2024-01-01", "2024-02-01", "30", "1", "1"),
+        ("canceled", "addon=plan", "2024-01-01", "2024-02-01", "7", "1", "1"),
+        ("canceled", "extra", "2024-01-01", "2024-02-01", "5", "1", "1"),
+    ]
+    mapping = write_export(tmp_path / "export", subscriptions=rows, events=[])
+    mapping.write_text(
+        mapping.read_text().replace(
+            'addons_file = "addons.csv"',
+            'addons_file = "addons.csv"\naddon_products = ["plan", "addon=plan"]',
+        )
+    )
+    out = tmp_path / "o.jsonl"
+    result = invoke("import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(subscription_events_of(out)["canceled"]) == [
+        ("canceled", "2024-02-01", "canceled:addon=addon=plan:1", "at 2024-02-01"),
+        ("canceled", "2024-02-01", "canceled:addon=plan:1", "at 2024-02-01"),
+        ("canceled", "2024-02-01", "canceled:extra:1", "at 2024-02-01"),  # as before
+        ("canceled", "2024-03-01", "canceled:plan:1", "at 2024-03-01"),  # as before
+        ("started", "2024-01-01", "canceled:addon=addon=plan:1", "addon=plan 7/1m seats=None"),
+        ("started", "2024-01-01", "canceled:addon=plan:1", "plan 30/1m seats=None"),
+        ("started", "2024-01-01", "canceled:extra:1", "extra 5/1m seats=None"),
+        ("started", "2024-01-01", "canceled:plan:1", "pro 100/1m seats=5"),
+    ]
+    micros = 1_000_000
+    assert replay_timelines(_gz(out))["canceled"] == [
+        (day_ms("2024-01-01"), 142 * micros),
+        (day_ms("2024-02-01"), 100 * micros),
+        (day_ms("2024-03-01"), 0),
+    ]
+
+
+def _gz(path: Path) -> Path:
+    """A gzipped copy of `path` (`replay_timelines` reads .gz)."""
+    zipped = path.with_name(path.name + ".gz")
+    zipped.write_bytes(gzip.compress(path.read_bytes()))
+    return zipped
+
+
+def test_spaces_around_ids_dates_and_numbers_are_ignored(tmp_path: Path) -> None:
+    """`a1 ` in one table and `a1` in another were two accounts (the first not in the account
+    table: a bad row), while ` 100 ` was read as 100 and ` 2024-01-01` was not a date."""
+    spaced_subscriptions = [tuple(f" {value} " if value else value for value in row) for row in SUBSCRIPTIONS]
+    spaced_events = [tuple(f"  {value}\t" for value in row) for row in EVENTS]
+    mapping = write_export(tmp_path / "export", subscriptions=spaced_subscriptions, events=spaced_events)
+    types = tmp_path / "export" / "event_types.csv"
+    header, rest = types.read_text().split("\n", 1)
+    types.write_text(header + "\n" + rest.replace(",", " , "))
+    out = tmp_path / "o.jsonl.gz"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    clean, _ = import_export(tmp_path / "clean")
+    assert read_events(out) == read_events(clean)

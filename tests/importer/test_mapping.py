@@ -68,7 +68,63 @@ def test_a_file_or_column_name_with_a_control_character_is_refused_without_echoi
     args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
     result = CliRunner().invoke(main, [*args, "--column", f"subscriptions.{where}=a{char}b.csv"])
     assert result.exit_code == 2, result.output
-    assert (
-        f"subscriptions.{where}: Value error, holds a control character (U+{ord(char):04X})" in result.output
-    )
+    assert f"subscriptions.{where}: holds a control character (U+{ord(char):04X})" in result.output
     assert char not in result.output and isinstance(result.exception, SystemExit)
+
+
+EXPECTED_DATE_END = "data_end: expected a date YYYY-MM-DD, 'latest-seen' or 'latest-start'"
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            "data_end = 2024-03-01T10:00:00Z",
+            f"{EXPECTED_DATE_END}; got 2024-03-01T10:00:00+00:00",
+        ),
+        (
+            'data_end = "2024-13-01"',
+            f"{EXPECTED_DATE_END}; got '2024-13-01'",
+        ),
+        ("events = 5", "events: expected a table of keys (e.g. [events] with file = ...)"),
+        (
+            'currency = "usd"',
+            "currency: expected a currency code of three capital letters (e.g. USD); got 'usd'",
+        ),
+    ],
+)
+def test_a_mapping_value_of_the_wrong_kind_is_told_in_plain_words(
+    tmp_path: Path, line: str, said: str
+) -> None:
+    """They read `data_end.str-enum[DataEndRule]: Input should be ...; data_end.date: Datetimes
+    provided to dates should have zero time`, `data_end: Value error, ...`, `Input should be a
+    valid dictionary or instance of EventColumns` and `String should match pattern`."""
+    path = tmp_path / "mapping.toml"
+    path.write_text(f'{line}\n[subscriptions]\nfile = "subs.csv"\n')
+    with pytest.raises(MappingError) as error:
+        load_mapping(path)
+    assert str(error.value) == f"{path}: {said}"
+
+
+def test_the_summary_names_where_a_fixed_end_of_the_data_comes_from(tmp_path: Path) -> None:
+    """A date in the mapping file was shown as `(--data-end; ...)`."""
+    mapping = write_export(tmp_path / "export")
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
+    from_file = CliRunner().invoke(main, args)
+    assert f"end of the data: 2024-06-01T00:00:00Z (data_end in {mapping}; " in from_file.output
+    option = CliRunner().invoke(main, [*args, "--data-end", "2024-06-01"])
+    assert "end of the data: 2024-06-01T00:00:00Z (--data-end; " in option.output
+    column = CliRunner().invoke(main, [*args, "--column", "data_end=2024-06-01"])
+    assert "end of the data: 2024-06-01T00:00:00Z (--column data_end; " in column.output
+
+
+def test_an_addon_catalogue_without_its_column_names_the_mapping_key(tmp_path: Path) -> None:
+    """`addons.csv: no column 'plan'` did not say which key names it, as for the other tables."""
+    mapping = write_export(tmp_path / "export")
+    (tmp_path / "export" / "addons.csv").write_text("name\nextra\n")
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert (
+        "Error: addons.csv: no column 'plan' (subscriptions.addons_column) (columns: name)" in result.output
+    )
