@@ -242,8 +242,18 @@ def load_score_config(path: Path | None) -> ScoreConfig:
                 if error["type"] == "extra_forbidden"  # its input is the whole unknown value
                 else ""
                 if not error["loc"]  # the whole file: the message names the keys
-                else f" (got {error.get('input')!r})"
+                else _got(error.get("input"))
             )
             for error in exc.errors(include_url=False)
         )
         raise ConfigError(f"score config file {path} is invalid:\n{problems}") from None
+
+
+GOT_CHARS = 120  # of the value a bad key holds, in its error line
+
+
+def _got(value: Any) -> str:
+    """` (got VALUE)`, cut to `GOT_CHARS`: a rule over a whole table (a `[model]` naming a
+    signal that does not exist) printed the table, over a kilobyte."""
+    text = repr(value)
+    return f" (got {text if len(text) <= GOT_CHARS else text[: GOT_CHARS - 3] + '...'})"

@@ -191,7 +191,10 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
     "--plots",
     "plots_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for PNG plots: ROC curves, AUC by month, churn by band, score distributions, alerts.",
+    help=(
+        "Folder for PNG plots: ROC curves, AUC by month, churn by band, score distributions, alerts; "
+        "with --tune also the weights and the calibration of churn_risk_60d."
+    ),
 )
 @click.option(
     "--json",

@@ -96,7 +96,11 @@ def render_summary(summary: ImportSummary) -> str:
     )
     lines = [
         f"rows read: {read}",
-        f"wrote {summary.events:,} events to {summary.out} in {summary.seconds:.1f} s: {written}",
+        (
+            f"wrote {summary.events:,} events to {summary.out} in {summary.seconds:.1f} s: {written}"
+            if summary.events
+            else f"no event to write ({summary.seconds:.1f} s): {summary.out} was not written"
+        ),
         f"accounts: {summary.accounts:,}{in_table}; subscriptions: {summary.subscriptions:,}; "
         f"add-on products: {', '.join(summary.addon_products) or 'none'}",
         f"event time: {summary.first_at or '-'} .. {summary.last_at or '-'}; "

@@ -95,11 +95,17 @@ def offline(
 ) -> None:
     """Score EVENTS (JSON lines, optionally .gz) through the same core as the stream agents.
 
-    Writes accounts.jsonl (final snapshot per account), health.jsonl (snapshots as a worker
-    publishes them: each changed account once per batch of 5,000 lines, with as_of),
-    alerts.jsonl, deadletter.jsonl and portfolio.json into --out, and prints a
-    summary. Use it to backfill history or to try a score configuration before deploying it.
-    Partitions are scored by --jobs processes at once.
+    Writes accounts.jsonl (final snapshot per account), health.jsonl (the snapshots: each
+    re-scored account once per batch of 5,000 lines, with as_of; a worker publishes more, once
+    per event-time day, with the same last one per account), alerts.jsonl, deadletter.jsonl and
+    portfolio.json into --out, and prints a summary. Use it to backfill history or to try a
+    score configuration before deploying it. Partitions are scored by --jobs processes at once.
+
+    \b
+    Examples:
+      streamer offline events.jsonl.gz --out out/scored --sort
+      streamer offline events.jsonl.gz --out out/tuned --sort --config tuned.toml
+      streamer offline old.jsonl --out out/may --sort --now 2024-06-01
     """
     settings = Settings()
     source = config_path or settings.score_config

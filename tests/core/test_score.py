@@ -431,6 +431,17 @@ def test_bad_config_is_refused_with_the_offending_key(tmp_path: Path, text: str,
         assert part in message
 
 
+def test_a_bad_table_is_not_printed_whole_in_its_error(tmp_path: Path) -> None:
+    """A rule over the whole [model] printed the table after its message: over a kilobyte."""
+    means = ", ".join(f"{name} = 50" for name in ("nps", "csat_pct", "ces", "recency_days", "stickiness"))
+    model = f"version = 'x'\nintercept = 0\ncoefficients = {{ nsp = 1 }}\nmeans = {{ nsp = 50, {means} }}"
+    text = f"[model]\n{model}\n"
+    with pytest.raises(ConfigError) as info:
+        load_score_config(write(tmp_path, text))
+    line = next(line for line in str(info.value).splitlines() if "nsp" in line)
+    assert "did you mean 'nps'?" in line and line.endswith("...)") and len(line) < 300, line
+
+
 def test_config_that_is_not_toml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_score_config(write(tmp_path, "weights = [\n"))

@@ -302,6 +302,9 @@ def test_an_import_that_writes_no_event_fails(tmp_path: Path) -> None:
     assert (
         "no event written to" in result.output and "every row is after the end of the data" in result.output
     )
+    # the summary said "wrote 0 events to o.jsonl" though no file was written
+    assert "wrote 0 events" not in result.output and "o.jsonl was not written" in result.output
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 @pytest.mark.parametrize(
