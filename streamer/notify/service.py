@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -46,6 +47,10 @@ METADATA_MAX_AGE_MS = 30_000
 BROKER_SILENT_S = 10.0  # a destination's broker unanswered this long makes /healthz degraded
 SHUTDOWN_GRACE_S = 10.0
 REQUIRED = ("alert_id", "account_id", "rule", "severity")
+# The workers' alert ids are 20 hex digits. The dedupe log's record of a delivery carries the id
+# twice: an id of half a megabyte made it larger than the broker takes, and every destination
+# the alert was routed to retried that record for ever, delivering nothing more.
+MAX_ALERT_ID = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +73,18 @@ def decode_alert(value: bytes | None) -> dict[str, Any] | str:
     missing = [name for name in REQUIRED if not isinstance(alert.get(name), str)]
     if missing:
         return f"missing or not text: {', '.join(missing)}"
+    if len(alert["alert_id"]) > MAX_ALERT_ID:
+        return f"alert_id of {len(alert['alert_id']):,} characters: at most {MAX_ALERT_ID}"
     try:  # its fields as the workers write them; other fields (another producer's) are kept
         Alert.model_validate({name: alert[name] for name in Alert.model_fields if name in alert})
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "(the record)"
         return f"not an alert: {where}: {first['msg']}"
+    try:  # a field nested deeper than the writer goes (255 levels) failed a whole JSON digest
+        orjson.dumps(alert)
+    except orjson.JSONEncodeError as error:
+        return f"cannot be written as JSON again: {error}"
     return alert
 
 
