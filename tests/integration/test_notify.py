@@ -458,6 +458,57 @@ def test_notify_outlives_an_unreadable_retry_after_and_an_endless_body(
         receiver.close()
 
 
+def test_a_hostile_alert_is_skipped_and_the_alerts_around_it_are_delivered(
+    stack: StackInfo, receiver: Receiver, tmp_path: Path
+) -> None:
+    """An alert_id of half a megabyte made the dedupe log's record larger than the broker takes
+    (every destination retried it for ever, delivering nothing more); a field nested 300 deep
+    could not be written again, and the JSON digest holding it was rejected with its valid
+    alerts. Both are skipped now, in a digest and one by one."""
+    tag = uuid.uuid4().hex[:12]
+    prefix, app_id = f"t{tag}.", f"hs-{tag}"
+    topic = f"{prefix}alerts"
+    asyncio.run(create_alerts_topic(stack.bootstrap, topic))
+    config = tmp_path / "notify.toml"
+    config.write_text(
+        crm_config(receiver.port)
+        + f"""[[destinations]]
+name = "digest"
+url = "http://127.0.0.1:{receiver.port}/json"
+digest_seconds = 0.5
+rate_per_minute = 6000
+"""
+    )
+    huge = orjson.dumps({**alert(1), "alert_id": "x" * 530_000})
+    deep = orjson.dumps(alert(2))[:-1] + b', "x": ' + b"[" * 300 + b"1" + b"]" * 300 + b"}"
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", max_request_size=2**21)
+        await producer.start()
+        try:  # one key, one partition: the hostile records sit between the good ones
+            for value in (orjson.dumps(alert(0)), huge, deep, orjson.dumps(alert(3))):
+                await producer.send_and_wait(topic, value, key=b"acct")
+        finally:
+            await producer.stop()
+
+    env = notifier_env(stack.bootstrap, prefix, app_id)
+    notifier = Notifier(["--config", str(config), "--start-from", "earliest"], env, tmp_path / "notify.log")
+    try:
+        asyncio.run(publish())
+        expected = Counter({alert(0)["alert_id"]: 2, alert(3)["alert_id"]: 2})  # crm and the digest
+        wait_for(
+            "both good alerts at both destinations",
+            lambda: receiver.acknowledged("/json") == expected,
+            notifier,
+        )
+        log = notifier.log.read_text(errors="replace")
+        assert "alert_id of 530,000 characters: at most 128" in log, notifier.tail()
+        assert "cannot be written as JSON again" in log, notifier.tail()
+        assert receiver.failed_requests() == 0 and notifier.proc.poll() is None, notifier.tail()
+    finally:
+        notifier.stop()
+
+
 def test_notify_escapes_a_hostile_name_in_slacks_notification_line(stack: StackInfo, tmp_path: Path) -> None:
     """The notification line (`text`) went out unescaped: a profile name `<!channel> ...`
     pinged the channel and showed a link, while the section below it was escaped."""
