@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from decimal import Decimal
 
 from pydantic import ValidationError
@@ -66,11 +67,14 @@ def decode_event(raw: bytes | str, *, key: bytes | None = None, family: str | No
     # An empty key is no key: producers that have none often send b"" (the worker re-routes
     # it by account_id, as a keyless message), and its events were dead-lettered.
     if key and key != event.account_id.encode():
-        shown = key.decode(errors="replace")
+        shown, account = key.decode(errors="replace"), event.account_id
         if len(shown) > KEY_SHOWN:  # the whole reason must fit in a dead letter
             shown = f"{shown[:KEY_SHOWN]}... ({len(key):,} bytes)"
+        # Two that look the same ('café' composed, and 'cafe' with U+0301) are shown as code points.
+        same_looking = unicodedata.normalize("NFC", shown) == unicodedata.normalize("NFC", account)
+        quoted = ascii if same_looking else repr
         raise Rejected(
-            f"message key {shown!r} disagrees with account_id {event.account_id!r}: "
+            f"message key {quoted(shown)} disagrees with account_id {quoted(account)}: "
             "key messages by account_id"
         )
     return event

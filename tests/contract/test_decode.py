@@ -313,6 +313,14 @@ def test_key_disagreeing_with_account_id() -> None:
     )
 
 
+def test_a_key_that_only_looks_like_the_account_id_is_shown_as_code_points() -> None:
+    """'message key 'café-acct' disagrees with account_id 'café-acct'' said nothing of what differs."""
+    event = {**message("usage.recorded"), "account_id": "caf\u00e9-acct"}
+    assert rejected(event, key="cafe\u0301-acct".encode()) == (
+        "message key 'cafe\\u0301-acct' disagrees with account_id 'caf\\xe9-acct': key messages by account_id"
+    )
+
+
 def test_an_empty_key_counts_as_no_key() -> None:
     """Producers without a key often send an empty one; a worker re-routes it by account_id."""
     assert decode_event(orjson.dumps(message("usage.recorded")), key=b"").account_id == "acme"
