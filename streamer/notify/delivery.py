@@ -61,10 +61,11 @@ class Sender(Protocol):
 
 def classify(status: int, retry_after: str | None = None, now: datetime | None = None) -> Response:
     """2xx sent; 429, 408 and 5xx retried (after the wait Retry-After asks for, seconds or a date
-    measured from `now`, the wall clock by default); other codes rejected."""
+    measured from `now`, the wall clock by default); other codes rejected (a status past 599 is
+    no HTTP status: a webhook answering 999 for ever was retried for ever)."""
     if 200 <= status < 300:
         return Response(Outcome.sent, f"HTTP {status}")
-    if status == 429 or status >= 500 or status == 408:
+    if status == 429 or 500 <= status < 600 or status == 408:
         wait = retry_after_seconds(retry_after, now or datetime.now(UTC))
         return Response(Outcome.retry, f"HTTP {status}", wait)
     return Response(Outcome.rejected, f"HTTP {status}")
@@ -111,7 +112,11 @@ class HttpSender:
                 response = classify(reply.status, reply.headers.get("Retry-After"))
                 await _discard_body(reply)
                 return response
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except TimeoutError:  # its text is empty: say what ran out
+            return Response(
+                Outcome.retry, f"no answer within timeout_seconds ({destination.timeout_seconds:g} s)"
+            )
+        except (aiohttp.ClientError, OSError) as exc:
             return Response(Outcome.retry, without_url(f"{type(exc).__name__}: {exc}", destination))
 
     async def close(self) -> None:

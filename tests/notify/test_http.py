@@ -137,3 +137,20 @@ async def test_a_2xx_whose_body_breaks_off_is_still_an_acknowledgement() -> None
     async with receiver(stalled) as url:
         response = await post(url, timeout_seconds=0.5)
     assert response.outcome is Outcome.sent
+
+
+async def test_a_receiver_that_never_answers_is_retried_saying_what_ran_out() -> None:
+    """The detail read `TimeoutError: ` (its text is empty)."""
+
+    async def silent(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(60)
+
+    async with receiver(silent) as url:
+        response = await post(url, timeout_seconds=0.5)
+    assert (response.outcome, response.detail) == (Outcome.retry, "no answer within timeout_seconds (0.5 s)")
+
+
+async def test_a_status_past_599_is_rejected_not_retried_for_ever() -> None:
+    async with receiver(raw(b"HTTP/1.1 999 Whatever\r\nContent-Length: 0\r\n\r\n")) as url:
+        response = await post(url)
+    assert (response.outcome, response.detail) == (Outcome.rejected, "HTTP 999")
