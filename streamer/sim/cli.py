@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from streamer.cli_options import FloatRange, quiet_option
-from streamer.outputs import prepare
+from streamer.outputs import prepare, same_file
 from streamer.sim.config import MAX_ACCOUNTS, SimulationConfig
 from streamer.sim.sink import DEFAULT_GZIP_LEVEL
 from streamer.sim.writer import WriteReport, truth_path_for, write_simulation
@@ -155,10 +155,10 @@ def simulate(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    if not out.name or out.is_dir():
+    if not out.name or _is_folder(out):
         raise click.UsageError(f"--out {str(out)!r} names no file")
     truth_path = truth or truth_path_for(out)
-    if truth_path.resolve() == out.resolve():
+    if same_file(truth_path, out):  # a hard link too: the truth was written over the events
         raise click.UsageError(f"--truth must differ from --out ({out})")
     prepare([out, truth_path])  # a traceback after the whole portfolio was built, before
 
@@ -170,9 +170,14 @@ def simulate(
             f"simulating {accounts} accounts over {months} months from {config.start} (seed {seed}) -> {out}",
             err=True,
         )
-    report = write_simulation(
-        config, out, truth_path, progress=None if quiet else progress, gzip_level=gzip_level
-    )
+    try:
+        report = write_simulation(
+            config, out, truth_path, progress=None if quiet else progress, gzip_level=gzip_level
+        )
+    except OSError as error:  # a full disk: the files are left as they were
+        raise click.ClickException(
+            f"cannot write {out} and {truth_path}: {error.strerror or error}"
+        ) from None
     click.echo(_summary(report))
 
 
@@ -206,3 +211,11 @@ def _summary(report: WriteReport) -> str:
         f"time: {report.seconds:.1f} s ({rate:,.0f} records/s)",
     ]
     return "\n".join(lines)
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether `path` is a folder; a one-line error when it cannot be asked (a name too long)."""
+    try:
+        return path.is_dir()
+    except OSError as error:
+        raise click.ClickException(f"cannot write {path}: {error.strerror or error}") from None

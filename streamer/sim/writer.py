@@ -74,10 +74,39 @@ def write_simulation(
     progress: Progress | None = None,
     gzip_level: int = DEFAULT_GZIP_LEVEL,
 ) -> WriteReport:
-    """Simulate `config`, write its events to `out` and its ground truth to `truth`."""
+    """Simulate `config`, write its events to `out` and its ground truth to `truth`: both are
+    written beside their place and renamed into it at the end, so a run stopped part-way (^C, a
+    full disk) leaves what was there (an interrupted run left a cut events file that looked
+    whole, beside the truth of an earlier run)."""
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = WriteReport(events_path=out, truth_path=truth or truth_path_for(out))
+    truth_path = truth or truth_path_for(out)
+    partial_out, partial_truth = _partial(out), _partial(truth_path)
+    try:
+        report = _write(config, partial_out, partial_truth, progress, gzip_level, started)
+        partial_out.replace(out)
+        partial_truth.replace(truth_path)
+    finally:
+        partial_out.unlink(missing_ok=True)
+        partial_truth.unlink(missing_ok=True)
+    report.events_path, report.truth_path = out, truth_path
+    return report
+
+
+def _partial(path: Path) -> Path:
+    """Where `path` is written until it is whole: a hidden name beside it, same suffix (.gz)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _write(
+    config: SimulationConfig,
+    out: Path,
+    truth: Path,
+    progress: Progress | None,
+    gzip_level: int,
+    started: float,
+) -> WriteReport:
+    report = WriteReport(events_path=out, truth_path=truth)
     portfolio = build_portfolio(config)
     mixer = DirtyMixer(config.dirty_rate, config.seed) if config.dirty_rate > 0 else None
     dumps, by_type, dirty = orjson.dumps, report.by_type, report.dirty

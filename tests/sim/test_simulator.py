@@ -451,3 +451,42 @@ def test_cli_refuses_an_out_it_cannot_write_before_simulating(tmp_path: Path) ->
     deeper = tmp_path / "new" / "deeper" / "x.jsonl"
     made = CliRunner().invoke(simulate, ["--accounts", "2", "--months", "1", "--quiet", "--out", str(deeper)])
     assert made.exit_code == 0 and deeper.exists(), made.output
+
+
+def test_cli_refuses_a_name_too_long_and_a_truth_hard_linked_to_the_events(tmp_path: Path) -> None:
+    """A name too long was a traceback (asking whether it is a folder raised); a --truth hard-linked
+    to --out passed the check by path, and the truth was written over the events: exit 0."""
+    args = ["--accounts", "2", "--months", "1", "--quiet"]
+    long_name = tmp_path / ("a" * 300 + ".jsonl")
+    too_long = CliRunner().invoke(simulate, [*args, "--out", str(long_name)])
+    assert too_long.exit_code == 1 and "File name too long" in too_long.output, too_long.output
+    events = tmp_path / "x.jsonl"
+    events.write_text("kept\n")
+    (tmp_path / "hl.jsonl").hardlink_to(events)
+    linked = CliRunner().invoke(
+        simulate, [*args, "--out", str(events), "--truth", str(tmp_path / "hl.jsonl")]
+    )
+    assert linked.exit_code == 2 and "--truth must differ from --out" in linked.output, linked.output
+    assert events.read_text() == "kept\n"
+
+
+def test_a_run_that_fails_part_way_leaves_the_files_as_they_were(tmp_path: Path, monkeypatch: Any) -> None:
+    """An interrupted run left a cut events file that looked whole beside an earlier run's truth;
+    a full disk was a traceback. The files are written beside their place and renamed at the end."""
+    from streamer.sim import writer
+
+    out = tmp_path / "x.jsonl.gz"
+    first = CliRunner().invoke(simulate, ["--accounts", "2", "--months", "1", "--quiet", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    def full_disk(*_: Any, **__: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "generate_truth", full_disk)
+    failed = CliRunner().invoke(
+        simulate, ["--accounts", "3", "--months", "1", "--seed", "9", "--quiet", "--out", str(out)]
+    )
+    assert failed.exit_code == 1 and "No space left on device" in failed.output, failed.output
+    assert "Traceback" not in failed.output
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no partial file either
