@@ -171,6 +171,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
 
     settings = _settings(kafka_bootstrap=bootstrap)
     quiet_kafka_client_logs()
+    _has_a_line(events)
     size = events.stat().st_size
     label = f"publishing {events.name}"
     with (
@@ -265,6 +266,20 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
             if summary.skipped == 0
             else f"nothing published: no line of {events} is an event (tables go through `streamer import`)"
         )
+
+
+def _has_a_line(events: Path) -> None:
+    """Read EVENTS up to its first line that is not blank before the broker is asked for: an
+    empty, blank or damaged file waited out --timeout without a broker, then spoke only of the
+    broker. A damaged .gz raises `UnreadableInput` (one line, exit 1)."""
+    from streamer.contract.decode import JSON_WHITESPACE
+    from streamer.offline.runner import open_events
+
+    if not events.is_file():  # a pipe is read once: what this read would be lost to the replay
+        return
+    with open_events(events) as handle:
+        if not any(line.strip(JSON_WHITESPACE) for line in handle):
+            raise click.ClickException(f"nothing to publish: {events} holds no events")
 
 
 @click.group("alerts")

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -52,6 +53,28 @@ def test_replay_to_an_unreachable_broker(events: Path) -> None:
     line = one_line(result)
     assert line.startswith(f"streamer replay: no Kafka broker accepted events at {bootstrap} for 1 s")
     assert "streamer local up" in line and "HEALTHSTREAM_KAFKA_BOOTSTRAP" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"", "nothing to publish: {path} holds no events"),
+        (b"\n  \n", "nothing to publish: {path} holds no events"),
+        (b"not gzip at all\n", "bad.jsonl.gz: not a gzip file (name it .jsonl, or gzip it)"),
+    ],
+)
+def test_replay_reads_the_file_before_it_asks_for_the_broker(
+    tmp_path: Path, content: bytes, said: str
+) -> None:
+    """Without a broker, an empty or damaged file waited out --timeout (120 s by default) and
+    then spoke only of the broker."""
+    path = tmp_path / ("bad.jsonl.gz" if content.startswith(b"not") else "bad.jsonl")
+    path.write_bytes(content)
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    result = run(["replay", str(path), "--quiet", "--timeout", "60", "--bootstrap", bootstrap])
+    assert result.exit_code == 1 and one_line(result) == "Error: " + said.format(path=path), result
+    assert time.monotonic() - started < 30  # not the broker's timeout
 
 
 def test_worker_with_an_unreachable_broker(tmp_path: Path) -> None:
