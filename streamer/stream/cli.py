@@ -47,11 +47,28 @@ def quiet_kafka_client_logs() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
+# The options that set a runtime setting, where their name is not the setting's.
+OPTION_OF = {"kafka_bootstrap": "--bootstrap", "score_config": "--config"}
+
+
 def _settings(**overrides: Any) -> Settings:
-    from streamer.settings import Settings
+    """The runtime settings, with the options given laid over the environment. A bad option is a
+    usage error naming it (`--bootstrap 127.0.0.1:abc` blamed HEALTHSTREAM_KAFKA_BOOTSTRAP, which
+    was not set); a bad variable is left to the command's handler, which names the variable."""
+    from pydantic import ValidationError
+
+    from streamer.settings import Settings, plain_message
 
     values = {key: value for key, value in overrides.items() if value is not None}
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            name = str(item["loc"][0]) if item["loc"] else ""
+            if name in values:
+                option = OPTION_OF.get(name, "--" + name.replace("_", "-"))
+                raise click.BadParameter(plain_message(item), param_hint=option) from None
+        raise
 
 
 @click.command("worker")

@@ -151,6 +151,23 @@ def test_alerts_tail_timeout_0_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "EVENTS", "--bootstrap", "127.0.0.1:abc"],
+        ["alerts", "tail", "--bootstrap", "127.0.0.1:abc"],
+    ],
+)
+def test_a_bad_bootstrap_option_is_named_as_the_option(events: Path, args: list[str]) -> None:
+    """It blamed HEALTHSTREAM_KAFKA_BOOTSTRAP ('fix the variable or unset it'), which was not set."""
+    result = run([str(events) if arg == "EVENTS" else arg for arg in args])
+    assert result.exit_code == 2, result.output
+    assert one_line(result).startswith(
+        "Error: Invalid value for --bootstrap: '127.0.0.1:abc': the port must be a number"
+    ), result.output
+    assert "HEALTHSTREAM_KAFKA_BOOTSTRAP" not in result.output
+
+
+@pytest.mark.parametrize(
     ("args", "variable", "value", "says"),
     [
         (["worker"], "HEALTHSTREAM_PARTITIONS", "abc", "Input should be a valid integer"),
