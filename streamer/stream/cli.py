@@ -296,7 +296,7 @@ def _has_a_line(events: Path) -> None:
         return
     with open_events(events) as handle:
         if not any(line.strip(JSON_WHITESPACE) for line in handle):
-            raise click.ClickException(f"nothing to publish: {events} holds no events")
+            raise click.ClickException(f"nothing published: {events} holds no events")
 
 
 @click.group("alerts")

@@ -58,8 +58,8 @@ def test_replay_to_an_unreachable_broker(events: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "said"),
     [
-        (b"", "nothing to publish: {path} holds no events"),
-        (b"\n  \n", "nothing to publish: {path} holds no events"),
+        (b"", "nothing published: {path} holds no events"),
+        (b"\n  \n", "nothing published: {path} holds no events"),
         (b"not gzip at all\n", "bad.jsonl.gz: not a gzip file (name it .jsonl, or gzip it)"),
     ],
 )

@@ -409,8 +409,11 @@ def test_a_wrong_password_ends_a_command_at_once_naming_the_login(
 ) -> None:
     """A broker that refuses the login answers: waiting for one cannot help, so the command ends
     in one line saying what was refused (not "no broker answered" after the connect timeout)."""
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"")
+    events = tmp_path / "events.jsonl"  # one event: replay refuses an empty file before the broker
+    events.write_bytes(
+        b'{"event_id": "e1", "event_type": "usage.recorded", "account_id": "a1", '
+        b'"occurred_at": "2024-01-01T00:00:00Z", "user_id": "u1", "feature": "f"}\n'
+    )
     config = tmp_path / "notify.toml"
     config.write_text('[[destinations]]\nname = "x"\nurl = "http://127.0.0.1:9/hook"\n')
     files = {"EVENTS": str(events), "CONFIG": str(config)}
