@@ -28,7 +28,7 @@ from pydantic_core import ErrorDetails
 
 from streamer.contract.vocabulary import Severity
 from streamer.core.alerts import RULES
-from streamer.settings import read_toml
+from streamer.settings import plain_message, read_toml
 from streamer.suggest import did_you_mean
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
@@ -214,8 +214,7 @@ SHOWN_KEYS = (
 
 def _problem(error: ErrorDetails, data: object) -> str:
     """`destinations['crm'].format: Input should be 'json' or 'slack' (got 'teams')`."""
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{_where(error['loc'], data)}: {message}{_shown_input(error)}"
+    return f"{_where(error['loc'], data)}: {plain_message(error)}{_shown_input(error)}"
 
 
 def _shown_input(error: ErrorDetails) -> str:

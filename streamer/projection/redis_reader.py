@@ -306,7 +306,7 @@ class ProjectionReader:
             cursor, batch = await self.redis.hscan(key, cursor, count=NAME_BATCH)
             assert isinstance(batch, dict)  # fields with their values (a list only with `no_values`)
             for raw_name, raw_count in batch.items():
-                entry = self._name_count(key, raw_name, raw_count)
+                entry = self._decoded_name_count(key, raw_name, raw_count)
                 if entry is None:
                     unreadable += 1
                 else:
@@ -319,11 +319,12 @@ class ProjectionReader:
         if chosen:
             asked = list(dict.fromkeys(chosen))
             for name, stored in zip(asked, await self.redis.hmget(key, asked), strict=True):
-                entry = None if stored is None else self._name_count(key, name, stored)
+                entry = None if stored is None else self._decoded_name_count(key, name, stored)
                 counts[name] = 0 if entry is None else entry[1]
         return Names(dict(sorted(counts.items())), int(await self.redis.hlen(key)), unreadable)
 
-    def _name_count(self, key: str, raw_name: Any, raw_count: Any) -> tuple[str, int] | None:
+    def _decoded_name_count(self, key: str, raw_name: Any, raw_count: Any) -> tuple[str, int] | None:
+        """(name, count) of one hash entry, or None when it cannot be read (logged)."""
         field = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
         return self.unreadable.decoded(key, field, raw_count, partial(_name_count, raw_name))
 

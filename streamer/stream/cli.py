@@ -279,7 +279,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
     )
     if summary.total == 0:  # as `streamer offline` on the same file: a run that did nothing fails
         raise click.ClickException(
-            f"nothing published: {events} holds no events"
+            _holds_no_events(events)
             if summary.skipped == 0
             else f"nothing published: no line of {events} is an event (tables go through `streamer import`)"
         )
@@ -296,7 +296,11 @@ def _has_a_line(events: Path) -> None:
         return
     with open_events(events) as handle:
         if not any(line.strip(JSON_WHITESPACE) for line in handle):
-            raise click.ClickException(f"nothing published: {events} holds no events")
+            raise click.ClickException(_holds_no_events(events))
+
+
+def _holds_no_events(events: Path) -> str:
+    return f"nothing published: {events} holds no events"
 
 
 @click.group("alerts")
