@@ -105,6 +105,9 @@ class Offsets:
     async def end_offsets(self, tps: Any) -> dict[tuple[str, int], int]:
         return {tp: self.ends[tp] for tp in tps}
 
+    async def log_ends(self, tps: Any) -> dict[tuple[str, int], int]:
+        return await self.end_offsets(tps)
+
     async def restart_offsets(self, tps: Any) -> dict[tuple[str, int], int]:
         return dict.fromkeys(tps, 0)
 

@@ -281,7 +281,8 @@ class FakeSink:
 
 class FakeOffsets:
     """The consumer's view, set by the test: owned partitions, fetcher highwaters (unset: None),
-    broker end offsets (owned inputs start empty at 0), restart offsets (unset: 0) and start
+    broker end offsets (owned inputs start empty at 0; `open` adds records of transactions not yet
+    committed to the log ends), restart offsets (unset: 0) and start
     offsets (unset: 0). Seeks and end-offset questions are recorded."""
 
     def __init__(self, owned: set[TP], generation: int | None) -> None:
@@ -290,6 +291,7 @@ class FakeOffsets:
         self.owned = set(owned)
         self.highwaters: dict[TP, int] = {}
         self.ends: dict[TP, int] = {tp: 0 for tp in self.owned}
+        self.open: dict[TP, int] = {}  # records of transactions not yet committed, after `ends`
         self.restarts: dict[TP, int | None] = {}  # None: the broker could not be asked
         self.starts: dict[TP, int] = {}  # the broker's first offsets (unset: 0)
         self.seeks: list[tuple[str, int, int]] = []
@@ -316,6 +318,10 @@ class FakeOffsets:
         self.end_offsets_calls += 1
         self.asked_ends += tps
         return {tp: self.ends[tp] for tp in tps if tp in self.ends}
+
+    async def log_ends(self, tps: Sequence[TP]) -> dict[TP, int]:
+        ends = await self.end_offsets(tps)
+        return {tp: end + self.open.get(tp, 0) for tp, end in ends.items()}
 
     async def restart_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
         found = {tp: self.restarts.get(tp, 0) for tp in tps}

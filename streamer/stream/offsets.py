@@ -34,7 +34,8 @@ class ConsumerOffsets:
     def __init__(self, app: faust.App, kafka: KafkaAccess) -> None:
         self.app = app
         self.kafka = kafka
-        self._client: AIOKafkaConsumer | None = None  # started on first use, in the worker's loop
+        # by isolation level: started on first use, in the worker's loop
+        self._clients: dict[str, AIOKafkaConsumer] = {}
 
     def generation(self) -> int | None:
         generation = self.app.consumer_generation_id
@@ -54,6 +55,9 @@ class ConsumerOffsets:
 
     async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         return await self._list(tps, "end")
+
+    async def log_ends(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._list(tps, "end", isolation="read_uncommitted")
 
     async def restart_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         # faust records the committed offsets it seeks to after each assignment (and advances
@@ -85,15 +89,18 @@ class ConsumerOffsets:
         cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_passed(TP(topic, partition), start, stop)
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
             await client.stop()
 
-    async def _list(self, tps: Sequence[TopicPartition], which: str) -> dict[TopicPartition, int]:
-        """The partitions' start or end offsets as the broker reports them now; {} when it
-        cannot be asked (nothing counts as idle then, which only delays)."""
+    async def _list(
+        self, tps: Sequence[TopicPartition], which: str, isolation: str = "read_committed"
+    ) -> dict[TopicPartition, int]:
+        """The partitions' start or end offsets as the broker reports them now (the end for a
+        reader of committed transactions, as the worker reads, unless `isolation` says
+        otherwise); {} when it cannot be asked (nothing counts as idle then, which only delays)."""
         try:
-            client = await self._started()
+            client = await self._started(isolation)
             wanted = [KafkaTP(topic, partition) for topic, partition in tps]
             found = await (client.end_offsets(wanted) if which == "end" else client.beginning_offsets(wanted))
         except Exception as exc:
@@ -102,12 +109,11 @@ class ConsumerOffsets:
             return {}
         return {(tp.topic, tp.partition): int(offset) for tp, offset in found.items() if offset is not None}
 
-    async def _started(self) -> AIOKafkaConsumer:
-        if self._client is None:
+    async def _started(self, isolation: str) -> AIOKafkaConsumer:
+        client = self._clients.get(isolation)
+        if client is None:
             client = AIOKafkaConsumer(
-                **self.kafka.client_options(),
-                enable_auto_commit=False,
-                isolation_level="read_committed",  # as the worker reads: its end is the stable offset
+                **self.kafka.client_options(), enable_auto_commit=False, isolation_level=isolation
             )
-            self._client = await start_consumer(client)
-        return self._client
+            client = self._clients[isolation] = await start_consumer(client)
+        return client

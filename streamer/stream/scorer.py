@@ -83,7 +83,13 @@ class Offsets(Protocol):
         ...
 
     async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The end offsets as the broker reports them now."""
+        """The end offsets as the broker reports them now (for a reader of committed
+        transactions: the last stable offsets)."""
+        ...
+
+    async def log_ends(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The end offsets as the broker reports them now, the records of transactions not yet
+        committed included (the high watermarks)."""
         ...
 
     async def restart_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
@@ -121,6 +127,10 @@ class Offsets(Protocol):
 
 
 STALL_S = 10.0  # a partition with a backlog that delivered nothing for this long is read again
+# A topic whose next records belong to a transaction not yet committed holds its partition's
+# merge back (they may be older than what the other topics delivered) for at most this long at
+# one offset: a producer that left a transaction open holds it up to the transaction's timeout.
+OPEN_TRANSACTION_WAIT_S = 5.0
 # Messages applied between two checkpoints (all partitions). A merge can hold tens of thousands:
 # at a start (or after a rebalance) a backlog's big topic delivers long before a small one of
 # the same partition has delivered anything, and everything waits for it. Released at once,
@@ -283,6 +293,8 @@ class Scorer:
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
         # per input, the last offset range found without records (`_next_offsets`)
         self._empty: dict[TopicPartition, tuple[int, int]] = {}
+        # per input, the offset it waits at behind a transaction not yet committed, and since when
+        self._behind_open: dict[TopicPartition, tuple[int, float]] = {}
         self.lock = asyncio.Lock()
         self.paused = False  # between a revocation and the next assignment
         self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
@@ -355,6 +367,7 @@ class Scorer:
         self.peers_written.clear()
         self._delivered.clear()
         self._empty.clear()
+        self._behind_open.clear()
         self._pending = Pending()  # never acknowledged: read again, applied to the stored state
         self.assigned_at = time.monotonic()
 
@@ -958,6 +971,13 @@ class Scorer:
         other topics already delivered, and a topic idle by a stale end would let newer events
         pass older ones still on their way. The fetcher's figure only spares the broker the
         question for topics that visibly have more to deliver.
+
+        The end counts the records of transactions not yet committed (`_behind_open`): a
+        transaction commits on one partition after another, so a topic read to its last stable
+        offset can still have records of a transaction whose records on another topic were
+        delivered already. Idle by its stable end, the subscriptions of a history published in
+        transactions let that transaction's usage (weeks later in event time) through first, and
+        then were refused as too late (6 events of a 30-account history, on a worker starting).
         """
         idle: dict[int, set[str]] = defaultdict(set)
         if not partitions:
@@ -970,10 +990,30 @@ class Scorer:
             if highwater is None or offset >= highwater:
                 maybe.append(tp)
         if maybe:
-            for tp, end in (await self.offsets.end_offsets(maybe)).items():
-                if next_offsets[tp] >= end:
+            now = time.monotonic()
+            for tp, end in (await self.offsets.log_ends(maybe)).items():
+                offset = next_offsets[tp]
+                if offset >= end:
+                    self._behind_open.pop(tp, None)
+                    idle[tp[1]].add(tp[0])
+                elif self._behind_open_too_long(tp, offset, now):
                     idle[tp[1]].add(tp[0])
         return idle
+
+    def _behind_open_too_long(self, tp: TopicPartition, offset: int, now: float) -> bool:
+        """Whether the topic partition, read to `offset` with records after it that a read of
+        committed transactions does not deliver yet, has waited at that offset behind a
+        transaction not yet committed for `OPEN_TRANSACTION_WAIT_S`: it counts as idle then.
+        Before, it holds its partition's merge back: the transaction may be committing (on
+        this topic after the others) and its records here older than those delivered."""
+        stable = self.offsets.highwater(tp[0], tp[1])  # the fetcher's last stable offset
+        if stable is None or offset < stable:
+            self._behind_open.pop(tp, None)  # committed records to deliver first
+            return False
+        waiting = self._behind_open.get(tp)
+        if waiting is None or waiting[0] != offset:
+            self._behind_open[tp] = waiting = (offset, now)
+        return now - waiting[1] >= OPEN_TRANSACTION_WAIT_S
 
     def _admit(self, message: Message) -> Event | None:
         """Decode and bound a message (`intake.admit`); dead-letter or re-route it here, or

@@ -252,6 +252,45 @@ async def test_a_topic_the_fetcher_sees_behind_is_not_asked_about_and_holds(worl
     assert (USAGE, PARTITION) in world.offsets.asked_ends
 
 
+async def test_a_topic_behind_a_transaction_still_committing_holds_its_partition(world: World) -> None:
+    """A history published in transactions: one transaction's usage is delivered while its
+    subscriptions, older in event time, are not committed yet on their partition (a transaction
+    commits partition by partition). Idle by its last stable offset, subscriptions let the usage
+    through, and its own events then came too late."""
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.highwaters[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 5  # read to its last stable offset
+    world.offsets.open[(SUBS, PARTITION)] = 2  # and two records of a transaction after it
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == 0 and not world.applied()
+    world.offsets.open.clear()  # the transaction was aborted after all: nothing more to come
+    await world.scorer.release_idle()
+    assert event.acked == 1 and world.applied()
+
+
+async def test_a_transaction_left_open_holds_its_partition_for_a_bounded_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    fake_time = SimpleNamespace(monotonic=lambda: clock[0], time=time.time, perf_counter=time.perf_counter)
+    monkeypatch.setattr(scorer_module, "time", fake_time)
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.highwaters[(SUBS, PARTITION)] = 5
+    world.offsets.ends[(SUBS, PARTITION)] = 5
+    world.offsets.open[(SUBS, PARTITION)] = 1  # a producer that began a transaction and hangs
+    event = world.usage(0)
+    await world.scorer.process([event])
+    clock[0] += scorer_module.OPEN_TRANSACTION_WAIT_S - 0.1
+    await world.scorer.release_idle()
+    assert event.acked == 0 and not world.applied()
+    clock[0] += 0.2
+    await world.scorer.release_idle()
+    assert event.acked == 1 and world.applied()
+
+
 async def test_nothing_is_idle_when_the_broker_does_not_answer(world: World) -> None:
     world.offsets.ends.clear()  # end_offsets answers {} (e.g. the broker is unreachable)
     event = world.usage(0)
