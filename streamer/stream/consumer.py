@@ -392,7 +392,8 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
         its exactly-once mode; the high watermark counts the records of an open transaction, so
         a topic behind one never looked idle and the partition's other topics waited for it, up
         to the transaction's timeout (15 minutes at most; a producer opening one after another,
-        for good)."""
+        for good). The scorer asks the broker for both ends before it counts a topic as idle,
+        and waits behind an open transaction a few seconds at most (`Scorer._idle_topics`)."""
         consumer = self._ensure_consumer()
         stable = consumer.last_stable_offset(tp)
         if isinstance(stable, int) and stable >= 0:
