@@ -51,6 +51,15 @@ def world(request: pytest.FixtureRequest) -> World:
     return World(overlap=request.param)
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The scorer's monotonic clock, moved by hand: `clock[0] += seconds`."""
+    now = [1000.0]
+    fake_time = SimpleNamespace(monotonic=lambda: now[0], time=time.time, perf_counter=time.perf_counter)
+    monkeypatch.setattr(scorer_module, "time", fake_time)
+    return now
+
+
 async def test_a_usage_message_with_every_other_topic_at_its_end_is_applied_and_acked(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 1
     event = world.usage(0)
@@ -271,11 +280,8 @@ async def test_a_topic_behind_a_transaction_still_committing_holds_its_partition
 
 
 async def test_a_transaction_left_open_holds_its_partition_for_a_bounded_time(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, clock: list[float]
 ) -> None:
-    clock = [1000.0]
-    fake_time = SimpleNamespace(monotonic=lambda: clock[0], time=time.time, perf_counter=time.perf_counter)
-    monkeypatch.setattr(scorer_module, "time", fake_time)
     world.offsets.ends[(USAGE, PARTITION)] = 1
     world.offsets.restarts[(SUBS, PARTITION)] = 5
     world.offsets.highwaters[(SUBS, PARTITION)] = 5
@@ -378,11 +384,8 @@ async def test_partitions_that_delivered_recently_are_not_sought(world: World) -
 
 
 async def test_time_spent_on_a_long_batch_is_not_silence(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, clock: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = [1000.0]
-    fake_time = SimpleNamespace(monotonic=lambda: clock[0], time=time.time, perf_counter=time.perf_counter)
-    monkeypatch.setattr(scorer_module, "time", fake_time)
     world.scorer.assigned_at = clock[0]
     offsets = world.offsets
     offsets.restarts[(SUBS, PARTITION)] = 5
