@@ -42,8 +42,19 @@ def body(format: Format, alerts: Sequence[Alert]) -> dict[str, Any]:
     return {"source": "healthstream", "alerts": [dict(alert) for alert in alerts]}
 
 
+# Unicode's bidirectional controls: an account name holding U+202E (right-to-left override)
+# displays the rest of the line reversed, so a producer could make one account's alert read as
+# another's. Shown as their code points instead.
+BIDI_CONTROLS = {
+    code: f"[U+{code:04X}]"
+    for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
 def slack_escape(text: str) -> str:
-    """Slack's mrkdwn control characters, escaped as its docs require."""
+    """Slack's mrkdwn control characters, escaped as its docs require, and bidirectional
+    controls shown as their code points."""
+    text = text.translate(BIDI_CONTROLS)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

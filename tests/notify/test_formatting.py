@@ -35,6 +35,15 @@ def test_slack_escapes_control_characters() -> None:
         assert "&lt;!channel&gt; &amp; co" in text and "<!channel>" not in text
 
 
+def test_slack_shows_bidirectional_controls_as_code_points() -> None:
+    hostile = alert("a1")
+    hostile["account_id"] = "acme\u202eevil\u2066"  # would display as "acme" + "live" reversed
+    message = slack_body([hostile])
+    for text in (message["blocks"][0]["text"]["text"], message["text"]):
+        assert "acme[U+202E]evil[U+2066]" in text
+        assert not any(ch in text for ch in "\u202e\u2066\u200f")
+
+
 def test_slack_digest_counts_by_severity_and_stays_within_block_limit() -> None:
     alerts = [alert(f"a{n}", severity="critical" if n % 10 == 0 else "warning") for n in range(120)]
     message = slack_body(alerts)
