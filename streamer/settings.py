@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streamer.contract.messages import plain_message
 from streamer.core.config import ScoreConfig
 from streamer.local.settings import DEFAULT_KAFKA_PORT, DEFAULT_REDIS_PORT, local_bootstrap, local_redis_url
 from streamer.suggest import unknown_key_hint
@@ -190,11 +191,6 @@ def settings_problem(error: ValidationError) -> str | None:
         name = prefix + "_".join(str(part) for part in item["loc"]).upper()
         problems.append(f"{name}={item.get('input')!r} is not valid ({plain_message(item)})")
     return "; ".join(problems) + ": fix the variable or unset it for the default"
-
-
-def plain_message(error: Any) -> str:
-    """A validation error's message without pydantic's "Value error, " in front of our own."""
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 # A configuration, a notify config or a mapping is a few kilobytes; past this it is not one (a

@@ -20,6 +20,7 @@ from streamer.contract.events import (
     NUMBER_AMOUNT,
     Event,
 )
+from streamer.contract.messages import plain_message
 
 
 class Rejected(Exception):
@@ -126,7 +127,7 @@ def _describe(error: ErrorDetails) -> str:
     where = f"field {'.'.join(path)!r}" if path else "event"
     if event_type:
         where += f" of {event_type}"
-    message = error["msg"].removeprefix("Value error, ")
+    message = plain_message(error)
     if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in (NAME_TEXT, ID_TEXT):
         message = NAME_RULE
     if kind.startswith(("datetime", "timezone")):

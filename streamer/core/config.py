@@ -16,6 +16,7 @@ from typing import Annotated, Literal, Self, TypeVar
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from streamer.contract.messages import plain_message
 from streamer.contract.vocabulary import LifecycleStage
 from streamer.core.bands import BandRule
 from streamer.core.curves import PiecewiseLinear
@@ -711,7 +712,7 @@ class ScoreConfig(Strict):
                     try:
                         combine(stage, plan)
                     except pydantic.ValidationError as error:
-                        reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+                        reason = plain_message(error.errors()[0])
                         layers = " and ".join(f"{name}.{table}" for name in given)
                         raise ValueError(f"{layers} laid over [{table}]: {reason}") from None
         return self

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from streamer.settings import plain_message, read_toml
+from streamer.contract.messages import plain_message
+from streamer.settings import read_toml
 from streamer.suggest import unknown_key_hint
 
 

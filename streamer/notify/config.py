@@ -26,9 +26,10 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from streamer.contract.messages import plain_message
 from streamer.contract.vocabulary import Severity
 from streamer.core.alerts import RULES
-from streamer.settings import plain_message, read_toml
+from streamer.settings import read_toml
 from streamer.suggest import did_you_mean
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}

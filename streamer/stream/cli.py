@@ -57,7 +57,8 @@ def _settings(**overrides: Any) -> Settings:
     was not set); a bad variable is left to the command's handler, which names the variable."""
     from pydantic import ValidationError
 
-    from streamer.settings import Settings, plain_message
+    from streamer.contract.messages import plain_message
+    from streamer.settings import Settings
 
     values = {key: value for key, value in overrides.items() if value is not None}
     try:
