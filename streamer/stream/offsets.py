@@ -18,7 +18,7 @@ from aiokafka import TopicPartition as KafkaTP
 from faust.types import TP
 
 from streamer.stream.access import KafkaAccess
-from streamer.stream.clients import start_consumer
+from streamer.stream.clients import CONSUMER_STOP_S, close_consumer_or_warn, start_consumer
 from streamer.stream.consumer import RebalanceSafeConsumer
 from streamer.stream.faust_private import committed_offsets
 from streamer.stream.topics import configure_inputs
@@ -89,9 +89,12 @@ class ConsumerOffsets:
         cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_passed(TP(topic, partition), start, stop)
 
     async def close(self) -> None:
+        """Stop the clients (each, whatever the others met: a warning names what it was)."""
         clients, self._clients = self._clients, {}
-        for client in clients.values():
-            await client.stop()
+        for isolation, client in clients.items():
+            await close_consumer_or_warn(
+                client, CONSUMER_STOP_S, log, "could not close an offsets client", isolation=isolation
+            )
 
     async def _list(
         self, tps: Sequence[TopicPartition], which: str, isolation: str = "read_committed"

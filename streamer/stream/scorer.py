@@ -991,25 +991,26 @@ class Scorer:
                 maybe.append(tp)
         if maybe:
             now = time.monotonic()
-            for tp, end in (await self.offsets.log_ends(maybe)).items():
+            # Both ends at once, from the broker now: the fetcher's figures can be older.
+            ends, stable = await asyncio.gather(self.offsets.log_ends(maybe), self.offsets.end_offsets(maybe))
+            for tp, end in ends.items():
                 offset = next_offsets[tp]
                 if offset >= end:
                     self._behind_open.pop(tp, None)
                     idle[tp[1]].add(tp[0])
-                elif self._behind_open_too_long(tp, offset, now):
-                    idle[tp[1]].add(tp[0])
+                elif tp in stable and offset >= stable[tp]:
+                    if self._waited_behind_open(tp, offset, now):
+                        idle[tp[1]].add(tp[0])
+                else:
+                    self._behind_open.pop(tp, None)  # committed records to deliver first
         return idle
 
-    def _behind_open_too_long(self, tp: TopicPartition, offset: int, now: float) -> bool:
-        """Whether the topic partition, read to `offset` with records after it that a read of
-        committed transactions does not deliver yet, has waited at that offset behind a
-        transaction not yet committed for `OPEN_TRANSACTION_WAIT_S`: it counts as idle then.
-        Before, it holds its partition's merge back: the transaction may be committing (on
-        this topic after the others) and its records here older than those delivered."""
-        stable = self.offsets.highwater(tp[0], tp[1])  # the fetcher's last stable offset
-        if stable is None or offset < stable:
-            self._behind_open.pop(tp, None)  # committed records to deliver first
-            return False
+    def _waited_behind_open(self, tp: TopicPartition, offset: int, now: float) -> bool:
+        """Whether the topic partition, read to its last stable offset `offset` with records of
+        a transaction not yet committed after it, has waited at that offset for
+        `OPEN_TRANSACTION_WAIT_S`: it counts as idle then. Before, it holds its partition's
+        merge back: the transaction may be committing (on this topic after the others) and its
+        records here older than those delivered."""
         waiting = self._behind_open.get(tp)
         if waiting is None or waiting[0] != offset:
             self._behind_open[tp] = waiting = (offset, now)

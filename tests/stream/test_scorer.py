@@ -261,40 +261,78 @@ async def test_a_topic_the_fetcher_sees_behind_is_not_asked_about_and_holds(worl
     assert (USAGE, PARTITION) in world.offsets.asked_ends
 
 
-async def test_a_topic_behind_a_transaction_still_committing_holds_its_partition(world: World) -> None:
-    """A history published in transactions: one transaction's usage is delivered while its
-    subscriptions, older in event time, are not committed yet on their partition (a transaction
-    commits partition by partition). Idle by its last stable offset, subscriptions let the usage
-    through, and its own events then came too late."""
+def behind_a_transaction(world: World, records: int) -> None:
+    """Subscriptions read to their last stable offset 5, with `records` of a transaction not yet
+    committed after it (usage is at its end after offset 0)."""
     world.offsets.ends[(USAGE, PARTITION)] = 1
     world.offsets.restarts[(SUBS, PARTITION)] = 5
     world.offsets.highwaters[(SUBS, PARTITION)] = 5
-    world.offsets.ends[(SUBS, PARTITION)] = 5  # read to its last stable offset
-    world.offsets.open[(SUBS, PARTITION)] = 2  # and two records of a transaction after it
-    event = world.usage(0)
-    await world.scorer.process([event])
-    assert event.acked == 0 and not world.applied()
-    world.offsets.open.clear()  # the transaction was aborted after all: nothing more to come
+    world.offsets.ends[(SUBS, PARTITION)] = 5
+    world.offsets.open[(SUBS, PARTITION)] = records
+
+
+async def test_a_topic_behind_a_transaction_still_committing_holds_its_partition(world: World) -> None:
+    """A history published in transactions: one transaction's usage is delivered while its
+    subscription, older in event time, is not committed yet on its partition (a transaction
+    commits partition by partition). Idle by its last stable offset, subscriptions let the usage
+    through, and their own events then came too late."""
+    behind_a_transaction(world, 1)
+    usage = world.usage(0)
+    await world.scorer.process([usage])
+    assert usage.acked == 0 and not world.applied()
+    # The commit reaches subscriptions: its record at 5, the marker at 6, read past.
+    world.offsets.open.clear()
+    world.offsets.ends[(SUBS, PARTITION)] = world.offsets.highwaters[(SUBS, PARTITION)] = 7
+    world.offsets.read[(SUBS, PARTITION)] = (6, 7)
+    await world.scorer.process([world.started(5)])
+    assert world.acks == [(SUBS, 5), (USAGE, 0)]  # the older subscription first
+
+
+async def test_a_topic_behind_an_aborted_transaction_lets_its_partition_go_once_read_past_it(
+    world: World,
+) -> None:
+    behind_a_transaction(world, 1)
+    usage = world.usage(0)
+    await world.scorer.process([usage])
+    assert usage.acked == 0
+    # Aborted: the record at 5 and the abort marker at 6, which the consumer read past.
+    world.offsets.open.clear()
+    world.offsets.ends[(SUBS, PARTITION)] = world.offsets.highwaters[(SUBS, PARTITION)] = 7
+    world.offsets.read[(SUBS, PARTITION)] = (5, 7)
     await world.scorer.release_idle()
-    assert event.acked == 1 and world.applied()
+    assert usage.acked == 1 and world.applied()
 
 
 async def test_a_transaction_left_open_holds_its_partition_for_a_bounded_time(
     world: World, clock: list[float]
 ) -> None:
-    world.offsets.ends[(USAGE, PARTITION)] = 1
-    world.offsets.restarts[(SUBS, PARTITION)] = 5
-    world.offsets.highwaters[(SUBS, PARTITION)] = 5
-    world.offsets.ends[(SUBS, PARTITION)] = 5
-    world.offsets.open[(SUBS, PARTITION)] = 1  # a producer that began a transaction and hangs
-    event = world.usage(0)
-    await world.scorer.process([event])
+    behind_a_transaction(world, 1)  # a producer that began a transaction and hangs
+    usage = world.usage(0)
+    await world.scorer.process([usage])
     clock[0] += scorer_module.OPEN_TRANSACTION_WAIT_S - 0.1
     await world.scorer.release_idle()
-    assert event.acked == 0 and not world.applied()
+    assert usage.acked == 0 and not world.applied()
     clock[0] += 0.2
     await world.scorer.release_idle()
-    assert event.acked == 1 and world.applied()
+    assert usage.acked == 1 and world.applied()
+
+
+async def test_committed_records_the_fetcher_has_not_seen_hold_their_partition_past_the_wait(
+    world: World, clock: list[float]
+) -> None:
+    """Only a transaction not yet committed is waited for a bounded time: a committed record the
+    fetcher has not fetched yet (its last stable offset as the fetcher saw it is older) is
+    waited for as long as it takes, as before."""
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.restarts[(SUBS, PARTITION)] = 5
+    world.offsets.highwaters[(SUBS, PARTITION)] = 5  # the fetcher's figure
+    world.offsets.ends[(SUBS, PARTITION)] = 6  # the broker's: a committed record at 5
+    usage = world.usage(0)
+    await world.scorer.process([usage])
+    clock[0] += 2 * scorer_module.OPEN_TRANSACTION_WAIT_S
+    await world.scorer.release_idle()
+    assert usage.acked == 0 and not world.applied()
+    assert (SUBS, PARTITION) in world.offsets.asked_log_ends
 
 
 async def test_nothing_is_idle_when_the_broker_does_not_answer(world: World) -> None:
