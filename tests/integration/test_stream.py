@@ -1411,7 +1411,7 @@ def test_a_topic_waits_for_a_transaction_still_open_on_it_before_newer_events_pa
     records of it while the partition's other topic is read to its last stable offset with
     records of the same transaction still uncommitted. Idle by its stable end, that topic let
     the newer events through, and its own older ones then came too late (a history published
-    in transactions lost 6 subscription events so, about one run in thirty). Here the open
+    in transactions lost 6 subscription events so, now and then in the full suite). Here the open
     transaction is held open on purpose, for a second, while a usage event two months newer is
     published on the same partition: the subscription must be applied first."""
     deployment = deploy()
