@@ -11,9 +11,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
+from streamer.contract.events import AttributeKey
 from streamer.contract.messages import plain_message
+from streamer.core.config import ScoreConfig
 from streamer.settings import read_toml
 from streamer.suggest import unknown_key_hint
 
@@ -28,6 +38,8 @@ def _printable(name: str) -> str:
 
 
 Column = Annotated[str, Field(min_length=1), AfterValidator(_printable)]
+ATTRIBUTE_KEY: TypeAdapter[str] = TypeAdapter(AttributeKey)
+PROFILE_FIELDS = ("name", "owner", "segment", "tier")  # account.updated's own fields
 
 
 class Preset(StrEnum):
@@ -74,11 +86,38 @@ class EventColumns(BaseModel):
     lookup_name: Column = "event_type_name"
 
 
+def _attribute_names(attributes: dict[str, str]) -> dict[str, str]:
+    """Attribute names the contract takes (`account.updated` refuses others on every row)."""
+    limit = ScoreConfig().input.max_attributes
+    if len(attributes) > limit:
+        raise ValueError(f"{len(attributes)} attributes; an account.updated carries at most {limit}")
+    for name in attributes:
+        try:
+            ATTRIBUTE_KEY.validate_python(name)
+        except ValidationError as exc:
+            raise ValueError(f"{name!r} cannot name an attribute: {plain_message(exc.errors()[0])}") from None
+    return attributes
+
+
 class AccountColumns(BaseModel):
+    """The accounts: their ids and, optionally, who each is (one `account.updated` per account,
+    dated at its first subscription event); an empty value is no value."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: Column
     id: Column = "id"
+    name: Column | None = None
+    owner: Column | None = None
+    segment: Column | None = None
+    tier: Column | None = None
+    # attribute name -> its column
+    attributes: Annotated[dict[str, Column], AfterValidator(_attribute_names)] = Field(default_factory=dict)
+
+    def profile_columns(self) -> dict[str, str]:
+        """Profile field (`name`, ..., `attributes.X`) -> its column, for the fields mapped."""
+        fields = {key: getattr(self, key) for key in PROFILE_FIELDS if getattr(self, key) is not None}
+        return fields | {f"attributes.{name}": column for name, column in self.attributes.items()}
 
 
 class Mapping(BaseModel):

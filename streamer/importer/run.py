@@ -18,6 +18,7 @@ import orjson
 from streamer.core.config import ScoreConfig
 from streamer.core.intake import Refused, admit, event_time_problem
 from streamer.importer.mapping import DataEndRule, Mapping
+from streamer.importer.profiles import ProfileRow, profile_event, profile_events, profile_fields
 from streamer.importer.subscriptions import (
     Conflict,
     Imported,
@@ -138,6 +139,7 @@ class Importer:
         self.bad = BadRows(skip=skip_bad_rows)
         self.accounts: set[str] | None = None
         self.left_out: set[str] = set()  # accounts with a skipped subscription row not covered
+        self.profiles: dict[str, ProfileRow] = {}  # accounts-table rows with a profile
         self.config = ScoreConfig()  # the default input bounds: what every consumer accepts
         self.published_ms = published_ms if published_ms is not None else int(time.time() * 1000)
 
@@ -192,6 +194,9 @@ class Importer:
         for key, value in table:
             if isinstance(value, str) and key != "file":
                 keys.setdefault(value, f"{section}.{key}")
+            elif isinstance(value, dict):  # [accounts.attributes]: name -> column
+                for name, column in value.items():
+                    keys.setdefault(column, f"{section}.{key}.{name}")
         return keys
 
     def _account(self, row: Row, column: str, value: str) -> str:
@@ -206,13 +211,27 @@ class Importer:
         if table is None:
             return
         accounts: set[str] = set()
-        for row in self._rows(table.file, [table.id], summary, "accounts"):
+        mapped = table.profile_columns()
+        fields, columns = list(mapped), list(mapped.values())
+        for row in self._rows(table.file, [table.id, *columns], summary, "accounts"):
             try:
-                accounts.add(_check_id(row, table.id, row.values[0]))
+                account = _check_id(row, table.id, row.values[0])
+                accounts.add(account)  # a bad profile, skipped, leaves the account without one
+                profile = ProfileRow(account, profile_fields(fields, row.values[1:]), (row.file, row.line))
+                if profile.fields:
+                    self._check_profile(row, profile)
+                    self.profiles[account] = profile
             except BadRow as error:
                 self.bad.handle(error)
         self.accounts = accounts
         summary.accounts_in_table = len(accounts)
+
+    def _check_profile(self, row: Row, profile: ProfileRow) -> None:
+        """Refuse the row now when its `account.updated` would be refused (a name of 300
+        characters, a control character), dated at publication, which any event time admits."""
+        problem = self.refusal(orjson.dumps(profile_event(profile, self.published_ms).event))
+        if problem is not None:
+            raise row.bad(_refused({"event_type": "account.updated"}, problem))
 
     def addon_products(self) -> set[str]:
         table = self.mapping.subscriptions
@@ -421,10 +440,9 @@ class Importer:
             summary.days_beyond = max(0.0, (data_end - latest_seen).total_seconds() / 86_400)
             summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else self.data_end_source
             counts = SubscriptionCounts()
-            changes = sorted(
-                subscription_events(rows, data_end, self.mapping.currency, counts),
-                key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]),
-            )
+            changes = list(subscription_events(rows, data_end, self.mapping.currency, counts))
+            changes += profile_events(self.profiles, changes)
+            changes.sort(key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]))
             summary.after_end[self.mapping.subscriptions.file] += counts.after_end
             summary.subscriptions = counts.subscriptions
             summary.usage_rows = usage.rows

@@ -10,6 +10,16 @@ from pathlib import Path
 DATA_END = "2024-06-01"
 
 ACCOUNTS = ["plan-change", "addons", "renewals", "gap", "canceled", "end-of-data", "never-used"]
+# id, name, segment, country: who each account is (an empty value is none; "never-used" has no profile)
+ACCOUNT_ROWS: list[tuple[str, ...]] = [
+    ("plan-change", "Plan-Change Inc", "smb", ""),
+    ("addons", "Addons Inc", "enterprise", ""),
+    ("renewals", "Renewals Inc", "smb", ""),
+    ("gap", "Gap Inc", "smb", "US"),
+    ("canceled", "Canceled Inc", "smb", ""),
+    ("end-of-data", "End-Of-Data Inc", "smb", ""),
+    ("never-used", "", "", ""),
+]
 
 # account_id, product, start_date, end_date, mrr, quantity, bill_period_months
 SUBSCRIPTIONS: list[tuple[str, ...]] = [
@@ -82,6 +92,11 @@ lookup_file = "event_types.csv"
 
 [accounts]
 file = "accounts.csv"
+name = "name"
+segment = "segment"
+
+[accounts.attributes]
+country = "country"
 """
 
 
@@ -107,7 +122,7 @@ def write_export(
         _csv(["account_id", "event_time", "event_type_id", "user_id"], events)
     )
     (folder / "event_types.csv").write_bytes(_csv(["event_type_id", "event_type_name"], EVENT_TYPES))
-    (folder / "accounts.csv").write_bytes(_csv(["id", "country"], [(name, "") for name in ACCOUNTS]))
+    (folder / "accounts.csv").write_bytes(_csv(["id", "name", "segment", "country"], ACCOUNT_ROWS))
     mapping = folder / "mapping.toml"
     mapping.write_text(MAPPING)
     return mapping

@@ -126,7 +126,8 @@ def test_amounts_in_exponent_notation_are_written_as_plain_decimals(tmp_path: Pa
     out = tmp_path / "o.jsonl"
     result = run_import(tmp_path / "export", mapping, out)
     assert result.exit_code == 0, result.output
-    started = next(e for e in read_events(out) if e["account_id"] == "plan-change")
+    events = read_events(out)
+    started = next(e for e in events if e["account_id"] == "plan-change" and "amount" in e)
     assert started["amount"] == "300"
 
 
@@ -191,8 +192,9 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) 
 def test_bad_rows_are_named_by_their_physical_line_after_quoted_newlines(tmp_path: Path) -> None:
     mapping = write_export(tmp_path / "export")
     accounts = tmp_path / "export" / "accounts.csv"
-    # 'country' is not imported; its quoted newlines push every later row down a line each
-    accounts.write_text(accounts.read_text().replace("never-used,\n", 'never-used,"a\nb\nc"\n') + '"",x\n')
+    # a country over three lines pushes every later row down a line each
+    text = accounts.read_text().replace("never-used,,,\n", 'never-used,,,"a\nb\nc"\n')
+    accounts.write_text(text + '"",x,,\n')
     result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
     assert result.exit_code == 0, result.output
     assert "accounts.csv:11: id is empty" in result.output
@@ -519,3 +521,26 @@ def test_a_gzipped_table_named_csv_is_told_to_be_named_gz(tmp_path: Path) -> Non
     assert result.exit_code == 2, result.output
     said = "events.csv: cannot read it as CSV: it looks gzipped (it starts as gzip does): name it .gz"
     assert result.output == f"Error: {said}\n"
+
+
+def test_a_profile_the_consumers_would_refuse_is_a_bad_row_and_skipped_keeps_the_account(
+    tmp_path: Path,
+) -> None:
+    mapping = write_export(tmp_path / "export")
+    accounts = tmp_path / "export" / "accounts.csv"
+    accounts.write_text(accounts.read_text().replace("Gap Inc", "Gap\u202eInc"))
+    events = tmp_path / "export" / "events.csv"
+    kept = events.read_bytes()
+    events.write_text("no,such,columns\n")  # refused at once: the product events are not read
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    assert result.exit_code == 1, result.output
+    assert "accounts.csv:5: its account.updated event is refused: field 'name'" in result.output
+    assert not out.exists()
+    events.write_bytes(kept)
+    result = run_import(tmp_path / "export", mapping, out, "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    events = read_events(out)
+    assert not [e for e in events if e["account_id"] == "gap" and e["event_type"] == "account.updated"]
+    assert [e for e in events if e["account_id"] == "gap" and e["event_type"] == "subscription.started"]
+    assert "skipped bad rows: 1" in result.output

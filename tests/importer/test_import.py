@@ -223,6 +223,45 @@ def test_streamer_offline_on_the_output_gives_each_accounts_mrr(tmp_path: Path) 
     assert not (tmp_path / "scored" / "deadletter.jsonl").read_bytes()
 
 
+def test_the_accounts_table_gives_each_account_its_profile_at_its_first_subscription_event(
+    tmp_path: Path,
+) -> None:
+    out, result = import_export(tmp_path)
+    assert result.exit_code == 0, result.output
+    events = read_events(out)
+    profiles = {e["account_id"]: e for e in events if e["event_type"] == "account.updated"}
+    first = {}
+    for event in events:  # the file is sorted by event time
+        if event["event_type"].startswith("subscription."):
+            first.setdefault(event["account_id"], event["occurred_at"])
+    # "never-used" has only empty profile values: no profile; an empty country is no attribute
+    assert set(profiles) == set(first) - {"never-used"}
+    assert {aid: e["occurred_at"] for aid, e in profiles.items()} == {aid: first[aid] for aid in profiles}
+    shown = {aid: (e["name"], e["segment"], e.get("attributes")) for aid, e in profiles.items()}
+    assert shown["addons"] == ("Addons Inc", "enterprise", None)
+    assert shown["gap"] == ("Gap Inc", "smb", {"country": "US"})
+    assert all("owner" not in e and "tier" not in e for e in profiles.values())
+    assert "account.updated 6" in result.output
+    # through streamer offline: every account's snapshot says who it is
+    scored = invoke("offline", str(out), "--out", str(tmp_path / "scored"), "--sort", "--quiet")
+    assert scored.exit_code == 0, scored.output
+    snapshots = map(orjson.loads, (tmp_path / "scored" / "accounts.jsonl").read_bytes().splitlines())
+    who = {s["account_id"]: s["profile"] for s in snapshots}
+    assert who["gap"] == {
+        "name": "Gap Inc",
+        "owner": None,
+        "segment": "smb",
+        "tier": None,
+        "attributes": {"country": "US"},
+    }
+    assert who["never-used"] is None
+
+
+def test_the_fightchurn_preset_makes_the_channel_the_segment(tmp_path: Path) -> None:
+    result = invoke("import", "--show-preset", "fightchurn")
+    assert 'segment = "channel"' in result.output and 'country = "country"' in result.output
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 

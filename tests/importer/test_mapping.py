@@ -128,3 +128,36 @@ def test_an_addon_catalogue_without_its_column_names_the_mapping_key(tmp_path: P
     assert (
         "Error: addons.csv: no column 'plan' (subscriptions.addons_column) (columns: name)" in result.output
     )
+
+
+@pytest.mark.parametrize(
+    ("attributes", "problem"),
+    [
+        ('"a\\tb" = "country"', "accounts.attributes: 'a\\tb' cannot name an attribute: String should match"),
+        ('"" = "country"', "accounts.attributes: '' cannot name an attribute: String should have at least 1"),
+        (
+            "\n".join(f'a{n} = "country"' for n in range(33)),
+            "accounts.attributes: 33 attributes; an account.updated carries at most 32",
+        ),
+    ],
+)
+def test_attribute_names_the_contract_would_refuse_are_a_mapping_error(
+    tmp_path: Path, attributes: str, problem: str
+) -> None:
+    """Every account's `account.updated` would be refused: said once, naming the key."""
+    path = tmp_path / "mapping.toml"
+    path.write_text(
+        f'[subscriptions]\nfile = "s.csv"\n[accounts]\nfile = "a.csv"\n[accounts.attributes]\n{attributes}\n'
+    )
+    with pytest.raises(MappingError) as error:
+        load_mapping(path)
+    assert str(error.value).startswith(f"{path}: {problem}")
+
+
+def test_a_missing_attribute_column_names_the_mapping_key(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    mapping.write_text(mapping.read_text().replace('country = "country"', 'country = "land"'))
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Error: accounts.csv: no column 'land' (accounts.attributes.country)" in result.output

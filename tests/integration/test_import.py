@@ -49,3 +49,8 @@ def test_imported_history_streamed_gives_the_same_answers_as_offline_sort(
     deployment.settle(worker)
     assert_same_as_offline(deployment, history)
     assert not deployment.dead_letters()
+    # who each account is came from the accounts table, through the broker, as offline has it
+    snapshots = deployment.final_snapshots()
+    assert snapshots["gap"]["profile"]["name"] == "Gap Inc"
+    assert snapshots["gap"]["profile"]["attributes"] == {"country": "US"}
+    assert snapshots["never-used"]["profile"] is None
