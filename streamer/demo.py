@@ -6,7 +6,9 @@ worker, the view and the stream; the local stack keeps running (`streamer local 
 
 Every run uses the same names (topic prefix `demo.`, app id `healthstream-demo`, state and logs
 in `.local/demo/`) and first deletes what the previous run left there: its topics, its Redis
-keys and its worker state. So the last run stays inspectable and nothing piles up.
+keys and its worker state. So the last run stays inspectable and nothing piles up. One demo
+runs per stack at a time (a lock in the stack's folder): a second would delete the first's
+topics under it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -29,8 +32,11 @@ from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.broker import BrokerUnavailable
 from streamer.stream.replay import publish
-from streamer.stream.tail import format_alert, tail
+from streamer.stream.tail import NoAlertsTopic, format_alert, tail
 from streamer.stream.topics import TopicsUnusable, ensure_topics
+
+if TYPE_CHECKING:
+    from streamer.local.settings import StackSettings
 
 PREFIX = "demo."
 APP_ID = "healthstream-demo"
@@ -156,9 +162,26 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
     The stack's ports follow HEALTHSTREAM_KAFKA_PORT, HEALTHSTREAM_KAFKA_CONTROLLER_PORT,
     HEALTHSTREAM_REDIS_PORT and the dashboard's HEALTHSTREAM_VIEW_PORT (or --port). Each run first
     deletes what the previous one left (topics `demo.*`, Redis keys of `healthstream-demo`,
-    `.local/demo/worker`).
+    `.local/demo/worker`), so one demo runs per stack at a time: a second is refused.
     """
+    from streamer.local.proc import Held, held_lock
     from streamer.local.settings import StackSettings
+
+    stack_settings = StackSettings.from_env()
+    try:
+        with held_lock(stack_settings.stack_dir / "demo.lock"):
+            _demo(stack_settings, accounts, months, seed, rate, port)
+    except Held as holder:
+        raise click.ClickException(
+            f"another streamer demo ({holder}) is running on this stack: a second one would delete "
+            "its topics and Redis keys under it; stop that one first (Ctrl-C in its terminal)"
+        ) from None
+
+
+def _demo(
+    stack_settings: StackSettings, accounts: int, months: int, seed: int, rate: float, port: int | None
+) -> None:
+    """The demo, while this process is the only one running it on the stack."""
     from streamer.local.stack import ensure_up
     from streamer.view.settings import ViewSettings
 
@@ -170,7 +193,7 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
     if problem is not None:
         raise click.ClickException(f"the dashboard cannot listen on port {port}: {problem}")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # fresh topics: harmless leader retries
-    stack = ensure_up(StackSettings.from_env())
+    stack = ensure_up(stack_settings)
     state = HOME / "worker"
     env = {
         **os.environ,
@@ -219,7 +242,7 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
         asyncio.run(_run(settings, lines, rate))
     except KeyboardInterrupt:
         click.echo("\n-- stopping", err=True)
-    except (BrokerUnavailable, TopicsUnusable) as error:
+    except (BrokerUnavailable, TopicsUnusable, NoAlertsTopic) as error:
         click.echo(f"streamer demo: {error}", err=True)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):  # the worker and view get their time to stop

@@ -10,11 +10,15 @@ import contextlib
 import fcntl
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from streamer.local.proc import Held, held_lock
 from streamer.local.tools import apt_install
 
 LOCK = "/var/lib/dpkg/lock-frontend"
@@ -52,3 +56,32 @@ def test_an_install_waits_for_a_running_one_instead_of_failing() -> None:
         # Checked inside the lock's block: leaving it waits for the release whatever happened.
         assert released.is_set(), "apt_install returned while dpkg was still locked"
     assert not any("failed" in line for line in said), said  # it waited; no failure and retry
+
+
+def test_a_held_lock_refuses_a_second_holder_with_the_first_ones_pid_and_frees_on_exit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "demo.lock"
+    with held_lock(path), pytest.raises(Held, match=rf"^pid {os.getpid()}$"), held_lock(path):
+        pass
+    with held_lock(path):  # released at the end of the block
+        pass
+
+
+def test_a_held_lock_is_free_again_when_its_holder_is_killed(tmp_path: Path) -> None:
+    path = tmp_path / "demo.lock"
+    code = (
+        "import pathlib, time; from streamer.local.proc import held_lock\n"
+        f"with held_lock(pathlib.Path({str(path)!r})):\n"
+        "    print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(Held, match=rf"^pid {holder.pid}$"), held_lock(path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with held_lock(path):  # the kernel released it with the process; the pid in the file is stale
+        pass

@@ -158,6 +158,33 @@ def log_tails(paths: Sequence[Path], lines: int = 40) -> str:
     return "\n".join(parts) if parts else "(no log output)"
 
 
+class Held(Exception):
+    """Another process holds a lock taken with `held_lock`; the message names its pid."""
+
+
+@contextlib.contextmanager
+def held_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock held for the block, or Held at once when another process has
+    it (its pid is written in the file while it holds it; the kernel frees the lock when the
+    holder dies, even by SIGKILL, so a stale file never blocks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise Held(f"pid {holder}" if holder.isdigit() else "a process") from None
+        try:
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock, so two `up`/`down` runs on one folder do not interleave."""

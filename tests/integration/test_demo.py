@@ -105,8 +105,9 @@ def test_demo_honours_the_view_port_variable_prints_the_exports_and_reuses_its_n
     stack: StackInfo, tmp_path: Path
 ) -> None:
     """No --port: HEALTHSTREAM_VIEW_PORT moves the dashboard; a run first removes what the run
-    before left (the test above ran one), so the broker keeps one set of demo topics. Ctrl-C
-    while it publishes (some 19,000 events at 100/s) stops it as quietly as when it watches."""
+    before left (the test above ran one), so the broker keeps one set of demo topics, and a second
+    run while it streams is refused. Ctrl-C while it publishes (some 19,000 events at 100/s)
+    stops it as quietly as when it watches."""
     port = free_port()
     env = {**os.environ, **stack.env(), "HEALTHSTREAM_VIEW_PORT": str(port)}
     options = ["--accounts", "30", "--months", "3", "--rate", "100"]
@@ -127,6 +128,21 @@ def test_demo_honours_the_view_port_variable_prints_the_exports_and_reuses_its_n
             time.sleep(1)
         else:
             pytest.fail(f"no dashboard on port {port} (HEALTHSTREAM_VIEW_PORT)")
+        # A second demo on the same stack (another folder and port) would delete this one's
+        # topics and Redis keys under it: it is refused, and this one runs on.
+        (tmp_path / "second").mkdir()
+        second = subprocess.run(
+            [*argv, "--port", str(free_port())],
+            env=env,
+            cwd=tmp_path / "second",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"another streamer demo (pid {demo.pid}) is running on this stack" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert get_json(f"http://127.0.0.1:{port}/api/portfolio")["current"]
     finally:
         demo.send_signal(signal.SIGINT)
         _, err = demo.communicate(timeout=60)
