@@ -378,6 +378,14 @@ POISONS: list[Poison] = [
         key=b"someone-else",
         in_file=False,
     ),
+    Poison(  # the key reads as the account id but is decomposed: shown as code points
+        "decomposed-key-caf\u00e9",
+        _usage("decomposed-key-caf\u00e9"),
+        "message key 'poison-decomposed-key-cafe\\u0301' disagrees with account_id "
+        "'poison-decomposed-key-caf\\xe9'",
+        key="poison-decomposed-key-cafe\u0301".encode(),
+        in_file=False,
+    ),
 ]
 
 
