@@ -56,7 +56,10 @@ class PeerStanding(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    group: str = Field(description="The plan compared within, or '*': all paying accounts of the partition")
+    group: str = Field(
+        description="The plan or segment compared within (peers.group_by), or '*': all paying "
+        "accounts of the partition"
+    )
     size: int = Field(ge=0, description="Paying accounts in that group at the reference")
     percentiles: dict[str, float] = Field(description="Signal -> percentile 0-100 among the peers")
 

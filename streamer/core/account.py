@@ -28,7 +28,7 @@ from streamer.contract.events import (
 from streamer.core.alerts import AlertMemory, Trigger
 from streamer.core.clock import DAY, to_ms
 from streamer.core.config import Limits, ScoreConfig
-from streamer.core.identity import Override, Profile, newer
+from streamer.core.identity import Override, Profile, newer, with_version
 from streamer.core.keys import KEY_BYTES, key_index, key_of
 from streamer.core.money import MAX_ACCOUNT_MRR, MAX_SUBSCRIPTION_MRR, format_money, monthly_micros
 from streamer.core.revenue import Revenue
@@ -167,7 +167,9 @@ class Account:
     def inputs(self, usage_since: int | None) -> Inputs:
         """What the score reads; `usage_since`: the first usage event of the account's partition
         (None: no usage tracked yet, so a never-used account is not counted silent)."""
-        return Inputs(self.revenue, self.usage, self.support, self.sentiment, self.first_seen, usage_since)
+        return Inputs(
+            self.revenue, self.usage, self.support, self.sentiment, self.first_seen, usage_since, self.profile
+        )
 
     def has_seen(self, event_id: str) -> bool:
         """Whether an event with this id was applied (and is still remembered)."""
@@ -282,6 +284,13 @@ def prepare(event: Event, config: ScoreConfig) -> None:
             pass
 
 
+def profile_span(config: ScoreConfig) -> int:
+    """How far before an event time its partition has seen a peer reference may still ask an
+    account's segment at: a reference reads the instant the allowed lateness and a day before
+    its midnight, and is rebuilt every `peers.refresh_days` (a day more for the day buckets)."""
+    return int(config.time.allowed_lateness_days * DAY) + (config.peers.refresh_days + 2) * DAY
+
+
 def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigger:
     """Apply one accepted event to the account; return what event-driven alert rules need."""
     limits = config.limits
@@ -358,16 +367,16 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
             )
             trigger.survey, trigger.survey_score = event.survey.value, event.score
         case AccountUpdated():
-            if newer(at, event.event_id, account.profile):
-                account.profile = Profile(
-                    at,
-                    event.event_id,
-                    event.name,
-                    event.owner,
-                    event.segment,
-                    event.tier,
-                    dict(sorted(event.attributes.items())),
-                )
+            version = Profile(
+                at,
+                event.event_id,
+                event.name,
+                event.owner,
+                event.segment,
+                event.tier,
+                dict(sorted(event.attributes.items())),
+            )
+            account.profile = with_version(account.profile, version, profile_span(config))
         case HealthOverridden():
             if newer(at, event.event_id, account.override):
                 account.override = Override(

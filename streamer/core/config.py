@@ -344,14 +344,15 @@ class Peers(Strict):
     """Peer-relative scoring: who an account is compared with, and which signals are compared.
 
     The peers of an account are all paying accounts of its partition (`group_by = "all"`, the
-    default), or those on the same plan (`"plan"`, when the plan has at least `min_peers`, else
-    all), as of the latest reference (rebuilt every midnight by default, `refresh_days`; see
+    default), or those on the same plan (`"plan"`) or in the same segment of their profiles
+    (`"segment"`, from `account.updated`), when that group has at least `min_peers`, else all,
+    as of the latest reference (rebuilt every midnight by default, `refresh_days`; see
     `streamer.core.peers`). All is the default:
     ranked within its plan, a small account on a big plan looked like a big one on a small plan,
     and the size of use, which ranks churn, was lost (docs/backtest-rounds.md).
     """
 
-    group_by: Literal["plan", "all"] = "all"
+    group_by: Literal["plan", "segment", "all"] = "all"
     min_peers: Annotated[Int, Field(ge=1, le=MAX_COUNT)] = 20
     # The reference is rebuilt at the midnights of a grid of this many days, anchored on a Monday
     # (1: every midnight; 7: the first midnight of each ISO week). Between grid points an idle

@@ -395,13 +395,16 @@ class PartitionEngine:
 
     def _reference(self, midnight: int) -> PeerReference:
         accounts = self.accounts
-        pairs = ((accounts[aid].usage, accounts[aid].revenue) for aid in sorted(self.members))
+        members = (
+            (accounts[aid].usage, accounts[aid].revenue, accounts[aid].profile)
+            for aid in sorted(self.members)
+        )
         peers = self.config.peers
         return build_reference(
-            pairs,
+            members,
             midnight,
             self._lateness,
-            peers.group_by == "plan",
+            peers.group_by,
             peers.composite_weights,
             peers.compared,
             self.config.lifecycle.renewal_window_days * DAY,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from math import exp, log
 
 from streamer.core.clock import DAY, bucket_of
+from streamer.core.identity import Profile
 from streamer.core.revenue import Revenue, renews_beyond
 from streamer.core.usage import Usage, Volume
 
@@ -312,11 +313,21 @@ def reference_end(tick: int, lateness: int) -> int:
     return bucket_of(tick - lateness - DAY)
 
 
+def peer_group_at(group_by: str, revenue: Revenue, profile: Profile | None, instant: int) -> str | None:
+    """The group an account is compared within at `instant` besides all paying accounts
+    (`peers.group_by`): its plan, or its profile's segment, then; None for "all" or none."""
+    if group_by == "plan":
+        return revenue.primary_plan(instant)
+    if group_by == "segment" and profile is not None:
+        return profile.segment_at(instant)
+    return None
+
+
 def build_reference(
-    accounts: Iterable[tuple[Usage, Revenue]],
+    accounts: Iterable[tuple[Usage, Revenue, Profile | None]],
     tick: int,
     lateness: int,
-    group_by_plan: bool,
+    group_by: str,
     weights: dict[str, float] | None = None,
     higher_is_healthier: dict[str, bool] | None = None,
     renewal_window: int | None = None,
@@ -336,14 +347,13 @@ def build_reference(
     members: list[tuple[list[str], dict[str, float], dict[str, int]]] = []
     used_by: dict[str, set[str]] = {}  # group -> features its members used
     mix = MIX in (higher_is_healthier or {}) or MIX in (weights or {})
-    for usage, revenue in accounts:
+    for usage, revenue, profile in accounts:
         if revenue.mrr_at(instant) <= 0:
             continue
         groups = [ALL]
-        if group_by_plan:
-            plan = revenue.primary_plan(instant)
-            if plan is not None:
-                groups.append(plan)
+        group = peer_group_at(group_by, revenue, profile, instant)
+        if group is not None and group != ALL:  # a plan or segment named "*" is all of them
+            groups.append(group)
         values = peer_values(usage, revenue.seats(instant), end)
         counts = usage.feature_volume(end, WINDOW_DAYS) if mix else {}
         members.append((groups, values, counts))

@@ -13,7 +13,7 @@ from streamer.core.clock import DAY, HOUR, bucket_of
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.curves import sub_score
 from streamer.core.facts import Facts, FactsDraft, freeze
-from streamer.core.identity import Applied
+from streamer.core.identity import Applied, Profile
 from streamer.core.peers import (
     ALL,
     COMPOSITE,
@@ -22,6 +22,7 @@ from streamer.core.peers import (
     PeerReference,
     composite,
     feature_mix,
+    peer_group_at,
     peer_values,
     percentile,
 )
@@ -77,6 +78,7 @@ class Inputs:
     sentiment: Sentiment
     first_seen: int
     usage_since: int | None  # the partition's first usage event: before it, usage was not tracked
+    profile: Profile | None  # who the account is (its segment may set its peers)
 
     # Written out: mypyc compiles this one, not the interpreted one @dataclass would generate.
     def __init__(
@@ -87,6 +89,7 @@ class Inputs:
         sentiment: Sentiment,
         first_seen: int,
         usage_since: int | None,
+        profile: Profile | None = None,
     ) -> None:
         self.revenue = revenue
         self.usage = usage
@@ -94,6 +97,7 @@ class Inputs:
         self.sentiment = sentiment
         self.first_seen = first_seen
         self.usage_since = usage_since
+        self.profile = profile
 
     def silent_since(self) -> int | None:
         """Since when an account that never used the product counts as silent: its first
@@ -129,7 +133,7 @@ class Evaluation:
     weights: dict[str, float]  # effective component weights (0 for missing components)
     signals: dict[str, tuple[Raw, float]]  # signal -> (raw value, 0-100 sub-score)
     facts: Facts  # raw figures the reasons, alerts and snapshot quote
-    peer_group: str | None = None  # the plan the peer signals were compared within ("*": all paying)
+    peer_group: str | None = None  # the plan or segment the peer signals were compared within ("*": all)
     inert: frozenset[str] = frozenset()  # the signals of weight 0 (features only, never reasons)
     override: Applied | None = None  # a person's override in force (score and band are then its)
     held_back: bool = False  # yellow only because of the green budget (Bands.held_back)
@@ -215,7 +219,7 @@ def evaluate(inputs: Inputs, now: int, config: ScoreConfig, peers: PeerReference
     _adoption(inputs, now, end, mrr, seats, config, raw, facts)
     plan = inputs.revenue.primary_plan(now)
     scored: dict[str, float] = {}
-    peer_group = _volume(inputs, now, end, mrr, seats, plan, config, peers, raw, scored, facts, percentiles)
+    peer_group = _volume(inputs, now, end, mrr, seats, config, peers, raw, scored, facts, percentiles)
     _support(inputs.support, now, end, config, raw, facts)
     figures = _sentiment(inputs.sentiment, end, raw)
     stage = lifecycle_stage(inputs, now, mrr, config)
@@ -291,7 +295,6 @@ def _volume(
     end: int,
     mrr: int,
     seats: int | None,
-    plan: str | None,
     config: ScoreConfig,
     peers: PeerReference | None,
     raw: dict[str, Raw],
@@ -322,7 +325,7 @@ def _volume(
         facts["events_trend_28d"] = raw["events_trend_28d"] = values["events_28d"] / before - 1
     compared = config.peers.compared
     min_peers = config.peers.min_peers
-    group = plan if config.peers.group_by == "plan" else None
+    group = peer_group_at(config.peers.group_by, inputs.revenue, inputs.profile, now)
     used: str | None = None
     for name, value in values.items():
         higher_is_healthier = compared.get(name)

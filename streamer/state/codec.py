@@ -62,8 +62,10 @@ from streamer.state.partition import AppliedOffsets, PartitionRecord
 # resolution: `streamer.core.support`); a record of formats 1-6 is read that way for every
 # ticket never resolved whose status is dated at its opening; 8: each subscription step and state
 # carries its rank at one instant (started, changed, canceled: `streamer.core.revenue.Point`) in
-# a list appended to the subscription; a record of formats 1-7 reads every step as a change
-VERSION = 8
+# a list appended to the subscription; a record of formats 1-7 reads every step as a change; 9: a
+# profile carries the segments of its earlier versions a peer reference may still read
+# (`Profile.earlier`; a record of formats 2-8 reads with none)
+VERSION = 9
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 
 # Per class: (fields encoded, fields rebuilt empty on decode because they only cache).
@@ -89,7 +91,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (),
     ),
     SeenIds: (("keys", "times"), ("_index",)),
-    Profile: (("at", "event_id", "name", "owner", "segment", "tier", "attributes"), ()),
+    Profile: (("at", "event_id", "name", "owner", "segment", "tier", "attributes", "earlier"), ()),
     Override: (("at", "event_id", "author", "reason", "band", "score", "expires_at", "cleared"), ()),
     Revenue: (("subscriptions", "timeline", "first_start", "payment_failures", "version"), ("_active_memo",)),
     Subscription: (
@@ -430,7 +432,7 @@ def _decode_account_record(body: Any, version: int) -> tuple[Account, AppliedOff
     account = _decode_account(fields[:13], version)
     if version >= 2:
         ids = _Ids(account.account_id)
-        account.profile = _decode_profile(fields[14], ids)
+        account.profile = _decode_profile(fields[14], ids, version)
         account.override = _decode_override(fields[15], ids)
     return account, _decode_offsets(fields[13])
 
@@ -496,14 +498,25 @@ def _encode_profile(profile: Profile | None, ids: _Ids) -> list[Any] | None:
         profile.segment,
         profile.tier,
         attributes,
+        [item for at, event_id, segment in profile.earlier for item in (at, ids.encode(event_id), segment)],
     ]
 
 
-def _decode_profile(value: Any, ids: _Ids) -> Profile | None:
+def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | None:
     if value is None:
         return None
-    at, event_id, name, owner, segment, tier, raw_attributes = _list(value, "profile", 7)
+    fields = _list(value, "profile", 8 if version >= 9 else 7)
+    at, event_id, name, owner, segment, tier, raw_attributes = fields[:7]
     attributes = _list(raw_attributes, "profile.attributes", step=2)
+    raw_earlier = _list(fields[7], "profile.earlier", step=3) if version >= 9 else []
+    earlier = [
+        (
+            _int(raw_earlier[i], "profile.earlier"),
+            ids.decode(raw_earlier[i + 1], "profile.earlier"),
+            _opt_word(raw_earlier[i + 2], "profile.earlier"),
+        )
+        for i in range(0, len(raw_earlier), 3)
+    ]
     return Profile(
         at=_int(at, "profile.at"),
         event_id=ids.decode(event_id, "profile.event_id"),
@@ -517,6 +530,7 @@ def _decode_profile(value: Any, ids: _Ids) -> Profile | None:
                 for i in range(0, len(attributes), 2)
             )
         ),
+        earlier=earlier,
     )
 
 

@@ -15,7 +15,7 @@ from streamer.contract.vocabulary import Band, LifecycleStage
 from streamer.core.alerts import Observed, Trigger
 from streamer.core.engine import Outcome
 from streamer.core.facts import Facts
-from streamer.core.identity import Applied, Override
+from streamer.core.identity import Applied, Override, Profile
 from streamer.core.revenue import Revenue
 from streamer.core.score import Evaluation, Inputs
 from streamer.core.sentiment import Sentiment
@@ -42,6 +42,7 @@ SAMPLES: dict[str, Any] = {
     "usage": Usage(),
     "support": Support(),
     "sentiment": Sentiment(),
+    "profile": Profile(1, "e1", segment="enterprise"),
 }
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
+from streamer.core.identity import Profile, with_version
+
 from .events import at, opened, override, override_cleared, profile, started, usage
 from .harness import Feed
 
@@ -141,3 +145,55 @@ def test_a_model_of_the_score_reads_the_models_own_score_not_the_override() -> N
     computed = snapshot["override"]["computed_score"]
     assert snapshot["score"] == 39.9 and computed >= 70
     assert snapshot["churn_risk_60d"] == round(1 / (1 + math.exp(-(0.5 - 5.0 * computed / 100))), 4)
+
+
+# -- the segment a peer reference reads ---------------------------------------------------------
+
+DAY_MS = 86_400_000
+
+
+def version(day: float, segment: str | None, event_id: str) -> Profile:
+    return Profile(int(day * DAY_MS), event_id, segment=segment)
+
+
+def test_the_segment_at_any_instant_a_reference_asks_does_not_depend_on_the_arrival_order() -> None:
+    """Every version within the allowed lateness of the latest one (so every order is one a
+    partition admits), several a day; the segment at each midnight from the horizon on is the
+    one of the latest version dated at or before it, and the versions kept are the same, in
+    every arrival order."""
+    rng = random.Random(7)
+    span = int(4 * DAY_MS)  # a reference never asks before the latest version less this
+    for trial in range(200):
+        versions = [
+            version(rng.uniform(20, 27), rng.choice(["smb", "mid", "ent", None]), f"e{trial}-{n}")
+            for n in range(rng.randint(1, 12))
+        ]
+        latest = max(versions, key=lambda v: (v.at, v.event_id))
+        truth = {}
+        for midnight in range(19, 29):
+            if midnight * DAY_MS < latest.at - span:
+                continue
+            dated = [v for v in versions if v.at <= midnight * DAY_MS]
+            truth[midnight] = max(dated, key=lambda v: (v.at, v.event_id)).segment if dated else None
+        kept: set[tuple[tuple[int, str, str | None], ...]] = set()
+        for _ in range(5):
+            profile_now: Profile | None = None
+            for item in rng.sample(versions, len(versions)):
+                profile_now = with_version(profile_now, item, span)
+            assert profile_now is not None
+            assert (profile_now.at, profile_now.event_id) == (latest.at, latest.event_id)
+            assert {m: profile_now.segment_at(m * DAY_MS) for m in truth} == truth
+            assert len(profile_now.earlier) <= 5  # one per day bucket within the span, plus one
+            kept.add(tuple(profile_now.earlier))
+        assert len(kept) == 1, "the versions kept depend on the arrival order"
+
+
+def test_versions_before_the_horizon_keep_only_the_latest_of_them() -> None:
+    profile_now = None
+    for day, segment in enumerate(["a", "b", "c", "d", "e", "f"]):
+        profile_now = with_version(profile_now, version(day + 0.5, segment, f"e{day}"), int(2.5 * DAY_MS))
+    assert profile_now is not None
+    # the horizon is day 3 (5.5 - 2.5): of the versions at or before it only "c" (day 2.5) is kept
+    assert [segment for _, _, segment in profile_now.earlier] == ["c", "d", "e"]
+    assert profile_now.segment == "f"
+    assert profile_now.segment_at(3 * DAY_MS) == "c" and profile_now.segment_at(5 * DAY_MS) == "e"

@@ -7,6 +7,7 @@ import pytest
 from streamer.core.clock import DAY
 from streamer.core.config import Bands, Peers, PeerSignal, ScoreConfig, SignalWeights
 from streamer.core.engine import PartitionEngine
+from streamer.core.identity import Profile
 from streamer.core.peers import (
     ALL,
     COMPOSITE,
@@ -23,9 +24,10 @@ from streamer.core.peers import (
     summarise,
 )
 from streamer.core.reasons import explain
+from streamer.core.revenue import Revenue
 from streamer.core.usage import Usage
 
-from .events import at, ms, started, usage
+from .events import at, ms, profile, started, usage
 from .harness import Feed
 
 LATENESS = 7 * DAY
@@ -125,8 +127,8 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
         usage("c", at(6, 10), "u", "x", 9),
         usage("trial", at(6, 10), "u", "x", 50),  # never paid: not a peer
     )
-    accounts = [(feed.store[a].usage, feed.store[a].revenue) for a in sorted(feed.store)]
-    reference = build_reference(accounts, ms(at(15)), LATENESS, group_by_plan=True)
+    accounts = members(feed)
+    reference = build_reference(accounts, ms(at(15)), LATENESS, "plan")
     assert reference.window_end == ms(at(6)) // DAY  # the bucket ending at day 7 00:00
     assert reference.sizes == {ALL: 3, "pro": 1, "starter": 2}
     assert reference.groups[("starter", "events_28d")] == (2, 4)
@@ -136,8 +138,12 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
     assert reference.lookup("pro", "events_28d", min_peers=4) is None  # too few at all
     # A day later, usage of day 7 (a late event still admissible at tick 15) is not read.
     feed(usage("a", at(7, 10), "u", "x", 100))
-    accounts = [(feed.store[a].usage, feed.store[a].revenue) for a in sorted(feed.store)]
-    assert build_reference(accounts, ms(at(15)), LATENESS, True) == reference
+    assert build_reference(members(feed), ms(at(15)), LATENESS, "plan") == reference
+
+
+def members(feed: Feed) -> list[tuple[Usage, Revenue, Profile | None]]:
+    """The accounts of `feed` as a reference reads them."""
+    return [(feed.store[a].usage, feed.store[a].revenue, feed.store[a].profile) for a in sorted(feed.store)]
 
 
 def paying_portfolio(config: ScoreConfig) -> Feed:
@@ -182,6 +188,57 @@ def test_by_default_peers_are_all_paying_accounts_of_the_partition() -> None:
     assert evaluation.signals["events_28d"] == (56, 37.5)
     reasons = {r["signal"]: r["message"] for r in explain(feed.evaluate("a1", at(40, 12)))}
     assert reasons[COMPOSITE].endswith("bottom 13% of all paying accounts")
+
+
+def test_peers_grouped_by_segment_place_an_account_in_the_segment_it_had_at_the_references_instant() -> None:
+    """Segments from account.updated; a1 moves from smb to enterprise on day 36, after the
+    instant the day-40 reference reads (the end of day 31) and before the evaluation: the
+    reference still counts it in smb, its evaluation compares it within enterprise."""
+    feed = Feed(daily(ScoreConfig(peers=Peers(min_peers=2, group_by="segment"))))
+    segments = ("smb", "smb", "enterprise", "enterprise")
+    feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 5)))
+    feed(*(profile(f"a{n}", at(0, 1), segment=s) for n, s in zip(range(1, 5), segments, strict=True)))
+    for day in range(1, 41):
+        if day == 36:
+            feed(profile("a1", at(36, 1), segment="enterprise"))
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 5)))
+    reference = feed.engine.peers.at(ms(at(40, 12)))
+    assert reference is not None
+    assert reference.sizes == {ALL: 4, "smb": 2, "enterprise": 2}
+    assert reference.groups[("smb", "events_28d")] == (28, 56)
+    assert reference.groups[("enterprise", "events_28d")] == (84, 112)
+    evaluation = feed.evaluate("a1", at(40, 12))
+    assert evaluation.peer_group == "enterprise"
+    assert evaluation.signals["events_28d"] == (28, 0.0)  # below both enterprise accounts
+    reasons = {r["signal"]: r["message"] for r in explain(evaluation)}
+    assert reasons[COMPOSITE].endswith("of paying enterprise accounts")
+    # Without a profile an account is compared with all paying accounts.
+    feed(started("a5", at(40, 13), plan="starter"), usage("a5", at(40, 14), "u", "reports", 3))
+    assert feed.evaluate("a5", at(40, 15)).peer_group == "*"
+
+
+def test_a_segment_change_arriving_after_a_midnight_it_is_dated_before_builds_the_same_reference() -> None:
+    """a1 moves to enterprise at day 35 23:00. In time order that is before the day-36 tick; late,
+    it arrives after it (a2's event of day 36 ran the tick). The day-36 reference reads the end of
+    day 28 (lateness and a day back), when a1 was in smb: the same reference either way."""
+    config = daily(ScoreConfig(peers=Peers(min_peers=1, group_by="segment")))
+    references = []
+    for late in (False, True):
+        feed = Feed(config)
+        feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 3)))
+        feed(profile("a1", at(0, 1), segment="smb"), profile("a2", at(0, 1), segment="enterprise"))
+        for day in range(1, 36):
+            feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 3)))
+        moved, next_day = (
+            profile("a1", at(35, 23), segment="enterprise"),
+            usage("a2", at(36, 1), "u", "reports"),
+        )
+        feed(*((next_day, moved) if late else (moved, next_day)))
+        reference = feed.engine.peers.at(ms(at(36, 12)))
+        assert reference is not None and reference.tick == ms(at(36))
+        references.append(reference)
+    assert references[0].sizes == references[1].sizes == {ALL: 2, "smb": 1, "enterprise": 1}
+    assert references[0].groups == references[1].groups
 
 
 def test_a_riskier_when_higher_signal_is_scored_from_the_other_end() -> None:
@@ -362,8 +419,7 @@ def test_a_reference_keeps_the_features_most_members_used() -> None:
     feed(*(started(a, at(0)) for a in ("a", "b", "c")))
     feed(*(usage(a, at(5, 10), "u", "shared", 1) for a in ("a", "b", "c")))
     feed(*(usage("a", at(5, 10), "u", f"only-{n:03d}", 1) for n in range(MAX_FEATURES + 16)))
-    accounts = [(feed.store[a].usage, feed.store[a].revenue) for a in sorted(feed.store)]
-    reference = build_reference(accounts, ms(at(15)), LATENESS, False, {MIX: 1.0})
+    reference = build_reference(members(feed), ms(at(15)), LATENESS, "all", {MIX: 1.0})
     kept = tuple(sorted(["shared", *(f"only-{n:03d}" for n in range(MAX_FEATURES - 1))]))
     assert reference.features[ALL] == kept
     assert {signal for _, signal in reference.groups if signal.startswith(FEATURE)} == {

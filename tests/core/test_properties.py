@@ -488,6 +488,25 @@ def test_final_snapshots_do_not_depend_on_arrival_order(events: list[Event]) -> 
     assert snapshots_and_portfolio(first) == snapshots_and_portfolio(second)
 
 
+@SETTINGS
+@example(events=IDENTITY_IN_ONE_WEEK)
+@given(events=histories(with_usage=True, with_identity=True))
+def test_final_snapshots_with_peers_by_segment_do_not_depend_on_arrival_order(events: list[Event]) -> None:
+    """Peers grouped by the profiles' segments (`Profile.segment_at`): an account.updated that
+    arrives after a midnight it is dated before must not move the account between the groups
+    of that midnight's reference."""
+    by_segment = CONFIG.model_copy(
+        update={
+            "time": CONFIG.time.model_copy(update={"usage_rescore_minutes": 0}),
+            "peers": CONFIG.peers.model_copy(update={"group_by": "segment", "min_peers": 1}),
+        }
+    )
+    first = run(events, config=by_segment)
+    second = run(newest_first_per_week(events), config=by_segment)
+    assert second.summary.rejected == 0
+    assert snapshots_and_portfolio(first) == snapshots_and_portfolio(second)
+
+
 ONE_IN_THREE_CHURNS = build(
     [
         *(_start(account, START) for account in ("acme", "globex", "initech")),

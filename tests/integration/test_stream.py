@@ -2269,6 +2269,37 @@ def test_the_mix_of_use_among_peers_streams_like_offline(
     assert [aid for aid, alert in streamed.items() if alert != offline_alerts[aid]] == []
 
 
+def test_peers_grouped_by_segment_stream_like_offline(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    """`peers.group_by = "segment"`: each account is ranked among the paying accounts of its
+    partition in the segment its profile (account.updated) had at the reference's instant; the
+    worker's snapshots and alerts equal `streamer offline --sort --config` with the same file."""
+    config_path = tmp_path / "segments.toml"
+    config_path.write_text('[peers]\ngroup_by = "segment"\nmin_peers = 2\n')
+    events = history(11).events
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
+    deployment.replay(events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    answers = run_offline(events, tmp_path / "offline", config_path, timeout_s=300)
+    offline = answers.accounts
+    snapshots = deployment.final_snapshots()
+    grouped = [
+        s
+        for s in snapshots.values()
+        if s.get("peers") and s["peers"]["group"] == (s["profile"] or {}).get("segment")
+    ]
+    assert grouped, f"no snapshot of {len(snapshots)} is ranked within its segment"
+    differing = [aid for aid in sorted(offline) if snapshots.get(aid) != offline[aid]]
+    assert not differing, f"{len(differing)} of {len(offline)} differ: " + "; ".join(
+        f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, offline[aid])}" for aid in differing[:3]
+    )
+    streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
+    assert sorted(streamed) == sorted(answers.alerts)
+    assert [aid for aid, alert in streamed.items() if alert != answers.alerts[aid]] == []
+
+
 def test_weekly_idle_rescoring_streams_like_offline(
     deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
 ) -> None:

@@ -274,8 +274,8 @@ def sample() -> bytes:
 
 
 def test_an_unknown_format_version_is_refused_with_the_versions_it_can_read() -> None:
-    with pytest.raises(StateDecodeError, match="format version 9; this worker reads 1"):
-        decode_account(b"\x09" + sample()[1:])
+    with pytest.raises(StateDecodeError, match="format version 10; this worker reads 1"):
+        decode_account(b"\x0a" + sample()[1:])
 
 
 def test_a_pickled_record_of_an_older_worker_is_refused_without_unpickling() -> None:
@@ -309,7 +309,14 @@ def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
     cleared = copy.deepcopy(accounts[0])
     assert cleared.override is not None
     cleared.override = dataclasses.replace(cleared.override, cleared=True, band=None, reason=None)
-    for account in [*accounts, cleared]:
+    # the segments of earlier versions, kept for the peer references (format 9)
+    earlier = copy.deepcopy(accounts[1])
+    assert earlier.profile is not None
+    earlier.profile.earlier = [
+        (earlier.profile.at - 2 * 86_400_000, f"{earlier.account_id}-p0", "smb"),
+        (1, "x", None),
+    ]
+    for account in [*accounts, cleared, earlier]:
         decoded = decode_account(encode_account(account))
         assert (decoded.profile, decoded.override) == (account.profile, account.override)
         assert encode_account(decoded) == encode_account(account)
