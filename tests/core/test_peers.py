@@ -241,6 +241,17 @@ def test_a_segment_change_arriving_after_a_midnight_it_is_dated_before_builds_th
     assert references[0].groups == references[1].groups
 
 
+def test_a_segment_named_like_the_group_of_all_counts_an_account_once() -> None:
+    """ "*" is the group of all paying accounts: an account whose segment is "*" is in it once."""
+    feed = Feed(daily(ScoreConfig(peers=Peers(min_peers=1, group_by="segment"))))
+    feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 3)))
+    feed(profile("a1", at(0, 1), segment="*"))
+    for day in range(1, 12):
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 3)))
+    reference = feed.engine.peers.at(ms(at(11, 12)))
+    assert reference is not None and reference.sizes == {ALL: 2}
+
+
 def test_a_riskier_when_higher_signal_is_scored_from_the_other_end() -> None:
     peers = Peers(min_peers=4, signals={"events_28d": PeerSignal(higher_is_healthier=False)})
     feed = paying_portfolio(ScoreConfig(peers=peers))
