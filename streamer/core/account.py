@@ -31,6 +31,7 @@ from streamer.core.config import Limits, ScoreConfig
 from streamer.core.identity import Override, Profile, newer, with_version
 from streamer.core.keys import KEY_BYTES, key_index, key_of
 from streamer.core.money import MAX_ACCOUNT_MRR, MAX_SUBSCRIPTION_MRR, format_money, monthly_micros
+from streamer.core.peers import segment_reach
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs
 from streamer.core.sentiment import Sentiment
@@ -286,9 +287,8 @@ def prepare(event: Event, config: ScoreConfig) -> None:
 
 def profile_span(config: ScoreConfig) -> int:
     """How far before an event time its partition has seen a peer reference may still ask an
-    account's segment at: a reference reads the instant the allowed lateness and a day before
-    its midnight, and is rebuilt every `peers.refresh_days` (a day more for the day buckets)."""
-    return int(config.time.allowed_lateness_days * DAY) + (config.peers.refresh_days + 2) * DAY
+    account's segment at (`streamer.core.peers.segment_reach`, rebuilt references included)."""
+    return segment_reach(int(config.time.allowed_lateness_days * DAY), config.peers.refresh_days)
 
 
 def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigger:

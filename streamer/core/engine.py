@@ -21,7 +21,7 @@ from streamer.core.config import ScoreConfig
 from streamer.core.identity import profile_record
 from streamer.core.money import format_money
 from streamer.core.overrides import apply_override
-from streamer.core.peers import PeerHistory, PeerReference, build_reference, on_grid
+from streamer.core.peers import PeerHistory, PeerReference, build_reference, on_grid, references_kept
 from streamer.core.portfolio import PeriodAggregates
 from streamer.core.published import Published
 from streamer.core.revenue import Revenue
@@ -102,7 +102,7 @@ class PartitionEngine:
         self.usage_since: int | None = None  # the day of the first usage event the partition saw
         # References of the grid points a late event can still reach (the one before it included).
         self._refresh_days = config.peers.refresh_days
-        self.peers = PeerHistory(keep=self._lateness // (self._refresh_days * DAY) + 2)
+        self.peers = PeerHistory(keep=references_kept(self._lateness, self._refresh_days))
         # The timer queue: each account's next due tick (see `_next_due`), so a tick visits only
         # the accounts due at it. Entries superseded by a later schedule stay in the heap until
         # popped and are skipped (`_due_at` has the current one).

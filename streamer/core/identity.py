@@ -70,7 +70,7 @@ def with_version(current: Profile | None, version: Profile, span: int) -> Profil
     # the first midnight a reference may ask at: aligned with the day buckets, so that the
     # versions dropped on the way are those dropped at the end, in any arrival order
     horizon = -(-(latest.at - span) // DAY) * DAY
-    versions.sort()
+    versions.sort(key=lambda item: (item[0], item[1]))  # the segment never decides (None or text)
     kept: dict[int, Version] = {}  # day bucket -> its latest version
     for item in versions:
         kept[bucket_of(item[0])] = item

@@ -303,6 +303,20 @@ def composite(
 GRID_ANCHOR_DAY = 4  # 1970-01-05, a Monday: a 7-day grid falls on the first midnight of ISO weeks
 
 
+def references_kept(lateness: int, refresh_days: int) -> int:
+    """How many grid points' references a partition keeps (and rebuilds on recovery): those a
+    late event can still reach, the one before it included."""
+    return lateness // (refresh_days * DAY) + 2
+
+
+def segment_reach(lateness: int, refresh_days: int) -> int:
+    """How far before its partition's stream time a reference may ask an account's segment
+    (`peers.group_by = "segment"`): the oldest reference kept, rebuilt on recovery, stands
+    `references_kept` grid steps behind the last midnight and reads the instant the allowed
+    lateness and a day before its own; one day more for the last midnight and one to spare."""
+    return lateness + (references_kept(lateness, refresh_days) * refresh_days + 3) * DAY
+
+
 def on_grid(tick: int, refresh_days: int) -> bool:
     """Whether a tick is a midnight at which the reference is rebuilt (every `refresh_days`)."""
     return tick % DAY == 0 and (tick // DAY - GRID_ANCHOR_DAY) % refresh_days == 0

@@ -517,6 +517,7 @@ def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | 
         )
         for i in range(0, len(raw_earlier), 3)
     ]
+    _check_versions(earlier, (_int(at, "profile.at"), ids.decode(event_id, "profile.event_id")))
     return Profile(
         at=_int(at, "profile.at"),
         event_id=ids.decode(event_id, "profile.event_id"),
@@ -532,6 +533,14 @@ def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | 
         ),
         earlier=earlier,
     )
+
+
+def _check_versions(earlier: list[tuple[int, str, str | None]], latest: tuple[int, str]) -> None:
+    """`Profile.segment_at` reads `earlier` as versions in time order, all before the latest:
+    a record that says otherwise would answer wrongly without a word."""
+    keys = [(at, event_id) for at, event_id, _ in earlier]
+    if keys != sorted(set(keys)) or (keys and keys[-1] >= latest):
+        raise StateDecodeError("profile.earlier: versions out of order, repeated or not before the latest")
 
 
 _ATTRIBUTES: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # see `_attributes`

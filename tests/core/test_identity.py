@@ -197,3 +197,15 @@ def test_versions_before_the_horizon_keep_only_the_latest_of_them() -> None:
     assert [segment for _, _, segment in profile_now.earlier] == ["c", "d", "e"]
     assert profile_now.segment == "f"
     assert profile_now.segment_at(3 * DAY_MS) == "c" and profile_now.segment_at(5 * DAY_MS) == "e"
+
+
+def test_a_reused_event_id_with_another_segment_keeps_the_first_and_does_not_fail() -> None:
+    """The same (event time, event id) again, its segment None where the first had one (an id the
+    account no longer remembers, reused): the segments are not compared, the first stays."""
+    first = with_version(None, version(3, "smb", "e1"), int(20 * DAY_MS))
+    again = with_version(first, version(3, None, "e1"), int(20 * DAY_MS))
+    assert (again.segment, again.earlier) == ("smb", [])
+    other_day = with_version(version(5, None, "e2"), version(3, "smb", "e1"), int(20 * DAY_MS))
+    assert with_version(other_day, version(3, None, "e1"), int(20 * DAY_MS)).earlier == [
+        (3 * DAY_MS, "e1", "smb")
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from streamer.core.clock import DAY
@@ -239,6 +241,25 @@ def test_a_segment_change_arriving_after_a_midnight_it_is_dated_before_builds_th
         references.append(reference)
     assert references[0].sizes == references[1].sizes == {ALL: 2, "smb": 1, "enterprise": 1}
     assert references[0].groups == references[1].groups
+
+
+def test_references_rebuilt_on_recovery_read_the_segments_they_read_live() -> None:
+    """A recovered worker rebuilds the references of the last grid points a late event can reach
+    (the oldest about the allowed lateness behind the stream, reading a lateness further back)
+    from its accounts: a1's segments of days 1 and 9 must still be there after its day-20 change."""
+    config = daily(ScoreConfig(peers=Peers(min_peers=1, group_by="segment")))
+    feed = Feed(config)
+    feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 3)))
+    feed(profile("a1", at(1), segment="smb"), profile("a2", at(1), segment="smb"))
+    for day in range(1, 21):
+        if day == 9:
+            feed(profile("a1", at(9), segment="enterprise"))
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 3)))
+    feed(profile("a1", at(20, 11), segment="mid-market"))
+    recovered = PartitionEngine(config, copy.deepcopy(feed.store), copy.deepcopy(feed.engine.clock))
+    live = [(r.tick, r.sizes) for r in feed.engine.peers.references]
+    assert [(r.tick, r.sizes) for r in recovered.peers.references] == live
+    assert any(sizes.get("smb") == 2 for _, sizes in live)  # a1 still in smb at the oldest one
 
 
 def test_a_segment_named_like_the_group_of_all_counts_an_account_once() -> None:

@@ -313,13 +313,33 @@ def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
     earlier = copy.deepcopy(accounts[1])
     assert earlier.profile is not None
     earlier.profile.earlier = [
-        (earlier.profile.at - 2 * 86_400_000, f"{earlier.account_id}-p0", "smb"),
         (1, "x", None),
+        (earlier.profile.at - 2 * 86_400_000, f"{earlier.account_id}-p0", "smb"),
     ]
     for account in [*accounts, cleared, earlier]:
         decoded = decode_account(encode_account(account))
         assert (decoded.profile, decoded.override) == (account.profile, account.override)
         assert encode_account(decoded) == encode_account(account)
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        [(2, "b", "x"), (1, "a", None)],  # out of order
+        [(1, "a", "x"), (1, "a", "x")],  # repeated
+        [(1, "a", "x"), (10**15, "z", None)],  # not before the latest
+    ],
+)
+def test_a_profile_whose_earlier_versions_segment_at_cannot_read_is_refused(
+    earlier: list[tuple[int, str, str | None]],
+) -> None:
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history())
+    account = copy.deepcopy(next(a for a in engine.accounts.values() if a.profile is not None))
+    assert account.profile is not None
+    account.profile.earlier = earlier
+    with pytest.raises(StateDecodeError, match=r"profile\.earlier: versions out of order"):
+        decode_account(encode_account(account))
 
 
 def test_decoded_profiles_share_their_owner_segment_tier_and_equal_attributes() -> None:
