@@ -68,7 +68,7 @@ def _mapping(preset: Preset | None, mapping_path: Path | None, columns: tuple[st
         overrides: dict[str, str] = {}
         for item in columns:
             key, sep, value = item.partition("=")
-            if not sep or not key or not value:
+            if not sep or not key:
                 raise click.BadParameter(f"{item!r}: expected TABLE.KEY=VALUE", param_hint="--column")
             overrides[key] = value
         return with_overrides(mapping, overrides) if overrides else mapping
@@ -165,7 +165,11 @@ def render_summary(summary: ImportSummary) -> str:
     "columns",
     multiple=True,
     metavar="TABLE.KEY=VALUE",
-    help="Override one key of the mapping, e.g. subscriptions.mrr=amount or events.file=ev.csv (repeatable).",
+    help=(
+        "Override one key of the mapping, e.g. subscriptions.mrr=amount, events.file=ev.csv or "
+        "accounts.attributes.region=region (repeatable); an empty VALUE removes the key (its "
+        "default: an optional column is not read)."
+    ),
 )
 @click.option(
     "--data-end",

@@ -205,22 +205,28 @@ def preset_mapping(preset: Preset) -> Mapping:
 
 
 def with_overrides(mapping: Mapping, overrides: dict[str, str]) -> Mapping:
-    """Replace single keys, written `table.key` (e.g. `subscriptions.mrr`) or `key` at the top."""
+    """Replace single keys, written `table.key` (e.g. `subscriptions.mrr`), `key` at the top, or
+    `table.key.name` in a table of names (`accounts.attributes.region`); an empty value removes
+    the key, so it takes its default (an optional column is then not read)."""
     data = mapping.model_dump(mode="json", exclude_none=True)
     for dotted, value in overrides.items():
         parts = dotted.split(".")
-        if len(parts) == 1:
-            data[parts[0]] = value
-        elif len(parts) == 2:
-            table = data.setdefault(parts[0], {})
-            if not isinstance(table, dict):  # `currency.x`: a top-level value is no table
-                raise MappingError(
-                    f"--column {dotted}={value}: {parts[0]} is a single value, not a table; "
-                    f"write --column {parts[0]}=VALUE"
-                )
-            table[parts[1]] = value
-        else:
+        if len(parts) > 3 or not all(parts):
             raise MappingError(
                 f"--column {dotted}={value}: expected TABLE.KEY=VALUE, e.g. subscriptions.mrr=amount"
             )
+        where: dict[str, Any] = data
+        for depth, part in enumerate(parts[:-1]):
+            inner = where.setdefault(part, {})
+            if not isinstance(inner, dict):  # `currency.x`: a top-level value is no table
+                shown = ".".join(parts[: depth + 1])
+                raise MappingError(
+                    f"--column {dotted}={value}: {shown} is a single value, not a table; "
+                    f"write --column {shown}=VALUE"
+                )
+            where = inner
+        if value:
+            where[parts[-1]] = value
+        else:
+            where.pop(parts[-1], None)
     return _validated(data, "the mapping with --column overrides")

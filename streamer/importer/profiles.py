@@ -1,5 +1,6 @@
 """Who each account is, from the accounts table: one `account.updated` per account, dated at its
-first subscription event, so that every snapshot of it carries its name, owner and segment."""
+first event (a subscription event or a product event), so that every snapshot and alert of it
+carries its name, owner and segment."""
 
 from __future__ import annotations
 
@@ -51,12 +52,17 @@ def profile_event(row: ProfileRow, at: int) -> Imported:
     return Imported(at, event, row.source)
 
 
-def profile_events(profiles: Mapping[str, ProfileRow], changes: Iterable[Imported]) -> list[Imported]:
-    """One `account.updated` per account of `profiles` with a subscription event in `changes`,
-    at its first one (an account without any is not written: nothing would score it)."""
-    first: dict[str, int] = {}
+def profile_events(
+    profiles: Mapping[str, ProfileRow], changes: Iterable[Imported], first_use: Mapping[str, int]
+) -> list[Imported]:
+    """One `account.updated` per account of `profiles` with an event written, at its first one:
+    its first subscription event in `changes` or its first product-event row (`first_use`,
+    epoch ms), whichever is earlier. An account with no event gets none: nothing would show it."""
+    first = dict(first_use)
     for item in changes:
         account = item.event["account_id"]
-        if account in profiles and (account not in first or item.at < first[account]):
+        if account not in first or item.at < first[account]:
             first[account] = item.at
-    return [profile_event(profiles[account], at) for account, at in first.items()]
+    return [
+        profile_event(profiles[account], first[account]) for account in sorted(profiles) if account in first
+    ]

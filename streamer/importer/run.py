@@ -140,6 +140,7 @@ class Importer:
         self.accounts: set[str] | None = None
         self.left_out: set[str] = set()  # accounts with a skipped subscription row not covered
         self.profiles: dict[str, ProfileRow] = {}  # accounts-table rows with a profile
+        self.first_use: dict[str, int] = {}  # account -> its first product-event row written (ms)
         self.config = ScoreConfig()  # the default input bounds: what every consumer accepts
         self.published_ms = published_ms if published_ms is not None else int(time.time() * 1000)
 
@@ -210,20 +211,25 @@ class Importer:
         table = self.mapping.accounts
         if table is None:
             return
-        accounts: set[str] = set()
+        accounts: dict[str, tuple[int, tuple[str, ...]]] = {}  # id -> its first line and values
         mapped = table.profile_columns()
         fields, columns = list(mapped), list(mapped.values())
         for row in self._rows(table.file, [table.id, *columns], summary, "accounts"):
             try:
                 account = _check_id(row, table.id, row.values[0])
-                accounts.add(account)  # a bad profile, skipped, leaves the account without one
+                if account in accounts:  # the same again is harmless; another profile is a bad row
+                    line, values = accounts[account]
+                    if values != row.values:
+                        raise row.bad(f"{table.id} {account!r} is on line {line} already, with other values")
+                    continue
+                accounts[account] = (row.line, row.values)  # a bad profile, skipped, leaves it without one
                 profile = ProfileRow(account, profile_fields(fields, row.values[1:]), (row.file, row.line))
                 if profile.fields:
                     self._check_profile(row, profile)
                     self.profiles[account] = profile
             except BadRow as error:
                 self.bad.handle(error)
-        self.accounts = accounts
+        self.accounts = set(accounts)
         summary.accounts_in_table = len(accounts)
 
     def _check_profile(self, row: Row, profile: ProfileRow) -> None:
@@ -400,6 +406,8 @@ class Importer:
                 after_end += 1
                 continue
             latest = at if latest is None or at > latest else latest
+            if account in self.profiles and at < self.first_use.get(account, at + 1):
+                self.first_use[account] = at
             aggregator.add(account, user, feature, at, row.line)
         summary.after_end[table.file] += after_end
         return latest
@@ -441,7 +449,7 @@ class Importer:
             summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else self.data_end_source
             counts = SubscriptionCounts()
             changes = list(subscription_events(rows, data_end, self.mapping.currency, counts))
-            changes += profile_events(self.profiles, changes)
+            changes += profile_events(self.profiles, changes, self.first_use)
             changes.sort(key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]))
             summary.after_end[self.mapping.subscriptions.file] += counts.after_end
             summary.subscriptions = counts.subscriptions

@@ -257,6 +257,43 @@ def test_the_accounts_table_gives_each_account_its_profile_at_its_first_subscrip
     assert who["never-used"] is None
 
 
+def test_a_profile_is_dated_at_the_first_product_event_when_use_comes_before_paying(tmp_path: Path) -> None:
+    """A trial: "renewals" uses the product from 2024-01-10, pays from 01-15; "prospect" uses it and
+    never pays. Each one's snapshots from its first use on carry its profile."""
+    events = [
+        *EVENTS,
+        ("renewals", "2024-01-10 08:30:00", "0", "1"),
+        ("prospect", "2024-02-03 12:00:00", "1", "2"),
+    ]
+    mapping = write_export(tmp_path / "export", events=events)
+    accounts = tmp_path / "export" / "accounts.csv"
+    accounts.write_text(accounts.read_text() + "prospect,Prospect Inc,smb,\n")
+    out = tmp_path / "o.jsonl"
+    result = invoke("import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    profiles = {e["account_id"]: e for e in read_events(out) if e["event_type"] == "account.updated"}
+    assert profiles["renewals"]["occurred_at"] == "2024-01-10T08:30:00Z"
+    assert profiles["prospect"]["occurred_at"] == "2024-02-03T12:00:00Z"
+    first_usage = next(e for e in read_events(out) if e["account_id"] == "renewals")
+    assert first_usage["event_type"] == "account.updated"  # before its usage event of that hour
+
+
+def test_an_account_listed_twice_is_one_account_unless_the_two_rows_differ(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    accounts = tmp_path / "export" / "accounts.csv"
+    accounts.write_text(accounts.read_text() + "gap,Gap Inc,smb,US\n")
+    out = tmp_path / "o.jsonl"
+    result = invoke("import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "(7 in the account table)" in result.output
+    accounts.write_text(accounts.read_text() + "gap,Gap Corp,smb,US\n")
+    result = CliRunner().invoke(
+        main, ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "accounts.csv:10: id 'gap' is on line 5 already, with other values" in result.output
+
+
 def test_the_fightchurn_preset_makes_the_channel_the_segment(tmp_path: Path) -> None:
     result = invoke("import", "--show-preset", "fightchurn")
     assert 'segment = "channel"' in result.output and 'country = "country"' in result.output

@@ -161,3 +161,28 @@ def test_a_missing_attribute_column_names_the_mapping_key(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert "Error: accounts.csv: no column 'land' (accounts.attributes.country)" in result.output
+
+
+def test_column_sets_or_removes_one_attribute_and_an_empty_value_unmaps_an_optional_column(
+    tmp_path: Path,
+) -> None:
+    mapping = write_export(tmp_path / "export")
+    changed = with_overrides(
+        load_mapping(mapping),
+        {"accounts.attributes.country": "", "accounts.attributes.label": "name", "accounts.segment": ""},
+    )
+    assert changed.accounts is not None
+    assert changed.accounts.attributes == {"label": "name"}
+    assert changed.accounts.segment is None and changed.accounts.name == "name"
+    with pytest.raises(MappingError, match=r"subscriptions\.file: Field required"):
+        with_overrides(load_mapping(mapping), {"subscriptions.file": ""})
+    with pytest.raises(MappingError, match=r"expected TABLE\.KEY=VALUE"):
+        with_overrides(load_mapping(mapping), {"accounts.attributes.a.b": "x"})
+    out = tmp_path / "o.jsonl"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    result = CliRunner().invoke(
+        main, [*args, "--column", "accounts.segment=", "--column", "accounts.attributes.country="]
+    )
+    assert result.exit_code == 0, result.output
+    profiles = [line for line in out.read_text().splitlines() if '"account.updated"' in line]
+    assert profiles and not any('"segment"' in line or '"attributes"' in line for line in profiles)
