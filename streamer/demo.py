@@ -36,6 +36,7 @@ from streamer.stream.tail import NoAlertsTopic, format_alert, tail
 from streamer.stream.topics import TopicsUnusable, ensure_topics
 
 if TYPE_CHECKING:
+    from streamer.local.proc import HeldLock
     from streamer.local.settings import StackSettings
 
 PREFIX = "demo."
@@ -118,7 +119,8 @@ async def _run(settings: Settings, lines: list[bytes], rate: float) -> None:
     watcher: asyncio.Task[int] | None = None
     try:
         await ensure_topics(settings)
-        watcher = asyncio.create_task(tail(settings, show, from_beginning=True))
+        # the topics were just made: the broker's metadata may not show them for a moment
+        watcher = asyncio.create_task(tail(settings, show, from_beginning=True, topic_wait_s=30))
         summary = await publish(lines, settings, rate=rate)
         click.echo(
             f"-- all {summary.total:,} events published; still watching alerts (Ctrl-C to stop)", err=True
@@ -169,8 +171,8 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
 
     stack_settings = StackSettings.from_env()
     try:
-        with held_lock(stack_settings.stack_dir / "demo.lock"):
-            _demo(stack_settings, accounts, months, seed, rate, port)
+        with held_lock(stack_settings.stack_dir / "demo.lock") as lock:
+            _demo(stack_settings, accounts, months, seed, rate, port, lock)
     except Held as holder:
         raise click.ClickException(
             f"another streamer demo ({holder}) is running on this stack: a second one would delete "
@@ -179,9 +181,17 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
 
 
 def _demo(
-    stack_settings: StackSettings, accounts: int, months: int, seed: int, rate: float, port: int | None
+    stack_settings: StackSettings,
+    accounts: int,
+    months: int,
+    seed: int,
+    rate: float,
+    port: int | None,
+    lock: HeldLock,
 ) -> None:
-    """The demo, while this process is the only one running it on the stack."""
+    """The demo, while this process is the only one running it on the stack. Its worker and view
+    inherit the lock: killed (SIGKILL), the demo leaves them running, and they hold it on until
+    they stop, so that a second demo cannot delete the topics under them."""
     from streamer.local.stack import ensure_up
     from streamer.view.settings import ViewSettings
 
@@ -230,8 +240,10 @@ def _demo(
         err=True,
     )
     processes = [
-        _start(command, env, HOME / f"{command}.log", truncate=True) for command in ("worker", "view")
+        _start(command, env, HOME / f"{command}.log", truncate=True, keep_fd=lock.fd)
+        for command in ("worker", "view")
     ]
+    lock.name(os.getpid(), *(process.pid for process in processes))
     # Stop cleanly when terminated, like Ctrl-C; and on Ctrl-C even when started with SIGINT
     # ignored (a background job of a non-interactive shell inherits that, and the demo then
     # ran on after SIGINT while its worker kept the consumer group). `_run` handles both in its
@@ -271,7 +283,7 @@ def _dashboard_unavailable(host: str, port: int) -> str | None:
 
 
 def _start(
-    command: str, env: dict[str, str], log_path: Path, *, truncate: bool = False
+    command: str, env: dict[str, str], log_path: Path, *, truncate: bool = False, keep_fd: int | None = None
 ) -> subprocess.Popen[bytes]:
     with log_path.open("wb" if truncate else "ab") as log:
         return subprocess.Popen(
@@ -280,6 +292,7 @@ def _start(
             stdout=log,
             stderr=log,
             start_new_session=True,
+            pass_fds=() if keep_fd is None else (keep_fd,),
         )
 
 

@@ -10,9 +10,11 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +87,34 @@ def test_a_held_lock_is_free_again_when_its_holder_is_killed(tmp_path: Path) -> 
         holder.wait(timeout=30)
     with held_lock(path):  # the kernel released it with the process; the pid in the file is stale
         pass
+
+
+def test_a_held_lock_passed_to_a_child_outlives_its_killed_holder(tmp_path: Path) -> None:
+    """The demo's worker and view inherit its lock: a demo killed by SIGKILL leaves them running,
+    and a second demo must still be refused until they end."""
+    path = tmp_path / "demo.lock"
+    code = (
+        "import os, pathlib, subprocess, time; from streamer.local.proc import held_lock\n"
+        f"with held_lock(pathlib.Path({str(path)!r})) as lock:\n"
+        "    child = subprocess.Popen(['sleep', '60'], pass_fds=(lock.fd,))\n"
+        "    lock.name(os.getpid(), child.pid)\n"
+        "    print(child.pid, flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())
+    try:
+        holder.kill()
+        holder.wait(timeout=30)
+        with pytest.raises(Held, match=rf"^pids {holder.pid}, {child}$"), held_lock(path):
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 30  # bounds a hang only: the child is gone once reaped by init
+    while True:
+        try:
+            with held_lock(path):
+                break
+        except Held:
+            assert time.monotonic() < deadline, "the lock outlived the child"
+            time.sleep(0.1)

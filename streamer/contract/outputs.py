@@ -52,7 +52,7 @@ class Comment(BaseModel):
 
 
 class PeerStanding(BaseModel):
-    """Where an account's usage stands among its peers (paying accounts of its plan or all)."""
+    """Where an account's usage stands among its peers (paying accounts of its plan or segment, or all)."""
 
     model_config = ConfigDict(extra="forbid")
 

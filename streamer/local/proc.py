@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from streamer.local.errors import StackError
 
@@ -163,26 +164,44 @@ class Held(Exception):
 
 
 @contextlib.contextmanager
-def held_lock(path: Path) -> Iterator[None]:
+def held_lock(path: Path) -> Iterator[HeldLock]:
     """An exclusive advisory lock held for the block, or Held at once when another process has
-    it (its pid is written in the file while it holds it; the kernel frees the lock when the
-    holder dies, even by SIGKILL, so a stale file never blocks)."""
+    it. The kernel frees it when every process holding its descriptor has ended, even by
+    SIGKILL, so a stale file never blocks; children given `HeldLock.fd` (`pass_fds`) hold it on
+    while they live. The file names the holders' pids (`HeldLock.name`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip()
-            raise Held(f"pid {holder}" if holder.isdigit() else "a process") from None
+            pids = handle.read().split()
+            named = pids and all(pid.isdigit() for pid in pids)
+            raise Held(
+                f"pid{'s' if len(pids) > 1 else ''} {', '.join(pids)}" if named else "a process"
+            ) from None
+        lock = HeldLock(handle)
         try:
-            handle.truncate(0)
-            handle.write(str(os.getpid()))
-            handle.flush()
-            yield
+            lock.name(os.getpid())
+            yield lock
         finally:
             handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class HeldLock:
+    """A lock `held_lock` holds: its descriptor, and the pids written in its file."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+        self.fd = handle.fileno()
+
+    def name(self, *pids: int) -> None:
+        """Write these pids as the lock's holders (the first: the process that took it)."""
+        self._handle.seek(0)
+        self._handle.truncate(0)
+        self._handle.write(" ".join(map(str, pids)))
+        self._handle.flush()
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ async def tail(
     limit: int | None = None,
     timeout_s: float | None = None,
     connect_timeout_s: float = 30.0,
+    topic_wait_s: float = 0.0,
     skipped: Callable[[str], None] = lambda why: None,
 ) -> int:
     """Call `emit` for each alert until `limit` alerts or `timeout_s` seconds; return the count.
@@ -62,7 +63,9 @@ async def tail(
 
     BrokerUnavailable when no broker answers within `connect_timeout_s`; NoAlertsTopic when the
     broker has no such topic (subscribing to it would have the broker create it with its own
-    defaults, which a worker then refuses: another partition count)."""
+    defaults, which a worker then refuses: another partition count), after `topic_wait_s` for
+    one just created: a busy broker's metadata can lag its creation for a moment (the demo's
+    watcher, started right after creating the topics, ended on it once in a loaded test run)."""
     kafka = KafkaAccess.of(settings)
     await wait_for_broker(kafka, connect_timeout_s, "following the alerts")
     topic = settings.topic("alerts")
@@ -76,7 +79,11 @@ async def tail(
     seen = 0
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
-        if topic not in await consumer.topics():  # asks for every topic: creates none
+        topic_deadline = time.monotonic() + topic_wait_s
+        while topic not in await consumer.topics():  # asks for every topic: creates none
+            if time.monotonic() < topic_deadline:
+                await asyncio.sleep(0.2)
+                continue
             raise NoAlertsTopic(
                 f"the broker at {kafka.bootstrap} has no topic {topic!r}: start the workers first "
                 f"(they create it), or check HEALTHSTREAM_TOPIC_PREFIX ({settings.topic_prefix!r})"

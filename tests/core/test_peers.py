@@ -271,6 +271,13 @@ def test_a_segment_named_like_the_group_of_all_counts_an_account_once() -> None:
         feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 3)))
     reference = feed.engine.peers.at(ms(at(11, 12)))
     assert reference is not None and reference.sizes == {ALL: 2}
+    # grouped by plan, an account on a plan named "*" alike
+    feed = Feed(daily(ScoreConfig(peers=Peers(min_peers=1, group_by="plan"))))
+    feed(started("a1", at(0), plan="*"), started("a2", at(0), plan="starter"))
+    for day in range(1, 12):
+        feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 3)))
+    reference = feed.engine.peers.at(ms(at(11, 12)))
+    assert reference is not None and reference.sizes == {ALL: 2, "starter": 1}
 
 
 def test_a_riskier_when_higher_signal_is_scored_from_the_other_end() -> None:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from streamer.local.proc import file_lock
+from streamer.local.proc import file_lock, held_lock
 from streamer.local.stack import StackInfo
 from tests.fixtures import free_port
 
@@ -25,9 +28,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(autouse=True)
 def one_demo_at_a_time(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[None]:
-    """The demo's names are fixed and a run first removes what the run before left: two tests of
-    this file running at once under `pytest -n` deleted each other's topics, and the first
-    demo's alerts watcher ended it with NoAlertsTopic (seen once in a clean-clone run)."""
+    """The demo's names are fixed and one demo runs per stack: two tests of this file running at
+    once under `pytest -n` would have the second refused (before the demo's lock, it deleted the
+    first one's topics)."""
     base = tmp_path_factory.getbasetemp()
     with file_lock((base if worker_id == "master" else base.parent) / "demo.lock"):
         yield
@@ -140,7 +143,8 @@ def test_demo_honours_the_view_port_variable_prints_the_exports_and_reuses_its_n
             timeout=60,
         )
         assert second.returncode == 1, second.stderr
-        assert f"another streamer demo (pid {demo.pid}) is running on this stack" in second.stderr
+        assert f"another streamer demo (pids {demo.pid}, " in second.stderr  # and its worker's and view's
+        assert ") is running on this stack" in second.stderr
         assert "Traceback" not in second.stderr
         assert get_json(f"http://127.0.0.1:{port}/api/portfolio")["current"]
     finally:
@@ -160,6 +164,96 @@ def test_demo_honours_the_view_port_variable_prints_the_exports_and_reuses_its_n
     assert not [name for name in topics if name.startswith("demo") and not name.startswith("demo.")]
     families = ("subscriptions", "usage", "tickets", "surveys", "alerts", "health", "deadletter")
     assert {name for name in topics if name.startswith("demo.")} <= {f"demo.{name}" for name in families}
+
+
+def test_a_killed_demos_worker_and_view_hold_the_stack_until_they_stop(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """SIGKILL stops the demo but not its worker and view (sessions of their own): they hold the
+    demo's lock on, so a second demo is refused while they run on its topics, and may start once
+    they are gone."""
+    port = free_port()
+    env = {**os.environ, **stack.env()}
+    argv = [sys.executable, "-m", "streamer.cli", "demo", "--accounts", "8", "--months", "2", "--rate", "50"]
+    demo = subprocess.Popen(
+        [*argv, "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 90  # bounds a hang only
+        while True:
+            try:
+                get_json(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                assert demo.poll() is None and time.monotonic() < deadline, "the demo's view never answered"
+                time.sleep(0.5)
+        demo.kill()
+        demo.wait(timeout=30)
+        second = subprocess.run(
+            [*argv, "--port", str(free_port())],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1, second.stderr
+        found = re.search(r"another streamer demo \(pids ([\d, ]+)\)", second.stderr)
+        assert found, second.stderr
+        pids = [int(pid) for pid in found.group(1).split(", ")]
+        assert pids[0] == demo.pid and len(pids) == 3
+        children = pids[1:]
+        assert all(_alive(pid) for pid in children)  # the worker and the view run on
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60  # bounds a hang only
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children)
+    with held_lock(Path(stack.stack_dir) / "demo.lock"):  # free again
+        pass
+
+
+def test_the_alerts_watcher_waits_for_a_topic_made_after_it_started(stack: StackInfo) -> None:
+    """The demo's watcher starts right after the topics are made, and a loaded broker's metadata
+    may not show them yet: with `topic_wait_s` it waits for the topic; without, it says at once
+    that there is none (as `streamer alerts tail` does)."""
+    from streamer.settings import Settings
+    from streamer.stream.tail import NoAlertsTopic, tail
+    from streamer.stream.topics import ensure_topics
+
+    prefix = f"w{uuid.uuid4().hex[:10]}."
+    settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=prefix, app_id=f"{prefix}app")
+
+    async def scenario() -> int:
+        with pytest.raises(NoAlertsTopic):
+            await tail(settings, lambda alert: None, timeout_s=1)
+        watcher = asyncio.create_task(tail(settings, lambda alert: None, timeout_s=2, topic_wait_s=60))
+        await asyncio.sleep(1.5)
+        assert not watcher.done(), watcher.exception() if watcher.done() else None
+        await ensure_topics(settings)
+        return await watcher
+
+    assert asyncio.run(scenario()) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie (not reaped yet) has ended
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
 
 
 async def _topics(bootstrap: str) -> list[str]:
