@@ -2231,22 +2231,45 @@ def test_a_model_reading_feature_volumes_streams_like_offline(
     assert len(changed) > len(snapshots) // 2, f"the volumes changed only {len(changed)} answers"
 
 
+def streamed_beside_offline(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], path: Path, text: str
+) -> tuple[dict[str, dict[str, Any]], History, list[dict[str, Any]]]:
+    """Seed 11's history through a worker and through `streamer offline --sort`, both given the
+    score configuration `text` (written to `path`): the worker's final snapshots, offline's
+    answers and the worker's alerts."""
+    path.write_text(text)
+    events = history(11).events
+    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(path)})
+    deployment.replay(events)
+    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
+    deployment.settle(deployment.start_worker(), deadline_s=900)
+    answers = run_offline(events, path.with_suffix(".offline"), path, timeout_s=300)
+    return deployment.final_snapshots(), answers, deployment.alerts()
+
+
+def assert_streamed_as_offline(
+    snapshots: dict[str, dict[str, Any]], answers: History, alerts: list[dict[str, Any]]
+) -> None:
+    """The worker's final snapshots and its alerts (ids and contents) are offline's."""
+    offline = answers.accounts
+    differing = [aid for aid in sorted(offline) if snapshots.get(aid) != offline[aid]]
+    assert not differing, f"{len(differing)} of {len(offline)} differ: " + "; ".join(
+        f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, offline[aid])}" for aid in differing[:3]
+    )
+    streamed = {alert["alert_id"]: alert for alert in alerts}
+    assert sorted(streamed) == sorted(answers.alerts)
+    assert [aid for aid, alert in streamed.items() if alert != answers.alerts[aid]] == []
+
+
 def test_the_mix_of_use_among_peers_streams_like_offline(
     deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
 ) -> None:
     """Events per feature survive the worker's state: with peers small enough for the 30-account
     history (`min_peers = 3`), the stream's snapshots rank the mix of use among peers and equal
     `streamer offline --sort --config` with the same configuration, and so do its alerts."""
-    config_path = tmp_path / "peers.toml"
-    config_path.write_text("[peers]\nmin_peers = 3\n")
-    events = history(11).events
-    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
-    deployment.replay(events)
-    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
-    deployment.settle(deployment.start_worker(), deadline_s=900)
-    answers = run_offline(events, tmp_path / "offline", config_path, timeout_s=300)
-    offline = answers.accounts
-    snapshots = deployment.final_snapshots()
+    snapshots, answers, alerts = streamed_beside_offline(
+        deploy, history, tmp_path / "peers.toml", "[peers]\nmin_peers = 3\n"
+    )
     mixed = [
         snapshot
         for snapshot in snapshots.values()
@@ -2256,17 +2279,10 @@ def test_the_mix_of_use_among_peers_streams_like_offline(
     assert mixed, f"no snapshot of {len(snapshots)} carries the mix of use among peers"
     for snapshot in mixed:
         assert 0 <= snapshot["metrics"]["features_used_28d"] <= snapshot["metrics"]["features_in_use_28d"]
-    differing = [aid for aid in sorted(offline) if snapshots.get(aid) != offline[aid]]
-    assert not differing, f"{len(differing)} of {len(offline)} differ: " + "; ".join(
-        f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, offline[aid])}" for aid in differing[:3]
-    )
     # The bands move with the peers: band alerts and health_declined (an account the green
     # budget held in yellow that declined) have offline's ids and contents.
-    offline_alerts = answers.alerts
-    assert any(alert["rule"] == "health_declined" for alert in offline_alerts.values())
-    streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
-    assert sorted(streamed) == sorted(offline_alerts)
-    assert [aid for aid, alert in streamed.items() if alert != offline_alerts[aid]] == []
+    assert any(alert["rule"] == "health_declined" for alert in answers.alerts.values())
+    assert_streamed_as_offline(snapshots, answers, alerts)
 
 
 def test_peers_grouped_by_segment_stream_like_offline(
@@ -2275,29 +2291,16 @@ def test_peers_grouped_by_segment_stream_like_offline(
     """`peers.group_by = "segment"`: each account is ranked among the paying accounts of its
     partition in the segment its profile (account.updated) had at the reference's instant; the
     worker's snapshots and alerts equal `streamer offline --sort --config` with the same file."""
-    config_path = tmp_path / "segments.toml"
-    config_path.write_text('[peers]\ngroup_by = "segment"\nmin_peers = 2\n')
-    events = history(11).events
-    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(config_path)})
-    deployment.replay(events)
-    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
-    deployment.settle(deployment.start_worker(), deadline_s=900)
-    answers = run_offline(events, tmp_path / "offline", config_path, timeout_s=300)
-    offline = answers.accounts
-    snapshots = deployment.final_snapshots()
+    snapshots, answers, alerts = streamed_beside_offline(
+        deploy, history, tmp_path / "segments.toml", '[peers]\ngroup_by = "segment"\nmin_peers = 2\n'
+    )
     grouped = [
         s
         for s in snapshots.values()
         if s.get("peers") and s["peers"]["group"] == (s["profile"] or {}).get("segment")
     ]
     assert grouped, f"no snapshot of {len(snapshots)} is ranked within its segment"
-    differing = [aid for aid in sorted(offline) if snapshots.get(aid) != offline[aid]]
-    assert not differing, f"{len(differing)} of {len(offline)} differ: " + "; ".join(
-        f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, offline[aid])}" for aid in differing[:3]
-    )
-    streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
-    assert sorted(streamed) == sorted(answers.alerts)
-    assert [aid for aid, alert in streamed.items() if alert != answers.alerts[aid]] == []
+    assert_streamed_as_offline(snapshots, answers, alerts)
 
 
 def test_weekly_idle_rescoring_streams_like_offline(
@@ -2306,24 +2309,14 @@ def test_weekly_idle_rescoring_streams_like_offline(
     """With `time.idle_rescore_days = 7` (and the weekly peer grid) the worker re-scores idle
     accounts at the same midnights as `streamer offline --sort --config`: the same final
     snapshots and the same alerts, ids and contents (the alerts differ from the defaults')."""
-    coarse = tmp_path / "coarse.toml"
-    coarse.write_text("[time]\nidle_rescore_days = 7\n\n[peers]\nrefresh_days = 7\n")
-    events = history(11).events
-    deployment = deploy(worker_env={"HEALTHSTREAM_SCORE_CONFIG": str(coarse)})
-    deployment.replay(events)
-    # a deadline that only bounds a hang: on a machine shared by many builds this takes minutes
-    deployment.settle(deployment.start_worker(), deadline_s=900)
-    coarse_offline = run_offline(events, tmp_path / "coarse", coarse, timeout_s=300)
-    daily_offline = run_offline(events, tmp_path / "daily", timeout_s=300)
-    # The option changes answers (when idle accounts' conditions are seen, so the alerts), so
-    # the stream equal to the coarse run below is the worker applying it, not the defaults.
-    assert sorted(coarse_offline.alerts) != sorted(daily_offline.alerts)
-    snapshots = deployment.final_snapshots()
-    expected = coarse_offline.accounts
-    differing = [aid for aid in sorted(expected) if snapshots.get(aid) != expected[aid]]
-    assert not differing, f"{len(differing)} of {len(expected)} differ: " + "; ".join(
-        f"{aid}: {snapshot_differences(snapshots.get(aid) or {}, expected[aid])}" for aid in differing[:3]
+    snapshots, coarse_offline, alerts = streamed_beside_offline(
+        deploy,
+        history,
+        tmp_path / "coarse.toml",
+        "[time]\nidle_rescore_days = 7\n\n[peers]\nrefresh_days = 7\n",
     )
-    streamed = {alert["alert_id"]: alert for alert in deployment.alerts()}
-    assert sorted(streamed) == sorted(coarse_offline.alerts)
-    assert [aid for aid, alert in streamed.items() if alert != coarse_offline.alerts[aid]] == []
+    daily_offline = run_offline(history(11).events, tmp_path / "daily", timeout_s=300)
+    # The option changes answers (when idle accounts' conditions are seen, so the alerts), so
+    # the stream equal to the coarse run is the worker applying it, not the defaults.
+    assert sorted(coarse_offline.alerts) != sorted(daily_offline.alerts)
+    assert_streamed_as_offline(snapshots, coarse_offline, alerts)
