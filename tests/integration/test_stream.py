@@ -51,6 +51,7 @@ from streamer.local.kcat import ensure_kcat
 from streamer.local.stack import StackInfo
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES, Settings
+from streamer.stream.clients import start_consumer
 from streamer.stream.replay import publish, route
 from streamer.stream.topics import INPUT, changelog_topic, ensure_topics, topic_specs
 from tests.fixtures import stop_process, topic_configs, topic_partitions, wait_until
@@ -224,10 +225,16 @@ class Bus:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
             )
-            await consumer.start()
-            partitions = await topic_partitions(consumer, topic)
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            await start_consumer(consumer)  # a start that fails part way closes it
+            try:
+                partitions = await topic_partitions(consumer, topic)  # fails on a topic not made yet
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+            except BaseException:
+                # Kept nowhere, it would be left running until `close` closed the loop under its
+                # tasks: "Task was destroyed but it is pending!" at the end of a suite run.
+                await consumer.stop()
+                raise
             self._consumers[topic] = (consumer, partitions)
             self.records[topic] = []  # read again from the beginning
         consumer, partitions = self._consumers[topic]
@@ -254,14 +261,20 @@ class Bus:
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            await self._admin.start()
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                await admin.start()
+            except BaseException:
+                await admin.close()  # as a consumer that failed after its start, above
+                raise
+            self._admin = admin
         return self._admin
 
     async def _lag(self, group: str, topics: list[str]) -> dict[TopicPartition, int]:
         if self._probe is None:
-            self._probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
-            await self._probe.start()
+            self._probe = await start_consumer(
+                AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            )
         partitions = [tp for topic in topics for tp in await topic_partitions(self._probe, topic)]
         end = await self._probe.end_offsets(partitions)
         committed = await (await self._admin_client()).list_consumer_group_offsets(group)
@@ -334,8 +347,7 @@ class Bus:
         such topic partition)."""
 
         async def ask() -> int | None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
-            await consumer.start()
+            consumer = await start_consumer(AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None))
             try:
                 if partition not in (consumer.partitions_for_topic(topic) or set()):
                     await consumer._client.force_metadata_update()

@@ -44,6 +44,7 @@ from streamer.partitioning import partition_of
 from streamer.projection import history as projected_history
 from streamer.projection.codec import epoch_ms
 from streamer.settings import Settings
+from streamer.stream.clients import start_consumer
 from streamer.stream.topics import ensure_topics
 from tests.core.harness import EveryScoring
 from tests.fixtures import RedisServer, free_port, read_records, stop_process, topic_partitions, wait_until
@@ -120,11 +121,10 @@ async def _delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
 
 async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Input messages the consumer group has not committed yet."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = await start_consumer(AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await admin.start()
     try:
+        await admin.start()
         partitions = [tp for topic in topics for tp in await topic_partitions(consumer, topic)]
         end = await consumer.end_offsets(partitions)
         try:
