@@ -214,9 +214,10 @@ def import_tables(
     account into a plan line and add-on lines -> subscription.started / changed / renewed /
     canceled (a gap or a last end before the end of the data is a cancellation at that end).
     Product events -> usage.recorded (aggregated per --usage-grain). Accounts with a name, owner,
-    segment, tier or attributes mapped -> one account.updated each, at its first subscription
-    event. The output is accepted by `streamer offline --sort`, `streamer replay` and `streamer
-    backtest`; event ids are hashes of the source rows, so importing again gives the same file.
+    segment, tier or attributes mapped -> one account.updated each, at its first event (a
+    subscription or a product event). The output is accepted by `streamer offline --sort`,
+    `streamer replay` and `streamer backtest`; event ids are hashes of the source rows, so
+    importing again gives the same file.
     """
     mapping = _mapping(Preset(preset) if preset else None, mapping_path, columns)
     if data_end is not None:

@@ -101,7 +101,7 @@ def _attribute_names(attributes: dict[str, str]) -> dict[str, str]:
 
 class AccountColumns(BaseModel):
     """The accounts: their ids and, optionally, who each is (one `account.updated` per account,
-    dated at its first subscription event); an empty value is no value."""
+    dated at its first event); an empty value is no value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -160,7 +160,7 @@ def log_tails(paths: Sequence[Path], lines: int = 40) -> str:
 
 
 class Held(Exception):
-    """Another process holds a lock taken with `held_lock`; the message names its pid."""
+    """Another process holds a lock taken with `held_lock`; the message names the holders' pids."""
 
 
 @contextlib.contextmanager

@@ -517,10 +517,11 @@ def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | 
         )
         for i in range(0, len(raw_earlier), 3)
     ]
-    _check_versions(earlier, (_int(at, "profile.at"), ids.decode(event_id, "profile.event_id")))
+    latest = (_int(at, "profile.at"), ids.decode(event_id, "profile.event_id"))
+    _check_versions(earlier, latest)
     return Profile(
-        at=_int(at, "profile.at"),
-        event_id=ids.decode(event_id, "profile.event_id"),
+        at=latest[0],
+        event_id=latest[1],
         name=_opt_str(name, "profile.name"),
         owner=_opt_word(owner, "profile.owner"),
         segment=_opt_word(segment, "profile.segment"),
