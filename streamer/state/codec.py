@@ -26,6 +26,7 @@ import sys
 from array import array
 from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import msgpack
@@ -51,6 +52,7 @@ from streamer.core.support import (
     Support,
 )
 from streamer.core.usage import DAYS, MASKS, Pairs, Usage, counts, user_key
+from streamer.state.copies import Handled, HandledCopies
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
 # 2: account profile and override (version 1 records read with neither); 3: events per feature;
@@ -64,8 +66,9 @@ from streamer.state.partition import AppliedOffsets, PartitionRecord
 # carries its rank at one instant (started, changed, canceled: `streamer.core.revenue.Point`) in
 # a list appended to the subscription; a record of formats 1-7 reads every step as a change; 9: a
 # profile carries the segments of its earlier versions a peer reference may still read
-# (`Profile.earlier`; a record of formats 2-8 reads with none)
-VERSION = 9
+# (`Profile.earlier`; a record of formats 2-8 reads with none); 10: a partition record lists the
+# re-routed copies it handled (`streamer.state.copies`; a record of formats 1-9 lists none)
+VERSION = 10
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 
 # Per class: (fields encoded, fields rebuilt empty on decode because they only cache).
@@ -153,7 +156,9 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     AlertMemory: (("raised", "episodes", "daily_max", "scored_on", "band", "pending"), ()),
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
-    PartitionRecord: (("clock", "offsets"), ()),
+    PartitionRecord: (("clock", "offsets", "copies"), ()),
+    HandledCopies: (("sources",), ()),
+    Handled: (("floor", "origins", "digests"), ()),
     PeerReference: (("tick", "window_end", "groups", "sizes", "committed"), ("features", "ranks")),
 }
 
@@ -1029,15 +1034,46 @@ def _decode_alerts(value: Any) -> AlertMemory:
 
 
 def encode_partition(record: PartitionRecord) -> bytes:
-    """A partition's clock and applied input offsets as a state record (the same since version 1)."""
+    """A partition's clock, applied input offsets and handled copies as a state record."""
     offsets = record.offsets
     return _frame(
         [
             record.clock.stream_time,
             record.clock.next_tick,
             _encode_offsets(offsets),
+            _encode_copies(record.copies),
         ]
     )
+
+
+def _encode_copies(copies: HandledCopies) -> list[Any]:
+    """Per source: topic, partition, floor, origins as differences, digests packed 8 bytes each."""
+    return [
+        item
+        for (topic, partition), handled in sorted(copies.sources.items())
+        for item in (
+            topic,
+            partition,
+            handled.floor,
+            _deltas(handled.origins),
+            struct.pack(f">{len(handled.digests)}Q", *handled.digests),
+        )
+    ]
+
+
+def _decode_copies(value: Any) -> HandledCopies:
+    items = _list(value, "copies", step=5)
+    copies = HandledCopies()
+    for i in range(0, len(items), 5):
+        topic, partition = _word(items[i], "copies topic"), _int(items[i + 1], "copies partition")
+        origins, packed = _undeltas(items[i + 3], "copies origins"), items[i + 4]
+        if type(packed) is not bytes or len(packed) != 8 * len(origins):
+            raise StateDecodeError(f"copies digests: {len(origins)} origins need {8 * len(origins)} bytes")
+        if any(later <= earlier for earlier, later in pairwise(origins)):
+            raise StateDecodeError("copies origins: not ascending")
+        digests = list(struct.unpack(f">{len(origins)}Q", packed))
+        copies.sources[(topic, partition)] = Handled(_int(items[i + 2], "copies floor"), origins, digests)
+    return copies
 
 
 def _encode_offsets(offsets: AppliedOffsets) -> list[Any]:
@@ -1071,10 +1107,18 @@ def _decode_partition_v1(body: Any) -> PartitionRecord:
     return PartitionRecord(clock, _decode_offsets(raw_offsets))
 
 
-# The partition record has not changed since format 1: every version the codec writes reads it.
-_PARTITION_DECODERS: dict[int, Callable[[Any], PartitionRecord]] = dict.fromkeys(
-    range(1, VERSION + 1), _decode_partition_v1
-)
+def _decode_partition_v10(body: Any) -> PartitionRecord:
+    *before, raw_copies = _list(body, "partition", 4)
+    record = _decode_partition_v1(before)
+    record.copies = _decode_copies(raw_copies)
+    return record
+
+
+# The partition record was the same from format 1 to 9; format 10 appends the handled copies.
+_PARTITION_DECODERS: dict[int, Callable[[Any], PartitionRecord]] = {
+    **dict.fromkeys(range(1, 10), _decode_partition_v1),
+    10: _decode_partition_v10,
+}
 
 
 # -- peer references ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""What a worker stores per partition besides its accounts: the clock and the applied offsets.
+"""What a worker stores per partition besides its accounts: the clock, the applied offsets and
+the re-routed copies handled (`streamer/state/copies.py`).
 
-Both are written in the same batch as the accounts they describe (after them, see
+All are written in the same batch as the accounts they describe (after them, see
 `streamer/stream/scorer.py`), so a worker that recovers the record knows which input messages
 the recovered accounts already contain: a message re-read after a restart or a rebalance whose
 offset is recorded here is skipped, however old its event time.
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streamer.core.engine import Clock
+from streamer.state.copies import HandledCopies
 
 MAX_ABOVE = 4096  # handled offsets above the contiguous mark kept per topic (see `AppliedOffsets`)
 
@@ -84,3 +86,4 @@ class PartitionRecord:
 
     clock: Clock = field(default_factory=Clock)
     offsets: AppliedOffsets = field(default_factory=AppliedOffsets)
+    copies: HandledCopies = field(default_factory=HandledCopies)

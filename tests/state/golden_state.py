@@ -32,6 +32,7 @@ from streamer.core.support import (
 )
 from streamer.core.usage import Usage, user_key
 from streamer.state.codec import COVERED, VERSION, encode_account, encode_partition
+from streamer.state.copies import copy_digest
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 
 from .histories import CONFIG, fixed_history
@@ -251,6 +252,16 @@ def account_offsets() -> AppliedOffsets:
     return offsets
 
 
+def handled_copies(record: PartitionRecord) -> None:
+    """The re-routed copies the golden partition record lists (format 10 on): two sources, one
+    of them with a floor above its first copy."""
+    copies = record.copies
+    copies.seen_before(("cs.subscriptions", 0), 3, 0, copy_digest(b"acct-1", b"[]"))
+    copies.seen_before(("cs.subscriptions", 0), 9, 5, 2**64 - 1)  # sources in the order written
+    copies.seen_before(("cs.usage", 2), 70, 64, copy_digest(b"acct-1", b"{}"))
+    copies.seen_before(("cs.usage", 2), 75, 64, copy_digest(b"acct-2", b"{}"))
+
+
 def golden_engine() -> PartitionEngine:
     engine = PartitionEngine(CONFIG, {})
     for event in fixed_history()[:SPLIT]:
@@ -267,6 +278,7 @@ def write() -> Path:
     record = PartitionRecord(engine.clock)
     record.offsets.advance("cs.subscriptions", 12, [])  # topics in the order they are written
     record.offsets.advance("cs.usage", 41, [43, 47])
+    handled_copies(record)
     (folder / "partition.bin").write_bytes(encode_partition(record))
     expected = {
         "accounts": {account_id: dump(account) for account_id, account in sorted(engine.accounts.items())},

@@ -23,6 +23,7 @@ from streamer.core.periods import months_in_data
 from streamer.core.portfolio import PeriodSums
 from streamer.state.codec import (
     COVERED,
+    VERSION,
     StateDecodeError,
     decode_account,
     decode_account_record,
@@ -205,7 +206,8 @@ def test_the_codec_is_far_smaller_than_pickle() -> None:
 
 
 def golden_versions() -> list[str]:
-    return sorted(path.name for path in GOLDEN.iterdir() if path.is_dir())
+    """The golden folders, oldest first (by number: v10 after v9)."""
+    return sorted((path.name for path in GOLDEN.iterdir() if path.is_dir()), key=lambda name: int(name[1:]))
 
 
 @pytest.mark.parametrize("version", golden_versions())
@@ -250,6 +252,22 @@ def test_the_current_version_writes_its_golden_records_byte_for_byte() -> None:
         assert written == (folder / f"account-{account_id}.bin").read_bytes(), account_id
 
 
+def test_the_golden_folders_end_with_the_current_version() -> None:
+    assert golden_versions()[-1] == f"v{VERSION}"
+
+
+def test_the_current_version_writes_its_golden_partition_record_byte_for_byte() -> None:
+    from .golden_state import golden_engine, handled_copies
+
+    stored = (GOLDEN / golden_versions()[-1] / "partition.bin").read_bytes()
+    assert encode_partition(decode_partition(stored)) == stored
+    record = PartitionRecord(golden_engine().clock)
+    record.offsets.advance("cs.subscriptions", 12, [])
+    record.offsets.advance("cs.usage", 41, [43, 47])
+    handled_copies(record)
+    assert encode_partition(record) == stored
+
+
 def test_the_current_versions_golden_records_decode_and_encode_to_the_same_bytes() -> None:
     """The writer alone, whatever the core's rules did to the history's state: a change of the
     rules (fewer alerts remembered, say) regenerates the current version's files; a change of
@@ -274,8 +292,9 @@ def sample() -> bytes:
 
 
 def test_an_unknown_format_version_is_refused_with_the_versions_it_can_read() -> None:
-    with pytest.raises(StateDecodeError, match="format version 10; this worker reads 1"):
-        decode_account(b"\x0a" + sample()[1:])
+    unknown = VERSION + 1
+    with pytest.raises(StateDecodeError, match=f"format version {unknown}; this worker reads 1, 2, "):
+        decode_account(bytes((unknown,)) + sample()[1:])
 
 
 def test_a_pickled_record_of_an_older_worker_is_refused_without_unpickling() -> None:
