@@ -77,7 +77,7 @@ class Sink:
 
     alert = snapshot = dead_letter = _keep
 
-    def reroute(self, topic: str, key: bytes, value: bytes) -> None:
+    def reroute(self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes) -> None:
         raise AssertionError("no event is re-routed here")
 
     async def flush(self) -> None:

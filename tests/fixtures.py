@@ -208,6 +208,7 @@ class Message:
     timestamp: float = 0.0
     generation_id: int | None = None
     follows: int | None = None  # the input lane's (`InputRecord.follows`)
+    origin: bytes | None = None  # its origin header (a re-routed copy)
 
 
 class FakeEvent:
@@ -260,6 +261,7 @@ class FakeSink:
         self.snapshots: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         self.reroutes: list[tuple[str, bytes, bytes, int]] = []
+        self.origins: list[bytes] = []  # the origin header of each re-routed copy
         self.flushes = 0
 
     def alert(self, alert: dict[str, Any]) -> None:
@@ -271,8 +273,9 @@ class FakeSink:
     def dead_letter(self, record: dict[str, Any]) -> None:
         self.dead_letters.append(record)
 
-    def reroute(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+    def reroute(self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes) -> None:
         self.reroutes.append((topic, key, value, partition))
+        self.origins.append(origin)
 
     async def flush(self) -> None:
         self.flushes += 1

@@ -32,6 +32,7 @@ COUNTERS = (
     "duplicates",
     "rejected",
     "rerouted",
+    "copies_again",
     "stale",
     "reread",
     "rereads",

@@ -445,6 +445,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
                 "duplicates": c.duplicates,
                 "rejected": c.rejected,
                 "rerouted": c.rerouted,
+                "copies_again": c.copies_again,
                 "stale": c.stale,
                 "reread": c.reread,
                 "rereads": c.rereads,

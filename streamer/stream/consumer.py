@@ -36,6 +36,7 @@ from mode.utils.futures import notify
 from streamer.stream.clients import FETCH_WAIT_MS
 from streamer.stream.faust_private import ack_lock, fetch_position
 from streamer.stream.input_lane import InputLane, InputRecord, LaneReads
+from streamer.stream.origin import origin_header
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,8 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             follows = reads.follows(key)
             for r in fetched:
                 at = (r.timestamp or 0) / 1000.0
-                batch.append(InputRecord(key, r.offset, r.key, r.value, at, generation, follows))
+                origin = origin_header(r.headers) if r.headers else None
+                batch.append(InputRecord(key, r.offset, r.key, r.value, at, generation, follows, origin))
                 follows = r.offset + 1
             reads.hand(key, fetched[-1].offset)
             self._read_offset[key] = fetched[-1].offset

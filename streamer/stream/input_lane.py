@@ -29,6 +29,7 @@ class InputRecord:
         "generation_id",
         "key",
         "offset",
+        "origin",
         "partition",
         "timestamp",
         "topic",
@@ -45,6 +46,7 @@ class InputRecord:
         timestamp: float,
         generation_id: int | None,
         follows: int | None = None,
+        origin: bytes | None = None,
     ) -> None:
         self.tp = tp
         self.topic, self.partition = tp
@@ -56,6 +58,7 @@ class InputRecord:
         # Where the consumer read from just before this record, when it knows: offsets between
         # that and this one were passed over by its fetcher (they hold no record).
         self.follows = follows
+        self.origin = origin  # its origin header: a re-routed copy (`streamer/stream/origin.py`)
 
     @property
     def message(self) -> InputRecord:

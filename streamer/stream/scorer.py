@@ -37,6 +37,7 @@ from streamer.partitioning import partition_of
 from streamer.projection.port import NoProjection, Projection
 from streamer.settings import Settings
 from streamer.state.codec import StateDecodeError, decode_partition, decode_peers
+from streamer.state.copies import copy_digest
 from streamer.state.partition import PartitionRecord
 from streamer.stream.accounts import TableAccounts
 from streamer.stream.bounded_batches import Unread
@@ -44,6 +45,7 @@ from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
 from streamer.stream.dead_letters import DeadLetterLog, Ledger, decode_position, encode_position, position_key
 from streamer.stream.merge import PartitionMerge
+from streamer.stream.origin import Origin, decode_origin, encode_origin
 from streamer.stream.tables import Changelogs, NoChangelogs
 from streamer.stream.topics import INPUT_RECORD_MAX_BYTES, RECORD_OVERHEAD_BYTES
 
@@ -58,6 +60,7 @@ class Message(Protocol):
     value: bytes | None
     timestamp: float
     generation_id: int | None
+    origin: bytes | None  # the value of its `healthstream-origin` header (`streamer/stream/origin.py`)
 
 
 TopicPartition = tuple[str, int]
@@ -149,6 +152,10 @@ CHECKPOINT_EVERY_S = 0.5
 # these turns and 0.76 s with them (docs/performance.md, *The checkpoint that overlaps*).
 YIELD_EVERY = 200
 
+# A re-routed copy's origin header naming a partition at or past this is not ours (a topic has
+# far fewer): it bounds the sources a partition record lists (`streamer/state/copies.py`).
+MAX_SOURCE_PARTITIONS = 1024
+
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
 # Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
 _partition_of = lru_cache(maxsize=1 << 17)(partition_of)
@@ -160,7 +167,7 @@ class Sink(Protocol):
     def alert(self, alert: dict[str, Any]) -> None: ...
     def snapshot(self, snapshot: dict[str, Any]) -> None: ...
     def dead_letter(self, record: dict[str, Any]) -> None: ...
-    def reroute(self, topic: str, key: bytes, value: bytes, partition: int) -> None: ...
+    def reroute(self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes) -> None: ...
     def flush(self) -> Awaitable[None]: ...
 
 
@@ -173,6 +180,7 @@ class Counters:
     duplicates: int = 0
     rejected: int = 0
     rerouted: int = 0
+    copies_again: int = 0  # re-routed copies sent again, handled already (`streamer/state/copies.py`)
     stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
     reread: int = 0  # delivered again after a restart or rebalance, already in the stored state
     dead_letters_known: int = 0  # rejected again after a restart: its dead letter already written
@@ -288,6 +296,9 @@ class Scorer:
         self.stores: dict[int, TableAccounts] = {}
         self.merges: dict[int, PartitionMerge[tuple[Any, Event]]] = {}
         self.records: dict[int, PartitionRecord] = {}
+        # per input, the offset below which its durable partition record lists every message
+        # as handled: the floor a re-routed copy carries (`streamer/state/copies.py`)
+        self._floors: dict[TopicPartition, int] = {}
         self.peers_written: dict[int, int] = {}  # partition -> midnight of its stored newest reference
         self.assigned_at = time.monotonic()
         self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
@@ -362,6 +373,7 @@ class Scorer:
         self.stores.clear()
         self.merges.clear()
         self.records.clear()
+        self._floors.clear()
         self.ledgers.clear()
         self._started_over.clear()
         self.peers_written.clear()
@@ -391,7 +403,13 @@ class Scorer:
             except StateDecodeError as exc:
                 raise StateDecodeError(f"clocks table key {key!r}: {exc}") from exc
             self.records[partition] = record
+            self._note_floors(partition, record)
         return record
+
+    def _note_floors(self, partition: int, record: PartitionRecord) -> None:
+        """The partition's floors, from its record as stored (read, or just written)."""
+        for topic, floor in record.offsets.next.items():
+            self._floors[(topic, partition)] = floor
 
     def _engine(self, partition: int) -> PartitionEngine:
         engine = self.engines.get(partition)
@@ -775,10 +793,14 @@ class Scorer:
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
                 day = None
                 for event, decoded in ready:
+                    message = event.message
+                    if message.origin is not None and self._copy_handled(message):
+                        counters.copies_again += 1
+                        done.append(event)
+                        continue
                     if day is not None and decoded.occurred_at.date() != day:
                         await self._publish_snapshots(engine)  # one per changed account and event-time day
                     day = decoded.occurred_at.date()
-                    message = event.message
                     await self._apply(engine, message, decoded)
                     done.append(event)
                     mine[decoded.account_id][message.topic].append(message.offset)
@@ -861,6 +883,8 @@ class Scorer:
 
     async def _complete(self, checkpoint: Checkpoint) -> None:
         await checkpoint.complete()
+        for partition in checkpoint.applied:
+            self._note_floors(partition, checkpoint.records[partition])
         await self._advance_ledgers(checkpoint.applied)
 
     async def settled(self) -> None:
@@ -1053,9 +1077,23 @@ class Scorer:
                 self._dead_letter(message, _too_large_to_reroute(copy_bytes, self.input_record_limit))
                 return None
             counters.rerouted += 1
-            self.sink.reroute(message.topic, key, value, home)
+            floor = self._floors.get((message.topic, message.partition), 0)
+            origin = encode_origin(Origin(message.partition, message.offset, floor))
+            self.sink.reroute(message.topic, key, value, home, origin)
             return None
         return event
+
+    def _copy_handled(self, message: Message) -> bool:
+        """Whether the message is a re-routed copy sent again, whose first copy this partition
+        has handled (then it is skipped: applied, or dead-lettered, once). A header that names
+        no other partition of the topic is not ours: the message is handled as any other."""
+        origin = decode_origin(message.origin)
+        source = origin.partition if origin is not None else message.partition
+        if origin is None or source == message.partition or source >= MAX_SOURCE_PARTITIONS:
+            return False
+        copies = self._record(message.partition).copies
+        digest = copy_digest(message.key or b"", message.value or b"")
+        return copies.seen_before((message.topic, source), origin.offset, origin.floor, digest)
 
     async def _publish_snapshots(self, engine: PartitionEngine) -> None:
         """Send and stage the snapshot of every account changed since the last call, and stage

@@ -15,6 +15,7 @@ from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.dead_letters import DeadLetterLog
 from streamer.stream.faust_private import renew_producer_id
+from streamer.stream.origin import ORIGIN_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ class KafkaSink:
         self.dead = topic("deadletter")
         self._outputs: list[tuple[str, bytes, bytes]] = []  # (topic, key, value), in order
         self._dead_letters: list[Letter] = []
-        self._rerouted: list[tuple[str, bytes, bytes, int]] = []  # (input topic, key, value, partition)
+        # (input topic, key, value, partition, origin header)
+        self._rerouted: list[tuple[str, bytes, bytes, int, bytes]] = []
         self._delivered: asyncio.Future[None] | None = None  # the last flush's delivery
 
     def alert(self, alert: dict[str, Any]) -> None:
@@ -167,12 +169,13 @@ class KafkaSink:
         place = (source, record.get("topic"), record.get("offset"))
         self._dead_letters.append(Letter(key, kept_json(record), partition, place))
 
-    def reroute(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
-        """Queued for `flush`: an input event sent again to `partition`, its account's. Named, not
-        left to the producer's partitioner, which hashes over the topic's partitions now: on a
-        topic given more partitions under a running worker the copy landed on another wrong
-        partition, was re-routed again, and so on for ever."""
-        self._rerouted.append((topic, key, value, partition))
+    def reroute(self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes) -> None:
+        """Queued for `flush`: an input event sent again to `partition`, its account's, with the
+        header `origin` (`streamer/stream/origin.py`: a copy sent twice is handled once). The
+        partition is named, not left to the producer's partitioner, which hashes over the topic's
+        partitions now: on a topic given more partitions under a running worker the copy landed
+        on another wrong partition, was re-routed again, and so on for ever."""
+        self._rerouted.append((topic, key, value, partition, origin))
 
     def flush(self) -> asyncio.Future[None]:
         """Take every output queued so far (alerts, snapshots, re-routed inputs and dead letters)
@@ -196,14 +199,14 @@ class KafkaSink:
         self,
         before: asyncio.Future[None] | None,
         outputs: list[tuple[str, bytes, bytes]],
-        rerouted: list[tuple[str, bytes, bytes, int]],
+        rerouted: list[tuple[str, bytes, bytes, int, bytes]],
         letters: list[Letter],
     ) -> None:
         if before is not None:
             await before
         renew = self._renew_producer_id
         await deliver_in_order(outputs, self._publish, "alerts and snapshots", renew)
-        # a re-routed input sent twice is harmless (its event_id)
+        # a re-routed input sent twice is handled once (its origin header)
         await deliver_all(rerouted, self._publish_to, "re-routed input", renew=renew)
         if letters:
             landed = await self._landed_since_now(letters)
@@ -240,8 +243,10 @@ class KafkaSink:
         # faust's producer `send`: straight to aiokafka's accumulator; partitioned by key.
         return await self.app.producer.send(topic, key, value, None, None, None)
 
-    async def _publish_to(self, topic: str, key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
-        return await self.app.producer.send(topic, key, value, partition, None, None)
+    async def _publish_to(
+        self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes
+    ) -> Awaitable[Any]:
+        return await self.app.producer.send(topic, key, value, partition, None, [(ORIGIN_HEADER, origin)])
 
     async def _publish_dead_letter(
         self, key: bytes | None, value: bytes, partition: int | None, place: Place

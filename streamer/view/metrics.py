@@ -26,6 +26,11 @@ WORKER_COUNTERS = (
     ("duplicates", "healthstream_events_duplicate", "Events ignored as duplicates (same event_id)"),
     ("rejected", "healthstream_events_rejected", "Messages dead-lettered (invalid or too late)"),
     ("rerouted", "healthstream_events_rerouted", "Messages re-published to their account's partition"),
+    (
+        "copies_again",
+        "healthstream_copies_again",
+        "Re-routed copies received again (a re-routing worker restarted) and skipped as handled",
+    ),
     ("stale", "healthstream_events_stale", "Deliveries skipped: fetched before a rebalance or repeated"),
     (
         "reread",

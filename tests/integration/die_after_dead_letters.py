@@ -1,7 +1,8 @@
 """`streamer worker` that dies (exit 137, as after SIGKILL) right after its first dead letters
 reached Kafka: before the batch's checkpoint records the messages as handled and before any
-offset is committed. Used by `test_dead_letters_once.py`; once per marker file
-($DIE_AFTER_DEAD_LETTERS_MARKER), so a restarted worker runs normally.
+offset is committed. Used by `test_dead_letter_kill.py`; once per marker file
+($DIE_AFTER_DEAD_LETTERS_MARKER), so a restarted worker runs normally. With $DIE_AFTER=copies it
+dies right after its first re-routed copies reached Kafka instead.
 
     python tests/integration/die_after_dead_letters.py worker
 """
@@ -21,8 +22,10 @@ def main() -> None:
     marker = Path(os.environ["DIE_AFTER_DEAD_LETTERS_MARKER"])
     flush = sink.KafkaSink.flush
 
+    queued = "_rerouted" if os.environ.get("DIE_AFTER") == "copies" else "_dead_letters"
+
     async def flush_then_die(self: Any) -> None:
-        letters = len(self._dead_letters)
+        letters = len(getattr(self, queued))
         await flush(self)
         if letters and not marker.exists():
             marker.write_text(f"{letters}\n")

@@ -18,6 +18,7 @@ def counters(**changes: Any) -> Counters:
         "duplicates": 1,
         "rejected": 2,
         "rerouted": 0,
+        "copies_again": 8,
         "stale": 5,
         "reread": 6,
         "rereads": 1,
@@ -46,6 +47,7 @@ def test_counters_lag_and_rules_are_flattened() -> None:
     )
     assert stats["processed"] == 10 and stats["rejected"] == 2 and stats["alerts"] == 3
     assert stats["stale"] == 5 and stats["rereads"] == 1 and stats["reread"] == 6
+    assert stats["copies_again"] == 8
     assert stats["offset_gaps"] == 3  # seen by the scorer and recorded by faust's consumer
     assert stats["lag"] == 6 and stats[f"{LAG_PREFIX}0"] == 5 and stats[f"{LAG_PREFIX}3"] == 1
     assert stats[f"{RULE_PREFIX}silence"] == 2

@@ -213,9 +213,11 @@ async def test_the_worker_consumer_lets_the_broker_hold_a_fetch_only_briefly(
 # -- the input lane ---------------------------------------------------------------------------------
 
 
-def record(offset: int, value: bytes = b"{}") -> SimpleNamespace:
+def record(offset: int, value: bytes = b"{}", headers: tuple[tuple[str, bytes], ...] = ()) -> SimpleNamespace:
     """An aiokafka ConsumerRecord, as far as the lane reads one."""
-    return SimpleNamespace(offset=offset, key=b"acc-1", value=value, timestamp=1_700_000_000_123)
+    return SimpleNamespace(
+        offset=offset, key=b"acc-1", value=value, timestamp=1_700_000_000_123, headers=headers
+    )
 
 
 def with_lane(harness: Harness) -> InputLane:
@@ -247,6 +249,15 @@ async def test_the_lane_takes_a_fetchs_input_records_and_faust_keeps_the_changel
     assert first.message is first and (first.key, first.value) == (b"acc-1", b"{}")
     assert first.timestamp == 1_700_000_000.123 and first.generation_id == GENERATION
     assert harness.consumer._read_offset[USAGE] == 41  # faust's read position follows the lane
+
+
+async def test_a_rerouted_copys_origin_header_reaches_the_scorer(harness: Harness) -> None:
+    lane = with_lane(harness)
+    copy = record(40, headers=(("trace", b"t"), ("healthstream-origin", b"2:17:9")))
+    harness.records = {USAGE: [copy, record(41, headers=(("trace", b"t"),))]}  # type: ignore[list-item]
+    await harness.fetch()
+    [batch] = [b async for b in _first(lane)]
+    assert [r.origin for r in batch] == [b"2:17:9", None]
 
 
 async def test_the_lane_skips_paused_partitions_and_leaves_a_stopped_flow_to_faust(

@@ -148,9 +148,9 @@ async def test_the_sink_sends_a_rerouted_event_to_the_partition_named(
             return done
 
         monkeypatch.setattr(sink.app.producer, "send", send)
-        sink.reroute("in.subscriptions", b"acme", b"{}", 3)
+        sink.reroute("in.subscriptions", b"acme", b"{}", 3, b"1:41:40")
         await asyncio.wait_for(sink.flush(), 5)
-    assert sent == [("in.subscriptions", b"acme", b"{}", 3, None, None)]
+    assert sent == [("in.subscriptions", b"acme", b"{}", 3, None, [("healthstream-origin", b"1:41:40")])]
 
 
 async def test_a_record_time_in_the_future_does_not_let_a_future_event_in() -> None:
