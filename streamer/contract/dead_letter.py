@@ -52,8 +52,10 @@ def dead_letter_record(
     offset: int | None,
     key: bytes | None,
     error: str,
+    rerouted_from: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The original value (as text when it decodes as UTF-8, else base64) with where and why.
+    """The original value (as text when it decodes as UTF-8, else base64) with where and why;
+    for a re-routed copy also the (partition, offset) it says it was copied from.
 
     A null value (a tombstone) is recorded with encoding "null" and an empty original. The value
     is kept as it came, trailing CR/LF included (a file's line comes without its line end).
@@ -65,7 +67,7 @@ def dead_letter_record(
         truncated = length > ORIGINAL_MAX
         original, encoding = _text_or_base64(value, ORIGINAL_MAX)
     key_text, key_encoding = _text_or_base64(key, KEY_MAX) if key is not None else (None, "text")
-    return {
+    record = {
         "original": original,
         "encoding": encoding,
         "original_bytes": length,
@@ -79,3 +81,6 @@ def dead_letter_record(
         "error": safe_text(error),
         "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
+    if rerouted_from is not None:
+        record["rerouted_from"] = {"partition": rerouted_from[0], "offset": rerouted_from[1]}
+    return record

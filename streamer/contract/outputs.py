@@ -152,6 +152,15 @@ class Alert(BaseModel):
     )
 
 
+class ReroutedFrom(BaseModel):
+    """Where a re-routed copy says its message was written (its `healthstream-origin` header)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: int = Field(ge=0, description="The input topic's partition the producer wrote the message to")
+    offset: int = Field(ge=0, description="The message's offset in that partition")
+
+
 class DeadLetter(BaseModel):
     """A rejected input message, with everything needed to find and fix it.
 
@@ -186,6 +195,12 @@ class DeadLetter(BaseModel):
     key_encoding: Literal["text", "base64"] = Field("text", description="How `key` holds the key's bytes")
     error: str = Field(max_length=2000, description="Human-readable reason (at most 2,000 characters)")
     received_at: AwareDatetime
+    rerouted_from: ReroutedFrom | None = Field(
+        None,
+        description="Set when the rejected message is a keyed copy a worker re-routed to its account's "
+        "partition (the producer wrote it keyless or to another partition): where the copy says it "
+        "was written; `partition` and `offset` name the copy",
+    )
 
 
 def json_object(value: bytes) -> dict[str, Any] | str:

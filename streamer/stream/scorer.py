@@ -234,7 +234,12 @@ def _too_large_to_reroute(copy_bytes: int, limit: int) -> str:
 
 
 def dead_letter(message: Message, error: str) -> dict[str, Any]:
-    """The `cs.deadletter` record for a rejected message (original bytes kept)."""
+    """The `cs.deadletter` record for a rejected message (original bytes kept; a re-routed copy's
+    also names where its header says it was written)."""
+    origin = decode_origin(message.origin) if message.origin is not None else None
+    copied = (
+        None if origin is None or origin.partition == message.partition else (origin.partition, origin.offset)
+    )
     return dead_letter_record(
         message.value,
         topic=message.topic,
@@ -242,6 +247,7 @@ def dead_letter(message: Message, error: str) -> dict[str, Any]:
         offset=message.offset,
         key=message.key,
         error=error,
+        rerouted_from=copied,
     )
 
 

@@ -124,7 +124,9 @@ def test_a_worker_killed_after_rerouting_a_late_event_leaves_one_dead_letter(
     first.stop()
 
     # A January event of the account, keyed but written to another partition: it is re-routed.
-    asyncio.run(publish(deployment.bootstrap, topic, [usage(2, "2024-01-01")], partition=source))
+    [(_, written)] = asyncio.run(
+        publish(deployment.bootstrap, topic, [usage(2, "2024-01-01")], partition=source)
+    )
     die_once(deployment, tmp_path, "copies")
     worker = deployment.start_worker("w2")
     deployment.settle(worker)
@@ -139,3 +141,4 @@ def test_a_worker_killed_after_rerouting_a_late_event_leaves_one_dead_letter(
     letters = deployment.dead_letters()
     assert [(d["partition"], d["offset"]) for d in letters] == [(home, copies[0].offset)], letters
     assert "too late" in letters[0]["error"]
+    assert letters[0]["rerouted_from"] == {"partition": source, "offset": written}

@@ -14,6 +14,7 @@ import time
 import orjson
 import pytest
 
+from streamer.contract.outputs import DeadLetter
 from streamer.partitioning import partition_of
 from streamer.state.codec import decode_partition
 from streamer.stream.origin import Origin, decode_origin
@@ -58,7 +59,10 @@ async def test_a_late_events_copy_sent_twice_is_dead_lettered_once() -> None:
     await feed(world, [world.event(USAGE, 0, usage("now-1", RECENT))])
     await feed(world, [copy(world, 1, late, origin), copy(world, 2, late, origin)])
     assert [letter["offset"] for letter in world.sink.dead_letters] == [1]
-    assert "too late" in world.sink.dead_letters[0]["error"]
+    [letter] = world.sink.dead_letters
+    assert "too late" in letter["error"]
+    assert letter["rerouted_from"] == {"partition": SOURCE, "offset": 17}  # where the producer wrote it
+    DeadLetter.model_validate(letter)
     assert world.scorer.counters.copies_again == 1
     assert [ack[1] for ack in world.acks] == [0, 1, 2]  # the second is acknowledged as handled
 
@@ -88,6 +92,14 @@ async def test_another_message_naming_the_same_origin_is_handled_as_any_message(
     ]
     await feed(world, forged)
     assert [letter["offset"] for letter in world.sink.dead_letters] == [1, 2, 3, 4, 5, 6]
+    assert [letter.get("rerouted_from") for letter in world.sink.dead_letters] == [
+        {"partition": SOURCE, "offset": 17},
+        {"partition": SOURCE, "offset": 17},
+        None,  # its own partition: not a copy
+        None,
+        None,  # not an origin
+        None,
+    ]
     assert world.scorer.counters.copies_again == 0
 
 
