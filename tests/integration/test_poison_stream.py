@@ -25,14 +25,15 @@ pytestmark = pytest.mark.integration
 
 __all__ = ["deploy", "history"]  # fixtures used here
 
-# (topic, value, key, partition or None for the producer's choice, the poison or None)
-Outgoing = tuple[str, bytes | None, bytes | None, int | None, Poison | None]
+# (topic, value, key, partition or None for the producer's choice, the poison or None, headers)
+Outgoing = tuple[str, bytes | None, bytes | None, int | None, Poison | None, list[tuple[str, bytes]]]
 
 
 def plan(deployment: Deployment, events: History) -> list[Outgoing]:
     """The valid history in file order, each poison twice in between (dated like its neighbour),
-    a reused event id every 400 lines, and some closing events sent keyless, with an empty key
-    or to another partition (re-routed by the worker, not dead-lettered)."""
+    a reused event id every 400 lines, some closing events sent keyless, with an empty key or to
+    another partition (re-routed by the worker, not dead-lettered), and every 300th line with a
+    forged re-routing origin, the same for all (different messages: each is applied)."""
     lines = events.lines
     closing = {orjson.loads(line)["account_id"]: line for line in lines if b"-closing" in line}
     every = max(1, (len(lines) - len(closing)) // (2 * len(POISONS) + 1))
@@ -48,24 +49,28 @@ def plan(deployment: Deployment, events: History) -> list[Outgoing]:
             # empty key (many producers' "no key"; it was dead-lettered as disagreeing).
             home = partition_of(account, PARTITIONS)
             if rerouted % 3 == 1:
-                out.append((topic, line, account.encode(), (home + 1) % PARTITIONS, None))
+                out.append((topic, line, account.encode(), (home + 1) % PARTITIONS, None, []))
             elif rerouted % 3 == 2:
-                out.append((topic, line, b"", (home + 3) % PARTITIONS, None))
+                out.append((topic, line, b"", (home + 3) % PARTITIONS, None, []))
             else:
-                out.append((topic, line, None, (home + 2) % PARTITIONS, None))
+                out.append((topic, line, None, (home + 2) % PARTITIONS, None, []))
             rerouted += 1
             continue
-        out.append((topic, line, account.encode(), None, None))
+        forged = [
+            ("healthstream-origin", f"{(partition_of(account, PARTITIONS) + 1) % PARTITIONS}:7:0".encode())
+        ]
+        out.append((topic, line, account.encode(), None, None, forged if number % 300 == 150 else []))
         if number % 400 == 200 and b"-closing" not in line:
             when = datetime.fromisoformat(record["occurred_at"]) + timedelta(minutes=1)
             duplicate = reused_id(record, when.strftime("%Y-%m-%dT%H:%M:%SZ"))
-            out.append((deployment.topic("usage"), duplicate, account.encode(), None, None))
+            out.append((deployment.topic("usage"), duplicate, account.encode(), None, None, []))
         if number % every == 0 and placed < 2 * len(POISONS) and b"-closing" not in line:
             poison = POISONS[placed % len(POISONS)]
             value = poison.value(occurred_at(line))
-            out.append((deployment.topic(poison.family), value, poison.message_key(), None, poison))
+            out.append((deployment.topic(poison.family), value, poison.message_key(), None, poison, []))
             placed += 1
     assert placed == 2 * len(POISONS) and rerouted == 6
+    assert sum(1 for *_, headers in out if headers) > 1
     return out
 
 
@@ -81,8 +86,8 @@ async def publish(bootstrap: str, outgoing: list[Outgoing]) -> list[tuple[int, i
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, value=value, key=key, partition=partition)
-            for topic, value, key, partition, _ in outgoing
+            await producer.send(topic, value=value, key=key, partition=partition, headers=headers or None)
+            for topic, value, key, partition, _, headers in outgoing
         ]
         await producer.flush()
         metadata = await asyncio.gather(*futures)
@@ -116,7 +121,7 @@ def test_a_poisoned_live_stream_dead_letters_the_bad_and_gives_offlines_answers_
     letters = deployment.dead_letters()
     bad = [
         (topic, place, poison, value)
-        for (topic, value, _, _, poison), place in zip(outgoing, places, strict=True)
+        for (topic, value, _, _, poison, _), place in zip(outgoing, places, strict=True)
         if poison is not None
     ]
     by_place: dict[tuple[str, int, int], dict[str, Any]] = {}
