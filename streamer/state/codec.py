@@ -157,7 +157,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets", "copies"), ()),
-    HandledCopies: (("sources",), ()),
+    HandledCopies: (("sources",), ("waiting",)),
     Handled: (("floor", "origins", "digests"), ()),
     PeerReference: (("tick", "window_end", "groups", "sizes", "committed"), ("features", "ranks")),
 }

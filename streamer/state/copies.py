@@ -12,26 +12,28 @@ each copy it handled by the message's offset in the source (the *origin*), in it
 record: written with the offsets of the copies it lists, so a worker that recovers the record
 has handled exactly those. A copy whose origin and bytes match one listed is skipped.
 
-Bounded by what the source has not checkpointed: each copy also carries the source's *floor*, an
-offset below which its durable partition record lists every message as handled, so no restart
-sends a copy of those again; origins below the highest floor seen are dropped, and at most
-`MAX_KEPT` in all are kept (the lowest origin of the source listing most goes first), which
-bounds the record at about 70 KB.
+Bounded by what the sources have not checkpointed: each copy also carries its source's *floor*,
+an offset below which the source's durable partition record lists every message as handled, so
+no restart of the source sends a copy of those again. A floor is applied (the origins below it
+dropped) once every message before its copy in this partition was handled (`settle`): a copy
+sent again before it and held back by the event-time merge is still matched. At most `MAX_KEPT`
+origins are listed in all (the lowest of the source listing most go first): about 41 KB.
 
 A header anyone can write decides nothing alone: a copy is skipped only when its bytes equal
 those of a copy already handled with the same origin, so a forged origin cannot make a worker
 skip a different message. A forged floor or a flood of forged origins can only make the
-partition forget what it listed: a copy sent again is then handled again, as before this record
+partition forget what it lists: a copy sent again is then handled again, as before this record
 existed (a good event is a duplicate, a bad one dead-lettered twice).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
-MAX_KEPT = 4096  # origins listed in all (about 17 bytes each in a record at most)
+MAX_KEPT = 4096  # origins listed in all (8 bytes of digest and 1-9 of offset each in a record)
 
 Source = tuple[str, int]  # (input topic, partition the message was written to)
 
@@ -45,8 +47,8 @@ def copy_digest(key: bytes, value: bytes) -> int:
 
 @dataclass(slots=True)
 class Handled:
-    """The copies handled from one source: its highest floor seen, and per origin offset at or
-    above it the digest of the copy handled (`origins` ascending, `digests` beside it)."""
+    """The copies handled from one source: the floor applied, and per origin offset the digest of
+    the copy handled (`origins` ascending, `digests` beside it)."""
 
     floor: int = 0
     origins: list[int] = field(default_factory=list)
@@ -58,26 +60,23 @@ class HandledCopies:
     """Per source (input topic, partition written to), the copies this partition has handled."""
 
     sources: dict[Source, Handled] = field(default_factory=dict)
+    # per source, the highest floor not applied yet and the offset (in this partition) of the
+    # latest copy that carried one: applied once every message before that copy is handled.
+    # Not stored: a recovered record applies the floors its next copies carry.
+    waiting: dict[Source, tuple[int, int]] = field(default_factory=dict)
 
-    def seen_before(self, source: Source, origin: int, floor: int, digest: int) -> bool:
+    def seen_before(self, source: Source, origin: int, floor: int, digest: int, at: int) -> bool:
         """Whether a copy of the message at `origin` in `source` with these bytes was handled
-        already (then skip this one); if not, this one is listed as handled now.
-
-        `floor`: every message of the source below it is listed in the source's durable record,
-        so no copy of one is sent again; a copy from below the highest floor seen is handled as
-        any message is and not listed."""
+        already (then skip this one); if not, this one is listed as handled now. `at`: this
+        copy's offset in this partition; `floor`: the source's, as the copy carries it."""
         handled = self.sources.get(source)
         if handled is None:
             handled = self.sources[source] = Handled()
-        origins, digests = handled.origins, handled.digests
         if floor > handled.floor:
-            handled.floor = floor
-            below = bisect_left(origins, floor)
-            del origins[:below], digests[:below]
-        if origin < handled.floor:
-            if not origins:  # a source is listed only while it has copies listed
-                del self.sources[source]
-            return False
+            waiting = self.waiting.get(source)
+            if waiting is None or floor > waiting[0]:
+                self.waiting[source] = (floor, max(at, waiting[1]) if waiting else at)
+        origins, digests = handled.origins, handled.digests
         index = bisect_left(origins, origin)
         if index < len(origins) and origins[index] == origin:
             if digests[index] == digest:
@@ -87,8 +86,28 @@ class HandledCopies:
         origins.insert(index, origin)
         digests.insert(index, digest)
         if sum(len(h.origins) for h in self.sources.values()) > MAX_KEPT:
-            fullest_source, fullest = max(self.sources.items(), key=lambda item: len(item[1].origins))
+            fullest = max(self.sources.values(), key=lambda h: len(h.origins))
             del fullest.origins[0], fullest.digests[0]
-            if not fullest.origins:
-                del self.sources[fullest_source]
         return False
+
+    def settle(self, handled_below: Callable[[str], int]) -> None:
+        """Apply each waiting floor whose copy is below `handled_below(topic)` (every message of
+        the topic before that offset was handled in this partition): drop the origins below it."""
+        for source, (floor, at) in list(self.waiting.items()):
+            if at >= handled_below(source[0]):
+                continue
+            del self.waiting[source]
+            handled = self.sources.get(source)
+            if handled is None or floor <= handled.floor:
+                continue
+            handled.floor = floor
+            below = bisect_left(handled.origins, floor)
+            del handled.origins[:below], handled.digests[:below]
+            if not handled.origins:
+                del self.sources[source]  # a source is listed only while it has copies listed
+
+    def forget(self, topic: str) -> None:
+        """Forget every copy of `topic` (it was deleted and created again: offsets start over)."""
+        for source in [source for source in self.sources if source[0] == topic]:
+            del self.sources[source]
+            self.waiting.pop(source, None)

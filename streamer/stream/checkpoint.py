@@ -147,6 +147,7 @@ class Checkpoint:
             record, mine = self.records[partition], handled[partition]
             for topic, mark in self.marks[partition].items():
                 record.offsets.advance(topic, mark, mine.get(topic, ()))
+            record.copies.settle(record.offsets.contiguous_to)  # floors whose copies are behind
             writes = self._partition_records[partition] = []
             references = self.engines[partition].peers.references
             if references and self.peers_written.get(partition) != references[-1].tick:

@@ -45,7 +45,7 @@ from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
 from streamer.stream.dead_letters import DeadLetterLog, Ledger, decode_position, encode_position, position_key
 from streamer.stream.merge import PartitionMerge
-from streamer.stream.origin import Origin, decode_origin, encode_origin
+from streamer.stream.origin import ORIGIN_HEADER, Origin, decode_origin, encode_origin
 from streamer.stream.tables import Changelogs, NoChangelogs
 from streamer.stream.topics import INPUT_RECORD_MAX_BYTES, RECORD_OVERHEAD_BYTES
 
@@ -233,13 +233,23 @@ def _too_large_to_reroute(copy_bytes: int, limit: int) -> str:
     )
 
 
+def _copied_from(message: Message) -> Origin | None:
+    """The origin a re-routed copy's header names, or None when the message has none this worker
+    could have written: a partition past `MAX_SOURCE_PARTITIONS`, or a floor past the origin (a
+    source's durable record never covers the message it is re-routing)."""
+    if message.origin is None:
+        return None
+    origin = decode_origin(message.origin)
+    if origin is None or origin.partition >= MAX_SOURCE_PARTITIONS or origin.floor > origin.offset:
+        return None
+    return origin
+
+
 def dead_letter(message: Message, error: str) -> dict[str, Any]:
     """The `cs.deadletter` record for a rejected message (original bytes kept; a re-routed copy's
     also names where its header says it was written)."""
-    origin = decode_origin(message.origin) if message.origin is not None else None
-    copied = (
-        None if origin is None or origin.partition == message.partition else (origin.partition, origin.offset)
-    )
+    origin = _copied_from(message)
+    copied = None if origin is None else (origin.partition, origin.offset)
     return dead_letter_record(
         message.value,
         topic=message.topic,
@@ -629,7 +639,10 @@ class Scorer:
         """The topic partition ends at `end`, before offsets up to `applied_to` that this worker
         applied: forget them (see `_start_over_if_created_again`), and give the new topic the
         input topics' settings."""
-        self._record(partition).offsets.forget(topic)
+        record = self._record(partition)
+        record.offsets.forget(topic)
+        record.copies.forget(topic)
+        self._floors.pop((topic, partition), None)
         if partition not in self.stores:
             self._engine(partition)
         accounts = self.stores[partition].forget_offsets(topic)
@@ -1076,30 +1089,30 @@ class Scorer:
         if message.key is None or home != message.partition:
             # Keyless, or keyed with another partitioner: send it where its account lives.
             key = event.account_id.encode()
-            copy_bytes = len(key) + len(value) + RECORD_OVERHEAD_BYTES
+            floor = self._floors.get((message.topic, message.partition), 0)
+            origin = encode_origin(Origin(message.partition, message.offset, floor))
+            copy_bytes = len(key) + len(value) + len(ORIGIN_HEADER) + len(origin) + RECORD_OVERHEAD_BYTES
             if copy_bytes > self.input_record_limit:
                 # Sent again for ever, the copy would hold up every later checkpoint.
                 counters.rejected += 1
                 self._dead_letter(message, _too_large_to_reroute(copy_bytes, self.input_record_limit))
                 return None
             counters.rerouted += 1
-            floor = self._floors.get((message.topic, message.partition), 0)
-            origin = encode_origin(Origin(message.partition, message.offset, floor))
             self.sink.reroute(message.topic, key, value, home, origin)
             return None
         return event
 
     def _copy_handled(self, message: Message) -> bool:
         """Whether the message is a re-routed copy sent again, whose first copy this partition
-        has handled (then it is skipped: applied, or dead-lettered, once). A header that names
-        no other partition of the topic is not ours: the message is handled as any other."""
-        origin = decode_origin(message.origin)
-        source = origin.partition if origin is not None else message.partition
-        if origin is None or source == message.partition or source >= MAX_SOURCE_PARTITIONS:
+        has handled (then it is skipped: applied, or dead-lettered, once). A header this worker
+        would not write (`_copied_from`) is not ours: the message is handled as any other."""
+        origin = _copied_from(message)
+        if origin is None:
             return False
         copies = self._record(message.partition).copies
         digest = copy_digest(message.key or b"", message.value or b"")
-        return copies.seen_before((message.topic, source), origin.offset, origin.floor, digest)
+        source = (message.topic, origin.partition)
+        return copies.seen_before(source, origin.offset, origin.floor, digest, message.offset)
 
     async def _publish_snapshots(self, engine: PartitionEngine) -> None:
         """Send and stage the snapshot of every account changed since the last call, and stage

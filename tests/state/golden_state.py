@@ -254,12 +254,15 @@ def account_offsets() -> AppliedOffsets:
 
 def handled_copies(record: PartitionRecord) -> None:
     """The re-routed copies the golden partition record lists (format 10 on): two sources, one
-    of them with a floor above its first copy."""
+    of them with a floor applied."""
     copies = record.copies
-    copies.seen_before(("cs.subscriptions", 0), 3, 0, copy_digest(b"acct-1", b"[]"))
-    copies.seen_before(("cs.subscriptions", 0), 9, 5, 2**64 - 1)  # sources in the order written
-    copies.seen_before(("cs.usage", 2), 70, 64, copy_digest(b"acct-1", b"{}"))
-    copies.seen_before(("cs.usage", 2), 75, 64, copy_digest(b"acct-2", b"{}"))
+    copies.seen_before(("cs.subscriptions", 0), 3, 0, copy_digest(b"acct-1", b"[]"), at=4)
+    copies.seen_before(("cs.subscriptions", 0), 9, 5, 2**64 - 1, at=7)  # sources in the order written
+    copies.seen_before(("cs.usage", 2), 70, 64, copy_digest(b"acct-1", b"{}"), at=50)
+    copies.seen_before(("cs.usage", 2), 75, 64, copy_digest(b"acct-2", b"{}"), at=55)
+    copies.settle(
+        record.offsets.contiguous_to
+    )  # the subscriptions' floor applies; the usage's waits (past 41)
 
 
 def golden_engine() -> PartitionEngine:

@@ -17,58 +17,96 @@ A, B = copy_digest(b"acme", b'{"a": 1}'), copy_digest(b"acme", b'{"a": 2}')
 
 def test_a_copy_sent_again_with_the_same_bytes_is_seen_before() -> None:
     copies = HandledCopies()
-    assert not copies.seen_before(SOURCE, 17, 10, A)
-    assert copies.seen_before(SOURCE, 17, 10, A)
-    assert copies.seen_before(SOURCE, 17, 12, A)  # sent again after the source moved on
-    assert not copies.seen_before(("cs.tickets", 1), 17, 10, A)  # another topic
-    assert not copies.seen_before(("cs.usage", 2), 17, 10, A)  # another source partition
+    assert not copies.seen_before(SOURCE, 17, 10, A, at=1)
+    assert copies.seen_before(SOURCE, 17, 10, A, at=2)
+    assert copies.seen_before(SOURCE, 17, 12, A, at=3)  # sent again after the source moved on
+    assert not copies.seen_before(("cs.tickets", 1), 17, 10, A, at=4)  # another topic
+    assert not copies.seen_before(("cs.usage", 2), 17, 10, A, at=5)  # another source partition
 
 
 def test_other_bytes_with_the_same_origin_are_not_seen_before_and_the_newest_is_listed() -> None:
     copies = HandledCopies()
-    assert not copies.seen_before(SOURCE, 17, 10, A)
-    assert not copies.seen_before(SOURCE, 17, 10, B)
-    assert copies.seen_before(SOURCE, 17, 10, B)
-    assert not copies.seen_before(SOURCE, 17, 10, A)
+    assert not copies.seen_before(SOURCE, 17, 10, A, at=1)
+    assert not copies.seen_before(SOURCE, 17, 10, B, at=2)
+    assert copies.seen_before(SOURCE, 17, 10, B, at=3)
+    assert not copies.seen_before(SOURCE, 17, 10, A, at=4)
 
 
 def test_the_digest_tells_the_key_from_the_value() -> None:
     assert copy_digest(b"ab", b"c") != copy_digest(b"a", b"bc")
 
 
-def test_a_floor_drops_the_origins_below_it_and_lists_nothing_below_it() -> None:
+def test_a_floor_applies_once_every_message_before_its_copy_was_handled() -> None:
+    """A copy sent again before the one carrying the floor, but released after it by the
+    event-time merge, must still be matched."""
     copies = HandledCopies()
-    for origin in (10, 12, 15):
-        copies.seen_before(SOURCE, origin, 10, A)
-    assert not copies.seen_before(SOURCE, 16, 13, A)
+    for at, origin in enumerate((10, 12, 15)):
+        copies.seen_before(SOURCE, origin, 10, A, at=at)
+    assert not copies.seen_before(SOURCE, 16, 13, A, at=9)  # its floor waits for offsets 0-8
+    copies.settle(lambda topic: 9)
+    assert copies.seen_before(SOURCE, 10, 10, A, at=5)  # the copy at 5, held back: still listed
+    copies.settle(lambda topic: 10)
     assert copies.sources[SOURCE].origins == [15, 16] and copies.sources[SOURCE].floor == 13
-    assert not copies.seen_before(SOURCE, 12, 10, A)  # below the floor: never sent again by a restart
-    assert not copies.seen_before(SOURCE, 12, 10, A)
-    assert copies.sources[SOURCE].origins == [15, 16]
-    assert not copies.seen_before(SOURCE, 20, 30, A)  # a floor past everything listed
-    assert SOURCE not in copies.sources
+    assert not copies.seen_before(SOURCE, 12, 10, A, at=11)  # below the floor: listed again
+    assert copies.sources[SOURCE].origins == [12, 15, 16]
+    assert not copies.seen_before(SOURCE, 20, 30, A, at=12)  # a floor past everything listed
+    copies.settle(lambda topic: 13)
+    assert SOURCE not in copies.sources and not copies.waiting
+
+
+def test_a_floor_waits_per_topic_and_the_highest_one_waits_for_the_latest_copy() -> None:
+    copies = HandledCopies()
+    other = ("cs.tickets", 1)
+    copies.seen_before(SOURCE, 5, 4, A, at=3)
+    copies.seen_before(SOURCE, 8, 6, A, at=7)
+    copies.seen_before(other, 5, 5, A, at=2)
+    copies.settle({"cs.usage": 5, "cs.tickets": 3}.__getitem__)
+    assert copies.sources[other].floor == 5 and copies.sources[SOURCE].floor == 0
+    copies.settle({"cs.usage": 8, "cs.tickets": 3}.__getitem__)
+    assert copies.sources[SOURCE].floor == 6 and copies.sources[SOURCE].origins == [8]
 
 
 def test_at_most_max_kept_origins_are_listed_the_fullest_sources_lowest_first() -> None:
     copies = HandledCopies()
     other = ("cs.usage", 2)
-    copies.seen_before(other, 5, 0, A)
+    copies.seen_before(other, 5, 0, A, at=0)
     for origin in range(MAX_KEPT):
-        copies.seen_before(SOURCE, origin, 0, A)
+        copies.seen_before(SOURCE, origin, 0, A, at=origin + 1)
     assert sum(len(handled.origins) for handled in copies.sources.values()) == MAX_KEPT
     assert copies.sources[SOURCE].origins[0] == 1 and copies.sources[other].origins == [5]
-    assert not copies.seen_before(SOURCE, 0, 0, A)  # forgotten: handled again (as before the listing)
+    assert not copies.seen_before(SOURCE, 0, 0, A, at=MAX_KEPT + 2)  # forgotten: handled again
+
+
+def test_a_forged_floor_leaves_later_copies_listed() -> None:
+    """One header with a huge floor: the real copies after it are still listed (and bounded by
+    `MAX_KEPT`), so a copy sent again is still matched."""
+    copies = HandledCopies()
+    huge = 2**62
+    copies.seen_before(SOURCE, huge, huge, A, at=0)
+    copies.settle(lambda topic: 1)
+    assert not copies.seen_before(SOURCE, 30, 20, A, at=1)
+    copies.settle(lambda topic: 2)
+    assert copies.seen_before(SOURCE, 30, 20, A, at=2)
+
+
+def test_a_topic_created_again_forgets_its_copies() -> None:
+    copies = HandledCopies()
+    copies.seen_before(SOURCE, 17, 10, A, at=1)
+    copies.seen_before(("cs.tickets", 1), 17, 10, A, at=1)
+    copies.forget("cs.usage")
+    assert list(copies.sources) == [("cs.tickets", 1)] and list(copies.waiting) == [("cs.tickets", 1)]
 
 
 def test_a_partition_record_keeps_its_copies_and_format_9_reads_with_none() -> None:
     record = PartitionRecord()
     record.offsets.advance("cs.usage", 3, [])
-    record.copies.seen_before(SOURCE, 17, 10, A)
-    record.copies.seen_before(SOURCE, 40, 10, 2**64 - 1)
-    record.copies.seen_before(("cs.subscriptions", 0), 2, 0, B)
+    record.copies.seen_before(SOURCE, 17, 10, A, at=0)
+    record.copies.seen_before(SOURCE, 40, 10, 2**64 - 1, at=1)
+    record.copies.seen_before(("cs.subscriptions", 0), 2, 0, B, at=0)
+    record.copies.settle(record.offsets.contiguous_to)
     decoded = decode_partition(encode_partition(record))
-    assert decoded.copies == record.copies and decoded.offsets == record.offsets
-    assert decoded.copies.seen_before(SOURCE, 40, 10, 2**64 - 1)
+    assert decoded.copies.sources == record.copies.sources and decoded.offsets == record.offsets
+    assert decoded.copies.seen_before(SOURCE, 40, 10, 2**64 - 1, at=2)
 
     version_9 = bytes((9,)) + msgpack.packb([1, 2, []])
     assert decode_partition(version_9).copies == HandledCopies()

@@ -18,6 +18,7 @@ from streamer.contract.outputs import DeadLetter
 from streamer.partitioning import partition_of
 from streamer.state.codec import decode_partition
 from streamer.stream.origin import Origin, decode_origin
+from streamer.stream.topics import RECORD_OVERHEAD_BYTES
 from tests.fixtures import FakeEvent, Message
 from tests.stream.test_dead_letters_once import DyingClocks, Killed
 from tests.stream.world import (
@@ -85,22 +86,38 @@ async def test_another_message_naming_the_same_origin_is_handled_as_any_message(
     forged = [
         copy(world, 1, usage("late-1", LATE), origin),
         copy(world, 2, usage("late-2", LATE), origin),  # other bytes, the same origin
-        copy(world, 3, usage("late-3", LATE), f"{PARTITION}:17:10".encode()),  # its own partition
-        copy(world, 4, usage("late-3", LATE), f"{PARTITION}:17:10".encode()),
-        copy(world, 5, usage("late-4", LATE), b"1:2"),  # not an origin
-        copy(world, 6, usage("late-4", LATE), b"1:2"),
+        copy(world, 3, usage("late-3", LATE), b"1:2"),  # not an origin
+        copy(world, 4, usage("late-3", LATE), b"1:2"),
+        copy(world, 5, usage("late-4", LATE), f"{SOURCE}:17:18".encode()),  # a floor past its origin
+        copy(world, 6, usage("late-4", LATE), f"{SOURCE}:17:18".encode()),
+        copy(world, 7, usage("late-5", LATE), b"1024:17:10"),  # no topic has that many partitions
+        copy(world, 8, usage("late-5", LATE), b"1024:17:10"),
     ]
     await feed(world, forged)
-    assert [letter["offset"] for letter in world.sink.dead_letters] == [1, 2, 3, 4, 5, 6]
+    assert [letter["offset"] for letter in world.sink.dead_letters] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert [letter.get("rerouted_from") for letter in world.sink.dead_letters] == [
         {"partition": SOURCE, "offset": 17},
         {"partition": SOURCE, "offset": 17},
-        None,  # its own partition: not a copy
-        None,
-        None,  # not an origin
-        None,
+        *[None] * 6,
     ]
     assert world.scorer.counters.copies_again == 0
+
+
+async def test_a_keyless_message_on_its_accounts_own_partition_is_dead_lettered_once() -> None:
+    """A keyless message is re-routed even where it already is on its account's partition (the
+    copy carries the key): its origin names that partition."""
+    world = World()
+    await feed(world, [world.event(USAGE, 0, usage("now-1", RECENT))])
+    keyless = Message(USAGE, PARTITION, 1, None, usage("late-1", LATE), time.time(), GENERATION)
+    await feed(world, [FakeEvent(keyless, world.acks, world.journal)])
+    [(_, key, value, to)] = world.sink.reroutes
+    assert (key, to) == (ACCOUNT.encode(), PARTITION) and world.sink.origins == [f"{PARTITION}:1:1".encode()]
+    await feed(
+        world, [copy(world, 2, value, world.sink.origins[0]), copy(world, 3, value, world.sink.origins[0])]
+    )
+    [letter] = world.sink.dead_letters
+    assert letter["offset"] == 2 and letter["rerouted_from"] == {"partition": PARTITION, "offset": 1}
+    assert world.scorer.counters.copies_again == 1
 
 
 async def test_the_copies_handled_are_stored_with_the_partition_record_and_outlive_a_restart() -> None:
@@ -157,3 +174,41 @@ async def test_a_copy_names_its_origin_and_the_floor_its_partitions_durable_reco
     await world.scorer.process([written(2, None, usage("k2", RECENT))])
     assert [to for _, _, _, to in world.sink.reroutes] == [PARTITION, PARTITION]
     assert [decode_origin(raw) for raw in world.sink.origins] == [Origin(SOURCE, 0, 0), Origin(SOURCE, 2, 2)]
+
+
+async def test_the_origin_header_counts_in_the_copys_size() -> None:
+    """A copy the input topic would refuse is sent again for ever: its header counts too."""
+    world = World()
+    world.offsets.owned = {(topic, p) for topic in TOPICS.values() for p in range(SETTINGS.partitions)}
+    value = usage("big-1", RECENT)
+    world.scorer.input_record_limit = len(ACCOUNT) + len(value) + RECORD_OVERHEAD_BYTES + 5
+    keyless = Message(USAGE, SOURCE, 0, None, value, time.time(), GENERATION)
+    world.offsets.ends = {tp: 0 for tp in world.offsets.owned} | {(USAGE, SOURCE): 1}
+    await world.scorer.process([FakeEvent(keyless, world.acks, world.journal)])
+    assert not world.sink.reroutes
+    [letter] = world.sink.dead_letters
+    assert "larger than the input topic takes" in letter["error"]
+
+
+async def test_a_checkpoint_drops_the_origins_below_a_floor_once_its_copy_is_handled() -> None:
+    world = World()
+    await feed(world, [copy(world, 0, usage("a", RECENT), f"{SOURCE}:17:10".encode())])
+    listed = decode_partition(world.clocks[f"clock-{PARTITION}"]).copies.sources[(USAGE, SOURCE)]
+    assert (listed.floor, listed.origins) == (10, [17])
+    await feed(world, [copy(world, 1, usage("b", RECENT), f"{SOURCE}:30:20".encode())])
+    listed = decode_partition(world.clocks[f"clock-{PARTITION}"]).copies.sources[(USAGE, SOURCE)]
+    assert (listed.floor, listed.origins) == (20, [30])
+
+
+async def test_a_topic_created_again_forgets_the_copies_listed_for_it() -> None:
+    """Its offsets start over: a new message at an old origin is not the copy listed there."""
+    first = World()
+    late, origin = usage("late-1", LATE), f"{SOURCE}:17:10".encode()
+    await feed(first, [first.event(USAGE, 0, usage("now-1", RECENT)), copy(first, 1, late, origin)])
+    again = World(restarted_from=first)
+    again.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far, re-imported
+    await again.scorer.process([copy(again, 0, late, origin)])
+    assert [letter["offset"] for letter in again.sink.dead_letters] == [
+        0
+    ] or again.scorer.counters.accepted == 1
+    assert again.scorer.counters.copies_again == 0
