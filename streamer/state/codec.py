@@ -71,7 +71,7 @@ from streamer.state.partition import AppliedOffsets, PartitionRecord
 VERSION = 10
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 
-# Per class: (fields encoded, fields rebuilt empty on decode because they only cache).
+# Per class: (fields encoded, fields rebuilt on decode: caches, and state a record does not keep).
 COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Account: (
         (
@@ -157,7 +157,7 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Clock: (("stream_time", "next_tick"), ()),
     AppliedOffsets: (("next", "above"), ()),
     PartitionRecord: (("clock", "offsets", "copies"), ()),
-    HandledCopies: (("sources",), ("waiting",)),
+    HandledCopies: (("sources",), ("waiting", "listed")),
     Handled: (("floor", "origins", "digests"), ()),
     PeerReference: (("tick", "window_end", "groups", "sizes", "committed"), ("features", "ranks")),
 }
@@ -1072,7 +1072,10 @@ def _decode_copies(value: Any) -> HandledCopies:
         if any(later <= earlier for earlier, later in pairwise(origins)):
             raise StateDecodeError("copies origins: not ascending")
         digests = list(struct.unpack(f">{len(origins)}Q", packed))
+        if (topic, partition) in copies.sources or not origins:
+            raise StateDecodeError(f"copies of {topic}[{partition}]: listed twice, or with no origin")
         copies.sources[(topic, partition)] = Handled(_int(items[i + 2], "copies floor"), origins, digests)
+        copies.listed += len(origins)
     return copies
 
 

@@ -17,7 +17,8 @@ an offset below which the source's durable partition record lists every message 
 no restart of the source sends a copy of those again. A floor is applied (the origins below it
 dropped) once every message before its copy in this partition was handled (`settle`): a copy
 sent again before it and held back by the event-time merge is still matched. At most `MAX_KEPT`
-origins are listed in all (the lowest of the source listing most go first): about 41 KB.
+origins are listed in all (the lowest of the source listing most go first): about 41 KB from one
+source, more with the names of many.
 
 A header anyone can write decides nothing alone: a copy is skipped only when its bytes equal
 those of a copy already handled with the same origin, so a forged origin cannot make a worker
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 
 MAX_KEPT = 4096  # origins listed in all (8 bytes of digest and 1-9 of offset each in a record)
+MAX_WAITING = 8  # floors waiting per source (`HandledCopies.waiting`)
 
 Source = tuple[str, int]  # (input topic, partition the message was written to)
 
@@ -60,10 +62,12 @@ class HandledCopies:
     """Per source (input topic, partition written to), the copies this partition has handled."""
 
     sources: dict[Source, Handled] = field(default_factory=dict)
-    # per source, the highest floor not applied yet and the offset (in this partition) of the
-    # latest copy that carried one: applied once every message before that copy is handled.
-    # Not stored: a recovered record applies the floors its next copies carry.
-    waiting: dict[Source, tuple[int, int]] = field(default_factory=dict)
+    # per source, floors not applied yet, rising, each with the offset (in this partition) of the
+    # first copy that carried it: applied once every message before that copy is handled (at
+    # most `MAX_WAITING`: the newest replaces the last). Not stored: a recovered record applies
+    # the floors its next copies carry.
+    waiting: dict[Source, list[tuple[int, int]]] = field(default_factory=dict)
+    listed: int = 0  # origins listed over all sources
 
     def seen_before(self, source: Source, origin: int, floor: int, digest: int, at: int) -> bool:
         """Whether a copy of the message at `origin` in `source` with these bytes was handled
@@ -73,9 +77,11 @@ class HandledCopies:
         if handled is None:
             handled = self.sources[source] = Handled()
         if floor > handled.floor:
-            waiting = self.waiting.get(source)
-            if waiting is None or floor > waiting[0]:
-                self.waiting[source] = (floor, max(at, waiting[1]) if waiting else at)
+            waiting = self.waiting.setdefault(source, [])
+            if not waiting or floor > waiting[-1][0]:
+                if len(waiting) == MAX_WAITING:
+                    waiting.pop()
+                waiting.append((floor, at))
         origins, digests = handled.origins, handled.digests
         index = bisect_left(origins, origin)
         if index < len(origins) and origins[index] == origin:
@@ -85,29 +91,37 @@ class HandledCopies:
             return False
         origins.insert(index, origin)
         digests.insert(index, digest)
-        if sum(len(h.origins) for h in self.sources.values()) > MAX_KEPT:
+        self.listed += 1
+        if self.listed > MAX_KEPT:
             fullest = max(self.sources.values(), key=lambda h: len(h.origins))
             del fullest.origins[0], fullest.digests[0]
+            self.listed -= 1
         return False
 
     def settle(self, handled_below: Callable[[str], int]) -> None:
         """Apply each waiting floor whose copy is below `handled_below(topic)` (every message of
         the topic before that offset was handled in this partition): drop the origins below it."""
-        for source, (floor, at) in list(self.waiting.items()):
-            if at >= handled_below(source[0]):
+        for source, waiting in list(self.waiting.items()):
+            mark = handled_below(source[0])
+            ready = [index for index, (_, at) in enumerate(waiting) if at < mark]
+            if not ready:
                 continue
-            del self.waiting[source]
+            floor = waiting[ready[-1]][0]  # the highest that may apply
+            del waiting[: ready[-1] + 1]
+            if not waiting:
+                del self.waiting[source]
             handled = self.sources.get(source)
             if handled is None or floor <= handled.floor:
                 continue
             handled.floor = floor
             below = bisect_left(handled.origins, floor)
             del handled.origins[:below], handled.digests[:below]
+            self.listed -= below
             if not handled.origins:
                 del self.sources[source]  # a source is listed only while it has copies listed
 
     def forget(self, topic: str) -> None:
         """Forget every copy of `topic` (it was deleted and created again: offsets start over)."""
         for source in [source for source in self.sources if source[0] == topic]:
-            del self.sources[source]
+            self.listed -= len(self.sources.pop(source).origins)
             self.waiting.pop(source, None)

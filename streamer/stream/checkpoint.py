@@ -8,8 +8,9 @@ that the next batch may change the state in memory meanwhile:
 1. the outputs queued so far are handed to their delivery (`Outputs.flush`, which takes them
    when called and delivers them after those flushed before);
 2. each touched account is encoded, with the input offsets its state now contains;
-3. each partition's record (stream clock, applied offsets) is encoded, and its peer references
-   when a grid point added one.
+3. each partition's record (stream clock, applied offsets, the re-routed copies it handled,
+   dropping those below a floor whose copy is now behind the applied offsets) is encoded, and
+   its peer references when a grid point added one.
 
 `Checkpoint.complete` then makes them durable, waiting at each step:
 

@@ -54,16 +54,40 @@ def test_a_floor_applies_once_every_message_before_its_copy_was_handled() -> Non
     assert SOURCE not in copies.sources and not copies.waiting
 
 
-def test_a_floor_waits_per_topic_and_the_highest_one_waits_for_the_latest_copy() -> None:
+def test_each_floor_waits_for_its_own_copy_per_topic() -> None:
     copies = HandledCopies()
     other = ("cs.tickets", 1)
-    copies.seen_before(SOURCE, 5, 4, A, at=3)
+    copies.seen_before(SOURCE, 3, 2, A, at=3)
+    copies.seen_before(SOURCE, 5, 4, A, at=4)
     copies.seen_before(SOURCE, 8, 6, A, at=7)
     copies.seen_before(other, 5, 5, A, at=2)
+    copies.settle({"cs.usage": 4, "cs.tickets": 3}.__getitem__)
+    assert copies.sources[other].floor == 5 and copies.sources[SOURCE].floor == 2
     copies.settle({"cs.usage": 5, "cs.tickets": 3}.__getitem__)
-    assert copies.sources[other].floor == 5 and copies.sources[SOURCE].floor == 0
+    assert copies.sources[SOURCE].floor == 4 and copies.sources[SOURCE].origins == [5, 8]
     copies.settle({"cs.usage": 8, "cs.tickets": 3}.__getitem__)
     assert copies.sources[SOURCE].floor == 6 and copies.sources[SOURCE].origins == [8]
+    assert not copies.waiting
+
+
+def test_a_rising_floor_does_not_starve_the_ones_before_it() -> None:
+    """The source checkpoints faster than this partition gets past its held messages: each
+    floor still applies once its own copy is behind (not only the newest, which never is)."""
+    copies = HandledCopies()
+    for step in range(100):
+        copies.seen_before(SOURCE, 10 * step, 10 * step, A, at=step)
+        copies.settle(lambda topic, step=step: step - 3)  # three messages always held
+    assert copies.sources[SOURCE].floor == 950 and copies.listed == 5  # origins 950-990
+    assert [at for _, at in copies.waiting[SOURCE]] == [96, 97, 98, 99]
+
+
+def test_at_most_max_waiting_floors_wait_per_source_the_newest_replacing_the_last() -> None:
+    copies = HandledCopies()
+    for step in range(1, 20):
+        copies.seen_before(SOURCE, 10 * step, 10 * step, A, at=step)
+    assert [at for _, at in copies.waiting[SOURCE]] == [1, 2, 3, 4, 5, 6, 7, 19]
+    copies.settle(lambda topic: 20)
+    assert copies.sources[SOURCE].floor == 190 and copies.sources[SOURCE].origins == [190]
 
 
 def test_at_most_max_kept_origins_are_listed_the_fullest_sources_lowest_first() -> None:
@@ -106,6 +130,7 @@ def test_a_partition_record_keeps_its_copies_and_format_9_reads_with_none() -> N
     record.copies.settle(record.offsets.contiguous_to)
     decoded = decode_partition(encode_partition(record))
     assert decoded.copies.sources == record.copies.sources and decoded.offsets == record.offsets
+    assert decoded.copies.listed == record.copies.listed == 3
     assert decoded.copies.seen_before(SOURCE, 40, 10, 2**64 - 1, at=2)
 
     version_9 = bytes((9,)) + msgpack.packb([1, 2, []])
@@ -119,6 +144,8 @@ def test_a_partition_record_keeps_its_copies_and_format_9_reads_with_none() -> N
         (["cs.usage", 1, 0, [3, 0], b"\0" * 16], "not ascending"),
         (["cs.usage", 1, 0, [3], "digest"], "8 bytes"),
         (["cs.usage", 1, 0], "groups of 5"),
+        (["cs.usage", 1, 0, [3], b"\0" * 8, "cs.usage", 1, 0, [4], b"\0" * 8], "listed twice"),
+        (["cs.usage", 1, 0, [], b""], "with no origin"),
     ],
 )
 def test_a_damaged_copies_list_is_refused(copies: list[object], message: str) -> None:
