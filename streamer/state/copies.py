@@ -93,9 +93,12 @@ class HandledCopies:
         digests.insert(index, digest)
         self.listed += 1
         if self.listed > MAX_KEPT:
-            fullest = max(self.sources.values(), key=lambda h: len(h.origins))
+            fullest_source, fullest = max(self.sources.items(), key=lambda item: len(item[1].origins))
             del fullest.origins[0], fullest.digests[0]
             self.listed -= 1
+            if not fullest.origins:  # a source is listed only while it has copies listed
+                del self.sources[fullest_source]
+                self.waiting.pop(fullest_source, None)
         return False
 
     def settle(self, handled_below: Callable[[str], int]) -> None:

@@ -179,3 +179,14 @@ def test_the_last_origin_header_of_a_record_counts() -> None:
     )
     assert origin_header([("trace", b"x")]) is None
     assert origin_header(None) is None
+
+
+def test_a_source_whose_last_origin_goes_is_not_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many sources of one copy each: the one the cap empties is dropped (a record never names a
+    source with no origin, which the decoder refuses)."""
+    monkeypatch.setattr("streamer.state.copies.MAX_KEPT", 2)
+    copies = HandledCopies()
+    for partition in range(3):
+        copies.seen_before(("cs.usage", partition), 5, 0, A, at=partition)
+    assert copies.listed == 2 and len(copies.sources) == 2
+    assert decode_partition(encode_partition(PartitionRecord(copies=copies))).copies.sources == copies.sources
