@@ -51,6 +51,7 @@ class Message:
         self.topic, self.partition, self.offset = topic, 0, offset
         self.key, self.value = key, value
         self.timestamp, self.generation_id, self.follows = time.time(), generation, None
+        self.origin = None  # not a re-routed copy
 
 
 class Delivery:

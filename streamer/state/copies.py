@@ -4,8 +4,8 @@ A message written keyless, or keyed to another partition than its account's, is 
 owner of the partition it was written to (its *source*) sends a keyed copy to the account's
 partition, naming where the message was (`streamer/stream/origin.py`). A source killed after
 sending the copy and before its checkpoint reads the message again on restart and sends a second
-copy. A good event's second copy is a duplicate by its event id; a bad one's was rejected again
-and dead-lettered a second time.
+copy. Without this listing a good event's second copy is a duplicate by its event id, and a bad
+one's is rejected again and dead-lettered a second time.
 
 The receiving partition keeps, per input topic and source partition, a digest of the bytes of
 each copy it handled by the message's offset in the source (the *origin*), in its partition
@@ -17,8 +17,8 @@ an offset below which the source's durable partition record lists every message 
 no restart of the source sends a copy of those again. A floor is applied (the origins below it
 dropped) once every message before its copy in this partition was handled (`settle`): a copy
 sent again before it and held back by the event-time merge is still matched. At most `MAX_KEPT`
-origins are listed in all (the lowest of the source listing most go first): about 41 KB from one
-source, more with the names of many.
+origins are listed in all (the lowest of the source listing most go first): 37-70 KB from one
+source (9-17 bytes an origin), more with the names of many.
 
 A header anyone can write decides nothing alone: a copy is skipped only when its bytes equal
 those of a copy already handled with the same origin, so a forged origin cannot make a worker

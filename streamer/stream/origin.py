@@ -3,8 +3,9 @@
 `healthstream-origin: <partition>:<offset>:<floor>` (ASCII decimal): the partition of the input
 topic the message was written to, its offset there, and the offset below which that partition's
 durable record lists every message as handled (`streamer/state/copies.py` says what the
-receiving partition does with it). Anyone can write a header: one that does not parse, or names
-a partition that cannot be a source, is ignored (the message is handled as any other).
+receiving partition does with it). Anyone can write a header: one that does not parse is
+ignored here, and the scorer ignores one no worker writes (`scorer._copied_from`); the message
+is then handled as any other.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def encode_origin(origin: Origin) -> bytes:
 
 
 def decode_origin(raw: bytes | None) -> Origin | None:
-    """The origin a header names, or None when it is not one this worker writes."""
+    """The origin a header names, or None when it does not parse as one."""
     if raw is None or len(raw) > 3 * _MAX_DIGITS + 2:
         return None
     parts = raw.split(b":")

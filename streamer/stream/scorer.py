@@ -5,8 +5,9 @@ those it releases, in event-time order; send alerts, dead letters and changed sn
 without `overlap`, wait until Kafka has them). At a checkpoint (every batch, or with
 `checkpoint_every_s` the batches of that long): make those outputs durable first, write account
 state to the changelogged table and wait until Kafka has that too; only then write the partition
-record (clock and applied input offsets), and acknowledge the messages. With `overlap` (the
-worker) a checkpoint's waits run while the next batches are applied, one checkpoint at a time.
+record (clock, applied input offsets, re-routed copies handled), and acknowledge the messages.
+With `overlap` (the worker) a checkpoint's waits run while the next batches are applied, one
+checkpoint at a time.
 
 Offsets are committed only up to acknowledged messages, so a worker killed at any point re-reads
 what it had not finished. A re-read message whose offset the
@@ -1104,8 +1105,9 @@ class Scorer:
 
     def _copy_handled(self, message: Message) -> bool:
         """Whether the message is a re-routed copy sent again, whose first copy this partition
-        has handled (then it is skipped: applied, or dead-lettered, once). A header this worker
-        would not write (`_copied_from`) is not ours: the message is handled as any other."""
+        has handled (then it is skipped: applied, or dead-lettered, once); a copy not seen before
+        is listed as handled here (`HandledCopies.seen_before`). A header this worker would not
+        write (`_copied_from`) is not ours: the message is handled as any other."""
         origin = _copied_from(message)
         if origin is None:
             return False

@@ -171,10 +171,11 @@ class KafkaSink:
 
     def reroute(self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes) -> None:
         """Queued for `flush`: an input event sent again to `partition`, its account's, with the
-        header `origin` (`streamer/stream/origin.py`: a copy sent twice is handled once). The
-        partition is named, not left to the producer's partitioner, which hashes over the topic's
-        partitions now: on a topic given more partitions under a running worker the copy landed
-        on another wrong partition, was re-routed again, and so on for ever."""
+        header `origin` (`streamer/stream/origin.py`: a copy sent twice is handled once while the
+        receiving partition lists its origin, `streamer/state/copies.py`). The partition is
+        named, not left to the producer's partitioner, which hashes over the topic's partitions
+        now: on a topic given more partitions under a running worker the copy landed on another
+        wrong partition, was re-routed again, and so on for ever."""
         self._rerouted.append((topic, key, value, partition, origin))
 
     def flush(self) -> asyncio.Future[None]:
@@ -206,7 +207,7 @@ class KafkaSink:
             await before
         renew = self._renew_producer_id
         await deliver_in_order(outputs, self._publish, "alerts and snapshots", renew)
-        # a re-routed input sent twice is handled once (its origin header)
+        # a re-routed input sent twice is handled once while listed (its origin header)
         await deliver_all(rerouted, self._publish_to, "re-routed input", renew=renew)
         if letters:
             landed = await self._landed_since_now(letters)

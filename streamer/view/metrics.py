@@ -28,7 +28,7 @@ WORKER_COUNTERS = (
     ("rerouted", "healthstream_events_rerouted", "Messages re-published to their account's partition"),
     (
         "copies_again",
-        "healthstream_copies_again",
+        "healthstream_events_rerouted_again",
         "Re-routed copies received again (a re-routing worker restarted) and skipped as handled",
     ),
     ("stale", "healthstream_events_stale", "Deliveries skipped: fetched before a rebalance or repeated"),

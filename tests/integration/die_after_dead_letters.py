@@ -25,10 +25,10 @@ def main() -> None:
     queued = "_rerouted" if os.environ.get("DIE_AFTER") == "copies" else "_dead_letters"
 
     async def flush_then_die(self: Any) -> None:
-        letters = len(getattr(self, queued))
+        flushed = len(getattr(self, queued))
         await flush(self)
-        if letters and not marker.exists():
-            marker.write_text(f"{letters}\n")
+        if flushed and not marker.exists():
+            marker.write_text(f"{flushed}\n")
             sys.stdout.flush()
             os._exit(137)
 

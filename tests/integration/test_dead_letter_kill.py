@@ -109,8 +109,9 @@ def test_a_worker_killed_after_writing_dead_letters_does_not_write_them_again(
 def test_a_worker_killed_after_rerouting_a_late_event_leaves_one_dead_letter(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:
-    """Before the copies carried their origin: two copies in the account's partition, each
-    rejected as too late there, each with a dead letter."""
+    """Two copies of the late event reach its account's partition (the restarted worker re-routes
+    it again); the second is skipped as handled, so the topic holds one dead letter. Before the
+    copies carried their origin each copy got one."""
     deployment = deploy()
     deployment.create_topics()
     topic = deployment.topic("usage")

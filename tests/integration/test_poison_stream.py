@@ -5,6 +5,7 @@ and the final snapshots and alert ids equal offline's over the valid events alon
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from hashlib import sha256
@@ -33,7 +34,8 @@ def plan(deployment: Deployment, events: History) -> list[Outgoing]:
     """The valid history in file order, each poison twice in between (dated like its neighbour),
     a reused event id every 400 lines, some closing events sent keyless, with an empty key or to
     another partition (re-routed by the worker, not dead-lettered), and every 300th line with a
-    forged re-routing origin, the same for all (different messages: each is applied)."""
+    forged re-routing origin, one per account's partition (different messages under one origin:
+    each is applied)."""
     lines = events.lines
     closing = {orjson.loads(line)["account_id"]: line for line in lines if b"-closing" in line}
     every = max(1, (len(lines) - len(closing)) // (2 * len(POISONS) + 1))
@@ -70,7 +72,8 @@ def plan(deployment: Deployment, events: History) -> list[Outgoing]:
             out.append((deployment.topic(poison.family), value, poison.message_key(), None, poison, []))
             placed += 1
     assert placed == 2 * len(POISONS) and rerouted == 6
-    assert sum(1 for *_, headers in out if headers) > 1
+    forged_origins = Counter(tuple(headers) for *_, headers in out if headers)
+    assert max(forged_origins.values()) > 1, forged_origins  # two messages under one origin
     return out
 
 

@@ -260,9 +260,8 @@ def handled_copies(record: PartitionRecord) -> None:
     copies.seen_before(("cs.subscriptions", 0), 9, 5, 2**64 - 1, at=7)  # sources in the order written
     copies.seen_before(("cs.usage", 2), 70, 64, copy_digest(b"acct-1", b"{}"), at=50)
     copies.seen_before(("cs.usage", 2), 75, 64, copy_digest(b"acct-2", b"{}"), at=55)
-    copies.settle(
-        record.offsets.contiguous_to
-    )  # the subscriptions' floor applies; the usage's waits (past 41)
+    # the subscriptions' floor applies; the usage's waits (its copies are past offset 41)
+    copies.settle(record.offsets.contiguous_to)
 
 
 def golden_engine() -> PartitionEngine:

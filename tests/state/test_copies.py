@@ -49,9 +49,9 @@ def test_a_floor_applies_once_every_message_before_its_copy_was_handled() -> Non
     assert copies.sources[SOURCE].origins == [15, 16] and copies.sources[SOURCE].floor == 13
     assert not copies.seen_before(SOURCE, 12, 10, A, at=11)  # below the floor: listed again
     assert copies.sources[SOURCE].origins == [12, 15, 16]
-    assert not copies.seen_before(SOURCE, 20, 30, A, at=12)  # a floor past everything listed
+    assert not copies.seen_before(SOURCE, 31, 30, A, at=12)  # a floor past everything else listed
     copies.settle(lambda topic: 13)
-    assert SOURCE not in copies.sources and not copies.waiting
+    assert copies.sources[SOURCE].origins == [31] and not copies.waiting
 
 
 def test_each_floor_waits_for_its_own_copy_per_topic() -> None:
@@ -190,3 +190,14 @@ def test_a_source_whose_last_origin_goes_is_not_listed(monkeypatch: pytest.Monke
         copies.seen_before(("cs.usage", partition), 5, 0, A, at=partition)
     assert copies.listed == 2 and len(copies.sources) == 2
     assert decode_partition(encode_partition(PartitionRecord(copies=copies))).copies.sources == copies.sources
+
+
+def test_a_floor_past_every_origin_of_its_source_drops_the_source() -> None:
+    """The scorer ignores a header whose floor is past its origin; the class does not rely on it:
+    a source whose every origin a floor drops is not listed (the decoder refuses an empty one)."""
+    copies = HandledCopies()
+    copies.seen_before(SOURCE, 5, 0, A, at=0)
+    copies.seen_before(SOURCE, 6, 9, A, at=1)
+    copies.settle(lambda topic: 2)
+    assert SOURCE not in copies.sources and copies.listed == 0
+    assert decode_partition(encode_partition(PartitionRecord(copies=copies))).copies.sources == {}

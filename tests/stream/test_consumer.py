@@ -251,7 +251,7 @@ async def test_the_lane_takes_a_fetchs_input_records_and_faust_keeps_the_changel
     assert harness.consumer._read_offset[USAGE] == 41  # faust's read position follows the lane
 
 
-async def test_a_rerouted_copys_origin_header_reaches_the_scorer(harness: Harness) -> None:
+async def test_the_lane_keeps_a_rerouted_copys_origin_header(harness: Harness) -> None:
     lane = with_lane(harness)
     copy = record(40, headers=(("trace", b"t"), ("healthstream-origin", b"2:17:9")))
     harness.records = {USAGE: [copy, record(41, headers=(("trace", b"t"),))]}  # type: ignore[list-item]
