@@ -153,10 +153,6 @@ CHECKPOINT_EVERY_S = 0.5
 # these turns and 0.76 s with them (docs/performance.md, *The checkpoint that overlaps*).
 YIELD_EVERY = 200
 
-# A re-routed copy's origin header naming a partition at or past this is not ours (a topic has
-# far fewer): it bounds the sources a partition record lists (`streamer/state/copies.py`).
-MAX_SOURCE_PARTITIONS = 1024
-
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
 # Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
 _partition_of = lru_cache(maxsize=1 << 17)(partition_of)
@@ -234,22 +230,10 @@ def _too_large_to_reroute(copy_bytes: int, limit: int) -> str:
     )
 
 
-def _copied_from(message: Message) -> Origin | None:
-    """The origin a re-routed copy's header names, or None when the message has none this worker
-    could have written: a partition past `MAX_SOURCE_PARTITIONS`, or a floor past the origin (a
-    source's durable record never covers the message it is re-routing)."""
-    if message.origin is None:
-        return None
-    origin = decode_origin(message.origin)
-    if origin is None or origin.partition >= MAX_SOURCE_PARTITIONS or origin.floor > origin.offset:
-        return None
-    return origin
-
-
 def dead_letter(message: Message, error: str) -> dict[str, Any]:
     """The `cs.deadletter` record for a rejected message (original bytes kept; a re-routed copy's
     also names where its header says it was written)."""
-    origin = _copied_from(message)
+    origin = decode_origin(message.origin)
     copied = None if origin is None else (origin.partition, origin.offset)
     return dead_letter_record(
         message.value,
@@ -1106,9 +1090,9 @@ class Scorer:
     def _copy_handled(self, message: Message) -> bool:
         """Whether the message is a re-routed copy sent again, whose first copy this partition
         has handled (then it is skipped: applied, or dead-lettered, once); a copy not seen before
-        is listed as handled here (`HandledCopies.seen_before`). A header this worker would not
-        write (`_copied_from`) is not ours: the message is handled as any other."""
-        origin = _copied_from(message)
+        is listed as handled here (`HandledCopies.seen_before`). A header no worker writes
+        (`decode_origin`) is not ours: the message is handled as any other."""
+        origin = decode_origin(message.origin)
         if origin is None:
             return False
         copies = self._record(message.partition).copies

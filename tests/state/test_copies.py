@@ -170,6 +170,8 @@ def test_an_origin_header_round_trips_and_anything_else_is_not_one() -> None:
     ):
         assert decode_origin(raw) is None, raw
     assert decode_origin(b"1:2:" + b"9" * 20) is None
+    assert decode_origin(b"1024:7:0") is None and decode_origin(b"1023:7:0") == Origin(1023, 7, 0)
+    assert decode_origin(b"1:7:8") is None and decode_origin(b"1:7:7") == Origin(1, 7, 7)
 
 
 def test_the_last_origin_header_of_a_record_counts() -> None:
