@@ -61,7 +61,7 @@ def profile_events(
     first = dict(first_use)
     for item in changes:
         account = item.event["account_id"]
-        if account not in first or item.at < first[account]:
+        if account in profiles and (account not in first or item.at < first[account]):
             first[account] = item.at
     return [
         profile_event(profiles[account], first[account]) for account in sorted(profiles) if account in first
