@@ -14,6 +14,12 @@ would expand past it, or that does not decompress, come out with an `Unread` val
 the reason) and no key. The scorer dead-letters each with that reason (`Scorer._admit`): its
 offsets are committed as any bad message's are, and the partition goes on.
 
+A batch aiokafka's reader fails on for another reason stopped the fetcher the same way: a
+header name that is not UTF-8, which the broker lets through and aiokafka decodes strictly.
+Such a batch is read again from its bytes by `record_batch.records` (the header name decoded
+with replacement); a record that still does not read comes out `Unread`, with every offset
+after it in the batch.
+
 aiokafka's readers and fetcher are private API (pinned below 0.15 in pyproject.toml), replaced
 here and nowhere else.
 """
@@ -33,6 +39,9 @@ from aiokafka import codec as aiokafka_codec
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.record import default_records as py_default
 from aiokafka.record import legacy_records as py_legacy
+from aiokafka.record.memory_records import MemoryRecords
+
+from streamer.stream import record_batch
 
 try:  # the Cython readers aiokafka uses when they are built
     from aiokafka.record._crecords import default_records as c_default
@@ -166,7 +175,12 @@ class _Proxy:
 
 
 class _Batch(_Proxy):
-    """A batch whose records are placeholders when it does not decompress within the bound."""
+    """A batch whose records are placeholders when it does not decompress within the bound, and
+    read again from its bytes (`raw`, when known) when aiokafka's reader fails on a record."""
+
+    def __init__(self, wrapped: Any, raw: memoryview | None) -> None:
+        super().__init__(wrapped)
+        self._raw = raw
 
     def __next__(self) -> Any:
         """The batch's next record: the fetcher reads a control batch's marker with `next()`
@@ -184,28 +198,87 @@ class _Batch(_Proxy):
                 f"its compressed record batch (offsets {first_offset}-{next_offset - 1}) was not "
                 f"read: {exc}; publish events of at most 1 MiB, in batches of ordinary size"
             )
-            stamp, kind = getattr(batch, "max_timestamp", -1), getattr(batch, "timestamp_type", 0)
-            return iter([_Placeholder(o, stamp, kind, reason) for o in range(first_offset, next_offset)])
-        return iter(()) if first is None else _then(first, records)
+            return iter(self._unread(first_offset, reason))
+        except Exception as exc:
+            return self._read_again(exc)
+        return iter(()) if first is None else self._then(first, records)
 
+    def _then(self, first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+        """`first`, then the rest of `rest` (the Cython batch refuses a second `iter()`, which
+        `itertools.chain` would call); the whole batch again if a record fails to read (the
+        fetcher skips the offsets it has)."""
+        yield first
+        while True:
+            try:
+                record = next(rest)
+            except StopIteration:
+                return
+            except Exception as exc:
+                yield from self._read_again(exc)
+                return
+            yield record
 
-def _then(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    """`first`, then the rest of `rest` (the Cython batch refuses a second `iter()`, which
-    `itertools.chain` would call)."""
-    yield first
-    while True:
-        try:
-            yield next(rest)
-        except StopIteration:
+    def _read_again(self, failure: Exception) -> Iterator[Any]:
+        """The batch's records read from its bytes by `record_batch`; unread from the first that
+        does not read (all of them when its bytes are not known)."""
+        batch = self._wrapped
+        if self._raw is None or batch.magic < 2:
+            reason = f"its record batch does not read ({type(failure).__name__}: {failure})"
+            yield from self._unread(batch.base_offset, reason)
             return
+        for record in record_batch.records(bytes(self._raw), _decompress):
+            if isinstance(record, record_batch.Unreadable):
+                yield from self._unread(record.offset, f"{record.reason}: it was not read")
+                return
+            yield record
+
+    def _unread(self, first_offset: int, reason: str) -> list[_Placeholder]:
+        """A placeholder for each offset of the batch from `first_offset` on."""
+        batch = self._wrapped
+        stamp, kind = getattr(batch, "max_timestamp", -1), getattr(batch, "timestamp_type", 0)
+        return [_Placeholder(o, stamp, kind, reason) for o in range(first_offset, batch.next_offset)]
+
+
+_DECODERS: dict[int, Callable[[Any], bytes]] = {
+    1: gzip_decode,
+    2: snappy_decode,
+    3: lz4_decode,
+    4: zstd_decode,
+}
+
+
+def _decompress(codec: int, payload: bytes) -> bytes:
+    decode = _DECODERS.get(codec)
+    if decode is None:
+        raise _NotDecompressed(f"unknown compression codec {codec}")
+    return decode(payload)
 
 
 class _Records(_Proxy):
-    """A fetch's records, each batch of them a `_Batch`."""
+    """A fetch's records, each batch of them a `_Batch` that knows its bytes (`raw`, the fetch's
+    bytes, when known: the fetcher's records are made by `_fetched`)."""
+
+    def __init__(self, wrapped: Any, raw: bytes | None) -> None:
+        super().__init__(wrapped)
+        self._raw = None if raw is None else memoryview(raw)
+        self._pos = 0
 
     def next_batch(self) -> Any:
         batch = self._wrapped.next_batch()
-        return None if batch is None else _Batch(batch)
+        if batch is None:
+            return None
+        raw = self._raw
+        if raw is not None:  # the batch aiokafka framed: its offset (8 bytes), length (4), body
+            start = self._pos
+            (length,) = struct.unpack_from(">i", raw, start + 8)
+            self._pos = start + 12 + length
+            return _Batch(batch, raw[start : self._pos])
+        return _Batch(batch, None)
+
+
+def _fetched(raw: bytes) -> _Records:
+    """What the fetcher makes of a fetch's bytes (it calls `MemoryRecords(raw)`)."""
+    return _Records(MemoryRecords(raw), raw)
 
 
 _installed = threading.Lock()
@@ -234,7 +307,9 @@ def install(limit: int | None = None) -> None:
         unbounded = aiokafka_fetcher.PartitionRecords.__init__
 
         def bounded(self: Any, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
-            unbounded(self, tp, _Records(records), *args, **kwargs)
+            wrapped = records if isinstance(records, _Records) else _Records(records, None)
+            unbounded(self, tp, wrapped, *args, **kwargs)
 
         aiokafka_fetcher.PartitionRecords.__init__ = bounded
+        aiokafka_fetcher.MemoryRecords = _fetched
         _done = True

@@ -21,6 +21,7 @@ from streamer.contract.events import EVENT_FAMILY
 from streamer.contract.outputs import DeadLetter
 from streamer.partitioning import partition_of
 from tests.poison import POISONS, Poison, occurred_at, reused_id, started, usage
+from tests.stream.test_bounded_batches import batch, forged
 
 pytestmark = pytest.mark.integration
 
@@ -409,6 +410,54 @@ def test_compressed_batches_that_would_expand_past_the_bound_are_dead_lettered_l
         assert "expands past 2,097,152 bytes" in letter["error"], letter
     snapshots = deployment.final_snapshots()
     assert {snapshots[account]["metrics"]["events_28d"] for account in accounts.values()} == {12}
+
+
+def test_a_header_name_that_is_not_utf8_is_read_and_its_event_counts_live(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """The broker takes a header name that is not UTF-8 (librdkafka and Go clients can write
+    one); aiokafka decoded it strictly, and the worker's fetcher stopped at that record, again at
+    every restart. Its event counts, and so do the ones around it, compressed or not."""
+    deployment = deploy()
+    worker = deployment.start_worker()
+    accounts = {codec: f"acct-header-{codec}" for codec in ("none", "gzip")}
+    for codec, account in accounts.items():
+        key = account.encode()
+        start = started(account, "2024-01-02T00:00:00Z", f"{codec}-1")
+        asyncio.run(
+            publish_compressed(
+                deployment.bootstrap, "gzip", [(deployment.topic("subscriptions"), orjson.dumps(start), key)]
+            )
+        )
+        values = [
+            orjson.dumps(usage(account, f"2024-01-02T0{n}:00:00Z", f"{codec}-u{n}", count=n))
+            for n in (1, 2, 3)
+        ]
+        raw = batch("none", values, headers={1: [("HDRX", b"v")]}, key=key)
+        bad = forged(raw, b"HDRX", b"\xff\xfe\xfd\xfc", codec)
+        asyncio.run(
+            publish_raw(
+                deployment.bootstrap, deployment.topic("usage"), partition_of(account, PARTITIONS), bad
+            )
+        )
+    deployment.settle(worker)  # fails at once if the worker exits
+    assert deployment.dead_letters() == []
+    snapshots = deployment.final_snapshots()
+    assert {snapshots[account]["metrics"]["events_28d"] for account in accounts.values()} == {6}
+
+
+async def publish_raw(bootstrap: str, topic: str, partition: int, raw: bytes) -> None:
+    """A record batch sent as its bytes are (what a client other than aiokafka may write)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        carrier = producer.create_batch()
+        carrier.append(timestamp=None, key=None, value=b"-")
+        carrier.close()
+        carrier._buffer = bytearray(raw)  # what the producer sends as the batch's bytes
+        await (await producer.send_batch(carrier, topic, partition=partition))
+    finally:
+        await producer.stop()
 
 
 async def publish_compressed(bootstrap: str, codec: str, messages: list[tuple[str, bytes, bytes]]) -> None:
