@@ -108,7 +108,7 @@ class Params:
 
     def names(self, name: str) -> tuple[str, ...]:
         """Values taken as they are, never split or trimmed (an owner may be "Smith, Ana", a
-        segment " enterprise "): the parameter repeats for several."""
+        segment " enterprise ", a plan "Pro, annual"): the parameter repeats for several."""
         values = self._all(name)
         for value in values:
             if not value.strip():
@@ -185,7 +185,7 @@ def account_query(query: Mapping[str, str]) -> AccountQuery:
     return AccountQuery(
         bands=params.choices("band", BANDS),
         stages=params.choices("stage", STAGES),
-        plans=params.choices("plan"),
+        plans=params.names("plan"),  # a plan may hold a comma ("Pro, annual"), as an owner may
         renewal_within_days=params.integer("renewal_within_days", None, 0, 3650),
         min_mrr=params.decimal("min_mrr"),
         at_risk=params.boolean("at_risk"),

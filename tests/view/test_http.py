@@ -232,8 +232,8 @@ async def test_the_largest_names_are_found_across_scan_batches(
 # -- the account list ----------------------------------------------------------------------------
 
 
-def reference(query: dict[str, str], data: Scored) -> tuple[int, list[str]]:
-    """What /api/accounts must answer, computed the slow obvious way."""
+def reference(query: dict[str, Any], data: Scored) -> tuple[int, list[str]]:
+    """What /api/accounts must answer, computed the slow obvious way (`plan`: a list of plans)."""
     rows = [summary(snapshot) for snapshot in data.last.values()]
     now = max(engine.clock.stream_time for engine in data.run.engines)
     if "band" in query:
@@ -241,7 +241,7 @@ def reference(query: dict[str, str], data: Scored) -> tuple[int, list[str]]:
     if "stage" in query:
         rows = [r for r in rows if r["lifecycle_stage"] in query["stage"].split(",")]
     if "plan" in query:
-        rows = [r for r in rows if r["plan"] in query["plan"].split(",")]
+        rows = [r for r in rows if r["plan"] in query["plan"]]
     if "min_mrr" in query:
         rows = [r for r in rows if Decimal(r["mrr"]) >= Decimal(query["min_mrr"])]
     if query.get("at_risk") == "true":
@@ -286,7 +286,7 @@ LIST_QUERIES = [
     {"sort": "renewal", "renewal_within_days": "365"},
     {"band": "green", "sort": "renewal", "renewal_within_days": "200"},
     {"renewal_within_days": "400", "sort": "-score"},
-    {"plan": "team,enterprise", "sort": "-mrr"},
+    {"plan": ["team", "enterprise"], "sort": "-mrr"},
     {"sort": "-churn_risk"},
     {"sort": "churn_risk", "limit": "4", "offset": "2"},
     {"band": "yellow", "sort": "-churn_risk"},
@@ -301,7 +301,7 @@ LIST_QUERIES = [
     "query", LIST_QUERIES, ids=lambda q: "&".join(f"{k}={v}" for k, v in q.items()) or "default"
 )
 async def test_account_list_matches_the_obvious_answer(
-    view: TestClient[Any, Any], query: dict[str, str]
+    view: TestClient[Any, Any], query: dict[str, Any]
 ) -> None:
     answer = await get(view, "/api/accounts", params=query)
     total, ids = reference(query, scored())
@@ -309,6 +309,28 @@ async def test_account_list_matches_the_obvious_answer(
     assert answer["sort"] == query.get("sort", "score") and answer["as_of"] == "2024-03-31T23:23:00Z"
     for row in answer["items"]:
         assert row == summary(scored().last[row["account_id"]])
+
+
+async def test_a_plan_with_a_comma_is_filtered_on_exactly(redis_server: RedisServer, prefix: str) -> None:
+    """The contract takes a plan "Pro, annual": `plan=Pro, annual` listed the plans "Pro" and
+    "annual" instead, and no query reached that plan."""
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    template = next(iter(scored().last.values()))
+    for account_id, plan in (("plan-comma", "Pro, annual"), ("plan-pro", "Pro"), ("plan-annual", "annual")):
+        writer.snapshot({**template, "account_id": account_id, "plan": plan})
+    assert await writer.drain()
+    await writer.close()
+    client = await start(redis_server.url, prefix)
+    try:
+        for query, listed in [
+            ([("plan", "Pro, annual")], ["plan-comma"]),
+            ([("plan", "Pro")], ["plan-pro"]),
+            ([("plan", "Pro"), ("plan", "annual")], ["plan-annual", "plan-pro"]),
+        ]:
+            answer = await get(client, "/api/accounts", params=query)
+            assert sorted(row["account_id"] for row in answer["items"]) == listed, query
+    finally:
+        await client.close()
 
 
 async def test_list_rows_are_the_summaries_and_cover_all_accounts(view: TestClient[Any, Any]) -> None:

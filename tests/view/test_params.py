@@ -37,16 +37,19 @@ def test_account_list_defaults() -> None:
 
 def test_account_list_parses_every_filter() -> None:
     query = account_query(
-        q(
-            band="red, yellow",
-            stage="renewal",
-            plan="enterprise,team",
-            renewal_within_days="60",
-            min_mrr="999.50",
-            at_risk="true",
-            sort="-mrr",
-            limit="10",
-            offset="20",
+        MultiDict(
+            [
+                ("band", "red, yellow"),
+                ("stage", "renewal"),
+                ("plan", "enterprise"),
+                ("plan", "team"),
+                ("renewal_within_days", "60"),
+                ("min_mrr", "999.50"),
+                ("at_risk", "true"),
+                ("sort", "-mrr"),
+                ("limit", "10"),
+                ("offset", "20"),
+            ]
         )
     )
     assert query.bands == ("red", "yellow") and query.stages == ("renewal",)
@@ -250,6 +253,19 @@ def test_owners_and_segments_are_taken_exactly_as_given() -> None:
         account_query(q(owner="  "))
     with pytest.raises(BadRequest, match="'q' must be at most 256 characters"):
         account_query(q(q="x" * 257))
+
+
+def test_a_plan_is_taken_exactly_as_given_and_repeated_for_several() -> None:
+    """The contract takes a plan "Pro, annual": `plan=Pro, annual` asked for the plans "Pro" and
+    "annual" instead, so that plan could not be filtered on."""
+    assert account_query(q(plan="Pro, annual")).plans == ("Pro, annual",)
+    assert account_query(q(plan=" Pro ")).plans == (" Pro ",)
+    assert account_query(MultiDict([("plan", "Pro, annual"), ("plan", "team")])).plans == (
+        "Pro, annual",
+        "team",
+    )
+    with pytest.raises(BadRequest, match="'plan' is empty"):
+        account_query(q(plan="  "))
     with pytest.raises(BadRequest, match="'q' is empty"):
         account_query(q(q="  "))
     assert account_query(q(format="csv")).limit == 100_000
