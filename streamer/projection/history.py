@@ -11,6 +11,8 @@ in Redis (measured by tests/projection/test_history.py).
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,7 +21,7 @@ from typing import Any, TypeVar
 from streamer.core.clock import DAY, HOUR
 from streamer.core.config import COMPONENTS
 from streamer.core.facts import rounded
-from streamer.core.money import format_money
+from streamer.core.money import MAX_ACCOUNT_MRR, MICROS, format_money
 from streamer.core.score import Evaluation
 from streamer.core.snapshot import PointFigures, point_figures
 from streamer.projection.codec import epoch_ms
@@ -175,8 +177,15 @@ def _published(value: float | None) -> float | None:
     return rounded(value, 4) if isinstance(value, float) else value
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]!r} is not a finite number")
+    return value
+
+
 def _float(text: str) -> float | None:
-    return float(text) if text else None
+    return _finite(text) if text else None
 
 
 def _int(text: str) -> int | None:
@@ -187,10 +196,18 @@ def _instant(text: str) -> int | None:
     return int(text, 36) * 1000 if text else None
 
 
+# An account's MRR as a point holds it: a plain decimal (ASCII digits, no sign or exponent) with at
+# most 6 places (micro-units) and no more than an account's MRR can reach as written
+# (`MAX_ACCOUNT_MRR` to the cent, 13 digits before the point). '1E+999990' took the view ~31 s
+# to turn into micro-units and print.
+_MRR = re.compile(rf"[0-9]{{1,{len(str(MAX_ACCOUNT_MRR // MICROS))}}}(?:\.[0-9]{{1,6}})?")
+_MAX_MRR = Decimal(format_money(MAX_ACCOUNT_MRR))
+
+
 def _amount(text: str) -> str:
-    """A decimal amount as written (raises on anything else: the movements compute with it)."""
-    if not Decimal(text).is_finite():  # InvalidOperation, an ArithmeticError, when no number
-        raise ValueError(f"mrr {text[:40]!r} is not a finite amount")
+    """An MRR as written (raises on anything else, see `_MRR`: the movements compute with it)."""
+    if not _MRR.fullmatch(text) or Decimal(text) > _MAX_MRR:
+        raise ValueError(f"mrr {text[:40]!r} is not a plain decimal of at most {_MAX_MRR}")
     return text
 
 
@@ -203,7 +220,7 @@ def decode(raw: bytes | str, as_of: int | None = None) -> Point:
     data = dict(zip(FIELDS, values, strict=False))
     return Point(
         as_of=as_of if as_of is not None else _instant(data["as_of"]) or 0,
-        score=float(data["score"]),
+        score=_finite(data["score"]),
         band=_BAND_NAMES[data["band"]],
         stage=_STAGE_NAMES[data["stage"]],
         mrr=_amount(data["mrr"]),

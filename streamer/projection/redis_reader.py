@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import orjson
 from redis.asyncio import Redis
 
 from streamer.core.portfolio import PeriodSums
-from streamer.core.totals import add_up
+from streamer.core.totals import FIELDS, add_up
 from streamer.projection import history
 from streamer.projection.codec import decode_sums, epoch_ms
 from streamer.projection.keys import Keys
@@ -64,8 +65,19 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _point_at(as_of: int, raw: bytes | str) -> history.Point:
-    return history.decode(raw, as_of)
+def _shown(value: Any) -> str:
+    """A member or field as a log names it (bytes that are no UTF-8 replaced)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _point_at(score: float, raw: bytes | str) -> history.Point:
+    """The history point `raw` whose sorted-set score (its `as_of`) is `score`."""
+    return history.decode(raw, int(score))  # OverflowError, an ArithmeticError, for a score of inf
+
+
+def _score_text(score: float) -> str:
+    """A sorted-set score as ZREMRANGEBYSCORE takes it back."""
+    return str(int(score)) if score.is_integer() else repr(score)
 
 
 def _name_count(name: Any, count: Any) -> tuple[str, int]:
@@ -123,13 +135,29 @@ def _expect(row: Row, name: str, *kinds: type) -> None:
         raise TypeError(f"{name!r} is {type(row.get(name)).__name__}")
 
 
+def _expect_each(row: Row, name: str, check: Callable[[Any], bool], what: str) -> None:
+    """`row[name]` is a list whose every item passes `check` (`what` says what each must be)."""
+    _expect(row, name, list)
+    for item in row[name]:
+        if not check(item):
+            raise TypeError(f"{name!r} holds {str(item)[:40]!r}, not {what}")
+
+
+def _text_reason(item: Any) -> bool:
+    return isinstance(item, str)
+
+
+def _reason(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("message"), str)
+
+
 def summary_row(raw: bytes | str) -> Row:
     """A list row (`codec.summary`), its fields the view filters, sorts and exports on checked."""
     row = _object(raw)
     for name in ("account_id", "band", "lifecycle_stage", "mrr"):
         _expect(row, name, str)
     _expect(row, "score", int, float)
-    _expect(row, "reasons", list)
+    _expect_each(row, "reasons", _text_reason, "a text")
     _expect(row, "override", dict, type(None))
     _expect(row, "renewal_at", str, type(None))
     if not Decimal(row["mrr"]).is_finite():
@@ -140,13 +168,48 @@ def summary_row(raw: bytes | str) -> Row:
 
 
 def alert_row(raw: bytes | str) -> Row:
-    """An alert (`cs.alerts`' JSON), its fields the view filters and exports on checked."""
+    """An alert (`cs.alerts`' JSON), its fields the view filters, exports and shows on an account's
+    timeline checked: each reason an object with a `message` text."""
     row = _object(raw)
-    for name in ("alert_id", "account_id", "raised_at"):
+    for name in ("alert_id", "account_id", "raised_at", "rule", "severity"):
         _expect(row, name, str)
-    _expect(row, "reasons", list)
+    _expect_each(row, "reasons", _reason, "an object with a 'message' text")
     _expect(row, "profile", dict, type(None))
     return row
+
+
+def _snapshot(account_id: str, raw: bytes | str) -> Row:
+    """The snapshot stored under `account_id`'s key: a JSON object of that account."""
+    snapshot = _object(raw)
+    if snapshot.get("account_id") != account_id:
+        raise ValueError(f"the snapshot under it is of account {str(snapshot.get('account_id'))[:80]!r}")
+    return snapshot
+
+
+def _totals(raw: bytes | str) -> list[int]:
+    """A partition's totals vector (`streamer.core.totals.FIELDS`), each an integer (past 64 bits a
+    decimal string, `wide`): a short one added up silently into wrong portfolio totals."""
+    value = orjson.loads(raw)
+    if not isinstance(value, list) or len(value) != len(FIELDS):
+        size = f"a list of {len(value)}" if isinstance(value, list) else f"a JSON {type(value).__name__}"
+        raise ValueError(f"totals are {size}, not a list of {len(FIELDS)} integers")
+    if not all(isinstance(v, int | str) and not isinstance(v, bool) for v in value):
+        raise TypeError("totals hold a value that is no integer")
+    return narrow(value)
+
+
+def _stat(value: Any) -> bool:
+    """Whether a worker's stat is what the workers write: a finite number."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """The workers that reported recently (`ProjectionReader.workers`)."""
+
+    stats: dict[str, dict[str, float]]  # by worker id: the stats the view can read
+    # by worker id: each stat it cannot read, with what it holds instead ("" for the whole value)
+    unreadable: dict[str, dict[str, str]]
 
 
 class Unreadable:
@@ -173,10 +236,11 @@ class Unreadable:
         try:
             return decode(raw)
         except UNREADABLE as error:
-            self._report(key, field, error, remove_with or f"HDEL {key} {field}")
+            self.report(key, field, error, remove_with or f"HDEL {key} {field}")
             return None
 
-    def _report(self, key: str, field: str, error: Exception, remove_with: str) -> None:
+    def report(self, key: str, field: str, error: Exception, remove_with: str) -> None:
+        """Log that the value of `key`'s `field` cannot be read (at most once per `REPEAT_S`)."""
         now = self.clock()
         last = self._logged.get((key, field))
         if last is not None and now - last < self.REPEAT_S:
@@ -219,17 +283,28 @@ class ProjectionReader:
         return {_text(key): _text(value) for key, value in raw.items()}
 
     async def account(self, account_id: str) -> dict[str, Any] | None:
+        """The account's latest snapshot, None when the projection has none (raises when the value
+        stored is no snapshot of this account)."""
         raw = await self.redis.hget(self.keys.account(account_id), "snapshot")
-        return None if raw is None else dict(orjson.loads(raw))
+        return None if raw is None else _snapshot(account_id, raw)
 
     async def count(self) -> int:
         """Accounts in the projection."""
         return int(await self.redis.zcard(self.keys.index("score")))
 
+    def _ids(self, key: str, members: Sequence[Any], remove: str) -> list[str | None]:
+        """Members of a sorted set or set as ids; None (logged, `remove` then removes it) where one
+        is not UTF-8 text, as no id the workers write is: its list leaves it out and counts it."""
+        return [
+            self.unreadable.decoded(key, _shown(member), member, _text, f"{remove} {key} {_shown(member)}")
+            for member in members
+        ]
+
     async def page(
         self, key: str, where: Range, offset: int, count: int, *, descending: bool
-    ) -> tuple[list[str], int]:
-        """Ids of one page of a sorted set within a score range, and how many are in the range."""
+    ) -> tuple[list[str | None], int]:
+        """Ids of one page of a sorted set within a score range (None: unreadable, see `_ids`), and
+        how many are in the range."""
         low, high = where.bounds
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcount(key, low, high)
@@ -238,34 +313,45 @@ class ProjectionReader:
         else:
             pipe.zrangebyscore(key, low, high, start=offset, num=count)
         total, ids = await pipe.execute()
-        return [_text(member) for member in ids], int(total)
+        return self._ids(key, ids, "ZREM"), int(total)
 
-    async def ids(self, key: str, where: Range, *, descending: bool) -> list[str]:
-        """All ids of a sorted set within a score range, in order."""
+    async def ids(self, key: str, where: Range, *, descending: bool) -> list[str | None]:
+        """All ids of a sorted set within a score range, in order (None: unreadable, see `_ids`)."""
         low, high = where.bounds
         if descending:
             members = await self.redis.zrevrangebyscore(key, high, low)
         else:
             members = await self.redis.zrangebyscore(key, low, high)
-        return [_text(member) for member in members]
+        return self._ids(key, members, "ZREM")
 
-    async def _entries(self, key: str, ids: Sequence[str], decode: Callable[[bytes | str], Row]) -> Entries:
+    async def _entries(
+        self, key: str, ids: Sequence[str | None], decode: Callable[[bytes | str], Row]
+    ) -> Entries:
+        """The values of `ids` in the hash `key`, decoded; an unreadable id (None) is an unreadable
+        entry."""
         values: list[Row | None] = []
         for start in range(0, len(ids), CHUNK):
-            chunk = list(ids[start : start + CHUNK])
-            for field, raw in zip(chunk, await self.redis.hmget(key, chunk), strict=True):
+            chunk = ids[start : start + CHUNK]
+            fields = [field for field in chunk if field is not None]
+            stored = iter(await self.redis.hmget(key, fields) if fields else [])
+            for field in chunk:
+                if field is None:
+                    values.append(None)
+                    continue
+                raw = next(stored)
                 if raw is not None:
                     values.append(self.unreadable.decoded(key, field, raw, decode))
         return Entries(values)
 
-    async def summaries(self, ids: Sequence[str]) -> Entries:
-        """The list rows of these accounts, in the same order (missing ones left out)."""
+    async def summaries(self, ids: Sequence[str | None]) -> Entries:
+        """The list rows of these accounts, in the same order (missing ones left out, an
+        unreadable id counted as an unreadable row)."""
         return await self._entries(self.keys.summaries, ids, summary_row)
 
     async def alerts(self, limit: int, account_id: str | None = None, offset: int = 0) -> Entries:
         """The newest alerts first, overall or of one account, from the `offset`-th."""
         key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
-        ids = [_text(member) for member in await self.redis.zrevrange(key, offset, offset + limit - 1)]
+        ids = self._ids(key, await self.redis.zrevrange(key, offset, offset + limit - 1), "ZREM")
         return await self._entries(self.keys.alert_data, ids, alert_row)
 
     async def alert_count(self, account_id: str | None = None) -> int:
@@ -280,13 +366,13 @@ class ProjectionReader:
         found: Any = await self.redis.zrangebyscore(key, "-inf", "+inf", withscores=True)
         points: list[history.Point] = []
         for raw, score in found:
-            as_of = int(score)
+            at = _score_text(score)
             point = self.unreadable.decoded(
                 key,
-                str(as_of),
+                at,
                 raw if isinstance(raw, bytes) else str(raw).encode(),
-                partial(_point_at, as_of),
-                remove_with=f"ZREMRANGEBYSCORE {key} {as_of} {as_of}",
+                partial(_point_at, score),
+                remove_with=f"ZREMRANGEBYSCORE {key} {at} {at}",
             )
             if point is not None:
                 points.append(point)
@@ -329,12 +415,18 @@ class ProjectionReader:
         return self.unreadable.decoded(key, field, raw_count, partial(_name_count, raw_name))
 
     async def members(self, which: str, names: Sequence[str]) -> set[str]:
-        """Ids of the accounts of these owners or segments (`which`)."""
+        """Ids of the accounts of these owners or segments (`which`); a member that is not UTF-8
+        text names no account a list can show (its own id would be unreadable): left out, logged."""
         if not names:
             return set()
-        key = self.keys.owner if which == "owner" else self.keys.segment
-        found = await self.redis.sunion([key(name) for name in names])
-        return {_text(member) for member in found}
+        keys = [(self.keys.owner if which == "owner" else self.keys.segment)(name) for name in names]
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.smembers(key)
+        found: set[str] = set()
+        for key, members in zip(keys, await pipe.execute(), strict=True):
+            found.update(i for i in self._ids(key, sorted(members), "SREM") if i is not None)
+        return found
 
     async def _partition_fields(self, *fields: str) -> list[tuple[int, list[Any]]]:
         """(number, the values of `fields`, None where unset) of every projected partition, by
@@ -351,7 +443,7 @@ class ProjectionReader:
         """The portfolio's current totals vector (`streamer.core.totals.FIELDS`), added up over the
         projected partitions."""
         rows = await self._partition_fields("totals")
-        return add_up(narrow(orjson.loads(totals)) for _, (totals,) in rows if totals is not None)
+        return add_up(_totals(totals) for _, (totals,) in rows if totals is not None)
 
     async def stream_times(self) -> dict[int, int]:
         """Each projected partition's stream time (epoch ms), by partition number."""
@@ -365,24 +457,41 @@ class ProjectionReader:
         for number, (stream_time, sums, totals) in rows:
             if stream_time is None or sums is None or totals is None:
                 continue
-            parts.append(
-                PartitionData(number, int(stream_time), decode_sums(sums), narrow(orjson.loads(totals)))
-            )
+            parts.append(PartitionData(number, int(stream_time), decode_sums(sums), _totals(totals)))
         return parts
 
     async def stream_time(self) -> int | None:
         """The latest stream time of any partition (the portfolio's "now"), None before any data."""
         return max((await self.stream_times()).values(), default=None)
 
-    async def workers(self, max_age_s: float) -> dict[str, dict[str, float]]:
-        """Stats of the workers that reported within `max_age_s` (their keys expire after that)."""
+    async def workers(self, max_age_s: float) -> Workers:
+        """Stats of the workers that reported within `max_age_s` (their keys expire after that). A
+        stat that is no finite number, or a whole value that is no JSON object, is left out and
+        named in `unreadable` (logged); so is a worker whose id is not UTF-8 text."""
         since = time.time() - max_age_s
-        ids = [_text(member) for member in await self.redis.zrangebyscore(self.keys.workers, since, "+inf")]
-        if not ids:
-            return {}
-        values = await self.redis.mget([self.keys.worker(worker_id) for worker_id in ids])
-        return {
-            worker_id: dict(orjson.loads(value))
-            for worker_id, value in zip(ids, values, strict=True)
-            if value is not None
-        }
+        members = await self.redis.zrangebyscore(self.keys.workers, since, "+inf")
+        ids = self._ids(self.keys.workers, members, "ZREM")
+        found = Workers({}, {})
+        for member, worker_id in zip(members, ids, strict=True):
+            if worker_id is None:
+                found.unreadable[_shown(member)] = {"": "an id that is not UTF-8"}
+        known = [worker_id for worker_id in ids if worker_id is not None]
+        values = await self.redis.mget([self.keys.worker(worker_id) for worker_id in known]) if known else []
+        for worker_id, value in zip(known, values, strict=True):
+            if value is not None:
+                self._worker(found, worker_id, value)
+        return found
+
+    def _worker(self, found: Workers, worker_id: str, value: bytes | str) -> None:
+        """Add one worker's stats to `found`: those that are finite numbers, and what the rest are."""
+        key = self.keys.worker(worker_id)
+        stats = self.unreadable.decoded(key, "", value, _object, remove_with=f"DEL {key}")
+        if stats is None:
+            found.stats[worker_id], found.unreadable[worker_id] = {}, {"": "no JSON object"}
+            return
+        found.stats[worker_id] = {name: float(v) for name, v in stats.items() if _stat(v)}
+        bad = {name: type(v).__name__ for name, v in stats.items() if not _stat(v)}
+        if bad:
+            found.unreadable[worker_id] = bad
+            error = TypeError(", ".join(f"{name!r} is {kind}" for name, kind in bad.items()))
+            self.unreadable.report(key, ",".join(bad), error, f"DEL {key}")

@@ -55,9 +55,11 @@ class Unavailable(Problem):
 UNREADABLE = redis_reader.UNREADABLE
 
 
-def unreadable(error: Exception) -> str:
-    """The 503's message for a value of the projection the view could not read."""
+def unreadable(error: Exception | str) -> str:
+    """The 503's message for a value of the projection the view could not read (the error, or
+    what was wrong with the value)."""
+    what = error if isinstance(error, str) else f"{type(error).__name__}: {str(error)[:200]}"
     return (
-        f"the projection holds a value the view cannot read ({type(error).__name__}: {str(error)[:200]}); "
+        f"the projection holds a value the view cannot read ({what}); "
         "the workers never write such a value: remove it from Redis"
     )

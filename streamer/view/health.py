@@ -11,7 +11,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from streamer.core.clock import iso
-from streamer.projection.redis_reader import ProjectionReader
+from streamer.projection.redis_reader import ProjectionReader, Workers
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import probe
 from streamer.view.errors import UNREADABLE, unreadable
@@ -22,8 +22,9 @@ KAFKA_PROBE_TTL_S = 5.0
 class Health:
     """Answers 200 while Redis is reachable (status `ok`, or `degraded` when the broker does not
     answer, no worker reported recently, a worker left input waiting with nothing committed for
-    `worker_stall_s`, or Redis can lose or refuse the projection's writes: see
-    `streamer.projection.memory`; `problems` says which) and 503 when it is not."""
+    `worker_stall_s`, Redis can lose or refuse the projection's writes (see
+    `streamer.projection.memory`), or the projection holds a partition or worker stats the view
+    cannot read; `problems` says which) and 503 when it is not."""
 
     def __init__(
         self,
@@ -55,13 +56,14 @@ class Health:
 
     async def check(self) -> tuple[int, dict[str, Any]]:
         redis: dict[str, Any] = {"reachable": False}
-        workers: dict[str, dict[str, float]] = {}
+        reported = Workers({}, {})
         problems: list[str] = []
         try:
             redis["latency_ms"] = round(await self.reader.ping(), 2)
             redis["reachable"] = True
-            workers = await self.reader.workers(self.worker_max_age_s)
+            reported = await self.reader.workers(self.worker_max_age_s)
             stream_time = await self.reader.stream_time()
+            await self.reader.totals()  # a partition whose totals the portfolio cannot read: a problem
         except (RedisError, OSError) as error:
             redis["error"] = str(error)
             problems.append(f"the projection store (Redis) is unreachable: {error}")
@@ -84,6 +86,10 @@ class Health:
         kafka = await self.kafka()
         if kafka is False:
             problems.append("the broker does not answer")
+        problems += [
+            unreadable_stats(worker_id, bad) for worker_id, bad in sorted(reported.unreadable.items())
+        ]
+        workers = reported.stats
         if redis["reachable"] and not workers:
             problems.append(f"no worker reported in the last {self.worker_max_age_s:g} s")
         stalled = self.stalled(workers)
@@ -119,3 +125,10 @@ class Health:
             for worker_id, stats in workers.items()
             if stats.get("stalled_s", 0.0) >= self.worker_stall_s
         )
+
+
+def unreadable_stats(worker_id: str, bad: dict[str, str]) -> str:
+    """The problem of a worker whose stats in Redis hold what the view cannot read (`bad`: each
+    stat with the type it holds, "" for the whole value)."""
+    what = ", ".join(f"{name!r} is {kind}" if name else kind for name, kind in bad.items())
+    return unreadable(f"the stats of worker {worker_id}: {what}")

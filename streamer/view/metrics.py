@@ -3,7 +3,7 @@ Redis, one `worker` label each) and the view's own request counts and latencies.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -77,13 +77,31 @@ class Live(Collector):
         return []
 
 
-def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
-    """Prometheus families of the workers' stats."""
+def _sample(stats: dict[str, float], bad: Mapping[str, str], name: str) -> float | None:
+    """A worker's stat: 0 when it reports none, None (left out) when it holds one the view cannot
+    read (`bad`, see `Workers.unreadable`)."""
+    return None if name in bad or "" in bad else stats.get(name, 0.0)
+
+
+def _add(family: GaugeMetricFamily | CounterMetricFamily, labels: list[str], value: float | None) -> None:
+    if value is not None:
+        family.add_metric(labels, value)
+
+
+def worker_families(
+    workers: dict[str, dict[str, float]], unreadable: Mapping[str, Mapping[str, str]] | None = None
+) -> list[Metric]:
+    """Prometheus families of the workers' stats (by worker id); a stat the view cannot read
+    (`unreadable`, see `Workers.unreadable`) is left out."""
     families: list[Metric] = []
+    reported = [
+        (worker_id, stats, (unreadable or {}).get(worker_id, {}))
+        for worker_id, stats in sorted(workers.items())
+    ]
     for name, metric, help_text in WORKER_COUNTERS:
         family = CounterMetricFamily(metric, f"{help_text}, since the worker started", labels=["worker"])
-        for worker_id, stats in sorted(workers.items()):
-            family.add_metric([worker_id], stats.get(name, 0.0))
+        for worker_id, stats, bad in reported:
+            _add(family, [worker_id], _sample(stats, bad, name))
         families.append(family)
     by_rule = CounterMetricFamily(
         "healthstream_alerts_raised_by_rule",
@@ -115,18 +133,18 @@ def worker_families(workers: dict[str, dict[str, float]]) -> list[Metric]:
         "Values staged for the Redis projection, not yet written",
         labels=["worker"],
     )
-    for worker_id, stats in sorted(workers.items()):
+    for worker_id, stats, bad in reported:
         for key, value in sorted(stats.items()):
             if key.startswith(RULE_PREFIX):
                 by_rule.add_metric([worker_id, key[len(RULE_PREFIX) :]], value)
             elif key.startswith(LAG_PREFIX):
                 lag.add_metric([worker_id, key[len(LAG_PREFIX) :]], value)
-        latency.add_metric([worker_id], stats.get("latency_s", 0.0))
-        stall.add_metric([worker_id], stats.get("loop_stall_s", 0.0))
-        stalled.add_metric([worker_id], stats.get("stalled_s", 0.0))
-        pending.add_metric([worker_id], stats.get("projection_pending", 0.0))
+        _add(latency, [worker_id], _sample(stats, bad, "latency_s"))
+        _add(stall, [worker_id], _sample(stats, bad, "loop_stall_s"))
+        _add(stalled, [worker_id], _sample(stats, bad, "stalled_s"))
+        _add(pending, [worker_id], _sample(stats, bad, "projection_pending"))
     count = GaugeMetricFamily("healthstream_workers", "Workers that reported recently")
-    count.add_metric([], len(workers))
+    count.add_metric([], len(reported))
     return [*families, by_rule, lag, latency, stall, stalled, pending, count]
 
 
@@ -204,7 +222,7 @@ class Metrics:
                 by_band,
                 by_stage,
                 *(memory_families(memory) if memory else []),
-                *worker_families(workers),
+                *worker_families(workers.stats, workers.unreadable),
             ]
         self.live.families = families
         return bytes(generate_latest(self.registry))

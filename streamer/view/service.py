@@ -144,12 +144,13 @@ class ViewService:
             how = plan(query, self.reader.keys, now)
             if how.residual:
                 ids = await self.reader.ids(how.key, how.where, descending=query.descending)
+                # an id that cannot be read (None) stays: whether it is of the owner cannot be told
                 if query.owners:
                     owned = await self.reader.members("owner", query.owners)
-                    ids = [account_id for account_id in ids if account_id in owned]
+                    ids = [account_id for account_id in ids if account_id is None or account_id in owned]
                 if query.segments:
                     within = await self.reader.members("segment", query.segments)
-                    ids = [account_id for account_id in ids if account_id in within]
+                    ids = [account_id for account_id in ids if account_id is None or account_id in within]
                 found = await self.reader.summaries(ids)
                 listed = [row for row in found.values if row is None or matches(row, query, now)]
                 total, window = len(listed), Entries(page(listed, query))

@@ -15,6 +15,7 @@ from streamer.core.clock import HOUR as HOUR_MS
 from streamer.core.clock import iso
 from streamer.projection import history
 from streamer.projection.history import FINE_DAYS, KEEP_DAYS, MAX_POINTS
+from streamer.projection.redis_reader import UNREADABLE
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.projection.staging import Staged
 from tests.fixtures import RedisServer
@@ -57,6 +58,48 @@ def test_a_point_round_trips_the_snapshot_facts_it_keeps() -> None:
     assert iso(point.scheduled_cancellation_at or 0) == "2024-04-01T00:00:00Z"
     assert point.components == {name: record["components"][name]["score"] for name in history.COMPONENTS}
     assert history.decode(history.point(snapshot())).override_band is None  # no override field: None
+
+
+def line_with(**fields: str) -> bytes:
+    """A point the workers write, with some of its `FIELDS` replaced."""
+    values = history.point(snapshot(as_of="2024-03-01T10:00:00Z", mrr="120.00")).decode().split(",")
+    for name, value in fields.items():
+        values[history.FIELDS.index(name)] = value
+    return ",".join(values).encode()
+
+
+@pytest.mark.parametrize("mrr", ["0", "120.00", "0.5", "9223372036854.775807", "9223372036854.78"])
+def test_an_mrr_an_account_can_have_is_read_as_written(mrr: str) -> None:
+    assert history.decode(line_with(mrr=mrr)).mrr == mrr
+
+
+@pytest.mark.parametrize(
+    "mrr",
+    [
+        "1E+999990",  # took ~31 s to turn into micro-units, on the view's event loop
+        "1E+3",
+        "1e3",
+        "-5.00",
+        "+5",
+        " 5",
+        "5_0",
+        "\u0665",  # an Arabic-Indic five: Decimal reads it
+        "5.1234567",  # past micro-units
+        "99999999999999",  # 14 digits before the point
+        "9223372036854.79",  # a cent past what an account's MRR can reach
+        ".5",
+        "5.",
+    ],
+)
+def test_an_mrr_that_is_no_plain_decimal_an_account_can_have_is_unreadable(mrr: str) -> None:
+    with pytest.raises(UNREADABLE):
+        history.decode(line_with(mrr=mrr))
+
+
+@pytest.mark.parametrize(("name", "value"), [("score", "nan"), ("score", "inf"), ("adoption", "-inf")])
+def test_a_figure_that_is_no_finite_number_is_unreadable(name: str, value: str) -> None:
+    with pytest.raises(UNREADABLE):
+        history.decode(line_with(**{name: value}))
 
 
 async def test_a_redelivered_snapshot_adds_no_point(projection: RedisProjection, client: Redis) -> None:

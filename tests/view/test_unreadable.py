@@ -6,6 +6,7 @@ it left out (`unreadable`): one planted row took every account or alert list dow
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -260,3 +261,202 @@ async def test_an_unreadable_owner_count_is_left_out_of_the_filters(
     after = await get(view, "/api/filters")
     assert (after["owners"], after["segments"]) == (before["owners"], before["segments"])
     assert (before["unreadable"], after["unreadable"]) == (0, 2)
+
+
+async def newest_point(url: str, key: str) -> tuple[list[str], float]:
+    """The fields of the newest point of a history, and its score."""
+    redis = Redis.from_url(url)
+    try:
+        [(raw, score)] = await redis.zrevrange(key, 0, 0, withscores=True)
+    finally:
+        await redis.aclose()
+    return raw.decode().split(","), score
+
+
+@pytest.mark.parametrize("mrr", ["1E+999990", "1E+3", "-5.00", "99999999999999.00", "5.1234567"])
+async def test_a_history_point_whose_mrr_no_account_can_have_is_left_out_at_once(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, mrr: str
+) -> None:
+    """An MRR of '1E+999990' (9 bytes in Redis) took ~31 s to read at every request, and the whole
+    view, /healthz included, waited: only a plain decimal an account's MRR can be is read."""
+    path = f"/api/accounts/{BAD}/history"
+    before = await get(view, path, params={"days": "400"})
+    key = Keys(prefix).history(BAD)
+    fields, score = await newest_point(redis_server.url, key)
+    fields[4] = mrr  # history.FIELDS: as_of, score, band, stage, mrr, ...
+    await plant(redis_server.url, "ZADD", key, repr(score + 1), ",".join(fields))
+    history = await get(view, path, params={"days": "400"})
+    assert (history["points"], history["movements"]) == (before["points"], before["movements"])
+    assert history["unreadable"] == 1
+    timeline = await get(view, f"/api/accounts/{BAD}/timeline")
+    assert timeline["unreadable"] == 1 and timeline["items"]
+
+
+async def test_a_history_point_scored_infinity_is_left_out_and_counted(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    """Its instant, the score, is no number of milliseconds: the history and the timeline were a
+    503 (the score was read before the point, outside the guard)."""
+    path = f"/api/accounts/{BAD}/history"
+    before = await get(view, path)
+    key = Keys(prefix).history(BAD)
+    fields, _ = await newest_point(redis_server.url, key)
+    fields[1] = "12.5"  # another member than the newest point's, which ZADD would move
+    await plant(redis_server.url, "ZADD", key, "+inf", ",".join(fields))
+    history = await get(view, path)
+    assert (history["points"], history["unreadable"]) == (before["points"], 1)
+    assert (await get(view, f"/api/accounts/{BAD}/timeline"))["unreadable"] == 1
+
+
+def own_alert() -> dict[str, Any]:
+    return next(a for a in scored().alerts if a["account_id"] == BAD)
+
+
+@pytest.mark.parametrize(
+    "alert",
+    [
+        own_alert() | {"reasons": ["text"]},
+        own_alert() | {"reasons": [{}]},
+        own_alert() | {"reasons": [{"message": 3}]},
+        {k: v for k, v in own_alert().items() if k != "severity"},
+        {k: v for k, v in own_alert().items() if k != "rule"},
+    ],
+    ids=["text-reasons", "reason-without-message", "message-no-text", "no-severity", "no-rule"],
+)
+async def test_an_alert_the_view_cannot_show_is_left_out_of_the_timeline_and_exports_and_counted(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, alert: dict[str, Any]
+) -> None:
+    """One such alert made the account's whole timeline a 503, and the alert lists' CSV exports
+    a 500: it is left out and counted, as any unreadable alert."""
+    before = await get(view, f"/api/accounts/{BAD}/timeline")
+    await plant(redis_server.url, "HSET", Keys(prefix).alert_data, alert["alert_id"], orjson.dumps(alert))
+    timeline = await get(view, f"/api/accounts/{BAD}/timeline")
+    assert timeline["unreadable"] == before["unreadable"] + 1
+    assert timeline["items"] and alert["raised_at"] not in {
+        i["at"] for i in timeline["items"] if i["kind"] == "alerts"
+    }
+    for path in ("/api/alerts", f"/api/accounts/{BAD}/alerts"):
+        answer = await get(view, path, params={"limit": "500"})
+        assert answer["unreadable"] == 1 and alert["alert_id"] not in {a["alert_id"] for a in answer["items"]}
+        response = await view.get(path, params={"format": "csv"})
+        assert response.status == 200, path
+        assert response.headers.get("X-Healthstream-Unreadable") == "1", path
+        assert alert["alert_id"].encode() not in await response.read(), path
+
+
+@pytest.mark.parametrize("reasons", [[{}], [{"signal": "x"}], [{"message": "usage down"}], [3]])
+async def test_a_row_whose_reasons_are_not_texts_is_left_out_of_the_list_and_its_export(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, reasons: list[Any]
+) -> None:
+    """A list row's reasons are texts: `[{}]` made the accounts' CSV export a 500."""
+    row = summary(scored().last[BAD]) | {"reasons": reasons}
+    await plant(redis_server.url, "HSET", Keys(prefix).summaries, BAD, orjson.dumps(row))
+    answer = await get(view, "/api/accounts", params={"limit": "500"})
+    assert answer["unreadable"] == 1 and BAD not in {r["account_id"] for r in answer["items"]}
+    response = await view.get("/api/accounts", params={"format": "csv"})
+    assert response.status == 200 and response.headers.get("X-Healthstream-Unreadable") == "1"
+    assert BAD.encode() not in await response.read()
+
+
+WORKER = "w-planted"
+PROCESSED, STALLED = "healthstream_events_processed_total", "healthstream_worker_stalled_seconds"
+
+
+@pytest.mark.parametrize(
+    ("stats", "left_out", "unsampled"),
+    [
+        (
+            b'{"lag": "x", "stalled_s": "y", "processed": "z"}',
+            "'lag' is str, 'stalled_s' is str, 'processed' is str",
+            (PROCESSED, STALLED),
+        ),
+        (b'{"lag": 1.0, "stalled_s": null}', "'stalled_s' is NoneType", (STALLED,)),
+        (b'{"lag": 1.0, "processed": [1]}', "'processed' is list", (PROCESSED,)),
+        (b'{"lag": 1.0, "processed": true}', "'processed' is bool", (PROCESSED,)),
+        (b"[1, 2]", "no JSON object", ("",)),  # "": no sample of that worker at all
+        (b"notjson", "no JSON object", ("",)),
+    ],
+)
+async def test_worker_stats_that_are_no_numbers_make_healthz_degraded_and_metrics_leave_them_out(
+    view: TestClient[Any, Any],
+    redis_server: RedisServer,
+    prefix: str,
+    stats: bytes,
+    left_out: str,
+    unsampled: tuple[str, ...],
+) -> None:
+    """A reporting worker whose stats hold a text or null made /healthz and /metrics a 500 (and
+    one that is no JSON object took /metrics' `healthstream_redis_up` to 0)."""
+    keys = Keys(prefix)
+    await plant(redis_server.url, "SET", keys.worker(WORKER), stats)
+    await plant(redis_server.url, "ZADD", keys.workers, repr(time.time()), WORKER)
+    health = await view.get("/healthz")
+    body = await health.json()
+    assert health.status == 200 and body["status"] == "degraded", body
+    assert body["problems"] == [
+        f"the projection holds a value the view cannot read (the stats of worker {WORKER}: {left_out}); "
+        "the workers never write such a value: remove it from Redis"
+    ]
+    assert (body["workers"], body["consumer_lag"]) == (2, 4 + (b'"lag": 1.0' in stats))
+    metrics = await view.get("/metrics")
+    assert metrics.status == 200
+    lines = (await metrics.text()).splitlines()
+    assert "healthstream_redis_up 1.0" in lines and "healthstream_workers 2.0" in lines
+    assert f'{PROCESSED}{{worker="w-test"}} 10.0' in lines  # the sound worker's
+    planted = [line.split("{")[0] for line in lines if f'worker="{WORKER}"' in line]
+    if "" in unsampled:
+        assert planted == []
+    else:
+        assert planted and not set(unsampled) & set(planted), planted
+
+
+async def test_a_member_that_is_not_utf8_is_left_out_of_its_list_and_counted(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    """No id the workers write is: one such member of the score index or the alert list made the
+    whole list a 503; in an owner's set it names no account a list could show."""
+    keys = Keys(prefix)
+    owner = scored().last[BAD]["profile"]["owner"]
+    owned = await get(view, "/api/accounts", params={"owner": owner, "limit": "500"})
+    await plant(redis_server.url, "SADD", keys.owner(owner), b"\xff")
+    assert await get(view, "/api/accounts", params={"owner": owner, "limit": "500"}) == owned
+    await plant(redis_server.url, "ZADD", keys.index("score"), "1", b"\xff\xfe")
+    for query in ({"limit": "500"}, {"q": "acct", "limit": "500"}):
+        answer = await get(view, "/api/accounts", params=query)
+        assert (answer["total"], len(answer["items"]), answer["unreadable"]) == (31, 30, 1), query
+    await plant(redis_server.url, "ZADD", keys.alerts, "9e15", b"\xff")
+    for query in ({"limit": "500"}, {"severity": "warning,critical,info", "limit": "500"}):
+        answer = await get(view, "/api/alerts", params=query)
+        count = len(scored().alerts)
+        assert (answer["total"], len(answer["items"]), answer["unreadable"]) == (count + 1, count, 1), query
+
+
+@pytest.mark.parametrize("stored", [b"[]", "other"])
+async def test_a_snapshot_that_is_no_object_of_its_account_is_a_503(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, stored: bytes | str
+) -> None:
+    """A JSON list was served as the account with a 200, and another account's snapshot under its
+    key as this account."""
+    raw = orjson.dumps(scored().last["acct-0001"]) if stored == "other" else stored
+    await plant(redis_server.url, "HSET", Keys(prefix).account(BAD), "snapshot", raw)
+    for route in (f"/api/accounts/{BAD}", f"/api/accounts/{BAD}/history", f"/api/accounts/{BAD}/timeline"):
+        response = await view.get(route)
+        body = await response.json()
+        assert response.status == 503, (route, body)
+        assert body["error"].startswith("the projection holds a value the view cannot read ("), body
+
+
+@pytest.mark.parametrize("totals", [b"[1, 2]", b"{}", b"[true]"])
+async def test_a_partitions_totals_of_the_wrong_form_make_the_portfolio_a_503(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, totals: bytes
+) -> None:
+    """A totals vector of two values was added up into silently wrong portfolio totals."""
+    await plant(redis_server.url, "HSET", Keys(prefix).partition(0), "totals", totals)
+    response = await view.get("/api/portfolio")
+    body = await response.json()
+    assert response.status == 503, body
+    assert body["error"].startswith("the projection holds a value the view cannot read ("), body
+    assert "healthstream_redis_up 0.0" in (await get(view, "/metrics")).splitlines()
+    health = await get(view, "/healthz")
+    assert health["status"] == "degraded" and health["redis"]["reachable"], health
+    assert any(p.startswith("the projection holds a value the view cannot read") for p in health["problems"])
