@@ -809,6 +809,8 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
             feature = _word(volumes[i], "usage feature")
             if feature in usage.feature_names:
                 raise StateDecodeError(f"usage.feature_days: feature {feature!r:.40} counted twice")
+            if feature not in usage.features:  # formats 3-4 name it (5 on index usage.features)
+                raise StateDecodeError(f"usage.feature_days: feature {feature!r:.40} not in usage.features")
             usage.add_feature_counts(feature, _unflat_pairs(volumes[i + 1], base, "usage.feature_days"))
     except OverflowError as exc:
         raise StateDecodeError(f"usage: a day or count out of range: {exc}") from exc

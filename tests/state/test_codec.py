@@ -411,6 +411,20 @@ def test_a_feature_counter_naming_a_feature_the_record_lacks_is_refused() -> Non
         decode_account(raw[:1] + msgpack.packb(body, use_bin_type=True))
 
 
+def test_a_format_4_feature_counter_naming_a_feature_the_record_lacks_is_refused() -> None:
+    """Formats 3-4 name a feature counter's feature (5 on index it): one byte of a golden format 4
+    record changed in a feature's name decoded, its counter naming a feature the record no
+    longer had, and the next checkpoint's encode refused the account (ValueError), which stopped
+    the worker on every restart. Found by changing every byte of the golden format 3 and 4 account
+    records to every value: now each either decodes to a record that encodes again, or is
+    refused on decode."""
+    raw = bytearray((GOLDEN / "v4" / "account-acct-2.bin").read_bytes())
+    assert raw[351:358] == b"reports"  # in usage.features; its counter names it further on
+    raw[351] = 0
+    with pytest.raises(StateDecodeError, match=r"feature 'reports' not in usage\.features"):
+        decode_account_record(bytes(raw))
+
+
 def nonzero(sums: PeriodSums) -> tuple[Any, ...]:
     """The period sums as every metric reads them: an all-zero entry counts as an absent one."""
     return (
