@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streamer.contract.decode import Rejected, decode_event
+from streamer.contract.decode import MAX_EVENT_BYTES, Rejected, decode_event
 from streamer.contract.events import (
     EVENT_FAMILY,
     FAMILY_EVENT_TYPES,
@@ -573,3 +573,19 @@ def test_a_byte_order_mark_before_the_json_is_named() -> None:
     value at line 1 column 1`, which does not say what to fix."""
     raw = b"\xef\xbb\xbf" + orjson.dumps(message("usage.recorded"))
     assert rejected(raw) == "starts with a UTF-8 byte order mark (EF BB BF): write JSON without it"
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_an_event_at_the_bound_may_end_its_line_once_and_no_more(text: bool) -> None:
+    """A file line's ending is not the event's, but only one: a 1 MiB event followed by a run of
+    line endings (JSON whitespace) passed the bound whatever the run's length."""
+    event = orjson.dumps(message("usage.recorded"))
+    padded = event[:-1] + b" " * (MAX_EVENT_BYTES - len(event)) + b"}"  # exactly at the bound
+    assert len(padded) == MAX_EVENT_BYTES
+    for ending in (b"\n", b"\r\n"):
+        line = padded + ending
+        assert decode_event(line.decode() if text else line).account_id == "acme"
+    for run in (b"\n\n", b"\r\n" * 1000, b"\r\r\n"):
+        line = padded + run
+        with pytest.raises(Rejected, match="bytes or more, past the 1,048,576 an event may have"):
+            decode_event(line.decode() if text else line)
