@@ -127,6 +127,8 @@ def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
     try:
         value = orjson.loads(line)
         moment = datetime.fromisoformat(value["occurred_at"])
+        if moment.tzinfo is None:  # refused; read in the machine's time zone it moved the others
+            raise ValueError("no UTC offset")
         family = FAMILIES.index(EVENT_FAMILY[value["event_type"]])
     except Exception:
         try:
@@ -134,7 +136,7 @@ def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
         except Rejected:
             return UNREADABLE, 0, number
         moment, family = event.occurred_at, FAMILIES.index(EVENT_FAMILY[event.event_type])
-    return int(moment.timestamp() * 1000), family, number
+    return to_ms(moment), family, number  # exact, where timestamp() * 1000 rounds
 
 
 UNREADABLE = -(1 << 62)  # merge_order_key's time for a line it cannot read (dead-lettered first)

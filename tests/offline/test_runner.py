@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from click.testing import CliRunner, Result
 from streamer.cli import main
 from streamer.contract.outputs import Alert, DeadLetter, HealthSnapshot
 from streamer.core.config import ScoreConfig
-from streamer.offline.runner import OfflineRun, partition_of
+from streamer.offline.runner import UNREADABLE, OfflineRun, merge_order_key, partition_of
 
 OUTPUTS = ("accounts.jsonl", "health.jsonl", "alerts.jsonl", "deadletter.jsonl", "portfolio.json")
 
@@ -324,3 +325,21 @@ def test_an_event_at_the_end_of_time_is_dead_lettered_whatever_now_says(tmp_path
     assert dead["error"] == (
         "occurred_at 9999-12-31T12:00:00Z is not before 9000-01-01T00:00:00Z, the latest event time accepted"
     )
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "America/Adak"])
+def test_a_time_without_an_offset_sorts_as_unreadable_in_any_time_zone(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract refuses a time without an offset; `--sort` read it in the machine's time zone
+    and placed it by that, so the valid events around it, and the outputs, depended on `TZ`."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        line = b'{"event_type":"usage.recorded","occurred_at":"2024-01-24T20:00:00","account_id":"a"}'
+        assert merge_order_key((7, line)) == (UNREADABLE, 0, 7)
+        aware = line.replace(b'20:00:00"', b'20:00:00.001+14:00"')
+        assert merge_order_key((8, aware)) == (1_706_076_000_001, 1, 8)  # 06:00:00.001Z
+    finally:
+        monkeypatch.undo()
+        time.tzset()
