@@ -326,6 +326,12 @@ POISONS: list[Poison] = [
         "must be after occurred_at",
         family="subscriptions",
     ),
+    Poison(  # after occurred_at by 100 microseconds: the core counts milliseconds, it never applied
+        "override-within-its-millisecond",
+        _override("override-within-its-millisecond", expires_in_days=0.0001 / 86400),
+        "is within the millisecond of occurred_at",
+        family="subscriptions",
+    ),
     Poison(
         "override-for-ten-years",
         _override("override-for-ten-years", expires_in_days=3650),

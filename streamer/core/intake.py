@@ -243,6 +243,11 @@ def _override(event: Event, bounds: Input, at: int) -> str | None:
     assert isinstance(event, HealthOverridden)
     latest = at + int(bounds.max_override_days * DAY)
     expires = to_ms(event.expires_at)
+    if expires <= at:  # after occurred_at to the microsecond (the contract), not to the millisecond
+        return (
+            f"field 'expires_at' {event.expires_at.isoformat()} is within the millisecond of occurred_at "
+            f"{iso(at)}: event time counts milliseconds, and the override would never apply"
+        )
     if expires > latest:
         return (
             f"field 'expires_at' {iso(expires)} is more than {bounds.max_override_days:g} days after "
