@@ -222,7 +222,19 @@ class DestinationWorker:
                 dropped += 1
         if dropped:
             self.metrics.pending.labels(self.name).set(len(self._in_flight))
+            self._drop_withdrawn()
         return dropped
+
+    def _drop_withdrawn(self) -> None:
+        """Take the withdrawn alerts out of the queue (order kept): left there for `_take` to
+        skip, they piled up behind a batch retried for good, one more per alert at every
+        rebalance that read them again."""
+        queue = self._queue
+        kept = [
+            queued for queued in (queue.get_nowait() for _ in range(queue.qsize())) if not queued.withdrawn
+        ]
+        for queued in kept:
+            queue.put_nowait(queued)
 
     def sending(self, partitions: Collection[TopicPartition]) -> bool:
         """Whether the batch being sent holds an alert read from one of `partitions`."""

@@ -10,9 +10,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from streamer.notify.config import Destination
-from streamer.notify.delivery import Response
+from streamer.notify.config import Destination, Retry
+from streamer.notify.delivery import DestinationWorker, Outcome, Response
 from streamer.notify.lane import Lane
+from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.sentlog import SEP, KafkaSentLog, MemorySentLog
 from streamer.notify.service import decode_alert
 from streamer.stream.access import KafkaAccess
@@ -95,6 +96,32 @@ async def test_an_alert_withdrawn_from_a_digest_being_collected_is_left_out() ->
             break
     task.cancel()
     assert sender.delivered() == ["a1"]
+
+
+async def test_a_destination_that_never_answers_queues_no_more_after_each_rebalance() -> None:
+    """Withdrawn alerts were left in the queue for the worker to skip, but a batch retried for
+    good never gets there: each rebalance that read the same alerts again added one more entry per
+    alert (21,000 for 1,000 pending alerts after 20 rebalances). The queue holds what is pending."""
+
+    class Down(FakeSender):
+        async def post(self, destination: Destination, payload: dict[str, Any], key: str) -> Response:
+            return Response(Outcome.retry, "HTTP 503")
+
+    async def a_turn(seconds: float) -> None:  # the backoff, without the waiting
+        await asyncio.sleep(0)
+
+    hook = Destination.model_validate({"name": "hook", "url": "http://127.0.0.1:9/x"})
+    worker = DestinationWorker(hook, Retry(), Down(), MemorySentLog(), NotifyMetrics(), sleep=a_turn)
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(20):
+            for n in range(50):
+                worker.submit(alert(f"a{n}"), lambda: None, P0)
+            await asyncio.sleep(0)
+            worker.withdraw([P0])  # revoked, then assigned back and read again
+            assert worker._queue.qsize() <= worker.pending
+    finally:
+        task.cancel()
 
 
 class TailConsumer:
