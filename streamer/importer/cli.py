@@ -44,16 +44,17 @@ A mapping file names the tables (relative to FOLDER) and their columns; see the 
 preset with --show-preset fightchurn, and README.md (`streamer import`)."""
 
 
-def _progress_printer() -> Progress:
+def _progress_printer(doing: str = "reading", unit: str = "rows") -> Progress:
+    """A line on stderr, rewritten at most once a second: `reading events.csv: 50,000 rows (12%)`."""
     shown = [0.0]
 
-    def show(name: str, rows: int, share: float) -> None:
+    def show(name: str, count: int, share: float) -> None:
         now = time.monotonic()
         if share < 1.0 and now - shown[0] < 1.0:
             return
         shown[0] = now
         end = "\n" if share >= 1.0 else ""
-        click.echo(f"\rreading {name}: {rows:,} rows ({100 * share:.0f}%)", err=True, nl=False)
+        click.echo(f"\r{doing} {name}: {count:,} {unit} ({100 * share:.0f}%)", err=True, nl=False)
         if end:
             click.echo("", err=True)
 
@@ -221,6 +222,12 @@ def import_tables(
     """
     mapping = _mapping(Preset(preset) if preset else None, mapping_path, columns)
     if data_end is not None:
+        if not data_end.strip():  # with_overrides reads an empty value as "no key": another rule, silently
+            raise click.BadParameter(
+                "empty (an unset shell variable?): give the export date YYYY-MM-DD, 'latest-seen' or "
+                "'latest-start', or leave the option out for the mapping's data_end",
+                param_hint="--data-end",
+            )
         try:
             mapping = with_overrides(mapping, {"data_end": data_end})
         except MappingError as exc:
@@ -233,6 +240,7 @@ def import_tables(
         grain=UsageGrain(usage_grain),
         skip_bad_rows=skip_bad_rows,
         progress=_progress_printer() if show else None,
+        write_progress=_progress_printer("sorting and writing", "events") if show else None,
         data_end_source=_data_end_source(data_end, columns, mapping_path, preset),
     )
     try:

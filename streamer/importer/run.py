@@ -25,6 +25,7 @@ from streamer.importer.subscriptions import (
     Refusal,
     SubscriptionCounts,
     SubscriptionRow,
+    TermsPastYear9999,
     conflicts,
     epoch_ms,
     started_event,
@@ -130,14 +131,19 @@ class Importer:
         progress: Progress | None = None,
         published_ms: int | None = None,
         data_end_source: str = "the mapping's data_end",
+        write_progress: Progress | None = None,
     ) -> None:
         """`published_ms`: when the events count as published, for the input bound on event time
         (as `streamer offline` takes it: default now); `data_end_source`: where a fixed end of
-        the data comes from, for the summary (`--data-end`)."""
+        the data comes from, for the summary (`--data-end`); `progress`: called as the tables are
+        read, `write_progress` as the events are sorted and written ((the events file's name,
+        events made, share of the rows they stand for))."""
         self.folder, self.mapping, self.grain, self.progress = folder, mapping, grain, progress
+        self.write_progress = write_progress
         self.data_end_source = data_end_source
         self.bad = BadRows(skip=skip_bad_rows)
         self.accounts: set[str] | None = None
+        self.refused_accounts: dict[str, int] = {}  # id -> line of its account-table row the reader refused
         self.left_out: set[str] = set()  # accounts with a skipped subscription row not covered
         self.profiles: dict[str, ProfileRow] = {}  # accounts-table rows with a profile
         self.first_use: dict[str, int] = {}  # account -> its first product-event row written (ms)
@@ -204,7 +210,13 @@ class Importer:
         account = _check_id(row, column, value)
         if self.accounts is not None and account not in self.accounts:
             assert self.mapping.accounts is not None
-            raise row.bad(f"{column} {account!r} is not in {self.mapping.accounts.file}")
+            file = self.mapping.accounts.file
+            line = self.refused_accounts.get(account)
+            if line is not None:  # it is in the table, on a row that could not be read
+                raise row.bad(
+                    f"{column} {account!r} has no usable row: its row in {file} (line {line}) was refused"
+                )
+            raise row.bad(f"{column} {account!r} is not in {file}")
         return account
 
     def read_accounts(self, summary: ImportSummary) -> None:
@@ -214,7 +226,8 @@ class Importer:
         accounts: dict[str, tuple[int, tuple[str, ...]]] = {}  # id -> its first line and values
         mapped = table.profile_columns()
         fields, columns = list(mapped), list(mapped.values())
-        for row in self._rows(table.file, [table.id, *columns], summary, "accounts"):
+        refused: list[Row] = []  # rows the reader refused (a wrong number of fields), as far as read
+        for row in self._rows(table.file, [table.id, *columns], summary, "accounts", refused):
             try:
                 account = _check_id(row, table.id, row.values[0])
                 if account in accounts:  # the same again is harmless; another profile is a bad row
@@ -230,6 +243,9 @@ class Importer:
             except BadRow as error:
                 self.bad.handle(error)
         self.accounts = set(accounts)
+        for row in refused:
+            if row.values and row.values[0] and row.values[0] not in accounts:
+                self.refused_accounts.setdefault(row.values[0], row.line)
         summary.accounts_in_table = len(accounts)
 
     def _check_profile(self, row: Row, profile: ProfileRow) -> None:
@@ -448,7 +464,10 @@ class Importer:
             summary.days_beyond = max(0.0, (data_end - latest_seen).total_seconds() / 86_400)
             summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else self.data_end_source
             counts = SubscriptionCounts()
-            changes = list(subscription_events(rows, data_end, self.mapping.currency, counts))
+            try:
+                changes = list(subscription_events(rows, data_end, self.mapping.currency, counts))
+            except TermsPastYear9999 as exc:
+                raise ValueError(_terms_past_year_9999(exc, summary)) from None
             changes += profile_events(self.profiles, changes, self.first_use)
             changes.sort(key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]))
             summary.after_end[self.mapping.subscriptions.file] += counts.after_end
@@ -456,7 +475,10 @@ class Importer:
             summary.usage_rows = usage.rows
             written = _temporary(out)
             try:
-                write_events(written, self.checked(merged(changes, usage)), summary, shown=out)
+                events = merged(changes, usage)
+                if self.write_progress is not None:
+                    events = _with_progress(events, len(changes) + usage.rows, out.name, self.write_progress)
+                write_events(written, self.checked(events), summary, shown=out)
             except BaseException:
                 if written != out:
                     written.unlink(missing_ok=True)  # no half-written file; a previous one stays
@@ -467,6 +489,18 @@ class Importer:
                 written.unlink()
         summary.seconds = time.monotonic() - started
         return summary
+
+
+def _terms_past_year_9999(exc: TermsPastYear9999, summary: ImportSummary) -> str:
+    """The open-ended row whose renewals would run past year 9999 before the end of the data."""
+    row, since = exc.row, exc.since
+    assert row is not None and since is not None
+    every = f"{row.months} month{'' if row.months == 1 else 's'}"
+    return (
+        f"{row.source[0]}:{row.source[1]}: this open-ended row renews every {every} from {since.date()} "
+        f"until the end of the data, {summary.data_end} ({summary.data_end_rule}), and its billing terms "
+        "would run past year 9999: give an earlier end of the data, such as the export date"
+    )
 
 
 def _covered(skipped: Row, kept: list[SubscriptionRow]) -> bool:
@@ -495,6 +529,26 @@ def merged(changes: list[Imported], usage: UsageAggregator) -> Iterator[Imported
     """Subscription and usage events in event-time order; at the same instant subscriptions first
     (the order in which `streamer offline --sort` and the stream's merge apply topics)."""
     return heapq.merge(changes, usage.sorted_events(), key=lambda item: (item.at, _family(item)))
+
+
+PROGRESS_EVENTS = 50_000  # events between calls of `write_progress`
+
+
+def _with_progress(
+    events: Iterator[Imported], rows: int, name: str, progress: Progress
+) -> Iterator[Imported]:
+    """`events`, telling `progress` how many were made and the share of the `rows` they stand
+    for (each subscription event one, each usage event the rows it aggregates): the sort and the
+    consumers' checks take as long as reading the tables did."""
+    progress(name, 0, 0.0)  # the usage aggregates are sorted before the first event
+    made = done = 0
+    for item in events:
+        yield item
+        made += 1
+        done += item.rows
+        if made % PROGRESS_EVENTS == 0:
+            progress(name, made, min(0.99, done / max(1, rows)))  # 1.0: the end
+    progress(name, made, 1.0)
 
 
 def _family(item: Imported) -> int:

@@ -211,10 +211,11 @@ def _line_events(
         elif row.end is not None and row.end != current.end:
             yield make("subscription.renewed", row.start, row, term_end=rfc3339(row.end))
         if row.end is None and current is not None and current.end is not None:
-            yield from (
-                make("subscription.renewed", at, row, term_end=rfc3339(end))
-                for at, end in billing_terms(current.end, row.months, data_end)
-            )
+            try:  # all of them first: a far end of the data fails before any event is made
+                terms = list(billing_terms(current.end, row.months, data_end))
+            except TermsPastYear9999:
+                raise TermsPastYear9999(row, current.end) from None
+            yield from (make("subscription.renewed", at, row, term_end=rfc3339(end)) for at, end in terms)
         current = row
     if current is not None and current.end is not None and current.end < data_end:
         yield make("subscription.canceled", current.end, current, effective_at=rfc3339(current.end))
@@ -227,9 +228,21 @@ def billing_terms(start: datetime, months: int, data_end: datetime) -> Iterator[
     them it renews at each period end, as the same history written one row per period would."""
     at = start
     while at <= data_end:
-        end = add_months(at, months)
+        try:
+            end = add_months(at, months)
+        except ValueError:  # year 10000
+            raise TermsPastYear9999() from None
         yield at, end
         at = end
+
+
+class TermsPastYear9999(ValueError):
+    """Billing terms of an open-ended `row` (continuing a term that ended at `since`) that would
+    run past 9999-12-31, the last day a date can have, before reaching the end of the data."""
+
+    def __init__(self, row: SubscriptionRow | None = None, since: datetime | None = None) -> None:
+        super().__init__("a billing term would end after year 9999")
+        self.row, self.since = row, since
 
 
 def add_months(moment: datetime, months: int) -> datetime:

@@ -260,6 +260,18 @@ def _missing_columns(path: Path, header: list[str], missing: list[str], keys: Ma
     return problem + "map the right one with --column or a mapping file"
 
 
+def _named_twice(path: Path, written: list[str], header: list[str], twice: list[str]) -> str:
+    """What a table whose header names a column the mapping reads more than once is told, with
+    the names as written when they differ only by the spaces around them."""
+    shown = ", ".join(map(repr, map(_shown, twice)))
+    spelt = [
+        [name for name, trimmed in zip(written, header, strict=True) if trimmed == column] for column in twice
+    ]
+    differ = [", ".join(map(repr, map(_shown, names))) for names in spelt if len(set(names)) > 1]
+    also = f" (written {'; '.join(differ)}: the spaces around a name are not part of it)" if differ else ""
+    return f"{path.name}: the header names {shown} more than once{also}; rename or remove all but one"
+
+
 def read_rows(
     path: Path,
     columns: Sequence[str],
@@ -287,14 +299,14 @@ def read_rows(
     kept: list[str] = []  # the physical lines of the record being read
     with text, raw:
         reader = csv.reader(_tapped(text, kept), strict=True)  # strict: a quote never closed is an error
-        header = _header(reader, path)
+        written = _header(reader, path)
+        header = [column.strip() for column in written]  # as the values are: `mrr ` is `mrr`
         missing = [column for column in columns if column not in header]
         if missing:
             raise TableError(_missing_columns(path, header, missing, keys or {}))
         twice = sorted({column for column in columns if header.count(column) > 1})
         if twice:  # which of the two is meant cannot be told: the first was read, silently
-            shown = ", ".join(map(repr, map(_shown, twice)))
-            raise TableError(f"{path.name}: the header names {shown} more than once")
+            raise TableError(_named_twice(path, written, header, twice))
         indexes = [header.index(column) for column in columns]
         width = len(header)
         name = path.name

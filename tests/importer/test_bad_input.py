@@ -544,3 +544,68 @@ def test_a_profile_the_consumers_would_refuse_is_a_bad_row_and_skipped_keeps_the
     assert not [e for e in events if e["account_id"] == "gap" and e["event_type"] == "account.updated"]
     assert [e for e in events if e["account_id"] == "gap" and e["event_type"] == "subscription.started"]
     assert "skipped bad rows: 1" in result.output
+
+
+def test_an_end_of_the_data_whose_renewals_run_past_year_9999_names_the_open_ended_row(
+    tmp_path: Path,
+) -> None:
+    """--data-end 9999-12-31 with an open-ended row renewing monthly stopped at
+    "Error: year 10000 is out of range", without a file, a line or what to do."""
+    last = ("renewals", "basic", "2024-05-15", "2024-06-15", "10", "1", "1")
+    open_ended = ("renewals", "basic", "2024-05-15", "", "10", "1", "1")
+    rows = [open_ended if row == last else row for row in SUBSCRIPTIONS]
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    for options in ([], ["--skip-bad-rows"]):
+        result = run_import(tmp_path / "export", mapping, out, "--data-end", "9999-12-31", *options)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(
+            "Error: subs.csv.gz:12: this open-ended row renews every 1 month from 2024-05-15 until the end "
+            "of the data, 9999-12-31T00:00:00Z (--data-end), and its billing terms would run past year "
+            "9999: give an earlier end of the data, such as the export date\n"
+        ), result.output
+        assert len(result.output.splitlines()) == 1 and not out.exists()
+
+
+def test_spaces_around_header_names_are_trimmed_as_around_values(tmp_path: Path) -> None:
+    """`account_id, event_time` or `user_id ` said "no column 'event_time'" while listing it."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    header, rest = events.read_text().split("\n", 1)
+    assert header == "account_id,event_time,event_type_id,user_id"
+    events.write_text("account_id, event_time ,\tevent_type_id,user_id \n" + rest)
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    assert result.exit_code == 0, result.output
+    assert_only_clean_events(tmp_path, out)
+
+
+def test_header_names_equal_once_trimmed_are_refused_naming_both_spellings(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    header, rest = events.read_text().split("\n", 1)
+    events.write_text(header + ", user_id\n" + rest.replace("\n", ",x\n"))
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl")
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        "Error: events.csv: the header names 'user_id' more than once (written 'user_id', ' user_id': the "
+        "spaces around a name are not part of it); rename or remove all but one\n"
+    )
+
+
+def test_rows_of_an_account_whose_table_row_was_refused_say_so_rather_than_that_it_is_missing(
+    tmp_path: Path,
+) -> None:
+    """An accounts row with an extra field made every row of its account report "account_id
+    'gap' is not in accounts.csv", though it is there, on a row that could not be read."""
+    mapping = write_export(tmp_path / "export")
+    accounts = tmp_path / "export" / "accounts.csv"
+    assert accounts.read_text().splitlines()[4] == "gap,Gap Inc,smb,US"
+    accounts.write_text(accounts.read_text().replace("gap,Gap Inc,smb,US\n", "gap,Gap Inc,smb,US,extra\n"))
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    refused = "account_id 'gap' has no usable row: its row in accounts.csv (line 5) was refused"
+    assert "  accounts.csv:5: 5 fields, expected 4 as in the header\n" in result.output
+    for where in ("subs.csv.gz:13", "subs.csv.gz:14", "events.csv:11"):
+        assert f"  {where}: {refused}\n" in result.output
+    assert "is not in accounts.csv" not in result.output

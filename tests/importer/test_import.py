@@ -17,7 +17,10 @@ from streamer.backtest.labels import churn_instants
 from streamer.cli import main
 from streamer.contract.decode import decode_event
 from streamer.core.config import ScoreConfig
+from streamer.importer import run as run_module
 from streamer.importer import usage as usage_module
+from streamer.importer.mapping import load_mapping
+from streamer.importer.run import Importer
 from streamer.importer.usage import UsageAggregator, UsageGrain
 from streamer.offline.runner import OfflineRun
 
@@ -733,3 +736,31 @@ def test_spaces_around_ids_dates_and_numbers_are_ignored(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     clean, _ = import_export(tmp_path / "clean")
     assert read_events(out) == read_events(clean)
+
+
+def test_sorting_and_writing_the_events_reports_its_progress_as_reading_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a large import the reading reached 93% and then nothing was shown for as long again,
+    while the events were sorted, checked and written."""
+    mapping = write_export(tmp_path / "export")
+    out = tmp_path / "o.jsonl"
+    command = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    shown = CliRunner().invoke(main, [*command, "--progress"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stderr.replace("\r", "\n").splitlines()
+    assert lines[-2:] == [
+        "sorting and writing o.jsonl: 0 events (0%)",
+        "sorting and writing o.jsonl: 36 events (100%)",
+    ]
+    assert "sorting and writing" not in shown.stdout
+    monkeypatch.setattr(run_module, "PROGRESS_EVENTS", 10)
+    calls: list[tuple[str, int, float]] = []
+    importer = Importer(
+        tmp_path / "export", load_mapping(mapping), write_progress=lambda *call: calls.append(call)
+    )
+    assert importer.run(tmp_path / "again.jsonl").events == 36
+    assert [made for _, made, _ in calls] == [0, 10, 20, 30, 36]
+    shares = [share for _, _, share in calls]
+    assert shares[0] == 0.0 and shares[-1] == 1.0 and shares == sorted(shares)
+    assert {name for name, _, _ in calls} == {"again.jsonl"}

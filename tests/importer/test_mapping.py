@@ -186,3 +186,20 @@ def test_column_sets_or_removes_one_attribute_and_an_empty_value_unmaps_an_optio
     assert result.exit_code == 0, result.output
     profiles = [line for line in out.read_text().splitlines() if '"account.updated"' in line]
     assert profiles and not any('"segment"' in line or '"attributes"' in line for line in profiles)
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_data_end_option_is_refused_rather_than_read_as_the_default_rule(
+    tmp_path: Path, value: str
+) -> None:
+    """`--data-end "$UNSET"` switched silently from the mapping's date to latest-seen."""
+    mapping = write_export(tmp_path / "export")
+    out = tmp_path / "o.jsonl"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--data-end", value])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        "Error: Invalid value for --data-end: empty (an unset shell variable?): give the export date "
+        "YYYY-MM-DD, 'latest-seen' or 'latest-start', or leave the option out for the mapping's data_end"
+    )
+    assert not out.exists()
