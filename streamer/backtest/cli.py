@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from streamer.cli_options import (
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
 from streamer.offline.runner import publication_ms
-from streamer.outputs import prepare
+from streamer.outputs import prepare, same_file
 from streamer.progress import Progress
 from streamer.settings import ConfigError, Settings, read_toml
 
@@ -61,6 +62,26 @@ def _tuning_options_need_tune(tune_weights: bool) -> None:
         raise click.UsageError(
             f"{' and '.join(given)} only {verb} the fit: add --tune (or --write-config FILE)"
         )
+
+
+def _refuse_shared_outputs(files: dict[str, Path | None], plots: Iterable[Path]) -> None:
+    """Refuse, before the replay, two outputs that are one file (`files`: by option; `plots`: the
+    files --plots writes): the one written last replaced the other, and a configuration announced
+    as written was the JSON figures."""
+    named = [(option, path) for option, path in files.items() if path is not None]
+    for index, (option, path) in enumerate(named):
+        for other, other_path in named[index + 1 :]:
+            if same_file(path, other_path):
+                raise click.ClickException(
+                    f"{option} and {other} both name {click.format_filename(path)}: one would be "
+                    "written over the other; give each its own path"
+                )
+        for plot in plots:
+            if same_file(path, plot):
+                raise click.ClickException(
+                    f"{option} {click.format_filename(path)} is a plot --plots writes there; "
+                    "give it another path"
+                )
 
 
 def _replay(
@@ -105,6 +126,22 @@ def _replay(
     return history
 
 
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _no_auc_because(tuning: TuneResult) -> str:
+    """Why a held-out AUC is not defined: one side of the ranking is empty."""
+    from streamer.backtest.analysis import TUNE_HORIZON
+
+    churned = tuning.test_labelled[TUNE_HORIZON].churned
+    if not churned.any():
+        return f"n/a: no churn within {TUNE_HORIZON} days in the held-out month starts"
+    if churned.all():
+        return f"n/a: every held-out sample churned within {TUNE_HORIZON} days"
+    return "n/a: not defined on the held-out samples"
+
+
 def _tuned_header(tuning: TuneResult, events: Path, source: Path | None) -> list[str]:
     """The comment lines atop a written configuration: how it was fitted, and how it ranked held out."""
     from streamer.backtest.analysis import TUNE_HORIZON
@@ -124,13 +161,14 @@ def _tuned_header(tuning: TuneResult, events: Path, source: Path | None) -> list
             f"{months}).",
         ]
     )
+    aucs = [held.auc.get(TUNE_HORIZON) for held in (tuning.default, tuning.tuned, tuning.risk)]
     return [
         *fitted,
-        f"Held-out AUC {TUNE_HORIZON}d: configured score "
-        f"{tuning.default.auc.get(TUNE_HORIZON) or 0:.3f}, "
-        f"tuned score {tuning.tuned.auc.get(TUNE_HORIZON) or 0:.3f}, "
-        f"churn_risk_60d {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f} "
-        f"(chosen: {tuning.choice.winner.label} as the [model], "
+        f"Held-out AUC {TUNE_HORIZON}d: configured score {_auc(aucs[0])}, tuned score {_auc(aucs[1])}, "
+        f"churn_risk_60d {_auc(aucs[2])}"
+        + " ("
+        + (f"{_no_auc_because(tuning)}; " if None in aucs else "")
+        + f"chosen: {tuning.choice.winner.label} as the [model], "
         f"{tuning.choice.weighting.label} weights). "
         + (f"Other settings from {source}." if source is not None else "Everything else is the default."),
     ]
@@ -273,7 +311,7 @@ def backtest(
         from streamer.backtest.report import to_json as report_json
 
         if plots_dir is not None:
-            from streamer.backtest.plots import write_all
+            from streamer.backtest.plots import PLOT_FILES, write_all
     settings = Settings()
     source = config_path or settings.score_config
     config = score_config_or_fail(source)
@@ -284,6 +322,14 @@ def backtest(
     # Checked before the replay: a path that cannot be written failed after minutes of work, and
     # --replay-cache EVENTS replaced the events with a cache. The plots folder by a probe file.
     plots_probe = plots_dir / ".healthstream-write-check" if plots_dir is not None else None
+    outputs = {
+        "--json": json_path,
+        "--write-config": write_config,
+        "--replay-cache": replay_cache,
+        "--plots": plots_dir,
+    }
+    plots = [plots_dir / name for name in PLOT_FILES.values()] if plots_dir is not None else []
+    _refuse_shared_outputs(outputs, plots)
     prepare([json_path, write_config, replay_cache, plots_probe], [events, source])
     made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
     history = load_replay(replay_cache, made_from) if replay_cache is not None else None

@@ -14,7 +14,17 @@ from streamer.backtest.report import day
 from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
 
+PLOT_FILES = {
+    name: f"{name}.png"
+    for name in ("roc", "auc_by_month", "bands", "scores", "alerts", "weights", "calibration")
+}  # in `out`
+
 BAND_COLOURS = {Band.green: "#2e9e44", Band.yellow: "#e0b000", Band.red: "#d03030"}
+
+
+def _auc(value: float | None) -> str:
+    """An AUC for a title; n/a when undefined (no churn, or only churn, to rank)."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -39,7 +49,7 @@ def roc(result: Backtest, out: Path) -> Path:
     _roc_axes(ax, "Health score as a churn predictor (all month starts)")
     if tuning is not None:
         _held_out_roc(axes[0][1], tuning)
-    return _save(figure, out / "roc.png")
+    return _save(figure, out / PLOT_FILES["roc"])
 
 
 def _held_out_roc(ax: Axes, tuning: TuneResult) -> None:
@@ -83,7 +93,7 @@ def auc_by_month(result: Backtest, out: Path) -> Path:
     ax.set_xticks(range(len(starts)), [day(at) for at in starts], rotation=45, fontsize=8)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(figure, out / "auc_by_month.png")
+    return _save(figure, out / PLOT_FILES["auc_by_month"])
 
 
 def bands(result: Backtest, out: Path) -> Path:
@@ -122,7 +132,7 @@ def bands(result: Backtest, out: Path) -> Path:
         fontsize=9,
     )
     ax.grid(axis="y", alpha=0.3)
-    return _save(figure, out / "bands.png")
+    return _save(figure, out / PLOT_FILES["bands"])
 
 
 def scores(result: Backtest, out: Path, thresholds: tuple[float, float] = (40, 70)) -> Path:
@@ -132,22 +142,18 @@ def scores(result: Backtest, out: Path, thresholds: tuple[float, float] = (40, 7
     figure = Figure(figsize=(7, 4))
     ax = figure.subplots()
     edges = [2.5 * step for step in range(41)]
-    ax.hist(
-        values[~labelled.churned],
-        bins=edges,
-        density=True,
-        alpha=0.6,
-        color="#4a7bd0",
-        label=f"stayed ({int((~labelled.churned).sum()):,})",
+    sides = (
+        (~labelled.churned, "#4a7bd0", "stayed"),
+        (labelled.churned, "#d03030", "churned within 60 days"),
     )
-    ax.hist(
-        values[labelled.churned],
-        bins=edges,
-        density=True,
-        alpha=0.6,
-        color="#d03030",
-        label=f"churned within 60 days ({int(labelled.churned.sum()):,})",
-    )
+    for side, colour, name in sides:
+        count = int(side.sum())
+        if count:  # a density of no samples is 0/0: an empty side is left out (its count is in the legend)
+            ax.hist(
+                values[side], bins=edges, density=True, alpha=0.6, color=colour, label=f"{name} ({count:,})"
+            )
+        else:
+            ax.plot([], [], color=colour, alpha=0.6, label=f"{name} (none)")
     for threshold, name in zip(thresholds, (Band.yellow, Band.green), strict=True):
         ax.axvline(threshold, color="grey", linestyle="--", linewidth=1)
         ax.text(
@@ -157,7 +163,7 @@ def scores(result: Backtest, out: Path, thresholds: tuple[float, float] = (40, 7
     ax.set_ylabel("density")
     ax.set_title("Score of churners vs non-churners (all month starts)", fontsize=10)
     ax.legend(fontsize=8)
-    return _save(figure, out / "scores.png")
+    return _save(figure, out / PLOT_FILES["scores"])
 
 
 def alerts(result: Backtest, out: Path) -> Path:
@@ -192,7 +198,7 @@ def alerts(result: Backtest, out: Path) -> Path:
     ax.set_title("Alert rules (alerts raised in brackets)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    return _save(figure, out / "alerts.png")
+    return _save(figure, out / PLOT_FILES["alerts"])
 
 
 def weights(tuning: TuneResult, out: Path) -> Path:
@@ -212,12 +218,12 @@ def weights(tuning: TuneResult, out: Path) -> Path:
     ax.set_xticks(positions, list(COMPONENTS))
     ax.set_ylabel("component weight")
     held = " / ".join(
-        f"{name} {getattr(tuning, name).auc.get(TUNE_HORIZON) or 0:.3f}" for name in ("default", "tuned")
+        f"{name} {_auc(getattr(tuning, name).auc.get(TUNE_HORIZON))}" for name in ("default", "tuned")
     )
     ax.set_title(f"Component weights; held-out AUC {TUNE_HORIZON}d: {held}", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(figure, out / "weights.png")
+    return _save(figure, out / PLOT_FILES["weights"])
 
 
 def calibration(tuning: TuneResult, out: Path) -> Path:
@@ -236,12 +242,12 @@ def calibration(tuning: TuneResult, out: Path) -> Path:
     ax.set_ylabel("observed churn within 60 days")
     ax.set_title(
         f"Held out ({day(tuning.test_months[0])} on): Brier {tuning.risk.brier:.4f}, "
-        f"AUC {tuning.risk.auc.get(TUNE_HORIZON) or 0:.3f}",
+        f"AUC {_auc(tuning.risk.auc.get(TUNE_HORIZON))}",
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    return _save(figure, out / "calibration.png")
+    return _save(figure, out / PLOT_FILES["calibration"])
 
 
 def write_all(result: Backtest, out: Path, thresholds: tuple[float, float] = (40, 70)) -> list[Path]:

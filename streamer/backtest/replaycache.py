@@ -27,7 +27,8 @@ from streamer.backtest.sampling import AlertRecord, Replay, Sample
 from streamer.core.config import ScoreConfig
 from streamer.native import CORE_DIR
 
-FORMAT = 3  # 2: per-feature volumes and the weekly grid samples; 3: a digest of the body first
+FORMAT = 4  # 2: per-feature volumes and the weekly grid samples; 3: a digest of the body first;
+# 4: the span sampled is that of the accepted events (a refused line set it before)
 
 
 def core_digest() -> str:

@@ -128,10 +128,16 @@ def render(result: Backtest, source: str, reused: Path | None = None) -> str:
     )
     start, end = result.alert_window
     base = base_rate(result)
+    last_judged = end - ALERT_HORIZON * 86_400_000  # an alert needs the horizon after it in the data
+    judged = (
+        f"{day(start)} .. {day(last_judged)}"
+        if last_judged >= start
+        else f"from {day(start)} to {ALERT_HORIZON} days before the data end (none: the data ends {day(end)})"
+    )
     parts += [
         "",
-        f"Alerts (band_recovered left out): precision = share of alerts raised {day(start)} .. "
-        f"{day(end - ALERT_HORIZON * 86_400_000)} whose account churned within {ALERT_HORIZON} days after;",
+        f"Alerts (band_recovered left out): precision = share of alerts raised {judged} "
+        f"whose account churned within {ALERT_HORIZON} days after;",
         f"recall = share of the churns {day(start)} .. {day(end)} with such an alert "
         f"in the {ALERT_HORIZON} days before (base rate: {_pct(base)} of paying accounts churn "
         "within 60 days of a month start)",
@@ -247,13 +253,32 @@ def targets(result: Backtest) -> str:
     same samples, and red churning at least `RATIO_TARGET` times as often as green."""
     h60 = result.horizons[60]
     baseline = result.baseline.get(60)
-    auc_ok = h60.pooled_auc is not None and baseline is not None and h60.pooled_auc >= baseline
-    ratio_ok = h60.red_green is not None and h60.red_green >= RATIO_TARGET
+    no_churn = not h60.labelled.churned.any()
+    if h60.pooled_auc is None or baseline is None:
+        auc_verdict = _cannot_judge(no_churn, "every sample churned")
+    else:
+        auc_verdict = "met" if h60.pooled_auc >= baseline else "NOT MET"
+    if h60.red_green is None:
+        red, green = h60.bands[Band.red], h60.bands[Band.green]
+        ratio_verdict = _cannot_judge(
+            no_churn,
+            "no red sample"
+            if not red.samples
+            else "no green sample"
+            if not green.samples
+            else "no churn in red or green",
+        )
+    else:
+        ratio_verdict = "met" if h60.red_green >= RATIO_TARGET else "NOT MET"
     return (
         f"targets of the score tested: AUC 60d {_num(h60.pooled_auc)} >= the baseline's {_num(baseline)} "
-        f"{'met' if auc_ok else 'NOT MET'}; red/green churn 60d {_ratio(h60.red_green)} >= "
-        f"{RATIO_TARGET:g}x {'met' if ratio_ok else 'NOT MET'}"
+        f"{auc_verdict}; red/green churn 60d {_ratio(h60.red_green)} >= {RATIO_TARGET:g}x {ratio_verdict}"
     )
+
+
+def _cannot_judge(no_churn: bool, otherwise: str) -> str:
+    """A target's verdict when its figure is undefined: neither met nor missed."""
+    return f"cannot be judged ({'no churn within 60 days' if no_churn else otherwise})"
 
 
 def render_choice(choice: Choice) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,12 +91,18 @@ def weekly_grid(month_starts: list[int], data_end: int, min_horizon_ms: int) -> 
     return found
 
 
-def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_horizon_ms: int) -> list[int]:
-    """Month starts `warmup_ms` or more after the day activity began whose shortest label window fits."""
-    first = activity_start // DAY * DAY + warmup_ms  # whole days from the day activity began
+def first_month_start(activity_start: int, warmup_ms: int) -> int:
+    """The first month start `warmup_ms` or more after the day activity began (whole days)."""
+    first = activity_start // DAY * DAY + warmup_ms
     month = month_of(first)
     if month_start(month) < first:
         month += 1
+    return month_start(month)
+
+
+def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_horizon_ms: int) -> list[int]:
+    """Month starts `warmup_ms` or more after the day activity began whose shortest label window fits."""
+    month = month_of(first_month_start(activity_start, warmup_ms))
     starts: list[int] = []
     while month_start(month) + min_horizon_ms <= data_end:
         starts.append(month_start(month))
@@ -105,8 +112,9 @@ def plan_month_starts(activity_start: int, data_end: int, warmup_ms: int, min_ho
 
 @dataclass(slots=True)
 class Span:
-    """The first event, first activity event and last event times among the readable lines,
-    taken while the lines are keyed for sorting."""
+    """The first event, first activity event and last event times among the lines noted: every
+    readable line while the lines are keyed for sorting (`sorted_lines`), the accepted events
+    while they are replayed."""
 
     first: int | None = None
     activity: int | None = None
@@ -114,11 +122,13 @@ class Span:
 
     def see(self, key: Key) -> None:
         at, family, _ = key
-        if at == UNREADABLE:
-            return
+        if at != UNREADABLE:
+            self.note(at, family != 0)
+
+    def note(self, at: int, activity: bool) -> None:
         self.first = at if self.first is None else min(self.first, at)
         self.last = at if self.last is None else max(self.last, at)
-        if family != 0:
+        if activity:
             self.activity = at if self.activity is None else min(self.activity, at)
 
     def times(self) -> tuple[int, int, int]:
@@ -130,6 +140,71 @@ class Span:
                 "line with its reason"
             )
         return self.first, self.first if self.activity is None else self.activity, self.last
+
+
+class Schedule:
+    """The instants a replay pauses at, settled as the events are fed.
+
+    Only accepted events set the span sampled: a line the run refuses, dated years before or
+    after the history, must add or move no month start. Which lines are accepted is known only
+    once each is fed, so the month starts planned from the span of every readable line (`bounds`,
+    which refused lines can only widen) are candidates; the weekly grid, laid from the first
+    month start, is added once the first accepted activity event fixes that; and `settle` keeps
+    the instants of the accepted events' span. With `exact` (the accepted span, known from an
+    earlier pass), the candidates are the instants themselves.
+    """
+
+    def __init__(self, bounds: Span, warmup_ms: int, min_horizon_ms: int, *, exact: bool = False) -> None:
+        _, activity_start, self._end = bounds.times()
+        self._warmup, self._horizon = warmup_ms, min_horizon_ms
+        self.months = plan_month_starts(activity_start, self._end, warmup_ms, min_horizon_ms)
+        self._month_set = set(self.months)
+        self._pending = list(self.months)
+        self._anchored_on_activity = bounds.activity is not None
+        self.accepted = Span()
+        self.sampled: set[int] = set()
+        self._anchored = False
+        if exact:
+            self._anchor(activity_start)
+
+    def due(self, at: int) -> int | None:
+        """The next instant not after `at` still to sample, taken off the schedule; else None."""
+        if self._pending and self._pending[0] <= at:
+            instant = heapq.heappop(self._pending)
+            self.sampled.add(instant)
+            return instant
+        return None
+
+    def is_month_start(self, at: int) -> bool:
+        return at in self._month_set
+
+    def accept(self, at: int, activity: bool) -> None:
+        """An event the run accepted (fed in event-time order)."""
+        self.accepted.note(at, activity)
+        if not self._anchored and (activity or not self._anchored_on_activity):
+            self._anchor(at)
+
+    def _anchor(self, activity_start: int) -> None:
+        """Lay the weekly grid from the first month start after `activity_start`: every instant
+        of it lies after the event that fixed it, so none is already passed."""
+        self._anchored = True
+        at = first_month_start(activity_start, self._warmup) + GRID_DAYS * DAY
+        while at + self._horizon <= self._end:
+            if at not in self._month_set:
+                heapq.heappush(self._pending, at)
+            at += GRID_DAYS * DAY
+
+    def settle(self) -> tuple[tuple[int, int, int], list[int], set[int]] | None:
+        """The accepted events' span, its month starts and its weekly grid; None when one of
+        those instants was not sampled (every activity event that could be read was refused:
+        the month starts then count from the first event, and the replay is run again)."""
+        times = self.accepted.times()
+        _, activity_start, data_end = times
+        starts = plan_month_starts(activity_start, data_end, self._warmup, self._horizon)
+        grid = set(weekly_grid(starts, data_end, self._horizon))
+        if not (set(starts) | grid) <= self.sampled:
+            return None
+        return times, starts, grid
 
 
 @contextmanager
@@ -169,38 +244,46 @@ def replay(
     same is done on a weekly grid between month starts (`grid_samples`): `--tune` fits and
     validates on them inside its training period; every reported figure reads month starts only.
     """
+    warmup_ms, horizon_ms = int(warmup_days * DAY), min_horizon_days * DAY
     run = OfflineRun(config, partitions, published_ms=published_ms)
-    with sorted_lines(path, time_window(config, run.published_ms)) as (ordered, span):
+    window = time_window(config, run.published_ms)
+    with sorted_lines(path, window) as (ordered, span):
         if on_sorted is not None:
             on_sorted(ordered.count)
-        times = span.times()
-        return _replay(run, ordered, times, str(path), warmup_days, min_horizon_days, on_progress)
+        schedule = Schedule(span, warmup_ms, horizon_ms)
+        found = _replay(run, ordered, schedule, str(path), on_progress)
+    if found is not None:
+        return found
+    # Every readable activity event was refused: the month starts count from the first accepted
+    # event, before the candidates sampled. Replayed again with the accepted span known.
+    with sorted_lines(path, window) as (ordered, _):
+        schedule = Schedule(schedule.accepted, warmup_ms, horizon_ms, exact=True)
+        run = OfflineRun(config, partitions, published_ms=run.published_ms)
+        found = _replay(run, ordered, schedule, str(path), None)
+    if found is None:  # the accepted events are the same on a second pass
+        raise AssertionError(f"{path}: the second replay sampled other instants than the first")
+    return found
 
 
 def _replay(
     run: OfflineRun,
     ordered: SortedLines,
-    times: tuple[int, int, int],
+    schedule: Schedule,
     source: str,
-    warmup_days: float,
-    min_horizon_days: int,
     on_progress: Callable[[int], None] | None,
-) -> Replay:
+) -> Replay | None:
+    """One pass; None when an instant of the accepted span was not sampled (`Schedule.settle`)."""
     config = run.config
-    data_start, activity_start, data_end = times
-    starts = plan_month_starts(activity_start, data_end, int(warmup_days * DAY), min_horizon_days * DAY)
-    grid = weekly_grid(starts, data_end, min_horizon_days * DAY)
-    instants = sorted(set(starts) | set(grid))
-    month_instants = set(starts)
     samples: list[Sample] = []
     grid_samples: list[Sample] = []
     alerts: list[AlertRecord] = []
     usage = UsageWindow()
     baseline_usage: dict[SampleKey, int] = {}
     usage_family = FAMILIES.index("usage")
+    summary = run.summary
 
     def sample_at(at: int) -> None:
-        monthly = at in month_instants
+        monthly = schedule.is_month_start(at)
         into = samples if monthly else grid_samples
         for engine in run.engines:
             for account_id in sorted(engine.accounts):
@@ -227,20 +310,17 @@ def _replay(
                 )
 
     def lines() -> Iterator[bytes]:
-        pending = iter(instants)
-        upcoming = next(pending, None)
         for count, ((ts, family, _), line) in enumerate(ordered, start=1):
-            while upcoming is not None and ts >= upcoming:
-                sample_at(upcoming)
-                upcoming = next(pending, None)
+            while (instant := schedule.due(ts)) is not None:
+                sample_at(instant)
             if family == usage_family:
                 usage.add_line(ts, line)
-            yield line
+            accepted = summary.accepted
+            yield line  # the run has applied it when the next line is asked for
+            if summary.accepted > accepted:
+                schedule.accept(ts, family != 0)
             if on_progress is not None and count % PROGRESS_EVERY == 0:
                 on_progress(PROGRESS_EVERY)
-        while upcoming is not None:
-            sample_at(upcoming)
-            upcoming = next(pending, None)
         if on_progress is not None:
             on_progress(ordered.count % PROGRESS_EVERY)
 
@@ -251,14 +331,19 @@ def _replay(
     def ignore(_: dict[str, Any]) -> None:
         return None
 
-    summary = run.feed(lines(), on_snapshot=ignore, on_alert=on_alert, on_dead_letter=ignore, source=source)
+    run.feed(lines(), on_snapshot=ignore, on_alert=on_alert, on_dead_letter=ignore, source=source)
+    settled = schedule.settle()
+    if settled is None:
+        return None
+    (data_start, activity_start, data_end), starts, grid = settled
+    kept = set(starts)  # candidates outside the accepted span were sampled too: dropped here
     timelines = {
         account_id: list(account.revenue.timeline)
         for engine in run.engines
         for account_id, account in engine.accounts.items()
     }
     return Replay(
-        samples=samples,
+        samples=[sample for sample in samples if sample.at in kept],
         alerts=alerts,
         timelines=timelines,
         month_starts=starts,
@@ -270,6 +355,6 @@ def _replay(
         rejected=summary.rejected,
         seconds=summary.seconds,
         rules=dict(summary.alerts),
-        baseline_usage=baseline_usage,
-        grid_samples=grid_samples,
+        baseline_usage={key: n for key, n in baseline_usage.items() if key[1] in kept},
+        grid_samples=[sample for sample in grid_samples if sample.at in grid],
     )

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import orjson
 import pytest
 
 from streamer.backtest.analysis import Labelled, analyse, pooled_differences
@@ -17,7 +15,7 @@ from streamer.backtest.sampling import replay
 from streamer.core.clock import DAY
 from streamer.core.config import ScoreConfig
 
-from .synthetic import sample
+from .synthetic import canceled, sample, started, used
 
 
 def ms(text: str) -> int:
@@ -45,26 +43,6 @@ def test_old_days_are_dropped_as_time_passes() -> None:
         window.add("a", start + day * DAY, 1)
     assert len(window._counts["a"]) <= window.days + 1
     assert window.before("a", ms("2024-07-19T00:00:00Z")) == 28  # the days 06-21 .. 07-18
-
-
-def line(event_type: str, account: str, when: str, number: int, **fields: Any) -> bytes:
-    return orjson.dumps(
-        {"event_id": f"{account}-{number}", "event_type": event_type, "account_id": account,
-         "occurred_at": when, **fields}
-    )  # fmt: skip
-
-
-def started(account: str) -> bytes:
-    state = {"subscription_id": "s", "plan": "pro", "amount": "100", "currency": "USD", "interval": "month"}
-    return line("subscription.started", account, "2024-01-01T00:00:00Z", 0, **state)
-
-
-def canceled(account: str, when: str) -> bytes:
-    return line("subscription.canceled", account, when, 1, subscription_id="s")
-
-
-def used(account: str, when: str, count: int, number: int) -> bytes:
-    return line("usage.recorded", account, when, number, user_id="u", feature="f", count=count)
 
 
 @pytest.fixture

@@ -424,6 +424,40 @@ def test_an_output_naming_the_events_file_is_refused_and_the_events_kept(
     assert copy.read_bytes() == events.read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("--json", "--write-config"), ("--json", "--replay-cache"), ("--write-config", "--replay-cache")],
+)
+def test_two_outputs_naming_one_file_are_refused_before_the_replay(
+    events: Path, tmp_path: Path, first: str, second: str
+) -> None:
+    """--json X --write-config X printed "wrote X" and then wrote the figures over the configuration;
+    --json X --replay-cache X overwrote the cache silently."""
+    target = tmp_path / "output"
+    target.write_text("kept")
+    spelt = tmp_path / "." / "output"  # another spelling of the same path
+    result = CliRunner().invoke(main, ["backtest", str(events), first, str(target), second, str(spelt)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: {first} and {second} both name {target}: " in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "sorting" not in result.output
+    assert target.read_text() == "kept"
+
+
+def test_an_output_naming_a_plot_file_or_the_plots_folder_is_refused_before_the_replay(
+    events: Path, tmp_path: Path
+) -> None:
+    plots = tmp_path / "plots"
+    scores = plots / "scores.png"
+    result = CliRunner().invoke(main, ["backtest", str(events), "--plots", str(plots), "--json", str(scores)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: --json {scores} is a plot --plots writes there; give it another path" in result.output
+    assert "sorting" not in result.output
+    result = CliRunner().invoke(main, ["backtest", str(events), "--plots", str(plots), "--json", str(plots)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: --json and --plots both name {plots}: " in result.output
+    assert "sorting" not in result.output and not plots.exists()
+
+
 def test_an_output_the_system_will_not_let_be_written_is_refused_before_the_replay(events: Path) -> None:
     result = CliRunner().invoke(main, ["backtest", str(events), "--json", "/proc/healthstream-figures.json"])
     assert result.exit_code == 1
