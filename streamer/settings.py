@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     # Failover: a stopped or killed worker's partitions move to the others once the group
     # coordinator misses its heartbeats for this long (the broker allows 6 s to 30 min).
     session_timeout_s: Annotated[float, Field(ge=6, le=1800)] = 60.0
-    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 3.0
+    # At least 0.1 s: faust passes whole milliseconds on, and 1e-9 became 0, a heartbeat flood.
+    heartbeat_interval_s: Annotated[float, Field(ge=0.1, le=600)] = 3.0
     # Workers that also keep a copy of other partitions' tables (from their changelogs), so a
     # partition that moves to them is ready without replaying its changelog first.
     standby_replicas: Annotated[int, Field(ge=0, le=16)] = 0
@@ -93,6 +94,14 @@ class Settings(BaseSettings):
         if isinstance(port, str) and not port.strip():
             return cls.model_fields[info.field_name or ""].default
         return port
+
+    @field_validator("score_config", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, path: object) -> object:
+        """An empty variable means no file (it read as the current directory)."""
+        if isinstance(path, str) and not path.strip():
+            return None
+        return path
 
     @field_validator("projection", mode="before")
     @classmethod

@@ -63,6 +63,21 @@ def test_an_empty_port_variable_means_the_default_as_for_the_local_stack(
     assert (Settings().kafka_bootstrap, Settings().redis_url) == (DEFAULTS["kafka"], DEFAULTS["redis"])
 
 
+def test_an_empty_score_config_variable_means_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It read as the current directory: "score config file . cannot be read"."""
+    monkeypatch.setenv("HEALTHSTREAM_SCORE_CONFIG", "")
+    assert Settings().score_config is None
+
+
+def test_a_heartbeat_faust_would_pass_on_as_0_ms_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """faust passes whole milliseconds on: 1e-9 s became 0, a heartbeat after every heartbeat."""
+    monkeypatch.setenv("HEALTHSTREAM_HEARTBEAT_INTERVAL_S", "1e-9")
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings()
+    problem = settings_problem(caught.value)
+    assert problem is not None and problem.startswith("HEALTHSTREAM_HEARTBEAT_INTERVAL_S='1e-9' is not valid")
+
+
 def test_a_bad_port_is_named_in_the_settings_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEALTHSTREAM_KAFKA_PORT", "70000")
     with pytest.raises(pydantic.ValidationError) as caught:

@@ -81,11 +81,14 @@ class Destination(Strict):
     min_severity: Severity = Severity.info
     owners: tuple[str, ...] = ()  # matched against the alert's `owner` when it has one
     segments: tuple[str, ...] = ()  # matched against the alert's `segment` when it has one
-    rate_per_minute: Annotated[float, Field(gt=0, le=60_000)] = 60.0  # messages (a digest is one)
+    # Messages a minute (a digest is one); at least one in 100 minutes: 5e-324 passed `gt=0`,
+    # became 0 a second, and the notifier stopped at its start.
+    rate_per_minute: Annotated[float, Field(ge=0.01, le=60_000)] = 60.0
     burst: Annotated[int, Field(ge=1, le=60_000)] = 10
     digest_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None  # None: one message per alert
     max_digest_alerts: Annotated[int, Field(ge=1, le=1000)] = 100
-    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # At least 0.1 s: with 1e-9 no request could ever be answered, and each alert was retried for good.
+    timeout_seconds: Annotated[float, Field(ge=0.1, le=300)] = 10.0
     headers: dict[str, str] = Field(default_factory=dict)  # e.g. an Authorization header
     retry: Retry | None = None  # overrides [retry] for this destination
 

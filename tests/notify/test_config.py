@@ -134,7 +134,7 @@ def test_errors_name_the_key_and_the_problem_but_never_echo_secrets(
 
 def test_values_that_are_not_secret_are_still_shown(tmp_path: Path) -> None:
     message = refusal(tmp_path, f'{CRM}rate_per_minute = -1\nmin_severity = "loud"\n[retry]\njitter = 2\n')
-    assert "destinations['crm'].rate_per_minute: Input should be greater than 0 (got -1)" in message
+    assert "destinations['crm'].rate_per_minute: Input should be greater than or equal to 0.01 (got -1)" in message
     assert (
         "destinations['crm'].min_severity: Input should be 'info', 'warning' or 'critical' (got 'loud')"
         in (message)
@@ -214,6 +214,8 @@ def test_a_misspelt_rule_is_refused_with_the_rule_it_resembles(tmp_path: Path) -
         'url = "http:///hook"',  # read as host "hook"
         'url = "http://h:1\\\\@evil.example/"',  # a backslash read as "/"
         'url = "http://h:0/hook"',  # every attempt fails, retried for ever
+        "rate_per_minute = 5e-324",  # 0 a second once divided: the notifier stopped at its start
+        "timeout_seconds = 1e-9",  # no request could be answered in time: retried for ever
     ],
 )
 def test_infinite_rates_and_urls_the_parser_would_rewrite_are_refused(tmp_path: Path, line: str) -> None:
