@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 
-from streamer.core.clock import DAY, bucket_of
+from streamer.core.clock import DAY
 
 MAX_TERM_ENDS = 40  # term ends remembered per subscription
 # Payment failures remembered per account, the latest (their score curve is 0 from 3 on): a
@@ -251,17 +251,13 @@ class Revenue:
         return any(mrr > 0 for at, mrr in self.timeline if at <= ts)
 
     def movements(self) -> list[tuple[int, int, int]]:
-        """Daily-netted movements as (UTC day, kind, |amount| micros), in day order.
-
-        A day's movement is its MRR at the next midnight minus its MRR at its own (`mrr_at`,
-        which counts a change effective at that instant): a change at exactly 00:00 closes the
-        day before (`bucket_of`), so a month's start MRR plus its movements is its end MRR."""
+        """Daily-netted movements as (UTC day, kind, |amount| micros), in day order."""
         result: list[tuple[int, int, int]] = []
         had_mrr = False
-        days = sorted({bucket_of(ts) for ts, _ in self.timeline})
+        days = sorted({ts // DAY for ts, _ in self.timeline})
         for day in days:
-            before = self.mrr_at(day * DAY)
-            after = self.mrr_at((day + 1) * DAY)
+            before = self.mrr_before(day * DAY)
+            after = self.mrr_before((day + 1) * DAY)
             kind = classify(before, after, had_mrr)
             if kind is not None:
                 result.append((day, kind, abs(after - before)))

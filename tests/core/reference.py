@@ -140,15 +140,13 @@ class Book:
         return total
 
     def movements(self, account: str) -> list[tuple[int, str, int]]:
-        """(UTC day, kind, amount): the net MRR change of every day with a change, from the MRR at
-        its midnight to the MRR at the next (a change at exactly 00:00 closes the day before)."""
-        steps_of = self.steps.get(account, {}).values()
-        days = sorted({(s.effective - 1) // DAY for steps in steps_of for s in steps})
+        """(UTC day, kind, amount): the net MRR change of every day with a change."""
+        days = sorted({s.effective // DAY for steps in self.steps.get(account, {}).values() for s in steps})
         result = []
         had_mrr = False
         for day in days:
-            before = self.mrr_at(account, day * DAY)
-            after = self.mrr_at(account, (day + 1) * DAY)
+            before = self.mrr_at(account, day * DAY, inclusive=False)
+            after = self.mrr_at(account, (day + 1) * DAY, inclusive=False)
             if after != before:
                 if before == 0:
                     kind = "reactivation" if had_mrr else "new"

@@ -25,9 +25,7 @@ from .harness import Feed
 
 
 def day(when) -> int:
-    """The day a change effective at `when` is booked on (one at exactly 00:00 closes the day
-    before)."""
-    return (ms(when) - 1) // DAY
+    return ms(when) // DAY
 
 
 # -- MRR of an account -------------------------------------------------------------------------
@@ -170,11 +168,11 @@ def test_each_movement_kind_from_a_subscription_history() -> None:
         started("acme", at(60, 12), "80", sub="s2"),  # reactivation 80
     )
     assert feed.account("acme").revenue.movements() == [
-        (day(at(9, 10)), NEW, 100_000_000),
-        (day(at(19)), EXPANSION, 50_000_000),  # at 00:00: the day before's
+        (day(at(9)), NEW, 100_000_000),
+        (day(at(19)), EXPANSION, 50_000_000),
         (day(at(24)), CONTRACTION, 30_000_000),
         (day(at(33)), CHURN, 120_000_000),
-        (day(at(60, 12)), REACTIVATION, 80_000_000),
+        (day(at(60)), REACTIVATION, 80_000_000),
     ]
 
 
@@ -187,9 +185,26 @@ def test_plan_swap_on_same_day_is_one_expansion() -> None:
     )
     assert feed.account("acme").revenue.movements() == [
         (day(at(9)), NEW, 100_000_000),
-        (day(at(35, 10)), EXPANSION, 50_000_000),
+        (day(at(35)), EXPANSION, 50_000_000),
     ]
     assert feed.snapshot("acme")["plan"] == "enterprise"
+
+
+def test_plan_swap_whose_old_plan_ends_at_midnight_is_one_expansion_that_day() -> None:
+    """The spec nets a movement per UTC calendar day, and 00:00 is the day it begins: a term that
+    ends at midnight and a new plan later that day are one expansion, not a churn the day before
+    and a reactivation (which booking a change at 00:00 on the day before, so that every month's
+    start MRR plus its net new MRR is its end MRR, made of them)."""
+    feed = Feed()
+    feed(
+        started("acme", at(9), "100", plan="pro"),
+        canceled("acme", at(20), effective_at="2024-01-25T00:00:00Z"),
+        started("acme", "2024-01-25T09:00:00Z", "150", sub="s2", plan="enterprise"),
+    )
+    assert feed.account("acme").revenue.movements() == [
+        (day(at(9)), NEW, 100_000_000),
+        (day("2024-01-25T00:00:00Z"), EXPANSION, 50_000_000),
+    ]
 
 
 def test_start_and_cancel_in_one_day_is_no_movement() -> None:
@@ -214,24 +229,21 @@ def test_changes_of_two_subscriptions_on_one_day_are_netted() -> None:
     )
     assert feed.account("acme").revenue.movements() == [
         (day(at(9)), NEW, 150_000_000),
-        (day(at(31, 12)), EXPANSION, 30_000_000),
+        (day(at(31)), EXPANSION, 30_000_000),
     ]
 
 
 def test_changes_either_side_of_midnight_are_two_days() -> None:
-    """A day's movement runs from the MRR at its midnight to the MRR at the next, which counts a
-    change effective at exactly that midnight: 00:00 is the day before's last instant."""
     feed = Feed()
     feed(
         started("acme", at(1), "100"),
         changed("acme", "2024-01-10T23:59:59.999Z", "200"),
-        changed("acme", "2024-01-11T00:00:00Z", "300"),
-        changed("acme", "2024-01-11T00:00:00.001Z", "100"),
+        changed("acme", "2024-01-11T00:00:00Z", "100"),
     )
     assert feed.account("acme").revenue.movements() == [
-        (ms(at(0)) // DAY, NEW, 100_000_000),
-        (ms(at(9)) // DAY, EXPANSION, 200_000_000),
-        (ms(at(10)) // DAY, CONTRACTION, 200_000_000),
+        (day(at(1)), NEW, 100_000_000),
+        (day(at(9)), EXPANSION, 100_000_000),
+        (day(at(10)), CONTRACTION, 100_000_000),
     ]
 
 
