@@ -295,10 +295,14 @@ class ProjectionReader:
     def _ids(self, key: str, members: Sequence[Any], remove: str) -> list[str | None]:
         """Members of a sorted set or set as ids; None (logged, `remove` then removes it) where one
         is not UTF-8 text, as no id the workers write is: its list leaves it out and counts it."""
-        return [
-            self.unreadable.decoded(key, _shown(member), member, _text, f"{remove} {key} {_shown(member)}")
-            for member in members
-        ]
+        ids: list[str | None] = []
+        for member in members:
+            try:
+                ids.append(_text(member))
+            except UnicodeDecodeError:  # the rare case pays for the log's wording, not every id
+                shown = _shown(member)
+                ids.append(self.unreadable.decoded(key, shown, member, _text, f"{remove} {key} {shown}"))
+        return ids
 
     async def page(
         self, key: str, where: Range, offset: int, count: int, *, descending: bool
