@@ -69,21 +69,25 @@ def test_an_empty_score_config_variable_means_no_file(monkeypatch: pytest.Monkey
     assert Settings().score_config is None
 
 
-def test_a_heartbeat_faust_would_pass_on_as_0_ms_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """faust passes whole milliseconds on: 1e-9 s became 0, a heartbeat after every heartbeat."""
-    monkeypatch.setenv("HEALTHSTREAM_HEARTBEAT_INTERVAL_S", "1e-9")
+def refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> str:
+    """The settings problem of `variable` set to `value` (it must be one)."""
+    monkeypatch.setenv(variable, value)
     with pytest.raises(pydantic.ValidationError) as caught:
         Settings()
     problem = settings_problem(caught.value)
-    assert problem is not None and problem.startswith("HEALTHSTREAM_HEARTBEAT_INTERVAL_S='1e-9' is not valid")
+    assert problem is not None
+    return problem
+
+
+def test_a_heartbeat_faust_would_pass_on_as_0_ms_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """faust passes whole milliseconds on: 1e-9 s became 0, a heartbeat after every heartbeat."""
+    problem = refused(monkeypatch, "HEALTHSTREAM_HEARTBEAT_INTERVAL_S", "1e-9")
+    assert problem.startswith("HEALTHSTREAM_HEARTBEAT_INTERVAL_S='1e-9' is not valid")
 
 
 def test_a_bad_port_is_named_in_the_settings_problem(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HEALTHSTREAM_KAFKA_PORT", "70000")
-    with pytest.raises(pydantic.ValidationError) as caught:
-        Settings()
-    problem = settings_problem(caught.value)
-    assert problem is not None and problem.startswith("HEALTHSTREAM_KAFKA_PORT='70000' is not valid")
+    problem = refused(monkeypatch, "HEALTHSTREAM_KAFKA_PORT", "70000")
+    assert problem.startswith("HEALTHSTREAM_KAFKA_PORT='70000' is not valid")
 
 
 @pytest.mark.parametrize(
@@ -97,11 +101,8 @@ def test_the_projection_switch_is_a_setting(monkeypatch: pytest.MonkeyPatch, val
 def test_a_misspelt_projection_is_refused_when_the_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """It was read from the environment deep in the worker, where a typo failed only once the
     app was being built."""
-    monkeypatch.setenv("HEALTHSTREAM_PROJECTION", "rediss")
-    with pytest.raises(pydantic.ValidationError) as caught:
-        Settings()
-    problem = settings_problem(caught.value)
-    assert problem is not None and problem.startswith("HEALTHSTREAM_PROJECTION='rediss' is not valid")
+    problem = refused(monkeypatch, "HEALTHSTREAM_PROJECTION", "rediss")
+    assert problem.startswith("HEALTHSTREAM_PROJECTION='rediss' is not valid")
 
 
 @pytest.mark.parametrize(
