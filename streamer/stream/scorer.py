@@ -918,9 +918,16 @@ class Scorer:
             letters, end = await self.dead_letters.read(partition, position)
             record = self._record(partition).offsets
             ledger = Ledger(position)
+            # A letter naming an offset its input partition has not reached names no message: not
+            # a worker's (written by someone else, or before the topic was created again), and
+            # kept it would hold the position there until the topic's retention dropped it.
+            inputs = [(topic, partition) for topic in self.families] if letters else []
+            log_ends = await self.offsets.log_ends(inputs) if inputs else {}
             for at, letter in letters:
                 topic, offset = letter.get("topic"), letter.get("offset")
                 if not isinstance(topic, str) or not isinstance(offset, int) or topic not in self.families:
+                    continue
+                if offset >= log_ends.get((topic, partition), offset + 1):
                     continue
                 # Kept until the partition record covers it, even below the committed offset as
                 # faust sees it: that can be ahead of where the consumer reads from (the

@@ -133,6 +133,7 @@ async def test_a_batch_of_only_bad_messages_acknowledged_but_not_committed_is_de
 
     # Killed before the commit thread committed the acknowledgements: read again from 0.
     second = worker(topic, restarted_from=first)
+    second.offsets.ends[(USAGE, PARTITION)] = 2  # the partition holds the two messages
     await second.scorer.process([second.event(USAGE, 0, b"[]"), second.event(USAGE, 1, b"null")])
     assert sorted(topic.places()) == [(USAGE, PARTITION, 0), (USAGE, PARTITION, 1)]
     assert second.scorer.counters.dead_letters_known == 2
@@ -151,6 +152,7 @@ async def test_a_message_read_again_below_the_offset_faust_says_is_committed_is_
 
     second = worker(topic, restarted_from=first)  # the same partition in the next generation
     second.offsets.restarts[(USAGE, PARTITION)] = 1  # committed meanwhile, after the seek to 0
+    second.offsets.ends[(USAGE, PARTITION)] = 1
     await second.scorer.process([second.event(USAGE, 0, b"[]")])
     assert topic.places() == [(USAGE, PARTITION, 0)], "the dead letter was written twice"
     assert second.scorer.counters.dead_letters_known == 1
@@ -171,6 +173,20 @@ async def test_the_position_moves_past_covered_dead_letters_so_a_restart_reads_o
     await second.scorer.process([second.event(USAGE, 4, b"[1]")])
     assert topic.reads[-1] == (PARTITION, 2, 0)  # nothing before the position was read back
     assert len(topic.places()) == 3 and second.scorer.counters.dead_letters_known == 0
+
+
+async def test_a_letter_naming_an_offset_past_its_partitions_end_holds_no_position() -> None:
+    """A record in the dead-letter topic that names an input offset not yet written (forged, or
+    from before the input topic was created again) was kept until the partition record covered
+    it, which it never does: the position stayed there, and every takeover read back from it."""
+    topic = DeadLetterTopic()
+    topic.partitions[PARTITION] = [{"topic": USAGE, "partition": PARTITION, "offset": 10**12}]
+    first = worker(topic)
+    first.offsets.ends[(USAGE, PARTITION)] = 3
+    await first.scorer.process([first.usage(0), first.event(USAGE, 1, b"[]"), first.usage(2)])
+    assert first.scorer.ledgers[PARTITION].earlier == {}
+    assert decode_position(first.clocks[position_key(PARTITION)]) == 2  # past both letters
+    assert topic.places() == [(USAGE, PARTITION, 10**12), (USAGE, PARTITION, 1)]
 
 
 def test_a_position_record_of_another_format_is_refused_with_what_to_do() -> None:
