@@ -337,7 +337,7 @@ class FakeOffsets:
     async def created_again(self, topic: str) -> None:
         self.configured.append(topic)
 
-    def start_over(self, topic: str, partition: int) -> None:
+    def start_over(self, topic: str, partition: int, start: int | None = None) -> None:
         self.started_over.append((topic, partition))
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:

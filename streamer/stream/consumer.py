@@ -147,11 +147,12 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
                     acked.append(offset)
             notify(self._waiting_for_ack)
 
-    def start_over(self, tp: TP) -> None:
+    def start_over(self, tp: TP, start: int | None = None) -> None:
         """Forget what faust keeps of `tp`'s reads, acknowledgements and commits, as it does at a
         revocation: the topic was deleted and created again, and those offsets were the old
         topic's (faust dropped the new topic's records below its read offset, and would not
-        commit below the old committed offset)."""
+        commit below the old committed offset). Reading goes on from `start` (the head commits
+        count from), or from where a seek that follows puts it."""
         with ack_lock:
             for state in (
                 self._gap,
@@ -162,6 +163,8 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             ):
                 state.pop(tp, None)
         self._lane_first().pop(tp, None)
+        if start is not None:
+            self._read_from(tp, start)
 
     def _fetch_position(self, tp: TP) -> int | None:
         return fetch_position(self._thread._ensure_consumer(), tp)

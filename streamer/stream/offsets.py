@@ -82,8 +82,8 @@ class ConsumerOffsets:
     async def created_again(self, topic: str) -> None:
         await configure_inputs(self.kafka, [topic])
 
-    def start_over(self, topic: str, partition: int) -> None:
-        cast(RebalanceSafeConsumer, self.app.consumer).start_over(TP(topic, partition))
+    def start_over(self, topic: str, partition: int, start: int | None = None) -> None:
+        cast(RebalanceSafeConsumer, self.app.consumer).start_over(TP(topic, partition), start)
 
     def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
         cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_passed(TP(topic, partition), start, stop)

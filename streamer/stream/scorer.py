@@ -119,9 +119,10 @@ class Offsets(Protocol):
         (created by an operator or by the broker on demand, it has the broker's defaults)."""
         ...
 
-    def start_over(self, topic: str, partition: int) -> None:
+    def start_over(self, topic: str, partition: int, start: int | None = None) -> None:
         """Forget the consumer's reads, acknowledgements and commit of a partition whose topic
-        was deleted and created again (they were the old topic's); a `seek` follows."""
+        was deleted and created again (they were the old topic's): reading goes on from `start`,
+        the new topic's first offset, or a `seek` follows."""
         ...
 
     def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
@@ -556,8 +557,15 @@ class Scorer:
         topic, partition = message.topic, message.partition
         expected = merge.next_offset.get(topic)
         if expected is None:  # the first delivery since the assignment
-            await self._start_over_if_created_again(topic, partition)
-            expected = (await self.offsets.restart_offsets([(topic, partition)])).get((topic, partition))
+            if await self._start_over_if_created_again(topic, partition):
+                # faust sought to the old topic's committed offset, and would drop acknowledgements
+                # below it and commit nothing: the new topic's messages before it were never read
+                # (at the next assignment too). Its messages count from its start.
+                tp = (topic, partition)
+                expected = (await self.offsets.start_offsets([tp])).get(tp, 0)
+                self.offsets.start_over(topic, partition, expected)
+            else:
+                expected = (await self.offsets.restart_offsets([(topic, partition)])).get((topic, partition))
             if expected is None:
                 # The broker could not be asked: the delivery must follow on from what the stored
                 # state contains. Taken as following on whatever its offset, it had the next
@@ -607,7 +615,7 @@ class Scorer:
             return None
         return missing
 
-    async def _start_over_if_created_again(self, topic: str, partition: int) -> None:
+    async def _start_over_if_created_again(self, topic: str, partition: int) -> bool:
         """An input topic deleted and created again (or truncated) ends before offsets the
         stored state says it applied: its new messages reuse those offsets, and were all taken
         for messages applied before (skipped without a word). Forget the topic's offsets in the
@@ -615,10 +623,12 @@ class Scorer:
         start; an event applied before that comes again is still a duplicate by its event id."""
         applied_to = self._record(partition).offsets.applied_to(topic)
         if applied_to == 0:
-            return
+            return False
         end = (await self.offsets.end_offsets([(topic, partition)])).get((topic, partition))
-        if end is not None and end < applied_to:
-            await self._start_over(topic, partition, end, applied_to)
+        if end is None or end >= applied_to:
+            return False
+        await self._start_over(topic, partition, end, applied_to)
+        return True
 
     async def _start_over(self, topic: str, partition: int, end: int, applied_to: int) -> None:
         """The topic partition ends at `end`, before offsets up to `applied_to` that this worker

@@ -134,7 +134,10 @@ def test_errors_name_the_key_and_the_problem_but_never_echo_secrets(
 
 def test_values_that_are_not_secret_are_still_shown(tmp_path: Path) -> None:
     message = refusal(tmp_path, f'{CRM}rate_per_minute = -1\nmin_severity = "loud"\n[retry]\njitter = 2\n')
-    assert "destinations['crm'].rate_per_minute: Input should be greater than or equal to 0.01 (got -1)" in message
+    assert (
+        "destinations['crm'].rate_per_minute: Input should be greater than or equal to 0.01 (got -1)"
+        in message
+    )
     assert (
         "destinations['crm'].min_severity: Input should be 'info', 'warning' or 'critical' (got 'loud')"
         in (message)

@@ -454,6 +454,19 @@ async def test_without_a_committed_offset_nothing_is_committed_past_the_first_of
     assert consumer._new_offset(SUBS) == 6
 
 
+async def test_a_topic_created_again_commits_its_new_offsets_from_where_reading_goes_on(
+    harness: Harness,
+) -> None:
+    """The old topic's committed offset (40) dropped the new topic's acknowledgements below it,
+    and without a head known since (no seek follows at an assignment) nothing was committed."""
+    with_lane(harness)
+    consumer = harness.consumer
+    consumer._committed_offset = defaultdict(lambda: None, consumer._committed_offset)  # as faust's
+    consumer.start_over(USAGE, 0)
+    consumer.ack_inputs([InputRecord(USAGE, offset, None, b"", 0.0, GENERATION) for offset in (0, 1, 2)])
+    assert consumer._new_offset(USAGE) == 3
+
+
 class LivelockCheck:
     """faust's livelock check of one input partition (`verify_event_path`), as its consumer thread
     runs it every few seconds, on a worker started 10 min ago whose partition still has unread

@@ -794,6 +794,25 @@ async def test_an_input_topic_created_again_counts_its_messages_from_its_new_sta
     assert again.scorer.counters.reread == 1 and again.scorer.counters.processed == 0
 
 
+async def test_an_input_topic_created_again_found_at_an_assignment_is_read_from_its_new_start(
+    world: World,
+) -> None:
+    """Found at the first delivery after an assignment, the consumer was not told: faust had
+    sought to the old topic's committed offset, read the new topic from there (its messages
+    before it never read), dropped the acknowledgements below it and committed nothing, so the
+    next assignment started there again."""
+    world.offsets.ends[(USAGE, PARTITION)] = 5
+    await world.scorer.process([world.usage(offset, T1) for offset in range(5)])
+    restarted = World(restarted_from=world)
+    restarted._ids = 100  # new events
+    restarted.offsets.restarts[(USAGE, PARTITION)] = 2  # the old topic's committed offset
+    restarted.offsets.ends[(USAGE, PARTITION)] = 3  # created again: three messages so far
+    await restarted.scorer.process([restarted.usage(2, T2)])  # read from where faust sought
+    assert restarted.offsets.started_over == [(USAGE, PARTITION)]  # the consumer forgets the old
+    assert restarted.offsets.seeks == [(USAGE, PARTITION, 0)]  # and reads the new from its start
+    assert restarted.scorer.counters.processed == 0
+
+
 async def test_an_input_topic_created_again_while_read_is_read_from_its_new_start(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
