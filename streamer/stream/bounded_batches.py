@@ -239,6 +239,8 @@ class _Batch(_Proxy):
         return [_Placeholder(o, stamp, kind, reason) for o in range(first_offset, batch.next_offset)]
 
 
+# The bounded codecs by the id a batch's attributes give them; aiokafka's readers call each by
+# its name (`install`).
 _DECODERS: dict[int, Callable[[Any], bytes]] = {
     1: gzip_decode,
     2: snappy_decode,
@@ -294,12 +296,7 @@ def install(limit: int | None = None) -> None:
             _limit = _Limit(limit)
         if _done:
             return
-        codecs = {
-            "gzip_decode": gzip_decode,
-            "snappy_decode": snappy_decode,
-            "lz4_decode": lz4_decode,
-            "zstd_decode": zstd_decode,
-        }
+        codecs = {decode.__name__: decode for decode in _DECODERS.values()}
         for module in (py_default, py_legacy, c_default, c_legacy):
             for name, decode in codecs.items():
                 if module is not None and hasattr(module, name):

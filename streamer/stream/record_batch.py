@@ -14,17 +14,15 @@ by aiokafka's compiled reader.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from aiokafka.record.default_records import DefaultRecordBase
 from aiokafka.record.util import decode_varint
 
 # baseOffset, batchLength, partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
 # firstTimestamp, maxTimestamp, producerId, producerEpoch, baseSequence, records count
-HEADER = struct.Struct(">qiibIhiqqqhii")
-CODEC_MASK = 0x07
-LOG_APPEND_TIME_FLAG = 0x08
+HEADER = DefaultRecordBase.HEADER_STRUCT
 
 
 @dataclass(slots=True)
@@ -54,8 +52,8 @@ def records(raw: bytes, decompress: Callable[[int, bytes], bytes]) -> Iterator[R
     (base_offset, _, _, _, _, attributes, _, first_timestamp, max_timestamp, *_, count) = HEADER.unpack_from(
         raw
     )
-    append_time = bool(attributes & LOG_APPEND_TIME_FLAG)
-    codec = attributes & CODEC_MASK
+    append_time = bool(attributes & DefaultRecordBase.TIMESTAMP_TYPE_MASK)
+    codec = attributes & DefaultRecordBase.CODEC_MASK
     body = raw[HEADER.size :]
     try:
         buffer = decompress(codec, body) if codec else body

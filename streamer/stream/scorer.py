@@ -555,17 +555,17 @@ class Scorer:
         seek can still be on its way (taking it as such lost 1,589 messages in a kill test).
         """
         topic, partition = message.topic, message.partition
+        tp = (topic, partition)
         expected = merge.next_offset.get(topic)
         if expected is None:  # the first delivery since the assignment
             if await self._start_over_if_created_again(topic, partition):
                 # faust sought to the old topic's committed offset, and would drop acknowledgements
                 # below it and commit nothing: the new topic's messages before it were never read
                 # (at the next assignment too). Its messages count from its start.
-                tp = (topic, partition)
                 expected = (await self.offsets.start_offsets([tp])).get(tp, 0)
                 self.offsets.start_over(topic, partition, expected)
             else:
-                expected = (await self.offsets.restart_offsets([(topic, partition)])).get((topic, partition))
+                expected = (await self.offsets.restart_offsets([tp])).get(tp)
             if expected is None:
                 # The broker could not be asked: the delivery must follow on from what the stored
                 # state contains. Taken as following on whatever its offset, it had the next
@@ -581,7 +581,7 @@ class Scorer:
             # the commit for good).
             self.offsets.acknowledge_passed(topic, partition, expected, message.offset)
             return None
-        start = (await self.offsets.start_offsets([(topic, partition)])).get((topic, partition))
+        start = (await self.offsets.start_offsets([tp])).get(tp)
         if start is not None and start > missing:
             deleted_to = min(start, message.offset)
             self.counters.offset_gaps += 1
@@ -931,8 +931,8 @@ class Scorer:
             # A letter naming an offset its input partition has not reached names no message: not
             # a worker's (written by someone else, or before the topic was created again), and
             # kept it would hold the position there until the topic's retention dropped it.
-            inputs = [(topic, partition) for topic in self.families] if letters else []
-            log_ends = await self.offsets.log_ends(inputs) if inputs else {}
+            inputs = [(topic, partition) for topic in self.families]
+            log_ends = await self.offsets.log_ends(inputs) if letters else {}
             for at, letter in letters:
                 topic, offset = letter.get("topic"), letter.get("offset")
                 if not isinstance(topic, str) or not isinstance(offset, int) or topic not in self.families:
