@@ -429,7 +429,7 @@ class ProjectionReader:
             pipe.smembers(key)
         found: set[str] = set()
         for key, members in zip(keys, await pipe.execute(), strict=True):
-            found.update(i for i in self._ids(key, sorted(members), "SREM") if i is not None)
+            found.update(i for i in self._ids(key, members, "SREM") if i is not None)
         return found
 
     async def _partition_fields(self, *fields: str) -> list[tuple[int, list[Any]]]:
@@ -467,6 +467,15 @@ class ProjectionReader:
     async def stream_time(self) -> int | None:
         """The latest stream time of any partition (the portfolio's "now"), None before any data."""
         return max((await self.stream_times()).values(), default=None)
+
+    async def checked_stream_time(self) -> int | None:
+        """`stream_time`, every partition's totals read in the same round trip (raises as `totals`
+        does on one the portfolio cannot read): what /healthz asks."""
+        rows = await self._partition_fields("stream_time", "totals")
+        for _, (_, totals) in rows:
+            if totals is not None:
+                _totals(totals)
+        return max((int(at) for _, (at, _) in rows if at is not None), default=None)
 
     async def workers(self, max_age_s: float) -> Workers:
         """Stats of the workers that reported within `max_age_s` (their keys expire after that). A

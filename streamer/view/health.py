@@ -62,8 +62,7 @@ class Health:
             redis["latency_ms"] = round(await self.reader.ping(), 2)
             redis["reachable"] = True
             reported = await self.reader.workers(self.worker_max_age_s)
-            stream_time = await self.reader.stream_time()
-            await self.reader.totals()  # a partition whose totals the portfolio cannot read: a problem
+            stream_time = await self.reader.checked_stream_time()  # unreadable totals: a problem
         except (RedisError, OSError) as error:
             redis["error"] = str(error)
             problems.append(f"the projection store (Redis) is unreachable: {error}")
