@@ -126,10 +126,6 @@ def _replay(
     return history
 
 
-def _auc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def _no_auc_because(tuning: TuneResult) -> str:
     """Why a held-out AUC is not defined: one side of the ranking is empty."""
     from streamer.backtest.analysis import TUNE_HORIZON
@@ -145,7 +141,7 @@ def _no_auc_because(tuning: TuneResult) -> str:
 def _tuned_header(tuning: TuneResult, events: Path, source: Path | None) -> list[str]:
     """The comment lines atop a written configuration: how it was fitted, and how it ranked held out."""
     from streamer.backtest.analysis import TUNE_HORIZON
-    from streamer.backtest.report import accounts, day
+    from streamer.backtest.report import accounts, auc_text, day
 
     months = f"month starts {day(tuning.train_months[0])} .. {day(tuning.train_months[-1])}"
     fitted = (
@@ -164,8 +160,8 @@ def _tuned_header(tuning: TuneResult, events: Path, source: Path | None) -> list
     aucs = [held.auc.get(TUNE_HORIZON) for held in (tuning.default, tuning.tuned, tuning.risk)]
     return [
         *fitted,
-        f"Held-out AUC {TUNE_HORIZON}d: configured score {_auc(aucs[0])}, tuned score {_auc(aucs[1])}, "
-        f"churn_risk_60d {_auc(aucs[2])}"
+        f"Held-out AUC {TUNE_HORIZON}d: configured score {auc_text(aucs[0])}, "
+        f"tuned score {auc_text(aucs[1])}, churn_risk_60d {auc_text(aucs[2])}"
         + " ("
         + (f"{_no_auc_because(tuning)}; " if None in aucs else "")
         + f"chosen: {tuning.choice.winner.label} as the [model], "

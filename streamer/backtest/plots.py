@@ -10,7 +10,7 @@ from matplotlib.figure import Figure  # used without pyplot: no display, no glob
 
 from streamer.backtest.analysis import HORIZONS, TUNE_HORIZON, Backtest, TuneResult
 from streamer.backtest.metrics import roc_curve
-from streamer.backtest.report import day
+from streamer.backtest.report import auc_text, day
 from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
 
@@ -20,11 +20,6 @@ PLOT_FILES = {
 }  # in `out`
 
 BAND_COLOURS = {Band.green: "#2e9e44", Band.yellow: "#e0b000", Band.red: "#d03030"}
-
-
-def _auc(value: float | None) -> str:
-    """An AUC for a title; n/a when undefined (no churn, or only churn, to rank)."""
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -218,7 +213,7 @@ def weights(tuning: TuneResult, out: Path) -> Path:
     ax.set_xticks(positions, list(COMPONENTS))
     ax.set_ylabel("component weight")
     held = " / ".join(
-        f"{name} {_auc(getattr(tuning, name).auc.get(TUNE_HORIZON))}" for name in ("default", "tuned")
+        f"{name} {auc_text(getattr(tuning, name).auc.get(TUNE_HORIZON))}" for name in ("default", "tuned")
     )
     ax.set_title(f"Component weights; held-out AUC {TUNE_HORIZON}d: {held}", fontsize=9)
     ax.legend(fontsize=8)
@@ -242,7 +237,7 @@ def calibration(tuning: TuneResult, out: Path) -> Path:
     ax.set_ylabel("observed churn within 60 days")
     ax.set_title(
         f"Held out ({day(tuning.test_months[0])} on): Brier {tuning.risk.brier:.4f}, "
-        f"AUC {_auc(tuning.risk.auc.get(TUNE_HORIZON))}",
+        f"AUC {auc_text(tuning.risk.auc.get(TUNE_HORIZON))}",
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="upper left")

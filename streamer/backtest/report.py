@@ -36,6 +36,12 @@ def _num(value: float | None, places: int = 3) -> str:
     return "-" if value is None else f"{value:.{places}f}"
 
 
+def auc_text(value: float | None) -> str:
+    """An AUC in a plot's title or a written configuration's header: n/a when undefined (no
+    churn, or only churn, to rank)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
