@@ -35,6 +35,14 @@ def assert_only_clean_events(tmp_path: Path, out: Path, left_out: tuple[str, ...
     assert read_events(out) == [e for e in read_events(clean) if e["account_id"] not in left_out]
 
 
+def assert_imports_as_the_clean_export(tmp_path: Path, mapping: Path) -> None:
+    """The export changed in `tmp_path / "export"` imports without a bad row, to the clean one's events."""
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    assert result.exit_code == 0, result.output
+    assert_only_clean_events(tmp_path, out)
+
+
 # The bad row has the dates and product of a good row of the 'gap' account (GOOD), so skipped
 # it changes nothing, unless the bad value is its dates or product: then what it covered is
 # unknown and the account is left out (a gap would read as a churn).
@@ -183,10 +191,7 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) 
     mapping = write_export(tmp_path / "export")
     events = tmp_path / "export" / "events.csv"
     events.write_bytes(b"\xef\xbb\xbf" + events.read_bytes())
-    out = tmp_path / "o.jsonl"
-    result = run_import(tmp_path / "export", mapping, out)
-    assert result.exit_code == 0, result.output
-    assert_only_clean_events(tmp_path, out)
+    assert_imports_as_the_clean_export(tmp_path, mapping)
 
 
 def test_bad_rows_are_named_by_their_physical_line_after_quoted_newlines(tmp_path: Path) -> None:
@@ -574,10 +579,7 @@ def test_spaces_around_header_names_are_trimmed_as_around_values(tmp_path: Path)
     header, rest = events.read_text().split("\n", 1)
     assert header == "account_id,event_time,event_type_id,user_id"
     events.write_text("account_id, event_time ,\tevent_type_id,user_id \n" + rest)
-    out = tmp_path / "o.jsonl"
-    result = run_import(tmp_path / "export", mapping, out)
-    assert result.exit_code == 0, result.output
-    assert_only_clean_events(tmp_path, out)
+    assert_imports_as_the_clean_export(tmp_path, mapping)
 
 
 def test_header_names_equal_once_trimmed_are_refused_naming_both_spellings(tmp_path: Path) -> None:
