@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ from click.utils import make_default_short_help
 from pydantic import ValidationError
 
 from streamer import __version__
+from streamer.variables import unknown_variables
 
 USAGE_ERROR = 2
 
@@ -65,7 +67,8 @@ SUBCOMMANDS = {
 
 class Commands(click.Group):
     """The group: subcommands imported on use (`SUBCOMMANDS`); a bad HEALTHSTREAM_* setting ends
-    any command with one line and exit code 2."""
+    any command with one line and exit code 2, and one that nothing reads (a misspelt name) is
+    named in a warning."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
@@ -105,6 +108,8 @@ class Commands(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        for warning in unknown_variables(os.environ):
+            click.echo(f"streamer: warning: {warning}", err=True)
         try:
             return super().invoke(ctx)
         except ValidationError as error:

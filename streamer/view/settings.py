@@ -10,12 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class ViewSettings(BaseSettings):
     """`HEALTHSTREAM_VIEW_HOST` (127.0.0.1), `_PORT` (8000), `_TOKEN` (none: no authentication),
-        `_KAFKA_CHECK` (whether /healthz also asks the broker, default yes), `_WORKER_STALL_S` (how long
-    a worker may leave input waiting with nothing committed before /healthz calls it stalled,
-    default 60), `_REDIS_POOL_SIZE` (at
-        most this many Redis connections, default 50) and `_REDIS_POOL_TIMEOUT_S` (how long a request
-        waits for a free one before a 503, default 20:
-        the bound of a queue, not a typical wait)."""
+    `_KAFKA_CHECK` (whether /healthz also asks the broker, default yes), `_WORKER_MAX_AGE_S` (a
+    worker that has not reported for this long no longer counts as reporting, default 30),
+    `_WORKER_STALL_S` (how long a worker may leave input waiting with nothing committed before
+    /healthz calls it stalled, default 60), `_REDIS_POOL_SIZE` (at most this many Redis
+    connections, default 50) and `_REDIS_POOL_TIMEOUT_S` (how long a request waits for a free one
+    before a 503, default 20: the bound of a queue, not a typical wait)."""
 
     model_config = SettingsConfigDict(env_prefix="HEALTHSTREAM_VIEW_", extra="ignore", frozen=True)
 
