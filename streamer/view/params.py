@@ -49,6 +49,20 @@ class Params:
             raise BadRequest(f"{name!r} must be at most {MAX_TEXT} characters, got {len(value)}")
         return value
 
+    def exact(self, name: str) -> str | None:
+        """One value taken as it is, never trimmed: an account id may begin or end with a space
+        (`account_id=acct-1%20` returned the alerts of `acct-1`)."""
+        values = self._all(name)
+        if len(values) > 1:
+            raise BadRequest(f"{name!r} given {len(values)} times; give it once")
+        if not values:
+            return None
+        if not values[0].strip():
+            raise BadRequest(f"{name!r} is empty; leave it out or give a value")
+        if len(values[0]) > MAX_TEXT:
+            raise BadRequest(f"{name!r} must be at most {MAX_TEXT} characters, got {len(values[0])}")
+        return values[0]
+
     def _all(self, name: str) -> list[str]:
         getall = getattr(self.query, "getall", None)
         if getall is not None:
@@ -226,7 +240,7 @@ def alert_query(query: Mapping[str, str], account_id: str | None = None) -> Aler
     return AlertQuery(
         limit=_limit(params, export),
         offset=params.integer("offset", 0, 0, 1_000_000) or 0,
-        account_id=account_id if account_id is not None else params.text("account_id"),
+        account_id=account_id if account_id is not None else params.exact("account_id"),
         severities=params.choices("severity", SEVERITIES),
         rules=params.choices("rule"),
         owners=params.names("owner") if account_id is None else (),

@@ -236,6 +236,15 @@ def test_alert_parameters() -> None:
         alert_query(q(owner="ann"), account_id="a-1")  # one account's alerts: no owner filter
 
 
+def test_an_alert_list_for_an_id_with_spaces_names_that_id_as_it_is() -> None:
+    assert alert_query(q(account_id="acct-1 ")).account_id == "acct-1 "  # not acct-1's alerts
+    assert alert_query(q(account_id=" a b ")).account_id == " a b "
+    with pytest.raises(BadRequest, match="'account_id' is empty"):
+        alert_query(q(account_id="  "))
+    with pytest.raises(BadRequest, match="'account_id' given 2 times"):
+        alert_query(MultiDict([("account_id", "a"), ("account_id", "b")]))
+
+
 def test_account_list_filters_owner_segment_and_search() -> None:
     query = account_query(
         MultiDict([("owner", "ann@x.io"), ("segment", "smb"), ("segment", "mid"), ("q", "  Acme ")])
