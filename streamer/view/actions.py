@@ -15,7 +15,7 @@ import orjson
 
 from streamer.contract.decode import Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY, Event
-from streamer.core.clock import iso
+from streamer.core.clock import iso, to_ms
 from streamer.core.config import Input
 from streamer.core.intake import out_of_bounds
 from streamer.view.errors import BadRequest
@@ -23,6 +23,11 @@ from streamer.view.errors import BadRequest
 PROFILE, OVERRIDE, CLEARED = "account.updated", "health.override", "health.override_cleared"
 SET_BY_THE_VIEW = ("event_id", "event_type", "account_id")
 MAX_BODY = 64 * 1024
+# How far a write's own `occurred_at` may lie past the view's clock: a client's clock a little
+# ahead. The producers' `input.max_skew_hours` (24 h) let a person date a write tomorrow, which
+# moved the partition's stream time there: the write was taken, and every later write of that
+# account dated now was older than it (a newer clearing beat a new override) without a word.
+MAX_AHEAD_MS = 5 * 60 * 1000
 
 
 def body_object(raw: bytes) -> dict[str, Any]:
@@ -89,4 +94,10 @@ def build_event(
     problem = out_of_bounds(event, bounds, now_ms)
     if problem is not None:
         raise BadRequest(problem)
+    at = to_ms(event.occurred_at)
+    if at > now_ms + MAX_AHEAD_MS:
+        raise BadRequest(
+            f"occurred_at {iso(at)} is after now ({iso(now_ms)} by the view's clock): a person's "
+            "write is dated at most now; leave occurred_at out to date it now"
+        )
     return event, value

@@ -146,6 +146,8 @@ async def test_a_profile_and_a_clearing_by_delete_or_by_body(view: TestClient[An
         ({"event_id": "mine", "band": "red"}, "event_id are set by the view"),
         ({"clear": True, "author": "a", "occurred_at": "yesterday"}, "field 'occurred_at'"),
         ({"clear": True, "author": "a", "occurred_at": "2100-01-01T00:00:00Z"}, "input.max_skew_hours"),
+        # within the producers' 24 h of skew, yet later than now: later writes dated now lost to it
+        ({"clear": True, "author": "a", "occurred_at": in_days(0.5)}, "a person's write is dated at most"),
         ({"clear": "yes", "author": "a"}, "'clear' must be true or false"),
         # a clearing with a band dropped the band without a word
         (
@@ -397,3 +399,13 @@ async def test_a_write_dated_now_on_a_live_portfolio_is_taken_even_where_its_par
             response = await client.post(f"/api/accounts/{account}/override", json=CLEAR, headers=AUTH)
             assert response.status == 202, await response.text()
         assert len(sent) == 2
+
+
+async def test_a_write_dated_a_minute_ahead_of_the_views_clock_is_taken(
+    view: TestClient[Any, Any], sent: Sent
+) -> None:
+    """A client's clock a little ahead of the view's: within `MAX_AHEAD_MS`."""
+    body = {"clear": True, "author": "a", "occurred_at": in_days(1 / 1440)}
+    response = await view.post("/api/accounts/acme/override", json=body, headers=AUTH)
+    assert response.status == 202, await response.text()
+    assert len(sent) == 1
