@@ -50,6 +50,7 @@ VIEW = (
     "VIEW_WORKER_STALL_S",
     "VIEW_REDIS_POOL_SIZE",
     "VIEW_REDIS_POOL_TIMEOUT_S",
+    "VIEW_ALLOWED_HOSTS",
 )
 # streamer.local.settings (the local stack) and streamer.native (which core runs)
 LOCAL = ("KAFKA_CONTROLLER_PORT", "STACK_DIR", "CACHE_DIR", "PURE_CORE")

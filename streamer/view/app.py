@@ -23,7 +23,7 @@ from streamer.view.errors import BadRequest, Problem, RequestTimeout, Unreadable
 from streamer.view.health import Health
 from streamer.view.metrics import Metrics
 from streamer.view.publisher import KafkaPublisher, Publish, Writer
-from streamer.view.security import bearer_auth, protective_headers
+from streamer.view.security import bearer_auth, protective_headers, trusted_hosts
 from streamer.view.service import ViewService
 from streamer.view.settings import ViewSettings
 
@@ -152,6 +152,7 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
         middlewares=[
             protective_headers,
             errors_and_metrics(metrics),
+            trusted_hosts(view.secret, view.host_names),
             bearer_auth(view.secret),
             admission(view.redis_pool_size, BODY_TIMEOUT_S),
         ]

@@ -15,7 +15,9 @@ class ViewSettings(BaseSettings):
     `_WORKER_STALL_S` (how long a worker may leave input waiting with nothing committed before
     /healthz calls it stalled, default 60), `_REDIS_POOL_SIZE` (at most this many Redis
     connections, default 50) and `_REDIS_POOL_TIMEOUT_S` (how long a request waits for a free one
-    before a 503, default 20: the bound of a queue, not a typical wait)."""
+    before a 503, default 20: the bound of a queue, not a typical wait); `_ALLOWED_HOSTS` (the names,
+    besides IP addresses and localhost, a view without a token answers; comma separated, `*`
+    any)."""
 
     model_config = SettingsConfigDict(env_prefix="HEALTHSTREAM_VIEW_", extra="ignore", frozen=True)
 
@@ -27,6 +29,14 @@ class ViewSettings(BaseSettings):
     worker_stall_s: Annotated[float, Field(gt=0)] = 60.0
     redis_pool_size: Annotated[int, Field(ge=1, le=10_000)] = 50
     redis_pool_timeout_s: Annotated[float, Field(gt=0, le=300)] = 20.0
+    # Host names a view without a token answers besides IP addresses and localhost, comma
+    # separated (`*`: any): see `streamer.view.security.trusted_hosts`.
+    allowed_hosts: str = ""
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """`allowed_hosts` as a list."""
+        return tuple(name.strip() for name in self.allowed_hosts.split(",") if name.strip())
 
     @property
     def secret(self) -> str | None:

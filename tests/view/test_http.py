@@ -30,6 +30,7 @@ from streamer.stream.access import plain
 from streamer.view import handlers
 from streamer.view.app import ROUTES, create_app
 from streamer.view.health import Health
+from streamer.view.security import COOKIE, cookie_value
 from streamer.view.service import FILTER_NAMES
 from streamer.view.settings import ViewSettings
 from tests.fixtures import RedisServer
@@ -451,8 +452,6 @@ async def test_a_token_guards_every_route_but_healthz(redis_server: RedisServer,
             assert wrong.status == 401 and (await wrong.json())["error"] == "the bearer token is not valid"
             right = await client.get(concrete, headers={"Authorization": "Bearer s3cret"})
             assert right.status == 200, (path, await right.text())
-        page = await client.get("/", params={"access_token": "s3cret"})
-        assert page.status == 200
         for path in ("/", "/accounts/acct-0001"):  # a browser cannot send the header: say how to open it
             bare = await client.get(path)
             assert bare.status == 401
@@ -461,18 +460,108 @@ async def test_a_token_guards_every_route_but_healthz(redis_server: RedisServer,
         assert "access_token" not in (await (await client.get("/api/portfolio")).json())["error"]
         api = await client.get("/api/portfolio", params={"access_token": "s3cret"})
         assert api.status == 401  # the query form is for the page only
+        page = await client.get("/", params={"access_token": "s3cret"})  # (sets the page cookie)
+        assert page.status == 200
     finally:
         await client.close()
 
 
-async def raw_get(client: TestClient[Any, Any], path: str, authorization: bytes) -> tuple[int, bytes]:
-    """A request with the Authorization header's bytes exactly as given (a client library would
-    refuse or re-encode non-ASCII): the status and the body."""
+async def test_a_page_opened_with_its_token_lets_the_browser_follow_links_reload_and_read(
+    redis_server: RedisServer, projected: str
+) -> None:
+    """A browser sends no header on a page load: the links between the pages, a reload and a
+    bookmark were 401s. The page opened with ?access_token= sets an HttpOnly, SameSite=Strict
+    cookie derived from the token, which reads take; a write still needs the header."""
+    client = await start(redis_server.url, projected, token="s3cret")
+    try:
+        page = await client.get("/", params={"access_token": "s3cret"})
+        assert page.status == 200
+        cookie = page.cookies[COOKIE]
+        assert cookie.value == cookie_value("s3cret") and "s3cret" not in cookie.value
+        assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+        assert int(cookie["max-age"]) == 30 * 24 * 3600
+        for path in ("/accounts/acct-0001", "/", "/api/portfolio", "/api/accounts?format=csv"):
+            followed = await client.get(path)  # the session's jar sends the cookie, no header
+            assert followed.status == 200, (path, await followed.text())
+        write = await client.post("/api/accounts/acct-0001/override", json={"clear": True, "author": "a"})
+        assert write.status == 401  # a write needs the header, whatever the cookie
+        client.session.cookie_jar.clear()
+        client.session.cookie_jar.update_cookies({COOKIE: cookie_value("the token before")})
+        assert (await client.get("/api/portfolio")).status == 401  # a new token ends old cookies
+        client.session.cookie_jar.clear()
+        wrong = await client.get("/", params={"access_token": "nope"})
+        assert wrong.status == 401 and COOKIE not in wrong.cookies
+        by_header = await client.get("/", headers={"Authorization": "Bearer s3cret"})
+        assert by_header.status == 200 and COOKIE not in by_header.cookies  # a client, not a browser
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("rebind.attacker.example:8000", 403),
+        ("rebind.attacker.example.", 403),
+        ("view.example.com:8000", 200),  # listed in HEALTHSTREAM_VIEW_ALLOWED_HOSTS
+        ("VIEW.example.com.", 200),
+        ("localhost:8000", 200),
+        ("app.localhost", 200),
+        ("127.0.0.1:8000", 200),
+        ("10.1.2.3", 200),
+        ("[::1]:8000", 200),
+    ],
+)
+async def test_a_view_without_a_token_answers_only_addresses_localhost_and_listed_names(
+    redis_server: RedisServer, projected: str, host: str, status: int
+) -> None:
+    """DNS rebinding: another site's page whose name is made to resolve to 127.0.0.1 reads the
+    view as its own origin, and the browser sends that name as the Host."""
+    settings = Settings(redis_url=redis_server.url, app_id=projected, kafka_bootstrap="127.0.0.1:1")
+    view = ViewSettings(kafka_check=False, allowed_hosts=" view.example.com ,other.example")
+    client = TestClient(TestServer(create_app(settings, view)))
+    await client.start_server()
+    try:
+        status_code, body = await raw_get(client, "/api/portfolio", None, host=host.encode())
+        assert status_code == status, body[:300]
+        if status == 403:
+            assert b"HEALTHSTREAM_VIEW_ALLOWED_HOSTS" in body
+        assert (await raw_get(client, "/healthz", None, host=host.encode()))[0] in (200, 503)
+    finally:
+        await client.close()
+
+
+async def test_a_view_with_a_token_or_any_host_allowed_answers_any_host(
+    redis_server: RedisServer, projected: str
+) -> None:
+    settings = Settings(redis_url=redis_server.url, app_id=projected, kafka_bootstrap="127.0.0.1:1")
+    for view in (
+        ViewSettings(kafka_check=False, token="s3cret"),
+        ViewSettings(kafka_check=False, allowed_hosts="*"),
+    ):
+        client = TestClient(TestServer(create_app(settings, view)))
+        await client.start_server()
+        try:
+            status, body = await raw_get(client, "/api/portfolio", b"Bearer s3cret", host=b"any.example")
+            assert status == 200, body[:300]
+        finally:
+            await client.close()
+
+
+async def raw_get(
+    client: TestClient[Any, Any], path: str, authorization: bytes | None, host: bytes = b"test"
+) -> tuple[int, bytes]:
+    """A request with the Authorization and Host headers' bytes exactly as given (a client library
+    would refuse or re-encode non-ASCII; None, b"": no such header): the status and the body."""
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
         writer.write(
-            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
-            b"Authorization: " + authorization + b"\r\n\r\n"
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\n"
+            + (b"Host: " + host + b"\r\n" if host else b"")
+            + b"Connection: close\r\n"
+            + (b"Authorization: " + authorization + b"\r\n" if authorization is not None else b"")
+            + b"\r\n"
         )
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 30)
@@ -773,16 +862,22 @@ async def test_a_route_that_refuses_an_unknown_parameter_documents_its_400(
 
 @pytest.mark.parametrize("host", [b"x:99999", b"x:-1", b"x:65536", b"a:b:c", b"@", b"\xff", b"x..y"])
 async def test_a_malformed_host_header_gets_the_document_with_a_relative_server(
-    view: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, host: bytes
+    redis_server: RedisServer, projected: str, caplog: pytest.LogCaptureFixture, host: bytes
 ) -> None:
     """It was a 500 and an "unexpected error" traceback, which anyone could fill the log with
-    (the route needs no token on a view without one)."""
-    reader, writer = await asyncio.open_connection(view.server.host, view.server.port)
-    try:
-        writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
-        head, _, body = (await reader.read()).partition(b"\r\n\r\n")
-    finally:
-        writer.close()
-    assert head.startswith(b"HTTP/1.1 200 "), head + body[:300]
-    assert json.loads(body) == openapi() | {"servers": [{"url": "/"}]}
+    (the route needs no token on a view without one). A view without a token answers such a
+    name only when every name is allowed; by default it is a 403, never a 500."""
+    settings = Settings(redis_url=redis_server.url, app_id=projected, kafka_bootstrap="127.0.0.1:1")
+    for allowed, status in (("*", 200), ("", 403)):
+        view = TestClient(
+            TestServer(create_app(settings, ViewSettings(kafka_check=False, allowed_hosts=allowed)))
+        )
+        await view.start_server()
+        try:
+            code, body = await raw_get(view, "/openapi.json", None, host=host)
+        finally:
+            await view.close()
+        assert code == status, body[:300]
+        if status == 200:
+            assert json.loads(body) == openapi() | {"servers": [{"url": "/"}]}
     assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
