@@ -104,8 +104,15 @@ def point_figures(evaluation: Evaluation) -> PointFigures:
         facts.renewal_at,
         facts.events_28d,
         facts.days_since_last_use,
-        None if override is None or override.override.band is None else str(override.override.band),
+        None if override is None else _forced_band(override.override.band, evaluation.band),
     )
+
+
+def _forced_band(asked: str | None, in_force: str) -> str:
+    """The band an override puts the account in: the one asked for, or, when a score was asked
+    for, the band of that score (the evaluation's, an override's): a score override showed as
+    none in the history, its timeline and the exports."""
+    return str(asked) if asked is not None else str(in_force)
 
 
 def _model_score(evaluation: Evaluation) -> float:

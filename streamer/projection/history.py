@@ -44,7 +44,7 @@ FIELDS = (
     "renewal_at",  # instant or null
     "events_28d",
     "days_since_last_use",
-    "override_band",  # the band set by a person, when an override is in force
+    "override_band",  # the band a person's override puts the account in, when one is in force
 )
 
 
@@ -104,7 +104,8 @@ def point(snapshot: dict[str, Any]) -> bytes:
     metrics = snapshot.get("metrics") or {}
     components = snapshot.get("components") or {}
     override = snapshot.get("override")
-    forced = override.get("band") if isinstance(override, dict) else None
+    # the band asked for, or, for a score override, the band of that score (the snapshot's)
+    forced = (override.get("band") or snapshot["band"]) if isinstance(override, dict) else None
     return _line(
         (epoch_ms(snapshot["as_of"]), snapshot["score"], snapshot["band"], snapshot["lifecycle_stage"]),
         str(snapshot["mrr"]),

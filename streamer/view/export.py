@@ -80,7 +80,9 @@ def _reasons(reasons: Any) -> str:
 
 def _account(row: dict[str, Any]) -> dict[str, Any]:
     forced = row.get("override") or {}
-    return {**row, "override_band": forced.get("band"), "reasons": _reasons(row.get("reasons"))}
+    # a score override asks for no band: the band its score puts the account in (the row's)
+    band = (forced.get("band") or row.get("band")) if forced else None
+    return {**row, "override_band": band, "reasons": _reasons(row.get("reasons"))}
 
 
 def _alert(alert: dict[str, Any]) -> dict[str, Any]:

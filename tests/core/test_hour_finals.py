@@ -126,9 +126,12 @@ def test_an_evaluations_point_is_the_point_of_its_snapshot() -> None:
     for event in portfolio():
         engine.process(event)
     accounts: dict[str, Account] = dict(engine.accounts)
-    overridden = 0
+    overridden = by_score = 0
     for account, evaluation in engine.scorings:
         snapshot = build_snapshot(accounts[account], evaluation, "USD")
         assert history.point_of(evaluation) == history.point(snapshot), snapshot["as_of"]
         overridden += evaluation.override is not None
-    assert overridden > 0
+        if evaluation.override is not None and evaluation.override.override.band is None:
+            by_score += 1  # a score override: its point keeps the band that score is in
+            assert history.decode(history.point_of(evaluation)).override_band == evaluation.band
+    assert overridden > by_score > 0

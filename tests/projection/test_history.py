@@ -60,6 +60,13 @@ def test_a_point_round_trips_the_snapshot_facts_it_keeps() -> None:
     assert history.decode(history.point(snapshot())).override_band is None  # no override field: None
 
 
+def test_a_score_override_keeps_the_band_its_score_puts_the_account_in() -> None:
+    """It asks for no band: it showed as no override in the history, the timeline and the CSV."""
+    record = snapshot(score=12.5, band="red")
+    record["override"] = {"band": None, "score": 12.5, "reason": "r", "author": "ann"}
+    assert history.decode(history.point(record)).override_band == "red"
+
+
 def line_with(**fields: str) -> bytes:
     """A point the workers write, with some of its `FIELDS` replaced."""
     values = history.point(snapshot(as_of="2024-03-01T10:00:00Z", mrr="120.00")).decode().split(",")

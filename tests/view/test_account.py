@@ -120,3 +120,12 @@ def test_csv_exports_flatten_rows_and_defuse_formulas() -> None:
     assert ",-5.00," in lines[1] and ",red,usage down 64%; 2 urgent tickets open" in lines[1]
     alert = {"alert_id": "x", "account_id": "a-1", "profile": {"owner": "bo"}, "reasons": [{"message": "m"}]}
     assert alerts([alert]).decode().splitlines()[1].split(",")[4] == "bo"
+
+
+def test_a_score_override_exports_the_band_its_score_puts_the_account_in() -> None:
+    """It asks for no band: its `override_band` cell was empty, as if none were in force."""
+    forced = {"account_id": "a-1", "score": 12.5, "band": "red", "override": {"band": None, "score": 12.5}}
+    free = {"account_id": "a-2", "score": 80.0, "band": "green", "override": None}
+    header, *rows = accounts([forced, free]).decode().splitlines()
+    column = header.split(",").index("override_band")
+    assert [row.split(",")[column] for row in rows] == ["red", ""]
