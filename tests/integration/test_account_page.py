@@ -5,17 +5,24 @@ API answers it, and the page shows it; a filtered dashboard shows only what the 
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
+from test_account_forms import LOADED, Browser
 from test_dashboard import Element, _project_risks, browse, fixed, parse
 from test_view import Deployment, Live, shared_live, wait_until
 
 from streamer.local.stack import StackInfo
 from streamer.projection.codec import epoch_ms
 from streamer.projection.history import MAX_POINTS
+from streamer.projection.redis_writer import RedisProjection, connect
 
 pytestmark = pytest.mark.integration
 
@@ -166,5 +173,136 @@ def test_an_account_page_reached_by_an_address_with_a_bare_percent_shows_the_acc
             assert dom.find("body")[0].attrs.get("data-loaded") == "true", (address, dom.by_id("error").text)
             assert dom.by_id("account-id").text == "100%" and dom.by_id("name").text == "100%"
             assert dom.by_id("error").attrs.get("hidden") is not None
+    finally:
+        probe.close()
+
+
+RLO = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: reverses what follows, up to the end of its paragraph or isolate
+ZALGO = "Zalgo " + "".join(chr(0x0300 + n % 0x70) for n in range(300))  # stacked combining marks
+WINDOW = (1400, 1000)
+
+
+def _long_account(template: dict[str, Any], account_id: str, name: str) -> dict[str, Any]:
+    """An at-risk account whose every person-written string is as long as the contract allows and
+    has no break point (or stacked marks), with a U+202E in each piece that is read in a line."""
+    record = copy.deepcopy(template)
+    record.update(account_id=account_id, band="red", score=12.0, mrr="99.00", plan="P" * 128)
+    record["profile"] = {
+        "name": name,
+        "owner": RLO + "O" * 255,
+        "segment": "S" * 128,
+        "tier": "T" * 128,
+        "attributes": {"region": RLO + "x" * 255},
+    }
+    record["reasons"] = [
+        {"signal": "usage_trend", "value": None, "baseline": None, "message": RLO + "R" * 999}
+    ]
+    record["comments"] = [{"at": record["as_of"], "survey": "nps", "score": 3, "comment": RLO + "C" * 3999}]
+    record["override"] = {
+        "band": None,
+        "score": 20.0,
+        "reason": RLO + "why " + "Q" * 995,
+        "author": RLO + "A" * 255,
+        "set_at": record["as_of"],
+        "expires_at": "2999-01-01T00:00:00Z",
+        "computed_score": 55.0,
+        "computed_band": "yellow",
+    }
+    return record
+
+
+async def _project_long(url: str, prefix: str, template: dict[str, Any], alert: dict[str, Any]) -> None:
+    writer = RedisProjection(
+        connect(url), prefix, {"currency": "USD", "gross_margin": "1", "cs_cost_per_month": ""}
+    )
+    for account_id, name in (("long", "W" * 256), ("zalgo", ZALGO)):
+        record = _long_account(template, account_id, name)
+        writer.snapshot(record)
+        writer.alert(
+            {**alert, "account_id": account_id, "alert_id": f"{account_id}-1", "reasons": record["reasons"]}
+        )
+    assert await writer.drain()
+    await writer.close()
+
+
+# Every text node holding a U+202E, unless what it can reverse is itself alone: an isolating
+# element (a <bdi>, unicode-bidi: isolate) between it and its block, or nothing else in the block.
+UNISOLATED = """
+(() => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const found = [];
+  for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+    if (!text.data.includes("\u202e") || text.parentElement.closest("select, script, style")) continue;
+    let element = text.parentElement;
+    while (element) {
+      const style = getComputedStyle(element);
+      if (["isolate", "isolate-override", "plaintext"].includes(style.unicodeBidi)) break;
+      if (style.display !== "inline") {
+        const alone = element.textContent.trim() === text.data.trim();
+        if (!alone) found.push(element.id || element.tagName + "." + element.className);
+        break;
+      }
+      element = element.parentElement;
+    }
+  }
+  return found;
+})()
+"""
+
+MEASURE = """({width: document.documentElement.scrollWidth, window: window.innerWidth,
+  unisolated: %s, error: document.getElementById("error").textContent,
+  override: document.getElementById("override-band") && [
+    document.getElementById("override-band").textContent,
+    document.getElementById("override-score").textContent]})"""
+
+
+async def _measure(browser: Browser) -> dict[str, Any]:
+    port = browser.port()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+            targets = await response.json(content_type=None)
+        [page] = [target for target in targets if target.get("type") == "page"]
+        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
+            await browser.until(socket, "the page to load", LOADED, 60)
+            measured: dict[str, Any] = await browser.evaluate(socket, MEASURE % UNISOLATED)
+            return measured
+
+
+def measure(chromium: str, url: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="hs-chromium-") as profile:
+        browser = Browser(
+            chromium, url, Path(profile), "--window-size={},{}".format(*WINDOW), "--hide-scrollbars"
+        )
+        try:
+            return asyncio.run(_measure(browser))
+        finally:
+            browser.close()
+
+
+def test_long_strings_wrap_within_the_window_and_each_persons_text_is_isolated(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    """A 256-character name and owner, a 1,000-character reason, a 4,000-character comment, all
+    without a break point, and stacked combining marks made the dashboard 3,523 px wide in a
+    1,400 px window and the account page 43,402 px; a U+202E in an override reason reversed the
+    rest of the override box ("by ..., set ..., until ..."), and the score override's band (null)
+    showed as a pill reading "null"."""
+    source = live.deployment
+    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
+    template.pop("recent_alerts")
+    alert = source.get("/api/alerts?limit=1")["items"][0]
+    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
+    asyncio.run(_project_long(source.redis_url, probe.app_id, template, alert))
+    try:
+        probe.start_view()
+        assert probe.get("/api/accounts/long")["override"]["reason"].startswith(RLO)  # the premise
+        for address in ("/", "/accounts/long", "/accounts/zalgo"):
+            shown = measure(chromium, probe.url + address)
+            assert not shown["error"], (address, shown["error"])
+            assert shown["window"] == WINDOW[0], shown
+            assert shown["width"] <= WINDOW[0], (address, shown["width"])
+            assert shown["unisolated"] == [], (address, json.dumps(shown["unisolated"]))
+            if address != "/":  # a score override: its score, no band pill reading "null"
+                assert shown["override"] == ["", "score 20.0"], (address, shown["override"])
     finally:
         probe.close()

@@ -500,3 +500,34 @@ def test_an_owner_named_like_a_property_of_every_js_object_is_still_a_choice(
     assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
     assert (name, f"{name} (0)") in owner_options(dom)
     assert dom.by_id("risk-total").attrs["data-value"] == "0"
+
+
+def test_a_bad_filter_in_the_address_empties_only_the_lists_it_goes_to(live: Live, chromium: str) -> None:
+    """A hand-edited or stale bookmark (?severity=bogus, ?q=%20, ?rule=%2C, ?owner=%20) left every
+    KPI, chart and list at a dash with one error line; the severity select showed "any"."""
+    view = live.deployment
+    dom = parse(browse(chromium, view.url + "/?severity=bogus&q=%20&owner=%20&rule=%2C"))
+    assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
+    now = view.get("/api/portfolio")["current"]
+    assert number(dom.by_id("kpi-mrr").text) == Decimal(now["mrr"])  # the KPIs take no filter
+    assert dom.by_id("mrr-chart").find("circle"), "the charts take no filter"
+    # the blank filters are left out of the address, with a note naming them
+    note = dom.by_id("note")
+    assert note.attrs.get("hidden") is None and all(
+        f"{name}=" in note.text for name in ("q", "owner", "rule")
+    )
+    at_risk = view.get("/api/accounts?at_risk=true&sort=score&limit=12")["items"]
+    assert at_risk_rows(dom) == [item["account_id"] for item in at_risk] and at_risk
+    churned = view.get("/api/accounts?stage=churned&sort=score&limit=8")["items"]
+    assert [row.attrs["data-account"] for row in dom.by_id("churned").find("tr")[1:]] == [
+        item["account_id"] for item in churned
+    ]
+    # the alerts, which the API refuses with ?severity=bogus, say so; the error line names it
+    (refused,) = dom.by_id("alerts").find("tr", **{"class": "empty refused"})
+    assert 'severity="bogus"' in refused.text, refused.text
+    error = dom.by_id("error")
+    assert error.attrs.get("hidden") is None and 'severity="bogus"' in error.text, error.text
+    assert "at-risk" not in error.text and "churned" not in error.text, error.text
+    # the severity control shows what the address asked for, not "any"
+    chosen = [o for o in dom.by_id("filter-severity").find("option") if "selected" in o.attrs]
+    assert [o.attrs["value"] for o in chosen] == ["bogus"], [o.attrs for o in chosen]

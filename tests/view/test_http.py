@@ -639,7 +639,8 @@ def test_the_page_puts_no_string_into_html_and_loads_nothing_external() -> None:
 async def test_the_page_is_self_contained(view: TestClient[Any, Any]) -> None:
     html = await get(view, "/")
     assert "<!--SCRIPT-->" not in html and "<!--STYLE-->" not in html
-    assert " src=" not in html and "<link" not in html
+    # nothing loaded from elsewhere: the one <link> is the empty icon (a favicon 404 otherwise)
+    assert " src=" not in html and html.count("<link") == 1 and '<link rel="icon" href="data:,">' in html
     # the shared head (head.html) is in place, once, before the page's own title
     assert html.startswith("<!doctype html>") and "<!--HEAD" not in html
     assert html.count("<head>") == 1 and html.index("<style>") < html.index("<title>") < html.index("</head>")

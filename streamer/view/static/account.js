@@ -13,7 +13,8 @@
     ["ces", "CES"], ["payment_failures_30d", "payment failures, 30 d"], ["mrr_trend_90d", "MRR trend, 90 d"],
     ["days_to_renewal", "days to renewal"], ["scheduled_cancellation_at", "cancellation scheduled for"],
   ];
-  const { api, csvLink, node, svgNode, money, fixed, percent, day, minute, short, niceTicks, timeTicks, bandBadge, show } = HS;
+  const { api, csvLink, node, userText, svgNode, money, fixed, percent, day, minute, short, niceTicks, timeTicks, bandBadge, show } = HS;
+  const PROFILE_FIELDS = ["name", "owner", "segment", "tier"];
   const DAY = 86400000;
 
   // The id the view read from the address, which it puts on the body; else the address decoded
@@ -56,10 +57,12 @@
     const override = snapshot.override;
     const box = document.getElementById("override");
     box.hidden = !override;
+    renderClearButton(override);
     if (override) {
-      document.getElementById("override-band").replaceChildren(bandBadge(override.band));
-      // a band override has no score: nothing there, not text()'s "–" before the "—"
-      show("override-score", override.score !== null && override.score !== undefined ? fixed(override.score, 1) : "", override.score);
+      // exactly one of band and score was asked for: a score override's band is null (no "null" pill)
+      document.getElementById("override-band").replaceChildren(...(override.band ? [bandBadge(override.band)] : []));
+      // ... and a band override has no score: nothing there, not text()'s "–" before the "—"
+      show("override-score", override.score !== null && override.score !== undefined ? "score " + fixed(override.score, 1) : "", override.score);
       text("override-reason", override.reason);
       text("override-author", override.author);
       text("override-set", minute(override.set_at));
@@ -70,7 +73,7 @@
 
   function renderReasons(snapshot) {
     const reasons = (snapshot.reasons || []).map((r) =>
-      node("li", { "data-signal": r.signal }, [r.message + (r.percentile !== null && r.percentile !== undefined ? " (p" + Math.round(r.percentile) + ")" : "")]));
+      node("li", { "data-signal": r.signal }, [userText(r.message), r.percentile !== null && r.percentile !== undefined ? " (p" + Math.round(r.percentile) + ")" : ""]));
     if (!reasons.length) reasons.push(node("li", { class: "muted" }, ["nothing stands out"]));
     document.getElementById("reasons").replaceChildren(...reasons);
     const rows = Object.entries(snapshot.components || {}).map(([name, c]) =>
@@ -175,7 +178,7 @@
   function renderTimeline(timeline) {
     const items = timeline.items.map((entry) =>
       node("li", { class: "kind-" + entry.kind, "data-kind": entry.kind }, [
-        node("time", {}, [minute(entry.at)]), " ", node("span", { class: "kind" }, [entry.kind]), " ", node("span", {}, [entry.text]),
+        node("time", {}, [minute(entry.at)]), " ", node("span", { class: "kind" }, [entry.kind]), " ", userText(entry.text),
       ]));
     if (!items.length) items.push(node("li", { class: "muted" }, ["nothing yet"]));
     document.getElementById("timeline").replaceChildren(...items);
@@ -188,7 +191,7 @@
         node("td", {}, [minute(alert.raised_at)]), node("td", {}, [alert.rule]),
         node("td", { class: "sev-" + alert.severity }, [alert.severity]),
         node("td", { class: "num" }, [fixed(alert.score, 1)]), node("td", {}, [bandBadge(alert.band)]),
-        node("td", {}, [alert.reasons.length ? alert.reasons[0].message : ""]),
+        node("td", {}, [userText(alert.reasons.length ? alert.reasons[0].message : "")]),
       ]));
     document.querySelector("#alerts tbody").replaceChildren(...rows);
     document.getElementById("alerts-csv").replaceChildren(csvLink(base + "/alerts?format=csv", "CSV"));
@@ -229,59 +232,139 @@
   }
 
   // The two forms post JSON to the view's write endpoints with the token typed here.
+  function say(message) {
+    document.getElementById("form-status").textContent = message;
+  }
+
   async function submit(form, path, body) {
-    const status = document.getElementById("form-status");
     try {
       await api(base + path, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
-      status.textContent = "saved; the change shows once the worker has scored it";
+      say("saved; the change shows once the worker has scored it");
       refresh();
+      return true;
     } catch (problem) {
-      status.textContent = String(problem.message || problem);
+      say(String(problem.message || problem));
+      return false;
     }
   }
 
-  // The profile form starts from the current profile (an update replaces the whole profile).
-  let profileFilled = false;
-  let attributes = {};
+  // "remove the override" only means something while one is in force: else it is disabled, and says why.
+  function renderClearButton(override) {
+    const clear = document.getElementById("override-clear");
+    clear.disabled = !override;
+    clear.title = override ? "remove the override now (give your author; a reason is kept if given)" : "no override is in force";
+  }
+
+  // A score is asked for when no band is chosen: it is required then, and never made up (Number("") is 0).
+  function requireScore(form) {
+    form.elements.score.required = !form.elements.band.value;
+  }
+
+  // The first field the browser finds wrong, with what to do about it; null when all are right.
+  function whyInvalid(form) {
+    const wrong = Array.from(form.elements).find((field) => field.willValidate && !field.validity.valid);
+    if (!wrong) return null;
+    if (wrong.name === "score" && wrong.validity.valueMissing) {
+      return { field: wrong, message: "choose a band, or give a score from 0 to 100: the score is empty" };
+    }
+    return { field: wrong, message: wrong.name + ": " + wrong.validationMessage };
+  }
+
+  // "until" is a day: the override lasts to its end (a day's 00:00 made "today" a time in the past).
+  function endOfDay(date) {
+    return date + "T23:59:59Z";
+  }
+
+  function wireOverride(override) {
+    const band = override.elements.band;
+    requireScore(override);
+    band.addEventListener("change", function () { requireScore(override); });
+    override.addEventListener("submit", function (event) {
+      event.preventDefault();
+      requireScore(override);  // the band may have been set without a change event
+      const invalid = whyInvalid(override);
+      if (invalid) {
+        say(invalid.message);
+        invalid.field.reportValidity();
+        return;
+      }
+      const data = new FormData(override);
+      const body = { reason: data.get("reason"), author: data.get("author"), expires_at: endOfDay(data.get("expires_at")) };
+      if (data.get("band")) body.band = data.get("band");
+      else body.score = Number(data.get("score"));  // typed: whyInvalid refused an empty one
+      submit(override, "/override", body);
+    });
+    document.getElementById("override-clear").addEventListener("click", function () {
+      const author = override.elements.author;
+      if (!author.value.trim()) {  // as the set form: a removal says who removed it
+        say("give your name or email as author to remove the override");
+        author.reportValidity();
+        return;
+      }
+      const body = { clear: true, author: author.value };
+      if (override.elements.reason.value) body.reason = override.elements.reason.value;
+      submit(override, "/override", body);
+    });
+  }
+
+  // The profile form. An update replaces the whole profile (a field left out is cleared), and
+  // others change it too (a CRM sync): the form remembers what each field was filled with, and
+  // saving sends, field by field, what the person changed and else the profile as it is then.
+  const filled = {};  // what each field was filled with (the person has not changed it while equal)
+  let seen = null;    // the last profile the API showed, to tell a newer one
   function fillProfile(snapshot) {
-    if (profileFilled) return;
-    profileFilled = true;
     const form = document.getElementById("profile-form");
     const profile = snapshot.profile || {};
-    attributes = profile.attributes || {};
-    for (const name of ["name", "owner", "segment", "tier"]) {
-      form.elements[name].value = profile[name] || "";
+    for (const name of PROFILE_FIELDS) {
+      const value = profile[name] || "";
+      const input = form.elements[name];
+      const newer = seen === null || seen[name] !== value;
+      // a newer value replaces a field the person has not touched; an edited one is theirs
+      if (newer && (seen === null || input.value === filled[name])) {
+        input.value = value;
+        filled[name] = value;
+      }
     }
+    seen = Object.fromEntries(PROFILE_FIELDS.map((name) => [name, profile[name] || ""]));
+  }
+
+  // The three-way merge: the person's value where they changed the field, else the current one;
+  // the attributes (the form does not edit them) as they are now.
+  function mergeProfile(form, current) {
+    const body = { attributes: current.attributes || {} };
+    for (const name of PROFILE_FIELDS) {
+      const typed = form.elements[name].value;
+      const value = typed !== filled[name] ? typed : current[name] || "";
+      if (value) body[name] = value;  // left out: cleared
+    }
+    return body;
+  }
+
+  function wireProfile(profile) {
+    profile.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      let current;
+      try {
+        current = (await api(base)).profile || {};  // as it is now, not as at page load
+      } catch (problem) {
+        say("could not read the current profile, nothing saved: " + String(problem.message || problem));
+        return;
+      }
+      const body = mergeProfile(profile, current);
+      if (await submit(profile, "/profile", body)) {
+        for (const name of PROFILE_FIELDS) {  // what was sent is now what the fields hold
+          filled[name] = body[name] || "";
+          profile.elements[name].value = filled[name];
+        }
+      }
+    });
   }
 
   function wireForms() {
     const token = document.getElementById("token");
     token.addEventListener("change", function () { HS.setToken(token.value.trim()); });
-    const override = document.getElementById("override-form");
-    override.addEventListener("submit", function (event) {
-      event.preventDefault();
-      const data = new FormData(override);
-      const body = { reason: data.get("reason"), author: data.get("author"), expires_at: data.get("expires_at") + "T00:00:00Z" };
-      if (data.get("band")) body.band = data.get("band");
-      else body.score = Number(data.get("score"));
-      submit(override, "/override", body);
-    });
-    document.getElementById("override-clear").addEventListener("click", function () {
-      const data = new FormData(override);
-      const body = { clear: true, author: data.get("author") || "unknown" };
-      if (data.get("reason")) body.reason = data.get("reason");
-      submit(override, "/override", body);
-    });
-    const profile = document.getElementById("profile-form");
-    profile.addEventListener("submit", function (event) {
-      event.preventDefault();
-      const data = new FormData(profile);
-      const body = { attributes: attributes };  // kept as they are: the form does not edit them
-      for (const name of ["name", "owner", "segment", "tier"]) {
-        if (data.get(name)) body[name] = data.get(name);
-      }
-      submit(profile, "/profile", body);
-    });
+    wireOverride(document.getElementById("override-form"));
+    wireProfile(document.getElementById("profile-form"));
   }
 
   if (accountId === null) {

@@ -32,7 +32,11 @@ const HS = (function () {
       body = {};
     }
     if (!response.ok && path !== "/healthz") {
-      throw new Error(path + ": " + (body.error || response.status + " " + response.statusText));
+      const problem = new Error(path + ": " + (body.error || response.status + " " + response.statusText));
+      // what the API said on its own, for a page that names the list or filter it refused
+      problem.status = response.status;
+      problem.detail = body.error || response.status + " " + response.statusText;
+      throw problem;
     }
     return body;
   }
@@ -70,6 +74,12 @@ const HS = (function () {
       element.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
     return element;
+  }
+
+  // Text a person or an import wrote (a name, owner, reason, comment, author) in a <bdi>: its
+  // direction is its own, and a stray U+202E in it reverses it alone, not the rest of the line.
+  function userText(value, attrs) {
+    return node("bdi", attrs, [value === null || value === undefined ? "" : String(value)]);
   }
 
   function svgNode(tag, attrs, text) {
@@ -163,7 +173,7 @@ const HS = (function () {
   // The link to an account page, showing its name (the id when it has none).
   function accountLink(row) {
     const name = row.name || (row.profile && row.profile.name) || row.account_id;
-    const link = node("a", { href: "/accounts/" + encodeURIComponent(row.account_id), class: "account-link", "data-account": row.account_id }, [name]);
+    const link = node("a", { href: "/accounts/" + encodeURIComponent(row.account_id), class: "account-link", "data-account": row.account_id }, [userText(name)]);
     if (name !== row.account_id) link.title = row.account_id;
     return link;
   }
@@ -181,7 +191,7 @@ const HS = (function () {
   }
 
   return {
-    api: api, csvLink: csvLink, node: node, svgNode: svgNode, money: money, fixed: fixed, percent: percent,
+    api: api, csvLink: csvLink, node: node, userText: userText, svgNode: svgNode, money: money, fixed: fixed, percent: percent,
     day: day, minute: minute, short: short, niceTicks: niceTicks, timeTicks: timeTicks, bandBadge: bandBadge,
     accountLink: accountLink, show: show, MONTHS: MONTHS, hasToken: function () { return token !== null; }, setToken: setToken,
   };

@@ -13,7 +13,7 @@
   const MOVES_UP = ["new", "expansion", "reactivation"];
   const MOVES_DOWN = ["contraction", "churn"];
 
-  const { api, csvLink, node, svgNode, money, fixed, percent, day, minute, short, niceTicks, bandBadge, accountLink, show } = HS;
+  const { api, csvLink, node, userText, svgNode, money, fixed, percent, day, minute, short, niceTicks, bandBadge, accountLink, show } = HS;
 
   // The list filters live in the address (?owner=&segment=&q=&severity=&rule=), so a filtered view
   // can be bookmarked and shared; paging offsets and the at-risk list's order (risk_sort) too.
@@ -39,6 +39,45 @@
   function remember() {
     const rest = state.toString();
     window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
+  }
+
+  // A filter in the address that is there but blank (?q=%20, ?owner=%20, ?rule=%2C: a hand-edited
+  // or stale bookmark) is no filter the API takes: it is left out of the address, with a note that
+  // says so, rather than refused by the lists it would go to.
+  const COMMA_LISTS = ["severity", "rule"];
+  const notes = [];
+  function dropBlankFilters() {
+    const blank = [];
+    for (const name of [...FILTERS, ...ALERT_FILTERS]) {
+      const value = state.get(name);
+      if (!value) continue;  // absent, or "?q=": no filter already
+      const parts = COMMA_LISTS.includes(name) ? value.split(",") : [value];
+      if (parts.every((part) => !part.trim())) {
+        blank.push(name + "=" + JSON.stringify(value));
+        state.delete(name);
+      }
+    }
+    if (blank.length) {
+      notes.push("left out of the address, as blank: " + blank.join(", "));
+      remember();
+    }
+    showNotes();
+  }
+
+  function showNotes() {
+    const box = document.getElementById("note");
+    box.textContent = notes.join("; ");
+    box.hidden = !notes.length;
+  }
+
+  // A value from the address that is none of a select's options (?severity=bogus, or the two
+  // severities of ?severity=critical,warning) is added as one: the control shows what the lists
+  // are asked for, never "any" while they are filtered by something else.
+  function holdValue(select, value) {
+    if (value && !Array.from(select.options).some((option) => option.value === value)) {
+      select.append(node("option", { value: value, selected: "", class: "from-address" }, [value + " (from the address)"]));
+    }
+    select.value = value;
   }
 
   function listQuery(names, extra) {
@@ -118,22 +157,27 @@
     refresh();
   }
 
+  // Nodes with a separator between them (each piece isolated on its own, not the whole line).
+  function joined(nodes, separator) {
+    return nodes.flatMap((item, index) => (index ? [separator, item] : [item]));
+  }
+
   function accountRow(account, withReasons) {
     const renewal = account.renewal_at
       ? day(account.renewal_at) + (account.days_to_renewal !== null ? " (" + Math.round(account.days_to_renewal) + " d)" : "")
       : "–";
-    const reasons = node("span", { class: "reasons" }, [account.reasons.slice(0, 2).join("; ")]);
+    const reasons = node("span", { class: "reasons" }, joined(account.reasons.slice(0, 2).map((reason) => userText(reason)), "; "));
     const use = account.events_28d === null || account.events_28d === undefined
       ? "–"
       : account.events_28d + " events, " + account.active_days_28d + " d" +
         (account.events_28d_percentile !== null && account.events_28d_percentile !== undefined
           ? " (p" + Math.round(account.events_28d_percentile) + ")"
           : "");
-    const who = [account.owner, account.segment].filter(Boolean).join(" · ");
+    const who = joined([account.owner, account.segment].filter(Boolean).map((value) => userText(value)), " · ");
     const band = [bandBadge(account.band)];
     if (account.override) band.push(node("span", { class: "overridden", title: "override by " + (account.override.author || "?") + ": " + (account.override.reason || "") }, ["override"]));
     const cells = [
-      node("td", { class: "account" }, [accountLink(account), node("div", { class: "muted small" }, [who])]),
+      node("td", { class: "account" }, [accountLink(account), node("div", { class: "muted small" }, who)]),
       node("td", { class: "num score", "data-value": account.score }, [fixed(account.score, 1)]),
       node("td", {}, band),
       node("td", { class: "num risk", "data-value": account.churn_risk_60d, title: "calibrated churn probability within 60 days (– without a fitted model)" }, [percent(account.churn_risk_60d)]),
@@ -211,7 +255,7 @@
   function wireFilters() {
     for (const name of ["owner", "segment", "severity"]) {
       const select = document.getElementById("filter-" + name);
-      select.value = state.get(name) || "";
+      holdValue(select, state.get(name) || "");
       select.addEventListener("change", function () { setFilter(name, select.value); });
     }
     for (const name of ["q", "rule"]) {
@@ -238,6 +282,8 @@
 
   function setFilter(name, value) {
     if (value) state.set(name, value); else state.delete(name);
+    notes.length = 0;  // the address is the person's choice now
+    showNotes();
     for (const key of ["risk_offset", "churned_offset", "alerts_offset"]) state.delete(key);
     remember();
     refresh();
@@ -363,12 +409,44 @@
         node("td", { class: "sev-" + alert.severity }, [alert.severity]),
         node("td", { class: "num score", "data-value": alert.score }, [fixed(alert.score, 1)]),
         node("td", {}, [bandBadge(alert.band)]),
-        node("td", {}, [reason]),
+        node("td", {}, [userText(reason)]),
       ]);
     });
     document.querySelector("#alerts tbody").replaceChildren(...rows);
     document.getElementById("alerts-csv").replaceChildren(csvLink(withParams("/api/alerts", query, { format: "csv" }), "CSV"));
     pager("alerts-pager", alerts, "alerts_offset", ALERT_ROWS);
+  }
+
+  // Why a list is not shown. A 400 names the address's filter the API refused (the one its message
+  // quotes, else those the list used), with the value the address gave it.
+  function refusal(list, names, problem) {
+    const detail = problem.detail || String(problem.message || problem);
+    const used = names.filter((name) => state.get(name));
+    const named = used.filter((name) => detail.includes("'" + name + "'"));
+    const filters = (named.length ? named : used).map((name) => name + "=" + JSON.stringify(state.get(name)));
+    if (problem.status === 400 && filters.length) {
+      return list + " not shown: the address's filter " + filters.join(", ") + " was refused: " + detail;
+    }
+    return list + " not shown: " + detail;
+  }
+
+  // A list the API refused: emptied (no rows of an earlier filter left standing), saying why.
+  function renderRefused(table, total, pagerId, csvId, why) {
+    const columns = document.querySelectorAll("#" + table + " thead th").length;
+    const row = node("tr", { class: "empty refused" }, [node("td", { colspan: String(columns), class: "muted" }, [why])]);
+    document.querySelector("#" + table + " tbody").replaceChildren(row);
+    if (total) show(total, "", null);
+    document.getElementById(pagerId).replaceChildren();
+    document.getElementById(csvId).replaceChildren();
+  }
+
+  // The choices when the API did not give them: the last ones, else only the chosen values.
+  const NO_CHOICES = { owners: {}, segments: {}, owners_total: 0, segments_total: 0 };
+
+  function showProblems(problems) {
+    const error = document.getElementById("error");
+    error.replaceChildren(...problems.map((text) => node("span", { class: "problem" }, [text])));
+    error.hidden = !problems.length;
   }
 
   async function refresh() {
@@ -381,29 +459,47 @@
       const churned = listQuery(FILTERS, { stage: "churned", sort: "score" });
       const alertList = listQuery(["owner", "segment", ...ALERT_FILTERS], {});
       const page = (path, query, key, rows) => withParams(path, query, { limit: rows, offset: offsetOf(key) });
-      const [health, portfolio, riskList, months, alerts, churnedList, choices] = await Promise.all([
+      // Settled one by one: a filter the API refuses empties the lists it goes to, not the page.
+      const [health, portfolio, months, riskList, churnedList, alerts, choices] = await Promise.allSettled([
         api("/healthz"),
         api("/api/portfolio"),
-        api(page("/api/accounts", risk, "risk_offset", AT_RISK_ROWS)),
         api("/api/months"),
-        api(page("/api/alerts", alertList, "alerts_offset", ALERT_ROWS)),
+        api(page("/api/accounts", risk, "risk_offset", AT_RISK_ROWS)),
         api(page("/api/accounts", churned, "churned_offset", CHURNED_ROWS)),
+        api(page("/api/alerts", alertList, "alerts_offset", ALERT_ROWS)),
         filterChoices(),
       ]);
-      renderPortfolio(portfolio);
-      renderFilters(choices);
-      renderAtRisk(riskList, risk);
-      renderChurned(churnedList, churned);
-      const recent = months.months.slice(-CHART_MONTHS);
+      // what no filter goes into failing is the view's problem (Redis down, a token): the page's
+      for (const part of [health, portfolio, months]) {
+        if (part.status === "rejected") throw part.reason;
+      }
+      const problems = [];
+      renderPortfolio(portfolio.value);
+      renderFilters(choices.status === "fulfilled" ? choices.value : filters || NO_CHOICES);
+      const lists = [  // [answer, how to draw it, its name, the address's filters it takes, its slots]
+        [riskList, (list) => renderAtRisk(list, risk), "at-risk list", FILTERS, ["at-risk", "risk-total", "risk-pager", "risk-csv"]],
+        [churnedList, (list) => renderChurned(list, churned), "churned list", FILTERS, ["churned", "churned-total", "churned-pager", "churned-csv"]],
+        [alerts, (list) => renderAlerts(list, alertList), "alerts", ["owner", "segment", ...ALERT_FILTERS], ["alerts", null, "alerts-pager", "alerts-csv"]],
+      ];
+      for (const [answer, render, name, names, slots] of lists) {
+        if (answer.status === "fulfilled") {
+          render(answer.value);
+          continue;
+        }
+        const why = refusal(name, names, answer.reason);
+        problems.push(why);
+        renderRefused(...slots, why);
+      }
+      if (choices.status === "rejected" && !problems.length) problems.push(refusal("owner and segment choices", ["owner", "segment"], choices.reason));
+      const recent = months.value.months.slice(-CHART_MONTHS);
       renderMrrChart(recent);
       renderRetentionChart(recent);
       renderMonthTable(recent.slice(-TABLE_MONTHS));
-      renderAlerts(alerts, alertList);
       const status = document.getElementById("status");
-      status.textContent = health.status || "unknown";
-      status.dataset.status = health.status || "error";
-      status.title = (health.problems || []).join("\n");  // why it is degraded, on hover
-      error.hidden = true;
+      status.textContent = health.value.status || "unknown";
+      status.dataset.status = health.value.status || "error";
+      status.title = (health.value.problems || []).join("\n");  // why it is degraded, on hover
+      showProblems(problems);
       show("refreshed", new Date().toTimeString().slice(0, 8), Date.now());
       document.body.dataset.loaded = "true";
     } catch (problem) {
@@ -416,6 +512,7 @@
     }
   }
 
+  dropBlankFilters();
   wireFilters();
   wireSort();
   refresh();
