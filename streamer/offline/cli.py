@@ -7,6 +7,7 @@ import stat
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +32,7 @@ from streamer.offline.parallel import (
     Job,
     Result,
     default_jobs,
+    file_lines_path,
     run_parallel,
     scratch_folder,
     sort_into,
@@ -39,6 +41,7 @@ from streamer.offline.runner import (
     OfflineRun,
     Summary,
     bounded_order_key,
+    lines_and_file_lines,
     open_events,
     publication_ms,
     time_window,
@@ -167,11 +170,24 @@ def _nothing_scored(events: Path, out_dir: Path, summary: Summary) -> str:
         return f"{events} holds no events"
     with (out_dir / "deadletter.jsonl").open("rb") as letters:
         first = orjson.loads(letters.readline())
+    hint = (
+        " Tables of a warehouse export go through `streamer import` first." if looks_like_csv(first) else ""
+    )
     return (
         f"no line of {events} is an event ({summary.rejected:,} rejected, the first as {first['error']}; "
-        "all in "
-        f"{out_dir}/deadletter.jsonl). Tables of a warehouse export go through `streamer import` first."
+        f"all in {out_dir}/deadletter.jsonl).{hint}"
     )
+
+
+def looks_like_csv(dead_letter: dict[str, Any]) -> bool:
+    """Whether the refused line is a table's row (text with a comma that is not JSON), for which
+    `streamer import` is the way: the hint followed every refusal, events too late for `--now`
+    and a gzip file read as text among them, where it sent people the wrong way."""
+    original = dead_letter.get("original")
+    if dead_letter.get("encoding") != "text" or not isinstance(original, str):
+        return False
+    text = original.strip()
+    return "," in text and not text.startswith(("{", "["))
 
 
 def _in_process(
@@ -196,11 +212,12 @@ def _in_process(
     ):
         raw = source.fileobj if hasattr(source, "fileobj") else source  # compressed position
         ordered: SortedLines | None = None
+        file_lines: Iterator[int] | None = None  # each line's number in the file, when sorted
         if sort:
             click.echo(f"sorting {events} by occurred_at ...", err=True)
             order = bounded_order_key(time_window(config, published_ms))
             ordered = stack.enter_context(SortedLines(source, order, scratch=out_dir))
-            iterator: Iterator[bytes] = (line for _, line in ordered)
+            iterator, file_lines = lines_and_file_lines(ordered)
         else:
             iterator = iter(source)
         with Progress(size, f"scoring {events.name}", quiet) as bar:
@@ -219,6 +236,7 @@ def _in_process(
                 on_alert=_writer(alerts),
                 on_dead_letter=_writer(dead),
                 source=str(events),
+                file_lines=file_lines,
             )
     with (out_dir / "accounts.jsonl").open("wb") as handle:
         write = _writer(handle)
@@ -252,6 +270,8 @@ def _in_processes(
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     job = Job(config, partitions, topic_prefix, published_ms, read, str(events), unterminated, scratch)
+    if sort:
+        job = replace(job, file_lines=file_lines_path(read))
     started = time.perf_counter()
     with (
         (out_dir / "health.jsonl").open("wb") as health,

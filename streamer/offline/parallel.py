@@ -90,6 +90,8 @@ class Job:
     scratch: Path
     batch: int = BATCH
     segment_lines: int = BATCH * SEGMENT_BATCHES
+    # With --sort: each line's number in the input (`sort_into`), for the dead letters' offsets
+    file_lines: Path | None = None
 
 
 @dataclass
@@ -230,7 +232,8 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
                     at, cpu = raw.tell(), time.process_time()
                     _send(connection, segment=files.segment - 1, lines=number, at=at, cpu=cpu)
 
-        summary = run.feed_share(lines(), files, source=job.source, share=share)
+        numbers = None if job.file_lines is None else read_file_lines(job.file_lines)
+        summary = run.feed_share(lines(), files, source=job.source, share=share, file_lines=numbers)
     files.close_segment(last=True)
     with (job.scratch / f"c{index}.accounts.jsonl").open("wb") as handle:
         for snapshot in run.accounts():
@@ -325,20 +328,45 @@ def merge_accounts(scratch: Path, children: int, out: IO[bytes]) -> int:
 
 
 def sort_into(events: Path, target: Path, key: Callable[[tuple[int, bytes]], Key]) -> int:
-    """Write the lines of `events` in `--sort` order to `target`; the new number of the line
-    that had no line ending (the file's last), 0 if none."""
+    """Write the lines of `events` in `--sort` order to `target`, and each one's line in
+    `events` to `file_lines_path(target)` (for the dead letters' offsets); the new number of the
+    line that had no line ending (the file's last), 0 if none."""
     unterminated = 0
+    numbers = array("q")
     with (
         open_events(events) as source,
         SortedLines(source, key, scratch=target.parent) as ordered,
         target.open("wb") as out,
+        file_lines_path(target).open("wb") as numbers_out,
     ):
-        for number, (_, line) in enumerate(ordered, start=1):
+        for number, ((_, _, index), line) in enumerate(ordered, start=1):
             if not line.endswith(b"\n"):
                 unterminated = number
                 line += b"\n"
             out.write(line)
+            numbers.append(index + 1)
+            if len(numbers) == FILE_LINES_BLOCK:
+                numbers.tofile(numbers_out)
+                del numbers[:]
+        numbers.tofile(numbers_out)
     return unterminated
+
+
+FILE_LINES_BLOCK = 1 << 16  # line numbers written and read at a time
+
+
+def file_lines_path(sorted_copy: Path) -> Path:
+    """Where `sort_into` writes the input's line number of each line of `sorted_copy`."""
+    return sorted_copy.with_name(sorted_copy.name + ".lines")
+
+
+def read_file_lines(path: Path) -> Iterator[int]:
+    """The line numbers `sort_into` wrote, in order."""
+    with path.open("rb") as handle:
+        while block := handle.read(FILE_LINES_BLOCK * 8):
+            numbers = array("q")
+            numbers.frombytes(block)
+            yield from numbers
 
 
 FORK_BLOCKED = {signal.SIGINT, signal.SIGTERM}  # held back from a child until `_child` set its handlers

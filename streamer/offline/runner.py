@@ -11,8 +11,8 @@ import gzip
 import re
 import time
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,8 +84,10 @@ class _BoundedLines:
     line of 2 GB, took 4.4 GB of memory and a bigger one ended in MemoryError. The cut line is
     longer than an event may be, so it is dead-lettered as such. Everything else is the file's."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], *underneath: IO[bytes]) -> None:
+        """`underneath`: files to close with `handle` (the file a gzip reader reads from)."""
         self._handle = handle
+        self._underneath = underneath
 
     def __iter__(self) -> Iterator[bytes]:
         readline, limit = self._handle.readline, MAX_EVENT_BYTES + 1
@@ -103,15 +105,31 @@ class _BoundedLines:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._handle.close()
+        try:
+            self._handle.close()
+        finally:
+            for handle in self._underneath:
+                handle.close()
+
+
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip stream (RFC 1952)
 
 
 def open_events(path: Path) -> IO[bytes]:
-    """Open a JSONL file, gzip-compressed when its name ends in .gz, to be read line by line
-    (each cut at `MAX_EVENT_BYTES` + 1). Reading a damaged .gz raises `UnreadableInput` (a click
-    error: one line, exit 1)."""
-    handle = cast(IO[bytes], _GzipLines(path, "rb")) if path.suffix == ".gz" else path.open("rb")
-    return cast(IO[bytes], _BoundedLines(handle))
+    """Open a JSONL file, gzip-compressed when its name ends in .gz (in any case) or when it
+    starts as gzip does, to be read line by line (each cut at `MAX_EVENT_BYTES` + 1): a gzip
+    file named `EV.JSONL.GZ`, or `.jsonl`, was read as text, every line a "not valid JSON" dead
+    letter. Reading a damaged .gz raises `UnreadableInput` (a click error: one line, exit 1); a
+    file named .gz that is not gzip is one too."""
+    raw = path.open("rb")
+    try:
+        packed = path.suffix.lower() == ".gz" or raw.peek(2)[:2] == GZIP_MAGIC  # peek: a pipe too
+    except BaseException:
+        raw.close()
+        raise
+    if not packed:
+        return cast(IO[bytes], _BoundedLines(raw))
+    return cast(IO[bytes], _BoundedLines(cast(IO[bytes], _GzipLines(fileobj=raw, mode="rb")), raw))
 
 
 def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
@@ -140,6 +158,22 @@ def merge_order_key(numbered: tuple[int, bytes]) -> tuple[int, int, int]:
 
 
 UNREADABLE = -(1 << 62)  # merge_order_key's time for a line it cannot read (dead-lettered first)
+
+
+def lines_and_file_lines(
+    keyed: Iterable[tuple[tuple[int, int, int], bytes]],
+) -> tuple[Iterator[bytes], Iterator[int]]:
+    """The lines of a sorted file (`SortedLines`: each with its `merge_order_key`, whose last
+    part counts the file's lines from 0), and, in step with them, each one's line in the file
+    (from 1), for `OfflineRun.feed_share`'s `file_lines`: read one line, then its number."""
+    numbers: deque[int] = deque()
+
+    def lines() -> Iterator[bytes]:
+        for key, line in keyed:
+            numbers.append(key[2] + 1)
+            yield line
+
+    return lines(), iter(numbers.popleft, -1)
 
 
 def publication_ms(now: datetime | None) -> int:
@@ -278,23 +312,35 @@ class OfflineRun:
         on_alert: Callable[[dict[str, Any]], None],
         on_dead_letter: Callable[[dict[str, Any]], None],
         source: str = "file",
+        file_lines: Iterator[int] | None = None,
     ) -> Summary:
         """Score every line; records go to the callbacks in the run's order."""
-        return self.feed_share(lines, Callbacks(on_snapshot, on_alert, on_dead_letter), source=source)
+        return self.feed_share(
+            lines, Callbacks(on_snapshot, on_alert, on_dead_letter), source=source, file_lines=file_lines
+        )
 
     def feed_share(
-        self, lines: Iterator[bytes], outputs: Outputs, *, source: str = "file", share: Share | None = None
+        self,
+        lines: Iterator[bytes],
+        outputs: Outputs,
+        *,
+        source: str = "file",
+        share: Share | None = None,
+        file_lines: Iterator[int] | None = None,
     ) -> Summary:
         """Score the lines of `share` (all of them when None), reading every line of the file so
-        that line numbers and batches are those of the whole file."""
+        that line numbers and batches are those of the whole file. `file_lines`: the number of
+        each line in the file, when `lines` come in another order (`--sort`): a dead letter's
+        offset is its line in the file, as without --sort (it was its place after sorting)."""
         summary = self.summary
         started = time.perf_counter()
         batch = self.batch
         number = 0
         for number, line in enumerate(lines, start=1):
             summary.lines += 1
+            offset = number if file_lines is None else next(file_lines)
             if line.strip(JSON_WHITESPACE):
-                self._one(number, line, outputs, source, share)
+                self._one(number, offset, line, outputs, source, share)
             else:
                 summary.blank += 1
             if number % batch == 0:
@@ -309,7 +355,11 @@ class OfflineRun:
             partition = self._partitions[account_id] = partition_of(account_id, self.partitions)
         return partition
 
-    def _one(self, number: int, line: bytes, outputs: Outputs, source: str, share: Share | None) -> None:
+    def _one(
+        self, number: int, offset: int, line: bytes, outputs: Outputs, source: str, share: Share | None
+    ) -> None:
+        """Score one line; `number` places its records in the run's order, `offset` is its line
+        in the file, which its dead letter names."""
         summary = self.summary
         quick = None
         if share is not None:
@@ -326,7 +376,7 @@ class OfflineRun:
                     _without_line_end(line),
                     topic=source,
                     partition=None,
-                    offset=number,
+                    offset=offset,
                     key=None,
                     error=admitted.reason,
                 ),
@@ -341,7 +391,7 @@ class OfflineRun:
                     return
             elif quick != event.account_id.encode():  # quick_account_id broke its promise
                 raise AssertionError(
-                    f"line {number}: read account id {quick!r} without decoding, but the event says "
+                    f"line {offset}: read account id {quick!r} without decoding, but the event says "
                     f"{event.account_id!r}; rerun with --jobs 1 and report this line"
                 )
         engine = self.engines[partition]
@@ -361,7 +411,7 @@ class OfflineRun:
                     _without_line_end(line),
                     topic=topic,
                     partition=partition,
-                    offset=number,
+                    offset=offset,
                     key=None,
                     error=outcome.reason or "",
                 ),

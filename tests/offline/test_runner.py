@@ -224,10 +224,13 @@ def test_sort_orders_events_by_occurred_at(tmp_path: Path) -> None:
 
 
 def test_sort_puts_unreadable_lines_first(tmp_path: Path) -> None:
+    """First in the order; its dead letter still names its line in the file (it named its place
+    after sorting, 1)."""
+    assert merge_order_key((len(VALID), BAD_JSON))[0] == UNREADABLE
     events = write_events(tmp_path / "events.jsonl", [*VALID, BAD_JSON])
     offline(events, tmp_path / "out", "--sort")
     [dead] = jsonl(tmp_path / "out" / "deadletter.jsonl")
-    assert (dead["offset"], dead["original"]) == (1, BAD_JSON.decode())
+    assert (dead["offset"], dead["original"]) == (len(VALID) + 1, BAD_JSON.decode())
 
 
 def test_sort_gives_a_valid_line_the_quick_reading_cannot_parse_its_own_time(tmp_path: Path) -> None:
