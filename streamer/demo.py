@@ -145,7 +145,13 @@ def _interrupt(signum: int, frame: object) -> None:
     "--accounts", default=60, show_default=True, type=click.IntRange(1, 5000), help="Simulated accounts."
 )
 @click.option("--months", default=6, show_default=True, type=click.IntRange(1, 36), help="Simulated months.")
-@click.option("--seed", default=1, show_default=True, type=int, help="Simulation seed.")
+@click.option(
+    "--seed",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 2**64 - 1),  # as simulate: refused before the stack starts and the topics go
+    help="Simulation seed.",
+)
 @click.option(
     "--rate",
     default=400.0,
@@ -166,13 +172,16 @@ def demo(accounts: int, months: int, seed: int, rate: float, port: int | None) -
     deletes what the previous one left (topics `demo.*`, Redis keys of `healthstream-demo`,
     `.local/demo/worker`), so one demo runs per stack at a time: a second is refused.
     """
+    from streamer.local.errors import StackError
     from streamer.local.proc import Held, held_lock
     from streamer.local.settings import StackSettings
 
-    stack_settings = StackSettings.from_env()
     try:
+        stack_settings = StackSettings.from_env()
         with held_lock(stack_settings.stack_dir / "demo.lock") as lock:
             _demo(stack_settings, accounts, months, seed, rate, port, lock)
+    except StackError as error:  # a bad HEALTHSTREAM_* variable of the stack, a service that did not start
+        raise click.ClickException(str(error)) from None
     except Held as holder:
         raise click.ClickException(
             f"another streamer demo ({holder}) is running on this stack: a second one would delete "

@@ -8,8 +8,9 @@ so `import streamer.core.score` loads the compiled module; otherwise the `.py` f
 are. An edited source with an old build therefore never runs the old code: the hash differs, a
 warning says which file changed and the pure-Python core runs until `make core` is run again.
 
-`HEALTHSTREAM_PURE_CORE=1` forces the pure-Python core (for a debugger, a profiler that should see
-the core's frames, or to compare the two).
+`HEALTHSTREAM_PURE_CORE=1` (or true, yes, on) forces the pure-Python core (for a debugger, a
+profiler that should see the core's frames, or to compare the two); 0, false, no, off or empty
+leave the choice to the build, and any other value is ignored with a warning.
 
 Build: `python -m streamer.native` (what `make core` runs). Without a C compiler or the Python
 headers it prints one line and exits 0 (the pure-Python core runs); a module that mypyc rejects
@@ -47,6 +48,14 @@ class StaleCoreWarning(RuntimeWarning):
     """The compiled core was built from other sources than the ones on disk."""
 
 
+class SwitchWarning(RuntimeWarning):
+    """HEALTHSTREAM_PURE_CORE holds a value that is not a switch; it is ignored."""
+
+
+SWITCH_ON = frozenset({"1", "true", "yes", "on"})
+SWITCH_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
 @dataclass(frozen=True)
 class Choice:
     compiled: bool
@@ -76,7 +85,7 @@ def _extension_name(module: str) -> str:
 def choose(core_dir: Path, environ: Mapping[str, str]) -> Choice:
     """Whether the compiled core in `core_dir/_compiled` may run instead of the sources."""
     directory = core_dir / COMPILED_DIRNAME
-    if environ.get(ENV_PURE_CORE, "").strip() not in ("", "0"):
+    if _pure_core_asked(environ):
         return Choice(False, f"{ENV_PURE_CORE}={environ[ENV_PURE_CORE]}", directory)
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
@@ -103,6 +112,25 @@ def choose(core_dir: Path, environ: Mapping[str, str]) -> Choice:
             f"({sys.implementation.cache_tag}); run `make core` to rebuild",
         )
     return Choice(True, "", directory)
+
+
+def _pure_core_asked(environ: Mapping[str, str]) -> bool:
+    """Whether `HEALTHSTREAM_PURE_CORE` asks for the pure-Python core: 1, true, yes or on (any
+    case); 0, false, no, off or empty do not. Anything else is ignored with a warning: `false`
+    read as true (every value but "" and "0" did), and a refusal here, at import time, would be
+    a traceback in every command."""
+    value = environ.get(ENV_PURE_CORE, "")
+    word = value.strip().lower()
+    if word in SWITCH_ON:
+        return True
+    if word not in SWITCH_OFF:
+        warnings.warn(
+            f"healthstream: {ENV_PURE_CORE}={value!r} is ignored: set 1, true, yes or on for the "
+            "pure-Python core, or 0, false, no, off (or unset it) for the compiled one",
+            SwitchWarning,
+            stacklevel=3,
+        )
+    return False
 
 
 def _stale(directory: Path, reason: str) -> Choice:

@@ -10,6 +10,8 @@ local stack on 127.0.0.1 at HEALTHSTREAM_KAFKA_PORT / HEALTHSTREAM_REDIS_PORT (t
 
 from __future__ import annotations
 
+import os
+import string
 import tomllib
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +36,13 @@ from streamer.suggest import unknown_key_hint
 FAMILIES = ("subscriptions", "usage", "tickets", "surveys")
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]  # Kafka's names
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# Kafka's topic alphabet, and a length that leaves room for the suffixes (a topic name is at most
+# 249 characters): the app id and the topic prefix are parts of topic names.
+KAFKA_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
+MAX_NAME_CHARS = 200
+
+
+SCORE_CONFIG_VARIABLE = "HEALTHSTREAM_SCORE_CONFIG"
 
 
 class ConfigError(Exception):
@@ -112,6 +121,26 @@ class Settings(BaseSettings):
             return "off" if mode in ("none", "0", "false") else mode
         return mode
 
+    @field_validator("app_id", "topic_prefix")
+    @classmethod
+    def _kafka_name(cls, name: str, info: ValidationInfo) -> str:
+        """Characters of Kafka's topic names only: the app id names the changelog topics
+        (`{app_id}-{table}-changelog`), the consumer group and a data directory, the prefix every
+        topic. An empty app id created topics named `-accounts-changelog`, then failed in faust
+        with a traceback; a character Kafka refuses failed when the topics were created."""
+        least = 1 if info.field_name == "app_id" else 0
+        if not least <= len(name) <= MAX_NAME_CHARS:
+            raise ValueError(f"must be {least} to {MAX_NAME_CHARS} characters, not {len(name)}")
+        bad = sorted({char for char in name if char not in KAFKA_NAME_CHARS})
+        if bad:
+            raise ValueError(
+                f"{''.join(bad)!r}: only letters A-Z a-z, digits, '.', '_' and '-' can be in "
+                "a Kafka topic name"
+            )
+        if least and name in (".", ".."):  # as a prefix they start a longer name
+            raise ValueError(f"{name!r} cannot name a topic or a directory")
+        return name
+
     @field_validator("kafka_bootstrap", "redis_url", mode="before")
     @classmethod
     def _local_stack_addresses(cls, address: object, info: ValidationInfo) -> object:
@@ -132,9 +161,12 @@ class Settings(BaseSettings):
             if server.rfind(":") > server.rfind("]"):
                 host, _, port = server.rpartition(":")
             if not host or (":" in host and not host.startswith("[")):
-                raise ValueError(f"{server!r} is not HOST or HOST:PORT ([IPv6]:PORT; so is --bootstrap)")
+                raise ValueError(
+                    f"{server!r} is not HOST or HOST:PORT (an IPv6 address in brackets: [::1]:9092); "
+                    "give HOST[:PORT] separated by commas"
+                )
             if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-                raise ValueError(f"{server!r}: the port must be a number from 1 to 65535 (so in --bootstrap)")
+                raise ValueError(f"{server!r}: the port must be a number from 1 to 65535")
         return servers
 
     @field_validator("heartbeat_interval_s")
@@ -207,36 +239,41 @@ def settings_problem(error: ValidationError) -> str | None:
 MAX_TOML_BYTES = 16 * 1024 * 1024
 
 
-def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+def read_toml(path: Path, what: str, error: type[Exception], shown: str | None = None) -> dict[str, Any]:
     """The data of the TOML file `what` at `path`; `error` in one line when the file is missing,
     cannot be read, is larger than `MAX_TOML_BYTES`, is not UTF-8 (with the offset of the first
     bad byte) or is not valid TOML (with the line and column of the mistake). A UTF-8 byte order
-    mark, which some editors write, is skipped."""
+    mark, which some editors write, is skipped. `shown`: how the messages name the file (default
+    its path)."""
+    path_text = shown if shown is not None else str(path)
     try:
         with Path(path).open("rb") as file:
             data = file.read(MAX_TOML_BYTES + 1)
         if len(data) > MAX_TOML_BYTES:
             raise error(
-                f"{what} file {path} is larger than {MAX_TOML_BYTES // (1024 * 1024)} MiB: not a {what}"
+                f"{what} file {path_text} is larger than {MAX_TOML_BYTES // (1024 * 1024)} MiB: not a {what}"
             )
         return tomllib.loads(data.decode("utf-8-sig"))  # TOML is UTF-8, whatever the locale
     except FileNotFoundError:
-        raise error(f"{what} file {path} does not exist") from None
+        raise error(f"{what} file {path_text} does not exist") from None
     except OSError as exc:
-        raise error(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+        raise error(f"{what} file {path_text} cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise error(f"{what} file {path} is not UTF-8 (byte {exc.start} cannot be decoded)") from None
+        raise error(f"{what} file {path_text} is not UTF-8 (byte {exc.start} cannot be decoded)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise error(f"{what} file {path} is not valid TOML: {exc}") from None
+        raise error(f"{what} file {path_text} is not valid TOML: {exc}") from None
     except RecursionError:  # the parser recurses once per level of nesting
-        raise error(f"{what} file {path} is not valid TOML: arrays or tables nested too deeply") from None
+        raise error(
+            f"{what} file {path_text} is not valid TOML: arrays or tables nested too deeply"
+        ) from None
 
 
 def load_score_config(path: Path | None) -> ScoreConfig:
     """Read and validate the scoring TOML file (defaults when `path` is None)."""
     if path is None:
         return ScoreConfig()
-    data = read_toml(path, "score config", ConfigError)
+    shown = f"{path}{_from_variable(path)}"
+    data = read_toml(path, "score config", ConfigError, shown)
     try:
         return ScoreConfig.model_validate(data)
     except ValidationError as exc:
@@ -251,7 +288,14 @@ def load_score_config(path: Path | None) -> ScoreConfig:
             )
             for error in exc.errors(include_url=False)
         )
-        raise ConfigError(f"score config file {path} is invalid:\n{problems}") from None
+        raise ConfigError(f"score config file {shown} is invalid:\n{problems}") from None
+
+
+def _from_variable(path: Path) -> str:
+    """` (HEALTHSTREAM_SCORE_CONFIG)` when `path` is the file that variable names, else "": a
+    missing file named only by its path sent people looking for a --config they never gave."""
+    named = os.environ.get(SCORE_CONFIG_VARIABLE, "").strip()
+    return f" ({SCORE_CONFIG_VARIABLE})" if named and Path(named) == Path(path) else ""
 
 
 GOT_CHARS = 120  # of the value a bad key holds, in its error line

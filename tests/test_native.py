@@ -20,7 +20,9 @@ from streamer.native import (
     ENV_PURE_CORE,
     GROUP,
     MANIFEST,
+    SWITCH_ON,
     StaleCoreWarning,
+    SwitchWarning,
     _extension_name,
     choose,
     compiled_sources,
@@ -110,6 +112,27 @@ def test_the_variable_off_keeps_the_build(tmp_path: Path, value: str) -> None:
     assert choose_quietly(fake_core(tmp_path), {ENV_PURE_CORE: value})[0]
 
 
+@pytest.mark.parametrize("value", ["false", "FALSE", "no", "Off", " 0 "])
+def test_a_switch_word_for_off_keeps_the_build(tmp_path: Path, value: str) -> None:
+    """`false` forced the pure-Python core: every value but "" and "0" read as on."""
+    assert choose_quietly(fake_core(tmp_path), {ENV_PURE_CORE: value}) == (True, "", [])
+
+
+@pytest.mark.parametrize("value", ["TRUE", "On", " yes"])
+def test_a_switch_word_for_on_in_any_case_forces_pure_python(tmp_path: Path, value: str) -> None:
+    assert not choose_quietly(fake_core(tmp_path), {ENV_PURE_CORE: value})[0]
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "pure"])
+def test_a_value_that_is_no_switch_is_ignored_with_a_warning_naming_it(tmp_path: Path, value: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        choice = choose(fake_core(tmp_path), {ENV_PURE_CORE: value})
+    assert choice.compiled
+    [warned] = [str(w.message) for w in caught if w.category is SwitchWarning]
+    assert f"{ENV_PURE_CORE}={value!r} is ignored" in warned
+
+
 BUILT = (CORE_DIR / COMPILED_DIRNAME / MANIFEST).is_file()
 
 
@@ -117,7 +140,7 @@ def test_this_process_runs_the_core_it_says() -> None:
     """A build in the tree is used unless forced off; `make test` runs the suite on both."""
     says = running()
     loaded = Path(str(streamer.core.score.__file__))
-    if os.environ.get(ENV_PURE_CORE) or not BUILT:
+    if os.environ.get(ENV_PURE_CORE, "").strip().lower() in SWITCH_ON or not BUILT:
         assert says.startswith("core: pure Python")
         assert loaded.suffix == ".py"
     else:

@@ -132,3 +132,42 @@ def test_a_bootstrap_list_the_kafka_client_cannot_read_is_refused_in_one_line(
     with pytest.raises(pydantic.ValidationError) as caught:
         Settings(kafka_bootstrap=servers)
     assert says in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("HEALTHSTREAM_APP_ID", "", "must be 1 to 200 characters, not 0"),
+        ("HEALTHSTREAM_APP_ID", ".", "'.' cannot name a topic or a directory"),
+        ("HEALTHSTREAM_APP_ID", "..", "'..' cannot name a topic or a directory"),
+        ("HEALTHSTREAM_APP_ID", "my app/1", "' /': only letters A-Z a-z, digits"),
+        ("HEALTHSTREAM_APP_ID", "a" * 201, "must be 1 to 200 characters, not 201"),
+        ("HEALTHSTREAM_TOPIC_PREFIX", "cs:", "':': only letters A-Z a-z, digits"),
+        ("HEALTHSTREAM_TOPIC_PREFIX", "p" * 201, "must be 0 to 200 characters, not 201"),
+    ],
+)
+def test_an_app_id_or_topic_prefix_kafka_cannot_use_is_refused_when_the_settings_load(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    """They name topics (`{app_id}-{table}-changelog`), the consumer group and a data directory:
+    an empty app id created topics named `-accounts-changelog`, then faust failed with a traceback."""
+    problem = refused(monkeypatch, variable, value)
+    assert problem.startswith(f"{variable}={value!r} is not valid ({says}"), problem
+
+
+@pytest.mark.parametrize(
+    ("app_id", "prefix"), [("healthstream", "cs."), ("a", ""), ("x" * 200, "t-1_b."), ("A.B-c_9", "..")]
+)
+def test_an_app_id_and_topic_prefix_of_kafkas_alphabet_are_taken(app_id: str, prefix: str) -> None:
+    settings = Settings(app_id=app_id, topic_prefix=prefix)
+    assert (settings.app_id, settings.topic_prefix) == (app_id, prefix)
+
+
+def test_a_bad_bootstrap_reads_well_after_the_variable_and_after_the_option() -> None:
+    """It said `([IPv6]:PORT; so is --bootstrap)`, which fitted neither the variable's line nor
+    the option's."""
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings(kafka_bootstrap="a:1,,b")
+    problem = settings_problem(caught.value)
+    assert problem is not None and "--bootstrap" not in problem
+    assert "'' is not HOST or HOST:PORT (an IPv6 address in brackets: [::1]:9092)" in problem

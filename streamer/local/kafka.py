@@ -17,7 +17,7 @@ from typing import Any
 
 from streamer.local import proc
 from streamer.local.errors import MissingToolError, StackError
-from streamer.local.settings import HOST, StackSettings
+from streamer.local.settings import ENV_CACHE_DIR, HOST, StackSettings, make_folder
 from streamer.local.tools import Echo, echo_stderr
 
 POM = Path(__file__).with_name("pom.xml")
@@ -69,7 +69,7 @@ def ensure_jars(settings: StackSettings, mvn: str | None, *, echo: Echo = echo_s
     if mvn is None:
         raise StackError("mvn is needed to download the Kafka jars (apt-get install maven)")
     target = home(settings)
-    target.mkdir(parents=True, exist_ok=True)
+    make_folder(target, ENV_CACHE_DIR)
     with proc.file_lock(target.with_name(target.name + ".lock")):
         if jars_ready(settings):  # another process finished it while we waited
             return libs

@@ -67,9 +67,38 @@ def _optional_port(value: int | None, name: str) -> int | None:
 
 
 def _dir(value: Path | str | None, environ: Mapping[str, str], name: str, default: Path) -> Path:
+    given = "--" + name.removeprefix("HEALTHSTREAM_").lower().replace("_", "-")  # the option's name
     if value is None:
-        value = environ.get(name, "").strip() or default
-    return Path(value).expanduser().resolve()
+        value, given = environ.get(name, "").strip() or default, name
+    return _folder_or_fail(Path(value).expanduser().resolve(), given)
+
+
+def _folder_or_fail(path: Path, given: str) -> Path:
+    """`path`, when it is a folder or can be created as one; else a one-line error naming where
+    it was `given` (the variable or the option): a file in its place, or in place of one of its
+    parents, failed later in `mkdir` with a traceback."""
+    for place in (path, *path.parents):
+        try:
+            if not place.exists():
+                continue
+            if place.is_dir():
+                return path
+        except OSError as error:  # a name too long, a folder that cannot be looked into
+            raise StackError(f"{given}: cannot use the folder {path}: {error.strerror or error}") from None
+        what = "is a file" if place == path else f"is inside {place}, which is a file"
+        raise StackError(f"{given}: {path} {what}, not a folder: name a folder")
+    return path
+
+
+def make_folder(folder: Path, variable: str) -> None:
+    """Create `folder` (and its parents); a StackError naming `variable`, which chose it, when it
+    cannot be (no permission, a read-only file system): it was an OSError traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StackError(
+            f"cannot create the folder {folder} ({variable}): {error.strerror or error}"
+        ) from None
 
 
 @dataclass(frozen=True)

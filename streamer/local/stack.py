@@ -17,8 +17,10 @@ from streamer.local.settings import (
     ENV_CONTROLLER_PORT,
     ENV_KAFKA_PORT,
     ENV_REDIS_PORT,
+    ENV_STACK_DIR,
     HOST,
     StackSettings,
+    make_folder,
 )
 from streamer.local.tools import Echo, Which, echo_stderr
 
@@ -192,7 +194,7 @@ def ensure_up(
     settings = _settings(settings)
     needed = [tools.JAVA] if kafka.jars_ready(settings) else [tools.JAVA, tools.MAVEN]
     found = tools.require(needed, which=which)
-    settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(settings.stack_dir, ENV_STACK_DIR)
     with proc.file_lock(settings.stack_dir / ".lock"):
         pids = _pids(settings)
         if any(pid is not None for pid in pids.values()):

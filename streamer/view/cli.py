@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 
 import click
@@ -58,9 +59,10 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     address = url(view_settings.host, view_settings.port)
     listening = False
 
-    def banner(_aiohttp_message: str) -> None:  # aiohttp calls it once every socket listens
-        nonlocal listening
+    def banner(aiohttp_message: str) -> None:  # aiohttp calls it once every socket listens
+        nonlocal listening, address
         listening = True
+        address = url(view_settings.host, bound_port(aiohttp_message, view_settings.port))
         click.echo(
             f"healthstream view of {settings.app_id!r} on {address} "
             f"(Redis {without_password(settings.redis_url)}; {_auth(address, view_settings.secret)})",
@@ -86,6 +88,14 @@ def url(host: str, port: int) -> str:
     """The view's address as a URL: an IPv6 address in brackets (http://[::1]:8000/)."""
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"http://{shown}:{port}/"
+
+
+def bound_port(aiohttp_message: str, requested: int) -> int:
+    """The port the view listens on, from aiohttp's `Running on http://HOST:PORT` line (the port
+    the system chose for `--port 0`, which the banner printed as 0); `requested` when the line
+    names none."""
+    found = re.search(r"Running on \S+:(\d+)(?=[\s,]|$)", aiohttp_message)
+    return int(found.group(1)) if found else requested
 
 
 def bind_problem(error: OSError | ValueError) -> str:

@@ -27,3 +27,21 @@ def test_a_dashboard_port_in_use_ends_the_demo_in_one_line(monkeypatch: pytest.M
     assert result.exit_code == 1, result.output
     assert f"the dashboard cannot listen on port {port}: the port is in use" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_a_seed_the_simulation_cannot_take_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, seed: str
+) -> None:
+    """It started the stack and deleted the previous demo's topics, then failed with a traceback
+    (`seed must be 0..2^64-1`)."""
+
+    def no_stack(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the demo started the stack before checking --seed")
+
+    monkeypatch.setattr(streamer.local.stack, "ensure_up", no_stack)
+    result = CliRunner().invoke(demo, ["--seed", seed])
+    assert result.exit_code == 2, result.output
+    assert (
+        f"Invalid value for '--seed': {seed} is not in the range 0<=x<=18446744073709551615" in result.output
+    )
