@@ -65,3 +65,22 @@ def test_unreadable_schema_files_and_unwritable_folders_are_one_line(tmp_path: P
     assert (
         written.exit_code == 1 and "cannot write the schemas to /proc/healthstream-schemas" in written.output
     )
+
+
+def test_check_fails_on_a_schema_file_no_model_writes(tmp_path: Path) -> None:
+    """An extra file (a schema of a record since removed or renamed) passed the check."""
+    export(tmp_path)
+    extra = tmp_path / "old.schema.json"
+    extra.write_text("{}\n")
+    check = CliRunner().invoke(main, ["schemas", "check", "--dir", str(tmp_path)])
+    assert check.exit_code == 1, check.output
+    assert check.output.splitlines()[0] == f"Error: {extra} is stale: no model has this schema; remove it"
+
+
+def test_the_checks_advice_keeps_the_folder_it_was_given(tmp_path: Path) -> None:
+    """For an empty folder it said `run 'streamer schemas export'`, which writes to ./schemas."""
+    check = CliRunner().invoke(main, ["schemas", "check", "--dir", str(tmp_path)])
+    assert check.exit_code == 1, check.output
+    assert check.output.splitlines()[-1] == (
+        f"run `streamer schemas export --dir {tmp_path}` and commit the result"
+    )

@@ -48,6 +48,22 @@ def _config_text(base: dict[str, Any], fitted: Fitted, header: list[str]) -> str
 TUNING_OPTIONS = ("holdout", "top_features", "min_churned_accounts")
 
 
+class ShareRange(FloatRange):
+    """A share as a decimal (0.25) or a fraction (1/3): the help showed the default as 1/3, and
+    `--holdout 1/3` was refused."""
+
+    name = "share"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "/" in value:
+            numerator, _, denominator = value.partition("/")
+            try:
+                value = float(numerator) / float(denominator)
+            except (ValueError, ZeroDivisionError):
+                self.fail(f"{value!r} is not a share: write it as 0.25 or 1/4", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _tuning_options_need_tune(tune_weights: bool) -> None:
     """Refuse --holdout, --top-features and --min-churned-accounts without --tune: they only
     change the fit, and a run that ignored them would look like one that used them."""
@@ -200,9 +216,9 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
 )
 @click.option(
     "--holdout",
-    type=FloatRange(0.1, 0.6),
-    default=1 / 3,
-    show_default="1/3",
+    type=ShareRange(0.1, 0.6),
+    default="1/3",
+    show_default=True,
     help="With --tune: share of the month starts, the latest ones, held out from fitting.",
 )
 @click.option(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
 
-from streamer.contract.schemas import SCHEMA_DIR, differences, export
+from streamer.contract.schemas import FILES, SCHEMA_DIR, differences, export
 
 
 @click.group("schemas")
@@ -51,9 +52,26 @@ def check_command(directory: Path) -> None:
             f"{directory}: no such folder; the schema files are in the repository's schemas/ "
             "(run this from the repository's root, or give --dir)"
         )
-    problems = differences(directory)
+    stale = _stale_files(directory)
+    problems = differences(directory) + stale
     if problems:
-        raise click.ClickException(
-            "\n".join(problems) + "\nrun `streamer schemas export` and commit the result"
-        )
+        raise click.ClickException("\n".join(problems) + f"\n{_advice(directory, bool(stale))}")
     click.echo(f"schemas in {directory} match the models")
+
+
+def _stale_files(directory: Path) -> list[str]:
+    """A JSON file in `directory` that no model writes (a schema of a record since removed or
+    renamed): it passed the check, and consumers went on validating against it."""
+    try:
+        extra = sorted(path for path in directory.glob("*.json") if path.name not in FILES)
+    except OSError as exc:
+        return [f"{directory} cannot be listed ({exc.strerror or exc})"]
+    return [f"{path} is stale: no model has this schema; remove it" for path in extra]
+
+
+def _advice(directory: Path, stale: bool) -> str:
+    """What to run, with the --dir the check was given (the folder export writes by default is
+    another one); export leaves stale files where they are."""
+    given = "" if directory == SCHEMA_DIR else f" --dir {shlex.quote(str(directory))}"
+    remove = ", remove the stale files" if stale else ""
+    return f"run `streamer schemas export{given}`{remove} and commit the result"

@@ -32,6 +32,12 @@ class TableProblem(click.ClickException):
     exit_code = 2
 
 
+class CurrencyProblem(TableProblem):
+    """The mapping's currency has no exchange rate in the score configuration: every
+    subscription event would be dead-lettered downstream. Exit code 2, as the mapping and the
+    configuration disagree."""
+
+
 EXAMPLES = """\b
 Examples:
   streamer import exports/crm --preset fightchurn --out crm.jsonl.gz
@@ -78,12 +84,37 @@ def _mapping(preset: Preset | None, mapping_path: Path | None, columns: tuple[st
 
 
 def _tables(folder: Path, mapping: Mapping) -> list[Path]:
-    """The files the mapping reads: --out may not name one of them."""
+    """The files the mapping reads: --out may not name one of them (nor the mapping file itself,
+    which the caller adds)."""
     subs, events, accounts = mapping.subscriptions, mapping.events, mapping.accounts
     names = [subs.file, subs.addons_file]
     names += [events.file, events.lookup_file] if events is not None else []
     names += [accounts.file] if accounts is not None else []
     return [folder / name for name in names if name is not None]
+
+
+def _check_currency(mapping: Mapping) -> None:
+    """Refuse, before the tables are read, a currency the score configuration that offline, the
+    worker and backtest read by default (HEALTHSTREAM_SCORE_CONFIG, else the built-in one) has no
+    rate for: the import wrote every subscription event, which they then dead-lettered ("no
+    exchange rate configured for currency 'CHF'")."""
+    from streamer.cli_config import score_config_or_fail
+    from streamer.settings import Settings
+
+    source = Settings().score_config
+    currency = score_config_or_fail(source).currency
+    if currency.rate(mapping.currency) is not None:
+        return
+    known = ", ".join(sorted({currency.reporting, *currency.rates}))
+    where = (
+        f"the score config {source} (HEALTHSTREAM_SCORE_CONFIG)" if source else "the built-in score config"
+    )
+    raise CurrencyProblem(
+        f"currency {mapping.currency!r} of the mapping has no exchange rate in {where} (configured: "
+        f"{known}): offline, backtest and the worker would dead-letter every subscription event; add "
+        "it under [currency.rates] of a score config named by HEALTHSTREAM_SCORE_CONFIG, or change "
+        "the mapping's currency"
+    )
 
 
 def render_summary(summary: ImportSummary) -> str:
@@ -232,7 +263,8 @@ def import_tables(
             mapping = with_overrides(mapping, {"data_end": data_end})
         except MappingError as exc:
             raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-end") from None
-    prepare([out], _tables(folder, mapping))  # before the (long) read: its folder, writable
+    _check_currency(mapping)
+    prepare([out], [*_tables(folder, mapping), mapping_path])  # before the (long) read: its folder, writable
     show = sys.stderr.isatty() if progress is None else progress
     importer = Importer(
         folder,

@@ -29,6 +29,7 @@ from pydantic_core import ErrorDetails
 from streamer.contract.messages import plain_message
 from streamer.contract.vocabulary import Severity
 from streamer.core.alerts import RULES
+from streamer.core.config import Float, Int
 from streamer.settings import read_toml
 from streamer.suggest import did_you_mean
 
@@ -49,6 +50,9 @@ class Format(StrEnum):
 
 
 class Strict(BaseModel):
+    """Numbers as the file types them (`Float`, `Int`: pydantic's strict mode, an int is a float):
+    `rate_per_minute = true` read as 1.0 and `burst = "5"` as 5."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
@@ -56,11 +60,11 @@ class Retry(Strict):
     """Exponential backoff: initial, initial * multiplier, ... capped at max; retried until it
     succeeds (a receiver that is down for a while loses nothing) unless max_attempts is set."""
 
-    initial_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    multiplier: Annotated[float, Field(ge=1, le=10)] = 2.0
-    max_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
-    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1  # ± this fraction of each delay
-    max_attempts: Annotated[int, Field(ge=1, le=10**6)] | None = None  # None: retry until it succeeds
+    initial_seconds: Annotated[Float, Field(gt=0, le=3600)] = 1.0
+    multiplier: Annotated[Float, Field(ge=1, le=10)] = 2.0
+    max_seconds: Annotated[Float, Field(gt=0, le=86400)] = 300.0
+    jitter: Annotated[Float, Field(ge=0, le=1)] = 0.1  # ± this fraction of each delay
+    max_attempts: Annotated[Int, Field(ge=1, le=10**6)] | None = None  # None: retry until it succeeds
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -83,12 +87,12 @@ class Destination(Strict):
     segments: tuple[str, ...] = ()  # matched against the alert's `segment` when it has one
     # Messages a minute (a digest is one); at least one in 100 minutes: 5e-324 passed `gt=0`,
     # became 0 a second, and the notifier stopped at its start.
-    rate_per_minute: Annotated[float, Field(ge=0.01, le=60_000)] = 60.0
-    burst: Annotated[int, Field(ge=1, le=60_000)] = 10
-    digest_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None  # None: one message per alert
-    max_digest_alerts: Annotated[int, Field(ge=1, le=1000)] = 100
+    rate_per_minute: Annotated[Float, Field(ge=0.01, le=60_000)] = 60.0
+    burst: Annotated[Int, Field(ge=1, le=60_000)] = 10
+    digest_seconds: Annotated[Float, Field(gt=0, le=86400)] | None = None  # None: one message per alert
+    max_digest_alerts: Annotated[Int, Field(ge=1, le=1000)] = 100
     # At least 0.1 s: with 1e-9 no request could ever be answered, and each alert was retried for good.
-    timeout_seconds: Annotated[float, Field(ge=0.1, le=300)] = 10.0
+    timeout_seconds: Annotated[Float, Field(ge=0.1, le=300)] = 10.0
     headers: dict[str, str] = Field(default_factory=dict)  # e.g. an Authorization header
     retry: Retry | None = None  # overrides [retry] for this destination
 
@@ -179,7 +183,7 @@ class NotifyConfig(Strict):
 
     destinations: Annotated[tuple[Destination, ...], Field(min_length=1)]
     retry: Retry = Retry()
-    max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000  # per destination: read, not yet done
+    max_in_flight: Annotated[Int, Field(ge=1, le=100_000)] = 1000  # per destination: read, not yet done
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,6 +29,17 @@ nondecreasing occurred_at order; the truth file beside it
 and every churn (the instant its MRR reached 0), reactivation and pending cancellation.
 The same options always produce byte-identical files.
 """
+
+
+class OutFile(click.Path):
+    """A file to write, refused when written as a folder (`d/`): the path type drops the
+    trailing separator, and a file named `d` was written silently."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fsdecode(value) if isinstance(value, str | bytes | os.PathLike) else str(value)
+        if text.endswith((os.sep, "/")) or (os.altsep is not None and text.endswith(os.altsep)):
+            self.fail(f"{text!r} names a folder, not a file: add the file's name", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 @click.command("simulate", epilog=EPILOG)
@@ -56,14 +69,15 @@ The same options always produce byte-identical files.
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default="2024-01-01",
     show_default=True,
-    help="First simulated day (00:00 UTC), 1990-01-01 to 9000-01-01. Billing history of existing "
+    help="First simulated day (00:00 UTC), from 1990-01-01; the run must end by 9000-01-01, from which "
+    "every consumer refuses event times (--months 12: start by 8999-01-01). Billing history of existing "
     "customers (their subscription starts and renewals) is dated before it.",
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutFile(dir_okay=False, path_type=Path),
     required=True,
-    help="Events file, JSON lines; gzip-compressed when the name ends in .gz.",
+    help="Events file, JSON lines; gzip-compressed when the name ends in .gz (any case).",
 )
 @click.option(
     "--truth",

@@ -8,6 +8,8 @@ from datetime import date
 from streamer.sim.times import DAY, add_months, epoch
 
 MAX_ACCOUNTS = 1_000_000
+# LAST_START: the first day no consumer takes an event of (core.intake.LATEST_EVENT_MS); a run
+# ends by it, so the latest start is that many months before it.
 FIRST_START, LAST_START = date(1990, 1, 1), date(9000, 1, 1)
 
 
@@ -48,6 +50,13 @@ class SimulationConfig:
                 FIRST_START <= self.start <= LAST_START,
                 f"start must be {FIRST_START} .. {LAST_START}, got {self.start}",
             ),
+            # every consumer refuses event times from LAST_START on: the run must end by then
+            (
+                not FIRST_START <= self.start <= LAST_START or self.end_ts <= epoch(LAST_START),
+                f"start {self.start} + {self.months} months runs past {LAST_START}, from which every "
+                f"consumer refuses event times: start on or before {self.latest_start()}, or simulate "
+                "fewer months",
+            ),
             (
                 0.0 < self.usage_density <= 10.0,
                 f"usage_density must be in (0, 10], got {self.usage_density}",
@@ -72,6 +81,12 @@ class SimulationConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def latest_start(self) -> date:
+        """The latest start whose `months` end by `LAST_START`: the first of the month that many
+        months before it (a later day of that month ends in LAST_START's month, past its first)."""
+        index = LAST_START.year * 12 + LAST_START.month - 1 - self.months
+        return date(index // 12, index % 12 + 1, 1)
 
     @property
     def start_ts(self) -> int:

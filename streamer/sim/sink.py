@@ -16,7 +16,8 @@ DEFAULT_GZIP_LEVEL = 3
 
 
 class Sink:
-    """Writes byte chunks to `path` in order; gzip (reproducible header) when it ends in .gz.
+    """Writes byte chunks to `path` in order; gzip (reproducible header) when it ends in .gz
+    (in any case).
 
     zlib releases the GIL while compressing, so a thread gives the compression its own core.
     """
@@ -24,7 +25,7 @@ class Sink:
     def __init__(self, path: Path, gzip_level: int = DEFAULT_GZIP_LEVEL) -> None:
         self._stack = ExitStack()
         raw: BufferedIOBase = self._stack.enter_context(path.open("wb"))
-        if path.suffix == ".gz":
+        if path.suffix.lower() == ".gz":  # EV.JSONL.GZ too: it was written as text
             raw = self._stack.enter_context(
                 gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=gzip_level, mtime=0)
             )

@@ -48,10 +48,12 @@ class WriteReport:
 
 
 def truth_path_for(out: Path) -> Path:
-    """`events.jsonl.gz` -> `events.truth.json`, next to the events file."""
+    """`events.jsonl.gz` -> `events.truth.json`, next to the events file (`EV.JSONL.GZ` ->
+    `EV.truth.json`: the suffixes in any case, as the events file's gzip is chosen)."""
     name = out.name
     for suffix in (".gz", ".jsonl", ".ndjson", ".json"):
-        name = name.removesuffix(suffix)
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
     return out.with_name(f"{name}.truth.json")
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from streamer.cli import main
 from streamer.importer.run import Importer
 
-from .portfolio import write_export
+from .portfolio import MAPPING, write_export
 
 
 def import_to(tmp_path: Path, out: Path) -> tuple[int, str]:
@@ -52,6 +52,14 @@ def test_a_full_disk_is_a_one_line_write_error(tmp_path: Path) -> None:
 def test_an_out_that_names_an_input_table_is_refused(tmp_path: Path) -> None:
     code, output = import_to(tmp_path, tmp_path / "export" / "events.csv")
     assert code == 1 and "events.csv is also an input" in output
+
+
+def test_an_out_that_names_the_mapping_file_is_refused(tmp_path: Path) -> None:
+    """The mapping is read too: --out naming it replaced the mapping with events, exit 0."""
+    mapping = tmp_path / "export" / "mapping.toml"
+    code, output = import_to(tmp_path, mapping)
+    assert code == 1 and "mapping.toml is also an input" in output, output
+    assert mapping.read_text() == MAPPING, "the mapping is left whole"
 
 
 def test_an_import_that_fails_while_writing_leaves_the_previous_file_whole(

@@ -240,3 +240,30 @@ def test_credentials_in_the_url_and_an_authorization_header_are_refused_at_load(
     assert "the URL holds credentials (user:password@) and headers set Authorization too" in message
     assert "s3cret" not in message and "pw" not in message
     assert load_notify_config(write(tmp_path, text)).destinations[0].url.username == "user"  # either alone
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("rate_per_minute = true", "rate_per_minute"),
+        ('burst = "5"', "burst"),
+        ('digest_seconds = "60"', "digest_seconds"),
+        ("burst = 5.0", "burst"),
+        ("timeout_seconds = false", "timeout_seconds"),
+        ('retry = { max_attempts = "3" }', "retry.max_attempts"),
+    ],
+)
+def test_a_number_of_the_wrong_type_is_refused_not_converted(tmp_path: Path, line: str, key: str) -> None:
+    """`rate_per_minute = true` read as 1.0 and `burst = "5"` as 5, as the score config no longer does."""
+    path = write(tmp_path, f'[[destinations]]\nname = "a"\nurl = "http://h/1"\n{line}\n')
+    with pytest.raises(NotifyConfigError, match=rf"destinations\['a'\]\.{key}: Input should be a valid"):
+        load_notify_config(path)
+
+
+def test_a_whole_number_is_taken_where_a_float_belongs(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[destinations]]\nname = "a"\nurl = "http://h/1"\nrate_per_minute = 30\ndigest_seconds = 60\n',
+    )
+    [destination] = load_notify_config(path).destinations
+    assert (destination.rate_per_minute, destination.digest_seconds) == (30.0, 60.0)
