@@ -288,6 +288,14 @@ class PartitionEngine:
         self.periods.advance(at, self._revenue_of)
         return alerts
 
+    def pass_time(self, at: int) -> list[dict[str, Any]]:
+        """Move stream time to `at` as applying an event of that time does (the ticks passed run
+        first), for an event the recovered accounts hold already: a worker killed after writing
+        the account records and before its partition record restarts at an older stream time,
+        and an event more than the allowed lateness behind the one it skipped was applied there
+        (offline, and the worker without the kill, refuse it)."""
+        return self._advance(at) if at > self.clock.stream_time else []
+
     def ticks_before(self, at: int) -> bool:
         """Whether ticks (or the rest of one) are to run before stream time can move to `at`."""
         next_tick = self.clock.next_tick

@@ -101,6 +101,14 @@ def run_ticks(engine: PartitionEngine, at: int, budget: int) -> Outcome:
         return Outcome(REJECTED, unexpected("apply", exc))
 
 
+def pass_time(engine: PartitionEngine, at: int) -> Outcome:
+    """`engine.pass_time(at)`: its alerts, or REJECTED with the error when a re-scoring failed."""
+    try:
+        return Outcome(ACCEPTED, alerts=engine.pass_time(at))
+    except Exception as exc:
+        return Outcome(REJECTED, unexpected("apply", exc))
+
+
 def apply_checked(engine: PartitionEngine, event: Event) -> Outcome:
     """`engine.apply_checked(event)` for an event `check` let through."""
     try:

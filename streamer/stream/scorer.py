@@ -29,10 +29,10 @@ from typing import Any, Protocol
 
 from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.events import Event
-from streamer.core.clock import to_ms
+from streamer.core.clock import iso, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, Outcome, PartitionEngine
-from streamer.core.intake import Refused, admit, apply_checked, check, run_ticks
+from streamer.core.intake import Refused, admit, apply_checked, check, pass_time, run_ticks
 from streamer.core.peers import PeerReference
 from streamer.partitioning import partition_of
 from streamer.projection.port import NoProjection, Projection
@@ -51,6 +51,12 @@ from streamer.stream.tables import Changelogs, NoChangelogs
 from streamer.stream.topics import INPUT_RECORD_MAX_BYTES, RECORD_OVERHEAD_BYTES
 
 log = logging.getLogger(__name__)
+
+
+# A message a merge holds: the input event (`.message`), the event it decodes to, and whether the
+# recovered accounts hold it already (its account record lists it: applied before a kill that
+# left the partition record behind), so that releasing it only moves stream time past it.
+Held = tuple[Any, Event, bool]
 
 
 class Message(Protocol):
@@ -296,7 +302,7 @@ class Scorer:
         self.families = {topic: family for family, topic in settings.input_topics.items()}
         self.engines: dict[int, PartitionEngine] = {}
         self.stores: dict[int, TableAccounts] = {}
-        self.merges: dict[int, PartitionMerge[tuple[Any, Event]]] = {}
+        self.merges: dict[int, PartitionMerge[Held]] = {}
         self.records: dict[int, PartitionRecord] = {}
         # per input, the offset below which its durable partition record lists every message
         # as handled: the floor a re-routed copy carries (`streamer/state/copies.py`)
@@ -448,7 +454,7 @@ class Scorer:
         except StateDecodeError as exc:
             raise StateDecodeError(f"clocks table key {key!r}: {exc}") from exc
 
-    def _merge(self, partition: int) -> PartitionMerge[tuple[Any, Event]]:
+    def _merge(self, partition: int) -> PartitionMerge[Held]:
         merge = self.merges.get(partition)
         if merge is None:
             merge = self.merges[partition] = PartitionMerge(list(self.settings.input_topics.values()))
@@ -496,16 +502,17 @@ class Scorer:
                     await self._ledger(partition)
                 decoded = self._admit(message)
                 if decoded is not None and self._in_account_record(message, decoded):
-                    counters.reread += 1  # the same, known from its account's record
-                    merge.skip(topic, offset)
-                    done.append(event)
+                    # The same, known from its account's record; held in its place all the same,
+                    # since the partition record (stream time) may be older than the account's.
+                    counters.reread += 1
+                    merge.add(topic, offset, to_ms(decoded.occurred_at), (event, decoded, True))
                     continue
                 counters.processed += 1
                 if decoded is None:
                     merge.skip(topic, offset)
                     done.append(event)
                 else:
-                    merge.add(topic, offset, to_ms(decoded.occurred_at), (event, decoded))
+                    merge.add(topic, offset, to_ms(decoded.occurred_at), (event, decoded, False))
             for (topic, partition), (missing, offset) in sorted(gaps.items()):
                 self.counters.gap_rereads += 1
                 log.warning(
@@ -532,7 +539,7 @@ class Scorer:
             store = self.stores[message.partition]
         return store.contains(event.account_id, message.topic, message.offset)
 
-    async def _missing(self, merge: PartitionMerge[tuple[Any, Event]], message: Message) -> int | None:
+    async def _missing(self, merge: PartitionMerge[Held], message: Message) -> int | None:
         """The first offset of the message's topic partition that it skipped, or None.
 
         A delivery must follow the previous one of its topic partition (or, the first since the
@@ -806,7 +813,7 @@ class Scorer:
                 engine = self._engine(partition)
                 mine = by_account[partition] = defaultdict(lambda: defaultdict(list))
                 day = None
-                for event, decoded in ready:
+                for event, decoded, in_state in ready:
                     message = event.message
                     if message.origin is not None and self._copy_handled(message):
                         counters.copies_again += 1
@@ -815,6 +822,10 @@ class Scorer:
                     if day is not None and decoded.occurred_at.date() != day:
                         await self._publish_snapshots(engine)  # one per changed account and event-time day
                     day = decoded.occurred_at.date()
+                    if in_state:
+                        await self._pass_time(engine, decoded)
+                        done.append(event)
+                        continue
                     await self._apply(engine, message, decoded)
                     done.append(event)
                     mine[decoded.account_id][message.topic].append(message.offset)
@@ -1153,6 +1164,25 @@ class Scorer:
         if outcome is None:
             outcome = apply_checked(engine, event)
         self._outcome(message, outcome)
+
+    async def _pass_time(self, engine: PartitionEngine, event: Event) -> None:
+        """Move stream time past an event the recovered accounts hold, as applying it did: the
+        ticks it passes run first (their re-scorings of accounts that already had them change
+        nothing and send the same snapshots and alerts again, with the same ids)."""
+        at = to_ms(event.occurred_at)
+        while self.overlap and engine.ticks_before(at):
+            step = run_ticks(engine, at, YIELD_EVERY)
+            self._alerts(step.alerts)
+            if step.status != ACCEPTED:
+                break
+            await asyncio.sleep(0)
+        outcome = pass_time(engine, at)
+        self._alerts(outcome.alerts)
+        if outcome.status != ACCEPTED:  # a re-scoring failed: the event itself was applied before
+            log.error(
+                "re-scoring at a re-read event's time failed",
+                extra={"account_id": event.account_id, "at": iso(at), "error": outcome.reason},
+            )
 
     def _outcome(self, message: Message, outcome: Outcome) -> None:
         counters = self.counters

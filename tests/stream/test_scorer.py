@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from streamer.core.clock import to_ms
 from streamer.partitioning import partition_of
 from streamer.state.codec import StateDecodeError, decode_account_record, decode_partition
 from streamer.stream import accounts as accounts_module
@@ -769,6 +771,43 @@ async def test_a_re_read_is_recognised_by_its_account_record_when_the_partition_
     await restarted.scorer.process(again)
     assert [event.acked for event in again] == [1, 1]
     assert not restarted.sink.dead_letters and restarted.scorer.counters.reread == 2
+
+
+async def test_re_reads_known_from_account_records_move_stream_time_as_they_did_before_the_kill(
+    world: World,
+) -> None:
+    """The partition record (stream time) is written after the account records: a kill between
+    the two restarted the partition at its older stream time, the re-read messages were skipped
+    without moving it, and an event more than the allowed lateness behind them was applied where
+    offline, and the worker without the kill, refuse it (the stream and offline then differ)."""
+    overlap, worlds = world.scorer.overlap, []
+    for killed in (False, True):
+        world = World(overlap=overlap)
+        world.offsets.ends[(SUBS, PARTITION)] = 1
+        world.offsets.ends[(USAGE, PARTITION)] = 3
+        start = world.started(0, "2024-01-01T10:00:00Z")
+        months_later = world.usage(0, "2024-03-01T10:00:00Z")
+        await world.scorer.process([start, months_later])
+        late = world.usage(1, "2024-02-01T10:00:00Z").message.value  # 29 days behind, lateness 7
+        if killed:
+            del world.clocks[f"clock-{PARTITION}"]  # after the account records, before this one
+            world = World(restarted_from=world, overlap=overlap)
+            world.offsets.ends[(SUBS, PARTITION)] = 1
+            world.offsets.ends[(USAGE, PARTITION)] = 3
+            again = [
+                world.event(SUBS, 0, start.message.value),
+                world.event(USAGE, 0, months_later.message.value),
+            ]
+            await world.scorer.process(again)
+            assert world.scorer.counters.reread == 2 and [event.acked for event in again] == [1, 1]
+        await world.scorer.process([world.event(USAGE, 1, late)])
+        worlds.append(world)
+    for world in worlds:
+        [letter] = world.sink.dead_letters
+        assert "too late" in str(letter), letter
+        assert world.scorer.engines[PARTITION].clock.stream_time == to_ms(
+            datetime(2024, 3, 1, 10, tzinfo=UTC)
+        )
 
 
 async def test_an_input_topic_created_again_counts_its_messages_from_its_new_start(
