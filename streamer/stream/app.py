@@ -26,7 +26,7 @@ from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import CommitWatch, RecentLatency, worker_stats
 from streamer.settings import Settings
-from streamer.stream import bounded_batches
+from streamer.stream import bounded_batches, table_keys
 from streamer.stream.access import KafkaAccess
 from streamer.stream.assignor import BalancedAssignor, InputLoads
 from streamer.stream.broker import wait_for_broker
@@ -277,8 +277,11 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         topic_disable_leader=True,
         PartitionAssignor=BalancedAssignor,  # partitions balanced by their input messages
     )
-    # Keys are account ids (JSON strings in the changelog); values are our own serialised state.
-    schema: Any = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+    # Keys are account ids (JSON strings in the changelog, a key that is not JSON read as an
+    # `UnreadableKey`: see stream/table_keys.py); values are our own serialised state.
+    schema: Any = faust.Schema(
+        key_type=str, value_type=bytes, key_serializer=table_keys.CODEC, value_serializer="raw"
+    )
     # key_type/value_type again: faust picks the store's (de)serialisers from these alone, and
     # without them reads the raw values back as JSON when it recovers a table.
     tables: dict[str, Any] = {

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import faust
 
+from streamer.stream import table_keys
+
 
 class Changelogs(Protocol):
     """What a checkpoint waits on: every changelog record written so far is in Kafka."""
@@ -33,6 +35,10 @@ class DurableTable(faust.Table[str, bytes]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unconfirmed: list[asyncio.Future[Any]] = []
+        # faust takes the key codec from the key type (str: JSON), over the schema's, for the
+        # changelog topic and the store alike: ours reads a key that is not JSON instead of
+        # failing (see table_keys), the same bytes written.
+        self.key_serializer = table_keys.CODEC
 
     def send_changelog(
         self,

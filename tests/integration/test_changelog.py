@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from streamer.local.stack import StackInfo
 from streamer.settings import Settings
 from streamer.stream.topics import CHANGELOG, CHANGELOG_SEGMENT_BYTES, changelog_topic, ensure_topics
-from tests.fixtures import topic_configs
+from tests.fixtures import topic_configs, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +138,57 @@ def test_a_changelog_written_far_beyond_its_state_is_compacted(stack: StackInfo,
         assert time.monotonic() < deadline, f"the changelog still holds {count} of {records} records"
         time.sleep(5)
     assert len(keys) == 20  # every key's latest value survives
+
+
+def test_a_tombstone_whose_key_is_not_json_leaves_recovery_whole(stack: StackInfo, tmp_path: Path) -> None:
+    """An operator deleting an account's record by hand (`kcat -K: ... <<< 'acct-1:'`) keys the
+    tombstone `acct-1`, not `"acct-1"`. faust dropped the record it could not decode without
+    counting its offset: as the last of its partition, recovery waited for it for ever, and the
+    worker never processed anything again, at every start."""
+    from tests.integration.test_view import Deployment, make_history
+
+    deployment = Deployment(stack.bootstrap, stack.redis_url, tmp_path)
+    try:
+        deployment.create_topics()
+        history = make_history(tmp_path / "history")
+        deployment.replay(history.events)
+        worker = deployment.start_worker()
+        wait_until("the worker to catch up", lambda: deployment.lag() == 0, 240)
+        worker.stop()
+        changelog = f"{deployment.app_id}-accounts-changelog"
+        asyncio.run(_tombstones(stack.bootstrap, changelog, [b"acct-0003", b"\xff\xfe not text"]))
+
+        restarted = deployment.start_worker()
+        late = tmp_path / "one.jsonl"
+        late.write_bytes(
+            b'{"event_id":"after-the-tombstone","event_type":"usage.recorded","account_id":"acct-0001",'
+            b'"occurred_at":"' + _last_time(history.events).encode() + b'","user_id":"u-9"}\n'
+        )
+        deployment.replay(late)
+        wait_until("the restarted worker to process the new event", lambda: deployment.lag() == 0, 180)
+        assert restarted.alive, restarted.tail()
+        assert "a tombstone must be keyed the same way" in restarted.log.read_text(errors="replace")
+    finally:
+        deployment.close()
+
+
+async def _tombstones(bootstrap: str, topic: str, keys: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for partition in (0, 1, 2, 3):  # the last record of every partition
+            for key in keys:
+                await producer.send_and_wait(topic, None, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+def _last_time(events: Path) -> str:
+    """The latest event time of a history, as its lines write it (no late event to refuse)."""
+    import gzip
+
+    import orjson
+
+    return max(
+        orjson.loads(line)["occurred_at"] for line in gzip.decompress(events.read_bytes()).splitlines()
+    )
