@@ -135,6 +135,10 @@ def worker(
     log.info(running())  # which core runs: the first line of the log
     log.info(score_config_line(settings.score_config, config))  # and what it scores with
 
+    from streamer.stream.local_stores import data_dir_problem
+
+    if unusable := data_dir_problem(settings.data_dir):
+        raise click.ClickException(unusable)
     if found := problems():  # an upgraded faust: the guarantees that lean on its internals
         raise click.ClickException(
             "the installed faust lacks what the worker relies on: "

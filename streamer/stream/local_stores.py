@@ -32,6 +32,26 @@ MARKER = "stopped-cleanly"
 OWNER = "app-id"  # the app id whose stores the directory holds
 
 
+PROBE = ".write-probe"
+
+
+def data_dir_problem(data_dir: Path) -> str | None:
+    """What keeps the worker from using `data_dir` (created when missing), or None: a file in
+    its place, a folder that cannot be created or written (read-only, no rights). The worker
+    met these at start-up with a traceback of 30-40 lines."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / PROBE
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return (
+            f"the data directory {data_dir} (HEALTHSTREAM_DATA_DIR or --data-dir) cannot be used: "
+            f"{exc.strerror or exc}; give a folder the worker can create and write"
+        )
+    return None
+
+
 def open_local_stores(tabledir: Path, data_dir: Path, app_id: str) -> bool:
     """At start-up, before faust opens the stores: keep them when the last run stopped cleanly
     and was of `app_id` (a directory that names none predates the record: its stores count as
