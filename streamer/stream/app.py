@@ -26,6 +26,7 @@ from streamer.projection.redis_writer import KEEP_ALERTS, RedisProjection
 from streamer.projection.resync import Resync
 from streamer.projection.stats import CommitWatch, RecentLatency, worker_stats
 from streamer.settings import Settings
+from streamer.state.codec import StateDecodeError
 from streamer.stream import bounded_batches, table_keys
 from streamer.stream.access import KafkaAccess
 from streamer.stream.assignor import BalancedAssignor, InputLoads
@@ -164,9 +165,14 @@ def fatal(what: str, exc: BaseException) -> NoReturn:
     a process that stays up with its agent stopped would consume nothing, unnoticed. Nothing is
     committed past what was applied and acknowledged, so a restart reads the rest again.
     """
+    advice = (
+        "its stored state cannot be used as it is (the error says why and what to do): a restart "
+        "meets it again"
+        if isinstance(exc, StateDecodeError)
+        else "restart it: it resumes from the committed offsets"
+    )
     log.critical(
-        f"{what} failed; the worker exits with {EXIT_FAILED} (restart it: it resumes from the "
-        "committed offsets)",
+        f"{what} failed; the worker exits with {EXIT_FAILED} ({advice})",
         exc_info=exc,
         extra={"error": f"{type(exc).__name__}: {exc}"},
     )

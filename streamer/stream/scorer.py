@@ -410,9 +410,24 @@ class Scorer:
                 record = decode_partition(raw) if raw is not None else PartitionRecord()
             except StateDecodeError as exc:
                 raise StateDecodeError(f"clocks table key {key!r}: {exc}") from exc
+            self._of_this_deployment(key, record)
             self.records[partition] = record
             self._note_floors(partition, record)
         return record
+
+    def _of_this_deployment(self, key: str, record: PartitionRecord) -> None:
+        """StateDecodeError when the record lists input topics and none of this deployment's:
+        the changelogs are another deployment's of the same app id (a new topic prefix with the
+        default app id), whose stream time and offsets were taken as this one's without a word
+        (every event of a new history dead-lettered as too late)."""
+        theirs, ours = set(record.offsets.next) | set(record.offsets.above), set(self.families)
+        if theirs and not theirs & ours:
+            raise StateDecodeError(
+                f"clocks table key {key!r} is the state of a deployment that reads "
+                f"{', '.join(sorted(theirs)[:4])}, not {', '.join(sorted(ours))}: the changelogs of "
+                f"app id {self.settings.app_id!r} belong to it; give this deployment an app id of "
+                "its own (HEALTHSTREAM_APP_ID)"
+            )
 
     def _note_floors(self, partition: int, record: PartitionRecord) -> None:
         """The partition's floors, from its record as stored (read, or just written)."""

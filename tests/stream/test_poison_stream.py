@@ -340,6 +340,27 @@ def test_fatal_logs_the_reason_and_exits_with_a_non_zero_code() -> None:
     ), done.stderr.decode()
 
 
+@pytest.mark.parametrize(
+    ("error", "advice"),
+    [
+        ("RuntimeError('disk on fire')", "restart it: it resumes from the committed offsets"),
+        # a restart meets the same record again: "restart it" sent operators round a crash loop
+        ("StateDecodeError('clocks table key x: ...')", "a restart meets it again"),
+    ],
+)
+def test_fatal_says_whether_a_restart_helps(error: str, advice: str) -> None:
+    script = (
+        "from streamer.logs import configure_logging\n"
+        "from streamer.state.codec import StateDecodeError\n"
+        "from streamer.stream.app import fatal\n"
+        "configure_logging('info')\n"
+        f"fatal('the scoring agent', {error})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == EXIT_FAILED
+    assert advice in done.stderr.decode(), done.stderr.decode()
+
+
 def test_a_stuck_shutdown_ends_the_process_after_the_grace_period() -> None:
     """The SIGTERM watchdog: a shutdown that waits for ever still ends, with a logged reason."""
     script = (

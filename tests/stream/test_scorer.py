@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from streamer.core.clock import to_ms
+from streamer.core.engine import Clock
 from streamer.partitioning import partition_of
-from streamer.state.codec import StateDecodeError, decode_account_record, decode_partition
+from streamer.state.codec import StateDecodeError, decode_account_record, decode_partition, encode_partition
+from streamer.state.partition import AppliedOffsets, PartitionRecord
 from streamer.stream import accounts as accounts_module
 from streamer.stream import scorer as scorer_module
 from tests.fixtures import FakeSink
@@ -750,6 +752,17 @@ async def test_an_unreadable_partition_record_stops_processing_with_the_key(worl
     world.offsets.ends[(USAGE, PARTITION)] = 1
     with pytest.raises(StateDecodeError, match=rf"clock-{PARTITION}.*pickle.*rebuild the state"):
         await world.scorer.process([world.usage(0)])
+
+
+async def test_the_state_of_a_deployment_reading_other_topics_stops_processing_with_why(world: World) -> None:
+    """A new topic prefix with the default app id: the other deployment's stream time and offsets
+    were taken as this one's without a word, and every event of a new history dead-lettered."""
+    theirs = PartitionRecord(Clock(stream_time=1, next_tick=2), AppliedOffsets(next={"old.usage": 9}))
+    world.clocks[f"clock-{PARTITION}"] = encode_partition(theirs)
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    with pytest.raises(StateDecodeError, match=r"reads old.usage, not .*: .*give this deployment an app id"):
+        await world.scorer.process([world.usage(0)])
+    assert world.sink.dead_letters == []
 
 
 async def test_a_re_read_is_recognised_by_its_account_record_when_the_partition_record_was_lost(
