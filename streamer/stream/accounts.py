@@ -33,9 +33,16 @@ TURN_EVERY = 1000
 def loads(account_id: str, raw: bytes) -> tuple[Account, AppliedOffsets]:
     """Decode a stored account, naming the key when the record is unreadable."""
     try:
-        return decode_account_record(raw)
+        account, offsets = decode_account_record(raw)
     except StateDecodeError as exc:
         raise StateDecodeError(f"accounts table key {account_id!r}: {exc}") from exc
+    if account.account_id != account_id:  # written by hand, or copied: it was taken silently
+        raise StateDecodeError(
+            f"accounts table key {account_id!r} holds the record of account {account.account_id[:200]!r}: "
+            "a record copied or written under another key; write it back under its own key, or "
+            "delete this key with a tombstone (the account then starts again from its next event)"
+        )
+    return account, offsets
 
 
 class TableAccounts(MutableMapping[str, Account]):

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from streamer.core.account import Account
-from streamer.state.codec import decode_account_record, encode_account
+from streamer.state.codec import StateDecodeError, decode_account_record, encode_account
 from streamer.state.partition import AppliedOffsets
 from streamer.stream.accounts import TableAccounts
 
@@ -54,3 +54,11 @@ def test_a_table_key_that_is_not_an_account_id_is_left_alone_with_one_warning(
         assert list(accounts) == ["a"]
     [warning] = [r for r in caplog.records if "not an account id" in r.getMessage()]
     assert warning.key == "123"  # type: ignore[attr-defined]
+
+
+def test_a_record_under_another_accounts_key_stops_reading_with_both_named() -> None:
+    """Copied or written by hand under the wrong key, account b's record was taken as account
+    a's without a word (a's seats, MRR and history became b's)."""
+    accounts = TableAccounts({"a": record("b", 1)}, lambda key: True)
+    with pytest.raises(StateDecodeError, match=r"key 'a' holds the record of account 'b'"):
+        accounts["a"]
