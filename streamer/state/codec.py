@@ -177,6 +177,11 @@ def _frame(body: Any) -> bytes:
     return bytes((VERSION,)) + packed
 
 
+# A first byte this far past the newest version known is taken for data that is no state record
+# (random bytes read as "format version 215: run a worker that knows version 215").
+FUTURE_VERSIONS = 20
+
+
 def _unframe(raw: bytes, what: str, decoders: dict[int, Callable[[Any], T]]) -> T:
     if not raw:
         raise StateDecodeError(f"empty {what} record; the changelog record is corrupt: {_REBUILD}")
@@ -187,6 +192,12 @@ def _unframe(raw: bytes, what: str, decoders: dict[int, Callable[[Any], T]]) -> 
             f"it is not read (unpickling runs code from data): {_REBUILD}"
         )
     decode = decoders.get(version)
+    if decode is None and version > max(decoders) + FUTURE_VERSIONS:
+        raise StateDecodeError(
+            f"{what} record is not a state record (its first byte, {version}, is no format "
+            f"version this project has written or is near writing): written by another program, "
+            f"or corrupt: {_REBUILD}"
+        )
     if decode is None:
         raise StateDecodeError(
             f"{what} record has format version {version}; this worker reads "

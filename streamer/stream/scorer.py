@@ -44,7 +44,14 @@ from streamer.stream.accounts import TableAccounts
 from streamer.stream.bounded_batches import Unread
 from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
-from streamer.stream.dead_letters import DeadLetterLog, Ledger, decode_position, encode_position, position_key
+from streamer.stream.dead_letters import (
+    DeadLetterLog,
+    Ledger,
+    PositionDecodeError,
+    decode_position,
+    encode_position,
+    position_key,
+)
 from streamer.stream.merge import PartitionMerge
 from streamer.stream.origin import ORIGIN_HEADER, Origin, decode_origin, encode_origin
 from streamer.stream.tables import Changelogs, NoChangelogs
@@ -467,7 +474,13 @@ class Scorer:
         try:
             return decode_peers(raw)
         except StateDecodeError as exc:
-            raise StateDecodeError(f"clocks table key {key!r}: {exc}") from exc
+            # A cache of what the accounts give: rebuilt as when the record is missing. It stopped
+            # the worker, advising to rebuild every table from the input topics.
+            log.warning(
+                "a partition's stored peer references cannot be read; they are rebuilt from its accounts",
+                extra={"key": key, "error": str(exc)},
+            )
+            return []
 
     def _merge(self, partition: int) -> PartitionMerge[Held]:
         merge = self.merges.get(partition)
@@ -950,7 +963,10 @@ class Scorer:
         if ledger is None:
             key = position_key(partition)
             raw = self.clocks_table.get(key)
-            position = decode_position(raw) if raw is not None else 0
+            try:
+                position = decode_position(raw) if raw is not None else 0
+            except PositionDecodeError as exc:
+                raise PositionDecodeError(f"clocks table key {key!r}: {exc}") from exc
             letters, end = await self.dead_letters.read(partition, position)
             record = self._record(partition).offsets
             ledger = Ledger(position)

@@ -297,6 +297,13 @@ def test_an_unknown_format_version_is_refused_with_the_versions_it_can_read() ->
         decode_account(bytes((unknown,)) + sample()[1:])
 
 
+def test_a_first_byte_far_past_every_version_is_called_no_state_record() -> None:
+    """Random bytes read as "format version 215: run a worker that knows version 215"."""
+    with pytest.raises(StateDecodeError, match=r"is not a state record \(its first byte, 215,") as caught:
+        decode_account(bytes((215,)) + sample()[1:])
+    assert "run a worker that knows" not in str(caught.value)
+
+
 def test_a_pickled_record_of_an_older_worker_is_refused_without_unpickling() -> None:
     raw = pickle.dumps((1, object()))  # unpickling this would call object(): it must not happen
     with pytest.raises(StateDecodeError, match=r"pickle.*rebuild the state"):

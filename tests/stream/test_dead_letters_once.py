@@ -19,7 +19,13 @@ from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
 from streamer.stream import sink as sink_module
 from streamer.stream.app import create_app
-from streamer.stream.dead_letters import Ledger, decode_position, encode_position, position_key
+from streamer.stream.dead_letters import (
+    Ledger,
+    PositionDecodeError,
+    decode_position,
+    encode_position,
+    position_key,
+)
 from streamer.stream.scorer import Scorer
 from streamer.stream.sink import KafkaSink
 from tests.fixtures import FakeSink
@@ -193,6 +199,15 @@ def test_a_position_record_of_another_format_is_refused_with_what_to_do() -> Non
     assert decode_position(encode_position(12345)) == 12345
     with pytest.raises(ValueError, match="delete the key from the clocks table"):
         decode_position(b"\x02" + bytes(8))
+
+
+async def test_an_unreadable_position_record_names_its_key() -> None:
+    """The error said "delete the key from the clocks table" without saying which key."""
+    first = worker(DeadLetterTopic())
+    first.clocks[position_key(PARTITION)] = b"\x07"
+    first.offsets.ends[(USAGE, PARTITION)] = 1
+    with pytest.raises(PositionDecodeError, match=rf"clocks table key '{position_key(PARTITION)}': "):
+        await first.scorer.process([first.usage(0)])
 
 
 def test_a_ledger_forgets_what_the_partition_record_covers() -> None:

@@ -754,6 +754,18 @@ async def test_an_unreadable_partition_record_stops_processing_with_the_key(worl
         await world.scorer.process([world.usage(0)])
 
 
+async def test_a_damaged_peer_references_record_is_rebuilt_not_fatal(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache of what the accounts give: it stopped the worker with advice to rebuild every
+    table from the input topics; a missing one was rebuilt all along."""
+    world.clocks[f"peers-{PARTITION}"] = b"\x02 not msgpack at all"
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    await world.scorer.process([world.usage(0)])
+    assert world.scorer.counters.processed == 1 and not world.sink.dead_letters
+    assert "stored peer references cannot be read; they are rebuilt" in caplog.text
+
+
 async def test_the_state_of_a_deployment_reading_other_topics_stops_processing_with_why(world: World) -> None:
     """A new topic prefix with the default app id: the other deployment's stream time and offsets
     were taken as this one's without a word, and every event of a new history dead-lettered."""
