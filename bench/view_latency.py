@@ -39,6 +39,8 @@ ROUTES = (
     "/api/accounts?limit=50",
     "/api/accounts?band=red,yellow&renewal_within_days=60&sort=-mrr&limit=50",
     "/api/accounts?q=acct-00&sort=score&limit=50",
+    "/api/accounts?at_risk=true&sort=score&limit=12",  # the dashboard's at-risk list
+    "/api/accounts?stage=churned&sort=score&limit=8",  # and its churned list
     "/api/alerts?limit=50",
     "/api/alerts?severity=critical&limit=50",
     "/api/filters",

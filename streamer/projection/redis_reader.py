@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -326,6 +326,24 @@ class ProjectionReader:
             members = await self.redis.zrevrangebyscore(key, high, low)
         else:
             members = await self.redis.zrangebyscore(key, low, high)
+        return self._ids(key, members, "ZREM")
+
+    async def ids_within(self, key: str, within: str, where: Range, *, descending: bool) -> list[str | None]:
+        """All ids of the sorted set `key` that are also members of `within`, in `key`'s order
+        and within a score range (None: unreadable, see `_ids`): one ZINTER, `within` weighing
+        0 so that each id keeps its score in `key`."""
+        members: list[Any]
+        if where.low is None and where.high is None:  # no range: the members alone, half the bytes
+            members = await self.redis.zinter({key: 1, within: 0})
+        else:
+            found = cast(
+                list[tuple[bytes, float]], await self.redis.zinter({key: 1, within: 0}, withscores=True)
+            )
+            low = float("-inf") if where.low is None else float(where.low)
+            high = float("inf") if where.high is None else float(where.high)
+            members = [member for member, score in found if low <= score <= high]
+        if descending:
+            members.reverse()
         return self._ids(key, members, "ZREM")
 
     async def _entries(

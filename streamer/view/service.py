@@ -142,18 +142,17 @@ class ViewService:
         async def read() -> dict[str, Any]:
             now = await self.reader.stream_time()
             how = plan(query, self.reader.keys, now)
-            if how.residual:
-                ids = await self.reader.ids(how.key, how.where, descending=query.descending)
-                # an id that cannot be read (None) stays: whether it is of the owner cannot be told
-                if query.owners:
-                    owned = await self.reader.members("owner", query.owners)
-                    ids = [account_id for account_id in ids if account_id is None or account_id in owned]
-                if query.segments:
-                    within = await self.reader.members("segment", query.segments)
-                    ids = [account_id for account_id in ids if account_id is None or account_id in within]
-                found = await self.reader.summaries(ids)
-                listed = [row for row in found.values if row is None or matches(row, query, now)]
-                total, window = len(listed), Entries(page(listed, query))
+            if how.within is not None or how.residual:
+                if how.within is not None:
+                    ids = await self.reader.ids_within(
+                        how.key, how.within, how.where, descending=query.descending
+                    )
+                else:
+                    ids = await self.reader.ids(how.key, how.where, descending=query.descending)
+                if how.residual:
+                    total, window = await self._filtered(ids, query, now)
+                else:  # every filter covered: only the page's rows are read
+                    total, window = len(ids), await self.reader.summaries(page(ids, query))
             else:
                 ids, total = await self.reader.page(
                     how.key, how.where, query.offset, query.limit, descending=query.descending
@@ -170,6 +169,21 @@ class ViewService:
             }
 
         return await guarded(read)
+
+    async def _filtered(
+        self, ids: list[str | None], query: AccountQuery, now: int | None
+    ) -> tuple[int, Entries]:
+        """The rows of `ids` that pass the query's filters: how many, and the page asked for."""
+        # an id that cannot be read (None) stays: whether it is of the owner cannot be told
+        if query.owners:
+            owned = await self.reader.members("owner", query.owners)
+            ids = [account_id for account_id in ids if account_id is None or account_id in owned]
+        if query.segments:
+            within = await self.reader.members("segment", query.segments)
+            ids = [account_id for account_id in ids if account_id is None or account_id in within]
+        found = await self.reader.summaries(ids)
+        listed = [row for row in found.values if row is None or matches(row, query, now)]
+        return len(listed), Entries(page(listed, query))
 
     async def portfolio(self) -> dict[str, Any]:
         async def read() -> dict[str, Any]:

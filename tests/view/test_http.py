@@ -294,6 +294,11 @@ LIST_QUERIES = [
     {"at_risk": "true", "sort": "-churn_risk"},
     {"stage": "churned", "sort": "-churn_risk"},
     {"band": "green", "at_risk": "true", "sort": "mrr"},
+    # the sort's set within the at-risk set (one ZINTER): pages, ranges and residual filters
+    {"at_risk": "true", "sort": "-score", "limit": "3", "offset": "2"},
+    {"at_risk": "true", "sort": "renewal", "renewal_within_days": "300"},
+    {"at_risk": "true", "sort": "score", "stage": "renewal,adopted"},
+    {"at_risk": "true", "sort": "churn_risk", "band": "red"},
     {"offset": "1000"},
 ]
 

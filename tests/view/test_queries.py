@@ -37,9 +37,21 @@ def test_mrr_at_risk_uses_the_risk_index_with_the_minimum_as_range() -> None:
 def test_filters_the_index_does_not_cover_are_residual() -> None:
     assert plan(AccountQuery(bands=("red", "yellow")), KEYS, NOW).residual
     assert plan(AccountQuery(stages=("renewal",)), KEYS, NOW).residual
-    assert plan(AccountQuery(at_risk=True, sort="score"), KEYS, NOW).residual
     assert plan(AccountQuery(min_mrr=Decimal(1), sort="score"), KEYS, NOW).residual
     assert plan(AccountQuery(at_risk=True, sort="mrr", bands=("green",)), KEYS, NOW).residual
+
+
+def test_accounts_at_risk_sorted_otherwise_than_by_mrr_are_the_sorts_set_within_the_risk_set() -> None:
+    """Every row of the sort's set was read and filtered: 0.34 s at 20,000 accounts, for the
+    dashboard's at-risk list, every 5 s per open dashboard."""
+    how = plan(AccountQuery(at_risk=True, sort="score"), KEYS, NOW)
+    assert (how.key, how.within, how.residual) == ("p:by:score", "p:by:risk", False)
+    assert (
+        plan(AccountQuery(at_risk=True, sort="churn_risk", descending=True), KEYS, NOW).within == "p:by:risk"
+    )
+    assert plan(AccountQuery(at_risk=True, sort="score", stages=("renewal",)), KEYS, NOW).residual
+    assert plan(AccountQuery(at_risk=True, sort="score", bands=("green",)), KEYS, NOW).residual
+    assert plan(AccountQuery(at_risk=True, sort="mrr"), KEYS, NOW).within is None  # the risk set itself
 
 
 def test_renewal_window_without_any_stream_time_is_residual() -> None:
