@@ -1180,18 +1180,10 @@ class Scorer:
                 await asyncio.sleep(0)
 
     async def _apply(self, engine: PartitionEngine, message: Message, event: Event) -> None:
-        """Apply one event. The ticks it passes run first; with `overlap` in steps of
-        `YIELD_EVERY` accounts, the event loop turning in between: a midnight re-scores every
-        active account of the partition, tens of thousands in a large one."""
+        """Apply one event. The ticks it passes run first (`_ticks_before`)."""
         outcome = check(engine, event)  # an error rejects this event only (see intake.apply)
-        if outcome is None and self.overlap:
-            at = to_ms(event.occurred_at)
-            while outcome is None and engine.ticks_before(at):
-                step = run_ticks(engine, at, YIELD_EVERY)
-                self._alerts(step.alerts)
-                if step.status != ACCEPTED:
-                    outcome = step
-                await asyncio.sleep(0)
+        if outcome is None:
+            outcome = await self._ticks_before(engine, to_ms(event.occurred_at))
         if outcome is None:
             outcome = apply_checked(engine, event)
         self._outcome(message, outcome)
@@ -1201,19 +1193,29 @@ class Scorer:
         ticks it passes run first (their re-scorings of accounts that already had them change
         nothing and send the same snapshots and alerts again, with the same ids)."""
         at = to_ms(event.occurred_at)
-        while self.overlap and engine.ticks_before(at):
-            step = run_ticks(engine, at, YIELD_EVERY)
-            self._alerts(step.alerts)
-            if step.status != ACCEPTED:
-                break
-            await asyncio.sleep(0)
-        outcome = pass_time(engine, at)
-        self._alerts(outcome.alerts)
+        outcome = await self._ticks_before(engine, at)
+        if outcome is None:
+            outcome = pass_time(engine, at)
+            self._alerts(outcome.alerts)
         if outcome.status != ACCEPTED:  # a re-scoring failed: the event itself was applied before
             log.error(
                 "re-scoring at a re-read event's time failed",
                 extra={"account_id": event.account_id, "at": iso(at), "error": outcome.reason},
             )
+
+    async def _ticks_before(self, engine: PartitionEngine, at: int) -> Outcome | None:
+        """With `overlap`, run the ticks before `at` in steps of `YIELD_EVERY` accounts, the
+        event loop turning in between (a midnight re-scores every active account of the
+        partition, tens of thousands in a large one); their alerts sent. The failed step's
+        outcome when a re-scoring failed, else None (without `overlap` the engine runs them
+        when stream time moves)."""
+        while self.overlap and engine.ticks_before(at):
+            step = run_ticks(engine, at, YIELD_EVERY)
+            self._alerts(step.alerts)
+            if step.status != ACCEPTED:
+                return step
+            await asyncio.sleep(0)
+        return None
 
     def _outcome(self, message: Message, outcome: Outcome) -> None:
         counters = self.counters
