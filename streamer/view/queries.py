@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from streamer.contract.vocabulary import Band
 from streamer.core.clock import DAY
-from streamer.projection.codec import epoch_ms
+from streamer.projection.codec import at_risk, epoch_ms
 from streamer.projection.keys import INDEXES, Keys
 from streamer.projection.redis_reader import Range
 
@@ -85,17 +85,10 @@ def plan(query: AccountQuery, keys: Keys, now_ms: int | None) -> Plan:
     """The cheapest sorted set and score range for the query (see the module docstring)."""
     covered = {"sort"}
     within = None
-    if query.at_risk and query.sort == "mrr":
-        key = keys.risk
-        covered.add("at_risk")
-        if len(query.bands) == 1 and query.bands[0] == Band.green:
-            covered.discard("at_risk")  # nothing green is at risk: filter to nothing below
-    elif query.at_risk:  # the dashboard's at-risk list, by score: 0.34 s at 20,000 accounts
-        key = keys.index(query.sort)
-        within = keys.risk
-        covered.add("at_risk")
-        if len(query.bands) == 1 and query.bands[0] == Band.green:
-            covered.discard("at_risk")
+    if query.at_risk:  # the at-risk set by MRR; by another sort, that sort's set within it
+        key, within = (keys.risk, None) if query.sort == "mrr" else (keys.index(query.sort), keys.risk)
+        if query.bands != (Band.green,):  # nothing green is at risk: filtered to nothing below
+            covered.add("at_risk")
     elif len(query.bands) == 1:
         key = keys.index(query.sort, query.bands[0])
         covered.add("bands")
@@ -141,7 +134,7 @@ def matches(row: dict[str, Any], query: AccountQuery, now_ms: int | None) -> boo
     mrr = Decimal(row["mrr"])
     if query.min_mrr is not None and mrr < query.min_mrr:
         return False
-    if query.at_risk and (row["band"] == Band.green or mrr <= 0):
+    if query.at_risk and not at_risk(row):
         return False
     if query.renewal_within_days is not None:
         renewal = row.get("renewal_at")
