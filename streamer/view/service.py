@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -14,6 +15,8 @@ from streamer.view import account as account_page
 from streamer.view import portfolio
 from streamer.view.errors import UNREADABLE, BadRequest, NotFound, Unavailable, unreadable
 from streamer.view.queries import AccountQuery, AlertQuery, alert_matches, matches, page, plan
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ACCOUNT_ALERTS = 10
@@ -28,8 +31,24 @@ async def guarded(call: Callable[[], Awaitable[T]]) -> T:
         raise Unavailable(f"the projection store (Redis) refused the read: {error}") from None
     except (RedisError, OSError) as error:
         raise Unavailable(f"the projection store (Redis) is unreachable: {error}") from None
-    except UNREADABLE as error:  # a 500 before, for as long as the value stayed
+    except UNREADABLE as error:  # a value the workers never write: a 503 for as long as it stays
+        _log_once(error)
         raise Unavailable(unreadable(error)) from None
+
+
+_LOGGED: set[str] = set()
+_LOGGED_AT_MOST = 100
+
+
+def _log_once(error: Exception) -> None:
+    """Log an unreadable value's error with its traceback, once per distinct error: the same
+    errors raised by a defect of the view's own code showed only as "remove it from Redis",
+    with nothing in the log; once, since a dashboard asks every 5 s."""
+    said = f"{type(error).__name__}: {str(error)[:200]}"
+    if said in _LOGGED or len(_LOGGED) >= _LOGGED_AT_MOST:
+        return
+    _LOGGED.add(said)
+    log.warning("a read failed on a value of the projection", exc_info=error)
 
 
 class ViewService:

@@ -460,3 +460,16 @@ async def test_a_partitions_totals_of_the_wrong_form_make_the_portfolio_a_503(
     health = await get(view, "/healthz")
     assert health["status"] == "degraded" and health["redis"]["reachable"], health
     assert any(p.startswith("the projection holds a value the view cannot read") for p in health["problems"])
+
+
+async def test_an_unreadable_value_is_logged_once_with_where_it_failed(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A defect of the view's own code raises the same errors as a planted value does: it showed
+    only as "remove it from Redis", nothing in the log. Logged once: a dashboard asks every 5 s."""
+    await plant(redis_server.url, "SADD", Keys(prefix).partitions, "not-a-partition-number")
+    with caplog.at_level(logging.WARNING, logger="streamer.view.service"):
+        for _ in range(3):
+            assert (await view.get("/api/portfolio")).status == 503
+    [record] = [r for r in caplog.records if r.getMessage() == "a read failed on a value of the projection"]
+    assert record.exc_info is not None  # the traceback: where it failed
