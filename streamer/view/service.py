@@ -63,9 +63,7 @@ class ViewService:
 
     async def account(self, account_id: str) -> dict[str, Any]:
         async def read() -> dict[str, Any]:
-            snapshot = await self.reader.account(account_id)
-            if snapshot is None:
-                raise NotFound(f"no account {account_id!r} in the projection")
+            snapshot = await self._known(account_id)
             snapshot["recent_alerts"] = (await self.reader.alerts(ACCOUNT_ALERTS, account_id)).rows
             return snapshot
 
@@ -93,6 +91,7 @@ class ViewService:
         return points, unreadable
 
     async def _known(self, account_id: str) -> dict[str, Any]:
+        """The account's snapshot; NotFound (the API's message) when the projection has none."""
         snapshot = await self.reader.account(account_id)
         if snapshot is None:
             raise NotFound(f"no account {account_id!r} in the projection")
