@@ -10,12 +10,13 @@ test itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,17 @@ class Browser:
             assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
             await asyncio.sleep(0.5)
         return value
+
+    @contextlib.asynccontextmanager
+    async def page(self) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A DevTools connection to the browser's one page."""
+        port = self.port()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+                targets = await response.json(content_type=None)
+            [page] = [target for target in targets if target.get("type") == "page"]
+            async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
+                yield socket
 
     def close(self) -> None:
         stop_group(self.proc)
@@ -162,30 +174,25 @@ def test_the_override_form_posted_in_a_browser_shows_on_the_page(
 
 
 async def _press_override(browser: Browser, reason: str, author: str, until: str) -> dict[str, Any]:
-    port = browser.port()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
-            targets = await response.json(content_type=None)
-        [page] = [target for target in targets if target.get("type") == "page"]
-        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
-            await browser.until(socket, "the page to load the account", LOADED, DEADLINE_S)
-            assert await browser.evaluate(socket, "document.getElementById('override').hidden") is True
-            values = {name: json.dumps(value) for name, value in (("token", TOKEN), ("reason", reason))}
-            values |= {"author": json.dumps(author), "until": json.dumps(until)}
-            await browser.evaluate(socket, FILL_AND_PRESS % values)
-            shown: dict[str, Any] = await browser.until(
-                socket, "the page to show the override", SHOWN, DEADLINE_S
-            )
-            return shown
+    async with browser.page() as socket:
+        await browser.until(socket, "the page to load the account", LOADED, DEADLINE_S)
+        assert await browser.evaluate(socket, "document.getElementById('override').hidden") is True
+        values = {name: json.dumps(value) for name, value in (("token", TOKEN), ("reason", reason))}
+        values |= {"author": json.dumps(author), "until": json.dumps(until)}
+        await browser.evaluate(socket, FILL_AND_PRESS % values)
+        shown: dict[str, Any] = await browser.until(
+            socket, "the page to show the override", SHOWN, DEADLINE_S
+        )
+        return shown
 
 
 Act = Callable[[Browser, aiohttp.ClientWebSocketResponse], Awaitable[Any]]
 
 
-def in_page(chromium: str, url: str, act: Act) -> Any:
-    """What `act` returns, run in the page at `url` once it has loaded its account."""
+def in_page(chromium: str, url: str, act: Act, *flags: str) -> Any:
+    """What `act` returns, run in the page at `url` once it has loaded (Chromium given `flags`)."""
     with tempfile.TemporaryDirectory(prefix="hs-chromium-") as profile:  # a short socket path
-        browser = Browser(chromium, url, Path(profile))
+        browser = Browser(chromium, url, Path(profile), *flags)
         try:
             return asyncio.run(_in_page(browser, act))
         finally:
@@ -193,14 +200,9 @@ def in_page(chromium: str, url: str, act: Act) -> Any:
 
 
 async def _in_page(browser: Browser, act: Act) -> Any:
-    port = browser.port()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
-            targets = await response.json(content_type=None)
-        [page] = [target for target in targets if target.get("type") == "page"]
-        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
-            await browser.until(socket, "the page to load the account", LOADED, DEADLINE_S)
-            return await act(browser, socket)
+    async with browser.page() as socket:
+        await browser.until(socket, "the page to load", LOADED, DEADLINE_S)
+        return await act(browser, socket)
 
 
 # Fills the override form as given (null: left as it is) and presses a button; what the page

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from test_account_forms import LOADED, Browser
-from test_dashboard import Element, _project_risks, browse, fixed, parse
+from test_account_forms import Browser, in_page
+from test_dashboard import Element, _project_risks, browse, fixed, nasty_view, parse
 from test_view import Deployment, Live, shared_live, wait_until
 
 from streamer.local.stack import StackInfo
@@ -256,27 +255,12 @@ MEASURE = """({width: document.documentElement.scrollWidth, window: window.inner
     document.getElementById("override-score").textContent]})"""
 
 
-async def _measure(browser: Browser) -> dict[str, Any]:
-    port = browser.port()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
-            targets = await response.json(content_type=None)
-        [page] = [target for target in targets if target.get("type") == "page"]
-        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
-            await browser.until(socket, "the page to load", LOADED, 60)
-            measured: dict[str, Any] = await browser.evaluate(socket, MEASURE % UNISOLATED)
-            return measured
-
-
 def measure(chromium: str, url: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="hs-chromium-") as profile:
-        browser = Browser(
-            chromium, url, Path(profile), "--window-size={},{}".format(*WINDOW), "--hide-scrollbars"
-        )
-        try:
-            return asyncio.run(_measure(browser))
-        finally:
-            browser.close()
+    async def act(browser: Browser, socket: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+        measured: dict[str, Any] = await browser.evaluate(socket, MEASURE % UNISOLATED)
+        return measured
+
+    return dict(in_page(chromium, url, act, "--window-size={},{}".format(*WINDOW), "--hide-scrollbars"))
 
 
 def test_long_strings_wrap_within_the_window_and_each_persons_text_is_isolated(
@@ -287,14 +271,7 @@ def test_long_strings_wrap_within_the_window_and_each_persons_text_is_isolated(
     1,400 px window and the account page 43,402 px; a U+202E in an override reason reversed the
     rest of the override box ("by ..., set ..., until ..."), and the score override's band (null)
     showed as a pill reading "null"."""
-    source = live.deployment
-    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
-    template.pop("recent_alerts")
-    alert = source.get("/api/alerts?limit=1")["items"][0]
-    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
-    asyncio.run(_project_long(source.redis_url, probe.app_id, template, alert))
-    try:
-        probe.start_view()
+    with nasty_view(live, tmp_path, _project_long) as probe:
         assert probe.get("/api/accounts/long")["override"]["reason"].startswith(RLO)  # the premise
         for address in ("/", "/accounts/long", "/accounts/zalgo"):
             shown = measure(chromium, probe.url + address)
@@ -304,5 +281,3 @@ def test_long_strings_wrap_within_the_window_and_each_persons_text_is_isolated(
             assert shown["unisolated"] == [], (address, json.dumps(shown["unisolated"]))
             if address != "/":  # a score override: its score, no band pill reading "null"
                 assert shown["override"] == ["", "score 20.0"], (address, shown["override"])
-    finally:
-        probe.close()

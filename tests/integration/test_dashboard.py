@@ -11,7 +11,7 @@ import re
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -202,6 +202,10 @@ def test_the_dashboard_shows_the_apis_numbers(live: Live, chromium: str, tmp_pat
     assert dom.by_id("status").text in ("ok", "degraded")
 
 
+Projector = Callable[[str, str, dict[str, Any], dict[str, Any]], Awaitable[None]]
+"""(Redis URL, app id, a snapshot to copy, an alert to copy): writes a projection to view."""
+
+
 async def _project_nasty(url: str, prefix: str, template: dict[str, Any], alert: dict[str, Any]) -> None:
     writer = RedisProjection(
         connect(url), prefix, {"currency": "USD", "gross_margin": "1", "cs_cost_per_month": ""}
@@ -222,15 +226,17 @@ NASTY_NAME = "<i>Evil</i> Corp <svg onload=alert(1)>"
 
 
 @contextlib.contextmanager
-def nasty_view(live: Live, tmp_path: Path) -> Iterator[Deployment]:
-    """A view of a projection of its own holding one account (a copy of one of the live
-    portfolio's) whose strings are markup, and one alert of it; no month of movements."""
+def nasty_view(live: Live, tmp_path: Path, project: Projector | None = None) -> Iterator[Deployment]:
+    """A view of a projection of its own holding accounts made from a copy of one of the live
+    portfolio's and one alert of it by `project` (default: one account whose strings are
+    markup); no month of movements."""
+    project = project or _project_nasty
     source = live.deployment
     template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
     template.pop("recent_alerts")
     alert = source.get("/api/alerts?limit=1")["items"][0]
     probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
-    asyncio.run(_project_nasty(source.redis_url, probe.app_id, template, alert))
+    asyncio.run(project(source.redis_url, probe.app_id, template, alert))
     try:
         probe.start_view()
         yield probe
