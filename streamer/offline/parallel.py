@@ -24,7 +24,6 @@ import signal
 import tempfile
 import time
 from array import array
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -243,15 +242,7 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
         segment=files.segment,
         lines=summary.lines,
         last=True,
-        summary={
-            "lines": summary.lines,
-            "accepted": summary.accepted,
-            "duplicates": summary.duplicates,
-            "rejected": summary.rejected,
-            "blank": summary.blank,
-            "alerts": dict(summary.alerts),
-            "snapshots": summary.snapshots,
-        },
+        summary=summary.share_record(),
         stream_time=run.stream_time(),
     )
     latest = _receive(connection)["latest"]
@@ -505,14 +496,7 @@ def _conduct(
         cpus[index] = message["cpu"]
     summary = Summary()
     for message in fed.values():
-        part = message["summary"]
-        summary.lines = part["lines"]  # every child reads every line
-        summary.blank = part["blank"]
-        summary.accepted += part["accepted"]
-        summary.duplicates += part["duplicates"]
-        summary.rejected += part["rejected"]
-        summary.alerts += Counter(part["alerts"])
-        summary.snapshots += part["snapshots"]
+        summary.add_share(message["summary"])
     periods = [_sums_from(sums[partition]["periods"]) for partition in range(job.partitions)]
     totals = [narrow(sums[partition]["totals"]) for partition in range(job.partitions)]
     portfolio = portfolio_of(job.config, periods, totals)

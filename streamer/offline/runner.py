@@ -13,7 +13,7 @@ import time
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -277,6 +277,23 @@ class Summary:
     @property
     def rate(self) -> float:
         return self.lines / self.seconds if self.seconds else 0.0
+
+    def share_record(self) -> dict[str, Any]:
+        """What a `--jobs` child sends of its summary (JSON on a pipe): every field but the time,
+        which the parent measures itself."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "seconds"}
+        record["alerts"] = dict(self.alerts)  # (asdict would count the Counter's pairs instead)
+        return record
+
+    def add_share(self, part: dict[str, Any]) -> None:
+        """Add a child's `share_record`: its counts are of its partitions, its `lines` and
+        `blank` the whole file's (every child reads every line)."""
+        self.lines, self.blank = part["lines"], part["blank"]
+        self.accepted += part["accepted"]
+        self.duplicates += part["duplicates"]
+        self.rejected += part["rejected"]
+        self.alerts += Counter(part["alerts"])
+        self.snapshots += part["snapshots"]
 
 
 class OfflineRun:

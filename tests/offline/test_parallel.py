@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import fields
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -29,7 +31,7 @@ from streamer.core.config import ScoreConfig
 from streamer.core.money import format_money, monthly_micros
 from streamer.offline import external_sort, parallel
 from streamer.offline.parallel import ChildFailed, Job, run_parallel, shares
-from streamer.offline.runner import OfflineRun, quick_account_id
+from streamer.offline.runner import OfflineRun, Summary, quick_account_id
 from streamer.sim.config import SimulationConfig
 from streamer.sim.writer import write_simulation
 from tests.poison import file_poisons, huge_mrr_lines, interleave, usage
@@ -490,3 +492,18 @@ def test_a_sigterm_landing_in_a_child_before_it_starts_scoring_stops_it_without_
     assert done.returncode == 1, output  # its children were stopped: the run failed, in one line
     assert "Traceback" not in output and "Exception ignored" not in output, output
     assert output.strip().splitlines()[-1].startswith("Error: process "), output
+
+
+def test_a_summary_crosses_the_pipe_whole() -> None:
+    """Each field was written out by hand on both sides of the pipe: a new one would have been
+    dropped from `--jobs N` runs without a word."""
+    sent = Summary(lines=9, accepted=5, duplicates=1, rejected=2, blank=1, alerts=Counter(a=2), snapshots=4)
+    sent.seconds = 3.0
+    wire = orjson.loads(orjson.dumps(sent.share_record()))
+    assert set(wire) == {f.name for f in fields(Summary)} - {"seconds"}
+    received = Summary()
+    received.add_share(wire)
+    received.add_share(wire)  # a second child's share: its counts add, the file's lines do not
+    assert received == Summary(
+        lines=9, accepted=10, duplicates=2, rejected=4, blank=1, alerts=Counter(a=4), snapshots=8
+    )
