@@ -13,7 +13,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import orjson
 
 from streamer.cli_options import (
     FloatRange,
@@ -334,12 +333,12 @@ def tail_command(
 ) -> None:
     """Print alerts as they arrive (Ctrl-C to stop)."""
     from streamer.stream.broker import BrokerUnavailable
-    from streamer.stream.tail import NoAlertsTopic, format_alert, shown, tail
+    from streamer.stream.tail import NoAlertsTopic, format_alert, json_line, shown, tail
 
     settings = _settings(kafka_bootstrap=bootstrap)
 
     def emit(alert: dict[str, Any]) -> None:
-        click.echo(orjson.dumps(alert).decode() if as_json else format_alert(alert))
+        click.echo(json_line(alert) if as_json else format_alert(alert))
 
     quiet_kafka_client_logs()
     following = tail(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streamer.contract.vocabulary import Severity
@@ -33,12 +35,23 @@ def shown(value: Any) -> str:
     )
 
 
+def json_line(alert: dict[str, Any]) -> str:
+    """The alert as one line of JSON whose every character prints: JSON escapes only the
+    controls below U+0020, and a C1 control (U+009B is CSI) or a bidi override from a producer
+    then reached the terminal raw. Outside strings JSON holds ASCII only, so escaping these
+    characters as `\\uXXXX` keeps the line the same JSON."""
+    text = orjson.dumps(alert).decode()
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else json.dumps(char)[1:-1] for char in text)
+
+
 def format_alert(alert: dict[str, Any]) -> str:
     reasons = "; ".join(shown(r["message"]) for r in alert.get("reasons", [])[:3])
     severity = SEVERITY_MARK.get(alert["severity"], shown(alert["severity"]))
     return (
         f"{shown(alert['raised_at'])}  {severity:4}  "
-        f"{shown(alert['account_id']):<16} {shown(alert['rule']):<22} score {alert['score']:>5} "
+        f"{shown(alert['account_id']):<16} {shown(alert['rule']):<22} score {shown(alert['score']):>5} "
         f"{shown(alert['band']):<6} MRR {shown(alert['mrr']):>10}  {reasons}"
     )
 
