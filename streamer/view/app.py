@@ -165,6 +165,7 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
         access if view.kafka_check else None,
         view.worker_max_age_s,
         worker_stall_s=view.worker_stall_s,
+        partitions=settings.partitions,
     )
     app[handlers.METRICS] = metrics
     app[handlers.PAGE] = load_page()

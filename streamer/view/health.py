@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from streamer.core.clock import iso
 from streamer.projection.redis_reader import ProjectionReader, Workers
+from streamer.projection.stats import LAG_PREFIX
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import probe
 from streamer.view.errors import UNREADABLE, unreadable
@@ -22,7 +23,8 @@ KAFKA_PROBE_TTL_S = 5.0
 class Health:
     """Answers 200 while Redis is reachable (status `ok`, or `degraded` when the broker does not
     answer, no worker reported recently, a worker left input waiting with nothing committed for
-    `worker_stall_s`, Redis can lose or refuse the projection's writes (see
+    `worker_stall_s`, an input partition no reporting worker has listed for `worker_max_age_s`,
+    Redis can lose or refuse the projection's writes (see
     `streamer.projection.memory`), or the projection holds a partition or worker stats the view
     cannot read; `problems` says which) and 503 when it is not."""
 
@@ -34,8 +36,13 @@ class Health:
         *,
         worker_stall_s: float = 60.0,
         kafka_probe: Callable[[KafkaAccess, float], bool] = probe,
+        partitions: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reader = reader
+        self.partitions = partitions  # the input topics' partitions, when known
+        self.clock = clock
+        self._uncovered_since: dict[int, float] = {}
         self.kafka_access = kafka
         self.worker_max_age_s = worker_max_age_s
         self.worker_stall_s = worker_stall_s
@@ -98,6 +105,13 @@ class Health:
                 f"worker {worker_id} has left {waiting:,} input messages waiting and committed none "
                 f"for {stalled_s:.0f} s: its log says what it waits for"
             )
+        orphaned = self.orphaned(workers)
+        if orphaned:
+            problems.append(
+                f"input partitions {', '.join(map(str, orphaned))} have had no worker reporting them "
+                f"for {self.worker_max_age_s:g} s or more: their worker is hung or gone (the group "
+                "moves its partitions once it misses its heartbeats); its log says which"
+            )
         lag = sum(stats.get("lag", 0.0) for stats in workers.values()) if workers else None
         if not redis["reachable"]:
             status = "down"
@@ -116,6 +130,30 @@ class Health:
             "as_of": None if stream_time is None else iso(stream_time),
         }
         return (503 if status == "down" else 200), body
+
+    def orphaned(self, workers: dict[str, dict[str, float]]) -> list[int]:
+        """The input partitions no recently reporting worker has listed for `worker_max_age_s`
+        at least (a rebalance moves partitions between reports: the grace). A hung worker whose
+        consumer thread still heartbeats keeps its partitions, and /healthz said `ok` with the
+        other workers' lag while half the input stood still. Nothing while no worker reports
+        (that is its own problem) or the partition count is not known."""
+        if self.partitions is None or not workers:
+            self._uncovered_since.clear()
+            return []
+        covered = {
+            int(key[len(LAG_PREFIX) :])
+            for stats in workers.values()
+            for key in stats
+            if key.startswith(LAG_PREFIX) and key[len(LAG_PREFIX) :].isdigit()
+        }
+        now = self.clock()
+        since = self._uncovered_since
+        for partition in range(self.partitions):
+            if partition in covered:
+                since.pop(partition, None)
+            else:
+                since.setdefault(partition, now)
+        return sorted(p for p, first in since.items() if now - first >= self.worker_max_age_s)
 
     def stalled(self, workers: dict[str, dict[str, float]]) -> list[str]:
         """The workers that have left input waiting with nothing committed for `worker_stall_s`."""

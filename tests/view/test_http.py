@@ -695,6 +695,40 @@ async def test_a_worker_that_reports_but_commits_nothing_is_a_problem(
         await client.close()
 
 
+async def test_input_partitions_no_reporting_worker_lists_for_a_while_are_a_problem(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A worker with a hung event loop stops reporting while its consumer thread still
+    heartbeats, so its partitions stay its own: /healthz said `ok` with the other worker's lag
+    while half the input stood still. Between reports a rebalance moves partitions: the grace."""
+    writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+    writer.worker("w-alive", STATS | {"lag_partition.0": 0.0, "lag_partition.1": 3.0})
+    assert await writer.drain()
+    await writer.close()
+    now = [1000.0]
+    reader = ProjectionReader(Redis.from_url(redis_server.url), prefix)
+    health = Health(reader, None, 30.0, partitions=4, clock=lambda: now[0])
+    try:
+        assert (await health.check())[1]["problems"] == []  # within the grace
+        now[0] += 29.0
+        assert (await health.check())[1]["problems"] == []
+        now[0] += 1.0
+        status, body = await health.check()
+        assert status == 200 and body["status"] == "degraded", body
+        assert body["problems"] == [
+            "input partitions 2, 3 have had no worker reporting them for 30 s or more: their worker "
+            "is hung or gone (the group moves its partitions once it misses its heartbeats); its log "
+            "says which"
+        ]
+        writer = RedisProjection(connect(redis_server.url), prefix, META, min_interval_s=0.0)
+        writer.worker("w-new", STATS | {"lag_partition.2": 0.0, "lag_partition.3": 0.0})
+        assert await writer.drain()
+        await writer.close()
+        assert (await health.check())[1]["status"] == "ok"  # taken over: covered again
+    finally:
+        await reader.redis.aclose()
+
+
 async def test_a_redis_that_can_evict_or_refuse_the_projection_is_degraded_with_the_reason(
     tmp_path: Path, prefix: str
 ) -> None:
