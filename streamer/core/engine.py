@@ -184,7 +184,7 @@ class PartitionEngine:
         at = to_ms(event.occurred_at)
         account_id = event.account_id
         # Stream time moves first: idle accounts (this one too) are re-scored at the ticks passed.
-        alerts = self._advance(at) if at > self.clock.stream_time else []
+        alerts = self.pass_time(at)
         account = self.accounts.get(account_id) or Account(account_id, first_seen=at)
         trigger = fold(account, event, at, self.config)
         account.remember(event.event_id, at, self.config.limits.max_remembered_ids)
@@ -289,11 +289,12 @@ class PartitionEngine:
         return alerts
 
     def pass_time(self, at: int) -> list[dict[str, Any]]:
-        """Move stream time to `at` as applying an event of that time does (the ticks passed run
-        first), for an event the recovered accounts hold already: a worker killed after writing
-        the account records and before its partition record restarts at an older stream time,
-        and an event more than the allowed lateness behind the one it skipped was applied there
-        (offline, and the worker without the kill, refuse it)."""
+        """Move stream time to `at` when it is later (the ticks passed run first), as applying an
+        event of that time does (`apply_checked`); also for an event the recovered accounts hold
+        already: a worker killed after writing the account records and before its partition
+        record restarts at an older stream time, and an event more than the allowed lateness
+        behind the one it skipped was applied there (offline, and the worker without the kill,
+        refuse it)."""
         return self._advance(at) if at > self.clock.stream_time else []
 
     def ticks_before(self, at: int) -> bool:
