@@ -37,31 +37,28 @@ class Params:
             raise BadRequest(f"unknown query parameter {unknown[0]!r}; expected: {expected}")
 
     def text(self, name: str) -> str | None:
-        values = self._all(name)
-        if len(values) > 1:
-            raise BadRequest(f"{name!r} given {len(values)} times; give it once")
-        if not values:
-            return None
-        value = values[0].strip()
-        if not value:
-            raise BadRequest(f"{name!r} is empty; leave it out or give a value")
-        if len(value) > MAX_TEXT:
-            raise BadRequest(f"{name!r} must be at most {MAX_TEXT} characters, got {len(value)}")
-        return value
+        """One value, the spaces around it trimmed."""
+        return self._one(name, trim=True)
 
     def exact(self, name: str) -> str | None:
         """One value taken as it is, never trimmed: an account id may begin or end with a space
         (`account_id=acct-1%20` returned the alerts of `acct-1`)."""
+        return self._one(name, trim=False)
+
+    def _one(self, name: str, *, trim: bool) -> str | None:
+        """The parameter given once (None when not given), not empty nor only spaces, at most
+        `MAX_TEXT` characters."""
         values = self._all(name)
         if len(values) > 1:
             raise BadRequest(f"{name!r} given {len(values)} times; give it once")
         if not values:
             return None
-        if not values[0].strip():
+        value = values[0].strip() if trim else values[0]
+        if not value.strip():
             raise BadRequest(f"{name!r} is empty; leave it out or give a value")
-        if len(values[0]) > MAX_TEXT:
-            raise BadRequest(f"{name!r} must be at most {MAX_TEXT} characters, got {len(values[0])}")
-        return values[0]
+        if len(value) > MAX_TEXT:
+            raise BadRequest(f"{name!r} must be at most {MAX_TEXT} characters, got {len(value)}")
+        return value
 
     def _all(self, name: str) -> list[str]:
         getall = getattr(self.query, "getall", None)
