@@ -51,9 +51,10 @@ def _page_token(request: web.Request) -> str | None:
     return request.query.get("access_token") if _page(request.path) else None
 
 
-def _cookie_matches(request: web.Request, secret: str) -> bool:
+def _cookie_matches(request: web.Request, expected: str) -> bool:
+    """Whether a read carries the page cookie of value `expected` (`cookie_value`)."""
     supplied = request.cookies.get(COOKIE)
-    return supplied is not None and request.method in READS and token_matches(supplied, cookie_value(secret))
+    return supplied is not None and request.method in READS and token_matches(supplied, expected)
 
 
 def _raw(text: str) -> bytes:
@@ -69,15 +70,16 @@ def token_matches(supplied: str, secret: str) -> bool:
 def bearer_auth(secret: str | None) -> Middleware:
     """Refuse requests without `Authorization: Bearer <secret>` (no check when secret is None); a
     page also takes `?access_token=<secret>` and then sets the page cookie, which any read takes."""
+    cookie = None if secret is None else cookie_value(secret)  # once, not per request
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if secret is None or request.path in OPEN_PATHS:
+        if secret is None or cookie is None or request.path in OPEN_PATHS:
             return await handler(request)
         header, in_address = _header_token(request), _page_token(request)
         supplied = header if header is not None else in_address
         if supplied is None:
-            if _cookie_matches(request, secret):
+            if _cookie_matches(request, cookie):
                 return await handler(request)
             if _page(request.path):  # a browser cannot send the header: say how to open the page
                 raise Unauthorized(
@@ -91,7 +93,7 @@ def bearer_auth(secret: str | None) -> Middleware:
         if header is None and in_address is not None:
             response.set_cookie(
                 COOKIE,
-                cookie_value(secret),
+                cookie,
                 max_age=COOKIE_MAX_AGE_S,
                 path="/",
                 httponly=True,
