@@ -102,6 +102,13 @@ def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def override_band(snapshot: dict[str, Any]) -> str | None:
+    """The band a person's override puts the account in, None when none is in force: the band it
+    asked for, or, for a score override, the band of that score (the snapshot's, an override's)."""
+    override = snapshot.get("override")
+    return (override.get("band") or snapshot.get("band")) if isinstance(override, dict) else None
+
+
 def at_risk(snapshot: dict[str, Any]) -> bool:
     """An account whose MRR counts as at risk: paying and not green."""
     return snapshot["band"] != Band.green and money(snapshot["mrr"]) > 0

@@ -24,7 +24,7 @@ from streamer.core.facts import rounded
 from streamer.core.money import MAX_ACCOUNT_MRR, MICROS, format_money
 from streamer.core.score import Evaluation
 from streamer.core.snapshot import PointFigures, point_figures
-from streamer.projection.codec import epoch_ms
+from streamer.projection.codec import epoch_ms, override_band
 
 V = TypeVar("V")
 
@@ -103,9 +103,6 @@ def point(snapshot: dict[str, Any]) -> bytes:
     bands and stages as letters, instants as base-36 seconds, empty for null)."""
     metrics = snapshot.get("metrics") or {}
     components = snapshot.get("components") or {}
-    override = snapshot.get("override")
-    # the band asked for, or, for a score override, the band of that score (the snapshot's)
-    forced = (override.get("band") or snapshot["band"]) if isinstance(override, dict) else None
     return _line(
         (epoch_ms(snapshot["as_of"]), snapshot["score"], snapshot["band"], snapshot["lifecycle_stage"]),
         str(snapshot["mrr"]),
@@ -113,7 +110,7 @@ def point(snapshot: dict[str, Any]) -> bytes:
         [metrics.get(name) for name in COUNTS],
         (_ms(metrics.get("scheduled_cancellation_at")), _ms(metrics.get("renewal_at"))),
         (metrics.get("events_28d"), metrics.get("days_since_last_use")),
-        None if forced is None else str(forced),
+        override_band(snapshot),
     )
 
 

@@ -7,6 +7,8 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from streamer.projection.codec import override_band
+
 ACCOUNT_COLUMNS = (
     "account_id",
     "name",
@@ -79,10 +81,7 @@ def _reasons(reasons: Any) -> str:
 
 
 def _account(row: dict[str, Any]) -> dict[str, Any]:
-    forced = row.get("override") or {}
-    # a score override asks for no band: the band its score puts the account in (the row's)
-    band = (forced.get("band") or row.get("band")) if forced else None
-    return {**row, "override_band": band, "reasons": _reasons(row.get("reasons"))}
+    return {**row, "override_band": override_band(row), "reasons": _reasons(row.get("reasons"))}
 
 
 def _alert(alert: dict[str, Any]) -> dict[str, Any]:
