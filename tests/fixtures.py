@@ -263,6 +263,7 @@ class FakeSink:
         self.reroutes: list[tuple[str, bytes, bytes, int]] = []
         self.origins: list[bytes] = []  # the origin header of each re-routed copy
         self.flushes = 0
+        self._flushed = (0, 0, 0, 0)  # how many of each the last flush took (`discard`)
 
     def alert(self, alert: dict[str, Any]) -> None:
         self.alerts.append(alert)
@@ -280,6 +281,17 @@ class FakeSink:
     async def flush(self) -> None:
         self.flushes += 1
         self.journal.append("flush")
+        self._flushed = self._queued()
+
+    async def discard(self) -> None:
+        """The outputs since the last flush go, as the real sink's undelivered ones do."""
+        alerts, snapshots, dead_letters, reroutes = self._flushed
+        del self.alerts[alerts:], self.snapshots[snapshots:], self.dead_letters[dead_letters:]
+        del self.reroutes[reroutes:], self.origins[reroutes:]
+        self.journal.append("discard")
+
+    def _queued(self) -> tuple[int, int, int, int]:
+        return len(self.alerts), len(self.snapshots), len(self.dead_letters), len(self.reroutes)
 
 
 class FakeOffsets:
@@ -305,12 +317,20 @@ class FakeOffsets:
         self.asked_log_ends: list[TP] = []
         self.started_over: list[TP] = []  # `start_over`: the topic was created again
         self.configured: list[str] = []  # `created_again`: topics given the input settings
+        self.membership: str | None = None  # `member_problem`: None while the lease holds
+        self.joins = 0  # `joined`: assignments that renewed the lease
 
     def generation(self) -> int | None:
         return self.generation_id
 
     def settled(self) -> bool:
         return not self.rebalancing
+
+    def member_problem(self) -> str | None:
+        return self.membership
+
+    def joined(self) -> None:
+        self.joins += 1
 
     def assigned(self) -> set[TP]:
         return set(self.owned)

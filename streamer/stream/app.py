@@ -38,6 +38,7 @@ from streamer.stream.faust_private import committed_offsets, without_autodiscove
 from streamer.stream.input_lane import InputLane
 from streamer.stream.local_stores import open_local_stores, stopped_cleanly
 from streamer.stream.loop_watch import LoopWatch
+from streamer.stream.membership import Fence
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
@@ -302,9 +303,11 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     accounts = app.Table(accounts_name, **tables)
     clocks = app.Table(clocks_name, **tables)
     dead_letters = KafkaDeadLetters(kafka, settings.topic("deadletter"))
-    sink = KafkaSink(app, settings, dead_letters)
-    projection = redis_projection(settings, config)
     offsets = ConsumerOffsets(app, kafka)
+    # holds applying and writing while the membership is in doubt; a rebalance drops what waits
+    fence = Fence(offsets.member_problem, rebalancing=lambda: not offsets.settled())
+    sink = KafkaSink(app, settings, dead_letters, fence)
+    projection = redis_projection(settings, config)
     lane = InputLane(settings.input_topics.values())
     app.input_lane = lane  # type: ignore[attr-defined]  # the consumer hands input fetches to it
     inputs = settings.input_topics.values()
@@ -328,8 +331,10 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         checkpoint_every_s=CHECKPOINT_EVERY_S,
         overlap=True,  # a checkpoint's waits on the broker overlap the next batches
         changelogs=TablesWritten(cast(DurableTable, accounts), cast(DurableTable, clocks)),
+        fence=fence,
     )
     app.scorer = scorer  # type: ignore[attr-defined]
+    app.fence = fence  # type: ignore[attr-defined]  # the producer holds its requests at it
     source = app.topic(
         *settings.input_topics.values(),
         key_type=bytes,

@@ -48,6 +48,7 @@ from streamer.core.peers import PeerReference
 from streamer.state.codec import encode_partition, encode_peers_within
 from streamer.state.partition import PartitionRecord
 from streamer.stream.context import acting_as
+from streamer.stream.membership import Fence
 from streamer.stream.tables import Changelogs, NoChangelogs
 from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES
 
@@ -95,6 +96,7 @@ class Checkpoint:
     # partition -> midnight of the newest peer reference in its stored record (kept across batches)
     peers_written: MutableMapping[int, int] = field(default_factory=dict)
     changelogs: Changelogs = field(default_factory=NoChangelogs)  # the tables' records in Kafka
+    fence: Fence | None = None  # the tables are written only while the membership lease holds
     # captured by `prepare`
     _outputs_sent: Awaitable[None] | None = field(default=None, init=False)
     _accounts: dict[int, StagedWrites] = field(default_factory=dict, init=False)
@@ -118,11 +120,19 @@ class Checkpoint:
     async def complete(self) -> None:
         """Make what `prepare` captured durable, then acknowledge the input."""
         await self.flush_outputs()
+        await self._fence_passed("account records")
         await self.write_accounts()
         await self.flush_accounts()
+        await self._fence_passed("partition records")
         self.write_partition_records()
         await self.flush_partition_records()
         self.acknowledge()
+
+    async def _fence_passed(self, what: str) -> None:
+        """Wait while this worker's membership is in doubt (`Fence.passed`): a checkpoint in
+        flight when the process stood still must not write over the partitions' new owner."""
+        if self.fence is not None:
+            await self.fence.passed(what)
 
     async def flush_outputs(self) -> None:
         """Outputs are in Kafka before the state says they were produced."""

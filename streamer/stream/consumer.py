@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import faust
 import faust.tables as faust_tables
+from aiokafka import AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -34,8 +35,9 @@ from faust.types import TP
 from mode.utils.futures import notify
 
 from streamer.stream.clients import FETCH_WAIT_MS
-from streamer.stream.faust_private import ack_lock, fetch_position
+from streamer.stream.faust_private import ack_lock, fetch_position, hold_produce_requests
 from streamer.stream.input_lane import InputLane, InputRecord, LaneReads
+from streamer.stream.membership import Fence
 from streamer.stream.origin import origin_header
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,11 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             scorer.counters.consumer_gaps += 1
         log.warning("skipped an offset range", extra={**where, "seen_by": "consumer"})
         await super()._add_gap(tp, offset_from, offset_to)
+
+    def group_coordinator(self) -> Any:
+        """aiokafka's group coordinator of this consumer (None before it started)."""
+        consumer = getattr(self._thread, "_consumer", None)
+        return getattr(consumer, "_coordinator", None)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return SafeCommitThread(self, loop=self.loop, beacon=self.beacon)
@@ -430,6 +437,22 @@ class IdempotentProducer(faust_aiokafka.Producer):
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    def _new_producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
+        """aiokafka's producer, its produce requests held while the worker's membership is in
+        doubt (`stream/membership.py`): records handed to it before the process stood still
+        went out the moment it resumed, over the state and snapshots of the partitions' new
+        owner. Those of the tables and the outputs alike."""
+        client = super()._new_producer(transactional_id)
+        app = self.transport.app
+
+        async def held() -> None:
+            fence: Fence | None = getattr(app, "fence", None)
+            if fence is not None:
+                await fence.passed("produce requests")
+
+        hold_produce_requests(client, held)
+        return client
 
 
 class RebalanceSafeTransport(faust_aiokafka.Transport):

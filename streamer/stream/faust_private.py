@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -26,6 +26,7 @@ import faust.types.tuples
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.client import AIOKafkaClient
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.producer.sender import Sender
@@ -74,6 +75,18 @@ class PrivateName:
 
 
 NAMES = (
+    PrivateName(
+        GroupCoordinator,
+        "_do_heartbeat",
+        ("self",),
+        "stream/membership.py: successful heartbeats renew the membership lease",
+    ),
+    PrivateName(
+        faust_aiokafka.AIOKafkaConsumerThread,
+        "_consumer",
+        None,
+        "stream/consumer.py: the group coordinator whose heartbeats lease the membership",
+    ),
     PrivateName(
         faust_aiokafka.Consumer,
         "_wait_next_records",
@@ -234,6 +247,12 @@ NAMES = (
         "stream/sink.py: the sender asks for a new producer id before its next send",
     ),
     PrivateName(
+        Sender,
+        "_send_produce_req",
+        ("self", "node_id", "batches"),
+        "stream/membership.py: no produce request leaves while the membership is in doubt",
+    ),
+    PrivateName(
         MessageAccumulator,
         "fail_all",
         ("self", "exception"),
@@ -266,6 +285,10 @@ AIOKAFKA_PRODUCER_STATE = {
     "_message_accumulator": "stream/clients.py: close a producer whose stop did not finish",
     "_sender": "stream/clients.py: close a producer whose stop did not finish",
 }
+SENDER_STATE = {
+    name: "stream/membership.py: a produce request given up at the fence frees its node and partitions"
+    for name in ("_in_flight", "_muted_partitions")
+}
 TRANSACTION_MANAGER_STATE = {
     name: "stream/sink.py: renew the producer id after a failed delivery"
     for name in ("_pid_and_epoch", "_pid_waiter", "_sequence_numbers")
@@ -274,6 +297,7 @@ TRANSACTION_MANAGER_STATE = {
 # Set in aiokafka's AIOKafkaConsumer.__init__: checked in its source too.
 AIOKAFKA_CONSUMER_STATE = {
     "_client": "stream/dead_letters.py: the dead-letter topic's partition count",
+    "_coordinator": "stream/consumer.py: the group coordinator whose heartbeats lease the membership",
     "_fetch_max_wait_ms": "stream/consumer.py: the input consumer's short fetch wait",
     "_isolation_level": "stream/consumer.py: the input consumer reads committed transactions only",
     "_subscription": "stream/consumer.py: fetch positions (read_position)",
@@ -324,7 +348,11 @@ def renew_producer_id(producer: object) -> bool:
     sender's loop asks the broker for an id before it sends when it has none. Batches already
     sent keep the id and sequence they were sent with, so aiokafka's own retries of them stay
     valid."""
-    client: Any = getattr(producer, "_producer", None)
+    return _renew(getattr(producer, "_producer", None))
+
+
+def _renew(client: Any) -> bool:
+    """`renew_producer_id` on aiokafka's producer `client` itself."""
     manager: Any = getattr(client, "_txn_manager", None)
     if manager is None or manager.transactional_id is not None:
         return False
@@ -332,6 +360,31 @@ def renew_producer_id(producer: object) -> bool:
     manager._pid_waiter = create_future()
     manager._sequence_numbers.clear()
     return True
+
+
+def hold_produce_requests(client: AIOKafkaProducer, held: Callable[[], Awaitable[None]]) -> None:
+    """Have every produce request of aiokafka's `client` await `held()` before it is sent. When
+    `held` raises, the request's batches fail with that exception unsent, its node and
+    partitions are freed as a sent request frees them, and the producer takes a new id (those
+    batches had taken sequence numbers: `renew_producer_id`)."""
+    state: Any = client
+    sender = state._sender
+    send = sender._send_produce_req
+
+    async def held_then_sent(node_id: int, batches: Mapping[Any, Any]) -> None:
+        try:
+            await held()
+        except Exception as exc:
+            for batch in batches.values():
+                batch.failure(exception=exc)
+            sender._in_flight.discard(node_id)
+            for tp in batches:
+                sender._muted_partitions.discard(tp)
+            _renew(state)
+            return
+        await send(node_id, batches)
+
+    sender._send_produce_req = held_then_sent
 
 
 async def abort_producer(producer: AIOKafkaProducer) -> None:
@@ -402,6 +455,7 @@ def problems() -> list[str]:
     found += _unset(AIOKafkaConsumer, AIOKAFKA_CONSUMER_STATE, "aiokafka")
     found += _unset(AIOKafkaProducer, AIOKAFKA_PRODUCER_STATE, "aiokafka")
     found += _unset(TransactionManager, TRANSACTION_MANAGER_STATE, "aiokafka")
+    found += _unset(Sender, SENDER_STATE, "aiokafka")
     if not hasattr(faust_consumer.Consumer, "_n_acked"):
         found.append("faust's Consumer no longer counts _n_acked (used by stream/consumer.py)")
     return found

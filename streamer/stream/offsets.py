@@ -21,6 +21,7 @@ from streamer.stream.access import KafkaAccess
 from streamer.stream.clients import CONSUMER_STOP_S, close_consumer_or_warn, start_consumer
 from streamer.stream.consumer import RebalanceSafeConsumer
 from streamer.stream.faust_private import committed_offsets
+from streamer.stream.membership import Membership
 from streamer.stream.topics import configure_inputs
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class ConsumerOffsets:
     def __init__(self, app: faust.App, kafka: KafkaAccess) -> None:
         self.app = app
         self.kafka = kafka
+        self._membership: Membership | None = None
         # by isolation level: started on first use, in the worker's loop
         self._clients: dict[str, AIOKafkaConsumer] = {}
 
@@ -43,6 +45,19 @@ class ConsumerOffsets:
 
     def settled(self) -> bool:
         return not self.app.rebalancing
+
+    def member_problem(self) -> str | None:
+        if self._membership is None:  # made on first use: the app's settings are final by then
+            self._membership = Membership(
+                lambda: cast(RebalanceSafeConsumer, self.app.consumer).group_coordinator(),
+                float(self.app.conf.broker_session_timeout),
+                float(self.app.conf.broker_heartbeat_interval),
+            )
+        return self._membership.problem()
+
+    def joined(self) -> None:
+        if self._membership is not None:
+            self._membership.renew()
 
     def assigned(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}

@@ -19,6 +19,7 @@ recovered accounts, however old its event time); others are either in the recove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -52,6 +53,7 @@ from streamer.stream.dead_letters import (
     encode_position,
     position_key,
 )
+from streamer.stream.membership import Fence, Fenced
 from streamer.stream.merge import PartitionMerge
 from streamer.stream.origin import ORIGIN_HEADER, Origin, decode_origin, encode_origin
 from streamer.stream.tables import Changelogs, NoChangelogs
@@ -89,6 +91,16 @@ class Offsets(Protocol):
 
     def settled(self) -> bool:
         """False while a rebalance (and the table recovery after it) is under way."""
+        ...
+
+    def member_problem(self) -> str | None:
+        """Why this worker may not act as the member its partitions were assigned to now (no
+        heartbeat succeeded for most of a session: `stream/membership.py`); None while its
+        membership lease holds."""
+        ...
+
+    def joined(self) -> None:
+        """The group has just assigned this worker its partitions (renews the lease)."""
         ...
 
     def assigned(self) -> set[TopicPartition]:
@@ -180,6 +192,8 @@ class Sink(Protocol):
     def dead_letter(self, record: dict[str, Any]) -> None: ...
     def reroute(self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes) -> None: ...
     def flush(self) -> Awaitable[None]: ...
+    async def discard(self) -> None:
+        """Drop the outputs not yet delivered (`Scorer._drop_unwritten`)."""
 
 
 @dataclass
@@ -277,6 +291,7 @@ class Scorer:
         checkpoint_every_s: float = 0.0,
         changelogs: Changelogs | None = None,
         overlap: bool = False,
+        fence: Fence | None = None,
     ) -> None:
         self.settings = settings
         # Waits until the tables' changelog records are in Kafka (None: tables without one).
@@ -292,6 +307,8 @@ class Scorer:
         # without waiting for them.
         self.overlap = overlap
         self._inflight: asyncio.Future[None] | None = None  # the checkpoint being completed
+        # Holds applying and writing while the group membership is in doubt (`stream/membership.py`).
+        self.fence = fence if fence is not None else Fence(offsets.member_problem)
         self._sent: asyncio.Future[None] | None = None  # the last batch's outputs, handed over
         # Read back to write each dead letter once (`dead_letters`); None: always written.
         self.dead_letters = dead_letters
@@ -343,16 +360,22 @@ class Scorer:
         table recovery while their acknowledgements are committed.
         """
         self.revoking = True  # a long release leaves at its next checkpoint (`_release_all`)
+        self.fence.giving_up = True  # writes waiting for the membership lease are dropped
         async with self.lock:
-            await self._checkpoint()
+            if self.fence.up("a rebalance"):
+                await self._drop_unwritten()
+            else:
+                await self._checkpoint()
             self.revoking = False
             self.paused = True
             self.forget_partitions()
 
     async def assigned(self) -> None:
         """The new assignment: start afresh (messages of older generations are skipped)."""
+        self.offsets.joined()
         async with self.lock:
             await self._settle()
+            self.fence.giving_up = self.stopping
             self.paused = self.stopping
             self.forget_partitions()
 
@@ -366,10 +389,14 @@ class Scorer:
         until the shutdown watchdog ended the process.
         """
         self.stopping = True
+        self.fence.giving_up = True
         began = time.monotonic()
         async with self.lock:  # the batch in flight has left
             left = time.monotonic()
-            await self._checkpoint()
+            if self.fence.up("a stop"):
+                await self._drop_unwritten()  # read again at the next start
+            else:
+                await self._checkpoint()
             await self.changelogs.written()  # the dead-letter positions written after it too
             self.paused = True
             self.stopped = True
@@ -813,7 +840,17 @@ class Scorer:
             await self._release([])
 
     async def _release(self, done: list[Any]) -> None:
-        """Apply what the merges release, then make the batch durable (`Checkpoint`)."""
+        """Apply what the merges release, then make the batch durable (`Checkpoint`).
+
+        Nothing is applied while this worker's membership is in doubt (`_fenced`): the messages
+        stay held. A batch applied when the doubt arose (the process stood still meanwhile)
+        is kept, its outputs and state unwritten, until the lease is renewed or the rebalance
+        drops it."""
+        if self.fence.up("applying"):
+            self._held_back = False
+            if done:  # skipped or re-read messages: acknowledged with the next checkpoint
+                self._pending.add(done, {}, {})
+            return
         counters, sink = self.counters, self.sink
         applied: dict[int, Any] = {}
         # partition -> account -> topic -> offsets applied to the account in this batch
@@ -868,6 +905,8 @@ class Scorer:
             return
         counters.batches += 1
         self._pending.add(done, applied, by_account)
+        if self.fence.up("the outputs of a batch"):
+            return  # queued: written once the lease is renewed, dropped by a rebalance
         if self._checkpoint_due():
             await self._checkpoint()  # its first step makes this batch's outputs durable
         else:
@@ -902,6 +941,8 @@ class Scorer:
         before this one is prepared, so the steps of the checkpoints never interleave. A
         rebalance or a stop waits for it to complete."""
         await self._settle()
+        if self._pending.done and self.fence.up("a checkpoint"):
+            return  # kept: written once the lease is renewed, dropped by a rebalance
         pending, self._pending = self._pending, Pending()
         if not pending.done:
             return
@@ -922,6 +963,7 @@ class Scorer:
             marks={partition: self._marks(partition) for partition in applied},
             by_account={partition: pending.by_account[partition] for partition in applied},
             changelogs=self.changelogs,
+            fence=self.fence,
         )
         await checkpoint.prepare()
         self._inflight = asyncio.ensure_future(self._complete(checkpoint))
@@ -948,12 +990,25 @@ class Scorer:
 
     async def _settle(self) -> None:
         """Wait until the checkpoint in flight is complete; raise what it failed with (again at
-        every later call: the worker must not go on past a checkpoint that failed)."""
+        every later call: the worker must not go on past a checkpoint that failed). One given
+        up at the fence (`Fenced`: a rebalance or a stop while the membership was in doubt)
+        is dropped: its messages were never acknowledged."""
         inflight = self._inflight
         if inflight is not None:
-            await inflight
+            with contextlib.suppress(Fenced):
+                await inflight
             if self._inflight is inflight:
                 self._inflight = None
+
+    async def _drop_unwritten(self) -> None:
+        """A rebalance or a stop while the membership is in doubt: another worker may own the
+        partitions and have applied the same messages further on, and the state and outputs
+        written now would overwrite its own. The batches since the last checkpoint and their
+        outputs not yet in Kafka are dropped; never acknowledged, they are read again."""
+        await self._settle()
+        await self.sink.discard()
+        self._sent = None
+        self._pending = Pending()
 
     async def _ledger(self, partition: int) -> Ledger | None:
         """The partition's dead letters since its stored position (read once per assignment)."""

@@ -4,6 +4,7 @@ broker's acknowledgement of every one before the batch's state is written (`Chec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, NamedTuple, cast
@@ -15,6 +16,7 @@ from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.dead_letters import DeadLetterLog
 from streamer.stream.faust_private import renew_producer_id
+from streamer.stream.membership import Fence, Fenced
 from streamer.stream.origin import ORIGIN_HEADER
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,19 @@ RETRY_S = 1.0  # pause before sending failed outputs again
 async def _send_and_wait(
     records: Sequence[tuple[Any, ...]], publish: Callable[..., Awaitable[Awaitable[Any]]]
 ) -> list[tuple[int, str]]:
-    """Send every record, then await every acknowledgement; the (index, error) of each failure."""
+    """Send every record, then await every acknowledgement; the (index, error) of each failure.
+    Raises `Fenced` once a record was given up at the fence (`stream/membership.py`): the
+    worker may have lost its partitions, and these outputs are dropped, not sent again."""
     sent: list[Awaitable[Any] | BaseException] = []
     for record in records:
         try:
             sent.append(await publish(*record))
+        except Fenced:
+            raise
         except Exception as exc:
             sent.append(exc)
     failures: list[tuple[int, str]] = []
+    fenced: Fenced | None = None
     for index, outcome in enumerate(sent):  # every outcome is awaited, failed or not
         if not isinstance(outcome, BaseException):
             try:
@@ -40,7 +47,11 @@ async def _send_and_wait(
                 continue
             except Exception as exc:
                 outcome = exc
+        if isinstance(outcome, Fenced):
+            fenced = outcome
         failures.append((index, f"{type(outcome).__name__}: {outcome}"))
+    if fenced is not None:
+        raise fenced
     return failures
 
 
@@ -134,8 +145,15 @@ class KafkaSink:
     task hop and a callback per record, a few per cent of the worker's CPU.
     """
 
-    def __init__(self, app: faust.App, settings: Settings, dead_letters: DeadLetterLog | None = None) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        dead_letters: DeadLetterLog | None = None,
+        fence: Fence | None = None,
+    ) -> None:
         self.app = app
+        self.fence = fence  # holds the outputs while the membership is in doubt
         self.dead_letter_log = dead_letters  # places each dead letter in its input's partition
 
         def topic(name: str) -> Any:
@@ -196,6 +214,16 @@ class KafkaSink:
         self._delivered = asyncio.ensure_future(self._deliver(self._delivered, *taken))
         return self._delivered
 
+    async def discard(self) -> None:
+        """Drop the outputs not yet delivered: a worker that may have lost its partitions must
+        not write over their new owner's (`Scorer._drop_unwritten`). Those queued go unsent;
+        deliveries under way wait at the fence (`_publish`), which gives them up."""
+        self._outputs, self._rerouted, self._dead_letters = [], [], []
+        delivered, self._delivered = self._delivered, None
+        if delivered is not None:
+            with contextlib.suppress(Fenced):
+                await delivered
+
     async def _deliver(
         self,
         before: asyncio.Future[None] | None,
@@ -204,7 +232,8 @@ class KafkaSink:
         letters: list[Letter],
     ) -> None:
         if before is not None:
-            await before
+            with contextlib.suppress(Fenced):  # given up: a revocation follows, these go on
+                await before
         renew = self._renew_producer_id
         await deliver_in_order(outputs, self._publish, "alerts and snapshots", renew)
         # a re-routed input sent twice is handled once while listed (its origin header)
@@ -242,17 +271,26 @@ class KafkaSink:
 
     async def _publish(self, topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
         # faust's producer `send`: straight to aiokafka's accumulator; partitioned by key.
+        await self._fence_passed()
         return await self.app.producer.send(topic, key, value, None, None, None)
 
     async def _publish_to(
         self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes
     ) -> Awaitable[Any]:
+        await self._fence_passed()
         return await self.app.producer.send(topic, key, value, partition, None, [(ORIGIN_HEADER, origin)])
+
+    async def _fence_passed(self) -> None:
+        """Each record waits while the membership is in doubt (`Fence.passed`): a delivery under
+        way when the process stood still goes on the moment it resumes."""
+        if self.fence is not None:
+            await self.fence.passed("outputs")
 
     async def _publish_dead_letter(
         self, key: bytes | None, value: bytes, partition: int | None, place: Place
     ) -> Awaitable[Any]:
         # Straight to the producer (not faust's send buffer), so a failure is seen here. The place
         # is not sent (it is in the record): `flush` reads it back after a failure.
+        await self._fence_passed()
         message = self.dead.as_future_message(key=key, value=value, partition=partition)
         return cast(Awaitable[Any], await self.dead.publish_message(message, wait=False))

@@ -1213,6 +1213,48 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
     )
 
 
+@pytest.mark.slow
+def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_owner(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """SIGSTOP one of two workers in the middle of a backlog, past its session timeout: the group
+    gives its partitions to the other, which scores the whole history. Resumed, the stopped
+    worker's consumer still counts those partitions its own until its next heartbeat fails and
+    faust revokes them, and its scorer finishes the batch it stood still in. Before the
+    membership lease (`streamer/stream/membership.py`) it then wrote that batch's snapshots and
+    state, older than the new owner's, over them: offline's answers were lost for good."""
+    events = simulate_and_score(tmp_path / "history", seed=17, accounts=120, months=4)
+    deployment = deploy(
+        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
+    )
+    first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    deployment.wait_group(2, timeout=180)  # bounds a hang: joining takes a while on a busy machine
+    deployment.replay(events.events)
+    deployment.wait_for(
+        "the workers to be busy with the backlog",
+        lambda: deployment.committed() >= len(events.lines) // 8,
+        timeout=180,  # bounds a hang only
+    )
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert deployment.committed() < len(events.lines) // 2, "too late: the backlog is mostly done"
+        deployment.wait_group(1, timeout=180)  # the group drops it after its session
+        deployment.wait_for(
+            "the remaining worker to commit the whole history",
+            lambda: deployment.committed() >= len(events.lines),
+            timeout=300,  # bounds a hang only
+        )
+        deployment.poll_outputs()
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    deployment.wait_group(2, timeout=180)  # it rejoins
+    deployment.settle(first, second)
+    assert_no_offsets_skipped(first, second)
+    assert_same_as_offline(deployment, events)
+    assert not deployment.dead_letters()
+
+
 # -- 5. a second worker joins mid-stream ---------------------------------------------------------
 
 

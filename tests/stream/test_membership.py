@@ -1,0 +1,204 @@
+"""A worker fences itself while its group membership is in doubt (`stream/membership.py`): paused
+past its session timeout, it applied a batch of partitions the group had given to another worker,
+and wrote its state and snapshots over the new owner's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from streamer.stream.membership import Fence, Fenced, Membership
+from tests.fixtures import FakeSink
+from tests.stream.world import ACCOUNT, PARTITION, SUBS, USAGE, World
+
+IN_DOUBT = "no heartbeat succeeded for 76 s (the group may have moved its partitions)"
+
+
+class Coordinator:
+    """aiokafka's group coordinator, as far as the lease reads it."""
+
+    def __init__(self) -> None:
+        self.answers: list[bool] = []
+
+    async def _do_heartbeat(self) -> bool:
+        return self.answers.pop(0)
+
+
+def test_the_membership_is_in_doubt_once_no_heartbeat_succeeded_for_the_session_less_two_beats() -> None:
+    now = [100.0]
+    coordinator = Coordinator()
+    membership = Membership(lambda: coordinator, 10.0, 1.0, clock=lambda: now[0])  # a lease of 8 s
+    assert membership.problem() is None  # leased from when it is first seen
+    now[0] += 7.9
+    assert membership.problem() is None
+    now[0] += 0.2
+    assert membership.problem() == "no heartbeat succeeded for 8 s (the group may have moved its partitions)"
+    coordinator.answers = [False, True]
+    heartbeat: Any = coordinator._do_heartbeat  # the coordinator's own attribute: timestamped now
+    assert asyncio.run(heartbeat()) is False
+    assert membership.problem() is not None  # a failed heartbeat renews nothing
+    assert asyncio.run(heartbeat()) is True
+    assert membership.problem() is None
+
+
+def test_an_assignment_renews_the_lease() -> None:
+    """A join can outlast the lease (the group waits for its slowest member): the assignment
+    that ends it says the group holds this member, before its first heartbeat does."""
+    now, coordinator = [0.0], Coordinator()
+    membership = Membership(lambda: coordinator, 10.0, 1.0, clock=lambda: now[0])
+    assert membership.problem() is None
+    now[0] += 30.0
+    assert membership.problem() is not None
+    membership.renew()
+    assert membership.problem() is None
+
+
+def test_nothing_to_fence_before_the_consumer_started() -> None:
+    assert Membership(lambda: None, 60.0, 3.0).problem() is None
+
+
+async def test_a_write_waits_at_the_fence_until_the_lease_holds_and_is_given_up_at_a_rebalance() -> None:
+    problem: list[str | None] = [IN_DOUBT]
+    fence = Fence(lambda: problem[0], poll_s=0.001)
+    waiting = asyncio.ensure_future(fence.passed("outputs"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    problem[0] = None
+    await asyncio.wait_for(waiting, 1)
+    assert fence.episodes == 1
+
+    problem[0] = IN_DOUBT
+    waiting = asyncio.ensure_future(fence.passed("outputs"))
+    await asyncio.sleep(0.01)
+    fence.giving_up = True
+    with pytest.raises(Fenced):
+        await asyncio.wait_for(waiting, 1)
+    assert fence.episodes == 2
+
+
+async def test_a_rebalance_gives_up_what_waits_at_the_fence_before_the_scorer_hears_of_it() -> None:
+    """faust flushes the producer as a revocation begins, before the scorer's `revoked`: that
+    flush waited for ever on the produce requests held at the fence."""
+    rebalancing = [False]
+    fence = Fence(lambda: IN_DOUBT, rebalancing=lambda: rebalancing[0], poll_s=0.001)
+    waiting = asyncio.ensure_future(fence.passed("produce requests"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    rebalancing[0] = True
+    with pytest.raises(Fenced):
+        await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_worker_whose_membership_is_in_doubt_applies_nothing_until_it_holds_again() -> None:
+    world = World()
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.offsets.membership = IN_DOUBT
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert event.acked == 0 and not world.applied()
+    assert world.scorer.fence.episodes == 1 and world.scorer.counters.accepted == 0
+
+    world.offsets.membership = None  # a heartbeat succeeded: the member holds its partitions
+    await world.scorer.release_idle()
+    assert event.acked == 1 and world.scorer.counters.accepted == 1 and ACCOUNT in world.accounts
+
+
+async def test_a_bad_message_met_while_in_doubt_is_acknowledged_once_the_lease_is_renewed() -> None:
+    """Its dead letter and acknowledgement wait with the rest: dropped, its offset was never
+    acknowledged and the partition's committed offset stood still behind it for good."""
+    world = World()
+    world.offsets.ends[(SUBS, PARTITION)] = 1
+    world.offsets.membership = IN_DOUBT
+    bad = world.event(SUBS, 0, b"{not json")
+    await world.scorer.process([bad])
+    assert bad.acked == 0 and world.sink.flushes == 0
+
+    world.offsets.membership = None
+    await world.scorer.release_idle()
+    assert bad.acked == 1 and len(world.sink.dead_letters) == 1
+
+
+def answers(*problems: str | None) -> Iterator[str | None]:
+    yield from problems
+    while True:
+        yield problems[-1]
+
+
+async def test_a_batch_applied_as_the_doubt_arose_is_written_only_once_the_lease_is_renewed() -> None:
+    """The process stood still in the middle of a batch: its outputs and state wait."""
+    world = World()
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    lease = answers(None, IN_DOUBT)  # holds as the release begins, in doubt once it applied
+    world.scorer.fence.problem = lambda: next(lease)
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert world.scorer.counters.accepted == 1  # applied in memory
+    assert event.acked == 0 and world.sink.flushes == 0 and ACCOUNT not in world.accounts
+
+    lease = answers(None)
+    await world.scorer.release_idle()
+    assert event.acked == 1 and world.sink.snapshots and ACCOUNT in world.accounts
+
+
+async def test_a_rebalance_while_in_doubt_drops_the_batch_unwritten() -> None:
+    """faust revokes the partitions only as the dropped member rejoins: written then, the batch
+    overwrote the state and snapshots of the member that owns the partitions now."""
+    world = World()
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    lease = answers(None, IN_DOUBT)
+    world.scorer.fence.problem = lambda: next(lease)
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert world.scorer.counters.accepted == 1
+
+    await world.scorer.revoked()
+    assert not world.applied() and "discard" in world.journal
+    assert event.acked == 0  # read again by the partition's owner, from the committed offset
+
+    await world.scorer.assigned()
+    assert world.offsets.joins == 1  # the assignment renews the lease
+
+
+async def test_a_rebalance_while_the_lease_holds_writes_the_batches_since_the_last_checkpoint() -> None:
+    world = World()
+    world.scorer.checkpoint_every_s = 60.0  # the batch stays pending
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    event = world.usage(0)
+    await world.scorer.process([event])
+    assert ACCOUNT not in world.accounts  # not durable yet
+
+    await world.scorer.revoked()
+    assert ACCOUNT in world.accounts and event.acked == 1
+
+
+class SlowSink(FakeSink):
+    """A sink whose flush waits until the test opens the gate (a broker taking its time)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__(journal)
+        self.gate = asyncio.Event()
+
+    async def flush(self) -> None:
+        await self.gate.wait()
+        await super().flush()
+
+
+async def test_a_checkpoint_in_flight_as_the_doubt_arose_writes_no_state_and_a_rebalance_drops_it() -> None:
+    """The process stood still while a checkpoint's outputs were on their way: resumed, the
+    checkpoint waits at the fence instead of writing the accounts, and the rebalance drops it."""
+    world = World(overlap=True, settling=False)
+    world.scorer.sink = world.sink = sink = SlowSink(world.journal)
+    world.scorer.fence.poll_s = 0.001
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    event = world.usage(0)
+    await world.scorer.process([event])  # the checkpoint is prepared and in flight
+    world.offsets.membership = IN_DOUBT  # the process stood still
+    sink.gate.set()  # the outputs reach the broker
+    await asyncio.sleep(0.05)
+    assert ACCOUNT not in world.accounts and event.acked == 0
+
+    await asyncio.wait_for(world.scorer.revoked(), 5)
+    assert ACCOUNT not in world.accounts and event.acked == 0
