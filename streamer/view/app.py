@@ -13,6 +13,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streamer.projection.redis_reader import ProjectionReader
 from streamer.settings import Settings
@@ -129,14 +130,20 @@ async def read_body(request: web.Request, timeout_s: float) -> None:
 
 def connect_pooled(url: str, view: ViewSettings) -> Redis:
     """A client whose requests share at most `redis_pool_size` connections: a burst waits up to
-    `redis_pool_timeout_s` for a free one (then the read fails: a 503) instead of failing at once."""
+    `redis_pool_timeout_s` for a free one (then the read fails: a 503) instead of failing at once.
+
+    A read on a connection that died meanwhile (Redis restarted, a failover) is tried once more,
+    at once, on a new connection: without it every pooled connection answered one 503 each
+    after Redis came back (/healthz said "down" while Redis was up). Only on a connection error:
+    a Redis that is truly down refuses the new connection at once too, and one that does not
+    answer (a timeout) is not waited for twice."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=view.redis_pool_size,
         timeout=view.redis_pool_timeout_s,
         socket_connect_timeout=5.0,  # a burst opens many connections at once
         socket_timeout=5.0,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=0,
     )
     return Redis.from_pool(pool)
