@@ -20,6 +20,8 @@ Layout (prefix `P`, e.g. `healthstream`):
     P:owner:<owner>             set: the owner's account ids (P:segment:<segment> likewise)
     P:workers                   sorted set: worker ids by the wall time of their last report
     P:worker:<id>               string: the worker's stats JSON, with a TTL
+    P:written:<writer>          string: how many writes a worker's projection writer completed, with
+                                a TTL (a Redis that holds fewer went back to older data)
 """
 
 from __future__ import annotations
@@ -121,3 +123,6 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
+
+    def written(self, writer_id: str) -> str:
+        return f"{self.prefix}:written:{writer_id}"

@@ -36,6 +36,11 @@ Row = dict[str, Any]
 T = TypeVar("T")
 
 
+class UnreadableValue(ValueError):
+    """A value an answer needs and cannot read, named by its key and field (one of `UNREADABLE`:
+    the error alone, `invalid literal for int()`, left the operator to search Redis for it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionData:
     """One partition's projected portfolio state."""
@@ -63,6 +68,11 @@ class Range:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _number(value: Any) -> int:
+    """An integer stored as text (a partition number, a stream time)."""
+    return int(_text(value))
 
 
 def _shown(value: Any) -> str:
@@ -107,8 +117,8 @@ def _largest(counts: dict[str, int], limit: int) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class Entries:
-    """The values of some ids in one hash, in the order asked (an id without a value is left out):
-    each decoded, or None where the hash holds a value the view cannot read (logged, naming it)."""
+    """The values of some ids in one hash, in the order asked: each decoded, or None where the
+    hash holds a value the view cannot read, or none (logged, naming it)."""
 
     values: list[Row | None]
 
@@ -198,9 +208,19 @@ def _totals(raw: bytes | str) -> list[int]:
     return narrow(value)
 
 
-def _stat(value: Any) -> bool:
-    """Whether a worker's stat is what the workers write: a finite number."""
+def _number_stat(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _stat(value: Any) -> bool:
+    """Whether a worker's stat is what the workers write: a finite number, never below 0 (each is
+    a count, a duration or a lag: a negative one summed into the metrics went unnoticed)."""
+    return _number_stat(value) and value >= 0
+
+
+def _stat_kind(value: Any) -> str:
+    """What a stat the view cannot read holds instead, as /healthz names it."""
+    return "a negative number" if _number_stat(value) else type(value).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,15 +259,43 @@ class Unreadable:
             self.report(key, field, error, remove_with or f"HDEL {key} {field}")
             return None
 
-    def report(self, key: str, field: str, error: Exception, remove_with: str) -> None:
-        """Log that the value of `key`'s `field` cannot be read (at most once per `REPEAT_S`)."""
+    def required(
+        self, key: str, field: str, raw: Any, decode: Callable[[Any], T], remove_with: str | None = None
+    ) -> T:
+        """`decode(raw)` of a value an answer cannot do without: when it cannot be read, logged
+        (as `decoded` does) and raised as an `UnreadableValue` naming the key and field."""
+        try:
+            return decode(raw)
+        except UNREADABLE as error:
+            self.report(key, field, error, remove_with or f"HDEL {key} {field}")
+            what = f"{type(error).__name__}: {str(error)[:200]}"
+            raise UnreadableValue(f"{key} field {field!r} ({what})") from error
+
+    def _due(self, key: str, field: str) -> bool:
+        """Whether `key`'s `field` was not logged within `REPEAT_S` (noted as logged now)."""
         now = self.clock()
         last = self._logged.get((key, field))
         if last is not None and now - last < self.REPEAT_S:
-            return
+            return False
         if len(self._logged) >= self.KEPT:
             self._logged.clear()
         self._logged[key, field] = now
+        return True
+
+    def missing(self, key: str, field: str) -> None:
+        """Log that an id listed (in an index, the alert list) has no value in `key` (at most once
+        per `REPEAT_S`): deleted or evicted, it is no value the workers wrote wrong."""
+        if self._due(key, field):
+            log.error(
+                "an entry listed has no value in the projection, left out of the answer and "
+                "counted unreadable; the worker writes it again at its next change",
+                extra={"key": key, "field": field},
+            )
+
+    def report(self, key: str, field: str, error: Exception, remove_with: str) -> None:
+        """Log that the value of `key`'s `field` cannot be read (at most once per `REPEAT_S`)."""
+        if not self._due(key, field):
+            return
         log.error(
             "the projection holds a value the view cannot read, left out of the answer; the "
             "workers never write such a value: remove it",
@@ -285,8 +333,13 @@ class ProjectionReader:
     async def account(self, account_id: str) -> dict[str, Any] | None:
         """The account's latest snapshot, None when the projection has none (raises when the value
         stored is no snapshot of this account)."""
-        raw = await self.redis.hget(self.keys.account(account_id), "snapshot")
-        return None if raw is None else _snapshot(account_id, raw)
+        key = self.keys.account(account_id)
+        raw = await self.redis.hget(key, "snapshot")
+        return (
+            None
+            if raw is None
+            else self.unreadable.required(key, "snapshot", raw, partial(_snapshot, account_id))
+        )
 
     async def count(self) -> int:
         """Accounts in the projection."""
@@ -349,8 +402,9 @@ class ProjectionReader:
     async def _entries(
         self, key: str, ids: Sequence[str | None], decode: Callable[[bytes | str], Row]
     ) -> Entries:
-        """The values of `ids` in the hash `key`, decoded; an unreadable id (None) is an unreadable
-        entry."""
+        """The values of `ids` in the hash `key`, decoded; an unreadable id (None), and an id the
+        hash holds no value of (deleted or evicted by hand: the list lost it silently), is an
+        unreadable entry."""
         values: list[Row | None] = []
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
@@ -361,13 +415,16 @@ class ProjectionReader:
                     values.append(None)
                     continue
                 raw = next(stored)
-                if raw is not None:
+                if raw is None:
+                    self.unreadable.missing(key, field)
+                    values.append(None)
+                else:
                     values.append(self.unreadable.decoded(key, field, raw, decode))
         return Entries(values)
 
     async def summaries(self, ids: Sequence[str | None]) -> Entries:
-        """The list rows of these accounts, in the same order (missing ones left out, an
-        unreadable id counted as an unreadable row)."""
+        """The list rows of these accounts, in the same order (a missing row, or an unreadable
+        id, counted as an unreadable row)."""
         return await self._entries(self.keys.summaries, ids, summary_row)
 
     async def alerts(self, limit: int, account_id: str | None = None, offset: int = 0) -> Entries:
@@ -453,7 +510,11 @@ class ProjectionReader:
     async def _partition_fields(self, *fields: str) -> list[tuple[int, list[Any]]]:
         """(number, the values of `fields`, None where unset) of every projected partition, by
         number."""
-        numbers = sorted(int(_text(n)) for n in await self.redis.smembers(self.keys.partitions))
+        key = self.keys.partitions
+        numbers = sorted(
+            self.unreadable.required(key, _shown(n), n, _number, f"SREM {key} {_shown(n)}")
+            for n in await self.redis.smembers(key)
+        )
         if not numbers:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -461,25 +522,38 @@ class ProjectionReader:
             pipe.hmget(self.keys.partition(number), list(fields))
         return list(zip(numbers, await pipe.execute(), strict=True))
 
+    def _field(self, number: int, field: str, raw: Any, decode: Callable[[Any], T]) -> T:
+        """A partition's field decoded; raises an `UnreadableValue` naming it when it cannot be."""
+        return self.unreadable.required(self.keys.partition(number), field, raw, decode)
+
     async def totals(self) -> list[int]:
         """The portfolio's current totals vector (`streamer.core.totals.FIELDS`), added up over the
         projected partitions."""
         rows = await self._partition_fields("totals")
-        return add_up(_totals(totals) for _, (totals,) in rows if totals is not None)
+        return add_up(
+            self._field(n, "totals", totals, _totals) for n, (totals,) in rows if totals is not None
+        )
 
     async def stream_times(self) -> dict[int, int]:
         """Each projected partition's stream time (epoch ms), by partition number."""
         rows = await self._partition_fields("stream_time")
-        return {number: int(at) for number, (at,) in rows if at is not None}
+        return {n: self._field(n, "stream_time", at, _number) for n, (at,) in rows if at is not None}
 
     async def partitions(self) -> list[PartitionData]:
         """Every partition's period sums, totals and stream time, by partition number."""
         parts: list[PartitionData] = []
         rows = await self._partition_fields("stream_time", "sums", "totals")
-        for number, (stream_time, sums, totals) in rows:
+        for n, (stream_time, sums, totals) in rows:
             if stream_time is None or sums is None or totals is None:
                 continue
-            parts.append(PartitionData(number, int(stream_time), decode_sums(sums), _totals(totals)))
+            parts.append(
+                PartitionData(
+                    n,
+                    self._field(n, "stream_time", stream_time, _number),
+                    self._field(n, "sums", sums, decode_sums),
+                    self._field(n, "totals", totals, _totals),
+                )
+            )
         return parts
 
     async def stream_time(self) -> int | None:
@@ -489,11 +563,16 @@ class ProjectionReader:
     async def checked_stream_time(self) -> int | None:
         """`stream_time`, every partition's totals read in the same round trip (raises as `totals`
         does on one the portfolio cannot read): what /healthz asks."""
+        return (await self.checked_totals())[0]
+
+    async def checked_totals(self) -> tuple[int | None, list[int]]:
+        """`stream_time` and `totals` in one round trip, raising as each does on a partition
+        whose stream time or totals cannot be read: what /healthz and /metrics ask (a partition
+        the portfolio cannot read makes /metrics report Redis down, as the README says)."""
         rows = await self._partition_fields("stream_time", "totals")
-        for _, (_, totals) in rows:
-            if totals is not None:
-                _totals(totals)
-        return max((int(at) for _, (at, _) in rows if at is not None), default=None)
+        totals = [self._field(n, "totals", raw, _totals) for n, (_, raw) in rows if raw is not None]
+        times = [self._field(n, "stream_time", at, _number) for n, (at, _) in rows if at is not None]
+        return max(times, default=None), add_up(totals)
 
     async def workers(self, max_age_s: float) -> Workers:
         """Stats of the workers that reported within `max_age_s` (their keys expire after that). A
@@ -521,7 +600,7 @@ class ProjectionReader:
             found.stats[worker_id], found.unreadable[worker_id] = {}, {"": "no JSON object"}
             return
         found.stats[worker_id] = {name: float(v) for name, v in stats.items() if _stat(v)}
-        bad = {name: type(v).__name__ for name, v in stats.items() if not _stat(v)}
+        bad = {name: _stat_kind(v) for name, v in stats.items() if not _stat(v)}
         if bad:
             found.unreadable[worker_id] = bad
             error = TypeError(", ".join(f"{name!r} is {kind}" for name, kind in bad.items()))

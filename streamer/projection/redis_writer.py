@@ -16,7 +16,16 @@ none, its data was lost (a restart without persistence, a flush) or never writte
 set, and the worker re-stages the full state of its partitions (see
 `streamer.projection.resync`). The epoch is a random token in the `meta` hash that the first
 write after a loss sets: every worker's next write sees the change, not only the one that wrote
-first (which would recreate a `meta` key that the others then took for the data).
+first (which would recreate a `meta` key that the others then took for the data). A Redis that
+comes back with older data (restarted from its last save, or a failover to a lagging replica)
+keeps its epoch: each writer also counts its completed writes in a key of its own
+(`Keys.written`), set after a write's last command, and one that finds fewer there than it
+completed sets `lost` the same way.
+
+A write Redis refuses for good (a key of the projection holding another type, planted by hand)
+costs only that write: the others go through, heartbeats and stream times included, and an
+error names the key, what it holds and what to do (`repair`), once per `REPORT_EVERY_S` per key.
+Only errors a retry may mend (`retried`: Redis full, loading, read-only) fail the whole write.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +46,17 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ExecAbortError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from redis.typing import EncodableT, FieldT
 
 from streamer.contract.vocabulary import BANDS
@@ -59,6 +79,70 @@ COMMANDS_PER_PIPELINE = 500
 WORKER_TTL_S = 30
 KEEP_ALERTS = 5000  # newest alerts kept overall (pages of the alert list) ...
 KEEP_ACCOUNT_ALERTS = 50  # ... and per account (the account page)
+WRITTEN_TTL_S = 86_400  # a writer's count of writes (`Keys.written`) outlives any pause of it
+REPORT_EVERY_S = 300.0  # a key that refuses writes is logged at most this often
+
+# Errors a retry may mend: the whole write fails and is retried after a backoff. Any other error
+# Redis answers a command with stays until someone mends the key: that command is skipped.
+RETRIED_ERRORS = (
+    AuthenticationError,
+    BusyLoadingError,
+    ExecAbortError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+)
+RETRIED_CODES = re.compile(
+    r"(?:^|-)(?:OOM|LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|NOREPLICAS|CLUSTERDOWN|NOAUTH"
+    r"|NOPERM|MISCONF|NOSCRIPT|EXECABORT|MOVED|ASK)\b"
+)
+COMMAND_TYPES = {  # the type a key holds that the writer's other commands write
+    "HSETNX": "hash",
+    "HGET": "hash",
+    "HSET": "hash",
+    "GET": "string",
+    "ZADD": "zset",
+    "ZREMRANGEBYSCORE": "zset",
+}
+
+
+def retried(error: Exception) -> bool:
+    """Whether a command's error may be mended by retrying the write (Redis full, loading,
+    read-only, a failover under way) rather than by mending a key."""
+    if not isinstance(error, ResponseError) or isinstance(error, RETRIED_ERRORS):
+        return True
+    return RETRIED_CODES.search(str(error)) is not None
+
+
+def repair(keys: Keys, key: str) -> str:
+    """What to do about a projection key that holds another type than the workers write there."""
+    alone = {
+        keys.account(""): "delete it: it is one account's alone, and its next snapshot writes it again",
+        keys.history(""): "delete it: it is one account's alone (its older history points are lost)",
+        keys.account_alerts_prefix: "delete it: it is one account's alone, and its next alerts fill it",
+        keys.partition(0)[:-1]: "delete it: the partition's next write writes it again",
+    }
+    if key == keys.meta:
+        return "delete it: the next write writes it again, and the workers re-stage the projection"
+    for start, advice in alone.items():
+        if key.startswith(start):
+            return advice
+    return (
+        "it holds the entries of many accounts: deleted, it holds again only those of the "
+        "accounts written since; to rebuild it whole, delete every key under "
+        f"'{keys.prefix}:' and the workers re-stage the projection (the history charts start again)"
+    )
+
+
+UNEXPLAINED = (
+    "one of these keys holds a value the workers never write (by hand, say): its writes are "
+    "skipped until it is mended; the error says which value"
+)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def without_password(url: str) -> str:
@@ -111,6 +195,9 @@ class RedisProjection:
         self.staged = Staged(self.alert_limits)
         self.lost = False
         self._epoch: bytes | None = None  # the store's `epoch` at this writer's last write
+        self.writer_id = uuid.uuid4().hex
+        self._completed = 0  # writes completed, as this writer's `Keys.written` should say
+        self._reported: dict[str, float] = {}  # when each key that refused writes was logged
         self.writes = 0  # successful writes
         self.written = 0  # staged values written
         self.skipped_writes = 0  # writes refused for good: a key of another type (WRONGTYPE)
@@ -265,15 +352,7 @@ class RedisProjection:
         return True
 
     async def _send(self, batch: Staged) -> None:
-        keys = self.keys
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(keys.meta, EPOCH, uuid.uuid4().hex)
-        pipe.hget(keys.meta, EPOCH)
-        pipe.hset(keys.meta, mapping=self.meta)
-        created, epoch, _ = await pipe.execute()
-        if created or (epoch != self._epoch and self._epoch is not None):
-            self.lost = True
-        self._epoch = epoch
+        await self._check_store()
         # Built once Redis answered: while it is away every attempt failed here, and building
         # a command per staged value (all the alerts raised meanwhile) first was wasted CPU.
         # Built a pipeline at a time, and the loop turns at each: after a midnight a batch
@@ -285,29 +364,143 @@ class RedisProjection:
                 command(pipe)
             sent = [args for args, _options in pipe.command_stack]
             results = await pipe.execute(raise_on_error=False)
-            self._skip_wrong_types(sent, results)
+            await self._skip_refused(sent, results)
+        # Set after every other command of the write: a Redis holding fewer lost some of them.
+        await self.redis.set(self.keys.written(self.writer_id), self._completed + 1, ex=WRITTEN_TTL_S)
+        self._completed += 1
 
-    def _skip_wrong_types(self, sent: list[tuple[Any, ...]], results: list[Any]) -> None:
-        """Raise the first error of a pipeline, except WRONGTYPE: a key of the projection holding
-        another type (written by hand, say) refuses its writes for good, and retrying the whole
-        batch for ever kept every other write out too: heartbeats, stream times, every other
-        account. Those writes are skipped, with an error naming the keys they write (one of
-        which holds the other type)."""
-        wrong: list[str] = []
-        for args, result in zip(sent, results, strict=True):
-            if not isinstance(result, Exception):
-                continue
-            if not (isinstance(result, ResponseError) and str(result).startswith("WRONGTYPE")):
-                raise result
-            named = args[3 : 3 + int(args[2])] if str(args[0]).upper() == "EVALSHA" else args[1:2]
-            wrong += [key.decode() if isinstance(key, bytes) else str(key) for key in named]
-        if wrong:
-            self.skipped_writes += 1
-            log.error(
-                "projection writes met a key holding another type than the workers write (WRONGTYPE) "
-                "and were skipped: delete that key, the next writes rebuild it",
-                extra={"keys_written": sorted(set(wrong))[:20]},
+    async def _check_store(self) -> None:
+        """Set `lost` (logged) when Redis lost the projection's data (another `epoch`, or none) or
+        went back to older data (fewer writes of this writer than it completed: restarted from an
+        older save, a failover to a lagging replica). A `meta` key of another type is reported
+        like any key that refuses writes, and the writes go on."""
+        keys = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(keys.meta, EPOCH, uuid.uuid4().hex)
+        pipe.hget(keys.meta, EPOCH)
+        pipe.hset(keys.meta, mapping=self.meta)
+        pipe.get(keys.written(self.writer_id))
+        sent = [args for args, _options in pipe.command_stack]
+        results = await pipe.execute(raise_on_error=False)
+        await self._skip_refused(sent, results)
+        created, epoch, _, written = results
+        first = self._epoch is None
+        if not isinstance(created, Exception) and not isinstance(epoch, Exception):
+            if created or (epoch != self._epoch and not first):
+                self._lose(
+                    "the projection store holds no projection yet; staging it whole"
+                    if first
+                    else "the projection store lost its data (a restart without persistence, "
+                    "a flush); re-staging every partition"
+                )
+            self._epoch = epoch
+        if isinstance(written, Exception) or not self._completed or self.lost:
+            return
+        if self._count(written) < self._completed:
+            self._lose(
+                "the projection store holds older data than this worker wrote (restarted from "
+                "an older save, or a failover to a lagging replica); re-staging every partition"
             )
+
+    @staticmethod
+    def _count(written: Any) -> int:
+        """This writer's count of completed writes as Redis holds it (-1: none, or unreadable)."""
+        try:
+            return int(written)
+        except (TypeError, ValueError):
+            return -1
+
+    def _lose(self, why: str) -> None:
+        self.lost = True
+        extra = {"writes_completed": self._completed}
+        if self._epoch is None:
+            log.info(why, extra=extra)
+        else:
+            log.warning(why, extra=extra)
+
+    async def _skip_refused(self, sent: list[tuple[Any, ...]], results: list[Any]) -> None:
+        """Raise the first error of a pipeline a retry may mend (`retried`); skip the commands
+        Redis refused for good: a key of the projection holding another type (written by hand,
+        say) refuses its writes until someone mends it, and retrying the whole batch for ever
+        kept every other write out too: heartbeats, stream times, every other account. Each key
+        that refused is logged (`_report`)."""
+        refused = [
+            (args, result)
+            for args, result in zip(sent, results, strict=True)
+            if isinstance(result, Exception)
+        ]
+        for _args, error in refused:
+            if retried(error):
+                raise error
+        if refused:
+            self.skipped_writes += len(refused)
+            await self._report(refused)
+
+    async def _report(self, refused: list[tuple[tuple[Any, ...], Exception]]) -> None:
+        """Log the keys that refused writes: found by the error itself (a key a script built, see
+        `scripts.NAMED_WRONGTYPE`) or by the type each key the commands declare holds; a refusal
+        no key explains is logged with the error and the keys its command writes."""
+        named: dict[str, tuple[str, str]] = {}  # key -> (type it holds, type the workers write)
+        declared: dict[str, str] = {}  # key -> type the workers write, to be checked
+        unexplained: list[tuple[list[str], Exception]] = []
+        for args, error in refused:
+            found = scripts.NAMED_WRONGTYPE.fullmatch(str(error))
+            if found:
+                named[found[3]] = (found[1], found[2])
+            else:
+                wanted = self._declared(args)
+                declared.update(wanted)
+                unexplained.append((list(wanted), error))
+        held = await self._types(list(declared))
+        wrong = {
+            key: (held[key], want)
+            for key, want in declared.items()
+            if held.get(key, want) not in (want, "none")
+        }
+        for key, (kind, want) in {**wrong, **named}.items():
+            self._log_key(key, f"WRONGTYPE: it holds a {kind} where the workers write a {want}")
+        for written, error in unexplained:
+            if not any(key in wrong for key in written):
+                self._log_key(", ".join(written), f"{type(error).__name__}: {error}", UNEXPLAINED)
+
+    def _declared(self, args: tuple[Any, ...]) -> dict[str, str]:
+        """The keys a command writes, each with the type the workers write there."""
+        command = _text(args[0]).upper()
+        if command == "EVALSHA":
+            names = {script.sha: name for name, script in self._scripts.items()}
+            keys = [_text(key) for key in args[3 : 3 + int(args[2])]]
+            return scripts.declared_types(names.get(_text(args[1]), ""), keys)
+        return {_text(args[1]): COMMAND_TYPES.get(command, "none")} if len(args) > 1 else {}
+
+    async def _types(self, keys: list[str]) -> dict[str, str]:
+        """The type each key holds (left out: Redis did not say)."""
+        if not keys:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        answers = await pipe.execute(raise_on_error=False)
+        return {
+            key: _text(kind)
+            for key, kind in zip(keys, answers, strict=True)
+            if not isinstance(kind, Exception)
+        }
+
+    def _log_key(self, key: str, what: str, advice: str | None = None) -> None:
+        """Log that the writes to `key` are skipped and what to do (`advice`, by default
+        `repair`'s), at most once per `REPORT_EVERY_S` (a busy account's key is written every
+        half second)."""
+        now = self.clock()
+        last = self._reported.get(key)
+        if last is not None and now - last < REPORT_EVERY_S:
+            return
+        if len(self._reported) >= 1000:
+            self._reported.clear()
+        self._reported[key] = now
+        log.error(
+            "projection writes to a key Redis refuses for good are skipped, the others go on",
+            extra={"key": key, "error": what[:300], "repair": advice or repair(self.keys, key)},
+        )
 
     def _commands(self, batch: Staged) -> Iterator[Callable[[Any], None]]:
         """One callable per write, each adding its commands to a pipeline (made as they are

@@ -47,18 +47,36 @@ class Resync:
         self.synced: set[PartitionEngine] = set()
         self.restaged = 0
         self.restaged_alerts = 0
+        self.restaged_partitions = 0
+        # The counts when the projection store was last found to have lost data, until all of it
+        # is re-staged: the log then says what was (a re-fill was silent).
+        self._since_loss: tuple[int, int, int] | None = None
 
     async def run(self) -> None:
         """Re-stage partitions not yet synced (all of them after a loss), then flush."""
         if self.projection.lost:
             self.projection.lost = False
             self.synced = set()
+            self._since_loss = self._counts()
         engines = self.engines()
         self.synced.intersection_update(engines.values())
         for partition, engine in sorted(engines.items()):
             if engine not in self.synced and await self._restage(partition, engine):
                 self.synced.add(engine)
+        if self._since_loss is not None and len(self.synced) == len(engines):
+            accounts, alerts, partitions = (
+                now - then for now, then in zip(self._counts(), self._since_loss, strict=True)
+            )
+            self._since_loss = None
+            log.info(
+                "projection re-staged whole (the store held none of it, or had lost some): "
+                "written as Redis takes it",
+                extra={"accounts": accounts, "alerts": alerts, "partitions": partitions},
+            )
         await self.projection.flush()
+
+    def _counts(self) -> tuple[int, int, int]:
+        return self.restaged, self.restaged_alerts, self.restaged_partitions
 
     async def _restage(self, partition: int, engine: PartitionEngine) -> bool:
         members = sorted(engine.members)
@@ -76,6 +94,7 @@ class Resync:
             if engine.clock.stream_time >= 0:
                 sums, totals = engine.periods.sums, engine.totals.sums
                 self.projection.partition(partition, sums, totals, engine.clock.stream_time)
+                self.restaged_partitions += 1
         return await self._restage_alerts(partition)
 
     async def _restage_alerts(self, partition: int) -> bool:

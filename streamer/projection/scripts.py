@@ -1,10 +1,29 @@
-"""The projection's Lua scripts: each write is atomic and idempotent, and never goes back in time."""
+"""The projection's Lua scripts: each write is atomic and idempotent, and never goes back in time.
+
+A stored value a script reads and cannot (an `as_of` or stream time that is no number, planted by
+hand) is taken for absent and overwritten: failing on it refused that key's writes for good. A
+key a script builds itself (an owner's set) that holds another type fails the script with an
+error naming it (`NAMED_WRONGTYPE` reads it), since the caller, which knows only the declared
+keys, could not tell which key it is.
+"""
 
 from __future__ import annotations
 
+import re
+
+# The error a script raises for a key it built that holds another type (Redis appends where in
+# the script): the type it holds, the type the workers write, the key.
+NAMED_WRONGTYPE = re.compile(
+    r"WRONGTYPE the key holds an? (\w+) where the workers write an? (\w+): (.*?)"
+    r"(?: script: \w+, on @user_script:\d+\.)?",
+    re.DOTALL,
+)
+
 # KEYS: account hash, summaries hash, by:<index> for each index in keys.INDEXES order, by:risk,
 #       then band:<band>:<index> for each band in keys.BANDS order (indexes in INDEXES order),
-#       then the owners and segments hashes (name -> number of accounts).
+#       then the owners and segments hashes (name -> number of accounts: the size of its set,
+#       set anew at each change, so that it never drifts from the set: counted up and down, it
+#       grew again whenever an account's hash was deleted or evicted).
 # ARGV: account id, as_of ms, snapshot JSON, summary JSON, band number (1-based, BANDS order),
 #       number of bands, number of indexes, MRR at risk ('' when not at risk), owner ('' when
 #       none), segment ('' when none), prefix of the per-owner account sets, prefix of the
@@ -17,10 +36,9 @@ from __future__ import annotations
 # an upgrade that changed the layout it does, so that a new index fills at once).
 SNAPSHOT = """
 local id = ARGV[1]
-local stored = redis.call('HGET', KEYS[1], 'as_of')
+local stored = tonumber(redis.call('HGET', KEYS[1], 'as_of'))  -- nil: absent or unreadable
 local at = tonumber(ARGV[2])
 if stored then
-  stored = tonumber(stored)
   if stored > at then return 0 end
   if stored == at and ARGV[13] == '1' and redis.call('HGET', KEYS[1], 'layout') == ARGV[14] then
     return 0
@@ -46,16 +64,29 @@ for b = 1, bands do
     if b == band then put(KEYS[base + i], ARGV[14 + i]) else redis.call('ZREM', KEYS[base + i], id) end
   end
 end
+local function a_set(key)
+  local held = redis.call('TYPE', key).ok
+  if held ~= 'set' and held ~= 'none' then
+    error({err = 'WRONGTYPE the key holds a ' .. held .. ' where the workers write a set: ' .. key})
+  end
+  return key
+end
+local function recount(counts, name, key)
+  local size = redis.call('SCARD', key)
+  if size > 0 then redis.call('HSET', counts, name, size) else redis.call('HDEL', counts, name) end
+end
 local function member(field, value, prefix, counts)
   local before = redis.call('HGET', KEYS[1], field) or ''
   if before == value then return end
   if before ~= '' then
-    redis.call('SREM', prefix .. before, id)
-    if redis.call('HINCRBY', counts, before, -1) <= 0 then redis.call('HDEL', counts, before) end
+    local key = a_set(prefix .. before)
+    redis.call('SREM', key, id)
+    recount(counts, before, key)
   end
   if value ~= '' then
-    redis.call('SADD', prefix .. value, id)
-    redis.call('HINCRBY', counts, value, 1)
+    local key = a_set(prefix .. value)
+    redis.call('SADD', key, id)
+    recount(counts, value, key)
     redis.call('HSET', KEYS[1], field, value)
   else
     redis.call('HDEL', KEYS[1], field)
@@ -71,8 +102,8 @@ return 1
 # ARGV: partition number, stream time, sums JSON, totals JSON.
 # Returns 1 when written, 0 when the stored stream time is newer.
 PARTITION = """
-local stored = redis.call('HGET', KEYS[1], 'stream_time')
-if stored and tonumber(stored) > tonumber(ARGV[2]) then
+local stored = tonumber(redis.call('HGET', KEYS[1], 'stream_time'))  -- nil: absent or unreadable
+if stored and stored > tonumber(ARGV[2]) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'stream_time', ARGV[2], 'sums', ARGV[3], 'totals', ARGV[4])
@@ -83,7 +114,8 @@ return 1
 # KEYS: alert data hash, alert owner hash, recent alerts zset, the account's alerts zset.
 # ARGV: alert id, raised_at ms, alert JSON, account id, alerts kept overall, alerts kept per
 #       account, prefix of the per-account alert sets.
-# An alert's JSON is dropped once it is in neither the overall nor its account's recent set.
+# An alert's JSON is dropped once it is in neither the overall nor its account's recent set
+# (a set of another type holds none).
 ALERT = """
 local data, owners, recent, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, at = ARGV[1], ARGV[2]
@@ -92,7 +124,8 @@ redis.call('HSET', owners, id, ARGV[4])
 redis.call('ZADD', recent, at, id)
 redis.call('ZADD', mine, at, id)
 local function forget(gone, other)
-  if not redis.call('ZSCORE', other, gone) then
+  -- another type at `other` (an account's set, planted by hand) holds no alert of it
+  if redis.call('TYPE', other).ok ~= 'zset' or not redis.call('ZSCORE', other, gone) then
     redis.call('HDEL', data, gone)
     redis.call('HDEL', owners, gone)
   end
@@ -156,3 +189,15 @@ if previous and newest == at and at > previous then
 end
 return 1
 """
+
+
+def declared_types(script: str, keys: list[str]) -> dict[str, str]:
+    """The type (as Redis's TYPE names it) the workers write at each key a script declares (its
+    KEYS, in the order documented above): what a refused write is checked against."""
+    if script == "snapshot":  # the account and summaries hashes, the indexes, the count hashes
+        kinds = ["hash", "hash", *["zset"] * (len(keys) - 4), "hash", "hash"]
+    else:
+        kinds = {"partition": ["hash", "set"], "alert": ["hash", "hash", "zset", "zset"]}.get(
+            script, ["zset"]
+        )
+    return dict(zip(keys, kinds, strict=False))

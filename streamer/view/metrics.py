@@ -54,7 +54,8 @@ WORKER_COUNTERS = (
     (
         "projection_skipped_writes",
         "healthstream_projection_skipped_writes",
-        "Projection writes skipped for good: a key held another type than the workers write (WRONGTYPE)",
+        "Projection writes skipped for good: Redis refused them (a key of another type than the "
+        "workers write there, WRONGTYPE)",
     ),
     (
         "projection_pruned_alerts",
@@ -198,7 +199,10 @@ class Metrics:
         up = GaugeMetricFamily("healthstream_redis_up", "Whether the view could read the projection store")
         try:
             workers = await self.reader.workers(self.worker_max_age_s)
-            current = report(await self.reader.totals(), currency="")
+            # every partition's stream time checked too, as /healthz does: a partition the view
+            # cannot read is Redis down here (the README's word), not only a 503 of the portfolio
+            _, totals = await self.reader.checked_totals()
+            current = report(totals, currency="")
         except (RedisError, OSError, *UNREADABLE):  # unreachable, or holding what it cannot read
             up.add_metric([], 0)
             families.append(up)

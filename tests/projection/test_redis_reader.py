@@ -103,10 +103,12 @@ async def test_summaries_leave_out_an_unreadable_row_and_log_its_key(
     )
     with caplog.at_level(logging.ERROR, "streamer.projection.redis_reader"):
         found = await reader.summaries(["c", "b", "missing", "a"])
-    assert found.values == [row("c"), None, row("a")]  # the missing id is left out, uncounted
-    assert found.rows == [row("c"), row("a")] and found.unreadable == 1
-    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    # the missing id is counted too: a row deleted or evicted by hand vanished from the list silently
+    assert found.values == [row("c"), None, None, row("a")]
+    assert found.rows == [row("c"), row("a")] and found.unreadable == 2
+    (record, gone) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "cannot read" in record.getMessage()
+    assert "listed has no value" in gone.getMessage() and (gone.key, gone.field) == (summaries, "missing")
     assert (record.key, record.field, record.remove_with) == (summaries, "b", f"HDEL {summaries} b")
     assert record.error.startswith("JSONDecodeError")
 

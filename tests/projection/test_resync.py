@@ -141,3 +141,21 @@ async def test_a_resync_rebuilds_the_lists_history_point_and_owner_sets(
                 assert await client.sismember(projection.keys.owner(owner), account_id)
     finally:
         await client.aclose()
+
+
+async def test_a_refill_after_a_loss_is_logged_with_what_it_restaged(
+    projection: RedisProjection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis found empty (or gone back to older data): the workers filled it again, silently."""
+    engines: dict[int, PartitionEngine] = dict(enumerate(scored().run.engines))
+    resync = Resync(projection, lambda: engines, asyncio.Lock())
+    await resync.run()  # the assignment's re-staging: no loss, nothing said
+    assert not [r for r in caplog.records if "re-staged whole" in r.getMessage()]
+    projection.lost = True
+    with caplog.at_level("INFO", logger="streamer.projection.resync"):
+        await resync.run()
+        await resync.run()  # said once
+    [said] = [r for r in caplog.records if "re-staged whole" in r.getMessage()]
+    members = sum(len(engine.members) for engine in engines.values())
+    assert (said.accounts, said.partitions) == (members, len(engines))  # type: ignore[attr-defined]
+    assert said.alerts == 0  # type: ignore[attr-defined]

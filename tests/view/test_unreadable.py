@@ -373,6 +373,7 @@ PROCESSED, STALLED = "healthstream_events_processed_total", "healthstream_worker
         (b'{"lag": 1.0, "stalled_s": null}', "'stalled_s' is NoneType", (STALLED,)),
         (b'{"lag": 1.0, "processed": [1]}', "'processed' is list", (PROCESSED,)),
         (b'{"lag": 1.0, "processed": true}', "'processed' is bool", (PROCESSED,)),
+        (b'{"lag": 1.0, "processed": -5}', "'processed' is a negative number", (PROCESSED,)),
         (b"[1, 2]", "no JSON object", ("",)),  # "": no sample of that worker at all
         (b"notjson", "no JSON object", ("",)),
     ],
@@ -473,3 +474,47 @@ async def test_an_unreadable_value_is_logged_once_with_where_it_failed(
             assert (await view.get("/api/portfolio")).status == 503
     [record] = [r for r in caplog.records if r.getMessage() == "a read failed on a value of the projection"]
     assert record.exc_info is not None  # the traceback: where it failed
+
+
+@pytest.mark.parametrize("field", ["stream_time", "totals"])
+async def test_an_unreadable_partition_field_is_named_and_reported_down_by_metrics(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, field: str
+) -> None:
+    """`HSET <prefix>:partition:0 stream_time abc`: the 503 said only "invalid literal for int()",
+    with no key to look for, and /metrics kept `healthstream_redis_up 1` (it read only totals),
+    though the README says a partition the view cannot read reports 0 there."""
+    key = Keys(prefix).partition(0)
+    await plant(redis_server.url, "HSET", key, field, "abc")
+    for route in ("/api/portfolio", "/api/accounts") if field == "stream_time" else ("/api/portfolio",):
+        body = await get(view, route, 503)
+        assert f"{key} field '{field}'" in body["error"], body
+    health = await get(view, "/healthz")
+    assert any(f"{key} field '{field}'" in problem for problem in health["problems"]), health
+    assert "healthstream_redis_up 0.0" in (await get(view, "/metrics")).splitlines()
+
+
+async def test_a_row_or_alert_listed_without_its_value_is_counted_unreadable(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An id in an index whose list row is gone (the summaries hash deleted by hand, an eviction),
+    or an alert id whose JSON is: left out of the list with `unreadable: 0`, as if it never was."""
+    keys = Keys(prefix)
+    await plant(redis_server.url, "HDEL", keys.summaries, BAD)
+    alert = next(a["alert_id"] for a in scored().alerts if a["account_id"] == BAD)
+    await plant(redis_server.url, "HDEL", keys.alert_data, alert)
+    accounts = await get(view, "/api/accounts", params={"limit": "500"})
+    assert (accounts["total"], len(accounts["items"]), accounts["unreadable"]) == (
+        len(scored().last),
+        len(scored().last) - 1,
+        1,
+    )
+    alerts = await get(view, "/api/alerts", params={"limit": "500"})
+    assert (alerts["total"], len(alerts["items"]), alerts["unreadable"]) == (
+        len(scored().alerts),
+        len(scored().alerts) - 1,
+        1,
+    )
+    said = {
+        (r.key, r.field) for r in caplog.records if r.getMessage().startswith("an entry listed has no value")
+    }  # type: ignore[attr-defined]
+    assert said == {(keys.summaries, BAD), (keys.alert_data, alert)}
