@@ -397,7 +397,8 @@ class Scorer:
                 await self._drop_unwritten()  # read again at the next start
             else:
                 await self._checkpoint()
-            await self.changelogs.written()  # the dead-letter positions written after it too
+            with contextlib.suppress(Fenced):  # given up at the fence: read again at the next start
+                await self.changelogs.written()  # the dead-letter positions written after it too
             self.paused = True
             self.stopped = True
         log.info(
@@ -842,7 +843,7 @@ class Scorer:
     async def _release(self, done: list[Any]) -> None:
         """Apply what the merges release, then make the batch durable (`Checkpoint`).
 
-        Nothing is applied while this worker's membership is in doubt (`_fenced`): the messages
+        Nothing is applied while this worker's membership is in doubt (`Fence`): the messages
         stay held. A batch applied when the doubt arose (the process stood still meanwhile)
         is kept, its outputs and state unwritten, until the lease is renewed or the rebalance
         drops it."""

@@ -202,3 +202,22 @@ async def test_a_checkpoint_in_flight_as_the_doubt_arose_writes_no_state_and_a_r
 
     await asyncio.wait_for(world.scorer.revoked(), 5)
     assert ACCOUNT not in world.accounts and event.acked == 0
+
+
+class GivenUpChangelogs:
+    """Table writes the producer gave up at the fence (a stop while the membership is in doubt)."""
+
+    async def written(self) -> None:
+        raise Fenced("produce requests")
+
+
+async def test_a_stop_while_in_doubt_writes_nothing_and_still_stops() -> None:
+    world = World()
+    world.scorer.checkpoint_every_s = 60.0  # the batch stays pending
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    event = world.usage(0)
+    await world.scorer.process([event])
+    world.offsets.membership = IN_DOUBT
+    world.scorer.changelogs = GivenUpChangelogs()
+    await world.scorer.stop()
+    assert world.scorer.stopped and ACCOUNT not in world.accounts and event.acked == 0
