@@ -91,12 +91,14 @@ def worker_stats(
     latency_s: float | None = None,
     loop_stall_s: float = 0.0,
     stalled_s: float = 0.0,
+    fenced: int = 0,
 ) -> dict[str, float]:
     """Counters since the worker started, consumer lag per partition (all input topics) and total;
     `latency_s` (see RecentLatency) defaults to the last batch's; `loop_stall_s`: the longest the
     event loop stood still since the last stats (`streamer.stream.loop_watch`); `stalled_s`: how
     long input has waited with nothing committed (`CommitWatch`); `projection_skipped_writes` and
-    `projection_pruned_alerts`: the writer's (`RedisProjection`)."""
+    `projection_pruned_alerts`: the writer's (`RedisProjection`); `fenced`: times the worker's group
+    membership came into doubt and it held its writes (`streamer.stream.membership.Fence`)."""
     stats: dict[str, float] = {name: float(getattr(counters, name)) for name in COUNTERS}
     stats["offset_gaps"] = float(counters.offset_gaps + counters.consumer_gaps)
     stats["latency_s"] = round(counters.last_latency_s if latency_s is None else latency_s, 4)
@@ -109,6 +111,7 @@ def worker_stats(
     stats["projection_failures"] = float(projection_failures)
     stats["projection_skipped_writes"] = float(projection_skipped_writes)
     stats["projection_pruned_alerts"] = float(projection_pruned_alerts)
+    stats["fenced"] = float(fenced)
     for rule, count in counters.by_rule.items():
         stats[RULE_PREFIX + rule] = float(count)
     for partition, behind in lag.items():

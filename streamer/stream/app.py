@@ -548,6 +548,7 @@ def _project(
             latency_s=latency.read(scorer.counters),
             loop_stall_s=watch.longest("stats"),
             stalled_s=stalled_s,
+            fenced=scorer.fence.episodes,
         )
         projection.worker(worker_id, stats)
         await projection.flush()

@@ -58,6 +58,12 @@ WORKER_COUNTERS = (
         "workers write there, WRONGTYPE)",
     ),
     (
+        "fenced",
+        "healthstream_membership_fenced",
+        "Times the worker's group membership came into doubt (no heartbeat for most of a session) "
+        "and it held its writes",
+    ),
+    (
         "projection_pruned_alerts",
         "healthstream_projection_pruned_alerts",
         "Alerts staged while Redis was away and dropped unwritten: Redis would not have kept them",

@@ -97,3 +97,12 @@ def test_the_writers_skipped_writes_and_pruned_alerts_are_worker_counters_in_the
     ):
         [sample] = [s for s in families[name].samples if s.name == name + "_total"]
         assert sample.labels == {"worker": "w1"} and sample.value == value
+
+
+def test_the_times_a_worker_held_its_writes_at_the_membership_fence_are_a_worker_counter() -> None:
+    """The fence's warning was a log line only: an operator could not alert on it."""
+    stats = worker_stats(counters(), {}, started_at=0.0, now=1.0, fenced=2)
+    families = {family.name: family for family in worker_families({"w1": stats})}
+    name = "healthstream_membership_fenced"
+    [sample] = [s for s in families[name].samples if s.name == name + "_total"]
+    assert sample.labels == {"worker": "w1"} and sample.value == 2.0
