@@ -80,6 +80,17 @@ def _tuning_options_need_tune(tune_weights: bool) -> None:
         )
 
 
+class ReplayCacheProblem(click.ClickException):
+    """--replay-cache names an existing file that is not a replay cache: exit code 2, as a usage
+    error, without the usage text."""
+
+    exit_code = 2
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
 def _refuse_shared_outputs(files: dict[str, Path | None], plots: Iterable[Path]) -> None:
     """Refuse, before the replay, two outputs that are one file (`files`: by option; `plots`: the
     files --plots writes): the one written last replaced the other, and a configuration announced
@@ -316,7 +327,7 @@ def backtest(
     """
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
         from streamer.backtest.analysis import NotEnoughHistory, analyse, label, tune
-        from streamer.backtest.replaycache import fingerprint
+        from streamer.backtest.replaycache import NotACache, fingerprint
         from streamer.backtest.replaycache import load as load_replay
         from streamer.backtest.replaycache import save as save_replay
         from streamer.backtest.report import render
@@ -344,7 +355,10 @@ def backtest(
     _refuse_shared_outputs(outputs, plots)
     prepare([json_path, write_config, replay_cache, plots_probe], [events, source])
     made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
-    history = load_replay(replay_cache, made_from) if replay_cache is not None else None
+    try:
+        history = load_replay(replay_cache, made_from, _warn) if replay_cache is not None else None
+    except NotACache as exc:  # an events file or notes named by mistake: never written over
+        raise ReplayCacheProblem(str(exc)) from None
     reused = history is not None
     if reused and not quiet:
         click.echo(f"reusing the replay saved in {replay_cache}", err=True)

@@ -8,15 +8,21 @@ core's source): anything else replays again and overwrites it. Plain JSON, no pi
 
 The file is the SHA-256 of the JSON body on a line of its own, then the body: a cache damaged or
 edited after it was written (a NaN score was reused silently) does not match its digest and is
-replayed again, as is one that cannot be read at all.
+replayed again (and replaced, with a warning), as is one that cannot be read further.
+
+A file that is not a replay cache by its start (the digest line and `{"made_from":`, or the body
+alone as format 2 wrote it) is never replaced: an events file or notes named by mistake were
+overwritten silently. Nor is one that decompresses to more than `MAX_RATIO` times its size (a
+replay's JSON compresses some 5-10 times; a gzip bomb of 2 MB ran out of memory).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,17 @@ from streamer.native import CORE_DIR
 
 FORMAT = 4  # 2: per-feature volumes and the weekly grid samples; 3: a digest of the body first;
 # 4: the span sampled is that of the accepted events (a refused line set it before)
+
+
+HEAD = 200  # bytes of the decompressed start that tell a replay cache
+_OURS = re.compile(rb'([0-9a-f]{64}\n)?\{"made_from":')
+MAX_RATIO = 100  # decompressed / compressed size beyond which a file is no replay cache
+MIN_LIMIT = 64 << 20  # ... when it decompresses to more than this as well
+CHUNK = 1 << 20
+
+
+class NotACache(ValueError):
+    """An existing file that is not a replay cache (another file named by mistake): left alone."""
 
 
 def core_digest() -> str:
@@ -99,21 +116,72 @@ def save(path: Path, replay: Replay, made_from: Mapping[str, Any]) -> None:
     temporary.replace(path)
 
 
-def load(path: Path, made_from: Mapping[str, Any]) -> Replay | None:
-    """The saved replay, or None when there is none or it was made from something else."""
-    if not path.exists():
-        return None
+def load(
+    path: Path, made_from: Mapping[str, Any], on_damaged: Callable[[str], None] | None = None
+) -> Replay | None:
+    """The saved replay, or None when there is none or it was made from something else.
+
+    Raises NotACache when `path` is a file that is not a replay cache; `on_damaged` is told why
+    a cache that cannot be used (damaged, edited) will be replaced."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return None  # nothing to lose: an empty file (a mktemp) is written over
     try:
         with gzip.open(path, "rb") as handle:
-            digest, _, body = handle.read().partition(b"\n")
-        if hashlib.sha256(body).hexdigest().encode() != digest:
-            return None
+            head = handle.read(HEAD)
+            if not _OURS.match(head):
+                raise NotACache(f"{path}: not a replay cache (it does not start as one): {_keep}")
+            raw = _bounded(handle, head, path)
+    except NotACache:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:  # not gzip, or cut before its start was read
+        if not _started(path):
+            raise NotACache(f"{path}: not a replay cache (not a gzip file of one): {_keep}") from None
+        _damaged(on_damaged, path, str(exc) or type(exc).__name__)
+        return None
+    digest, _, body = raw.partition(b"\n")
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        _damaged(on_damaged, path, "its content does not match its digest (damaged or edited)")
+        return None
+    try:
         data = orjson.loads(body)
         if data.get("made_from") != dict(made_from):
             return None
         return _replay(data)
-    except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError, AttributeError):
-        return None  # damaged (orjson's decode error is a ValueError): replayed again
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # orjson's decode error: ValueError
+        _damaged(on_damaged, path, f"it cannot be read back ({type(exc).__name__})")
+        return None
+
+
+_keep = "it is left alone; name another file with --replay-cache"
+
+
+def _bounded(handle: gzip.GzipFile, head: bytes, path: Path) -> bytes:
+    """The rest of the decompressed file after `head`, refused (NotACache) past its bound."""
+    limit = max(MIN_LIMIT, MAX_RATIO * path.stat().st_size)
+    data = bytearray(head)
+    while chunk := handle.read(CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise NotACache(
+                f"{path}: not a replay cache (it decompresses to more than {limit:,} bytes, over "
+                f"{MAX_RATIO} times its size): {_keep}"
+            )
+    return bytes(data)
+
+
+def _started(path: Path) -> bool:
+    """Whether the first bytes of `path` decompress as a replay cache starts (a cut or damaged one)."""
+    try:
+        with path.open("rb") as raw:
+            start = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw.read(64 << 10), HEAD)
+    except (OSError, zlib.error):
+        return False
+    return _OURS.match(start) is not None
+
+
+def _damaged(on_damaged: Callable[[str], None] | None, path: Path, why: str) -> None:
+    if on_damaged is not None:
+        on_damaged(f"{path}: the replay cache cannot be used ({why}): replaying again and replacing it")
 
 
 def _replay(data: dict[str, Any]) -> Replay:

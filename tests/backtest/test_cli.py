@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from datetime import datetime
 from pathlib import Path
@@ -422,6 +423,33 @@ def test_an_output_naming_the_events_file_is_refused_and_the_events_kept(
     result = CliRunner().invoke(main, ["backtest", str(copy), "--quiet", option, str(spelt)])
     assert result.exit_code == 1 and "is also an input" in result.output, result.output
     assert copy.read_bytes() == events.read_bytes()
+
+
+def test_a_replay_cache_naming_a_file_that_is_no_cache_is_refused_and_the_file_kept(
+    events: Path, tmp_path: Path
+) -> None:
+    """--replay-cache OTHER-EVENTS.gz replayed and saved the cache over another portfolio's events."""
+    other = tmp_path / "other.jsonl.gz"
+    other.write_bytes(events.read_bytes())
+    result = CliRunner().invoke(main, ["backtest", str(events), "--quiet", "--replay-cache", str(other)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"Error: {other}: not a replay cache (it does not start as one): it is left " + (
+        "alone; name another file with --replay-cache\n"
+    )
+    assert other.read_bytes() == events.read_bytes()
+
+
+def test_a_damaged_replay_cache_is_replaced_with_a_warning(events: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "replay.gz"
+    first = invoke("backtest", events, *WARMUP, "--quiet", "--replay-cache", cache)
+    assert first.exit_code == 0, first.output
+    good = cache.read_bytes()
+    cache.write_bytes(good[: len(good) // 2])
+    again = invoke("backtest", events, *WARMUP, "--quiet", "--replay-cache", cache)
+    assert again.exit_code == 0, again.output
+    assert f"warning: {cache}: the replay cache cannot be used (" in again.output
+    assert "replayed in" in again.output
+    assert gzip.decompress(cache.read_bytes()).split(b"\n", 1)[1].startswith(b'{"made_from":')  # whole
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from streamer.backtest.replaycache import fingerprint, load, save
+import pytest
+
+from streamer.backtest.replaycache import NotACache, fingerprint, load, save
 from streamer.backtest.sampling import AlertRecord, Replay
 from streamer.core.config import ScoreConfig
 
@@ -75,12 +77,55 @@ def test_a_damaged_or_edited_replay_is_replayed_again_not_a_traceback_or_a_wrong
     damaged = {
         "cut": good[: len(good) // 2],
         "flipped": good[:half] + bytes(b ^ 0xFF for b in good[half : half + 10]) + good[half + 10 :],
-        "other JSON": gzip.compress(b"[1,2,3]"),
         "edited": gzip.compress(digest + b"\n" + edited),
         "no digest": gzip.compress(body),
     }
     for what, raw in damaged.items():
         cache.write_bytes(raw)
-        assert load(cache, made_from) is None, what
+        warnings: list[str] = []
+        assert load(cache, made_from, warnings.append) is None, what
+        assert len(warnings) == 1 and "replaying again and replacing it" in warnings[0], what
     cache.write_bytes(good)
     assert load(cache, made_from) == a_replay()
+
+
+def test_a_file_that_is_not_a_replay_cache_is_refused_not_read_as_a_damaged_one(tmp_path: Path) -> None:
+    """An events file of another portfolio or notes named by --replay-cache read as "no cache":
+    the replay was saved over them, silently."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    made_from = fingerprint(events, ScoreConfig(), 4, 60, None)
+    others = {
+        "events.jsonl.gz": gzip.compress(b'{"event_id":"e1","event_type":"usage.recorded"}\n'),
+        "events.jsonl": b'{"event_id":"e1","event_type":"usage.recorded"}\n',
+        "notes.txt": b"my notes\n",
+        "other.json.gz": gzip.compress(b"[1,2,3]"),
+    }
+    for name, raw in others.items():
+        path = tmp_path / name
+        path.write_bytes(raw)
+        with pytest.raises(NotACache, match=f"{name}: not a replay cache"):
+            load(path, made_from)
+        assert path.read_bytes() == raw
+
+
+def test_a_gzip_bomb_as_a_replay_cache_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A 2 MB gzip starting as a cache and decompressing to 2 GB was read whole: MemoryError."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as handle:
+        handle.write(b"0" * 64 + b'\n{"made_from":{"format":4},"x":"')
+        chunk = b"a" * (1 << 20)
+        for _ in range(80):  # 80 MiB from some 80 KB: over the 64 MiB floor and 100 times its size
+            handle.write(chunk)
+    with pytest.raises(NotACache, match="decompresses to more than"):
+        load(bomb, fingerprint(events, ScoreConfig(), 4, 60, None))
+
+
+def test_an_empty_file_as_a_replay_cache_is_written_over(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    empty = tmp_path / "replay.gz"
+    empty.touch()
+    assert load(empty, fingerprint(events, ScoreConfig(), 4, 60, None)) is None
