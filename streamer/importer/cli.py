@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from streamer.cli_options import score_config_option
+from streamer.core.config import ScoreConfig
 from streamer.importer.mapping import (
     Mapping,
     MappingError,
@@ -22,6 +24,9 @@ from streamer.importer.usage import UsageGrain
 from streamer.outputs import prepare
 
 SHOWN_LEFT_OUT = 10
+# cancellations followed the next day by a new subscription, at least, and more than half of
+# them: the end dates are likely inclusive
+MIN_NEXT_DAY = 3
 
 
 class TableProblem(click.ClickException):
@@ -93,27 +98,33 @@ def _tables(folder: Path, mapping: Mapping) -> list[Path]:
     return [folder / name for name in names if name is not None]
 
 
-def _check_currency(mapping: Mapping) -> None:
-    """Refuse, before the tables are read, a currency the score configuration that offline, the
-    worker and backtest read by default (HEALTHSTREAM_SCORE_CONFIG, else the built-in one) has no
-    rate for: the import wrote every subscription event, which they then dead-lettered ("no
-    exchange rate configured for currency 'CHF'")."""
+def _score_config(config_path: Path | None) -> tuple[ScoreConfig, Path | None, str]:
+    """The score configuration the events are checked against, as `streamer offline` loads it
+    (--config, else HEALTHSTREAM_SCORE_CONFIG, else the built-in one): its [input] bounds and
+    currency rates. With its file and how the file was named, for messages."""
     from streamer.cli_config import score_config_or_fail
     from streamer.settings import Settings
 
-    source = Settings().score_config
-    currency = score_config_or_fail(source).currency
+    source = config_path or Settings().score_config
+    named = "--config" if config_path is not None else "HEALTHSTREAM_SCORE_CONFIG"
+    return score_config_or_fail(source), source, named
+
+
+def _check_currency(mapping: Mapping, config: ScoreConfig, source: Path | None, named: str) -> None:
+    """Refuse, before the tables are read, a currency the score configuration (that offline, the
+    worker and backtest read by default: HEALTHSTREAM_SCORE_CONFIG, else the built-in one) has no
+    rate for: the import wrote every subscription event, which they then dead-lettered ("no
+    exchange rate configured for currency 'CHF'")."""
+    currency = config.currency
     if currency.rate(mapping.currency) is not None:
         return
     known = ", ".join(sorted({currency.reporting, *currency.rates}))
-    where = (
-        f"the score config {source} (HEALTHSTREAM_SCORE_CONFIG)" if source else "the built-in score config"
-    )
+    where = f"the score config {source} ({named})" if source else "the built-in score config"
     raise CurrencyProblem(
         f"currency {mapping.currency!r} of the mapping has no exchange rate in {where} (configured: "
         f"{known}): offline, backtest and the worker would dead-letter every subscription event; add "
-        "it under [currency.rates] of a score config named by HEALTHSTREAM_SCORE_CONFIG, or change "
-        "the mapping's currency"
+        "it under [currency.rates] of a score config named by --config or HEALTHSTREAM_SCORE_CONFIG, "
+        "or change the mapping's currency"
     )
 
 
@@ -149,6 +160,14 @@ def render_summary(summary: ImportSummary) -> str:
             f"note: the end of the data is {summary.days_beyond:,.0f} days after the latest subscription "
             f"start or product event ({summary.latest_seen}): subscriptions that end between them read "
             "as canceled (is that the export date?)"
+        )
+    canceled = summary.by_type.get("subscription.canceled", 0)
+    if summary.next_day >= MIN_NEXT_DAY and 2 * summary.next_day > canceled:
+        lines.append(
+            f"warning: {summary.next_day:,} of the {canceled:,} cancellations are followed by a new "
+            "subscription of the same account the next day: are the end dates inclusive (the last day "
+            "paid)? Rows are read as active on [start, end), so each such renewal reads as a churn: "
+            "add one day to the end dates in the export (no mapping option does it)"
         )
     if summary.usage_rows:
         usage = summary.by_type.get("usage.recorded", 0)
@@ -218,6 +237,10 @@ def render_summary(summary: ImportSummary) -> str:
     help="One usage.recorded per account, user, feature and hour (or day) with a count; 'none': one per row.",
 )
 @click.option("--skip-bad-rows", is_flag=True, help="Skip rows that cannot be imported and count them.")
+@score_config_option(
+    "Score configuration (TOML) whose [input] bounds and currency rates the events must pass, as "
+    "`streamer offline --config` reads them. Default: HEALTHSTREAM_SCORE_CONFIG or built-in defaults."
+)
 @click.option(
     "--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal)."
 )
@@ -238,6 +261,7 @@ def import_tables(
     data_end: str | None,
     usage_grain: str,
     skip_bad_rows: bool,
+    config_path: Path | None,
     progress: bool | None,
 ) -> None:
     """Convert warehouse-style tables in FOLDER into contract events (sorted by event time).
@@ -263,8 +287,10 @@ def import_tables(
             mapping = with_overrides(mapping, {"data_end": data_end})
         except MappingError as exc:
             raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--data-end") from None
-    _check_currency(mapping)
-    prepare([out], [*_tables(folder, mapping), mapping_path])  # before the (long) read: its folder, writable
+    config, source, named = _score_config(config_path)
+    _check_currency(mapping, config, source, named)
+    # before the (long) read: its folder, writable; none of the inputs (the config either)
+    prepare([out], [*_tables(folder, mapping), mapping_path, source])
     show = sys.stderr.isatty() if progress is None else progress
     importer = Importer(
         folder,
@@ -274,6 +300,7 @@ def import_tables(
         progress=_progress_printer() if show else None,
         write_progress=_progress_printer("sorting and writing", "events") if show else None,
         data_end_source=_data_end_source(data_end, columns, mapping_path, preset),
+        config=config,
     )
     try:
         summary = importer.run(out)

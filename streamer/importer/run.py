@@ -92,6 +92,8 @@ class ImportSummary:
     left_out: list[str] = field(default_factory=list)
     left_out_usage: int = 0  # their product-event rows
     addons_missing: str | None = None  # the add-on catalogue the mapping names, not in the folder
+    # cancellations followed by a new subscription of the line the next day (inclusive end dates?)
+    next_day: int = 0
     latest_seen: str = ""  # the latest subscription start or product event
     days_beyond: float = 0.0  # how far the end of the data is after it
     seconds: float = 0.0
@@ -132,12 +134,15 @@ class Importer:
         published_ms: int | None = None,
         data_end_source: str = "the mapping's data_end",
         write_progress: Progress | None = None,
+        config: ScoreConfig | None = None,
     ) -> None:
         """`published_ms`: when the events count as published, for the input bound on event time
         (as `streamer offline` takes it: default now); `data_end_source`: where a fixed end of
         the data comes from, for the summary (`--data-end`); `progress`: called as the tables are
         read, `write_progress` as the events are sorted and written ((the events file's name,
-        events made, share of the rows they stand for))."""
+        events made, share of the rows they stand for)); `config`: the score configuration whose
+        [input] bounds the events must pass, as the consumers that read it check them (default:
+        the built-in one)."""
         self.folder, self.mapping, self.grain, self.progress = folder, mapping, grain, progress
         self.write_progress = write_progress
         self.data_end_source = data_end_source
@@ -147,7 +152,7 @@ class Importer:
         self.left_out: set[str] = set()  # accounts with a skipped subscription row not covered
         self.profiles: dict[str, ProfileRow] = {}  # accounts-table rows with a profile
         self.first_use: dict[str, int] = {}  # account -> its first product-event row written (ms)
-        self.config = ScoreConfig()  # the default input bounds: what every consumer accepts
+        self.config = config if config is not None else ScoreConfig()
         self.published_ms = published_ms if published_ms is not None else int(time.time() * 1000)
 
     # -- the consumers' checks -------------------------------------------------------------------
@@ -472,6 +477,7 @@ class Importer:
             changes.sort(key=lambda item: (item.at, item.event["account_id"], item.event["event_id"]))
             summary.after_end[self.mapping.subscriptions.file] += counts.after_end
             summary.subscriptions = counts.subscriptions
+            summary.next_day = counts.next_day
             summary.usage_rows = usage.rows
             written = _temporary(out)
             try:

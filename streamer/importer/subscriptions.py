@@ -34,6 +34,7 @@ from typing import Any
 PLAN_LINE = "plan"
 ADDON_MARK = "addon="  # in front of an add-on's line name that could be taken for another's
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_DAY = timedelta(days=1)
 
 
 def addon_line(product: str) -> str:
@@ -83,6 +84,9 @@ class SubscriptionCounts:
     by_type: Counter[str] = field(default_factory=Counter)
     after_end: int = 0  # rows starting after the end of the data, left out
     subscriptions: int = 0
+    # cancellations at a gap of exactly one day before the line's next row: end dates written
+    # inclusive (the last day paid) read so, every renewal as a churn and a new subscription
+    next_day: int = 0
 
 
 def rfc3339(moment: datetime) -> str:
@@ -120,10 +124,20 @@ def event_id(*parts: object) -> str:
 EXACT = Context(prec=80, traps=[InvalidOperation, Overflow, Inexact])
 
 
+AMOUNT_PLACES = 6  # the contract's decimal places in an amount
+
+
 def _amount(row: SubscriptionRow) -> str:
     """The charge per billing interval: MRR x months in the interval (exact, so MRR comes back
-    exact), as a plain decimal (`300`, never `3E+2`)."""
-    return format(EXACT.multiply(row.mrr, Decimal(row.months)), "f")
+    exact), as a plain decimal (`300`, never `3E+2`). Trailing zeros past the contract's six
+    decimal places are dropped (`100.00000000` from a NUMERIC(18,8) column is `100`); the
+    places of an amount within them are kept as written (`29.00`)."""
+    text = format(EXACT.multiply(row.mrr, Decimal(row.months)), "f")
+    whole, _, places = text.partition(".")
+    if len(places) > AMOUNT_PLACES:
+        places = places.rstrip("0")  # more places than that still: the contract refuses it
+        text = f"{whole}.{places}" if places else whole
+    return text
 
 
 def _subscription_id(row: SubscriptionRow, number: int) -> str:
@@ -199,6 +213,8 @@ def _line_events(
             counts.after_end += 1
             continue
         if current is not None and current.end is not None and row.start > current.end:
+            if row.start - current.end == ONE_DAY:
+                counts.next_day += 1
             yield make("subscription.canceled", current.end, current, effective_at=rfc3339(current.end))
             current = None
         if current is None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
-import os
 import re
+import stat
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,6 +20,11 @@ Progress = Callable[[str, int, float], None]
 """Called now and then with (file name, rows read, share of the file read 0..1)."""
 
 PROGRESS_ROWS = 50_000
+
+# Characters in a physical line, and in a row that runs over several lines (a quoted newline),
+# beyond which it is a bad row: a gzip of 2 MB holding one line of 2 GB was read whole (a
+# MemoryError), as `streamer offline` caps its lines at 1 MiB.
+MAX_LINE = 1 << 20
 
 
 class BadRow(ValueError):
@@ -54,9 +60,17 @@ class Row:
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+def _rereadable(path: Path) -> bool:
+    """Whether `path` can be read again to say more about an error: a regular file, not a pipe
+    (read once: opening it again waits for another writer)."""
+    return path.is_file()
+
+
 def _starts_as_gzip(path: Path) -> bool:
     """Whether the file begins with gzip's signature (a .csv that is gzipped, or a .gz whose
     stream was read up to data after its end)."""
+    if not _rereadable(path):
+        return False
     try:
         with path.open("rb") as raw:
             return raw.read(2) == GZIP_MAGIC
@@ -79,14 +93,21 @@ def _open_text(path: Path) -> tuple[IO[str], IO[bytes]]:
 
 def _first_line_not_utf8(path: Path) -> tuple[int, UnicodeDecodeError] | None:
     """The line holding the first byte that is not UTF-8, and the error there: the text stream
-    decodes ahead of the CSV reader, so its error does not say which line."""
+    decodes ahead of the CSV reader, so its error does not say which line. None, too, for a
+    pipe, which cannot be read again."""
+    if not _rereadable(path):
+        return None
     stream, raw = _open_bytes(path)
     with stream, raw:
-        for number, line in enumerate(stream, start=1):
+        number, decoder = 1, codecs.getincrementaldecoder("utf-8")()
+        while piece := stream.readline(MAX_LINE):  # a line of 2 GB was read whole
+            end = piece.endswith(b"\n")
             try:
-                line.decode("utf-8")
+                decoder.decode(piece, final=end)
             except UnicodeDecodeError as exc:
                 return number, exc
+            if end:
+                number, decoder = number + 1, codecs.getincrementaldecoder("utf-8")()
     return None
 
 
@@ -131,6 +152,11 @@ def _not_utf8_further(path: Path, start: int, exc: UnicodeDecodeError) -> str:
 def _header(reader: Iterator[list[str]], path: Path) -> list[str]:
     try:
         return next(reader)
+    except (LineTooLong, RowTooLong):
+        raise TableError(
+            f"{path.name}:1: cannot read it as CSV: the header is longer than {MAX_LINE:,} characters "
+            "(the importer's limit)"
+        ) from None
     except StopIteration:
         raise TableError(f"{path}: empty file, expected a header row") from None
     except UnicodeDecodeError as exc:  # the text stream reads ahead: maybe a later line
@@ -150,16 +176,50 @@ _QUOTES = re.compile('"+')
 
 def _quote_opened(path: Path, start: int, end: int) -> int:
     """The line of the quoted field still open on line `end` in the record from line `start`:
-    inside it every quote is doubled, so it opens at the last odd run of quotes before."""
+    inside it every quote is doubled, so it opens at the last odd run of quotes before (`start`
+    for a pipe, which cannot be read again)."""
     opened = start
+    if not _rereadable(path):
+        return opened
     text, raw = _open_text(path)
     with text, raw:
-        for number, line in enumerate(text, start=1):
+        for number, line in enumerate(_lines(text), start=1):
             if number > end:
                 break
             if number >= start and '"' in line and any(len(run) % 2 for run in _QUOTES.findall(line)):
                 opened = number
     return opened
+
+
+def _lines(text: IO[str]) -> Iterator[str]:
+    """The physical lines of `text`, a line over `MAX_LINE` characters as an empty one (it was
+    a bad row of its own: no record that runs over lines holds one)."""
+    while line := text.readline(MAX_LINE + 2):
+        if _too_long(line):
+            _drain(text, line)
+            line = ""
+        yield line
+
+
+def _too_long(line: str) -> bool:
+    """Whether `line` (read with a size of `MAX_LINE` + 2) holds more than `MAX_LINE` characters
+    before its line end."""
+    return len(line) > MAX_LINE and len(line.rstrip("\r\n")) > MAX_LINE
+
+
+def _drain(text: IO[str], piece: str) -> None:
+    """Read on to the end of the line of which `piece` is the start, in bounded pieces."""
+    while piece and not piece.endswith(("\n", "\r")):
+        piece = text.readline(MAX_LINE)
+
+
+def _row_too_long(path: Path, start: int, end: int) -> str:
+    """A record over lines past `MAX_LINE` characters: where the next one starts is lost."""
+    return (
+        f"{path.name}:{start}: a row runs over lines {start}-{end} (inside quoted fields) and past "
+        f"{MAX_LINE:,} characters, the importer's limit: is a quote not closed? Close it or remove "
+        "the stray '\"'"
+    )
 
 
 def _never_closed(path: Path, start: int, end: int, at_end: bool) -> str:
@@ -175,21 +235,61 @@ def _never_closed(path: Path, start: int, end: int, at_end: bool) -> str:
     return f"{path.name}:{opened}: a quoted field opens on this line and {how}: {fix}"
 
 
-def _spans(reader: Any, start: int) -> str:
+def _spans(tap: _Tap, start: int) -> str:
     """For a bad record over several lines: where it ends (a stray quote swallows lines)."""
-    end = int(reader.line_num)
+    end = tap.lines
     if end == start:
         return ""
     return f" (the row runs inside a quoted field to line {end}): lines {start}-{end} read as one row"
 
 
-def _tapped(text: Iterable[str], kept: list[str]) -> Iterator[str]:
-    """The lines of `text`, each also kept in `kept` (which `_records` empties at each record):
-    the physical lines of a record, to read the accounts of one the reader refuses."""
-    keep = kept.append
-    for line in text:
-        keep(line)
-        yield line
+class LineTooLong(Exception):
+    """A physical line over `MAX_LINE` characters (read to its end in bounded pieces and left
+    out); `first`: it starts a record, so the next one starts after it."""
+
+    def __init__(self, first: bool) -> None:
+        super().__init__(f"a line of more than {MAX_LINE:,} characters")
+        self.first = first
+
+
+class RowTooLong(Exception):
+    """A record that runs over lines (in a quoted field) past `MAX_LINE` characters."""
+
+
+class _Tap:
+    """The lines of `text` for the CSV reader, each also kept in `kept` (which `record()` empties
+    at each record): the physical lines of a record, to read the accounts of one the reader
+    refuses. `lines`: the physical lines read, those left out too (the reader's `line_num`
+    does not count a line refused here). A line or a record over `MAX_LINE` characters raises
+    LineTooLong or RowTooLong, after which the tap goes on (a generator would have ended)."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self.text = text
+        self.kept: list[str] = []
+        self.lines = 0
+        self.size = 0  # characters of the record being read
+
+    def record(self) -> None:
+        """A record starts."""
+        self.kept.clear()
+        self.size = 0
+
+    def __iter__(self) -> _Tap:
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline(MAX_LINE + 2)
+        if not line:
+            raise StopIteration
+        self.lines += 1
+        if _too_long(line):
+            _drain(self.text, line)
+            raise LineTooLong(first=not self.kept)
+        self.size += len(line)
+        if self.kept and self.size > MAX_LINE:  # a line on its own is bounded above
+            raise RowTooLong()
+        self.kept.append(line)
+        return line
 
 
 def _line_fields(line: str) -> list[str]:
@@ -214,24 +314,33 @@ def _cell(fields: list[str], index: int) -> str:
     return fields[index].strip() if index < len(fields) else ""
 
 
-def _records(reader: Any, path: Path, kept: list[str]) -> Iterator[tuple[int, list[str] | BadRow]]:
+def _records(reader: Any, path: Path, tap: _Tap) -> Iterator[tuple[int, list[str] | BadRow]]:
     """(physical line where the record starts, its fields), or a record the CSV reader refused
-    as a bad row; quoted newlines make a record span lines, which `kept` holds until the next
-    record is read. Raises TableError when the file cannot be read further, as when a quoted
-    field is never closed (the rest of the file would be its text)."""
+    (or a line over `MAX_LINE` characters) as a bad row; quoted newlines make a record span
+    lines, which `tap.kept` holds until the next record is read. Raises TableError when the file
+    cannot be read further, as when a quoted field is never closed (the rest of the file would
+    be its text)."""
     while True:
-        start = reader.line_num + 1
-        kept.clear()
+        start = tap.lines + 1
+        tap.record()
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:  # e.g. a field over the size limit: the reader goes on after it
-            at_end, end = "unexpected end of data" in str(exc), int(reader.line_num)
+            at_end, end = "unexpected end of data" in str(exc), tap.lines
             if at_end or (end > start and "field limit" in str(exc)):  # where the next row starts is lost
                 raise TableError(_never_closed(path, start, end, at_end)) from None
-            yield start, BadRow(path.name, start, _csv_problem(exc) + _spans(reader, start))
+            yield start, BadRow(path.name, start, _csv_problem(exc) + _spans(tap, start))
             continue
+        except LineTooLong as exc:  # the reader starts afresh on the next line
+            if not exc.first:  # inside a quoted field: where the next row starts is lost
+                raise TableError(_row_too_long(path, start, tap.lines)) from None
+            tap.kept.clear()
+            yield start, BadRow(path.name, start, f"{exc} (the importer's limit)")
+            continue
+        except RowTooLong:
+            raise TableError(_row_too_long(path, start, tap.lines)) from None
         except UnicodeDecodeError as exc:
             raise TableError(_not_utf8_further(path, start, exc)) from None
         except READ_ERRORS as exc:
@@ -247,11 +356,22 @@ def _shown(column: str) -> str:
     return shown if len(shown) <= 60 else shown[:59] + "…"
 
 
+SHOWN_COLUMNS = 20  # header columns an error names; the rest are counted
+
+
+def _some(header: list[str]) -> str:
+    """The first `SHOWN_COLUMNS` columns of a header as an error shows them, and how many more (a
+    header of a million columns was printed whole, 8.9 MB on one line)."""
+    shown = ", ".join(map(_shown, header[:SHOWN_COLUMNS]))
+    more = len(header) - SHOWN_COLUMNS
+    return shown + (f" and {more:,} more" if more > 0 else "")
+
+
 def _missing_columns(path: Path, header: list[str], missing: list[str], keys: Mapping[str, str]) -> str:
     """What a table without the columns the mapping names is told, with the mapping keys that
     name them and, for a header that looks split by another separator, that one."""
     named = ", ".join(f"{column!r}" + (f" ({keys[column]})" if column in keys else "") for column in missing)
-    problem = f"{path.name}: no column {named} (columns: {', '.join(map(_shown, header))}); "
+    problem = f"{path.name}: no column {named} (columns: {_some(header)}); "
     separator = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
     if separator is not None:
         return (
@@ -291,14 +411,15 @@ def read_rows(
     row the reader refuses, or of one over several lines, each of its lines read so (`named`).
     Raises TableError, too, for a folder or a file that cannot be opened.
     """
-    size = max(1, os.path.getsize(_readable(path)))
+    size = _readable(path)  # None: a pipe, of unknown size
     try:
         text, raw = _open_text(path)
     except OSError as exc:  # no permission, and the like
         raise TableError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    kept: list[str] = []  # the physical lines of the record being read
+    tap = _Tap(text)  # its `kept`: the physical lines of the record being read
+    kept = tap.kept
     with text, raw:
-        reader = csv.reader(_tapped(text, kept), strict=True)  # strict: a quote never closed is an error
+        reader = csv.reader(tap, strict=True)  # strict: a quote never closed is an error
         written = _header(reader, path)
         header = [column.strip() for column in written]  # as the values are: `mrr ` is `mrr`
         missing = [column for column in columns if column not in header]
@@ -311,7 +432,7 @@ def read_rows(
         width = len(header)
         name = path.name
         rows = 0
-        for line, fields in _records(reader, path, kept):
+        for line, fields in _records(reader, path, tap):
             error: BadRow | None = None
             if isinstance(fields, BadRow):  # each of its lines as a row: the accounts it may hold
                 error = BadRow(name, line, fields.problem, named=_line_rows(name, line, kept, indexes))
@@ -319,7 +440,7 @@ def read_rows(
                 continue  # a blank line
             elif len(fields) != width:  # its values as read, for the account it names
                 counted = f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
-                problem = f"{counted}, expected {width} as in the header" + _spans(reader, line)
+                problem = f"{counted}, expected {width} as in the header" + _spans(tap, line)
                 row = Row(name, line, tuple(_cell(fields, i) for i in indexes))
                 named = _line_rows(name, line, kept, indexes) if len(kept) > 1 else (row,)
                 error = BadRow(name, line, problem, row, named)
@@ -332,21 +453,36 @@ def read_rows(
             assert not isinstance(fields, BadRow)
             yield Row(name, line, tuple([fields[i].strip() for i in indexes]))
             if progress is not None and rows % PROGRESS_ROWS == 0:
-                progress(name, rows, min(0.99, raw.tell() / size))  # 1.0: the end
+                share = min(0.99, raw.tell() / size) if size is not None else 0.0  # 1.0: the end
+                progress(name, rows, share)
         if progress is not None:
             progress(name, rows, 1.0)
 
 
-def _readable(path: Path) -> Path:
-    """`path`, or a TableError saying that it is missing (and where a copy is) or a folder."""
+def _readable(path: Path) -> int | None:
+    """The size of file `path` (at least 1), None for a pipe (a FIFO, a character device: read
+    as a stream), or a TableError saying that it is missing (and where a copy is), a folder or
+    another kind of file (a socket)."""
     if path.is_dir():
         raise TableError(f"{path}: is a folder, not a file")
-    if not path.is_file():
+    try:
+        status = path.stat()
+    except OSError:
+        status = None
+    if status is None or not (stat.S_ISREG(status.st_mode) or _streamed(status.st_mode)):
+        if status is not None:
+            kind = "a socket" if stat.S_ISSOCK(status.st_mode) else "a block device"
+            raise TableError(f"{path}: is {kind}, not a file (a table is a file, or a pipe that writes one)")
         others = (path.with_name(path.name + ".gz"), path.with_suffix(""))
         near = [other.name for other in others if other != path and other.is_file()]
         hint = f" (but {near[0]} is there: name it in the mapping or with --column)" if near else ""
         raise TableError(f"{path}: no such file{hint}")
-    return path
+    return None if _streamed(status.st_mode) else max(1, status.st_size)
+
+
+def _streamed(mode: int) -> bool:
+    """A pipe (a FIFO or a character device such as /dev/stdin): read once, as it comes."""
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 # -- values ------------------------------------------------------------------------------------

@@ -3,7 +3,13 @@ whatever cannot be imported is a bad row named by file and physical line, found 
 
 from __future__ import annotations
 
+import csv
+import errno
 import gzip
+import os
+import threading
+import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from streamer.cli import main
+from streamer.importer.tables import BadRow, read_rows
 
 from .portfolio import EVENTS, SUBSCRIPTIONS, write_export
 from .test_import import import_export, read_events
@@ -125,6 +132,33 @@ def test_an_event_whose_lookup_row_was_refused_says_so_rather_than_that_the_code
     )
     assert "is not in event_types.csv" not in result.output
     assert_only_clean_events(tmp_path, tmp_path / "o.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("mrr", "amount"), [("100.00000000", "300"), ("33.33330000", "99.9999"), ("29.00", "87.00")]
+)
+def test_an_exact_mrr_with_trailing_zeros_past_six_places_is_written_without_them(
+    tmp_path: Path, mrr: str, amount: str
+) -> None:
+    """A NUMERIC(18,8) export writes 100.00000000: it was refused as not a plain decimal of at
+    most 6 places, though it is exactly 100."""
+    rows = [*SUBSCRIPTIONS]
+    rows[0] = ("plan-change", "basic", "2024-01-01", "2024-02-01", mrr, "5", "3")
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    assert result.exit_code == 0, result.output
+    started = next(e for e in read_events(out) if e["account_id"] == "plan-change" and "amount" in e)
+    assert started["amount"] == amount
+
+
+def test_an_mrr_with_more_than_six_places_that_are_not_zeros_is_still_refused(tmp_path: Path) -> None:
+    rows = [*SUBSCRIPTIONS]
+    rows[0] = ("plan-change", "basic", "2024-01-01", "2024-02-01", "100.00000010", "5", "1")
+    mapping = write_export(tmp_path / "export", subscriptions=rows)
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl")
+    assert result.exit_code == 1 and "subs.csv.gz:2: " in result.output, result.output
+    assert "(got '100.0000001')" in result.output
 
 
 def test_amounts_in_exponent_notation_are_written_as_plain_decimals(tmp_path: Path) -> None:
@@ -611,3 +645,145 @@ def test_rows_of_an_account_whose_table_row_was_refused_say_so_rather_than_that_
     for where in ("subs.csv.gz:13", "subs.csv.gz:14", "events.csv:11"):
         assert f"  {where}: {refused}\n" in result.output
     assert "is not in accounts.csv" not in result.output
+
+
+def feed_fifo(path: Path, data: bytes, seconds: float = 20.0) -> threading.Thread:
+    """A thread writing `data` into the FIFO `path` once a reader opens it (giving up after
+    `seconds` without one, so that a test of an import that never reads it does not hang)."""
+
+    def write() -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:  # ENXIO: no reader yet
+                if exc.errno != errno.ENXIO:
+                    raise
+                time.sleep(0.01)
+                continue
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "wb") as pipe:
+                pipe.write(data)
+            return
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_table_that_is_a_fifo_is_read_as_it_comes(tmp_path: Path) -> None:
+    """A FIFO where the events table should be was reported as "no such file"."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    data = events.read_bytes()
+    events.unlink()
+    os.mkfifo(events)
+    feeder = feed_fifo(events, data)
+    out = tmp_path / "o.jsonl"
+    result = run_import(tmp_path / "export", mapping, out)
+    feeder.join(timeout=20)
+    assert result.exit_code == 0, result.output
+    assert_only_clean_events(tmp_path, out)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_bad_row_in_a_fifo_is_named_without_reading_the_fifo_again(tmp_path: Path) -> None:
+    """The error paths read a table again to find the line of a byte that is not UTF-8: a FIFO
+    opened again would wait for another writer for ever."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    data = events.read_bytes() + b"gap,2024-02-20 12:00:00,0,\xff\n"
+    events.unlink()
+    os.mkfifo(events)
+    feeder = feed_fifo(events, data)
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl")
+    feeder.join(timeout=20)
+    assert result.exit_code == 2, result.output
+    assert "events.csv:" in result.output and "not UTF-8" in result.output
+
+
+def test_a_line_over_the_limit_is_a_bad_row_read_in_bounded_memory(tmp_path: Path) -> None:
+    """A gzip of some KB holding one line of many MB was read whole before any check (2 GB: a
+    MemoryError); now it is a bad row, read to its end in pieces, and the lines after it keep
+    their numbers."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    plain = events.read_bytes()
+    long_line = len(plain.splitlines()) + 1
+    later = long_line + 1  # a bad row after it: its line number counts the long line
+    gzipped = tmp_path / "export" / "events.csv.gz"
+    gzipped.write_bytes(gzip.compress(plain + b"a" * (24 << 20) + b"\nx,y\n"))
+    out = tmp_path / "o.jsonl"
+    column = "events.file=events.csv.gz"
+    stopped = run_import(tmp_path / "export", mapping, out, "--column", column)
+    assert stopped.exit_code == 1, stopped.output
+    assert f"events.csv.gz:{long_line}: a line of more than 1,048,576 characters" in stopped.output
+    skipped = run_import(tmp_path / "export", mapping, out, "--column", column, "--skip-bad-rows")
+    assert skipped.exit_code == 0, skipped.output
+    assert "skipped bad rows: 2" in skipped.output
+    assert f"events.csv.gz:{later}: 2 fields, expected 4" in skipped.output
+    assert_only_clean_events(tmp_path, out)
+
+
+def test_a_table_is_read_past_a_long_line_in_bounded_memory(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv.gz"
+    table.write_bytes(gzip.compress(b"a,b\n1,2\n" + b"a" * (24 << 20) + b"\n3,4\n"))
+    bad: list[BadRow] = []
+    tracemalloc.start()
+    try:
+        rows = list(read_rows(table, ["a", "b"], on_bad=bad.append))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [row.values for row in rows] == [("1", "2"), ("3", "4")] and [row.line for row in rows] == [2, 4]
+    assert [str(error) for error in bad] == [
+        "t.csv.gz:3: a line of more than 1,048,576 characters (the importer's limit)"
+    ]
+    assert peak < 8 << 20, peak  # the line is 24 MiB
+
+
+def test_a_row_over_several_lines_past_the_limit_stops_the_import_at_its_quote(tmp_path: Path) -> None:
+    """Quoted fields under the reader's field limit, over thousands of lines, made one row of any size."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    opened = len(events.read_text().splitlines()) + 1
+    field = '"' + "b" * 60_000 + "\n" + "b" * 60_000 + '"'  # under the reader's field limit
+    events.write_text(events.read_text() + "gap,2024-02-20 12:00:00,0," + ",".join([field] * 10) + "\n")
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl", "--skip-bad-rows")
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"Error: events.csv:{opened}: a row runs over lines {opened}-{opened + 9} (inside quoted "
+        "fields) and past 1,048,576 characters, the importer's limit: is a quote not closed? Close "
+        "it or remove the stray '\"'\n"
+    )
+
+
+def test_a_header_over_the_line_limit_is_refused_in_one_line(tmp_path: Path) -> None:
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    events.write_text("account_id," + ",".join(f"column{i}" for i in range(200_000)) + "\n")
+    result = run_import(tmp_path / "export", mapping, tmp_path / "o.jsonl")
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        "Error: events.csv:1: cannot read it as CSV: the header is longer than 1,048,576 characters "
+        "(the importer's limit)\n"
+    )
+
+
+def test_a_line_of_exactly_the_limit_is_read_and_one_character_more_is_a_bad_row(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    limit = 1 << 20
+    table.write_bytes(
+        b"a,b\n" + b"1," + b"2" * (limit - 2) + b"\r\n" + b"3," + b"4" * (limit - 1) + b"\n5,6\n"
+    )
+    bad: list[BadRow] = []
+    csv.field_size_limit(limit)
+    try:
+        rows = list(read_rows(table, ["a"], on_bad=bad.append))
+    finally:
+        csv.field_size_limit(131_072)
+    assert [row.line for row in rows] == [2, 4]
+    assert [str(error) for error in bad] == [
+        "t.csv:3: a line of more than 1,048,576 characters (the importer's limit)"
+    ]

@@ -53,3 +53,20 @@ def test_a_rate_in_the_score_config_offline_reads_lets_the_currency_in(
     monkeypatch.setenv("HEALTHSTREAM_SCORE_CONFIG", str(config))
     code, output, _ = import_in(tmp_path, "CHF")
     assert code == 0, output
+
+
+def test_a_rate_in_the_score_config_named_by_config_lets_the_currency_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--config names the configuration as for `streamer offline --config`: its rates are checked."""
+    monkeypatch.delenv("HEALTHSTREAM_SCORE_CONFIG", raising=False)
+    config = tmp_path / "score.toml"
+    config.write_text('[currency.rates]\nCHF = "1.1"\n')
+    mapping = write_export(tmp_path / "export")
+    mapping.write_text(mapping.read_text().replace('currency = "USD"', 'currency = "CHF"'))
+    out = tmp_path / "events.jsonl"
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(out)]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "the built-in score config" in refused.output, refused.output
+    result = CliRunner().invoke(main, [*args, "--config", str(config)])
+    assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import random
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -474,6 +475,21 @@ def test_a_header_with_a_terminal_escape_is_shown_escaped(tmp_path: Path) -> Non
     assert "\x1b" not in done.output and "\x07" not in done.output
 
 
+def test_a_missing_column_names_only_the_first_columns_of_a_wide_header(tmp_path: Path) -> None:
+    """A header of a million columns missing a mapped one was printed whole: 8.9 MB on one line."""
+    mapping = write_export(tmp_path / "export")
+    events = tmp_path / "export" / "events.csv"
+    others = ",".join(f"c{i}" for i in range(100_000))
+    events.write_text(f"account_id,event_time,evnt,user_id,{others}\n")
+    done = CliRunner().invoke(
+        main, ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o")]
+    )
+    assert done.exit_code == 2, done.output
+    assert "(columns: account_id, event_time, evnt, user_id, c0, c1, " in done.output
+    assert ", c15 and 99,984 more); map the right one" in done.output
+    assert len(done.output) < 1000
+
+
 def test_two_rows_of_one_product_at_once_are_a_bad_row_not_a_change(tmp_path: Path) -> None:
     """An account pays 10 + 20 for basic in January; the second row read as a change of the
     first, and the import wrote MRR 20, silently. Now: a bad row naming both lines; skipped,
@@ -764,3 +780,23 @@ def test_sorting_and_writing_the_events_reports_its_progress_as_reading_does(
     shares = [share for _, _, share in calls]
     assert shares[0] == 0.0 and shares[-1] == 1.0 and shares == sorted(shares)
     assert {name for name, _, _ in calls} == {"again.jsonl"}
+
+
+def test_end_dates_written_inclusive_are_warned_of_in_the_summary(tmp_path: Path) -> None:
+    """Rows ending on their last day paid (each end the day before the next start) read as a
+    churn and a new subscription at every renewal, silently."""
+    _, result = import_export(tmp_path / "clean")
+    assert result.exit_code == 0 and "inclusive" not in result.output, result.output
+    renewing = ("plan-change", "addons", "renewals", "end-of-data")  # gap and canceled stop for good
+    inclusive = [
+        (*row[:3], (date.fromisoformat(row[3]) - timedelta(days=1)).isoformat(), *row[4:])
+        for row in SUBSCRIPTIONS
+        if row[0] in renewing
+    ]
+    mapping = write_export(tmp_path / "export", subscriptions=inclusive)
+    done = invoke("import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o"))
+    assert done.exit_code == 0, done.output
+    assert (
+        "warning: 6 of the 9 cancellations are followed by a new subscription of the same account the next "
+        "day: are the end dates inclusive (the last day paid)?"
+    ) in done.output
