@@ -112,10 +112,17 @@ def _refuse_shared_outputs(files: dict[str, Path | None], plots: Iterable[Path])
 
 
 def _replay(
-    events: Path, config: ScoreConfig, partitions: int, warmup_days: int, now: datetime | None, quiet: bool
+    events: Path,
+    config: ScoreConfig,
+    partitions: int,
+    warmup_days: int,
+    now: datetime | None,
+    quiet: bool,
+    grid: bool,
 ) -> Replay:
     """The history replayed through the core, with its progress on stderr unless `quiet` (a bar
-    on a terminal, a line every 200,000 events in a log file)."""
+    on a terminal, a line every 200,000 events in a log file); `grid`: sampled on the weekly
+    grid too, which only `--tune` reads (and a replay cache keeps, for a later `--tune`)."""
     from streamer.backtest.sampling import replay
 
     progress: Progress | None = None
@@ -143,6 +150,7 @@ def _replay(
             on_sorted=on_sorted,
             on_progress=on_progress,
             published_ms=publication_ms(now),
+            grid=grid,
         )
     except ValueError as exc:
         if progress is not None:
@@ -363,7 +371,8 @@ def backtest(
     if reused and not quiet:
         click.echo(f"reusing the replay saved in {replay_cache}", err=True)
     if history is None:
-        history = _replay(events, config, partitions, warmup_days, now, quiet)
+        weekly = tune_weights or replay_cache is not None
+        history = _replay(events, config, partitions, warmup_days, now, quiet, weekly)
         if replay_cache is not None:
             save_replay(replay_cache, history, made_from)
     try:

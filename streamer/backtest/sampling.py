@@ -154,8 +154,11 @@ class Schedule:
     earlier pass), the candidates are the instants themselves.
     """
 
-    def __init__(self, bounds: Span, warmup_ms: int, min_horizon_ms: int, *, exact: bool = False) -> None:
+    def __init__(
+        self, bounds: Span, warmup_ms: int, min_horizon_ms: int, *, exact: bool = False, grid: bool = True
+    ) -> None:
         _, activity_start, self._end = bounds.times()
+        self._grid = grid  # lay the weekly grid (only `--tune` reads it)
         self._warmup, self._horizon = warmup_ms, min_horizon_ms
         self.months = plan_month_starts(activity_start, self._end, warmup_ms, min_horizon_ms)
         self._month_set = set(self.months)
@@ -189,7 +192,7 @@ class Schedule:
         of it lies after the event that fixed it, so none is already passed."""
         self._anchored = True
         at = first_month_start(activity_start, self._warmup) + GRID_DAYS * DAY
-        while at + self._horizon <= self._end:
+        while self._grid and at + self._horizon <= self._end:
             if at not in self._month_set:
                 heapq.heappush(self._pending, at)
             at += GRID_DAYS * DAY
@@ -201,7 +204,7 @@ class Schedule:
         times = self.accepted.times()
         _, activity_start, data_end = times
         starts = plan_month_starts(activity_start, data_end, self._warmup, self._horizon)
-        grid = set(weekly_grid(starts, data_end, self._horizon))
+        grid = set(weekly_grid(starts, data_end, self._horizon)) if self._grid else set()
         if not (set(starts) | grid) <= self.sampled:
             return None
         return times, starts, grid
@@ -236,6 +239,7 @@ def replay(
     on_sorted: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     published_ms: int | None = None,
+    grid: bool = True,
 ) -> Replay:
     """Feed the file through the offline runner in event-time order, pausing at each month start.
 
@@ -243,6 +247,8 @@ def replay(
     before the month start have been fed: no look-ahead). Alerts are collected as raised. The
     same is done on a weekly grid between month starts (`grid_samples`): `--tune` fits and
     validates on them inside its training period; every reported figure reads month starts only.
+    Without `grid` they are not sampled: some four times the month starts' samples, in memory
+    until the end of the replay (a reviewer's 400-year span took 711 MB without `--tune`).
     """
     warmup_ms, horizon_ms = int(warmup_days * DAY), min_horizon_days * DAY
     run = OfflineRun(config, partitions, published_ms=published_ms)
@@ -250,14 +256,14 @@ def replay(
     with sorted_lines(path, window) as (ordered, span):
         if on_sorted is not None:
             on_sorted(ordered.count)
-        schedule = Schedule(span, warmup_ms, horizon_ms)
+        schedule = Schedule(span, warmup_ms, horizon_ms, grid=grid)
         found = _replay(run, ordered, schedule, str(path), on_progress)
     if found is not None:
         return found
     # Every readable activity event was refused: the month starts count from the first accepted
     # event, before the candidates sampled. Replayed again with the accepted span known.
     with sorted_lines(path, window) as (ordered, _):
-        schedule = Schedule(schedule.accepted, warmup_ms, horizon_ms, exact=True)
+        schedule = Schedule(schedule.accepted, warmup_ms, horizon_ms, exact=True, grid=grid)
         run = OfflineRun(config, partitions, published_ms=run.published_ms)
         found = _replay(run, ordered, schedule, str(path), None)
     if found is None:  # the accepted events are the same on a second pass

@@ -564,3 +564,20 @@ def test_a_replay_read_from_its_cache_says_so_with_the_time_it_took_once(
     again = invoke("backtest", events, *WARMUP, "--quiet", "--replay-cache", cache)
     assert again.exit_code == 0, again.output
     assert f"read from the replay saved in {cache} (made in " in again.output
+
+
+def test_a_backtest_without_tune_or_a_replay_cache_samples_no_weekly_grid(
+    events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.backtest import sampling
+
+    asked: list[bool] = []
+    replay = sampling.replay
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["grid"])
+        return replay(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "replay", spy)
+    assert CliRunner().invoke(main, ["backtest", str(events), "--quiet"]).exit_code == 0
+    assert asked == [False]
