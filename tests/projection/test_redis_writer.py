@@ -54,13 +54,6 @@ async def projection(redis_server: RedisServer, prefix: str) -> AsyncIterator[Re
     await writer.close(timeout_s=1.0)
 
 
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(redis_server.url, decode_responses=True)
-    yield redis
-    await redis.aclose()
-
-
 def snapshot(account: str = "acct-1", as_of: str = "2024-03-01T00:00:00Z", **changes: Any) -> dict[str, Any]:
     base = copy.deepcopy(next(iter(scored().last.values())))
     base.update(account_id=account, as_of=as_of, **changes)

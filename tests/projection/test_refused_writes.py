@@ -31,13 +31,6 @@ async def projection(redis_server: RedisServer, prefix: str) -> AsyncIterator[Re
     await writer.close(timeout_s=0.5)
 
 
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(redis_server.url, decode_responses=True)
-    yield redis
-    await redis.aclose()
-
-
 def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         r for r in caplog.records if r.getMessage().startswith("projection writes to a key Redis refuses")
