@@ -26,6 +26,7 @@ import redis
 from streamer.local.settings import StackSettings
 from streamer.local.stack import ensure_up, stop
 from streamer.local.tools import ensure_command
+from streamer.stream.membership import Doubt
 
 
 def free_port() -> int:
@@ -317,8 +318,7 @@ class FakeOffsets:
         self.asked_log_ends: list[TP] = []
         self.started_over: list[TP] = []  # `start_over`: the topic was created again
         self.configured: list[str] = []  # `created_again`: topics given the input settings
-        self.membership: str | None = None  # `member_problem`: None while the lease holds
-        self.joins = 0  # `joined`: assignments that renewed the lease
+        self.membership: Doubt | None = None  # `member_problem`: None while the lease holds
 
     def generation(self) -> int | None:
         return self.generation_id
@@ -326,11 +326,8 @@ class FakeOffsets:
     def settled(self) -> bool:
         return not self.rebalancing
 
-    def member_problem(self) -> str | None:
+    def member_problem(self) -> Doubt | None:
         return self.membership
-
-    def joined(self) -> None:
-        self.joins += 1
 
     def assigned(self) -> set[TP]:
         return set(self.owned)

@@ -7,18 +7,19 @@ only as the consumer rejoins: in between, a batch fetched before the pause was a
 state and snapshots written over the new owner's. Kafka fences nothing without transactions, so
 the worker fences itself with a lease:
 
-- the lease is renewed by every heartbeat the coordinator answers as a member's and by every
-  assignment (the group has just accepted this member);
-- it runs out after the session timeout less two heartbeat intervals, before the broker can have
+- the lease is renewed by every heartbeat the coordinator answers as a member's, for the
+  generation that heartbeat named;
+- it runs out after the session timeout less one heartbeat interval, before the broker can have
   expired the member. A healthy worker heartbeats every interval, so only a process whose event
-  loops stood still for most of a session gets there.
+  loops stood still for most of a session gets there;
+- a generation no heartbeat has confirmed yet (just assigned, or reset by a failed heartbeat)
+  holds no lease either: a member stopped right after its assignment resumes with nothing to
+  prove it is still in the group. That doubt is quiet (not logged): every worker has it until
+  the first heartbeat after each join, one heartbeat interval at most.
 
-While the lease has run out the worker applies and writes nothing (`Fence`); the next
-heartbeat either renews it (the member held: go on) or fails, and the consumer rejoins (the
-rebalance drops what was applied meanwhile, never acknowledged).
-
-Only the lease, not aiokafka's generation: aiokafka resets the generation before ordinary
-revocations too, where the batches since the last checkpoint must still be written.
+While in doubt the worker applies and writes nothing (`Fence`); the next heartbeat either
+renews the lease (the member held: go on) or fails, and the consumer rejoins (the rebalance
+drops what was applied meanwhile, never acknowledged).
 """
 
 from __future__ import annotations
@@ -27,13 +28,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 
 log = logging.getLogger(__name__)
 
-RENEWED = "_healthstream_heartbeat_ok"  # the coordinator's last successful heartbeat (monotonic)
+RENEWED = "_healthstream_heartbeat_ok"  # (monotonic time, generation) of the last successful heartbeat
+NO_GENERATION = -1  # aiokafka's generation once the group dropped this member
+
+
+class Doubt(NamedTuple):
+    """Why this worker may not apply or write now."""
+
+    why: str
+    alarming: bool  # False: a membership the group has just given, not yet confirmed by a heartbeat
 
 
 class Membership:
@@ -47,43 +56,55 @@ class Membership:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._coordinator = coordinator
-        self.lease_s = session_timeout_s - 2 * heartbeat_interval_s
+        # The broker expires a member a session after the last heartbeat it received; the answer
+        # reaches this worker later, so one heartbeat interval is left for that (and a heartbeat
+        # interval of a third of the session still lets one heartbeat be late).
+        self.lease_s = session_timeout_s - heartbeat_interval_s
         self.clock = clock
         self._watched: GroupCoordinator | None = None
-        self._joined = clock()  # the last assignment (`renew`)
 
-    def renew(self) -> None:
-        """The group assigned this member its partitions just now."""
-        self._joined = self.clock()
+    def problem(self) -> Doubt | None:
+        """Why this worker may not apply or write anything now, or None while its lease holds.
 
-    def problem(self) -> str | None:
-        """Why this worker may not apply or write anything now, or None while its lease holds."""
+        A generation the heartbeats have not confirmed yet is in doubt too, quietly: the
+        assignment of a member stopped right after it was made is no proof the member is
+        still in the group when it resumes (a lease renewed at the assignment, as first
+        written, let such a member write over the new owner)."""
         coordinator = self._watch()
         if coordinator is None:
             return None  # not started: no assignment to apply anything for either
-        renewed = max(self._joined, float(getattr(coordinator, RENEWED)))
-        since = self.clock() - renewed
-        if since > self.lease_s:
-            return f"no heartbeat succeeded for {since:.0f} s (the group may have moved its partitions)"
-        return None
+        renewed: tuple[float, int] | None = getattr(coordinator, RENEWED)
+        generation = coordinator.generation
+        if renewed is None:
+            return Doubt("no heartbeat yet since the consumer joined the group", alarming=False)
+        at, confirmed = renewed
+        since = self.clock() - at
+        stale = since > self.lease_s
+        if generation == confirmed and not stale:
+            return None
+        if stale and generation in (confirmed, NO_GENERATION):
+            why = f"no heartbeat succeeded for {since:.0f} s (the group may have moved its partitions)"
+            return Doubt(why, alarming=True)
+        return Doubt(f"no heartbeat yet in generation {generation}", alarming=False)
 
     def _watch(self) -> GroupCoordinator | None:
-        """The coordinator, its heartbeats timestamped (once per coordinator: a restarted
-        consumer has a new one, leased from the moment it is first seen)."""
+        """The coordinator, its successful heartbeats recorded (once per coordinator: a
+        restarted consumer has a new one)."""
         coordinator = self._coordinator()
         if coordinator is not None and coordinator is not self._watched:
             self._watched = coordinator
-            setattr(coordinator, RENEWED, self.clock())
+            setattr(coordinator, RENEWED, None)
             beat = coordinator._do_heartbeat
             clock = self.clock
 
-            async def timestamped() -> Any:
+            async def recorded() -> Any:
+                generation = coordinator.generation  # the one the request confirms
                 succeeded = await beat()
                 if succeeded:
-                    setattr(coordinator, RENEWED, clock())
+                    setattr(coordinator, RENEWED, (clock(), generation))
                 return succeeded
 
-            coordinator._do_heartbeat = timestamped
+            coordinator._do_heartbeat = recorded
         return coordinator
 
 
@@ -104,7 +125,7 @@ class Fence:
 
     def __init__(
         self,
-        problem: Callable[[], str | None],
+        problem: Callable[[], Doubt | None],
         rebalancing: Callable[[], bool] = lambda: False,
         poll_s: float = 0.1,
     ) -> None:
@@ -116,9 +137,10 @@ class Fence:
         self._since: float | None = None
 
     def up(self, what: str) -> bool:
-        """Whether `what` must wait now; logged once per episode, and once it is over."""
-        problem = self.problem()
-        if problem is None:
+        """Whether `what` must wait now. An alarming doubt is logged once per episode, and so is
+        its end; a quiet one (a new generation awaiting its first heartbeat) is not."""
+        doubt = self.problem()
+        if doubt is None:
             if self._since is not None:
                 log.info(
                     "the membership lease holds again; applying and writing resume",
@@ -126,13 +148,13 @@ class Fence:
                 )
                 self._since = None
             return False
-        if self._since is None:
+        if doubt.alarming and self._since is None:
             self._since = time.monotonic()
             self.episodes += 1
             log.warning(
                 "this worker may no longer own its partitions: it applies and writes nothing "
                 "until a heartbeat renews its membership or the group rebalances",
-                extra={"why": problem, "held_back": what},
+                extra={"why": doubt.why, "held_back": what},
             )
         return True
 

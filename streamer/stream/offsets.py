@@ -21,7 +21,7 @@ from streamer.stream.access import KafkaAccess
 from streamer.stream.clients import CONSUMER_STOP_S, close_consumer_or_warn, start_consumer
 from streamer.stream.consumer import RebalanceSafeConsumer
 from streamer.stream.faust_private import committed_offsets
-from streamer.stream.membership import Membership
+from streamer.stream.membership import Doubt, Membership
 from streamer.stream.topics import configure_inputs
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class ConsumerOffsets:
     def settled(self) -> bool:
         return not self.app.rebalancing
 
-    def member_problem(self) -> str | None:
+    def member_problem(self) -> Doubt | None:
         if self._membership is None:  # made on first use: the app's settings are final by then
             self._membership = Membership(
                 lambda: cast(RebalanceSafeConsumer, self.app.consumer).group_coordinator(),
@@ -54,10 +54,6 @@ class ConsumerOffsets:
                 float(self.app.conf.broker_heartbeat_interval),
             )
         return self._membership.problem()
-
-    def joined(self) -> None:
-        if self._membership is not None:
-            self._membership.renew()
 
     def assigned(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}

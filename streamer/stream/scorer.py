@@ -53,7 +53,7 @@ from streamer.stream.dead_letters import (
     encode_position,
     position_key,
 )
-from streamer.stream.membership import Fence, Fenced
+from streamer.stream.membership import Doubt, Fence, Fenced
 from streamer.stream.merge import PartitionMerge
 from streamer.stream.origin import ORIGIN_HEADER, Origin, decode_origin, encode_origin
 from streamer.stream.tables import Changelogs, NoChangelogs
@@ -93,14 +93,10 @@ class Offsets(Protocol):
         """False while a rebalance (and the table recovery after it) is under way."""
         ...
 
-    def member_problem(self) -> str | None:
+    def member_problem(self) -> Doubt | None:
         """Why this worker may not act as the member its partitions were assigned to now (no
-        heartbeat succeeded for most of a session: `stream/membership.py`); None while its
-        membership lease holds."""
-        ...
-
-    def joined(self) -> None:
-        """The group has just assigned this worker its partitions (renews the lease)."""
+        heartbeat succeeded for most of a session, or none yet in this generation:
+        `stream/membership.py`); None while its membership lease holds."""
         ...
 
     def assigned(self) -> set[TopicPartition]:
@@ -372,7 +368,6 @@ class Scorer:
 
     async def assigned(self) -> None:
         """The new assignment: start afresh (messages of older generations are skipped)."""
-        self.offsets.joined()
         async with self.lock:
             await self._settle()
             self.fence.giving_up = self.stopping

@@ -1255,6 +1255,59 @@ def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_
     assert not deployment.dead_letters()
 
 
+def stop_at_line(worker: Worker, line: str, deadline_s: float = 180) -> None:
+    """SIGSTOP `worker` the moment its log shows `line` (read every millisecond: the window to
+    hit is a fraction of a second)."""
+    deadline = time.monotonic() + deadline_s
+    with worker.log.open("rb") as log:
+        seen = b""
+        while time.monotonic() < deadline:
+            seen = seen[-len(line) :] + log.read()
+            if line.encode() in seen:
+                worker.proc.send_signal(signal.SIGSTOP)
+                return
+            assert worker.alive, f"worker {worker.name} exited:\n{worker.tail()}"
+            time.sleep(0.001)
+    raise AssertionError(f"{worker.name} never logged {line!r}")
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_as_it_is_assigned_its_partitions_writes_nothing_over_their_owner(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """A reviewer's race: a second worker joins a worker busy with a backlog and is stopped as
+    faust hands it its assignment, past its session timeout. The first worker takes every
+    partition back and scores them. The lease was first renewed by the assignment as the scorer
+    saw it, after the stop: resumed, the second worker held a fresh lease for a generation the
+    group had dropped, applied and wrote over the first (29-31 of 120 final snapshots differed
+    in three of three tries). A generation now holds a lease only once a heartbeat confirmed it."""
+    events = simulate_and_score(tmp_path / "history", seed=17, accounts=120, months=4)
+    deployment = deploy(
+        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
+    )
+    first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
+    deployment.wait_group(1, timeout=180)  # bounds a hang: joining takes a while on a busy machine
+    deployment.replay(events.events)
+    deployment.wait_for(
+        "the worker to be busy with the backlog",
+        lambda: deployment.committed() >= len(events.lines) // 10,
+        timeout=180,  # bounds a hang only
+    )
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    stop_at_line(second, "Executing _on_partitions_assigned")
+    try:
+        deployment.wait_group(1, timeout=180)  # the group drops it after its session
+        # Resumed while the first still works the backlog: the second seeks to offsets the first
+        # is moving past, and what it applies then is older than what the first writes.
+        assert deployment.committed() < len(events.lines), "too late: the backlog is done"
+    finally:
+        second.proc.send_signal(signal.SIGCONT)
+    deployment.settle(first, second)
+    assert_no_offsets_skipped(first, second)
+    assert_same_as_offline(deployment, events)
+    assert not deployment.dead_letters()
+
+
 # -- 5. a second worker joins mid-stream ---------------------------------------------------------
 
 
