@@ -31,15 +31,16 @@ async def _send_and_wait(
     Raises `Fenced` once a record was given up at the fence (`stream/membership.py`): the
     worker may have lost its partitions, and these outputs are dropped, not sent again."""
     sent: list[Awaitable[Any] | BaseException] = []
+    fenced: Fenced | None = None
     for record in records:
         try:
             sent.append(await publish(*record))
-        except Fenced:
-            raise
+        except Fenced as exc:
+            fenced = exc  # the rest unsent; those sent are awaited (each fails at the fence too)
+            break
         except Exception as exc:
             sent.append(exc)
     failures: list[tuple[int, str]] = []
-    fenced: Fenced | None = None
     for index, outcome in enumerate(sent):  # every outcome is awaited, failed or not
         if not isinstance(outcome, BaseException):
             try:

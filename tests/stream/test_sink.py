@@ -82,3 +82,34 @@ async def test_a_flush_after_a_failed_one_fails_too_and_delivers_nothing(
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(flushed, 5)
     assert published == []
+
+
+async def test_outputs_given_up_at_the_fence_raise_fenced_and_leave_no_failure_unretrieved() -> None:
+    """A rebalance while the membership is in doubt gives the outputs up: the delivery ends with
+    `Fenced` (not sent again for ever), and every record already handed to the producer is
+    awaited; before, asyncio logged 'Future exception was never retrieved' by the hundred."""
+    import gc
+
+    from streamer.stream.membership import Fenced
+    from streamer.stream.sink import deliver_in_order
+
+    loop = asyncio.get_running_loop()
+    unretrieved: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(str(context.get("message"))))
+    handed: list[asyncio.Future[None]] = []
+
+    async def publish(topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        if handed:
+            raise Fenced("outputs")
+        handed.append(loop.create_future())
+        loop.call_soon(handed[-1].set_exception, Fenced("produce requests"))
+        return handed[-1]
+
+    records = [("t", b"a", b"1"), ("t", b"b", b"2"), ("t", b"c", b"3")]
+    with pytest.raises(Fenced):
+        await deliver_in_order(records, publish, "alerts and snapshots")
+    handed.clear()
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert not unretrieved
