@@ -98,10 +98,14 @@ class Membership:
             clock = self.clock
 
             async def recorded() -> Any:
-                generation = coordinator.generation  # the one the request confirms
+                # When the request leaves, not when its answer is read: an answer the broker gave
+                # just before the process stood still is read after it resumes, and timed then it
+                # renewed the lease of a member the group may have dropped meanwhile. The broker
+                # times the session from the request's arrival, after this.
+                sent, generation = clock(), coordinator.generation
                 succeeded = await beat()
                 if succeeded:
-                    setattr(coordinator, RENEWED, (clock(), generation))
+                    setattr(coordinator, RENEWED, (sent, generation))
                 return succeeded
 
             coordinator._do_heartbeat = recorded

@@ -250,3 +250,21 @@ async def test_a_stop_while_in_doubt_writes_nothing_and_still_stops() -> None:
     world.scorer.changelogs = GivenUpChangelogs()
     await world.scorer.stop()
     assert world.scorer.stopped and ACCOUNT not in world.accounts and event.acked == 0
+
+
+def test_a_heartbeat_renews_the_lease_from_when_it_was_sent_not_when_its_answer_was_read() -> None:
+    """An answer read after the process stood still (the broker gave it before) renewed the
+    lease from the moment it was read: a fresh lease for a member the group may have dropped."""
+    now, coordinator = [0.0], Coordinator()
+
+    async def answered_after_a_pause() -> bool:
+        now[0] += 60.0  # the process stood still with the answer on its way
+        return True
+
+    coordinator._do_heartbeat = answered_after_a_pause  # type: ignore[method-assign]
+    membership = leased(coordinator, now)
+    assert membership.problem() is not None  # watched from here
+    heartbeat: Any = coordinator._do_heartbeat
+    assert asyncio.run(heartbeat())
+    doubt = membership.problem()
+    assert doubt is not None and doubt.alarming
