@@ -1231,10 +1231,13 @@ def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     deployment.wait_group(2, timeout=180)  # bounds a hang: joining takes a while on a busy machine
     deployment.replay(events.events)
-    deployment.wait_for(
+    # Polled every 50 ms without reading the outputs (`wait_for` reads them all each time, which
+    # on a busy machine let the backlog run past half before the stop: CI once).
+    wait_until(
         "the workers to be busy with the backlog",
         lambda: deployment.committed() >= len(events.lines) // 8,
-        timeout=180,  # bounds a hang only
+        deadline_s=180,  # bounds a hang only
+        every=0.05,
     )
     first.proc.send_signal(signal.SIGSTOP)
     try:
