@@ -125,3 +125,8 @@ def index_values(snapshot: dict[str, Any]) -> dict[str, str]:
         "renewal": str(epoch_ms(renewal)) if renewal else "",
         "churn_risk": "" if risk is None else repr(float(risk)),
     }
+
+
+def shown(value: Any) -> str:
+    """A key, member or field as a log or a message names it (bytes that are no UTF-8 replaced)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

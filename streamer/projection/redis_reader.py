@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from streamer.core.portfolio import PeriodSums
 from streamer.core.totals import FIELDS, add_up
 from streamer.projection import history
-from streamer.projection.codec import decode_sums, epoch_ms
+from streamer.projection.codec import decode_sums, epoch_ms, shown
 from streamer.projection.keys import Keys
 from streamer.projection.memory import StoreMemory, read_memory
 from streamer.wideints import narrow
@@ -73,11 +73,6 @@ def _text(value: Any) -> str:
 def _number(value: Any) -> int:
     """An integer stored as text (a partition number, a stream time)."""
     return int(_text(value))
-
-
-def _shown(value: Any) -> str:
-    """A member or field as a log names it (bytes that are no UTF-8 replaced)."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _point_at(score: float, raw: bytes | str) -> history.Point:
@@ -353,8 +348,8 @@ class ProjectionReader:
             try:
                 ids.append(_text(member))
             except UnicodeDecodeError:  # the rare case pays for the log's wording, not every id
-                shown = _shown(member)
-                ids.append(self.unreadable.decoded(key, shown, member, _text, f"{remove} {key} {shown}"))
+                named = shown(member)
+                ids.append(self.unreadable.decoded(key, named, member, _text, f"{remove} {key} {named}"))
         return ids
 
     async def page(
@@ -490,7 +485,7 @@ class ProjectionReader:
 
     def _decoded_name_count(self, key: str, raw_name: Any, raw_count: Any) -> tuple[str, int] | None:
         """(name, count) of one hash entry, or None when it cannot be read (logged)."""
-        field = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
+        field = shown(raw_name)
         return self.unreadable.decoded(key, field, raw_count, partial(_name_count, raw_name))
 
     async def members(self, which: str, names: Sequence[str]) -> set[str]:
@@ -512,7 +507,7 @@ class ProjectionReader:
         number."""
         key = self.keys.partitions
         numbers = sorted(
-            self.unreadable.required(key, _shown(n), n, _number, f"SREM {key} {_shown(n)}")
+            self.unreadable.required(key, shown(n), n, _number, f"SREM {key} {shown(n)}")
             for n in await self.redis.smembers(key)
         )
         if not numbers:
@@ -584,7 +579,7 @@ class ProjectionReader:
         found = Workers({}, {})
         for member, worker_id in zip(members, ids, strict=True):
             if worker_id is None:
-                found.unreadable[_shown(member)] = {"": "an id that is not UTF-8"}
+                found.unreadable[shown(member)] = {"": "an id that is not UTF-8"}
         known = [worker_id for worker_id in ids if worker_id is not None]
         values = await self.redis.mget([self.keys.worker(worker_id) for worker_id in known]) if known else []
         for worker_id, value in zip(known, values, strict=True):

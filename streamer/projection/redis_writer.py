@@ -65,7 +65,7 @@ from streamer.core.portfolio import PeriodSums
 from streamer.core.snapshot import PointFigures
 from streamer.jsonbytes import kept_json
 from streamer.projection import history, scripts
-from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, summary
+from streamer.projection.codec import at_risk, encode_sums, epoch_ms, index_values, profile, shown, summary
 from streamer.projection.history import thin
 from streamer.projection.keys import INDEXES, LAYOUT, Keys
 from streamer.projection.staging import AlertLimits, PartitionState, Staged, StagedAlert
@@ -139,10 +139,6 @@ UNEXPLAINED = (
     "one of these keys holds a value the workers never write (by hand, say): its writes are "
     "skipped until it is mended; the error says which value"
 )
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def without_password(url: str) -> str:
@@ -465,12 +461,12 @@ class RedisProjection:
 
     def _declared(self, args: tuple[Any, ...]) -> dict[str, str]:
         """The keys a command writes, each with the type the workers write there."""
-        command = _text(args[0]).upper()
+        command = shown(args[0]).upper()
         if command == "EVALSHA":
             names = {script.sha: name for name, script in self._scripts.items()}
-            keys = [_text(key) for key in args[3 : 3 + int(args[2])]]
-            return scripts.declared_types(names.get(_text(args[1]), ""), keys)
-        return {_text(args[1]): COMMAND_TYPES.get(command, "none")} if len(args) > 1 else {}
+            keys = [shown(key) for key in args[3 : 3 + int(args[2])]]
+            return scripts.declared_types(names.get(shown(args[1]), ""), keys)
+        return {shown(args[1]): COMMAND_TYPES.get(command, "none")} if len(args) > 1 else {}
 
     async def _types(self, keys: list[str]) -> dict[str, str]:
         """The type each key holds (left out: Redis did not say)."""
@@ -481,7 +477,7 @@ class RedisProjection:
             pipe.type(key)
         answers = await pipe.execute(raise_on_error=False)
         return {
-            key: _text(kind)
+            key: shown(kind)
             for key, kind in zip(keys, answers, strict=True)
             if not isinstance(kind, Exception)
         }
