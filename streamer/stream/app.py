@@ -41,8 +41,9 @@ from streamer.stream.loop_watch import LoopWatch
 from streamer.stream.membership import Fence
 from streamer.stream.offsets import ConsumerOffsets
 from streamer.stream.recent_alerts import recent_alerts
-from streamer.stream.scorer import CHECKPOINT_EVERY_S, STALL_S, Scorer
+from streamer.stream.scorer import CHECKPOINT_EVERY_S, Scorer
 from streamer.stream.sink import KafkaSink
+from streamer.stream.stalls import STALL_S
 from streamer.stream.tables import DurableTable, TablesWritten
 from streamer.stream.topics import (
     CHANGELOG_RECORD_MAX_BYTES,

@@ -405,7 +405,7 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
         a topic behind one never looked idle and the partition's other topics waited for it, up
         to the transaction's timeout (15 minutes at most; a producer opening one after another,
         for good). The scorer asks the broker for both ends before it counts a topic as idle,
-        and waits behind an open transaction a few seconds at most (`Scorer._idle_topics`)."""
+        and waits behind an open transaction a few seconds at most (`InputReach.idle_topics`)."""
         consumer = self._ensure_consumer()
         stable = consumer.last_stable_offset(tp)
         if isinstance(stable, int) and stable >= 0:

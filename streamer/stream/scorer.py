@@ -23,10 +23,9 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.events import Event
@@ -45,6 +44,7 @@ from streamer.stream.accounts import TableAccounts
 from streamer.stream.bounded_batches import Unread
 from streamer.stream.checkpoint import Checkpoint, acknowledge_each
 from streamer.stream.context import acting_as
+from streamer.stream.counters import Counters
 from streamer.stream.dead_letters import (
     DeadLetterLog,
     Ledger,
@@ -53,9 +53,12 @@ from streamer.stream.dead_letters import (
     encode_position,
     position_key,
 )
-from streamer.stream.membership import Doubt, Fence, Fenced
+from streamer.stream.membership import Fence, Fenced
 from streamer.stream.merge import PartitionMerge
 from streamer.stream.origin import ORIGIN_HEADER, Origin, decode_origin, encode_origin
+from streamer.stream.ports import Message, Offsets, Sink, TopicPartition
+from streamer.stream.reach import InputReach
+from streamer.stream.stalls import StallWatch
 from streamer.stream.tables import Changelogs, NoChangelogs
 from streamer.stream.topics import INPUT_RECORD_MAX_BYTES, RECORD_OVERHEAD_BYTES
 
@@ -68,95 +71,6 @@ log = logging.getLogger(__name__)
 Held = tuple[Any, Event, bool]
 
 
-class Message(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float
-    generation_id: int | None
-    origin: bytes | None  # the value of its `healthstream-origin` header (`streamer/stream/origin.py`)
-
-
-TopicPartition = tuple[str, int]
-
-
-class Offsets(Protocol):
-    """The consumer's view of the input topic partitions."""
-
-    def generation(self) -> int | None:
-        """The consumer group generation of the current assignment."""
-        ...
-
-    def settled(self) -> bool:
-        """False while a rebalance (and the table recovery after it) is under way."""
-        ...
-
-    def member_problem(self) -> Doubt | None:
-        """Why this worker may not act as the member its partitions were assigned to now (no
-        heartbeat succeeded for most of a session, or none yet in this generation:
-        `stream/membership.py`); None while its membership lease holds."""
-        ...
-
-    def assigned(self) -> set[TopicPartition]:
-        """The topic partitions this worker owns right now."""
-        ...
-
-    def highwater(self, topic: str, partition: int) -> int | None:
-        """The end offset the last fetch reported (None before one)."""
-        ...
-
-    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The end offsets as the broker reports them now (for a reader of committed
-        transactions: the last stable offsets)."""
-        ...
-
-    async def log_ends(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The end offsets as the broker reports them now, the records of transactions not yet
-        committed included (the high watermarks)."""
-        ...
-
-    async def restart_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where consumption of each partition (re)started at the assignment."""
-        ...
-
-    async def start_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The first offsets the broker still has (older ones were deleted by retention)."""
-        ...
-
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
-        """Read the partition again from `offset`."""
-        ...
-
-    def read_position(self, topic: str, partition: int) -> tuple[int, int] | None:
-        """(since, reach): the consumer handed over every record before `since` that it read,
-        and read on to `reach` without a record (transaction markers, aborted or compacted
-        records in between). None: not known."""
-        ...
-
-    async def created_again(self, topic: str) -> None:
-        """The input topic was deleted and created again: give it the input topics' settings
-        (created by an operator or by the broker on demand, it has the broker's defaults)."""
-        ...
-
-    def start_over(self, topic: str, partition: int, start: int | None = None) -> None:
-        """Forget the consumer's reads, acknowledgements and commit of a partition whose topic
-        was deleted and created again (they were the old topic's): reading goes on from `start`,
-        the new topic's first offset, or a `seek` follows."""
-        ...
-
-    def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
-        """Let commits pass offsets `start..stop-1`: they hold no record, or the stored state
-        has them (never delivered since the assignment, so never acknowledged otherwise)."""
-        ...
-
-
-STALL_S = 10.0  # a partition with a backlog that delivered nothing for this long is read again
-# A topic whose next records belong to a transaction not yet committed holds its partition's
-# merge back (they may be older than what the other topics delivered) for at most this long at
-# one offset: a producer that left a transaction open holds it up to the transaction's timeout.
-OPEN_TRANSACTION_WAIT_S = 5.0
 # Messages applied between two checkpoints (all partitions). A merge can hold tens of thousands:
 # at a start (or after a rebalance) a backlog's big topic delivers long before a small one of
 # the same partition has delivered anything, and everything waits for it. Released at once,
@@ -178,43 +92,6 @@ YIELD_EVERY = 200
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
 # Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
 _partition_of = lru_cache(maxsize=1 << 17)(partition_of)
-
-
-class Sink(Protocol):
-    """Where results go: Kafka output topics in the worker, lists in tests."""
-
-    def alert(self, alert: dict[str, Any]) -> None: ...
-    def snapshot(self, snapshot: dict[str, Any]) -> None: ...
-    def dead_letter(self, record: dict[str, Any]) -> None: ...
-    def reroute(self, topic: str, key: bytes, value: bytes, partition: int, origin: bytes) -> None: ...
-    def flush(self) -> Awaitable[None]: ...
-    async def discard(self) -> None:
-        """Drop the outputs not yet delivered (`Scorer._drop_unwritten`)."""
-
-
-@dataclass
-class Counters:
-    """Running totals for logs and metrics."""
-
-    processed: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    rerouted: int = 0
-    copies_again: int = 0  # re-routed copies sent again, handled already (`streamer/state/copies.py`)
-    stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
-    reread: int = 0  # delivered again after a restart or rebalance, already in the stored state
-    dead_letters_known: int = 0  # rejected again after a restart: its dead letter already written
-    offset_gaps: int = 0  # input offsets lost for good: gone from Kafka before they were read
-    gap_rereads: int = 0  # deliveries that skipped offsets, refused and read again from the first
-    empty_offsets: int = 0  # input offsets without a record (transaction markers, aborted records)
-    consumer_gaps: int = 0  # offset ranges faust's consumer recorded as gaps (counted by it)
-    rereads: int = 0  # stalled partitions sought back to their next offset
-    alerts: int = 0
-    snapshots: int = 0
-    batches: int = 0
-    by_rule: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    last_latency_s: float = 0.0
 
 
 class Pending:
@@ -328,18 +205,14 @@ class Scorer:
         # as handled: the floor a re-routed copy carries (`streamer/state/copies.py`)
         self._floors: dict[TopicPartition, int] = {}
         self.peers_written: dict[int, int] = {}  # partition -> midnight of its stored newest reference
-        self.assigned_at = time.monotonic()
-        self._delivered: dict[TopicPartition, float] = {}  # last delivery (or re-read) per input
-        # per input, the last offset range found without records (`_next_offsets`)
-        self._empty: dict[TopicPartition, tuple[int, int]] = {}
-        # per input, the offset it waits at behind a transaction not yet committed, and since when
-        self._behind_open: dict[TopicPartition, tuple[int, float]] = {}
+        self.stalls = StallWatch()  # when each input last delivered (`reread_stalled`)
         self.lock = asyncio.Lock()
         self.paused = False  # between a revocation and the next assignment
         self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
         self.revoking = False  # a rebalance waits for the batch in flight: release no more after it
         self.stopped = False  # the last checkpoint of a stop is in Kafka (the local stores agree)
         self.counters = Counters()
+        self.reach = InputReach(offsets, self.counters, self.merges)  # what each input delivers next
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
         # The largest record the input topics take, as the broker last said (`topics.describe_inputs`).
         self.input_record_limit = INPUT_RECORD_MAX_BYTES
@@ -415,11 +288,9 @@ class Scorer:
         self.ledgers.clear()
         self._started_over.clear()
         self.peers_written.clear()
-        self._delivered.clear()
-        self._empty.clear()
-        self._behind_open.clear()
+        self.stalls.forget()
+        self.reach.forget()
         self._pending = Pending()  # never acknowledged: read again, applied to the stored state
-        self.assigned_at = time.monotonic()
 
     async def open_assigned(self) -> None:
         """Build the engine of every owned partition that has none yet (engines are otherwise
@@ -541,7 +412,7 @@ class Scorer:
                     if missing is not None:
                         gaps[tp] = (missing, offset)
                         continue
-                self._delivered[tp] = now
+                self.stalls.delivered(tp, now)
                 record = records.get(partition) or self._record(partition)
                 if record.offsets.contains(topic, offset):
                     # Applied before a restart or rebalance: the stored accounts contain it.
@@ -574,7 +445,7 @@ class Scorer:
             await self._release_all(done)
             if events:
                 self.counters.last_latency_s = max(0.0, time.time() - events[-1].message.timestamp)
-            self._busy(now)
+            self.stalls.busy(now)
 
     def _in_account_record(self, message: Message, event: Event) -> bool:
         """Whether the stored record of the event's account lists this message as applied.
@@ -667,7 +538,8 @@ class Scorer:
         follows: int | None = getattr(message, "follows", None)  # an `InputRecord`'s
         if follows is not None and follows <= missing:
             # The consumer read on from `follows` to the message without a record in between.
-            self._passed_over(topic, partition, missing, message.offset, "skipped by the consumer's fetcher")
+            how = "skipped by the consumer's fetcher"
+            self.reach.passed_over(topic, partition, missing, message.offset, how)
             if missing > expected:
                 self.offsets.acknowledge_passed(topic, partition, expected, missing)  # stored
             return None
@@ -716,15 +588,6 @@ class Scorer:
         )
         await self.offsets.created_again(topic)
 
-    def _passed_over(self, topic: str, partition: int, start: int, stop: int, how: str) -> None:
-        """Offsets `start..stop-1` hold no record a committed read delivers: acknowledge them."""
-        self.counters.empty_offsets += stop - start
-        log.debug(
-            "passed over input offsets without records",
-            extra={"topic": topic, "partition": partition, "from": start, "to": stop - 1, "how": how},
-        )
-        self.offsets.acknowledge_passed(topic, partition, start, stop)
-
     async def release_idle(self) -> None:
         """Periodically: release what became ready because topics went idle meanwhile."""
         async with self.lock:
@@ -733,18 +596,9 @@ class Scorer:
             if not self.paused and any(len(merge) for merge in self.merges.values()):
                 started = time.monotonic()
                 await self._release_all([])
-                self._busy(started)
+                self.stalls.busy(started)
             elif not self.paused and self._checkpoint_due():
                 await self._checkpoint()
-
-    def _busy(self, since: float) -> None:
-        """The scorer worked from `since` until now: input waited in the consumer meanwhile, so
-        that time does not count towards a partition's silence (`reread_stalled`). Without this
-        a batch longer than `STALL_S` (a busy machine) made every partition look stalled."""
-        busy = time.monotonic() - since
-        self.assigned_at += busy
-        for tp in self._delivered:
-            self._delivered[tp] += busy
 
     async def reread_stalled(self) -> None:
         """Liveness: read a partition again when it has a backlog but delivered nothing for
@@ -753,16 +607,12 @@ class Scorer:
         async with self.lock:
             now = time.monotonic()
             if not self.offsets.settled():
-                self.assigned_at = now  # nothing is fetched during a rebalance: not a stall
+                self.stalls.assigned_at = now  # nothing is fetched during a rebalance: not a stall
                 return
-            silent = [
-                tp
-                for tp in sorted(self.offsets.assigned())
-                if tp[0] in self.families and now - self._delivered.get(tp, self.assigned_at) > STALL_S
-            ]
+            silent = self.stalls.silent([tp for tp in self.offsets.assigned() if tp[0] in self.families], now)
             if not silent:
                 return
-            next_offsets = await self._next_offsets(silent)
+            next_offsets = await self.reach.next_offsets(silent)
             ends = await self.offsets.end_offsets([tp for tp in silent if tp in next_offsets])
             for tp, end in ends.items():
                 if end > next_offsets[tp]:
@@ -774,7 +624,7 @@ class Scorer:
                     self.counters.rereads += 1
                 elif end < next_offsets[tp]:
                     await self._read_created_again(*tp, end, next_offsets[tp])
-                self._delivered[tp] = now  # checked: look again in STALL_S
+                self.stalls.delivered(tp, now)  # checked: look again in STALL_S
 
     async def _read_created_again(self, topic: str, partition: int, end: int, read_to: int) -> None:
         """The topic partition ends before where this worker read it to: the topic was deleted
@@ -790,34 +640,6 @@ class Scorer:
         self.offsets.start_over(topic, partition)
         start = (await self.offsets.start_offsets([(topic, partition)])).get((topic, partition), 0)
         await self.offsets.seek(topic, partition, start)
-
-    async def _next_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The offset each input partition delivers next: after the last one delivered since
-        the assignment, or else the one consumption restarted from; past offsets without a
-        record that the consumer has read beyond (a trailing transaction marker would hold
-        its topic's end ahead of the last delivery for ever)."""
-        known, unknown = {}, []
-        for topic, partition in tps:
-            merge = self.merges.get(partition)
-            offset = merge.next_offset.get(topic) if merge is not None else None
-            if offset is None:
-                unknown.append((topic, partition))
-            else:
-                known[(topic, partition)] = offset
-        if unknown:
-            known.update(await self.offsets.restart_offsets(unknown))
-        for tp, offset in known.items():
-            read = self.offsets.read_position(*tp)
-            if read is None:
-                continue
-            since, position = read
-            if since <= offset < position:
-                # Every record the consumer read was delivered here: the rest held none.
-                known[tp] = position
-                if self._empty.get(tp) != (offset, position):
-                    self._empty[tp] = (offset, position)
-                    self._passed_over(*tp, offset, position, "read past by the consumer")
-        return known
 
     async def _release_all(self, done: list[Any]) -> None:
         """`_release` until the merges hold nothing ready: a checkpoint per `RELEASE_MAX` messages.
@@ -854,7 +676,7 @@ class Scorer:
         owned = {partition for topic, partition in self.offsets.assigned() if topic in self.families}
         for partition in [p for p in self.merges if p not in owned]:
             del self.merges[partition]  # revoked meanwhile: never write state or outputs for it
-        idle = await self._idle_topics([p for p, merge in self.merges.items() if len(merge)])
+        idle = await self.reach.idle_topics([p for p, merge in self.merges.items() if len(merge)])
         self._held_back = False
         budget = RELEASE_MAX  # messages applied before this checkpoint, over all partitions
         applying = 0  # messages applied in this release: the loop turns every `YIELD_EVERY`
@@ -1100,59 +922,6 @@ class Scorer:
             if mark is not None:
                 marks[topic] = mark
         return marks
-
-    async def _idle_topics(self, partitions: Sequence[int]) -> dict[int, set[str]]:
-        """Per partition, the topics with nothing more to deliver right now.
-
-        A topic is idle when the offset it delivers next has reached its end offset as the
-        broker reports it *now*: the fetcher's high watermark can be older than messages of
-        other topics already delivered, and a topic idle by a stale end would let newer events
-        pass older ones still on their way. The fetcher's figure only spares the broker the
-        question for topics that visibly have more to deliver.
-
-        The end counts the records of transactions not yet committed (`_behind_open`): a
-        transaction commits on one partition after another, so a topic read to its last stable
-        offset can still have records of a transaction whose records on another topic were
-        delivered already. Idle by its stable end, the subscriptions of a history published in
-        transactions let that transaction's usage (weeks later in event time) through first, and
-        then were refused as too late (6 events of a 30-account history, on a worker starting).
-        """
-        idle: dict[int, set[str]] = defaultdict(set)
-        if not partitions:
-            return idle
-        inputs = [(topic, p) for p in partitions for topic in self.merges[p].topics]
-        next_offsets = await self._next_offsets(inputs)
-        maybe = []
-        for tp, offset in next_offsets.items():
-            highwater = self.offsets.highwater(*tp)
-            if highwater is None or offset >= highwater:
-                maybe.append(tp)
-        if maybe:
-            now = time.monotonic()
-            # Both ends at once, from the broker now: the fetcher's figures can be older.
-            ends, stable = await asyncio.gather(self.offsets.log_ends(maybe), self.offsets.end_offsets(maybe))
-            for tp, end in ends.items():
-                offset = next_offsets[tp]
-                if offset >= end:
-                    self._behind_open.pop(tp, None)
-                    idle[tp[1]].add(tp[0])
-                elif tp in stable and offset >= stable[tp]:
-                    if self._waited_behind_open(tp, offset, now):
-                        idle[tp[1]].add(tp[0])
-                else:
-                    self._behind_open.pop(tp, None)  # committed records to deliver first
-        return idle
-
-    def _waited_behind_open(self, tp: TopicPartition, offset: int, now: float) -> bool:
-        """Whether the topic partition, read to its last stable offset `offset` with records of
-        a transaction not yet committed after it, has waited at that offset for
-        `OPEN_TRANSACTION_WAIT_S`: it counts as idle then. Before, it holds its partition's
-        merge back: the transaction may be committing (on this topic after the others) and its
-        records here older than those delivered."""
-        waiting = self._behind_open.get(tp)
-        if waiting is None or waiting[0] != offset:
-            self._behind_open[tp] = waiting = (offset, now)
-        return now - waiting[1] >= OPEN_TRANSACTION_WAIT_S
 
     def _admit(self, message: Message) -> Event | None:
         """Decode and bound a message (`intake.admit`); dead-letter or re-route it here, or

@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, CommitWatch, RecentLatency, worker_stats
-from streamer.stream.scorer import Counters
+from streamer.stream.counters import Counters
 from streamer.view.metrics import worker_families
 
 

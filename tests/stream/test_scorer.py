@@ -17,7 +17,9 @@ from streamer.partitioning import partition_of
 from streamer.state.codec import StateDecodeError, decode_account_record, decode_partition, encode_partition
 from streamer.state.partition import AppliedOffsets, PartitionRecord
 from streamer.stream import accounts as accounts_module
+from streamer.stream import reach as reach_module
 from streamer.stream import scorer as scorer_module
+from streamer.stream import stalls as stalls_module
 from tests.fixtures import FakeSink
 from tests.stream.world import (
     ACCOUNT,
@@ -60,7 +62,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The scorer's monotonic clock, moved by hand: `clock[0] += seconds`."""
     now = [1000.0]
     fake_time = SimpleNamespace(monotonic=lambda: now[0], time=time.time, perf_counter=time.perf_counter)
-    monkeypatch.setattr(scorer_module, "time", fake_time)
+    for module in (scorer_module, reach_module, stalls_module):
+        monkeypatch.setattr(module, "time", fake_time)
     return now
 
 
@@ -313,7 +316,7 @@ async def test_a_transaction_left_open_holds_its_partition_for_a_bounded_time(
     behind_a_transaction(world, 1)  # a producer that began a transaction and hangs
     usage = world.usage(0)
     await world.scorer.process([usage])
-    clock[0] += scorer_module.OPEN_TRANSACTION_WAIT_S - 0.1
+    clock[0] += reach_module.OPEN_TRANSACTION_WAIT_S - 0.1
     await world.scorer.release_idle()
     assert usage.acked == 0 and not world.applied()
     clock[0] += 0.2
@@ -333,7 +336,7 @@ async def test_committed_records_the_fetcher_has_not_seen_hold_their_partition_p
     world.offsets.ends[(SUBS, PARTITION)] = 6  # the broker's: a committed record at 5
     usage = world.usage(0)
     await world.scorer.process([usage])
-    clock[0] += 2 * scorer_module.OPEN_TRANSACTION_WAIT_S
+    clock[0] += 2 * reach_module.OPEN_TRANSACTION_WAIT_S
     await world.scorer.release_idle()
     assert usage.acked == 0 and not world.applied()
     assert (SUBS, PARTITION) in world.offsets.asked_log_ends
@@ -394,7 +397,7 @@ async def test_a_silent_partition_with_a_backlog_is_read_again_from_its_next_off
     offsets.restarts[(USAGE, PARTITION)] = 3
     await world.scorer.process([world.usage(3)])  # usage delivered just now: not silent
 
-    world.scorer.assigned_at -= scorer_module.STALL_S + 1
+    world.scorer.stalls.assigned_at -= stalls_module.STALL_S + 1
     await world.scorer.reread_stalled()
     assert offsets.seeks == [(SUBS, PARTITION, 5)]
     assert world.scorer.counters.rereads == 1
@@ -407,7 +410,7 @@ async def test_a_silent_partition_with_a_backlog_is_read_again_from_its_next_off
 async def test_a_stalled_topic_is_sought_to_the_offset_after_the_last_one_delivered(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scorer_module, "STALL_S", -1.0)  # everything counts as silent
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
     offsets = world.offsets
     offsets.ends[(USAGE, PARTITION)] = 10
     offsets.restarts[(USAGE, PARTITION)] = 3  # not where it resumes: offset 3 was delivered
@@ -428,7 +431,7 @@ async def test_partitions_that_delivered_recently_are_not_sought(world: World) -
 async def test_time_spent_on_a_long_batch_is_not_silence(
     world: World, clock: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world.scorer.assigned_at = clock[0]
+    world.scorer.stalls.assigned_at = clock[0]
     offsets = world.offsets
     offsets.restarts[(SUBS, PARTITION)] = 5
     offsets.ends[(SUBS, PARTITION)] = 7  # a backlog: its fetches wait while the scorer works
@@ -436,7 +439,7 @@ async def test_time_spent_on_a_long_batch_is_not_silence(
     end_offsets = offsets.end_offsets
 
     async def slow_end_offsets(tps: Any) -> Any:
-        clock[0] += scorer_module.STALL_S + 5  # a busy machine: the batch takes that long
+        clock[0] += stalls_module.STALL_S + 5  # a busy machine: the batch takes that long
         return await end_offsets(tps)
 
     monkeypatch.setattr(offsets, "end_offsets", slow_end_offsets)
@@ -445,7 +448,7 @@ async def test_time_spent_on_a_long_batch_is_not_silence(
     await world.scorer.reread_stalled()
     assert offsets.seeks == []  # the other partitions could not deliver while it ran
 
-    clock[0] += scorer_module.STALL_S + 1  # then silent while the scorer waited: stalled
+    clock[0] += stalls_module.STALL_S + 1  # then silent while the scorer waited: stalled
     await world.scorer.reread_stalled()
     assert sorted(offsets.seeks) == [(SUBS, PARTITION, 5), (USAGE, PARTITION, 4)]
 
@@ -453,7 +456,7 @@ async def test_time_spent_on_a_long_batch_is_not_silence(
 async def test_nothing_is_read_again_during_a_rebalance_nor_just_after_it(world: World) -> None:
     world.offsets.restarts[(SUBS, PARTITION)] = 5
     world.offsets.ends[(SUBS, PARTITION)] = 7
-    world.scorer.assigned_at -= scorer_module.STALL_S + 1
+    world.scorer.stalls.assigned_at -= stalls_module.STALL_S + 1
     world.offsets.rebalancing = True  # a table recovery can take longer than STALL_S
     await world.scorer.reread_stalled()
     world.offsets.rebalancing = False
@@ -882,7 +885,7 @@ async def test_an_input_topic_created_again_while_read_is_read_from_its_new_star
 ) -> None:
     """Deleted and created again under a running worker: the consumer sat past the new topic's
     end and faust dropped its records below the old read offset, so it stalled without a word."""
-    monkeypatch.setattr(scorer_module, "STALL_S", -1.0)  # everything counts as silent
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
     offsets = world.offsets
     offsets.ends[(USAGE, PARTITION)] = 3
     await world.scorer.process([world.usage(0, T1), world.usage(1, T1), world.usage(2, T2)])
