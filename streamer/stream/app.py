@@ -243,6 +243,10 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     kafka = KafkaAccess.of(settings)
     app = ScoringApp(
         settings.app_id,
+        # faust reads some eighty environment variables of its own over what it is given here
+        # (`BROKER_URL`, which Celery uses too, `TOPIC_PARTITIONS`, `BROKER_SESSION_TIMEOUT`,
+        # ...): the worker's settings are `HEALTHSTREAM_*`, validated once, and nothing else.
+        env={},
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=faust_credentials(kafka),
         store=store or settings.store,

@@ -75,3 +75,28 @@ def test_a_failing_stop_hook_still_runs_the_others_and_fausts_own_stop(
     asyncio.run(app.on_stop())
     assert ran == ["failing", "after", "faust"]
     assert "a step of the worker's shutdown failed" in caplog.text
+
+
+def test_fausts_own_environment_variables_change_nothing_the_settings_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust reads some eighty variables of its own (`BROKER_URL`, `TOPIC_PARTITIONS`,
+    `BROKER_SESSION_TIMEOUT`, `PROCESSING_GUARANTEE`, ...) over what its app was given. Set for
+    another program (Celery reads `BROKER_URL`), they sent the worker to another broker, gave its
+    changelogs another partition count, or a session the membership lease did not know."""
+    fausts = {
+        "BROKER_URL": "kafka://elsewhere:9092",
+        "TOPIC_PARTITIONS": "9",
+        "BROKER_SESSION_TIMEOUT": "8",
+        "PROCESSING_GUARANTEE": "exactly_once",
+        "APP_DATADIR": str(tmp_path / "other"),
+    }
+    for name, value in fausts.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(app_id="hs-test", data_dir=tmp_path, kafka_bootstrap="127.0.0.1:9092")
+    app = create_app(settings, ScoreConfig(), store="memory://")
+    assert [str(url) for url in app.conf.broker] == ["kafka://127.0.0.1:9092"]
+    assert app.conf.topic_partitions == settings.partitions
+    assert app.conf.broker_session_timeout == settings.session_timeout_s
+    assert app.conf.processing_guarantee.value == "at_least_once"
+    assert Path(app.conf.datadir) == tmp_path
