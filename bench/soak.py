@@ -563,9 +563,13 @@ class Soak:
             }
             kafka = Kafka(stack.bootstrap)
             side = SidePublisher(stack.bootstrap, settings)
-            # faust reads these two: a killed member's partitions move after 8 s, not 60
+            # a killed member's partitions move after 8 s, not 60
             workers = Workers(
-                {**self.env(stack), "BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"},
+                {
+                    **self.env(stack),
+                    "HEALTHSTREAM_SESSION_TIMEOUT_S": "8",
+                    "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1",
+                },
                 self.root,
             )
             try:

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from test_stream import Deployment, deploy
+from test_stream import KILLED_MEMBER_LEAVES_SOON, Deployment, deploy
 
 from streamer.partitioning import partition_of
 
@@ -67,7 +67,12 @@ def die_once(deployment: Deployment, tmp_path: Path, after: str) -> None:
     reached Kafka (exit 137, before its checkpoint)."""
     marker = tmp_path / f"died-{after}"
     log = tmp_path / f"dying-{after}.log"
-    env = {**deployment.env(), "DIE_AFTER_DEAD_LETTERS_MARKER": str(marker), "DIE_AFTER": after}
+    env = {
+        **deployment.env(),
+        **deployment.worker_env,
+        "DIE_AFTER_DEAD_LETTERS_MARKER": str(marker),
+        "DIE_AFTER": after,
+    }
     with log.open("wb") as handle:
         dying = subprocess.Popen(
             [sys.executable, str(DYING_WORKER), "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT
@@ -85,7 +90,7 @@ def die_once(deployment: Deployment, tmp_path: Path, after: str) -> None:
 def test_a_worker_killed_after_writing_dead_letters_does_not_write_them_again(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:
-    deployment = deploy()
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)  # the restart waits 8 s for it, not 60
     deployment.create_topics()
     topic = deployment.topic("usage")
     values = [value for number, bad in enumerate(BAD) for value in (usage(number), bad)]
@@ -112,7 +117,7 @@ def test_a_worker_killed_after_rerouting_a_late_event_leaves_one_dead_letter(
     """Two copies of the late event reach its account's partition (the restarted worker re-routes
     it again); the second is skipped as handled, so the topic holds one dead letter. Before the
     copies carried their origin each copy got one."""
-    deployment = deploy()
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)  # the restart waits 8 s for it, not 60
     deployment.create_topics()
     topic = deployment.topic("usage")
     home = partition_of(ACCOUNT, deployment.settings().partitions)

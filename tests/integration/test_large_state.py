@@ -17,7 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from test_stream import PARTITIONS, Deployment, Worker, assert_same_as_offline, deploy, run_offline
+from test_stream import (
+    KILLED_MEMBER_LEAVES_SOON,
+    PARTITIONS,
+    Deployment,
+    Worker,
+    assert_same_as_offline,
+    deploy,
+    run_offline,
+)
 
 from streamer.partitioning import partition_of
 from streamer.stream.topics import CHANGELOG_RECORD_MAX_BYTES, changelog_topic
@@ -81,9 +89,7 @@ def test_an_account_over_a_megabyte_is_stored_and_recovered_by_a_worker_that_los
     whole.write_bytes(first_part.read_bytes() + second_part.read_bytes())
     offline = run_offline(whole, tmp_path / "offline")
 
-    deployment = deploy(
-        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
-    )
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
     first = deployment.start_worker("w1")
     deployment.replay(first_part)
     deployment.settle(first)  # fails at once if the worker exits

@@ -67,6 +67,9 @@ PARTITIONS = 4
 SETTLE_STUCK_S = 120.0
 SETTLE_DEADLINE_S = 900.0
 QUIET_S = 2.0  # outputs unchanged this long (and every input offset committed): finished
+# A killed member keeps its partitions until its session times out (60 s by default): a worker
+# restarted after a kill, or its peer, would wait that long for them. For tests that kill one.
+KILLED_MEMBER_LEAVES_SOON = {"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
 # What the broker answers about a consumer group while it has no coordinator for it yet: a fresh
 # broker creates __consumer_offsets on first use, a restarted one loads it again.
 NO_COORDINATOR_YET = (
@@ -1179,11 +1182,7 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
     """Also with a transactional producer, whose markers and aborted records take offsets that
     no read delivers: the restart starts from committed offsets at or between them."""
     events = history(13)
-    # A killed member keeps its partitions until its session times out (60 s by default), which
-    # would delay the restart that long.
-    deployment = deploy(
-        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
-    )
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
     first = deployment.start_worker("w1")
     deployment.wait_group(1)
     # Paced as if spread over a minute until the kill: the worker takes whatever a fetch returns
@@ -1224,9 +1223,7 @@ def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_
     membership lease (`streamer/stream/membership.py`) it then wrote that batch's snapshots and
     state, older than the new owner's, over them: offline's answers were lost for good."""
     events = simulate_and_score(tmp_path / "history", seed=17, accounts=120, months=4)
-    deployment = deploy(
-        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
-    )
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     deployment.wait_group(2, timeout=180)  # bounds a hang: joining takes a while on a busy machine
@@ -1285,9 +1282,7 @@ def test_a_worker_stopped_as_it_is_assigned_its_partitions_writes_nothing_over_t
     group had dropped, applied and wrote over the first (29-31 of 120 final snapshots differed
     in three of three tries). A generation now holds a lease only once a heartbeat confirmed it."""
     events = simulate_and_score(tmp_path / "history", seed=17, accounts=120, months=4)
-    deployment = deploy(
-        worker_env={"HEALTHSTREAM_SESSION_TIMEOUT_S": "8", "HEALTHSTREAM_HEARTBEAT_INTERVAL_S": "1"}
-    )
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
     deployment.wait_group(1, timeout=180)  # bounds a hang: joining takes a while on a busy machine
     deployment.replay(events.events)
