@@ -39,6 +39,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     GroupLoadInProgressError,
+    KafkaConnectionError,
     KafkaError,
     NotCoordinatorForGroupError,
 )
@@ -273,6 +274,16 @@ class Bus:
             self._admin = admin
         return self._admin
 
+    async def _admin_do(self, call: Callable[[AIOKafkaAdminClient], Coroutine[Any, Any, T]]) -> T:
+        """`call` with the admin client; once more if the broker had closed its connection. The
+        bus's loop runs only inside `run`, so aiokafka never reaps its idle connections, and the
+        broker closes one idle for 10 minutes: a module fixture's deployment sits that long
+        between its start and its teardown (`deployment.close`, which failed so once in CI)."""
+        try:
+            return await call(await self._admin_client())
+        except KafkaConnectionError:
+            return await call(await self._admin_client())  # aiokafka connects again
+
     async def _lag(self, group: str, topics: list[str]) -> dict[TopicPartition, int]:
         if self._probe is None:
             self._probe = await start_consumer(
@@ -280,7 +291,7 @@ class Bus:
             )
         partitions = [tp for topic in topics for tp in await topic_partitions(self._probe, topic)]
         end = await self._probe.end_offsets(partitions)
-        committed = await (await self._admin_client()).list_consumer_group_offsets(group)
+        committed = await self._admin_do(lambda admin: admin.list_consumer_group_offsets(group))
         lag = {}
         for tp in partitions:
             meta = committed.get(tp)
@@ -305,11 +316,11 @@ class Bus:
         return True
 
     async def _committed_in(self, group: str, topics: list[str]) -> int:
-        committed = await (await self._admin_client()).list_consumer_group_offsets(group)
+        committed = await self._admin_do(lambda admin: admin.list_consumer_group_offsets(group))
         return sum(max(meta.offset, 0) for tp, meta in committed.items() if tp.topic in topics)
 
     async def _group(self, group: str) -> tuple[str, int]:
-        (response,) = await (await self._admin_client()).describe_consumer_groups([group])
+        (response,) = await self._admin_do(lambda admin: admin.describe_consumer_groups([group]))
         (_error, _name, state, _protocol_type, _protocol, members) = response.groups[0]
         return state, len(members)
 
@@ -337,10 +348,10 @@ class Bus:
         return self.run(self._produce(topic, value, key, partition))
 
     async def _delete_topics(self, prefixes: tuple[str, ...]) -> None:
-        admin = await self._admin_client()
-        names = [name for name in await admin.list_topics() if name.startswith(prefixes)]
+        topics = await self._admin_do(lambda admin: admin.list_topics())
+        names = [name for name in topics if name.startswith(prefixes)]
         if names:
-            await admin.delete_topics(names)
+            await self._admin_do(lambda admin: admin.delete_topics(names))
 
     def delete_topics(self, *prefixes: str) -> None:
         self.run(self._delete_topics(prefixes))
