@@ -53,9 +53,14 @@ PYTEST := $(BIN)/pytest -q -n $(JOBS) --dist worksteal
 unit: $(READY)  ## fast tests only (no broker)
 	$(PYTEST) -m "not integration"
 
-# The core, stream-equals-offline and state tests once more on the pure-Python core, so both
-# cores stay correct and give the same answers.
-PURE_TESTS := tests/core tests/offline tests/state tests/stream
+# The tests that run the scoring core once more on the pure-Python core, so both cores stay
+# correct and give the same answers: the core's own, the state codec over its structures, the
+# offline runner, and the scorer's stream-equals-offline tests. Not those of the Kafka adapter,
+# the offline processes' orchestration or file sorting, which never reach a core module.
+PURE_TESTS := tests/core tests/state tests/offline/test_runner.py tests/offline/test_poison.py \
+	tests/stream/test_scorer.py tests/stream/test_poison_stream.py tests/stream/test_identity_stream.py \
+	tests/stream/test_copies_once.py tests/stream/test_dead_letters_once.py \
+	tests/stream/test_checkpoint.py tests/stream/test_accounts.py
 
 test: $(READY)  ## the whole suite (compiled core), then the core's tests on the pure-Python core (make test JOBS=4)
 	$(BIN)/ruff check streamer tests bench
