@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 # The full scenario (10 kills, 30 s outage, 40 accounts x 4 months) is `bench/soak.py`; this
 # one keeps every kind of fault at a size that suits the suite.
-SMALL = SoakPlan(accounts=20, months=3, replay_s=120.0, kills=3, redis_outage_s=10.0)
+SMALL = SoakPlan(accounts=20, months=3, replay_s=90.0, kills=3, redis_outage_s=10.0)
 
 
 @pytest.mark.slow
