@@ -234,6 +234,8 @@ def faust_credentials(kafka: KafkaAccess) -> CredentialsT | None:
     return None if context is None else faust.SSLCredentials(context)
 
 
+FAUST_REQUEST_TIMEOUT_S = 90.0  # faust's default `broker_request_timeout`
+
 # A request holds at least one record: the largest account record the changelog takes, with room
 # for the request's own framing.
 PRODUCER_MAX_REQUEST_BYTES = CHANGELOG_RECORD_MAX_BYTES + 64 * 1024
@@ -255,6 +257,9 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,
         broker_session_timeout=settings.session_timeout_s,
+        # faust refuses a session longer than its request timeout (90 s by default): a worker
+        # with a session of 90-1800 s, which the settings allow, ended in a traceback at start.
+        broker_request_timeout=max(FAUST_REQUEST_TIMEOUT_S, settings.session_timeout_s),
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",

@@ -100,3 +100,18 @@ def test_fausts_own_environment_variables_change_nothing_the_settings_say(
     assert app.conf.broker_session_timeout == settings.session_timeout_s
     assert app.conf.processing_guarantee.value == "at_least_once"
     assert Path(app.conf.datadir) == tmp_path
+
+
+@pytest.mark.parametrize("session_s", [60.0, 90.5, 1800.0])
+def test_every_session_timeout_the_settings_allow_gives_a_consumer(tmp_path: Path, session_s: float) -> None:
+    """faust refuses a session timeout above its request timeout when it creates the consumer,
+    90 s by default: a worker with a session of 91 s ended there in a traceback."""
+    settings = Settings(
+        app_id="hs-test", data_dir=tmp_path, session_timeout_s=session_s, heartbeat_interval_s=3
+    )
+    app = create_app(settings, ScoreConfig(), store="memory://")
+
+    async def consumer() -> object:
+        return app.consumer._thread._create_worker_consumer(app.transport)
+
+    assert asyncio.run(consumer()) is not None
