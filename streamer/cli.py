@@ -12,6 +12,7 @@ from click.utils import make_default_short_help
 from pydantic import ValidationError
 
 from streamer import __version__
+from streamer.foreign_env import set_aside_warnings
 from streamer.variables import unknown_variables
 
 USAGE_ERROR = 2
@@ -108,7 +109,7 @@ class Commands(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        for warning in unknown_variables(os.environ):
+        for warning in [*set_aside_warnings(), *unknown_variables(os.environ)]:
             click.echo(f"streamer: warning: {warning}", err=True)
         try:
             return super().invoke(ctx)

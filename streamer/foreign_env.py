@@ -1,0 +1,59 @@
+"""Environment variables other libraries would read behind the validated settings, set aside
+before they can.
+
+healthstream reads `HEALTHSTREAM_*` only (`settings.py`, validated once). Two of its libraries
+read variables of their own when they are imported, and took them over what healthstream says:
+
+- faust reads `FAUST_*` / `F_*` names at import: an event loop to install (`F_LOOP=uvloop`),
+  ports and timeouts parsed as numbers (`F_WEB_PORT=abc` ended every command in a traceback),
+  `FAUST_STRICT` (any value, `0` included, stopped a worker once it reached the broker);
+- prometheus_client keeps every metric in files under `PROMETHEUS_MULTIPROC_DIR`: a folder that
+  did not exist made the view's /healthz, /metrics and API answer 500, and `notify` exit.
+
+The package removes them from its process's environment as it is imported (`streamer/__init__.py`),
+before anything imports either library; its children (a demo's worker and view) do not see them
+either. The command line names each one in a warning (`set_aside_warnings`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+# faust/types/_env.py and faust/__init__.py (faust-streaming 0.15), each under both prefixes;
+# F_WEB_BIND is read under its prefixes too (FAUST_F_WEB_BIND, F_F_WEB_BIND).
+_FAUST_NAMES = (
+    "DEBUG",
+    "WORKDIR",
+    "DATADIR",
+    "BLOCKING_TIMEOUT",
+    "FORCE_BLOCKING_TIMEOUT",
+    "CONSOLE_PORT",
+    "STRICT",
+    "WEB_PORT",
+    "F_WEB_BIND",
+    "WEB_TRANSPORT",
+    "LOOP",
+)
+FAUST = tuple(prefix + name for name in _FAUST_NAMES for prefix in ("FAUST_", "F_"))
+PROMETHEUS = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+FOREIGN = (*FAUST, *PROMETHEUS)
+
+_set_aside: list[str] = []  # the names removed from this process's environment, in order
+
+
+def set_aside(environ: MutableMapping[str, str] = os.environ) -> list[str]:
+    """Remove the variables of `FOREIGN` from `environ`; the names removed (also kept for
+    `set_aside_warnings`)."""
+    removed = [name for name in FOREIGN if environ.pop(name, None) is not None]
+    _set_aside.extend(removed)
+    return removed
+
+
+def set_aside_warnings() -> list[str]:
+    """One line per variable `set_aside` removed from this process's environment."""
+    return [
+        f"{name} is {'faust' if name in FAUST else 'prometheus_client'}'s, not healthstream's: it is "
+        "ignored (healthstream reads HEALTHSTREAM_* variables only)"
+        for name in _set_aside
+    ]
