@@ -142,13 +142,22 @@ UNEXPLAINED = (
 
 
 def without_password(url: str) -> str:
-    """`url` with its password, if it has one, shown as `***` (for banners, logs and errors)."""
+    """`url` with its password, if it has one, shown as `***` (for banners, logs and errors):
+    before the host, or as the `password` query option, which redis-py reads too (a unix socket's
+    only way to give one)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        url = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    base, question, query = url.partition("?")
+    if not question:
         return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    options = [option.partition("=") for option in query.split("&")]
+    shown = [
+        f"{name}={'***' if name == 'password' else value}" if eq else name for name, eq, value in options
+    ]
+    return f"{base}?{'&'.join(shown)}"
 
 
 def connect(url: str) -> Redis:

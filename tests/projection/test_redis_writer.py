@@ -539,6 +539,12 @@ async def test_a_key_of_another_type_skips_its_write_and_lets_the_others_through
         ),
         ("redis://ops:p%40ss@cache/1", "redis://ops:***@cache/1"),
         ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        ("redis://127.0.0.1:6379/0?password=s3cret", "redis://127.0.0.1:6379/0?password=***"),
+        (
+            "unix:///run/redis.sock?db=2&password=s3&cret=x&socket_timeout=5",
+            "unix:///run/redis.sock?db=2&password=***&cret=x&socket_timeout=5",
+        ),
+        ("redis://:a@cache/0?password=b&flag", "redis://:***@cache/0?password=***&flag"),
     ],
 )
 def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
