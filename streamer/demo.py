@@ -206,6 +206,10 @@ def _demo(
 
     view_settings = ViewSettings()
     port = view_settings.port if port is None else port
+    if port == 0:  # a port the system picks: the banner could not name it
+        raise click.UsageError(
+            "HEALTHSTREAM_VIEW_PORT=0: the demo's dashboard needs a port of its own (or --port)"
+        )
     # The view runs in a child whose errors go to its log: a port in use left the demo printing a
     # dashboard address that served another deployment's view, or nothing.
     problem = _dashboard_unavailable(view_settings.host, port)
@@ -221,6 +225,7 @@ def _demo(
         "HEALTHSTREAM_APP_ID": APP_ID,
         "HEALTHSTREAM_DATA_DIR": str(state),
         "HEALTHSTREAM_VIEW_PORT": str(port),
+        "HEALTHSTREAM_PROJECTION": "redis",  # the dashboard reads it (`off` in the shell emptied it)
     }
     settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=PREFIX, app_id=APP_ID)
     click.echo(_clean_previous_run(settings, stack.redis_url, state), err=True)
@@ -236,9 +241,11 @@ def _demo(
             "HEALTHSTREAM_APP_ID",
         )
     )
+    # A token in the shell's HEALTHSTREAM_VIEW_TOKEN reaches the view too: the bare address answered 401.
+    token_hint = "?access_token=<HEALTHSTREAM_VIEW_TOKEN>" if view_settings.secret else ""
     click.echo(
         f"\nhealthstream demo\n"
-        f"  dashboard  http://127.0.0.1:{port}/  (API under /api, described at /openapi.json)\n"
+        f"  dashboard  http://127.0.0.1:{port}/{token_hint}  (API under /api, described at /openapi.json)\n"
         f"  Kafka {settings.kafka_bootstrap}, Redis {stack.redis_url}\n"
         f"  topics {PREFIX}{{subscriptions,usage,tickets,surveys}} -> {PREFIX}{{alerts,health,deadletter}}\n"
         f"  logs {HOME}/worker.log, {HOME}/view.log; worker state {state}\n"

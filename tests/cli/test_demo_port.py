@@ -45,3 +45,17 @@ def test_a_seed_the_simulation_cannot_take_is_refused_before_anything_starts(
     assert (
         f"Invalid value for '--seed': {seed} is not in the range 0<=x<=18446744073709551615" in result.output
     )
+
+
+def test_a_view_port_of_0_is_refused_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system picks a port 0 listener's port: the demo printed `http://127.0.0.1:0/` while
+    its view listened elsewhere (`--port` refuses 0 already)."""
+
+    def no_stack(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the demo started the stack before checking the dashboard's port")
+
+    monkeypatch.setattr(streamer.local.stack, "ensure_up", no_stack)
+    monkeypatch.setenv("HEALTHSTREAM_VIEW_PORT", "0")
+    result = CliRunner().invoke(demo, [])
+    assert result.exit_code == 2, result.output
+    assert "HEALTHSTREAM_VIEW_PORT=0: the demo's dashboard needs a port of its own" in result.output

@@ -112,7 +112,8 @@ def test_demo_honours_the_view_port_variable_prints_the_exports_and_reuses_its_n
     run while it streams is refused. Ctrl-C while it publishes (some 19,000 events at 100/s)
     stops it as quietly as when it watches."""
     port = free_port()
-    env = {**os.environ, **stack.env(), "HEALTHSTREAM_VIEW_PORT": str(port)}
+    # A shell's projection switched off reached the demo's worker: its dashboard stayed empty.
+    env = {**os.environ, **stack.env(), "HEALTHSTREAM_VIEW_PORT": str(port), "HEALTHSTREAM_PROJECTION": "off"}
     options = ["--accounts", "30", "--months", "3", "--rate", "100"]
     argv = [sys.executable, "-m", "streamer.cli", "demo", *options]
     demo = subprocess.Popen(
