@@ -466,10 +466,15 @@ class Rules(Strict):
         return self
 
 
+# The built-in rates are US dollars per unit: they hold only while USD is the reporting currency.
+BUILT_IN_RATES_BASE = "USD"
+BUILT_IN_RATES = {"EUR": Decimal("1.08"), "GBP": Decimal("1.27")}
+
+
 class Currency(Strict):
-    reporting: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    reporting: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = BUILT_IN_RATES_BASE
     rates: dict[str, Decimal] = Field(
-        default_factory=lambda: {"EUR": Decimal("1.08"), "GBP": Decimal("1.27")},
+        default_factory=lambda: dict(BUILT_IN_RATES),
         description="Units of the reporting currency per one unit of each other currency",
     )
 
@@ -484,6 +489,29 @@ class Currency(Strict):
             if not rate <= MAX_RATE:
                 raise ValueError(f"rate for {code} must be at most {MAX_RATE}, got {rate}")
         return rates
+
+    @model_validator(mode="after")
+    def _rates_of_the_reporting_currency(self) -> Self:
+        """Rates are per unit of the reporting currency. With `reporting = "EUR"` alone the
+        built-in dollar rates were read as euro rates (a pound billed as 1.27 euros), their
+        `EUR = 1.08` was ignored, and every dollar event was dead-lettered; a rate for the
+        reporting currency itself is 1 by definition, so any other value is a mistake."""
+        if self.reporting != BUILT_IN_RATES_BASE and "rates" not in self.model_fields_set:
+            built_in = ", ".join(f"{code} = {rate}" for code, rate in BUILT_IN_RATES.items())
+            raise ValueError(
+                f"currency.reporting is {self.reporting!r} but no currency.rates are given, and the "
+                f"built-in ones ({built_in}) are {BUILT_IN_RATES_BASE} per unit: add [currency.rates] "
+                f"with the units of {self.reporting} per one unit of each other currency your events "
+                f'use (such as {BUILT_IN_RATES_BASE} = "<{self.reporting} per {BUILT_IN_RATES_BASE}>")'
+            )
+        own = self.rates.get(self.reporting)
+        if own is not None and own != 1:
+            raise ValueError(
+                f"currency.rates gives {self.reporting} = {own}, but {self.reporting} is the reporting "
+                f"currency (currency.reporting), always 1: remove it, or give every rate per one "
+                f"{self.reporting}"
+            )
+        return self
 
     def rate(self, code: str) -> Decimal | None:
         return Decimal(1) if code == self.reporting else self.rates.get(code)

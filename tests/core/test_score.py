@@ -352,6 +352,51 @@ def test_config_file_overrides(tmp_path: Path) -> None:
     assert config.currency.rate("EUR") is None  # the rates table is replaced, not merged
 
 
+def test_a_reporting_currency_other_than_the_dollar_without_rates_of_its_own_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The built-in rates are dollars per unit: with `reporting = "EUR"` alone they were read as
+    euro rates (a pound billed as 1.27 euros) and every dollar event was dead-lettered."""
+    path = write(tmp_path, '[currency]\nreporting = "EUR"\n')
+    with pytest.raises(ConfigError) as info:
+        load_score_config(path)
+    [problem] = str(info.value).splitlines()[1:]
+    assert "currency.reporting is 'EUR' but no currency.rates are given" in problem
+    assert "built-in ones (EUR = 1.08, GBP = 1.27) are USD per unit" in problem
+    assert "add [currency.rates] with the units of EUR per one unit of each other currency" in problem
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('[currency]\nreporting = "EUR"\nrates = { EUR = "1.08", USD = "0.93" }\n', "gives EUR = 1.08"),
+        ('[currency.rates]\nUSD = "0.9"\n', "gives USD = 0.9"),
+    ],
+)
+def test_a_rate_for_the_reporting_currency_other_than_one_is_refused_naming_it(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_score_config(write(tmp_path, text))
+    [problem] = str(info.value).splitlines()[1:]
+    assert f"currency.rates {said}" in problem and "is the reporting currency" in problem, problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[currency]\nreporting = 'USD'\n",  # the built-in rates' own base
+        "[currency]\nrates = { EUR = '1.08', GBP = '1.27' }\n",
+        "[currency]\nreporting = 'EUR'\nrates = { USD = '0.93', GBP = '1.17' }\n",
+        "[currency]\nreporting = 'EUR'\nrates = { EUR = '1.0', USD = '0.93' }\n",  # its own at 1
+        "[currency]\nreporting = 'EUR'\nrates = {}\n",  # euro events only
+    ],
+)
+def test_rates_per_unit_of_the_reporting_currency_are_accepted(tmp_path: Path, text: str) -> None:
+    config = load_score_config(write(tmp_path, text))
+    assert config.currency.rate(config.currency.reporting) == 1
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
