@@ -118,3 +118,92 @@ def test_the_certificate_is_made_once_for_127_0_0_1_and_localhost(tmp_path: Path
     assert kafka.ensure_tls(stack, java, echo=messages.append) == ca
     assert (ca.stat().st_mtime_ns, kafka.keystore_path(stack).stat().st_mtime_ns) == made
     assert len(messages) == 1  # "making a self-signed certificate ..." the first time only
+
+
+# -- the stack folder in server.properties: Java reads the file as ISO-8859-1, with escapes -------
+
+# Reads one key of a .properties file as Kafka does (Properties.load over a byte stream)
+READ_PROPERTY = """
+import java.io.FileInputStream;
+import java.util.Properties;
+
+public class ReadProperty {
+    public static void main(String[] args) throws Exception {
+        Properties properties = new Properties();
+        try (FileInputStream in = new FileInputStream(args[0])) {
+            properties.load(in);
+        }
+        System.out.write(properties.getProperty(args[1]).getBytes("UTF-8"));
+        System.out.flush();
+    }
+}
+"""
+
+
+def test_a_stack_folder_past_ascii_is_written_as_java_escapes(tmp_path: Path) -> None:
+    """Written as UTF-8, a stack folder named café put Kafka's data in a sibling cafÃ©: the
+    second `local up` found no storage in café and failed ("already formatted")."""
+    stack = StackSettings.from_env(
+        {}, stack_dir=tmp_path / "café ☕ 𝄞", cache_dir=tmp_path / "cache", **PORTS
+    )
+    text = kafka.server_properties(stack)
+    assert text.isascii()
+    folder = str(tmp_path).replace("\\", "\\\\")
+    assert properties(stack)["log.dirs"] == f"{folder}/caf\\u00E9 \\u2615 \\uD834\\uDD1E/kafka/data"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "written"),
+    [
+        ("C:\\stack\\new", False, "C:\\\\stack\\\\new"),  # a backslash starts an escape
+        ("a=b:c#d!e", False, "a=b:c#d!e"),  # within a value they are plain
+        ("a=b:c#d!e f", True, "a\\=b\\:c\\#d\\!e\\ f"),  # within a key they end it or comment it
+        ("#first", True, "\\#first"),
+        (" lead", False, "\\ lead"),  # a value's leading blank would be dropped
+        ("two\nlines\r\t\f", False, "two\\nlines\\r\\t\\f"),
+        ("\x00\x7f\xa0é€", False, "\\u0000\\u007F\\u00A0\\u00E9\\u20AC"),
+    ],
+)
+def test_characters_the_properties_format_treats_specially_are_escaped(
+    text: str, key: bool, written: str
+) -> None:
+    assert kafka.escaped(text, key=key) == written
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK to read the file as Kafka does")
+def test_java_reads_back_the_stack_folder_it_was_given(tmp_path: Path) -> None:
+    folder = tmp_path / "café ☕ 𝄞" / "a\\b=c:d#e!f" / " g"
+    stack = StackSettings.from_env(
+        {}, stack_dir=folder, cache_dir=tmp_path / "cache", **PORTS, secure_port=SECURE_PORT
+    )
+    config = tmp_path / "server.properties"
+    config.write_text(kafka.server_properties(stack), encoding="ascii")
+    source = tmp_path / "ReadProperty.java"
+    source.write_text(READ_PROPERTY)
+    java = shutil.which("java") or "java"
+    for key, expected in [
+        ("log.dirs", stack.kafka_dir / "data"),
+        ("listener.name.sasl_ssl.ssl.keystore.location", kafka.keystore_path(stack)),
+    ]:
+        read = subprocess.run(
+            [java, str(source), str(config), key], capture_output=True, check=True, timeout=120
+        ).stdout.decode()
+        assert read == str(expected)
+
+
+def test_a_stack_folder_with_a_comma_is_refused_naming_where_it_was_given(tmp_path: Path) -> None:
+    """log.dirs is a comma-separated list with no escape: Kafka took the part after the comma as
+    a relative folder and stopped with a stack dump."""
+    folder = tmp_path / "st,ack"
+    with pytest.raises(StackError) as info:
+        StackSettings.from_env({"HEALTHSTREAM_STACK_DIR": str(folder)}, cache_dir=tmp_path / "cache", **PORTS)
+    assert str(info.value) == (
+        f"HEALTHSTREAM_STACK_DIR: {folder} has a comma, which Kafka's log.dirs (a comma-separated "
+        "list) cannot hold: name a folder without one"
+    )
+    with pytest.raises(StackError, match=r"^--stack-dir: .* has a comma"):
+        StackSettings.from_env({}, stack_dir=folder, cache_dir=tmp_path / "cache", **PORTS)
+    assert not folder.exists()  # refused before anything is made in it
+    made = StackSettings(stack_dir=folder, cache_dir=tmp_path / "cache")  # not through from_env
+    with pytest.raises(StackError, match=r"^HEALTHSTREAM_STACK_DIR or --stack-dir: .* has a comma"):
+        kafka.server_properties(made)

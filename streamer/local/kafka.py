@@ -17,7 +17,14 @@ from typing import Any
 
 from streamer.local import proc
 from streamer.local.errors import MissingToolError, StackError
-from streamer.local.settings import ENV_CACHE_DIR, HOST, StackSettings, make_folder
+from streamer.local.settings import (
+    ENV_CACHE_DIR,
+    ENV_STACK_DIR,
+    HOST,
+    StackSettings,
+    make_folder,
+    refuse_comma,
+)
 from streamer.local.tools import Echo, echo_stderr
 
 POM = Path(__file__).with_name("pom.xml")
@@ -168,7 +175,7 @@ def server_properties(settings: StackSettings) -> str:
         "listener.security.protocol.map": ",".join(protocols),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(settings.kafka_dir / "data"),
+        "log.dirs": log_dirs(settings),
         "num.partitions": "4",
         "default.replication.factor": "1",
         "min.insync.replicas": "1",
@@ -190,7 +197,44 @@ def server_properties(settings: StackSettings) -> str:
     if secure is not None:
         lines.update(_secure_listener(settings))
     header = "# written by `streamer local up` on every start; edit streamer/local/kafka.py\n"
-    return header + "".join(f"{key}={value}\n" for key, value in lines.items())
+    return header + "".join(f"{escaped(key, key=True)}={escaped(value)}\n" for key, value in lines.items())
+
+
+def log_dirs(settings: StackSettings) -> str:
+    """The broker's one data folder. log.dirs is a comma-separated list with no escape for a
+    comma: a stack folder with one made Kafka take its tail as a relative folder and stop."""
+    data = settings.kafka_dir / "data"
+    refuse_comma(data, f"{ENV_STACK_DIR} or --stack-dir")
+    return str(data)
+
+
+# How a .properties file writes a character that is not printable ASCII, or a control one
+_CONTROL = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}
+
+
+def escaped(text: str, *, key: bool = False) -> str:
+    """`text` written so that Java's Properties.load reads it back as it is. That reads the
+    file as ISO-8859-1: a stack folder named café put Kafka's data in a sibling cafÃ© (and the
+    next start found no storage in café and failed to format it again), so every character past
+    printable ASCII is written as \\uXXXX (UTF-16 units). A backslash starts an escape, a line
+    break ends the entry and leading blanks are dropped; in a key `=`, `:` and blanks end it and
+    a `#` or `!` first makes the line a comment."""
+    out: list[str] = []
+    for index, char in enumerate(text):
+        if char == "\\":
+            out.append("\\\\")
+        elif char in _CONTROL:
+            out.append(_CONTROL[char])
+        elif char == " " and (key or index == 0):
+            out.append("\\ ")
+        elif key and char in "=:#!":
+            out.append("\\" + char)
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            units = char.encode("utf-16-be")
+            out.extend(f"\\u{units[at] << 8 | units[at + 1]:04X}" for at in range(0, len(units), 2))
+    return "".join(out)
 
 
 def _cluster_id(settings: StackSettings) -> str:

@@ -70,7 +70,21 @@ def _dir(value: Path | str | None, environ: Mapping[str, str], name: str, defaul
     given = "--" + name.removeprefix("HEALTHSTREAM_").lower().replace("_", "-")  # the option's name
     if value is None:
         value, given = environ.get(name, "").strip() or default, name
-    return _folder_or_fail(Path(value).expanduser().resolve(), given)
+    path = _folder_or_fail(Path(value).expanduser().resolve(), given)
+    if name == ENV_STACK_DIR:
+        refuse_comma(path, given)  # before anything is made or downloaded in it
+    return path
+
+
+def refuse_comma(path: Path, given: str) -> None:
+    """A one-line error naming where the stack folder was `given` when `path` has a comma:
+    Kafka's log.dirs (inside it) is a comma-separated list with no escape for one, and the
+    broker took the part after the comma as a relative folder and stopped with a stack dump."""
+    if "," in str(path):
+        raise StackError(
+            f"{given}: {path} has a comma, which Kafka's log.dirs (a comma-separated list) cannot "
+            "hold: name a folder without one"
+        )
 
 
 def _folder_or_fail(path: Path, given: str) -> Path:
