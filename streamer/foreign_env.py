@@ -1,17 +1,20 @@
 """Environment variables other libraries would read behind the validated settings, set aside
 before they can.
 
-healthstream reads `HEALTHSTREAM_*` only (`settings.py`, validated once). Two of its libraries
+healthstream reads `HEALTHSTREAM_*` only (`settings.py`, validated once). Three of its libraries
 read variables of their own when they are imported, and took them over what healthstream says:
 
 - faust reads `FAUST_*` / `F_*` names at import: an event loop to install (`F_LOOP=uvloop`),
   ports and timeouts parsed as numbers (`F_WEB_PORT=abc` ended every command in a traceback),
   `FAUST_STRICT` (any value, `0` included, stopped a worker once it reached the broker);
 - prometheus_client keeps every metric in files under `PROMETHEUS_MULTIPROC_DIR`: a folder that
-  did not exist made the view's /healthz, /metrics and API answer 500, and `notify` exit.
+  did not exist made the view's /healthz, /metrics and API answer 500, and `notify` exit;
+- matplotlib checks `MPLBACKEND` as it is imported: a backend it does not know ended
+  `backtest --plots` in a traceback, though the plots draw on a `Figure` of their own and never
+  use a backend.
 
 The package removes them from its process's environment as it is imported (`streamer/__init__.py`),
-before anything imports either library; its children (a demo's worker and view) do not see them
+before anything imports one of them; its children (a demo's worker and view) do not see them
 either. The command line names each one in a warning (`set_aside_warnings`).
 """
 
@@ -36,8 +39,12 @@ _FAUST_NAMES = (
     "LOOP",
 )
 FAUST = tuple(prefix + name for name in _FAUST_NAMES for prefix in ("FAUST_", "F_"))
-PROMETHEUS = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
-FOREIGN = (*FAUST, *PROMETHEUS)
+LIBRARY = {
+    **dict.fromkeys(FAUST, "faust"),
+    **dict.fromkeys(("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"), "prometheus_client"),
+    "MPLBACKEND": "matplotlib",
+}
+FOREIGN = tuple(LIBRARY)
 
 _set_aside: list[str] = []  # the names removed from this process's environment, in order
 
@@ -53,7 +60,7 @@ def set_aside(environ: MutableMapping[str, str] = os.environ) -> list[str]:
 def set_aside_warnings() -> list[str]:
     """One line per variable `set_aside` removed from this process's environment."""
     return [
-        f"{name} is {'faust' if name in FAUST else 'prometheus_client'}'s, not healthstream's: it is "
+        f"{name} is {LIBRARY[name]}'s, not healthstream's: it is "
         "ignored (healthstream reads HEALTHSTREAM_* variables only)"
         for name in _set_aside
     ]

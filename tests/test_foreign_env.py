@@ -14,6 +14,7 @@ HOSTILE = {
     "FAUST_STRICT": "0",  # any value: "accessed before app.finalize()" in a worker
     "F_LOOP": "uvloop",  # an event loop faust would install (not installed here: an import error)
     "PROMETHEUS_MULTIPROC_DIR": "/nonexistent/metrics",  # every metric in files there: the view's 500s
+    "MPLBACKEND": "nonexistent",  # matplotlib's import refuses it: `backtest --plots` ended there
 }
 
 
@@ -27,7 +28,8 @@ def test_the_worker_app_and_the_metrics_import_as_if_they_were_not_set() -> None
     code = (
         "import streamer.stream.app, faust.types._env as fe, prometheus_client.values as pv; "
         "assert fe.WEB_PORT == 6066 and not fe.STRICT, (fe.WEB_PORT, fe.STRICT); "
-        "assert pv.ValueClass is pv.MutexValue, pv.ValueClass"
+        "assert pv.ValueClass is pv.MutexValue, pv.ValueClass; "
+        "import streamer.backtest.plots"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**HOSTILE, "PATH": "/usr/bin:/bin"}
