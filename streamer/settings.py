@@ -11,11 +11,13 @@ local stack on 127.0.0.1 at HEALTHSTREAM_KAFKA_PORT / HEALTHSTREAM_REDIS_PORT (t
 from __future__ import annotations
 
 import os
+import re
 import string
 import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -26,11 +28,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from streamer.contract.messages import plain_message
 from streamer.core.config import ScoreConfig
 from streamer.local.settings import DEFAULT_KAFKA_PORT, DEFAULT_REDIS_PORT, local_bootstrap, local_redis_url
+from streamer.redacted import without_password
 from streamer.suggest import unknown_key_hint
 
 FAMILIES = ("subscriptions", "usage", "tickets", "surveys")
@@ -49,10 +58,44 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message says what to fix."""
 
 
+class ExactNames(EnvSettingsSource):
+    """The environment read as the rest of healthstream reads it: a variable counts under its
+    exact name only, the prefix and the field's name in capitals (`HEALTHSTREAM_PARTITIONS`).
+    pydantic-settings matched names in any case: `healthstream_partitions` was read (the last of
+    two spellings won) while the warning about unknown variables called `HEALTHSTREAM_Partitions`
+    ignored, and the local stack read neither. The settings' fields are all simple values (no
+    JSON in a variable), so none is complex."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.env_vars.get(f"{self.env_prefix}{field_name.upper()}"), field_name, False
+
+
+def exact_names_sources(
+    settings_cls: type[BaseSettings],
+    init_settings: PydanticBaseSettingsSource,
+    dotenv_settings: PydanticBaseSettingsSource,
+    file_secret_settings: PydanticBaseSettingsSource,
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    """pydantic-settings' sources in its order, the environment read by `ExactNames`."""
+    return init_settings, ExactNames(settings_cls), dotenv_settings, file_secret_settings
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="HEALTHSTREAM_", extra="forbid", frozen=True, allow_inf_nan=False
+        env_prefix="HEALTHSTREAM_", case_sensitive=True, extra="forbid", frozen=True, allow_inf_nan=False
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Variables under their exact names only (`ExactNames`)."""
+        return exact_names_sources(settings_cls, init_settings, dotenv_settings, file_secret_settings)
 
     # The local stack's ports, read as `streamer local up` reads them: the app connects there
     # unless the address below is set. Declared before the addresses, whose defaults use them.
@@ -167,7 +210,22 @@ class Settings(BaseSettings):
                 )
             if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
                 raise ValueError(f"{server!r}: the port must be a number from 1 to 65535")
+            problem = None if host.startswith("[") else host_name_problem(host)
+            if problem:
+                raise ValueError(f"{server!r}: {problem}")
         return servers
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_redis_py_reads(cls, url: str, info: ValidationInfo) -> str:
+        """A URL redis-py connects with to where it says (`redis_url_problem`); the local stack's,
+        written above, is taken as it is (redis-py takes a tenth of a second to import)."""
+        if url == local_redis_url(info.data.get("redis_port", DEFAULT_REDIS_PORT)):
+            return url
+        problem = redis_url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url
 
     @field_validator("heartbeat_interval_s")
     @classmethod
@@ -215,7 +273,61 @@ class Settings(BaseSettings):
         return load_score_config(self.score_config)
 
 
+def host_name_problem(host: str) -> str | None:
+    """Why a resolver cannot look `host` up, or None. It encodes the name (IDNA) first, as
+    `socket.getaddrinfo` does: a name with an empty part (`hooks..example.com`) or a part over 63
+    characters failed there with a UnicodeError traceback, at every connection."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return (
+            f"{host!r} is not a host name (a part between dots is empty or over 63 characters, "
+            "or holds a character no host name can)"
+        )
+    return None
+
+
+REDIS_DATABASE_PATH = re.compile(r"/?|/[0-9]+")
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why redis-py would not connect where `url` says, or None. Its `parse_url` refuses a
+    scheme other than redis://, rediss:// and unix:// and a query option it cannot read (the
+    worker failed with a traceback); what it takes silently is refused here: no host (`redis:///0`
+    went to localhost:6379, not HEALTHSTREAM_REDIS_PORT), port 0 (6379), a path that is not a
+    database number (`/abc` and `/0/x` were database 0) and a negative database (the writes
+    waited for ever). The messages never hold the password."""
+    from redis.connection import parse_url  # only for a URL set by hand: a tenth of a second
+
+    try:
+        options = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as error:  # its messages name the scheme, the option or the port, no value
+        return str(error).rstrip(".")
+    parts = urlsplit(url)  # parse_url has read its port: a number 0-65535
+    if parts.scheme == "unix":
+        if not options.get("path"):
+            return "a unix:// URL needs the socket's path: unix:///PATH/redis.sock"
+    elif not options.get("host"):
+        return (
+            f"no host: give {parts.scheme}://HOST[:PORT][/DB] (without one redis-py goes to localhost:6379)"
+        )
+    elif parts.port == 0:
+        return "the port must be 1 to 65535 (redis-py takes 0 as 6379)"
+    elif not REDIS_DATABASE_PATH.fullmatch(parts.path):
+        return "the path must be the database number (/0, /1, ...) or left out for database 0"
+    if options.get("db", 0) < 0:  # ?db=-1
+        return "the database number must be 0 or more"
+    return None
+
+
+def redis_url_shown(url: object) -> str:
+    """`url` as an error may show it: its password as *** (`redacted.without_password`)."""
+    return repr(without_password(url)) if isinstance(url, str) else repr(url)
+
+
 ENV_PREFIXES = {"Settings": "HEALTHSTREAM_", "ViewSettings": "HEALTHSTREAM_VIEW_"}
+# How an error shows the value of a variable that may hold a secret.
+SHOWN = {"HEALTHSTREAM_REDIS_URL": redis_url_shown}
 
 
 def settings_problem(error: ValidationError) -> str | None:
@@ -230,7 +342,8 @@ def settings_problem(error: ValidationError) -> str | None:
             problems.append(plain_message(item))
             continue
         name = prefix + "_".join(str(part) for part in item["loc"]).upper()
-        problems.append(f"{name}={item.get('input')!r} is not valid ({plain_message(item)})")
+        shown = SHOWN.get(name, repr)(item.get("input"))
+        problems.append(f"{name}={shown} is not valid ({plain_message(item)})")
     return "; ".join(problems) + ": fix the variable or unset it for the default"
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from streamer.local.settings import StackSettings
 from streamer.settings import Settings, settings_problem
+from streamer.view.settings import ViewSettings
 
 # (service, the variable that names the address, the port variable, the Settings attribute)
 SERVICES = [
@@ -171,3 +172,94 @@ def test_a_bad_bootstrap_reads_well_after_the_variable_and_after_the_option() ->
     problem = settings_problem(caught.value)
     assert problem is not None and "--bootstrap" not in problem
     assert "'' is not HOST or HOST:PORT (an IPv6 address in brackets: [::1]:9092)" in problem
+
+
+@pytest.mark.parametrize(
+    ("servers", "host"),
+    [
+        ("a..b:9092", "a..b"),
+        ("k1:9092," + "k" * 64 + ".example:9092", "k" * 64 + ".example"),
+        (".kafka", ".kafka"),
+    ],
+)
+def test_a_bootstrap_host_the_resolver_cannot_encode_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, servers: str, host: str
+) -> None:
+    """The resolver encodes a name (IDNA) before it looks it up: an empty part or one over 63
+    characters ended the worker, replay and `alerts tail` in a UnicodeError traceback."""
+    problem = refused(monkeypatch, "HEALTHSTREAM_KAFKA_BOOTSTRAP", servers)
+    assert problem.startswith(f"HEALTHSTREAM_KAFKA_BOOTSTRAP={servers!r} is not valid (")
+    assert f"{host!r} is not a host name (a part between dots is empty or over 63 characters" in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("", "Redis URL must specify one of the following schemes"),
+        ("http://127.0.0.1:6379/0", "Redis URL must specify one of the following schemes"),
+        ("redis://cache:6379/0?socket_timeout=x", "Invalid value for 'socket_timeout' in connection URL"),
+        ("redis://cache:6379/0?db=-1", "the database number must be 0 or more"),
+        ("redis://cache:6379/-1", "the path must be the database number (/0, /1, ...)"),
+        ("redis://cache:6379/abc", "the path must be the database number (/0, /1, ...)"),
+        ("redis://cache:6379/0/x", "the path must be the database number (/0, /1, ...)"),
+        ("redis:///0", "no host: give redis://HOST[:PORT][/DB]"),
+        ("rediss://:6380/0", "no host: give rediss://HOST[:PORT][/DB]"),
+        ("redis://cache:0/0", "the port must be 1 to 65535 (redis-py takes 0 as 6379)"),
+        ("redis://cache:abc/0", "Port could not be cast to integer value as 'abc'"),
+        ("unix://", "a unix:// URL needs the socket's path"),
+    ],
+)
+def test_a_redis_url_redis_py_would_refuse_or_misread_is_refused_when_the_settings_load(
+    monkeypatch: pytest.MonkeyPatch, url: str, says: str
+) -> None:
+    """redis-py refused some only when the worker connected (a traceback), and read the others as
+    somewhere else: `redis:///0` as localhost:6379 (not HEALTHSTREAM_REDIS_PORT), `/abc` and `/0/x`
+    as database 0, and -1 as a database whose writes waited for ever."""
+    problem = refused(monkeypatch, "HEALTHSTREAM_REDIS_URL", url)
+    assert problem.startswith(f"HEALTHSTREAM_REDIS_URL={url!r} is not valid ({says}"), problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://cache:6379/2",
+        "redis://cache",
+        "redis://cache:6379/",
+        "rediss://user:secret@cache.example.com:6380/3?ssl_cert_reqs=none",
+        "redis://[::1]:6379/0?socket_timeout=2.5",
+        "unix:///run/redis/redis.sock?db=1",
+    ],
+)
+def test_a_redis_url_redis_py_reads_as_written_is_taken(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("HEALTHSTREAM_REDIS_URL", url)
+    assert Settings().redis_url == url
+
+
+def test_a_refused_redis_url_never_shows_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "redis://app:s3cret@cache:0/0?password=s3cret2&socket_timeout=1"
+    problem = refused(monkeypatch, "HEALTHSTREAM_REDIS_URL", url)
+    assert "s3cret" not in problem
+    assert problem.startswith(
+        "HEALTHSTREAM_REDIS_URL='redis://app:***@cache:0/0?password=***&socket_timeout=1' is not valid"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["healthstream_partitions", "HEALTHSTREAM_Partitions", "Healthstream_PARTITIONS"]
+)
+def test_a_variable_is_read_under_its_exact_name_only(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """pydantic-settings read the names in any case (the last of two spellings won), while the
+    warning about unknown variables called them ignored and the local stack read them not."""
+    monkeypatch.setenv(name, "abc")
+    assert Settings().partitions == 4
+    monkeypatch.setenv("HEALTHSTREAM_PARTITIONS", "16")
+    assert Settings().partitions == 16
+
+
+def test_a_view_variable_is_read_under_its_exact_name_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("healthstream_view_port", "abc")
+    monkeypatch.setenv("HEALTHSTREAM_View_Token", "s3cret")
+    view = ViewSettings()
+    assert (view.port, view.secret) == (8000, None)
+    monkeypatch.setenv("HEALTHSTREAM_VIEW_PORT", "8100")
+    assert ViewSettings().port == 8100

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from operator import itemgetter
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from redis.asyncio import Redis
@@ -139,25 +138,6 @@ UNEXPLAINED = (
     "one of these keys holds a value the workers never write (by hand, say): its writes are "
     "skipped until it is mended; the error says which value"
 )
-
-
-def without_password(url: str) -> str:
-    """`url` with its password, if it has one, shown as `***` (for banners, logs and errors):
-    before the host, or as the `password` query option, which redis-py reads too (a unix socket's
-    only way to give one)."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        userinfo, _, host = parts.netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        url = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    base, question, query = url.partition("?")
-    if not question:
-        return url
-    options = [option.partition("=") for option in query.split("&")]
-    shown = [
-        f"{name}={'***' if name == 'password' else value}" if eq else name for name, eq, value in options
-    ]
-    return f"{base}?{'&'.join(shown)}"
 
 
 def connect(url: str) -> Redis:

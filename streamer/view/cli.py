@@ -36,7 +36,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     """
     from aiohttp import web
 
-    from streamer.projection.redis_writer import without_password
+    from streamer.redacted import without_password
     from streamer.settings import Settings
     from streamer.view.app import create_app
     from streamer.view.settings import ViewSettings

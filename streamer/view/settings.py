@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from streamer.settings import exact_names_sources
 
 
 class ViewSettings(BaseSettings):
@@ -19,7 +21,9 @@ class ViewSettings(BaseSettings):
     besides IP addresses and localhost, a view without a token answers; comma separated, `*`
     any)."""
 
-    model_config = SettingsConfigDict(env_prefix="HEALTHSTREAM_VIEW_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="HEALTHSTREAM_VIEW_", case_sensitive=True, extra="ignore", frozen=True
+    )
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -32,6 +36,18 @@ class ViewSettings(BaseSettings):
     # Host names a view without a token answers besides IP addresses and localhost, comma
     # separated (`*`: any): see `streamer.view.security.trusted_hosts`.
     allowed_hosts: str = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Variables under their exact names only, as for the runtime settings (`ExactNames`)."""
+        return exact_names_sources(settings_cls, init_settings, dotenv_settings, file_secret_settings)
 
     @property
     def host_names(self) -> tuple[str, ...]:

@@ -25,7 +25,6 @@ from streamer.projection.redis_writer import (
     KEEP_ALERTS,
     RedisProjection,
     connect,
-    without_password,
 )
 from tests.core.events import at, started, usage
 from tests.core.harness import Feed
@@ -527,28 +526,6 @@ async def test_a_key_of_another_type_skips_its_write_and_lets_the_others_through
     assert await writer.drain(timeout_s=5.0)
     record = await stored(client, writer.keys, "acct-1")
     assert record is not None and record["as_of"] == "2024-03-02T00:00:00Z"
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-        (
-            "rediss://:s3cret@cache:6380/0?ssl_ca_certs=/ca.pem",
-            "rediss://:***@cache:6380/0?ssl_ca_certs=/ca.pem",
-        ),
-        ("redis://ops:p%40ss@cache/1", "redis://ops:***@cache/1"),
-        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
-        ("redis://127.0.0.1:6379/0?password=s3cret", "redis://127.0.0.1:6379/0?password=***"),
-        (
-            "unix:///run/redis.sock?db=2&password=s3&cret=x&socket_timeout=5",
-            "unix:///run/redis.sock?db=2&password=***&cret=x&socket_timeout=5",
-        ),
-        ("redis://:a@cache/0?password=b&flag", "redis://:***@cache/0?password=***&flag"),
-    ],
-)
-def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
-    assert without_password(url) == shown
 
 
 async def test_a_large_write_is_built_a_pipeline_at_a_time(
