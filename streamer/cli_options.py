@@ -8,9 +8,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from streamer.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[F], F]
@@ -107,3 +110,28 @@ def now_option() -> Decorator[Any]:
         "than input.max_skew_hours after it is rejected). Default: the start of the run, which "
         "admits all past data. E.g. 2024-06-01 (UTC) or 2024-06-01T00:00:00+00:00.",
     )
+
+
+# The options that set a runtime setting, where their name is not the setting's.
+OPTION_OF = {"kafka_bootstrap": "--bootstrap", "score_config": "--config"}
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """The runtime settings, with the options given laid over the environment. A bad option is a
+    usage error naming it (`--bootstrap 127.0.0.1:abc` blamed HEALTHSTREAM_KAFKA_BOOTSTRAP, which
+    was not set); a bad variable is left to the command's handler, which names the variable."""
+    from pydantic import ValidationError
+
+    from streamer.contract.messages import plain_message
+    from streamer.settings import Settings
+
+    values = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            name = str(item["loc"][0]) if item["loc"] else ""
+            if name in values:
+                option = OPTION_OF.get(name, "--" + name.replace("_", "-"))
+                raise click.BadParameter(plain_message(item), param_hint=option) from None
+        raise

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from streamer.cli_options import bootstrap_option, connect_timeout_option, loglevel_option
+from streamer.cli_options import bootstrap_option, connect_timeout_option, loglevel_option, settings_with
 from streamer.logs import configure_logging
 from streamer.notify.config import NotifyConfigError, load_notify_config
-from streamer.settings import Settings
 
 EXAMPLE = """\b
 Example config (TOML):
@@ -86,7 +85,7 @@ def notify(
     received is kept on the compacted topic `<prefix>notify.sent`, so a restart does not send
     an alert twice. Stop with Ctrl-C or SIGTERM.
     """
-    from streamer.notify.service import NotifyOptions, run_notifier
+    from streamer.notify.service import MetricsUnavailable, NotifyOptions, run_notifier
     from streamer.stream.broker import BrokerUnavailable
     from streamer.stream.cli import fail
     from streamer.stream.topics import TopicsUnusable
@@ -95,7 +94,9 @@ def notify(
         config = load_notify_config(config_path)
     except NotifyConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    settings = Settings(kafka_bootstrap=bootstrap) if bootstrap else Settings()
+    # As for `streamer worker`: a bad --bootstrap is a usage error naming the option (it blamed
+    # HEALTHSTREAM_KAFKA_BOOTSTRAP, which was not set).
+    settings = settings_with(kafka_bootstrap=bootstrap)
     options = NotifyOptions(
         group_id=group or f"{settings.app_id}-notify",
         start_from=start_from,
@@ -108,3 +109,5 @@ def notify(
         run_notifier(settings, config, options)
     except (BrokerUnavailable, TopicsUnusable) as error:
         fail("notify", error)
+    except MetricsUnavailable as error:  # raised before any group is joined
+        raise click.BadParameter(str(error), param_hint=error.option) from None

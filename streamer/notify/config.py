@@ -30,7 +30,7 @@ from streamer.contract.messages import plain_message
 from streamer.contract.vocabulary import Severity
 from streamer.core.alerts import RULES
 from streamer.core.config import Float, Int
-from streamer.settings import read_toml
+from streamer.settings import host_name_problem, read_toml
 from streamer.suggest import did_you_mean
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
@@ -117,6 +117,17 @@ class Destination(Strict):
             port = None  # out of range or not a number: the URL type says so
         if port == 0:
             raise ValueError("the URL's port must be 1-65535")
+        return url
+
+    @field_validator("url")
+    @classmethod
+    def _host_resolvable(cls, url: AnyHttpUrl) -> AnyHttpUrl:
+        """A host the resolver cannot encode (`hooks..example.com`, a part over 63 characters)
+        failed every delivery with a UnicodeError: each alert was given up on, with a traceback,
+        and committed as if delivered. Only the host is named: the rest of a URL may be a secret."""
+        problem = host_name_problem(url.host or "")
+        if problem:
+            raise ValueError(f"the URL's host {problem}")
         return url
 
     @model_validator(mode="after")

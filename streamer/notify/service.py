@@ -11,8 +11,10 @@ repeat after a crash or a re-published alert a no-op.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +35,7 @@ from streamer.notify.lane import Lane, lane_group
 from streamer.notify.metrics import NotifyMetrics
 from streamer.notify.sentlog import KafkaSentLog
 from streamer.notify.starts import Mark, commit_as, furthest, of_topic, retried, starting_point
-from streamer.settings import Settings
+from streamer.settings import Settings, host_name_problem
 from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import wait_for_broker
 from streamer.stream.clients import CONSUMER_STOP_S, close_consumer_or_warn, start_consumer
@@ -51,6 +53,14 @@ REQUIRED = ("alert_id", "account_id", "rule", "severity")
 # twice: an id of half a megabyte made it larger than the broker takes, and every destination
 # the alert was routed to retried that record for ever, delivering nothing more.
 MAX_ALERT_ID = 128
+
+
+class MetricsUnavailable(Exception):
+    """The metrics server cannot listen where the options say; `option` is the one to change."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,7 @@ class Notifier:
         ]
         self.topic = settings.topic("alerts")
         self.lanes: list[Lane] = []
+        self.started = False  # every destination reads: until then /healthz says `starting`
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -165,7 +176,6 @@ class Notifier:
         readers: list[asyncio.Task[None]] = []
         started: list[Lane] = []
         marking = False
-        metrics_runner: web.AppRunner | None = None
         try:
             await self._start_new_groups()
             await mark.start()
@@ -177,7 +187,7 @@ class Notifier:
                 workers.append(asyncio.create_task(lane.worker.run(), name=f"notify:{lane.name}"))
                 readers.append(asyncio.create_task(self._read(lane), name=f"notify-read:{lane.name}"))
             readers.append(asyncio.create_task(self._keep_mark(mark), name="notify-mark"))
-            metrics_runner = await self._serve_metrics()
+            self.started = True
             log.info(
                 "notifier started",
                 extra={
@@ -205,8 +215,6 @@ class Notifier:
             await _quietly(self.sent.stop(), "the dedupe log")
             if isinstance(self.sender, HttpSender):
                 await _quietly(self.sender.close(), "the HTTP session")
-            if metrics_runner is not None:
-                await _quietly(metrics_runner.cleanup(), "the metrics server")
 
     def _consumer(self, group: str) -> AIOKafkaConsumer:
         """A destination's consumer. A partition its group has no offset for is read from its
@@ -321,7 +329,11 @@ class Notifier:
         is failing will not take them in the shutdown's few seconds)."""
         return any(lane.progress.in_flight() and not lane.worker.retrying for lane in self.lanes)
 
-    async def _serve_metrics(self) -> web.AppRunner | None:
+    async def serve_metrics(self) -> web.AppRunner | None:
+        """Serve /metrics and /healthz (`starting`, a 503, until every destination reads), or
+        nothing without --metrics-port. Called before the broker is waited for and the groups
+        are joined: a port taken or a host that is not this machine's raises MetricsUnavailable
+        at once (it was a traceback once the groups were joined)."""
         if self.options.metrics_port is None:
             return None
 
@@ -331,6 +343,8 @@ class Notifier:
             )
 
         async def healthz(_: web.Request) -> web.Response:
+            if not self.started:
+                return web.json_response({"status": "starting"}, status=503)
             return web.json_response(self.health())
 
         app = web.Application()
@@ -338,9 +352,40 @@ class Notifier:
         app.router.add_get("/healthz", healthz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.options.metrics_host, self.options.metrics_port).start()
-        log.info("metrics served", extra={"port": self.options.metrics_port})
+        host, port = self.options.metrics_host, self.options.metrics_port
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except (OSError, ValueError) as error:  # ValueError: the resolver cannot encode the host
+            await runner.cleanup()
+            raise metrics_unavailable(error, host, port) from None
+        log.info("metrics served", extra={"port": port})
         return runner
+
+
+def metrics_unavailable(error: OSError | ValueError, host: str, port: int) -> MetricsUnavailable:
+    """Which option to change, and why, when the metrics server cannot listen at host:port."""
+    if isinstance(error, ValueError):  # `x..y`, a part over 63 characters, a NUL: no name at all
+        problem = host_name_problem(host) or f"{host!r} is not a host name ({error})"
+        return MetricsUnavailable("--metrics-host", problem)
+    if isinstance(error, socket.gaierror):  # the name is unknown
+        return MetricsUnavailable(
+            "--metrics-host", f"{host!r} cannot be resolved ({error.strerror}): give this machine's address"
+        )
+    if error.errno == errno.EADDRNOTAVAIL:
+        return MetricsUnavailable(
+            "--metrics-host", f"{host!r} is not an address of this machine: give one of its addresses"
+        )
+    if error.errno == errno.EADDRINUSE:
+        return MetricsUnavailable(
+            "--metrics-port", f"port {port} on {host} is in use by another process: choose another port"
+        )
+    if error.errno == errno.EACCES:
+        return MetricsUnavailable(
+            "--metrics-port", f"port {port} needs privileges this process has not: choose one from 1024"
+        )
+    return MetricsUnavailable(
+        "--metrics-port", f"cannot listen on {host} port {port} ({error.strerror or error})"
+    )
 
 
 async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
@@ -362,14 +407,20 @@ async def _quietly(step: Awaitable[object], what: str) -> None:
 
 def run_notifier(settings: Settings, config: NotifyConfig, options: NotifyOptions) -> None:
     """Run until SIGINT/SIGTERM. Raises BrokerUnavailable when no broker answers within
-    `options.connect_timeout_s` at start-up (aiokafka's own error is a long traceback)."""
+    `options.connect_timeout_s` at start-up (aiokafka's own error is a long traceback), and
+    MetricsUnavailable when --metrics-host/--metrics-port cannot be listened on."""
 
     async def main() -> None:
-        await wait_for_broker(KafkaAccess.of(settings), options.connect_timeout_s, "delivering alerts")
         notifier = Notifier(settings, config, options)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, notifier.stop)
-        await notifier.run()
+        metrics = await notifier.serve_metrics()  # a mistaken option is refused before the wait
+        try:
+            await wait_for_broker(KafkaAccess.of(settings), options.connect_timeout_s, "delivering alerts")
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, notifier.stop)
+            await notifier.run()
+        finally:
+            if metrics is not None:
+                await _quietly(metrics.cleanup(), "the metrics server")
 
     asyncio.run(main())

@@ -23,12 +23,12 @@ from streamer.cli_options import (
     partitions_option,
     quiet_option,
     score_config_option,
+    settings_with,
 )
 from streamer.logs import configure_logging
 
 if TYPE_CHECKING:
     from streamer.core.config import ScoreConfig
-    from streamer.settings import Settings
     from streamer.stream.replay import ReplaySummary
 
 # The modules each command needs are imported when it runs, not for `streamer worker --help`.
@@ -44,31 +44,6 @@ def quiet_kafka_client_logs() -> None:
     """aiokafka logs every retry (NotLeaderForPartitionError on fresh topics, reconnects) as a
     warning; the commands report what matters themselves."""
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-
-# The options that set a runtime setting, where their name is not the setting's.
-OPTION_OF = {"kafka_bootstrap": "--bootstrap", "score_config": "--config"}
-
-
-def _settings(**overrides: Any) -> Settings:
-    """The runtime settings, with the options given laid over the environment. A bad option is a
-    usage error naming it (`--bootstrap 127.0.0.1:abc` blamed HEALTHSTREAM_KAFKA_BOOTSTRAP, which
-    was not set); a bad variable is left to the command's handler, which names the variable."""
-    from pydantic import ValidationError
-
-    from streamer.contract.messages import plain_message
-    from streamer.settings import Settings
-
-    values = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        return Settings(**values)
-    except ValidationError as error:
-        for item in error.errors(include_url=False):
-            name = str(item["loc"][0]) if item["loc"] else ""
-            if name in values:
-                option = OPTION_OF.get(name, "--" + name.replace("_", "-"))
-                raise click.BadParameter(plain_message(item), param_hint=option) from None
-        raise
 
 
 @click.command("worker")
@@ -117,7 +92,7 @@ def worker(
     from streamer.stream.broker import BrokerUnavailable
     from streamer.stream.topics import TopicsUnusable
 
-    settings = _settings(
+    settings = settings_with(
         kafka_bootstrap=bootstrap,
         partitions=partitions,
         data_dir=data_dir,
@@ -190,7 +165,7 @@ def replay(events: Path, bootstrap: str | None, rate: float | None, timeout_s: f
     from streamer.stream.replay import BrokerUnavailable, Interrupted, publish
     from streamer.stream.topics import TopicsUnusable
 
-    settings = _settings(kafka_bootstrap=bootstrap)
+    settings = settings_with(kafka_bootstrap=bootstrap)
     quiet_kafka_client_logs()
     _has_a_line(events)
     size = events.stat().st_size
@@ -335,7 +310,7 @@ def tail_command(
     from streamer.stream.broker import BrokerUnavailable
     from streamer.stream.tail import NoAlertsTopic, format_alert, json_line, shown, tail
 
-    settings = _settings(kafka_bootstrap=bootstrap)
+    settings = settings_with(kafka_bootstrap=bootstrap)
 
     def emit(alert: dict[str, Any]) -> None:
         click.echo(json_line(alert) if as_json else format_alert(alert))

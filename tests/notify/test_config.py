@@ -267,3 +267,23 @@ def test_a_whole_number_is_taken_where_a_float_belongs(tmp_path: Path) -> None:
     )
     [destination] = load_notify_config(path).destinations
     assert (destination.rate_per_minute, destination.digest_seconds) == (30.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["hooks..example.com", "a" * 64 + ".example.com", ".example.com"],
+)
+def test_a_webhook_host_that_cannot_be_encoded_is_refused_with_its_key(tmp_path: Path, host: str) -> None:
+    """The resolver encodes the host (IDNA) before it looks it up: every alert to such a URL failed
+    with a UnicodeError, was given up on and committed as if it had been delivered."""
+    message = refusal(
+        tmp_path, f'[[destinations]]\nname = "dots"\nurl = "https://user:PASSWORD@{host}/SECRETPATH"\n'
+    )
+    assert f"destinations['dots'].url: the URL's host {host!r} is not a host name" in message
+    assert "PASSWORD" not in message and "SECRETPATH" not in message
+
+
+def test_a_webhook_host_the_resolver_can_encode_is_taken(tmp_path: Path) -> None:
+    hosts = ["hooks.example.com.", "bücher.example", "[::1]", "127.0.0.1", "a" * 63 + ".example.com"]
+    text = "".join(f'[[destinations]]\nname = "d{i}"\nurl = "http://{h}/x"\n' for i, h in enumerate(hosts))
+    assert len(load_notify_config(write(tmp_path, text)).destinations) == len(hosts)
