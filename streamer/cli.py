@@ -12,7 +12,7 @@ from click.utils import make_default_short_help
 from pydantic import ValidationError
 
 from streamer import __version__
-from streamer.foreign_env import set_aside_warnings
+from streamer.foreign_env import SET_ASIDE, set_aside_warnings
 from streamer.variables import unknown_variables
 
 USAGE_ERROR = 2
@@ -109,7 +109,7 @@ class Commands(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        for warning in [*set_aside_warnings(), *unknown_variables(os.environ)]:
+        for warning in [*set_aside_warnings(SET_ASIDE), *unknown_variables(os.environ)]:
             click.echo(f"streamer: warning: {warning}", err=True)
         try:
             return super().invoke(ctx)

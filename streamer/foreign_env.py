@@ -15,12 +15,11 @@ read variables of their own when they are imported, and took them over what heal
 
 The package removes them from its process's environment as it is imported (`streamer/__init__.py`),
 before anything imports one of them; its children (a demo's worker and view) do not see them
-either. The command line names each one in a warning (`set_aside_warnings`).
+either. The command line names each one in a warning (`set_aside_warnings(SET_ASIDE)`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import MutableMapping
 
 # faust/types/_env.py and faust/__init__.py (faust-streaming 0.15), each under both prefixes;
@@ -46,21 +45,18 @@ LIBRARY = {
 }
 FOREIGN = tuple(LIBRARY)
 
-_set_aside: list[str] = []  # the names removed from this process's environment, in order
+SET_ASIDE: list[str] = []  # what the package's import removed from this process's environment
 
 
-def set_aside(environ: MutableMapping[str, str] = os.environ) -> list[str]:
-    """Remove the variables of `FOREIGN` from `environ`; the names removed (also kept for
-    `set_aside_warnings`)."""
-    removed = [name for name in FOREIGN if environ.pop(name, None) is not None]
-    _set_aside.extend(removed)
-    return removed
+def set_aside(environ: MutableMapping[str, str]) -> list[str]:
+    """Remove the variables of `FOREIGN` from `environ`; the names removed."""
+    return [name for name in FOREIGN if environ.pop(name, None) is not None]
 
 
-def set_aside_warnings() -> list[str]:
-    """One line per variable `set_aside` removed from this process's environment."""
+def set_aside_warnings(names: list[str]) -> list[str]:
+    """One line per variable of `names` that `set_aside` removed."""
     return [
-        f"{name} is {LIBRARY[name]}'s, not healthstream's: it is "
-        "ignored (healthstream reads HEALTHSTREAM_* variables only)"
-        for name in _set_aside
+        f"{name} is {LIBRARY[name]}'s, not healthstream's: it is ignored (healthstream reads "
+        "HEALTHSTREAM_* variables only)"
+        for name in names
     ]
