@@ -54,6 +54,9 @@ MAX_NAME_CHARS = 200
 SCORE_CONFIG_VARIABLE = "HEALTHSTREAM_SCORE_CONFIG"
 
 
+DEFAULT_DATA_DIR = Path(".local/worker")
+
+
 class ConfigError(Exception):
     """A configuration that cannot be used; the message says what to fix."""
 
@@ -123,7 +126,7 @@ class Settings(BaseSettings):
     # single-broker stack; a production cluster wants 3 (managed services often require it).
     replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
     app_id: str = "healthstream"
-    data_dir: Path = Path(".local/worker")
+    data_dir: Path = DEFAULT_DATA_DIR
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     score_config: Path | None = None
     # Failover: a stopped or killed worker's partitions move to the others once the group
@@ -226,6 +229,15 @@ class Settings(BaseSettings):
         if problem:
             raise ValueError(problem)
         return url
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_as_a_shell_means_it(cls, value: Any) -> Any:
+        """Empty is the default, as for the other variables (it put the tables in the current
+        folder), and `~` is the home folder (it made a folder named `~`)."""
+        if isinstance(value, str):
+            return Path(value.strip()).expanduser() if value.strip() else DEFAULT_DATA_DIR
+        return value
 
     @field_validator("heartbeat_interval_s")
     @classmethod

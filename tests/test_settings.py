@@ -4,6 +4,8 @@ else the local stack on 127.0.0.1 at HEALTHSTREAM_KAFKA_PORT / HEALTHSTREAM_REDI
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pydantic
 import pytest
 
@@ -263,3 +265,25 @@ def test_a_view_variable_is_read_under_its_exact_name_only(monkeypatch: pytest.M
     assert (view.port, view.secret) == (8000, None)
     monkeypatch.setenv("HEALTHSTREAM_VIEW_PORT", "8100")
     assert ViewSettings().port == 8100
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", Path(".local/worker")), ("  ", Path(".local/worker"))])
+def test_an_empty_data_dir_is_the_default_as_for_the_other_variables(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: Path
+) -> None:
+    """An empty HEALTHSTREAM_DATA_DIR put the tables in the current folder."""
+    monkeypatch.setenv("HEALTHSTREAM_DATA_DIR", value)
+    assert Settings().data_dir == expected
+
+
+def test_a_data_dir_under_the_home_folder_is_there(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`~/worker` made a folder named `~` in the current one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HEALTHSTREAM_DATA_DIR", "~/worker")
+    assert Settings().data_dir == tmp_path / "worker"
+
+
+def test_a_view_token_read_with_its_files_line_break_is_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token from a secret file keeps the file's last line break: no header could match it."""
+    monkeypatch.setenv("HEALTHSTREAM_VIEW_TOKEN", "s3cret\n")
+    assert ViewSettings().secret == "s3cret"

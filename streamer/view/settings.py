@@ -56,6 +56,7 @@ class ViewSettings(BaseSettings):
 
     @property
     def secret(self) -> str | None:
-        """The bearer token, None when empty or unset."""
-        value = self.token.get_secret_value() if self.token is not None else ""
+        """The bearer token, None when empty or unset. Blanks around it are not part of it: a
+        token read from a secret file keeps the file's last line break, and no header matched."""
+        value = self.token.get_secret_value().strip() if self.token is not None else ""
         return value or None
