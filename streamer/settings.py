@@ -73,20 +73,8 @@ class ExactNames(EnvSettingsSource):
         return self.env_vars.get(f"{self.env_prefix}{field_name.upper()}"), field_name, False
 
 
-def exact_names_sources(
-    settings_cls: type[BaseSettings],
-    init_settings: PydanticBaseSettingsSource,
-    dotenv_settings: PydanticBaseSettingsSource,
-    file_secret_settings: PydanticBaseSettingsSource,
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    """pydantic-settings' sources in its order, the environment read by `ExactNames`."""
-    return init_settings, ExactNames(settings_cls), dotenv_settings, file_secret_settings
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="HEALTHSTREAM_", case_sensitive=True, extra="forbid", frozen=True, allow_inf_nan=False
-    )
+class ExactNamesSettings(BaseSettings):
+    """Settings whose environment is read under exact names only (`ExactNames`)."""
 
     @classmethod
     def settings_customise_sources(
@@ -97,8 +85,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Variables under their exact names only (`ExactNames`)."""
-        return exact_names_sources(settings_cls, init_settings, dotenv_settings, file_secret_settings)
+        """pydantic-settings' sources in its order, the environment read by `ExactNames`."""
+        return init_settings, ExactNames(settings_cls), dotenv_settings, file_secret_settings
+
+
+class Settings(ExactNamesSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HEALTHSTREAM_", case_sensitive=True, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
     # The local stack's ports, read as `streamer local up` reads them: the app connects there
     # unless the address below is set. Declared before the addresses, whose defaults use them.

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from streamer.settings import exact_names_sources
+from streamer.settings import ExactNamesSettings
 
 
-class ViewSettings(BaseSettings):
+class ViewSettings(ExactNamesSettings):
     """`HEALTHSTREAM_VIEW_HOST` (127.0.0.1), `_PORT` (8000), `_TOKEN` (none: no authentication),
     `_KAFKA_CHECK` (whether /healthz also asks the broker, default yes), `_WORKER_MAX_AGE_S` (a
     worker that has not reported for this long no longer counts as reporting, default 30),
@@ -36,18 +36,6 @@ class ViewSettings(BaseSettings):
     # Host names a view without a token answers besides IP addresses and localhost, comma
     # separated (`*`: any): see `streamer.view.security.trusted_hosts`.
     allowed_hosts: str = ""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Variables under their exact names only, as for the runtime settings (`ExactNames`)."""
-        return exact_names_sources(settings_cls, init_settings, dotenv_settings, file_secret_settings)
 
     @property
     def host_names(self) -> tuple[str, ...]:
