@@ -247,12 +247,21 @@ class Settings(ExactNamesSettings):
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Settings:
-        """SASL needs a user and a password; TLS files need a protocol that uses TLS."""
+        """SASL needs a user and a password, and they a protocol that uses SASL; TLS files need a
+        protocol that uses TLS."""
         protocol = self.kafka_security_protocol
         if protocol.startswith("SASL_") and not (self.kafka_sasl_username and self.kafka_sasl_password):
             raise ValueError(
                 f"HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL={protocol} needs HEALTHSTREAM_KAFKA_SASL_USERNAME "
                 "and HEALTHSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        sasl = [name for name in ("username", "password") if getattr(self, f"kafka_sasl_{name}")]
+        if sasl and not protocol.startswith("SASL_"):
+            # As the TLS files below: the clients connected without them, and the broker's refusal
+            # did not say the credentials had been left out.
+            raise ValueError(
+                f"HEALTHSTREAM_KAFKA_SASL_{sasl[0].upper()} is set but HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL="
+                f"{protocol} does not use SASL: use SASL_SSL or SASL_PLAINTEXT, or unset it"
             )
         files = [name for name in ("cafile", "certfile", "keyfile") if getattr(self, f"kafka_ssl_{name}")]
         if files and not protocol.endswith("SSL"):

@@ -121,6 +121,16 @@ def test_the_worker_app_is_built_with_the_credentials(
             "HEALTHSTREAM_KAFKA_SSL_CAFILE is set but "
             "HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use TLS",
         ),
+        (  # left out of the connection without a word
+            {"SASL_USERNAME": "svc", "SASL_PASSWORD": "p"},
+            "HEALTHSTREAM_KAFKA_SASL_USERNAME is set but HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT "
+            "does not use SASL",
+        ),
+        (
+            {"SECURITY_PROTOCOL": "SSL", "SASL_PASSWORD": "p"},
+            "HEALTHSTREAM_KAFKA_SASL_PASSWORD is set but HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL=SSL "
+            "does not use SASL",
+        ),
         ({"SECURITY_PROTOCOL": "TLS"}, "HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL='TLS' is not valid"),
         ({"SSL_CAFILE": "/no/such/ca.pem"}, "HEALTHSTREAM_KAFKA_SSL_CAFILE='/no/such/ca.pem' is not valid"),
     ],
