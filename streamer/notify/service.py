@@ -358,7 +358,9 @@ class Notifier:
         except (OSError, ValueError) as error:  # ValueError: the resolver cannot encode the host
             await runner.cleanup()
             raise metrics_unavailable(error, host, port) from None
-        log.info("metrics served", extra={"port": port})
+        # The port listened on: the system's choice for --metrics-port 0 (the log said 0).
+        served = next((address[1] for address in runner.addresses if isinstance(address, tuple)), port)
+        log.info("metrics served", extra={"port": served})
         return runner
 
 

@@ -37,7 +37,7 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     from aiohttp import web
 
     from streamer.redacted import without_password
-    from streamer.settings import Settings
+    from streamer.settings import Settings, redis_url_problem
     from streamer.view.app import create_app
     from streamer.view.settings import ViewSettings
 
@@ -47,6 +47,10 @@ def view(host: str | None, port: int | None, redis_url: str | None, loglevel: st
     )
     settings = Settings()
     if redis_url:
+        # The option gets the variable's check (`redis_url_problem`): a copy is not validated.
+        if problem := redis_url_problem(redis_url):
+            shown = without_password(redis_url)
+            raise click.UsageError(f"--redis-url {shown!r} is not a Redis URL ({problem})")
         settings = settings.model_copy(update={"redis_url": redis_url})
     try:
         app = create_app(settings, view_settings)

@@ -134,3 +134,19 @@ async def test_healthz_says_starting_until_every_destination_reads(config: Path)
                 assert (reply.status, (await reply.json())["status"]) == (200, "ok")
     finally:
         await runner.cleanup()
+
+
+async def test_the_log_names_the_port_the_system_chose_for_metrics_port_0(
+    config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--metrics-port 0` is served on a port the system picks; the log said 0."""
+    options = service.NotifyOptions(group_id="g", metrics_port=0)
+    notifier = service.Notifier(Settings(kafka_bootstrap="127.0.0.1:1"), load_notify_config(config), options)
+    with caplog.at_level("INFO", logger=service.__name__):
+        runner = await notifier.serve_metrics()
+    assert runner is not None
+    try:
+        [served] = [record for record in caplog.records if record.getMessage() == "metrics served"]
+        assert served.port == runner.addresses[0][1] != 0  # type: ignore[attr-defined]
+    finally:
+        await runner.cleanup()

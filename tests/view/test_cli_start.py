@@ -58,6 +58,15 @@ def test_a_redis_url_without_a_scheme_is_a_usage_error() -> None:
     assert line.startswith("Error: --redis-url 'notaurl' is not a Redis URL (Redis URL must specify")
 
 
+def test_a_redis_url_option_redis_py_would_misread_is_refused_as_the_variable_is() -> None:
+    """The option bypassed the variable's check: `redis:///0` went to localhost:6379."""
+    result = run("--redis-url", "redis://:s3cret@/0", "--port", "0")
+    assert result.exit_code == 2, result.output
+    line = only_line(result)
+    refused = "Error: --redis-url 'redis://:***@/0' is not a Redis URL (no host: give redis://HOST"
+    assert line.startswith(refused), line
+
+
 @pytest.mark.parametrize(
     ("host", "why"),
     [
