@@ -391,24 +391,29 @@ def test_saving_the_profile_keeps_what_others_changed_since_the_page_was_filled(
 
 
 # Where the page is and whether it has loaded; None while Chromium is between two documents.
+LEAVE = "window.testLeftIt = true"  # this document is being left: `_where` waits for the next one
+
 WHERE = """
 (() => document.body === null ? null : {
   path: location.pathname, search: location.search, loaded: document.body.dataset.loaded === "true",
   error: (document.getElementById("error") || {}).textContent || "", cookie: document.cookie,
+  left: window.testLeftIt === true,
 })()
 """
 
 
 async def _where(browser: Browser, socket: aiohttp.ClientWebSocketResponse, path: str) -> dict[str, Any]:
     """The page at `path`, once loaded: polled, since a navigation replaces the document (an
-    evaluation then answers with no result); the deadline only bounds a hang."""
+    evaluation then answers with no result); not one marked as left (`LEAVE`: a reload keeps
+    the path, and the old document answered until the new one replaced it, whose links were not
+    there yet); the deadline only bounds a hang."""
     deadline = time.monotonic() + DEADLINE_S
     while True:
         try:
             found = await browser.evaluate(socket, WHERE)
         except (AssertionError, KeyError):  # the old document went away mid-evaluation
             found = None
-        if found and found["path"] == path and (found["loaded"] or found["error"]):
+        if found and found["path"] == path and (found["loaded"] or found["error"]) and not found["left"]:
             return dict(found)
         assert time.monotonic() < deadline, f"timed out waiting for {path}: {found}"
         await asyncio.sleep(0.5)
@@ -425,7 +430,7 @@ def test_a_page_opened_with_the_token_follows_its_links_and_reloads_without_it(
         seen = [await _where(browser, socket, "/")]
         await browser.evaluate(socket, f"document.querySelector('a[data-account=\"{ACCOUNT}\"]').click()")
         seen.append(await _where(browser, socket, account_path))
-        await browser.evaluate(socket, "location.reload()")
+        await browser.evaluate(socket, f"{LEAVE}; location.reload()")
         seen.append(await _where(browser, socket, account_path))
         await browser.evaluate(socket, "document.querySelector('a.home').click()")
         seen.append(await _where(browser, socket, "/"))
