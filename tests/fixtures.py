@@ -252,6 +252,9 @@ class JournaledChangelogs:
     async def written(self) -> None:
         self._journal.append("changelog written")
 
+    def forget(self) -> None:
+        self._journal.append("changelog forgotten")
+
 
 class FakeSink:
     """The worker's outputs as lists; each flush is counted and noted in the journal."""

@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import faust
 import faust.app.base
@@ -28,7 +28,7 @@ from aiokafka import TopicPartition as KafkaTP
 from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.producer.message_accumulator import MessageAccumulator
+from aiokafka.producer.message_accumulator import MessageAccumulator, MessageBatch
 from aiokafka.producer.sender import Sender
 from aiokafka.producer.transaction_manager import (
     NO_PRODUCER_EPOCH,
@@ -41,6 +41,7 @@ from faust.assignor import PartitionAssignor
 from faust.assignor.cluster_assignment import ClusterAssignment
 from faust.assignor.copartitioned_assignor import CopartitionedAssignor
 from faust.transport import consumer as faust_consumer
+from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -259,6 +260,18 @@ NAMES = (
         "stream/clients.py: close a producer whose stop did not finish",
     ),
     PrivateName(
+        MessageBatch,
+        "drain_ready",
+        ("self",),
+        "stream/sink.py: drop the records of a membership that ended in doubt",
+    ),
+    PrivateName(
+        MessageBatch,
+        "failure",
+        ("self", "exception"),
+        "stream/sink.py: drop the records of a membership that ended in doubt",
+    ),
+    PrivateName(
         AIOKafkaClient,
         "fetch_all_metadata",
         ("self",),
@@ -285,6 +298,10 @@ AIOKAFKA_PRODUCER_STATE = {
     "_message_accumulator": "stream/clients.py: close a producer whose stop did not finish",
     "_sender": "stream/clients.py: close a producer whose stop did not finish",
 }
+DROP_UNSENT = "stream/sink.py: drop the records of a membership that ended in doubt"
+ACCUMULATOR_STATE = {"_batches": DROP_UNSENT}
+FAUST_PRODUCER_STATE = {"buffer": DROP_UNSENT}
+PRODUCER_BUFFER_STATE = {"pending": DROP_UNSENT}  # set in its __post_init__
 SENDER_STATE = {
     name: "stream/membership.py: a produce request given up at the fence frees its node and partitions"
     for name in ("_in_flight", "_muted_partitions")
@@ -364,16 +381,20 @@ def _renew(client: Any) -> bool:
 
 def hold_produce_requests(client: AIOKafkaProducer, held: Callable[[], Awaitable[None]]) -> None:
     """Have every produce request of aiokafka's `client` await `held()` before it is sent. When
-    `held` raises, the request's batches fail with that exception unsent, its node and
-    partitions are freed as a sent request frees them, and the producer takes a new id (those
-    batches had taken sequence numbers: `renew_producer_id`)."""
+    `held` raises, or the producer's unsent records were dropped meanwhile (`drop_unsent`: the
+    request carries records from before), the request's batches fail with that exception
+    unsent, its node and partitions are freed as a sent request frees them, and the producer
+    takes a new id (those batches had taken sequence numbers: `renew_producer_id`)."""
     state: Any = client
     sender = state._sender
     send = sender._send_produce_req
 
     async def held_then_sent(node_id: int, batches: Mapping[Any, Any]) -> None:
+        drops = _drops(state)
         try:
             await held()
+            if _drops(state) != drops:
+                raise getattr(state, DROPPED)[1]
         except Exception as exc:
             for batch in batches.values():
                 batch.failure(exception=exc)
@@ -385,6 +406,51 @@ def hold_produce_requests(client: AIOKafkaProducer, held: Callable[[], Awaitable
         await send(node_id, batches)
 
     sender._send_produce_req = held_then_sent
+
+
+# On aiokafka's producer: (how many times `drop_unsent` dropped its records, the exception it
+# failed them with), read by the produce-request hold.
+DROPPED = "_healthstream_dropped"
+
+
+def _drops(client: object) -> int:
+    drops: tuple[int, BaseException] | None = getattr(client, DROPPED, None)
+    return 0 if drops is None else drops[0]
+
+
+def drop_unsent(producer: object, exc: BaseException) -> int:
+    """Fail with `exc` every record faust's `producer` holds that no produce request carries
+    yet: the table changelog records in faust's send buffer and aiokafka's batches not yet
+    drained. A produce request still waiting at the fence with older records fails as it is
+    released (`hold_produce_requests`). Returns how many records were dropped.
+
+    A send that waited for room in a dropped batch goes on, as if the batch had been sent, and
+    puts its record in a new one: the next drop takes it. Failed instead, it would raise in
+    faust's send-buffer task, which ends the worker.
+
+    For a worker whose membership ended in doubt: its fence failed the produce requests one at
+    a time while the group rebalanced, each then waiting for a new producer id, and the batches
+    still queued behind them went out once the new generation's lease held, over the state and
+    snapshots of the partitions' new owner."""
+    dropped, state = 0, cast(Any, producer)
+    pending: asyncio.Queue[Any] = state.buffer.pending
+    while not pending.empty():
+        message = pending.get_nowait()
+        if not message.done():
+            message.set_exception(exc)
+            message.exception()  # retrieved: whoever waits on it is told by the exception
+            dropped += 1
+    client = state._producer
+    if client is not None:
+        batches = client._message_accumulator._batches
+        for queued in batches.values():
+            for batch in queued:
+                dropped += batch.record_count
+                batch.drain_ready()
+                batch.failure(exception=exc)
+        batches.clear()
+        setattr(client, DROPPED, (_drops(client) + 1, exc))
+    return dropped
 
 
 async def abort_producer(producer: AIOKafkaProducer) -> None:
@@ -438,9 +504,9 @@ def without_autodiscovery_marks() -> Iterator[None]:
         app_module.venusian = venusian
 
 
-def _unset(cls: type, state: Mapping[str, str], library: str) -> list[str]:
-    """The attributes of `state` that `cls.__init__` no longer sets, with what uses each."""
-    source = inspect.getsource(cls.__init__)  # type: ignore[misc]  # a class's own, not an instance's
+def _unset(cls: type, state: Mapping[str, str], library: str, method: str = "__init__") -> list[str]:
+    """The attributes of `state` that `cls.__init__` (or `method`) no longer sets, with what uses each."""
+    source = inspect.getsource(getattr(cls, method))
     return [
         f"{library}'s {cls.__name__} no longer sets {name} (used by {used_by})"
         for name, used_by in state.items()
@@ -456,6 +522,9 @@ def problems() -> list[str]:
     found += _unset(AIOKafkaProducer, AIOKAFKA_PRODUCER_STATE, "aiokafka")
     found += _unset(TransactionManager, TRANSACTION_MANAGER_STATE, "aiokafka")
     found += _unset(Sender, SENDER_STATE, "aiokafka")
+    found += _unset(MessageAccumulator, ACCUMULATOR_STATE, "aiokafka")
+    found += _unset(faust_producer.Producer, FAUST_PRODUCER_STATE, "faust")
+    found += _unset(faust_producer.ProducerBuffer, PRODUCER_BUFFER_STATE, "faust", "__post_init__")
     if not hasattr(faust_consumer.Consumer, "_n_acked"):
         found.append("faust's Consumer no longer counts _n_acked (used by stream/consumer.py)")
     return found

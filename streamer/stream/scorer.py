@@ -211,6 +211,7 @@ class Scorer:
         self.stopping = False  # the worker is shutting down: apply and acknowledge nothing more
         self.revoking = False  # a rebalance waits for the batch in flight: release no more after it
         self.stopped = False  # the last checkpoint of a stop is in Kafka (the local stores agree)
+        self._dropped = False  # the last revocation dropped what was unwritten (`assigned`)
         self.counters = Counters()
         self.reach = InputReach(offsets, self.counters, self.merges)  # what each input delivers next
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
@@ -240,9 +241,16 @@ class Scorer:
             self.forget_partitions()
 
     async def assigned(self) -> None:
-        """The new assignment: start afresh (messages of older generations are skipped)."""
+        """The new assignment: start afresh (messages of older generations are skipped).
+
+        After a generation that ended in doubt, the producer's unsent records are dropped once
+        more: a send that waited for room in a batch as the first drop came (the sink's, faust's
+        send buffer's) went on with its record after it."""
         async with self.lock:
             await self._settle()
+            if self._dropped:
+                await self._drop_unwritten()
+                self._dropped = False
             self.fence.giving_up = self.stopping
             self.paused = self.stopping
             self.forget_partitions()
@@ -825,8 +833,10 @@ class Scorer:
         outputs not yet in Kafka are dropped; never acknowledged, they are read again."""
         await self._settle()
         await self.sink.discard()
+        self.changelogs.forget()  # dropped unsent: the next checkpoint must not wait for them
         self._sent = None
         self._pending = Pending()
+        self._dropped = True
 
     async def _ledger(self, partition: int) -> Ledger | None:
         """The partition's dead letters since its stored position (read once per assignment)."""

@@ -15,7 +15,7 @@ from streamer.contract.dead_letter import original_key
 from streamer.jsonbytes import kept_json
 from streamer.settings import Settings
 from streamer.stream.dead_letters import DeadLetterLog
-from streamer.stream.faust_private import renew_producer_id
+from streamer.stream.faust_private import drop_unsent, renew_producer_id
 from streamer.stream.membership import Fence, Fenced
 from streamer.stream.origin import ORIGIN_HEADER
 
@@ -217,9 +217,13 @@ class KafkaSink:
 
     async def discard(self) -> None:
         """Drop the outputs not yet delivered: a worker that may have lost its partitions must
-        not write over their new owner's (`Scorer._drop_unwritten`). Those queued go unsent;
-        deliveries under way wait at the fence (`_publish`), which gives them up."""
+        not write over their new owner's (`Scorer._drop_unwritten`). Those queued go unsent, and
+        so does every record the producer holds unsent, the tables' changelog records too
+        (`drop_unsent`); deliveries under way wait at the fence (`_publish`), which gives them up."""
         self._outputs, self._rerouted, self._dead_letters = [], [], []
+        dropped = drop_unsent(self.app.producer, Fenced("records of a membership that ended in doubt"))
+        if dropped:
+            log.info("records the producer had not sent were dropped", extra={"records": dropped})
         delivered, self._delivered = self._delivered, None
         if delivered is not None:
             with contextlib.suppress(Fenced):

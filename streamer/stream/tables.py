@@ -28,6 +28,10 @@ class Changelogs(Protocol):
 
     async def written(self) -> None: ...
 
+    def forget(self) -> None:
+        """Stop waiting for the records written so far: they were dropped unsent (a membership
+        that ended in doubt), and the next checkpoint's wait must not fail on them."""
+
 
 class DurableTable(faust.Table[str, bytes]):
     """A faust table that can wait until the broker has every changelog record it sent."""
@@ -60,6 +64,17 @@ class DurableTable(faust.Table[str, bytes]):
             sent, self._unconfirmed = self._unconfirmed, []
             await asyncio.gather(*sent)
 
+    def forget(self) -> None:
+        """`Changelogs.forget`. Failed or not, none of them is waited for any more."""
+        for sent in self._unconfirmed:
+            sent.add_done_callback(_retrieved)
+        self._unconfirmed = []
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a record dropped at the fence: its failure is expected, not logged
+
 
 class TablesWritten:
     """`Changelogs` over several tables (the accounts and the clocks)."""
@@ -71,9 +86,16 @@ class TablesWritten:
         for table in self.tables:
             await table.written()
 
+    def forget(self) -> None:
+        for table in self.tables:
+            table.forget()
+
 
 class NoChangelogs:
     """Tables without a changelog (the unit tests' dicts): nothing to wait for."""
 
     async def written(self) -> None:
+        return None
+
+    def forget(self) -> None:
         return None

@@ -234,10 +234,18 @@ async def test_a_checkpoint_in_flight_as_the_doubt_arose_writes_no_state_and_a_r
 
 
 class GivenUpChangelogs:
-    """Table writes the producer gave up at the fence (a stop while the membership is in doubt)."""
+    """Table writes the producer gave up at the fence: waiting for them fails until they are
+    forgotten (as `DurableTable` keeps the future of every record it sent)."""
+
+    def __init__(self) -> None:
+        self.given_up = True
 
     async def written(self) -> None:
-        raise Fenced("produce requests")
+        if self.given_up:
+            raise Fenced("produce requests")
+
+    def forget(self) -> None:
+        self.given_up = False
 
 
 async def test_a_stop_while_in_doubt_writes_nothing_and_still_stops() -> None:
@@ -250,6 +258,28 @@ async def test_a_stop_while_in_doubt_writes_nothing_and_still_stops() -> None:
     world.scorer.changelogs = GivenUpChangelogs()
     await world.scorer.stop()
     assert world.scorer.stopped and ACCOUNT not in world.accounts and event.acked == 0
+
+
+async def test_records_dropped_with_a_membership_that_ended_in_doubt_fail_no_later_checkpoint() -> None:
+    """The table records of a batch dropped at a rebalance failed at the fence. The next
+    generation's first checkpoint waited for them too: it failed, was dropped as given up at the
+    fence, and its messages were never acknowledged while the worker went on applying."""
+    world = World()
+    world.scorer.checkpoint_every_s = 60.0  # the batch stays pending
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.scorer.changelogs = changelogs = GivenUpChangelogs()
+    await world.scorer.process([world.usage(0)])
+    world.offsets.membership = IN_DOUBT
+    await world.scorer.revoked()
+    await world.scorer.assigned()
+    # once more at the assignment: sends that waited for room as the first drop came went on
+    assert world.journal.count("discard") == 2 and not changelogs.given_up
+
+    world.offsets.membership = None  # the new generation's lease holds
+    world.scorer.checkpoint_every_s = 0.0
+    event = world.usage(0)  # read again from the committed offset
+    await world.scorer.process([event])
+    assert event.acked == 1 and ACCOUNT in world.accounts
 
 
 def test_a_heartbeat_renews_the_lease_from_when_it_was_sent_not_when_its_answer_was_read() -> None:

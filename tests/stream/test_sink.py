@@ -113,3 +113,22 @@ async def test_outputs_given_up_at_the_fence_raise_fenced_and_leave_no_failure_u
     await asyncio.sleep(0)
     loop.set_exception_handler(None)
     assert not unretrieved
+
+
+async def test_discarding_the_outputs_drops_what_the_producer_holds_unsent(sink: KafkaSink) -> None:
+    """A rebalance while the membership is in doubt: the batches the producer has not put in a
+    produce request yet are dropped with the sink's own queue (`faust_private.drop_unsent`)."""
+    from aiokafka import TopicPartition
+
+    from streamer.stream.membership import Fenced
+
+    producer = sink.app.producer._producer = sink.app.producer._new_producer()  # not started
+    try:
+        record = await producer._message_accumulator.add_message(
+            TopicPartition("cs.health", 0), b"acme", b"{}", timeout=5
+        )
+        await sink.discard()
+        with pytest.raises(Fenced):
+            await asyncio.wait_for(record, 5)  # bounds a hang: a record kept is never answered here
+    finally:
+        await producer.stop()
