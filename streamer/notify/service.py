@@ -11,10 +11,8 @@ repeat after a crash or a re-published alert a no-op.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
-import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from streamer.contract.outputs import Alert, json_object
+from streamer.listening import ListenFault, listen_fault
 from streamer.notify.config import NotifyConfig
 from streamer.notify.delivery import DestinationWorker, HttpSender, Sender
 from streamer.notify.lane import Lane, lane_group
@@ -366,28 +365,22 @@ class Notifier:
 
 def metrics_unavailable(error: OSError | ValueError, host: str, port: int) -> MetricsUnavailable:
     """Which option to change, and why, when the metrics server cannot listen at host:port."""
-    if isinstance(error, ValueError):  # `x..y`, a part over 63 characters, a NUL: no name at all
+    fault = listen_fault(error)
+    if fault is ListenFault.NO_HOST_NAME:
         problem = host_name_problem(host) or f"{host!r} is not a host name ({error})"
-        return MetricsUnavailable("--metrics-host", problem)
-    if isinstance(error, socket.gaierror):  # the name is unknown
-        return MetricsUnavailable(
-            "--metrics-host", f"{host!r} cannot be resolved ({error.strerror}): give this machine's address"
+    elif fault is ListenFault.UNKNOWN_HOST:
+        problem = (
+            f"{host!r} cannot be resolved ({getattr(error, 'strerror', error)}): give this machine's address"
         )
-    if error.errno == errno.EADDRNOTAVAIL:
-        return MetricsUnavailable(
-            "--metrics-host", f"{host!r} is not an address of this machine: give one of its addresses"
-        )
-    if error.errno == errno.EADDRINUSE:
-        return MetricsUnavailable(
-            "--metrics-port", f"port {port} on {host} is in use by another process: choose another port"
-        )
-    if error.errno == errno.EACCES:
-        return MetricsUnavailable(
-            "--metrics-port", f"port {port} needs privileges this process has not: choose one from 1024"
-        )
-    return MetricsUnavailable(
-        "--metrics-port", f"cannot listen on {host} port {port} ({error.strerror or error})"
-    )
+    elif fault is ListenFault.NOT_THIS_MACHINE:
+        problem = f"{host!r} is not an address of this machine: give one of its addresses"
+    elif fault is ListenFault.PORT_IN_USE:
+        problem = f"port {port} on {host} is in use by another process: choose another port"
+    elif fault is ListenFault.PORT_NEEDS_PRIVILEGE:
+        problem = f"port {port} needs privileges this process has not: choose one from 1024"
+    else:
+        problem = f"cannot listen on {host} port {port} ({getattr(error, 'strerror', None) or error})"
+    return MetricsUnavailable("--metrics-host" if fault.about_host else "--metrics-port", problem)
 
 
 async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:

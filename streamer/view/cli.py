@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import socket
 
 import click
 
 from streamer.cli_options import loglevel_option
+from streamer.listening import ListenFault, listen_fault
 from streamer.logs import configure_logging
 from streamer.view.malformed import quiet_malformed_requests
 
@@ -104,22 +103,24 @@ def bound_port(aiohttp_message: str, requested: int) -> int:
 
 def bind_problem(error: OSError | ValueError) -> str:
     """Why the view could not listen, and which setting to change."""
-    if isinstance(error, ValueError):  # the idna codec's own reason is its cause
+    fault = listen_fault(error)
+    if fault is ListenFault.NO_HOST_NAME:  # the idna codec's own reason is its cause
         return (
             f"the host is not an address of this machine (not a host name: {error.__cause__ or error}); "
             "choose --host / HEALTHSTREAM_VIEW_HOST"
         )
-    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+    if fault in (ListenFault.UNKNOWN_HOST, ListenFault.NOT_THIS_MACHINE):
+        assert isinstance(error, OSError)
         detail = (
             error.strerror
-            if isinstance(error, socket.gaierror) or error.errno is None
+            if fault is ListenFault.UNKNOWN_HOST or error.errno is None
             else os.strerror(error.errno)
         )
         return (
             f"the host is not an address of this machine ({detail}); choose --host / HEALTHSTREAM_VIEW_HOST"
         )
-    if error.errno == errno.EADDRINUSE:
+    if fault is ListenFault.PORT_IN_USE:
         return "the port is in use (another view?); choose --port / HEALTHSTREAM_VIEW_PORT"
-    if error.errno == errno.EACCES:
+    if fault is ListenFault.PORT_NEEDS_PRIVILEGE:
         return "permission denied (ports below 1024 need privileges); choose --port / HEALTHSTREAM_VIEW_PORT"
     return str(error)
