@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import string
 import tomllib
 from functools import cached_property
@@ -273,6 +274,8 @@ class Settings(ExactNamesSettings):
             raise ValueError(
                 "HEALTHSTREAM_KAFKA_SSL_KEYFILE needs HEALTHSTREAM_KAFKA_SSL_CERTFILE, the client certificate"
             )
+        if files:
+            tls_files_problem(self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
         return self
 
     def topic(self, name: str) -> str:
@@ -286,6 +289,33 @@ class Settings(ExactNamesSettings):
     @cached_property
     def score(self) -> ScoreConfig:
         return load_score_config(self.score_config)
+
+
+def tls_files_problem(cafile: Path | None, certfile: Path | None, keyfile: Path | None) -> None:
+    """ValueError naming the TLS file that OpenSSL cannot load, and why. A file that is not PEM
+    certificates (or a key that does not match, or is encrypted) failed as the first client
+    connected, reported as the broker refusing the TLS handshake."""
+    context = ssl.create_default_context()
+    try:
+        if cafile is not None:
+            context.load_verify_locations(cafile=str(cafile))
+    except (ssl.SSLError, OSError) as error:
+        raise ValueError(
+            f"HEALTHSTREAM_KAFKA_SSL_CAFILE {str(cafile)!r} cannot be loaded as PEM certificates ({error})"
+        ) from None
+    if certfile is None:
+        return
+
+    def no_passphrase() -> bytes:
+        raise ValueError("the key is encrypted, and the client has no passphrase to give")
+
+    try:
+        context.load_cert_chain(
+            str(certfile), None if keyfile is None else str(keyfile), password=no_passphrase
+        )
+    except (ssl.SSLError, OSError, ValueError) as error:
+        names = "HEALTHSTREAM_KAFKA_SSL_CERTFILE" + (" and HEALTHSTREAM_KAFKA_SSL_KEYFILE" if keyfile else "")
+        raise ValueError(f"{names} cannot be loaded as a client certificate and its key ({error})") from None
 
 
 def host_name_problem(host: str) -> str | None:

@@ -145,3 +145,40 @@ def test_incomplete_security_settings_are_one_line_problems(
         Settings()
     found = settings_problem(caught.value)
     assert found is not None and found.startswith(problem), found
+
+
+def test_tls_files_openssl_cannot_load_are_named_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca_file: Path
+) -> None:
+    """Loaded by the first client that connected, they failed as the broker refusing the TLS
+    handshake, which sent the user to the broker instead of the file."""
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    other_key = self_signed_certificate(tmp_path / "other")[1]
+
+    def problem(**variables: str) -> str | None:
+        for name in ("SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE"):
+            monkeypatch.delenv(f"HEALTHSTREAM_KAFKA_{name}", raising=False)
+        secured(monkeypatch, SECURITY_PROTOCOL="SSL", **variables)
+        try:
+            Settings()
+        except pydantic.ValidationError as error:
+            return settings_problem(error)
+        return None
+
+    found = problem(SSL_CAFILE=str(not_pem))
+    assert found is not None and found.startswith(
+        f"HEALTHSTREAM_KAFKA_SSL_CAFILE {str(not_pem)!r} cannot be loaded as PEM certificates ("
+    ), found
+    found = problem(SSL_CERTFILE=str(ca_file), SSL_KEYFILE=str(other_key))  # a key of another certificate
+    assert found is not None and found.startswith(
+        "HEALTHSTREAM_KAFKA_SSL_CERTFILE and HEALTHSTREAM_KAFKA_SSL_KEYFILE cannot be loaded as a client "
+        "certificate and its key ("
+    ), found
+    assert problem(SSL_CAFILE=str(ca_file)) is None
+    assert (
+        problem(
+            SSL_CAFILE=str(ca_file), SSL_CERTFILE=str(ca_file), SSL_KEYFILE=str(ca_file.parent / "key.pem")
+        )
+        is None
+    )
