@@ -10,6 +10,7 @@ local stack on 127.0.0.1 at HEALTHSTREAM_KAFKA_PORT / HEALTHSTREAM_REDIS_PORT (t
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import ssl
@@ -362,7 +363,27 @@ def redis_url_problem(url: str) -> str | None:
         return "the path must be the database number (/0, /1, ...) or left out for database 0"
     if options.get("db", 0) < 0:  # ?db=-1
         return "the database number must be 0 or more"
+    unknown = sorted(set(options) - _redis_url_options(parts.scheme))
+    if unknown:  # passed to the connection as it is: a TypeError at the first connection
+        close = difflib.get_close_matches(unknown[0], sorted(_redis_url_options(parts.scheme)), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"redis-py has no connection option {unknown[0]!r}{hint}"
     return None
+
+
+def _redis_url_options(scheme: str) -> set[str]:
+    """What a redis:// URL may set: the parameters of redis-py's connection for `scheme` and of
+    its connection pool, and what its `parse_url` itself returns."""
+    import inspect
+
+    from redis.asyncio import connection
+
+    kinds = {"rediss": connection.SSLConnection, "unix": connection.UnixDomainSocketConnection}
+    names = {"connection_class", "host", "port", "path", "db", "username", "password"}
+    for cls in (*kinds.get(scheme, connection.Connection).__mro__, connection.ConnectionPool):
+        if "__init__" in vars(cls):
+            names |= set(inspect.signature(cls.__init__).parameters)  # type: ignore[misc]
+    return names - {"self", "args", "kwargs"}
 
 
 def redis_url_shown(url: object) -> str:

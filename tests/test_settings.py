@@ -209,6 +209,13 @@ def test_a_bootstrap_host_the_resolver_cannot_encode_is_refused_in_one_line(
         ("redis://cache:0/0", "the port must be 1 to 65535 (redis-py takes 0 as 6379)"),
         ("redis://cache:abc/0", "Port could not be cast to integer value as 'abc'"),
         ("unix://", "a unix:// URL needs the socket's path"),
+        # passed to the connection as they are: a TypeError at the first connection
+        ("redis://cache:6379/0?foo=1", "redis-py has no connection option 'foo'"),
+        (
+            "redis://cache:6379/0?socket_timout=2",
+            "redis-py has no connection option 'socket_timout' (did you mean 'socket_timeout'?)",
+        ),
+        ("redis://cache:6379/0?ssl_cert_reqs=none", "redis-py has no connection option 'ssl_cert_reqs'"),
     ],
 )
 def test_a_redis_url_redis_py_would_refuse_or_misread_is_refused_when_the_settings_load(
@@ -230,6 +237,7 @@ def test_a_redis_url_redis_py_would_refuse_or_misread_is_refused_when_the_settin
         "rediss://user:secret@cache.example.com:6380/3?ssl_cert_reqs=none",
         "redis://[::1]:6379/0?socket_timeout=2.5",
         "unix:///run/redis/redis.sock?db=1",
+        "redis://cache:6379/0?max_connections=20&health_check_interval=30",
     ],
 )
 def test_a_redis_url_redis_py_reads_as_written_is_taken(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
