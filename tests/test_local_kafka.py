@@ -207,3 +207,20 @@ def test_a_stack_folder_with_a_comma_is_refused_naming_where_it_was_given(tmp_pa
     made = StackSettings(stack_dir=folder, cache_dir=tmp_path / "cache")  # not through from_env
     with pytest.raises(StackError, match=r"^HEALTHSTREAM_STACK_DIR or --stack-dir: .* has a comma"):
         kafka.server_properties(made)
+
+
+def test_a_cache_folder_with_the_classpath_separator_is_refused_naming_where_it_was_given(
+    tmp_path: Path,
+) -> None:
+    """The broker's classpath is <cache>/kafka-VERSION/libs/*, and Java has no escape for ':':
+    the jars were downloaded into such a folder, then the broker could not find its main class."""
+    folder = tmp_path / "ca:che"
+    with pytest.raises(StackError) as info:
+        StackSettings.from_env({"HEALTHSTREAM_CACHE_DIR": str(folder)}, stack_dir=tmp_path / "stack", **PORTS)
+    assert str(info.value) == (
+        f"HEALTHSTREAM_CACHE_DIR: {folder} has a ':', which separates the entries of Java's classpath "
+        "(the broker's jars are in it): name a folder without one"
+    )
+    with pytest.raises(StackError, match=r"^--cache-dir: .* has a ':'"):
+        StackSettings.from_env({}, cache_dir=folder, stack_dir=tmp_path / "stack", **PORTS)
+    assert not folder.exists()  # refused before anything is made in it

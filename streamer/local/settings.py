@@ -70,7 +70,15 @@ def _dir(value: Path | str | None, environ: Mapping[str, str], name: str, defaul
     given = "--" + name.removeprefix("HEALTHSTREAM_").lower().replace("_", "-")  # the option's name
     if value is None:
         value, given = environ.get(name, "").strip() or default, name
-    path = _folder_or_fail(Path(value).expanduser().resolve(), given)
+    path = Path(value).expanduser().resolve()
+    if name == ENV_CACHE_DIR and os.pathsep in str(path):
+        # The broker's classpath is <cache>/kafka-VERSION/libs/*, and Java has no escape for its
+        # separator: the jars were downloaded, then the broker could not find its main class.
+        raise StackError(
+            f"{given}: {path} has a {os.pathsep!r}, which separates the entries of Java's classpath "
+            "(the broker's jars are in it): name a folder without one"
+        )
+    path = _folder_or_fail(path, given)
     if name == ENV_STACK_DIR:
         refuse_comma(path, given)  # before anything is made or downloaded in it
     return path
