@@ -44,6 +44,7 @@ from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, Scorer
 from streamer.stream.sink import KafkaSink
 from streamer.stream.stalls import STALL_S
+from streamer.stream.stuck import RebalanceWatch
 from streamer.stream.tables import DurableTable, TablesWritten
 from streamer.stream.topics import (
     CHANGELOG_RECORD_MAX_BYTES,
@@ -434,6 +435,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
             await asyncio.sleep(LIMIT_EVERY_S)
 
     logged_latency = RecentLatency()
+    rebalance = RebalanceWatch()  # a rebalance that does not end: where each task waits
     watch = LoopWatch(("progress", "stats"))
     commits = CommitWatch()
     input_topics = set(inputs)
@@ -452,6 +454,7 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
     async def report_progress() -> None:
         c = scorer.counters
         lag, stalled_s = input_state()
+        rebalance.check(bool(app.rebalancing), time.monotonic(), asyncio.all_tasks)
         if stalled_s >= STALLED_WARN_S:
             log.warning(
                 "input waiting and nothing committed",
