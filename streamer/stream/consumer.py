@@ -451,7 +451,11 @@ class IdempotentProducer(faust_aiokafka.Producer):
             if fence is not None:
                 await fence.passed("produce requests")
 
-        hold_produce_requests(client, held)
+        def writable() -> bool:
+            fence: Fence | None = getattr(app, "fence", None)
+            return fence is None or fence.problem() is None
+
+        hold_produce_requests(client, held, writable)
         return client
 
 

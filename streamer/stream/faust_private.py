@@ -26,6 +26,7 @@ import faust.types.tuples
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import AIOKafkaConnection
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.producer.message_accumulator import MessageAccumulator, MessageBatch
@@ -273,6 +274,12 @@ NAMES = (
     ),
     PrivateName(
         AIOKafkaClient,
+        "_get_conn",
+        ("self", "node_id", "group", "no_hint"),
+        "stream/consumer.py: a produce request is written only while the membership lease holds",
+    ),
+    PrivateName(
+        AIOKafkaClient,
         "fetch_all_metadata",
         ("self",),
         "stream/dead_letters.py: the dead-letter topic's partition count",
@@ -298,6 +305,7 @@ AIOKAFKA_PRODUCER_STATE = {
     "_message_accumulator": "stream/clients.py: close a producer whose stop did not finish",
     "_sender": "stream/clients.py: close a producer whose stop did not finish",
 }
+CONNECTION_STATE = {"_writer": "stream/consumer.py: a produce request is written only while the lease holds"}
 DROP_UNSENT = "stream/sink.py: drop the records of a membership that ended in doubt"
 ACCUMULATOR_STATE = {"_batches": DROP_UNSENT}
 FAUST_PRODUCER_STATE = {"buffer": DROP_UNSENT}
@@ -379,15 +387,22 @@ def _renew(client: Any) -> bool:
     return True
 
 
-def hold_produce_requests(client: AIOKafkaProducer, held: Callable[[], Awaitable[None]]) -> None:
+def hold_produce_requests(
+    client: AIOKafkaProducer, held: Callable[[], Awaitable[None]], writable: Callable[[], bool]
+) -> None:
     """Have every produce request of aiokafka's `client` await `held()` before it is sent. When
     `held` raises, or the producer's unsent records were dropped meanwhile (`drop_unsent`: the
     request carries records from before), the request's batches fail with that exception
     unsent, its node and partitions are freed as a sent request frees them, and the producer
-    takes a new id (those batches had taken sequence numbers: `renew_producer_id`)."""
+    takes a new id (those batches had taken sequence numbers: `renew_producer_id`).
+
+    `held()` returns before the request is built, encoded and written: a process stopped in
+    between wrote it the moment it resumed, unchecked. So `writable()` is asked again as its
+    bytes are handed to the socket (`_write_checked`)."""
     state: Any = client
     sender = state._sender
     send = sender._send_produce_req
+    _write_checked(state.client, writable)
 
     async def held_then_sent(node_id: int, batches: Mapping[Any, Any]) -> None:
         drops = _drops(state)
@@ -406,6 +421,35 @@ def hold_produce_requests(client: AIOKafkaProducer, held: Callable[[], Awaitable
         await send(node_id, batches)
 
     sender._send_produce_req = held_then_sent
+
+
+PRODUCE_API_KEY = b"\x00\x00"  # a request's first header field, after its 4-byte size
+WRITE_CHECKED = "_healthstream_write_checked"
+
+
+def _write_checked(kafka_client: Any, writable: Callable[[], bool]) -> None:
+    """Have every connection of aiokafka's `kafka_client` refuse to write a produce request
+    unless `writable()`: an OSError as the write's own, so the connection closes, the request
+    fails with a retriable KafkaConnectionError, and its batches go back to the queue, where
+    the next produce request meets the fence (`hold_produce_requests`). Other requests pass."""
+    get_conn = kafka_client._get_conn
+
+    async def checked_conn(*args: Any, **kwargs: Any) -> Any:
+        conn = await get_conn(*args, **kwargs)
+        writer = None if conn is None else conn._writer
+        if writer is not None and not getattr(writer, WRITE_CHECKED, False):
+            write = writer.write
+
+            def checked(data: bytes) -> None:
+                if data[4:6] == PRODUCE_API_KEY and not writable():
+                    raise OSError("the membership came into doubt as a produce request was written")
+                write(data)
+
+            writer.write = checked
+            setattr(writer, WRITE_CHECKED, True)
+        return conn
+
+    kafka_client._get_conn = checked_conn
 
 
 # On aiokafka's producer: (how many times `drop_unsent` dropped its records, the exception it
@@ -523,6 +567,7 @@ def problems() -> list[str]:
     found += _unset(TransactionManager, TRANSACTION_MANAGER_STATE, "aiokafka")
     found += _unset(Sender, SENDER_STATE, "aiokafka")
     found += _unset(MessageAccumulator, ACCUMULATOR_STATE, "aiokafka")
+    found += _unset(AIOKafkaConnection, CONNECTION_STATE, "aiokafka")
     found += _unset(faust_producer.Producer, FAUST_PRODUCER_STATE, "faust")
     found += _unset(faust_producer.ProducerBuffer, PRODUCER_BUFFER_STATE, "faust", "__post_init__")
     if not hasattr(faust_consumer.Consumer, "_n_acked"):

@@ -96,7 +96,7 @@ async def test_a_produce_request_held_at_the_fence_as_unsent_records_are_dropped
     async def held() -> None:
         await lease.wait()
 
-    hold_produce_requests(client, held)
+    hold_produce_requests(client, held, writable=lambda: True)
     health = TopicPartition("cs.health", 0)
     accumulator = client._message_accumulator
     try:
@@ -110,5 +110,52 @@ async def test_a_produce_request_held_at_the_fence_as_unsent_records_are_dropped
         assert not sent
         with pytest.raises(Fenced):
             await asyncio.wait_for(record, 5)  # bounds a hang only
+    finally:
+        await client.stop()
+
+
+class Writer:
+    """A connection's stream writer, as far as a write goes."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+async def test_a_produce_request_is_not_written_once_the_membership_is_in_doubt() -> None:
+    """`held()` returns before the request is built, encoded and written: a process stopped in
+    between wrote it the moment it resumed, over the new owner's records (the stood-still
+    test: 27 of 120 snapshots, twice in ten runs here). The write itself asks the lease again."""
+    client = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # never started: no connection
+    writer = Writer()
+    conn = SimpleNamespace(_writer=writer)
+
+    async def get_conn(*args: object, **kwargs: object) -> object:
+        return conn
+
+    client.client._get_conn = get_conn
+    lease = [True]
+
+    async def held() -> None:
+        return None
+
+    hold_produce_requests(client, held, writable=lambda: lease[0])
+    try:
+        assert await client.client._get_conn(1) is conn
+        produce, metadata = (
+            b"\x00\x00\x00\x0a" + b"\x00\x00" + b"rest",
+            b"\x00\x00\x00\x0a" + b"\x00\x03" + b"rest",
+        )
+        conn._writer.write(produce)
+        lease[0] = False  # the process stood still past its lease
+        with pytest.raises(OSError, match="membership came into doubt"):
+            conn._writer.write(produce)
+        conn._writer.write(metadata)  # only produce requests wait for the lease
+        assert writer.written == [produce, metadata]
+        assert await client.client._get_conn(1) is conn  # wrapped once, however often asked
+        with pytest.raises(OSError):
+            conn._writer.write(produce)
     finally:
         await client.stop()
