@@ -63,8 +63,12 @@ class Subscription:
 
     def steps(self) -> list[Point]:
         """The MRR steps in effect: `points` as the events dated them, except that a cancellation
-        dated before the first start ("signed up by mistake", the day before) ends it at that
-        start (left before it, the start would win and the subscription pay for good).
+        recorded at or after the first start and dated before it ("signed up by mistake", the
+        day before) ends it at that start (left before it, the start would win and the
+        subscription pay for good). One recorded before the start stays where it is dated: moved
+        to a start that came later, it let a change dated with it pay from then, so a start
+        rewrote months the allowed lateness had closed (a peer reference built meanwhile held
+        the account as not paying, and arrival order changed the scores).
 
         Derived when read, from the earliest start known then: clamped once when it arrived, a
         cancellation stayed at a later start when an earlier one arrived after it, and the
@@ -76,7 +80,7 @@ class Subscription:
                 steps = points
             else:
                 steps = sorted(
-                    (start, *point[1:]) if point[2] == CANCELED and point[0] < start else point
+                    (start, *point[1:]) if point[2] == CANCELED and point[0] < start <= point[1] else point
                     for point in points
                 )
             self._steps = steps

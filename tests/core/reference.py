@@ -114,14 +114,16 @@ class Book:
             else:
                 continue
             self.steps[event.account_id][event.subscription_id].append(step)
-        for subscriptions in self.steps.values():  # a cancellation ends nothing before the start
+        for (
+            subscriptions
+        ) in self.steps.values():  # a cancellation recorded after the start ends nothing before it
             for steps in subscriptions.values():
                 starts = [step.effective for step in steps if step.kind == 0]
                 if starts:
                     first = min(starts)
                     steps[:] = [
                         Step(first, step.occurred, step.kind, step.event_id, step.mrr)
-                        if step.kind == 2 and step.effective < first
+                        if step.kind == 2 and step.effective < first <= step.occurred
                         else step
                         for step in steps
                     ]

@@ -488,8 +488,42 @@ def test_final_snapshots_do_not_depend_on_arrival_order(events: list[Event]) -> 
     assert snapshots_and_portfolio(first) == snapshots_and_portfolio(second)
 
 
+def _subscription(kind: str, at: int, amount: str = "0") -> dict[str, Any]:
+    draft: dict[str, Any] = {"account_id": "acme", "subscription_id": "s1", "at": at, "event_type": kind}
+    if kind != "subscription.canceled":
+        draft |= {
+            "plan": "basic",
+            "amount": amount,
+            "currency": "USD",
+            "interval": "month",
+            "interval_count": 1,
+        }
+    return draft
+
+
+# Canceled, then changed, both on 01-11, and started only on 03-24: moved to that start, the
+# cancellation let the January change of 10 pay from January, so the start (arriving after
+# the 03-25 reference was built, newest first) rewrote who was paying months back (hypothesis).
+CANCELED_BEFORE_STARTING = build(
+    [
+        _subscription("subscription.canceled", START),
+        _subscription("subscription.changed", START, amount="10"),
+        _subscription("subscription.started", START + 73 * DAY),
+        {
+            "event_type": "usage.recorded",
+            "account_id": "acme",
+            "at": START + 74 * DAY,
+            "user_id": "u1",
+            "feature": "reports",
+            "count": 1,
+        },
+    ]
+)
+
+
 @SETTINGS
 @example(events=IDENTITY_IN_ONE_WEEK)
+@example(events=CANCELED_BEFORE_STARTING)
 @given(events=histories(with_usage=True, with_identity=True))
 def test_final_snapshots_with_peers_by_segment_do_not_depend_on_arrival_order(events: list[Event]) -> None:
     """Peers grouped by the profiles' segments (`Profile.segment_at`): an account.updated that

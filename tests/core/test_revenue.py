@@ -532,6 +532,26 @@ def test_a_cancellation_dated_before_the_start_ends_the_subscription_at_its_star
             assert feed.mrr_at("acme", when) == 0, (when, arrivals[0].event_type)
 
 
+def test_a_cancellation_recorded_before_the_start_stays_where_it_is_dated() -> None:
+    """Canceled and changed to 10 on 01-11, started at 0 only on 03-24: moved to that start, the
+    cancellation let the change pay 10 from January, so the start rewrote months the allowed
+    lateness had closed, and a peer reference built before it arrived disagreed with one built
+    after (`test_properties`, peers by segment). Hand-computed: it never pays."""
+    feed = Feed()
+    feed(
+        canceled("acme", "2024-01-11T00:00:00Z", event_id="e-1"),
+        changed("acme", "2024-01-11T00:00:00Z", "10", event_id="e-2"),
+        started("acme", "2024-03-24T00:00:00Z", "0", event_id="e-3"),
+    )
+    for when in (
+        "2024-01-11T00:00:00Z",
+        "2024-02-01T00:00:00Z",
+        "2024-03-24T00:00:00Z",
+        "2024-04-01T00:00:00Z",
+    ):
+        assert feed.mrr_at("acme", when) == 0, when
+
+
 def test_a_cancellation_before_two_starts_ends_at_the_earliest_whatever_the_order() -> None:
     """A start at 00:00, a restart at 12:00 and a cancellation dated the day before: clamped to
     the start known when it arrived, it stayed at 12:00 when the 00:00 start came last, and the
