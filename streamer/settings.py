@@ -363,9 +363,10 @@ def redis_url_problem(url: str) -> str | None:
         return "the path must be the database number (/0, /1, ...) or left out for database 0"
     if options.get("db", 0) < 0:  # ?db=-1
         return "the database number must be 0 or more"
-    unknown = sorted(set(options) - _redis_url_options(parts.scheme))
+    known = _redis_url_options(parts.scheme)
+    unknown = sorted(set(options) - known)
     if unknown:  # passed to the connection as it is: a TypeError at the first connection
-        close = difflib.get_close_matches(unknown[0], sorted(_redis_url_options(parts.scheme)), n=1)
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"redis-py has no connection option {unknown[0]!r}{hint}"
     return None

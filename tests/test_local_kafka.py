@@ -6,6 +6,7 @@ No broker runs here (tests/integration/test_secured_kafka.py starts one)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import ssl
 import subprocess
@@ -191,36 +192,46 @@ def test_java_reads_back_the_stack_folder_it_was_given(tmp_path: Path) -> None:
         assert read == str(expected)
 
 
-def test_a_stack_folder_with_a_comma_is_refused_naming_where_it_was_given(tmp_path: Path) -> None:
-    """log.dirs is a comma-separated list with no escape: Kafka took the part after the comma as
-    a relative folder and stopped with a stack dump."""
-    folder = tmp_path / "st,ack"
+@pytest.mark.parametrize(
+    ("variable", "option", "name", "has"),
+    [
+        # log.dirs is a comma-separated list with no escape: Kafka took the part after the
+        # comma as a relative folder and stopped with a stack dump.
+        (
+            "HEALTHSTREAM_STACK_DIR",
+            "stack_dir",
+            "st,ack",
+            "a comma, which Kafka's log.dirs (a comma-separated list) cannot hold",
+        ),
+        # The broker's classpath is <cache>/kafka-VERSION/libs/*, and Java has no escape for ':':
+        # the jars were downloaded into such a folder, then the broker could not find its main class.
+        (
+            "HEALTHSTREAM_CACHE_DIR",
+            "cache_dir",
+            "ca:che",
+            "a ':', which separates the entries of Java's classpath (the broker's jars are in it)",
+        ),
+    ],
+    ids=["stack folder, comma", "cache folder, classpath separator"],
+)
+def test_a_folder_with_a_character_its_file_cannot_hold_is_refused_naming_where_it_was_given(
+    tmp_path: Path, variable: str, option: str, name: str, has: str
+) -> None:
+    folder = tmp_path / name
+    other = {"stack_dir": tmp_path / "stack", "cache_dir": tmp_path / "cache"}
+    del other[option]
     with pytest.raises(StackError) as info:
-        StackSettings.from_env({"HEALTHSTREAM_STACK_DIR": str(folder)}, cache_dir=tmp_path / "cache", **PORTS)
-    assert str(info.value) == (
-        f"HEALTHSTREAM_STACK_DIR: {folder} has a comma, which Kafka's log.dirs (a comma-separated "
-        "list) cannot hold: name a folder without one"
-    )
-    with pytest.raises(StackError, match=r"^--stack-dir: .* has a comma"):
-        StackSettings.from_env({}, stack_dir=folder, cache_dir=tmp_path / "cache", **PORTS)
+        StackSettings.from_env({variable: str(folder)}, **other, **PORTS)
+    assert str(info.value) == f"{variable}: {folder} has {has}: name a folder without one"
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(StackError, match=rf"^{flag}: .* has {re.escape(has[:7])}"):
+        StackSettings.from_env({}, **{option: folder}, **other, **PORTS)
     assert not folder.exists()  # refused before anything is made in it
-    made = StackSettings(stack_dir=folder, cache_dir=tmp_path / "cache")  # not through from_env
-    with pytest.raises(StackError, match=r"^HEALTHSTREAM_STACK_DIR or --stack-dir: .* has a comma"):
-        kafka.server_properties(made)
 
 
-def test_a_cache_folder_with_the_classpath_separator_is_refused_naming_where_it_was_given(
+def test_a_stack_folder_with_a_comma_made_without_the_environment_is_refused_at_its_properties(
     tmp_path: Path,
 ) -> None:
-    """The broker's classpath is <cache>/kafka-VERSION/libs/*, and Java has no escape for ':':
-    the jars were downloaded into such a folder, then the broker could not find its main class."""
-    folder = tmp_path / "ca:che"
-    with pytest.raises(StackError) as info:
-        StackSettings.from_env({"HEALTHSTREAM_CACHE_DIR": str(folder)}, stack_dir=tmp_path / "stack", **PORTS)
-    assert str(info.value) == (
-        f"HEALTHSTREAM_CACHE_DIR: {folder} has a ':', which separates the entries of Java's classpath "
-        "(the broker's jars are in it): name a folder without one"
-    )
-    with pytest.raises(StackError, match=r"^--cache-dir: .* has a ':'"):
-        StackSettings.from_env({}, cache_dir=folder, stack_dir=tmp_path / "stack", **PORTS)
-    assert not folder.exists()  # refused before anything is made in it
+    made = StackSettings(stack_dir=tmp_path / "st,ack", cache_dir=tmp_path / "cache")  # not through from_env
+    with pytest.raises(StackError, match=r"^HEALTHSTREAM_STACK_DIR or --stack-dir: .* has a comma"):
+        kafka.server_properties(made)

@@ -23,7 +23,7 @@ from streamer.local.settings import (
     HOST,
     StackSettings,
     make_folder,
-    refuse_comma,
+    refuse_character,
 )
 from streamer.local.tools import Echo, echo_stderr
 
@@ -204,7 +204,7 @@ def log_dirs(settings: StackSettings) -> str:
     """The broker's one data folder. log.dirs is a comma-separated list with no escape for a
     comma: a stack folder with one made Kafka take its tail as a relative folder and stop."""
     data = settings.kafka_dir / "data"
-    refuse_comma(data, f"{ENV_STACK_DIR} or --stack-dir")
+    refuse_character(data, f"{ENV_STACK_DIR} or --stack-dir", ",")
     return str(data)
 
 

@@ -71,28 +71,29 @@ def _dir(value: Path | str | None, environ: Mapping[str, str], name: str, defaul
     if value is None:
         value, given = environ.get(name, "").strip() or default, name
     path = Path(value).expanduser().resolve()
-    if name == ENV_CACHE_DIR and os.pathsep in str(path):
-        # The broker's classpath is <cache>/kafka-VERSION/libs/*, and Java has no escape for its
-        # separator: the jars were downloaded, then the broker could not find its main class.
-        raise StackError(
-            f"{given}: {path} has a {os.pathsep!r}, which separates the entries of Java's classpath "
-            "(the broker's jars are in it): name a folder without one"
-        )
-    path = _folder_or_fail(path, given)
-    if name == ENV_STACK_DIR:
-        refuse_comma(path, given)  # before anything is made or downloaded in it
-    return path
+    refuse_character(path, given, UNHELD_BY[name])  # before anything is made or downloaded in it
+    return _folder_or_fail(path, given)
 
 
-def refuse_comma(path: Path, given: str) -> None:
-    """A one-line error naming where the stack folder was `given` when `path` has a comma:
-    Kafka's log.dirs (inside it) is a comma-separated list with no escape for one, and the
-    broker took the part after the comma as a relative folder and stopped with a stack dump."""
-    if "," in str(path):
-        raise StackError(
-            f"{given}: {path} has a comma, which Kafka's log.dirs (a comma-separated list) cannot "
-            "hold: name a folder without one"
-        )
+# A character no escape lets each folder hold, and where it ends up: Kafka's log.dirs (inside
+# the stack folder) is a comma-separated list, and the broker took the part after a comma as a
+# relative folder and stopped with a stack dump; the broker's classpath is
+# <cache>/kafka-VERSION/libs/*, and with a ':' in it the jars were downloaded, then the broker
+# could not find its main class.
+UNHELD = {
+    ",": "a comma, which Kafka's log.dirs (a comma-separated list) cannot hold",
+    os.pathsep: (
+        f"a {os.pathsep!r}, which separates the entries of Java's classpath (the broker's jars are in it)"
+    ),
+}
+UNHELD_BY = {ENV_STACK_DIR: ",", ENV_CACHE_DIR: os.pathsep}
+
+
+def refuse_character(path: Path, given: str, character: str) -> None:
+    """A one-line error naming where the folder was `given` when `path` has `character`, which
+    the file it ends up in cannot hold (`UNHELD`)."""
+    if character in str(path):
+        raise StackError(f"{given}: {path} has {UNHELD[character]}: name a folder without one")
 
 
 def _folder_or_fail(path: Path, given: str) -> Path:

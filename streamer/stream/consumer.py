@@ -446,14 +446,17 @@ class IdempotentProducer(faust_aiokafka.Producer):
         client = super()._new_producer(transactional_id)
         app = self.transport.app
 
+        def fence() -> Fence | None:
+            found: Fence | None = getattr(app, "fence", None)  # set once the worker is built
+            return found
+
         async def held() -> None:
-            fence: Fence | None = getattr(app, "fence", None)
-            if fence is not None:
-                await fence.passed("produce requests")
+            if (gate := fence()) is not None:
+                await gate.passed("produce requests")
 
         def writable() -> bool:
-            fence: Fence | None = getattr(app, "fence", None)
-            return fence is None or fence.problem() is None
+            gate = fence()
+            return gate is None or gate.problem() is None
 
         hold_produce_requests(client, held, writable)
         return client

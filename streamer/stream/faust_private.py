@@ -76,6 +76,9 @@ class PrivateName:
         return None
 
 
+DROP_UNSENT = "stream/sink.py: drop the records of a membership that ended in doubt"
+WRITE_WHILE_LEASED = "stream/consumer.py: a produce request is written only while the membership lease holds"
+
 NAMES = (
     PrivateName(
         GroupCoordinator,
@@ -260,24 +263,9 @@ NAMES = (
         ("self", "exception"),
         "stream/clients.py: close a producer whose stop did not finish",
     ),
-    PrivateName(
-        MessageBatch,
-        "drain_ready",
-        ("self",),
-        "stream/sink.py: drop the records of a membership that ended in doubt",
-    ),
-    PrivateName(
-        MessageBatch,
-        "failure",
-        ("self", "exception"),
-        "stream/sink.py: drop the records of a membership that ended in doubt",
-    ),
-    PrivateName(
-        AIOKafkaClient,
-        "_get_conn",
-        ("self", "node_id", "group", "no_hint"),
-        "stream/consumer.py: a produce request is written only while the membership lease holds",
-    ),
+    PrivateName(MessageBatch, "drain_ready", ("self",), DROP_UNSENT),
+    PrivateName(MessageBatch, "failure", ("self", "exception"), DROP_UNSENT),
+    PrivateName(AIOKafkaClient, "_get_conn", ("self", "node_id", "group", "no_hint"), WRITE_WHILE_LEASED),
     PrivateName(
         AIOKafkaClient,
         "fetch_all_metadata",
@@ -305,8 +293,7 @@ AIOKAFKA_PRODUCER_STATE = {
     "_message_accumulator": "stream/clients.py: close a producer whose stop did not finish",
     "_sender": "stream/clients.py: close a producer whose stop did not finish",
 }
-CONNECTION_STATE = {"_writer": "stream/consumer.py: a produce request is written only while the lease holds"}
-DROP_UNSENT = "stream/sink.py: drop the records of a membership that ended in doubt"
+CONNECTION_STATE = {"_writer": WRITE_WHILE_LEASED}
 ACCUMULATOR_STATE = {"_batches": DROP_UNSENT}
 FAUST_PRODUCER_STATE = {"buffer": DROP_UNSENT}
 PRODUCER_BUFFER_STATE = {"pending": DROP_UNSENT}  # set in its __post_init__
