@@ -288,7 +288,11 @@ def prepare(event: Event, config: ScoreConfig) -> None:
 def profile_span(config: ScoreConfig) -> int:
     """How far before an event time its partition has seen a peer reference may still ask an
     account's segment at (`streamer.core.peers.segment_reach`, rebuilt references included)."""
-    return segment_reach(int(config.time.allowed_lateness_days * DAY), config.peers.refresh_days)
+    return segment_reach(
+        int(config.time.allowed_lateness_days * DAY),
+        config.peers.refresh_days,
+        int(config.input.max_backdate_days * DAY),
+    )
 
 
 def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigger:

@@ -2,11 +2,13 @@
 
 A partition refreshes its reference at the midnight ticks of a grid (event time; every midnight
 by default, or e.g. the first midnight of each ISO week: `peers.refresh_days`) from usage windows that
-END `allowed_lateness + 1 day` before the tick, over the accounts paying at that instant. No
-event still admissible after the tick can touch those windows, so the reference does not depend
-on the order events arrived in, and the worker re-derives it from its accounts on recovery
-exactly as it was. A reference keeps at most `QUANTILES` values per (peer group, signal):
-memory and the cost of a percentile lookup do not grow with the portfolio.
+END `allowed_lateness + 1 day` before the tick, over the accounts paying `input.max_backdate_days`
+before that instant (`membership_instant`). No event still admissible after the tick can touch
+those windows, nor who was paying then (a cancellation may take effect that far before it was
+recorded), so the reference does not depend on the order events arrived in, and the worker
+re-derives it from its accounts on recovery exactly as it was. A reference keeps at most
+`QUANTILES` values per (peer group, signal): memory and the cost of a percentile lookup do not
+grow with the portfolio.
 
 The reference also ranks a composite, `usage_28d`: the weighted mean of an account's
 percentiles of the volume signals (`[peers.composite]`), placed in turn among the same peers'
@@ -309,12 +311,13 @@ def references_kept(lateness: int, refresh_days: int) -> int:
     return lateness // (refresh_days * DAY) + 2
 
 
-def segment_reach(lateness: int, refresh_days: int) -> int:
+def segment_reach(lateness: int, refresh_days: int, backdate: int) -> int:
     """How far before its partition's stream time a reference may ask an account's segment
     (`peers.group_by = "segment"`): the oldest reference kept, rebuilt on recovery, stands
     `references_kept` grid steps behind the last midnight and reads the instant the allowed
-    lateness and a day before its own; one day more for the last midnight and one to spare."""
-    return lateness + (references_kept(lateness, refresh_days) * refresh_days + 3) * DAY
+    lateness, the backdating and a day before its own (`membership_instant`); one day more for
+    the last midnight and one to spare."""
+    return lateness + backdate + (references_kept(lateness, refresh_days) * refresh_days + 3) * DAY
 
 
 def on_grid(tick: int, refresh_days: int) -> bool:
@@ -325,6 +328,15 @@ def on_grid(tick: int, refresh_days: int) -> bool:
 def reference_end(tick: int, lateness: int) -> int:
     """Last day bucket of the windows a reference at `tick` may read (no admissible event lands there)."""
     return bucket_of(tick - lateness - DAY)
+
+
+def membership_instant(tick: int, lateness: int, backdate: int) -> int:
+    """When a reference at `tick` reads who was paying, and their plan, segment, seats and next
+    renewal: the end of its windows less `backdate`, the furthest before its occurred_at a
+    cancellation may take effect (`input.max_backdate_days`). At the end of the windows itself,
+    a cancellation recorded after the tick and dated back onto that instant changed who had
+    been paying once the reference was built, so arrival order changed the scores."""
+    return (reference_end(tick, lateness) + 1) * DAY - backdate
 
 
 def peer_group_at(group_by: str, revenue: Revenue, profile: Profile | None, instant: int) -> str | None:
@@ -345,8 +357,10 @@ def build_reference(
     weights: dict[str, float] | None = None,
     higher_is_healthier: dict[str, bool] | None = None,
     renewal_window: int | None = None,
+    *,
+    backdate: int,
 ) -> PeerReference:
-    """The reference at `tick` over the accounts paying at the end of its window.
+    """The reference at `tick` over the accounts paying at its `membership_instant`.
 
     With `weights` (per volume signal), each group also gets the summary of its members'
     composites (`COMPOSITE`), computed against the group's own signal references. With
@@ -354,7 +368,7 @@ def build_reference(
     further away than that (the bands read the share).
     """
     end = reference_end(tick, lateness)
-    instant = (end + 1) * DAY  # the end of that day bucket
+    instant = membership_instant(tick, lateness, backdate)
     collected: dict[tuple[str, str], list[float]] = {}
     sizes: dict[str, int] = {}
     committed: dict[str, int] = {}

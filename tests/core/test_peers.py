@@ -20,6 +20,7 @@ from streamer.core.peers import (
     PeerReference,
     build_reference,
     feature_mix,
+    membership_instant,
     peer_values,
     percentile,
     reference_end,
@@ -29,10 +30,11 @@ from streamer.core.reasons import explain
 from streamer.core.revenue import Revenue
 from streamer.core.usage import Usage
 
-from .events import at, ms, profile, started, usage
+from .events import at, canceled, ms, profile, started, usage
 from .harness import Feed
 
 LATENESS = 7 * DAY
+BACKDATE = 7 * DAY  # input.max_backdate_days by default
 
 
 def daily(config: ScoreConfig) -> ScoreConfig:
@@ -130,7 +132,7 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
         usage("trial", at(6, 10), "u", "x", 50),  # never paid: not a peer
     )
     accounts = members(feed)
-    reference = build_reference(accounts, ms(at(15)), LATENESS, "plan")
+    reference = build_reference(accounts, ms(at(15)), LATENESS, "plan", backdate=BACKDATE)
     assert reference.window_end == ms(at(6)) // DAY  # the bucket ending at day 7 00:00
     assert reference.sizes == {ALL: 3, "pro": 1, "starter": 2}
     assert reference.groups[("starter", "events_28d")] == (2, 4)
@@ -140,7 +142,30 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
     assert reference.lookup("pro", "events_28d", min_peers=4) is None  # too few at all
     # A day later, usage of day 7 (a late event still admissible at tick 15) is not read.
     feed(usage("a", at(7, 10), "u", "x", 100))
-    assert build_reference(members(feed), ms(at(15)), LATENESS, "plan") == reference
+    assert build_reference(members(feed), ms(at(15)), LATENESS, "plan", backdate=BACKDATE) == reference
+
+
+def test_reference_reads_who_was_paying_the_longest_backdating_before_its_windows_end() -> None:
+    """A cancellation recorded after the tick may take effect up to `input.max_backdate_days`
+    before it was recorded. Read at the end of the windows, who was paying then changed once
+    the reference was built, with the order events arrived in (hypothesis found it)."""
+    tick = ms(at(30))
+    assert membership_instant(tick, LATENESS, BACKDATE) == ms(at(15))  # the windows end at day 22
+    feed = Feed()
+    feed(
+        started("a", at(0), plan="starter"),
+        started("b", at(0), plan="pro"),
+        usage("a", at(20, 10), "u", "x", 4),
+        usage("b", at(20, 10), "u", "x", 9),
+        usage("a", at(30, 1), "u", "x", 1),  # the stream passes the tick
+    )
+    reference = build_reference(members(feed), tick, LATENESS, "plan", backdate=BACKDATE)
+    assert reference.sizes == {ALL: 2, "pro": 1, "starter": 1}
+    # Still admissible (day 23 01:00 is the allowed lateness before the stream time), dated
+    # back the longest allowed: onto the windows' last week.
+    [outcome] = feed(canceled("b", at(23, 1), effective_at=at(16, 1)))
+    assert outcome.status == "accepted", outcome.reason
+    assert build_reference(members(feed), tick, LATENESS, "plan", backdate=BACKDATE) == reference
 
 
 def members(feed: Feed) -> list[tuple[Usage, Revenue, Profile | None]]:
@@ -263,20 +288,22 @@ def test_references_rebuilt_on_recovery_read_the_segments_they_read_live() -> No
 
 
 def test_a_segment_named_like_the_group_of_all_counts_an_account_once() -> None:
-    """ "*" is the group of all paying accounts: an account whose segment is "*" is in it once."""
+    """ "*" is the group of all paying accounts: an account whose segment is "*" is in it once.
+    (Day 19: a reference reads who was paying the allowed lateness, a day and the longest
+    backdating of a cancellation before its midnight.)"""
     feed = Feed(daily(ScoreConfig(peers=Peers(min_peers=1, group_by="segment"))))
     feed(*(started(f"a{n}", at(0), plan="starter") for n in range(1, 3)))
     feed(profile("a1", at(0, 1), segment="*"))
-    for day in range(1, 12):
+    for day in range(1, 20):
         feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 3)))
-    reference = feed.engine.peers.at(ms(at(11, 12)))
+    reference = feed.engine.peers.at(ms(at(19, 12)))
     assert reference is not None and reference.sizes == {ALL: 2}
     # grouped by plan, an account on a plan named "*" alike
     feed = Feed(daily(ScoreConfig(peers=Peers(min_peers=1, group_by="plan"))))
     feed(started("a1", at(0), plan="*"), started("a2", at(0), plan="starter"))
-    for day in range(1, 12):
+    for day in range(1, 20):
         feed(*(usage(f"a{n}", at(day, 10), "u", "reports", n) for n in range(1, 3)))
-    reference = feed.engine.peers.at(ms(at(11, 12)))
+    reference = feed.engine.peers.at(ms(at(19, 12)))
     assert reference is not None and reference.sizes == {ALL: 2, "starter": 1}
 
 
@@ -458,7 +485,7 @@ def test_a_reference_keeps_the_features_most_members_used() -> None:
     feed(*(started(a, at(0)) for a in ("a", "b", "c")))
     feed(*(usage(a, at(5, 10), "u", "shared", 1) for a in ("a", "b", "c")))
     feed(*(usage("a", at(5, 10), "u", f"only-{n:03d}", 1) for n in range(MAX_FEATURES + 16)))
-    reference = build_reference(members(feed), ms(at(15)), LATENESS, "all", {MIX: 1.0})
+    reference = build_reference(members(feed), ms(at(15)), LATENESS, "all", {MIX: 1.0}, backdate=BACKDATE)
     kept = tuple(sorted(["shared", *(f"only-{n:03d}" for n in range(MAX_FEATURES - 1))]))
     assert reference.features[ALL] == kept
     assert {signal for _, signal in reference.groups if signal.startswith(FEATURE)} == {

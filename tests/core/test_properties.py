@@ -520,10 +520,23 @@ CANCELED_BEFORE_STARTING = build(
     ]
 )
 
+# Canceled on 03-24, dated back three days, onto who a reference had read as paying (the end of
+# its windows): newest first, the reference of a midnight was built before the cancellation
+# arrived, so it held acme as paying in one order and not in the other (hypothesis).
+BACKDATED_ONTO_A_REFERENCE = build(
+    [
+        _subscription("subscription.started", START, amount="10"),
+        _use("acme", START),
+        {**_subscription("subscription.canceled", START + 73 * DAY), "effective_at": START + 70 * DAY},
+        {**_subscription("subscription.started", START + 78 * DAY), "subscription_id": "s2"},
+    ]
+)
+
 
 @SETTINGS
 @example(events=IDENTITY_IN_ONE_WEEK)
 @example(events=CANCELED_BEFORE_STARTING)
+@example(events=BACKDATED_ONTO_A_REFERENCE)
 @given(events=histories(with_usage=True, with_identity=True))
 def test_final_snapshots_with_peers_by_segment_do_not_depend_on_arrival_order(events: list[Event]) -> None:
     """Peers grouped by the profiles' segments (`Profile.segment_at`): an account.updated that
