@@ -108,8 +108,9 @@ def simulate(events: Path, seed: int, accounts: int = 30, months: int = 3, densi
     return events
 
 
-def closing_events(lines: list[bytes]) -> list[bytes]:
-    """One last event per account, a minute after the history ends: a second subscription.
+def closing_events(lines: list[bytes], tag: str = "closing") -> list[bytes]:
+    """One last event per account, a minute after the history ends: a second subscription
+    (`tag` names it and its event; another tag closes a history already closed).
 
     cs.health carries a snapshot only when (score, band, stage, MRR, plan) changed, so without
     these its last record may be an older evaluation than offline's accounts.jsonl, depending on
@@ -121,11 +122,25 @@ def closing_events(lines: list[bytes]) -> list[bytes]:
     end = max(datetime.fromisoformat(value["occurred_at"]) for value in values) + timedelta(minutes=1)
     return [
         orjson.dumps(
-            started(account, end.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{account}-closing", amount="1.00")
-            | {"subscription_id": f"{account}-closing", "plan": "closing"}
+            started(account, end.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{account}-{tag}", amount="1.00")
+            | {"subscription_id": f"{account}-{tag}", "plan": "closing"}
         )
         for account in sorted({value["account_id"] for value in values})
     ]
+
+
+def closed_again(history: History, folder: Path) -> tuple[Path, History]:
+    """Closing events once more, after `history`'s own: their file, and what offline makes of
+    the history followed by them. Applied on top of a worker's recovered state, every account
+    publishes a snapshot of it: a check of the state the changelogs hold, not only of the
+    outputs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    again = closing_events(history.lines, "closing-again")
+    tail = folder / "closing-again.jsonl"
+    tail.write_bytes(b"\n".join(again) + b"\n")
+    whole = folder / "events.jsonl"
+    whole.write_bytes(b"\n".join([*history.lines, *again]) + b"\n")
+    return tail, run_offline(whole, folder / "offline")
 
 
 def run_offline(events: Path, out: Path, config: Path | None = None, timeout_s: float = 120) -> History:
@@ -1232,7 +1247,9 @@ def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_
     worker's consumer still counts those partitions its own until its next heartbeat fails and
     faust revokes them, and its scorer finishes the batch it stood still in. Before the
     membership lease (`streamer/stream/membership.py`) it then wrote that batch's snapshots and
-    state, older than the new owner's, over them: offline's answers were lost for good."""
+    state, older than the new owner's, over them: offline's answers were lost for good. The
+    state is checked where it lives too, in the changelogs: a third worker with no local store
+    recovers from them and applies one more event per account."""
     events = simulate_and_score(tmp_path / "history", seed=17, accounts=120, months=4)
     deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
@@ -1263,6 +1280,18 @@ def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_
     deployment.settle(first, second)
     assert_no_offsets_skipped(first, second)
     assert_same_as_offline(deployment, events)
+    assert not deployment.dead_letters()
+    # The changelogs too: a worker with no local store recovers every partition from them, and
+    # one more event per account publishes what it recovered (the stopped worker's account
+    # records written over the new owner's would show here, whatever the snapshots said).
+    tail, whole = closed_again(events, tmp_path / "again")
+    first.stop()
+    second.stop()
+    recovered = deployment.start_worker("w3", data_dir=deployment.root / "w3-data")
+    deployment.wait_group(1, timeout=180)  # bounds a hang only
+    deployment.replay(tail)
+    deployment.settle(recovered)
+    assert_same_as_offline(deployment, whole)
     assert not deployment.dead_letters()
 
 
