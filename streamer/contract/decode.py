@@ -104,9 +104,17 @@ def _check_number_amount(raw: bytes | str, event: Event) -> None:
         )
 
 
+DESCRIBED_PROBLEMS = 10  # problems spelled out in one reason; the rest are counted
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: where, what was wrong, and the offending value."""
-    return "; ".join(_describe(error) for error in exc.errors(include_url=False))
+    """One line per problem (the first `DESCRIBED_PROBLEMS`): where, what was wrong, and the
+    offending value. A 1 MB object of 70,000 wrongly typed attributes made a 6 MB reason, which
+    the dead letter then cut to 2,000 characters, at 0.2 CPU s a line."""
+    errors = exc.errors(include_url=False)
+    described = "; ".join(_describe(error) for error in errors[:DESCRIBED_PROBLEMS])
+    more = len(errors) - DESCRIBED_PROBLEMS
+    return f"{described}; and {more:,} more problems" if more > 0 else described
 
 
 def _describe(error: ErrorDetails) -> str:

@@ -438,6 +438,15 @@ def test_account_profile_refuses_long_names_and_too_many_attributes() -> None:
     assert "field 'attributes.k'" in rejected(message("account.updated", attributes={"k": 5}))
 
 
+def test_a_reason_spells_out_the_first_ten_problems_and_counts_the_rest() -> None:
+    """70,000 wrongly typed attributes in a 1 MB object made a 6 MB reason (0.2 CPU s a line)."""
+    reason = rejected(message("account.updated", attributes={f"k{i}": i for i in range(5_000)}))
+    assert reason.count("should be a valid string") == 10
+    assert "field 'attributes.k9'" in reason and "'attributes.k10'" not in reason
+    assert reason.endswith("; and 4,990 more problems")
+    assert "more problems" not in rejected(message("account.updated", attributes={"k": 5}))
+
+
 def test_override_needs_exactly_one_of_band_and_score() -> None:
     assert "exactly one of 'band' and 'score'" in rejected(message("health.override", score=20))
     assert "exactly one of 'band' and 'score'" in rejected(message("health.override", band=None))
