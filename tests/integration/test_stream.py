@@ -25,7 +25,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -656,6 +656,20 @@ def warnings_of(workers: Sequence[Worker], most: int = 30) -> str:
     return f"\nworker warnings ({len(lines)}):\n" + "\n".join(lines[-most:]) if lines else ""
 
 
+def written_at(deployment: Deployment, topic: str, field: str, ids: Sequence[str]) -> str:
+    """Where and when (the producer's clock, as the workers' logs have it) each record of
+    `topic` whose `field` is one of `ids` was written, for a failure's message: with the logs'
+    rebalances it says which worker wrote an output offline does not have."""
+    wanted = set(ids)
+    lines = [
+        f"{value[field]}: partition {record.partition} offset {record.offset} written "
+        f"{datetime.fromtimestamp(record.timestamp / 1000, UTC).strftime('%H:%M:%S.%f')[:-3]}"
+        for record in deployment.bus.records[deployment.topic(topic)]
+        if (value := orjson.loads(record.value)).get(field) in wanted
+    ]
+    return "\n" + "\n".join(lines) if lines else ""
+
+
 def dead_letters_of(deployment: Deployment, most: int = 10) -> str:
     """The deployment's dead letters, for a failure's message: a clean history has none, and an
     event refused in the stream (too late, say) explains a snapshot that differs."""
@@ -691,6 +705,8 @@ def assert_same_as_offline(deployment: Deployment, history: History) -> None:
         f"alert ids: {len(missing)} of {len(history.alerts)} missing, {len(extra)} extra; e.g. missing "
         f"{[short(history.alerts[i]) for i in missing[:3]]}, extra "
         f"{[short(a) for a in alerts if a['alert_id'] in extra[:3]]}"
+        + written_at(deployment, "alerts", "alert_id", extra[:10])
+        + warnings_of(deployment.workers)
     )
     changed = [alert for alert in alerts if alert != history.alerts[alert["alert_id"]]]
     assert not changed, f"same id, different alert: {short(changed[0], 400)} vs offline " + short(
