@@ -110,6 +110,7 @@ class PartitionEngine:
         self._due_at: dict[str, int] = {}
         self._timers: list[tuple[int, str]] = []
         self._opened = -1  # the latest tick whose period sums and peer reference are made
+        self._unclocked = False  # accounts restored without a partition record (`rebuild`)
         self.rebuild(references)
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -123,13 +124,12 @@ class PartitionEngine:
         among those to rebuild is taken as it is instead of being rebuilt from every account.
         """
         if self.clock.stream_time < 0:
+            # Accounts and no partition record: a worker stopped after writing the account records
+            # of its first checkpoint and before its partition record. Their events are read
+            # again and only move stream time (the accounts hold them); derived when it starts.
+            self._unclocked = bool(self.members)
             return
-        for account_id in self.members:
-            account = self.accounts[account_id]
-            self._note_usage(account)
-            # The month of the partition's first event: it bounds the months listed as having
-            # data (`months_in_data`); left to `advance` it became the stream time's month.
-            self.periods.note(account.first_seen)
+        self._note_members()
         midnights: list[int] = []  # the latest grid points, as `tick` refreshed them
         tick = self.clock.next_tick - self._interval
         while len(midnights) < self.peers.keep and tick > 0:
@@ -139,6 +139,19 @@ class PartitionEngine:
         kept = {reference.tick: reference for reference in stored}
         for midnight in reversed(midnights):
             self.peers.add(kept.get(midnight) or self._reference(midnight))
+        self._count_members()
+
+    def _note_members(self) -> None:
+        """Since when usage is observed, and the months with data, from the accounts."""
+        for account_id in self.members:
+            account = self.accounts[account_id]
+            self._note_usage(account)
+            # The month of the partition's first event: it bounds the months listed as having
+            # data (`months_in_data`); left to `advance` it became the stream time's month.
+            self.periods.note(account.first_seen)
+
+    def _count_members(self) -> None:
+        """The portfolio sums and totals of the accounts, and each one's next due tick."""
         self.periods.advance(self.clock.stream_time, self._revenue_of)
         members = sorted(self.members)
         self.periods.add_all((account_id, self.accounts[account_id].revenue) for account_id in members)
@@ -286,7 +299,16 @@ class PartitionEngine:
         """Move stream time to `at`, re-scoring idle accounts at each tick it passes."""
         alerts = self.run_ticks(at)
         self.clock.stream_time = at
-        self.periods.advance(at, self._revenue_of)
+        if self._unclocked:
+            # The partition's first event, read again: the restored accounts are counted and
+            # scheduled as a restart with a partition record does (`rebuild`). No reference: no
+            # midnight before the first event had one. Left undone, they were never re-scored
+            # at a tick until an event of their own came: the alerts of those ticks went missing.
+            self._unclocked = False
+            self._note_members()
+            self._count_members()
+        else:
+            self.periods.advance(at, self._revenue_of)
         return alerts
 
     def pass_time(self, at: int) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from streamer.core.clock import to_ms
@@ -36,6 +37,7 @@ from tests.stream.world import (
     USAGE,
     World,
     started_record,
+    usage_record,
 )
 
 
@@ -836,6 +838,61 @@ async def test_re_reads_known_from_account_records_move_stream_time_as_they_did_
         assert world.scorer.engines[PARTITION].clock.stream_time == to_ms(
             datetime(2024, 3, 1, 10, tzinfo=UTC)
         )
+
+
+async def test_accounts_restored_without_their_first_partition_record_are_re_scored_at_ticks(
+    world: World,
+) -> None:
+    """Stopped after the account records of its first checkpoint reached Kafka and before its
+    partition record did, a worker left accounts and no stream time. The next owner read their
+    events again, which only move stream time, and never scheduled the accounts: their
+    re-scorings at the midnights after (a silence alert, a band moving) went missing, or came at
+    their next event with other ids. Seen with a worker that stood still (integration test)."""
+    overlap = world.scorer.overlap
+    neighbour = next(
+        name for n in range(100) if partition_of(name := f"n{n}", SETTINGS.partitions) == PARTITION
+    )
+    ids = iter(range(1, 1_000))
+
+    def history(into: World) -> tuple[list[Any], list[Any]]:
+        def value(record: dict[str, Any]) -> bytes:
+            return orjson.dumps({"event_id": f"e{next(ids)}", **record})
+
+        into.offsets.ends[(SUBS, PARTITION)] = 1
+        into.offsets.ends[(USAGE, PARTITION)] = 8
+        first = [into.event(SUBS, 0, value(started_record(ACCOUNT, "2024-01-01T10:00:00Z")))]
+        first += [
+            into.event(USAGE, day - 1, value(usage_record(ACCOUNT, f"2024-01-0{day}T10:00:00Z")))
+            for day in range(1, 6)
+        ]
+        later = [
+            into.event(USAGE, 5 + n, value(usage_record(neighbour, when)), account=neighbour)
+            for n, when in enumerate(("2024-01-12T10:00:00Z", "2024-01-25T10:00:00Z", "2024-02-08T10:00:00Z"))
+        ]
+        return first, later
+
+    uninterrupted = World(overlap=overlap)
+    first, later = history(uninterrupted)
+    await uninterrupted.scorer.process(first)
+    await uninterrupted.scorer.process(later)
+    expected = {alert["alert_id"] for alert in uninterrupted.sink.alerts if alert["account_id"] == ACCOUNT}
+    assert any(alert["raised_at"] >= "2024-01-12" for alert in uninterrupted.sink.alerts), (
+        "no alert at a tick"
+    )
+
+    stopped = World(overlap=overlap)
+    ids = iter(range(1, 1_000))  # the same events
+    first, later = history(stopped)
+    await stopped.scorer.process(first)
+    del stopped.clocks[f"clock-{PARTITION}"]  # after the account records, before this one
+    restarted = World(restarted_from=stopped, overlap=overlap)
+    ids = iter(range(1, 1_000))
+    first, later = history(restarted)
+    await restarted.scorer.process(first)  # read again: known from the account record
+    await restarted.scorer.process(later)
+    assert restarted.scorer.counters.reread == len(first)
+    sent = stopped.sink.alerts + restarted.sink.alerts
+    assert {alert["alert_id"] for alert in sent if alert["account_id"] == ACCOUNT} == expected
 
 
 async def test_an_input_topic_created_again_counts_its_messages_from_its_new_start(
