@@ -14,6 +14,7 @@ from streamer.contract.events import (
     EVENT_ADAPTER,
     EVENT_FAMILY,
     FAMILY_EVENT_TYPES,
+    ID_RULE,
     ID_TEXT,
     NAME_RULE,
     NAME_TEXT,
@@ -139,8 +140,12 @@ def _describe(error: ErrorDetails) -> str:
     if event_type:
         where += f" of {event_type}"
     message = plain_message(error)
-    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in (NAME_TEXT, ID_TEXT):
-        message = NAME_RULE
+    if kind == "string_pattern_mismatch":
+        pattern, given = error.get("ctx", {}).get("pattern"), error.get("input")
+        if pattern == ID_TEXT and isinstance(given, str) and not given.strip():  # the id's spaces
+            message = "must not be only whitespace"
+        else:
+            message = NAME_RULE if pattern == NAME_TEXT else ID_RULE if pattern == ID_TEXT else message
     if kind.startswith(("datetime", "timezone")):
         if _HOUR_24.search(str(error.get("input"))):  # read as "extra characters at the end"
             message = "hour 24 is not a time of day: write 00:00 of the next day"

@@ -39,35 +39,65 @@ from streamer.contract.vocabulary import Band
 # the Basic Multilingual Plane where a JSON Schema pattern cannot name them, in `_visible`).
 _HIDDEN = (
     "\x00-\x1f\x7f-\x9f\xad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b\u2028-\u202e"
-    "\u2060-\u2064\u2066-\u206f\u2800\u3164\ufeff\uffa0"
+    "\u2060-\u2064\u2066-\u206f\u2800\u3164\ufeff\uffa0\ufff9-\ufffb"
 )
-# Names may hold joiners, direction marks and variation selectors (Persian and Indic text, emoji);
-# ids may not: "acct-2" and "acct-2" with a joiner would be two accounts that read the same.
-_MARKS = "\u200c-\u200f\ufe00-\ufe0f"
+# Names may hold joiners, direction marks (the Arabic letter mark too) and variation selectors
+# (Mongolian's too): Persian, Arabic, Indic and Mongolian text, emoji; ids may not: "acct-2" and
+# "acct-2" with a joiner would be two accounts that read the same. Nor spaces other than U+0020
+# (no-break, en, em, ideographic...), nor a space first or last: "acct-5 " is not "acct-5".
+_MARKS = "\u061c\u180b-\u180d\u180f\u200c-\u200f\ufe00-\ufe0f"
+_SPACES = "\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
 NAME_TEXT = f"^[^{_HIDDEN}]*$"
-ID_TEXT = f"^[^{_HIDDEN}{_MARKS}]*$"
+_NOT_IN_ID = f"{_HIDDEN}{_MARKS}{_SPACES}"
+ID_TEXT = f"^[^ {_NOT_IN_ID}](?:[^{_NOT_IN_ID}]*[^ {_NOT_IN_ID}])?$"
 NAME_RULE = (
     "must not contain control characters, line separators, invisible characters or bidirectional overrides"
 )
-_BLANK = frozenset(chr(c) for c in (*range(0x200C, 0x2010), *range(0xFE00, 0xFE10)))
-_TAGS = range(0xE0000, 0xE0080)
+ID_RULE = (
+    f"{NAME_RULE}; as an id, no joiners, direction marks, variation selectors or spaces other than "
+    "U+0020, and no space first or last"
+)
+# Outside the Basic Multilingual Plane, where a JSON Schema pattern cannot name them: the tag
+# characters and the musical symbols' invisible formatting (refused everywhere), and the
+# supplementary variation selectors (in ids).
+_ASTRAL_HIDDEN = (range(0xE0000, 0xE0080), range(0x1D173, 0x1D17B))
+_ASTRAL_MARKS = range(0xE0100, 0xE01F0)
+# What a name may hold but not be made of (with whitespace): joiners, direction marks, selectors
+_BLANK = frozenset(
+    chr(c)
+    for block in (
+        range(0x200C, 0x2010),
+        range(0xFE00, 0xFE10),
+        (0x061C,),
+        range(0x180B, 0x1810),
+        _ASTRAL_MARKS,
+    )
+    for c in block
+)
 
 
-def _untagged(value: str) -> str:
-    """No tag characters (invisible; see `_HIDDEN`)."""
-    if not value.isascii() and any(ord(char) in _TAGS for char in value):
-        raise ValueError(NAME_RULE)
+def _untagged(value: str, rule: str = NAME_RULE) -> str:
+    """No invisible characters outside the Basic Multilingual Plane (`_ASTRAL_HIDDEN`)."""
+    if not value.isascii() and any(ord(char) in hidden for char in value for hidden in _ASTRAL_HIDDEN):
+        raise ValueError(rule)
     return value
 
 
-def _visible(value: str) -> str:
+def _visible_id(value: str) -> str:
+    """`_visible`, and no supplementary variation selector either (`_ASTRAL_MARKS`)."""
+    if not value.isascii() and any(ord(char) in _ASTRAL_MARKS for char in value):
+        raise ValueError(ID_RULE)
+    return _visible(value, ID_RULE)
+
+
+def _visible(value: str, rule: str = NAME_RULE) -> str:
     """Something to see: not only whitespace, joiners, direction marks or variation selectors;
     and no tag characters."""
     if value.isascii():
         if not value.strip():
             raise ValueError("must not be only whitespace")
         return value
-    _untagged(value)
+    _untagged(value, rule)
     if all(char.isspace() or char in _BLANK for char in value):
         raise ValueError("must not be only whitespace or invisible characters")
     return value
@@ -95,7 +125,7 @@ def _addressable(value: str) -> str:
 Id = Annotated[
     str,
     Field(min_length=1, max_length=128, pattern=ID_TEXT),
-    AfterValidator(_visible),
+    AfterValidator(_visible_id),
     AfterValidator(_composed),
     AfterValidator(_addressable),
 ]
