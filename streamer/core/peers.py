@@ -331,11 +331,13 @@ def reference_end(tick: int, lateness: int) -> int:
 
 
 def membership_instant(tick: int, lateness: int, backdate: int) -> int:
-    """When a reference at `tick` reads who was paying, and their plan, segment, seats and next
-    renewal: the end of its windows less `backdate`, the furthest before its occurred_at a
-    cancellation may take effect (`input.max_backdate_days`). At the end of the windows itself,
-    a cancellation recorded after the tick and dated back onto that instant changed who had
-    been paying once the reference was built, so arrival order changed the scores."""
+    """When a reference at `tick` reads who was paying (and each one's segment): the end of its
+    windows less `backdate`, the furthest before its occurred_at a cancellation may take effect
+    (`input.max_backdate_days`). At the end of the windows itself, a cancellation recorded after
+    the tick and dated back onto that instant changed who had been paying once the reference was
+    built, so arrival order changed the scores. (Plan, seats and term end are each active
+    subscription's latest known state, not the state at this instant: a change dated between it
+    and the tick that arrives after the tick still moves the reference.)"""
     return (reference_end(tick, lateness) + 1) * DAY - backdate
 
 
