@@ -298,7 +298,7 @@ def _replay(
                     continue
                 if monthly:
                     baseline_usage[account_id, at] = usage.before(account_id, at)
-                found = evaluate(account.inputs(engine.usage_since), at, config, engine.peers.at(at))
+                found = evaluate(account.inputs(engine.tracked(account, at)), at, config, engine.peers.at(at))
                 components = tuple(found.components[name] for name in COMPONENTS)
                 into.append(
                     Sample(

@@ -203,7 +203,6 @@ class PartitionEngine:
         trigger = fold(account, event, at, self.config)
         account.remember(event.event_id, at, self.config.limits.max_remembered_ids)
         self.accounts[account_id] = account
-        tracked = self.usage_since
         if event.event_type == "usage.recorded":
             self._note_usage(account)
         self.members.add(account_id)
@@ -215,17 +214,14 @@ class PartitionEngine:
             alerts += self._score(account, max(account.now, at), trigger)
         alerts += self._catch_up(account)
         self._schedule(account)
-        if self.usage_since != tracked:
-            alerts += self._retrack(account_id)
         return Outcome(ACCEPTED, alerts=alerts)
 
     def _note_usage(self, account: Account) -> None:
         """Usage is observed from the day (UTC) of the partition's first usage event.
 
-        A day, not the event's instant: each move of `usage_since` re-scores every account of
-        the partition that never used the product (`_retrack`), and usage events arriving newest
-        first moved it at every event (1,000 of them against 1,000 accounts took 21 times as
-        long as in order). By the day, it moves at most once per day of allowed lateness.
+        A day, not the event's instant: by the day, it moves at most once per day of allowed
+        lateness (each move once re-scored every account of the partition that never used the
+        product; scorings now read it as `tracked` says).
         """
         first_use = account.usage.first_use
         if first_use is None:
@@ -234,27 +230,21 @@ class PartitionEngine:
         if self.usage_since is None or day < self.usage_since:
             self.usage_since = day
 
-    def _retrack(self, skip: str) -> list[dict[str, Any]]:
-        """A late usage event moved the partition's first usage (`usage_since`) before accounts
-        already scored: an account that never used the product was scored as if usage were not
-        tracked yet. Re-score those at their own latest scoring instant, so they end as in-order
-        processing would have left them. (An account that used the product is not affected: its
-        silence counts from its own last use, never earlier than `usage_since`.)"""
+    def tracked(self, account: Account, now: int) -> int | None:
+        """`usage_since` as a scoring of `account` at `now` reads it.
+
+        An account that used the product counts its silence from its own last use, whatever
+        the partition's first usage. One that never did counts as silent from the partition's
+        first usage only once that is the allowed lateness and a day behind `now`: a usage event
+        still admissible can move it back no further than that, so no scoring ever read a value
+        that a late event changed. (Read as it was, a late first usage changed the scorings of
+        the midnights already passed, which could not be redone: re-scoring such accounts at their
+        latest instant left a band change confirmed at another midnight, and arrival order
+        changed a snapshot's time and its alerts.)"""
         since = self.usage_since
-        alerts: list[dict[str, Any]] = []
-        if since is None:
-            return alerts
-        for account_id in sorted(self.members):
-            account = self.accounts[account_id]
-            if (
-                account_id != skip
-                and account.score is not None
-                and account.usage.last_use is None
-                and account.now > since
-            ):
-                alerts += self._score(account, account.now, None)
-                self._schedule(account)
-        return alerts
+        if since is None or account.usage.last_use is not None or since <= now - self._lateness - DAY:
+            return since
+        return None
 
     def _catch_up(self, account: Account) -> list[dict[str, Any]]:
         """A late event scored an account before ticks already passed: re-score it at those.
@@ -480,7 +470,7 @@ class PartitionEngine:
         now = account.now
         if renewal is not None and now < renewal - self._renewal_window <= tick:
             return True
-        since = account.inputs(self.usage_since).silence_start()
+        since = account.inputs(self.tracked(account, now)).silence_start()
         if since is None:
             return False
         return now < since + self._silence <= tick or now < since + 2 * self._silence <= tick
@@ -513,7 +503,7 @@ class PartitionEngine:
 
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         account_id = account.account_id
-        inputs = account.inputs(self.usage_since)
+        inputs = account.inputs(self.tracked(account, now))
         evaluation = evaluate(inputs, now, self.config, self.peers.at(now))
         evaluation = apply_override(evaluation, account.override, self.config)
         previous = (account.score, account.band) if account.score is not None and account.band else None
@@ -575,7 +565,10 @@ class PartitionEngine:
         account = self.accounts[account_id]
         if evaluation is None:  # nothing kept yet: a recovered account
             evaluation = evaluate(
-                account.inputs(self.usage_since), account.now, self.config, self.peers.at(account.now)
+                account.inputs(self.tracked(account, account.now)),
+                account.now,
+                self.config,
+                self.peers.at(account.now),
             )
             evaluation = apply_override(evaluation, account.override, self.config)
         snapshot = build_snapshot(account, evaluation, self._currency, self.config.model)

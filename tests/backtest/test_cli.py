@@ -254,7 +254,7 @@ def test_samples_are_scored_from_the_events_before_the_month_start_only(
     run = OfflineRun(ScoreConfig(), 4)
     run.feed(iter(before), on_snapshot=lambda _: None, on_alert=lambda _: None, on_dead_letter=lambda _: None)
     expected = {
-        account_id: evaluate(account.inputs(engine.usage_since), at, run.config)
+        account_id: evaluate(account.inputs(engine.tracked(account, at)), at, run.config)
         for engine in run.engines
         for account_id, account in engine.accounts.items()
         if account.revenue.mrr_at(at) > 0
@@ -284,7 +284,9 @@ def test_a_sample_says_whether_its_account_was_committed_as_the_core_read_it(
         )
         expected = {
             account_id: core_committed(
-                evaluate(account.inputs(engine.usage_since), at, run.config).facts.renewal_at, at, run.config
+                evaluate(account.inputs(engine.tracked(account, at)), at, run.config).facts.renewal_at,
+                at,
+                run.config,
             )
             for engine in run.engines
             for account_id, account in engine.accounts.items()

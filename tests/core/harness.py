@@ -43,7 +43,10 @@ class Feed:
         instant = ms(when)
         account = self.store[account_id]
         return evaluate(
-            account.inputs(self.engine.usage_since), instant, self.config, self.engine.peers.at(instant)
+            account.inputs(self.engine.tracked(account, instant)),
+            instant,
+            self.config,
+            self.engine.peers.at(instant),
         )
 
     def facts(self, account_id: str, when: When) -> Facts:

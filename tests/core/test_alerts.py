@@ -317,13 +317,27 @@ def test_a_never_used_account_is_not_silent_inside_its_grace_period() -> None:
     """The silence rule speaks only where the recency signal does: an account that never used
     the product counts as silent after a grace period (3 days), even with a shorter silence_days."""
     feed = Feed(ScoreConfig(alerts=Rules(silence_days=1)))
-    feed(usage("initech", at(0, 12), "u1"))  # usage is tracked from here
+    feed(usage("initech", at(-20, 12), "u1"))  # usage is tracked from here
     feed(started("acme", at(1), "100"))
     for d in range(2, 8):
         feed(usage("initech", at(d, 12), "u1"))
     silence = [(a["raised_at"], a["severity"]) for a in feed.raised("silence", "acme")]
     # 3 days after the start on day 1 (the day-4 tick), already twice silence_days: critical
     assert silence == [(stamp(at(4)), "critical")]
+
+
+def test_a_never_used_account_counts_as_silent_once_the_first_usage_cannot_move() -> None:
+    """Usage tracked from day 0: until the allowed lateness (7 days) and a day have passed, a
+    late usage event may still move the partition's first usage back, and the midnights scored
+    meanwhile could not be scored again (arrival order changed the alerts: a property test).
+    So a never-used account counts as silent from the day-8 midnight on, not from day 4."""
+    feed = Feed(ScoreConfig(alerts=Rules(silence_days=1)))
+    feed(usage("initech", at(0, 12), "u1"))
+    feed(started("acme", at(1), "100"))
+    for d in range(2, 12):
+        feed(usage("initech", at(d, 12), "u1"))
+    silence = [(a["raised_at"], a["severity"]) for a in feed.raised("silence", "acme")]
+    assert silence == [(stamp(at(8)), "critical")]
 
 
 def test_billing_history_from_before_usage_was_tracked_is_not_silence() -> None:
@@ -336,9 +350,11 @@ def test_billing_history_from_before_usage_was_tracked_is_not_silence() -> None:
         feed(usage("initech", at(d, 12), "u1"))  # usage tracking starts on day 400
     silences = feed.raised("silence", "acme")
     assert silences, "silence once 14 days of tracked usage passed without acme's"
-    assert min(alert["raised_at"] for alert in silences) >= stamp(at(414, 12))
+    # Tracked from the day of the first usage (day 400): 14 days on, at the day-414 midnight
+    # (it came two days late before, at the day-416 one, 16 days of tracked usage).
     first = min(silences, key=lambda alert: alert["raised_at"])
-    assert first["reasons"][0]["value"] < 22  # days of tracked usage, not the 414 since the start
+    assert first["raised_at"] == stamp(at(414))
+    assert first["reasons"][0]["value"] == 14  # days of tracked usage, not the 414 since the start
 
 
 def test_billing_history_from_before_usage_was_tracked_does_not_score_use() -> None:

@@ -223,7 +223,10 @@ def test_a_taken_snapshot_is_kept_compact_and_given_again_as_published() -> None
     assert engine.take_dirty() == []
     account = feed.account("acme")
     evaluation = evaluate(
-        account.inputs(engine.usage_since), account.now, feed.config, engine.peers.at(account.now)
+        account.inputs(engine.tracked(account, account.now)),
+        account.now,
+        feed.config,
+        engine.peers.at(account.now),
     )
     evaluated_again = build_snapshot(account, evaluation, "USD")
     assert evaluated_again != published  # what re-staging published before the snapshot was kept

@@ -443,6 +443,21 @@ LATE_FIRST_USAGE = build(
     ]
 )
 
+# The partition's first usage (acme, 03-25) arrives after acme's 03-30 usage, newest first:
+# initech, paying and never using the product, was scored at the midnights in between as if
+# usage were not tracked, then re-scored at its latest instant only; its yellow band came due
+# for confirmation a day later than in order, past its last re-scoring, so its final snapshot's
+# time and an alert depended on the arrival order (hypothesis, 23,000 examples).
+LATE_FIRST_USAGE_AFTER_TICKS = build(
+    [
+        _start("initech", START, "10"),
+        _profile("initech", START + 49 * DAY, "bo"),
+        _use("acme", START + 74 * DAY),
+        _profile("acme", START + 78 * DAY, "bo"),
+        _use("acme", START + 79 * DAY),
+    ]
+)
+
 
 IDENTITY_IN_ONE_WEEK = build(
     [
@@ -474,6 +489,7 @@ def newest_first_per_week(events: list[Event]) -> list[Event]:
 @example(events=LATE_CHURN_AFTER_TICKS)
 @example(events=IDENTITY_IN_ONE_WEEK)
 @example(events=LATE_FIRST_USAGE)
+@example(events=LATE_FIRST_USAGE_AFTER_TICKS)
 @given(events=histories(with_usage=True, with_identity=True))
 def test_final_snapshots_do_not_depend_on_arrival_order(events: list[Event]) -> None:
     # With every event scored. By default a usage event alone re-scores an account at most
