@@ -105,6 +105,7 @@ def _check_number_amount(raw: bytes | str, event: Event) -> None:
         )
 
 
+_TEXT_RULES: dict[object, str] = {NAME_TEXT: NAME_RULE, ID_TEXT: ID_RULE}  # a mismatch, in words
 DESCRIBED_PROBLEMS = 10  # problems spelled out in one reason; the rest are counted
 
 
@@ -145,7 +146,7 @@ def _describe(error: ErrorDetails) -> str:
         if pattern == ID_TEXT and isinstance(given, str) and not given.strip():  # the id's spaces
             message = "must not be only whitespace"
         else:
-            message = NAME_RULE if pattern == NAME_TEXT else ID_RULE if pattern == ID_TEXT else message
+            message = _TEXT_RULES.get(pattern, message)
     if kind.startswith(("datetime", "timezone")):
         if _HOUR_24.search(str(error.get("input"))):  # read as "extra characters at the end"
             message = "hour 24 is not a time of day: write 00:00 of the next day"
