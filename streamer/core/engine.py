@@ -110,7 +110,6 @@ class PartitionEngine:
         self._due_at: dict[str, int] = {}
         self._timers: list[tuple[int, str]] = []
         self._opened = -1  # the latest tick whose period sums and peer reference are made
-        self._unclocked = False  # accounts restored without a partition record (`rebuild`)
         self.rebuild(references)
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -124,10 +123,9 @@ class PartitionEngine:
         among those to rebuild is taken as it is instead of being rebuilt from every account.
         """
         if self.clock.stream_time < 0:
-            # Accounts and no partition record: a worker stopped after writing the account records
-            # of its first checkpoint and before its partition record. Their events are read
-            # again and only move stream time (the accounts hold them); derived when it starts.
-            self._unclocked = bool(self.members)
+            # Accounts and no partition record (a worker stopped after writing the account
+            # records of its first checkpoint, before its partition record): derived as the
+            # partition's first event moves stream time (`_advance`).
             return
         self._note_members()
         midnights: list[int] = []  # the latest grid points, as `tick` refreshed them
@@ -287,14 +285,15 @@ class PartitionEngine:
 
     def _advance(self, at: int) -> list[dict[str, Any]]:
         """Move stream time to `at`, re-scoring idle accounts at each tick it passes."""
+        # Accounts before the partition's first event (its account is added after this) are
+        # accounts restored without a partition record, whose events are read again and only
+        # move stream time: counted and scheduled now, as a restart with a partition record does
+        # (`rebuild`), with no reference (no midnight before the first event had one). Left
+        # undone, they were not re-scored at a midnight until an event of their own came.
+        restored = self.clock.stream_time < 0 and bool(self.members)
         alerts = self.run_ticks(at)
         self.clock.stream_time = at
-        if self._unclocked:
-            # The partition's first event, read again: the restored accounts are counted and
-            # scheduled as a restart with a partition record does (`rebuild`). No reference: no
-            # midnight before the first event had one. Left undone, they were never re-scored
-            # at a tick until an event of their own came: the alerts of those ticks went missing.
-            self._unclocked = False
+        if restored:
             self._note_members()
             self._count_members()
         else:
