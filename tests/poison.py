@@ -352,6 +352,20 @@ POISONS: list[Poison] = [
         "invisible characters",
     ),
     Poison("joiner-id", _usage("joiner-id", account_id="poison-look-alike\u200d"), "invisible characters"),
+    # ... nor a space but U+0020, nor one first or last (an adversarial run of offline)
+    Poison(
+        "trailing-space-id",
+        _usage("trailing-space-id", account_id="poison-look-alike "),
+        "no space first or last",
+    ),
+    Poison(
+        "no-break-space-id",
+        _usage("no-break-space-id", account_id="poison\u00a0look-alike"),
+        "spaces other than",
+    ),
+    Poison(
+        "letter-mark-id", _usage("letter-mark-id", account_id="poison-look-alike\u061c"), "direction marks"
+    ),
     Poison(
         "decomposed-id", _usage("decomposed-id", account_id="poison-cafe\u0301"), "must be in Unicode NFC"
     ),
