@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from streamer.backtest.baseline import SampleKey, UsageWindow
 from streamer.core.clock import DAY, bucket_of, month_of, month_start
 from streamer.core.config import COMPONENTS, ScoreConfig
@@ -24,6 +26,7 @@ from streamer.offline.runner import (
     open_events,
     time_window,
 )
+from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES
 
 PROGRESS_EVERY = 5000  # lines between progress callbacks
@@ -62,7 +65,7 @@ class Replay:
     timelines: dict[str, list[tuple[int, int]]]  # account -> final MRR timeline
     month_starts: list[int]
     data_start: int  # first event time
-    activity_start: int  # first usage, ticket or survey event (scores mean little before)
+    activity_start: int  # first usage, ticket or survey event of a paying account (scores mean little before)
     data_end: int  # last event time
     lines: int = 0
     accepted: int = 0
@@ -315,6 +318,14 @@ def _replay(
                     )
                 )
 
+    def paying(line: bytes, at: int) -> bool:
+        """Whether the account of an accepted activity line pays at `at`: the use of an account
+        that never pays then (a trial, a test account, a stray line dated years back) starts no
+        activity span, as it is in no sample."""
+        account_id = orjson.loads(line)["account_id"]
+        account = run.engines[partition_of(account_id, run.partitions)].accounts[account_id]
+        return account.revenue.mrr_at(at) > 0
+
     def lines() -> Iterator[bytes]:
         for count, ((ts, family, _), line) in enumerate(ordered, start=1):
             while (instant := schedule.due(ts)) is not None:
@@ -324,7 +335,9 @@ def _replay(
             accepted = summary.accepted
             yield line  # the run has applied it when the next line is asked for
             if summary.accepted > accepted:
-                schedule.accept(ts, family != 0)
+                schedule.accept(
+                    ts, family != 0 and (schedule.accepted.activity is not None or paying(line, ts))
+                )
             if on_progress is not None and count % PROGRESS_EVERY == 0:
                 on_progress(PROGRESS_EVERY)
         if on_progress is not None:

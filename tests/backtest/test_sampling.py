@@ -51,6 +51,23 @@ def test_a_refused_usage_line_dated_outside_the_history_moves_no_month_start(
     assert_same_sampling(found, clean)
 
 
+def test_the_use_of_an_account_that_is_not_paying_starts_no_activity_span(tmp_path: Path) -> None:
+    """A valid usage line of an account that never pays (a test account, a stray line dated
+    years back), accepted by the run, is in no sample: it moved the first month start to 2022
+    and sampled 26 month starts with no usage tracked before 2024."""
+    clean = replayed(tmp_path, "clean", HISTORY)
+    stray = used("Z", "2022-01-01T00:00:00Z", 1, 99)
+    found = replayed(tmp_path, "with-stray", [stray, *HISTORY])
+    assert (found.accepted, found.rejected) == (clean.accepted + 1, 0)
+    assert (found.month_starts, found.activity_start, found.data_end) == (
+        clean.month_starts,
+        clean.activity_start,
+        clean.data_end,
+    )
+    assert [(s.account_id, s.at) for s in found.samples] == [(s.account_id, s.at) for s in clean.samples]
+    assert {s.at for s in found.grid_samples} == {s.at for s in clean.grid_samples}
+
+
 def test_month_starts_count_from_the_first_event_when_every_activity_event_is_refused(
     tmp_path: Path,
 ) -> None:
