@@ -285,9 +285,11 @@ def prepare(event: Event, config: ScoreConfig) -> None:
             pass
 
 
-def profile_span(config: ScoreConfig) -> int:
-    """How far before an event time its partition has seen a peer reference may still ask an
-    account's segment at (`streamer.core.peers.segment_reach`, rebuilt references included)."""
+def history_span(config: ScoreConfig) -> int:
+    """How far before an event time its partition has seen a read may still ask what an account
+    looked like (its segment, a subscription's plan, seats and term end): a peer reference's
+    membership instant, rebuilt references included (`streamer.core.peers.segment_reach`), is
+    the furthest back; a late event's scoring reads within the allowed lateness."""
     return segment_reach(
         int(config.time.allowed_lateness_days * DAY),
         config.peers.refresh_days,
@@ -328,10 +330,13 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
                 started=isinstance(event, SubscriptionStarted),
                 max_points=limits.max_subscription_points,
                 max_steps=limits.max_account_steps,
+                span=history_span(config),
             )
             trigger.mrr_after = account.revenue.mrr_at(at)
         case SubscriptionRenewed():
-            account.revenue.renew(event.subscription_id, at, event.event_id, to_ms(event.term_end))
+            account.revenue.renew(
+                event.subscription_id, at, event.event_id, to_ms(event.term_end), history_span(config)
+            )
         case SubscriptionCanceled():
             effective = to_ms(event.effective_at) if event.effective_at else at
             trigger.mrr_before = account.revenue.mrr_at(at)
@@ -380,7 +385,7 @@ def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigge
                 event.tier,
                 dict(sorted(event.attributes.items())),
             )
-            account.profile = with_version(account.profile, version, profile_span(config))
+            account.profile = with_version(account.profile, version, history_span(config))
         case HealthOverridden():
             if newer(at, event.event_id, account.override):
                 account.override = Override(

@@ -312,12 +312,12 @@ def references_kept(lateness: int, refresh_days: int) -> int:
 
 
 def segment_reach(lateness: int, refresh_days: int, backdate: int) -> int:
-    """How far before its partition's stream time a reference may ask an account's segment
-    (`peers.group_by = "segment"`): the oldest reference kept, rebuilt on recovery, stands
-    `references_kept` grid steps behind the last midnight and reads the instant the allowed
-    lateness, the backdating and a day before its own (`membership_instant`); one day more for
-    the last midnight and one to spare."""
-    return lateness + backdate + (references_kept(lateness, refresh_days) * refresh_days + 3) * DAY
+    """How far before its partition's stream time a reference may ask what an account looked
+    like (its segment, its subscriptions' plans, seats and term ends): the oldest reference kept,
+    rebuilt on recovery, stands `references_kept` grid steps behind the last midnight and reads
+    the instant the allowed lateness, the backdating and a day before its own, at most a day
+    earlier still (`membership_instant`); one day more for the last midnight and one to spare."""
+    return lateness + backdate + (references_kept(lateness, refresh_days) * refresh_days + 4) * DAY
 
 
 def on_grid(tick: int, refresh_days: int) -> bool:
@@ -331,14 +331,14 @@ def reference_end(tick: int, lateness: int) -> int:
 
 
 def membership_instant(tick: int, lateness: int, backdate: int) -> int:
-    """When a reference at `tick` reads who was paying (and each one's segment): the end of its
-    windows less `backdate`, the furthest before its occurred_at a cancellation may take effect
-    (`input.max_backdate_days`). At the end of the windows itself, a cancellation recorded after
-    the tick and dated back onto that instant changed who had been paying once the reference was
-    built, so arrival order changed the scores. (Plan, seats and term end are each active
-    subscription's latest known state, not the state at this instant: a change dated between it
-    and the tick that arrives after the tick still moves the reference.)"""
-    return (reference_end(tick, lateness) + 1) * DAY - backdate
+    """When a reference at `tick` reads who was paying and what each one looked like (segment,
+    plan, seats, next renewal): the end of its windows less `backdate`, the furthest before its
+    occurred_at a cancellation may take effect (`input.max_backdate_days`), down to a midnight
+    (a profile keeps one version per day: `identity.with_version`). At the end of the windows
+    itself, a cancellation recorded after the tick and dated back onto that instant changed who
+    had been paying once the reference was built, so arrival order changed the scores; read at
+    their latest, a plan change, a seat count or a renewal did the same."""
+    return ((reference_end(tick, lateness) + 1) * DAY - backdate) // DAY * DAY
 
 
 def peer_group_at(group_by: str, revenue: Revenue, profile: Profile | None, instant: int) -> str | None:

@@ -8,11 +8,18 @@ The account's MRR is the sum of those steps; a movement is the net change of one
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from streamer.core.clock import DAY
 
 MAX_TERM_ENDS = 40  # term ends remembered per subscription
+# Superseded states (and term ends) a subscription keeps for reads at earlier instants, each: a
+# subscription described anew more often within the reads' reach (`history_span`, 27 days by
+# default) answers for instants before the oldest it kept as that one says. Bounds the record
+# (with 8, the largest record valid input can build passed the room its changelog leaves).
+MAX_EARLIER = 4
 # Payment failures remembered per account, the latest (their score curve is 0 from 3 on): a
 # producer retrying a charge without end must not grow the account's record without end.
 MAX_PAYMENT_FAILURES = 64
@@ -30,6 +37,12 @@ NEW, EXPANSION, CONTRACTION, CHURN, REACTIVATION = range(5)
 # whatever the event ids. The larger event id breaks what is left (two changes at one instant).
 Point = tuple[int, int, int, str, int]
 STARTED, CHANGED, CANCELED = 0, 1, 2
+# (occurred_at ms, rank, event_id, plan, seats): the description a start or change gave its
+# subscription from its event time on (the latest by the first three wins, as for `Point`).
+State = tuple[int, int, str, str | None, int | None]
+# (occurred_at ms, event_id, term end ms): the term end a start, change or renewal set.
+Term = tuple[int, str, int]
+V = TypeVar("V", State, Term)
 # Step lists up to this long are scanned from the end instead of bisected with a key function
 # (the same index on a list sorted by instant; the bisection called the key at every step).
 _SCAN = 8
@@ -43,7 +56,10 @@ def renews_beyond(renewal_at: float | int | None, now: int, window: int) -> bool
 
 @dataclass(slots=True)
 class Subscription:
-    """One subscription: its MRR steps and its latest descriptive state (last writer by time)."""
+    """One subscription: its MRR steps and its descriptive state (plan, seats, term end; the
+    latest by event time wins), read as it was at an instant (`described_at`, `term_end_by`):
+    `earlier_states` and `earlier_terms` keep the versions the latest superseded that a read
+    may still ask for (`_reachable`), oldest first. Empty for most subscriptions."""
 
     points: list[Point] = field(default_factory=list)
     plan: str | None = None
@@ -52,8 +68,9 @@ class Subscription:
     term_end: int | None = None
     term_end_at: tuple[int, str] = (-1, "")
     started_at: int | None = None
-    cancel_at: int | None = None
     term_ends: list[int] = field(default_factory=list)  # every term end seen, sorted (renewal rate)
+    earlier_states: list[State] = field(default_factory=list)
+    earlier_terms: list[Term] = field(default_factory=list)
     # `points` as they are read: derived, not stored (None: derive again; `steps`)
     _steps: list[Point] | None = field(default=None, compare=False, repr=False)
 
@@ -85,6 +102,36 @@ class Subscription:
                 )
             self._steps = steps
         return steps
+
+    def described_at(self, now: int) -> tuple[str | None, int | None, tuple[int, int, str]]:
+        """(plan, seats, its (event time, rank, event id)) as the latest start or change dated
+        at or before `now` set them; the oldest known when none was (not yet described)."""
+        if self.state_at[0] <= now or not self.earlier_states:
+            return self.plan, self.seats, self.state_at
+        found = self.earlier_states[0]
+        for state in self.earlier_states:
+            if state[0] > now:
+                break
+            found = state
+        return found[3], found[4], found[:3]
+
+    def canceled_by(self, now: int) -> int | None:
+        """The latest instant a cancellation recorded by `now` takes effect at (None: none was
+        recorded by then). Read at its latest, one recorded after a peer reference's instant
+        moved a renewal out of that reference, and arrival order changed the scores."""
+        ends = [point[0] for point in self.points if point[2] == CANCELED and point[1] <= now]
+        return max(ends) if ends else None
+
+    def term_end_by(self, now: int) -> int | None:
+        """The term end the latest event dated at or before `now` set (None: none had)."""
+        if self.term_end_at[0] <= now:
+            return self.term_end
+        found = None
+        for at, _, end in self.earlier_terms:
+            if at > now:
+                break
+            found = end
+        return found
 
     def mrr_at(self, ts: int) -> int:
         """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
@@ -142,16 +189,25 @@ class Revenue:
         started: bool,
         max_points: int,
         max_steps: int,
+        span: int,
     ) -> None:
-        """A started/changed event: the subscription's full state from `at` on."""
+        """A started/changed event: the subscription's full state from `at` on. `span`: how far
+        before the latest version a read may still ask for the state (`_reachable`)."""
         self.version += 1
         sub = self.subscription(subscription_id)
         rank = STARTED if started else CHANGED
         _add_point(sub.points, (at, at, rank, event_id, mrr), max_points)
-        if (at, rank, event_id) > sub.state_at:
-            sub.state_at, sub.plan, sub.seats = (at, rank, event_id), plan, seats
+        known = (
+            sub.earlier_states
+            if sub.state_at[0] < 0
+            else [*sub.earlier_states, (*sub.state_at, sub.plan, sub.seats)]
+        )
+        states = _reachable(known, (at, rank, event_id, plan, seats), _state_key, span, MAX_EARLIER + 1)
+        sub.earlier_states = states[:-1]
+        latest = states[-1]
+        sub.state_at, sub.plan, sub.seats = latest[:3], latest[3], latest[4]
         if term_end is not None:
-            self._set_term_end(sub, at, event_id, term_end)
+            self._set_term_end(sub, at, event_id, term_end, span)
         if started:
             sub.started_at = at if sub.started_at is None else min(sub.started_at, at)
             self.first_start = at if self.first_start is None else min(self.first_start, at)
@@ -159,9 +215,9 @@ class Revenue:
         self._trim(max_steps)
         self._rebuild_timeline()
 
-    def renew(self, subscription_id: str, at: int, event_id: str, term_end: int) -> None:
+    def renew(self, subscription_id: str, at: int, event_id: str, term_end: int, span: int) -> None:
         self.version += 1
-        self._set_term_end(self.subscription(subscription_id), at, event_id, term_end)
+        self._set_term_end(self.subscription(subscription_id), at, event_id, term_end, span)
 
     def cancel(
         self, subscription_id: str, at: int, event_id: str, effective_at: int, max_points: int, max_steps: int
@@ -170,7 +226,6 @@ class Revenue:
         sub = self.subscription(subscription_id)
         _add_point(sub.points, (effective_at, at, CANCELED, event_id, 0), max_points)
         sub.changed()
-        sub.cancel_at = effective_at if sub.cancel_at is None else max(sub.cancel_at, effective_at)
         self._trim(max_steps)
         self._rebuild_timeline()
 
@@ -198,9 +253,14 @@ class Revenue:
         del failures[: max(bisect_left(failures, keep_after), len(failures) - MAX_PAYMENT_FAILURES)]
 
     @staticmethod
-    def _set_term_end(sub: Subscription, at: int, event_id: str, term_end: int) -> None:
-        if (at, event_id) > sub.term_end_at:
-            sub.term_end_at, sub.term_end = (at, event_id), term_end
+    def _set_term_end(sub: Subscription, at: int, event_id: str, term_end: int, span: int) -> None:
+        known = sub.earlier_terms
+        if sub.term_end is not None:
+            known = [*known, (*sub.term_end_at, sub.term_end)]
+        terms = _reachable(known, (at, event_id, term_end), _term_key, span, MAX_EARLIER + 1)
+        sub.earlier_terms = terms[:-1]
+        at, event_id, sub.term_end = terms[-1]
+        sub.term_end_at = (at, event_id)
         if term_end not in sub.term_ends:
             insort(sub.term_ends, term_end)
             del sub.term_ends[:-MAX_TERM_ENDS]
@@ -312,22 +372,33 @@ class Revenue:
         return None
 
     def next_renewal(self, now: int) -> int | None:
-        """Nearest future `term_end` of an active subscription that is not canceled before it."""
-        ends = [
-            sub.term_end
-            for sub in self.active_at(now)
-            if sub.term_end is not None
-            and sub.term_end > now
-            and (sub.cancel_at is None or sub.cancel_at < now or sub.cancel_at > sub.term_end)
-        ]
+        """Nearest future term end (as known at `now`) of an active subscription that is not
+        canceled before it."""
+        ends = []
+        for sub in self.active_at(now):
+            end = sub.term_end_by(now)
+            if (
+                end is not None
+                and end > now
+                and ((cancel_at := sub.canceled_by(now)) is None or cancel_at < now or cancel_at > end)
+            ):
+                ends.append(end)
         return min(ends) if ends else None
+
+    def term_due(self, now: int) -> int | None:
+        """The latest end (as known at `now`) of a paying subscription's term that ended at or
+        before `now` without a renewal yet (None: none did)."""
+        ends = [
+            end for sub in self.active_at(now) if (end := sub.term_end_by(now)) is not None and end <= now
+        ]
+        return max(ends) if ends else None
 
     def term_before(self, renewal: int, now: int) -> int | None:
         """Length in ms of the term an active subscription ends at `renewal` (from its previous
         term end, else its start); None when no such subscription's start is known."""
         lengths = []
         for sub in self.active_at(now):
-            if sub.term_end != renewal:
+            if sub.term_end_by(now) != renewal:
                 continue
             earlier = bisect_left(sub.term_ends, renewal)  # term_ends is sorted
             begun = sub.term_ends[earlier - 1] if earlier else sub.started_at
@@ -336,19 +407,51 @@ class Revenue:
         return max(lengths) if lengths else None
 
     def primary_plan(self, now: int) -> str | None:
-        """Plan of the largest active subscription (the latest one's when none is active)."""
+        """Plan (as it was at `now`) of the largest active subscription (of the latest described
+        one when none is active)."""
         active = self.active_at(now)
         if len(active) == 1:  # the usual case: no key to compute
-            return active[0].plan
-        if active:
-            return max(active, key=lambda sub: (sub.mrr_at(now), sub.state_at)).plan
-        if not self.subscriptions:
-            return None
-        return max(self.subscriptions.values(), key=lambda sub: sub.state_at).plan
+            return active[0].described_at(now)[0]
+        candidates = active or self.subscriptions.values()
+        largest = max(candidates, key=lambda sub: (sub.mrr_at(now), sub.described_at(now)[2]), default=None)
+        return None if largest is None else largest.described_at(now)[0]
 
     def seats(self, now: int) -> int | None:
-        known = [sub.seats for sub in self.active_at(now) if sub.seats is not None]
+        """Seats of the active subscriptions at `now`, as each was described then."""
+        known = [seats for sub in self.active_at(now) if (seats := sub.described_at(now)[1]) is not None]
         return sum(known) if known else None
+
+
+def _state_key(state: State) -> tuple[int, int, str]:
+    return state[:3]
+
+
+def _term_key(term: Term) -> tuple[int, str]:
+    return term[:2]
+
+
+def _reachable(
+    known: list[V], new: V, key: Callable[[V], tuple[int | str, ...]], span: int, cap: int
+) -> list[V]:
+    """`known` (oldest first) with `new`, less the versions no read can select; the latest last.
+
+    Versions are ordered by `key` (event time first; one seen again is kept once). A read asks
+    at an instant at most `span` before the latest version's event time (the caller's bound: the
+    allowed lateness and the peer references' reach behind an event time the partition has
+    seen), so of the versions dated at or before that horizon only the latest matters; and at
+    most `cap` are kept, the latest. The horizon moves only with the latest version, so every
+    arrival order keeps the same versions (one dropped on the way would be dropped at the end
+    too)."""
+    merged = list(known)
+    merged.append(new)
+    versions = sorted({key(version): version for version in merged}.values(), key=key)
+    horizon = versions[-1][0] - span
+    first = 0
+    for index, version in enumerate(versions):
+        if version[0] > horizon:
+            break
+        first = index
+    return versions[max(first, len(versions) - cap) :]
 
 
 def _add_point(points: list[Point], point: Point, max_points: int) -> None:

@@ -529,7 +529,7 @@ def _financial(
     # and not (yet) renewed counts as at its renewal now: without that the signal vanished for
     # that instant (a tick at the term end, or a renewal that arrives later), the score jumped
     # up and fell back when the renewal came: a score_drop.
-    term_end = renewal if renewal is not None else _term_due(revenue, now)
+    term_end = renewal if renewal is not None else revenue.term_due(now)
     if term_end is None:
         return
     facts["days_to_renewal"] = raw["days_to_renewal"] = (renewal - now) / DAY if renewal is not None else 0.0
@@ -538,12 +538,3 @@ def _financial(
     term = revenue.term_before(term_end, now)
     if term is not None:
         facts["renewal_term_days"] = term / DAY
-
-
-def _term_due(revenue: Revenue, now: int) -> int | None:
-    """The latest end of a paying subscription's term that ended at or before `now` without a
-    renewal yet (None: none did)."""
-    ends = [
-        sub.term_end for sub in revenue.active_at(now) if sub.term_end is not None and sub.term_end <= now
-    ]
-    return max(ends) if ends else None

@@ -38,7 +38,7 @@ from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
 from streamer.core.keys import KEY_BYTES
 from streamer.core.peers import PeerReference
-from streamer.core.revenue import CANCELED, CHANGED, STARTED, Point, Revenue, Subscription
+from streamer.core.revenue import CANCELED, CHANGED, STARTED, Point, Revenue, State, Subscription, Term
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import (
     DAY_FIELDS,
@@ -67,8 +67,12 @@ from streamer.state.partition import AppliedOffsets, PartitionRecord
 # a list appended to the subscription; a record of formats 1-7 reads every step as a change; 9: a
 # profile carries the segments of its earlier versions a peer reference may still read
 # (`Profile.earlier`; a record of formats 2-8 reads with none); 10: a partition record lists the
-# re-routed copies it handled (`streamer.state.copies`; a record of formats 1-9 lists none)
-VERSION = 10
+# re-routed copies it handled (`streamer.state.copies`; a record of formats 1-9 lists none); 11: a
+# subscription carries the states and term ends its latest superseded that a read at an earlier
+# instant may still ask for (`Subscription.earlier_states`, `earlier_terms`; a record of formats
+# 1-10 reads with none), and no longer the latest effective instant of its cancellations (derived
+# from its steps as known at an instant: `Subscription.canceled_by`)
+VERSION = 11
 _PICKLE_PROTOCOL_2_PLUS = 0x80  # what every pickle of protocol >= 2 starts with
 
 # Per class: (fields encoded, fields rebuilt on decode: caches, and state a record does not keep).
@@ -106,8 +110,9 @@ COVERED: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "term_end",
             "term_end_at",
             "started_at",
-            "cancel_at",
             "term_ends",
+            "earlier_states",
+            "earlier_terms",
         ),
         ("_steps",),
     ),
@@ -469,7 +474,7 @@ def _decode_account(body: Any, version: int) -> Account:
     return Account(
         account_id=account_id,
         first_seen=ids.number(fields[1], "account.first_seen"),
-        revenue=_decode_revenue(fields[2], ids, ranked=version >= 8),
+        revenue=_decode_revenue(fields[2], ids, version),
         usage=_decode_usage(fields[3], ids, feature_refs=version >= 5, user_keys=version >= 6),
         support=_decode_support(fields[4], ids, opening_status=version >= 7),
         sentiment=_decode_sentiment(fields[5], ids),
@@ -534,7 +539,7 @@ def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | 
         for i in range(0, len(raw_earlier), 3)
     ]
     latest = (_int(at, "profile.at"), ids.decode(event_id, "profile.event_id"))
-    _check_versions(earlier, latest)
+    _check_order([(at, event_id) for at, event_id, _ in earlier], latest, "profile.earlier")
     return Profile(
         at=latest[0],
         event_id=latest[1],
@@ -552,12 +557,11 @@ def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | 
     )
 
 
-def _check_versions(earlier: list[tuple[int, str, str | None]], latest: tuple[int, str]) -> None:
-    """`Profile.segment_at` reads `earlier` as versions in time order, all before the latest:
-    a record that says otherwise would answer wrongly without a word."""
-    keys = [(at, event_id) for at, event_id, _ in earlier]
-    if keys != sorted(set(keys)) or (keys and keys[-1] >= latest):
-        raise StateDecodeError("profile.earlier: versions out of order, repeated or not before the latest")
+def _check_order(keys: Sequence[tuple[int | str, ...]], latest: tuple[int | str, ...], what: str) -> None:
+    """Earlier versions are read in time order, all before the latest (`Profile.segment_at`,
+    `Subscription.described_at`): a record that says otherwise would answer wrongly without a word."""
+    if list(keys) != sorted(set(keys)) or (keys and keys[-1] >= latest):
+        raise StateDecodeError(f"{what}: versions out of order, repeated or not before the latest")
 
 
 _ATTRIBUTES: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # see `_attributes`
@@ -637,7 +641,7 @@ def _encode_revenue(revenue: Revenue, ids: _Ids) -> list[Any]:
     ]
 
 
-def _decode_revenue(value: Any, ids: _Ids, ranked: bool) -> Revenue:
+def _decode_revenue(value: Any, ids: _Ids, format_version: int) -> Revenue:
     subs, timeline, first_start, failures, version = _list(value, "revenue", 5)
     subs = _list(subs, "revenue.subscriptions", step=2)
     timeline = [ids.number(item, "revenue.timeline") for item in _list(timeline, "revenue.timeline")]
@@ -645,7 +649,7 @@ def _decode_revenue(value: Any, ids: _Ids, ranked: bool) -> Revenue:
         raise StateDecodeError("revenue.timeline: expected (time, mrr) pairs")
     return Revenue(
         subscriptions={
-            ids.decode(subs[i], "subscription id"): _decode_sub(subs[i + 1], ids, ranked)
+            ids.decode(subs[i], "subscription id"): _decode_sub(subs[i + 1], ids, format_version)
             for i in range(0, len(subs), 2)
         },
         timeline=[(timeline[i], timeline[i + 1]) for i in range(0, len(timeline), 2)],
@@ -669,17 +673,27 @@ def _encode_sub(sub: Subscription, ids: _Ids) -> list[Any]:
         sub.term_end_at[0],
         ids.encode(sub.term_end_at[1]),
         sub.started_at,
-        sub.cancel_at,
         sub.term_ends,
         [sub.state_at[1], *(point[2] for point in sub.points)],
+        [
+            item
+            for at, rank, eid, plan, seats in sub.earlier_states
+            for item in (at, rank, ids.encode(eid), plan, seats)
+        ],
+        [item for at, eid, end in sub.earlier_terms for item in (at, ids.encode(eid), end)],
     ]
 
 
-def _decode_sub(value: Any, ids: _Ids, ranked: bool) -> Subscription:
-    """`ranked` False (formats 1-7): no ranks are stored; every step and state reads as a change."""
-    fields = _list(value, "subscription", 12 if ranked else 11)
+def _decode_sub(value: Any, ids: _Ids, format_version: int) -> Subscription:
+    """Formats 1-7 store no ranks: every step and state reads as a change; formats 1-10 no
+    earlier states or term ends, and the latest effective instant of any cancellation (field 9,
+    derived from the steps since: `Subscription.canceled_by`)."""
+    ranked = format_version >= 8
+    fields = _list(value, "subscription", 13 if format_version >= 11 else 12 if ranked else 11)
+    if format_version < 11:
+        fields = [*fields[:9], *fields[10:]]
     raw_points = _list(fields[0], "subscription.points", step=4)
-    ranks = _ints(fields[11], "subscription.ranks") if ranked else [CHANGED] * (len(raw_points) // 4 + 1)
+    ranks = _ints(fields[10], "subscription.ranks") if ranked else [CHANGED] * (len(raw_points) // 4 + 1)
     if len(ranks) != len(raw_points) // 4 + 1 or not all(STARTED <= rank <= CANCELED for rank in ranks):
         raise StateDecodeError(
             f"subscription.ranks: expected a rank 0-2 for the state and each step, got {ranks!r:.60}"
@@ -697,19 +711,57 @@ def _decode_sub(value: Any, ids: _Ids, ranked: bool) -> Subscription:
             )
         )
     state_at, state_id = ids.pair(fields[3], fields[4], "subscription.state_at")
+    term_end_at = ids.pair(fields[6], fields[7], "subscription.term_end_at")
+    earlier_states, earlier_terms = _decode_earlier(fields[11:], ids)
+    _check_order(
+        [state[:3] for state in earlier_states], (state_at, ranks[0], state_id), "subscription.earlier_states"
+    )
+    _check_order([term[:2] for term in earlier_terms], term_end_at, "subscription.earlier_terms")
     return Subscription(
         points=points,
         plan=_opt_word(fields[1], "subscription.plan"),
         seats=_opt_int(fields[2], "subscription.seats"),
         state_at=(state_at, ranks[0], state_id),
         term_end=ids.opt_number(fields[5], "subscription.term_end"),
-        term_end_at=ids.pair(fields[6], fields[7], "subscription.term_end_at"),
+        term_end_at=term_end_at,
         started_at=ids.opt_number(fields[8], "subscription.started_at"),
-        cancel_at=ids.opt_number(fields[9], "subscription.cancel_at"),
         term_ends=[
-            ids.number(item, "subscription.term_ends") for item in _list(fields[10], "subscription.term_ends")
+            ids.number(item, "subscription.term_ends") for item in _list(fields[9], "subscription.term_ends")
         ],
+        earlier_states=earlier_states,
+        earlier_terms=earlier_terms,
     )
+
+
+def _decode_earlier(fields: list[Any], ids: _Ids) -> tuple[list[State], list[Term]]:
+    """A subscription's earlier states and term ends (none before format 11)."""
+    if not fields:
+        return [], []
+    raw_states = _list(fields[0], "subscription.earlier_states", step=5)
+    raw_terms = _list(fields[1], "subscription.earlier_terms", step=3)
+    states: list[State] = []
+    for i in range(0, len(raw_states), 5):
+        rank = _int(raw_states[i + 1], "subscription.earlier_states")
+        if not STARTED <= rank <= CHANGED:
+            raise StateDecodeError(f"subscription.earlier_states: expected a rank 0-1, got {rank!r}")
+        states.append(
+            (
+                ids.number(raw_states[i], "subscription.earlier_states"),
+                rank,
+                ids.decode(raw_states[i + 2], "subscription.earlier_states"),
+                _opt_word(raw_states[i + 3], "subscription.earlier_states"),
+                _opt_int(raw_states[i + 4], "subscription.earlier_states"),
+            )
+        )
+    terms = [
+        (
+            ids.number(raw_terms[i], "subscription.earlier_terms"),
+            ids.decode(raw_terms[i + 1], "subscription.earlier_terms"),
+            ids.number(raw_terms[i + 2], "subscription.earlier_terms"),
+        )
+        for i in range(0, len(raw_terms), 3)
+    ]
+    return states, terms
 
 
 # -- usage ----------------------------------------------------------------------------------------
@@ -1130,10 +1182,11 @@ def _decode_partition_v10(body: Any) -> PartitionRecord:
     return record
 
 
-# The partition record was the same from format 1 to 9; format 10 appends the handled copies.
+# The partition record was the same from format 1 to 9; format 10 appends the handled copies
+# (format 11 changed the account record only).
 _PARTITION_DECODERS: dict[int, Callable[[Any], PartitionRecord]] = {
     **dict.fromkeys(range(1, 10), _decode_partition_v1),
-    10: _decode_partition_v10,
+    **dict.fromkeys(range(10, VERSION + 1), _decode_partition_v10),
 }
 
 

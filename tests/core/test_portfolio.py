@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from state.histories import CONFIG, histories
 
 from streamer.contract.events import Event
-from streamer.core.clock import month_start, parse_month
+from streamer.core.clock import DAY, month_start, parse_month
 from streamer.core.engine import PartitionEngine
 from streamer.core.portfolio import PAIR_FIELDS, PeriodAggregates, PeriodSums, contribution, merge, pair_terms
 from streamer.core.revenue import Revenue
@@ -72,6 +72,7 @@ def test_contribution_holds_month_start_mrr_and_monthly_movements() -> None:
         started=True,
         max_points=400,
         max_steps=2000,
+        span=30 * DAY,
     )
     revenue.set_state(
         "s1",
@@ -84,6 +85,7 @@ def test_contribution_holds_month_start_mrr_and_monthly_movements() -> None:
         started=False,
         max_points=400,
         max_steps=2000,
+        span=30 * DAY,
     )
     jan = parse_month("2024-01")
     share = contribution(revenue, jan - 1, jan + 3)

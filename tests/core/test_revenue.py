@@ -276,13 +276,35 @@ def test_active_subscriptions_asked_in_any_order_match_a_fresh_computation() -> 
     overlapping subscriptions, in a scrambled order, it answers as computed from scratch."""
     revenue = Revenue()
     day = 19_000 * DAY
-    revenue.set_state("a", day, "e1", 100, "pro", 3, None, started=True, max_points=50, max_steps=2000)
     revenue.set_state(
-        "b", day + 5 * DAY, "e2", 50, "team", 2, None, started=True, max_points=50, max_steps=2000
+        "a", day, "e1", 100, "pro", 3, None, started=True, max_points=50, max_steps=2000, span=30 * DAY
+    )
+    revenue.set_state(
+        "b",
+        day + 5 * DAY,
+        "e2",
+        50,
+        "team",
+        2,
+        None,
+        started=True,
+        max_points=50,
+        max_steps=2000,
+        span=30 * DAY,
     )
     revenue.cancel("a", day + 7 * DAY, "e3", day + 10 * DAY, max_points=50, max_steps=2000)
     revenue.set_state(
-        "a", day + 12 * DAY, "e4", 80, "pro", 3, None, started=False, max_points=50, max_steps=2000
+        "a",
+        day + 12 * DAY,
+        "e4",
+        80,
+        "pro",
+        3,
+        None,
+        started=False,
+        max_points=50,
+        max_steps=2000,
+        span=30 * DAY,
     )
     steps = [day, day + 5 * DAY, day + 10 * DAY, day + 12 * DAY]
     instants = sorted({s + d for s in steps for d in (-1, 0, 1, DAY)}, key=lambda t: (t * 7919) % 1009)
@@ -385,7 +407,17 @@ def test_the_timeline_sweep_equals_the_sum_of_the_subscriptions_at_every_step() 
             else:
                 mrr = rng.choice([0, 50, 100, 100, 250])
                 revenue.set_state(
-                    sub, when, f"e{n}", mrr, "pro", None, None, started=True, max_points=400, max_steps=2000
+                    sub,
+                    when,
+                    f"e{n}",
+                    mrr,
+                    "pro",
+                    None,
+                    None,
+                    started=True,
+                    max_points=400,
+                    max_steps=2000,
+                    span=30 * DAY,
                 )
             assert revenue.timeline == _timeline_by_definition(revenue), (seed, n)
 
@@ -406,6 +438,7 @@ def test_past_max_account_steps_the_oldest_steps_of_the_account_are_forgotten() 
             started=True,
             max_points=400,
             max_steps=12,
+            span=30 * DAY,
         )
     points = sorted(point for sub in revenue.subscriptions.values() for point in sub.points)
     assert len(points) == 12
@@ -422,7 +455,17 @@ def test_past_max_account_steps_a_subscription_that_never_changed_keeps_its_pric
 
     def step(sub: str, at: int, event_id: str, mrr: int) -> None:
         revenue.set_state(
-            sub, at, event_id, mrr, "pro", None, None, started=True, max_points=400, max_steps=12
+            sub,
+            at,
+            event_id,
+            mrr,
+            "pro",
+            None,
+            None,
+            started=True,
+            max_points=400,
+            max_steps=12,
+            span=30 * DAY,
         )
 
     step("annual", day, "a", 1000)
@@ -603,3 +646,60 @@ def test_starting_subscriptions_known_only_from_cancellations_counts_against_the
     assert statuses[9:12] == [REJECTED] * 3  # a fourth started subscription
     subscriptions = feed.account("acme").revenue.subscriptions
     assert sum(1 for sub in subscriptions.values() if sub.plan is not None) == 3
+
+
+# -- a subscription as it was at an instant --------------------------------------------------------
+
+SPAN = 30 * DAY
+
+
+def _described(order: list[tuple[int, str, str, int, int]]) -> Revenue:
+    """Changes of one subscription (event time, id, plan, seats, term end), applied in `order`."""
+    revenue = Revenue()
+    for when, event_id, plan, seats, term_end in order:
+        revenue.set_state(
+            "s1",
+            when,
+            event_id,
+            100,
+            plan,
+            seats,
+            term_end,
+            started=False,
+            max_points=400,
+            max_steps=2000,
+            span=SPAN,
+        )
+    return revenue
+
+
+def test_plan_seats_and_term_end_read_as_they_were_at_an_instant_whatever_the_arrival_order() -> None:
+    """`described_at` and `term_end_by` answer with the latest change dated at or before the
+    instant, for every instant within the span behind the latest change, and the subscription
+    kept is the same for every arrival order (earlier versions past the span are dropped)."""
+    base = 19_000 * DAY
+    changes = [
+        (base + hours * 3_600_000, f"e{n:02d}", ("basic", "pro")[n % 2], n + 1, base + (60 + n) * DAY)
+        for n, hours in enumerate((0, 5, 30, 30, 24 * 20, 24 * 33, 24 * 40 + 1))
+    ]
+    latest = max(changes)[0]
+    orders = [changes, changes[::-1], changes[3:] + changes[:3], sorted(changes, key=lambda c: c[1][::-1])]
+    revenues = [_described(order) for order in orders]
+    first = revenues[0].subscriptions["s1"]
+    for revenue in revenues[1:]:
+        assert revenue.subscriptions["s1"] == first
+    for instant in range(latest - SPAN, latest + DAY, 3_600_000):
+        dated = [c for c in changes if c[0] <= instant]
+        plan, seats, _ = first.described_at(instant)
+        want = max(dated, key=lambda c: (c[0], c[1]))
+        assert (plan, seats, first.term_end_by(instant)) == (want[2], want[3], want[4]), instant
+    # e03, the latest of those dated 30 days or more before e06 (e00-e03), then e04 and e05
+    assert [state[2] for state in first.earlier_states] == ["e03", "e04", "e05"]
+
+
+def test_a_subscription_described_anew_without_end_keeps_its_latest_few_earlier_versions() -> None:
+    changes = [(19_000 * DAY + n * 3_600_000, f"e{n:03d}", "pro", n, 20_000 * DAY + n) for n in range(50)]
+    sub = _described(changes).subscriptions["s1"]
+    assert [state[2] for state in sub.earlier_states] == [f"e{n:03d}" for n in range(45, 49)]
+    assert [term[1] for term in sub.earlier_terms] == [f"e{n:03d}" for n in range(45, 49)]
+    assert (sub.seats, sub.term_end) == (49, 20_000 * DAY + 49)

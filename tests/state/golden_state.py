@@ -218,7 +218,14 @@ def as_read_now(expected: dict[str, Any], version: int) -> dict[str, Any]:
     """An account of an older format's expected.json as the current decoder reads it: before
     format 8 a subscription step and state had no rank (each reads as a change); before format 7
     a ticket took its opening's event id as its status, and a ticket never resolved whose status
-    is dated at its opening is read with none (the status is the opening)."""
+    is dated at its opening is read with none (the status is the opening); before format 11 a
+    subscription stored its latest cancellation's effective instant (derived since)."""
+    if version < 11 and expected.get("revenue"):
+        subscriptions = [
+            [sid, {name: value for name, value in sub.items() if name != "cancel_at"}]
+            for sid, sub in expected["revenue"]["subscriptions"]
+        ]
+        expected = {**expected, "revenue": {**expected["revenue"], "subscriptions": subscriptions}}
     if version < 8 and expected.get("revenue"):
         subscriptions = [
             [
