@@ -28,6 +28,38 @@ def day(when) -> int:
     return ms(when) // DAY
 
 
+SPAN = 30 * DAY  # how far behind the latest version a read may ask (`history_span`)
+
+
+def set_state(
+    revenue: Revenue,
+    sub: str,
+    at: int,
+    event_id: str,
+    mrr: int,
+    *,
+    plan: str = "pro",
+    seats: int | None = None,
+    term_end: int | None = None,
+    started: bool = True,
+    max_steps: int = 2000,
+) -> None:
+    """`Revenue.set_state` with room for 400 steps per subscription."""
+    revenue.set_state(
+        sub,
+        at,
+        event_id,
+        mrr,
+        plan,
+        seats,
+        term_end,
+        started=started,
+        max_points=400,
+        max_steps=max_steps,
+        span=SPAN,
+    )
+
+
 # -- MRR of an account -------------------------------------------------------------------------
 
 
@@ -276,36 +308,10 @@ def test_active_subscriptions_asked_in_any_order_match_a_fresh_computation() -> 
     overlapping subscriptions, in a scrambled order, it answers as computed from scratch."""
     revenue = Revenue()
     day = 19_000 * DAY
-    revenue.set_state(
-        "a", day, "e1", 100, "pro", 3, None, started=True, max_points=50, max_steps=2000, span=30 * DAY
-    )
-    revenue.set_state(
-        "b",
-        day + 5 * DAY,
-        "e2",
-        50,
-        "team",
-        2,
-        None,
-        started=True,
-        max_points=50,
-        max_steps=2000,
-        span=30 * DAY,
-    )
+    set_state(revenue, "a", day, "e1", 100, seats=3)
+    set_state(revenue, "b", day + 5 * DAY, "e2", 50, plan="team", seats=2)
     revenue.cancel("a", day + 7 * DAY, "e3", day + 10 * DAY, max_points=50, max_steps=2000)
-    revenue.set_state(
-        "a",
-        day + 12 * DAY,
-        "e4",
-        80,
-        "pro",
-        3,
-        None,
-        started=False,
-        max_points=50,
-        max_steps=2000,
-        span=30 * DAY,
-    )
+    set_state(revenue, "a", day + 12 * DAY, "e4", 80, seats=3, started=False)
     steps = [day, day + 5 * DAY, day + 10 * DAY, day + 12 * DAY]
     instants = sorted({s + d for s in steps for d in (-1, 0, 1, DAY)}, key=lambda t: (t * 7919) % 1009)
     for ts in instants + instants[::-1]:
@@ -406,19 +412,7 @@ def test_the_timeline_sweep_equals_the_sum_of_the_subscriptions_at_every_step() 
                 revenue.cancel(sub, when, f"e{n}", effective, max_points=400, max_steps=2000)
             else:
                 mrr = rng.choice([0, 50, 100, 100, 250])
-                revenue.set_state(
-                    sub,
-                    when,
-                    f"e{n}",
-                    mrr,
-                    "pro",
-                    None,
-                    None,
-                    started=True,
-                    max_points=400,
-                    max_steps=2000,
-                    span=30 * DAY,
-                )
+                set_state(revenue, sub, when, f"e{n}", mrr)
             assert revenue.timeline == _timeline_by_definition(revenue), (seed, n)
 
 
@@ -427,19 +421,7 @@ def test_past_max_account_steps_the_oldest_steps_of_the_account_are_forgotten() 
     day = 19_000 * DAY
     for n in range(30):
         sub = f"s{n % 3}"
-        revenue.set_state(
-            sub,
-            day + n * DAY,
-            f"e{n}",
-            100 + n,
-            "pro",
-            None,
-            None,
-            started=True,
-            max_points=400,
-            max_steps=12,
-            span=30 * DAY,
-        )
+        set_state(revenue, sub, day + n * DAY, f"e{n}", 100 + n, max_steps=12)
     points = sorted(point for sub in revenue.subscriptions.values() for point in sub.points)
     assert len(points) == 12
     assert [point[0] for point in points] == [day + n * DAY for n in range(18, 30)]
@@ -454,19 +436,7 @@ def test_past_max_account_steps_a_subscription_that_never_changed_keeps_its_pric
     day = 19_000 * DAY
 
     def step(sub: str, at: int, event_id: str, mrr: int) -> None:
-        revenue.set_state(
-            sub,
-            at,
-            event_id,
-            mrr,
-            "pro",
-            None,
-            None,
-            started=True,
-            max_points=400,
-            max_steps=12,
-            span=30 * DAY,
-        )
+        set_state(revenue, sub, at, event_id, mrr, max_steps=12)
 
     step("annual", day, "a", 1000)
     for n in range(30):
@@ -650,25 +620,13 @@ def test_starting_subscriptions_known_only_from_cancellations_counts_against_the
 
 # -- a subscription as it was at an instant --------------------------------------------------------
 
-SPAN = 30 * DAY
-
 
 def _described(order: list[tuple[int, str, str, int, int]]) -> Revenue:
     """Changes of one subscription (event time, id, plan, seats, term end), applied in `order`."""
     revenue = Revenue()
     for when, event_id, plan, seats, term_end in order:
-        revenue.set_state(
-            "s1",
-            when,
-            event_id,
-            100,
-            plan,
-            seats,
-            term_end,
-            started=False,
-            max_points=400,
-            max_steps=2000,
-            span=SPAN,
+        set_state(
+            revenue, "s1", when, event_id, 100, plan=plan, seats=seats, term_end=term_end, started=False
         )
     return revenue
 
