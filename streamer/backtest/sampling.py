@@ -16,7 +16,6 @@ from streamer.backtest.baseline import SampleKey, UsageWindow
 from streamer.core.clock import DAY, bucket_of, month_of, month_start
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.risk import VOLUME_DAYS
-from streamer.core.score import evaluate
 from streamer.offline.external_sort import Key, SortedLines
 from streamer.offline.runner import (
     UNREADABLE,
@@ -282,7 +281,6 @@ def _replay(
     on_progress: Callable[[int], None] | None,
 ) -> Replay | None:
     """One pass; None when an instant of the accepted span was not sampled (`Schedule.settle`)."""
-    config = run.config
     samples: list[Sample] = []
     grid_samples: list[Sample] = []
     alerts: list[AlertRecord] = []
@@ -301,7 +299,7 @@ def _replay(
                     continue
                 if monthly:
                     baseline_usage[account_id, at] = usage.before(account_id, at)
-                found = evaluate(account.inputs(engine.tracked(account, at)), at, config, engine.peers.at(at))
+                found = engine.evaluation(account, at)
                 components = tuple(found.components[name] for name in COMPONENTS)
                 into.append(
                     Sample(

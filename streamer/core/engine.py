@@ -25,7 +25,7 @@ from streamer.core.peers import PeerHistory, PeerReference, build_reference, on_
 from streamer.core.portfolio import PeriodAggregates
 from streamer.core.published import Published
 from streamer.core.revenue import Revenue
-from streamer.core.score import Evaluation, evaluate
+from streamer.core.score import Evaluation, Inputs, evaluate
 from streamer.core.snapshot import PointFigures, build_snapshot, point_figures
 from streamer.core.totals import Totals, counted, terms
 
@@ -469,7 +469,7 @@ class PartitionEngine:
         now = account.now
         if renewal is not None and now < renewal - self._renewal_window <= tick:
             return True
-        since = account.inputs(self.tracked(account, now)).silence_start()
+        since = self.inputs(account, now).silence_start()
         if since is None:
             return False
         return now < since + self._silence <= tick or now < since + 2 * self._silence <= tick
@@ -500,9 +500,19 @@ class PartitionEngine:
 
     # -- scoring ----------------------------------------------------------------------------------
 
+    def inputs(self, account: Account, now: int) -> Inputs:
+        """What a scoring of `account` at `now` reads (the partition's first usage as `tracked`
+        says)."""
+        return account.inputs(self.tracked(account, now))
+
+    def evaluation(self, account: Account, now: int) -> Evaluation:
+        """The model's scoring of `account` at `now`, against the peer reference in force then
+        (a person's override not applied)."""
+        return evaluate(self.inputs(account, now), now, self.config, self.peers.at(now))
+
     def _score(self, account: Account, now: int, trigger: Trigger | None) -> list[dict[str, Any]]:
         account_id = account.account_id
-        inputs = account.inputs(self.tracked(account, now))
+        inputs = self.inputs(account, now)  # the silence rule reads them too
         evaluation = evaluate(inputs, now, self.config, self.peers.at(now))
         evaluation = apply_override(evaluation, account.override, self.config)
         previous = (account.score, account.band) if account.score is not None and account.band else None
@@ -563,13 +573,7 @@ class PartitionEngine:
             return kept
         account = self.accounts[account_id]
         if evaluation is None:  # nothing kept yet: a recovered account
-            evaluation = evaluate(
-                account.inputs(self.tracked(account, account.now)),
-                account.now,
-                self.config,
-                self.peers.at(account.now),
-            )
-            evaluation = apply_override(evaluation, account.override, self.config)
+            evaluation = apply_override(self.evaluation(account, account.now), account.override, self.config)
         snapshot = build_snapshot(account, evaluation, self._currency, self.config.model)
         self.published.keep(account_id, snapshot)
         return snapshot
