@@ -31,7 +31,7 @@ from streamer.core.config import Limits, ScoreConfig
 from streamer.core.identity import Override, Profile, newer, with_version
 from streamer.core.keys import KEY_BYTES, key_index, key_of
 from streamer.core.money import MAX_ACCOUNT_MRR, MAX_SUBSCRIPTION_MRR, format_money, monthly_micros
-from streamer.core.peers import segment_reach
+from streamer.core.peers import history_reach
 from streamer.core.revenue import Revenue
 from streamer.core.score import Inputs
 from streamer.core.sentiment import Sentiment
@@ -287,10 +287,10 @@ def prepare(event: Event, config: ScoreConfig) -> None:
 
 def history_span(config: ScoreConfig) -> int:
     """How far before an event time its partition has seen a read may still ask what an account
-    looked like (its segment, a subscription's plan, seats and term end): a peer reference's
-    membership instant, rebuilt references included (`streamer.core.peers.segment_reach`), is
-    the furthest back; a late event's scoring reads within the allowed lateness."""
-    return segment_reach(
+    looked like (its segment, a subscription's plan, seats and term end). Only a peer reference
+    reads before an account's latest event, at its membership instant, rebuilt references
+    included (`streamer.core.peers.history_reach`); a scoring reads at or after all of them."""
+    return history_reach(
         int(config.time.allowed_lateness_days * DAY),
         config.peers.refresh_days,
         int(config.input.max_backdate_days * DAY),

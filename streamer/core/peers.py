@@ -311,7 +311,7 @@ def references_kept(lateness: int, refresh_days: int) -> int:
     return lateness // (refresh_days * DAY) + 2
 
 
-def segment_reach(lateness: int, refresh_days: int, backdate: int) -> int:
+def history_reach(lateness: int, refresh_days: int, backdate: int) -> int:
     """How far before its partition's stream time a reference may ask what an account looked
     like (its segment, its subscriptions' plans, seats and term ends): the oldest reference kept,
     rebuilt on recovery, stands `references_kept` grid steps behind the last midnight and reads

@@ -12,13 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from streamer.core.clock import DAY
+from streamer.core.clock import DAY, bucket_of
 
 MAX_TERM_ENDS = 40  # term ends remembered per subscription
-# Superseded states (and term ends) a subscription keeps for reads at earlier instants, each: a
-# subscription described anew more often within the reads' reach (`history_span`, 27 days by
-# default) answers for instants before the oldest it kept as that one says. Bounds the record
-# (with 8, the largest record valid input can build passed the room its changelog leaves).
+# Superseded states (and term ends) a subscription keeps for reads at earlier instants, each, at
+# most one per day (`_reachable`). Bounds the record: with 8, the largest record valid input can
+# build passed the room its changelog leaves. The price: a subscription described anew on more
+# than 4 days between a peer reference's membership instant and its midnight (15 days by
+# default) is read at that instant by the oldest version it kept, so that reference can still
+# depend on the order its events arrived in.
 MAX_EARLIER = 4
 # Payment failures remembered per account, the latest (their score curve is 0 from 3 on): a
 # producer retrying a charge without end must not grow the account's record without end.
@@ -57,9 +59,10 @@ def renews_beyond(renewal_at: float | int | None, now: int, window: int) -> bool
 @dataclass(slots=True)
 class Subscription:
     """One subscription: its MRR steps and its descriptive state (plan, seats, term end; the
-    latest by event time wins), read as it was at an instant (`described_at`, `term_end_by`):
-    `earlier_states` and `earlier_terms` keep the versions the latest superseded that a read
-    may still ask for (`_reachable`), oldest first. Empty for most subscriptions."""
+    latest by event time wins), read as it was at an instant (`state_by`, `term_end_by`,
+    `canceled_by`): `earlier_states` and `earlier_terms` keep the versions the latest superseded
+    that a read may still ask for (`_reachable`), oldest first: empty until a subscription is
+    described anew, then at least the version before the latest."""
 
     points: list[Point] = field(default_factory=list)
     plan: str | None = None
@@ -103,7 +106,7 @@ class Subscription:
             self._steps = steps
         return steps
 
-    def described_at(self, now: int) -> tuple[str | None, int | None, tuple[int, int, str]]:
+    def state_by(self, now: int) -> tuple[str | None, int | None, tuple[int, int, str]]:
         """(plan, seats, its (event time, rank, event id)) as the latest start or change dated
         at or before `now` set them; the oldest known when none was (not yet described)."""
         if self.state_at[0] <= now or not self.earlier_states:
@@ -119,8 +122,10 @@ class Subscription:
         """The latest instant a cancellation recorded by `now` takes effect at (None: none was
         recorded by then). Read at its latest, one recorded after a peer reference's instant
         moved a renewal out of that reference, and arrival order changed the scores."""
-        ends = [point[0] for point in self.points if point[2] == CANCELED and point[1] <= now]
-        return max(ends) if ends else None
+        for point in reversed(self.points):  # in effective order: the first found is the latest
+            if point[2] == CANCELED and point[1] <= now:
+                return point[0]
+        return None
 
     def term_end_by(self, now: int) -> int | None:
         """The term end the latest event dated at or before `now` set (None: none had)."""
@@ -197,11 +202,9 @@ class Revenue:
         sub = self.subscription(subscription_id)
         rank = STARTED if started else CHANGED
         _add_point(sub.points, (at, at, rank, event_id, mrr), max_points)
-        known = (
-            sub.earlier_states
-            if sub.state_at[0] < 0
-            else [*sub.earlier_states, (*sub.state_at, sub.plan, sub.seats)]
-        )
+        known = sub.earlier_states
+        if sub.state_at[0] >= 0:  # described before
+            known = [*known, (*sub.state_at, sub.plan, sub.seats)]
         states = _reachable(known, (at, rank, event_id, plan, seats), _state_key, span, MAX_EARLIER + 1)
         sub.earlier_states = states[:-1]
         latest = states[-1]
@@ -255,12 +258,12 @@ class Revenue:
     @staticmethod
     def _set_term_end(sub: Subscription, at: int, event_id: str, term_end: int, span: int) -> None:
         known = sub.earlier_terms
-        if sub.term_end is not None:
+        if sub.term_end is not None:  # a term end set before
             known = [*known, (*sub.term_end_at, sub.term_end)]
         terms = _reachable(known, (at, event_id, term_end), _term_key, span, MAX_EARLIER + 1)
         sub.earlier_terms = terms[:-1]
-        at, event_id, sub.term_end = terms[-1]
-        sub.term_end_at = (at, event_id)
+        latest = terms[-1]
+        sub.term_end_at, sub.term_end = latest[:2], latest[2]
         if term_end not in sub.term_ends:
             insort(sub.term_ends, term_end)
             del sub.term_ends[:-MAX_TERM_ENDS]
@@ -411,14 +414,14 @@ class Revenue:
         one when none is active)."""
         active = self.active_at(now)
         if len(active) == 1:  # the usual case: no key to compute
-            return active[0].described_at(now)[0]
+            return active[0].state_by(now)[0]
         candidates = active or self.subscriptions.values()
-        largest = max(candidates, key=lambda sub: (sub.mrr_at(now), sub.described_at(now)[2]), default=None)
-        return None if largest is None else largest.described_at(now)[0]
+        largest = max(candidates, key=lambda sub: (sub.mrr_at(now), sub.state_by(now)[2]), default=None)
+        return None if largest is None else largest.state_by(now)[0]
 
     def seats(self, now: int) -> int | None:
         """Seats of the active subscriptions at `now`, as each was described then."""
-        known = [seats for sub in self.active_at(now) if (seats := sub.described_at(now)[1]) is not None]
+        known = [seats for sub in self.active_at(now) if (seats := sub.state_by(now)[1]) is not None]
         return sum(known) if known else None
 
 
@@ -435,16 +438,19 @@ def _reachable(
 ) -> list[V]:
     """`known` (oldest first) with `new`, less the versions no read can select; the latest last.
 
-    Versions are ordered by `key` (event time first; one seen again is kept once). A read asks
-    at an instant at most `span` before the latest version's event time (the caller's bound: the
-    allowed lateness and the peer references' reach behind an event time the partition has
-    seen), so of the versions dated at or before that horizon only the latest matters; and at
-    most `cap` are kept, the latest. The horizon moves only with the latest version, so every
-    arrival order keeps the same versions (one dropped on the way would be dropped at the end
-    too)."""
+    Versions are ordered by `key` (event time first; one seen again is kept once). Only a peer
+    reference reads before the latest version (a scoring reads at or after every event of its
+    account), at its membership instant: a midnight, at most `span` before the latest version's
+    event time (the caller's bound: the references kept behind an event time the partition has
+    seen). So of the versions of one day bucket (midnight, midnight] only the latest can be read,
+    and of those dated at or before that horizon only the latest. Then at most `cap` are kept,
+    the latest. Each rule drops a version only for one that stays, and the horizon moves only
+    with the latest version, so every arrival order ends with the same versions (one dropped on
+    the way would be dropped at the end too); the cap's price is said at `MAX_EARLIER`."""
     merged = list(known)
     merged.append(new)
-    versions = sorted({key(version): version for version in merged}.values(), key=key)
+    ordered = sorted({key(version): version for version in merged}.values(), key=key)
+    versions = list({bucket_of(version[0]): version for version in ordered}.values())  # a day's latest
     horizon = versions[-1][0] - span
     first = 0
     for index, version in enumerate(versions):

@@ -38,7 +38,17 @@ from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
 from streamer.core.keys import KEY_BYTES
 from streamer.core.peers import PeerReference
-from streamer.core.revenue import CANCELED, CHANGED, STARTED, Point, Revenue, State, Subscription, Term
+from streamer.core.revenue import (
+    CANCELED,
+    CHANGED,
+    MAX_EARLIER,
+    STARTED,
+    Point,
+    Revenue,
+    State,
+    Subscription,
+    Term,
+)
 from streamer.core.sentiment import Sentiment
 from streamer.core.support import (
     DAY_FIELDS,
@@ -559,7 +569,7 @@ def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | 
 
 def _check_order(keys: Sequence[tuple[int | str, ...]], latest: tuple[int | str, ...], what: str) -> None:
     """Earlier versions are read in time order, all before the latest (`Profile.segment_at`,
-    `Subscription.described_at`): a record that says otherwise would answer wrongly without a word."""
+    `Subscription.state_by`): a record that says otherwise would answer wrongly without a word."""
     if list(keys) != sorted(set(keys)) or (keys and keys[-1] >= latest):
         raise StateDecodeError(f"{what}: versions out of order, repeated or not before the latest")
 
@@ -739,6 +749,8 @@ def _decode_earlier(fields: list[Any], ids: _Ids) -> tuple[list[State], list[Ter
         return [], []
     raw_states = _list(fields[0], "subscription.earlier_states", step=5)
     raw_terms = _list(fields[1], "subscription.earlier_terms", step=3)
+    if len(raw_states) > 5 * MAX_EARLIER or len(raw_terms) > 3 * MAX_EARLIER:
+        raise StateDecodeError(f"subscription: more than {MAX_EARLIER} earlier states or term ends")
     states: list[State] = []
     for i in range(0, len(raw_states), 5):
         rank = _int(raw_states[i + 1], "subscription.earlier_states")

@@ -632,13 +632,14 @@ def _described(order: list[tuple[int, str, str, int, int]]) -> Revenue:
 
 
 def test_plan_seats_and_term_end_read_as_they_were_at_an_instant_whatever_the_arrival_order() -> None:
-    """`described_at` and `term_end_by` answer with the latest change dated at or before the
-    instant, for every instant within the span behind the latest change, and the subscription
-    kept is the same for every arrival order (earlier versions past the span are dropped)."""
+    """`state_by` and `term_end_by` answer with the latest change dated at or before the
+    instant, at every midnight within the span behind the latest change (a peer reference's
+    membership instant is one), and the subscription kept is the same for every arrival order:
+    earlier versions past the span are dropped, and all but the last of a day."""
     base = 19_000 * DAY
     changes = [
         (base + hours * 3_600_000, f"e{n:02d}", ("basic", "pro")[n % 2], n + 1, base + (60 + n) * DAY)
-        for n, hours in enumerate((0, 5, 30, 30, 24 * 20, 24 * 33, 24 * 40 + 1))
+        for n, hours in enumerate((0, 5, 30, 30, 24 * 20, 24 * 33 + 1, 24 * 33 + 7, 24 * 40 + 1))
     ]
     latest = max(changes)[0]
     orders = [changes, changes[::-1], changes[3:] + changes[:3], sorted(changes, key=lambda c: c[1][::-1])]
@@ -646,17 +647,19 @@ def test_plan_seats_and_term_end_read_as_they_were_at_an_instant_whatever_the_ar
     first = revenues[0].subscriptions["s1"]
     for revenue in revenues[1:]:
         assert revenue.subscriptions["s1"] == first
-    for instant in range(latest - SPAN, latest + DAY, 3_600_000):
+    for instant in range((latest - SPAN) // DAY * DAY + DAY, latest + DAY, DAY):
         dated = [c for c in changes if c[0] <= instant]
-        plan, seats, _ = first.described_at(instant)
+        plan, seats, _ = first.state_by(instant)
         want = max(dated, key=lambda c: (c[0], c[1]))
         assert (plan, seats, first.term_end_by(instant)) == (want[2], want[3], want[4]), instant
-    # e03, the latest of those dated 30 days or more before e06 (e00-e03), then e04 and e05
-    assert [state[2] for state in first.earlier_states] == ["e03", "e04", "e05"]
+    # e03, the latest of those dated 30 days or more before e07 (e00-e03), then e04 and e06, the
+    # later of day 33's two
+    assert [state[2] for state in first.earlier_states] == ["e03", "e04", "e06"]
 
 
 def test_a_subscription_described_anew_without_end_keeps_its_latest_few_earlier_versions() -> None:
-    changes = [(19_000 * DAY + n * 3_600_000, f"e{n:03d}", "pro", n, 20_000 * DAY + n) for n in range(50)]
+    """Once a day for 50 days: the latest and the 4 days before it (`MAX_EARLIER`)."""
+    changes = [(19_000 * DAY + n * DAY + 1, f"e{n:03d}", "pro", n, 20_000 * DAY + n) for n in range(50)]
     sub = _described(changes).subscriptions["s1"]
     assert [state[2] for state in sub.earlier_states] == [f"e{n:03d}" for n in range(45, 49)]
     assert [term[1] for term in sub.earlier_terms] == [f"e{n:03d}" for n in range(45, 49)]

@@ -368,6 +368,32 @@ def test_a_profile_whose_earlier_versions_segment_at_cannot_read_is_refused(
         decode_account(encode_account(account))
 
 
+@pytest.mark.parametrize(
+    ("states", "terms", "message"),
+    [
+        ([(2, 1, "b", "pro", 1), (1, 1, "a", "pro", 1)], [], r"earlier_states: versions out of order"),
+        ([], [(1, "a", 5), (1, "a", 5)], r"earlier_terms: versions out of order"),
+        ([(10**15, 1, "z", "pro", 1)], [], r"earlier_states: versions out of order"),  # after the latest
+        ([(n, 1, f"e{n}", "pro", 1) for n in range(5)], [], r"more than 4 earlier states"),
+    ],
+    ids=["out-of-order", "repeated", "after-the-latest", "too-many"],
+)
+def test_a_subscription_whose_earlier_versions_its_reads_cannot_trust_is_refused(
+    states: list[tuple[int, int, str, str, int]], terms: list[tuple[int, str, int]], message: str
+) -> None:
+    """`Subscription.state_by` and `term_end_by` read them in time order, all before the
+    latest; `MAX_EARLIER` bounds them (a record that says otherwise would answer wrongly)."""
+    engine = PartitionEngine(CONFIG, {})
+    feed(engine, fixed_history())
+    account = copy.deepcopy(next(a for a in engine.accounts.values() if a.revenue.subscriptions))
+    sub = next(iter(account.revenue.subscriptions.values()))
+    sub.earlier_states, sub.earlier_terms = states, terms
+    if terms:
+        sub.term_end, sub.term_end_at = 10, (10**14, "z")
+    with pytest.raises(StateDecodeError, match=message):
+        decode_account(encode_account(account))
+
+
 def test_decoded_profiles_share_their_owner_segment_tier_and_equal_attributes() -> None:
     engine = PartitionEngine(CONFIG, {})
     feed(engine, fixed_history())

@@ -17,7 +17,7 @@ import orjson
 
 from streamer.core.config import ScoreConfig
 from streamer.core.keys import key_of
-from streamer.core.revenue import MAX_PAYMENT_FAILURES, MAX_TERM_ENDS
+from streamer.core.revenue import MAX_EARLIER, MAX_PAYMENT_FAILURES, MAX_TERM_ENDS
 from streamer.core.support import MAX_RESOLUTIONS
 from streamer.offline.runner import OfflineRun
 from streamer.state.codec import decode_account_record, encode_account
@@ -65,20 +65,28 @@ def worst_case(limits: Any, limits_of_input: Any) -> Iterator[bytes]:
             amount="1.00",
             **money,
         )
-    for sub in range(limits.max_subscriptions + 4):  # as many more known only from renewals
-        for term in range(MAX_TERM_ENDS + 2):
+    for term in range(MAX_TERM_ENDS + 2):  # as many more known only from renewals
+        for sub in range(limits.max_subscriptions + 4):
             end = (START + timedelta(days=400 + term)).isoformat()
             yield event("subscription.renewed", subscription_id=longest("x", sub), term_end=end)
-    for step in range(limits.max_account_steps // limits.max_subscriptions + 2):
+        if term >= MAX_TERM_ENDS + 1 - MAX_EARLIER:  # the last a day apart: all kept as earlier terms
+            second += 86_400
+    rounds = limits.max_account_steps // limits.max_subscriptions + 2
+    for step in range(rounds):
         for sub in range(limits.max_subscriptions):
             amount = f"{2 + step}.00"
+            # each with another plan and term end, the last rounds a day apart: each subscription
+            # keeps its earlier states and term ends in full (one a day, `MAX_EARLIER`)
             yield event(
                 "subscription.changed",
                 subscription_id=longest("s", sub),
-                plan=longest("p", sub),
+                plan=longest("p", step),
                 amount=amount,
+                term_end=(START + timedelta(days=400 + step)).isoformat(),
                 **money,
             )
+        if step >= rounds - MAX_EARLIER - 1:
+            second += 86_400
     for user in range(limits.max_users + 10):
         yield event(
             "usage.recorded",
