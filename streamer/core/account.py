@@ -290,11 +290,7 @@ def history_span(config: ScoreConfig) -> int:
     looked like (its segment, a subscription's plan, seats and term end). Only a peer reference
     reads before an account's latest event, at its membership instant, rebuilt references
     included (`streamer.core.peers.history_reach`); a scoring reads at or after all of them."""
-    return history_reach(
-        int(config.time.allowed_lateness_days * DAY),
-        config.peers.refresh_days,
-        int(config.input.max_backdate_days * DAY),
-    )
+    return history_reach(int(config.time.allowed_lateness_days * DAY), config.peers.refresh_days)
 
 
 def fold(account: Account, event: Event, at: int, config: ScoreConfig) -> Trigger:

@@ -91,7 +91,6 @@ class PartitionEngine:
         # their snapshot was taken, each its account's last of that hour (`take_hour_finals`).
         self.hour_finals: list[tuple[str, PointFigures]] | None = [] if keep_hour_finals else None
         self._lateness = int(config.time.allowed_lateness_days * DAY)
-        self._backdate = int(config.input.max_backdate_days * DAY)
         self._interval = int(config.time.rescore_interval_hours * HOUR)
         self._usage_interval = int(config.time.usage_rescore_minutes * MINUTE)
         self._renewal_window = config.lifecycle.renewal_window_days * DAY
@@ -429,7 +428,6 @@ class PartitionEngine:
             peers.composite_weights,
             peers.compared,
             self.config.lifecycle.renewal_window_days * DAY,
-            backdate=self._backdate,
         )
 
     def _due(self, account: Account, tick: int) -> bool:

@@ -18,7 +18,7 @@ MAX_TERM_ENDS = 40  # term ends remembered per subscription
 # Superseded states (and term ends) a subscription keeps for reads at earlier instants, each, at
 # most one per day (`_reachable`). Bounds the record: with 8, the largest record valid input can
 # build passed the room its changelog leaves. The price: a subscription described anew on more
-# than 4 days between a peer reference's membership instant and its midnight (15 days by
+# than 4 days between a peer reference's membership instant and its midnight (8 days by
 # default) is read at that instant by the oldest version it kept, so that reference can still
 # depend on the order its events arrived in.
 MAX_EARLIER = 4
@@ -137,6 +137,29 @@ class Subscription:
                 break
             found = end
         return found
+
+    def renewal_by(self, now: int) -> int | None:
+        """The end of its term after `now`, as known at `now`, unless a cancellation known
+        then ends it before (None: no such term end)."""
+        end = self.term_end_by(now)
+        if end is None or end <= now:
+            return None
+        cancel_at = self.canceled_by(now)
+        return end if cancel_at is None or cancel_at < now or cancel_at > end else None
+
+    def mrr_known_at(self, ts: int) -> int:
+        """`mrr_at(ts)` as the events recorded by `ts` set it: a step recorded later is left out
+        even when dated before (a backdated cancellation), and a cancellation dated before the
+        first start known then ends it at that start (as in `steps`)."""
+        recorded = [point for point in self.points if point[1] <= ts]
+        start = min((point[0] for point in recorded if point[2] == STARTED), default=None)
+        found: Point | None = None
+        for point in recorded:
+            if point[2] == CANCELED and start is not None and point[0] < start <= point[1]:
+                point = (start, point[1], point[2], point[3], point[4])
+            if point[0] <= ts and (found is None or point > found):
+                found = point
+        return 0 if found is None else found[4]
 
     def mrr_at(self, ts: int) -> int:
         """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
@@ -377,16 +400,23 @@ class Revenue:
     def next_renewal(self, now: int) -> int | None:
         """Nearest future term end (as known at `now`) of an active subscription that is not
         canceled before it."""
-        ends = []
-        for sub in self.active_at(now):
-            end = sub.term_end_by(now)
-            if (
-                end is not None
-                and end > now
-                and ((cancel_at := sub.canceled_by(now)) is None or cancel_at < now or cancel_at > end)
-            ):
-                ends.append(end)
-        return min(ends) if ends else None
+        return _nearest(self.active_at(now), now)
+
+    def known_at(self, instant: int) -> Known:
+        """What a peer reference reads of the account at `instant`: MRR, primary plan, seats
+        and next renewal as the events recorded by then describe them. No event still
+        admissible once the allowed lateness has passed `instant` can change it, so it does not
+        depend on the order the events arrived in (read as known later, a cancellation recorded
+        after the reference was built and dated back onto `instant` changed who had been
+        paying)."""
+        paying = [(mrr, sub) for sub in self.subscriptions.values() if (mrr := sub.mrr_known_at(instant)) > 0]
+        seats = [count for _, sub in paying if (count := sub.state_by(instant)[1]) is not None]
+        return Known(
+            sum(mrr for mrr, _ in paying),
+            _largest_plan(paying, instant),
+            sum(seats) if seats else None,
+            _nearest([sub for _, sub in paying], instant),
+        )
 
     def term_due(self, now: int) -> int | None:
         """The latest end (as known at `now`) of a paying subscription's term that ended at or
@@ -416,13 +446,37 @@ class Revenue:
         if len(active) == 1:  # the usual case: no key to compute
             return active[0].state_by(now)[0]
         candidates = active or self.subscriptions.values()
-        largest = max(candidates, key=lambda sub: (sub.mrr_at(now), sub.state_by(now)[2]), default=None)
-        return None if largest is None else largest.state_by(now)[0]
+        return _largest_plan([(sub.mrr_at(now), sub) for sub in candidates], now)
 
     def seats(self, now: int) -> int | None:
         """Seats of the active subscriptions at `now`, as each was described then."""
         known = [seats for sub in self.active_at(now) if (seats := sub.state_by(now)[1]) is not None]
         return sum(known) if known else None
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """An account's revenue at an instant as the events recorded by then describe it
+    (`Revenue.known_at`)."""
+
+    mrr: int
+    plan: str | None  # of the largest paying subscription
+    seats: int | None
+    renewal: int | None  # the nearest term end ahead (`Subscription.renewal_by`)
+
+
+def _largest_plan(subscriptions: list[tuple[int, Subscription]], now: int) -> str | None:
+    """The plan at `now` of the largest of (MRR, subscription), the latest described first."""
+    if not subscriptions:
+        return None
+    largest = max(subscriptions, key=lambda item: (item[0], item[1].state_by(now)[2]))[1]
+    return largest.state_by(now)[0]
+
+
+def _nearest(subscriptions: list[Subscription], now: int) -> int | None:
+    """The nearest renewal ahead of `now` among `subscriptions` (`Subscription.renewal_by`)."""
+    ends = [end for sub in subscriptions if (end := sub.renewal_by(now)) is not None]
+    return min(ends) if ends else None
 
 
 def _state_key(state: State) -> tuple[int, int, str]:

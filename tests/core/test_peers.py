@@ -34,7 +34,6 @@ from .events import at, canceled, ms, profile, started, usage
 from .harness import Feed
 
 LATENESS = 7 * DAY
-BACKDATE = 7 * DAY  # input.max_backdate_days by default
 
 
 def daily(config: ScoreConfig) -> ScoreConfig:
@@ -132,7 +131,7 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
         usage("trial", at(6, 10), "u", "x", 50),  # never paid: not a peer
     )
     accounts = members(feed)
-    reference = build_reference(accounts, ms(at(15)), LATENESS, "plan", backdate=BACKDATE)
+    reference = build_reference(accounts, ms(at(15)), LATENESS, "plan")
     assert reference.window_end == ms(at(6)) // DAY  # the bucket ending at day 7 00:00
     assert reference.sizes == {ALL: 3, "pro": 1, "starter": 2}
     assert reference.groups[("starter", "events_28d")] == (2, 4)
@@ -142,30 +141,34 @@ def test_reference_groups_paying_accounts_by_plan_and_all() -> None:
     assert reference.lookup("pro", "events_28d", min_peers=4) is None  # too few at all
     # A day later, usage of day 7 (a late event still admissible at tick 15) is not read.
     feed(usage("a", at(7, 10), "u", "x", 100))
-    assert build_reference(members(feed), ms(at(15)), LATENESS, "plan", backdate=BACKDATE) == reference
+    assert build_reference(members(feed), ms(at(15)), LATENESS, "plan") == reference
 
 
-def test_reference_reads_who_was_paying_the_longest_backdating_before_its_windows_end() -> None:
+def test_reference_reads_who_was_paying_as_known_when_its_windows_end() -> None:
     """A cancellation recorded after the tick may take effect up to `input.max_backdate_days`
-    before it was recorded. Read at the end of the windows, who was paying then changed once
-    the reference was built, with the order events arrived in (hypothesis found it)."""
+    before it was recorded. Read as known later, who was paying at the end of the windows
+    changed once the reference was built, with the order events arrived in (hypothesis found
+    it). One recorded before the windows end counts: an account gone by then is no peer (read a
+    week earlier instead, such accounts were peers, and red churned less often against green)."""
     tick = ms(at(30))
-    assert membership_instant(tick, LATENESS, BACKDATE) == ms(at(15))  # the windows end at day 22
+    assert membership_instant(tick, LATENESS) == ms(at(22))  # the windows end at day 22
     feed = Feed()
     feed(
         started("a", at(0), plan="starter"),
         started("b", at(0), plan="pro"),
+        started("c", at(0), plan="pro"),
+        canceled("c", at(18)),  # gone before the windows end: not a peer
         usage("a", at(20, 10), "u", "x", 4),
         usage("b", at(20, 10), "u", "x", 9),
         usage("a", at(30, 1), "u", "x", 1),  # the stream passes the tick
     )
-    reference = build_reference(members(feed), tick, LATENESS, "plan", backdate=BACKDATE)
+    reference = build_reference(members(feed), tick, LATENESS, "plan")
     assert reference.sizes == {ALL: 2, "pro": 1, "starter": 1}
     # Still admissible (day 23 01:00 is the allowed lateness before the stream time), dated
     # back the longest allowed: onto the windows' last week.
     [outcome] = feed(canceled("b", at(23, 1), effective_at=at(16, 1)))
     assert outcome.status == "accepted", outcome.reason
-    assert build_reference(members(feed), tick, LATENESS, "plan", backdate=BACKDATE) == reference
+    assert build_reference(members(feed), tick, LATENESS, "plan") == reference
 
 
 def members(feed: Feed) -> list[tuple[Usage, Revenue, Profile | None]]:
@@ -485,7 +488,7 @@ def test_a_reference_keeps_the_features_most_members_used() -> None:
     feed(*(started(a, at(0)) for a in ("a", "b", "c")))
     feed(*(usage(a, at(5, 10), "u", "shared", 1) for a in ("a", "b", "c")))
     feed(*(usage("a", at(5, 10), "u", f"only-{n:03d}", 1) for n in range(MAX_FEATURES + 16)))
-    reference = build_reference(members(feed), ms(at(15)), LATENESS, "all", {MIX: 1.0}, backdate=BACKDATE)
+    reference = build_reference(members(feed), ms(at(15)), LATENESS, "all", {MIX: 1.0})
     kept = tuple(sorted(["shared", *(f"only-{n:03d}" for n in range(MAX_FEATURES - 1))]))
     assert reference.features[ALL] == kept
     assert {signal for _, signal in reference.groups if signal.startswith(FEATURE)} == {
