@@ -338,7 +338,7 @@ def membership_instant(tick: int, lateness: int) -> int:
     had been paying once the reference was built, and a plan change, a seat count or a renewal
     dated between the two what they looked like: arrival order changed the scores. (Read
     `input.max_backdate_days` earlier instead, the reference counted as peers accounts that had
-    left since, and red churned 5-18% less often against green on eight ChurnSim portfolios.)"""
+    left since, and red churned 2-18% less often against green on eight ChurnSim portfolios.)"""
     return (reference_end(tick, lateness) + 1) * DAY
 
 

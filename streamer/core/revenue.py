@@ -95,15 +95,7 @@ class Subscription:
         subscription's MRR depended on the order the events came in."""
         steps = self._steps
         if steps is None:
-            start, points = self.started_at, self.points
-            if start is None or not points or points[0][0] >= start:
-                steps = points
-            else:
-                steps = sorted(
-                    (start, *point[1:]) if point[2] == CANCELED and point[0] < start <= point[1] else point
-                    for point in points
-                )
-            self._steps = steps
+            steps = self._steps = _in_effect(self.points, self.started_at)
         return steps
 
     def state_by(self, now: int) -> tuple[str | None, int | None, tuple[int, int, str]]:
@@ -153,24 +145,33 @@ class Subscription:
         first start known then ends it at that start (as in `steps`)."""
         recorded = [point for point in self.points if point[1] <= ts]
         start = min((point[0] for point in recorded if point[2] == STARTED), default=None)
-        found: Point | None = None
-        for point in recorded:
-            if point[2] == CANCELED and start is not None and point[0] < start <= point[1]:
-                point = (start, point[1], point[2], point[3], point[4])
-            if point[0] <= ts and (found is None or point > found):
-                found = point
-        return 0 if found is None else found[4]
+        return _mrr_in(_in_effect(recorded, start), ts)
 
     def mrr_at(self, ts: int) -> int:
         """MRR in effect at instant `ts`, counting changes effective exactly at `ts`."""
-        points = self.steps()
-        if len(points) <= _SCAN:  # a scan from the end, as `Revenue.mrr_at`
-            index = len(points)
-            while index and points[index - 1][0] > ts:
-                index -= 1
-        else:
-            index = bisect_right(points, ts, key=_effective_at)
-        return points[index - 1][4] if index else 0
+        return _mrr_in(self.steps(), ts)
+
+
+def _in_effect(points: list[Point], start: int | None) -> list[Point]:
+    """`points` (sorted) as they take effect when the first start is `start` (`Subscription.steps`:
+    a cancellation recorded at or after it and dated before it ends at it)."""
+    if start is None or not points or points[0][0] >= start:
+        return points
+    return sorted(
+        (start, *point[1:]) if point[2] == CANCELED and point[0] < start <= point[1] else point
+        for point in points
+    )
+
+
+def _mrr_in(steps: list[Point], ts: int) -> int:
+    """The MRR of the last of `steps` (sorted) in effect at `ts`, 0 before the first."""
+    if len(steps) <= _SCAN:  # a scan from the end, as `Revenue.mrr_at`
+        index = len(steps)
+        while index and steps[index - 1][0] > ts:
+            index -= 1
+    else:
+        index = bisect_right(steps, ts, key=_effective_at)
+    return steps[index - 1][4] if index else 0
 
 
 def classify(before: int, after: int, had_mrr_before: bool) -> int | None:
@@ -410,12 +411,12 @@ class Revenue:
         after the reference was built and dated back onto `instant` changed who had been
         paying)."""
         paying = [(mrr, sub) for sub in self.subscriptions.values() if (mrr := sub.mrr_known_at(instant)) > 0]
-        seats = [count for _, sub in paying if (count := sub.state_by(instant)[1]) is not None]
+        subscriptions = [sub for _, sub in paying]
         return Known(
             sum(mrr for mrr, _ in paying),
             _largest_plan(paying, instant),
-            sum(seats) if seats else None,
-            _nearest([sub for _, sub in paying], instant),
+            _seats(subscriptions, instant),
+            _nearest(subscriptions, instant),
         )
 
     def term_due(self, now: int) -> int | None:
@@ -450,8 +451,7 @@ class Revenue:
 
     def seats(self, now: int) -> int | None:
         """Seats of the active subscriptions at `now`, as each was described then."""
-        known = [seats for sub in self.active_at(now) if (seats := sub.state_by(now)[1]) is not None]
-        return sum(known) if known else None
+        return _seats(self.active_at(now), now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +471,12 @@ def _largest_plan(subscriptions: list[tuple[int, Subscription]], now: int) -> st
         return None
     largest = max(subscriptions, key=lambda item: (item[0], item[1].state_by(now)[2]))[1]
     return largest.state_by(now)[0]
+
+
+def _seats(subscriptions: list[Subscription], now: int) -> int | None:
+    """The seats of `subscriptions` as each was described at `now` (None: none had a count)."""
+    known = [seats for sub in subscriptions if (seats := sub.state_by(now)[1]) is not None]
+    return sum(known) if known else None
 
 
 def _nearest(subscriptions: list[Subscription], now: int) -> int | None:
