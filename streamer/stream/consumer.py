@@ -35,7 +35,7 @@ from faust.types import TP
 from mode.utils.futures import notify
 
 from streamer.stream.clients import FETCH_WAIT_MS
-from streamer.stream.faust_private import ack_lock, fetch_position, hold_produce_requests
+from streamer.stream.faust_private import ack_lock, fetch_position, hold_produce_requests, recovery_pending
 from streamer.stream.input_lane import InputLane, InputRecord, LaneReads
 from streamer.stream.membership import Fence
 from streamer.stream.origin import origin_header
@@ -489,6 +489,33 @@ class ScoringApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.before_stop = []
+        # From a rebalance's start until its assignment has handed the tables their recovery.
+        self.awaiting_assignment = False
+        self.on_partitions_assigned.connect(self._assignment_made)  # type: ignore[arg-type]
+
+    def on_rebalance_start(self) -> None:
+        self.awaiting_assignment = True
+        super().on_rebalance_start()
+
+    async def _assignment_made(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Sent after the table manager started this assignment's recovery (or found the
+        # generation gone, when another rebalance follows).
+        self.awaiting_assignment = False
+
+    def on_rebalance_end(self) -> None:
+        """A table recovery ended: the rebalance is over, unless that recovery was an earlier
+        rebalance's, ending after the next one began (faust checks the generation, then awaits
+        the seek and the fetcher before it calls this). Taken as the end, it cleared the next
+        rebalance's flag: the scorer read the tables before their recovery had run, and built
+        a partition's peer references from a store that still lacked some of its accounts."""
+        pending = "its assignment has not come yet" if self.awaiting_assignment else recovery_pending(self)
+        if pending is not None:
+            log.info(
+                "a table recovery ended after the next rebalance began: still rebalancing",
+                extra={"why": pending},
+            )
+            return
+        super().on_rebalance_end()
 
     def _new_transport(self) -> Any:
         return RebalanceSafeTransport(self.conf.broker_consumer, self)

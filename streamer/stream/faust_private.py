@@ -41,6 +41,7 @@ from aiokafka.util import create_future
 from faust.assignor import PartitionAssignor
 from faust.assignor.cluster_assignment import ClusterAssignment
 from faust.assignor.copartitioned_assignor import CopartitionedAssignor
+from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -77,6 +78,7 @@ class PrivateName:
 
 
 DROP_UNSENT = "stream/sink.py: drop the records of a membership that ended in doubt"
+RECOVERY_ENDED = "stream/consumer.py: a table recovery that ends after the next rebalance began ends nothing"
 WRITE_WHILE_LEASED = "stream/consumer.py: a produce request is written only while the membership lease holds"
 
 NAMES = (
@@ -135,6 +137,10 @@ NAMES = (
         "stream/consumer.py: skip a commit of partitions all revoked meanwhile",
     ),
     PrivateName(faust.App, "_new_transport", ("self",), "stream/consumer.py: install our consumer"),
+    PrivateName(faust.App, "on_rebalance_start", ("self",), RECOVERY_ENDED),
+    PrivateName(faust.App, "on_rebalance_end", ("self",), RECOVERY_ENDED),
+    PrivateName(Recovery, "_generation_id", None, RECOVERY_ENDED),
+    PrivateName(Recovery, "signal_recovery_start", None, RECOVERY_ENDED),
     PrivateName(
         PartitionAssignor,
         "_perform_assignment",
@@ -314,6 +320,17 @@ AIOKAFKA_CONSUMER_STATE = {
     "_isolation_level": "stream/consumer.py: the input consumer reads committed transactions only",
     "_subscription": "stream/consumer.py: fetch positions (read_position)",
 }
+
+
+def recovery_pending(app: faust.App) -> str | None:
+    """Why the table recovery of the current assignment has not run yet, or None: it was asked
+    for and has not started, or the last one asked for was for another generation."""
+    recovery = cast(Recovery, cast(Any, app.tables).recovery)
+    if recovery.signal_recovery_start.is_set():
+        return "the recovery of the current assignment has not started"
+    if recovery._generation_id != app.consumer_generation_id:
+        return "the last recovery asked for was of another generation"
+    return None
 
 
 def committed_offsets(consumer: object) -> Mapping[TP, int]:

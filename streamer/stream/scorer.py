@@ -396,6 +396,9 @@ class Scorer:
         async with self.lock:
             done: list[Any] = []
             owned, generation = self.offsets.assigned(), self.offsets.generation()
+            # During a table recovery the tables are not the partitions' state yet: nothing is
+            # read from them (the records a partition's messages are checked against included).
+            current = not self.paused and self.offsets.settled()
             now = time.monotonic()
             gaps: dict[TopicPartition, tuple[int, int]] = {}  # refused: read again from [0]
             merges, records, counters, ledgers = self.merges, self.records, self.counters, self.ledgers
@@ -403,9 +406,10 @@ class Scorer:
                 message = event.message
                 topic, partition, offset = message.topic, message.partition, message.offset
                 tp = (topic, partition)
-                if self.paused or tp not in owned or message.generation_id != generation:
-                    # Fetched before a rebalance: the partition's owner reads it again from the
-                    # committed offset (this worker too, if it kept the partition).
+                if not current or tp not in owned or message.generation_id != generation:
+                    # Fetched before a rebalance or its recovery ended: the partition's owner
+                    # reads it again from the committed offset (this worker too, if it kept the
+                    # partition; the recovery ends with that seek).
                     counters.stale += 1
                     continue
                 merge = merges.get(partition) or self._merge(partition)

@@ -115,3 +115,26 @@ def test_every_session_timeout_the_settings_allow_gives_a_consumer(tmp_path: Pat
         return app.consumer._thread._create_worker_consumer(app.transport)
 
     assert asyncio.run(consumer()) is not None
+
+
+def test_a_table_recovery_that_ends_after_the_next_rebalance_began_does_not_end_it(tmp_path: Path) -> None:
+    """faust's recovery checks its generation, then awaits the seek of the input partitions
+    before it ends the rebalance: one that began meanwhile was taken as over before its own
+    recovery ran, and the scorer read tables still missing accounts."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    app.consumer_generation_id = recovery._generation_id = 1  # generation 1's recovery runs
+    app.on_rebalance_start()  # the next rebalance begins: generation 1's partitions are revoked
+    app.on_rebalance_end()  # generation 1's recovery ends after its seek
+    assert app.rebalancing
+
+    # Generation 2's assignment: faust asks for its recovery, then tells the app's listeners.
+    app.consumer_generation_id = recovery._generation_id = 2
+    recovery.signal_recovery_start.set()
+    asyncio.run(app.on_partitions_assigned.send(set()))
+    app.on_rebalance_end()  # generation 1's recovery, still
+    assert app.rebalancing
+
+    recovery.signal_recovery_start.clear()  # generation 2's recovery starts, and ends
+    app.on_rebalance_end()
+    assert not app.rebalancing

@@ -509,6 +509,31 @@ async def test_nothing_is_applied_between_a_revocation_and_the_next_assignment(w
     assert again.acked == 1 and world.scorer.counters.accepted == 1
 
 
+async def test_nothing_is_read_from_the_tables_before_their_recovery_ended(world: World) -> None:
+    """A delivery between an assignment and the end of its table recovery (faust resumes the
+    partitions of an assignment whose recovery has not run when an earlier recovery ends late)
+    must not read the partition's record: cached, it stood for the partition's state for the
+    whole assignment. The recovery ends with a seek to the committed offsets: it comes again."""
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    await world.scorer.process([world.usage(0, T1)])
+    restarted = World(restarted_from=world)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 2
+    restarted.offsets.restarts[(USAGE, PARTITION)] = 1  # committed: where the seek goes
+    stored = dict(restarted.clocks)
+    restarted.clocks.clear()  # the store as a recovery that has not run yet leaves it
+    restarted.offsets.rebalancing = True
+    early = restarted.usage(1, T2)
+    await restarted.scorer.process([early])
+    assert early.acked == 0 and restarted.scorer.counters.stale == 1
+    assert not restarted.scorer.records and not restarted.scorer.engines
+
+    restarted.clocks.update(stored)  # the recovery ran
+    restarted.offsets.rebalancing = False
+    again = restarted.usage(1, T2)
+    await restarted.scorer.process([again])
+    assert again.acked == 1 and restarted.scorer.counters.accepted == 1
+
+
 async def test_engines_are_rebuilt_from_the_tables_after_a_rebalance(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 2
     first = world.usage(0, T1)
