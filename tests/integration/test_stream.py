@@ -194,11 +194,13 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], History
 class Worker:
     """A `streamer worker` subprocess; its output goes to a log file."""
 
-    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log: Path, command: Sequence[str] = (STREAMER,)
+    ) -> None:
         self.name, self.log = name, log
         with log.open("ab") as handle:
             self.proc = subprocess.Popen(
-                [STREAMER, "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT
+                [*command, "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT
             )
 
     @property
@@ -472,8 +474,16 @@ class Deployment:
         """What the worker and `streamer replay` do first (for tests that produce themselves)."""
         asyncio.run(ensure_topics(self.settings()))
 
-    def start_worker(self, name: str = "w1", data_dir: Path | None = None) -> Worker:
-        worker = Worker(name, {**self.env(data_dir), **self.worker_env}, self.root / f"{name}.log")
+    def start_worker(
+        self,
+        name: str = "w1",
+        data_dir: Path | None = None,
+        command: Sequence[str] = (STREAMER,),
+        **env: str,
+    ) -> Worker:
+        """`streamer worker` (or `command worker`), with the deployment's environment and `env`."""
+        variables = {**self.env(data_dir), **self.worker_env, **env}
+        worker = Worker(name, variables, self.root / f"{name}.log", command)
         self.workers.append(worker)
         return worker
 
@@ -1358,6 +1368,82 @@ def test_a_worker_stopped_as_it_is_assigned_its_partitions_writes_nothing_over_t
         second.proc.send_signal(signal.SIGCONT)
     deployment.settle(first, second)
     assert_no_offsets_skipped(first, second)
+    assert_same_as_offline(deployment, events)
+    assert not deployment.dead_letters()
+
+
+HOLDING_WORKER = Path(__file__).with_name("hold_recovery_end.py")
+
+
+def test_a_recovery_that_ends_after_the_next_rebalance_began_does_not_end_that_one(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    """faust's table recovery starts the fetcher after its last generation check, then ends the
+    rebalance. The first worker's recovery of a second worker's join, held there until the
+    second worker has scored its partitions and left, ended the rebalance of the leave before
+    the leave's recovery had run: the first worker took the tables as restored without the
+    second worker's writes, and could build those partitions' engines from a store that lacked
+    the accounts it had added."""
+    events = simulate_and_score(tmp_path / "history", seed=29, accounts=60, months=3)
+    half = len(events.lines) // 2
+    first_half, second_half = events.lines[:half], events.lines[half:]
+    (tmp_path / "first.jsonl").write_bytes(b"\n".join(first_half) + b"\n")
+    (tmp_path / "second.jsonl").write_bytes(b"\n".join(second_half) + b"\n")
+    arm, held = tmp_path / "arm", tmp_path / "held"
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
+    holding = deployment.start_worker(
+        "w1",
+        data_dir=deployment.root / "w1-data",
+        command=(sys.executable, str(HOLDING_WORKER)),
+        HOLD_RECOVERY_ARM=str(arm),
+        HOLD_RECOVERY_HELD=str(held),
+    )
+    deployment.wait_group(1, timeout=180)  # bounds a hang only
+    deployment.replay(tmp_path / "first.jsonl")
+    deployment.wait_for(
+        "the first worker to commit the first half",
+        lambda: deployment.committed() >= len(first_half),
+        timeout=300,  # bounds a hang only
+    )
+
+    arm.touch()  # the first worker's next recovery holds until the rebalance after it begins
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    deployment.wait_for("the first worker to hold its recovery", held.exists, timeout=180)
+    deployment.wait_for(
+        "the second worker to score its partitions",
+        lambda: "partition engine ready" in second.text(),
+        timeout=180,  # bounds a hang only
+    )
+    deployment.replay(tmp_path / "second.jsonl")
+    ready = [record for record in second.records() if record.get("msg") == "partition engine ready"]
+    theirs = {record["partition"] for record in ready}
+    assert theirs and len(theirs) < PARTITIONS, theirs
+    owed = len(first_half) + sum(
+        1 for line in second_half if partition_of(orjson.loads(line)["account_id"], PARTITIONS) in theirs
+    )
+    deployment.wait_for(
+        "the second worker to commit the second half of its partitions",
+        lambda: deployment.committed() >= owed,
+        timeout=300,  # bounds a hang only
+    )
+    second.stop()  # leaves the group: the held recovery ends as the next rebalance begins
+    deployment.settle(holding)
+
+    # The engines built after the leave hold every account and event of the partitions taken
+    # back (built before the leave's recovery, they held those of the first half).
+    accounts: dict[int, set[str]] = collections.defaultdict(set)
+    latest: dict[int, int] = collections.defaultdict(int)
+    for line in events.lines:
+        event = orjson.loads(line)
+        partition = partition_of(event["account_id"], PARTITIONS)
+        accounts[partition].add(event["account_id"])
+        at = int(datetime.fromisoformat(event["occurred_at"]).timestamp() * 1000)
+        latest[partition] = max(latest[partition], at)
+    built = [record for record in holding.records() if record.get("msg") == "partition engine ready"]
+    last = {record["partition"]: (record["accounts"], record["stream_time"]) for record in built}
+    assert {p: last.get(p) for p in theirs} == {p: (len(accounts[p]), latest[p]) for p in theirs}
+    assert "a table recovery ended after the next rebalance began" in holding.text()
+    assert_no_offsets_skipped(holding, second)
     assert_same_as_offline(deployment, events)
     assert not deployment.dead_letters()
 
