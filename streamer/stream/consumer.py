@@ -21,6 +21,7 @@ The consumer hands the input topics' records of each fetch to an `InputLane`
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import monotonic
 from typing import Any, cast
@@ -478,6 +479,13 @@ class PromptTableManager(faust_tables.TableManager):
             await self._update_channels()
             await self.recovery.start()
 
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
+        """faust's, then: the rebalance has its assignment, and its recovery is asked for."""
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        cast(ScoringApp, self.app).assignment_made()
+
 
 class ScoringApp(faust.App):
     """The worker's faust app: the standard one over `RebalanceSafeTransport`, and `before_stop`
@@ -489,18 +497,21 @@ class ScoringApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.before_stop = []
-        # From a rebalance's start until its assignment has handed the tables their recovery.
+        # From a rebalance's start until its assignment has asked the tables for their recovery.
         self.awaiting_assignment = False
-        self.on_partitions_assigned.connect(self._assignment_made)  # type: ignore[arg-type]
+        # A rebalance starts in the consumer's thread and ends in the event loop's: the check of
+        # an end and the flag it clears happen under this lock, or a start could come between.
+        self._rebalance_flag = threading.Lock()
 
     def on_rebalance_start(self) -> None:
-        self.awaiting_assignment = True
-        super().on_rebalance_start()
+        with self._rebalance_flag:
+            self.awaiting_assignment = True
+            super().on_rebalance_start()
 
-    async def _assignment_made(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Sent after the table manager started this assignment's recovery (or found the
-        # generation gone, when another rebalance follows).
-        self.awaiting_assignment = False
+    def assignment_made(self) -> None:
+        """The table manager asked for the new assignment's recovery (`PromptTableManager`)."""
+        with self._rebalance_flag:
+            self.awaiting_assignment = False
 
     def on_rebalance_end(self) -> None:
         """A table recovery ended: the rebalance is over, unless that recovery was an earlier
@@ -508,14 +519,17 @@ class ScoringApp(faust.App):
         the seek and the fetcher before it calls this). Taken as the end, it cleared the next
         rebalance's flag: the scorer read the tables before their recovery had run, and built
         a partition's peer references from a store that still lacked some of its accounts."""
-        pending = "its assignment has not come yet" if self.awaiting_assignment else recovery_pending(self)
-        if pending is not None:
-            log.info(
-                "a table recovery ended after the next rebalance began: still rebalancing",
-                extra={"why": pending},
-            )
-            return
-        super().on_rebalance_end()
+        with self._rebalance_flag:
+            pending = recovery_pending(self)
+            if self.awaiting_assignment:
+                pending = "its assignment has not come yet"
+            if pending is None:
+                super().on_rebalance_end()
+                return
+        log.info(
+            "a table recovery ended after the next rebalance began: still rebalancing",
+            extra={"why": pending},
+        )
 
     def _new_transport(self) -> Any:
         return RebalanceSafeTransport(self.conf.broker_consumer, self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import faust
 import faust.app.base
@@ -128,13 +129,31 @@ def test_a_table_recovery_that_ends_after_the_next_rebalance_began_does_not_end_
     app.on_rebalance_end()  # generation 1's recovery ends after its seek
     assert app.rebalancing
 
-    # Generation 2's assignment: faust asks for its recovery, then tells the app's listeners.
+    # Generation 2's assignment: the table manager asks for its recovery.
     app.consumer_generation_id = recovery._generation_id = 2
     recovery.signal_recovery_start.set()
-    asyncio.run(app.on_partitions_assigned.send(set()))
+    app.assignment_made()
     app.on_rebalance_end()  # generation 1's recovery, still
     assert app.rebalancing
 
     recovery.signal_recovery_start.clear()  # generation 2's recovery starts, and ends
     app.on_rebalance_end()
     assert not app.rebalancing
+
+
+def test_the_table_manager_tells_the_app_once_it_asked_for_the_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the same step as faust's, not in a receiver of the assignment signal: receivers run in
+    no set order, and one that waited (the scorer's) left a recovery ending meanwhile ignored."""
+    app = create_app(Settings(app_id="hs-test", data_dir=tmp_path), ScoreConfig(), store="memory://")
+    asked: list[int] = []
+
+    async def fausts(self: Any, assigned: Any, revoked: Any, newly: Any, generation_id: int = 0) -> None:
+        asked.append(generation_id)
+        assert app.awaiting_assignment  # not before faust asked
+
+    monkeypatch.setattr(faust.tables.TableManager, "on_rebalance", fausts)
+    app.on_rebalance_start()
+    asyncio.run(app.tables.on_rebalance(set(), set(), set(), 3))
+    assert asked == [3] and not app.awaiting_assignment
