@@ -34,7 +34,12 @@ from streamer.stream.broker import wait_for_broker
 from streamer.stream.consumer import PromptTableManager, RebalanceSafeConsumer, ScoringApp
 from streamer.stream.dead_letters import KafkaDeadLetters
 from streamer.stream.faust_imports import NoHttpClient
-from streamer.stream.faust_private import committed_offsets, without_autodiscovery_marks
+from streamer.stream.faust_private import (
+    committed_offsets,
+    recovery_loop_running,
+    recovery_started,
+    without_autodiscovery_marks,
+)
 from streamer.stream.input_lane import InputLane
 from streamer.stream.local_stores import open_local_stores, stopped_cleanly
 from streamer.stream.loop_watch import LoopWatch
@@ -44,7 +49,7 @@ from streamer.stream.recent_alerts import recent_alerts
 from streamer.stream.scorer import CHECKPOINT_EVERY_S, Scorer
 from streamer.stream.sink import KafkaSink
 from streamer.stream.stalls import STALL_S
-from streamer.stream.stuck import RebalanceWatch
+from streamer.stream.stuck import RebalanceWatch, recovery_loop_ended
 from streamer.stream.tables import DurableTable, TablesWritten
 from streamer.stream.topics import (
     CHANGELOG_RECORD_MAX_BYTES,
@@ -455,6 +460,9 @@ def _build_app(settings: Settings, config: ScoreConfig, store: str | None) -> fa
         c = scorer.counters
         lag, stalled_s = input_state()
         rebalance.check(bool(app.rebalancing), time.monotonic(), asyncio.all_tasks)
+        ended = recovery_loop_ended(recovery_started(app), recovery_loop_running(asyncio.all_tasks()))
+        if ended is not None and not app.should_stop:
+            fatal("the table recovery", RuntimeError(ended))
         if stalled_s >= STALLED_WARN_S:
             log.warning(
                 "input waiting and nothing committed",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, cast
@@ -141,6 +141,7 @@ NAMES = (
     PrivateName(faust.App, "on_rebalance_end", ("self",), RECOVERY_ENDED),
     PrivateName(Recovery, "_generation_id", None, RECOVERY_ENDED),
     PrivateName(Recovery, "signal_recovery_start", None, RECOVERY_ENDED),
+    PrivateName(Recovery, "_restart_recovery", None, "stream/app.py: the worker ends with the recovery loop"),
     PrivateName(
         PartitionAssignor,
         "_perform_assignment",
@@ -320,6 +321,29 @@ AIOKAFKA_CONSUMER_STATE = {
     "_isolation_level": "stream/consumer.py: the input consumer reads committed transactions only",
     "_subscription": "stream/consumer.py: fetch positions (read_position)",
 }
+
+
+def recovery_started(app: faust.App) -> bool:
+    """Whether faust's table recovery service has started (its loop runs from then on)."""
+    return bool(cast(Any, app.tables).recovery.started)
+
+
+def recovery_loop_running(tasks: Iterable[asyncio.Task[Any]]) -> bool:
+    """Whether one of `tasks` runs faust's table recovery loop (`Recovery._restart_recovery`):
+    its coroutine, or one it awaits (mode runs a service's tasks inside its `_execute_task`)."""
+    return any(not task.done() and "_restart_recovery" in _awaited(task.get_coro()) for task in tasks)
+
+
+def _awaited(coro: object, depth: int = 8) -> set[str]:
+    """The names of a coroutine and of those it awaits, innermost last (`depth` at most)."""
+    names: set[str] = set()
+    while coro is not None and len(names) < depth:
+        code = getattr(coro, "cr_code", None)
+        if code is None:
+            break  # not a coroutine (a future, a generator): nothing more to name
+        names.add(code.co_name)
+        coro = getattr(coro, "cr_await", None)
+    return names
 
 
 def recovery_pending(app: faust.App) -> str | None:

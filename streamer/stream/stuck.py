@@ -54,3 +54,19 @@ class RebalanceWatch:
             },
         )
         return True
+
+
+def recovery_loop_ended(started: bool, running: bool) -> str | None:
+    """Why the worker cannot go on, or None: faust's table recovery loop started and no longer runs.
+
+    The loop runs every recovery a rebalance asks for. A step of one that times out
+    (`broker_request_timeout`: a broker away that long during a recovery) ends the loop without
+    a word, as a stop would: that rebalance, and every later one, then waits for a recovery that
+    never comes, and the worker holds its input for good. Better to end the process (a restart
+    resumes from the committed offsets)."""
+    if not started or running:
+        return None
+    return (
+        "faust's table recovery loop has ended (a step of a recovery timed out, which ends it "
+        "without a word): no rebalance can end any more"
+    )

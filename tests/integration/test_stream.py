@@ -1448,6 +1448,40 @@ def test_a_recovery_that_ends_after_the_next_rebalance_began_does_not_end_that_o
     assert not deployment.dead_letters()
 
 
+ENDING_WORKER = Path(__file__).with_name("end_recovery_loop.py")
+
+
+def test_a_worker_whose_recovery_loop_ended_exits_and_another_takes_over(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    """A step of a table recovery that times out ends faust's recovery loop without a word:
+    every later rebalance waited for a recovery that never came, and the worker held its input
+    for good. It now exits (a restart resumes from the committed offsets)."""
+    events = history(14)
+    arm = tmp_path / "arm"
+    deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
+    ending = deployment.start_worker(
+        "w1",
+        data_dir=deployment.root / "w1-data",
+        command=(sys.executable, str(ENDING_WORKER)),
+        END_RECOVERY_ARM=str(arm),
+    )
+    deployment.wait_group(1, timeout=180)  # bounds a hang only
+    deployment.replay(events.events)
+    deployment.wait_for(
+        "the first worker to commit a third of the history",
+        lambda: deployment.committed() >= len(events.lines) // 3,
+        timeout=180,  # bounds a hang only
+    )
+    arm.touch()  # its next recovery ends the loop
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    deployment.wait_for("the first worker to exit", lambda: not ending.alive, timeout=180)  # bounds a hang
+    assert ending.proc.returncode == 70, ending.tail()
+    assert "recovery loop has ended" in ending.text()
+    deployment.settle(second)
+    assert_same_as_offline(deployment, events)
+
+
 # -- 5. a second worker joins mid-stream ---------------------------------------------------------
 
 
