@@ -1264,6 +1264,30 @@ def test_kill_9_in_the_middle_then_restart_loses_and_invents_nothing(
     )
 
 
+def test_a_standby_replica_takes_over_a_killed_workers_partitions_and_gives_offlines_answers(
+    deploy: Callable[..., Deployment], history: Callable[[int], History]
+) -> None:
+    """With `HEALTHSTREAM_STANDBY_REPLICAS=1` each worker keeps the other's tables up to date;
+    killed mid-stream, one worker's partitions are taken over from the other's standby stores
+    (no changelog read from the start) and the answers are offline's."""
+    events = history(13)
+    deployment = deploy(worker_env={**KILLED_MEMBER_LEAVES_SOON, "HEALTHSTREAM_STANDBY_REPLICAS": "1"})
+    first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
+    second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
+    deployment.wait_group(2, timeout=180)  # bounds a hang only
+    live = replay_live_until(deployment, events, seconds=60, fraction=0.4)
+    first.kill()
+    live.hurry()
+    live.wait()
+    assert live.paced < len(events.lines), "the history was published before the kill"
+    deployment.settle(second)
+    standbys = [r for r in second.records() if r.get("msg") == "partitions assigned by their input messages"]
+    assert any(record.get("standbys") for record in standbys), "no standby was assigned"
+    assert_no_offsets_skipped(first, second)
+    assert_same_as_offline(deployment, events)
+    assert not deployment.dead_letters()
+
+
 @pytest.mark.slow
 def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_owner(
     deploy: Callable[..., Deployment], tmp_path: Path
