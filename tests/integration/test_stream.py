@@ -487,6 +487,10 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
+    def start_patched_worker(self, name: str, script: Path, **env: str) -> Worker:
+        """`python SCRIPT worker`: a worker with a fault of the test's making, in its own data dir."""
+        return self.start_worker(name, self.root / f"{name}-data", (sys.executable, str(script)), **env)
+
     def replay(self, events: Path, *options: str) -> str:
         """`streamer replay EVENTS --quiet [options]`; return what it printed."""
         done = subprocess.run(
@@ -1415,12 +1419,8 @@ def test_a_recovery_that_ends_after_the_next_rebalance_began_does_not_end_that_o
     (tmp_path / "second.jsonl").write_bytes(b"\n".join(second_half) + b"\n")
     arm, held = tmp_path / "arm", tmp_path / "held"
     deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
-    holding = deployment.start_worker(
-        "w1",
-        data_dir=deployment.root / "w1-data",
-        command=(sys.executable, str(HOLDING_WORKER)),
-        HOLD_RECOVERY_ARM=str(arm),
-        HOLD_RECOVERY_HELD=str(held),
+    holding = deployment.start_patched_worker(
+        "w1", HOLDING_WORKER, HOLD_RECOVERY_ARM=str(arm), HOLD_RECOVERY_HELD=str(held)
     )
     deployment.wait_group(1, timeout=180)  # bounds a hang only
     deployment.replay(tmp_path / "first.jsonl")
@@ -1484,12 +1484,7 @@ def test_a_worker_whose_recovery_loop_ended_exits_and_another_takes_over(
     events = history(14)
     arm = tmp_path / "arm"
     deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
-    ending = deployment.start_worker(
-        "w1",
-        data_dir=deployment.root / "w1-data",
-        command=(sys.executable, str(ENDING_WORKER)),
-        END_RECOVERY_ARM=str(arm),
-    )
+    ending = deployment.start_patched_worker("w1", ENDING_WORKER, END_RECOVERY_ARM=str(arm))
     deployment.wait_group(1, timeout=180)  # bounds a hang only
     deployment.replay(events.events)
     deployment.wait_for(
