@@ -16,7 +16,7 @@ class Counters:
     rejected: int = 0
     rerouted: int = 0
     copies_again: int = 0  # re-routed copies sent again, handled already (`streamer/state/copies.py`)
-    stale: int = 0  # fetched before a rebalance or delivered twice: read again / already held
+    stale: int = 0  # fetched before a rebalance or its recovery ended, or delivered twice
     reread: int = 0  # delivered again after a restart or rebalance, already in the stored state
     dead_letters_known: int = 0  # rejected again after a restart: its dead letter already written
     offset_gaps: int = 0  # input offsets lost for good: gone from Kafka before they were read
