@@ -335,7 +335,7 @@ def recovery_loop_running(tasks: Iterable[asyncio.Task[Any]]) -> bool:
 
 
 def _awaited(coro: object, depth: int = 8) -> set[str]:
-    """The names of a coroutine and of those it awaits, innermost last (`depth` at most)."""
+    """The names of a coroutine and of the coroutines it awaits in turn (`depth` at most)."""
     names: set[str] = set()
     while coro is not None and len(names) < depth:
         code = getattr(coro, "cr_code", None)

@@ -1,4 +1,5 @@
-"""A rebalance that does not end: where each of the worker's tasks waits, logged once.
+"""Rebalances that cannot end: one that does not is logged once with where each of the worker's
+tasks waits; faust's recovery loop gone ends the worker.
 
 faust ends a rebalance when its table recovery has read every changelog partition to its end;
 a recovery that receives nothing holds the worker's input for good, and faust's own warning
