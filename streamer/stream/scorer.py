@@ -300,11 +300,16 @@ class Scorer:
         self.reach.forget()
         self._pending = Pending()  # never acknowledged: read again, applied to the stored state
 
+    def _tables_ready(self) -> bool:
+        """Whether an assignment is in force and its table recovery has ended: before that the
+        tables are not the partitions' state yet, and nothing is read from them."""
+        return not self.paused and self.offsets.settled()
+
     async def open_assigned(self) -> None:
         """Build the engine of every owned partition that has none yet (engines are otherwise
         built when a partition delivers), so the projection re-stages quiet partitions too."""
         async with self.lock:
-            if self.paused or not self.offsets.settled():
+            if not self._tables_ready():
                 return
             for partition in sorted({p for topic, p in self.offsets.assigned() if topic in self.families}):
                 self._engine(partition)
@@ -396,9 +401,7 @@ class Scorer:
         async with self.lock:
             done: list[Any] = []
             owned, generation = self.offsets.assigned(), self.offsets.generation()
-            # During a table recovery the tables are not the partitions' state yet: nothing is
-            # read from them (the records a partition's messages are checked against included).
-            current = not self.paused and self.offsets.settled()
+            current = self._tables_ready()  # else not even the partition records are read
             now = time.monotonic()
             gaps: dict[TopicPartition, tuple[int, int]] = {}  # refused: read again from [0]
             merges, records, counters, ledgers = self.merges, self.records, self.counters, self.ledgers
