@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.local.proc import Held, held_lock
+from streamer.local.proc import Held, held_lock, is_alive
 from streamer.local.tools import apt_install
 
 LOCK = "/var/lib/dpkg/lock-frontend"
@@ -118,3 +118,43 @@ def test_a_held_lock_passed_to_a_child_outlives_its_killed_holder(tmp_path: Path
         except Held:
             assert time.monotonic() < deadline, "the lock outlived the child"
             time.sleep(0.1)
+
+
+def _main_thread_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_a_process_whose_main_thread_ended_is_alive_while_another_thread_runs(tmp_path: Path) -> None:
+    """A process's main thread shows as a zombie once it has ended, while its other threads may still
+    run and hold its files: the demo test took a worker for gone and found the demo's lock still
+    held, and `streamer local down` could report a broker stopped with its threads still exiting."""
+    path, release = tmp_path / "demo.lock", tmp_path / "release"
+    code = (
+        "import ctypes, pathlib, threading, time; from streamer.local.proc import held_lock\n"
+        f"lock = held_lock(pathlib.Path({str(path)!r})); lock.__enter__()\n"
+        "def hold():\n"
+        "    deadline = time.monotonic() + 60  # bounds a hang only\n"
+        f"    while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "threading.Thread(target=hold).start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)  # the main thread ends, the process runs on\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60  # bounds a hang only
+        while _main_thread_state(holder.pid) != "Z":
+            assert holder.poll() is None and time.monotonic() < deadline, "the main thread never ended"
+            time.sleep(0.05)
+        assert is_alive(holder.pid)
+        with pytest.raises(Held), held_lock(path):  # its running thread holds the process's files
+            pass
+        release.touch()
+        while is_alive(holder.pid):
+            assert time.monotonic() < deadline, "the process never ended"
+            time.sleep(0.05)
+        with held_lock(path):  # gone: its lock is free
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)

@@ -58,16 +58,28 @@ def read_pid(pid_path: Path) -> int | None:
         return None
 
 
-def _is_zombie(pid: int) -> bool:
+def _thread_state(stat_path: str) -> str | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        stat = Path(stat_path).read_text()
+    except OSError:  # that thread is gone
+        return None
+    return next(iter(stat.rsplit(")", 1)[-1].split()), None)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Every thread of pid has ended and only its exit status waits to be reaped. A process's main
+    thread shows as a zombie as soon as it has ended itself, while the process's other threads
+    (a JVM's, a worker's) may still be exiting and holding its files, locks and ports."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # no /proc here, or pid has just gone: not a zombie
         return False
-    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
+    return all(_thread_state(f"/proc/{pid}/task/{tid}/stat") in {"Z", "X", None} for tid in threads)
 
 
 def is_alive(pid: int) -> bool:
-    """True while pid exists and is not a zombie (reaps it when it is our own child)."""
+    """True while pid exists and one of its threads has not ended (reaps it when it is our own
+    child)."""
     with contextlib.suppress(ChildProcessError, OSError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:

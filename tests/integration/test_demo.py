@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.local.proc import file_lock, held_lock
+from streamer.local.proc import file_lock, held_lock, is_alive
 from streamer.local.stack import StackInfo
 from tests.fixtures import free_port
 
@@ -210,15 +210,15 @@ def test_a_killed_demos_worker_and_view_hold_the_stack_until_they_stop(
         pids = [int(pid) for pid in found.group(1).split(", ")]
         assert pids[0] == demo.pid and len(pids) == 3
         children = pids[1:]
-        assert all(_alive(pid) for pid in children)  # the worker and the view run on
+        assert all(is_alive(pid) for pid in children)  # the worker and the view run on
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60  # bounds a hang only
-        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        while any(is_alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.2)
-    assert not any(_alive(pid) for pid in children)
+    assert not any(is_alive(pid) for pid in children)
     with held_lock(Path(stack.stack_dir) / "demo.lock"):  # free again
         pass
 
@@ -244,17 +244,6 @@ def test_the_alerts_watcher_waits_for_a_topic_made_after_it_started(stack: Stack
         return await watcher
 
     assert asyncio.run(scenario()) == 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie (not reaped yet) has ended
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
 
 
 async def _topics(bootstrap: str) -> list[str]:
