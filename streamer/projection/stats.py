@@ -15,6 +15,9 @@ class CountersLike(Protocol):
     stale: int
     reread: int
     rereads: int
+    dead_letters_known: int
+    gap_rereads: int
+    empty_offsets: int
     offset_gaps: int
     consumer_gaps: int
     alerts: int
@@ -36,6 +39,9 @@ COUNTERS = (
     "stale",
     "reread",
     "rereads",
+    "dead_letters_known",
+    "gap_rereads",
+    "empty_offsets",
     "alerts",
     "snapshots",
     "batches",

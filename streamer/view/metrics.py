@@ -39,6 +39,22 @@ WORKER_COUNTERS = (
     ),
     ("rereads", "healthstream_partition_rereads", "Stalled input partitions read again"),
     (
+        "gap_rereads",
+        "healthstream_gap_rereads",
+        "Deliveries that skipped input offsets, refused and read again from the first one skipped",
+    ),
+    (
+        "empty_offsets",
+        "healthstream_empty_offsets",
+        "Input offsets without a record (transaction markers, aborted records), passed over",
+    ),
+    (
+        "dead_letters_known",
+        "healthstream_dead_letters_known",
+        "Messages rejected again after a restart or rebalance whose dead letter was already in the "
+        "topic, so not written twice (also counted in healthstream_events_rejected_total)",
+    ),
+    (
         "offset_gaps",
         "healthstream_offset_gaps",
         "Input offset ranges lost (gone from Kafka before they were read; should stay 0)",

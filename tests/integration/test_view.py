@@ -439,6 +439,8 @@ def test_healthz_and_metrics_show_the_worker(live: Live) -> None:
     assert "healthstream_projection_skipped_writes_total{" in text
     assert "healthstream_projection_pruned_alerts_total{" in text
     assert "healthstream_membership_fenced_total{" in text
+    for name in ("dead_letters_known", "gap_rereads", "empty_offsets"):
+        assert f"healthstream_{name}_total{{" in text
     wait_until("zero lag", lambda: view.get("/healthz")["consumer_lag"] == 0, 30)
     health = view.get("/healthz")
     assert health["status"] == "ok" and health["kafka"]["reachable"] and health["workers"] == 1

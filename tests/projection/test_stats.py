@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import fields
 from typing import Any
 
-from streamer.projection.stats import LAG_PREFIX, RULE_PREFIX, CommitWatch, RecentLatency, worker_stats
+from streamer.projection.stats import (
+    COUNTERS,
+    LAG_PREFIX,
+    RULE_PREFIX,
+    CommitWatch,
+    RecentLatency,
+    worker_stats,
+)
 from streamer.stream.counters import Counters
-from streamer.view.metrics import worker_families
+from streamer.view.metrics import WORKER_COUNTERS, worker_families
 
 
 def counters(**changes: Any) -> Counters:
@@ -22,6 +30,9 @@ def counters(**changes: Any) -> Counters:
         "stale": 5,
         "reread": 6,
         "rereads": 1,
+        "dead_letters_known": 11,
+        "gap_rereads": 12,
+        "empty_offsets": 13,
         "offset_gaps": 1,
         "consumer_gaps": 2,
         "alerts": 3,
@@ -48,6 +59,7 @@ def test_counters_lag_and_rules_are_flattened() -> None:
     assert stats["processed"] == 10 and stats["rejected"] == 2 and stats["alerts"] == 3
     assert stats["stale"] == 5 and stats["rereads"] == 1 and stats["reread"] == 6
     assert stats["copies_again"] == 8
+    assert stats["dead_letters_known"] == 11 and stats["gap_rereads"] == 12 and stats["empty_offsets"] == 13
     assert stats["offset_gaps"] == 3  # seen by the scorer and recorded by faust's consumer
     assert stats["lag"] == 6 and stats[f"{LAG_PREFIX}0"] == 5 and stats[f"{LAG_PREFIX}3"] == 1
     assert stats[f"{RULE_PREFIX}silence"] == 2
@@ -106,3 +118,27 @@ def test_the_times_a_worker_held_its_writes_at_the_membership_fence_are_a_worker
     name = "healthstream_membership_fenced"
     [sample] = [s for s in families[name].samples if s.name == name + "_total"]
     assert sample.labels == {"worker": "w1"} and sample.value == 2.0
+
+
+# Folded into another stats entry rather than exported alone.
+FOLDED = {"offset_gaps", "consumer_gaps", "by_rule", "last_latency_s"}
+
+
+def test_every_counter_of_the_scorer_reaches_the_views_metrics() -> None:
+    """Three counters (dead letters already written, gap re-reads, empty offsets) were kept and
+    logged but never exported: an operator comparing the rejected count with the dead-letter topic
+    after a restart could not see why they differ. A counter added to `Counters` fails here until
+    it is exported (or named as folded into another)."""
+    exported = {name for name, _, _ in WORKER_COUNTERS}
+    for counter in fields(Counters):
+        if counter.name not in FOLDED:
+            assert counter.name in COUNTERS and counter.name in exported, counter.name
+    stats = worker_stats(counters(), {}, started_at=0.0, now=1.0)
+    families = {family.name: family for family in worker_families({"w1": stats})}
+    for name, value in (
+        ("healthstream_dead_letters_known", 11.0),
+        ("healthstream_gap_rereads", 12.0),
+        ("healthstream_empty_offsets", 13.0),
+    ):
+        [sample] = [s for s in families[name].samples if s.name == name + "_total"]
+        assert sample.labels == {"worker": "w1"} and sample.value == value
