@@ -11,8 +11,9 @@ committed offset may pass them.
 
 `RebalanceSafeConsumer` drops the input records of a fetch that overlapped a seek and seeks
 their partitions back to their committed offsets, so they are read again. Changelog records,
-which faust's table recovery reads by its own offsets, pass untouched. Every offset gap faust
-records is logged, so a skipped range is never silent.
+which faust's table recovery reads by its own offsets, are delivered as faust delivers them, and
+those of a fetch that faust dropped undelivered are read again (`getmany`). Every offset gap
+faust records is logged, so a skipped range is never silent.
 
 The consumer hands the input topics' records of each fetch to an `InputLane`
 (`streamer/stream/input_lane.py`) rather than through faust's conductor and streams.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from time import monotonic
 from typing import Any, cast
 
@@ -32,7 +33,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 from mode.utils.futures import notify
 
 from streamer.stream.clients import FETCH_WAIT_MS
@@ -51,6 +52,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
     dropped_fetches = 0  # fetches whose input records were dropped and read again
     gaps = 0  # offset ranges faust skipped and counted as acknowledged (changelogs only)
     jumps = 0  # input offset ranges faust's reader passed over, left unacknowledged
+    changelog_rereads = 0  # changelog partitions read again after faust dropped their records
 
     def log_end(self, tp: TP) -> int | None:
         """The partition's high watermark, open transactions included (`SafeCommitThread.log_end`;
@@ -223,7 +225,57 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         offset: int | None = super()._new_offset(tp)
         return offset
 
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """faust's, then the changelog records of its fetch that it did not deliver read again.
+
+        faust drops what is left of a fetch when its flow stopped (a rebalance) before or while
+        it hands the records out, or the generation changed meanwhile, and skips a paused
+        partition's; it then seeks back only the partitions with a committed offset, never a
+        changelog. A fetch that waited in the consumer thread as a rebalance began drains what the
+        fetcher holds of every partition (faust passes aiokafka its live set of active
+        partitions, which the rebalance empties, and aiokafka reads an empty set as all of
+        them), changelog records included that the table recovery had just sought to: dropped,
+        the recovery waited for ever for records already read past (a worker taking over
+        partitions stood still until the next rebalance), or, had only part of them gone, would
+        have ended without them. Each changelog partition is sought back to its first record
+        not delivered (`rewind`), which reads nothing twice that the recovery took and loses
+        nothing: a changelog read again from an earlier offset gives the same table."""
+        fetched: dict[TP, tuple[int, int]] = {}
+        self._changelog_fetch = fetched  # filled by `_wait_next_records`
+        delivered: dict[TP, int] = {}
+        async for tp, message in super().getmany(timeout):
+            if tp in fetched:
+                delivered[tp] = message.offset
+            yield tp, message
+        undelivered = {
+            tp: first if tp not in delivered else delivered[tp] + 1
+            for tp, (first, last) in fetched.items()
+            if delivered.get(tp, first - 1) < last
+        }
+        if undelivered:
+            await self._read_changelogs_again(undelivered)
+
+    async def _read_changelogs_again(self, undelivered: Mapping[TP, int]) -> None:
+        thread = self._thread
+        moved = await thread.call_thread(rewind, thread._ensure_consumer(), undelivered)
+        if moved:
+            self.changelog_rereads += len(moved)
+            log.warning(
+                "changelog records fetched and not delivered (a rebalance stopped the flow): read again",
+                extra={"partitions": {f"{tp.topic}:{tp.partition}": span for tp, span in moved.items()}},
+            )
+
     async def _wait_next_records(self, timeout: float) -> Any:
+        records, active_partitions = await self._lane_records(timeout)
+        fetched: dict[TP, tuple[int, int]] | None = self.__dict__.get("_changelog_fetch")
+        if fetched is not None and records:
+            for tp, batch in records.items():
+                if batch and self._is_changelog_tp(tp):
+                    fetched[tp] = (batch[0].offset, batch[-1].offset)
+        return records, active_partitions
+
+    async def _lane_records(self, timeout: float) -> Any:
+        """faust's next fetch, its input records handed to the lane: the rest, for faust."""
         records, active_partitions = await self._fresh_records(timeout)
         lane: InputLane | None = getattr(self.app, "input_lane", None)
         if lane is None:
@@ -370,6 +422,21 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         finally:
             await admin.close()
         return {TP(tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+
+async def rewind(consumer: Any, offsets: Mapping[TP, int]) -> dict[TP, tuple[int, int]]:
+    """Seek each partition back to its offset where the consumer's fetch position is past it;
+    returns {partition: (position, offset)} of those moved. Run in the consumer thread
+    (`call_thread`), without an await, so that no seek of the table recovery's comes between
+    reading a position and moving it: a position at or before the offset (a seek since the
+    fetch) is left as it is, and so is a partition no longer assigned (no position)."""
+    moved: dict[TP, tuple[int, int]] = {}
+    for tp, offset in offsets.items():
+        position = fetch_position(consumer, tp)
+        if position is not None and position > offset:
+            consumer.seek(tp, offset)
+            moved[tp] = (position, offset)
+    return moved
 
 
 class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -102,6 +102,12 @@ NAMES = (
     ),
     PrivateName(
         faust_aiokafka.Consumer,
+        "getmany",
+        ("self", "timeout"),
+        "stream/consumer.py: read again the changelog records of a fetch it dropped undelivered",
+    ),
+    PrivateName(
+        faust_aiokafka.Consumer,
         "_is_changelog_tp",
         ("self", "tp"),
         "stream/consumer.py: let changelog records through",

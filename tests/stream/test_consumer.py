@@ -622,3 +622,98 @@ async def test_a_re_seek_to_the_groups_committed_offset_makes_it_the_head(harnes
     await harness.fetch()
     consumer.ack_inputs([InputRecord(SUBS, offset, None, b"", 0.0, GENERATION) for offset in (30, 31)])
     assert consumer._new_offset(SUBS) == 32
+
+
+class Drain:
+    """faust's own `getmany` over the harness's fetch, with the consumer thread's fetch positions
+    and seeks faked: what faust delivers, and where each changelog partition reads next."""
+
+    def __init__(self, harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+        from faust.transport.utils import DefaultSchedulingStrategy
+
+        import streamer.stream.consumer as consumer_module
+
+        self.harness, consumer = harness, harness.consumer
+        consumer.flow_active = True
+        consumer._buffered_partitions = set()
+        consumer.scheduler = DefaultSchedulingStrategy()
+        consumer.log = SimpleNamespace(dev=lambda *args: None, warning=lambda *args: None)  # type: ignore[assignment]
+        harness.app.monitor.track_tp_end_offset = lambda tp, offset: None
+        base = faust_aiokafka.Consumer
+        monkeypatch.setattr(base, "should_stop", False)
+        monkeypatch.setattr(base, "highwater", lambda self, tp: 100)
+        monkeypatch.setattr(base, "_to_message", lambda self, tp, r: SimpleNamespace(tp=tp, offset=r.offset))
+        self.positions: dict[TP, int] = {}  # the consumer thread's fetch positions
+        self.in_thread: list[tuple[TP, int]] = []  # seeks made there
+        monkeypatch.setattr(consumer_module, "fetch_position", lambda kafka, tp: self.positions.get(tp))
+        kafka = SimpleNamespace(seek=lambda tp, offset: self.in_thread.append((tp, offset)))
+
+        async def call_thread(method: Callable[..., Any], *args: Any) -> Any:
+            return await method(*args)
+
+        consumer._thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: kafka)  # type: ignore[assignment]
+
+    async def delivered(self, stop_flow_after: int | None = None) -> list[tuple[TP, int]]:
+        """The records faust's getmany delivers; with `stop_flow_after`, a rebalance stops the
+        flow once that many were taken."""
+        taken: list[tuple[TP, int]] = []
+        async for tp, message in self.harness.consumer.getmany(1.0):
+            taken.append((tp, message.offset))
+            if len(taken) == stop_flow_after:
+                self.harness.consumer.flow_active = False
+        return taken
+
+
+@pytest.fixture
+def drain(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Drain:
+    return Drain(harness, monkeypatch)
+
+
+async def test_changelog_records_faust_drops_as_a_rebalance_stops_the_flow_are_read_again(
+    harness: Harness, drain: Drain
+) -> None:
+    """A fetch waiting in the consumer thread as a rebalance began drained changelog records the
+    table recovery had just sought to; faust dropped them (flow stopped) and sought back only
+    partitions with a committed offset: the recovery waited for ever for records read past."""
+    harness.records = {CHANGELOG: [record(7), record(8), record(9)]}  # type: ignore[list-item]
+    drain.positions[CHANGELOG] = 10  # the fetch moved the position past them
+    harness.consumer.flow_active = False
+    assert await drain.delivered() == []
+    assert drain.in_thread == [(CHANGELOG, 7)]
+    assert harness.consumer.changelog_rereads == 1
+
+
+async def test_a_changelog_fetch_cut_short_is_read_again_from_its_first_record_not_delivered(
+    harness: Harness, drain: Drain
+) -> None:
+    harness.records = {CHANGELOG: [record(7), record(8), record(9)]}  # type: ignore[list-item]
+    drain.positions[CHANGELOG] = 10
+    assert await drain.delivered(stop_flow_after=1) == [(CHANGELOG, 7)]
+    assert drain.in_thread == [(CHANGELOG, 8)]
+
+
+async def test_a_paused_changelog_partitions_skipped_records_are_read_again(
+    harness: Harness, drain: Drain
+) -> None:
+    harness.active = {USAGE, SUBS}  # the changelog paused: faust skips its records
+    harness.records = {CHANGELOG: [record(7), record(8)]}  # type: ignore[list-item]
+    drain.positions[CHANGELOG] = 9
+    assert await drain.delivered() == []
+    assert drain.in_thread == [(CHANGELOG, 7)]
+
+
+async def test_a_changelog_fetch_delivered_whole_or_sought_since_is_left_where_it_reads(
+    harness: Harness, drain: Drain
+) -> None:
+    harness.records = {CHANGELOG: [record(7), record(8)]}  # type: ignore[list-item]
+    drain.positions[CHANGELOG] = 9
+    assert await drain.delivered() == [(CHANGELOG, 7), (CHANGELOG, 8)]
+    assert drain.in_thread == []  # all delivered: nothing to read again
+
+    drain.positions[CHANGELOG] = 3  # the recovery sought it back since the fetch: its seek holds
+    harness.consumer.flow_active = False
+    assert await drain.delivered() == []
+    assert drain.in_thread == []
+    del drain.positions[CHANGELOG]  # no longer assigned: no position, nothing to move
+    assert await drain.delivered() == []
+    assert drain.in_thread == [] and harness.consumer.changelog_rereads == 0
