@@ -261,7 +261,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         if moved:
             self.changelog_rereads += len(moved)
             log.warning(
-                "changelog records fetched and not delivered (a rebalance stopped the flow): read again",
+                "changelog records fetched and dropped undelivered by faust: read again",
                 extra={"partitions": {f"{tp.topic}:{tp.partition}": span for tp, span in moved.items()}},
             )
 

@@ -1507,6 +1507,39 @@ def test_a_worker_whose_recovery_loop_ended_exits_and_another_takes_over(
     assert_same_as_offline(deployment, events)
 
 
+DROPPING_WORKER = Path(__file__).with_name("drop_changelog_fetch.py")
+
+
+def test_changelog_records_faust_drops_in_a_recovery_are_read_again(
+    deploy: Callable[..., Deployment], history: Callable[[int], History], tmp_path: Path
+) -> None:
+    """faust drops the records of a fetch undelivered when its flow stopped or their partition is
+    paused, and seeks back only partitions with a committed offset: changelog records a fetch
+    drained as a rebalance began were read past for good, and the table recovery of a worker
+    taking over partitions waited for ever for them (or would have ended without them). A worker
+    that takes over every partition from its changelogs, and whose first fetch of them faust
+    drops, gives offline's answers."""
+    events = history(15)
+    half = len(events.lines) // 2
+    earlier, later = tmp_path / "earlier.jsonl", tmp_path / "later.jsonl"
+    earlier.write_bytes(b"\n".join(events.lines[:half]) + b"\n")
+    later.write_bytes(b"\n".join(events.lines[half:]) + b"\n")
+    deployment = deploy()
+    first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
+    deployment.wait_group(1, timeout=180)  # bounds a hang only
+    deployment.replay(earlier)
+    deployment.settle(first)
+    first.stop()
+    arm = tmp_path / "arm"
+    arm.touch()
+    second = deployment.start_patched_worker("w2", DROPPING_WORKER, DROP_CHANGELOG_ARM=str(arm))
+    deployment.replay(later)  # scored on the tables it recovered
+    deployment.settle(second)
+    assert not arm.exists(), "no fetch of changelog records was dropped"
+    assert "changelog records fetched and dropped undelivered" in second.text()
+    assert_same_as_offline(deployment, events)
+
+
 # -- 5. a second worker joins mid-stream ---------------------------------------------------------
 
 
