@@ -260,7 +260,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         moved = await thread.call_thread(rewind, thread._ensure_consumer(), undelivered)
         if moved:
             self.changelog_rereads += len(moved)
-            log.warning(
+            log.info(  # routine in rebalances, where faust stops the flow under a fetch: costs a re-read
                 "changelog records fetched and dropped undelivered by faust: read again",
                 extra={"partitions": {f"{tp.topic}:{tp.partition}": span for tp, span in moved.items()}},
             )
