@@ -232,6 +232,12 @@ POISONS: list[Poison] = [
         "cannot be read exactly",
         family="subscriptions",
     ),
+    Poison(  # decimal cannot hold the exponent: the safety net's "InvalidOperation" was the reason
+        "amount-number-huge-exponent",
+        _number_amount("amount-number-huge-exponent", b"0e1000000000000000000"),
+        "cannot be read exactly",
+        family="subscriptions",
+    ),
     Poison(
         "amount-negative",
         _started("amount-negative", amount="-5"),

@@ -97,7 +97,11 @@ def _check_number_amount(raw: bytes | str, event: Event) -> None:
         return
     if not isinstance(literal, str) or taken is None:
         return
-    if Decimal(literal) != taken:
+    try:
+        exact: Decimal | None = Decimal(literal)
+    except ArithmeticError:  # an exponent past what decimal holds (0e1000000000000000000)
+        exact = None
+    if exact is None or exact != taken:
         shown = literal if len(literal) <= 40 else f"{literal[:40]}... ({len(literal):,} characters)"
         raise Rejected(
             f"field 'amount' of {event.event_type}: the JSON number {shown} cannot be read exactly "
