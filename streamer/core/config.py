@@ -597,8 +597,13 @@ class Input(Strict):
     def _aware(cls, earliest: datetime) -> datetime:
         if earliest.tzinfo is None:
             raise ValueError("input.earliest needs an offset, e.g. 2000-01-01T00:00:00Z")
-        if not datetime(1970, 1, 1, tzinfo=UTC) <= earliest <= datetime(9000, 1, 1, tzinfo=UTC):
-            raise ValueError(f"input.earliest must be within 1970..9000, got {earliest.isoformat()}")
+        # The instant 1970-01-01T00:00:00Z closes the day before the first one the rolling windows
+        # count (`clock.bucket_of`): events there were accepted and their use and tickets lost.
+        if not datetime(1970, 1, 1, tzinfo=UTC) < earliest <= datetime(9000, 1, 1, tzinfo=UTC):
+            raise ValueError(
+                "input.earliest must be after 1970-01-01T00:00:00Z and at most 9000-01-01, "
+                f"got {earliest.isoformat()}"
+            )
         return earliest
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from streamer.core.clock import iso, to_ms
+from streamer.core.clock import bucket_of, iso, to_ms
+from streamer.core.config import Input
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -28,3 +31,13 @@ def test_any_aware_instant_is_the_floor_of_its_milliseconds(moment: datetime, of
     shifted = moment.astimezone(timezone(timedelta(minutes=offset_minutes)))
     expected = (moment - EPOCH) // timedelta(milliseconds=1)
     assert to_ms(moment) == to_ms(shifted) == expected
+
+
+def test_the_earliest_event_time_a_config_allows_falls_in_a_day_the_windows_count() -> None:
+    """The instant 1970-01-01T00:00:00Z closes the day before the first one the rolling windows
+    count (`bucket_of` is -1): with `input.earliest` at it, events there were accepted and their
+    use and tickets silently left out."""
+    assert bucket_of(0) == -1 and bucket_of(1) == 0
+    with pytest.raises(ValidationError, match=r"input.earliest must be after 1970-01-01T00:00:00Z"):
+        Input(earliest=EPOCH)
+    assert Input(earliest=EPOCH + timedelta(milliseconds=1)).earliest_ms == 1
