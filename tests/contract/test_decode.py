@@ -627,3 +627,17 @@ def test_an_event_at_the_bound_may_end_its_line_once_and_no_more(text: bool) -> 
         line = padded + run
         with pytest.raises(Rejected, match="bytes or more, past the 1,048,576 an event may have"):
             decode_event(line.decode() if text else line)
+
+
+def test_the_parsers_non_standard_nan_and_infinity_are_refused_where_read_and_pass_where_not() -> None:
+    """The JSON parser takes `NaN`, `Infinity` and `-Infinity` as numbers (the README says so):
+    a field the contract reads refuses them as out of its range; an extra field passes."""
+    usage = (
+        '{"event_id":"e1","event_type":"usage.recorded","account_id":"a","occurred_at":'
+        '"2024-01-01T00:00:00Z","user_id":"u","feature":"f","count":%s}'
+    )
+    refused = r"field 'count' of usage\.recorded: Input should be a valid integer"
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(Rejected, match=refused):
+            decode_event(usage % literal)
+    assert decode_event(usage % '1,"x":NaN').event_type == "usage.recorded"
