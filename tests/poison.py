@@ -164,6 +164,11 @@ def _hour_24(name: str) -> ValueMaker:
     return lambda when: orjson.dumps(usage(f"poison-{name}", f"{when[:10]}T24:00:00Z", f"{name}-1"))
 
 
+def _dated(name: str, time_of_day: str) -> ValueMaker:
+    """A usage event dated its day at `time_of_day` (a time and an offset), as written."""
+    return lambda when: orjson.dumps(usage(f"poison-{name}", f"{when[:10]}T{time_of_day}", f"{name}-1"))
+
+
 def _count_digits(name: str, digits: int) -> ValueMaker:
     """A usage event whose count is a JSON number of `digits` digits, as written."""
     return lambda when: orjson.dumps(usage(f"poison-{name}", when, f"{name}-1", count=7)).replace(
@@ -186,6 +191,10 @@ POISONS: list[Poison] = [
     Poison("huge-id", _usage("huge-id", user_id="u" * 100_000), "field 'user_id' of usage.recorded"),
     Poison("wrong-type", _usage("wrong-type", count="3"), "field 'count' of usage.recorded"),
     Poison("hour-24", _hour_24("hour-24"), "hour 24 is not a time of day: write 00:00 of the next day"),
+    # The three below read as "unexpected extra characters at the end of the input".
+    Poison("hour-25", _dated("hour-25", "25:00:00Z"), "25:00:00 is not a time of day"),
+    Poison("second-61", _dated("second-61", "23:59:61Z"), "23:59:61 is not a time of day"),
+    Poison("offset-24h", _dated("offset-24h", "12:00:00+24:00"), "+24:00 is not a UTC offset"),
     Poison(
         "count-5000-digits",
         _count_digits("count-5000-digits", 5000),

@@ -193,8 +193,9 @@ Amount = Annotated[
     ),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-_DATE_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:([0-9]{2})"
-RFC3339 = re.compile(_DATE_TIME + r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")  # ASCII digits, `fullmatch`
+_DATE_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+# ASCII digits, `fullmatch`; groups: hour, minute, second, fraction, offset, its hours and minutes
+RFC3339 = re.compile(_DATE_TIME + r"(\.[0-9]{1,9})?([Zz]|[+-]([0-9]{2}):([0-9]{2}))")
 _LONG_FRACTION = re.compile(_DATE_TIME + r"\.[0-9]{10,}([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 
@@ -207,9 +208,18 @@ def _rfc3339_text(value: object) -> object:
         if isinstance(value, str) and _LONG_FRACTION.fullmatch(value):
             raise ValueError("a fraction of a second has at most 9 digits (nanoseconds)")
         raise ValueError("expected an RFC 3339 timestamp with an offset, e.g. 2024-03-05T14:03:00Z")
-    if found.group(1) == "60":  # RFC 3339 allows it; an instant in epoch milliseconds has none
+    hour, minute, second, _, _, offset_hours, offset_minutes = found.groups()
+    if second == "60":  # RFC 3339 allows it; an instant in epoch milliseconds has none
         raise ValueError(
             "a leap second (:60) is not accepted: send the instant as :59.999 or as the next minute"
+        )
+    # Read by the parser as "unexpected extra characters at the end of the input" (hour 24 is
+    # told apart where the reason is written: `decode.describe_validation_error`).
+    if int(hour) > 24 or int(minute) > 59 or int(second) > 60:
+        raise ValueError(f"{hour}:{minute}:{second} is not a time of day (00:00:00 to 23:59:59)")
+    if offset_hours is not None and (int(offset_hours) > 23 or int(offset_minutes) > 59):
+        raise ValueError(
+            f"{found.group(5)} is not a UTC offset: at most 23 hours and 59 minutes, e.g. +05:30"
         )
     return value
 
