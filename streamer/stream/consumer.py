@@ -239,8 +239,9 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         partitions stood still until the next rebalance), or, had only part of them gone, would
         have ended without them. Each changelog partition is sought back to its first record
         not delivered (`rewind`), which reads nothing twice that the recovery took and loses
-        nothing: a changelog read again from an earlier offset gives the same table."""
-        fetched: dict[TP, tuple[int, int]] = {}
+        nothing: a changelog read again from an earlier offset gives the same table. Only a
+        position nothing moved since the fetch drained is sought back (`rewind`)."""
+        fetched: dict[TP, tuple[int, int, int]] = {}
         self._changelog_fetch = fetched  # filled by `_wait_next_records`
         delivered: dict[TP, int] = {}
         async for tp, message in super().getmany(timeout):
@@ -248,14 +249,14 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
                 delivered[tp] = message.offset
             yield tp, message
         undelivered = {
-            tp: first if tp not in delivered else delivered[tp] + 1
-            for tp, (first, last) in fetched.items()
+            tp: (first if tp not in delivered else delivered[tp] + 1, after)
+            for tp, (first, last, after) in fetched.items()
             if delivered.get(tp, first - 1) < last
         }
         if undelivered:
             await self._read_changelogs_again(undelivered)
 
-    async def _read_changelogs_again(self, undelivered: Mapping[TP, int]) -> None:
+    async def _read_changelogs_again(self, undelivered: Mapping[TP, tuple[int, int]]) -> None:
         thread = self._thread
         moved = await thread.call_thread(rewind, thread._ensure_consumer(), undelivered)
         if moved:
@@ -267,11 +268,12 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
 
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active_partitions = await self._lane_records(timeout)
-        fetched: dict[TP, tuple[int, int]] | None = self.__dict__.get("_changelog_fetch")
+        fetched: dict[TP, tuple[int, int, int]] | None = self.__dict__.get("_changelog_fetch")
         if fetched is not None and records:
+            after: Mapping[Any, int | None] = getattr(self._thread, "positions_after_fetch", {})
             for tp, batch in records.items():
-                if batch and self._is_changelog_tp(tp):
-                    fetched[tp] = (batch[0].offset, batch[-1].offset)
+                if batch and self._is_changelog_tp(tp) and (position := after.get(tp)) is not None:
+                    fetched[tp] = (batch[0].offset, batch[-1].offset, position)
         return records, active_partitions
 
     async def _lane_records(self, timeout: float) -> Any:
@@ -424,16 +426,18 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         return {TP(tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0}
 
 
-async def rewind(consumer: Any, offsets: Mapping[TP, int]) -> dict[TP, tuple[int, int]]:
-    """Seek each partition back to its offset where the consumer's fetch position is past it;
-    returns {partition: (position, offset)} of those moved. Run in the consumer thread
-    (`call_thread`), without an await, so that no seek of the table recovery's comes between
-    reading a position and moving it: a position at or before the offset (a seek since the
-    fetch) is left as it is, and so is a partition no longer assigned (no position)."""
+async def rewind(consumer: Any, offsets: Mapping[TP, tuple[int, int]]) -> dict[TP, tuple[int, int]]:
+    """Seek each partition back to its offset, given as (offset, the position the fetch left),
+    where its position is still the one the fetch left; returns {partition: (position, offset)}
+    of those moved. Run in the consumer thread (`call_thread`), without an await, so that no
+    seek of the table recovery's comes between reading a position and moving it. A partition
+    sought since the fetch is left where that seek put it, backwards or forwards (a recovery
+    from a store that holds the changelog up to an offset reads on from there, not from where a
+    dropped fetch began), and so is a partition no longer assigned (no position)."""
     moved: dict[TP, tuple[int, int]] = {}
-    for tp, offset in offsets.items():
+    for tp, (offset, left) in offsets.items():
         position = fetch_position(consumer, tp)
-        if position is not None and position > offset:
+        if position is not None and position == left and position > offset:
             consumer.seek(tp, offset)
             moved[tp] = (position, offset)
     return moved
@@ -457,6 +461,24 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
     out; the busy partitions cannot be fetched meanwhile. At 2,000 events/s that put 1.1-1.6 s
     between publishing and the scorer seeing an event.
     """
+
+    # Per partition of the last fetch, the consumer's position right after it drained the
+    # records (`RebalanceSafeConsumer.getmany` reads a changelog's back only from there).
+    positions_after_fetch: Mapping[Any, int | None] = {}
+
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        records = await super()._fetch_records(
+            consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+        # In this thread and before any await: no seek can come between the drain and these.
+        self.positions_after_fetch = {tp: fetch_position(consumer, tp) for tp in records or ()}
+        return records
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)

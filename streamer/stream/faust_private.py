@@ -132,6 +132,12 @@ NAMES = (
     ),
     PrivateName(
         faust_aiokafka.AIOKafkaConsumerThread,
+        "_fetch_records",
+        ("self", "consumer", "active_partitions", "timeout", "max_records"),
+        "stream/consumer.py: the positions a fetch left, for reading dropped changelog records again",
+    ),
+    PrivateName(
+        faust_aiokafka.AIOKafkaConsumerThread,
         "_ensure_consumer",
         ("self",),
         "stream/consumer.py: fetch positions (read_position)",

@@ -644,6 +644,7 @@ class Drain:
         monkeypatch.setattr(base, "highwater", lambda self, tp: 100)
         monkeypatch.setattr(base, "_to_message", lambda self, tp, r: SimpleNamespace(tp=tp, offset=r.offset))
         self.positions: dict[TP, int] = {}  # the consumer thread's fetch positions
+        self.after: dict[TP, int] = {}  # the positions the last fetch left (`SafeCommitThread`)
         self.in_thread: list[tuple[TP, int]] = []  # seeks made there
         monkeypatch.setattr(consumer_module, "fetch_position", lambda kafka, tp: self.positions.get(tp))
         kafka = SimpleNamespace(seek=lambda tp, offset: self.in_thread.append((tp, offset)))
@@ -651,7 +652,13 @@ class Drain:
         async def call_thread(method: Callable[..., Any], *args: Any) -> Any:
             return await method(*args)
 
-        consumer._thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: kafka)  # type: ignore[assignment]
+        consumer._thread = SimpleNamespace(  # type: ignore[assignment]
+            call_thread=call_thread, _ensure_consumer=lambda: kafka, positions_after_fetch=self.after
+        )
+
+    def fetch_left(self, tp: TP, position: int) -> None:
+        """The fetch drained `tp` up to `position`, and nothing moved it since."""
+        self.after[tp] = self.positions[tp] = position
 
     async def delivered(self, stop_flow_after: int | None = None) -> list[tuple[TP, int]]:
         """The records faust's getmany delivers; with `stop_flow_after`, a rebalance stops the
@@ -676,7 +683,7 @@ async def test_changelog_records_faust_drops_as_a_rebalance_stops_the_flow_are_r
     table recovery had just sought to; faust dropped them (flow stopped) and sought back only
     partitions with a committed offset: the recovery waited for ever for records read past."""
     harness.records = {CHANGELOG: [record(7), record(8), record(9)]}  # type: ignore[list-item]
-    drain.positions[CHANGELOG] = 10  # the fetch moved the position past them
+    drain.fetch_left(CHANGELOG, 10)  # the fetch moved the position past them
     harness.consumer.flow_active = False
     assert await drain.delivered() == []
     assert drain.in_thread == [(CHANGELOG, 7)]
@@ -687,7 +694,7 @@ async def test_a_changelog_fetch_cut_short_is_read_again_from_its_first_record_n
     harness: Harness, drain: Drain
 ) -> None:
     harness.records = {CHANGELOG: [record(7), record(8), record(9)]}  # type: ignore[list-item]
-    drain.positions[CHANGELOG] = 10
+    drain.fetch_left(CHANGELOG, 10)
     assert await drain.delivered(stop_flow_after=1) == [(CHANGELOG, 7)]
     assert drain.in_thread == [(CHANGELOG, 8)]
 
@@ -697,7 +704,7 @@ async def test_a_paused_changelog_partitions_skipped_records_are_read_again(
 ) -> None:
     harness.active = {USAGE, SUBS}  # the changelog paused: faust skips its records
     harness.records = {CHANGELOG: [record(7), record(8)]}  # type: ignore[list-item]
-    drain.positions[CHANGELOG] = 9
+    drain.fetch_left(CHANGELOG, 9)
     assert await drain.delivered() == []
     assert drain.in_thread == [(CHANGELOG, 7)]
 
@@ -706,7 +713,7 @@ async def test_a_changelog_fetch_delivered_whole_or_sought_since_is_left_where_i
     harness: Harness, drain: Drain
 ) -> None:
     harness.records = {CHANGELOG: [record(7), record(8)]}  # type: ignore[list-item]
-    drain.positions[CHANGELOG] = 9
+    drain.fetch_left(CHANGELOG, 9)
     assert await drain.delivered() == [(CHANGELOG, 7), (CHANGELOG, 8)]
     assert drain.in_thread == []  # all delivered: nothing to read again
 
@@ -714,6 +721,30 @@ async def test_a_changelog_fetch_delivered_whole_or_sought_since_is_left_where_i
     harness.consumer.flow_active = False
     assert await drain.delivered() == []
     assert drain.in_thread == []
+    # Sought forwards since (a recovery from a store that holds the changelog up to 500): reading
+    # from where the dropped fetch began would read the whole changelog again.
+    drain.positions[CHANGELOG] = 500
+    assert await drain.delivered() == []
+    assert drain.in_thread == []
     del drain.positions[CHANGELOG]  # no longer assigned: no position, nothing to move
     assert await drain.delivered() == []
     assert drain.in_thread == [] and harness.consumer.changelog_rereads == 0
+
+
+async def test_the_consumer_thread_notes_where_each_fetch_left_every_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read in the consumer thread right after the drain, before any await: no seek between."""
+    import streamer.stream.consumer as consumer_module
+
+    async def fetch_records(
+        self: Any, consumer: Any, active: Any, timeout: Any = None, max_records: Any = None
+    ) -> Any:
+        return {CHANGELOG: ["c7", "c8"], USAGE: ["u40"]}
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_fetch_records", fetch_records)
+    monkeypatch.setattr(consumer_module, "fetch_position", lambda kafka, tp: {CHANGELOG: 9, USAGE: 41}[tp])
+    thread = SafeCommitThread.__new__(SafeCommitThread)
+    records = await thread._fetch_records(object(), {CHANGELOG, USAGE}, timeout=1.0, max_records=10)
+    assert records == {CHANGELOG: ["c7", "c8"], USAGE: ["u40"]}
+    assert thread.positions_after_fetch == {CHANGELOG: 9, USAGE: 41}
