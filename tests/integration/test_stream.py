@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import concurrent.futures
 import contextlib
 import gzip
 import os
@@ -1315,27 +1316,30 @@ def test_a_worker_that_stood_still_past_its_session_writes_nothing_over_the_new_
     first = deployment.start_worker("w1", data_dir=deployment.root / "w1-data")
     second = deployment.start_worker("w2", data_dir=deployment.root / "w2-data")
     deployment.wait_group(2, timeout=180)  # bounds a hang: joining takes a while on a busy machine
-    deployment.replay(events.events)
-    # Polled every 50 ms without reading the outputs (`wait_for` reads them all each time, which
-    # on a busy machine let the backlog run past half before the stop: CI once).
-    wait_until(
-        "the workers to be busy with the backlog",
-        lambda: deployment.committed() >= len(events.lines) // 8,
-        deadline_s=180,  # bounds a hang only
-        every=0.05,
-    )
-    first.proc.send_signal(signal.SIGSTOP)
-    try:
-        assert deployment.committed() < len(events.lines) // 2, "too late: the backlog is mostly done"
-        deployment.wait_group(1, timeout=180)  # the group drops it after its session
-        deployment.wait_for(
-            "the remaining worker to commit the whole history",
-            lambda: deployment.committed() >= len(events.lines),
-            timeout=300,  # bounds a hang only
+    # Published while the workers are watched: waiting for the whole replay first let them commit
+    # past half the backlog on a busy machine before the stop (a loop run once), and polled every
+    # 50 ms without reading the outputs (`wait_for` reads them all each time: CI once).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as publisher:
+        published = publisher.submit(deployment.replay, events.events)
+        wait_until(
+            "the workers to be busy with the backlog",
+            lambda: deployment.committed() >= len(events.lines) // 8,
+            deadline_s=180,  # bounds a hang only
+            every=0.05,
         )
-        deployment.poll_outputs()
-    finally:
-        first.proc.send_signal(signal.SIGCONT)
+        first.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert deployment.committed() < len(events.lines) // 2, "too late: the backlog is mostly done"
+            published.result(timeout=600)  # bounds a hang only
+            deployment.wait_group(1, timeout=180)  # the group drops it after its session
+            deployment.wait_for(
+                "the remaining worker to commit the whole history",
+                lambda: deployment.committed() >= len(events.lines),
+                timeout=300,  # bounds a hang only
+            )
+            deployment.poll_outputs()
+        finally:
+            first.proc.send_signal(signal.SIGCONT)
     deployment.wait_group(2, timeout=180)  # it rejoins
     deployment.settle(first, second)
     assert_no_offsets_skipped(first, second)
