@@ -237,10 +237,10 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         them), changelog records included that the table recovery had just sought to: dropped,
         the recovery waited for ever for records already read past (a worker taking over
         partitions stood still until the next rebalance), or, had only part of them gone, would
-        have ended without them. Each changelog partition is sought back to its first record
-        not delivered (`rewind`), which reads nothing twice that the recovery took and loses
-        nothing: a changelog read again from an earlier offset gives the same table. Only a
-        position nothing moved since the fetch drained is sought back (`rewind`)."""
+        have ended without them. `rewind` seeks each changelog partition back to its first
+        record not delivered, if nothing moved its position since the fetch drained: that reads
+        nothing twice that the recovery took and loses nothing, since a changelog read again
+        from an earlier offset gives the same table."""
         fetched: dict[TP, tuple[int, int, int]] = {}
         self._changelog_fetch = fetched  # filled by `_wait_next_records`
         delivered: dict[TP, int] = {}
@@ -462,8 +462,8 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
     between publishing and the scorer seeing an event.
     """
 
-    # Per partition of the last fetch, the consumer's position right after it drained the
-    # records (`RebalanceSafeConsumer.getmany` reads a changelog's back only from there).
+    # Per changelog partition of the last fetch, the consumer's position right after it drained
+    # the records (`RebalanceSafeConsumer.getmany` reads a changelog's back only from there).
     positions_after_fetch: Mapping[Any, int | None] = {}
 
     async def _fetch_records(
@@ -477,7 +477,11 @@ class SafeCommitThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer, active_partitions, timeout=timeout, max_records=max_records
         )
         # In this thread and before any await: no seek can come between the drain and these.
-        self.positions_after_fetch = {tp: fetch_position(consumer, tp) for tp in records or ()}
+        # Only a changelog's records are ever read back (`RebalanceSafeConsumer.getmany`).
+        changelog = self.consumer._is_changelog_tp
+        self.positions_after_fetch = {
+            tp: fetch_position(consumer, tp) for tp in records or () if changelog(tp)
+        }
         return records
 
     def _create_worker_consumer(self, transport: Any) -> Any:
