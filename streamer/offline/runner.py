@@ -78,11 +78,29 @@ class _GzipLines(gzip.GzipFile):
         return UnreadableInput(f"{name}: the gzip data is damaged after line {self.lines:,} ({error})")
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+# What the start of a UTF-16 or UTF-32 text of JSON looks like: a byte order mark, or the NUL
+# bytes that pad "{" (or a space) to two or four bytes.
+_WIDE_TEXT = re.compile(
+    rb"\A(?:\xff\xfe|\xfe\xff|\x00\x00\xfe\xff"  # the marks: UTF-16 LE (and UTF-32 LE), BE, UTF-32 BE
+    rb"|[\x01-\x7f]\x00|\x00[\x01-\x7f]|\x00\x00\x00[\x01-\x7f])"  # unmarked: LE, UTF-16 BE, UTF-32 BE
+)
+# Two objects on one line with a lone carriage return between them: nothing valid JSON holds
+# (a raw CR cannot be in a string, nor whitespace between "}" and "{"): lines ending in "\r" only.
+_CR_LINES = re.compile(rb"\}[ \t]*\r[ \t\r]*\{")
+
+
 class _BoundedLines:
     """A file's lines, each cut at `MAX_EVENT_BYTES` + 1 bytes (what is past that is skipped to
     the line's end), so that reading holds one event's worth at a time: a 2 MB .gz of zeros, one
     line of 2 GB, took 4.4 GB of memory and a bigger one ended in MemoryError. The cut line is
-    longer than an event may be, so it is dead-lettered as such. Everything else is the file's."""
+    longer than an event may be, so it is dead-lettered as such.
+
+    A UTF-8 byte order mark at a line's start (a Windows editor's export, or such files joined)
+    is left out, as RFC 8259 lets a parser do: it made the first event a dead letter and its
+    account lose that event. A file in UTF-16 or UTF-32, or with lines ending in a carriage
+    return only, is refused with `UnreadableInput` before its first line: each of its lines was
+    a "not valid JSON" dead letter. Everything else is the file's."""
 
     def __init__(self, handle: IO[bytes], *underneath: IO[bytes]) -> None:
         """`underneath`: files to close with `handle` (the file a gzip reader reads from)."""
@@ -91,12 +109,31 @@ class _BoundedLines:
 
     def __iter__(self) -> Iterator[bytes]:
         readline, limit = self._handle.readline, MAX_EVENT_BYTES + 1
+        first = True
         while line := readline(limit):
+            if first:
+                self._check_encoding(line)
+                first = False
             if len(line) == limit and not line.endswith(b"\n"):
                 while (rest := readline(1 << 20)) and not rest.endswith(b"\n"):
                     pass
                 line += b"\n"
+            if line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM) :]
             yield line
+
+    def _check_encoding(self, line: bytes) -> None:
+        name = Path(str(getattr(self._handle, "name", "the input"))).name
+        if _WIDE_TEXT.match(line):
+            raise UnreadableInput(
+                f"{name}: the file is UTF-16 or UTF-32 text; events are JSON lines in UTF-8 "
+                "(convert it first, e.g. with iconv -f UTF-16 -t UTF-8)"
+            )
+        if _CR_LINES.search(line):
+            raise UnreadableInput(
+                f"{name}: its lines end in a carriage return (\\r) alone; events are JSON lines "
+                "ending in \\n or \\r\\n (convert it first, e.g. with tr '\\r' '\\n')"
+            )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handle, name)

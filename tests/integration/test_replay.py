@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamer.local.settings import StackSettings
 from streamer.local.stack import ensure_up, stop
+from streamer.offline.runner import UTF8_BOM
 from streamer.settings import FAMILIES
 from tests.fixtures import isolated_stack, wait_until
 
@@ -212,3 +213,44 @@ def test_replay_stopped_by_ctrl_c_says_how_far_it_got_and_exits_130(
     for noise in ("Traceback", "Aborted", "Task was destroyed", "Unclosed"):
         assert noise not in said, said
     assert printed == ""
+
+
+def test_replay_publishes_the_first_event_of_a_file_that_starts_with_a_byte_order_mark(
+    private_stack: StackSettings, tmp_path: Path
+) -> None:
+    """A UTF-8 byte order mark (a Windows editor's export) made the first line not JSON: replay
+    skipped it and its account lost that event. Now every event reaches the topics; a UTF-16
+    file is refused with one line before anything is published."""
+    ensure_up(private_stack, echo=quiet)  # whatever the tests before left
+    events = tmp_path / "marked.jsonl"
+    expected = write_events(events, 50)
+    events.write_bytes(UTF8_BOM + events.read_bytes())
+    replay = Replay(private_stack, events, tmp_path)
+    code, printed = replay.finish()
+    assert code == 0, replay.errors()
+    assert "published 50 events" in printed and "0 lines skipped" in printed, printed
+    assert sorted(asyncio.run(_read_all(private_stack.bootstrap, replay.topics))) == expected
+
+    wide = tmp_path / "wide.jsonl"
+    wide.write_bytes(events.read_bytes().decode("utf-8-sig").encode("utf-16"))
+    refused = Replay(private_stack, wide, tmp_path)
+    code, printed = refused.finish()
+    assert code == 1 and printed == "", refused.errors()
+    assert (
+        refused.errors()
+        .strip()
+        .endswith(
+            "the file is UTF-16 or UTF-32 text; events are JSON lines in UTF-8 "
+            "(convert it first, e.g. with iconv -f UTF-16 -t UTF-8)"
+        )
+    ), refused.errors()
+    assert not asyncio.run(_topics_named(private_stack.bootstrap, refused.prefix))  # nothing published
+
+
+async def _topics_named(bootstrap: str, prefix: str) -> set[str]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        return {topic for topic in await consumer.topics() if topic.startswith(prefix)}
+    finally:
+        await consumer.stop()
