@@ -19,7 +19,6 @@ recovered accounts, however old its event time); others are either in the recove
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -212,6 +211,11 @@ class Scorer:
         self.revoking = False  # a rebalance waits for the batch in flight: release no more after it
         self.stopped = False  # the last checkpoint of a stop is in Kafka (the local stores agree)
         self._dropped = False  # the last revocation dropped what was unwritten (`assigned`)
+        # A checkpoint was given up at the fence (`_settle`). Its `prepare` had moved the
+        # partition records past its messages and taken its accounts off the dirty list: a later
+        # checkpoint would claim those messages applied while their accounts were never written
+        # (lost for good). Nothing more is applied or written until the partitions are forgotten.
+        self._given_up = False
         self.counters = Counters()
         self.reach = InputReach(offsets, self.counters, self.merges)  # what each input delivers next
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
@@ -232,10 +236,7 @@ class Scorer:
         self.revoking = True  # a long release leaves at its next checkpoint (`_release_all`)
         self.fence.giving_up = True  # writes waiting for the membership lease are dropped
         async with self.lock:
-            if self.fence.up("a rebalance"):
-                await self._drop_unwritten()
-            else:
-                await self._checkpoint()
+            await self._write_or_drop("a rebalance")
             self.revoking = False
             self.paused = True
             self.forget_partitions()
@@ -269,14 +270,16 @@ class Scorer:
         began = time.monotonic()
         async with self.lock:  # the batch in flight has left
             left = time.monotonic()
-            if self.fence.up("a stop"):
-                await self._drop_unwritten()  # read again at the next start
-            else:
-                await self._checkpoint()
-            with contextlib.suppress(Fenced):  # given up at the fence: read again at the next start
+            await self._write_or_drop("a stop")  # what is dropped is read again at the next start
+            try:
                 await self.changelogs.written()  # the dead-letter positions written after it too
+            except Fenced:  # given up at the fence: read again at the next start
+                self._given_up = True
             self.paused = True
-            self.stopped = True
+            # The local stores agree with the changelogs only if nothing was given up or dropped:
+            # a checkpoint given up after its table writes left records in the local stores
+            # that the changelogs never had. Otherwise the next start rebuilds them.
+            self.stopped = not (self._given_up or self._dropped)
         log.info(
             "stopped applying messages; those not acknowledged are read again at the next start",
             extra={
@@ -285,9 +288,21 @@ class Scorer:
             },
         )
 
+    async def _write_or_drop(self, what: str) -> None:
+        """Before a rebalance or a stop: make the batches since the last checkpoint durable, or,
+        when the membership is in doubt or a checkpoint was given up at the fence, drop them
+        and the outputs not yet in Kafka (`_drop_unwritten`)."""
+        await self._settle()
+        if not self._given_up and not self.fence.up(what):
+            await self._checkpoint()
+            if not self._given_up:
+                return
+        await self._drop_unwritten()
+
     def forget_partitions(self) -> None:
         """Drop the partition engines, stores, merges and records (rebuilt from the tables on
         next use)."""
+        self._given_up = False
         self.engines.clear()
         self.stores.clear()
         self.merges.clear()
@@ -665,8 +680,10 @@ class Scorer:
         owner of its partitions could not know of the dead letters it writes meanwhile.
 
         Nothing is released once stopped or revoked (`paused`): after a stop faust closes the
-        tables and the producer, and the local stores were declared consistent."""
-        if self.paused:
+        tables and the producer, and the local stores were declared consistent. Nor after a
+        checkpoint was given up at the fence (`_given_up`): what is in memory is then ahead of
+        what can be written, until the rebalance or the stop that gave it up forgets it."""
+        if self.paused or self._given_up:
             return
         await self._release(done)
         while self._held_back and not self.stopping and not self.revoking:
@@ -774,6 +791,9 @@ class Scorer:
         before this one is prepared, so the steps of the checkpoints never interleave. A
         rebalance or a stop waits for it to complete."""
         await self._settle()
+        if self._given_up:
+            await self._drop_unwritten()  # nothing written after it may claim its messages
+            return
         if self._pending.done and self.fence.up("a checkpoint"):
             return  # kept: written once the lease is renewed, dropped by a rebalance
         pending, self._pending = self._pending, Pending()
@@ -825,11 +845,14 @@ class Scorer:
         """Wait until the checkpoint in flight is complete; raise what it failed with (again at
         every later call: the worker must not go on past a checkpoint that failed). One given
         up at the fence (`Fenced`: a rebalance or a stop while the membership was in doubt)
-        is dropped: its messages were never acknowledged."""
+        is dropped, its messages never acknowledged, and so is everything applied since
+        (`_given_up`)."""
         inflight = self._inflight
         if inflight is not None:
-            with contextlib.suppress(Fenced):
+            try:
                 await inflight
+            except Fenced:
+                self._given_up = True
             if self._inflight is inflight:
                 self._inflight = None
 

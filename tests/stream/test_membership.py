@@ -5,14 +5,15 @@ and wrote its state and snapshots over the new owner's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from streamer.partitioning import partition_of
 from streamer.stream.membership import Doubt, Fence, Fenced, Membership
-from tests.fixtures import FakeSink
-from tests.stream.world import ACCOUNT, PARTITION, SUBS, USAGE, World
+from tests.fixtures import FakeEvent, FakeSink
+from tests.stream.world import ACCOUNT, PARTITION, SETTINGS, SUBS, USAGE, World
 
 IN_DOUBT = Doubt("no heartbeat succeeded for 76 s (the group may have moved its partitions)", alarming=True)
 
@@ -248,7 +249,9 @@ class GivenUpChangelogs:
         self.given_up = False
 
 
-async def test_a_stop_while_in_doubt_writes_nothing_and_still_stops() -> None:
+async def test_a_stop_while_in_doubt_writes_nothing_stops_and_has_the_local_stores_rebuilt() -> None:
+    """`stopped` tells the next start that its local stores agree with the changelogs: not so
+    after a stop that dropped what it had not written (table records given up at the fence)."""
     world = World()
     world.scorer.checkpoint_every_s = 60.0  # the batch stays pending
     world.offsets.ends[(USAGE, PARTITION)] = 1
@@ -256,8 +259,76 @@ async def test_a_stop_while_in_doubt_writes_nothing_and_still_stops() -> None:
     await world.scorer.process([event])
     world.offsets.membership = IN_DOUBT
     world.scorer.changelogs = GivenUpChangelogs()
-    await world.scorer.stop()
-    assert world.scorer.stopped and ACCOUNT not in world.accounts and event.acked == 0
+    await asyncio.wait_for(world.scorer.stop(), 5)
+    assert world.scorer.paused and ACCOUNT not in world.accounts and event.acked == 0
+    assert not world.scorer.stopped
+
+
+def other_account_of_the_partition() -> str:
+    return next(
+        name
+        for name in (f"acct{n}" for n in range(1000))
+        if partition_of(name, SETTINGS.partitions) == PARTITION and name != ACCOUNT
+    )
+
+
+async def given_up_then_renewed(world: World, ends: Callable[[], Awaitable[None]]) -> list[FakeEvent]:
+    """A checkpoint in flight (of `ACCOUNT`'s event) as the process stood still, a later batch
+    applied (another account's), then `ends` (a stop or a rebalance) gives the checkpoint up at
+    the fence, and a heartbeat renews the lease before `ends` decides what to write."""
+    scorer = world.scorer
+    scorer.sink = world.sink = sink = SlowSink(world.journal)
+    scorer.fence.poll_s = 0.001
+    world.offsets.ends[(USAGE, PARTITION)] = 2
+    scorer.checkpoint_every_s = 0.0
+    first = world.usage(0)
+    await scorer.process([first])  # its checkpoint is prepared and in flight (its outputs wait)
+    scorer.checkpoint_every_s = 60.0
+    second = world.usage(1, account=other_account_of_the_partition())
+    await scorer.process([second])  # applied, pending
+    world.offsets.membership = IN_DOUBT  # the process stood still
+    sink.gate.set()
+    await wait_for_condition(lambda: "flush" in world.journal)  # the checkpoint waits at the fence
+    await scorer.lock.acquire()  # a batch in flight
+    ending = asyncio.ensure_future(ends())  # gives up what waits at the fence
+    await wait_for_condition(lambda: scorer._inflight is None or scorer._inflight.done())
+    world.offsets.membership = None  # a heartbeat renews the lease
+    scorer.lock.release()
+    await asyncio.wait_for(ending, 5)
+    return [first, second]
+
+
+async def wait_for_condition(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):  # bounds a hang only
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def test_a_checkpoint_given_up_at_a_stop_is_not_claimed_by_a_later_one() -> None:
+    """The stop found the lease renewed and wrote a checkpoint of the later batch. Its partition
+    record claimed the given-up checkpoint's message applied (that checkpoint's `prepare` had
+    moved the record past it) while its account was never written: read again after the
+    restart, it was skipped as applied before, lost for good."""
+    world = World(overlap=True, settling=False)
+    events = await given_up_then_renewed(world, world.scorer.stop)
+    assert not world.scorer.stopped  # the local stores are rebuilt from the changelogs
+    assert f"clock-{PARTITION}" not in world.clocks and [event.acked for event in events] == [0, 0]
+
+    restarted = World(restarted_from=world)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 2
+    again = [restarted.usage(0), restarted.usage(1, account=other_account_of_the_partition())]
+    await restarted.scorer.process(again)
+    assert restarted.scorer.counters.reread == 0 and [event.acked for event in again] == [1, 1]
+    assert ACCOUNT in restarted.accounts and other_account_of_the_partition() in restarted.accounts
+
+
+async def test_a_checkpoint_given_up_at_a_rebalance_is_not_claimed_by_a_later_one() -> None:
+    """The same at a rebalance: a heartbeat renews the lease during the revocation (aiokafka's
+    counts one answered "rebalance in progress" as a success)."""
+    world = World(overlap=True, settling=False)
+    events = await given_up_then_renewed(world, world.scorer.revoked)
+    assert f"clock-{PARTITION}" not in world.clocks and [event.acked for event in events] == [0, 0]
+    assert "discard" in world.journal  # the outputs not yet in Kafka are dropped
 
 
 async def test_records_dropped_with_a_membership_that_ended_in_doubt_fail_no_later_checkpoint() -> None:
