@@ -60,6 +60,16 @@ class PartitionMerge(Generic[Item]):
                 lowest[topic] = offset
         return lowest
 
+    def forget_topic(self, topic: str) -> None:
+        """Drop what is held of `topic` and what it delivered: the topic was deleted and created
+        again, its new offsets count from its start, and its old messages still held are the
+        deleted topic's (released, they would claim the new topic's offsets below theirs)."""
+        index = self._index[topic]
+        self._heap = [held for held in self._heap if held[1] != index]
+        heapq.heapify(self._heap)
+        self.latest.pop(topic, None)
+        self.next_offset.pop(topic, None)
+
     def skip(self, topic: str, offset: int) -> None:
         """Note a message delivered but not held (dead-lettered or re-routed)."""
         self.next_offset[topic] = offset + 1

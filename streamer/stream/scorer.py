@@ -121,6 +121,18 @@ class Pending:
                 for topic, offsets in topics.items():
                     theirs.setdefault(topic, []).extend(offsets)
 
+    def forget(self, topic: str, partition: int) -> None:
+        """Leave out the offsets of `topic`'s `partition`: the topic was deleted and created
+        again, and its old offsets must neither be acknowledged nor listed as handled (they
+        would claim the new topic's). What their messages changed stays applied."""
+        self.done = [
+            event
+            for event in self.done
+            if (event.message.topic, event.message.partition) != (topic, partition)
+        ]
+        for topics in self.by_account.get(partition, {}).values():
+            topics.pop(topic, None)
+
 
 def _too_large_to_reroute(copy_bytes: int, limit: int) -> str:
     return (
@@ -666,7 +678,8 @@ class Scorer:
         await self._start_over(topic, partition, end, max(read_to, applied_to))
         merge = self.merges.get(partition)
         if merge is not None:
-            merge.next_offset.pop(topic, None)
+            merge.forget_topic(topic)
+        self._pending.forget(topic, partition)
         self.offsets.start_over(topic, partition)
         start = (await self.offsets.start_offsets([(topic, partition)])).get((topic, partition), 0)
         await self.offsets.seek(topic, partition, start)

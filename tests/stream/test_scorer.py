@@ -971,6 +971,60 @@ async def test_an_input_topic_created_again_while_read_is_read_from_its_new_star
     assert fresh.acked == 1 and world.scorer.counters.stale == 0 and world.scorer.counters.reread == 0
 
 
+async def test_an_input_topic_created_again_while_an_old_message_is_held_counts_from_its_new_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message of the old topic was held in the merge (another topic had older events to come)
+    as the topic was found created again: the next checkpoint took its offset (10) as the mark
+    of the new topic, whose offsets 0-9 were then skipped as applied before, without a word."""
+    offsets, scorer = world.offsets, world.scorer
+    offsets.ends[(USAGE, PARTITION)] = 11
+    offsets.restarts[(USAGE, PARTITION)] = 10
+    offsets.ends[(SUBS, PARTITION)] = 100  # a backlog: the subscriptions topic holds the merge
+    held = world.usage(10, T2)
+    await scorer.process([held])
+    assert len(scorer.merges[PARTITION]) == 1
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
+    offsets.ends[(USAGE, PARTITION)] = 3  # created again: three messages so far
+    await scorer.reread_stalled()
+    assert offsets.started_over == [(USAGE, PARTITION)] and len(scorer.merges[PARTITION]) == 0
+    offsets.restarts[(USAGE, PARTITION)] = 0
+    offsets.ends[(SUBS, PARTITION)] = 1
+    world._ids = 100  # new events
+    fresh = [world.usage(offset, T2) for offset in range(3)]
+    await scorer.process([world.started(0, T1), *fresh])
+    assert scorer.counters.reread == 0 and [event.acked for event in fresh] == [1, 1, 1]
+    assert held.acked == 0  # the deleted topic's: no commit of offset 11 on the new one
+    assert decode_partition(world.clocks[f"clock-{PARTITION}"]).offsets.contiguous_to(USAGE) == 3
+
+
+async def test_an_input_topic_created_again_before_a_checkpoint_lists_none_of_its_old_offsets(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old messages applied since the last checkpoint as the topic was found created again:
+    listed as handled by the next checkpoint, their offsets (5-7) hid the new topic's."""
+    offsets, scorer = world.offsets, world.scorer
+    scorer.checkpoint_every_s = 60.0  # the batch stays pending
+    offsets.ends[(USAGE, PARTITION)] = 8
+    offsets.restarts[(USAGE, PARTITION)] = 5
+    old = [world.usage(offset, T1) for offset in range(5, 8)]
+    await scorer.process(old)
+    assert scorer.counters.accepted == 3 and f"clock-{PARTITION}" not in world.clocks
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
+    offsets.ends[(USAGE, PARTITION)] = 2  # created again
+    await scorer.reread_stalled()
+    offsets.restarts[(USAGE, PARTITION)] = 0
+    offsets.ends[(USAGE, PARTITION)] = 8
+    scorer.checkpoint_every_s = 0.0
+    world._ids = 100  # new events
+    fresh = [world.usage(offset, T2) for offset in range(8)]
+    await scorer.process(fresh)
+    assert scorer.counters.reread == 0 and [event.acked for event in fresh] == [1] * 8
+    assert [event.acked for event in old] == [0, 0, 0]  # the deleted topic's offsets
+    stored = decode_partition(world.clocks[f"clock-{PARTITION}"]).offsets
+    assert stored.contiguous_to(USAGE) == 8 and stored.applied_to(USAGE) == 8
+
+
 async def test_a_restart_with_the_topic_as_it_was_reads_applied_messages_as_re_reads(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 2
     first = world.usage(0, T1)
