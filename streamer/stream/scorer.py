@@ -816,6 +816,15 @@ class Scorer:
         # acknowledgement: its owner reads those messages again.
         applied = {p: m for p, m in pending.applied.items() if p in self.merges}
         done = [event for event in pending.done if event.message.partition in self.merges]
+        for event in done:
+            partition = event.message.partition
+            if partition not in applied:
+                # Every message of it skipped (dead-lettered, re-read): its record and its
+                # dead-letter position move all the same. Left out, a partition fed nothing but
+                # bad messages kept every dead letter it wrote in memory, and a restart read them
+                # all back.
+                self._engine(partition)
+                applied[partition] = event
         checkpoint = Checkpoint(
             outputs=self.sink,
             stores=self.stores,
@@ -827,7 +836,7 @@ class Scorer:
             done=done,
             applied=applied,
             marks={partition: self._marks(partition) for partition in applied},
-            by_account={partition: pending.by_account[partition] for partition in applied},
+            by_account={partition: pending.by_account.get(partition, {}) for partition in applied},
             changelogs=self.changelogs,
             fence=self.fence,
         )

@@ -135,11 +135,28 @@ async def test_a_batch_of_only_bad_messages_acknowledged_but_not_committed_is_de
     bad = [first.event(USAGE, 0, b"[]"), first.event(USAGE, 1, b"null")]
     await first.scorer.process(bad)
     assert [event.acked for event in bad] == [1, 1]
-    assert not any(key.startswith("clock-") for key in first.clocks)  # nothing applied: no record
+    assert f"clock-{PARTITION}" in first.clocks  # nothing applied, but a record lists them
 
     # Killed before the commit thread committed the acknowledgements: read again from 0.
     second = worker(topic, restarted_from=first)
     second.offsets.ends[(USAGE, PARTITION)] = 2  # the partition holds the two messages
+    await second.scorer.process([second.event(USAGE, 0, b"[]"), second.event(USAGE, 1, b"null")])
+    assert sorted(topic.places()) == [(USAGE, PARTITION, 0), (USAGE, PARTITION, 1)]
+    assert second.scorer.counters.reread == 2  # handled before, by the record
+
+
+async def test_a_batch_of_only_bad_messages_whose_record_was_lost_is_dead_lettered_once() -> None:
+    """The same, killed after the dead letters reached Kafka and before the partition record
+    was written: the dead-letter topic, read back, says they were written."""
+    topic = DeadLetterTopic()
+    first = worker(topic)
+    assert isinstance(first.clocks, DyingClocks)
+    first.clocks.armed = True
+    with pytest.raises(Killed):
+        await first.scorer.process([first.event(USAGE, 0, b"[]"), first.event(USAGE, 1, b"null")])
+
+    second = worker(topic, restarted_from=first)
+    second.offsets.ends[(USAGE, PARTITION)] = 2
     await second.scorer.process([second.event(USAGE, 0, b"[]"), second.event(USAGE, 1, b"null")])
     assert sorted(topic.places()) == [(USAGE, PARTITION, 0), (USAGE, PARTITION, 1)]
     assert second.scorer.counters.dead_letters_known == 2
@@ -153,8 +170,11 @@ async def test_a_message_read_again_below_the_offset_faust_says_is_committed_is_
     topic = DeadLetterTopic()
     first = worker(topic)
     bad = [first.event(USAGE, 0, b"[]")]
-    await first.scorer.process(bad)  # a batch of only a bad message: acknowledged, no record
-    assert bad[0].acked == 1 and topic.places() == [(USAGE, PARTITION, 0)]
+    assert isinstance(first.clocks, DyingClocks)
+    first.clocks.armed = True  # its record is lost: only the dead-letter topic knows of it
+    with pytest.raises(Killed):
+        await first.scorer.process(bad)  # a batch of only a bad message
+    assert topic.places() == [(USAGE, PARTITION, 0)]
 
     second = worker(topic, restarted_from=first)  # the same partition in the next generation
     second.offsets.restarts[(USAGE, PARTITION)] = 1  # committed meanwhile, after the seek to 0
@@ -257,3 +277,25 @@ async def test_the_worker_sink_does_not_write_again_a_dead_letter_the_broker_wro
 
     assert sorted(offset for _, _, offset in topic.places()) == [1, 6, 7, 8]  # each once
     assert attempts == {6: 1, 7: 1, 8: 2}
+
+
+async def test_a_partition_fed_only_bad_messages_moves_its_record_and_dead_letter_position() -> None:
+    """Only a partition that applied something got a partition record at a checkpoint: one fed
+    nothing but bad messages kept every dead letter it wrote in memory (`Ledger.mine`), its
+    position never moved, and a restart read all of them back."""
+    topic = DeadLetterTopic()
+    first = worker(topic)
+    first.offsets.ends[(USAGE, PARTITION)] = 50
+    for batch in range(5):
+        await first.scorer.process([first.event(USAGE, batch * 10 + n, b"{not json") for n in range(10)])
+        ledger = first.scorer.ledgers[PARTITION]
+        assert (len(ledger.mine), ledger.position) == (0, 10 * (batch + 1))
+    assert len(topic.places()) == 50 and f"clock-{PARTITION}" in first.clocks
+
+    restarted = worker(topic, restarted_from=first)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 51
+    restarted.offsets.restarts[(USAGE, PARTITION)] = 50
+    event = restarted.usage(50)
+    await restarted.scorer.process([event])
+    assert topic.reads[-1] == (PARTITION, 50, 0)  # nothing to read back
+    assert event.acked == 1 and restarted.scorer.counters.reread == 0
