@@ -111,12 +111,18 @@ class DeadLetterLog(Protocol):
 
 class KafkaDeadLetters:
     """`DeadLetterLog` over the dead-letter topic; broker errors are retried (the batch waits,
-    as it waits for its outputs), never skipped."""
+    as it waits for its outputs), never skipped.
+
+    One client, one request at a time (`_one_at_a_time`): the scorer's batch, the sink's check
+    after a failed send and the checkpoint each ask it from their own task, and a read assigns,
+    seeks and unsubscribes the client, so two reads at once could move each other's position
+    (a letter missed: written a second time) or close the client under the other."""
 
     def __init__(self, kafka: KafkaAccess, topic: str) -> None:
         self.kafka, self.topic = kafka, topic
         self.partitions: int | None = None
         self._client: AIOKafkaConsumer | None = None
+        self._one_at_a_time = asyncio.Lock()
 
     def partition_for(self, source_partition: int) -> int | None:
         return None if self.partitions is None else source_partition % self.partitions
@@ -139,14 +145,18 @@ class KafkaDeadLetters:
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         while True:
             try:
-                async with asyncio.timeout(READ_TIMEOUT_S):
-                    return await attempt()
+                async with self._one_at_a_time:
+                    try:
+                        async with asyncio.timeout(READ_TIMEOUT_S):
+                            return await attempt()
+                    except Exception:
+                        await self.close()  # before another request may use it
+                        raise
             except Exception as exc:
                 log.warning(
                     "could not read the dead-letter topic; trying again",
                     extra={"topic": self.topic, "error": f"{type(exc).__name__}: {exc}"},
                 )
-                await self.close()
                 await asyncio.sleep(RETRY_S)
 
     async def _started(self) -> AIOKafkaConsumer:

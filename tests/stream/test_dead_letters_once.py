@@ -18,8 +18,10 @@ from streamer.contract.dead_letter import dead_letter_record
 from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
 from streamer.stream import sink as sink_module
+from streamer.stream.access import KafkaAccess
 from streamer.stream.app import create_app
 from streamer.stream.dead_letters import (
+    KafkaDeadLetters,
     Ledger,
     PositionDecodeError,
     decode_position,
@@ -299,3 +301,22 @@ async def test_a_partition_fed_only_bad_messages_moves_its_record_and_dead_lette
     await restarted.scorer.process([event])
     assert topic.reads[-1] == (PARTITION, 50, 0)  # nothing to read back
     assert event.acked == 1 and restarted.scorer.counters.reread == 0
+
+
+async def test_the_dead_letter_topic_is_asked_one_request_at_a_time() -> None:
+    """The batch, the sink's check after a failed send and the checkpoint ask it from their own
+    tasks, over one client that a read assigns, seeks and unsubscribes."""
+    log_ = KafkaDeadLetters(KafkaAccess.of(SETTINGS), "cs.deadletter")
+    inside: list[int] = []
+    overlaps: list[tuple[int, int]] = []
+
+    async def request(number: int) -> int:
+        overlaps.extend((other, number) for other in inside)
+        inside.append(number)
+        await asyncio.sleep(0.01)
+        inside.remove(number)
+        return number
+
+    asked = [log_._retrying(lambda number=number: request(number)) for number in range(3)]
+    assert await asyncio.gather(*asked) == [0, 1, 2]
+    assert overlaps == []
