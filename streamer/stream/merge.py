@@ -71,7 +71,7 @@ class PartitionMerge(Generic[Item]):
         self.next_offset.pop(topic, None)
 
     def skip(self, topic: str, offset: int) -> None:
-        """Note a message delivered but not held (dead-lettered or re-routed)."""
+        """Note a message delivered but not held (dead-lettered, re-routed, or read again)."""
         self.next_offset[topic] = offset + 1
 
     def watermark(self, idle: Callable[[str], bool]) -> int:

@@ -236,8 +236,9 @@ class Scorer:
 
     async def revoked(self) -> None:
         """A rebalance begins: let the batch in flight finish, make the state of the batches since
-        the last checkpoint durable, forget the partitions' engines and apply nothing until the
-        new assignment.
+        the last checkpoint durable (or drop it, when the membership is in doubt or a checkpoint
+        was given up at the fence: `_write_or_drop`), forget the partitions' engines and apply
+        nothing until the new assignment.
 
         Engines are rebuilt from the tables on next use; messages held in the merges were never
         acknowledged, and the consumer seeks back to the committed offsets, so they come again.
