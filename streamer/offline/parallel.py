@@ -45,6 +45,7 @@ from streamer.offline.runner import (
     Summary,
     UnreadableInput,
     open_events,
+    open_sorted_copy,
     portfolio_of,
 )
 from streamer.wideints import narrow, wide
@@ -216,7 +217,7 @@ def _child(job: Job, index: int, share: Share, connection: Connection) -> None:
 def _score_share(job: Job, index: int, share: Share, connection: Connection) -> None:
     run = OfflineRun(job.config, job.partitions, job.topic_prefix, job.batch, job.published_ms)
     files = SegmentFiles(job.scratch, index)
-    with open_events(job.events) as source:
+    with open_events(job.events) if job.file_lines is None else open_sorted_copy(job.events) as source:
         raw = getattr(source, "fileobj", None) or source  # compressed position
 
         def lines() -> Iterator[bytes]:

@@ -105,3 +105,25 @@ def test_crlf_lines_and_a_carriage_return_as_whitespace_in_a_line_still_read(tmp
     printed, snapshots = scored(tmp_path, events, "--jobs", "1")
     assert ": 6 accepted, 0 duplicates, 0 rejected" in printed, printed
     assert snapshots == scored(tmp_path, write(tmp_path / "plain.jsonl", b"".join(LINES)), "--jobs", "1")[1]
+
+
+BAD_LINES = {
+    "gzip-bytes": b"\x1f\x8b\x08\x00 not a gzip stream\n",
+    "carriage-return": b'{"a": 1}\r{"b": 2}\n',
+    "nul-first": b'\x00{"a": 1}\n',
+    "utf16-mark": b'\xff\xfe{"a": 1}\n',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINES))
+def test_one_bad_line_that_sorts_first_is_a_dead_letter_with_any_number_of_processes(
+    tmp_path: Path, kind: str
+) -> None:
+    """`--sort` puts lines the contract refuses first in its sorted copy; the processes of
+    `--jobs 2` opened that copy as an input, sniffed it for gzip and checked its first line's
+    encoding, and the run failed on one line that one process dead-lettered."""
+    events = write(tmp_path / "events.jsonl", b"".join(LINES[:3]) + BAD_LINES[kind] + b"".join(LINES[3:]))
+    runs = [scored(tmp_path, events, "--sort", "--jobs", jobs) for jobs in ("1", "2")]
+    for printed, _ in runs:
+        assert ": 6 accepted, 0 duplicates, 1 rejected" in printed, printed
+    assert runs[0][1] == runs[1][1]
