@@ -576,6 +576,15 @@ class PartitionEngine:
         self.published.keep(account_id, snapshot)
         return snapshot
 
+    def snapshot_again(self, account_id: str) -> tuple[dict[str, Any], bool]:
+        """`snapshot` for the projection's re-staging, and whether it was evaluated again (after
+        a recovery) rather than taken for publishing: one evaluated again must not replace the
+        snapshot published at its instant, one taken for publishing must (Redis restored from an
+        older save can hold an earlier snapshot of the same instant: an event arriving late is
+        scored at the account's latest instant)."""
+        again = account_id not in self.evaluations and account_id not in self.published
+        return self.snapshot(account_id), again
+
     def take_hour_finals(self) -> list[tuple[str, PointFigures]]:
         """(account, `point_figures`) of each scoring that became the last of its hour (event
         time, UTC) since the last call, before its snapshot was taken: with the snapshots taken,

@@ -43,6 +43,9 @@ class Published:
     def __len__(self) -> int:
         return len(self._kept)
 
+    def __contains__(self, account_id: object) -> bool:
+        return account_id in self._kept
+
     @property
     def nbytes(self) -> int:
         """The compressed snapshots' bytes (without the mapping's own)."""

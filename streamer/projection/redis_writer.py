@@ -214,14 +214,17 @@ class RedisProjection:
     def point(self, account_id: str, figures: PointFigures) -> None:
         self.staged.point(account_id, figures[0], figures)  # formatted if still kept when written
 
-    def restage(self, snapshot: dict[str, Any]) -> None:
-        """A snapshot a recovery re-derived (`streamer.projection.resync`): written where Redis
-        holds nothing as recent for the account, never over the one published at its `as_of`
-        (unless that one was written in an older `keys.LAYOUT`: an upgrade's new index fills)."""
+    def restage(self, snapshot: dict[str, Any], *, evaluated_again: bool = True) -> None:
+        """An account's snapshot staged again (`streamer.projection.resync`). One a recovery
+        evaluated again is written where Redis holds nothing as recent for the account, never
+        over the one published at its `as_of` (unless that one was written in an older
+        `keys.LAYOUT`: an upgrade's new index fills). One this worker published
+        (`evaluated_again` False) is written as a publication is, over an earlier one of the same
+        `as_of`: Redis restored from an older save held one, and kept it for good."""
         as_of = epoch_ms(snapshot["as_of"])
         account_id = str(snapshot["account_id"])
-        self.staged.encoded(account_id, as_of, kept_json(snapshot), restaged=True)
-        self.staged.point(account_id, as_of, history.point(snapshot), restaged=True)
+        self.staged.encoded(account_id, as_of, kept_json(snapshot), restaged=evaluated_again)
+        self.staged.point(account_id, as_of, history.point(snapshot), restaged=evaluated_again)
 
     def alert(self, alert: dict[str, Any]) -> None:
         self.pruned_alerts += self.staged.alert(

@@ -85,7 +85,8 @@ class Resync:
                 if self.engines().get(partition) is not engine:
                     return False  # a rebalance replaced it meanwhile
                 for account_id in members[start : start + CHUNK]:
-                    self.projection.restage(engine.snapshot(account_id))
+                    snapshot, evaluated_again = engine.snapshot_again(account_id)
+                    self.projection.restage(snapshot, evaluated_again=evaluated_again)
                     self.restaged += 1
             await asyncio.sleep(0)
         async with self.lock:

@@ -159,3 +159,27 @@ async def test_a_refill_after_a_loss_is_logged_with_what_it_restaged(
     members = sum(len(engine.members) for engine in engines.values())
     assert (said.accounts, said.partitions) == (members, len(engines))  # type: ignore[attr-defined]
     assert said.alerts == 0  # type: ignore[attr-defined]
+
+
+async def test_a_published_snapshot_is_restaged_over_an_earlier_one_of_its_instant(
+    redis_server: RedisServer, projection: RedisProjection
+) -> None:
+    """An event arriving late is scored at the account's latest instant, so one account can
+    publish two snapshots with the same `as_of`. Redis restored from a save taken between them
+    held the first; the re-staging after the loss, refused at that `as_of` as a re-derived
+    snapshot is, left it there (and the portfolio totals, re-staged, disagreed with the row)."""
+    engine = scored().run.engines[1]
+    account_id = sorted(engine.members)[0]
+    published = engine.snapshot(account_id)
+    earlier = {**published, "score": published["score"] - 5.5}  # the same instant, before
+    projection.snapshot(earlier)
+    assert await projection.drain()
+    projection.lost = True  # as when a write found Redis restored from an older save
+    await Resync(projection, lambda: {1: engine}, asyncio.Lock()).run()
+    assert await projection.drain()
+    client = Redis.from_url(redis_server.url)
+    try:
+        raw = await client.hget(projection.keys.account(account_id), "snapshot")
+        assert orjson.loads(raw) == published
+    finally:
+        await client.aclose()
