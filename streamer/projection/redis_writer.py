@@ -111,7 +111,10 @@ def retried(error: Exception) -> bool:
     read-only, a failover under way) rather than by mending a key."""
     if not isinstance(error, ResponseError) or isinstance(error, RETRIED_ERRORS):
         return True
-    return RETRIED_CODES.search(str(error)) is not None
+    message = str(error)
+    if message.startswith("WRONGTYPE"):  # ends with a key name, which may hold "-BUSY" or "-ASK"
+        return False
+    return RETRIED_CODES.search(message) is not None
 
 
 def repair(keys: Keys, key: str) -> str:

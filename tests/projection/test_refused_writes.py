@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from streamer.projection import redis_writer
+from streamer.projection import redis_writer, scripts
 from streamer.projection.keys import Keys
 from streamer.projection.redis_writer import RedisProjection, connect
 from tests.fixtures import RedisServer
@@ -154,6 +154,11 @@ async def test_an_error_a_retry_may_mend_still_retries_the_whole_write() -> None
     assert redis_writer.retried(redis_writer.ResponseError("ERR Error running script: -OOM command not"))
     assert redis_writer.retried(redis_writer.ResponseError("MASTERDOWN Link with MASTER is down"))
     assert not redis_writer.retried(redis_writer.ResponseError("WRONGTYPE Operation against a key"))
+    # a key built from an owner's name: "-BUSY" in it is no error code (retried for ever)
+    named = "WRONGTYPE the key holds a string where the workers write a set: hs:owner:team-BUSY"
+    assert scripts.NAMED_WRONGTYPE.fullmatch(named) and not redis_writer.retried(
+        redis_writer.ResponseError(named)
+    )
     assert not redis_writer.retried(redis_writer.ResponseError("hash value is not an integer"))
 
 
