@@ -146,12 +146,24 @@ def snappy_decode(payload: Any) -> bytes:
 
 
 def _xerial_blocks(data: bytes) -> list[bytes]:
+    """The chunks of snappy's xerial framing; its lengths are the producer's bytes: a negative
+    one kept the cursor in place (the consumer thread looped for ever, its memory growing)."""
     blocks, cursor = [], 16  # the magic, a version and a compatible version
     while cursor < len(data):
         (size,) = struct.unpack_from("!i", data, cursor)
+        if size < 0 or cursor + 4 + size > len(data):
+            raise _NotDecompressed(f"snappy batch's framing is damaged (a chunk of {size} bytes)")
         blocks.append(data[cursor + 4 : cursor + 4 + size])
         cursor += 4 + size
     return blocks
+
+
+def _first_offset(batch: Any) -> int:
+    """A batch's first offset; a legacy (v0/v1) one has none: its wrapper's own offset, which is
+    its last record's (the ones before it, not known without decompressing, read as passed
+    over without a record)."""
+    first = getattr(batch, "base_offset", None)
+    return int(batch.next_offset - 1 if first is None else first)
 
 
 class _Placeholder:
@@ -193,7 +205,7 @@ class _Batch(_Proxy):
             records = iter(batch)  # the Cython batch decompresses here, the Python one at next()
             first = next(records, None)
         except _NotDecompressed as exc:
-            first_offset, next_offset = batch.base_offset, batch.next_offset
+            first_offset, next_offset = _first_offset(batch), batch.next_offset
             reason = (
                 f"its compressed record batch (offsets {first_offset}-{next_offset - 1}) was not "
                 f"read: {exc}; publish events of at most 1 MiB, in batches of ordinary size"
@@ -222,9 +234,9 @@ class _Batch(_Proxy):
         """The batch's records read from its bytes by `record_batch`; unread from the first that
         does not read (all of them when its bytes are not known)."""
         batch = self._wrapped
-        if self._raw is None or batch.magic < 2:
+        if self._raw is None or getattr(batch, "magic", 0) < 2:
             reason = f"its record batch does not read ({type(failure).__name__}: {failure})"
-            yield from self._unread(batch.base_offset, reason)
+            yield from self._unread(_first_offset(batch), reason)
             return
         for record in record_batch.records(bytes(self._raw), _decompress):
             if isinstance(record, record_batch.Unreadable):

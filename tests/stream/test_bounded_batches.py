@@ -7,6 +7,7 @@ its bytes."""
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,3 +183,31 @@ def shifted(raw: bytes, first_offset: int) -> bytes:
     moved = bytearray(raw)
     struct.pack_into(">q", moved, 0, first_offset)
     return bytes(moved)
+
+
+@pytest.mark.parametrize("length", [-4, -40, 1 << 20])
+def test_a_snappy_frame_whose_chunk_length_is_out_of_its_bytes_does_not_decompress(length: int) -> None:
+    """A negative chunk length kept the framing's cursor in place: the consumer thread looped for
+    ever, its memory growing (a CRC is no proof: a producer computes it over what it sends)."""
+    payload = bounded_batches._XERIAL_MAGIC + struct.pack("!ii", 1, 1) + struct.pack("!i", length) + b"xxxx"
+    with pytest.raises(bounded_batches._NotDecompressed, match="framing is damaged"):
+        bounded_batches.snappy_decode(payload)
+
+
+def test_a_legacy_compressed_batch_that_does_not_read_is_unread() -> None:
+    """A v1 (pre-0.11 format) gzip batch whose payload is damaged under a correct CRC: reading
+    it named attributes only v2 batches have, and the error ended the fetcher at every start."""
+    from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
+
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=1, batch_size=MiB)
+    for offset in range(3):
+        builder.append(offset, timestamp=1000, key=b"k", value=b"v" * 10)
+    raw = bytearray(builder.build())
+    value_at = (
+        8 + 4 + 4 + 1 + 1 + 8 + 4 + 4
+    )  # offset, length, CRC, magic, attributes, time, key, value length
+    raw[value_at : value_at + 4] = b"XXXX"
+    struct.pack_into(">I", raw, 12, zlib.crc32(bytes(raw[16:])) & 0xFFFFFFFF)
+    [record] = consumed(bytes(raw))  # at the wrapper's offset
+    assert isinstance(record.value, Unread)
+    assert "gzip batch does not decompress" in record.value.reason, record.value.reason
