@@ -45,6 +45,9 @@ def loads(account_id: str, raw: bytes) -> tuple[Account, AppliedOffsets]:
     return account, offsets
 
 
+MAX_ABSENT = 100_000  # account ids remembered as not in the table (about 10 MB), then forgotten
+
+
 class TableAccounts(MutableMapping[str, Account]):
     """A write-back view of the accounts table restricted to the keys of one partition."""
 
@@ -61,7 +64,9 @@ class TableAccounts(MutableMapping[str, Account]):
         # Accounts the table was asked for and does not have. Only this store writes the
         # partition's accounts while it owns them (a rebalance builds a new store), so an absent
         # account stays absent until it is set here: one table lookup per new account, not one
-        # per message of it until its first checkpoint.
+        # per message of it until its first checkpoint. A cache, so bounded (`MAX_ABSENT`):
+        # events refused for accounts that never come (too late, over a cap, each with a new
+        # account id) grew it for as long as the partition stayed here.
         self._absent: set[str] = set()
         self._foreign_keys: set[str] = set()  # keys that are not account ids, each warned of once
 
@@ -72,6 +77,8 @@ class TableAccounts(MutableMapping[str, Account]):
                 raise KeyError(account_id)
             raw = self._table.get(account_id)
             if raw is None:
+                if len(self._absent) >= MAX_ABSENT:
+                    self._absent.clear()
                 self._absent.add(account_id)
                 raise KeyError(account_id)
             account, offsets = loads(account_id, raw)

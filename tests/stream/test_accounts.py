@@ -9,6 +9,7 @@ import pytest
 from streamer.core.account import Account
 from streamer.state.codec import StateDecodeError, decode_account_record, encode_account
 from streamer.state.partition import AppliedOffsets
+from streamer.stream import accounts as accounts_module
 from streamer.stream.accounts import TableAccounts
 
 USAGE = "cs.usage"
@@ -62,3 +63,25 @@ def test_a_record_under_another_accounts_key_stops_reading_with_both_named() -> 
     accounts = TableAccounts({"a": record("b", 1)}, lambda key: True)
     with pytest.raises(StateDecodeError, match=r"key 'a' holds the record of account 'b'"):
         accounts["a"]
+
+
+def test_accounts_not_in_the_table_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One lookup per new account, not one per message; but events refused for accounts that
+    never come (each with a new id) grew the set for as long as the partition stayed."""
+    monkeypatch.setattr(accounts_module, "MAX_ABSENT", 3)
+
+    class CountingTable(dict[str, bytes]):
+        lookups = 0
+
+        def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+            self.lookups += 1
+            return super().get(key, default)
+
+    table = CountingTable()
+    accounts = TableAccounts(table, lambda key: True)
+    for _ in range(2):
+        assert "new" not in accounts
+    assert table.lookups == 1  # remembered as absent
+    for number in range(10):
+        assert f"stray-{number}" not in accounts
+    assert len(accounts._absent) <= 3
