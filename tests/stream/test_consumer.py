@@ -387,6 +387,37 @@ async def test_offsets_without_records_are_acknowledged_for_the_commit(harness: 
     assert consumer._acked[USAGE][:1] == [40] and 39 not in consumer._acked_index[USAGE]
 
 
+async def test_a_range_deleted_by_retention_is_passed_as_a_range_not_offset_by_offset(
+    harness: Harness,
+) -> None:
+    """A worker down longer than the topic's retention passes every offset deleted meanwhile
+    (`Scorer._missing`): acknowledged one by one, ten million of them took 0.7 GB and seconds of
+    the event loop, and a day of them at 1,000 events/s got the worker killed at every start."""
+    with_lane(harness)
+    consumer = harness.consumer
+    consumer.acknowledge_passed(USAGE, 40, 10_000_040)  # from the committed offset (40) on
+    assert len(consumer._acked[USAGE]) <= 1
+    assert consumer._new_offset(USAGE) == 10_000_040
+    consumer._committed_offset[USAGE] = 10_000_040  # as faust notes a commit that succeeded
+    consumer.ack_inputs(
+        [InputRecord(USAGE, offset, None, b"", 0.0, GENERATION) for offset in (10_000_040, 10_000_041)]
+    )
+    assert consumer._new_offset(USAGE) == 10_000_042
+
+
+async def test_a_passed_range_waits_for_the_offsets_before_it(harness: Harness) -> None:
+    with_lane(harness)
+    consumer = harness.consumer
+    consumer.acknowledge_passed(USAGE, 60, 20_060)  # 40-59 are still to come
+    consumer.ack_inputs([InputRecord(USAGE, offset, None, b"", 0.0, GENERATION) for offset in range(40, 50)])
+    assert consumer._new_offset(USAGE) == 50  # up to the first offset not acknowledged
+    consumer._committed_offset[USAGE] = 50
+    assert consumer._new_offset(USAGE) is None
+    consumer.ack_inputs([InputRecord(USAGE, offset, None, b"", 0.0, GENERATION) for offset in range(50, 60)])
+    consumer.ack_inputs([InputRecord(USAGE, 20_060, None, b"", 0.0, GENERATION)])
+    assert consumer._new_offset(USAGE) == 20_061
+
+
 async def test_batches_join_the_fetches_waiting_and_never_linger() -> None:
     lane = InputLane([USAGE.topic])
     records = [InputRecord(USAGE, offset, None, b"", 0.0, 1) for offset in range(5)]
