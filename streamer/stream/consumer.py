@@ -45,6 +45,16 @@ from streamer.stream.origin import origin_header
 
 log = logging.getLogger(__name__)
 
+
+async def seek_if_assigned(kafka: Any, partition: TP, offset: int) -> None:
+    """aiokafka's seek, in the consumer thread, unless the partition is no longer assigned: a
+    seek decided on the event loop before an await (the offsets asked of the broker) can come
+    after the consumer thread installed a new assignment, and aiokafka's `IllegalStateError`
+    then ended the worker. The partition's new owner reads it from its committed offset."""
+    if partition in kafka.assignment():
+        kafka.seek(partition, offset)
+
+
 # A range of offsets passed without a record (or stored) up to this long is acknowledged offset
 # by offset, as faust keeps acknowledgements; a longer one is kept as a range (`acknowledge_passed`).
 PASSED_ONE_BY_ONE = 10_000
@@ -134,7 +144,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         crashed the fetcher (`KeyError` in aiokafka's `fetched_records`; the worker exited):
         seen once in 14 starts of two workers, when each start sought every input partition."""
         thread = self._thread
-        await thread.call_thread(thread._ensure_consumer().seek, partition, offset)
+        await thread.call_thread(seek_if_assigned, thread._ensure_consumer(), partition, offset)
 
     async def seek(self, partition: TP, offset: int) -> None:
         self.seeks += 1

@@ -364,16 +364,23 @@ async def test_a_seek_is_made_in_the_consumer_thread() -> None:
     """faust called aiokafka's seek from the event loop's thread, under the consumer thread
     handing out a fetch: the fetcher crashed (KeyError in `fetched_records`)."""
     calls: list[tuple[Any, ...]] = []
-    kafka = SimpleNamespace(seek=lambda tp, offset: calls.append(("direct", tp, offset)))
+    assigned = {SUBS}
+    kafka = SimpleNamespace(
+        seek=lambda tp, offset: calls.append(("direct", tp, offset)), assignment=lambda: set(assigned)
+    )
 
     async def call_thread(method: Callable[..., Any], *args: Any) -> Any:
-        calls.append(("in the thread", *args))
-        return method(*args)
+        calls.append(("in the thread", *args[1:]))
+        return await method(*args)
 
     consumer = RebalanceSafeConsumer.__new__(RebalanceSafeConsumer)
     consumer._thread = SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: kafka)  # type: ignore[assignment]
     await consumer._seek(SUBS, 5)
     assert calls == [("in the thread", SUBS, 5), ("direct", SUBS, 5)]
+    # assigned elsewhere since the seek was decided: aiokafka's seek raised, the worker ended
+    assigned.clear()
+    await consumer._seek(SUBS, 6)
+    assert calls[2:] == [("in the thread", SUBS, 6)]
 
 
 async def test_offsets_without_records_are_acknowledged_for_the_commit(harness: Harness) -> None:
