@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -80,3 +81,30 @@ def test_an_import_that_fails_while_writing_leaves_the_previous_file_whole(
     assert code == 1 and "refused for the test" in output, output
     assert out.read_bytes() == previous
     assert [path.name for path in out.parent.iterdir()] == ["events.jsonl.gz"], "no partial file left"
+
+
+def test_rows_whose_values_hold_the_separator_get_distinct_event_ids(tmp_path: Path) -> None:
+    """The id's parts were joined with "|" unescaped: user "u|login" (Auth0's ids hold one) with
+    feature "x", and user "u" with feature "login|x", got one id; offline counted the second
+    as a duplicate."""
+    (tmp_path / "subs.csv").write_text(
+        "account_id,product,start_date,end_date,mrr\na1,basic,2024-01-01,,100\n"
+    )
+    (tmp_path / "events.csv").write_text(
+        "account_id,event_time,event_type,user_id\n"
+        "a1,2024-01-02 10:10:00,x,u|login\n"
+        "a1,2024-01-02 10:30:00,login|x,u\n"
+        "a1,2024-01-02 10:40:00,y,CORP\\\\\n"
+        "a1,2024-01-02 10:50:00,\\y,CORP\n"
+    )
+    (tmp_path / "map.toml").write_text(
+        'data_end = "2024-02-01"\n[subscriptions]\nfile = "subs.csv"\n'
+        '[events]\nfile = "events.csv"\nuser = "user_id"\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(
+        main, ["import", str(tmp_path), "--mapping", str(tmp_path / "map.toml"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    usage = [orjson.loads(line) for line in out.read_bytes().splitlines() if b"usage.recorded" in line]
+    assert len(usage) == 4 and len({event["event_id"] for event in usage}) == 4
