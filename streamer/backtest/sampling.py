@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from streamer.backtest.baseline import SampleKey, UsageWindow
+from streamer.backtest.baseline import SampleKey, UsageWindow, accepted_line
 from streamer.core.clock import DAY, bucket_of, month_of, month_start
 from streamer.core.config import COMPONENTS, ScoreConfig
 from streamer.core.risk import VOLUME_DAYS
@@ -320,7 +318,7 @@ def _replay(
         """Whether the account of an accepted activity line pays at `at`: the use of an account
         that never pays then (a trial, a test account, a stray line dated years back) starts no
         activity span, as it is in no sample."""
-        account_id = orjson.loads(line)["account_id"]
+        account_id = accepted_line(line)["account_id"]
         account = run.engines[partition_of(account_id, run.partitions)].accounts[account_id]
         return account.revenue.mrr_at(at) > 0
 

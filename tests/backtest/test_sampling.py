@@ -93,3 +93,15 @@ def test_without_the_weekly_grid_only_month_starts_are_sampled_and_they_are_the_
         both.month_starts,
         both.baseline_usage,
     )
+
+
+def test_a_valid_line_holding_a_number_past_a_double_is_read_like_any_other(tmp_path: Path) -> None:
+    """The contract lets `1e400` through in a field it does not read, and the run accepts the
+    line; the replay read accepted lines with orjson alone, which refuses it: the first activity
+    line ended `streamer backtest` with orjson's message, a later one left its usage out of the
+    baseline."""
+    clean = replayed(tmp_path, "clean", HISTORY)
+    noted = [line[:-1] + b',"note":1e400}' if b"usage.recorded" in line else line for line in HISTORY]
+    found = replayed(tmp_path, "noted", noted)
+    assert (found.accepted, found.rejected) == (clean.accepted, 0)
+    assert_same_sampling(found, clean)
