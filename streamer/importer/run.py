@@ -470,7 +470,11 @@ class Importer:
             summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else self.data_end_source
             counts = SubscriptionCounts()
             try:
-                changes = list(subscription_events(rows, data_end, self.mapping.currency, counts))
+                published = self.published_ms + int(self.config.input.max_skew_hours * 3_600_000)
+                renew_until = datetime.fromtimestamp(published / 1000, tz=UTC)
+                changes = list(
+                    subscription_events(rows, data_end, self.mapping.currency, counts, renew_until)
+                )
             except TermsPastYear9999 as exc:
                 raise ValueError(_terms_past_year_9999(exc, summary)) from None
             changes += profile_events(self.profiles, changes, self.first_use)

@@ -186,12 +186,20 @@ def started_event(row: SubscriptionRow, currency: str) -> dict[str, Any]:
 
 
 def subscription_events(
-    rows: Iterable[SubscriptionRow], data_end: datetime, currency: str, counts: SubscriptionCounts
+    rows: Iterable[SubscriptionRow],
+    data_end: datetime,
+    currency: str,
+    counts: SubscriptionCounts,
+    renew_until: datetime | None = None,
 ) -> Iterator[Imported]:
-    """The contract events of all rows (any order), per account and line, in time order per line."""
+    """The contract events of all rows (any order), per account and line, in time order per line.
+    `renew_until`: the latest instant an open-ended row's renewals are written for (the time the
+    events count as published, when the end of the data is later: a renewal after it has not
+    happened yet, and would be refused as dated in the future)."""
     ordered = sorted(rows, key=lambda row: (row.account, row.line, row.start, row.end or data_end))
+    until = data_end if renew_until is None else min(data_end, renew_until)
     for (account, line), group in groupby(ordered, key=lambda row: (row.account, row.line)):
-        yield from _line_events(account, line, list(group), data_end, currency, counts)
+        yield from _line_events(account, line, list(group), data_end, currency, counts, until)
 
 
 def _line_events(
@@ -201,6 +209,7 @@ def _line_events(
     data_end: datetime,
     currency: str,
     counts: SubscriptionCounts,
+    renew_until: datetime,
 ) -> Iterator[Imported]:
     number = 0
     current: SubscriptionRow | None = None
@@ -233,10 +242,9 @@ def _line_events(
         elif row.end is not None and row.end != current.end:
             yield make("subscription.renewed", row.start, row, term_end=rfc3339(row.end))
         if row.end is None and current is not None and current.end is not None:
-            try:  # all of them first: a far end of the data fails before any event is made
-                terms = list(billing_terms(current.end, row.months, data_end))
-            except TermsPastYear9999:
-                raise TermsPastYear9999(row, current.end) from None
+            if not terms_end_by_9999(current.end, row.months, data_end):  # before any event is made
+                raise TermsPastYear9999(row, current.end)
+            terms = billing_terms(current.end, row.months, renew_until)
             yield from (make("subscription.renewed", at, row, term_end=rfc3339(end)) for at, end in terms)
         current = row
     if current is not None and current.end is not None and current.end < data_end:
@@ -256,6 +264,21 @@ def billing_terms(start: datetime, months: int, data_end: datetime) -> Iterator[
             raise TermsPastYear9999() from None
         yield at, end
         at = end
+
+
+def terms_end_by_9999(start: datetime, months: int, data_end: datetime) -> bool:
+    """Whether `billing_terms(start, months, data_end)` ends before year 10000, reckoned without
+    making the terms (each a month or more: a far end of the data made millions of them first)."""
+    passed = (data_end.year - start.year) * 12 + data_end.month - start.month  # months, about
+    periods = max(0, passed // months - 1)  # terms that end by the end of the data, at most
+    while True:  # the first term to end past the end of the data: two or three steps
+        try:
+            end = add_months(start, periods * months)
+        except ValueError:  # year 10000
+            return False
+        if end > data_end:
+            return True
+        periods += 1
 
 
 class TermsPastYear9999(ValueError):
