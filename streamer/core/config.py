@@ -7,6 +7,7 @@ refused when loaded (see `streamer.settings.load_score_config`) with the path of
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -312,7 +313,8 @@ class Features(Strict):
     @classmethod
     def _each_once(cls, names: tuple[str, ...]) -> tuple[str, ...]:
         """A feature named twice would count twice in the breadth's denominator."""
-        twice = sorted({name for name in names if names.count(name) > 1})
+        counted = Counter(names)  # `names.count` per name: 100,000 names took 100 s
+        twice = sorted(name for name, count in counted.items() if count > 1)
         if twice:
             raise ValueError(f"names {', '.join(map(repr, twice))} more than once; list each feature once")
         return names
