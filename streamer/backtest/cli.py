@@ -274,7 +274,8 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
 @click.option(
     "--replay-cache",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Save the replay here (gzipped JSON) and reuse it on the next run when the events file, the "
+    help="Save the replay here (gzipped JSON) and reuse it on the next run when the events file (its "
+    "content too), the "
     "configuration, --partitions, --warmup-days, --now and the scoring core are the same: re-tuning then "
     "takes seconds instead of a replay.",
 )

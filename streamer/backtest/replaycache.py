@@ -60,13 +60,19 @@ def core_digest() -> str:
 def fingerprint(
     events: Path, config: ScoreConfig, partitions: int, warmup_days: float, now: datetime | None
 ) -> dict[str, Any]:
-    """What a saved replay must have been made from to be reused."""
+    """What a saved replay must have been made from to be reused: the events file's content
+    too (its SHA-256, about a second per GB), not only its path, size and time: `cp -p`,
+    `rsync -a` and `tar x` keep the time, and a file changed in place at the same size was
+    taken for the one replayed."""
     stat = events.stat()
+    with events.open("rb") as content:
+        digest = hashlib.file_digest(content, "sha256").hexdigest()
     return {
         "format": FORMAT,
         "events": str(events.resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "sha256": digest,
         "config": hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16],
         "partitions": partitions,
         "warmup_days": warmup_days,

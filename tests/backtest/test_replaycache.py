@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,21 @@ def test_a_replay_made_from_another_file_or_configuration_is_not_reused(tmp_path
     events.write_text("{}\n{}\n")  # the file changed
     assert load(cache, fingerprint(events, ScoreConfig(), 4, 60, None)) is None
     assert load(tmp_path / "absent.json.gz", made_from) is None
+
+
+def test_a_file_changed_in_place_at_its_size_and_time_is_not_taken_for_the_one_replayed(
+    tmp_path: Path,
+) -> None:
+    """`cp -p`, `rsync -a` and `tar x` keep a file's time: a file edited at the same size (every
+    cancellation moved to another account) read its old replay, with the old figures."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"account_id":"a"}\n')
+    cache = tmp_path / "replay.json.gz"
+    save(cache, a_replay(), fingerprint(events, ScoreConfig(), 4, 60, None))
+    before = events.stat()
+    events.write_text('{"account_id":"b"}\n')
+    os.utime(events, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert load(cache, fingerprint(events, ScoreConfig(), 4, 60, None)) is None
 
 
 def test_a_damaged_or_edited_replay_is_replayed_again_not_a_traceback_or_a_wrong_figure(
