@@ -245,11 +245,13 @@ def _spans(tap: _Tap, start: int) -> str:
 
 class LineTooLong(Exception):
     """A physical line over `MAX_LINE` characters (read to its end in bounded pieces and left
-    out); `first`: it starts a record, so the next one starts after it."""
+    out); `first`: it starts a record, so the next one starts after it; `head`: its fields up to
+    the one the limit cut, each whole (the others empty), to tell which account it names."""
 
-    def __init__(self, first: bool) -> None:
+    def __init__(self, first: bool, head: str = "") -> None:
         super().__init__(f"a line of more than {MAX_LINE:,} characters")
         self.first = first
+        self.head = head
 
 
 class RowTooLong(Exception):
@@ -284,7 +286,8 @@ class _Tap:
         self.lines += 1
         if _too_long(line):
             _drain(self.text, line)
-            raise LineTooLong(first=not self.kept)
+            whole = line.rsplit(",", 1)[0] if "," in line else ""  # the cut field left out
+            raise LineTooLong(first=not self.kept, head=whole)
         self.size += len(line)
         if self.kept and self.size > MAX_LINE:  # a line on its own is bounded above
             raise RowTooLong()
@@ -336,7 +339,7 @@ def _records(reader: Any, path: Path, tap: _Tap) -> Iterator[tuple[int, list[str
         except LineTooLong as exc:  # the reader starts afresh on the next line
             if not exc.first:  # inside a quoted field: where the next row starts is lost
                 raise TableError(_row_too_long(path, start, tap.lines)) from None
-            tap.kept.clear()
+            tap.kept[:] = [exc.head]  # the accounts it may name: left out with it
             yield start, BadRow(path.name, start, f"{exc} (the importer's limit)")
             continue
         except RowTooLong:
