@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from streamer.contract.messages import plain_message
 from streamer.contract.vocabulary import LifecycleStage
 from streamer.core.bands import BandRule
+from streamer.core.clock import HOUR
 from streamer.core.curves import PiecewiseLinear
 from streamer.core.peers import PEER_SIGNALS
 
@@ -593,6 +594,11 @@ class Input(Strict):
     def earliest_ms(self) -> int:
         """`earliest` as epoch milliseconds (checked for every event)."""
         return int(self.earliest.timestamp() * 1000)
+
+    def latest_ms(self, published_ms: int) -> int:
+        """The latest event time accepted in a message published at `published_ms` (epoch ms):
+        `max_skew_hours` after it."""
+        return published_ms + int(self.max_skew_hours * HOUR)
 
     @field_validator("earliest")
     @classmethod

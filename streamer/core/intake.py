@@ -31,7 +31,7 @@ from streamer.contract.events import (
     TicketResolved,
     UsageRecorded,
 )
-from streamer.core.clock import DAY, HOUR, iso, to_ms
+from streamer.core.clock import DAY, iso, to_ms
 from streamer.core.config import Input, ScoreConfig
 from streamer.core.engine import ACCEPTED, REJECTED, Outcome, PartitionEngine
 
@@ -149,7 +149,7 @@ def event_time_problem(at: int, bounds: Input, published_ms: int) -> str | None:
             f"occurred_at {iso(at)} is before {iso(earliest)}, the earliest event time accepted "
             "(input.earliest)"
         )
-    latest = published_ms + int(bounds.max_skew_hours * HOUR)
+    latest = bounds.latest_ms(published_ms)
     if at > latest:
         return (
             f"occurred_at {iso(at)} is more than {bounds.max_skew_hours:g} hours after the message "

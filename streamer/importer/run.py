@@ -470,8 +470,8 @@ class Importer:
             summary.data_end_rule = rule.value if isinstance(rule, DataEndRule) else self.data_end_source
             counts = SubscriptionCounts()
             try:
-                published = self.published_ms + int(self.config.input.max_skew_hours * 3_600_000)
-                renew_until = datetime.fromtimestamp(published / 1000, tz=UTC)
+                latest = self.config.input.latest_ms(self.published_ms)
+                renew_until = datetime.fromtimestamp(latest / 1000, tz=UTC)
                 changes = list(
                     subscription_events(rows, data_end, self.mapping.currency, counts, renew_until)
                 )

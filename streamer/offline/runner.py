@@ -25,7 +25,7 @@ from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.decode import JSON_WHITESPACE, MAX_EVENT_BYTES, Rejected, decode_event
 from streamer.contract.events import EVENT_FAMILY
 from streamer.core.account import Account
-from streamer.core.clock import HOUR, to_ms
+from streamer.core.clock import to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, PartitionEngine
 from streamer.core.intake import Refused, admit, apply
@@ -233,7 +233,7 @@ def publication_ms(now: datetime | None) -> int:
 def time_window(config: ScoreConfig, published_ms: int) -> tuple[int, int]:
     """The event times `[input]` admits for messages published at `published_ms` (inclusive)."""
     bounds = config.input
-    return bounds.earliest_ms, published_ms + int(bounds.max_skew_hours * HOUR)
+    return bounds.earliest_ms, bounds.latest_ms(published_ms)
 
 
 def bounded_order_key(window: tuple[int, int]) -> Callable[[tuple[int, bytes]], tuple[int, int, int]]:
