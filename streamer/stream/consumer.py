@@ -189,16 +189,17 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             passed = self.__dict__["_passed"] = {}
         return passed
 
-    def _take_passed(self, tp: TP, head: int) -> None:
+    def _take_passed(self, tp: TP, head: int) -> int:
         """Count the bulk-passed ranges the head reaches as acknowledged: past the head and the
         acknowledged offsets that follow it, one offset stands for what is passed (acknowledged,
         over a committed offset just below it), so faust commits past the range as it would
-        past acknowledged offsets. A range the head does not reach waits."""
+        past acknowledged offsets. A range the head does not reach waits. Returns the head the
+        commit counts from: `head`, or that committed offset."""
         ranges = self._passed_ranges().get(tp)
         if not ranges:
-            return
+            return head
         index, acked = self._acked_index[tp], self._acked[tp]
-        took = False
+        start, took = head, False
         while True:
             while head in index:
                 head += 1
@@ -210,12 +211,13 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
         if not ranges:
             del self._passed_ranges()[tp]
         if not took:
-            return
+            return start
         kept = [offset for offset in acked if offset >= head]
         acked[:] = [head - 1, *kept]
         index.clear()
         index.update(acked)
         self._committed_offset[tp] = head - 1
+        return head - 1
 
     def start_over(self, tp: TP, start: int | None = None) -> None:
         """Forget what faust keeps of `tp`'s reads, acknowledgements and commits, as it does at a
@@ -280,9 +282,7 @@ class RebalanceSafeConsumer(faust_aiokafka.Consumer):
             committed = self._committed_offset.get(tp)
             start = committed if committed is not None else self._lane_first().get(tp)
             if start is not None:
-                self._take_passed(tp, start)
-                committed = self._committed_offset.get(tp)
-                start = committed if committed is not None else start
+                start = self._take_passed(tp, start)
             acked = self._acked.get(tp)
             if acked and (start is None or min(acked) > start):
                 return None
