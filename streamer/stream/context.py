@@ -22,3 +22,9 @@ def acting_as(event: Any) -> Iterator[None]:
         yield
     finally:
         current_event.reset(token)
+
+
+def acted_as() -> Any | None:
+    """The event the worker acts as now (`acting_as`, or faust's own iteration), if any."""
+    ref = current_event.get(None)
+    return None if ref is None else ref()

@@ -819,11 +819,12 @@ class Scorer:
         done = [event for event in pending.done if event.message.partition in self.merges]
         for event in done:
             partition = event.message.partition
-            if partition not in applied:
+            if partition not in applied and partition < self.settings.partitions:
                 # Every message of it skipped (dead-lettered, re-read): its record and its
                 # dead-letter position move all the same. Left out, a partition fed nothing but
                 # bad messages kept every dead letter it wrote in memory, and a restart read them
-                # all back.
+                # all back. A partition an operator added to an input topic has no state (its
+                # events are re-routed) and no changelog partition to hold a record.
                 self._engine(partition)
                 applied[partition] = event
         checkpoint = Checkpoint(

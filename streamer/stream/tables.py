@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import faust
 
 from streamer.stream import table_keys
+from streamer.stream.context import acted_as
 
 
 class Changelogs(Protocol):
@@ -43,6 +44,28 @@ class DurableTable(faust.Table[str, bytes]):
         # changelog topic and the store alike: ours reads a key that is not JSON instead of
         # failing (see table_keys), the same bytes written.
         self.key_serializer = table_keys.CODEC
+
+    def partition_for_key(self, key: Any) -> int:
+        """The partition of the event the worker acts as (`context.acting_as`), which must be one
+        of the changelog's.
+
+        faust's own also checks, once per topic, that the event's topic has as many partitions
+        as the changelog. Partitions an operator added to an input topic under a running worker
+        then failed every table write routed by one of its messages (the check sees the new
+        count), and the worker exited. The worker checks partition counts at its start and
+        re-routes an event on an added partition to its account's, so routing needs only this.
+        """
+        event = acted_as()
+        if event is None:
+            raise TypeError(f"table {self.name}: written outside an event (see stream/context.py)")
+        partition: int = event.message.partition
+        count = self.partitions or self.app.conf.topic_partitions
+        if not 0 <= partition < count:
+            raise ValueError(
+                f"table {self.name}: a write routed to partition {partition}, "
+                f"but its changelog has {count} partitions"
+            )
+        return partition
 
     def send_changelog(
         self,

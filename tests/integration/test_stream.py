@@ -1041,6 +1041,10 @@ def test_partitions_added_to_an_input_topic_under_the_worker_re_route_each_event
     home = partition_of(account, PARTITIONS)
     assert deployment.bus.end_offset(subs, home) == 1, "the copy, once, on the account's partition"
     assert deployment.bus.end_offset(subs, new) == 1, "the event as sent, never a copy"
+    # The event and its copy committed: the checkpoints that wrote their state got through. The
+    # tables once refused any write routed by a message of a topic with another partition count.
+    deployment.wait_for("the event and its copy committed", lambda: deployment.committed() == 2)
+    assert worker.alive, worker.tail()
     assert not deployment.dead_letters()
 
 

@@ -11,7 +11,9 @@ import pytest
 from streamer.core.config import ScoreConfig
 from streamer.settings import Settings
 from streamer.stream.app import create_app
+from streamer.stream.context import acting_as
 from streamer.stream.tables import DurableTable, TablesWritten
+from tests.fixtures import FakeEvent, Message
 
 
 def tables(tmp_path: Path) -> tuple[Any, DurableTable, DurableTable]:
@@ -43,3 +45,21 @@ async def test_a_record_the_producer_gave_up_on_fails_the_wait(tmp_path: Path) -
     lost.set_exception(TimeoutError("the batch expired"))
     with pytest.raises(TimeoutError):  # the checkpoint fails before its acknowledgement
         await accounts.written()
+
+
+def test_a_write_is_routed_by_its_events_partition_whatever_its_topics_count_became(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator added partitions to an input topic under the worker: faust's own routing
+    refused every write acting as one of its messages (the topic's count is not the changelog's),
+    and the worker exited. A write is routed by the partition alone, one the changelog has."""
+    app, accounts, clocks = tables(tmp_path)
+    counts = {"subscriptions": 6, accounts.changelog_topic.get_topic_name(): 4}
+    counts[clocks.changelog_topic.get_topic_name()] = 4
+    monkeypatch.setattr(app.consumer, "topic_partitions", counts.get)
+    with acting_as(FakeEvent(Message("subscriptions", 2, 0))):
+        assert accounts.partition_for_key("acct-1") == clocks.partition_for_key("clock-2") == 2
+    with acting_as(FakeEvent(Message("subscriptions", 5, 0))), pytest.raises(ValueError, match="has 4"):
+        clocks.partition_for_key("clock-5")  # an added partition has no state: no record for it
+    with pytest.raises(TypeError, match="outside an event"):
+        accounts.partition_for_key("acct-1")
