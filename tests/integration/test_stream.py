@@ -199,6 +199,7 @@ class Worker:
         self, name: str, env: dict[str, str], log: Path, command: Sequence[str] = (STREAMER,)
     ) -> None:
         self.name, self.log = name, log
+        self.may_fail = False  # set by a test that makes it exit with 70 on purpose
         with log.open("ab") as handle:
             self.proc = subprocess.Popen(
                 [*command, "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT
@@ -633,8 +634,19 @@ def deploy(stack: StackInfo, tmp_path: Path) -> Iterator[Callable[..., Deploymen
         return deployment
 
     yield make
+    failed = [
+        f"{worker.name}: {short(record, 600)}"
+        for deployment in made
+        for worker in deployment.workers
+        if not worker.may_fail
+        for record in worker.records()
+        if record.get("level") == "critical"
+    ]
     for deployment in made:
         deployment.close()
+    # A worker that failed after the outputs a test waits for: the test passed by a race (its
+    # snapshot published before the table writes that ended the worker).
+    assert not failed, "a worker failed:\n" + "\n".join(failed)
 
 
 # -- comparing with offline ---------------------------------------------------------------------
@@ -1499,6 +1511,7 @@ def test_a_worker_whose_recovery_loop_ended_exits_and_another_takes_over(
     arm = tmp_path / "arm"
     deployment = deploy(worker_env=KILLED_MEMBER_LEAVES_SOON)
     ending = deployment.start_patched_worker("w1", ENDING_WORKER, END_RECOVERY_ARM=str(arm))
+    ending.may_fail = True
     deployment.wait_group(1, timeout=180)  # bounds a hang only
     deployment.replay(events.events)
     deployment.wait_for(
