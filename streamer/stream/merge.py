@@ -36,6 +36,7 @@ class PartitionMerge(Generic[Item]):
         self._arrivals = itertools.count()
         self.latest: dict[str, int] = {}  # topic -> newest event time delivered
         self.next_offset: dict[str, int] = {}  # topic -> offset after the last one delivered
+        self.held_at_until = False  # the last release held back ready items after its `until`
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -89,10 +90,19 @@ class PartitionMerge(Generic[Item]):
         ]
         return min(live) if live else (1 << 62, len(self.topics))
 
-    def release(self, idle: Callable[[str], bool], most: int | None = None) -> list[Item]:
+    def head_at(self) -> int | None:
+        """The event time of the first item held, if any."""
+        return self._heap[0][0] if self._heap else None
+
+    def release(
+        self, idle: Callable[[str], bool], most: int | None = None, until: int | None = None
+    ) -> list[Item]:
         """Items that nothing still to come can precede, in (event time, topic, offset) order;
-        at most `most` of them (the rest stay held, first in line for the next release)."""
+        at most `most` of them, and none with an event time after `until` (the rest stay held,
+        first in line for the next release). `held_at_until`: whether `until` held back an
+        item that was ready."""
         limit, topic_index = self._frontier(idle)
+        last = 1 << 62 if until is None else until
         heap, ready = self._heap, list[Item]()
         pop = heapq.heappop
         room = len(heap) if most is None else most
@@ -100,6 +110,8 @@ class PartitionMerge(Generic[Item]):
             heap
             and len(ready) < room
             and (heap[0][0] < limit or (heap[0][0] == limit and heap[0][1] <= topic_index))
+            and heap[0][0] <= last
         ):
             ready.append(pop(heap)[4])
+        self.held_at_until = bool(heap) and heap[0][0] > last and heap[0][0] <= limit
         return ready

@@ -28,7 +28,7 @@ from typing import Any
 
 from streamer.contract.dead_letter import dead_letter_record
 from streamer.contract.events import Event
-from streamer.core.clock import iso, to_ms
+from streamer.core.clock import DAY, iso, to_ms
 from streamer.core.config import ScoreConfig
 from streamer.core.engine import ACCEPTED, DUPLICATE, Outcome, PartitionEngine
 from streamer.core.intake import Refused, admit, apply_checked, check, pass_time, run_ticks
@@ -77,6 +77,16 @@ Held = tuple[Any, Event, bool]
 # all of it); now a checkpoint follows every `RELEASE_MAX`, and the rest is released right after.
 RELEASE_MAX = 4000
 
+# The event time a checkpoint may apply of one partition, from where the partition stood when the
+# checkpoint began. A worker killed while a checkpoint writes its account records leaves some of
+# them ahead of the partition record the next owner starts from, and the next owner builds the
+# peer references of the midnights in between from those accounts as they are. One ahead by more
+# than about four weeks has let go of usage days a reference reads (it keeps `HORIZON_DAYS`, 64;
+# a reference reads the 28 days ending 8 days before its midnight): a backlog released 4,000
+# messages at a time spanned 50 days of a partition, and a kill amid a checkpoint's account
+# records gave the next owner alerts offline never raised (tests/stream/test_checkpoint_span.py).
+CHECKPOINT_SPAN = 7 * DAY
+
 # How often a worker makes the account state durable (`Scorer.checkpoint_every_s`): outputs go
 # out after every batch, the accounts, partition records and acknowledgements at most this often.
 CHECKPOINT_EVERY_S = 0.5
@@ -103,6 +113,9 @@ class Pending:
         # partition -> account -> topic -> offsets applied to the account
         self.by_account: dict[int, dict[str, dict[str, list[int]]]] = {}
         self.since = 0.0  # when the oldest of them was applied (time.monotonic)
+        # partition -> the event time its span counts from (`CHECKPOINT_SPAN`)
+        self.span_from: dict[int, int] = {}
+        self.spanned = False  # a partition's span is used up: checkpoint before it goes on
 
     def add(
         self,
@@ -732,9 +745,13 @@ class Scorer:
             if budget <= 0:
                 self._held_back = True  # this partition's turn comes after the checkpoint
                 break
-            ready = merge.release(idle[partition].__contains__, budget)
+            start = self._span_from(partition, merge)
+            ready = merge.release(idle[partition].__contains__, budget, start + CHECKPOINT_SPAN)
+            if merge.held_at_until:
+                self._held_back = self._pending.spanned = True  # the rest after this checkpoint
             if not ready:
                 continue
+            self._pending.span_from.setdefault(partition, start)
             if len(ready) == budget and len(merge):
                 self._held_back = True  # maybe more ready: released after this checkpoint
             budget -= len(ready)
@@ -779,6 +796,18 @@ class Scorer:
                 await sent
             await self.projection.flush()
 
+    def _span_from(self, partition: int, merge: PartitionMerge[Held]) -> int:
+        """The event time from which this checkpoint's span of `partition` counts: where the
+        partition stood when the checkpoint began (its stream time), or its first message held
+        when that is later (a message cannot be split)."""
+        start = self._pending.span_from.get(partition)
+        if start is not None:
+            return start
+        engine = self.engines.get(partition)
+        stood = engine.clock.stream_time if engine is not None else -1
+        head = merge.head_at()
+        return stood if head is None else max(stood, head)
+
     def _checkpoint_due(self) -> bool:
         """Whether the batches since the last checkpoint should be made durable now: after
         `checkpoint_every_s`, after `RELEASE_MAX` messages, and before a rebalance or a stop."""
@@ -789,6 +818,7 @@ class Scorer:
             self.stopping
             or self.revoking
             or len(pending.done) >= RELEASE_MAX
+            or pending.spanned
             or time.monotonic() - pending.since >= self.checkpoint_every_s
         )
 

@@ -59,6 +59,20 @@ def test_a_release_of_at_most_n_leaves_the_rest_held_first_in_line() -> None:
     assert merge.release(all_idle, 2) == [] and not len(merge)
 
 
+def test_a_release_until_an_event_time_says_it_held_back_ready_items_after_it() -> None:
+    merge = merge_with((USAGE, 0, 10), (USAGE, 1, 20), (USAGE, 2, 30))
+    assert merge.release(all_idle, until=20) == [label(USAGE, 0), label(USAGE, 1)]
+    assert merge.held_at_until and merge.head_at() == 30
+    assert merge.release(all_idle, until=30) == [label(USAGE, 2)]
+    assert not merge.held_at_until and merge.head_at() is None
+
+
+def test_a_release_held_back_by_the_watermark_is_not_held_at_until() -> None:
+    merge = merge_with((USAGE, 0, 10), (SUBS, 0, 5))
+    assert merge.release(idle_except(SUBS), until=7) == [label(SUBS, 0)]
+    assert not merge.held_at_until  # usage@0 waits for the subscriptions topic, not for `until`
+
+
 def test_an_item_at_the_watermark_is_released_unless_a_lower_topic_may_still_deliver_that_time() -> None:
     merge = merge_with((SUBS, 0, 100), (USAGE, 0, 100))
     assert merge.watermark(none_idle) == NEVER  # tickets and surveys are live and sent nothing
