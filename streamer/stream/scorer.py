@@ -476,7 +476,13 @@ class Scorer:
                     merge.skip(topic, offset)
                     done.append(event)
                     continue
-                if partition not in ledgers and self.dead_letters is not None:  # once per assignment
+                if (
+                    partition not in ledgers
+                    and self.dead_letters is not None
+                    and partition < self.settings.partitions
+                ):
+                    # Once per assignment. Not for a partition added to an input topic: it has no
+                    # partition record to move the position (its ledger only grew).
                     await self._ledger(partition)
                 decoded = self._admit(message)
                 if decoded is not None and self._in_account_record(message, decoded):

@@ -30,8 +30,8 @@ from streamer.stream.dead_letters import (
 )
 from streamer.stream.scorer import Scorer
 from streamer.stream.sink import KafkaSink
-from tests.fixtures import FakeSink
-from tests.stream.world import PARTITION, SETTINGS, USAGE, World
+from tests.fixtures import FakeEvent, FakeSink, Message
+from tests.stream.world import GENERATION, PARTITION, SETTINGS, USAGE, World
 
 
 class DeadLetterTopic:
@@ -320,3 +320,21 @@ async def test_the_dead_letter_topic_is_asked_one_request_at_a_time() -> None:
     asked = [log_._retrying(lambda number=number: request(number)) for number in range(3)]
     assert await asyncio.gather(*asked) == [0, 1, 2]
     assert overlaps == []
+
+
+async def test_bad_messages_on_a_partition_added_to_an_input_topic_keep_no_ledger() -> None:
+    """A partition an operator added under the worker (beyond HEALTHSTREAM_PARTITIONS) has no
+    partition record to move its dead-letter position: a ledger of it only grew, with every dead
+    letter written, and every assignment read its dead-letter partition back from 0."""
+    topic = DeadLetterTopic()
+    world = worker(topic)
+    added = SETTINGS.partitions + 1
+    world.offsets.owned.add((USAGE, added))
+    world.offsets.ends[(USAGE, added)] = 2
+    bad = [
+        FakeEvent(Message(USAGE, added, n, b"acme", b"{not json", 0.0, GENERATION), world.acks)
+        for n in range(2)
+    ]
+    await world.scorer.process(bad)
+    assert added not in world.scorer.ledgers and not topic.reads
+    assert len(topic.places()) == 2 and [event.acked for event in bad] == [1, 1]
