@@ -693,7 +693,11 @@ class Scorer:
         and created again (or truncated) while the worker ran. The consumer sat past its end and
         faust dropped its records below the old read offset, so the topic stalled without a
         word. Forget the old topic's offsets here and in the consumer, and read it from its
-        start; its first delivery is then the first since an assignment."""
+        start; its first delivery is then the first since an assignment.
+
+        A checkpoint in flight completes first: it acknowledges old messages, which after the
+        consumer forgot the old topic counted as the new topic's offsets."""
+        await self._settle()
         applied_to = self._record(partition).offsets.applied_to(topic)
         await self._start_over(topic, partition, end, max(read_to, applied_to))
         merge = self.merges.get(partition)

@@ -1001,6 +1001,37 @@ async def test_an_input_topic_created_again_while_an_old_message_is_held_counts_
     assert decode_partition(world.clocks[f"clock-{PARTITION}"]).offsets.contiguous_to(USAGE) == 3
 
 
+async def test_an_input_topic_created_again_under_a_checkpoint_in_flight_acknowledges_the_old_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A checkpoint of old messages (5-7) was waiting for the broker as the topic was found
+    created again: it completed after the consumer forgot the old topic, and acknowledged 5-7
+    there, under the new topic's offsets (its commit then passed new messages never applied).
+    The checkpoint in flight now completes first."""
+    world, changelogs = overlapping()
+    offsets, scorer = world.offsets, world.scorer
+    offsets.ends[(USAGE, PARTITION)] = 8
+    offsets.restarts[(USAGE, PARTITION)] = 5
+    old = [world.usage(offset, T1) for offset in range(5, 8)]
+    await asyncio.wait_for(scorer.process(old), 5)
+    await asyncio.wait_for(changelogs.waiting.wait(), 5)  # its checkpoint waits for the broker
+    acked_at_start_over: list[list[int]] = []
+    forget = offsets.start_over
+    monkeypatch.setattr(
+        offsets,
+        "start_over",
+        lambda *args: (acked_at_start_over.append([e.acked for e in old]), forget(*args)),
+    )
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
+    offsets.ends[(USAGE, PARTITION)] = 2  # created again
+    finding = asyncio.ensure_future(scorer.reread_stalled())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    changelogs.gate.set()
+    await asyncio.wait_for(finding, 5)
+    assert acked_at_start_over == [[1, 1, 1]]
+
+
 async def test_an_input_topic_created_again_before_a_checkpoint_lists_none_of_its_old_offsets(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
