@@ -117,6 +117,20 @@ class TableAccounts(MutableMapping[str, Account]):
                 forgotten += 1
         return forgotten
 
+    def write_again(self, account_ids: Iterable[str]) -> int:
+        """Stage these accounts at the next checkpoint as they are stored here (a checkpoint given
+        up after its table writes left them in the local store and not in the changelog);
+        return how many there are."""
+        again = 0
+        for account_id in account_ids:
+            try:
+                self[account_id]  # loads the record and its offsets
+            except KeyError:
+                continue
+            self._dirty.add(account_id)
+            again += 1
+        return again
+
     def __setitem__(self, account_id: str, account: Account) -> None:
         self._cache[account_id] = account
         self._absent.discard(account_id)

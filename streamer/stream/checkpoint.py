@@ -70,6 +70,8 @@ class Outputs(Protocol):
 
 
 class StagedWrites(Protocol):
+    records: list[tuple[str, bytes]]  # (account id, record), in writing order
+
     async def write(self) -> int: ...
 
 
@@ -116,6 +118,10 @@ class Checkpoint:
                 self.marks[partition], self.by_account[partition]
             )
         self._stage_partition_records()
+
+    def staged_accounts(self) -> dict[int, list[str]]:
+        """Per partition, the accounts `prepare` staged (written by `complete`)."""
+        return {partition: [key for key, _ in staged.records] for partition, staged in self._accounts.items()}
 
     async def complete(self) -> None:
         """Make what `prepare` captured durable, then acknowledge the input."""

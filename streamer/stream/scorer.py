@@ -241,6 +241,13 @@ class Scorer:
         # checkpoint would claim those messages applied while their accounts were never written
         # (lost for good). Nothing more is applied or written until the partitions are forgotten.
         self._given_up = False
+        # A checkpoint given up after its table writes left records in the local stores that the
+        # changelogs never had; the same worker may own the partition again, and its re-read
+        # messages are then found in those records and acknowledged. The accounts it wrote are
+        # written again at the partition's next checkpoint (`_engine`; partition -> account ids),
+        # and until that checkpoint is complete (`_written_again`) a stop is not clean.
+        self._unsent: dict[int, set[str]] = {}
+        self._written_again: dict[int, set[str]] = {}
         self.counters = Counters()
         self.reach = InputReach(offsets, self.counters, self.merges)  # what each input delivers next
         self._held_back = False  # the last release left ready messages in a merge (`RELEASE_MAX`)
@@ -305,7 +312,7 @@ class Scorer:
             # The local stores agree with the changelogs only if nothing was given up or dropped:
             # a checkpoint given up after its table writes left records in the local stores
             # that the changelogs never had. Otherwise the next start rebuilds them.
-            self.stopped = not (self._given_up or self._dropped)
+            self.stopped = not (self._given_up or self._dropped or self._unsent or self._written_again)
         log.info(
             "stopped applying messages; those not acknowledged are read again at the next start",
             extra={
@@ -329,6 +336,9 @@ class Scorer:
         """Drop the partition engines, stores, merges and records (rebuilt from the tables on
         next use)."""
         self._given_up = False
+        for partition, unsent in self._written_again.items():  # not yet written: at the next owner
+            self._unsent.setdefault(partition, set()).update(unsent)
+        self._written_again.clear()
         self.engines.clear()
         self.stores.clear()
         self.merges.clear()
@@ -401,6 +411,14 @@ class Scorer:
             engine = PartitionEngine(self.config, store, clock, references, keep_hour_finals=history)
             if references:
                 self.peers_written[partition] = references[-1].tick
+            unsent = self._unsent.pop(partition, None)
+            if unsent is not None:
+                self._written_again[partition] = unsent
+                log.warning(
+                    "a checkpoint given up after its table writes left records in the local store "
+                    "that the changelog lacks; they are written again at the next checkpoint",
+                    extra={"partition": partition, "accounts": store.write_again(sorted(unsent))},
+                )
             log.info(
                 "partition engine ready",
                 extra={
@@ -894,8 +912,16 @@ class Scorer:
         await self.projection.flush()
 
     async def _complete(self, checkpoint: Checkpoint) -> None:
-        await checkpoint.complete()
+        try:
+            await checkpoint.complete()
+        except Fenced:  # some of its table writes may be in the local stores only
+            for partition in checkpoint.applied:
+                self._unsent.setdefault(partition, set())
+            for partition, account_ids in checkpoint.staged_accounts().items():
+                self._unsent[partition].update(account_ids)
+            raise
         for partition in checkpoint.applied:
+            self._written_again.pop(partition, None)
             self._note_floors(partition, checkpoint.records[partition])
         await self._advance_ledgers(checkpoint.applied)
 

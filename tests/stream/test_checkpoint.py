@@ -61,6 +61,7 @@ class Store:
 class Staged:
     def __init__(self, journal: Journal, partition: int) -> None:
         self.journal, self.partition = journal, partition
+        self.records: list[tuple[str, bytes]] = [(f"account-{partition}", b"")]
 
     async def write(self) -> int:
         self.journal.append(f"write accounts {self.partition}")

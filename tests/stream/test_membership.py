@@ -369,3 +369,40 @@ def test_a_heartbeat_renews_the_lease_from_when_it_was_sent_not_when_its_answer_
     assert asyncio.run(heartbeat())
     doubt = membership.problem()
     assert doubt is not None and doubt.alarming
+
+
+async def test_accounts_a_given_up_checkpoint_wrote_locally_are_written_again_when_it_comes_back() -> None:
+    """The changelog sends of a checkpoint's account records were given up at the fence after
+    the local store had them. The same worker got the partition back: its re-read message was
+    found in that local record and acknowledged, and the account's record never reached the
+    changelog (a later owner recovering from it lost the message for good). It is written again
+    at the partition's next checkpoint, before the partition record; until then a stop is not
+    clean (the next start rebuilds the local stores)."""
+    world = World()
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.scorer.changelogs = changelogs = GivenUpChangelogs()
+    first = world.usage(0)
+    await world.scorer.process([first])
+    assert ACCOUNT in world.accounts and f"clock-{PARTITION}" not in world.clocks  # local only
+    await world.scorer.revoked()
+    await world.scorer.assigned()
+    changelogs.given_up = False
+    world.journal.clear()
+    again = world.event(USAGE, 0, first.message.value)
+    await world.scorer.process([again])
+    assert world.scorer.counters.reread == 1 and again.acked == 1
+    assert world.journal.index(f"write {ACCOUNT}") < world.journal.index(f"write clock-{PARTITION}")
+    await world.scorer.stop()
+    assert world.scorer.stopped
+
+
+async def test_a_stop_before_the_accounts_of_a_given_up_checkpoint_are_written_again_is_not_clean() -> None:
+    world = World()
+    world.offsets.ends[(USAGE, PARTITION)] = 1
+    world.scorer.changelogs = changelogs = GivenUpChangelogs()
+    await world.scorer.process([world.usage(0)])
+    await world.scorer.revoked()
+    await world.scorer.assigned()
+    changelogs.given_up = False
+    await world.scorer.stop()
+    assert not world.scorer.stopped
