@@ -86,6 +86,9 @@ class PartitionEngine:
         # is kept compact in `published` and the evaluation let go (it is 5x the size).
         self.evaluations: dict[str, Evaluation] = {}
         self.published = Published()
+        # Accounts whose kept snapshot was evaluated again after a recovery, not published: they
+        # stay so at every re-staging until the account is scored (`snapshot_again`).
+        self._evaluated_again: set[str] = set()
         self.dirty: set[str] = set()  # accounts scored since their snapshot was last taken
         # With `keep_hour_finals`: the evaluations a scoring of a later hour superseded before
         # their snapshot was taken, each its account's last of that hour (`take_hour_finals`).
@@ -572,6 +575,9 @@ class PartitionEngine:
         account = self.accounts[account_id]
         if evaluation is None:  # nothing kept yet: a recovered account
             evaluation = apply_override(self.evaluation(account, account.now), account.override, self.config)
+            self._evaluated_again.add(account_id)
+        else:
+            self._evaluated_again.discard(account_id)
         snapshot = build_snapshot(account, evaluation, self._currency, self.config.model)
         self.published.keep(account_id, snapshot)
         return snapshot
@@ -582,8 +588,10 @@ class PartitionEngine:
         snapshot published at its instant, one taken for publishing must (Redis restored from an
         older save can hold an earlier snapshot of the same instant: an event arriving late is
         scored at the account's latest instant)."""
-        again = account_id not in self.evaluations and account_id not in self.published
-        return self.snapshot(account_id), again
+        if account_id in self.evaluations:
+            return self.snapshot(account_id), False
+        snapshot = self.snapshot(account_id)
+        return snapshot, account_id in self._evaluated_again
 
     def take_hour_finals(self) -> list[tuple[str, PointFigures]]:
         """(account, `point_figures`) of each scoring that became the last of its hour (event

@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from streamer.core.engine import PartitionEngine
+from streamer.core.published import Published
 from streamer.projection.codec import epoch_ms
 from streamer.projection.redis_writer import RedisProjection, connect
 from streamer.projection.resync import Resync
@@ -183,3 +184,15 @@ async def test_a_published_snapshot_is_restaged_over_an_earlier_one_of_its_insta
         assert orjson.loads(raw) == published
     finally:
         await client.aclose()
+
+
+def test_a_snapshot_evaluated_again_after_a_recovery_is_so_at_every_restaging() -> None:
+    """The first re-staging after a recovery kept the snapshot it evaluated again, and the next
+    one (Redis lost again) took that kept snapshot for a publication: written over the one
+    published at its instant, with usage folded in since."""
+    engine = scored().run.engines[1]
+    engine.published, engine.evaluations = Published(), {}  # as an engine rebuilt from the tables
+    account_id = sorted(engine.members)[0]
+    first, again = engine.snapshot_again(account_id)
+    assert again
+    assert engine.snapshot_again(account_id) == (first, True)
