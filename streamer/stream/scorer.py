@@ -85,7 +85,9 @@ RELEASE_MAX = 4000
 # a reference reads the 28 days ending 8 days before its midnight): a backlog released 4,000
 # messages at a time spanned 50 days of a partition, and a kill amid a checkpoint's account
 # records gave the next owner alerts offline never raised (tests/stream/test_checkpoint_span.py).
-CHECKPOINT_SPAN = 7 * DAY
+# Half that, with margin; a week cost the worker 7-12% more CPU on a year's backlog (more
+# checkpoints), two weeks about half of it.
+CHECKPOINT_SPAN = 14 * DAY
 
 # How often a worker makes the account state durable (`Scorer.checkpoint_every_s`): outputs go
 # out after every batch, the accounts, partition records and acknowledgements at most this often.
