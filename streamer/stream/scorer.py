@@ -147,6 +147,11 @@ class Pending:
         ]
         for topics in self.by_account.get(partition, {}).values():
             topics.pop(topic, None)
+        if not any(event.message.partition == partition for event in self.done):
+            # Nothing of the partition left to checkpoint: a span counted from those messages
+            # held the next ones back with nothing to write, and the release looped for ever.
+            self.span_from.pop(partition, None)
+            self.spanned = False
 
 
 def _too_large_to_reroute(copy_bytes: int, limit: int) -> str:

@@ -1032,6 +1032,27 @@ async def test_an_input_topic_created_again_under_a_checkpoint_in_flight_acknowl
     assert acked_at_start_over == [[1, 1, 1]]
 
 
+async def test_a_topic_created_again_before_a_checkpoint_leaves_no_span_holding_the_partition(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old topic's messages of 1 January were forgotten before their checkpoint, and the span
+    they had opened (`CHECKPOINT_SPAN`) stayed: a subscription of 1 February was held back with
+    nothing to checkpoint, and the release looped for ever under the scorer's lock."""
+    offsets, scorer = world.offsets, world.scorer
+    scorer.checkpoint_every_s = 3600.0  # the batch stays pending
+    offsets.ends[(USAGE, PARTITION)] = 3
+    await scorer.process([world.usage(n, f"2024-01-01T1{n}:00:00Z") for n in range(3)])
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
+    offsets.ends[(USAGE, PARTITION)] = 0  # created again, empty so far
+    await scorer.reread_stalled()
+    offsets.ends[(SUBS, PARTITION)] = 1
+    later = world.started(0, "2024-02-01T10:00:00Z")
+    await asyncio.wait_for(scorer.process([later]), 5)
+    assert scorer.counters.accepted == 4 and scorer.engines[PARTITION].clock.stream_time == to_ms(
+        datetime(2024, 2, 1, 10, tzinfo=UTC)
+    )
+
+
 async def test_an_input_topic_created_again_before_a_checkpoint_lists_none_of_its_old_offsets(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
