@@ -4,7 +4,7 @@ faust turns every fetched record into a message, an event and a trip through its
 stream and sensors: about half of the worker's CPU went there. The consumer
 (`streamer/stream/consumer.py`) hands the input topics' records of each fetch to an `InputLane`
 instead, as one list of light `InputRecord`s (the scorer's `Message` and, for table routing, a
-faust-like event in one object), and the scorer acknowledges them in one call per batch
+faust-like event in one object), and the scorer acknowledges them in one call per checkpoint
 (`ack_inputs`), into the same bookkeeping faust's own acknowledgements fill: faust still owns
 the group membership, the seeks after a rebalance, the commits (only up to acknowledged offsets)
 and the table recovery. Fetches while faust's flow is stopped (a rebalance) still go through
