@@ -406,6 +406,12 @@ class Scorer:
         for topic, floor in record.offsets.next.items():
             self._floors[(topic, partition)] = floor
 
+    def _has_state(self, partition: int) -> bool:
+        """Whether input partition `partition` is one of the state's (`HEALTHSTREAM_PARTITIONS`):
+        one an operator added to an input topic has no changelog partition (its events are
+        re-routed to their account's)."""
+        return partition < self.settings.partitions
+
     def _engine(self, partition: int) -> PartitionEngine:
         engine = self.engines.get(partition)
         if engine is None:
@@ -501,11 +507,7 @@ class Scorer:
                     merge.skip(topic, offset)
                     done.append(event)
                     continue
-                if (
-                    partition not in ledgers
-                    and self.dead_letters is not None
-                    and partition < self.settings.partitions
-                ):
+                if partition not in ledgers and self.dead_letters is not None and self._has_state(partition):
                     # Once per assignment. Not for a partition added to an input topic: it has no
                     # partition record to move the position (its ledger only grew).
                     await self._ledger(partition)
@@ -884,7 +886,7 @@ class Scorer:
         done = [event for event in pending.done if event.message.partition in self.merges]
         for event in done:
             partition = event.message.partition
-            if partition not in applied and partition < self.settings.partitions:
+            if partition not in applied and self._has_state(partition):
                 # Every message of it skipped (dead-lettered, re-read): its record and its
                 # dead-letter position move all the same. Left out, a partition fed nothing but
                 # bad messages kept every dead letter it wrote in memory, and a restart read them
@@ -922,10 +924,8 @@ class Scorer:
         try:
             await checkpoint.complete()
         except Fenced:  # some of its table writes may be in the local stores only
-            for partition in checkpoint.applied:
-                self._unsent.setdefault(partition, set())
-            for partition, account_ids in checkpoint.staged_accounts().items():
-                self._unsent[partition].update(account_ids)
+            for partition, account_ids in checkpoint.staged_accounts().items():  # each one applied
+                self._unsent.setdefault(partition, set()).update(account_ids)
             raise
         for partition in checkpoint.applied:
             self._written_again.pop(partition, None)
