@@ -588,9 +588,7 @@ class PartitionEngine:
         snapshot published at its instant, one taken for publishing must (Redis restored from an
         older save can hold an earlier snapshot of the same instant: an event arriving late is
         scored at the account's latest instant)."""
-        if account_id in self.evaluations:
-            return self.snapshot(account_id), False
-        snapshot = self.snapshot(account_id)
+        snapshot = self.snapshot(account_id)  # notes whether it evaluated the account again
         return snapshot, account_id in self._evaluated_again
 
     def take_hour_finals(self) -> list[tuple[str, PointFigures]]:
