@@ -12,19 +12,17 @@ of the stood-still integration test: four extra alerts).
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from streamer.contract.events import EVENT_FAMILY
 from streamer.core.clock import DAY, to_ms
 from streamer.partitioning import partition_of
 from streamer.sim.config import SimulationConfig
 from streamer.sim.generate import generate_events
 from streamer.stream.scorer import CHECKPOINT_SPAN
-from tests.fixtures import FakeEvent, JournaledTable, Message
-from tests.stream.world import GENERATION, SETTINGS, TOPICS, World, usage_record
+from tests.fixtures import FakeEvent, JournaledTable
+from tests.stream.world import SETTINGS, TOPICS, World, input_messages, usage_record
 
 # A backlog like the stood-still test's: 4,000 messages of one partition then span 50 days.
 SIMULATION = SimulationConfig(accounts=120, months=4, seed=17, usage_density=0.3)
@@ -51,30 +49,6 @@ class DyingAccounts(JournaledTable):
         super().__setitem__(key, value)
 
 
-def messages(lines: list[bytes]) -> tuple[list[Message], dict[tuple[str, int], int]]:
-    """The lines as input messages in file order, and each topic partition's end offset."""
-    ends: dict[tuple[str, int], int] = defaultdict(int)
-    made = []
-    for line in lines:
-        value = orjson.loads(line)
-        topic = TOPICS[EVENT_FAMILY[value["event_type"]]]
-        partition = partition_of(value["account_id"], SETTINGS.partitions)
-        published = datetime.fromisoformat(value["occurred_at"]).timestamp()
-        made.append(
-            Message(
-                topic,
-                partition,
-                ends[(topic, partition)],
-                value["account_id"].encode(),
-                line,
-                published,
-                GENERATION,
-            )
-        )
-        ends[(topic, partition)] += 1
-    return made, ends
-
-
 def world_over(ends: dict[tuple[str, int], int], restarted_from: World | None = None) -> World:
     world = World(restarted_from)
     world.offsets.owned = {(topic, p) for topic in TOPICS.values() for p in range(SETTINGS.partitions)}
@@ -93,7 +67,7 @@ async def test_a_kill_amid_a_checkpoints_account_records_raises_no_alert_the_wor
 ):
     lines = [orjson.dumps(event) for event in generate_events(SIMULATION)]
     lines = [line for line in lines if partition_of(orjson.loads(line)["account_id"], 4) == CUT_PARTITION]
-    made, ends = messages(lines)
+    made, ends = input_messages(lines)
 
     uninterrupted = world_over(ends)
     await feed(uninterrupted, [FakeEvent(m, uninterrupted.acks, uninterrupted.journal) for m in made])

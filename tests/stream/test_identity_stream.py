@@ -3,20 +3,17 @@ answers for a history with profiles, overrides that expire or are cleared, and l
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from streamer.contract.events import EVENT_FAMILY
 from streamer.core.config import ScoreConfig
 from streamer.offline.runner import OfflineRun, merge_order_key
-from streamer.partitioning import partition_of
 from streamer.sim.config import SimulationConfig
 from streamer.sim.generate import generate_events
-from tests.fixtures import FakeEvent, Message
-from tests.stream.world import GENERATION, SETTINGS, TOPICS, World
+from tests.fixtures import FakeEvent
+from tests.stream.world import SETTINGS, TOPICS, World, input_messages
 
 SIMULATION = SimulationConfig(accounts=16, months=2, seed=5, usage_density=0.2)
 
@@ -75,18 +72,9 @@ async def through_the_scorer(lines: list[bytes]) -> tuple[dict[str, dict[str, An
     tables (so the rest runs on decoded state, profiles and overrides included)."""
     world = World()
     world.offsets.owned = {(topic, p) for topic in TOPICS.values() for p in range(SETTINGS.partitions)}
-    offsets: dict[tuple[str, int], int] = defaultdict(int)
-    messages = []
-    for line in lines:
-        value = orjson.loads(line)
-        topic = TOPICS[EVENT_FAMILY[value["event_type"]]]
-        partition = partition_of(value["account_id"], SETTINGS.partitions)
-        offset = offsets[(topic, partition)]
-        offsets[(topic, partition)] += 1
-        published = datetime.fromisoformat(value["occurred_at"]).timestamp()
-        message = Message(topic, partition, offset, value["account_id"].encode(), line, published, GENERATION)
-        messages.append(FakeEvent(message, world.acks, world.journal))
-    world.offsets.ends = {tp: offsets.get(tp, 0) for tp in world.offsets.owned}
+    made, ends = input_messages(lines)
+    messages = [FakeEvent(message, world.acks, world.journal) for message in made]
+    world.offsets.ends = {tp: ends.get(tp, 0) for tp in world.offsets.owned}
     # Restarted once a long override (on time, never cleared, still active at the end) is
     # applied and acknowledged: the rest runs on a decoded account with an active override.
     values = [orjson.loads(line) for line in lines]

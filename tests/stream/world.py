@@ -5,10 +5,13 @@ it is set up with, and makers of input events (no broker)."""
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from streamer.contract.events import EVENT_FAMILY
 from streamer.core.config import ScoreConfig
 from streamer.partitioning import partition_of
 from streamer.settings import Settings
@@ -140,3 +143,28 @@ def started_record(account: str, when: str) -> dict[str, Any]:
         "currency": "USD",
         "interval": "month",
     }
+
+
+def input_messages(lines: list[bytes]) -> tuple[list[Message], dict[tuple[str, int], int]]:
+    """Contract event lines as the input messages the workers would read (file order, keyed and
+    partitioned by account, published at their event time), and each topic partition's end offset."""
+    ends: dict[tuple[str, int], int] = defaultdict(int)
+    made = []
+    for line in lines:
+        value = orjson.loads(line)
+        topic = TOPICS[EVENT_FAMILY[value["event_type"]]]
+        partition = partition_of(value["account_id"], SETTINGS.partitions)
+        published = datetime.fromisoformat(value["occurred_at"]).timestamp()
+        made.append(
+            Message(
+                topic,
+                partition,
+                ends[(topic, partition)],
+                value["account_id"].encode(),
+                line,
+                published,
+                GENERATION,
+            )
+        )
+        ends[(topic, partition)] += 1
+    return made, ends
