@@ -10,6 +10,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from streamer.stream.faust_private import current_event
@@ -28,3 +29,19 @@ def acted_as() -> Any | None:
     """The event the worker acts as now (`acting_as`, or faust's own iteration), if any."""
     ref = current_event.get(None)
     return None if ref is None else ref()
+
+
+@dataclass(frozen=True)
+class _Position:
+    topic: str
+    partition: int
+
+
+class PartitionEvent:
+    """Stands for an event of `partition` where a table write has no message behind it (a
+    partition record that must be written before any of its messages is applied)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Position(topic, partition)

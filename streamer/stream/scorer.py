@@ -42,7 +42,7 @@ from streamer.state.partition import PartitionRecord
 from streamer.stream.accounts import TableAccounts
 from streamer.stream.bounded_batches import Unread
 from streamer.stream.checkpoint import Checkpoint, acknowledge_each
-from streamer.stream.context import acting_as
+from streamer.stream.context import PartitionEvent, acting_as
 from streamer.stream.counters import Counters
 from streamer.stream.dead_letters import (
     DeadLetterLog,
@@ -118,6 +118,9 @@ class Pending:
         # partition -> the event time its span counts from (`CHECKPOINT_SPAN`)
         self.span_from: dict[int, int] = {}
         self.spanned = False  # a partition's span is used up: checkpoint before it goes on
+        # partition -> what it acts as: an input topic of it was found created again, and its
+        # record must forget the old offsets durably before anything else (`Scorer._start_over`)
+        self.started_over: dict[int, Any] = {}
 
     def add(
         self,
@@ -584,6 +587,12 @@ class Scorer:
                 self.offsets.start_over(topic, partition, expected)
             else:
                 expected = (await self.offsets.restart_offsets([tp])).get(tp)
+                stored = self._record(partition).offsets
+                if expected is not None and stored.knows(topic) and stored.contiguous_to(topic) < expected:
+                    # The group's committed offset is past what the stored state lists: the old
+                    # topic's, committed before it was found created again (`_start_over`).
+                    # Read from what the state lists; what it has is skipped as applied.
+                    expected = stored.contiguous_to(topic)
             if expected is None:
                 # The broker could not be asked: the delivery must follow on from what the stored
                 # state contains. Taken as following on whatever its offset, it had the next
@@ -654,13 +663,17 @@ class Scorer:
         applied: forget them (see `_start_over_if_created_again`), and give the new topic the
         input topics' settings."""
         record = self._record(partition)
-        record.offsets.forget(topic)
+        record.offsets.start_over(topic)
         record.copies.forget(topic)
         self._floors.pop((topic, partition), None)
         if partition not in self.stores:
             self._engine(partition)
         accounts = self.stores[partition].forget_offsets(topic)
         self._started_over.setdefault(partition, set()).add(topic)
+        # Checkpointed at once (`_checkpoint_due`): until its record is written the stored one
+        # lists the old offsets, and a worker killed meanwhile found the new topic grown past
+        # them at its next start, took it for the old one and skipped its first messages.
+        self._pending.started_over.setdefault(partition, PartitionEvent(topic, partition))
         ledger = self.ledgers.get(partition)
         if ledger is not None:
             ledger.forget(lambda letter_topic, _: letter_topic == topic)
@@ -714,6 +727,8 @@ class Scorer:
                 elif end < next_offsets[tp]:
                     await self._read_created_again(*tp, end, next_offsets[tp])
                 self.stalls.delivered(tp, now)  # checked: look again in STALL_S
+            if self._pending.started_over and not self.paused:
+                await self._checkpoint()
 
     async def _read_created_again(self, topic: str, partition: int, end: int, read_to: int) -> None:
         """The topic partition ends before where this worker read it to: the topic was deleted
@@ -849,6 +864,8 @@ class Scorer:
         """Whether the batches since the last checkpoint should be made durable now: after
         `checkpoint_every_s`, after `RELEASE_MAX` messages, and before a rebalance or a stop."""
         pending = self._pending
+        if pending.started_over:
+            return True
         if not pending.done:
             return False
         return (
@@ -875,10 +892,10 @@ class Scorer:
         if self._given_up:
             await self._drop_unwritten()  # nothing written after it may claim its messages
             return
-        if self._pending.done and self.fence.up("a checkpoint"):
+        if (self._pending.done or self._pending.started_over) and self.fence.up("a checkpoint"):
             return  # kept: written once the lease is renewed, dropped by a rebalance
         pending, self._pending = self._pending, Pending()
-        if not pending.done:
+        if not pending.done and not pending.started_over:
             return
         # A partition dropped since (`_release`: no longer owned) gets no state and no
         # acknowledgement: its owner reads those messages again.
@@ -894,6 +911,9 @@ class Scorer:
                 # events are re-routed) and no changelog partition to hold a record.
                 self._engine(partition)
                 applied[partition] = event
+        for partition, acting in pending.started_over.items():
+            if partition in self.merges:
+                applied.setdefault(partition, acting)  # its record, though nothing of it was done
         checkpoint = Checkpoint(
             outputs=self.sink,
             stores=self.stores,
@@ -911,8 +931,8 @@ class Scorer:
         )
         await checkpoint.prepare()
         self._inflight = asyncio.ensure_future(self._complete(checkpoint))
-        if not self.overlap or self.stopping or self.revoking:
-            await self._settle()
+        if not self.overlap or self.stopping or self.revoking or pending.started_over:
+            await self._settle()  # a topic created again: a rare event, made durable at once
         for partition in applied:  # the projection, outside the delivery guarantee
             engine = self.engines[partition]
             self.projection.partition(

@@ -1080,6 +1080,86 @@ async def test_an_input_topic_created_again_before_a_checkpoint_lists_none_of_it
     assert stored.contiguous_to(USAGE) == 8 and stored.applied_to(USAGE) == 8
 
 
+async def test_a_topic_found_created_again_is_checkpointed_at_once(world: World) -> None:
+    """Found created again at a restart, the forgotten offsets stayed in memory until the
+    partition's next checkpoint was due. Killed before it, with the new topic grown past the old
+    offsets by the next start (so that nothing looked created again), its first messages were
+    taken for the old ones applied before and skipped, without a word."""
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    restarted = World(restarted_from=world)
+    restarted.scorer.checkpoint_every_s = 3600.0  # no checkpoint due by time
+    restarted._ids = 100  # new events
+    restarted.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
+    await restarted.scorer.process([restarted.usage(0, T2)])
+    killed = World(restarted_from=restarted)
+    killed._ids = 100  # the same new events
+    killed.offsets.ends[(USAGE, PARTITION)] = 5  # grown past the old offsets
+    await killed.scorer.process([killed.usage(offset, T2) for offset in range(5)])
+    counters = killed.scorer.counters
+    assert (counters.reread, counters.processed) == (1, 4)
+
+
+async def test_a_topic_found_created_again_with_its_message_held_is_checkpointed_at_once(
+    world: World,
+) -> None:
+    """The same with the new topic's first message held in the merge (another topic has older
+    events to come): nothing of the partition was applied, and its record not written."""
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    restarted = World(restarted_from=world)
+    restarted._ids = 100  # new events
+    restarted.offsets.ends[(SUBS, PARTITION)] = 100  # a backlog: the subscriptions topic holds the merge
+    restarted.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
+    await restarted.scorer.process([restarted.usage(0, T2)])
+    assert len(restarted.scorer.merges[PARTITION]) == 1
+    killed = World(restarted_from=restarted)
+    killed._ids = 100  # the same new events
+    killed.offsets.ends[(USAGE, PARTITION)] = 5  # grown past the old offsets
+    await killed.scorer.process([killed.usage(offset, T2) for offset in range(5)])
+    counters = killed.scorer.counters
+    assert (counters.reread, counters.processed) == (0, 5)
+
+
+async def test_a_topic_found_created_again_is_read_from_its_start_past_the_old_committed_offset(
+    world: World,
+) -> None:
+    """Nothing of the new topic acknowledged yet (its first message held), the group still held
+    the old topic's committed offset (3) at the next start: faust sought there, and the new
+    topic's messages 0-2 were never read, without a word."""
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    restarted = World(restarted_from=world)
+    restarted._ids = 100  # new events
+    restarted.offsets.ends[(SUBS, PARTITION)] = 100  # a backlog: the subscriptions topic holds the merge
+    restarted.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
+    await restarted.scorer.process([restarted.usage(0, T2)])
+    killed = World(restarted_from=restarted)
+    killed.offsets.restarts[(USAGE, PARTITION)] = 3  # the old topic's, still the group's
+    killed.offsets.ends[(USAGE, PARTITION)] = 5
+    await killed.scorer.process([killed.usage(3, T2)])
+    assert killed.offsets.seeks == [(USAGE, PARTITION, 0)]
+    assert killed.scorer.counters.processed == 0
+
+
+async def test_a_topic_found_created_again_while_read_is_checkpointed_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same when found by the stall check of a running worker: its old offsets stayed in the
+    stored partition record until a message of the new topic was checkpointed."""
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    world.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
+    await world.scorer.reread_stalled()
+    killed = World(restarted_from=world)
+    killed._ids = 100  # new events
+    killed.offsets.ends[(USAGE, PARTITION)] = 5  # grown past the old offsets
+    await killed.scorer.process([killed.usage(offset, T2) for offset in range(5)])
+    counters = killed.scorer.counters
+    assert (counters.reread, counters.processed) == (0, 5)
+
+
 async def test_a_restart_with_the_topic_as_it_was_reads_applied_messages_as_re_reads(world: World) -> None:
     world.offsets.ends[(USAGE, PARTITION)] = 2
     first = world.usage(0, T1)
