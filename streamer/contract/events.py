@@ -76,6 +76,14 @@ _BLANK = frozenset(
 )
 
 
+# Optional text the scorer never reads (a cancellation's `reason`, a ticket's `channel`, a survey
+# answer's `context`): the spec sets it no limit, and a cancellation refused for a 1,001-character
+# reason left its customer paying. Any text is taken and nothing keeps it.
+IgnoredText = Annotated[
+    str, Field(description="any text: not read by the scorer, never a reason to refuse the event")
+]
+
+
 def _untagged(value: str, rule: str = NAME_RULE) -> str:
     """No invisible characters outside the Basic Multilingual Plane (`_ASTRAL_HIDDEN`)."""
     if not value.isascii() and any(ord(char) in hidden for char in value for hidden in _ASTRAL_HIDDEN):
@@ -320,7 +328,7 @@ class SubscriptionCanceled(Envelope):
         description="RFC 3339 with offset; from input.earliest (default 2000-01-01T00:00:00Z) to "
         "input.max_term_years (default 100) after occurred_at",
     )
-    reason: Annotated[str, Field(max_length=1000)] | None = None
+    reason: IgnoredText | None = None
 
 
 class PaymentFailed(Envelope):
@@ -352,7 +360,7 @@ class TicketOpened(Envelope):
     event_type: Literal["ticket.opened"]
     ticket_id: Id
     priority: Priority
-    channel: Annotated[str, Field(max_length=64, pattern=NAME_TEXT), AfterValidator(_untagged)] | None = None
+    channel: IgnoredText | None = None
 
 
 class TicketResolved(Envelope):
@@ -381,7 +389,7 @@ class SurveyAnswered(Envelope):
     score: Annotated[int, Field(strict=True)]
     respondent_id: Id
     comment: Annotated[str, Field(max_length=4000)] | None = None
-    context: Annotated[str, Field(max_length=64, pattern=NAME_TEXT), AfterValidator(_untagged)] | None = None
+    context: IgnoredText | None = None
 
     @model_validator(mode="after")
     def _score_in_range(self) -> SurveyAnswered:
