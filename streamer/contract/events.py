@@ -39,7 +39,7 @@ from streamer.contract.vocabulary import Band
 # the Basic Multilingual Plane where a JSON Schema pattern cannot name them, in `_visible`).
 _HIDDEN = (
     "\x00-\x1f\x7f-\x9f\xad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b\u2028-\u202e"
-    "\u2060-\u2064\u2066-\u206f\u2800\u3164\ufeff\uffa0\ufff9-\ufffb"
+    "\u2060-\u206f\u2800\u3164\ufeff\uffa0\ufff0-\ufffb"
 )
 # Names may hold joiners, direction marks (the Arabic letter mark too) and variation selectors
 # (Mongolian's too): Persian, Arabic, Indic and Mongolian text, emoji; ids may not: "acct-2" and
@@ -58,9 +58,16 @@ ID_RULE = (
     "U+0020, and no space first or last"
 )
 # Outside the Basic Multilingual Plane, where a JSON Schema pattern cannot name them: the tag
-# characters and the musical symbols' invisible formatting (refused everywhere), and the
-# supplementary variation selectors (in ids).
-_ASTRAL_HIDDEN = (range(0xE0000, 0xE0080), range(0x1D173, 0x1D17B))
+# characters and the rest of plane 14 but its variation selectors, the shorthand format controls
+# and the musical symbols' invisible formatting (refused everywhere), and the supplementary
+# variation selectors (in ids). With the BMP's above, Unicode's Default_Ignorable_Code_Point set
+# but the joiners, marks and selectors that names keep.
+_ASTRAL_HIDDEN = (
+    range(0xE0000, 0xE0100),
+    range(0xE01F0, 0xE1000),
+    range(0x1BCA0, 0x1BCA4),
+    range(0x1D173, 0x1D17B),
+)
 _ASTRAL_MARKS = range(0xE0100, 0xE01F0)
 # What a name may hold but not be made of (with whitespace): joiners, direction marks, selectors
 _BLANK = frozenset(

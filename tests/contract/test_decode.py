@@ -519,6 +519,7 @@ def test_an_override_score_is_a_json_number_not_a_boolean_or_a_string(score: obj
         ),
         *("\u00ad", "\u034f", "\u2061", "\u3164", "\u115f", "\u2800", "\uffa0", "\U000e0041"),  # show nothing
         *("\ufff9", "\ufffb", "\U0001d173", "\U0001d17a"),  # interlinear annotation, musical formatting
+        *("\u2065", "\ufff0", "\ufff8", "\U0001bca0", "\U0001bca3", "\U000e0080", "\U000e0fff"),  # ignorable
     ],
 )
 def test_names_with_control_characters_or_bidi_overrides_are_refused(
