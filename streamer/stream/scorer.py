@@ -817,9 +817,10 @@ class Scorer:
                         counters.copies_again += 1
                         done.append(event)
                         continue
-                    if day is not None and decoded.occurred_at.date() != day:
-                        await self._publish_snapshots(engine)  # one per changed account and event-time day
-                    day = decoded.occurred_at.date()
+                    at = to_ms(decoded.occurred_at)
+                    if day is not None and at // DAY != day:
+                        await self._publish_snapshots(engine)  # one per changed account and UTC day
+                    day = at // DAY
                     if in_state:
                         await self._pass_time(engine, decoded)
                         done.append(event)

@@ -81,6 +81,25 @@ async def test_a_usage_message_with_every_other_topic_at_its_end_is_applied_and_
     assert world.journal == one_checkpoint(f"ack {USAGE}@0")
 
 
+@pytest.mark.parametrize(
+    ("times", "snapshots"),
+    [
+        # one UTC day, two local dates: one snapshot
+        (["2024-03-04T23:00:00+11:00", "2024-03-03T23:30:00-13:00", "2024-03-04T13:00:00Z"], 1),
+        # one local date, two UTC days: one snapshot each
+        (["2024-03-04T01:00:00+02:00", "2024-03-04T03:00:00+02:00"], 2),
+    ],
+)
+async def test_a_batch_publishes_a_snapshot_per_changed_account_and_utc_day(
+    world: World, times: list[str], snapshots: int
+) -> None:
+    """Days are UTC days, as everywhere in event time: split by each event's own offset, a
+    producer alternating +11:00 and -13:00 had every event publish a snapshot."""
+    world.offsets.ends[(USAGE, PARTITION)] = len(times)
+    await world.scorer.process([world.usage(offset, when) for offset, when in enumerate(times)])
+    assert len(world.sink.snapshots) == snapshots
+
+
 # -- 1. stale deliveries -------------------------------------------------------------------------
 
 
