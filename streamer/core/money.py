@@ -15,20 +15,23 @@ _PRECISION = 60  # digits: amount (18) x rate x 10^6, exact before rounding to a
 _MICRO = Decimal(1)
 _CENT = Decimal("0.01")
 
-# Months in one billing interval of each kind; a week is 12/52 of a month.
-MONTHS_PER_INTERVAL: dict[str, Decimal] = {
-    "week": Decimal(12) / Decimal(52),
-    "month": Decimal(1),
-    "year": Decimal(12),
+# Months in one billing interval of each kind, as a fraction (numerator, denominator): a week is
+# 12/52 of a month. Held as a Decimal, 12/52 was rounded at 28 digits, and an MRR exactly half a
+# micro-unit from two neighbours (0.09 every 32 weeks: 12,187.5) was rounded down, not half-even.
+MONTHS_PER_INTERVAL: dict[str, tuple[int, int]] = {
+    "week": (12, 52),
+    "month": (1, 1),
+    "year": (12, 1),
 }
 
 
 def monthly_micros(amount: Decimal, interval: str, interval_count: int, rate: Decimal) -> int:
     """MRR in micro-units: amount x rate / months in (interval_count x interval), rounded half-even."""
-    months = MONTHS_PER_INTERVAL[interval] * interval_count
+    months, per = MONTHS_PER_INTERVAL[interval]
     with localcontext() as exact:  # the default 28 digits refused an extreme configured rate
         exact.prec = _PRECISION
-        return int((amount * rate * MICROS / months).quantize(_MICRO, rounding=ROUND_HALF_EVEN))
+        monthly = amount * rate * (MICROS * per) / (months * interval_count)
+        return int(monthly.quantize(_MICRO, rounding=ROUND_HALF_EVEN))
 
 
 def format_money(micros: int) -> str:

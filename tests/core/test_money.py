@@ -26,6 +26,10 @@ from streamer.core.money import format_money, monthly_micros
         ("100", "month", 1, "1.08", 108_000_000),  # EUR at the default rate
         ("1200", "year", 1, "1.27", 127_000_000),  # GBP at the default rate
         ("19.99", "week", 1, "1.08", 93_553_200),  # 19.99 * 1.08 * 52 / 12 = 93.5532
+        # exactly half a micro-unit: half-even, as 12/52 rounded at 28 digits did not
+        ("0.09", "week", 32, "1", 12_188),  # 0.09 * 52 / (32 * 12) = 0.0121875
+        ("0.000009", "week", 2, "1", 20),  # 19.5 micro-units
+        ("0.000003", "week", 2, "1", 6),  # 6.5 micro-units: to the even neighbour below
     ],
 )
 def test_monthly_micros_from_amount_interval_and_count(
