@@ -32,8 +32,9 @@ COMPACTED = {"cleanup.policy": "compact"}
 # reach of valid input (140,000 usage events of one account within the allowed lateness, or
 # 1,000 survey answers with long ids), and a record the broker refuses stops the worker on every
 # restart. The core's `[limits]` bound an account's record below this (a test builds the worst
-# case of the default limits: about 5.7 MB); a segment holds at least one record.
-CHANGELOG_RECORD_MAX_BYTES = 8 * 1024 * 1024
+# case of the default limits: about 7.4 MB, 88% of the 8 MiB this was); a segment holds at least
+# one record.
+CHANGELOG_RECORD_MAX_BYTES = 12 * 1024 * 1024
 CHANGELOG_SEGMENT_BYTES = CHANGELOG_RECORD_MAX_BYTES
 CHANGELOG_SEGMENT_MS = 5 * 60 * 1000
 CHANGELOG = {
