@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,7 +20,7 @@ from streamer.importer.mapping import (
     preset_mapping,
     with_overrides,
 )
-from streamer.importer.run import Importer, ImportSummary, OutputError
+from streamer.importer.run import Importer, ImportSummary, OutputError, check_writable
 from streamer.importer.tables import BadRow, Progress, TableError
 from streamer.importer.usage import UsageGrain
 from streamer.outputs import prepare
@@ -35,6 +37,26 @@ class TableProblem(click.ClickException):
     not where the problem is."""
 
     exit_code = 2
+
+
+class MappingProblem(TableProblem):
+    """A mapping (file, preset or --column override) that cannot be used: one line naming the
+    key, exit code 2, as a table error."""
+
+
+class OutProblem(TableProblem):
+    """An --out written as a folder (`d/`): exit code 2 as a usage error, in one line."""
+
+
+class OutFile(click.Path):
+    """--out: a file to write, refused when written as a folder (`d/`), as `streamer simulate`
+    refuses it: the path type drops the trailing separator, and a file named `d` was written."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fsdecode(value) if isinstance(value, str | bytes | os.PathLike) else str(value)
+        if text.endswith((os.sep, "/")) or (os.altsep is not None and text.endswith(os.altsep)):
+            raise OutProblem(f"--out {text!r} names a folder, not a file: add the file's name")
+        return super().convert(value, param, ctx)
 
 
 class CurrencyProblem(TableProblem):
@@ -81,11 +103,11 @@ def _mapping(preset: Preset | None, mapping_path: Path | None, columns: tuple[st
         for item in columns:
             key, sep, value = item.partition("=")
             if not sep or not key:
-                raise click.BadParameter(f"{item!r}: expected TABLE.KEY=VALUE", param_hint="--column")
+                raise MappingError(f"--column {item!r}: expected TABLE.KEY=VALUE")
             overrides[key] = value
         return with_overrides(mapping, overrides) if overrides else mapping
     except MappingError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise MappingProblem(str(exc)) from None
 
 
 def _tables(folder: Path, mapping: Mapping) -> list[Path]:
@@ -201,7 +223,7 @@ def render_summary(summary: ImportSummary) -> str:
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutFile(dir_okay=False, path_type=Path),
     help="Events file to write (JSON lines; gzip when it ends in .gz).",
 )
 @click.option("--preset", type=click.Choice([p.value for p in Preset]), help="A built-in mapping.")
@@ -291,6 +313,10 @@ def import_tables(
     _check_currency(mapping, config, source, named)
     # before the (long) read: its folder, writable; none of the inputs (the config either)
     prepare([out], [*_tables(folder, mapping), mapping_path, source])
+    try:
+        check_writable(out)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
     show = sys.stderr.isatty() if progress is None else progress
     importer = Importer(
         folder,

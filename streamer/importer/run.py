@@ -89,6 +89,7 @@ class ImportSummary:
     subscriptions: int = 0
     usage_rows: int = 0
     # accounts left out: a skipped subscription row of theirs would have read as a gap (a churn)
+    # or a lower MRR
     left_out: list[str] = field(default_factory=list)
     left_out_usage: int = 0  # their product-event rows
     addons_missing: str | None = None  # the add-on catalogue the mapping names, not in the folder
@@ -149,7 +150,7 @@ class Importer:
         self.bad = BadRows(skip=skip_bad_rows)
         self.accounts: set[str] | None = None
         self.refused_accounts: dict[str, int] = {}  # id -> line of its account-table row the reader refused
-        self.left_out: set[str] = set()  # accounts with a skipped subscription row not covered
+        self.left_out: set[str] = set()  # accounts with a skipped subscription row
         self.profiles: dict[str, ProfileRow] = {}  # accounts-table rows with a profile
         self.first_use: dict[str, int] = {}  # account -> its first product-event row written (ms)
         self.config = config if config is not None else ScoreConfig()
@@ -297,12 +298,11 @@ class Importer:
         refused = {id(refusal.row) for refusal in refusals}
         found = [parsed for parsed, _ in read if id(parsed) not in refused]
         known = self.accounts
+        # what a skipped row held cannot be told from the others: without it the account's
+        # history would read with a gap (a churn) or a lower MRR
         self.left_out = {
-            row.values[0]
-            for row in skipped
-            if row.values[0] and (known is None or row.values[0] in known) and not _covered(row, found)
+            row.values[0] for row in skipped if row.values[0] and (known is None or row.values[0] in known)
         }
-        # a conflicting row left out lowers its account's MRR or ends a term early, covered or not
         self.left_out |= {refusal.row.account for refusal in refusals}
         summary.left_out = sorted(self.left_out)
         return [row for row in found if row.account not in self.left_out]
@@ -361,6 +361,8 @@ class Importer:
             account, product, start, end, mrr, seats, months, addon, (row.file, row.line)
         )
         started = started_event(parsed, self.mapping.currency)
+        if len(started["subscription_id"]) > MAX_ID:
+            raise row.bad(_too_long_for_ids(table.account, account, started["subscription_id"]))
         problem = self.refusal(orjson.dumps(started))
         if problem is not None:
             raise row.bad(_refused(started, problem))
@@ -371,7 +373,9 @@ class Importer:
         if table is None or table.lookup_file is None:
             return None
         lookup = Lookup()
-        for row in self._rows(table.lookup_file, [table.lookup_key, table.lookup_name], summary, "events"):
+        refused: list[Row] = []  # rows the reader refused (a wrong number of fields), as far as read
+        columns = [table.lookup_key, table.lookup_name]
+        for row in self._rows(table.lookup_file, columns, summary, "events", refused):
             key, name = row.values
             try:
                 if key in lookup.names and lookup.names[key] != name:  # the last one won, silently
@@ -382,6 +386,9 @@ class Importer:
             except BadRow as error:
                 lookup.refused.setdefault(key, row.line)
                 self.bad.handle(error)
+        for row in refused:
+            if row.values and row.values[0]:
+                lookup.refused.setdefault(row.values[0], row.line)
         return lookup
 
     def read_usage(
@@ -455,8 +462,9 @@ class Importer:
         if rule is DataEndRule.latest_start:
             data_end = latest_start
         out.parent.mkdir(parents=True, exist_ok=True)
+        target, written = _target(out), _temporary(out)
         source = self.mapping.events.file if self.mapping.events is not None else ""
-        usage = UsageAggregator(self.grain, source, self.config.input.max_count, scratch=out.parent)
+        usage = UsageAggregator(self.grain, source, self.config.input.max_count, scratch=written.parent)
         with closing(usage):  # its runs on disk go, whatever happens
             latest_usage = self.read_usage(summary, data_end, usage)
             latest_seen = latest_start
@@ -483,22 +491,33 @@ class Importer:
             summary.subscriptions = counts.subscriptions
             summary.next_day = counts.next_day
             summary.usage_rows = usage.rows
-            written = _temporary(out)
             try:
                 events = merged(changes, usage)
                 if self.write_progress is not None:
                     events = _with_progress(events, len(changes) + usage.rows, out.name, self.write_progress)
                 write_events(written, self.checked(events), summary, shown=out)
             except BaseException:
-                if written != out:
-                    written.unlink(missing_ok=True)  # no half-written file; a previous one stays
+                if written != target:  # no half-written file; a previous one stays
+                    with suppress(OSError):  # one that could not be made: the error says why
+                        written.unlink(missing_ok=True)
                 raise
-            if written != out and summary.events:
-                written.replace(out)
-            elif written != out:  # an import that wrote no event fails: a previous file stays
+            if written != target and summary.events:
+                written.replace(target)
+            elif written != target:  # an import that wrote no event fails: a previous file stays
                 written.unlink()
         summary.seconds = time.monotonic() - started
         return summary
+
+
+def _too_long_for_ids(column: str, account: str, subscription_id: str) -> str:
+    """An account id that makes its subscription ids (`ACCOUNT:plan:1`) longer than the contract
+    takes, said of the account column: the table has no subscription id."""
+    room = MAX_ID - (len(subscription_id) - len(account))
+    return (
+        f"{column} {account[:40]!r}... ({len(account)} characters) is too long for the ids of its "
+        f"subscriptions ({subscription_id[len(account) :]!r} follows it there; the contract takes "
+        f"{MAX_ID} characters): shorten it to at most {room} characters"
+    )
 
 
 def _terms_past_year_9999(exc: TermsPastYear9999, summary: ImportSummary) -> str:
@@ -511,28 +530,6 @@ def _terms_past_year_9999(exc: TermsPastYear9999, summary: ImportSummary) -> str
         f"until the end of the data, {summary.data_end} ({summary.data_end_rule}), and its billing terms "
         "would run past year 9999: give an earlier end of the data, such as the export date"
     )
-
-
-def _covered(skipped: Row, kept: list[SubscriptionRow]) -> bool:
-    """Whether leaving out a bad subscription row changes nothing: its account's kept rows of the
-    same product cover its whole [start, end). Otherwise its absence would read as a gap (a
-    cancellation and a new subscription) or a lower MRR, and the account is left out instead.
-    A row whose account, product or dates cannot be read is not covered."""
-    account, product, start_text, end_text = skipped.values[:4]
-    try:
-        start = parse_day(skipped, "start", start_text)
-        end = parse_day(skipped, "end", end_text) if end_text else None
-    except BadRow:
-        return False
-    reached: datetime | None = start  # covered up to here (None: for ever)
-    for row in sorted(
-        (r for r in kept if r.account == account and r.product == product), key=lambda r: r.start
-    ):
-        if reached is None or (end is not None and reached >= end):
-            break
-        if row.start <= reached and (row.end is None or row.end > reached):
-            reached = row.end
-    return reached is None or (end is not None and reached >= end)
 
 
 def merged(changes: list[Imported], usage: UsageAggregator) -> Iterator[Imported]:
@@ -569,13 +566,37 @@ def _refused(event: dict[str, Any], reason: str) -> str:
     return f"its {event['event_type']} event is refused: {reason}"
 
 
+def _target(out: Path) -> Path:
+    """The file `out` names: a symlink's target, which the events replace (the link stays)."""
+    return out.resolve() if out.is_symlink() else out
+
+
 def _temporary(out: Path) -> Path:
-    """Where the events are written before they replace `out` at once, so that an import that
-    fails leaves a previous file whole: beside it, with its name (and so its .gz); `out` itself
-    when it is no plain file (a device, a link)."""
-    if out.is_symlink() or (out.exists() and not out.is_file()):
-        return out
-    return out.with_name(f".partial-{os.getpid()}-{out.name}")
+    """Where the events are written before they replace `_target(out)` at once, so that an import
+    that fails leaves a previous file whole: beside the target, with the name of `out` (and so
+    its .gz); the target itself when it is no plain file (a device, a FIFO), written in place."""
+    target = _target(out)
+    if target.exists() and not target.is_file():
+        return target
+    return target.with_name(f".partial-{os.getpid()}-{out.name}")
+
+
+def check_writable(out: Path) -> None:
+    """Create and remove the temporary file the events will be written to, before the tables are
+    read: a folder that cannot be written (where the runs on disk go too), or a name too long
+    once `.partial-PID-` is put in front, failed only when the events were written. An
+    OutputError naming both files when it cannot be made."""
+    written = _temporary(out)
+    if written == _target(out):  # written in place (a device, a FIFO): its own check opened it
+        return
+    try:
+        written.open("wb").close()
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {out}: cannot create {written}, where the events are written first: "
+            f"{exc.strerror or exc}"
+        ) from None
+    written.unlink()
 
 
 @contextmanager

@@ -31,8 +31,14 @@ from functools import lru_cache
 from itertools import groupby
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
+from streamer.contract.events import Id
+
 PLAN_LINE = "plan"
 ADDON_MARK = "addon="  # in front of an add-on's line name that could be taken for another's
+HASHED_MARK = ADDON_MARK + "#"  # in front of the hash of an add-on's name that is no part of an id
+CONTRACT_ID: TypeAdapter[str] = TypeAdapter(Id)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_DAY = timedelta(days=1)
 
@@ -147,7 +153,27 @@ def _amount(row: SubscriptionRow) -> str:
 
 
 def _subscription_id(row: SubscriptionRow, number: int) -> str:
-    return f"{row.account}:{row.line}:{number}"
+    """`ACCOUNT:LINE:N`; for an add-on whose name cannot be part of an id there (a no-break
+    space, a variation selector, not in NFC form, too long), `ACCOUNT:addon=#HASH:N`."""
+    readable = f"{row.account}:{row.line}:{number}"
+    if not row.addon or _is_id(readable):
+        return readable
+    return f"{row.account}:{hashed_line(row.product)}:{number}"
+
+
+def hashed_line(product: str) -> str:
+    """The line name of add-on `product` in ids when its own cannot be: a hash of it, the same on
+    every run, marked so that it cannot be another add-on's line name (`addon_line`)."""
+    return HASHED_MARK + hashlib.blake2b(product.encode(), digest_size=6).hexdigest()
+
+
+def _is_id(text: str) -> bool:
+    """Whether the contract takes `text` as an id."""
+    try:
+        CONTRACT_ID.validate_python(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _event(kind: str, subscription_id: str, at: datetime, row: SubscriptionRow, **fields: Any) -> Imported:

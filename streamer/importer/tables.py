@@ -99,16 +99,37 @@ def _first_line_not_utf8(path: Path) -> tuple[int, UnicodeDecodeError] | None:
         return None
     stream, raw = _open_bytes(path)
     with stream, raw:
-        number, decoder = 1, codecs.getincrementaldecoder("utf-8")()
-        while piece := stream.readline(MAX_LINE):  # a line of 2 GB was read whole
-            end = piece.endswith(b"\n")
+        number, decoder = 1, _utf8()
+        for piece, end in _line_pieces(stream):
             try:
                 decoder.decode(piece, final=end)
             except UnicodeDecodeError as exc:
                 return number, exc
             if end:
-                number, decoder = number + 1, codecs.getincrementaldecoder("utf-8")()
+                number, decoder = number + 1, _utf8()
     return None
+
+
+def _utf8() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")()
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _line_pieces(stream: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """The bytes of `stream` in pieces of at most `MAX_LINE`, each with whether a line ends after
+    it: at LF, CR LF or CR alone, the line ends the CSV reader's text stream counts (lines ended
+    by CR alone were all line 1)."""
+    after_cr = False
+    while piece := stream.readline(MAX_LINE):  # a line of 2 GB was read whole
+        if after_cr and piece.startswith(b"\n"):  # the end of a CR LF cut between two pieces
+            piece = piece[1:]
+        after_cr = piece.endswith(b"\r")
+        *ended, rest = _LINE_END.split(piece)
+        yield from ((line, True) for line in ended)
+        if rest:
+            yield rest, False
 
 
 # What a table that cannot be read any further raises (gzip, zlib or the file itself).

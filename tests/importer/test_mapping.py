@@ -203,3 +203,30 @@ def test_an_empty_data_end_option_is_refused_rather_than_read_as_the_default_rul
         "YYYY-MM-DD, 'latest-seen' or 'latest-start', or leave the option out for the mapping's data_end"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "mapping_text", "said"),
+    [
+        (
+            "subscriptions.mmr=x",
+            None,
+            "subscriptions.mmr: Extra inputs are not permitted (did you mean 'mrr'?)",
+        ),
+        ("subscriptions.mrr", None, "--column 'subscriptions.mrr': expected TABLE.KEY=VALUE"),
+        (None, '[subscriptions]\nfile = "subs.csv"\nmrrr = "amount"\n', "subscriptions.mrrr: "),
+    ],
+    ids=["column-typo", "column-without-value", "mapping-file-key"],
+)
+def test_a_mapping_or_column_error_is_one_line_without_the_usage_text(
+    tmp_path: Path, column: str | None, mapping_text: str | None, said: str
+) -> None:
+    """They printed click's usage text first (three lines); a table error is one line."""
+    mapping = write_export(tmp_path / "export")
+    if mapping_text is not None:
+        mapping.write_text(mapping_text)
+    args = ["import", str(tmp_path / "export"), "--mapping", str(mapping), "--out", str(tmp_path / "o.jsonl")]
+    result = CliRunner().invoke(main, [*args, *(["--column", column] if column is not None else [])])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    assert said in result.output
