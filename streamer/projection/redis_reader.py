@@ -6,7 +6,8 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -14,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from streamer.core.portfolio import PeriodSums
 from streamer.core.totals import FIELDS, add_up
@@ -26,6 +28,46 @@ from streamer.wideints import narrow
 log = logging.getLogger(__name__)
 
 CHUNK = 1000  # ids per HMGET
+# Rows a page reads in one step at most (`PAGE`): a longer read (a CSV export, every alert for a
+# filter) reads its ids, then their values in chunks, not to hold Redis up (100,000 rows in one
+# script kept every other client waiting 0.2 s).
+ONE_STEP = 1000
+
+# One page of a list read in one step: its ids, their values and how many the list holds. Read
+# apart, an alert trimmed between the read of its id and that of its value was counted
+# unreadable (and logged as a value gone missing), and an account re-scored meanwhile showed its
+# new score at its old place in the order.
+# KEYS: a sorted set, the hash of its members' values, and optionally a sorted set whose members
+#       alone are listed (the at-risk set: each keeps its score in the first).
+# ARGV: low, high (score bounds as ZRANGEBYSCORE takes them), offset, count, '1' for highest first.
+# Returns how many members are within the bounds, the page's members in order, and the value of
+# each in the hash (nil where it holds none).
+PAGE = """
+local low, high, offset, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local total, ids
+if KEYS[3] then
+  local found = redis.call('ZINTER', 2, KEYS[1], KEYS[3], 'WEIGHTS', 1, 0, 'WITHSCORES')
+  local members = {}
+  for i = 1, #found, 2 do
+    local score = tonumber(found[i + 1])
+    if score >= tonumber(low) and score <= tonumber(high) then members[#members + 1] = found[i] end
+  end
+  total, ids = #members, {}
+  for i = offset + 1, math.min(offset + count, total) do
+    ids[#ids + 1] = members[ARGV[5] == '1' and total + 1 - i or i]
+  end
+else
+  total = redis.call('ZCOUNT', KEYS[1], low, high)
+  if ARGV[5] == '1' then
+    ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], high, low, 'LIMIT', offset, count)
+  else
+    ids = redis.call('ZRANGEBYSCORE', KEYS[1], low, high, 'LIMIT', offset, count)
+  end
+end
+local values = {}
+if #ids > 0 then values = redis.call('HMGET', KEYS[2], unpack(ids)) end
+return {total, ids, values}
+"""
 
 # What reading a value stored in Redis raises when it holds something other than what the workers
 # write (anyone who may write Redis may have put it there): `int(b"abc")`, `orjson.loads(b"x")`,
@@ -128,6 +170,15 @@ class Entries:
         return sum(row is None for row in self.values)
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A page of a list (`ProjectionReader.rows_page`, `alerts`) and how many entries the list
+    holds, counting those the view cannot read."""
+
+    entries: Entries
+    total: int
+
+
 def _object(raw: bytes | str) -> Row:
     value = orjson.loads(raw)
     if not isinstance(value, dict):
@@ -148,7 +199,7 @@ def _expect_each(row: Row, name: str, check: Callable[[Any], bool], what: str) -
             raise TypeError(f"{name!r} holds {str(item)[:40]!r}, not {what}")
 
 
-def _text_reason(item: Any) -> bool:
+def _is_text(item: Any) -> bool:
     return isinstance(item, str)
 
 
@@ -162,11 +213,10 @@ def summary_row(raw: bytes | str) -> Row:
     for name in ("account_id", "band", "lifecycle_stage", "mrr"):
         _expect(row, name, str)
     _expect(row, "score", int, float)
-    _expect_each(row, "reasons", _text_reason, "a text")
+    _expect_each(row, "reasons", _is_text, "a text")
     _expect(row, "override", dict, type(None))
     _expect(row, "renewal_at", str, type(None))
-    if not Decimal(row["mrr"]).is_finite():
-        raise ValueError(f"'mrr' is {row['mrr']!r}")
+    _finite(row, "mrr")
     if row["renewal_at"] is not None:
         epoch_ms(row["renewal_at"])
     return row
@@ -183,9 +233,54 @@ def alert_row(raw: bytes | str) -> Row:
     return row
 
 
+def _finite(row: Row, name: str) -> None:
+    """`row[name]` is a finite decimal text (an amount)."""
+    if not Decimal(row[name]).is_finite():
+        raise ValueError(f"{name!r} is {row[name]!r}")
+
+
+def _own(row: Row, name: str, listed_as: str) -> Row:
+    """`row`, stored under the hash field `listed_as`, when its id (`name`) is that field: the row
+    of another account stored there listed that account twice."""
+    if row[name] != listed_as:
+        raise ValueError(f"it holds the entry of {name} {str(row[name])[:80]!r}")
+    return row
+
+
+def summary_entry(account_id: str, raw: bytes | str) -> Row:
+    """The list row stored under `account_id`'s field (`summary_row`, of that account)."""
+    return _own(summary_row(raw), "account_id", account_id)
+
+
+def alert_entry(alert_id: str, raw: bytes | str) -> Row:
+    """The alert stored under `alert_id`'s field (`alert_row`, of that id)."""
+    return _own(alert_row(raw), "alert_id", alert_id)
+
+
+def snapshot_row(raw: bytes | str) -> Row:
+    """A snapshot (`cs.health`'s JSON), the fields every snapshot holds checked as list rows are:
+    one lacking a band or a score was answered as it was, and the account page showed
+    "undefined"."""
+    row = _object(raw)
+    for name in ("account_id", "as_of", "band", "lifecycle_stage", "currency", "mrr", "arr"):
+        _expect(row, name, str)
+    _expect(row, "score", int, float)
+    _expect(row, "churn_risk_60d", int, float, type(None))
+    _expect(row, "plan", str, type(None))
+    _expect(row, "components", dict)
+    _expect(row, "metrics", dict)
+    _expect(row, "comments", list)
+    _expect_each(row, "missing", _is_text, "a text")
+    _expect_each(row, "reasons", _reason, "an object with a 'message' text")
+    _finite(row, "mrr")
+    _finite(row, "arr")
+    epoch_ms(row["as_of"])
+    return row
+
+
 def _snapshot(account_id: str, raw: bytes | str) -> Row:
     """The snapshot stored under `account_id`'s key: a JSON object of that account."""
-    snapshot = _object(raw)
+    snapshot = snapshot_row(raw)
     if snapshot.get("account_id") != account_id:
         raise ValueError(f"the snapshot under it is of account {str(snapshot.get('account_id'))[:80]!r}")
     return snapshot
@@ -266,6 +361,13 @@ class Unreadable:
             what = f"{type(error).__name__}: {str(error)[:200]}"
             raise UnreadableValue(f"{key} field {field!r} ({what})") from error
 
+    def wrong_type(self, key: str, held: str, want: str) -> UnreadableValue:
+        """The error of an answer that needs `key`, which holds a `held` where the workers write a
+        `want`: logged as `report` logs, with the DEL that removes it."""
+        error = TypeError(f"WRONGTYPE: it holds a {held} where the workers write a {want}")
+        self.report(key, "", error, f"DEL {key}")
+        return UnreadableValue(f"{key} ({error})")
+
     def _due(self, key: str, field: str) -> bool:
         """Whether `key`'s `field` was not logged within `REPEAT_S` (noted as logged now)."""
         now = self.clock()
@@ -310,6 +412,7 @@ class ProjectionReader:
         self.redis = redis
         self.keys = Keys(prefix)
         self.unreadable = Unreadable()
+        self._page_script = redis.register_script(PAGE)
 
     async def ping(self) -> float:
         """Round trip to Redis in milliseconds (raises when unreachable)."""
@@ -321,15 +424,41 @@ class ProjectionReader:
         """Redis's memory limit, use and eviction policy (None: not to be had, see `read_memory`)."""
         return await read_memory(self.redis)
 
+    @asynccontextmanager
+    async def _reading(self, kinds: Mapping[str, str]) -> AsyncIterator[None]:
+        """A read of the keys of `kinds`, each with the type the workers write there: a key that
+        holds another type (Redis's WRONGTYPE, which names no key) is raised as an
+        `UnreadableValue` naming it, logged with the DEL that removes it."""
+        try:
+            yield
+        except ResponseError as error:
+            wrong = await self._wrong_type(kinds) if "WRONGTYPE" in str(error) else None
+            if wrong is None:
+                raise
+            raise wrong from error
+
+    async def _wrong_type(self, kinds: Mapping[str, str]) -> UnreadableValue | None:
+        """The error of the first key of `kinds` that holds another type than the workers write
+        there (None: none does, or no longer)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in kinds:
+            pipe.type(key)
+        for (key, want), held in zip(kinds.items(), map(_text, await pipe.execute()), strict=True):
+            if held not in (want, "none"):
+                return self.unreadable.wrong_type(key, held, want)
+        return None
+
     async def meta(self) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.meta)
+        async with self._reading({self.keys.meta: "hash"}):
+            raw = await self.redis.hgetall(self.keys.meta)
         return {_text(key): _text(value) for key, value in raw.items()}
 
     async def account(self, account_id: str) -> dict[str, Any] | None:
         """The account's latest snapshot, None when the projection has none (raises when the value
         stored is no snapshot of this account)."""
         key = self.keys.account(account_id)
-        raw = await self.redis.hget(key, "snapshot")
+        async with self._reading({key: "hash"}):
+            raw = await self.redis.hget(key, "snapshot")
         return (
             None
             if raw is None
@@ -352,28 +481,55 @@ class ProjectionReader:
                 ids.append(self.unreadable.decoded(key, named, member, _text, f"{remove} {key} {named}"))
         return ids
 
-    async def page(
-        self, key: str, where: Range, offset: int, count: int, *, descending: bool
-    ) -> tuple[list[str | None], int]:
-        """Ids of one page of a sorted set within a score range (None: unreadable, see `_ids`), and
-        how many are in the range."""
-        low, high = where.bounds
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zcount(key, low, high)
-        if descending:
-            pipe.zrevrangebyscore(key, high, low, start=offset, num=count)
+    async def rows_page(
+        self, key: str, where: Range, offset: int, count: int, *, descending: bool, within: str | None = None
+    ) -> Listed:
+        """One page of the list rows of the sorted set `key` within a score range (only its members
+        that `within` holds too, when given) and how many are in the range: one consistent cut
+        (`PAGE`) for a page of at most `ONE_STEP` rows, else its ids, then their rows."""
+        if count <= ONE_STEP:
+            summaries = self.keys.summaries
+            return await self._page(
+                key, summaries, summary_entry, where, offset, count, descending=descending, within=within
+            )
+        if within is None:
+            ids = await self.ids(key, where, descending=descending)
         else:
-            pipe.zrangebyscore(key, low, high, start=offset, num=count)
-        total, ids = await pipe.execute()
-        return self._ids(key, ids, "ZREM"), int(total)
+            ids = await self.ids_within(key, within, where, descending=descending)
+        return Listed(await self.summaries(ids[offset : offset + count]), len(ids))
+
+    async def _page(
+        self,
+        key: str,
+        data: str,
+        decode: Callable[[str, bytes | str], Row],
+        where: Range,
+        offset: int,
+        count: int,
+        *,
+        descending: bool,
+        within: str | None = None,
+    ) -> Listed:
+        """One page of the sorted set `key` with its members' values in the hash `data`, read in
+        one step (`PAGE`)."""
+        kinds = {key: "zset", data: "hash"} | ({} if within is None else {within: "zset"})
+        low, high = where.bounds
+        async with self._reading(kinds):
+            total, members, stored = await self._page_script(
+                keys=list(kinds), args=[low, high, offset, count, "1" if descending else ""]
+            )
+        ids = self._ids(key, members, "ZREM")
+        readable = (raw for raw, field in zip(stored, ids, strict=True) if field is not None)
+        return Listed(Entries(self._values(data, ids, readable, decode)), int(total))
 
     async def ids(self, key: str, where: Range, *, descending: bool) -> list[str | None]:
         """All ids of a sorted set within a score range, in order (None: unreadable, see `_ids`)."""
         low, high = where.bounds
-        if descending:
-            members = await self.redis.zrevrangebyscore(key, high, low)
-        else:
-            members = await self.redis.zrangebyscore(key, low, high)
+        async with self._reading({key: "zset"}):
+            if descending:
+                members = await self.redis.zrevrangebyscore(key, high, low)
+            else:
+                members = await self.redis.zrangebyscore(key, low, high)
         return self._ids(key, members, "ZREM")
 
     async def ids_within(self, key: str, within: str, where: Range, *, descending: bool) -> list[str | None]:
@@ -381,63 +537,96 @@ class ProjectionReader:
         and within a score range (None: unreadable, see `_ids`): one ZINTER, `within` weighing
         0 so that each id keeps its score in `key`."""
         members: list[Any]
-        if where.low is None and where.high is None:  # no range: the members alone, half the bytes
-            members = await self.redis.zinter({key: 1, within: 0})
-        else:
-            found = cast(
-                list[tuple[bytes, float]], await self.redis.zinter({key: 1, within: 0}, withscores=True)
-            )
-            low = float("-inf") if where.low is None else float(where.low)
-            high = float("inf") if where.high is None else float(where.high)
-            members = [member for member, score in found if low <= score <= high]
+        async with self._reading({key: "zset", within: "zset"}):
+            if where.low is None and where.high is None:  # no range: the members alone, half the bytes
+                members = await self.redis.zinter({key: 1, within: 0})
+            else:
+                found = cast(
+                    list[tuple[bytes, float]], await self.redis.zinter({key: 1, within: 0}, withscores=True)
+                )
+                low = float("-inf") if where.low is None else float(where.low)
+                high = float("inf") if where.high is None else float(where.high)
+                members = [member for member, score in found if low <= score <= high]
         if descending:
             members.reverse()
         return self._ids(key, members, "ZREM")
 
+    def _values(
+        self,
+        key: str,
+        ids: Sequence[str | None],
+        stored: Iterator[Any],
+        decode: Callable[[str, bytes | str], Row],
+        gone: Container[str] = (),
+    ) -> list[Row | None]:
+        """The values `stored` (of the readable ids, in order) decoded: None for an unreadable id,
+        and for an id the hash `key` holds no value of (deleted or evicted by hand: the list lost
+        it silently), unless it is `gone` (no longer listed: trimmed while it was read), which is
+        left out."""
+        values: list[Row | None] = []
+        for field in ids:
+            if field is None:
+                values.append(None)
+                continue
+            raw = next(stored)
+            if raw is not None:
+                values.append(self.unreadable.decoded(key, field, raw, partial(decode, field)))
+            elif field not in gone:
+                self.unreadable.missing(key, field)
+                values.append(None)
+        return values
+
     async def _entries(
-        self, key: str, ids: Sequence[str | None], decode: Callable[[bytes | str], Row]
+        self,
+        key: str,
+        ids: Sequence[str | None],
+        decode: Callable[[str, bytes | str], Row],
+        listed_in: str | None = None,
     ) -> Entries:
-        """The values of `ids` in the hash `key`, decoded; an unreadable id (None), and an id the
-        hash holds no value of (deleted or evicted by hand: the list lost it silently), is an
-        unreadable entry."""
+        """The values of `ids` in the hash `key`, decoded, a chunk at a time (see `_values`); an id
+        that has no value and that the sorted set `listed_in` no longer holds was trimmed
+        while it was read, and is left out."""
         values: list[Row | None] = []
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             fields = [field for field in chunk if field is not None]
-            stored = iter(await self.redis.hmget(key, fields) if fields else [])
-            for field in chunk:
-                if field is None:
-                    values.append(None)
-                    continue
-                raw = next(stored)
-                if raw is None:
-                    self.unreadable.missing(key, field)
-                    values.append(None)
-                else:
-                    values.append(self.unreadable.decoded(key, field, raw, decode))
+            async with self._reading({key: "hash"}):
+                stored = await self.redis.hmget(key, fields) if fields else []
+            absent = [field for field, raw in zip(fields, stored, strict=True) if raw is None]
+            gone = await self._unlisted(listed_in, absent) if listed_in and absent else set()
+            values += self._values(key, chunk, iter(stored), decode, gone)
         return Entries(values)
+
+    async def _unlisted(self, key: str, ids: list[str]) -> set[str]:
+        """Those of `ids` that the sorted set `key` does not hold."""
+        async with self._reading({key: "zset"}):
+            scores = await self.redis.zmscore(key, ids)
+        return {member for member, score in zip(ids, scores, strict=True) if score is None}
 
     async def summaries(self, ids: Sequence[str | None]) -> Entries:
         """The list rows of these accounts, in the same order (a missing row, or an unreadable
         id, counted as an unreadable row)."""
-        return await self._entries(self.keys.summaries, ids, summary_row)
+        return await self._entries(self.keys.summaries, ids, summary_entry)
 
-    async def alerts(self, limit: int, account_id: str | None = None, offset: int = 0) -> Entries:
-        """The newest alerts first, overall or of one account, from the `offset`-th."""
+    async def alerts(self, limit: int | None, account_id: str | None = None, offset: int = 0) -> Listed:
+        """The newest alerts first, overall or of one account, from the `offset`-th (`limit` None:
+        all), and how many are kept: one consistent cut for a page of at most `ONE_STEP`, else
+        the ids, then the alerts, leaving out one trimmed meanwhile."""
         key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
-        ids = self._ids(key, await self.redis.zrevrange(key, offset, offset + limit - 1), "ZREM")
-        return await self._entries(self.keys.alert_data, ids, alert_row)
-
-    async def alert_count(self, account_id: str | None = None) -> int:
-        """Alerts kept, overall or of one account."""
-        key = self.keys.alerts if account_id is None else self.keys.account_alerts(account_id)
-        return int(await self.redis.zcard(key))
+        if limit is not None and limit <= ONE_STEP:
+            return await self._page(
+                key, self.keys.alert_data, alert_entry, Range(), offset, limit, descending=True
+            )
+        ids = await self.ids(key, Range(), descending=True)
+        listed = ids[offset:] if limit is None else ids[offset : offset + limit]
+        return Listed(await self._entries(self.keys.alert_data, listed, alert_entry, key), len(ids))
 
     async def history(self, account_id: str) -> tuple[list[history.Point], int]:
         """The account's readable history points (see `streamer.projection.history`), oldest
         first, and how many it holds that the view cannot read (left out, logged)."""
         key = self.keys.history(account_id)
-        found: Any = await self.redis.zrangebyscore(key, "-inf", "+inf", withscores=True)
+        async with self._reading({key: "zset"}):
+            found: Any = await self.redis.zrangebyscore(key, "-inf", "+inf", withscores=True)
         points: list[history.Point] = []
         for raw, score in found:
             at = _score_text(score)
@@ -459,6 +648,11 @@ class ProjectionReader:
         HSCAN batches, keeping at most twice `limit` names at a time: one name per account can
         be tens of thousands, and a dashboard asks every minute."""
         key = self.keys.owners if which == "owner" else self.keys.segments
+        async with self._reading({key: "hash"}):
+            return await self._names(key, limit, chosen)
+
+    async def _names(self, key: str, limit: int, chosen: Sequence[str]) -> Names:
+        """`names` of the hash `key`."""
         kept: dict[str, int] = {}
         unreadable = 0
         cursor: int = 0
@@ -497,8 +691,10 @@ class ProjectionReader:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.smembers(key)
+        async with self._reading(dict.fromkeys(keys, "set")):
+            answers = await pipe.execute()
         found: set[str] = set()
-        for key, members in zip(keys, await pipe.execute(), strict=True):
+        for key, members in zip(keys, answers, strict=True):
             found.update(i for i in self._ids(key, members, "SREM") if i is not None)
         return found
 
@@ -506,16 +702,18 @@ class ProjectionReader:
         """(number, the values of `fields`, None where unset) of every projected partition, by
         number."""
         key = self.keys.partitions
+        async with self._reading({key: "set"}):
+            members = await self.redis.smembers(key)
         numbers = sorted(
-            self.unreadable.required(key, shown(n), n, _number, f"SREM {key} {shown(n)}")
-            for n in await self.redis.smembers(key)
+            self.unreadable.required(key, shown(n), n, _number, f"SREM {key} {shown(n)}") for n in members
         )
         if not numbers:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for number in numbers:
             pipe.hmget(self.keys.partition(number), list(fields))
-        return list(zip(numbers, await pipe.execute(), strict=True))
+        async with self._reading({self.keys.partition(number): "hash" for number in numbers}):
+            return list(zip(numbers, await pipe.execute(), strict=True))
 
     def _field(self, number: int, field: str, raw: Any, decode: Callable[[Any], T]) -> T:
         """A partition's field decoded; raises an `UnreadableValue` naming it when it cannot be."""
@@ -574,7 +772,8 @@ class ProjectionReader:
         stat that is no finite number, or a whole value that is no JSON object, is left out and
         named in `unreadable` (logged); so is a worker whose id is not UTF-8 text."""
         since = time.time() - max_age_s
-        members = await self.redis.zrangebyscore(self.keys.workers, since, "+inf")
+        async with self._reading({self.keys.workers: "zset"}):
+            members = await self.redis.zrangebyscore(self.keys.workers, since, "+inf")
         ids = self._ids(self.keys.workers, members, "ZREM")
         found = Workers({}, {})
         for member, worker_id in zip(members, ids, strict=True):

@@ -51,16 +51,18 @@ def history_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
     ]
 
 
-def movements(points: Sequence[Point]) -> list[dict[str, Any]]:
+def movements(points: Sequence[Point], since: int | None = None) -> list[dict[str, Any]]:
     """Each MRR change between consecutive points, classified as the portfolio's monthly
-    movements are (`streamer.core.revenue.classify`), oldest first."""
+    movements are (`streamer.core.revenue.classify`), oldest first; those at `since` or after
+    only, when given (classified over every point all the same: whether the account paid before
+    tells a reactivation from new revenue)."""
     found: list[dict[str, Any]] = []
     paid = False
     for before, after in pairwise(points):
         paid = paid or Decimal(before.mrr) > 0
         old, new = Decimal(before.mrr), Decimal(after.mrr)
         kind = classify(_micros(old), _micros(new), paid)
-        if kind is None:
+        if kind is None or (since is not None and after.as_of < since):
             continue
         found.append(
             {

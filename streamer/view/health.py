@@ -4,11 +4,12 @@ how far behind are the workers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from streamer.core.clock import iso
 from streamer.projection.redis_reader import ProjectionReader, Workers
@@ -17,7 +18,10 @@ from streamer.stream.access import KafkaAccess
 from streamer.stream.broker import probe
 from streamer.view.errors import UNREADABLE, unreadable
 
+log = logging.getLogger(__name__)
+
 KAFKA_PROBE_TTL_S = 5.0
+LOG_REPEAT_S = 60.0  # the same Redis error is logged at most this often
 
 
 class Health:
@@ -43,6 +47,7 @@ class Health:
         self.partitions = partitions  # the input topics' partitions, when known
         self.clock = clock
         self._uncovered_since: dict[int, float] = {}
+        self._said: tuple[str, float] | None = None  # the Redis error last logged, and when
         self.kafka_access = kafka
         self.worker_max_age_s = worker_max_age_s
         self.worker_stall_s = worker_stall_s
@@ -70,9 +75,9 @@ class Health:
             redis["reachable"] = True
             reported = await self.reader.workers(self.worker_max_age_s)
             stream_time = await self.reader.checked_stream_time()  # unreadable totals: a problem
-        except (RedisError, OSError) as error:
-            redis["error"] = str(error)
-            problems.append(f"the projection store (Redis) is unreachable: {error}")
+        except (RedisError, OSError) as error:  # its text (an address, a user name) goes to the log alone
+            redis["error"] = type(error).__name__
+            problems.append(self.store_problem(error))
             stream_time = None
         except UNREADABLE as error:
             problems.append(unreadable(error))
@@ -130,6 +135,19 @@ class Health:
             "as_of": None if stream_time is None else iso(stream_time),
         }
         return (503 if status == "down" else 200), body
+
+    def store_problem(self, error: RedisError | OSError) -> str:
+        """The problem of a Redis that did not answer /healthz's reads, or refused one (a command
+        the view's user may not run); Redis's error goes to the log alone (once per `LOG_REPEAT_S`
+        while it stays the same): /healthz needs no token, and the error names the store's
+        address ("Error 111 connecting to 127.0.0.1:6379")."""
+        refused = isinstance(error, ResponseError)
+        problem = f"the projection store (Redis) {'refused a read' if refused else 'is unreachable'}"
+        said, now = f"{type(error).__name__}: {error}", self.clock()
+        if self._said is None or self._said[0] != said or now - self._said[1] >= LOG_REPEAT_S:
+            self._said = (said, now)
+            log.warning(problem, extra={"error": said})
+        return f"{problem}: the view's log says why"
 
     def orphaned(self, workers: dict[str, dict[str, float]]) -> list[int]:
         """The input partitions no recently reporting worker has listed for `worker_max_age_s`

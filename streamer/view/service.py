@@ -9,12 +9,11 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError, ResponseError
 
 from streamer.core.clock import DAY, iso
-from streamer.projection import history
 from streamer.projection.redis_reader import Entries, PartitionData, ProjectionReader
 from streamer.view import account as account_page
 from streamer.view import portfolio
 from streamer.view.errors import UNREADABLE, BadRequest, NotFound, Unavailable, unreadable
-from streamer.view.queries import AccountQuery, AlertQuery, alert_matches, matches, page, plan
+from streamer.view.queries import AccountQuery, AlertQuery, Plan, alert_matches, matches, page, plan
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class ViewService:
     async def account(self, account_id: str) -> dict[str, Any]:
         async def read() -> dict[str, Any]:
             snapshot = await self._known(account_id)
-            snapshot["recent_alerts"] = (await self.reader.alerts(ACCOUNT_ALERTS, account_id)).rows
+            snapshot["recent_alerts"] = (await self.reader.alerts(ACCOUNT_ALERTS, account_id)).entries.rows
             return snapshot
 
         return await guarded(read)
@@ -81,15 +80,6 @@ class ViewService:
         """Each partition's stream time, as the workers last projected it."""
         return await guarded(self.reader.stream_times)
 
-    async def _points(self, account_id: str, days: int | None = None) -> tuple[list[history.Point], int]:
-        """The account's readable history points, oldest first (the last `days` of them), and
-        how many it holds that the view cannot read (left out, logged)."""
-        points, unreadable = await self.reader.history(account_id)
-        if days is not None and points:
-            since = points[-1].as_of - days * DAY
-            points = [p for p in points if p.as_of >= since]
-        return points, unreadable
-
     async def _known(self, account_id: str) -> dict[str, Any]:
         """The account's snapshot; NotFound (the API's message) when the projection has none."""
         snapshot = await self.reader.account(account_id)
@@ -102,12 +92,14 @@ class ViewService:
 
         async def read() -> dict[str, Any]:
             await self._known(account_id)
-            points, unreadable = await self._points(account_id, days)
+            points, unreadable = await self.reader.history(account_id)
+            since = points[-1].as_of - days * DAY if points else 0
             return {
                 "account_id": account_id,
                 "days": days,
-                "points": account_page.history_rows(points),
-                "movements": account_page.movements(points),
+                "points": account_page.history_rows([p for p in points if p.as_of >= since]),
+                # classified over every point: the window alone took a reactivation for new revenue
+                "movements": account_page.movements(points, since),
                 "unreadable": unreadable,
             }
 
@@ -118,8 +110,8 @@ class ViewService:
 
         async def read() -> dict[str, Any]:
             snapshot = await self._known(account_id)
-            points, unreadable = await self._points(account_id)
-            alerts = await self.reader.alerts(per_kind, account_id)
+            points, unreadable = await self.reader.history(account_id)
+            alerts = (await self.reader.alerts(per_kind, account_id)).entries
             items = account_page.timeline(
                 points, account_page.movements(points), snapshot.get("comments") or [], alerts.rows, per_kind
             )
@@ -160,22 +152,18 @@ class ViewService:
         async def read() -> dict[str, Any]:
             now = await self.reader.stream_time()
             how = plan(query, self.reader.keys, now)
-            if how.within is not None or how.residual:
-                if how.within is not None:
-                    ids = await self.reader.ids_within(
-                        how.key, how.within, how.where, descending=query.descending
-                    )
-                else:
-                    ids = await self.reader.ids(how.key, how.where, descending=query.descending)
-                if how.residual:
-                    total, window = await self._filtered(ids, query, now)
-                else:  # every filter covered: only the page's rows are read
-                    total, window = len(ids), await self.reader.summaries(page(ids, query))
-            else:
-                ids, total = await self.reader.page(
-                    how.key, how.where, query.offset, query.limit, descending=query.descending
+            if how.residual:
+                total, window = await self._filtered(await self._ids(how, query), query, now)
+            else:  # every filter covered: only the page's rows are read, with its ids
+                listed = await self.reader.rows_page(
+                    how.key,
+                    how.where,
+                    query.offset,
+                    query.limit,
+                    descending=query.descending,
+                    within=how.within,
                 )
-                window = await self.reader.summaries(ids)
+                total, window = listed.total, listed.entries
             return {
                 "as_of": None if now is None else iso(now),
                 "total": total,
@@ -187,6 +175,12 @@ class ViewService:
             }
 
         return await guarded(read)
+
+    async def _ids(self, how: Plan, query: AccountQuery) -> list[str | None]:
+        """Every id of the sorted set and range `how` says, in the query's order."""
+        if how.within is None:
+            return await self.reader.ids(how.key, how.where, descending=query.descending)
+        return await self.reader.ids_within(how.key, how.within, how.where, descending=query.descending)
 
     async def _filtered(
         self, ids: list[str | None], query: AccountQuery, now: int | None
@@ -239,13 +233,12 @@ class ViewService:
 
         async def read() -> dict[str, Any]:
             if query.filtered:
-                kept = await self.reader.alert_count(query.account_id)
-                found = await self.reader.alerts(max(kept, 1), query.account_id)
+                found = (await self.reader.alerts(None, query.account_id)).entries
                 listed = [alert for alert in found.values if alert is None or alert_matches(alert, query)]
                 total, window = len(listed), Entries(page(listed, query))
             else:
-                total = await self.reader.alert_count(query.account_id)
-                window = await self.reader.alerts(query.limit, query.account_id, query.offset)
+                kept = await self.reader.alerts(query.limit, query.account_id, query.offset)
+                total, window = kept.total, kept.entries
             return {
                 "total": total,
                 "offset": query.offset,

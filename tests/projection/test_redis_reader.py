@@ -24,6 +24,7 @@ from streamer.projection.redis_reader import (
     Range,
     Unreadable,
     alert_row,
+    snapshot_row,
     summary_row,
 )
 from tests.fixtures import RedisServer
@@ -56,9 +57,10 @@ BAD_ALERTS = [
 
 
 def test_every_row_and_alert_the_workers_write_decodes_as_written() -> None:
-    for snapshot in scored().last.values():
+    for snapshot in scored().snapshots:
         row = summary(snapshot)
         assert summary_row(orjson.dumps(row)) == orjson.loads(orjson.dumps(row))
+        assert snapshot_row(orjson.dumps(snapshot)) == orjson.loads(orjson.dumps(snapshot))
     for alert in scored().alerts:
         assert alert_row(orjson.dumps(alert)) == orjson.loads(orjson.dumps(alert))
 
@@ -120,8 +122,9 @@ async def test_alerts_leave_out_an_unreadable_alert(reader: ProjectionReader) ->
     await reader.redis.hset(keys.alert_data, mapping={a["alert_id"]: orjson.dumps(a) for a in alerts})
     await reader.redis.hset(keys.alert_data, "al-1", b"[1")
     found = await reader.alerts(10)
-    assert [a["alert_id"] for a in found.rows] == ["al-2", "al-0"] and found.unreadable == 1
-    newest = await reader.alerts(1, offset=1)
+    assert [a["alert_id"] for a in found.entries.rows] == ["al-2", "al-0"] and found.entries.unreadable == 1
+    assert found.total == 3
+    newest = (await reader.alerts(1, offset=1)).entries
     assert newest.rows == [] and newest.unreadable == 1
 
 
@@ -214,13 +217,13 @@ async def test_an_id_that_is_not_utf8_is_an_unreadable_entry_of_its_list(reader:
     await reader.redis.hset(
         keys.summaries, mapping={"a": orjson.dumps(row("a")), "c": orjson.dumps(row("c"))}
     )
-    ids, total = await reader.page(keys.index("score"), Range(), 0, 10, descending=False)
-    assert (ids, total) == (["a", None, "c"], 3)
+    page = await reader.rows_page(keys.index("score"), Range(), 0, 10, descending=False)
+    assert (page.entries.values, page.total) == ([row("a"), None, row("c")], 3)
     assert await reader.ids(keys.index("score"), Range(), descending=True) == ["c", None, "a"]
-    found = await reader.summaries(ids)
+    found = await reader.summaries(["a", None, "c"])
     assert found.rows == [row("a"), row("c")] and found.unreadable == 1
     await reader.redis.zadd(keys.alerts, {b"\xfe": 1})
-    alerts = await reader.alerts(10)
+    alerts = (await reader.alerts(10)).entries
     assert (alerts.rows, alerts.unreadable) == ([], 1)
     await reader.redis.sadd(keys.owner("ann"), b"a", b"\xff")
     assert await reader.members("owner", ["ann"]) == {"a"}

@@ -128,6 +128,22 @@ async def test_movements_and_timeline_of_an_account_that_changed_mrr(
     assert sum(item["kind"] == "alerts" for item in timeline["items"]) == min(50, len(own_alerts))
 
 
+async def test_a_window_of_days_classifies_movements_as_the_whole_history_does(
+    view: TestClient[Any, Any], data: Scored
+) -> None:
+    """`days=` relabelled a reactivation as new revenue: the churn before the window was not seen,
+    so the first move out of 0.00 inside it looked like a first payment."""
+    account_id = busiest(data)
+    whole = await get(view, f"/api/accounts/{account_id}/history")
+    reactivation = next(move for move in whole["movements"] if move["kind"] == "reactivation")
+    newest = epoch_ms(whole["points"][-1]["as_of"])
+    days = (newest - epoch_ms(reactivation["at"])) // DAY + 2  # the churn is 10 days before it
+    window = await get(view, f"/api/accounts/{account_id}/history", params={"days": str(days)})
+    since = newest - days * DAY
+    assert window["movements"] == [m for m in whole["movements"] if epoch_ms(m["at"]) >= since]
+    assert reactivation in window["movements"]
+
+
 async def test_an_accounts_alerts_page_by_page(view: TestClient[Any, Any], data: Scored) -> None:
     account_id = max(
         {a["account_id"] for a in data.alerts}, key=lambda i: sum(a["account_id"] == i for a in data.alerts)

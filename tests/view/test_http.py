@@ -33,7 +33,7 @@ from streamer.view.health import Health
 from streamer.view.security import COOKIE, cookie_value
 from streamer.view.service import FILTER_NAMES
 from streamer.view.settings import ViewSettings
-from tests.fixtures import RedisServer
+from tests.fixtures import RedisServer, free_port
 
 META = {"currency": "USD", "gross_margin": "1.0", "cs_cost_per_month": ""}
 STATS = {"processed": 10.0, "rejected": 1.0, "alerts": 3.0, "lag": 4.0, "lag_partition.0": 4.0}
@@ -838,6 +838,49 @@ async def test_redis_down_is_a_503_and_metrics_still_answer(tmp_path: Path, pref
         server.stop()
 
 
+async def test_healthz_keeps_the_error_of_an_unreachable_redis_in_the_log(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`/healthz`, which needs no token, answered Redis's error as it came: "Error 111 connecting
+    to 127.0.0.1:6391", the store's address for anyone to read."""
+    port = free_port()
+    client = await start(f"redis://127.0.0.1:{port}/0", prefix)
+    try:
+        with caplog.at_level(logging.WARNING, "streamer.view.health"):
+            health = await get(client, "/healthz", 503)
+    finally:
+        await client.close()
+    assert health["problems"] == ["the projection store (Redis) is unreachable: the view's log says why"]
+    assert str(port) not in json.dumps(health), health
+    assert [str(port) in getattr(r, "error", "") for r in caplog.records] == [True], caplog.records
+
+
+async def test_healthz_says_redis_refused_a_read_rather_than_that_it_is_unreachable(
+    tmp_path: Path, prefix: str
+) -> None:
+    """A Redis that answers but refuses a command (a user without the right to it) was reported
+    "unreachable" next to `"reachable": true`."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    admin = Redis.from_url(server.url)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "viewer", "on", ">pw", "~*", "&*", "+@all", "-smembers")
+        await project(server.url, prefix, scored())
+        client = await start(server.url.replace("redis://", "redis://viewer:pw@"), prefix)
+        try:
+            health = await get(client, "/healthz")
+        finally:
+            await client.close()
+    finally:
+        await admin.aclose()
+        server.stop()
+    assert health["redis"]["reachable"] and health["status"] == "degraded", health
+    assert "the projection store (Redis) refused a read: the view's log says why" in health["problems"], (
+        health
+    )
+    assert not any("unreachable" in problem or "viewer" in problem for problem in health["problems"]), health
+
+
 # -- the OpenAPI document ------------------------------------------------------------------------
 
 
@@ -867,6 +910,17 @@ def test_documented_output_records_are_the_contract_models() -> None:
         for name, definition in schema.pop("$defs", {}).items():
             assert schemas[name] == definition, name
         assert schemas[model.__name__] == schema, model.__name__
+
+
+def test_an_account_state_is_documented_as_the_snapshot_and_its_recent_alerts() -> None:
+    """An `allOf` of `HealthSnapshot` (no other field allowed) and `recent_alerts` refused every
+    account answer; the copy of the snapshot's fields must not drift from the contract model."""
+    schemas = openapi()["components"]["schemas"]
+    snapshot, state = schemas["HealthSnapshot"], schemas["AccountState"]
+    recent = state["properties"]["recent_alerts"]
+    assert state["properties"] == snapshot["properties"] | {"recent_alerts": recent}
+    assert state["required"] == [*snapshot["required"], "recent_alerts"]
+    assert state["additionalProperties"] is False and state["type"] == "object"
 
 
 def test_documented_parameters_are_the_ones_accepted() -> None:

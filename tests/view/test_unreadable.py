@@ -81,19 +81,6 @@ async def test_a_value_the_view_cannot_read_is_a_503_naming_the_error(
     assert (await view.get("/metrics")).status == 200
 
 
-async def test_a_key_of_another_type_is_a_503_saying_redis_refused_the_read(
-    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
-) -> None:
-    """A string planted where the list rows' hash belongs: Redis answers WRONGTYPE, which the
-    view reported as "unreachable", sending whoever read it to look at the network."""
-    await plant(redis_server.url, "DEL", Keys(prefix).summaries)
-    await plant(redis_server.url, "SET", Keys(prefix).summaries, "planted")
-    response = await view.get("/api/accounts")
-    body = await response.json()
-    assert response.status == 503, body
-    assert body["error"].startswith("the projection store (Redis) refused the read: WRONGTYPE"), body
-
-
 def bad_rows() -> list[bytes]:
     """Values of the bad account's list row the workers never write."""
     row = summary(scored().last[BAD])
@@ -518,3 +505,100 @@ async def test_a_row_or_alert_listed_without_its_value_is_counted_unreadable(
         (r.key, r.field) for r in caplog.records if r.getMessage().startswith("an entry listed has no value")
     }  # type: ignore[attr-defined]
     assert said == {(keys.summaries, BAD), (keys.alert_data, alert)}
+
+
+@pytest.mark.parametrize(
+    ("key", "routes"),
+    [
+        (
+            lambda keys: keys.account_alerts(BAD),
+            (f"/api/accounts/{BAD}", f"/api/accounts/{BAD}/timeline", f"/api/accounts/{BAD}/alerts"),
+        ),
+        (lambda keys: keys.history(BAD), (f"/api/accounts/{BAD}/history", f"/api/accounts/{BAD}/timeline")),
+        (lambda keys: keys.account(BAD), (f"/api/accounts/{BAD}",)),
+        (lambda keys: keys.summaries, ("/api/accounts", "/api/accounts?q=acct")),
+        (lambda keys: keys.index("score"), ("/api/accounts", "/api/accounts?q=acct")),
+        (lambda keys: keys.risk, ("/api/accounts?at_risk=true&sort=score",)),
+        (lambda keys: keys.alerts, ("/api/alerts", "/api/alerts?severity=critical")),
+        (lambda keys: keys.owners, ("/api/filters",)),
+        (lambda keys: keys.meta, ("/api/portfolio",)),
+    ],
+    ids=["account-alerts", "history", "account", "summaries", "index", "risk", "alerts", "owners", "meta"],
+)
+async def test_a_key_of_another_type_is_a_503_naming_it_and_logged_with_its_removal(
+    view: TestClient[Any, Any],
+    redis_server: RedisServer,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+    key: Any,
+    routes: tuple[str, ...],
+) -> None:
+    """`SET <prefix>:account-alerts:acct-0005 x` made the account's pages a 503 "refused the read:
+    WRONGTYPE ..." that named no key, with nothing in the log."""
+    named = key(Keys(prefix))
+    await plant(redis_server.url, "DEL", named)
+    await plant(redis_server.url, "SET", named, "planted")
+    with caplog.at_level(logging.ERROR, "streamer.projection.redis_reader"):
+        for route in routes:
+            body = await get(view, route, 503)
+            assert body["error"].startswith("the projection holds a value the view cannot read ("), body
+            assert f"{named} (" in body["error"] and "a string where the workers write a" in body["error"], (
+                body
+            )
+    logged = [r for r in caplog.records if getattr(r, "key", None) == named]
+    assert [getattr(r, "remove_with", None) for r in logged] == [f"DEL {named}"], caplog.records
+
+
+async def test_healthz_names_a_partitions_key_of_another_type_and_says_redis_answers(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    """It said "the projection store (Redis) is unreachable: WRONGTYPE ..." next to
+    `"reachable": true`."""
+    partitions = Keys(prefix).partitions
+    await plant(redis_server.url, "DEL", partitions)
+    await plant(redis_server.url, "SET", partitions, "planted")
+    health = await get(view, "/healthz")
+    assert health["status"] == "degraded" and health["redis"]["reachable"], health
+    assert not any("unreachable" in problem for problem in health["problems"]), health
+    assert any(f"{partitions} (" in problem for problem in health["problems"]), health
+
+
+async def test_a_snapshot_of_the_account_lacking_what_every_snapshot_holds_is_a_503(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str
+) -> None:
+    """`HSET <prefix>:account:old snapshot '{"account_id":"old","score":5}'` answered a 200 whose
+    body the document refuses, and the account page showed "undefined"."""
+    whole = scored().last[BAD]
+    for account_id, stored in [
+        ("old", {"account_id": "old", "score": 5}),
+        (BAD, {k: v for k, v in whole.items() if k != "band"}),
+        (BAD, {**whole, "mrr": 12}),
+        (BAD, {**whole, "components": []}),
+        (BAD, {**whole, "reasons": ["a text"]}),
+    ]:
+        key = Keys(prefix).account(account_id)
+        await plant(redis_server.url, "HSET", key, "snapshot", orjson.dumps(stored))
+        body = await get(view, f"/api/accounts/{account_id}", 503)
+        assert f"{key} field 'snapshot'" in body["error"], body
+
+
+async def test_a_list_row_of_another_account_than_its_field_is_left_out_and_counted(
+    view: TestClient[Any, Any], redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row of acct-0003 stored under acct-0004's field listed acct-0003 twice; an alert stored
+    under another alert's id, twice that alert."""
+    keys = Keys(prefix)
+    await plant(
+        redis_server.url, "HSET", keys.summaries, BAD, orjson.dumps(summary(scored().last["acct-0003"]))
+    )
+    first, second = scored().alerts[:2]
+    await plant(redis_server.url, "HSET", keys.alert_data, second["alert_id"], orjson.dumps(first))
+    with caplog.at_level(logging.ERROR, "streamer.projection.redis_reader"):
+        accounts = await get(view, "/api/accounts", params={"limit": "500"})
+        alerts = await get(view, "/api/alerts", params={"limit": "500"})
+    listed = [row["account_id"] for row in accounts["items"]]
+    assert sorted(listed) == sorted(set(scored().last) - {BAD}) and accounts["unreadable"] == 1
+    shown = [alert["alert_id"] for alert in alerts["items"]]
+    assert len(shown) == len(set(shown)) == len(scored().alerts) - 1 and alerts["unreadable"] == 1
+    said = {(getattr(r, "key", None), getattr(r, "field", None)) for r in caplog.records}
+    assert {(keys.summaries, BAD), (keys.alert_data, second["alert_id"])} <= said
