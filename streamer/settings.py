@@ -403,15 +403,16 @@ def settings_problem(error: ValidationError) -> str | None:
     prefix = ENV_PREFIXES.get(error.title)
     if prefix is None:
         return None
-    problems = []
+    problems, of_one = [], False
     for item in error.errors(include_url=False):
-        if not item["loc"]:  # a rule across variables: its message names them
+        if not item["loc"]:  # a rule across variables: its message names them and says what to do
             problems.append(plain_message(item))
             continue
         name = prefix + "_".join(str(part) for part in item["loc"]).upper()
         shown = SHOWN.get(name, repr)(item.get("input"))
         problems.append(f"{name}={shown} is not valid ({plain_message(item)})")
-    return "; ".join(problems) + ": fix the variable or unset it for the default"
+        of_one = True
+    return "; ".join(problems) + (": fix the variable or unset it for the default" if of_one else "")
 
 
 # A configuration, a notify config or a mapping is a few kilobytes; past this it is not one (a

@@ -204,6 +204,16 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(
     assert one_line(result).endswith(": fix the variable or unset it for the default")
 
 
+def test_a_rule_across_variables_is_said_once_without_a_second_remedy() -> None:
+    """It ended "... or unset it: fix the variable or unset it for the default"."""
+    result = run(["worker"], HEALTHSTREAM_KAFKA_SASL_PASSWORD="x")
+    assert result.exit_code == 2, result.output
+    assert one_line(result).endswith(
+        "HEALTHSTREAM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use SASL: use SASL_SSL or SASL_PLAINTEXT, "
+        "or unset it"
+    ), one_line(result)
+
+
 def test_a_heartbeat_too_long_for_the_session_timeout_says_what_to_use() -> None:
     result = run(["worker"], HEALTHSTREAM_SESSION_TIMEOUT_S="10", HEALTHSTREAM_HEARTBEAT_INTERVAL_S="5")
     assert result.exit_code == 2, result.output
