@@ -320,6 +320,7 @@ class FakeOffsets:
         self.asked_ends: list[TP] = []
         self.asked_log_ends: list[TP] = []
         self.started_over: list[TP] = []  # `start_over`: the topic was created again
+        self.commits: list[tuple[str, int, int]] = []  # `commit_start`: the group's offset set
         self.configured: list[str] = []  # `created_again`: topics given the input settings
         self.membership: Doubt | None = None  # `member_problem`: None while the lease holds
 
@@ -359,6 +360,9 @@ class FakeOffsets:
 
     def start_over(self, topic: str, partition: int, start: int | None = None) -> None:
         self.started_over.append((topic, partition))
+
+    async def commit_start(self, topic: str, partition: int, offset: int) -> None:
+        self.commits.append((topic, partition, offset))
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         self.seeks.append((topic, partition, offset))

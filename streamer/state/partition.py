@@ -59,17 +59,6 @@ class AppliedOffsets:
         self.above.pop(topic, None)
         return listed
 
-    def start_over(self, topic: str) -> None:
-        """Forget every offset of `topic` (it was deleted and created again) and list none of the
-        new topic's as handled yet, keeping the topic known: a committed offset above what is
-        listed here is then the old topic's, and the new one is read from its start."""
-        self.forget(topic)
-        self.next[topic] = 0
-
-    def knows(self, topic: str) -> bool:
-        """Whether this record lists `topic` (a topic it has handled or started over)."""
-        return topic in self.next or topic in self.above
-
     def copy(self) -> AppliedOffsets:
         """An independent copy (its lists too)."""
         return AppliedOffsets(dict(self.next), {topic: list(above) for topic, above in self.above.items()})

@@ -83,6 +83,12 @@ WRITE_WHILE_LEASED = "stream/consumer.py: a produce request is written only whil
 
 NAMES = (
     PrivateName(
+        faust_consumer.ThreadDelegateConsumer,
+        "_commit",
+        ("self", "offsets"),
+        "stream/offsets.py: the group's offset of an input topic created again, set to its start",
+    ),
+    PrivateName(
         GroupCoordinator,
         "_do_heartbeat",
         ("self",),
@@ -374,6 +380,13 @@ def committed_offsets(consumer: object) -> Mapping[TP, int]:
     advanced as it commits (empty before the consumer has one)."""
     committed: Mapping[TP, int] = getattr(consumer, COMMITTED_OFFSET, {})
     return committed
+
+
+async def commit(consumer: object, offsets: Mapping[TP, int]) -> bool:
+    """Commit `offsets` for the group as they are, past faust's own rule (it commits only past
+    the offsets it acknowledged, never below the committed one); whether the commit was made."""
+    made: bool = await cast(Any, consumer)._commit(offsets)
+    return made
 
 
 def fetch_position(consumer: AIOKafkaConsumer, tp: TP) -> int | None:

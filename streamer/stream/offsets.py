@@ -20,7 +20,7 @@ from faust.types import TP
 from streamer.stream.access import KafkaAccess
 from streamer.stream.clients import CONSUMER_STOP_S, close_consumer_or_warn, start_consumer
 from streamer.stream.consumer import RebalanceSafeConsumer
-from streamer.stream.faust_private import committed_offsets
+from streamer.stream.faust_private import commit, committed_offsets
 from streamer.stream.membership import Doubt, Membership
 from streamer.stream.topics import configure_inputs
 
@@ -95,6 +95,9 @@ class ConsumerOffsets:
 
     def start_over(self, topic: str, partition: int, start: int | None = None) -> None:
         cast(RebalanceSafeConsumer, self.app.consumer).start_over(TP(topic, partition), start)
+
+    async def commit_start(self, topic: str, partition: int, offset: int) -> None:
+        await commit(self.app.consumer, {TP(topic, partition): offset})
 
     def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
         cast(RebalanceSafeConsumer, self.app.consumer).acknowledge_passed(TP(topic, partition), start, stop)

@@ -88,6 +88,12 @@ class Offsets(Protocol):
         the new topic's first offset, or a `seek` follows."""
         ...
 
+    async def commit_start(self, topic: str, partition: int, offset: int) -> None:
+        """Set the group's offset of a partition whose topic was created again to `offset`, its
+        start, once the partition's record has forgotten the old topic's (the group held the old
+        topic's committed offset, and an assignment sought there past the new one's messages)."""
+        ...
+
     def acknowledge_passed(self, topic: str, partition: int, start: int, stop: int) -> None:
         """Let commits pass offsets `start..stop-1`: they hold no record, or the stored state
         has them (never delivered since the assignment, so never acknowledged otherwise)."""

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -118,9 +118,10 @@ class Pending:
         # partition -> the event time its span counts from (`CHECKPOINT_SPAN`)
         self.span_from: dict[int, int] = {}
         self.spanned = False  # a partition's span is used up: checkpoint before it goes on
-        # partition -> what it acts as: an input topic of it was found created again, and its
-        # record must forget the old offsets durably before anything else (`Scorer._start_over`)
-        self.started_over: dict[int, Any] = {}
+        # input topic partition -> what its partition acts as: the topic was found created again,
+        # and the partition's record must forget the old offsets durably before anything else,
+        # then the group's offset go to the new start (`Scorer._start_over`)
+        self.started_over: dict[TopicPartition, Any] = {}
 
     def add(
         self,
@@ -587,12 +588,6 @@ class Scorer:
                 self.offsets.start_over(topic, partition, expected)
             else:
                 expected = (await self.offsets.restart_offsets([tp])).get(tp)
-                stored = self._record(partition).offsets
-                if expected is not None and stored.knows(topic) and stored.contiguous_to(topic) < expected:
-                    # The group's committed offset is past what the stored state lists: the old
-                    # topic's, committed before it was found created again (`_start_over`).
-                    # Read from what the state lists; what it has is skipped as applied.
-                    expected = stored.contiguous_to(topic)
             if expected is None:
                 # The broker could not be asked: the delivery must follow on from what the stored
                 # state contains. Taken as following on whatever its offset, it had the next
@@ -663,17 +658,19 @@ class Scorer:
         applied: forget them (see `_start_over_if_created_again`), and give the new topic the
         input topics' settings."""
         record = self._record(partition)
-        record.offsets.start_over(topic)
+        record.offsets.forget(topic)
         record.copies.forget(topic)
         self._floors.pop((topic, partition), None)
         if partition not in self.stores:
             self._engine(partition)
         accounts = self.stores[partition].forget_offsets(topic)
         self._started_over.setdefault(partition, set()).add(topic)
-        # Checkpointed at once (`_checkpoint_due`): until its record is written the stored one
-        # lists the old offsets, and a worker killed meanwhile found the new topic grown past
-        # them at its next start, took it for the old one and skipped its first messages.
-        self._pending.started_over.setdefault(partition, PartitionEvent(topic, partition))
+        # Checkpointed at once (`_checkpoint_due`), then the group's offset set to the new start
+        # (`_commit_starts`): until then the stored record listed the old offsets and the group
+        # held the old committed offset, and a worker killed meanwhile found the new topic grown
+        # past them at its next start, took it for the old one and skipped its first messages.
+        self._pending.started_over.setdefault((topic, partition), PartitionEvent(topic, partition))
+        self._merge(partition)  # a partition that delivered nothing since the assignment has none
         ledger = self.ledgers.get(partition)
         if ledger is not None:
             ledger.forget(lambda letter_topic, _: letter_topic == topic)
@@ -912,7 +909,7 @@ class Scorer:
                 # events are re-routed) and no changelog partition to hold a record.
                 self._engine(partition)
                 applied[partition] = event
-        for partition, acting in pending.started_over.items():
+        for (_, partition), acting in pending.started_over.items():
             if partition in self.merges:
                 applied.setdefault(partition, acting)  # its record, though nothing of it was done
         checkpoint = Checkpoint(
@@ -934,12 +931,27 @@ class Scorer:
         self._inflight = asyncio.ensure_future(self._complete(checkpoint))
         if not self.overlap or self.stopping or self.revoking or pending.started_over:
             await self._settle()  # a topic created again: a rare event, made durable at once
+        if pending.started_over and not self._given_up:
+            await self._commit_starts(pending.started_over)
         for partition in applied:  # the projection, outside the delivery guarantee
             engine = self.engines[partition]
             self.projection.partition(
                 partition, engine.periods.sums, engine.totals.sums, engine.clock.stream_time
             )
         await self.projection.flush()
+
+    async def _commit_starts(self, started_over: Iterable[TopicPartition]) -> None:
+        """After the checkpoint that wrote their partitions' records: set the group's offset of
+        each input topic created again to the topic's start. The group held the old topic's
+        committed offset until the first commit of a new message, and an assignment meanwhile
+        sought there, past the new topic's messages below it (for ever, while none was applied)."""
+        owned = [tp for tp in started_over if tp[1] in self.merges]
+        for (topic, partition), start in (await self.offsets.start_offsets(owned)).items():
+            await self.offsets.commit_start(topic, partition, start)
+            log.info(
+                "an input topic created again is read from its start, at any assignment from now on",
+                extra={"topic": topic, "partition": partition, "offset": start},
+            )
 
     async def _complete(self, checkpoint: Checkpoint) -> None:
         try:

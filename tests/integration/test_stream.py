@@ -1940,13 +1940,15 @@ def test_events_deleted_before_a_restart_read_them_are_reported_lost_and_commits
     assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == 2  # u2 and u5
 
 
-@pytest.mark.parametrize("worker_during", ["stopped", "running"])
+@pytest.mark.parametrize("worker_during", ["stopped", "running", "killed once it noticed"])
 def test_an_input_topic_deleted_and_created_again_counts_its_new_events(
     deploy: Callable[..., Deployment], worker_during: str
 ) -> None:
     """The new topic's offsets start again at 0, below those the worker's state had applied.
     A restarted worker took its events for ones applied before and skipped them without a word;
-    a running one sat past the new topic's end and never read them."""
+    a running one sat past the new topic's end and never read them. One killed once it noticed,
+    restarted after the new topic grew past the old offsets, took it for the old one (its record
+    and its group's offset were still the old topic's) and skipped the new events below them."""
     deployment = deploy()
     deployment.create_topics()
     usage, home = deployment.topic("usage"), partition_of("acme", PARTITIONS)
@@ -1973,12 +1975,22 @@ def test_an_input_topic_deleted_and_created_again_counts_its_new_events(
 
     deployment.wait_for("the topic created again", created_again)
     assert [used(7)[1], used(8)[1]] == [0, 1]  # offsets the old topic had too
+    noticed = worker
     if worker_during == "stopped":
+        worker = noticed = deployment.start_worker("w2")
+    elif worker_during == "killed once it noticed":
+        deployment.wait_for(
+            "the new topic's start committed",
+            lambda: any("is read from its start" in r.get("msg", "") for r in noticed.records()),
+        )
+        noticed.kill()
+        assert [used(number)[1] for number in range(9, 14)] == [2, 3, 4, 5, 6]  # past the old ones
         worker = deployment.start_worker("w2")
     deployment.settle(worker)
-    assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == 7, worker.tail()
-    said = {(r["topic"], r["partition"]) for r in worker.records() if "created again" in r.get("msg", "")}
-    assert said == {(usage, home)}, worker.tail()
+    users = 12 if worker_during == "killed once it noticed" else 7
+    assert deployment.final_snapshots()["acme"]["metrics"]["active_users_28d"] == users, worker.tail()
+    said = {(r["topic"], r["partition"]) for r in noticed.records() if "created again" in r.get("msg", "")}
+    assert said == {(usage, home)}, noticed.tail()
     configs = deployment.bus.run(topic_configs(deployment.bootstrap, usage))
     # The worker set it again: at its start when stopped, when it noticed the topic when running.
     assert configs["message.timestamp.type"] == "LogAppendTime"

@@ -1140,25 +1140,49 @@ async def test_a_topic_found_created_again_with_its_message_held_is_checkpointed
     assert (counters.reread, counters.processed) == (0, 5)
 
 
-async def test_a_topic_found_created_again_is_read_from_its_start_past_the_old_committed_offset(
-    world: World,
+async def test_a_topic_found_created_again_sets_the_groups_offset_to_its_start_after_its_record(
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nothing of the new topic acknowledged yet (its first message held), the group still held
-    the old topic's committed offset (3) at the next start: faust sought there, and the new
-    topic's messages 0-2 were never read, without a word."""
+    """Nothing of the new topic acknowledged (its first message held), the group kept the old
+    topic's committed offset (3) until a new message was: an assignment meanwhile sought there,
+    and the new topic's messages 0-2 were never read, without a word."""
     world.offsets.ends[(USAGE, PARTITION)] = 3
     await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
     restarted = World(restarted_from=world)
     restarted._ids = 100  # new events
     restarted.offsets.ends[(SUBS, PARTITION)] = 100  # a backlog: the subscriptions topic holds the merge
     restarted.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
+    restarted.offsets.restarts[(USAGE, PARTITION)] = 3  # the old topic's committed offset
+    stored_at_commit: list[int] = []
+    commit = restarted.offsets.commit_start
+
+    async def watched(topic: str, partition: int, offset: int) -> None:
+        stored = decode_partition(restarted.clocks[f"clock-{PARTITION}"]).offsets
+        stored_at_commit.append(stored.applied_to(USAGE))
+        await commit(topic, partition, offset)
+
+    monkeypatch.setattr(restarted.offsets, "commit_start", watched)
     await restarted.scorer.process([restarted.usage(0, T2)])
-    killed = World(restarted_from=restarted)
-    killed.offsets.restarts[(USAGE, PARTITION)] = 3  # the old topic's, still the group's
-    killed.offsets.ends[(USAGE, PARTITION)] = 5
-    await killed.scorer.process([killed.usage(3, T2)])
-    assert killed.offsets.seeks == [(USAGE, PARTITION, 0)]
-    assert killed.scorer.counters.processed == 0
+    assert restarted.offsets.commits == [(USAGE, PARTITION, 0)]
+    assert stored_at_commit == [0]  # after the record that forgot the old offsets
+
+
+async def test_a_topic_found_created_again_in_a_partition_that_delivered_nothing_is_checkpointed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the stall check in a partition with no delivery since the assignment (so no
+    merge): its forced checkpoint was dropped, the record kept the old offsets, and the group's
+    offset was never set to the new start."""
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
+    restarted = World(restarted_from=world)
+    restarted.offsets.restarts[(USAGE, PARTITION)] = 3
+    restarted.offsets.read[(USAGE, PARTITION)] = (3, 3)
+    restarted.offsets.ends[(USAGE, PARTITION)] = 0  # created again, empty so far
+    await restarted.scorer.reread_stalled()
+    assert decode_partition(restarted.clocks[f"clock-{PARTITION}"]).offsets.applied_to(USAGE) == 0
+    assert restarted.offsets.commits == [(USAGE, PARTITION, 0)]
 
 
 async def test_a_topic_found_created_again_while_read_is_checkpointed_at_once(
