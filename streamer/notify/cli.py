@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from streamer.cli_options import bootstrap_option, connect_timeout_option, loglevel_option, settings_with
 from streamer.logs import configure_logging
@@ -35,6 +36,25 @@ Example config (TOML):
 """
 
 
+def _metrics_host(_context: click.Context, _parameter: click.Parameter, host: str) -> str:
+    """An empty host listened on every interface, as 0.0.0.0 does, without saying so."""
+    if not host.strip():
+        raise click.BadParameter(
+            "an empty host would listen on every interface; give 0.0.0.0 (or ::) if that is meant",
+            param_hint="--metrics-host",
+        )
+    return host
+
+
+def _metrics_host_needs_a_port(metrics_port: int | None) -> None:
+    """A --metrics-host given without --metrics-port was ignored: no metrics were served."""
+    given = click.get_current_context().get_parameter_source("metrics_host")
+    if metrics_port is None and given is not ParameterSource.DEFAULT:
+        raise click.BadParameter(
+            "serves nothing without --metrics-port; give both", param_hint="--metrics-host"
+        )
+
+
 @click.command("notify", epilog=EXAMPLE)
 @click.option(
     "--config",
@@ -61,7 +81,13 @@ Example config (TOML):
     type=click.IntRange(0, 65535),
     help="Serve Prometheus /metrics and /healthz on this port (127.0.0.1 unless --metrics-host).",
 )
-@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    callback=_metrics_host,
+    help="Address for --metrics-port (0.0.0.0: every interface).",
+)
 @connect_timeout_option(30.0, "Seconds to wait for the broker at start-up before giving up (exit 1).")
 @loglevel_option()
 def notify(
@@ -78,18 +104,23 @@ def notify(
 
     Each alert goes to every destination whose filters (rules, min_severity, owners,
     segments) it passes, as a generic JSON body or a Slack incoming-webhook message, one per
-    alert or as a digest. Failed requests (5xx, 429, connection errors) are retried with
-    exponential backoff; a per-destination token bucket limits the rate. Each destination reads
-    the topic in a consumer group of its own (GROUP.NAME). Delivery is at least once: a
-    destination commits only past alerts it acknowledged or rejected (4xx), and what each
-    received is kept on the compacted topic `<prefix>notify.sent`, so a restart does not send
-    an alert twice. Stop with Ctrl-C or SIGTERM.
+    alert or as a digest. Failed requests are retried with exponential backoff: 5xx, 429, 408,
+    timeouts and refused connections, and 3xx, 401, 403, 404 and 410, which say the
+    destination's URL or credentials are wrong (its alerts wait until the file is fixed). Other
+    answers (400, 413, 422, ...) are final: that message is rejected, logged and not retried.
+    A per-destination token bucket limits the rate. Each destination reads the topic in a
+    consumer group of its own (GROUP.NAME). Delivery is at least once: a destination commits
+    only past alerts it delivered or rejected. What each received is kept on the compacted
+    topic `<prefix>notify.sent`, only deliveries counting: a restart does not send an alert
+    twice, and a rejected alert is sent again when its group is rewound to it. Stop with Ctrl-C
+    or SIGTERM.
     """
     from streamer.notify.service import MetricsUnavailable, NotifyOptions, run_notifier
     from streamer.stream.broker import BrokerUnavailable
     from streamer.stream.cli import fail
     from streamer.stream.topics import TopicsUnusable
 
+    _metrics_host_needs_a_port(metrics_port)
     try:
         config = load_notify_config(config_path)
     except NotifyConfigError as exc:

@@ -31,7 +31,7 @@ from streamer.contract.vocabulary import Severity
 from streamer.core.alerts import RULES
 from streamer.core.config import Float, Int
 from streamer.settings import host_name_problem, read_toml
-from streamer.suggest import did_you_mean
+from streamer.suggest import did_you_mean, unknown_key_hint
 
 SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -94,7 +94,7 @@ class Destination(Strict):
     # At least 0.1 s: with 1e-9 no request could ever be answered, and each alert was retried for good.
     timeout_seconds: Annotated[Float, Field(ge=0.1, le=300)] = 10.0
     headers: dict[str, str] = Field(default_factory=dict)  # e.g. an Authorization header
-    retry: Retry | None = None  # overrides [retry] for this destination
+    retry: Retry | None = None  # [retry] with the keys this table sets (NotifyConfig lays them over)
 
     @field_validator("url", mode="before")
     @classmethod
@@ -129,6 +129,15 @@ class Destination(Strict):
         if problem:
             raise ValueError(f"the URL's host {problem}")
         return url
+
+    @model_validator(mode="after")
+    def _digest_alerts_need_a_digest(self) -> Self:
+        """Without digest_seconds every alert is a message of its own: max_digest_alerts did nothing."""
+        if "max_digest_alerts" in self.model_fields_set and self.digest_seconds is None:
+            raise ValueError(
+                "max_digest_alerts applies to digests only: set digest_seconds too, or leave it out"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_authorization(self) -> Self:
@@ -196,6 +205,19 @@ class NotifyConfig(Strict):
     retry: Retry = Retry()
     max_in_flight: Annotated[Int, Field(ge=1, le=100_000)] = 1000  # per destination: read, not yet done
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_retry(cls, data: object) -> object:
+        """Lay each destination's `retry` keys over `[retry]` before either is validated: the table
+        replaced `[retry]` whole (`{max_attempts = 5}` reset the delays to their defaults)."""
+        if not isinstance(data, dict) or not isinstance(data.get("destinations"), list):
+            return data
+        base = data.get("retry", {})
+        if not isinstance(base, dict) or not _valid_retry(base):
+            return data  # refused as `retry....`, once, not again under every destination
+        destinations = [_with_retry(destination, base) for destination in data["destinations"]]
+        return {**data, "destinations": destinations}
+
     @model_validator(mode="after")
     def _unique_names(self) -> Self:
         names = [destination.name for destination in self.destinations]
@@ -205,7 +227,23 @@ class NotifyConfig(Strict):
         return self
 
     def retry_for(self, destination: Destination) -> Retry:
+        """The destination's retry: `[retry]` with the keys its own `retry` sets (laid over at load)."""
         return destination.retry or self.retry
+
+
+def _valid_retry(table: dict[str, object]) -> bool:
+    try:
+        Retry.model_validate(table)
+    except ValidationError:
+        return False
+    return True
+
+
+def _with_retry(destination: object, base: dict[str, object]) -> object:
+    """`destination` with its `retry` table laid over `base` (`[retry]`), when it has one."""
+    if not isinstance(destination, dict) or not isinstance(destination.get("retry"), dict):
+        return destination
+    return {**destination, "retry": {**base, **destination["retry"]}}
 
 
 def load_notify_config(path: Path) -> NotifyConfig:
@@ -233,7 +271,45 @@ SHOWN_KEYS = (
 
 def _problem(error: ErrorDetails, data: object) -> str:
     """`destinations['crm'].format: Input should be 'json' or 'slack' (got 'teams')`."""
-    return f"{_where(error['loc'], data)}: {plain_message(error)}{_shown_input(error)}"
+    return f"{_where(error['loc'], data)}: {_message(error)}{_shown_input(error)}"
+
+
+def _message(error: ErrorDetails) -> str:
+    """What is wrong, in the file's terms: where a key set in the wrong table goes, the key an
+    unknown one is close to, a list for pydantic's tuple."""
+    if error["type"] == "extra_forbidden":
+        return _misplaced(error["loc"]) or plain_message(error) + _closest_key(error)
+    if error["type"] == "tuple_type":
+        return LIST_OF.get(str(error["loc"][-1]), 'Input should be a list of strings, e.g. ["a", "b"]')
+    return plain_message(error)
+
+
+LIST_OF = {"destinations": "Input should be an array of tables: a [[destinations]] section for each"}
+# Keys of another table, named where they were set: the table they belong in.
+ELSEWHERE = {
+    "max_in_flight": (
+        "set it once, at the top of the file (before any [[destinations]]), for every destination"
+    ),
+    **{
+        key: f"set it in [retry], or in this destination's retry = {{ {key} = ... }}"
+        for key in Retry.model_fields
+    },
+}
+
+
+def _misplaced(loc: tuple[int | str, ...]) -> str | None:
+    """Where a known key set in a destination's table goes, or None."""
+    if len(loc) == 3 and loc[0] == "destinations" and str(loc[2]) in ELSEWHERE:
+        return f"is not a destination's key: {ELSEWHERE[str(loc[2])]}"
+    return None
+
+
+def _closest_key(error: ErrorDetails) -> str:
+    """` (did you mean 'min_severity'?)`, as the score configuration says (its models have no
+    lists: the destination's index is left out of the path the hint walks)."""
+    keys = error.copy()
+    keys["loc"] = tuple(step for step in error["loc"] if isinstance(step, str))
+    return unknown_key_hint(NotifyConfig, keys)
 
 
 def _shown_input(error: ErrorDetails) -> str:

@@ -1,11 +1,15 @@
 """Delivery to one destination: queue, optional digest, rate limit, retries, dedupe by alert id.
 
 Each alert is handed over with an `ack` callback, called exactly once when the destination has
-acknowledged it (2xx), definitively rejected it (4xx other than 429, or retries exhausted when
-`max_attempts` is set), or already had it (dedupe): the notifier commits offsets only past
-alerts whose every destination has called back. An alert is submitted with the partition it was
-read from: when that partition is revoked, `withdraw` takes back the alerts of it still queued
-(the new owner reads them again) and `settle` waits for the batch of it being sent.
+acknowledged it (2xx), rejected it (400, 413, 422 and the like: a fault of the alert, not of the
+destination; or retries exhausted when `max_attempts` is set), or already had it (dedupe): the
+notifier commits offsets only past alerts whose every destination has called back. A rejection
+is recorded too, but only a delivery counts as one: an alert rejected is not retried in that run,
+and is sent again when its destination reads it again (a rewound group).
+
+An alert is submitted with the partition it was read from: when that partition is revoked,
+`withdraw` takes back the alerts of it still queued (the new owner reads them again) and
+`settle` waits for the batch of it being sent.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +54,7 @@ class Response:
     outcome: Outcome
     detail: str
     retry_after: float | None = None  # seconds, from the response's Retry-After
+    destination_fault: bool = False  # retried: the destination's URL or credentials are wrong
 
 
 class Sender(Protocol):
@@ -59,15 +65,25 @@ class Sender(Protocol):
     ) -> Response: ...  # pragma: no cover
 
 
+# Answers that refuse every alert alike, whatever it holds: a rotated token (401), a revoked or
+# archived Slack webhook (403, 404, 410), a moved URL (3xx: redirects are not followed). They were
+# rejections, and every alert was discarded until the file was fixed; now they are retried.
+DESTINATION_FAULTS = frozenset({401, 403, 404, 405, 407, 410, 421})
+
+
 def classify(status: int, retry_after: str | None = None, now: datetime | None = None) -> Response:
     """2xx sent; 429, 408 and 5xx retried (after the wait Retry-After asks for, seconds or a date
-    measured from `now`, the wall clock by default); other codes rejected (a status past 599 is
-    no HTTP status: a webhook answering 999 for ever was retried for ever)."""
+    measured from `now`, the wall clock by default); 3xx and `DESTINATION_FAULTS` retried as the
+    destination's fault; other codes rejected (a status past 599 is no HTTP status: a webhook
+    answering 999 for ever was retried for ever)."""
     if 200 <= status < 300:
         return Response(Outcome.sent, f"HTTP {status}")
     if status == 429 or 500 <= status < 600 or status == 408:
         wait = retry_after_seconds(retry_after, now or datetime.now(UTC))
         return Response(Outcome.retry, f"HTTP {status}", wait)
+    if 300 <= status < 400 or status in DESTINATION_FAULTS:
+        detail = f"HTTP {status}: the destination refuses every alert; check its URL and headers"
+        return Response(Outcome.retry, detail, destination_fault=True)
     return Response(Outcome.rejected, f"HTTP {status}")
 
 
@@ -92,14 +108,17 @@ async def _discard_body(reply: aiohttp.ClientResponse) -> None:
 
 
 class HttpSender:
-    """aiohttp client: one session, JSON bodies, an `Idempotency-Key` header per message."""
+    """aiohttp client: one session, JSON bodies, an `Idempotency-Key` header per message, through
+    the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)."""
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
 
     async def post(self, destination: Destination, payload: dict[str, Any], key: str) -> Response:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY as most HTTP clients honour them
+            # (ignored, a notifier behind a proxy delivered nothing); also ~/.netrc's credentials
+            self._session = aiohttp.ClientSession(trust_env=True)
         headers = {**destination.headers, "Content-Type": "application/json", "Idempotency-Key": key}
         try:
             async with self._session.post(
@@ -172,6 +191,7 @@ class DestinationWorker:
         bucket: TokenBucket | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         draw: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.destination, self.retry, self.sender, self.sent = destination, retry, sender, sent
         self.metrics = metrics
@@ -180,6 +200,9 @@ class DestinationWorker:
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._in_flight: dict[str, _Queued] = {}  # alert id -> queued or being sent
         self.retrying = False  # the batch being sent failed and waits for its next attempt
+        self._clock = clock
+        self._failing_since: float | None = None  # the batch being sent first failed then
+        self.last_error: str | None = None  # the detail of its latest failure
         self._sending: list[_Queued] = []  # the batch `deliver` is sending (until acked)
         self._sent_batch: asyncio.Event = asyncio.Event()  # set when that batch is finished
         self._sent_batch.set()
@@ -188,6 +211,10 @@ class DestinationWorker:
     @property
     def pending(self) -> int:
         return len(self._in_flight)
+
+    def retrying_s(self) -> float | None:
+        """Seconds since the batch being sent first failed (None: it has not failed)."""
+        return None if self._failing_since is None else self._clock() - self._failing_since
 
     def submit(self, alert: Alert, ack: Ack, source: TopicPartition | None = None) -> None:
         """Queue `alert`, read from partition `source` (or call `ack` at once when the
@@ -296,6 +323,7 @@ class DestinationWorker:
             return await self._deliver(batch)
         finally:
             self._sending = []
+            self._failing_since = self.last_error = None
             self._sent_batch.set()
 
     async def _deliver(self, batch: list[_Queued]) -> Outcome:
@@ -340,10 +368,8 @@ class DestinationWorker:
             pause = delay(self.retry, attempt, self._draw())
             if response.retry_after is not None:
                 pause = max(pause, min(response.retry_after, self.retry.max_seconds))
-            log.info(
-                "delivery failed, retrying",
-                extra={"destination": self.name, "detail": response.detail, "in_s": round(pause, 2)},
-            )
+            self._log_retry(response, pause)
+            self._note_failure(response)
             self.retrying = True
             try:
                 await self._sleep(pause)
@@ -356,6 +382,20 @@ class DestinationWorker:
                 response = Response(Outcome.sent, "delivered by another notifier meanwhile")
                 break
         return await self._finish(batch, response)
+
+    def _note_failure(self, response: Response) -> None:
+        """For /healthz: since when the batch has been failing, and why it failed last."""
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+        self.last_error = response.detail
+
+    def _log_retry(self, response: Response, pause: float) -> None:
+        """A failure of the moment at info; a destination refusing every request at warning."""
+        extra = {"destination": self.name, "detail": response.detail, "in_s": round(pause, 2)}
+        if response.destination_fault:
+            log.warning("the destination refuses every request, retrying", extra=extra)
+        else:
+            log.info("delivery failed, retrying", extra=extra)
 
     async def _finish(self, batch: list[_Queued], response: Response) -> Outcome:
         """Record the batch's outcome durably, then ack its alerts."""

@@ -42,19 +42,37 @@ SEP = "\x1f"
 TAIL_RETRY_S = 1.0  # the tail's pause after a failed read
 
 
-class SentLog(Protocol):
-    """The (destination, alert id) pairs that were delivered or definitively rejected."""
+SENT = "sent"  # the only status that counts as delivered (the others are `rejected`)
 
-    def __contains__(self, item: tuple[str, str]) -> bool: ...
+
+class SentLog(Protocol):
+    """The (destination, alert id) pairs that were delivered. A rejection is recorded too (with
+    its status) but is no delivery: an alert rejected is sent again when it is read again."""
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        """Whether the destination has the alert: its latest record says `sent`."""
+        ...
 
     async def record(self, destination: str, alert_ids: list[str], status: str) -> None:
-        """Remember the pairs durably; returns once they survive a crash."""
+        """Remember the pairs' outcome durably; returns once it survives a crash."""
         ...
 
     async def catch_up(self, timeout_s: float) -> bool:
         """Wait, at most `timeout_s`, until every pair recorded (by any notifier) before the
         call is known here; True when it is."""
         ...
+
+
+def _status(value: bytes | None) -> str | None:
+    """A record's `status` (None for a tombstone or a value that is not a JSON object)."""
+    if value is None:
+        return None
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    status = decoded.get("status") if isinstance(decoded, dict) else None
+    return status if isinstance(status, str) else None
 
 
 class MemorySentLog:
@@ -64,7 +82,7 @@ class MemorySentLog:
         self.pairs: dict[tuple[str, str], str] = {}
 
     def __contains__(self, item: tuple[str, str]) -> bool:
-        return item in self.pairs
+        return self.pairs.get(item) == SENT
 
     async def record(self, destination: str, alert_ids: list[str], status: str) -> None:
         for alert_id in alert_ids:
@@ -161,7 +179,14 @@ class KafkaSentLog:
         except Exception:
             await self._renew()
             raise
-        self.pairs.update((destination, alert_id) for alert_id in alert_ids)
+        self._note({(destination, alert_id) for alert_id in alert_ids}, delivered=status == SENT)
+
+    def _note(self, pairs: set[tuple[str, str]], *, delivered: bool) -> None:
+        """The latest record of a pair decides, as compaction keeps only it."""
+        if delivered:
+            self.pairs |= pairs
+        else:
+            self.pairs -= pairs
 
     async def _renew(self) -> None:
         """After a failed record the next one starts a new producer: the failed batch took its
@@ -211,10 +236,8 @@ class KafkaSentLog:
                 if record.key is None:
                     continue
                 destination, _, alert_id = record.key.decode().partition(SEP)
-                if record.value is None:  # a tombstone forgets the pair
-                    self.pairs.discard((destination, alert_id))
-                else:
-                    self.pairs.add((destination, alert_id))
+                # a tombstone forgets the pair, and a rejection is no delivery
+                self._note({(destination, alert_id)}, delivered=_status(record.value) == SENT)
 
     async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
         for tp in self._partitions:

@@ -46,6 +46,9 @@ COMMIT_INTERVAL_S = 0.5
 # minutes, left their alerts unread that long); one small metadata request per destination.
 METADATA_MAX_AGE_MS = 30_000
 BROKER_SILENT_S = 10.0  # a destination's broker unanswered this long makes /healthz degraded
+# A destination retrying one message this long makes /healthz degraded: past a blip (the default
+# backoff has tried 7 times by then) and well before the backoff's 300 s cap repeats.
+RETRYING_S = 120.0
 SHUTDOWN_GRACE_S = 10.0
 REQUIRED = ("alert_id", "account_id", "rule", "severity")
 # The workers' alert ids are 20 hex digits. The dedupe log's record of a delivery carries the id
@@ -137,8 +140,9 @@ class Notifier:
 
     def health(self) -> dict[str, Any]:
         """`/healthz`: `degraded` while a destination's reading is paused (max_in_flight of its
-        alerts pending: its alerts wait, the other destinations' do not), or while the broker
-        has not answered a destination for `BROKER_SILENT_S` (it said `ok` through an outage)."""
+        alerts pending: its alerts wait, the other destinations' do not), while the broker has
+        not answered a destination for `BROKER_SILENT_S` (it said `ok` through an outage), or
+        while a destination has retried one message for `RETRYING_S`."""
         in_flight = sum(lane.progress.in_flight() for lane in self.lanes)
         answer: dict[str, Any] = {"status": "ok", "in_flight": in_flight}
         paused = self.paused()
@@ -151,7 +155,23 @@ class Notifier:
         }
         if silent:
             answer |= {"status": "degraded", "broker_silent_s": silent}
-        return answer
+        return answer | self._failing()
+
+    def _failing(self) -> dict[str, Any]:
+        """`/healthz`'s part on destinations retrying one message longer than `RETRYING_S` (it
+        said `ok` while a destination refused every request), with each one's latest failure."""
+        failing = [
+            (worker, round(age, 1))
+            for worker in self.workers
+            if (age := worker.retrying_s()) is not None and age > RETRYING_S
+        ]
+        if not failing:
+            return {}
+        return {
+            "status": "degraded",
+            "retrying_s": {worker.name: age for worker, age in failing},
+            "last_error": {worker.name: worker.last_error for worker, _ in failing},
+        }
 
     async def run(self) -> None:
         loaded = await self.sent.start()

@@ -759,14 +759,14 @@ def test_the_sent_log_records_again_once_the_broker_takes_records_after_refusing
         sent = KafkaSentLog(KafkaAccess.of(settings), topic)
         await sent.start()
         try:
-            await sent.record("ana", ["a1"], "delivered")
+            await sent.record("ana", ["a1"], "sent")
             await set_topic_configs(stack.bootstrap, topic, {**kept, "max.message.bytes": "64"})
             await until_topic_configs(stack.bootstrap, topic, lambda c: c.get("max.message.bytes") == "64")
             with pytest.raises(MessageSizeTooLargeError):
-                await sent.record("ana", ["a2"], "delivered")
+                await sent.record("ana", ["a2"], "sent")
             await set_topic_configs(stack.bootstrap, topic, kept)
             await until_topic_configs(stack.bootstrap, topic, lambda c: c.get("max.message.bytes") != "64")
-            await sent.record("ana", ["a3"], "delivered")
+            await sent.record("ana", ["a3"], "sent")
         finally:
             await sent.stop()
         again = KafkaSentLog(KafkaAccess.of(settings), topic)

@@ -150,3 +150,28 @@ async def test_the_log_names_the_port_the_system_chose_for_metrics_port_0(
         assert served.port == runner.addresses[0][1] != 0  # type: ignore[attr-defined]
     finally:
         await runner.cleanup()
+
+
+def test_a_metrics_host_without_a_metrics_port_is_a_usage_error(config: Path) -> None:
+    """It was ignored without a word: no metrics were served, wherever the host said."""
+    result = notify(config, "--metrics-host", "0.0.0.0")
+    assert result.exit_code == 2, result.output
+    assert last_line(result) == (
+        "Error: Invalid value for --metrics-host: serves nothing without --metrics-port; give both"
+    )
+
+
+def test_an_empty_metrics_host_is_a_usage_error(config: Path) -> None:
+    """`--metrics-host ""` (an unset variable in a script) listened on every interface, silently."""
+    result = notify(config, "--metrics-port", str(closed_port()), "--metrics-host", "")
+    assert result.exit_code == 2, result.output
+    assert last_line(result) == (
+        "Error: Invalid value for --metrics-host: an empty host would listen on every interface; "
+        "give 0.0.0.0 (or ::) if that is meant"
+    )
+
+
+def test_the_help_says_what_is_retried_what_is_final_and_what_is_remembered() -> None:
+    text = " ".join(CliRunner().invoke(main, ["notify", "--help"]).output.split())
+    for says in ("408", "timeouts", "401", "are final", "only deliveries", "sent again"):
+        assert says in text, says

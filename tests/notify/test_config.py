@@ -111,7 +111,7 @@ SECRET_URL = "https://hooks.slack.com/services/T000/B000/SECRETPATH"
         ),
         (  # a url where the list of destinations goes
             f'destinations = "{SECRET_URL}"\n',
-            "destinations: Input should be a valid tuple",
+            "destinations: Input should be an array of tables: a [[destinations]] section for each",
         ),
         (  # a name that is not one: the destination is named by its position
             f'[[destinations]]\nname = "{SECRET_URL}"\nurl = "http://h/1"\n',
@@ -287,3 +287,97 @@ def test_a_webhook_host_the_resolver_can_encode_is_taken(tmp_path: Path) -> None
     hosts = ["hooks.example.com.", "bücher.example", "[::1]", "127.0.0.1", "a" * 63 + ".example.com"]
     text = "".join(f'[[destinations]]\nname = "d{i}"\nurl = "http://{h}/x"\n' for i, h in enumerate(hosts))
     assert len(load_notify_config(write(tmp_path, text)).destinations) == len(hosts)
+
+
+def test_a_destinations_retry_overrides_only_the_keys_it_sets(tmp_path: Path) -> None:
+    """It replaced `[retry]` whole: `retry = {max_attempts = 5}` reset initial_seconds to 1 and
+    max_seconds to 300, which the file never said."""
+    text = f"{CRM}retry = {{ max_attempts = 5 }}\n[retry]\ninitial_seconds = 30\nmax_seconds = 3600\n"
+    config = load_notify_config(write(tmp_path, text))
+    retry = config.retry_for(config.destinations[0])
+    assert (retry.initial_seconds, retry.max_seconds, retry.max_attempts) == (30.0, 3600.0, 5)
+
+
+def test_a_destinations_retry_is_checked_against_the_keys_it_inherits(tmp_path: Path) -> None:
+    """`retry = {initial_seconds = 600}` under `[retry] max_seconds = 3600` was refused naming a
+    max_seconds of 300 the file never set."""
+    text = f"{CRM}retry = {{ initial_seconds = 600 }}\n[retry]\nmax_seconds = 3600\n"
+    config = load_notify_config(write(tmp_path, text))
+    assert config.retry_for(config.destinations[0]).initial_seconds == 600.0
+    message = refusal(tmp_path, f"{CRM}retry = {{ initial_seconds = 3000 }}\n[retry]\nmax_seconds = 2000\n")
+    assert "destinations['crm'].retry: " in message and "max_seconds (2000.0)" in message
+
+
+def test_a_bad_global_retry_is_named_once_not_again_for_each_destination(tmp_path: Path) -> None:
+    message = refusal(tmp_path, f"{CRM}retry = {{ max_attempts = 5 }}\n[retry]\njitter = 2\n")
+    assert message.count("jitter") == 1 and "retry.jitter:" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            f"{CRM}min_severty = 'critical'\n",
+            "destinations['crm'].min_severty: Extra inputs are not permitted (did you mean 'min_severity'?)",
+        ),
+        (
+            f"{CRM}retry = {{ max_atempts = 3 }}\n",
+            "destinations['crm'].retry.max_atempts: Extra inputs are not permitted "
+            "(did you mean 'max_attempts'?)",
+        ),
+        (
+            f"{CRM}[retry]\ninitial_second = 3\n",
+            "retry.initial_second: Extra inputs are not permitted (did you mean 'initial_seconds'?)",
+        ),
+        (
+            f"max_inflight = 3\n{CRM}",
+            "max_inflight: Extra inputs are not permitted (did you mean 'max_in_flight'?)",
+        ),
+    ],
+)
+def test_a_misspelt_key_is_refused_with_the_key_it_resembles(tmp_path: Path, text: str, says: str) -> None:
+    """As the score configuration does: `min_severty` said only "Extra inputs are not permitted"."""
+    assert refusal(tmp_path, text).endswith(f" is invalid: {says}")
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (
+            "max_in_flight = 10",
+            "destinations['crm'].max_in_flight: is not a destination's key: set it once, at the top of "
+            "the file (before any [[destinations]]), for every destination",
+        ),
+        (
+            "max_attempts = 3",
+            "destinations['crm'].max_attempts: is not a destination's key: set it in [retry], or in "
+            "this destination's retry = { max_attempts = ... }",
+        ),
+    ],
+)
+def test_a_key_set_in_the_wrong_table_says_where_it_goes(tmp_path: Path, line: str, says: str) -> None:
+    assert refusal(tmp_path, f"{CRM}{line}\n").endswith(f" is invalid: {says}")
+
+
+def test_a_list_given_as_text_is_asked_for_in_toml_terms(tmp_path: Path) -> None:
+    """`owners = "a@x"` said "Input should be a valid tuple", a word TOML does not have."""
+    message = refusal(tmp_path, f'{CRM}owners = "a@x"\nrules = "silence"\n')
+    assert (
+        """destinations['crm'].owners: Input should be a list of strings, e.g. ["a", "b"] (got 'a@x')"""
+        in message
+    )
+    assert "destinations['crm'].rules: Input should be a list of strings" in message
+    assert "tuple" not in message
+
+
+def test_max_digest_alerts_without_digest_seconds_is_refused(tmp_path: Path) -> None:
+    """It did nothing: without digest_seconds every alert is a message of its own."""
+    message = refusal(tmp_path, f"{CRM}max_digest_alerts = 10\n")
+    assert message.endswith(
+        " is invalid: destinations['crm']: max_digest_alerts applies to digests only: "
+        "set digest_seconds too, or leave it out"
+    )
+    [crm] = load_notify_config(
+        write(tmp_path, f"{CRM}max_digest_alerts = 10\ndigest_seconds = 60\n")
+    ).destinations
+    assert crm.max_digest_alerts == 10

@@ -55,14 +55,16 @@ async def drain(worker: DestinationWorker) -> None:
 
 
 def test_status_classes() -> None:
-    assert [classify(s).outcome for s in (200, 204, 429, 500, 503, 408, 400, 404, 410, 301)] == [
+    assert [classify(s).outcome for s in (200, 204, 429, 500, 503, 408, 404, 410, 301, 400, 413, 422)] == [
         Outcome.sent,
         Outcome.sent,
         Outcome.retry,
         Outcome.retry,
         Outcome.retry,
         Outcome.retry,
-        Outcome.rejected,
+        Outcome.retry,  # the destination's fault (test_rejections)
+        Outcome.retry,
+        Outcome.retry,
         Outcome.rejected,
         Outcome.rejected,
         Outcome.rejected,

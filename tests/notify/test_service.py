@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import orjson
 
-from streamer.notify.service import decode_alert
+from streamer.notify.config import Retry, load_notify_config
+from streamer.notify.delivery import DestinationWorker
+from streamer.notify.metrics import NotifyMetrics
+from streamer.notify.sentlog import MemorySentLog
+from streamer.notify.service import RETRYING_S, Notifier, NotifyOptions, decode_alert
+from streamer.settings import Settings
 
-from .fakes import alert
+from .fakes import FakeClock, FakeSender, alert
+from .test_delivery import drain
 
 
 def test_an_alert_record_decodes_with_extra_fields_kept() -> None:
@@ -46,3 +55,40 @@ def test_an_alert_that_cannot_be_written_again_is_undeliverable() -> None:
     deep = b"[" * 300 + b"1" + b"]" * 300  # written by hand: orjson itself refuses to write it
     record = orjson.dumps(alert("a1"))[:-1] + b', "x": ' + deep + b"}"
     assert str(decode_alert(record)).startswith("cannot be written as JSON again:")
+
+
+async def test_healthz_is_degraded_while_a_destination_has_been_retrying_for_minutes(tmp_path: Path) -> None:
+    """A destination failing every request (a revoked webhook now retries for good) left
+    /healthz `ok`: nothing said that nothing was delivered."""
+    path = tmp_path / "n.toml"
+    path.write_text('[[destinations]]\nname = "crm"\nurl = "http://127.0.0.1:9/hook"\n')
+    notifier = Notifier(Settings(kafka_bootstrap="127.0.0.1:1"), load_notify_config(path), NotifyOptions("g"))
+    clock, seen = FakeClock(), []
+    gate = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        seen.append(notifier.health())
+        if clock.now > RETRYING_S + 60:
+            gate.set()
+
+    worker = DestinationWorker(
+        notifier.config.destinations[0],
+        Retry(initial_seconds=30, max_seconds=30, jitter=0),
+        FakeSender([401] * 10),
+        MemorySentLog(),
+        NotifyMetrics(),
+        sleep=sleep,
+        clock=clock,
+    )
+    notifier.workers = [worker]
+    worker.submit(alert("a1"), lambda: None)
+    await drain(worker)
+    assert gate.is_set()
+    statuses = [(answer["status"], answer.get("retrying_s")) for answer in seen]
+    assert statuses[0] == ("ok", None)  # 30 s: a failure of the moment
+    assert ("degraded", {"crm": RETRYING_S + 30}) in statuses
+    assert seen[-1]["last_error"] == {
+        "crm": "HTTP 401: the destination refuses every alert; check its URL and headers"
+    }
+    assert notifier.health() == {"status": "ok", "in_flight": 0}  # delivered: ok again
