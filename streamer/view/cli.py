@@ -15,7 +15,11 @@ from streamer.view.malformed import quiet_malformed_requests
 
 @click.command("view")
 @click.option("--host", help="Address to bind (default HEALTHSTREAM_VIEW_HOST, 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), help="Port (default HEALTHSTREAM_VIEW_PORT, 8000).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port (default HEALTHSTREAM_VIEW_PORT, 8000; 0: any free port, printed at the start).",
+)
 @click.option(
     "--redis-url",
     help="Projection store (default HEALTHSTREAM_REDIS_URL, else 127.0.0.1 at HEALTHSTREAM_REDIS_PORT).",
