@@ -130,7 +130,8 @@ class Interrupted(Exception):
 
 def _unreachable(settings: Settings, seconds: float, detail: str) -> BrokerUnavailable:
     return BrokerUnavailable(
-        f"no Kafka broker accepted events at {settings.kafka_bootstrap} for {seconds:.0f} s ({detail}); "
+        f"no Kafka broker accepted events at {settings.kafka_bootstrap} for {round(seconds, 1):g} s "
+        f"({detail}); "
         "start it (`streamer local up`, `docker compose up -d kafka`) or point "
         "HEALTHSTREAM_KAFKA_BOOTSTRAP / --bootstrap at it, then run replay again "
         "(events already published are ignored by the worker as repeats)"
