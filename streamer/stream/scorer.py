@@ -55,6 +55,7 @@ from streamer.stream.dead_letters import (
 from streamer.stream.membership import Fence, Fenced
 from streamer.stream.merge import PartitionMerge
 from streamer.stream.origin import ORIGIN_HEADER, Origin, decode_origin, encode_origin
+from streamer.stream.pending import Pending
 from streamer.stream.ports import Message, Offsets, Sink, TopicPartition
 from streamer.stream.reach import InputReach
 from streamer.stream.stalls import StallWatch
@@ -103,59 +104,6 @@ YIELD_EVERY = 200
 # murmur2 is pure Python in aiokafka: a few per cent of the worker's CPU when hashed per message.
 # Accounts repeat, so their partitions are remembered (bounded; the least recently used go).
 _partition_of = lru_cache(maxsize=1 << 17)(partition_of)
-
-
-class Pending:
-    """The batches applied since the last checkpoint: their messages (to acknowledge), one applied
-    message per partition (routes the table writes) and the offsets applied to each account."""
-
-    def __init__(self) -> None:
-        self.done: list[Any] = []
-        self.applied: dict[int, Any] = {}
-        # partition -> account -> topic -> offsets applied to the account
-        self.by_account: dict[int, dict[str, dict[str, list[int]]]] = {}
-        self.since = 0.0  # when the oldest of them was applied (time.monotonic)
-        # partition -> the event time its span counts from (`CHECKPOINT_SPAN`)
-        self.span_from: dict[int, int] = {}
-        self.spanned = False  # a partition's span is used up: checkpoint before it goes on
-        # input topic partition -> what its partition acts as: the topic was found created again,
-        # and the partition's record must forget the old offsets durably before anything else,
-        # then the group's offset go to the new start (`Scorer._start_over`)
-        self.started_over: dict[TopicPartition, Any] = {}
-
-    def add(
-        self,
-        done: Sequence[Any],
-        applied: dict[int, Any],
-        by_account: dict[int, dict[str, dict[str, list[int]]]],
-    ) -> None:
-        if not self.done:
-            self.since = time.monotonic()
-        self.done.extend(done)
-        self.applied.update(applied)
-        for partition, accounts in by_account.items():
-            mine = self.by_account.setdefault(partition, {})
-            for account_id, topics in accounts.items():
-                theirs = mine.setdefault(account_id, {})
-                for topic, offsets in topics.items():
-                    theirs.setdefault(topic, []).extend(offsets)
-
-    def forget(self, topic: str, partition: int) -> None:
-        """Leave out the offsets of `topic`'s `partition`: the topic was deleted and created
-        again, and its old offsets must neither be acknowledged nor listed as handled (they
-        would claim the new topic's). What their messages changed stays applied."""
-        self.done = [
-            event
-            for event in self.done
-            if (event.message.topic, event.message.partition) != (topic, partition)
-        ]
-        for topics in self.by_account.get(partition, {}).values():
-            topics.pop(topic, None)
-        if not any(event.message.partition == partition for event in self.done):
-            # Nothing of the partition left to checkpoint: a span counted from those messages
-            # held the next ones back with nothing to write, and the release looped for ever.
-            self.span_from.pop(partition, None)
-            self.spanned = False
 
 
 def _too_large_to_reroute(copy_bytes: int, limit: int) -> str:
@@ -775,7 +723,7 @@ class Scorer:
         if self.fence.up("applying"):
             self._held_back = False
             if done:  # skipped or re-read messages: acknowledged with the next checkpoint
-                self._pending.add(done, {}, {})
+                self._pending.add(done, {}, {}, time.monotonic())
             return
         counters, sink = self.counters, self.sink
         applied: dict[int, Any] = {}
@@ -835,7 +783,7 @@ class Scorer:
                 await self._checkpoint()
             return
         counters.batches += 1
-        self._pending.add(done, applied, by_account)
+        self._pending.add(done, applied, by_account, time.monotonic())
         if self.fence.up("the outputs of a batch"):
             return  # queued: written once the lease is renewed, dropped by a rebalance
         if self._checkpoint_due():
