@@ -137,6 +137,11 @@ def _transitions(
     While the account's usage is settling (`_settling`) the band is acknowledged as it is, silently
     (an override still alerts).
     """
+    if current.override is None and all(value is None for value in current.components.values()):
+        # Nothing known of the account yet (its profile only): its band is `empty_score`'s, a
+        # placeholder. Acknowledged, a CRM that knew the account before billing did had its first
+        # paying day read as a recovery, "yellow -> green (score 50 -> 100)".
+        return []
     settling = current.override is None and _settling(current, observed, rules)
     if memory.band is None or memory.band[0] == current.band or settling:  # first, same or settling
         memory.band = (current.band, current.score)

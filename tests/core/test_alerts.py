@@ -21,6 +21,7 @@ from .events import (
     nps,
     opened,
     payment_failed,
+    profile,
     renewed,
     resolved,
     stamp,
@@ -154,6 +155,17 @@ def test_a_band_change_undone_within_the_confirm_days_raises_nothing() -> None:
     assert feed.raised("band_worsened") == feed.raised("band_recovered") == []
     feed(nps("other", at(9, 9), 10))
     assert [a["raised_at"] for a in feed.raised("band_worsened")] == [stamp(at(6))]
+
+
+def test_a_prospect_becoming_a_customer_raises_no_band_recovery() -> None:
+    """A CRM that knows the account a day before billing does: scored before it paid (the empty
+    score, 50: yellow), its first paying days read as a recovery, "yellow -> green (50 -> 100)"."""
+    feed = Feed()
+    feed(profile("acme", at(0, 9), name="Acme"))
+    feed(started("acme", at(1, 9), seats=20))
+    feed(started("zeta", at(12, 9), seats=20))  # time passes for the partition
+    assert feed.raised(account="acme") == []
+    assert feed.snapshot("acme")["band"] == "green"
 
 
 def first_use_on_day(first: int, config: ScoreConfig | None = None) -> Feed:
