@@ -34,14 +34,19 @@ import msgpack
 from streamer.contract.vocabulary import Band
 from streamer.core.account import Account, SeenIds
 from streamer.core.alerts import AlertMemory
+from streamer.core.clock import DAY, HOUR, iso
+from streamer.core.config import MAX_DAYS
 from streamer.core.engine import Clock
 from streamer.core.identity import Override, Profile
+from streamer.core.intake import LATEST_EVENT_MS
 from streamer.core.keys import KEY_BYTES
 from streamer.core.peers import PeerReference
 from streamer.core.revenue import (
     CANCELED,
     CHANGED,
     MAX_EARLIER,
+    MAX_PAYMENT_FAILURES,
+    MAX_TERM_ENDS,
     STARTED,
     Point,
     Revenue,
@@ -61,9 +66,10 @@ from streamer.core.support import (
     DayStats,
     Support,
 )
+from streamer.core.totals import FIELDS
 from streamer.core.usage import DAYS, MASKS, Pairs, Usage, counts, user_key
 from streamer.state.copies import Handled, HandledCopies
-from streamer.state.partition import AppliedOffsets, PartitionRecord
+from streamer.state.partition import MAX_ABOVE, AppliedOffsets, PartitionRecord
 
 # 2: account profile and override (version 1 records read with neither); 3: events per feature;
 # 4: the alert memory's pending band change (version 1-3 records read with none); 5: the events
@@ -250,6 +256,55 @@ def _opt_int(value: Any, what: str) -> int | None:
     return None if value is None else _int(value, what)
 
 
+# The instants a record may hold (epoch ms, [EARLIEST_INSTANT, LATEST_INSTANT)): every event time
+# admitted is after `input.earliest` (itself after 1970-01-01T00:00:00Z) and before
+# `LATEST_EVENT_MS` (9000-01-01); a term end or effective date at most `input.max_term_years` (at
+# most `MAX_TERM_YEARS`) after its event; an override's expiry and a tick at most `MAX_DAYS` days
+# after one. Within these bounds every month and term the core derives is before the year 9999;
+# past them a record decoded and the engine's recovery raised ValueError (`month_of`).
+MAX_TERM_YEARS = 100  # the upper bound of `input.max_term_years`
+EARLIEST_INSTANT = 0
+LATEST_INSTANT = LATEST_EVENT_MS + int(MAX_TERM_YEARS * 365.25 * DAY) + MAX_DAYS * DAY
+# The longest rescore interval (`time.rescore_interval_hours`): a partition's next tick is at most
+# this far past its stream time (the first tick after it; the decoder knows no interval).
+MAX_TICK_AHEAD = 24 * MAX_DAYS * HOUR
+MAX_COUNTER = 1 << 63  # a version counter below it: its increments stay within the encoder's 64 bits
+
+
+def _time(value: Any, what: str) -> int:
+    """An instant (epoch ms) the core can compute with (see `LATEST_INSTANT`)."""
+    number = _int(value, what)
+    if not EARLIEST_INSTANT <= number < LATEST_INSTANT:
+        raise StateDecodeError(
+            f"{what}: instant {number} is outside {EARLIEST_INSTANT}..{LATEST_INSTANT - 1} "
+            f"(epoch ms, 1970-01-01 to {iso(LATEST_INSTANT - 1)})"
+        )
+    return number
+
+
+def _opt_time(value: Any, what: str) -> int | None:
+    return None if value is None else _time(value, what)
+
+
+def _times(values: Sequence[int], what: str, most: int | None = None) -> list[int]:
+    """Instants decoded from differences (`_untime_deltas`), the lowest and highest checked; at
+    most `most` of them."""
+    if most is not None and len(values) > most:
+        raise StateDecodeError(f"{what}: {len(values)} items, more than the {most} kept")
+    if values:  # (a check of the two ends: an account remembers up to 250,000 dedupe times)
+        _time(min(values), what)
+        _time(max(values), what)
+    return list(values)
+
+
+def _counter(value: Any, what: str) -> int:
+    """A version counter: 0 on, and far enough below 2^64 that its next increment encodes."""
+    number = _int(value, what)
+    if not 0 <= number < MAX_COUNTER:
+        raise StateDecodeError(f"{what}: version counter {number} is outside 0..{MAX_COUNTER - 1}")
+    return number
+
+
 def _str(value: Any, what: str) -> str:
     if type(value) is not str:
         raise StateDecodeError(f"{what}: expected a string, got {type(value).__name__} {value!r:.40}")
@@ -285,10 +340,13 @@ _MAX_SCORES = 4096
 
 
 def _score(value: Any, what: str) -> float:
-    """A score as one float object shared by all decoded accounts: scores are kept to one
-    decimal (0-100), so the highest-score-per-day memory of every account repeats a few hundred
-    values (24 bytes each per copy). Bounded: past `_MAX_SCORES` distinct values, not shared."""
+    """A score (finite, 0-100) as one float object shared by all decoded accounts: scores are
+    kept to one decimal, so the highest-score-per-day memory of every account repeats a few
+    hundred values (24 bytes each per copy). Bounded: past `_MAX_SCORES` distinct values, not
+    shared."""
     number = _float(value, what)
+    if not 0.0 <= number <= 100.0:  # NaN too
+        raise StateDecodeError(f"{what}: expected a score 0-100, got {number!r}")
     if len(_SCORES) < _MAX_SCORES:
         return _SCORES.setdefault(number, number)
     return _SCORES.get(number, number)
@@ -388,15 +446,27 @@ class _Ids:
     def opt_number(self, value: Any, what: str) -> int | None:
         return None if value is None else self.number(value, what)
 
+    def time(self, value: Any, what: str) -> int:
+        """`number` of an instant (`_time`)."""
+        return self.number(_time(value, what), what)
+
+    def opt_time(self, value: Any, what: str) -> int | None:
+        return None if value is None else self.time(value, what)
+
     def pair(self, at: Any, event_id: Any, what: str) -> tuple[int, str]:
         """An (instant, event id) pair, one tuple object per value within the account."""
-        pair = (self.number(at, what), self.decode(event_id, what))
+        # -1: none yet (a subscription's state or term end not described)
+        instant = self.number(at, what) if type(at) is int and at == -1 else self.time(at, what)
+        pair = (instant, self.decode(event_id, what))
         return self._pairs.setdefault(pair, pair)
 
 
 def _unflat_days(value: Any, base: int, what: str) -> dict[int, int]:
     items = _list(value, what, step=2)
-    return {_day(_int(items[i], what) + base): _int(items[i + 1], what) for i in range(0, len(items), 2)}
+    days: dict[int, int] = {}
+    for i in range(0, len(items), 2):
+        days[_once(_day(_int(items[i], what) + base), days, f"{what} day")] = _int(items[i + 1], what)
+    return days
 
 
 def _flat_pairs(pairs: Pairs, base: int) -> list[int]:
@@ -483,19 +553,27 @@ def _decode_account(body: Any, version: int) -> Account:
     score = fields[10]
     return Account(
         account_id=account_id,
-        first_seen=ids.number(fields[1], "account.first_seen"),
+        first_seen=ids.time(fields[1], "account.first_seen"),
         revenue=_decode_revenue(fields[2], ids, version),
         usage=_decode_usage(fields[3], ids, feature_refs=version >= 5, user_keys=version >= 6),
         support=_decode_support(fields[4], ids, opening_status=version >= 7),
         sentiment=_decode_sentiment(fields[5], ids),
         alerts=_decode_alerts(fields[6]),
         seen=_decode_seen(fields[7]),
-        now=_int(fields[8], "account.now"),
-        last_event_at=_int(fields[9], "account.last_event_at"),
+        now=_time(fields[8], "account.now"),
+        last_event_at=_time(fields[9], "account.last_event_at"),
         score=None if score is None else _score(score, "account.score"),
-        band=_opt_word(fields[11], "account.band"),
-        terms=tuple(_ints(fields[12], "account.terms")),
+        band=None if fields[11] is None else _band_word(fields[11], "account.band"),
+        terms=_terms(fields[12]),
     )
+
+
+def _terms(value: Any) -> tuple[int, ...]:
+    """The account's share of the totals: none yet, or one number per totals field."""
+    terms = tuple(_ints(value, "account.terms"))
+    if terms and len(terms) != len(FIELDS):
+        raise StateDecodeError(f"account.terms: expected none or {len(FIELDS)} numbers, got {len(terms)}")
+    return terms
 
 
 def _encode_seen(seen: SeenIds) -> list[Any]:
@@ -508,7 +586,7 @@ def _decode_seen(value: Any) -> SeenIds:
     packed, times = _list(value, "account.seen", 2)
     if type(packed) is not bytes or len(packed) % KEY_BYTES:
         raise StateDecodeError("account.seen: expected 8-byte keys")
-    ats = _untime_deltas(times, "account.seen times")
+    ats = _times(_untime_deltas(times, "account.seen times"), "account.seen times")
     if len(ats) != len(packed) // KEY_BYTES:
         raise StateDecodeError(f"account.seen: {len(packed) // KEY_BYTES} keys but {len(ats)} times")
     return SeenIds(bytearray(packed), bytearray(struct.pack(f"<{len(ats)}q", *ats)))
@@ -539,16 +617,19 @@ def _decode_profile(value: Any, ids: _Ids, version: int = VERSION) -> Profile | 
     fields = _list(value, "profile", 8 if version >= 9 else 7)
     at, event_id, name, owner, segment, tier, raw_attributes = fields[:7]
     attributes = _list(raw_attributes, "profile.attributes", step=2)
+    keys: dict[Any, None] = {}
+    for key in attributes[0::2]:
+        keys[_once(_word(key, "profile attribute"), keys, "profile attribute")] = None
     raw_earlier = _list(fields[7], "profile.earlier", step=3) if version >= 9 else []
     earlier = [
         (
-            _int(raw_earlier[i], "profile.earlier"),
+            _time(raw_earlier[i], "profile.earlier"),
             ids.decode(raw_earlier[i + 1], "profile.earlier"),
             _opt_word(raw_earlier[i + 2], "profile.earlier"),
         )
         for i in range(0, len(raw_earlier), 3)
     ]
-    latest = (_int(at, "profile.at"), ids.decode(event_id, "profile.event_id"))
+    latest = (_time(at, "profile.at"), ids.decode(event_id, "profile.event_id"))
     _check_order([(at, event_id) for at, event_id, _ in earlier], latest, "profile.earlier")
     return Profile(
         at=latest[0],
@@ -591,6 +672,17 @@ def _attributes(items: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return found
 
 
+_BAND_NAMES = frozenset(band.value for band in Band)
+
+
+def _band_word(value: Any, what: str) -> str:
+    """A band's name as the account and its alert memory keep it (a string of the vocabulary)."""
+    name = _word(value, what)
+    if name not in _BAND_NAMES:
+        raise StateDecodeError(f"{what}: {name!r:.40} is not a band")
+    return name
+
+
 def _opt_band(value: Any, what: str) -> Band | None:
     name = _opt_str(value, what)
     if name is None:
@@ -623,13 +715,13 @@ def _decode_override(value: Any, ids: _Ids) -> Override | None:
     if type(cleared) is not bool:
         raise StateDecodeError(f"override.cleared: expected true or false, got {cleared!r:.40}")
     return Override(
-        at=_int(at, "override.at"),
+        at=_time(at, "override.at"),
         event_id=ids.decode(event_id, "override.event_id"),
         author=_str(author, "override.author"),
         reason=_opt_str(reason, "override.reason"),
         band=_opt_band(band, "override.band"),
-        score=None if score is None else _float(score, "override.score"),
-        expires_at=_int(expires_at, "override.expires_at"),
+        score=None if score is None else _score(score, "override.score"),
+        expires_at=_time(expires_at, "override.expires_at"),
         cleared=cleared,
     )
 
@@ -654,18 +746,26 @@ def _encode_revenue(revenue: Revenue, ids: _Ids) -> list[Any]:
 def _decode_revenue(value: Any, ids: _Ids, format_version: int) -> Revenue:
     subs, timeline, first_start, failures, version = _list(value, "revenue", 5)
     subs = _list(subs, "revenue.subscriptions", step=2)
-    timeline = [ids.number(item, "revenue.timeline") for item in _list(timeline, "revenue.timeline")]
+    timeline = [
+        (ids.time if i % 2 == 0 else ids.number)(item, "revenue.timeline")
+        for i, item in enumerate(_list(timeline, "revenue.timeline"))
+    ]
     if len(timeline) % 2:
         raise StateDecodeError("revenue.timeline: expected (time, mrr) pairs")
+    subscriptions: dict[str, Subscription] = {}
+    for i in range(0, len(subs), 2):
+        sid = _once(ids.decode(subs[i], "subscription id"), subscriptions, "subscription id")
+        subscriptions[sid] = _decode_sub(subs[i + 1], ids, format_version)
     return Revenue(
-        subscriptions={
-            ids.decode(subs[i], "subscription id"): _decode_sub(subs[i + 1], ids, format_version)
-            for i in range(0, len(subs), 2)
-        },
+        subscriptions=subscriptions,
         timeline=[(timeline[i], timeline[i + 1]) for i in range(0, len(timeline), 2)],
-        first_start=ids.opt_number(first_start, "revenue.first_start"),
-        payment_failures=_untime_deltas(failures, "revenue.payment_failures"),
-        version=_int(version, "revenue.version"),
+        first_start=ids.opt_time(first_start, "revenue.first_start"),
+        payment_failures=_times(
+            _untime_deltas(failures, "revenue.payment_failures"),
+            "revenue.payment_failures",
+            MAX_PAYMENT_FAILURES,
+        ),
+        version=_counter(version, "revenue.version"),
     )
 
 
@@ -710,11 +810,11 @@ def _decode_sub(value: Any, ids: _Ids, format_version: int) -> Subscription:
         )
     points: list[Point] = []
     for i in range(0, len(raw_points), 4):
-        eff = ids.number(raw_points[i], "point.effective_at")
+        eff = ids.time(raw_points[i], "point.effective_at")
         points.append(
             (
                 eff,
-                ids.number(eff + _int(raw_points[i + 1], "point.occurred_at"), "point.occurred_at"),
+                ids.time(eff + _int(raw_points[i + 1], "point.occurred_at"), "point.occurred_at"),
                 ranks[i // 4 + 1],
                 ids.decode(raw_points[i + 2], "point.event_id"),
                 ids.number(raw_points[i + 3], "point.mrr"),
@@ -732,15 +832,22 @@ def _decode_sub(value: Any, ids: _Ids, format_version: int) -> Subscription:
         plan=_opt_word(fields[1], "subscription.plan"),
         seats=_opt_int(fields[2], "subscription.seats"),
         state_at=(state_at, ranks[0], state_id),
-        term_end=ids.opt_number(fields[5], "subscription.term_end"),
+        term_end=ids.opt_time(fields[5], "subscription.term_end"),
         term_end_at=term_end_at,
-        started_at=ids.opt_number(fields[8], "subscription.started_at"),
-        term_ends=[
-            ids.number(item, "subscription.term_ends") for item in _list(fields[9], "subscription.term_ends")
-        ],
+        started_at=ids.opt_time(fields[8], "subscription.started_at"),
+        term_ends=[ids.time(item, "subscription.term_ends") for item in _term_ends(fields[9])],
         earlier_states=earlier_states,
         earlier_terms=earlier_terms,
     )
+
+
+def _term_ends(value: Any) -> list[Any]:
+    items = _list(value, "subscription.term_ends")
+    if len(items) > MAX_TERM_ENDS:
+        raise StateDecodeError(
+            f"subscription.term_ends: {len(items)} items, more than the {MAX_TERM_ENDS} kept"
+        )
+    return items
 
 
 def _decode_earlier(fields: list[Any], ids: _Ids) -> tuple[list[State], list[Term]]:
@@ -758,7 +865,7 @@ def _decode_earlier(fields: list[Any], ids: _Ids) -> tuple[list[State], list[Ter
             raise StateDecodeError(f"subscription.earlier_states: expected a rank 0-1, got {rank!r}")
         states.append(
             (
-                ids.number(raw_states[i], "subscription.earlier_states"),
+                ids.time(raw_states[i], "subscription.earlier_states"),
                 rank,
                 ids.decode(raw_states[i + 2], "subscription.earlier_states"),
                 _opt_word(raw_states[i + 3], "subscription.earlier_states"),
@@ -767,9 +874,9 @@ def _decode_earlier(fields: list[Any], ids: _Ids) -> tuple[list[State], list[Ter
         )
     terms = [
         (
-            ids.number(raw_terms[i], "subscription.earlier_terms"),
+            ids.time(raw_terms[i], "subscription.earlier_terms"),
             ids.decode(raw_terms[i + 1], "subscription.earlier_terms"),
-            ids.number(raw_terms[i + 2], "subscription.earlier_terms"),
+            ids.time(raw_terms[i + 2], "subscription.earlier_terms"),
         )
         for i in range(0, len(raw_terms), 3)
     ]
@@ -854,6 +961,9 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
     sums = _ints(fields[12], "usage window sums")
     if len(sums) != 5:
         raise StateDecodeError(f"usage window sums: expected 5, got {len(sums)}")
+    feature_words = [_word(features[i], "usage feature") for i in range(0, len(features), 2)]
+    if len(set(feature_words)) != len(feature_words):
+        raise StateDecodeError("usage feature: a feature stored twice in usage.features")
     daily_users = _unflat_days(fields[4], base, "usage.daily_users")
     last_day_users = _unflat_days(fields[5], base, "usage.last_day_users")
     daily_activity = _unflat_days(fields[6], base, "usage.daily_activity")
@@ -872,12 +982,12 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
             last_days=array(DAYS, last),
             last_day_users=array(DAYS, [last_day_users[day] for day in last]),
             features={
-                _word(features[i], "usage feature"): _day(_int(features[i + 1], "usage feature day") + base)
-                for i in range(0, len(features), 2)
+                name: _day(_int(features[2 * n + 1], "usage feature day") + base)
+                for n, name in enumerate(feature_words)
             },
-            first_use=_opt_int(fields[8], "usage.first_use"),
-            first_key_use=_opt_int(fields[9], "usage.first_key_use"),
-            last_use=_opt_int(fields[10], "usage.last_use"),
+            first_use=_opt_time(fields[8], "usage.first_use"),
+            first_key_use=_opt_time(fields[9], "usage.first_key_use"),
+            last_use=_opt_time(fields[10], "usage.last_use"),
             horizon_day=base,
         )
         for i in range(0, len(volumes), 2):
@@ -944,10 +1054,11 @@ def _decode_support_numbers(value: Any, ids: _Ids, opening_status: bool) -> Supp
         resolutions = _ints(raw_tickets[i + 6], "ticket resolutions")
         if len(resolutions) % 2:
             raise StateDecodeError(f"ticket {ticket_id!r}: resolutions are not (time, contacts) pairs")
+        _times(resolutions[0::2], "ticket resolution time")
         if ticket_id in support.tickets:
             raise StateDecodeError(f"ticket {ticket_id!r} stored twice")
-        opened_at = _opt_int(raw_tickets[i + 2], "ticket opened_at")
-        status_at = _int(raw_tickets[i + 4], "ticket status_at")
+        opened_at = _opt_time(raw_tickets[i + 2], "ticket opened_at")
+        status_at = _time(raw_tickets[i + 4], "ticket status_at")
         status_id = ids.decode(raw_tickets[i + 5], "ticket")
         if not opening_status and status_at == opened_at and not flags & 1 and not resolutions:
             status_id = ""  # its status was its opening (a reopen cannot come at the same instant)
@@ -970,7 +1081,7 @@ def _decode_support_numbers(value: Any, ids: _Ids, opening_status: bool) -> Supp
     support.days = array(NUMBERS, days)
     support.ever = ever
     support.horizon_day = base
-    support.version = _int(version, "support.version")
+    support.version = _counter(version, "support.version")
     return support
 
 
@@ -1018,7 +1129,7 @@ def _decode_sentiment_numbers(value: Any, ids: _Ids) -> Sentiment:
 
     def answers(kind: str, raw: Any, what: str) -> None:
         items = _list(raw, what, step=3)
-        times = _untime_deltas(items[0::3], what)
+        times = _times(_untime_deltas(items[0::3], what), what)
         for n, at in enumerate(times):
             sentiment.add_answer(kind, at, ids.decode(items[3 * n + 1], what), _int(items[3 * n + 2], what))
 
@@ -1029,7 +1140,7 @@ def _decode_sentiment_numbers(value: Any, ids: _Ids) -> Sentiment:
             raise StateDecodeError(f"sentiment.nps: respondent {respondent!r:.40} stored twice")
         sentiment.add_answer(
             "nps",
-            _int(nps[i + 1], "nps at"),
+            _time(nps[i + 1], "nps at"),
             ids.decode(nps[i + 2], "nps event id"),
             _int(nps[i + 3], "nps score"),
             respondent,
@@ -1039,7 +1150,7 @@ def _decode_sentiment_numbers(value: Any, ids: _Ids) -> Sentiment:
     comments = _list(raw_comments, "sentiment.comments", step=5)
     sentiment.comments = [
         (
-            _int(comments[i], "comment at"),
+            _time(comments[i], "comment at"),
             ids.decode(comments[i + 1], "comment event id"),
             _word(comments[i + 2], "comment kind"),
             _int(comments[i + 3], "comment score"),
@@ -1047,7 +1158,7 @@ def _decode_sentiment_numbers(value: Any, ids: _Ids) -> Sentiment:
         )
         for i in range(0, len(comments), 5)
     ]
-    sentiment.version = _int(version, "sentiment.version")
+    sentiment.version = _counter(version, "sentiment.version")
     return sentiment
 
 
@@ -1078,33 +1189,48 @@ def _decode_alerts(value: Any) -> AlertMemory:
         raise StateDecodeError(
             f"alerts.pending: expected [] or [direction 1 or -1, since], got {pending!r:.60}"
         )
-    raised = _list(raw_raised, "alerts.raised", step=4)
-    episodes = _list(raw_episodes, "alerts.episodes", step=3)
+    flat_raised = _list(raw_raised, "alerts.raised", step=4)
+    flat_episodes = _list(raw_episodes, "alerts.episodes", step=3)
     daily = _list(raw_daily, "alerts.daily_max", step=2)
+    raised: dict[str, tuple[int, int, str]] = {}
+    for i in range(0, len(flat_raised), 4):
+        rule = _once(_word(flat_raised[i], "alert rule"), raised, "alert rule")
+        raised[rule] = (
+            _time(flat_raised[i + 1], "alert at"),
+            _int(flat_raised[i + 2], "alert level"),
+            _str(flat_raised[i + 3], "alert key"),
+        )
+    episodes: dict[str, tuple[int, int]] = {}
+    for i in range(0, len(flat_episodes), 3):
+        rule = _once(_word(flat_episodes[i], "episode rule"), episodes, "episode rule")
+        episodes[rule] = (
+            _time(flat_episodes[i + 1], "episode start"),
+            _int(flat_episodes[i + 2], "episode level"),
+        )
+    daily_max: dict[int, float] = {}
+    for i in range(0, len(daily), 2):
+        day = _once(_day(_int(daily[i], "daily_max day")), daily_max, "daily_max day")
+        daily_max[day] = _score(daily[i + 1], "daily_max score")
     return AlertMemory(
-        raised={
-            _word(raised[i], "alert rule"): (
-                _int(raised[i + 1], "alert at"),
-                _int(raised[i + 2], "alert level"),
-                _str(raised[i + 3], "alert key"),
-            )
-            for i in range(0, len(raised), 4)
-        },
-        episodes={
-            _word(episodes[i], "episode rule"): (
-                _int(episodes[i + 1], "episode start"),
-                _int(episodes[i + 2], "episode level"),
-            )
-            for i in range(0, len(episodes), 3)
-        },
-        daily_max={
-            _day(_int(daily[i], "daily_max day")): _score(daily[i + 1], "daily_max score")
-            for i in range(0, len(daily), 2)
-        },
+        raised=raised,
+        episodes=episodes,
+        daily_max=daily_max,
         scored_on=_shared(tuple(_word(name, "scored_on") for name in _list(scored_on, "alerts.scored_on"))),
-        band=(_word(band[0], "alerts.band name"), _score(band[1], "alerts.band score")) if band else None,
-        pending=(int(pending[0]), _int(pending[1], "alerts.pending since")) if pending else None,
+        band=(_band_word(band[0], "alerts.band name"), _score(band[1], "alerts.band score"))
+        if band
+        else None,
+        pending=(int(pending[0]), _time(pending[1], "alerts.pending since")) if pending else None,
     )
+
+
+K = TypeVar("K")
+
+
+def _once(key: K, found: dict[K, Any], what: str) -> K:
+    """`key`, refused when `found` has it already (a dict would keep the last without a word)."""
+    if key in found:
+        raise StateDecodeError(f"{what} {key!r:.40} stored twice")
+    return key
 
 
 # -- partition records ----------------------------------------------------------------------------
@@ -1168,9 +1294,16 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
     items = _list(value, "offsets", step=3)
     offsets = AppliedOffsets()
     for i in range(0, len(items), 3):
-        topic = _word(items[i], "offsets topic")
-        offsets.next[topic] = _int(items[i + 1], "offsets next")
+        topic = _once(_word(items[i], "offsets topic"), offsets.next, "offsets topic")
+        mark = offsets.next[topic] = _int(items[i + 1], "offsets next")
         above = _undeltas(items[i + 2], "offsets above")
+        if len(above) > MAX_ABOVE:
+            raise StateDecodeError(
+                f"offsets above of {topic!r:.40}: {len(above)}, more than the {MAX_ABOVE} kept"
+            )
+        # `AppliedOffsets.advance` keeps them ascending and past the mark (the one at it joins it)
+        if any(later <= earlier for earlier, later in pairwise([mark, *above])):
+            raise StateDecodeError(f"offsets above of {topic!r:.40}: not ascending past the mark {mark}")
         if above:
             offsets.above[topic] = above
     return offsets
@@ -1183,8 +1316,29 @@ def decode_partition(raw: bytes) -> PartitionRecord:
 
 def _decode_partition_v1(body: Any) -> PartitionRecord:
     stream_time, next_tick, raw_offsets = _list(body, "partition", 3)
-    clock = Clock(_int(stream_time, "clock.stream_time"), _int(next_tick, "clock.next_tick"))
-    return PartitionRecord(clock, _decode_offsets(raw_offsets))
+    return PartitionRecord(_decode_clock(stream_time, next_tick), _decode_offsets(raw_offsets))
+
+
+def _decode_clock(raw_stream_time: Any, raw_next_tick: Any) -> Clock:
+    """A partition's clock as the engine leaves it: both -1 (no event yet), or a stream time
+    (an admitted event's time, before `LATEST_EVENT_MS`) and a next tick after it, at most one
+    rescore interval later (`MAX_TICK_AHEAD`). Past that, a recovery stepped back from the tick
+    towards a midnight for hours, a late event re-scored each day up to it, and a stream time
+    past the year 9999 failed every date."""
+    stream_time = _int(raw_stream_time, "clock.stream_time")
+    next_tick = _int(raw_next_tick, "clock.next_tick")
+    if not -1 <= stream_time < LATEST_EVENT_MS:
+        raise StateDecodeError(
+            f"clock.stream_time: {stream_time} is neither -1 nor an event time before {iso(LATEST_EVENT_MS)}"
+        )
+    if stream_time < 0 and next_tick != -1:
+        raise StateDecodeError(f"clock.next_tick: {next_tick} with no stream time (expected -1)")
+    if stream_time >= 0 and not stream_time < next_tick <= stream_time + MAX_TICK_AHEAD:
+        raise StateDecodeError(
+            f"clock.next_tick: {next_tick} is not after the stream time {stream_time} "
+            f"by at most the longest rescore interval ({MAX_TICK_AHEAD // DAY} days)"
+        )
+    return Clock(stream_time, next_tick)
 
 
 def _decode_partition_v10(body: Any) -> PartitionRecord:

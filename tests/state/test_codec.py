@@ -180,7 +180,10 @@ def test_partition_records_round_trip(
     offsets = AppliedOffsets()
     for topic, mark in next_offsets.items():
         offsets.advance(topic, mark, above)
-    record = PartitionRecord(dataclasses.replace(PartitionRecord().clock, stream_time=stream_time), offsets)
+    # as the engine leaves it: a next tick (the first midnight after stream time) once there is one
+    next_tick = -1 if stream_time < 0 else (stream_time // 86_400_000 + 1) * 86_400_000
+    clock = dataclasses.replace(PartitionRecord().clock, stream_time=stream_time, next_tick=next_tick)
+    record = PartitionRecord(clock, offsets)
     assert decode_partition(encode_partition(record)) == record
 
 
@@ -353,7 +356,7 @@ def test_profile_and_override_round_trip_including_a_cleared_one() -> None:
     [
         [(2, "b", "x"), (1, "a", None)],  # out of order
         [(1, "a", "x"), (1, "a", "x")],  # repeated
-        [(1, "a", "x"), (10**15, "z", None)],  # not before the latest
+        [(1, "a", "x"), (2 * 10**14, "z", None)],  # not before the latest
     ],
 )
 def test_a_profile_whose_earlier_versions_segment_at_cannot_read_is_refused(
@@ -373,7 +376,7 @@ def test_a_profile_whose_earlier_versions_segment_at_cannot_read_is_refused(
     [
         ([(2, 1, "b", "pro", 1), (1, 1, "a", "pro", 1)], [], r"earlier_states: versions out of order"),
         ([], [(1, "a", 5), (1, "a", 5)], r"earlier_terms: versions out of order"),
-        ([(10**15, 1, "z", "pro", 1)], [], r"earlier_states: versions out of order"),  # after the latest
+        ([(2 * 10**14, 1, "z", "pro", 1)], [], r"earlier_states: versions out of order"),  # after the latest
         ([(n, 1, f"e{n}", "pro", 1) for n in range(5)], [], r"more than 4 earlier states"),
     ],
     ids=["out-of-order", "repeated", "after-the-latest", "too-many"],
