@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
+import stat
+import sys
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -81,10 +87,25 @@ def _tuning_options_need_tune(tune_weights: bool) -> None:
 
 
 class ReplayCacheProblem(click.ClickException):
-    """--replay-cache names an existing file that is not a replay cache: exit code 2, as a usage
-    error, without the usage text."""
+    """--replay-cache names an existing file that is not a replay cache, or is given with EVENTS
+    that can be read only once: exit code 2, as a usage error, without the usage text."""
 
     exit_code = 2
+
+
+def _refuse_a_stream(events: Path) -> None:
+    """--replay-cache reads EVENTS twice (its SHA-256, then the replay): from a FIFO the second
+    reading waited for ever, from a pipe on /dev/stdin it found nothing left."""
+    try:
+        regular = stat.S_ISREG(events.stat().st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        raise ReplayCacheProblem(
+            "--replay-cache needs EVENTS to be a regular file, which it reads twice (its SHA-256, "
+            f"then the replay): {click.format_filename(events)} is not one; save it to a file first, "
+            "or leave out --replay-cache"
+        )
 
 
 def _warn(message: str) -> None:
@@ -116,7 +137,7 @@ def _replay(
     config: ScoreConfig,
     partitions: int,
     warmup_days: int,
-    now: datetime | None,
+    published_ms: int,
     quiet: bool,
     grid: bool,
 ) -> Replay:
@@ -149,7 +170,7 @@ def _replay(
             warmup_days=warmup_days,
             on_sorted=on_sorted,
             on_progress=on_progress,
-            published_ms=publication_ms(now),
+            published_ms=published_ms,
             grid=grid,
         )
     except ValueError as exc:
@@ -293,22 +314,7 @@ See docs/backtest.md for the definitions and the figures measured on simulated d
 )
 @now_option()
 @quiet_option("No progress on stderr.")
-def backtest(
-    events: Path,
-    config_path: Path | None,
-    tune_weights: bool,
-    write_config: Path | None,
-    holdout: float,
-    top_features: int,
-    min_churned_accounts: int,
-    plots_dir: Path | None,
-    json_path: Path | None,
-    replay_cache: Path | None,
-    warmup_days: int,
-    partitions: int | None,
-    now: datetime | None,
-    quiet: bool,
-) -> None:
+def backtest(**options: Any) -> None:
     """Replay EVENTS (JSON lines, optionally .gz) and report how well the health score predicted churn.
 
     Events are applied in event-time order through the same core as `streamer offline --sort`;
@@ -334,6 +340,60 @@ def backtest(
     difference with its standard error over accounts), and written with --write-config as a file
     `streamer offline --config` and the workers accept.
     """
+    done = _Done(f"replaying {click.format_filename(options['events'])}")
+    with _sigterm_interrupts():
+        try:
+            _backtest(done=done, **options)
+        except KeyboardInterrupt:
+            click.echo(f"streamer backtest: interrupted while {done.stage}; {done.outputs()}", err=True)
+            sys.exit(130)
+
+
+@dataclass
+class _Done:
+    """How far a backtest got: what it was doing, and the outputs written."""
+
+    stage: str
+    written: list[Path] = field(default_factory=list)
+
+    def outputs(self) -> str:
+        if not self.written:
+            return "no output was written (a replay cache is written only once whole)"
+        return "written before it: " + ", ".join(click.format_filename(path) for path in self.written)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a backtest as Ctrl-C does, in one line (it ended the process silently)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _backtest(
+    events: Path,
+    config_path: Path | None,
+    tune_weights: bool,
+    write_config: Path | None,
+    holdout: float,
+    top_features: int,
+    min_churned_accounts: int,
+    plots_dir: Path | None,
+    json_path: Path | None,
+    replay_cache: Path | None,
+    warmup_days: int,
+    partitions: int | None,
+    now: datetime | None,
+    quiet: bool,
+    done: _Done,
+) -> None:
+    """`backtest`, its progress noted in `done`."""
     with needs_extra("backtest", "backtest"):  # numpy, and matplotlib for --plots
         from streamer.backtest.analysis import NotEnoughHistory, analyse, label, tune
         from streamer.backtest.replaycache import NotACache, fingerprint
@@ -363,7 +423,14 @@ def backtest(
     plots = [plots_dir / name for name in PLOT_FILES.values()] if plots_dir is not None else []
     _refuse_shared_outputs(outputs, plots)
     prepare([json_path, write_config, replay_cache, plots_probe], [events, source])
-    made_from = fingerprint(events, config, partitions, warmup_days, now) if replay_cache is not None else {}
+    published_ms = publication_ms(now)  # one bound on event time for the fingerprint and the replay
+    if replay_cache is not None:
+        _refuse_a_stream(events)
+    made_from = (
+        fingerprint(events, config, partitions, warmup_days, now, published_ms)
+        if replay_cache is not None
+        else {}
+    )
     try:
         history = load_replay(replay_cache, made_from, _warn) if replay_cache is not None else None
     except NotACache as exc:  # an events file or notes named by mistake: never written over
@@ -373,9 +440,11 @@ def backtest(
         click.echo(f"reusing the replay saved in {replay_cache}", err=True)
     if history is None:
         weekly = tune_weights or replay_cache is not None
-        history = _replay(events, config, partitions, warmup_days, now, quiet, weekly)
+        history = _replay(events, config, partitions, warmup_days, published_ms, quiet, weekly)
         if replay_cache is not None:
             save_replay(replay_cache, history, made_from)
+            done.written.append(replay_cache)
+    done.stage = "analysing the replay"
     try:
         result = analyse(history)
     except NotEnoughHistory as exc:
@@ -400,15 +469,19 @@ def backtest(
     if write_config is not None and result.tuning is not None:  # first: the result that cost most
         header = _tuned_header(result.tuning, events, source)
         write_config.write_text(_config_text(_base_data(source), result.tuning.fitted, header))
+        done.written.append(write_config)
         click.echo(
             f"wrote {write_config}: try it with "
             f"`streamer offline {events} --out DIR --sort --config {write_config}`"
         )
     if plots_dir is not None:
+        done.stage = "writing the plots"
         written = write_all(result, plots_dir, (config.bands.yellow, config.bands.green))
+        done.written += written
         click.echo(f"plots: {', '.join(str(path) for path in written)}")
     if json_path is not None:
         json_path.write_bytes(orjson.dumps(report_json(result), option=orjson.OPT_INDENT_2))
+        done.written.append(json_path)
         click.echo(f"figures: {json_path}")
     if cannot_tune is not None:
         unwritten = " and no configuration was written" if write_config is not None else ""

@@ -4,7 +4,9 @@ Replaying a large history takes minutes; fitting takes seconds. `streamer backte
 --replay-cache FILE` writes the replay there and, on the next run, reads it back instead of
 replaying, but only when it was made from the same events file (path, size, modification time),
 the same score configuration, partitions, warm-up and `--now`, and the same scoring core (a digest of the
-core's source): anything else replays again and overwrites it. Plain JSON, no pickle.
+core's source): anything else replays again and overwrites it. Without `--now` the bound on event
+time follows the wall clock: a later one reuses the replay only when no line was refused as dated
+after the bound it was made with (`reusable`). Plain JSON, no pickle.
 
 The file is the SHA-256 of the JSON body on a line of its own, then the body: a cache damaged or
 edited after it was written (a NaN score was reused silently) does not match its digest and is
@@ -32,9 +34,11 @@ import orjson
 from streamer.backtest.sampling import AlertRecord, Replay, Sample
 from streamer.core.config import ScoreConfig
 from streamer.native import CORE_DIR
+from streamer.offline.runner import publication_ms
 
-FORMAT = 4  # 2: per-feature volumes and the weekly grid samples; 3: a digest of the body first;
-# 4: the span sampled is that of the accepted events (a refused line set it before)
+FORMAT = 5  # 2: per-feature volumes and the weekly grid samples; 3: a digest of the body first;
+# 4: the span sampled is that of the accepted events (a refused line set it before); 5: the bound
+# on event time used and the lines beyond it, duplicates and blank lines
 
 
 HEAD = 200  # bytes of the decompressed start that tell a replay cache
@@ -58,12 +62,20 @@ def core_digest() -> str:
 
 
 def fingerprint(
-    events: Path, config: ScoreConfig, partitions: int, warmup_days: float, now: datetime | None
+    events: Path,
+    config: ScoreConfig,
+    partitions: int,
+    warmup_days: float,
+    now: datetime | None,
+    published_ms: int | None = None,
 ) -> dict[str, Any]:
     """What a saved replay must have been made from to be reused: the events file's content
     too (its SHA-256, about a second per GB), not only its path, size and time: `cp -p`,
     `rsync -a` and `tar x` keep the time, and a file changed in place at the same size was
-    taken for the one replayed."""
+    taken for the one replayed. `published_ms`: when the events count as published (`--now`, or
+    the wall clock; by default `--now`'s), which bounds their time (see `reusable`)."""
+    if published_ms is None:
+        published_ms = publication_ms(now)
     stat = events.stat()
     with events.open("rb") as content:
         digest = hashlib.file_digest(content, "sha256").hexdigest()
@@ -77,8 +89,24 @@ def fingerprint(
         "partitions": partitions,
         "warmup_days": warmup_days,
         "now": now.isoformat() if now is not None else None,
+        LATEST_KEY: config.input.latest_ms(published_ms),
         "core": core_digest(),
     }
+
+
+LATEST_KEY = "latest_event_ms"  # the bound on event time the replay applied
+
+
+def reusable(saved: Mapping[str, Any], beyond: int, made_from: Mapping[str, Any]) -> bool:
+    """Whether a replay made from `saved`, which refused `beyond` lines as dated after its bound,
+    stands for one made from `made_from`. Everything must be the same but the bound, which moves
+    with the wall clock when `--now` is not given: a later bound judges every event as the
+    earlier one did when none was beyond it (an event refused as in the future may be accepted
+    now, and an earlier bound may refuse what was accepted)."""
+    if {**saved, LATEST_KEY: None} != {**made_from, LATEST_KEY: None}:
+        return False
+    was, now = saved.get(LATEST_KEY), made_from[LATEST_KEY]
+    return bool(was == now or (beyond == 0 and isinstance(was, int) and was < now))
 
 
 def _sample(s: Sample) -> list[Any]:
@@ -111,15 +139,20 @@ def save(path: Path, replay: Replay, made_from: Mapping[str, Any]) -> None:
         "month_starts": replay.month_starts,
         "span": [replay.data_start, replay.activity_start, replay.data_end],
         "counts": [replay.lines, replay.accepted, replay.rejected, replay.seconds],
+        "skipped": [replay.duplicates, replay.blank, replay.beyond_bound],
         "rules": replay.rules,
         "baseline_usage": [[account, at, n] for (account, at), n in replay.baseline_usage.items()],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
     body = orjson.dumps(data)
-    with gzip.open(temporary, "wb", compresslevel=3) as handle:
-        handle.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-    temporary.replace(path)
+    try:
+        with gzip.open(temporary, "wb", compresslevel=3) as handle:
+            handle.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        temporary.replace(path)
+    except BaseException:  # Ctrl-C or a full disk: no half-written file left
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def load(
@@ -150,7 +183,8 @@ def load(
         return None
     try:
         data = orjson.loads(body)
-        if data.get("made_from") != dict(made_from):
+        beyond = data["skipped"][2] if "skipped" in data else 1  # format 4 and before: not known
+        if not reusable(data["made_from"], beyond, made_from):
             return None
         return _replay(data)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # orjson's decode error: ValueError
@@ -192,6 +226,7 @@ def _damaged(on_damaged: Callable[[str], None] | None, path: Path, why: str) -> 
 
 def _replay(data: dict[str, Any]) -> Replay:
     lines, accepted, rejected, seconds = data["counts"]
+    duplicates, blank, beyond_bound = data["skipped"]
     data_start, activity_start, data_end = data["span"]
     return Replay(
         samples=[_unsample(row) for row in data["samples"]],
@@ -208,6 +243,9 @@ def _replay(data: dict[str, Any]) -> Replay:
         accepted=accepted,
         rejected=rejected,
         seconds=seconds,
+        duplicates=duplicates,
+        blank=blank,
+        beyond_bound=beyond_bound,
         rules=data["rules"],
         baseline_usage={(account, at): n for account, at, n in data["baseline_usage"]},
         grid_samples=[_unsample(row) for row in data["grid_samples"]],

@@ -21,6 +21,7 @@ from streamer.backtest.analysis import (
 from streamer.backtest.baseline import BASELINE_DAYS, BASELINE_NAME
 from streamer.backtest.choice import MODEL_STANDARD_ERRORS, STANDARD_ERRORS, VOLUME_PREFIX, Choice, Kind
 from streamer.backtest.metrics import ALL_RULES, BandRate, RuleStats, band_ratio
+from streamer.backtest.sampling import Replay
 from streamer.contract.vocabulary import BANDS, Band
 from streamer.core.config import COMPONENTS
 from streamer.core.score import SIGNAL_COMPONENT
@@ -66,6 +67,14 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def _line_counts(replay: Replay) -> str:
+    """Every line counted once, as `streamer offline` counts them."""
+    blank = f", {replay.blank:,} blank skipped" if replay.blank else ""
+    return (
+        f"{replay.accepted:,} accepted, {replay.duplicates:,} duplicates, {replay.rejected:,} rejected{blank}"
+    )
+
+
 def render(result: Backtest, source: str, reused: Path | None = None) -> str:
     """The report; `reused`: the replay cache the replay was read from (made in its seconds)."""
     replay = result.replay
@@ -76,8 +85,7 @@ def render(result: Backtest, source: str, reused: Path | None = None) -> str:
         else f"replayed in {replay.seconds:.1f} s"
     )
     parts = [
-        f"backtest of {source}: {replay.lines:,} lines ({replay.accepted:,} accepted, "
-        f"{replay.rejected:,} rejected) {replayed}",
+        f"backtest of {source}: {replay.lines:,} lines ({_line_counts(replay)}) {replayed}",
         f"events {day(replay.data_start)} .. {day(replay.data_end)}, "
         f"activity from {day(replay.activity_start)}; "
         f"{len(replay.month_starts)} month starts sampled ({day(replay.month_starts[0])} .. "
@@ -486,7 +494,9 @@ def to_json(result: Backtest) -> dict[str, Any]:
     data: dict[str, Any] = {
         "lines": replay.lines,
         "accepted": replay.accepted,
+        "duplicates": replay.duplicates,
         "rejected": replay.rejected,
+        "blank": replay.blank,
         "accounts": len(replay.timelines),
         "month_starts": [day(at) for at in replay.month_starts],
         "horizons": {

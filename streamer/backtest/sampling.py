@@ -18,7 +18,6 @@ from streamer.offline.external_sort import Key, SortedLines
 from streamer.offline.runner import (
     UNREADABLE,
     OfflineRun,
-    bounded_order_key,
     merge_order_key,
     open_events,
     time_window,
@@ -26,6 +25,7 @@ from streamer.offline.runner import (
 from streamer.partitioning import partition_of
 from streamer.settings import FAMILIES
 
+LATEST = 1 << 62  # no bound on event time (`sorted_lines` without a window)
 PROGRESS_EVERY = 5000  # lines between progress callbacks
 
 
@@ -68,6 +68,9 @@ class Replay:
     accepted: int = 0
     rejected: int = 0
     seconds: float = 0.0
+    duplicates: int = 0  # lines repeating an event_id (counted in `lines`, as `streamer offline` does)
+    blank: int = 0  # empty or whitespace-only lines, skipped
+    beyond_bound: int = 0  # lines dated after the bound on event time (`--now` + max skew): refused
     rules: dict[str, int] = field(default_factory=dict)
     baseline_usage: dict[SampleKey, int] = field(default_factory=dict)  # see backtest.baseline
     grid_samples: list[Sample] = field(default_factory=list)  # on the weekly grid between month starts
@@ -119,6 +122,7 @@ class Span:
     first: int | None = None
     activity: int | None = None
     last: int | None = None
+    beyond: int = 0  # lines dated after the window's end (refused as in the future)
 
     def see(self, key: Key) -> None:
         at, family, _ = key
@@ -215,13 +219,17 @@ def sorted_lines(path: Path, window: tuple[int, int] | None = None) -> Iterator[
     """The file's lines keyed (event time, topic family, line number) in the order `streamer
     offline --sort` applies them, sorted in bounded memory (`SortedLines`), and their span.
 
-    Lines with an event time outside `window` (the `[input]` bounds) count as unreadable.
+    Lines with an event time outside `window` (the `[input]` bounds) count as unreadable; the
+    span counts those after it (`beyond`).
     """
-    order = bounded_order_key(window) if window is not None else merge_order_key
+    low, high = window if window is not None else (UNREADABLE, LATEST)
     span = Span()
 
     def key(numbered: tuple[int, bytes]) -> Key:
-        found = order(numbered)
+        found = merge_order_key(numbered)
+        if not low <= found[0] <= high:
+            span.beyond += found[0] > high
+            found = (UNREADABLE, 0, found[2])  # refused anyway: it must not stretch the span
         span.see(found)
         return found
 
@@ -259,6 +267,7 @@ def replay(
         schedule = Schedule(span, warmup_ms, horizon_ms, grid=grid)
         found = _replay(run, ordered, schedule, str(path), on_progress)
     if found is not None:
+        found.beyond_bound = span.beyond
         return found
     # Every readable activity event was refused: the month starts count from the first accepted
     # event, before the candidates sampled. Replayed again with the accepted span known.
@@ -268,6 +277,7 @@ def replay(
         found = _replay(run, ordered, schedule, str(path), None)
     if found is None:  # the accepted events are the same on a second pass
         raise AssertionError(f"{path}: the second replay sampled other instants than the first")
+    found.beyond_bound = span.beyond
     return found
 
 
@@ -369,6 +379,8 @@ def _replay(
         accepted=summary.accepted,
         rejected=summary.rejected,
         seconds=summary.seconds,
+        duplicates=summary.duplicates,
+        blank=summary.blank,
         rules=dict(summary.alerts),
         baseline_usage={key: n for key, n in baseline_usage.items() if key[1] in kept},
         grid_samples=[sample for sample in grid_samples if sample.at in grid],

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import stat
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import replace
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from types import FrameType
+from typing import IO, Any, NoReturn
 
 import click
 import orjson
@@ -40,12 +43,15 @@ from streamer.offline.parallel import (
 from streamer.offline.runner import (
     OfflineRun,
     Summary,
+    UnreadableInput,
+    UntilDamaged,
     bounded_order_key,
     lines_and_file_lines,
     open_events,
     publication_ms,
     time_window,
 )
+from streamer.offline.staging import Staging
 from streamer.outputs import prepare
 from streamer.progress import Progress
 from streamer.settings import Settings
@@ -122,16 +128,112 @@ def offline(
         # Each process reads the whole input: from a pipe they would share its lines between them.
         processes = 1
     collect_less()  # this process (and its forked children) scores, then exits
-    if processes == 1:
-        summary, accounts, portfolio = _in_process(
-            events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet
-        )
-        children: Result | None = None
-    else:
-        summary, accounts, portfolio, children = _in_processes(
-            events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet, processes
-        )
-    (out_dir / "portfolio.json").write_bytes(orjson.dumps(portfolio, option=orjson.OPT_INDENT_2))
+    run = _Run(events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet, processes)
+    with _sigterm_interrupts(), Staging(out_dir, OUTPUTS) as staged:
+        try:
+            scored = _score_into(run, staged)
+        except KeyboardInterrupt:
+            _interrupted(run, staged)
+    click.echo(_summary_text(scored, processes, out_dir))
+    if scored.damage is not None:
+        raise scored.damage  # the outputs are those of the lines before it
+    summary = scored.summary
+    if summary.accepted == 0 and summary.duplicates == 0:
+        raise click.ClickException(_nothing_scored(events, out_dir, summary))
+
+
+OUTPUTS = ("accounts.jsonl", "health.jsonl", "alerts.jsonl", "deadletter.jsonl", "portfolio.json")
+
+
+@dataclass
+class _Run:
+    """What a run scores, how, and (`lines`) how far it got."""
+
+    events: Path
+    out_dir: Path
+    config: ScoreConfig
+    partitions: int
+    topic_prefix: str
+    published_ms: int
+    sort: bool
+    quiet: bool
+    processes: int
+    lines: int = 0  # lines scored so far, for the line of an interrupted run
+
+
+@dataclass
+class _Scored:
+    """A finished run's figures; `damage`: the error that ended a damaged input (the outputs
+    are those of the lines before it)."""
+
+    summary: Summary
+    accounts: int
+    portfolio: dict[str, Any]
+    children: Result | None
+    damage: UnreadableInput | None
+
+
+def _score_into(run: _Run, staged: Staging) -> _Scored:
+    """Score the run into the staging folder and rename the five outputs into place, unless the
+    run failed (one line saying the outputs were not replaced) or its input was refused before
+    its first line (that error, as it is)."""
+    try:
+        scored = _in_process(run, staged) if run.processes == 1 else _in_processes(run, staged)
+    except ChildFailed as failed:
+        raise click.ClickException(_not_replaced(str(failed), run.out_dir)) from None
+    except OSError as exc:
+        raise click.ClickException(_not_replaced(_os_error(exc), run.out_dir)) from None
+    if scored.damage is not None and scored.summary.lines == 0:
+        raise scored.damage  # refused before its first line: nothing scored, nothing replaced
+    staged.path("portfolio.json").write_bytes(orjson.dumps(scored.portfolio, option=orjson.OPT_INDENT_2))
+    staged.commit()
+    return scored
+
+
+def _not_replaced(error: str, out_dir: Path) -> str:
+    return f"{error}: the outputs in {click.format_filename(out_dir)} were not replaced"
+
+
+def _os_error(exc: OSError) -> str:
+    where = f"{click.format_filename(exc.filename)}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def _interrupted(run: _Run, staged: Staging) -> NoReturn:
+    """Ctrl-C or SIGTERM: one line saying how far the run got, exit code 130."""
+    outputs = click.format_filename(run.out_dir)
+    done = "were replaced (the run had finished)" if staged.committed else "were not replaced"
+    click.echo(
+        f"streamer offline: interrupted after {run.lines:,} lines of {click.format_filename(run.events)}; "
+        f"the outputs in {outputs} {done}",
+        err=True,
+    )
+    sys.exit(130)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does (it ended the process where it stood, temporary
+    files and all)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# A share of lines rejected as too late (behind their partition's stream time) past which the
+# file is most likely not in event-time order: the summary then suggests --sort.
+TOO_LATE_SHARE = 0.01
+TOO_LATE_LINES = 100
+
+
+def _summary_text(scored: _Scored, processes: int, out_dir: Path) -> str:
+    summary, portfolio, children = scored.summary, scored.portfolio, scored.children
     bands = portfolio["current"]["accounts_by_band"]
     by_band = ", ".join(f"{band} {bands[band]}" for band in BANDS)
     processes_note = ""
@@ -139,20 +241,27 @@ def offline(
         spent = " + ".join(f"{cpu:,.1f}" for cpu in children.cpu)
         peak = max(children.peak_rss) / 2**20
         processes_note = f", {processes} processes: CPU {spent} s, peak RSS {peak:,.0f} MiB per process"
-    click.echo(
+    return (
         f"{summary.lines:,} lines in {summary.seconds:.1f} s ({summary.rate:,.0f}/s{processes_note}): "
         f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected"
         f"{f', {summary.blank:,} blank skipped' if summary.blank else ''}\n"
-        f"{accounts:,} accounts ({by_band}), "
+        f"{_sort_hint(summary)}"
+        f"{scored.accounts:,} accounts ({by_band}), "
         f"MRR {portfolio['current']['mrr']} {portfolio['currency']}, "
         f"{sum(summary.alerts.values()):,} alerts, {summary.snapshots:,} snapshots\n"
         f"wrote {out_dir}/{{accounts,health,alerts,deadletter}}.jsonl and portfolio.json"
     )
-    if summary.accepted == 0 and summary.duplicates == 0:
-        raise click.ClickException(_nothing_scored(events, out_dir, summary))
 
 
-OUTPUTS = ("accounts.jsonl", "health.jsonl", "alerts.jsonl", "deadletter.jsonl", "portfolio.json")
+def _sort_hint(summary: Summary) -> str:
+    """A line suggesting --sort when many lines came too late (an export not in event-time order)."""
+    late = summary.too_late
+    if late < TOO_LATE_LINES or late <= TOO_LATE_SHARE * summary.lines:
+        return ""
+    return (
+        f"{late:,} lines were rejected as too late (behind their partition's stream time): the file "
+        "is not in event-time order; try --sort\n"
+    )
 
 
 def _regular_file(path: Path) -> bool:
@@ -190,47 +299,41 @@ def looks_like_csv(dead_letter: dict[str, Any]) -> bool:
     return "," in text and not text.startswith(("{", "["))
 
 
-def _in_process(
-    events: Path,
-    out_dir: Path,
-    config: ScoreConfig,
-    partitions: int,
-    topic_prefix: str,
-    published_ms: int,
-    sort: bool,
-    quiet: bool,
-) -> tuple[Summary, int, dict[str, Any]]:
+def _in_process(run: _Run, staged: Staging) -> _Scored:
     """`--jobs 1`: every partition in this process."""
-    run = OfflineRun(config, partitions, topic_prefix, published_ms=published_ms)
+    events, config = run.events, run.config
+    scoring = OfflineRun(config, run.partitions, run.topic_prefix, published_ms=run.published_ms)
     size = events.stat().st_size
     with (
         ExitStack() as stack,
         open_events(events) as source,
-        (out_dir / "health.jsonl").open("wb") as health,
-        (out_dir / "alerts.jsonl").open("wb") as alerts,
-        (out_dir / "deadletter.jsonl").open("wb") as dead,
+        staged.path("health.jsonl").open("wb") as health,
+        staged.path("alerts.jsonl").open("wb") as alerts,
+        staged.path("deadletter.jsonl").open("wb") as dead,
     ):
         raw = source.fileobj if hasattr(source, "fileobj") else source  # compressed position
+        readable = UntilDamaged(source)  # a damaged input ends there
         ordered: SortedLines | None = None
         file_lines: Iterator[int] | None = None  # each line's number in the file, when sorted
-        if sort:
+        if run.sort:
             click.echo(f"sorting {events} by occurred_at ...", err=True)
-            order = bounded_order_key(time_window(config, published_ms))
-            ordered = stack.enter_context(SortedLines(source, order, scratch=out_dir))
+            order = bounded_order_key(time_window(config, run.published_ms))
+            ordered = stack.enter_context(SortedLines(readable, order, scratch=run.out_dir))
             iterator, file_lines = lines_and_file_lines(ordered)
         else:
-            iterator = iter(source)
-        with Progress(size, f"scoring {events.name}", quiet) as bar:
+            iterator = iter(readable)
+        with Progress(size, f"scoring {events.name}", run.quiet) as bar:
             cpu = time.process_time()
 
             def progress() -> Any:
                 for count, line in enumerate(iterator, start=1):
                     yield line
+                    run.lines = count
                     if count % 20000 == 0:
                         at = raw.tell() if ordered is None else size * count // max(1, ordered.count)
                         bar.update(count, at, time.process_time() - cpu)
 
-            summary = run.feed(
+            summary = scoring.feed(
                 progress(),
                 on_snapshot=_writer(health),
                 on_alert=_writer(alerts),
@@ -238,52 +341,61 @@ def _in_process(
                 source=str(events),
                 file_lines=file_lines,
             )
-    with (out_dir / "accounts.jsonl").open("wb") as handle:
+    with staged.path("accounts.jsonl").open("wb") as handle:
         write = _writer(handle)
         accounts = 0
-        for snapshot in run.accounts():
+        for snapshot in scoring.accounts():
             write(snapshot)
             accounts += 1
-    return summary, accounts, run.portfolio()
+    return _Scored(summary, accounts, scoring.portfolio(), None, readable.damage)
 
 
-def _in_processes(
-    events: Path,
-    out_dir: Path,
-    config: ScoreConfig,
-    partitions: int,
-    topic_prefix: str,
-    published_ms: int,
-    sort: bool,
-    quiet: bool,
-    jobs: int,
-) -> tuple[Summary, int, dict[str, Any], Result]:
+def _in_processes(run: _Run, staged: Staging) -> _Scored:
     """`--jobs N`: children score shares of the partitions; this process merges their records."""
-    scratch = scratch_folder(out_dir)
-    read, unterminated = events, 0
+    events, jobs = run.events, run.processes
+    scratch = scratch_folder(run.out_dir)
+    read, unterminated, damage = events, 0, None
     try:
-        if sort:
+        if run.sort:
             click.echo(f"sorting {events} by occurred_at ...", err=True)
             read = scratch / "sorted.jsonl"
-            unterminated = sort_into(events, read, bounded_order_key(time_window(config, published_ms)))
+            key = bounded_order_key(time_window(run.config, run.published_ms))
+            unterminated, readable = sort_into(events, read, key)
+            damage = readable.damage
+            if damage is not None and readable.read == 0:
+                raise damage  # refused before its first line
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    job = Job(config, partitions, topic_prefix, published_ms, read, str(events), unterminated, scratch)
-    if sort:
+    job = Job(
+        run.config,
+        run.partitions,
+        run.topic_prefix,
+        run.published_ms,
+        read,
+        str(events),
+        unterminated,
+        scratch,
+    )
+    if run.sort:
         job = replace(job, file_lines=file_lines_path(read))
     started = time.perf_counter()
     with (
-        (out_dir / "health.jsonl").open("wb") as health,
-        (out_dir / "alerts.jsonl").open("wb") as alerts,
-        (out_dir / "deadletter.jsonl").open("wb") as dead,
-        (out_dir / "accounts.jsonl").open("wb") as accounts_out,
-        Progress(read.stat().st_size, f"scoring {events.name} ({jobs} processes)", quiet) as bar,
+        staged.path("health.jsonl").open("wb") as health,
+        staged.path("alerts.jsonl").open("wb") as alerts,
+        staged.path("deadletter.jsonl").open("wb") as dead,
+        staged.path("accounts.jsonl").open("wb") as accounts_out,
+        Progress(read.stat().st_size, f"scoring {events.name} ({jobs} processes)", run.quiet) as bar,
     ):
+
+        def progress(lines: int, position: int, cpu: float) -> None:
+            run.lines = lines
+            bar.update(lines, position, cpu)
+
         outputs: dict[str, IO[bytes]] = {"health": health, "alerts": alerts, "deadletter": dead}
-        try:
-            result = run_parallel(job, jobs, outputs, accounts_out, bar.update)
-        except ChildFailed as failed:
-            raise click.ClickException(str(failed)) from None
+        result = run_parallel(job, jobs, outputs, accounts_out, progress)
     result.summary.seconds = time.perf_counter() - started
-    return result.summary, result.accounts, result.portfolio, result
+    run.lines = result.summary.lines
+    if damage is None and result.damage is not None:
+        damage = UnreadableInput(result.damage)
+    return _Scored(result.summary, result.accounts, result.portfolio, result, damage)

@@ -44,6 +44,7 @@ from streamer.offline.runner import (
     Share,
     Summary,
     UnreadableInput,
+    UntilDamaged,
     open_events,
     open_sorted_copy,
     portfolio_of,
@@ -103,6 +104,7 @@ class Result:
     portfolio: dict[str, Any]
     peak_rss: list[int] = field(default_factory=list)  # bytes, per child
     cpu: list[float] = field(default_factory=list)  # CPU seconds, per child
+    damage: str | None = None  # the error that ended a damaged input (scored up to there)
 
 
 class ChildFailed(Exception):
@@ -219,10 +221,11 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
     files = SegmentFiles(job.scratch, index)
     with open_events(job.events) if job.file_lines is None else open_sorted_copy(job.events) as source:
         raw = getattr(source, "fileobj", None) or source  # compressed position
+        readable = UntilDamaged(source)  # every child stops at the same line
 
         def lines() -> Iterator[bytes]:
             segment_lines, unterminated = job.segment_lines, job.unterminated
-            for number, line in enumerate(source, start=1):
+            for number, line in enumerate(readable, start=1):
                 if number == unterminated:
                     line = line[:-1]
                 yield line
@@ -243,6 +246,7 @@ def _score_share(job: Job, index: int, share: Share, connection: Connection) -> 
         segment=files.segment,
         lines=summary.lines,
         last=True,
+        damage=None if readable.damage is None else readable.damage.message,
         summary=summary.share_record(),
         stream_time=run.stream_time(),
     )
@@ -319,15 +323,18 @@ def merge_accounts(scratch: Path, children: int, out: IO[bytes]) -> int:
     return count
 
 
-def sort_into(events: Path, target: Path, key: Callable[[tuple[int, bytes]], Key]) -> int:
+def sort_into(
+    events: Path, target: Path, key: Callable[[tuple[int, bytes]], Key]
+) -> tuple[int, UntilDamaged]:
     """Write the lines of `events` in `--sort` order to `target`, and each one's line in
     `events` to `file_lines_path(target)` (for the dead letters' offsets); the new number of the
-    line that had no line ending (the file's last), 0 if none."""
+    line that had no line ending (the file's last), 0 if none, and the lines as read (where a
+    damaged input ended: only the lines before the damage are sorted)."""
     unterminated = 0
     numbers = array("q")
     with (
         open_events(events) as source,
-        SortedLines(source, key, scratch=target.parent) as ordered,
+        SortedLines(readable := UntilDamaged(source), key, scratch=target.parent) as ordered,
         target.open("wb") as out,
         file_lines_path(target).open("wb") as numbers_out,
     ):
@@ -341,7 +348,7 @@ def sort_into(events: Path, target: Path, key: Callable[[tuple[int, bytes]], Key
                 numbers.tofile(numbers_out)
                 del numbers[:]
         numbers.tofile(numbers_out)
-    return unterminated
+    return unterminated, readable
 
 
 FILE_LINES_BLOCK = 1 << 16  # line numbers written and read at a time
@@ -446,8 +453,8 @@ def _conduct(
     sentinels = {process.sentinel: index for index, process in enumerate(processes)}
 
     def check(index: int, message: dict[str, Any]) -> dict[str, Any]:
-        if message.get("unreadable"):
-            raise ChildFailed(message["error"])
+        if message.get("unreadable"):  # refused before its first line (a damaged one ends the input)
+            raise UnreadableInput(message["error"])
         if "error" in message:
             names = ", ".join(str(p) for p in sorted(parts[index].partitions))
             raise ChildFailed(f"process {index} (partitions {names}) failed: {message['error']}")
@@ -501,7 +508,8 @@ def _conduct(
     periods = [_sums_from(sums[partition]["periods"]) for partition in range(job.partitions)]
     totals = [narrow(sums[partition]["totals"]) for partition in range(job.partitions)]
     portfolio = portfolio_of(job.config, periods, totals)
-    return Result(summary, count, portfolio, peaks, cpus)
+    damage = next((message["damage"] for message in fed.values() if message.get("damage")), None)
+    return Result(summary, count, portfolio, peaks, cpus, damage)
 
 
 def scratch_folder(out_dir: Path) -> Path:

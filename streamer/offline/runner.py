@@ -152,6 +152,20 @@ class _BoundedLines:
 
 
 GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip stream (RFC 1952)
+# The start of the other compressed formats an export may come in, and the tool that undoes each:
+# read as gzip (named .gz) or as text, each was a misleading error or base64 dead letters.
+OTHER_COMPRESSIONS = (
+    (re.compile(rb"\A\x28\xb5\x2f\xfd"), "zstd", "zstd -d"),
+    (re.compile(rb"\ABZh[1-9]"), "bzip2", "bzip2 -d"),
+    (re.compile(rb"\A\xfd7zXZ\x00"), "xz", "xz -d"),
+)
+
+
+def refuse_other_compression(path: Path, start: bytes) -> None:
+    """`UnreadableInput` when `start` (a file's first bytes) is zstd, bzip2 or xz, whatever its name."""
+    for magic, kind, tool in OTHER_COMPRESSIONS:
+        if magic.match(start):
+            raise UnreadableInput(f"{path.name}: a {kind} file: decompress it first ({tool} {path.name})")
 
 
 def open_events(path: Path) -> IO[bytes]:
@@ -159,16 +173,37 @@ def open_events(path: Path) -> IO[bytes]:
     starts as gzip does, to be read line by line (each cut at `MAX_EVENT_BYTES` + 1): a gzip
     file named `EV.JSONL.GZ`, or `.jsonl`, was read as text, every line a "not valid JSON" dead
     letter. Reading a damaged .gz raises `UnreadableInput` (a click error: one line, exit 1); a
-    file named .gz that is not gzip is one too."""
+    file named .gz that is not gzip is one too, and so is a zstd, bzip2 or xz file."""
     raw = path.open("rb")
     try:
-        packed = path.suffix.lower() == ".gz" or raw.peek(2)[:2] == GZIP_MAGIC  # peek: a pipe too
+        start = raw.peek(6)[:6]  # peek: a pipe too
+        refuse_other_compression(path, start)
+        packed = path.suffix.lower() == ".gz" or start[:2] == GZIP_MAGIC
     except BaseException:
         raw.close()
         raise
     if not packed:
         return cast(IO[bytes], _BoundedLines(raw))
     return cast(IO[bytes], _BoundedLines(cast(IO[bytes], _GzipLines(fileobj=raw, mode="rb")), raw))
+
+
+class UntilDamaged:
+    """An input's lines up to where it is damaged (a truncated or corrupt .gz), which ends the
+    input there: `damage` is then the error, to report once what was read is scored, and `read`
+    the lines read before it (0: the input was refused before its first line)."""
+
+    def __init__(self, lines: Iterable[bytes]) -> None:
+        self._lines = lines
+        self.read = 0
+        self.damage: UnreadableInput | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for line in self._lines:
+                self.read += 1
+                yield line
+        except UnreadableInput as damage:
+            self.damage = damage
 
 
 def open_sorted_copy(path: Path) -> IO[bytes]:
@@ -248,6 +283,9 @@ def bounded_order_key(window: tuple[int, int]) -> Callable[[tuple[int, bytes]], 
     return key
 
 
+# What the core's reason for an event behind its partition's stream time says (engine._too_late)
+TOO_LATE = "too late to fold in"
+
 BATCH = 5000  # lines per batch: snapshots of changed accounts are emitted once per batch
 
 # The `"account_id"` key and its string value, as a line without escapes spells them.
@@ -317,6 +355,7 @@ class Summary:
     duplicates: int = 0
     rejected: int = 0
     blank: int = 0  # empty or whitespace-only lines: skipped, neither scored nor dead-lettered
+    too_late: int = 0  # of `rejected`: behind their partition's stream time (an unsorted file?)
     alerts: Counter[str] = field(default_factory=Counter)
     snapshots: int = 0
     seconds: float = 0.0
@@ -339,6 +378,7 @@ class Summary:
         self.accepted += part["accepted"]
         self.duplicates += part["duplicates"]
         self.rejected += part["rejected"]
+        self.too_late += part["too_late"]
         self.alerts += Counter(part["alerts"])
         self.snapshots += part["snapshots"]
 
@@ -469,6 +509,7 @@ class OfflineRun:
             summary.duplicates += 1
         else:
             summary.rejected += 1
+            summary.too_late += int(TOO_LATE in (outcome.reason or ""))
             topic = self.topic_prefix + EVENT_FAMILY[event.event_type]
             outputs.dead_letter(
                 dead_letter_record(

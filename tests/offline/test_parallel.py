@@ -434,9 +434,9 @@ def test_interrupting_the_run_stops_the_children_and_removes_the_scratch_files(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode != 0, output.decode()
+    assert process.returncode == 130, output.decode()
     assert b"Traceback" not in output, output.decode()
-    assert b"Aborted" in output, output.decode()
+    assert b"streamer offline: interrupted after " in output, output.decode()
     wait_for(lambda: not any(alive(child) for child in children), "the children to stop", 60)
     assert not list(out.glob(".offline-*")), "the scratch folder is removed"
 
