@@ -15,7 +15,7 @@ from itertools import pairwise
 from typing import Annotated, Literal, Self, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from streamer.contract.messages import plain_message
 from streamer.contract.vocabulary import LifecycleStage
@@ -23,6 +23,7 @@ from streamer.core.bands import BandRule
 from streamer.core.clock import HOUR
 from streamer.core.curves import PiecewiseLinear
 from streamer.core.peers import PEER_SIGNALS
+from streamer.suggest import did_you_mean
 
 COMPONENTS = ("adoption", "support", "sentiment", "financial")
 M = TypeVar("M", bound=BaseModel)
@@ -318,6 +319,17 @@ class Features(Strict):
         twice = sorted(name for name, count in counted.items() if count > 1)
         if twice:
             raise ValueError(f"names {', '.join(map(repr, twice))} more than once; list each feature once")
+        return names
+
+    @field_validator("key_features")
+    @classmethod
+    def _in_catalogue(cls, names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        """With a catalogue, a key feature outside it is a typo: nobody used it, and the
+        key-feature signal read nothing."""
+        catalogue = info.data.get("catalogue") or ()
+        for name in names if catalogue else ():
+            if name not in catalogue:
+                raise ValueError(f"{name!r} is not in the catalogue{did_you_mean(name, catalogue)}")
         return names
 
 

@@ -538,6 +538,15 @@ def test_a_feature_listed_twice_is_refused(tmp_path: Path, text: str, expected: 
         load_score_config(write(tmp_path, text))
 
 
+def test_a_key_feature_outside_the_catalogue_is_refused_with_the_closest_name(tmp_path: Path) -> None:
+    """A misspelt key feature was never used by anyone: the key-feature signal read nothing."""
+    text = '[features]\ncatalogue = ["login", "api", "report"]\nkey_features = ["apl"]\n'
+    said = "features.key_features: 'apl' is not in the catalogue (did you mean 'api'?)"
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_score_config(write(tmp_path, text))
+    assert load_score_config(write(tmp_path, '[features]\nkey_features = ["anything"]\n'))  # no catalogue
+
+
 def test_signal_weights_all_zero_are_refused(tmp_path: Path) -> None:
     from streamer.core.config import SignalWeights
 
