@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
 import stat
 import sys
 import tomllib
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,6 +27,7 @@ from streamer.cli_options import (
 )
 from streamer.core.config import ScoreConfig
 from streamer.extras import needs_extra
+from streamer.interrupts import sigterm_interrupts
 from streamer.offline.runner import publication_ms
 from streamer.outputs import prepare, same_file
 from streamer.progress import Progress
@@ -341,7 +339,7 @@ def backtest(**options: Any) -> None:
     `streamer offline --config` and the workers accept.
     """
     done = _Done(f"replaying {click.format_filename(options['events'])}")
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         try:
             _backtest(done=done, **options)
         except KeyboardInterrupt:
@@ -360,20 +358,6 @@ class _Done:
         if not self.written:
             return "no output was written (a replay cache is written only once whole)"
         return "written before it: " + ", ".join(click.format_filename(path) for path in self.written)
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops a backtest as Ctrl-C does, in one line (it ended the process silently)."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _backtest(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import stat
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any, NoReturn
 
 import click
@@ -29,6 +27,7 @@ from streamer.cli_options import (
 from streamer.collector import collect_less
 from streamer.contract.vocabulary import BANDS
 from streamer.core.config import ScoreConfig
+from streamer.interrupts import sigterm_interrupts
 from streamer.offline.external_sort import SortedLines
 from streamer.offline.parallel import (
     ChildFailed,
@@ -129,7 +128,7 @@ def offline(
         processes = 1
     collect_less()  # this process (and its forked children) scores, then exits
     run = _Run(events, out_dir, config, count, settings.topic_prefix, published_ms, sort, quiet, processes)
-    with _sigterm_interrupts(), Staging(out_dir, OUTPUTS) as staged:
+    with sigterm_interrupts(), Staging(out_dir, OUTPUTS) as staged:
         try:
             scored = _score_into(run, staged)
         except KeyboardInterrupt:
@@ -209,21 +208,6 @@ def _interrupted(run: _Run, staged: Staging) -> NoReturn:
         err=True,
     )
     sys.exit(130)
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the run as Ctrl-C does (it ended the process where it stood, temporary
-    files and all)."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # A share of lines rejected as too late (behind their partition's stream time) past which the
