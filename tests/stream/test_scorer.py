@@ -20,6 +20,7 @@ from streamer.stream import accounts as accounts_module
 from streamer.stream import reach as reach_module
 from streamer.stream import scorer as scorer_module
 from streamer.stream import stalls as stalls_module
+from streamer.stream.counters import Counters
 from tests.fixtures import FakeSink
 from tests.stream.world import (
     ACCOUNT,
@@ -1099,23 +1100,34 @@ async def test_an_input_topic_created_again_before_a_checkpoint_lists_none_of_it
     assert stored.contiguous_to(USAGE) == 8 and stored.applied_to(USAGE) == 8
 
 
+async def three_old_messages_applied(world: World) -> None:
+    """The old topic's messages 0-2, applied and checkpointed."""
+    world.offsets.ends[(USAGE, PARTITION)] = 3
+    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+
+
+async def read_after_a_kill(before: World) -> Counters:
+    """The counters of a worker started over the tables `before` left (killed), once the new topic
+    holds 5 messages (past the old offsets) with the new events' ids, after it read all 5."""
+    killed = World(restarted_from=before)
+    killed._ids = 100  # the new events' ids
+    killed.offsets.ends[(USAGE, PARTITION)] = 5
+    await killed.scorer.process([killed.usage(offset, T2) for offset in range(5)])
+    return killed.scorer.counters
+
+
 async def test_a_topic_found_created_again_is_checkpointed_at_once(world: World) -> None:
     """Found created again at a restart, the forgotten offsets stayed in memory until the
     partition's next checkpoint was due. Killed before it, with the new topic grown past the old
     offsets by the next start (so that nothing looked created again), its first messages were
     taken for the old ones applied before and skipped, without a word."""
-    world.offsets.ends[(USAGE, PARTITION)] = 3
-    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    await three_old_messages_applied(world)
     restarted = World(restarted_from=world)
     restarted.scorer.checkpoint_every_s = 3600.0  # no checkpoint due by time
     restarted._ids = 100  # new events
     restarted.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
     await restarted.scorer.process([restarted.usage(0, T2)])
-    killed = World(restarted_from=restarted)
-    killed._ids = 100  # the same new events
-    killed.offsets.ends[(USAGE, PARTITION)] = 5  # grown past the old offsets
-    await killed.scorer.process([killed.usage(offset, T2) for offset in range(5)])
-    counters = killed.scorer.counters
+    counters = await read_after_a_kill(restarted)
     assert (counters.reread, counters.processed) == (1, 4)
 
 
@@ -1124,19 +1136,14 @@ async def test_a_topic_found_created_again_with_its_message_held_is_checkpointed
 ) -> None:
     """The same with the new topic's first message held in the merge (another topic has older
     events to come): nothing of the partition was applied, and its record not written."""
-    world.offsets.ends[(USAGE, PARTITION)] = 3
-    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    await three_old_messages_applied(world)
     restarted = World(restarted_from=world)
     restarted._ids = 100  # new events
     restarted.offsets.ends[(SUBS, PARTITION)] = 100  # a backlog: the subscriptions topic holds the merge
     restarted.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
     await restarted.scorer.process([restarted.usage(0, T2)])
     assert len(restarted.scorer.merges[PARTITION]) == 1
-    killed = World(restarted_from=restarted)
-    killed._ids = 100  # the same new events
-    killed.offsets.ends[(USAGE, PARTITION)] = 5  # grown past the old offsets
-    await killed.scorer.process([killed.usage(offset, T2) for offset in range(5)])
-    counters = killed.scorer.counters
+    counters = await read_after_a_kill(restarted)
     assert (counters.reread, counters.processed) == (0, 5)
 
 
@@ -1146,8 +1153,7 @@ async def test_a_topic_found_created_again_sets_the_groups_offset_to_its_start_a
     """Nothing of the new topic acknowledged (its first message held), the group kept the old
     topic's committed offset (3) until a new message was: an assignment meanwhile sought there,
     and the new topic's messages 0-2 were never read, without a word."""
-    world.offsets.ends[(USAGE, PARTITION)] = 3
-    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    await three_old_messages_applied(world)
     restarted = World(restarted_from=world)
     restarted._ids = 100  # new events
     restarted.offsets.ends[(SUBS, PARTITION)] = 100  # a backlog: the subscriptions topic holds the merge
@@ -1173,8 +1179,7 @@ async def test_a_topic_found_created_again_in_a_partition_that_delivered_nothing
     """Found by the stall check in a partition with no delivery since the assignment (so no
     merge): its forced checkpoint was dropped, the record kept the old offsets, and the group's
     offset was never set to the new start."""
-    world.offsets.ends[(USAGE, PARTITION)] = 3
-    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    await three_old_messages_applied(world)
     monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
     restarted = World(restarted_from=world)
     restarted.offsets.restarts[(USAGE, PARTITION)] = 3
@@ -1191,15 +1196,10 @@ async def test_a_topic_found_created_again_while_read_is_checkpointed_at_once(
     """The same when found by the stall check of a running worker: its old offsets stayed in the
     stored partition record until a message of the new topic was checkpointed."""
     monkeypatch.setattr(stalls_module, "STALL_S", -1.0)  # everything counts as silent
-    world.offsets.ends[(USAGE, PARTITION)] = 3
-    await world.scorer.process([world.usage(offset, T1) for offset in range(3)])
+    await three_old_messages_applied(world)
     world.offsets.ends[(USAGE, PARTITION)] = 1  # created again: one message so far
     await world.scorer.reread_stalled()
-    killed = World(restarted_from=world)
-    killed._ids = 100  # new events
-    killed.offsets.ends[(USAGE, PARTITION)] = 5  # grown past the old offsets
-    await killed.scorer.process([killed.usage(offset, T2) for offset in range(5)])
-    counters = killed.scorer.counters
+    counters = await read_after_a_kill(world)
     assert (counters.reread, counters.processed) == (0, 5)
 
 
