@@ -73,7 +73,10 @@ def errors_and_metrics(metrics: Metrics) -> Middleware:
         try:
             response = await handler(request)
         except Problem as problem:
-            response = handlers.json({"error": problem.message}, problem.status)
+            if problem.status == 401 and handlers.wants_page(request):  # a browser: a page, not JSON
+                response = handlers.denied(request, problem.message)
+            else:
+                response = handlers.json({"error": problem.message}, problem.status)
             if problem.close:
                 response.force_close()
             if problem.status == 401:
@@ -178,6 +181,7 @@ def create_app(settings: Settings, view: ViewSettings, publish: Publish | None =
     app[handlers.PAGE] = load_page()
     app[handlers.ACCOUNT_PAGE] = load_page("account.html", "account.js")
     app[handlers.MISSING_PAGE] = load_page("missing.html", None)
+    app[handlers.DENIED_PAGE] = load_page("denied.html", None)
     kafka = KafkaPublisher(access)  # connects on the first write only
     writes_enabled = view.secret is not None
     app[handlers.WRITER] = Writer(

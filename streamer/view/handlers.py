@@ -19,6 +19,7 @@ from streamer.view.errors import BadRequest, NotFound, Unavailable
 from streamer.view.health import Health
 from streamer.view.metrics import CONTENT_TYPE, Metrics
 from streamer.view.publisher import Writer
+from streamer.view.security import PAGE_PATHS, PAGE_PREFIXES
 from streamer.view.service import ViewService
 
 SERVICE = web.AppKey("service", ViewService)
@@ -28,6 +29,7 @@ PAGE = web.AppKey("page", Page)
 WRITER = web.AppKey("writer", Writer)
 ACCOUNT_PAGE = web.AppKey("account_page", Page)
 MISSING_PAGE = web.AppKey("missing_page", Page)  # an unknown account's, its message in place
+DENIED_PAGE = web.AppKey("denied_page", Page)  # a page asked for by a browser without the token
 MAX_ACCOUNT_ID = 256
 
 
@@ -208,6 +210,21 @@ async def account_view(request: web.Request) -> web.Response:
         pass
     page = request.app[ACCOUNT_PAGE]
     return _page(Page(with_account_id(page.html, account_id), page.csp))
+
+
+def wants_page(request: web.Request) -> bool:
+    """Whether a browser is loading one of the pages (a GET of a page that accepts HTML): a
+    refusal is then a page too, not the API's JSON. The pages' own fetches are API calls."""
+    accepted = request.headers.get("Accept", "")
+    page = request.path in PAGE_PATHS or request.path.startswith(PAGE_PREFIXES)
+    return request.method in ("GET", "HEAD") and page and "text/html" in accepted
+
+
+def denied(request: web.Request, message: str) -> web.Response:
+    """A 401 as a page: `message` (it says how to open the page) in place, as text."""
+    page = request.app[DENIED_PAGE]
+    body = page.html.replace(b"<!--MESSAGE-->", html.escape(message).encode(), 1)
+    return _page(Page(body, page.csp), status=401)
 
 
 ACCOUNT_BODY = b'<body class="account-page">'

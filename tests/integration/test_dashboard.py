@@ -18,7 +18,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from test_account_forms import Browser, in_page
 from test_view import Deployment, Live, shared_live
 
 from streamer.local.stack import StackInfo
@@ -357,6 +359,12 @@ def test_a_view_without_its_redis_says_why_at_the_top_of_the_page(
         assert main.children[0] is error  # above the KPIs
         status = dom.by_id("status")
         assert status.text == "error" and status.attrs.get("title") == error.text
+        # ... and on an account page, where it was the last paragraph, below every panel
+        account = parse(browse(chromium, deployment.url + "/accounts/acct-0001"))
+        error = account.by_id("error")
+        assert "the projection store (Redis) is unreachable" in error.text, error.text
+        [main] = account.find("main")
+        assert main.children[0] is error
     finally:
         view.stop()
 
@@ -374,19 +382,30 @@ def test_the_dashboard_renders(live: Live, chromium: str, tmp_path: Path) -> Non
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
-def test_money_axes_print_each_label_once_when_nothing_moved(
+def test_charts_without_a_month_say_so_rather_than_draw_made_up_axes(
     live: Live, chromium: str, tmp_path: Path
 ) -> None:
-    # A projection with one account and no month of movements: each money axis spans 0..1 of
-    # the reporting currency, whose labels are whole units (ticks of 0.5 printed "+1, +1, 0, 0, -1").
+    # A projection with one account and no month of movements: the charts drew axes of made-up
+    # values (money from 0 to 1, NRR from 99.5% to 100.5%) around nothing.
     with nasty_view(live, tmp_path) as probe:
+        assert probe.get("/api/months")["months"] == []  # the premise
         dom = parse(browse(chromium, probe.url + "/"))
         assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
-        chart = dom.by_id("mrr-chart")
-        movements = [t.text for t in chart.find("text", **{"class": "tick-y"})]
-        end_mrr = [t.text for t in chart.find("text", **{"class": "tick-y mrr-tick"})]
-        assert movements and len(set(movements)) == len(movements), movements
-        assert len(set(end_mrr)) == len(end_mrr), end_mrr
+        for chart in (dom.by_id("mrr-chart"), dom.by_id("retention-chart")):
+            assert [t.text for t in chart.find("text")] == ["no data yet"]
+            assert not chart.find("line") and not chart.find("rect") and not chart.find("circle")
+
+
+def test_axis_labels_have_the_decimals_their_step_needs(live: Live, chromium: str) -> None:
+    """Ticks 0.25% apart printed "99.8%, 100%, 100.3%"."""
+
+    async def act(browser: Browser, socket: aiohttp.ClientWebSocketResponse) -> Any:
+        return await browser.evaluate(
+            socket,
+            "[[99.75, 100, 100.25], [96, 98, 100], [99.5, 100, 100.5], [0.125, 0.25]].map(HS.decimals)",
+        )
+
+    assert in_page(chromium, live.deployment.url + "/", act) == [2, 0, 1, 3]
 
 
 def pager_range(dom: Element, pager: str) -> str:
@@ -537,3 +556,147 @@ def test_a_bad_filter_in_the_address_empties_only_the_lists_it_goes_to(live: Liv
     # the severity control shows what the address asked for, not "any"
     chosen = [o for o in dom.by_id("filter-severity").find("option") if "selected" in o.attrs]
     assert [o.attrs["value"] for o in chosen] == ["bogus"], [o.attrs for o in chosen]
+
+
+async def _project_renewals(
+    url: str, prefix: str, template: dict[str, Any], metrics: dict[str, dict[str, Any]]
+) -> None:
+    """At-risk accounts with a 60-day churn risk (a fitted model) and the given metrics."""
+    writer = RedisProjection(
+        connect(url), prefix, {"currency": "USD", "gross_margin": "1", "cs_cost_per_month": ""}
+    )
+    for account_id, given in metrics.items():
+        record = copy.deepcopy(template)
+        record.update(
+            account_id=account_id,
+            band="red",
+            mrr="100.00",
+            churn_risk_60d=0.2,
+            override=None,
+            lifecycle_stage="adopted",
+        )
+        record["profile"] = {"name": account_id}
+        none = {"renewal_at": None, "days_to_renewal": None, "scheduled_cancellation_at": None}
+        record["metrics"] = {**record["metrics"], **none, **given}
+        writer.snapshot(record)
+    assert await writer.drain()
+    await writer.close()
+
+
+def test_the_at_risk_list_says_what_it_leaves_out_and_shows_scheduled_cancellations(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    """Sorted by renewal, the accounts without a renewal date were left out silently; a scheduled
+    cancellation showed as a dash in the renewal column; an empty list said it "takes a fitted
+    [model]" while every account had a churn risk; "1 accounts"."""
+    source = live.deployment
+    template = source.get("/api/accounts/" + source.get("/api/accounts?limit=1")["items"][0]["account_id"])
+    template.pop("recent_alerts")
+    metrics = {
+        "renews": {"renewal_at": "2025-06-01T00:00:00Z", "days_to_renewal": 30.4},
+        "cancels": {"scheduled_cancellation_at": "2025-02-01T10:00:00Z"},
+        "neither": {},
+    }
+    probe = Deployment(source.bootstrap, source.redis_url, tmp_path, tag=uuid.uuid4().hex[:12])
+    asyncio.run(_project_renewals(source.redis_url, probe.app_id, template, metrics))
+    try:
+        probe.start_view()
+        by_renewal = parse(browse(chromium, probe.url + "/?risk_sort=renewal"))
+        assert at_risk_rows(by_renewal) == ["renews"]
+        assert by_renewal.by_id("risk-total").text == "1 account; 2 without a renewal date left out"
+        assert by_renewal.by_id("churned-total").text == "0 accounts"
+        by_score = parse(browse(chromium, probe.url + "/?risk_sort=score"))
+        renewal = {
+            row.attrs["data-account"]: row.find("td")[6].text
+            for row in by_score.by_id("at-risk").find("tr")[1:]
+        }
+        assert renewal == {
+            "renews": "2025-06-01 (30 d)",
+            "cancels": "cancels 2025-02-01",
+            "neither": "\u2013",
+        }
+        for address in ("/?q=nobody-here", "/?q=nobody-here&risk_sort=-churn_risk"):
+            none = parse(browse(chromium, probe.url + address))
+            (empty,) = none.by_id("at-risk").find("tr", **{"class": "empty"})
+            assert empty.text == "no account at risk matches the filters", (address, empty.text)
+    finally:
+        probe.close()
+
+
+async def _project_override(url: str, prefix: str, template: dict[str, Any], alert: dict[str, Any]) -> None:
+    record = copy.deepcopy(template)
+    record.update(account_id="forced", band="red", score=20.0)
+    record["metrics"] = {**record["metrics"], "seat_utilisation": 0.5, "ces": 5.0, "days_to_renewal": 40.6}
+    record["override"] = {
+        "band": None,
+        "score": 20.0,
+        "reason": "known escalation",
+        "author": "ann@example.com",
+        "set_at": record["as_of"],
+        "expires_at": "2999-01-01T00:00:00Z",
+        "computed_score": 81.5,
+        "computed_band": "green",
+    }
+    await _write(url, prefix, [record])
+
+
+async def _write(url: str, prefix: str, records: list[dict[str, Any]]) -> None:
+    writer = RedisProjection(
+        connect(url), prefix, {"currency": "USD", "gross_margin": "1", "cs_cost_per_month": ""}
+    )
+    for record in records:
+        writer.snapshot(record)
+    assert await writer.drain()
+    await writer.close()
+
+
+def test_the_account_page_marks_an_override_and_colours_the_score_by_its_published_band(
+    live: Live, chromium: str, tmp_path: Path
+) -> None:
+    """An overridden score showed with no mark; the score chart shaded fixed bands (green from
+    70) behind a line whose published band also reads peers, renewals and overrides; key
+    metrics came without units; times were UTC without saying so."""
+    with nasty_view(live, tmp_path, _project_override) as probe:
+        dom = parse(browse(chromium, probe.url + "/accounts/forced"))
+        assert dom.find("body")[0].attrs.get("data-loaded") == "true", dom.by_id("error").text
+        tag = dom.by_id("score-override")
+        assert tag.attrs.get("hidden") is None and tag.text == "override"
+        assert (
+            dom.by_id("score").text == "20.0" and dom.by_id("score").attrs["title"] == "computed: 81.5 green"
+        )
+        chart = dom.by_id("score-chart")
+        assert not chart.find("rect")  # no band drawn from the score alone
+        lines = [p for p in chart.find("polyline") if "line-score" in p.attrs.get("class", "")]
+        assert [(p.attrs["class"], p.attrs["data-band"]) for p in lines] == [("line-score red", "red")]
+        shown = {row.attrs["data-metric"]: row.find("td")[1].text for row in dom.by_id("metrics").find("tr")}
+        assert shown["seat_utilisation"] == "50.0%" and shown["ces"] == "5.0 of 7"
+        assert shown["days_to_renewal"] == "41 d"
+        assert "UTC" in dom.find("header")[0].text
+        assert dom.by_id("refreshed").text.count(":") == 2
+
+
+# The page's width, the window's, and the KPI figures taller than a line and a half (broken).
+PHONE = """({width: document.documentElement.scrollWidth, window: window.innerWidth,
+  broken: Array.from(document.querySelectorAll(".kpi .value")).filter((value) =>
+    value.getBoundingClientRect().height > 1.5 * (parseFloat(getComputedStyle(value).lineHeight) || 20)
+  ).map((value) => value.id)})"""
+
+
+def test_no_page_scrolls_sideways_on_a_phone(live: Live, chromium: str) -> None:
+    """At 390 px the KPIs broke numbers over lines ("348,251.7" / "1") and the pages scrolled sideways."""
+
+    async def act(browser: Browser, socket: aiohttp.ClientWebSocketResponse) -> Any:
+        # a headless window is at least 500 px wide: the phone's width is emulated
+        phone = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+        await socket.send_json({"id": 0, "method": "Emulation.setDeviceMetricsOverride", "params": phone})
+        while (await socket.receive_json(timeout=60)).get("id") != 0:
+            pass
+        await asyncio.sleep(1)  # laid out again
+        return await browser.evaluate(socket, PHONE)
+
+    view = live.deployment
+    account = view.get("/api/accounts?limit=1")["items"][0]["account_id"]
+    for address in ("/", "/accounts/" + account):
+        shown = in_page(chromium, view.url + address, act, "--hide-scrollbars")
+        assert shown["window"] == 390, shown
+        assert shown["width"] <= 390 and not shown["broken"], (address, shown)

@@ -2,18 +2,31 @@
 (function () {
   const REFRESH_MS = 10000;
   const ALERT_ROWS = 10;
-  const BANDS = [["green", 70, 100], ["yellow", 40, 70], ["red", 0, 40]]; // default thresholds
   const COMPONENTS = ["adoption", "support", "sentiment", "financial"];
   const METRICS = [
     ["events_28d", "product events, 28 d"], ["active_days_28d", "active days, 28 d"], ["active_users_28d", "active users, 28 d"],
     ["days_since_last_use", "days since last use"], ["seat_utilisation", "seat utilisation"], ["feature_breadth", "features used, 30 d"],
     ["features_used_28d", "features used of those peers use, 28 d"],
-    ["usage_trend", "usage trend"], ["open_tickets", "open tickets"], ["oldest_open_ticket_hours", "oldest open ticket (h)"],
-    ["tickets_opened_30d", "tickets opened, 30 d"], ["nps", "NPS"], ["nps_respondents", "NPS respondents"], ["csat", "CSAT %"],
-    ["ces", "CES"], ["payment_failures_30d", "payment failures, 30 d"], ["mrr_trend_90d", "MRR trend, 90 d"],
+    ["usage_trend", "usage, last 7 d vs baseline"], ["open_tickets", "open tickets"], ["oldest_open_ticket_hours", "oldest open ticket (h)"],
+    ["tickets_opened_30d", "tickets opened, 30 d"], ["nps", "NPS"], ["nps_respondents", "NPS respondents"], ["csat", "CSAT, satisfied"],
+    ["ces", "CES (effort, of 7)"], ["payment_failures_30d", "payment failures, 30 d"], ["mrr_trend_90d", "MRR trend, 90 d"],
     ["days_to_renewal", "days to renewal"], ["scheduled_cancellation_at", "cancellation scheduled for"],
   ];
-  const { api, csvLink, node, userText, svgNode, money, fixed, percent, day, minute, short, niceTicks, timeTicks, bandBadge, show } = HS;
+  const { api, csvLink, node, userText, svgNode, money, fixed, percent, day, minute, utc, short, niceTicks, timeTicks, bandBadge, show } = HS;
+  // How a key metric reads: ratios as percentages, days whole, CES on its scale of 7; else as it is.
+  const PERCENT = ["seat_utilisation", "usage_trend", "mrr_trend_90d"];
+  const SHOWN = {
+    days_to_renewal: (value) => Math.round(value) + " d",
+    days_since_last_use: (value) => Math.round(value) + " d",
+    ces: (value) => value.toFixed(1) + " of 7",
+    csat: (value) => value.toFixed(1) + "%",
+  };
+  function metricText(name, value) {
+    if (typeof value !== "number") return day(String(value));
+    if (PERCENT.includes(name)) return (value > 0 && name !== "seat_utilisation" ? "+" : "") + percent(value);
+    if (SHOWN[name]) return SHOWN[name](value);
+    return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  }
   const PROFILE_FIELDS = ["name", "owner", "segment", "tier"];
   const DAY = 86400000;
 
@@ -46,6 +59,13 @@
     text("tier", profile.tier);
     text("plan", snapshot.plan);
     show("score", fixed(snapshot.score, 1), snapshot.score);
+    // an override's score is the person's: a tag says so, and the model's score is on hover
+    const forced = snapshot.override;
+    const tag = document.getElementById("score-override");
+    tag.hidden = !forced;
+    const computed = forced ? "computed: " + fixed(forced.computed_score, 1) + " " + (forced.computed_band || "") : "";
+    tag.title = computed;
+    document.getElementById("score").title = computed;
     document.getElementById("band").replaceChildren(bandBadge(snapshot.band));
     document.getElementById("band").dataset.value = snapshot.band;
     show("mrr", money(snapshot.mrr) + " " + snapshot.currency, snapshot.mrr);
@@ -86,7 +106,7 @@
     const metrics = snapshot.metrics || {};
     const metricRows = METRICS.filter(([name]) => metrics[name] !== null && metrics[name] !== undefined).map(([name, label]) => {
       const value = metrics[name];
-      const shown = typeof value === "number" ? (Number.isInteger(value) ? String(value) : value.toFixed(2)) : day(String(value));
+      const shown = metricText(name, value);
       return node("tr", { "data-metric": name }, [node("td", {}, [label]), node("td", { class: "num", "data-value": value }, [shown])]);
     });
     document.querySelector("#metrics tbody").replaceChildren(...metricRows);
@@ -126,23 +146,40 @@
     return svgNode("polyline", Object.assign({ points: coords.join(" ") }, attrs));
   }
 
+  // The score in the colour of the band the account was published in at each point: that band
+  // reads peers, the green budget, scheduled cancellations, per-plan bands and overrides too, so no
+  // fixed score threshold (no band shading behind the line) tells it. One line per run of a band,
+  // from the run's first point (joined to the run before); `data-points`: the points of the run.
+  function scoreRuns(points, at, x, y) {
+    const runs = [];
+    points.forEach(function (p, i) {
+      const here = x(at[i]).toFixed(1) + "," + y(p.score).toFixed(1);
+      const last = runs[runs.length - 1];
+      if (last && last.band === p.band) {
+        last.coords.push(here);
+        last.count += 1;
+      } else {
+        runs.push({ band: p.band, coords: last ? [last.coords[last.coords.length - 1], here] : [here], count: 1 });
+      }
+    });
+    return runs.map((run) => svgNode("polyline", { class: "line-score " + run.band, "data-band": run.band, "data-points": run.count, points: run.coords.join(" ") }));
+  }
+
   function renderScoreChart(history) {
     const svg = document.getElementById("score-chart");
     const points = history.points;
+    if (!points.length) return HS.noData(svg);
     const t = times(points);
     const chart = frame(svg, t.start, t.end, 0, 100, (v) => String(v));
-    for (const [band, low, high] of BANDS) {
-      svg.append(svgNode("rect", { class: "bg-" + band, x: chart.f.left, width: chart.f.width - chart.f.left - chart.f.right, y: chart.y(high), height: chart.y(low) - chart.y(high) }));
-    }
     chart.axes([0, 20, 40, 60, 80, 100]);
     for (const name of COMPONENTS) {
       svg.append(line(points, t.at, chart.x, chart.y, (p) => p.components[name], { class: "line-" + name, "data-component": name }));
     }
-    svg.append(line(points, t.at, chart.x, chart.y, (p) => p.score, { class: "line-score", "data-points": points.length }));
+    svg.append(...scoreRuns(points, t.at, chart.x, chart.y));
     points.forEach(function (p, i) {
       if (i < points.length - 1 && points[i + 1].band === p.band) return;
       const dot = svgNode("circle", { class: "dot-score " + p.band, cx: chart.x(t.at[i]), cy: chart.y(p.score), r: 3, "data-value": p.score });
-      dot.append(svgNode("title", {}, minute(p.as_of) + ": " + fixed(p.score, 1) + " " + p.band));
+      dot.append(svgNode("title", {}, utc(p.as_of) + ": " + fixed(p.score, 1) + " " + p.band));
       svg.append(dot);
     });
   }
@@ -150,6 +187,8 @@
   function renderMrrChart(history) {
     const svg = document.getElementById("mrr-history");
     const points = history.points;
+    document.getElementById("history-csv").replaceChildren(csvLink(base + "/history?format=csv", "CSV"));
+    if (!points.length) return HS.noData(svg);
     const t = times(points);
     const axis = niceTicks(0, Math.max(1, ...points.map((p) => Number(p.mrr))), 4, 1);
     const chart = frame(svg, t.start, t.end, 0, axis.high, short);
@@ -172,7 +211,6 @@
         node("td", { class: "num" }, [money(m.change)]),
       ]));
     document.querySelector("#movements tbody").replaceChildren(...rows);
-    document.getElementById("history-csv").replaceChildren(csvLink(base + "/history?format=csv", "CSV"));
   }
 
   function renderTimeline(timeline) {
@@ -223,7 +261,7 @@
       renderTimeline(timeline);
       renderAlerts(alerts);
       error.hidden = true;
-      show("refreshed", new Date().toTimeString().slice(0, 8), Date.now());
+      show("refreshed", HS.clock(), Date.now());
       document.body.dataset.loaded = "true";
     } catch (problem) {
       error.textContent = String(problem.message || problem);

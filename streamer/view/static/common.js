@@ -41,9 +41,11 @@ const HS = (function () {
     return body;
   }
 
-  // A CSV link: a plain link without a token; with one, the file is fetched with the header.
-  function csvLink(path, label) {
-    const link = node("a", { href: path, class: "csv", download: "" }, [label || "CSV"]);
+  // A CSV link: a plain link without a token; with one, the file is fetched with the header and
+  // saved as `fileName` (default: the path's last part), so two lists of one endpoint differ.
+  function csvLink(path, label, fileName) {
+    const name = fileName || (path.split("?")[0].split("/").pop() || "export") + ".csv";
+    const link = node("a", { href: path, class: "csv", download: fileName || "" }, [label || "CSV"]);
     link.addEventListener("click", async function (event) {
       if (!token) return;
       event.preventDefault();
@@ -56,7 +58,7 @@ const HS = (function () {
       }
       const blob = await response.blob();
       const url = URL.createObjectURL(blob);
-      const temporary = node("a", { href: url, download: (path.split("?")[0].split("/").pop() || "export") + ".csv" });
+      const temporary = node("a", { href: url, download: name });
       document.body.append(temporary);
       temporary.click();
       temporary.remove();
@@ -110,6 +112,18 @@ const HS = (function () {
   function minute(text) {
     return text ? text.slice(0, 16).replace("T", " ") : "–";
   }
+  // The API's times are UTC: one shown on its own says so (in a table, its column's heading does).
+  function utc(text) {
+    return text ? minute(text) + " UTC" : "–";
+  }
+  // The time of day now, in UTC as every other time on the pages.
+  function clock() {
+    return new Date().toISOString().slice(11, 19);
+  }
+  // "1 account", "2 accounts".
+  function count(number, one, many) {
+    return number + " " + (number === 1 ? one : many || one + "s");
+  }
   // Axis numbers: 1,250 · 12.5k · 1.2M.
   function short(value) {
     const size = Math.abs(value);
@@ -131,6 +145,21 @@ const HS = (function () {
       ticks.push(Number((ticks[ticks.length - 1] + step).toFixed(10)));
     }
     return { ticks: ticks, low: ticks[0], high: ticks[ticks.length - 1] };
+  }
+
+  // The fewest decimals (at most 4) that print each of `values` as it is: ticks of 0.25 print
+  // "99.75" and "100.00", not "99.8" and "100".
+  function decimals(values) {
+    for (let places = 0; places < 4; places++) {
+      if (values.every((value) => Math.abs(Number(value.toFixed(places)) - value) < 1e-9)) return places;
+    }
+    return 4;
+  }
+
+  // A chart with nothing to draw says so, rather than draw axes of made-up values.
+  function noData(svg) {
+    const box = svg.viewBox.baseVal;
+    svg.replaceChildren(svgNode("text", { x: box.width / 2, y: box.height / 2, "text-anchor": "middle", class: "no-data" }, "no data yet"));
   }
 
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -192,7 +221,7 @@ const HS = (function () {
 
   return {
     api: api, csvLink: csvLink, node: node, userText: userText, svgNode: svgNode, money: money, fixed: fixed, percent: percent,
-    day: day, minute: minute, short: short, niceTicks: niceTicks, timeTicks: timeTicks, bandBadge: bandBadge,
+    day: day, minute: minute, utc: utc, clock: clock, count: count, short: short, niceTicks: niceTicks, decimals: decimals, noData: noData, timeTicks: timeTicks, bandBadge: bandBadge,
     accountLink: accountLink, show: show, MONTHS: MONTHS, hasToken: function () { return token !== null; }, setToken: setToken,
   };
 })();

@@ -13,7 +13,7 @@
   const MOVES_UP = ["new", "expansion", "reactivation"];
   const MOVES_DOWN = ["contraction", "churn"];
 
-  const { api, csvLink, node, userText, svgNode, money, fixed, percent, day, minute, short, niceTicks, bandBadge, accountLink, show } = HS;
+  const { api, csvLink, node, userText, svgNode, money, fixed, percent, day, minute, short, niceTicks, bandBadge, accountLink, show, count } = HS;
 
   // The list filters live in the address (?owner=&segment=&q=&severity=&rule=), so a filtered view
   // can be bookmarked and shared; paging offsets and the at-risk list's order (risk_sort) too.
@@ -21,11 +21,15 @@
   const FILTERS = ["owner", "segment", "q"];
   const ALERT_FILTERS = ["severity", "rule"];
   const RISK_SORTS = Array.from(document.getElementById("risk-sort").options, (option) => option.value);
-  // Sorted by churn risk or renewal, the list holds only the accounts that have one: say why it is empty.
+  // Sorted by churn risk or renewal, the list holds only the accounts that have one: say how many
+  // it leaves out, and why it is empty.
   const ONLY = {
-    "-churn_risk": "none listed: only accounts with a 60-day churn risk are, and that takes a fitted [model] in the workers' score configuration (streamer backtest --tune --write-config)",
+    "-churn_risk": "none listed: only accounts with a 60-day churn risk are",
     "renewal": "none listed: only accounts with a renewal date are",
   };
+  const LEFT_OUT = { "-churn_risk": "without a 60-day churn risk", "renewal": "without a renewal date" };
+  // ... and when no account at all has a churn risk, what it takes
+  const NO_MODEL = ONLY["-churn_risk"] + ", and that takes a fitted [model] in the workers' score configuration (streamer backtest --tune --write-config)";
 
   // Unless the address chooses an order: by 60-day churn risk when the workers publish one (a
   // fitted [model]: what `streamer backtest --tune` found ranks churn best), else by score.
@@ -163,9 +167,13 @@
   }
 
   function accountRow(account, withReasons) {
-    const renewal = account.renewal_at
-      ? day(account.renewal_at) + (account.days_to_renewal !== null ? " (" + Math.round(account.days_to_renewal) + " d)" : "")
-      : "–";
+    const when = account.days_to_renewal !== null ? " (" + Math.round(account.days_to_renewal) + " d)" : "";
+    const renews = account.renewal_at ? node("span", {}, [node("span", { class: "nowrap" }, [day(account.renewal_at)]), when]) : "–";
+    // a scheduled cancellation ends the subscription before any renewal: it is what the column shows
+    const cancels = account.scheduled_cancellation_at;
+    const renewal = cancels
+      ? node("span", { class: "cancels", title: "cancellation scheduled" + (account.renewal_at ? "; renewal date " + day(account.renewal_at) + when : "") }, ["cancels ", node("span", { class: "nowrap" }, [day(cancels)])])
+      : renews;
     const reasons = node("span", { class: "reasons" }, joined(account.reasons.slice(0, 2).map((reason) => userText(reason)), "; "));
     const use = account.events_28d === null || account.events_28d === undefined
       ? "–"
@@ -192,23 +200,33 @@
     return node("tr", { "data-account": account.account_id }, cells);
   }
 
-  function renderAtRisk(list, query) {
-    show("risk-total", list.total + " accounts", list.total);
+  // Why the at-risk list is empty. `modelled`: accounts with a 60-day churn risk in the whole
+  // projection; `whole`: the accounts at risk under the filters, in any order.
+  function emptyAtRisk(sort, modelled, whole) {
+    if (sort === "-churn_risk" && !modelled) return NO_MODEL;
+    if (whole > 0 && ONLY[sort]) return ONLY[sort];
+    return FILTERS.some((name) => state.get(name)) ? "no account at risk matches the filters" : "nobody at risk";
+  }
+
+  function renderAtRisk(list, query, modelled, whole) {
+    const sort = riskSort();
+    const left = LEFT_OUT[sort] && whole > list.total ? "; " + (whole - list.total) + " " + LEFT_OUT[sort] + " left out" : "";
+    show("risk-total", count(list.total, "account") + left, list.total);
     const rows = list.items.map((a) => accountRow(a, true));
-    const why = ONLY[riskSort()];
-    if (!rows.length && why) {
+    if (!list.total) {
       const columns = document.querySelectorAll("#at-risk thead th").length;
+      const why = emptyAtRisk(sort, modelled, whole);
       rows.push(node("tr", { class: "empty" }, [node("td", { colspan: String(columns), class: "muted" }, [why])]));
     }
     document.querySelector("#at-risk tbody").replaceChildren(...rows);
-    document.getElementById("risk-csv").replaceChildren(csvLink(withParams("/api/accounts", query, { format: "csv" }), "CSV"));
+    document.getElementById("risk-csv").replaceChildren(csvLink(withParams("/api/accounts", query, { format: "csv" }), "CSV", "at-risk-accounts.csv"));
     pager("risk-pager", list, "risk_offset", AT_RISK_ROWS);
   }
 
   function renderChurned(list, query) {
-    show("churned-total", list.total + " accounts", list.total);
+    show("churned-total", count(list.total, "account"), list.total);
     document.querySelector("#churned tbody").replaceChildren(...list.items.map((a) => accountRow(a, false)));
-    document.getElementById("churned-csv").replaceChildren(csvLink(withParams("/api/accounts", query, { format: "csv" }), "CSV"));
+    document.getElementById("churned-csv").replaceChildren(csvLink(withParams("/api/accounts", query, { format: "csv" }), "CSV", "churned-accounts.csv"));
     pager("churned-pager", list, "churned_offset", CHURNED_ROWS);
   }
 
@@ -305,6 +323,7 @@
 
   function renderMrrChart(months) {
     const svg = document.getElementById("mrr-chart");
+    if (!months.length) return HS.noData(svg);
     const frame = chartFrame(svg, months, 56, 64);
     const plotTop = frame.top, plotBottom = frame.height - frame.bottom;
     const up = months.map((m) => MOVES_UP.reduce((sum, kind) => sum + Number(m.movements[kind]), 0));
@@ -356,15 +375,17 @@
 
   function renderRetentionChart(months) {
     const svg = document.getElementById("retention-chart");
+    const values = months.flatMap((m) => [m.nrr, m.grr]).filter((v) => v !== null);
+    if (!values.length) return HS.noData(svg);
     const frame = chartFrame(svg, months, 48, 16);
     const plotTop = frame.top, plotBottom = frame.height - frame.bottom;
-    const values = months.flatMap((m) => [m.nrr, m.grr]).filter((v) => v !== null);
     const axis = niceTicks(Math.min(1.0, ...values) - 0.005, Math.max(1.0, ...values) + 0.005, 4);
+    const places = HS.decimals(axis.ticks.map((tick) => tick * 100));
     const low = axis.low, high = axis.high;
     const y = (value) => plotBottom - ((plotBottom - plotTop) * (value - low)) / (high - low);
     for (const tick of axis.ticks) {
       svg.append(svgNode("line", { class: tick === 1 ? "zero" : "axis", x1: frame.left, x2: frame.width - frame.right, y1: y(tick), y2: y(tick) }));
-      svg.append(svgNode("text", { x: frame.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick-y" }, Math.round(tick * 1000) / 10 + "%"));
+      svg.append(svgNode("text", { x: frame.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick-y" }, (tick * 100).toFixed(places) + "%"));
     }
     for (const metric of ["nrr", "grr"]) {
       const points = [];
@@ -454,13 +475,16 @@
     try {
       const modelled = await api("/api/accounts?sort=-churn_risk&limit=1");
       defaultSort = modelled.total ? "-churn_risk" : "score";
+      const sort = riskSort();
       document.getElementById("risk-sort").value = riskSort();
-      const risk = listQuery(FILTERS, { at_risk: "true", sort: riskSort() });
+      const risk = listQuery(FILTERS, { at_risk: "true", sort: sort });
+      // in an order that leaves out accounts without the field, the total of the list in any order
+      const whole = LEFT_OUT[sort] ? api(withParams("/api/accounts", listQuery(FILTERS, { at_risk: "true", sort: "score", limit: 1 }))) : null;
       const churned = listQuery(FILTERS, { stage: "churned", sort: "score" });
       const alertList = listQuery(["owner", "segment", ...ALERT_FILTERS], {});
       const page = (path, query, key, rows) => withParams(path, query, { limit: rows, offset: offsetOf(key) });
       // Settled one by one: a filter the API refuses empties the lists it goes to, not the page.
-      const [health, portfolio, months, riskList, churnedList, alerts, choices] = await Promise.allSettled([
+      const [health, portfolio, months, riskList, churnedList, alerts, choices, wholeRisk] = await Promise.allSettled([
         api("/healthz"),
         api("/api/portfolio"),
         api("/api/months"),
@@ -468,6 +492,7 @@
         api(page("/api/accounts", churned, "churned_offset", CHURNED_ROWS)),
         api(page("/api/alerts", alertList, "alerts_offset", ALERT_ROWS)),
         filterChoices(),
+        whole,
       ]);
       // what no filter goes into failing is the view's problem (Redis down, a token): the page's
       for (const part of [health, portfolio, months]) {
@@ -477,7 +502,7 @@
       renderPortfolio(portfolio.value);
       renderFilters(choices.status === "fulfilled" ? choices.value : filters || NO_CHOICES);
       const lists = [  // [answer, how to draw it, its name, the address's filters it takes, its slots]
-        [riskList, (list) => renderAtRisk(list, risk), "at-risk list", FILTERS, ["at-risk", "risk-total", "risk-pager", "risk-csv"]],
+        [riskList, (list) => renderAtRisk(list, risk, modelled.total, wholeRisk.status === "fulfilled" && wholeRisk.value ? wholeRisk.value.total : list.total), "at-risk list", FILTERS, ["at-risk", "risk-total", "risk-pager", "risk-csv"]],
         [churnedList, (list) => renderChurned(list, churned), "churned list", FILTERS, ["churned", "churned-total", "churned-pager", "churned-csv"]],
         [alerts, (list) => renderAlerts(list, alertList), "alerts", ["owner", "segment", ...ALERT_FILTERS], ["alerts", null, "alerts-pager", "alerts-csv"]],
       ];
@@ -500,7 +525,7 @@
       status.dataset.status = health.value.status || "error";
       status.title = (health.value.problems || []).join("\n");  // why it is degraded, on hover
       showProblems(problems);
-      show("refreshed", new Date().toTimeString().slice(0, 8), Date.now());
+      show("refreshed", HS.clock(), Date.now());
       document.body.dataset.loaded = "true";
     } catch (problem) {
       error.textContent = String(problem.message || problem);
