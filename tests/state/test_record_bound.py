@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from streamer.core.config import ScoreConfig
 from streamer.core.keys import key_of
@@ -147,6 +148,7 @@ def worst_case(limits: Any, limits_of_input: Any) -> Iterator[bytes]:
     yield event("health.override", band="red", reason=WIDE * 1000, author=WIDE * 256, expires_at=expires)
 
 
+@pytest.mark.slow  # half a minute: run first, not alone at the end
 def test_the_largest_account_record_valid_input_can_build_fits_its_changelog() -> None:
     config = ScoreConfig()
     limits = config.limits
