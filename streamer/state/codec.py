@@ -286,11 +286,18 @@ def _opt_time(value: Any, what: str) -> int | None:
     return None if value is None else _time(value, what)
 
 
+def _at_most(items: Sequence[T], most: int, what: str) -> Sequence[T]:
+    """`items`, refused when there are more than the `most` a worker keeps of them."""
+    if len(items) > most:
+        raise StateDecodeError(f"{what}: {len(items)} items, more than the {most} kept")
+    return items
+
+
 def _times(values: Sequence[int], what: str, most: int | None = None) -> list[int]:
     """Instants decoded from differences (`_untime_deltas`), the lowest and highest checked; at
     most `most` of them."""
-    if most is not None and len(values) > most:
-        raise StateDecodeError(f"{what}: {len(values)} items, more than the {most} kept")
+    if most is not None:
+        _at_most(values, most, what)
     if values:  # (a check of the two ends: an account remembers up to 250,000 dedupe times)
         _time(min(values), what)
         _time(max(values), what)
@@ -835,19 +842,15 @@ def _decode_sub(value: Any, ids: _Ids, format_version: int) -> Subscription:
         term_end=ids.opt_time(fields[5], "subscription.term_end"),
         term_end_at=term_end_at,
         started_at=ids.opt_time(fields[8], "subscription.started_at"),
-        term_ends=[ids.time(item, "subscription.term_ends") for item in _term_ends(fields[9])],
+        term_ends=[
+            ids.time(item, "subscription.term_ends")
+            for item in _at_most(
+                _list(fields[9], "subscription.term_ends"), MAX_TERM_ENDS, "subscription.term_ends"
+            )
+        ],
         earlier_states=earlier_states,
         earlier_terms=earlier_terms,
     )
-
-
-def _term_ends(value: Any) -> list[Any]:
-    items = _list(value, "subscription.term_ends")
-    if len(items) > MAX_TERM_ENDS:
-        raise StateDecodeError(
-            f"subscription.term_ends: {len(items)} items, more than the {MAX_TERM_ENDS} kept"
-        )
-    return items
 
 
 def _decode_earlier(fields: list[Any], ids: _Ids) -> tuple[list[State], list[Term]]:
@@ -961,9 +964,10 @@ def _decode_usage(value: Any, ids: _Ids, feature_refs: bool = False, user_keys: 
     sums = _ints(fields[12], "usage window sums")
     if len(sums) != 5:
         raise StateDecodeError(f"usage window sums: expected 5, got {len(sums)}")
-    feature_words = [_word(features[i], "usage feature") for i in range(0, len(features), 2)]
-    if len(set(feature_words)) != len(feature_words):
-        raise StateDecodeError("usage feature: a feature stored twice in usage.features")
+    named: dict[str, None] = {}
+    for i in range(0, len(features), 2):
+        named[_once(_word(features[i], "usage feature"), named, "usage feature")] = None
+    feature_words = list(named)
     daily_users = _unflat_days(fields[4], base, "usage.daily_users")
     last_day_users = _unflat_days(fields[5], base, "usage.last_day_users")
     daily_activity = _unflat_days(fields[6], base, "usage.daily_activity")
@@ -1297,10 +1301,7 @@ def _decode_offsets(value: Any) -> AppliedOffsets:
         topic = _once(_word(items[i], "offsets topic"), offsets.next, "offsets topic")
         mark = offsets.next[topic] = _int(items[i + 1], "offsets next")
         above = _undeltas(items[i + 2], "offsets above")
-        if len(above) > MAX_ABOVE:
-            raise StateDecodeError(
-                f"offsets above of {topic!r:.40}: {len(above)}, more than the {MAX_ABOVE} kept"
-            )
+        _at_most(above, MAX_ABOVE, f"offsets above of {topic!r:.40}")
         # `AppliedOffsets.advance` keeps them ascending and past the mark (the one at it joins it)
         if any(later <= earlier for earlier, later in pairwise([mark, *above])):
             raise StateDecodeError(f"offsets above of {topic!r:.40}: not ascending past the mark {mark}")
