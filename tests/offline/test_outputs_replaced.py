@@ -10,7 +10,6 @@ import gzip
 import lzma
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,16 @@ from click.testing import CliRunner, Result
 
 from streamer.cli import main
 from streamer.offline.runner import OfflineRun
-from tests.offline.test_parallel import NOW, OUTPUTS, same_bytes, simulated, wait_for, write_lines
+from tests.offline.test_parallel import (
+    NOW,
+    OUTPUTS,
+    interrupt,
+    running_offline,
+    same_bytes,
+    simulated,
+    wait_for,
+    write_lines,
+)
 from tests.poison import usage
 
 JOBS = [pytest.param(["--jobs", "1"], id="jobs1"), pytest.param(["--jobs", "2"], id="jobs2")]
@@ -235,31 +243,14 @@ def test_a_stopped_run_exits_130_and_leaves_the_previous_outputs_whole(
 ) -> None:
     out, before = previous
     events = write_lines(tmp_path / "events.jsonl", list(simulated(2, accounts=80, months=12)))
-    command = [sys.executable, "-c", "from streamer.cli import main; main()"]
-    command += ["offline", str(events), "--out", str(out), "--jobs", jobs, "--now", NOW, "--quiet"]
-    process = subprocess.Popen(
-        command,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        env=quiet_env(),
-    )
-    try:
+    args = [str(events), "--out", str(out), "--jobs", jobs, "--now", NOW, "--quiet"]
+    with running_offline(args, stderr=subprocess.PIPE, env=quiet_env()) as process:
         wait_for(
             lambda: [p for p in out.glob(".offline-*/*health.jsonl") if p.stat().st_size > 0],
             "the run's first records",
             120,
         )
-        if how == "ctrl-c":
-            os.killpg(process.pid, signal.SIGINT)
-        else:
-            process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _, stderr = interrupt(process, how)
     text = stderr.decode()
     assert process.returncode == 130, text
     assert "Traceback" not in text and "Aborted" not in text, text

@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from decimal import Decimal
 from functools import cache
@@ -391,6 +393,41 @@ def wait_for(condition: Any, what: str, deadline_s: float = 300) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@contextmanager
+def running_offline(
+    args: list[str], *, stderr: int = subprocess.STDOUT, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`streamer offline ARGS` in its own process group, as from a terminal, killed with its
+    group if it is still running at the end of the block."""
+    command = [sys.executable, "-c", "from streamer.cli import main; main()", "offline", *args]
+    process = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        # As from a terminal: a shell starting pytest in the background passes SIGINT on ignored,
+        # and the run would then finish instead of stopping.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def interrupt(process: subprocess.Popen[bytes], how: str) -> tuple[bytes, bytes | None]:
+    """Ctrl-C as a terminal sends it (to the whole foreground group) or SIGTERM; the run's stdout
+    and stderr (None: sent to stdout) once it ended."""
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=120)
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -409,31 +446,13 @@ def test_interrupting_the_run_stops_the_children_and_removes_the_scratch_files(
     lines = list(simulated(2, accounts=80, months=12))
     events = write_lines(tmp_path / "events.jsonl", lines)
     out = tmp_path / "out"
-    command = [sys.executable, "-c", "from streamer.cli import main; main()"]
-    command += ["offline", str(events), "--out", str(out), "--jobs", "2", "--now", NOW, "--quiet"]
-    process = subprocess.Popen(
-        command,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        # As from a terminal: a shell starting pytest in the background passes SIGINT on ignored,
-        # and the run would then finish instead of stopping.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
+    args = [str(events), "--out", str(out), "--jobs", "2", "--now", NOW, "--quiet"]
+    with running_offline(args) as process:
         children = wait_for(
             lambda: len(children_of(process.pid)) == 2 and children_of(process.pid), "children"
         )
         wait_for(lambda: list(out.glob(".offline-*/c*.s0.health.jsonl")), "the children's first files")
-        if how == "ctrl-c":
-            os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
-        else:
-            process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        output, _ = interrupt(process, how)
     assert process.returncode == 130, output.decode()
     assert b"Traceback" not in output, output.decode()
     assert b"streamer offline: interrupted after " in output, output.decode()
